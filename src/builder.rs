@@ -1,0 +1,487 @@
+//! Configuring the layer: every setting is checked by [`Builder::build`], so
+//! a mistake shows up when the program starts, not when it exits.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lettre::message::{Mailbox, Mailboxes};
+use time::UtcOffset;
+use tracing::Level;
+
+use crate::buffer::Buffer;
+use crate::digest::Composer;
+use crate::error::{Error, ErrorKind};
+use crate::flush::{Flusher, spawn_batch_worker};
+use crate::guard::FlushGuard;
+use crate::layer::{EmailLayer, Shared, Signal};
+use crate::policy::Policy;
+use crate::state::StateStore;
+use crate::transport::Transport;
+
+/// The file name of the state file inside the app's state folder.
+pub const STATE_FILE_NAME: &str = "tracing-email.json";
+
+/// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by
+/// [`EmailLayer::builder`].
+///
+/// ```
+/// use tracing::Level;
+/// use tracing_email::{EmailLayer, Smtp};
+///
+/// let (layer, guard) = EmailLayer::builder("poca")
+///     .transport(Smtp::starttls("smtp.example.com").credentials("me@example.com", "secret"))
+///     .from("poca <me@example.com>")
+///     .to("me@example.com")
+///     .subject("POCA log")
+///     .threshold(5, Level::WARN)
+///     .build()?;
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct Builder {
+    app: String,
+    transport: Option<Box<dyn Transport>>,
+    from: Option<String>,
+    to: Vec<String>,
+    subject: Option<String>,
+    policy: Policy,
+    state_file: Option<PathBuf>,
+    offset: Offset,
+    lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Offset {
+    Utc,
+    Local,
+    Fixed(UtcOffset),
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("app", &self.app)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("policy", &self.policy)
+            .field("state_file", &self.state_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailLayer {
+    /// Starts configuring a layer for the program called `app`. The name
+    /// picks the default state file and appears in the subject.
+    ///
+    /// ```
+    /// let builder = tracing_email::EmailLayer::builder("poca");
+    /// ```
+    pub fn builder(app: impl Into<String>) -> Builder {
+        Builder {
+            app: app.into(),
+            transport: None,
+            from: None,
+            to: Vec::new(),
+            subject: None,
+            policy: Policy::default(),
+            state_file: None,
+            offset: Offset::Utc,
+            lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Builder {
+    /// Where digests go: [`Smtp`](crate::Smtp), [`FileDrop`](crate::FileDrop),
+    /// [`Sendmail`](crate::Sendmail) or a [`Transport`] of your own. Required.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("app")
+    ///     .transport(tracing_email::Smtp::tls("smtp.example.com"));
+    /// ```
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// The sender, e.g. `"poca <me@example.com>"`. Required.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("app").from("App <robot@example.com>");
+    /// ```
+    pub fn from(mut self, from: impl Into<String>) -> Self {
+        self.from = Some(from.into());
+        self
+    }
+
+    /// Adds recipients: one address, or several separated by commas. Call it
+    /// again to add more. At least one is required.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("app")
+    ///     .to("me@example.com")
+    ///     .to("Ops <ops@example.com>, oncall@example.com");
+    /// ```
+    pub fn to(mut self, to: impl Into<String>) -> Self {
+        self.to.push(to.into());
+        self
+    }
+
+    /// A fixed subject. The default names the app and counts the errors and
+    /// warnings: `[poca] 1 error, 5 warnings (9 log records)`.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("app").subject("POCA log");
+    /// ```
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// At flush, send every pending record (oldest first, in one digest) once
+    /// at least `count` of them are at `level` or above; otherwise keep them
+    /// for a later run. This is the default, with `(1, WARN)`.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").threshold(5, tracing::Level::WARN);
+    /// ```
+    pub fn threshold(mut self, count: usize, level: Level) -> Self {
+        self.policy.threshold = Some((count, level));
+        self
+    }
+
+    /// Send an email of `size` records each time that many are pending,
+    /// during the run (from a background thread, never the event path), and
+    /// what is left at flush (unless a [`threshold`](Builder::threshold) is
+    /// also set: then the remainder waits for it). 102 records with
+    /// `batch(10)` make 11 emails.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("cookbook").batch(10);
+    /// ```
+    pub fn batch(mut self, size: usize) -> Self {
+        self.policy.batch = Some(size);
+        self
+    }
+
+    /// At flush, send everything pending as soon as one record at `level` or
+    /// above is pending, whatever the count.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .threshold(5, tracing::Level::WARN)
+    ///     .immediately_at(tracing::Level::ERROR);
+    /// ```
+    pub fn immediately_at(mut self, level: Level) -> Self {
+        self.policy.immediately_at = Some(level);
+        self
+    }
+
+    /// Keeps the pending records in this file instead of the default
+    /// (`tracing-email.json` in the app's folder under
+    /// `directories::ProjectDirs::state_dir()`, else `data_local_dir()`).
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").state_file("/var/lib/poca/mail.json");
+    /// ```
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// Shows times in the digest in local time. The UTC offset is read once,
+    /// here at build time; where it cannot be read (some Unix programs with
+    /// several threads), times stay in UTC. The state file always holds UTC.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").local_time();
+    /// ```
+    pub fn local_time(mut self) -> Self {
+        self.offset = Offset::Local;
+        self
+    }
+
+    /// Shows times in the digest at this fixed offset from UTC.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .utc_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+    /// ```
+    pub fn utc_offset(mut self, offset: UtcOffset) -> Self {
+        self.offset = Offset::Fixed(offset);
+        self
+    }
+
+    /// How long a flush waits for another process to release the state file
+    /// (10 seconds by default). Past it, the flush fails and keeps its records.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .lock_timeout(std::time::Duration::from_secs(2));
+    /// ```
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The state file this builder will use.
+    fn state_path(&self) -> Result<PathBuf, Error> {
+        if let Some(path) = &self.state_file {
+            if path.file_name().is_none() {
+                return Err(Error::config(format!(
+                    "the state file {} has no file name; give a path like /var/lib/app/mail.json",
+                    path.display()
+                )));
+            }
+            return Ok(path.clone());
+        }
+        let dirs = directories::ProjectDirs::from("", "", &self.app).ok_or_else(|| {
+            Error::config(
+                "could not find a folder for the state file (no home directory?); \
+                 set one with .state_file(path)",
+            )
+        })?;
+        let dir = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir());
+        Ok(dir.join(STATE_FILE_NAME))
+    }
+
+    /// Checks every setting and makes the layer and its guard. No network
+    /// I/O, no file is read or written; a batch policy starts its worker
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
+    /// names the bad setting: an empty or path-like app name, a missing or
+    /// malformed sender or recipient, no transport, a zero threshold or batch
+    /// size, an unusable SMTP setup (port 0, bad certificate, password over
+    /// plain text).
+    ///
+    /// ```
+    /// use tracing_email::{EmailLayer, FileDrop};
+    ///
+    /// let err = EmailLayer::builder("app")
+    ///     .transport(FileDrop::new("outbox"))
+    ///     .from("robot@example.com")
+    ///     .to("me@@example.com")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("me@@example.com"));
+    /// ```
+    pub fn build(mut self) -> Result<(EmailLayer, FlushGuard), Error> {
+        let app = self.app.trim().to_owned();
+        if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
+            return Err(Error::config(format!(
+                "the app name {:?} cannot name a folder; use a plain name like \"poca\"",
+                self.app
+            )));
+        }
+        let from = self
+            .from
+            .as_deref()
+            .ok_or_else(|| Error::config("no sender: call .from(\"app <robot@example.com>\")"))?;
+        let from: Mailbox = from.parse().map_err(|e| {
+            Error::with_source(
+                ErrorKind::Config,
+                format!("the sender {from:?} is not a valid email address"),
+                e,
+            )
+        })?;
+        let mut to = Vec::new();
+        for list in &self.to {
+            let parsed: Mailboxes = list.parse().map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    format!("the recipient {list:?} is not a valid email address"),
+                    e,
+                )
+            })?;
+            let before = to.len();
+            to.extend(parsed);
+            if to.len() == before {
+                return Err(Error::config(format!(
+                    "the recipient {list:?} holds no address"
+                )));
+            }
+        }
+        if to.is_empty() {
+            return Err(Error::config("no recipient: call .to(\"me@example.com\")"));
+        }
+        match self.policy.threshold {
+            Some((0, _)) => {
+                return Err(Error::config(
+                    "threshold(0, …) would send on every flush; use 1 or more",
+                ));
+            }
+            None if self.policy.batch.is_none() && self.policy.immediately_at.is_none() => {
+                self.policy.threshold = Some((1, Level::WARN));
+            }
+            _ => {}
+        }
+        if self.policy.batch == Some(0) {
+            return Err(Error::config("batch(0) is not a batch size; use 1 or more"));
+        }
+        let state_path = self.state_path()?;
+        let mut transport = self.transport.take().ok_or_else(|| {
+            Error::config(
+                "no transport: call .transport(Smtp::starttls(host)), \
+                 .transport(FileDrop::new(dir)) or another Transport",
+            )
+        })?;
+        transport.check().map_err(|e| match e.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::with_source(
+                ErrorKind::Config,
+                "the transport's settings are unusable",
+                other,
+            ),
+        })?;
+        let offset = match self.offset {
+            Offset::Utc => UtcOffset::UTC,
+            Offset::Fixed(o) => o,
+            Offset::Local => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
+        };
+
+        let signal = self.policy.batch.map(|_| Arc::new(Signal::default()));
+        let shared = Arc::new(Shared {
+            buffer: Buffer::new(),
+            batch: self
+                .policy
+                .batch
+                .zip(signal.clone())
+                .map(|(size, s)| (size as u64, s)),
+        });
+        let flusher = Arc::new(Mutex::new(Flusher {
+            store: StateStore::new(state_path.clone(), self.lock_timeout),
+            policy: self.policy,
+            composer: Composer {
+                app,
+                from,
+                to,
+                subject: self.subject,
+                offset,
+                state_path,
+            },
+            transport,
+            sent_during_run: (0, 0),
+        }));
+        let worker = match signal {
+            Some(signal) => {
+                let handle = spawn_batch_worker(
+                    Arc::clone(&shared),
+                    Arc::clone(&flusher),
+                    Arc::clone(&signal),
+                )
+                .map_err(|e| {
+                    Error::with_source(ErrorKind::Config, "could not start the batch thread", e)
+                })?;
+                Some((signal, handle))
+            }
+            None => None,
+        };
+        Ok((
+            EmailLayer {
+                shared: Arc::clone(&shared),
+            },
+            FlushGuard {
+                shared,
+                flusher,
+                worker,
+                flushed: AtomicBool::new(false),
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FileDrop;
+
+    fn ok() -> Builder {
+        EmailLayer::builder("app")
+            .transport(FileDrop::new("/nonexistent/outbox"))
+            .state_file("/nonexistent/state.json")
+            .from("robot@example.com")
+            .to("me@example.com")
+    }
+
+    fn err(b: Builder) -> String {
+        b.build().err().expect("build should fail").to_string()
+    }
+
+    #[test]
+    fn a_complete_setup_builds_without_touching_the_disk() {
+        let (_layer, guard) = ok().build().unwrap();
+        assert!(!std::path::Path::new("/nonexistent").exists());
+        std::mem::forget(guard); // dropping would flush into /nonexistent
+    }
+
+    #[test]
+    fn every_bad_setting_is_named_at_build() {
+        assert!(err(ok().from("robot@")).contains("\"robot@\""));
+        assert!(err(ok().to("a@b.c, not an address")).contains("not an address"));
+        assert!(
+            err(EmailLayer::builder("app")
+                .transport(FileDrop::new("o"))
+                .to("a@b.c"))
+            .contains("no sender")
+        );
+        assert!(
+            err(EmailLayer::builder("app")
+                .transport(FileDrop::new("o"))
+                .from("a@b.c"))
+            .contains("no recipient")
+        );
+        assert!(err(EmailLayer::builder("app").from("a@b.c").to("a@b.c")).contains("no transport"));
+        assert!(err(ok().threshold(0, Level::WARN)).contains("threshold(0"));
+        assert!(err(ok().batch(0)).contains("batch(0)"));
+        for app in ["", " ", "a/b", "..", "c:\\x"] {
+            let b = EmailLayer::builder(app)
+                .transport(FileDrop::new("o"))
+                .from("a@b.c")
+                .to("a@b.c");
+            assert!(err(b).contains("app name"), "{app:?}");
+        }
+        assert!(err(ok().state_file("/")).contains("no file name"));
+        assert!(err(ok().transport(crate::Smtp::tls("h").port(0))).contains("port is 0"));
+    }
+
+    #[test]
+    fn several_recipients_in_one_or_several_calls() {
+        let (_layer, guard) = ok()
+            .to("Ops <ops@example.com>, x@example.org")
+            .build()
+            .unwrap();
+        assert_eq!(lock_composer_to(&guard), 3);
+        std::mem::forget(guard);
+    }
+
+    fn lock_composer_to(guard: &FlushGuard) -> usize {
+        crate::buffer::lock(&guard.flusher).composer.to.len()
+    }
+
+    #[test]
+    fn default_policy_is_one_warning() {
+        let (_layer, guard) = ok().build().unwrap();
+        assert_eq!(
+            crate::buffer::lock(&guard.flusher).policy.threshold,
+            Some((1, Level::WARN))
+        );
+        std::mem::forget(guard);
+    }
+
+    #[test]
+    fn default_state_file_is_under_the_app_folder() {
+        let b = EmailLayer::builder("poca-test-app");
+        let path = b.state_path().unwrap();
+        assert!(
+            path.ends_with(format!("poca-test-app/{STATE_FILE_NAME}")),
+            "{}",
+            path.display()
+        );
+    }
+}

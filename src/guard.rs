@@ -1,0 +1,245 @@
+//! The guard that flushes at the end of the run, and the [`Outcome`] of a
+//! flush.
+
+use std::fmt;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::buffer::lock;
+use crate::error::Error;
+use crate::flush::Flusher;
+use crate::layer::{Shared, Signal};
+use crate::policy::Phase;
+
+/// What a flush did.
+///
+/// Its `Display` is one line a person understands, e.g.
+/// `held 3 records for a later run (2 of the 5 needed to send an email)`.
+///
+/// | the state file holds…                           | outcome   |
+/// |--------------------------------------------------|-----------|
+/// | no record                                        | `Nothing` |
+/// | records, but the policy's rules are not met      | `Held`    |
+/// | records the policy sends, and the server accepts | `Sent`    |
+/// | records that could not be sent or stored         | `Failed`  |
+///
+/// ```
+/// use tracing_email::Outcome;
+///
+/// let outcome = Outcome::Held { pending: 3, counted: 2, needed: 5 };
+/// assert_eq!(
+///     outcome.to_string(),
+///     "held 3 records for a later run (2 of the 5 needed to send an email)"
+/// );
+/// assert!(!outcome.is_failed());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// No record was pending: nothing to send or keep.
+    Nothing,
+    /// The records were saved for a later run: `counted` of them count toward
+    /// the policy's threshold, which needs `needed`.
+    Held {
+        /// Records now pending in the state file.
+        pending: usize,
+        /// Pending records that count toward the threshold.
+        counted: usize,
+        /// Records the threshold needs.
+        needed: usize,
+    },
+    /// The server accepted `emails` emails holding `records` records, which
+    /// are no longer pending.
+    Sent {
+        /// Records sent.
+        records: usize,
+        /// Emails sent.
+        emails: usize,
+    },
+    /// Sending or storing failed. Every record that was not accepted by the
+    /// server is kept (`pending` of them) and a later flush tries again.
+    Failed {
+        /// What went wrong.
+        error: Error,
+        /// Records still pending.
+        pending: usize,
+    },
+}
+
+impl Outcome {
+    /// Whether this is [`Outcome::Sent`].
+    ///
+    /// ```
+    /// assert!(tracing_email::Outcome::Sent { records: 5, emails: 1 }.is_sent());
+    /// ```
+    pub fn is_sent(&self) -> bool {
+        matches!(self, Outcome::Sent { .. })
+    }
+
+    /// Whether this is [`Outcome::Failed`].
+    ///
+    /// ```
+    /// assert!(!tracing_email::Outcome::Nothing.is_failed());
+    /// ```
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+}
+
+fn records(n: usize) -> String {
+    format!("{n} record{}", if n == 1 { "" } else { "s" })
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Nothing => f.write_str("nothing to send: no records are pending"),
+            Outcome::Held {
+                pending,
+                counted,
+                needed,
+            } => write!(
+                f,
+                "held {} for a later run ({counted} of the {needed} needed to send an email)",
+                records(*pending)
+            ),
+            Outcome::Sent { records: n, emails } => write!(
+                f,
+                "sent {} in {emails} email{}",
+                records(*n),
+                if *emails == 1 { "" } else { "s" }
+            ),
+            Outcome::Failed { error, pending } => write!(
+                f,
+                "not sent, {} kept for a later run: {error}",
+                records(*pending)
+            ),
+        }
+    }
+}
+
+/// Flushes the pending records when dropped: keep it alive until the end of
+/// `main`. Made by [`Builder::build`](crate::Builder::build).
+///
+/// Dropping it flushes once (and stops the batch worker, if any).
+/// [`flush`](FlushGuard::flush) flushes now and returns the [`Outcome`]; the
+/// drop after it then only flushes if records came in since. A record is never
+/// sent twice by the same process, nor stored twice.
+///
+/// ```
+/// use tracing_email::{EmailLayer, FileDrop, Outcome};
+/// use tracing_subscriber::prelude::*;
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let (layer, guard) = EmailLayer::builder("my-app")
+///     .transport(FileDrop::new(dir.path().join("outbox")))
+///     .state_file(dir.path().join("state.json"))
+///     .from("robot@example.com")
+///     .to("me@example.com")
+///     .threshold(2, tracing::Level::WARN)
+///     .build()?;
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     tracing::warn!("first");
+/// });
+/// assert!(matches!(guard.flush(), Outcome::Held { pending: 1, counted: 1, needed: 2 }));
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[must_use = "dropping the guard flushes at once; keep it until the end of main"]
+pub struct FlushGuard {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) flusher: Arc<Mutex<Flusher>>,
+    pub(crate) worker: Option<(Arc<Signal>, JoinHandle<()>)>,
+    pub(crate) flushed: AtomicBool,
+}
+
+impl fmt::Debug for FlushGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlushGuard")
+            .field("buffered", &self.shared.buffer.len())
+            .field("state_file", &lock(&self.flusher).store.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlushGuard {
+    /// Flushes now: adds the records captured since the last flush to the
+    /// state file, decides, sends if the policy says so, and returns what
+    /// happened. Blocks for as long as the send takes.
+    ///
+    /// ```
+    /// # use tracing_email::{EmailLayer, FileDrop};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (_layer, guard) = EmailLayer::builder("my-app")
+    /// #     .transport(FileDrop::new(dir.path().join("outbox")))
+    /// #     .state_file(dir.path().join("state.json"))
+    /// #     .from("robot@example.com").to("me@example.com").build()?;
+    /// let outcome = guard.flush();
+    /// eprintln!("{outcome}");
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn flush(&self) -> Outcome {
+        let mut flusher = lock(&self.flusher);
+        self.flushed.store(true, Ordering::SeqCst);
+        let outcome = flusher.flush(&self.shared.buffer, Phase::Flush);
+        let (records, emails) = std::mem::take(&mut flusher.sent_during_run);
+        match outcome {
+            Outcome::Sent {
+                records: r,
+                emails: e,
+            } => Outcome::Sent {
+                records: r + records,
+                emails: e + emails,
+            },
+            Outcome::Nothing if emails > 0 => Outcome::Sent { records, emails },
+            other => other,
+        }
+    }
+
+    /// The path of the state file.
+    ///
+    /// ```
+    /// # use tracing_email::{EmailLayer, FileDrop};
+    /// # let (_layer, guard) = EmailLayer::builder("my-app")
+    /// #     .transport(FileDrop::new("outbox")).state_file("/tmp/my-app.json")
+    /// #     .from("robot@example.com").to("me@example.com").build()?;
+    /// assert_eq!(guard.state_file(), std::path::Path::new("/tmp/my-app.json"));
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn state_file(&self) -> std::path::PathBuf {
+        lock(&self.flusher).store.path().to_path_buf()
+    }
+}
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        if let Some((signal, worker)) = self.worker.take() {
+            lock(&signal.state).stop = true;
+            signal.cond.notify_all();
+            let _ = worker.join();
+        }
+        if !self.flushed.load(Ordering::SeqCst) || self.shared.buffer.len() > 0 {
+            let outcome = self.flush();
+            if outcome.is_failed() {
+                eprintln!("tracing-email: {outcome}");
+            }
+        }
+        // Records that could not be stored: the last resort is stderr.
+        let left = self.shared.buffer.drain();
+        if !left.is_empty() {
+            let stderr = std::io::stderr();
+            let mut out = stderr.lock();
+            let _ = writeln!(
+                out,
+                "tracing-email: {} could not be stored; here they are as JSON lines:",
+                records(left.len())
+            );
+            for (_, record) in left {
+                if let Ok(line) = serde_json::to_string(&record) {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The `tracing-subscriber` layer: turns each event into a [`Record`] and
+//! keeps it in memory. No I/O happens here.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Condvar, Mutex};
+
+use serde_json::Value;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record as SpanValues};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::buffer::{Buffer, lock};
+use crate::record::{Fields, Record, SpanRecord, error_chain};
+
+thread_local! {
+    static SENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as sending for as long as it lives: events this
+/// thread emits meanwhile (from lettre, rustls or this crate) are not captured,
+/// so a send can never feed itself or wait on itself.
+pub(crate) struct SendingScope {
+    was: bool,
+}
+
+impl SendingScope {
+    pub(crate) fn enter() -> Self {
+        let was = SENDING.try_with(|s| s.replace(true)).unwrap_or(true);
+        SendingScope { was }
+    }
+}
+
+impl Drop for SendingScope {
+    fn drop(&mut self) {
+        let was = self.was;
+        let _ = SENDING.try_with(|s| s.set(was));
+    }
+}
+
+fn is_sending() -> bool {
+    // During thread teardown the flag is gone: capture nothing then.
+    SENDING.try_with(Cell::get).unwrap_or(true)
+}
+
+/// Wakes the batch worker when a batch's worth of records has arrived.
+#[derive(Default)]
+pub(crate) struct Signal {
+    pub(crate) state: Mutex<SignalState>,
+    pub(crate) cond: Condvar,
+}
+
+#[derive(Default)]
+pub(crate) struct SignalState {
+    pub(crate) wake: bool,
+    pub(crate) stop: bool,
+}
+
+impl Signal {
+    pub(crate) fn wake(&self) {
+        lock(&self.state).wake = true;
+        self.cond.notify_one();
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) buffer: Buffer,
+    /// `(batch size, signal)` when a batch policy is set.
+    pub(crate) batch: Option<(u64, Arc<Signal>)>,
+}
+
+/// The layer that captures events. Made by
+/// [`EmailLayer::builder`]; add it to a `tracing_subscriber::registry()`.
+///
+/// Which events it captures is chosen the usual way, with a per-layer filter
+/// (`LevelFilter`, `Targets`, `EnvFilter`):
+///
+/// ```
+/// use tracing_email::{EmailLayer, FileDrop};
+/// use tracing_subscriber::{filter::LevelFilter, prelude::*};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let (layer, guard) = EmailLayer::builder("my-app")
+///     .transport(FileDrop::new(dir.path().join("outbox")))
+///     .state_file(dir.path().join("state.json"))
+///     .from("my-app <robot@example.com>")
+///     .to("me@example.com")
+///     .build()?;
+/// let subscriber = tracing_subscriber::registry().with(layer.with_filter(LevelFilter::INFO));
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::warn!(feed = "Radio Café", "feed failed");
+/// });
+/// println!("{}", guard.flush());
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct EmailLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for EmailLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailLayer")
+            .field("buffered", &self.shared.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fields of a span, kept in its extensions and shared by every record
+/// made inside it until a field changes.
+struct SpanFields(Arc<SpanRecord>);
+
+impl<S> Layer<S> for EmailLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Fields::default();
+        attrs.record(&mut FieldVisitor {
+            message: None,
+            fields: &mut fields,
+        });
+        let record = SpanRecord {
+            name: Cow::Borrowed(attrs.metadata().name()),
+            fields,
+        };
+        span.extensions_mut().insert(SpanFields(Arc::new(record)));
+    }
+
+    fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(SpanFields(record)) = extensions.get_mut::<SpanFields>() {
+            let record = Arc::make_mut(record);
+            values.record(&mut FieldVisitor {
+                message: None,
+                fields: &mut record.fields,
+            });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if is_sending() {
+            return;
+        }
+        let meta = event.metadata();
+        let mut message = String::new();
+        let mut fields = Fields::default();
+        event.record(&mut FieldVisitor {
+            message: Some(&mut message),
+            fields: &mut fields,
+        });
+        let spans = ctx
+            .event_scope(event)
+            .map(|scope| {
+                scope
+                    .from_root()
+                    .filter_map(|span| {
+                        span.extensions()
+                            .get::<SpanFields>()
+                            .map(|SpanFields(r)| Arc::clone(r))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let record = Record {
+            timestamp: time::OffsetDateTime::now_utc(),
+            level: *meta.level(),
+            target: Cow::Borrowed(meta.target()),
+            message,
+            fields,
+            module_path: meta.module_path().map(Cow::Borrowed),
+            file: meta.file().map(Cow::Borrowed),
+            line: meta.line(),
+            spans,
+        };
+        let pushed = self.shared.buffer.push(record);
+        if let Some((size, signal)) = &self.shared.batch {
+            if pushed % size == 0 {
+                signal.wake();
+            }
+        }
+    }
+}
+
+/// Records `tracing` field values as typed JSON values; the `message` field
+/// of an event goes to `message` when that is given.
+struct FieldVisitor<'a> {
+    message: Option<&'a mut String>,
+    fields: &'a mut Fields,
+}
+
+impl FieldVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        self.fields.set(field.name(), value);
+    }
+}
+
+impl Visit for FieldVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let v = serde_json::Number::from_f64(value)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(value.to_string()));
+        self.put(field, v);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let v = i64::try_from(value)
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(value.to_string()));
+        self.put(field, v);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let v = u64::try_from(value)
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(value.to_string()));
+        self.put(field, v);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::Bool(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            if let Some(message) = self.message.as_deref_mut() {
+                message.push_str(value);
+                return;
+            }
+        }
+        self.put(field, Value::String(value.to_owned()));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, Value::String(error_chain(value).to_string()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            if let Some(message) = self.message.as_deref_mut() {
+                let _ = write!(message, "{value:?}");
+                return;
+            }
+        }
+        self.put(field, Value::String(format!("{value:?}")));
+    }
+}

@@ -1,0 +1,73 @@
+//! A [`tracing-subscriber`](tracing_subscriber) layer that gathers a
+//! program's log records, keeps the ones not yet worth an email in a small
+//! JSON state file across runs, and at the end of a run sends **one digest
+//! email** when enough records of enough severity have piled up.
+//!
+//! A cron job whose feed fails once stays quiet; a feed that fails run after
+//! run gets one clear email. Nothing is lost when the mail server is down: the
+//! records wait for the next run.
+//!
+//! ```no_run
+//! use tracing::Level;
+//! use tracing_subscriber::{filter::LevelFilter, prelude::*};
+//! use tracing_email::{EmailLayer, Smtp};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let (email, guard) = EmailLayer::builder("poca")      // app name: default state file
+//!         .transport(Smtp::starttls("smtp.example.com")     // 587; also Smtp::tls, Smtp::plain, Smtp::from_url
+//!             .credentials("me@example.com", std::env::var("SMTP_PASSWORD")?)
+//!             .timeout(std::time::Duration::from_secs(10)))
+//!         .from("poca <me@example.com>")
+//!         .to("me@example.com")
+//!         .subject("POCA log")
+//!         .threshold(5, Level::WARN)                         // send when ≥ 5 WARN+ records are pending
+//!         .build()?;                                         // bad address, URL, port: error here
+//!     tracing_subscriber::registry()
+//!         .with(tracing_subscriber::fmt::layer())
+//!         .with(email.with_filter(LevelFilter::INFO))        // INFO rides along as context
+//!         .init();
+//!
+//!     tracing::warn!(feed = "Radio Café", "feed failed");
+//!
+//!     let outcome = guard.flush();                           // or let `guard` drop at the end of main
+//!     eprintln!("{outcome}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # How a record travels
+//!
+//! 1. [`EmailLayer`] turns each event that passes its filter into a
+//!    [`Record`] and keeps it in memory. The event path does no I/O and never
+//!    waits for a send.
+//! 2. At a flush ([`FlushGuard::flush`], or dropping the guard), the state
+//!    file is locked, this run's records are appended to the pending ones,
+//!    and the policy decides over all of them.
+//! 3. Either the digest is sent and the records the server accepted are
+//!    removed, or everything is kept for a later run. The [`Outcome`] says
+//!    which, in one line.
+//!
+//! Delivery is at least once: a record leaves the state file only after the
+//! server accepted the email holding it.
+
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms, unreachable_pub)]
+
+mod buffer;
+mod builder;
+mod digest;
+mod error;
+mod flush;
+mod guard;
+mod layer;
+mod policy;
+mod record;
+mod state;
+mod transport;
+
+pub use builder::{Builder, STATE_FILE_NAME};
+pub use error::{Error, ErrorKind};
+pub use guard::{FlushGuard, Outcome};
+pub use layer::EmailLayer;
+pub use record::{Fields, Record, SpanRecord, Str};
+pub use transport::{BoxError, Email, FileDrop, Sendmail, Smtp, Transport};

@@ -1,0 +1,403 @@
+//! One captured log record, as it is kept in memory and in the state file.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use time::{OffsetDateTime, UtcOffset};
+use tracing::Level;
+
+/// A text that is usually `'static` (tracing metadata) and owned only once
+/// read back from the state file, so capturing an event copies no names.
+pub type Str = Cow<'static, str>;
+
+/// One log record: everything an event said, and where it said it.
+///
+/// Records are made by [`EmailLayer`](crate::EmailLayer) and handed to a
+/// [`Transport`](crate::Transport) inside an [`Email`](crate::Email).
+///
+/// ```
+/// # use tracing_email::Record;
+/// fn describe(record: &Record) -> String {
+///     format!("{} {}: {}", record.level, record.target, record.message)
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Record {
+    /// When the event happened, in UTC (RFC 3339 in the state file).
+    #[serde(rename = "time", with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    /// The event's level.
+    #[serde(with = "level_serde")]
+    pub level: Level,
+    /// The event's target (by default its module path).
+    pub target: Str,
+    /// The event's message (its `message` field), empty if it had none.
+    #[serde(default)]
+    pub message: String,
+    /// The event's other fields, in the order they were written.
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub fields: Fields,
+    /// The module the event was written in, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_path: Option<Str>,
+    /// The source file the event was written in, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<Str>,
+    /// The line the event was written on, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The spans the event happened in, outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<Arc<SpanRecord>>,
+}
+
+/// A span an event happened in: its name and fields.
+///
+/// ```
+/// # use tracing_email::SpanRecord;
+/// fn name(span: &SpanRecord) -> &str {
+///     &span.name
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SpanRecord {
+    /// The span's name.
+    pub name: Str,
+    /// The span's fields, including values set later with `Span::record`.
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub fields: Fields,
+}
+
+/// Named values in the order they were recorded, as typed JSON values.
+///
+/// Serialised as a JSON object whose keys keep that order.
+///
+/// ```
+/// # use tracing_email::Fields;
+/// let fields = Fields::default();
+/// assert!(fields.get("feed").is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields(pub Vec<(Str, Value)>);
+
+impl Fields {
+    /// The value of the first field with this name.
+    ///
+    /// ```
+    /// # use tracing_email::Fields;
+    /// let fields = Fields(vec![("n".into(), 42.into())]);
+    /// assert_eq!(fields.get("n"), Some(&serde_json::json!(42)));
+    /// ```
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Whether there are no fields.
+    ///
+    /// ```
+    /// assert!(tracing_email::Fields::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The fields, in order.
+    ///
+    /// ```
+    /// # use tracing_email::Fields;
+    /// let fields = Fields(vec![("a".into(), true.into())]);
+    /// assert_eq!(fields.iter().count(), 1);
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value of that name in
+    /// place, or adding it at the end.
+    pub(crate) fn set(&mut self, name: &'static str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((Cow::Borrowed(name), value)),
+        }
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.push((Cow::Owned(k), v));
+                }
+                Ok(Fields(out))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+mod level_serde {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use tracing::Level;
+
+    pub(super) fn serialize<S: Serializer>(level: &Level, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(level.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Level, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse()
+            .map_err(|_| D::Error::custom(format!("unknown level {s:?}")))
+    }
+}
+
+/// A level's rank, most severe highest: TRACE 0 … ERROR 4.
+pub(crate) fn severity(level: Level) -> u8 {
+    match level {
+        Level::TRACE => 0,
+        Level::DEBUG => 1,
+        Level::INFO => 2,
+        Level::WARN => 3,
+        Level::ERROR => 4,
+    }
+}
+
+/// `error` followed by each of its sources, joined by `": "`.
+pub(crate) fn error_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl fmt::Display + 'a {
+    struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+    impl fmt::Display for Chain<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}", self.0)?;
+            let mut source = self.0.source();
+            let mut last = self.0.to_string();
+            while let Some(s) = source {
+                let text = s.to_string();
+                // Many errors repeat their source in their own message.
+                if !last.contains(&text) {
+                    write!(f, ": {text}")?;
+                }
+                last = text;
+                source = s.source();
+            }
+            Ok(())
+        }
+    }
+    Chain(error)
+}
+
+const LINE_TIME: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+impl Record {
+    /// The record as one line of a digest:
+    /// `2026-11-21 10:00:03 WARN poca::feed: feed failed url="https://…"`,
+    /// with the time shown at `offset`.
+    ///
+    /// ```
+    /// # use tracing_email::Record;
+    /// fn line(record: &Record) -> String {
+    ///     record.to_line(time::UtcOffset::UTC)
+    /// }
+    /// ```
+    pub fn to_line(&self, offset: UtcOffset) -> String {
+        let mut out = String::with_capacity(64 + self.message.len());
+        let time = self
+            .timestamp
+            .to_offset(offset)
+            .format(LINE_TIME)
+            .unwrap_or_default();
+        let _ = write!(out, "{time} {} {}:", self.level, self.target);
+        if !self.message.is_empty() {
+            out.push(' ');
+            out.push_str(&self.message);
+        }
+        write_fields(&mut out, &self.fields);
+        out
+    }
+
+    /// The span context as one line, outermost first, e.g.
+    /// `in run{job="nightly"} > fetch{feed="Radio Café"}`; `None` when the
+    /// event happened outside any span.
+    ///
+    /// ```
+    /// # use tracing_email::Record;
+    /// fn context(record: &Record) -> Option<String> {
+    ///     record.span_context()
+    /// }
+    /// ```
+    pub fn span_context(&self) -> Option<String> {
+        if self.spans.is_empty() {
+            return None;
+        }
+        let mut out = String::from("in ");
+        for (i, span) in self.spans.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" > ");
+            }
+            out.push_str(&span.name);
+            if !span.fields.is_empty() {
+                out.push('{');
+                let start = out.len();
+                write_fields(&mut out, &span.fields);
+                // write_fields puts a space before each field.
+                out.replace_range(start..start + 1, "");
+                out.push('}');
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Appends ` name=value` for each field: strings quoted and escaped, other
+/// values as JSON.
+fn write_fields(out: &mut String, fields: &Fields) {
+    for (name, value) in fields.iter() {
+        out.push(' ');
+        out.push_str(name);
+        out.push('=');
+        match value {
+            Value::String(s) => {
+                let _ = write!(out, "{s:?}");
+            }
+            other => {
+                let _ = write!(out, "{other}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::{datetime, offset};
+
+    fn sample() -> Record {
+        Record {
+            timestamp: datetime!(2026-11-21 10:00:03.25 UTC),
+            level: Level::WARN,
+            target: "poca::feed".into(),
+            message: "feed failed".into(),
+            fields: Fields(vec![
+                ("url".into(), json!("https://example.org/feed")),
+                ("error".into(), json!("timed out")),
+                ("attempt".into(), json!(3)),
+            ]),
+            module_path: Some("poca::feed".into()),
+            file: Some("src/feed.rs".into()),
+            line: Some(42),
+            spans: vec![
+                Arc::new(SpanRecord {
+                    name: "run".into(),
+                    fields: Fields(vec![("job".into(), json!("nightly"))]),
+                }),
+                Arc::new(SpanRecord {
+                    name: "fetch".into(),
+                    fields: Fields::default(),
+                }),
+            ],
+        }
+    }
+
+    #[test]
+    fn line_has_time_level_target_message_and_fields() {
+        assert_eq!(
+            sample().to_line(UtcOffset::UTC),
+            r#"2026-11-21 10:00:03 WARN poca::feed: feed failed url="https://example.org/feed" error="timed out" attempt=3"#
+        );
+    }
+
+    #[test]
+    fn line_uses_the_given_offset() {
+        assert!(
+            sample()
+                .to_line(offset!(+2))
+                .starts_with("2026-11-21 12:00:03 WARN")
+        );
+    }
+
+    #[test]
+    fn span_context_is_outermost_first() {
+        assert_eq!(
+            sample().span_context().as_deref(),
+            Some(r#"in run{job="nightly"} > fetch"#)
+        );
+        let mut r = sample();
+        r.spans.clear();
+        assert_eq!(r.span_context(), None);
+    }
+
+    #[test]
+    fn json_round_trip_keeps_field_order_and_types() {
+        let r = sample();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""time":"2026-11-21T10:00:03.25Z""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""level":"WARN""#));
+        let url = text.find("\"url\"").unwrap();
+        let error = text.find("\"error\"").unwrap();
+        assert!(url < error);
+        let back: Record = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn unknown_level_is_an_error() {
+        let text = serde_json::to_string(&sample())
+            .unwrap()
+            .replace("\"WARN\"", "\"LOUD\"");
+        let err = serde_json::from_str::<Record>(&text).unwrap_err();
+        assert!(err.to_string().contains("LOUD"));
+    }
+
+    #[test]
+    fn error_chain_lists_sources_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("fetching the feed failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ));
+        assert_eq!(
+            error_chain(&e).to_string(),
+            "fetching the feed failed: timed out"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! The state file: what is pending across runs. Locked with a separate
+//! `.lock` file (the data file itself is replaced by rename), written
+//! atomically, readable only by its owner.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::{Error, ErrorKind};
+use crate::record::Record;
+
+/// The version of the state file's layout this crate writes.
+pub(crate) const VERSION: u32 = 1;
+
+/// The content of the state file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct State {
+    pub(crate) version: u32,
+    #[serde(default)]
+    pub(crate) pending: Vec<Record>,
+    /// Records dropped because of the pending limit, not yet reported.
+    #[serde(default)]
+    pub(crate) dropped: u64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub(crate) last_sent: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub(crate) last_error: Option<String>,
+}
+
+impl State {
+    fn new() -> Self {
+        State {
+            version: VERSION,
+            ..State::default()
+        }
+    }
+}
+
+/// Where the state lives and how long to wait for its lock.
+#[derive(Debug, Clone)]
+pub(crate) struct StateStore {
+    path: PathBuf,
+    lock_path: PathBuf,
+    lock_timeout: Duration,
+}
+
+/// Holds the exclusive lock on the state until dropped.
+pub(crate) struct StateLock {
+    _file: File,
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn io_error(what: String, e: io::Error) -> Error {
+    Error::with_source(ErrorKind::State, what, e)
+}
+
+impl StateStore {
+    pub(crate) fn new(path: PathBuf, lock_timeout: Duration) -> Self {
+        StateStore {
+            lock_path: with_suffix(&path, ".lock"),
+            path,
+            lock_timeout,
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn create_dir(&self) -> Result<(), Error> {
+        let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| {
+            io_error(
+                format!("could not create the state folder {}", dir.display()),
+                e,
+            )
+        })
+    }
+
+    /// Takes the exclusive lock, waiting at most the lock timeout.
+    pub(crate) fn lock(&self) -> Result<StateLock, Error> {
+        self.create_dir()?;
+        let file = private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.lock_path)
+            .map_err(|e| {
+                io_error(
+                    format!("could not open the lock file {}", self.lock_path.display()),
+                    e,
+                )
+            })?;
+        let deadline = Instant::now() + self.lock_timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(StateLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(Error::new(
+                        ErrorKind::Busy,
+                        format!(
+                            "the state file {} stayed locked by another process for {:?}; \
+                             the records are kept and the next flush tries again",
+                            self.path.display(),
+                            self.lock_timeout
+                        ),
+                    ));
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(io_error(
+                        format!("could not lock {}", self.lock_path.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Reads the state. A missing file is an empty state; a file that is
+    /// not a state (corrupt, truncated, empty) is moved aside, with a warning
+    /// on stderr, and an empty state is returned; a file written by a newer
+    /// version of this crate is an error and is left alone.
+    pub(crate) fn load(&self, _lock: &StateLock) -> Result<State, Error> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) => {
+                return Err(io_error(
+                    format!("could not read the state file {}", self.path.display()),
+                    e,
+                ));
+            }
+        };
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        match serde_json::from_slice::<Version>(&bytes) {
+            Ok(v) if v.version > VERSION => {
+                return Err(Error::new(
+                    ErrorKind::State,
+                    format!(
+                        "the state file {} has version {}, written by a newer tracing-email \
+                         (this one reads version {VERSION}); it is left untouched: upgrade \
+                         tracing-email or choose another state file",
+                        self.path.display(),
+                        v.version
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        match serde_json::from_slice::<State>(&bytes) {
+            Ok(state) => Ok(state),
+            Err(e) => {
+                let aside = self.move_aside()?;
+                eprintln!(
+                    "tracing-email: the state file {} could not be read ({e}); it was moved to {} \
+                     and a fresh one is used",
+                    self.path.display(),
+                    aside.display()
+                );
+                Ok(State::new())
+            }
+        }
+    }
+
+    fn move_aside(&self) -> Result<PathBuf, Error> {
+        let stamp = OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+            ))
+            .unwrap_or_default();
+        let aside = with_suffix(&self.path, &format!(".corrupt-{stamp}"));
+        fs::rename(&self.path, &aside).map_err(|e| {
+            io_error(
+                format!(
+                    "the state file {} is unreadable and could not be moved aside",
+                    self.path.display()
+                ),
+                e,
+            )
+        })?;
+        Ok(aside)
+    }
+
+    /// Replaces the state file atomically: a temporary file in the same
+    /// folder, fsync, rename over the old one, fsync of the folder.
+    pub(crate) fn save(&self, _lock: &StateLock, state: &State) -> Result<(), Error> {
+        let fail = |what: &str, e: io::Error| {
+            io_error(
+                format!("could not {what} the state file {}", self.path.display()),
+                e,
+            )
+        };
+        let bytes = serde_json::to_vec(state)
+            .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
+        let tmp = with_suffix(&self.path, &format!(".tmp-{}", std::process::id()));
+        let written = (|| {
+            let mut file = private_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(fail("write", e));
+        }
+        if let Err(e) = fs::rename(&tmp, &self.path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(fail("replace", e));
+        }
+        #[cfg(unix)]
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("sync the folder of", e))?;
+        }
+        Ok(())
+    }
+}
+
+fn private_options() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tests::record_at;
+    use tracing::Level;
+
+    fn store(dir: &Path) -> StateStore {
+        StateStore::new(dir.join("sub").join("state.json"), Duration::from_secs(5))
+    }
+
+    #[test]
+    fn missing_file_is_an_empty_state_and_save_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let mut state = store.load(&lock).unwrap();
+        assert_eq!(state.version, VERSION);
+        assert!(state.pending.is_empty());
+        state.pending.push(record_at(Level::WARN));
+        state.last_error = Some("refused".into());
+        store.save(&lock, &state).unwrap();
+        assert_eq!(store.load(&lock).unwrap(), state);
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(store.path().parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folder_is_0700_and_file_is_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        store.save(&lock, &State::new()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.path().parent().unwrap()), 0o700);
+        assert_eq!(mode(store.path()), 0o600);
+    }
+
+    #[test]
+    fn file_format_has_version_and_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        store.save(&lock, &State::new()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["pending"], serde_json::json!([]));
+        assert_eq!(v["dropped"], 0);
+    }
+
+    #[test]
+    fn corrupt_files_are_moved_aside_and_a_fresh_state_is_used() {
+        for bad in [
+            &b""[..],
+            b"{\"version\":1,\"pending\":[",
+            b"\x00\xff\x13garbage",
+            b"[]",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store(dir.path());
+            let lock = store.lock().unwrap();
+            fs::write(store.path(), bad).unwrap();
+            let state = store.load(&lock).unwrap();
+            assert!(state.pending.is_empty());
+            assert!(!store.path().exists());
+            let aside: Vec<_> = fs::read_dir(store.path().parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("state.json.corrupt-"))
+                .collect();
+            assert_eq!(aside.len(), 1);
+            let kept = fs::read(store.path().parent().unwrap().join(&aside[0])).unwrap();
+            assert_eq!(kept, bad);
+        }
+    }
+
+    #[test]
+    fn newer_version_is_an_error_and_the_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let text = r#"{"version":2,"pending":[],"future":true}"#;
+        fs::write(store.path(), text).unwrap();
+        let err = store.load(&lock).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::State);
+        assert!(err.to_string().contains("version 2"), "{err}");
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), text);
+    }
+
+    #[test]
+    fn a_second_locker_waits_then_reports_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let first = StateStore::new(path.clone(), Duration::from_secs(5));
+        let second = StateStore::new(path, Duration::from_millis(50));
+        let held = first.lock().unwrap();
+        let err = second.lock().err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        drop(held);
+        assert!(second.lock().is_ok());
+    }
+}

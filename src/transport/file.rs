@@ -1,0 +1,88 @@
+//! A transport that writes each digest as an `.eml` file into a folder.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{BoxError, Email, Transport};
+
+/// Writes each digest as an `.eml` file (the full RFC 5322 message) into a
+/// folder, created if missing: for dry runs, tests and the quickstart. Any
+/// mail program opens the files.
+///
+/// Files are named `<UTC time>-<process id>-<n>.eml`, so they sort by time,
+/// and appear whole (written to a temporary name, then renamed).
+///
+/// ```
+/// use tracing_email::{EmailLayer, FileDrop};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let (layer, guard) = EmailLayer::builder("my-app")
+///     .transport(FileDrop::new(dir.path().join("outbox")))
+///     .state_file(dir.path().join("state.json"))
+///     .from("robot@example.com")
+///     .to("me@example.com")
+///     .build()?;
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct FileDrop {
+    dir: PathBuf,
+    counter: AtomicU64,
+}
+
+impl FileDrop {
+    /// Writes into `dir`.
+    ///
+    /// ```
+    /// let outbox = tracing_email::FileDrop::new("target/outbox");
+    /// assert_eq!(outbox.dir(), std::path::Path::new("target/outbox"));
+    /// ```
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileDrop {
+            dir: dir.into(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The folder the files go to.
+    ///
+    /// ```
+    /// let outbox = tracing_email::FileDrop::new("outbox");
+    /// println!("{}", outbox.dir().display());
+    /// ```
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Transport for FileDrop {
+    fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+        fs::create_dir_all(&self.dir).map_err(|e| {
+            format!(
+                "could not create the outbox folder {}: {e}",
+                self.dir.display()
+            )
+        })?;
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+            ))
+            .unwrap_or_default();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{stamp}-{}-{n}.eml", std::process::id());
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(&name);
+        let written = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&email.formatted())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        written.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            format!("could not write {}: {e}", path.display()).into()
+        })
+    }
+}

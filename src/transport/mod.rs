@@ -1,0 +1,159 @@
+//! Where digests go: the [`Transport`] trait and the transports that come
+//! with the crate ([`Smtp`], [`FileDrop`], [`Sendmail`]).
+
+mod file;
+mod sendmail;
+mod smtp;
+
+pub use file::FileDrop;
+pub use sendmail::Sendmail;
+pub use smtp::Smtp;
+
+use crate::record::Record;
+
+/// The error type transports return: any error, boxed. Its `Display` (and
+/// its sources') ends up in [`Outcome::Failed`](crate::Outcome::Failed).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One digest email, ready to deliver.
+///
+/// A [`Transport`] may deliver the whole RFC 5322 message
+/// ([`formatted`](Email::formatted)) or only what it needs: a desktop
+/// notification would show [`subject`](Email::subject) and
+/// [`text`](Email::text).
+///
+/// ```
+/// use tracing_email::{Email, Transport, BoxError};
+///
+/// struct Stdout;
+/// impl Transport for Stdout {
+///     fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+///         println!("{}\n\n{}", email.subject(), email.text());
+///         Ok(())
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Email<'a> {
+    pub(crate) subject: String,
+    pub(crate) text: String,
+    pub(crate) message: lettre::Message,
+    pub(crate) records: &'a [Record],
+}
+
+impl Email<'_> {
+    /// The subject line (not yet MIME-encoded).
+    ///
+    /// ```
+    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// println!("{}", email.subject());
+    /// # }
+    /// ```
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The plain-text body.
+    ///
+    /// ```
+    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// println!("{}", email.text());
+    /// # }
+    /// ```
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The records this email holds, oldest first.
+    ///
+    /// ```
+    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// println!("{} records", email.records().len());
+    /// # }
+    /// ```
+    pub fn records(&self) -> &[Record] {
+        self.records
+    }
+
+    /// The whole message in RFC 5322 form, headers and encoded body, as it
+    /// would be handed to a mail server.
+    ///
+    /// ```
+    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// std::fs::write("digest.eml", email.formatted()).unwrap();
+    /// # }
+    /// ```
+    pub fn formatted(&self) -> Vec<u8> {
+        self.message.formatted()
+    }
+
+    /// The envelope recipients' addresses.
+    ///
+    /// ```
+    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// for to in email.recipients() { println!("{to}"); }
+    /// # }
+    /// ```
+    pub fn recipients(&self) -> Vec<String> {
+        self.message
+            .envelope()
+            .to()
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    }
+}
+
+/// Something that delivers digest emails.
+///
+/// Implement it to send digests anywhere: a webhook, a chat, a desktop
+/// notification. `send` runs on the thread that flushes (or on the batch
+/// worker), never on the event path; events logged while it runs are not
+/// captured. An error keeps every record of the email pending for a later
+/// flush.
+///
+/// ```
+/// use tracing_email::{BoxError, Email, Transport};
+///
+/// /// Shows each digest as a desktop notification.
+/// struct Notify;
+///
+/// impl Transport for Notify {
+///     fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+///         let status = std::process::Command::new("notify-send")
+///             .arg(email.subject())
+///             .arg(email.text())
+///             .status()?;
+///         if !status.success() {
+///             return Err(format!("notify-send exited with {status}").into());
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Transport: Send + Sync + 'static {
+    /// Delivers one email. Return `Ok` only once it was accepted: the
+    /// records it holds are then removed from the state file.
+    fn send(&self, email: &Email<'_>) -> Result<(), BoxError>;
+
+    /// Checks the configuration; called once by
+    /// [`Builder::build`](crate::Builder::build) so that mistakes show up
+    /// there, not at the end of the run. Must not do network I/O.
+    ///
+    /// ```
+    /// # use tracing_email::{BoxError, Email, Transport};
+    /// struct Webhook { url: String }
+    /// impl Transport for Webhook {
+    ///     fn send(&self, _email: &Email<'_>) -> Result<(), BoxError> { Ok(()) }
+    ///     fn check(&mut self) -> Result<(), BoxError> {
+    ///         if !self.url.starts_with("https://") {
+    ///             return Err("the webhook URL must start with https://".into());
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn check(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! A transport that hands each digest to the local `sendmail` program.
+
+use std::ffi::OsString;
+
+use lettre::{SendmailTransport, Transport as _};
+
+use super::{BoxError, Email, Transport};
+
+/// Hands each digest to the local mail system through a `sendmail`-compatible
+/// program (`sendmail -i -f FROM -- TO…`, the message on its standard input).
+///
+/// ```
+/// use tracing_email::Sendmail;
+///
+/// let default = Sendmail::new();                       // `sendmail` on the PATH
+/// let msmtp = Sendmail::with_command("/usr/bin/msmtp"); // any compatible program
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sendmail {
+    command: OsString,
+}
+
+impl Default for Sendmail {
+    fn default() -> Self {
+        Sendmail::new()
+    }
+}
+
+impl Sendmail {
+    /// Runs `sendmail` found on the `PATH`.
+    ///
+    /// ```
+    /// let sendmail = tracing_email::Sendmail::new();
+    /// ```
+    pub fn new() -> Self {
+        Sendmail::with_command("sendmail")
+    }
+
+    /// Runs this program instead.
+    ///
+    /// ```
+    /// let sendmail = tracing_email::Sendmail::with_command("/usr/sbin/sendmail");
+    /// ```
+    pub fn with_command(command: impl Into<OsString>) -> Self {
+        Sendmail {
+            command: command.into(),
+        }
+    }
+}
+
+impl Transport for Sendmail {
+    fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+        SendmailTransport::new_with_command(self.command.clone())
+            .send(&email.message)
+            .map_err(|e| {
+                format!(
+                    "{} could not deliver the digest: {}",
+                    self.command.to_string_lossy(),
+                    crate::record::error_chain(&e)
+                )
+                .into()
+            })
+    }
+}

@@ -1,0 +1,574 @@
+//! SMTP through lettre's blocking transport, with pure-Rust TLS.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{SmtpTransport, Transport as _};
+
+use super::{BoxError, Email, Transport};
+use crate::error::Error;
+
+/// How the connection to the server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+    /// STARTTLS if the server offers it, plain text otherwise.
+    Opportunistic,
+    /// No TLS at all: only for a relay on the same host or network.
+    Plain,
+}
+
+impl Security {
+    fn default_port(self) -> u16 {
+        match self {
+            Security::StartTls => 587,
+            Security::Implicit => 465,
+            Security::Opportunistic | Security::Plain => 25,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Security::StartTls => "STARTTLS",
+            Security::Implicit => "implicit TLS",
+            Security::Opportunistic => "opportunistic STARTTLS",
+            Security::Plain => "no TLS",
+        }
+    }
+}
+
+/// Sends digests to an SMTP server, with lettre and rustls (no OpenSSL).
+///
+/// Nothing is checked or connected until
+/// [`Builder::build`](crate::Builder::build), which reports a bad port,
+/// certificate or credential setup; the connection is made at each send.
+/// The password is never shown: `Debug` prints `password: "***"`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_email::Smtp;
+///
+/// let smtp = Smtp::starttls("smtp.example.com")        // port 587, TLS required
+///     .credentials("me@example.com", "app password")
+///     .timeout(Duration::from_secs(10));
+/// assert!(format!("{smtp:?}").contains(r#"password: "***""#));
+///
+/// let relay = Smtp::plain("localhost");                  // port 25, local relay
+/// let from_url = Smtp::from_url("smtps://me:secret@smtp.example.com")?; // port 465
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Smtp {
+    host: String,
+    port: Option<u16>,
+    security: Security,
+    user: Option<String>,
+    password: Option<String>,
+    timeout: Duration,
+    root_certificates: Vec<Vec<u8>>,
+    allow_insecure_auth: bool,
+    transport: Option<SmtpTransport>,
+}
+
+impl fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smtp")
+            .field("host", &self.host)
+            .field("port", &self.port_number())
+            .field("security", &self.security.describe())
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("root_certificates", &self.root_certificates.len())
+            .field("allow_insecure_auth", &self.allow_insecure_auth)
+            .finish()
+    }
+}
+
+impl Smtp {
+    fn new(host: impl Into<String>, security: Security) -> Self {
+        Smtp {
+            host: host.into(),
+            port: None,
+            security,
+            user: None,
+            password: None,
+            timeout: Duration::from_secs(10),
+            root_certificates: Vec::new(),
+            allow_insecure_auth: false,
+            transport: None,
+        }
+    }
+
+    /// Submission with STARTTLS on port 587; the server must offer STARTTLS.
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::starttls("smtp.example.com");
+    /// ```
+    pub fn starttls(host: impl Into<String>) -> Self {
+        Smtp::new(host, Security::StartTls)
+    }
+
+    /// Implicit TLS (SMTPS) on port 465.
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::tls("smtp.example.com");
+    /// ```
+    pub fn tls(host: impl Into<String>) -> Self {
+        Smtp::new(host, Security::Implicit)
+    }
+
+    /// No TLS, port 25: for a relay on this host or a trusted network.
+    /// Credentials over it are refused unless
+    /// [`allow_insecure_auth`](Smtp::allow_insecure_auth) is called.
+    ///
+    /// ```
+    /// let relay = tracing_email::Smtp::plain("localhost");
+    /// ```
+    pub fn plain(host: impl Into<String>) -> Self {
+        Smtp::new(host, Security::Plain)
+    }
+
+    /// Reads the settings from a URL:
+    ///
+    /// - `smtps://user:pass@host[:port]`: implicit TLS, port 465;
+    /// - `smtp://user:pass@host[:port]?tls=required`: STARTTLS, port 587;
+    /// - `smtp://host[:port]?tls=opportunistic`: STARTTLS when offered, port 25;
+    /// - `smtp://host[:port]`: no TLS, port 25.
+    ///
+    /// User and password are percent-decoded. The error never repeats the
+    /// password.
+    ///
+    /// ```
+    /// use tracing_email::Smtp;
+    ///
+    /// let smtp = Smtp::from_url("smtp://me%40example.com:pa%24%24@mail.example.com?tls=required")?;
+    /// assert!(Smtp::from_url("http://mail.example.com").is_err());
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            Error::smtp(format!(
+                "the SMTP URL is not a valid URL ({e}); expected smtp://host or smtps://user:password@host"
+            ))
+        })?;
+        let tls = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.into_owned());
+        if let Some((key, _)) = parsed.query_pairs().find(|(k, _)| k != "tls") {
+            return Err(Error::smtp(format!(
+                "the SMTP URL has an unknown parameter {key:?}; only tls=required|opportunistic|none is understood"
+            )));
+        }
+        let security = match (parsed.scheme(), tls.as_deref()) {
+            ("smtps", None) => Security::Implicit,
+            ("smtp", Some("required")) => Security::StartTls,
+            ("smtp", Some("opportunistic")) => Security::Opportunistic,
+            ("smtp", None | Some("none")) => Security::Plain,
+            ("smtp" | "smtps", Some(other)) => {
+                return Err(Error::smtp(format!(
+                    "the SMTP URL says tls={other:?}; use tls=required, tls=opportunistic or tls=none \
+                     with smtp://, or smtps:// for implicit TLS"
+                )));
+            }
+            (scheme, _) => {
+                return Err(Error::smtp(format!(
+                    "the SMTP URL has scheme {scheme:?}; use smtp:// (with ?tls=required for STARTTLS) \
+                     or smtps://"
+                )));
+            }
+        };
+        let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
+            Error::smtp("the SMTP URL has no host, e.g. smtps://smtp.example.com")
+        })?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let mut smtp = Smtp::new(host, security);
+        smtp.port = parsed.port();
+        let decode = |s: &str, what: &str| {
+            percent_decode(s).ok_or_else(|| {
+                Error::smtp(format!(
+                    "the {what} in the SMTP URL is not valid percent-encoded UTF-8"
+                ))
+            })
+        };
+        if !parsed.username().is_empty() {
+            smtp.user = Some(decode(parsed.username(), "user name")?);
+        }
+        if let Some(p) = parsed.password() {
+            smtp.password = Some(decode(p, "password")?);
+        }
+        Ok(smtp)
+    }
+
+    /// Connects to this port instead of the mode's default (587, 465 or 25).
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::starttls("smtp.example.com").port(2525);
+    /// ```
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Logs in with this user name and password (AUTH PLAIN or LOGIN).
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::tls("smtp.example.com")
+    ///     .credentials("me@example.com", "app password");
+    /// ```
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets the password alone, keeping the user (e.g. from
+    /// [`from_url`](Smtp::from_url) with the password in the environment).
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::from_url("smtps://me@smtp.example.com")?
+    ///     .password("from the environment");
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Whether a password is set.
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::from_url("smtps://me@smtp.example.com")?;
+    /// assert!(!smtp.has_password());
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// How long to wait for each network operation (connect, each reply);
+    /// 10 seconds by default.
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::tls("smtp.example.com")
+    ///     .timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Trusts this CA certificate (PEM) besides the bundled web roots: for a
+    /// server with a private CA. May be called several times.
+    ///
+    /// ```
+    /// let pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n";
+    /// let smtp = tracing_email::Smtp::starttls("mail.internal").root_certificate(pem);
+    /// ```
+    pub fn root_certificate(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.root_certificates.push(pem.as_ref().to_vec());
+        self
+    }
+
+    /// Allows sending the password over a connection that is not encrypted
+    /// ([`plain`](Smtp::plain) or opportunistic STARTTLS). Without it,
+    /// `build()` refuses such a setup.
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::plain("127.0.0.1")
+    ///     .credentials("relay", "secret")
+    ///     .allow_insecure_auth();
+    /// ```
+    pub fn allow_insecure_auth(mut self) -> Self {
+        self.allow_insecure_auth = true;
+        self
+    }
+
+    fn port_number(&self) -> u16 {
+        self.port.unwrap_or(self.security.default_port())
+    }
+
+    fn endpoint(&self) -> String {
+        format!(
+            "{}:{} ({})",
+            self.host,
+            self.port_number(),
+            self.security.describe()
+        )
+    }
+
+    fn build_transport(&self) -> Result<SmtpTransport, Error> {
+        if self.host.trim().is_empty() {
+            return Err(Error::smtp("the SMTP host is empty"));
+        }
+        if self.port == Some(0) {
+            return Err(Error::smtp(
+                "the SMTP port is 0; use 587 (STARTTLS), 465 (implicit TLS) or 25 (plain)",
+            ));
+        }
+        if self.password.is_some() && self.user.is_none() {
+            return Err(Error::smtp(
+                "an SMTP password is set but no user name; use .credentials(user, password)",
+            ));
+        }
+        let encrypted = matches!(self.security, Security::StartTls | Security::Implicit);
+        if self.user.is_some() && !encrypted && !self.allow_insecure_auth {
+            return Err(Error::smtp(format!(
+                "refusing to send the SMTP password to {} over a connection that is not encrypted; \
+                 use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth() if this really is \
+                 a trusted network",
+                self.endpoint()
+            )));
+        }
+        let mut builder = SmtpTransport::builder_dangerous(self.host.as_str())
+            .port(self.port_number())
+            .timeout(Some(self.timeout));
+        if self.security != Security::Plain {
+            let mut params = TlsParameters::builder(self.host.clone());
+            for (i, pem) in self.root_certificates.iter().enumerate() {
+                let text = String::from_utf8_lossy(pem);
+                let cert = Certificate::from_pem(pem)
+                    .ok()
+                    .filter(|_| text.contains("-----BEGIN CERTIFICATE-----"))
+                    .ok_or_else(|| {
+                        Error::smtp(format!(
+                            "root certificate #{} is not a PEM certificate \
+                             (expected -----BEGIN CERTIFICATE-----)",
+                            i + 1
+                        ))
+                    })?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params.build_rustls().map_err(|e| {
+                Error::with_source(
+                    crate::error::ErrorKind::Smtp,
+                    "the TLS settings could not be used (is the root certificate valid?)",
+                    e,
+                )
+            })?;
+            builder = builder.tls(match self.security {
+                Security::StartTls => Tls::Required(params),
+                Security::Implicit => Tls::Wrapper(params),
+                _ => Tls::Opportunistic(params),
+            });
+        }
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Ok(builder.build())
+    }
+
+    /// Describes a lettre error in words a person can act on.
+    fn explain(&self, e: &lettre::transport::smtp::Error) -> String {
+        let endpoint = self.endpoint();
+        let server_text = std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        if let Some(code) = e.status() {
+            let code_text = code.to_string();
+            let what = match code_text.as_str() {
+                "530" | "534" | "535" | "538" => "the server rejected the login",
+                "550" | "551" | "553" | "450" | "452" | "501" => {
+                    "the server refused the sender or a recipient"
+                }
+                "552" | "554" | "451" | "421" => "the server refused the message",
+                _ => "the server answered with an error",
+            };
+            let kind = if e.is_transient() {
+                "temporary"
+            } else {
+                "permanent"
+            };
+            return format!("{what} ({code_text}, {kind}): {server_text} [{endpoint}]");
+        }
+        let mut io_kind = None;
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<io::Error>() {
+                io_kind = Some(io.kind());
+                break;
+            }
+            source = s.source();
+        }
+        let detail = crate::record::error_chain(e).to_string();
+        match io_kind {
+            Some(io::ErrorKind::ConnectionRefused) => {
+                format!(
+                    "the mail server refused the connection at {endpoint}: is it running on that port?"
+                )
+            }
+            Some(io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => format!(
+                "the mail server at {endpoint} did not answer within {:?}",
+                self.timeout
+            ),
+            Some(
+                io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe,
+            ) => format!("the mail server at {endpoint} closed the connection ({detail})"),
+            _ if e.is_tls() || detail.contains("certificate") => format!(
+                "the TLS connection to {endpoint} failed ({detail}); if the server uses a private \
+                 CA, add it with .root_certificate(pem)"
+            ),
+            _ if detail.contains("lookup") || detail.contains("resolve") => {
+                format!(
+                    "the mail server's name {:?} could not be resolved ({detail})",
+                    self.host
+                )
+            }
+            _ => format!("sending to {endpoint} failed: {detail}"),
+        }
+    }
+}
+
+impl Transport for Smtp {
+    fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+        let transport = match &self.transport {
+            Some(t) => t,
+            None => {
+                return Err(Box::new(Error::smtp(
+                    "the SMTP transport was not checked by build()",
+                )));
+            }
+        };
+        transport
+            .send(&email.message)
+            .map(|_| ())
+            .map_err(|e| Box::new(Error::smtp(self.explain(&e))) as BoxError)
+    }
+
+    fn check(&mut self) -> Result<(), BoxError> {
+        self.transport = Some(self.build_transport()?);
+        Ok(())
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_schemes_pick_security_and_default_port() {
+        let cases = [
+            ("smtps://h", Security::Implicit, 465),
+            ("smtp://h?tls=required", Security::StartTls, 587),
+            ("smtp://h?tls=opportunistic", Security::Opportunistic, 25),
+            ("smtp://h", Security::Plain, 25),
+            ("smtp://h?tls=none", Security::Plain, 25),
+            ("smtp://h:2525?tls=required", Security::StartTls, 2525),
+        ];
+        for (url, security, port) in cases {
+            let s = Smtp::from_url(url).unwrap();
+            assert_eq!((s.security, s.port_number()), (security, port), "{url}");
+            assert_eq!(s.host, "h");
+        }
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded() {
+        let s = Smtp::from_url("smtps://me%40example.com:p%40ss%3Aw%C3%B6rd@h").unwrap();
+        assert_eq!(s.user.as_deref(), Some("me@example.com"));
+        assert_eq!(s.password.as_deref(), Some("p@ss:wörd"));
+    }
+
+    #[test]
+    fn bad_urls_are_errors_that_never_show_the_password() {
+        for url in [
+            "http://u:hunter2@h",
+            "smtp://u:hunter2@h?tls=maybe",
+            "smtp://u:hunter2@h?foo=1",
+            "smtps://u:hunter2@",
+            "not a url hunter2",
+            "smtps://u:hunter2@h:99999",
+        ] {
+            let err = Smtp::from_url(url).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("hunter2"), "{url}: {text}");
+            assert!(text.contains("SMTP URL"), "{url}: {text}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let s = Smtp::starttls("h").credentials("me", "hunter2");
+        let text = format!("{s:?}");
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains(r#"password: Some("***")"#), "{text}");
+    }
+
+    #[test]
+    fn credentials_over_plain_text_need_an_explicit_opt_in() {
+        let err = Smtp::plain("h")
+            .credentials("me", "hunter2")
+            .build_transport()
+            .unwrap_err();
+        assert!(err.to_string().contains("allow_insecure_auth"), "{err}");
+        assert!(!err.to_string().contains("hunter2"));
+        assert!(
+            Smtp::plain("h")
+                .credentials("me", "x")
+                .allow_insecure_auth()
+                .build_transport()
+                .is_ok()
+        );
+        assert!(Smtp::plain("h").build_transport().is_ok());
+        assert!(
+            Smtp::from_url("smtp://me:x@h?tls=opportunistic")
+                .unwrap()
+                .build_transport()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn port_zero_and_bad_certificates_are_errors() {
+        assert!(
+            Smtp::tls("h")
+                .port(0)
+                .build_transport()
+                .unwrap_err()
+                .to_string()
+                .contains("port is 0")
+        );
+        for pem in [&b"not a certificate"[..], b""] {
+            let err = Smtp::tls("h")
+                .root_certificate(pem)
+                .build_transport()
+                .unwrap_err();
+            assert!(err.to_string().contains("root certificate"), "{err}");
+        }
+        let garbage =
+            b"-----BEGIN CERTIFICATE-----\nAAAABBBBCCCC\n-----END CERTIFICATE-----\n".to_vec();
+        assert!(
+            Smtp::tls("h")
+                .root_certificate(garbage)
+                .build_transport()
+                .is_err()
+        );
+    }
+}
