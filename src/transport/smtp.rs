@@ -242,6 +242,17 @@ impl Smtp {
         self
     }
 
+    /// The user name to log in as, if any.
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::from_url("smtps://me%40example.com@smtp.example.com")?;
+    /// assert_eq!(smtp.user(), Some("me@example.com"));
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
     /// Whether a password is set.
     ///
     /// ```
