@@ -56,7 +56,11 @@ fn run(args: Vec<String>) -> Result<Outcome, String> {
         "starttls" => Smtp::starttls(host),
         "implicit" => Smtp::tls(host),
         "none" => Smtp::plain(host),
-        other => return Err(format!("--tls must be starttls, implicit or none, not {other:?}")),
+        other => {
+            return Err(format!(
+                "--tls must be starttls, implicit or none, not {other:?}"
+            ));
+        }
     };
     if !user.is_empty() {
         smtp = smtp.credentials(user, password);
@@ -68,12 +72,15 @@ fn run(args: Vec<String>) -> Result<Outcome, String> {
         let pem = std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
         smtp = smtp.root_certificate(pem);
     }
-    let mut builder = EmailLayer::builder("cookbook")
-        .transport(smtp)
-        .from(sender)
-        .to(to)
-        .subject(subject.unwrap_or_else(|| "Test Logging email from Rust logging module (buffering)".into()))
-        .batch(10);
+    let mut builder =
+        EmailLayer::builder("cookbook")
+            .transport(smtp)
+            .from(sender)
+            .to(to)
+            .subject(subject.unwrap_or_else(|| {
+                "Test Logging email from Rust logging module (buffering)".into()
+            }))
+            .batch(10);
     if let Some(path) = state {
         builder = builder.state_file(path);
     }

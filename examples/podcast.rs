@@ -95,7 +95,7 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
 }
 
 /// Runs one podcast client run; returns the exit status.
-fn run(args: Vec<String>) -> u8 {
+pub fn run(args: Vec<String>) -> u8 {
     let args = match parse(args) {
         Ok(args) => args,
         Err(message) => {

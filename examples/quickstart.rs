@@ -18,9 +18,13 @@ use tracing_email::{EmailLayer, FileDrop, Outcome, Smtp};
 use tracing_subscriber::{filter::LevelFilter, prelude::*};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let home: PathBuf = [env!("CARGO_MANIFEST_DIR"), "target", "tracing-email-quickstart"]
-        .iter()
-        .collect();
+    let home: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "target",
+        "tracing-email-quickstart",
+    ]
+    .iter()
+    .collect();
     let outbox = home.join("outbox");
 
     let builder = EmailLayer::builder("quickstart")
@@ -36,10 +40,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             let user = smtp.user().filter(|u| u.contains('@')).map(str::to_owned);
-            let to = std::env::var("SMTP_TO").ok().or(user.clone()).ok_or(
-                "set SMTP_TO to the address the digest should go to",
-            )?;
-            let from = std::env::var("SMTP_FROM").ok().or(user).unwrap_or(to.clone());
+            let to = std::env::var("SMTP_TO")
+                .ok()
+                .or(user.clone())
+                .ok_or("set SMTP_TO to the address the digest should go to")?;
+            let from = std::env::var("SMTP_FROM")
+                .ok()
+                .or(user)
+                .unwrap_or(to.clone());
             builder.transport(smtp).from(from).to(to)
         }
         Err(_) => builder
@@ -59,7 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = guard.flush();
     println!("{outcome}");
     match &outcome {
-        Outcome::Held { needed, counted, .. } => println!(
+        Outcome::Held {
+            needed, counted, ..
+        } => println!(
             "run it again: {} more warning(s) and the digest goes out",
             needed - counted
         ),
@@ -79,7 +89,11 @@ fn run_job() {
     let span = tracing::info_span!("nightly", job = "podcasts");
     let _entered = span.enter();
     tracing::info!("job started");
-    for (feed, ok) in [("Radio Café", true), ("Ääniraita", false), ("ポッドキャスト", false)] {
+    for (feed, ok) in [
+        ("Radio Café", true),
+        ("Ääniraita", false),
+        ("ポッドキャスト", false),
+    ] {
         tracing::info_span!("fetch", feed).in_scope(|| {
             if ok {
                 tracing::info!(episodes = 2, "feed fetched");

@@ -153,10 +153,7 @@ fn spans_are_recorded_outermost_first_with_later_values() {
         tracing::info!("outside fetch");
     });
     assert_eq!(records.len(), 2);
-    let context: Vec<String> = records
-        .iter()
-        .map(|r| r.span_context().unwrap())
-        .collect();
+    let context: Vec<String> = records.iter().map(|r| r.span_context().unwrap()).collect();
     assert_eq!(
         context,
         [
@@ -175,9 +172,8 @@ fn level_filter_targets_and_env_filter_choose_what_is_captured() {
         tracing::warn!(target: "noisy", "noisy warn");
         tracing::error!("error");
     };
-    let messages = |records: Vec<Record>| -> Vec<String> {
-        records.into_iter().map(|r| r.message).collect()
-    };
+    let messages =
+        |records: Vec<Record>| -> Vec<String> { records.into_iter().map(|r| r.message).collect() };
     assert_eq!(
         messages(capture(LevelFilter::INFO, log)),
         ["info", "noisy warn", "error"]
@@ -185,10 +181,7 @@ fn level_filter_targets_and_env_filter_choose_what_is_captured() {
     let targets = Targets::new()
         .with_default(Level::DEBUG)
         .with_target("noisy", LevelFilter::OFF);
-    assert_eq!(
-        messages(capture(targets, log)),
-        ["debug", "info", "error"]
-    );
+    assert_eq!(messages(capture(targets, log)), ["debug", "info", "error"]);
     let env = EnvFilter::new("warn,noisy=off");
     assert_eq!(messages(capture(env, log)), ["error"]);
 }
@@ -223,19 +216,29 @@ fn flush_twice_or_flush_then_drop_never_sends_or_stores_twice() {
         tracing::warn!("one");
         let held = guard.flush();
         assert!(
-            matches!(held, Outcome::Held { pending: 1, counted: 1, needed: 2 }),
+            matches!(
+                held,
+                Outcome::Held {
+                    pending: 1,
+                    counted: 1,
+                    needed: 2
+                }
+            ),
             "{held}"
         );
         // Again, with nothing new: still one record, not two.
         let again = guard.flush();
-        assert!(
-            matches!(again, Outcome::Held { pending: 1, .. }),
-            "{again}"
-        );
+        assert!(matches!(again, Outcome::Held { pending: 1, .. }), "{again}");
         tracing::warn!("two");
         let sent = guard.flush();
         assert!(
-            matches!(sent, Outcome::Sent { records: 2, emails: 1 }),
+            matches!(
+                sent,
+                Outcome::Sent {
+                    records: 2,
+                    emails: 1
+                }
+            ),
             "{sent}"
         );
         assert!(matches!(guard.flush(), Outcome::Nothing));
@@ -270,16 +273,46 @@ fn records_are_kept_across_guards_until_the_threshold_is_met() {
     let recorder = Recorder::default();
     for run in 1..=3 {
         let (layer, guard) = build(dir.path(), &recorder, |b| b.threshold(5, Level::WARN));
-        let outcome = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-            tracing::info!(run, "started");
-            tracing::warn!(run, "feed failed");
-            tracing::warn!(run, "other feed failed");
-            guard.flush()
-        });
+        let outcome =
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                tracing::info!(run, "started");
+                tracing::warn!(run, "feed failed");
+                tracing::warn!(run, "other feed failed");
+                guard.flush()
+            });
         match run {
-            1 => assert!(matches!(outcome, Outcome::Held { pending: 3, counted: 2, needed: 5 }), "{outcome}"),
-            2 => assert!(matches!(outcome, Outcome::Held { pending: 6, counted: 4, needed: 5 }), "{outcome}"),
-            _ => assert!(matches!(outcome, Outcome::Sent { records: 9, emails: 1 }), "{outcome}"),
+            1 => assert!(
+                matches!(
+                    outcome,
+                    Outcome::Held {
+                        pending: 3,
+                        counted: 2,
+                        needed: 5
+                    }
+                ),
+                "{outcome}"
+            ),
+            2 => assert!(
+                matches!(
+                    outcome,
+                    Outcome::Held {
+                        pending: 6,
+                        counted: 4,
+                        needed: 5
+                    }
+                ),
+                "{outcome}"
+            ),
+            _ => assert!(
+                matches!(
+                    outcome,
+                    Outcome::Sent {
+                        records: 9,
+                        emails: 1
+                    }
+                ),
+                "{outcome}"
+            ),
         }
     }
     let emails = recorder.emails();
@@ -297,11 +330,12 @@ fn a_failed_send_keeps_every_record_for_the_next_run() {
     let recorder = Recorder::default();
     *recorder.fail.lock().unwrap() = Some("server on fire".into());
     let (layer, guard) = build(dir.path(), &recorder, |b| b);
-    let outcome = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        tracing::warn!("first");
-        tracing::error!("second");
-        guard.flush()
-    });
+    let outcome =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!("first");
+            tracing::error!("second");
+            guard.flush()
+        });
     match &outcome {
         Outcome::Failed { error, pending: 2 } => {
             assert!(error.to_string().contains("server on fire"), "{error}")
@@ -313,16 +347,34 @@ fn a_failed_send_keeps_every_record_for_the_next_run() {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
     assert_eq!(state["pending"].as_array().unwrap().len(), 2);
-    assert!(state["last_error"].as_str().unwrap().contains("server on fire"));
+    assert!(
+        state["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("server on fire")
+    );
 
     *recorder.fail.lock().unwrap() = None;
     let (layer, guard) = build(dir.path(), &recorder, |b| b);
-    let outcome = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        tracing::warn!("third");
-        guard.flush()
-    });
-    assert!(matches!(outcome, Outcome::Sent { records: 3, emails: 1 }), "{outcome}");
-    let messages: Vec<String> = recorder.emails()[0].iter().map(|r| r.message.clone()).collect();
+    let outcome =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!("third");
+            guard.flush()
+        });
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Sent {
+                records: 3,
+                emails: 1
+            }
+        ),
+        "{outcome}"
+    );
+    let messages: Vec<String> = recorder.emails()[0]
+        .iter()
+        .map(|r| r.message.clone())
+        .collect();
     assert_eq!(messages, ["first", "second", "third"]);
 }
 
@@ -331,19 +383,33 @@ fn batch_sends_one_email_per_batch_and_the_rest_at_flush() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
     let (layer, guard) = build(dir.path(), &recorder, |b| b.batch(10));
-    let outcome = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        for index in 0..102 {
-            tracing::info!(index, "Info index = {index}");
-        }
-        // Full batches go out during the run, from the worker thread.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while recorder.emails().len() < 10 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(recorder.emails().len(), 10, "batches were not sent during the run");
-        guard.flush()
-    });
-    assert!(matches!(outcome, Outcome::Sent { records: 102, emails: 11 }), "{outcome}");
+    let outcome =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            for index in 0..102 {
+                tracing::info!(index, "Info index = {index}");
+            }
+            // Full batches go out during the run, from the worker thread.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while recorder.emails().len() < 10 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert_eq!(
+                recorder.emails().len(),
+                10,
+                "batches were not sent during the run"
+            );
+            guard.flush()
+        });
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Sent {
+                records: 102,
+                emails: 11
+            }
+        ),
+        "{outcome}"
+    );
     let emails = recorder.emails();
     let sizes: Vec<usize> = emails.iter().map(Vec::len).collect();
     assert_eq!(sizes, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 2]);
@@ -368,10 +434,11 @@ fn an_unwritable_state_file_fails_without_losing_the_records() {
         .to("me@example.com")
         .build()
         .unwrap();
-    let outcome = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        tracing::warn!("precious");
-        guard.flush()
-    });
+    let outcome =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!("precious");
+            guard.flush()
+        });
     match &outcome {
         Outcome::Failed { error, pending: 1 } => {
             assert_eq!(error.kind(), tracing_email::ErrorKind::State);

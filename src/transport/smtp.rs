@@ -425,6 +425,9 @@ impl Smtp {
                 | io::ErrorKind::ConnectionAborted
                 | io::ErrorKind::BrokenPipe,
             ) => format!("the mail server at {endpoint} closed the connection ({detail})"),
+            _ if detail.contains("incomplete response") || detail.contains("close_notify") => {
+                format!("the mail server at {endpoint} closed the connection ({detail})")
+            }
             _ if e.is_tls() || detail.contains("certificate") => format!(
                 "the TLS connection to {endpoint} failed ({detail}); if the server uses a private \
                  CA, add it with .root_certificate(pem)"
