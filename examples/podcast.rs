@@ -137,10 +137,10 @@ pub fn run(args: Vec<String>) -> u8 {
 
 fn setup(args: &Args) -> Result<tracing_email::FlushGuard, String> {
     let mut smtp = Smtp::from_url(&args.smtp_url).map_err(|e| e.to_string())?;
-    if !smtp.has_password() {
-        if let Ok(password) = std::env::var("SMTP_PASSWORD") {
-            smtp = smtp.password(password);
-        }
+    if !smtp.has_password()
+        && let Ok(password) = std::env::var("SMTP_PASSWORD")
+    {
+        smtp = smtp.password(password);
     }
     if let Some(secs) = args.timeout {
         smtp = smtp.timeout(Duration::from_secs(secs));

@@ -34,10 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let builder = match std::env::var("SMTP_URL") {
         Ok(url) => {
             let mut smtp = Smtp::from_url(&url)?;
-            if !smtp.has_password() {
-                if let Ok(password) = std::env::var("SMTP_PASSWORD") {
-                    smtp = smtp.password(password);
-                }
+            if !smtp.has_password()
+                && let Ok(password) = std::env::var("SMTP_PASSWORD")
+            {
+                smtp = smtp.password(password);
             }
             let user = smtp.user().filter(|u| u.contains('@')).map(str::to_owned);
             let to = std::env::var("SMTP_TO")

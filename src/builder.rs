@@ -410,7 +410,7 @@ mod tests {
     }
 
     fn err(b: Builder) -> String {
-        b.build().err().expect("build should fail").to_string()
+        b.build().expect_err("build should fail").to_string()
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub enum ErrorKind {
 /// ```
 /// use tracing_email::{EmailLayer, ErrorKind};
 ///
-/// let err = EmailLayer::builder("my-app").to("not an address").build().unwrap_err();
+/// let err = EmailLayer::builder("my-app").from("not an address").build().unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::Config);
 /// assert!(err.to_string().contains("not an address"));
 /// ```

@@ -92,11 +92,11 @@ impl Flusher {
                     return failed;
                 }
                 let outcome = self.send(&state_lock, &mut state, records, per_email);
-                if phase == Phase::Run {
-                    if let Outcome::Sent { records, emails } = outcome {
-                        self.sent_during_run.0 += records;
-                        self.sent_during_run.1 += emails;
-                    }
+                if phase == Phase::Run
+                    && let Outcome::Sent { records, emails } = outcome
+                {
+                    self.sent_during_run.0 += records;
+                    self.sent_during_run.1 += emails;
                 }
                 outcome
             }

@@ -209,10 +209,12 @@ impl FlushGuard {
     ///
     /// ```
     /// # use tracing_email::{EmailLayer, FileDrop};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("my-app.json");
     /// # let (_layer, guard) = EmailLayer::builder("my-app")
-    /// #     .transport(FileDrop::new("outbox")).state_file("/tmp/my-app.json")
+    /// #     .transport(FileDrop::new("outbox")).state_file(&path)
     /// #     .from("robot@example.com").to("me@example.com").build()?;
-    /// assert_eq!(guard.state_file(), std::path::Path::new("/tmp/my-app.json"));
+    /// assert_eq!(guard.state_file(), path);
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn state_file(&self) -> std::path::PathBuf {

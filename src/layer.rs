@@ -179,10 +179,10 @@ where
             spans,
         };
         let pushed = self.shared.buffer.push(record);
-        if let Some((size, signal)) = &self.shared.batch {
-            if pushed % size == 0 {
-                signal.wake();
-            }
+        if let Some((size, signal)) = &self.shared.batch
+            && pushed.is_multiple_of(*size)
+        {
+            signal.wake();
         }
     }
 }
@@ -235,11 +235,11 @@ impl Visit for FieldVisitor<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            if let Some(message) = self.message.as_deref_mut() {
-                message.push_str(value);
-                return;
-            }
+        if field.name() == "message"
+            && let Some(message) = self.message.as_deref_mut()
+        {
+            message.push_str(value);
+            return;
         }
         self.put(field, Value::String(value.to_owned()));
     }
@@ -249,11 +249,11 @@ impl Visit for FieldVisitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            if let Some(message) = self.message.as_deref_mut() {
-                let _ = write!(message, "{value:?}");
-                return;
-            }
+        if field.name() == "message"
+            && let Some(message) = self.message.as_deref_mut()
+        {
+            let _ = write!(message, "{value:?}");
+            return;
         }
         self.put(field, Value::String(format!("{value:?}")));
     }

@@ -72,10 +72,10 @@ impl Policy {
             (None, None) => (0, self.batch.unwrap_or(1)),
         };
         if phase == Phase::Flush {
-            if let Some(level) = self.immediately_at {
-                if at_least(pending, level) > 0 {
-                    return send_all;
-                }
+            if let Some(level) = self.immediately_at
+                && at_least(pending, level) > 0
+            {
+                return send_all;
             }
             if self.threshold.is_some() && counted >= needed {
                 return send_all;

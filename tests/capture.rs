@@ -12,7 +12,7 @@ use tracing_subscriber::prelude::*;
 /// Keeps a copy of every email it is asked to send; fails while `fail` is set.
 #[derive(Clone, Default)]
 struct Recorder {
-    sent: Arc<Mutex<Vec<(String, String, Vec<Record>)>>>,
+    sent: Arc<Mutex<Vec<Vec<Record>>>>,
     fail: Arc<Mutex<Option<String>>>,
 }
 
@@ -23,23 +23,14 @@ impl Transport for Recorder {
         if let Some(reason) = self.fail.lock().unwrap().clone() {
             return Err(reason.into());
         }
-        self.sent.lock().unwrap().push((
-            email.subject().to_owned(),
-            email.text().to_owned(),
-            email.records().to_vec(),
-        ));
+        self.sent.lock().unwrap().push(email.records().to_vec());
         Ok(())
     }
 }
 
 impl Recorder {
     fn emails(&self) -> Vec<Vec<Record>> {
-        self.sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, _, r)| r.clone())
-            .collect()
+        self.sent.lock().unwrap().clone()
     }
 }
 

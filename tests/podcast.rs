@@ -1,0 +1,216 @@
+//! The podcast client's scenario across separate processes: each run is a
+//! child process running the `podcast` example's code (this test binary,
+//! started again with `PODCAST_ARGS` set), against one state file and the mock
+//! SMTP server.
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "../examples/podcast.rs"]
+mod podcast;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::{MockSmtp, Security};
+
+const CHILD_ENV: &str = "PODCAST_ARGS";
+
+/// In a child process, runs the podcast example with the arguments from the
+/// environment and exits; in the test process, does nothing.
+fn act_as_child_if_asked() {
+    if let Ok(args) = std::env::var(CHILD_ENV) {
+        let args: Vec<String> = serde_json::from_str(&args).unwrap();
+        std::process::exit(i32::from(podcast::run(args)));
+    }
+}
+
+/// Starts one podcast run in a child process: this test binary, filtered to
+/// the test `test_name`, which calls [`act_as_child_if_asked`] first.
+fn podcast_run(test_name: &str, args: &[String]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, serde_json::to_string(args).unwrap())
+        .env_remove("SMTP_PASSWORD");
+    cmd
+}
+
+fn outcome_line(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // libtest may print "test NAME ... " on the same line before the output.
+    stdout
+        .lines()
+        .find_map(|l| {
+            ["held ", "sent ", "nothing ", "not sent"]
+                .iter()
+                .find_map(|p| l.find(p).map(|at| l[at..].to_owned()))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no outcome line in\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+fn args(state: &Path, server: &MockSmtp, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--state-file",
+        state.to_str().unwrap(),
+        "--smtp-url",
+        &format!(
+            "smtp://poca%40example.com:secret@127.0.0.1:{}?tls=required",
+            server.port()
+        ),
+        "--timeout",
+        "5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let ca = state.with_file_name("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    args.extend(["--ca-cert".into(), ca.to_str().unwrap().into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn warn_feeds(body: &str) -> Vec<String> {
+    body.lines()
+        .filter(|l| l.contains(" WARN ") && l.contains(": feed failed"))
+        .map(|l| {
+            l.split("feed=")
+                .nth(1)
+                .unwrap()
+                .split(" url=")
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn podcast_runs_hold_hold_then_send_everything_in_order() {
+    act_as_child_if_asked();
+    let server = MockSmtp::start(Security::StartTls);
+    server.require_auth("poca@example.com", "secret");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("poca.json");
+    let name = "podcast_runs_hold_hold_then_send_everything_in_order";
+
+    let mut lines = Vec::new();
+    for failures in ["2", "2", "1"] {
+        let output = podcast_run(name, &args(&state, &server, &["--failures", failures]))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        lines.push(outcome_line(&output));
+    }
+    assert_eq!(
+        lines,
+        [
+            "held 8 records for a later run (2 of the 5 needed to send an email)",
+            "held 16 records for a later run (4 of the 5 needed to send an email)",
+            "sent 24 records in 1 email",
+        ]
+    );
+    let messages = server.wait_for_messages(1, Duration::from_secs(5));
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m.subject().as_deref(), Some("POCA log"));
+    let body = m.text_body().unwrap();
+    assert_eq!(
+        warn_feeds(&body),
+        [
+            "\"Radio Café\"",
+            "\"Ääniraita\"",
+            "\"Radio Café\"",
+            "\"Ääniraita\"",
+            "\"Radio Café\""
+        ]
+    );
+    assert_eq!(
+        body.lines()
+            .filter(|l| l.contains(" INFO ") && l.contains(": feed updated"))
+            .count(),
+        19
+    );
+}
+
+#[test]
+fn podcast_exit_status_is_1_when_sending_fails_and_2_for_bad_arguments() {
+    act_as_child_if_asked();
+    let name = "podcast_exit_status_is_1_when_sending_fails_and_2_for_bad_arguments";
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("poca.json");
+    let server = MockSmtp::start(Security::StartTls);
+    server.require_auth("poca@example.com", "secret");
+    server.set_fault(support::Fault::DropOnConnect);
+    let output = podcast_run(name, &args(&state, &server, &["--failures", "5"]))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(outcome_line(&output).starts_with("not sent, 8 records kept"));
+
+    let output = podcast_run(name, &["--feeds".into(), "many".into()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let bad_url = args(&state, &server, &[])
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("smtp://") {
+                "http://x".into()
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>();
+    let output = podcast_run(name, &bad_url).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SMTP URL"));
+}
+
+#[test]
+fn two_processes_flushing_at_once_neither_lose_nor_double_send() {
+    act_as_child_if_asked();
+    let name = "two_processes_flushing_at_once_neither_lose_nor_double_send";
+    let server = MockSmtp::start(Security::StartTls);
+    server.require_auth("poca@example.com", "secret");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("poca.json");
+    for round in 0..3 {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                podcast_run(
+                    name,
+                    &args(&state, &server, &["--failures", "3", "--threshold", "1"]),
+                )
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "round {round}: {output:?}");
+        }
+    }
+    // 3 rounds × 2 processes × 8 records, each exactly once.
+    let messages = server.messages();
+    let bodies: Vec<String> = messages.iter().map(|m| m.text_body().unwrap()).collect();
+    let warns: usize = bodies.iter().map(|b| warn_feeds(b).len()).sum();
+    let infos: usize = bodies
+        .iter()
+        .map(|b| {
+            b.lines()
+                .filter(|l| l.contains(" INFO ") && l.contains(": feed updated"))
+                .count()
+        })
+        .sum();
+    assert_eq!((warns, infos), (18, 30));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(v["pending"], serde_json::json!([]));
+}
