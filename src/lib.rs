@@ -71,3 +71,8 @@ pub use guard::{FlushGuard, Outcome};
 pub use layer::EmailLayer;
 pub use record::{Fields, Record, SpanRecord, Str};
 pub use transport::{BoxError, Email, FileDrop, Sendmail, Smtp, Transport};
+
+// The README's Rust examples are compiled as doc tests, so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
