@@ -19,12 +19,17 @@ const USAGE: &str = "usage: cookbook HOST USER PASSWORD TO SENDER [--port N] [--
                      [--tls starttls|implicit|none] [--ca-cert PEM_FILE] [--state-file PATH]";
 
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
-        Ok(Outcome::Sent { .. } | Outcome::Nothing) => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+    ExitCode::from(exit_status(std::env::args().skip(1).collect()))
+}
+
+/// Runs the script; returns the exit status.
+pub fn exit_status(args: Vec<String>) -> u8 {
+    match run(args) {
+        Ok(Outcome::Sent { .. } | Outcome::Nothing) => 0,
+        Ok(_) => 1,
         Err(message) => {
             eprintln!("cookbook: {message}\n{USAGE}");
-            ExitCode::from(2)
+            2
         }
     }
 }

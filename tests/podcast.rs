@@ -1,7 +1,6 @@
 //! The podcast client's scenario across separate processes: each run is a
-//! child process running the `podcast` example's code (this test binary,
-//! started again with `PODCAST_ARGS` set), against one state file and the mock
-//! SMTP server.
+//! child process running the `podcast` example's code (see
+//! `support::child`), against one state file and the mock SMTP server.
 
 mod support;
 
@@ -10,49 +9,10 @@ mod support;
 mod podcast;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
+use support::child::{act_as_child_if_asked, command, outcome_line};
 use support::{MockSmtp, Security};
-
-const CHILD_ENV: &str = "PODCAST_ARGS";
-
-/// In a child process, runs the podcast example with the arguments from the
-/// environment and exits; in the test process, does nothing.
-fn act_as_child_if_asked() {
-    if let Ok(args) = std::env::var(CHILD_ENV) {
-        let args: Vec<String> = serde_json::from_str(&args).unwrap();
-        std::process::exit(i32::from(podcast::run(args)));
-    }
-}
-
-/// Starts one podcast run in a child process: this test binary, filtered to
-/// the test `test_name`, which calls [`act_as_child_if_asked`] first.
-fn podcast_run(test_name: &str, args: &[String]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, serde_json::to_string(args).unwrap())
-        .env_remove("SMTP_PASSWORD");
-    cmd
-}
-
-fn outcome_line(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    // libtest may print "test NAME ... " on the same line before the output.
-    stdout
-        .lines()
-        .find_map(|l| {
-            ["held ", "sent ", "nothing ", "not sent"]
-                .iter()
-                .find_map(|p| l.find(p).map(|at| l[at..].to_owned()))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no outcome line in\n{stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-}
 
 fn args(state: &Path, server: &MockSmtp, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -93,7 +53,7 @@ fn warn_feeds(body: &str) -> Vec<String> {
 
 #[test]
 fn podcast_runs_hold_hold_then_send_everything_in_order() {
-    act_as_child_if_asked();
+    act_as_child_if_asked(podcast::run);
     let server = MockSmtp::start(Security::StartTls);
     server.require_auth("poca@example.com", "secret");
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +62,7 @@ fn podcast_runs_hold_hold_then_send_everything_in_order() {
 
     let mut lines = Vec::new();
     for failures in ["2", "2", "1"] {
-        let output = podcast_run(name, &args(&state, &server, &["--failures", failures]))
+        let output = command(name, &args(&state, &server, &["--failures", failures]))
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(0), "{output:?}");
@@ -141,20 +101,20 @@ fn podcast_runs_hold_hold_then_send_everything_in_order() {
 
 #[test]
 fn podcast_exit_status_is_1_when_sending_fails_and_2_for_bad_arguments() {
-    act_as_child_if_asked();
+    act_as_child_if_asked(podcast::run);
     let name = "podcast_exit_status_is_1_when_sending_fails_and_2_for_bad_arguments";
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("poca.json");
     let server = MockSmtp::start(Security::StartTls);
     server.require_auth("poca@example.com", "secret");
     server.set_fault(support::Fault::DropOnConnect);
-    let output = podcast_run(name, &args(&state, &server, &["--failures", "5"]))
+    let output = command(name, &args(&state, &server, &["--failures", "5"]))
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(outcome_line(&output).starts_with("not sent, 8 records kept"));
 
-    let output = podcast_run(name, &["--feeds".into(), "many".into()])
+    let output = command(name, &["--feeds".into(), "many".into()])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -168,14 +128,14 @@ fn podcast_exit_status_is_1_when_sending_fails_and_2_for_bad_arguments() {
             }
         })
         .collect::<Vec<_>>();
-    let output = podcast_run(name, &bad_url).output().unwrap();
+    let output = command(name, &bad_url).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("SMTP URL"));
 }
 
 #[test]
 fn two_processes_flushing_at_once_neither_lose_nor_double_send() {
-    act_as_child_if_asked();
+    act_as_child_if_asked(podcast::run);
     let name = "two_processes_flushing_at_once_neither_lose_nor_double_send";
     let server = MockSmtp::start(Security::StartTls);
     server.require_auth("poca@example.com", "secret");
@@ -184,7 +144,7 @@ fn two_processes_flushing_at_once_neither_lose_nor_double_send() {
     for round in 0..3 {
         let children: Vec<_> = (0..2)
             .map(|_| {
-                podcast_run(
+                command(
                     name,
                     &args(&state, &server, &["--failures", "3", "--threshold", "1"]),
                 )

@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 mod certs;
+pub mod child;
 mod session;
 
 use std::collections::HashMap;

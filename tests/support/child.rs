@@ -1,0 +1,46 @@
+//! Runs an example's code in a child process: the test binary starts itself
+//! again, filtered to one test, with the example's arguments in an
+//! environment variable; that test calls [`act_as_child_if_asked`] first.
+
+use std::process::{Command, Output};
+
+const ARGS_ENV: &str = "TRACING_EMAIL_CHILD_ARGS";
+
+/// In a child process, runs `main` with the arguments from the environment
+/// and exits with its status; in the test process, returns at once.
+pub fn act_as_child_if_asked(main: impl FnOnce(Vec<String>) -> u8) {
+    if let Ok(args) = std::env::var(ARGS_ENV) {
+        let args: Vec<String> = serde_json::from_str(&args).unwrap();
+        std::process::exit(i32::from(main(args)));
+    }
+}
+
+/// A command that runs the test `test_name` of this binary as a child, with
+/// `args` for the example.
+pub fn command(test_name: &str, args: &[String]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(ARGS_ENV, serde_json::to_string(args).unwrap())
+        .env_remove("SMTP_PASSWORD");
+    cmd
+}
+
+/// The outcome line an example printed (`held …`, `sent …`, `nothing …`,
+/// `not sent …`).
+pub fn outcome_line(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // libtest may print "test NAME ... " on the same line before the output.
+    stdout
+        .lines()
+        .find_map(|l| {
+            ["held ", "sent ", "nothing ", "not sent"]
+                .iter()
+                .find_map(|p| l.find(p).map(|at| l[at..].to_owned()))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no outcome line in\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
