@@ -13,7 +13,7 @@ use tracing::Level;
 use crate::buffer::Buffer;
 use crate::digest::Composer;
 use crate::error::{Error, ErrorKind};
-use crate::flush::{Flusher, spawn_batch_worker};
+use crate::flush::{Flusher, spawn_worker};
 use crate::guard::FlushGuard;
 use crate::layer::{EmailLayer, Shared, Signal};
 use crate::policy::Policy;
@@ -50,6 +50,12 @@ pub struct Builder {
     state_file: Option<PathBuf>,
     offset: Offset,
     lock_timeout: Duration,
+    max_pending: usize,
+    max_record_bytes: usize,
+    max_email_bytes: usize,
+    send_deadline: Duration,
+    checkpoint_interval: Option<Duration>,
+    capture_panics: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +96,12 @@ impl EmailLayer {
             state_file: None,
             offset: Offset::Utc,
             lock_timeout: Duration::from_secs(10),
+            max_pending: 10_000,
+            max_record_bytes: 16 * 1024,
+            max_email_bytes: 1024 * 1024,
+            send_deadline: Duration::from_secs(30),
+            checkpoint_interval: Some(Duration::from_secs(1)),
+            capture_panics: false,
         }
     }
 }
@@ -227,6 +239,85 @@ impl Builder {
         self
     }
 
+    /// Keeps at most this many records pending (10 000 by default). Beyond
+    /// it the oldest are dropped first; how many is kept in the state file
+    /// and said in the next digest ("412 older records were dropped"). The
+    /// same bound holds for the records in memory between flushes.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").max_pending(50_000);
+    /// ```
+    pub fn max_pending(mut self, records: usize) -> Self {
+        self.max_pending = records;
+        self
+    }
+
+    /// Keeps at most this many bytes of text (message and field values) of
+    /// one record, 16 KiB by default; longer text is cut with a visible
+    /// `…[cut: N bytes in all]`.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").max_record_bytes(4096);
+    /// ```
+    pub fn max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes;
+        self
+    }
+
+    /// Keeps each email's body under about this many bytes, 1 MiB by
+    /// default: a larger digest is split into several complete emails,
+    /// numbered "part 2 of 3", so no server's size limit can make the backlog
+    /// undeliverable.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
+    /// ```
+    pub fn max_email_bytes(mut self, bytes: usize) -> Self {
+        self.max_email_bytes = bytes;
+        self
+    }
+
+    /// The longest one flush spends sending, 30 seconds by default, however
+    /// slowly the server answers (the SMTP timeout applies to each read, not
+    /// to the whole exchange). Past it the flush fails and keeps the records.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .send_deadline(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn send_deadline(mut self, deadline: Duration) -> Self {
+        self.send_deadline = deadline;
+        self
+    }
+
+    /// How long new records may wait in memory before a background thread
+    /// appends them to the state file: 1 second by default, `None` to turn
+    /// it off. A run that ends without dropping the guard (`process::exit`,
+    /// an abort, SIGKILL) loses at most the records of its last interval.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = tracing_email::EmailLayer::builder("poca").checkpoint_interval(Duration::from_secs(5));
+    /// let off = tracing_email::EmailLayer::builder("poca").checkpoint_interval(None);
+    /// ```
+    pub fn checkpoint_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.checkpoint_interval = interval.into();
+        self
+    }
+
+    /// Turns a panic into an ERROR record (its message, thread and location),
+    /// written to the state file at once, before the previous panic hook
+    /// runs. With unwinding, the guard's flush still runs during the unwind
+    /// and can send it; with `panic = "abort"` the next run finds it.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").capture_panics();
+    /// ```
+    pub fn capture_panics(mut self) -> Self {
+        self.capture_panics = true;
+        self
+    }
+
     /// The state file this builder will use.
     fn state_path(&self) -> Result<PathBuf, Error> {
         if let Some(path) = &self.state_file {
@@ -345,15 +436,28 @@ impl Builder {
             Offset::Local => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
         };
 
-        let signal = self.policy.batch.map(|_| Arc::new(Signal::default()));
+        if self.max_pending == 0 || self.max_record_bytes == 0 || self.max_email_bytes == 0 {
+            return Err(Error::config(
+                "max_pending, max_record_bytes and max_email_bytes must be at least 1",
+            ));
+        }
+        if self.send_deadline.is_zero() || self.checkpoint_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::config(
+                "send_deadline and checkpoint_interval must be longer than zero \
+                 (use checkpoint_interval(None) to turn checkpoints off)",
+            ));
+        }
+
+        let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
-            buffer: Buffer::new(),
+            buffer: Buffer::new(self.max_pending),
+            max_record_bytes: self.max_record_bytes,
             batch: self
                 .policy
                 .batch
-                .zip(signal.clone())
-                .map(|(size, s)| (size as u64, s)),
+                .map(|size| (size as u64, Arc::clone(&signal))),
         });
+        let needs_worker = self.policy.batch.is_some() || self.checkpoint_interval.is_some();
         let flusher = Arc::new(Mutex::new(Flusher {
             store: StateStore::new(state_path.clone(), self.lock_timeout),
             policy: self.policy,
@@ -365,23 +469,33 @@ impl Builder {
                 offset,
                 state_path,
             },
-            transport,
+            transport: Arc::from(transport),
+            max_pending: self.max_pending,
+            max_email_bytes: self.max_email_bytes,
+            send_deadline: self.send_deadline,
             sent_during_run: (0, 0),
         }));
-        let worker = match signal {
-            Some(signal) => {
-                let handle = spawn_batch_worker(
-                    Arc::clone(&shared),
-                    Arc::clone(&flusher),
-                    Arc::clone(&signal),
+        let worker = if needs_worker {
+            let handle = spawn_worker(
+                Arc::clone(&shared),
+                Arc::clone(&flusher),
+                Arc::clone(&signal),
+                self.checkpoint_interval,
+            )
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    "could not start the background thread",
+                    e,
                 )
-                .map_err(|e| {
-                    Error::with_source(ErrorKind::Config, "could not start the batch thread", e)
-                })?;
-                Some((signal, handle))
-            }
-            None => None,
+            })?;
+            Some((signal, handle))
+        } else {
+            None
         };
+        if self.capture_panics {
+            crate::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
+        }
         Ok((
             EmailLayer {
                 shared: Arc::clone(&shared),
@@ -448,6 +562,9 @@ mod tests {
         }
         assert!(err(ok().state_file("/")).contains("no file name"));
         assert!(err(ok().transport(crate::Smtp::tls("h").port(0))).contains("port is 0"));
+        assert!(err(ok().max_pending(0)).contains("max_pending"));
+        assert!(err(ok().send_deadline(Duration::ZERO)).contains("send_deadline"));
+        assert!(err(ok().checkpoint_interval(Duration::ZERO)).contains("checkpoint_interval"));
     }
 
     #[test]

@@ -25,6 +25,13 @@ pub(crate) struct Composer {
     pub(crate) state_path: PathBuf,
 }
 
+fn json_len(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len() + 2,
+        other => other.to_string().len(),
+    }
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -131,16 +138,40 @@ impl Composer {
     }
 
     /// Builds the email holding `records`.
-    pub(crate) fn compose<'a>(
+    /// How many bytes `record` takes in the body (its line and context).
+    pub(crate) fn line_bytes(&self, record: &Record) -> usize {
+        // "2026-11-21 10:00:03 ERROR " is at most 26 bytes, then the target,
+        // ": ", the message, the fields and a newline.
+        let fields: usize = record
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + json_len(v) + 2)
+            .sum();
+        let context = record.span_context().map_or(0, |c| c.len() + 5);
+        29 + record.target.len() + record.message.len() + fields + context
+    }
+
+    /// Builds the email holding `records`; `part` is `(k, n)` when this is
+    /// part k of a digest split into n emails.
+    pub(crate) fn compose(
         &self,
-        records: &'a [Record],
+        records: &[Record],
         dropped: u64,
-    ) -> Result<Email<'a>, Error> {
-        let subject = self
+        part: Option<(usize, usize)>,
+    ) -> Result<Email, Error> {
+        let mut subject = self
             .subject
             .clone()
             .unwrap_or_else(|| self.default_subject(records));
-        let text = self.body(records, dropped);
+        let mut text = String::new();
+        if let Some((k, n)) = part {
+            let _ = write!(subject, " (part {k} of {n})");
+            let _ = writeln!(
+                text,
+                "This is part {k} of {n}: the digest was split to stay under the size limit."
+            );
+        }
+        text.push_str(&self.body(records, dropped));
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
@@ -166,17 +197,17 @@ impl Composer {
             subject,
             text,
             message,
-            records,
+            records: records.into(),
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policy::tests::record_at;
 
-    fn composer() -> Composer {
+    pub(crate) fn composer() -> Composer {
         Composer {
             app: "poca".into(),
             from: "poca <robot@example.com>".parse().unwrap(),
@@ -236,7 +267,7 @@ mod tests {
     #[test]
     fn email_has_the_headers_a_mail_client_needs() {
         let rs = records(&[Level::WARN]);
-        let email = composer().compose(&rs, 0).unwrap();
+        let email = composer().compose(&rs, 0, None).unwrap();
         let raw = String::from_utf8(email.formatted()).unwrap();
         for header in [
             "From: ",
@@ -250,6 +281,33 @@ mod tests {
         }
         assert_eq!(email.recipients(), ["me@example.com", "zoe@example.org"]);
         assert_eq!(email.records().len(), 1);
+    }
+
+    #[test]
+    fn parts_are_numbered_in_subject_and_body() {
+        let rs = records(&[Level::WARN]);
+        let email = composer().compose(&rs, 0, Some((2, 3))).unwrap();
+        assert!(
+            email.subject().ends_with(" (part 2 of 3)"),
+            "{}",
+            email.subject()
+        );
+        assert!(email.text().starts_with("This is part 2 of 3"));
+    }
+
+    #[test]
+    fn line_bytes_is_close_to_the_real_line() {
+        let c = composer();
+        let mut r = record_at(Level::WARN);
+        r.message = "feed failed".into();
+        r.fields.0.push(("feed".into(), "Radio Café".into()));
+        r.fields.0.push(("n".into(), 42.into()));
+        let real = r.to_line(UtcOffset::UTC).len() + 1;
+        let estimate = c.line_bytes(&r);
+        assert!(
+            estimate >= real && estimate <= real + 8,
+            "{estimate} vs {real}"
+        );
     }
 
     #[test]

@@ -68,6 +68,8 @@ impl Signal {
 
 pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
+    /// Most bytes of text (message and field values) one record keeps.
+    pub(crate) max_record_bytes: usize,
     /// `(batch size, signal)` when a batch policy is set.
     pub(crate) batch: Option<(u64, Arc<Signal>)>,
 }
@@ -123,6 +125,7 @@ where
         attrs.record(&mut FieldVisitor {
             message: None,
             fields: &mut fields,
+            budget: self.shared.max_record_bytes,
         });
         let record = SpanRecord {
             name: Cow::Borrowed(attrs.metadata().name()),
@@ -139,6 +142,7 @@ where
             values.record(&mut FieldVisitor {
                 message: None,
                 fields: &mut record.fields,
+                budget: self.shared.max_record_bytes,
             });
         }
     }
@@ -153,6 +157,7 @@ where
         event.record(&mut FieldVisitor {
             message: Some(&mut message),
             fields: &mut fields,
+            budget: self.shared.max_record_bytes,
         });
         let spans = ctx
             .event_scope(event)
@@ -188,15 +193,46 @@ where
 }
 
 /// Records `tracing` field values as typed JSON values; the `message` field
-/// of an event goes to `message` when that is given.
+/// of an event goes to `message` when that is given. Text beyond `budget`
+/// bytes in all is cut, with a visible marker.
 struct FieldVisitor<'a> {
     message: Option<&'a mut String>,
     fields: &'a mut Fields,
+    budget: usize,
+}
+
+/// Cuts `text` to at most `budget` bytes (at a character boundary), marking
+/// the cut, and takes what it keeps from the budget.
+fn cut(text: &mut String, budget: &mut usize) {
+    let len = text.len();
+    if len > *budget {
+        let mut at = *budget;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        let _ = write!(text, "…[cut: {len} bytes in all]");
+    }
+    *budget = budget.saturating_sub(len);
 }
 
 impl FieldVisitor<'_> {
     fn put(&mut self, field: &Field, value: Value) {
         self.fields.set(field.name(), value);
+    }
+
+    fn put_text(&mut self, field: &Field, mut text: String) {
+        cut(&mut text, &mut self.budget);
+        self.put(field, Value::String(text));
+    }
+
+    /// The event's message, when this field is it.
+    fn message_for(&mut self, field: &Field) -> Option<&mut String> {
+        if field.name() == "message" {
+            self.message.as_deref_mut()
+        } else {
+            None
+        }
     }
 }
 
@@ -235,26 +271,48 @@ impl Visit for FieldVisitor<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message"
-            && let Some(message) = self.message.as_deref_mut()
-        {
+        let mut budget = self.budget;
+        if let Some(message) = self.message_for(field) {
             message.push_str(value);
+            cut(message, &mut budget);
+            self.budget = budget;
             return;
         }
-        self.put(field, Value::String(value.to_owned()));
+        self.put_text(field, value.to_owned());
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, Value::String(error_chain(value).to_string()));
+        self.put_text(field, error_chain(value).to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message"
-            && let Some(message) = self.message.as_deref_mut()
-        {
+        let mut budget = self.budget;
+        if let Some(message) = self.message_for(field) {
             let _ = write!(message, "{value:?}");
+            cut(message, &mut budget);
+            self.budget = budget;
             return;
         }
-        self.put(field, Value::String(format!("{value:?}")));
+        self.put_text(field, format!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cut_keeps_short_text_and_marks_long_text() {
+        let mut budget = 10;
+        let mut short = "abc".to_owned();
+        cut(&mut short, &mut budget);
+        assert_eq!((short.as_str(), budget), ("abc", 7));
+        let mut long = "ääääääää".to_owned(); // 16 bytes
+        cut(&mut long, &mut budget);
+        assert_eq!(long, "äää…[cut: 16 bytes in all]");
+        assert_eq!(budget, 0);
+        let mut more = "x".to_owned();
+        cut(&mut more, &mut budget);
+        assert_eq!(more, "…[cut: 1 bytes in all]");
     }
 }

@@ -60,6 +60,7 @@ mod error;
 mod flush;
 mod guard;
 mod layer;
+mod panic;
 mod policy;
 mod record;
 mod state;

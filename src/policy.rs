@@ -31,6 +31,8 @@ pub(crate) enum Phase {
     Run,
     /// At a flush (the guard's `flush` or drop).
     Flush,
+    /// A checkpoint that only stores records (the panic hook): never sends.
+    Checkpoint,
 }
 
 /// What to do with the pending records.
@@ -71,6 +73,9 @@ impl Policy {
             (None, Some(level)) => (at_least(pending, level), 1),
             (None, None) => (0, self.batch.unwrap_or(1)),
         };
+        if phase == Phase::Checkpoint {
+            return Decision::Hold { counted, needed };
+        }
         if phase == Phase::Flush {
             if let Some(level) = self.immediately_at
                 && at_least(pending, level) > 0
@@ -236,6 +241,23 @@ pub(crate) mod tests {
                 per_email: Some(10)
             }
         );
+    }
+
+    #[test]
+    fn a_checkpoint_never_sends() {
+        let all = Policy {
+            threshold: Some((1, W)),
+            batch: Some(1),
+            immediately_at: Some(I),
+        };
+        assert_eq!(
+            all.decide(&pending(&[E, E]), Phase::Checkpoint),
+            Decision::Hold {
+                counted: 2,
+                needed: 1
+            }
+        );
+        assert_eq!(all.decide(&[], Phase::Checkpoint), Decision::Nothing);
     }
 
     #[test]

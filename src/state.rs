@@ -48,6 +48,13 @@ pub(crate) struct StateStore {
     lock_timeout: Duration,
 }
 
+/// A loaded state and the parked files merged into it (to remove once the
+/// state is saved).
+pub(crate) struct Loaded {
+    pub(crate) state: State,
+    pub(crate) parked: Vec<PathBuf>,
+}
+
 /// Holds the exclusive lock on the state until dropped.
 pub(crate) struct StateLock {
     _file: File,
@@ -137,17 +144,45 @@ impl StateStore {
         }
     }
 
-    /// Reads the state. A missing file is an empty state; a file that is
-    /// not a state (corrupt, truncated, empty) is moved aside, with a warning
-    /// on stderr, and an empty state is returned; a file written by a newer
-    /// version of this crate is an error and is left alone.
-    pub(crate) fn load(&self, _lock: &StateLock) -> Result<State, Error> {
-        let bytes = match fs::read(&self.path) {
+    /// Reads the state, with the records of any parked files (see
+    /// [`park`](Self::park)) merged in time order. A missing file is an empty
+    /// state; a file that is not a state (corrupt, truncated, empty) is moved
+    /// aside, with a warning on stderr, and an empty state is returned; a file
+    /// written by a newer version of this crate is an error and is left alone.
+    pub(crate) fn load(&self, _lock: &StateLock) -> Result<Loaded, Error> {
+        let mut state = match self.read(&self.path)? {
+            Some(state) => state,
+            None => State::new(),
+        };
+        let parked = self.parked_files();
+        let mut merged = Vec::new();
+        for path in parked {
+            // A parked file that cannot be used is left where it is (or moved
+            // aside when corrupt) and does not stop the flush.
+            if let Ok(Some(extra)) = self.read(&path) {
+                state.pending.extend(extra.pending);
+                state.dropped += extra.dropped;
+                merged.push(path);
+            }
+        }
+        if !merged.is_empty() {
+            state.pending.sort_by_key(|r| r.timestamp);
+        }
+        Ok(Loaded {
+            state,
+            parked: merged,
+        })
+    }
+
+    /// Reads one state file: `None` when it does not exist or was corrupt
+    /// (and has been moved aside).
+    fn read(&self, path: &Path) -> Result<Option<State>, Error> {
+        let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(io_error(
-                    format!("could not read the state file {}", self.path.display()),
+                    format!("could not read the state file {}", path.display()),
                     e,
                 ));
             }
@@ -156,92 +191,156 @@ impl StateStore {
         struct Version {
             version: u32,
         }
-        match serde_json::from_slice::<Version>(&bytes) {
-            Ok(v) if v.version > VERSION => {
-                return Err(Error::new(
-                    ErrorKind::State,
-                    format!(
-                        "the state file {} has version {}, written by a newer tracing-email \
-                         (this one reads version {VERSION}); it is left untouched: upgrade \
-                         tracing-email or choose another state file",
-                        self.path.display(),
-                        v.version
-                    ),
-                ));
-            }
-            _ => {}
+        if let Ok(v) = serde_json::from_slice::<Version>(&bytes)
+            && v.version > VERSION
+        {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!(
+                    "the state file {} has version {}, written by a newer tracing-email \
+                     (this one reads version {VERSION}); it is left untouched: upgrade \
+                     tracing-email or choose another state file",
+                    path.display(),
+                    v.version
+                ),
+            ));
         }
         match serde_json::from_slice::<State>(&bytes) {
-            Ok(state) => Ok(state),
+            Ok(state) => Ok(Some(state)),
             Err(e) => {
-                let aside = self.move_aside()?;
+                let aside = move_aside(path)?;
                 eprintln!(
                     "tracing-email: the state file {} could not be read ({e}); it was moved to {} \
                      and a fresh one is used",
-                    self.path.display(),
+                    path.display(),
                     aside.display()
                 );
-                Ok(State::new())
+                Ok(None)
             }
         }
     }
 
-    fn move_aside(&self) -> Result<PathBuf, Error> {
-        let stamp = OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
-            ))
+    /// The parked files of this state file, oldest first.
+    fn parked_files(&self) -> Vec<PathBuf> {
+        let (Some(dir), Some(name)) = (self.dir(), self.path.file_name()) else {
+            return Vec::new();
+        };
+        let prefix = format!("{}.parked-", name.to_string_lossy());
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| {
+                        let n = e.file_name();
+                        let n = n.to_string_lossy();
+                        n.starts_with(&prefix) && n.ends_with(".json")
+                    })
+                    .map(|e| e.path())
+                    .collect()
+            })
             .unwrap_or_default();
-        let aside = with_suffix(&self.path, &format!(".corrupt-{stamp}"));
-        fs::rename(&self.path, &aside).map_err(|e| {
-            io_error(
-                format!(
-                    "the state file {} is unreadable and could not be moved aside",
-                    self.path.display()
-                ),
-                e,
-            )
-        })?;
-        Ok(aside)
+        found.sort();
+        found
+    }
+
+    /// Writes records that could not wait for the lock into a file of their
+    /// own beside the state file, to be merged by the next flush that gets
+    /// the lock. Returns its path.
+    pub(crate) fn park(&self, records: Vec<Record>, dropped: u64) -> Result<PathBuf, Error> {
+        self.create_dir()?;
+        let path = with_suffix(
+            &self.path,
+            &format!(".parked-{}-{}.json", timestamp(), std::process::id()),
+        );
+        let state = State {
+            pending: records,
+            dropped,
+            ..State::new()
+        };
+        write_atomic(&path, &state)?;
+        Ok(path)
+    }
+
+    /// Removes parked files whose records are now in the state file.
+    pub(crate) fn remove_parked(&self, parked: &[PathBuf]) {
+        for path in parked {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        match self.path.parent() {
+            Some(d) if d.as_os_str().is_empty() => Some(Path::new(".")),
+            other => other,
+        }
     }
 
     /// Replaces the state file atomically: a temporary file in the same
     /// folder, fsync, rename over the old one, fsync of the folder.
     pub(crate) fn save(&self, _lock: &StateLock, state: &State) -> Result<(), Error> {
-        let fail = |what: &str, e: io::Error| {
-            io_error(
-                format!("could not {what} the state file {}", self.path.display()),
-                e,
-            )
-        };
-        let bytes = serde_json::to_vec(state)
-            .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
-        let tmp = with_suffix(&self.path, &format!(".tmp-{}", std::process::id()));
-        let written = (|| {
-            let mut file = private_options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(fail("write", e));
-        }
-        if let Err(e) = fs::rename(&tmp, &self.path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(fail("replace", e));
-        }
-        #[cfg(unix)]
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| fail("sync the folder of", e))?;
-        }
-        Ok(())
+        write_atomic(&self.path, state)
     }
+}
+
+/// A UTC time for file names, sortable: `20261121T100003.123456Z`.
+fn timestamp() -> String {
+    OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+        ))
+        .unwrap_or_default()
+}
+
+fn move_aside(path: &Path) -> Result<PathBuf, Error> {
+    let aside = with_suffix(path, &format!(".corrupt-{}", timestamp()));
+    fs::rename(path, &aside).map_err(|e| {
+        io_error(
+            format!(
+                "the state file {} is unreadable and could not be moved aside",
+                path.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(aside)
+}
+
+/// Writes `state` to `path` atomically: a temporary file in the same folder
+/// (mode 0600), fsync, rename over `path`, fsync of the folder.
+fn write_atomic(path: &Path, state: &State) -> Result<(), Error> {
+    let fail = |what: &str, e: io::Error| {
+        io_error(
+            format!("could not {what} the state file {}", path.display()),
+            e,
+        )
+    };
+    let bytes = serde_json::to_vec(state)
+        .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
+    let tmp = with_suffix(path, &format!(".tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail("write", e));
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail("replace", e));
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail("sync the folder of", e))?;
+    }
+    Ok(())
 }
 
 fn private_options() -> OpenOptions {
@@ -267,13 +366,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let lock = store.lock().unwrap();
-        let mut state = store.load(&lock).unwrap();
+        let mut state = store.load(&lock).unwrap().state;
         assert_eq!(state.version, VERSION);
         assert!(state.pending.is_empty());
         state.pending.push(record_at(Level::WARN));
         state.last_error = Some("refused".into());
         store.save(&lock, &state).unwrap();
-        assert_eq!(store.load(&lock).unwrap(), state);
+        assert_eq!(store.load(&lock).unwrap().state, state);
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(store.path().parent().unwrap())
             .unwrap()
@@ -320,7 +419,7 @@ mod tests {
             let store = store(dir.path());
             let lock = store.lock().unwrap();
             fs::write(store.path(), bad).unwrap();
-            let state = store.load(&lock).unwrap();
+            let state = store.load(&lock).unwrap().state;
             assert!(state.pending.is_empty());
             assert!(!store.path().exists());
             let aside: Vec<_> = fs::read_dir(store.path().parent().unwrap())
@@ -341,10 +440,35 @@ mod tests {
         let lock = store.lock().unwrap();
         let text = r#"{"version":2,"pending":[],"future":true}"#;
         fs::write(store.path(), text).unwrap();
-        let err = store.load(&lock).unwrap_err();
+        let err = store.load(&lock).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::State);
         assert!(err.to_string().contains("version 2"), "{err}");
         assert_eq!(fs::read_to_string(store.path()).unwrap(), text);
+    }
+
+    #[test]
+    fn parked_records_are_merged_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let at = |secs: i64, level| {
+            let mut r = record_at(level);
+            r.timestamp = OffsetDateTime::from_unix_timestamp(secs).unwrap();
+            r
+        };
+        let parked = store.park(vec![at(2, Level::WARN)], 3).unwrap();
+        assert!(parked.to_string_lossy().contains("state.json.parked-"));
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending = vec![at(1, Level::INFO), at(3, Level::INFO)];
+        store.save(&lock, &state).unwrap();
+        let loaded = store.load(&lock).unwrap();
+        let levels: Vec<Level> = loaded.state.pending.iter().map(|r| r.level).collect();
+        assert_eq!(levels, [Level::INFO, Level::WARN, Level::INFO]);
+        assert_eq!(loaded.state.dropped, 3);
+        assert_eq!(loaded.parked, [parked.clone()]);
+        store.remove_parked(&loaded.parked);
+        assert!(!parked.exists());
+        assert_eq!(store.load(&lock).unwrap().state.pending.len(), 2);
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl FileDrop {
 }
 
 impl Transport for FileDrop {
-    fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+    fn send(&self, email: &Email) -> Result<(), BoxError> {
         fs::create_dir_all(&self.dir).map_err(|e| {
             format!(
                 "could not create the outbox folder {}: {e}",

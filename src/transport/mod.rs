@@ -9,6 +9,8 @@ pub use file::FileDrop;
 pub use sendmail::Sendmail;
 pub use smtp::Smtp;
 
+use std::sync::Arc;
+
 use crate::record::Record;
 
 /// The error type transports return: any error, boxed. Its `Display` (and
@@ -27,25 +29,25 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// struct Stdout;
 /// impl Transport for Stdout {
-///     fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+///     fn send(&self, email: &Email) -> Result<(), BoxError> {
 ///         println!("{}\n\n{}", email.subject(), email.text());
 ///         Ok(())
 ///     }
 /// }
 /// ```
-#[derive(Debug)]
-pub struct Email<'a> {
+#[derive(Debug, Clone)]
+pub struct Email {
     pub(crate) subject: String,
     pub(crate) text: String,
     pub(crate) message: lettre::Message,
-    pub(crate) records: &'a [Record],
+    pub(crate) records: Arc<[Record]>,
 }
 
-impl Email<'_> {
+impl Email {
     /// The subject line (not yet MIME-encoded).
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// # fn f(email: &tracing_email::Email) {
     /// println!("{}", email.subject());
     /// # }
     /// ```
@@ -56,7 +58,7 @@ impl Email<'_> {
     /// The plain-text body.
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// # fn f(email: &tracing_email::Email) {
     /// println!("{}", email.text());
     /// # }
     /// ```
@@ -67,19 +69,19 @@ impl Email<'_> {
     /// The records this email holds, oldest first.
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// # fn f(email: &tracing_email::Email) {
     /// println!("{} records", email.records().len());
     /// # }
     /// ```
     pub fn records(&self) -> &[Record] {
-        self.records
+        &self.records
     }
 
     /// The whole message in RFC 5322 form, headers and encoded body, as it
     /// would be handed to a mail server.
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// # fn f(email: &tracing_email::Email) {
     /// std::fs::write("digest.eml", email.formatted()).unwrap();
     /// # }
     /// ```
@@ -90,7 +92,7 @@ impl Email<'_> {
     /// The envelope recipients' addresses.
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email<'_>) {
+    /// # fn f(email: &tracing_email::Email) {
     /// for to in email.recipients() { println!("{to}"); }
     /// # }
     /// ```
@@ -119,7 +121,7 @@ impl Email<'_> {
 /// struct Notify;
 ///
 /// impl Transport for Notify {
-///     fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+///     fn send(&self, email: &Email) -> Result<(), BoxError> {
 ///         let status = std::process::Command::new("notify-send")
 ///             .arg(email.subject())
 ///             .arg(email.text())
@@ -134,7 +136,7 @@ impl Email<'_> {
 pub trait Transport: Send + Sync + 'static {
     /// Delivers one email. Return `Ok` only once it was accepted: the
     /// records it holds are then removed from the state file.
-    fn send(&self, email: &Email<'_>) -> Result<(), BoxError>;
+    fn send(&self, email: &Email) -> Result<(), BoxError>;
 
     /// Checks the configuration; called once by
     /// [`Builder::build`](crate::Builder::build) so that mistakes show up
@@ -144,7 +146,7 @@ pub trait Transport: Send + Sync + 'static {
     /// # use tracing_email::{BoxError, Email, Transport};
     /// struct Webhook { url: String }
     /// impl Transport for Webhook {
-    ///     fn send(&self, _email: &Email<'_>) -> Result<(), BoxError> { Ok(()) }
+    ///     fn send(&self, _email: &Email) -> Result<(), BoxError> { Ok(()) }
     ///     fn check(&mut self) -> Result<(), BoxError> {
     ///         if !self.url.starts_with("https://") {
     ///             return Err("the webhook URL must start with https://".into());

@@ -49,7 +49,7 @@ impl Sendmail {
 }
 
 impl Transport for Sendmail {
-    fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+    fn send(&self, email: &Email) -> Result<(), BoxError> {
         SendmailTransport::new_with_command(self.command.clone())
             .send(&email.message)
             .map_err(|e| {

@@ -451,7 +451,7 @@ impl Smtp {
 }
 
 impl Transport for Smtp {
-    fn send(&self, email: &Email<'_>) -> Result<(), BoxError> {
+    fn send(&self, email: &Email) -> Result<(), BoxError> {
         let transport = match &self.transport {
             Some(t) => t,
             None => {

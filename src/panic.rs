@@ -1,0 +1,66 @@
+//! `capture_panics()`: a panic becomes an ERROR record, checkpointed to the
+//! state file at once, so that even an abort keeps it.
+
+use std::borrow::Cow;
+use std::panic::PanicHookInfo;
+use std::sync::{Mutex, Weak};
+
+use serde_json::Value;
+use tracing::Level;
+
+use crate::flush::Flusher;
+use crate::layer::Shared;
+use crate::policy::Phase;
+use crate::record::{Fields, Record};
+
+/// Chains a panic hook in front of the current one. It holds only weak
+/// references: once the layer and guard are gone, it does nothing but call
+/// the previous hook.
+pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(shared) = shared.upgrade() {
+            shared.buffer.push(record(info));
+            // The panicking thread may hold the flusher (a panic inside a
+            // flush): then the record waits in memory for the guard's flush.
+            if let Some(flusher) = flusher.upgrade()
+                && let Ok(mut flusher) = flusher.try_lock()
+            {
+                let _ = flusher.flush(&shared.buffer, Phase::Checkpoint);
+            }
+        }
+        previous(info);
+    }));
+}
+
+fn record(info: &PanicHookInfo<'_>) -> Record {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+    let thread = std::thread::current();
+    let mut fields = Fields::default();
+    fields.0.push((
+        Cow::Borrowed("thread"),
+        Value::String(thread.name().unwrap_or("<unnamed>").to_owned()),
+    ));
+    if let Some(location) = info.location() {
+        fields.0.push((
+            Cow::Borrowed("location"),
+            Value::String(location.to_string()),
+        ));
+    }
+    Record {
+        timestamp: time::OffsetDateTime::now_utc(),
+        level: Level::ERROR,
+        target: Cow::Borrowed("panic"),
+        message: format!("panicked: {message}"),
+        fields,
+        module_path: None,
+        file: info.location().map(|l| Cow::Owned(l.file().to_owned())),
+        line: info.location().map(|l| l.line()),
+        spans: Vec::new(),
+    }
+}
