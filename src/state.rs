@@ -465,7 +465,7 @@ mod tests {
         let levels: Vec<Level> = loaded.state.pending.iter().map(|r| r.level).collect();
         assert_eq!(levels, [Level::INFO, Level::WARN, Level::INFO]);
         assert_eq!(loaded.state.dropped, 3);
-        assert_eq!(loaded.parked, [parked.clone()]);
+        assert_eq!(loaded.parked, std::slice::from_ref(&parked));
         store.remove_parked(&loaded.parked);
         assert!(!parked.exists());
         assert_eq!(store.load(&lock).unwrap().state.pending.len(), 2);
