@@ -582,12 +582,18 @@ mod tests {
     }
 
     #[test]
-    fn default_policy_is_one_warning() {
-        let (_layer, guard) = ok().build().unwrap();
-        assert_eq!(
-            crate::buffer::lock(&guard.flusher).policy.threshold,
-            Some((1, Level::WARN))
-        );
+    fn defaults_are_the_documented_ones() {
+        let (layer, guard) = ok().build().unwrap();
+        {
+            let flusher = crate::buffer::lock(&guard.flusher);
+            assert_eq!(flusher.policy.threshold, Some((1, Level::WARN)));
+            assert_eq!(flusher.send_deadline, Duration::from_secs(30));
+            assert_eq!(flusher.max_pending, 10_000);
+            assert_eq!(flusher.max_email_bytes, 1024 * 1024);
+        }
+        assert_eq!(layer.shared.max_record_bytes, 16 * 1024);
+        // The checkpoint thread runs by default.
+        assert!(guard.worker.is_some());
         std::mem::forget(guard);
     }
 

@@ -1,38 +1,14 @@
 //! What the layer captures, and how the guard flushes: in-process tests with
 //! a transport that records what it is given.
 
-use std::sync::{Arc, Mutex};
+mod support;
 
 use serde_json::json;
+use support::recorder::Recorder;
 use tracing::Level;
-use tracing_email::{BoxError, Email, EmailLayer, FlushGuard, Outcome, Record, Transport};
+use tracing_email::{EmailLayer, FlushGuard, Outcome, Record};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
-
-/// Keeps a copy of every email it is asked to send; fails while `fail` is set.
-#[derive(Clone, Default)]
-struct Recorder {
-    sent: Arc<Mutex<Vec<Vec<Record>>>>,
-    fail: Arc<Mutex<Option<String>>>,
-}
-
-impl Transport for Recorder {
-    fn send(&self, email: &Email) -> Result<(), BoxError> {
-        // Whatever a transport logs while sending is never captured.
-        tracing::error!(target: "my_transport", "sending {}", email.subject());
-        if let Some(reason) = self.fail.lock().unwrap().clone() {
-            return Err(reason.into());
-        }
-        self.sent.lock().unwrap().push(email.records().to_vec());
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn emails(&self) -> Vec<Vec<Record>> {
-        self.sent.lock().unwrap().clone()
-    }
-}
 
 fn build(
     dir: &std::path::Path,
@@ -319,7 +295,7 @@ fn records_are_kept_across_guards_until_the_threshold_is_met() {
 fn a_failed_send_keeps_every_record_for_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
-    *recorder.fail.lock().unwrap() = Some("server on fire".into());
+    recorder.fail_with(Some("server on fire"));
     let (layer, guard) = build(dir.path(), &recorder, |b| b);
     let outcome =
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
@@ -345,7 +321,7 @@ fn a_failed_send_keeps_every_record_for_the_next_run() {
             .contains("server on fire")
     );
 
-    *recorder.fail.lock().unwrap() = None;
+    recorder.fail_with(None);
     let (layer, guard) = build(dir.path(), &recorder, |b| b);
     let outcome =
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {

@@ -460,8 +460,10 @@ impl Transport for Smtp {
                 )));
             }
         };
-        transport
-            .send(&email.message)
+        // lettre (with its `tracing` feature) logs the SMTP exchange, AUTH
+        // included: nothing of it may reach any layer, ours or the user's.
+        let silent = tracing::subscriber::NoSubscriber::default();
+        tracing::subscriber::with_default(silent, || transport.send(&email.message))
             .map(|_| ())
             .map_err(|e| Box::new(Error::smtp(self.explain(&e))) as BoxError)
     }

@@ -23,7 +23,9 @@
 
 mod certs;
 pub mod child;
+pub mod recorder;
 mod session;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::fmt;
