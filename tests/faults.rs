@@ -109,7 +109,9 @@ const FAILURES: &[Failure] = &[
     },
 ];
 
-const POLICIES: &[(&str, fn(Builder) -> Builder)] = &[
+type Configure = fn(Builder) -> Builder;
+
+const POLICIES: &[(&str, Configure)] = &[
     ("threshold", |b| b.threshold(2, Level::WARN)),
     ("batch", |b| b.batch(2)),
     ("immediately_at", |b| b.immediately_at(Level::WARN)),

@@ -141,17 +141,11 @@ fn two_processes_flushing_at_once_neither_lose_nor_double_send() {
     server.require_auth("poca@example.com", "secret");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("poca.json");
+    // Written once: a child may be reading the CA file while another starts.
+    let args = args(&state, &server, &["--failures", "3", "--threshold", "1"]);
     for round in 0..3 {
         let children: Vec<_> = (0..2)
-            .map(|_| {
-                command(
-                    name,
-                    &args(&state, &server, &["--failures", "3", "--threshold", "1"]),
-                )
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-            })
+            .map(|_| command(name, &args).spawn().unwrap())
             .collect();
         for child in children {
             let output = child.wait_with_output().unwrap();

@@ -216,3 +216,48 @@ fn the_password_appears_nowhere_it_should_not() {
     let file = std::fs::read_to_string(&state).unwrap();
     assert!(!file.contains(PASSWORD));
 }
+
+#[test]
+fn a_password_over_plain_text_needs_an_explicit_opt_in() {
+    let server = MockSmtp::start(Security::Plain);
+    server.require_auth(USER, PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.json");
+    let plain = || {
+        Smtp::plain("127.0.0.1")
+            .port(server.port())
+            .credentials(USER, PASSWORD)
+    };
+    let err = builder(&state, plain()).build().unwrap_err();
+    assert_eq!(err.kind(), tracing_email::ErrorKind::Smtp);
+    let text = err.to_string();
+    assert!(
+        text.contains("not encrypted") && text.contains("allow_insecure_auth"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD));
+    assert_eq!(server.connections(), 0, "build() does no network I/O");
+
+    let outcome = run(&state, plain().allow_insecure_auth(), &["x"]);
+    assert!(outcome.is_sent(), "{outcome}");
+    assert_eq!(server.messages()[0].auth_user.as_deref(), Some(USER));
+}
+
+#[test]
+fn certificates_are_verified_by_default() {
+    let server = MockSmtp::start(Security::ImplicitTls);
+    let dir = tempfile::tempdir().unwrap();
+    // The server's own CA is not trusted unless given.
+    let outcome = run(
+        &dir.path().join("s.json"),
+        Smtp::tls("127.0.0.1").port(server.port()),
+        &["x"],
+    );
+    match outcome {
+        Outcome::Failed { error, pending: 1 } => {
+            assert!(error.to_string().contains("UnknownIssuer"), "{error}")
+        }
+        other => panic!("{other}"),
+    }
+    assert!(server.messages().is_empty());
+}

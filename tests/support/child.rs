@@ -2,7 +2,7 @@
 //! again, filtered to one test, with the example's arguments in an
 //! environment variable; that test calls [`act_as_child_if_asked`] first.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 const ARGS_ENV: &str = "TRACING_EMAIL_CHILD_ARGS";
 
@@ -21,7 +21,9 @@ pub fn command(test_name: &str, args: &[String]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
         .env(ARGS_ENV, serde_json::to_string(args).unwrap())
-        .env_remove("SMTP_PASSWORD");
+        .env_remove("SMTP_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd
 }
 

@@ -1,0 +1,190 @@
+//! Crash safety with real processes: a run that ends with
+//! `std::process::exit`, an abort, a panic under `panic = "abort"`, or
+//! SIGKILL loses at most its last checkpoint interval; a later run finds the
+//! rest and sends it. A panic with unwinding is captured and sent by the
+//! guard's flush during the unwind.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::child::{act_as_child_if_asked, command};
+use support::recorder::Recorder;
+use tracing::Level;
+use tracing_email::{EmailLayer, FileDrop, Outcome, Record};
+use tracing_subscriber::prelude::*;
+
+const INTERVAL: Duration = Duration::from_millis(200);
+
+/// A run that logs ten warnings, waits for a checkpoint, logs one more and
+/// then ends as `args[0]` says. `args[1]` is the state file.
+fn crashing_run(args: Vec<String>) -> u8 {
+    let state = Path::new(&args[1]);
+    if args[0] == "panic-abort" {
+        // What `panic = "abort"` does after the panic hooks have run.
+        std::panic::set_hook(Box::new(|_| std::process::abort()));
+    }
+    let (layer, guard) = EmailLayer::builder("crash")
+        .transport(FileDrop::new(state.with_file_name("outbox")))
+        .state_file(state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .threshold(1, Level::ERROR)
+        .checkpoint_interval(INTERVAL)
+        .capture_panics()
+        .build()
+        .unwrap();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    for n in 0..10 {
+        tracing::warn!(n, "before the crash");
+    }
+    std::thread::sleep(INTERVAL * 3);
+    tracing::warn!("in the last interval");
+    match args[0].as_str() {
+        "exit" => std::process::exit(3),
+        "abort" => std::process::abort(),
+        "panic-abort" | "panic-unwind" => panic!("boom at the feed"),
+        "kill" => {
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    drop(guard);
+    0
+}
+
+/// A later, healthy run over the same state file: returns what it sent.
+fn later_run(state: &Path) -> Vec<Record> {
+    let recorder = Recorder::default();
+    let (layer, guard) = EmailLayer::builder("crash")
+        .transport(recorder.clone())
+        .state_file(state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .threshold(1, Level::WARN)
+        .build()
+        .unwrap();
+    drop(layer);
+    let outcome = guard.flush();
+    assert!(outcome.is_sent(), "{outcome}");
+    recorder.emails().concat()
+}
+
+fn numbered(records: &[Record]) -> Vec<i64> {
+    records
+        .iter()
+        .filter_map(|r| r.fields.get("n").and_then(|n| n.as_i64()))
+        .collect()
+}
+
+fn crash(test: &str, mode: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let args = [mode.to_string(), state.to_str().unwrap().to_string()];
+    let output = if mode == "kill" {
+        let mut child = command(test, &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(lines.any(|l| l.unwrap().contains("ready")));
+        child.kill().unwrap(); // SIGKILL
+        child.wait_with_output().unwrap()
+    } else {
+        command(test, &args).output().unwrap()
+    };
+    (dir, output)
+}
+
+#[test]
+fn exit_without_dropping_the_guard_loses_at_most_the_last_interval() {
+    act_as_child_if_asked(crashing_run);
+    let (dir, output) = crash(
+        "exit_without_dropping_the_guard_loses_at_most_the_last_interval",
+        "exit",
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let sent = later_run(&dir.path().join("state.json"));
+    assert_eq!(numbered(&sent), (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn abort_loses_at_most_the_last_interval() {
+    act_as_child_if_asked(crashing_run);
+    let (dir, output) = crash("abort_loses_at_most_the_last_interval", "abort");
+    assert!(!output.status.success());
+    let sent = later_run(&dir.path().join("state.json"));
+    assert_eq!(numbered(&sent), (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn sigkill_loses_at_most_the_last_interval() {
+    act_as_child_if_asked(crashing_run);
+    let (dir, output) = crash("sigkill_loses_at_most_the_last_interval", "kill");
+    assert!(!output.status.success());
+    let sent = later_run(&dir.path().join("state.json"));
+    assert_eq!(numbered(&sent), (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_panic_under_abort_is_recorded_for_the_next_run() {
+    act_as_child_if_asked(crashing_run);
+    let (dir, output) = crash(
+        "a_panic_under_abort_is_recorded_for_the_next_run",
+        "panic-abort",
+    );
+    assert!(!output.status.success());
+    let sent = later_run(&dir.path().join("state.json"));
+    assert_eq!(numbered(&sent), (0..10).collect::<Vec<_>>());
+    // The panic hook wrote the panic, and everything before it, at once.
+    let panic = sent
+        .iter()
+        .find(|r| r.target == "panic")
+        .expect("panic record");
+    assert_eq!(panic.level, Level::ERROR);
+    assert_eq!(panic.message, "panicked: boom at the feed");
+    assert!(panic.file.as_deref().unwrap().ends_with("crash.rs"));
+    assert!(sent.iter().any(|r| r.message == "in the last interval"));
+}
+
+#[test]
+fn a_panic_with_unwinding_is_sent_by_the_guard_during_the_unwind() {
+    act_as_child_if_asked(crashing_run);
+    let (dir, output) = crash(
+        "a_panic_with_unwinding_is_sent_by_the_guard_during_the_unwind",
+        "panic-unwind",
+    );
+    assert!(!output.status.success());
+    let outbox: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(outbox.len(), 1, "{output:?}");
+    let eml = String::from_utf8(std::fs::read(&outbox[0]).unwrap()).unwrap();
+    let text = mail_parser::MessageParser::default()
+        .parse(eml.as_bytes())
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .into_owned();
+    assert!(
+        text.contains("ERROR panic: panicked: boom at the feed"),
+        "{text}"
+    );
+    assert!(text.contains("location=\""), "{text}");
+    assert_eq!(text.matches("before the crash").count(), 10);
+    // Nothing is left pending.
+    let recorder_run = EmailLayer::builder("crash")
+        .transport(Recorder::default())
+        .state_file(dir.path().join("state.json"))
+        .from("robot@example.com")
+        .to("me@example.com")
+        .build()
+        .unwrap();
+    assert!(matches!(recorder_run.1.flush(), Outcome::Nothing));
+}

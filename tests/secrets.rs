@@ -1,0 +1,158 @@
+//! The password appears nowhere: not in the state file, not in any `Debug`
+//! or `Display`, not in an error, not in a record, not in a log line, even
+//! with lettre's own tracing (which logs the AUTH exchange) turned on and a
+//! global subscriber that would show it.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use lettre::Transport as _;
+use support::setup::{PASSWORD, USER, builder, smtp_for};
+use support::{Cmd, Fault, MockSmtp, Security};
+use tracing::Level;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn take(&self) -> String {
+        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The password as it may travel: plain, and base64 for AUTH PLAIN / LOGIN.
+fn secret_forms() -> Vec<String> {
+    vec![
+        PASSWORD.to_owned(),
+        base64(format!("\0{USER}\0{PASSWORD}").as_bytes()),
+        base64(PASSWORD.as_bytes()),
+    ]
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for secret in secret_forms() {
+        assert!(!text.contains(&secret), "{what} holds {secret:?}:\n{text}");
+    }
+}
+
+#[test]
+fn the_password_never_leaks() {
+    let server = MockSmtp::start(Security::StartTls);
+    server.require_auth(USER, PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let logs = Captured::default();
+
+    let smtp = smtp_for(&server);
+    assert_clean("Debug of Smtp", &format!("{smtp:?}"));
+    let (layer, guard) = builder(&state, smtp)
+        .threshold(1, Level::WARN)
+        .build()
+        .unwrap();
+    assert_clean(
+        "Debug of the layer and guard",
+        &format!("{layer:?} {guard:?}"),
+    );
+    let writer = logs.clone();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_filter(LevelFilter::TRACE),
+        )
+        .with(layer.with_filter(LevelFilter::TRACE))
+        .init();
+
+    // Without this crate's care, lettre's tracing shows the AUTH exchange:
+    // this check can fail.
+    let raw = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(server.port())
+        .tls(lettre::transport::smtp::client::Tls::Required(
+            lettre::transport::smtp::client::TlsParameters::builder("127.0.0.1".into())
+                .add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_pem(
+                        server.ca_pem().as_bytes(),
+                    )
+                    .unwrap(),
+                )
+                .build_rustls()
+                .unwrap(),
+        ))
+        .credentials((USER, PASSWORD).into())
+        .build();
+    let probe = lettre::Message::builder()
+        .from(USER.parse().unwrap())
+        .to(USER.parse().unwrap())
+        .body(String::from("probe"))
+        .unwrap();
+    raw.send(&probe).unwrap();
+    let unguarded = logs.take();
+    assert!(
+        unguarded.contains("AUTH PLAIN"),
+        "lettre's tracing is on:\n{unguarded}"
+    );
+
+    // A successful send and a failed login, with everything at TRACE.
+    tracing::warn!(feed = "Radio Café", "feed failed");
+    let sent = guard.flush();
+    assert!(sent.is_sent(), "{sent}");
+    server.set_fault(Fault::Reply {
+        command: Cmd::Auth,
+        code: 535,
+        text: "5.7.8 Authentication credentials invalid".into(),
+    });
+    tracing::error!("another");
+    let failed = guard.flush();
+    assert!(failed.is_failed(), "{failed}");
+
+    assert_clean("the log lines", &logs.take());
+    assert_clean(
+        "the outcomes",
+        &format!("{sent} {sent:?} {failed} {failed:?}"),
+    );
+    if let tracing_email::Outcome::Failed { error, .. } = &failed {
+        assert_clean("the error", &format!("{error} {error:?}"));
+    }
+    let file = std::fs::read_to_string(&state).unwrap();
+    assert!(file.contains("Authentication credentials invalid"));
+    assert_clean("the state file", &file);
+    for m in server.messages() {
+        assert_clean("a digest", &m.data_lossy());
+    }
+}

@@ -1,0 +1,192 @@
+//! Faults of the state file, with real processes: a folder that cannot be
+//! made, a full disk, corrupt files, a file from a newer version. The outcome
+//! says what happened and no record is silently lost: the last resort is
+//! stderr, as JSON lines.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use support::child::{act_as_child_if_asked, command, outcome_line};
+use tracing::Level;
+use tracing_email::{EmailLayer, FileDrop, Outcome, Record};
+use tracing_subscriber::prelude::*;
+
+/// One run: five warnings, held (the threshold is 100), against the state
+/// file `args[0]`. Exit status 1 when the outcome is a failure.
+fn run(args: Vec<String>) -> u8 {
+    let state = Path::new(&args[0]);
+    let (layer, guard) = EmailLayer::builder("state-test")
+        .transport(FileDrop::new(
+            std::env::temp_dir().join("tracing-email-unused"),
+        ))
+        .state_file(state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .threshold(100, Level::WARN)
+        .checkpoint_interval(None)
+        .build()
+        .unwrap();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    for n in 0..5 {
+        tracing::warn!(n, "precious");
+    }
+    let outcome = guard.flush();
+    println!("{outcome}");
+    u8::from(matches!(outcome, Outcome::Failed { .. }))
+}
+
+fn records_on_stderr(output: &Output) -> Vec<Record> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn pending(state: &Path) -> usize {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    v["pending"].as_array().unwrap().len()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_missing_folder_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("a").join("b").join("state.json");
+    let output = command(
+        "a_missing_folder_is_created_private",
+        &[state.to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(state.parent().unwrap()), 0o700);
+    assert_eq!(mode(&state), 0o600);
+    assert_eq!(pending(&state), 5);
+}
+
+#[test]
+fn a_folder_that_cannot_be_made_fails_and_the_records_go_to_stderr() {
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "a file where the folder should be").unwrap();
+    let state = blocker.join("state.json");
+    let output = command(
+        "a_folder_that_cannot_be_made_fails_and_the_records_go_to_stderr",
+        &[state.to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = outcome_line(&output);
+    assert!(line.starts_with("not sent, 5 records kept"), "{line}");
+    assert!(line.contains("could not create the state folder"), "{line}");
+    assert!(
+        line.contains("written to stderr if none succeeds"),
+        "{line}"
+    );
+    let rescued = records_on_stderr(&output);
+    let ns: Vec<i64> = rescued
+        .iter()
+        .map(|r| r.fields.get("n").unwrap().as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [0, 1, 2, 3, 4]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_full_disk_fails_and_the_records_go_to_stderr() {
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let child = command(
+        "a_full_disk_fails_and_the_records_go_to_stderr",
+        &[state.to_str().unwrap().into()],
+    );
+    // A file size limit of one block makes every write past it fail as a
+    // full disk would (EFBIG), with the signal it raises ignored.
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 1; exec "$0" "$@""#)
+        .arg(child.get_program())
+        .args(child.get_args());
+    for (k, v) in child.get_envs() {
+        match v {
+            Some(v) => shell.env(k, v),
+            None => shell.env_remove(k),
+        };
+    }
+    let output = shell.output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = outcome_line(&output);
+    assert!(line.contains("could not write the state file"), "{line}");
+    assert_eq!(records_on_stderr(&output).len(), 5);
+    assert!(!state.exists(), "no half-written state file");
+}
+
+#[test]
+fn corrupt_files_are_moved_aside_with_a_warning_and_work_goes_on() {
+    act_as_child_if_asked(run);
+    let cases: [&[u8]; 4] = [
+        b"",
+        b"{\"version\":1,\"pending\":[{\"time\":\"2026-11-2",
+        b"\x8f\x00\xffrandom bytes\x13",
+        b"{\"version\":1,\"pending\":\"not a list\"}",
+    ];
+    for bad in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        std::fs::write(&state, bad).unwrap();
+        let output = command(
+            "corrupt_files_are_moved_aside_with_a_warning_and_work_goes_on",
+            &[state.to_str().unwrap().into()],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        assert!(outcome_line(&output).starts_with("held 5 records"));
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("state.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), bad);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("moved to {}", aside[0].display())),
+            "{stderr}"
+        );
+        assert_eq!(pending(&state), 5);
+    }
+}
+
+#[test]
+fn a_file_from_a_newer_version_is_never_overwritten() {
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let newer = r#"{"version":7,"pending":[],"shiny":"new"}"#;
+    std::fs::write(&state, newer).unwrap();
+    let output = command(
+        "a_file_from_a_newer_version_is_never_overwritten",
+        &[state.to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = outcome_line(&output);
+    assert!(
+        line.contains("has version 7, written by a newer tracing-email"),
+        "{line}"
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), newer);
+    assert_eq!(records_on_stderr(&output).len(), 5);
+}
