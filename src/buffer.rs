@@ -2,32 +2,26 @@
 //! destination.
 //!
 //! Records go into one of several shards, chosen per thread, so threads that
-//! log at the same time rarely meet on the same lock. A global sequence number
-//! gives back the order in which records arrived when the shards are drained.
+//! log at the same time do not meet on a lock or a shared counter. Each shard
+//! keeps its records in time order (a clock that steps back is clamped), so
+//! draining merges the shards by time and keeps each thread's order.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 
-use crate::record::Record;
-
-/// A record and its place in the order of arrival.
-pub(crate) type Entry = (u64, Record);
+use crate::record::{Captured, Record};
 
 #[repr(align(128))] // one cache line pair per shard: no false sharing
-struct Shard(Mutex<VecDeque<Entry>>);
+struct Shard(Mutex<VecDeque<Captured>>);
 
 pub(crate) struct Buffer {
     shards: Box<[Shard]>,
-    /// Records ever pushed; also the next sequence number.
-    seq: AtomicU64,
-    /// Records that left the buffer (drained or dropped); `seq - taken` is
-    /// how many it holds. Written only off the common path.
-    taken: AtomicU64,
-    /// Most records held at once; past it the pushing thread drops its own
-    /// oldest record.
-    cap: u64,
+    /// Most records one shard holds; past it the pushing thread drops the
+    /// shard's oldest record.
+    cap: usize,
     /// Records dropped because of `cap`, not yet reported.
     dropped: AtomicU64,
 }
@@ -54,7 +48,7 @@ fn thread_shard() -> usize {
 }
 
 impl Buffer {
-    /// A buffer that holds at most `cap` records.
+    /// A buffer whose shards hold at most `cap` records each.
     pub(crate) fn new(cap: usize) -> Self {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -63,52 +57,51 @@ impl Buffer {
             * 2;
         Buffer {
             shards: (0..n).map(|_| Shard(Mutex::new(VecDeque::new()))).collect(),
-            seq: AtomicU64::new(0),
-            taken: AtomicU64::new(0),
-            cap: cap.max(1) as u64,
+            cap: cap.max(1),
             dropped: AtomicU64::new(0),
         }
     }
 
-    /// Adds a record; returns how many records have been pushed so far,
-    /// this one included.
-    pub(crate) fn push(&self, record: Record) -> u64 {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+    /// Adds a record; returns how many records its shard now holds.
+    pub(crate) fn push(&self, record: impl Into<Captured>) -> usize {
+        let mut record = record.into();
         let shard = &self.shards[thread_shard() % self.shards.len()];
         let mut queue = lock(&shard.0);
-        queue.push_back((seq, record));
-        if seq + 1 - self.taken.load(Ordering::Relaxed).min(seq + 1) > self.cap
-            && queue.pop_front().is_some()
+        // Keep the shard in time order even if the clock stepped back.
+        if let Some(last) = queue.back().map(Captured::time)
+            && record.time() < last
         {
-            self.taken.fetch_add(1, Ordering::Relaxed);
+            record.set_time(last);
+        }
+        queue.push_back(record);
+        if queue.len() > self.cap && queue.pop_front().is_some() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        seq + 1
+        queue.len()
     }
 
     /// Takes every record out, oldest first.
-    pub(crate) fn drain(&self) -> Vec<Entry> {
-        let mut out = Vec::new();
+    pub(crate) fn drain(&self) -> Vec<Record> {
+        let mut out: Vec<Captured> = Vec::new();
         for shard in self.shards.iter() {
             out.extend(lock(&shard.0).drain(..));
         }
-        self.taken.fetch_add(out.len() as u64, Ordering::Relaxed);
-        // Each shard is already in order: the stable sort merges the runs.
-        out.sort_by_key(|(seq, _)| *seq);
-        out
+        // Each shard is in time order: the stable sort merges the runs and
+        // keeps the order of records with the same time.
+        out.sort_by_key(Captured::time);
+        out.into_iter().map(Record::from).collect()
     }
 
     /// Puts back records that [`drain`](Self::drain) took but could not be
-    /// stored, and the count of dropped records that could not be reported;
-    /// the records keep their place in the order.
-    pub(crate) fn restore(&self, entries: Vec<Entry>, dropped: u64) {
-        self.taken
-            .fetch_sub(entries.len() as u64, Ordering::Relaxed);
+    /// stored, ahead of anything pushed since, and the count of dropped
+    /// records that could not be reported.
+    pub(crate) fn restore(&self, records: Vec<Record>, dropped: u64) {
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
         if let Some(shard) = self.shards.first() {
             let mut queue = lock(&shard.0);
-            queue.extend(entries);
-            queue.make_contiguous().sort_by_key(|(seq, _)| *seq);
+            for record in records.into_iter().rev() {
+                queue.push_front(Captured::from(record));
+            }
         }
     }
 
@@ -120,6 +113,23 @@ impl Buffer {
     /// How many records are waiting.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(&s.0).len()).sum()
+    }
+}
+
+impl Captured {
+    /// When the record was made.
+    fn time(&self) -> SystemTime {
+        match self {
+            Captured::Event(e) => e.time,
+            Captured::Record(r) => SystemTime::from(r.timestamp),
+        }
+    }
+
+    fn set_time(&mut self, time: SystemTime) {
+        match self {
+            Captured::Event(e) => e.time = time,
+            Captured::Record(r) => r.timestamp = time.into(),
+        }
     }
 }
 
@@ -147,12 +157,12 @@ mod tests {
         assert_eq!(buffer.len(), 1000);
         let drained = buffer.drain();
         assert_eq!(drained.len(), 1000);
-        assert!(drained.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(drained.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         // Per thread, the order of logging is kept.
         for t in 0..4 {
             let mine: Vec<usize> = drained
                 .iter()
-                .filter_map(|(_, r)| r.message.strip_prefix(&format!("{t}:")))
+                .filter_map(|r| r.message.strip_prefix(&format!("{t}:")))
                 .map(|i| i.parse().unwrap())
                 .collect();
             assert_eq!(mine, (0..250).collect::<Vec<_>>());
@@ -167,7 +177,7 @@ mod tests {
         let taken = buffer.drain();
         buffer.push(record_at(Level::INFO));
         buffer.restore(taken, 0);
-        let levels: Vec<Level> = buffer.drain().into_iter().map(|(_, r)| r.level).collect();
+        let levels: Vec<Level> = buffer.drain().into_iter().map(|r| r.level).collect();
         assert_eq!(levels, [Level::WARN, Level::INFO]);
     }
 }
@@ -188,7 +198,7 @@ mod cap_tests {
         }
         assert_eq!(buffer.take_dropped(), 2);
         assert_eq!(buffer.take_dropped(), 0);
-        let kept: Vec<String> = buffer.drain().into_iter().map(|(_, r)| r.message).collect();
+        let kept: Vec<String> = buffer.drain().into_iter().map(|r| r.message).collect();
         assert_eq!(kept, ["2", "3", "4"]);
         // Draining makes room again.
         buffer.push(record_at(Level::INFO));
@@ -196,14 +206,32 @@ mod cap_tests {
     }
 
     #[test]
-    fn restored_records_count_toward_the_cap_again() {
+    fn restored_records_and_their_drop_count_come_back() {
         let buffer = Buffer::new(2);
         buffer.push(record_at(Level::INFO));
         buffer.push(record_at(Level::INFO));
         let taken = buffer.drain();
-        buffer.restore(taken, 7);
         buffer.push(record_at(Level::WARN));
-        assert_eq!(buffer.take_dropped(), 8);
-        assert_eq!(buffer.len(), 2);
+        buffer.restore(taken, 7);
+        assert_eq!(buffer.take_dropped(), 7);
+        let levels: Vec<Level> = buffer.drain().into_iter().map(|r| r.level).collect();
+        assert_eq!(levels, [Level::INFO, Level::INFO, Level::WARN]);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_reorder_a_thread() {
+        let buffer = Buffer::new(10);
+        let later = SystemTime::now();
+        let earlier = later - std::time::Duration::from_secs(3600);
+        for (i, time) in [later, earlier].into_iter().enumerate() {
+            let mut r = record_at(Level::INFO);
+            r.message = i.to_string();
+            r.timestamp = time.into();
+            buffer.push(r);
+        }
+        let drained = buffer.drain();
+        let messages: Vec<&str> = drained.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(messages, ["0", "1"]);
+        assert_eq!(SystemTime::from(drained[1].timestamp), later);
     }
 }

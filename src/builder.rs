@@ -452,10 +452,7 @@ impl Builder {
         let shared = Arc::new(Shared {
             buffer: Buffer::new(self.max_pending),
             max_record_bytes: self.max_record_bytes,
-            batch: self
-                .policy
-                .batch
-                .map(|size| (size as u64, Arc::clone(&signal))),
+            batch: self.policy.batch.map(|size| (size, Arc::clone(&signal))),
         });
         let needs_worker = self.policy.batch.is_some() || self.checkpoint_interval.is_some();
         let flusher = Arc::new(Mutex::new(Flusher {

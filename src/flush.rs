@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::buffer::{Buffer, Entry, lock};
+use crate::buffer::{Buffer, lock};
 use crate::digest::Composer;
 use crate::error::{Error, ErrorKind};
 use crate::guard::Outcome;
@@ -37,9 +37,10 @@ pub(crate) struct Flusher {
 }
 
 /// This flush's records, taken from the buffer: they must end up either in
-/// the state file or back in the buffer.
+/// the state file or back in the buffer. The records are the last `count`
+/// of the pending list.
 struct Taken {
-    seqs: Vec<u64>,
+    count: usize,
     dropped: u64,
 }
 
@@ -67,10 +68,10 @@ impl Flusher {
             Ok(loaded) => loaded,
             Err(error) => return give_back(buffer, new, dropped, error, 0),
         };
-        let (seqs, records): (Vec<u64>, Vec<Record>) = new.into_iter().unzip();
-        let changed = !records.is_empty() || dropped > 0 || !parked.is_empty();
+        let count = new.len();
+        let changed = count > 0 || dropped > 0 || !parked.is_empty();
         let old_len = state.pending.len();
-        state.pending.extend(records);
+        state.pending.extend(new);
         state.dropped += dropped;
         let excess = state.pending.len().saturating_sub(self.max_pending);
         if excess > 0 {
@@ -78,9 +79,9 @@ impl Flusher {
             state.dropped += excess as u64;
         }
         // Of this run's records, those trimmed above are counted as dropped.
-        let trimmed_new = excess.saturating_sub(old_len).min(seqs.len());
+        let trimmed_new = excess.saturating_sub(old_len).min(count);
         let taken = Taken {
-            seqs: seqs[trimmed_new..].to_vec(),
+            count: count - trimmed_new,
             dropped: dropped + trimmed_new as u64,
         };
 
@@ -139,12 +140,12 @@ impl Flusher {
                 Ok(())
             }
             Err(error) => {
-                let at = state.pending.len() - taken.seqs.len();
+                let at = state.pending.len() - taken.count;
                 let records = state.pending.split_off(at);
                 let kept_on_disk = state.pending.len();
                 Err(give_back(
                     buffer,
-                    taken.seqs.into_iter().zip(records).collect(),
+                    records,
                     taken.dropped,
                     error,
                     kept_on_disk,
@@ -155,10 +156,9 @@ impl Flusher {
 
     /// The state file stayed locked: the records go to a parked file beside
     /// it, for the next flush to merge.
-    fn park(&self, buffer: &Buffer, new: Vec<Entry>, dropped: u64, busy: Error) -> Outcome {
+    fn park(&self, buffer: &Buffer, new: Vec<Record>, dropped: u64, busy: Error) -> Outcome {
         let count = new.len();
-        let records: Vec<Record> = new.iter().map(|(_, r)| r.clone()).collect();
-        match self.store.park(records, dropped) {
+        match self.store.park(&new, dropped) {
             Ok(path) => Outcome::Failed {
                 error: Error::new(
                     ErrorKind::Busy,
@@ -247,13 +247,13 @@ impl Flusher {
 /// Puts records back into the buffer after a failure and says so.
 fn give_back(
     buffer: &Buffer,
-    entries: Vec<Entry>,
+    records: Vec<Record>,
     dropped: u64,
     error: Error,
     on_disk: usize,
 ) -> Outcome {
-    let count = entries.len();
-    buffer.restore(entries, dropped);
+    let count = records.len();
+    buffer.restore(records, dropped);
     let error = if count > 0 {
         Error::new(
             error.kind(),

@@ -245,7 +245,7 @@ impl Drop for FlushGuard {
                 "tracing-email: {} could not be stored; here they are as JSON lines:",
                 records(left.len())
             );
-            for (_, record) in left {
+            for record in left {
                 if let Ok(line) = serde_json::to_string(&record) {
                     let _ = writeln!(out, "{line}");
                 }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::SystemTime;
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
@@ -14,7 +15,10 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffer::{Buffer, lock};
-use crate::record::{Fields, Record, SpanRecord, error_chain};
+use crate::record::{Captured, Fields, SpanRecord, error_chain};
+
+/// The target of lettre's connection-pool thread.
+const LETTRE_POOL: &str = "lettre::transport::smtp::pool";
 
 thread_local! {
     static SENDING: Cell<bool> = const { Cell::new(false) };
@@ -70,8 +74,9 @@ pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
     /// Most bytes of text (message and field values) one record keeps.
     pub(crate) max_record_bytes: usize,
-    /// `(batch size, signal)` when a batch policy is set.
-    pub(crate) batch: Option<(u64, Arc<Signal>)>,
+    /// `(batch size, signal)` when a batch policy is set: a thread's shard
+    /// reaching a multiple of the size wakes the worker.
+    pub(crate) batch: Option<(usize, Arc<Signal>)>,
 }
 
 /// The layer that captures events. Made by
@@ -148,42 +153,46 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if is_sending() {
+        let meta = event.metadata();
+        // lettre's connection pool logs from a thread of its own, outside
+        // any send: that is this crate's machinery too.
+        if is_sending() || meta.target().starts_with(LETTRE_POOL) {
             return;
         }
-        let meta = event.metadata();
         let mut message = String::new();
-        let mut fields = Fields::default();
+        // Exactly the room the event's fields need: a record in memory costs
+        // no more than it must.
+        let expected = meta
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "message")
+            .count();
+        let mut fields = Vec::with_capacity(expected);
         event.record(&mut FieldVisitor {
             message: Some(&mut message),
             fields: &mut fields,
             budget: self.shared.max_record_bytes,
         });
-        let spans = ctx
-            .event_scope(event)
-            .map(|scope| {
-                scope
-                    .from_root()
-                    .filter_map(|span| {
-                        span.extensions()
-                            .get::<SpanFields>()
-                            .map(|SpanFields(r)| Arc::clone(r))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let record = Record {
-            timestamp: time::OffsetDateTime::now_utc(),
-            level: *meta.level(),
-            target: Cow::Borrowed(meta.target()),
+        let spans = match ctx.event_scope(event) {
+            Some(scope) => scope
+                .from_root()
+                .filter_map(|span| {
+                    span.extensions()
+                        .get::<SpanFields>()
+                        .map(|SpanFields(r)| Arc::clone(r))
+                })
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+            None => Box::default(),
+        };
+        let captured = crate::record::Event {
+            time: SystemTime::now(),
+            meta,
             message,
-            fields,
-            module_path: meta.module_path().map(Cow::Borrowed),
-            file: meta.file().map(Cow::Borrowed),
-            line: meta.line(),
+            fields: fields.into_boxed_slice(),
             spans,
         };
-        let pushed = self.shared.buffer.push(record);
+        let pushed = self.shared.buffer.push(Captured::Event(captured));
         if let Some((size, signal)) = &self.shared.batch
             && pushed.is_multiple_of(*size)
         {
@@ -192,12 +201,30 @@ where
     }
 }
 
+/// Where visited fields go: a span's [`Fields`] (a later value replaces an
+/// earlier one of the same name) or an event's list.
+trait FieldSink {
+    fn put(&mut self, name: &'static str, value: Value);
+}
+
+impl FieldSink for Fields {
+    fn put(&mut self, name: &'static str, value: Value) {
+        self.set(name, value);
+    }
+}
+
+impl FieldSink for Vec<(&'static str, Value)> {
+    fn put(&mut self, name: &'static str, value: Value) {
+        self.push((name, value));
+    }
+}
+
 /// Records `tracing` field values as typed JSON values; the `message` field
 /// of an event goes to `message` when that is given. Text beyond `budget`
 /// bytes in all is cut, with a visible marker.
-struct FieldVisitor<'a> {
+struct FieldVisitor<'a, F> {
     message: Option<&'a mut String>,
-    fields: &'a mut Fields,
+    fields: &'a mut F,
     budget: usize,
 }
 
@@ -216,9 +243,9 @@ fn cut(text: &mut String, budget: &mut usize) {
     *budget = budget.saturating_sub(len);
 }
 
-impl FieldVisitor<'_> {
+impl<F: FieldSink> FieldVisitor<'_, F> {
     fn put(&mut self, field: &Field, value: Value) {
-        self.fields.set(field.name(), value);
+        self.fields.put(field.name(), value);
     }
 
     fn put_text(&mut self, field: &Field, mut text: String) {
@@ -236,7 +263,7 @@ impl FieldVisitor<'_> {
     }
 }
 
-impl Visit for FieldVisitor<'_> {
+impl<F: FieldSink> Visit for FieldVisitor<'_, F> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         let v = serde_json::Number::from_f64(value)
             .map(Value::Number)

@@ -3,13 +3,14 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use time::{OffsetDateTime, UtcOffset};
-use tracing::Level;
+use tracing::{Level, Metadata};
 
 /// A text that is usually `'static` (tracing metadata) and owned only once
 /// read back from the state file, so capturing an event copies no names.
@@ -156,6 +157,53 @@ impl<'de> Deserialize<'de> for Fields {
             }
         }
         deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// A record as the event path keeps it: compact, with the event's static
+/// metadata by reference, turned into a [`Record`] only at flush.
+pub(crate) enum Captured {
+    Event(Event),
+    Record(Box<Record>),
+}
+
+/// What an event said, in as few bytes as possible.
+pub(crate) struct Event {
+    pub(crate) time: SystemTime,
+    pub(crate) meta: &'static Metadata<'static>,
+    pub(crate) message: String,
+    pub(crate) fields: Box<[(&'static str, Value)]>,
+    pub(crate) spans: Box<[Arc<SpanRecord>]>,
+}
+
+impl From<Record> for Captured {
+    fn from(record: Record) -> Self {
+        Captured::Record(Box::new(record))
+    }
+}
+
+impl From<Captured> for Record {
+    fn from(captured: Captured) -> Self {
+        match captured {
+            Captured::Record(record) => *record,
+            Captured::Event(e) => Record {
+                timestamp: OffsetDateTime::from(e.time),
+                level: *e.meta.level(),
+                target: Cow::Borrowed(e.meta.target()),
+                message: e.message,
+                fields: Fields(
+                    e.fields
+                        .into_vec()
+                        .into_iter()
+                        .map(|(k, v)| (Cow::Borrowed(k), v))
+                        .collect(),
+                ),
+                module_path: e.meta.module_path().map(Cow::Borrowed),
+                file: e.meta.file().map(Cow::Borrowed),
+                line: e.meta.line(),
+                spans: e.spans.into_vec(),
+            },
+        }
     }
 }
 

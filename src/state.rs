@@ -246,18 +246,24 @@ impl StateStore {
     /// Writes records that could not wait for the lock into a file of their
     /// own beside the state file, to be merged by the next flush that gets
     /// the lock. Returns its path.
-    pub(crate) fn park(&self, records: Vec<Record>, dropped: u64) -> Result<PathBuf, Error> {
+    pub(crate) fn park(&self, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
         self.create_dir()?;
         let path = with_suffix(
             &self.path,
             &format!(".parked-{}-{}.json", timestamp(), std::process::id()),
         );
-        let state = State {
+        #[derive(Serialize)]
+        struct Parked<'a> {
+            version: u32,
+            pending: &'a [Record],
+            dropped: u64,
+        }
+        let parked = Parked {
+            version: VERSION,
             pending: records,
             dropped,
-            ..State::new()
         };
-        write_atomic(&path, &state)?;
+        write_atomic(&path, &parked)?;
         Ok(path)
     }
 
@@ -307,7 +313,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
 
 /// Writes `state` to `path` atomically: a temporary file in the same folder
 /// (mode 0600), fsync, rename over `path`, fsync of the folder.
-fn write_atomic(path: &Path, state: &State) -> Result<(), Error> {
+fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
     let fail = |what: &str, e: io::Error| {
         io_error(
             format!("could not {what} the state file {}", path.display()),
@@ -455,7 +461,7 @@ mod tests {
             r.timestamp = OffsetDateTime::from_unix_timestamp(secs).unwrap();
             r
         };
-        let parked = store.park(vec![at(2, Level::WARN)], 3).unwrap();
+        let parked = store.park(&[at(2, Level::WARN)], 3).unwrap();
         assert!(parked.to_string_lossy().contains("state.json.parked-"));
         let lock = store.lock().unwrap();
         let mut state = State::new();

@@ -31,11 +31,14 @@ fn untrusting_params() -> TlsParameters {
     TlsParameters::new("127.0.0.1".into()).expect("TLS parameters")
 }
 
+/// A lettre client for `server`, one connection per message (the crate
+/// enables lettre's pool, which would otherwise reuse connections).
 fn mailer(server: &MockSmtp, tls: Tls) -> SmtpTransportBuilder {
     SmtpTransport::builder_dangerous("127.0.0.1")
         .port(server.port())
         .tls(tls)
         .timeout(Some(WAIT))
+        .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(0))
 }
 
 fn message(subject: &str, body: &str) -> Message {

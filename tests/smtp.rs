@@ -189,6 +189,11 @@ fn cookbook_102_records_with_batch_10_make_11_emails_in_order() {
         all.extend(indices);
     }
     assert_eq!(all, (0..102).collect::<Vec<_>>());
+    assert_eq!(
+        server.connections(),
+        1,
+        "consecutive emails share one SMTP session"
+    );
 }
 
 #[test]

@@ -1,0 +1,99 @@
+//! A flush that holds (no send) with N records pending in the state file and
+//! 100 new ones, against the bare work of parsing the same file and writing
+//! it back with fsync, for N = 1 000, 10 000, 100 000, in the same run.
+//!
+//! ```text
+//! cargo bench --bench flush
+//! ```
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tracing::Level;
+use tracing_email::{EmailLayer, FileDrop, FlushGuard, Outcome};
+use tracing_subscriber::prelude::*;
+
+fn layer(state: &Path) -> (tracing::Dispatch, FlushGuard) {
+    let (layer, guard) = EmailLayer::builder("bench")
+        .transport(FileDrop::new(state.with_file_name("outbox")))
+        .state_file(state)
+        .from("bench@example.com")
+        .to("bench@example.com")
+        .threshold(usize::MAX, Level::ERROR)
+        .max_pending(usize::MAX)
+        .checkpoint_interval(None)
+        .build()
+        .expect("layer");
+    (
+        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
+        guard,
+    )
+}
+
+fn log(dispatch: &tracing::Dispatch, from: usize, n: usize) {
+    tracing::dispatcher::with_default(dispatch, || {
+        let span = tracing::info_span!("job", feed = "Radio Café");
+        let _entered = span.enter();
+        for i in from..from + n {
+            tracing::warn!(
+                n = i,
+                url = "https://podcasts.example/1/rss",
+                "feed {} failed",
+                "x"
+            );
+        }
+    })
+}
+
+/// Parse the file as JSON and write it back durably: temporary file, fsync,
+/// rename. (The flush also fsyncs the folder, which this does not.)
+fn bare_parse_and_write(path: &Path) {
+    let bytes = fs::read(path).expect("read");
+    let value: serde_json::Value = serde_json::from_slice(&bytes).expect("parse");
+    let out = serde_json::to_vec(&value).expect("serialise");
+    let tmp = path.with_extension("bare-tmp");
+    let mut file = File::create(&tmp).expect("create");
+    file.write_all(&out).expect("write");
+    file.sync_all().expect("fsync");
+    fs::rename(&tmp, path).expect("rename");
+}
+
+fn flush(c: &mut Criterion) {
+    let mut group = c.benchmark_group("flush");
+    group.sample_size(20);
+    for n in [1_000usize, 10_000, 100_000] {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let state = dir.path().join("state.json");
+        let (dispatch, guard) = layer(&state);
+        log(&dispatch, 0, n);
+        assert!(matches!(guard.flush(), Outcome::Held { .. }));
+        let template = fs::read(&state).expect("state file");
+        group.throughput(Throughput::Elements(n as u64));
+
+        group.bench_with_input(BenchmarkId::new("hold_100_new", n), &n, |b, &n| {
+            b.iter_batched(
+                || {
+                    fs::write(&state, &template).expect("reset");
+                    log(&dispatch, n, 100);
+                },
+                |()| guard.flush(),
+                BatchSize::PerIteration,
+            )
+        });
+        let bare = dir.path().join("bare.json");
+        group.bench_with_input(BenchmarkId::new("bare_parse_and_write", n), &n, |b, _| {
+            b.iter_batched(
+                || fs::write(&bare, &template).expect("reset"),
+                |()| bare_parse_and_write(&bare),
+                BatchSize::PerIteration,
+            )
+        });
+        std::mem::forget(guard);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, flush);
+criterion_main!(benches);

@@ -1,0 +1,113 @@
+//! Memory of pending records: bytes of RAM per record held in the layer's
+//! buffer, against the bytes of the same record in the state file's JSON,
+//! at 100 000 records. A counting allocator measures the RAM; the figures are
+//! printed before the timing of capturing 100 000 records.
+//!
+//! ```text
+//! cargo bench --bench memory
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tracing::Level;
+use tracing_email::{EmailLayer, FileDrop, FlushGuard};
+use tracing_subscriber::prelude::*;
+
+/// Counts the bytes currently allocated.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const RECORDS: usize = 100_000;
+
+fn layer(dir: &std::path::Path) -> (EmailLayer, FlushGuard) {
+    EmailLayer::builder("bench")
+        .transport(FileDrop::new(dir.join("outbox")))
+        .state_file(dir.join("state.json"))
+        .from("bench@example.com")
+        .to("bench@example.com")
+        .threshold(usize::MAX, Level::ERROR)
+        .max_pending(usize::MAX)
+        .checkpoint_interval(None)
+        .build()
+        .expect("layer")
+}
+
+fn log_many(n: usize) {
+    let span = tracing::info_span!("job", feed = "Radio Café");
+    let _entered = span.enter();
+    for i in 0..n {
+        tracing::info!(n = i, "feed {} failed", "x");
+    }
+}
+
+fn memory(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (layer, guard) = layer(dir.path());
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+
+    // Warm up thread-locals, the span and the buffer's shards.
+    tracing::dispatcher::with_default(&dispatch, || log_many(10));
+    guard.discard_buffered();
+
+    let before = LIVE.load(Ordering::Relaxed);
+    tracing::dispatcher::with_default(&dispatch, || log_many(RECORDS));
+    let ram = (LIVE.load(Ordering::Relaxed) - before) as f64 / RECORDS as f64;
+
+    let started = Instant::now();
+    let outcome = guard.flush();
+    let flush = started.elapsed();
+    let json = std::fs::metadata(dir.path().join("state.json"))
+        .expect("state file")
+        .len() as f64
+        / RECORDS as f64;
+    println!(
+        "memory: {RECORDS} records: {ram:.0} bytes of RAM per record, {json:.0} bytes of JSON \
+         per record, ratio {:.2} (target <= 1.30); first flush ({outcome}) took {flush:?}",
+        ram / json
+    );
+
+    let mut group = c.benchmark_group("memory");
+    group.sample_size(10);
+    group.bench_function("capture_100k_records", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                tracing::dispatcher::with_default(&dispatch, || log_many(RECORDS));
+                total += start.elapsed();
+                guard.discard_buffered();
+            }
+            total
+        })
+    });
+    group.finish();
+    std::mem::forget(guard);
+}
+
+criterion_group!(benches, memory);
+criterion_main!(benches);
