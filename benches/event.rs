@@ -75,6 +75,17 @@ fn events(c: &mut Criterion) {
     let (layer, guard) = layer(dir.path());
     let mut group = c.benchmark_group("event");
 
+    // First, while no other dispatcher exists, as in a program with one
+    // global subscriber: tracing caches each callsite's interest then.
+    let rejected =
+        tracing_subscriber::registry().with(layer.clone().with_filter(LevelFilter::WARN));
+    tracing::subscriber::with_default(rejected, || {
+        group.bench_function("email_layer_filtered_out", |b| b.iter(log_one));
+    });
+    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+        group.bench_function("no_layer", |b| b.iter(log_one));
+    });
+
     let fmt = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
     tracing::subscriber::with_default(fmt, || {
@@ -83,17 +94,9 @@ fn events(c: &mut Criterion) {
         group.bench_function("fmt_to_sink", |b| b.iter(log_one));
     });
 
-    let captured = tracing::Dispatch::new(tracing_subscriber::registry().with(layer.clone()));
+    let captured = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     group.bench_function("email_layer_captured", |b| {
         b.iter_custom(|iters| run_threads(&captured, 1, iters, &guard))
-    });
-
-    let rejected = tracing_subscriber::registry().with(layer.with_filter(LevelFilter::WARN));
-    tracing::subscriber::with_default(rejected, || {
-        group.bench_function("email_layer_filtered_out", |b| b.iter(log_one));
-    });
-    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
-        group.bench_function("no_layer", |b| b.iter(log_one));
     });
     group.finish();
 
