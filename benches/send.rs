@@ -6,7 +6,7 @@
 //! cargo bench --bench send
 //! ```
 
-#[allow(dead_code)]
+// The mock SMTP server of the integration tests (it allows its own dead code).
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -24,7 +24,12 @@ fn log(dispatch: &tracing::Dispatch, n: usize) {
         let span = tracing::info_span!("job", feed = "Radio Café");
         let _entered = span.enter();
         for i in 0..n {
-            tracing::warn!(n = i, url = "https://podcasts.example/1/rss", "feed {} failed", "x");
+            tracing::warn!(
+                n = i,
+                url = "https://podcasts.example/1/rss",
+                "feed {} failed",
+                "x"
+            );
         }
     })
 }
@@ -36,7 +41,10 @@ fn send(c: &mut Criterion) {
     let mut group = c.benchmark_group("send");
     group.sample_size(10);
 
-    for (name, batch) in [("digest_1000_records", None), ("batch_10x100_records", Some(100))] {
+    for (name, batch) in [
+        ("digest_1000_records", None),
+        ("batch_10x100_records", Some(100)),
+    ] {
         let state = dir.path().join(format!("{name}.json"));
         let mut b = builder(&state, smtp_for(&server))
             .threshold(1, Level::WARN)
@@ -54,7 +62,10 @@ fn send(c: &mut Criterion) {
                     let start = Instant::now();
                     let outcome = guard.flush();
                     total += start.elapsed();
-                    assert!(matches!(outcome, Outcome::Sent { records: 1000, .. }), "{outcome}");
+                    assert!(
+                        matches!(outcome, Outcome::Sent { records: 1000, .. }),
+                        "{outcome}"
+                    );
                 }
                 total
             })
