@@ -329,14 +329,7 @@ impl Builder {
             }
             return Ok(path.clone());
         }
-        let dirs = directories::ProjectDirs::from("", "", &self.app).ok_or_else(|| {
-            Error::config(
-                "could not find a folder for the state file (no home directory?); \
-                 set one with .state_file(path)",
-            )
-        })?;
-        let dir = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir());
-        Ok(dir.join(STATE_FILE_NAME))
+        crate::state::default_path(&self.app)
     }
 
     /// Checks every setting and makes the layer and its guard. No network

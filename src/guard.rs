@@ -197,6 +197,28 @@ impl FlushGuard {
         }
     }
 
+    /// Looks into the state file without changing it: what is pending, and
+    /// what this guard's policy would do at a flush now
+    /// ([`Snapshot::verdict`](crate::Snapshot::verdict)). Records captured
+    /// since the last flush are not in the file yet and not counted.
+    ///
+    /// ```
+    /// # use tracing_email::{EmailLayer, FileDrop, Verdict};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (_layer, guard) = EmailLayer::builder("my-app")
+    /// #     .transport(FileDrop::new(dir.path().join("outbox")))
+    /// #     .state_file(dir.path().join("state.json"))
+    /// #     .from("robot@example.com").to("me@example.com").build()?;
+    /// let snapshot = guard.snapshot()?;
+    /// assert_eq!(snapshot.verdict, Some(Verdict::Nothing));
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn snapshot(&self) -> Result<crate::Snapshot, Error> {
+        let flusher = lock(&self.flusher);
+        let snapshot = crate::StateFile::open(flusher.store.path()).snapshot()?;
+        Ok(snapshot.with_verdict(&flusher.policy))
+    }
+
     /// Forgets the records captured since the last flush and returns how
     /// many there were. Only for this crate's benchmarks, which must keep
     /// memory flat between samples without timing a flush.

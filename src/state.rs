@@ -48,6 +48,28 @@ pub(crate) struct StateStore {
     lock_timeout: Duration,
 }
 
+/// What to do with a state file that cannot be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    /// Move it aside and start afresh (a flush).
+    MoveAside,
+    /// Report it and change nothing (inspection).
+    No,
+}
+
+/// The default state file of `app`: `tracing-email.json` in the app's folder
+/// under `directories`' `state_dir()`, else `data_local_dir()`.
+pub(crate) fn default_path(app: &str) -> Result<PathBuf, Error> {
+    let dirs = directories::ProjectDirs::from("", "", app).ok_or_else(|| {
+        Error::config(
+            "could not find a folder for the state file (no home directory?); \
+             set one with .state_file(path)",
+        )
+    })?;
+    let dir = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir());
+    Ok(dir.join(crate::STATE_FILE_NAME))
+}
+
 /// A loaded state and the parked files merged into it (to remove once the
 /// state is saved).
 pub(crate) struct Loaded {
@@ -150,7 +172,7 @@ impl StateStore {
     /// aside, with a warning on stderr, and an empty state is returned; a file
     /// written by a newer version of this crate is an error and is left alone.
     pub(crate) fn load(&self, _lock: &StateLock) -> Result<Loaded, Error> {
-        let mut state = match self.read(&self.path)? {
+        let mut state = match self.read(&self.path, Repair::MoveAside)? {
             Some(state) => state,
             None => State::new(),
         };
@@ -159,7 +181,7 @@ impl StateStore {
         for path in parked {
             // A parked file that cannot be used is left where it is (or moved
             // aside when corrupt) and does not stop the flush.
-            if let Ok(Some(extra)) = self.read(&path) {
+            if let Ok(Some(extra)) = self.read(&path, Repair::MoveAside) {
                 state.pending.extend(extra.pending);
                 state.dropped += extra.dropped;
                 merged.push(path);
@@ -174,9 +196,19 @@ impl StateStore {
         })
     }
 
+    /// Reads the state without the lock and without changing anything: for
+    /// inspection. The file is replaced by rename, so what is read is always
+    /// one whole version of it. A corrupt file is an error here.
+    pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
+        let state = self
+            .read(&self.path, Repair::No)?
+            .unwrap_or_else(State::new);
+        Ok((state, self.parked_files().len()))
+    }
+
     /// Reads one state file: `None` when it does not exist or was corrupt
-    /// (and has been moved aside).
-    fn read(&self, path: &Path) -> Result<Option<State>, Error> {
+    /// (and has been moved aside, with `Repair::MoveAside`).
+    fn read(&self, path: &Path, repair: Repair) -> Result<Option<State>, Error> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -207,6 +239,14 @@ impl StateStore {
         }
         match serde_json::from_slice::<State>(&bytes) {
             Ok(state) => Ok(Some(state)),
+            Err(e) if repair == Repair::No => Err(Error::with_source(
+                ErrorKind::State,
+                format!(
+                    "the state file {} is not a valid state file; the next flush moves it aside",
+                    path.display()
+                ),
+                e,
+            )),
             Err(e) => {
                 let aside = move_aside(path)?;
                 eprintln!(
