@@ -56,6 +56,7 @@ pub struct Builder {
     send_deadline: Duration,
     checkpoint_interval: Option<Duration>,
     capture_panics: bool,
+    clock: Arc<dyn crate::Clock>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +103,7 @@ impl EmailLayer {
             send_deadline: Duration::from_secs(30),
             checkpoint_interval: Some(Duration::from_secs(1)),
             capture_panics: false,
+            clock: Arc::new(crate::SystemClock),
         }
     }
 }
@@ -189,6 +191,96 @@ impl Builder {
     /// ```
     pub fn immediately_at(mut self, level: Level) -> Self {
         self.policy.immediately_at = Some(level);
+        self
+    }
+
+    /// At flush, send everything pending once one failure (one
+    /// fingerprint, see [`fingerprint_fields`](Builder::fingerprint_fields))
+    /// at the policy's level (the threshold's, else WARN) was seen in each of
+    /// the last `runs` runs. A run without it starts its count again. This is
+    /// "the feed consistently fails", where a count threshold only
+    /// approximates it: one-off blips of many feeds never add up.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .consecutive_runs(4)
+    ///     .fingerprint_fields(["feed"]);
+    /// ```
+    pub fn consecutive_runs(mut self, runs: u64) -> Self {
+        self.policy.consecutive_runs = Some(runs);
+        self
+    }
+
+    /// Once a failure was reported (sent in a digest), it does not trigger
+    /// another email until `after` has passed, however often it recurs: a
+    /// daily reminder with `Duration::from_secs(24 * 3600)`. Its records still
+    /// ride along in any digest sent for another reason, and a failure that
+    /// stops and comes back later is new again.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .consecutive_runs(4)
+    ///     .repeat_after(std::time::Duration::from_secs(24 * 3600));
+    /// ```
+    pub fn repeat_after(mut self, after: Duration) -> Self {
+        self.policy.repeat_after = Some(after);
+        self
+    }
+
+    /// No two emails closer than `interval`: when a rule is met sooner, the
+    /// records wait ([`Outcome::Waiting`](crate::Outcome::Waiting)) and a
+    /// later flush sends them.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .min_interval(std::time::Duration::from_secs(3600));
+    /// ```
+    pub fn min_interval(mut self, interval: Duration) -> Self {
+        self.policy.min_interval = Some(interval);
+        self
+    }
+
+    /// At flush, send everything pending once a record at the policy's level
+    /// has been pending for `age`: a slow trickle is reported eventually.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .threshold(5, tracing::Level::WARN)
+    ///     .max_age(std::time::Duration::from_secs(7 * 24 * 3600));
+    /// ```
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.policy.max_age = Some(age);
+        self
+    }
+
+    /// Identifies a failure by the values of these fields (plus its
+    /// callsite) instead of its message: for messages that carry changing
+    /// details (`"timed out after 30.2 s"`). Records without any of the fields
+    /// are identified by their message.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").fingerprint_fields(["feed"]);
+    /// ```
+    pub fn fingerprint_fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.policy.fingerprint_fields = fields.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock: record
+    /// timestamps and every time-based rule. For tests and simulations.
+    ///
+    /// ```
+    /// use tracing_email::ManualClock;
+    /// let clock = ManualClock::new(std::time::SystemTime::now());
+    /// let b = tracing_email::EmailLayer::builder("poca").clock(clock.clone());
+    /// clock.advance(std::time::Duration::from_secs(3600)); // the layer sees it
+    /// ```
+    pub fn clock(mut self, clock: impl crate::Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -400,10 +492,30 @@ impl Builder {
                     "threshold(0, …) would send on every flush; use 1 or more",
                 ));
             }
-            None if self.policy.batch.is_none() && self.policy.immediately_at.is_none() => {
+            None if self.policy.batch.is_none()
+                && self.policy.immediately_at.is_none()
+                && self.policy.consecutive_runs.is_none()
+                && self.policy.max_age.is_none() =>
+            {
                 self.policy.threshold = Some((1, Level::WARN));
             }
             _ => {}
+        }
+        if self.policy.consecutive_runs == Some(0) {
+            return Err(Error::config(
+                "consecutive_runs(0) would send on every flush; use 1 or more",
+            ));
+        }
+        for (name, d) in [
+            ("repeat_after", self.policy.repeat_after),
+            ("min_interval", self.policy.min_interval),
+            ("max_age", self.policy.max_age),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(Error::config(format!(
+                    "{name} must be longer than zero; leave it out to turn it off"
+                )));
+            }
         }
         if self.policy.batch == Some(0) {
             return Err(Error::config("batch(0) is not a batch size; use 1 or more"));
@@ -443,6 +555,7 @@ impl Builder {
 
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
+            clock: Arc::clone(&self.clock),
             buffer: Buffer::new(self.max_pending),
             max_record_bytes: self.max_record_bytes,
             batch: self.policy.batch.map(|size| (size, Arc::clone(&signal))),
@@ -464,6 +577,8 @@ impl Builder {
             max_email_bytes: self.max_email_bytes,
             send_deadline: self.send_deadline,
             sent_during_run: (0, 0),
+            clock: self.clock,
+            run: None,
         }));
         let worker = if needs_worker {
             let handle = spawn_worker(

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::buffer::{Buffer, lock};
+use crate::clock::Clock;
 use crate::digest::Composer;
 use crate::error::{Error, ErrorKind};
 use crate::guard::Outcome;
+use crate::history::fingerprint;
 use crate::layer::{SendingScope, Shared, Signal};
-use crate::policy::{Decision, Phase, Policy};
+use crate::policy::{Decision, Facts, Phase, Policy};
 use crate::record::Record;
 use crate::state::{Loaded, State, StateLock, StateStore};
 use crate::transport::{Email, Transport};
@@ -34,6 +36,10 @@ pub(crate) struct Flusher {
     /// Records and emails the worker sent since the guard last reported an
     /// outcome.
     pub(crate) sent_during_run: (usize, usize),
+    /// Where "now" comes from.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// This run's number in the state file's history, once it has one.
+    pub(crate) run: Option<u64>,
 }
 
 /// This flush's records, taken from the buffer: they must end up either in
@@ -69,9 +75,20 @@ impl Flusher {
             Err(error) => return give_back(buffer, new, dropped, error, 0),
         };
         let count = new.len();
-        let changed = count > 0 || dropped > 0 || !parked.is_empty();
+        let (run, new_run) = self.register_run(&mut state);
+        let changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run;
         let old_len = state.pending.len();
-        state.pending.extend(new);
+        let level = crate::record::severity(self.policy.level());
+        for mut record in new {
+            record.run = Some(run);
+            if crate::record::severity(record.level) >= level {
+                let fp = fingerprint(&record, &self.policy.fingerprint_fields);
+                state
+                    .history
+                    .observe(run, &fp, record.level, record.timestamp);
+            }
+            state.pending.push(record);
+        }
         state.dropped += dropped;
         let excess = state.pending.len().saturating_sub(self.max_pending);
         if excess > 0 {
@@ -85,7 +102,14 @@ impl Flusher {
             dropped: dropped + trimmed_new as u64,
         };
 
-        let decision = self.policy.decide(&state.pending, phase);
+        let now = OffsetDateTime::from(self.clock.now());
+        let facts = Facts {
+            now,
+            last_sent: state.last_sent,
+            history: &state.history,
+            run,
+        };
+        let decision = self.policy.decide(&state.pending, phase, &facts);
         if decision == Decision::Nothing {
             return if changed {
                 self.save_or_give_back(buffer, &state_lock, &mut state, taken, &parked)
@@ -110,8 +134,12 @@ impl Flusher {
                 counted,
                 needed,
             },
+            Decision::Wait { until } => Outcome::Waiting {
+                pending: state.pending.len(),
+                until,
+            },
             Decision::Send { records, per_email } => {
-                let outcome = self.send(&state_lock, &mut state, records, per_email);
+                let outcome = self.send(&state_lock, &mut state, records, per_email, now);
                 if phase == Phase::Run
                     && let Outcome::Sent { records, emails } = outcome
                 {
@@ -119,6 +147,20 @@ impl Flusher {
                     self.sent_during_run.1 += emails;
                 }
                 outcome
+            }
+        }
+    }
+
+    /// This run's number: taken from the state's history at the first flush
+    /// (and again if that flush could not save it). Returns it and whether
+    /// it is new.
+    fn register_run(&mut self, state: &mut State) -> (u64, bool) {
+        match self.run {
+            Some(run) if state.history.runs >= run => (run, false),
+            _ => {
+                let run = state.history.start_run();
+                self.run = Some(run);
+                (run, true)
             }
         }
     }
@@ -182,6 +224,7 @@ impl Flusher {
         state: &mut State,
         count: usize,
         per_email: Option<usize>,
+        now: OffsetDateTime,
     ) -> Outcome {
         let deadline = Instant::now() + self.send_deadline;
         let mut sent = 0;
@@ -215,8 +258,17 @@ impl Flusher {
             }
         }
         if sent > 0 {
+            let level = crate::record::severity(self.policy.level());
+            let reported: Vec<String> = state.pending[..sent]
+                .iter()
+                .filter(|r| crate::record::severity(r.level) >= level)
+                .map(|r| fingerprint(r, &self.policy.fingerprint_fields).key)
+                .collect();
+            state
+                .history
+                .reported(reported.iter().map(String::as_str), now);
             state.pending.drain(..sent);
-            state.last_sent = Some(OffsetDateTime::now_utc());
+            state.last_sent = Some(now);
             state.dropped = 0;
         }
         state.last_error = error.as_ref().map(ToString::to_string);

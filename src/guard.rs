@@ -50,6 +50,14 @@ pub enum Outcome {
         /// Records the threshold needs.
         needed: usize,
     },
+    /// A rule is met, but the last email went out less than `min_interval`
+    /// ago: the records wait, and a flush from `until` on sends them.
+    Waiting {
+        /// Records now pending in the state file.
+        pending: usize,
+        /// When the next email may go.
+        until: time::OffsetDateTime,
+    },
     /// The server accepted `emails` emails holding `records` records, which
     /// are no longer pending.
     Sent {
@@ -104,6 +112,17 @@ impl fmt::Display for Outcome {
                 f,
                 "held {} for a later run ({counted} of the {needed} needed to send an email)",
                 records(*pending)
+            ),
+            Outcome::Waiting { pending, until } => write!(
+                f,
+                "held {} for a later run: an email went out less than min_interval ago, the \
+                 next may go at {}",
+                records(*pending),
+                until
+                    .format(time::macros::format_description!(
+                        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                    ))
+                    .unwrap_or_default()
             ),
             Outcome::Sent { records: n, emails } => write!(
                 f,
@@ -216,7 +235,8 @@ impl FlushGuard {
     pub fn snapshot(&self) -> Result<crate::Snapshot, Error> {
         let flusher = lock(&self.flusher);
         let snapshot = crate::StateFile::open(flusher.store.path()).snapshot()?;
-        Ok(snapshot.with_verdict(&flusher.policy))
+        let now = time::OffsetDateTime::from(flusher.clock.now());
+        Ok(snapshot.with_verdict(&flusher.policy, now, flusher.run))
     }
 
     /// Forgets the records captured since the last flush and returns how

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::error::Error;
-use crate::policy::{Decision, Phase, Policy};
+use crate::policy::{Decision, Facts, Phase, Policy};
 use crate::record::{Record, severity};
 use crate::state::StateStore;
 
@@ -53,6 +53,7 @@ pub struct Snapshot {
     /// What the program's policy would do at a flush now; known only for a
     /// snapshot taken through [`FlushGuard::snapshot`](crate::FlushGuard::snapshot).
     pub verdict: Option<Verdict>,
+    history: crate::history::History,
 }
 
 /// What the policy would do with the pending records at a flush now.
@@ -68,6 +69,11 @@ pub enum Verdict {
         counted: usize,
         /// Records the threshold needs.
         needed: usize,
+    },
+    /// A rule is met, but `min_interval` keeps the next email until then.
+    Wait {
+        /// When the next email may go.
+        until: OffsetDateTime,
     },
     /// Send this many records.
     Send {
@@ -130,6 +136,7 @@ impl StateFile {
             last_error: state.last_error,
             parked_files,
             verdict: None,
+            history: state.history,
         })
     }
 
@@ -195,10 +202,23 @@ impl Snapshot {
         count.saturating_sub(self.count_at_least(level))
     }
 
-    pub(crate) fn with_verdict(mut self, policy: &Policy) -> Self {
-        self.verdict = Some(match policy.decide(&self.pending, Phase::Flush) {
+    /// Adds what `policy` would decide at `now`, for the run `run`.
+    pub(crate) fn with_verdict(
+        mut self,
+        policy: &Policy,
+        now: OffsetDateTime,
+        run: Option<u64>,
+    ) -> Self {
+        let facts = Facts {
+            now,
+            last_sent: self.last_sent,
+            history: &self.history,
+            run: run.unwrap_or(self.history.runs),
+        };
+        self.verdict = Some(match policy.decide(&self.pending, Phase::Flush, &facts) {
             Decision::Nothing => Verdict::Nothing,
             Decision::Hold { counted, needed } => Verdict::Hold { counted, needed },
+            Decision::Wait { until } => Verdict::Wait { until },
             Decision::Send { records, .. } => Verdict::Send { records },
         });
         self
@@ -270,6 +290,11 @@ impl fmt::Display for Snapshot {
                 f,
                 "policy       holds: {counted} of the {needed} records it needs count toward the threshold"
             )?,
+            Some(Verdict::Wait { until }) => writeln!(
+                f,
+                "policy       waits: min_interval keeps the next email until {}",
+                when(Some(until))
+            )?,
             Some(Verdict::Send { records }) => {
                 writeln!(f, "policy       sends {records} records at the next flush")?
             }
@@ -294,6 +319,7 @@ mod tests {
             dropped: 3,
             last_sent: None,
             last_error: Some("the server rejected the login (535)".into()),
+            history: Default::default(),
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file)
@@ -323,7 +349,9 @@ mod tests {
             threshold: Some((5, Level::WARN)),
             ..Policy::default()
         };
-        let text = s.with_verdict(&policy).to_string();
+        let text = s
+            .with_verdict(&policy, OffsetDateTime::UNIX_EPOCH, None)
+            .to_string();
         assert!(text.contains("holds: 3 of the 5 records"), "{text}");
     }
 

@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::SystemTime;
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
@@ -72,6 +71,8 @@ impl Signal {
 
 pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
+    /// Where record timestamps come from.
+    pub(crate) clock: Arc<dyn crate::Clock>,
     /// Most bytes of text (message and field values) one record keeps.
     pub(crate) max_record_bytes: usize,
     /// `(batch size, signal)` when a batch policy is set: a thread's shard
@@ -186,7 +187,7 @@ where
             None => Box::default(),
         };
         let captured = crate::record::Event {
-            time: SystemTime::now(),
+            time: self.shared.clock.now(),
             meta,
             message,
             fields: fields.into_boxed_slice(),

@@ -55,10 +55,12 @@
 
 mod buffer;
 mod builder;
+mod clock;
 mod digest;
 mod error;
 mod flush;
 mod guard;
+mod history;
 mod inspect;
 mod layer;
 mod panic;
@@ -68,6 +70,7 @@ mod state;
 mod transport;
 
 pub use builder::{Builder, STATE_FILE_NAME};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind};
 pub use guard::{FlushGuard, Outcome};
 pub use inspect::{Snapshot, StateFile, Verdict};

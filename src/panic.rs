@@ -20,7 +20,7 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(shared) = shared.upgrade() {
-            shared.buffer.push(record(info));
+            shared.buffer.push(record(info, shared.clock.now()));
             // The panicking thread may hold the flusher (a panic inside a
             // flush): then the record waits in memory for the guard's flush.
             if let Some(flusher) = flusher.upgrade()
@@ -33,7 +33,7 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
     }));
 }
 
-fn record(info: &PanicHookInfo<'_>) -> Record {
+fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime) -> Record {
     let payload = info.payload();
     let message = payload
         .downcast_ref::<&str>()
@@ -53,7 +53,7 @@ fn record(info: &PanicHookInfo<'_>) -> Record {
         ));
     }
     Record {
-        timestamp: time::OffsetDateTime::now_utc(),
+        timestamp: now.into(),
         level: Level::ERROR,
         target: Cow::Borrowed("panic"),
         message: format!("panicked: {message}"),
@@ -62,5 +62,6 @@ fn record(info: &PanicHookInfo<'_>) -> Record {
         file: info.location().map(|l| Cow::Owned(l.file().to_owned())),
         line: info.location().map(|l| l.line()),
         spans: Vec::new(),
+        run: None,
     }
 }

@@ -1,16 +1,21 @@
-//! When to send: a pure function from the pending records to a decision.
-//! No I/O, no clock, no state: everything it needs is in its arguments.
+//! When to send: a pure function from the pending records, the time and
+//! the history of runs to a decision. No I/O, no clock of its own: everything
+//! it needs is in its arguments, so every combination is unit-tested.
 
+use std::time::Duration;
+
+use time::OffsetDateTime;
 use tracing::Level;
 
+use crate::history::{History, fingerprint};
 use crate::record::{Record, severity};
 
 /// The rules that decide when pending records are worth an email.
 ///
-/// Set through the builder: [`threshold`](crate::Builder::threshold),
-/// [`batch`](crate::Builder::batch) and
-/// [`immediately_at`](crate::Builder::immediately_at). Any rule that is met
-/// sends; with no rule set, the builder uses `threshold(1, Level::WARN)`.
+/// Set through the builder. Any rule that is met sends everything pending;
+/// `min_interval` then may make it wait; `repeat_after` keeps a failure that
+/// was already reported from triggering again too soon. With no rule set, the
+/// builder uses `threshold(1, Level::WARN)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Policy {
     /// Send everything at flush once at least `.0` records at `.1` or above
@@ -22,6 +27,19 @@ pub(crate) struct Policy {
     /// Send everything at flush if one record at this level or above is
     /// pending.
     pub(crate) immediately_at: Option<Level>,
+    /// Send everything at flush if one fingerprint at the policy's level was
+    /// seen in each of the last this many runs.
+    pub(crate) consecutive_runs: Option<u64>,
+    /// A fingerprint that was reported triggers no email again until this
+    /// long after, while it keeps recurring.
+    pub(crate) repeat_after: Option<Duration>,
+    /// No two emails closer than this: records wait.
+    pub(crate) min_interval: Option<Duration>,
+    /// Send everything at flush if a counted record has been pending this
+    /// long.
+    pub(crate) max_age: Option<Duration>,
+    /// Fingerprint records by these fields' values instead of the message.
+    pub(crate) fingerprint_fields: Vec<String>,
 }
 
 /// When the decision is taken.
@@ -35,14 +53,44 @@ pub(crate) enum Phase {
     Checkpoint,
 }
 
+/// What the policy knows besides the records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts<'a> {
+    /// The time now, from the layer's clock.
+    pub(crate) now: OffsetDateTime,
+    /// When an email was last accepted.
+    pub(crate) last_sent: Option<OffsetDateTime>,
+    /// Runs and streaks.
+    pub(crate) history: &'a History,
+    /// This run's number in `history`.
+    pub(crate) run: u64,
+}
+
+#[cfg(test)]
+impl Facts<'static> {
+    /// Facts with no history, at the Unix epoch: for the simplest decisions.
+    pub(crate) fn none() -> Self {
+        static EMPTY: std::sync::OnceLock<History> = std::sync::OnceLock::new();
+        Facts {
+            now: OffsetDateTime::UNIX_EPOCH,
+            last_sent: None,
+            history: EMPTY.get_or_init(History::default),
+            run: 0,
+        }
+    }
+}
+
 /// What to do with the pending records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
     /// Nothing is pending.
     Nothing,
-    /// Keep everything for later: `counted` records count toward the
-    /// threshold, `needed` are needed.
+    /// Keep everything for later: `counted` toward the rule's `needed`
+    /// (records for a threshold, runs for consecutive runs).
     Hold { counted: usize, needed: usize },
+    /// A rule is met, but the last email is too recent (`min_interval`):
+    /// keep everything until `until`.
+    Wait { until: OffsetDateTime },
     /// Send the oldest `records` records, in emails of at most `per_email`
     /// records (one email for all when `None`); keep the rest.
     Send {
@@ -51,52 +99,130 @@ pub(crate) enum Decision {
     },
 }
 
-fn at_least(records: &[Record], level: Level) -> usize {
-    let min = severity(level);
-    records.iter().filter(|r| severity(r.level) >= min).count()
+fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
 impl Policy {
+    /// The level at or above which records count (for the threshold,
+    /// consecutive runs and the maximum age): the threshold's, else WARN.
+    pub(crate) fn level(&self) -> Level {
+        self.threshold.map_or(Level::WARN, |(_, level)| level)
+    }
+
+    /// Whether a rule besides `batch` can trigger a send at flush.
+    fn has_trigger(&self) -> bool {
+        self.threshold.is_some()
+            || self.immediately_at.is_some()
+            || self.consecutive_runs.is_some()
+            || self.max_age.is_some()
+    }
+
+    /// Whether the fingerprint `key` was reported too recently to trigger.
+    fn quiet(&self, key: &str, facts: &Facts<'_>) -> bool {
+        let Some(after) = self.repeat_after else {
+            return false;
+        };
+        facts
+            .history
+            .streaks
+            .get(key)
+            .and_then(|s| s.reported)
+            .is_some_and(|at| facts.now - at < to_time(after))
+    }
+
     /// Decides over `pending` (oldest first).
-    pub(crate) fn decide(&self, pending: &[Record], phase: Phase) -> Decision {
+    pub(crate) fn decide(&self, pending: &[Record], phase: Phase, facts: &Facts<'_>) -> Decision {
         let n = pending.len();
         if n == 0 {
             return Decision::Nothing;
         }
-        let full_batches = self.batch.map(|size| n / size * size).unwrap_or(0);
-        let send_all = Decision::Send {
-            records: n,
-            per_email: self.batch,
+        let min = severity(self.level());
+        // Records that count: at the level, and not of a failure reported
+        // too recently.
+        let loud: Vec<bool> = pending
+            .iter()
+            .map(|r| {
+                let fingerprinted = self.repeat_after.is_some();
+                !fingerprinted || !self.quiet(&fingerprint(r, &self.fingerprint_fields).key, facts)
+            })
+            .collect();
+        let counted = pending
+            .iter()
+            .zip(&loud)
+            .filter(|(r, loud)| **loud && severity(r.level) >= min)
+            .count();
+        let longest_streak = self.consecutive_runs.map(|_| {
+            facts
+                .history
+                .streaks
+                .iter()
+                .filter(|(key, s)| s.last_run == facts.run && !self.quiet(key, facts))
+                .map(|(_, s)| s.runs)
+                .max()
+                .unwrap_or(0)
+        });
+        let (held_counted, held_needed) = match (self.threshold, self.consecutive_runs) {
+            (Some((needed, _)), _) => (counted, needed),
+            (None, Some(k)) => (longest_streak.unwrap_or(0) as usize, k as usize),
+            (None, None) => match (self.immediately_at, self.batch) {
+                (Some(level), _) => (
+                    pending
+                        .iter()
+                        .zip(&loud)
+                        .filter(|(r, loud)| **loud && severity(r.level) >= severity(level))
+                        .count(),
+                    1,
+                ),
+                (None, Some(size)) => (n % size, size),
+                (None, None) => (0, 1),
+            },
         };
-        let (counted, needed) = match (self.threshold, self.immediately_at) {
-            (Some((needed, level)), _) => (at_least(pending, level), needed),
-            (None, Some(level)) => (at_least(pending, level), 1),
-            (None, None) => (0, self.batch.unwrap_or(1)),
+        let hold = Decision::Hold {
+            counted: held_counted,
+            needed: held_needed,
         };
         if phase == Phase::Checkpoint {
-            return Decision::Hold { counted, needed };
+            return hold;
         }
-        if phase == Phase::Flush {
-            if let Some(level) = self.immediately_at
-                && at_least(pending, level) > 0
-            {
-                return send_all;
+        let triggered = phase == Phase::Flush
+            && (self.immediately_at.is_some_and(|level| {
+                pending
+                    .iter()
+                    .zip(&loud)
+                    .any(|(r, loud)| *loud && severity(r.level) >= severity(level))
+            }) || self.threshold.is_some_and(|(needed, _)| counted >= needed)
+                || self
+                    .consecutive_runs
+                    .is_some_and(|k| longest_streak.is_some_and(|runs| runs >= k))
+                || self.max_age.is_some_and(|age| {
+                    pending.iter().zip(&loud).any(|(r, loud)| {
+                        *loud && severity(r.level) >= min && facts.now - r.timestamp >= to_time(age)
+                    })
+                })
+                // A batch with no other rule sends its remainder at flush.
+                || (self.batch.is_some() && !self.has_trigger()));
+        let full_batches = self.batch.map_or(0, |size| n / size * size);
+        let send = if triggered {
+            Decision::Send {
+                records: n,
+                per_email: self.batch,
             }
-            if self.threshold.is_some() && counted >= needed {
-                return send_all;
-            }
-            // A batch with no other rule sends its remainder at flush.
-            if self.batch.is_some() && self.threshold.is_none() && self.immediately_at.is_none() {
-                return send_all;
-            }
-        }
-        if full_batches > 0 {
-            return Decision::Send {
+        } else if full_batches > 0 {
+            Decision::Send {
                 records: full_batches,
                 per_email: self.batch,
-            };
+            }
+        } else {
+            return hold;
+        };
+        if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
+            let until = last + to_time(interval);
+            if facts.now < until {
+                return Decision::Wait { until };
+            }
         }
-        Decision::Hold { counted, needed }
+        send
     }
 }
 
@@ -116,6 +242,7 @@ pub(crate) mod tests {
             file: None,
             line: None,
             spans: Vec::new(),
+            run: None,
         }
     }
 
@@ -153,7 +280,7 @@ pub(crate) mod tests {
     fn nothing_pending_is_nothing_for_every_policy_and_phase() {
         for p in [threshold(5, W), batch(10), Policy::default()] {
             for phase in [Phase::Run, Phase::Flush] {
-                assert_eq!(p.decide(&[], phase), Decision::Nothing);
+                assert_eq!(p.decide(&[], phase, &Facts::none()), Decision::Nothing);
             }
         }
     }
@@ -162,7 +289,7 @@ pub(crate) mod tests {
     fn threshold_holds_below_and_sends_everything_at_or_above() {
         let p = threshold(3, W);
         assert_eq!(
-            p.decide(&pending(&[W, I, W, I, D]), Phase::Flush),
+            p.decide(&pending(&[W, I, W, I, D]), Phase::Flush, &Facts::none()),
             Decision::Hold {
                 counted: 2,
                 needed: 3
@@ -170,17 +297,20 @@ pub(crate) mod tests {
         );
         // INFO and DEBUG ride along once the threshold is met.
         assert_eq!(
-            p.decide(&pending(&[W, I, W, I, E]), Phase::Flush),
+            p.decide(&pending(&[W, I, W, I, E]), Phase::Flush, &Facts::none()),
             send_all(5)
         );
-        assert_eq!(p.decide(&pending(&[W, W, W, W]), Phase::Flush), send_all(4));
+        assert_eq!(
+            p.decide(&pending(&[W, W, W, W]), Phase::Flush, &Facts::none()),
+            send_all(4)
+        );
     }
 
     #[test]
     fn threshold_counts_levels_at_or_above_only() {
         let p = threshold(1, E);
         assert_eq!(
-            p.decide(&pending(&[W, W, W, I]), Phase::Flush),
+            p.decide(&pending(&[W, W, W, I]), Phase::Flush, &Facts::none()),
             Decision::Hold {
                 counted: 0,
                 needed: 1
@@ -188,20 +318,23 @@ pub(crate) mod tests {
         );
         let p = threshold(2, I);
         assert_eq!(
-            p.decide(&pending(&[D, D, D]), Phase::Flush),
+            p.decide(&pending(&[D, D, D]), Phase::Flush, &Facts::none()),
             Decision::Hold {
                 counted: 0,
                 needed: 2
             }
         );
-        assert_eq!(p.decide(&pending(&[D, I, E]), Phase::Flush), send_all(3));
+        assert_eq!(
+            p.decide(&pending(&[D, I, E]), Phase::Flush, &Facts::none()),
+            send_all(3)
+        );
     }
 
     #[test]
     fn threshold_never_sends_during_the_run() {
         let p = threshold(1, W);
         assert_eq!(
-            p.decide(&pending(&[E, E, E]), Phase::Run),
+            p.decide(&pending(&[E, E, E]), Phase::Run, &Facts::none()),
             Decision::Hold {
                 counted: 3,
                 needed: 1
@@ -214,28 +347,28 @@ pub(crate) mod tests {
         let p = batch(10);
         let records = pending(&[I; 25]);
         assert_eq!(
-            p.decide(&records, Phase::Run),
+            p.decide(&records, Phase::Run, &Facts::none()),
             Decision::Send {
                 records: 20,
                 per_email: Some(10)
             }
         );
         assert_eq!(
-            p.decide(&records[..9], Phase::Run),
+            p.decide(&records[..9], Phase::Run, &Facts::none()),
             Decision::Hold {
-                counted: 0,
+                counted: 9,
                 needed: 10
             }
         );
         assert_eq!(
-            p.decide(&records[..5], Phase::Flush),
+            p.decide(&records[..5], Phase::Flush, &Facts::none()),
             Decision::Send {
                 records: 5,
                 per_email: Some(10)
             }
         );
         assert_eq!(
-            p.decide(&records, Phase::Flush),
+            p.decide(&records, Phase::Flush, &Facts::none()),
             Decision::Send {
                 records: 25,
                 per_email: Some(10)
@@ -249,21 +382,25 @@ pub(crate) mod tests {
             threshold: Some((1, W)),
             batch: Some(1),
             immediately_at: Some(I),
+            ..Policy::default()
         };
         assert_eq!(
-            all.decide(&pending(&[E, E]), Phase::Checkpoint),
+            all.decide(&pending(&[E, E]), Phase::Checkpoint, &Facts::none()),
             Decision::Hold {
                 counted: 2,
                 needed: 1
             }
         );
-        assert_eq!(all.decide(&[], Phase::Checkpoint), Decision::Nothing);
+        assert_eq!(
+            all.decide(&[], Phase::Checkpoint, &Facts::none()),
+            Decision::Nothing
+        );
     }
 
     #[test]
     fn batch_of_one_sends_every_record() {
         assert_eq!(
-            batch(1).decide(&pending(&[I, I, I]), Phase::Run),
+            batch(1).decide(&pending(&[I, I, I]), Phase::Run, &Facts::none()),
             Decision::Send {
                 records: 3,
                 per_email: Some(1)
@@ -276,18 +413,21 @@ pub(crate) mod tests {
         let p = Policy {
             threshold: Some((100, W)),
             immediately_at: Some(E),
-            batch: None,
+            ..Policy::default()
         };
         assert_eq!(
-            p.decide(&pending(&[I, W, W]), Phase::Flush),
+            p.decide(&pending(&[I, W, W]), Phase::Flush, &Facts::none()),
             Decision::Hold {
                 counted: 2,
                 needed: 100
             }
         );
-        assert_eq!(p.decide(&pending(&[I, E, W]), Phase::Flush), send_all(3));
         assert_eq!(
-            p.decide(&pending(&[I, E, W]), Phase::Run),
+            p.decide(&pending(&[I, E, W]), Phase::Flush, &Facts::none()),
+            send_all(3)
+        );
+        assert_eq!(
+            p.decide(&pending(&[I, E, W]), Phase::Run, &Facts::none()),
             Decision::Hold {
                 counted: 2,
                 needed: 100
@@ -302,13 +442,16 @@ pub(crate) mod tests {
             ..Policy::default()
         };
         assert_eq!(
-            p.decide(&pending(&[I, I]), Phase::Flush),
+            p.decide(&pending(&[I, I]), Phase::Flush, &Facts::none()),
             Decision::Hold {
                 counted: 0,
                 needed: 1
             }
         );
-        assert_eq!(p.decide(&pending(&[I, E]), Phase::Flush), send_all(2));
+        assert_eq!(
+            p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
+            send_all(2)
+        );
     }
 
     #[test]
@@ -316,25 +459,25 @@ pub(crate) mod tests {
         let p = Policy {
             threshold: Some((2, E)),
             batch: Some(4),
-            immediately_at: None,
+            ..Policy::default()
         };
         // Full batches always go; the remainder waits for the threshold.
         assert_eq!(
-            p.decide(&pending(&[I, I, I, I, I, E]), Phase::Flush),
+            p.decide(&pending(&[I, I, I, I, I, E]), Phase::Flush, &Facts::none()),
             Decision::Send {
                 records: 4,
                 per_email: Some(4)
             }
         );
         assert_eq!(
-            p.decide(&pending(&[I, E]), Phase::Flush),
+            p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
             Decision::Hold {
                 counted: 1,
                 needed: 2
             }
         );
         assert_eq!(
-            p.decide(&pending(&[E, I, E]), Phase::Flush),
+            p.decide(&pending(&[E, I, E]), Phase::Flush, &Facts::none()),
             Decision::Send {
                 records: 3,
                 per_email: Some(4)

@@ -56,6 +56,10 @@ pub struct Record {
     /// The spans the event happened in, outermost first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spans: Vec<Arc<SpanRecord>>,
+    /// The run that logged it: runs are numbered in the order they first
+    /// flushed to the state file. `None` until its first flush.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
 }
 
 /// A span an event happened in: its name and fields.
@@ -202,20 +206,21 @@ impl From<Captured> for Record {
                 file: e.meta.file().map(Cow::Borrowed),
                 line: e.meta.line(),
                 spans: e.spans.into_vec(),
+                run: None,
             },
         }
     }
 }
 
-mod level_serde {
+pub(crate) mod level_serde {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
     use tracing::Level;
 
-    pub(super) fn serialize<S: Serializer>(level: &Level, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(level: &Level, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(level.as_str())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Level, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Level, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         s.parse()
             .map_err(|_| D::Error::custom(format!("unknown level {s:?}")))
@@ -369,6 +374,7 @@ mod tests {
                     fields: Fields::default(),
                 }),
             ],
+            run: Some(7),
         }
     }
 

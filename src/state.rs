@@ -29,6 +29,9 @@ pub(crate) struct State {
     pub(crate) last_sent: Option<OffsetDateTime>,
     #[serde(default)]
     pub(crate) last_error: Option<String>,
+    /// Runs and the streaks of failures across them.
+    #[serde(default)]
+    pub(crate) history: crate::history::History,
 }
 
 impl State {
