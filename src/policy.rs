@@ -484,4 +484,375 @@ pub(crate) mod tests {
             }
         );
     }
+
+    // ---- fingerprints, runs and time ------------------------------------
+
+    use crate::history::{Fingerprint, History};
+    use time::OffsetDateTime as T;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(hours: i64) -> T {
+        T::UNIX_EPOCH + time::Duration::hours(hours)
+    }
+
+    /// A record of the feed `feed` at `level`, logged at hour `hours`.
+    fn feed(feed: &str, level: Level, hours: i64) -> Record {
+        let mut r = record_at(level);
+        r.message = "feed failed".into();
+        r.fields.0.push(("feed".into(), serde_json::json!(feed)));
+        r.timestamp = at(hours);
+        r
+    }
+
+    fn by_feed() -> Policy {
+        Policy {
+            fingerprint_fields: vec!["feed".into()],
+            ..Policy::default()
+        }
+    }
+
+    /// The history after runs 1..=runs.len(), where run i saw `runs[i]`.
+    fn history(policy: &Policy, runs: &[&[Record]]) -> History {
+        let mut h = History::default();
+        for records in runs {
+            let run = h.start_run();
+            for r in *records {
+                let fp = fingerprint(r, &policy.fingerprint_fields);
+                h.observe(run, &fp, r.level, r.timestamp);
+            }
+        }
+        h
+    }
+
+    fn facts(h: &History, now: T, last_sent: Option<T>) -> Facts<'_> {
+        Facts {
+            now,
+            last_sent,
+            history: h,
+            run: h.runs,
+        }
+    }
+
+    fn key(policy: &Policy, r: &Record) -> Fingerprint {
+        fingerprint(r, &policy.fingerprint_fields)
+    }
+
+    #[test]
+    fn consecutive_runs_sends_when_one_failure_is_in_each_of_the_last_k_runs() {
+        let p = Policy {
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        let a = |h| feed("Radio Café", W, h);
+        let b = |h| feed("Ääniraita", W, h);
+        // Radio Café in runs 1, 2, 3: sends.
+        let h = history(&p, &[&[a(1)], &[a(2), b(2)], &[a(3)]]);
+        let pending = [a(1), a(2), b(2), a(3)];
+        assert_eq!(
+            p.decide(&pending, Phase::Flush, &facts(&h, at(3), None)),
+            send_all(4)
+        );
+        // Two runs only: holds, and says how far the longest streak got.
+        let h = history(&p, &[&[a(1)], &[a(2)]]);
+        assert_eq!(
+            p.decide(&pending[..2], Phase::Flush, &facts(&h, at(2), None)),
+            Decision::Hold {
+                counted: 2,
+                needed: 3
+            }
+        );
+        // Many different one-off failures never add up.
+        let h = history(&p, &[&[a(1)], &[b(2)], &[a(3)], &[b(4)]]);
+        let pending = [a(1), b(2), a(3), b(4)];
+        assert_eq!(
+            p.decide(&pending, Phase::Flush, &facts(&h, at(4), None)),
+            Decision::Hold {
+                counted: 1,
+                needed: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_run_without_the_failure_resets_its_streak() {
+        let p = Policy {
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        let a = |h| feed("Radio Café", W, h);
+        let h = history(&p, &[&[a(1)], &[a(2)], &[], &[a(4)], &[a(5)]]);
+        let pending = [a(1), a(2), a(4), a(5)];
+        assert_eq!(
+            p.decide(&pending, Phase::Flush, &facts(&h, at(5), None)),
+            Decision::Hold {
+                counted: 2,
+                needed: 3
+            }
+        );
+    }
+
+    #[test]
+    fn consecutive_runs_counts_only_the_policy_level() {
+        let p = Policy {
+            consecutive_runs: Some(2),
+            threshold: Some((100, E)),
+            ..by_feed()
+        };
+        // WARN streaks do not count when the policy's level is ERROR.
+        let w = |h| feed("Radio Café", W, h);
+        let mut h = History::default();
+        for hour in 1..=3 {
+            let run = h.start_run();
+            // The flush observes only records at the policy's level.
+            let r = w(hour);
+            if severity(r.level) >= severity(p.level()) {
+                h.observe(run, &key(&p, &r), r.level, r.timestamp);
+            }
+        }
+        assert_eq!(
+            p.decide(&[w(1), w(2), w(3)], Phase::Flush, &facts(&h, at(3), None)),
+            Decision::Hold {
+                counted: 0,
+                needed: 100
+            }
+        );
+    }
+
+    #[test]
+    fn repeat_after_keeps_a_reported_failure_quiet_until_the_reminder() {
+        let p = Policy {
+            consecutive_runs: Some(2),
+            repeat_after: Some(24 * HOUR),
+            ..by_feed()
+        };
+        let a = |h| feed("Radio Café", W, h);
+        let mut h = history(&p, &[&[a(1)], &[a(2)]]);
+        assert_eq!(
+            p.decide(&[a(1), a(2)], Phase::Flush, &facts(&h, at(2), None)),
+            send_all(2)
+        );
+        h.reported([key(&p, &a(2)).key.as_str()], at(2));
+        // It keeps failing: quiet for a day…
+        let run = h.start_run();
+        h.observe(run, &key(&p, &a(3)), W, at(3));
+        assert_eq!(
+            p.decide(&[a(3)], Phase::Flush, &facts(&h, at(3), Some(at(2)))),
+            Decision::Hold {
+                counted: 0,
+                needed: 2
+            }
+        );
+        // …then reminds once the day has passed.
+        let run = h.start_run();
+        h.observe(run, &key(&p, &a(26)), W, at(26));
+        assert_eq!(
+            p.decide(
+                &[a(3), a(26)],
+                Phase::Flush,
+                &facts(&h, at(26), Some(at(2)))
+            ),
+            send_all(2)
+        );
+    }
+
+    #[test]
+    fn a_quiet_failure_rides_along_when_another_triggers() {
+        let p = Policy {
+            consecutive_runs: Some(2),
+            repeat_after: Some(24 * HOUR),
+            ..by_feed()
+        };
+        let a = |h| feed("Radio Café", W, h);
+        let b = |h| feed("Ääniraita", W, h);
+        let mut h = history(&p, &[&[a(1)], &[a(2), b(2)]]);
+        h.reported([key(&p, &a(2)).key.as_str()], at(2));
+        let run = h.start_run();
+        h.observe(run, &key(&p, &a(3)), W, at(3));
+        h.observe(run, &key(&p, &b(3)), W, at(3));
+        // Ääniraita's second run triggers; Radio Café's records go too.
+        assert_eq!(
+            p.decide(&[a(3), b(3)], Phase::Flush, &facts(&h, at(3), Some(at(2)))),
+            send_all(2)
+        );
+    }
+
+    #[test]
+    fn repeat_after_also_quiets_threshold_and_immediately_at() {
+        let a = |h| feed("Radio Café", E, h);
+        let base = Policy {
+            repeat_after: Some(24 * HOUR),
+            ..by_feed()
+        };
+        let mut h = history(&base, &[&[a(1)]]);
+        h.reported([key(&base, &a(1)).key.as_str()], at(1));
+        let f = facts(&h, at(2), Some(at(1)));
+        for p in [
+            Policy {
+                threshold: Some((1, W)),
+                ..base.clone()
+            },
+            Policy {
+                immediately_at: Some(E),
+                ..base.clone()
+            },
+        ] {
+            assert!(
+                matches!(p.decide(&[a(2)], Phase::Flush, &f), Decision::Hold { .. }),
+                "{p:?}"
+            );
+        }
+        // A different failure is not quiet.
+        let other = feed("Ääniraita", E, 2);
+        let p = Policy {
+            immediately_at: Some(E),
+            ..base.clone()
+        };
+        assert_eq!(p.decide(&[a(2), other], Phase::Flush, &f), send_all(2));
+    }
+
+    #[test]
+    fn min_interval_makes_any_send_wait() {
+        let hold_until = at(1) + time::Duration::hours(2);
+        for p in [
+            Policy {
+                threshold: Some((1, W)),
+                ..Policy::default()
+            },
+            Policy {
+                immediately_at: Some(W),
+                ..Policy::default()
+            },
+            Policy {
+                batch: Some(1),
+                ..Policy::default()
+            },
+        ] {
+            let p = Policy {
+                min_interval: Some(2 * HOUR),
+                ..p
+            };
+            let h = History::default();
+            let pending = [feed("x", W, 2)];
+            assert_eq!(
+                p.decide(&pending, Phase::Flush, &facts(&h, at(2), Some(at(1)))),
+                Decision::Wait { until: hold_until },
+                "{p:?}"
+            );
+            assert!(matches!(
+                p.decide(&pending, Phase::Flush, &facts(&h, at(3), Some(at(1)))),
+                Decision::Send { .. }
+            ));
+            // Never sent before: no wait.
+            assert!(matches!(
+                p.decide(&pending, Phase::Flush, &facts(&h, at(2), None)),
+                Decision::Send { .. }
+            ));
+        }
+        // During the run, batches wait too.
+        let p = Policy {
+            batch: Some(1),
+            min_interval: Some(2 * HOUR),
+            ..Policy::default()
+        };
+        let h = History::default();
+        assert_eq!(
+            p.decide(
+                &[feed("x", I, 2)],
+                Phase::Run,
+                &facts(&h, at(2), Some(at(1)))
+            ),
+            Decision::Wait { until: hold_until }
+        );
+    }
+
+    #[test]
+    fn max_age_sends_a_slow_trickle_eventually() {
+        let p = Policy {
+            threshold: Some((5, W)),
+            max_age: Some(24 * HOUR),
+            ..Policy::default()
+        };
+        let h = History::default();
+        let pending = [feed("x", W, 0), feed("y", I, 0)];
+        assert_eq!(
+            p.decide(&pending, Phase::Flush, &facts(&h, at(23), None)),
+            Decision::Hold {
+                counted: 1,
+                needed: 5
+            }
+        );
+        assert_eq!(
+            p.decide(&pending, Phase::Flush, &facts(&h, at(24), None)),
+            send_all(2)
+        );
+        // An old record below the level does not count.
+        let pending = [feed("y", I, 0)];
+        assert_eq!(
+            p.decide(&pending, Phase::Flush, &facts(&h, at(48), None)),
+            Decision::Hold {
+                counted: 0,
+                needed: 5
+            }
+        );
+        // Only at a flush.
+        assert!(matches!(
+            p.decide(&[feed("x", W, 0)], Phase::Run, &facts(&h, at(48), None)),
+            Decision::Hold { .. }
+        ));
+    }
+
+    #[test]
+    fn rules_combine_any_met_rule_sends() {
+        let a = |h| feed("Radio Café", W, h);
+        // threshold + consecutive_runs: either is enough.
+        let p = Policy {
+            threshold: Some((3, W)),
+            consecutive_runs: Some(2),
+            ..by_feed()
+        };
+        let h = history(&p, &[&[a(1)], &[a(2)]]);
+        assert_eq!(
+            p.decide(&[a(1), a(2)], Phase::Flush, &facts(&h, at(2), None)),
+            send_all(2)
+        );
+        let b = |h| feed("Ääniraita", W, h);
+        let c = |h| feed("ポッドキャスト", W, h);
+        let h = history(&p, &[&[a(1), b(1), c(1)]]);
+        assert_eq!(
+            p.decide(&[a(1), b(1), c(1)], Phase::Flush, &facts(&h, at(1), None)),
+            send_all(3)
+        );
+        // batch + consecutive_runs: full batches go; the rest waits for the streak.
+        let p = Policy {
+            batch: Some(2),
+            consecutive_runs: Some(2),
+            ..by_feed()
+        };
+        let h = history(&p, &[&[a(1), b(1), c(1)]]);
+        assert_eq!(
+            p.decide(&[a(1), b(1), c(1)], Phase::Flush, &facts(&h, at(1), None)),
+            Decision::Send {
+                records: 2,
+                per_email: Some(2)
+            }
+        );
+        // max_age + consecutive_runs + min_interval: the age triggers, the
+        // interval still rules.
+        let p = Policy {
+            consecutive_runs: Some(5),
+            max_age: Some(HOUR),
+            min_interval: Some(4 * HOUR),
+            ..by_feed()
+        };
+        let h = history(&p, &[&[a(1)]]);
+        assert_eq!(
+            p.decide(&[a(1)], Phase::Flush, &facts(&h, at(3), Some(at(1)))),
+            Decision::Wait { until: at(5) }
+        );
+        assert_eq!(
+            p.decide(&[a(1)], Phase::Flush, &facts(&h, at(5), Some(at(1)))),
+            send_all(1)
+        );
+    }
 }
