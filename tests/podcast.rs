@@ -168,3 +168,101 @@ fn two_processes_flushing_at_once_neither_lose_nor_double_send() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(v["pending"], serde_json::json!([]));
 }
+
+/// One run of the podcast example at `now`, failing exactly `fail`, with
+/// `--consecutive-runs 3 --repeat-after 86400` into an outbox.
+fn streak_run(test: &str, dir: &Path, now: &str, fail: &[&str]) -> String {
+    let mut args: Vec<String> = [
+        "--state-file",
+        dir.join("poca.json").to_str().unwrap(),
+        "--outbox",
+        dir.join("outbox").to_str().unwrap(),
+        "--consecutive-runs",
+        "3",
+        "--repeat-after",
+        "86400",
+        "--now",
+        now,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for feed in fail {
+        args.extend(["--fail".to_string(), feed.to_string()]);
+    }
+    let output = command(test, &args).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    outcome_line(&output)
+}
+
+fn outbox_texts(dir: &Path) -> Vec<String> {
+    let mut paths: Vec<_> = match std::fs::read_dir(dir.join("outbox")) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let eml = std::fs::read(p).unwrap();
+            mail_parser::MessageParser::default()
+                .parse(&eml)
+                .unwrap()
+                .body_text(0)
+                .unwrap()
+                .into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_feed_failing_run_after_run_is_reported_once_then_reminded_daily() {
+    act_as_child_if_asked(podcast::run);
+    let name = "a_feed_failing_run_after_run_is_reported_once_then_reminded_daily";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Blips of different feeds never add up.
+    assert!(streak_run(name, d, "2026-11-20T08:00:00Z", &["Ääniraita"]).starts_with("held"));
+    assert!(streak_run(name, d, "2026-11-20T09:00:00Z", &["ポッドキャスト"]).starts_with("held"));
+    // Radio Café fails three runs in a row: one email, on the third.
+    assert!(streak_run(name, d, "2026-11-20T10:00:00Z", &["Radio Café"]).starts_with("held"));
+    assert!(streak_run(name, d, "2026-11-20T11:00:00Z", &["Radio Café"]).starts_with("held"));
+    let sent = streak_run(name, d, "2026-11-20T12:00:00Z", &["Radio Café"]);
+    // Eight records a run (INFO rides along): five runs.
+    assert!(sent.starts_with("sent 40 records in 1 email"), "{sent}");
+    // It keeps failing: quiet for a day…
+    for hour in 13..=23 {
+        let now = format!("2026-11-20T{hour}:00:00Z");
+        assert!(
+            streak_run(name, d, &now, &["Radio Café"]).starts_with("held"),
+            "{now}"
+        );
+    }
+    // …then the daily reminder.
+    for hour in 0..=11 {
+        let now = format!("2026-11-21T{hour:02}:00:00Z");
+        assert!(
+            streak_run(name, d, &now, &["Radio Café"]).starts_with("held"),
+            "{now}"
+        );
+    }
+    let reminder = streak_run(name, d, "2026-11-21T12:00:00Z", &["Radio Café"]);
+    assert!(
+        reminder.starts_with("sent 192 records in 1 email"),
+        "{reminder}"
+    );
+    // A feed not among the built-in ones is added.
+    let added = streak_run(name, d, "2026-11-21T13:00:00Z", &["Brand New Cast"]);
+    assert!(added.starts_with("held 9 records"), "{added}");
+    let texts = outbox_texts(d);
+    assert_eq!(texts.len(), 2);
+    assert!(
+        texts[0].contains("feed=\"Ääniraita\""),
+        "the blips ride along"
+    );
+    assert!(
+        texts[0].contains("2026-11-20 12:00:00 WARN"),
+        "{}",
+        texts[0]
+    );
+}
