@@ -49,16 +49,16 @@ pub struct Schedule {
     pub lasting: Vec<(usize, usize, usize)>,
 }
 
-/// Blips (2 % of feed-runs), two short outages of 2–3 runs per feed, and
-/// about one lasting outage of 1–4 days every six days.
+/// Blips (2 % of feed-runs), two short outages of 2–3 runs per feed a
+/// month, and a few lasting outages of 1–3 days (one every 7.5 days).
 pub fn schedule(runs: usize, seed: u64) -> Schedule {
     let mut rng = Rng(seed.max(1));
     let mut fails = vec![[false; FEEDS]; runs];
     let mut lasting = Vec::new();
-    let long_outages = (runs / 144).max(1);
+    let long_outages = (runs / 180).max(1);
     for _ in 0..long_outages {
         let feed = rng.below(FEEDS as u64) as usize;
-        let length = LASTING + rng.below(3 * 24 + 1) as usize;
+        let length = LASTING + rng.below(2 * 24 + 1) as usize;
         let start = rng.below(runs.saturating_sub(length).max(1) as u64) as usize;
         let end = (start + length).min(runs) - 1;
         if lasting
@@ -106,11 +106,14 @@ pub fn schedule(runs: usize, seed: u64) -> Schedule {
     Schedule { fails, lasting }
 }
 
+/// An email: the run it was sent in and the feeds it held.
+type Sent = (usize, BTreeSet<String>);
+
 /// Keeps, for each email, the run it was sent in and the feeds it held.
 #[derive(Clone, Default)]
 struct Recording {
     run: Arc<Mutex<usize>>,
-    emails: Arc<Mutex<Vec<(usize, BTreeSet<String>)>>>,
+    emails: Arc<Mutex<Vec<Sent>>>,
 }
 
 impl Transport for Recording {
