@@ -55,6 +55,7 @@
 
 mod buffer;
 mod builder;
+mod config;
 mod digest;
 mod error;
 mod flush;
@@ -67,6 +68,7 @@ mod state;
 mod transport;
 
 pub use builder::{Builder, STATE_FILE_NAME};
+pub use config::{EmailConfig, PolicyConfig};
 pub use error::{Error, ErrorKind};
 pub use guard::{FlushGuard, Outcome};
 pub use layer::EmailLayer;
