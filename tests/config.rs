@@ -720,3 +720,62 @@ fn from_env_reads_the_process_environment_with_the_password_in_a_variable() {
     assert_eq!(messages[0].auth_user.as_deref(), Some(USER));
     assert_eq!(messages[0].rcpt_to, ["me@example.com", "zoe@example.org"]);
 }
+
+/// The README's section between `## Configuration from a file` and the next
+/// `## `.
+fn readme_section() -> String {
+    let readme = include_str!("../README.md");
+    let start = readme.find("## Configuration from a file").unwrap();
+    let rest = &readme[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_readme_example_file_parses_and_builds() {
+    let section = readme_section();
+    let toml_start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let toml_len = section[toml_start..].find("```").unwrap();
+    let config: AppConfig = toml::from_str(&section[toml_start..toml_start + toml_len]).unwrap();
+    let mut email = config.email;
+    assert_eq!(email.policy.threshold, Some((5, Level::WARN)));
+    assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
+    // Everything else is accepted by the builder: take away what reads the
+    // environment and the disk.
+    let dir = tempfile::tempdir().unwrap();
+    email.password_env = None;
+    email.root_certificate = None;
+    email.state_file = Some(dir.path().join("state.json"));
+    email.capture_panics = false;
+    let (_layer, guard) = EmailLayer::from_config(&email).unwrap();
+    assert!(matches!(guard.flush(), Outcome::Nothing));
+}
+
+#[test]
+fn every_variable_in_the_readme_is_read() {
+    let section = readme_section();
+    let table = &section[section.find("### From environment variables").unwrap()..];
+    let mut names: Vec<&str> = table
+        .split('`')
+        .filter(|w| {
+            w.starts_with("POCA_") && w[5..].chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 20, "{names:?}");
+    let base = [("POCA_APP", "poca")];
+    let shown = |c: &EmailConfig| format!("{c:?}");
+    let plain = shown(&EmailConfig::from_vars("POCA", base).unwrap());
+    for name in names {
+        if name == "POCA_APP" {
+            continue;
+        }
+        // A value no key accepts but a text one: either the config changes
+        // or the error names the variable.
+        match EmailConfig::from_vars("POCA", [base[0], (name, "x")]) {
+            Ok(c) => assert_ne!(shown(&c), plain, "{name} is not read"),
+            Err(e) => assert!(e.to_string().starts_with(name), "{name}: {e}"),
+        }
+    }
+}
