@@ -150,7 +150,7 @@ pub struct EmailConfig {
     #[serde(default, deserialize_with = "de::local_time")]
     pub local_time: bool,
     /// `policy`: when to send.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::policy")]
     pub policy: PolicyConfig,
     /// `max_pending`: the most records kept pending (10 000 by default).
     #[serde(default, deserialize_with = "de::max_pending")]
@@ -244,6 +244,33 @@ enum Origin {
     /// Environment variables with this prefix (`POCA_BATCH`).
     Env(String),
 }
+
+/// The keys [`EmailConfig::from_vars`] reads, after the prefix.
+const ENV_KEYS: &[&str] = &[
+    "APP",
+    "SMTP_URL",
+    "PASSWORD_ENV",
+    "SMTP_PASSWORD",
+    "ROOT_CERTIFICATE",
+    "TIMEOUT",
+    "ALLOW_INSECURE_AUTH",
+    "OUTBOX",
+    "FROM",
+    "TO",
+    "SUBJECT",
+    "STATE_FILE",
+    "LOCAL_TIME",
+    "THRESHOLD",
+    "BATCH",
+    "IMMEDIATELY_AT",
+    "MAX_PENDING",
+    "MAX_RECORD_BYTES",
+    "MAX_EMAIL_BYTES",
+    "SEND_DEADLINE",
+    "LOCK_TIMEOUT",
+    "CHECKPOINT_INTERVAL",
+    "CAPTURE_PANICS",
+];
 
 /// The names of the levels, in the order of the messages.
 const LEVELS: &str = "trace, debug, info, warn, error";
@@ -371,7 +398,8 @@ impl EmailConfig {
         let lead = format!("{}_", prefix.strip_suffix('_').unwrap_or(prefix));
         let mut vars = Vec::new();
         for (name, value) in std::env::vars_os() {
-            let Some(name) = name.to_str().filter(|n| n.starts_with(&lead)) else {
+            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(|k| ENV_KEYS.contains(&k));
+            let Some(name) = name.to_str().filter(ours) else {
                 continue;
             };
             let value = value
@@ -752,10 +780,7 @@ impl EmailConfig {
         let err = |message: String| Error::new(ErrorKind::Smtp, message);
         // Not echoed unless it looks like a variable's name: someone may
         // have put the password itself here.
-        let is_name = !var.is_empty()
-            && var
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+        let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !is_name {
             return Err(err(format!(
                 "{key} must be the name of the environment variable that holds the SMTP \
@@ -951,7 +976,7 @@ mod de {
     use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Unexpected, Visitor};
     use tracing::Level;
 
-    use super::{LEVELS, level_named, seconds};
+    use super::{LEVELS, PolicyConfig, level_named, seconds};
 
     /// A visitor for the value of one key, which it names in its errors.
     pub(super) trait Key<'de>: Visitor<'de> + Sized {
@@ -1221,6 +1246,37 @@ mod de {
         }
     }
 
+    /// A key that may be left out, or `null`, for a value that has a
+    /// default (`false`, no recipient).
+    pub(super) struct OrDefault<K>(pub(super) K);
+
+    impl<'de, K: Key<'de, Value: Default>> Visitor<'de> for OrDefault<K> {
+        type Value = K::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(K::Value::default())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(K::Value::default())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            self.0.drive(d)
+        }
+    }
+
+    impl<'de, K: Key<'de, Value: Default>> Key<'de> for OrDefault<K> {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    /// The `policy` table; `null` is the default policy.
+    pub(super) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
+        Option::<PolicyConfig>::deserialize(d).map(Option::unwrap_or_default)
+    }
+
     /// One function per key, for `#[serde(deserialize_with)]`.
     macro_rules! keys {
         ($($name:ident -> $ty:ty = $key:expr;)*) => {$(
@@ -1236,20 +1292,20 @@ mod de {
         password_env -> Option<String> = Maybe(Text("password_env"));
         root_certificate -> Option<PathBuf> = Maybe(Path("root_certificate"));
         timeout -> Option<Duration> = Maybe(Seconds { key: "timeout", positive: true });
-        allow_insecure_auth -> bool = Flag("allow_insecure_auth");
+        allow_insecure_auth -> bool = OrDefault(Flag("allow_insecure_auth"));
         outbox -> Option<PathBuf> = Maybe(Path("outbox"));
         from -> Option<String> = Maybe(Text("from"));
-        to -> Vec<String> = Addresses("to");
+        to -> Vec<String> = OrDefault(Addresses("to"));
         subject -> Option<String> = Maybe(Text("subject"));
         state_file -> Option<PathBuf> = Maybe(Path("state_file"));
-        local_time -> bool = Flag("local_time");
+        local_time -> bool = OrDefault(Flag("local_time"));
         max_pending -> Option<usize> = Maybe(Whole("max_pending"));
         max_record_bytes -> Option<usize> = Maybe(Whole("max_record_bytes"));
         max_email_bytes -> Option<usize> = Maybe(Whole("max_email_bytes"));
         send_deadline -> Option<Duration> = Maybe(Seconds { key: "send_deadline", positive: true });
         lock_timeout -> Option<Duration> = Maybe(Seconds { key: "lock_timeout", positive: false });
         checkpoint_interval -> Option<Option<Duration>> = Maybe(Checkpoint("checkpoint_interval"));
-        capture_panics -> bool = Flag("capture_panics");
+        capture_panics -> bool = OrDefault(Flag("capture_panics"));
         batch -> Option<usize> = Maybe(Whole("policy.batch"));
         immediately_at -> Option<Level> = Maybe(LevelName("policy.immediately_at"));
         threshold_count -> Option<usize> = Maybe(Whole("policy.threshold.count"));

@@ -178,6 +178,15 @@ fn the_same_table_in_json_reads_alike() {
     assert_eq!(config.policy.threshold, Some((2, Level::ERROR)));
     assert_eq!(config.checkpoint_interval, Some(None));
     assert_eq!(config.timeout, Some(Duration::from_secs(1)));
+    // null is a key left out, whatever its type.
+    let nulls: EmailConfig = serde_json::from_str(
+        r#"{"app": "poca", "to": null, "local_time": null, "policy": null,
+            "max_pending": null, "checkpoint_interval": null}"#,
+    )
+    .unwrap();
+    assert!(nulls.to.is_empty() && !nulls.local_time);
+    assert_eq!(nulls.policy, Default::default());
+    assert_eq!((nulls.max_pending, nulls.checkpoint_interval), (None, None));
 }
 
 #[test]
