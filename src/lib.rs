@@ -49,6 +49,14 @@
 //!
 //! Delivery is at least once: a record leaves the state file only after the
 //! server accepted the email holding it.
+//!
+//! # Settings from a file or the environment
+//!
+//! [`EmailConfig`] holds the same settings as data: an `[email]` table of
+//! the program's own TOML, YAML or JSON file (serde), or `PREFIX_*`
+//! environment variables ([`EmailConfig::from_env`]);
+//! [`EmailLayer::from_config`] makes the layer from it. Unknown keys and bad
+//! values are errors that name the key.
 
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]
@@ -56,6 +64,7 @@
 mod buffer;
 mod builder;
 mod clock;
+mod config;
 mod digest;
 mod error;
 mod flush;
@@ -71,6 +80,7 @@ mod transport;
 
 pub use builder::{Builder, STATE_FILE_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{EmailConfig, PolicyConfig};
 pub use error::{Error, ErrorKind};
 pub use guard::{FlushGuard, Outcome};
 pub use inspect::{Snapshot, StateFile, Verdict};

@@ -1,0 +1,1494 @@
+//! Configuration from data: an `[email]` table in the program's own
+//! configuration file (TOML, YAML, JSON: anything serde reads), or
+//! environment variables.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, Mailboxes};
+use serde::Deserialize;
+use tracing::Level;
+
+use crate::builder::Builder;
+use crate::error::{Error, ErrorKind};
+use crate::guard::FlushGuard;
+use crate::layer::EmailLayer;
+use crate::transport::{FileDrop, Smtp};
+
+/// The layer's settings as data: deserialize it from a table of the
+/// program's own configuration file, or read it from environment variables
+/// with [`from_env`](EmailConfig::from_env), then make the layer with
+/// [`EmailLayer::from_config`].
+///
+/// Unknown keys are errors, and so are bad values; every error names the key
+/// (`policy.threshold.level`) or, from the environment, the variable
+/// (`POCA_THRESHOLD`). The only required key is `app`; [`from_config`]
+/// also needs `from`, `to`, and one of `smtp_url` and `outbox`.
+///
+/// | key | value | builder call |
+/// |-----|-------|--------------|
+/// | `app` | the program's name (required) | [`EmailLayer::builder`] |
+/// | `smtp_url` | `smtps://user@host[:port]`, `smtp://user@host?tls=required`, `smtp://host` (see [`Smtp::from_url`]) | [`transport`](Builder::transport) |
+/// | `password_env` | the name of the environment variable holding the SMTP password, read by [`from_config`] | [`Smtp::password`] |
+/// | `root_certificate` | path of a PEM file with a private CA, read by [`from_config`] | [`Smtp::root_certificate`] |
+/// | `timeout` | seconds, per network operation | [`Smtp::timeout`] |
+/// | `allow_insecure_auth` | `true` or `false` | [`Smtp::allow_insecure_auth`] |
+/// | `outbox` | a folder: write `.eml` files there instead of sending (exactly one of `smtp_url` and `outbox`) | [`FileDrop`] |
+/// | `from` | `"app <robot@example.com>"` | [`from`](Builder::from) |
+/// | `to` | an address, or a list of them (each may hold several, separated by commas) | [`to`](Builder::to) |
+/// | `subject` | a fixed subject | [`subject`](Builder::subject) |
+/// | `state_file` | a path | [`state_file`](Builder::state_file) |
+/// | `local_time` | `true` or `false` | [`local_time`](Builder::local_time) |
+/// | `policy.threshold` | `{ count = 5, level = "warn" }` | [`threshold`](Builder::threshold) |
+/// | `policy.batch` | a number of records | [`batch`](Builder::batch) |
+/// | `policy.immediately_at` | a level | [`immediately_at`](Builder::immediately_at) |
+/// | `max_pending`, `max_record_bytes`, `max_email_bytes` | whole numbers, at least 1 | [`max_pending`](Builder::max_pending), … |
+/// | `send_deadline`, `lock_timeout` | seconds | [`send_deadline`](Builder::send_deadline), [`lock_timeout`](Builder::lock_timeout) |
+/// | `checkpoint_interval` | seconds, or `false` to turn checkpoints off | [`checkpoint_interval`](Builder::checkpoint_interval) |
+/// | `capture_panics` | `true` or `false` | [`capture_panics`](Builder::capture_panics) |
+///
+/// Levels are `trace`, `debug`, `info`, `warn` or `error`, in any case.
+/// Durations are numbers of seconds, whole or not (`0.5`); `timeout`,
+/// `send_deadline` and `checkpoint_interval` must be more than 0. A key left
+/// out keeps the builder's default; with no policy key the policy is
+/// `threshold = { count = 1, level = "warn" }`. In YAML or JSON, `null`
+/// counts as left out.
+///
+/// `Debug` never shows a password: one in `smtp_url` is shown as `***`.
+///
+/// [`from_config`]: EmailLayer::from_config
+///
+/// ```
+/// use serde::Deserialize;
+/// use tracing_email::{EmailConfig, EmailLayer};
+///
+/// #[derive(Deserialize)]
+/// struct AppConfig {
+///     feeds: Vec<String>,
+///     email: EmailConfig,
+/// }
+///
+/// let config: AppConfig = toml::from_str(r#"
+///     feeds = ["https://podcasts.example/1/rss"]
+///
+///     [email]
+///     app = "poca"
+///     smtp_url = "smtps://me%40example.com@smtp.example.com"
+///     password_env = "SMTP_PASSWORD"
+///     from = "poca <me@example.com>"
+///     to = ["me@example.com", "ops@example.com"]
+///     timeout = 2.5
+///
+///     [email.policy]
+///     threshold = { count = 5, level = "warn" }
+///     immediately_at = "error"
+/// "#)?;
+/// assert_eq!(config.email.policy.threshold, Some((5, tracing::Level::WARN)));
+/// assert_eq!(config.email.timeout, Some(std::time::Duration::from_millis(2500)));
+///
+/// let err = toml::from_str::<EmailConfig>("app = \"poca\"\ncolour = \"red\"").unwrap_err();
+/// assert!(err.to_string().contains("unknown field `colour`"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of email settings (app, smtp_url or outbox, from, to, …)"
+)]
+pub struct EmailConfig {
+    /// `app`: the program's name; picks the default state file and appears
+    /// in the subject. Required.
+    #[serde(deserialize_with = "de::app")]
+    pub app: String,
+    /// `smtp_url`: where to send, such as
+    /// `smtps://me%40example.com@smtp.example.com` (see [`Smtp::from_url`]).
+    /// It may hold the password, but need not: see `password_env`.
+    #[serde(default, deserialize_with = "de::smtp_url")]
+    pub smtp_url: Option<String>,
+    /// `password_env`: the name of the environment variable that holds the
+    /// SMTP password (not the password). It is read by
+    /// [`EmailLayer::from_config`]; a variable that is not set there is an
+    /// error that names it.
+    #[serde(default, deserialize_with = "de::password_env")]
+    pub password_env: Option<String>,
+    /// `root_certificate`: path of a PEM file holding a CA certificate to
+    /// trust besides the bundled roots, for a server with a private CA. Read
+    /// by [`EmailLayer::from_config`].
+    #[serde(default, deserialize_with = "de::root_certificate")]
+    pub root_certificate: Option<PathBuf>,
+    /// `timeout`: seconds to wait for each network operation (10 by default).
+    #[serde(default, deserialize_with = "de::timeout")]
+    pub timeout: Option<Duration>,
+    /// `allow_insecure_auth`: allow sending the password over a connection
+    /// that is not encrypted (`smtp://` without `tls=required`).
+    #[serde(default, deserialize_with = "de::allow_insecure_auth")]
+    pub allow_insecure_auth: bool,
+    /// `outbox`: a folder to write each digest into as an `.eml` file
+    /// ([`FileDrop`]) instead of sending it. Exactly one of `smtp_url` and
+    /// `outbox` is needed.
+    #[serde(default, deserialize_with = "de::outbox")]
+    pub outbox: Option<PathBuf>,
+    /// `from`: the sender, such as `"poca <me@example.com>"`.
+    #[serde(default, deserialize_with = "de::from")]
+    pub from: Option<String>,
+    /// `to`: the recipients; in a file, a string or a list of strings. Each
+    /// entry may hold several addresses separated by commas.
+    #[serde(default, deserialize_with = "de::to")]
+    pub to: Vec<String>,
+    /// `subject`: a fixed subject instead of the default
+    /// `[poca] 1 error, 5 warnings (9 log records)`.
+    #[serde(default, deserialize_with = "de::subject")]
+    pub subject: Option<String>,
+    /// `state_file`: where pending records are kept, instead of the default
+    /// under the app's state folder.
+    #[serde(default, deserialize_with = "de::state_file")]
+    pub state_file: Option<PathBuf>,
+    /// `local_time`: show times in the digest in local time instead of UTC.
+    #[serde(default, deserialize_with = "de::local_time")]
+    pub local_time: bool,
+    /// `policy`: when to send.
+    #[serde(default, deserialize_with = "de::policy")]
+    pub policy: PolicyConfig,
+    /// `max_pending`: the most records kept pending (10 000 by default).
+    #[serde(default, deserialize_with = "de::max_pending")]
+    pub max_pending: Option<usize>,
+    /// `max_record_bytes`: the most bytes of text kept of one record
+    /// (16 KiB by default).
+    #[serde(default, deserialize_with = "de::max_record_bytes")]
+    pub max_record_bytes: Option<usize>,
+    /// `max_email_bytes`: the size past which a digest is split into
+    /// several emails (1 MiB by default).
+    #[serde(default, deserialize_with = "de::max_email_bytes")]
+    pub max_email_bytes: Option<usize>,
+    /// `send_deadline`: seconds one flush may spend sending (30 by default).
+    #[serde(default, deserialize_with = "de::send_deadline")]
+    pub send_deadline: Option<Duration>,
+    /// `lock_timeout`: seconds a flush waits for another process's lock on
+    /// the state file (10 by default).
+    #[serde(default, deserialize_with = "de::lock_timeout")]
+    pub lock_timeout: Option<Duration>,
+    /// `checkpoint_interval`: seconds between checkpoints of new records to
+    /// the state file, or `false` to turn checkpoints off. `None`: not set,
+    /// the default (1 second); `Some(None)`: off; `Some(Some(d))`: every `d`.
+    #[serde(default, deserialize_with = "de::checkpoint_interval")]
+    pub checkpoint_interval: Option<Option<Duration>>,
+    /// `capture_panics`: turn a panic into an ERROR record.
+    #[serde(default, deserialize_with = "de::capture_panics")]
+    pub capture_panics: bool,
+    /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
+    /// [`set_password`](EmailConfig::set_password), never from a file.
+    #[serde(skip)]
+    password: Option<String>,
+    /// Where the settings came from, to name them in errors.
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// When to send: the `policy` table of an [`EmailConfig`]. Any rule that is
+/// met sends; with none set, the policy is `threshold = { count = 1, level =
+/// "warn" }`.
+///
+/// | key | value | builder call |
+/// |-----|-------|--------------|
+/// | `threshold` | `{ count = 5, level = "warn" }`: both keys needed | [`threshold`](Builder::threshold) |
+/// | `batch` | a number of records, at least 1 | [`batch`](Builder::batch) |
+/// | `immediately_at` | a level: `trace`, `debug`, `info`, `warn`, `error` (any case) | [`immediately_at`](Builder::immediately_at) |
+///
+/// ```
+/// use tracing::Level;
+/// use tracing_email::PolicyConfig;
+///
+/// let policy: PolicyConfig = toml::from_str(r#"
+///     threshold = { count = 5, level = "WARN" }
+///     batch = 10
+/// "#)?;
+/// assert_eq!(policy.threshold, Some((5, Level::WARN)));
+/// assert_eq!(policy.batch, Some(10));
+/// assert_eq!(policy.immediately_at, None);
+///
+/// let err = toml::from_str::<PolicyConfig>(r#"immediately_at = "loud""#).unwrap_err();
+/// assert!(err.to_string().contains("policy.immediately_at"));
+/// # Ok::<(), toml::de::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table with threshold, batch or immediately_at for `policy`"
+)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// `threshold = { count = 5, level = "warn" }`: at flush, send everything
+    /// pending once at least `count` records at `level` or above are pending.
+    #[serde(default, deserialize_with = "de::threshold")]
+    pub threshold: Option<(usize, Level)>,
+    /// `batch = 10`: send an email of this many records each time that many
+    /// are pending.
+    #[serde(default, deserialize_with = "de::batch")]
+    pub batch: Option<usize>,
+    /// `immediately_at = "error"`: at flush, send everything pending as soon
+    /// as one record at this level or above is pending.
+    #[serde(default, deserialize_with = "de::immediately_at")]
+    pub immediately_at: Option<Level>,
+}
+
+/// Where an [`EmailConfig`] came from, to name its keys in errors as the
+/// user wrote them.
+#[derive(Debug, Clone, Default)]
+enum Origin {
+    /// A file or code: keys as in the file (`policy.batch`).
+    #[default]
+    Data,
+    /// Environment variables with this prefix (`POCA_BATCH`).
+    Env(String),
+}
+
+/// The keys [`EmailConfig::from_vars`] reads, after the prefix.
+const ENV_KEYS: &[&str] = &[
+    "APP",
+    "SMTP_URL",
+    "PASSWORD_ENV",
+    "SMTP_PASSWORD",
+    "ROOT_CERTIFICATE",
+    "TIMEOUT",
+    "ALLOW_INSECURE_AUTH",
+    "OUTBOX",
+    "FROM",
+    "TO",
+    "SUBJECT",
+    "STATE_FILE",
+    "LOCAL_TIME",
+    "THRESHOLD",
+    "BATCH",
+    "IMMEDIATELY_AT",
+    "MAX_PENDING",
+    "MAX_RECORD_BYTES",
+    "MAX_EMAIL_BYTES",
+    "SEND_DEADLINE",
+    "LOCK_TIMEOUT",
+    "CHECKPOINT_INTERVAL",
+    "CAPTURE_PANICS",
+];
+
+/// The names of the levels, in the order of the messages.
+const LEVELS: &str = "trace, debug, info, warn, error";
+
+/// A level by its name, in any case.
+fn level_named(name: &str) -> Option<Level> {
+    [
+        Level::TRACE,
+        Level::DEBUG,
+        Level::INFO,
+        Level::WARN,
+        Level::ERROR,
+    ]
+    .into_iter()
+    .find(|l| l.as_str().eq_ignore_ascii_case(name.trim()))
+}
+
+/// A number of seconds as a duration; `None` if negative, not a number, too
+/// large, or zero where `positive` is asked for.
+fn seconds(secs: f64, positive: bool) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    let d = Duration::try_from_secs_f64(secs).ok()?;
+    (!positive || !d.is_zero()).then_some(d)
+}
+
+/// The URL with its password, if any, shown as `***`.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+                return "(an SMTP URL with a password, hidden)".to_owned();
+            }
+            parsed.into()
+        }
+        Err(_) => "(not a valid URL, hidden)".to_owned(),
+    }
+}
+
+impl fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("app", &self.app)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("password_env", &self.password_env)
+            .field(
+                "password",
+                &if self.password.is_some() {
+                    "***"
+                } else {
+                    "(none)"
+                },
+            )
+            .field("root_certificate", &self.root_certificate)
+            .field("timeout", &self.timeout)
+            .field("allow_insecure_auth", &self.allow_insecure_auth)
+            .field("outbox", &self.outbox)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("state_file", &self.state_file)
+            .field("local_time", &self.local_time)
+            .field("policy", &self.policy)
+            .field("max_pending", &self.max_pending)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .field("max_email_bytes", &self.max_email_bytes)
+            .field("send_deadline", &self.send_deadline)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("capture_panics", &self.capture_panics)
+            .finish()
+    }
+}
+
+impl EmailConfig {
+    /// Reads the settings from environment variables named `PREFIX_KEY`:
+    /// each key of the file, upper-cased (`POCA_APP`, `POCA_SMTP_URL`,
+    /// `POCA_BATCH`, …; the policy's keys without `policy`:
+    /// `POCA_THRESHOLD`, `POCA_BATCH`, `POCA_IMMEDIATELY_AT`).
+    ///
+    /// | variable | value |
+    /// |----------|-------|
+    /// | `PREFIX_APP` | the program's name (required) |
+    /// | `PREFIX_SMTP_URL`, `PREFIX_OUTBOX` | where digests go: exactly one |
+    /// | `PREFIX_SMTP_PASSWORD` | the SMTP password itself |
+    /// | `PREFIX_PASSWORD_ENV` | or: the name of another variable that holds it |
+    /// | `PREFIX_ROOT_CERTIFICATE` | path of a PEM file |
+    /// | `PREFIX_TIMEOUT`, `PREFIX_SEND_DEADLINE`, `PREFIX_LOCK_TIMEOUT` | seconds, such as `10` or `0.5` |
+    /// | `PREFIX_CHECKPOINT_INTERVAL` | seconds, or `false` for no checkpoints |
+    /// | `PREFIX_ALLOW_INSECURE_AUTH`, `PREFIX_LOCAL_TIME`, `PREFIX_CAPTURE_PANICS` | `true` or `false` |
+    /// | `PREFIX_FROM` | the sender |
+    /// | `PREFIX_TO` | recipients, separated by commas |
+    /// | `PREFIX_SUBJECT`, `PREFIX_STATE_FILE` | text, a path |
+    /// | `PREFIX_THRESHOLD` | `COUNT:LEVEL`, such as `5:warn` |
+    /// | `PREFIX_BATCH` | a number of records |
+    /// | `PREFIX_IMMEDIATELY_AT` | a level, such as `error` |
+    /// | `PREFIX_MAX_PENDING`, `PREFIX_MAX_RECORD_BYTES`, `PREFIX_MAX_EMAIL_BYTES` | whole numbers |
+    ///
+    /// The prefix is given without its underscore (`"POCA"`; a trailing `_`
+    /// is ignored). A variable set to the empty string counts as not set.
+    /// Other variables that start with the prefix are ignored, so the
+    /// program may keep its own settings under the same prefix; a misspelt
+    /// name is therefore not noticed.
+    ///
+    /// The password in `PREFIX_SMTP_PASSWORD` is kept in the config but never
+    /// shown by `Debug` or in an error.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`ErrorKind::Config`] that names the variable: an
+    /// empty prefix, `PREFIX_APP` not set, a value that does not parse
+    /// (`POCA_BATCH: "ten" is not a whole number of at least 1`), or a
+    /// value that is not valid UTF-8.
+    ///
+    /// ```no_run
+    /// // POCA_APP=poca POCA_SMTP_URL=smtps://me%40example.com@smtp.example.com
+    /// // POCA_SMTP_PASSWORD=… POCA_FROM=me@example.com POCA_TO=me@example.com
+    /// // POCA_THRESHOLD=5:warn
+    /// let config = tracing_email::EmailConfig::from_env("POCA")?;
+    /// let (layer, guard) = tracing_email::EmailLayer::from_config(&config)?;
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn from_env(prefix: &str) -> Result<EmailConfig, Error> {
+        let lead = format!("{}_", prefix.strip_suffix('_').unwrap_or(prefix));
+        let mut vars = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(|k| ENV_KEYS.contains(&k));
+            let Some(name) = name.to_str().filter(ours) else {
+                continue;
+            };
+            let value = value
+                .into_string()
+                .map_err(|_| Error::config(format!("{name}: the value is not valid UTF-8")))?;
+            vars.push((name.to_owned(), value));
+        }
+        EmailConfig::from_vars(prefix, vars)
+    }
+
+    /// Like [`from_env`](EmailConfig::from_env), over the variables given
+    /// instead of the process's environment: for tests, or for settings
+    /// read from a `.env` file. Later pairs win over earlier ones with the
+    /// same name.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](EmailConfig::from_env).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing::Level;
+    /// use tracing_email::EmailConfig;
+    ///
+    /// let config = EmailConfig::from_vars("POCA", [
+    ///     ("POCA_APP", "poca"),
+    ///     ("POCA_OUTBOX", "target/outbox"),
+    ///     ("POCA_TO", "me@example.com, ops@example.com"),
+    ///     ("POCA_THRESHOLD", "5:warn"),
+    ///     ("POCA_SEND_DEADLINE", "2.5"),
+    ///     ("POCA_FEEDS", "the program's own setting, ignored here"),
+    /// ])?;
+    /// assert_eq!(config.policy.threshold, Some((5, Level::WARN)));
+    /// assert_eq!(config.send_deadline, Some(Duration::from_millis(2500)));
+    ///
+    /// let err = EmailConfig::from_vars("POCA", [("POCA_APP", "poca"), ("POCA_BATCH", "ten")])
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), r#"POCA_BATCH: "ten" is not a whole number of at least 1"#);
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn from_vars<I, K, V>(prefix: &str, vars: I) -> Result<EmailConfig, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let prefix = prefix.strip_suffix('_').unwrap_or(prefix);
+        if prefix.is_empty() {
+            return Err(Error::config(
+                "the prefix of the environment variables is empty; use one such as \"POCA\" \
+                 for POCA_APP, POCA_TO, …",
+            ));
+        }
+        let lead = format!("{prefix}_");
+        let mut found = HashMap::new();
+        for (name, value) in vars {
+            let value: String = value.into();
+            if let Some(key) = name.as_ref().strip_prefix(&lead) {
+                if value.is_empty() {
+                    found.remove(key);
+                } else {
+                    found.insert(key.to_owned(), value);
+                }
+            }
+        }
+        let env = Vars { prefix, found };
+        let positive = |s: &str| parse_seconds(s, true);
+        let whole = "a whole number of at least 1";
+        let flag = "true or false";
+        let level = "a level: one of trace, debug, info, warn, error (in any case)";
+        let secs = "a number of seconds greater than 0, such as 10 or 0.5";
+        Ok(EmailConfig {
+            app: env.text("APP").ok_or_else(|| {
+                Error::config(format!(
+                    "{prefix}_APP is not set; it names the program, such as {prefix}_APP=poca"
+                ))
+            })?,
+            smtp_url: env.text("SMTP_URL"),
+            password_env: env.text("PASSWORD_ENV"),
+            password: env.text("SMTP_PASSWORD"),
+            root_certificate: env.text("ROOT_CERTIFICATE").map(PathBuf::from),
+            timeout: env.parse("TIMEOUT", secs, positive)?,
+            allow_insecure_auth: env
+                .parse("ALLOW_INSECURE_AUTH", flag, parse_flag)?
+                .unwrap_or(false),
+            outbox: env.text("OUTBOX").map(PathBuf::from),
+            from: env.text("FROM"),
+            to: env.text("TO").into_iter().collect(),
+            subject: env.text("SUBJECT"),
+            state_file: env.text("STATE_FILE").map(PathBuf::from),
+            local_time: env.parse("LOCAL_TIME", flag, parse_flag)?.unwrap_or(false),
+            policy: PolicyConfig {
+                threshold: env.parse("THRESHOLD", "COUNT:LEVEL, such as 5:warn", |s| {
+                    let (count, level) = s.split_once(':')?;
+                    Some((parse_whole(count)?, level_named(level)?))
+                })?,
+                batch: env.parse("BATCH", whole, parse_whole)?,
+                immediately_at: env.parse("IMMEDIATELY_AT", level, level_named)?,
+            },
+            max_pending: env.parse("MAX_PENDING", whole, parse_whole)?,
+            max_record_bytes: env.parse("MAX_RECORD_BYTES", whole, parse_whole)?,
+            max_email_bytes: env.parse("MAX_EMAIL_BYTES", whole, parse_whole)?,
+            send_deadline: env.parse("SEND_DEADLINE", secs, positive)?,
+            lock_timeout: env.parse(
+                "LOCK_TIMEOUT",
+                "a number of seconds, such as 10 or 0.5",
+                |s| parse_seconds(s, false),
+            )?,
+            checkpoint_interval: env.parse(
+                "CHECKPOINT_INTERVAL",
+                "a number of seconds greater than 0 such as 1 or 0.5, or false to turn \
+                 checkpoints off",
+                |s| match s.trim() {
+                    f if f.eq_ignore_ascii_case("false") => Some(None),
+                    s => parse_seconds(s, true).map(Some),
+                },
+            )?,
+            capture_panics: env
+                .parse("CAPTURE_PANICS", flag, parse_flag)?
+                .unwrap_or(false),
+            origin: Origin::Env(prefix.to_owned()),
+        })
+    }
+
+    /// Sets the SMTP password itself (from a secret store, say), for a
+    /// config whose `smtp_url` names the user but holds no password. Like
+    /// the password in a URL, it is never shown by `Debug` or in an error.
+    ///
+    /// ```
+    /// let mut config = tracing_email::EmailConfig::default();
+    /// config.app = "poca".into();
+    /// config.smtp_url = Some("smtps://me%40example.com@smtp.example.com".into());
+    /// config.set_password("hunter2");
+    /// assert!(!format!("{config:?}").contains("hunter2"));
+    /// ```
+    pub fn set_password(&mut self, password: impl Into<String>) {
+        self.password = Some(password.into());
+    }
+
+    /// A [`Builder`] with every setting of this config applied, to change
+    /// or add some in code before [`build`](Builder::build). Files are read
+    /// here (the root certificate) and so is the `password_env` variable.
+    ///
+    /// Unlike [`EmailLayer::from_config`], it accepts a config without
+    /// `from`, `to`, or either of `smtp_url` and `outbox`: set them on the
+    /// builder (`build()` says so if they are still missing).
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
+    /// names the key (or the variable, for a config from
+    /// [`from_env`](EmailConfig::from_env)): both `smtp_url` and `outbox`
+    /// set, an SMTP setting without `smtp_url`, a bad URL, the
+    /// `password_env` variable not set, the password given twice, an
+    /// unreadable certificate file, a malformed address, a zero count or
+    /// duration.
+    ///
+    /// ```
+    /// use tracing_email::{EmailConfig, FileDrop};
+    ///
+    /// let config: EmailConfig = toml::from_str(r#"
+    ///     app = "poca"
+    ///     from = "poca <me@example.com>"
+    ///     to = "me@example.com"
+    /// "#).unwrap();
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let outbox = dir.path().join("outbox");
+    /// # let state = dir.path().join("state.json");
+    /// let (layer, guard) = config
+    ///     .builder()?
+    ///     .transport(FileDrop::new(outbox))   // a transport chosen in code
+    ///     .state_file(state)
+    ///     .build()?;
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn builder(&self) -> Result<Builder, Error> {
+        self.builder_with(&|name| std::env::var_os(name))
+    }
+
+    /// [`builder`](EmailConfig::builder), reading environment variables
+    /// through `getenv`.
+    fn builder_with(&self, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Builder, Error> {
+        let mut b = EmailLayer::builder(self.app.clone());
+        match (&self.smtp_url, &self.outbox) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(format!(
+                    "{} and {} are both set; keep one: {0} sends over SMTP, {1} writes .eml \
+                     files into a folder",
+                    self.name("smtp_url"),
+                    self.name("outbox"),
+                )));
+            }
+            (Some(url), None) => b = b.transport(self.smtp(url, getenv)?),
+            (None, outbox) => {
+                let smtp_only = [
+                    ("password_env", self.password_env.is_some()),
+                    ("root_certificate", self.root_certificate.is_some()),
+                    ("timeout", self.timeout.is_some()),
+                    ("allow_insecure_auth", self.allow_insecure_auth),
+                ];
+                if let Some((key, _)) = smtp_only.iter().find(|(_, set)| *set) {
+                    return Err(Error::config(format!(
+                        "{} is set but {} is not; it is an SMTP setting",
+                        self.name(key),
+                        self.name("smtp_url"),
+                    )));
+                }
+                if self.password.is_some() {
+                    return Err(Error::config(format!(
+                        "{} is set but {} is not",
+                        self.password_name(),
+                        self.name("smtp_url"),
+                    )));
+                }
+                if let Some(dir) = outbox {
+                    b = b.transport(FileDrop::new(dir));
+                }
+            }
+        }
+        if let Some(from) = &self.from {
+            from.parse::<Mailbox>().map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    format!(
+                        "{}: {from:?} is not a valid email address",
+                        self.name("from")
+                    ),
+                    e,
+                )
+            })?;
+            b = b.from(from);
+        }
+        for to in &self.to {
+            let parsed = to.parse::<Mailboxes>().map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Config,
+                    format!(
+                        "{}: {to:?} is not a valid email address (or list of addresses \
+                         separated by commas)",
+                        self.name("to")
+                    ),
+                    e,
+                )
+            })?;
+            if parsed.into_iter().next().is_none() {
+                return Err(Error::config(format!(
+                    "{}: {to:?} holds no address",
+                    self.name("to")
+                )));
+            }
+            b = b.to(to);
+        }
+        if let Some(subject) = &self.subject {
+            b = b.subject(subject);
+        }
+        if let Some(path) = &self.state_file {
+            b = b.state_file(path);
+        }
+        if self.local_time {
+            b = b.local_time();
+        }
+        let policy = &self.policy;
+        if let Some((count, level)) = policy.threshold {
+            self.at_least_one("policy.threshold", count)?;
+            b = b.threshold(count, level);
+        }
+        if let Some(size) = policy.batch {
+            self.at_least_one("policy.batch", size)?;
+            b = b.batch(size);
+        }
+        if let Some(level) = policy.immediately_at {
+            b = b.immediately_at(level);
+        }
+        if let Some(n) = self.max_pending {
+            self.at_least_one("max_pending", n)?;
+            b = b.max_pending(n);
+        }
+        if let Some(n) = self.max_record_bytes {
+            self.at_least_one("max_record_bytes", n)?;
+            b = b.max_record_bytes(n);
+        }
+        if let Some(n) = self.max_email_bytes {
+            self.at_least_one("max_email_bytes", n)?;
+            b = b.max_email_bytes(n);
+        }
+        if let Some(d) = self.send_deadline {
+            self.longer_than_zero("send_deadline", d)?;
+            b = b.send_deadline(d);
+        }
+        if let Some(d) = self.lock_timeout {
+            b = b.lock_timeout(d);
+        }
+        if let Some(interval) = self.checkpoint_interval {
+            if let Some(d) = interval {
+                self.longer_than_zero("checkpoint_interval", d)?;
+            }
+            b = b.checkpoint_interval(interval);
+        }
+        if self.capture_panics {
+            b = b.capture_panics();
+        }
+        Ok(b)
+    }
+
+    /// The SMTP transport: the URL, the password from wherever it is given,
+    /// the certificate file, the timeout.
+    fn smtp(&self, url: &str, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Smtp, Error> {
+        let smtp_url = self.name("smtp_url");
+        let smtp_err = |message: String| Error::new(ErrorKind::Smtp, message);
+        let mut smtp = Smtp::from_url(url)
+            .map_err(|e| Error::with_source(ErrorKind::Smtp, smtp_url.clone(), e))?;
+
+        let mut sources = Vec::new();
+        if smtp.has_password() {
+            sources.push(smtp_url.clone());
+        }
+        if self.password.is_some() {
+            sources.push(self.password_name());
+        }
+        if self.password_env.is_some() {
+            sources.push(self.name("password_env"));
+        }
+        if sources.len() > 1 {
+            return Err(smtp_err(format!(
+                "the SMTP password is given more than once ({}); keep one",
+                sources.join(", ")
+            )));
+        }
+        let password = match (&self.password, &self.password_env) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(var)) => Some(self.password_from(var, getenv)?),
+            (None, None) => None,
+        };
+        if let Some(password) = password {
+            if smtp.user().is_none() {
+                return Err(smtp_err(format!(
+                    "{} gives a password but {smtp_url} has no user name; write it into the \
+                     URL, such as smtps://me%40example.com@smtp.example.com",
+                    sources.join(", ")
+                )));
+            }
+            smtp = smtp.password(password);
+        }
+        if let Some(d) = self.timeout {
+            self.longer_than_zero("timeout", d)?;
+            smtp = smtp.timeout(d);
+        }
+        if let Some(path) = &self.root_certificate {
+            let key = self.name("root_certificate");
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Smtp,
+                    format!("{key}: could not read {}", path.display()),
+                    e,
+                )
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(smtp_err(format!(
+                    "{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    path.display()
+                )));
+            }
+            smtp = smtp.root_certificate(pem);
+        }
+        if self.allow_insecure_auth {
+            smtp = smtp.allow_insecure_auth();
+        }
+        Ok(smtp)
+    }
+
+    /// The password from the variable `var` named by `password_env`.
+    fn password_from(
+        &self,
+        var: &str,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<String, Error> {
+        let key = self.name("password_env");
+        let err = |message: String| Error::new(ErrorKind::Smtp, message);
+        // Not echoed unless it looks like a variable's name: someone may
+        // have put the password itself here.
+        let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            return Err(err(format!(
+                "{key} must be the name of the environment variable that holds the SMTP \
+                 password (letters, digits and _), not the password itself"
+            )));
+        }
+        match getenv(var).map(OsString::into_string) {
+            None => Err(err(format!(
+                "{key}: the environment variable {var} is not set; it should hold the SMTP \
+                 password"
+            ))),
+            Some(Err(_)) => Err(err(format!(
+                "{key}: the environment variable {var} is not valid UTF-8"
+            ))),
+            Some(Ok(p)) if p.is_empty() => Err(err(format!(
+                "{key}: the environment variable {var} is empty"
+            ))),
+            Some(Ok(p)) => Ok(p),
+        }
+    }
+
+    /// The name of `key` as the user wrote it: the key itself, or its
+    /// environment variable.
+    fn name(&self, key: &str) -> String {
+        match &self.origin {
+            Origin::Data => key.to_owned(),
+            Origin::Env(prefix) => {
+                let last = key.rsplit('.').next().unwrap_or(key);
+                format!("{prefix}_{}", last.to_ascii_uppercase())
+            }
+        }
+    }
+
+    /// Where the password given in code or in `PREFIX_SMTP_PASSWORD` came from.
+    fn password_name(&self) -> String {
+        match &self.origin {
+            Origin::Data => "the password given with set_password".to_owned(),
+            Origin::Env(prefix) => format!("{prefix}_SMTP_PASSWORD"),
+        }
+    }
+
+    fn at_least_one(&self, key: &str, n: usize) -> Result<(), Error> {
+        if n == 0 {
+            return Err(Error::config(format!(
+                "{}: 0 is not allowed; use 1 or more",
+                self.name(key)
+            )));
+        }
+        Ok(())
+    }
+
+    fn longer_than_zero(&self, key: &str, d: Duration) -> Result<(), Error> {
+        if d.is_zero() {
+            let hint = if key == "checkpoint_interval" {
+                " (false turns checkpoints off)"
+            } else {
+                ""
+            };
+            return Err(Error::config(format!(
+                "{}: must be longer than 0 seconds{hint}",
+                self.name(key)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl EmailLayer {
+    /// Makes the layer and its guard from an [`EmailConfig`], as
+    /// [`Builder::build`] does. Reads the `password_env` variable and the
+    /// `root_certificate` file; no network I/O.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
+    /// names the key (or the variable, for a config from
+    /// [`EmailConfig::from_env`]): `from` or `to` missing, neither or both
+    /// of `smtp_url` and `outbox`, and everything
+    /// [`EmailConfig::builder`] and [`Builder::build`] check.
+    ///
+    /// ```
+    /// use tracing_email::{EmailConfig, EmailLayer};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (outbox, state) = (dir.path().join("outbox"), dir.path().join("state.json"));
+    /// let config: EmailConfig = toml::from_str(&format!(r#"
+    ///     app = "poca"
+    ///     outbox = {outbox:?}
+    ///     state_file = {state:?}
+    ///     from = "poca <me@example.com>"
+    ///     to = "me@example.com"
+    /// "#))?;
+    /// let (layer, guard) = EmailLayer::from_config(&config)?;
+    ///
+    /// let mut no_sender = config.clone();
+    /// no_sender.from = None;
+    /// let err = EmailLayer::from_config(&no_sender).unwrap_err();
+    /// assert!(err.to_string().starts_with("from is not set"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_config(config: &EmailConfig) -> Result<(EmailLayer, FlushGuard), Error> {
+        config.checked()?.builder()?.build()
+    }
+}
+
+impl EmailConfig {
+    /// Checks what [`EmailLayer::from_config`] needs beyond what
+    /// [`builder`](EmailConfig::builder) does.
+    fn checked(&self) -> Result<&Self, Error> {
+        if self.smtp_url.is_none() && self.outbox.is_none() {
+            return Err(Error::config(format!(
+                "neither {} nor {} is set: one says where digests go (an SMTP server, or a \
+                 folder for .eml files)",
+                self.name("smtp_url"),
+                self.name("outbox"),
+            )));
+        }
+        if self.from.is_none() {
+            return Err(Error::config(format!(
+                "{} is not set; the sender is required, such as \"app <robot@example.com>\"",
+                self.name("from")
+            )));
+        }
+        if self.to.is_empty() {
+            return Err(Error::config(format!(
+                "{} is not set; at least one recipient is required, such as \"me@example.com\"",
+                self.name("to")
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// The variables found under a prefix, by key (`BATCH`).
+struct Vars<'a> {
+    prefix: &'a str,
+    found: HashMap<String, String>,
+}
+
+impl Vars<'_> {
+    fn text(&self, key: &str) -> Option<String> {
+        self.found.get(key).cloned()
+    }
+
+    /// The value of `PREFIX_KEY` through `parse`; an error that names the
+    /// variable, shows the value and says what was expected if it does not
+    /// parse. Never used for the password.
+    fn parse<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let Some(value) = self.found.get(key) else {
+            return Ok(None);
+        };
+        parse(value).map(Some).ok_or_else(|| {
+            Error::config(format!(
+                "{}_{key}: {value:?} is not {expected}",
+                self.prefix
+            ))
+        })
+    }
+}
+
+fn parse_whole(s: &str) -> Option<usize> {
+    s.trim().parse().ok().filter(|&n| n >= 1)
+}
+
+fn parse_flag(s: &str) -> Option<bool> {
+    match s.trim() {
+        t if t.eq_ignore_ascii_case("true") => Some(true),
+        f if f.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_seconds(s: &str, positive: bool) -> Option<Duration> {
+    let s = s.trim();
+    match s.parse::<u64>() {
+        Ok(n) => Some(Duration::from_secs(n)).filter(|d| !positive || !d.is_zero()),
+        Err(_) => seconds(s.parse().ok()?, positive),
+    }
+}
+
+/// Deserializers for each key: every error they make names the key.
+mod de {
+    use std::fmt;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use serde::Deserialize;
+    use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Unexpected, Visitor};
+    use tracing::Level;
+
+    use super::{LEVELS, PolicyConfig, level_named, seconds};
+
+    /// A visitor for the value of one key, which it names in its errors.
+    pub(super) trait Key<'de>: Visitor<'de> + Sized {
+        /// Asks `d` for the value, with the right hint.
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error>;
+    }
+
+    /// A string.
+    pub(super) struct Text(pub(super) &'static str);
+
+    impl<'de> Visitor<'de> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a string for `{}`", self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+    }
+
+    impl<'de> Key<'de> for Text {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            d.deserialize_string(self)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Text {
+        type Value = String;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            self.drive(d)
+        }
+    }
+
+    /// A path.
+    pub(super) struct Path(pub(super) &'static str);
+
+    impl<'de> Visitor<'de> for Path {
+        type Value = PathBuf;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a path for `{}`", self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<PathBuf, E> {
+            Ok(PathBuf::from(v))
+        }
+    }
+
+    impl<'de> Key<'de> for Path {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<PathBuf, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    /// `true` or `false`.
+    pub(super) struct Flag(pub(super) &'static str);
+
+    impl<'de> Visitor<'de> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "true or false for `{}`", self.0)
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+    }
+
+    impl<'de> Key<'de> for Flag {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_bool(self)
+        }
+    }
+
+    /// A whole number, at least 1.
+    pub(super) struct Whole(pub(super) &'static str);
+
+    impl<'de> Visitor<'de> for Whole {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a whole number of at least 1 for `{}`", self.0)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
+            usize::try_from(v)
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+    }
+
+    impl<'de> Key<'de> for Whole {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_u64(self)
+        }
+    }
+
+    /// A number of seconds, whole or not; more than 0 if `positive`.
+    pub(super) struct Seconds {
+        pub(super) key: &'static str,
+        pub(super) positive: bool,
+    }
+
+    impl<'de> Visitor<'de> for Seconds {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let more = if self.positive { " greater than 0" } else { "" };
+            write!(
+                f,
+                "a number of seconds{more}, such as 10 or 0.5, for `{}`",
+                self.key
+            )
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Some(Duration::from_secs(v))
+                .filter(|d| !self.positive || !d.is_zero())
+                .ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            seconds(v, self.positive).ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
+        }
+    }
+
+    impl<'de> Key<'de> for Seconds {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Duration, D::Error> {
+            d.deserialize_f64(self)
+        }
+    }
+
+    /// A number of seconds greater than 0, or `false` (off).
+    pub(super) struct Checkpoint(pub(super) &'static str);
+
+    impl Checkpoint {
+        fn seconds(&self) -> Seconds {
+            Seconds {
+                key: self.0,
+                positive: true,
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for Checkpoint {
+        type Value = Option<Duration>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "a number of seconds greater than 0, such as 1 or 0.5, or false to turn \
+                 checkpoints off, for `{}`",
+                self.0
+            )
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            if v {
+                Err(E::invalid_value(Unexpected::Bool(v), &self))
+            } else {
+                Ok(None)
+            }
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            self.seconds()
+                .visit_u64(v)
+                .map(Some)
+                .map_err(|_: E| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            self.seconds()
+                .visit_i64(v)
+                .map(Some)
+                .map_err(|_: E| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            self.seconds()
+                .visit_f64(v)
+                .map(Some)
+                .map_err(|_: E| E::invalid_value(Unexpected::Float(v), &self))
+        }
+    }
+
+    impl<'de> Key<'de> for Checkpoint {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    /// A level's name, in any case.
+    pub(super) struct LevelName(pub(super) &'static str);
+
+    impl<'de> Visitor<'de> for LevelName {
+        type Value = Level;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "one of {LEVELS} (in any case) for `{}`", self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Level, E> {
+            level_named(v).ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
+        }
+    }
+
+    impl<'de> Key<'de> for LevelName {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Level, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    /// An address, or a list of them.
+    pub(super) struct Addresses(pub(super) &'static str);
+
+    impl<'de> Visitor<'de> for Addresses {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "an address or a list of addresses (strings) for `{}`",
+                self.0
+            )
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut all = Vec::new();
+            while let Some(one) = seq.next_element_seed(Text(self.0))? {
+                all.push(one);
+            }
+            Ok(all)
+        }
+    }
+
+    impl<'de> Key<'de> for Addresses {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    /// A key that may be left out, or `null` in formats that have it.
+    pub(super) struct Maybe<K>(pub(super) K);
+
+    impl<'de, K: Key<'de>> Visitor<'de> for Maybe<K> {
+        type Value = Option<K::Value>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            self.0.drive(d).map(Some)
+        }
+    }
+
+    impl<'de, K: Key<'de>> Key<'de> for Maybe<K> {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    /// A key that may be left out, or `null`, for a value that has a
+    /// default (`false`, no recipient).
+    pub(super) struct OrDefault<K>(pub(super) K);
+
+    impl<'de, K: Key<'de, Value: Default>> Visitor<'de> for OrDefault<K> {
+        type Value = K::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(K::Value::default())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(K::Value::default())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            self.0.drive(d)
+        }
+    }
+
+    impl<'de, K: Key<'de, Value: Default>> Key<'de> for OrDefault<K> {
+        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    /// The `policy` table; `null` is the default policy.
+    pub(super) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
+        Option::<PolicyConfig>::deserialize(d).map(Option::unwrap_or_default)
+    }
+
+    /// One function per key, for `#[serde(deserialize_with)]`.
+    macro_rules! keys {
+        ($($name:ident -> $ty:ty = $key:expr;)*) => {$(
+            pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                $key.drive(d)
+            }
+        )*};
+    }
+
+    keys! {
+        app -> String = Text("app");
+        smtp_url -> Option<String> = Maybe(Text("smtp_url"));
+        password_env -> Option<String> = Maybe(Text("password_env"));
+        root_certificate -> Option<PathBuf> = Maybe(Path("root_certificate"));
+        timeout -> Option<Duration> = Maybe(Seconds { key: "timeout", positive: true });
+        allow_insecure_auth -> bool = OrDefault(Flag("allow_insecure_auth"));
+        outbox -> Option<PathBuf> = Maybe(Path("outbox"));
+        from -> Option<String> = Maybe(Text("from"));
+        to -> Vec<String> = OrDefault(Addresses("to"));
+        subject -> Option<String> = Maybe(Text("subject"));
+        state_file -> Option<PathBuf> = Maybe(Path("state_file"));
+        local_time -> bool = OrDefault(Flag("local_time"));
+        max_pending -> Option<usize> = Maybe(Whole("max_pending"));
+        max_record_bytes -> Option<usize> = Maybe(Whole("max_record_bytes"));
+        max_email_bytes -> Option<usize> = Maybe(Whole("max_email_bytes"));
+        send_deadline -> Option<Duration> = Maybe(Seconds { key: "send_deadline", positive: true });
+        lock_timeout -> Option<Duration> = Maybe(Seconds { key: "lock_timeout", positive: false });
+        checkpoint_interval -> Option<Option<Duration>> = Maybe(Checkpoint("checkpoint_interval"));
+        capture_panics -> bool = OrDefault(Flag("capture_panics"));
+        batch -> Option<usize> = Maybe(Whole("policy.batch"));
+        immediately_at -> Option<Level> = Maybe(LevelName("policy.immediately_at"));
+        threshold_count -> Option<usize> = Maybe(Whole("policy.threshold.count"));
+        threshold_level -> Option<Level> = Maybe(LevelName("policy.threshold.level"));
+    }
+
+    /// The `threshold` table as written.
+    #[derive(Deserialize)]
+    #[serde(
+        deny_unknown_fields,
+        expecting = "a table such as { count = 5, level = \"warn\" } for `policy.threshold`"
+    )]
+    struct Threshold {
+        #[serde(default, deserialize_with = "threshold_count")]
+        count: Option<usize>,
+        #[serde(default, deserialize_with = "threshold_level")]
+        level: Option<Level>,
+    }
+
+    pub(super) fn threshold<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(usize, Level)>, D::Error> {
+        match Option::<Threshold>::deserialize(d)? {
+            None => Ok(None),
+            Some(Threshold {
+                count: Some(count),
+                level: Some(level),
+            }) => Ok(Some((count, level))),
+            Some(_) => Err(de::Error::custom(
+                "`policy.threshold` needs both `count` and `level`, such as \
+                 { count = 5, level = \"warn\" }",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Result<EmailConfig, Error> {
+        EmailConfig::from_vars("POCA", pairs.iter().copied())
+    }
+
+    fn smtp_config(password_env: &str) -> EmailConfig {
+        let mut c: EmailConfig = serde_json::from_value(serde_json::json!({
+            "app": "poca",
+            "smtp_url": "smtps://me%40example.com@smtp.example.com",
+            "password_env": password_env,
+            "from": "me@example.com",
+            "to": "me@example.com",
+        }))
+        .unwrap();
+        c.state_file = Some("/nonexistent/state.json".into());
+        c
+    }
+
+    #[test]
+    fn password_env_is_read_at_build_time_and_a_missing_variable_is_named() {
+        let c = smtp_config("POCA_TEST_PASSWORD");
+        let err = c.builder_with(&|_| None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Smtp);
+        assert_eq!(
+            err.to_string(),
+            "password_env: the environment variable POCA_TEST_PASSWORD is not set; it should \
+             hold the SMTP password"
+        );
+        let err = c.builder_with(&|_| Some(OsString::new())).unwrap_err();
+        assert!(
+            err.to_string().contains("POCA_TEST_PASSWORD is empty"),
+            "{err}"
+        );
+
+        let asked = std::cell::RefCell::new(Vec::new());
+        let b = c
+            .builder_with(&|name| {
+                asked.borrow_mut().push(name.to_owned());
+                Some("hunter2".into())
+            })
+            .unwrap();
+        assert_eq!(*asked.borrow(), ["POCA_TEST_PASSWORD"]);
+        let (_layer, guard) = b.build().unwrap();
+        std::mem::forget(guard); // dropping would flush into /nonexistent
+    }
+
+    #[test]
+    fn a_password_put_in_password_env_by_mistake_is_not_echoed() {
+        let c = smtp_config("correct horse battery staple");
+        let err = c.builder_with(&|_| None).unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("horse"), "{text}");
+        assert!(text.contains("not the password itself"), "{text}");
+    }
+
+    #[test]
+    fn errors_of_a_config_from_the_environment_name_the_variables() {
+        let base = [
+            ("POCA_APP", "poca"),
+            ("POCA_OUTBOX", "/nonexistent/outbox"),
+            ("POCA_STATE_FILE", "/nonexistent/state.json"),
+            ("POCA_FROM", "me@example.com"),
+            ("POCA_TO", "me@example.com"),
+        ];
+        let err_with = |extra: &[(&str, &str)]| {
+            let all: Vec<_> = base.iter().chain(extra).copied().collect();
+            let c = vars(&all).unwrap();
+            EmailLayer::from_config(&c).unwrap_err().to_string()
+        };
+        assert!(
+            err_with(&[("POCA_FROM", "robot@")]).starts_with("POCA_FROM: \"robot@\""),
+            "{}",
+            err_with(&[("POCA_FROM", "robot@")])
+        );
+        assert!(
+            err_with(&[("POCA_SMTP_URL", "smtps://h")])
+                .starts_with("POCA_SMTP_URL and POCA_OUTBOX are both set")
+        );
+        assert!(
+            err_with(&[("POCA_TIMEOUT", "3")])
+                .starts_with("POCA_TIMEOUT is set but POCA_SMTP_URL is not")
+        );
+        assert!(err_with(&[("POCA_FROM", "")]).starts_with("POCA_FROM is not set"));
+    }
+
+    #[test]
+    fn keys_from_data_are_named_as_written() {
+        let c = EmailConfig::default();
+        assert_eq!(c.name("policy.threshold"), "policy.threshold");
+        let e = vars(&[("POCA_APP", "x")]).unwrap();
+        assert_eq!(e.name("policy.threshold"), "POCA_THRESHOLD");
+        assert_eq!(e.name("smtp_url"), "POCA_SMTP_URL");
+    }
+
+    #[test]
+    fn zero_counts_and_durations_set_in_code_are_named() {
+        let mut c = smtp_config("X");
+        c.password_env = None;
+        c.policy.batch = Some(0);
+        assert_eq!(
+            c.builder().unwrap_err().to_string(),
+            "policy.batch: 0 is not allowed; use 1 or more"
+        );
+        c.policy.batch = None;
+        c.checkpoint_interval = Some(Some(Duration::ZERO));
+        assert!(
+            c.builder()
+                .unwrap_err()
+                .to_string()
+                .contains("checkpoint_interval: must be longer than 0 seconds (false turns")
+        );
+        c.checkpoint_interval = Some(None);
+        c.timeout = Some(Duration::ZERO);
+        assert!(
+            c.builder()
+                .unwrap_err()
+                .to_string()
+                .starts_with("timeout: must be longer")
+        );
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("smtps://me%40example.com:hunter2@smtp.example.com:465"),
+            "smtps://me%40example.com:***@smtp.example.com:465"
+        );
+        assert_eq!(redact_url("smtp://h?tls=required"), "smtp://h?tls=required");
+        assert_eq!(
+            redact_url("smtps://u:hunter 2@"),
+            "(not a valid URL, hidden)"
+        );
+    }
+
+    #[test]
+    fn seconds_and_levels() {
+        assert_eq!(parse_seconds("0.5", true), Some(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("10", true), Some(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0", false), Some(Duration::ZERO));
+        for bad in ["0", "-1", "NaN", "inf", "1e-12", "ten", ""] {
+            assert_eq!(parse_seconds(bad, true), None, "{bad}");
+        }
+        assert_eq!(level_named("Warn"), Some(Level::WARN));
+        assert_eq!(level_named("ERROR"), Some(Level::ERROR));
+        assert_eq!(level_named("warning"), None);
+    }
+}

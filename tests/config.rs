@@ -1,0 +1,790 @@
+//! Configuration from data: an `[email]` table in the program's own TOML
+//! file, the same in JSON, and environment variables. Each setting that can
+//! be seen from outside is checked by what it does; the rest by what was
+//! parsed. The tests that need a variable in the environment run in a child
+//! process (see `support::child`), so no test changes this one's.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use support::child::{act_as_child_if_asked, command, outcome_line};
+use support::setup::{PASSWORD, USER};
+use support::{MockSmtp, Security};
+use tracing::Level;
+use tracing_email::{EmailConfig, EmailLayer, ErrorKind, Outcome};
+use tracing_subscriber::prelude::*;
+
+/// A program's whole configuration, of which the email settings are one
+/// table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppConfig {
+    feeds: Vec<String>,
+    email: EmailConfig,
+}
+
+/// A path as a TOML string.
+fn toml_path(path: &Path) -> String {
+    toml::Value::String(path.to_str().unwrap().to_owned()).to_string()
+}
+
+/// The `.eml` files in `dir`, parsed: (headers as text, decoded text body).
+fn outbox(dir: &Path) -> Vec<(String, String)> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let raw = std::fs::read(p).unwrap();
+            let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+            let text = String::from_utf8_lossy(&raw);
+            let head = text.split("\r\n\r\n").next().unwrap().to_owned();
+            let subject = message.subject().unwrap_or_default();
+            (
+                format!("Subject: {subject}\r\n{head}"),
+                message.body_text(0).unwrap().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Logs each warning, then flushes.
+fn run(layer: EmailLayer, guard: &tracing_email::FlushGuard, warnings: &[&str]) -> Outcome {
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for w in warnings {
+            tracing::warn!(feed = "Radio Café", "{w}");
+        }
+        guard.flush()
+    })
+}
+
+#[test]
+fn a_full_toml_table_builds_a_layer_that_writes_into_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, state) = (dir.path().join("outbox"), dir.path().join("state.json"));
+    let text = format!(
+        r#"
+        feeds = ["https://podcasts.example/1/rss", "https://podcasts.example/2/rss"]
+
+        [email]
+        app = "poca"
+        outbox = {out}
+        from = "poca <poca@example.com>"
+        to = ["me@example.com", "Zoë <zoe@example.org>"]
+        subject = "POCA log"
+        state_file = {state}
+        local_time = false
+        max_pending = 500
+        max_record_bytes = 64
+        max_email_bytes = 100_000
+        send_deadline = 5
+        lock_timeout = 0.5
+        checkpoint_interval = 0.25
+        capture_panics = true
+
+        [email.policy]
+        threshold = {{ count = 3, level = "WARN" }}
+        batch = 100
+        immediately_at = "error"
+        "#,
+        out = toml_path(&out),
+        state = toml_path(&state),
+    );
+    let config: AppConfig = toml::from_str(&text).unwrap();
+    assert_eq!(config.feeds.len(), 2);
+    let email = &config.email;
+    assert_eq!(email.app, "poca");
+    assert_eq!(email.outbox.as_deref(), Some(out.as_path()));
+    assert_eq!(email.to, ["me@example.com", "Zoë <zoe@example.org>"]);
+    assert_eq!(email.policy.threshold, Some((3, Level::WARN)));
+    assert_eq!(email.policy.batch, Some(100));
+    assert_eq!(email.policy.immediately_at, Some(Level::ERROR));
+    assert_eq!(email.max_pending, Some(500));
+    assert_eq!(email.max_email_bytes, Some(100_000));
+    assert_eq!(email.send_deadline, Some(Duration::from_secs(5)));
+    assert_eq!(email.lock_timeout, Some(Duration::from_millis(500)));
+    assert_eq!(
+        email.checkpoint_interval,
+        Some(Some(Duration::from_millis(250)))
+    );
+    assert!(email.capture_panics && !email.local_time);
+
+    let (layer, guard) = EmailLayer::from_config(email).unwrap();
+    let long = "x".repeat(200);
+    let outcome =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!(feed = "Radio Café", "feed failed: {long}");
+            let held = guard.flush();
+            // capture_panics: the panic becomes an ERROR record, and
+            // immediately_at = "error" sends it with the warning, although
+            // the threshold (3) is not met.
+            let _ = std::panic::catch_unwind(|| panic!("feed parser crashed"));
+            (held, guard.flush())
+        });
+    assert!(
+        matches!(
+            outcome.0,
+            Outcome::Held {
+                pending: 1,
+                counted: 1,
+                needed: 3
+            }
+        ),
+        "{}",
+        outcome.0
+    );
+    assert!(
+        matches!(
+            outcome.1,
+            Outcome::Sent {
+                records: 2,
+                emails: 1
+            }
+        ),
+        "{}",
+        outcome.1
+    );
+    let mails = outbox(&out);
+    assert_eq!(mails.len(), 1);
+    let (head, body) = &mails[0];
+    assert!(head.contains("Subject: POCA log\r\n"), "{head}");
+    assert!(head.contains("From: poca <poca@example.com>"), "{head}");
+    assert!(head.contains("me@example.com"), "{head}");
+    assert!(head.contains("zoe@example.org"), "{head}");
+    assert!(body.contains("panicked: feed parser crashed"), "{body}");
+    // max_record_bytes = 64: the long message was cut, visibly.
+    assert!(body.contains("…[cut: "), "{body}");
+    assert!(!body.contains(&long), "{body}");
+    assert!(state.exists(), "the state file is where the config says");
+}
+
+#[test]
+fn the_same_table_in_json_reads_alike() {
+    let config: EmailConfig = serde_json::from_str(
+        r#"{"app": "poca", "outbox": "out", "to": "me@example.com", "subject": null,
+            "policy": {"threshold": {"count": 2, "level": "error"}},
+            "checkpoint_interval": false, "timeout": 1}"#,
+    )
+    .unwrap();
+    assert_eq!(config.to, ["me@example.com"]);
+    assert_eq!(config.subject, None);
+    assert_eq!(config.policy.threshold, Some((2, Level::ERROR)));
+    assert_eq!(config.checkpoint_interval, Some(None));
+    assert_eq!(config.timeout, Some(Duration::from_secs(1)));
+    // null is a key left out, whatever its type.
+    let nulls: EmailConfig = serde_json::from_str(
+        r#"{"app": "poca", "to": null, "local_time": null, "policy": null,
+            "max_pending": null, "checkpoint_interval": null}"#,
+    )
+    .unwrap();
+    assert!(nulls.to.is_empty() && !nulls.local_time);
+    assert_eq!(nulls.policy, Default::default());
+    assert_eq!((nulls.max_pending, nulls.checkpoint_interval), (None, None));
+}
+
+#[test]
+fn to_is_one_string_or_a_list_and_every_address_gets_the_email() {
+    let one: EmailConfig = toml::from_str(
+        r#"app = "poca"
+           to = "me@example.com, Ops <ops@example.com>""#,
+    )
+    .unwrap();
+    assert_eq!(one.to, ["me@example.com, Ops <ops@example.com>"]);
+    let list: EmailConfig = toml::from_str(
+        r#"app = "poca"
+           to = ["me@example.com", "Ops <ops@example.com>"]"#,
+    )
+    .unwrap();
+    assert_eq!(list.to, ["me@example.com", "Ops <ops@example.com>"]);
+
+    for mut config in [one, list] {
+        let dir = tempfile::tempdir().unwrap();
+        config.outbox = Some(dir.path().join("out"));
+        config.state_file = Some(dir.path().join("state.json"));
+        config.from = Some("poca@example.com".into());
+        let (layer, guard) = EmailLayer::from_config(&config).unwrap();
+        assert!(run(layer, &guard, &["feed failed"]).is_sent());
+        let mails = outbox(&dir.path().join("out"));
+        let to = mails[0]
+            .0
+            .lines()
+            .find(|l| l.starts_with("To: "))
+            .unwrap()
+            .to_owned();
+        assert!(
+            to.contains("me@example.com") && to.contains("ops@example.com"),
+            "{to}"
+        );
+    }
+    let err = toml::from_str::<EmailConfig>("app = \"poca\"\nto = [\"a@b.c\", 5]").unwrap_err();
+    assert!(
+        err.to_string().contains("expected a string for `to`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_that_name_them() {
+    for (text, key) in [
+        ("app = \"poca\"\nsmpt_url = \"smtps://h\"", "`smpt_url`"),
+        (
+            "app = \"poca\"\n[policy]\ntreshold = { count = 5, level = \"warn\" }",
+            "`treshold`",
+        ),
+        (
+            "app = \"poca\"\n[policy]\nthreshold = { cnt = 5, level = \"warn\" }",
+            "`cnt`",
+        ),
+    ] {
+        let err = toml::from_str::<EmailConfig>(text).unwrap_err().to_string();
+        assert!(err.contains(&format!("unknown field {key}")), "{err}");
+    }
+    // Inside the program's own config too, and in JSON.
+    let err = toml::from_str::<AppConfig>("feeds = []\n[email]\napp = \"poca\"\ncolour = 1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    let err = serde_json::from_str::<EmailConfig>(r#"{"app": "poca", "colour": 1}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    let err = toml::from_str::<EmailConfig>("to = \"me@example.com\"").unwrap_err();
+    assert!(err.to_string().contains("missing field `app`"), "{err}");
+}
+
+#[test]
+fn bad_values_name_their_key_and_what_is_allowed() {
+    let levels = "one of trace, debug, info, warn, error";
+    for (text, wanted) in [
+        (
+            "[policy]\nthreshold = { count = 5, level = \"loud\" }",
+            vec!["\"loud\"", levels, "`policy.threshold.level`"],
+        ),
+        (
+            "[policy]\nimmediately_at = \"fatal\"",
+            vec!["\"fatal\"", levels, "`policy.immediately_at`"],
+        ),
+        (
+            "[policy]\nthreshold = { count = 0, level = \"warn\" }",
+            vec!["at least 1", "`policy.threshold.count`"],
+        ),
+        (
+            "[policy]\nthreshold = { count = 5 }",
+            vec!["`policy.threshold` needs both `count` and `level`"],
+        ),
+        (
+            "[policy]\nthreshold = \"5:warn\"",
+            vec!["{ count = 5, level = \"warn\" }", "`policy.threshold`"],
+        ),
+        ("[policy]\nbatch = 0", vec!["at least 1", "`policy.batch`"]),
+        (
+            "max_pending = \"ten\"",
+            vec!["\"ten\"", "whole number", "`max_pending`"],
+        ),
+        (
+            "timeout = -1",
+            vec!["`-1`", "number of seconds greater than 0", "`timeout`"],
+        ),
+        (
+            "send_deadline = 0",
+            vec!["greater than 0", "`send_deadline`"],
+        ),
+        (
+            "checkpoint_interval = 0",
+            vec!["false to turn checkpoints off", "`checkpoint_interval`"],
+        ),
+        (
+            "checkpoint_interval = true",
+            vec!["false to turn checkpoints off", "`checkpoint_interval`"],
+        ),
+        (
+            "capture_panics = \"yes\"",
+            vec!["true or false", "`capture_panics`"],
+        ),
+        ("outbox = 5", vec!["a path", "`outbox`"]),
+    ] {
+        let text = format!("app = \"poca\"\n{text}");
+        let err = toml::from_str::<EmailConfig>(&text)
+            .unwrap_err()
+            .to_string();
+        for w in wanted {
+            assert!(err.contains(w), "{text}\n  wanted {w:?} in\n{err}");
+        }
+    }
+    // The key is named whatever the format: JSON's errors show no line of text.
+    let err = serde_json::from_str::<EmailConfig>(
+        r#"{"app": "poca", "policy": {"threshold": {"count": 5, "level": "LOUD"}}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`policy.threshold.level`") && err.contains(levels),
+        "{err}"
+    );
+    // Levels are read in any case; numbers of seconds may have a fraction;
+    // a lock timeout of 0 means not to wait.
+    let ok: EmailConfig = toml::from_str(
+        "app = \"poca\"\nlock_timeout = 0\ntimeout = 0.5\n[policy]\nimmediately_at = \"Error\"",
+    )
+    .unwrap();
+    assert_eq!(ok.policy.immediately_at, Some(Level::ERROR));
+    assert_eq!(ok.lock_timeout, Some(Duration::ZERO));
+    assert_eq!(ok.timeout, Some(Duration::from_millis(500)));
+}
+
+#[test]
+fn from_config_names_the_keys_that_do_not_fit_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        "app = \"poca\"\nto = \"me@example.com\"\nstate_file = {}\n",
+        toml_path(&dir.path().join("state.json"))
+    );
+    let out = toml_path(&dir.path().join("out"));
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    for (extra, kind, wanted) in [
+        (
+            format!("smtp_url = \"smtps://h\"\noutbox = {out}"),
+            ErrorKind::Config,
+            "smtp_url and outbox are both set",
+        ),
+        (
+            String::new(),
+            ErrorKind::Config,
+            "neither smtp_url nor outbox is set",
+        ),
+        (
+            format!("outbox = {out}\ntimeout = 3"),
+            ErrorKind::Config,
+            "timeout is set but smtp_url is not",
+        ),
+        (
+            "smtp_url = \"http://h\"".into(),
+            ErrorKind::Smtp,
+            "smtp_url: the SMTP URL has scheme \"http\"",
+        ),
+        (
+            "smtp_url = \"smtps://h\"\npassword_env = \"TRACING_EMAIL_CONFIG_TEST_NEVER_SET\""
+                .into(),
+            ErrorKind::Smtp,
+            "password_env: the environment variable TRACING_EMAIL_CONFIG_TEST_NEVER_SET is not set",
+        ),
+        (
+            format!(
+                "smtp_url = \"smtps://h\"\nroot_certificate = {}",
+                toml_path(&ca)
+            ),
+            ErrorKind::Smtp,
+            "root_certificate: ",
+        ),
+        (
+            format!(
+                "smtp_url = \"smtps://h\"\nroot_certificate = {}",
+                toml_path(&dir.path().join("missing.pem"))
+            ),
+            ErrorKind::Smtp,
+            "root_certificate: could not read ",
+        ),
+        (
+            format!("outbox = {out}\nfrom = \"robot@\""),
+            ErrorKind::Config,
+            "from: \"robot@\" is not a valid email address",
+        ),
+    ] {
+        let text = format!("{base}{extra}");
+        let mut config: EmailConfig = toml::from_str(&text).unwrap();
+        config.from.get_or_insert_with(|| "poca@example.com".into());
+        let err = EmailLayer::from_config(&config).unwrap_err();
+        assert!(err.to_string().starts_with(wanted), "{text}\n{err}");
+        assert_eq!(err.kind(), kind, "{text}");
+    }
+}
+
+#[test]
+fn from_vars_reads_every_key_and_the_threshold_as_count_colon_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let state = dir.path().join("state.json");
+    let config = EmailConfig::from_vars(
+        "POCA",
+        [
+            ("POCA_APP", "poca"),
+            ("POCA_OUTBOX", out.to_str().unwrap()),
+            ("POCA_FROM", "poca <poca@example.com>"),
+            ("POCA_TO", "me@example.com, ops@example.com"),
+            ("POCA_SUBJECT", "POCA log"),
+            ("POCA_STATE_FILE", state.to_str().unwrap()),
+            ("POCA_LOCAL_TIME", "false"),
+            ("POCA_THRESHOLD", "2:Warn"),
+            ("POCA_BATCH", "50"),
+            ("POCA_IMMEDIATELY_AT", "ERROR"),
+            ("POCA_MAX_PENDING", "500"),
+            ("POCA_MAX_RECORD_BYTES", "4096"),
+            ("POCA_MAX_EMAIL_BYTES", "100000"),
+            ("POCA_SEND_DEADLINE", "2.5"),
+            ("POCA_LOCK_TIMEOUT", "0"),
+            ("POCA_CHECKPOINT_INTERVAL", "false"),
+            ("POCA_CAPTURE_PANICS", "false"),
+            ("POCA_FEEDS", "the program's own setting: ignored"),
+            ("OTHER_APP", "another prefix: ignored"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.app, "poca");
+    assert_eq!(config.to, ["me@example.com, ops@example.com"]);
+    assert_eq!(config.policy.threshold, Some((2, Level::WARN)));
+    assert_eq!(config.policy.batch, Some(50));
+    assert_eq!(config.policy.immediately_at, Some(Level::ERROR));
+    assert_eq!(config.max_pending, Some(500));
+    assert_eq!(config.max_record_bytes, Some(4096));
+    assert_eq!(config.max_email_bytes, Some(100_000));
+    assert_eq!(config.send_deadline, Some(Duration::from_millis(2500)));
+    assert_eq!(config.lock_timeout, Some(Duration::ZERO));
+    assert_eq!(config.checkpoint_interval, Some(None));
+    assert!(!config.capture_panics && !config.local_time);
+
+    let (layer, guard) = EmailLayer::from_config(&config).unwrap();
+    let held = run(layer.clone(), &guard, &["first"]);
+    assert!(matches!(held, Outcome::Held { needed: 2, .. }), "{held}");
+    let sent = run(layer, &guard, &["second"]);
+    assert!(sent.is_sent(), "{sent}");
+    let mails = outbox(&out);
+    assert!(
+        mails[0].0.contains("Subject: POCA log\r\n"),
+        "{}",
+        mails[0].0
+    );
+    assert!(mails[0].0.contains("ops@example.com"), "{}", mails[0].0);
+}
+
+#[test]
+fn from_vars_errors_name_the_variable_and_show_the_value() {
+    for (name, value, wanted) in [
+        (
+            "POCA_BATCH",
+            "ten",
+            r#"POCA_BATCH: "ten" is not a whole number of at least 1"#,
+        ),
+        (
+            "POCA_THRESHOLD",
+            "5",
+            r#"POCA_THRESHOLD: "5" is not COUNT:LEVEL, such as 5:warn"#,
+        ),
+        (
+            "POCA_THRESHOLD",
+            "5:loud",
+            r#"POCA_THRESHOLD: "5:loud" is not COUNT:LEVEL"#,
+        ),
+        (
+            "POCA_IMMEDIATELY_AT",
+            "loud",
+            r#"POCA_IMMEDIATELY_AT: "loud" is not a level: one of trace, debug, info, warn, error"#,
+        ),
+        (
+            "POCA_TIMEOUT",
+            "-1",
+            r#"POCA_TIMEOUT: "-1" is not a number of seconds greater than 0"#,
+        ),
+        (
+            "POCA_CHECKPOINT_INTERVAL",
+            "0",
+            "or false to turn checkpoints off",
+        ),
+        (
+            "POCA_LOCAL_TIME",
+            "yes",
+            r#"POCA_LOCAL_TIME: "yes" is not true or false"#,
+        ),
+    ] {
+        let err =
+            EmailConfig::from_vars("POCA", [("POCA_APP", "poca"), (name, value)]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.to_string().contains(wanted), "{err}");
+        assert!(err.to_string().starts_with(name), "{err}");
+    }
+    let err = EmailConfig::from_vars("POCA", [("POCA_TO", "me@example.com")]).unwrap_err();
+    assert!(err.to_string().starts_with("POCA_APP is not set"), "{err}");
+    // A trailing underscore in the prefix is the same prefix.
+    let config = EmailConfig::from_vars("POCA_", [("POCA_APP", "poca")]).unwrap();
+    assert_eq!(config.app, "poca");
+    assert!(EmailConfig::from_vars("", [("APP", "poca")]).is_err());
+}
+
+#[test]
+fn the_password_never_shows_in_debug_or_in_an_error() {
+    const SECRET: &str = "hunter2-Zebra";
+    let dir = tempfile::tempdir().unwrap();
+    let state = toml_path(&dir.path().join("state.json"));
+    let base = format!(
+        "app = \"poca\"\nfrom = \"a@example.com\"\nto = \"a@example.com\"\nstate_file = {state}\n"
+    );
+    let in_url = format!("smtps://me%40example.com:{SECRET}@smtp.example.com");
+
+    let mut configs = Vec::new();
+    // In the URL, and the URL fine.
+    let ok: EmailConfig = toml::from_str(&format!("{base}smtp_url = \"{in_url}\"")).unwrap();
+    let text = format!("{ok:?}");
+    assert!(
+        text.contains("smtps://me%40example.com:***@smtp.example.com"),
+        "{text}"
+    );
+    configs.push(ok.clone());
+    // In the URL and again in password_env: given twice.
+    configs.push(
+        toml::from_str(&format!(
+            "{base}smtp_url = \"{in_url}\"\npassword_env = \"X\""
+        ))
+        .unwrap(),
+    );
+    // In a URL that is wrong in another way.
+    for url in [
+        format!("http://me:{SECRET}@h"),
+        format!("smtp://me:{SECRET}@h?tls=maybe"),
+        format!("smtp://me:{SECRET}@h"), // over plain text, not allowed
+        format!("smtps://me:{SECRET}@"),
+    ] {
+        configs.push(toml::from_str(&format!("{base}smtp_url = \"{url}\"")).unwrap());
+    }
+    // Set in code, with a URL that has no user.
+    let mut no_user: EmailConfig =
+        toml::from_str(&format!("{base}smtp_url = \"smtps://h\"")).unwrap();
+    no_user.set_password(SECRET);
+    configs.push(no_user);
+    // From the environment, with another variable wrong, or both transports.
+    let env = EmailConfig::from_vars(
+        "POCA",
+        [
+            ("POCA_APP", "poca"),
+            ("POCA_SMTP_URL", "smtps://me@h"),
+            ("POCA_SMTP_PASSWORD", SECRET),
+            ("POCA_OUTBOX", "out"),
+        ],
+    )
+    .unwrap();
+    configs.push(env);
+    let err = EmailConfig::from_vars(
+        "POCA",
+        [
+            ("POCA_APP", "poca"),
+            ("POCA_SMTP_PASSWORD", SECRET),
+            ("POCA_BATCH", "ten"),
+        ],
+    )
+    .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(SECRET), "{text}");
+
+    for config in configs {
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        let result = EmailLayer::from_config(&config);
+        if let Ok((_layer, guard)) = result {
+            std::mem::forget(guard); // a flush would try to send
+            continue;
+        }
+        let err = result.err().unwrap();
+        let text = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+        assert!(!text.contains(SECRET), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
+
+/// The child of the two tests below: reads the configuration (from the file
+/// named by the argument, or from the environment with the prefix given),
+/// logs one warning, flushes and prints the outcome.
+fn child(args: Vec<String>) -> u8 {
+    let config = match args.as_slice() {
+        [flag, prefix] if flag == "--env" => match EmailConfig::from_env(prefix) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("config error: {e}");
+                return 2;
+            }
+        },
+        [path] => {
+            let text = std::fs::read_to_string(path).unwrap();
+            toml::from_str::<AppConfig>(&text).unwrap().email
+        }
+        _ => return 2,
+    };
+    println!("config: {config:?}");
+    let (layer, guard) = match EmailLayer::from_config(&config) {
+        Ok(built) => built,
+        Err(e) => {
+            println!("build error: {e}");
+            return 2;
+        }
+    };
+    let outcome = run(layer, &guard, &["feed failed"]);
+    println!("{outcome}");
+    u8::from(!outcome.is_sent())
+}
+
+#[test]
+fn smtp_url_and_password_env_log_in_at_the_mock_server() {
+    act_as_child_if_asked(child);
+    let server = MockSmtp::start(Security::StartTls);
+    server.require_auth(USER, PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let path = dir.path().join("poca.toml");
+    let text = format!(
+        r#"
+        feeds = []
+
+        [email]
+        app = "poca"
+        smtp_url = "smtp://poca%40example.com@127.0.0.1:{port}?tls=required"
+        password_env = "POCA_TEST_SMTP_PASSWORD"
+        root_certificate = {ca}
+        timeout = 1.5
+        from = "poca <poca@example.com>"
+        to = "me@example.com"
+        state_file = {state}
+        "#,
+        port = server.port(),
+        ca = toml_path(&ca),
+        state = toml_path(&dir.path().join("state.json")),
+    );
+    std::fs::write(&path, text).unwrap();
+    let args = vec![path.to_str().unwrap().to_owned()];
+    let test = "smtp_url_and_password_env_log_in_at_the_mock_server";
+
+    // Without the variable: an error that names it, and nothing sent.
+    let output = command(test, &args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(
+            "build error: password_env: the environment variable POCA_TEST_SMTP_PASSWORD is not set"
+        ),
+        "{stdout}"
+    );
+
+    let output = command(test, &args)
+        .env("POCA_TEST_SMTP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        outcome_line(&output).starts_with("sent 1 record in 1 email"),
+        "{}",
+        outcome_line(&output)
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains(PASSWORD), "{stdout}");
+    let messages = server.wait_for_messages(1, Duration::from_secs(5));
+    assert_eq!(messages[0].auth_user.as_deref(), Some(USER));
+    assert!(messages[0].tls);
+    assert_eq!(messages[0].rcpt_to, ["me@example.com"]);
+}
+
+#[test]
+fn from_env_reads_the_process_environment_with_the_password_in_a_variable() {
+    act_as_child_if_asked(child);
+    let server = MockSmtp::start(Security::ImplicitTls);
+    server.require_auth(USER, PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    // A prefix no other variable has: the child gets these and what the
+    // test process has, nothing more.
+    let prefix = format!("TRACING_EMAIL_TEST_{}", std::process::id());
+    let var = |key: &str| format!("{prefix}_{key}");
+    let output = command(
+        "from_env_reads_the_process_environment_with_the_password_in_a_variable",
+        &["--env".to_owned(), prefix.clone()],
+    )
+    .env(var("APP"), "poca")
+    .env(
+        var("SMTP_URL"),
+        format!("smtps://poca%40example.com@127.0.0.1:{}", server.port()),
+    )
+    .env(var("SMTP_PASSWORD"), PASSWORD)
+    .env(var("ROOT_CERTIFICATE"), &ca)
+    .env(var("TIMEOUT"), "1.5")
+    .env(var("FROM"), "poca <poca@example.com>")
+    .env(var("TO"), "me@example.com, Zoë <zoe@example.org>")
+    .env(var("STATE_FILE"), dir.path().join("state.json"))
+    .env(var("THRESHOLD"), "1:warn")
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        outcome_line(&output).starts_with("sent 1 record in 1 email"),
+        "{stdout}"
+    );
+    // The child printed its config: the password is not in it.
+    assert!(stdout.contains(r#"password: "***""#), "{stdout}");
+    assert!(!stdout.contains(PASSWORD), "{stdout}");
+    let messages = server.wait_for_messages(1, Duration::from_secs(5));
+    assert_eq!(messages[0].auth_user.as_deref(), Some(USER));
+    assert_eq!(messages[0].rcpt_to, ["me@example.com", "zoe@example.org"]);
+}
+
+/// The README's section between `## Configuration from a file` and the next
+/// `## `.
+fn readme_section() -> String {
+    let readme = include_str!("../README.md");
+    let start = readme.find("## Configuration from a file").unwrap();
+    let rest = &readme[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_readme_example_file_parses_and_builds() {
+    let section = readme_section();
+    let toml_start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let toml_len = section[toml_start..].find("```").unwrap();
+    let config: AppConfig = toml::from_str(&section[toml_start..toml_start + toml_len]).unwrap();
+    let mut email = config.email;
+    assert_eq!(email.policy.threshold, Some((5, Level::WARN)));
+    assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
+    // Everything else is accepted by the builder: take away what reads the
+    // environment and the disk.
+    let dir = tempfile::tempdir().unwrap();
+    email.password_env = None;
+    email.root_certificate = None;
+    email.state_file = Some(dir.path().join("state.json"));
+    email.capture_panics = false;
+    let (_layer, guard) = EmailLayer::from_config(&email).unwrap();
+    assert!(matches!(guard.flush(), Outcome::Nothing));
+}
+
+#[test]
+fn every_variable_in_the_readme_is_read() {
+    let section = readme_section();
+    let table = &section[section.find("### From environment variables").unwrap()..];
+    let mut names: Vec<&str> = table
+        .split('`')
+        .filter(|w| {
+            w.starts_with("POCA_") && w[5..].chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 20, "{names:?}");
+    let base = [("POCA_APP", "poca")];
+    let shown = |c: &EmailConfig| format!("{c:?}");
+    let plain = shown(&EmailConfig::from_vars("POCA", base).unwrap());
+    for name in names {
+        if name == "POCA_APP" {
+            continue;
+        }
+        // A value no key accepts but a text one: either the config changes
+        // or the error names the variable.
+        match EmailConfig::from_vars("POCA", [base[0], (name, "x")]) {
+            Ok(c) => assert_ne!(shown(&c), plain, "{name} is not read"),
+            Err(e) => assert!(e.to_string().starts_with(name), "{name}: {e}"),
+        }
+    }
+}
