@@ -18,6 +18,7 @@ use crate::guard::FlushGuard;
 use crate::layer::{EmailLayer, Shared, Signal};
 use crate::policy::Policy;
 use crate::state::StateStore;
+use crate::subject::Template;
 use crate::transport::Transport;
 
 /// The file name of the state file inside the app's state folder.
@@ -142,11 +143,46 @@ impl Builder {
         self
     }
 
-    /// A fixed subject. The default names the app and counts the errors and
-    /// warnings: `[poca] 1 error, 5 warnings (9 log records)`.
+    /// The subject line, as a template filled in for each email. Without
+    /// it, the subject names the app, counts the errors and warnings (leaving
+    /// out a count that is zero, or counting the log records when there is
+    /// neither) and gives the oldest record's time:
+    /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`.
+    ///
+    /// | placeholder   | becomes                                                    |
+    /// |---------------|------------------------------------------------------------|
+    /// | `{app}`       | the app name given to [`EmailLayer::builder`]              |
+    /// | `{host}`      | this machine's name, read once by `build()` (`localhost` if it cannot be read) |
+    /// | `{count}`     | the number of records in this email                        |
+    /// | `{errors}`    | how many of them are ERROR                                 |
+    /// | `{warnings}`  | how many of them are WARN                                  |
+    /// | `{max_level}` | the most severe level among them, e.g. `ERROR`             |
+    /// | `{first}`     | the oldest record's time, `2026-11-20 08:00`, at the digest's offset ([`local_time`](Builder::local_time), [`utc_offset`](Builder::utc_offset)) |
+    /// | `{last}`      | the newest record's time, likewise                         |
+    ///
+    /// `{{` and `}}` are literal braces (a `}` on its own is kept too); a
+    /// subject without placeholders is used as it is. An unknown placeholder
+    /// or a `{` that is not closed makes [`build`](Builder::build) fail with
+    /// [`ErrorKind::Config`], naming it. The template is parsed once, by
+    /// `build`. When a digest is split to stay under
+    /// [`max_email_bytes`](Builder::max_email_bytes), ` (part 2 of 3)` is
+    /// added to the subject.
     ///
     /// ```
-    /// let b = tracing_email::EmailLayer::builder("app").subject("POCA log");
+    /// use tracing_email::{EmailLayer, ErrorKind, FileDrop};
+    ///
+    /// let b = EmailLayer::builder("poca").subject("[{app}@{host}] {errors} errors, {warnings} warnings");
+    /// let fixed = EmailLayer::builder("poca").subject("POCA log");
+    ///
+    /// let err = EmailLayer::builder("poca")
+    ///     .transport(FileDrop::new("outbox"))
+    ///     .from("robot@example.com")
+    ///     .to("me@example.com")
+    ///     .subject("{app}: {eror} errors")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// assert!(err.to_string().contains("{eror}"));
     /// ```
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
@@ -348,8 +384,8 @@ impl Builder {
     /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
     /// names the bad setting: an empty or path-like app name, a missing or
     /// malformed sender or recipient, no transport, a zero threshold or batch
-    /// size, an unusable SMTP setup (port 0, bad certificate, password over
-    /// plain text).
+    /// size, a subject with an unknown placeholder, an unusable SMTP setup
+    /// (port 0, bad certificate, password over plain text).
     ///
     /// ```
     /// use tracing_email::{EmailLayer, FileDrop};
@@ -430,6 +466,12 @@ impl Builder {
                 other,
             ),
         })?;
+        let subject = self.subject.as_deref().map(Template::parse).transpose()?;
+        let host = if subject.as_ref().is_some_and(Template::uses_host) {
+            crate::subject::hostname()
+        } else {
+            String::new()
+        };
         let offset = match self.offset {
             Offset::Utc => UtcOffset::UTC,
             Offset::Fixed(o) => o,
@@ -462,7 +504,8 @@ impl Builder {
                 app,
                 from,
                 to,
-                subject: self.subject,
+                subject,
+                host,
                 offset,
                 state_path,
             },
@@ -562,6 +605,16 @@ mod tests {
         assert!(err(ok().max_pending(0)).contains("max_pending"));
         assert!(err(ok().send_deadline(Duration::ZERO)).contains("send_deadline"));
         assert!(err(ok().checkpoint_interval(Duration::ZERO)).contains("checkpoint_interval"));
+    }
+
+    #[test]
+    fn a_subject_with_an_unknown_placeholder_is_a_build_error() {
+        let e = ok().subject("[{app}] {hostname}").build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let text = e.to_string();
+        assert!(text.contains("unknown placeholder {hostname}"), "{text}");
+        assert!(text.contains("{host}"), "{text}");
+        assert!(err(ok().subject("[{app")).contains("not closed"));
     }
 
     #[test]

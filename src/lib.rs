@@ -64,6 +64,7 @@ mod panic;
 mod policy;
 mod record;
 mod state;
+mod subject;
 mod transport;
 
 pub use builder::{Builder, STATE_FILE_NAME};
