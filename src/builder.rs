@@ -47,6 +47,7 @@ pub struct Builder {
     from: Option<String>,
     to: Vec<String>,
     subject: Option<String>,
+    html: bool,
     policy: Policy,
     state_file: Option<PathBuf>,
     offset: Offset,
@@ -73,6 +74,7 @@ impl std::fmt::Debug for Builder {
             .field("from", &self.from)
             .field("to", &self.to)
             .field("subject", &self.subject)
+            .field("html", &self.html)
             .field("policy", &self.policy)
             .field("state_file", &self.state_file)
             .finish_non_exhaustive()
@@ -93,6 +95,7 @@ impl EmailLayer {
             from: None,
             to: Vec::new(),
             subject: None,
+            html: true,
             policy: Policy::default(),
             state_file: None,
             offset: Offset::Utc,
@@ -186,6 +189,21 @@ impl Builder {
     /// ```
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
+        self
+    }
+
+    /// Whether each email carries an HTML version of the digest besides the
+    /// plain text (on by default): a `multipart/alternative` message whose
+    /// HTML part shows the summary and a table with one row per record, the
+    /// levels labelled in colour, everything from the records escaped, with
+    /// inline styles only (no scripts, nothing loaded from elsewhere). The
+    /// plain-text part is always there; `html(false)` sends it alone.
+    ///
+    /// ```
+    /// let text_only = tracing_email::EmailLayer::builder("poca").html(false);
+    /// ```
+    pub fn html(mut self, html: bool) -> Self {
+        self.html = html;
         self
     }
 
@@ -300,10 +318,18 @@ impl Builder {
         self
     }
 
-    /// Keeps each email's body under about this many bytes, 1 MiB by
-    /// default: a larger digest is split into several complete emails,
-    /// numbered "part 2 of 3", so no server's size limit can make the backlog
-    /// undeliverable.
+    /// Keeps each email under about this many bytes, 1 MiB by default: a
+    /// larger digest is split into several complete emails, numbered "part 2
+    /// of 3", so no server's size limit can make the backlog undeliverable.
+    ///
+    /// What is counted is the records' share of both parts of the email, the
+    /// plain text and (unless [`html(false)`](Builder::html)) the HTML, whose
+    /// table row takes about 550 bytes of markup besides the record's own
+    /// text (so, with HTML, a digest of short records takes several times
+    /// the bytes of its text alone, and is split sooner). Not counted: the headers and the few KiB of summary and footer
+    /// each email has, and the transfer encoding, which adds up to a third
+    /// (quoted-printable or base64, chosen by lettre) for text that is not
+    /// plain ASCII. A record larger than the limit goes alone in its email.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
@@ -506,6 +532,7 @@ impl Builder {
                 to,
                 subject,
                 host,
+                html: self.html,
                 offset,
                 state_path,
             },
@@ -640,6 +667,7 @@ mod tests {
             assert_eq!(flusher.send_deadline, Duration::from_secs(30));
             assert_eq!(flusher.max_pending, 10_000);
             assert_eq!(flusher.max_email_bytes, 1024 * 1024);
+            assert!(flusher.composer.html, "HTML is on by default");
         }
         assert_eq!(layer.shared.max_record_bytes, 16 * 1024);
         // The checkpoint thread runs by default.

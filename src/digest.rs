@@ -1,12 +1,13 @@
-//! Composing the digest email: subject, plain-text body, headers. MIME and
-//! header encoding are lettre's.
+//! Composing the digest email: subject, plain-text body, the HTML
+//! alternative (rendered by [`crate::html`]), headers. MIME and header
+//! encoding are lettre's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, SinglePart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
@@ -26,6 +27,8 @@ pub(crate) struct Composer {
     /// This machine's name for `{host}`, read once by `build()` (empty when
     /// the subject does not show it).
     pub(crate) host: String,
+    /// Whether emails carry an HTML alternative to the text.
+    pub(crate) html: bool,
     pub(crate) offset: UtcOffset,
     pub(crate) state_path: PathBuf,
 }
@@ -240,7 +243,8 @@ impl Composer {
         out
     }
 
-    /// How many bytes `record` takes in the body (its line and context).
+    /// How many bytes `record` takes in the email: its line (and context) in
+    /// the text body, plus its row in the HTML part when there is one.
     pub(crate) fn line_bytes(&self, record: &Record) -> usize {
         // "2026-11-21 10:00:03 ERROR " is at most 26 bytes, then the target,
         // ": ", the message, the fields and a newline.
@@ -249,8 +253,17 @@ impl Composer {
             .iter()
             .map(|(k, v)| k.len() + json_len(v) + 2)
             .sum();
-        let context = record.span_context().map_or(0, |c| c.len() + 5);
-        29 + record.target.len() + record.message.len() + fields + context
+        let context = record.span_context();
+        let text = 29
+            + record.target.len()
+            + record.message.len()
+            + fields
+            + context.as_ref().map_or(0, |c| c.len() + 5);
+        if self.html {
+            text + crate::html::row_bytes(record, context.as_deref())
+        } else {
+            text
+        }
     }
 
     /// Builds the email holding `records`; `part` is `(k, n)` when this is
@@ -264,6 +277,9 @@ impl Composer {
         let summary = Summary::new(&self.app, records, dropped, part, self.offset);
         let subject = self.subject(&summary);
         let text = self.body(&summary);
+        let html = self
+            .html
+            .then(|| crate::html::render(&summary, &self.state_path));
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
@@ -276,18 +292,24 @@ impl Composer {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        let message = builder
-            .singlepart(
+        let message = match &html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                text.clone(),
+                html.clone(),
+            )),
+            None => builder.singlepart(
                 SinglePart::builder()
                     .header(ContentType::TEXT_PLAIN)
                     .body(text.clone()),
-            )
-            .map_err(|e| {
-                Error::with_source(ErrorKind::Compose, "could not compose the digest email", e)
-            })?;
+            ),
+        }
+        .map_err(|e| {
+            Error::with_source(ErrorKind::Compose, "could not compose the digest email", e)
+        })?;
         Ok(Email {
             subject,
             text,
+            html,
             message,
             records: records.into(),
         })
@@ -316,6 +338,7 @@ pub(crate) mod tests {
             ],
             subject: None,
             host: String::new(),
+            html: true,
             offset: UtcOffset::UTC,
             state_path: "/tmp/state.json".into(),
         }
@@ -401,7 +424,8 @@ pub(crate) mod tests {
 
     #[test]
     fn line_bytes_is_close_to_the_real_line() {
-        let c = composer();
+        let mut c = composer();
+        c.html = false;
         let mut r = record_at(Level::WARN);
         r.message = "feed failed".into();
         r.fields.0.push(("feed".into(), "Radio Café".into()));
@@ -411,6 +435,20 @@ pub(crate) mod tests {
         assert!(
             estimate >= real && estimate <= real + 8,
             "{estimate} vs {real}"
+        );
+
+        // With HTML, it covers the text line and the HTML row: one more
+        // record grows the two parts by about that much ("1 log record"
+        // becoming "2 log records" adds 3 bytes of its own).
+        c.html = true;
+        let size = |email: &Email| email.text().len() + email.html().unwrap().len();
+        let one = c.compose(&[r.clone()], 0, None).unwrap();
+        let two = c.compose(&[r.clone(), r.clone()], 0, None).unwrap();
+        let grown = size(&two) - size(&one) - 3;
+        let estimate = c.line_bytes(&r);
+        assert!(
+            estimate >= grown && estimate <= grown + 32,
+            "{estimate} vs {grown}"
         );
     }
 

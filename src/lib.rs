@@ -59,6 +59,7 @@ mod digest;
 mod error;
 mod flush;
 mod guard;
+mod html;
 mod layer;
 mod panic;
 mod policy;
