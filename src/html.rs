@@ -45,7 +45,10 @@ const TR_ERROR: &str = "<tr valign=\"top\" bgcolor=\"#fdf4f3\">";
 const TD_TIME: &str =
     "<td style=\"white-space:nowrap;font:12px Menlo,Consolas,monospace;color:#57606a\">";
 const TD_LEVEL: &str = "<td style=\"white-space:nowrap\">";
-const TD_TARGET: &str = "<td style=\"font-size:12px;color:#57606a;word-break:break-word\">";
+/// Targets break only after a `::` (see [`write_target`]), not mid-name.
+const TD_TARGET: &str = "<td style=\"font-size:12px;color:#57606a;overflow-wrap:break-word\">";
+/// A line-break opportunity, put after each `::` of a target.
+const WBR: &str = "<wbr>";
 const TD_MESSAGE: &str = "<td style=\"white-space:pre-wrap;word-break:break-word\">";
 const CONTEXT: &str = "<div style=\"font-size:12px;color:#6a737d\">";
 const TD_FIELDS: &str = "<td style=\"white-space:pre-wrap;word-break:break-word;\
@@ -161,7 +164,7 @@ fn write_row(
     out.push_str(SPAN_END);
     out.push_str(TD_END);
     out.push_str(TD_TARGET);
-    escape_into(out, &record.target);
+    write_target(out, &record.target);
     out.push_str(TD_END);
     out.push_str(TD_MESSAGE);
     escape_into(out, &record.message);
@@ -183,6 +186,19 @@ fn write_row(
         write_value(&mut Escaped(out), value);
     }
     out.push_str(ROW_END);
+}
+
+/// A target, escaped, with a line-break opportunity after each `::`, so a
+/// narrow column shows `poca::` / `download` rather than `poca::downlo` /
+/// `ad`.
+fn write_target(out: &mut String, target: &str) {
+    for (i, segment) in target.split("::").enumerate() {
+        if i > 0 {
+            out.push_str("::");
+            out.push_str(WBR);
+        }
+        escape_into(out, segment);
+    }
 }
 
 /// A field's value: a string as its text, anything else as JSON.
@@ -224,6 +240,7 @@ pub(crate) fn row_bytes(record: &Record, context: Option<&str>) -> usize {
         + label(record.level).len()
         + record.level.as_str().len()
         + escaped_len(&record.target)
+        + record.target.matches("::").count() * WBR.len()
         + escaped_len(&record.message)
         + context.map_or(0, |c| PER_CONTEXT + escaped_len(c))
         + fields
@@ -401,7 +418,6 @@ mod tests {
         for part in [
             "2026-11-21 09:59:00",
             ">WARN</span>",
-            "poca::feed",
             "feed failed",
             // The span context, under the message.
             "<div style=\"font-size:12px;color:#6a737d\">in run{job=&quot;nightly&quot;} &gt; fetch{feed=&quot;Radio Café&quot;}</div>",
@@ -414,6 +430,10 @@ mod tests {
         }
         let message = r.find("feed failed").unwrap();
         assert!(message < r.find("in run{").unwrap());
+        assert!(
+            r.contains(">poca::<wbr>feed</td>"),
+            "targets break after ::"
+        );
         assert!(rows[1].contains("2026-11-21 10:00:03") && rows[1].contains(">INFO</span>"));
         assert!(!rows[1].contains("<div"), "no context without spans");
     }
