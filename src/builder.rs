@@ -18,6 +18,7 @@ use crate::guard::FlushGuard;
 use crate::layer::{EmailLayer, Shared, Signal};
 use crate::policy::Policy;
 use crate::state::StateStore;
+use crate::subject::Template;
 use crate::transport::Transport;
 
 /// The file name of the state file inside the app's state folder.
@@ -46,6 +47,7 @@ pub struct Builder {
     from: Option<String>,
     to: Vec<String>,
     subject: Option<String>,
+    html: bool,
     policy: Policy,
     state_file: Option<PathBuf>,
     offset: Offset,
@@ -73,6 +75,7 @@ impl std::fmt::Debug for Builder {
             .field("from", &self.from)
             .field("to", &self.to)
             .field("subject", &self.subject)
+            .field("html", &self.html)
             .field("policy", &self.policy)
             .field("state_file", &self.state_file)
             .finish_non_exhaustive()
@@ -93,6 +96,7 @@ impl EmailLayer {
             from: None,
             to: Vec::new(),
             subject: None,
+            html: true,
             policy: Policy::default(),
             state_file: None,
             offset: Offset::Utc,
@@ -144,14 +148,64 @@ impl Builder {
         self
     }
 
-    /// A fixed subject. The default names the app and counts the errors and
-    /// warnings: `[poca] 1 error, 5 warnings (9 log records)`.
+    /// The subject line, as a template filled in for each email. Without
+    /// it, the subject names the app, counts the errors and warnings (leaving
+    /// out a count that is zero, or counting the log records when there is
+    /// neither) and gives the oldest record's time:
+    /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`.
+    ///
+    /// | placeholder   | becomes                                                    |
+    /// |---------------|------------------------------------------------------------|
+    /// | `{app}`       | the app name given to [`EmailLayer::builder`]              |
+    /// | `{host}`      | this machine's name, read once by `build()` (`localhost` if it cannot be read) |
+    /// | `{count}`     | the number of records in this email                        |
+    /// | `{errors}`    | how many of them are ERROR                                 |
+    /// | `{warnings}`  | how many of them are WARN                                  |
+    /// | `{max_level}` | the most severe level among them, e.g. `ERROR`             |
+    /// | `{first}`     | the oldest record's time, `2026-11-20 08:00`, at the digest's offset ([`local_time`](Builder::local_time), [`utc_offset`](Builder::utc_offset)) |
+    /// | `{last}`      | the newest record's time, likewise                         |
+    ///
+    /// `{{` and `}}` are literal braces (a `}` on its own is kept too); a
+    /// subject without placeholders is used as it is. An unknown placeholder
+    /// or a `{` that is not closed makes [`build`](Builder::build) fail with
+    /// [`ErrorKind::Config`], naming it. The template is parsed once, by
+    /// `build`. When a digest is split to stay under
+    /// [`max_email_bytes`](Builder::max_email_bytes), ` (part 2 of 3)` is
+    /// added to the subject.
     ///
     /// ```
-    /// let b = tracing_email::EmailLayer::builder("app").subject("POCA log");
+    /// use tracing_email::{EmailLayer, ErrorKind, FileDrop};
+    ///
+    /// let b = EmailLayer::builder("poca").subject("[{app}@{host}] {errors} errors, {warnings} warnings");
+    /// let fixed = EmailLayer::builder("poca").subject("POCA log");
+    ///
+    /// let err = EmailLayer::builder("poca")
+    ///     .transport(FileDrop::new("outbox"))
+    ///     .from("robot@example.com")
+    ///     .to("me@example.com")
+    ///     .subject("{app}: {eror} errors")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// assert!(err.to_string().contains("{eror}"));
     /// ```
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
+        self
+    }
+
+    /// Whether each email carries an HTML version of the digest besides the
+    /// plain text (on by default): a `multipart/alternative` message whose
+    /// HTML part shows the summary and a table with one row per record, the
+    /// levels labelled in colour, everything from the records escaped, with
+    /// inline styles only (no scripts, nothing loaded from elsewhere). The
+    /// plain-text part is always there; `html(false)` sends it alone.
+    ///
+    /// ```
+    /// let text_only = tracing_email::EmailLayer::builder("poca").html(false);
+    /// ```
+    pub fn html(mut self, html: bool) -> Self {
+        self.html = html;
         self
     }
 
@@ -356,10 +410,18 @@ impl Builder {
         self
     }
 
-    /// Keeps each email's body under about this many bytes, 1 MiB by
-    /// default: a larger digest is split into several complete emails,
-    /// numbered "part 2 of 3", so no server's size limit can make the backlog
-    /// undeliverable.
+    /// Keeps each email under about this many bytes, 1 MiB by default: a
+    /// larger digest is split into several complete emails, numbered "part 2
+    /// of 3", so no server's size limit can make the backlog undeliverable.
+    ///
+    /// What is counted is the records' share of both parts of the email, the
+    /// plain text and (unless [`html(false)`](Builder::html)) the HTML, whose
+    /// table row takes about 550 bytes of markup besides the record's own
+    /// text (so, with HTML, a digest of short records takes several times
+    /// the bytes of its text alone, and is split sooner). Not counted: the headers and the few KiB of summary and footer
+    /// each email has, and the transfer encoding, which adds up to a third
+    /// (quoted-printable or base64, chosen by lettre) for text that is not
+    /// plain ASCII. A record larger than the limit goes alone in its email.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
@@ -433,8 +495,8 @@ impl Builder {
     /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
     /// names the bad setting: an empty or path-like app name, a missing or
     /// malformed sender or recipient, no transport, a zero threshold or batch
-    /// size, an unusable SMTP setup (port 0, bad certificate, password over
-    /// plain text).
+    /// size, a subject with an unknown placeholder, an unusable SMTP setup
+    /// (port 0, bad certificate, password over plain text).
     ///
     /// ```
     /// use tracing_email::{EmailLayer, FileDrop};
@@ -535,6 +597,12 @@ impl Builder {
                 other,
             ),
         })?;
+        let subject = self.subject.as_deref().map(Template::parse).transpose()?;
+        let host = if subject.as_ref().is_some_and(Template::uses_host) {
+            crate::subject::hostname()
+        } else {
+            String::new()
+        };
         let offset = match self.offset {
             Offset::Utc => UtcOffset::UTC,
             Offset::Fixed(o) => o,
@@ -568,7 +636,9 @@ impl Builder {
                 app,
                 from,
                 to,
-                subject: self.subject,
+                subject,
+                host,
+                html: self.html,
                 offset,
                 state_path,
             },
@@ -673,6 +743,16 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_with_an_unknown_placeholder_is_a_build_error() {
+        let e = ok().subject("[{app}] {hostname}").build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        let text = e.to_string();
+        assert!(text.contains("unknown placeholder {hostname}"), "{text}");
+        assert!(text.contains("{host}"), "{text}");
+        assert!(err(ok().subject("[{app")).contains("not closed"));
+    }
+
+    #[test]
     fn several_recipients_in_one_or_several_calls() {
         let (_layer, guard) = ok()
             .to("Ops <ops@example.com>, x@example.org")
@@ -695,6 +775,7 @@ mod tests {
             assert_eq!(flusher.send_deadline, Duration::from_secs(30));
             assert_eq!(flusher.max_pending, 10_000);
             assert_eq!(flusher.max_email_bytes, 1024 * 1024);
+            assert!(flusher.composer.html, "HTML is on by default");
         }
         assert_eq!(layer.shared.max_record_bytes, 16 * 1024);
         // The checkpoint thread runs by default.

@@ -1,17 +1,19 @@
-//! Composing the digest email: subject, plain-text body, headers. MIME and
-//! header encoding are lettre's.
+//! Composing the digest email: subject, plain-text body, the HTML
+//! alternative (rendered by [`crate::html`]), headers. MIME and header
+//! encoding are lettre's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, SinglePart};
-use time::UtcOffset;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
-use crate::record::Record;
+use crate::record::{LINE_TIME, Record, severity, show_time};
+use crate::subject::{Template, default_subject};
 use crate::transport::Email;
 
 /// Everything needed to turn records into an email.
@@ -20,9 +22,140 @@ pub(crate) struct Composer {
     pub(crate) app: String,
     pub(crate) from: Mailbox,
     pub(crate) to: Vec<Mailbox>,
-    pub(crate) subject: Option<String>,
+    /// The subject template; `None` for the default subject.
+    pub(crate) subject: Option<Template>,
+    /// This machine's name for `{host}`, read once by `build()` (empty when
+    /// the subject does not show it).
+    pub(crate) host: String,
+    /// Whether emails carry an HTML alternative to the text.
+    pub(crate) html: bool,
     pub(crate) offset: UtcOffset,
     pub(crate) state_path: PathBuf,
+}
+
+/// The levels, most severe first.
+pub(crate) const LEVELS: [Level; 5] = [
+    Level::ERROR,
+    Level::WARN,
+    Level::INFO,
+    Level::DEBUG,
+    Level::TRACE,
+];
+
+/// What one email holds, counted once and shared by its subject, its text
+/// body and its HTML part.
+#[derive(Debug)]
+pub(crate) struct Summary<'a> {
+    pub(crate) app: &'a str,
+    /// The email's records, oldest first.
+    pub(crate) records: &'a [Record],
+    /// Older records dropped before this digest (beyond `max_pending`).
+    pub(crate) dropped: u64,
+    /// `(k, n)` when this email is part k of a digest split into n.
+    pub(crate) part: Option<(usize, usize)>,
+    /// The offset times are shown at.
+    pub(crate) offset: UtcOffset,
+    /// Records per level, in the order of [`LEVELS`].
+    by_level: [usize; 5],
+    /// The oldest and the newest record's time.
+    span: Option<(OffsetDateTime, OffsetDateTime)>,
+}
+
+impl<'a> Summary<'a> {
+    pub(crate) fn new(
+        app: &'a str,
+        records: &'a [Record],
+        dropped: u64,
+        part: Option<(usize, usize)>,
+        offset: UtcOffset,
+    ) -> Self {
+        let mut by_level = [0; 5];
+        let mut span: Option<(OffsetDateTime, OffsetDateTime)> = None;
+        for r in records {
+            by_level[4 - usize::from(severity(r.level))] += 1;
+            let t = r.timestamp;
+            span = Some(match span {
+                None => (t, t),
+                Some((first, last)) => (first.min(t), last.max(t)),
+            });
+        }
+        Summary {
+            app,
+            records,
+            dropped,
+            part,
+            offset,
+            by_level,
+            span,
+        }
+    }
+
+    /// How many records are at exactly `level`.
+    pub(crate) fn count(&self, level: Level) -> usize {
+        self.by_level[4 - usize::from(severity(level))]
+    }
+
+    /// The levels present, most severe first, with their counts.
+    pub(crate) fn levels(&self) -> impl Iterator<Item = (Level, usize)> + '_ {
+        LEVELS
+            .into_iter()
+            .zip(self.by_level)
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// The most severe level present.
+    pub(crate) fn max_level(&self) -> Option<Level> {
+        self.levels().next().map(|(level, _)| level)
+    }
+
+    /// The oldest record's time.
+    pub(crate) fn first(&self) -> Option<OffsetDateTime> {
+        self.span.map(|(first, _)| first)
+    }
+
+    /// The newest record's time.
+    pub(crate) fn last(&self) -> Option<OffsetDateTime> {
+        self.span.map(|(_, last)| last)
+    }
+
+    /// `24 log records`.
+    pub(crate) fn record_count(&self) -> String {
+        plural(self.records.len(), "log record", "log records")
+    }
+
+    /// `from 2026-11-21 10:00:03 to 2026-11-21 12:00:04, times in UTC`.
+    pub(crate) fn time_span(&self) -> Option<String> {
+        let (first, last) = self.span?;
+        Some(format!(
+            "from {} to {}, times in {}",
+            show_time(first, self.offset, LINE_TIME),
+            show_time(last, self.offset, LINE_TIME),
+            offset_label(self.offset)
+        ))
+    }
+
+    /// `412 older records were dropped before this digest because too many
+    /// were pending.`
+    pub(crate) fn dropped_note(&self) -> Option<String> {
+        (self.dropped > 0).then(|| {
+            format!(
+                "{} dropped before this digest because too many were pending.",
+                plural(
+                    usize::try_from(self.dropped).unwrap_or(usize::MAX),
+                    "older record was",
+                    "older records were"
+                )
+            )
+        })
+    }
+
+    /// `This is part 2 of 3: the digest was split to stay under the size
+    /// limit.`
+    pub(crate) fn part_note(&self) -> Option<String> {
+        self.part.map(|(k, n)| {
+            format!("This is part {k} of {n}: the digest was split to stay under the size limit.")
+        })
+    }
 }
 
 fn json_len(v: &serde_json::Value) -> usize {
@@ -34,10 +167,6 @@ fn json_len(v: &serde_json::Value) -> usize {
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-fn count(records: &[Record], level: Level) -> usize {
-    records.iter().filter(|r| r.level == level).count()
 }
 
 fn offset_label(offset: UtcOffset) -> String {
@@ -55,68 +184,46 @@ fn offset_label(offset: UtcOffset) -> String {
 }
 
 impl Composer {
-    /// The default subject: `[app] 2 errors, 5 warnings (9 records)`.
-    fn default_subject(&self, records: &[Record]) -> String {
-        let errors = count(records, Level::ERROR);
-        let warnings = count(records, Level::WARN);
-        let mut parts = Vec::new();
-        if errors > 0 {
-            parts.push(plural(errors, "error", "errors"));
+    /// The subject: the template rendered, or the default one.
+    fn subject(&self, summary: &Summary<'_>) -> String {
+        let mut subject = match &self.subject {
+            Some(template) => template.render(summary, &self.host),
+            None => default_subject(summary),
+        };
+        if let Some((k, n)) = summary.part {
+            let _ = write!(subject, " (part {k} of {n})");
         }
-        if warnings > 0 {
-            parts.push(plural(warnings, "warning", "warnings"));
-        }
-        let total = plural(records.len(), "log record", "log records");
-        if parts.is_empty() {
-            format!("[{}] {total}", self.app)
-        } else {
-            format!("[{}] {} ({total})", self.app, parts.join(", "))
-        }
+        subject
     }
 
     /// The plain-text body: a summary line, then one line per record (with
     /// its span context indented below), oldest first.
-    fn body(&self, records: &[Record], dropped: u64) -> String {
+    fn body(&self, summary: &Summary<'_>) -> String {
+        let records = summary.records;
         let mut out = String::with_capacity(records.len() * 120 + 256);
-        let mut by_level = Vec::new();
-        for level in [
-            Level::ERROR,
-            Level::WARN,
-            Level::INFO,
-            Level::DEBUG,
-            Level::TRACE,
-        ] {
-            let n = count(records, level);
-            if n > 0 {
-                by_level.push(format!("{n} {level}"));
-            }
+        if let Some(note) = summary.part_note() {
+            out.push_str(&note);
+            out.push('\n');
         }
+        let by_level: Vec<String> = summary
+            .levels()
+            .map(|(level, n)| format!("{n} {level}"))
+            .collect();
         let _ = write!(
             out,
             "{}: {} ({})",
             self.app,
-            plural(records.len(), "log record", "log records"),
+            summary.record_count(),
             by_level.join(", ")
         );
-        if let (Some(first), Some(last)) = (records.first(), records.last()) {
-            let line = |r: &Record| r.to_line(self.offset);
-            let first = line(first);
-            let last = line(last);
-            let _ = write!(
-                out,
-                " from {} to {}, times in {}",
-                &first[..19.min(first.len())],
-                &last[..19.min(last.len())],
-                offset_label(self.offset)
-            );
+        if let Some(span) = summary.time_span() {
+            out.push(' ');
+            out.push_str(&span);
         }
         out.push_str(".\n");
-        if dropped > 0 {
-            let _ = writeln!(
-                out,
-                "{} dropped before this digest because too many were pending.",
-                plural(dropped as usize, "older record was", "older records were")
-            );
+        if let Some(note) = summary.dropped_note() {
+            out.push_str(&note);
+            out.push('\n');
         }
         out.push('\n');
         for record in records {
@@ -130,15 +237,14 @@ impl Composer {
         }
         let _ = write!(
             out,
-            "\n-- \nSent by tracing-email for {}. Records wait in {} until they are worth an email.\n",
-            self.app,
-            self.state_path.display()
+            "\n-- \n{}\n",
+            footer(&self.app, &self.state_path.display().to_string())
         );
         out
     }
 
-    /// Builds the email holding `records`.
-    /// How many bytes `record` takes in the body (its line and context).
+    /// How many bytes `record` takes in the email: its line (and context) in
+    /// the text body, plus its row in the HTML part when there is one.
     pub(crate) fn line_bytes(&self, record: &Record) -> usize {
         // "2026-11-21 10:00:03 ERROR " is at most 26 bytes, then the target,
         // ": ", the message, the fields and a newline.
@@ -147,8 +253,17 @@ impl Composer {
             .iter()
             .map(|(k, v)| k.len() + json_len(v) + 2)
             .sum();
-        let context = record.span_context().map_or(0, |c| c.len() + 5);
-        29 + record.target.len() + record.message.len() + fields + context
+        let context = record.span_context();
+        let text = 29
+            + record.target.len()
+            + record.message.len()
+            + fields
+            + context.as_ref().map_or(0, |c| c.len() + 5);
+        if self.html {
+            text + crate::html::row_bytes(record, context.as_deref())
+        } else {
+            text
+        }
     }
 
     /// Builds the email holding `records`; `part` is `(k, n)` when this is
@@ -159,19 +274,12 @@ impl Composer {
         dropped: u64,
         part: Option<(usize, usize)>,
     ) -> Result<Email, Error> {
-        let mut subject = self
-            .subject
-            .clone()
-            .unwrap_or_else(|| self.default_subject(records));
-        let mut text = String::new();
-        if let Some((k, n)) = part {
-            let _ = write!(subject, " (part {k} of {n})");
-            let _ = writeln!(
-                text,
-                "This is part {k} of {n}: the digest was split to stay under the size limit."
-            );
-        }
-        text.push_str(&self.body(records, dropped));
+        let summary = Summary::new(&self.app, records, dropped, part, self.offset);
+        let subject = self.subject(&summary);
+        let text = self.body(&summary);
+        let html = self
+            .html
+            .then(|| crate::html::render(&summary, &self.state_path));
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
@@ -184,22 +292,35 @@ impl Composer {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        let message = builder
-            .singlepart(
+        let message = match &html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                text.clone(),
+                html.clone(),
+            )),
+            None => builder.singlepart(
                 SinglePart::builder()
                     .header(ContentType::TEXT_PLAIN)
                     .body(text.clone()),
-            )
-            .map_err(|e| {
-                Error::with_source(ErrorKind::Compose, "could not compose the digest email", e)
-            })?;
+            ),
+        }
+        .map_err(|e| {
+            Error::with_source(ErrorKind::Compose, "could not compose the digest email", e)
+        })?;
         Ok(Email {
             subject,
             text,
+            html,
             message,
             records: records.into(),
         })
     }
+}
+
+/// The last line of every digest: who sent it and where records wait.
+pub(crate) fn footer(app: &str, state_path: &str) -> String {
+    format!(
+        "Sent by tracing-email for {app}. Records wait in {state_path} until they are worth an email."
+    )
 }
 
 #[cfg(test)]
@@ -216,9 +337,15 @@ pub(crate) mod tests {
                 "Zoë <zoe@example.org>".parse().unwrap(),
             ],
             subject: None,
+            host: String::new(),
+            html: true,
             offset: UtcOffset::UTC,
             state_path: "/tmp/state.json".into(),
         }
+    }
+
+    fn body(c: &Composer, records: &[Record], dropped: u64) -> String {
+        c.body(&Summary::new(&c.app, records, dropped, None, c.offset))
     }
 
     fn records(levels: &[Level]) -> Vec<Record> {
@@ -234,21 +361,25 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn default_subject_counts_errors_and_warnings() {
-        let c = composer();
+    fn subject_is_the_template_or_the_default() {
         let rs = records(&[Level::ERROR, Level::WARN, Level::WARN, Level::INFO]);
+        let mut c = composer();
+        let email = c.compose(&rs, 0, None).unwrap();
         assert_eq!(
-            c.default_subject(&rs),
-            "[poca] 1 error, 2 warnings (4 log records)"
+            email.subject(),
+            "[poca] 1 error, 2 warnings since 1970-01-01 00:00"
         );
-        assert_eq!(c.default_subject(&rs[3..]), "[poca] 1 log record");
+        c.subject = Some(Template::parse("{app} on {host}: {max_level} x{count}").unwrap());
+        c.host = "backup-01".into();
+        let email = c.compose(&rs, 0, Some((1, 2))).unwrap();
+        assert_eq!(email.subject(), "poca on backup-01: ERROR x4 (part 1 of 2)");
     }
 
     #[test]
     fn body_lists_every_record_oldest_first_after_a_summary() {
         let rs = records(&[Level::WARN, Level::INFO, Level::ERROR]);
-        let body = composer().body(&rs, 0);
-        let lines: Vec<&str> = body.lines().collect();
+        let text = body(&composer(), &rs, 0);
+        let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
             "poca: 3 log records (1 ERROR, 1 WARN, 1 INFO) from 1970-01-01 00:00:00 to 1970-01-01 00:00:00, times in UTC."
@@ -256,12 +387,8 @@ pub(crate) mod tests {
         let r0 = lines.iter().position(|l| l.ends_with("record 0")).unwrap();
         let r2 = lines.iter().position(|l| l.ends_with("record 2")).unwrap();
         assert!(r0 < r2);
-        assert!(!body.contains("dropped"));
-        assert!(
-            composer()
-                .body(&rs, 412)
-                .contains("412 older records were dropped")
-        );
+        assert!(!text.contains("dropped"));
+        assert!(body(&composer(), &rs, 412).contains("412 older records were dropped"));
     }
 
     #[test]
@@ -297,7 +424,8 @@ pub(crate) mod tests {
 
     #[test]
     fn line_bytes_is_close_to_the_real_line() {
-        let c = composer();
+        let mut c = composer();
+        c.html = false;
         let mut r = record_at(Level::WARN);
         r.message = "feed failed".into();
         r.fields.0.push(("feed".into(), "Radio Café".into()));
@@ -307,6 +435,20 @@ pub(crate) mod tests {
         assert!(
             estimate >= real && estimate <= real + 8,
             "{estimate} vs {real}"
+        );
+
+        // With HTML, it covers the text line and the HTML row: one more
+        // record grows the two parts by about that much ("1 log record"
+        // becoming "2 log records" adds 3 bytes of its own).
+        c.html = true;
+        let size = |email: &Email| email.text().len() + email.html().unwrap().len();
+        let one = c.compose(&[r.clone()], 0, None).unwrap();
+        let two = c.compose(&[r.clone(), r.clone()], 0, None).unwrap();
+        let grown = size(&two) - size(&one) - 3;
+        let estimate = c.line_bytes(&r);
+        assert!(
+            estimate >= grown && estimate <= grown + 32,
+            "{estimate} vs {grown}"
         );
     }
 

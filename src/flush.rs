@@ -29,7 +29,8 @@ pub(crate) struct Flusher {
     pub(crate) transport: Arc<dyn Transport>,
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
-    /// Most bytes of text in one email's body; a larger digest is split.
+    /// Most bytes the records may take in one email (their text lines and
+    /// HTML rows, see `Composer::line_bytes`); a larger digest is split.
     pub(crate) max_email_bytes: usize,
     /// The longest one flush may spend sending.
     pub(crate) send_deadline: Duration,
@@ -329,8 +330,8 @@ fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
     (0..count.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(count))
 }
 
-/// Splits `records` into consecutive parts whose digest lines stay within
-/// `max_bytes` (a record larger than that goes alone).
+/// Splits `records` into consecutive parts whose digest lines (and HTML
+/// rows) stay within `max_bytes` (a record larger than that goes alone).
 fn split_by_size(records: &[Record], max_bytes: usize, composer: &Composer) -> Vec<Range<usize>> {
     let mut parts = Vec::new();
     let mut start = 0;

@@ -70,12 +70,14 @@ mod error;
 mod flush;
 mod guard;
 mod history;
+mod html;
 mod inspect;
 mod layer;
 mod panic;
 mod policy;
 mod record;
 mod state;
+mod subject;
 mod transport;
 
 pub use builder::{Builder, STATE_FILE_NAME};

@@ -263,8 +263,18 @@ pub(crate) fn error_chain<'a>(
     Chain(error)
 }
 
-const LINE_TIME: &[time::format_description::FormatItem<'static>] =
+/// How a digest shows a record's time: `2026-11-21 10:00:03`.
+pub(crate) const LINE_TIME: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+
+/// `time` shown at `offset` in `format` (empty if it cannot be shown).
+pub(crate) fn show_time(
+    time: OffsetDateTime,
+    offset: UtcOffset,
+    format: &[time::format_description::FormatItem<'_>],
+) -> String {
+    time.to_offset(offset).format(format).unwrap_or_default()
+}
 
 impl Record {
     /// The record as one line of a digest:
@@ -279,11 +289,7 @@ impl Record {
     /// ```
     pub fn to_line(&self, offset: UtcOffset) -> String {
         let mut out = String::with_capacity(64 + self.message.len());
-        let time = self
-            .timestamp
-            .to_offset(offset)
-            .format(LINE_TIME)
-            .unwrap_or_default();
+        let time = show_time(self.timestamp, offset, LINE_TIME);
         let _ = write!(out, "{time} {} {}:", self.level, self.target);
         if !self.message.is_empty() {
             out.push(' ');

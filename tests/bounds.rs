@@ -134,6 +134,13 @@ fn a_digest_over_the_size_limit_is_split_into_numbered_complete_emails() {
             m.subject().unwrap(),
             format!("POCA log (part {} of {emails})", i + 1)
         );
+        // Both parts (text and HTML) count toward the limit; headers,
+        // summary and footer add a few KiB.
+        assert!(
+            m.data.len() <= 8 * 1024 + 3 * 1024,
+            "part {i} is a {}-byte message",
+            m.data.len()
+        );
         let body = m.text_body().unwrap();
         assert!(
             body.len() <= 8 * 1024 + 1024,

@@ -417,3 +417,58 @@ fn an_unwritable_state_file_fails_without_losing_the_records() {
     assert!(matches!(guard.flush(), Outcome::Failed { pending: 1, .. }));
     assert!(recorder.emails().is_empty());
 }
+
+/// The subject of the one email sent after logging an INFO, two WARN and an
+/// ERROR record through a layer set up by `f`, and the oldest record's time
+/// at `offset` as `{first}` shows it.
+fn subject_of_one_email(
+    offset: time::UtcOffset,
+    f: impl FnOnce(tracing_email::Builder) -> tracing_email::Builder,
+) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let (layer, guard) = build(dir.path(), &recorder, |b| {
+        f(b.threshold(1, Level::WARN).utc_offset(offset))
+    });
+    let outcome =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!("run started");
+            tracing::warn!(feed = "Radio Café", "feed failed");
+            tracing::error!("database is locked");
+            tracing::warn!(feed = "ポッドキャスト", "feed failed");
+            guard.flush()
+        });
+    assert!(outcome.is_sent(), "{outcome}");
+    let sent = recorder.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    let first = sent[0].records()[0]
+        .timestamp
+        .to_offset(offset)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]"
+        ))
+        .unwrap();
+    (sent[0].subject().to_owned(), first)
+}
+
+#[test]
+fn the_subject_template_is_filled_in_from_the_email() {
+    let offset = time::UtcOffset::from_hms(2, 0, 0).unwrap();
+    let (subject, first) = subject_of_one_email(offset, |b| {
+        b.subject("[{app}@{host}] {errors} E, {warnings} W, worst {max_level}, {count} in all, {{first}} {first}")
+    });
+    let host = hostname::get().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        subject,
+        format!("[capture-test@{host}] 1 E, 2 W, worst ERROR, 4 in all, {{first}} {first}")
+    );
+}
+
+#[test]
+fn the_default_subject_counts_errors_and_warnings_since_the_oldest_record() {
+    let (subject, first) = subject_of_one_email(time::UtcOffset::UTC, |b| b);
+    assert_eq!(
+        subject,
+        format!("[capture-test] 1 error, 2 warnings since {first}")
+    );
+}

@@ -144,6 +144,102 @@ fn unicode_subject_and_body_arrive_as_logged() {
     assert_eq!(from.name(), Some("Pöca Café"));
 }
 
+/// Sends one digest of a failing feed (inside a span) through a layer set
+/// up by `configure`, and returns the message as the server got it.
+fn send_feed_failure(
+    configure: impl FnOnce(tracing_email::Builder) -> tracing_email::Builder,
+) -> support::Received {
+    let server = MockSmtp::start(Security::StartTls);
+    server.require_auth(USER, PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, guard) = configure(builder(&dir.path().join("s.json"), smtp_for(&server)))
+        .build()
+        .unwrap();
+    let outcome =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let span = tracing::info_span!("fetch", feed = "ポッドキャスト");
+            let _entered = span.enter();
+            tracing::warn!(
+                feed = "Radio Café",
+                error = "<timed out>",
+                "ポッドキャスト feed failed"
+            );
+            guard.flush()
+        });
+    assert!(outcome.is_sent(), "{outcome}");
+    server.messages().remove(0)
+}
+
+/// The leaf parts of a parsed message: `type/subtype` and decoded text.
+fn leaf_parts(message: &mail_parser::Message<'_>) -> Vec<(String, String)> {
+    use mail_parser::MimeHeaders;
+    message
+        .parts
+        .iter()
+        .filter(|p| !matches!(p.body, mail_parser::PartType::Multipart(_)))
+        .map(|p| {
+            let ct = p.content_type().expect("every part has a Content-Type");
+            (
+                format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")),
+                p.text_contents().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_email_has_a_text_part_and_an_html_alternative() {
+    use mail_parser::MimeHeaders;
+    let m = send_feed_failure(|b| b);
+    let parsed = m.parsed();
+    let root = parsed.content_type().unwrap();
+    assert_eq!(
+        (root.ctype(), root.subtype()),
+        ("multipart", Some("alternative")),
+        "{}",
+        m.data_lossy()
+    );
+    let parts = leaf_parts(&parsed);
+    let types: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+    // Plain text first: in multipart/alternative the last part is preferred.
+    assert_eq!(types, ["text/plain", "text/html"]);
+    let (text, html) = (&parts[0].1, &parts[1].1);
+    assert!(
+        text.contains(
+            "WARN smtp: ポッドキャスト feed failed feed=\"Radio Café\" error=\"<timed out>\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("in fetch{feed=\"ポッドキャスト\"}"), "{text}");
+    for part in [
+        ">WARN</span>",
+        "ポッドキャスト feed failed",
+        "feed=</span>Radio Café",
+        "error=</span>&lt;timed out&gt;",
+        "in fetch{feed=&quot;ポッドキャスト&quot;}",
+    ] {
+        assert!(html.contains(part), "{part} missing in {html}");
+    }
+    assert!(!html.contains("<timed out>"));
+}
+
+#[test]
+fn html_false_sends_the_text_alone() {
+    use mail_parser::MimeHeaders;
+    let m = send_feed_failure(|b| b.html(false));
+    let parsed = m.parsed();
+    let root = parsed.content_type().unwrap();
+    assert_eq!((root.ctype(), root.subtype()), ("text", Some("plain")));
+    let parts = leaf_parts(&parsed);
+    assert_eq!(parts.len(), 1, "{}", m.data_lossy());
+    assert!(
+        parts[0]
+            .1
+            .contains("ポッドキャスト feed failed feed=\"Radio Café\"")
+    );
+    assert!(!m.data_lossy().contains("text/html"));
+}
+
 #[test]
 fn cookbook_102_records_with_batch_10_make_11_emails_in_order() {
     let server = MockSmtp::start(Security::StartTls);

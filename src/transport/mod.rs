@@ -22,7 +22,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A [`Transport`] may deliver the whole RFC 5322 message
 /// ([`formatted`](Email::formatted)) or only what it needs: a desktop
 /// notification would show [`subject`](Email::subject) and
-/// [`text`](Email::text).
+/// [`text`](Email::text), a chat webhook might post [`html`](Email::html).
 ///
 /// ```
 /// use tracing_email::{Email, Transport, BoxError};
@@ -39,6 +39,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub struct Email {
     pub(crate) subject: String,
     pub(crate) text: String,
+    pub(crate) html: Option<String>,
     pub(crate) message: lettre::Message,
     pub(crate) records: Arc<[Record]>,
 }
@@ -55,7 +56,8 @@ impl Email {
         &self.subject
     }
 
-    /// The plain-text body.
+    /// The plain-text body (always there, also when the email has an
+    /// [`html`](Email::html) alternative).
     ///
     /// ```
     /// # fn f(email: &tracing_email::Email) {
@@ -64,6 +66,21 @@ impl Email {
     /// ```
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The HTML alternative to [`text`](Email::text), as sent in the
+    /// `text/html` part of the `multipart/alternative` message; `None` when
+    /// it was turned off with [`Builder::html(false)`](crate::Builder::html).
+    ///
+    /// ```
+    /// # fn f(email: &tracing_email::Email) {
+    /// if let Some(html) = email.html() {
+    ///     std::fs::write("digest.html", html).unwrap();
+    /// }
+    /// # }
+    /// ```
+    pub fn html(&self) -> Option<&str> {
+        self.html.as_deref()
     }
 
     /// The records this email holds, oldest first.

@@ -1,0 +1,552 @@
+//! The HTML alternative of a digest: the text body's summary, then a table
+//! with one row per record. Inline CSS only (mail clients drop `<style>`
+//! and never load anything), no scripts, no external resources; everything
+//! that comes from a record is HTML-escaped.
+
+use std::fmt::{self, Write as _};
+use std::path::Path;
+
+use serde_json::Value;
+use tracing::Level;
+
+use crate::digest::{Summary, footer};
+use crate::record::{LINE_TIME, Record, show_time};
+
+const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
+
+/// A level's label: its name on a tinted background, so the level is said
+/// in words and not by colour alone. Every label has the same length.
+fn label(level: Level) -> &'static str {
+    macro_rules! label {
+        ($fg:literal, $bg:literal) => {
+            concat!(
+                "<span style=\"padding:1px 5px;border-radius:3px;",
+                "font-size:11px;font-weight:bold;color:",
+                $fg,
+                ";background:",
+                $bg,
+                "\">"
+            )
+        };
+    }
+    match level {
+        Level::ERROR => label!("#b3261e", "#fce8e6"),
+        Level::WARN => label!("#8a4b00", "#fdefc8"),
+        Level::INFO => label!("#174ea6", "#e8f0fe"),
+        _ => label!("#5f6368", "#eceff1"),
+    }
+}
+
+// The pieces of a row, as constants so that `row_bytes` can count them.
+const TR: &str = "<tr valign=\"top\">";
+/// Every other row is shaded; an ERROR row is tinted red.
+const TR_SHADED: &str = "<tr valign=\"top\" bgcolor=\"#f6f8fa\">";
+const TR_ERROR: &str = "<tr valign=\"top\" bgcolor=\"#fdf4f3\">";
+const TD_TIME: &str =
+    "<td style=\"white-space:nowrap;font:12px Menlo,Consolas,monospace;color:#57606a\">";
+const TD_LEVEL: &str = "<td style=\"white-space:nowrap\">";
+/// Targets break only after a `::` (see [`write_target`]), not mid-name.
+const TD_TARGET: &str = "<td style=\"font-size:12px;color:#57606a;overflow-wrap:break-word\">";
+/// A line-break opportunity, put after each `::` of a target.
+const WBR: &str = "<wbr>";
+const TD_MESSAGE: &str = "<td style=\"white-space:pre-wrap;word-break:break-word\">";
+const CONTEXT: &str = "<div style=\"font-size:12px;color:#6a737d\">";
+const TD_FIELDS: &str = "<td style=\"white-space:pre-wrap;word-break:break-word;\
+                         font:12px Menlo,Consolas,monospace\">";
+const FIELD_NAME: &str = "<span style=\"color:#6a737d\">";
+const FIELD_SEP: &str = "<br>";
+const ROW_END: &str = "</td></tr>\n";
+/// `</span>` after a label or field name, `</td>` after a cell (and a line
+/// break, to keep lines short), `</div>` after the context.
+const SPAN_END: &str = "</span>";
+const TD_END: &str = "</td>\n";
+const DIV_END: &str = "</div>";
+
+/// The digest as an HTML document: a header with the same summary as the
+/// text body, a table with one row per record (oldest first), and the same
+/// footer.
+pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
+    let records = summary.records;
+    let mut out = String::with_capacity(2048 + records.len() * 768);
+    out.push_str(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light\"><title>",
+    );
+    escape_into(&mut out, summary.app);
+    out.push_str(": ");
+    out.push_str(&summary.record_count());
+    let _ = write!(
+        out,
+        "</title></head>\n<body style=\"margin:0;padding:0;background:#ffffff\">\n\
+         <div style=\"padding:16px 20px;font-family:{FONT};font-size:14px;line-height:1.45;\
+         color:#1f2328\">\n"
+    );
+    if let Some(note) = summary.part_note() {
+        out.push_str(
+            "<p style=\"margin:0 0 10px;padding:6px 10px;background:#eceff1;color:#3c4043;\
+             font-size:13px\">",
+        );
+        escape_into(&mut out, &note);
+        out.push_str("</p>\n");
+    }
+    out.push_str("<p style=\"margin:0 0 4px;font-size:18px;font-weight:bold\">");
+    escape_into(&mut out, summary.app);
+    out.push_str(": ");
+    out.push_str(&summary.record_count());
+    out.push_str("</p>\n<p style=\"margin:0 0 12px;color:#57606a\">");
+    for (level, n) in summary.levels() {
+        out.push_str(label(level));
+        let _ = write!(out, "{n} {level}{SPAN_END} ");
+    }
+    if let Some(span) = summary.time_span() {
+        escape_into(&mut out, &span);
+        out.push('.');
+    }
+    out.push_str("</p>\n");
+    if let Some(note) = summary.dropped_note() {
+        out.push_str(
+            "<p style=\"margin:0 0 12px;padding:6px 10px;background:#fdefc8;color:#8a4b00;\
+             border-left:3px solid #e8a33d\">",
+        );
+        escape_into(&mut out, &note);
+        out.push_str("</p>\n");
+    }
+    out.push_str(
+        "<table cellpadding=\"6\" cellspacing=\"0\" border=\"0\" width=\"100%\" \
+         style=\"border-collapse:collapse;font-size:13px;border:1px solid #d8dee4\">\n\
+         <tr bgcolor=\"#eaeef2\" style=\"font-size:12px;color:#57606a\">",
+    );
+    for heading in ["Time", "Level", "Target", "Message", "Fields"] {
+        let _ = write!(out, "<th align=\"left\">{heading}</th>");
+    }
+    out.push_str("</tr>\n");
+    for (i, record) in records.iter().enumerate() {
+        write_row(
+            &mut out,
+            record,
+            record.span_context().as_deref(),
+            summary,
+            i % 2 == 1,
+        );
+    }
+    out.push_str("</table>\n<p style=\"margin:14px 0 0;font-size:12px;color:#6a737d\">");
+    escape_into(
+        &mut out,
+        &footer(summary.app, &state_path.display().to_string()),
+    );
+    out.push_str("</p>\n</div>\n</body></html>\n");
+    out
+}
+
+/// One record's row: time, level, target, message with its span context
+/// below, fields.
+fn write_row(
+    out: &mut String,
+    record: &Record,
+    context: Option<&str>,
+    summary: &Summary<'_>,
+    shaded: bool,
+) {
+    out.push_str(if record.level == Level::ERROR {
+        TR_ERROR
+    } else if shaded {
+        TR_SHADED
+    } else {
+        TR
+    });
+    out.push_str(TD_TIME);
+    out.push_str(&show_time(record.timestamp, summary.offset, LINE_TIME));
+    out.push_str(TD_END);
+    out.push_str(TD_LEVEL);
+    out.push_str(label(record.level));
+    out.push_str(record.level.as_str());
+    out.push_str(SPAN_END);
+    out.push_str(TD_END);
+    out.push_str(TD_TARGET);
+    write_target(out, &record.target);
+    out.push_str(TD_END);
+    out.push_str(TD_MESSAGE);
+    escape_into(out, &record.message);
+    if let Some(context) = context {
+        out.push_str(CONTEXT);
+        escape_into(out, context);
+        out.push_str(DIV_END);
+    }
+    out.push_str(TD_END);
+    out.push_str(TD_FIELDS);
+    for (i, (name, value)) in record.fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(FIELD_SEP);
+        }
+        out.push_str(FIELD_NAME);
+        escape_into(out, name);
+        out.push('=');
+        out.push_str(SPAN_END);
+        write_value(&mut Escaped(out), value);
+    }
+    out.push_str(ROW_END);
+}
+
+/// A target, escaped, with a line-break opportunity after each `::`, so a
+/// narrow column shows `poca::` / `download` rather than `poca::downlo` /
+/// `ad`.
+fn write_target(out: &mut String, target: &str) {
+    for (i, segment) in target.split("::").enumerate() {
+        if i > 0 {
+            out.push_str("::");
+            out.push_str(WBR);
+        }
+        escape_into(out, segment);
+    }
+}
+
+/// A field's value: a string as its text, anything else as JSON.
+fn write_value(out: &mut impl fmt::Write, value: &Value) {
+    let _ = match value {
+        Value::String(s) => out.write_str(s),
+        other => write!(out, "{other}"),
+    };
+}
+
+/// How many bytes `record`'s row takes in the HTML part, at most a few more
+/// than [`write_row`] writes; `context` is its span context.
+pub(crate) fn row_bytes(record: &Record, context: Option<&str>) -> usize {
+    const FIXED: usize = TR_SHADED.len()
+        + TD_TIME.len()
+        + "2026-11-21 10:00:03".len()
+        + TD_END.len()
+        + TD_LEVEL.len()
+        + SPAN_END.len()
+        + TD_END.len()
+        + TD_TARGET.len()
+        + TD_END.len()
+        + TD_MESSAGE.len()
+        + TD_END.len()
+        + TD_FIELDS.len()
+        + ROW_END.len();
+    const PER_FIELD: usize = FIELD_SEP.len() + FIELD_NAME.len() + "=".len() + SPAN_END.len();
+    const PER_CONTEXT: usize = CONTEXT.len() + DIV_END.len();
+    let fields: usize = record
+        .fields
+        .iter()
+        .map(|(name, value)| {
+            let mut len = EscapedLen(0);
+            write_value(&mut len, value);
+            PER_FIELD + escaped_len(name) + len.0
+        })
+        .sum();
+    FIXED
+        + label(record.level).len()
+        + record.level.as_str().len()
+        + escaped_len(&record.target)
+        + record.target.matches("::").count() * WBR.len()
+        + escaped_len(&record.message)
+        + context.map_or(0, |c| PER_CONTEXT + escaped_len(c))
+        + fields
+}
+
+/// The entity for a byte that must be escaped in HTML text and attributes.
+fn entity(byte: u8) -> Option<&'static str> {
+    match byte {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'"' => Some("&quot;"),
+        b'\'' => Some("&#39;"),
+        _ => None,
+    }
+}
+
+/// Appends `text` with `& < > " '` escaped.
+pub(crate) fn escape_into(out: &mut String, text: &str) {
+    let mut done = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        if let Some(entity) = entity(byte) {
+            // The escaped bytes are ASCII, so `i` is a char boundary.
+            out.push_str(&text[done..i]);
+            out.push_str(entity);
+            done = i + 1;
+        }
+    }
+    out.push_str(&text[done..]);
+}
+
+/// The length of `text` once escaped.
+fn escaped_len(text: &str) -> usize {
+    text.len()
+        + text
+            .bytes()
+            .filter_map(entity)
+            .map(|e| e.len() - 1)
+            .sum::<usize>()
+}
+
+/// Writes into a `String`, escaping as it goes (for values written with
+/// `Display`, without a temporary string).
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// Counts the bytes that [`Escaped`] would write.
+struct EscapedLen(usize);
+
+impl fmt::Write for EscapedLen {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += escaped_len(s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Fields, SpanRecord};
+    use serde_json::json;
+    use std::sync::Arc;
+    use time::UtcOffset;
+    use time::macros::datetime;
+
+    fn record(level: Level, message: &str) -> Record {
+        let mut r = crate::policy::tests::record_at(level);
+        r.timestamp = datetime!(2026-11-21 10:00:03.25 UTC);
+        r.target = "poca::feed".into();
+        r.message = message.into();
+        r
+    }
+
+    /// The podcast client's failing feed, inside `run{job="nightly"} >
+    /// fetch{feed="Radio Café"}`.
+    fn feed_failed() -> Record {
+        let mut r = record(Level::WARN, "feed failed");
+        r.fields = Fields(vec![
+            ("feed".into(), json!("Radio Café")),
+            ("attempt".into(), json!(3)),
+            ("tags".into(), json!(["a", "b"])),
+        ]);
+        r.spans = vec![
+            Arc::new(SpanRecord {
+                name: "run".into(),
+                fields: Fields(vec![("job".into(), json!("nightly"))]),
+            }),
+            Arc::new(SpanRecord {
+                name: "fetch".into(),
+                fields: Fields(vec![("feed".into(), json!("Radio Café"))]),
+            }),
+        ];
+        r
+    }
+
+    fn html(records: &[Record], dropped: u64, part: Option<(usize, usize)>) -> String {
+        let summary = Summary::new("poca", records, dropped, part, UtcOffset::UTC);
+        render(&summary, Path::new("/var/lib/poca/state.json"))
+    }
+
+    /// The `<tr>…</tr>` rows of the table, header row excluded.
+    fn rows(html: &str) -> Vec<&str> {
+        html.split("<tr valign=")
+            .skip(1)
+            .map(|r| &r[..r.find("</tr>").unwrap()])
+            .collect()
+    }
+
+    #[test]
+    fn escaping_covers_the_five_characters() {
+        let mut out = String::new();
+        escape_into(&mut out, r#"a&b <c> "d" 'e' Café ポッド"#);
+        assert_eq!(
+            out,
+            "a&amp;b &lt;c&gt; &quot;d&quot; &#39;e&#39; Café ポッド"
+        );
+        assert_eq!(escaped_len(r#"a&b <c> "d" 'e' Café ポッド"#), out.len());
+    }
+
+    #[test]
+    fn markup_in_records_is_escaped_everywhere() {
+        let mut r = record(Level::ERROR, "<script>alert(1)</script>");
+        r.target = "x<b>".into();
+        r.fields = Fields(vec![
+            ("url".into(), json!("\"><img src=x onerror=alert(1)>")),
+            ("<i>".into(), json!({"k": "<svg onload=alert(1)>"})),
+        ]);
+        r.spans = vec![Arc::new(SpanRecord {
+            name: "<span>".into(),
+            fields: Fields(vec![("q".into(), json!("'><a href=javascript:x>"))]),
+        })];
+        let html = html(&[r], 0, None);
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<svg"), "{html}");
+        assert!(!html.contains("<a "), "{html}");
+        assert!(!html.contains("<b>") && !html.contains("<i>") && !html.contains("<span>"));
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("x&lt;b&gt;"), "{html}");
+        assert!(html.contains("&lt;span&gt;{q=&quot;&#39;&gt;&lt;a href=javascript:x&gt;&quot;}"));
+    }
+
+    #[test]
+    fn the_app_name_and_state_path_are_escaped_too() {
+        let records = [record(Level::WARN, "x")];
+        let summary = Summary::new("a<b>", &records, 0, None, UtcOffset::UTC);
+        let html = render(&summary, Path::new("/tmp/<x>/state.json"));
+        assert!(!html.contains("a<b>") && !html.contains("<x>"), "{html}");
+        assert!(html.contains("a&lt;b&gt;: 1 log record"), "{html}");
+        assert!(html.contains("/tmp/&lt;x&gt;/state.json"), "{html}");
+    }
+
+    #[test]
+    fn one_row_per_record_oldest_first_with_every_column() {
+        let mut first = feed_failed();
+        first.timestamp = datetime!(2026-11-21 09:59:00 UTC);
+        let second = record(Level::INFO, "feed updated");
+        let html = html(&[first, second], 0, None);
+        let rows = rows(&html);
+        assert_eq!(rows.len(), 2);
+        let r = rows[0];
+        for part in [
+            "2026-11-21 09:59:00",
+            ">WARN</span>",
+            "feed failed",
+            // The span context, under the message.
+            "<div style=\"font-size:12px;color:#6a737d\">in run{job=&quot;nightly&quot;} &gt; fetch{feed=&quot;Radio Café&quot;}</div>",
+            // Strings as text, other values as JSON.
+            "feed=</span>Radio Café<br>",
+            "attempt=</span>3<br>",
+            "tags=</span>[&quot;a&quot;,&quot;b&quot;]",
+        ] {
+            assert!(r.contains(part), "{part} missing in {r}");
+        }
+        let message = r.find("feed failed").unwrap();
+        assert!(message < r.find("in run{").unwrap());
+        assert!(
+            r.contains(">poca::<wbr>feed</td>"),
+            "targets break after ::"
+        );
+        assert!(rows[1].contains("2026-11-21 10:00:03") && rows[1].contains(">INFO</span>"));
+        assert!(!rows[1].contains("<div"), "no context without spans");
+    }
+
+    #[test]
+    fn levels_are_labelled_in_words_and_colours() {
+        let records: Vec<Record> = [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ]
+        .into_iter()
+        .map(|l| record(l, "m"))
+        .collect();
+        let html = html(&records, 0, None);
+        let rows = rows(&html);
+        for (row, (level, colour)) in rows.iter().zip([
+            ("ERROR", "#b3261e"),
+            ("WARN", "#8a4b00"),
+            ("INFO", "#174ea6"),
+            ("DEBUG", "#5f6368"),
+            ("TRACE", "#5f6368"),
+        ]) {
+            assert!(
+                row.contains(&format!("color:{colour};"))
+                    && row.contains(&format!(">{level}</span>")),
+                "{level}: {row}"
+            );
+        }
+        assert!(
+            rows[0].starts_with("\"top\" bgcolor=\"#fdf4f3\""),
+            "ERROR rows are tinted"
+        );
+    }
+
+    #[test]
+    fn the_header_has_the_text_body_summary() {
+        let mut records = vec![record(Level::ERROR, "a"), record(Level::WARN, "b")];
+        records.extend((0..3).map(|_| record(Level::INFO, "c")));
+        records[4].timestamp = datetime!(2026-11-21 12:00:04 UTC);
+        let html = html(&records, 0, None);
+        assert!(html.contains("poca: 5 log records</p>"), "{html}");
+        for count in ["1 ERROR", "1 WARN", "3 INFO"] {
+            assert!(html.contains(&format!("{count}</span>")), "{count}: {html}");
+        }
+        assert!(
+            html.contains("from 2026-11-21 10:00:03 to 2026-11-21 12:00:04, times in UTC."),
+            "{html}"
+        );
+        assert!(!html.contains("dropped") && !html.contains("part "));
+        assert!(
+            html.contains(
+                "Sent by tracing-email for poca. Records wait in /var/lib/poca/state.json"
+            )
+        );
+    }
+
+    #[test]
+    fn dropped_records_and_parts_are_said() {
+        let records = [record(Level::WARN, "x")];
+        let html = html(&records, 412, Some((2, 3)));
+        assert!(
+            html.contains(
+                "412 older records were dropped before this digest because too many were pending."
+            ),
+            "{html}"
+        );
+        assert!(html.contains("This is part 2 of 3"), "{html}");
+    }
+
+    #[test]
+    fn a_document_with_no_scripts_and_nothing_to_load() {
+        let html = html(&[feed_failed()], 0, None);
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.contains("<meta charset=\"utf-8\">"));
+        assert!(html.ends_with("</html>\n"));
+        for forbidden in [
+            "<script", "<style", "<link", "<img", "src=", "href=", "url(",
+        ] {
+            assert!(!html.contains(forbidden), "{forbidden} in {html}");
+        }
+        // Short lines: mail transports need lines under 998 bytes to send
+        // it unencoded.
+        assert!(html.lines().all(|l| l.len() < 998), "{html}");
+    }
+
+    #[test]
+    fn row_bytes_is_at_least_the_row_and_close_to_it() {
+        let mut long = feed_failed();
+        long.message = "x&y ".repeat(500);
+        long.fields.0.push(("q".into(), json!({"a": "<\"'>"})));
+        let mut bare = record(Level::TRACE, "");
+        bare.target = "t".into();
+        for r in [
+            feed_failed(),
+            record(Level::ERROR, "<script>alert(1)</script>"),
+            long,
+            bare,
+        ] {
+            let context = r.span_context();
+            let summary = Summary::new("poca", std::slice::from_ref(&r), 0, None, UtcOffset::UTC);
+            for shaded in [false, true] {
+                let mut row = String::new();
+                write_row(&mut row, &r, context.as_deref(), &summary, shaded);
+                let estimate = row_bytes(&r, context.as_deref());
+                assert!(
+                    estimate >= row.len() && estimate <= row.len() + 24,
+                    "{estimate} vs {} for {row}",
+                    row.len()
+                );
+            }
+        }
+    }
+}
