@@ -198,14 +198,18 @@ fn policy(args: &Args, builder: Builder) -> Builder {
 }
 
 fn setup(args: &Args) -> Result<tracing_email::FlushGuard, String> {
-    let builder = EmailLayer::builder("poca")
+    let mut builder = EmailLayer::builder("poca")
         .state_file(&args.state_file)
         .from(
             args.from
                 .clone()
                 .unwrap_or_else(|| "poca <poca@localhost>".into()),
-        )
-        .subject("POCA log");
+        );
+    // The blog post's subject; following failures across runs, the default
+    // subject names the feed that keeps failing instead.
+    if args.consecutive_runs.is_none() {
+        builder = builder.subject("POCA log");
+    }
     let builder = match (&args.smtp_url, &args.outbox) {
         (Some(url), _) => {
             let mut smtp = Smtp::from_url(url).map_err(|e| e.to_string())?;

@@ -58,6 +58,7 @@ pub struct Builder {
     send_deadline: Duration,
     checkpoint_interval: Option<Duration>,
     capture_panics: bool,
+    detail_lines: usize,
     clock: Arc<dyn crate::Clock>,
 }
 
@@ -107,6 +108,7 @@ impl EmailLayer {
             send_deadline: Duration::from_secs(30),
             checkpoint_interval: Some(Duration::from_secs(1)),
             capture_panics: false,
+            detail_lines: 200,
             clock: Arc::new(crate::SystemClock),
         }
     }
@@ -335,6 +337,18 @@ impl Builder {
     /// ```
     pub fn clock(mut self, clock: impl crate::Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Lists at most this many records one by one in a digest, 200 by
+    /// default: the newest, after a summary that counts every record by kind
+    /// of failure ("and 1 312 more (earlier) are only counted above").
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").max_detail_lines(500);
+    /// ```
+    pub fn max_detail_lines(mut self, lines: usize) -> Self {
+        self.detail_lines = lines;
         self
     }
 
@@ -609,9 +623,14 @@ impl Builder {
             Offset::Local => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
         };
 
-        if self.max_pending == 0 || self.max_record_bytes == 0 || self.max_email_bytes == 0 {
+        if self.max_pending == 0
+            || self.max_record_bytes == 0
+            || self.max_email_bytes == 0
+            || self.detail_lines == 0
+        {
             return Err(Error::config(
-                "max_pending, max_record_bytes and max_email_bytes must be at least 1",
+                "max_pending, max_record_bytes, max_email_bytes and max_detail_lines must be \
+                 at least 1",
             ));
         }
         if self.send_deadline.is_zero() || self.checkpoint_interval.is_some_and(|d| d.is_zero()) {
@@ -631,7 +650,6 @@ impl Builder {
         let needs_worker = self.policy.batch.is_some() || self.checkpoint_interval.is_some();
         let flusher = Arc::new(Mutex::new(Flusher {
             store: StateStore::new(state_path.clone(), self.lock_timeout),
-            policy: self.policy,
             composer: Composer {
                 app,
                 from,
@@ -641,7 +659,11 @@ impl Builder {
                 html: self.html,
                 offset,
                 state_path,
+                fingerprint_fields: self.policy.fingerprint_fields.clone(),
+                level: self.policy.level(),
+                detail_lines: self.detail_lines,
             },
+            policy: self.policy,
             transport: Arc::from(transport),
             max_pending: self.max_pending,
             max_email_bytes: self.max_email_bytes,

@@ -12,6 +12,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
+use crate::history::{History, fingerprint};
 use crate::record::{LINE_TIME, Record, severity, show_time};
 use crate::subject::{Template, default_subject};
 use crate::transport::Email;
@@ -31,6 +32,93 @@ pub(crate) struct Composer {
     pub(crate) html: bool,
     pub(crate) offset: UtcOffset,
     pub(crate) state_path: PathBuf,
+    /// The fields that identify a failure (the policy's).
+    pub(crate) fingerprint_fields: Vec<String>,
+    /// Records at this level or above are summarised as problems.
+    pub(crate) level: Level,
+    /// Most records listed one by one; the oldest beyond it are only counted.
+    pub(crate) detail_lines: usize,
+}
+
+/// One kind of failure in an email, for the summary at its top.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Problem {
+    pub(crate) label: String,
+    pub(crate) level: Level,
+    /// Its records in this email.
+    pub(crate) count: usize,
+    pub(crate) first: OffsetDateTime,
+    pub(crate) last: OffsetDateTime,
+    /// Consecutive runs that saw it, when more than one.
+    pub(crate) runs: Option<u64>,
+}
+
+/// The problems among `records`: one per fingerprint at `level` or above,
+/// most severe first, then the longest-running, then the most frequent.
+pub(crate) fn problems(
+    records: &[Record],
+    history: &History,
+    fields: &[String],
+    level: Level,
+) -> Vec<Problem> {
+    let min = severity(level);
+    let mut by_key: Vec<(String, Problem)> = Vec::new();
+    for r in records.iter().filter(|r| severity(r.level) >= min) {
+        let fp = fingerprint(r, fields);
+        match by_key.iter_mut().find(|(k, _)| *k == fp.key) {
+            Some((_, p)) => {
+                p.count += 1;
+                p.first = p.first.min(r.timestamp);
+                p.last = p.last.max(r.timestamp);
+                if severity(r.level) > severity(p.level) {
+                    p.level = r.level;
+                }
+            }
+            None => {
+                let runs = history
+                    .streaks
+                    .get(&fp.key)
+                    .map(|s| s.runs)
+                    .filter(|runs| *runs > 1);
+                by_key.push((
+                    fp.key,
+                    Problem {
+                        label: fp.label,
+                        level: r.level,
+                        count: 1,
+                        first: r.timestamp,
+                        last: r.timestamp,
+                        runs,
+                    },
+                ));
+            }
+        }
+    }
+    let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
+    out.sort_by(|a, b| {
+        severity(b.level)
+            .cmp(&severity(a.level))
+            .then(b.runs.unwrap_or(1).cmp(&a.runs.unwrap_or(1)))
+            .then(b.count.cmp(&a.count))
+            .then(a.first.cmp(&b.first))
+    });
+    out
+}
+
+/// Most kinds of failure listed in a digest's summary.
+pub(crate) const MAX_PROBLEMS: usize = 20;
+
+/// `1 312`: thousands grouped with spaces.
+pub(crate) fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The levels, most severe first.
@@ -59,6 +147,10 @@ pub(crate) struct Summary<'a> {
     by_level: [usize; 5],
     /// The oldest and the newest record's time.
     span: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// The kinds of failure, for the summary; most important first.
+    pub(crate) problems: Vec<Problem>,
+    /// Most records listed one by one.
+    pub(crate) detail_lines: usize,
 }
 
 impl<'a> Summary<'a> {
@@ -87,7 +179,60 @@ impl<'a> Summary<'a> {
             offset,
             by_level,
             span,
+            problems: Vec::new(),
+            detail_lines: usize::MAX,
         }
+    }
+
+    /// The records listed one by one: the newest `detail_lines`, oldest
+    /// first.
+    pub(crate) fn shown(&self) -> &'a [Record] {
+        &self.records[self.records.len().saturating_sub(self.detail_lines)..]
+    }
+
+    /// `The newest 200 records follow, and 1 312 earlier ones are counted
+    /// above.` when not all are listed.
+    pub(crate) fn hidden_note(&self) -> Option<String> {
+        let hidden = self.records.len() - self.shown().len();
+        (hidden > 0).then(|| {
+            format!(
+                "The newest {} records follow, and {} more (earlier) are only counted above.",
+                grouped(self.shown().len()),
+                grouped(hidden)
+            )
+        })
+    }
+
+    /// `… and 12 other kinds of failure.` beyond the first
+    /// [`MAX_PROBLEMS`].
+    pub(crate) fn more_problems_note(&self) -> Option<String> {
+        let more = self.problems.len().saturating_sub(MAX_PROBLEMS);
+        (more > 0).then(|| format!("… and {} other kinds of failure.", grouped(more)))
+    }
+
+    /// One problem as a line of text: `WARN feed "Radio Café": 5 records,
+    /// 2026-11-20 08:00:00 to 12:00:00, in each of the last 5 runs`.
+    pub(crate) fn problem_line(&self, p: &Problem) -> String {
+        let mut out = format!(
+            "{} {}: {}",
+            p.level,
+            p.label,
+            plural(p.count, "record", "records")
+        );
+        if p.first == p.last {
+            let _ = write!(out, ", at {}", show_time(p.first, self.offset, LINE_TIME));
+        } else {
+            let _ = write!(
+                out,
+                ", {} to {}",
+                show_time(p.first, self.offset, LINE_TIME),
+                show_time(p.last, self.offset, LINE_TIME)
+            );
+        }
+        if let Some(runs) = p.runs {
+            let _ = write!(out, ", in each of the last {runs} runs");
+        }
+        out
     }
 
     /// How many records are at exactly `level`.
@@ -225,8 +370,25 @@ impl Composer {
             out.push_str(&note);
             out.push('\n');
         }
+        if !summary.problems.is_empty() {
+            out.push_str("\nWhat went wrong:\n");
+            for p in summary.problems.iter().take(MAX_PROBLEMS) {
+                out.push_str("  ");
+                out.push_str(&summary.problem_line(p));
+                out.push('\n');
+            }
+            if let Some(note) = summary.more_problems_note() {
+                out.push_str("  ");
+                out.push_str(&note);
+                out.push('\n');
+            }
+        }
         out.push('\n');
-        for record in records {
+        if let Some(note) = summary.hidden_note() {
+            out.push_str(&note);
+            out.push_str("\n\n");
+        }
+        for record in summary.shown() {
             out.push_str(&record.to_line(self.offset));
             out.push('\n');
             if let Some(context) = record.span_context() {
@@ -273,8 +435,11 @@ impl Composer {
         records: &[Record],
         dropped: u64,
         part: Option<(usize, usize)>,
+        history: &History,
     ) -> Result<Email, Error> {
-        let summary = Summary::new(&self.app, records, dropped, part, self.offset);
+        let mut summary = Summary::new(&self.app, records, dropped, part, self.offset);
+        summary.problems = problems(records, history, &self.fingerprint_fields, self.level);
+        summary.detail_lines = self.detail_lines;
         let subject = self.subject(&summary);
         let text = self.body(&summary);
         let html = self
@@ -341,6 +506,9 @@ pub(crate) mod tests {
             html: true,
             offset: UtcOffset::UTC,
             state_path: "/tmp/state.json".into(),
+            fingerprint_fields: vec!["feed".into()],
+            level: Level::WARN,
+            detail_lines: 200,
         }
     }
 
@@ -364,14 +532,16 @@ pub(crate) mod tests {
     fn subject_is_the_template_or_the_default() {
         let rs = records(&[Level::ERROR, Level::WARN, Level::WARN, Level::INFO]);
         let mut c = composer();
-        let email = c.compose(&rs, 0, None).unwrap();
+        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
         assert_eq!(
             email.subject(),
             "[poca] 1 error, 2 warnings since 1970-01-01 00:00"
         );
         c.subject = Some(Template::parse("{app} on {host}: {max_level} x{count}").unwrap());
         c.host = "backup-01".into();
-        let email = c.compose(&rs, 0, Some((1, 2))).unwrap();
+        let email = c
+            .compose(&rs, 0, Some((1, 2)), &History::default())
+            .unwrap();
         assert_eq!(email.subject(), "poca on backup-01: ERROR x4 (part 1 of 2)");
     }
 
@@ -394,7 +564,9 @@ pub(crate) mod tests {
     #[test]
     fn email_has_the_headers_a_mail_client_needs() {
         let rs = records(&[Level::WARN]);
-        let email = composer().compose(&rs, 0, None).unwrap();
+        let email = composer()
+            .compose(&rs, 0, None, &History::default())
+            .unwrap();
         let raw = String::from_utf8(email.formatted()).unwrap();
         for header in [
             "From: ",
@@ -413,7 +585,9 @@ pub(crate) mod tests {
     #[test]
     fn parts_are_numbered_in_subject_and_body() {
         let rs = records(&[Level::WARN]);
-        let email = composer().compose(&rs, 0, Some((2, 3))).unwrap();
+        let email = composer()
+            .compose(&rs, 0, Some((2, 3)), &History::default())
+            .unwrap();
         assert!(
             email.subject().ends_with(" (part 2 of 3)"),
             "{}",
@@ -442,8 +616,12 @@ pub(crate) mod tests {
         // becoming "2 log records" adds 3 bytes of its own).
         c.html = true;
         let size = |email: &Email| email.text().len() + email.html().unwrap().len();
-        let one = c.compose(&[r.clone()], 0, None).unwrap();
-        let two = c.compose(&[r.clone(), r.clone()], 0, None).unwrap();
+        let one = c
+            .compose(&[r.clone()], 0, None, &History::default())
+            .unwrap();
+        let two = c
+            .compose(&[r.clone(), r.clone()], 0, None, &History::default())
+            .unwrap();
         let grown = size(&two) - size(&one) - 3;
         let estimate = c.line_bytes(&r);
         assert!(
@@ -462,6 +640,148 @@ pub(crate) mod tests {
         assert_eq!(
             offset_label(UtcOffset::from_hms(1, 0, 0).unwrap()),
             "UTC+01:00"
+        );
+    }
+
+    /// `n` records of the feed `feed` at `level`, one an hour from `hour`.
+    fn feed_records(feed: &str, level: Level, hour: i64, n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let mut r = record_at(level);
+                r.message = "feed failed".into();
+                r.fields.0.push(("feed".into(), serde_json::json!(feed)));
+                r.timestamp = OffsetDateTime::UNIX_EPOCH + time::Duration::hours(hour + i as i64);
+                r
+            })
+            .collect()
+    }
+
+    /// A history in which `feed` failed in each of the last `runs` runs.
+    fn streak(c: &Composer, feed: &str, runs: u64) -> History {
+        let mut h = History::default();
+        let r = &feed_records(feed, Level::WARN, 0, 1)[0];
+        let fp = fingerprint(r, &c.fingerprint_fields);
+        for _ in 0..runs {
+            let run = h.start_run();
+            h.observe(run, &fp, Level::WARN, r.timestamp);
+        }
+        h
+    }
+
+    #[test]
+    fn the_summary_puts_the_worst_and_longest_running_failure_first() {
+        let c = composer();
+        let mut rs = feed_records("Ääniraita", Level::WARN, 0, 1);
+        rs.extend(feed_records("Radio Café", Level::WARN, 1, 5));
+        rs.extend(feed_records("ポッドキャスト", Level::ERROR, 2, 1));
+        rs.push(record_at(Level::INFO)); // context, not a problem
+        let h = streak(&c, "Radio Café", 5);
+        let ps = problems(&rs, &h, &c.fingerprint_fields, c.level);
+        let labels: Vec<&str> = ps.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                r#"feed "ポッドキャスト""#,
+                r#"feed "Radio Café""#,
+                r#"feed "Ääniraita""#
+            ]
+        );
+        assert_eq!((ps[1].count, ps[1].runs), (5, Some(5)));
+        assert_eq!(ps[2].runs, None);
+        let email = c.compose(&rs, 0, None, &h).unwrap();
+        let text = email.text();
+        assert!(text.contains("What went wrong:\n  ERROR feed \"ポッドキャスト\": 1 record, at 1970-01-01 02:00:00\n"), "{text}");
+        assert!(
+            text.contains(
+                "  WARN feed \"Radio Café\": 5 records, 1970-01-01 01:00:00 to 1970-01-01 05:00:00, in each of the last 5 runs\n"
+            ),
+            "{text}"
+        );
+        let html = email.html().unwrap();
+        assert!(html.contains("What went wrong"), "{html}");
+        assert!(html.contains("in each of the last 5 runs"));
+    }
+
+    #[test]
+    fn the_subject_names_the_failure_that_persists() {
+        let c = composer();
+        let mut rs = feed_records("Radio Café", Level::WARN, 0, 5);
+        rs.extend(feed_records("Ääniraita", Level::WARN, 0, 3));
+        let h = streak(&c, "Radio Café", 5);
+        let email = c.compose(&rs, 0, None, &h).unwrap();
+        assert_eq!(
+            email.subject(),
+            r#"[poca] feed "Radio Café" failing for 5 runs; 3 other warnings"#
+        );
+        // No streak: the counting subject.
+        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        assert!(
+            email.subject().starts_with("[poca] 8 warnings since"),
+            "{}",
+            email.subject()
+        );
+    }
+
+    #[test]
+    fn the_detail_lists_the_newest_records_and_counts_the_rest() {
+        let mut c = composer();
+        c.detail_lines = 3;
+        let rs: Vec<Record> = (0..10)
+            .map(|i| {
+                let mut r = record_at(Level::WARN);
+                r.message = "disk almost full".into();
+                r.fields.0.push(("n".into(), serde_json::json!(i)));
+                r
+            })
+            .collect();
+        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let text = email.text();
+        assert!(
+            text.contains(
+                "The newest 3 records follow, and 7 more (earlier) are only counted above."
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  WARN disk almost full: 10 records"),
+            "{text}"
+        );
+        let listed: Vec<&str> = text.lines().filter_map(|l| l.split(" n=").nth(1)).collect();
+        assert_eq!(listed, ["7", "8", "9"]);
+        let html = email.html().unwrap();
+        assert!(html.contains(">9<") && !html.contains(">6<"), "{html}");
+    }
+
+    #[test]
+    fn large_numbers_are_grouped() {
+        assert_eq!(grouped(7), "7");
+        assert_eq!(grouped(1312), "1 312");
+        assert_eq!(grouped(1_000_000), "1 000 000");
+    }
+
+    #[test]
+    fn the_summary_lists_at_most_twenty_kinds_of_failure() {
+        let rs: Vec<Record> = (0..25)
+            .map(|i| {
+                let mut r = record_at(Level::WARN);
+                r.message = format!("failure {i}");
+                r
+            })
+            .collect();
+        let email = composer()
+            .compose(&rs, 0, None, &History::default())
+            .unwrap();
+        let text = email.text();
+        assert_eq!(text.matches("  WARN failure ").count(), MAX_PROBLEMS);
+        assert!(
+            text.contains("  … and 5 other kinds of failure.\n"),
+            "{text}"
+        );
+        assert!(
+            email
+                .html()
+                .unwrap()
+                .contains("… and 5 other kinds of failure.")
         );
     }
 }

@@ -244,7 +244,7 @@ impl Flusher {
                 let numbered = (total > 1).then_some((i + 1, total));
                 let result = self
                     .composer
-                    .compose(records, dropped, numbered)
+                    .compose(records, dropped, numbered, &state.history)
                     .and_then(|email| send_before(&self.transport, email, deadline));
                 match result {
                     Ok(()) => {

@@ -112,6 +112,33 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
         escape_into(&mut out, &note);
         out.push_str("</p>\n");
     }
+    if !summary.problems.is_empty() {
+        out.push_str(
+            "<p style=\"margin:0 0 4px;font-weight:bold\">What went wrong</p>\n\
+             <ul style=\"margin:0 0 12px;padding-left:20px\">\n",
+        );
+        for p in summary.problems.iter().take(crate::digest::MAX_PROBLEMS) {
+            out.push_str("<li style=\"margin:2px 0\">");
+            out.push_str(label(p.level));
+            let _ = write!(out, "{}{SPAN_END} ", p.level);
+            // The same words as the text part, after the level.
+            let line = summary.problem_line(p);
+            let rest = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
+            escape_into(&mut out, rest);
+            out.push_str("</li>\n");
+        }
+        if let Some(note) = summary.more_problems_note() {
+            out.push_str("<li style=\"margin:2px 0;list-style:none\">");
+            escape_into(&mut out, &note);
+            out.push_str("</li>\n");
+        }
+        out.push_str("</ul>\n");
+    }
+    if let Some(note) = summary.hidden_note() {
+        out.push_str("<p style=\"margin:0 0 8px;color:#57606a\">");
+        escape_into(&mut out, &note);
+        out.push_str("</p>\n");
+    }
     out.push_str(
         "<table cellpadding=\"6\" cellspacing=\"0\" border=\"0\" width=\"100%\" \
          style=\"border-collapse:collapse;font-size:13px;border:1px solid #d8dee4\">\n\
@@ -121,7 +148,7 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
         let _ = write!(out, "<th align=\"left\">{heading}</th>");
     }
     out.push_str("</tr>\n");
-    for (i, record) in records.iter().enumerate() {
+    for (i, record) in summary.shown().iter().enumerate() {
         write_row(
             &mut out,
             record,

@@ -167,6 +167,25 @@ impl Template {
 pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     let mut out = String::with_capacity(64);
     let _ = write!(out, "[{}] ", summary.app);
+    // A failure seen run after run names itself:
+    // `[poca] feed "Radio Café" failing for 5 runs; 3 other warnings`.
+    if let Some(main) = summary.problems.first()
+        && let Some(runs) = main.runs
+    {
+        let _ = write!(out, "{} failing for {runs} runs", main.label);
+        let others =
+            |level| summary.count(level) - if main.level == level { main.count } else { 0 };
+        let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        if errors > 0 {
+            let _ = write!(out, "; {errors} other error{}", plural(errors));
+        }
+        if warnings > 0 {
+            let sep = if errors > 0 { ", " } else { "; " };
+            let _ = write!(out, "{sep}{warnings} other warning{}", plural(warnings));
+        }
+        return out;
+    }
     let errors = summary.count(Level::ERROR);
     let warnings = summary.count(Level::WARN);
     let plural = |n: usize| if n == 1 { "" } else { "s" };

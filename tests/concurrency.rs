@@ -45,6 +45,8 @@ fn logging_process(args: Vec<String>) -> u8 {
     let (layer, guard) = builder(Path::new(&args[0]), smtp)
         .threshold(1, Level::WARN)
         .lock_timeout(Duration::from_secs(60))
+        // Every record listed, to count them at the server.
+        .max_detail_lines(10_000)
         .build()
         .unwrap();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();

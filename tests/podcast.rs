@@ -195,7 +195,7 @@ fn streak_run(test: &str, dir: &Path, now: &str, fail: &[&str]) -> String {
     outcome_line(&output)
 }
 
-fn outbox_texts(dir: &Path) -> Vec<String> {
+fn outbox<T>(dir: &Path, read: impl Fn(&mail_parser::Message<'_>) -> T) -> Vec<T> {
     let mut paths: Vec<_> = match std::fs::read_dir(dir.join("outbox")) {
         Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
         Err(_) => return Vec::new(),
@@ -205,12 +205,7 @@ fn outbox_texts(dir: &Path) -> Vec<String> {
         .iter()
         .map(|p| {
             let eml = std::fs::read(p).unwrap();
-            mail_parser::MessageParser::default()
-                .parse(&eml)
-                .unwrap()
-                .body_text(0)
-                .unwrap()
-                .into_owned()
+            read(&mail_parser::MessageParser::default().parse(&eml).unwrap())
         })
         .collect()
 }
@@ -254,8 +249,21 @@ fn a_feed_failing_run_after_run_is_reported_once_then_reminded_daily() {
     // A feed not among the built-in ones is added.
     let added = streak_run(name, d, "2026-11-21T13:00:00Z", &["Brand New Cast"]);
     assert!(added.starts_with("held 9 records"), "{added}");
-    let texts = outbox_texts(d);
+    let subjects = outbox(d, |m| m.subject().unwrap().to_owned());
+    assert_eq!(
+        subjects,
+        [
+            r#"[poca] feed "Radio Café" failing for 3 runs; 2 other warnings"#,
+            r#"[poca] feed "Radio Café" failing for 27 runs"#,
+        ]
+    );
+    let texts = outbox(d, |m| m.body_text(0).unwrap().into_owned());
     assert_eq!(texts.len(), 2);
+    assert!(
+        texts[1].contains("in each of the last 27 runs"),
+        "the summary says how long: {}",
+        texts[1]
+    );
     assert!(
         texts[0].contains("feed=\"Ääniraita\""),
         "the blips ride along"
