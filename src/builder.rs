@@ -758,6 +758,7 @@ mod tests {
             assert!(err(b).contains("app name"), "{app:?}");
         }
         assert!(err(ok().state_file("/")).contains("no file name"));
+        #[cfg(feature = "smtp")]
         assert!(err(ok().transport(crate::Smtp::tls("h").port(0))).contains("port is 0"));
         assert!(err(ok().max_pending(0)).contains("max_pending"));
         assert!(err(ok().send_deadline(Duration::ZERO)).contains("send_deadline"));

@@ -16,7 +16,9 @@ use crate::builder::Builder;
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
 use crate::layer::EmailLayer;
-use crate::transport::{FileDrop, Smtp};
+use crate::transport::FileDrop;
+#[cfg(feature = "smtp")]
+use crate::transport::Smtp;
 
 /// The layer's settings as data: deserialize it from a table of the
 /// program's own configuration file, or read it from environment variables
@@ -300,14 +302,22 @@ fn seconds(secs: f64, positive: bool) -> Option<Duration> {
 
 /// The URL with its password, if any, shown as `***`.
 fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
-                return "(an SMTP URL with a password, hidden)".to_owned();
-            }
-            parsed.into()
-        }
-        Err(_) => "(not a valid URL, hidden)".to_owned(),
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return "(not a valid URL, hidden)".to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &authority[..colon],
+                &url[scheme_end + at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -592,7 +602,17 @@ impl EmailConfig {
                     self.name("outbox"),
                 )));
             }
+            #[cfg(feature = "smtp")]
             (Some(url), None) => b = b.transport(self.smtp(url, getenv)?),
+            #[cfg(not(feature = "smtp"))]
+            (Some(_), None) => {
+                let _ = getenv;
+                return Err(Error::config(format!(
+                    "{}: this program was built without tracing-email's `smtp` feature; \
+                     use `outbox`, or enable the feature",
+                    self.name("smtp_url")
+                )));
+            }
             (None, outbox) => {
                 let smtp_only = [
                     ("password_env", self.password_env.is_some()),
@@ -706,6 +726,7 @@ impl EmailConfig {
 
     /// The SMTP transport: the URL, the password from wherever it is given,
     /// the certificate file, the timeout.
+    #[cfg(feature = "smtp")]
     fn smtp(&self, url: &str, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Smtp, Error> {
         let smtp_url = self.name("smtp_url");
         let smtp_err = |message: String| Error::new(ErrorKind::Smtp, message);
@@ -771,6 +792,7 @@ impl EmailConfig {
     }
 
     /// The password from the variable `var` named by `password_env`.
+    #[cfg(feature = "smtp")]
     fn password_from(
         &self,
         var: &str,
@@ -1350,6 +1372,7 @@ mod tests {
         EmailConfig::from_vars("POCA", pairs.iter().copied())
     }
 
+    #[cfg(feature = "smtp")]
     fn smtp_config(password_env: &str) -> EmailConfig {
         let mut c: EmailConfig = serde_json::from_value(serde_json::json!({
             "app": "poca",
@@ -1363,6 +1386,7 @@ mod tests {
         c
     }
 
+    #[cfg(feature = "smtp")]
     #[test]
     fn password_env_is_read_at_build_time_and_a_missing_variable_is_named() {
         let c = smtp_config("POCA_TEST_PASSWORD");
@@ -1391,6 +1415,7 @@ mod tests {
         std::mem::forget(guard); // dropping would flush into /nonexistent
     }
 
+    #[cfg(feature = "smtp")]
     #[test]
     fn a_password_put_in_password_env_by_mistake_is_not_echoed() {
         let c = smtp_config("correct horse battery staple");
@@ -1439,6 +1464,7 @@ mod tests {
         assert_eq!(e.name("smtp_url"), "POCA_SMTP_URL");
     }
 
+    #[cfg(feature = "smtp")]
     #[test]
     fn zero_counts_and_durations_set_in_code_are_named() {
         let mut c = smtp_config("X");
@@ -1473,9 +1499,11 @@ mod tests {
             "smtps://me%40example.com:***@smtp.example.com:465"
         );
         assert_eq!(redact_url("smtp://h?tls=required"), "smtp://h?tls=required");
+        assert_eq!(redact_url("smtps://u:hunter 2@"), "smtps://u:***@");
+        assert_eq!(redact_url("p:a:ss@word"), "(not a valid URL, hidden)");
         assert_eq!(
-            redact_url("smtps://u:hunter 2@"),
-            "(not a valid URL, hidden)"
+            redact_url("smtps://me@x.org/a:b@c"),
+            "smtps://me@x.org/a:b@c"
         );
     }
 

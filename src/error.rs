@@ -70,6 +70,7 @@ impl Error {
         Error::new(ErrorKind::Config, message)
     }
 
+    #[cfg(feature = "smtp")]
     pub(crate) fn smtp(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Smtp, message)
     }

@@ -88,7 +88,11 @@ pub use guard::{FlushGuard, Outcome};
 pub use inspect::{Snapshot, StateFile, Verdict};
 pub use layer::EmailLayer;
 pub use record::{Fields, Record, SpanRecord, Str};
-pub use transport::{BoxError, Email, FileDrop, Sendmail, Smtp, Transport};
+#[cfg(feature = "sendmail")]
+pub use transport::Sendmail;
+#[cfg(feature = "smtp")]
+pub use transport::Smtp;
+pub use transport::{BoxError, Email, FileDrop, Transport};
 
 // The README's Rust examples are compiled as doc tests, so they cannot drift.
 #[cfg(doctest)]

@@ -1,6 +1,8 @@
 //! Bounds: how many records are kept, how big one record may be, how big
 //! one email may be.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! logging while a batch is being sent, and a state file whose lock is held
 //! for too long.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::collections::BTreeSet;

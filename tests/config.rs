@@ -4,6 +4,8 @@
 //! parsed. The tests that need a variable in the environment run in a child
 //! process (see `support::child`), so no test changes this one's.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::path::Path;

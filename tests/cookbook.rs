@@ -1,6 +1,8 @@
 //! The `cookbook` example, run as a child process against the mock server:
 //! 102 records, `batch(10)`, 11 emails.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 #[allow(dead_code)]

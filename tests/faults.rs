@@ -2,6 +2,8 @@
 //! words, every record is kept, and the next run delivers them all, in order.
 //! Also the one overall deadline on a send.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::time::{Duration, Instant};

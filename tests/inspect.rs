@@ -1,6 +1,8 @@
 //! The `inspect` example, run as a child process: the table, `--threshold`,
 //! `--send-now` against the mock server, `--clear`.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 #[allow(dead_code)]

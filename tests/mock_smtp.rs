@@ -1,6 +1,8 @@
 //! Self-test of the mock SMTP server in `tests/support`, driven by lettre
 //! itself (and by a tiny raw client for what lettre never sends).
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};

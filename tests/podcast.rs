@@ -2,6 +2,8 @@
 //! child process running the `podcast` example's code (see
 //! `support::child`), against one state file and the mock SMTP server.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 #[allow(dead_code)]

@@ -3,6 +3,8 @@
 //! with lettre's own tracing (which logs the AUTH exchange) turned on and a
 //! global subscriber that would show it.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::io::Write;

@@ -2,6 +2,8 @@
 //! TLS modes, login, headers, Unicode, the cookbook's batches. Failures are
 //! in `faults.rs`.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::path::Path;

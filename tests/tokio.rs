@@ -2,6 +2,8 @@
 //! without panicking, and its flush, which blocks the thread it runs on, ends
 //! by the send deadline while the runtime's other tasks go on.
 
+#![cfg(feature = "smtp")]
+
 mod support;
 
 use std::sync::Arc;

@@ -12,7 +12,9 @@ use std::net::TcpListener;
 
 use support::child::{act_as_child_if_asked, command, outcome_line};
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, Outcome, Sendmail, Transport};
+#[cfg(feature = "sendmail")]
+use tracing_email::Sendmail;
+use tracing_email::{EmailLayer, FileDrop, Outcome, Transport};
 use tracing_subscriber::prelude::*;
 
 fn send_through(transport: impl Transport, dir: &std::path::Path) -> Outcome {
@@ -78,7 +80,7 @@ fn file_drop_into_a_path_it_cannot_make_fails_and_keeps_the_records() {
 }
 
 /// A fake `sendmail` that records its arguments and standard input.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "sendmail"))]
 fn fake_sendmail(dir: &std::path::Path, exit: u8) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let script = dir.join("sendmail");
@@ -94,7 +96,7 @@ fn fake_sendmail(dir: &std::path::Path, exit: u8) -> std::path::PathBuf {
     script
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "sendmail"))]
 #[test]
 fn sendmail_hands_the_message_to_the_program_with_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +114,7 @@ fn sendmail_hands_the_message_to_the_program_with_the_envelope() {
     assert!(parsed.body_text(0).unwrap().contains("Radio Café"));
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "sendmail"))]
 #[test]
 fn a_failing_sendmail_keeps_the_records() {
     let dir = tempfile::tempdir().unwrap();

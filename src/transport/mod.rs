@@ -2,11 +2,15 @@
 //! with the crate ([`Smtp`], [`FileDrop`], [`Sendmail`]).
 
 mod file;
+#[cfg(feature = "sendmail")]
 mod sendmail;
+#[cfg(feature = "smtp")]
 mod smtp;
 
 pub use file::FileDrop;
+#[cfg(feature = "sendmail")]
 pub use sendmail::Sendmail;
+#[cfg(feature = "smtp")]
 pub use smtp::Smtp;
 
 use std::sync::Arc;

@@ -25,6 +25,7 @@ mod certs;
 pub mod child;
 pub mod recorder;
 mod session;
+#[cfg(feature = "smtp")]
 pub mod setup;
 
 use std::collections::HashMap;
