@@ -22,6 +22,12 @@ use crate::subject::Template;
 use crate::transport::Transport;
 
 /// The file name of the state file inside the app's state folder.
+///
+/// ```
+/// let file = tracing_email::StateFile::for_app("poca")?;
+/// assert!(file.path().ends_with(tracing_email::STATE_FILE_NAME));
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
 pub const STATE_FILE_NAME: &str = "tracing-email.json";
 
 /// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by

@@ -4,6 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 /// What kind of thing went wrong; see [`Error::kind`].
+///
+/// ```
+/// use tracing_email::{ErrorKind, Outcome};
+///
+/// fn retry_soon(outcome: &Outcome) -> bool {
+///     matches!(outcome, Outcome::Failed { error, .. } if error.kind() == ErrorKind::Busy)
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {

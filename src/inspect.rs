@@ -34,6 +34,14 @@ pub struct StateFile {
 /// What a state file holds at one moment.
 ///
 /// Its `Display` is a small table a person reads at a glance.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// println!("{snapshot}");
+/// println!("{} warnings or worse", snapshot.count_at_least(tracing::Level::WARN));
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -57,6 +65,18 @@ pub struct Snapshot {
 }
 
 /// What the policy would do with the pending records at a flush now.
+///
+/// ```
+/// use tracing_email::Verdict;
+///
+/// fn explain(verdict: Verdict) -> String {
+///     match verdict {
+///         Verdict::Hold { counted, needed } => format!("{counted} of {needed}"),
+///         Verdict::Send { records } => format!("sends {records}"),
+///         other => format!("{other:?}"),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Verdict {

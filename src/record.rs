@@ -14,6 +14,11 @@ use tracing::{Level, Metadata};
 
 /// A text that is usually `'static` (tracing metadata) and owned only once
 /// read back from the state file, so capturing an event copies no names.
+///
+/// ```
+/// let target: tracing_email::Str = "poca::feed".into();
+/// assert_eq!(target, "poca::feed");
+/// ```
 pub type Str = Cow<'static, str>;
 
 /// One log record: everything an event said, and where it said it.

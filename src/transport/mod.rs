@@ -19,6 +19,11 @@ use crate::record::Record;
 
 /// The error type transports return: any error, boxed. Its `Display` (and
 /// its sources') ends up in [`Outcome::Failed`](crate::Outcome::Failed).
+///
+/// ```
+/// let error: tracing_email::BoxError = "the webhook answered 503".into();
+/// assert_eq!(error.to_string(), "the webhook answered 503");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// One digest email, ready to deliver.
