@@ -39,7 +39,7 @@ trap 'rm -rf "$profile"' EXIT
 mkdir -p "$(dirname "$png")"
 "$chromium_bin" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
-  --hide-scrollbars --user-data-dir="$profile" --window-size=1000,700 \
+  --hide-scrollbars --user-data-dir="$profile" --window-size=1000,860 \
   --screenshot="$png" "file://$html"
 
 echo "wrote $png ($(wc -c <"$png") bytes)"
