@@ -6,31 +6,19 @@
 //! cargo bench --bench event
 //! ```
 
+mod common;
+
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, FlushGuard};
+use tracing_email::FlushGuard;
 use tracing_subscriber::{filter::LevelFilter, prelude::*};
 
 /// The measured event: two fields (`n` and the message), inside one span
 /// with one field.
 fn log_one() {
     tracing::info!(n = 42, "feed {} failed", "x");
-}
-
-fn layer(dir: &std::path::Path) -> (EmailLayer, FlushGuard) {
-    EmailLayer::builder("bench")
-        .transport(FileDrop::new(dir.join("outbox")))
-        .state_file(dir.join("state.json"))
-        .from("bench@example.com")
-        .to("bench@example.com")
-        .threshold(usize::MAX, Level::ERROR)
-        .max_pending(usize::MAX)
-        .checkpoint_interval(None)
-        .build()
-        .expect("layer")
 }
 
 /// Logs `iters` events on each of `threads` threads at once, inside the span;
@@ -72,7 +60,7 @@ fn run_threads(
 
 fn events(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let (layer, guard) = layer(dir.path());
+    let (layer, guard) = common::holding_layer(dir.path());
     let mut group = c.benchmark_group("event");
 
     // First, while no other dispatcher exists, as in a program with one

@@ -6,26 +6,20 @@
 //! cargo bench --bench flush
 //! ```
 
+mod common;
+
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, FlushGuard, Outcome};
+use tracing_email::{FlushGuard, Outcome};
 use tracing_subscriber::prelude::*;
 
+/// The holding layer, as a dispatcher, with its state in `state`'s folder.
 fn layer(state: &Path) -> (tracing::Dispatch, FlushGuard) {
-    let (layer, guard) = EmailLayer::builder("bench")
-        .transport(FileDrop::new(state.with_file_name("outbox")))
-        .state_file(state)
-        .from("bench@example.com")
-        .to("bench@example.com")
-        .threshold(usize::MAX, Level::ERROR)
-        .max_pending(usize::MAX)
-        .checkpoint_interval(None)
-        .build()
-        .expect("layer");
+    let dir = state.parent().expect("a folder");
+    let (layer, guard) = common::holding_layer(dir);
     (
         tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
         guard,

@@ -7,13 +7,13 @@
 //! cargo bench --bench memory
 //! ```
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, FlushGuard};
 use tracing_subscriber::prelude::*;
 
 /// Counts the bytes currently allocated.
@@ -44,19 +44,6 @@ static ALLOCATOR: Counting = Counting;
 
 const RECORDS: usize = 100_000;
 
-fn layer(dir: &std::path::Path) -> (EmailLayer, FlushGuard) {
-    EmailLayer::builder("bench")
-        .transport(FileDrop::new(dir.join("outbox")))
-        .state_file(dir.join("state.json"))
-        .from("bench@example.com")
-        .to("bench@example.com")
-        .threshold(usize::MAX, Level::ERROR)
-        .max_pending(usize::MAX)
-        .checkpoint_interval(None)
-        .build()
-        .expect("layer")
-}
-
 fn log_many(n: usize) {
     let span = tracing::info_span!("job", feed = "Radio Café");
     let _entered = span.enter();
@@ -67,7 +54,7 @@ fn log_many(n: usize) {
 
 fn memory(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let (layer, guard) = layer(dir.path());
+    let (layer, guard) = common::holding_layer(dir.path());
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
 
     // Warm up thread-locals, the span and the buffer's shards.

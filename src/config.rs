@@ -327,14 +327,7 @@ impl fmt::Debug for EmailConfig {
             .field("app", &self.app)
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("password_env", &self.password_env)
-            .field(
-                "password",
-                &if self.password.is_some() {
-                    "***"
-                } else {
-                    "(none)"
-                },
-            )
+            .field("password", &crate::error::hidden(&self.password))
             .field("root_certificate", &self.root_certificate)
             .field("timeout", &self.timeout)
             .field("allow_insecure_auth", &self.allow_insecure_auth)

@@ -96,6 +96,11 @@ impl Error {
     }
 }
 
+/// How `Debug` shows a secret: `"***"` when there is one.
+pub(crate) fn hidden<T>(secret: &Option<T>) -> &'static str {
+    if secret.is_some() { "***" } else { "(none)" }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;

@@ -83,14 +83,7 @@ impl fmt::Debug for Smtp {
             .field("port", &self.port_number())
             .field("security", &self.security.describe())
             .field("user", &self.user)
-            .field(
-                "password",
-                &if self.password.is_some() {
-                    "***"
-                } else {
-                    "(none)"
-                },
-            )
+            .field("password", &crate::error::hidden(&self.password))
             .field("timeout", &self.timeout)
             .field("root_certificates", &self.root_certificates.len())
             .field("allow_insecure_auth", &self.allow_insecure_auth)
