@@ -42,6 +42,7 @@ use crate::transport::Smtp;
 /// | `from` | `"app <robot@example.com>"` | [`from`](Builder::from) |
 /// | `to` | an address, or a list of them (each may hold several, separated by commas) | [`to`](Builder::to) |
 /// | `subject` | a fixed subject | [`subject`](Builder::subject) |
+/// | `html` | `true` (the default) or `false`: the plain text alone, no HTML part | [`html`](Builder::html) |
 /// | `state_file` | a path | [`state_file`](Builder::state_file) |
 /// | `local_time` | `true` or `false` | [`local_time`](Builder::local_time) |
 /// | `policy.threshold` | `{ count = 5, level = "warn" }` | [`threshold`](Builder::threshold) |
@@ -51,6 +52,7 @@ use crate::transport::Smtp;
 /// | `policy.repeat_after`, `policy.min_interval`, `policy.max_age` | seconds | [`repeat_after`](Builder::repeat_after), [`min_interval`](Builder::min_interval), [`max_age`](Builder::max_age) |
 /// | `policy.fingerprint_fields` | a field name, or a list of them | [`fingerprint_fields`](Builder::fingerprint_fields) |
 /// | `max_pending`, `max_record_bytes`, `max_email_bytes` | whole numbers, at least 1 | [`max_pending`](Builder::max_pending), … |
+/// | `max_detail_lines` | a number of records, at least 1 | [`max_detail_lines`](Builder::max_detail_lines) |
 /// | `send_deadline`, `lock_timeout` | seconds | [`send_deadline`](Builder::send_deadline), [`lock_timeout`](Builder::lock_timeout) |
 /// | `checkpoint_interval` | seconds, or `false` to turn checkpoints off | [`checkpoint_interval`](Builder::checkpoint_interval) |
 /// | `capture_panics` | `true` or `false` | [`capture_panics`](Builder::capture_panics) |
@@ -147,6 +149,12 @@ pub struct EmailConfig {
     /// `[poca] 1 error, 5 warnings (9 log records)`.
     #[serde(default, deserialize_with = "de::subject")]
     pub subject: Option<String>,
+    /// `html`: whether each email carries an HTML version of the digest
+    /// besides the plain text, as a `multipart/alternative` message (on by
+    /// default); `false` sends the plain text alone. `None`: not set, the
+    /// default.
+    #[serde(default, deserialize_with = "de::html")]
+    pub html: Option<bool>,
     /// `state_file`: where pending records are kept, instead of the default
     /// under the app's state folder.
     #[serde(default, deserialize_with = "de::state_file")]
@@ -168,6 +176,11 @@ pub struct EmailConfig {
     /// several emails (1 MiB by default).
     #[serde(default, deserialize_with = "de::max_email_bytes")]
     pub max_email_bytes: Option<usize>,
+    /// `max_detail_lines`: the most records listed one by one in a digest
+    /// (200 by default): the newest, after a summary that counts every
+    /// record by kind of failure.
+    #[serde(default, deserialize_with = "de::max_detail_lines")]
+    pub max_detail_lines: Option<usize>,
     /// `send_deadline`: seconds one flush may spend sending (30 by default).
     #[serde(default, deserialize_with = "de::send_deadline")]
     pub send_deadline: Option<Duration>,
@@ -309,6 +322,7 @@ const ENV_KEYS: &[&str] = &[
     "FROM",
     "TO",
     "SUBJECT",
+    "HTML",
     "STATE_FILE",
     "LOCAL_TIME",
     "THRESHOLD",
@@ -322,6 +336,7 @@ const ENV_KEYS: &[&str] = &[
     "MAX_PENDING",
     "MAX_RECORD_BYTES",
     "MAX_EMAIL_BYTES",
+    "MAX_DETAIL_LINES",
     "SEND_DEADLINE",
     "LOCK_TIMEOUT",
     "CHECKPOINT_INTERVAL",
@@ -396,12 +411,14 @@ impl fmt::Debug for EmailConfig {
             .field("from", &self.from)
             .field("to", &self.to)
             .field("subject", &self.subject)
+            .field("html", &self.html)
             .field("state_file", &self.state_file)
             .field("local_time", &self.local_time)
             .field("policy", &self.policy)
             .field("max_pending", &self.max_pending)
             .field("max_record_bytes", &self.max_record_bytes)
             .field("max_email_bytes", &self.max_email_bytes)
+            .field("max_detail_lines", &self.max_detail_lines)
             .field("send_deadline", &self.send_deadline)
             .field("lock_timeout", &self.lock_timeout)
             .field("checkpoint_interval", &self.checkpoint_interval)
@@ -425,7 +442,7 @@ impl EmailConfig {
     /// | `PREFIX_ROOT_CERTIFICATE` | path of a PEM file |
     /// | `PREFIX_TIMEOUT`, `PREFIX_SEND_DEADLINE`, `PREFIX_LOCK_TIMEOUT` | seconds, such as `10` or `0.5` |
     /// | `PREFIX_CHECKPOINT_INTERVAL` | seconds, or `false` for no checkpoints |
-    /// | `PREFIX_ALLOW_INSECURE_AUTH`, `PREFIX_LOCAL_TIME`, `PREFIX_CAPTURE_PANICS` | `true` or `false` |
+    /// | `PREFIX_ALLOW_INSECURE_AUTH`, `PREFIX_LOCAL_TIME`, `PREFIX_CAPTURE_PANICS`, `PREFIX_HTML` | `true` or `false` |
     /// | `PREFIX_FROM` | the sender |
     /// | `PREFIX_TO` | recipients, separated by commas |
     /// | `PREFIX_SUBJECT`, `PREFIX_STATE_FILE` | text, a path |
@@ -435,7 +452,7 @@ impl EmailConfig {
     /// | `PREFIX_CONSECUTIVE_RUNS` | a number of runs |
     /// | `PREFIX_REPEAT_AFTER`, `PREFIX_MIN_INTERVAL`, `PREFIX_MAX_AGE` | seconds, such as `86400` |
     /// | `PREFIX_FINGERPRINT_FIELDS` | field names, separated by commas |
-    /// | `PREFIX_MAX_PENDING`, `PREFIX_MAX_RECORD_BYTES`, `PREFIX_MAX_EMAIL_BYTES` | whole numbers |
+    /// | `PREFIX_MAX_PENDING`, `PREFIX_MAX_RECORD_BYTES`, `PREFIX_MAX_EMAIL_BYTES`, `PREFIX_MAX_DETAIL_LINES` | whole numbers |
     ///
     /// The prefix is given without its underscore (`"POCA"`; a trailing `_`
     /// is ignored). A variable set to the empty string counts as not set.
@@ -556,6 +573,7 @@ impl EmailConfig {
             from: env.text("FROM"),
             to: env.text("TO").into_iter().collect(),
             subject: env.text("SUBJECT"),
+            html: env.parse("HTML", flag, parse_flag)?,
             state_file: env.text("STATE_FILE").map(PathBuf::from),
             local_time: env.parse("LOCAL_TIME", flag, parse_flag)?.unwrap_or(false),
             policy: PolicyConfig {
@@ -588,6 +606,7 @@ impl EmailConfig {
             max_pending: env.parse("MAX_PENDING", whole, parse_whole)?,
             max_record_bytes: env.parse("MAX_RECORD_BYTES", whole, parse_whole)?,
             max_email_bytes: env.parse("MAX_EMAIL_BYTES", whole, parse_whole)?,
+            max_detail_lines: env.parse("MAX_DETAIL_LINES", whole, parse_whole)?,
             send_deadline: env.parse("SEND_DEADLINE", secs, positive)?,
             lock_timeout: env.parse(
                 "LOCK_TIMEOUT",
@@ -751,6 +770,9 @@ impl EmailConfig {
         if let Some(subject) = &self.subject {
             b = b.subject(subject);
         }
+        if let Some(html) = self.html {
+            b = b.html(html);
+        }
         if let Some(path) = &self.state_file {
             b = b.state_file(path);
         }
@@ -809,6 +831,10 @@ impl EmailConfig {
         if let Some(n) = self.max_email_bytes {
             self.at_least_one("max_email_bytes", n)?;
             b = b.max_email_bytes(n);
+        }
+        if let Some(n) = self.max_detail_lines {
+            self.at_least_one("max_detail_lines", n)?;
+            b = b.max_detail_lines(n);
         }
         if let Some(d) = self.send_deadline {
             self.longer_than_zero("send_deadline", d)?;
@@ -1426,11 +1452,13 @@ mod de {
         from -> Option<String> = Maybe(Text("from"));
         to -> Vec<String> = OrDefault(Strings { key: "to", what: ("an address", "addresses") });
         subject -> Option<String> = Maybe(Text("subject"));
+        html -> Option<bool> = Maybe(Flag("html"));
         state_file -> Option<PathBuf> = Maybe(Path("state_file"));
         local_time -> bool = OrDefault(Flag("local_time"));
         max_pending -> Option<usize> = Maybe(Whole("max_pending"));
         max_record_bytes -> Option<usize> = Maybe(Whole("max_record_bytes"));
         max_email_bytes -> Option<usize> = Maybe(Whole("max_email_bytes"));
+        max_detail_lines -> Option<usize> = Maybe(Whole("max_detail_lines"));
         send_deadline -> Option<Duration> = Maybe(Seconds { key: "send_deadline", positive: true });
         lock_timeout -> Option<Duration> = Maybe(Seconds { key: "lock_timeout", positive: false });
         checkpoint_interval -> Option<Option<Duration>> = Maybe(Checkpoint("checkpoint_interval"));
@@ -1682,6 +1710,42 @@ mod tests {
         assert_eq!(policy.threshold, Some((1, Level::WARN)));
         assert_eq!(policy.min_interval, Some(Duration::from_secs(60)));
         assert_eq!(policy.fingerprint_fields, ["feed"]);
+    }
+
+    #[test]
+    fn html_and_max_detail_lines_reach_the_layer() {
+        let composer = |config: &EmailConfig| {
+            let (_layer, guard) = EmailLayer::from_config(config).unwrap();
+            let got = {
+                let flusher = crate::buffer::lock(&guard.flusher);
+                (flusher.composer.html, flusher.composer.detail_lines)
+            };
+            std::mem::forget(guard); // dropping would flush into /nonexistent
+            got
+        };
+        // The builder's defaults when left out: HTML on, 200 lines.
+        assert_eq!(composer(&outbox_config(&[])), (true, 200));
+        let from_env = outbox_config(&[("POCA_HTML", "FALSE"), ("POCA_MAX_DETAIL_LINES", "2")]);
+        assert_eq!(
+            (from_env.html, from_env.max_detail_lines),
+            (Some(false), Some(2))
+        );
+        assert_eq!(composer(&from_env), (false, 2));
+        let mut from_data = outbox_config(&[]);
+        from_data.html = Some(true);
+        from_data.max_detail_lines = Some(500);
+        assert_eq!(composer(&from_data), (true, 500));
+
+        from_data.max_detail_lines = Some(0);
+        assert_eq!(
+            EmailLayer::from_config(&from_data).unwrap_err().to_string(),
+            "POCA_MAX_DETAIL_LINES: 0 is not allowed; use 1 or more"
+        );
+        from_data.origin = Origin::Data;
+        assert_eq!(
+            EmailLayer::from_config(&from_data).unwrap_err().to_string(),
+            "max_detail_lines: 0 is not allowed; use 1 or more"
+        );
     }
 
     #[test]

@@ -368,6 +368,109 @@ fn the_time_rules_of_the_policy_reach_the_layer() {
 }
 
 #[test]
+fn html_false_and_max_detail_lines_shape_the_digest() {
+    let warnings = [
+        "feed 1 failed",
+        "feed 2 failed",
+        "feed 3 failed",
+        "feed 4 failed",
+    ];
+    // The top Content-Type, whether the email holds an HTML part, and the
+    // records listed one by one in its text.
+    let digest = |config: &EmailConfig, out: &Path| {
+        let sent = run_with(config, &warnings);
+        assert!(
+            matches!(
+                sent,
+                Outcome::Sent {
+                    records: 4,
+                    emails: 1
+                }
+            ),
+            "{sent}"
+        );
+        let eml = std::fs::read_dir(out)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let raw = std::fs::read(eml).unwrap();
+        let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let ct = mail_parser::MimeHeaders::content_type(&message).unwrap();
+        let top = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""));
+        let has_html = String::from_utf8_lossy(&raw).contains("text/html");
+        let text = message.body_text(0).unwrap().into_owned();
+        let listed: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(" WARN config: "))
+            .map(|l| l[l.find(" WARN").unwrap()..].to_owned())
+            .collect();
+        (top, has_html, listed, text)
+    };
+    let base = |dir: &Path| {
+        format!(
+            "app = \"poca\"\noutbox = {}\nstate_file = {}\nfrom = \"poca@example.com\"\n\
+             to = \"me@example.com\"\n",
+            toml_path(&dir.join("out")),
+            toml_path(&dir.join("state.json")),
+        )
+    };
+
+    // Left out: an HTML alternative, every record listed.
+    let dir = tempfile::tempdir().unwrap();
+    let config: EmailConfig = toml::from_str(&base(dir.path())).unwrap();
+    assert_eq!((config.html, config.max_detail_lines), (None, None));
+    let (top, has_html, listed, _) = digest(&config, &dir.path().join("out"));
+    assert_eq!(top, "multipart/alternative");
+    assert!(has_html);
+    assert_eq!(listed.len(), 4, "{listed:?}");
+
+    for source in ["toml", "env"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config: EmailConfig = if source == "toml" {
+            let text = format!("{}html = false\nmax_detail_lines = 2\n", base(dir.path()));
+            toml::from_str(&text).unwrap()
+        } else {
+            let (out, state) = (dir.path().join("out"), dir.path().join("state.json"));
+            EmailConfig::from_vars(
+                "POCA",
+                [
+                    ("POCA_APP", "poca"),
+                    ("POCA_OUTBOX", out.to_str().unwrap()),
+                    ("POCA_STATE_FILE", state.to_str().unwrap()),
+                    ("POCA_FROM", "poca@example.com"),
+                    ("POCA_TO", "me@example.com"),
+                    ("POCA_HTML", "false"),
+                    ("POCA_MAX_DETAIL_LINES", "2"),
+                ],
+            )
+            .unwrap()
+        };
+        assert_eq!(config.html, Some(false), "{source}");
+        assert_eq!(config.max_detail_lines, Some(2), "{source}");
+        let (top, has_html, listed, text) = digest(&config, &dir.path().join("out"));
+        assert_eq!(top, "text/plain", "{source}");
+        assert!(!has_html, "{source}");
+        // The newest two, after a note on the two only counted.
+        assert_eq!(
+            listed,
+            [
+                " WARN config: feed 3 failed feed=\"Radio Café\"",
+                " WARN config: feed 4 failed feed=\"Radio Café\""
+            ],
+            "{source}: {text}"
+        );
+        assert!(
+            text.contains(
+                "The newest 2 records follow, and 2 more (earlier) are only counted above."
+            ),
+            "{source}: {text}"
+        );
+    }
+}
+
+#[test]
 fn to_is_one_string_or_a_list_and_every_address_gets_the_email() {
     let one: EmailConfig = toml::from_str(
         r#"app = "poca"
@@ -516,6 +619,11 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         (
             "capture_panics = \"yes\"",
             vec!["true or false", "`capture_panics`"],
+        ),
+        ("html = \"no\"", vec!["true or false", "`html`"]),
+        (
+            "max_detail_lines = 0",
+            vec!["at least 1", "`max_detail_lines`"],
         ),
         ("outbox = 5", vec!["a path", "`outbox`"]),
     ] {
@@ -710,6 +818,12 @@ fn from_vars_errors_name_the_variable_and_show_the_value() {
             "POCA_LOCAL_TIME",
             "yes",
             r#"POCA_LOCAL_TIME: "yes" is not true or false"#,
+        ),
+        ("POCA_HTML", "no", r#"POCA_HTML: "no" is not true or false"#),
+        (
+            "POCA_MAX_DETAIL_LINES",
+            "-3",
+            r#"POCA_MAX_DETAIL_LINES: "-3" is not a whole number of at least 1"#,
         ),
         (
             "POCA_CONSECUTIVE_RUNS",
@@ -985,6 +1099,10 @@ fn the_readme_example_file_parses_and_builds() {
     assert_eq!(email.policy.consecutive_runs, Some(4));
     assert_eq!(email.policy.repeat_after, Some(Duration::from_secs(86_400)));
     assert_eq!(email.policy.fingerprint_fields, ["feed"]);
+    assert_eq!(
+        (email.html, email.max_detail_lines),
+        (Some(true), Some(200))
+    );
     assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
     // Everything else is accepted by the builder: take away what reads the
     // environment and the disk.
