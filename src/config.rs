@@ -41,7 +41,7 @@ use crate::transport::Smtp;
 /// | `outbox` | a folder: write `.eml` files there instead of sending (exactly one of `smtp_url` and `outbox`) | [`FileDrop`] |
 /// | `from` | `"app <robot@example.com>"` | [`from`](Builder::from) |
 /// | `to` | an address, or a list of them (each may hold several, separated by commas) | [`to`](Builder::to) |
-/// | `subject` | a fixed subject | [`subject`](Builder::subject) |
+/// | `subject` | a subject, fixed or a template such as `"[{app}] {errors} errors since {first}"` | [`subject`](Builder::subject) |
 /// | `html` | `true` (the default) or `false`: the plain text alone, no HTML part | [`html`](Builder::html) |
 /// | `state_file` | a path | [`state_file`](Builder::state_file) |
 /// | `local_time` | `true` or `false` | [`local_time`](Builder::local_time) |
@@ -145,8 +145,10 @@ pub struct EmailConfig {
     /// entry may hold several addresses separated by commas.
     #[serde(default, deserialize_with = "de::to")]
     pub to: Vec<String>,
-    /// `subject`: a fixed subject instead of the default
-    /// `[poca] 1 error, 5 warnings (9 log records)`.
+    /// `subject`: a subject instead of the default
+    /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`; fixed, or a
+    /// template with placeholders such as `{app}` and `{errors}` (see
+    /// [`Builder::subject`]).
     #[serde(default, deserialize_with = "de::subject")]
     pub subject: Option<String>,
     /// `html`: whether each email carries an HTML version of the digest
