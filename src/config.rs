@@ -41,23 +41,28 @@ use crate::transport::Smtp;
 /// | `outbox` | a folder: write `.eml` files there instead of sending (exactly one of `smtp_url` and `outbox`) | [`FileDrop`] |
 /// | `from` | `"app <robot@example.com>"` | [`from`](Builder::from) |
 /// | `to` | an address, or a list of them (each may hold several, separated by commas) | [`to`](Builder::to) |
-/// | `subject` | a fixed subject | [`subject`](Builder::subject) |
+/// | `subject` | a subject, fixed or a template such as `"[{app}] {errors} errors since {first}"` | [`subject`](Builder::subject) |
+/// | `html` | `true` (the default) or `false`: the plain text alone, no HTML part | [`html`](Builder::html) |
 /// | `state_file` | a path | [`state_file`](Builder::state_file) |
 /// | `local_time` | `true` or `false` | [`local_time`](Builder::local_time) |
 /// | `policy.threshold` | `{ count = 5, level = "warn" }` | [`threshold`](Builder::threshold) |
 /// | `policy.batch` | a number of records | [`batch`](Builder::batch) |
 /// | `policy.immediately_at` | a level | [`immediately_at`](Builder::immediately_at) |
+/// | `policy.consecutive_runs` | a number of runs, at least 1 | [`consecutive_runs`](Builder::consecutive_runs) |
+/// | `policy.repeat_after`, `policy.min_interval`, `policy.max_age` | seconds | [`repeat_after`](Builder::repeat_after), [`min_interval`](Builder::min_interval), [`max_age`](Builder::max_age) |
+/// | `policy.fingerprint_fields` | a field name, or a list of them | [`fingerprint_fields`](Builder::fingerprint_fields) |
 /// | `max_pending`, `max_record_bytes`, `max_email_bytes` | whole numbers, at least 1 | [`max_pending`](Builder::max_pending), … |
+/// | `max_detail_lines` | a number of records, at least 1 | [`max_detail_lines`](Builder::max_detail_lines) |
 /// | `send_deadline`, `lock_timeout` | seconds | [`send_deadline`](Builder::send_deadline), [`lock_timeout`](Builder::lock_timeout) |
 /// | `checkpoint_interval` | seconds, or `false` to turn checkpoints off | [`checkpoint_interval`](Builder::checkpoint_interval) |
 /// | `capture_panics` | `true` or `false` | [`capture_panics`](Builder::capture_panics) |
 ///
 /// Levels are `trace`, `debug`, `info`, `warn` or `error`, in any case.
-/// Durations are numbers of seconds, whole or not (`0.5`); `timeout`,
-/// `send_deadline` and `checkpoint_interval` must be more than 0. A key left
-/// out keeps the builder's default; with no policy key the policy is
-/// `threshold = { count = 1, level = "warn" }`. In YAML or JSON, `null`
-/// counts as left out.
+/// Durations are numbers of seconds, whole or not (`0.5`); all but
+/// `lock_timeout` must be more than 0. A key left out keeps the builder's
+/// default; with none of `threshold`, `batch`, `immediately_at`,
+/// `consecutive_runs` and `max_age`, the policy is `threshold = { count = 1,
+/// level = "warn" }`. In YAML or JSON, `null` counts as left out.
 ///
 /// `Debug` never shows a password: one in `smtp_url` is shown as `***`.
 ///
@@ -140,10 +145,18 @@ pub struct EmailConfig {
     /// entry may hold several addresses separated by commas.
     #[serde(default, deserialize_with = "de::to")]
     pub to: Vec<String>,
-    /// `subject`: a fixed subject instead of the default
-    /// `[poca] 1 error, 5 warnings (9 log records)`.
+    /// `subject`: a subject instead of the default
+    /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`; fixed, or a
+    /// template with placeholders such as `{app}` and `{errors}` (see
+    /// [`Builder::subject`]).
     #[serde(default, deserialize_with = "de::subject")]
     pub subject: Option<String>,
+    /// `html`: whether each email carries an HTML version of the digest
+    /// besides the plain text, as a `multipart/alternative` message (on by
+    /// default); `false` sends the plain text alone. `None`: not set, the
+    /// default.
+    #[serde(default, deserialize_with = "de::html")]
+    pub html: Option<bool>,
     /// `state_file`: where pending records are kept, instead of the default
     /// under the app's state folder.
     #[serde(default, deserialize_with = "de::state_file")]
@@ -165,6 +178,11 @@ pub struct EmailConfig {
     /// several emails (1 MiB by default).
     #[serde(default, deserialize_with = "de::max_email_bytes")]
     pub max_email_bytes: Option<usize>,
+    /// `max_detail_lines`: the most records listed one by one in a digest
+    /// (200 by default): the newest, after a summary that counts every
+    /// record by kind of failure.
+    #[serde(default, deserialize_with = "de::max_detail_lines")]
+    pub max_detail_lines: Option<usize>,
     /// `send_deadline`: seconds one flush may spend sending (30 by default).
     #[serde(default, deserialize_with = "de::send_deadline")]
     pub send_deadline: Option<Duration>,
@@ -190,16 +208,26 @@ pub struct EmailConfig {
 }
 
 /// When to send: the `policy` table of an [`EmailConfig`]. Any rule that is
-/// met sends; with none set, the policy is `threshold = { count = 1, level =
-/// "warn" }`.
+/// met sends; with none of `threshold`, `batch`, `immediately_at`,
+/// `consecutive_runs` and `max_age` set, the policy is `threshold = { count
+/// = 1, level = "warn" }`.
 ///
 /// | key | value | builder call |
 /// |-----|-------|--------------|
 /// | `threshold` | `{ count = 5, level = "warn" }`: both keys needed | [`threshold`](Builder::threshold) |
 /// | `batch` | a number of records, at least 1 | [`batch`](Builder::batch) |
 /// | `immediately_at` | a level: `trace`, `debug`, `info`, `warn`, `error` (any case) | [`immediately_at`](Builder::immediately_at) |
+/// | `consecutive_runs` | a number of runs, at least 1 | [`consecutive_runs`](Builder::consecutive_runs) |
+/// | `repeat_after` | seconds, more than 0 (`86400`: a daily reminder) | [`repeat_after`](Builder::repeat_after) |
+/// | `min_interval` | seconds, more than 0 | [`min_interval`](Builder::min_interval) |
+/// | `max_age` | seconds, more than 0 | [`max_age`](Builder::max_age) |
+/// | `fingerprint_fields` | a field name, or a list of them (`["feed"]`) | [`fingerprint_fields`](Builder::fingerprint_fields) |
+///
+/// The policy's level, at or above which records count for
+/// `consecutive_runs` and `max_age`, is the threshold's, else WARN.
 ///
 /// ```
+/// use std::time::Duration;
 /// use tracing::Level;
 /// use tracing_email::PolicyConfig;
 ///
@@ -211,6 +239,15 @@ pub struct EmailConfig {
 /// assert_eq!(policy.batch, Some(10));
 /// assert_eq!(policy.immediately_at, None);
 ///
+/// let streak: PolicyConfig = toml::from_str(r#"
+///     consecutive_runs = 4
+///     repeat_after = 86400
+///     fingerprint_fields = "feed"
+/// "#)?;
+/// assert_eq!(streak.consecutive_runs, Some(4));
+/// assert_eq!(streak.repeat_after, Some(Duration::from_secs(24 * 3600)));
+/// assert_eq!(streak.fingerprint_fields, ["feed"]);
+///
 /// let err = toml::from_str::<PolicyConfig>(r#"immediately_at = "loud""#).unwrap_err();
 /// assert!(err.to_string().contains("policy.immediately_at"));
 /// # Ok::<(), toml::de::Error>(())
@@ -218,7 +255,8 @@ pub struct EmailConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a table with threshold, batch or immediately_at for `policy`"
+    expecting = "a table with threshold, batch, immediately_at, consecutive_runs, repeat_after, \
+                 min_interval, max_age or fingerprint_fields for `policy`"
 )]
 #[non_exhaustive]
 pub struct PolicyConfig {
@@ -234,6 +272,32 @@ pub struct PolicyConfig {
     /// as one record at this level or above is pending.
     #[serde(default, deserialize_with = "de::immediately_at")]
     pub immediately_at: Option<Level>,
+    /// `consecutive_runs = 4`: at flush, send everything pending once one
+    /// failure (one fingerprint, see `fingerprint_fields`) at the policy's
+    /// level was seen in each of the last this many runs. A run without it
+    /// starts its count again.
+    #[serde(default, deserialize_with = "de::consecutive_runs")]
+    pub consecutive_runs: Option<u64>,
+    /// `repeat_after = 86400`: seconds after a failure was reported (sent in
+    /// a digest) before it may trigger another email, however often it
+    /// recurs; its records still ride along in any digest sent for another
+    /// reason.
+    #[serde(default, deserialize_with = "de::repeat_after")]
+    pub repeat_after: Option<Duration>,
+    /// `min_interval = 3600`: seconds that must pass between two emails;
+    /// when a rule is met sooner, the records wait for a later flush.
+    #[serde(default, deserialize_with = "de::min_interval")]
+    pub min_interval: Option<Duration>,
+    /// `max_age = 604800`: at flush, send everything pending once a record
+    /// at the policy's level has been pending this many seconds.
+    #[serde(default, deserialize_with = "de::max_age")]
+    pub max_age: Option<Duration>,
+    /// `fingerprint_fields = ["feed"]` (or one string): identify a failure
+    /// by the values of these fields, plus its callsite, instead of its
+    /// message. Records without any of the fields are identified by their
+    /// message.
+    #[serde(default, deserialize_with = "de::fingerprint_fields")]
+    pub fingerprint_fields: Vec<String>,
 }
 
 /// Where an [`EmailConfig`] came from, to name its keys in errors as the
@@ -260,14 +324,21 @@ const ENV_KEYS: &[&str] = &[
     "FROM",
     "TO",
     "SUBJECT",
+    "HTML",
     "STATE_FILE",
     "LOCAL_TIME",
     "THRESHOLD",
     "BATCH",
     "IMMEDIATELY_AT",
+    "CONSECUTIVE_RUNS",
+    "REPEAT_AFTER",
+    "MIN_INTERVAL",
+    "MAX_AGE",
+    "FINGERPRINT_FIELDS",
     "MAX_PENDING",
     "MAX_RECORD_BYTES",
     "MAX_EMAIL_BYTES",
+    "MAX_DETAIL_LINES",
     "SEND_DEADLINE",
     "LOCK_TIMEOUT",
     "CHECKPOINT_INTERVAL",
@@ -335,12 +406,14 @@ impl fmt::Debug for EmailConfig {
             .field("from", &self.from)
             .field("to", &self.to)
             .field("subject", &self.subject)
+            .field("html", &self.html)
             .field("state_file", &self.state_file)
             .field("local_time", &self.local_time)
             .field("policy", &self.policy)
             .field("max_pending", &self.max_pending)
             .field("max_record_bytes", &self.max_record_bytes)
             .field("max_email_bytes", &self.max_email_bytes)
+            .field("max_detail_lines", &self.max_detail_lines)
             .field("send_deadline", &self.send_deadline)
             .field("lock_timeout", &self.lock_timeout)
             .field("checkpoint_interval", &self.checkpoint_interval)
@@ -353,7 +426,7 @@ impl EmailConfig {
     /// Reads the settings from environment variables named `PREFIX_KEY`:
     /// each key of the file, upper-cased (`POCA_APP`, `POCA_SMTP_URL`,
     /// `POCA_BATCH`, …; the policy's keys without `policy`:
-    /// `POCA_THRESHOLD`, `POCA_BATCH`, `POCA_IMMEDIATELY_AT`).
+    /// `POCA_THRESHOLD`, `POCA_BATCH`, `POCA_CONSECUTIVE_RUNS`, …).
     ///
     /// | variable | value |
     /// |----------|-------|
@@ -364,14 +437,17 @@ impl EmailConfig {
     /// | `PREFIX_ROOT_CERTIFICATE` | path of a PEM file |
     /// | `PREFIX_TIMEOUT`, `PREFIX_SEND_DEADLINE`, `PREFIX_LOCK_TIMEOUT` | seconds, such as `10` or `0.5` |
     /// | `PREFIX_CHECKPOINT_INTERVAL` | seconds, or `false` for no checkpoints |
-    /// | `PREFIX_ALLOW_INSECURE_AUTH`, `PREFIX_LOCAL_TIME`, `PREFIX_CAPTURE_PANICS` | `true` or `false` |
+    /// | `PREFIX_ALLOW_INSECURE_AUTH`, `PREFIX_LOCAL_TIME`, `PREFIX_CAPTURE_PANICS`, `PREFIX_HTML` | `true` or `false` |
     /// | `PREFIX_FROM` | the sender |
     /// | `PREFIX_TO` | recipients, separated by commas |
     /// | `PREFIX_SUBJECT`, `PREFIX_STATE_FILE` | text, a path |
     /// | `PREFIX_THRESHOLD` | `COUNT:LEVEL`, such as `5:warn` |
     /// | `PREFIX_BATCH` | a number of records |
     /// | `PREFIX_IMMEDIATELY_AT` | a level, such as `error` |
-    /// | `PREFIX_MAX_PENDING`, `PREFIX_MAX_RECORD_BYTES`, `PREFIX_MAX_EMAIL_BYTES` | whole numbers |
+    /// | `PREFIX_CONSECUTIVE_RUNS` | a number of runs |
+    /// | `PREFIX_REPEAT_AFTER`, `PREFIX_MIN_INTERVAL`, `PREFIX_MAX_AGE` | seconds, such as `86400` |
+    /// | `PREFIX_FINGERPRINT_FIELDS` | field names, separated by commas |
+    /// | `PREFIX_MAX_PENDING`, `PREFIX_MAX_RECORD_BYTES`, `PREFIX_MAX_EMAIL_BYTES`, `PREFIX_MAX_DETAIL_LINES` | whole numbers |
     ///
     /// The prefix is given without its underscore (`"POCA"`; a trailing `_`
     /// is ignored). A variable set to the empty string counts as not set.
@@ -492,6 +568,7 @@ impl EmailConfig {
             from: env.text("FROM"),
             to: env.text("TO").into_iter().collect(),
             subject: env.text("SUBJECT"),
+            html: env.parse("HTML", flag, parse_flag)?,
             state_file: env.text("STATE_FILE").map(PathBuf::from),
             local_time: env.parse("LOCAL_TIME", flag, parse_flag)?.unwrap_or(false),
             policy: PolicyConfig {
@@ -501,10 +578,30 @@ impl EmailConfig {
                 })?,
                 batch: env.parse("BATCH", whole, parse_whole)?,
                 immediately_at: env.parse("IMMEDIATELY_AT", level, level_named)?,
+                consecutive_runs: env.parse("CONSECUTIVE_RUNS", whole, |s| {
+                    s.trim().parse().ok().filter(|&n: &u64| n >= 1)
+                })?,
+                repeat_after: env.parse("REPEAT_AFTER", secs, positive)?,
+                min_interval: env.parse("MIN_INTERVAL", secs, positive)?,
+                max_age: env.parse("MAX_AGE", secs, positive)?,
+                fingerprint_fields: env
+                    .parse(
+                        "FINGERPRINT_FIELDS",
+                        "field names separated by commas, such as feed,url",
+                        |s| {
+                            s.split(',')
+                                .map(|f| {
+                                    Some(f.trim()).filter(|f| !f.is_empty()).map(str::to_owned)
+                                })
+                                .collect()
+                        },
+                    )?
+                    .unwrap_or_default(),
             },
             max_pending: env.parse("MAX_PENDING", whole, parse_whole)?,
             max_record_bytes: env.parse("MAX_RECORD_BYTES", whole, parse_whole)?,
             max_email_bytes: env.parse("MAX_EMAIL_BYTES", whole, parse_whole)?,
+            max_detail_lines: env.parse("MAX_DETAIL_LINES", whole, parse_whole)?,
             send_deadline: env.parse("SEND_DEADLINE", secs, positive)?,
             lock_timeout: env.parse(
                 "LOCK_TIMEOUT",
@@ -668,6 +765,9 @@ impl EmailConfig {
         if let Some(subject) = &self.subject {
             b = b.subject(subject);
         }
+        if let Some(html) = self.html {
+            b = b.html(html);
+        }
         if let Some(path) = &self.state_file {
             b = b.state_file(path);
         }
@@ -686,6 +786,35 @@ impl EmailConfig {
         if let Some(level) = policy.immediately_at {
             b = b.immediately_at(level);
         }
+        if let Some(runs) = policy.consecutive_runs {
+            self.at_least_one("policy.consecutive_runs", runs)?;
+            b = b.consecutive_runs(runs);
+        }
+        if let Some(d) = policy.repeat_after {
+            self.longer_than_zero("policy.repeat_after", d)?;
+            b = b.repeat_after(d);
+        }
+        if let Some(d) = policy.min_interval {
+            self.longer_than_zero("policy.min_interval", d)?;
+            b = b.min_interval(d);
+        }
+        if let Some(d) = policy.max_age {
+            self.longer_than_zero("policy.max_age", d)?;
+            b = b.max_age(d);
+        }
+        if !policy.fingerprint_fields.is_empty() {
+            if let Some(blank) = policy
+                .fingerprint_fields
+                .iter()
+                .find(|f| f.trim().is_empty())
+            {
+                return Err(Error::config(format!(
+                    "{}: {blank:?} is not a field name",
+                    self.name("policy.fingerprint_fields")
+                )));
+            }
+            b = b.fingerprint_fields(&policy.fingerprint_fields);
+        }
         if let Some(n) = self.max_pending {
             self.at_least_one("max_pending", n)?;
             b = b.max_pending(n);
@@ -697,6 +826,10 @@ impl EmailConfig {
         if let Some(n) = self.max_email_bytes {
             self.at_least_one("max_email_bytes", n)?;
             b = b.max_email_bytes(n);
+        }
+        if let Some(n) = self.max_detail_lines {
+            self.at_least_one("max_detail_lines", n)?;
+            b = b.max_detail_lines(n);
         }
         if let Some(d) = self.send_deadline {
             self.longer_than_zero("send_deadline", d)?;
@@ -837,8 +970,8 @@ impl EmailConfig {
         }
     }
 
-    fn at_least_one(&self, key: &str, n: usize) -> Result<(), Error> {
-        if n == 0 {
+    fn at_least_one<N: Default + PartialEq>(&self, key: &str, n: N) -> Result<(), Error> {
+        if n == N::default() {
             return Err(Error::config(format!(
                 "{}: 0 is not allowed; use 1 or more",
                 self.name(key)
@@ -849,10 +982,10 @@ impl EmailConfig {
 
     fn longer_than_zero(&self, key: &str, d: Duration) -> Result<(), Error> {
         if d.is_zero() {
-            let hint = if key == "checkpoint_interval" {
-                " (false turns checkpoints off)"
-            } else {
-                ""
+            let hint = match key {
+                "checkpoint_interval" => " (false turns checkpoints off)",
+                k if k.starts_with("policy.") => " (leave it out to turn it off)",
+                _ => "",
             };
             return Err(Error::config(format!(
                 "{}: must be longer than 0 seconds{hint}",
@@ -1206,31 +1339,33 @@ mod de {
         }
     }
 
-    /// An address, or a list of them.
-    pub(super) struct Addresses(pub(super) &'static str);
+    /// One string, or a list of them: addresses, field names.
+    pub(super) struct Strings {
+        pub(super) key: &'static str,
+        /// What one of them is and what several are, for the message:
+        /// `("an address", "addresses")`.
+        pub(super) what: (&'static str, &'static str),
+    }
 
-    impl<'de> Visitor<'de> for Addresses {
+    impl<'de> Visitor<'de> for Strings {
         type Value = Vec<String>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(
-                f,
-                "an address or a list of addresses (strings) for `{}`",
-                self.0
-            )
+            let (one, many) = self.what;
+            write!(f, "{one} or a list of {many} (strings) for `{}`", self.key)
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
             Ok(vec![v.to_owned()])
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
             let mut all = Vec::new();
-            while let Some(one) = seq.next_element_seed(Text(self.0))? {
+            while let Some(one) = seq.next_element_seed(Text(self.key))? {
                 all.push(one);
             }
             Ok(all)
         }
     }
 
-    impl<'de> Key<'de> for Addresses {
+    impl<'de> Key<'de> for Strings {
         fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
             d.deserialize_any(self)
         }
@@ -1310,21 +1445,40 @@ mod de {
         allow_insecure_auth -> bool = OrDefault(Flag("allow_insecure_auth"));
         outbox -> Option<PathBuf> = Maybe(Path("outbox"));
         from -> Option<String> = Maybe(Text("from"));
-        to -> Vec<String> = OrDefault(Addresses("to"));
+        to -> Vec<String> = OrDefault(Strings { key: "to", what: ("an address", "addresses") });
         subject -> Option<String> = Maybe(Text("subject"));
+        html -> Option<bool> = Maybe(Flag("html"));
         state_file -> Option<PathBuf> = Maybe(Path("state_file"));
         local_time -> bool = OrDefault(Flag("local_time"));
         max_pending -> Option<usize> = Maybe(Whole("max_pending"));
         max_record_bytes -> Option<usize> = Maybe(Whole("max_record_bytes"));
         max_email_bytes -> Option<usize> = Maybe(Whole("max_email_bytes"));
+        max_detail_lines -> Option<usize> = Maybe(Whole("max_detail_lines"));
         send_deadline -> Option<Duration> = Maybe(Seconds { key: "send_deadline", positive: true });
         lock_timeout -> Option<Duration> = Maybe(Seconds { key: "lock_timeout", positive: false });
         checkpoint_interval -> Option<Option<Duration>> = Maybe(Checkpoint("checkpoint_interval"));
         capture_panics -> bool = OrDefault(Flag("capture_panics"));
         batch -> Option<usize> = Maybe(Whole("policy.batch"));
         immediately_at -> Option<Level> = Maybe(LevelName("policy.immediately_at"));
+        repeat_after -> Option<Duration> =
+            Maybe(Seconds { key: "policy.repeat_after", positive: true });
+        min_interval -> Option<Duration> =
+            Maybe(Seconds { key: "policy.min_interval", positive: true });
+        max_age -> Option<Duration> = Maybe(Seconds { key: "policy.max_age", positive: true });
+        fingerprint_fields -> Vec<String> = OrDefault(Strings {
+            key: "policy.fingerprint_fields",
+            what: ("a field name", "field names"),
+        });
         threshold_count -> Option<usize> = Maybe(Whole("policy.threshold.count"));
         threshold_level -> Option<Level> = Maybe(LevelName("policy.threshold.level"));
+    }
+
+    /// `policy.consecutive_runs`: a whole number of runs, at least 1.
+    pub(super) fn consecutive_runs<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<u64>, D::Error> {
+        let runs = Maybe(Whole("policy.consecutive_runs")).drive(d)?;
+        Ok(runs.map(|n| n as u64))
     }
 
     /// The `threshold` table as written.
@@ -1483,6 +1637,142 @@ mod tests {
                 .to_string()
                 .starts_with("timeout: must be longer")
         );
+    }
+
+    /// A config that builds without touching the disk (unless flushed).
+    fn outbox_config(extra: &[(&str, &str)]) -> EmailConfig {
+        let base = [
+            ("POCA_APP", "poca"),
+            ("POCA_OUTBOX", "/nonexistent/outbox"),
+            ("POCA_STATE_FILE", "/nonexistent/state.json"),
+            ("POCA_FROM", "me@example.com"),
+            ("POCA_TO", "me@example.com"),
+            ("POCA_CHECKPOINT_INTERVAL", "false"),
+        ];
+        let all: Vec<_> = base.iter().chain(extra).copied().collect();
+        vars(&all).unwrap()
+    }
+
+    /// The flusher's policy of the layer built from `config`.
+    fn built_policy(config: &EmailConfig) -> crate::policy::Policy {
+        let (_layer, guard) = EmailLayer::from_config(config).unwrap();
+        let policy = crate::buffer::lock(&guard.flusher).policy.clone();
+        std::mem::forget(guard); // dropping would flush into /nonexistent
+        policy
+    }
+
+    #[test]
+    fn the_policy_rules_from_a_file_or_the_environment_reach_the_layer() {
+        let mut from_data = outbox_config(&[]);
+        from_data.origin = Origin::Data;
+        from_data.policy = toml::from_str(
+            r#"
+            consecutive_runs = 4
+            repeat_after = 86400
+            min_interval = 0.5
+            max_age = 604800
+            fingerprint_fields = ["feed", "url"]
+            "#,
+        )
+        .unwrap();
+        let from_env = outbox_config(&[
+            ("POCA_CONSECUTIVE_RUNS", "4"),
+            ("POCA_REPEAT_AFTER", "86400"),
+            ("POCA_MIN_INTERVAL", "0.5"),
+            ("POCA_MAX_AGE", "604800"),
+            ("POCA_FINGERPRINT_FIELDS", "feed, url"),
+        ]);
+        assert_eq!(from_env.policy, from_data.policy);
+        let wanted = crate::policy::Policy {
+            consecutive_runs: Some(4),
+            repeat_after: Some(Duration::from_secs(86_400)),
+            min_interval: Some(Duration::from_millis(500)),
+            max_age: Some(Duration::from_secs(604_800)),
+            fingerprint_fields: vec!["feed".into(), "url".into()],
+            ..Default::default()
+        };
+        // No default threshold: consecutive_runs and max_age are rules.
+        assert_eq!(built_policy(&from_data), wanted);
+        assert_eq!(built_policy(&from_env), wanted);
+
+        // repeat_after, min_interval and fingerprint_fields are no rules of
+        // their own: the default threshold stays.
+        let quiet = outbox_config(&[
+            ("POCA_MIN_INTERVAL", "60"),
+            ("POCA_FINGERPRINT_FIELDS", "feed"),
+        ]);
+        let policy = built_policy(&quiet);
+        assert_eq!(policy.threshold, Some((1, Level::WARN)));
+        assert_eq!(policy.min_interval, Some(Duration::from_secs(60)));
+        assert_eq!(policy.fingerprint_fields, ["feed"]);
+    }
+
+    #[test]
+    fn html_and_max_detail_lines_reach_the_layer() {
+        let composer = |config: &EmailConfig| {
+            let (_layer, guard) = EmailLayer::from_config(config).unwrap();
+            let got = {
+                let flusher = crate::buffer::lock(&guard.flusher);
+                (flusher.composer.html, flusher.composer.detail_lines)
+            };
+            std::mem::forget(guard); // dropping would flush into /nonexistent
+            got
+        };
+        // The builder's defaults when left out: HTML on, 200 lines.
+        assert_eq!(composer(&outbox_config(&[])), (true, 200));
+        let from_env = outbox_config(&[("POCA_HTML", "FALSE"), ("POCA_MAX_DETAIL_LINES", "2")]);
+        assert_eq!(
+            (from_env.html, from_env.max_detail_lines),
+            (Some(false), Some(2))
+        );
+        assert_eq!(composer(&from_env), (false, 2));
+        let mut from_data = outbox_config(&[]);
+        from_data.html = Some(true);
+        from_data.max_detail_lines = Some(500);
+        assert_eq!(composer(&from_data), (true, 500));
+
+        from_data.max_detail_lines = Some(0);
+        assert_eq!(
+            EmailLayer::from_config(&from_data).unwrap_err().to_string(),
+            "POCA_MAX_DETAIL_LINES: 0 is not allowed; use 1 or more"
+        );
+        from_data.origin = Origin::Data;
+        assert_eq!(
+            EmailLayer::from_config(&from_data).unwrap_err().to_string(),
+            "max_detail_lines: 0 is not allowed; use 1 or more"
+        );
+    }
+
+    #[test]
+    fn zero_or_blank_policy_rules_set_in_code_are_named() {
+        let err = |config: &EmailConfig| EmailLayer::from_config(config).unwrap_err().to_string();
+        for origin in [Origin::Data, Origin::Env("POCA".into())] {
+            let mut c = outbox_config(&[]);
+            c.origin = origin.clone();
+            let (runs, age, fields) = match origin {
+                Origin::Data => (
+                    "policy.consecutive_runs",
+                    "policy.max_age",
+                    "policy.fingerprint_fields",
+                ),
+                Origin::Env(_) => (
+                    "POCA_CONSECUTIVE_RUNS",
+                    "POCA_MAX_AGE",
+                    "POCA_FINGERPRINT_FIELDS",
+                ),
+            };
+            c.policy.consecutive_runs = Some(0);
+            assert_eq!(err(&c), format!("{runs}: 0 is not allowed; use 1 or more"));
+            c.policy.consecutive_runs = None;
+            c.policy.max_age = Some(Duration::ZERO);
+            assert_eq!(
+                err(&c),
+                format!("{age}: must be longer than 0 seconds (leave it out to turn it off)")
+            );
+            c.policy.max_age = None;
+            c.policy.fingerprint_fields = vec!["feed".into(), " ".into()];
+            assert_eq!(err(&c), format!("{fields}: \" \" is not a field name"));
+        }
     }
 
     #[test]

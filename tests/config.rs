@@ -16,7 +16,7 @@ use support::child::{act_as_child_if_asked, command, outcome_line};
 use support::setup::{PASSWORD, USER};
 use support::{MockSmtp, Security};
 use tracing::Level;
-use tracing_email::{EmailConfig, EmailLayer, ErrorKind, Outcome};
+use tracing_email::{EmailConfig, EmailLayer, ErrorKind, ManualClock, Outcome};
 use tracing_subscriber::prelude::*;
 
 /// A program's whole configuration, of which the email settings are one
@@ -171,13 +171,17 @@ fn a_full_toml_table_builds_a_layer_that_writes_into_the_outbox() {
 fn the_same_table_in_json_reads_alike() {
     let config: EmailConfig = serde_json::from_str(
         r#"{"app": "poca", "outbox": "out", "to": "me@example.com", "subject": null,
-            "policy": {"threshold": {"count": 2, "level": "error"}},
+            "policy": {"threshold": {"count": 2, "level": "error"},
+                       "fingerprint_fields": "feed", "max_age": 0.5, "min_interval": null},
             "checkpoint_interval": false, "timeout": 1}"#,
     )
     .unwrap();
     assert_eq!(config.to, ["me@example.com"]);
     assert_eq!(config.subject, None);
     assert_eq!(config.policy.threshold, Some((2, Level::ERROR)));
+    assert_eq!(config.policy.fingerprint_fields, ["feed"]);
+    assert_eq!(config.policy.max_age, Some(Duration::from_millis(500)));
+    assert_eq!(config.policy.min_interval, None);
     assert_eq!(config.checkpoint_interval, Some(None));
     assert_eq!(config.timeout, Some(Duration::from_secs(1)));
     // null is a key left out, whatever its type.
@@ -189,6 +193,281 @@ fn the_same_table_in_json_reads_alike() {
     assert!(nulls.to.is_empty() && !nulls.local_time);
     assert_eq!(nulls.policy, Default::default());
     assert_eq!((nulls.max_pending, nulls.checkpoint_interval), (None, None));
+}
+
+fn is_held(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Held { .. })
+}
+
+/// One run of a program: builds the layer from `config` (a new run in the
+/// state file's history), logs each warning, flushes.
+fn run_with(config: &EmailConfig, warnings: &[&str]) -> Outcome {
+    let (layer, guard) = EmailLayer::from_config(config).unwrap();
+    run(layer, &guard, warnings)
+}
+
+#[test]
+fn consecutive_runs_and_fingerprint_fields_follow_one_failure_across_runs() {
+    let toml_config = |dir: &Path, extra: &str| -> EmailConfig {
+        toml::from_str(&format!(
+            "app = \"poca\"\noutbox = {}\nstate_file = {}\nfrom = \"poca@example.com\"\n\
+             to = \"me@example.com\"\n[policy]\nconsecutive_runs = 2\n{extra}",
+            toml_path(&dir.join("out")),
+            toml_path(&dir.join("state.json")),
+        ))
+        .unwrap()
+    };
+    let env_config = |dir: &Path, extra: &[(&str, &str)]| -> EmailConfig {
+        let (out, state) = (dir.join("out"), dir.join("state.json"));
+        let base = [
+            ("POCA_APP", "poca"),
+            ("POCA_OUTBOX", out.to_str().unwrap()),
+            ("POCA_STATE_FILE", state.to_str().unwrap()),
+            ("POCA_FROM", "poca@example.com"),
+            ("POCA_TO", "me@example.com"),
+            ("POCA_CONSECUTIVE_RUNS", "2"),
+        ];
+        EmailConfig::from_vars("POCA", base.iter().chain(extra).copied()).unwrap()
+    };
+    // The feed's message changes from run to run; its `feed` field does not.
+    let (first, second) = ("feed timed out after 30.2 s", "feed timed out after 31.7 s");
+
+    for (source, by_feed, by_message) in [
+        (
+            "toml",
+            Box::new(|d: &Path| toml_config(d, "fingerprint_fields = \"feed\""))
+                as Box<dyn Fn(&Path) -> EmailConfig>,
+            Box::new(|d: &Path| toml_config(d, "")) as Box<dyn Fn(&Path) -> EmailConfig>,
+        ),
+        (
+            "env",
+            Box::new(|d: &Path| env_config(d, &[("POCA_FINGERPRINT_FIELDS", "feed")])),
+            Box::new(|d: &Path| env_config(d, &[])),
+        ),
+    ] {
+        // By the feed: one failure, seen in each of the last 2 runs.
+        let dir = tempfile::tempdir().unwrap();
+        let config = by_feed(dir.path());
+        assert_eq!(config.policy.consecutive_runs, Some(2), "{source}");
+        assert_eq!(config.policy.fingerprint_fields, ["feed"], "{source}");
+        let held = run_with(&config, &[first]);
+        assert!(
+            matches!(
+                held,
+                Outcome::Held {
+                    pending: 1,
+                    counted: 1,
+                    needed: 2
+                }
+            ),
+            "{source}: {held}"
+        );
+        let sent = run_with(&config, &[second]);
+        assert!(
+            matches!(
+                sent,
+                Outcome::Sent {
+                    records: 2,
+                    emails: 1
+                }
+            ),
+            "{source}: {sent}"
+        );
+        let mails = outbox(&dir.path().join("out"));
+        assert_eq!(mails.len(), 1, "{source}");
+        let (head, body) = &mails[0];
+        assert!(head.contains("Radio Café"), "{source}: {head}");
+        assert!(
+            body.contains("feed \"Radio Café\": 2 records") && body.contains("last 2 runs"),
+            "{source}: {body}"
+        );
+
+        // By the message: two different failures, each seen once.
+        let dir = tempfile::tempdir().unwrap();
+        let config = by_message(dir.path());
+        assert!(is_held(&run_with(&config, &[first])), "{source}");
+        let held = run_with(&config, &[second]);
+        assert!(
+            matches!(
+                held,
+                Outcome::Held {
+                    pending: 2,
+                    counted: 1,
+                    needed: 2
+                }
+            ),
+            "{source}: {held}"
+        );
+    }
+}
+
+#[test]
+fn the_time_rules_of_the_policy_reach_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, policy: &str| -> EmailConfig {
+        toml::from_str(&format!(
+            "app = \"poca\"\noutbox = {}\nstate_file = {}\nfrom = \"poca@example.com\"\n\
+             to = \"me@example.com\"\n[policy]\n{policy}",
+            toml_path(&dir.path().join(name).join("out")),
+            toml_path(&dir.path().join(name).join("state.json")),
+        ))
+        .unwrap()
+    };
+    let clock = ManualClock::new(std::time::SystemTime::now());
+    let hour = Duration::from_secs(3600);
+    // A run at the clock's time.
+    let run_at = |config: &EmailConfig, warnings: &[&str]| {
+        let (layer, guard) = config
+            .builder()
+            .unwrap()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        run(layer, &guard, warnings)
+    };
+
+    // min_interval: the second email waits until an hour after the first.
+    let c = config("min_interval", "min_interval = 3600");
+    assert_eq!(c.policy.min_interval, Some(hour));
+    assert!(run_at(&c, &["feed failed"]).is_sent());
+    clock.advance(hour / 2);
+    let waiting = run_at(&c, &["feed failed"]);
+    assert!(
+        matches!(waiting, Outcome::Waiting { pending: 1, .. }),
+        "{waiting}"
+    );
+    clock.advance(hour / 2);
+    assert!(run_at(&c, &[]).is_sent());
+
+    // repeat_after: a failure reported once stays quiet for an hour.
+    let c = config("repeat_after", "consecutive_runs = 1\nrepeat_after = 3600");
+    assert_eq!(c.policy.repeat_after, Some(hour));
+    assert!(run_at(&c, &["feed failed"]).is_sent());
+    clock.advance(hour / 2);
+    let quiet = run_at(&c, &["feed failed"]);
+    assert!(is_held(&quiet), "{quiet}");
+    clock.advance(hour / 2);
+    let reminded = run_at(&c, &["feed failed"]);
+    assert!(
+        matches!(reminded, Outcome::Sent { records: 2, .. }),
+        "{reminded}"
+    );
+
+    // max_age: one warning, below the threshold's count, is sent once it
+    // has waited an hour.
+    let c = config(
+        "max_age",
+        "threshold = { count = 5, level = \"warn\" }\nmax_age = 3600",
+    );
+    assert_eq!(c.policy.max_age, Some(hour));
+    assert!(is_held(&run_at(&c, &["feed failed"])));
+    clock.advance(hour / 2);
+    assert!(is_held(&run_at(&c, &[])));
+    clock.advance(hour / 2);
+    assert!(run_at(&c, &[]).is_sent());
+}
+
+#[test]
+fn html_false_and_max_detail_lines_shape_the_digest() {
+    let warnings = [
+        "feed 1 failed",
+        "feed 2 failed",
+        "feed 3 failed",
+        "feed 4 failed",
+    ];
+    // The top Content-Type, whether the email holds an HTML part, and the
+    // records listed one by one in its text.
+    let digest = |config: &EmailConfig, out: &Path| {
+        let sent = run_with(config, &warnings);
+        assert!(
+            matches!(
+                sent,
+                Outcome::Sent {
+                    records: 4,
+                    emails: 1
+                }
+            ),
+            "{sent}"
+        );
+        let eml = std::fs::read_dir(out)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let raw = std::fs::read(eml).unwrap();
+        let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        let ct = mail_parser::MimeHeaders::content_type(&message).unwrap();
+        let top = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""));
+        let has_html = String::from_utf8_lossy(&raw).contains("text/html");
+        let text = message.body_text(0).unwrap().into_owned();
+        let listed: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains(" WARN config: "))
+            .map(|l| l[l.find(" WARN").unwrap()..].to_owned())
+            .collect();
+        (top, has_html, listed, text)
+    };
+    let base = |dir: &Path| {
+        format!(
+            "app = \"poca\"\noutbox = {}\nstate_file = {}\nfrom = \"poca@example.com\"\n\
+             to = \"me@example.com\"\n",
+            toml_path(&dir.join("out")),
+            toml_path(&dir.join("state.json")),
+        )
+    };
+
+    // Left out: an HTML alternative, every record listed.
+    let dir = tempfile::tempdir().unwrap();
+    let config: EmailConfig = toml::from_str(&base(dir.path())).unwrap();
+    assert_eq!((config.html, config.max_detail_lines), (None, None));
+    let (top, has_html, listed, _) = digest(&config, &dir.path().join("out"));
+    assert_eq!(top, "multipart/alternative");
+    assert!(has_html);
+    assert_eq!(listed.len(), 4, "{listed:?}");
+
+    for source in ["toml", "env"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config: EmailConfig = if source == "toml" {
+            let text = format!("{}html = false\nmax_detail_lines = 2\n", base(dir.path()));
+            toml::from_str(&text).unwrap()
+        } else {
+            let (out, state) = (dir.path().join("out"), dir.path().join("state.json"));
+            EmailConfig::from_vars(
+                "POCA",
+                [
+                    ("POCA_APP", "poca"),
+                    ("POCA_OUTBOX", out.to_str().unwrap()),
+                    ("POCA_STATE_FILE", state.to_str().unwrap()),
+                    ("POCA_FROM", "poca@example.com"),
+                    ("POCA_TO", "me@example.com"),
+                    ("POCA_HTML", "false"),
+                    ("POCA_MAX_DETAIL_LINES", "2"),
+                ],
+            )
+            .unwrap()
+        };
+        assert_eq!(config.html, Some(false), "{source}");
+        assert_eq!(config.max_detail_lines, Some(2), "{source}");
+        let (top, has_html, listed, text) = digest(&config, &dir.path().join("out"));
+        assert_eq!(top, "text/plain", "{source}");
+        assert!(!has_html, "{source}");
+        // The newest two, after a note on the two only counted.
+        assert_eq!(
+            listed,
+            [
+                " WARN config: feed 3 failed feed=\"Radio Café\"",
+                " WARN config: feed 4 failed feed=\"Radio Café\""
+            ],
+            "{source}: {text}"
+        );
+        assert!(
+            text.contains(
+                "The newest 2 records follow, and 2 more (earlier) are only counted above."
+            ),
+            "{source}: {text}"
+        );
+    }
 }
 
 #[test]
@@ -287,6 +566,37 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         ),
         ("[policy]\nbatch = 0", vec!["at least 1", "`policy.batch`"]),
         (
+            "[policy]\nconsecutive_runs = 0",
+            vec!["integer `0`", "at least 1", "`policy.consecutive_runs`"],
+        ),
+        (
+            "[policy]\nconsecutive_runs = 1.5",
+            vec!["whole number", "`policy.consecutive_runs`"],
+        ),
+        (
+            "[policy]\nrepeat_after = -1",
+            vec!["`-1`", "greater than 0", "`policy.repeat_after`"],
+        ),
+        (
+            "[policy]\nmin_interval = 0",
+            vec!["greater than 0", "`policy.min_interval`"],
+        ),
+        (
+            "[policy]\nmax_age = \"soon\"",
+            vec!["\"soon\"", "number of seconds", "`policy.max_age`"],
+        ),
+        (
+            "[policy]\nfingerprint_fields = 5",
+            vec![
+                "a field name or a list of field names",
+                "`policy.fingerprint_fields`",
+            ],
+        ),
+        (
+            "[policy]\nfingerprint_fields = [\"feed\", 5]",
+            vec!["a string for `policy.fingerprint_fields`"],
+        ),
+        (
             "max_pending = \"ten\"",
             vec!["\"ten\"", "whole number", "`max_pending`"],
         ),
@@ -309,6 +619,11 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         (
             "capture_panics = \"yes\"",
             vec!["true or false", "`capture_panics`"],
+        ),
+        ("html = \"no\"", vec!["true or false", "`html`"]),
+        (
+            "max_detail_lines = 0",
+            vec!["at least 1", "`max_detail_lines`"],
         ),
         ("outbox = 5", vec!["a path", "`outbox`"]),
     ] {
@@ -503,6 +818,37 @@ fn from_vars_errors_name_the_variable_and_show_the_value() {
             "POCA_LOCAL_TIME",
             "yes",
             r#"POCA_LOCAL_TIME: "yes" is not true or false"#,
+        ),
+        ("POCA_HTML", "no", r#"POCA_HTML: "no" is not true or false"#),
+        (
+            "POCA_MAX_DETAIL_LINES",
+            "-3",
+            r#"POCA_MAX_DETAIL_LINES: "-3" is not a whole number of at least 1"#,
+        ),
+        (
+            "POCA_CONSECUTIVE_RUNS",
+            "0",
+            r#"POCA_CONSECUTIVE_RUNS: "0" is not a whole number of at least 1"#,
+        ),
+        (
+            "POCA_MAX_AGE",
+            "soon",
+            r#"POCA_MAX_AGE: "soon" is not a number of seconds greater than 0"#,
+        ),
+        (
+            "POCA_REPEAT_AFTER",
+            "0",
+            r#"POCA_REPEAT_AFTER: "0" is not a number of seconds greater than 0"#,
+        ),
+        (
+            "POCA_MIN_INTERVAL",
+            "1h",
+            r#"POCA_MIN_INTERVAL: "1h" is not a number of seconds"#,
+        ),
+        (
+            "POCA_FINGERPRINT_FIELDS",
+            "feed,,url",
+            r#"POCA_FINGERPRINT_FIELDS: "feed,,url" is not field names separated by commas"#,
         ),
     ] {
         let err =
@@ -750,6 +1096,13 @@ fn the_readme_example_file_parses_and_builds() {
     let config: AppConfig = toml::from_str(&section[toml_start..toml_start + toml_len]).unwrap();
     let mut email = config.email;
     assert_eq!(email.policy.threshold, Some((5, Level::WARN)));
+    assert_eq!(email.policy.consecutive_runs, Some(4));
+    assert_eq!(email.policy.repeat_after, Some(Duration::from_secs(86_400)));
+    assert_eq!(email.policy.fingerprint_fields, ["feed"]);
+    assert_eq!(
+        (email.html, email.max_detail_lines),
+        (Some(true), Some(200))
+    );
     assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
     // Everything else is accepted by the builder: take away what reads the
     // environment and the disk.
