@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -21,41 +21,57 @@ fn log_one() {
     tracing::info!(n = 42, "feed {} failed", "x");
 }
 
-/// Logs `iters` events on each of `threads` threads at once, inside the span;
-/// returns the time the slowest took. Captured records are discarded after
-/// the clock stops, to keep memory flat.
-fn run_threads(
-    dispatch: &tracing::Dispatch,
-    threads: usize,
-    iters: u64,
-    guard: &FlushGuard,
-) -> Duration {
-    let barrier = Barrier::new(threads);
-    let elapsed = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
+/// Threads that stay for the whole benchmark, as a program's threads do, and
+/// log when told to.
+struct Workers {
+    jobs: Vec<mpsc::Sender<(tracing::Dispatch, u64)>>,
+    done: mpsc::Receiver<Duration>,
+}
+
+impl Workers {
+    fn new(threads: usize) -> Self {
+        let barrier = Arc::new(Barrier::new(threads));
+        let (done_tx, done) = mpsc::channel();
+        let jobs = (0..threads)
             .map(|_| {
-                s.spawn(|| {
-                    tracing::dispatcher::with_default(dispatch, || {
-                        let span = tracing::info_span!("job", feed = "Radio Café");
-                        let _entered = span.enter();
-                        barrier.wait();
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            log_one();
-                        }
-                        start.elapsed()
-                    })
-                })
+                let (tx, rx) = mpsc::channel::<(tracing::Dispatch, u64)>();
+                let barrier = Arc::clone(&barrier);
+                let done_tx = done_tx.clone();
+                std::thread::spawn(move || {
+                    while let Ok((dispatch, iters)) = rx.recv() {
+                        let elapsed = tracing::dispatcher::with_default(&dispatch, || {
+                            let span = tracing::info_span!("job", feed = "Radio Café");
+                            let _entered = span.enter();
+                            barrier.wait();
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                log_one();
+                            }
+                            start.elapsed()
+                        });
+                        let _ = done_tx.send(elapsed);
+                    }
+                });
+                tx
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
+        Workers { jobs, done }
+    }
+
+    /// Logs `iters` events on every thread at once, inside the span;
+    /// returns the time the slowest took. Captured records are discarded
+    /// after the clock stops, to keep memory flat.
+    fn run(&self, dispatch: &tracing::Dispatch, iters: u64, guard: &FlushGuard) -> Duration {
+        for job in &self.jobs {
+            job.send((dispatch.clone(), iters)).expect("worker");
+        }
+        let elapsed = (0..self.jobs.len())
+            .map(|_| self.done.recv().expect("worker"))
             .max()
-            .unwrap_or_default()
-    });
-    guard.discard_buffered();
-    elapsed
+            .unwrap_or_default();
+        guard.discard_buffered();
+        elapsed
+    }
 }
 
 fn events(c: &mut Criterion) {
@@ -82,25 +98,27 @@ fn events(c: &mut Criterion) {
         group.bench_function("fmt_to_sink", |b| b.iter(log_one));
     });
 
+    let one = Workers::new(1);
+    let two = Workers::new(2);
     let captured = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     group.bench_function("email_layer_captured", |b| {
-        b.iter_custom(|iters| run_threads(&captured, 1, iters, &guard))
+        b.iter_custom(|iters| one.run(&captured, iters, &guard))
     });
     group.finish();
 
     // Throughput of one thread, then of two logging at once.
     let mut group = c.benchmark_group("threads");
-    for threads in [1, 2] {
-        group.throughput(Throughput::Elements(threads as u64));
+    let fmt = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
+    );
+    for (threads, workers) in [(1, &one), (2, &two)] {
+        group.throughput(Throughput::Elements(threads));
         group.bench_function(format!("email_layer_{threads}_threads"), |b| {
-            b.iter_custom(|iters| run_threads(&captured, threads, iters, &guard))
+            b.iter_custom(|iters| workers.run(&captured, iters, &guard))
         });
-        let fmt = tracing::Dispatch::new(
-            tracing_subscriber::registry()
-                .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
-        );
         group.bench_function(format!("fmt_{threads}_threads"), |b| {
-            b.iter_custom(|iters| run_threads(&fmt, threads, iters, &guard))
+            b.iter_custom(|iters| workers.run(&fmt, iters, &guard))
         });
     }
     group.finish();

@@ -324,6 +324,11 @@ impl Smtp {
                 "the SMTP port is 0; use 587 (STARTTLS), 465 (implicit TLS) or 25 (plain)",
             ));
         }
+        if self.timeout.is_zero() {
+            return Err(Error::smtp(
+                "the SMTP timeout is zero; give each network operation some time, e.g. 10 s",
+            ));
+        }
         if self.password.is_some() && self.user.is_none() {
             return Err(Error::smtp(
                 "an SMTP password is set but no user name; use .credentials(user, password)",
@@ -559,6 +564,15 @@ mod tests {
                 .build_transport()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_zero_timeout_is_an_error() {
+        let err = Smtp::tls("h")
+            .timeout(Duration::ZERO)
+            .build_transport()
+            .unwrap_err();
+        assert!(err.to_string().contains("timeout is zero"), "{err}");
     }
 
     #[test]
