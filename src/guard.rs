@@ -118,11 +118,7 @@ impl fmt::Display for Outcome {
                 "held {} for a later run: an email went out less than min_interval ago, the \
                  next may go at {}",
                 records(*pending),
-                until
-                    .format(time::macros::format_description!(
-                        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-                    ))
-                    .unwrap_or_default()
+                crate::record::utc_time(*until)
             ),
             Outcome::Sent { records: n, emails } => write!(
                 f,

@@ -246,13 +246,7 @@ impl Snapshot {
 }
 
 fn when(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| {
-        t.format(time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-        ))
-        .ok()
-    })
-    .unwrap_or_else(|| "never".to_owned())
+    t.map_or_else(|| "never".to_owned(), crate::record::utc_time)
 }
 
 impl fmt::Display for Snapshot {

@@ -281,6 +281,22 @@ pub(crate) fn show_time(
     time.to_offset(offset).format(format).unwrap_or_default()
 }
 
+/// `2026-11-21 10:00:03 UTC`: a time shown in UTC, saying so.
+pub(crate) fn utc_time(time: OffsetDateTime) -> String {
+    format!("{} UTC", show_time(time, UtcOffset::UTC, LINE_TIME))
+}
+
+/// `20261121T100003.123456Z`: a UTC time for file names, sortable.
+pub(crate) fn file_stamp(time: OffsetDateTime) -> String {
+    show_time(
+        time,
+        UtcOffset::UTC,
+        time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
+        ),
+    )
+}
+
 impl Record {
     /// The record as one line of a digest:
     /// `2026-11-21 10:00:03 WARN poca::feed: feed failed url="https://…"`,

@@ -293,7 +293,11 @@ impl StateStore {
         self.create_dir()?;
         let path = with_suffix(
             &self.path,
-            &format!(".parked-{}-{}.json", timestamp(), std::process::id()),
+            &format!(
+                ".parked-{}-{}.json",
+                crate::record::file_stamp(OffsetDateTime::now_utc()),
+                std::process::id()
+            ),
         );
         #[derive(Serialize)]
         struct Parked<'a> {
@@ -331,17 +335,14 @@ impl StateStore {
     }
 }
 
-/// A UTC time for file names, sortable: `20261121T100003.123456Z`.
-fn timestamp() -> String {
-    OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
-        ))
-        .unwrap_or_default()
-}
-
 fn move_aside(path: &Path) -> Result<PathBuf, Error> {
-    let aside = with_suffix(path, &format!(".corrupt-{}", timestamp()));
+    let aside = with_suffix(
+        path,
+        &format!(
+            ".corrupt-{}",
+            crate::record::file_stamp(OffsetDateTime::now_utc())
+        ),
+    );
     fs::rename(path, &aside).map_err(|e| {
         io_error(
             format!(

@@ -65,11 +65,7 @@ impl Transport for FileDrop {
                 self.dir.display()
             )
         })?;
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second].[subsecond digits:6]Z"
-            ))
-            .unwrap_or_default();
+        let stamp = crate::record::file_stamp(time::OffsetDateTime::now_utc());
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("{stamp}-{}-{n}.eml", std::process::id());
         let tmp = self.dir.join(format!(".{name}.tmp"));
