@@ -262,6 +262,8 @@ impl FlushGuard {
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
+        // From now on nothing would flush a new record: refuse it, and say so.
+        self.shared.guard_dropped.store(true, Ordering::Relaxed);
         if let Some((signal, worker)) = self.worker.take() {
             lock(&signal.state).stop = true;
             signal.cond.notify_all();
