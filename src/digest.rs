@@ -723,6 +723,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_subject_names_every_failure_that_persists() {
+        let c = composer();
+        let mut rs = feed_records("Radio Café", Level::WARN, 0, 2);
+        rs.extend(feed_records("Ääniraita", Level::WARN, 0, 1));
+        rs.extend(feed_records("Hörspiel", Level::WARN, 0, 3));
+        let mut h = History::default();
+        for _ in 0..3 {
+            let run = h.start_run();
+            for feed in ["Radio Café", "Ääniraita"] {
+                let fp = fingerprint(
+                    &feed_records(feed, Level::WARN, 0, 1)[0],
+                    &c.fingerprint_fields,
+                );
+                h.observe(run, &fp, Level::WARN, OffsetDateTime::UNIX_EPOCH);
+            }
+        }
+        let email = c.compose(&rs, 0, None, &h).unwrap();
+        assert_eq!(
+            email.subject(),
+            r#"[poca] feed "Radio Café" and feed "Ääniraita" failing for 3 runs; 3 other warnings"#
+        );
+    }
+
+    #[test]
     fn the_detail_lists_the_newest_records_and_counts_the_rest() {
         let mut c = composer();
         c.detail_lines = 3;
