@@ -22,6 +22,7 @@ use crate::policy::Phase;
 /// |--------------------------------------------------|-----------|
 /// | no record                                        | `Nothing` |
 /// | records, but the policy's rules are not met      | `Held`    |
+/// | records a rule sends, but the last email is too recent (`min_interval`) | `Waiting` |
 /// | records the policy sends, and the server accepts | `Sent`    |
 /// | records that could not be sent or stored         | `Failed`  |
 ///

@@ -609,6 +609,17 @@ mod tests {
             persisting_subject("poca", &[(r#"feed "Radio Café""#, w, 2, 3)], 3, 2),
             r#"[poca] feed "Radio Café" failing for 3 runs; 2 other errors, 1 other warning"#
         );
+        // A failure whose records mix levels (one ERROR, one WARN, counted at
+        // ERROR) never makes a count go below zero.
+        assert_eq!(
+            persisting_subject(
+                "poca",
+                &[(r#"feed "Radio Café""#, Level::ERROR, 2, 3)],
+                1,
+                1
+            ),
+            r#"[poca] feed "Radio Café" failing for 3 runs; 1 other warning"#
+        );
         // A long label keeps the field's name and the end of its value.
         assert_eq!(
             persisting_subject("nightly-fetch", &[(B, w, 1, 3)], 4, 0),
