@@ -652,6 +652,8 @@ impl Builder {
             buffer: Buffer::new(self.max_pending),
             max_record_bytes: self.max_record_bytes,
             batch: self.policy.batch.map(|size| (size, Arc::clone(&signal))),
+            guard_dropped: AtomicBool::new(false),
+            guard_dropped_said: AtomicBool::new(false),
         });
         let needs_worker = self.policy.batch.is_some() || self.checkpoint_interval.is_some();
         let flusher = Arc::new(Mutex::new(Flusher {

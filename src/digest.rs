@@ -151,6 +151,9 @@ pub(crate) struct Summary<'a> {
     pub(crate) problems: Vec<Problem>,
     /// Most records listed one by one.
     pub(crate) detail_lines: usize,
+    /// A note for the footer: `fingerprint_fields` that none of the records
+    /// has (see [`crate::history::unmatched_fields`]).
+    pub(crate) fields_note: Option<String>,
 }
 
 impl<'a> Summary<'a> {
@@ -181,6 +184,7 @@ impl<'a> Summary<'a> {
             span,
             problems: Vec::new(),
             detail_lines: usize::MAX,
+            fields_note: None,
         }
     }
 
@@ -402,6 +406,9 @@ impl Composer {
             "\n-- \n{}\n",
             footer(&self.app, &self.state_path.display().to_string())
         );
+        if let Some(note) = &summary.fields_note {
+            let _ = writeln!(out, "Note: {note}");
+        }
         out
     }
 
@@ -440,6 +447,12 @@ impl Composer {
         let mut summary = Summary::new(&self.app, records, dropped, part, self.offset);
         summary.problems = problems(records, history, &self.fingerprint_fields, self.level);
         summary.detail_lines = self.detail_lines;
+        summary.fields_note = crate::history::unmatched_fields(
+            records,
+            &self.fingerprint_fields,
+            self.level,
+            history,
+        );
         let subject = self.subject(&summary);
         let text = self.body(&summary);
         let html = self
@@ -719,6 +732,55 @@ pub(crate) mod tests {
             email.subject().starts_with("[poca] 8 warnings since"),
             "{}",
             email.subject()
+        );
+    }
+
+    #[test]
+    fn the_footer_says_when_no_record_has_a_fingerprint_field() {
+        let mut c = composer();
+        c.fingerprint_fields = vec!["Feed".into()];
+        let rs = feed_records("Radio Café", Level::WARN, 0, 2);
+        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let note = "Note: fingerprint_fields [\"Feed\"]: no record at WARN or above has any of \
+                    them; they carry: feed (did you mean \"feed\"?).";
+        let text = email.text();
+        let footer_at = text.find("\n-- \n").unwrap();
+        assert!(text[footer_at..].contains(note), "{text}");
+        let html = email.html().unwrap();
+        assert!(
+            html.contains(
+                "Note: fingerprint_fields [&quot;Feed&quot;]: no record at WARN or above"
+            ),
+            "{html}"
+        );
+        // The field matches: no note.
+        c.fingerprint_fields = vec!["feed".into()];
+        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        assert!(!email.text().contains("fingerprint_fields"));
+        assert!(!email.html().unwrap().contains("fingerprint_fields"));
+    }
+
+    #[test]
+    fn the_subject_names_every_failure_that_persists() {
+        let c = composer();
+        let mut rs = feed_records("Radio Café", Level::WARN, 0, 2);
+        rs.extend(feed_records("Ääniraita", Level::WARN, 0, 1));
+        rs.extend(feed_records("Hörspiel", Level::WARN, 0, 3));
+        let mut h = History::default();
+        for _ in 0..3 {
+            let run = h.start_run();
+            for feed in ["Radio Café", "Ääniraita"] {
+                let fp = fingerprint(
+                    &feed_records(feed, Level::WARN, 0, 1)[0],
+                    &c.fingerprint_fields,
+                );
+                h.observe(run, &fp, Level::WARN, OffsetDateTime::UNIX_EPOCH);
+            }
+        }
+        let email = c.compose(&rs, 0, None, &h).unwrap();
+        assert_eq!(
+            email.subject(),
+            r#"[poca] feed "Radio Café" and feed "Ääniraita" failing for 3 runs; 3 other warnings"#
         );
     }
 

@@ -79,6 +79,12 @@ impl Flusher {
         let (run, new_run) = self.register_run(&mut state);
         let changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run;
         let old_len = state.pending.len();
+        crate::history::check_fingerprint_fields(
+            &new,
+            &self.policy.fingerprint_fields,
+            self.policy.level(),
+            &state.history,
+        );
         let level = crate::record::severity(self.policy.level());
         for mut record in new {
             record.run = Some(run);

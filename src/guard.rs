@@ -22,6 +22,7 @@ use crate::policy::Phase;
 /// |--------------------------------------------------|-----------|
 /// | no record                                        | `Nothing` |
 /// | records, but the policy's rules are not met      | `Held`    |
+/// | records a rule sends, but the last email is too recent (`min_interval`) | `Waiting` |
 /// | records the policy sends, and the server accepts | `Sent`    |
 /// | records that could not be sent or stored         | `Failed`  |
 ///
@@ -262,6 +263,8 @@ impl FlushGuard {
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
+        // From now on nothing would flush a new record: refuse it, and say so.
+        self.shared.guard_dropped.store(true, Ordering::Relaxed);
         if let Some((signal, worker)) = self.worker.take() {
             lock(&signal.state).stop = true;
             signal.cond.notify_all();

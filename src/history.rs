@@ -4,6 +4,9 @@
 //! updated by the flush under the state lock, read by the policy.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -195,6 +198,120 @@ impl History {
     }
 }
 
+/// Most field names a [`unmatched_fields`] note lists.
+const MAX_CARRIED: usize = 12;
+
+/// Whether the note of [`unmatched_fields`] was printed on stderr by this
+/// process.
+static UNMATCHED_SAID: AtomicBool = AtomicBool::new(false);
+
+/// Says on stderr, once per process, that `fingerprint_fields` match no
+/// record of this flush (see [`unmatched_fields`]).
+pub(crate) fn check_fingerprint_fields(
+    records: &[Record],
+    fields: &[String],
+    level: Level,
+    history: &History,
+) {
+    if fields.is_empty() || UNMATCHED_SAID.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(note) = unmatched_fields(records, fields, level, history)
+        && !UNMATCHED_SAID.swap(true, Ordering::Relaxed)
+    {
+        let _ = writeln!(std::io::stderr().lock(), "tracing-email: {note}");
+    }
+}
+
+/// When `fields` (the policy's `fingerprint_fields`) are set, some of
+/// `records` are at `level` or above, none of those carries any of the
+/// fields, and no streak in `history` was ever told apart by them: a note
+/// that says so and names the fields the records do carry, e.g.
+/// `fingerprint_fields ["URL"]: no record at WARN or above has any of them;
+/// they carry: url, status (did you mean "url"?). …`. A name that is
+/// misspelt or in the wrong case merges different failures into one.
+pub(crate) fn unmatched_fields(
+    records: &[Record],
+    fields: &[String],
+    level: Level,
+    history: &History,
+) -> Option<String> {
+    if fields.is_empty() {
+        return None;
+    }
+    let min = severity(level);
+    let mut at_level = records
+        .iter()
+        .filter(|r| severity(r.level) >= min)
+        .peekable();
+    at_level.peek()?;
+    let mut carried: Vec<&str> = Vec::new();
+    for record in at_level {
+        for (name, _) in record.fields.iter() {
+            if fields.iter().any(|f| f == name) {
+                return None;
+            }
+            if !carried.contains(&name) {
+                carried.push(name);
+            }
+        }
+    }
+    // A streak labelled `url "…"` was told apart by one of the fields: they
+    // match, only not in these records.
+    let matched_before = history.streaks.values().any(|s| {
+        fields.iter().any(|f| {
+            s.label
+                .strip_prefix(f.as_str())
+                .is_some_and(|rest| rest.starts_with(" \""))
+        })
+    });
+    if matched_before {
+        return None;
+    }
+    let mut note = format!("fingerprint_fields {fields:?}: no ");
+    if level == Level::ERROR {
+        note.push_str("ERROR record");
+    } else {
+        let _ = write!(note, "record at {level} or above");
+    }
+    note.push_str(" has any of them; ");
+    if carried.is_empty() {
+        note.push_str("they carry no fields");
+    } else {
+        let _ = write!(
+            note,
+            "they carry: {}",
+            carried
+                .iter()
+                .take(MAX_CARRIED)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if carried.len() > MAX_CARRIED {
+            let _ = write!(note, " and {} more", carried.len() - MAX_CARRIED);
+        }
+        let close: Vec<String> = fields
+            .iter()
+            .filter_map(|f| {
+                let simple = |s: &str| s.to_lowercase().replace(['-', '.'], "_");
+                carried
+                    .iter()
+                    .find(|c| simple(c) == simple(f))
+                    .map(|c| format!("{c:?}"))
+            })
+            .collect();
+        if !close.is_empty() {
+            let _ = write!(note, " (did you mean {}?)", close.join(", "));
+        }
+    }
+    note.push_str(
+        ". Names must match exactly; until one does, failures are told apart by callsite and \
+         message alone, and different failures with the same message count as one.",
+    );
+    Some(note)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +394,105 @@ mod tests {
         let run = h.start_run();
         h.observe(run, &feed, Level::WARN, T);
         assert_eq!(h.streaks["feed"].reported, None);
+    }
+
+    /// A record at `level` with these fields.
+    fn with_fields(level: Level, fields: &[(&str, serde_json::Value)]) -> Record {
+        let mut r = record_at(level);
+        r.message = "fetch failed".into();
+        for (name, value) in fields {
+            r.fields.0.push(((*name).to_owned().into(), value.clone()));
+        }
+        r
+    }
+
+    #[test]
+    fn fingerprint_fields_that_no_record_has_are_named_with_those_it_has() {
+        let fields = ["URL".to_owned()];
+        let rs = [
+            with_fields(
+                Level::WARN,
+                &[("url", json!("a.json")), ("status", json!(500))],
+            ),
+            with_fields(
+                Level::ERROR,
+                &[("url", json!("b.json")), ("error", json!("x"))],
+            ),
+            with_fields(Level::INFO, &[("elapsed_ms", json!(3))]),
+        ];
+        let h = History::default();
+        let note = unmatched_fields(&rs, &fields, Level::WARN, &h).unwrap();
+        assert_eq!(
+            note,
+            "fingerprint_fields [\"URL\"]: no record at WARN or above has any of them; they \
+             carry: url, status, error (did you mean \"url\"?). Names must match exactly; until \
+             one does, failures are told apart by callsite and message alone, and different \
+             failures with the same message count as one."
+        );
+        // At ERROR, only ERROR records count.
+        let note = unmatched_fields(&rs, &fields, Level::ERROR, &h).unwrap();
+        assert!(
+            note.starts_with(
+                "fingerprint_fields [\"URL\"]: no ERROR record has any of them; they carry: url, error (did"
+            ),
+            "{note}"
+        );
+        // Records without fields, and a name not close to any.
+        let bare = [record_at(Level::WARN)];
+        let note = unmatched_fields(&bare, &["feed".into()], Level::WARN, &h).unwrap();
+        assert!(note.contains("; they carry no fields. Names"), "{note}");
+        let note = unmatched_fields(&rs, &["feed".into()], Level::WARN, &h).unwrap();
+        assert!(
+            note.contains("they carry: url, status, error. Names"),
+            "{note}"
+        );
+        // Many names: a dozen, then how many more.
+        let many: Vec<(String, serde_json::Value)> =
+            (0..15).map(|i| (format!("f{i}"), json!(i))).collect();
+        let mut r = record_at(Level::WARN);
+        for (name, value) in many {
+            r.fields.0.push((name.into(), value));
+        }
+        let note = unmatched_fields(&[r], &fields, Level::WARN, &h).unwrap();
+        assert!(note.contains("f10, f11 and 3 more."), "{note}");
+    }
+
+    #[test]
+    fn no_note_when_a_field_matches_or_nothing_is_at_the_level() {
+        let h = History::default();
+        let rs = [
+            with_fields(Level::WARN, &[("status", json!(500))]),
+            with_fields(Level::WARN, &[("url", json!("a.json"))]),
+        ];
+        // One record with the field is enough.
+        assert_eq!(
+            unmatched_fields(&rs, &["url".into()], Level::WARN, &h),
+            None
+        );
+        assert_eq!(
+            unmatched_fields(&rs, &["URL".into(), "url".into()], Level::WARN, &h),
+            None
+        );
+        // No fields set, or no record at the level: nothing to say.
+        assert_eq!(unmatched_fields(&rs, &[], Level::WARN, &h), None);
+        assert_eq!(
+            unmatched_fields(&rs, &["URL".into()], Level::ERROR, &h),
+            None
+        );
+        assert_eq!(
+            unmatched_fields(&[], &["URL".into()], Level::WARN, &h),
+            None
+        );
+        // A streak told apart by the field: it matched in an earlier run.
+        let mut h = History::default();
+        let run = h.start_run();
+        let url = fingerprint(&rs[1], &["url".into()]);
+        h.observe(run, &url, Level::WARN, T);
+        assert_eq!(
+            unmatched_fields(&rs[..1], &["url".into()], Level::WARN, &h),
+            None
+        );
+        assert!(unmatched_fields(&rs[..1], &["feed".into()], Level::WARN, &h).is_some());
     }
 
     #[test]

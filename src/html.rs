@@ -162,6 +162,10 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
         &mut out,
         &footer(summary.app, &state_path.display().to_string()),
     );
+    if let Some(note) = &summary.fields_note {
+        out.push_str("</p>\n<p style=\"margin:6px 0 0;font-size:12px;color:#8a4b00\">Note: ");
+        escape_into(&mut out, note);
+    }
     out.push_str("</p>\n</div>\n</body></html>\n");
     out
 }

@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use serde_json::Value;
@@ -78,6 +80,27 @@ pub(crate) struct Shared {
     /// `(batch size, signal)` when a batch policy is set: a thread's shard
     /// reaching a multiple of the size wakes the worker.
     pub(crate) batch: Option<(usize, Arc<Signal>)>,
+    /// Set by the guard's drop: nothing flushes records captured after it.
+    pub(crate) guard_dropped: AtomicBool,
+    /// Set once [`GUARD_DROPPED`] has been printed, so it is printed once.
+    pub(crate) guard_dropped_said: AtomicBool,
+}
+
+/// The line printed on stderr for the first record logged after the guard
+/// was dropped.
+pub(crate) const GUARD_DROPPED: &str = "tracing-email: a record was logged after the FlushGuard \
+     was dropped, so it is not captured, nor is any later one (nothing would send them). \
+     `let (layer, _) = EmailLayer::…` drops the guard at once: keep the guard: \
+     let (layer, _guard) = …, and let it drop at the end of main.";
+
+impl Shared {
+    /// A record came after the guard was dropped: says so on stderr, once.
+    #[cold]
+    fn refuse_after_guard(&self) {
+        if !self.guard_dropped_said.swap(true, Ordering::Relaxed) {
+            let _ = writeln!(std::io::stderr().lock(), "{GUARD_DROPPED}");
+        }
+    }
 }
 
 /// The layer that captures events. Made by
@@ -159,6 +182,9 @@ where
         // any send: that is this crate's machinery too.
         if is_sending() || meta.target().starts_with(LETTRE_POOL) {
             return;
+        }
+        if self.shared.guard_dropped.load(Ordering::Relaxed) {
+            return self.shared.refuse_after_guard();
         }
         let mut message = String::new();
         // Exactly the room the event's fields need: a record in memory costs

@@ -163,32 +163,16 @@ impl Template {
 
 /// The subject when none was set: `[poca] 3 errors, 4 warnings since
 /// 2026-11-20 08:00`, leaving out a count that is zero, and counting the log
-/// records when there is no error or warning.
+/// records when there is no error or warning. Failures seen run after run
+/// name themselves instead (see [`persisting`]).
 pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
-    let mut out = String::with_capacity(64);
+    let mut out = String::with_capacity(96);
     let _ = write!(out, "[{}] ", summary.app);
-    // A failure seen run after run names itself:
-    // `[poca] feed "Radio Café" failing for 5 runs; 3 other warnings`.
-    if let Some(main) = summary.problems.first()
-        && let Some(runs) = main.runs
-    {
-        let _ = write!(out, "{} failing for {runs} runs", main.label);
-        let others =
-            |level| summary.count(level) - if main.level == level { main.count } else { 0 };
-        let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
-        if errors > 0 {
-            let _ = write!(out, "; {errors} other error{}", plural(errors));
-        }
-        if warnings > 0 {
-            let sep = if errors > 0 { ", " } else { "; " };
-            let _ = write!(out, "{sep}{warnings} other warning{}", plural(warnings));
-        }
+    if persisting(summary, &mut out) {
         return out;
     }
     let errors = summary.count(Level::ERROR);
     let warnings = summary.count(Level::WARN);
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
     if errors > 0 {
         let _ = write!(out, "{errors} error{}", plural(errors));
     }
@@ -210,6 +194,191 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
         );
     }
     out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The length a default subject aims at: longer header lines get folded, and
+/// mail clients show little more.
+const SUBJECT_TARGET: usize = 78;
+/// The fewest and the most characters a failure's label keeps in a subject.
+const LABEL_MIN: usize = 24;
+const LABEL_MAX: usize = 60;
+/// Most persisting failures named; beyond it, two are named and the rest
+/// counted (`and 3 more`).
+const NAMED_MAX: usize = 3;
+
+/// Writes the failures seen run after run, if there are any, and returns
+/// whether it did: `feed "Radio Café" failing for 5 runs; 3 other warnings`,
+/// `url "…/a.json" and url "…/b.json" failing for 3 runs`, `url "…/a.json",
+/// url "…/b.json" and 3 more failing for 3 to 5 runs; 1 other error`.
+/// Labels are shortened (with `…`) to keep the subject near
+/// [`SUBJECT_TARGET`] characters.
+fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
+    let failing: Vec<(&str, Level, usize, u64)> = summary
+        .problems
+        .iter()
+        .filter_map(|p| {
+            p.runs
+                .map(|runs| (p.label.as_str(), p.level, p.count, runs))
+        })
+        .collect();
+    let Some(fewest) = failing.iter().map(|f| f.3).min() else {
+        return false;
+    };
+    let most = failing.iter().map(|f| f.3).max().unwrap_or(fewest);
+    let mut tail = if fewest == most {
+        format!(" failing for {most} runs")
+    } else {
+        format!(" failing for {fewest} to {most} runs")
+    };
+    // The other records that need a look: those of the failures named (or
+    // counted) above are left out.
+    let others = |level| {
+        let theirs: usize = failing.iter().filter(|f| f.1 == level).map(|f| f.2).sum();
+        summary.count(level).saturating_sub(theirs)
+    };
+    let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
+    if errors > 0 {
+        let _ = write!(tail, "; {errors} other error{}", plural(errors));
+    }
+    if warnings > 0 {
+        let sep = if errors > 0 { ", " } else { "; " };
+        let _ = write!(tail, "{sep}{warnings} other warning{}", plural(warnings));
+    }
+    let fixed = out.chars().count() + tail.chars().count();
+    // Labels share what the target leaves; three that would be cut too
+    // short become two and "and 1 more".
+    let width = |named: usize, more: usize| {
+        // ", " between names, " and " before the last one or the count.
+        let joins = if named + usize::from(more > 0) > 1 {
+            2 * (named + usize::from(more > 0) - 2) + 5
+        } else {
+            0
+        };
+        let count = if more > 0 {
+            more.to_string().len() + 5
+        } else {
+            0
+        };
+        let room = SUBJECT_TARGET.saturating_sub(fixed + joins + count);
+        (room / named).clamp(LABEL_MIN, LABEL_MAX)
+    };
+    let mut named = if failing.len() <= NAMED_MAX {
+        failing.len()
+    } else {
+        2
+    };
+    let all: Vec<&str> = failing.iter().map(|f| f.0).collect();
+    let mut labels = shorten_all(&all[..named], width(named, failing.len() - named));
+    let cut_short = |labels: &[String]| {
+        labels
+            .iter()
+            .zip(&all)
+            .any(|(short, label)| short.ends_with('…') && !label.ends_with('…'))
+    };
+    if named == NAMED_MAX && cut_short(&labels) {
+        named = 2;
+        labels = shorten_all(&all[..named], width(named, failing.len() - named));
+    }
+    let more = failing.len() - named;
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if i + 1 == named && more == 0 {
+                " and "
+            } else {
+                ", "
+            });
+        }
+        out.push_str(label);
+    }
+    if more > 0 {
+        let _ = write!(out, " and {more} more");
+    }
+    out.push_str(&tail);
+    true
+}
+
+/// Each label in at most `max` characters, keeping what tells them apart:
+/// the start that they all share is left out first (`url "…/a.json"`,
+/// `url "…/b.json"`), then the end is cut.
+fn shorten_all(labels: &[&str], max: usize) -> Vec<String> {
+    let [first, rest @ ..] = labels else {
+        return Vec::new();
+    };
+    if rest.is_empty() {
+        return vec![shorten(first, max)];
+    }
+    let shared = rest.iter().fold(first.len(), |n, l| {
+        first
+            .char_indices()
+            .zip(l.chars())
+            .take_while(|((i, a), b)| *i < n && a == b)
+            .last()
+            .map_or(0, |((i, a), _)| i + a.len_utf8())
+    });
+    labels
+        .iter()
+        .map(|label| {
+            let name = field_name(label, max).map_or(0, str::len);
+            if label.chars().count() <= max || shared <= name {
+                return shorten(label, max);
+            }
+            // From the last `/` or space of the shared start, if any.
+            let from = label[name..shared]
+                .rfind(['/', ' '])
+                .map_or(shared, |i| name + i);
+            let elided = format!("{}…{}", &label[..name], &label[from..]);
+            if elided.chars().count() <= max {
+                elided
+            } else {
+                let mut cut: String = elided.chars().take(max.max(2) - 1).collect();
+                cut.push('…');
+                cut
+            }
+        })
+        .collect()
+}
+
+/// The field's name and opening quote of a field's label (`url "` of
+/// `url "https://…"`), if it is one and that part is short next to `max`.
+fn field_name(label: &str, max: usize) -> Option<&str> {
+    label
+        .find('"')
+        .filter(|&at| label.ends_with('"') && at < max / 2)
+        .map(|at| &label[..=at])
+}
+
+/// `label` in at most `max` characters. A field's label (`url "https://…"`)
+/// keeps its name and the end of its value, where paths and addresses
+/// differ: `url "…/data/b.json"`; a message keeps its start: `disk almost
+/// fu…`.
+fn shorten(label: &str, max: usize) -> String {
+    let len = label.chars().count();
+    if len <= max {
+        return label.to_owned();
+    }
+    let max = max.max(2);
+    match field_name(label, max) {
+        Some(head) => {
+            let tail = max - head.chars().count() - 1;
+            let tail: String = label.chars().skip(len - tail).collect();
+            // Rather from a `/` or a space than from the middle of a word.
+            let from = tail
+                .char_indices()
+                .take_while(|(i, _)| *i < tail.len() / 2)
+                .find(|(_, c)| matches!(c, '/' | ' '))
+                .map_or(0, |(i, _)| i);
+            format!("{head}…{}", &tail[from..])
+        }
+        None => {
+            let mut out: String = label.chars().take(max - 1).collect();
+            out.push('…');
+            out
+        }
+    }
 }
 
 /// This machine's name, for `{host}`; `localhost` if it cannot be read.
@@ -387,5 +556,166 @@ mod tests {
             "[poca] 12 log records since 2026-11-20 08:00"
         );
         assert_eq!(s(&[L::DEBUG]), "[poca] 1 log record since 2026-11-20 08:00");
+    }
+
+    /// A summary of `warnings` WARN and `errors` ERROR records in which the
+    /// failures `(label, level, records, runs)` are seen run after run (their
+    /// records are among those counted).
+    fn persisting_subject(
+        app: &str,
+        failures: &[(&str, Level, usize, u64)],
+        warnings: usize,
+        errors: usize,
+    ) -> String {
+        let mut levels = vec![Level::WARN; warnings];
+        levels.extend(vec![Level::ERROR; errors]);
+        levels.push(Level::INFO);
+        let rs = records(&levels);
+        let mut s = Summary::new(app, &rs, 0, None, UtcOffset::UTC);
+        s.problems = failures
+            .iter()
+            .map(|&(label, level, count, runs)| crate::digest::Problem {
+                label: label.to_owned(),
+                level,
+                count,
+                first: rs[0].timestamp,
+                last: rs[0].timestamp,
+                runs: Some(runs),
+            })
+            .collect();
+        let subject = default_subject(&s);
+        assert!(subject.chars().count() <= 120, "too long: {subject}");
+        subject
+    }
+
+    const A: &str = r#"url "https://data.example.com/nightly/a.json""#;
+    const B: &str = r#"url "https://data.example.com/nightly/b.json""#;
+    const C: &str = r#"url "https://data.example.com/nightly/c.json""#;
+    const D: &str = r#"url "https://data.example.com/nightly/d.json""#;
+    const E: &str = r#"url "https://data.example.com/nightly/e.json""#;
+
+    #[test]
+    fn one_persisting_failure_names_itself() {
+        let w = Level::WARN;
+        assert_eq!(
+            persisting_subject("poca", &[(r#"feed "Radio Café""#, w, 5, 5)], 8, 0),
+            r#"[poca] feed "Radio Café" failing for 5 runs; 3 other warnings"#
+        );
+        assert_eq!(
+            persisting_subject("poca", &[(r#"feed "Radio Café""#, w, 1, 27)], 1, 0),
+            r#"[poca] feed "Radio Café" failing for 27 runs"#
+        );
+        assert_eq!(
+            persisting_subject("poca", &[(r#"feed "Radio Café""#, w, 2, 3)], 3, 2),
+            r#"[poca] feed "Radio Café" failing for 3 runs; 2 other errors, 1 other warning"#
+        );
+        // A failure whose records mix levels (one ERROR, one WARN, counted at
+        // ERROR) never makes a count go below zero.
+        assert_eq!(
+            persisting_subject(
+                "poca",
+                &[(r#"feed "Radio Café""#, Level::ERROR, 2, 3)],
+                1,
+                1
+            ),
+            r#"[poca] feed "Radio Café" failing for 3 runs; 1 other warning"#
+        );
+        // A long label keeps the field's name and the end of its value.
+        assert_eq!(
+            persisting_subject("nightly-fetch", &[(B, w, 1, 3)], 4, 0),
+            r#"[nightly-fetch] url "…/nightly/b.json" failing for 3 runs; 3 other warnings"#
+        );
+    }
+
+    #[test]
+    fn two_or_three_persisting_failures_are_all_named() {
+        let (w, e) = (Level::WARN, Level::ERROR);
+        // The issue's case: the second failure is no longer one of "3 other
+        // warnings".
+        assert_eq!(
+            persisting_subject("nightly-fetch", &[(A, w, 1, 3), (B, w, 1, 3)], 5, 0),
+            r#"[nightly-fetch] url "…/a.json" and url "…/b.json" failing for 3 runs; 3 other warnings"#
+        );
+        assert_eq!(
+            persisting_subject("nightly-fetch", &[(A, e, 2, 5), (B, w, 1, 3)], 1, 2),
+            r#"[nightly-fetch] url "…/a.json" and url "…/b.json" failing for 3 to 5 runs"#
+        );
+        let abc = [(A, w, 1, 4), (B, w, 1, 4), (C, w, 1, 4)];
+        assert_eq!(
+            persisting_subject("nightly-fetch", &abc, 3, 0),
+            r#"[nightly-fetch] url "…/a.json", url "…/b.json" and url "…/c.json" failing for 4 runs"#
+        );
+        assert_eq!(
+            persisting_subject("nightly-fetch", &abc, 3, 1),
+            r#"[nightly-fetch] url "…/a.json", url "…/b.json" and url "…/c.json" failing for 4 runs; 1 other error"#
+        );
+    }
+
+    #[test]
+    fn more_persisting_failures_name_two_and_count_the_rest() {
+        let w = Level::WARN;
+        let five = [
+            (A, w, 1, 6),
+            (B, w, 1, 5),
+            (C, w, 1, 4),
+            (D, w, 1, 3),
+            (E, w, 1, 3),
+        ];
+        assert_eq!(
+            persisting_subject("nightly-fetch", &five, 5, 0),
+            r#"[nightly-fetch] url "…/a.json", url "…/b.json" and 3 more failing for 3 to 6 runs"#
+        );
+        assert_eq!(
+            persisting_subject("nightly-fetch", &five, 9, 1),
+            r#"[nightly-fetch] url "…/a.json", url "…/b.json" and 3 more failing for 3 to 6 runs; 1 other error, 4 other warnings"#
+        );
+    }
+
+    #[test]
+    fn three_labels_too_long_to_name_become_two_and_one_more() {
+        let w = Level::WARN;
+        let long =
+            |host: &str| format!(r#"url "https://{host}.example.com/a/very/long/path/x.json""#);
+        let (a, b, c) = (long("alpha"), long("bravo"), long("charlie"));
+        let subject = persisting_subject(
+            "nightly-fetch",
+            &[(&a, w, 1, 3), (&b, w, 1, 3), (&c, w, 1, 3)],
+            3,
+            0,
+        );
+        assert!(
+            subject.ends_with(" and 1 more failing for 3 runs"),
+            "{subject}"
+        );
+        assert!(subject.contains(r#"url "…/alpha.example"#), "{subject}");
+        assert!(subject.contains(r#"url "…/bravo.example"#), "{subject}");
+    }
+
+    #[test]
+    fn labels_are_shortened_where_they_differ() {
+        assert_eq!(shorten("short", 24), "short");
+        // One label alone: the end of a field's value, from a `/`.
+        assert_eq!(shorten(A, 24), r#"url "…/nightly/a.json""#);
+        // A message: its start.
+        assert_eq!(
+            shorten("disk almost full on /var/lib/poca and more", 24),
+            "disk almost full on /va…"
+        );
+        // Several: what they share at the start goes first; what differs
+        // stays, even when it is not at the end.
+        assert_eq!(
+            shorten_all(
+                &[
+                    r#"url "https://a.example.com/data/latest/x.json""#,
+                    r#"url "https://b.example.com/data/latest/x.json""#
+                ],
+                24
+            ),
+            [r#"url "…/a.example.com/da…"#, r#"url "…/b.example.com/da…"#]
+        );
+        for label in shorten_all(&[A, B, C], 24) {
+            assert!(label.chars().count() <= 24, "{label}");
+        }
+        assert_eq!(shorten_all(&[A, B], 80), [A, B]);
     }
 }
