@@ -30,6 +30,51 @@ use crate::transport::Transport;
 /// ```
 pub const STATE_FILE_NAME: &str = "tracing-email.json";
 
+// The longest value each duration setting accepts, used by `build()` and by
+// the config (file and environment) alike. A longer one is a mistake (a
+// unit mixed up, milliseconds given as seconds) that would hold a flush or
+// silence email for longer than anyone means, or overflow the arithmetic.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const TEN_YEARS: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// Longest `send_deadline`: a program's exit held for more than a day.
+pub(crate) const MAX_SEND_DEADLINE: Duration = DAY;
+/// Longest `lock_timeout`.
+pub(crate) const MAX_LOCK_TIMEOUT: Duration = DAY;
+/// Longest `checkpoint_interval`.
+pub(crate) const MAX_CHECKPOINT_INTERVAL: Duration = DAY;
+/// Longest SMTP `timeout` (for each network operation).
+pub(crate) const MAX_SMTP_TIMEOUT: Duration = DAY;
+/// Longest `repeat_after`: 3650 days, about ten years.
+pub(crate) const MAX_REPEAT_AFTER: Duration = TEN_YEARS;
+/// Longest `min_interval`.
+pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
+/// Longest `max_age`.
+pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
+
+/// `max` as the errors say it: `86400 seconds (1 day)`.
+pub(crate) fn bound(max: Duration) -> String {
+    let days = max.as_secs() / (24 * 3600);
+    let plural = if days == 1 { "" } else { "s" };
+    format!("{} seconds ({days} day{plural})", max.as_secs())
+}
+
+/// Refuses `value` for the setting `key` if it is longer than `max`: the
+/// error message, which names both.
+pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), String> {
+    if value <= max {
+        return Ok(());
+    }
+    let given = if value.subsec_nanos() == 0 {
+        value.as_secs().to_string()
+    } else {
+        value.as_secs_f64().to_string()
+    };
+    Err(format!(
+        "{key}: {given} seconds is longer than the most allowed, {}; give at most that",
+        bound(max)
+    ))
+}
+
 /// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by
 /// [`EmailLayer::builder`].
 ///
@@ -277,7 +322,8 @@ impl Builder {
     /// another email until `after` has passed, however often it recurs: a
     /// daily reminder with `Duration::from_secs(24 * 3600)`. Its records still
     /// ride along in any digest sent for another reason, and a failure that
-    /// stops and comes back later is new again.
+    /// stops and comes back later is new again. At most 3650 days (about
+    /// ten years); [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -291,7 +337,8 @@ impl Builder {
 
     /// No two emails closer than `interval`: when a rule is met sooner, the
     /// records wait ([`Outcome::Waiting`](crate::Outcome::Waiting)) and a
-    /// later flush sends them.
+    /// later flush sends them. At most 3650 days (about ten years);
+    /// [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -304,6 +351,8 @@ impl Builder {
 
     /// At flush, send everything pending once a record at the policy's level
     /// has been pending for `age`: a slow trickle is reported eventually.
+    /// At most 3650 days (about ten years); [`build`](Builder::build)
+    /// refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -395,6 +444,7 @@ impl Builder {
 
     /// How long a flush waits for another process to release the state file
     /// (10 seconds by default). Past it, the flush fails and keeps its records.
+    /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -454,6 +504,7 @@ impl Builder {
     /// The longest one flush spends sending, 30 seconds by default, however
     /// slowly the server answers (the SMTP timeout applies to each read, not
     /// to the whole exchange). Past it the flush fails and keeps the records.
+    /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -468,6 +519,7 @@ impl Builder {
     /// appends them to the state file: 1 second by default, `None` to turn
     /// it off. A run that ends without dropping the guard (`process::exit`,
     /// an abort, SIGKILL) loses at most the records of its last interval.
+    /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// use std::time::Duration;
@@ -644,6 +696,23 @@ impl Builder {
                 "send_deadline and checkpoint_interval must be longer than zero \
                  (use checkpoint_interval(None) to turn checkpoints off)",
             ));
+        }
+
+        for (key, value, max) in [
+            ("send_deadline", Some(self.send_deadline), MAX_SEND_DEADLINE),
+            ("lock_timeout", Some(self.lock_timeout), MAX_LOCK_TIMEOUT),
+            (
+                "checkpoint_interval",
+                self.checkpoint_interval,
+                MAX_CHECKPOINT_INTERVAL,
+            ),
+            ("repeat_after", self.policy.repeat_after, MAX_REPEAT_AFTER),
+            ("min_interval", self.policy.min_interval, MAX_MIN_INTERVAL),
+            ("max_age", self.policy.max_age, MAX_MAX_AGE),
+        ] {
+            if let Some(value) = value {
+                at_most(key, value, max).map_err(Error::config)?;
+            }
         }
 
         let signal = Arc::new(Signal::default());

@@ -116,10 +116,28 @@ pub(crate) struct History {
 impl History {
     /// Counts a new run and returns its number. Streaks that missed the run
     /// before it are over: a run without the failure breaks its streak.
+    ///
+    /// A counter that cannot grow any more (a hand-edited or damaged file
+    /// at `u64::MAX`) is renumbered first, keeping each streak's place
+    /// relative to the last run; a streak whose last run lies beyond the
+    /// counter is taken as seen in the last run.
     pub(crate) fn start_run(&mut self) -> u64 {
+        let last = self.runs;
+        for s in self.streaks.values_mut() {
+            s.last_run = s.last_run.min(last);
+        }
+        if last == u64::MAX {
+            // Only the last run and the one before matter to a streak.
+            self.streaks.retain(|_, s| s.last_run >= last - 1);
+            for s in self.streaks.values_mut() {
+                s.last_run = 2 - (last - s.last_run);
+            }
+            self.runs = 2;
+        }
         self.runs += 1;
         let run = self.runs;
-        self.streaks.retain(|_, s| s.last_run + 1 >= run);
+        self.streaks
+            .retain(|_, s| s.last_run.saturating_add(1) >= run);
         run
     }
 
@@ -134,8 +152,8 @@ impl History {
     ) {
         match self.streaks.get_mut(&fingerprint.key) {
             Some(s) if s.last_run == run => {}
-            Some(s) if s.last_run + 1 == run => {
-                s.runs += 1;
+            Some(s) if s.last_run.checked_add(1) == Some(run) => {
+                s.runs = s.runs.saturating_add(1);
                 s.last_run = run;
             }
             _ => {
@@ -178,6 +196,29 @@ impl History {
         }
     }
 
+    /// Takes every streak time later than `now` as `now`: such a time was
+    /// written under a clock that was wrong (a bad RTC, a test clock), and
+    /// left as it is it would keep a failure quiet (`reported`) or look new
+    /// for years. Returns the state file keys of the times moved, each once.
+    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
+        let (mut since, mut last_seen, mut reported) = (false, false, false);
+        for s in self.streaks.values_mut() {
+            since |= clamp(&mut s.since, now);
+            last_seen |= clamp(&mut s.last_seen, now);
+            if let Some(at) = &mut s.reported {
+                reported |= clamp(at, now);
+            }
+        }
+        [
+            (since, "history.streaks.since"),
+            (last_seen, "history.streaks.last_seen"),
+            (reported, "history.streaks.reported"),
+        ]
+        .into_iter()
+        .filter_map(|(moved, key)| moved.then_some(key))
+        .collect()
+    }
+
     fn forget_oldest(&mut self) {
         while self.streaks.len() > MAX_STREAKS {
             let oldest = self
@@ -193,6 +234,15 @@ impl History {
             }
         }
     }
+}
+
+/// Sets `time` to `now` if it is later; says whether it was.
+pub(crate) fn clamp(time: &mut OffsetDateTime, now: OffsetDateTime) -> bool {
+    let later = *time > now;
+    if later {
+        *time = now;
+    }
+    later
 }
 
 #[cfg(test)]

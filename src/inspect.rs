@@ -222,20 +222,28 @@ impl Snapshot {
         count.saturating_sub(self.count_at_least(level))
     }
 
-    /// Adds what `policy` would decide at `now`, for the run `run`.
+    /// Adds what `policy` would decide at `now`, for the run `run`. Times
+    /// later than `now` are taken as now, as a flush takes them.
     pub(crate) fn with_verdict(
         mut self,
         policy: &Policy,
         now: OffsetDateTime,
         run: Option<u64>,
     ) -> Self {
+        let mut state = crate::state::State {
+            pending: self.pending.clone(),
+            last_sent: self.last_sent,
+            history: self.history.clone(),
+            ..Default::default()
+        };
+        state.clamp_future(now);
         let facts = Facts {
             now,
-            last_sent: self.last_sent,
-            history: &self.history,
-            run: run.unwrap_or(self.history.runs),
+            last_sent: state.last_sent,
+            history: &state.history,
+            run: run.unwrap_or(state.history.runs),
         };
-        self.verdict = Some(match policy.decide(&self.pending, Phase::Flush, &facts) {
+        self.verdict = Some(match policy.decide(&state.pending, Phase::Flush, &facts) {
             Decision::Nothing => Verdict::Nothing,
             Decision::Hold { counted, needed } => Verdict::Hold { counted, needed },
             Decision::Wait { until } => Verdict::Wait { until },

@@ -217,7 +217,11 @@ impl Policy {
             return hold;
         };
         if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
-            let until = last + to_time(interval);
+            // Saturates: a `last_sent` near the end of year 9999 waits until
+            // then rather than overflow.
+            let until = last
+                .checked_add(to_time(interval))
+                .unwrap_or(crate::clock::LATEST);
             if facts.now < until {
                 return Decision::Wait { until };
             }

@@ -41,6 +41,32 @@ impl State {
             ..State::default()
         }
     }
+
+    /// Takes every time later than `now` as `now` (`last_sent`, the pending
+    /// records' times, the streaks' times): such a time was written under a
+    /// clock that was wrong, and left as it is it would hold every email
+    /// (`min_interval`), keep a failure quiet (`repeat_after`) or keep a
+    /// record from ever being old (`max_age`) for as long as the clock was
+    /// ahead. Returns the state file keys of the times moved, each once.
+    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
+        use crate::history::clamp;
+        let mut moved = Vec::new();
+        if let Some(at) = &mut self.last_sent
+            && clamp(at, now)
+        {
+            moved.push("last_sent");
+        }
+        // Oldest first stays oldest first: the moved ones are the newest.
+        let mut records = false;
+        for record in &mut self.pending {
+            records |= clamp(&mut record.timestamp, now);
+        }
+        if records {
+            moved.push("pending.time");
+        }
+        moved.extend(self.history.clamp_future(now));
+        moved
+    }
 }
 
 /// Where the state lives and how long to wait for its lock.
@@ -139,7 +165,7 @@ impl StateStore {
                     e,
                 )
             })?;
-        let deadline = Instant::now() + self.lock_timeout;
+        let deadline = crate::clock::instant_after(self.lock_timeout);
         let mut pause = Duration::from_millis(1);
         loop {
             match file.try_lock() {
@@ -169,6 +195,23 @@ impl StateStore {
         }
     }
 
+    /// Applies [`State::clamp_future`] to `state` and, if a time was moved,
+    /// says so on stderr, naming the times and this file. Returns whether
+    /// the state changed (and should be saved).
+    pub(crate) fn clamp_future(&self, state: &mut State, now: OffsetDateTime) -> bool {
+        let moved = state.clamp_future(now);
+        if !moved.is_empty() {
+            eprintln!(
+                "tracing-email: the state file {} holds times later than now ({}) in {}; \
+                 they were written under a clock that was ahead and are taken as now",
+                self.path.display(),
+                crate::record::utc_time(now),
+                moved.join(", ")
+            );
+        }
+        !moved.is_empty()
+    }
+
     /// Reads the state, with the records of any parked files (see
     /// [`park`](Self::park)) merged in time order. A missing file is an empty
     /// state; a file that is not a state (corrupt, truncated, empty) is moved
@@ -186,7 +229,7 @@ impl StateStore {
             // aside when corrupt) and does not stop the flush.
             if let Ok(Some(extra)) = self.read(&path, Repair::MoveAside) {
                 state.pending.extend(extra.pending);
-                state.dropped += extra.dropped;
+                state.dropped = state.dropped.saturating_add(extra.dropped);
                 merged.push(path);
             }
         }
