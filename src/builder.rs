@@ -841,6 +841,69 @@ mod tests {
     }
 
     #[test]
+    fn each_duration_is_refused_beyond_its_bound_naming_both() {
+        type Set = fn(Builder, Duration) -> Builder;
+        let settings: [(&str, Duration, Set); 6] = [
+            ("send_deadline", MAX_SEND_DEADLINE, |b, d| b.send_deadline(d)),
+            ("lock_timeout", MAX_LOCK_TIMEOUT, |b, d| b.lock_timeout(d)),
+            ("checkpoint_interval", MAX_CHECKPOINT_INTERVAL, |b, d| {
+                b.checkpoint_interval(d)
+            }),
+            ("repeat_after", MAX_REPEAT_AFTER, |b, d| b.repeat_after(d)),
+            ("min_interval", MAX_MIN_INTERVAL, |b, d| b.min_interval(d)),
+            ("max_age", MAX_MAX_AGE, |b, d| b.max_age(d)),
+        ];
+        assert_eq!(MAX_SEND_DEADLINE, Duration::from_secs(86_400));
+        assert_eq!(MAX_REPEAT_AFTER, Duration::from_secs(315_360_000));
+        for (key, max, set) in settings {
+            let (_layer, guard) = set(ok(), max).build().unwrap();
+            std::mem::forget(guard); // dropping would flush into /nonexistent
+            for beyond in [
+                max + Duration::from_nanos(1),
+                max + Duration::from_secs(1),
+                Duration::from_secs(u64::MAX),
+                Duration::MAX,
+            ] {
+                let e = set(ok(), beyond).build().unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Config);
+                let text = e.to_string();
+                assert!(text.starts_with(&format!("{key}: ")), "{text}");
+                let days = max.as_secs() / 86_400;
+                assert!(
+                    text.contains(&format!(
+                        "the most allowed, {} seconds ({days} day",
+                        max.as_secs()
+                    )),
+                    "{text}"
+                );
+            }
+        }
+        assert_eq!(
+            err(ok().send_deadline(MAX_SEND_DEADLINE + Duration::from_secs(1))),
+            "send_deadline: 86401 seconds is longer than the most allowed, 86400 seconds \
+             (1 day); give at most that"
+        );
+    }
+
+    #[cfg(feature = "smtp")]
+    #[test]
+    fn an_smtp_timeout_beyond_a_day_is_refused() {
+        let smtp = |d| ok().transport(crate::Smtp::tls("smtp.example.com").timeout(d));
+        let (_layer, guard) = smtp(MAX_SMTP_TIMEOUT).build().unwrap();
+        std::mem::forget(guard);
+        for d in [MAX_SMTP_TIMEOUT + Duration::from_millis(1), Duration::MAX] {
+            let e = smtp(d).build().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Smtp);
+            assert!(
+                e.to_string()
+                    .starts_with("the SMTP timeout: ")
+                    && e.to_string().contains("86400 seconds (1 day)"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn a_subject_with_an_unknown_placeholder_is_a_build_error() {
         let e = ok().subject("[{app}] {hostname}").build().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);

@@ -330,6 +330,111 @@ mod tests {
     }
 
     #[test]
+    fn a_run_counter_at_its_end_is_renumbered_and_streaks_go_on() {
+        let mut h = History {
+            runs: u64::MAX - 1,
+            ..History::default()
+        };
+        let feed = fp("feed");
+        let other = fp("other");
+        let run = h.start_run();
+        assert_eq!(run, u64::MAX);
+        h.observe(run, &feed, Level::WARN, T);
+        h.observe(run, &other, Level::WARN, T);
+        h.observe(run, &feed, Level::WARN, T);
+        // The counter cannot grow: renumbered, the streak carries on.
+        let run = h.start_run();
+        assert!(run < 10, "{run}");
+        h.observe(run, &feed, Level::WARN, T);
+        assert_eq!(h.streaks["feed"].runs, 2);
+        assert_eq!(h.streaks["other"].runs, 1, "seen in the run before");
+        for expected in 3..=5 {
+            let run = h.start_run();
+            h.observe(run, &feed, Level::WARN, T);
+            assert_eq!(h.streaks["feed"].runs, expected);
+            assert!(!h.streaks.contains_key("other"), "a run without it broke it");
+        }
+        // A file whose counter is at the end already, every run after it.
+        let mut h = History {
+            runs: u64::MAX,
+            ..History::default()
+        };
+        for expected in 1..=3 {
+            let run = h.start_run();
+            h.observe(run, &feed, Level::WARN, T);
+            assert_eq!(h.streaks["feed"].runs, expected);
+        }
+    }
+
+    #[test]
+    fn streak_counts_and_run_numbers_from_a_file_never_overflow() {
+        let streak = |runs, last_run| Streak {
+            label: "feed".into(),
+            level: Level::WARN,
+            runs,
+            last_run,
+            since: T,
+            last_seen: T,
+            reported: None,
+        };
+        // A streak as long as it can be goes on at that length.
+        let mut h = History {
+            runs: 7,
+            streaks: [("feed".to_owned(), streak(u64::MAX, 7))].into(),
+        };
+        let run = h.start_run();
+        h.observe(run, &fp("feed"), Level::WARN, T);
+        assert_eq!(h.streaks["feed"].runs, u64::MAX);
+        // A streak whose last run lies beyond the counter (a damaged file)
+        // is taken as seen in the last run.
+        for last_run in [8, u64::MAX - 1, u64::MAX] {
+            let mut h = History {
+                runs: 7,
+                streaks: [("feed".to_owned(), streak(3, last_run))].into(),
+            };
+            let run = h.start_run();
+            h.observe(run, &fp("feed"), Level::WARN, T);
+            assert_eq!((run, h.streaks["feed"].runs), (8, 4), "{last_run}");
+        }
+        let mut h = History {
+            runs: u64::MAX,
+            streaks: [("feed".to_owned(), streak(u64::MAX, u64::MAX))].into(),
+        };
+        let run = h.start_run();
+        h.observe(run, &fp("feed"), Level::WARN, T);
+        assert_eq!(h.streaks["feed"].runs, u64::MAX);
+    }
+
+    #[test]
+    fn streak_times_ahead_of_the_clock_are_taken_as_now() {
+        use time::macros::datetime;
+        let now = datetime!(2026-11-22 04:00 UTC);
+        let ahead = datetime!(2099-01-01 00:00 UTC);
+        let mut h = History::default();
+        let run = h.start_run();
+        h.observe(run, &fp("ahead"), Level::WARN, ahead);
+        h.observe(run, &fp("fine"), Level::WARN, now);
+        h.reported(["ahead"], ahead);
+        h.reported(["fine"], now - time::Duration::hours(1));
+        let before = h.streaks["fine"].clone();
+        assert_eq!(
+            h.clamp_future(now),
+            [
+                "history.streaks.since",
+                "history.streaks.last_seen",
+                "history.streaks.reported"
+            ]
+        );
+        let s = &h.streaks["ahead"];
+        assert_eq!((s.since, s.last_seen, s.reported), (now, now, Some(now)));
+        assert_eq!(h.streaks["fine"], before, "times up to now are kept");
+        assert!(h.clamp_future(now).is_empty(), "nothing left to move");
+        // Only what is ahead is named.
+        h.reported(["fine"], ahead);
+        assert_eq!(h.clamp_future(now), ["history.streaks.reported"]);
+    }
+
+    #[test]
     fn streaks_are_bounded_forgetting_the_oldest_first() {
         let mut h = History::default();
         let run = h.start_run();

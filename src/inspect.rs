@@ -378,6 +378,37 @@ mod tests {
     }
 
     #[test]
+    fn the_verdict_takes_times_ahead_of_the_clock_as_now_as_a_flush_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let text = r#"{"version":1,"pending":[
+            {"time":"9999-12-31T23:59:59.999999999-23:59","level":"WARN","target":"t","message":"m"}],
+            "last_sent":"2099-01-01T00:00:00Z"}"#;
+        std::fs::write(&path, text).unwrap();
+        let snapshot = StateFile::open(&path).snapshot().unwrap();
+        // Shown as written, and no panic for a time with no UTC date.
+        let shown = snapshot.to_string();
+        assert!(shown.contains("since 9999-12-31 23:59:59"), "{shown}");
+        assert!(shown.contains("last sent    2099-01-01 00:00:00 UTC"), "{shown}");
+        let policy = Policy {
+            threshold: Some((1, Level::WARN)),
+            min_interval: Some(Duration::from_secs(3600)),
+            ..Policy::default()
+        };
+        let now = time::macros::datetime!(2026-11-22 04:00 UTC);
+        let judged = snapshot.clone().with_verdict(&policy, now, None);
+        // Taken as sent now: the next may go an hour from now, not in 2099.
+        assert_eq!(
+            judged.verdict,
+            Some(Verdict::Wait {
+                until: now + time::Duration::hours(1)
+            })
+        );
+        assert_eq!(judged.last_sent, snapshot.last_sent, "the snapshot shows the file");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "unchanged");
+    }
+
+    #[test]
     fn a_snapshot_changes_nothing_and_a_corrupt_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");

@@ -565,6 +565,75 @@ mod tests {
     }
 
     #[test]
+    fn times_ahead_of_the_clock_are_taken_as_now_and_named() {
+        use time::macros::datetime;
+        let now = datetime!(2026-11-22 04:00 UTC);
+        let ahead = datetime!(2099-01-01 00:00 UTC);
+        let at = |t| {
+            let mut r = record_at(Level::WARN);
+            r.timestamp = t;
+            r
+        };
+        let mut state = State::new();
+        state.pending = vec![at(now - time::Duration::hours(1)), at(ahead)];
+        state.last_sent = Some(ahead);
+        let run = state.history.start_run();
+        let fp = crate::history::Fingerprint {
+            key: "k".into(),
+            label: "k".into(),
+        };
+        state.history.observe(run, &fp, Level::WARN, ahead);
+        assert_eq!(
+            state.clamp_future(now),
+            [
+                "last_sent",
+                "pending.time",
+                "history.streaks.since",
+                "history.streaks.last_seen"
+            ]
+        );
+        assert_eq!(state.last_sent, Some(now));
+        let times: Vec<_> = state.pending.iter().map(|r| r.timestamp).collect();
+        assert_eq!(times, [now - time::Duration::hours(1), now], "still oldest first");
+        assert!(state.clamp_future(now).is_empty());
+        // The store says whether anything moved, so the flush saves it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        state.last_sent = Some(ahead);
+        assert!(store.clamp_future(&mut state, now));
+        assert!(!store.clamp_future(&mut state, now));
+    }
+
+    #[test]
+    fn a_dropped_count_at_its_end_stays_there_when_parked_files_add_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.park(&[record_at(Level::WARN)], u64::MAX).unwrap();
+        store.park(&[record_at(Level::WARN)], 5).unwrap();
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.dropped = 3;
+        store.save(&lock, &state).unwrap();
+        let loaded = store.load(&lock).unwrap().state;
+        assert_eq!((loaded.dropped, loaded.pending.len()), (u64::MAX, 2));
+    }
+
+    #[test]
+    fn any_lock_timeout_is_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        for timeout in [Duration::ZERO, Duration::from_secs(u64::MAX), Duration::MAX] {
+            let store = StateStore::new(path.clone(), timeout);
+            drop(store.lock().unwrap());
+        }
+        // A busy lock with no time to wait reports busy at once.
+        let held = StateStore::new(path.clone(), Duration::MAX).lock().unwrap();
+        let err = StateStore::new(path, Duration::ZERO).lock().err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        drop(held);
+    }
+
+    #[test]
     fn a_second_locker_waits_then_reports_busy() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
