@@ -126,7 +126,8 @@ pub struct EmailConfig {
     /// by [`EmailLayer::from_config`].
     #[serde(default, deserialize_with = "de::root_certificate")]
     pub root_certificate: Option<PathBuf>,
-    /// `timeout`: seconds to wait for each network operation (10 by default).
+    /// `timeout`: seconds to wait for each network operation (10 by default,
+    /// at most 86400: a day).
     #[serde(default, deserialize_with = "de::timeout")]
     pub timeout: Option<Duration>,
     /// `allow_insecure_auth`: allow sending the password over a connection
@@ -183,16 +184,18 @@ pub struct EmailConfig {
     /// record by kind of failure.
     #[serde(default, deserialize_with = "de::max_detail_lines")]
     pub max_detail_lines: Option<usize>,
-    /// `send_deadline`: seconds one flush may spend sending (30 by default).
+    /// `send_deadline`: seconds one flush may spend sending (30 by default,
+    /// at most 86400: a day).
     #[serde(default, deserialize_with = "de::send_deadline")]
     pub send_deadline: Option<Duration>,
     /// `lock_timeout`: seconds a flush waits for another process's lock on
-    /// the state file (10 by default).
+    /// the state file (10 by default, at most 86400: a day).
     #[serde(default, deserialize_with = "de::lock_timeout")]
     pub lock_timeout: Option<Duration>,
     /// `checkpoint_interval`: seconds between checkpoints of new records to
     /// the state file, or `false` to turn checkpoints off. `None`: not set,
-    /// the default (1 second); `Some(None)`: off; `Some(Some(d))`: every `d`.
+    /// the default (1 second); `Some(None)`: off; `Some(Some(d))`: every `d`
+    /// (at most 86400 seconds: a day).
     #[serde(default, deserialize_with = "de::checkpoint_interval")]
     pub checkpoint_interval: Option<Option<Duration>>,
     /// `capture_panics`: turn a panic into an ERROR record.
@@ -218,9 +221,9 @@ pub struct EmailConfig {
 /// | `batch` | a number of records, at least 1 | [`batch`](Builder::batch) |
 /// | `immediately_at` | a level: `trace`, `debug`, `info`, `warn`, `error` (any case) | [`immediately_at`](Builder::immediately_at) |
 /// | `consecutive_runs` | a number of runs, at least 1 | [`consecutive_runs`](Builder::consecutive_runs) |
-/// | `repeat_after` | seconds, more than 0 (`86400`: a daily reminder) | [`repeat_after`](Builder::repeat_after) |
-/// | `min_interval` | seconds, more than 0 | [`min_interval`](Builder::min_interval) |
-/// | `max_age` | seconds, more than 0 | [`max_age`](Builder::max_age) |
+/// | `repeat_after` | seconds, more than 0, at most 315360000 (3650 days) (`86400`: a daily reminder) | [`repeat_after`](Builder::repeat_after) |
+/// | `min_interval` | seconds, more than 0, at most 315360000 (3650 days) | [`min_interval`](Builder::min_interval) |
+/// | `max_age` | seconds, more than 0, at most 315360000 (3650 days) | [`max_age`](Builder::max_age) |
 /// | `fingerprint_fields` | a field name, or a list of them (`["feed"]`) | [`fingerprint_fields`](Builder::fingerprint_fields) |
 ///
 /// The policy's level, at or above which records count for
