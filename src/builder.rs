@@ -51,11 +51,16 @@ pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
 /// Longest `max_age`.
 pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
 
-/// `max` as the errors say it: `86400 seconds (1 day)`.
-pub(crate) fn bound(max: Duration) -> String {
-    let days = max.as_secs() / (24 * 3600);
+/// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
+pub(crate) fn days(max: Duration) -> String {
+    let days = max.as_secs() / DAY.as_secs();
     let plural = if days == 1 { "" } else { "s" };
-    format!("{} seconds ({days} day{plural})", max.as_secs())
+    format!("{days} day{plural}")
+}
+
+/// `max` as the errors say it: `86400 seconds (1 day)`.
+fn bound(max: Duration) -> String {
+    format!("{} seconds ({})", max.as_secs(), days(max))
 }
 
 /// Refuses `value` for the setting `key` if it is longer than `max`: the
@@ -844,7 +849,9 @@ mod tests {
     fn each_duration_is_refused_beyond_its_bound_naming_both() {
         type Set = fn(Builder, Duration) -> Builder;
         let settings: [(&str, Duration, Set); 6] = [
-            ("send_deadline", MAX_SEND_DEADLINE, |b, d| b.send_deadline(d)),
+            ("send_deadline", MAX_SEND_DEADLINE, |b, d| {
+                b.send_deadline(d)
+            }),
             ("lock_timeout", MAX_LOCK_TIMEOUT, |b, d| b.lock_timeout(d)),
             ("checkpoint_interval", MAX_CHECKPOINT_INTERVAL, |b, d| {
                 b.checkpoint_interval(d)
@@ -895,8 +902,7 @@ mod tests {
             let e = smtp(d).build().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Smtp);
             assert!(
-                e.to_string()
-                    .starts_with("the SMTP timeout: ")
+                e.to_string().starts_with("the SMTP timeout: ")
                     && e.to_string().contains("86400 seconds (1 day)"),
                 "{e}"
             );

@@ -179,7 +179,10 @@ mod tests {
             let text = t
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap();
-            assert!(text.starts_with("0000-") || text.starts_with("9999-"), "{text}");
+            assert!(
+                text.starts_with("0000-") || text.starts_with("9999-"),
+                "{text}"
+            );
         }
     }
 

@@ -388,11 +388,10 @@ fn seconds_expected(positive: bool, max: Duration) -> String {
     } else {
         "from 0 to"
     };
-    let days = max.as_secs() / (24 * 3600);
-    let plural = if days == 1 { "" } else { "s" };
     format!(
-        "a number of seconds {range} {} ({days} day{plural})",
-        max.as_secs()
+        "a number of seconds {range} {} ({})",
+        max.as_secs(),
+        bounds::days(max)
     )
 }
 
@@ -862,7 +861,12 @@ impl EmailConfig {
         }
         if let Some(interval) = self.checkpoint_interval {
             if let Some(d) = interval {
-                self.duration("checkpoint_interval", d, true, bounds::MAX_CHECKPOINT_INTERVAL)?;
+                self.duration(
+                    "checkpoint_interval",
+                    d,
+                    true,
+                    bounds::MAX_CHECKPOINT_INTERVAL,
+                )?;
             }
             b = b.checkpoint_interval(interval);
         }
@@ -1841,8 +1845,18 @@ mod tests {
     /// Every duration key: its name in a file, its variable, its bound,
     /// whether 0 is allowed.
     const DURATIONS: [(&str, &str, Duration, bool); 7] = [
-        ("send_deadline", "SEND_DEADLINE", bounds::MAX_SEND_DEADLINE, true),
-        ("lock_timeout", "LOCK_TIMEOUT", bounds::MAX_LOCK_TIMEOUT, false),
+        (
+            "send_deadline",
+            "SEND_DEADLINE",
+            bounds::MAX_SEND_DEADLINE,
+            true,
+        ),
+        (
+            "lock_timeout",
+            "LOCK_TIMEOUT",
+            bounds::MAX_LOCK_TIMEOUT,
+            false,
+        ),
         (
             "checkpoint_interval",
             "CHECKPOINT_INTERVAL",
@@ -1850,8 +1864,18 @@ mod tests {
             true,
         ),
         ("timeout", "TIMEOUT", bounds::MAX_SMTP_TIMEOUT, true),
-        ("policy.repeat_after", "REPEAT_AFTER", bounds::MAX_REPEAT_AFTER, true),
-        ("policy.min_interval", "MIN_INTERVAL", bounds::MAX_MIN_INTERVAL, true),
+        (
+            "policy.repeat_after",
+            "REPEAT_AFTER",
+            bounds::MAX_REPEAT_AFTER,
+            true,
+        ),
+        (
+            "policy.min_interval",
+            "MIN_INTERVAL",
+            bounds::MAX_MIN_INTERVAL,
+            true,
+        ),
         ("policy.max_age", "MAX_AGE", bounds::MAX_MAX_AGE, true),
     ];
 
@@ -1909,7 +1933,11 @@ mod tests {
                 assert!(e.contains(&format!("for `{key}`")), "{key} = {bad}: {e}");
                 assert!(e.contains(&bound), "{key} = {bad}: {e}");
             }
-            for bad in beyond.iter().map(String::as_str).chain(["18446744073709551615"]) {
+            for bad in beyond
+                .iter()
+                .map(String::as_str)
+                .chain(["18446744073709551615"])
+            {
                 let e = vars(&[("POCA_APP", "poca"), (&format!("POCA_{var}"), bad)])
                     .unwrap_err()
                     .to_string();
@@ -1925,7 +1953,12 @@ mod tests {
                 assert!(e.starts_with(&format!("POCA_{var}: ")), "{var}={bad}: {e}");
             }
             let zero = toml_with(key, "0");
-            assert_eq!(zero.is_err(), positive, "{key} = 0: {zero:?}", zero = zero.err());
+            assert_eq!(
+                zero.is_err(),
+                positive,
+                "{key} = 0: {zero:?}",
+                zero = zero.err()
+            );
         }
     }
 
@@ -1989,13 +2022,32 @@ mod tests {
     #[test]
     fn seconds_and_levels() {
         let day = Duration::from_secs(86_400);
-        assert_eq!(parse_seconds("0.5", true, day), Some(Duration::from_millis(500)));
-        assert_eq!(parse_seconds("10", true, day), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_seconds("0.5", true, day),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_seconds("10", true, day),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(parse_seconds("0", false, day), Some(Duration::ZERO));
         assert_eq!(parse_seconds("86400", true, day), Some(day));
         for bad in [
-            "0", "-1", "-0.5", "NaN", "inf", "-inf", "1e-12", "ten", "", "86400.001", "86401",
-            "1e19", "1.8e19", "18446744073709551615", "1e400",
+            "0",
+            "-1",
+            "-0.5",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e-12",
+            "ten",
+            "",
+            "86400.001",
+            "86401",
+            "1e19",
+            "1.8e19",
+            "18446744073709551615",
+            "1e400",
         ] {
             assert_eq!(parse_seconds(bad, true, day), None, "{bad}");
         }

@@ -352,7 +352,10 @@ mod tests {
             let run = h.start_run();
             h.observe(run, &feed, Level::WARN, T);
             assert_eq!(h.streaks["feed"].runs, expected);
-            assert!(!h.streaks.contains_key("other"), "a run without it broke it");
+            assert!(
+                !h.streaks.contains_key("other"),
+                "a run without it broke it"
+            );
         }
         // A file whose counter is at the end already, every run after it.
         let mut h = History {

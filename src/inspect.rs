@@ -389,7 +389,10 @@ mod tests {
         // Shown as written, and no panic for a time with no UTC date.
         let shown = snapshot.to_string();
         assert!(shown.contains("since 9999-12-31 23:59:59"), "{shown}");
-        assert!(shown.contains("last sent    2099-01-01 00:00:00 UTC"), "{shown}");
+        assert!(
+            shown.contains("last sent    2099-01-01 00:00:00 UTC"),
+            "{shown}"
+        );
         let policy = Policy {
             threshold: Some((1, Level::WARN)),
             min_interval: Some(Duration::from_secs(3600)),
@@ -404,7 +407,10 @@ mod tests {
                 until: now + time::Duration::hours(1)
             })
         );
-        assert_eq!(judged.last_sent, snapshot.last_sent, "the snapshot shows the file");
+        assert_eq!(
+            judged.last_sent, snapshot.last_sent,
+            "the snapshot shows the file"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "unchanged");
     }
 

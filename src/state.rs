@@ -594,7 +594,11 @@ mod tests {
         );
         assert_eq!(state.last_sent, Some(now));
         let times: Vec<_> = state.pending.iter().map(|r| r.timestamp).collect();
-        assert_eq!(times, [now - time::Duration::hours(1), now], "still oldest first");
+        assert_eq!(
+            times,
+            [now - time::Duration::hours(1), now],
+            "still oldest first"
+        );
         assert!(state.clamp_future(now).is_empty());
         // The store says whether anything moved, so the flush saves it.
         let dir = tempfile::tempdir().unwrap();

@@ -150,7 +150,13 @@ fn a_hand_written_file_from_2099_with_the_last_run_number_blocks_nothing() {
     clock.advance(HOUR);
     let outcome = run(b(), &["Radio Café"]);
     assert!(
-        matches!(outcome, Outcome::Sent { records: 3, emails: 1 }),
+        matches!(
+            outcome,
+            Outcome::Sent {
+                records: 3,
+                emails: 1
+            }
+        ),
         "{outcome}"
     );
     assert_eq!(emails(dir.path()), 1);
@@ -199,11 +205,17 @@ fn one_run_under_a_clock_in_2099_does_not_silence_the_runs_after_it() {
     );
     clock.advance(HOUR);
     let outcome = run(b(), &[]);
-    assert!(matches!(outcome, Outcome::Sent { records: 2, .. }), "{outcome}");
+    assert!(
+        matches!(outcome, Outcome::Sent { records: 2, .. }),
+        "{outcome}"
+    );
     // A day after it was taken as reported, Radio Café reminds again.
     clock.set(now + 25 * HOUR);
     let outcome = run(b(), &["Radio Café"]);
-    assert!(matches!(outcome, Outcome::Sent { records: 1, .. }), "{outcome}");
+    assert!(
+        matches!(outcome, Outcome::Sent { records: 1, .. }),
+        "{outcome}"
+    );
     assert_eq!(emails(dir.path()), 3);
 }
 
@@ -223,7 +235,10 @@ fn a_record_from_2099_grows_old_from_now_for_max_age() {
     assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
     clock.advance(HOUR);
     let outcome = run(b(), &[]);
-    assert!(matches!(outcome, Outcome::Sent { records: 1, .. }), "{outcome}");
+    assert!(
+        matches!(outcome, Outcome::Sent { records: 1, .. }),
+        "{outcome}"
+    );
 }
 
 #[test]
@@ -235,7 +250,10 @@ fn a_clock_beyond_year_9999_is_read_as_its_last_moment() {
         builder(dir.path(), &clock).threshold(1, tracing::Level::WARN),
         &["Radio Café"],
     );
-    assert!(matches!(outcome, Outcome::Sent { records: 1, .. }), "{outcome}");
+    assert!(
+        matches!(outcome, Outcome::Sent { records: 1, .. }),
+        "{outcome}"
+    );
     assert_eq!(
         state(dir.path())["last_sent"],
         "9999-12-31T23:59:59.999999999Z"
@@ -288,7 +306,11 @@ fn times_taken_as_now_are_said_once_on_stderr_naming_them_and_the_file() {
         .filter(|l| l.contains("later than now"))
         .collect();
     assert_eq!(notes.len(), 1, "{stderr}");
-    assert!(notes[0].contains(&path.display().to_string()), "{}", notes[0]);
+    assert!(
+        notes[0].contains(&path.display().to_string()),
+        "{}",
+        notes[0]
+    );
     assert!(notes[0].contains("2026-11-22 04:00:00 UTC"), "{}", notes[0]);
     assert!(notes[0].contains(" in last_sent;"), "{}", notes[0]);
     assert!(notes[0].contains("taken as now"), "{}", notes[0]);
