@@ -30,6 +30,56 @@ use crate::transport::Transport;
 /// ```
 pub const STATE_FILE_NAME: &str = "tracing-email.json";
 
+// The longest value each duration setting accepts, used by `build()` and by
+// the config (file and environment) alike. A longer one is a mistake (a
+// unit mixed up, milliseconds given as seconds) that would hold a flush or
+// silence email for longer than anyone means, or overflow the arithmetic.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const TEN_YEARS: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// Longest `send_deadline`: a program's exit held for more than a day.
+pub(crate) const MAX_SEND_DEADLINE: Duration = DAY;
+/// Longest `lock_timeout`.
+pub(crate) const MAX_LOCK_TIMEOUT: Duration = DAY;
+/// Longest `checkpoint_interval`.
+pub(crate) const MAX_CHECKPOINT_INTERVAL: Duration = DAY;
+/// Longest SMTP `timeout` (for each network operation).
+pub(crate) const MAX_SMTP_TIMEOUT: Duration = DAY;
+/// Longest `repeat_after`: 3650 days, about ten years.
+pub(crate) const MAX_REPEAT_AFTER: Duration = TEN_YEARS;
+/// Longest `min_interval`.
+pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
+/// Longest `max_age`.
+pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
+
+/// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
+pub(crate) fn days(max: Duration) -> String {
+    let days = max.as_secs() / DAY.as_secs();
+    let plural = if days == 1 { "" } else { "s" };
+    format!("{days} day{plural}")
+}
+
+/// `max` as the errors say it: `86400 seconds (1 day)`.
+fn bound(max: Duration) -> String {
+    format!("{} seconds ({})", max.as_secs(), days(max))
+}
+
+/// Refuses `value` for the setting `key` if it is longer than `max`: the
+/// error message, which names both.
+pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), String> {
+    if value <= max {
+        return Ok(());
+    }
+    let given = if value.subsec_nanos() == 0 {
+        value.as_secs().to_string()
+    } else {
+        value.as_secs_f64().to_string()
+    };
+    Err(format!(
+        "{key}: {given} seconds is longer than the most allowed, {}; give at most that",
+        bound(max)
+    ))
+}
+
 /// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by
 /// [`EmailLayer::builder`].
 ///
@@ -277,7 +327,8 @@ impl Builder {
     /// another email until `after` has passed, however often it recurs: a
     /// daily reminder with `Duration::from_secs(24 * 3600)`. Its records still
     /// ride along in any digest sent for another reason, and a failure that
-    /// stops and comes back later is new again.
+    /// stops and comes back later is new again. At most 3650 days (about
+    /// ten years); [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -291,7 +342,8 @@ impl Builder {
 
     /// No two emails closer than `interval`: when a rule is met sooner, the
     /// records wait ([`Outcome::Waiting`](crate::Outcome::Waiting)) and a
-    /// later flush sends them.
+    /// later flush sends them. At most 3650 days (about ten years);
+    /// [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -304,6 +356,8 @@ impl Builder {
 
     /// At flush, send everything pending once a record at the policy's level
     /// has been pending for `age`: a slow trickle is reported eventually.
+    /// At most 3650 days (about ten years); [`build`](Builder::build)
+    /// refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -395,6 +449,7 @@ impl Builder {
 
     /// How long a flush waits for another process to release the state file
     /// (10 seconds by default). Past it, the flush fails and keeps its records.
+    /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -454,6 +509,7 @@ impl Builder {
     /// The longest one flush spends sending, 30 seconds by default, however
     /// slowly the server answers (the SMTP timeout applies to each read, not
     /// to the whole exchange). Past it the flush fails and keeps the records.
+    /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -468,6 +524,7 @@ impl Builder {
     /// appends them to the state file: 1 second by default, `None` to turn
     /// it off. A run that ends without dropping the guard (`process::exit`,
     /// an abort, SIGKILL) loses at most the records of its last interval.
+    /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
     /// use std::time::Duration;
@@ -646,6 +703,23 @@ impl Builder {
             ));
         }
 
+        for (key, value, max) in [
+            ("send_deadline", Some(self.send_deadline), MAX_SEND_DEADLINE),
+            ("lock_timeout", Some(self.lock_timeout), MAX_LOCK_TIMEOUT),
+            (
+                "checkpoint_interval",
+                self.checkpoint_interval,
+                MAX_CHECKPOINT_INTERVAL,
+            ),
+            ("repeat_after", self.policy.repeat_after, MAX_REPEAT_AFTER),
+            ("min_interval", self.policy.min_interval, MAX_MIN_INTERVAL),
+            ("max_age", self.policy.max_age, MAX_MAX_AGE),
+        ] {
+            if let Some(value) = value {
+                at_most(key, value, max).map_err(Error::config)?;
+            }
+        }
+
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock: Arc::clone(&self.clock),
@@ -771,6 +845,70 @@ mod tests {
         assert!(err(ok().max_pending(0)).contains("max_pending"));
         assert!(err(ok().send_deadline(Duration::ZERO)).contains("send_deadline"));
         assert!(err(ok().checkpoint_interval(Duration::ZERO)).contains("checkpoint_interval"));
+    }
+
+    #[test]
+    fn each_duration_is_refused_beyond_its_bound_naming_both() {
+        type Set = fn(Builder, Duration) -> Builder;
+        let settings: [(&str, Duration, Set); 6] = [
+            ("send_deadline", MAX_SEND_DEADLINE, |b, d| {
+                b.send_deadline(d)
+            }),
+            ("lock_timeout", MAX_LOCK_TIMEOUT, |b, d| b.lock_timeout(d)),
+            ("checkpoint_interval", MAX_CHECKPOINT_INTERVAL, |b, d| {
+                b.checkpoint_interval(d)
+            }),
+            ("repeat_after", MAX_REPEAT_AFTER, |b, d| b.repeat_after(d)),
+            ("min_interval", MAX_MIN_INTERVAL, |b, d| b.min_interval(d)),
+            ("max_age", MAX_MAX_AGE, |b, d| b.max_age(d)),
+        ];
+        assert_eq!(MAX_SEND_DEADLINE, Duration::from_secs(86_400));
+        assert_eq!(MAX_REPEAT_AFTER, Duration::from_secs(315_360_000));
+        for (key, max, set) in settings {
+            let (_layer, guard) = set(ok(), max).build().unwrap();
+            std::mem::forget(guard); // dropping would flush into /nonexistent
+            for beyond in [
+                max + Duration::from_nanos(1),
+                max + Duration::from_secs(1),
+                Duration::from_secs(u64::MAX),
+                Duration::MAX,
+            ] {
+                let e = set(ok(), beyond).build().unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Config);
+                let text = e.to_string();
+                assert!(text.starts_with(&format!("{key}: ")), "{text}");
+                let days = max.as_secs() / 86_400;
+                assert!(
+                    text.contains(&format!(
+                        "the most allowed, {} seconds ({days} day",
+                        max.as_secs()
+                    )),
+                    "{text}"
+                );
+            }
+        }
+        assert_eq!(
+            err(ok().send_deadline(MAX_SEND_DEADLINE + Duration::from_secs(1))),
+            "send_deadline: 86401 seconds is longer than the most allowed, 86400 seconds \
+             (1 day); give at most that"
+        );
+    }
+
+    #[cfg(feature = "smtp")]
+    #[test]
+    fn an_smtp_timeout_beyond_a_day_is_refused() {
+        let smtp = |d| ok().transport(crate::Smtp::tls("smtp.example.com").timeout(d));
+        let (_layer, guard) = smtp(MAX_SMTP_TIMEOUT).build().unwrap();
+        std::mem::forget(guard);
+        for d in [MAX_SMTP_TIMEOUT + Duration::from_millis(1), Duration::MAX] {
+            let e = smtp(d).build().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Smtp);
+            assert!(
+                e.to_string().starts_with("the SMTP timeout: ")
+                    && e.to_string().contains("86400 seconds (1 day)"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

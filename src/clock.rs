@@ -3,9 +3,47 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use time::OffsetDateTime;
 
 use crate::buffer::lock;
+
+/// The earliest time a state file can hold (RFC 3339 has 4-digit years).
+pub(crate) const EARLIEST: OffsetDateTime = time::macros::datetime!(0000-01-01 0:00 UTC);
+/// The latest time a state file can hold.
+pub(crate) const LATEST: OffsetDateTime =
+    time::macros::datetime!(9999-12-31 23:59:59.999_999_999 UTC);
+
+/// `t` as a date and time, moved into the years 0000 to 9999 if a clock
+/// gave a time outside them (which `time` could not represent, or a state
+/// file could not hold): never panics.
+pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
+    let moved = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => time::Duration::try_from(after)
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d))
+            .unwrap_or(LATEST),
+        Err(before) => time::Duration::try_from(before.duration())
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_sub(d))
+            .unwrap_or(EARLIEST),
+    };
+    moved.clamp(EARLIEST, LATEST)
+}
+
+/// The instant `d` from now, or the latest this platform's `Instant` can
+/// reach before it: never panics, however long `d` is.
+pub(crate) fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}
 
 /// A source of the current time.
 ///
@@ -109,5 +147,53 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         *lock(&self.now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn any_clock_reading_becomes_a_time_a_state_file_can_hold() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        let secs = Duration::from_secs;
+        assert_eq!(datetime(epoch), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(
+            datetime(epoch + secs(1_700_000_000)),
+            datetime!(2023-11-14 22:13:20 UTC)
+        );
+        // Beyond year 9999 or before year 0: the nearest end, no panic.
+        for (t, expected) in [
+            (epoch.checked_add(secs(400_000_000_000)), LATEST),
+            (epoch.checked_add(secs(i64::MAX as u64)), LATEST),
+            (epoch.checked_sub(secs(400_000_000_000)), EARLIEST),
+            (epoch.checked_sub(secs(i64::MAX as u64)), EARLIEST),
+        ] {
+            let Some(t) = t else { continue }; // beyond this platform's SystemTime
+            assert_eq!(datetime(t), expected, "{t:?}");
+        }
+        for t in [EARLIEST, LATEST] {
+            assert_eq!(datetime(SystemTime::from(t)), t);
+            let text = t
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            assert!(
+                text.starts_with("0000-") || text.starts_with("9999-"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_instant_after_any_duration_never_panics() {
+        let before = Instant::now();
+        let soon = instant_after(Duration::from_secs(5));
+        assert!(soon >= before + Duration::from_secs(5));
+        assert!(soon <= Instant::now() + Duration::from_secs(5));
+        let never = instant_after(Duration::MAX);
+        assert!(never > Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+        assert!(instant_after(Duration::ZERO) <= Instant::now());
     }
 }

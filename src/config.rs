@@ -12,7 +12,7 @@ use lettre::message::{Mailbox, Mailboxes};
 use serde::Deserialize;
 use tracing::Level;
 
-use crate::builder::Builder;
+use crate::builder::{self as bounds, Builder};
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
 use crate::layer::EmailLayer;
@@ -126,7 +126,8 @@ pub struct EmailConfig {
     /// by [`EmailLayer::from_config`].
     #[serde(default, deserialize_with = "de::root_certificate")]
     pub root_certificate: Option<PathBuf>,
-    /// `timeout`: seconds to wait for each network operation (10 by default).
+    /// `timeout`: seconds to wait for each network operation (10 by default,
+    /// at most 86400: a day).
     #[serde(default, deserialize_with = "de::timeout")]
     pub timeout: Option<Duration>,
     /// `allow_insecure_auth`: allow sending the password over a connection
@@ -183,16 +184,18 @@ pub struct EmailConfig {
     /// record by kind of failure.
     #[serde(default, deserialize_with = "de::max_detail_lines")]
     pub max_detail_lines: Option<usize>,
-    /// `send_deadline`: seconds one flush may spend sending (30 by default).
+    /// `send_deadline`: seconds one flush may spend sending (30 by default,
+    /// at most 86400: a day).
     #[serde(default, deserialize_with = "de::send_deadline")]
     pub send_deadline: Option<Duration>,
     /// `lock_timeout`: seconds a flush waits for another process's lock on
-    /// the state file (10 by default).
+    /// the state file (10 by default, at most 86400: a day).
     #[serde(default, deserialize_with = "de::lock_timeout")]
     pub lock_timeout: Option<Duration>,
     /// `checkpoint_interval`: seconds between checkpoints of new records to
     /// the state file, or `false` to turn checkpoints off. `None`: not set,
-    /// the default (1 second); `Some(None)`: off; `Some(Some(d))`: every `d`.
+    /// the default (1 second); `Some(None)`: off; `Some(Some(d))`: every `d`
+    /// (at most 86400 seconds: a day).
     #[serde(default, deserialize_with = "de::checkpoint_interval")]
     pub checkpoint_interval: Option<Option<Duration>>,
     /// `capture_panics`: turn a panic into an ERROR record.
@@ -218,9 +221,9 @@ pub struct EmailConfig {
 /// | `batch` | a number of records, at least 1 | [`batch`](Builder::batch) |
 /// | `immediately_at` | a level: `trace`, `debug`, `info`, `warn`, `error` (any case) | [`immediately_at`](Builder::immediately_at) |
 /// | `consecutive_runs` | a number of runs, at least 1 | [`consecutive_runs`](Builder::consecutive_runs) |
-/// | `repeat_after` | seconds, more than 0 (`86400`: a daily reminder) | [`repeat_after`](Builder::repeat_after) |
-/// | `min_interval` | seconds, more than 0 | [`min_interval`](Builder::min_interval) |
-/// | `max_age` | seconds, more than 0 | [`max_age`](Builder::max_age) |
+/// | `repeat_after` | seconds, more than 0, at most 315360000 (3650 days) (`86400`: a daily reminder) | [`repeat_after`](Builder::repeat_after) |
+/// | `min_interval` | seconds, more than 0, at most 315360000 (3650 days) | [`min_interval`](Builder::min_interval) |
+/// | `max_age` | seconds, more than 0, at most 315360000 (3650 days) | [`max_age`](Builder::max_age) |
 /// | `fingerprint_fields` | a field name, or a list of them (`["feed"]`) | [`fingerprint_fields`](Builder::fingerprint_fields) |
 ///
 /// The policy's level, at or above which records count for
@@ -361,14 +364,35 @@ fn level_named(name: &str) -> Option<Level> {
     .find(|l| l.as_str().eq_ignore_ascii_case(name.trim()))
 }
 
-/// A number of seconds as a duration; `None` if negative, not a number, too
-/// large, or zero where `positive` is asked for.
-fn seconds(secs: f64, positive: bool) -> Option<Duration> {
+/// A number of seconds as a duration; `None` if negative, not a number,
+/// infinite, longer than `max`, or zero where `positive` is asked for.
+fn seconds(secs: f64, positive: bool, max: Duration) -> Option<Duration> {
     if secs.is_nan() || secs < 0.0 {
         return None;
     }
     let d = Duration::try_from_secs_f64(secs).ok()?;
-    (!positive || !d.is_zero()).then_some(d)
+    in_bounds(d, positive, max)
+}
+
+/// `d` if it is at most `max`, and more than zero where `positive` is asked
+/// for.
+fn in_bounds(d: Duration, positive: bool, max: Duration) -> Option<Duration> {
+    (d <= max && (!positive || !d.is_zero())).then_some(d)
+}
+
+/// What a number of seconds must be, for the errors: `a number of seconds
+/// greater than 0 and at most 86400 (1 day)`, or `from 0 to 86400 (1 day)`.
+fn seconds_expected(positive: bool, max: Duration) -> String {
+    let range = if positive {
+        "greater than 0 and at most"
+    } else {
+        "from 0 to"
+    };
+    format!(
+        "a number of seconds {range} {} ({})",
+        max.as_secs(),
+        bounds::days(max)
+    )
 }
 
 /// The URL with its password, if any, shown as `***`.
@@ -545,11 +569,9 @@ impl EmailConfig {
             }
         }
         let env = Vars { prefix, found };
-        let positive = |s: &str| parse_seconds(s, true);
         let whole = "a whole number of at least 1";
         let flag = "true or false";
         let level = "a level: one of trace, debug, info, warn, error (in any case)";
-        let secs = "a number of seconds greater than 0, such as 10 or 0.5";
         Ok(EmailConfig {
             app: env.text("APP").ok_or_else(|| {
                 Error::config(format!(
@@ -560,7 +582,7 @@ impl EmailConfig {
             password_env: env.text("PASSWORD_ENV"),
             password: env.text("SMTP_PASSWORD"),
             root_certificate: env.text("ROOT_CERTIFICATE").map(PathBuf::from),
-            timeout: env.parse("TIMEOUT", secs, positive)?,
+            timeout: env.seconds("TIMEOUT", true, bounds::MAX_SMTP_TIMEOUT)?,
             allow_insecure_auth: env
                 .parse("ALLOW_INSECURE_AUTH", flag, parse_flag)?
                 .unwrap_or(false),
@@ -581,9 +603,9 @@ impl EmailConfig {
                 consecutive_runs: env.parse("CONSECUTIVE_RUNS", whole, |s| {
                     s.trim().parse().ok().filter(|&n: &u64| n >= 1)
                 })?,
-                repeat_after: env.parse("REPEAT_AFTER", secs, positive)?,
-                min_interval: env.parse("MIN_INTERVAL", secs, positive)?,
-                max_age: env.parse("MAX_AGE", secs, positive)?,
+                repeat_after: env.seconds("REPEAT_AFTER", true, bounds::MAX_REPEAT_AFTER)?,
+                min_interval: env.seconds("MIN_INTERVAL", true, bounds::MAX_MIN_INTERVAL)?,
+                max_age: env.seconds("MAX_AGE", true, bounds::MAX_MAX_AGE)?,
                 fingerprint_fields: env
                     .parse(
                         "FINGERPRINT_FIELDS",
@@ -602,19 +624,17 @@ impl EmailConfig {
             max_record_bytes: env.parse("MAX_RECORD_BYTES", whole, parse_whole)?,
             max_email_bytes: env.parse("MAX_EMAIL_BYTES", whole, parse_whole)?,
             max_detail_lines: env.parse("MAX_DETAIL_LINES", whole, parse_whole)?,
-            send_deadline: env.parse("SEND_DEADLINE", secs, positive)?,
-            lock_timeout: env.parse(
-                "LOCK_TIMEOUT",
-                "a number of seconds, such as 10 or 0.5",
-                |s| parse_seconds(s, false),
-            )?,
+            send_deadline: env.seconds("SEND_DEADLINE", true, bounds::MAX_SEND_DEADLINE)?,
+            lock_timeout: env.seconds("LOCK_TIMEOUT", false, bounds::MAX_LOCK_TIMEOUT)?,
             checkpoint_interval: env.parse(
                 "CHECKPOINT_INTERVAL",
-                "a number of seconds greater than 0 such as 1 or 0.5, or false to turn \
-                 checkpoints off",
+                &format!(
+                    "{}, such as 1 or 0.5, or false to turn checkpoints off",
+                    seconds_expected(true, bounds::MAX_CHECKPOINT_INTERVAL)
+                ),
                 |s| match s.trim() {
                     f if f.eq_ignore_ascii_case("false") => Some(None),
-                    s => parse_seconds(s, true).map(Some),
+                    s => parse_seconds(s, true, bounds::MAX_CHECKPOINT_INTERVAL).map(Some),
                 },
             )?,
             capture_panics: env
@@ -791,15 +811,15 @@ impl EmailConfig {
             b = b.consecutive_runs(runs);
         }
         if let Some(d) = policy.repeat_after {
-            self.longer_than_zero("policy.repeat_after", d)?;
+            self.duration("policy.repeat_after", d, true, bounds::MAX_REPEAT_AFTER)?;
             b = b.repeat_after(d);
         }
         if let Some(d) = policy.min_interval {
-            self.longer_than_zero("policy.min_interval", d)?;
+            self.duration("policy.min_interval", d, true, bounds::MAX_MIN_INTERVAL)?;
             b = b.min_interval(d);
         }
         if let Some(d) = policy.max_age {
-            self.longer_than_zero("policy.max_age", d)?;
+            self.duration("policy.max_age", d, true, bounds::MAX_MAX_AGE)?;
             b = b.max_age(d);
         }
         if !policy.fingerprint_fields.is_empty() {
@@ -832,15 +852,21 @@ impl EmailConfig {
             b = b.max_detail_lines(n);
         }
         if let Some(d) = self.send_deadline {
-            self.longer_than_zero("send_deadline", d)?;
+            self.duration("send_deadline", d, true, bounds::MAX_SEND_DEADLINE)?;
             b = b.send_deadline(d);
         }
         if let Some(d) = self.lock_timeout {
+            self.duration("lock_timeout", d, false, bounds::MAX_LOCK_TIMEOUT)?;
             b = b.lock_timeout(d);
         }
         if let Some(interval) = self.checkpoint_interval {
             if let Some(d) = interval {
-                self.longer_than_zero("checkpoint_interval", d)?;
+                self.duration(
+                    "checkpoint_interval",
+                    d,
+                    true,
+                    bounds::MAX_CHECKPOINT_INTERVAL,
+                )?;
             }
             b = b.checkpoint_interval(interval);
         }
@@ -891,7 +917,7 @@ impl EmailConfig {
             smtp = smtp.password(password);
         }
         if let Some(d) = self.timeout {
-            self.longer_than_zero("timeout", d)?;
+            self.duration("timeout", d, true, bounds::MAX_SMTP_TIMEOUT)?;
             smtp = smtp.timeout(d);
         }
         if let Some(path) = &self.root_certificate {
@@ -980,8 +1006,12 @@ impl EmailConfig {
         Ok(())
     }
 
-    fn longer_than_zero(&self, key: &str, d: Duration) -> Result<(), Error> {
-        if d.is_zero() {
+    /// Refuses a duration of zero (where `positive`) or longer than `max`
+    /// for `key`, naming it: the fields are public, so a config made in code
+    /// is checked here too.
+    fn duration(&self, key: &str, d: Duration, positive: bool, max: Duration) -> Result<(), Error> {
+        bounds::at_most(&self.name(key), d, max).map_err(Error::config)?;
+        if positive && d.is_zero() {
             let hint = match key {
                 "checkpoint_interval" => " (false turns checkpoints off)",
                 k if k.starts_with("policy.") => " (leave it out to turn it off)",
@@ -1094,6 +1124,18 @@ impl Vars<'_> {
     }
 }
 
+impl Vars<'_> {
+    /// The value of `PREFIX_KEY` as a number of seconds, at most `max` and
+    /// more than zero if `positive`.
+    fn seconds(&self, key: &str, positive: bool, max: Duration) -> Result<Option<Duration>, Error> {
+        self.parse(
+            key,
+            &format!("{}, such as 10 or 0.5", seconds_expected(positive, max)),
+            |s| parse_seconds(s, positive, max),
+        )
+    }
+}
+
 fn parse_whole(s: &str) -> Option<usize> {
     s.trim().parse().ok().filter(|&n| n >= 1)
 }
@@ -1106,11 +1148,11 @@ fn parse_flag(s: &str) -> Option<bool> {
     }
 }
 
-fn parse_seconds(s: &str, positive: bool) -> Option<Duration> {
+fn parse_seconds(s: &str, positive: bool, max: Duration) -> Option<Duration> {
     let s = s.trim();
     match s.parse::<u64>() {
-        Ok(n) => Some(Duration::from_secs(n)).filter(|d| !positive || !d.is_zero()),
-        Err(_) => seconds(s.parse().ok()?, positive),
+        Ok(n) => in_bounds(Duration::from_secs(n), positive, max),
+        Err(_) => seconds(s.parse().ok()?, positive, max),
     }
 }
 
@@ -1124,7 +1166,7 @@ mod de {
     use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Unexpected, Visitor};
     use tracing::Level;
 
-    use super::{LEVELS, PolicyConfig, level_named, seconds};
+    use super::{LEVELS, PolicyConfig, bounds, in_bounds, level_named, seconds, seconds_expected};
 
     /// A visitor for the value of one key, which it names in its errors.
     pub(super) trait Key<'de>: Visitor<'de> + Sized {
@@ -1227,25 +1269,26 @@ mod de {
         }
     }
 
-    /// A number of seconds, whole or not; more than 0 if `positive`.
+    /// A number of seconds, whole or not, at most `max`; more than 0 if
+    /// `positive`.
     pub(super) struct Seconds {
         pub(super) key: &'static str,
         pub(super) positive: bool,
+        pub(super) max: Duration,
     }
 
     impl<'de> Visitor<'de> for Seconds {
         type Value = Duration;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            let more = if self.positive { " greater than 0" } else { "" };
             write!(
                 f,
-                "a number of seconds{more}, such as 10 or 0.5, for `{}`",
+                "{}, such as 10 or 0.5, for `{}`",
+                seconds_expected(self.positive, self.max),
                 self.key
             )
         }
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Some(Duration::from_secs(v))
-                .filter(|d| !self.positive || !d.is_zero())
+            in_bounds(Duration::from_secs(v), self.positive, self.max)
                 .ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
@@ -1255,7 +1298,8 @@ mod de {
             }
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-            seconds(v, self.positive).ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
+            seconds(v, self.positive, self.max)
+                .ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
         }
     }
 
@@ -1273,6 +1317,7 @@ mod de {
             Seconds {
                 key: self.0,
                 positive: true,
+                max: bounds::MAX_CHECKPOINT_INTERVAL,
             }
         }
     }
@@ -1282,8 +1327,8 @@ mod de {
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write!(
                 f,
-                "a number of seconds greater than 0, such as 1 or 0.5, or false to turn \
-                 checkpoints off, for `{}`",
+                "{}, such as 1 or 0.5, or false to turn checkpoints off, for `{}`",
+                seconds_expected(true, bounds::MAX_CHECKPOINT_INTERVAL),
                 self.0
             )
         }
@@ -1441,7 +1486,11 @@ mod de {
         smtp_url -> Option<String> = Maybe(Text("smtp_url"));
         password_env -> Option<String> = Maybe(Text("password_env"));
         root_certificate -> Option<PathBuf> = Maybe(Path("root_certificate"));
-        timeout -> Option<Duration> = Maybe(Seconds { key: "timeout", positive: true });
+        timeout -> Option<Duration> = Maybe(Seconds {
+            key: "timeout",
+            positive: true,
+            max: bounds::MAX_SMTP_TIMEOUT,
+        });
         allow_insecure_auth -> bool = OrDefault(Flag("allow_insecure_auth"));
         outbox -> Option<PathBuf> = Maybe(Path("outbox"));
         from -> Option<String> = Maybe(Text("from"));
@@ -1454,17 +1503,35 @@ mod de {
         max_record_bytes -> Option<usize> = Maybe(Whole("max_record_bytes"));
         max_email_bytes -> Option<usize> = Maybe(Whole("max_email_bytes"));
         max_detail_lines -> Option<usize> = Maybe(Whole("max_detail_lines"));
-        send_deadline -> Option<Duration> = Maybe(Seconds { key: "send_deadline", positive: true });
-        lock_timeout -> Option<Duration> = Maybe(Seconds { key: "lock_timeout", positive: false });
+        send_deadline -> Option<Duration> = Maybe(Seconds {
+            key: "send_deadline",
+            positive: true,
+            max: bounds::MAX_SEND_DEADLINE,
+        });
+        lock_timeout -> Option<Duration> = Maybe(Seconds {
+            key: "lock_timeout",
+            positive: false,
+            max: bounds::MAX_LOCK_TIMEOUT,
+        });
         checkpoint_interval -> Option<Option<Duration>> = Maybe(Checkpoint("checkpoint_interval"));
         capture_panics -> bool = OrDefault(Flag("capture_panics"));
         batch -> Option<usize> = Maybe(Whole("policy.batch"));
         immediately_at -> Option<Level> = Maybe(LevelName("policy.immediately_at"));
-        repeat_after -> Option<Duration> =
-            Maybe(Seconds { key: "policy.repeat_after", positive: true });
-        min_interval -> Option<Duration> =
-            Maybe(Seconds { key: "policy.min_interval", positive: true });
-        max_age -> Option<Duration> = Maybe(Seconds { key: "policy.max_age", positive: true });
+        repeat_after -> Option<Duration> = Maybe(Seconds {
+            key: "policy.repeat_after",
+            positive: true,
+            max: bounds::MAX_REPEAT_AFTER,
+        });
+        min_interval -> Option<Duration> = Maybe(Seconds {
+            key: "policy.min_interval",
+            positive: true,
+            max: bounds::MAX_MIN_INTERVAL,
+        });
+        max_age -> Option<Duration> = Maybe(Seconds {
+            key: "policy.max_age",
+            positive: true,
+            max: bounds::MAX_MAX_AGE,
+        });
         fingerprint_fields -> Vec<String> = OrDefault(Strings {
             key: "policy.fingerprint_fields",
             what: ("a field name", "field names"),
@@ -1775,6 +1842,168 @@ mod tests {
         }
     }
 
+    /// Every duration key: its name in a file, its variable, its bound,
+    /// whether 0 is allowed.
+    const DURATIONS: [(&str, &str, Duration, bool); 7] = [
+        (
+            "send_deadline",
+            "SEND_DEADLINE",
+            bounds::MAX_SEND_DEADLINE,
+            true,
+        ),
+        (
+            "lock_timeout",
+            "LOCK_TIMEOUT",
+            bounds::MAX_LOCK_TIMEOUT,
+            false,
+        ),
+        (
+            "checkpoint_interval",
+            "CHECKPOINT_INTERVAL",
+            bounds::MAX_CHECKPOINT_INTERVAL,
+            true,
+        ),
+        ("timeout", "TIMEOUT", bounds::MAX_SMTP_TIMEOUT, true),
+        (
+            "policy.repeat_after",
+            "REPEAT_AFTER",
+            bounds::MAX_REPEAT_AFTER,
+            true,
+        ),
+        (
+            "policy.min_interval",
+            "MIN_INTERVAL",
+            bounds::MAX_MIN_INTERVAL,
+            true,
+        ),
+        ("policy.max_age", "MAX_AGE", bounds::MAX_MAX_AGE, true),
+    ];
+
+    /// The duration settings of `c`, set or not.
+    fn durations(c: &EmailConfig) -> [Option<Duration>; 7] {
+        [
+            c.send_deadline,
+            c.lock_timeout,
+            c.checkpoint_interval.flatten(),
+            c.timeout,
+            c.policy.repeat_after,
+            c.policy.min_interval,
+            c.policy.max_age,
+        ]
+    }
+
+    /// `key = value` as TOML, in the `policy` table for `policy.` keys.
+    fn toml_with(key: &str, value: &str) -> Result<EmailConfig, String> {
+        let text = match key.strip_prefix("policy.") {
+            Some(k) => format!("app = \"poca\"\n[policy]\n{k} = {value}\n"),
+            None => format!("app = \"poca\"\n{key} = {value}\n"),
+        };
+        toml::from_str::<EmailConfig>(&text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_duration_is_bounded_in_a_file_and_in_the_environment() {
+        assert_eq!(bounds::MAX_SEND_DEADLINE, Duration::from_secs(86_400));
+        assert_eq!(bounds::MAX_MAX_AGE, Duration::from_secs(3650 * 86_400));
+        for (key, var, max, positive) in DURATIONS {
+            let secs = max.as_secs();
+            let days = secs / 86_400;
+            let bound = format!(" {secs} ({days} day");
+            // The bound itself is accepted, whole or as a float.
+            for ok in [format!("{secs}"), format!("{secs}.0")] {
+                let c = toml_with(key, &ok).unwrap_or_else(|e| panic!("{key} = {ok}: {e}"));
+                assert!(durations(&c).contains(&Some(max)), "{key} = {ok}");
+                let env = vars(&[("POCA_APP", "poca"), (&format!("POCA_{var}"), &ok)])
+                    .unwrap_or_else(|e| panic!("POCA_{var}={ok}: {e}"));
+                assert!(durations(&env).contains(&Some(max)), "POCA_{var}={ok}");
+            }
+            // Just beyond it, far beyond it, negative, not a number,
+            // infinite: an error that names the key (and the bound when
+            // it is the bound that was passed).
+            let beyond = [
+                format!("{}", secs + 1),
+                format!("{secs}.001"),
+                "1e19".to_owned(),
+                "1.8e19".to_owned(),
+                "1.8446744073709552e19".to_owned(),
+                "1e300".to_owned(),
+            ];
+            for bad in &beyond {
+                let e = toml_with(key, bad).unwrap_err();
+                assert!(e.contains(&format!("for `{key}`")), "{key} = {bad}: {e}");
+                assert!(e.contains(&bound), "{key} = {bad}: {e}");
+            }
+            for bad in beyond
+                .iter()
+                .map(String::as_str)
+                .chain(["18446744073709551615"])
+            {
+                let e = vars(&[("POCA_APP", "poca"), (&format!("POCA_{var}"), bad)])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.starts_with(&format!("POCA_{var}: ")), "{e}");
+                assert!(e.contains(&bound), "{var}={bad}: {e}");
+            }
+            for bad in ["-1", "-0.5", "nan", "inf", "-inf"] {
+                let e = toml_with(key, bad).unwrap_err();
+                assert!(e.contains(&format!("for `{key}`")), "{key} = {bad}: {e}");
+                let e = vars(&[("POCA_APP", "poca"), (&format!("POCA_{var}"), bad)])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.starts_with(&format!("POCA_{var}: ")), "{var}={bad}: {e}");
+            }
+            let zero = toml_with(key, "0");
+            assert_eq!(
+                zero.is_err(),
+                positive,
+                "{key} = 0: {zero:?}",
+                zero = zero.err()
+            );
+        }
+    }
+
+    #[test]
+    fn durations_set_in_code_beyond_their_bound_are_named() {
+        for (key, var, max, _) in DURATIONS {
+            if key == "timeout" && !cfg!(feature = "smtp") {
+                continue;
+            }
+            for origin in [Origin::Data, Origin::Env("POCA".into())] {
+                let mut c = outbox_config(&[]);
+                if key == "timeout" {
+                    c.outbox = None;
+                    c.smtp_url = Some("smtps://smtp.example.com".into());
+                }
+                c.origin = origin.clone();
+                let beyond = max + Duration::from_millis(1);
+                let set = |c: &mut EmailConfig, d: Duration| match key {
+                    "send_deadline" => c.send_deadline = Some(d),
+                    "lock_timeout" => c.lock_timeout = Some(d),
+                    "checkpoint_interval" => c.checkpoint_interval = Some(Some(d)),
+                    "timeout" => c.timeout = Some(d),
+                    "policy.repeat_after" => c.policy.repeat_after = Some(d),
+                    "policy.min_interval" => c.policy.min_interval = Some(d),
+                    _ => c.policy.max_age = Some(d),
+                };
+                set(&mut c, max);
+                assert!(c.builder().is_ok(), "{key} at its bound");
+                for d in [beyond, Duration::MAX] {
+                    set(&mut c, d);
+                    let e = c.builder().unwrap_err().to_string();
+                    let name = match origin {
+                        Origin::Data => key.to_owned(),
+                        Origin::Env(_) => format!("POCA_{var}"),
+                    };
+                    assert!(e.starts_with(&format!("{name}: ")), "{e}");
+                    assert!(
+                        e.contains(&format!("the most allowed, {} seconds", max.as_secs())),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn urls_are_shown_without_their_password() {
         assert_eq!(
@@ -1792,11 +2021,35 @@ mod tests {
 
     #[test]
     fn seconds_and_levels() {
-        assert_eq!(parse_seconds("0.5", true), Some(Duration::from_millis(500)));
-        assert_eq!(parse_seconds("10", true), Some(Duration::from_secs(10)));
-        assert_eq!(parse_seconds("0", false), Some(Duration::ZERO));
-        for bad in ["0", "-1", "NaN", "inf", "1e-12", "ten", ""] {
-            assert_eq!(parse_seconds(bad, true), None, "{bad}");
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            parse_seconds("0.5", true, day),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_seconds("10", true, day),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(parse_seconds("0", false, day), Some(Duration::ZERO));
+        assert_eq!(parse_seconds("86400", true, day), Some(day));
+        for bad in [
+            "0",
+            "-1",
+            "-0.5",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e-12",
+            "ten",
+            "",
+            "86400.001",
+            "86401",
+            "1e19",
+            "1.8e19",
+            "18446744073709551615",
+            "1e400",
+        ] {
+            assert_eq!(parse_seconds(bad, true, day), None, "{bad}");
         }
         assert_eq!(level_named("Warn"), Some(Level::WARN));
         assert_eq!(level_named("ERROR"), Some(Level::ERROR));

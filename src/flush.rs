@@ -77,7 +77,7 @@ impl Flusher {
         };
         let count = new.len();
         let (run, new_run) = self.register_run(&mut state);
-        let changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run;
+        let mut changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run;
         let old_len = state.pending.len();
         crate::history::check_fingerprint_fields(
             &new,
@@ -96,20 +96,21 @@ impl Flusher {
             }
             state.pending.push(record);
         }
-        state.dropped += dropped;
+        state.dropped = state.dropped.saturating_add(dropped);
         let excess = state.pending.len().saturating_sub(self.max_pending);
         if excess > 0 {
             state.pending.drain(..excess);
-            state.dropped += excess as u64;
+            state.dropped = state.dropped.saturating_add(excess as u64);
         }
         // Of this run's records, those trimmed above are counted as dropped.
         let trimmed_new = excess.saturating_sub(old_len).min(count);
         let taken = Taken {
             count: count - trimmed_new,
-            dropped: dropped + trimmed_new as u64,
+            dropped: dropped.saturating_add(trimmed_new as u64),
         };
 
-        let now = OffsetDateTime::from(self.clock.now());
+        let now = crate::clock::datetime(self.clock.now());
+        changed |= self.store.clamp_future(&mut state, now);
         let facts = Facts {
             now,
             last_sent: state.last_sent,
@@ -233,7 +234,7 @@ impl Flusher {
         per_email: Option<usize>,
         now: OffsetDateTime,
     ) -> Outcome {
-        let deadline = Instant::now() + self.send_deadline;
+        let deadline = crate::clock::instant_after(self.send_deadline);
         let mut sent = 0;
         let mut emails = 0;
         let mut error = None;

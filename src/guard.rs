@@ -232,7 +232,7 @@ impl FlushGuard {
     pub fn snapshot(&self) -> Result<crate::Snapshot, Error> {
         let flusher = lock(&self.flusher);
         let snapshot = crate::StateFile::open(flusher.store.path()).snapshot()?;
-        let now = time::OffsetDateTime::from(flusher.clock.now());
+        let now = crate::clock::datetime(flusher.clock.now());
         Ok(snapshot.with_verdict(&flusher.policy, now, flusher.run))
     }
 

@@ -119,10 +119,28 @@ pub(crate) struct History {
 impl History {
     /// Counts a new run and returns its number. Streaks that missed the run
     /// before it are over: a run without the failure breaks its streak.
+    ///
+    /// A counter that cannot grow any more (a hand-edited or damaged file
+    /// at `u64::MAX`) is renumbered first, keeping each streak's place
+    /// relative to the last run; a streak whose last run lies beyond the
+    /// counter is taken as seen in the last run.
     pub(crate) fn start_run(&mut self) -> u64 {
+        let last = self.runs;
+        for s in self.streaks.values_mut() {
+            s.last_run = s.last_run.min(last);
+        }
+        if last == u64::MAX {
+            // Only the last run and the one before matter to a streak.
+            self.streaks.retain(|_, s| s.last_run >= last - 1);
+            for s in self.streaks.values_mut() {
+                s.last_run = 2 - (last - s.last_run);
+            }
+            self.runs = 2;
+        }
         self.runs += 1;
         let run = self.runs;
-        self.streaks.retain(|_, s| s.last_run + 1 >= run);
+        self.streaks
+            .retain(|_, s| s.last_run.saturating_add(1) >= run);
         run
     }
 
@@ -137,8 +155,8 @@ impl History {
     ) {
         match self.streaks.get_mut(&fingerprint.key) {
             Some(s) if s.last_run == run => {}
-            Some(s) if s.last_run + 1 == run => {
-                s.runs += 1;
+            Some(s) if s.last_run.checked_add(1) == Some(run) => {
+                s.runs = s.runs.saturating_add(1);
                 s.last_run = run;
             }
             _ => {
@@ -179,6 +197,29 @@ impl History {
                 s.reported = Some(now);
             }
         }
+    }
+
+    /// Takes every streak time later than `now` as `now`: such a time was
+    /// written under a clock that was wrong (a bad RTC, a test clock), and
+    /// left as it is it would keep a failure quiet (`reported`) or look new
+    /// for years. Returns the state file keys of the times moved, each once.
+    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
+        let (mut since, mut last_seen, mut reported) = (false, false, false);
+        for s in self.streaks.values_mut() {
+            since |= clamp(&mut s.since, now);
+            last_seen |= clamp(&mut s.last_seen, now);
+            if let Some(at) = &mut s.reported {
+                reported |= clamp(at, now);
+            }
+        }
+        [
+            (since, "history.streaks.since"),
+            (last_seen, "history.streaks.last_seen"),
+            (reported, "history.streaks.reported"),
+        ]
+        .into_iter()
+        .filter_map(|(moved, key)| moved.then_some(key))
+        .collect()
     }
 
     fn forget_oldest(&mut self) {
@@ -310,6 +351,15 @@ pub(crate) fn unmatched_fields(
          message alone, and different failures with the same message count as one.",
     );
     Some(note)
+}
+
+/// Sets `time` to `now` if it is later; says whether it was.
+pub(crate) fn clamp(time: &mut OffsetDateTime, now: OffsetDateTime) -> bool {
+    let later = *time > now;
+    if later {
+        *time = now;
+    }
+    later
 }
 
 #[cfg(test)]
@@ -493,6 +543,114 @@ mod tests {
             None
         );
         assert!(unmatched_fields(&rs[..1], &["feed".into()], Level::WARN, &h).is_some());
+    }
+
+    #[test]
+    fn a_run_counter_at_its_end_is_renumbered_and_streaks_go_on() {
+        let mut h = History {
+            runs: u64::MAX - 1,
+            ..History::default()
+        };
+        let feed = fp("feed");
+        let other = fp("other");
+        let run = h.start_run();
+        assert_eq!(run, u64::MAX);
+        h.observe(run, &feed, Level::WARN, T);
+        h.observe(run, &other, Level::WARN, T);
+        h.observe(run, &feed, Level::WARN, T);
+        // The counter cannot grow: renumbered, the streak carries on.
+        let run = h.start_run();
+        assert!(run < 10, "{run}");
+        h.observe(run, &feed, Level::WARN, T);
+        assert_eq!(h.streaks["feed"].runs, 2);
+        assert_eq!(h.streaks["other"].runs, 1, "seen in the run before");
+        for expected in 3..=5 {
+            let run = h.start_run();
+            h.observe(run, &feed, Level::WARN, T);
+            assert_eq!(h.streaks["feed"].runs, expected);
+            assert!(
+                !h.streaks.contains_key("other"),
+                "a run without it broke it"
+            );
+        }
+        // A file whose counter is at the end already, every run after it.
+        let mut h = History {
+            runs: u64::MAX,
+            ..History::default()
+        };
+        for expected in 1..=3 {
+            let run = h.start_run();
+            h.observe(run, &feed, Level::WARN, T);
+            assert_eq!(h.streaks["feed"].runs, expected);
+        }
+    }
+
+    #[test]
+    fn streak_counts_and_run_numbers_from_a_file_never_overflow() {
+        let streak = |runs, last_run| Streak {
+            label: "feed".into(),
+            level: Level::WARN,
+            runs,
+            last_run,
+            since: T,
+            last_seen: T,
+            reported: None,
+        };
+        // A streak as long as it can be goes on at that length.
+        let mut h = History {
+            runs: 7,
+            streaks: [("feed".to_owned(), streak(u64::MAX, 7))].into(),
+        };
+        let run = h.start_run();
+        h.observe(run, &fp("feed"), Level::WARN, T);
+        assert_eq!(h.streaks["feed"].runs, u64::MAX);
+        // A streak whose last run lies beyond the counter (a damaged file)
+        // is taken as seen in the last run.
+        for last_run in [8, u64::MAX - 1, u64::MAX] {
+            let mut h = History {
+                runs: 7,
+                streaks: [("feed".to_owned(), streak(3, last_run))].into(),
+            };
+            let run = h.start_run();
+            h.observe(run, &fp("feed"), Level::WARN, T);
+            assert_eq!((run, h.streaks["feed"].runs), (8, 4), "{last_run}");
+        }
+        let mut h = History {
+            runs: u64::MAX,
+            streaks: [("feed".to_owned(), streak(u64::MAX, u64::MAX))].into(),
+        };
+        let run = h.start_run();
+        h.observe(run, &fp("feed"), Level::WARN, T);
+        assert_eq!(h.streaks["feed"].runs, u64::MAX);
+    }
+
+    #[test]
+    fn streak_times_ahead_of_the_clock_are_taken_as_now() {
+        use time::macros::datetime;
+        let now = datetime!(2026-11-22 04:00 UTC);
+        let ahead = datetime!(2099-01-01 00:00 UTC);
+        let mut h = History::default();
+        let run = h.start_run();
+        h.observe(run, &fp("ahead"), Level::WARN, ahead);
+        h.observe(run, &fp("fine"), Level::WARN, now);
+        h.reported(["ahead"], ahead);
+        h.reported(["fine"], now - time::Duration::hours(1));
+        let before = h.streaks["fine"].clone();
+        assert_eq!(
+            h.clamp_future(now),
+            [
+                "history.streaks.since",
+                "history.streaks.last_seen",
+                "history.streaks.reported"
+            ]
+        );
+        let s = &h.streaks["ahead"];
+        assert_eq!((s.since, s.last_seen, s.reported), (now, now, Some(now)));
+        assert_eq!(h.streaks["fine"], before, "times up to now are kept");
+        assert!(h.clamp_future(now).is_empty(), "nothing left to move");
+        // Only what is ahead is named.
+        h.reported(["fine"], ahead);
+        assert_eq!(h.clamp_future(now), ["history.streaks.reported"]);
     }
 
     #[test]

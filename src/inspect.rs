@@ -222,20 +222,28 @@ impl Snapshot {
         count.saturating_sub(self.count_at_least(level))
     }
 
-    /// Adds what `policy` would decide at `now`, for the run `run`.
+    /// Adds what `policy` would decide at `now`, for the run `run`. Times
+    /// later than `now` are taken as now, as a flush takes them.
     pub(crate) fn with_verdict(
         mut self,
         policy: &Policy,
         now: OffsetDateTime,
         run: Option<u64>,
     ) -> Self {
+        let mut state = crate::state::State {
+            pending: self.pending.clone(),
+            last_sent: self.last_sent,
+            history: self.history.clone(),
+            ..Default::default()
+        };
+        state.clamp_future(now);
         let facts = Facts {
             now,
-            last_sent: self.last_sent,
-            history: &self.history,
-            run: run.unwrap_or(self.history.runs),
+            last_sent: state.last_sent,
+            history: &state.history,
+            run: run.unwrap_or(state.history.runs),
         };
-        self.verdict = Some(match policy.decide(&self.pending, Phase::Flush, &facts) {
+        self.verdict = Some(match policy.decide(&state.pending, Phase::Flush, &facts) {
             Decision::Nothing => Verdict::Nothing,
             Decision::Hold { counted, needed } => Verdict::Hold { counted, needed },
             Decision::Wait { until } => Verdict::Wait { until },
@@ -367,6 +375,43 @@ mod tests {
             .with_verdict(&policy, OffsetDateTime::UNIX_EPOCH, None)
             .to_string();
         assert!(text.contains("holds: 3 of the 5 records"), "{text}");
+    }
+
+    #[test]
+    fn the_verdict_takes_times_ahead_of_the_clock_as_now_as_a_flush_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let text = r#"{"version":1,"pending":[
+            {"time":"9999-12-31T23:59:59.999999999-23:59","level":"WARN","target":"t","message":"m"}],
+            "last_sent":"2099-01-01T00:00:00Z"}"#;
+        std::fs::write(&path, text).unwrap();
+        let snapshot = StateFile::open(&path).snapshot().unwrap();
+        // Shown as written, and no panic for a time with no UTC date.
+        let shown = snapshot.to_string();
+        assert!(shown.contains("since 9999-12-31 23:59:59"), "{shown}");
+        assert!(
+            shown.contains("last sent    2099-01-01 00:00:00 UTC"),
+            "{shown}"
+        );
+        let policy = Policy {
+            threshold: Some((1, Level::WARN)),
+            min_interval: Some(Duration::from_secs(3600)),
+            ..Policy::default()
+        };
+        let now = time::macros::datetime!(2026-11-22 04:00 UTC);
+        let judged = snapshot.clone().with_verdict(&policy, now, None);
+        // Taken as sent now: the next may go an hour from now, not in 2099.
+        assert_eq!(
+            judged.verdict,
+            Some(Verdict::Wait {
+                until: now + time::Duration::hours(1)
+            })
+        );
+        assert_eq!(
+            judged.last_sent, snapshot.last_sent,
+            "the snapshot shows the file"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "unchanged");
     }
 
     #[test]

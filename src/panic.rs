@@ -53,7 +53,7 @@ fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime) -> Record {
         ));
     }
     Record {
-        timestamp: now.into(),
+        timestamp: crate::clock::datetime(now),
         level: Level::ERROR,
         target: Cow::Borrowed("panic"),
         message: format!("panicked: {message}"),

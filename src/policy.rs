@@ -217,7 +217,11 @@ impl Policy {
             return hold;
         };
         if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
-            let until = last + to_time(interval);
+            // Saturates: a `last_sent` near the end of year 9999 waits until
+            // then rather than overflow.
+            let until = last
+                .checked_add(to_time(interval))
+                .unwrap_or(crate::clock::LATEST);
             if facts.now < until {
                 return Decision::Wait { until };
             }
@@ -763,6 +767,184 @@ pub(crate) mod tests {
                 &facts(&h, at(2), Some(at(1)))
             ),
             Decision::Wait { until: hold_until }
+        );
+    }
+
+    /// Times from the edges of what a state file can hold (RFC 3339: years
+    /// 0000 to 9999, offsets up to ±23:59) and a few ordinary ones.
+    pub(crate) fn extreme_times() -> Vec<T> {
+        use time::format_description::well_known::Rfc3339;
+        [
+            "0000-01-01T00:00:00Z",
+            "0000-01-01T00:00:00+23:59",
+            "0000-01-01T00:00:00-23:59",
+            "1969-12-31T23:59:59.999999999Z",
+            "1970-01-01T00:00:00Z",
+            "2026-11-22T04:00:00.5+02:00",
+            "2099-01-01T00:00:00Z",
+            "9999-12-31T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "9999-12-31T23:59:59.999999999+23:59",
+            "9999-12-31T23:59:59.999999999-23:59",
+        ]
+        .iter()
+        .map(|s| T::parse(s, &Rfc3339).unwrap())
+        .collect()
+    }
+
+    /// Durations from a nanosecond to the largest there is.
+    pub(crate) fn extreme_durations() -> Vec<Duration> {
+        vec![
+            Duration::from_nanos(1),
+            Duration::from_secs(1),
+            HOUR,
+            crate::builder::MAX_MIN_INTERVAL,
+            Duration::from_secs(i64::MAX as u64),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ]
+    }
+
+    #[test]
+    fn a_last_sent_near_year_9999_plus_min_interval_waits_without_overflow() {
+        let last = T::parse(
+            "9999-12-31T23:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let p = Policy {
+            threshold: Some((1, W)),
+            min_interval: Some(2 * HOUR),
+            ..Policy::default()
+        };
+        let h = History::default();
+        let pending = [feed("x", W, 0)];
+        for now in [at(0), last] {
+            assert_eq!(
+                p.decide(&pending, Phase::Flush, &facts(&h, now, Some(last))),
+                Decision::Wait {
+                    until: crate::clock::LATEST
+                },
+                "{now}"
+            );
+        }
+        // A clock at the very end: the wait is over.
+        assert_eq!(
+            p.decide(
+                &pending,
+                Phase::Flush,
+                &facts(&h, crate::clock::LATEST, Some(last))
+            ),
+            send_all(1)
+        );
+    }
+
+    #[test]
+    fn no_time_and_no_duration_makes_the_policy_panic() {
+        let mut decisions = 0;
+        for &when in &extreme_times() {
+            for &d in &extreme_durations() {
+                let p = Policy {
+                    threshold: Some((1, W)),
+                    consecutive_runs: Some(2),
+                    repeat_after: Some(d),
+                    min_interval: Some(d),
+                    max_age: Some(d),
+                    ..by_feed()
+                };
+                let mut r = feed("Radio Café", W, 0);
+                r.timestamp = when;
+                let mut h = history(&p, &[&[r.clone()], &[r.clone()]]);
+                h.reported([key(&p, &r).key.as_str()], when);
+                for &now in &extreme_times() {
+                    for last_sent in [None, Some(when)] {
+                        let f = facts(&h, now, last_sent);
+                        for phase in [Phase::Run, Phase::Flush, Phase::Checkpoint] {
+                            let _ = p.decide(std::slice::from_ref(&r), phase, &f);
+                            decisions += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(decisions, 11 * 7 * 11 * 2 * 3);
+    }
+
+    #[test]
+    fn once_times_ahead_are_taken_as_now_nothing_waits_longer_than_its_rule() {
+        // Any state file time, any clock, any duration: after the flush's
+        // clamp, a wait ends at most `min_interval` from now, a reported
+        // failure is quiet at most `repeat_after` from now, and a record
+        // counts for `max_age` as if logged now at the latest.
+        for &when in &extreme_times() {
+            for &now in &extreme_times() {
+                for &d in &extreme_durations() {
+                    let p = Policy {
+                        threshold: Some((1, W)),
+                        repeat_after: Some(d),
+                        min_interval: Some(d),
+                        ..by_feed()
+                    };
+                    let mut r = feed("Radio Café", W, 0);
+                    r.timestamp = when;
+                    let mut state = crate::state::State {
+                        pending: vec![r.clone()],
+                        last_sent: Some(when),
+                        history: history(&p, &[&[r.clone()]]),
+                        ..Default::default()
+                    };
+                    state.history.reported([key(&p, &r).key.as_str()], when);
+                    state.clamp_future(now);
+                    assert!(state.last_sent <= Some(now));
+                    assert!(state.pending[0].timestamp <= now);
+                    let f = facts(&state.history, now, state.last_sent);
+                    let latest = now.checked_add(to_time(d)).unwrap_or(crate::clock::LATEST);
+                    match p.decide(&state.pending, Phase::Flush, &f) {
+                        Decision::Wait { until } => {
+                            assert!(until <= latest, "{when} {now} {d:?}: {until}")
+                        }
+                        Decision::Send { .. } | Decision::Hold { .. } => {}
+                        Decision::Nothing => panic!("a record is pending"),
+                    }
+                    // One duration later by the clock, nothing holds back.
+                    if let Some(later) = now.checked_add(to_time(d)) {
+                        if later > crate::clock::LATEST {
+                            continue;
+                        }
+                        let f = facts(&state.history, later, state.last_sent);
+                        assert!(
+                            matches!(
+                                p.decide(&state.pending, Phase::Flush, &f),
+                                Decision::Send { .. }
+                            ),
+                            "{when} {now} {d:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_age_counts_a_record_from_the_future_once_it_is_taken_as_now() {
+        let p = Policy {
+            threshold: Some((5, W)),
+            max_age: Some(24 * HOUR),
+            ..Policy::default()
+        };
+        let h = History::default();
+        let mut state = crate::state::State {
+            pending: vec![feed("x", W, 24 * 365 * 80)], // logged "in 2049"
+            ..Default::default()
+        };
+        assert_eq!(state.clamp_future(at(0)), ["pending.time"]);
+        assert!(matches!(
+            p.decide(&state.pending, Phase::Flush, &facts(&h, at(23), None)),
+            Decision::Hold { .. }
+        ));
+        assert_eq!(
+            p.decide(&state.pending, Phase::Flush, &facts(&h, at(24), None)),
+            send_all(1)
         );
     }
 

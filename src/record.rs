@@ -196,7 +196,7 @@ impl From<Captured> for Record {
         match captured {
             Captured::Record(record) => *record,
             Captured::Event(e) => Record {
-                timestamp: OffsetDateTime::from(e.time),
+                timestamp: crate::clock::datetime(e.time),
                 level: *e.meta.level(),
                 target: Cow::Borrowed(e.meta.target()),
                 message: e.message,
@@ -272,13 +272,18 @@ pub(crate) fn error_chain<'a>(
 pub(crate) const LINE_TIME: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
 
-/// `time` shown at `offset` in `format` (empty if it cannot be shown).
+/// `time` shown at `offset` in `format` (at its own offset if it has no
+/// date at `offset`, as 9999-12-31 23:30 UTC has none at +01:00; empty if
+/// it cannot be shown).
 pub(crate) fn show_time(
     time: OffsetDateTime,
     offset: UtcOffset,
     format: &[time::format_description::FormatItem<'_>],
 ) -> String {
-    time.to_offset(offset).format(format).unwrap_or_default()
+    time.checked_to_offset(offset)
+        .unwrap_or(time)
+        .format(format)
+        .unwrap_or_default()
 }
 
 /// `2026-11-21 10:00:03 UTC`: a time shown in UTC, saying so.

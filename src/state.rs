@@ -41,6 +41,32 @@ impl State {
             ..State::default()
         }
     }
+
+    /// Takes every time later than `now` as `now` (`last_sent`, the pending
+    /// records' times, the streaks' times): such a time was written under a
+    /// clock that was wrong, and left as it is it would hold every email
+    /// (`min_interval`), keep a failure quiet (`repeat_after`) or keep a
+    /// record from ever being old (`max_age`) for as long as the clock was
+    /// ahead. Returns the state file keys of the times moved, each once.
+    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
+        use crate::history::clamp;
+        let mut moved = Vec::new();
+        if let Some(at) = &mut self.last_sent
+            && clamp(at, now)
+        {
+            moved.push("last_sent");
+        }
+        // Oldest first stays oldest first: the moved ones are the newest.
+        let mut records = false;
+        for record in &mut self.pending {
+            records |= clamp(&mut record.timestamp, now);
+        }
+        if records {
+            moved.push("pending.time");
+        }
+        moved.extend(self.history.clamp_future(now));
+        moved
+    }
 }
 
 /// Where the state lives and how long to wait for its lock.
@@ -139,7 +165,7 @@ impl StateStore {
                     e,
                 )
             })?;
-        let deadline = Instant::now() + self.lock_timeout;
+        let deadline = crate::clock::instant_after(self.lock_timeout);
         let mut pause = Duration::from_millis(1);
         loop {
             match file.try_lock() {
@@ -169,6 +195,23 @@ impl StateStore {
         }
     }
 
+    /// Applies [`State::clamp_future`] to `state` and, if a time was moved,
+    /// says so on stderr, naming the times and this file. Returns whether
+    /// the state changed (and should be saved).
+    pub(crate) fn clamp_future(&self, state: &mut State, now: OffsetDateTime) -> bool {
+        let moved = state.clamp_future(now);
+        if !moved.is_empty() {
+            eprintln!(
+                "tracing-email: the state file {} holds times later than now ({}) in {}; \
+                 they were written under a clock that was ahead and are taken as now",
+                self.path.display(),
+                crate::record::utc_time(now),
+                moved.join(", ")
+            );
+        }
+        !moved.is_empty()
+    }
+
     /// Reads the state, with the records of any parked files (see
     /// [`park`](Self::park)) merged in time order. A missing file is an empty
     /// state; a file that is not a state (corrupt, truncated, empty) is moved
@@ -186,7 +229,7 @@ impl StateStore {
             // aside when corrupt) and does not stop the flush.
             if let Ok(Some(extra)) = self.read(&path, Repair::MoveAside) {
                 state.pending.extend(extra.pending);
-                state.dropped += extra.dropped;
+                state.dropped = state.dropped.saturating_add(extra.dropped);
                 merged.push(path);
             }
         }
@@ -519,6 +562,79 @@ mod tests {
         store.remove_parked(&loaded.parked);
         assert!(!parked.exists());
         assert_eq!(store.load(&lock).unwrap().state.pending.len(), 2);
+    }
+
+    #[test]
+    fn times_ahead_of_the_clock_are_taken_as_now_and_named() {
+        use time::macros::datetime;
+        let now = datetime!(2026-11-22 04:00 UTC);
+        let ahead = datetime!(2099-01-01 00:00 UTC);
+        let at = |t| {
+            let mut r = record_at(Level::WARN);
+            r.timestamp = t;
+            r
+        };
+        let mut state = State::new();
+        state.pending = vec![at(now - time::Duration::hours(1)), at(ahead)];
+        state.last_sent = Some(ahead);
+        let run = state.history.start_run();
+        let fp = crate::history::Fingerprint {
+            key: "k".into(),
+            label: "k".into(),
+        };
+        state.history.observe(run, &fp, Level::WARN, ahead);
+        assert_eq!(
+            state.clamp_future(now),
+            [
+                "last_sent",
+                "pending.time",
+                "history.streaks.since",
+                "history.streaks.last_seen"
+            ]
+        );
+        assert_eq!(state.last_sent, Some(now));
+        let times: Vec<_> = state.pending.iter().map(|r| r.timestamp).collect();
+        assert_eq!(
+            times,
+            [now - time::Duration::hours(1), now],
+            "still oldest first"
+        );
+        assert!(state.clamp_future(now).is_empty());
+        // The store says whether anything moved, so the flush saves it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        state.last_sent = Some(ahead);
+        assert!(store.clamp_future(&mut state, now));
+        assert!(!store.clamp_future(&mut state, now));
+    }
+
+    #[test]
+    fn a_dropped_count_at_its_end_stays_there_when_parked_files_add_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.park(&[record_at(Level::WARN)], u64::MAX).unwrap();
+        store.park(&[record_at(Level::WARN)], 5).unwrap();
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.dropped = 3;
+        store.save(&lock, &state).unwrap();
+        let loaded = store.load(&lock).unwrap().state;
+        assert_eq!((loaded.dropped, loaded.pending.len()), (u64::MAX, 2));
+    }
+
+    #[test]
+    fn any_lock_timeout_is_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        for timeout in [Duration::ZERO, Duration::from_secs(u64::MAX), Duration::MAX] {
+            let store = StateStore::new(path.clone(), timeout);
+            drop(store.lock().unwrap());
+        }
+        // A busy lock with no time to wait reports busy at once.
+        let held = StateStore::new(path.clone(), Duration::MAX).lock().unwrap();
+        let err = StateStore::new(path, Duration::ZERO).lock().err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        drop(held);
     }
 
     #[test]

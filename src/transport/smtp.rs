@@ -265,7 +265,7 @@ impl Smtp {
     }
 
     /// How long to wait for each network operation (connect, each reply);
-    /// 10 seconds by default.
+    /// 10 seconds by default, at most a day (`build()` refuses a longer one).
     ///
     /// ```
     /// let smtp = tracing_email::Smtp::tls("smtp.example.com")
@@ -329,6 +329,12 @@ impl Smtp {
                 "the SMTP timeout is zero; give each network operation some time, e.g. 10 s",
             ));
         }
+        crate::builder::at_most(
+            "the SMTP timeout",
+            self.timeout,
+            crate::builder::MAX_SMTP_TIMEOUT,
+        )
+        .map_err(Error::smtp)?;
         if self.password.is_some() && self.user.is_none() {
             return Err(Error::smtp(
                 "an SMTP password is set but no user name; use .credentials(user, password)",
