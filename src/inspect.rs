@@ -389,4 +389,24 @@ mod tests {
         assert_eq!((s.dropped, s.last_error), (0, None));
         assert_eq!(file.clear().unwrap(), 0);
     }
+    #[cfg(unix)]
+    #[test]
+    fn snapshot_and_clear_refuse_a_fifo_or_a_device_at_once() {
+        use crate::state::tests::{mkfifo, within_5s};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("state.json");
+        mkfifo(&fifo);
+        for path in [fifo.clone(), PathBuf::from("/dev/null")] {
+            let file = StateFile::open(&path);
+            let (snapshot, clear) =
+                within_5s(move || (file.snapshot().unwrap_err(), file.clear().unwrap_err()));
+            for err in [snapshot, clear] {
+                let text = err.to_string();
+                assert!(text.contains(&path.display().to_string()), "{text}");
+                assert!(text.contains("not a regular file"), "{text}");
+            }
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(!Path::new("/dev/null.lock").exists());
+    }
 }

@@ -643,7 +643,7 @@ fn private_options() -> OpenOptions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policy::tests::record_at;
     use tracing::Level;
