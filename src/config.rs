@@ -371,24 +371,39 @@ fn seconds(secs: f64, positive: bool) -> Option<Duration> {
     (!positive || !d.is_zero()).then_some(d)
 }
 
-/// The URL with its password, if any, shown as `***`.
+/// The URL with its password, if any, shown as `***`, whatever it holds:
+/// everything between `//` and the last `@` is the user information, and
+/// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
+/// hidden; else the user name is kept and the password hidden. Without `@`,
+/// a "port" that is not a number (`user:password` with the host left out) is
+/// hidden too, with all that follows it.
 fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
         return "(not a valid URL, hidden)".to_owned();
     };
-    let rest = &url[scheme_end..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &authority[..colon],
-                &url[scheme_end + at..]
-            ),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let (scheme, rest) = url.split_at(start);
+    if let Some(at) = rest.rfind('@') {
+        let (userinfo, after) = rest.split_at(at);
+        let shown = if userinfo.contains(['/', '?', '#']) {
+            "***".to_owned()
+        } else {
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***", &userinfo[..colon]),
+                None => userinfo.to_owned(),
+            }
+        };
+        return format!("{scheme}{shown}{after}");
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    match authority.rfind(':') {
+        Some(colon)
+            if !authority.ends_with(']')
+                && !authority[colon + 1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{scheme}{}:***", &authority[..colon])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -1784,10 +1799,23 @@ mod tests {
         assert_eq!(redact_url("smtp://h?tls=required"), "smtp://h?tls=required");
         assert_eq!(redact_url("smtps://u:hunter 2@"), "smtps://u:***@");
         assert_eq!(redact_url("p:a:ss@word"), "(not a valid URL, hidden)");
+        // A password pasted with reserved characters: all of the user
+        // information up to the last `@` is hidden.
+        assert_eq!(redact_url("smtps://me@x.org/a:b@c"), "smtps://***@c");
         assert_eq!(
-            redact_url("smtps://me@x.org/a:b@c"),
-            "smtps://me@x.org/a:b@c"
+            redact_url("smtps://me:p#ss?w/rd@x:y%z@smtp.example.com:465?tls=none"),
+            "smtps://***@smtp.example.com:465?tls=none"
         );
+        assert_eq!(
+            redact_url("smtps://me:ab@cd:ef@smtp.example.com"),
+            "smtps://me:***@smtp.example.com"
+        );
+        // The host left out: `user:password` looks like `host:port`.
+        assert_eq!(redact_url("smtps://me:hunter2"), "smtps://me:***");
+        assert_eq!(redact_url("smtps://me:hunter2#x/y"), "smtps://me:***");
+        assert_eq!(redact_url("smtps://h:465"), "smtps://h:465");
+        assert_eq!(redact_url("smtp://[::1]?tls=none"), "smtp://[::1]?tls=none");
+        assert_eq!(redact_url("smtp://[::1]:25"), "smtp://[::1]:25");
     }
 
     #[test]

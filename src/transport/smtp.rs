@@ -142,8 +142,10 @@ impl Smtp {
     /// - `smtp://host[:port]?tls=opportunistic`: STARTTLS when offered, port 25;
     /// - `smtp://host[:port]`: no TLS, port 25.
     ///
-    /// User and password are percent-decoded. The error never repeats the
-    /// password.
+    /// User and password are percent-decoded, and must be percent-encoded:
+    /// a URL with an `@` after a `/`, `?` or `#` (a password pasted as it
+    /// is) is an error that says how to encode it. The error never repeats
+    /// the URL or any part of the password.
     ///
     /// ```
     /// use tracing_email::Smtp;
@@ -153,6 +155,7 @@ impl Smtp {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Self, Error> {
+        check_encoded(url)?;
         let parsed = url::Url::parse(url).map_err(|e| {
             Error::smtp(format!(
                 "the SMTP URL is not a valid URL ({e}); expected smtp://host or smtps://user:password@host"
@@ -194,7 +197,8 @@ impl Smtp {
         let decode = |s: &str, what: &str| {
             percent_decode(s).ok_or_else(|| {
                 Error::smtp(format!(
-                    "the {what} in the SMTP URL is not valid percent-encoded UTF-8"
+                    "the {what} in the SMTP URL is not valid percent-encoded UTF-8; write a % \
+                     in it as %25"
                 ))
             })
         };
@@ -472,6 +476,27 @@ impl Transport for Smtp {
     }
 }
 
+/// Refuses a URL whose user information seems to hold unencoded reserved
+/// characters: an `@` after the first `/`, `?` or `#` that follows `//`
+/// (the parser would end the host there and take the rest as a path, a
+/// query or a fragment, so the user name could become the host). Names
+/// nothing of the URL.
+fn check_encoded(url: &str) -> Result<(), Error> {
+    let Some(start) = url.find("//").map(|i| i + 2) else {
+        return Ok(());
+    };
+    let rest = &url[start..];
+    match rest.find(['/', '?', '#']) {
+        Some(end) if rest[end..].contains('@') => Err(Error::smtp(
+            "the SMTP URL holds a user name or password with characters that must be \
+             percent-encoded (an @ comes after a /, ? or #); write them encoded: \
+             # as %23, ? as %3F, / as %2F, @ as %40, : as %3A, % as %25, such as \
+             smtps://me%40example.com:my%23pass%2F1@smtp.example.com",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -600,5 +625,35 @@ mod tests {
                 .build_transport()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn unencoded_reserved_characters_are_an_error_that_shows_the_encodings() {
+        for url in [
+            "smtps://me:p#ss@smtp.example.com",
+            "smtps://me:p?ss@smtp.example.com",
+            "smtps://me:p/ss@smtp.example.com",
+            "smtp://me:1234/ss@smtp.example.com?tls=required",
+            "smtps://me:p#ss?w/rd@x:y%z@smtp.example.com",
+        ] {
+            let err = Smtp::from_url(url).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("must be percent-encoded"), "{url}: {text}");
+            for code in [
+                "# as %23", "? as %3F", "/ as %2F", "@ as %40", ": as %3A", "% as %25",
+            ] {
+                assert!(text.contains(code), "{url}: {text}");
+            }
+            assert!(!text.contains("ss@"), "{url}: {text}");
+        }
+        // Encoded, the same password works.
+        let s = Smtp::from_url("smtps://me:p%23ss%3Fw%2Frd%40x%3Ay%25z@smtp.example.com").unwrap();
+        assert_eq!(s.password.as_deref(), Some("p#ss?w/rd@x:y%z"));
+        assert_eq!(s.host, "smtp.example.com");
+        // An @ and : in the password are read right even unencoded (the
+        // last @ ends the user information).
+        let s = Smtp::from_url("smtps://me:p@ss:w@smtp.example.com").unwrap();
+        assert_eq!(s.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(s.host, "smtp.example.com");
     }
 }
