@@ -307,6 +307,9 @@ enum Origin {
     /// A file or code: keys as in the file (`policy.batch`).
     #[default]
     Data,
+    /// A table of a file named by [`EmailConfig::set_table`]: keys with
+    /// the table's name first (`email.policy.batch`).
+    Table(String),
     /// Environment variables with this prefix (`POCA_BATCH`).
     Env(String),
 }
@@ -654,6 +657,40 @@ impl EmailConfig {
         self.password = Some(password.into());
     }
 
+    /// Names the table of the configuration file these settings were read
+    /// from, so that the errors of [`EmailLayer::from_config`] and
+    /// [`builder`](EmailConfig::builder) name each key as the file does:
+    /// `email.smtp_url`, `email.policy.consecutive_runs`.
+    ///
+    /// Errors found while deserializing cannot do this: serde does not tell
+    /// a value the name of the table that holds it, so they name the key
+    /// within the table (`policy.threshold.level`), and the format's own
+    /// error says where in the file (TOML: the line, the column and the
+    /// line's text; JSON: the line and column).
+    ///
+    /// ```
+    /// use tracing_email::{EmailConfig, EmailLayer};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Job {
+    ///     email: EmailConfig,
+    /// }
+    ///
+    /// let job: Job = toml::from_str(r#"
+    ///     [email]
+    ///     app = "nightly"
+    ///     smtp_url = "smtps://smtp.example.com"
+    ///     outbox = "/tmp/outbox"
+    /// "#).unwrap();
+    /// let mut config = job.email;
+    /// config.set_table("email");
+    /// let err = EmailLayer::from_config(&config).unwrap_err();
+    /// assert!(err.to_string().starts_with("email.smtp_url and email.outbox are both set"));
+    /// ```
+    pub fn set_table(&mut self, table: impl Into<String>) {
+        self.origin = Origin::Table(table.into());
+    }
+
     /// A [`Builder`] with every setting of this config applied, to change
     /// or add some in code before [`build`](Builder::build). Files are read
     /// here (the root certificate) and so is the `password_env` variable.
@@ -929,7 +966,27 @@ impl EmailConfig {
         if self.allow_insecure_auth {
             smtp = smtp.allow_insecure_auth();
         }
-        Ok(smtp)
+        // Refused by build() too, but in the words of the code
+        // (`Smtp::starttls`, `.allow_insecure_auth()`): here in the config's.
+        if smtp.insecure_auth_refused() {
+            let allow = match &self.origin {
+                Origin::Env(_) => format!("{}=true", self.name("allow_insecure_auth")),
+                Origin::Data | Origin::Table(_) => {
+                    format!("{} = true", self.name("allow_insecure_auth"))
+                }
+            };
+            return Err(smtp_err(format!(
+                "{smtp_url}: refusing to send the SMTP password to {} over a connection that is \
+                 not encrypted; use smtps:// (implicit TLS, port 465) or add ?tls=required to \
+                 the smtp:// URL (STARTTLS, port 587), or set {allow} if this really is a \
+                 trusted network",
+                smtp.endpoint_text()
+            )));
+        }
+        Ok(smtp.from_config_keys(crate::transport::ConfigKeys {
+            smtp_url,
+            root_certificate: self.name("root_certificate"),
+        }))
     }
 
     /// The password from the variable `var` named by `password_env`.
@@ -970,6 +1027,7 @@ impl EmailConfig {
     fn name(&self, key: &str) -> String {
         match &self.origin {
             Origin::Data => key.to_owned(),
+            Origin::Table(table) => format!("{table}.{key}"),
             Origin::Env(prefix) => {
                 let last = key.rsplit('.').next().unwrap_or(key);
                 format!("{prefix}_{}", last.to_ascii_uppercase())
@@ -980,7 +1038,7 @@ impl EmailConfig {
     /// Where the password given in code or in `PREFIX_SMTP_PASSWORD` came from.
     fn password_name(&self) -> String {
         match &self.origin {
-            Origin::Data => "the password given with set_password".to_owned(),
+            Origin::Data | Origin::Table(_) => "the password given with set_password".to_owned(),
             Origin::Env(prefix) => format!("{prefix}_SMTP_PASSWORD"),
         }
     }

@@ -74,6 +74,18 @@ pub struct Smtp {
     root_certificates: Vec<Vec<u8>>,
     allow_insecure_auth: bool,
     transport: Option<SmtpTransport>,
+    /// The keys of the config this came from, to name them in the advice
+    /// of errors instead of the methods (`None`: made in code).
+    keys: Option<ConfigKeys>,
+}
+
+/// How a config names the settings that errors advise to change.
+#[derive(Clone, Debug)]
+pub(crate) struct ConfigKeys {
+    /// The key of the URL (`smtp_url`, `email.smtp_url`, `POCA_SMTP_URL`).
+    pub(crate) smtp_url: String,
+    /// The key of the root certificate's file.
+    pub(crate) root_certificate: String,
 }
 
 impl fmt::Debug for Smtp {
@@ -103,6 +115,7 @@ impl Smtp {
             root_certificates: Vec::new(),
             allow_insecure_auth: false,
             transport: None,
+            keys: None,
         }
     }
 
@@ -306,6 +319,25 @@ impl Smtp {
         self
     }
 
+    /// Whether this setup would send a password over a connection that is
+    /// not encrypted without the opt-in (which `build()` refuses).
+    pub(crate) fn insecure_auth_refused(&self) -> bool {
+        let encrypted = matches!(self.security, Security::StartTls | Security::Implicit);
+        self.user.is_some() && !encrypted && !self.allow_insecure_auth
+    }
+
+    /// Where this connects: `host:port (security)`.
+    pub(crate) fn endpoint_text(&self) -> String {
+        self.endpoint()
+    }
+
+    /// Marks this as made from a config whose keys are named so: the advice
+    /// in send errors then names them instead of methods.
+    pub(crate) fn from_config_keys(mut self, keys: ConfigKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
     fn port_number(&self) -> u16 {
         self.port.unwrap_or(self.security.default_port())
     }
@@ -338,8 +370,7 @@ impl Smtp {
                 "an SMTP password is set but no user name; use .credentials(user, password)",
             ));
         }
-        let encrypted = matches!(self.security, Security::StartTls | Security::Implicit);
-        if self.user.is_some() && !encrypted && !self.allow_insecure_auth {
+        if self.insecure_auth_refused() {
             return Err(Error::smtp(format!(
                 "refusing to send the SMTP password to {} over a connection that is not encrypted; \
                  use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth() if this really is \
@@ -437,10 +468,36 @@ impl Smtp {
             _ if detail.contains("incomplete response") || detail.contains("close_notify") => {
                 format!("the mail server at {endpoint} closed the connection ({detail})")
             }
-            _ if e.is_tls() || detail.contains("certificate") => format!(
-                "the TLS connection to {endpoint} failed ({detail}); if the server uses a private \
-                 CA, add it with .root_certificate(pem)"
-            ),
+            // lettre has no typed error for this (only its kind, "client",
+            // which several other faults share), so its text is checked too.
+            _ if e.is_client()
+                && self.user.is_some()
+                && detail.contains("No compatible authentication mechanism") =>
+            {
+                let remove = match &self.keys {
+                    Some(keys) => {
+                        format!("remove the user name and password from {}", keys.smtp_url)
+                    }
+                    None => "remove the credentials".to_owned(),
+                };
+                format!(
+                    "the mail server at {endpoint} offers no login on this port (no AUTH PLAIN or \
+                     LOGIN in its reply to EHLO), but a user name and password are set: if the \
+                     server needs no login, {remove}; if it does, use its submission port with \
+                     TLS (587 with STARTTLS, or 465 with implicit TLS), where logins are offered \
+                     ({detail})"
+                )
+            }
+            _ if e.is_tls() || detail.contains("certificate") => {
+                let add = match &self.keys {
+                    Some(keys) => format!("set {} to the CA's PEM file", keys.root_certificate),
+                    None => "add it with .root_certificate(pem)".to_owned(),
+                };
+                format!(
+                    "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
+                     private CA, {add}"
+                )
+            }
             _ if detail.contains("lookup") || detail.contains("resolve") => {
                 format!(
                     "the mail server's name {:?} could not be resolved ({detail})",
