@@ -27,7 +27,10 @@ use crate::transport::Smtp;
 ///
 /// Unknown keys are errors, and so are bad values; every error names the key
 /// (`policy.threshold.level`) or, from the environment, the variable
-/// (`POCA_THRESHOLD`). The only required key is `app`; [`from_config`]
+/// (`POCA_THRESHOLD`). Keys are named within the settings' table (serde does
+/// not tell a value the name of the table that holds it; the format's error
+/// gives the line); [`set_table`](EmailConfig::set_table) adds the table's
+/// name to the keys in the errors of [`from_config`]. The only required key is `app`; [`from_config`]
 /// also needs `from`, `to`, and one of `smtp_url` and `outbox`.
 ///
 /// | key | value | builder call |
@@ -64,7 +67,9 @@ use crate::transport::Smtp;
 /// `consecutive_runs` and `max_age`, the policy is `threshold = { count = 1,
 /// level = "warn" }`. In YAML or JSON, `null` counts as left out.
 ///
-/// `Debug` never shows a password: one in `smtp_url` is shown as `***`.
+/// `Debug` never shows a password: one in `smtp_url` is shown as `***`
+/// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
+/// `#`, as an unencoded password would).
 ///
 /// [`from_config`]: EmailLayer::from_config
 ///
