@@ -684,13 +684,15 @@ impl EmailConfig {
     /// let job: Job = toml::from_str(r#"
     ///     [email]
     ///     app = "nightly"
-    ///     smtp_url = "smtps://smtp.example.com"
-    ///     outbox = "/tmp/outbox"
+    ///     smtp_url = "smtp://me:secret@smtp.example.com"
+    ///     from = "nightly@example.com"
+    ///     to = "me@example.com"
     /// "#).unwrap();
     /// let mut config = job.email;
     /// config.set_table("email");
-    /// let err = EmailLayer::from_config(&config).unwrap_err();
-    /// assert!(err.to_string().starts_with("email.smtp_url and email.outbox are both set"));
+    /// let err = EmailLayer::from_config(&config).unwrap_err().to_string();
+    /// assert!(err.starts_with("email.smtp_url: refusing to send the SMTP password"));
+    /// assert!(err.contains("set email.allow_insecure_auth = true"));
     /// ```
     pub fn set_table(&mut self, table: impl Into<String>) {
         self.origin = Origin::Table(table.into());
@@ -988,7 +990,7 @@ impl EmailConfig {
                 smtp.endpoint_text()
             )));
         }
-        Ok(smtp.from_config_keys(crate::transport::ConfigKeys {
+        Ok(smtp.with_config_keys(crate::transport::ConfigKeys {
             smtp_url,
             root_certificate: self.name("root_certificate"),
         }))
@@ -1824,7 +1826,11 @@ mod tests {
     #[test]
     fn zero_or_blank_policy_rules_set_in_code_are_named() {
         let err = |config: &EmailConfig| EmailLayer::from_config(config).unwrap_err().to_string();
-        for origin in [Origin::Data, Origin::Env("POCA".into())] {
+        for origin in [
+            Origin::Data,
+            Origin::Table("email".into()),
+            Origin::Env("POCA".into()),
+        ] {
             let mut c = outbox_config(&[]);
             c.origin = origin.clone();
             let (runs, age, fields) = match origin {
@@ -1832,6 +1838,11 @@ mod tests {
                     "policy.consecutive_runs",
                     "policy.max_age",
                     "policy.fingerprint_fields",
+                ),
+                Origin::Table(_) => (
+                    "email.policy.consecutive_runs",
+                    "email.policy.max_age",
+                    "email.policy.fingerprint_fields",
                 ),
                 Origin::Env(_) => (
                     "POCA_CONSECUTIVE_RUNS",

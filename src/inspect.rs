@@ -138,7 +138,9 @@ impl StateFile {
 
     /// Reads what is pending, without the lock and without changing
     /// anything (the file is replaced by rename, so the read sees one whole
-    /// version). A missing file is an empty state; a corrupt one is an error.
+    /// version). A missing file is an empty state; a corrupt one is an error,
+    /// and so is a path that is not a regular file (a FIFO, a device, a
+    /// folder: refused at once, never opened for a blocking read).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();

@@ -199,8 +199,9 @@ impl StateStore {
     /// Reads the state, with the records of any parked files (see
     /// [`park`](Self::park)) merged in time order. A missing file is an empty
     /// state; a file that is not a state (corrupt, truncated, empty) is moved
-    /// aside, with a warning on stderr, and an empty state is returned; a file
-    /// written by a newer version of this crate is an error and is left alone.
+    /// aside, with a warning on stderr, and what could be read of it is
+    /// returned; a file written by a newer version of this crate, or a path
+    /// that is not a regular file, is an error and is left alone.
     pub(crate) fn load(&self, lock: &StateLock) -> Result<Loaded, Error> {
         let mut state = match read(&lock.target, Repair::MoveAside)? {
             Some(state) => state,

@@ -333,7 +333,7 @@ impl Smtp {
 
     /// Marks this as made from a config whose keys are named so: the advice
     /// in send errors then names them instead of methods.
-    pub(crate) fn from_config_keys(mut self, keys: ConfigKeys) -> Self {
+    pub(crate) fn with_config_keys(mut self, keys: ConfigKeys) -> Self {
         self.keys = Some(keys);
         self
     }
