@@ -27,7 +27,10 @@ use crate::transport::Smtp;
 ///
 /// Unknown keys are errors, and so are bad values; every error names the key
 /// (`policy.threshold.level`) or, from the environment, the variable
-/// (`POCA_THRESHOLD`). The only required key is `app`; [`from_config`]
+/// (`POCA_THRESHOLD`). Keys are named within the settings' table (serde does
+/// not tell a value the name of the table that holds it; the format's error
+/// gives the line); [`set_table`](EmailConfig::set_table) adds the table's
+/// name to the keys in the errors of [`from_config`]. The only required key is `app`; [`from_config`]
 /// also needs `from`, `to`, and one of `smtp_url` and `outbox`.
 ///
 /// | key | value | builder call |
@@ -64,7 +67,9 @@ use crate::transport::Smtp;
 /// `consecutive_runs` and `max_age`, the policy is `threshold = { count = 1,
 /// level = "warn" }`. In YAML or JSON, `null` counts as left out.
 ///
-/// `Debug` never shows a password: one in `smtp_url` is shown as `***`.
+/// `Debug` never shows a password: one in `smtp_url` is shown as `***`
+/// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
+/// `#`, as an unencoded password would).
 ///
 /// [`from_config`]: EmailLayer::from_config
 ///
@@ -310,6 +315,9 @@ enum Origin {
     /// A file or code: keys as in the file (`policy.batch`).
     #[default]
     Data,
+    /// A table of a file named by [`EmailConfig::set_table`]: keys with
+    /// the table's name first (`email.policy.batch`).
+    Table(String),
     /// Environment variables with this prefix (`POCA_BATCH`).
     Env(String),
 }
@@ -395,24 +403,39 @@ fn seconds_expected(positive: bool, max: Duration) -> String {
     )
 }
 
-/// The URL with its password, if any, shown as `***`.
+/// The URL with its password, if any, shown as `***`, whatever it holds:
+/// everything between `//` and the last `@` is the user information, and
+/// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
+/// hidden; else the user name is kept and the password hidden. Without `@`,
+/// a "port" that is not a number (`user:password` with the host left out) is
+/// hidden too, with all that follows it.
 fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
         return "(not a valid URL, hidden)".to_owned();
     };
-    let rest = &url[scheme_end..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &authority[..colon],
-                &url[scheme_end + at..]
-            ),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let (scheme, rest) = url.split_at(start);
+    if let Some(at) = rest.rfind('@') {
+        let (userinfo, after) = rest.split_at(at);
+        let shown = if userinfo.contains(['/', '?', '#']) {
+            "***".to_owned()
+        } else {
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***", &userinfo[..colon]),
+                None => userinfo.to_owned(),
+            }
+        };
+        return format!("{scheme}{shown}{after}");
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    match authority.rfind(':') {
+        Some(colon)
+            if !authority.ends_with(']')
+                && !authority[colon + 1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{scheme}{}:***", &authority[..colon])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -657,6 +680,42 @@ impl EmailConfig {
     /// ```
     pub fn set_password(&mut self, password: impl Into<String>) {
         self.password = Some(password.into());
+    }
+
+    /// Names the table of the configuration file these settings were read
+    /// from, so that the errors of [`EmailLayer::from_config`] and
+    /// [`builder`](EmailConfig::builder) name each key as the file does:
+    /// `email.smtp_url`, `email.policy.consecutive_runs`.
+    ///
+    /// Errors found while deserializing cannot do this: serde does not tell
+    /// a value the name of the table that holds it, so they name the key
+    /// within the table (`policy.threshold.level`), and the format's own
+    /// error says where in the file (TOML: the line, the column and the
+    /// line's text; JSON: the line and column).
+    ///
+    /// ```
+    /// use tracing_email::{EmailConfig, EmailLayer};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Job {
+    ///     email: EmailConfig,
+    /// }
+    ///
+    /// let job: Job = toml::from_str(r#"
+    ///     [email]
+    ///     app = "nightly"
+    ///     smtp_url = "smtp://me:secret@smtp.example.com"
+    ///     from = "nightly@example.com"
+    ///     to = "me@example.com"
+    /// "#).unwrap();
+    /// let mut config = job.email;
+    /// config.set_table("email");
+    /// let err = EmailLayer::from_config(&config).unwrap_err().to_string();
+    /// assert!(err.starts_with("email.smtp_url: refusing to send the SMTP password"));
+    /// assert!(err.contains("set email.allow_insecure_auth = true"));
+    /// ```
+    pub fn set_table(&mut self, table: impl Into<String>) {
+        self.origin = Origin::Table(table.into());
     }
 
     /// A [`Builder`] with every setting of this config applied, to change
@@ -940,7 +999,27 @@ impl EmailConfig {
         if self.allow_insecure_auth {
             smtp = smtp.allow_insecure_auth();
         }
-        Ok(smtp)
+        // Refused by build() too, but in the words of the code
+        // (`Smtp::starttls`, `.allow_insecure_auth()`): here in the config's.
+        if smtp.insecure_auth_refused() {
+            let allow = match &self.origin {
+                Origin::Env(_) => format!("{}=true", self.name("allow_insecure_auth")),
+                Origin::Data | Origin::Table(_) => {
+                    format!("{} = true", self.name("allow_insecure_auth"))
+                }
+            };
+            return Err(smtp_err(format!(
+                "{smtp_url}: refusing to send the SMTP password to {} over a connection that is \
+                 not encrypted; use smtps:// (implicit TLS, port 465) or add ?tls=required to \
+                 the smtp:// URL (STARTTLS, port 587), or set {allow} if this really is a \
+                 trusted network",
+                smtp.endpoint_text()
+            )));
+        }
+        Ok(smtp.with_config_keys(crate::transport::ConfigKeys {
+            smtp_url,
+            root_certificate: self.name("root_certificate"),
+        }))
     }
 
     /// The password from the variable `var` named by `password_env`.
@@ -981,6 +1060,7 @@ impl EmailConfig {
     fn name(&self, key: &str) -> String {
         match &self.origin {
             Origin::Data => key.to_owned(),
+            Origin::Table(table) => format!("{table}.{key}"),
             Origin::Env(prefix) => {
                 let last = key.rsplit('.').next().unwrap_or(key);
                 format!("{prefix}_{}", last.to_ascii_uppercase())
@@ -991,7 +1071,7 @@ impl EmailConfig {
     /// Where the password given in code or in `PREFIX_SMTP_PASSWORD` came from.
     fn password_name(&self) -> String {
         match &self.origin {
-            Origin::Data => "the password given with set_password".to_owned(),
+            Origin::Data | Origin::Table(_) => "the password given with set_password".to_owned(),
             Origin::Env(prefix) => format!("{prefix}_SMTP_PASSWORD"),
         }
     }
@@ -1813,7 +1893,11 @@ mod tests {
     #[test]
     fn zero_or_blank_policy_rules_set_in_code_are_named() {
         let err = |config: &EmailConfig| EmailLayer::from_config(config).unwrap_err().to_string();
-        for origin in [Origin::Data, Origin::Env("POCA".into())] {
+        for origin in [
+            Origin::Data,
+            Origin::Table("email".into()),
+            Origin::Env("POCA".into()),
+        ] {
             let mut c = outbox_config(&[]);
             c.origin = origin.clone();
             let (runs, age, fields) = match origin {
@@ -1821,6 +1905,11 @@ mod tests {
                     "policy.consecutive_runs",
                     "policy.max_age",
                     "policy.fingerprint_fields",
+                ),
+                Origin::Table(_) => (
+                    "email.policy.consecutive_runs",
+                    "email.policy.max_age",
+                    "email.policy.fingerprint_fields",
                 ),
                 Origin::Env(_) => (
                     "POCA_CONSECUTIVE_RUNS",
@@ -1968,7 +2057,11 @@ mod tests {
             if key == "timeout" && !cfg!(feature = "smtp") {
                 continue;
             }
-            for origin in [Origin::Data, Origin::Env("POCA".into())] {
+            for origin in [
+                Origin::Data,
+                Origin::Table("email".into()),
+                Origin::Env("POCA".into()),
+            ] {
                 let mut c = outbox_config(&[]);
                 if key == "timeout" {
                     c.outbox = None;
@@ -1992,6 +2085,7 @@ mod tests {
                     let e = c.builder().unwrap_err().to_string();
                     let name = match origin {
                         Origin::Data => key.to_owned(),
+                        Origin::Table(_) => format!("email.{key}"),
                         Origin::Env(_) => format!("POCA_{var}"),
                     };
                     assert!(e.starts_with(&format!("{name}: ")), "{e}");
@@ -2013,10 +2107,23 @@ mod tests {
         assert_eq!(redact_url("smtp://h?tls=required"), "smtp://h?tls=required");
         assert_eq!(redact_url("smtps://u:hunter 2@"), "smtps://u:***@");
         assert_eq!(redact_url("p:a:ss@word"), "(not a valid URL, hidden)");
+        // A password pasted with reserved characters: all of the user
+        // information up to the last `@` is hidden.
+        assert_eq!(redact_url("smtps://me@x.org/a:b@c"), "smtps://***@c");
         assert_eq!(
-            redact_url("smtps://me@x.org/a:b@c"),
-            "smtps://me@x.org/a:b@c"
+            redact_url("smtps://me:p#ss?w/rd@x:y%z@smtp.example.com:465?tls=none"),
+            "smtps://***@smtp.example.com:465?tls=none"
         );
+        assert_eq!(
+            redact_url("smtps://me:ab@cd:ef@smtp.example.com"),
+            "smtps://me:***@smtp.example.com"
+        );
+        // The host left out: `user:password` looks like `host:port`.
+        assert_eq!(redact_url("smtps://me:hunter2"), "smtps://me:***");
+        assert_eq!(redact_url("smtps://me:hunter2#x/y"), "smtps://me:***");
+        assert_eq!(redact_url("smtps://h:465"), "smtps://h:465");
+        assert_eq!(redact_url("smtp://[::1]?tls=none"), "smtp://[::1]?tls=none");
+        assert_eq!(redact_url("smtp://[::1]:25"), "smtp://[::1]:25");
     }
 
     #[test]

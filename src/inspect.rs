@@ -138,7 +138,9 @@ impl StateFile {
 
     /// Reads what is pending, without the lock and without changing
     /// anything (the file is replaced by rename, so the read sees one whole
-    /// version). A missing file is an empty state; a corrupt one is an error.
+    /// version). A missing file is an empty state; a corrupt one is an error,
+    /// and so is a path that is not a regular file (a FIFO, a device, a
+    /// folder: refused at once, never opened for a blocking read).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -433,5 +435,25 @@ mod tests {
         assert!(s.pending.is_empty());
         assert_eq!((s.dropped, s.last_error), (0, None));
         assert_eq!(file.clear().unwrap(), 0);
+    }
+    #[cfg(unix)]
+    #[test]
+    fn snapshot_and_clear_refuse_a_fifo_or_a_device_at_once() {
+        use crate::state::tests::{mkfifo, within_5s};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("state.json");
+        mkfifo(&fifo);
+        for path in [fifo.clone(), PathBuf::from("/dev/null")] {
+            let file = StateFile::open(&path);
+            let (snapshot, clear) =
+                within_5s(move || (file.snapshot().unwrap_err(), file.clear().unwrap_err()));
+            for err in [snapshot, clear] {
+                let text = err.to_string();
+                assert!(text.contains(&path.display().to_string()), "{text}");
+                assert!(text.contains("not a regular file"), "{text}");
+            }
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(!Path::new("/dev/null.lock").exists());
     }
 }

@@ -1,6 +1,14 @@
 //! The state file: what is pending across runs. Locked with a separate
 //! `.lock` file (the data file itself is replaced by rename), written
 //! atomically, readable only by its owner.
+//!
+//! Only regular files are read or replaced: a FIFO, a device, a socket or a
+//! folder at the path is refused with an error that says what it is, opened
+//! without blocking (so a FIFO cannot hang a flush) and never moved aside. A
+//! state file that is a symbolic link is written through: the link is
+//! resolved at each lock, and the lock, the temporary file and parked files
+//! live beside its target, so the link stays a link and two programs that
+//! share one file through it also share its lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -73,7 +81,6 @@ impl State {
 #[derive(Debug, Clone)]
 pub(crate) struct StateStore {
     path: PathBuf,
-    lock_path: PathBuf,
     lock_timeout: Duration,
 }
 
@@ -109,6 +116,9 @@ pub(crate) struct Loaded {
 /// Holds the exclusive lock on the state until dropped.
 pub(crate) struct StateLock {
     _file: File,
+    /// The state file with symbolic links resolved, as it was when the lock
+    /// was taken: what `load` reads and `save` replaces.
+    target: PathBuf,
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -123,19 +133,21 @@ fn io_error(what: String, e: io::Error) -> Error {
 
 impl StateStore {
     pub(crate) fn new(path: PathBuf, lock_timeout: Duration) -> Self {
-        StateStore {
-            lock_path: with_suffix(&path, ".lock"),
-            path,
-            lock_timeout,
-        }
+        StateStore { path, lock_timeout }
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    fn create_dir(&self) -> Result<(), Error> {
-        let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+    /// The state file with symbolic links resolved (the path itself when it
+    /// is no link, or does not exist).
+    fn target(&self) -> PathBuf {
+        resolve_links(&self.path)
+    }
+
+    fn create_dir(&self, target: &Path) -> Result<(), Error> {
+        let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) else {
             return Ok(());
         };
         let mut builder = fs::DirBuilder::new();
@@ -152,24 +164,39 @@ impl StateStore {
 
     /// Takes the exclusive lock, waiting at most the lock timeout.
     pub(crate) fn lock(&self) -> Result<StateLock, Error> {
-        self.create_dir()?;
-        let file = private_options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.lock_path)
-            .map_err(|e| {
-                io_error(
-                    format!("could not open the lock file {}", self.lock_path.display()),
-                    e,
-                )
-            })?;
+        let target = self.target();
+        // A state file that is a FIFO, a device or a folder is refused
+        // before anything is created beside it.
+        if let Ok(meta) = fs::metadata(&target)
+            && let Some(kind) = not_a_file(meta.file_type())
+        {
+            let named = if target == self.path {
+                target.display().to_string()
+            } else {
+                format!("{} (a link to {})", self.path.display(), target.display())
+            };
+            return Err(refuse("state file", Path::new(&named), kind));
+        }
+        self.create_dir(&target)?;
+        let lock_path = with_suffix(&target, ".lock");
+        let mut options = private_options();
+        options.read(true).write(true).create(true).truncate(false);
+        let file = open_regular(&lock_path, "lock file", options)?.ok_or_else(|| {
+            io_error(
+                format!("could not open the lock file {}", lock_path.display()),
+                io::ErrorKind::NotFound.into(),
+            )
+        })?;
         let deadline = crate::clock::instant_after(self.lock_timeout);
         let mut pause = Duration::from_millis(1);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(StateLock { _file: file }),
+                Ok(()) => {
+                    return Ok(StateLock {
+                        _file: file,
+                        target,
+                    });
+                }
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -187,7 +214,7 @@ impl StateStore {
                 }
                 Err(fs::TryLockError::Error(e)) => {
                     return Err(io_error(
-                        format!("could not lock {}", self.lock_path.display()),
+                        format!("could not lock {}", lock_path.display()),
                         e,
                     ));
                 }
@@ -215,22 +242,27 @@ impl StateStore {
     /// Reads the state, with the records of any parked files (see
     /// [`park`](Self::park)) merged in time order. A missing file is an empty
     /// state; a file that is not a state (corrupt, truncated, empty) is moved
-    /// aside, with a warning on stderr, and an empty state is returned; a file
-    /// written by a newer version of this crate is an error and is left alone.
-    pub(crate) fn load(&self, _lock: &StateLock) -> Result<Loaded, Error> {
-        let mut state = match self.read(&self.path, Repair::MoveAside)? {
+    /// aside, with a warning on stderr, and what could be read of it is
+    /// returned; a file written by a newer version of this crate, or a path
+    /// that is not a regular file, is an error and is left alone.
+    pub(crate) fn load(&self, lock: &StateLock) -> Result<Loaded, Error> {
+        let mut state = match read(&lock.target, Repair::MoveAside)? {
             Some(state) => state,
             None => State::new(),
         };
-        let parked = self.parked_files();
+        let parked = parked_files(&lock.target);
         let mut merged = Vec::new();
         for path in parked {
             // A parked file that cannot be used is left where it is (or moved
             // aside when corrupt) and does not stop the flush.
-            if let Ok(Some(extra)) = self.read(&path, Repair::MoveAside) {
-                state.pending.extend(extra.pending);
-                state.dropped = state.dropped.saturating_add(extra.dropped);
-                merged.push(path);
+            match read(&path, Repair::MoveAside) {
+                Ok(Some(extra)) => {
+                    state.pending.extend(extra.pending);
+                    state.dropped = state.dropped.saturating_add(extra.dropped);
+                    merged.push(path);
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("tracing-email: a parked file was left where it is: {e}"),
             }
         }
         if !merged.is_empty() {
@@ -246,96 +278,19 @@ impl StateStore {
     /// inspection. The file is replaced by rename, so what is read is always
     /// one whole version of it. A corrupt file is an error here.
     pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
-        let state = self
-            .read(&self.path, Repair::No)?
-            .unwrap_or_else(State::new);
-        Ok((state, self.parked_files().len()))
-    }
-
-    /// Reads one state file: `None` when it does not exist or was corrupt
-    /// (and has been moved aside, with `Repair::MoveAside`).
-    fn read(&self, path: &Path, repair: Repair) -> Result<Option<State>, Error> {
-        let bytes = match fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(io_error(
-                    format!("could not read the state file {}", path.display()),
-                    e,
-                ));
-            }
-        };
-        #[derive(Deserialize)]
-        struct Version {
-            version: u32,
-        }
-        if let Ok(v) = serde_json::from_slice::<Version>(&bytes)
-            && v.version > VERSION
-        {
-            return Err(Error::new(
-                ErrorKind::State,
-                format!(
-                    "the state file {} has version {}, written by a newer tracing-email \
-                     (this one reads version {VERSION}); it is left untouched: upgrade \
-                     tracing-email or choose another state file",
-                    path.display(),
-                    v.version
-                ),
-            ));
-        }
-        match serde_json::from_slice::<State>(&bytes) {
-            Ok(state) => Ok(Some(state)),
-            Err(e) if repair == Repair::No => Err(Error::with_source(
-                ErrorKind::State,
-                format!(
-                    "the state file {} is not a valid state file; the next flush moves it aside",
-                    path.display()
-                ),
-                e,
-            )),
-            Err(e) => {
-                let aside = move_aside(path)?;
-                eprintln!(
-                    "tracing-email: the state file {} could not be read ({e}); it was moved to {} \
-                     and a fresh one is used",
-                    path.display(),
-                    aside.display()
-                );
-                Ok(None)
-            }
-        }
-    }
-
-    /// The parked files of this state file, oldest first.
-    fn parked_files(&self) -> Vec<PathBuf> {
-        let (Some(dir), Some(name)) = (self.dir(), self.path.file_name()) else {
-            return Vec::new();
-        };
-        let prefix = format!("{}.parked-", name.to_string_lossy());
-        let mut found: Vec<PathBuf> = fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter(|e| {
-                        let n = e.file_name();
-                        let n = n.to_string_lossy();
-                        n.starts_with(&prefix) && n.ends_with(".json")
-                    })
-                    .map(|e| e.path())
-                    .collect()
-            })
-            .unwrap_or_default();
-        found.sort();
-        found
+        let target = self.target();
+        let state = read(&target, Repair::No)?.unwrap_or_else(State::new);
+        Ok((state, parked_files(&target).len()))
     }
 
     /// Writes records that could not wait for the lock into a file of their
     /// own beside the state file, to be merged by the next flush that gets
     /// the lock. Returns its path.
     pub(crate) fn park(&self, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
-        self.create_dir()?;
+        let target = self.target();
+        self.create_dir(&target)?;
         let path = with_suffix(
-            &self.path,
+            &target,
             &format!(
                 ".parked-{}-{}.json",
                 crate::record::file_stamp(OffsetDateTime::now_utc()),
@@ -364,18 +319,297 @@ impl StateStore {
         }
     }
 
-    fn dir(&self) -> Option<&Path> {
-        match self.path.parent() {
-            Some(d) if d.as_os_str().is_empty() => Some(Path::new(".")),
-            other => other,
-        }
-    }
-
     /// Replaces the state file atomically: a temporary file in the same
     /// folder, fsync, rename over the old one, fsync of the folder.
-    pub(crate) fn save(&self, _lock: &StateLock, state: &State) -> Result<(), Error> {
-        write_atomic(&self.path, state)
+    pub(crate) fn save(&self, lock: &StateLock, state: &State) -> Result<(), Error> {
+        write_atomic(&lock.target, state)
     }
+}
+
+/// Reads one state file: `None` when it does not exist or was corrupt
+/// (and has been moved aside, with `Repair::MoveAside`; the records in it
+/// that could be read are then kept, see [`salvage`]).
+fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
+    let bytes = match open_regular(path, "state file", read_options())? {
+        None => return Ok(None),
+        Some(mut file) => {
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| {
+                io_error(
+                    format!("could not read the state file {}", path.display()),
+                    e,
+                )
+            })?;
+            bytes
+        }
+    };
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    if let Ok(v) = serde_json::from_slice::<Version>(&bytes)
+        && v.version > VERSION
+    {
+        return Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "the state file {} has version {}, written by a newer tracing-email \
+                     (this one reads version {VERSION}); it is left untouched: upgrade \
+                     tracing-email or choose another state file",
+                path.display(),
+                v.version
+            ),
+        ));
+    }
+    match serde_json::from_slice::<State>(&bytes) {
+        Ok(state) => Ok(Some(state)),
+        Err(e) if repair == Repair::No => Err(Error::with_source(
+            ErrorKind::State,
+            format!(
+                "the state file {} is not a valid state file; the next flush moves it aside",
+                path.display()
+            ),
+            e,
+        )),
+        Err(e) => {
+            let salvaged = salvage(&bytes);
+            let aside = move_aside(path)?;
+            match salvaged {
+                None => {
+                    eprintln!(
+                        "tracing-email: the state file {} could not be read ({e}); it was \
+                             moved to {} and a fresh one is used",
+                        path.display(),
+                        aside.display()
+                    );
+                    Ok(None)
+                }
+                Some((state, lost)) => {
+                    eprintln!(
+                        "tracing-email: the state file {} could not be read as a whole ({e}); \
+                             it was moved to {}, and what could be read is kept: {} records \
+                             ({lost} entries that are not records were left out and are only in \
+                             the moved file)",
+                        path.display(),
+                        aside.display(),
+                        state.pending.len()
+                    );
+                    Ok(Some(state))
+                }
+            }
+        }
+    }
+}
+
+/// The parked files of the state file `target`, oldest first.
+fn parked_files(target: &Path) -> Vec<PathBuf> {
+    let dir = match target.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => return Vec::new(),
+    };
+    let Some(name) = target.file_name() else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.parked-", name.to_string_lossy());
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.starts_with(&prefix) && n.ends_with(".json")
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// What a file type is, in words, when it is not a regular file.
+fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
+    if file_type.is_file() {
+        return None;
+    }
+    if file_type.is_dir() {
+        return Some("a folder");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if file_type.is_char_device() {
+            return Some("a character device");
+        }
+        if file_type.is_block_device() {
+            return Some("a block device");
+        }
+        if file_type.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("something other than a regular file")
+}
+
+/// The error for a path that holds something other than a regular file.
+fn refuse(what: &str, path: &Path, kind: &str) -> Error {
+    Error::new(
+        ErrorKind::State,
+        format!(
+            "the {what} {} is {kind}, not a regular file; tracing-email neither reads nor \
+             replaces it: point the state file (`.state_file(..)`, or `state_file` in the \
+             config) at a regular file, or remove what is at that path",
+            path.display()
+        ),
+    )
+}
+
+/// `O_NONBLOCK` where its value is known without `libc`: opening a FIFO
+/// with it never waits for the other end. Elsewhere 0 (the type check
+/// before the open still refuses a FIFO already there).
+#[cfg(unix)]
+const O_NONBLOCK: i32 = if cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)) {
+    0x0004
+} else if cfg!(all(
+    any(target_os = "linux", target_os = "android"),
+    any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "arm",
+        target_arch = "aarch64",
+        target_arch = "riscv32",
+        target_arch = "riscv64",
+        target_arch = "powerpc",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "loongarch64"
+    )
+)) {
+    0o4000
+} else if cfg!(any(target_os = "illumos", target_os = "solaris")) {
+    0x80
+} else {
+    0
+};
+
+fn read_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    options
+}
+
+/// Opens `path` (following symbolic links) with `options` if it is a
+/// regular file: without blocking, so a FIFO cannot hang the flush, and
+/// with the type checked on the opened handle, so nothing swapped in between
+/// the check and the open gets through. `None` when it does not exist (and
+/// `options` do not create it). `what` names the file in errors.
+fn open_regular(path: &Path, what: &str, options: OpenOptions) -> Result<Option<File>, Error> {
+    // A FIFO, device or folder already there is refused before any open.
+    if let Ok(meta) = fs::metadata(path)
+        && let Some(kind) = not_a_file(meta.file_type())
+    {
+        return Err(refuse(what, path, kind));
+    }
+    open_checked(path, what, options)
+}
+
+/// The race-free part of [`open_regular`]: opens without blocking, then
+/// checks the type of what was opened.
+fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<File>, Error> {
+    #[allow(unused_mut)]
+    let mut options = options;
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, O_NONBLOCK);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(io_error(
+                format!("could not open the {what} {}", path.display()),
+                e,
+            ));
+        }
+    };
+    let meta = file.metadata().map_err(|e| {
+        io_error(
+            format!("could not read the type of the {what} {}", path.display()),
+            e,
+        )
+    })?;
+    if let Some(kind) = not_a_file(meta.file_type()) {
+        return Err(refuse(what, path, kind));
+    }
+    Ok(Some(file))
+}
+
+/// `path` with its symbolic links followed (at most 40, as the system
+/// does), also when the last target does not exist yet.
+fn resolve_links(path: &Path) -> PathBuf {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        let is_link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            break;
+        }
+        match fs::read_link(&path) {
+            // A relative target is relative to the link's folder; `join`
+            // keeps an absolute one as it is.
+            Ok(target) => path = path.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => break,
+        }
+    }
+    path
+}
+
+/// The records (and other parts) of a state file that is JSON but not of
+/// the right shape as a whole: each pending record that parses is kept.
+/// Returns the salvaged state and how many pending entries were left out;
+/// `None` when there is nothing to keep (not a JSON object).
+fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
+    let serde_json::Value::Object(mut map) = serde_json::from_slice(bytes).ok()? else {
+        return None;
+    };
+    fn take<T: serde::de::DeserializeOwned>(
+        map: &mut serde_json::Map<String, serde_json::Value>,
+        key: &str,
+    ) -> Option<T> {
+        map.remove(key)
+            .and_then(|v| serde_json::from_value::<T>(v).ok())
+    }
+    let mut state = State::new();
+    let mut lost = 0;
+    match map.remove("pending") {
+        Some(serde_json::Value::Array(entries)) => {
+            for entry in entries {
+                match serde_json::from_value::<Record>(entry) {
+                    Ok(record) => state.pending.push(record),
+                    Err(_) => lost += 1,
+                }
+            }
+        }
+        Some(_) => lost += 1,
+        None => {}
+    }
+    state.pending.sort_by_key(|r| r.timestamp);
+    state.dropped = take(&mut map, "dropped").unwrap_or(0);
+    #[derive(Deserialize)]
+    struct Sent(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+    state.last_sent = take::<Sent>(&mut map, "last_sent").map(|s| s.0);
+    state.last_error = take(&mut map, "last_error");
+    state.history = take(&mut map, "history").unwrap_or_default();
+    Some((state, lost))
 }
 
 fn move_aside(path: &Path) -> Result<PathBuf, Error> {
@@ -386,6 +620,13 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
             crate::record::file_stamp(OffsetDateTime::now_utc())
         ),
     );
+    // Only a regular file is ever renamed (the caller read it as one; this
+    // checks the path itself once more).
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && let Some(kind) = not_a_file(meta.file_type())
+    {
+        return Err(refuse("state file", path, kind));
+    }
     fs::rename(path, &aside).map_err(|e| {
         io_error(
             format!(
@@ -409,16 +650,23 @@ fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
     };
     let bytes = serde_json::to_vec(state)
         .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
+    // Whatever is at `path` is replaced only if it is a regular file (a
+    // device or FIFO there is refused, never renamed over).
+    if let Ok(meta) = fs::metadata(path)
+        && let Some(kind) = not_a_file(meta.file_type())
+    {
+        return Err(refuse("state file", path, kind));
+    }
     let tmp = with_suffix(path, &format!(".tmp-{}", std::process::id()));
-    let written = (|| {
-        let mut file = private_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()
-    })();
+    let mut options = private_options();
+    options.write(true).create(true).truncate(true);
+    let mut file = match open_regular(&tmp, "temporary file", options) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Err(fail("write", io::ErrorKind::NotFound.into())),
+        Err(e) => return Err(e),
+    };
+    let written = file.write_all(&bytes).and_then(|()| file.sync_all());
+    drop(file);
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(fail("write", e));
@@ -445,7 +693,7 @@ fn private_options() -> OpenOptions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::policy::tests::record_at;
     use tracing::Level;
@@ -648,5 +896,234 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Busy);
         drop(held);
         assert!(second.lock().is_ok());
+    }
+    /// Runs `f` on a thread and fails the test if it has not returned
+    /// within five seconds (a FIFO opened for reading would block for ever).
+    pub(crate) fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("hung: still running after 5 s")
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_at_once_and_left_in_place() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        mkfifo(&path);
+        let store = StateStore::new(path.clone(), Duration::from_secs(5));
+        let err = within_5s(move || store.lock().err().unwrap());
+        assert_eq!(err.kind(), ErrorKind::State);
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(
+            text.contains("is a FIFO (named pipe), not a regular file"),
+            "{text}"
+        );
+        assert!(fs::metadata(&path).unwrap().file_type().is_fifo());
+        // Inspection (no lock) is refused too, without blocking.
+        let store = StateStore::new(path.clone(), Duration::from_secs(5));
+        let err = within_5s(move || store.peek().err().unwrap());
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        // Nothing was created or moved beside it.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A FIFO swapped in after the type check: the open itself does not
+    /// block, and the check on the opened handle refuses it.
+    #[cfg(all(unix, any(target_os = "linux", target_os = "macos")))]
+    #[test]
+    fn opening_a_fifo_never_blocks_even_past_the_type_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        mkfifo(&path);
+        let shown = path.clone();
+        let err = within_5s(move || open_checked(&path, "state file", read_options()).err());
+        let err = err.expect("a FIFO is refused");
+        assert!(
+            err.to_string()
+                .contains(&format!("the state file {}", shown.display()))
+        );
+        assert!(err.to_string().contains("FIFO"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_as_lock_file_or_temporary_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        mkfifo(&with_suffix(&path, ".lock"));
+        let store = StateStore::new(path.clone(), Duration::from_secs(5));
+        let err = within_5s(move || store.lock().err().unwrap());
+        assert!(err.to_string().contains("the lock file"), "{err}");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        fs::remove_file(with_suffix(&path, ".lock")).unwrap();
+
+        let tmp = with_suffix(&path, &format!(".tmp-{}", std::process::id()));
+        mkfifo(&tmp);
+        let store = StateStore::new(path.clone(), Duration::from_secs(5));
+        let err = within_5s(move || {
+            let lock = store.lock().unwrap();
+            store.save(&lock, &State::new()).err().unwrap()
+        });
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(!path.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_refused_and_never_renamed() {
+        // A link to /dev/null: the device is what the path names, and
+        // nothing may be created beside it in /dev.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        for store in [
+            StateStore::new(path.clone(), Duration::from_secs(5)),
+            StateStore::new(PathBuf::from("/dev/null"), Duration::from_secs(5)),
+        ] {
+            let err = store.lock().err().unwrap();
+            let text = err.to_string();
+            assert!(text.contains("/dev/null"), "{text}");
+            assert!(text.contains("is a character device"), "{text}");
+            let err = store.peek().err().unwrap();
+            assert!(err.to_string().contains("character device"), "{err}");
+        }
+        assert!(Path::new("/dev/null").exists());
+        assert!(!Path::new("/dev/null.lock").exists());
+        assert!(
+            fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_folder_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::create_dir(&path).unwrap();
+        let store = StateStore::new(path.clone(), Duration::from_secs(5));
+        let err = store.lock().err().unwrap();
+        assert!(
+            err.to_string().contains("is a folder, not a regular file"),
+            "{err}"
+        );
+        assert!(store.peek().err().unwrap().to_string().contains("folder"));
+        assert!(path.is_dir());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_parked_file_that_is_a_fifo_is_skipped_and_the_flush_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending.push(record_at(Level::WARN));
+        store.save(&lock, &state).unwrap();
+        let fifo = with_suffix(store.path(), ".parked-20260101T000000Z-1.json");
+        mkfifo(&fifo);
+        let loaded = within_5s(move || {
+            let loaded = store.load(&lock).unwrap();
+            (loaded.state.pending.len(), loaded.parked.len())
+        });
+        assert_eq!(loaded, (1, 0));
+        assert!(fifo.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_state_file_is_written_through_and_stays_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other-app");
+        fs::create_dir(&other).unwrap();
+        let target = other.join("tracing-email.json");
+        let mine = dir.path().join("mine");
+        fs::create_dir(&mine).unwrap();
+        let link = mine.join("state.json");
+        // A relative link, as `ln -s ../other-app/tracing-email.json` makes.
+        std::os::unix::fs::symlink("../other-app/tracing-email.json", &link).unwrap();
+        let store = StateStore::new(link.clone(), Duration::from_secs(5));
+        // Dangling at first: the first save creates the target.
+        let lock = store.lock().unwrap();
+        let mut state = store.load(&lock).unwrap().state;
+        state.pending.push(record_at(Level::WARN));
+        store.save(&lock, &state).unwrap();
+        drop(lock);
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            serde_json::from_slice::<State>(&fs::read(&target).unwrap()).unwrap(),
+            state
+        );
+        // The lock is the target's, shared with the program that owns it.
+        assert!(with_suffix(&target, ".lock").exists());
+        assert!(!with_suffix(&link, ".lock").exists());
+        let owner = StateStore::new(target.clone(), Duration::from_millis(50));
+        let held = store.lock().unwrap();
+        assert_eq!(owner.lock().err().unwrap().kind(), ErrorKind::Busy);
+        drop(held);
+        // A second save replaces the target again; the link stays.
+        let lock = store.lock().unwrap();
+        store.save(&lock, &State::new()).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(store.load(&lock).unwrap().state.pending.is_empty());
+        assert_eq!(fs::read_dir(&mine).unwrap().count(), 1, "only the link");
+    }
+
+    #[test]
+    fn records_that_parse_are_kept_from_a_file_of_the_wrong_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let mut good = State::new();
+        good.pending = vec![record_at(Level::WARN), record_at(Level::ERROR)];
+        good.dropped = 4;
+        store.save(&lock, &good).unwrap();
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        let pending = value["pending"].as_array_mut().unwrap();
+        pending.insert(1, serde_json::json!({"level": "LOUD", "message": 7}));
+        pending.push(serde_json::json!("not a record"));
+        let bad = serde_json::to_vec(&value).unwrap();
+        fs::write(store.path(), &bad).unwrap();
+
+        let state = store.load(&lock).unwrap().state;
+        let levels: Vec<Level> = state.pending.iter().map(|r| r.level).collect();
+        assert_eq!(levels, [Level::WARN, Level::ERROR]);
+        assert_eq!(state.dropped, 4);
+        // The whole original is kept aside, bad entries included.
+        let aside: Vec<_> = fs::read_dir(store.path().parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("state.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(fs::read(&aside[0]).unwrap(), bad);
     }
 }

@@ -1143,3 +1143,169 @@ fn every_variable_in_the_readme_is_read() {
         }
     }
 }
+
+/// Credentials over `smtp://` without TLS: the error from a config names the
+/// keys that fix it, not the builder's methods, in the words of the origin.
+#[test]
+fn insecure_auth_from_a_config_names_the_keys_that_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[email]\napp = \"poca\"\nfrom = \"a@example.com\"\nto = \"a@example.com\"\n\
+         smtp_url = \"smtp://me:{PASSWORD}@mail.example.com\"\nstate_file = {}\n",
+        toml_path(&dir.path().join("state.json"))
+    );
+    #[derive(Debug, Deserialize)]
+    struct Job {
+        email: EmailConfig,
+    }
+    let mut config = toml::from_str::<Job>(&text).unwrap().email;
+    for (table, key, allow) in [
+        (None, "smtp_url: ", "allow_insecure_auth = true"),
+        (
+            Some("email"),
+            "email.smtp_url: ",
+            "email.allow_insecure_auth = true",
+        ),
+    ] {
+        if let Some(table) = table {
+            config.set_table(table);
+        }
+        let err = EmailLayer::from_config(&config).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.kind(), ErrorKind::Smtp);
+        assert!(text.starts_with(key), "{text}");
+        for wanted in ["smtps://", "?tls=required", allow, "mail.example.com:25"] {
+            assert!(text.contains(wanted), "wanted {wanted:?} in {text}");
+        }
+        for rust in ["Smtp::", ".allow_insecure_auth()"] {
+            assert!(!text.contains(rust), "{text}");
+        }
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+    // From the environment: the variables.
+    let config = EmailConfig::from_vars(
+        "POCA",
+        [
+            ("POCA_APP", "poca"),
+            ("POCA_FROM", "a@example.com"),
+            ("POCA_TO", "a@example.com"),
+            (
+                "POCA_SMTP_URL",
+                "smtp://me:pw@mail.example.com?tls=opportunistic",
+            ),
+        ],
+    )
+    .unwrap();
+    let err = EmailLayer::from_config(&config).unwrap_err().to_string();
+    assert!(err.starts_with("POCA_SMTP_URL: "), "{err}");
+    assert!(err.contains("POCA_ALLOW_INSECURE_AUTH=true"), "{err}");
+    // The opt-in lets it through.
+    let mut config: EmailConfig = toml::from_str(&format!(
+        "app = \"poca\"\nfrom = \"a@example.com\"\nto = \"a@example.com\"\n\
+         smtp_url = \"smtp://me:pw@mail.example.com\"\nallow_insecure_auth = true\n\
+         state_file = {}\n",
+        toml_path(&dir.path().join("state.json"))
+    ))
+    .unwrap();
+    assert!(EmailLayer::from_config(&config).is_ok());
+    config.allow_insecure_auth = false;
+    assert!(EmailLayer::from_config(&config).is_err());
+}
+
+/// Errors found after parsing name the key with its table once the table is
+/// named; errors of the deserializer name the key within the table, and the
+/// format's error shows where in the file.
+#[test]
+fn set_table_puts_the_table_before_every_key_in_errors() {
+    #[derive(Debug, Deserialize)]
+    struct Job {
+        email: EmailConfig,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[email]\napp = \"poca\"\nto = \"me@example.com\"\nfrom = \"robot@\"\noutbox = {}\n",
+        toml_path(&dir.path().join("out"))
+    );
+    let mut config = toml::from_str::<Job>(&text).unwrap().email;
+    let err = EmailLayer::from_config(&config).unwrap_err().to_string();
+    assert!(err.starts_with("from: \"robot@\""), "{err}");
+    config.set_table("email");
+    let err = EmailLayer::from_config(&config).unwrap_err().to_string();
+    assert!(err.starts_with("email.from: \"robot@\""), "{err}");
+    config.from = Some("robot@example.com".into());
+    config.timeout = Some(Duration::from_secs(3));
+    let err = EmailLayer::from_config(&config).unwrap_err().to_string();
+    assert!(
+        err.starts_with("email.timeout is set but email.smtp_url is not"),
+        "{err}"
+    );
+
+    let err = toml::from_str::<Job>(
+        "[email]\napp = \"poca\"\n[email.policy]\nthreshold = { count = 5, level = \"loud\" }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("line 4"), "{err}");
+    assert!(err.contains("`policy.threshold.level`"), "{err}");
+}
+
+/// Credentials against a server that offers no login on its port: the
+/// outcome explains it and what to do, naming the config's key.
+#[test]
+fn credentials_against_a_server_without_auth_are_explained() {
+    let server = MockSmtp::start(Security::ImplicitTls);
+    // An EHLO reply without the AUTH line.
+    server.set_fault(support::Fault::Reply {
+        command: support::Cmd::Ehlo,
+        code: 250,
+        text: "mock.test greets you\n8BITMIME".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let text = format!(
+        "app = \"poca\"\nfrom = \"a@example.com\"\nto = \"a@example.com\"\n\
+         smtp_url = \"smtps://poca%40example.com@127.0.0.1:{}\"\nroot_certificate = {}\n\
+         timeout = 2\nstate_file = {}\n",
+        server.port(),
+        toml_path(&ca),
+        toml_path(&dir.path().join("state.json"))
+    );
+    let mut config: EmailConfig = toml::from_str(&text).unwrap();
+    config.set_password(PASSWORD);
+    let (layer, guard) = EmailLayer::from_config(&config).unwrap();
+    let outcome = run(layer, &guard, &["feed failed"]);
+    let Outcome::Failed { error, .. } = &outcome else {
+        panic!("{outcome}");
+    };
+    let text = error.to_string();
+    assert_eq!(error.kind(), ErrorKind::Smtp);
+    for wanted in [
+        "offers no login on this port",
+        "remove the user name and password from smtp_url",
+        "587 with STARTTLS",
+    ] {
+        assert!(text.contains(wanted), "wanted {wanted:?} in {text}");
+    }
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(server.messages().is_empty());
+    drop(guard);
+
+    // Made in code: the same, in the words of the code.
+    let smtp = tracing_email::Smtp::tls("127.0.0.1")
+        .port(server.port())
+        .root_certificate(server.ca_pem())
+        .credentials(USER, PASSWORD)
+        .timeout(Duration::from_secs(2));
+    let (layer, guard) = EmailLayer::builder("poca")
+        .transport(smtp)
+        .state_file(dir.path().join("code.json"))
+        .from("a@example.com")
+        .to("a@example.com")
+        .build()
+        .unwrap();
+    let outcome = run(layer, &guard, &["feed failed"]);
+    let text = outcome.to_string();
+    assert!(text.contains("offers no login on this port"), "{text}");
+    assert!(text.contains("remove the credentials"), "{text}");
+}

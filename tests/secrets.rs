@@ -177,3 +177,118 @@ fn the_password_never_leaks() {
         assert_clean("a digest", &m.data_lossy());
     }
 }
+
+/// Every piece of three characters or more of `password`.
+fn pieces(password: &str) -> Vec<String> {
+    let chars: Vec<char> = password.chars().collect();
+    chars
+        .windows(3)
+        .map(|w| w.iter().collect::<String>())
+        .collect()
+}
+
+fn assert_no_piece(what: &str, password: &str, text: &str) {
+    for piece in pieces(password) {
+        assert!(
+            !text.contains(&piece),
+            "{what} holds {piece:?} of the password:\n{text}"
+        );
+    }
+}
+
+/// An error's Display, Debug and the Display of each error in its source
+/// chain.
+fn error_texts(err: &tracing_email::Error) -> String {
+    let mut text = format!("{err}\n{err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!("\n{s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Passwords pasted into an SMTP URL as they are, reserved characters
+/// unencoded: no `Debug`, no error and no error source holds any piece of
+/// them, and the error says to percent-encode, naming the key, not the value.
+#[test]
+fn a_password_with_reserved_characters_never_leaks_from_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    for password in [
+        "p#ss?w/rd@x:y%z",
+        "Zq/9Kx7Lm",
+        "Vb?Qr8Tn",
+        "Hj#Wy4Ek",
+        "s3/cr#t?X",
+    ] {
+        for url in [
+            format!("smtps://me%40example.com:{password}@smtp.example.com"),
+            format!("smtp://me:{password}@mail.example.com:587?tls=required"),
+        ] {
+            let smtp_err = tracing_email::Smtp::from_url(&url).unwrap_err();
+            assert_no_piece("Smtp::from_url's error", password, &error_texts(&smtp_err));
+
+            // From a file.
+            let text = format!(
+                "app = \"poca\"\nfrom = \"a@example.com\"\nto = \"a@example.com\"\n\
+                 smtp_url = \"{url}\"\nstate_file = {}\n",
+                toml::Value::String(state.to_str().unwrap().into())
+            );
+            let config: tracing_email::EmailConfig = toml::from_str(&text).unwrap();
+            assert_no_piece("EmailConfig's Debug", password, &format!("{config:?}"));
+            assert_no_piece(
+                "EmailConfig's pretty Debug",
+                password,
+                &format!("{config:#?}"),
+            );
+            let err = tracing_email::EmailLayer::from_config(&config).unwrap_err();
+            let texts = error_texts(&err);
+            assert_no_piece("from_config's error", password, &texts);
+            assert!(texts.starts_with("smtp_url: "), "{texts}");
+            assert!(texts.contains("percent-encoded"), "{texts}");
+            assert!(texts.contains("# as %23, ? as %3F, / as %2F"), "{texts}");
+
+            // From the environment: the error names the variable.
+            let config = tracing_email::EmailConfig::from_vars(
+                "POCA",
+                [
+                    ("POCA_APP", "poca".to_owned()),
+                    ("POCA_FROM", "a@example.com".to_owned()),
+                    ("POCA_TO", "a@example.com".to_owned()),
+                    ("POCA_SMTP_URL", url.clone()),
+                    ("POCA_STATE_FILE", state.to_str().unwrap().to_owned()),
+                ],
+            )
+            .unwrap();
+            assert_no_piece("EmailConfig's Debug", password, &format!("{config:?}"));
+            let err = tracing_email::EmailLayer::from_config(&config).unwrap_err();
+            let texts = error_texts(&err);
+            assert_no_piece("from_config's error", password, &texts);
+            assert!(texts.starts_with("POCA_SMTP_URL: "), "{texts}");
+        }
+    }
+}
+
+/// `@` and `:` unencoded in a password are read right (the last `@` ends
+/// the user information), and nothing shows them.
+#[test]
+fn a_password_with_at_and_colon_unencoded_works_and_is_hidden() {
+    let password = "Wq@Zr:Xp";
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "app = \"poca\"\nfrom = \"a@example.com\"\nto = \"a@example.com\"\n\
+         smtp_url = \"smtps://me:{password}@smtp.example.com\"\nstate_file = {}\n",
+        toml::Value::String(dir.path().join("s.json").to_str().unwrap().into())
+    );
+    let config: tracing_email::EmailConfig = toml::from_str(&text).unwrap();
+    let shown = format!("{config:?}");
+    assert_no_piece("EmailConfig's Debug", password, &shown);
+    assert!(shown.contains("smtps://me:***@smtp.example.com"), "{shown}");
+    let (layer, guard) = tracing_email::EmailLayer::from_config(&config).unwrap();
+    assert_no_piece(
+        "the layer and guard",
+        password,
+        &format!("{layer:?} {guard:?}"),
+    );
+}

@@ -45,7 +45,7 @@ fn records_on_stderr(output: &Output) -> Vec<Record> {
         .collect()
 }
 
-fn pending(state: &Path) -> usize {
+fn pending_count(state: &Path) -> usize {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
     v["pending"].as_array().unwrap().len()
 }
@@ -67,7 +67,7 @@ fn a_missing_folder_is_created_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(state.parent().unwrap()), 0o700);
     assert_eq!(mode(&state), 0o600);
-    assert_eq!(pending(&state), 5);
+    assert_eq!(pending_count(&state), 5);
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn corrupt_files_are_moved_aside_with_a_warning_and_work_goes_on() {
             stderr.contains(&format!("moved to {}", aside[0].display())),
             "{stderr}"
         );
-        assert_eq!(pending(&state), 5);
+        assert_eq!(pending_count(&state), 5);
     }
 }
 
@@ -189,4 +189,187 @@ fn a_file_from_a_newer_version_is_never_overwritten() {
     );
     assert_eq!(std::fs::read_to_string(&state).unwrap(), newer);
     assert_eq!(records_on_stderr(&output).len(), 5);
+}
+
+/// Runs `cmd` and fails if it has not ended within 20 seconds (a flush
+/// blocked on a FIFO would never end).
+fn output_within_20s(mut cmd: std::process::Command) -> Output {
+    let child = cmd.spawn().unwrap();
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &id.to_string()])
+                .status();
+            panic!("the flush hung: the child was still running after 20 s");
+        }
+    }
+}
+
+/// What a flush against a path that is not a regular file must do: fail at
+/// once, say what the path is, leave it alone, and give the five records to
+/// stderr.
+fn refused(test: &str, state: &Path, what: &str) {
+    let output = output_within_20s(command(test, &[state.to_str().unwrap().into()]));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let line = outcome_line(&output);
+    assert!(line.starts_with("not sent, 5 records kept"), "{line}");
+    assert!(
+        line.contains(&format!("the state file {}", state.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("is {what}, not a regular file")),
+        "{line}"
+    );
+    let ns: Vec<i64> = records_on_stderr(&output)
+        .iter()
+        .map(|r| r.fields.get("n").unwrap().as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [0, 1, 2, 3, 4]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("moved to"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_as_state_file_fails_at_once_and_the_records_go_to_stderr() {
+    use std::os::unix::fs::FileTypeExt;
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    refused(
+        "a_fifo_as_state_file_fails_at_once_and_the_records_go_to_stderr",
+        &state,
+        "a FIFO (named pipe)",
+    );
+    assert!(std::fs::metadata(&state).unwrap().file_type().is_fifo());
+    // Nothing beside it: no lock file, nothing moved aside.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn dev_null_as_state_file_fails_and_is_never_renamed() {
+    use std::os::unix::fs::FileTypeExt;
+    act_as_child_if_asked(run);
+    let state = Path::new("/dev/null");
+    refused(
+        "dev_null_as_state_file_fails_and_is_never_renamed",
+        state,
+        "a character device",
+    );
+    assert!(
+        std::fs::metadata(state)
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert!(!Path::new("/dev/null.lock").exists());
+    let aside = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("null."))
+        .count();
+    assert_eq!(aside, 0);
+}
+
+#[test]
+fn a_folder_as_state_file_fails_and_is_left_alone() {
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("keep.txt"), "mine").unwrap();
+    refused(
+        "a_folder_as_state_file_fails_and_is_left_alone",
+        &state,
+        "a folder",
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("keep.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn records_that_parse_are_kept_from_a_file_of_the_wrong_shape() {
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    // One good run first: five records in the file.
+    let first = command(
+        "records_that_parse_are_kept_from_a_file_of_the_wrong_shape",
+        &[state.to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    // A hand edit breaks one record and adds a stray entry.
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let pending = value["pending"].as_array_mut().unwrap();
+    pending[2]["level"] = serde_json::json!("LOUD");
+    pending.push(serde_json::json!(42));
+    let bad = serde_json::to_vec_pretty(&value).unwrap();
+    std::fs::write(&state, &bad).unwrap();
+
+    let output = command(
+        "records_that_parse_are_kept_from_a_file_of_the_wrong_shape",
+        &[state.to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    // The four good old records and this run's five.
+    assert_eq!(pending_count(&state), 9);
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("state.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), bad);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("what could be read is kept: 4 records (2 entries that are not records"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_linked_state_file_stays_a_link_to_the_file_it_shares() {
+    act_as_child_if_asked(run);
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared.json");
+    let link = dir.path().join("state.json");
+    std::os::unix::fs::symlink(&shared, &link).unwrap();
+    for runs in 1..=2 {
+        let output = command(
+            "a_linked_state_file_stays_a_link_to_the_file_it_shares",
+            &[link.to_str().unwrap().into()],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(pending_count(&shared), 5 * runs);
+    }
 }

@@ -11,6 +11,8 @@ pub use file::FileDrop;
 #[cfg(feature = "sendmail")]
 pub use sendmail::Sendmail;
 #[cfg(feature = "smtp")]
+pub(crate) use smtp::ConfigKeys;
+#[cfg(feature = "smtp")]
 pub use smtp::Smtp;
 
 use std::sync::Arc;

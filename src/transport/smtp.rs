@@ -74,6 +74,18 @@ pub struct Smtp {
     root_certificates: Vec<Vec<u8>>,
     allow_insecure_auth: bool,
     transport: Option<SmtpTransport>,
+    /// The keys of the config this came from, to name them in the advice
+    /// of errors instead of the methods (`None`: made in code).
+    keys: Option<ConfigKeys>,
+}
+
+/// How a config names the settings that errors advise to change.
+#[derive(Clone, Debug)]
+pub(crate) struct ConfigKeys {
+    /// The key of the URL (`smtp_url`, `email.smtp_url`, `POCA_SMTP_URL`).
+    pub(crate) smtp_url: String,
+    /// The key of the root certificate's file.
+    pub(crate) root_certificate: String,
 }
 
 impl fmt::Debug for Smtp {
@@ -103,6 +115,7 @@ impl Smtp {
             root_certificates: Vec::new(),
             allow_insecure_auth: false,
             transport: None,
+            keys: None,
         }
     }
 
@@ -142,8 +155,10 @@ impl Smtp {
     /// - `smtp://host[:port]?tls=opportunistic`: STARTTLS when offered, port 25;
     /// - `smtp://host[:port]`: no TLS, port 25.
     ///
-    /// User and password are percent-decoded. The error never repeats the
-    /// password.
+    /// User and password are percent-decoded, and must be percent-encoded:
+    /// a URL with an `@` after a `/`, `?` or `#` (a password pasted as it
+    /// is) is an error that says how to encode it. The error never repeats
+    /// the URL or any part of the password.
     ///
     /// ```
     /// use tracing_email::Smtp;
@@ -153,6 +168,7 @@ impl Smtp {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Self, Error> {
+        check_encoded(url)?;
         let parsed = url::Url::parse(url).map_err(|e| {
             Error::smtp(format!(
                 "the SMTP URL is not a valid URL ({e}); expected smtp://host or smtps://user:password@host"
@@ -194,7 +210,8 @@ impl Smtp {
         let decode = |s: &str, what: &str| {
             percent_decode(s).ok_or_else(|| {
                 Error::smtp(format!(
-                    "the {what} in the SMTP URL is not valid percent-encoded UTF-8"
+                    "the {what} in the SMTP URL is not valid percent-encoded UTF-8; write a % \
+                     in it as %25"
                 ))
             })
         };
@@ -302,6 +319,25 @@ impl Smtp {
         self
     }
 
+    /// Whether this setup would send a password over a connection that is
+    /// not encrypted without the opt-in (which `build()` refuses).
+    pub(crate) fn insecure_auth_refused(&self) -> bool {
+        let encrypted = matches!(self.security, Security::StartTls | Security::Implicit);
+        self.user.is_some() && !encrypted && !self.allow_insecure_auth
+    }
+
+    /// Where this connects: `host:port (security)`.
+    pub(crate) fn endpoint_text(&self) -> String {
+        self.endpoint()
+    }
+
+    /// Marks this as made from a config whose keys are named so: the advice
+    /// in send errors then names them instead of methods.
+    pub(crate) fn with_config_keys(mut self, keys: ConfigKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
     fn port_number(&self) -> u16 {
         self.port.unwrap_or(self.security.default_port())
     }
@@ -340,8 +376,7 @@ impl Smtp {
                 "an SMTP password is set but no user name; use .credentials(user, password)",
             ));
         }
-        let encrypted = matches!(self.security, Security::StartTls | Security::Implicit);
-        if self.user.is_some() && !encrypted && !self.allow_insecure_auth {
+        if self.insecure_auth_refused() {
             return Err(Error::smtp(format!(
                 "refusing to send the SMTP password to {} over a connection that is not encrypted; \
                  use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth() if this really is \
@@ -439,10 +474,36 @@ impl Smtp {
             _ if detail.contains("incomplete response") || detail.contains("close_notify") => {
                 format!("the mail server at {endpoint} closed the connection ({detail})")
             }
-            _ if e.is_tls() || detail.contains("certificate") => format!(
-                "the TLS connection to {endpoint} failed ({detail}); if the server uses a private \
-                 CA, add it with .root_certificate(pem)"
-            ),
+            // lettre has no typed error for this (only its kind, "client",
+            // which several other faults share), so its text is checked too.
+            _ if e.is_client()
+                && self.user.is_some()
+                && detail.contains("No compatible authentication mechanism") =>
+            {
+                let remove = match &self.keys {
+                    Some(keys) => {
+                        format!("remove the user name and password from {}", keys.smtp_url)
+                    }
+                    None => "remove the credentials".to_owned(),
+                };
+                format!(
+                    "the mail server at {endpoint} offers no login on this port (no AUTH PLAIN or \
+                     LOGIN in its reply to EHLO), but a user name and password are set: if the \
+                     server needs no login, {remove}; if it does, use its submission port with \
+                     TLS (587 with STARTTLS, or 465 with implicit TLS), where logins are offered \
+                     ({detail})"
+                )
+            }
+            _ if e.is_tls() || detail.contains("certificate") => {
+                let add = match &self.keys {
+                    Some(keys) => format!("set {} to the CA's PEM file", keys.root_certificate),
+                    None => "add it with .root_certificate(pem)".to_owned(),
+                };
+                format!(
+                    "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
+                     private CA, {add}"
+                )
+            }
             _ if detail.contains("lookup") || detail.contains("resolve") => {
                 format!(
                     "the mail server's name {:?} could not be resolved ({detail})",
@@ -475,6 +536,27 @@ impl Transport for Smtp {
     fn check(&mut self) -> Result<(), BoxError> {
         self.transport = Some(self.build_transport()?);
         Ok(())
+    }
+}
+
+/// Refuses a URL whose user information seems to hold unencoded reserved
+/// characters: an `@` after the first `/`, `?` or `#` that follows `//`
+/// (the parser would end the host there and take the rest as a path, a
+/// query or a fragment, so the user name could become the host). Names
+/// nothing of the URL.
+fn check_encoded(url: &str) -> Result<(), Error> {
+    let Some(start) = url.find("//").map(|i| i + 2) else {
+        return Ok(());
+    };
+    let rest = &url[start..];
+    match rest.find(['/', '?', '#']) {
+        Some(end) if rest[end..].contains('@') => Err(Error::smtp(
+            "the SMTP URL holds a user name or password with characters that must be \
+             percent-encoded (an @ comes after a /, ? or #); write them encoded: \
+             # as %23, ? as %3F, / as %2F, @ as %40, : as %3A, % as %25, such as \
+             smtps://me%40example.com:my%23pass%2F1@smtp.example.com",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -606,5 +688,35 @@ mod tests {
                 .build_transport()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn unencoded_reserved_characters_are_an_error_that_shows_the_encodings() {
+        for url in [
+            "smtps://me:p#ss@smtp.example.com",
+            "smtps://me:p?ss@smtp.example.com",
+            "smtps://me:p/ss@smtp.example.com",
+            "smtp://me:1234/ss@smtp.example.com?tls=required",
+            "smtps://me:p#ss?w/rd@x:y%z@smtp.example.com",
+        ] {
+            let err = Smtp::from_url(url).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("must be percent-encoded"), "{url}: {text}");
+            for code in [
+                "# as %23", "? as %3F", "/ as %2F", "@ as %40", ": as %3A", "% as %25",
+            ] {
+                assert!(text.contains(code), "{url}: {text}");
+            }
+            assert!(!text.contains("ss@"), "{url}: {text}");
+        }
+        // Encoded, the same password works.
+        let s = Smtp::from_url("smtps://me:p%23ss%3Fw%2Frd%40x%3Ay%25z@smtp.example.com").unwrap();
+        assert_eq!(s.password.as_deref(), Some("p#ss?w/rd@x:y%z"));
+        assert_eq!(s.host, "smtp.example.com");
+        // An @ and : in the password are read right even unencoded (the
+        // last @ ends the user information).
+        let s = Smtp::from_url("smtps://me:p@ss:w@smtp.example.com").unwrap();
+        assert_eq!(s.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(s.host, "smtp.example.com");
     }
 }
