@@ -4,13 +4,17 @@
 //! Records go into one of several shards, chosen per thread, so threads that
 //! log at the same time do not meet on a lock or a shared counter. Each shard
 //! keeps its records in time order (a clock that steps back is clamped), so
-//! draining merges the shards by time and keeps each thread's order.
+//! draining merges the shards by time and keeps each thread's order. Times
+//! outside the years 1970 to 9999 (a clock gone wrong) are clamped, so that
+//! every record can be stored and shown.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
 
 use crate::record::{Captured, Record};
 
@@ -30,6 +34,19 @@ pub(crate) struct Buffer {
 /// a queue of records is never left half-updated by a push.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `time` within what a record's timestamp can hold: from 1970 to the end of
+/// the year 9999 (the state file's RFC 3339 times have four-digit years).
+pub(crate) fn representable(time: SystemTime) -> SystemTime {
+    // 9999-12-31 23:59:59.999999999 UTC.
+    let latest = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999);
+    time.clamp(UNIX_EPOCH, latest)
+}
+
+/// `time` as a date, if it is [`representable`].
+pub(crate) fn to_datetime(time: SystemTime) -> Option<OffsetDateTime> {
+    (representable(time) == time).then(|| OffsetDateTime::from(time))
 }
 
 fn thread_shard() -> usize {
@@ -68,10 +85,15 @@ impl Buffer {
         let shard = &self.shards[thread_shard() % self.shards.len()];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
+        let time = record.time();
+        let mut kept = representable(time);
         if let Some(last) = queue.back().map(Captured::time)
-            && record.time() < last
+            && kept < last
         {
-            record.set_time(last);
+            kept = last;
+        }
+        if kept != time {
+            record.set_time(kept);
         }
         queue.push_back(record);
         if queue.len() > self.cap && queue.pop_front().is_some() {

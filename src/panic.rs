@@ -20,7 +20,10 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(shared) = shared.upgrade() {
-            shared.buffer.push(record(info, shared.clock.now()));
+            shared.buffer.push(record(
+                info,
+                crate::clock::now_in_panic_hook(&*shared.clock),
+            ));
             // The panicking thread may hold the flusher (a panic inside a
             // flush): then the record waits in memory for the guard's flush.
             if let Some(flusher) = flusher.upgrade()
