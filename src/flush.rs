@@ -120,15 +120,18 @@ impl Flusher {
     pub(crate) fn flush_caught(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         match catch_unwind(AssertUnwindSafe(|| self.flush(buffer, phase))) {
             Ok(outcome) => outcome,
-            Err(payload) => Outcome::Failed {
-                error: panicked(
-                    "the flush panicked",
-                    payload,
-                    "this run's records are kept in memory for the next flush (and written to \
-                     stderr if none succeeds); this is a bug in tracing-email, please report it",
-                ),
-                pending: buffer.len(),
-            },
+            Err(payload) => {
+                let pending = buffer.len();
+                let then = format!(
+                    "this run's {pending} records are kept in memory for the next flush (and \
+                     written to stderr if none succeeds); this is a bug in tracing-email, please \
+                     report it"
+                );
+                Outcome::Failed {
+                    error: panicked("the flush panicked", payload, &then),
+                    pending,
+                }
+            }
         }
     }
 
@@ -143,6 +146,9 @@ impl Flusher {
     /// turns it into an outcome.
     pub(crate) fn flush(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         let _sending = SendingScope::enter();
+        // The time first: if the clock panics, the panic hook's record of
+        // that (`capture_panics`) is among the records taken below.
+        let now = self.now(phase);
         let mut taken = Taken::from_buffer(buffer);
         if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 {
             return Outcome::Nothing;
@@ -184,8 +190,10 @@ impl Flusher {
         let trimmed_new = excess.saturating_sub(old_len).min(count);
         taken.count = count - trimmed_new;
         taken.dropped = dropped + trimmed_new as u64;
+        #[cfg(test)]
+        tests::panic_if_asked();
 
-        let now = match self.now(phase) {
+        let now = match now {
             Ok(now) => now,
             // Nothing can be decided without the time; this run's records
             // are stored all the same.
@@ -641,7 +649,153 @@ pub(crate) fn spawn_worker(
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
+    use std::cell::Cell;
     use tracing::Level;
+
+    thread_local! {
+        /// Makes flushes on this thread panic in the middle, as a bug in
+        /// this crate would: after this run's records are merged into the
+        /// loaded state, before anything is decided or saved.
+        static PANIC: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn panic_if_asked() {
+        if PANIC.with(Cell::get) {
+            panic!("injected for a test");
+        }
+    }
+
+    fn record(message: &str) -> Record {
+        let mut r = record_at(Level::WARN);
+        r.message = message.to_owned();
+        r
+    }
+
+    fn messages(records: &[Record]) -> Vec<&str> {
+        records.iter().map(|r| r.message.as_str()).collect()
+    }
+
+    #[test]
+    fn taken_records_go_back_to_the_buffer_when_a_panic_unwinds() {
+        let buffer = Buffer::new(100);
+        buffer.push(record("a"));
+        buffer.push(record("b"));
+        buffer.restore(Vec::new(), 3);
+        let panic = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut taken = Taken::from_buffer(&buffer);
+            assert_eq!((taken.count, taken.dropped), (2, 3));
+            // Meanwhile the event path goes on.
+            buffer.push(record("c"));
+            let mut loaded = State::default();
+            loaded.pending.push(record("on disk"));
+            taken.merge_into(loaded);
+            assert_eq!(messages(taken.records()), ["a", "b"]);
+            panic!("in the middle of a flush");
+        }));
+        assert!(panic.is_err());
+        // Back, ahead of what came since, with the count of dropped ones;
+        // the loaded state's record is not (it is on disk).
+        assert_eq!(buffer.take_dropped(), 3);
+        assert_eq!(messages(&buffer.drain()), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn stored_records_are_not_given_back() {
+        let buffer = Buffer::new(100);
+        buffer.push(record("a"));
+        let mut taken = Taken::from_buffer(&buffer);
+        taken.stored();
+        drop(taken);
+        assert_eq!((buffer.len(), buffer.take_dropped()), (0, 0));
+    }
+
+    /// A guard whose policy sends at every flush, into `dir`.
+    fn guard(dir: &std::path::Path) -> crate::FlushGuard {
+        let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .transport(crate::FileDrop::new(dir.join("outbox")))
+            .state_file(dir.join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .threshold(1, Level::WARN)
+            .checkpoint_interval(None)
+            .build()
+            .unwrap();
+        guard
+    }
+
+    fn pending_in(dir: &std::path::Path) -> usize {
+        crate::StateFile::open(dir.join("state.json"))
+            .snapshot()
+            .unwrap()
+            .pending
+            .len()
+    }
+
+    #[test]
+    fn a_panic_inside_a_flush_is_an_outcome_and_loses_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = guard(dir.path());
+        // A record already on disk, held by an earlier failed send.
+        guard.shared.buffer.push(record("on disk"));
+        std::fs::write(dir.path().join("outbox"), "a file: sending fails").unwrap();
+        assert!(guard.flush().is_failed());
+        assert_eq!(pending_in(dir.path()), 1);
+        std::fs::remove_file(dir.path().join("outbox")).unwrap();
+
+        guard.shared.buffer.push(record("first"));
+        guard.shared.buffer.push(record("second"));
+        PANIC.with(|p| p.set(true));
+        let outcome = guard.flush();
+        PANIC.with(|p| p.set(false));
+        match &outcome {
+            Outcome::Failed { error, pending: 2 } => {
+                assert_eq!(error.kind(), ErrorKind::Panic);
+                assert!(
+                    error
+                        .to_string()
+                        .starts_with("the flush panicked: injected for a test; this run's 2"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        // Back in memory, not on disk; the lock is not poisoned.
+        assert_eq!(guard.shared.buffer.len(), 2);
+        assert_eq!(pending_in(dir.path()), 1);
+        assert!(!guard.flusher.is_poisoned());
+
+        // The next flush stores and sends each record once.
+        let outcome = guard.flush();
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Sent {
+                    records: 3,
+                    emails: 1
+                }
+            ),
+            "{outcome}"
+        );
+        assert_eq!(pending_in(dir.path()), 0);
+        let outbox: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .collect();
+        assert_eq!(outbox.len(), 1);
+    }
+
+    #[test]
+    fn a_guard_whose_flush_panics_drops_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = guard(dir.path());
+        guard.shared.buffer.push(record("first"));
+        let shared = Arc::clone(&guard.shared);
+        PANIC.with(|p| p.set(true));
+        drop(guard);
+        PANIC.with(|p| p.set(false));
+        // The last resort took them (to stderr): none is left unreported.
+        assert_eq!(shared.buffer.len(), 0);
+        assert!(!dir.path().join("state.json").exists());
+    }
 
     #[test]
     fn ranges_cover_everything_in_order() {

@@ -353,3 +353,103 @@ fn a_guard_dropped_on_its_own_worker_thread_stores_the_records() {
     // and said so.
     assert!(stderr.contains("the clock panicked"), "{stderr}");
 }
+
+/// A run whose clock always panics, against a state file that cannot be
+/// written (`args[0]` lies under a regular file): the event path keeps the
+/// records with the system's time, and the guard's drop, which cannot store
+/// them, prints them on stderr.
+fn unstorable_run(args: Vec<String>) -> u8 {
+    let on = Switch::default();
+    on.set(true);
+    let (layer, guard) = builder(
+        Path::new(&args[0]),
+        Recorder::default(),
+        PanickyClock(on.clone()),
+    )
+    .build()
+    .unwrap();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    for n in 0..3 {
+        tracing::warn!(n, "precious");
+    }
+    drop(guard);
+    println!("dropped");
+    0
+}
+
+#[test]
+fn records_that_cannot_be_stored_reach_stderr_despite_a_panicking_clock() {
+    act_as_child_if_asked(unstorable_run);
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "a file where the folder should be").unwrap();
+    let state = blocker.join("state.json");
+    let output = command(
+        "records_that_cannot_be_stored_reach_stderr_despite_a_panicking_clock",
+        &[state.to_str().unwrap().to_owned()],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("dropped"));
+    let on_stderr: Vec<i64> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let record: tracing_email::Record = serde_json::from_str(l).unwrap();
+            assert_eq!(record.message, "precious");
+            record.fields.get("n").unwrap().as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(on_stderr, [0, 1, 2], "{stderr}");
+}
+
+/// A run with `capture_panics()` whose clock always panics: each panic of
+/// the clock is captured (the hook must not ask the clock again, which
+/// would panic inside the panic hook and abort). `args[0]` is the state
+/// file.
+fn captured_clock_panics(args: Vec<String>) -> u8 {
+    let on = Switch::default();
+    on.set(true);
+    let (layer, guard) = builder(
+        Path::new(&args[0]),
+        Recorder::default(),
+        PanickyClock(on.clone()),
+    )
+    .capture_panics()
+    .build()
+    .unwrap();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    tracing::warn!("first");
+    tracing::warn!("second");
+    drop(guard);
+    println!("dropped");
+    0
+}
+
+#[test]
+fn captured_panics_of_the_clock_do_not_abort_and_are_stored() {
+    act_as_child_if_asked(captured_clock_panics);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let output = command(
+        "captured_panics_of_the_clock_do_not_abort_and_are_stored",
+        &[state.to_str().unwrap().to_owned()],
+    )
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let pending = pending(&state);
+    let warnings: Vec<&String> = pending
+        .iter()
+        .filter(|m| !m.starts_with("panicked"))
+        .collect();
+    assert_eq!(warnings, ["first", "second"]);
+    // The two on the event path, and the one at the guard's flush.
+    let panics = pending
+        .iter()
+        .filter(|m| *m == "panicked: the clock's battery is flat")
+        .count();
+    assert_eq!(panics, 3, "{pending:?}");
+}
