@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
@@ -44,9 +44,14 @@ pub(crate) fn representable(time: SystemTime) -> SystemTime {
     time.clamp(UNIX_EPOCH, latest)
 }
 
-/// `time` as a date, if it is [`representable`].
-pub(crate) fn to_datetime(time: SystemTime) -> Option<OffsetDateTime> {
-    (representable(time) == time).then(|| OffsetDateTime::from(time))
+/// Locks a mutex if it is free, taking the data even if a thread panicked
+/// while holding it (as [`lock`] does).
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 fn thread_shard() -> usize {
@@ -190,6 +195,35 @@ mod tests {
             assert_eq!(mine, (0..250).collect::<Vec<_>>());
         }
         assert_eq!(buffer.len(), 0);
+    }
+
+    #[test]
+    fn a_poisoned_mutex_is_still_locked_and_a_held_one_is_not() {
+        let m = Mutex::new(1);
+        let _ = std::panic::catch_unwind(|| {
+            let _held = m.lock();
+            panic!("while holding it");
+        });
+        assert!(m.is_poisoned());
+        *lock(&m) += 1;
+        *try_lock(&m).expect("poisoned, not held") += 1;
+        let held = lock(&m);
+        assert!(try_lock(&m).is_none());
+        assert_eq!(*held, 3);
+    }
+
+    #[test]
+    fn times_a_record_cannot_hold_are_clamped() {
+        let far = UNIX_EPOCH + Duration::from_secs(1 << 40); // the year 36812
+        let shown = OffsetDateTime::from(representable(far));
+        assert_eq!(
+            (shown.year(), shown.month() as u8, shown.day()),
+            (9999, 12, 31)
+        );
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(representable(before), UNIX_EPOCH);
+        let now = SystemTime::now();
+        assert_eq!(representable(now), now);
     }
 
     #[test]

@@ -269,10 +269,11 @@ impl Flusher {
         }
     }
 
-    /// The time now, from the clock. A panic in the clock (user code) is an
-    /// error that says so, as is a time no date can show. The panic hook's
-    /// checkpoint does not ask the clock: it never sends, so needs no time,
-    /// and a panic inside a panic hook aborts the process.
+    /// The time now, from the clock, within the years a record can hold (as
+    /// on the event path). A panic in the clock (user code) is an error that
+    /// says so. The panic hook's checkpoint does not ask the clock: it never
+    /// sends, so needs no time, and a panic inside a panic hook aborts the
+    /// process.
     fn now(&self, phase: Phase) -> Result<OffsetDateTime, Error> {
         let now = if phase == Phase::Checkpoint {
             SystemTime::now()
@@ -286,15 +287,7 @@ impl Flusher {
                 )
             })?
         };
-        crate::buffer::to_datetime(now).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Panic,
-                format!(
-                    "the clock says {now:?}, a time no date can show (after the year 9999); \
-                     this run's records are kept in the state file and nothing was sent"
-                ),
-            )
-        })
+        Ok(OffsetDateTime::from(crate::buffer::representable(now)))
     }
 
     /// Saves the state with this run's records; on failure gives them back

@@ -231,16 +231,15 @@ impl FlushGuard {
     pub fn snapshot(&self) -> Result<crate::Snapshot, Error> {
         let flusher = lock(&self.flusher);
         let snapshot = crate::StateFile::open(flusher.store.path()).snapshot()?;
-        let now = crate::clock::catch_now(&*flusher.clock)
-            .ok()
-            .and_then(crate::buffer::to_datetime)
-            .ok_or_else(|| {
-                Error::new(
-                    crate::ErrorKind::Panic,
-                    "the clock panicked or gave a time outside the years 1970 to 9999, so no \
-                     verdict can be given; fix the Clock given to the builder",
-                )
-            })?;
+        let now = crate::clock::catch_now(&*flusher.clock).map_err(|payload| {
+            crate::flush::drop_payload(payload);
+            Error::new(
+                crate::ErrorKind::Panic,
+                "the clock panicked, so no verdict can be given; fix the Clock given to the \
+                 builder",
+            )
+        })?;
+        let now = time::OffsetDateTime::from(crate::buffer::representable(now));
         Ok(snapshot.with_verdict(&flusher.policy, now, flusher.run))
     }
 

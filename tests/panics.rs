@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime};
 use support::child::{act_as_child_if_asked, command};
 use support::recorder::Recorder;
 use tracing::Level;
-use tracing_email::{BoxError, Builder, Clock, Email, EmailLayer, ErrorKind, Outcome, Transport};
+use tracing_email::{
+    BoxError, Builder, Clock, Email, EmailLayer, ErrorKind, ManualClock, Outcome, Transport,
+};
 use tracing_subscriber::prelude::*;
 
 /// A switch a test flips to make user code panic.
@@ -452,4 +454,27 @@ fn captured_panics_of_the_clock_do_not_abort_and_are_stored() {
         .filter(|m| *m == "panicked: the clock's battery is flat")
         .count();
     assert_eq!(panics, 3, "{pending:?}");
+}
+
+#[test]
+fn a_clock_past_the_year_9999_loses_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40); // the year 36812
+    // Kept at the last moment a record can hold, and sent.
+    let recorder = Recorder::default();
+    let (layer, guard) = builder(&state, recorder.clone(), ManualClock::new(far))
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::warn!("from the far future");
+    });
+    let outcome = guard.flush();
+    assert!(
+        matches!(outcome, Outcome::Sent { records: 1, .. }),
+        "{outcome}"
+    );
+    let sent = recorder.emails().concat();
+    assert_eq!(sent[0].message, "from the far future");
+    assert_eq!(sent[0].timestamp.year(), 9999);
 }
