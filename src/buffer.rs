@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use time::OffsetDateTime;
-
 use crate::record::{Captured, Record};
 
 #[repr(align(128))] // one cache line pair per shard: no false sharing
@@ -215,7 +213,7 @@ mod tests {
     #[test]
     fn times_a_record_cannot_hold_are_clamped() {
         let far = UNIX_EPOCH + Duration::from_secs(1 << 40); // the year 36812
-        let shown = OffsetDateTime::from(representable(far));
+        let shown = time::OffsetDateTime::from(representable(far));
         assert_eq!(
             (shown.year(), shown.month() as u8, shown.day()),
             (9999, 12, 31)

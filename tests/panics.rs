@@ -317,16 +317,32 @@ fn guard_dropped_on_its_worker(args: Vec<String>) -> u8 {
     // asks the clock, which panics.
     on.set(true);
     tracing::warn!("second");
-    // The worker stores the records and ends; wait for it.
-    for _ in 0..500 {
-        if state.exists() && !pending(state).is_empty() {
+    // The worker stores the records, runs the guard's last flush and ends;
+    // wait for that.
+    for _ in 0..1000 {
+        if state.exists() && !pending(state).is_empty() && !worker_alive() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(200));
     println!("main ends");
     0
+}
+
+/// Whether the `tracing-email` worker thread still runs (Linux: its name in
+/// `/proc`; elsewhere a guess after a while).
+fn worker_alive() -> bool {
+    if !cfg!(target_os = "linux") {
+        std::thread::sleep(Duration::from_millis(500));
+        return false;
+    }
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim_end() == "tracing-email")
+        })
 }
 
 #[test]
