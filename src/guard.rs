@@ -66,8 +66,9 @@ pub enum Outcome {
         /// Emails sent.
         emails: usize,
     },
-    /// Sending or storing failed. Every record that was not accepted by the
-    /// server is kept (`pending` of them) and a later flush tries again.
+    /// Sending or storing failed, or something panicked during the flush.
+    /// Every record that was not accepted by the server is kept (`pending`
+    /// of them) and a later flush tries again.
     Failed {
         /// What went wrong.
         error: Error,
@@ -182,6 +183,11 @@ impl FlushGuard {
     /// Flushes now: adds the records captured since the last flush to the
     /// state file, decides, sends if the policy says so, and returns what
     /// happened. Blocks for as long as the send takes.
+    ///
+    /// Never panics: a panic inside the flush (in your `Clock` or
+    /// `Transport`, or in this crate) is an [`Outcome::Failed`] with
+    /// [`ErrorKind::Panic`](crate::ErrorKind::Panic), and the records the
+    /// flush took are stored or kept in memory for the next flush.
     ///
     /// ```
     /// # use tracing_email::{EmailLayer, FileDrop};
