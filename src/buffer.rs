@@ -4,13 +4,15 @@
 //! Records go into one of several shards, chosen per thread, so threads that
 //! log at the same time do not meet on a lock or a shared counter. Each shard
 //! keeps its records in time order (a clock that steps back is clamped), so
-//! draining merges the shards by time and keeps each thread's order.
+//! draining merges the shards by time and keeps each thread's order. Times
+//! outside the years 1970 to 9999 (a clock gone wrong) are clamped, so that
+//! every record can be stored and shown.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::record::{Captured, Record};
 
@@ -30,6 +32,24 @@ pub(crate) struct Buffer {
 /// a queue of records is never left half-updated by a push.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `time` within what a record's timestamp can hold: from 1970 to the end of
+/// the year 9999 (the state file's RFC 3339 times have four-digit years).
+pub(crate) fn representable(time: SystemTime) -> SystemTime {
+    // 9999-12-31 23:59:59.999999999 UTC.
+    let latest = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999);
+    time.clamp(UNIX_EPOCH, latest)
+}
+
+/// Locks a mutex if it is free, taking the data even if a thread panicked
+/// while holding it (as [`lock`] does).
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 fn thread_shard() -> usize {
@@ -68,10 +88,15 @@ impl Buffer {
         let shard = &self.shards[thread_shard() % self.shards.len()];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
+        let time = record.time();
+        let mut kept = representable(time);
         if let Some(last) = queue.back().map(Captured::time)
-            && record.time() < last
+            && kept < last
         {
-            record.set_time(last);
+            kept = last;
+        }
+        if kept != time {
+            record.set_time(kept);
         }
         queue.push_back(record);
         if queue.len() > self.cap && queue.pop_front().is_some() {
@@ -168,6 +193,35 @@ mod tests {
             assert_eq!(mine, (0..250).collect::<Vec<_>>());
         }
         assert_eq!(buffer.len(), 0);
+    }
+
+    #[test]
+    fn a_poisoned_mutex_is_still_locked_and_a_held_one_is_not() {
+        let m = Mutex::new(1);
+        let _ = std::panic::catch_unwind(|| {
+            let _held = m.lock();
+            panic!("while holding it");
+        });
+        assert!(m.is_poisoned());
+        *lock(&m) += 1;
+        *try_lock(&m).expect("poisoned, not held") += 1;
+        let held = lock(&m);
+        assert!(try_lock(&m).is_none());
+        assert_eq!(*held, 3);
+    }
+
+    #[test]
+    fn times_a_record_cannot_hold_are_clamped() {
+        let far = UNIX_EPOCH + Duration::from_secs(1 << 40); // the year 36812
+        let shown = time::OffsetDateTime::from(representable(far));
+        assert_eq!(
+            (shown.year(), shown.month() as u8, shown.day()),
+            (9999, 12, 31)
+        );
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(representable(before), UNIX_EPOCH);
+        let now = SystemTime::now();
+        assert_eq!(representable(now), now);
     }
 
     #[test]

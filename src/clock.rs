@@ -150,6 +150,41 @@ impl Clock for ManualClock {
     }
 }
 
+thread_local! {
+    /// Whether this thread is inside a user clock's `now`.
+    static IN_CLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `clock.now()`, with a panic in it (user code) caught.
+pub(crate) fn catch_now(clock: &dyn Clock) -> std::thread::Result<SystemTime> {
+    let was = IN_CLOCK.try_with(|c| c.replace(true)).unwrap_or(false);
+    let now = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| clock.now()));
+    let _ = IN_CLOCK.try_with(|c| c.set(was));
+    now
+}
+
+/// `clock.now()`, or the system's time if the clock panics: the event path
+/// never panics.
+pub(crate) fn now_or_system(clock: &dyn Clock) -> SystemTime {
+    catch_now(clock).unwrap_or_else(|payload| {
+        crate::flush::drop_payload(payload);
+        SystemTime::now()
+    })
+}
+
+/// For the panic hook: the clock's time, or the system's when the panic comes
+/// from the clock itself (asking it again there would panic inside the
+/// panic hook, which aborts the process); within the years a record can
+/// hold.
+pub(crate) fn now_in_panic_hook(clock: &dyn Clock) -> SystemTime {
+    let now = if IN_CLOCK.try_with(std::cell::Cell::get).unwrap_or(true) {
+        SystemTime::now()
+    } else {
+        clock.now()
+    };
+    crate::buffer::representable(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,9 @@ pub enum ErrorKind {
     Send,
     /// Composing the email failed.
     Compose,
+    /// Something panicked during a flush: the clock, the transport, or this
+    /// crate's own code. The records the flush took are kept.
+    Panic,
 }
 
 /// An error from building the layer or from a flush.

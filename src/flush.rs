@@ -2,11 +2,13 @@
 //! send, keep what was not sent, unlock. Also the background worker that
 //! checkpoints records and sends batches during the run, off the event path.
 
+use std::any::Any;
 use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
 
@@ -43,58 +45,146 @@ pub(crate) struct Flusher {
     pub(crate) run: Option<u64>,
 }
 
-/// This flush's records, taken from the buffer: they must end up either in
-/// the state file or back in the buffer. The records are the last `count`
-/// of the pending list.
-struct Taken {
+/// This flush's records, owned from the moment they leave the buffer until
+/// they are stored: dropped before [`stored`](Taken::stored) (an error, or a
+/// panic unwinding through the flush, in our code or in code we call), it
+/// gives them back to the buffer, so nothing a flush took can be lost.
+///
+/// The records are the last `count` of `state.pending`: of an otherwise
+/// empty state until the state file is loaded, then of the loaded state.
+struct Taken<'a> {
+    buffer: &'a Buffer,
+    state: State,
     count: usize,
+    /// Records the buffer dropped (or this flush trimmed), not yet reported.
     dropped: u64,
 }
 
+impl<'a> Taken<'a> {
+    /// Takes every record out of `buffer`, with its count of dropped ones.
+    fn from_buffer(buffer: &'a Buffer) -> Self {
+        let mut taken = Taken {
+            buffer,
+            state: State::default(),
+            count: 0,
+            dropped: 0,
+        };
+        // Once `drain` returns, the records are owned by `taken`.
+        taken.state.pending = buffer.drain();
+        taken.count = taken.state.pending.len();
+        taken.dropped = buffer.take_dropped();
+        taken
+    }
+
+    /// This run's records, ready to be stored on their own (a parked file).
+    fn records(&self) -> &[Record] {
+        &self.state.pending[self.state.pending.len() - self.count..]
+    }
+
+    /// Puts the loaded state under this run's records.
+    fn merge_into(&mut self, mut loaded: State) {
+        loaded.pending.append(&mut self.state.pending);
+        self.state = loaded;
+    }
+
+    /// The records are stored: nothing to give back any more.
+    fn stored(&mut self) {
+        self.count = 0;
+        self.dropped = 0;
+    }
+
+    /// Gives the records back to the buffer after `error` and says so.
+    fn give_back(&mut self, error: Error) -> Outcome {
+        let at = self.state.pending.len() - self.count;
+        let records = self.state.pending.split_off(at);
+        let dropped = std::mem::take(&mut self.dropped);
+        self.count = 0;
+        give_back(self.buffer, records, dropped, error, at)
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.count > 0 || self.dropped > 0 {
+            let at = self.state.pending.len().saturating_sub(self.count);
+            self.buffer
+                .restore(self.state.pending.split_off(at), self.dropped);
+        }
+    }
+}
+
 impl Flusher {
+    /// [`flush`](Self::flush), with a panic inside it (in this crate or in
+    /// code it calls) turned into [`Outcome::Failed`]: by then the records it
+    /// took are stored or back in `buffer`.
+    pub(crate) fn flush_caught(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
+        match catch_unwind(AssertUnwindSafe(|| self.flush(buffer, phase))) {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                let pending = buffer.len();
+                let then = format!(
+                    "this run's {pending} records are kept in memory for the next flush (and \
+                     written to stderr if none succeeds); this is a bug in tracing-email, please \
+                     report it"
+                );
+                Outcome::Failed {
+                    error: panicked("the flush panicked", payload, &then),
+                    pending,
+                }
+            }
+        }
+    }
+
     /// Runs one flush over the state file and the records in `buffer`.
     ///
     /// Records taken from `buffer` are either in the state file (or a parked
     /// file beside it) when this returns, or back in `buffer`, so a failure
     /// never loses them.
+    ///
+    /// A panic inside (in this crate or in code it calls) unwinds out of it,
+    /// but gives the records back first; [`flush_caught`](Self::flush_caught)
+    /// turns it into an outcome.
     pub(crate) fn flush(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         let _sending = SendingScope::enter();
-        let new = buffer.drain();
-        let dropped = buffer.take_dropped();
-        if phase != Phase::Flush && new.is_empty() && dropped == 0 {
+        // The time first: if the clock panics, the panic hook's record of
+        // that (`capture_panics`) is among the records taken below.
+        let now = self.now(phase);
+        let mut taken = Taken::from_buffer(buffer);
+        if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 {
             return Outcome::Nothing;
         }
         let state_lock = match self.store.lock() {
             Ok(l) => l,
             Err(error) if error.kind() == ErrorKind::Busy => {
-                return self.park(buffer, new, dropped, error);
+                return self.park(taken, error);
             }
-            Err(error) => return give_back(buffer, new, dropped, error, 0),
+            Err(error) => return taken.give_back(error),
         };
-        let Loaded { mut state, parked } = match self.store.load(&state_lock) {
+        let Loaded { state, parked } = match self.store.load(&state_lock) {
             Ok(loaded) => loaded,
-            Err(error) => return give_back(buffer, new, dropped, error, 0),
+            Err(error) => return taken.give_back(error),
         };
-        let count = new.len();
-        let (run, new_run) = self.register_run(&mut state);
+        taken.merge_into(state);
+        let (count, dropped) = (taken.count, taken.dropped);
+        let state = &mut taken.state;
+        let (run, new_run) = self.register_run(state);
         let mut changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run;
-        let old_len = state.pending.len();
+        let old_len = state.pending.len() - count;
         crate::history::check_fingerprint_fields(
-            &new,
+            &state.pending[old_len..],
             &self.policy.fingerprint_fields,
             self.policy.level(),
             &state.history,
         );
         let level = crate::record::severity(self.policy.level());
-        for mut record in new {
+        for record in &mut state.pending[old_len..] {
             record.run = Some(run);
             if crate::record::severity(record.level) >= level {
-                let fp = fingerprint(&record, &self.policy.fingerprint_fields);
+                let fp = fingerprint(record, &self.policy.fingerprint_fields);
                 state
                     .history
                     .observe(run, &fp, record.level, record.timestamp);
             }
-            state.pending.push(record);
         }
         state.dropped = state.dropped.saturating_add(dropped);
         let excess = state.pending.len().saturating_sub(self.max_pending);
@@ -104,13 +194,29 @@ impl Flusher {
         }
         // Of this run's records, those trimmed above are counted as dropped.
         let trimmed_new = excess.saturating_sub(old_len).min(count);
-        let taken = Taken {
-            count: count - trimmed_new,
-            dropped: dropped.saturating_add(trimmed_new as u64),
-        };
+        taken.count = count - trimmed_new;
+        taken.dropped = dropped.saturating_add(trimmed_new as u64);
+        #[cfg(test)]
+        tests::panic_if_asked();
 
-        let now = crate::clock::datetime(self.clock.now());
-        changed |= self.store.clamp_future(&mut state, now);
+        let now = match now {
+            Ok(now) => now,
+            // Nothing can be decided without the time; this run's records
+            // are stored all the same.
+            Err(error) => {
+                if changed
+                    && let Err(failed) = self.save_or_give_back(&state_lock, &mut taken, &parked)
+                {
+                    return failed;
+                }
+                return Outcome::Failed {
+                    error,
+                    pending: taken.state.pending.len(),
+                };
+            }
+        };
+        changed |= self.store.clamp_future(&mut taken.state, now);
+        let state = &mut taken.state;
         let facts = Facts {
             now,
             last_sent: state.last_sent,
@@ -120,7 +226,7 @@ impl Flusher {
         let decision = self.policy.decide(&state.pending, phase, &facts);
         if decision == Decision::Nothing {
             return if changed {
-                self.save_or_give_back(buffer, &state_lock, &mut state, taken, &parked)
+                self.save_or_give_back(&state_lock, &mut taken, &parked)
                     .err()
                     .unwrap_or(Outcome::Nothing)
             } else {
@@ -129,12 +235,10 @@ impl Flusher {
         }
         // This run's records are made durable before anything is sent, so a
         // crash during the send loses nothing.
-        if changed
-            && let Err(failed) =
-                self.save_or_give_back(buffer, &state_lock, &mut state, taken, &parked)
-        {
+        if changed && let Err(failed) = self.save_or_give_back(&state_lock, &mut taken, &parked) {
             return failed;
         }
+        let state = &mut taken.state;
         match decision {
             Decision::Nothing => Outcome::Nothing,
             Decision::Hold { counted, needed } => Outcome::Held {
@@ -147,7 +251,7 @@ impl Flusher {
                 until,
             },
             Decision::Send { records, per_email } => {
-                let outcome = self.send(&state_lock, &mut state, records, per_email, now);
+                let outcome = self.send(&state_lock, state, records, per_email, now);
                 if phase == Phase::Run
                     && let Outcome::Sent { records, emails } = outcome
                 {
@@ -173,54 +277,65 @@ impl Flusher {
         }
     }
 
-    /// Saves `state`; on failure puts this run's records (still at the end
-    /// of `state.pending`) back into `buffer` and returns the outcome to
-    /// report.
+    /// The time now, from the clock, within the years a record can hold (as
+    /// on the event path). A panic in the clock (user code) is an error that
+    /// says so. The panic hook's checkpoint does not ask the clock: it never
+    /// sends, so needs no time, and a panic inside a panic hook aborts the
+    /// process.
+    fn now(&self, phase: Phase) -> Result<OffsetDateTime, Error> {
+        let now = if phase == Phase::Checkpoint {
+            SystemTime::now()
+        } else {
+            crate::clock::catch_now(&*self.clock).map_err(|payload| {
+                panicked(
+                    "the clock panicked",
+                    payload,
+                    "this run's records are kept in the state file and nothing was sent; fix the \
+                     Clock given to the builder",
+                )
+            })?
+        };
+        Ok(crate::clock::datetime(now))
+    }
+
+    /// Saves the state with this run's records; on failure gives them back
+    /// to the buffer and returns the outcome to report.
     fn save_or_give_back(
         &self,
-        buffer: &Buffer,
         state_lock: &StateLock,
-        state: &mut State,
-        taken: Taken,
+        taken: &mut Taken<'_>,
         parked: &[std::path::PathBuf],
     ) -> Result<(), Outcome> {
-        match self.store.save(state_lock, state) {
+        match self.store.save(state_lock, &taken.state) {
             Ok(()) => {
+                taken.stored();
                 self.store.remove_parked(parked);
                 Ok(())
             }
-            Err(error) => {
-                let at = state.pending.len() - taken.count;
-                let records = state.pending.split_off(at);
-                let kept_on_disk = state.pending.len();
-                Err(give_back(
-                    buffer,
-                    records,
-                    taken.dropped,
-                    error,
-                    kept_on_disk,
-                ))
-            }
+            Err(error) => Err(taken.give_back(error)),
         }
     }
 
     /// The state file stayed locked: the records go to a parked file beside
     /// it, for the next flush to merge.
-    fn park(&self, buffer: &Buffer, new: Vec<Record>, dropped: u64, busy: Error) -> Outcome {
-        let count = new.len();
-        match self.store.park(&new, dropped) {
-            Ok(path) => Outcome::Failed {
-                error: Error::new(
-                    ErrorKind::Busy,
-                    format!(
-                        "{busy}; this run's {count} records were saved to {} and the next flush \
+    fn park(&self, mut taken: Taken<'_>, busy: Error) -> Outcome {
+        let count = taken.count;
+        match self.store.park(taken.records(), taken.dropped) {
+            Ok(path) => {
+                taken.stored();
+                Outcome::Failed {
+                    error: Error::new(
+                        ErrorKind::Busy,
+                        format!(
+                            "{busy}; this run's {count} records were saved to {} and the next flush \
                          merges them",
-                        path.display()
+                            path.display()
+                        ),
                     ),
-                ),
-                pending: count,
-            },
-            Err(_) => give_back(buffer, new, dropped, busy, 0),
+                    pending: count,
+                }
+            }
+            Err(_) => taken.give_back(busy),
         }
     }
 
@@ -279,7 +394,8 @@ impl Flusher {
             state.last_sent = Some(now);
             state.dropped = 0;
         }
-        state.last_error = error.as_ref().map(ToString::to_string);
+        // The error may hold the transport's own, whose Display is user code.
+        state.last_error = error.as_ref().map(display_safely);
         let saved = self.store.save(state_lock, state);
         match (error, saved) {
             (Some(error), _) => Outcome::Failed {
@@ -302,6 +418,45 @@ impl Flusher {
             },
         }
     }
+}
+
+/// The error for a panic caught in a flush: `what` happened, the panic's
+/// message when it has one, then `then` (what became of the records).
+fn panicked(what: &str, payload: Box<dyn Any + Send>, then: &str) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    drop_payload(payload);
+    let message = match message {
+        Some(message) => format!("{what}: {message}; {then}"),
+        None => format!("{what}; {then}"),
+    };
+    Error::new(ErrorKind::Panic, message)
+}
+
+/// Drops a panic's payload, whose own `drop` may panic too.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// `value`'s `Display`, whatever it does: a panic or a formatting error in
+/// it (user code, such as a transport's error) leaves what was written and
+/// a marker.
+pub(crate) fn display_safely(value: &impl std::fmt::Display) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    match catch_unwind(AssertUnwindSafe(|| write!(text, "{value}"))) {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => text.push_str("…[its Display failed]"),
+        Err(payload) => {
+            drop_payload(payload);
+            text.push_str("…[its Display panicked]");
+        }
+    }
+    text
 }
 
 /// Puts records back into the buffer after a failure and says so.
@@ -389,7 +544,15 @@ fn send_before(
         .name("tracing-email-send".into())
         .spawn(move || {
             let _sending = SendingScope::enter();
-            let _ = tx.send(worker.send(&email));
+            let result = catch_unwind(AssertUnwindSafe(|| worker.send(&email)));
+            let result = result.map_err(|payload| {
+                panicked(
+                    "the transport panicked while sending",
+                    payload,
+                    "the records are kept",
+                )
+            });
+            let _ = tx.send(result);
         });
     if let Err(e) = spawned {
         return Err(Error::with_source(
@@ -399,7 +562,8 @@ fn send_before(
         ));
     }
     match rx.recv_timeout(remaining) {
-        Ok(result) => result.map_err(wrap),
+        Ok(Ok(result)) => result.map_err(wrap),
+        Ok(Err(panicked)) => Err(panicked),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(late()),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::new(
             ErrorKind::Send,
@@ -410,15 +574,41 @@ fn send_before(
 
 /// Runs, off the event path, a flush of phase `Run` whenever the layer
 /// signals a full batch, and every `checkpoint` while records are waiting.
+///
+/// A panic in a flush ends that flush, not the worker. If the guard is
+/// dropped on this thread (a panic hook that drops it while a flush here
+/// panics), the guard cannot join the thread it runs on nor flush while this
+/// thread's flush holds the flusher: the worker runs the guard's last flush
+/// itself when its current flush is over.
 pub(crate) fn spawn_worker(
     shared: Arc<Shared>,
     flusher: Arc<Mutex<Flusher>>,
     signal: Arc<Signal>,
     checkpoint: Option<Duration>,
 ) -> std::io::Result<JoinHandle<()>> {
+    /// Runs the guard's last flush, if it was handed over, when the worker
+    /// ends (even by a panic).
+    struct Finish {
+        shared: Arc<Shared>,
+        flusher: Arc<Mutex<Flusher>>,
+        signal: Arc<Signal>,
+    }
+    impl Drop for Finish {
+        fn drop(&mut self) {
+            let handed_over = lock(&self.signal.state).finish.take();
+            if let Some(flushed) = handed_over {
+                crate::guard::finish(&self.shared, &self.flusher, flushed);
+            }
+        }
+    }
     std::thread::Builder::new()
         .name("tracing-email".into())
         .spawn(move || {
+            let _finish = Finish {
+                shared: Arc::clone(&shared),
+                flusher: Arc::clone(&flusher),
+                signal: Arc::clone(&signal),
+            };
             loop {
                 {
                     let mut state = lock(&signal.state);
@@ -450,7 +640,7 @@ pub(crate) fn spawn_worker(
                     state.wake = false;
                 }
                 if shared.buffer.len() > 0 {
-                    let _ = lock(&flusher).flush(&shared.buffer, Phase::Run);
+                    let _ = lock(&flusher).flush_caught(&shared.buffer, Phase::Run);
                 }
             }
         })
@@ -460,7 +650,153 @@ pub(crate) fn spawn_worker(
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
+    use std::cell::Cell;
     use tracing::Level;
+
+    thread_local! {
+        /// Makes flushes on this thread panic in the middle, as a bug in
+        /// this crate would: after this run's records are merged into the
+        /// loaded state, before anything is decided or saved.
+        static PANIC: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn panic_if_asked() {
+        if PANIC.with(Cell::get) {
+            panic!("injected for a test");
+        }
+    }
+
+    fn record(message: &str) -> Record {
+        let mut r = record_at(Level::WARN);
+        r.message = message.to_owned();
+        r
+    }
+
+    fn messages(records: &[Record]) -> Vec<&str> {
+        records.iter().map(|r| r.message.as_str()).collect()
+    }
+
+    #[test]
+    fn taken_records_go_back_to_the_buffer_when_a_panic_unwinds() {
+        let buffer = Buffer::new(100);
+        buffer.push(record("a"));
+        buffer.push(record("b"));
+        buffer.restore(Vec::new(), 3);
+        let panic = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut taken = Taken::from_buffer(&buffer);
+            assert_eq!((taken.count, taken.dropped), (2, 3));
+            // Meanwhile the event path goes on.
+            buffer.push(record("c"));
+            let mut loaded = State::default();
+            loaded.pending.push(record("on disk"));
+            taken.merge_into(loaded);
+            assert_eq!(messages(taken.records()), ["a", "b"]);
+            panic!("in the middle of a flush");
+        }));
+        assert!(panic.is_err());
+        // Back, ahead of what came since, with the count of dropped ones;
+        // the loaded state's record is not (it is on disk).
+        assert_eq!(buffer.take_dropped(), 3);
+        assert_eq!(messages(&buffer.drain()), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn stored_records_are_not_given_back() {
+        let buffer = Buffer::new(100);
+        buffer.push(record("a"));
+        let mut taken = Taken::from_buffer(&buffer);
+        taken.stored();
+        drop(taken);
+        assert_eq!((buffer.len(), buffer.take_dropped()), (0, 0));
+    }
+
+    /// A guard whose policy sends at every flush, into `dir`.
+    fn guard(dir: &std::path::Path) -> crate::FlushGuard {
+        let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .transport(crate::FileDrop::new(dir.join("outbox")))
+            .state_file(dir.join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .threshold(1, Level::WARN)
+            .checkpoint_interval(None)
+            .build()
+            .unwrap();
+        guard
+    }
+
+    fn pending_in(dir: &std::path::Path) -> usize {
+        crate::StateFile::open(dir.join("state.json"))
+            .snapshot()
+            .unwrap()
+            .pending
+            .len()
+    }
+
+    #[test]
+    fn a_panic_inside_a_flush_is_an_outcome_and_loses_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = guard(dir.path());
+        // A record already on disk, held by an earlier failed send.
+        guard.shared.buffer.push(record("on disk"));
+        std::fs::write(dir.path().join("outbox"), "a file: sending fails").unwrap();
+        assert!(guard.flush().is_failed());
+        assert_eq!(pending_in(dir.path()), 1);
+        std::fs::remove_file(dir.path().join("outbox")).unwrap();
+
+        guard.shared.buffer.push(record("first"));
+        guard.shared.buffer.push(record("second"));
+        PANIC.with(|p| p.set(true));
+        let outcome = guard.flush();
+        PANIC.with(|p| p.set(false));
+        match &outcome {
+            Outcome::Failed { error, pending: 2 } => {
+                assert_eq!(error.kind(), ErrorKind::Panic);
+                assert!(
+                    error
+                        .to_string()
+                        .starts_with("the flush panicked: injected for a test; this run's 2"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        // Back in memory, not on disk; the lock is not poisoned.
+        assert_eq!(guard.shared.buffer.len(), 2);
+        assert_eq!(pending_in(dir.path()), 1);
+        assert!(!guard.flusher.is_poisoned());
+
+        // The next flush stores and sends each record once.
+        let outcome = guard.flush();
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Sent {
+                    records: 3,
+                    emails: 1
+                }
+            ),
+            "{outcome}"
+        );
+        assert_eq!(pending_in(dir.path()), 0);
+        let outbox: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .collect();
+        assert_eq!(outbox.len(), 1);
+    }
+
+    #[test]
+    fn a_guard_whose_flush_panics_drops_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = guard(dir.path());
+        guard.shared.buffer.push(record("first"));
+        let shared = Arc::clone(&guard.shared);
+        PANIC.with(|p| p.set(true));
+        drop(guard);
+        PANIC.with(|p| p.set(false));
+        // The last resort took them (to stderr): none is left unreported.
+        assert_eq!(shared.buffer.len(), 0);
+        assert!(!dir.path().join("state.json").exists());
+    }
 
     #[test]
     fn ranges_cover_everything_in_order() {

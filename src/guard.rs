@@ -67,8 +67,9 @@ pub enum Outcome {
         /// Emails sent.
         emails: usize,
     },
-    /// Sending or storing failed. Every record that was not accepted by the
-    /// server is kept (`pending` of them) and a later flush tries again.
+    /// Sending or storing failed, or something panicked during the flush.
+    /// Every record that was not accepted by the server is kept (`pending`
+    /// of them) and a later flush tries again.
     Failed {
         /// What went wrong.
         error: Error,
@@ -184,6 +185,11 @@ impl FlushGuard {
     /// state file, decides, sends if the policy says so, and returns what
     /// happened. Blocks for as long as the send takes.
     ///
+    /// Never panics: a panic inside the flush (in your `Clock` or
+    /// `Transport`, or in this crate) is an [`Outcome::Failed`] with
+    /// [`ErrorKind::Panic`](crate::ErrorKind::Panic), and the records the
+    /// flush took are stored or kept in memory for the next flush.
+    ///
     /// ```
     /// # use tracing_email::{EmailLayer, FileDrop};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -198,7 +204,7 @@ impl FlushGuard {
     pub fn flush(&self) -> Outcome {
         let mut flusher = lock(&self.flusher);
         self.flushed.store(true, Ordering::SeqCst);
-        let outcome = flusher.flush(&self.shared.buffer, Phase::Flush);
+        let outcome = flusher.flush_caught(&self.shared.buffer, Phase::Flush);
         let (records, emails) = std::mem::take(&mut flusher.sent_during_run);
         match outcome {
             Outcome::Sent {
@@ -232,7 +238,15 @@ impl FlushGuard {
     pub fn snapshot(&self) -> Result<crate::Snapshot, Error> {
         let flusher = lock(&self.flusher);
         let snapshot = crate::StateFile::open(flusher.store.path()).snapshot()?;
-        let now = crate::clock::datetime(flusher.clock.now());
+        let now = crate::clock::catch_now(&*flusher.clock).map_err(|payload| {
+            crate::flush::drop_payload(payload);
+            Error::new(
+                crate::ErrorKind::Panic,
+                "the clock panicked, so no verdict can be given; fix the Clock given to the \
+                 builder",
+            )
+        })?;
+        let now = crate::clock::datetime(now);
         Ok(snapshot.with_verdict(&flusher.policy, now, flusher.run))
     }
 
@@ -262,35 +276,59 @@ impl FlushGuard {
 }
 
 impl Drop for FlushGuard {
+    /// Never panics: a flush that panics is an outcome printed on stderr,
+    /// and a poisoned lock is taken as it is.
     fn drop(&mut self) {
         // From now on nothing would flush a new record: refuse it, and say so.
         self.shared.guard_dropped.store(true, Ordering::Relaxed);
+        let flushed = self.flushed.load(Ordering::SeqCst);
         if let Some((signal, worker)) = self.worker.take() {
-            lock(&signal.state).stop = true;
-            signal.cond.notify_all();
-            let _ = worker.join();
-        }
-        if !self.flushed.load(Ordering::SeqCst) || self.shared.buffer.len() > 0 {
-            let outcome = self.flush();
-            if outcome.is_failed() {
-                eprintln!("tracing-email: {outcome}");
-            }
-        }
-        // Records that could not be stored: the last resort is stderr.
-        let left = self.shared.buffer.drain();
-        if !left.is_empty() {
-            let stderr = std::io::stderr();
-            let mut out = stderr.lock();
-            let _ = writeln!(
-                out,
-                "tracing-email: {} could not be stored; here they are as JSON lines:",
-                records(left.len())
-            );
-            for record in left {
-                if let Ok(line) = serde_json::to_string(&record) {
-                    let _ = writeln!(out, "{line}");
+            // Dropped on the worker's own thread (a panic hook while a flush
+            // there panics): it cannot join itself, and its flush holds the
+            // flusher. It runs this last flush when that flush is over.
+            let here = worker.thread().id() == std::thread::current().id();
+            {
+                let mut state = lock(&signal.state);
+                state.stop = true;
+                if here {
+                    state.finish = Some(flushed);
                 }
             }
+            signal.cond.notify_all();
+            if here {
+                return;
+            }
+            let _ = worker.join();
+        }
+        finish(&self.shared, &self.flusher, flushed);
+    }
+}
+
+/// The guard's last flush (unless it `flushed` and no record came in since),
+/// then the last resort for records that could not be stored: stderr.
+pub(crate) fn finish(shared: &Shared, flusher: &Mutex<Flusher>, flushed: bool) {
+    if !flushed || shared.buffer.len() > 0 {
+        let outcome = lock(flusher).flush_caught(&shared.buffer, Phase::Flush);
+        if outcome.is_failed() {
+            // The error may hold a transport's own, whose Display is user code.
+            let line = crate::flush::display_safely(&outcome);
+            let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
+        }
+    }
+    let left = shared.buffer.drain();
+    if !left.is_empty() {
+        let stderr = std::io::stderr();
+        let mut out = stderr.lock();
+        let _ = writeln!(
+            out,
+            "tracing-email: {} could not be stored; here they are as JSON lines:",
+            records(left.len())
+        );
+        for record in left {
+            let _ = match serde_json::to_string(&record) {
+                Ok(line) => writeln!(out, "{line}"),
+                Err(_) => writeln!(out, "{record:?}"),
+            };
         }
     }
 }

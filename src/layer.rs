@@ -62,6 +62,10 @@ pub(crate) struct Signal {
 pub(crate) struct SignalState {
     pub(crate) wake: bool,
     pub(crate) stop: bool,
+    /// Set when the guard was dropped on the worker's own thread: the worker
+    /// then runs the guard's last flush (`Some(whether the guard had
+    /// flushed)`).
+    pub(crate) finish: Option<bool>,
 }
 
 impl Signal {
@@ -213,7 +217,7 @@ where
             None => Box::default(),
         };
         let captured = crate::record::Event {
-            time: self.shared.clock.now(),
+            time: crate::clock::now_or_system(&*self.shared.clock),
             meta,
             message,
             fields: fields.into_boxed_slice(),

@@ -20,11 +20,14 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(shared) = shared.upgrade() {
-            shared.buffer.push(record(info, shared.clock.now()));
+            shared.buffer.push(record(
+                info,
+                crate::clock::now_in_panic_hook(&*shared.clock),
+            ));
             // The panicking thread may hold the flusher (a panic inside a
             // flush): then the record waits in memory for the guard's flush.
             if let Some(flusher) = flusher.upgrade()
-                && let Ok(mut flusher) = flusher.try_lock()
+                && let Some(mut flusher) = crate::buffer::try_lock(&flusher)
             {
                 let _ = flusher.flush(&shared.buffer, Phase::Checkpoint);
             }
