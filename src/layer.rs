@@ -300,36 +300,25 @@ fn fit_spans(spans: Vec<Arc<SpanRecord>>, cost: usize, mut left: usize) -> Box<[
     out.into_boxed_slice()
 }
 
-/// As much of `span` as `left` bytes hold: its name and its first fields,
-/// the last of them cut, the rest counted; `None` when not even its name
-/// fits.
+/// As much of `span` as `left` bytes hold: its name and its first fields
+/// that fit whole, the rest counted (values were cut when the span was
+/// captured; cutting them again would hide why); `None` when not even its
+/// name fits.
 fn cut_span(span: &SpanRecord, left: usize) -> Option<SpanRecord> {
     let mut left = left.checked_sub(text_cost(&span.name) + SPAN_OVERHEAD)?;
     let mut fields = Fields::default();
     let mut rest = span.fields.0.iter();
     for (name, value) in rest.by_ref() {
         let cost = field_cost(name, value);
-        if cost <= left {
-            left -= cost;
-            fields.0.push((name.clone(), value.clone()));
-            continue;
+        if cost > left {
+            fields.left_out(1);
+            break;
         }
-        // The first field that does not fit whole: its text cut, if there
-        // is room for the marker.
-        if let Value::String(text) = value
-            && let Some(room) = left.checked_sub(text_cost(name) + FIELD_OVERHEAD)
-        {
-            let mut kept = String::new();
-            if capture(&mut kept, room, Length::Known, false, |w| w.write_str(text)).is_some() {
-                fields.0.push((name.clone(), Value::String(kept)));
-                break;
-            }
-        }
-        fields.left_out(1);
-        break;
+        left -= cost;
+        fields.0.push((name.clone(), value.clone()));
     }
     for (name, value) in rest {
-        // A count of fields left out when the span was captured adds up.
+        // A count of values left out when the span was captured adds up.
         let n = if name == FIELDS_LEFT_OUT {
             value.as_u64().unwrap_or(1)
         } else {
@@ -392,8 +381,9 @@ const FIELD_RESERVE: usize = 64;
 /// written; see [`char_cost`]) stays within `left` bytes: each value leaves
 /// room for the fields still to come and for what follows (`after`, the span
 /// context), at most half of what is left; a value that does not fit is cut
-/// with a visible marker, and a field for which there is no room at all is
-/// left out and counted (see [`finish`](FieldVisitor::finish)).
+/// with a visible marker; from the first field for which there is no room
+/// at all, the fields are left out and counted (see
+/// [`finish`](FieldVisitor::finish)), so a record keeps its first fields.
 struct FieldVisitor<'a, F> {
     message: Option<&'a mut String>,
     fields: &'a mut F,
@@ -454,7 +444,7 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
     fn put(&mut self, field: &Field, value: Value) {
         self.room();
         let cost = field_cost(field.name(), &value);
-        if cost <= self.left {
+        if self.left_out == 0 && cost <= self.left {
             self.left -= cost;
             self.fields.put(field.name(), value);
         } else {
@@ -481,8 +471,9 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
         let fixed = text_cost(field.name()) + FIELD_OVERHEAD;
         let mut text = String::new();
         let kept = match room.checked_sub(fixed) {
-            Some(room) => capture(&mut text, room, length, false, write),
-            None => None,
+            // Once one is left out, so are those after it (unformatted).
+            Some(room) if self.left_out == 0 => capture(&mut text, room, length, false, write),
+            _ => None,
         };
         match kept {
             Some(spent) => {
@@ -830,9 +821,10 @@ mod tests {
         assert!(Arc::ptr_eq(&kept[0], &spans[0]));
         let fetch = &kept[1];
         assert_eq!(fetch.fields.get("n"), Some(&Value::from(1)));
-        let body = fetch.fields.get("body").unwrap().as_str().unwrap();
-        assert!(body.ends_with("…[cut: 1000 bytes in all]"), "{body}");
-        assert_eq!(fetch.fields.get(FIELDS_LEFT_OUT), Some(&Value::from(1)));
+        // From the first field that does not fit, the fields are counted.
+        assert_eq!(fetch.fields.get("body"), None);
+        assert_eq!(fetch.fields.get("after"), None);
+        assert_eq!(fetch.fields.get(FIELDS_LEFT_OUT), Some(&Value::from(2)));
         assert_eq!(kept[2].name, "…[2 more spans left out]");
         assert_eq!(kept.len(), 3);
         let total: usize = kept.iter().map(|s| span_cost(s)).sum();
