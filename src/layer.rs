@@ -760,18 +760,24 @@ mod tests {
     fn a_failing_or_panicking_debug_keeps_what_it_wrote_and_says_so() {
         let v = Fails("partial");
         assert_eq!(
-            captured(100, Length::AtLeast, |w| write!(w, "{v:?}")).unwrap().0,
+            captured(100, Length::AtLeast, |w| write!(w, "{v:?}"))
+                .unwrap()
+                .0,
             "partial…[formatting failed]"
         );
         let v = Panics("half");
         assert_eq!(
-            captured(100, Length::AtLeast, |w| write!(w, "{v:?}")).unwrap().0,
+            captured(100, Length::AtLeast, |w| write!(w, "{v:?}"))
+                .unwrap()
+                .0,
             "half…[formatting panicked]"
         );
         // The marker takes the place of the text when both do not fit.
         let v = Fails("0123456789");
         assert_eq!(
-            captured(25, Length::AtLeast, |w| write!(w, "{v:?}")).unwrap().0,
+            captured(25, Length::AtLeast, |w| write!(w, "{v:?}"))
+                .unwrap()
+                .0,
             "012…[formatting failed]"
         );
     }
@@ -809,7 +815,10 @@ mod tests {
         let big = Value::String("y".repeat(1000));
         let spans = vec![
             span("run", &[("job", "nightly".into())]),
-            span("fetch", &[("n", 1.into()), ("body", big), ("after", 2.into())]),
+            span(
+                "fetch",
+                &[("n", 1.into()), ("body", big), ("after", 2.into())],
+            ),
             span("parse", &[]),
             span("inner", &[]),
         ];

@@ -640,7 +640,10 @@ mod tests {
 
     #[test]
     fn the_cost_of_a_character_covers_its_json_and_its_text() {
-        for c in (0..0x3000u32).filter_map(char::from_u32).chain(['😀', '\u{feff}']) {
+        for c in (0..0x3000u32)
+            .filter_map(char::from_u32)
+            .chain(['😀', '\u{feff}'])
+        {
             let json = serde_json::to_string(&c.to_string()).unwrap().len() - 2;
             let mut text = String::new();
             write_escaped(&mut text, &c.to_string(), true).unwrap();

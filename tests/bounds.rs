@@ -276,8 +276,16 @@ fn a_thousand_fields_with_long_names_stay_within_the_bound_and_are_counted() {
     assert!(kept.len() >= 40, "only {} fields kept", kept.len());
     assert_eq!(kept, &names[..kept.len()]);
     // All whole but the last, which may be cut to what fits.
-    let values: Vec<&str> = r.fields.iter().map(|(_, v)| v.as_str().unwrap_or("")).collect();
-    assert!(values[..kept.len() - 1].iter().all(|v| *v == "v".repeat(100)));
+    let values: Vec<&str> = r
+        .fields
+        .iter()
+        .map(|(_, v)| v.as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        values[..kept.len() - 1]
+            .iter()
+            .all(|v| *v == "v".repeat(100))
+    );
     let last_value = values[kept.len() - 1];
     assert!(
         last_value == "v".repeat(100) || last_value.ends_with("…[cut: 100 bytes in all]"),
@@ -288,7 +296,11 @@ fn a_thousand_fields_with_long_names_stay_within_the_bound_and_are_counted() {
         Some(&serde_json::json!(1000 - kept.len()))
     );
     // The email is about one record's worth, not megabytes.
-    assert!(email.text().len() <= 16 * 1024 + 4096, "{}", email.text().len());
+    assert!(
+        email.text().len() <= 16 * 1024 + 4096,
+        "{}",
+        email.text().len()
+    );
 }
 
 /// Writes `total` bytes without ever holding them (a 50 MB `Debug`).
@@ -346,7 +358,10 @@ fn huge_span_fields_and_deep_span_stacks_stay_within_the_bound() {
     assert_eq!(records.len(), 3);
     for r in &records {
         assert_within(r, bound);
-        assert!(r.fields.get("n").is_some(), "the small field is kept: {r:?}");
+        assert!(
+            r.fields.get("n").is_some(),
+            "the small field is kept: {r:?}"
+        );
     }
 
     // The outermost spans are kept, the first that does not fit is cut, the
@@ -378,7 +393,11 @@ fn huge_span_fields_and_deep_span_stacks_stay_within_the_bound() {
     );
 
     let third = &records[2];
-    assert!(third.message.ends_with("…[cut: at least 1048576 bytes]"), "{}", third.message);
+    assert!(
+        third.message.ends_with("…[cut: at least 1048576 bytes]"),
+        "{}",
+        third.message
+    );
     let b = third.fields.get("b").unwrap().as_str().unwrap();
     assert!(b.starts_with('z') && b.contains("…[cut: at least "), "{b}");
     // The span keeps its name at least.

@@ -643,10 +643,22 @@ fn a_failing_or_panicking_debug_or_display_is_captured_with_a_marker() {
         ]
     );
     let r = &records[0];
-    assert_eq!(r.fields.get("debug"), Some(&json!("debug…[formatting failed]")));
-    assert_eq!(r.fields.get("display"), Some(&json!("display…[formatting failed]")));
-    assert_eq!(r.fields.get("panics"), Some(&json!("bo…[formatting panicked]")));
-    assert_eq!(r.fields.get("error"), Some(&json!("error…[formatting failed]")));
+    assert_eq!(
+        r.fields.get("debug"),
+        Some(&json!("debug…[formatting failed]"))
+    );
+    assert_eq!(
+        r.fields.get("display"),
+        Some(&json!("display…[formatting failed]"))
+    );
+    assert_eq!(
+        r.fields.get("panics"),
+        Some(&json!("bo…[formatting panicked]"))
+    );
+    assert_eq!(
+        r.fields.get("error"),
+        Some(&json!("error…[formatting failed]"))
+    );
     assert_eq!(r.fields.get("fine"), Some(&json!(1)));
     assert_eq!(
         r.span_context().unwrap(),
@@ -754,7 +766,12 @@ fn arbitrary_debug_outcomes_never_panic_lose_a_record_or_break_the_bound() {
                     span_values.push((v, late));
                     spans.push(span.entered());
                 }
-                let (m, a, b, e) = (rng.value(max), rng.value(max), rng.value(max), rng.value(max));
+                let (m, a, b, e) = (
+                    rng.value(max),
+                    rng.value(max),
+                    rng.value(max),
+                    rng.value(max),
+                );
                 let error = GenError(e.clone());
                 tracing::warn!(
                     a = ?a,
@@ -777,7 +794,11 @@ fn arbitrary_debug_outcomes_never_panic_lose_a_record_or_break_the_bound() {
                 + r.module_path.as_deref().map_or(0, str::len)
                 + r.file.as_deref().map_or(0, str::len);
             let json = serde_json::to_string(r).unwrap();
-            assert!(json.len() <= bound + 512 + names, "{} > {bound}: {json}", json.len());
+            assert!(
+                json.len() <= bound + 512 + names,
+                "{} > {bound}: {json}",
+                json.len()
+            );
             let line = r.to_line(time::UtcOffset::UTC);
             let context = r.span_context().unwrap_or_default();
             assert!(line.len() + context.len() <= bound + 512 + names);
@@ -794,7 +815,10 @@ fn arbitrary_debug_outcomes_never_panic_lose_a_record_or_break_the_bound() {
             }
             // The fields kept are the first ones; the others are counted.
             let all = ["a", "b", "n", "e"];
-            let left_out = r.fields.get("fields_left_out").map_or(0, |v| v.as_u64().unwrap());
+            let left_out = r
+                .fields
+                .get("fields_left_out")
+                .map_or(0, |v| v.as_u64().unwrap());
             let kept = &present[..present.len() - usize::from(left_out > 0)];
             assert_eq!(kept, &all[..kept.len()], "{present:?}");
             assert_eq!(kept.len() + left_out as usize, all.len());
