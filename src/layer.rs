@@ -128,6 +128,9 @@ impl fmt::Debug for EmailLayer {
 struct SpanFields {
     record: Arc<SpanRecord>,
     cost: usize,
+    /// The fields whose value was left out for want of room (counted in
+    /// the record's `fields_left_out`), until one gets a value again.
+    left_out: Vec<&'static str>,
 }
 
 impl<S> Layer<S> for EmailLayer
@@ -138,14 +141,11 @@ where
         let Some(span) = ctx.span(id) else { return };
         let name = attrs.metadata().name();
         let mut fields = Fields::default();
-        // A span alone never holds more than a record may.
-        let budget = self
-            .shared
-            .max_record_bytes
+        let budget = span_bound(self.shared.max_record_bytes)
             .saturating_sub(text_cost(name) + SPAN_OVERHEAD);
         let mut visitor = FieldVisitor::new(None, &mut fields, budget, attrs.fields().len(), 0);
         attrs.record(&mut visitor);
-        visitor.finish();
+        let (_, left_out) = visitor.finish();
         let record = SpanRecord {
             name: Cow::Borrowed(name),
             fields,
@@ -154,6 +154,7 @@ where
         span.extensions_mut().insert(SpanFields {
             record: Arc::new(record),
             cost,
+            left_out,
         });
     }
 
@@ -174,29 +175,34 @@ where
                 .filter(|(name, _)| names.field(name).is_some_and(|f| values.contains(&f)))
                 .map(|(name, value)| field_cost(name, value))
                 .sum();
-            self.shared
-                .max_record_bytes
-                .saturating_sub(current.cost - replaced)
+            span_bound(self.shared.max_record_bytes).saturating_sub(current.cost - replaced)
         };
         // User code (the values' Debug) runs without the span's lock held:
         // it may log, and that event reads this span.
         let mut update = Fields::default();
         let mut visitor = FieldVisitor::new(None, &mut update, budget, values.len(), 0);
         values.record(&mut visitor);
-        visitor.finish();
-        if update.is_empty() {
+        let left_out = visitor.left_out;
+        if update.is_empty() && left_out.is_empty() {
             return;
         }
         let mut extensions = span.extensions_mut();
         if let Some(current) = extensions.get_mut::<SpanFields>() {
             let record = Arc::make_mut(&mut current.record);
             for (name, value) in update.0 {
-                if name == FIELDS_LEFT_OUT {
-                    record.fields.left_out(value.as_u64().unwrap_or(0));
-                } else {
-                    record.fields.set(name, value);
+                current.left_out.retain(|n| *n != name);
+                record.fields.set(name, value);
+            }
+            for name in left_out {
+                // An earlier value would pass for the current one.
+                record.fields.0.retain(|(n, _)| n != name);
+                if !current.left_out.contains(&name) {
+                    current.left_out.push(name);
                 }
             }
+            // Counted once per field, and last.
+            record.fields.0.retain(|(n, _)| n != FIELDS_LEFT_OUT);
+            record.fields.left_out(current.left_out.len() as u64);
             current.cost = span_cost(record);
         }
     }
@@ -226,7 +232,7 @@ where
             spans_cost,
         );
         event.record(&mut visitor);
-        let left = visitor.finish();
+        let (left, _) = visitor.finish();
         let spans = fit_spans(spans, spans_cost, left);
         let captured = crate::record::Event {
             time: self.shared.clock.now(),
@@ -242,6 +248,12 @@ where
             signal.wake();
         }
     }
+}
+
+/// The most one span may take of a record's bound `max`: half, so that a
+/// span with a huge value still fits whole beside an event's own text.
+fn span_bound(max: usize) -> usize {
+    max / 2
 }
 
 /// The spans `event` happened in, outermost first, and their cost in all.
@@ -307,25 +319,20 @@ fn fit_spans(spans: Vec<Arc<SpanRecord>>, cost: usize, mut left: usize) -> Box<[
 fn cut_span(span: &SpanRecord, left: usize) -> Option<SpanRecord> {
     let mut left = left.checked_sub(text_cost(&span.name) + SPAN_OVERHEAD)?;
     let mut fields = Fields::default();
-    let mut rest = span.fields.0.iter();
-    for (name, value) in rest.by_ref() {
+    let mut skipped = 0u64;
+    for (name, value) in &span.fields.0 {
         let cost = field_cost(name, value);
-        if cost > left {
-            fields.left_out(1);
-            break;
-        }
-        left -= cost;
-        fields.0.push((name.clone(), value.clone()));
-    }
-    for (name, value) in rest {
-        // A count of values left out when the span was captured adds up.
-        let n = if name == FIELDS_LEFT_OUT {
-            value.as_u64().unwrap_or(1)
+        if skipped == 0 && cost <= left {
+            left -= cost;
+            fields.0.push((name.clone(), value.clone()));
+        } else if name == FIELDS_LEFT_OUT {
+            // The fields left out when the span was captured add up.
+            skipped = skipped.saturating_add(value.as_u64().unwrap_or(1));
         } else {
-            1
-        };
-        fields.left_out(n);
+            skipped += 1;
+        }
     }
+    fields.left_out(skipped);
     Some(SpanRecord {
         name: span.name.clone(),
         fields,
@@ -393,8 +400,8 @@ struct FieldVisitor<'a, F> {
     to_come: usize,
     /// Room kept for what follows the fields.
     after: usize,
-    /// Fields left out for want of room.
-    left_out: u64,
+    /// The fields left out for want of room.
+    left_out: Vec<&'static str>,
 }
 
 impl<'a, F: FieldSink> FieldVisitor<'a, F> {
@@ -411,21 +418,22 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
             left,
             to_come,
             after,
-            left_out: 0,
+            left_out: Vec::new(),
         }
     }
 
     /// Adds the count of the fields left out, if any, as a last field named
-    /// [`FIELDS_LEFT_OUT`]; returns the bytes of the bound not spent.
-    fn finish(mut self) -> usize {
-        if self.left_out > 0 {
-            let value = Value::from(self.left_out);
+    /// [`FIELDS_LEFT_OUT`]; returns the bytes of the bound not spent, and
+    /// the names of those fields.
+    fn finish(mut self) -> (usize, Vec<&'static str>) {
+        if !self.left_out.is_empty() {
+            let n = self.left_out.len() as u64;
             self.left = self
                 .left
-                .saturating_sub(field_cost(FIELDS_LEFT_OUT, &value));
-            self.fields.left_out(self.left_out);
+                .saturating_sub(field_cost(FIELDS_LEFT_OUT, &Value::from(n)));
+            self.fields.left_out(n);
         }
-        self.left
+        (self.left, self.left_out)
     }
 
     /// Room for the field being visited: what is left, less a reserve for
@@ -444,11 +452,11 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
     fn put(&mut self, field: &Field, value: Value) {
         self.room();
         let cost = field_cost(field.name(), &value);
-        if self.left_out == 0 && cost <= self.left {
+        if self.left_out.is_empty() && cost <= self.left {
             self.left -= cost;
             self.fields.put(field.name(), value);
         } else {
-            self.left_out += 1;
+            self.left_out.push(field.name());
         }
     }
 
@@ -472,7 +480,9 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
         let mut text = String::new();
         let kept = match room.checked_sub(fixed) {
             // Once one is left out, so are those after it (unformatted).
-            Some(room) if self.left_out == 0 => capture(&mut text, room, length, false, write),
+            Some(room) if self.left_out.is_empty() => {
+                capture(&mut text, room, length, false, write)
+            }
             _ => None,
         };
         match kept {
@@ -480,7 +490,7 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
                 self.left -= fixed + spent;
                 self.fields.put(field.name(), Value::String(text));
             }
-            None => self.left_out += 1,
+            None => self.left_out.push(field.name()),
         }
     }
 }

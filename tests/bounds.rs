@@ -374,10 +374,13 @@ fn huge_span_fields_and_deep_span_stacks_stay_within_the_bound() {
         last.name.starts_with("…[") && last.name.ends_with(" left out]"),
         "{five:?}"
     );
-    // Its huge values were cut when the span was made, and what did not
+    // A span takes at most half the bound: the first one fits whole, its
+    // huge value cut when the span was made; of the next one, what did not
     // fit beside the event is counted.
+    let text = five.spans[0].fields.get("text").unwrap().as_str().unwrap();
+    assert!(text.ends_with("…[cut: 1048576 bytes in all]"), "{text}");
     let context = five.span_context().unwrap();
-    assert!(context.starts_with("in stage{i=0"), "{context}");
+    assert!(context.contains("> stage{i=1"), "{context}");
     assert!(context.contains("fields_left_out="), "{context}");
 
     let deep = &records[1];
@@ -402,4 +405,72 @@ fn huge_span_fields_and_deep_span_stacks_stay_within_the_bound() {
     assert!(b.starts_with('z') && b.contains("…[cut: at least "), "{b}");
     // The span keeps its name at least.
     assert_eq!(third.spans[0].name, "outer");
+}
+
+#[test]
+fn a_span_value_recorded_later_stays_within_the_bound_and_never_goes_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    // A span may take half of it: 200 bytes.
+    let (layer, guard) = bounded(dir.path(), &recorder, 400);
+    let fields = |r: &tracing_email::Record| -> Vec<(String, serde_json::Value)> {
+        r.spans[0]
+            .fields
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect()
+    };
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let span = tracing::info_span!(
+            "s",
+            big = tracing::field::Empty,
+            late = tracing::field::Empty
+        );
+        let _entered = span.enter();
+        span.record("late", "v1");
+        span.record("big", "y".repeat(1000).as_str());
+        tracing::warn!("one");
+        // No room left for a new value of `late`: the old one goes, and the
+        // field is counted once, however often it is left out.
+        span.record("late", "z".repeat(1000).as_str());
+        span.record("late", "z".repeat(1000).as_str());
+        tracing::warn!("two");
+        // Room again: `late` has a value, and nothing is left out.
+        span.record("big", "ok");
+        span.record("late", "v3");
+        tracing::warn!("three");
+    });
+    assert!(guard.flush().is_sent());
+    let records = recorder.emails().concat();
+    for r in &records {
+        assert_within(r, 400);
+        assert!(
+            r.spans
+                .iter()
+                .map(|s| serde_json::to_string(s).unwrap().len())
+                .sum::<usize>()
+                <= 200 + SLACK
+        );
+    }
+    let one = fields(&records[0]);
+    assert_eq!(one[0], ("late".into(), serde_json::json!("v1")));
+    assert_eq!(one[1].0, "big");
+    assert!(
+        one[1]
+            .1
+            .as_str()
+            .unwrap()
+            .ends_with("…[cut: 1000 bytes in all]")
+    );
+    let two = fields(&records[1]);
+    let names: Vec<&str> = two.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["big", "fields_left_out"], "{two:?}");
+    assert_eq!(two[1].1, serde_json::json!(1));
+    assert_eq!(
+        fields(&records[2]),
+        [
+            ("big".into(), serde_json::json!("ok")),
+            ("late".into(), serde_json::json!("v3"))
+        ]
+    );
 }
