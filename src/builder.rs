@@ -473,9 +473,13 @@ impl Builder {
         self
     }
 
-    /// Keeps at most this many bytes of text (message and field values) of
-    /// one record, 16 KiB by default; longer text is cut with a visible
-    /// `…[cut: N bytes in all]`.
+    /// Keeps at most this many bytes of one record, 16 KiB by default:
+    /// message, field names and values and span context together, escapes
+    /// counted as written (stored or shown, a record takes at most 512 bytes
+    /// more, besides its target, module path and file name). A value that
+    /// does not fit is cut with a visible `…[cut: N bytes in all]`; fields
+    /// beyond the bound are left out and counted in a last field
+    /// `fields_left_out`, spans in a last span `…[N more spans left out]`.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca").max_record_bytes(4096);

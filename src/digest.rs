@@ -13,7 +13,7 @@ use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
 use crate::history::{History, fingerprint};
-use crate::record::{LINE_TIME, Record, severity, show_time};
+use crate::record::{Counted, LINE_TIME, Record, severity, show_time, write_escaped};
 use crate::subject::{Template, default_subject};
 use crate::transport::Email;
 
@@ -307,13 +307,6 @@ impl<'a> Summary<'a> {
     }
 }
 
-fn json_len(v: &serde_json::Value) -> usize {
-    match v {
-        serde_json::Value::String(s) => s.len() + 2,
-        other => other.to_string().len(),
-    }
-}
-
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -346,7 +339,9 @@ impl Composer {
     }
 
     /// The plain-text body: a summary line, then one line per record (with
-    /// its span context indented below), oldest first.
+    /// its span context indented below), oldest first. What comes from the
+    /// records has its control characters shown escaped (`\n`, `\u{1b}`), so
+    /// a record is always one line and cannot fake another one.
     fn body(&self, summary: &Summary<'_>) -> String {
         let records = summary.records;
         let mut out = String::with_capacity(records.len() * 120 + 256);
@@ -378,7 +373,8 @@ impl Composer {
             out.push_str("\nWhat went wrong:\n");
             for p in summary.problems.iter().take(MAX_PROBLEMS) {
                 out.push_str("  ");
-                out.push_str(&summary.problem_line(p));
+                // A label may be the start of a message.
+                let _ = write_escaped(&mut out, &summary.problem_line(p), false);
                 out.push('\n');
             }
             if let Some(note) = summary.more_problems_note() {
@@ -415,19 +411,12 @@ impl Composer {
     /// How many bytes `record` takes in the email: its line (and context) in
     /// the text body, plus its row in the HTML part when there is one.
     pub(crate) fn line_bytes(&self, record: &Record) -> usize {
-        // "2026-11-21 10:00:03 ERROR " is at most 26 bytes, then the target,
-        // ": ", the message, the fields and a newline.
-        let fields: usize = record
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + json_len(v) + 2)
-            .sum();
+        let mut line = Counted::default();
+        let _ = record.write_line(&mut line, self.offset);
         let context = record.span_context();
-        let text = 29
-            + record.target.len()
-            + record.message.len()
-            + fields
-            + context.as_ref().map_or(0, |c| c.len() + 5);
+        // The line and its newline; the context indented by four, and its
+        // newline.
+        let text = line.0 + 1 + context.as_ref().map_or(0, |c| c.len() + 5);
         if self.html {
             text + crate::html::row_bytes(record, context.as_deref())
         } else {
@@ -572,6 +561,51 @@ pub(crate) mod tests {
         assert!(r0 < r2);
         assert!(!text.contains("dropped"));
         assert!(body(&composer(), &rs, 412).contains("412 older records were dropped"));
+    }
+
+    #[test]
+    fn a_record_cannot_fake_a_line_in_the_text_part() {
+        let mut c = composer();
+        let mut r = record_at(Level::WARN);
+        r.message = "disk full\r\nSubject: x\n\u{1b}[31mred".into();
+        r.fields
+            .0
+            .push(("path\nFrom".into(), "a\r\nTo: evil@example.com".into()));
+        r.spans.push(std::sync::Arc::new(crate::record::SpanRecord {
+            name: "job\nX-Fake: 1".into(),
+            fields: crate::record::Fields(vec![("k".into(), "v\r\nY: 2".into())]),
+        }));
+        let rs = [r];
+        c.fingerprint_fields.clear(); // the label is the message
+        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let text = email.text();
+        for fake in ["Subject: x", "To: evil", "X-Fake", "Y: 2", "From="] {
+            assert!(
+                text.lines().all(|l| !l.starts_with(fake)),
+                "{fake} starts a line in\n{text}"
+            );
+        }
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text}");
+        assert!(
+            text.contains(
+                r#"WARN test: disk full\r\nSubject: x\n\u{1b}[31mred path\nFrom="a\r\nTo: evil@example.com""#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"    in job\nX-Fake: 1{k="v\r\nY: 2"}"#),
+            "{text}"
+        );
+        // The summary's label is the message's start, escaped too.
+        assert!(
+            text.contains(r#"  WARN disk full\r\nSubject: x\n\u{1b}[31mred: 1 record"#),
+            "{text}"
+        );
+        // line_bytes still counts the escaped line exactly.
+        c.html = false;
+        let line = rs[0].to_line(UtcOffset::UTC).len() + 1;
+        let context = rs[0].span_context().unwrap().len() + 5;
+        assert_eq!(c.line_bytes(&rs[0]), line + context);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex};
 
 use serde_json::Value;
@@ -16,7 +17,10 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::buffer::{Buffer, lock};
-use crate::record::{Captured, Fields, SpanRecord, error_chain};
+use crate::record::{
+    Captured, FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost,
+    error_chain, field_cost, span_cost, text_cost,
+};
 
 /// The target of lettre's connection-pool thread.
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";
@@ -79,7 +83,8 @@ pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
     /// Where record timestamps come from.
     pub(crate) clock: Arc<dyn crate::Clock>,
-    /// Most bytes of text (message and field values) one record keeps.
+    /// Most bytes of text (message, fields and span context, escapes
+    /// counted as written) one record keeps.
     pub(crate) max_record_bytes: usize,
     /// `(batch size, signal)` when a batch policy is set: a thread's shard
     /// reaching a multiple of the size wakes the worker.
@@ -145,8 +150,15 @@ impl fmt::Debug for EmailLayer {
 }
 
 /// The fields of a span, kept in its extensions and shared by every record
-/// made inside it until a field changes.
-struct SpanFields(Arc<SpanRecord>);
+/// made inside it until a field changes, with their cost in
+/// `max_record_bytes` (see [`span_cost`]).
+struct SpanFields {
+    record: Arc<SpanRecord>,
+    cost: usize,
+    /// The fields whose value was left out for want of room (counted in
+    /// the record's `fields_left_out`), until one gets a value again.
+    left_out: Vec<&'static str>,
+}
 
 impl<S> Layer<S> for EmailLayer
 where
@@ -154,29 +166,71 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        let name = attrs.metadata().name();
         let mut fields = Fields::default();
-        attrs.record(&mut FieldVisitor {
-            message: None,
-            fields: &mut fields,
-            budget: self.shared.max_record_bytes,
-        });
+        let budget = span_bound(self.shared.max_record_bytes)
+            .saturating_sub(text_cost(name) + SPAN_OVERHEAD);
+        let mut visitor = FieldVisitor::new(None, &mut fields, budget, attrs.fields().len(), 0);
+        attrs.record(&mut visitor);
+        let (_, left_out) = visitor.finish();
         let record = SpanRecord {
-            name: Cow::Borrowed(attrs.metadata().name()),
+            name: Cow::Borrowed(name),
             fields,
         };
-        span.extensions_mut().insert(SpanFields(Arc::new(record)));
+        let cost = span_cost(&record);
+        span.extensions_mut().insert(SpanFields {
+            record: Arc::new(record),
+            cost,
+            left_out,
+        });
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
+        // What the span may still take: its bound, less what it holds,
+        // except the values about to be replaced.
+        let budget = {
+            let extensions = span.extensions();
+            let Some(current) = extensions.get::<SpanFields>() else {
+                return;
+            };
+            let names = span.metadata().fields();
+            let replaced: usize = current
+                .record
+                .fields
+                .iter()
+                .filter(|(name, _)| names.field(name).is_some_and(|f| values.contains(&f)))
+                .map(|(name, value)| field_cost(name, value))
+                .sum();
+            span_bound(self.shared.max_record_bytes).saturating_sub(current.cost - replaced)
+        };
+        // User code (the values' Debug) runs without the span's lock held:
+        // it may log, and that event reads this span.
+        let mut update = Fields::default();
+        let mut visitor = FieldVisitor::new(None, &mut update, budget, values.len(), 0);
+        values.record(&mut visitor);
+        let left_out = visitor.left_out;
+        if update.is_empty() && left_out.is_empty() {
+            return;
+        }
         let mut extensions = span.extensions_mut();
-        if let Some(SpanFields(record)) = extensions.get_mut::<SpanFields>() {
-            let record = Arc::make_mut(record);
-            values.record(&mut FieldVisitor {
-                message: None,
-                fields: &mut record.fields,
-                budget: self.shared.max_record_bytes,
-            });
+        if let Some(current) = extensions.get_mut::<SpanFields>() {
+            let record = Arc::make_mut(&mut current.record);
+            for (name, value) in update.0 {
+                current.left_out.retain(|n| *n != name);
+                record.fields.set(name, value);
+            }
+            for name in left_out {
+                // An earlier value would pass for the current one.
+                record.fields.0.retain(|(n, _)| n != name);
+                if !current.left_out.contains(&name) {
+                    current.left_out.push(name);
+                }
+            }
+            // Counted once per field, and last.
+            record.fields.0.retain(|(n, _)| n != FIELDS_LEFT_OUT);
+            record.fields.left_out(current.left_out.len() as u64);
+            current.cost = span_cost(record);
         }
     }
 
@@ -190,6 +244,7 @@ where
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
             return self.shared.refuse_after_guard();
         }
+        let (spans, spans_cost) = span_scope(event, &ctx);
         let mut message = String::new();
         // Exactly the room the event's fields need: a record in memory costs
         // no more than it must.
@@ -199,23 +254,16 @@ where
             .filter(|f| f.name() != "message")
             .count();
         let mut fields = Vec::with_capacity(expected);
-        event.record(&mut FieldVisitor {
-            message: Some(&mut message),
-            fields: &mut fields,
-            budget: self.shared.max_record_bytes,
-        });
-        let spans = match ctx.event_scope(event) {
-            Some(scope) => scope
-                .from_root()
-                .filter_map(|span| {
-                    span.extensions()
-                        .get::<SpanFields>()
-                        .map(|SpanFields(r)| Arc::clone(r))
-                })
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-            None => Box::default(),
-        };
+        let mut visitor = FieldVisitor::new(
+            Some(&mut message),
+            &mut fields,
+            self.shared.max_record_bytes,
+            meta.fields().len(),
+            spans_cost,
+        );
+        event.record(&mut visitor);
+        let (left, _) = visitor.finish();
+        let spans = fit_spans(spans, spans_cost, left);
         let captured = crate::record::Event {
             time: crate::clock::now_or_system(&*self.shared.clock),
             meta,
@@ -232,15 +280,115 @@ where
     }
 }
 
+/// The most one span may take of a record's bound `max`: half, so that a
+/// span with a huge value still fits whole beside an event's own text.
+fn span_bound(max: usize) -> usize {
+    max / 2
+}
+
+/// The spans `event` happened in, outermost first, and their cost in all.
+fn span_scope<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> (Vec<Arc<SpanRecord>>, usize)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut cost = 0usize;
+    let spans = match ctx.event_scope(event) {
+        Some(scope) => scope
+            .from_root()
+            .filter_map(|span| {
+                span.extensions().get::<SpanFields>().map(|s| {
+                    cost = cost.saturating_add(s.cost);
+                    Arc::clone(&s.record)
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    (spans, cost)
+}
+
+/// The spans that fit in `left` bytes of a record's bound, outermost first:
+/// the first span that does not fit whole is cut to what does, and the
+/// spans inside it are left out, counted by a last span named
+/// `…[2 more spans left out]`.
+fn fit_spans(spans: Vec<Arc<SpanRecord>>, cost: usize, mut left: usize) -> Box<[Arc<SpanRecord>]> {
+    if cost <= left {
+        return spans.into_boxed_slice();
+    }
+    let total = spans.len();
+    let mut out = Vec::with_capacity(total + 1);
+    for span in spans {
+        let cost = span_cost(&span);
+        if cost <= left {
+            left -= cost;
+            out.push(span);
+            continue;
+        }
+        if let Some(cut) = cut_span(&span, left) {
+            out.push(Arc::new(cut));
+        }
+        break;
+    }
+    let skipped = total - out.len();
+    if skipped > 0 {
+        out.push(Arc::new(SpanRecord {
+            name: Cow::Owned(format!(
+                "…[{skipped} more {} left out]",
+                if skipped == 1 { "span" } else { "spans" }
+            )),
+            fields: Fields::default(),
+        }));
+    }
+    out.into_boxed_slice()
+}
+
+/// As much of `span` as `left` bytes hold: its name and its first fields
+/// that fit whole, the rest counted (values were cut when the span was
+/// captured; cutting them again would hide why); `None` when not even its
+/// name fits.
+fn cut_span(span: &SpanRecord, left: usize) -> Option<SpanRecord> {
+    let mut left = left.checked_sub(text_cost(&span.name) + SPAN_OVERHEAD)?;
+    let mut fields = Fields::default();
+    let mut skipped = 0u64;
+    for (name, value) in &span.fields.0 {
+        let cost = field_cost(name, value);
+        if skipped == 0 && cost <= left {
+            left -= cost;
+            fields.0.push((name.clone(), value.clone()));
+        } else if name == FIELDS_LEFT_OUT {
+            // The fields left out when the span was captured add up.
+            skipped = skipped.saturating_add(value.as_u64().unwrap_or(1));
+        } else {
+            skipped += 1;
+        }
+    }
+    fields.left_out(skipped);
+    Some(SpanRecord {
+        name: span.name.clone(),
+        fields,
+    })
+}
+
 /// Where visited fields go: a span's [`Fields`] (a later value replaces an
 /// earlier one of the same name) or an event's list.
 trait FieldSink {
     fn put(&mut self, name: &'static str, value: Value);
+    /// Says that `n` more fields were left out.
+    fn left_out(&mut self, n: u64);
 }
 
 impl FieldSink for Fields {
     fn put(&mut self, name: &'static str, value: Value) {
-        self.set(name, value);
+        self.set(Cow::Borrowed(name), value);
+    }
+
+    fn left_out(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let before = self.get(FIELDS_LEFT_OUT).and_then(Value::as_u64);
+        let total = before.unwrap_or(0).saturating_add(n);
+        self.set(Cow::Borrowed(FIELDS_LEFT_OUT), Value::from(total));
     }
 }
 
@@ -248,48 +396,131 @@ impl FieldSink for Vec<(&'static str, Value)> {
     fn put(&mut self, name: &'static str, value: Value) {
         self.push((name, value));
     }
+
+    fn left_out(&mut self, n: u64) {
+        if n > 0 {
+            self.push((FIELDS_LEFT_OUT, Value::from(n)));
+        }
+    }
 }
 
+/// Most bytes a marker takes: `…[cut: at least 18446744073709551615 bytes]`.
+const MARKER_MAX: usize = 48;
+
+/// Room a value leaves for each field after it in the same record, so that
+/// one huge value does not crowd out the small ones that follow it.
+const FIELD_RESERVE: usize = 64;
+
 /// Records `tracing` field values as typed JSON values; the `message` field
-/// of an event goes to `message` when that is given. Text beyond `budget`
-/// bytes in all is cut, with a visible marker.
+/// of an event goes to `message` when that is given.
+///
+/// All the text it keeps (message, names and values, escapes counted as
+/// written; see [`char_cost`]) stays within `left` bytes: each value leaves
+/// room for the fields still to come and for what follows (`after`, the span
+/// context), at most half of what is left; a value that does not fit is cut
+/// with a visible marker; from the first field for which there is no room
+/// at all, the fields are left out and counted (see
+/// [`finish`](FieldVisitor::finish)), so a record keeps its first fields.
 struct FieldVisitor<'a, F> {
     message: Option<&'a mut String>,
     fields: &'a mut F,
-    budget: usize,
+    /// Bytes of the bound not yet spent.
+    left: usize,
+    /// Fields not visited yet.
+    to_come: usize,
+    /// Room kept for what follows the fields.
+    after: usize,
+    /// The fields left out for want of room.
+    left_out: Vec<&'static str>,
 }
 
-/// Cuts `text` to at most `budget` bytes (at a character boundary), marking
-/// the cut, and takes what it keeps from the budget.
-fn cut(text: &mut String, budget: &mut usize) {
-    let len = text.len();
-    if len > *budget {
-        let mut at = *budget;
-        while !text.is_char_boundary(at) {
-            at -= 1;
+impl<'a, F: FieldSink> FieldVisitor<'a, F> {
+    fn new(
+        message: Option<&'a mut String>,
+        fields: &'a mut F,
+        left: usize,
+        to_come: usize,
+        after: usize,
+    ) -> Self {
+        FieldVisitor {
+            message,
+            fields,
+            left,
+            to_come,
+            after,
+            left_out: Vec::new(),
         }
-        text.truncate(at);
-        let _ = write!(text, "…[cut: {len} bytes in all]");
     }
-    *budget = budget.saturating_sub(len);
-}
 
-impl<F: FieldSink> FieldVisitor<'_, F> {
+    /// Adds the count of the fields left out, if any, as a last field named
+    /// [`FIELDS_LEFT_OUT`]; returns the bytes of the bound not spent, and
+    /// the names of those fields.
+    fn finish(mut self) -> (usize, Vec<&'static str>) {
+        if !self.left_out.is_empty() {
+            let n = self.left_out.len() as u64;
+            self.left = self
+                .left
+                .saturating_sub(field_cost(FIELDS_LEFT_OUT, &Value::from(n)));
+            self.fields.left_out(n);
+        }
+        (self.left, self.left_out)
+    }
+
+    /// Room for the field being visited: what is left, less a reserve for
+    /// the fields still to come and what follows them.
+    fn room(&mut self) -> usize {
+        self.to_come = self.to_come.saturating_sub(1);
+        let reserve = self
+            .to_come
+            .saturating_mul(FIELD_RESERVE)
+            .saturating_add(self.after)
+            .min(self.left / 2);
+        self.left - reserve
+    }
+
+    /// A value that is not text: kept whole if it fits, else left out.
     fn put(&mut self, field: &Field, value: Value) {
-        self.fields.put(field.name(), value);
-    }
-
-    fn put_text(&mut self, field: &Field, mut text: String) {
-        cut(&mut text, &mut self.budget);
-        self.put(field, Value::String(text));
-    }
-
-    /// The event's message, when this field is it.
-    fn message_for(&mut self, field: &Field) -> Option<&mut String> {
-        if field.name() == "message" {
-            self.message.as_deref_mut()
+        self.room();
+        let cost = field_cost(field.name(), &value);
+        if self.left_out.is_empty() && cost <= self.left {
+            self.left -= cost;
+            self.fields.put(field.name(), value);
         } else {
-            None
+            self.left_out.push(field.name());
+        }
+    }
+
+    /// A value written by `write` (user code): the message, or a field kept
+    /// as text. `length` says whether what is offered is the whole text.
+    fn put_text(
+        &mut self,
+        field: &Field,
+        length: Length,
+        write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
+    ) {
+        let room = self.room();
+        if field.name() == "message"
+            && let Some(message) = self.message.as_deref_mut()
+        {
+            let spent = capture(message, room, length, true, write).unwrap_or(0);
+            self.left = self.left.saturating_sub(spent);
+            return;
+        }
+        let fixed = text_cost(field.name()) + FIELD_OVERHEAD;
+        let mut text = String::new();
+        let kept = match room.checked_sub(fixed) {
+            // Once one is left out, so are those after it (unformatted).
+            Some(room) if self.left_out.is_empty() => {
+                capture(&mut text, room, length, false, write)
+            }
+            _ => None,
+        };
+        match kept {
+            Some(spent) => {
+                self.left -= fixed + spent;
+                self.fields.put(field.name(), Value::String(text));
+            }
+            None => self.left_out.push(field.name()),
         }
     }
 }
@@ -329,48 +560,328 @@ impl<F: FieldSink> Visit for FieldVisitor<'_, F> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let mut budget = self.budget;
-        if let Some(message) = self.message_for(field) {
-            message.push_str(value);
-            cut(message, &mut budget);
-            self.budget = budget;
-            return;
-        }
-        self.put_text(field, value.to_owned());
+        self.put_text(field, Length::Known, |w| w.write_str(value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put_text(field, error_chain(value).to_string());
+        self.put_text(field, Length::AtLeast, |w| {
+            write!(w, "{}", error_chain(value))
+        });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let mut budget = self.budget;
-        if let Some(message) = self.message_for(field) {
-            let _ = write!(message, "{value:?}");
-            cut(message, &mut budget);
-            self.budget = budget;
-            return;
+        self.put_text(field, Length::AtLeast, |w| write!(w, "{value:?}"));
+    }
+}
+
+/// Whether a writer is offered the whole text at once (a `&str`), so that
+/// a cut knows its full length, or piece by piece (a `Debug` output, which
+/// stops at the first refusal).
+#[derive(Clone, Copy)]
+enum Length {
+    Known,
+    AtLeast,
+}
+
+/// A `fmt::Write` that appends to a string until `limit` bytes of the
+/// record's bound (see [`char_cost`]) are spent, then refuses, so that an
+/// enormous `Debug` output is never built: most implementations stop at the
+/// first error.
+struct Capped<'a> {
+    out: &'a mut String,
+    /// Where this value's text starts in `out`.
+    start: usize,
+    limit: usize,
+    /// The cost of what was kept.
+    spent: usize,
+    /// Bytes offered in all, kept or not.
+    offered: usize,
+    /// Whether something was refused.
+    full: bool,
+}
+
+impl fmt::Write for Capped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.offered = self.offered.saturating_add(s.len());
+        if self.full {
+            return Err(fmt::Error);
         }
-        self.put_text(field, format!("{value:?}"));
+        let room = self.limit - self.spent;
+        let mut cost = 0;
+        for (i, c) in s.char_indices() {
+            let more = cost + char_cost(c);
+            if more > room {
+                self.out.push_str(&s[..i]);
+                self.spent += cost;
+                self.full = true;
+                return Err(fmt::Error);
+            }
+            cost = more;
+        }
+        self.out.push_str(s);
+        self.spent += cost;
+        Ok(())
+    }
+}
+
+impl Capped<'_> {
+    /// Appends `marker`, first taking back as much of the text as it needs
+    /// to stay within the limit. When even that is not enough: nothing
+    /// (`false`), or, if `force`, the marker alone beyond the limit.
+    fn mark(&mut self, marker: &str, force: bool) -> bool {
+        if marker.len() > self.limit && !force {
+            return false;
+        }
+        while self.spent + marker.len() > self.limit {
+            let Some(c) = self.out[self.start..].chars().next_back() else {
+                break;
+            };
+            self.out.truncate(self.out.len() - c.len_utf8());
+            self.spent -= char_cost(c);
+        }
+        self.out.push_str(marker);
+        self.spent += marker.len();
+        true
+    }
+}
+
+/// Appends what `write` writes to `out`, within `limit` bytes of the
+/// record's bound, and returns the cost of what it appended. Never panics:
+/// a `Debug` or `Display` that fails or panics keeps what it wrote before,
+/// followed by `…[formatting failed]` or `…[formatting panicked]`; text
+/// beyond the limit is cut, marked `…[cut: N bytes in all]` (or `at least N
+/// bytes` when the text came piece by piece). `None` (and `out` unchanged)
+/// when a needed marker does not fit, unless `force`.
+fn capture(
+    out: &mut String,
+    limit: usize,
+    length: Length,
+    force: bool,
+    write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
+) -> Option<usize> {
+    let start = out.len();
+    let mut w = Capped {
+        out,
+        start,
+        limit,
+        spent: 0,
+        offered: 0,
+        full: false,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| write(&mut w)));
+    let marker = match result {
+        Err(payload) => {
+            forget_payload(payload);
+            Cow::Borrowed("…[formatting panicked]")
+        }
+        Ok(_) if w.full => Cow::Owned(match length {
+            Length::Known => format!("…[cut: {} bytes in all]", w.offered),
+            Length::AtLeast => format!("…[cut: at least {} bytes]", w.offered),
+        }),
+        Ok(Err(_)) => Cow::Borrowed("…[formatting failed]"),
+        Ok(Ok(())) => return Some(w.spent),
+    };
+    debug_assert!(marker.len() <= MARKER_MAX);
+    if w.mark(&marker, force) {
+        Some(w.spent)
+    } else {
+        w.out.truncate(start);
+        None
+    }
+}
+
+/// Drops a caught panic's payload, whose own `Drop` may panic too (then
+/// that payload is leaked rather than dropped).
+fn forget_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use super::*;
+
+    /// What [`capture`] keeps of `write`'s output within `limit`, and the
+    /// cost it reports.
+    fn captured(
+        limit: usize,
+        length: Length,
+        write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
+    ) -> Option<(String, usize)> {
+        let mut out = String::from("before|");
+        let spent = capture(&mut out, limit, length, false, write)?;
+        let text = out.strip_prefix("before|").unwrap().to_owned();
+        assert!(spent <= limit, "{spent} > {limit}");
+        Some((text, spent))
+    }
 
     #[test]
-    fn cut_keeps_short_text_and_marks_long_text() {
-        let mut budget = 10;
-        let mut short = "abc".to_owned();
-        cut(&mut short, &mut budget);
-        assert_eq!((short.as_str(), budget), ("abc", 7));
-        let mut long = "ääääääää".to_owned(); // 16 bytes
-        cut(&mut long, &mut budget);
-        assert_eq!(long, "äää…[cut: 16 bytes in all]");
-        assert_eq!(budget, 0);
-        let mut more = "x".to_owned();
-        cut(&mut more, &mut budget);
-        assert_eq!(more, "…[cut: 1 bytes in all]");
+    fn short_text_is_kept_and_long_text_is_cut_with_its_length() {
+        assert_eq!(
+            captured(10, Length::Known, |w| w.write_str("abc")),
+            Some(("abc".to_owned(), 3))
+        );
+        let long = "é".repeat(40); // 80 bytes
+        let (text, spent) = captured(40, Length::Known, |w| w.write_str(&long)).unwrap();
+        assert_eq!(text, "ééééééé…[cut: 80 bytes in all]");
+        assert_eq!(spent, text.len());
+        // No room even for the marker: nothing, and `out` as it was.
+        let mut out = String::from("x");
+        assert_eq!(
+            capture(&mut out, 5, Length::Known, false, |w| w.write_str(&long)),
+            None
+        );
+        assert_eq!(out, "x");
+        // Unless forced (the message): the marker alone.
+        let mut out = String::new();
+        assert!(capture(&mut out, 5, Length::Known, true, |w| w.write_str(&long)).is_some());
+        assert_eq!(out, "…[cut: 80 bytes in all]");
+    }
+
+    #[test]
+    fn escapes_count_at_their_written_length() {
+        // A control character takes six bytes in JSON (`\u0001`).
+        let (text, spent) = captured(12, Length::Known, |w| w.write_str("\u{1}\u{1}")).unwrap();
+        assert_eq!((text.as_str(), spent), ("\u{1}\u{1}", 12));
+        assert!(captured(11, Length::Known, |w| w.write_str("\u{1}\u{1}")).is_none());
+    }
+
+    /// Writes `total` bytes of `x` in pieces of 1000, counting how many
+    /// bytes the writer accepted before it refused.
+    struct Huge {
+        total: usize,
+        asked: std::cell::Cell<usize>,
+    }
+
+    impl fmt::Debug for Huge {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let piece = "x".repeat(1000);
+            let mut written = 0;
+            while written < self.total {
+                f.write_str(&piece)?;
+                written += piece.len();
+                self.asked.set(written);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_huge_debug_output_stops_at_the_limit_instead_of_being_built() {
+        let huge = Huge {
+            total: 50 * 1024 * 1024,
+            asked: 0.into(),
+        };
+        let (text, _) = captured(4096, Length::AtLeast, |w| write!(w, "{huge:?}")).unwrap();
+        assert!(text.ends_with("…[cut: at least 5000 bytes]"), "{text}");
+        assert!(text.len() <= 4096);
+        // The Debug impl stopped at the first refusal.
+        assert_eq!(huge.asked.get(), 4000);
+    }
+
+    struct Fails(&'static str);
+    impl fmt::Debug for Fails {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)?;
+            Err(fmt::Error)
+        }
+    }
+
+    struct Panics(&'static str);
+    impl fmt::Debug for Panics {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)?;
+            panic!("Debug of Panics");
+        }
+    }
+
+    #[test]
+    fn a_failing_or_panicking_debug_keeps_what_it_wrote_and_says_so() {
+        let v = Fails("partial");
+        assert_eq!(
+            captured(100, Length::AtLeast, |w| write!(w, "{v:?}"))
+                .unwrap()
+                .0,
+            "partial…[formatting failed]"
+        );
+        let v = Panics("half");
+        assert_eq!(
+            captured(100, Length::AtLeast, |w| write!(w, "{v:?}"))
+                .unwrap()
+                .0,
+            "half…[formatting panicked]"
+        );
+        // The marker takes the place of the text when both do not fit.
+        let v = Fails("0123456789");
+        assert_eq!(
+            captured(25, Length::AtLeast, |w| write!(w, "{v:?}"))
+                .unwrap()
+                .0,
+            "012…[formatting failed]"
+        );
+    }
+
+    #[test]
+    fn a_panic_payload_that_panics_when_dropped_is_leaked_not_propagated() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("payload drop");
+            }
+        }
+        let mut out = String::new();
+        let spent = capture(&mut out, 100, Length::AtLeast, false, |_| {
+            std::panic::panic_any(Bomb)
+        });
+        assert_eq!(out, "…[formatting panicked]");
+        assert_eq!(spent, Some(out.len()));
+    }
+
+    fn span(name: &'static str, fields: &[(&'static str, Value)]) -> Arc<SpanRecord> {
+        Arc::new(SpanRecord {
+            name: Cow::Borrowed(name),
+            fields: Fields(
+                fields
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
+                    .collect(),
+            ),
+        })
+    }
+
+    #[test]
+    fn spans_that_fit_are_shared_and_the_rest_cut_or_counted() {
+        let big = Value::String("y".repeat(1000));
+        let spans = vec![
+            span("run", &[("job", "nightly".into())]),
+            span(
+                "fetch",
+                &[("n", 1.into()), ("body", big), ("after", 2.into())],
+            ),
+            span("parse", &[]),
+            span("inner", &[]),
+        ];
+        let cost: usize = spans.iter().map(|s| span_cost(s)).sum();
+        let kept = fit_spans(spans.clone(), cost, cost);
+        assert!(kept.iter().zip(&spans).all(|(a, b)| Arc::ptr_eq(a, b)));
+
+        let kept = fit_spans(spans.clone(), cost, 300);
+        assert!(Arc::ptr_eq(&kept[0], &spans[0]));
+        let fetch = &kept[1];
+        assert_eq!(fetch.fields.get("n"), Some(&Value::from(1)));
+        // From the first field that does not fit, the fields are counted.
+        assert_eq!(fetch.fields.get("body"), None);
+        assert_eq!(fetch.fields.get("after"), None);
+        assert_eq!(fetch.fields.get(FIELDS_LEFT_OUT), Some(&Value::from(2)));
+        assert_eq!(kept[2].name, "…[2 more spans left out]");
+        assert_eq!(kept.len(), 3);
+        let total: usize = kept.iter().map(|s| span_cost(s)).sum();
+        assert!(total <= 300 + 2 * MARKER_MAX + SPAN_OVERHEAD, "{total}");
+
+        // Not even the first span's name fits.
+        let kept = fit_spans(spans, cost, 10);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].name, "…[4 more spans left out]");
     }
 }

@@ -131,10 +131,10 @@ impl Fields {
 
     /// Sets `name` to `value`, replacing an earlier value of that name in
     /// place, or adding it at the end.
-    pub(crate) fn set(&mut self, name: &'static str, value: Value) {
-        match self.0.iter_mut().find(|(k, _)| k == name) {
+    pub(crate) fn set(&mut self, name: Str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((Cow::Borrowed(name), value)),
+            None => self.0.push((name, value)),
         }
     }
 }
@@ -244,6 +244,9 @@ pub(crate) fn severity(level: Level) -> u8 {
 }
 
 /// `error` followed by each of its sources, joined by `": "`.
+///
+/// Writing it never panics because an error's `Display` fails: the failure
+/// is passed on to the writer (after what was written), as `fmt` expects.
 pub(crate) fn error_chain<'a>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> impl fmt::Display + 'a {
@@ -252,12 +255,12 @@ pub(crate) fn error_chain<'a>(
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write!(f, "{}", self.0)?;
             let mut source = self.0.source();
-            let mut last = self.0.to_string();
+            let mut last = bounded_text(self.0);
             while let Some(s) = source {
-                let text = s.to_string();
+                let text = bounded_text(s);
                 // Many errors repeat their source in their own message.
                 if !last.contains(&text) {
-                    write!(f, ": {text}")?;
+                    write!(f, ": {s}")?;
                 }
                 last = text;
                 source = s.source();
@@ -266,6 +269,34 @@ pub(crate) fn error_chain<'a>(
         }
     }
     Chain(error)
+}
+
+/// Most bytes of an error's text compared when [`error_chain`] looks for a
+/// source repeated in its error's message.
+const COMPARED_BYTES: usize = 4096;
+
+/// The start of `value`'s text, at most [`COMPARED_BYTES`] (what was written
+/// before its `Display` failed, if it did).
+fn bounded_text(value: &dyn fmt::Display) -> String {
+    struct Bounded(String);
+    impl fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let room = COMPARED_BYTES - self.0.len();
+            if s.len() <= room {
+                self.0.push_str(s);
+                return Ok(());
+            }
+            let mut at = room;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            self.0.push_str(&s[..at]);
+            Err(fmt::Error)
+        }
+    }
+    let mut out = Bounded(String::new());
+    let _ = write!(out, "{value}");
+    out.0
 }
 
 /// How a digest shows a record's time: `2026-11-21 10:00:03`.
@@ -305,7 +336,8 @@ pub(crate) fn file_stamp(time: OffsetDateTime) -> String {
 impl Record {
     /// The record as one line of a digest:
     /// `2026-11-21 10:00:03 WARN poca::feed: feed failed url="https://…"`,
-    /// with the time shown at `offset`.
+    /// with the time shown at `offset`. Control characters are shown
+    /// escaped (`\n`, `\r`, `\u{1b}`), so the line is always one line.
     ///
     /// ```
     /// # use tracing_email::Record;
@@ -315,19 +347,27 @@ impl Record {
     /// ```
     pub fn to_line(&self, offset: UtcOffset) -> String {
         let mut out = String::with_capacity(64 + self.message.len());
-        let time = show_time(self.timestamp, offset, LINE_TIME);
-        let _ = write!(out, "{time} {} {}:", self.level, self.target);
-        if !self.message.is_empty() {
-            out.push(' ');
-            out.push_str(&self.message);
-        }
-        write_fields(&mut out, &self.fields);
+        let _ = self.write_line(&mut out, offset);
         out
+    }
+
+    /// Writes [`to_line`](Record::to_line)'s text to `out`.
+    pub(crate) fn write_line(&self, out: &mut impl fmt::Write, offset: UtcOffset) -> fmt::Result {
+        let time = show_time(self.timestamp, offset, LINE_TIME);
+        write!(out, "{time} {} ", self.level)?;
+        write_escaped(out, &self.target, false)?;
+        out.write_char(':')?;
+        if !self.message.is_empty() {
+            out.write_char(' ')?;
+            write_escaped(out, &self.message, false)?;
+        }
+        write_fields(out, &self.fields, true)
     }
 
     /// The span context as one line, outermost first, e.g.
     /// `in run{job="nightly"} > fetch{feed="Radio Café"}`; `None` when the
-    /// event happened outside any span.
+    /// event happened outside any span. Control characters are shown
+    /// escaped, as in [`to_line`](Record::to_line).
     ///
     /// ```
     /// # use tracing_email::Record;
@@ -344,13 +384,10 @@ impl Record {
             if i > 0 {
                 out.push_str(" > ");
             }
-            out.push_str(&span.name);
+            let _ = write_escaped(&mut out, &span.name, false);
             if !span.fields.is_empty() {
                 out.push('{');
-                let start = out.len();
-                write_fields(&mut out, &span.fields);
-                // write_fields puts a space before each field.
-                out.replace_range(start..start + 1, "");
+                let _ = write_fields(&mut out, &span.fields, false);
                 out.push('}');
             }
         }
@@ -358,23 +395,155 @@ impl Record {
     }
 }
 
-/// Appends ` name=value` for each field: strings quoted and escaped, other
-/// values as JSON.
-fn write_fields(out: &mut String, fields: &Fields) {
-    for (name, value) in fields.iter() {
-        out.push(' ');
-        out.push_str(name);
-        out.push('=');
+/// Appends `name=value` for each field, separated by spaces (and preceded
+/// by one if `leading`): strings quoted and escaped, other values as JSON.
+fn write_fields(out: &mut impl fmt::Write, fields: &Fields, leading: bool) -> fmt::Result {
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if leading || i > 0 {
+            out.write_char(' ')?;
+        }
+        write_escaped(out, name, false)?;
+        out.write_char('=')?;
         match value {
             Value::String(s) => {
-                let _ = write!(out, "{s:?}");
+                out.write_char('"')?;
+                write_escaped(out, s, true)?;
+                out.write_char('"')?;
             }
-            other => {
-                let _ = write!(out, "{other}");
-            }
+            other => write!(out, "{other}")?,
+        }
+    }
+    Ok(())
+}
+
+/// Whether the text part shows `c` as `\u{…}`: control characters (C0, DEL,
+/// C1), the line and paragraph separators, and the bidirectional controls
+/// that can make text read in another order than it is written.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// The escape the text part writes for `c`, if any; `"` and `\` only inside
+/// quotes (`quoted`).
+fn text_escape(c: char, quoted: bool) -> Option<&'static str> {
+    match c {
+        '\n' => Some("\\n"),
+        '\r' => Some("\\r"),
+        '\t' => Some("\\t"),
+        '\0' => Some("\\0"),
+        '"' if quoted => Some("\\\""),
+        '\\' if quoted => Some("\\\\"),
+        _ => None,
+    }
+}
+
+/// Writes `text` for the plain-text part, with control characters escaped
+/// (`\n`, `\r`, `\t`, `\0`, else `\u{1b}`), and `"` and `\` too when it
+/// is `quoted`: no log text can start a line of its own in an email body.
+pub(crate) fn write_escaped(out: &mut impl fmt::Write, text: &str, quoted: bool) -> fmt::Result {
+    let mut done = 0;
+    for (i, c) in text.char_indices() {
+        let short = text_escape(c, quoted);
+        if short.is_none() && !hidden(c) {
+            continue;
+        }
+        out.write_str(&text[done..i])?;
+        match short {
+            Some(escape) => out.write_str(escape)?,
+            None => write!(out, "\\u{{{:x}}}", u32::from(c))?,
+        }
+        done = i + c.len_utf8();
+    }
+    out.write_str(&text[done..])
+}
+
+/// Counts the bytes written to it.
+#[derive(Default)]
+pub(crate) struct Counted(pub(crate) usize);
+
+impl fmt::Write for Counted {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+/// What one field costs beyond its name and value: in the state file
+/// `"name":"value",` (6 bytes), in a digest line ` name="value"` (4).
+pub(crate) const FIELD_OVERHEAD: usize = 6;
+
+/// What one span costs beyond its name and fields: in the state file
+/// `{"name":"","fields":{}},` (24 bytes), in a span context ` > {}` (5).
+pub(crate) const SPAN_OVERHEAD: usize = 24;
+
+/// What `c` costs in [`Builder::max_record_bytes`](crate::Builder::max_record_bytes):
+/// the longer of its forms in the state file (JSON-escaped) and in a digest
+/// line (escaped and quoted), so that a record's bound holds for both.
+#[inline]
+pub(crate) fn char_cost(c: char) -> usize {
+    if c.is_ascii() && c >= ' ' && c != '\x7f' && c != '"' && c != '\\' {
+        return 1;
+    }
+    let json = match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
+    };
+    let text = match text_escape(c, true) {
+        Some(escape) => escape.len(),
+        // `\u{…}`: four bytes and the hex digits.
+        None if hidden(c) => 4 + (32 - u32::from(c).leading_zeros()).div_ceil(4) as usize,
+        None => c.len_utf8(),
+    };
+    json.max(text)
+}
+
+/// The cost of `text`: the sum of its characters' [`char_cost`].
+pub(crate) fn text_cost(text: &str) -> usize {
+    text.chars().map(char_cost).sum()
+}
+
+/// The cost of a field's value: a string's text, anything else as JSON.
+pub(crate) fn value_cost(value: &Value) -> usize {
+    match value {
+        Value::String(s) => text_cost(s),
+        other => {
+            let mut n = Counted::default();
+            let _ = write!(n, "{other}");
+            n.0
         }
     }
 }
+
+/// The cost of one field: name, value and [`FIELD_OVERHEAD`].
+pub(crate) fn field_cost(name: &str, value: &Value) -> usize {
+    text_cost(name) + FIELD_OVERHEAD + value_cost(value)
+}
+
+/// The cost of a span: name, fields and [`SPAN_OVERHEAD`].
+pub(crate) fn span_cost(span: &SpanRecord) -> usize {
+    text_cost(&span.name)
+        + SPAN_OVERHEAD
+        + span
+            .fields
+            .iter()
+            .map(|(name, value)| field_cost(name, value))
+            .sum::<usize>()
+}
+
+/// The name of the field that says how many fields of a record (or span)
+/// were left out to keep it within `max_record_bytes`.
+pub(crate) const FIELDS_LEFT_OUT: &str = "fields_left_out";
 
 #[cfg(test)]
 mod tests {
@@ -461,6 +630,68 @@ mod tests {
             .replace("\"WARN\"", "\"LOUD\"");
         let err = serde_json::from_str::<Record>(&text).unwrap_err();
         assert!(err.to_string().contains("LOUD"));
+    }
+
+    #[test]
+    fn the_line_shows_control_characters_escaped() {
+        let mut r = sample();
+        r.message = "a\r\nSubject: x\t\u{1b}[1m \\ \"q\" \u{85}\u{2028}\u{202e}é".into();
+        r.fields = Fields(vec![("v".into(), json!("b\n\"c\" \\d"))]);
+        assert_eq!(
+            r.to_line(UtcOffset::UTC),
+            r#"2026-11-21 10:00:03 WARN poca::feed: a\r\nSubject: x\t\u{1b}[1m \ "q" \u{85}\u{2028}\u{202e}é v="b\n\"c\" \\d""#
+        );
+    }
+
+    #[test]
+    fn the_cost_of_a_character_covers_its_json_and_its_text() {
+        for c in (0..0x3000u32)
+            .filter_map(char::from_u32)
+            .chain(['😀', '\u{feff}'])
+        {
+            let json = serde_json::to_string(&c.to_string()).unwrap().len() - 2;
+            let mut text = String::new();
+            write_escaped(&mut text, &c.to_string(), true).unwrap();
+            let cost = char_cost(c);
+            assert!(
+                cost >= json && cost >= text.len(),
+                "{c:?}: {cost} < {json} or {}",
+                text.len()
+            );
+            assert!(cost == json || cost == text.len(), "{c:?}: {cost} too much");
+        }
+        let r = sample();
+        let fields: usize = r.fields.iter().map(|(k, v)| field_cost(k, v)).sum();
+        let json = serde_json::to_string(&r.fields).unwrap().len();
+        assert!(fields >= json, "{fields} < {json}");
+    }
+
+    #[test]
+    fn error_chain_keeps_what_a_failing_display_wrote() {
+        #[derive(Debug)]
+        struct Bad;
+        impl fmt::Display for Bad {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("half")?;
+                Err(fmt::Error)
+            }
+        }
+        impl std::error::Error for Bad {}
+        #[derive(Debug)]
+        struct Outer(Bad);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let mut out = String::new();
+        assert!(write!(out, "{}", error_chain(&Outer(Bad))).is_err());
+        assert_eq!(out, "outer: half");
     }
 
     #[test]

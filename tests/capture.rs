@@ -472,3 +472,369 @@ fn the_default_subject_counts_errors_and_warnings_since_the_oldest_record() {
         format!("[capture-test] 1 error, 2 warnings since {first}")
     );
 }
+
+/// Silences the panic hook for the panics the tests below make on purpose
+/// (their message starts with "generated panic"); others are reported as
+/// usual.
+fn quiet_generated_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if !message.is_some_and(|m| m.starts_with("generated panic")) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// How a generated `Debug`/`Display` ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ending {
+    Ok,
+    /// `fmt::Error` after this many bytes of the text.
+    ErrAfter(usize),
+    /// A panic after this many bytes of the text.
+    PanicAfter(usize),
+}
+
+/// A value whose `Debug` and `Display` write `text` in pieces of `piece`
+/// bytes (at char boundaries), then end as `ending` says.
+#[derive(Clone)]
+struct Gen {
+    text: String,
+    piece: usize,
+    ending: Ending,
+}
+
+impl Gen {
+    fn new(text: &str, ending: Ending) -> Self {
+        Gen {
+            text: text.to_owned(),
+            piece: 3,
+            ending,
+        }
+    }
+
+    fn write(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let end = match self.ending {
+            Ending::Ok => self.text.len(),
+            Ending::ErrAfter(k) | Ending::PanicAfter(k) => k.min(self.text.len()),
+        };
+        let mut at = 0;
+        while at < end {
+            let mut next = (at + self.piece).min(end);
+            while !self.text.is_char_boundary(next) {
+                next += 1;
+            }
+            f.write_str(&self.text[at..next])?;
+            at = next;
+        }
+        match self.ending {
+            Ending::Ok => Ok(()),
+            Ending::ErrAfter(_) => Err(std::fmt::Error),
+            Ending::PanicAfter(_) => panic!("generated panic in a Debug impl"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.write(f)
+    }
+}
+
+impl std::fmt::Display for Gen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.write(f)
+    }
+}
+
+#[derive(Debug)]
+struct GenError(Gen);
+
+impl std::fmt::Display for GenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.write(f)
+    }
+}
+
+impl std::error::Error for GenError {}
+
+/// Asserts that `kept` is what a user may rely on for a value written by
+/// `g`: all of it, or the start of what it wrote followed by a marker that
+/// says why the rest is missing.
+fn assert_kept(kept: &str, g: &Gen) {
+    let Some(at) = kept.rfind("…[") else {
+        assert_eq!(g.ending, Ending::Ok, "no marker in {kept:?}");
+        assert_eq!(kept, g.text);
+        return;
+    };
+    let (start, marker) = kept.split_at(at);
+    // What `g` wrote before it ended (it writes whole characters).
+    let mut written = match g.ending {
+        Ending::Ok => g.text.len(),
+        Ending::ErrAfter(k) | Ending::PanicAfter(k) => k.min(g.text.len()),
+    };
+    while !g.text.is_char_boundary(written) {
+        written += 1;
+    }
+    assert!(
+        g.text[..written].starts_with(start),
+        "{start:?} is not the start of what {:?} wrote",
+        g.text
+    );
+    match marker {
+        "…[formatting failed]" => assert!(matches!(g.ending, Ending::ErrAfter(_)), "{marker}"),
+        "…[formatting panicked]" => {
+            assert!(matches!(g.ending, Ending::PanicAfter(_)), "{marker}")
+        }
+        m => {
+            let n: usize = m
+                .strip_prefix("…[cut: at least ")
+                .and_then(|m| m.strip_suffix(" bytes]"))
+                .unwrap_or_else(|| panic!("unexpected marker {m:?}"))
+                .parse()
+                .unwrap();
+            assert!(n > start.len() && n <= written, "{m} for {:?}", g.text);
+        }
+    }
+}
+
+#[test]
+fn a_failing_or_panicking_debug_or_display_is_captured_with_a_marker() {
+    quiet_generated_panics();
+    let records = capture(LevelFilter::TRACE, || {
+        let span = tracing::info_span!(
+            "job",
+            bad = ?Gen::new("span half", Ending::ErrAfter(4)),
+            late = tracing::field::Empty
+        );
+        span.record(
+            "late",
+            tracing::field::debug(Gen::new("late half", Ending::PanicAfter(4))),
+        );
+        let _entered = span.enter();
+        let error = GenError(Gen::new("error half", Ending::ErrAfter(5)));
+        tracing::warn!(
+            debug = ?Gen::new("debug half", Ending::ErrAfter(5)),
+            display = %Gen::new("display half", Ending::ErrAfter(7)),
+            panics = ?Gen::new("boom", Ending::PanicAfter(2)),
+            error = &error as &(dyn std::error::Error + 'static),
+            fine = 1,
+            "message {}",
+            Gen::new("half", Ending::ErrAfter(2))
+        );
+        tracing::warn!("after {}", Gen::new("x", Ending::PanicAfter(0)));
+        tracing::warn!("still captured");
+    });
+    let messages: Vec<&str> = records.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "message ha…[formatting failed]",
+            "after …[formatting panicked]",
+            "still captured"
+        ]
+    );
+    let r = &records[0];
+    assert_eq!(
+        r.fields.get("debug"),
+        Some(&json!("debug…[formatting failed]"))
+    );
+    assert_eq!(
+        r.fields.get("display"),
+        Some(&json!("display…[formatting failed]"))
+    );
+    assert_eq!(
+        r.fields.get("panics"),
+        Some(&json!("bo…[formatting panicked]"))
+    );
+    assert_eq!(
+        r.fields.get("error"),
+        Some(&json!("error…[formatting failed]"))
+    );
+    assert_eq!(r.fields.get("fine"), Some(&json!(1)));
+    assert_eq!(
+        r.span_context().unwrap(),
+        r#"in job{bad="span…[formatting failed]" late="late…[formatting panicked]"}"#
+    );
+}
+
+#[test]
+fn beside_the_fmt_layer_a_failing_debug_panics_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let (layer, guard) = build(dir.path(), &recorder, |b| b);
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let error = GenError(Gen::new("bad error", Ending::ErrAfter(3)));
+        tracing::warn!(
+            d = ?Gen::new("x", Ending::ErrAfter(1)),
+            e = &error as &(dyn std::error::Error + 'static),
+            "logged"
+        );
+    });
+    assert!(guard.flush().is_sent());
+    let r = &recorder.emails()[0][0];
+    assert_eq!(r.message, "logged");
+    assert_eq!(r.fields.get("d"), Some(&json!("x…[formatting failed]")));
+    assert_eq!(r.fields.get("e"), Some(&json!("bad…[formatting failed]")));
+}
+
+/// A small deterministic generator (xorshift64*), so a failure can be
+/// replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Text of up to `max` characters, among them the ones that are escaped
+    /// somewhere (controls, quotes, separators, bidi controls).
+    fn text(&mut self, max: usize) -> String {
+        const ODD: [char; 16] = [
+            '\r', '\n', '\t', '\0', '\u{1b}', '\u{7f}', '\u{85}', '"', '\\', 'é', '😀', '\u{2028}',
+            '\u{202e}', '<', '&', '\u{301}',
+        ];
+        let len = self.below(max + 1);
+        (0..len)
+            .map(|_| {
+                if self.below(4) == 0 {
+                    ODD[self.below(ODD.len())]
+                } else {
+                    char::from(b'a' + self.below(26) as u8)
+                }
+            })
+            .collect()
+    }
+
+    /// A value with an arbitrary `Debug`/`Display` outcome: whole, an error
+    /// after some bytes, or a panic after some bytes.
+    fn value(&mut self, max: usize) -> Gen {
+        let text = self.text(max);
+        let at = self.below(text.len() + 1);
+        let ending = match self.below(6) {
+            0 => Ending::ErrAfter(at),
+            1 => Ending::PanicAfter(at),
+            _ => Ending::Ok,
+        };
+        Gen {
+            text,
+            piece: 1 + self.below(64),
+            ending,
+        }
+    }
+}
+
+#[test]
+fn arbitrary_debug_outcomes_never_panic_lose_a_record_or_break_the_bound() {
+    quiet_generated_panics();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for bound in [1, 64, 300, 2000, 16 * 1024] {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::default();
+        let (layer, guard) = build(dir.path(), &recorder, |b| {
+            b.threshold(1, Level::TRACE).max_record_bytes(bound)
+        });
+        let max = 3 * bound.min(3000);
+        let mut made = Vec::new();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            for _ in 0..40 {
+                let depth = rng.below(4);
+                let mut spans = Vec::new();
+                let mut span_values = Vec::new();
+                for _ in 0..depth {
+                    let (v, late) = (rng.value(max), rng.value(max));
+                    let span = tracing::info_span!("s", v = ?v, late = tracing::field::Empty);
+                    span.record("late", tracing::field::display(&late));
+                    span_values.push((v, late));
+                    spans.push(span.entered());
+                }
+                let (m, a, b, e) = (
+                    rng.value(max),
+                    rng.value(max),
+                    rng.value(max),
+                    rng.value(max),
+                );
+                let error = GenError(e.clone());
+                tracing::warn!(
+                    a = ?a,
+                    b = %b,
+                    n = 7,
+                    e = &error as &(dyn std::error::Error + 'static),
+                    "{}",
+                    m
+                );
+                made.push((m, [a, b, e], span_values));
+                while spans.pop().is_some() {}
+            }
+        });
+        let outcome = guard.flush();
+        assert!(outcome.is_sent(), "{outcome}");
+        let records = recorder.emails().concat();
+        assert_eq!(records.len(), made.len(), "a record was lost");
+        for (r, (m, values, span_values)) in records.iter().zip(&made) {
+            let names = r.target.len()
+                + r.module_path.as_deref().map_or(0, str::len)
+                + r.file.as_deref().map_or(0, str::len);
+            let json = serde_json::to_string(r).unwrap();
+            assert!(
+                json.len() <= bound + 512 + names,
+                "{} > {bound}: {json}",
+                json.len()
+            );
+            let line = r.to_line(time::UtcOffset::UTC);
+            let context = r.span_context().unwrap_or_default();
+            assert!(line.len() + context.len() <= bound + 512 + names);
+            assert!(
+                !line.chars().chain(context.chars()).any(char::is_control),
+                "{line:?} {context:?}"
+            );
+            assert_kept(&r.message, m);
+            let present: Vec<&str> = r.fields.iter().map(|(k, _)| k).collect();
+            for (name, g) in ["a", "b", "e"].into_iter().zip(values) {
+                if let Some(v) = r.fields.get(name) {
+                    assert_kept(v.as_str().unwrap(), g);
+                }
+            }
+            // The fields kept are the first ones; the others are counted.
+            let all = ["a", "b", "n", "e"];
+            let left_out = r
+                .fields
+                .get("fields_left_out")
+                .map_or(0, |v| v.as_u64().unwrap());
+            let kept = &present[..present.len() - usize::from(left_out > 0)];
+            assert_eq!(kept, &all[..kept.len()], "{present:?}");
+            assert_eq!(kept.len() + left_out as usize, all.len());
+            // Spans kept whole or cut are the outermost ones.
+            for (span, (v, late)) in r.spans.iter().zip(span_values) {
+                if span.name != "s" {
+                    assert!(span.name.ends_with(" left out]"), "{}", span.name);
+                    break;
+                }
+                if let Some(kept) = span.fields.get("v") {
+                    assert_kept(kept.as_str().unwrap(), v);
+                }
+                if let Some(kept) = span.fields.get("late") {
+                    assert_kept(kept.as_str().unwrap(), late);
+                }
+            }
+        }
+    }
+}
