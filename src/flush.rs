@@ -130,10 +130,9 @@ impl Flusher {
         }
         match decision {
             Decision::Nothing => Outcome::Nothing,
-            Decision::Hold { counted, needed } => Outcome::Held {
+            Decision::Hold(waiting_for) => Outcome::Held {
                 pending: state.pending.len(),
-                counted,
-                needed,
+                waiting_for,
             },
             Decision::Wait { until } => Outcome::Waiting {
                 pending: state.pending.len(),
