@@ -194,24 +194,29 @@ pub struct Cleared {
     pub history_removed: bool,
 }
 
+/// `1 record`, `3 records`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 impl fmt::Display for Cleared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "removed {} pending records", self.records)?;
+        write!(f, "removed {}", count(self.records, "pending record"))?;
         if self.parked_files > 0 {
-            write!(f, " (with {} parked files)", self.parked_files)?;
+            write!(f, " (with {})", count(self.parked_files, "parked file"))?;
         }
         if self.history_removed {
             write!(
                 f,
-                ", the streaks of {} failures and the time of the last email: the file is as new",
-                self.failures
+                ", the history ({}) and the time of the last email: every failure is new again",
+                count(self.failures, "failure streak")
             )
         } else {
             write!(
                 f,
-                "; kept the history: the streaks of {} failures, when each was reported (a \
-                 reported failure stays quiet), and the time of the last email",
-                self.failures
+                "; kept the history ({}, and when each was reported: a reported failure stays \
+                 quiet) and the time of the last email",
+                count(self.failures, "failure streak")
             )
         }
     }
@@ -506,9 +511,9 @@ impl fmt::Display for Snapshot {
         if self.unflushed > 0 {
             writeln!(
                 f,
-                "unflushed    {} records captured by this process, not in the file until the \
-                 next flush",
-                self.unflushed
+                "unflushed    {} captured by this process, not in the file until the next \
+                 flush",
+                count(self.unflushed, "record")
             )?;
         }
         if let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) {
@@ -551,7 +556,8 @@ impl fmt::Display for Snapshot {
             Some(Verdict::Nothing) | None => {}
             Some(Verdict::Hold { waiting_for }) => writeln!(
                 f,
-                "policy       holds the {pending} pending records: {waiting_for}"
+                "policy       holds {}: {waiting_for}",
+                count(pending, "pending record")
             )?,
             Some(Verdict::Wait { until }) => writeln!(
                 f,
@@ -608,7 +614,6 @@ impl Failure {
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
-    use crate::state::State;
 
     fn file_with(levels: &[Level]) -> (tempfile::TempDir, StateFile) {
         let dir = tempfile::tempdir().unwrap();
@@ -653,7 +658,211 @@ mod tests {
         let text = s
             .with_verdict(&policy, OffsetDateTime::UNIX_EPOCH, None)
             .to_string();
-        assert!(text.contains("holds: 3 of the 5 records"), "{text}");
+        assert!(
+            text.contains(
+                "policy       holds 4 pending records: 3 of the 5 warnings or errors needed"
+            ),
+            "{text}"
+        );
+    }
+
+    /// A state file after runs 1–4 of `url "b.json"` (reported at hour 3,
+    /// in run 3) and run 3 of `url "c.json"`, with the records of run 4.
+    fn file_with_streaks() -> (tempfile::TempDir, StateFile, OffsetDateTime) {
+        let hour = |h: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::hours(h);
+        let record = |url: &str, h: i64| {
+            let mut r = record_at(Level::WARN);
+            r.message = "fetch failed".into();
+            r.fields.0.push(("url".into(), serde_json::json!(url)));
+            r.timestamp = hour(h);
+            r
+        };
+        let fields = ["url".to_owned()];
+        let mut history = crate::history::History::default();
+        for h in 1..=4 {
+            let run = history.start_run();
+            let mut seen = vec![record("b.json", h)];
+            if h == 3 {
+                seen.push(record("c.json", h));
+            }
+            for r in &seen {
+                let fp = crate::history::fingerprint(r, &fields);
+                history.observe(run, &fp, r.level, r.timestamp);
+            }
+            if h == 3 {
+                let key = crate::history::fingerprint(&seen[0], &fields).key;
+                history.reported([key.as_str()], hour(3));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::open(dir.path().join("state.json"));
+        let lock = file.store.lock().unwrap();
+        let state = State {
+            version: crate::state::VERSION,
+            pending: vec![record("b.json", 4)],
+            dropped: 0,
+            last_sent: Some(hour(3)),
+            last_error: None,
+            history,
+        };
+        file.store.save(&lock, &state).unwrap();
+        (dir, file, hour(5))
+    }
+
+    fn by_url(consecutive_runs: u64, repeat_after: Option<Duration>) -> Policy {
+        Policy {
+            consecutive_runs: Some(consecutive_runs),
+            repeat_after,
+            fingerprint_fields: vec!["url".into()],
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn a_snapshot_shows_each_failure_with_its_streak_and_when_it_is_quiet() {
+        let (_dir, file, now) = file_with_streaks();
+        let utc =
+            |h: i64| crate::record::utc_time(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(h));
+        let s = file.snapshot().unwrap();
+        assert!(s.exists);
+        assert_eq!(s.runs, 4);
+        let labels: Vec<(&str, u64, u64)> = s
+            .failures
+            .iter()
+            .map(|f| (f.label.as_str(), f.runs, f.last_run))
+            .collect();
+        assert_eq!(
+            labels,
+            [(r#"url "b.json""#, 4, 4), (r#"url "c.json""#, 1, 3)]
+        );
+        let b = &s.failures[0];
+        assert_eq!(
+            b.reported,
+            Some(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(3))
+        );
+        assert!(!b.quiet, "no policy given: not known");
+        let text = s.to_string();
+        assert!(
+            text.contains(&format!(
+                r#"failures     url "b.json" (WARN): 4 runs in a row, since {}, last {}; reported {}"#,
+                utc(1),
+                utc(4),
+                utc(3)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"url "c.json" (WARN): 1 run"#)
+                && text.contains("(not in the last run: its streak is over); not reported yet"),
+            "{text}"
+        );
+        assert!(text.contains("runs         4 flushed so far"), "{text}");
+
+        // With repeat_after: quiet until a day after the report.
+        let day = Duration::from_secs(24 * 3600);
+        let s = file
+            .snapshot()
+            .unwrap()
+            .with_verdict(&by_url(3, Some(day)), now, None);
+        let b = &s.failures[0];
+        assert!(b.quiet);
+        assert_eq!(
+            b.quiet_until,
+            Some(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(27))
+        );
+        let text = s.to_string();
+        assert!(
+            text.contains(&format!(
+                "reported {}, quiet until {} (repeat_after)",
+                utc(3),
+                utc(27)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"policy       holds 1 pending record: url "b.json" reported at {}, quiet until {} (repeat_after)"#,
+                utc(3),
+                utc(27)
+            )),
+            "{text}"
+        );
+
+        // consecutive_runs alone: quiet until the streak breaks.
+        let s = file
+            .snapshot()
+            .unwrap()
+            .with_verdict(&by_url(3, None), now, None);
+        assert!(s.failures[0].quiet && s.failures[0].quiet_until.is_none());
+        let text = s.to_string();
+        assert!(
+            text.contains("quiet until a run without it (consecutive_runs reports a streak once)"),
+            "{text}"
+        );
+        // A longer streak is needed than b.json had when reported: not quiet.
+        let s = file
+            .snapshot()
+            .unwrap()
+            .with_verdict(&by_url(5, None), now, None);
+        assert!(!s.failures[0].quiet);
+        assert_eq!(
+            s.verdict,
+            Some(Verdict::Hold {
+                waiting_for: WaitingFor::Streak {
+                    label: Some(r#"url "b.json""#.into()),
+                    runs: 4,
+                    needed: 5,
+                    level: Level::WARN,
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_file_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elsewhere.json");
+        let s = StateFile::open(&path).snapshot().unwrap();
+        assert!(!s.exists);
+        let text = s.to_string();
+        assert!(
+            text.starts_with(&format!("state file   no state file at {}", path.display())),
+            "{text}"
+        );
+        assert!(!path.exists(), "looking creates nothing");
+    }
+
+    #[test]
+    fn clear_keeps_the_history_and_clear_all_forgets_it() {
+        let (_dir, file, _) = file_with_streaks();
+        let cleared = file.clear().unwrap();
+        assert_eq!(
+            (cleared.records, cleared.failures, cleared.history_removed),
+            (1, 2, false)
+        );
+        assert_eq!(
+            cleared.to_string(),
+            "removed 1 pending record; kept the history (2 failure streaks, and when each was \
+             reported: a reported failure stays quiet) and the time of the last email"
+        );
+        let s = file.snapshot().unwrap();
+        assert!(s.pending.is_empty());
+        assert_eq!((s.failures.len(), s.runs), (2, 4));
+        assert!(s.last_sent.is_some());
+
+        let cleared = file.clear_all().unwrap();
+        assert_eq!(
+            (cleared.records, cleared.failures, cleared.history_removed),
+            (0, 2, true)
+        );
+        assert!(
+            cleared.to_string().contains("every failure is new again"),
+            "{cleared}"
+        );
+        let s = file.snapshot().unwrap();
+        assert!(s.failures.is_empty());
+        assert_eq!((s.runs, s.last_sent), (0, None));
+        assert!(s.exists, "an empty state file, not none");
     }
 
     #[test]
