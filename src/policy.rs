@@ -28,7 +28,8 @@ pub(crate) struct Policy {
     /// pending.
     pub(crate) immediately_at: Option<Level>,
     /// Send everything at flush if one fingerprint at the policy's level was
-    /// seen in each of the last this many runs.
+    /// seen in each of the last this many runs, once per streak (again only
+    /// after `repeat_after`).
     pub(crate) consecutive_runs: Option<u64>,
     /// A fingerprint that was reported triggers no email again until this
     /// long after, while it keeps recurring.
@@ -230,7 +231,7 @@ impl std::fmt::Display for WaitingFor {
                 ..
             } => write!(
                 f,
-                "no new failure ({}) in this run; one in {needed} runs in a row is needed",
+                "no failure ({}) in this run; one in {needed} runs in a row is needed",
                 at_or_above(*level)
             ),
             WaitingFor::Quiet {
@@ -468,14 +469,16 @@ impl Policy {
             if self.repeat_after.is_some()
                 && self.met(&self.measure(pending, &vec![true; n], facts))
             {
+                let mut seen = std::collections::BTreeSet::new();
                 for ((r, key), loud) in pending.iter().zip(&keys).zip(&loud) {
-                    let streak = key.as_ref().and_then(|k| facts.history.streaks.get(k));
-                    if let (false, Some(s), Some(reported), Some(d)) = (
-                        *loud,
-                        streak,
-                        streak.and_then(|s| s.reported),
-                        self.repeat_after,
-                    ) && severity(r.level) >= min
+                    let Some(key) = key
+                        .as_ref()
+                        .filter(|k| !*loud && severity(r.level) >= min && seen.insert(k.as_str()))
+                    else {
+                        continue;
+                    };
+                    if let Some(s) = facts.history.streaks.get(key)
+                        && let (Some(reported), Some(d)) = (s.reported, self.repeat_after)
                     {
                         quiet.push(Quiet {
                             label: s.label.clone(),
@@ -1185,7 +1188,7 @@ pub(crate) mod tests {
                     needed: 3,
                     level: E,
                 },
-                "no new failure (errors) in this run; one in 3 runs in a row is needed".to_owned(),
+                "no failure (errors) in this run; one in 3 runs in a row is needed".to_owned(),
             ),
             (
                 WaitingFor::Quiet {
