@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, Outcome, Smtp};
+use tracing_email::{EmailLayer, FileDrop, Outcome, Smtp, WaitingFor};
 use tracing_subscriber::{filter::LevelFilter, prelude::*};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,7 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{outcome}");
     match &outcome {
         Outcome::Held {
-            needed, counted, ..
+            waiting_for: WaitingFor::Threshold {
+                needed, counted, ..
+            },
+            ..
         } => println!(
             "run it again: {} more warning(s) and the digest goes out",
             needed - counted

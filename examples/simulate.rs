@@ -106,6 +106,23 @@ pub fn schedule(runs: usize, seed: u64) -> Schedule {
     Schedule { fails, lasting }
 }
 
+/// Streaks of at least `k` runs in a row in which one feed failed.
+pub fn streaks_of_at_least(schedule: &Schedule, k: usize) -> usize {
+    (0..FEEDS)
+        .map(|feed| {
+            let mut streaks = 0;
+            let mut run = 0;
+            for fails in &schedule.fails {
+                run = if fails[feed] { run + 1 } else { 0 };
+                if run == k {
+                    streaks += 1;
+                }
+            }
+            streaks
+        })
+        .sum()
+}
+
 /// An email: the run it was sent in and the feeds it held.
 type Sent = (usize, BTreeSet<String>);
 
@@ -259,7 +276,8 @@ fn main() {
         .map(|r| r.iter().filter(|f| **f).count())
         .sum();
     println!(
-        "{days} days of hourly runs, {FEEDS} feeds, {failures} failed feed-runs, {} lasting outages (≥ {LASTING} runs), seed {seed}\n",
+        "{days} days of hourly runs, {FEEDS} feeds, {failures} failed feed-runs, {} streaks of 4 runs or more, {} lasting outages (≥ {LASTING} runs), seed {seed}\n",
+        streaks_of_at_least(&schedule, 4),
         schedule.lasting.len()
     );
     let dir = match tempfile::tempdir() {

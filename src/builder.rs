@@ -313,6 +313,12 @@ impl Builder {
     /// "the feed consistently fails", where a count threshold only
     /// approximates it: one-off blips of many feeds never add up.
     ///
+    /// A failure is reported once per streak: after a digest went out while
+    /// it had lasted `runs` runs, it triggers no email until a run without it
+    /// ends the streak; its later records wait and ride along in the next
+    /// digest that goes out. [`repeat_after`](Builder::repeat_after) adds
+    /// reminders while it lasts.
+    ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
     ///     .consecutive_runs(4)
@@ -325,7 +331,9 @@ impl Builder {
 
     /// Once a failure was reported (sent in a digest), it does not trigger
     /// another email until `after` has passed, however often it recurs: a
-    /// daily reminder with `Duration::from_secs(24 * 3600)`. Its records still
+    /// daily reminder with `Duration::from_secs(24 * 3600)`. With
+    /// `consecutive_runs`, these reminders are the only repeat emails of a
+    /// streak. Its records still
     /// ride along in any digest sent for another reason, and a failure that
     /// stops and comes back later is new again. At most 3650 days (about
     /// ten years); [`build`](Builder::build) refuses a longer one.

@@ -283,7 +283,8 @@ pub struct PolicyConfig {
     /// `consecutive_runs = 4`: at flush, send everything pending once one
     /// failure (one fingerprint, see `fingerprint_fields`) at the policy's
     /// level was seen in each of the last this many runs. A run without it
-    /// starts its count again.
+    /// starts its count again. Reported once per streak; `repeat_after`
+    /// adds reminders.
     #[serde(default, deserialize_with = "de::consecutive_runs")]
     pub consecutive_runs: Option<u64>,
     /// `repeat_after = 86400`: seconds after a failure was reported (sent in

@@ -241,10 +241,9 @@ impl Flusher {
         let state = &mut taken.state;
         match decision {
             Decision::Nothing => Outcome::Nothing,
-            Decision::Hold { counted, needed } => Outcome::Held {
+            Decision::Hold(waiting_for) => Outcome::Held {
                 pending: state.pending.len(),
-                counted,
-                needed,
+                waiting_for,
             },
             Decision::Wait { until } => Outcome::Waiting {
                 pending: state.pending.len(),

@@ -11,28 +11,29 @@ use crate::buffer::lock;
 use crate::error::Error;
 use crate::flush::Flusher;
 use crate::layer::{Shared, Signal};
-use crate::policy::Phase;
+use crate::policy::{Phase, WaitingFor};
 
 /// What a flush did.
 ///
 /// Its `Display` is one line a person understands, e.g.
-/// `held 3 records for a later run (2 of the 5 needed to send an email)`.
+/// `held 3 records for a later run: 2 of the 5 warnings or errors needed`.
 ///
-/// | the state file holds…                           | outcome   |
-/// |--------------------------------------------------|-----------|
-/// | no record                                        | `Nothing` |
-/// | records, but the policy's rules are not met      | `Held`    |
-/// | records a rule sends, but the last email is too recent (`min_interval`) | `Waiting` |
-/// | records the policy sends, and the server accepts | `Sent`    |
-/// | records that could not be sent or stored         | `Failed`  |
+/// | the state file holds…                                   | outcome   |
+/// |----------------------------------------------------------|-----------|
+/// | no record                                                | `Nothing` |
+/// | records, but the policy's rules are not met              | `Held`    |
+/// | records a rule sends, but `min_interval` has not passed  | `Waiting` |
+/// | records the policy sends, and the server accepts         | `Sent`    |
+/// | records that could not be sent or stored                 | `Failed`  |
 ///
 /// ```
-/// use tracing_email::Outcome;
+/// use tracing_email::{Outcome, WaitingFor};
 ///
-/// let outcome = Outcome::Held { pending: 3, counted: 2, needed: 5 };
+/// let waiting_for = WaitingFor::Threshold { counted: 2, needed: 5, level: tracing::Level::WARN };
+/// let outcome = Outcome::Held { pending: 3, waiting_for };
 /// assert_eq!(
 ///     outcome.to_string(),
-///     "held 3 records for a later run (2 of the 5 needed to send an email)"
+///     "held 3 records for a later run: 2 of the 5 warnings or errors needed"
 /// );
 /// assert!(!outcome.is_failed());
 /// ```
@@ -41,15 +42,15 @@ use crate::policy::Phase;
 pub enum Outcome {
     /// No record was pending: nothing to send or keep.
     Nothing,
-    /// The records were saved for a later run: `counted` of them count toward
-    /// the policy's threshold, which needs `needed`.
+    /// The records were saved for a later run: no rule of the policy is
+    /// met, and `waiting_for` says what the rule closest to sending waits
+    /// for, in its own terms (records for a threshold, runs for a streak, a
+    /// time for a failure already reported).
     Held {
         /// Records now pending in the state file.
         pending: usize,
-        /// Pending records that count toward the threshold.
-        counted: usize,
-        /// Records the threshold needs.
-        needed: usize,
+        /// What the policy waits for.
+        waiting_for: WaitingFor,
     },
     /// A rule is met, but the last email went out less than `min_interval`
     /// ago: the records wait, and a flush from `until` on sends them.
@@ -108,11 +109,10 @@ impl fmt::Display for Outcome {
             Outcome::Nothing => f.write_str("nothing to send: no records are pending"),
             Outcome::Held {
                 pending,
-                counted,
-                needed,
+                waiting_for,
             } => write!(
                 f,
-                "held {} for a later run ({counted} of the {needed} needed to send an email)",
+                "held {} for a later run: {waiting_for}",
                 records(*pending)
             ),
             Outcome::Waiting { pending, until } => write!(
@@ -146,7 +146,7 @@ impl fmt::Display for Outcome {
 /// sent twice by the same process, nor stored twice.
 ///
 /// ```
-/// use tracing_email::{EmailLayer, FileDrop, Outcome};
+/// use tracing_email::{EmailLayer, FileDrop, Outcome, WaitingFor};
 /// use tracing_subscriber::prelude::*;
 ///
 /// # let dir = tempfile::tempdir().unwrap();
@@ -160,7 +160,12 @@ impl fmt::Display for Outcome {
 /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
 ///     tracing::warn!("first");
 /// });
-/// assert!(matches!(guard.flush(), Outcome::Held { pending: 1, counted: 1, needed: 2 }));
+/// let outcome = guard.flush();
+/// assert!(matches!(
+///     outcome,
+///     Outcome::Held { pending: 1, waiting_for: WaitingFor::Threshold { counted: 1, needed: 2, .. } }
+/// ));
+/// assert_eq!(outcome.to_string(), "held 1 record for a later run: 1 of the 2 warnings or errors needed");
 /// # Ok::<(), tracing_email::Error>(())
 /// ```
 #[must_use = "dropping the guard flushes at once; keep it until the end of main"]
@@ -247,7 +252,9 @@ impl FlushGuard {
             )
         })?;
         let now = crate::clock::datetime(now);
-        Ok(snapshot.with_verdict(&flusher.policy, now, flusher.run))
+        let mut snapshot = snapshot.with_verdict(&flusher.policy, now, flusher.run);
+        snapshot.unflushed = self.shared.buffer.len();
+        Ok(snapshot)
     }
 
     /// Forgets the records captured since the last flush and returns how

@@ -103,6 +103,11 @@ pub(crate) struct Streak {
     /// When a digest holding it was last sent, during this streak.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub(crate) reported: Option<OffsetDateTime>,
+    /// How many runs long the streak was when last reported: a streak
+    /// counts as reported for `consecutive_runs(k)` only once it went out
+    /// at `k` runs or more, not when it merely rode along earlier.
+    #[serde(default)]
+    pub(crate) reported_runs: u64,
 }
 
 /// Runs and streaks, as kept in the state file.
@@ -170,6 +175,7 @@ impl History {
                         since: time,
                         last_seen: time,
                         reported: None,
+                        reported_runs: 0,
                     },
                 );
                 self.forget_oldest();
@@ -195,6 +201,7 @@ impl History {
         for key in keys {
             if let Some(s) = self.streaks.get_mut(key) {
                 s.reported = Some(now);
+                s.reported_runs = s.runs;
             }
         }
     }
@@ -440,6 +447,10 @@ mod tests {
         let run = h.start_run();
         h.observe(run, &feed, Level::WARN, T);
         assert_eq!(h.streaks["feed"].reported, Some(T));
+        assert_eq!(
+            h.streaks["feed"].reported_runs, 1,
+            "as long as when reported"
+        );
         h.start_run();
         let run = h.start_run();
         h.observe(run, &feed, Level::WARN, T);
@@ -595,6 +606,7 @@ mod tests {
             since: T,
             last_seen: T,
             reported: None,
+            reported_runs: 0,
         };
         // A streak as long as it can be goes on at that length.
         let mut h = History {

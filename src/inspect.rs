@@ -1,6 +1,7 @@
-//! Looking into a state file: what is pending, since when, what was last
-//! sent or went wrong, and what the policy still waits for. Reading changes
-//! nothing; [`StateFile::clear`] is the one way to empty it.
+//! Looking into a state file: what is pending, since when, which failures
+//! persist across runs and when they were reported, what was last sent or
+//! went wrong, and what the policy still waits for. Reading changes nothing;
+//! [`StateFile::clear`] and [`StateFile::clear_all`] are the ways to empty it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Level;
 
+use crate::config::PolicyConfig;
 use crate::error::Error;
-use crate::policy::{Decision, Facts, Phase, Policy};
+use crate::policy::{Decision, Facts, Phase, Policy, WaitingFor};
 use crate::record::{Record, severity};
-use crate::state::StateStore;
+use crate::state::{State, StateStore};
 
 /// A state file, opened to look into it (and, on request, to empty it).
 ///
@@ -22,8 +24,9 @@ use crate::state::StateStore;
 /// # let dir = tempfile::tempdir().unwrap();
 /// let file = StateFile::open(dir.path().join("state.json"));
 /// let snapshot = file.snapshot()?;           // a missing file is an empty state
+/// assert!(!snapshot.exists);
 /// assert_eq!(snapshot.pending.len(), 0);
-/// println!("{snapshot}");
+/// println!("{snapshot}");                     // "state file   no state file at …"
 /// # Ok::<(), tracing_email::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -33,13 +36,19 @@ pub struct StateFile {
 
 /// What a state file holds at one moment.
 ///
-/// Its `Display` is a small table a person reads at a glance.
+/// Its `Display` is a small table a person reads at a glance: the pending
+/// records, each failure with its streak, when it was reported and until
+/// when it is quiet, and (for a snapshot taken with a policy) what the
+/// policy waits for.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
 /// let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
 /// println!("{snapshot}");
 /// println!("{} warnings or worse", snapshot.count_at_least(tracing::Level::WARN));
+/// for failure in &snapshot.failures {
+///     println!("{} in {} runs in a row", failure.label, failure.runs);
+/// }
 /// # Ok::<(), tracing_email::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -47,6 +56,10 @@ pub struct StateFile {
 pub struct Snapshot {
     /// The state file.
     pub path: PathBuf,
+    /// Whether the file exists. A program that has not flushed yet, or
+    /// whose state file is elsewhere (its config's `state_file`), has none
+    /// here: the snapshot is then empty.
+    pub exists: bool,
     /// The pending records, oldest first.
     pub pending: Vec<Record>,
     /// Records dropped because of the pending limit, not yet reported.
@@ -58,10 +71,66 @@ pub struct Snapshot {
     /// Parked files beside the state file (records of a flush that could
     /// not get the lock), merged by the next flush.
     pub parked_files: usize,
+    /// Runs that have flushed this state file so far.
+    pub runs: u64,
+    /// The failures the history follows (one per fingerprint, at the
+    /// policy's level or above), longest streak first.
+    pub failures: Vec<Failure>,
+    /// Records this process captured since its last flush, not in the file
+    /// yet: known only for a snapshot taken through
+    /// [`FlushGuard::snapshot`](crate::FlushGuard::snapshot), else 0.
+    pub unflushed: usize,
     /// What the program's policy would do at a flush now; known only for a
-    /// snapshot taken through [`FlushGuard::snapshot`](crate::FlushGuard::snapshot).
+    /// snapshot taken with a policy ([`StateFile::snapshot_with`] or
+    /// [`FlushGuard::snapshot`](crate::FlushGuard::snapshot)).
     pub verdict: Option<Verdict>,
     history: crate::history::History,
+}
+
+/// One failure the state file follows across runs (one fingerprint: a
+/// callsite and message, or a callsite and the values of the
+/// `fingerprint_fields`), with its streak. Read-only.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// for f in &snapshot.failures {
+///     match (f.reported, f.quiet_until) {
+///         (None, _) => println!("{}: {} runs, not reported yet", f.label, f.runs),
+///         (Some(at), Some(until)) => println!("{}: reported at {at}, quiet until {until}", f.label),
+///         (Some(at), None) => println!("{}: reported at {at}", f.label),
+///     }
+/// }
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Failure {
+    /// What a person reads: `url "b.json"`, or the message.
+    pub label: String,
+    /// The most severe level it was seen at during this streak.
+    pub level: Level,
+    /// Consecutive runs that saw it, up to `last_run`.
+    pub runs: u64,
+    /// The last run that saw it. When it is not the state file's last run,
+    /// the streak is over: the next run that sees it starts a new one.
+    pub last_run: u64,
+    /// When this streak's first record was logged.
+    pub since: OffsetDateTime,
+    /// When its latest record was logged.
+    pub last_seen: OffsetDateTime,
+    /// When a digest holding it was last sent, during this streak.
+    pub reported: Option<OffsetDateTime>,
+    /// Whether the policy keeps it from triggering an email now because it
+    /// was reported (`repeat_after` not passed yet, or `consecutive_runs`
+    /// without `repeat_after`, which reports a streak once). Known only for
+    /// a snapshot taken with a policy.
+    pub quiet: bool,
+    /// Until when it stays quiet (`repeat_after`); `None` while `quiet`
+    /// means until a run without it ends the streak.
+    pub quiet_until: Option<OffsetDateTime>,
+    /// Its fingerprint's key in the history.
+    key: String,
 }
 
 /// What the policy would do with the pending records at a flush now.
@@ -69,26 +138,24 @@ pub struct Snapshot {
 /// ```
 /// use tracing_email::Verdict;
 ///
-/// fn explain(verdict: Verdict) -> String {
+/// fn explain(verdict: &Verdict) -> String {
 ///     match verdict {
-///         Verdict::Hold { counted, needed } => format!("{counted} of {needed}"),
+///         Verdict::Hold { waiting_for } => format!("holds: {waiting_for}"),
 ///         Verdict::Send { records } => format!("sends {records}"),
 ///         other => format!("{other:?}"),
 ///     }
 /// }
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Verdict {
     /// Nothing is pending.
     Nothing,
-    /// Hold: `counted` records count toward the threshold, `needed` are
-    /// needed.
+    /// Hold: no rule is met; `waiting_for` says what the rule closest to
+    /// sending waits for.
     Hold {
-        /// Pending records that count toward the threshold.
-        counted: usize,
-        /// Records the threshold needs.
-        needed: usize,
+        /// What the policy waits for.
+        waiting_for: WaitingFor,
     },
     /// A rule is met, but `min_interval` keeps the next email until then.
     Wait {
@@ -100,6 +167,79 @@ pub enum Verdict {
         /// Records that would be sent.
         records: usize,
     },
+}
+
+/// What [`StateFile::clear`] or [`StateFile::clear_all`] removed and kept.
+/// Its `Display` says both.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let cleared = tracing_email::StateFile::open(dir.path().join("s.json")).clear()?;
+/// assert_eq!(cleared.records, 0);
+/// println!("{cleared}");
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cleared {
+    /// Pending records removed.
+    pub records: usize,
+    /// Parked files removed (their records counted in `records`).
+    pub parked_files: usize,
+    /// Failures (streaks) in the history: kept by `clear`, removed by
+    /// `clear_all`.
+    pub failures: usize,
+    /// Whether the history (streaks, when each failure was reported, the
+    /// run count) and the time of the last email were removed too.
+    pub history_removed: bool,
+}
+
+/// `1 record`, `3 records`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+impl fmt::Display for Cleared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "removed {}", count(self.records, "pending record"))?;
+        if self.parked_files > 0 {
+            write!(f, " (with {})", count(self.parked_files, "parked file"))?;
+        }
+        if self.history_removed {
+            write!(
+                f,
+                ", the history ({}) and the time of the last email: every failure is new again",
+                count(self.failures, "failure streak")
+            )
+        } else {
+            write!(
+                f,
+                "; kept the history ({}, and when each was reported: a reported failure stays \
+                 quiet) and the time of the last email",
+                count(self.failures, "failure streak")
+            )
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The policy these settings make, as the builder makes it.
+    fn to_policy(&self) -> Policy {
+        let mut policy = Policy {
+            threshold: self.threshold,
+            batch: self.batch,
+            immediately_at: self.immediately_at,
+            consecutive_runs: self.consecutive_runs,
+            repeat_after: self.repeat_after,
+            min_interval: self.min_interval,
+            max_age: self.max_age,
+            fingerprint_fields: self.fingerprint_fields.clone(),
+        };
+        if !policy.has_rule() {
+            policy.threshold = Some((1, Level::WARN));
+        }
+        policy
+    }
 }
 
 impl StateFile {
@@ -115,7 +255,8 @@ impl StateFile {
     }
 
     /// The default state file of the program called `app` (see
-    /// [`Builder::state_file`](crate::Builder::state_file)).
+    /// [`Builder::state_file`](crate::Builder::state_file)). A program whose
+    /// config sets `state_file` keeps it there instead: open that path.
     ///
     /// ```
     /// let file = tracing_email::StateFile::for_app("poca")?;
@@ -136,11 +277,12 @@ impl StateFile {
         self.store.path()
     }
 
-    /// Reads what is pending, without the lock and without changing
-    /// anything (the file is replaced by rename, so the read sees one whole
-    /// version). A missing file is an empty state; a corrupt one is an error,
-    /// and so is a path that is not a regular file (a FIFO, a device, a
-    /// folder: refused at once, never opened for a blocking read).
+    /// Reads what is pending and the failures followed across runs, without
+    /// the lock and without changing anything (the file is replaced by
+    /// rename, so the read sees one whole version). A missing file is an
+    /// empty state with `exists: false`; a corrupt one is an error, and so
+    /// is a path that is not a regular file (a FIFO, a device, a folder:
+    /// refused at once, never opened for a blocking read).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -149,39 +291,118 @@ impl StateFile {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
+        let exists = std::fs::symlink_metadata(self.path()).is_ok();
         let (state, parked_files) = self.store.peek()?;
+        let mut failures: Vec<Failure> = state
+            .history
+            .streaks
+            .iter()
+            .map(|(key, s)| Failure {
+                key: key.clone(),
+                label: s.label.clone(),
+                level: s.level,
+                runs: s.runs,
+                last_run: s.last_run,
+                since: s.since,
+                last_seen: s.last_seen,
+                reported: s.reported,
+                quiet: false,
+                quiet_until: None,
+            })
+            .collect();
+        failures
+            .sort_by(|a, b| (b.last_run, b.runs, &a.label).cmp(&(a.last_run, a.runs, &b.label)));
         Ok(Snapshot {
             path: self.path().to_path_buf(),
+            exists: exists || !state.pending.is_empty() || state.history.runs > 0,
             pending: state.pending,
             dropped: state.dropped,
             last_sent: state.last_sent,
             last_error: state.last_error,
             parked_files,
+            runs: state.history.runs,
+            failures,
+            unflushed: 0,
             verdict: None,
             history: state.history,
         })
     }
 
-    /// Empties the state file under its lock (parked files included) and
-    /// returns how many pending records were dropped. `last_sent` is kept.
+    /// [`snapshot`](StateFile::snapshot), plus what the program's policy
+    /// (its config's `policy` table, or the same rules set in code) would
+    /// do at a flush now, and which failures it keeps quiet: the answer to
+    /// "why didn't I get an email?".
+    ///
+    /// ```
+    /// use tracing_email::{PolicyConfig, StateFile, Verdict};
+    ///
+    /// let policy: PolicyConfig = toml::from_str("consecutive_runs = 3\nrepeat_after = 86400")?;
+    /// # let dir = tempfile::tempdir()?;
+    /// let snapshot = StateFile::open(dir.path().join("s.json")).snapshot_with(&policy)?;
+    /// assert_eq!(snapshot.verdict, Some(Verdict::Nothing));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot_with(&self, policy: &PolicyConfig) -> Result<Snapshot, Error> {
+        Ok(self
+            .snapshot()?
+            .with_verdict(&policy.to_policy(), OffsetDateTime::now_utc(), None))
+    }
+
+    /// Empties the pending records under the file's lock (parked files
+    /// included) and says what it removed and kept. The history is kept:
+    /// the streaks of the failures, when each was reported (so a reported
+    /// failure stays quiet), the run count, and the time of the last email
+    /// (for `min_interval`). [`clear_all`](StateFile::clear_all) forgets
+    /// those too.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let dropped = tracing_email::StateFile::open(dir.path().join("s.json")).clear()?;
-    /// assert_eq!(dropped, 0);
+    /// let cleared = tracing_email::StateFile::open(dir.path().join("s.json")).clear()?;
+    /// assert_eq!(cleared.records, 0);
+    /// assert!(!cleared.history_removed);
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
-    pub fn clear(&self) -> Result<usize, Error> {
+    pub fn clear(&self) -> Result<Cleared, Error> {
+        self.clear_with(false)
+    }
+
+    /// Empties the file entirely under its lock: the pending records, parked
+    /// files, and the history (streaks, when failures were reported, the
+    /// run count, the time of the last email). The next run starts as the
+    /// first one did: every failure is new.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let cleared = tracing_email::StateFile::open(dir.path().join("s.json")).clear_all()?;
+    /// assert!(cleared.history_removed);
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn clear_all(&self) -> Result<Cleared, Error> {
+        self.clear_with(true)
+    }
+
+    fn clear_with(&self, all: bool) -> Result<Cleared, Error> {
         let lock = self.store.lock()?;
         let loaded = self.store.load(&lock)?;
         let mut state = loaded.state;
-        let dropped = state.pending.len();
+        let cleared = Cleared {
+            records: state.pending.len(),
+            parked_files: loaded.parked.len(),
+            failures: state.history.streaks.len(),
+            history_removed: all,
+        };
+        if all {
+            state = State {
+                version: state.version,
+                ..State::default()
+            };
+        }
         state.pending.clear();
         state.dropped = 0;
         state.last_error = None;
         self.store.save(&lock, &state)?;
         self.store.remove_parked(&loaded.parked);
-        Ok(dropped)
+        Ok(cleared)
     }
 }
 
@@ -224,8 +445,9 @@ impl Snapshot {
         count.saturating_sub(self.count_at_least(level))
     }
 
-    /// Adds what `policy` would decide at `now`, for the run `run`. Times
-    /// later than `now` are taken as now, as a flush takes them.
+    /// Adds what `policy` would decide at `now`, for the run `run`, and which
+    /// failures it keeps quiet. Times later than `now` are taken as now, as a
+    /// flush takes them.
     pub(crate) fn with_verdict(
         mut self,
         policy: &Policy,
@@ -247,10 +469,17 @@ impl Snapshot {
         };
         self.verdict = Some(match policy.decide(&state.pending, Phase::Flush, &facts) {
             Decision::Nothing => Verdict::Nothing,
-            Decision::Hold { counted, needed } => Verdict::Hold { counted, needed },
+            Decision::Hold(waiting_for) => Verdict::Hold { waiting_for },
             Decision::Wait { until } => Verdict::Wait { until },
             Decision::Send { records, .. } => Verdict::Send { records },
         });
+        for failure in &mut self.failures {
+            let streak = state.history.streaks.get(&failure.key);
+            if let Some(until) = streak.and_then(|s| policy.quiet_until(s, now)) {
+                failure.quiet = true;
+                failure.quiet_until = until;
+            }
+        }
         self
     }
 }
@@ -261,6 +490,16 @@ fn when(t: Option<OffsetDateTime>) -> String {
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.exists {
+            writeln!(
+                f,
+                "state file   no state file at {} (no run has flushed there yet; a program \
+                 whose config sets state_file keeps it at that path)",
+                self.path.display()
+            )?;
+        } else {
+            writeln!(f, "state file   {}", self.path.display())?;
+        }
         let levels = [
             Level::ERROR,
             Level::WARN,
@@ -274,12 +513,19 @@ impl fmt::Display for Snapshot {
             .filter(|(_, n)| *n > 0)
             .map(|(l, n)| format!("{n} {l}"))
             .collect();
-        writeln!(f, "state file   {}", self.path.display())?;
         write!(f, "pending      {} records", self.pending.len())?;
         if !by_level.is_empty() {
             write!(f, " ({})", by_level.join(", "))?;
         }
         writeln!(f)?;
+        if self.unflushed > 0 {
+            writeln!(
+                f,
+                "unflushed    {} captured by this process, not in the file until the next \
+                 flush",
+                count(self.unflushed, "record")
+            )?;
+        }
         if let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) {
             writeln!(
                 f,
@@ -302,28 +548,75 @@ impl fmt::Display for Snapshot {
                 self.parked_files
             )?;
         }
+        if self.exists {
+            writeln!(f, "runs         {} flushed so far", self.runs)?;
+        }
+        for (i, failure) in self.failures.iter().enumerate() {
+            let head = if i == 0 { "failures" } else { "" };
+            writeln!(f, "{head:<13}{}", failure.describe(self.runs))?;
+        }
         writeln!(f, "last sent    {}", when(self.last_sent))?;
         writeln!(
             f,
             "last error   {}",
             self.last_error.as_deref().unwrap_or("none")
         )?;
-        match self.verdict {
+        let pending = self.pending.len();
+        match &self.verdict {
             Some(Verdict::Nothing) | None => {}
-            Some(Verdict::Hold { counted, needed }) => writeln!(
+            Some(Verdict::Hold { waiting_for }) => writeln!(
                 f,
-                "policy       holds: {counted} of the {needed} records it needs count toward the threshold"
+                "policy       holds {}: {waiting_for}",
+                count(pending, "pending record")
             )?,
             Some(Verdict::Wait { until }) => writeln!(
                 f,
-                "policy       waits: min_interval keeps the next email until {}",
-                when(Some(until))
+                "policy       waits: a rule is met, but min_interval keeps the next email (of the \
+                 {pending} pending records) until {}",
+                when(Some(*until))
             )?,
-            Some(Verdict::Send { records }) => {
-                writeln!(f, "policy       sends {records} records at the next flush")?
-            }
+            Some(Verdict::Send { records }) => writeln!(
+                f,
+                "policy       sends {records} of the {pending} pending records at the next flush"
+            )?,
         }
         Ok(())
+    }
+}
+
+impl Failure {
+    /// One line: `url "b.json" (WARN): 4 runs in a row, since …, reported …`.
+    fn describe(&self, last_run: u64) -> String {
+        let runs = if self.runs == 1 {
+            "1 run".to_owned()
+        } else {
+            format!("{} runs in a row", self.runs)
+        };
+        let mut line = format!(
+            "{} ({}): {runs}, since {}, last {}",
+            self.label,
+            self.level,
+            when(Some(self.since)),
+            when(Some(self.last_seen))
+        );
+        if self.last_run < last_run {
+            line.push_str(" (not in the last run: its streak is over)");
+        }
+        match (self.reported, self.quiet, self.quiet_until) {
+            (None, _, _) => line.push_str("; not reported yet"),
+            (Some(at), false, _) => line.push_str(&format!("; reported {}", when(Some(at)))),
+            (Some(at), true, Some(until)) => line.push_str(&format!(
+                "; reported {}, quiet until {} (repeat_after)",
+                when(Some(at)),
+                when(Some(until))
+            )),
+            (Some(at), true, None) => line.push_str(&format!(
+                "; reported {}, quiet until a run without it (consecutive_runs reports a streak \
+                 once)",
+                when(Some(at))
+            )),
+        }
+        line
     }
 }
 
@@ -331,7 +624,6 @@ impl fmt::Display for Snapshot {
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
-    use crate::state::State;
 
     fn file_with(levels: &[Level]) -> (tempfile::TempDir, StateFile) {
         let dir = tempfile::tempdir().unwrap();
@@ -376,7 +668,211 @@ mod tests {
         let text = s
             .with_verdict(&policy, OffsetDateTime::UNIX_EPOCH, None)
             .to_string();
-        assert!(text.contains("holds: 3 of the 5 records"), "{text}");
+        assert!(
+            text.contains(
+                "policy       holds 4 pending records: 3 of the 5 warnings or errors needed"
+            ),
+            "{text}"
+        );
+    }
+
+    /// A state file after runs 1–4 of `url "b.json"` (reported at hour 3,
+    /// in run 3) and run 3 of `url "c.json"`, with the records of run 4.
+    fn file_with_streaks() -> (tempfile::TempDir, StateFile, OffsetDateTime) {
+        let hour = |h: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::hours(h);
+        let record = |url: &str, h: i64| {
+            let mut r = record_at(Level::WARN);
+            r.message = "fetch failed".into();
+            r.fields.0.push(("url".into(), serde_json::json!(url)));
+            r.timestamp = hour(h);
+            r
+        };
+        let fields = ["url".to_owned()];
+        let mut history = crate::history::History::default();
+        for h in 1..=4 {
+            let run = history.start_run();
+            let mut seen = vec![record("b.json", h)];
+            if h == 3 {
+                seen.push(record("c.json", h));
+            }
+            for r in &seen {
+                let fp = crate::history::fingerprint(r, &fields);
+                history.observe(run, &fp, r.level, r.timestamp);
+            }
+            if h == 3 {
+                let key = crate::history::fingerprint(&seen[0], &fields).key;
+                history.reported([key.as_str()], hour(3));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::open(dir.path().join("state.json"));
+        let lock = file.store.lock().unwrap();
+        let state = State {
+            version: crate::state::VERSION,
+            pending: vec![record("b.json", 4)],
+            dropped: 0,
+            last_sent: Some(hour(3)),
+            last_error: None,
+            history,
+        };
+        file.store.save(&lock, &state).unwrap();
+        (dir, file, hour(5))
+    }
+
+    fn by_url(consecutive_runs: u64, repeat_after: Option<Duration>) -> Policy {
+        Policy {
+            consecutive_runs: Some(consecutive_runs),
+            repeat_after,
+            fingerprint_fields: vec!["url".into()],
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn a_snapshot_shows_each_failure_with_its_streak_and_when_it_is_quiet() {
+        let (_dir, file, now) = file_with_streaks();
+        let utc =
+            |h: i64| crate::record::utc_time(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(h));
+        let s = file.snapshot().unwrap();
+        assert!(s.exists);
+        assert_eq!(s.runs, 4);
+        let labels: Vec<(&str, u64, u64)> = s
+            .failures
+            .iter()
+            .map(|f| (f.label.as_str(), f.runs, f.last_run))
+            .collect();
+        assert_eq!(
+            labels,
+            [(r#"url "b.json""#, 4, 4), (r#"url "c.json""#, 1, 3)]
+        );
+        let b = &s.failures[0];
+        assert_eq!(
+            b.reported,
+            Some(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(3))
+        );
+        assert!(!b.quiet, "no policy given: not known");
+        let text = s.to_string();
+        assert!(
+            text.contains(&format!(
+                r#"failures     url "b.json" (WARN): 4 runs in a row, since {}, last {}; reported {}"#,
+                utc(1),
+                utc(4),
+                utc(3)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"url "c.json" (WARN): 1 run"#)
+                && text.contains("(not in the last run: its streak is over); not reported yet"),
+            "{text}"
+        );
+        assert!(text.contains("runs         4 flushed so far"), "{text}");
+
+        // With repeat_after: quiet until a day after the report.
+        let day = Duration::from_secs(24 * 3600);
+        let s = file
+            .snapshot()
+            .unwrap()
+            .with_verdict(&by_url(3, Some(day)), now, None);
+        let b = &s.failures[0];
+        assert!(b.quiet);
+        assert_eq!(
+            b.quiet_until,
+            Some(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(27))
+        );
+        let text = s.to_string();
+        assert!(
+            text.contains(&format!(
+                "reported {}, quiet until {} (repeat_after)",
+                utc(3),
+                utc(27)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"policy       holds 1 pending record: url "b.json" reported at {}, quiet until {} (repeat_after)"#,
+                utc(3),
+                utc(27)
+            )),
+            "{text}"
+        );
+
+        // consecutive_runs alone: quiet until the streak breaks.
+        let s = file
+            .snapshot()
+            .unwrap()
+            .with_verdict(&by_url(3, None), now, None);
+        assert!(s.failures[0].quiet && s.failures[0].quiet_until.is_none());
+        let text = s.to_string();
+        assert!(
+            text.contains("quiet until a run without it (consecutive_runs reports a streak once)"),
+            "{text}"
+        );
+        // A longer streak is needed than b.json had when reported: not quiet.
+        let s = file
+            .snapshot()
+            .unwrap()
+            .with_verdict(&by_url(5, None), now, None);
+        assert!(!s.failures[0].quiet);
+        assert_eq!(
+            s.verdict,
+            Some(Verdict::Hold {
+                waiting_for: WaitingFor::Streak {
+                    label: Some(r#"url "b.json""#.into()),
+                    runs: 4,
+                    needed: 5,
+                    level: Level::WARN,
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_file_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elsewhere.json");
+        let s = StateFile::open(&path).snapshot().unwrap();
+        assert!(!s.exists);
+        let text = s.to_string();
+        assert!(
+            text.starts_with(&format!("state file   no state file at {}", path.display())),
+            "{text}"
+        );
+        assert!(!path.exists(), "looking creates nothing");
+    }
+
+    #[test]
+    fn clear_keeps_the_history_and_clear_all_forgets_it() {
+        let (_dir, file, _) = file_with_streaks();
+        let cleared = file.clear().unwrap();
+        assert_eq!(
+            (cleared.records, cleared.failures, cleared.history_removed),
+            (1, 2, false)
+        );
+        assert_eq!(
+            cleared.to_string(),
+            "removed 1 pending record; kept the history (2 failure streaks, and when each was \
+             reported: a reported failure stays quiet) and the time of the last email"
+        );
+        let s = file.snapshot().unwrap();
+        assert!(s.pending.is_empty());
+        assert_eq!((s.failures.len(), s.runs), (2, 4));
+        assert!(s.last_sent.is_some());
+
+        let cleared = file.clear_all().unwrap();
+        assert_eq!(
+            (cleared.records, cleared.failures, cleared.history_removed),
+            (0, 2, true)
+        );
+        assert!(
+            cleared.to_string().contains("every failure is new again"),
+            "{cleared}"
+        );
+        let s = file.snapshot().unwrap();
+        assert!(s.failures.is_empty());
+        assert_eq!((s.runs, s.last_sent), (0, None));
+        assert!(s.exists, "an empty state file, not none");
     }
 
     #[test]
@@ -430,11 +926,11 @@ mod tests {
     #[test]
     fn clear_empties_the_file_and_says_how_many_records_it_dropped() {
         let (_dir, file) = file_with(&[Level::WARN, Level::INFO]);
-        assert_eq!(file.clear().unwrap(), 2);
+        assert_eq!(file.clear().unwrap().records, 2);
         let s = file.snapshot().unwrap();
         assert!(s.pending.is_empty());
         assert_eq!((s.dropped, s.last_error), (0, None));
-        assert_eq!(file.clear().unwrap(), 0);
+        assert_eq!(file.clear().unwrap().records, 0);
     }
     #[cfg(unix)]
     #[test]

@@ -85,8 +85,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EmailConfig, PolicyConfig};
 pub use error::{Error, ErrorKind};
 pub use guard::{FlushGuard, Outcome};
-pub use inspect::{Snapshot, StateFile, Verdict};
+pub use inspect::{Cleared, Failure, Snapshot, StateFile, Verdict};
 pub use layer::EmailLayer;
+pub use policy::WaitingFor;
 pub use record::{Fields, Record, SpanRecord, Str};
 #[cfg(feature = "sendmail")]
 pub use transport::Sendmail;

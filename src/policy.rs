@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Level;
 
-use crate::history::{History, fingerprint};
+use crate::history::{History, Streak, fingerprint};
 use crate::record::{Record, severity};
 
 /// The rules that decide when pending records are worth an email.
@@ -28,7 +28,8 @@ pub(crate) struct Policy {
     /// pending.
     pub(crate) immediately_at: Option<Level>,
     /// Send everything at flush if one fingerprint at the policy's level was
-    /// seen in each of the last this many runs.
+    /// seen in each of the last this many runs, once per streak (again only
+    /// after `repeat_after`).
     pub(crate) consecutive_runs: Option<u64>,
     /// A fingerprint that was reported triggers no email again until this
     /// long after, while it keeps recurring.
@@ -81,13 +82,13 @@ impl Facts<'static> {
 }
 
 /// What to do with the pending records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
     /// Nothing is pending.
     Nothing,
-    /// Keep everything for later: `counted` toward the rule's `needed`
-    /// (records for a threshold, runs for consecutive runs).
-    Hold { counted: usize, needed: usize },
+    /// Keep everything for later; the rule closest to sending says what it
+    /// waits for.
+    Hold(WaitingFor),
     /// A rule is met, but the last email is too recent (`min_interval`):
     /// keep everything until `until`.
     Wait { until: OffsetDateTime },
@@ -99,8 +100,192 @@ pub(crate) enum Decision {
     },
 }
 
+/// What held records wait for: of the policy's rules, the one closest to
+/// sending, in its own terms. Carried by
+/// [`Outcome::Held`](crate::Outcome::Held) and
+/// [`Verdict::Hold`](crate::Verdict::Hold); its `Display` is the reason a
+/// person reads.
+///
+/// ```
+/// use tracing_email::WaitingFor;
+///
+/// let streak = WaitingFor::Streak {
+///     label: Some(r#"url "b.json""#.into()),
+///     runs: 2,
+///     needed: 3,
+///     level: tracing::Level::WARN,
+/// };
+/// assert_eq!(streak.to_string(), r#"url "b.json" failed 2 of the 3 runs in a row needed"#);
+///
+/// let threshold = WaitingFor::Threshold { counted: 3, needed: 5, level: tracing::Level::WARN };
+/// assert_eq!(threshold.to_string(), "3 of the 5 warnings or errors needed");
+///
+/// fn explain(w: &WaitingFor) -> String {
+///     match w {
+///         WaitingFor::Quiet { label, until: Some(until), .. } => {
+///             format!("{label} was reported; a reminder may go at {until}")
+///         }
+///         other => other.to_string(),
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitingFor {
+    /// `threshold(needed, level)`: `counted` pending records are at `level`
+    /// or above (and not quieted by `repeat_after`).
+    Threshold {
+        /// Pending records that count.
+        counted: usize,
+        /// Records the threshold needs.
+        needed: usize,
+        /// The threshold's level.
+        level: Level,
+    },
+    /// `consecutive_runs(needed)`: the longest streak of this run not yet
+    /// reported, the failure `label` seen in each of the last `runs` runs;
+    /// `label` is `None` (and `runs` 0) when this run saw no such failure at
+    /// `level` or above.
+    Streak {
+        /// The failure (its fingerprint's label), e.g. `url "b.json"`.
+        label: Option<String>,
+        /// Consecutive runs that saw it, this one included.
+        runs: u64,
+        /// Runs the rule needs.
+        needed: u64,
+        /// The level at or above which failures count.
+        level: Level,
+    },
+    /// A failure that meets a rule was already reported at `reported` and is
+    /// quiet: until `until` with `repeat_after`, or with `until: None`
+    /// (`consecutive_runs` without `repeat_after`) until a run without it
+    /// ends its streak. Its records wait and ride along in the next digest
+    /// that goes out.
+    Quiet {
+        /// The failure (its fingerprint's label).
+        label: String,
+        /// When a digest holding it was last sent.
+        reported: OffsetDateTime,
+        /// When it may trigger again (`repeat_after`), if ever during this
+        /// streak.
+        until: Option<OffsetDateTime>,
+    },
+    /// `batch(size)`: `counted` records pending toward the next full batch
+    /// (only during the run; at a flush a batch sends its remainder).
+    Batch {
+        /// Records pending toward the batch.
+        counted: usize,
+        /// The batch size.
+        size: usize,
+    },
+    /// `immediately_at(level)`: no pending record is at `level` or above.
+    Level {
+        /// The rule's level.
+        level: Level,
+    },
+    /// `max_age(d)`: the oldest record that counts was logged at `since`;
+    /// a flush from `sends_at` on sends it.
+    Age {
+        /// When the oldest counted record was logged.
+        since: OffsetDateTime,
+        /// When it will have been pending `max_age`.
+        sends_at: OffsetDateTime,
+    },
+}
+
+/// `warnings or errors`: the records at `level` or above, in words.
+fn at_or_above(level: Level) -> String {
+    match level {
+        Level::ERROR => "errors".to_owned(),
+        Level::WARN => "warnings or errors".to_owned(),
+        other => format!("records at {other} or above"),
+    }
+}
+
+impl std::fmt::Display for WaitingFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::record::utc_time;
+        match self {
+            WaitingFor::Threshold {
+                counted,
+                needed,
+                level,
+            } => write!(
+                f,
+                "{counted} of the {needed} {} needed",
+                at_or_above(*level)
+            ),
+            WaitingFor::Streak {
+                label: Some(label),
+                runs,
+                needed,
+                ..
+            } => write!(
+                f,
+                "{label} failed {runs} of the {needed} runs in a row needed"
+            ),
+            WaitingFor::Streak {
+                label: None,
+                needed,
+                level,
+                ..
+            } => write!(
+                f,
+                "no failure ({}) in this run; one in {needed} runs in a row is needed",
+                at_or_above(*level)
+            ),
+            WaitingFor::Quiet {
+                label,
+                reported,
+                until: Some(until),
+            } => write!(
+                f,
+                "{label} reported at {}, quiet until {} (repeat_after)",
+                utc_time(*reported),
+                utc_time(*until)
+            ),
+            WaitingFor::Quiet {
+                label,
+                reported,
+                until: None,
+            } => write!(
+                f,
+                "{label} reported at {}, quiet until a run without it (consecutive_runs reports \
+                 a failure once; repeat_after brings reminders)",
+                utc_time(*reported)
+            ),
+            WaitingFor::Batch { counted, size } => {
+                write!(f, "{counted} of the {size} records a batch needs")
+            }
+            WaitingFor::Level { level } => {
+                write!(f, "no record at {level} or above (immediately_at)")
+            }
+            WaitingFor::Age { since, sends_at } => write!(
+                f,
+                "the oldest counted record is from {}; max_age sends it at a flush from {} on",
+                utc_time(*since),
+                utc_time(*sends_at)
+            ),
+        }
+    }
+}
+
 fn to_time(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+/// `at + d`, or `None` past the end of time.
+fn after(at: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
+    at.checked_add(to_time(d))
+}
+
+/// How far a rule got, as a fraction (for picking the closest).
+fn progress(counted: u64, needed: u64) -> f64 {
+    if needed == 0 {
+        1.0
+    } else {
+        counted as f64 / needed as f64
+    }
 }
 
 impl Policy {
@@ -118,6 +303,29 @@ impl Policy {
             || self.max_age.is_some()
     }
 
+    /// Whether a rule is set (the builder sets `threshold(1, WARN)` if not).
+    pub(crate) fn has_rule(&self) -> bool {
+        self.has_trigger() || self.batch.is_some()
+    }
+
+    /// Whether the failure of streak `s` is quiet at `now` because it was
+    /// reported: `Some(until)` if so, `until` being `None` for "until a run
+    /// without it" (see `streak_quiet`), else when `repeat_after` has passed.
+    pub(crate) fn quiet_until(
+        &self,
+        s: &Streak,
+        now: OffsetDateTime,
+    ) -> Option<Option<OffsetDateTime>> {
+        if let Some(quiet) = self
+            .consecutive_runs
+            .and_then(|k| self.streak_quiet(s, k, now))
+        {
+            return Some(quiet);
+        }
+        let until = after(s.reported?, self.repeat_after?);
+        until.is_none_or(|u| now < u).then_some(until)
+    }
+
     /// Whether the fingerprint `key` was reported too recently to trigger.
     fn quiet(&self, key: &str, facts: &Facts<'_>) -> bool {
         let Some(after) = self.repeat_after else {
@@ -131,6 +339,64 @@ impl Policy {
             .is_some_and(|at| facts.now - at < to_time(after))
     }
 
+    /// When the reported streak `s` may trigger again: `Some(None)` not
+    /// during this streak, `Some(Some(t))` from `t` on (`repeat_after`),
+    /// `None` if it is not quiet. For `consecutive_runs(k)`, a streak is
+    /// reported once it went out in a digest while at least `k` runs long.
+    fn streak_quiet(
+        &self,
+        s: &Streak,
+        k: u64,
+        now: OffsetDateTime,
+    ) -> Option<Option<OffsetDateTime>> {
+        let at = s.reported.filter(|_| s.reported_runs >= k)?;
+        match self.repeat_after {
+            None => Some(None),
+            Some(d) => {
+                let until = after(at, d);
+                until.is_none_or(|u| now < u).then_some(until)
+            }
+        }
+    }
+
+    /// Measures the count rules over the pending records that `counts`.
+    fn measure(&self, pending: &[Record], counts: &[bool], facts: &Facts<'_>) -> Measure {
+        let min = severity(self.level());
+        let counted_records = || {
+            pending
+                .iter()
+                .zip(counts)
+                .filter(|(r, c)| **c && severity(r.level) >= min)
+                .map(|(r, _)| r)
+        };
+        let counted = counted_records().count();
+        let oldest = counted_records().next().map(|r| r.timestamp);
+        let urgent = self.immediately_at.is_some_and(|level| {
+            pending
+                .iter()
+                .zip(counts)
+                .any(|(r, c)| *c && severity(r.level) >= severity(level))
+        });
+        let aged = self
+            .max_age
+            .is_some_and(|age| counted_records().any(|r| facts.now - r.timestamp >= to_time(age)));
+        Measure {
+            counted,
+            oldest,
+            urgent,
+            aged,
+        }
+    }
+
+    /// Whether the count rules (threshold, immediately_at, max_age) are met.
+    fn met(&self, m: &Measure) -> bool {
+        m.urgent
+            || self
+                .threshold
+                .is_some_and(|(needed, _)| m.counted >= needed)
+            || m.aged
+    }
+
     /// Decides over `pending` (oldest first).
     pub(crate) fn decide(&self, pending: &[Record], phase: Phase, facts: &Facts<'_>) -> Decision {
         let n = pending.len();
@@ -138,83 +404,91 @@ impl Policy {
             return Decision::Nothing;
         }
         let min = severity(self.level());
-        // Records that count: at the level, and not of a failure reported
-        // too recently.
-        let loud: Vec<bool> = pending
+        // Records that count: not of a failure reported too recently
+        // (`repeat_after`).
+        let keys: Vec<Option<String>> = pending
             .iter()
             .map(|r| {
-                let fingerprinted = self.repeat_after.is_some();
-                !fingerprinted || !self.quiet(&fingerprint(r, &self.fingerprint_fields).key, facts)
+                self.repeat_after
+                    .is_some()
+                    .then(|| fingerprint(r, &self.fingerprint_fields).key)
             })
             .collect();
-        let counted = pending
+        let loud: Vec<bool> = keys
             .iter()
-            .zip(&loud)
-            .filter(|(r, loud)| **loud && severity(r.level) >= min)
-            .count();
-        let longest_streak = self.consecutive_runs.map(|_| {
-            facts
-                .history
-                .streaks
-                .iter()
-                .filter(|(key, s)| s.last_run == facts.run && !self.quiet(key, facts))
-                .map(|(_, s)| s.runs)
-                .max()
-                .unwrap_or(0)
-        });
-        let (held_counted, held_needed) = match (self.threshold, self.consecutive_runs) {
-            (Some((needed, _)), _) => (counted, needed),
-            (None, Some(k)) => (longest_streak.unwrap_or(0) as usize, k as usize),
-            (None, None) => match (self.immediately_at, self.batch) {
-                (Some(level), _) => (
-                    pending
-                        .iter()
-                        .zip(&loud)
-                        .filter(|(r, loud)| **loud && severity(r.level) >= severity(level))
-                        .count(),
-                    1,
-                ),
-                (None, Some(size)) => (n % size, size),
-                (None, None) => (0, 1),
-            },
-        };
-        let hold = Decision::Hold {
-            counted: held_counted,
-            needed: held_needed,
-        };
-        if phase == Phase::Checkpoint {
-            return hold;
+            .map(|k| k.as_ref().is_none_or(|k| !self.quiet(k, facts)))
+            .collect();
+        let measure = self.measure(pending, &loud, facts);
+        // This run's streaks: the longest not yet reported, and those long
+        // enough but reported (once per streak; again after `repeat_after`).
+        let mut longest: Option<&Streak> = None;
+        let mut quiet: Vec<Quiet> = Vec::new();
+        if let Some(k) = self.consecutive_runs {
+            for s in facts.history.streaks.values() {
+                if s.last_run != facts.run || severity(s.level) < min {
+                    continue;
+                }
+                match (s.runs >= k, self.streak_quiet(s, k, facts.now), s.reported) {
+                    (true, Some(until), Some(reported)) => quiet.push(Quiet {
+                        label: s.label.clone(),
+                        reported,
+                        until,
+                    }),
+                    _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
+                    _ => {}
+                }
+            }
         }
+        let streak_met = self
+            .consecutive_runs
+            .is_some_and(|k| longest.is_some_and(|s| s.runs >= k));
         let triggered = phase == Phase::Flush
-            && (self.immediately_at.is_some_and(|level| {
-                pending
-                    .iter()
-                    .zip(&loud)
-                    .any(|(r, loud)| *loud && severity(r.level) >= severity(level))
-            }) || self.threshold.is_some_and(|(needed, _)| counted >= needed)
-                || self
-                    .consecutive_runs
-                    .is_some_and(|k| longest_streak.is_some_and(|runs| runs >= k))
-                || self.max_age.is_some_and(|age| {
-                    pending.iter().zip(&loud).any(|(r, loud)| {
-                        *loud && severity(r.level) >= min && facts.now - r.timestamp >= to_time(age)
-                    })
-                })
+            && (self.met(&measure)
+                || streak_met
                 // A batch with no other rule sends its remainder at flush.
                 || (self.batch.is_some() && !self.has_trigger()));
         let full_batches = self.batch.map_or(0, |size| n / size * size);
-        let send = if triggered {
-            Decision::Send {
+        let send = if phase == Phase::Checkpoint {
+            None
+        } else if triggered {
+            Some(Decision::Send {
                 records: n,
                 per_email: self.batch,
-            }
+            })
         } else if full_batches > 0 {
-            Decision::Send {
+            Some(Decision::Send {
                 records: full_batches,
                 per_email: self.batch,
-            }
+            })
         } else {
-            return hold;
+            None
+        };
+        let Some(send) = send else {
+            // A count rule that only quiet records would meet: they are the
+            // reason.
+            if self.repeat_after.is_some()
+                && self.met(&self.measure(pending, &vec![true; n], facts))
+            {
+                let mut seen = std::collections::BTreeSet::new();
+                for ((r, key), loud) in pending.iter().zip(&keys).zip(&loud) {
+                    let Some(key) = key
+                        .as_ref()
+                        .filter(|k| !*loud && severity(r.level) >= min && seen.insert(k.as_str()))
+                    else {
+                        continue;
+                    };
+                    if let Some(s) = facts.history.streaks.get(key)
+                        && let (Some(reported), Some(d)) = (s.reported, self.repeat_after)
+                    {
+                        quiet.push(Quiet {
+                            label: s.label.clone(),
+                            reported,
+                            until: after(reported, d),
+                        });
+                    }
+                }
+            }
+            return Decision::Hold(self.waiting_for(n, facts, &measure, longest, quiet));
         };
         if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
             // Saturates: a `last_sent` near the end of year 9999 waits until
@@ -228,6 +502,108 @@ impl Policy {
         }
         send
     }
+
+    /// Of the rules not met, the one closest to sending: a failure that
+    /// meets a rule but is quiet first, else the furthest along.
+    fn waiting_for(
+        &self,
+        n: usize,
+        facts: &Facts<'_>,
+        m: &Measure,
+        longest: Option<&Streak>,
+        quiet: Vec<Quiet>,
+    ) -> WaitingFor {
+        // The quiet failure that may trigger soonest (`None`: not this streak).
+        if let Some(q) = quiet
+            .into_iter()
+            .min_by_key(|q| (q.until.is_none(), q.until))
+        {
+            return WaitingFor::Quiet {
+                label: q.label,
+                reported: q.reported,
+                until: q.until,
+            };
+        }
+        let level = self.level();
+        let mut candidates: Vec<(f64, WaitingFor)> = Vec::new();
+        if let Some((needed, level)) = self.threshold {
+            candidates.push((
+                progress(m.counted as u64, needed as u64),
+                WaitingFor::Threshold {
+                    counted: m.counted,
+                    needed,
+                    level,
+                },
+            ));
+        }
+        if let Some(needed) = self.consecutive_runs {
+            let runs = longest.map_or(0, |s| s.runs);
+            candidates.push((
+                progress(runs, needed),
+                WaitingFor::Streak {
+                    label: longest.map(|s| s.label.clone()),
+                    runs,
+                    needed,
+                    level,
+                },
+            ));
+        }
+        if let Some(size) = self.batch {
+            candidates.push((
+                progress((n % size.max(1)) as u64, size as u64),
+                WaitingFor::Batch {
+                    counted: n % size.max(1),
+                    size,
+                },
+            ));
+        }
+        if let (Some(age), Some(since)) = (self.max_age, m.oldest) {
+            let waited = (facts.now - since).max(time::Duration::ZERO);
+            candidates.push((
+                waited.as_seconds_f64() / to_time(age).as_seconds_f64().max(f64::MIN_POSITIVE),
+                WaitingFor::Age {
+                    since,
+                    sends_at: after(since, age).unwrap_or(since),
+                },
+            ));
+        }
+        if let Some(level) = self.immediately_at {
+            candidates.push((0.0, WaitingFor::Level { level }));
+        }
+        let mut best: Option<(f64, WaitingFor)> = None;
+        for (p, w) in candidates {
+            if best.as_ref().is_none_or(|(b, _)| p > *b) {
+                best = Some((p, w));
+            }
+        }
+        best.map_or(
+            WaitingFor::Threshold {
+                counted: m.counted,
+                needed: 1,
+                level,
+            },
+            |(_, w)| w,
+        )
+    }
+}
+
+/// The count rules' view of the pending records.
+struct Measure {
+    /// Records at the policy's level that count.
+    counted: usize,
+    /// When the oldest of them was logged.
+    oldest: Option<OffsetDateTime>,
+    /// `immediately_at` is met.
+    urgent: bool,
+    /// `max_age` is met.
+    aged: bool,
+}
+
+/// A failure that meets a rule but was reported.
+struct Quiet {
+    label: String,
+    reported: OffsetDateTime,
+    until: Option<OffsetDateTime>,
 }
 
 #[cfg(test)]
@@ -273,6 +649,23 @@ pub(crate) mod tests {
         }
     }
 
+    fn th(counted: usize, needed: usize, level: Level) -> Decision {
+        Decision::Hold(WaitingFor::Threshold {
+            counted,
+            needed,
+            level,
+        })
+    }
+
+    fn streak(label: Option<&str>, runs: u64, needed: u64) -> Decision {
+        Decision::Hold(WaitingFor::Streak {
+            label: label.map(str::to_owned),
+            runs,
+            needed,
+            level: W,
+        })
+    }
+
     fn send_all(n: usize) -> Decision {
         Decision::Send {
             records: n,
@@ -294,10 +687,7 @@ pub(crate) mod tests {
         let p = threshold(3, W);
         assert_eq!(
             p.decide(&pending(&[W, I, W, I, D]), Phase::Flush, &Facts::none()),
-            Decision::Hold {
-                counted: 2,
-                needed: 3
-            }
+            th(2, 3, W)
         );
         // INFO and DEBUG ride along once the threshold is met.
         assert_eq!(
@@ -315,18 +705,12 @@ pub(crate) mod tests {
         let p = threshold(1, E);
         assert_eq!(
             p.decide(&pending(&[W, W, W, I]), Phase::Flush, &Facts::none()),
-            Decision::Hold {
-                counted: 0,
-                needed: 1
-            }
+            th(0, 1, E)
         );
         let p = threshold(2, I);
         assert_eq!(
             p.decide(&pending(&[D, D, D]), Phase::Flush, &Facts::none()),
-            Decision::Hold {
-                counted: 0,
-                needed: 2
-            }
+            th(0, 2, I)
         );
         assert_eq!(
             p.decide(&pending(&[D, I, E]), Phase::Flush, &Facts::none()),
@@ -339,10 +723,7 @@ pub(crate) mod tests {
         let p = threshold(1, W);
         assert_eq!(
             p.decide(&pending(&[E, E, E]), Phase::Run, &Facts::none()),
-            Decision::Hold {
-                counted: 3,
-                needed: 1
-            }
+            th(3, 1, W)
         );
     }
 
@@ -359,10 +740,10 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&records[..9], Phase::Run, &Facts::none()),
-            Decision::Hold {
+            Decision::Hold(WaitingFor::Batch {
                 counted: 9,
-                needed: 10
-            }
+                size: 10
+            })
         );
         assert_eq!(
             p.decide(&records[..5], Phase::Flush, &Facts::none()),
@@ -390,10 +771,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             all.decide(&pending(&[E, E]), Phase::Checkpoint, &Facts::none()),
-            Decision::Hold {
-                counted: 2,
-                needed: 1
-            }
+            th(2, 1, W)
         );
         assert_eq!(
             all.decide(&[], Phase::Checkpoint, &Facts::none()),
@@ -421,10 +799,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             p.decide(&pending(&[I, W, W]), Phase::Flush, &Facts::none()),
-            Decision::Hold {
-                counted: 2,
-                needed: 100
-            }
+            th(2, 100, W)
         );
         assert_eq!(
             p.decide(&pending(&[I, E, W]), Phase::Flush, &Facts::none()),
@@ -432,10 +807,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&pending(&[I, E, W]), Phase::Run, &Facts::none()),
-            Decision::Hold {
-                counted: 2,
-                needed: 100
-            }
+            th(2, 100, W)
         );
     }
 
@@ -447,10 +819,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             p.decide(&pending(&[I, I]), Phase::Flush, &Facts::none()),
-            Decision::Hold {
-                counted: 0,
-                needed: 1
-            }
+            Decision::Hold(WaitingFor::Level { level: W })
         );
         assert_eq!(
             p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
@@ -475,10 +844,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
-            Decision::Hold {
-                counted: 1,
-                needed: 2
-            }
+            th(1, 2, E)
         );
         assert_eq!(
             p.decide(&pending(&[E, I, E]), Phase::Flush, &Facts::none()),
@@ -561,20 +927,14 @@ pub(crate) mod tests {
         let h = history(&p, &[&[a(1)], &[a(2)]]);
         assert_eq!(
             p.decide(&pending[..2], Phase::Flush, &facts(&h, at(2), None)),
-            Decision::Hold {
-                counted: 2,
-                needed: 3
-            }
+            streak(Some(r#"feed "Radio Café""#), 2, 3)
         );
         // Many different one-off failures never add up.
         let h = history(&p, &[&[a(1)], &[b(2)], &[a(3)], &[b(4)]]);
         let pending = [a(1), b(2), a(3), b(4)];
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(4), None)),
-            Decision::Hold {
-                counted: 1,
-                needed: 3
-            }
+            streak(Some(r#"feed "Ääniraita""#), 1, 3)
         );
     }
 
@@ -589,10 +949,7 @@ pub(crate) mod tests {
         let pending = [a(1), a(2), a(4), a(5)];
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(5), None)),
-            Decision::Hold {
-                counted: 2,
-                needed: 3
-            }
+            streak(Some(r#"feed "Radio Café""#), 2, 3)
         );
     }
 
@@ -616,10 +973,7 @@ pub(crate) mod tests {
         }
         assert_eq!(
             p.decide(&[w(1), w(2), w(3)], Phase::Flush, &facts(&h, at(3), None)),
-            Decision::Hold {
-                counted: 0,
-                needed: 100
-            }
+            th(0, 100, E)
         );
     }
 
@@ -642,10 +996,11 @@ pub(crate) mod tests {
         h.observe(run, &key(&p, &a(3)), W, at(3));
         assert_eq!(
             p.decide(&[a(3)], Phase::Flush, &facts(&h, at(3), Some(at(2)))),
-            Decision::Hold {
-                counted: 0,
-                needed: 2
-            }
+            Decision::Hold(WaitingFor::Quiet {
+                label: r#"feed "Radio Café""#.into(),
+                reported: at(2),
+                until: Some(at(26)),
+            })
         );
         // …then reminds once the day has passed.
         let run = h.start_run();
@@ -657,6 +1012,241 @@ pub(crate) mod tests {
                 &facts(&h, at(26), Some(at(2)))
             ),
             send_all(2)
+        );
+    }
+
+    /// Runs one more run that sees `records`, as a flush does.
+    fn run_with(p: &Policy, h: &mut History, records: &[Record]) {
+        let run = h.start_run();
+        for r in records {
+            h.observe(run, &key(p, r), r.level, r.timestamp);
+        }
+    }
+
+    #[test]
+    fn consecutive_runs_alone_reports_a_streak_once_until_it_breaks() {
+        let p = Policy {
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        let a = |h| feed("Radio Café", W, h);
+        let mut h = history(&p, &[&[a(1)], &[a(2)], &[a(3)]]);
+        assert_eq!(
+            p.decide(&[a(1), a(2), a(3)], Phase::Flush, &facts(&h, at(3), None)),
+            send_all(3)
+        );
+        h.reported([key(&p, &a(3)).key.as_str()], at(3));
+        // Runs 4 and 5 still see it: reported once, no email; its records
+        // wait.
+        for hour in [4, 5] {
+            run_with(&p, &mut h, &[a(hour)]);
+            assert_eq!(
+                p.decide(
+                    &[a(4), a(hour)],
+                    Phase::Flush,
+                    &facts(&h, at(hour), Some(at(3)))
+                ),
+                Decision::Hold(WaitingFor::Quiet {
+                    label: r#"feed "Radio Café""#.into(),
+                    reported: at(3),
+                    until: None,
+                }),
+                "run {hour}"
+            );
+        }
+        // A run without it ends the streak; a new one is reported again
+        // once it lasts 3 runs.
+        run_with(&p, &mut h, &[]);
+        for hour in [7, 8] {
+            run_with(&p, &mut h, &[a(hour)]);
+        }
+        assert_eq!(
+            p.decide(
+                &[a(4), a(5), a(7), a(8)],
+                Phase::Flush,
+                &facts(&h, at(8), Some(at(3)))
+            ),
+            streak(Some(r#"feed "Radio Café""#), 2, 3)
+        );
+        run_with(&p, &mut h, &[a(9)]);
+        assert_eq!(
+            p.decide(
+                &[a(4), a(5), a(7), a(8), a(9)],
+                Phase::Flush,
+                &facts(&h, at(9), Some(at(3)))
+            ),
+            send_all(5)
+        );
+    }
+
+    #[test]
+    fn a_failure_that_rode_along_early_is_still_reported_when_it_persists() {
+        let p = Policy {
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        let a = |h| feed("Radio Café", W, h);
+        let b = |h| feed("Ääniraita", W, h);
+        // Radio Café's third run sends Ääniraita's second along.
+        let mut h = history(&p, &[&[a(1)], &[a(2), b(2)], &[a(3), b(3)]]);
+        assert_eq!(
+            p.decide(
+                &[a(1), a(2), b(2), a(3), b(3)],
+                Phase::Flush,
+                &facts(&h, at(3), None)
+            ),
+            send_all(5)
+        );
+        h.reported(
+            [key(&p, &a(3)).key.as_str(), key(&p, &b(3)).key.as_str()],
+            at(3),
+        );
+        // Ääniraita's third run: reported as failing for 3 runs, once.
+        run_with(&p, &mut h, &[a(4), b(4)]);
+        assert_eq!(
+            p.decide(&[a(4), b(4)], Phase::Flush, &facts(&h, at(4), Some(at(3)))),
+            send_all(2)
+        );
+        h.reported(
+            [key(&p, &a(4)).key.as_str(), key(&p, &b(4)).key.as_str()],
+            at(4),
+        );
+        run_with(&p, &mut h, &[a(5), b(5)]);
+        assert!(matches!(
+            p.decide(&[a(5), b(5)], Phase::Flush, &facts(&h, at(5), Some(at(4)))),
+            Decision::Hold(WaitingFor::Quiet { until: None, .. })
+        ));
+    }
+
+    #[test]
+    fn a_hold_names_the_rule_closest_to_sending() {
+        let a = |h| feed("Radio Café", W, h);
+        let b = |h| feed("Ääniraita", W, h);
+        let p = Policy {
+            threshold: Some((5, W)),
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        // 3 of 5 records, 2 of 3 runs: the streak is closer.
+        let h = history(&p, &[&[a(1)], &[a(2), b(2)]]);
+        assert_eq!(
+            p.decide(&[a(1), a(2), b(2)], Phase::Flush, &facts(&h, at(2), None)),
+            streak(Some(r#"feed "Radio Café""#), 2, 3)
+        );
+        // 4 of 5 records, 1 of 3 runs: the threshold is.
+        let h = history(&p, &[&[a(1), b(1), feed("x", W, 1), feed("y", E, 1)]]);
+        let pending = [a(1), b(1), feed("x", W, 1), feed("y", E, 1)];
+        assert_eq!(
+            p.decide(&pending, Phase::Flush, &facts(&h, at(1), None)),
+            th(4, 5, W)
+        );
+        // No failure in this run: the streak rule says so.
+        let p = Policy {
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        let h = history(&p, &[&[a(1)], &[]]);
+        assert_eq!(
+            p.decide(
+                &[a(1), feed("x", I, 2)],
+                Phase::Flush,
+                &facts(&h, at(2), None)
+            ),
+            streak(None, 0, 3)
+        );
+    }
+
+    #[test]
+    fn waiting_for_says_what_the_rule_waits_for_in_its_own_terms() {
+        let t = |h: i64| at(24 * 365 * 57 + h);
+        let cases = [
+            (
+                WaitingFor::Threshold {
+                    counted: 3,
+                    needed: 5,
+                    level: W,
+                },
+                "3 of the 5 warnings or errors needed".to_owned(),
+            ),
+            (
+                WaitingFor::Threshold {
+                    counted: 0,
+                    needed: 2,
+                    level: I,
+                },
+                "0 of the 2 records at INFO or above needed".to_owned(),
+            ),
+            (
+                WaitingFor::Streak {
+                    label: Some(r#"url "b.json""#.into()),
+                    runs: 2,
+                    needed: 3,
+                    level: W,
+                },
+                r#"url "b.json" failed 2 of the 3 runs in a row needed"#.to_owned(),
+            ),
+            (
+                WaitingFor::Streak {
+                    label: None,
+                    runs: 0,
+                    needed: 3,
+                    level: E,
+                },
+                "no failure (errors) in this run; one in 3 runs in a row is needed".to_owned(),
+            ),
+            (
+                WaitingFor::Quiet {
+                    label: r#"url "b.json""#.into(),
+                    reported: t(7),
+                    until: Some(t(31)),
+                },
+                format!(
+                    r#"url "b.json" reported at {}, quiet until {} (repeat_after)"#,
+                    crate::record::utc_time(t(7)),
+                    crate::record::utc_time(t(31))
+                ),
+            ),
+            (
+                WaitingFor::Quiet {
+                    label: "disk almost full".into(),
+                    reported: t(7),
+                    until: None,
+                },
+                format!(
+                    "disk almost full reported at {}, quiet until a run without it \
+                     (consecutive_runs reports a failure once; repeat_after brings reminders)",
+                    crate::record::utc_time(t(7))
+                ),
+            ),
+            (
+                WaitingFor::Batch {
+                    counted: 7,
+                    size: 10,
+                },
+                "7 of the 10 records a batch needs".to_owned(),
+            ),
+            (
+                WaitingFor::Level { level: E },
+                "no record at ERROR or above (immediately_at)".to_owned(),
+            ),
+            (
+                WaitingFor::Age {
+                    since: t(0),
+                    sends_at: t(24),
+                },
+                format!(
+                    "the oldest counted record is from {}; max_age sends it at a flush from {} on",
+                    crate::record::utc_time(t(0)),
+                    crate::record::utc_time(t(24))
+                ),
+            ),
+        ];
+        for (waiting, text) in cases {
+            assert_eq!(waiting.to_string(), text);
+        }
+        assert!(
+            crate::record::utc_time(t(7)).ends_with(" UTC"),
+            "times say their zone"
         );
     }
 
@@ -701,8 +1291,13 @@ pub(crate) mod tests {
                 ..base.clone()
             },
         ] {
-            assert!(
-                matches!(p.decide(&[a(2)], Phase::Flush, &f), Decision::Hold { .. }),
+            assert_eq!(
+                p.decide(&[a(2)], Phase::Flush, &f),
+                Decision::Hold(WaitingFor::Quiet {
+                    label: r#"feed "Radio Café""#.into(),
+                    reported: at(1),
+                    until: Some(at(25)),
+                }),
                 "{p:?}"
             );
         }
@@ -959,10 +1554,10 @@ pub(crate) mod tests {
         let pending = [feed("x", W, 0), feed("y", I, 0)];
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(23), None)),
-            Decision::Hold {
-                counted: 1,
-                needed: 5
-            }
+            Decision::Hold(WaitingFor::Age {
+                since: at(0),
+                sends_at: at(24),
+            })
         );
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(24), None)),
@@ -972,10 +1567,7 @@ pub(crate) mod tests {
         let pending = [feed("y", I, 0)];
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(48), None)),
-            Decision::Hold {
-                counted: 0,
-                needed: 5
-            }
+            th(0, 5, W)
         );
         // Only at a flush.
         assert!(matches!(

@@ -6,7 +6,7 @@ mod support;
 use serde_json::json;
 use support::recorder::Recorder;
 use tracing::Level;
-use tracing_email::{EmailLayer, FlushGuard, Outcome, Record};
+use tracing_email::{EmailLayer, FlushGuard, Outcome, Record, WaitingFor};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -187,8 +187,11 @@ fn flush_twice_or_flush_then_drop_never_sends_or_stores_twice() {
                 held,
                 Outcome::Held {
                     pending: 1,
-                    counted: 1,
-                    needed: 2
+                    waiting_for: WaitingFor::Threshold {
+                        counted: 1,
+                        needed: 2,
+                        ..
+                    }
                 }
             ),
             "{held}"
@@ -253,8 +256,11 @@ fn records_are_kept_across_guards_until_the_threshold_is_met() {
                     outcome,
                     Outcome::Held {
                         pending: 3,
-                        counted: 2,
-                        needed: 5
+                        waiting_for: WaitingFor::Threshold {
+                            counted: 2,
+                            needed: 5,
+                            ..
+                        }
                     }
                 ),
                 "{outcome}"
@@ -264,8 +270,11 @@ fn records_are_kept_across_guards_until_the_threshold_is_met() {
                     outcome,
                     Outcome::Held {
                         pending: 6,
-                        counted: 4,
-                        needed: 5
+                        waiting_for: WaitingFor::Threshold {
+                            counted: 4,
+                            needed: 5,
+                            ..
+                        }
                     }
                 ),
                 "{outcome}"

@@ -16,7 +16,7 @@ use support::child::{act_as_child_if_asked, command, outcome_line};
 use support::setup::{PASSWORD, USER};
 use support::{MockSmtp, Security};
 use tracing::Level;
-use tracing_email::{EmailConfig, EmailLayer, ErrorKind, ManualClock, Outcome};
+use tracing_email::{EmailConfig, EmailLayer, ErrorKind, ManualClock, Outcome, WaitingFor};
 use tracing_subscriber::prelude::*;
 
 /// A program's whole configuration, of which the email settings are one
@@ -135,8 +135,11 @@ fn a_full_toml_table_builds_a_layer_that_writes_into_the_outbox() {
             outcome.0,
             Outcome::Held {
                 pending: 1,
-                counted: 1,
-                needed: 3
+                waiting_for: WaitingFor::Threshold {
+                    counted: 1,
+                    needed: 3,
+                    ..
+                }
             }
         ),
         "{}",
@@ -256,8 +259,11 @@ fn consecutive_runs_and_fingerprint_fields_follow_one_failure_across_runs() {
                 held,
                 Outcome::Held {
                     pending: 1,
-                    counted: 1,
-                    needed: 2
+                    waiting_for: WaitingFor::Streak {
+                        runs: 1,
+                        needed: 2,
+                        ..
+                    }
                 }
             ),
             "{source}: {held}"
@@ -292,8 +298,11 @@ fn consecutive_runs_and_fingerprint_fields_follow_one_failure_across_runs() {
                 held,
                 Outcome::Held {
                     pending: 2,
-                    counted: 1,
-                    needed: 2
+                    waiting_for: WaitingFor::Streak {
+                        runs: 1,
+                        needed: 2,
+                        ..
+                    }
                 }
             ),
             "{source}: {held}"
@@ -769,7 +778,16 @@ fn from_vars_reads_every_key_and_the_threshold_as_count_colon_level() {
 
     let (layer, guard) = EmailLayer::from_config(&config).unwrap();
     let held = run(layer.clone(), &guard, &["first"]);
-    assert!(matches!(held, Outcome::Held { needed: 2, .. }), "{held}");
+    assert!(
+        matches!(
+            held,
+            Outcome::Held {
+                waiting_for: WaitingFor::Threshold { needed: 2, .. },
+                ..
+            }
+        ),
+        "{held}"
+    );
     let sent = run(layer, &guard, &["second"]);
     assert!(sent.is_sent(), "{sent}");
     let mails = outbox(&out);

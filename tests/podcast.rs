@@ -73,8 +73,8 @@ fn podcast_runs_hold_hold_then_send_everything_in_order() {
     assert_eq!(
         lines,
         [
-            "held 8 records for a later run (2 of the 5 needed to send an email)",
-            "held 16 records for a later run (4 of the 5 needed to send an email)",
+            "held 8 records for a later run: 2 of the 5 warnings or errors needed",
+            "held 16 records for a later run: 4 of the 5 warnings or errors needed",
             "sent 24 records in 1 email",
         ]
     );
