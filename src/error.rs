@@ -20,15 +20,24 @@ pub enum ErrorKind {
     /// [`Builder::build`](crate::Builder::build).
     Config,
     /// The SMTP settings are unusable (bad URL, port 0, unreadable
-    /// certificate, credentials over plain text). Returned by `build`.
+    /// certificate, credentials over plain text), returned by `build`; or,
+    /// at a flush, [`Smtp`](crate::Smtp) could not deliver (connection
+    /// refused, login rejected, recipient refused, timeout, …): the lettre
+    /// error is its [`source`](std::error::Error::source).
     Smtp,
     /// The state file could not be read, written or locked.
     State,
     /// Another process held the state file's lock for longer than the lock
     /// timeout.
     Busy,
-    /// The transport could not deliver the email (connection refused, login
-    /// rejected, recipient refused, timeout, …).
+    /// The transport could not deliver the email (sendmail failed, a
+    /// [`FileDrop`] folder that cannot be written, a [`Transport`] of one's
+    /// own returned an error, which is then the
+    /// [`source`](std::error::Error::source)), or the send did not finish
+    /// before the send deadline.
+    ///
+    /// [`FileDrop`]: crate::FileDrop
+    /// [`Transport`]: crate::Transport
     Send,
     /// Composing the email failed.
     Compose,

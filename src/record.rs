@@ -154,6 +154,7 @@ impl Fields {
     }
 
     /// Fields from pairs, in this order.
+    #[cfg(test)]
     pub(crate) fn from_vec(fields: Vec<(Str, Value)>) -> Self {
         Fields(fields)
     }
