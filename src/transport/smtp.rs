@@ -850,6 +850,58 @@ mod tests {
         assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
     }
 
+    /// A one-shot server on 127.0.0.1 that writes `greeting` (if any) to
+    /// the first connection and closes it; its port.
+    fn one_shot(greeting: &'static str) -> u16 {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.write_all(greeting.as_bytes());
+            }
+        });
+        port
+    }
+
+    fn send_error(port: u16) -> Error {
+        let mut smtp = Smtp::plain("127.0.0.1")
+            .port(port)
+            .timeout(Duration::from_secs(5));
+        smtp.check().unwrap();
+        let error = smtp.send(&email()).unwrap_err();
+        error.downcast_ref::<Error>().expect("our error").clone()
+    }
+
+    #[test]
+    fn a_reply_code_is_read_from_the_typed_code_and_its_severity() {
+        let text = send_error(one_shot("554 5.7.1 no service here\r\n")).to_string();
+        assert!(
+            text.starts_with(
+                "the server refused the message (554, permanent): 5.7.1 no service here [127.0.0.1:"
+            ),
+            "{text}"
+        );
+        let text = send_error(one_shot("421 4.3.2 shutting down\r\n")).to_string();
+        assert!(text.contains("(421, temporary)"), "{text}");
+    }
+
+    #[test]
+    fn a_server_that_closes_mid_reply_closed_the_connection() {
+        // lettre: a response error "incomplete response", with no io::Error.
+        let error = send_error(one_shot(""));
+        let lettre = std::error::Error::source(&error)
+            .and_then(|e| e.downcast_ref::<lettre::transport::smtp::Error>())
+            .expect("lettre's error as source");
+        assert!(lettre.is_response(), "{lettre:?}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("the mail server at 127.0.0.1:")
+                && text.contains("closed the connection"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn url_forms_that_differ_from_lettres_are_documented_and_checked() {
         // A path (lettre's EHLO name) or a fragment is refused, unquoted.
