@@ -569,11 +569,10 @@ pub(crate) mod tests {
         let mut r = record_at(Level::WARN);
         r.message = "disk full\r\nSubject: x\n\u{1b}[31mred".into();
         r.fields
-            .0
-            .push(("path\nFrom".into(), "a\r\nTo: evil@example.com".into()));
+            .push("path\nFrom".into(), "a\r\nTo: evil@example.com".into());
         r.spans.push(std::sync::Arc::new(crate::record::SpanRecord {
             name: "job\nX-Fake: 1".into(),
-            fields: crate::record::Fields(vec![("k".into(), "v\r\nY: 2".into())]),
+            fields: crate::record::Fields::from_vec(vec![("k".into(), "v\r\nY: 2".into())]),
         }));
         let rs = [r];
         c.fingerprint_fields.clear(); // the label is the message
@@ -649,8 +648,8 @@ pub(crate) mod tests {
         c.html = false;
         let mut r = record_at(Level::WARN);
         r.message = "feed failed".into();
-        r.fields.0.push(("feed".into(), "Radio Café".into()));
-        r.fields.0.push(("n".into(), 42.into()));
+        r.fields.push("feed".into(), "Radio Café".into());
+        r.fields.push("n".into(), 42.into());
         let real = r.to_line(UtcOffset::UTC).len() + 1;
         let estimate = c.line_bytes(&r);
         assert!(
@@ -696,7 +695,7 @@ pub(crate) mod tests {
             .map(|i| {
                 let mut r = record_at(level);
                 r.message = "feed failed".into();
-                r.fields.0.push(("feed".into(), serde_json::json!(feed)));
+                r.fields.push("feed".into(), serde_json::json!(feed));
                 r.timestamp = OffsetDateTime::UNIX_EPOCH + time::Duration::hours(hour + i as i64);
                 r
             })
@@ -826,7 +825,7 @@ pub(crate) mod tests {
             .map(|i| {
                 let mut r = record_at(Level::WARN);
                 r.message = "disk almost full".into();
-                r.fields.0.push(("n".into(), serde_json::json!(i)));
+                r.fields.push("n".into(), serde_json::json!(i));
                 r
             })
             .collect();

@@ -20,15 +20,24 @@ pub enum ErrorKind {
     /// [`Builder::build`](crate::Builder::build).
     Config,
     /// The SMTP settings are unusable (bad URL, port 0, unreadable
-    /// certificate, credentials over plain text). Returned by `build`.
+    /// certificate, credentials over plain text), returned by `build`; or,
+    /// at a flush, [`Smtp`](crate::Smtp) could not deliver (connection
+    /// refused, login rejected, recipient refused, timeout, …): the lettre
+    /// error is its [`source`](std::error::Error::source).
     Smtp,
     /// The state file could not be read, written or locked.
     State,
     /// Another process held the state file's lock for longer than the lock
     /// timeout.
     Busy,
-    /// The transport could not deliver the email (connection refused, login
-    /// rejected, recipient refused, timeout, …).
+    /// The transport could not deliver the email (sendmail failed, a
+    /// [`FileDrop`] folder that cannot be written, a [`Transport`] of one's
+    /// own returned an error, which is then the
+    /// [`source`](std::error::Error::source)), or the send did not finish
+    /// before the send deadline.
+    ///
+    /// [`FileDrop`]: crate::FileDrop
+    /// [`Transport`]: crate::Transport
     Send,
     /// Composing the email failed.
     Compose,
@@ -54,6 +63,10 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// Whether `message` already tells what `source` says, so that
+    /// `Display` does not repeat it (the source stays reachable through
+    /// [`source()`](std::error::Error::source) all the same).
+    told: bool,
 }
 
 impl Error {
@@ -62,6 +75,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            told: false,
         }
     }
 
@@ -74,7 +88,31 @@ impl Error {
             kind,
             message: message.into(),
             source: Some(Arc::from(source.into())),
+            told: false,
         }
+    }
+
+    /// An error whose `message` already explains `source` in its own words
+    /// (an SMTP reply, a state file that could not be written): `Display`
+    /// shows the message alone, and `source()` still gives the error it came
+    /// from, for code that inspects it.
+    pub(crate) fn explained(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error {
+            told: true,
+            ..Error::with_source(kind, message, source)
+        }
+    }
+
+    /// This error with `context` around its text (`{context(text)}`), of
+    /// the same kind, keeping this error as its source: what a person reads
+    /// grows, what code can inspect stays.
+    pub(crate) fn context(self, context: impl FnOnce(&Self) -> String) -> Self {
+        let message = context(&self);
+        Error::explained(self.kind, message, self)
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
@@ -107,7 +145,7 @@ pub(crate) fn hidden<T>(secret: &Option<T>) -> &'static str {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
+        if let Some(source) = self.source.as_ref().filter(|_| !self.told) {
             write!(f, ": {}", crate::record::error_chain(source.as_ref()))?;
         }
         Ok(())
@@ -136,5 +174,62 @@ impl std::error::Error for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The sources of `error`, outermost first (the error itself excluded).
+    fn sources(error: &Error) -> Vec<&(dyn std::error::Error + 'static)> {
+        std::iter::successors(error.source(), |e| (*e).source()).collect()
+    }
+
+    #[test]
+    fn context_keeps_the_source_and_its_text_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let inner = Error::with_source(ErrorKind::State, "could not write the state file", io);
+        let outer = inner.context(|e| format!("{e}; the records are kept"));
+        assert_eq!(
+            outer.to_string(),
+            "could not write the state file: denied; the records are kept"
+        );
+        assert_eq!(outer.kind(), ErrorKind::State);
+        let chain = sources(&outer);
+        assert_eq!(chain.len(), 2, "{chain:?}");
+        assert!(chain[0].is::<Error>());
+        let io = chain[1].downcast_ref::<std::io::Error>().unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn a_state_file_io_error_reaches_the_outcome_with_its_io_error_as_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_folder = dir.path().join("file");
+        std::fs::write(&not_a_folder, "").unwrap();
+        let (layer, guard) = crate::EmailLayer::builder("app")
+            .transport(crate::FileDrop::new(dir.path().join("outbox")))
+            .state_file(not_a_folder.join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .build()
+            .unwrap();
+        use tracing_subscriber::prelude::*;
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || tracing::warn!("kept"));
+        let outcome = guard.flush();
+        let crate::Outcome::Failed { error, .. } = &outcome else {
+            panic!("expected a failure, got {outcome}");
+        };
+        assert_eq!(error.kind(), ErrorKind::State, "{error}");
+        let io = sources(error)
+            .into_iter()
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+            .unwrap_or_else(|| panic!("no io::Error under {error:?}"));
+        // The text users read still tells the io::Error, once.
+        let text = error.to_string();
+        assert_eq!(text.matches(&io.to_string()).count(), 1, "{text}");
     }
 }

@@ -407,12 +407,13 @@ impl Flusher {
             },
             (None, Err(e)) => Outcome::Failed {
                 pending: state.pending.len() + sent,
-                error: Error::new(
+                error: Error::explained(
                     ErrorKind::State,
                     format!(
                         "sent {sent} records, but could not record that in the state file ({e}); \
                          they may be sent again by a later run"
                     ),
+                    e,
                 ),
             },
         }
@@ -469,13 +470,12 @@ fn give_back(
     let count = records.len();
     buffer.restore(records, dropped);
     let error = if count > 0 {
-        Error::new(
-            error.kind(),
+        error.context(|error| {
             format!(
                 "{error}; this run's {count} records are kept in memory for the next flush \
                  (and written to stderr if none succeeds)"
-            ),
-        )
+            )
+        })
     } else {
         error
     };

@@ -257,14 +257,6 @@ impl FlushGuard {
         Ok(snapshot)
     }
 
-    /// Forgets the records captured since the last flush and returns how
-    /// many there were. Only for this crate's benchmarks, which must keep
-    /// memory flat between samples without timing a flush.
-    #[doc(hidden)]
-    pub fn discard_buffered(&self) -> usize {
-        self.shared.buffer.drain().len()
-    }
-
     /// The path of the state file.
     ///
     /// ```

@@ -388,7 +388,7 @@ mod tests {
     fn fingerprints_follow_the_callsite_and_message_or_the_chosen_fields() {
         let mut a = record_at(Level::WARN);
         a.message = "feed failed: timed out after 30.2 s".into();
-        a.fields.0.push(("feed".into(), json!("Radio Café")));
+        a.fields.push("feed".into(), json!("Radio Café"));
         let mut b = a.clone();
         b.message = "feed failed: timed out after 31.7 s".into();
         assert_ne!(fingerprint(&a, &[]).key, fingerprint(&b, &[]).key);
@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(fingerprint(&a, &fields), fingerprint(&b, &fields));
         assert_eq!(fingerprint(&a, &fields).label, r#"feed "Radio Café""#);
         let mut c = a.clone();
-        c.fields.0[0].1 = json!("Ääniraita");
+        c.fields.set("feed".into(), json!("Ääniraita"));
         assert_ne!(fingerprint(&a, &fields).key, fingerprint(&c, &fields).key);
         let mut elsewhere = a.clone();
         elsewhere.line = Some(99);
@@ -462,7 +462,7 @@ mod tests {
         let mut r = record_at(level);
         r.message = "fetch failed".into();
         for (name, value) in fields {
-            r.fields.0.push(((*name).to_owned().into(), value.clone()));
+            r.fields.push((*name).to_owned().into(), value.clone());
         }
         r
     }
@@ -512,7 +512,7 @@ mod tests {
             (0..15).map(|i| (format!("f{i}"), json!(i))).collect();
         let mut r = record_at(Level::WARN);
         for (name, value) in many {
-            r.fields.0.push((name.into(), value));
+            r.fields.push(name.into(), value);
         }
         let note = unmatched_fields(&[r], &fields, Level::WARN, &h).unwrap();
         assert!(note.contains("f10, f11 and 3 more."), "{note}");

@@ -355,7 +355,7 @@ mod tests {
     /// fetch{feed="Radio Café"}`.
     fn feed_failed() -> Record {
         let mut r = record(Level::WARN, "feed failed");
-        r.fields = Fields(vec![
+        r.fields = Fields::from_vec(vec![
             ("feed".into(), json!("Radio Café")),
             ("attempt".into(), json!(3)),
             ("tags".into(), json!(["a", "b"])),
@@ -363,11 +363,11 @@ mod tests {
         r.spans = vec![
             Arc::new(SpanRecord {
                 name: "run".into(),
-                fields: Fields(vec![("job".into(), json!("nightly"))]),
+                fields: Fields::from_vec(vec![("job".into(), json!("nightly"))]),
             }),
             Arc::new(SpanRecord {
                 name: "fetch".into(),
-                fields: Fields(vec![("feed".into(), json!("Radio Café"))]),
+                fields: Fields::from_vec(vec![("feed".into(), json!("Radio Café"))]),
             }),
         ];
         r
@@ -401,13 +401,13 @@ mod tests {
     fn markup_in_records_is_escaped_everywhere() {
         let mut r = record(Level::ERROR, "<script>alert(1)</script>");
         r.target = "x<b>".into();
-        r.fields = Fields(vec![
+        r.fields = Fields::from_vec(vec![
             ("url".into(), json!("\"><img src=x onerror=alert(1)>")),
             ("<i>".into(), json!({"k": "<svg onload=alert(1)>"})),
         ]);
         r.spans = vec![Arc::new(SpanRecord {
             name: "<span>".into(),
-            fields: Fields(vec![("q".into(), json!("'><a href=javascript:x>"))]),
+            fields: Fields::from_vec(vec![("q".into(), json!("'><a href=javascript:x>"))]),
         })];
         let html = html(&[r], 0, None);
         assert!(!html.contains("<script"), "{html}");
@@ -557,7 +557,7 @@ mod tests {
     fn row_bytes_is_at_least_the_row_and_close_to_it() {
         let mut long = feed_failed();
         long.message = "x&y ".repeat(500);
-        long.fields.0.push(("q".into(), json!({"a": "<\"'>"})));
+        long.fields.push("q".into(), json!({"a": "<\"'>"}));
         let mut bare = record(Level::TRACE, "");
         bare.target = "t".into();
         for r in [

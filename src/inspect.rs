@@ -133,7 +133,12 @@ pub struct Failure {
     key: String,
 }
 
-/// What the policy would do with the pending records at a flush now.
+/// What the policy would do with the pending records at a flush now: the
+/// public face of the policy's decision, as [`Snapshot::verdict`] gives it.
+/// Each case is the [`Outcome`](crate::Outcome) a flush now would have if
+/// the send succeeded: `Nothing`, `Hold` → `Held`, `Wait` → `Waiting`,
+/// `Send` → `Sent`. (How the flush splits the records into emails is its own
+/// business and not part of it.)
 ///
 /// ```
 /// use tracing_email::Verdict;
@@ -167,6 +172,18 @@ pub enum Verdict {
         /// Records that would be sent.
         records: usize,
     },
+}
+
+impl Verdict {
+    /// The policy's decision as users see it.
+    pub(crate) fn of(decision: Decision) -> Self {
+        match decision {
+            Decision::Nothing => Verdict::Nothing,
+            Decision::Hold(waiting_for) => Verdict::Hold { waiting_for },
+            Decision::Wait { until } => Verdict::Wait { until },
+            Decision::Send { records, .. } => Verdict::Send { records },
+        }
+    }
 }
 
 /// What [`StateFile::clear`] or [`StateFile::clear_all`] removed and kept.
@@ -467,12 +484,11 @@ impl Snapshot {
             history: &state.history,
             run: run.unwrap_or(state.history.runs),
         };
-        self.verdict = Some(match policy.decide(&state.pending, Phase::Flush, &facts) {
-            Decision::Nothing => Verdict::Nothing,
-            Decision::Hold(waiting_for) => Verdict::Hold { waiting_for },
-            Decision::Wait { until } => Verdict::Wait { until },
-            Decision::Send { records, .. } => Verdict::Send { records },
-        });
+        self.verdict = Some(Verdict::of(policy.decide(
+            &state.pending,
+            Phase::Flush,
+            &facts,
+        )));
         for failure in &mut self.failures {
             let streak = state.history.streaks.get(&failure.key);
             if let Some(until) = streak.and_then(|s| policy.quiet_until(s, now)) {
@@ -683,7 +699,7 @@ mod tests {
         let record = |url: &str, h: i64| {
             let mut r = record_at(Level::WARN);
             r.message = "fetch failed".into();
-            r.fields.0.push(("url".into(), serde_json::json!(url)));
+            r.fields.push("url".into(), serde_json::json!(url));
             r.timestamp = hour(h);
             r
         };

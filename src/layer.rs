@@ -216,19 +216,19 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(current) = extensions.get_mut::<SpanFields>() {
             let record = Arc::make_mut(&mut current.record);
-            for (name, value) in update.0 {
+            for (name, value) in update.into_pairs() {
                 current.left_out.retain(|n| *n != name);
                 record.fields.set(name, value);
             }
             for name in left_out {
                 // An earlier value would pass for the current one.
-                record.fields.0.retain(|(n, _)| n != name);
+                record.fields.retain(|n, _| n != name);
                 if !current.left_out.contains(&name) {
                     current.left_out.push(name);
                 }
             }
             // Counted once per field, and last.
-            record.fields.0.retain(|(n, _)| n != FIELDS_LEFT_OUT);
+            record.fields.retain(|n, _| n != FIELDS_LEFT_OUT);
             record.fields.left_out(current.left_out.len() as u64);
             current.cost = span_cost(record);
         }
@@ -350,11 +350,11 @@ fn cut_span(span: &SpanRecord, left: usize) -> Option<SpanRecord> {
     let mut left = left.checked_sub(text_cost(&span.name) + SPAN_OVERHEAD)?;
     let mut fields = Fields::default();
     let mut skipped = 0u64;
-    for (name, value) in &span.fields.0 {
+    for (name, value) in span.fields.pairs() {
         let cost = field_cost(name, value);
         if skipped == 0 && cost <= left {
             left -= cost;
-            fields.0.push((name.clone(), value.clone()));
+            fields.push(name.clone(), value.clone());
         } else if name == FIELDS_LEFT_OUT {
             // The fields left out when the span was captured add up.
             skipped = skipped.saturating_add(value.as_u64().unwrap_or(1));
@@ -841,7 +841,7 @@ mod tests {
     fn span(name: &'static str, fields: &[(&'static str, Value)]) -> Arc<SpanRecord> {
         Arc::new(SpanRecord {
             name: Cow::Borrowed(name),
-            fields: Fields(
+            fields: Fields::from_vec(
                 fields
                     .iter()
                     .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))

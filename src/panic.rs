@@ -45,15 +45,15 @@ fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime) -> Record {
         .unwrap_or_else(|| "Box<dyn Any>".to_owned());
     let thread = std::thread::current();
     let mut fields = Fields::default();
-    fields.0.push((
+    fields.push(
         Cow::Borrowed("thread"),
         Value::String(thread.name().unwrap_or("<unnamed>").to_owned()),
-    ));
+    );
     if let Some(location) = info.location() {
-        fields.0.push((
+        fields.push(
             Cow::Borrowed("location"),
             Value::String(location.to_string()),
-        ));
+        );
     }
     Record {
         timestamp: crate::clock::datetime(now),

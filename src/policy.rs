@@ -870,7 +870,7 @@ pub(crate) mod tests {
     fn feed(feed: &str, level: Level, hours: i64) -> Record {
         let mut r = record_at(level);
         r.message = "feed failed".into();
-        r.fields.0.push(("feed".into(), serde_json::json!(feed)));
+        r.fields.push("feed".into(), serde_json::json!(feed));
         r.timestamp = at(hours);
         r
     }

@@ -86,27 +86,49 @@ pub struct SpanRecord {
 }
 
 /// Named values in the order they were recorded, as typed JSON values.
+/// Read-only: made by the layer, read by a [`Transport`](crate::Transport)
+/// through [`Record::fields`] and [`SpanRecord::fields`].
 ///
 /// Serialised as a JSON object whose keys keep that order.
 ///
 /// ```
-/// # use tracing_email::Fields;
-/// let fields = Fields::default();
-/// assert!(fields.get("feed").is_none());
+/// # use tracing_email::Record;
+/// fn feed(record: &Record) -> Option<&str> {
+///     record.fields.get("feed")?.as_str()
+/// }
+///
+/// fn fields_line(record: &Record) -> String {
+///     let pairs: Vec<String> = record.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+///     pairs.join(" ")
+/// }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fields(pub Vec<(Str, Value)>);
+pub struct Fields(Vec<(Str, Value)>);
 
 impl Fields {
     /// The value of the first field with this name.
     ///
     /// ```
     /// # use tracing_email::Fields;
-    /// let fields = Fields(vec![("n".into(), 42.into())]);
+    /// let fields: Fields = serde_json::from_str(r#"{"n": 42}"#)?;
     /// assert_eq!(fields.get("n"), Some(&serde_json::json!(42)));
+    /// assert_eq!(fields.get("m"), None);
+    /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// How many fields there are.
+    ///
+    /// ```
+    /// # use tracing_email::Fields;
+    /// let fields: Fields = serde_json::from_str(r#"{"a": 1, "b": "x"}"#)?;
+    /// assert_eq!(fields.len(), 2);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// Whether there are no fields.
@@ -118,15 +140,44 @@ impl Fields {
         self.0.is_empty()
     }
 
-    /// The fields, in order.
+    /// The fields, in order: name and value.
     ///
     /// ```
     /// # use tracing_email::Fields;
-    /// let fields = Fields(vec![("a".into(), true.into())]);
-    /// assert_eq!(fields.iter().count(), 1);
+    /// let fields: Fields = serde_json::from_str(r#"{"b": true, "a": 1}"#)?;
+    /// let names: Vec<&str> = fields.iter().map(|(name, _)| name).collect();
+    /// assert_eq!(names, ["b", "a"]);
+    /// # Ok::<(), serde_json::Error>(())
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// Fields from pairs, in this order.
+    #[cfg(test)]
+    pub(crate) fn from_vec(fields: Vec<(Str, Value)>) -> Self {
+        Fields(fields)
+    }
+
+    /// Adds a field at the end (a name may then occur twice, as an event
+    /// may record it twice).
+    pub(crate) fn push(&mut self, name: Str, value: Value) {
+        self.0.push((name, value));
+    }
+
+    /// Keeps only the fields `keep` says yes to.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str, &Value) -> bool) {
+        self.0.retain(|(k, v)| keep(k, v));
+    }
+
+    /// The fields with their names as stored, in order.
+    pub(crate) fn pairs(&self) -> &[(Str, Value)] {
+        &self.0
+    }
+
+    /// The pairs themselves, in order.
+    pub(crate) fn into_pairs(self) -> Vec<(Str, Value)> {
+        self.0
     }
 
     /// Sets `name` to `value`, replacing an earlier value of that name in
@@ -557,7 +608,7 @@ mod tests {
             level: Level::WARN,
             target: "poca::feed".into(),
             message: "feed failed".into(),
-            fields: Fields(vec![
+            fields: Fields::from_vec(vec![
                 ("url".into(), json!("https://example.org/feed")),
                 ("error".into(), json!("timed out")),
                 ("attempt".into(), json!(3)),
@@ -568,7 +619,7 @@ mod tests {
             spans: vec![
                 Arc::new(SpanRecord {
                     name: "run".into(),
-                    fields: Fields(vec![("job".into(), json!("nightly"))]),
+                    fields: Fields::from_vec(vec![("job".into(), json!("nightly"))]),
                 }),
                 Arc::new(SpanRecord {
                     name: "fetch".into(),
@@ -636,7 +687,7 @@ mod tests {
     fn the_line_shows_control_characters_escaped() {
         let mut r = sample();
         r.message = "a\r\nSubject: x\t\u{1b}[1m \\ \"q\" \u{85}\u{2028}\u{202e}é".into();
-        r.fields = Fields(vec![("v".into(), json!("b\n\"c\" \\d"))]);
+        r.fields = Fields::from_vec(vec![("v".into(), json!("b\n\"c\" \\d"))]);
         assert_eq!(
             r.to_line(UtcOffset::UTC),
             r#"2026-11-21 10:00:03 WARN poca::feed: a\r\nSubject: x\t\u{1b}[1m \ "q" \u{85}\u{2028}\u{202e}é v="b\n\"c\" \\d""#

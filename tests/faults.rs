@@ -143,6 +143,12 @@ fn every_fault_under_every_policy_keeps_the_records_for_the_next_run() {
                         assert!(text.contains(word), "{case}: {text:?} lacks {word:?}");
                     }
                     assert!(!text.contains(PASSWORD), "{case}");
+                    // The sentence explains lettre's error, which stays reachable.
+                    let source = std::error::Error::source(error);
+                    assert!(
+                        source.is_some_and(|s| s.is::<lettre::transport::smtp::Error>()),
+                        "{case}: {error:?}"
+                    );
                 }
                 other => panic!("{case}: expected a failure, got {other}"),
             }

@@ -1,10 +1,14 @@
-//! What the benchmarks share: a layer that never sends and never
-//! checkpoints, so that only the measured work is measured.
+//! What the benchmarks share: layers that never checkpoint, so that only the
+//! measured work is measured, and a way to empty a layer between samples
+//! through the public API.
+
+// Each benchmark uses only some of these.
+#![allow(dead_code)]
 
 use std::path::Path;
 
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, FlushGuard};
+use tracing_email::{BoxError, Email, EmailLayer, FileDrop, FlushGuard, Outcome, Transport};
 
 /// A layer keeping its state in `dir/state.json` that holds every record
 /// (no threshold is ever met), keeps any number, and has no background
@@ -20,4 +24,40 @@ pub fn holding_layer(dir: &Path) -> (EmailLayer, FlushGuard) {
         .checkpoint_interval(None)
         .build()
         .expect("layer")
+}
+
+/// Accepts every email and keeps nothing of it.
+struct Discard;
+
+impl Transport for Discard {
+    fn send(&self, _email: &Email) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A layer that captures as [`holding_layer`]'s does (a threshold policy
+/// gives the event path nothing more to do), but whose every flush sends
+/// all its records to a transport that drops them: [`empty`] after each
+/// sample keeps memory and the state file (in `dir`) flat.
+pub fn discarding_layer(dir: &Path) -> (EmailLayer, FlushGuard) {
+    EmailLayer::builder("bench")
+        .transport(Discard)
+        .state_file(dir.join("discarding.json"))
+        .from("bench@example.com")
+        .to("bench@example.com")
+        .threshold(1, Level::TRACE)
+        .html(false)
+        .max_pending(usize::MAX)
+        .checkpoint_interval(None)
+        .build()
+        .expect("layer")
+}
+
+/// Empties a [`discarding_layer`]'s buffer, outside the measured time.
+pub fn empty(guard: &FlushGuard) {
+    let outcome = guard.flush();
+    assert!(
+        matches!(outcome, Outcome::Sent { .. } | Outcome::Nothing),
+        "{outcome}"
+    );
 }

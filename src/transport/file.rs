@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{BoxError, Email, Transport};
+use super::{BoxError, Email, Explained, Transport};
 
 /// Writes each digest as an `.eml` file (the full RFC 5322 message) into a
 /// folder, created if missing: for dry runs, tests and the quickstart. Any
@@ -60,9 +60,12 @@ impl FileDrop {
 impl Transport for FileDrop {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
         fs::create_dir_all(&self.dir).map_err(|e| {
-            format!(
-                "could not create the outbox folder {}: {e}",
-                self.dir.display()
+            Explained::new(
+                format!(
+                    "could not create the outbox folder {}: {e}",
+                    self.dir.display()
+                ),
+                e,
             )
         })?;
         let stamp = crate::record::file_stamp(time::OffsetDateTime::now_utc());
@@ -78,7 +81,7 @@ impl Transport for FileDrop {
         })();
         written.map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            format!("could not write {}: {e}", path.display()).into()
+            Explained::new(format!("could not write {}: {e}", path.display()), e).into()
         })
     }
 }

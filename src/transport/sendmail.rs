@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use lettre::{SendmailTransport, Transport as _};
 
-use super::{BoxError, Email, Transport};
+use super::{BoxError, Email, Explained, Transport};
 
 /// Hands each digest to the local mail system through a `sendmail`-compatible
 /// program (`sendmail -i -f FROM -- TO…`, the message on its standard input).
@@ -53,12 +53,12 @@ impl Transport for Sendmail {
         SendmailTransport::new_with_command(self.command.clone())
             .send(&email.message)
             .map_err(|e| {
-                format!(
+                let message = format!(
                     "{} could not deliver the digest: {}",
                     self.command.to_string_lossy(),
                     crate::record::error_chain(&e)
-                )
-                .into()
+                );
+                Explained::new(message, e).into()
             })
     }
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::response::Severity;
 use lettre::{SmtpTransport, Transport as _};
 
 use super::{BoxError, Email, Transport};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +161,24 @@ impl Smtp {
     /// is) is an error that says how to encode it. The error never repeats
     /// the URL or any part of the password.
     ///
+    /// The URL is parsed with the [`url`](https://docs.rs/url) crate, as
+    /// lettre's own [`SmtpTransport::from_url`](lettre::SmtpTransport::from_url)
+    /// does, but these forms differ from lettre's:
+    ///
+    /// - `?tls=opportunistic` defaults to port 25 (lettre: 587), as STARTTLS
+    ///   that may be skipped is what a relay on port 25 offers;
+    /// - `?tls=none` is understood (lettre refuses it), and `smtps://` with
+    ///   any `tls=` is an error (lettre ignores it);
+    /// - any other query parameter is an error (lettre ignores it);
+    /// - a path (`smtp://host/name`, which lettre sends as the `EHLO` name)
+    ///   or a fragment is an error: this crate sets no `EHLO` name from it;
+    /// - a user name without a password is kept (lettre drops it), so that
+    ///   the password can come from elsewhere ([`password`](Smtp::password));
+    /// - an IPv6 host is given without its brackets (`smtp://[::1]` connects
+    ///   to `::1`);
+    /// - an unencoded reserved character in the user information is an
+    ///   error (see above) instead of a different host.
+    ///
     /// ```
     /// use tracing_email::Smtp;
     ///
@@ -170,18 +189,23 @@ impl Smtp {
     pub fn from_url(url: &str) -> Result<Self, Error> {
         check_encoded(url)?;
         let parsed = url::Url::parse(url).map_err(|e| {
-            Error::smtp(format!(
-                "the SMTP URL is not a valid URL ({e}); expected smtp://host or smtps://user:password@host"
-            ))
+            Error::explained(
+                ErrorKind::Smtp,
+                format!(
+                    "the SMTP URL is not a valid URL ({e}); expected smtp://host or \
+                     smtps://user:password@host"
+                ),
+                e,
+            )
         })?;
-        let tls = parsed
-            .query_pairs()
-            .find(|(k, _)| k == "tls")
-            .map(|(_, v)| v.into_owned());
-        if let Some((key, _)) = parsed.query_pairs().find(|(k, _)| k != "tls") {
-            return Err(Error::smtp(format!(
-                "the SMTP URL has an unknown parameter {key:?}; only tls=required|opportunistic|none is understood"
-            )));
+        let mut tls = None;
+        for (key, value) in parsed.query_pairs() {
+            if key != "tls" {
+                return Err(Error::smtp(format!(
+                    "the SMTP URL has an unknown parameter {key:?}; only tls=required|opportunistic|none is understood"
+                )));
+            }
+            tls.get_or_insert(value);
         }
         let security = match (parsed.scheme(), tls.as_deref()) {
             ("smtps", None) => Security::Implicit,
@@ -201,19 +225,44 @@ impl Smtp {
                 )));
             }
         };
-        let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
-            Error::smtp("the SMTP URL has no host, e.g. smtps://smtp.example.com")
-        })?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = match parsed.host() {
+            Some(url::Host::Domain(name)) if !name.is_empty() => name.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            _ => {
+                return Err(Error::smtp(
+                    "the SMTP URL has no host, e.g. smtps://smtp.example.com",
+                ));
+            }
+        };
+        if !matches!(parsed.path(), "" | "/") || parsed.fragment().is_some() {
+            return Err(Error::smtp(
+                "the SMTP URL has a path or a #fragment after the host, which tracing-email does \
+                 not use; remove it (smtp://host:port?tls=...), and if it is part of a password, \
+                 percent-encode it: # as %23, / as %2F",
+            ));
+        }
         let mut smtp = Smtp::new(host, security);
         smtp.port = parsed.port();
         let decode = |s: &str, what: &str| {
-            percent_decode(s).ok_or_else(|| {
-                Error::smtp(format!(
+            let invalid = || {
+                format!(
                     "the {what} in the SMTP URL is not valid percent-encoded UTF-8; write a % \
                      in it as %25"
-                ))
-            })
+                )
+            };
+            // `percent_decode_str` keeps a `%` without two hex digits as it
+            // is; here it is a mistake to point out (lettre keeps it).
+            let escapes_ok = s.split('%').skip(1).all(|after| {
+                after.len() >= 2 && after.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)
+            });
+            if !escapes_ok {
+                return Err(Error::smtp(invalid()));
+            }
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|e| Error::explained(ErrorKind::Smtp, invalid(), e))
         };
         if !parsed.username().is_empty() {
             smtp.user = Some(decode(parsed.username(), "user name")?);
@@ -405,7 +454,7 @@ impl Smtp {
             }
             let params = params.build_rustls().map_err(|e| {
                 Error::with_source(
-                    crate::error::ErrorKind::Smtp,
+                    ErrorKind::Smtp,
                     "the TLS settings could not be used (is the root certificate valid?)",
                     e,
                 )
@@ -422,96 +471,145 @@ impl Smtp {
         Ok(builder.build())
     }
 
-    /// Describes a lettre error in words a person can act on.
+    /// Describes a lettre error in words a person can act on, from its
+    /// type: the reply code and its severity, then what the source chain's
+    /// `io::Error` and `rustls::Error` say.
     fn explain(&self, e: &lettre::transport::smtp::Error) -> String {
         let endpoint = self.endpoint();
         let server_text = std::error::Error::source(e)
             .map(|s| s.to_string())
             .unwrap_or_default();
         if let Some(code) = e.status() {
-            let code_text = code.to_string();
-            let what = match code_text.as_str() {
-                "530" | "534" | "535" | "538" => "the server rejected the login",
-                "550" | "551" | "553" | "450" | "452" | "501" => {
-                    "the server refused the sender or a recipient"
-                }
-                "552" | "554" | "451" | "421" => "the server refused the message",
+            let what = match u16::from(code) {
+                530 | 534 | 535 | 538 => "the server rejected the login",
+                550 | 551 | 553 | 450 | 452 | 501 => "the server refused the sender or a recipient",
+                552 | 554 | 451 | 421 => "the server refused the message",
                 _ => "the server answered with an error",
             };
-            let kind = if e.is_transient() {
-                "temporary"
-            } else {
-                "permanent"
+            let kind = match code.severity {
+                Severity::TransientNegativeCompletion => "temporary",
+                _ => "permanent",
             };
-            return format!("{what} ({code_text}, {kind}): {server_text} [{endpoint}]");
+            return format!("{what} ({code}, {kind}): {server_text} [{endpoint}]");
         }
-        let mut io_kind = None;
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<io::Error>() {
-                io_kind = Some(io.kind());
-                break;
-            }
-            source = s.source();
-        }
+        let cause = Cause::of(e);
         let detail = crate::record::error_chain(e).to_string();
-        match io_kind {
+        let closed = || format!("the mail server at {endpoint} closed the connection ({detail})");
+        match cause.io {
             Some(io::ErrorKind::ConnectionRefused) => {
-                format!(
+                return format!(
                     "the mail server refused the connection at {endpoint}: is it running on that port?"
-                )
+                );
             }
-            Some(io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => format!(
-                "the mail server at {endpoint} did not answer within {:?}",
-                self.timeout
-            ),
+            // A socket's read timeout is `WouldBlock` on Unix, `TimedOut`
+            // elsewhere; lettre's `is_timeout` sees only the latter.
+            Some(io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                return format!(
+                    "the mail server at {endpoint} did not answer within {:?}",
+                    self.timeout
+                );
+            }
+            // A TLS peer that closes without close_notify is `UnexpectedEof`.
             Some(
                 io::ErrorKind::UnexpectedEof
                 | io::ErrorKind::ConnectionReset
                 | io::ErrorKind::ConnectionAborted
                 | io::ErrorKind::BrokenPipe,
-            ) => format!("the mail server at {endpoint} closed the connection ({detail})"),
-            _ if detail.contains("incomplete response") || detail.contains("close_notify") => {
-                format!("the mail server at {endpoint} closed the connection ({detail})")
-            }
-            // lettre has no typed error for this (only its kind, "client",
-            // which several other faults share), so its text is checked too.
-            _ if e.is_client()
-                && self.user.is_some()
-                && detail.contains("No compatible authentication mechanism") =>
-            {
-                let remove = match &self.keys {
-                    Some(keys) => {
-                        format!("remove the user name and password from {}", keys.smtp_url)
-                    }
-                    None => "remove the credentials".to_owned(),
-                };
-                format!(
-                    "the mail server at {endpoint} offers no login on this port (no AUTH PLAIN or \
-                     LOGIN in its reply to EHLO), but a user name and password are set: if the \
-                     server needs no login, {remove}; if it does, use its submission port with \
-                     TLS (587 with STARTTLS, or 465 with implicit TLS), where logins are offered \
-                     ({detail})"
-                )
-            }
-            _ if e.is_tls() || detail.contains("certificate") => {
-                let add = match &self.keys {
-                    Some(keys) => format!("set {} to the CA's PEM file", keys.root_certificate),
-                    None => "add it with .root_certificate(pem)".to_owned(),
-                };
-                format!(
-                    "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
-                     private CA, {add}"
-                )
-            }
-            _ if detail.contains("lookup") || detail.contains("resolve") => {
-                format!(
-                    "the mail server's name {:?} could not be resolved ({detail})",
-                    self.host
-                )
-            }
-            _ => format!("sending to {endpoint} failed: {detail}"),
+            ) => return closed(),
+            _ => {}
         }
+        // lettre reads the end of the stream in the middle of a reply as a
+        // response error with this text and no source: no type tells it
+        // from a reply it cannot parse, so the text, whole, is compared.
+        if e.is_response() && server_text == "incomplete response" {
+            return closed();
+        }
+        // lettre has no typed error for a server without a login it can use
+        // (only its kind, "client", which several other faults share), so
+        // the source's text is compared, whole.
+        if e.is_client()
+            && self.user.is_some()
+            && server_text == "No compatible authentication mechanism was found"
+        {
+            let remove = match &self.keys {
+                Some(keys) => format!("remove the user name and password from {}", keys.smtp_url),
+                None => "remove the credentials".to_owned(),
+            };
+            return format!(
+                "the mail server at {endpoint} offers no login on this port (no AUTH PLAIN or \
+                 LOGIN in its reply to EHLO), but a user name and password are set: if the \
+                 server needs no login, {remove}; if it does, use its submission port with \
+                 TLS (587 with STARTTLS, or 465 with implicit TLS), where logins are offered \
+                 ({detail})"
+            );
+        }
+        if e.is_tls() || cause.tls {
+            let add = match &self.keys {
+                Some(keys) => format!("set {} to the CA's PEM file", keys.root_certificate),
+                None => "add it with .root_certificate(pem)".to_owned(),
+            };
+            return format!(
+                "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
+                 private CA, {add}"
+            );
+        }
+        if cause.lookup {
+            return format!(
+                "the mail server's name {:?} could not be resolved ({detail})",
+                self.host
+            );
+        }
+        format!("sending to {endpoint} failed: {detail}")
+    }
+}
+
+/// What the source chain of a lettre error says, by type.
+#[derive(Debug, Default)]
+struct Cause {
+    /// The kind of the first `io::Error` in the chain.
+    io: Option<io::ErrorKind>,
+    /// Whether rustls failed (the handshake, a certificate): lettre reports
+    /// a handshake that fails on the first read or write as a network
+    /// error, so `is_tls()` alone misses it.
+    tls: bool,
+    /// Whether the server's name could not be resolved.
+    lookup: bool,
+}
+
+impl Cause {
+    fn of(e: &lettre::transport::smtp::Error) -> Cause {
+        let mut cause = Cause::default();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if s.is::<rustls::Error>() {
+                cause.tls = true;
+            }
+            if let Some(io) = s.downcast_ref::<io::Error>() {
+                cause.io.get_or_insert(io.kind());
+                // `io::Error::source` skips the error it wraps: look inside.
+                if io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<rustls::Error>())
+                {
+                    cause.tls = true;
+                }
+                // std gives a failed name lookup no kind of its own (it is
+                // `Uncategorized`, which cannot be named), only this text.
+                if io.raw_os_error().is_none()
+                    && io
+                        .to_string()
+                        .starts_with("failed to lookup address information")
+                {
+                    cause.lookup = true;
+                }
+            }
+            // lettre's own words when the name resolved to no address.
+            if s.to_string() == "could not resolve to any address" {
+                cause.lookup = true;
+            }
+            source = s.source();
+        }
+        cause
     }
 }
 
@@ -530,7 +628,9 @@ impl Transport for Smtp {
         let silent = tracing::subscriber::NoSubscriber::default();
         tracing::subscriber::with_default(silent, || transport.send(&email.message))
             .map(|_| ())
-            .map_err(|e| Box::new(Error::smtp(self.explain(&e))) as BoxError)
+            .map_err(|e| {
+                Box::new(Error::explained(ErrorKind::Smtp, self.explain(&e), e)) as BoxError
+            })
     }
 
     fn check(&mut self) -> Result<(), BoxError> {
@@ -558,23 +658,6 @@ fn check_encoded(url: &str) -> Result<(), Error> {
         )),
         _ => Ok(()),
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -718,5 +801,129 @@ mod tests {
         let s = Smtp::from_url("smtps://me:p@ss:w@smtp.example.com").unwrap();
         assert_eq!(s.password.as_deref(), Some("p@ss:w"));
         assert_eq!(s.host, "smtp.example.com");
+    }
+
+    fn email() -> Email {
+        let message = lettre::Message::builder()
+            .from("robot@example.com".parse().unwrap())
+            .to("me@example.com".parse().unwrap())
+            .subject("s")
+            .body("b".to_owned())
+            .unwrap();
+        Email {
+            subject: "s".into(),
+            text: "b".into(),
+            html: None,
+            message,
+            records: Vec::new().into(),
+        }
+    }
+
+    #[test]
+    fn a_send_error_keeps_lettres_error_and_its_io_error_as_sources() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut smtp = Smtp::plain("127.0.0.1").port(port);
+        smtp.check().unwrap();
+        let error = smtp.send(&email()).unwrap_err();
+        let error = error.downcast_ref::<Error>().expect("our error");
+        assert_eq!(error.kind(), ErrorKind::Smtp);
+        // The sentence is ours, told once; lettre's error is not appended.
+        let text = error.to_string();
+        assert!(
+            text.starts_with("the mail server refused the connection at 127.0.0.1:"),
+            "{text}"
+        );
+        assert!(!text.contains("Connection error"), "{text}");
+        let chain: Vec<_> =
+            std::iter::successors(std::error::Error::source(error), |e| (*e).source()).collect();
+        let lettre = chain[0]
+            .downcast_ref::<lettre::transport::smtp::Error>()
+            .expect("lettre's error first");
+        assert!(lettre.status().is_none() && !lettre.is_tls());
+        let io = chain
+            .iter()
+            .find_map(|e| e.downcast_ref::<io::Error>())
+            .expect("an io::Error under it");
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    /// A one-shot server on 127.0.0.1 that writes `greeting` (if any) to
+    /// the first connection and closes it; its port.
+    fn one_shot(greeting: &'static str) -> u16 {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.write_all(greeting.as_bytes());
+            }
+        });
+        port
+    }
+
+    fn send_error(port: u16) -> Error {
+        let mut smtp = Smtp::plain("127.0.0.1")
+            .port(port)
+            .timeout(Duration::from_secs(5));
+        smtp.check().unwrap();
+        let error = smtp.send(&email()).unwrap_err();
+        error.downcast_ref::<Error>().expect("our error").clone()
+    }
+
+    #[test]
+    fn a_reply_code_is_read_from_the_typed_code_and_its_severity() {
+        let text = send_error(one_shot("554 5.7.1 no service here\r\n")).to_string();
+        assert!(
+            text.starts_with(
+                "the server refused the message (554, permanent): 5.7.1 no service here [127.0.0.1:"
+            ),
+            "{text}"
+        );
+        let text = send_error(one_shot("421 4.3.2 shutting down\r\n")).to_string();
+        assert!(text.contains("(421, temporary)"), "{text}");
+    }
+
+    #[test]
+    fn a_server_that_closes_mid_reply_closed_the_connection() {
+        // lettre: a response error "incomplete response", with no io::Error.
+        let error = send_error(one_shot(""));
+        let lettre = std::error::Error::source(&error)
+            .and_then(|e| e.downcast_ref::<lettre::transport::smtp::Error>())
+            .expect("lettre's error as source");
+        assert!(lettre.is_response(), "{lettre:?}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("the mail server at 127.0.0.1:")
+                && text.contains("closed the connection"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn url_forms_that_differ_from_lettres_are_documented_and_checked() {
+        // A path (lettre's EHLO name) or a fragment is refused, unquoted.
+        for url in ["smtps://h/ehlo.example.com", "smtp://h:25#x"] {
+            let err = Smtp::from_url(url).unwrap_err().to_string();
+            assert!(err.contains("path or a #fragment"), "{url}: {err}");
+            assert!(!err.contains("ehlo.example"), "{err}");
+        }
+        // A trailing slash is no path.
+        assert_eq!(Smtp::from_url("smtps://h/").unwrap().host, "h");
+        // IPv6 without brackets; a user without password kept.
+        let s = Smtp::from_url("smtp://me@[::1]:2525").unwrap();
+        assert_eq!((s.host.as_str(), s.port_number()), ("::1", 2525));
+        assert_eq!(s.user(), Some("me"));
+        assert!(!s.has_password());
+        // A % without two hex digits is an error, as before.
+        let err = Smtp::from_url("smtps://me:p%zz@h").unwrap_err().to_string();
+        assert!(err.contains("write a % in it as %25"), "{err}");
+        assert!(!err.contains("p%zz"), "{err}");
+        // Invalid UTF-8 once decoded: the same error, with its source.
+        let err = Smtp::from_url("smtps://me:%FF@h").unwrap_err();
+        assert!(err.to_string().contains("not valid percent-encoded UTF-8"));
+        assert!(std::error::Error::source(&err).is_some());
     }
 }
