@@ -913,7 +913,7 @@ impl EmailConfig {
     }
 }
 
-/// The serde form of each key: one generic reader of a value ([`Raw`]), the
+/// The serde form of each key: one generic reader of a value (a JSON [`Value`]), the
 /// kind that says what the key takes and words its errors, and the table of
 /// keys, which the environment variables use too.
 mod de {
@@ -982,192 +982,147 @@ mod de {
             }
         }
 
-        /// Whether `raw` is of a type this kind takes (if so, a value it
+        /// Whether `v` is of a type this kind takes (if so, a value it
         /// refuses is an "invalid value", else an "invalid type").
-        fn takes(self, raw: &Raw) -> bool {
-            use Raw::*;
+        fn takes(self, v: &Value) -> bool {
             match self {
-                Kind::Text | Kind::Path | Kind::Level => matches!(raw, Str(_)),
-                Kind::Flag => matches!(raw, Bool(_)),
-                Kind::Whole => matches!(raw, U(_) | I(_)),
-                Kind::Seconds { .. } => matches!(raw, U(_) | I(_) | F(_)),
-                Kind::Checkpoint => matches!(raw, Bool(_) | U(_) | I(_) | F(_)),
-                Kind::List(..) => matches!(raw, Str(_) | Seq(_)),
+                Kind::Text | Kind::Path | Kind::Level => v.is_string(),
+                Kind::Flag => v.is_boolean(),
+                Kind::Whole => v.is_u64() || v.is_i64(),
+                Kind::Seconds { .. } => v.is_number(),
+                Kind::Checkpoint => v.is_number() || v.is_boolean(),
+                Kind::List(..) => v.is_string() || v.is_array(),
             }
         }
 
-        /// Whether this kind accepts `raw` (as [`FromRaw`] reads it).
-        fn accepts(self, raw: &Raw) -> bool {
+        /// Whether this kind accepts `v` (as [`FromValue`] reads it).
+        fn accepts(self, v: &Value) -> bool {
             match self {
-                Kind::Text | Kind::Path => matches!(raw, Raw::Str(_)),
-                Kind::Flag => matches!(raw, Raw::Bool(_)),
-                Kind::Whole => usize::from_raw(raw, self).is_some(),
-                Kind::Seconds { .. } => Duration::from_raw(raw, self).is_some(),
-                Kind::Checkpoint => Option::<Duration>::from_raw(raw, self).is_some(),
-                Kind::Level => Level::from_raw(raw, self).is_some(),
-                Kind::List(..) => Vec::<String>::from_raw(raw, self).is_some(),
+                Kind::Text | Kind::Path => v.is_string(),
+                Kind::Flag => v.is_boolean(),
+                Kind::Whole => u64::from_value(v, self).is_some(),
+                Kind::Seconds { .. } => Duration::from_value(v, self).is_some(),
+                Kind::Checkpoint => Option::<Duration>::from_value(v, self).is_some(),
+                Kind::Level => Level::from_value(v, self).is_some(),
+                Kind::List(..) => Vec::<String>::from_value(v, self).is_some(),
             }
         }
     }
 
-    /// A value as a self-describing format gives it.
-    pub(super) enum Raw {
-        Null,
-        Bool(bool),
-        U(u64),
-        I(i64),
-        F(f64),
-        Str(String),
-        Seq(Vec<Raw>),
-    }
-
-    impl Raw {
-        fn unexpected(&self) -> Unexpected<'_> {
-            match self {
-                Raw::Null => Unexpected::Unit,
-                Raw::Bool(b) => Unexpected::Bool(*b),
-                Raw::U(n) => Unexpected::Unsigned(*n),
-                Raw::I(n) => Unexpected::Signed(*n),
-                Raw::F(f) => Unexpected::Float(*f),
-                Raw::Str(s) => Unexpected::Str(s),
-                Raw::Seq(_) => Unexpected::Seq,
-            }
-        }
-
-        fn json(self) -> Value {
-            match self {
-                Raw::Null => Value::Null,
-                Raw::Bool(b) => json!(b),
-                Raw::U(n) => json!(n),
-                Raw::I(n) => json!(n),
-                Raw::F(f) => json!(f),
-                Raw::Str(s) => json!(s),
-                Raw::Seq(all) => Value::Array(all.into_iter().map(Raw::json).collect()),
-            }
+    fn unexpected(v: &Value) -> Unexpected<'_> {
+        match v {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(b) => Unexpected::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => Unexpected::Unsigned(u),
+                (_, Some(i), _) => Unexpected::Signed(i),
+                (_, _, f) => Unexpected::Float(f.unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Unexpected::Str(s),
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
         }
     }
 
     /// The value of `key`, of `kind`: its errors name both.
-    struct Expect {
-        key: &'static str,
-        kind: Kind,
-    }
+    struct Expect(&'static str, Kind);
 
+    /// Reads any value but a table; a number that is not finite (TOML's
+    /// `nan`, `inf`) is refused here, as JSON has none.
     impl<'de> Visitor<'de> for Expect {
-        type Value = Raw;
+        type Value = Value;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "{} for `{}`", self.kind.expected(), self.key)
+            write!(f, "{} for `{}`", self.1.expected(), self.0)
         }
-        fn visit_none<E: de::Error>(self) -> Result<Raw, E> {
-            Ok(Raw::Null)
+        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
-        fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {
-            Ok(Raw::Null)
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             d.deserialize_any(self)
         }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw, E> {
-            Ok(Raw::Bool(v))
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            Ok(json!(v))
         }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
-            Ok(Raw::U(v))
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            Ok(json!(v))
         }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw, E> {
-            Ok(Raw::I(v))
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            Ok(json!(v))
         }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
-            Ok(Raw::F(v))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
-            Ok(Raw::Str(v.to_owned()))
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Raw, E> {
-            Ok(Raw::Str(v))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-            if !matches!(self.kind, Kind::List(..)) {
-                return Err(de::Error::invalid_type(Unexpected::Seq, &self));
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            match v.is_finite() {
+                true => Ok(json!(v)),
+                false => Err(E::invalid_value(Unexpected::Float(v), &self)),
             }
-            // Each item is a string.
-            let item = || Expect {
-                key: self.key,
-                kind: Kind::Text,
-            };
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            Ok(json!(v))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
             let mut all = Vec::new();
-            while let Some(one) = seq.next_element_seed(item())? {
-                if !matches!(one, Raw::Str(_)) {
-                    return Err(de::Error::invalid_type(one.unexpected(), &item()));
-                }
+            while let Some(one) = seq.next_element_seed(Expect(self.0, Kind::Text))? {
                 all.push(one);
             }
-            Ok(Raw::Seq(all))
+            Ok(Value::Array(all))
         }
     }
 
     impl<'de> DeserializeSeed<'de> for Expect {
-        type Value = Raw;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             d.deserialize_option(self)
         }
     }
 
     /// A setting's type, read from a value its kind takes.
-    pub(super) trait FromRaw: Sized {
-        fn from_raw(raw: &Raw, kind: Kind) -> Option<Self>;
+    pub(super) trait FromValue: Sized {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self>;
     }
 
-    impl FromRaw for String {
-        fn from_raw(raw: &Raw, _: Kind) -> Option<Self> {
-            match raw {
-                Raw::Str(s) => Some(s.clone()),
-                _ => None,
-            }
+    impl FromValue for String {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_str().map(str::to_owned)
         }
     }
 
-    impl FromRaw for PathBuf {
-        fn from_raw(raw: &Raw, kind: Kind) -> Option<Self> {
-            String::from_raw(raw, kind).map(PathBuf::from)
+    impl FromValue for PathBuf {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_str().map(PathBuf::from)
         }
     }
 
-    impl FromRaw for bool {
-        fn from_raw(raw: &Raw, _: Kind) -> Option<Self> {
-            match raw {
-                Raw::Bool(b) => Some(*b),
-                _ => None,
-            }
+    impl FromValue for bool {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_bool()
         }
     }
 
-    impl FromRaw for u64 {
-        fn from_raw(raw: &Raw, _: Kind) -> Option<Self> {
-            match raw {
-                Raw::U(n) => Some(*n),
-                Raw::I(n) => u64::try_from(*n).ok(),
-                _ => None,
-            }
-            .filter(|&n| n >= 1)
+    impl FromValue for u64 {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_u64().filter(|&n| n >= 1)
         }
     }
 
-    impl FromRaw for usize {
-        fn from_raw(raw: &Raw, kind: Kind) -> Option<Self> {
-            u64::from_raw(raw, kind).and_then(|n| usize::try_from(n).ok())
+    impl FromValue for usize {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
+            u64::from_value(v, kind).and_then(|n| usize::try_from(n).ok())
         }
     }
 
-    impl FromRaw for Duration {
-        fn from_raw(raw: &Raw, kind: Kind) -> Option<Self> {
+    impl FromValue for Duration {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
             let (positive, max) = match kind {
                 Kind::Seconds { positive, max } => (positive, max),
                 _ => (true, MAX_CHECKPOINT_INTERVAL),
             };
-            let d = match *raw {
-                Raw::U(n) => Duration::from_secs(n),
-                Raw::I(n) => Duration::from_secs(u64::try_from(n).ok()?),
-                Raw::F(f) if f >= 0.0 => Duration::try_from_secs_f64(f).ok()?,
+            let d = match (v.as_u64(), v.as_f64()) {
+                (Some(n), _) => Duration::from_secs(n),
+                (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
+                    Duration::try_from_secs_f64(f).ok()?
+                }
                 _ => return None,
             };
             (d <= max && (!positive || !d.is_zero())).then_some(d)
@@ -1175,18 +1130,18 @@ mod de {
     }
 
     /// A checkpoint interval: `Some(d)`, or `None` for `false` (off).
-    impl FromRaw for Option<Duration> {
-        fn from_raw(raw: &Raw, kind: Kind) -> Option<Self> {
-            match raw {
-                Raw::Bool(false) => Some(None),
-                _ => Duration::from_raw(raw, kind).map(Some),
+    impl FromValue for Option<Duration> {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
+            match v {
+                Value::Bool(false) => Some(None),
+                _ => Duration::from_value(v, kind).map(Some),
             }
         }
     }
 
-    impl FromRaw for Level {
-        fn from_raw(raw: &Raw, _: Kind) -> Option<Self> {
-            let Raw::Str(name) = raw else { return None };
+    impl FromValue for Level {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            let name = v.as_str()?.trim();
             [
                 Level::TRACE,
                 Level::DEBUG,
@@ -1195,45 +1150,53 @@ mod de {
                 Level::ERROR,
             ]
             .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(name.trim()))
+            .find(|l| l.as_str().eq_ignore_ascii_case(name))
         }
     }
 
-    impl FromRaw for Vec<String> {
-        fn from_raw(raw: &Raw, kind: Kind) -> Option<Self> {
-            match raw {
-                Raw::Str(s) => Some(vec![s.clone()]),
-                Raw::Seq(all) => all.iter().map(|one| String::from_raw(one, kind)).collect(),
-                _ => None,
+    impl FromValue for Vec<String> {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
+            match v {
+                Value::Array(all) => all
+                    .iter()
+                    .map(|one| String::from_value(one, kind))
+                    .collect(),
+                _ => Some(vec![String::from_value(v, kind)?]),
             }
         }
     }
 
     /// The value of `key`, or `None` if it is `null`.
-    fn opt<'de, D: Deserializer<'de>, T: FromRaw>(
+    fn opt<'de, D: Deserializer<'de>, T: FromValue>(
         d: D,
         key: &'static str,
         kind: Kind,
     ) -> Result<Option<T>, D::Error> {
-        let expect = Expect { key, kind };
-        match expect.deserialize(d)? {
-            Raw::Null => Ok(None),
-            raw => match T::from_raw(&raw, kind) {
-                Some(value) => Ok(Some(value)),
-                None if kind.takes(&raw) => Err(de::Error::invalid_value(
-                    raw.unexpected(),
-                    &Expect { key, kind },
-                )),
-                None => Err(de::Error::invalid_type(
-                    raw.unexpected(),
-                    &Expect { key, kind },
-                )),
-            },
+        let v = Expect(key, kind).deserialize(d)?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        if let Some(item) = v
+            .as_array()
+            .and_then(|all| all.iter().find(|i| !i.is_string()))
+        {
+            let item_kind = if kind.takes(&v) { Kind::Text } else { kind };
+            return Err(de::Error::invalid_type(
+                unexpected(item),
+                &Expect(key, item_kind),
+            ));
+        }
+        match T::from_value(&v, kind) {
+            Some(value) => Ok(Some(value)),
+            None if kind.takes(&v) => {
+                Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
+            }
+            None => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
         }
     }
 
     /// The value of `key`, its default if it is `null`.
-    fn or_default<'de, D: Deserializer<'de>, T: FromRaw + Default>(
+    fn or_default<'de, D: Deserializer<'de>, T: FromValue + Default>(
         d: D,
         key: &'static str,
         kind: Kind,
@@ -1242,13 +1205,13 @@ mod de {
     }
 
     /// The value of `key`, which may not be `null`.
-    fn required<'de, D: Deserializer<'de>, T: FromRaw>(
+    fn required<'de, D: Deserializer<'de>, T: FromValue>(
         d: D,
         key: &'static str,
         kind: Kind,
     ) -> Result<T, D::Error> {
         opt(d, key, kind)?
-            .ok_or_else(|| de::Error::invalid_type(Unexpected::Unit, &Expect { key, kind }))
+            .ok_or_else(|| de::Error::invalid_type(Unexpected::Unit, &Expect(key, kind)))
     }
 
     /// Each key once: its reader for `#[serde(deserialize_with)]`, its kind,
@@ -1322,50 +1285,35 @@ mod de {
     pub(super) fn from_var(var: &str, text: &str) -> Option<Result<(&'static str, Value), String>> {
         let t = text.trim();
         if var == "THRESHOLD" {
-            let parsed = t.split_once(':').and_then(|(count, level)| {
-                let count = Raw::U(count.trim().parse().ok()?);
-                let level = Raw::Str(level.to_owned());
-                (Kind::Whole.accepts(&count) && Kind::Level.accepts(&level))
-                    .then(|| json!({ "count": count.json(), "level": level.json() }))
+            let table = t.split_once(':').and_then(|(count, level)| {
+                let count = json!(count.trim().parse::<u64>().ok()?);
+                (Kind::Whole.accepts(&count) && Kind::Level.accepts(&json!(level)))
+                    .then(|| json!({ "count": count, "level": level }))
             });
-            return Some(
-                parsed
-                    .map(|v| ("policy.threshold", v))
-                    .ok_or_else(|| "COUNT:LEVEL, such as 5:warn".to_owned()),
-            );
+            let table = table.ok_or_else(|| "COUNT:LEVEL, such as 5:warn".to_owned());
+            return Some(table.map(|v| ("policy.threshold", v)));
         }
         let &(_, key, kind) = KEYS.iter().find(|k| !k.0.is_empty() && k.0 == var)?;
-        let flag = |t: &str| match t {
-            t if t.eq_ignore_ascii_case("true") => Raw::Bool(true),
-            f if f.eq_ignore_ascii_case("false") => Raw::Bool(false),
-            _ => Raw::Null,
+        let number = || {
+            t.parse::<u64>()
+                .map_or_else(|_| json!(t.parse::<f64>().ok()), |n| json!(n))
         };
-        let number = |t: &str| match (t.parse::<u64>(), t.parse::<f64>()) {
-            (Ok(n), _) => Raw::U(n),
-            (_, Ok(f)) => Raw::F(f),
-            _ => Raw::Null,
-        };
-        let raw = match kind {
-            Kind::Text | Kind::Path | Kind::Level => Raw::Str(text.to_owned()),
-            Kind::Flag => flag(t),
-            Kind::Whole => t.parse().map_or(Raw::Null, Raw::U),
-            Kind::Seconds { .. } => number(t),
-            Kind::Checkpoint => match flag(t) {
-                Raw::Bool(false) => Raw::Bool(false),
-                _ => number(t),
-            },
-            // Recipients: one variable, commas inside; field names: split.
-            Kind::List(..) if var == "TO" => Raw::Str(text.to_owned()),
-            Kind::List(..) => {
-                let names: Option<Vec<Raw>> = text
+        let v = match kind {
+            Kind::Flag | Kind::Checkpoint if t.eq_ignore_ascii_case("false") => json!(false),
+            Kind::Flag => json!(t.eq_ignore_ascii_case("true").then_some(true)),
+            Kind::Whole => json!(t.parse::<u64>().ok()),
+            Kind::Seconds { .. } | Kind::Checkpoint => number(),
+            // Field names: split at commas; recipients: one string as given.
+            Kind::List(..) if var == "FINGERPRINT_FIELDS" => {
+                let names = text
                     .split(',')
-                    .map(|f| Some(Raw::Str(f.trim().to_owned())).filter(|_| !f.trim().is_empty()))
-                    .collect();
-                names.map_or(Raw::Null, Raw::Seq)
+                    .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
+                json!(names.collect::<Option<Vec<_>>>())
             }
+            _ => json!(text),
         };
-        Some(if kind.accepts(&raw) {
-            Ok((key, raw.json()))
+        Some(if kind.accepts(&v) {
+            Ok((key, v))
         } else {
             Err(match kind {
                 Kind::Level => format!("a level: {LEVELS}"),
