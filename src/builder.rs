@@ -668,6 +668,10 @@ mod tests {
         assert!(err(EmailLayer::builder("app").from("a@b.c").to("a@b.c")).contains("no transport"));
         assert!(err(ok().threshold(0, Level::WARN)).contains("threshold(0"));
         assert!(err(ok().batch(0)).contains("batch(0)"));
+        assert_eq!(
+            err(ok().fingerprint_fields(["feed", " "])),
+            r#"fingerprint_fields: " " is not a field name"#
+        );
         for app in ["", " ", "a/b", "..", "c:\\x"] {
             let b = EmailLayer::builder(app)
                 .transport(FileDrop::new("o"))

@@ -599,8 +599,9 @@ impl EmailConfig {
     /// [`from_env`](EmailConfig::from_env)): both `smtp_url` and `outbox`
     /// set, an SMTP setting without `smtp_url`, a bad URL, the
     /// `password_env` variable not set, the password given twice, an
-    /// unreadable certificate file, a malformed address, a zero count or
-    /// duration.
+    /// unreadable certificate file, an SMTP timeout of zero or beyond a day.
+    /// The other settings (addresses, counts, durations) are checked by
+    /// [`build`](Builder::build), which names their keys the same way.
     ///
     /// ```
     /// use tracing_email::{EmailConfig, FileDrop};
@@ -1176,14 +1177,12 @@ mod de {
         if v.is_null() {
             return Ok(None);
         }
-        if let Some(item) = v
-            .as_array()
-            .and_then(|all| all.iter().find(|i| !i.is_string()))
-        {
-            let item_kind = if kind.takes(&v) { Kind::Text } else { kind };
+        // A list's items are strings: an error names the item.
+        let items = v.as_array().filter(|_| matches!(kind, Kind::List(..)));
+        if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
             return Err(de::Error::invalid_type(
                 unexpected(item),
-                &Expect(key, item_kind),
+                &Expect(key, Kind::Text),
             ));
         }
         match T::from_value(&v, kind) {
@@ -1834,6 +1833,23 @@ mod tests {
         assert_eq!(redact_url("smtps://h:465"), "smtps://h:465");
         assert_eq!(redact_url("smtp://[::1]?tls=none"), "smtp://[::1]?tls=none");
         assert_eq!(redact_url("smtp://[::1]:25"), "smtp://[::1]:25");
+    }
+
+    #[test]
+    fn a_list_where_one_value_is_wanted_is_refused_as_a_list() {
+        let err = toml::from_str::<EmailConfig>("app = \"poca\"\n[policy]\nbatch = [1]")
+            .unwrap_err()
+            .to_string();
+        let wanted = "invalid type: sequence, expected a whole number of at least 1 for \
+                      `policy.batch`";
+        assert!(err.contains(wanted), "{err}");
+        let err = toml::from_str::<EmailConfig>("app = \"poca\"\nto = [\"a@b.c\", [\"x\"]]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid type: sequence, expected a string for `to`"),
+            "{err}"
+        );
     }
 
     #[test]
