@@ -33,6 +33,7 @@ pub const STATE_FILE_NAME: &str = "tracing-email.json";
 // still find them here.
 #[cfg(test)]
 pub(crate) use crate::settings::MAX_MIN_INTERVAL;
+#[cfg(feature = "smtp")]
 pub(crate) use crate::settings::{MAX_SMTP_TIMEOUT, at_most};
 
 /// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by

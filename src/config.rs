@@ -13,6 +13,7 @@ use serde_json::json;
 use tracing::Level;
 
 use crate::builder::Builder;
+#[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
 use crate::layer::EmailLayer;
