@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lettre::message::{Mailbox, Mailboxes};
 use time::UtcOffset;
 use tracing::Level;
 
@@ -16,7 +15,7 @@ use crate::error::{Error, ErrorKind};
 use crate::flush::{Flusher, spawn_worker};
 use crate::guard::FlushGuard;
 use crate::layer::{EmailLayer, Shared, Signal};
-use crate::policy::Policy;
+use crate::settings::{Offset, Settings};
 use crate::state::StateStore;
 use crate::subject::Template;
 use crate::transport::Transport;
@@ -30,55 +29,12 @@ use crate::transport::Transport;
 /// ```
 pub const STATE_FILE_NAME: &str = "tracing-email.json";
 
-// The longest value each duration setting accepts, used by `build()` and by
-// the config (file and environment) alike. A longer one is a mistake (a
-// unit mixed up, milliseconds given as seconds) that would hold a flush or
-// silence email for longer than anyone means, or overflow the arithmetic.
-const DAY: Duration = Duration::from_secs(24 * 3600);
-const TEN_YEARS: Duration = Duration::from_secs(3650 * 24 * 3600);
-/// Longest `send_deadline`: a program's exit held for more than a day.
-pub(crate) const MAX_SEND_DEADLINE: Duration = DAY;
-/// Longest `lock_timeout`.
-pub(crate) const MAX_LOCK_TIMEOUT: Duration = DAY;
-/// Longest `checkpoint_interval`.
-pub(crate) const MAX_CHECKPOINT_INTERVAL: Duration = DAY;
-/// Longest SMTP `timeout` (for each network operation).
-pub(crate) const MAX_SMTP_TIMEOUT: Duration = DAY;
-/// Longest `repeat_after`: 3650 days, about ten years.
-pub(crate) const MAX_REPEAT_AFTER: Duration = TEN_YEARS;
-/// Longest `min_interval`.
-pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
-/// Longest `max_age`.
-pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
-
-/// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
-pub(crate) fn days(max: Duration) -> String {
-    let days = max.as_secs() / DAY.as_secs();
-    let plural = if days == 1 { "" } else { "s" };
-    format!("{days} day{plural}")
-}
-
-/// `max` as the errors say it: `86400 seconds (1 day)`.
-fn bound(max: Duration) -> String {
-    format!("{} seconds ({})", max.as_secs(), days(max))
-}
-
-/// Refuses `value` for the setting `key` if it is longer than `max`: the
-/// error message, which names both.
-pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), String> {
-    if value <= max {
-        return Ok(());
-    }
-    let given = if value.subsec_nanos() == 0 {
-        value.as_secs().to_string()
-    } else {
-        value.as_secs_f64().to_string()
-    };
-    Err(format!(
-        "{key}: {given} seconds is longer than the most allowed, {}; give at most that",
-        bound(max)
-    ))
-}
+// The bounds moved to the settings; the transport and the policy's tests
+// still find them here.
+#[cfg(test)]
+pub(crate) use crate::settings::MAX_MIN_INTERVAL;
+#[cfg(feature = "smtp")]
+pub(crate) use crate::settings::{MAX_SMTP_TIMEOUT, at_most};
 
 /// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by
 /// [`EmailLayer::builder`].
@@ -98,43 +54,22 @@ pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), S
 /// ```
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct Builder {
-    app: String,
+    pub(crate) settings: Settings,
     transport: Option<Box<dyn Transport>>,
-    from: Option<String>,
-    to: Vec<String>,
-    subject: Option<String>,
-    html: bool,
-    policy: Policy,
-    state_file: Option<PathBuf>,
-    offset: Offset,
-    lock_timeout: Duration,
-    max_pending: usize,
-    max_record_bytes: usize,
-    max_email_bytes: usize,
-    send_deadline: Duration,
-    checkpoint_interval: Option<Duration>,
-    capture_panics: bool,
-    detail_lines: usize,
     clock: Arc<dyn crate::Clock>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Offset {
-    Utc,
-    Local,
-    Fixed(UtcOffset),
 }
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.settings;
         f.debug_struct("Builder")
-            .field("app", &self.app)
-            .field("from", &self.from)
-            .field("to", &self.to)
-            .field("subject", &self.subject)
-            .field("html", &self.html)
-            .field("policy", &self.policy)
-            .field("state_file", &self.state_file)
+            .field("app", &s.app)
+            .field("from", &s.from)
+            .field("to", &s.to)
+            .field("subject", &s.subject)
+            .field("html", &s.html)
+            .field("policy", &s.policy)
+            .field("state_file", &s.state_file)
             .finish_non_exhaustive()
     }
 }
@@ -148,23 +83,8 @@ impl EmailLayer {
     /// ```
     pub fn builder(app: impl Into<String>) -> Builder {
         Builder {
-            app: app.into(),
+            settings: Settings::new(app.into()),
             transport: None,
-            from: None,
-            to: Vec::new(),
-            subject: None,
-            html: true,
-            policy: Policy::default(),
-            state_file: None,
-            offset: Offset::Utc,
-            lock_timeout: Duration::from_secs(10),
-            max_pending: 10_000,
-            max_record_bytes: 16 * 1024,
-            max_email_bytes: 1024 * 1024,
-            send_deadline: Duration::from_secs(30),
-            checkpoint_interval: Some(Duration::from_secs(1)),
-            capture_panics: false,
-            detail_lines: 200,
             clock: Arc::new(crate::SystemClock),
         }
     }
@@ -189,7 +109,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("app").from("App <robot@example.com>");
     /// ```
     pub fn from(mut self, from: impl Into<String>) -> Self {
-        self.from = Some(from.into());
+        self.settings.from = Some(from.into());
         self
     }
 
@@ -202,7 +122,7 @@ impl Builder {
     ///     .to("Ops <ops@example.com>, oncall@example.com");
     /// ```
     pub fn to(mut self, to: impl Into<String>) -> Self {
-        self.to.push(to.into());
+        self.settings.to.push(to.into());
         self
     }
 
@@ -248,7 +168,7 @@ impl Builder {
     /// assert!(err.to_string().contains("{eror}"));
     /// ```
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.subject = Some(subject.into());
+        self.settings.subject = Some(subject.into());
         self
     }
 
@@ -263,7 +183,7 @@ impl Builder {
     /// let text_only = tracing_email::EmailLayer::builder("poca").html(false);
     /// ```
     pub fn html(mut self, html: bool) -> Self {
-        self.html = html;
+        self.settings.html = html;
         self
     }
 
@@ -275,7 +195,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").threshold(5, tracing::Level::WARN);
     /// ```
     pub fn threshold(mut self, count: usize, level: Level) -> Self {
-        self.policy.threshold = Some((count, level));
+        self.settings.policy.threshold = Some((count, level));
         self
     }
 
@@ -289,7 +209,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("cookbook").batch(10);
     /// ```
     pub fn batch(mut self, size: usize) -> Self {
-        self.policy.batch = Some(size);
+        self.settings.policy.batch = Some(size);
         self
     }
 
@@ -302,7 +222,7 @@ impl Builder {
     ///     .immediately_at(tracing::Level::ERROR);
     /// ```
     pub fn immediately_at(mut self, level: Level) -> Self {
-        self.policy.immediately_at = Some(level);
+        self.settings.policy.immediately_at = Some(level);
         self
     }
 
@@ -325,7 +245,7 @@ impl Builder {
     ///     .fingerprint_fields(["feed"]);
     /// ```
     pub fn consecutive_runs(mut self, runs: u64) -> Self {
-        self.policy.consecutive_runs = Some(runs);
+        self.settings.policy.consecutive_runs = Some(runs);
         self
     }
 
@@ -344,7 +264,7 @@ impl Builder {
     ///     .repeat_after(std::time::Duration::from_secs(24 * 3600));
     /// ```
     pub fn repeat_after(mut self, after: Duration) -> Self {
-        self.policy.repeat_after = Some(after);
+        self.settings.policy.repeat_after = Some(after);
         self
     }
 
@@ -358,7 +278,7 @@ impl Builder {
     ///     .min_interval(std::time::Duration::from_secs(3600));
     /// ```
     pub fn min_interval(mut self, interval: Duration) -> Self {
-        self.policy.min_interval = Some(interval);
+        self.settings.policy.min_interval = Some(interval);
         self
     }
 
@@ -373,7 +293,7 @@ impl Builder {
     ///     .max_age(std::time::Duration::from_secs(7 * 24 * 3600));
     /// ```
     pub fn max_age(mut self, age: Duration) -> Self {
-        self.policy.max_age = Some(age);
+        self.settings.policy.max_age = Some(age);
         self
     }
 
@@ -390,7 +310,7 @@ impl Builder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.policy.fingerprint_fields = fields.into_iter().map(Into::into).collect();
+        self.settings.policy.fingerprint_fields = fields.into_iter().map(Into::into).collect();
         self
     }
 
@@ -416,7 +336,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_detail_lines(500);
     /// ```
     pub fn max_detail_lines(mut self, lines: usize) -> Self {
-        self.detail_lines = lines;
+        self.settings.detail_lines = lines;
         self
     }
 
@@ -428,7 +348,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").state_file("/var/lib/poca/mail.json");
     /// ```
     pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.state_file = Some(path.into());
+        self.settings.state_file = Some(path.into());
         self
     }
 
@@ -440,7 +360,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").local_time();
     /// ```
     pub fn local_time(mut self) -> Self {
-        self.offset = Offset::Local;
+        self.settings.offset = Offset::Local;
         self
     }
 
@@ -451,7 +371,7 @@ impl Builder {
     ///     .utc_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
     /// ```
     pub fn utc_offset(mut self, offset: UtcOffset) -> Self {
-        self.offset = Offset::Fixed(offset);
+        self.settings.offset = Offset::Fixed(offset);
         self
     }
 
@@ -464,7 +384,7 @@ impl Builder {
     ///     .lock_timeout(std::time::Duration::from_secs(2));
     /// ```
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
+        self.settings.lock_timeout = timeout;
         self
     }
 
@@ -477,7 +397,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_pending(50_000);
     /// ```
     pub fn max_pending(mut self, records: usize) -> Self {
-        self.max_pending = records;
+        self.settings.max_pending = records;
         self
     }
 
@@ -493,7 +413,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_record_bytes(4096);
     /// ```
     pub fn max_record_bytes(mut self, bytes: usize) -> Self {
-        self.max_record_bytes = bytes;
+        self.settings.max_record_bytes = bytes;
         self
     }
 
@@ -514,7 +434,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
     /// ```
     pub fn max_email_bytes(mut self, bytes: usize) -> Self {
-        self.max_email_bytes = bytes;
+        self.settings.max_email_bytes = bytes;
         self
     }
 
@@ -528,7 +448,7 @@ impl Builder {
     ///     .send_deadline(std::time::Duration::from_secs(10));
     /// ```
     pub fn send_deadline(mut self, deadline: Duration) -> Self {
-        self.send_deadline = deadline;
+        self.settings.send_deadline = deadline;
         self
     }
 
@@ -544,7 +464,7 @@ impl Builder {
     /// let off = tracing_email::EmailLayer::builder("poca").checkpoint_interval(None);
     /// ```
     pub fn checkpoint_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
-        self.checkpoint_interval = interval.into();
+        self.settings.checkpoint_interval = interval.into();
         self
     }
 
@@ -557,13 +477,13 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").capture_panics();
     /// ```
     pub fn capture_panics(mut self) -> Self {
-        self.capture_panics = true;
+        self.settings.capture_panics = true;
         self
     }
 
     /// The state file this builder will use.
     fn state_path(&self) -> Result<PathBuf, Error> {
-        if let Some(path) = &self.state_file {
+        if let Some(path) = &self.settings.state_file {
             if path.file_name().is_none() {
                 return Err(Error::config(format!(
                     "the state file {} has no file name; give a path like /var/lib/app/mail.json",
@@ -572,7 +492,7 @@ impl Builder {
             }
             return Ok(path.clone());
         }
-        crate::state::default_path(&self.app)
+        crate::state::default_path(&self.settings.app)
     }
 
     /// Checks every setting and makes the layer and its guard. No network
@@ -599,78 +519,15 @@ impl Builder {
     /// assert!(err.to_string().contains("me@@example.com"));
     /// ```
     pub fn build(mut self) -> Result<(EmailLayer, FlushGuard), Error> {
-        let app = self.app.trim().to_owned();
+        let app = self.settings.app.trim().to_owned();
         if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
             return Err(Error::config(format!(
                 "the app name {:?} cannot name a folder; use a plain name like \"poca\"",
-                self.app
+                self.settings.app
             )));
         }
-        let from = self
-            .from
-            .as_deref()
-            .ok_or_else(|| Error::config("no sender: call .from(\"app <robot@example.com>\")"))?;
-        let from: Mailbox = from.parse().map_err(|e| {
-            Error::with_source(
-                ErrorKind::Config,
-                format!("the sender {from:?} is not a valid email address"),
-                e,
-            )
-        })?;
-        let mut to = Vec::new();
-        for list in &self.to {
-            let parsed: Mailboxes = list.parse().map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Config,
-                    format!("the recipient {list:?} is not a valid email address"),
-                    e,
-                )
-            })?;
-            let before = to.len();
-            to.extend(parsed);
-            if to.len() == before {
-                return Err(Error::config(format!(
-                    "the recipient {list:?} holds no address"
-                )));
-            }
-        }
-        if to.is_empty() {
-            return Err(Error::config("no recipient: call .to(\"me@example.com\")"));
-        }
-        match self.policy.threshold {
-            Some((0, _)) => {
-                return Err(Error::config(
-                    "threshold(0, …) would send on every flush; use 1 or more",
-                ));
-            }
-            None if self.policy.batch.is_none()
-                && self.policy.immediately_at.is_none()
-                && self.policy.consecutive_runs.is_none()
-                && self.policy.max_age.is_none() =>
-            {
-                self.policy.threshold = Some((1, Level::WARN));
-            }
-            _ => {}
-        }
-        if self.policy.consecutive_runs == Some(0) {
-            return Err(Error::config(
-                "consecutive_runs(0) would send on every flush; use 1 or more",
-            ));
-        }
-        for (name, d) in [
-            ("repeat_after", self.policy.repeat_after),
-            ("min_interval", self.policy.min_interval),
-            ("max_age", self.policy.max_age),
-        ] {
-            if d.is_some_and(|d| d.is_zero()) {
-                return Err(Error::config(format!(
-                    "{name} must be longer than zero; leave it out to turn it off"
-                )));
-            }
-        }
-        if self.policy.batch == Some(0) {
-            return Err(Error::config("batch(0) is not a batch size; use 1 or more"));
-        }
+        let (from, to) = self.settings.addresses()?;
+        self.settings.check()?;
         let state_path = self.state_path()?;
         let mut transport = self.transport.take().ok_or_else(|| {
             Error::config(
@@ -686,82 +543,49 @@ impl Builder {
                 other,
             ),
         })?;
-        let subject = self.subject.as_deref().map(Template::parse).transpose()?;
+        let s = self.settings;
+        let subject = s.subject.as_deref().map(Template::parse).transpose()?;
         let host = if subject.as_ref().is_some_and(Template::uses_host) {
             crate::subject::hostname()
         } else {
             String::new()
         };
-        let offset = match self.offset {
+        let offset = match s.offset {
             Offset::Utc => UtcOffset::UTC,
             Offset::Fixed(o) => o,
             Offset::Local => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
         };
 
-        if self.max_pending == 0
-            || self.max_record_bytes == 0
-            || self.max_email_bytes == 0
-            || self.detail_lines == 0
-        {
-            return Err(Error::config(
-                "max_pending, max_record_bytes, max_email_bytes and max_detail_lines must be \
-                 at least 1",
-            ));
-        }
-        if self.send_deadline.is_zero() || self.checkpoint_interval.is_some_and(|d| d.is_zero()) {
-            return Err(Error::config(
-                "send_deadline and checkpoint_interval must be longer than zero \
-                 (use checkpoint_interval(None) to turn checkpoints off)",
-            ));
-        }
-
-        for (key, value, max) in [
-            ("send_deadline", Some(self.send_deadline), MAX_SEND_DEADLINE),
-            ("lock_timeout", Some(self.lock_timeout), MAX_LOCK_TIMEOUT),
-            (
-                "checkpoint_interval",
-                self.checkpoint_interval,
-                MAX_CHECKPOINT_INTERVAL,
-            ),
-            ("repeat_after", self.policy.repeat_after, MAX_REPEAT_AFTER),
-            ("min_interval", self.policy.min_interval, MAX_MIN_INTERVAL),
-            ("max_age", self.policy.max_age, MAX_MAX_AGE),
-        ] {
-            if let Some(value) = value {
-                at_most(key, value, max).map_err(Error::config)?;
-            }
-        }
-
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock: Arc::clone(&self.clock),
-            buffer: Buffer::new(self.max_pending),
-            max_record_bytes: self.max_record_bytes,
-            batch: self.policy.batch.map(|size| (size, Arc::clone(&signal))),
+            buffer: Buffer::new(s.max_pending),
+            max_record_bytes: s.max_record_bytes,
+            batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
         });
-        let needs_worker = self.policy.batch.is_some() || self.checkpoint_interval.is_some();
+        let needs_worker = s.policy.batch.is_some() || s.checkpoint_interval.is_some();
         let flusher = Arc::new(Mutex::new(Flusher {
-            store: StateStore::new(state_path.clone(), self.lock_timeout),
+            store: StateStore::new(state_path.clone(), s.lock_timeout),
             composer: Composer {
                 app,
                 from,
                 to,
                 subject,
                 host,
-                html: self.html,
+                html: s.html,
                 offset,
                 state_path,
-                fingerprint_fields: self.policy.fingerprint_fields.clone(),
-                level: self.policy.level(),
-                detail_lines: self.detail_lines,
+                fingerprint_fields: s.policy.fingerprint_fields.clone(),
+                level: s.policy.level(),
+                detail_lines: s.detail_lines,
             },
-            policy: self.policy,
+            policy: s.policy,
             transport: Arc::from(transport),
-            max_pending: self.max_pending,
-            max_email_bytes: self.max_email_bytes,
-            send_deadline: self.send_deadline,
+            max_pending: s.max_pending,
+            max_email_bytes: s.max_email_bytes,
+            send_deadline: s.send_deadline,
             sent_during_run: (0, 0),
             clock: self.clock,
             run: None,
@@ -771,7 +595,7 @@ impl Builder {
                 Arc::clone(&shared),
                 Arc::clone(&flusher),
                 Arc::clone(&signal),
-                self.checkpoint_interval,
+                s.checkpoint_interval,
             )
             .map_err(|e| {
                 Error::with_source(
@@ -784,7 +608,7 @@ impl Builder {
         } else {
             None
         };
-        if self.capture_panics {
+        if s.capture_panics {
             crate::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
         Ok((
@@ -805,6 +629,7 @@ impl Builder {
 mod tests {
     use super::*;
     use crate::FileDrop;
+    use crate::settings::*;
 
     fn ok() -> Builder {
         EmailLayer::builder("app")
@@ -844,6 +669,10 @@ mod tests {
         assert!(err(EmailLayer::builder("app").from("a@b.c").to("a@b.c")).contains("no transport"));
         assert!(err(ok().threshold(0, Level::WARN)).contains("threshold(0"));
         assert!(err(ok().batch(0)).contains("batch(0)"));
+        assert_eq!(
+            err(ok().fingerprint_fields(["feed", " "])),
+            r#"fingerprint_fields: " " is not a field name"#
+        );
         for app in ["", " ", "a/b", "..", "c:\\x"] {
             let b = EmailLayer::builder(app)
                 .transport(FileDrop::new("o"))

@@ -8,17 +8,20 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, Mailboxes};
 use serde::Deserialize;
+use serde_json::json;
 use tracing::Level;
 
-use crate::builder::{self as bounds, Builder};
+use crate::builder::Builder;
+#[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
 use crate::layer::EmailLayer;
+use crate::policy::Policy;
+use crate::settings::{Offset, Origin};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
-use crate::transport::Smtp;
+use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
 
 /// The layer's settings as data: deserialize it from a table of the
 /// program's own configuration file, or read it from environment variables
@@ -309,101 +312,6 @@ pub struct PolicyConfig {
     pub fingerprint_fields: Vec<String>,
 }
 
-/// Where an [`EmailConfig`] came from, to name its keys in errors as the
-/// user wrote them.
-#[derive(Debug, Clone, Default)]
-enum Origin {
-    /// A file or code: keys as in the file (`policy.batch`).
-    #[default]
-    Data,
-    /// A table of a file named by [`EmailConfig::set_table`]: keys with
-    /// the table's name first (`email.policy.batch`).
-    Table(String),
-    /// Environment variables with this prefix (`POCA_BATCH`).
-    Env(String),
-}
-
-/// The keys [`EmailConfig::from_vars`] reads, after the prefix.
-const ENV_KEYS: &[&str] = &[
-    "APP",
-    "SMTP_URL",
-    "PASSWORD_ENV",
-    "SMTP_PASSWORD",
-    "ROOT_CERTIFICATE",
-    "TIMEOUT",
-    "ALLOW_INSECURE_AUTH",
-    "OUTBOX",
-    "FROM",
-    "TO",
-    "SUBJECT",
-    "HTML",
-    "STATE_FILE",
-    "LOCAL_TIME",
-    "THRESHOLD",
-    "BATCH",
-    "IMMEDIATELY_AT",
-    "CONSECUTIVE_RUNS",
-    "REPEAT_AFTER",
-    "MIN_INTERVAL",
-    "MAX_AGE",
-    "FINGERPRINT_FIELDS",
-    "MAX_PENDING",
-    "MAX_RECORD_BYTES",
-    "MAX_EMAIL_BYTES",
-    "MAX_DETAIL_LINES",
-    "SEND_DEADLINE",
-    "LOCK_TIMEOUT",
-    "CHECKPOINT_INTERVAL",
-    "CAPTURE_PANICS",
-];
-
-/// The names of the levels, in the order of the messages.
-const LEVELS: &str = "trace, debug, info, warn, error";
-
-/// A level by its name, in any case.
-fn level_named(name: &str) -> Option<Level> {
-    [
-        Level::TRACE,
-        Level::DEBUG,
-        Level::INFO,
-        Level::WARN,
-        Level::ERROR,
-    ]
-    .into_iter()
-    .find(|l| l.as_str().eq_ignore_ascii_case(name.trim()))
-}
-
-/// A number of seconds as a duration; `None` if negative, not a number,
-/// infinite, longer than `max`, or zero where `positive` is asked for.
-fn seconds(secs: f64, positive: bool, max: Duration) -> Option<Duration> {
-    if secs.is_nan() || secs < 0.0 {
-        return None;
-    }
-    let d = Duration::try_from_secs_f64(secs).ok()?;
-    in_bounds(d, positive, max)
-}
-
-/// `d` if it is at most `max`, and more than zero where `positive` is asked
-/// for.
-fn in_bounds(d: Duration, positive: bool, max: Duration) -> Option<Duration> {
-    (d <= max && (!positive || !d.is_zero())).then_some(d)
-}
-
-/// What a number of seconds must be, for the errors: `a number of seconds
-/// greater than 0 and at most 86400 (1 day)`, or `from 0 to 86400 (1 day)`.
-fn seconds_expected(positive: bool, max: Duration) -> String {
-    let range = if positive {
-        "greater than 0 and at most"
-    } else {
-        "from 0 to"
-    };
-    format!(
-        "a number of seconds {range} {} ({})",
-        max.as_secs(),
-        bounds::days(max)
-    )
-}
-
 /// The URL with its password, if any, shown as `***`, whatever it holds:
 /// everything between `//` and the last `@` is the user information, and
 /// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
@@ -525,7 +433,7 @@ impl EmailConfig {
         let lead = format!("{}_", prefix.strip_suffix('_').unwrap_or(prefix));
         let mut vars = Vec::new();
         for (name, value) in std::env::vars_os() {
-            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(|k| ENV_KEYS.contains(&k));
+            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(de::is_ours);
             let Some(name) = name.to_str().filter(ours) else {
                 continue;
             };
@@ -592,80 +500,38 @@ impl EmailConfig {
                 }
             }
         }
-        let env = Vars { prefix, found };
-        let whole = "a whole number of at least 1";
-        let flag = "true or false";
-        let level = "a level: one of trace, debug, info, warn, error (in any case)";
-        Ok(EmailConfig {
-            app: env.text("APP").ok_or_else(|| {
-                Error::config(format!(
-                    "{prefix}_APP is not set; it names the program, such as {prefix}_APP=poca"
-                ))
-            })?,
-            smtp_url: env.text("SMTP_URL"),
-            password_env: env.text("PASSWORD_ENV"),
-            password: env.text("SMTP_PASSWORD"),
-            root_certificate: env.text("ROOT_CERTIFICATE").map(PathBuf::from),
-            timeout: env.seconds("TIMEOUT", true, bounds::MAX_SMTP_TIMEOUT)?,
-            allow_insecure_auth: env
-                .parse("ALLOW_INSECURE_AUTH", flag, parse_flag)?
-                .unwrap_or(false),
-            outbox: env.text("OUTBOX").map(PathBuf::from),
-            from: env.text("FROM"),
-            to: env.text("TO").into_iter().collect(),
-            subject: env.text("SUBJECT"),
-            html: env.parse("HTML", flag, parse_flag)?,
-            state_file: env.text("STATE_FILE").map(PathBuf::from),
-            local_time: env.parse("LOCAL_TIME", flag, parse_flag)?.unwrap_or(false),
-            policy: PolicyConfig {
-                threshold: env.parse("THRESHOLD", "COUNT:LEVEL, such as 5:warn", |s| {
-                    let (count, level) = s.split_once(':')?;
-                    Some((parse_whole(count)?, level_named(level)?))
-                })?,
-                batch: env.parse("BATCH", whole, parse_whole)?,
-                immediately_at: env.parse("IMMEDIATELY_AT", level, level_named)?,
-                consecutive_runs: env.parse("CONSECUTIVE_RUNS", whole, |s| {
-                    s.trim().parse().ok().filter(|&n: &u64| n >= 1)
-                })?,
-                repeat_after: env.seconds("REPEAT_AFTER", true, bounds::MAX_REPEAT_AFTER)?,
-                min_interval: env.seconds("MIN_INTERVAL", true, bounds::MAX_MIN_INTERVAL)?,
-                max_age: env.seconds("MAX_AGE", true, bounds::MAX_MAX_AGE)?,
-                fingerprint_fields: env
-                    .parse(
-                        "FINGERPRINT_FIELDS",
-                        "field names separated by commas, such as feed,url",
-                        |s| {
-                            s.split(',')
-                                .map(|f| {
-                                    Some(f.trim()).filter(|f| !f.is_empty()).map(str::to_owned)
-                                })
-                                .collect()
-                        },
-                    )?
-                    .unwrap_or_default(),
-            },
-            max_pending: env.parse("MAX_PENDING", whole, parse_whole)?,
-            max_record_bytes: env.parse("MAX_RECORD_BYTES", whole, parse_whole)?,
-            max_email_bytes: env.parse("MAX_EMAIL_BYTES", whole, parse_whole)?,
-            max_detail_lines: env.parse("MAX_DETAIL_LINES", whole, parse_whole)?,
-            send_deadline: env.seconds("SEND_DEADLINE", true, bounds::MAX_SEND_DEADLINE)?,
-            lock_timeout: env.seconds("LOCK_TIMEOUT", false, bounds::MAX_LOCK_TIMEOUT)?,
-            checkpoint_interval: env.parse(
-                "CHECKPOINT_INTERVAL",
-                &format!(
-                    "{}, such as 1 or 0.5, or false to turn checkpoints off",
-                    seconds_expected(true, bounds::MAX_CHECKPOINT_INTERVAL)
-                ),
-                |s| match s.trim() {
-                    f if f.eq_ignore_ascii_case("false") => Some(None),
-                    s => parse_seconds(s, true, bounds::MAX_CHECKPOINT_INTERVAL).map(Some),
-                },
-            )?,
-            capture_panics: env
-                .parse("CAPTURE_PANICS", flag, parse_flag)?
-                .unwrap_or(false),
-            origin: Origin::Env(prefix.to_owned()),
-        })
+        if !found.contains_key("APP") {
+            return Err(Error::config(format!(
+                "{prefix}_APP is not set; it names the program, such as {prefix}_APP=poca"
+            )));
+        }
+        // Each variable becomes the value its key has in a file, checked as
+        // the file's is; then the same deserializer reads them all.
+        let mut table = serde_json::Map::new();
+        for (var, value) in &found {
+            let Some(raw) = de::from_var(var, value) else {
+                continue;
+            };
+            let (key, raw) = raw.map_err(|expected| {
+                Error::config(format!("{prefix}_{var}: {value:?} is not {expected}"))
+            })?;
+            match key.split_once('.') {
+                Some((outer, inner)) => {
+                    let outer = table.entry(outer).or_insert_with(|| json!({}));
+                    if let Some(outer) = outer.as_object_mut() {
+                        outer.insert(inner.to_owned(), raw);
+                    }
+                }
+                None => {
+                    table.insert(key.to_owned(), raw);
+                }
+            }
+        }
+        let mut config = EmailConfig::deserialize(serde_json::Value::Object(table))
+            .map_err(|e| Error::config(format!("the variables {prefix}_*: {e}")))?;
+        config.password = found.remove("SMTP_PASSWORD");
+        config.origin = Origin::Env(prefix.to_owned());
+        Ok(config)
     }
 
     /// Sets the SMTP password itself (from a secret store, say), for a
@@ -734,8 +600,9 @@ impl EmailConfig {
     /// [`from_env`](EmailConfig::from_env)): both `smtp_url` and `outbox`
     /// set, an SMTP setting without `smtp_url`, a bad URL, the
     /// `password_env` variable not set, the password given twice, an
-    /// unreadable certificate file, a malformed address, a zero count or
-    /// duration.
+    /// unreadable certificate file, an SMTP timeout of zero or beyond a day.
+    /// The other settings (addresses, counts, durations) are checked by
+    /// [`build`](Builder::build), which names their keys the same way.
     ///
     /// ```
     /// use tracing_email::{EmailConfig, FileDrop};
@@ -759,8 +626,6 @@ impl EmailConfig {
         self.builder_with(&|name| std::env::var_os(name))
     }
 
-    /// [`builder`](EmailConfig::builder), reading environment variables
-    /// through `getenv`.
     fn builder_with(&self, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Builder, Error> {
         let mut b = EmailLayer::builder(self.app.clone());
         match (&self.smtp_url, &self.outbox) {
@@ -809,130 +674,37 @@ impl EmailConfig {
                 }
             }
         }
-        if let Some(from) = &self.from {
-            from.parse::<Mailbox>().map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Config,
-                    format!(
-                        "{}: {from:?} is not a valid email address",
-                        self.name("from")
-                    ),
-                    e,
-                )
-            })?;
-            b = b.from(from);
-        }
-        for to in &self.to {
-            let parsed = to.parse::<Mailboxes>().map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Config,
-                    format!(
-                        "{}: {to:?} is not a valid email address (or list of addresses \
-                         separated by commas)",
-                        self.name("to")
-                    ),
-                    e,
-                )
-            })?;
-            if parsed.into_iter().next().is_none() {
-                return Err(Error::config(format!(
-                    "{}: {to:?} holds no address",
-                    self.name("to")
-                )));
-            }
-            b = b.to(to);
-        }
-        if let Some(subject) = &self.subject {
-            b = b.subject(subject);
-        }
-        if let Some(html) = self.html {
-            b = b.html(html);
-        }
-        if let Some(path) = &self.state_file {
-            b = b.state_file(path);
-        }
+        // The settings as given; `build()` checks them all, naming the keys
+        // in the words of `origin`.
+        let s = &mut b.settings;
+        let p = &self.policy;
+        s.policy = Policy {
+            threshold: p.threshold,
+            batch: p.batch,
+            immediately_at: p.immediately_at,
+            consecutive_runs: p.consecutive_runs,
+            repeat_after: p.repeat_after,
+            min_interval: p.min_interval,
+            max_age: p.max_age,
+            fingerprint_fields: p.fingerprint_fields.clone(),
+        };
+        s.origin = self.origin.clone();
+        s.from.clone_from(&self.from);
+        s.to.clone_from(&self.to);
+        s.subject.clone_from(&self.subject);
+        s.state_file.clone_from(&self.state_file);
+        s.html = self.html.unwrap_or(s.html);
         if self.local_time {
-            b = b.local_time();
+            s.offset = Offset::Local;
         }
-        let policy = &self.policy;
-        if let Some((count, level)) = policy.threshold {
-            self.at_least_one("policy.threshold", count)?;
-            b = b.threshold(count, level);
-        }
-        if let Some(size) = policy.batch {
-            self.at_least_one("policy.batch", size)?;
-            b = b.batch(size);
-        }
-        if let Some(level) = policy.immediately_at {
-            b = b.immediately_at(level);
-        }
-        if let Some(runs) = policy.consecutive_runs {
-            self.at_least_one("policy.consecutive_runs", runs)?;
-            b = b.consecutive_runs(runs);
-        }
-        if let Some(d) = policy.repeat_after {
-            self.duration("policy.repeat_after", d, true, bounds::MAX_REPEAT_AFTER)?;
-            b = b.repeat_after(d);
-        }
-        if let Some(d) = policy.min_interval {
-            self.duration("policy.min_interval", d, true, bounds::MAX_MIN_INTERVAL)?;
-            b = b.min_interval(d);
-        }
-        if let Some(d) = policy.max_age {
-            self.duration("policy.max_age", d, true, bounds::MAX_MAX_AGE)?;
-            b = b.max_age(d);
-        }
-        if !policy.fingerprint_fields.is_empty() {
-            if let Some(blank) = policy
-                .fingerprint_fields
-                .iter()
-                .find(|f| f.trim().is_empty())
-            {
-                return Err(Error::config(format!(
-                    "{}: {blank:?} is not a field name",
-                    self.name("policy.fingerprint_fields")
-                )));
-            }
-            b = b.fingerprint_fields(&policy.fingerprint_fields);
-        }
-        if let Some(n) = self.max_pending {
-            self.at_least_one("max_pending", n)?;
-            b = b.max_pending(n);
-        }
-        if let Some(n) = self.max_record_bytes {
-            self.at_least_one("max_record_bytes", n)?;
-            b = b.max_record_bytes(n);
-        }
-        if let Some(n) = self.max_email_bytes {
-            self.at_least_one("max_email_bytes", n)?;
-            b = b.max_email_bytes(n);
-        }
-        if let Some(n) = self.max_detail_lines {
-            self.at_least_one("max_detail_lines", n)?;
-            b = b.max_detail_lines(n);
-        }
-        if let Some(d) = self.send_deadline {
-            self.duration("send_deadline", d, true, bounds::MAX_SEND_DEADLINE)?;
-            b = b.send_deadline(d);
-        }
-        if let Some(d) = self.lock_timeout {
-            self.duration("lock_timeout", d, false, bounds::MAX_LOCK_TIMEOUT)?;
-            b = b.lock_timeout(d);
-        }
-        if let Some(interval) = self.checkpoint_interval {
-            if let Some(d) = interval {
-                self.duration(
-                    "checkpoint_interval",
-                    d,
-                    true,
-                    bounds::MAX_CHECKPOINT_INTERVAL,
-                )?;
-            }
-            b = b.checkpoint_interval(interval);
-        }
-        if self.capture_panics {
-            b = b.capture_panics();
-        }
+        s.max_pending = self.max_pending.unwrap_or(s.max_pending);
+        s.max_record_bytes = self.max_record_bytes.unwrap_or(s.max_record_bytes);
+        s.max_email_bytes = self.max_email_bytes.unwrap_or(s.max_email_bytes);
+        s.detail_lines = self.max_detail_lines.unwrap_or(s.detail_lines);
+        s.send_deadline = self.send_deadline.unwrap_or(s.send_deadline);
+        s.lock_timeout = self.lock_timeout.unwrap_or(s.lock_timeout);
+        s.checkpoint_interval = self.checkpoint_interval.unwrap_or(s.checkpoint_interval);
+        s.capture_panics = self.capture_panics;
         Ok(b)
     }
 
@@ -977,7 +749,13 @@ impl EmailConfig {
             smtp = smtp.password(password);
         }
         if let Some(d) = self.timeout {
-            self.duration("timeout", d, true, bounds::MAX_SMTP_TIMEOUT)?;
+            let key = self.name("timeout");
+            crate::settings::at_most(&key, d, MAX_SMTP_TIMEOUT).map_err(Error::config)?;
+            if d.is_zero() {
+                return Err(Error::config(format!(
+                    "{key}: must be longer than 0 seconds"
+                )));
+            }
             smtp = smtp.timeout(d);
         }
         if let Some(path) = &self.root_certificate {
@@ -1005,7 +783,7 @@ impl EmailConfig {
         if smtp.insecure_auth_refused() {
             let allow = match &self.origin {
                 Origin::Env(_) => format!("{}=true", self.name("allow_insecure_auth")),
-                Origin::Data | Origin::Table(_) => {
+                _ => {
                     format!("{} = true", self.name("allow_insecure_auth"))
                 }
             };
@@ -1059,51 +837,15 @@ impl EmailConfig {
     /// The name of `key` as the user wrote it: the key itself, or its
     /// environment variable.
     fn name(&self, key: &str) -> String {
-        match &self.origin {
-            Origin::Data => key.to_owned(),
-            Origin::Table(table) => format!("{table}.{key}"),
-            Origin::Env(prefix) => {
-                let last = key.rsplit('.').next().unwrap_or(key);
-                format!("{prefix}_{}", last.to_ascii_uppercase())
-            }
-        }
+        self.origin.name(key)
     }
 
     /// Where the password given in code or in `PREFIX_SMTP_PASSWORD` came from.
     fn password_name(&self) -> String {
         match &self.origin {
-            Origin::Data | Origin::Table(_) => "the password given with set_password".to_owned(),
             Origin::Env(prefix) => format!("{prefix}_SMTP_PASSWORD"),
+            _ => "the password given with set_password".to_owned(),
         }
-    }
-
-    fn at_least_one<N: Default + PartialEq>(&self, key: &str, n: N) -> Result<(), Error> {
-        if n == N::default() {
-            return Err(Error::config(format!(
-                "{}: 0 is not allowed; use 1 or more",
-                self.name(key)
-            )));
-        }
-        Ok(())
-    }
-
-    /// Refuses a duration of zero (where `positive`) or longer than `max`
-    /// for `key`, naming it: the fields are public, so a config made in code
-    /// is checked here too.
-    fn duration(&self, key: &str, d: Duration, positive: bool, max: Duration) -> Result<(), Error> {
-        bounds::at_most(&self.name(key), d, max).map_err(Error::config)?;
-        if positive && d.is_zero() {
-            let hint = match key {
-                "checkpoint_interval" => " (false turns checkpoints off)",
-                k if k.starts_with("policy.") => " (leave it out to turn it off)",
-                _ => "",
-            };
-            return Err(Error::config(format!(
-                "{}: must be longer than 0 seconds{hint}",
-                self.name(key)
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -1173,71 +915,9 @@ impl EmailConfig {
     }
 }
 
-/// The variables found under a prefix, by key (`BATCH`).
-struct Vars<'a> {
-    prefix: &'a str,
-    found: HashMap<String, String>,
-}
-
-impl Vars<'_> {
-    fn text(&self, key: &str) -> Option<String> {
-        self.found.get(key).cloned()
-    }
-
-    /// The value of `PREFIX_KEY` through `parse`; an error that names the
-    /// variable, shows the value and says what was expected if it does not
-    /// parse. Never used for the password.
-    fn parse<T>(
-        &self,
-        key: &str,
-        expected: &str,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<Option<T>, Error> {
-        let Some(value) = self.found.get(key) else {
-            return Ok(None);
-        };
-        parse(value).map(Some).ok_or_else(|| {
-            Error::config(format!(
-                "{}_{key}: {value:?} is not {expected}",
-                self.prefix
-            ))
-        })
-    }
-}
-
-impl Vars<'_> {
-    /// The value of `PREFIX_KEY` as a number of seconds, at most `max` and
-    /// more than zero if `positive`.
-    fn seconds(&self, key: &str, positive: bool, max: Duration) -> Result<Option<Duration>, Error> {
-        self.parse(
-            key,
-            &format!("{}, such as 10 or 0.5", seconds_expected(positive, max)),
-            |s| parse_seconds(s, positive, max),
-        )
-    }
-}
-
-fn parse_whole(s: &str) -> Option<usize> {
-    s.trim().parse().ok().filter(|&n| n >= 1)
-}
-
-fn parse_flag(s: &str) -> Option<bool> {
-    match s.trim() {
-        t if t.eq_ignore_ascii_case("true") => Some(true),
-        f if f.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_seconds(s: &str, positive: bool, max: Duration) -> Option<Duration> {
-    let s = s.trim();
-    match s.parse::<u64>() {
-        Ok(n) => in_bounds(Duration::from_secs(n), positive, max),
-        Err(_) => seconds(s.parse().ok()?, positive, max),
-    }
-}
-
-/// Deserializers for each key: every error they make names the key.
+/// The serde form of each key: one generic reader of a value (a JSON [`Value`]), the
+/// kind that says what the key takes and words its errors, and the table of
+/// keys, which the environment variables use too.
 mod de {
     use std::fmt;
     use std::path::PathBuf;
@@ -1245,388 +925,402 @@ mod de {
 
     use serde::Deserialize;
     use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Unexpected, Visitor};
+    use serde_json::{Value, json};
     use tracing::Level;
 
-    use super::{LEVELS, PolicyConfig, bounds, in_bounds, level_named, seconds, seconds_expected};
+    use super::PolicyConfig;
+    use crate::settings::*;
 
-    /// A visitor for the value of one key, which it names in its errors.
-    pub(super) trait Key<'de>: Visitor<'de> + Sized {
-        /// Asks `d` for the value, with the right hint.
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error>;
+    /// What a key takes, with the words of its errors.
+    #[derive(Clone, Copy)]
+    pub(super) enum Kind {
+        Text,
+        Path,
+        Flag,
+        /// A whole number, at least 1.
+        Whole,
+        /// Seconds, whole or not, at most `max`; more than 0 if `positive`.
+        Seconds {
+            positive: bool,
+            max: Duration,
+        },
+        /// Seconds, or `false` (off).
+        Checkpoint,
+        Level,
+        /// One string or a list: what one is, what several are.
+        List(&'static str, &'static str),
     }
 
-    /// A string.
-    pub(super) struct Text(pub(super) &'static str);
+    const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
 
-    impl<'de> Visitor<'de> for Text {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a string for `{}`", self.0)
+    impl Kind {
+        fn expected(self) -> String {
+            let seconds = |positive: bool, max: Duration| {
+                let range = if positive {
+                    "greater than 0 and at most"
+                } else {
+                    "from 0 to"
+                };
+                format!(
+                    "a number of seconds {range} {} ({})",
+                    max.as_secs(),
+                    days(max)
+                )
+            };
+            match self {
+                Kind::Text => "a string".into(),
+                Kind::Path => "a path".into(),
+                Kind::Flag => "true or false".into(),
+                Kind::Whole => "a whole number of at least 1".into(),
+                Kind::Seconds { positive, max } => {
+                    format!("{}, such as 10 or 0.5", seconds(positive, max))
+                }
+                Kind::Checkpoint => format!(
+                    "{}, such as 1 or 0.5, or false to turn checkpoints off",
+                    seconds(true, MAX_CHECKPOINT_INTERVAL)
+                ),
+                Kind::Level => LEVELS.into(),
+                Kind::List(one, many) => format!("{one} or a list of {many} (strings)"),
+            }
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-            Ok(v)
-        }
-    }
 
-    impl<'de> Key<'de> for Text {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-            d.deserialize_string(self)
+        /// Whether `v` is of a type this kind takes (if so, a value it
+        /// refuses is an "invalid value", else an "invalid type").
+        fn takes(self, v: &Value) -> bool {
+            match self {
+                Kind::Text | Kind::Path | Kind::Level => v.is_string(),
+                Kind::Flag => v.is_boolean(),
+                Kind::Whole => v.is_u64() || v.is_i64(),
+                Kind::Seconds { .. } => v.is_number(),
+                Kind::Checkpoint => v.is_number() || v.is_boolean(),
+                Kind::List(..) => v.is_string() || v.is_array(),
+            }
         }
-    }
 
-    impl<'de> DeserializeSeed<'de> for Text {
-        type Value = String;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-            self.drive(d)
-        }
-    }
-
-    /// A path.
-    pub(super) struct Path(pub(super) &'static str);
-
-    impl<'de> Visitor<'de> for Path {
-        type Value = PathBuf;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a path for `{}`", self.0)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<PathBuf, E> {
-            Ok(PathBuf::from(v))
-        }
-    }
-
-    impl<'de> Key<'de> for Path {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<PathBuf, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-
-    /// `true` or `false`.
-    pub(super) struct Flag(pub(super) &'static str);
-
-    impl<'de> Visitor<'de> for Flag {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "true or false for `{}`", self.0)
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-            Ok(v)
-        }
-    }
-
-    impl<'de> Key<'de> for Flag {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_bool(self)
-        }
-    }
-
-    /// A whole number, at least 1.
-    pub(super) struct Whole(pub(super) &'static str);
-
-    impl<'de> Visitor<'de> for Whole {
-        type Value = usize;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a whole number of at least 1 for `{}`", self.0)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<usize, E> {
-            usize::try_from(v)
-                .ok()
-                .filter(|&n| n >= 1)
-                .ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<usize, E> {
-            match u64::try_from(v) {
-                Ok(v) => self.visit_u64(v),
-                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+        /// Whether this kind accepts `v` (as [`FromValue`] reads it).
+        fn accepts(self, v: &Value) -> bool {
+            match self {
+                Kind::Text | Kind::Path => v.is_string(),
+                Kind::Flag => v.is_boolean(),
+                Kind::Whole => u64::from_value(v, self).is_some(),
+                Kind::Seconds { .. } => Duration::from_value(v, self).is_some(),
+                Kind::Checkpoint => Option::<Duration>::from_value(v, self).is_some(),
+                Kind::Level => Level::from_value(v, self).is_some(),
+                Kind::List(..) => Vec::<String>::from_value(v, self).is_some(),
             }
         }
     }
 
-    impl<'de> Key<'de> for Whole {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-            d.deserialize_u64(self)
+    fn unexpected(v: &Value) -> Unexpected<'_> {
+        match v {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(b) => Unexpected::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => Unexpected::Unsigned(u),
+                (_, Some(i), _) => Unexpected::Signed(i),
+                (_, _, f) => Unexpected::Float(f.unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Unexpected::Str(s),
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
         }
     }
 
-    /// A number of seconds, whole or not, at most `max`; more than 0 if
-    /// `positive`.
-    pub(super) struct Seconds {
-        pub(super) key: &'static str,
-        pub(super) positive: bool,
-        pub(super) max: Duration,
-    }
+    /// The value of `key`, of `kind`: its errors name both.
+    struct Expect(&'static str, Kind);
 
-    impl<'de> Visitor<'de> for Seconds {
-        type Value = Duration;
+    /// Reads any value but a table; a number that is not finite (TOML's
+    /// `nan`, `inf`) is refused here, as JSON has none.
+    impl<'de> Visitor<'de> for Expect {
+        type Value = Value;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(
-                f,
-                "{}, such as 10 or 0.5, for `{}`",
-                seconds_expected(self.positive, self.max),
-                self.key
-            )
+            write!(f, "{} for `{}`", self.1.expected(), self.0)
         }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            in_bounds(Duration::from_secs(v), self.positive, self.max)
-                .ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
+        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            match u64::try_from(v) {
-                Ok(v) => self.visit_u64(v),
-                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
-            }
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-            seconds(v, self.positive, self.max)
-                .ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
-        }
-    }
-
-    impl<'de> Key<'de> for Seconds {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Duration, D::Error> {
-            d.deserialize_f64(self)
-        }
-    }
-
-    /// A number of seconds greater than 0, or `false` (off).
-    pub(super) struct Checkpoint(pub(super) &'static str);
-
-    impl Checkpoint {
-        fn seconds(&self) -> Seconds {
-            Seconds {
-                key: self.0,
-                positive: true,
-                max: bounds::MAX_CHECKPOINT_INTERVAL,
-            }
-        }
-    }
-
-    impl<'de> Visitor<'de> for Checkpoint {
-        type Value = Option<Duration>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(
-                f,
-                "{}, such as 1 or 0.5, or false to turn checkpoints off, for `{}`",
-                seconds_expected(true, bounds::MAX_CHECKPOINT_INTERVAL),
-                self.0
-            )
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            if v {
-                Err(E::invalid_value(Unexpected::Bool(v), &self))
-            } else {
-                Ok(None)
-            }
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            self.seconds()
-                .visit_u64(v)
-                .map(Some)
-                .map_err(|_: E| E::invalid_value(Unexpected::Unsigned(v), &self))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            self.seconds()
-                .visit_i64(v)
-                .map(Some)
-                .map_err(|_: E| E::invalid_value(Unexpected::Signed(v), &self))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            self.seconds()
-                .visit_f64(v)
-                .map(Some)
-                .map_err(|_: E| E::invalid_value(Unexpected::Float(v), &self))
-        }
-    }
-
-    impl<'de> Key<'de> for Checkpoint {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             d.deserialize_any(self)
         }
-    }
-
-    /// A level's name, in any case.
-    pub(super) struct LevelName(pub(super) &'static str);
-
-    impl<'de> Visitor<'de> for LevelName {
-        type Value = Level;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "one of {LEVELS} (in any case) for `{}`", self.0)
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            Ok(json!(v))
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Level, E> {
-            level_named(v).ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            Ok(json!(v))
         }
-    }
-
-    impl<'de> Key<'de> for LevelName {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Level, D::Error> {
-            d.deserialize_str(self)
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            Ok(json!(v))
         }
-    }
-
-    /// One string, or a list of them: addresses, field names.
-    pub(super) struct Strings {
-        pub(super) key: &'static str,
-        /// What one of them is and what several are, for the message:
-        /// `("an address", "addresses")`.
-        pub(super) what: (&'static str, &'static str),
-    }
-
-    impl<'de> Visitor<'de> for Strings {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            let (one, many) = self.what;
-            write!(f, "{one} or a list of {many} (strings) for `{}`", self.key)
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            match v.is_finite() {
+                true => Ok(json!(v)),
+                false => Err(E::invalid_value(Unexpected::Float(v), &self)),
+            }
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
-            Ok(vec![v.to_owned()])
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            Ok(json!(v))
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
             let mut all = Vec::new();
-            while let Some(one) = seq.next_element_seed(Text(self.key))? {
+            while let Some(one) = seq.next_element_seed(Expect(self.0, Kind::Text))? {
                 all.push(one);
             }
-            Ok(all)
+            Ok(Value::Array(all))
         }
     }
 
-    impl<'de> Key<'de> for Strings {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Vec<String>, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    /// A key that may be left out, or `null` in formats that have it.
-    pub(super) struct Maybe<K>(pub(super) K);
-
-    impl<'de, K: Key<'de>> Visitor<'de> for Maybe<K> {
-        type Value = Option<K::Value>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.0.expecting(f)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            self.0.drive(d).map(Some)
-        }
-    }
-
-    impl<'de, K: Key<'de>> Key<'de> for Maybe<K> {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+    impl<'de> DeserializeSeed<'de> for Expect {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             d.deserialize_option(self)
         }
     }
 
-    /// A key that may be left out, or `null`, for a value that has a
-    /// default (`false`, no recipient).
-    pub(super) struct OrDefault<K>(pub(super) K);
+    /// A setting's type, read from a value its kind takes.
+    pub(super) trait FromValue: Sized {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self>;
+    }
 
-    impl<'de, K: Key<'de, Value: Default>> Visitor<'de> for OrDefault<K> {
-        type Value = K::Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.0.expecting(f)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(K::Value::default())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(K::Value::default())
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            self.0.drive(d)
+    impl FromValue for String {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_str().map(str::to_owned)
         }
     }
 
-    impl<'de, K: Key<'de, Value: Default>> Key<'de> for OrDefault<K> {
-        fn drive<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_option(self)
+    impl FromValue for PathBuf {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_str().map(PathBuf::from)
         }
     }
 
-    /// The `policy` table; `null` is the default policy.
-    pub(super) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
-        Option::<PolicyConfig>::deserialize(d).map(Option::unwrap_or_default)
+    impl FromValue for bool {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_bool()
+        }
     }
 
-    /// One function per key, for `#[serde(deserialize_with)]`.
-    macro_rules! keys {
-        ($($name:ident -> $ty:ty = $key:expr;)*) => {$(
-            pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
-                $key.drive(d)
+    impl FromValue for u64 {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            v.as_u64().filter(|&n| n >= 1)
+        }
+    }
+
+    impl FromValue for usize {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
+            u64::from_value(v, kind).and_then(|n| usize::try_from(n).ok())
+        }
+    }
+
+    impl FromValue for Duration {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
+            let (positive, max) = match kind {
+                Kind::Seconds { positive, max } => (positive, max),
+                _ => (true, MAX_CHECKPOINT_INTERVAL),
+            };
+            let d = match (v.as_u64(), v.as_f64()) {
+                (Some(n), _) => Duration::from_secs(n),
+                (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
+                    Duration::try_from_secs_f64(f).ok()?
+                }
+                _ => return None,
+            };
+            (d <= max && (!positive || !d.is_zero())).then_some(d)
+        }
+    }
+
+    /// A checkpoint interval: `Some(d)`, or `None` for `false` (off).
+    impl FromValue for Option<Duration> {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
+            match v {
+                Value::Bool(false) => Some(None),
+                _ => Duration::from_value(v, kind).map(Some),
             }
-        )*};
+        }
+    }
+
+    impl FromValue for Level {
+        fn from_value(v: &Value, _: Kind) -> Option<Self> {
+            let name = v.as_str()?.trim();
+            [
+                Level::TRACE,
+                Level::DEBUG,
+                Level::INFO,
+                Level::WARN,
+                Level::ERROR,
+            ]
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(name))
+        }
+    }
+
+    impl FromValue for Vec<String> {
+        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
+            match v {
+                Value::Array(all) => all
+                    .iter()
+                    .map(|one| String::from_value(one, kind))
+                    .collect(),
+                _ => Some(vec![String::from_value(v, kind)?]),
+            }
+        }
+    }
+
+    /// The value of `key`, or `None` if it is `null`.
+    fn opt<'de, D: Deserializer<'de>, T: FromValue>(
+        d: D,
+        key: &'static str,
+        kind: Kind,
+    ) -> Result<Option<T>, D::Error> {
+        let v = Expect(key, kind).deserialize(d)?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        // A list's items are strings: an error names the item.
+        let items = v.as_array().filter(|_| matches!(kind, Kind::List(..)));
+        if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
+            return Err(de::Error::invalid_type(
+                unexpected(item),
+                &Expect(key, Kind::Text),
+            ));
+        }
+        match T::from_value(&v, kind) {
+            Some(value) => Ok(Some(value)),
+            None if kind.takes(&v) => {
+                Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
+            }
+            None => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
+        }
+    }
+
+    /// The value of `key`, its default if it is `null`.
+    fn or_default<'de, D: Deserializer<'de>, T: FromValue + Default>(
+        d: D,
+        key: &'static str,
+        kind: Kind,
+    ) -> Result<T, D::Error> {
+        opt(d, key, kind).map(Option::unwrap_or_default)
+    }
+
+    /// The value of `key`, which may not be `null`.
+    fn required<'de, D: Deserializer<'de>, T: FromValue>(
+        d: D,
+        key: &'static str,
+        kind: Kind,
+    ) -> Result<T, D::Error> {
+        opt(d, key, kind)?
+            .ok_or_else(|| de::Error::invalid_type(Unexpected::Unit, &Expect(key, kind)))
+    }
+
+    /// Each key once: its reader for `#[serde(deserialize_with)]`, its kind,
+    /// and its environment variable (after the prefix).
+    macro_rules! keys {
+        ($($name:ident: $ty:ty = $how:ident($key:literal, $var:literal, $kind:expr);)*) => {
+            $(pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                $how(d, $key, $kind)
+            })*
+            /// `(variable, key, kind)` for every key.
+            const KEYS: &[(&str, &str, Kind)] = &[$(($var, $key, $kind)),*];
+        };
+    }
+
+    const fn secs(positive: bool, max: Duration) -> Kind {
+        Kind::Seconds { positive, max }
     }
 
     keys! {
-        app -> String = Text("app");
-        smtp_url -> Option<String> = Maybe(Text("smtp_url"));
-        password_env -> Option<String> = Maybe(Text("password_env"));
-        root_certificate -> Option<PathBuf> = Maybe(Path("root_certificate"));
-        timeout -> Option<Duration> = Maybe(Seconds {
-            key: "timeout",
-            positive: true,
-            max: bounds::MAX_SMTP_TIMEOUT,
-        });
-        allow_insecure_auth -> bool = OrDefault(Flag("allow_insecure_auth"));
-        outbox -> Option<PathBuf> = Maybe(Path("outbox"));
-        from -> Option<String> = Maybe(Text("from"));
-        to -> Vec<String> = OrDefault(Strings { key: "to", what: ("an address", "addresses") });
-        subject -> Option<String> = Maybe(Text("subject"));
-        html -> Option<bool> = Maybe(Flag("html"));
-        state_file -> Option<PathBuf> = Maybe(Path("state_file"));
-        local_time -> bool = OrDefault(Flag("local_time"));
-        max_pending -> Option<usize> = Maybe(Whole("max_pending"));
-        max_record_bytes -> Option<usize> = Maybe(Whole("max_record_bytes"));
-        max_email_bytes -> Option<usize> = Maybe(Whole("max_email_bytes"));
-        max_detail_lines -> Option<usize> = Maybe(Whole("max_detail_lines"));
-        send_deadline -> Option<Duration> = Maybe(Seconds {
-            key: "send_deadline",
-            positive: true,
-            max: bounds::MAX_SEND_DEADLINE,
-        });
-        lock_timeout -> Option<Duration> = Maybe(Seconds {
-            key: "lock_timeout",
-            positive: false,
-            max: bounds::MAX_LOCK_TIMEOUT,
-        });
-        checkpoint_interval -> Option<Option<Duration>> = Maybe(Checkpoint("checkpoint_interval"));
-        capture_panics -> bool = OrDefault(Flag("capture_panics"));
-        batch -> Option<usize> = Maybe(Whole("policy.batch"));
-        immediately_at -> Option<Level> = Maybe(LevelName("policy.immediately_at"));
-        repeat_after -> Option<Duration> = Maybe(Seconds {
-            key: "policy.repeat_after",
-            positive: true,
-            max: bounds::MAX_REPEAT_AFTER,
-        });
-        min_interval -> Option<Duration> = Maybe(Seconds {
-            key: "policy.min_interval",
-            positive: true,
-            max: bounds::MAX_MIN_INTERVAL,
-        });
-        max_age -> Option<Duration> = Maybe(Seconds {
-            key: "policy.max_age",
-            positive: true,
-            max: bounds::MAX_MAX_AGE,
-        });
-        fingerprint_fields -> Vec<String> = OrDefault(Strings {
-            key: "policy.fingerprint_fields",
-            what: ("a field name", "field names"),
-        });
-        threshold_count -> Option<usize> = Maybe(Whole("policy.threshold.count"));
-        threshold_level -> Option<Level> = Maybe(LevelName("policy.threshold.level"));
+        app: String = required("app", "APP", Kind::Text);
+        smtp_url: Option<String> = opt("smtp_url", "SMTP_URL", Kind::Text);
+        password_env: Option<String> = opt("password_env", "PASSWORD_ENV", Kind::Text);
+        root_certificate: Option<PathBuf> = opt("root_certificate", "ROOT_CERTIFICATE", Kind::Path);
+        timeout: Option<Duration> = opt("timeout", "TIMEOUT", secs(true, MAX_SMTP_TIMEOUT));
+        allow_insecure_auth: bool =
+            or_default("allow_insecure_auth", "ALLOW_INSECURE_AUTH", Kind::Flag);
+        outbox: Option<PathBuf> = opt("outbox", "OUTBOX", Kind::Path);
+        from: Option<String> = opt("from", "FROM", Kind::Text);
+        to: Vec<String> = or_default("to", "TO", Kind::List("an address", "addresses"));
+        subject: Option<String> = opt("subject", "SUBJECT", Kind::Text);
+        html: Option<bool> = opt("html", "HTML", Kind::Flag);
+        state_file: Option<PathBuf> = opt("state_file", "STATE_FILE", Kind::Path);
+        local_time: bool = or_default("local_time", "LOCAL_TIME", Kind::Flag);
+        max_pending: Option<usize> = opt("max_pending", "MAX_PENDING", Kind::Whole);
+        max_record_bytes: Option<usize> = opt("max_record_bytes", "MAX_RECORD_BYTES", Kind::Whole);
+        max_email_bytes: Option<usize> = opt("max_email_bytes", "MAX_EMAIL_BYTES", Kind::Whole);
+        max_detail_lines: Option<usize> = opt("max_detail_lines", "MAX_DETAIL_LINES", Kind::Whole);
+        send_deadline: Option<Duration> =
+            opt("send_deadline", "SEND_DEADLINE", secs(true, MAX_SEND_DEADLINE));
+        lock_timeout: Option<Duration> =
+            opt("lock_timeout", "LOCK_TIMEOUT", secs(false, MAX_LOCK_TIMEOUT));
+        checkpoint_interval: Option<Option<Duration>> =
+            opt("checkpoint_interval", "CHECKPOINT_INTERVAL", Kind::Checkpoint);
+        capture_panics: bool = or_default("capture_panics", "CAPTURE_PANICS", Kind::Flag);
+        batch: Option<usize> = opt("policy.batch", "BATCH", Kind::Whole);
+        immediately_at: Option<Level> = opt("policy.immediately_at", "IMMEDIATELY_AT", Kind::Level);
+        consecutive_runs: Option<u64> = opt("policy.consecutive_runs", "CONSECUTIVE_RUNS", Kind::Whole);
+        repeat_after: Option<Duration> =
+            opt("policy.repeat_after", "REPEAT_AFTER", secs(true, MAX_REPEAT_AFTER));
+        min_interval: Option<Duration> =
+            opt("policy.min_interval", "MIN_INTERVAL", secs(true, MAX_MIN_INTERVAL));
+        max_age: Option<Duration> = opt("policy.max_age", "MAX_AGE", secs(true, MAX_MAX_AGE));
+        fingerprint_fields: Vec<String> = or_default(
+            "policy.fingerprint_fields",
+            "FINGERPRINT_FIELDS",
+            Kind::List("a field name", "field names")
+        );
+        threshold_count: Option<usize> = opt("policy.threshold.count", "", Kind::Whole);
+        threshold_level: Option<Level> = opt("policy.threshold.level", "", Kind::Level);
     }
 
-    /// `policy.consecutive_runs`: a whole number of runs, at least 1.
-    pub(super) fn consecutive_runs<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<u64>, D::Error> {
-        let runs = Maybe(Whole("policy.consecutive_runs")).drive(d)?;
-        Ok(runs.map(|n| n as u64))
+    /// Whether `var` (after the prefix) is one this crate reads.
+    pub(super) fn is_ours(var: &str) -> bool {
+        matches!(var, "THRESHOLD" | "SMTP_PASSWORD")
+            || KEYS.iter().any(|k| !k.0.is_empty() && k.0 == var)
+    }
+
+    /// The variable `var` (after the prefix) as the value its key has in a
+    /// file, with the key; else what it should be. `None` for variables that
+    /// are not settings of a file.
+    pub(super) fn from_var(var: &str, text: &str) -> Option<Result<(&'static str, Value), String>> {
+        let t = text.trim();
+        if var == "THRESHOLD" {
+            let table = t.split_once(':').and_then(|(count, level)| {
+                let count = json!(count.trim().parse::<u64>().ok()?);
+                (Kind::Whole.accepts(&count) && Kind::Level.accepts(&json!(level)))
+                    .then(|| json!({ "count": count, "level": level }))
+            });
+            let table = table.ok_or_else(|| "COUNT:LEVEL, such as 5:warn".to_owned());
+            return Some(table.map(|v| ("policy.threshold", v)));
+        }
+        let &(_, key, kind) = KEYS.iter().find(|k| !k.0.is_empty() && k.0 == var)?;
+        let number = || {
+            t.parse::<u64>()
+                .map_or_else(|_| json!(t.parse::<f64>().ok()), |n| json!(n))
+        };
+        let v = match kind {
+            Kind::Flag | Kind::Checkpoint if t.eq_ignore_ascii_case("false") => json!(false),
+            Kind::Flag => json!(t.eq_ignore_ascii_case("true").then_some(true)),
+            Kind::Whole => json!(t.parse::<u64>().ok()),
+            Kind::Seconds { .. } | Kind::Checkpoint => number(),
+            // Field names: split at commas; recipients: one string as given.
+            Kind::List(..) if var == "FINGERPRINT_FIELDS" => {
+                let names = text
+                    .split(',')
+                    .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
+                json!(names.collect::<Option<Vec<_>>>())
+            }
+            _ => json!(text),
+        };
+        Some(if kind.accepts(&v) {
+            Ok((key, v))
+        } else {
+            Err(match kind {
+                Kind::Level => format!("a level: {LEVELS}"),
+                Kind::List(..) => "field names separated by commas, such as feed,url".into(),
+                _ => kind.expected(),
+            })
+        })
     }
 
     /// The `threshold` table as written.
@@ -1657,11 +1351,24 @@ mod de {
             )),
         }
     }
+
+    /// The `policy` table; `null` is the default policy.
+    pub(super) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
+        Option::<PolicyConfig>::deserialize(d).map(Option::unwrap_or_default)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings as bounds;
+
+    /// What `build()` says of `config`'s settings (they are checked there).
+    fn build(config: &EmailConfig) -> Result<(), Error> {
+        let (_layer, guard) = config.builder()?.build()?;
+        std::mem::forget(guard); // dropping would flush into /nonexistent
+        Ok(())
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> Result<EmailConfig, Error> {
         EmailConfig::from_vars("POCA", pairs.iter().copied())
@@ -1766,13 +1473,13 @@ mod tests {
         c.password_env = None;
         c.policy.batch = Some(0);
         assert_eq!(
-            c.builder().unwrap_err().to_string(),
+            build(&c).unwrap_err().to_string(),
             "policy.batch: 0 is not allowed; use 1 or more"
         );
         c.policy.batch = None;
         c.checkpoint_interval = Some(Some(Duration::ZERO));
         assert!(
-            c.builder()
+            build(&c)
                 .unwrap_err()
                 .to_string()
                 .contains("checkpoint_interval: must be longer than 0 seconds (false turns")
@@ -1780,7 +1487,7 @@ mod tests {
         c.checkpoint_interval = Some(None);
         c.timeout = Some(Duration::ZERO);
         assert!(
-            c.builder()
+            build(&c)
                 .unwrap_err()
                 .to_string()
                 .starts_with("timeout: must be longer")
@@ -1902,6 +1609,7 @@ mod tests {
             let mut c = outbox_config(&[]);
             c.origin = origin.clone();
             let (runs, age, fields) = match origin {
+                Origin::Code => unreachable!(),
                 Origin::Data => (
                     "policy.consecutive_runs",
                     "policy.max_age",
@@ -2080,11 +1788,12 @@ mod tests {
                     _ => c.policy.max_age = Some(d),
                 };
                 set(&mut c, max);
-                assert!(c.builder().is_ok(), "{key} at its bound");
+                assert!(build(&c).is_ok(), "{key} at its bound");
                 for d in [beyond, Duration::MAX] {
                     set(&mut c, d);
-                    let e = c.builder().unwrap_err().to_string();
+                    let e = build(&c).unwrap_err().to_string();
                     let name = match origin {
+                        Origin::Code => unreachable!(),
                         Origin::Data => key.to_owned(),
                         Origin::Table(_) => format!("email.{key}"),
                         Origin::Env(_) => format!("POCA_{var}"),
@@ -2128,18 +1837,35 @@ mod tests {
     }
 
     #[test]
+    fn a_list_where_one_value_is_wanted_is_refused_as_a_list() {
+        let err = toml::from_str::<EmailConfig>("app = \"poca\"\n[policy]\nbatch = [1]")
+            .unwrap_err()
+            .to_string();
+        let wanted = "invalid type: sequence, expected a whole number of at least 1 for \
+                      `policy.batch`";
+        assert!(err.contains(wanted), "{err}");
+        let err = toml::from_str::<EmailConfig>("app = \"poca\"\nto = [\"a@b.c\", [\"x\"]]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid type: sequence, expected a string for `to`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn seconds_and_levels() {
+        let read = |var: &str, value: &str| {
+            let c = vars(&[("POCA_APP", "poca"), (var, value)]).ok()?;
+            Some((c.timeout, c.lock_timeout, c.policy.immediately_at))
+        };
+        let timeout = |v: &str| read("POCA_TIMEOUT", v).map(|r| r.0);
         let day = Duration::from_secs(86_400);
-        assert_eq!(
-            parse_seconds("0.5", true, day),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(
-            parse_seconds("10", true, day),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(parse_seconds("0", false, day), Some(Duration::ZERO));
-        assert_eq!(parse_seconds("86400", true, day), Some(day));
+        assert_eq!(timeout("0.5"), Some(Some(Duration::from_millis(500))));
+        assert_eq!(timeout("10"), Some(Some(Duration::from_secs(10))));
+        assert_eq!(timeout("86400"), Some(Some(day)));
+        let lock = read("POCA_LOCK_TIMEOUT", "0").map(|r| r.1);
+        assert_eq!(lock, Some(Some(Duration::ZERO)));
         for bad in [
             "0",
             "-1",
@@ -2149,7 +1875,6 @@ mod tests {
             "-inf",
             "1e-12",
             "ten",
-            "",
             "86400.001",
             "86401",
             "1e19",
@@ -2157,10 +1882,11 @@ mod tests {
             "18446744073709551615",
             "1e400",
         ] {
-            assert_eq!(parse_seconds(bad, true, day), None, "{bad}");
+            assert_eq!(timeout(bad), None, "{bad}");
         }
-        assert_eq!(level_named("Warn"), Some(Level::WARN));
-        assert_eq!(level_named("ERROR"), Some(Level::ERROR));
-        assert_eq!(level_named("warning"), None);
+        let level = |v: &str| read("POCA_IMMEDIATELY_AT", v).map(|r| r.2);
+        assert_eq!(level("Warn"), Some(Some(Level::WARN)));
+        assert_eq!(level("ERROR"), Some(Some(Level::ERROR)));
+        assert_eq!(level("warning"), None);
     }
 }

@@ -76,6 +76,7 @@ mod layer;
 mod panic;
 mod policy;
 mod record;
+mod settings;
 mod state;
 mod subject;
 mod transport;
