@@ -7,7 +7,7 @@
 //! ```
 
 // The mock SMTP server of the integration tests (it allows its own dead code).
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

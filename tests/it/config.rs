@@ -6,7 +6,7 @@
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -412,7 +412,7 @@ fn html_false_and_max_detail_lines_shape_the_digest() {
         let text = message.body_text(0).unwrap().into_owned();
         let listed: Vec<String> = text
             .lines()
-            .filter(|l| l.contains(" WARN config: "))
+            .filter(|l| l.contains(" WARN it::config: "))
             .map(|l| l[l.find(" WARN").unwrap()..].to_owned())
             .collect();
         (top, has_html, listed, text)
@@ -465,8 +465,8 @@ fn html_false_and_max_detail_lines_shape_the_digest() {
         assert_eq!(
             listed,
             [
-                " WARN config: feed 3 failed feed=\"Radio Café\"",
-                " WARN config: feed 4 failed feed=\"Radio Café\""
+                " WARN it::config: feed 3 failed feed=\"Radio Café\"",
+                " WARN it::config: feed 4 failed feed=\"Radio Café\""
             ],
             "{source}: {text}"
         );
@@ -1099,7 +1099,7 @@ fn from_env_reads_the_process_environment_with_the_password_in_a_variable() {
 /// The README's section between `## Configuration from a file` and the next
 /// `## `.
 fn readme_section() -> String {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let start = readme.find("## Configuration from a file").unwrap();
     let rest = &readme[start..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
