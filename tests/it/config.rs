@@ -69,6 +69,15 @@ fn run(layer: EmailLayer, guard: &tracing_email::FlushGuard, warnings: &[&str]) 
 
 #[test]
 fn a_full_toml_table_builds_a_layer_that_writes_into_the_outbox() {
+    // capture_panics sets a panic hook for the whole process: in a process
+    // of its own, so that no other test's panic becomes one of its records.
+    support::child::in_own_process(
+        "a_full_toml_table_builds_a_layer_that_writes_into_the_outbox",
+        a_full_toml_table,
+    );
+}
+
+fn a_full_toml_table() {
     let dir = tempfile::tempdir().unwrap();
     let (out, state) = (dir.path().join("outbox"), dir.path().join("state.json"));
     let text = format!(

@@ -56,3 +56,26 @@ pub fn outcome_line(output: &Output) -> String {
             )
         })
 }
+
+/// Runs `body` in a child process of its own and fails if it fails, showing
+/// its output: for a test that sets something for the whole process (a
+/// global subscriber, a panic hook), which in this one binary would also see
+/// the other tests running beside it. Call it first in the test
+/// `test_name`.
+#[track_caller]
+pub fn in_own_process(test_name: &str, body: impl FnOnce()) {
+    act_as_child_if_asked(|_| {
+        body();
+        0
+    });
+    let output = command(test_name, &[]).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success() && stdout.contains("running 1 test"),
+        "{test_name} in a child process: {}\n{stdout}\n{stderr}",
+        output.status
+    );
+}
