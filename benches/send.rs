@@ -6,7 +6,8 @@
 //! cargo bench --bench send
 //! ```
 
-// The mock SMTP server of the integration tests (it allows its own dead code).
+// The mock SMTP server of the integration tests, of which this uses a part.
+#[allow(dead_code)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
