@@ -7,7 +7,7 @@
 //! ```
 
 // The mock SMTP server of the integration tests, of which this uses a part.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 

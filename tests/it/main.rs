@@ -11,6 +11,10 @@
 //! with `support::child::command`, by its name in this binary
 //! (`module::test`).
 
+// The tests of an example hold the example as a module of the same name
+// (`cookbook::cookbook`).
+#![allow(clippy::module_inception)]
+
 mod support;
 
 mod bounds;

@@ -63,6 +63,7 @@ pub fn outcome_line(output: &Output) -> String {
 /// the other tests running beside it. Call it first in the test
 /// `test_name`.
 #[track_caller]
+#[cfg_attr(not(feature = "smtp"), allow(dead_code))] // its callers test SMTP setups
 pub fn in_own_process(test_name: &str, body: impl FnOnce()) {
     act_as_child_if_asked(|_| {
         body();
