@@ -1,4 +1,4 @@
-//! End to end over SMTP, against the mock server in `tests/support/`:
+//! End to end over SMTP, against the mock server in `support::smtp`:
 //! TLS modes, login, headers, Unicode, the cookbook's batches. Failures are
 //! in `faults.rs`.
 
