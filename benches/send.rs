@@ -6,8 +6,9 @@
 //! cargo bench --bench send
 //! ```
 
-// The mock SMTP server of the integration tests (it allows its own dead code).
-#[path = "../tests/support/mod.rs"]
+// The mock SMTP server of the integration tests, of which this uses a part.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

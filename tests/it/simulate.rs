@@ -4,7 +4,7 @@
 //! streak once.
 
 #[allow(dead_code)]
-#[path = "../examples/simulate.rs"]
+#[path = "../../examples/simulate.rs"]
 mod simulate;
 
 #[test]

@@ -1,6 +1,8 @@
 //! Runs an example's code in a child process: the test binary starts itself
 //! again, filtered to one test, with the example's arguments in an
 //! environment variable; that test calls [`act_as_child_if_asked`] first.
+//! All integration tests are one binary, so a test is named by its module
+//! (the file that calls [`command`]) and its function: `crash::sigkill`.
 
 use std::process::{Command, Output, Stdio};
 
@@ -16,10 +18,18 @@ pub fn act_as_child_if_asked(main: impl FnOnce(Vec<String>) -> u8) {
 }
 
 /// A command that runs the test `test_name` of this binary as a child, with
-/// `args` for the example.
+/// `args` for the example. `test_name` is the test function's name; the
+/// module is the file this is called from (`tests/it/crash.rs`: `crash`).
+#[track_caller]
 pub fn command(test_name: &str, args: &[String]) -> Command {
+    let caller = std::panic::Location::caller().file();
+    let module = std::path::Path::new(caller)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_else(|| panic!("child::command called from {caller:?}"));
+    let test_path = format!("{module}::{test_name}");
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", &test_path, "--nocapture", "--test-threads=1"])
         .env(ARGS_ENV, serde_json::to_string(args).unwrap())
         .env_remove("SMTP_PASSWORD")
         .stdout(Stdio::piped())
@@ -45,4 +55,28 @@ pub fn outcome_line(output: &Output) -> String {
                 String::from_utf8_lossy(&output.stderr)
             )
         })
+}
+
+/// Runs `body` in a child process of its own and fails if it fails, showing
+/// its output: for a test that sets something for the whole process (a
+/// global subscriber, a panic hook), which in this one binary would also see
+/// the other tests running beside it. Call it first in the test
+/// `test_name`.
+#[track_caller]
+#[cfg_attr(not(feature = "smtp"), allow(dead_code))] // its callers test SMTP setups
+pub fn in_own_process(test_name: &str, body: impl FnOnce()) {
+    act_as_child_if_asked(|_| {
+        body();
+        0
+    });
+    let output = command(test_name, &[]).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success() && stdout.contains("running 1 test"),
+        "{test_name} in a child process: {}\n{stdout}\n{stderr}",
+        output.status
+    );
 }

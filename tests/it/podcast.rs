@@ -4,10 +4,10 @@
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 #[allow(dead_code)]
-#[path = "../examples/podcast.rs"]
+#[path = "../../examples/podcast.rs"]
 mod podcast;
 
 use std::path::Path;

@@ -5,7 +5,7 @@
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -74,6 +74,12 @@ fn assert_clean(what: &str, text: &str) {
 
 #[test]
 fn the_password_never_leaks() {
+    // A global subscriber: in a process of its own, so that it sees this
+    // test's threads only.
+    support::child::in_own_process("the_password_never_leaks", the_password_never_leaks_here);
+}
+
+fn the_password_never_leaks_here() {
     let server = MockSmtp::start(Security::StartTls);
     server.require_auth(USER, PASSWORD);
     let dir = tempfile::tempdir().unwrap();

@@ -3,10 +3,10 @@
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 #[allow(dead_code)]
-#[path = "../examples/cookbook.rs"]
+#[path = "../../examples/cookbook.rs"]
 mod cookbook;
 
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! own worker thread (a panic hook while that thread panics) neither aborts
 //! the process nor loses the records.
 
-mod support;
+use crate::support;
 
 use std::fmt;
 use std::path::Path;

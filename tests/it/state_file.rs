@@ -3,7 +3,7 @@
 //! says what happened and no record is silently lost: the last resort is
 //! stderr, as JSON lines.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Output;

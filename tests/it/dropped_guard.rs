@@ -3,7 +3,7 @@
 //! fix, and is not kept in memory for nothing. In child processes, because
 //! the line goes to the process's stderr.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

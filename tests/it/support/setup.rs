@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing_email::{Builder, EmailLayer, Outcome, Smtp};
 use tracing_subscriber::prelude::*;
 
-use super::{MockSmtp, Security};
+use super::smtp::{MockSmtp, Security};
 
 pub const USER: &str = "poca@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";

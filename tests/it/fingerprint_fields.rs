@@ -3,7 +3,7 @@
 //! so on stderr, once per process, and the digest says so in its footer. In
 //! child processes, because the line goes to the process's stderr.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

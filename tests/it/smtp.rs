@@ -1,10 +1,10 @@
-//! End to end over SMTP, against the mock server in `tests/support/`:
+//! End to end over SMTP, against the mock server in `support::smtp`:
 //! TLS modes, login, headers, Unicode, the cookbook's batches. Failures are
 //! in `faults.rs`.
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
@@ -53,7 +53,7 @@ fn starttls_with_login_delivers_a_digest_with_the_expected_headers() {
     let body = m.text_body().unwrap();
     assert!(
         body.lines()
-            .any(|l| l.ends_with(" WARN smtp::support::setup: feed failed feed=\"Radio Café\"")),
+            .any(|l| l.ends_with(" WARN it::support::setup: feed failed feed=\"Radio Café\"")),
         "{body}"
     );
     // The password only ever went over TLS.
@@ -208,7 +208,7 @@ fn the_email_has_a_text_part_and_an_html_alternative() {
     let (text, html) = (&parts[0].1, &parts[1].1);
     assert!(
         text.contains(
-            "WARN smtp: ポッドキャスト feed failed feed=\"Radio Café\" error=\"<timed out>\""
+            "WARN it::smtp: ポッドキャスト feed failed feed=\"Radio Café\" error=\"<timed out>\""
         ),
         "{text}"
     );

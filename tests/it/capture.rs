@@ -1,7 +1,7 @@
 //! What the layer captures, and how the guard flushes: in-process tests with
 //! a transport that records what it is given.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::recorder::Recorder;
@@ -80,8 +80,8 @@ fn every_field_is_kept_in_order_with_its_type() {
     let r = &records[0];
     assert_eq!(r.level, Level::WARN);
     assert_eq!(r.message, "feed x failed");
-    assert_eq!(r.target, "capture");
-    assert_eq!(r.module_path.as_deref(), Some("capture"));
+    assert_eq!(r.target, "it::capture");
+    assert_eq!(r.module_path.as_deref(), Some("it::capture"));
     assert!(r.file.as_deref().unwrap().ends_with("capture.rs"));
     assert!(r.line.is_some());
     let names: Vec<&str> = r.fields.iter().map(|(k, _)| k).collect();

@@ -4,7 +4,7 @@
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,7 +5,7 @@
 //! taken as now, and emails go out as the policy says from now on, not in
 //! 2099.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

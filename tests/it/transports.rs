@@ -1,10 +1,10 @@
 //! The transports besides SMTP: `FileDrop`, `Sendmail`, and a `Transport` of
 //! one's own (the `webhook` example, run as a child process).
 
-mod support;
+use crate::support;
 
 #[allow(dead_code)]
-#[path = "../examples/webhook.rs"]
+#[path = "../../examples/webhook.rs"]
 mod webhook;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -6,10 +6,10 @@
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 #[allow(dead_code)]
-#[path = "../examples/inspect.rs"]
+#[path = "../../examples/inspect.rs"]
 mod inspect;
 
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! rest and sends it. A panic with unwinding is captured and sent by the
 //! guard's flush during the unwind.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -6,7 +6,7 @@
 
 #![cfg(feature = "smtp")]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -69,6 +69,15 @@ fn run(layer: EmailLayer, guard: &tracing_email::FlushGuard, warnings: &[&str]) 
 
 #[test]
 fn a_full_toml_table_builds_a_layer_that_writes_into_the_outbox() {
+    // capture_panics sets a panic hook for the whole process: in a process
+    // of its own, so that no other test's panic becomes one of its records.
+    support::child::in_own_process(
+        "a_full_toml_table_builds_a_layer_that_writes_into_the_outbox",
+        a_full_toml_table,
+    );
+}
+
+fn a_full_toml_table() {
     let dir = tempfile::tempdir().unwrap();
     let (out, state) = (dir.path().join("outbox"), dir.path().join("state.json"));
     let text = format!(
@@ -412,7 +421,7 @@ fn html_false_and_max_detail_lines_shape_the_digest() {
         let text = message.body_text(0).unwrap().into_owned();
         let listed: Vec<String> = text
             .lines()
-            .filter(|l| l.contains(" WARN config: "))
+            .filter(|l| l.contains(" WARN it::config: "))
             .map(|l| l[l.find(" WARN").unwrap()..].to_owned())
             .collect();
         (top, has_html, listed, text)
@@ -465,8 +474,8 @@ fn html_false_and_max_detail_lines_shape_the_digest() {
         assert_eq!(
             listed,
             [
-                " WARN config: feed 3 failed feed=\"Radio Café\"",
-                " WARN config: feed 4 failed feed=\"Radio Café\""
+                " WARN it::config: feed 3 failed feed=\"Radio Café\"",
+                " WARN it::config: feed 4 failed feed=\"Radio Café\""
             ],
             "{source}: {text}"
         );
@@ -1099,7 +1108,7 @@ fn from_env_reads_the_process_environment_with_the_password_in_a_variable() {
 /// The README's section between `## Configuration from a file` and the next
 /// `## `.
 fn readme_section() -> String {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let start = readme.find("## Configuration from a file").unwrap();
     let rest = &readme[start..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
