@@ -631,6 +631,7 @@ mod tests {
         let lock = file.store.lock().unwrap();
         let state = State {
             version: crate::state::VERSION,
+            generation: 0,
             pending: levels.iter().map(|l| record_at(*l)).collect(),
             dropped: 3,
             last_sent: None,
@@ -709,6 +710,7 @@ mod tests {
         let lock = file.store.lock().unwrap();
         let state = State {
             version: crate::state::VERSION,
+            generation: 0,
             pending: vec![record("b.json", 4)],
             dropped: 0,
             last_sent: Some(hour(3)),
