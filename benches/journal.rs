@@ -73,25 +73,32 @@ fn cpu() -> Duration {
 }
 
 /// JSON bytes of the records `from..from + n` as the state file keeps them:
-/// the snapshot of a state holding exactly them, less an empty one's.
+/// the snapshot of a state holding `from..=from + n`, less that of one
+/// holding only `from + n`.
 fn json_bytes(from: usize, n: usize) -> u64 {
-    let dir = tempfile::tempdir().expect("folder");
-    let (dispatch, guard) = layer(dir.path());
-    assert!(matches!(guard.flush(), Outcome::Held { .. }));
-    let empty = fs::metadata(dir.path().join("state.json"))
-        .expect("state")
-        .len();
-    drop(guard);
-    let dir = tempfile::tempdir().expect("folder");
-    let (d2, guard) = layer(dir.path());
-    drop(dispatch);
-    log(&d2, from, n);
-    assert!(matches!(guard.flush(), Outcome::Held { .. }));
-    let full = fs::metadata(dir.path().join("state.json"))
-        .expect("state")
-        .len();
-    std::mem::forget(guard);
-    full - empty
+    let size = |first: usize, count: usize| {
+        let dir = tempfile::tempdir().expect("folder");
+        let (dispatch, guard) = layer(dir.path());
+        log(&dispatch, first, count);
+        assert!(matches!(guard.flush(), Outcome::Held { .. }));
+        let len = fs::metadata(dir.path().join("state.json"))
+            .expect("state")
+            .len();
+        std::mem::forget(guard);
+        len
+    };
+    size(from, n + 1) - size(from + n, 1)
+}
+
+/// CPU time of this thread so far (`/proc/thread-self/schedstat`, ns).
+fn thread_cpu() -> Duration {
+    let text = fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = text
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -101,8 +108,16 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is ignored.
+    // `JOURNAL_BENCH_HOLD_ONLY=1`: only the holding flushes at 100 000
+    // pending (for a profiler).
+    let hold_only = std::env::var_os("JOURNAL_BENCH_HOLD_ONLY").is_some();
+    let sizes: &[usize] = if hold_only {
+        &[100_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
     println!("bytes written per checkpoint (60 checkpoints of 200 new records)");
-    for n in [1_000usize, 10_000, 100_000] {
+    for &n in sizes.iter().filter(|_| !hold_only) {
         let dir = tempfile::tempdir().expect("folder");
         let (dispatch, guard) = layer(dir.path());
         log(&dispatch, 0, n);
@@ -131,45 +146,44 @@ fn main() {
         );
     }
 
-    println!("holding flush with 100 new records (median of 50; N grows by 100 per flush)");
-    for n in [1_000usize, 10_000, 100_000] {
+    println!(
+        "holding flush with 100 new records, alternating with a bare append of the same \
+         100 lines + fsync (medians of 50; N grows by 100 per flush)"
+    );
+    for &n in sizes {
         let dir = tempfile::tempdir().expect("folder");
         let (dispatch, guard) = layer(dir.path());
         log(&dispatch, 0, n);
         assert!(matches!(guard.flush(), Outcome::Held { .. }));
-        let mut times = Vec::new();
+        let journal = dir.path().join("state.json.journal");
+        let bare_path = dir.path().join("bare.jsonl");
+        let (mut times, mut cpu_times, mut bare) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..50 {
             log(&dispatch, n + i * 100, 100);
-            let t = Instant::now();
+            let before = fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+            let (t, c) = (Instant::now(), thread_cpu());
             assert!(matches!(guard.flush(), Outcome::Held { .. }));
             times.push(t.elapsed());
-        }
-        std::mem::forget(guard);
-        // The bare work: the same 100 lines appended to a file, fsync.
-        let journal = fs::read(dir.path().join("state.json.journal")).unwrap_or_default();
-        let lines: Vec<&[u8]> = journal.split_inclusive(|&b| b == b'\n').collect();
-        let chunk: Vec<u8> = lines
-            .iter()
-            .rev()
-            .take(100)
-            .flat_map(|l| l.to_vec())
-            .collect();
-        let bare_path = dir.path().join("bare.jsonl");
-        let mut bare = Vec::new();
-        for _ in 0..50 {
+            cpu_times.push(thread_cpu() - c);
+            // The bare work: the lines this flush appended, appended to a
+            // file of their own, fsync.
+            let bytes = fs::read(&journal).unwrap_or_default();
+            let start = (before as usize).min(bytes.len());
+            let chunk = &bytes[start..];
             let t = Instant::now();
             let mut f = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&bare_path)
                 .expect("bare");
-            f.write_all(&chunk).expect("write");
+            f.write_all(chunk).expect("write");
             f.sync_data().expect("fsync");
             bare.push(t.elapsed());
         }
+        std::mem::forget(guard);
         // The first flush of a run: a new guard reads everything once.
         let mut first = Vec::new();
-        for i in 0..5 {
+        for i in 0..if hold_only { 1 } else { 5 } {
             let (d, g) = layer(dir.path());
             log(&d, n + 5_000 + i * 100, 100);
             let t = Instant::now();
@@ -179,7 +193,9 @@ fn main() {
         }
         let (h, b) = (median(times), median(bare));
         println!(
-            "  {n:>6} pending: hold {h:?}, bare append+fsync {b:?} ({:.2}x); first flush of a run {:?}",
+            "  {n:>6} pending: hold {h:?} (CPU {:?}), bare append+fsync {b:?} ({:.2}x); \
+             first flush of a run {:?}",
+            median(cpu_times),
             h.as_secs_f64() / b.as_secs_f64(),
             median(first)
         );

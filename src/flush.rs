@@ -57,6 +57,8 @@ struct Commit {
     dropped: u64,
     rewrite: bool,
     stamp: Option<Stamp>,
+    /// When the state's times were clamped (see `State::clamp_future`).
+    clamped_at: Option<OffsetDateTime>,
 }
 
 /// This flush's records, owned from the moment they leave the buffer until
@@ -180,6 +182,7 @@ impl Flusher {
             dropped: 0,
             rewrite: false,
             stamp: None,
+            clamped_at: None,
         };
         let outcome = self.flush_locked(&state_lock, &mut taken, phase, now, &mut commit);
         // The state stays in memory for the next flush only when it is
@@ -189,6 +192,7 @@ impl Flusher {
             && taken.dropped == 0
         {
             self.cache.kept = Some((std::mem::take(&mut taken.state), stamp));
+            self.cache.clamped_at = commit.clamped_at;
         }
         outcome
     }
@@ -203,11 +207,13 @@ impl Flusher {
         commit: &mut Commit,
     ) -> Outcome {
         let kept = self.cache.kept.take();
+        let clamped_at = self.cache.clamped_at.take();
         let Loaded {
             state,
             parked,
             stamp,
             repair,
+            kept,
         } = match self.store.load_cached(state_lock, kept) {
             Ok(loaded) => loaded,
             Err(error) => return taken.give_back(error),
@@ -278,10 +284,17 @@ impl Flusher {
                 };
             }
         };
-        if self.store.clamp_future(&mut taken.state, now) {
+        // Records kept in memory were clamped at an earlier now: if the
+        // clock has not gone back since, only the others need a look.
+        let clamped = match clamped_at {
+            Some(at) if at <= now => kept.saturating_sub(excess),
+            _ => 0,
+        };
+        if self.store.clamp_future_from(&mut taken.state, now, clamped) {
             changed = true;
             commit.rewrite = true;
         }
+        commit.clamped_at = Some(now);
         let state = &mut taken.state;
         let facts = Facts {
             now,

@@ -70,6 +70,17 @@ impl State {
     /// record from ever being old (`max_age`) for as long as the clock was
     /// ahead. Returns the state file keys of the times moved, each once.
     pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
+        self.clamp_future_from(now, 0)
+    }
+
+    /// [`clamp_future`](Self::clamp_future), with the pending records before
+    /// `from` known to lie at or before `now` already (a state kept in memory
+    /// since a flush that clamped it at an earlier now).
+    pub(crate) fn clamp_future_from(
+        &mut self,
+        now: OffsetDateTime,
+        from: usize,
+    ) -> Vec<&'static str> {
         use crate::history::clamp;
         let mut moved = Vec::new();
         if let Some(at) = &mut self.last_sent
@@ -79,7 +90,8 @@ impl State {
         }
         // Oldest first stays oldest first: the moved ones are the newest.
         let mut records = false;
-        for record in &mut self.pending {
+        let from = from.min(self.pending.len());
+        for record in &mut self.pending[from..] {
             records |= clamp(&mut record.timestamp, now);
         }
         if records {
@@ -128,6 +140,9 @@ pub(crate) struct Loaded {
     pub(crate) stamp: Stamp,
     /// The files need a rewrite (a damaged journal, an old version).
     pub(crate) repair: bool,
+    /// How many of the first pending records come, in their order, from the
+    /// state kept in memory (0 after a full read or a merge of parked files).
+    pub(crate) kept: usize,
 }
 
 /// Which file a path held: it changes when the file is replaced.
@@ -172,6 +187,9 @@ pub(crate) struct Stamp {
 #[derive(Default)]
 pub(crate) struct Cache {
     pub(crate) kept: Option<(State, Stamp)>,
+    /// The time its records were last clamped at (see
+    /// [`State::clamp_future`]): none of them lies after it.
+    pub(crate) clamped_at: Option<OffsetDateTime>,
 }
 
 /// The journal beside the state file `target`.
@@ -316,11 +334,16 @@ impl StateStore {
         }
     }
 
-    /// Applies [`State::clamp_future`] to `state` and, if a time was moved,
-    /// says so on stderr, naming the times and this file. Returns whether
-    /// the state changed (and should be saved).
-    pub(crate) fn clamp_future(&self, state: &mut State, now: OffsetDateTime) -> bool {
-        let moved = state.clamp_future(now);
+    /// Applies [`State::clamp_future_from`] to `state` and, if a time was
+    /// moved, says so on stderr, naming the times and this file. Returns
+    /// whether the state changed (and should be saved).
+    pub(crate) fn clamp_future_from(
+        &self,
+        state: &mut State,
+        now: OffsetDateTime,
+        from: usize,
+    ) -> bool {
+        let moved = state.clamp_future_from(now, from);
         if !moved.is_empty() {
             eprintln!(
                 "tracing-email: the state file {} holds times later than now ({}) in {}; \
@@ -359,12 +382,16 @@ impl StateStore {
             None => self.read_all(target, Repair::MoveAside)?,
         };
         loaded.parked = merge_parked(target, &mut loaded.state);
+        if !loaded.parked.is_empty() {
+            loaded.kept = 0;
+        }
         Ok(loaded)
     }
 
     /// The kept state brought up to date with what others appended, or
     /// `None` when the files must be read whole.
     fn refresh(&self, target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
+        let kept = state.pending.len();
         if stamp.snapshot.is_none() || file_id(target) != stamp.snapshot {
             return None;
         }
@@ -380,6 +407,7 @@ impl StateStore {
                 parked: Vec::new(),
                 stamp,
                 repair: false,
+                kept,
             });
         }
         if len < stamp.journal_file || stamp.journal_file != stamp.journal_good {
@@ -404,6 +432,7 @@ impl StateStore {
             parked: Vec::new(),
             stamp,
             repair: false,
+            kept,
         })
     }
 
@@ -489,6 +518,7 @@ impl StateStore {
             parked: Vec::new(),
             stamp,
             repair: needs_repair,
+            kept: 0,
         })
     }
 
@@ -1200,8 +1230,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         state.last_sent = Some(ahead);
-        assert!(store.clamp_future(&mut state, now));
-        assert!(!store.clamp_future(&mut state, now));
+        assert!(store.clamp_future_from(&mut state, now, 0));
+        assert!(!store.clamp_future_from(&mut state, now, 0));
+        // Records before `from` are taken as clamped already.
+        state.pending[1].timestamp = ahead;
+        assert!(!store.clamp_future_from(&mut state, now, 2));
+        assert!(store.clamp_future_from(&mut state, now, 1));
+        assert_eq!(state.pending[1].timestamp, now);
     }
 
     #[test]
@@ -1442,6 +1477,73 @@ pub(crate) mod tests {
         );
         assert!(store.load(&lock).unwrap().state.pending.is_empty());
         assert_eq!(fs::read_dir(&mine).unwrap().count(), 1, "only the link");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_that_is_a_fifo_is_refused_without_blocking_and_left_alone() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        store.save(&lock, &State::new()).unwrap();
+        drop(lock);
+        let journal = journal_path(store.path());
+        mkfifo(&journal);
+        let flushing = store.clone();
+        let err = within_5s(move || {
+            let lock = flushing.lock().unwrap();
+            flushing.load(&lock).err().unwrap()
+        });
+        assert!(err.to_string().contains("the journal"), "{err}");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        let err = within_5s(move || store.peek().err().unwrap());
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(fs::metadata(&journal).unwrap().file_type().is_fifo());
+    }
+
+    /// What a flush appends loads back; a state kept in memory is brought
+    /// up to date from the journal's tail only, and equals a full load.
+    #[test]
+    fn appends_load_back_and_a_kept_state_reads_only_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending.push(record_at(Level::WARN));
+        let stamp = store.save(&lock, &state).unwrap();
+        state.generation = stamp.generation;
+        let kept = (state.clone(), stamp);
+        let append = |store: &StateStore, state: &mut State, stamp, level| {
+            let mut r = record_at(level);
+            r.run = Some(1);
+            state.pending.push(r.clone());
+            let added = crate::journal::Append {
+                run: None,
+                level: Level::WARN,
+                fields: &[],
+                records: std::slice::from_ref(&r),
+                dropped: 1,
+            };
+            state.dropped += 1;
+            store.commit(&lock, state, stamp, &added, false).unwrap()
+        };
+        let stamp = append(&store, &mut state, stamp, Level::ERROR);
+        assert_eq!(
+            stamp.generation, kept.1.generation,
+            "appended, not rewritten"
+        );
+        let _ = append(&store, &mut state, stamp, Level::INFO);
+        let full = store.load(&lock).unwrap();
+        assert_eq!(full.state.pending, state.pending);
+        assert_eq!(full.state.dropped, 2);
+        // Observed at WARN: the ERROR record makes a streak, the INFO one not.
+        assert_eq!(full.state.history.streaks.len(), 1);
+        let state = full.state.clone();
+        // The kept state (before both appends) is brought up to date.
+        let refreshed = store.load_cached(&lock, Some(kept)).unwrap();
+        assert_eq!(refreshed.state, state);
+        assert_eq!(refreshed.stamp, full.stamp);
     }
 
     #[test]
