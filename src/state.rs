@@ -385,6 +385,11 @@ impl StateStore {
         if !loaded.parked.is_empty() {
             loaded.kept = 0;
         }
+        if loaded.kept == 0 {
+            // Read whole: the state may stay in memory for the run, so
+            // without the slack that parsing into a growing list leaves.
+            loaded.state.pending.shrink_to_fit();
+        }
         Ok(loaded)
     }
 
