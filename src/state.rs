@@ -197,6 +197,26 @@ pub(crate) fn journal_path(target: &Path) -> PathBuf {
     with_suffix(target, ".journal")
 }
 
+/// The generation a snapshot names at its start (`{"version":2,
+/// "generation":N,…`, as this crate writes it), read without reading the
+/// rest.
+fn snapshot_generation(path: &Path) -> Option<u64> {
+    let mut file = open_regular(path, "state file", read_options()).ok()??;
+    let mut head = [0u8; 64];
+    let mut len = 0;
+    while len < head.len() {
+        match io::Read::read(&mut file, &mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    let head = std::str::from_utf8(&head[..len]).ok()?;
+    let rest = &head[head.find("\"generation\":")? + "\"generation\":".len()..];
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
 /// A generation for a snapshot rewritten after one of `previous` (0: none,
 /// or a version 1 file): the next number, or a fresh one that a journal left
 /// by another snapshot cannot name by chance.
@@ -398,6 +418,11 @@ impl StateStore {
     fn refresh(&self, target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
         let kept = state.pending.len();
         if stamp.snapshot.is_none() || file_id(target) != stamp.snapshot {
+            return None;
+        }
+        // The same size, time and inode could in theory be another file;
+        // its generation, at its start, could not.
+        if snapshot_generation(target) != Some(stamp.generation) {
             return None;
         }
         let journal = journal_path(target);
@@ -1549,6 +1574,31 @@ pub(crate) mod tests {
         let refreshed = store.load_cached(&lock, Some(kept)).unwrap();
         assert_eq!(refreshed.state, state);
         assert_eq!(refreshed.stamp, full.stamp);
+    }
+
+    #[test]
+    fn the_generation_is_read_from_the_snapshots_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending = vec![record_at(Level::WARN); 100];
+        let stamp = store.save(&lock, &state).unwrap();
+        assert_eq!(snapshot_generation(store.path()), Some(stamp.generation));
+        // The next rewrite names the next generation.
+        state.generation = stamp.generation;
+        let next = store.save(&lock, &state).unwrap();
+        assert_eq!(next.generation, stamp.generation.wrapping_add(1).max(1));
+        assert_eq!(snapshot_generation(store.path()), Some(next.generation));
+        // A kept state whose generation is not the file's is read again.
+        let stale = Stamp {
+            snapshot: file_id(store.path()),
+            ..stamp
+        };
+        let mut other = state.clone();
+        other.pending.clear();
+        let loaded = store.load_cached(&lock, Some((other, stale))).unwrap();
+        assert_eq!(loaded.state.pending.len(), 100);
     }
 
     #[test]
