@@ -589,6 +589,7 @@ impl Builder {
             sent_during_run: (0, 0),
             clock: self.clock,
             run: None,
+            cache: Default::default(),
         }));
         let worker = if needs_worker {
             let handle = spawn_worker(

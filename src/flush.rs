@@ -21,7 +21,7 @@ use crate::history::fingerprint;
 use crate::layer::{SendingScope, Shared, Signal};
 use crate::policy::{Decision, Facts, Phase, Policy};
 use crate::record::Record;
-use crate::state::{Loaded, State, StateLock, StateStore};
+use crate::state::{Cache, Loaded, Stamp, State, StateLock, StateStore};
 use crate::transport::{Email, Transport};
 
 pub(crate) struct Flusher {
@@ -43,6 +43,22 @@ pub(crate) struct Flusher {
     pub(crate) clock: Arc<dyn Clock>,
     /// This run's number in the state file's history, once it has one.
     pub(crate) run: Option<u64>,
+    /// The state as this process last read or wrote it, so that the next
+    /// flush reads only what other processes appended since.
+    pub(crate) cache: Cache,
+}
+
+/// What one flush writes: the facts to append, whether the snapshot must
+/// be rewritten instead, and the stamp of the files when the state was read
+/// (updated at each write; `None` once what is on disk is unknown).
+struct Commit {
+    run: Option<u64>,
+    new_records: usize,
+    dropped: u64,
+    rewrite: bool,
+    stamp: Option<Stamp>,
+    /// When the state's times were clamped (see `State::clamp_future`).
+    clamped_at: Option<OffsetDateTime>,
 }
 
 /// This flush's records, owned from the moment they leave the buffer until
@@ -160,15 +176,61 @@ impl Flusher {
             }
             Err(error) => return taken.give_back(error),
         };
-        let Loaded { state, parked } = match self.store.load(&state_lock) {
+        let mut commit = Commit {
+            run: None,
+            new_records: 0,
+            dropped: 0,
+            rewrite: false,
+            stamp: None,
+            clamped_at: None,
+        };
+        let outcome = self.flush_locked(&state_lock, &mut taken, phase, now, &mut commit);
+        // The state stays in memory for the next flush only when it is
+        // exactly what is on disk.
+        if let Some(stamp) = commit.stamp
+            && taken.count == 0
+            && taken.dropped == 0
+        {
+            self.cache.kept = Some((std::mem::take(&mut taken.state), stamp));
+            self.cache.clamped_at = commit.clamped_at;
+        }
+        outcome
+    }
+
+    /// The part of [`flush`](Self::flush) under the lock.
+    fn flush_locked(
+        &mut self,
+        state_lock: &StateLock,
+        taken: &mut Taken<'_>,
+        phase: Phase,
+        now: Result<OffsetDateTime, Error>,
+        commit: &mut Commit,
+    ) -> Outcome {
+        let kept = self.cache.kept.take();
+        let clamped_at = self.cache.clamped_at.take();
+        let Loaded {
+            state,
+            parked,
+            stamp,
+            repair,
+            kept,
+        } = match self.store.load_cached(state_lock, kept) {
             Ok(loaded) => loaded,
             Err(error) => return taken.give_back(error),
         };
+        commit.stamp = Some(stamp);
         taken.merge_into(state);
         let (count, dropped) = (taken.count, taken.dropped);
         let state = &mut taken.state;
+        let runs_before = state.history.runs;
         let (run, new_run) = self.register_run(state);
-        let mut changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run;
+        let mut changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run || repair;
+        commit.run = new_run.then_some(run);
+        commit.dropped = dropped;
+        // A renumbered history (see `History::start_run`) is not a plain
+        // next run: only a rewrite says it.
+        commit.rewrite =
+            repair || !parked.is_empty() || (new_run && runs_before.checked_add(1) != Some(run));
         let old_len = state.pending.len() - count;
         crate::history::check_fingerprint_fields(
             &state.pending[old_len..],
@@ -196,6 +258,13 @@ impl Flusher {
         let trimmed_new = excess.saturating_sub(old_len).min(count);
         taken.count = count - trimmed_new;
         taken.dropped = dropped.saturating_add(trimmed_new as u64);
+        // Records that leave are written by a rewrite.
+        commit.rewrite |= excess > 0;
+        #[cfg(test)]
+        {
+            commit.rewrite |= tests::NO_JOURNAL.with(std::cell::Cell::get);
+        }
+        commit.new_records = taken.count;
         #[cfg(test)]
         tests::panic_if_asked();
 
@@ -205,7 +274,7 @@ impl Flusher {
             // are stored all the same.
             Err(error) => {
                 if changed
-                    && let Err(failed) = self.save_or_give_back(&state_lock, &mut taken, &parked)
+                    && let Err(failed) = self.save_or_give_back(state_lock, taken, &parked, commit)
                 {
                     return failed;
                 }
@@ -215,7 +284,17 @@ impl Flusher {
                 };
             }
         };
-        changed |= self.store.clamp_future(&mut taken.state, now);
+        // Records kept in memory were clamped at an earlier now: if the
+        // clock has not gone back since, only the others need a look.
+        let clamped = match clamped_at {
+            Some(at) if at <= now => kept.saturating_sub(excess),
+            _ => 0,
+        };
+        if self.store.clamp_future_from(&mut taken.state, now, clamped) {
+            changed = true;
+            commit.rewrite = true;
+        }
+        commit.clamped_at = Some(now);
         let state = &mut taken.state;
         let facts = Facts {
             now,
@@ -226,7 +305,7 @@ impl Flusher {
         let decision = self.policy.decide(&state.pending, phase, &facts);
         if decision == Decision::Nothing {
             return if changed {
-                self.save_or_give_back(&state_lock, &mut taken, &parked)
+                self.save_or_give_back(state_lock, taken, &parked, commit)
                     .err()
                     .unwrap_or(Outcome::Nothing)
             } else {
@@ -235,7 +314,7 @@ impl Flusher {
         }
         // This run's records are made durable before anything is sent, so a
         // crash during the send loses nothing.
-        if changed && let Err(failed) = self.save_or_give_back(&state_lock, &mut taken, &parked) {
+        if changed && let Err(failed) = self.save_or_give_back(state_lock, taken, &parked, commit) {
             return failed;
         }
         let state = &mut taken.state;
@@ -250,7 +329,7 @@ impl Flusher {
                 until,
             },
             Decision::Send { records, per_email } => {
-                let outcome = self.send(&state_lock, state, records, per_email, now);
+                let outcome = self.send(state_lock, state, records, per_email, now, commit);
                 if phase == Phase::Run
                     && let Outcome::Sent { records, emails } = outcome
                 {
@@ -299,19 +378,44 @@ impl Flusher {
 
     /// Saves the state with this run's records; on failure gives them back
     /// to the buffer and returns the outcome to report.
+    ///
+    /// What this flush added is appended to the journal, or the snapshot is
+    /// rewritten when records left (see [`StateStore::commit`]).
     fn save_or_give_back(
         &self,
         state_lock: &StateLock,
         taken: &mut Taken<'_>,
         parked: &[std::path::PathBuf],
+        commit: &mut Commit,
     ) -> Result<(), Outcome> {
-        match self.store.save(state_lock, &taken.state) {
-            Ok(()) => {
+        let state = &taken.state;
+        let written = match commit.stamp {
+            Some(stamp) => {
+                let new = &state.pending[state.pending.len() - commit.new_records..];
+                let append = crate::journal::Append {
+                    run: commit.run,
+                    level: self.policy.level(),
+                    fields: &self.policy.fingerprint_fields,
+                    records: new,
+                    dropped: commit.dropped,
+                };
+                self.store
+                    .commit(state_lock, state, stamp, &append, commit.rewrite)
+            }
+            None => self.store.save(state_lock, state),
+        };
+        match written {
+            Ok(stamp) => {
+                taken.state.generation = stamp.generation;
+                commit.stamp = Some(stamp);
                 taken.stored();
                 self.store.remove_parked(parked);
                 Ok(())
             }
-            Err(error) => Err(taken.give_back(error)),
+            Err(error) => {
+                commit.stamp = None;
+                Err(taken.give_back(error))
+            }
         }
     }
 
@@ -347,6 +451,7 @@ impl Flusher {
         count: usize,
         per_email: Option<usize>,
         now: OffsetDateTime,
+        commit: &mut Commit,
     ) -> Outcome {
         let deadline = crate::clock::instant_after(self.send_deadline);
         let mut sent = 0;
@@ -395,7 +500,13 @@ impl Flusher {
         }
         // The error may hold the transport's own, whose Display is user code.
         state.last_error = error.as_ref().map(display_safely);
-        let saved = self.store.save(state_lock, state);
+        let saved = self.store.save(state_lock, state).map(|stamp| {
+            state.generation = stamp.generation;
+            commit.stamp = Some(stamp);
+        });
+        if saved.is_err() {
+            commit.stamp = None;
+        }
         match (error, saved) {
             (Some(error), _) => Outcome::Failed {
                 error,
@@ -649,7 +760,7 @@ pub(crate) fn spawn_worker(
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
-    use std::cell::Cell;
+    pub(super) use std::cell::Cell;
     use tracing::Level;
 
     thread_local! {
@@ -657,6 +768,9 @@ mod tests {
         /// this crate would: after this run's records are merged into the
         /// loaded state, before anything is decided or saved.
         static PANIC: Cell<bool> = const { Cell::new(false) };
+        /// Makes flushes on this thread rewrite the snapshot every time, as
+        /// before the journal.
+        pub(super) static NO_JOURNAL: Cell<bool> = const { Cell::new(false) };
     }
 
     pub(super) fn panic_if_asked() {
@@ -707,6 +821,92 @@ mod tests {
         taken.stored();
         drop(taken);
         assert_eq!((buffer.len(), buffer.take_dropped()), (0, 0));
+    }
+
+    /// A guard that holds (streaks of 5 runs, by feed), into `dir`.
+    fn holding_guard(dir: &std::path::Path) -> crate::FlushGuard {
+        let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .transport(crate::FileDrop::new(dir.join("outbox")))
+            .state_file(dir.join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .threshold(usize::MAX, Level::ERROR)
+            .consecutive_runs(50)
+            .fingerprint_fields(["feed"])
+            .max_pending(usize::MAX)
+            .checkpoint_interval(None)
+            .build()
+            .unwrap();
+        guard
+    }
+
+    /// The same runs and flushes, appended to the journal or rewriting the
+    /// snapshot each time, load as the same state.
+    #[test]
+    fn replaying_the_journal_equals_rewriting_the_snapshot() {
+        let with = tempfile::tempdir().unwrap();
+        let without = tempfile::tempdir().unwrap();
+        let load = |dir: &std::path::Path| {
+            let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
+            let lock = store.lock().unwrap();
+            let mut state = store.load(&lock).unwrap().state;
+            state.generation = 0;
+            state
+        };
+        for (dir, no_journal) in [(with.path(), false), (without.path(), true)] {
+            NO_JOURNAL.with(|c| c.set(no_journal));
+            let mut n = 0;
+            for run in 0..4 {
+                let guard = holding_guard(dir);
+                for flush in 0..3 {
+                    for level in [Level::INFO, Level::WARN, Level::ERROR] {
+                        n += 1;
+                        let mut r = record(&format!("run {run} flush {flush} #{n}"));
+                        r.level = level;
+                        r.timestamp = OffsetDateTime::from_unix_timestamp(n).unwrap();
+                        // Some feeds fail every run, some only in some.
+                        let feed = format!("feed {}", (n + run * flush) % 4);
+                        r.fields =
+                            crate::record::Fields::from_vec(vec![("feed".into(), feed.into())]);
+                        guard.shared.buffer.push(r);
+                    }
+                    if flush == 1 {
+                        guard.shared.buffer.restore(Vec::new(), 2);
+                    }
+                    assert!(matches!(guard.flush(), Outcome::Held { .. }));
+                }
+                drop(guard);
+            }
+            NO_JOURNAL.with(|c| c.set(false));
+        }
+        assert!(with.path().join("state.json.journal").exists());
+        assert!(!without.path().join("state.json.journal").exists());
+        let (a, b) = (load(with.path()), load(without.path()));
+        assert_eq!(a.pending.len(), 36);
+        assert_eq!(a.dropped, 8);
+        assert_eq!(a.history.runs, 4);
+        assert!(!a.history.streaks.is_empty());
+        assert_eq!(a, b);
+    }
+
+    /// A holding flush reads only what others appended: the kept state is
+    /// brought up to date from the journal's tail, and equals a full load.
+    #[test]
+    fn a_second_process_appending_is_seen_by_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = holding_guard(dir.path());
+        let two = holding_guard(dir.path());
+        for (i, guard) in [&one, &two, &one, &two, &one].into_iter().enumerate() {
+            let mut r = record(&format!("#{i}"));
+            r.timestamp = OffsetDateTime::from_unix_timestamp(i as i64).unwrap();
+            guard.shared.buffer.push(r);
+            assert!(matches!(guard.flush(), Outcome::Held { pending, .. } if pending == i + 1));
+        }
+        let kept = lock(&one.flusher).cache.kept.as_ref().unwrap().0.clone();
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        assert_eq!(store.load(&lock).unwrap().state, kept);
+        assert_eq!(messages(&kept.pending), ["#0", "#1", "#2", "#3", "#4"]);
     }
 
     /// A guard whose policy sends at every flush, into `dir`.

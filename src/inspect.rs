@@ -647,6 +647,7 @@ mod tests {
         let lock = file.store.lock().unwrap();
         let state = State {
             version: crate::state::VERSION,
+            generation: 0,
             pending: levels.iter().map(|l| record_at(*l)).collect(),
             dropped: 3,
             last_sent: None,
@@ -725,6 +726,7 @@ mod tests {
         let lock = file.store.lock().unwrap();
         let state = State {
             version: crate::state::VERSION,
+            generation: 0,
             pending: vec![record("b.json", 4)],
             dropped: 0,
             last_sent: Some(hour(3)),

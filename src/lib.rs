@@ -72,6 +72,7 @@ mod guard;
 mod history;
 mod html;
 mod inspect;
+mod journal;
 mod layer;
 mod panic;
 mod policy;

@@ -21,13 +21,26 @@ use time::OffsetDateTime;
 use crate::error::{Error, ErrorKind};
 use crate::record::Record;
 
-/// The version of the state file's layout this crate writes.
-pub(crate) const VERSION: u32 = 1;
+/// The version of the state file's layout this crate writes: 2 adds the
+/// snapshot's `generation` and the journal beside it (version 1 files are
+/// read, and rewritten as version 2 at the first flush that writes).
+pub(crate) const VERSION: u32 = 2;
+
+/// The journal is compacted into the snapshot when it would grow past this
+/// many times the snapshot's size. The journal holds only additions (records
+/// leave by a rewrite), so replaying it costs about what reading the same
+/// records from the snapshot does; the ratio bounds the few lines that are
+/// not records, and the rewrites a growing state costs.
+pub(crate) const COMPACT_RATIO: u64 = 4;
 
 /// The content of the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
     pub(crate) version: u32,
+    /// Changes at every rewrite of the snapshot: the journal beside it
+    /// names the generation it extends.
+    #[serde(default)]
+    pub(crate) generation: u64,
     #[serde(default)]
     pub(crate) pending: Vec<Record>,
     /// Records dropped because of the pending limit, not yet reported.
@@ -57,6 +70,17 @@ impl State {
     /// record from ever being old (`max_age`) for as long as the clock was
     /// ahead. Returns the state file keys of the times moved, each once.
     pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
+        self.clamp_future_from(now, 0)
+    }
+
+    /// [`clamp_future`](Self::clamp_future), with the pending records before
+    /// `from` known to lie at or before `now` already (a state kept in memory
+    /// since a flush that clamped it at an earlier now).
+    pub(crate) fn clamp_future_from(
+        &mut self,
+        now: OffsetDateTime,
+        from: usize,
+    ) -> Vec<&'static str> {
         use crate::history::clamp;
         let mut moved = Vec::new();
         if let Some(at) = &mut self.last_sent
@@ -66,7 +90,8 @@ impl State {
         }
         // Oldest first stays oldest first: the moved ones are the newest.
         let mut records = false;
-        for record in &mut self.pending {
+        let from = from.min(self.pending.len());
+        for record in &mut self.pending[from..] {
             records |= clamp(&mut record.timestamp, now);
         }
         if records {
@@ -111,6 +136,113 @@ pub(crate) fn default_path(app: &str) -> Result<PathBuf, Error> {
 pub(crate) struct Loaded {
     pub(crate) state: State,
     pub(crate) parked: Vec<PathBuf>,
+    /// What was on disk when it was read.
+    pub(crate) stamp: Stamp,
+    /// The files need a rewrite (a damaged journal, an old version).
+    pub(crate) repair: bool,
+    /// How many of the first pending records come, in their order, from the
+    /// state kept in memory (0 after a full read or a merge of parked files).
+    pub(crate) kept: usize,
+}
+
+/// Which file a path held: it changes when the file is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    ino: u64,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let meta = fs::metadata(path).ok()?;
+    Some(FileId {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        #[cfg(unix)]
+        ino: std::os::unix::fs::MetadataExt::ino(&meta),
+    })
+}
+
+/// What the snapshot and the journal were when a state was read or written
+/// under the lock: if they are the same at the next lock, the state kept in
+/// memory is still the state on disk, and nothing needs reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stamp {
+    /// The snapshot's generation.
+    pub(crate) generation: u64,
+    /// The snapshot's version as read.
+    version: u32,
+    /// The snapshot file, `None` when there is none.
+    snapshot: Option<FileId>,
+    /// The journal's length up to its last whole line; 0 when there is no
+    /// usable journal (the next append starts one).
+    journal_good: u64,
+    /// The journal's length on disk.
+    journal_file: u64,
+}
+
+/// A state kept in memory between the flushes of one process, with the
+/// stamp of the files it was read from or written to.
+#[derive(Default)]
+pub(crate) struct Cache {
+    pub(crate) kept: Option<(State, Stamp)>,
+    /// The time its records were last clamped at (see
+    /// [`State::clamp_future`]): none of them lies after it.
+    pub(crate) clamped_at: Option<OffsetDateTime>,
+}
+
+/// The journal beside the state file `target`.
+pub(crate) fn journal_path(target: &Path) -> PathBuf {
+    with_suffix(target, ".journal")
+}
+
+/// The generation a snapshot names at its start (`{"version":2,
+/// "generation":N,…`, as this crate writes it), read without reading the
+/// rest.
+fn snapshot_generation(path: &Path) -> Option<u64> {
+    let mut file = open_regular(path, "state file", read_options()).ok()??;
+    let mut head = [0u8; 64];
+    let mut len = 0;
+    while len < head.len() {
+        match io::Read::read(&mut file, &mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    let head = std::str::from_utf8(&head[..len]).ok()?;
+    let rest = &head[head.find("\"generation\":")? + "\"generation\":".len()..];
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+/// A generation for a snapshot rewritten after one of `previous` (0: none,
+/// or a version 1 file): the next number, or a fresh one that a journal left
+/// by another snapshot cannot name by chance.
+fn next_generation(previous: u64) -> u64 {
+    if previous != 0 {
+        return previous.wrapping_add(1).max(1);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (nanos ^ (u64::from(std::process::id()) << 40)) | 1
+}
+
+/// The snapshot as written: the state with this crate's version and a new
+/// generation.
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    version: u32,
+    generation: u64,
+    pending: &'a [Record],
+    dropped: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_sent: Option<OffsetDateTime>,
+    last_error: &'a Option<String>,
+    history: &'a crate::history::History,
 }
 
 /// Holds the exclusive lock on the state until dropped.
@@ -222,11 +354,16 @@ impl StateStore {
         }
     }
 
-    /// Applies [`State::clamp_future`] to `state` and, if a time was moved,
-    /// says so on stderr, naming the times and this file. Returns whether
-    /// the state changed (and should be saved).
-    pub(crate) fn clamp_future(&self, state: &mut State, now: OffsetDateTime) -> bool {
-        let moved = state.clamp_future(now);
+    /// Applies [`State::clamp_future_from`] to `state` and, if a time was
+    /// moved, says so on stderr, naming the times and this file. Returns
+    /// whether the state changed (and should be saved).
+    pub(crate) fn clamp_future_from(
+        &self,
+        state: &mut State,
+        now: OffsetDateTime,
+        from: usize,
+    ) -> bool {
+        let moved = state.clamp_future_from(now, from);
         if !moved.is_empty() {
             eprintln!(
                 "tracing-email: the state file {} holds times later than now ({}) in {}; \
@@ -239,48 +376,191 @@ impl StateStore {
         !moved.is_empty()
     }
 
-    /// Reads the state, with the records of any parked files (see
-    /// [`park`](Self::park)) merged in time order. A missing file is an empty
-    /// state; a file that is not a state (corrupt, truncated, empty) is moved
-    /// aside, with a warning on stderr, and what could be read of it is
-    /// returned; a file written by a newer version of this crate, or a path
-    /// that is not a regular file, is an error and is left alone.
+    /// Reads the state (the snapshot and the journal replayed), with the
+    /// records of any parked files (see [`park`](Self::park)) merged in time
+    /// order. A missing file is an empty state; a file that is not a state
+    /// (corrupt, truncated, empty) is moved aside, with a warning on stderr,
+    /// and what could be read of it is returned; a file written by a newer
+    /// version of this crate, or a path that is not a regular file (the
+    /// journal's too), is an error and is left alone.
     pub(crate) fn load(&self, lock: &StateLock) -> Result<Loaded, Error> {
-        let mut state = match read(&lock.target, Repair::MoveAside)? {
-            Some(state) => state,
-            None => State::new(),
+        self.load_cached(lock, None)
+    }
+
+    /// [`load`](Self::load), starting from a state kept in memory since the
+    /// last flush of this process: if the files are as it left them, nothing
+    /// is read; if only the journal grew (another process appended), only
+    /// what was appended is read.
+    pub(crate) fn load_cached(
+        &self,
+        lock: &StateLock,
+        kept: Option<(State, Stamp)>,
+    ) -> Result<Loaded, Error> {
+        let target = &lock.target;
+        let mut loaded = match kept.and_then(|(state, stamp)| self.refresh(target, state, stamp)) {
+            Some(loaded) => loaded,
+            None => self.read_all(target, Repair::MoveAside)?,
         };
-        let parked = parked_files(&lock.target);
-        let mut merged = Vec::new();
-        for path in parked {
-            // A parked file that cannot be used is left where it is (or moved
-            // aside when corrupt) and does not stop the flush.
-            match read(&path, Repair::MoveAside) {
-                Ok(Some(extra)) => {
-                    state.pending.extend(extra.pending);
-                    state.dropped = state.dropped.saturating_add(extra.dropped);
-                    merged.push(path);
-                }
-                Ok(None) => {}
-                Err(e) => eprintln!("tracing-email: a parked file was left where it is: {e}"),
-            }
+        loaded.parked = merge_parked(target, &mut loaded.state);
+        if !loaded.parked.is_empty() {
+            loaded.kept = 0;
         }
-        if !merged.is_empty() {
-            state.pending.sort_by_key(|r| r.timestamp);
+        if loaded.kept == 0 {
+            // Read whole: the state may stay in memory for the run, so
+            // without the slack that parsing into a growing list leaves.
+            loaded.state.pending.shrink_to_fit();
+        }
+        Ok(loaded)
+    }
+
+    /// The kept state brought up to date with what others appended, or
+    /// `None` when the files must be read whole.
+    fn refresh(&self, target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
+        let kept = state.pending.len();
+        if stamp.snapshot.is_none() || file_id(target) != stamp.snapshot {
+            return None;
+        }
+        // The same size, time and inode could in theory be another file;
+        // its generation, at its start, could not.
+        if snapshot_generation(target) != Some(stamp.generation) {
+            return None;
+        }
+        let journal = journal_path(target);
+        let len = match fs::metadata(&journal) {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(_) => return None,
+            Err(_) => 0,
+        };
+        if len == stamp.journal_file {
+            return Some(Loaded {
+                state,
+                parked: Vec::new(),
+                stamp,
+                repair: false,
+                kept,
+            });
+        }
+        if len < stamp.journal_file || stamp.journal_file != stamp.journal_good {
+            return None;
+        }
+        let mut file = open_regular(&journal, "journal", read_options()).ok()??;
+        let mut tail = Vec::new();
+        io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
+        io::Read::read_to_end(&mut file, &mut tail).ok()?;
+        let from_start = stamp.journal_good == 0;
+        let replayed = crate::journal::replay(&mut state, &tail, from_start, false);
+        if replayed.garbage > 0 || replayed.stale {
+            return None;
+        }
+        if replayed.torn {
+            self.say_torn(&journal);
+        }
+        stamp.journal_good += replayed.good_len as u64;
+        stamp.journal_file = stamp.journal_good.max(len);
+        Some(Loaded {
+            state,
+            parked: Vec::new(),
+            stamp,
+            repair: false,
+            kept,
+        })
+    }
+
+    fn say_torn(&self, journal: &Path) {
+        eprintln!(
+            "tracing-email: the journal {} ends in a torn line (a crash during an append); \
+             1 line was ignored and the next append writes over it",
+            journal.display()
+        );
+    }
+
+    /// Reads the snapshot and replays the journal.
+    fn read_all(&self, target: &Path, repair: Repair) -> Result<Loaded, Error> {
+        let snapshot = read(target, repair)?;
+        let id = snapshot.as_ref().and_then(|_| file_id(target));
+        let mut state = snapshot.unwrap_or_else(State::new);
+        let mut stamp = Stamp {
+            generation: state.generation,
+            version: state.version,
+            snapshot: id,
+            journal_good: 0,
+            journal_file: 0,
+        };
+        let mut needs_repair = state.version < VERSION;
+        let journal = journal_path(target);
+        let bytes = match open_regular(&journal, "journal", read_options())? {
+            None => None,
+            Some(mut file) => {
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| {
+                    io_error(
+                        format!("could not read the journal {}", journal.display()),
+                        e,
+                    )
+                })?;
+                Some(bytes)
+            }
+        };
+        if let Some(bytes) = bytes {
+            stamp.journal_file = bytes.len() as u64;
+            // Without a snapshot (moved aside as corrupt, or removed by
+            // hand) the journal's records are kept whatever it extends.
+            let replayed = crate::journal::replay(&mut state, &bytes, true, id.is_none());
+            stamp.journal_good = replayed.good_len as u64;
+            if replayed.torn {
+                self.say_torn(&journal);
+            }
+            if replayed.stale {
+                // Left by a compaction that crashed after replacing the
+                // snapshot: all of it is in the snapshot already.
+                needs_repair = true;
+            }
+            if replayed.garbage > 0 {
+                needs_repair = true;
+                let kept = if repair == Repair::MoveAside {
+                    let copy = with_suffix(
+                        &journal,
+                        &format!(
+                            ".corrupt-{}",
+                            crate::record::file_stamp(OffsetDateTime::now_utc())
+                        ),
+                    );
+                    match fs::write(&copy, &bytes) {
+                        Ok(()) => format!("; the journal as it was is kept in {}", copy.display()),
+                        Err(e) => format!("; it could not be copied aside ({e})"),
+                    }
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "tracing-email: the journal {} holds {} lines that could not be read; they \
+                     were skipped and the rest was loaded{kept}",
+                    journal.display(),
+                    replayed.garbage
+                );
+            }
+            if id.is_none() && !bytes.is_empty() {
+                needs_repair = true;
+            }
         }
         Ok(Loaded {
             state,
-            parked: merged,
+            parked: Vec::new(),
+            stamp,
+            repair: needs_repair,
+            kept: 0,
         })
     }
 
     /// Reads the state without the lock and without changing anything: for
-    /// inspection. The file is replaced by rename, so what is read is always
-    /// one whole version of it. A corrupt file is an error here.
+    /// inspection. The snapshot is replaced by rename and the journal only
+    /// grows by whole appends, so what is read is one whole state (a torn
+    /// last line of the journal is left out). A corrupt snapshot is an
+    /// error here.
     pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
         let target = self.target();
-        let state = read(&target, Repair::No)?.unwrap_or_else(State::new);
-        Ok((state, parked_files(&target).len()))
+        let loaded = self.read_all(&target, Repair::No)?;
+        Ok((loaded.state, parked_files(&target).len()))
     }
 
     /// Writes records that could not wait for the lock into a file of their
@@ -319,10 +599,113 @@ impl StateStore {
         }
     }
 
-    /// Replaces the state file atomically: a temporary file in the same
-    /// folder, fsync, rename over the old one, fsync of the folder.
-    pub(crate) fn save(&self, lock: &StateLock, state: &State) -> Result<(), Error> {
-        write_atomic(&lock.target, state)
+    /// Replaces the snapshot atomically (a temporary file in the same
+    /// folder, fsync, rename over the old one, fsync of the folder) with
+    /// `state` under a new generation, then removes the journal (whose
+    /// lines are all in `state`; one a crash leaves behind names the old
+    /// generation and is ignored). Returns the new stamp.
+    pub(crate) fn save(&self, lock: &StateLock, state: &State) -> Result<Stamp, Error> {
+        let generation = next_generation(state.generation);
+        let out = SnapshotOut {
+            version: VERSION,
+            generation,
+            pending: &state.pending,
+            dropped: state.dropped,
+            last_sent: state.last_sent,
+            last_error: &state.last_error,
+            history: &state.history,
+        };
+        write_atomic(&lock.target, &out)?;
+        let journal = journal_path(&lock.target);
+        if fs::symlink_metadata(&journal).is_ok_and(|m| m.is_file()) {
+            let _ = fs::remove_file(&journal);
+        }
+        Ok(Stamp {
+            generation,
+            version: VERSION,
+            snapshot: file_id(&lock.target),
+            journal_good: 0,
+            journal_file: 0,
+        })
+    }
+
+    /// Writes what one flush added: appended to the journal (and fsynced)
+    /// when it can be, else (`rewrite`, no snapshot yet, an old version, or
+    /// a journal that would outgrow the snapshot) by [`save`](Self::save)
+    /// of the whole `state`. `stamp` is what the files were when `state`
+    /// was read. Returns the new stamp.
+    pub(crate) fn commit(
+        &self,
+        lock: &StateLock,
+        state: &State,
+        stamp: Stamp,
+        append: &crate::journal::Append<'_>,
+        rewrite: bool,
+    ) -> Result<Stamp, Error> {
+        let Some(snapshot) = stamp
+            .snapshot
+            .filter(|_| !rewrite && stamp.version >= VERSION)
+        else {
+            return self.save(lock, state);
+        };
+        if append.is_empty() {
+            return Ok(stamp);
+        }
+        let mut bytes = if stamp.journal_good == 0 {
+            crate::journal::header(stamp.generation)
+        } else {
+            Vec::new()
+        };
+        append
+            .encode(&mut bytes)
+            .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the journal", e))?;
+        let after = stamp.journal_good.saturating_add(bytes.len() as u64);
+        if after > snapshot.len.saturating_mul(COMPACT_RATIO) {
+            return self.save(lock, state);
+        }
+        self.append(lock, stamp, &bytes)
+    }
+
+    /// Appends `bytes` to the journal at its last whole line (writing over
+    /// a torn one), fsyncs it, and returns the new stamp. On failure the
+    /// journal is cut back to where it was, so nothing half written stays.
+    fn append(&self, lock: &StateLock, mut stamp: Stamp, bytes: &[u8]) -> Result<Stamp, Error> {
+        let journal = journal_path(&lock.target);
+        let fail = |what: &str, e: io::Error| {
+            io_error(
+                format!("could not {what} the journal {}", journal.display()),
+                e,
+            )
+        };
+        let created = !journal.exists();
+        let mut options = private_options();
+        options.write(true).create(true).truncate(false);
+        let mut file = open_regular(&journal, "journal", options)?
+            .ok_or_else(|| fail("open", io::ErrorKind::NotFound.into()))?;
+        let start = stamp.journal_good;
+        let written = (|| {
+            if file.metadata()?.len() != start {
+                file.set_len(start)?;
+            }
+            io::Seek::seek(&mut file, io::SeekFrom::Start(start))?;
+            file.write_all(bytes)?;
+            file.sync_data()
+        })();
+        if let Err(e) = written {
+            let _ = file.set_len(start);
+            return Err(fail("append to", e));
+        }
+        #[cfg(unix)]
+        if created && let Some(dir) = journal.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("sync the folder of", e))?;
+        }
+        #[cfg(not(unix))]
+        let _ = created;
+        stamp.journal_good = start + bytes.len() as u64;
+        stamp.journal_file = stamp.journal_good;
+        Ok(stamp)
     }
 }
 
@@ -399,6 +782,29 @@ fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
             }
         }
     }
+}
+
+/// Merges the records of the parked files beside `target` into `state`, in
+/// time order; returns the files merged (to remove once the state is saved).
+fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
+    let mut merged = Vec::new();
+    for path in parked_files(target) {
+        // A parked file that cannot be used is left where it is (or moved
+        // aside when corrupt) and does not stop the flush.
+        match read(&path, Repair::MoveAside) {
+            Ok(Some(extra)) => {
+                state.pending.extend(extra.pending);
+                state.dropped = state.dropped.saturating_add(extra.dropped);
+                merged.push(path);
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("tracing-email: a parked file was left where it is: {e}"),
+        }
+    }
+    if !merged.is_empty() {
+        state.pending.sort_by_key(|r| r.timestamp);
+    }
+    merged
 }
 
 /// The parked files of the state file `target`, oldest first.
@@ -712,7 +1118,8 @@ pub(crate) mod tests {
         assert!(state.pending.is_empty());
         state.pending.push(record_at(Level::WARN));
         state.last_error = Some("refused".into());
-        store.save(&lock, &state).unwrap();
+        state.generation = store.save(&lock, &state).unwrap().generation;
+        assert_ne!(state.generation, 0);
         assert_eq!(store.load(&lock).unwrap().state, state);
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(store.path().parent().unwrap())
@@ -743,7 +1150,8 @@ pub(crate) mod tests {
         store.save(&lock, &State::new()).unwrap();
         let v: serde_json::Value =
             serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
+        assert!(v["generation"].as_u64().is_some_and(|g| g != 0));
         assert_eq!(v["pending"], serde_json::json!([]));
         assert_eq!(v["dropped"], 0);
     }
@@ -779,11 +1187,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let lock = store.lock().unwrap();
-        let text = r#"{"version":2,"pending":[],"future":true}"#;
+        let text = r#"{"version":3,"pending":[],"future":true}"#;
         fs::write(store.path(), text).unwrap();
         let err = store.load(&lock).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::State);
-        assert!(err.to_string().contains("version 2"), "{err}");
+        assert!(err.to_string().contains("version 3"), "{err}");
         assert_eq!(fs::read_to_string(store.path()).unwrap(), text);
     }
 
@@ -852,8 +1260,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         state.last_sent = Some(ahead);
-        assert!(store.clamp_future(&mut state, now));
-        assert!(!store.clamp_future(&mut state, now));
+        assert!(store.clamp_future_from(&mut state, now, 0));
+        assert!(!store.clamp_future_from(&mut state, now, 0));
+        // Records before `from` are taken as clamped already.
+        state.pending[1].timestamp = ahead;
+        assert!(!store.clamp_future_from(&mut state, now, 2));
+        assert!(store.clamp_future_from(&mut state, now, 1));
+        assert_eq!(state.pending[1].timestamp, now);
     }
 
     #[test]
@@ -1064,7 +1477,7 @@ pub(crate) mod tests {
         let lock = store.lock().unwrap();
         let mut state = store.load(&lock).unwrap().state;
         state.pending.push(record_at(Level::WARN));
-        store.save(&lock, &state).unwrap();
+        state.generation = store.save(&lock, &state).unwrap().generation;
         drop(lock);
         assert!(
             fs::symlink_metadata(&link)
@@ -1094,6 +1507,98 @@ pub(crate) mod tests {
         );
         assert!(store.load(&lock).unwrap().state.pending.is_empty());
         assert_eq!(fs::read_dir(&mine).unwrap().count(), 1, "only the link");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_that_is_a_fifo_is_refused_without_blocking_and_left_alone() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        store.save(&lock, &State::new()).unwrap();
+        drop(lock);
+        let journal = journal_path(store.path());
+        mkfifo(&journal);
+        let flushing = store.clone();
+        let err = within_5s(move || {
+            let lock = flushing.lock().unwrap();
+            flushing.load(&lock).err().unwrap()
+        });
+        assert!(err.to_string().contains("the journal"), "{err}");
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        let err = within_5s(move || store.peek().err().unwrap());
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(fs::metadata(&journal).unwrap().file_type().is_fifo());
+    }
+
+    /// What a flush appends loads back; a state kept in memory is brought
+    /// up to date from the journal's tail only, and equals a full load.
+    #[test]
+    fn appends_load_back_and_a_kept_state_reads_only_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending.push(record_at(Level::WARN));
+        let stamp = store.save(&lock, &state).unwrap();
+        state.generation = stamp.generation;
+        let kept = (state.clone(), stamp);
+        let append = |store: &StateStore, state: &mut State, stamp, level| {
+            let mut r = record_at(level);
+            r.run = Some(1);
+            state.pending.push(r.clone());
+            let added = crate::journal::Append {
+                run: None,
+                level: Level::WARN,
+                fields: &[],
+                records: std::slice::from_ref(&r),
+                dropped: 1,
+            };
+            state.dropped += 1;
+            store.commit(&lock, state, stamp, &added, false).unwrap()
+        };
+        let stamp = append(&store, &mut state, stamp, Level::ERROR);
+        assert_eq!(
+            stamp.generation, kept.1.generation,
+            "appended, not rewritten"
+        );
+        let _ = append(&store, &mut state, stamp, Level::INFO);
+        let full = store.load(&lock).unwrap();
+        assert_eq!(full.state.pending, state.pending);
+        assert_eq!(full.state.dropped, 2);
+        // Observed at WARN: the ERROR record makes a streak, the INFO one not.
+        assert_eq!(full.state.history.streaks.len(), 1);
+        let state = full.state.clone();
+        // The kept state (before both appends) is brought up to date.
+        let refreshed = store.load_cached(&lock, Some(kept)).unwrap();
+        assert_eq!(refreshed.state, state);
+        assert_eq!(refreshed.stamp, full.stamp);
+    }
+
+    #[test]
+    fn the_generation_is_read_from_the_snapshots_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending = vec![record_at(Level::WARN); 100];
+        let stamp = store.save(&lock, &state).unwrap();
+        assert_eq!(snapshot_generation(store.path()), Some(stamp.generation));
+        // The next rewrite names the next generation.
+        state.generation = stamp.generation;
+        let next = store.save(&lock, &state).unwrap();
+        assert_eq!(next.generation, stamp.generation.wrapping_add(1).max(1));
+        assert_eq!(snapshot_generation(store.path()), Some(next.generation));
+        // A kept state whose generation is not the file's is read again.
+        let stale = Stamp {
+            snapshot: file_id(store.path()),
+            ..stamp
+        };
+        let mut other = state.clone();
+        other.pending.clear();
+        let loaded = store.load_cached(&lock, Some((other, stale))).unwrap();
+        assert_eq!(loaded.state.pending.len(), 100);
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod dropped_guard;
 mod faults;
 mod fingerprint_fields;
 mod inspect;
+mod journal;
 mod mock_smtp;
 mod panics;
 mod podcast;

@@ -71,13 +71,14 @@ fn builder(state: &Path, transport: impl Transport, clock: impl Clock) -> Builde
 }
 
 /// The messages of the records pending in the state file.
+/// The pending records' messages: the snapshot and the journal as one.
 fn pending(state: &Path) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
-    v["pending"]
-        .as_array()
+    tracing_email::StateFile::open(state)
+        .snapshot()
         .unwrap()
-        .iter()
-        .map(|r| r["message"].as_str().unwrap().to_owned())
+        .pending
+        .into_iter()
+        .map(|r| r.message)
         .collect()
 }
 

@@ -45,9 +45,13 @@ fn records_on_stderr(output: &Output) -> Vec<Record> {
         .collect()
 }
 
+/// Pending records in the snapshot and the journal, read as one state.
 fn pending_count(state: &Path) -> usize {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
-    v["pending"].as_array().unwrap().len()
+    tracing_email::StateFile::open(state)
+        .snapshot()
+        .unwrap()
+        .pending
+        .len()
 }
 
 #[cfg(unix)]
@@ -371,5 +375,8 @@ fn a_linked_state_file_stays_a_link_to_the_file_it_shares() {
                 .is_symlink()
         );
         assert_eq!(pending_count(&shared), 5 * runs);
+        // The journal lives beside the target, never beside the link.
+        assert!(!dir.path().join("state.json.journal").exists());
     }
+    assert!(dir.path().join("shared.json.journal").exists());
 }
