@@ -12,7 +12,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
-use crate::history::{History, fingerprint};
+use crate::history::{History, fingerprint_of};
 use crate::record::{Counted, LINE_TIME, Record, severity, show_time, write_escaped};
 use crate::subject::{Template, default_subject};
 use crate::transport::Email;
@@ -64,7 +64,7 @@ pub(crate) fn problems(
     let min = severity(level);
     let mut by_key: Vec<(String, Problem)> = Vec::new();
     for r in records.iter().filter(|r| severity(r.level) >= min) {
-        let fp = fingerprint(r, fields);
+        let fp = fingerprint_of(r, fields);
         match by_key.iter_mut().find(|(k, _)| *k == fp.key) {
             Some((_, p)) => {
                 p.count += 1;
@@ -81,9 +81,9 @@ pub(crate) fn problems(
                     .map(|s| s.runs)
                     .filter(|runs| *runs > 1);
                 by_key.push((
-                    fp.key,
+                    fp.key.clone(),
                     Problem {
-                        label: fp.label,
+                        label: fp.label.clone(),
                         level: r.level,
                         count: 1,
                         first: r.timestamp,
@@ -493,6 +493,7 @@ pub(crate) fn footer(app: &str, state_path: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::history::fingerprint;
     use crate::policy::tests::record_at;
 
     pub(crate) fn composer() -> Composer {

@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::digest::Composer;
 use crate::error::{Error, ErrorKind};
 use crate::guard::Outcome;
-use crate::history::fingerprint;
+use crate::history::fingerprint_of;
 use crate::layer::{SendingScope, Shared, Signal};
 use crate::policy::{Decision, Facts, Phase, Policy};
 use crate::record::Record;
@@ -180,7 +180,7 @@ impl Flusher {
         for record in &mut state.pending[old_len..] {
             record.run = Some(run);
             if crate::record::severity(record.level) >= level {
-                let fp = fingerprint(record, &self.policy.fingerprint_fields);
+                let fp = fingerprint_of(record, &self.policy.fingerprint_fields);
                 state
                     .history
                     .observe(run, &fp, record.level, record.timestamp);
@@ -381,14 +381,14 @@ impl Flusher {
         }
         if sent > 0 {
             let level = crate::record::severity(self.policy.level());
-            let reported: Vec<String> = state.pending[..sent]
+            let reported: Vec<_> = state.pending[..sent]
                 .iter()
                 .filter(|r| crate::record::severity(r.level) >= level)
-                .map(|r| fingerprint(r, &self.policy.fingerprint_fields).key)
+                .map(|r| fingerprint_of(r, &self.policy.fingerprint_fields))
                 .collect();
             state
                 .history
-                .reported(reported.iter().map(String::as_str), now);
+                .reported(reported.iter().map(|fp| fp.key.as_str()), now);
             state.pending.drain(..sent);
             state.last_sent = Some(now);
             state.dropped = 0;
@@ -795,6 +795,39 @@ mod tests {
         // The last resort took them (to stderr): none is left unreported.
         assert_eq!(shared.buffer.len(), 0);
         assert!(!dir.path().join("state.json").exists());
+    }
+
+    #[test]
+    fn a_flush_computes_each_records_fingerprint_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every use of the fingerprint at once: streaks observed, quiet
+        // failures (`repeat_after`) in the decision, the digest's summary,
+        // and what was reported.
+        let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .transport(crate::FileDrop::new(dir.path().join("outbox")))
+            .state_file(dir.path().join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .threshold(5, Level::WARN)
+            .fingerprint_fields(["feed"])
+            .repeat_after(Duration::from_secs(3600))
+            .checkpoint_interval(None)
+            .build()
+            .unwrap();
+        for i in 0..5 {
+            let mut r = record("feed failed");
+            r.fields.0.push(("feed".into(), i.into()));
+            guard.shared.buffer.push(r);
+        }
+        crate::history::COMPUTED.with(|n| n.set(0));
+        assert!(matches!(
+            guard.flush(),
+            Outcome::Sent {
+                records: 5,
+                emails: 1
+            }
+        ));
+        assert_eq!(crate::history::COMPUTED.with(Cell::get), 5);
     }
 
     #[test]
