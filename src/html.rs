@@ -9,8 +9,8 @@ use std::path::Path;
 use serde_json::Value;
 use tracing::Level;
 
-use crate::digest::{Summary, footer};
 use crate::record::{LINE_TIME, Record, show_time};
+use crate::summary::{MAX_PROBLEMS, Summary, footer};
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
 
@@ -117,7 +117,7 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
             "<p style=\"margin:0 0 4px;font-weight:bold\">What went wrong</p>\n\
              <ul style=\"margin:0 0 12px;padding-left:20px\">\n",
         );
-        for p in summary.problems.iter().take(crate::digest::MAX_PROBLEMS) {
+        for p in summary.problems.iter().take(MAX_PROBLEMS) {
             out.push_str("<li style=\"margin:2px 0\">");
             out.push_str(label(p.level));
             let _ = write!(out, "{}{SPAN_END} ", p.level);
