@@ -14,7 +14,7 @@ use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
 use crate::history::History;
-use crate::record::{Counted, Record, write_escaped};
+use crate::record::{Record, write_escaped};
 use crate::subject::{Template, default_subject};
 use crate::summary::{MAX_PROBLEMS, Summary, footer, problems};
 use crate::transport::Email;
@@ -42,6 +42,31 @@ pub(crate) struct Composer {
     pub(crate) detail_lines: usize,
 }
 
+/// A record as it appears in an email, made once by [`Composer::render`]:
+/// measured to split a digest by size, then put into the email as it is, so
+/// that what is counted is what is sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendered {
+    /// Its line and its span context's, each with its newline.
+    text: String,
+    /// Its row in the HTML part, all but the row's start, which depends on
+    /// its place in the table.
+    row: Option<String>,
+}
+
+impl Rendered {
+    /// The bytes it adds to an email: its text, and its HTML row with the
+    /// longest start a row can have (an unshaded row's is a few bytes
+    /// shorter).
+    pub(crate) fn bytes(&self) -> usize {
+        self.text.len()
+            + self
+                .row
+                .as_ref()
+                .map_or(0, |row| crate::html::ROW_START_MAX + row.len())
+    }
+}
+
 impl Composer {
     /// The subject: the template rendered, or the default one.
     fn subject(&self, summary: &Summary<'_>) -> String {
@@ -59,7 +84,8 @@ impl Composer {
     /// its span context indented below), oldest first. What comes from the
     /// records has its control characters shown escaped (`\n`, `\u{1b}`), so
     /// a record is always one line and cannot fake another one.
-    fn body(&self, summary: &Summary<'_>) -> String {
+    /// `lines` are the shown records' lines, made by [`Composer::render`].
+    fn body(&self, summary: &Summary<'_>, lines: &[Rendered]) -> String {
         let records = summary.records;
         let mut out = String::with_capacity(records.len() * 120 + 256);
         if let Some(note) = summary.part_note() {
@@ -105,14 +131,8 @@ impl Composer {
             out.push_str(&note);
             out.push_str("\n\n");
         }
-        for record in summary.shown() {
-            out.push_str(&record.to_line(self.offset));
-            out.push('\n');
-            if let Some(context) = record.span_context() {
-                out.push_str("    ");
-                out.push_str(&context);
-                out.push('\n');
-            }
+        for rendered in lines {
+            out.push_str(&rendered.text);
         }
         let _ = write!(
             out,
@@ -125,27 +145,32 @@ impl Composer {
         out
     }
 
-    /// How many bytes `record` takes in the email: its line (and context) in
-    /// the text body, plus its row in the HTML part when there is one.
-    pub(crate) fn line_bytes(&self, record: &Record) -> usize {
-        let mut line = Counted::default();
-        let _ = record.write_line(&mut line, self.offset);
-        let context = record.span_context();
-        // The line and its newline; the context indented by four, and its
-        // newline.
-        let text = line.0 + 1 + context.as_ref().map_or(0, |c| c.len() + 5);
-        if self.html {
-            text + crate::html::row_bytes(record, context.as_deref())
-        } else {
-            text
+    /// `record` as it appears in an email: its line in the text body (with
+    /// its span context indented below) and its row in the HTML part when
+    /// there is one. What comes from the record has its control characters
+    /// shown escaped (`\n`, `\u{1b}`) in the text, HTML-escaped in the row.
+    pub(crate) fn render(&self, record: &Record) -> Rendered {
+        let mut text = record.to_line(self.offset);
+        text.push('\n');
+        if let Some(context) = record.span_context() {
+            text.push_str("    ");
+            text.push_str(&context);
+            text.push('\n');
+        }
+        Rendered {
+            text,
+            row: self.html.then(|| crate::html::row(record, self.offset)),
         }
     }
 
     /// Builds the email holding `records`; `part` is `(k, n)` when this is
-    /// part k of a digest split into n emails.
+    /// part k of a digest split into n emails. `shown` are the records listed
+    /// one by one (the newest `detail_lines`) made by [`Composer::render`]
+    /// when they were measured; when they are not (`&[]`), they are made here.
     pub(crate) fn compose(
         &self,
         records: &[Record],
+        shown: &[Rendered],
         dropped: u64,
         part: Option<(usize, usize)>,
         history: &History,
@@ -159,11 +184,23 @@ impl Composer {
             self.level,
             history,
         );
+        let made;
+        let shown = if shown.len() == summary.shown().len() {
+            shown
+        } else {
+            made = summary
+                .shown()
+                .iter()
+                .map(|r| self.render(r))
+                .collect::<Vec<_>>();
+            &made
+        };
         let subject = self.subject(&summary);
-        let text = self.body(&summary);
-        let html = self
-            .html
-            .then(|| crate::html::render(&summary, &self.state_path));
+        let text = self.body(&summary, shown);
+        let html = self.html.then(|| {
+            let rows: Vec<&str> = shown.iter().filter_map(|r| r.row.as_deref()).collect();
+            crate::html::render(&summary, &rows, &self.state_path)
+        });
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
@@ -227,7 +264,9 @@ pub(crate) mod tests {
     }
 
     fn body(c: &Composer, records: &[Record], dropped: u64) -> String {
-        c.body(&Summary::new(&c.app, records, dropped, None, c.offset))
+        let summary = Summary::new(&c.app, records, dropped, None, c.offset);
+        let lines: Vec<Rendered> = summary.shown().iter().map(|r| c.render(r)).collect();
+        c.body(&summary, &lines)
     }
 
     fn records(levels: &[Level]) -> Vec<Record> {
@@ -246,7 +285,7 @@ pub(crate) mod tests {
     fn subject_is_the_template_or_the_default() {
         let rs = records(&[Level::ERROR, Level::WARN, Level::WARN, Level::INFO]);
         let mut c = composer();
-        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
         assert_eq!(
             email.subject(),
             "[poca] 1 error, 2 warnings since 1970-01-01 00:00"
@@ -254,7 +293,7 @@ pub(crate) mod tests {
         c.subject = Some(Template::parse("{app} on {host}: {max_level} x{count}").unwrap());
         c.host = "backup-01".into();
         let email = c
-            .compose(&rs, 0, Some((1, 2)), &History::default())
+            .compose(&rs, &[], 0, Some((1, 2)), &History::default())
             .unwrap();
         assert_eq!(email.subject(), "poca on backup-01: ERROR x4 (part 1 of 2)");
     }
@@ -289,7 +328,7 @@ pub(crate) mod tests {
         }));
         let rs = [r];
         c.fingerprint_fields.clear(); // the label is the message
-        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
         let text = email.text();
         for fake in ["Subject: x", "To: evil", "X-Fake", "Y: 2", "From="] {
             assert!(
@@ -313,18 +352,18 @@ pub(crate) mod tests {
             text.contains(r#"  WARN disk full\r\nSubject: x\n\u{1b}[31mred: 1 record"#),
             "{text}"
         );
-        // line_bytes still counts the escaped line exactly.
+        // What is measured is the escaped line, as sent.
         c.html = false;
         let line = rs[0].to_line(UtcOffset::UTC).len() + 1;
         let context = rs[0].span_context().unwrap().len() + 5;
-        assert_eq!(c.line_bytes(&rs[0]), line + context);
+        assert_eq!(c.render(&rs[0]).bytes(), line + context);
     }
 
     #[test]
     fn email_has_the_headers_a_mail_client_needs() {
         let rs = records(&[Level::WARN]);
         let email = composer()
-            .compose(&rs, 0, None, &History::default())
+            .compose(&rs, &[], 0, None, &History::default())
             .unwrap();
         let raw = String::from_utf8(email.formatted()).unwrap();
         for header in [
@@ -345,7 +384,7 @@ pub(crate) mod tests {
     fn parts_are_numbered_in_subject_and_body() {
         let rs = records(&[Level::WARN]);
         let email = composer()
-            .compose(&rs, 0, Some((2, 3)), &History::default())
+            .compose(&rs, &[], 0, Some((2, 3)), &History::default())
             .unwrap();
         assert!(
             email.subject().ends_with(" (part 2 of 3)"),
@@ -356,36 +395,65 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn line_bytes_is_close_to_the_real_line() {
+    fn the_size_of_a_record_is_what_it_adds_to_the_email() {
         let mut c = composer();
         c.html = false;
-        let mut r = record_at(Level::WARN);
-        r.message = "feed failed".into();
+        // Below the composer's level, so that the summary lists no problem
+        // whose count would grow too.
+        let mut r = record_at(Level::INFO);
+        r.message = "feed <failed> & \"retried\"\n".into();
         r.fields.0.push(("feed".into(), "Radio Café".into()));
         r.fields.0.push(("n".into(), 42.into()));
-        let real = r.to_line(UtcOffset::UTC).len() + 1;
-        let estimate = c.line_bytes(&r);
-        assert!(
-            estimate >= real && estimate <= real + 8,
-            "{estimate} vs {real}"
-        );
+        r.spans.push(std::sync::Arc::new(crate::record::SpanRecord {
+            name: "job".into(),
+            fields: crate::record::Fields(vec![("id".into(), "<7>".into())]),
+        }));
+        let real = r.to_line(UtcOffset::UTC).len() + 1 + r.span_context().unwrap().len() + 5;
+        assert_eq!(c.render(&r).bytes(), real);
 
-        // With HTML, it covers the text line and the HTML row: one more
-        // record grows the two parts by about that much ("1 log record"
-        // becoming "2 log records" adds 3 bytes of its own).
+        // With HTML, the text line and the HTML row: one more record grows
+        // the two parts by exactly that much ("1 log record" becoming "2 log
+        // records" adds 3 bytes of its own; the second row is shaded, the
+        // longest start a row has).
         c.html = true;
         let size = |email: &Email| email.text().len() + email.html().unwrap().len();
         let one = c
-            .compose(&[r.clone()], 0, None, &History::default())
+            .compose(&[r.clone()], &[], 0, None, &History::default())
             .unwrap();
         let two = c
-            .compose(&[r.clone(), r.clone()], 0, None, &History::default())
+            .compose(&[r.clone(), r.clone()], &[], 0, None, &History::default())
             .unwrap();
-        let grown = size(&two) - size(&one) - 3;
-        let estimate = c.line_bytes(&r);
+        assert_eq!(c.render(&r).bytes(), size(&two) - size(&one) - 3);
+    }
+
+    #[test]
+    fn an_email_from_rows_rendered_before_is_the_email_rendered_anew() {
+        let c = composer();
+        let mut rs = records(&[Level::WARN, Level::ERROR, Level::INFO, Level::WARN]);
+        rs[1].message = "disk <full>".into();
+        let rendered: Vec<Rendered> = rs.iter().map(|r| c.render(r)).collect();
+        let before = c
+            .compose(&rs, &rendered, 0, None, &History::default())
+            .unwrap();
+        let anew = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
+        assert_eq!(before.text(), anew.text());
+        assert_eq!(before.html(), anew.html());
+        // Only the shown records' pieces are used: with two of four shown,
+        // the newest two.
+        let c = Composer {
+            detail_lines: 2,
+            ..c
+        };
+        let shown = c
+            .compose(&rs, &rendered[2..], 0, None, &History::default())
+            .unwrap();
+        let anew = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
+        assert_eq!(shown.text(), anew.text());
+        assert_eq!(shown.html(), anew.html());
         assert!(
-            estimate >= grown && estimate <= grown + 32,
-            "{estimate} vs {grown}"
+            !shown.text().contains("test: disk <full>"),
+            "{}",
+            shown.text()
         );
     }
 
@@ -434,7 +502,7 @@ pub(crate) mod tests {
         );
         assert_eq!((ps[1].count, ps[1].runs), (5, Some(5)));
         assert_eq!(ps[2].runs, None);
-        let email = c.compose(&rs, 0, None, &h).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &h).unwrap();
         let text = email.text();
         assert!(text.contains("What went wrong:\n  ERROR feed \"ポッドキャスト\": 1 record, at 1970-01-01 02:00:00\n"), "{text}");
         assert!(
@@ -454,13 +522,13 @@ pub(crate) mod tests {
         let mut rs = feed_records("Radio Café", Level::WARN, 0, 5);
         rs.extend(feed_records("Ääniraita", Level::WARN, 0, 3));
         let h = streak(&c, "Radio Café", 5);
-        let email = c.compose(&rs, 0, None, &h).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &h).unwrap();
         assert_eq!(
             email.subject(),
             r#"[poca] feed "Radio Café" failing for 5 runs; 3 other warnings"#
         );
         // No streak: the counting subject.
-        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
         assert!(
             email.subject().starts_with("[poca] 8 warnings since"),
             "{}",
@@ -473,7 +541,7 @@ pub(crate) mod tests {
         let mut c = composer();
         c.fingerprint_fields = vec!["Feed".into()];
         let rs = feed_records("Radio Café", Level::WARN, 0, 2);
-        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
         let note = "Note: fingerprint_fields [\"Feed\"]: no record at WARN or above has any of \
                     them; they carry: feed (did you mean \"feed\"?).";
         let text = email.text();
@@ -488,7 +556,7 @@ pub(crate) mod tests {
         );
         // The field matches: no note.
         c.fingerprint_fields = vec!["feed".into()];
-        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
         assert!(!email.text().contains("fingerprint_fields"));
         assert!(!email.html().unwrap().contains("fingerprint_fields"));
     }
@@ -510,7 +578,7 @@ pub(crate) mod tests {
                 h.observe(run, &fp, Level::WARN, OffsetDateTime::UNIX_EPOCH);
             }
         }
-        let email = c.compose(&rs, 0, None, &h).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &h).unwrap();
         assert_eq!(
             email.subject(),
             r#"[poca] feed "Radio Café" and feed "Ääniraita" failing for 3 runs; 3 other warnings"#
@@ -529,7 +597,7 @@ pub(crate) mod tests {
                 r
             })
             .collect();
-        let email = c.compose(&rs, 0, None, &History::default()).unwrap();
+        let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
         let text = email.text();
         assert!(
             text.contains(
@@ -557,7 +625,7 @@ pub(crate) mod tests {
             })
             .collect();
         let email = composer()
-            .compose(&rs, 0, None, &History::default())
+            .compose(&rs, &[], 0, None, &History::default())
             .unwrap();
         let text = email.text();
         assert_eq!(text.matches("  WARN failure ").count(), MAX_PROBLEMS);

@@ -3,6 +3,7 @@
 //! checkpoints records and sends batches during the run, off the event path.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
@@ -14,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::buffer::{Buffer, lock};
 use crate::clock::Clock;
-use crate::digest::Composer;
+use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind};
 use crate::guard::Outcome;
 use crate::history::fingerprint_of;
@@ -32,7 +33,7 @@ pub(crate) struct Flusher {
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
     /// Most bytes the records may take in one email (their text lines and
-    /// HTML rows, see `Composer::line_bytes`); a larger digest is split.
+    /// HTML rows, as rendered, see `Composer::render`); a larger digest is split.
     pub(crate) max_email_bytes: usize,
     /// The longest one flush may spend sending.
     pub(crate) send_deadline: Duration,
@@ -359,13 +360,13 @@ impl Flusher {
                 &self.composer,
             );
             let total = parts.len();
-            for (i, part) in parts.into_iter().enumerate() {
+            for (i, (part, shown)) in parts.into_iter().enumerate() {
                 let records = &state.pending[batch.start + part.start..batch.start + part.end];
                 let dropped = if emails == 0 { state.dropped } else { 0 };
                 let numbered = (total > 1).then_some((i + 1, total));
                 let result = self
                     .composer
-                    .compose(records, dropped, numbered, &state.history)
+                    .compose(records, &shown, dropped, numbered, &state.history)
                     .and_then(|email| send_before(&self.transport, email, deadline));
                 match result {
                     Ok(()) => {
@@ -493,21 +494,34 @@ fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
 
 /// Splits `records` into consecutive parts whose digest lines (and HTML
 /// rows) stay within `max_bytes` (a record larger than that goes alone).
-fn split_by_size(records: &[Record], max_bytes: usize, composer: &Composer) -> Vec<Range<usize>> {
+/// Each record is rendered once and measured; a part comes with its records
+/// listed one by one (its newest `detail_lines`) rendered, for
+/// [`Composer::compose`], and the others' dropped once measured.
+fn split_by_size(
+    records: &[Record],
+    max_bytes: usize,
+    composer: &Composer,
+) -> Vec<(Range<usize>, Vec<Rendered>)> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut size = 0;
+    let mut shown = VecDeque::new();
     for (i, record) in records.iter().enumerate() {
-        let bytes = composer.line_bytes(record);
+        let rendered = composer.render(record);
+        let bytes = rendered.bytes();
         if i > start && size + bytes > max_bytes {
-            parts.push(start..i);
+            parts.push((start..i, Vec::from(std::mem::take(&mut shown))));
             start = i;
             size = 0;
         }
         size += bytes;
+        shown.push_back(rendered);
+        if shown.len() > composer.detail_lines {
+            shown.pop_front();
+        }
     }
     if start < records.len() || parts.is_empty() {
-        parts.push(start..records.len());
+        parts.push((start..records.len(), Vec::from(shown)));
     }
     parts
 }
@@ -847,11 +861,40 @@ mod tests {
                 r
             })
             .collect();
-        let one = composer.line_bytes(&records[0]);
-        let parts = split_by_size(&records, one * 3, &composer);
-        assert_eq!(parts, [0..3, 3..6, 6..9, 9..10]);
-        assert_eq!(split_by_size(&records, usize::MAX, &composer), vec![0..10]);
+        let ranges = |max_bytes| -> Vec<Range<usize>> {
+            split_by_size(&records, max_bytes, &composer)
+                .into_iter()
+                .map(|(range, _)| range)
+                .collect()
+        };
+        let one = composer.render(&records[0]).bytes();
+        assert_eq!(ranges(one * 3), [0..3, 3..6, 6..9, 9..10]);
+        assert_eq!(ranges(usize::MAX), vec![0..10]);
         // A record larger than the limit still goes, alone.
-        assert_eq!(split_by_size(&records[..2], 1, &composer), [0..1, 1..2]);
+        assert_eq!(
+            ranges(1),
+            [0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9, 9..10]
+        );
+        // Each part comes with its shown records rendered: the newest
+        // `detail_lines`.
+        let composer = Composer {
+            detail_lines: 2,
+            ..composer
+        };
+        let parts = split_by_size(&records, one * 3, &composer);
+        let texts: Vec<Vec<String>> = parts
+            .iter()
+            .map(|(_, shown)| shown.iter().map(|r| format!("{r:?}")).collect())
+            .collect();
+        let expected: Vec<Vec<String>> = [1..3, 4..6, 7..9, 9..10]
+            .into_iter()
+            .map(|shown| {
+                records[shown]
+                    .iter()
+                    .map(|r| format!("{:?}", composer.render(r)))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(texts, expected);
     }
 }
