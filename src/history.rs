@@ -48,10 +48,10 @@ thread_local! {
 /// changed once it is captured, so what was kept stays right.
 pub(crate) fn fingerprint_of<'r>(record: &'r Record, fields: &[String]) -> Cow<'r, Fingerprint> {
     let of = fnv1a(fields.iter().map(String::as_str));
-    let (kept_for, kept) = record
+    let (kept_for, kept) = &**record
         .memo
         .0
-        .get_or_init(|| (of, fingerprint(record, fields)));
+        .get_or_init(|| Box::new((of, fingerprint(record, fields))));
     if *kept_for == of {
         Cow::Borrowed(kept)
     } else {

@@ -101,9 +101,10 @@ pub(crate) struct Fingerprint {
 
 /// A record's fingerprint, computed at most once while the record is in
 /// memory, with a hash of the fields it was computed for. Records that are
-/// equal are equal whatever their memos hold.
+/// equal are equal whatever their memos hold. Boxed: a record whose
+/// fingerprint is never needed carries only a pointer and a flag.
 #[derive(Clone, Default)]
-pub(crate) struct Memo(pub(crate) OnceLock<(u64, Fingerprint)>);
+pub(crate) struct Memo(pub(crate) OnceLock<Box<(u64, Fingerprint)>>);
 
 impl PartialEq for Memo {
     fn eq(&self, _: &Self) -> bool {
