@@ -86,8 +86,8 @@ impl Composer {
     /// a record is always one line and cannot fake another one.
     /// `lines` are the shown records' lines, made by [`Composer::render`].
     fn body(&self, summary: &Summary<'_>, lines: &[Rendered]) -> String {
-        let records = summary.records;
-        let mut out = String::with_capacity(records.len() * 120 + 256);
+        let lines_len: usize = lines.iter().map(|l| l.text.len()).sum();
+        let mut out = String::with_capacity(lines_len + 4096);
         if let Some(note) = summary.part_note() {
             out.push_str(&note);
             out.push('\n');

@@ -68,8 +68,8 @@ const DIV_END: &str = "</div>";
 /// footer. `rows` are the shown records' rows, made by [`row`] (a row
 /// missing from them is left out).
 pub(crate) fn render(summary: &Summary<'_>, rows: &[&str], state_path: &Path) -> String {
-    let records = summary.records;
-    let mut out = String::with_capacity(2048 + records.len() * 768);
+    let rows_len: usize = rows.iter().map(|row| ROW_START_MAX + row.len()).sum();
+    let mut out = String::with_capacity(4096 + rows_len);
     out.push_str(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -192,7 +192,11 @@ const fn max(a: usize, b: usize) -> usize {
 /// record: measured to split a digest by size, then put in the table.
 pub(crate) fn row(record: &Record, offset: UtcOffset) -> String {
     let mut out = String::with_capacity(768);
-    let out = &mut out;
+    write_row(&mut out, record, offset);
+    out
+}
+
+fn write_row(out: &mut String, record: &Record, offset: UtcOffset) {
     out.push_str(TD_TIME);
     out.push_str(&show_time(record.timestamp, offset, LINE_TIME));
     out.push_str(TD_END);
@@ -224,7 +228,6 @@ pub(crate) fn row(record: &Record, offset: UtcOffset) -> String {
         write_value(&mut Escaped(out), value);
     }
     out.push_str(ROW_END);
-    std::mem::take(out)
 }
 
 /// A target, escaped, with a line-break opportunity after each `::`, so a
