@@ -1,6 +1,9 @@
 //! A flush that holds (no send) with N records pending in the state file and
 //! 100 new ones, against the bare work of parsing the same file and writing
-//! it back with fsync, for N = 1 000, 10 000, 100 000, in the same run.
+//! it back with fsync, for N = 1 000, 10 000, 100 000, in the same run; and a
+//! flush that sends N = 1 000, 10 000 pending records into files, with every
+//! use of the fingerprint (`fingerprint_fields`, `repeat_after`) and the
+//! digest split by size.
 //!
 //! The state file is reset before each flush (and its journal removed), so
 //! this is the first flush of a run: the files are read whole, the 100
@@ -95,5 +98,55 @@ fn flush(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, flush);
+/// A layer on `dir/state.json` that sends every pending record at a flush,
+/// into files, identifying failures by their `url` and holding a failure
+/// reported in the last hour.
+fn sending_layer(dir: &Path) -> FlushGuard {
+    let (_layer, guard) = tracing_email::EmailLayer::builder("bench")
+        .transport(tracing_email::FileDrop::new(dir.join("outbox")))
+        .state_file(dir.join("state.json"))
+        .from("bench@example.com")
+        .to("bench@example.com")
+        .threshold(1, tracing::Level::WARN)
+        .fingerprint_fields(["url"])
+        .repeat_after(std::time::Duration::from_secs(3600))
+        .max_pending(usize::MAX)
+        .checkpoint_interval(None)
+        .build()
+        .expect("layer");
+    guard
+}
+
+fn send(c: &mut Criterion) {
+    let mut group = c.benchmark_group("flush_send");
+    group.sample_size(10);
+    for n in [1_000usize, 10_000] {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let state = dir.path().join("state.json");
+        let (dispatch, holding) = layer(&state);
+        log(&dispatch, 0, n);
+        assert!(matches!(holding.flush(), Outcome::Held { .. }));
+        std::mem::forget(holding);
+        let template = fs::read(&state).expect("state file");
+        let guard = sending_layer(dir.path());
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("send_all_to_files", n), &n, |b, &n| {
+            b.iter_batched(
+                || fs::write(&state, &template).expect("reset"),
+                |()| {
+                    let outcome = guard.flush();
+                    assert!(
+                        matches!(outcome, Outcome::Sent { records, .. } if records == n),
+                        "{outcome:?}"
+                    );
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        std::mem::forget(guard);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, flush, send);
 criterion_main!(benches);

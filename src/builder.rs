@@ -20,15 +20,6 @@ use crate::state::StateStore;
 use crate::subject::Template;
 use crate::transport::Transport;
 
-/// The file name of the state file inside the app's state folder.
-///
-/// ```
-/// let file = tracing_email::StateFile::for_app("poca")?;
-/// assert!(file.path().ends_with(tracing_email::STATE_FILE_NAME));
-/// # Ok::<(), tracing_email::Error>(())
-/// ```
-pub const STATE_FILE_NAME: &str = "tracing-email.json";
-
 // The bounds moved to the settings; the transport and the policy's tests
 // still find them here.
 #[cfg(test)]
@@ -799,7 +790,7 @@ mod tests {
         let b = EmailLayer::builder("poca-test-app");
         let path = b.state_path().unwrap();
         assert!(
-            path.ends_with(format!("poca-test-app/{STATE_FILE_NAME}")),
+            path.ends_with(format!("poca-test-app/{}", crate::STATE_FILE_NAME)),
             "{}",
             path.display()
         );

@@ -3,6 +3,7 @@
 //! checkpoints records and sends batches during the run, off the event path.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
@@ -14,10 +15,10 @@ use time::OffsetDateTime;
 
 use crate::buffer::{Buffer, lock};
 use crate::clock::Clock;
-use crate::digest::Composer;
+use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind};
 use crate::guard::Outcome;
-use crate::history::fingerprint;
+use crate::history::fingerprint_of;
 use crate::layer::{SendingScope, Shared, Signal};
 use crate::policy::{Decision, Facts, Phase, Policy};
 use crate::record::Record;
@@ -32,7 +33,7 @@ pub(crate) struct Flusher {
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
     /// Most bytes the records may take in one email (their text lines and
-    /// HTML rows, see `Composer::line_bytes`); a larger digest is split.
+    /// HTML rows, as rendered, see `Composer::render`); a larger digest is split.
     pub(crate) max_email_bytes: usize,
     /// The longest one flush may spend sending.
     pub(crate) send_deadline: Duration,
@@ -242,7 +243,7 @@ impl Flusher {
         for record in &mut state.pending[old_len..] {
             record.run = Some(run);
             if crate::record::severity(record.level) >= level {
-                let fp = fingerprint(record, &self.policy.fingerprint_fields);
+                let fp = fingerprint_of(record, &self.policy.fingerprint_fields);
                 state
                     .history
                     .observe(run, &fp, record.level, record.timestamp);
@@ -464,13 +465,13 @@ impl Flusher {
                 &self.composer,
             );
             let total = parts.len();
-            for (i, part) in parts.into_iter().enumerate() {
+            for (i, (part, shown)) in parts.into_iter().enumerate() {
                 let records = &state.pending[batch.start + part.start..batch.start + part.end];
                 let dropped = if emails == 0 { state.dropped } else { 0 };
                 let numbered = (total > 1).then_some((i + 1, total));
                 let result = self
                     .composer
-                    .compose(records, dropped, numbered, &state.history)
+                    .compose(records, &shown, dropped, numbered, &state.history)
                     .and_then(|email| send_before(&self.transport, email, deadline));
                 match result {
                     Ok(()) => {
@@ -486,14 +487,14 @@ impl Flusher {
         }
         if sent > 0 {
             let level = crate::record::severity(self.policy.level());
-            let reported: Vec<String> = state.pending[..sent]
+            let reported: Vec<_> = state.pending[..sent]
                 .iter()
                 .filter(|r| crate::record::severity(r.level) >= level)
-                .map(|r| fingerprint(r, &self.policy.fingerprint_fields).key)
+                .map(|r| fingerprint_of(r, &self.policy.fingerprint_fields))
                 .collect();
             state
                 .history
-                .reported(reported.iter().map(String::as_str), now);
+                .reported(reported.iter().map(|fp| fp.key.as_str()), now);
             state.pending.drain(..sent);
             state.last_sent = Some(now);
             state.dropped = 0;
@@ -604,21 +605,34 @@ fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
 
 /// Splits `records` into consecutive parts whose digest lines (and HTML
 /// rows) stay within `max_bytes` (a record larger than that goes alone).
-fn split_by_size(records: &[Record], max_bytes: usize, composer: &Composer) -> Vec<Range<usize>> {
+/// Each record is rendered once and measured; a part comes with its records
+/// listed one by one (its newest `detail_lines`) rendered, for
+/// [`Composer::compose`], and the others' dropped once measured.
+fn split_by_size(
+    records: &[Record],
+    max_bytes: usize,
+    composer: &Composer,
+) -> Vec<(Range<usize>, Vec<Rendered>)> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut size = 0;
+    let mut shown = VecDeque::new();
     for (i, record) in records.iter().enumerate() {
-        let bytes = composer.line_bytes(record);
+        let rendered = composer.render(record);
+        let bytes = rendered.bytes();
         if i > start && size + bytes > max_bytes {
-            parts.push(start..i);
+            parts.push((start..i, Vec::from(std::mem::take(&mut shown))));
             start = i;
             size = 0;
         }
         size += bytes;
+        shown.push_back(rendered);
+        if shown.len() > composer.detail_lines {
+            shown.pop_front();
+        }
     }
     if start < records.len() || parts.is_empty() {
-        parts.push(start..records.len());
+        parts.push((start..records.len(), Vec::from(shown)));
     }
     parts
 }
@@ -998,6 +1012,39 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_computes_each_records_fingerprint_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every use of the fingerprint at once: streaks observed, quiet
+        // failures (`repeat_after`) in the decision, the digest's summary,
+        // and what was reported.
+        let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .transport(crate::FileDrop::new(dir.path().join("outbox")))
+            .state_file(dir.path().join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .threshold(5, Level::WARN)
+            .fingerprint_fields(["feed"])
+            .repeat_after(Duration::from_secs(3600))
+            .checkpoint_interval(None)
+            .build()
+            .unwrap();
+        for i in 0..5 {
+            let mut r = record("feed failed");
+            r.fields.push("feed".into(), i.into());
+            guard.shared.buffer.push(r);
+        }
+        crate::history::COMPUTED.with(|n| n.set(0));
+        assert!(matches!(
+            guard.flush(),
+            Outcome::Sent {
+                records: 5,
+                emails: 1
+            }
+        ));
+        assert_eq!(crate::history::COMPUTED.with(Cell::get), 5);
+    }
+
+    #[test]
     fn ranges_cover_everything_in_order() {
         assert_eq!(ranges(25, 10).collect::<Vec<_>>(), [0..10, 10..20, 20..25]);
         assert_eq!(ranges(3, 3).collect::<Vec<_>>(), vec![0..3]);
@@ -1014,11 +1061,40 @@ mod tests {
                 r
             })
             .collect();
-        let one = composer.line_bytes(&records[0]);
-        let parts = split_by_size(&records, one * 3, &composer);
-        assert_eq!(parts, [0..3, 3..6, 6..9, 9..10]);
-        assert_eq!(split_by_size(&records, usize::MAX, &composer), vec![0..10]);
+        let ranges = |max_bytes| -> Vec<Range<usize>> {
+            split_by_size(&records, max_bytes, &composer)
+                .into_iter()
+                .map(|(range, _)| range)
+                .collect()
+        };
+        let one = composer.render(&records[0]).bytes();
+        assert_eq!(ranges(one * 3), [0..3, 3..6, 6..9, 9..10]);
+        assert_eq!(ranges(usize::MAX), vec![0..10]);
         // A record larger than the limit still goes, alone.
-        assert_eq!(split_by_size(&records[..2], 1, &composer), [0..1, 1..2]);
+        assert_eq!(
+            ranges(1),
+            [0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9, 9..10]
+        );
+        // Each part comes with its shown records rendered: the newest
+        // `detail_lines`.
+        let composer = Composer {
+            detail_lines: 2,
+            ..composer
+        };
+        let parts = split_by_size(&records, one * 3, &composer);
+        let texts: Vec<Vec<String>> = parts
+            .iter()
+            .map(|(_, shown)| shown.iter().map(|r| format!("{r:?}")).collect())
+            .collect();
+        let expected: Vec<Vec<String>> = [1..3, 4..6, 7..9, 9..10]
+            .into_iter()
+            .map(|shown| {
+                records[shown]
+                    .iter()
+                    .map(|r| format!("{:?}", composer.render(r)))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(texts, expected);
     }
 }

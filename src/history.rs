@@ -3,6 +3,7 @@
 //! how many consecutive runs saw it and when it was last reported. Pure data:
 //! updated by the flush under the state lock, read by the policy.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -18,17 +19,9 @@ use crate::record::{Record, severity};
 /// forgotten first.
 pub(crate) const MAX_STREAKS: usize = 1000;
 
-/// One kind of failure: the same callsite and message, or the same callsite
-/// and values of the chosen fields.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Fingerprint {
-    /// A stable key: a 64-bit FNV-1a hash of the identifying text, in hex.
-    pub(crate) key: String,
-    /// What a person reads: `feed "Radio Café"`, or the message.
-    pub(crate) label: String,
-}
+pub(crate) use crate::record::Fingerprint;
 
-fn fnv1a(parts: &[&str]) -> u64 {
+fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in part.bytes().chain(std::iter::once(0xff)) {
@@ -39,9 +32,41 @@ fn fnv1a(parts: &[&str]) -> u64 {
     hash
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Fingerprints computed on this thread, for the tests that check each
+    /// record's is computed once.
+    pub(crate) static COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The fingerprint of `record` under `fields`, computed once: the first call
+/// computes it and keeps it with the record (in memory, never in the state
+/// file); later calls with the same fields read it back. Everything that
+/// needs a record's fingerprint (the policy, the flush, the digest) goes
+/// through here, so it is computed when first needed and not again. A
+/// record's identifying parts (target, file, line, message, fields) are not
+/// changed once it is captured, so what was kept stays right.
+pub(crate) fn fingerprint_of<'r>(record: &'r Record, fields: &[String]) -> Cow<'r, Fingerprint> {
+    let of = fnv1a(fields.iter().map(String::as_str));
+    let (kept_for, kept) = &**record
+        .memo
+        .0
+        .get_or_init(|| Box::new((of, fingerprint(record, fields))));
+    if *kept_for == of {
+        Cow::Borrowed(kept)
+    } else {
+        // Asked under other fields than the first time (not done by the
+        // crate, whose flush and inspection each use one policy's fields).
+        Cow::Owned(fingerprint(record, fields))
+    }
+}
+
 /// The fingerprint of `record`: its callsite (target, file, line) plus the
 /// values of `fields` when it has any of them, else plus its message.
+/// Computes it anew: use [`fingerprint_of`], which computes it once.
 pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
+    #[cfg(test)]
+    COMPUTED.with(|n| n.set(n.get() + 1));
     let line = record.line.map(|l| l.to_string()).unwrap_or_default();
     let file = record.file.as_deref().unwrap_or("");
     let chosen: Vec<(String, String)> = fields
@@ -57,7 +82,7 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
         })
         .collect();
     if chosen.is_empty() {
-        let hash = fnv1a(&[&record.target, file, &line, &record.message]);
+        let hash = fnv1a([&*record.target, file, &line, &record.message]);
         let mut label: String = record.message.chars().take(80).collect();
         if label.len() < record.message.len() {
             label.push('…');
@@ -78,7 +103,7 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
         .collect::<Vec<_>>()
         .join(", ");
     Fingerprint {
-        key: format!("{:016x}", fnv1a(&parts)),
+        key: format!("{:016x}", fnv1a(parts)),
         label,
     }
 }
@@ -383,6 +408,30 @@ mod tests {
     }
 
     const T: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+
+    #[test]
+    fn a_kept_fingerprint_is_read_back_only_for_the_fields_it_was_computed_for() {
+        let mut a = record_at(Level::WARN);
+        a.message = "feed failed".into();
+        a.fields.push("feed".into(), json!("Radio Café"));
+        let fields = ["feed".to_owned()];
+        COMPUTED.with(|n| n.set(0));
+        let first = fingerprint_of(&a, &fields);
+        assert!(matches!(first, Cow::Borrowed(_)));
+        assert_eq!(*fingerprint_of(&a, &fields), fingerprint(&a, &fields));
+        // Under other fields: computed for them, not the one kept.
+        assert_eq!(*fingerprint_of(&a, &[]), fingerprint(&a, &[]));
+        assert_ne!(fingerprint_of(&a, &[]).key, first.key);
+        // Once kept, once by hand; under other fields twice through
+        // `fingerprint_of` (never kept) and once by hand.
+        assert_eq!(COMPUTED.with(std::cell::Cell::get), 1 + 1 + 2 + 1);
+        // Kept in memory only: the record, its copy and its serialised form
+        // are as before.
+        assert_eq!(a.clone(), a);
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(!json.contains(&first.key), "{json}");
+        assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), a);
+    }
 
     #[test]
     fn fingerprints_follow_the_callsite_and_message_or_the_chosen_fields() {

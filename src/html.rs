@@ -7,10 +7,11 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use serde_json::Value;
+use time::UtcOffset;
 use tracing::Level;
 
-use crate::digest::{Summary, footer};
 use crate::record::{LINE_TIME, Record, show_time};
+use crate::summary::{MAX_PROBLEMS, Summary, footer};
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
 
@@ -37,7 +38,7 @@ fn label(level: Level) -> &'static str {
     }
 }
 
-// The pieces of a row, as constants so that `row_bytes` can count them.
+// The pieces of a row.
 const TR: &str = "<tr valign=\"top\">";
 /// Every other row is shaded; an ERROR row is tinted red.
 const TR_SHADED: &str = "<tr valign=\"top\" bgcolor=\"#f6f8fa\">";
@@ -64,10 +65,11 @@ const DIV_END: &str = "</div>";
 
 /// The digest as an HTML document: a header with the same summary as the
 /// text body, a table with one row per record (oldest first), and the same
-/// footer.
-pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
-    let records = summary.records;
-    let mut out = String::with_capacity(2048 + records.len() * 768);
+/// footer. `rows` are the shown records' rows, made by [`row`] (a row
+/// missing from them is left out).
+pub(crate) fn render(summary: &Summary<'_>, rows: &[&str], state_path: &Path) -> String {
+    let rows_len: usize = rows.iter().map(|row| ROW_START_MAX + row.len()).sum();
+    let mut out = String::with_capacity(4096 + rows_len);
     out.push_str(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -117,7 +119,7 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
             "<p style=\"margin:0 0 4px;font-weight:bold\">What went wrong</p>\n\
              <ul style=\"margin:0 0 12px;padding-left:20px\">\n",
         );
-        for p in summary.problems.iter().take(crate::digest::MAX_PROBLEMS) {
+        for p in summary.problems.iter().take(MAX_PROBLEMS) {
             out.push_str("<li style=\"margin:2px 0\">");
             out.push_str(label(p.level));
             let _ = write!(out, "{}{SPAN_END} ", p.level);
@@ -148,14 +150,9 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
         let _ = write!(out, "<th align=\"left\">{heading}</th>");
     }
     out.push_str("</tr>\n");
-    for (i, record) in summary.shown().iter().enumerate() {
-        write_row(
-            &mut out,
-            record,
-            record.span_context().as_deref(),
-            summary,
-            i % 2 == 1,
-        );
+    for (i, (record, row)) in summary.shown().iter().zip(rows).enumerate() {
+        out.push_str(row_start(record.level, i % 2 == 1));
+        out.push_str(row);
     }
     out.push_str("</table>\n<p style=\"margin:14px 0 0;font-size:12px;color:#6a737d\">");
     escape_into(
@@ -170,24 +167,38 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
     out
 }
 
-/// One record's row: time, level, target, message with its span context
-/// below, fields.
-fn write_row(
-    out: &mut String,
-    record: &Record,
-    context: Option<&str>,
-    summary: &Summary<'_>,
-    shaded: bool,
-) {
-    out.push_str(if record.level == Level::ERROR {
+/// The start of a record's row, which depends on its place in the table:
+/// tinted for an error, else shaded every other row.
+fn row_start(level: Level, shaded: bool) -> &'static str {
+    if level == Level::ERROR {
         TR_ERROR
     } else if shaded {
         TR_SHADED
     } else {
         TR
-    });
+    }
+}
+
+/// The longest start a row can have (see [`row_start`]): what a row's size
+/// counts for it, before its place in a table is known.
+pub(crate) const ROW_START_MAX: usize = max(TR.len(), max(TR_SHADED.len(), TR_ERROR.len()));
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// One record's row, all but its start (see [`row_start`]): time, level,
+/// target, message with its span context below, fields. Rendered once per
+/// record: measured to split a digest by size, then put in the table.
+pub(crate) fn row(record: &Record, offset: UtcOffset) -> String {
+    let mut out = String::with_capacity(768);
+    write_row(&mut out, record, offset);
+    out
+}
+
+fn write_row(out: &mut String, record: &Record, offset: UtcOffset) {
     out.push_str(TD_TIME);
-    out.push_str(&show_time(record.timestamp, summary.offset, LINE_TIME));
+    out.push_str(&show_time(record.timestamp, offset, LINE_TIME));
     out.push_str(TD_END);
     out.push_str(TD_LEVEL);
     out.push_str(label(record.level));
@@ -199,9 +210,9 @@ fn write_row(
     out.push_str(TD_END);
     out.push_str(TD_MESSAGE);
     escape_into(out, &record.message);
-    if let Some(context) = context {
+    if let Some(context) = record.span_context() {
         out.push_str(CONTEXT);
-        escape_into(out, context);
+        escape_into(out, &context);
         out.push_str(DIV_END);
     }
     out.push_str(TD_END);
@@ -240,43 +251,6 @@ fn write_value(out: &mut impl fmt::Write, value: &Value) {
     };
 }
 
-/// How many bytes `record`'s row takes in the HTML part, at most a few more
-/// than [`write_row`] writes; `context` is its span context.
-pub(crate) fn row_bytes(record: &Record, context: Option<&str>) -> usize {
-    const FIXED: usize = TR_SHADED.len()
-        + TD_TIME.len()
-        + "2026-11-21 10:00:03".len()
-        + TD_END.len()
-        + TD_LEVEL.len()
-        + SPAN_END.len()
-        + TD_END.len()
-        + TD_TARGET.len()
-        + TD_END.len()
-        + TD_MESSAGE.len()
-        + TD_END.len()
-        + TD_FIELDS.len()
-        + ROW_END.len();
-    const PER_FIELD: usize = FIELD_SEP.len() + FIELD_NAME.len() + "=".len() + SPAN_END.len();
-    const PER_CONTEXT: usize = CONTEXT.len() + DIV_END.len();
-    let fields: usize = record
-        .fields
-        .iter()
-        .map(|(name, value)| {
-            let mut len = EscapedLen(0);
-            write_value(&mut len, value);
-            PER_FIELD + escaped_len(name) + len.0
-        })
-        .sum();
-    FIXED
-        + label(record.level).len()
-        + record.level.as_str().len()
-        + escaped_len(&record.target)
-        + record.target.matches("::").count() * WBR.len()
-        + escaped_len(&record.message)
-        + context.map_or(0, |c| PER_CONTEXT + escaped_len(c))
-        + fields
-}
-
 /// The entity for a byte that must be escaped in HTML text and attributes.
 fn entity(byte: u8) -> Option<&'static str> {
     match byte {
@@ -303,16 +277,6 @@ pub(crate) fn escape_into(out: &mut String, text: &str) {
     out.push_str(&text[done..]);
 }
 
-/// The length of `text` once escaped.
-fn escaped_len(text: &str) -> usize {
-    text.len()
-        + text
-            .bytes()
-            .filter_map(entity)
-            .map(|e| e.len() - 1)
-            .sum::<usize>()
-}
-
 /// Writes into a `String`, escaping as it goes (for values written with
 /// `Display`, without a temporary string).
 struct Escaped<'a>(&'a mut String);
@@ -320,16 +284,6 @@ struct Escaped<'a>(&'a mut String);
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         escape_into(self.0, s);
-        Ok(())
-    }
-}
-
-/// Counts the bytes that [`Escaped`] would write.
-struct EscapedLen(usize);
-
-impl fmt::Write for EscapedLen {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0 += escaped_len(s);
         Ok(())
     }
 }
@@ -375,7 +329,18 @@ mod tests {
 
     fn html(records: &[Record], dropped: u64, part: Option<(usize, usize)>) -> String {
         let summary = Summary::new("poca", records, dropped, part, UtcOffset::UTC);
-        render(&summary, Path::new("/var/lib/poca/state.json"))
+        page(&summary, Path::new("/var/lib/poca/state.json"))
+    }
+
+    /// The page, with the shown records' rows made here.
+    fn page(summary: &Summary<'_>, state_path: &Path) -> String {
+        let rows: Vec<String> = summary
+            .shown()
+            .iter()
+            .map(|r| row(r, summary.offset))
+            .collect();
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        render(summary, &rows, state_path)
     }
 
     /// The `<tr>…</tr>` rows of the table, header row excluded.
@@ -394,7 +359,6 @@ mod tests {
             out,
             "a&amp;b &lt;c&gt; &quot;d&quot; &#39;e&#39; Café ポッド"
         );
-        assert_eq!(escaped_len(r#"a&b <c> "d" 'e' Café ポッド"#), out.len());
     }
 
     #[test]
@@ -431,7 +395,7 @@ mod tests {
     fn the_app_name_and_state_path_are_escaped_too() {
         let records = [record(Level::WARN, "x")];
         let summary = Summary::new("a<b>", &records, 0, None, UtcOffset::UTC);
-        let html = render(&summary, Path::new("/tmp/<x>/state.json"));
+        let html = page(&summary, Path::new("/tmp/<x>/state.json"));
         assert!(!html.contains("a<b>") && !html.contains("<x>"), "{html}");
         assert!(html.contains("a&lt;b&gt;: 1 log record"), "{html}");
         assert!(html.contains("/tmp/&lt;x&gt;/state.json"), "{html}");
@@ -551,33 +515,5 @@ mod tests {
         // Short lines: mail transports need lines under 998 bytes to send
         // it unencoded.
         assert!(html.lines().all(|l| l.len() < 998), "{html}");
-    }
-
-    #[test]
-    fn row_bytes_is_at_least_the_row_and_close_to_it() {
-        let mut long = feed_failed();
-        long.message = "x&y ".repeat(500);
-        long.fields.push("q".into(), json!({"a": "<\"'>"}));
-        let mut bare = record(Level::TRACE, "");
-        bare.target = "t".into();
-        for r in [
-            feed_failed(),
-            record(Level::ERROR, "<script>alert(1)</script>"),
-            long,
-            bare,
-        ] {
-            let context = r.span_context();
-            let summary = Summary::new("poca", std::slice::from_ref(&r), 0, None, UtcOffset::UTC);
-            for shaded in [false, true] {
-                let mut row = String::new();
-                write_row(&mut row, &r, context.as_deref(), &summary, shaded);
-                let estimate = row_bytes(&r, context.as_deref());
-                assert!(
-                    estimate >= row.len() && estimate <= row.len() + 24,
-                    "{estimate} vs {} for {row}",
-                    row.len()
-                );
-            }
-        }
     }
 }

@@ -80,9 +80,10 @@ mod record;
 mod settings;
 mod state;
 mod subject;
+mod summary;
 mod transport;
 
-pub use builder::{Builder, STATE_FILE_NAME};
+pub use builder::Builder;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EmailConfig, PolicyConfig};
 pub use error::{Error, ErrorKind};
@@ -91,6 +92,7 @@ pub use inspect::{Cleared, Failure, Snapshot, StateFile, Verdict};
 pub use layer::EmailLayer;
 pub use policy::WaitingFor;
 pub use record::{Fields, Record, SpanRecord, Str};
+pub use state::STATE_FILE_NAME;
 #[cfg(feature = "sendmail")]
 pub use transport::Sendmail;
 #[cfg(feature = "smtp")]

@@ -66,5 +66,6 @@ fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime) -> Record {
         line: info.location().map(|l| l.line()),
         spans: Vec::new(),
         run: None,
+        memo: Default::default(),
     }
 }

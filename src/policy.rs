@@ -2,12 +2,13 @@
 //! the history of runs to a decision. No I/O, no clock of its own: everything
 //! it needs is in its arguments, so every combination is unit-tested.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tracing::Level;
 
-use crate::history::{History, Streak, fingerprint};
+use crate::history::{Fingerprint, History, Streak, fingerprint_of};
 use crate::record::{Record, severity};
 
 /// The rules that decide when pending records are worth an email.
@@ -406,13 +407,17 @@ impl Policy {
         let min = severity(self.level());
         // Records that count: not of a failure reported too recently
         // (`repeat_after`).
-        let keys: Vec<Option<String>> = pending
+        let fingerprints: Vec<Option<Cow<'_, Fingerprint>>> = pending
             .iter()
             .map(|r| {
                 self.repeat_after
                     .is_some()
-                    .then(|| fingerprint(r, &self.fingerprint_fields).key)
+                    .then(|| fingerprint_of(r, &self.fingerprint_fields))
             })
+            .collect();
+        let keys: Vec<Option<&str>> = fingerprints
+            .iter()
+            .map(|fp| fp.as_ref().map(|fp| fp.key.as_str()))
             .collect();
         let loud: Vec<bool> = keys
             .iter()
@@ -471,9 +476,8 @@ impl Policy {
             {
                 let mut seen = std::collections::BTreeSet::new();
                 for ((r, key), loud) in pending.iter().zip(&keys).zip(&loud) {
-                    let Some(key) = key
-                        .as_ref()
-                        .filter(|k| !*loud && severity(r.level) >= min && seen.insert(k.as_str()))
+                    let Some(key) =
+                        key.filter(|k| !*loud && severity(r.level) >= min && seen.insert(*k))
                     else {
                         continue;
                     };
@@ -623,6 +627,7 @@ pub(crate) mod tests {
             line: None,
             spans: Vec::new(),
             run: None,
+            memo: Default::default(),
         }
     }
 
@@ -857,7 +862,7 @@ pub(crate) mod tests {
 
     // ---- fingerprints, runs and time ------------------------------------
 
-    use crate::history::{Fingerprint, History};
+    use crate::history::{Fingerprint, History, fingerprint};
     use time::OffsetDateTime as T;
 
     const HOUR: Duration = Duration::from_secs(3600);

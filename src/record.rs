@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use serde::de::{MapAccess, Visitor};
@@ -32,7 +32,7 @@ pub type Str = Cow<'static, str>;
 ///     format!("{} {}: {}", record.level, record.target, record.message)
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Record {
     /// When the event happened, in UTC (RFC 3339 in the state file).
@@ -65,6 +65,51 @@ pub struct Record {
     /// flushed to the state file. `None` until its first flush.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<u64>,
+    /// Its fingerprint, once computed: in memory only, never in the state
+    /// file (see `history::fingerprint_of`).
+    #[serde(skip)]
+    pub(crate) memo: Memo,
+}
+
+// By hand, to leave out the memo, which is not what the record says.
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("timestamp", &self.timestamp)
+            .field("level", &self.level)
+            .field("target", &self.target)
+            .field("message", &self.message)
+            .field("fields", &self.fields)
+            .field("module_path", &self.module_path)
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .field("spans", &self.spans)
+            .field("run", &self.run)
+            .finish()
+    }
+}
+
+/// One kind of failure: the same callsite and message, or the same callsite
+/// and values of the chosen fields. Computed by `history::fingerprint`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Fingerprint {
+    /// A stable key: a 64-bit FNV-1a hash of the identifying text, in hex.
+    pub(crate) key: String,
+    /// What a person reads: `feed "Radio Café"`, or the message.
+    pub(crate) label: String,
+}
+
+/// A record's fingerprint, computed at most once while the record is in
+/// memory, with a hash of the fields it was computed for. Records that are
+/// equal are equal whatever their memos hold. Boxed: a record whose
+/// fingerprint is never needed carries only a pointer and a flag.
+#[derive(Clone, Default)]
+pub(crate) struct Memo(pub(crate) OnceLock<Box<(u64, Fingerprint)>>);
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A span an event happened in: its name and fields.
@@ -263,6 +308,7 @@ impl From<Captured> for Record {
                 line: e.meta.line(),
                 spans: e.spans.into_vec(),
                 run: None,
+                memo: Memo::default(),
             },
         }
     }
@@ -627,6 +673,7 @@ mod tests {
                 }),
             ],
             run: Some(7),
+            memo: Memo::default(),
         }
     }
 

@@ -118,6 +118,15 @@ enum Repair {
     No,
 }
 
+/// The file name of the state file inside the app's state folder.
+///
+/// ```
+/// let file = tracing_email::StateFile::for_app("poca")?;
+/// assert!(file.path().ends_with(tracing_email::STATE_FILE_NAME));
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+pub const STATE_FILE_NAME: &str = "tracing-email.json";
+
 /// The default state file of `app`: `tracing-email.json` in the app's folder
 /// under `directories`' `state_dir()`, else `data_local_dir()`.
 pub(crate) fn default_path(app: &str) -> Result<PathBuf, Error> {
@@ -128,7 +137,7 @@ pub(crate) fn default_path(app: &str) -> Result<PathBuf, Error> {
         )
     })?;
     let dir = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir());
-    Ok(dir.join(crate::STATE_FILE_NAME))
+    Ok(dir.join(STATE_FILE_NAME))
 }
 
 /// A loaded state and the parked files merged into it (to remove once the

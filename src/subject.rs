@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use tracing::Level;
 
-use crate::digest::Summary;
 use crate::error::Error;
 use crate::record::show_time;
+use crate::summary::Summary;
 
 /// How `{first}`, `{last}` and the default subject show a time:
 /// `2026-11-20 08:00`.
@@ -574,7 +574,7 @@ mod tests {
         let mut s = Summary::new(app, &rs, 0, None, UtcOffset::UTC);
         s.problems = failures
             .iter()
-            .map(|&(label, level, count, runs)| crate::digest::Problem {
+            .map(|&(label, level, count, runs)| crate::summary::Problem {
                 label: label.to_owned(),
                 level,
                 count,

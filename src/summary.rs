@@ -1,0 +1,329 @@
+//! What one digest email says about its records, counted once and shared
+//! by its subject ([`crate::subject`]), its text body ([`crate::digest`])
+//! and its HTML part ([`crate::html`]): counts per level, the time span, the
+//! kinds of failure, the notes and the footer.
+
+use std::fmt::Write as _;
+
+use time::{OffsetDateTime, UtcOffset};
+use tracing::Level;
+
+use crate::history::{History, fingerprint_of};
+use crate::record::{LINE_TIME, Record, severity, show_time};
+
+/// One kind of failure in an email, for the summary at its top.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Problem {
+    pub(crate) label: String,
+    pub(crate) level: Level,
+    /// Its records in this email.
+    pub(crate) count: usize,
+    pub(crate) first: OffsetDateTime,
+    pub(crate) last: OffsetDateTime,
+    /// Consecutive runs that saw it, when more than one.
+    pub(crate) runs: Option<u64>,
+}
+
+/// The problems among `records`: one per fingerprint at `level` or above,
+/// most severe first, then the longest-running, then the most frequent.
+pub(crate) fn problems(
+    records: &[Record],
+    history: &History,
+    fields: &[String],
+    level: Level,
+) -> Vec<Problem> {
+    let min = severity(level);
+    let mut by_key: Vec<(String, Problem)> = Vec::new();
+    for r in records.iter().filter(|r| severity(r.level) >= min) {
+        let fp = fingerprint_of(r, fields);
+        match by_key.iter_mut().find(|(k, _)| *k == fp.key) {
+            Some((_, p)) => {
+                p.count += 1;
+                p.first = p.first.min(r.timestamp);
+                p.last = p.last.max(r.timestamp);
+                if severity(r.level) > severity(p.level) {
+                    p.level = r.level;
+                }
+            }
+            None => {
+                let runs = history
+                    .streaks
+                    .get(&fp.key)
+                    .map(|s| s.runs)
+                    .filter(|runs| *runs > 1);
+                by_key.push((
+                    fp.key.clone(),
+                    Problem {
+                        label: fp.label.clone(),
+                        level: r.level,
+                        count: 1,
+                        first: r.timestamp,
+                        last: r.timestamp,
+                        runs,
+                    },
+                ));
+            }
+        }
+    }
+    let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
+    out.sort_by(|a, b| {
+        severity(b.level)
+            .cmp(&severity(a.level))
+            .then(b.runs.unwrap_or(1).cmp(&a.runs.unwrap_or(1)))
+            .then(b.count.cmp(&a.count))
+            .then(a.first.cmp(&b.first))
+    });
+    out
+}
+
+/// Most kinds of failure listed in a digest's summary.
+pub(crate) const MAX_PROBLEMS: usize = 20;
+
+/// `1 312`: thousands grouped with spaces.
+pub(crate) fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The levels, most severe first.
+pub(crate) const LEVELS: [Level; 5] = [
+    Level::ERROR,
+    Level::WARN,
+    Level::INFO,
+    Level::DEBUG,
+    Level::TRACE,
+];
+
+/// What one email holds, counted once and shared by its subject, its text
+/// body and its HTML part.
+#[derive(Debug)]
+pub(crate) struct Summary<'a> {
+    pub(crate) app: &'a str,
+    /// The email's records, oldest first.
+    pub(crate) records: &'a [Record],
+    /// Older records dropped before this digest (beyond `max_pending`).
+    pub(crate) dropped: u64,
+    /// `(k, n)` when this email is part k of a digest split into n.
+    pub(crate) part: Option<(usize, usize)>,
+    /// The offset times are shown at.
+    pub(crate) offset: UtcOffset,
+    /// Records per level, in the order of [`LEVELS`].
+    by_level: [usize; 5],
+    /// The oldest and the newest record's time.
+    span: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// The kinds of failure, for the summary; most important first.
+    pub(crate) problems: Vec<Problem>,
+    /// Most records listed one by one.
+    pub(crate) detail_lines: usize,
+    /// A note for the footer: `fingerprint_fields` that none of the records
+    /// has (see [`crate::history::unmatched_fields`]).
+    pub(crate) fields_note: Option<String>,
+}
+
+impl<'a> Summary<'a> {
+    pub(crate) fn new(
+        app: &'a str,
+        records: &'a [Record],
+        dropped: u64,
+        part: Option<(usize, usize)>,
+        offset: UtcOffset,
+    ) -> Self {
+        let mut by_level = [0; 5];
+        let mut span: Option<(OffsetDateTime, OffsetDateTime)> = None;
+        for r in records {
+            by_level[4 - usize::from(severity(r.level))] += 1;
+            let t = r.timestamp;
+            span = Some(match span {
+                None => (t, t),
+                Some((first, last)) => (first.min(t), last.max(t)),
+            });
+        }
+        Summary {
+            app,
+            records,
+            dropped,
+            part,
+            offset,
+            by_level,
+            span,
+            problems: Vec::new(),
+            detail_lines: usize::MAX,
+            fields_note: None,
+        }
+    }
+
+    /// The records listed one by one: the newest `detail_lines`, oldest
+    /// first.
+    pub(crate) fn shown(&self) -> &'a [Record] {
+        &self.records[self.records.len().saturating_sub(self.detail_lines)..]
+    }
+
+    /// `The newest 200 records follow, and 1 312 earlier ones are counted
+    /// above.` when not all are listed.
+    pub(crate) fn hidden_note(&self) -> Option<String> {
+        let hidden = self.records.len() - self.shown().len();
+        (hidden > 0).then(|| {
+            format!(
+                "The newest {} records follow, and {} more (earlier) are only counted above.",
+                grouped(self.shown().len()),
+                grouped(hidden)
+            )
+        })
+    }
+
+    /// `… and 12 other kinds of failure.` beyond the first
+    /// [`MAX_PROBLEMS`].
+    pub(crate) fn more_problems_note(&self) -> Option<String> {
+        let more = self.problems.len().saturating_sub(MAX_PROBLEMS);
+        (more > 0).then(|| format!("… and {} other kinds of failure.", grouped(more)))
+    }
+
+    /// One problem as a line of text: `WARN feed "Radio Café": 5 records,
+    /// 2026-11-20 08:00:00 to 12:00:00, in each of the last 5 runs`.
+    pub(crate) fn problem_line(&self, p: &Problem) -> String {
+        let mut out = format!(
+            "{} {}: {}",
+            p.level,
+            p.label,
+            plural(p.count, "record", "records")
+        );
+        if p.first == p.last {
+            let _ = write!(out, ", at {}", show_time(p.first, self.offset, LINE_TIME));
+        } else {
+            let _ = write!(
+                out,
+                ", {} to {}",
+                show_time(p.first, self.offset, LINE_TIME),
+                show_time(p.last, self.offset, LINE_TIME)
+            );
+        }
+        if let Some(runs) = p.runs {
+            let _ = write!(out, ", in each of the last {runs} runs");
+        }
+        out
+    }
+
+    /// How many records are at exactly `level`.
+    pub(crate) fn count(&self, level: Level) -> usize {
+        self.by_level[4 - usize::from(severity(level))]
+    }
+
+    /// The levels present, most severe first, with their counts.
+    pub(crate) fn levels(&self) -> impl Iterator<Item = (Level, usize)> + '_ {
+        LEVELS
+            .into_iter()
+            .zip(self.by_level)
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// The most severe level present.
+    pub(crate) fn max_level(&self) -> Option<Level> {
+        self.levels().next().map(|(level, _)| level)
+    }
+
+    /// The oldest record's time.
+    pub(crate) fn first(&self) -> Option<OffsetDateTime> {
+        self.span.map(|(first, _)| first)
+    }
+
+    /// The newest record's time.
+    pub(crate) fn last(&self) -> Option<OffsetDateTime> {
+        self.span.map(|(_, last)| last)
+    }
+
+    /// `24 log records`.
+    pub(crate) fn record_count(&self) -> String {
+        plural(self.records.len(), "log record", "log records")
+    }
+
+    /// `from 2026-11-21 10:00:03 to 2026-11-21 12:00:04, times in UTC`.
+    pub(crate) fn time_span(&self) -> Option<String> {
+        let (first, last) = self.span?;
+        Some(format!(
+            "from {} to {}, times in {}",
+            show_time(first, self.offset, LINE_TIME),
+            show_time(last, self.offset, LINE_TIME),
+            offset_label(self.offset)
+        ))
+    }
+
+    /// `412 older records were dropped before this digest because too many
+    /// were pending.`
+    pub(crate) fn dropped_note(&self) -> Option<String> {
+        (self.dropped > 0).then(|| {
+            format!(
+                "{} dropped before this digest because too many were pending.",
+                plural(
+                    usize::try_from(self.dropped).unwrap_or(usize::MAX),
+                    "older record was",
+                    "older records were"
+                )
+            )
+        })
+    }
+
+    /// `This is part 2 of 3: the digest was split to stay under the size
+    /// limit.`
+    pub(crate) fn part_note(&self) -> Option<String> {
+        self.part.map(|(k, n)| {
+            format!("This is part {k} of {n}: the digest was split to stay under the size limit.")
+        })
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn offset_label(offset: UtcOffset) -> String {
+    if offset.is_utc() {
+        "UTC".to_owned()
+    } else {
+        let (h, m, _) = offset.as_hms();
+        format!(
+            "UTC{}{:02}:{:02}",
+            if offset.is_negative() { '-' } else { '+' },
+            h.abs(),
+            m.abs()
+        )
+    }
+}
+
+/// The last line of every digest: who sent it and where records wait.
+pub(crate) fn footer(app: &str, state_path: &str) -> String {
+    format!(
+        "Sent by tracing-email for {app}. Records wait in {state_path} until they are worth an email."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_offsets_are_labelled() {
+        assert_eq!(offset_label(UtcOffset::UTC), "UTC");
+        assert_eq!(
+            offset_label(UtcOffset::from_hms(-3, -30, 0).unwrap()),
+            "UTC-03:30"
+        );
+        assert_eq!(
+            offset_label(UtcOffset::from_hms(1, 0, 0).unwrap()),
+            "UTC+01:00"
+        );
+    }
+
+    #[test]
+    fn large_numbers_are_grouped() {
+        assert_eq!(grouped(7), "7");
+        assert_eq!(grouped(1312), "1 312");
+        assert_eq!(grouped(1_000_000), "1 000 000");
+    }
+}
