@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
 
-use crate::buffer::lock;
+use crate::capture::buffer::lock;
 
 /// The earliest time a state file can hold (RFC 3339 has 4-digit years).
 pub(crate) const EARLIEST: OffsetDateTime = time::macros::datetime!(0000-01-01 0:00 UTC);
@@ -167,7 +167,7 @@ pub(crate) fn catch_now(clock: &dyn Clock) -> std::thread::Result<SystemTime> {
 /// never panics.
 pub(crate) fn now_or_system(clock: &dyn Clock) -> SystemTime {
     catch_now(clock).unwrap_or_else(|payload| {
-        crate::flush::drop_payload(payload);
+        crate::error::drop_payload(payload);
         SystemTime::now()
     })
 }
@@ -182,7 +182,7 @@ pub(crate) fn now_in_panic_hook(clock: &dyn Clock) -> SystemTime {
     } else {
         clock.now()
     };
-    crate::buffer::representable(now)
+    crate::capture::buffer::representable(now)
 }
 
 #[cfg(test)]

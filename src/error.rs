@@ -1,6 +1,8 @@
 //! The crate's error type: what went wrong, in words a person can act on.
 
-use std::fmt;
+use std::any::Any;
+use std::fmt::{self, Write as _};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 /// What kind of thing went wrong; see [`Error::kind`].
@@ -146,7 +148,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
         if let Some(source) = self.source.as_ref().filter(|_| !self.told) {
-            write!(f, ": {}", crate::record::error_chain(source.as_ref()))?;
+            write!(f, ": {}", error_chain(source.as_ref()))?;
         }
         Ok(())
     }
@@ -160,10 +162,7 @@ impl fmt::Debug for Error {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind).field("message", &self.message);
         if let Some(source) = &self.source {
-            d.field(
-                "source",
-                &crate::record::error_chain(source.as_ref()).to_string(),
-            );
+            d.field("source", &error_chain(source.as_ref()).to_string());
         }
         d.finish()
     }
@@ -175,6 +174,100 @@ impl std::error::Error for Error {
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
+}
+
+/// `error` followed by each of its sources, joined by `": "`.
+///
+/// Writing it never panics because an error's `Display` fails: the failure
+/// is passed on to the writer (after what was written), as `fmt` expects.
+pub(crate) fn error_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl fmt::Display + 'a {
+    struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+    impl fmt::Display for Chain<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}", self.0)?;
+            let mut source = self.0.source();
+            let mut last = bounded_text(self.0);
+            while let Some(s) = source {
+                let text = bounded_text(s);
+                // Many errors repeat their source in their own message.
+                if !last.contains(&text) {
+                    write!(f, ": {s}")?;
+                }
+                last = text;
+                source = s.source();
+            }
+            Ok(())
+        }
+    }
+    Chain(error)
+}
+
+/// Most bytes of an error's text compared when [`error_chain`] looks for a
+/// source repeated in its error's message.
+const COMPARED_BYTES: usize = 4096;
+
+/// The start of `value`'s text, at most [`COMPARED_BYTES`] (what was written
+/// before its `Display` failed, if it did).
+fn bounded_text(value: &dyn fmt::Display) -> String {
+    struct Bounded(String);
+    impl fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let room = COMPARED_BYTES - self.0.len();
+            if s.len() <= room {
+                self.0.push_str(s);
+                return Ok(());
+            }
+            let mut at = room;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            self.0.push_str(&s[..at]);
+            Err(fmt::Error)
+        }
+    }
+    let mut out = Bounded(String::new());
+    let _ = write!(out, "{value}");
+    out.0
+}
+
+/// The error for a panic caught in a flush: `what` happened, the panic's
+/// message when it has one, then `then` (what became of the records).
+pub(crate) fn panicked(what: &str, payload: Box<dyn Any + Send>, then: &str) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    drop_payload(payload);
+    let message = match message {
+        Some(message) => format!("{what}: {message}; {then}"),
+        None => format!("{what}; {then}"),
+    };
+    Error::new(ErrorKind::Panic, message)
+}
+
+/// Drops a panic's payload, whose own `drop` may panic too.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+/// `value`'s `Display`, whatever it does: a panic or a formatting error in
+/// it (user code, such as a transport's error) leaves what was written and
+/// a marker.
+pub(crate) fn display_safely(value: &impl std::fmt::Display) -> String {
+    let mut text = String::new();
+    match catch_unwind(AssertUnwindSafe(|| write!(text, "{value}"))) {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => text.push_str("…[its Display failed]"),
+        Err(payload) => {
+            drop_payload(payload);
+            text.push_str("…[its Display panicked]");
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -231,5 +324,57 @@ mod tests {
         // The text users read still tells the io::Error, once.
         let text = error.to_string();
         assert_eq!(text.matches(&io.to_string()).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn error_chain_keeps_what_a_failing_display_wrote() {
+        #[derive(Debug)]
+        struct Bad;
+        impl fmt::Display for Bad {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("half")?;
+                Err(fmt::Error)
+            }
+        }
+        impl std::error::Error for Bad {}
+        #[derive(Debug)]
+        struct Outer(Bad);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let mut out = String::new();
+        assert!(write!(out, "{}", error_chain(&Outer(Bad))).is_err());
+        assert_eq!(out, "outer: half");
+    }
+
+    #[test]
+    fn error_chain_lists_sources_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("fetching the feed failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ));
+        assert_eq!(
+            error_chain(&e).to_string(),
+            "fetching the feed failed: timed out"
+        );
     }
 }

@@ -1,141 +1,18 @@
-//! The guard that flushes at the end of the run, and the [`Outcome`] of a
-//! flush.
+//! The guard that flushes at the end of the run: `main` holds it, and its
+//! drop runs the last flush (or hands it to the worker).
 
 use std::fmt;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::buffer::lock;
+use crate::capture::buffer::lock;
+use crate::capture::layer::{Shared, Signal};
 use crate::error::Error;
 use crate::flush::Flusher;
-use crate::layer::{Shared, Signal};
-use crate::policy::{Phase, WaitingFor};
-
-/// What a flush did.
-///
-/// Its `Display` is one line a person understands, e.g.
-/// `held 3 records for a later run: 2 of the 5 warnings or errors needed`.
-///
-/// | the state file holds…                                   | outcome   |
-/// |----------------------------------------------------------|-----------|
-/// | no record                                                | `Nothing` |
-/// | records, but the policy's rules are not met              | `Held`    |
-/// | records a rule sends, but `min_interval` has not passed  | `Waiting` |
-/// | records the policy sends, and the server accepts         | `Sent`    |
-/// | records that could not be sent or stored                 | `Failed`  |
-///
-/// ```
-/// use tracing_email::{Outcome, WaitingFor};
-///
-/// let waiting_for = WaitingFor::Threshold { counted: 2, needed: 5, level: tracing::Level::WARN };
-/// let outcome = Outcome::Held { pending: 3, waiting_for };
-/// assert_eq!(
-///     outcome.to_string(),
-///     "held 3 records for a later run: 2 of the 5 warnings or errors needed"
-/// );
-/// assert!(!outcome.is_failed());
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// No record was pending: nothing to send or keep.
-    Nothing,
-    /// The records were saved for a later run: no rule of the policy is
-    /// met, and `waiting_for` says what the rule closest to sending waits
-    /// for, in its own terms (records for a threshold, runs for a streak, a
-    /// time for a failure already reported).
-    Held {
-        /// Records now pending in the state file.
-        pending: usize,
-        /// What the policy waits for.
-        waiting_for: WaitingFor,
-    },
-    /// A rule is met, but the last email went out less than `min_interval`
-    /// ago: the records wait, and a flush from `until` on sends them.
-    Waiting {
-        /// Records now pending in the state file.
-        pending: usize,
-        /// When the next email may go.
-        until: time::OffsetDateTime,
-    },
-    /// The server accepted `emails` emails holding `records` records, which
-    /// are no longer pending.
-    Sent {
-        /// Records sent.
-        records: usize,
-        /// Emails sent.
-        emails: usize,
-    },
-    /// Sending or storing failed, or something panicked during the flush.
-    /// Every record that was not accepted by the server is kept (`pending`
-    /// of them) and a later flush tries again.
-    Failed {
-        /// What went wrong.
-        error: Error,
-        /// Records still pending.
-        pending: usize,
-    },
-}
-
-impl Outcome {
-    /// Whether this is [`Outcome::Sent`].
-    ///
-    /// ```
-    /// assert!(tracing_email::Outcome::Sent { records: 5, emails: 1 }.is_sent());
-    /// ```
-    pub fn is_sent(&self) -> bool {
-        matches!(self, Outcome::Sent { .. })
-    }
-
-    /// Whether this is [`Outcome::Failed`].
-    ///
-    /// ```
-    /// assert!(!tracing_email::Outcome::Nothing.is_failed());
-    /// ```
-    pub fn is_failed(&self) -> bool {
-        matches!(self, Outcome::Failed { .. })
-    }
-}
-
-fn records(n: usize) -> String {
-    format!("{n} record{}", if n == 1 { "" } else { "s" })
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Nothing => f.write_str("nothing to send: no records are pending"),
-            Outcome::Held {
-                pending,
-                waiting_for,
-            } => write!(
-                f,
-                "held {} for a later run: {waiting_for}",
-                records(*pending)
-            ),
-            Outcome::Waiting { pending, until } => write!(
-                f,
-                "held {} for a later run: an email went out less than min_interval ago, the \
-                 next may go at {}",
-                records(*pending),
-                crate::record::utc_time(*until)
-            ),
-            Outcome::Sent { records: n, emails } => write!(
-                f,
-                "sent {} in {emails} email{}",
-                records(*n),
-                if *emails == 1 { "" } else { "s" }
-            ),
-            Outcome::Failed { error, pending } => write!(
-                f,
-                "not sent, {} kept for a later run: {error}",
-                records(*pending)
-            ),
-        }
-    }
-}
+use crate::flush::outcome::Outcome;
+use crate::flush::worker::finish;
+use crate::policy::Phase;
 
 /// Flushes the pending records when dropped: keep it alive until the end of
 /// `main`. Made by [`Builder::build`](crate::Builder::build).
@@ -244,7 +121,7 @@ impl FlushGuard {
         let flusher = lock(&self.flusher);
         let snapshot = crate::StateFile::open(flusher.store.path()).snapshot()?;
         let now = crate::clock::catch_now(&*flusher.clock).map_err(|payload| {
-            crate::flush::drop_payload(payload);
+            crate::error::drop_payload(payload);
             Error::new(
                 crate::ErrorKind::Panic,
                 "the clock panicked, so no verdict can be given; fix the Clock given to the \
@@ -300,34 +177,5 @@ impl Drop for FlushGuard {
             let _ = worker.join();
         }
         finish(&self.shared, &self.flusher, flushed);
-    }
-}
-
-/// The guard's last flush (unless it `flushed` and no record came in since),
-/// then the last resort for records that could not be stored: stderr.
-pub(crate) fn finish(shared: &Shared, flusher: &Mutex<Flusher>, flushed: bool) {
-    if !flushed || shared.buffer.len() > 0 {
-        let outcome = lock(flusher).flush_caught(&shared.buffer, Phase::Flush);
-        if outcome.is_failed() {
-            // The error may hold a transport's own, whose Display is user code.
-            let line = crate::flush::display_safely(&outcome);
-            let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
-        }
-    }
-    let left = shared.buffer.drain();
-    if !left.is_empty() {
-        let stderr = std::io::stderr();
-        let mut out = stderr.lock();
-        let _ = writeln!(
-            out,
-            "tracing-email: {} could not be stored; here they are as JSON lines:",
-            records(left.len())
-        );
-        for record in left {
-            let _ = match serde_json::to_string(&record) {
-                Ok(line) => writeln!(out, "{line}"),
-                Err(_) => writeln!(out, "{record:?}"),
-            };
-        }
     }
 }

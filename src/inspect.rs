@@ -10,11 +10,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Level;
 
+use crate::capture::record::{Record, severity};
 use crate::config::PolicyConfig;
 use crate::error::Error;
 use crate::policy::{Decision, Facts, Phase, Policy, WaitingFor};
-use crate::record::{Record, severity};
-use crate::state::{State, StateStore};
+use crate::store::file::{State, StateStore};
 
 /// A state file, opened to look into it (and, on request, to empty it).
 ///
@@ -84,7 +84,7 @@ pub struct Snapshot {
     /// snapshot taken with a policy ([`StateFile::snapshot_with`] or
     /// [`FlushGuard::snapshot`](crate::FlushGuard::snapshot)).
     pub verdict: Option<Verdict>,
-    history: crate::history::History,
+    history: crate::store::history::History,
 }
 
 /// One failure the state file follows across runs (one fingerprint: a
@@ -281,7 +281,7 @@ impl StateFile {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn for_app(app: &str) -> Result<Self, Error> {
-        Ok(StateFile::open(crate::state::default_path(app)?))
+        Ok(StateFile::open(crate::store::file::default_path(app)?))
     }
 
     /// Its path.
@@ -471,7 +471,7 @@ impl Snapshot {
         now: OffsetDateTime,
         run: Option<u64>,
     ) -> Self {
-        let mut state = crate::state::State {
+        let mut state = crate::store::file::State {
             pending: self.pending.clone(),
             last_sent: self.last_sent,
             history: self.history.clone(),
@@ -501,7 +501,7 @@ impl Snapshot {
 }
 
 fn when(t: Option<OffsetDateTime>) -> String {
-    t.map_or_else(|| "never".to_owned(), crate::record::utc_time)
+    t.map_or_else(|| "never".to_owned(), crate::capture::record::utc_time)
 }
 
 impl fmt::Display for Snapshot {
@@ -646,7 +646,7 @@ mod tests {
         let file = StateFile::open(dir.path().join("state.json"));
         let lock = file.store.lock().unwrap();
         let state = State {
-            version: crate::state::VERSION,
+            version: crate::store::file::VERSION,
             generation: 0,
             pending: levels.iter().map(|l| record_at(*l)).collect(),
             dropped: 3,
@@ -705,7 +705,7 @@ mod tests {
             r
         };
         let fields = ["url".to_owned()];
-        let mut history = crate::history::History::default();
+        let mut history = crate::store::history::History::default();
         for h in 1..=4 {
             let run = history.start_run();
             let mut seen = vec![record("b.json", h)];
@@ -713,11 +713,11 @@ mod tests {
                 seen.push(record("c.json", h));
             }
             for r in &seen {
-                let fp = crate::history::fingerprint(r, &fields);
+                let fp = crate::store::history::fingerprint(r, &fields);
                 history.observe(run, &fp, r.level, r.timestamp);
             }
             if h == 3 {
-                let key = crate::history::fingerprint(&seen[0], &fields).key;
+                let key = crate::store::history::fingerprint(&seen[0], &fields).key;
                 history.reported([key.as_str()], hour(3));
             }
         }
@@ -725,7 +725,7 @@ mod tests {
         let file = StateFile::open(dir.path().join("state.json"));
         let lock = file.store.lock().unwrap();
         let state = State {
-            version: crate::state::VERSION,
+            version: crate::store::file::VERSION,
             generation: 0,
             pending: vec![record("b.json", 4)],
             dropped: 0,
@@ -749,8 +749,9 @@ mod tests {
     #[test]
     fn a_snapshot_shows_each_failure_with_its_streak_and_when_it_is_quiet() {
         let (_dir, file, now) = file_with_streaks();
-        let utc =
-            |h: i64| crate::record::utc_time(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(h));
+        let utc = |h: i64| {
+            crate::capture::record::utc_time(OffsetDateTime::UNIX_EPOCH + time::Duration::hours(h))
+        };
         let s = file.snapshot().unwrap();
         assert!(s.exists);
         assert_eq!(s.runs, 4);
@@ -953,7 +954,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn snapshot_and_clear_refuse_a_fifo_or_a_device_at_once() {
-        use crate::state::tests::{mkfifo, within_5s};
+        use crate::store::file::tests::{mkfifo, within_5s};
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("state.json");
         mkfifo(&fifo);

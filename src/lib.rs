@@ -61,38 +61,43 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
-mod buffer;
-mod builder;
+// One folder or file per stage of the flow; data moves one way, down this
+// list: an event is captured as a record, stored with the pending ones,
+// decided on, rendered as a digest, handed to a transport; the flush runs
+// these stages and the guard runs the flush.
 mod clock;
-mod config;
-mod digest;
 mod error;
+
+mod capture;
+mod digest;
 mod flush;
 mod guard;
-mod history;
-mod html;
 mod inspect;
-mod journal;
-mod layer;
-mod panic;
 mod policy;
-mod record;
-mod settings;
-mod state;
-mod subject;
-mod summary;
+mod store;
 mod transport;
 
+mod builder;
+mod config;
+mod settings;
+
+// The settings' files still name the stages by their former flat paths.
+use capture::{buffer, layer};
+use digest::subject;
+use flush::panic;
+use store::file as state;
+
 pub use builder::Builder;
+pub use capture::layer::EmailLayer;
+pub use capture::record::{Fields, Record, SpanRecord, Str};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EmailConfig, PolicyConfig};
 pub use error::{Error, ErrorKind};
-pub use guard::{FlushGuard, Outcome};
+pub use flush::outcome::Outcome;
+pub use guard::FlushGuard;
 pub use inspect::{Cleared, Failure, Snapshot, StateFile, Verdict};
-pub use layer::EmailLayer;
 pub use policy::WaitingFor;
-pub use record::{Fields, Record, SpanRecord, Str};
-pub use state::STATE_FILE_NAME;
+pub use store::file::STATE_FILE_NAME;
 #[cfg(feature = "sendmail")]
 pub use transport::Sendmail;
 #[cfg(feature = "smtp")]

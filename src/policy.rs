@@ -8,8 +8,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Level;
 
-use crate::history::{Fingerprint, History, Streak, fingerprint_of};
-use crate::record::{Record, severity};
+use crate::capture::record::{Record, severity};
+use crate::store::history::{Fingerprint, History, Streak, fingerprint_of};
 
 /// The rules that decide when pending records are worth an email.
 ///
@@ -205,7 +205,7 @@ fn at_or_above(level: Level) -> String {
 
 impl std::fmt::Display for WaitingFor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::record::utc_time;
+        use crate::capture::record::utc_time;
         match self {
             WaitingFor::Threshold {
                 counted,
@@ -613,7 +613,7 @@ struct Quiet {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::record::Fields;
+    use crate::capture::record::Fields;
 
     pub(crate) fn record_at(level: Level) -> Record {
         Record {
@@ -862,7 +862,7 @@ pub(crate) mod tests {
 
     // ---- fingerprints, runs and time ------------------------------------
 
-    use crate::history::{Fingerprint, History, fingerprint};
+    use crate::store::history::{Fingerprint, History, fingerprint};
     use time::OffsetDateTime as T;
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -1207,8 +1207,8 @@ pub(crate) mod tests {
                 },
                 format!(
                     r#"url "b.json" reported at {}, quiet until {} (repeat_after)"#,
-                    crate::record::utc_time(t(7)),
-                    crate::record::utc_time(t(31))
+                    crate::capture::record::utc_time(t(7)),
+                    crate::capture::record::utc_time(t(31))
                 ),
             ),
             (
@@ -1220,7 +1220,7 @@ pub(crate) mod tests {
                 format!(
                     "disk almost full reported at {}, quiet until a run without it \
                      (consecutive_runs reports a failure once; repeat_after brings reminders)",
-                    crate::record::utc_time(t(7))
+                    crate::capture::record::utc_time(t(7))
                 ),
             ),
             (
@@ -1241,8 +1241,8 @@ pub(crate) mod tests {
                 },
                 format!(
                     "the oldest counted record is from {}; max_age sends it at a flush from {} on",
-                    crate::record::utc_time(t(0)),
-                    crate::record::utc_time(t(24))
+                    crate::capture::record::utc_time(t(0)),
+                    crate::capture::record::utc_time(t(24))
                 ),
             ),
         ];
@@ -1250,7 +1250,7 @@ pub(crate) mod tests {
             assert_eq!(waiting.to_string(), text);
         }
         assert!(
-            crate::record::utc_time(t(7)).ends_with(" UTC"),
+            crate::capture::record::utc_time(t(7)).ends_with(" UTC"),
             "times say their zone"
         );
     }
@@ -1487,7 +1487,7 @@ pub(crate) mod tests {
                     };
                     let mut r = feed("Radio Café", W, 0);
                     r.timestamp = when;
-                    let mut state = crate::state::State {
+                    let mut state = crate::store::file::State {
                         pending: vec![r.clone()],
                         last_sent: Some(when),
                         history: history(&p, &[&[r.clone()]]),
@@ -1533,7 +1533,7 @@ pub(crate) mod tests {
             ..Policy::default()
         };
         let h = History::default();
-        let mut state = crate::state::State {
+        let mut state = crate::store::file::State {
             pending: vec![feed("x", W, 24 * 365 * 80)], // logged "in 2049"
             ..Default::default()
         };

@@ -68,7 +68,7 @@ impl Transport for FileDrop {
                 e,
             )
         })?;
-        let stamp = crate::record::file_stamp(time::OffsetDateTime::now_utc());
+        let stamp = crate::capture::record::file_stamp(time::OffsetDateTime::now_utc());
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("{stamp}-{}-{n}.eml", std::process::id());
         let tmp = self.dir.join(format!(".{name}.tmp"));

@@ -18,7 +18,7 @@ pub use smtp::Smtp;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::record::Record;
+use crate::capture::record::Record;
 
 /// The error type transports return: any error, boxed. Its `Display` (and
 /// its sources') ends up in [`Outcome::Failed`](crate::Outcome::Failed).

@@ -56,7 +56,7 @@ impl Transport for Sendmail {
                 let message = format!(
                     "{} could not deliver the digest: {}",
                     self.command.to_string_lossy(),
-                    crate::record::error_chain(&e)
+                    crate::error::error_chain(&e)
                 );
                 Explained::new(message, e).into()
             })

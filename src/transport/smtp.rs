@@ -493,7 +493,7 @@ impl Smtp {
             return format!("{what} ({code}, {kind}): {server_text} [{endpoint}]");
         }
         let cause = Cause::of(e);
-        let detail = crate::record::error_chain(e).to_string();
+        let detail = crate::error::error_chain(e).to_string();
         let closed = || format!("the mail server at {endpoint} closed the connection ({detail})");
         match cause.io {
             Some(io::ErrorKind::ConnectionRefused) => {

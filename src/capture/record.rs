@@ -340,62 +340,6 @@ pub(crate) fn severity(level: Level) -> u8 {
     }
 }
 
-/// `error` followed by each of its sources, joined by `": "`.
-///
-/// Writing it never panics because an error's `Display` fails: the failure
-/// is passed on to the writer (after what was written), as `fmt` expects.
-pub(crate) fn error_chain<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> impl fmt::Display + 'a {
-    struct Chain<'a>(&'a (dyn std::error::Error + 'static));
-    impl fmt::Display for Chain<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "{}", self.0)?;
-            let mut source = self.0.source();
-            let mut last = bounded_text(self.0);
-            while let Some(s) = source {
-                let text = bounded_text(s);
-                // Many errors repeat their source in their own message.
-                if !last.contains(&text) {
-                    write!(f, ": {s}")?;
-                }
-                last = text;
-                source = s.source();
-            }
-            Ok(())
-        }
-    }
-    Chain(error)
-}
-
-/// Most bytes of an error's text compared when [`error_chain`] looks for a
-/// source repeated in its error's message.
-const COMPARED_BYTES: usize = 4096;
-
-/// The start of `value`'s text, at most [`COMPARED_BYTES`] (what was written
-/// before its `Display` failed, if it did).
-fn bounded_text(value: &dyn fmt::Display) -> String {
-    struct Bounded(String);
-    impl fmt::Write for Bounded {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            let room = COMPARED_BYTES - self.0.len();
-            if s.len() <= room {
-                self.0.push_str(s);
-                return Ok(());
-            }
-            let mut at = room;
-            while !s.is_char_boundary(at) {
-                at -= 1;
-            }
-            self.0.push_str(&s[..at]);
-            Err(fmt::Error)
-        }
-    }
-    let mut out = Bounded(String::new());
-    let _ = write!(out, "{value}");
-    out.0
-}
-
 /// How a digest shows a record's time: `2026-11-21 10:00:03`.
 pub(crate) const LINE_TIME: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
@@ -762,57 +706,5 @@ mod tests {
         let fields: usize = r.fields.iter().map(|(k, v)| field_cost(k, v)).sum();
         let json = serde_json::to_string(&r.fields).unwrap().len();
         assert!(fields >= json, "{fields} < {json}");
-    }
-
-    #[test]
-    fn error_chain_keeps_what_a_failing_display_wrote() {
-        #[derive(Debug)]
-        struct Bad;
-        impl fmt::Display for Bad {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("half")?;
-                Err(fmt::Error)
-            }
-        }
-        impl std::error::Error for Bad {}
-        #[derive(Debug)]
-        struct Outer(Bad);
-        impl fmt::Display for Outer {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("outer")
-            }
-        }
-        impl std::error::Error for Outer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let mut out = String::new();
-        assert!(write!(out, "{}", error_chain(&Outer(Bad))).is_err());
-        assert_eq!(out, "outer: half");
-    }
-
-    #[test]
-    fn error_chain_lists_sources_once() {
-        #[derive(Debug)]
-        struct Outer(std::io::Error);
-        impl fmt::Display for Outer {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("fetching the feed failed")
-            }
-        }
-        impl std::error::Error for Outer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let e = Outer(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "timed out",
-        ));
-        assert_eq!(
-            error_chain(&e).to_string(),
-            "fetching the feed failed: timed out"
-        );
     }
 }

@@ -8,10 +8,10 @@ use std::sync::{Mutex, Weak};
 use serde_json::Value;
 use tracing::Level;
 
+use crate::capture::layer::Shared;
+use crate::capture::record::{Fields, Record};
 use crate::flush::Flusher;
-use crate::layer::Shared;
 use crate::policy::Phase;
-use crate::record::{Fields, Record};
 
 /// Chains a panic hook in front of the current one. It holds only weak
 /// references: once the layer and guard are gone, it does nothing but call
@@ -27,7 +27,7 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
             // The panicking thread may hold the flusher (a panic inside a
             // flush): then the record waits in memory for the guard's flush.
             if let Some(flusher) = flusher.upgrade()
-                && let Some(mut flusher) = crate::buffer::try_lock(&flusher)
+                && let Some(mut flusher) = crate::capture::buffer::try_lock(&flusher)
             {
                 let _ = flusher.flush(&shared.buffer, Phase::Checkpoint);
             }

@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::Level;
 
-use crate::record::{Record, severity};
+use crate::capture::record::{Record, severity};
 
 /// Most fingerprints remembered; beyond it those seen longest ago are
 /// forgotten first.
 pub(crate) const MAX_STREAKS: usize = 1000;
 
-pub(crate) use crate::record::Fingerprint;
+pub(crate) use crate::capture::record::Fingerprint;
 
 fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -113,7 +113,7 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
 pub(crate) struct Streak {
     pub(crate) label: String,
     /// The most severe level it was seen at.
-    #[serde(with = "crate::record::level_serde")]
+    #[serde(with = "crate::capture::record::level_serde")]
     pub(crate) level: Level,
     /// Consecutive runs that saw it, up to `last_run`.
     pub(crate) runs: u64,

@@ -1,6 +1,6 @@
 //! What one digest email says about its records, counted once and shared
-//! by its subject ([`crate::subject`]), its text body ([`crate::digest`])
-//! and its HTML part ([`crate::html`]): counts per level, the time span, the
+//! by its subject ([`crate::digest::subject`]), its text body ([`crate::digest`])
+//! and its HTML part ([`crate::digest::html`]): counts per level, the time span, the
 //! kinds of failure, the notes and the footer.
 
 use std::fmt::Write as _;
@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
-use crate::history::{History, fingerprint_of};
-use crate::record::{LINE_TIME, Record, severity, show_time};
+use crate::capture::record::{LINE_TIME, Record, severity, show_time};
+use crate::store::history::{History, fingerprint_of};
 
 /// One kind of failure in an email, for the summary at its top.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +123,7 @@ pub(crate) struct Summary<'a> {
     /// Most records listed one by one.
     pub(crate) detail_lines: usize,
     /// A note for the footer: `fingerprint_fields` that none of the records
-    /// has (see [`crate::history::unmatched_fields`]).
+    /// has (see [`crate::store::history::unmatched_fields`]).
     pub(crate) fields_note: Option<String>,
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::record::{Captured, Record};
+use crate::capture::record::{Captured, Record};
 
 #[repr(align(128))] // one cache line pair per shard: no false sharing
 struct Shard(Mutex<VecDeque<Captured>>);

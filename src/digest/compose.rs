@@ -1,6 +1,6 @@
-//! Composing the digest email: subject (from [`crate::subject`]),
-//! plain-text body, the HTML alternative (rendered by [`crate::html`]),
-//! headers, all from one [`Summary`] ([`crate::summary`]). MIME and header
+//! Composing the digest email: subject (from [`crate::digest::subject`]),
+//! plain-text body, the HTML alternative (rendered by [`crate::digest::html`]),
+//! headers, all from one [`Summary`] ([`crate::digest::summary`]). MIME and header
 //! encoding are lettre's.
 
 use std::fmt::Write as _;
@@ -12,11 +12,11 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use time::UtcOffset;
 use tracing::Level;
 
+use crate::capture::record::{Record, write_escaped};
+use crate::digest::subject::{Template, default_subject};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, problems};
 use crate::error::{Error, ErrorKind};
-use crate::history::History;
-use crate::record::{Record, write_escaped};
-use crate::subject::{Template, default_subject};
-use crate::summary::{MAX_PROBLEMS, Summary, footer, problems};
+use crate::store::history::History;
 use crate::transport::Email;
 
 /// Everything needed to turn records into an email.
@@ -63,7 +63,7 @@ impl Rendered {
             + self
                 .row
                 .as_ref()
-                .map_or(0, |row| crate::html::ROW_START_MAX + row.len())
+                .map_or(0, |row| crate::digest::html::ROW_START_MAX + row.len())
     }
 }
 
@@ -159,7 +159,9 @@ impl Composer {
         }
         Rendered {
             text,
-            row: self.html.then(|| crate::html::row(record, self.offset)),
+            row: self
+                .html
+                .then(|| crate::digest::html::row(record, self.offset)),
         }
     }
 
@@ -178,7 +180,7 @@ impl Composer {
         let mut summary = Summary::new(&self.app, records, dropped, part, self.offset);
         summary.problems = problems(records, history, &self.fingerprint_fields, self.level);
         summary.detail_lines = self.detail_lines;
-        summary.fields_note = crate::history::unmatched_fields(
+        summary.fields_note = crate::store::history::unmatched_fields(
             records,
             &self.fingerprint_fields,
             self.level,
@@ -199,7 +201,7 @@ impl Composer {
         let text = self.body(&summary, shown);
         let html = self.html.then(|| {
             let rows: Vec<&str> = shown.iter().filter_map(|r| r.row.as_deref()).collect();
-            crate::html::render(&summary, &rows, &self.state_path)
+            crate::digest::html::render(&summary, &rows, &self.state_path)
         });
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
@@ -240,8 +242,8 @@ impl Composer {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::history::fingerprint;
     use crate::policy::tests::record_at;
+    use crate::store::history::fingerprint;
     use time::OffsetDateTime;
 
     pub(crate) fn composer() -> Composer {
@@ -321,10 +323,14 @@ pub(crate) mod tests {
         r.message = "disk full\r\nSubject: x\n\u{1b}[31mred".into();
         r.fields
             .push("path\nFrom".into(), "a\r\nTo: evil@example.com".into());
-        r.spans.push(std::sync::Arc::new(crate::record::SpanRecord {
-            name: "job\nX-Fake: 1".into(),
-            fields: crate::record::Fields::from_vec(vec![("k".into(), "v\r\nY: 2".into())]),
-        }));
+        r.spans
+            .push(std::sync::Arc::new(crate::capture::record::SpanRecord {
+                name: "job\nX-Fake: 1".into(),
+                fields: crate::capture::record::Fields::from_vec(vec![(
+                    "k".into(),
+                    "v\r\nY: 2".into(),
+                )]),
+            }));
         let rs = [r];
         c.fingerprint_fields.clear(); // the label is the message
         let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
@@ -403,10 +409,11 @@ pub(crate) mod tests {
         r.message = "feed <failed> & \"retried\"\n".into();
         r.fields.push("feed".into(), "Radio Café".into());
         r.fields.push("n".into(), 42.into());
-        r.spans.push(std::sync::Arc::new(crate::record::SpanRecord {
-            name: "job".into(),
-            fields: crate::record::Fields::from_vec(vec![("id".into(), "<7>".into())]),
-        }));
+        r.spans
+            .push(std::sync::Arc::new(crate::capture::record::SpanRecord {
+                name: "job".into(),
+                fields: crate::capture::record::Fields::from_vec(vec![("id".into(), "<7>".into())]),
+            }));
         let real = r.to_line(UtcOffset::UTC).len() + 1 + r.span_context().unwrap().len() + 5;
         assert_eq!(c.render(&r).bytes(), real);
 

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use tracing::Level;
 
+use crate::capture::record::show_time;
+use crate::digest::summary::Summary;
 use crate::error::Error;
-use crate::record::show_time;
-use crate::summary::Summary;
 
 /// How `{first}`, `{last}` and the default subject show a time:
 /// `2026-11-20 08:00`.
@@ -393,9 +393,9 @@ pub(crate) fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::record::Record;
     use crate::error::ErrorKind;
     use crate::policy::tests::record_at;
-    use crate::record::Record;
     use time::UtcOffset;
     use time::macros::datetime;
 
@@ -574,14 +574,16 @@ mod tests {
         let mut s = Summary::new(app, &rs, 0, None, UtcOffset::UTC);
         s.problems = failures
             .iter()
-            .map(|&(label, level, count, runs)| crate::summary::Problem {
-                label: label.to_owned(),
-                level,
-                count,
-                first: rs[0].timestamp,
-                last: rs[0].timestamp,
-                runs: Some(runs),
-            })
+            .map(
+                |&(label, level, count, runs)| crate::digest::summary::Problem {
+                    label: label.to_owned(),
+                    level,
+                    count,
+                    first: rs[0].timestamp,
+                    last: rs[0].timestamp,
+                    runs: Some(runs),
+                },
+            )
             .collect();
         let subject = default_subject(&s);
         assert!(subject.chars().count() <= 120, "too long: {subject}");

@@ -25,8 +25,8 @@
 use serde::{Deserialize, Serialize};
 use tracing::Level;
 
-use crate::record::Record;
-use crate::state::State;
+use crate::capture::record::Record;
+use crate::store::file::State;
 
 /// A line that is not a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,9 +196,10 @@ pub(crate) fn replay(
         match serde_json::from_slice::<Record>(line) {
             Ok(record) => {
                 if let (Some(run), Some((level, fields))) = (record.run, &observe)
-                    && crate::record::severity(record.level) >= crate::record::severity(*level)
+                    && crate::capture::record::severity(record.level)
+                        >= crate::capture::record::severity(*level)
                 {
-                    let fp = crate::history::fingerprint(&record, fields);
+                    let fp = crate::store::history::fingerprint(&record, fields);
                     state
                         .history
                         .observe(run, &fp, record.level, record.timestamp);

@@ -10,8 +10,8 @@ use serde_json::Value;
 use time::UtcOffset;
 use tracing::Level;
 
-use crate::record::{LINE_TIME, Record, show_time};
-use crate::summary::{MAX_PROBLEMS, Summary, footer};
+use crate::capture::record::{LINE_TIME, Record, show_time};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer};
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
 
@@ -291,7 +291,7 @@ impl fmt::Write for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Fields, SpanRecord};
+    use crate::capture::record::{Fields, SpanRecord};
     use serde_json::json;
     use std::sync::Arc;
     use time::UtcOffset;

@@ -16,11 +16,12 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::buffer::{Buffer, lock};
-use crate::record::{
+use crate::capture::buffer::{Buffer, lock};
+use crate::capture::record::{
     Captured, FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost,
-    error_chain, field_cost, span_cost, text_cost,
+    field_cost, span_cost, text_cost,
 };
+use crate::error::error_chain;
 
 /// The target of lettre's connection-pool thread.
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";
@@ -264,7 +265,7 @@ where
         event.record(&mut visitor);
         let (left, _) = visitor.finish();
         let spans = fit_spans(spans, spans_cost, left);
-        let captured = crate::record::Event {
+        let captured = crate::capture::record::Event {
             time: crate::clock::now_or_system(&*self.shared.clock),
             meta,
             message,

@@ -2,27 +2,25 @@
 //! send, keep what was not sent, unlock. Also the background worker that
 //! checkpoints records and sends batches during the run, off the event path.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
 
-use crate::buffer::{Buffer, lock};
+use crate::capture::buffer::Buffer;
+use crate::capture::layer::SendingScope;
+use crate::capture::record::Record;
 use crate::clock::Clock;
 use crate::digest::{Composer, Rendered};
-use crate::error::{Error, ErrorKind};
-use crate::guard::Outcome;
-use crate::history::fingerprint_of;
-use crate::layer::{SendingScope, Shared, Signal};
+use crate::error::{Error, ErrorKind, display_safely, panicked};
+use crate::flush::outcome::Outcome;
 use crate::policy::{Decision, Facts, Phase, Policy};
-use crate::record::Record;
-use crate::state::{Cache, Loaded, Stamp, State, StateLock, StateStore};
+use crate::store::file::{Cache, Loaded, Stamp, State, StateLock, StateStore};
+use crate::store::history::fingerprint_of;
 use crate::transport::{Email, Transport};
 
 pub(crate) struct Flusher {
@@ -233,16 +231,16 @@ impl Flusher {
         commit.rewrite =
             repair || !parked.is_empty() || (new_run && runs_before.checked_add(1) != Some(run));
         let old_len = state.pending.len() - count;
-        crate::history::check_fingerprint_fields(
+        crate::store::history::check_fingerprint_fields(
             &state.pending[old_len..],
             &self.policy.fingerprint_fields,
             self.policy.level(),
             &state.history,
         );
-        let level = crate::record::severity(self.policy.level());
+        let level = crate::capture::record::severity(self.policy.level());
         for record in &mut state.pending[old_len..] {
             record.run = Some(run);
-            if crate::record::severity(record.level) >= level {
+            if crate::capture::record::severity(record.level) >= level {
                 let fp = fingerprint_of(record, &self.policy.fingerprint_fields);
                 state
                     .history
@@ -393,7 +391,7 @@ impl Flusher {
         let written = match commit.stamp {
             Some(stamp) => {
                 let new = &state.pending[state.pending.len() - commit.new_records..];
-                let append = crate::journal::Append {
+                let append = crate::store::journal::Append {
                     run: commit.run,
                     level: self.policy.level(),
                     fields: &self.policy.fingerprint_fields,
@@ -486,10 +484,10 @@ impl Flusher {
             }
         }
         if sent > 0 {
-            let level = crate::record::severity(self.policy.level());
+            let level = crate::capture::record::severity(self.policy.level());
             let reported: Vec<_> = state.pending[..sent]
                 .iter()
-                .filter(|r| crate::record::severity(r.level) >= level)
+                .filter(|r| crate::capture::record::severity(r.level) >= level)
                 .map(|r| fingerprint_of(r, &self.policy.fingerprint_fields))
                 .collect();
             state
@@ -530,45 +528,6 @@ impl Flusher {
             },
         }
     }
-}
-
-/// The error for a panic caught in a flush: `what` happened, the panic's
-/// message when it has one, then `then` (what became of the records).
-fn panicked(what: &str, payload: Box<dyn Any + Send>, then: &str) -> Error {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned());
-    drop_payload(payload);
-    let message = match message {
-        Some(message) => format!("{what}: {message}; {then}"),
-        None => format!("{what}; {then}"),
-    };
-    Error::new(ErrorKind::Panic, message)
-}
-
-/// Drops a panic's payload, whose own `drop` may panic too.
-pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-        std::mem::forget(again);
-    }
-}
-
-/// `value`'s `Display`, whatever it does: a panic or a formatting error in
-/// it (user code, such as a transport's error) leaves what was written and
-/// a marker.
-pub(crate) fn display_safely(value: &impl std::fmt::Display) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::new();
-    match catch_unwind(AssertUnwindSafe(|| write!(text, "{value}"))) {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => text.push_str("…[its Display failed]"),
-        Err(payload) => {
-            drop_payload(payload);
-            text.push_str("…[its Display panicked]");
-        }
-    }
-    text
 }
 
 /// Puts records back into the buffer after a failure and says so.
@@ -696,83 +655,10 @@ fn send_before(
     }
 }
 
-/// Runs, off the event path, a flush of phase `Run` whenever the layer
-/// signals a full batch, and every `checkpoint` while records are waiting.
-///
-/// A panic in a flush ends that flush, not the worker. If the guard is
-/// dropped on this thread (a panic hook that drops it while a flush here
-/// panics), the guard cannot join the thread it runs on nor flush while this
-/// thread's flush holds the flusher: the worker runs the guard's last flush
-/// itself when its current flush is over.
-pub(crate) fn spawn_worker(
-    shared: Arc<Shared>,
-    flusher: Arc<Mutex<Flusher>>,
-    signal: Arc<Signal>,
-    checkpoint: Option<Duration>,
-) -> std::io::Result<JoinHandle<()>> {
-    /// Runs the guard's last flush, if it was handed over, when the worker
-    /// ends (even by a panic).
-    struct Finish {
-        shared: Arc<Shared>,
-        flusher: Arc<Mutex<Flusher>>,
-        signal: Arc<Signal>,
-    }
-    impl Drop for Finish {
-        fn drop(&mut self) {
-            let handed_over = lock(&self.signal.state).finish.take();
-            if let Some(flushed) = handed_over {
-                crate::guard::finish(&self.shared, &self.flusher, flushed);
-            }
-        }
-    }
-    std::thread::Builder::new()
-        .name("tracing-email".into())
-        .spawn(move || {
-            let _finish = Finish {
-                shared: Arc::clone(&shared),
-                flusher: Arc::clone(&flusher),
-                signal: Arc::clone(&signal),
-            };
-            loop {
-                {
-                    let mut state = lock(&signal.state);
-                    let started = Instant::now();
-                    while !state.wake && !state.stop {
-                        match checkpoint {
-                            Some(every) => {
-                                let left = every.saturating_sub(started.elapsed());
-                                if left.is_zero() {
-                                    break;
-                                }
-                                state = signal
-                                    .cond
-                                    .wait_timeout(state, left)
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                    .0;
-                            }
-                            None => {
-                                state = signal
-                                    .cond
-                                    .wait(state)
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            }
-                        }
-                    }
-                    if state.stop {
-                        return;
-                    }
-                    state.wake = false;
-                }
-                if shared.buffer.len() > 0 {
-                    let _ = lock(&flusher).flush_caught(&shared.buffer, Phase::Run);
-                }
-            }
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::buffer::lock;
     use crate::policy::tests::record_at;
     pub(super) use std::cell::Cell;
     use tracing::Level;
@@ -880,8 +766,10 @@ mod tests {
                         r.timestamp = OffsetDateTime::from_unix_timestamp(n).unwrap();
                         // Some feeds fail every run, some only in some.
                         let feed = format!("feed {}", (n + run * flush) % 4);
-                        r.fields =
-                            crate::record::Fields::from_vec(vec![("feed".into(), feed.into())]);
+                        r.fields = crate::capture::record::Fields::from_vec(vec![(
+                            "feed".into(),
+                            feed.into(),
+                        )]);
                         guard.shared.buffer.push(r);
                     }
                     if flush == 1 {
@@ -1033,7 +921,7 @@ mod tests {
             r.fields.push("feed".into(), i.into());
             guard.shared.buffer.push(r);
         }
-        crate::history::COMPUTED.with(|n| n.set(0));
+        crate::store::history::COMPUTED.with(|n| n.set(0));
         assert!(matches!(
             guard.flush(),
             Outcome::Sent {
@@ -1041,7 +929,7 @@ mod tests {
                 emails: 1
             }
         ));
-        assert_eq!(crate::history::COMPUTED.with(Cell::get), 5);
+        assert_eq!(crate::store::history::COMPUTED.with(Cell::get), 5);
     }
 
     #[test]
@@ -1053,7 +941,7 @@ mod tests {
 
     #[test]
     fn big_digests_are_split_into_parts_within_the_size() {
-        let composer = crate::digest::tests::composer();
+        let composer = crate::digest::compose::tests::composer();
         let records: Vec<Record> = (0..10)
             .map(|i| {
                 let mut r = record_at(Level::WARN);

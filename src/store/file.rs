@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
-use crate::record::Record;
 
 /// The version of the state file's layout this crate writes: 2 adds the
 /// snapshot's `generation` and the journal beside it (version 1 files are
@@ -52,7 +52,7 @@ pub(crate) struct State {
     pub(crate) last_error: Option<String>,
     /// Runs and the streaks of failures across them.
     #[serde(default)]
-    pub(crate) history: crate::history::History,
+    pub(crate) history: crate::store::history::History,
 }
 
 impl State {
@@ -81,7 +81,7 @@ impl State {
         now: OffsetDateTime,
         from: usize,
     ) -> Vec<&'static str> {
-        use crate::history::clamp;
+        use crate::store::history::clamp;
         let mut moved = Vec::new();
         if let Some(at) = &mut self.last_sent
             && clamp(at, now)
@@ -251,7 +251,7 @@ struct SnapshotOut<'a> {
     #[serde(with = "time::serde::rfc3339::option")]
     last_sent: Option<OffsetDateTime>,
     last_error: &'a Option<String>,
-    history: &'a crate::history::History,
+    history: &'a crate::store::history::History,
 }
 
 /// Holds the exclusive lock on the state until dropped.
@@ -378,7 +378,7 @@ impl StateStore {
                 "tracing-email: the state file {} holds times later than now ({}) in {}; \
                  they were written under a clock that was ahead and are taken as now",
                 self.path.display(),
-                crate::record::utc_time(now),
+                crate::capture::record::utc_time(now),
                 moved.join(", ")
             );
         }
@@ -457,7 +457,7 @@ impl StateStore {
         io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
         io::Read::read_to_end(&mut file, &mut tail).ok()?;
         let from_start = stamp.journal_good == 0;
-        let replayed = crate::journal::replay(&mut state, &tail, from_start, false);
+        let replayed = crate::store::journal::replay(&mut state, &tail, from_start, false);
         if replayed.garbage > 0 || replayed.stale {
             return None;
         }
@@ -514,7 +514,7 @@ impl StateStore {
             stamp.journal_file = bytes.len() as u64;
             // Without a snapshot (moved aside as corrupt, or removed by
             // hand) the journal's records are kept whatever it extends.
-            let replayed = crate::journal::replay(&mut state, &bytes, true, id.is_none());
+            let replayed = crate::store::journal::replay(&mut state, &bytes, true, id.is_none());
             stamp.journal_good = replayed.good_len as u64;
             if replayed.torn {
                 self.say_torn(&journal);
@@ -531,7 +531,7 @@ impl StateStore {
                         &journal,
                         &format!(
                             ".corrupt-{}",
-                            crate::record::file_stamp(OffsetDateTime::now_utc())
+                            crate::capture::record::file_stamp(OffsetDateTime::now_utc())
                         ),
                     );
                     match fs::write(&copy, &bytes) {
@@ -582,7 +582,7 @@ impl StateStore {
             &target,
             &format!(
                 ".parked-{}-{}.json",
-                crate::record::file_stamp(OffsetDateTime::now_utc()),
+                crate::capture::record::file_stamp(OffsetDateTime::now_utc()),
                 std::process::id()
             ),
         );
@@ -648,7 +648,7 @@ impl StateStore {
         lock: &StateLock,
         state: &State,
         stamp: Stamp,
-        append: &crate::journal::Append<'_>,
+        append: &crate::store::journal::Append<'_>,
         rewrite: bool,
     ) -> Result<Stamp, Error> {
         let Some(snapshot) = stamp
@@ -661,7 +661,7 @@ impl StateStore {
             return Ok(stamp);
         }
         let mut bytes = if stamp.journal_good == 0 {
-            crate::journal::header(stamp.generation)
+            crate::store::journal::header(stamp.generation)
         } else {
             Vec::new()
         };
@@ -1032,7 +1032,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
         path,
         &format!(
             ".corrupt-{}",
-            crate::record::file_stamp(OffsetDateTime::now_utc())
+            crate::capture::record::file_stamp(OffsetDateTime::now_utc())
         ),
     );
     // Only a regular file is ever renamed (the caller read it as one; this
@@ -1243,7 +1243,7 @@ pub(crate) mod tests {
         state.pending = vec![at(now - time::Duration::hours(1)), at(ahead)];
         state.last_sent = Some(ahead);
         let run = state.history.start_run();
-        let fp = crate::history::Fingerprint {
+        let fp = crate::store::history::Fingerprint {
             key: "k".into(),
             label: "k".into(),
         };
@@ -1557,7 +1557,7 @@ pub(crate) mod tests {
             let mut r = record_at(level);
             r.run = Some(1);
             state.pending.push(r.clone());
-            let added = crate::journal::Append {
+            let added = crate::store::journal::Append {
                 run: None,
                 level: Level::WARN,
                 fields: &[],

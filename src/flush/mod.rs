@@ -1,0 +1,12 @@
+//! Flush: the stage that runs the others. One flush ([`flusher`]) locks the
+//! store, adds this process's new records, asks the policy, sends the
+//! digest and keeps what was not accepted; the [`worker`] runs flushes off
+//! the event path during the run; [`panic`] checkpoints on a panic; each
+//! flush ends in an [`outcome::Outcome`].
+
+pub(crate) mod flusher;
+pub(crate) mod outcome;
+pub(crate) mod panic;
+pub(crate) mod worker;
+
+pub(crate) use flusher::Flusher;

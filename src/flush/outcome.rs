@@ -1,0 +1,130 @@
+//! What a flush did: the [`Outcome`] and the one line it reads as.
+
+use std::fmt;
+
+use crate::error::Error;
+use crate::policy::WaitingFor;
+
+/// What a flush did.
+///
+/// Its `Display` is one line a person understands, e.g.
+/// `held 3 records for a later run: 2 of the 5 warnings or errors needed`.
+///
+/// | the state file holds…                                   | outcome   |
+/// |----------------------------------------------------------|-----------|
+/// | no record                                                | `Nothing` |
+/// | records, but the policy's rules are not met              | `Held`    |
+/// | records a rule sends, but `min_interval` has not passed  | `Waiting` |
+/// | records the policy sends, and the server accepts         | `Sent`    |
+/// | records that could not be sent or stored                 | `Failed`  |
+///
+/// ```
+/// use tracing_email::{Outcome, WaitingFor};
+///
+/// let waiting_for = WaitingFor::Threshold { counted: 2, needed: 5, level: tracing::Level::WARN };
+/// let outcome = Outcome::Held { pending: 3, waiting_for };
+/// assert_eq!(
+///     outcome.to_string(),
+///     "held 3 records for a later run: 2 of the 5 warnings or errors needed"
+/// );
+/// assert!(!outcome.is_failed());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// No record was pending: nothing to send or keep.
+    Nothing,
+    /// The records were saved for a later run: no rule of the policy is
+    /// met, and `waiting_for` says what the rule closest to sending waits
+    /// for, in its own terms (records for a threshold, runs for a streak, a
+    /// time for a failure already reported).
+    Held {
+        /// Records now pending in the state file.
+        pending: usize,
+        /// What the policy waits for.
+        waiting_for: WaitingFor,
+    },
+    /// A rule is met, but the last email went out less than `min_interval`
+    /// ago: the records wait, and a flush from `until` on sends them.
+    Waiting {
+        /// Records now pending in the state file.
+        pending: usize,
+        /// When the next email may go.
+        until: time::OffsetDateTime,
+    },
+    /// The server accepted `emails` emails holding `records` records, which
+    /// are no longer pending.
+    Sent {
+        /// Records sent.
+        records: usize,
+        /// Emails sent.
+        emails: usize,
+    },
+    /// Sending or storing failed, or something panicked during the flush.
+    /// Every record that was not accepted by the server is kept (`pending`
+    /// of them) and a later flush tries again.
+    Failed {
+        /// What went wrong.
+        error: Error,
+        /// Records still pending.
+        pending: usize,
+    },
+}
+
+impl Outcome {
+    /// Whether this is [`Outcome::Sent`].
+    ///
+    /// ```
+    /// assert!(tracing_email::Outcome::Sent { records: 5, emails: 1 }.is_sent());
+    /// ```
+    pub fn is_sent(&self) -> bool {
+        matches!(self, Outcome::Sent { .. })
+    }
+
+    /// Whether this is [`Outcome::Failed`].
+    ///
+    /// ```
+    /// assert!(!tracing_email::Outcome::Nothing.is_failed());
+    /// ```
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+}
+
+pub(crate) fn records(n: usize) -> String {
+    format!("{n} record{}", if n == 1 { "" } else { "s" })
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Nothing => f.write_str("nothing to send: no records are pending"),
+            Outcome::Held {
+                pending,
+                waiting_for,
+            } => write!(
+                f,
+                "held {} for a later run: {waiting_for}",
+                records(*pending)
+            ),
+            Outcome::Waiting { pending, until } => write!(
+                f,
+                "held {} for a later run: an email went out less than min_interval ago, the \
+                 next may go at {}",
+                records(*pending),
+                crate::capture::record::utc_time(*until)
+            ),
+            Outcome::Sent { records: n, emails } => write!(
+                f,
+                "sent {} in {emails} email{}",
+                records(*n),
+                if *emails == 1 { "" } else { "s" }
+            ),
+            Outcome::Failed { error, pending } => write!(
+                f,
+                "not sent, {} kept for a later run: {error}",
+                records(*pending)
+            ),
+        }
+    }
+}
