@@ -2,12 +2,10 @@
 //! controls. Record timestamps and every time-based rule read it.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
-
-use crate::capture::buffer::lock;
 
 /// The earliest time a state file can hold (RFC 3339 has 4-digit years).
 pub(crate) const EARLIEST: OffsetDateTime = time::macros::datetime!(0000-01-01 0:00 UTC);
@@ -30,6 +28,13 @@ pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
             .unwrap_or(EARLIEST),
     };
     moved.clamp(EARLIEST, LATEST)
+}
+
+/// `time` within what a record's timestamp can hold: from 1970 to the end of
+/// the year 9999 ([`LATEST`]; the state file's RFC 3339 times have four-digit
+/// years).
+pub(crate) fn representable(time: SystemTime) -> SystemTime {
+    time.clamp(SystemTime::UNIX_EPOCH, SystemTime::from(LATEST))
 }
 
 /// The instant `d` from now, or the latest this platform's `Instant` can
@@ -127,7 +132,7 @@ impl ManualClock {
     /// assert_eq!(clock.now(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(60));
     /// ```
     pub fn set(&self, now: SystemTime) {
-        *lock(&self.now) = now;
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner) = now;
     }
 
     /// Moves the time forward.
@@ -139,14 +144,14 @@ impl ManualClock {
     /// assert_eq!(clock.now(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(1));
     /// ```
     pub fn advance(&self, by: Duration) {
-        let mut now = lock(&self.now);
+        let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
         *now += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        *lock(&self.now)
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -182,7 +187,7 @@ pub(crate) fn now_in_panic_hook(clock: &dyn Clock) -> SystemTime {
     } else {
         clock.now()
     };
-    crate::capture::buffer::representable(now)
+    representable(now)
 }
 
 #[cfg(test)]
@@ -219,6 +224,20 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn times_a_record_cannot_hold_are_clamped() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40); // the year 36812
+        let shown = time::OffsetDateTime::from(representable(far));
+        assert_eq!(
+            (shown.year(), shown.month() as u8, shown.day()),
+            (9999, 12, 31)
+        );
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(representable(before), SystemTime::UNIX_EPOCH);
+        let now = SystemTime::now();
+        assert_eq!(representable(now), now);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::capture::record::{Captured, Record};
 
@@ -32,14 +32,6 @@ pub(crate) struct Buffer {
 /// a queue of records is never left half-updated by a push.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// `time` within what a record's timestamp can hold: from 1970 to the end of
-/// the year 9999 (the state file's RFC 3339 times have four-digit years).
-pub(crate) fn representable(time: SystemTime) -> SystemTime {
-    // 9999-12-31 23:59:59.999999999 UTC.
-    let latest = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999);
-    time.clamp(UNIX_EPOCH, latest)
 }
 
 /// Locks a mutex if it is free, taking the data even if a thread panicked
@@ -89,7 +81,7 @@ impl Buffer {
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
         let time = record.time();
-        let mut kept = representable(time);
+        let mut kept = crate::clock::representable(time);
         if let Some(last) = queue.back().map(Captured::time)
             && kept < last
         {
@@ -208,20 +200,6 @@ mod tests {
         let held = lock(&m);
         assert!(try_lock(&m).is_none());
         assert_eq!(*held, 3);
-    }
-
-    #[test]
-    fn times_a_record_cannot_hold_are_clamped() {
-        let far = UNIX_EPOCH + Duration::from_secs(1 << 40); // the year 36812
-        let shown = time::OffsetDateTime::from(representable(far));
-        assert_eq!(
-            (shown.year(), shown.month() as u8, shown.day()),
-            (9999, 12, 31)
-        );
-        let before = UNIX_EPOCH - Duration::from_secs(1);
-        assert_eq!(representable(before), UNIX_EPOCH);
-        let now = SystemTime::now();
-        assert_eq!(representable(now), now);
     }
 
     #[test]
