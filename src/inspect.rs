@@ -14,7 +14,8 @@ use crate::capture::record::{Record, severity};
 use crate::config::PolicyConfig;
 use crate::error::Error;
 use crate::policy::{Decision, Facts, Phase, Policy, WaitingFor};
-use crate::store::file::{State, StateStore};
+use crate::store::file::StateStore;
+use crate::store::state::State;
 
 /// A state file, opened to look into it (and, on request, to empty it).
 ///
@@ -471,7 +472,7 @@ impl Snapshot {
         now: OffsetDateTime,
         run: Option<u64>,
     ) -> Self {
-        let mut state = crate::store::file::State {
+        let mut state = crate::store::state::State {
             pending: self.pending.clone(),
             last_sent: self.last_sent,
             history: self.history.clone(),
@@ -646,7 +647,7 @@ mod tests {
         let file = StateFile::open(dir.path().join("state.json"));
         let lock = file.store.lock().unwrap();
         let state = State {
-            version: crate::store::file::VERSION,
+            version: crate::store::state::VERSION,
             generation: 0,
             pending: levels.iter().map(|l| record_at(*l)).collect(),
             dropped: 3,
@@ -725,7 +726,7 @@ mod tests {
         let file = StateFile::open(dir.path().join("state.json"));
         let lock = file.store.lock().unwrap();
         let state = State {
-            version: crate::store::file::VERSION,
+            version: crate::store::state::VERSION,
             generation: 0,
             pending: vec![record("b.json", 4)],
             dropped: 0,

@@ -1487,7 +1487,7 @@ pub(crate) mod tests {
                     };
                     let mut r = feed("Radio Café", W, 0);
                     r.timestamp = when;
-                    let mut state = crate::store::file::State {
+                    let mut state = crate::store::state::State {
                         pending: vec![r.clone()],
                         last_sent: Some(when),
                         history: history(&p, &[&[r.clone()]]),
@@ -1533,7 +1533,7 @@ pub(crate) mod tests {
             ..Policy::default()
         };
         let h = History::default();
-        let mut state = crate::store::file::State {
+        let mut state = crate::store::state::State {
             pending: vec![feed("x", W, 24 * 365 * 80)], // logged "in 2049"
             ..Default::default()
         };

@@ -19,8 +19,9 @@ use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely, panicked};
 use crate::flush::outcome::Outcome;
 use crate::policy::{Decision, Facts, Phase, Policy};
-use crate::store::file::{Cache, Loaded, Stamp, State, StateLock, StateStore};
+use crate::store::file::{Cache, Loaded, Stamp, StateLock, StateStore};
 use crate::store::history::fingerprint_of;
+use crate::store::state::State;
 use crate::transport::{Email, Transport};
 
 pub(crate) struct Flusher {

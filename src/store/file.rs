@@ -20,11 +20,7 @@ use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
-
-/// The version of the state file's layout this crate writes: 2 adds the
-/// snapshot's `generation` and the journal beside it (version 1 files are
-/// read, and rewritten as version 2 at the first flush that writes).
-pub(crate) const VERSION: u32 = 2;
+use crate::store::state::{State, VERSION};
 
 /// The journal is compacted into the snapshot when it would grow past this
 /// many times the snapshot's size. The journal holds only additions (records
@@ -32,75 +28,6 @@ pub(crate) const VERSION: u32 = 2;
 /// records from the snapshot does; the ratio bounds the few lines that are
 /// not records, and the rewrites a growing state costs.
 pub(crate) const COMPACT_RATIO: u64 = 4;
-
-/// The content of the state file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct State {
-    pub(crate) version: u32,
-    /// Changes at every rewrite of the snapshot: the journal beside it
-    /// names the generation it extends.
-    #[serde(default)]
-    pub(crate) generation: u64,
-    #[serde(default)]
-    pub(crate) pending: Vec<Record>,
-    /// Records dropped because of the pending limit, not yet reported.
-    #[serde(default)]
-    pub(crate) dropped: u64,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub(crate) last_sent: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub(crate) last_error: Option<String>,
-    /// Runs and the streaks of failures across them.
-    #[serde(default)]
-    pub(crate) history: crate::store::history::History,
-}
-
-impl State {
-    fn new() -> Self {
-        State {
-            version: VERSION,
-            ..State::default()
-        }
-    }
-
-    /// Takes every time later than `now` as `now` (`last_sent`, the pending
-    /// records' times, the streaks' times): such a time was written under a
-    /// clock that was wrong, and left as it is it would hold every email
-    /// (`min_interval`), keep a failure quiet (`repeat_after`) or keep a
-    /// record from ever being old (`max_age`) for as long as the clock was
-    /// ahead. Returns the state file keys of the times moved, each once.
-    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
-        self.clamp_future_from(now, 0)
-    }
-
-    /// [`clamp_future`](Self::clamp_future), with the pending records before
-    /// `from` known to lie at or before `now` already (a state kept in memory
-    /// since a flush that clamped it at an earlier now).
-    pub(crate) fn clamp_future_from(
-        &mut self,
-        now: OffsetDateTime,
-        from: usize,
-    ) -> Vec<&'static str> {
-        use crate::store::history::clamp;
-        let mut moved = Vec::new();
-        if let Some(at) = &mut self.last_sent
-            && clamp(at, now)
-        {
-            moved.push("last_sent");
-        }
-        // Oldest first stays oldest first: the moved ones are the newest.
-        let mut records = false;
-        let from = from.min(self.pending.len());
-        for record in &mut self.pending[from..] {
-            records |= clamp(&mut record.timestamp, now);
-        }
-        if records {
-            moved.push("pending.time");
-        }
-        moved.extend(self.history.clamp_future(now));
-        moved
-    }
-}
 
 /// Where the state lives and how long to wait for its lock.
 #[derive(Debug, Clone)]

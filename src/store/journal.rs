@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Level;
 
 use crate::capture::record::Record;
-use crate::store::file::State;
+use crate::store::state::State;
 
 /// A line that is not a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,9 @@
-//! Store: what is pending across runs, on disk. The snapshot file and its
-//! append-only journal under one lock ([`file`], [`journal`]), and the
-//! history of runs and failures kept in it ([`history`]).
+//! Store: what is pending across runs. The state ([`state`]) with the
+//! history of runs and failures kept in it ([`history`]), on disk as a
+//! snapshot file and its append-only journal under one lock ([`file`],
+//! [`journal`]).
 
 pub(crate) mod file;
 pub(crate) mod history;
 pub(crate) mod journal;
+pub(crate) mod state;
