@@ -1,4 +1,5 @@
-//! The `tracing-subscriber` layer: turns each event into a [`Record`] and
+//! The `tracing-subscriber` layer: turns each event into a
+//! [`Record`](crate::Record) and
 //! keeps it in memory. No I/O happens here.
 
 use std::borrow::Cow;

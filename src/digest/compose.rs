@@ -1,7 +1,7 @@
-//! Composing the digest email: subject (from [`crate::digest::subject`]),
-//! plain-text body, the HTML alternative (rendered by [`crate::digest::html`]),
-//! headers, all from one [`Summary`] ([`crate::digest::summary`]). MIME and header
-//! encoding are lettre's.
+//! Composing the digest email: each record rendered once (its text line and
+//! HTML row, measured to split a large digest), the plain-text body, the
+//! headers, and the parts put together from one [`Summary`]
+//! ([`crate::digest::summary`]). MIME and header encoding are lettre's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! What one digest email says about its records, counted once and shared
-//! by its subject ([`crate::digest::subject`]), its text body ([`crate::digest`])
+//! by its subject ([`crate::digest::subject`]), its text body ([`crate::digest::compose`])
 //! and its HTML part ([`crate::digest::html`]): counts per level, the time span, the
 //! kinds of failure, the notes and the footer.
 

@@ -1,6 +1,6 @@
 //! One flush: lock the state file, add this process's new records, decide,
-//! send, keep what was not sent, unlock. Also the background worker that
-//! checkpoints records and sends batches during the run, off the event path.
+//! send, keep what was not sent, unlock. The records it takes stay owned
+//! until they are stored or given back, even if something in it panics.
 
 use std::collections::VecDeque;
 use std::ops::Range;

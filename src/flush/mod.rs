@@ -1,7 +1,7 @@
 //! Flush: the stage that runs the others. One flush ([`flusher`]) locks the
 //! store, adds this process's new records, asks the policy, sends the
 //! digest and keeps what was not accepted; the [`worker`] runs flushes off
-//! the event path during the run; [`panic`] checkpoints on a panic; each
+//! the event path during the run; [`panic`](mod@panic) checkpoints on a panic; each
 //! flush ends in an [`outcome::Outcome`].
 
 pub(crate) mod flusher;

@@ -1,6 +1,6 @@
 //! Store: what is pending across runs. The state ([`state`]) with the
 //! history of runs and failures kept in it ([`history`]), on disk as a
-//! snapshot file and its append-only journal under one lock ([`file`],
+//! snapshot file and its append-only journal under one lock ([`file`](mod@file),
 //! [`journal`]).
 
 pub(crate) mod file;
