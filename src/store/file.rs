@@ -811,41 +811,6 @@ fn refuse(what: &str, path: &Path, kind: &str) -> Error {
     )
 }
 
-/// `O_NONBLOCK` where its value is known without `libc`: opening a FIFO
-/// with it never waits for the other end. Elsewhere 0 (the type check
-/// before the open still refuses a FIFO already there).
-#[cfg(unix)]
-const O_NONBLOCK: i32 = if cfg!(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-)) {
-    0x0004
-} else if cfg!(all(
-    any(target_os = "linux", target_os = "android"),
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv32",
-        target_arch = "riscv64",
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "s390x",
-        target_arch = "loongarch64"
-    )
-)) {
-    0o4000
-} else if cfg!(any(target_os = "illumos", target_os = "solaris")) {
-    0x80
-} else {
-    0
-};
-
 fn read_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.read(true);
@@ -873,7 +838,8 @@ fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<
     #[allow(unused_mut)]
     let mut options = options;
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, O_NONBLOCK);
+    // Opening a FIFO without O_NONBLOCK waits for its other end for ever.
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
