@@ -29,13 +29,6 @@ use crate::transport::Transport;
 /// ```
 pub const STATE_FILE_NAME: &str = "tracing-email.json";
 
-// The bounds moved to the settings; the transport and the policy's tests
-// still find them here.
-#[cfg(test)]
-pub(crate) use crate::settings::MAX_MIN_INTERVAL;
-#[cfg(feature = "smtp")]
-pub(crate) use crate::settings::{MAX_SMTP_TIMEOUT, at_most};
-
 /// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by
 /// [`EmailLayer::builder`].
 ///

@@ -10,10 +10,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Level;
 
-use crate::config::PolicyConfig;
 use crate::error::Error;
 use crate::policy::{Decision, Facts, Phase, Policy, WaitingFor};
 use crate::record::{Record, severity};
+use crate::settings::PolicyConfig;
 use crate::state::{State, StateStore};
 
 /// A state file, opened to look into it (and, on request, to empty it).
@@ -242,16 +242,7 @@ impl fmt::Display for Cleared {
 impl PolicyConfig {
     /// The policy these settings make, as the builder makes it.
     fn to_policy(&self) -> Policy {
-        let mut policy = Policy {
-            threshold: self.threshold,
-            batch: self.batch,
-            immediately_at: self.immediately_at,
-            consecutive_runs: self.consecutive_runs,
-            repeat_after: self.repeat_after,
-            min_interval: self.min_interval,
-            max_age: self.max_age,
-            fingerprint_fields: self.fingerprint_fields.clone(),
-        };
+        let mut policy = self.clone();
         if !policy.has_rule() {
             policy.threshold = Some((1, Level::WARN));
         }

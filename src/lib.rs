@@ -83,13 +83,14 @@ mod transport;
 
 pub use builder::{Builder, STATE_FILE_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{EmailConfig, PolicyConfig};
+pub use config::EmailConfig;
 pub use error::{Error, ErrorKind};
 pub use guard::{FlushGuard, Outcome};
 pub use inspect::{Cleared, Failure, Snapshot, StateFile, Verdict};
 pub use layer::EmailLayer;
 pub use policy::WaitingFor;
 pub use record::{Fields, Record, SpanRecord, Str};
+pub use settings::PolicyConfig;
 #[cfg(feature = "sendmail")]
 pub use transport::Sendmail;
 #[cfg(feature = "smtp")]
