@@ -386,11 +386,8 @@ impl EmailConfig {
     /// [`builder`](EmailConfig::builder) name each key as the file does:
     /// `email.smtp_url`, `email.policy.consecutive_runs`.
     ///
-    /// Errors found while deserializing cannot do this: serde does not tell
-    /// a value the name of the table that holds it, so they name the key
-    /// within the table (`policy.threshold.level`), and the format's own
-    /// error says where in the file (TOML: the line, the column and the
-    /// line's text; JSON: the line and column).
+    /// Errors found while deserializing cannot (see [`EmailConfig`]): the
+    /// format's own error says where in the file.
     ///
     /// ```
     /// use tracing_email::{EmailConfig, EmailLayer};

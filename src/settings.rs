@@ -1,8 +1,11 @@
-//! Every setting once: its default, its bound, and the one check of all of
-//! them ([`Settings::check`]), which [`Builder::build`](crate::Builder::build)
-//! runs whether the settings came from code, a file or the environment. The
-//! [`Builder`](crate::Builder) writes into [`Settings`];
-//! [`EmailConfig`](crate::EmailConfig) is their serde form.
+//! Every setting once: its default, its bound, its serde form (the readers
+//! in [`de`], which name the key in each error, for files and environment
+//! variables alike) and the one check of all of them ([`Settings::check`]),
+//! which [`Builder::build`](crate::Builder::build) runs whether the settings
+//! came from code, a file or the environment. The [`Builder`](crate::Builder)
+//! writes into [`Settings`]; [`EmailConfig`](crate::EmailConfig) is their
+//! serde form, and [`PolicyConfig`] is both the `policy` table and the
+//! policy the layer runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -416,29 +419,54 @@ pub(crate) mod de {
             }
         }
 
-        /// Whether `v` is of a type this kind takes (if so, a value it
-        /// refuses is an "invalid value", else an "invalid type").
-        fn takes(self, v: &Value) -> bool {
+        /// `v` in the form serde reads into the key's type (seconds as a
+        /// `Duration`'s `{secs, nanos}`, a level as its name, `false` for a
+        /// checkpoint as `null`); else whether `v` is of a type this kind
+        /// takes (if so it is an "invalid value", else an "invalid type").
+        fn read(self, v: &Value) -> Result<Value, bool> {
+            let is = |ok: bool| if ok { Ok(v.clone()) } else { Err(false) };
             match self {
-                Kind::Text | Kind::Path | Kind::Level => v.is_string(),
-                Kind::Flag => v.is_boolean(),
-                Kind::Whole => v.is_u64() || v.is_i64(),
-                Kind::Seconds { .. } => v.is_number(),
-                Kind::Checkpoint => v.is_number() || v.is_boolean(),
-                Kind::List(..) => v.is_string() || v.is_array(),
-            }
-        }
-
-        /// Whether this kind accepts `v` (as [`FromValue`] reads it).
-        fn accepts(self, v: &Value) -> bool {
-            match self {
-                Kind::Text | Kind::Path => v.is_string(),
-                Kind::Flag => v.is_boolean(),
-                Kind::Whole => u64::from_value(v, self).is_some(),
-                Kind::Seconds { .. } => Duration::from_value(v, self).is_some(),
-                Kind::Checkpoint => Option::<Duration>::from_value(v, self).is_some(),
-                Kind::Level => Level::from_value(v, self).is_some(),
-                Kind::List(..) => Vec::<String>::from_value(v, self).is_some(),
+                Kind::Text | Kind::Path => is(v.is_string()),
+                Kind::Flag => is(v.is_boolean()),
+                Kind::Whole => match v.as_u64() {
+                    Some(n) if n >= 1 && usize::try_from(n).is_ok() => Ok(json!(n)),
+                    _ => Err(v.is_u64() || v.is_i64()),
+                },
+                Kind::Checkpoint if *v == Value::Bool(false) => Ok(Value::Null),
+                Kind::Seconds { .. } | Kind::Checkpoint => {
+                    let (positive, max, checkpoint) = match self {
+                        Kind::Seconds { positive, max } => (positive, max, false),
+                        _ => (true, MAX_CHECKPOINT_INTERVAL, true),
+                    };
+                    let d = match (v.as_u64(), v.as_f64()) {
+                        (Some(n), _) => Some(Duration::from_secs(n)),
+                        (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
+                            Duration::try_from_secs_f64(f).ok()
+                        }
+                        _ => None,
+                    };
+                    match d.filter(|d| *d <= max && (!positive || !d.is_zero())) {
+                        Some(d) => Ok(json!({ "secs": d.as_secs(), "nanos": d.subsec_nanos() })),
+                        None => Err(v.is_number() || checkpoint && v.is_boolean()),
+                    }
+                }
+                Kind::Level => {
+                    let name = v.as_str().ok_or(false)?.trim();
+                    let all = [
+                        Level::TRACE,
+                        Level::DEBUG,
+                        Level::INFO,
+                        Level::WARN,
+                        Level::ERROR,
+                    ];
+                    let level = all.iter().find(|l| l.as_str().eq_ignore_ascii_case(name));
+                    level.map(|l| json!(l.as_str())).ok_or(true)
+                }
+                Kind::List(..) => match v {
+                    Value::String(_) => Ok(json!([v])),
+                    Value::Array(all) => is(all.iter().all(Value::is_string)),
+                    _ => Err(false),
+                },
             }
         }
     }
@@ -511,97 +539,37 @@ pub(crate) mod de {
         }
     }
 
-    /// A setting's type, read from a value its kind takes.
-    pub(crate) trait FromValue: Sized {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self>;
+    /// A setting's type, from the value [`Kind::read`] gives.
+    pub(crate) trait Typed: Sized {
+        fn typed(v: Value) -> Option<Self>;
     }
 
-    impl FromValue for String {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_str().map(str::to_owned)
-        }
-    }
-
-    impl FromValue for PathBuf {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_str().map(PathBuf::from)
-        }
-    }
-
-    impl FromValue for bool {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_bool()
-        }
-    }
-
-    impl FromValue for u64 {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_u64().filter(|&n| n >= 1)
-        }
-    }
-
-    impl FromValue for usize {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            u64::from_value(v, kind).and_then(|n| usize::try_from(n).ok())
-        }
-    }
-
-    impl FromValue for Duration {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            let (positive, max) = match kind {
-                Kind::Seconds { positive, max } => (positive, max),
-                _ => (true, MAX_CHECKPOINT_INTERVAL),
-            };
-            let d = match (v.as_u64(), v.as_f64()) {
-                (Some(n), _) => Duration::from_secs(n),
-                (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
-                    Duration::try_from_secs_f64(f).ok()?
-                }
-                _ => return None,
-            };
-            (d <= max && (!positive || !d.is_zero())).then_some(d)
-        }
-    }
-
-    /// A checkpoint interval: `Some(d)`, or `None` for `false` (off).
-    impl FromValue for Option<Duration> {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            match v {
-                Value::Bool(false) => Some(None),
-                _ => Duration::from_value(v, kind).map(Some),
+    macro_rules! typed {
+        ($($t:ty),*) => {$(impl Typed for $t {
+            fn typed(v: Value) -> Option<Self> {
+                serde_json::from_value(v).ok()
             }
-        }
+        })*};
     }
+    typed!(
+        String,
+        PathBuf,
+        bool,
+        u64,
+        usize,
+        Duration,
+        Option<Duration>,
+        Vec<String>
+    );
 
-    impl FromValue for Level {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            let name = v.as_str()?.trim();
-            [
-                Level::TRACE,
-                Level::DEBUG,
-                Level::INFO,
-                Level::WARN,
-                Level::ERROR,
-            ]
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(name))
-        }
-    }
-
-    impl FromValue for Vec<String> {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            match v {
-                Value::Array(all) => all
-                    .iter()
-                    .map(|one| String::from_value(one, kind))
-                    .collect(),
-                _ => Some(vec![String::from_value(v, kind)?]),
-            }
+    impl Typed for Level {
+        fn typed(v: Value) -> Option<Self> {
+            v.as_str()?.parse().ok()
         }
     }
 
     /// The value of `key`, or `None` if it is `null`.
-    fn opt<'de, D: Deserializer<'de>, T: FromValue>(
+    fn opt<'de, D: Deserializer<'de>, T: Typed>(
         d: D,
         key: &'static str,
         kind: Kind,
@@ -618,17 +586,17 @@ pub(crate) mod de {
                 &Expect(key, Kind::Text),
             ));
         }
-        match T::from_value(&v, kind) {
-            Some(value) => Ok(Some(value)),
-            None if kind.takes(&v) => {
+        match kind.read(&v).map(T::typed) {
+            Ok(Some(value)) => Ok(Some(value)),
+            Ok(None) | Err(true) => {
                 Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
             }
-            None => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
+            Err(false) => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
         }
     }
 
     /// The value of `key`, its default if it is `null`.
-    fn or_default<'de, D: Deserializer<'de>, T: FromValue + Default>(
+    fn or_default<'de, D: Deserializer<'de>, T: Typed + Default>(
         d: D,
         key: &'static str,
         kind: Kind,
@@ -637,7 +605,7 @@ pub(crate) mod de {
     }
 
     /// The value of `key`, which may not be `null`.
-    fn required<'de, D: Deserializer<'de>, T: FromValue>(
+    fn required<'de, D: Deserializer<'de>, T: Typed>(
         d: D,
         key: &'static str,
         kind: Kind,
@@ -719,7 +687,7 @@ pub(crate) mod de {
         if var == "THRESHOLD" {
             let table = t.split_once(':').and_then(|(count, level)| {
                 let count = json!(count.trim().parse::<u64>().ok()?);
-                (Kind::Whole.accepts(&count) && Kind::Level.accepts(&json!(level)))
+                (Kind::Whole.read(&count).is_ok() && Kind::Level.read(&json!(level)).is_ok())
                     .then(|| json!({ "count": count, "level": level }))
             });
             let table = table.ok_or_else(|| "COUNT:LEVEL, such as 5:warn".to_owned());
@@ -744,7 +712,7 @@ pub(crate) mod de {
             }
             _ => json!(text),
         };
-        Some(if kind.accepts(&v) {
+        Some(if kind.read(&v).is_ok() {
             Ok((key, v))
         } else {
             Err(match kind {
