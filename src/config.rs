@@ -1232,6 +1232,24 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_type_and_a_wrong_value_are_told_apart() {
+        let err = |text: &str| {
+            let text = format!("app = \"poca\"\n{text}");
+            toml::from_str::<EmailConfig>(&text)
+                .unwrap_err()
+                .to_string()
+        };
+        // `false` is a value checkpoint_interval takes, so `true` is a wrong
+        // value there; no duration takes a boolean otherwise.
+        assert!(err("checkpoint_interval = true").contains("invalid value: boolean `true`"));
+        assert!(err("timeout = true").contains("invalid type: boolean `true`"));
+        assert!(err("max_pending = -1").contains("invalid value: integer `-1`"));
+        assert!(err("max_pending = 1.5").contains("invalid type: floating point `1.5`"));
+        assert!(err("[policy]\nimmediately_at = 3").contains("invalid type: integer `3`"));
+        assert!(err("to = 3").contains("invalid type: integer `3`, expected an address"));
+    }
+
+    #[test]
     fn seconds_and_levels() {
         let read = |var: &str, value: &str| {
             let c = vars(&[("POCA_APP", "poca"), (var, value)]).ok()?;
