@@ -9,24 +9,17 @@ use std::time::Duration;
 use time::UtcOffset;
 use tracing::Level;
 
-use crate::buffer::Buffer;
+use crate::capture::buffer::Buffer;
+use crate::capture::layer::{EmailLayer, Shared, Signal};
 use crate::digest::Composer;
+use crate::digest::subject::Template;
 use crate::error::{Error, ErrorKind};
 use crate::flush::Flusher;
 use crate::flush::worker::spawn_worker;
 use crate::guard::FlushGuard;
-use crate::layer::{EmailLayer, Shared, Signal};
 use crate::settings::{Offset, Settings};
-use crate::state::StateStore;
-use crate::subject::Template;
+use crate::store::file::StateStore;
 use crate::transport::Transport;
-
-// The bounds moved to the settings; the transport and the policy's tests
-// still find them here.
-#[cfg(test)]
-pub(crate) use crate::settings::MAX_MIN_INTERVAL;
-#[cfg(feature = "smtp")]
-pub(crate) use crate::settings::{MAX_SMTP_TIMEOUT, at_most};
 
 /// Configures an [`EmailLayer`] and its [`FlushGuard`]. Made by
 /// [`EmailLayer::builder`].
@@ -484,7 +477,7 @@ impl Builder {
             }
             return Ok(path.clone());
         }
-        crate::state::default_path(&self.settings.app)
+        crate::store::file::default_path(&self.settings.app)
     }
 
     /// Checks every setting and makes the layer and its guard. No network
@@ -538,7 +531,7 @@ impl Builder {
         let s = self.settings;
         let subject = s.subject.as_deref().map(Template::parse).transpose()?;
         let host = if subject.as_ref().is_some_and(Template::uses_host) {
-            crate::subject::hostname()
+            crate::digest::subject::hostname()
         } else {
             String::new()
         };
@@ -602,7 +595,7 @@ impl Builder {
             None
         };
         if s.capture_panics {
-            crate::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
+            crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
         Ok((
             EmailLayer {
@@ -766,14 +759,17 @@ mod tests {
     }
 
     fn lock_composer_to(guard: &FlushGuard) -> usize {
-        crate::buffer::lock(&guard.flusher).composer.to.len()
+        crate::capture::buffer::lock(&guard.flusher)
+            .composer
+            .to
+            .len()
     }
 
     #[test]
     fn defaults_are_the_documented_ones() {
         let (layer, guard) = ok().build().unwrap();
         {
-            let flusher = crate::buffer::lock(&guard.flusher);
+            let flusher = crate::capture::buffer::lock(&guard.flusher);
             assert_eq!(flusher.policy.threshold, Some((1, Level::WARN)));
             assert_eq!(flusher.send_deadline, Duration::from_secs(30));
             assert_eq!(flusher.max_pending, 10_000);

@@ -10,15 +10,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
-use tracing::Level;
 
 use crate::builder::Builder;
+use crate::capture::layer::EmailLayer;
 #[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
-use crate::layer::EmailLayer;
-use crate::policy::Policy;
-use crate::settings::{Offset, Origin};
+use crate::settings::{Offset, Origin, PolicyConfig, de};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
 use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
@@ -28,47 +26,21 @@ use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
 /// with [`from_env`](EmailConfig::from_env), then make the layer with
 /// [`EmailLayer::from_config`].
 ///
-/// Unknown keys are errors, and so are bad values; every error names the key
-/// (`policy.threshold.level`) or, from the environment, the variable
-/// (`POCA_THRESHOLD`). Keys are named within the settings' table (serde does
-/// not tell a value the name of the table that holds it; the format's error
-/// gives the line); [`set_table`](EmailConfig::set_table) adds the table's
-/// name to the keys in the errors of [`from_config`]. The only required key is `app`; [`from_config`]
-/// also needs `from`, `to`, and one of `smtp_url` and `outbox`.
-///
-/// | key | value | builder call |
-/// |-----|-------|--------------|
-/// | `app` | the program's name (required) | [`EmailLayer::builder`] |
-/// | `smtp_url` | `smtps://user@host[:port]`, `smtp://user@host?tls=required`, `smtp://host` (see [`Smtp::from_url`]) | [`transport`](Builder::transport) |
-/// | `password_env` | the name of the environment variable holding the SMTP password, read by [`from_config`] | [`Smtp::password`] |
-/// | `root_certificate` | path of a PEM file with a private CA, read by [`from_config`] | [`Smtp::root_certificate`] |
-/// | `timeout` | seconds, per network operation | [`Smtp::timeout`] |
-/// | `allow_insecure_auth` | `true` or `false` | [`Smtp::allow_insecure_auth`] |
-/// | `outbox` | a folder: write `.eml` files there instead of sending (exactly one of `smtp_url` and `outbox`) | [`FileDrop`] |
-/// | `from` | `"app <robot@example.com>"` | [`from`](Builder::from) |
-/// | `to` | an address, or a list of them (each may hold several, separated by commas) | [`to`](Builder::to) |
-/// | `subject` | a subject, fixed or a template such as `"[{app}] {errors} errors since {first}"` | [`subject`](Builder::subject) |
-/// | `html` | `true` (the default) or `false`: the plain text alone, no HTML part | [`html`](Builder::html) |
-/// | `state_file` | a path | [`state_file`](Builder::state_file) |
-/// | `local_time` | `true` or `false` | [`local_time`](Builder::local_time) |
-/// | `policy.threshold` | `{ count = 5, level = "warn" }` | [`threshold`](Builder::threshold) |
-/// | `policy.batch` | a number of records | [`batch`](Builder::batch) |
-/// | `policy.immediately_at` | a level | [`immediately_at`](Builder::immediately_at) |
-/// | `policy.consecutive_runs` | a number of runs, at least 1 | [`consecutive_runs`](Builder::consecutive_runs) |
-/// | `policy.repeat_after`, `policy.min_interval`, `policy.max_age` | seconds | [`repeat_after`](Builder::repeat_after), [`min_interval`](Builder::min_interval), [`max_age`](Builder::max_age) |
-/// | `policy.fingerprint_fields` | a field name, or a list of them | [`fingerprint_fields`](Builder::fingerprint_fields) |
-/// | `max_pending`, `max_record_bytes`, `max_email_bytes` | whole numbers, at least 1 | [`max_pending`](Builder::max_pending), … |
-/// | `max_detail_lines` | a number of records, at least 1 | [`max_detail_lines`](Builder::max_detail_lines) |
-/// | `send_deadline`, `lock_timeout` | seconds | [`send_deadline`](Builder::send_deadline), [`lock_timeout`](Builder::lock_timeout) |
-/// | `checkpoint_interval` | seconds, or `false` to turn checkpoints off | [`checkpoint_interval`](Builder::checkpoint_interval) |
-/// | `capture_panics` | `true` or `false` | [`capture_panics`](Builder::capture_panics) |
+/// Each field is a key of the table and sets what the [`Builder`] method it
+/// links to sets (documented there). Unknown keys are errors, and so are bad
+/// values; every error names the key (`policy.threshold.level`) or, from the
+/// environment, the variable (`POCA_THRESHOLD`). Keys are named within the
+/// settings' table (serde does not tell a value the name of the table that
+/// holds it; the format's error gives the line);
+/// [`set_table`](EmailConfig::set_table) adds the table's name to the keys in
+/// the errors of [`from_config`]. The only required key is `app`;
+/// [`from_config`] also needs `from`, `to`, and one of `smtp_url` and
+/// `outbox`.
 ///
 /// Levels are `trace`, `debug`, `info`, `warn` or `error`, in any case.
 /// Durations are numbers of seconds, whole or not (`0.5`); all but
 /// `lock_timeout` must be more than 0. A key left out keeps the builder's
-/// default; with none of `threshold`, `batch`, `immediately_at`,
-/// `consecutive_runs` and `max_age`, the policy is `threshold = { count = 1,
-/// level = "warn" }`. In YAML or JSON, `null` counts as left out.
+/// default. In YAML or JSON, `null` counts as left out.
 ///
 /// `Debug` never shows a password: one in `smtp_url` is shown as `***`
 /// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
@@ -114,99 +86,70 @@ use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
     expecting = "a table of email settings (app, smtp_url or outbox, from, to, …)"
 )]
 pub struct EmailConfig {
-    /// `app`: the program's name; picks the default state file and appears
-    /// in the subject. Required.
+    /// `app = "poca"`, required: see [`EmailLayer::builder`].
     #[serde(deserialize_with = "de::app")]
     pub app: String,
-    /// `smtp_url`: where to send, such as
-    /// `smtps://me%40example.com@smtp.example.com` (see [`Smtp::from_url`]).
-    /// It may hold the password, but need not: see `password_env`.
+    /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`].
     #[serde(default, deserialize_with = "de::smtp_url")]
     pub smtp_url: Option<String>,
-    /// `password_env`: the name of the environment variable that holds the
-    /// SMTP password (not the password). It is read by
-    /// [`EmailLayer::from_config`]; a variable that is not set there is an
-    /// error that names it.
+    /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`].
     #[serde(default, deserialize_with = "de::password_env")]
     pub password_env: Option<String>,
-    /// `root_certificate`: path of a PEM file holding a CA certificate to
-    /// trust besides the bundled roots, for a server with a private CA. Read
-    /// by [`EmailLayer::from_config`].
+    /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`]): see [`Smtp::root_certificate`].
     #[serde(default, deserialize_with = "de::root_certificate")]
     pub root_certificate: Option<PathBuf>,
-    /// `timeout`: seconds to wait for each network operation (10 by default,
-    /// at most 86400: a day).
+    /// `timeout = 10` (seconds): see [`Smtp::timeout`].
     #[serde(default, deserialize_with = "de::timeout")]
     pub timeout: Option<Duration>,
-    /// `allow_insecure_auth`: allow sending the password over a connection
-    /// that is not encrypted (`smtp://` without `tls=required`).
+    /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`].
     #[serde(default, deserialize_with = "de::allow_insecure_auth")]
     pub allow_insecure_auth: bool,
-    /// `outbox`: a folder to write each digest into as an `.eml` file
-    /// ([`FileDrop`]) instead of sending it. Exactly one of `smtp_url` and
-    /// `outbox` is needed.
+    /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`].
     #[serde(default, deserialize_with = "de::outbox")]
     pub outbox: Option<PathBuf>,
-    /// `from`: the sender, such as `"poca <me@example.com>"`.
+    /// `from = "poca <me@example.com>"`: see [`Builder::from`].
     #[serde(default, deserialize_with = "de::from")]
     pub from: Option<String>,
-    /// `to`: the recipients; in a file, a string or a list of strings. Each
-    /// entry may hold several addresses separated by commas.
+    /// `to = "me@example.com"` or a list of them: see [`Builder::to`].
     #[serde(default, deserialize_with = "de::to")]
     pub to: Vec<String>,
-    /// `subject`: a subject instead of the default
-    /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`; fixed, or a
-    /// template with placeholders such as `{app}` and `{errors}` (see
-    /// [`Builder::subject`]).
+    /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`].
     #[serde(default, deserialize_with = "de::subject")]
     pub subject: Option<String>,
-    /// `html`: whether each email carries an HTML version of the digest
-    /// besides the plain text, as a `multipart/alternative` message (on by
-    /// default); `false` sends the plain text alone. `None`: not set, the
-    /// default.
+    /// `html = false`: see [`Builder::html`].
     #[serde(default, deserialize_with = "de::html")]
     pub html: Option<bool>,
-    /// `state_file`: where pending records are kept, instead of the default
-    /// under the app's state folder.
+    /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`].
     #[serde(default, deserialize_with = "de::state_file")]
     pub state_file: Option<PathBuf>,
-    /// `local_time`: show times in the digest in local time instead of UTC.
+    /// `local_time = true`: see [`Builder::local_time`].
     #[serde(default, deserialize_with = "de::local_time")]
     pub local_time: bool,
-    /// `policy`: when to send.
+    /// `[policy]`: when to send, see [`PolicyConfig`].
     #[serde(default, deserialize_with = "de::policy")]
     pub policy: PolicyConfig,
-    /// `max_pending`: the most records kept pending (10 000 by default).
+    /// `max_pending = 10000`: see [`Builder::max_pending`].
     #[serde(default, deserialize_with = "de::max_pending")]
     pub max_pending: Option<usize>,
-    /// `max_record_bytes`: the most bytes of text kept of one record
-    /// (16 KiB by default).
+    /// `max_record_bytes = 16384`: see [`Builder::max_record_bytes`].
     #[serde(default, deserialize_with = "de::max_record_bytes")]
     pub max_record_bytes: Option<usize>,
-    /// `max_email_bytes`: the size past which a digest is split into
-    /// several emails (1 MiB by default).
+    /// `max_email_bytes = 1048576`: see [`Builder::max_email_bytes`].
     #[serde(default, deserialize_with = "de::max_email_bytes")]
     pub max_email_bytes: Option<usize>,
-    /// `max_detail_lines`: the most records listed one by one in a digest
-    /// (200 by default): the newest, after a summary that counts every
-    /// record by kind of failure.
+    /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`].
     #[serde(default, deserialize_with = "de::max_detail_lines")]
     pub max_detail_lines: Option<usize>,
-    /// `send_deadline`: seconds one flush may spend sending (30 by default,
-    /// at most 86400: a day).
+    /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`].
     #[serde(default, deserialize_with = "de::send_deadline")]
     pub send_deadline: Option<Duration>,
-    /// `lock_timeout`: seconds a flush waits for another process's lock on
-    /// the state file (10 by default, at most 86400: a day).
+    /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`].
     #[serde(default, deserialize_with = "de::lock_timeout")]
     pub lock_timeout: Option<Duration>,
-    /// `checkpoint_interval`: seconds between checkpoints of new records to
-    /// the state file, or `false` to turn checkpoints off. `None`: not set,
-    /// the default (1 second); `Some(None)`: off; `Some(Some(d))`: every `d`
-    /// (at most 86400 seconds: a day).
+    /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`].
     #[serde(default, deserialize_with = "de::checkpoint_interval")]
     pub checkpoint_interval: Option<Option<Duration>>,
-    /// `capture_panics`: turn a panic into an ERROR record.
+    /// `capture_panics = true`: see [`Builder::capture_panics`].
     #[serde(default, deserialize_with = "de::capture_panics")]
     pub capture_panics: bool,
     /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
@@ -216,100 +159,6 @@ pub struct EmailConfig {
     /// Where the settings came from, to name them in errors.
     #[serde(skip)]
     origin: Origin,
-}
-
-/// When to send: the `policy` table of an [`EmailConfig`]. Any rule that is
-/// met sends; with none of `threshold`, `batch`, `immediately_at`,
-/// `consecutive_runs` and `max_age` set, the policy is `threshold = { count
-/// = 1, level = "warn" }`.
-///
-/// | key | value | builder call |
-/// |-----|-------|--------------|
-/// | `threshold` | `{ count = 5, level = "warn" }`: both keys needed | [`threshold`](Builder::threshold) |
-/// | `batch` | a number of records, at least 1 | [`batch`](Builder::batch) |
-/// | `immediately_at` | a level: `trace`, `debug`, `info`, `warn`, `error` (any case) | [`immediately_at`](Builder::immediately_at) |
-/// | `consecutive_runs` | a number of runs, at least 1 | [`consecutive_runs`](Builder::consecutive_runs) |
-/// | `repeat_after` | seconds, more than 0, at most 315360000 (3650 days) (`86400`: a daily reminder) | [`repeat_after`](Builder::repeat_after) |
-/// | `min_interval` | seconds, more than 0, at most 315360000 (3650 days) | [`min_interval`](Builder::min_interval) |
-/// | `max_age` | seconds, more than 0, at most 315360000 (3650 days) | [`max_age`](Builder::max_age) |
-/// | `fingerprint_fields` | a field name, or a list of them (`["feed"]`) | [`fingerprint_fields`](Builder::fingerprint_fields) |
-///
-/// The policy's level, at or above which records count for
-/// `consecutive_runs` and `max_age`, is the threshold's, else WARN.
-///
-/// ```
-/// use std::time::Duration;
-/// use tracing::Level;
-/// use tracing_email::PolicyConfig;
-///
-/// let policy: PolicyConfig = toml::from_str(r#"
-///     threshold = { count = 5, level = "WARN" }
-///     batch = 10
-/// "#)?;
-/// assert_eq!(policy.threshold, Some((5, Level::WARN)));
-/// assert_eq!(policy.batch, Some(10));
-/// assert_eq!(policy.immediately_at, None);
-///
-/// let streak: PolicyConfig = toml::from_str(r#"
-///     consecutive_runs = 4
-///     repeat_after = 86400
-///     fingerprint_fields = "feed"
-/// "#)?;
-/// assert_eq!(streak.consecutive_runs, Some(4));
-/// assert_eq!(streak.repeat_after, Some(Duration::from_secs(24 * 3600)));
-/// assert_eq!(streak.fingerprint_fields, ["feed"]);
-///
-/// let err = toml::from_str::<PolicyConfig>(r#"immediately_at = "loud""#).unwrap_err();
-/// assert!(err.to_string().contains("policy.immediately_at"));
-/// # Ok::<(), toml::de::Error>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a table with threshold, batch, immediately_at, consecutive_runs, repeat_after, \
-                 min_interval, max_age or fingerprint_fields for `policy`"
-)]
-#[non_exhaustive]
-pub struct PolicyConfig {
-    /// `threshold = { count = 5, level = "warn" }`: at flush, send everything
-    /// pending once at least `count` records at `level` or above are pending.
-    #[serde(default, deserialize_with = "de::threshold")]
-    pub threshold: Option<(usize, Level)>,
-    /// `batch = 10`: send an email of this many records each time that many
-    /// are pending.
-    #[serde(default, deserialize_with = "de::batch")]
-    pub batch: Option<usize>,
-    /// `immediately_at = "error"`: at flush, send everything pending as soon
-    /// as one record at this level or above is pending.
-    #[serde(default, deserialize_with = "de::immediately_at")]
-    pub immediately_at: Option<Level>,
-    /// `consecutive_runs = 4`: at flush, send everything pending once one
-    /// failure (one fingerprint, see `fingerprint_fields`) at the policy's
-    /// level was seen in each of the last this many runs. A run without it
-    /// starts its count again. Reported once per streak; `repeat_after`
-    /// adds reminders.
-    #[serde(default, deserialize_with = "de::consecutive_runs")]
-    pub consecutive_runs: Option<u64>,
-    /// `repeat_after = 86400`: seconds after a failure was reported (sent in
-    /// a digest) before it may trigger another email, however often it
-    /// recurs; its records still ride along in any digest sent for another
-    /// reason.
-    #[serde(default, deserialize_with = "de::repeat_after")]
-    pub repeat_after: Option<Duration>,
-    /// `min_interval = 3600`: seconds that must pass between two emails;
-    /// when a rule is met sooner, the records wait for a later flush.
-    #[serde(default, deserialize_with = "de::min_interval")]
-    pub min_interval: Option<Duration>,
-    /// `max_age = 604800`: at flush, send everything pending once a record
-    /// at the policy's level has been pending this many seconds.
-    #[serde(default, deserialize_with = "de::max_age")]
-    pub max_age: Option<Duration>,
-    /// `fingerprint_fields = ["feed"]` (or one string): identify a failure
-    /// by the values of these fields, plus its callsite, instead of its
-    /// message. Records without any of the fields are identified by their
-    /// message.
-    #[serde(default, deserialize_with = "de::fingerprint_fields")]
-    pub fingerprint_fields: Vec<String>,
 }
 
 /// The URL with its password, if any, shown as `***`, whatever it holds:
@@ -380,30 +229,13 @@ impl fmt::Debug for EmailConfig {
 
 impl EmailConfig {
     /// Reads the settings from environment variables named `PREFIX_KEY`:
-    /// each key of the file, upper-cased (`POCA_APP`, `POCA_SMTP_URL`,
-    /// `POCA_BATCH`, …; the policy's keys without `policy`:
-    /// `POCA_THRESHOLD`, `POCA_BATCH`, `POCA_CONSECUTIVE_RUNS`, …).
-    ///
-    /// | variable | value |
-    /// |----------|-------|
-    /// | `PREFIX_APP` | the program's name (required) |
-    /// | `PREFIX_SMTP_URL`, `PREFIX_OUTBOX` | where digests go: exactly one |
-    /// | `PREFIX_SMTP_PASSWORD` | the SMTP password itself |
-    /// | `PREFIX_PASSWORD_ENV` | or: the name of another variable that holds it |
-    /// | `PREFIX_ROOT_CERTIFICATE` | path of a PEM file |
-    /// | `PREFIX_TIMEOUT`, `PREFIX_SEND_DEADLINE`, `PREFIX_LOCK_TIMEOUT` | seconds, such as `10` or `0.5` |
-    /// | `PREFIX_CHECKPOINT_INTERVAL` | seconds, or `false` for no checkpoints |
-    /// | `PREFIX_ALLOW_INSECURE_AUTH`, `PREFIX_LOCAL_TIME`, `PREFIX_CAPTURE_PANICS`, `PREFIX_HTML` | `true` or `false` |
-    /// | `PREFIX_FROM` | the sender |
-    /// | `PREFIX_TO` | recipients, separated by commas |
-    /// | `PREFIX_SUBJECT`, `PREFIX_STATE_FILE` | text, a path |
-    /// | `PREFIX_THRESHOLD` | `COUNT:LEVEL`, such as `5:warn` |
-    /// | `PREFIX_BATCH` | a number of records |
-    /// | `PREFIX_IMMEDIATELY_AT` | a level, such as `error` |
-    /// | `PREFIX_CONSECUTIVE_RUNS` | a number of runs |
-    /// | `PREFIX_REPEAT_AFTER`, `PREFIX_MIN_INTERVAL`, `PREFIX_MAX_AGE` | seconds, such as `86400` |
-    /// | `PREFIX_FINGERPRINT_FIELDS` | field names, separated by commas |
-    /// | `PREFIX_MAX_PENDING`, `PREFIX_MAX_RECORD_BYTES`, `PREFIX_MAX_EMAIL_BYTES`, `PREFIX_MAX_DETAIL_LINES` | whole numbers |
+    /// each key of [`EmailConfig`] upper-cased, the policy's without `policy`
+    /// (`POCA_APP`, `POCA_SMTP_URL`, `POCA_BATCH`, `POCA_CONSECUTIVE_RUNS`,
+    /// …), each taking what its key takes, written as text: `true` or
+    /// `false`, seconds such as `0.5`, `PREFIX_THRESHOLD` as `COUNT:LEVEL`
+    /// (`5:warn`), `PREFIX_TO` and `PREFIX_FINGERPRINT_FIELDS` separated by
+    /// commas, `PREFIX_CHECKPOINT_INTERVAL=false` for no checkpoints. Besides
+    /// them, `PREFIX_SMTP_PASSWORD` holds the SMTP password itself.
     ///
     /// The prefix is given without its underscore (`"POCA"`; a trailing `_`
     /// is ignored). A variable set to the empty string counts as not set.
@@ -554,11 +386,8 @@ impl EmailConfig {
     /// [`builder`](EmailConfig::builder) name each key as the file does:
     /// `email.smtp_url`, `email.policy.consecutive_runs`.
     ///
-    /// Errors found while deserializing cannot do this: serde does not tell
-    /// a value the name of the table that holds it, so they name the key
-    /// within the table (`policy.threshold.level`), and the format's own
-    /// error says where in the file (TOML: the line, the column and the
-    /// line's text; JSON: the line and column).
+    /// Errors found while deserializing cannot (see [`EmailConfig`]): the
+    /// format's own error says where in the file.
     ///
     /// ```
     /// use tracing_email::{EmailConfig, EmailLayer};
@@ -677,17 +506,7 @@ impl EmailConfig {
         // The settings as given; `build()` checks them all, naming the keys
         // in the words of `origin`.
         let s = &mut b.settings;
-        let p = &self.policy;
-        s.policy = Policy {
-            threshold: p.threshold,
-            batch: p.batch,
-            immediately_at: p.immediately_at,
-            consecutive_runs: p.consecutive_runs,
-            repeat_after: p.repeat_after,
-            min_interval: p.min_interval,
-            max_age: p.max_age,
-            fingerprint_fields: p.fingerprint_fields.clone(),
-        };
+        s.policy = self.policy.clone();
         s.origin = self.origin.clone();
         s.from.clone_from(&self.from);
         s.to.clone_from(&self.to);
@@ -915,451 +734,10 @@ impl EmailConfig {
     }
 }
 
-/// The serde form of each key: one generic reader of a value (a JSON [`Value`]), the
-/// kind that says what the key takes and words its errors, and the table of
-/// keys, which the environment variables use too.
-mod de {
-    use std::fmt;
-    use std::path::PathBuf;
-    use std::time::Duration;
-
-    use serde::Deserialize;
-    use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Unexpected, Visitor};
-    use serde_json::{Value, json};
-    use tracing::Level;
-
-    use super::PolicyConfig;
-    use crate::settings::*;
-
-    /// What a key takes, with the words of its errors.
-    #[derive(Clone, Copy)]
-    pub(super) enum Kind {
-        Text,
-        Path,
-        Flag,
-        /// A whole number, at least 1.
-        Whole,
-        /// Seconds, whole or not, at most `max`; more than 0 if `positive`.
-        Seconds {
-            positive: bool,
-            max: Duration,
-        },
-        /// Seconds, or `false` (off).
-        Checkpoint,
-        Level,
-        /// One string or a list: what one is, what several are.
-        List(&'static str, &'static str),
-    }
-
-    const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
-
-    impl Kind {
-        fn expected(self) -> String {
-            let seconds = |positive: bool, max: Duration| {
-                let range = if positive {
-                    "greater than 0 and at most"
-                } else {
-                    "from 0 to"
-                };
-                format!(
-                    "a number of seconds {range} {} ({})",
-                    max.as_secs(),
-                    days(max)
-                )
-            };
-            match self {
-                Kind::Text => "a string".into(),
-                Kind::Path => "a path".into(),
-                Kind::Flag => "true or false".into(),
-                Kind::Whole => "a whole number of at least 1".into(),
-                Kind::Seconds { positive, max } => {
-                    format!("{}, such as 10 or 0.5", seconds(positive, max))
-                }
-                Kind::Checkpoint => format!(
-                    "{}, such as 1 or 0.5, or false to turn checkpoints off",
-                    seconds(true, MAX_CHECKPOINT_INTERVAL)
-                ),
-                Kind::Level => LEVELS.into(),
-                Kind::List(one, many) => format!("{one} or a list of {many} (strings)"),
-            }
-        }
-
-        /// Whether `v` is of a type this kind takes (if so, a value it
-        /// refuses is an "invalid value", else an "invalid type").
-        fn takes(self, v: &Value) -> bool {
-            match self {
-                Kind::Text | Kind::Path | Kind::Level => v.is_string(),
-                Kind::Flag => v.is_boolean(),
-                Kind::Whole => v.is_u64() || v.is_i64(),
-                Kind::Seconds { .. } => v.is_number(),
-                Kind::Checkpoint => v.is_number() || v.is_boolean(),
-                Kind::List(..) => v.is_string() || v.is_array(),
-            }
-        }
-
-        /// Whether this kind accepts `v` (as [`FromValue`] reads it).
-        fn accepts(self, v: &Value) -> bool {
-            match self {
-                Kind::Text | Kind::Path => v.is_string(),
-                Kind::Flag => v.is_boolean(),
-                Kind::Whole => u64::from_value(v, self).is_some(),
-                Kind::Seconds { .. } => Duration::from_value(v, self).is_some(),
-                Kind::Checkpoint => Option::<Duration>::from_value(v, self).is_some(),
-                Kind::Level => Level::from_value(v, self).is_some(),
-                Kind::List(..) => Vec::<String>::from_value(v, self).is_some(),
-            }
-        }
-    }
-
-    fn unexpected(v: &Value) -> Unexpected<'_> {
-        match v {
-            Value::Null => Unexpected::Unit,
-            Value::Bool(b) => Unexpected::Bool(*b),
-            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-                (Some(u), _, _) => Unexpected::Unsigned(u),
-                (_, Some(i), _) => Unexpected::Signed(i),
-                (_, _, f) => Unexpected::Float(f.unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => Unexpected::Str(s),
-            Value::Array(_) => Unexpected::Seq,
-            Value::Object(_) => Unexpected::Map,
-        }
-    }
-
-    /// The value of `key`, of `kind`: its errors name both.
-    struct Expect(&'static str, Kind);
-
-    /// Reads any value but a table; a number that is not finite (TOML's
-    /// `nan`, `inf`) is refused here, as JSON has none.
-    impl<'de> Visitor<'de> for Expect {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "{} for `{}`", self.1.expected(), self.0)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(self)
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-            match v.is_finite() {
-                true => Ok(json!(v)),
-                false => Err(E::invalid_value(Unexpected::Float(v), &self)),
-            }
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut all = Vec::new();
-            while let Some(one) = seq.next_element_seed(Expect(self.0, Kind::Text))? {
-                all.push(one);
-            }
-            Ok(Value::Array(all))
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for Expect {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_option(self)
-        }
-    }
-
-    /// A setting's type, read from a value its kind takes.
-    pub(super) trait FromValue: Sized {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self>;
-    }
-
-    impl FromValue for String {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_str().map(str::to_owned)
-        }
-    }
-
-    impl FromValue for PathBuf {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_str().map(PathBuf::from)
-        }
-    }
-
-    impl FromValue for bool {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_bool()
-        }
-    }
-
-    impl FromValue for u64 {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            v.as_u64().filter(|&n| n >= 1)
-        }
-    }
-
-    impl FromValue for usize {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            u64::from_value(v, kind).and_then(|n| usize::try_from(n).ok())
-        }
-    }
-
-    impl FromValue for Duration {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            let (positive, max) = match kind {
-                Kind::Seconds { positive, max } => (positive, max),
-                _ => (true, MAX_CHECKPOINT_INTERVAL),
-            };
-            let d = match (v.as_u64(), v.as_f64()) {
-                (Some(n), _) => Duration::from_secs(n),
-                (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
-                    Duration::try_from_secs_f64(f).ok()?
-                }
-                _ => return None,
-            };
-            (d <= max && (!positive || !d.is_zero())).then_some(d)
-        }
-    }
-
-    /// A checkpoint interval: `Some(d)`, or `None` for `false` (off).
-    impl FromValue for Option<Duration> {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            match v {
-                Value::Bool(false) => Some(None),
-                _ => Duration::from_value(v, kind).map(Some),
-            }
-        }
-    }
-
-    impl FromValue for Level {
-        fn from_value(v: &Value, _: Kind) -> Option<Self> {
-            let name = v.as_str()?.trim();
-            [
-                Level::TRACE,
-                Level::DEBUG,
-                Level::INFO,
-                Level::WARN,
-                Level::ERROR,
-            ]
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(name))
-        }
-    }
-
-    impl FromValue for Vec<String> {
-        fn from_value(v: &Value, kind: Kind) -> Option<Self> {
-            match v {
-                Value::Array(all) => all
-                    .iter()
-                    .map(|one| String::from_value(one, kind))
-                    .collect(),
-                _ => Some(vec![String::from_value(v, kind)?]),
-            }
-        }
-    }
-
-    /// The value of `key`, or `None` if it is `null`.
-    fn opt<'de, D: Deserializer<'de>, T: FromValue>(
-        d: D,
-        key: &'static str,
-        kind: Kind,
-    ) -> Result<Option<T>, D::Error> {
-        let v = Expect(key, kind).deserialize(d)?;
-        if v.is_null() {
-            return Ok(None);
-        }
-        // A list's items are strings: an error names the item.
-        let items = v.as_array().filter(|_| matches!(kind, Kind::List(..)));
-        if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
-            return Err(de::Error::invalid_type(
-                unexpected(item),
-                &Expect(key, Kind::Text),
-            ));
-        }
-        match T::from_value(&v, kind) {
-            Some(value) => Ok(Some(value)),
-            None if kind.takes(&v) => {
-                Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
-            }
-            None => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
-        }
-    }
-
-    /// The value of `key`, its default if it is `null`.
-    fn or_default<'de, D: Deserializer<'de>, T: FromValue + Default>(
-        d: D,
-        key: &'static str,
-        kind: Kind,
-    ) -> Result<T, D::Error> {
-        opt(d, key, kind).map(Option::unwrap_or_default)
-    }
-
-    /// The value of `key`, which may not be `null`.
-    fn required<'de, D: Deserializer<'de>, T: FromValue>(
-        d: D,
-        key: &'static str,
-        kind: Kind,
-    ) -> Result<T, D::Error> {
-        opt(d, key, kind)?
-            .ok_or_else(|| de::Error::invalid_type(Unexpected::Unit, &Expect(key, kind)))
-    }
-
-    /// Each key once: its reader for `#[serde(deserialize_with)]`, its kind,
-    /// and its environment variable (after the prefix).
-    macro_rules! keys {
-        ($($name:ident: $ty:ty = $how:ident($key:literal, $var:literal, $kind:expr);)*) => {
-            $(pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
-                $how(d, $key, $kind)
-            })*
-            /// `(variable, key, kind)` for every key.
-            const KEYS: &[(&str, &str, Kind)] = &[$(($var, $key, $kind)),*];
-        };
-    }
-
-    const fn secs(positive: bool, max: Duration) -> Kind {
-        Kind::Seconds { positive, max }
-    }
-
-    keys! {
-        app: String = required("app", "APP", Kind::Text);
-        smtp_url: Option<String> = opt("smtp_url", "SMTP_URL", Kind::Text);
-        password_env: Option<String> = opt("password_env", "PASSWORD_ENV", Kind::Text);
-        root_certificate: Option<PathBuf> = opt("root_certificate", "ROOT_CERTIFICATE", Kind::Path);
-        timeout: Option<Duration> = opt("timeout", "TIMEOUT", secs(true, MAX_SMTP_TIMEOUT));
-        allow_insecure_auth: bool =
-            or_default("allow_insecure_auth", "ALLOW_INSECURE_AUTH", Kind::Flag);
-        outbox: Option<PathBuf> = opt("outbox", "OUTBOX", Kind::Path);
-        from: Option<String> = opt("from", "FROM", Kind::Text);
-        to: Vec<String> = or_default("to", "TO", Kind::List("an address", "addresses"));
-        subject: Option<String> = opt("subject", "SUBJECT", Kind::Text);
-        html: Option<bool> = opt("html", "HTML", Kind::Flag);
-        state_file: Option<PathBuf> = opt("state_file", "STATE_FILE", Kind::Path);
-        local_time: bool = or_default("local_time", "LOCAL_TIME", Kind::Flag);
-        max_pending: Option<usize> = opt("max_pending", "MAX_PENDING", Kind::Whole);
-        max_record_bytes: Option<usize> = opt("max_record_bytes", "MAX_RECORD_BYTES", Kind::Whole);
-        max_email_bytes: Option<usize> = opt("max_email_bytes", "MAX_EMAIL_BYTES", Kind::Whole);
-        max_detail_lines: Option<usize> = opt("max_detail_lines", "MAX_DETAIL_LINES", Kind::Whole);
-        send_deadline: Option<Duration> =
-            opt("send_deadline", "SEND_DEADLINE", secs(true, MAX_SEND_DEADLINE));
-        lock_timeout: Option<Duration> =
-            opt("lock_timeout", "LOCK_TIMEOUT", secs(false, MAX_LOCK_TIMEOUT));
-        checkpoint_interval: Option<Option<Duration>> =
-            opt("checkpoint_interval", "CHECKPOINT_INTERVAL", Kind::Checkpoint);
-        capture_panics: bool = or_default("capture_panics", "CAPTURE_PANICS", Kind::Flag);
-        batch: Option<usize> = opt("policy.batch", "BATCH", Kind::Whole);
-        immediately_at: Option<Level> = opt("policy.immediately_at", "IMMEDIATELY_AT", Kind::Level);
-        consecutive_runs: Option<u64> = opt("policy.consecutive_runs", "CONSECUTIVE_RUNS", Kind::Whole);
-        repeat_after: Option<Duration> =
-            opt("policy.repeat_after", "REPEAT_AFTER", secs(true, MAX_REPEAT_AFTER));
-        min_interval: Option<Duration> =
-            opt("policy.min_interval", "MIN_INTERVAL", secs(true, MAX_MIN_INTERVAL));
-        max_age: Option<Duration> = opt("policy.max_age", "MAX_AGE", secs(true, MAX_MAX_AGE));
-        fingerprint_fields: Vec<String> = or_default(
-            "policy.fingerprint_fields",
-            "FINGERPRINT_FIELDS",
-            Kind::List("a field name", "field names")
-        );
-        threshold_count: Option<usize> = opt("policy.threshold.count", "", Kind::Whole);
-        threshold_level: Option<Level> = opt("policy.threshold.level", "", Kind::Level);
-    }
-
-    /// Whether `var` (after the prefix) is one this crate reads.
-    pub(super) fn is_ours(var: &str) -> bool {
-        matches!(var, "THRESHOLD" | "SMTP_PASSWORD")
-            || KEYS.iter().any(|k| !k.0.is_empty() && k.0 == var)
-    }
-
-    /// The variable `var` (after the prefix) as the value its key has in a
-    /// file, with the key; else what it should be. `None` for variables that
-    /// are not settings of a file.
-    pub(super) fn from_var(var: &str, text: &str) -> Option<Result<(&'static str, Value), String>> {
-        let t = text.trim();
-        if var == "THRESHOLD" {
-            let table = t.split_once(':').and_then(|(count, level)| {
-                let count = json!(count.trim().parse::<u64>().ok()?);
-                (Kind::Whole.accepts(&count) && Kind::Level.accepts(&json!(level)))
-                    .then(|| json!({ "count": count, "level": level }))
-            });
-            let table = table.ok_or_else(|| "COUNT:LEVEL, such as 5:warn".to_owned());
-            return Some(table.map(|v| ("policy.threshold", v)));
-        }
-        let &(_, key, kind) = KEYS.iter().find(|k| !k.0.is_empty() && k.0 == var)?;
-        let number = || {
-            t.parse::<u64>()
-                .map_or_else(|_| json!(t.parse::<f64>().ok()), |n| json!(n))
-        };
-        let v = match kind {
-            Kind::Flag | Kind::Checkpoint if t.eq_ignore_ascii_case("false") => json!(false),
-            Kind::Flag => json!(t.eq_ignore_ascii_case("true").then_some(true)),
-            Kind::Whole => json!(t.parse::<u64>().ok()),
-            Kind::Seconds { .. } | Kind::Checkpoint => number(),
-            // Field names: split at commas; recipients: one string as given.
-            Kind::List(..) if var == "FINGERPRINT_FIELDS" => {
-                let names = text
-                    .split(',')
-                    .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
-                json!(names.collect::<Option<Vec<_>>>())
-            }
-            _ => json!(text),
-        };
-        Some(if kind.accepts(&v) {
-            Ok((key, v))
-        } else {
-            Err(match kind {
-                Kind::Level => format!("a level: {LEVELS}"),
-                Kind::List(..) => "field names separated by commas, such as feed,url".into(),
-                _ => kind.expected(),
-            })
-        })
-    }
-
-    /// The `threshold` table as written.
-    #[derive(Deserialize)]
-    #[serde(
-        deny_unknown_fields,
-        expecting = "a table such as { count = 5, level = \"warn\" } for `policy.threshold`"
-    )]
-    struct Threshold {
-        #[serde(default, deserialize_with = "threshold_count")]
-        count: Option<usize>,
-        #[serde(default, deserialize_with = "threshold_level")]
-        level: Option<Level>,
-    }
-
-    pub(super) fn threshold<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<(usize, Level)>, D::Error> {
-        match Option::<Threshold>::deserialize(d)? {
-            None => Ok(None),
-            Some(Threshold {
-                count: Some(count),
-                level: Some(level),
-            }) => Ok(Some((count, level))),
-            Some(_) => Err(de::Error::custom(
-                "`policy.threshold` needs both `count` and `level`, such as \
-                 { count = 5, level = \"warn\" }",
-            )),
-        }
-    }
-
-    /// The `policy` table; `null` is the default policy.
-    pub(super) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
-        Option::<PolicyConfig>::deserialize(d).map(Option::unwrap_or_default)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+
     use super::*;
     use crate::settings as bounds;
 
@@ -1511,7 +889,7 @@ mod tests {
     /// The flusher's policy of the layer built from `config`.
     fn built_policy(config: &EmailConfig) -> crate::policy::Policy {
         let (_layer, guard) = EmailLayer::from_config(config).unwrap();
-        let policy = crate::buffer::lock(&guard.flusher).policy.clone();
+        let policy = crate::capture::buffer::lock(&guard.flusher).policy.clone();
         std::mem::forget(guard); // dropping would flush into /nonexistent
         policy
     }
@@ -1567,7 +945,7 @@ mod tests {
         let composer = |config: &EmailConfig| {
             let (_layer, guard) = EmailLayer::from_config(config).unwrap();
             let got = {
-                let flusher = crate::buffer::lock(&guard.flusher);
+                let flusher = crate::capture::buffer::lock(&guard.flusher);
                 (flusher.composer.html, flusher.composer.detail_lines)
             };
             std::mem::forget(guard); // dropping would flush into /nonexistent
@@ -1851,6 +1229,24 @@ mod tests {
             err.contains("invalid type: sequence, expected a string for `to`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_wrong_type_and_a_wrong_value_are_told_apart() {
+        let err = |text: &str| {
+            let text = format!("app = \"poca\"\n{text}");
+            toml::from_str::<EmailConfig>(&text)
+                .unwrap_err()
+                .to_string()
+        };
+        // `false` is a value checkpoint_interval takes, so `true` is a wrong
+        // value there; no duration takes a boolean otherwise.
+        assert!(err("checkpoint_interval = true").contains("invalid value: boolean `true`"));
+        assert!(err("timeout = true").contains("invalid type: boolean `true`"));
+        assert!(err("max_pending = -1").contains("invalid value: integer `-1`"));
+        assert!(err("max_pending = 1.5").contains("invalid type: floating point `1.5`"));
+        assert!(err("[policy]\nimmediately_at = 3").contains("invalid type: integer `3`"));
+        assert!(err("to = 3").contains("invalid type: integer `3`, expected an address"));
     }
 
     #[test]

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::{Record, severity};
-use crate::config::PolicyConfig;
 use crate::error::Error;
 use crate::policy::{Decision, Facts, Phase, Policy, WaitingFor};
+use crate::settings::PolicyConfig;
 use crate::store::file::StateStore;
 use crate::store::state::State;
 
@@ -243,16 +243,7 @@ impl fmt::Display for Cleared {
 impl PolicyConfig {
     /// The policy these settings make, as the builder makes it.
     fn to_policy(&self) -> Policy {
-        let mut policy = Policy {
-            threshold: self.threshold,
-            batch: self.batch,
-            immediately_at: self.immediately_at,
-            consecutive_runs: self.consecutive_runs,
-            repeat_after: self.repeat_after,
-            min_interval: self.min_interval,
-            max_age: self.max_age,
-            fingerprint_fields: self.fingerprint_fields.clone(),
-        };
+        let mut policy = self.clone();
         if !policy.has_rule() {
             policy.threshold = Some((1, Level::WARN));
         }

@@ -61,10 +61,12 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
-// One folder or file per stage of the flow; data moves one way, down this
-// list: an event is captured as a record, stored with the pending ones,
-// decided on, rendered as a digest, handed to a transport; the flush runs
-// these stages and the guard runs the flush.
+// A folder or file per stage of the flow, and data moves one way through
+// them: `capture` (event -> record) -> `store` (pending across runs) ->
+// `policy` (the decision) -> `digest` (the email) -> `transport`; `flush` runs
+// those stages, `guard` runs the flush, `inspect` reads the store. `clock`,
+// `error` and `settings` (each setting's default and bound) are below all of
+// them; `builder` and `config` (the settings from code and from data) above.
 mod clock;
 mod error;
 
@@ -81,22 +83,17 @@ mod builder;
 mod config;
 mod settings;
 
-// The settings' files still name the stages by their former flat paths.
-use capture::{buffer, layer};
-use digest::subject;
-use flush::panic;
-use store::file as state;
-
 pub use builder::Builder;
 pub use capture::layer::EmailLayer;
 pub use capture::record::{Fields, Record, SpanRecord, Str};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{EmailConfig, PolicyConfig};
+pub use config::EmailConfig;
 pub use error::{Error, ErrorKind};
 pub use flush::outcome::Outcome;
 pub use guard::FlushGuard;
 pub use inspect::{Cleared, Failure, Snapshot, StateFile, Verdict};
 pub use policy::WaitingFor;
+pub use settings::PolicyConfig;
 pub use store::file::STATE_FILE_NAME;
 #[cfg(feature = "sendmail")]
 pub use transport::Sendmail;

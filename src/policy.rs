@@ -11,38 +11,9 @@ use tracing::Level;
 use crate::capture::record::{Record, severity};
 use crate::store::history::{Fingerprint, History, Streak, fingerprint_of};
 
-/// The rules that decide when pending records are worth an email.
-///
-/// Set through the builder. Any rule that is met sends everything pending;
-/// `min_interval` then may make it wait; `repeat_after` keeps a failure that
-/// was already reported from triggering again too soon. With no rule set, the
-/// builder uses `threshold(1, Level::WARN)`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Policy {
-    /// Send everything at flush once at least `.0` records at `.1` or above
-    /// are pending.
-    pub(crate) threshold: Option<(usize, Level)>,
-    /// Send an email of this many records as soon as that many are pending,
-    /// during the run; at flush, send what is left.
-    pub(crate) batch: Option<usize>,
-    /// Send everything at flush if one record at this level or above is
-    /// pending.
-    pub(crate) immediately_at: Option<Level>,
-    /// Send everything at flush if one fingerprint at the policy's level was
-    /// seen in each of the last this many runs, once per streak (again only
-    /// after `repeat_after`).
-    pub(crate) consecutive_runs: Option<u64>,
-    /// A fingerprint that was reported triggers no email again until this
-    /// long after, while it keeps recurring.
-    pub(crate) repeat_after: Option<Duration>,
-    /// No two emails closer than this: records wait.
-    pub(crate) min_interval: Option<Duration>,
-    /// Send everything at flush if a counted record has been pending this
-    /// long.
-    pub(crate) max_age: Option<Duration>,
-    /// Fingerprint records by these fields' values instead of the message.
-    pub(crate) fingerprint_fields: Vec<String>,
-}
+/// The rules that decide when pending records are worth an email: the
+/// settings' [`PolicyConfig`](crate::PolicyConfig), documented there.
+pub(crate) use crate::settings::PolicyConfig as Policy;
 
 /// When the decision is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1398,7 +1369,7 @@ pub(crate) mod tests {
             Duration::from_nanos(1),
             Duration::from_secs(1),
             HOUR,
-            crate::builder::MAX_MIN_INTERVAL,
+            crate::settings::MAX_MIN_INTERVAL,
             Duration::from_secs(i64::MAX as u64),
             Duration::from_secs(u64::MAX),
             Duration::MAX,

@@ -414,10 +414,10 @@ impl Smtp {
                 "the SMTP timeout is zero; give each network operation some time, e.g. 10 s",
             ));
         }
-        crate::builder::at_most(
+        crate::settings::at_most(
             "the SMTP timeout",
             self.timeout,
-            crate::builder::MAX_SMTP_TIMEOUT,
+            crate::settings::MAX_SMTP_TIMEOUT,
         )
         .map_err(Error::smtp)?;
         if self.password.is_some() && self.user.is_none() {
