@@ -22,32 +22,6 @@ use std::path::Path;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tracing_email::{FlushGuard, Outcome};
-use tracing_subscriber::prelude::*;
-
-/// The holding layer, as a dispatcher, with its state in `state`'s folder.
-fn layer(state: &Path) -> (tracing::Dispatch, FlushGuard) {
-    let dir = state.parent().expect("a folder");
-    let (layer, guard) = common::holding_layer(dir);
-    (
-        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
-        guard,
-    )
-}
-
-fn log(dispatch: &tracing::Dispatch, from: usize, n: usize) {
-    tracing::dispatcher::with_default(dispatch, || {
-        let span = tracing::info_span!("job", feed = "Radio Café");
-        let _entered = span.enter();
-        for i in from..from + n {
-            tracing::warn!(
-                n = i,
-                url = "https://podcasts.example/1/rss",
-                "feed {} failed",
-                "x"
-            );
-        }
-    })
-}
 
 /// Parse the file as JSON and write it back durably: temporary file, fsync,
 /// rename. (The flush also fsyncs the folder, which this does not.)
@@ -68,8 +42,8 @@ fn flush(c: &mut Criterion) {
     for n in [1_000usize, 10_000, 100_000] {
         let dir = tempfile::tempdir().expect("temporary folder");
         let state = dir.path().join("state.json");
-        let (dispatch, guard) = layer(&state);
-        log(&dispatch, 0, n);
+        let (dispatch, guard) = common::holding_dispatch(state.parent().expect("a folder"));
+        common::log_failures(&dispatch, 0, n);
         assert!(matches!(guard.flush(), Outcome::Held { .. }));
         let template = fs::read(&state).expect("state file");
         group.throughput(Throughput::Elements(n as u64));
@@ -79,7 +53,7 @@ fn flush(c: &mut Criterion) {
                 || {
                     fs::write(&state, &template).expect("reset");
                     let _ = fs::remove_file(dir.path().join("state.json.journal"));
-                    log(&dispatch, n, 100);
+                    common::log_failures(&dispatch, n, 100);
                 },
                 |()| guard.flush(),
                 BatchSize::PerIteration,
@@ -123,8 +97,8 @@ fn send(c: &mut Criterion) {
     for n in [1_000usize, 10_000] {
         let dir = tempfile::tempdir().expect("temporary folder");
         let state = dir.path().join("state.json");
-        let (dispatch, holding) = layer(&state);
-        log(&dispatch, 0, n);
+        let (dispatch, holding) = common::holding_dispatch(state.parent().expect("a folder"));
+        common::log_failures(&dispatch, 0, n);
         assert!(matches!(holding.flush(), Outcome::Held { .. }));
         std::mem::forget(holding);
         let template = fs::read(&state).expect("state file");

@@ -19,34 +19,9 @@ mod common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tracing_email::{FlushGuard, Outcome};
-use tracing_subscriber::prelude::*;
-
-fn layer(dir: &Path) -> (tracing::Dispatch, FlushGuard) {
-    let (layer, guard) = common::holding_layer(dir);
-    (
-        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
-        guard,
-    )
-}
-
-fn log(dispatch: &tracing::Dispatch, from: usize, n: usize) {
-    tracing::dispatcher::with_default(dispatch, || {
-        let span = tracing::info_span!("job", feed = "Radio Café");
-        let _entered = span.enter();
-        for i in from..from + n {
-            tracing::warn!(
-                n = i,
-                url = "https://podcasts.example/1/rss",
-                "feed {} failed",
-                "x"
-            );
-        }
-    })
-}
+use tracing_email::Outcome;
 
 /// `(wchar, write_bytes)` of this process.
 fn io() -> (u64, u64) {
@@ -78,8 +53,8 @@ fn cpu() -> Duration {
 fn json_bytes(from: usize, n: usize) -> u64 {
     let size = |first: usize, count: usize| {
         let dir = tempfile::tempdir().expect("folder");
-        let (dispatch, guard) = layer(dir.path());
-        log(&dispatch, first, count);
+        let (dispatch, guard) = common::holding_dispatch(dir.path());
+        common::log_failures(&dispatch, first, count);
         assert!(matches!(guard.flush(), Outcome::Held { .. }));
         let len = fs::metadata(dir.path().join("state.json"))
             .expect("state")
@@ -119,14 +94,14 @@ fn main() {
     println!("bytes written per checkpoint (60 checkpoints of 200 new records)");
     for &n in sizes.iter().filter(|_| !hold_only) {
         let dir = tempfile::tempdir().expect("folder");
-        let (dispatch, guard) = layer(dir.path());
-        log(&dispatch, 0, n);
+        let (dispatch, guard) = common::holding_dispatch(dir.path());
+        common::log_failures(&dispatch, 0, n);
         assert!(matches!(guard.flush(), Outcome::Held { .. }));
         let (w0, b0) = io();
         let c0 = cpu();
         let t0 = Instant::now();
         for i in 0..60 {
-            log(&dispatch, n + i * 200, 200);
+            common::log_failures(&dispatch, n + i * 200, 200);
             assert!(matches!(guard.flush(), Outcome::Held { .. }));
         }
         let wall = t0.elapsed();
@@ -152,14 +127,14 @@ fn main() {
     );
     for &n in sizes {
         let dir = tempfile::tempdir().expect("folder");
-        let (dispatch, guard) = layer(dir.path());
-        log(&dispatch, 0, n);
+        let (dispatch, guard) = common::holding_dispatch(dir.path());
+        common::log_failures(&dispatch, 0, n);
         assert!(matches!(guard.flush(), Outcome::Held { .. }));
         let journal = dir.path().join("state.json.journal");
         let bare_path = dir.path().join("bare.jsonl");
         let (mut times, mut cpu_times, mut bare) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..50 {
-            log(&dispatch, n + i * 100, 100);
+            common::log_failures(&dispatch, n + i * 100, 100);
             let before = fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
             let (t, c) = (Instant::now(), thread_cpu());
             assert!(matches!(guard.flush(), Outcome::Held { .. }));
@@ -184,8 +159,8 @@ fn main() {
         // The first flush of a run: a new guard reads everything once.
         let mut first = Vec::new();
         for i in 0..if hold_only { 1 } else { 5 } {
-            let (d, g) = layer(dir.path());
-            log(&d, n + 5_000 + i * 100, 100);
+            let (d, g) = common::holding_dispatch(dir.path());
+            common::log_failures(&d, n + 5_000 + i * 100, 100);
             let t = Instant::now();
             assert!(matches!(g.flush(), Outcome::Held { .. }));
             first.push(t.elapsed());

@@ -26,6 +26,33 @@ pub fn holding_layer(dir: &Path) -> (EmailLayer, FlushGuard) {
         .expect("layer")
 }
 
+/// [`holding_layer`] in a registry, as a dispatcher.
+pub fn holding_dispatch(dir: &Path) -> (tracing::Dispatch, FlushGuard) {
+    use tracing_subscriber::prelude::*;
+    let (layer, guard) = holding_layer(dir);
+    (
+        tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
+        guard,
+    )
+}
+
+/// Logs `n` warnings numbered from `from`, with fields and a span, through
+/// `dispatch`.
+pub fn log_failures(dispatch: &tracing::Dispatch, from: usize, n: usize) {
+    tracing::dispatcher::with_default(dispatch, || {
+        let span = tracing::info_span!("job", feed = "Radio Café");
+        let _entered = span.enter();
+        for i in from..from + n {
+            tracing::warn!(
+                n = i,
+                url = "https://podcasts.example/1/rss",
+                "feed {} failed",
+                "x"
+            );
+        }
+    })
+}
+
 /// Accepts every email and keeps nothing of it.
 struct Discard;
 
