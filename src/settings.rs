@@ -2,7 +2,7 @@
 //! in [`de`], which name the key in each error, for files and environment
 //! variables alike) and the one check of all of them ([`Settings::check`]),
 //! which [`Builder::build`](crate::Builder::build) runs whether the settings
-//! came from code, a file or the environment. The [`Builder`](crate::Builder)
+//! came from code, a file or the environment. The [`Builder`]
 //! writes into [`Settings`]; [`EmailConfig`](crate::EmailConfig) is their
 //! serde form, and [`PolicyConfig`] is both the `policy` table and the
 //! policy the layer runs.
@@ -161,7 +161,7 @@ pub(crate) enum Offset {
 }
 
 /// Every setting of the layer but the transport and the clock, with its
-/// default ([`Settings::default`]); checked once by [`Settings::check`].
+/// default (`Settings::default()`); checked once by [`Settings::check`].
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) app: String,
@@ -355,7 +355,7 @@ impl Settings {
     }
 }
 
-/// The serde form of each key: one generic reader of a value (a JSON [`Value`]), the
+/// The serde form of each key: one generic reader of a value (a JSON [`Value`](serde_json::Value)), the
 /// kind that says what the key takes and words its errors, and the table of
 /// keys, which the environment variables use too.
 pub(crate) mod de {
