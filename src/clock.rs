@@ -34,8 +34,17 @@ pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
 /// the year 9999 ([`LATEST`]; the state file's RFC 3339 times have four-digit
 /// years).
 pub(crate) fn representable(time: SystemTime) -> SystemTime {
-    time.clamp(SystemTime::UNIX_EPOCH, SystemTime::from(LATEST))
+    // Called for every record: a time already within the years is told
+    // from the seconds since 1970, without converting [`LATEST`].
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) if since <= LATEST_SINCE_EPOCH => time,
+        _ => time.clamp(SystemTime::UNIX_EPOCH, SystemTime::from(LATEST)),
+    }
 }
+
+/// [`LATEST`] as the time since 1970.
+const LATEST_SINCE_EPOCH: Duration =
+    Duration::new(LATEST.unix_timestamp() as u64, LATEST.nanosecond());
 
 /// The instant `d` from now, or the latest this platform's `Instant` can
 /// reach before it: never panics, however long `d` is.

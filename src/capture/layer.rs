@@ -609,6 +609,14 @@ impl fmt::Write for Capped<'_> {
             return Err(fmt::Error);
         }
         let room = self.limit - self.spent;
+        // Usually the whole piece fits: counted in one pass (plain ASCII
+        // at its length), kept without looking at its characters again.
+        let whole = text_cost(s);
+        if whole <= room {
+            self.out.push_str(s);
+            self.spent += whole;
+            return Ok(());
+        }
         let mut cost = 0;
         for (i, c) in s.char_indices() {
             let more = cost + char_cost(c);
