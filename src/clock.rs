@@ -34,8 +34,13 @@ pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
 /// the year 9999 ([`LATEST`]; the state file's RFC 3339 times have four-digit
 /// years).
 pub(crate) fn representable(time: SystemTime) -> SystemTime {
-    time.clamp(SystemTime::UNIX_EPOCH, SystemTime::from(LATEST))
+    // Called for every record: [`LATEST`] is converted once, not each time.
+    time.clamp(SystemTime::UNIX_EPOCH, *LATEST_SYSTEM_TIME)
 }
+
+/// [`LATEST`] as a `SystemTime`.
+static LATEST_SYSTEM_TIME: std::sync::LazyLock<SystemTime> =
+    std::sync::LazyLock::new(|| SystemTime::from(LATEST));
 
 /// The instant `d` from now, or the latest this platform's `Instant` can
 /// reach before it: never panics, however long `d` is.

@@ -406,6 +406,10 @@ impl FieldSink for Vec<(&'static str, Value)> {
     }
 }
 
+/// Most a byte of text costs in the bound: a control character is one byte
+/// and six in JSON (`\u0001`); see [`char_cost`].
+const MAX_BYTE_COST: usize = 6;
+
 /// Most bytes a marker takes: `…[cut: at least 18446744073709551615 bytes]`.
 const MARKER_MAX: usize = 48;
 
@@ -594,8 +598,12 @@ struct Capped<'a> {
     /// Where this value's text starts in `out`.
     start: usize,
     limit: usize,
-    /// The cost of what was kept.
+    /// The cost of what was kept, once `counted`.
     spent: usize,
+    /// Whether `spent` is up to date. While the text kept is so short that
+    /// even at the most a byte can cost ([`MAX_BYTE_COST`]) it fits, pieces
+    /// are appended uncounted, and counted once, in one pass, at the end.
+    counted: bool,
     /// Bytes offered in all, kept or not.
     offered: usize,
     /// Whether something was refused.
@@ -608,7 +616,23 @@ impl fmt::Write for Capped<'_> {
         if self.full {
             return Err(fmt::Error);
         }
+        if !self.counted {
+            let held = self.out.len() - self.start;
+            if held.saturating_add(s.len()).saturating_mul(MAX_BYTE_COST) <= self.limit {
+                self.out.push_str(s);
+                return Ok(());
+            }
+            self.settle();
+        }
         let room = self.limit - self.spent;
+        // Usually the whole piece fits: counted in one pass (plain ASCII
+        // at its length), kept without looking at its characters again.
+        let whole = text_cost(s);
+        if whole <= room {
+            self.out.push_str(s);
+            self.spent += whole;
+            return Ok(());
+        }
         let mut cost = 0;
         for (i, c) in s.char_indices() {
             let more = cost + char_cost(c);
@@ -627,6 +651,14 @@ impl fmt::Write for Capped<'_> {
 }
 
 impl Capped<'_> {
+    /// Counts what was appended uncounted (see [`Capped::counted`]).
+    fn settle(&mut self) {
+        if !self.counted {
+            self.spent = text_cost(&self.out[self.start..]);
+            self.counted = true;
+        }
+    }
+
     /// Appends `marker`, first taking back as much of the text as it needs
     /// to stay within the limit. When even that is not enough: nothing
     /// (`false`), or, if `force`, the marker alone beyond the limit.
@@ -667,10 +699,12 @@ fn capture(
         start,
         limit,
         spent: 0,
+        counted: false,
         offered: 0,
         full: false,
     };
     let result = catch_unwind(AssertUnwindSafe(|| write(&mut w)));
+    w.settle();
     let marker = match result {
         Err(payload) => {
             forget_payload(payload);

@@ -549,15 +549,64 @@ pub(crate) fn char_cost(c: char) -> usize {
     json.max(text)
 }
 
+/// Whether byte `b` costs exactly one byte: printable ASCII other than `"`
+/// and `\` (the ASCII characters [`char_cost`] counts as 1).
+#[inline]
+fn plain(b: u8) -> bool {
+    PLAIN[usize::from(b)]
+}
+
+/// [`plain`] for every byte, looked up rather than computed.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = b' ';
+    while b < 0x7f {
+        table[b as usize] = b != b'"' && b != b'\\';
+        b += 1;
+    }
+    table
+};
+
 /// The cost of `text`: the sum of its characters' [`char_cost`].
+///
+/// Most log text is plain ASCII, whose cost is its length: a first pass
+/// only looks for bytes that are not (for long text, a count the compiler
+/// vectorizes), and only text that has some is walked character by
+/// character.
+#[inline]
 pub(crate) fn text_cost(text: &str) -> usize {
-    text.chars().map(char_cost).sum()
+    let bytes = text.as_bytes();
+    // Short text: a loop that stops early beats the vector loop's setup.
+    let all_plain = if bytes.len() < 64 {
+        bytes.iter().all(|&b| plain(b))
+    } else {
+        bytes.iter().filter(|&&b| !plain(b)).count() == 0
+    };
+    if all_plain {
+        text.len()
+    } else {
+        text.chars().map(char_cost).sum()
+    }
+}
+
+/// The number of decimal digits of `n`.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// The cost of a field's value: a string's text, anything else as JSON.
 pub(crate) fn value_cost(value: &Value) -> usize {
     match value {
         Value::String(s) => text_cost(s),
+        // The integers and flags the layer records, counted as JSON writes
+        // them, without formatting them.
+        Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Null => 4,
+        Value::Number(n) if n.is_u64() => n.as_u64().map_or(0, digits),
+        Value::Number(n) if n.is_i64() => n
+            .as_i64()
+            .map_or(0, |i| usize::from(i < 0) + digits(i.unsigned_abs())),
         other => {
             let mut n = Counted::default();
             let _ = write!(n, "{other}");
@@ -686,6 +735,27 @@ mod tests {
     }
 
     #[test]
+    fn a_value_costs_what_json_writes_for_it() {
+        let mut values = vec![
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(1.5),
+            json!(-0.25),
+        ];
+        for n in [0u64, 1, 9, 10, 99, 100, 12345, u64::MAX / 10, u64::MAX] {
+            values.push(json!(n));
+        }
+        for n in [-1i64, -9, -10, -12345, i64::MIN, i64::MIN + 1] {
+            values.push(json!(n));
+        }
+        values.push(json!([1, "a"]));
+        for v in values {
+            assert_eq!(value_cost(&v), v.to_string().len(), "{v}");
+        }
+    }
+
+    #[test]
     fn the_cost_of_a_character_covers_its_json_and_its_text() {
         for c in (0..0x3000u32)
             .filter_map(char::from_u32)
@@ -701,9 +771,25 @@ mod tests {
                 text.len()
             );
             assert!(cost == json || cost == text.len(), "{c:?}: {cost} too much");
+            // What the layer's `Capped` writer assumes of any text.
+            assert!(cost <= 6 * c.len_utf8(), "{c:?}: {cost} per byte");
         }
         let r = sample();
         let fields: usize = r.fields.iter().map(|(k, v)| field_cost(k, v)).sum();
+        for text in [
+            "",
+            "plain ascii",
+            "a\"b\\c",
+            "tab\there",
+            "Radio Café",
+            "\u{1b}[1m\u{202e}",
+        ] {
+            assert_eq!(
+                text_cost(text),
+                text.chars().map(char_cost).sum::<usize>(),
+                "{text:?}"
+            );
+        }
         let json = serde_json::to_string(&r.fields).unwrap().len();
         assert!(fields >= json, "{fields} < {json}");
     }
