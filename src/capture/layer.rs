@@ -707,7 +707,7 @@ fn capture(
     w.settle();
     let marker = match result {
         Err(payload) => {
-            forget_payload(payload);
+            crate::error::drop_payload(payload);
             Cow::Borrowed("…[formatting panicked]")
         }
         Ok(_) if w.full => Cow::Owned(match length {
@@ -726,12 +726,13 @@ fn capture(
     }
 }
 
-/// Drops a caught panic's payload, whose own `Drop` may panic too (then
-/// that payload is leaked rather than dropped).
-fn forget_payload(payload: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-        std::mem::forget(again);
-    }
+/// `text` within `limit` bytes of a record's bound, cut with the visible
+/// `…[cut: N bytes in all]` marker when it is longer: for text that does not
+/// come through a field visitor (a panic's message, a thread's name).
+pub(crate) fn bounded(text: &str, limit: usize) -> String {
+    let mut out = String::new();
+    let _ = capture(&mut out, limit, Length::Known, true, |w| w.write_str(text));
+    out
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::{Mutex, Weak};
 use serde_json::Value;
 use tracing::Level;
 
-use crate::capture::layer::Shared;
+use crate::capture::layer::{Shared, bounded};
 use crate::capture::record::{Fields, Record};
 use crate::flush::Flusher;
 use crate::policy::Phase;
@@ -23,6 +23,7 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
             shared.buffer.push(record(
                 info,
                 crate::clock::now_in_panic_hook(&*shared.clock),
+                shared.max_record_bytes,
             ));
             // The panicking thread may hold the flusher (a panic inside a
             // flush): then the record waits in memory for the guard's flush.
@@ -36,7 +37,10 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
     }));
 }
 
-fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime) -> Record {
+/// The record of a panic: its message and the thread's name bounded like
+/// any record's text (`max_record_bytes`), so that a huge panic message
+/// cannot make a huge record.
+fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime, max_bytes: usize) -> Record {
     let payload = info.payload();
     let message = payload
         .downcast_ref::<&str>()
@@ -47,7 +51,7 @@ fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime) -> Record {
     let mut fields = Fields::default();
     fields.push(
         Cow::Borrowed("thread"),
-        Value::String(thread.name().unwrap_or("<unnamed>").to_owned()),
+        Value::String(bounded(thread.name().unwrap_or("<unnamed>"), 256)),
     );
     if let Some(location) = info.location() {
         fields.push(
@@ -59,7 +63,7 @@ fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime) -> Record {
         timestamp: crate::clock::datetime(now),
         level: Level::ERROR,
         target: Cow::Borrowed("panic"),
-        message: format!("panicked: {message}"),
+        message: bounded(&format!("panicked: {message}"), max_bytes / 2),
         fields,
         module_path: None,
         file: info.location().map(|l| Cow::Owned(l.file().to_owned())),

@@ -495,3 +495,55 @@ fn a_clock_past_the_year_9999_loses_no_record() {
     assert_eq!(sent[0].message, "from the far future");
     assert_eq!(sent[0].timestamp.year(), 9999);
 }
+
+#[test]
+fn a_huge_panic_message_makes_a_record_within_the_bound() {
+    support::child::in_own_process(
+        "a_huge_panic_message_makes_a_record_within_the_bound",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state.json");
+            let (layer, guard) = builder(
+                &state,
+                tracing_email::FileDrop::new(dir.path()),
+                tracing_email::SystemClock,
+            )
+            .threshold(usize::MAX, Level::ERROR)
+            .max_record_bytes(1024)
+            .capture_panics()
+            .build()
+            .unwrap();
+            let _default =
+                tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+            let huge = "x".repeat(1_000_000);
+            let name = "n".repeat(10_000);
+            let panicked = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || panic!("{huge}"))
+                .unwrap()
+                .join();
+            assert!(panicked.is_err());
+            let _ = guard.flush();
+            let snapshot = tracing_email::StateFile::open(&state).snapshot().unwrap();
+            let record = &snapshot.pending[0];
+            assert!(
+                record.message.starts_with("panicked: xxx"),
+                "{}",
+                &record.message[..40]
+            );
+            assert!(
+                record.message.ends_with("…[cut: 1000010 bytes in all]"),
+                "{}",
+                &record.message[record.message.len() - 60..]
+            );
+            assert!(record.message.len() <= 1024 / 2, "{}", record.message.len());
+            let thread = record.fields.get("thread").unwrap().as_str().unwrap();
+            assert!(
+                thread.len() <= 256 && thread.ends_with("bytes in all]"),
+                "{thread}"
+            );
+            let line = serde_json::to_string(record).unwrap();
+            assert!(line.len() <= 1024 + 512, "{}", line.len());
+        },
+    );
+}
