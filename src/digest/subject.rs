@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use tracing::Level;
 
 use crate::capture::record::show_time;
-use crate::digest::summary::Summary;
+use crate::digest::summary::{Summary, plural};
 use crate::error::Error;
 
 /// How `{first}`, `{last}` and the default subject show a time:
@@ -174,17 +174,17 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     let errors = summary.count(Level::ERROR);
     let warnings = summary.count(Level::WARN);
     if errors > 0 {
-        let _ = write!(out, "{errors} error{}", plural(errors));
+        out.push_str(&plural(errors, "error", "errors"));
     }
     if warnings > 0 {
         if errors > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{warnings} warning{}", plural(warnings));
+        out.push_str(&plural(warnings, "warning", "warnings"));
     }
     if errors == 0 && warnings == 0 {
         let n = summary.records.len();
-        let _ = write!(out, "{n} log record{}", plural(n));
+        out.push_str(&plural(n, "log record", "log records"));
     }
     if let Some(first) = summary.first() {
         let _ = write!(
@@ -194,10 +194,6 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
         );
     }
     out
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// The length a default subject aims at: longer header lines get folded, and
@@ -242,11 +238,15 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     };
     let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
     if errors > 0 {
-        let _ = write!(tail, "; {errors} other error{}", plural(errors));
+        let _ = write!(tail, "; {}", plural(errors, "other error", "other errors"));
     }
     if warnings > 0 {
         let sep = if errors > 0 { ", " } else { "; " };
-        let _ = write!(tail, "{sep}{warnings} other warning{}", plural(warnings));
+        let _ = write!(
+            tail,
+            "{sep}{}",
+            plural(warnings, "other warning", "other warnings")
+        );
     }
     let fixed = out.chars().count() + tail.chars().count();
     // Labels share what the target leaves; three that would be cut too
