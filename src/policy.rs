@@ -1662,7 +1662,10 @@ pub(crate) mod tests {
     /// was reported, and the fourth ended without it).
     fn with_resolved() -> History {
         let p = by_feed();
-        let mut h = history(&p, &[&[feed("a", W, 1)], &[feed("a", W, 2)], &[feed("a", W, 3)]]);
+        let mut h = history(
+            &p,
+            &[&[feed("a", W, 1)], &[feed("a", W, 2)], &[feed("a", W, 3)]],
+        );
         h.reported([key(&p, &feed("a", W, 3)).key.as_str()], at(3));
         let run = h.start_run();
         assert!(h.end_run(run));
@@ -1696,21 +1699,20 @@ pub(crate) mod tests {
                             for h in [&due, &none] {
                                 let f = facts(h, at(4), last_sent);
                                 let got = p.recovery(notify, phase, decision, &f);
-                                let too_recent =
-                                    interval.is_some() && last_sent == Some(at(3));
-                                let expected = if !notify
-                                    || h.resolved.is_empty()
-                                    || phase != Phase::Flush
-                                {
-                                    Recovery::Nothing
-                                } else {
-                                    match decision {
-                                        Decision::Send { .. } => Recovery::WithDigest,
-                                        Decision::Wait { until } => Recovery::Wait { until: *until },
-                                        _ if too_recent => Recovery::Wait { until: at(5) },
-                                        _ => Recovery::Alone,
-                                    }
-                                };
+                                let too_recent = interval.is_some() && last_sent == Some(at(3));
+                                let expected =
+                                    if !notify || h.resolved.is_empty() || phase != Phase::Flush {
+                                        Recovery::Nothing
+                                    } else {
+                                        match decision {
+                                            Decision::Send { .. } => Recovery::WithDigest,
+                                            Decision::Wait { until } => {
+                                                Recovery::Wait { until: *until }
+                                            }
+                                            _ if too_recent => Recovery::Wait { until: at(5) },
+                                            _ => Recovery::Alone,
+                                        }
+                                    };
                                 assert_eq!(
                                     got, expected,
                                     "{interval:?} {last_sent:?} {phase:?} {decision:?} {notify}"

@@ -284,7 +284,11 @@ impl History {
         match self.recent.get_mut(key) {
             Some(r) if run >= r.run => {
                 let shift = run - r.run;
-                r.seen = if shift >= RECENT_RUNS { 0 } else { r.seen << shift } | 1;
+                r.seen = if shift >= RECENT_RUNS {
+                    0
+                } else {
+                    r.seen << shift
+                } | 1;
                 r.run = run;
             }
             Some(r) => {
@@ -294,8 +298,7 @@ impl History {
                 }
             }
             None => {
-                self.recent
-                    .insert(key.to_owned(), Recent { run, seen: 1 });
+                self.recent.insert(key.to_owned(), Recent { run, seen: 1 });
                 while self.recent.len() > MAX_STREAKS {
                     let oldest = self
                         .recent
@@ -422,7 +425,9 @@ impl History {
 /// `✓✓✗✗✗✗`: one mark per run of [`History::recent_runs`], oldest first,
 /// `✗` for a run that saw the failure and `✓` for one that flushed without.
 pub(crate) fn strip(runs: &[bool]) -> String {
-    runs.iter().map(|&failed| if failed { '✗' } else { '✓' }).collect()
+    runs.iter()
+        .map(|&failed| if failed { '✗' } else { '✓' })
+        .collect()
 }
 
 /// The strip in words, as the digest's text shows it after a failure:
@@ -928,9 +933,19 @@ mod tests {
         // Only the last 24 of many runs; a failure forgotten after 64 runs
         // without it.
         let h = runs(&"x.".repeat(20));
-        assert_eq!(strip(&h.recent_runs("feed", STRIP_RUNS).unwrap()), "x.".repeat(12).replace('x', "✗").replace('.', "✓"));
+        assert_eq!(
+            strip(&h.recent_runs("feed", STRIP_RUNS).unwrap()),
+            "x.".repeat(12).replace('x', "✗").replace('.', "✓")
+        );
         let h = runs(&format!("x{}", ".".repeat(63)));
-        assert_eq!(h.recent_runs("feed", 64).unwrap().iter().filter(|b| **b).count(), 1);
+        assert_eq!(
+            h.recent_runs("feed", 64)
+                .unwrap()
+                .iter()
+                .filter(|b| **b)
+                .count(),
+            1
+        );
         let h = runs(&format!("x{}", ".".repeat(64)));
         assert_eq!(h.recent_runs("feed", 64), None);
         // Bounded like the streaks.
@@ -977,7 +992,10 @@ mod tests {
         assert!(h.end_run(run));
         assert_eq!(h.resolved.len(), 1);
         let r = &h.resolved[0];
-        assert_eq!((r.key.as_str(), r.runs, r.level, r.run), ("feed", 3, Level::ERROR, 4));
+        assert_eq!(
+            (r.key.as_str(), r.runs, r.level, r.run),
+            ("feed", 3, Level::ERROR, 4)
+        );
         assert!(!h.streaks.contains_key("feed"), "its streak is over");
         assert!(!h.end_run(run), "once");
         assert_eq!(h.resolved.len(), 1);
