@@ -905,6 +905,15 @@ mod tests {
         assert_eq!(a.dropped, 8);
         assert_eq!(a.history.runs, 4);
         assert!(!a.history.streaks.is_empty());
+        // The strips too: the journal's runs and records rebuild them, gaps
+        // (a run without a feed) included.
+        let strips: Vec<Vec<bool>> = a
+            .history
+            .recent
+            .keys()
+            .filter_map(|k| a.history.recent_runs(k, 24))
+            .collect();
+        assert!(strips.iter().any(|s| s.contains(&false)), "{strips:?}");
         assert_eq!(a, b);
     }
 
