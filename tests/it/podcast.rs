@@ -312,7 +312,10 @@ fn with_notify_recovery_a_feed_that_works_again_gets_one_resolved_email() {
     assert!(run("2026-11-20T12:00:00Z", &["Radio Café"]).starts_with("sent 24 records"));
     // The next run has every feed working: the resolved email, and the
     // run's own records stay held.
-    assert_eq!(run("2026-11-20T13:00:00Z", &[]), "sent 0 records in 1 email");
+    assert_eq!(
+        run("2026-11-20T13:00:00Z", &[]),
+        "sent 0 records in 1 email"
+    );
     assert!(run("2026-11-20T14:00:00Z", &[]).starts_with("held 16 records"));
     let subjects = outbox(d, |m| m.subject().unwrap().to_owned());
     assert_eq!(

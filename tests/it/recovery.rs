@@ -380,3 +380,60 @@ fn the_strip_shows_flapping_and_outage_apart() {
     assert_eq!(item.matches("background:#d93025").count(), 4, "{item}");
     assert_eq!(item.matches("background:#34a853").count(), 3, "{item}");
 }
+
+/// The config key and its environment variable turn it on as the builder
+/// method does.
+#[test]
+fn notify_recovery_from_a_file_or_the_environment() {
+    for from_env in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, state) = (dir.path().join("outbox"), dir.path().join("state.json"));
+        let config = if from_env {
+            tracing_email::EmailConfig::from_vars(
+                "POCA",
+                [
+                    ("POCA_APP", "poca"),
+                    ("POCA_OUTBOX", out.to_str().unwrap()),
+                    ("POCA_FROM", "poca@example.com"),
+                    ("POCA_TO", "me@example.com"),
+                    ("POCA_STATE_FILE", state.to_str().unwrap()),
+                    ("POCA_CHECKPOINT_INTERVAL", "false"),
+                    ("POCA_FINGERPRINT_FIELDS", "feed"),
+                    ("POCA_NOTIFY_RECOVERY", "true"),
+                ],
+            )
+            .unwrap()
+        } else {
+            toml::from_str::<tracing_email::EmailConfig>(&format!(
+                "app = \"poca\"\noutbox = {out:?}\nfrom = \"poca@example.com\"\n\
+                 to = \"me@example.com\"\nstate_file = {state:?}\n\
+                 checkpoint_interval = false\nnotify_recovery = true\n\
+                 policy = {{ fingerprint_fields = \"feed\" }}\n",
+                out = out.to_str().unwrap(),
+                state = state.to_str().unwrap(),
+            ))
+            .unwrap()
+        };
+        assert!(config.notify_recovery);
+        let clock = clock();
+        for warn in [&[RADIO][..], &[]] {
+            let b = config.builder().unwrap();
+            let outcome = run(b.clock(clock.clone()), &clock, warn, &[]);
+            assert!(outcome.is_sent(), "{outcome}");
+        }
+        let mut subjects: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| {
+                let eml = std::fs::read(e.unwrap().path()).unwrap();
+                let m = mail_parser::MessageParser::default().parse(&eml).unwrap();
+                m.subject().unwrap().to_owned()
+            })
+            .collect();
+        subjects.sort();
+        assert_eq!(subjects.len(), 2, "{subjects:?}");
+        assert_eq!(
+            subjects[1], r#"[poca] resolved: feed "Radio Café" OK again after failing 1 run"#,
+            "{from_env}"
+        );
+    }
+}
