@@ -215,9 +215,9 @@ fn write_resolved(out: &mut String, summary: &Summary<'_>) {
     }
     let more = summary.resolved.len().saturating_sub(MAX_PROBLEMS);
     if more > 0 {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<li style=\"margin:2px 0;list-style:none\">… and {} other failures.</li>\n",
+            "<li style=\"margin:2px 0;list-style:none\">… and {} other failures.</li>",
             crate::digest::summary::grouped(more)
         );
     }
