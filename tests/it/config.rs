@@ -1137,6 +1137,7 @@ fn the_readme_example_file_parses_and_builds() {
         (Some(true), Some(200))
     );
     assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
+    assert!(email.notify_recovery);
     // Everything else is accepted by the builder: take away what reads the
     // environment and the disk.
     let dir = tempfile::tempdir().unwrap();
