@@ -474,3 +474,57 @@ fn a_state_file_from_before_loads_and_its_reported_failure_is_resolved() {
     assert_eq!(v["version"], 2);
     assert_eq!(v["history"]["runs"], 5);
 }
+
+/// Several failures over in the same run: one email for them all.
+#[test]
+fn several_failures_over_at_once_make_one_email() {
+    let server = MockSmtp::start(Security::Plain);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let clock = clock();
+    let b = || {
+        builder(&state, smtp_for(&server), &clock)
+            .consecutive_runs(2)
+            .notify_recovery(true)
+    };
+    let feeds = [RADIO, "Ääniraita", "ポッドキャスト"];
+    for _ in 0..2 {
+        run(b(), &clock, &feeds, &[]);
+    }
+    let outcome = run(b(), &clock, &[], &[]);
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Sent {
+                records: 0,
+                emails: 1
+            }
+        ),
+        "{outcome}"
+    );
+    assert!(matches!(run(b(), &clock, &[], &[]), Outcome::Nothing));
+    let messages = server.wait_for_messages(2, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.messages().len(), 2);
+    assert!(
+        messages[1]
+            .subject()
+            .unwrap()
+            .ends_with(" and 2 more OK again"),
+        "{:?}",
+        messages[1].subject()
+    );
+    let body = messages[1].text_body().unwrap();
+    assert!(
+        body.starts_with("poca: 3 failures reported earlier are over."),
+        "{body}"
+    );
+    for feed in feeds {
+        assert!(
+            body.contains(&format!(
+                "WARN feed {feed:?}: OK again after failing 2 runs"
+            )),
+            "{body}"
+        );
+    }
+}
