@@ -6,7 +6,7 @@
 //! cargo run --example podcast -- --state-file PATH (--smtp-url URL | --outbox DIR)
 //!     [--ca-cert PEM_FILE] [--feeds M] [--failures N] [--fail NAME]...
 //!     [--threshold K] [--consecutive-runs K] [--repeat-after SECS] [--now RFC3339]
-//!     [--timeout SECS] [--from ADDR] [--to ADDR]
+//!     [--timeout SECS] [--from ADDR] [--to ADDR] [--notify-recovery]
 //! ```
 //!
 //! M feeds (default 8, among them `Radio Café`, `Ääniraita`, `ポッドキャスト`);
@@ -16,7 +16,9 @@
 //! by default; with `--consecutive-runs K`, a feed failing in each of the last
 //! K runs sends, and the count threshold applies only if `--threshold` is
 //! given too. `--repeat-after SECS` keeps a reported feed quiet that long;
-//! `--now` sets the clock for this run. The password comes from the URL or
+//! `--now` sets the clock for this run. With `--notify-recovery`, a feed
+//! that was reported and then does not fail in a run gets a "resolved"
+//! email (or a Resolved section in a digest going out). The password comes from the URL or
 //! from `SMTP_PASSWORD`. Prints the outcome; exit status 0 for nothing, held,
 //! waiting or sent, 1 when sending failed, 2 for bad arguments.
 
@@ -30,7 +32,8 @@ use tracing_subscriber::{filter::LevelFilter, prelude::*};
 const USAGE: &str = "usage: podcast --state-file PATH (--smtp-url URL | --outbox DIR) \
                      [--ca-cert PEM_FILE] [--feeds M] [--failures N] [--fail NAME]... \
                      [--threshold K] [--consecutive-runs K] [--repeat-after SECS] \
-                     [--now RFC3339] [--timeout SECS] [--from ADDR] [--to ADDR]";
+                     [--now RFC3339] [--timeout SECS] [--from ADDR] [--to ADDR] \
+                     [--notify-recovery]";
 
 /// The built-in feeds; more than these are named `Feed 9`, `Feed 10`, …
 const FEEDS: [&str; 8] = [
@@ -64,6 +67,7 @@ struct Args {
     timeout: Option<u64>,
     from: Option<String>,
     to: Option<String>,
+    notify_recovery: bool,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
@@ -74,6 +78,10 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
+        if flag == "--notify-recovery" {
+            parsed.notify_recovery = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--state-file" => parsed.state_file = value,
@@ -194,7 +202,7 @@ fn policy(args: &Args, builder: Builder) -> Builder {
     if let Some(now) = args.now {
         builder = builder.clock(ManualClock::new(now.into()));
     }
-    builder
+    builder.notify_recovery(args.notify_recovery)
 }
 
 fn setup(args: &Args) -> Result<tracing_email::FlushGuard, String> {

@@ -466,6 +466,26 @@ impl Builder {
         self
     }
 
+    /// Says when a failure is over: once a failure that went out in a digest
+    /// is not seen by a run (by the time of the guard's flush, its
+    /// `flush()` or its drop), the next email says so, in a "Resolved"
+    /// section of a digest that goes out anyway, or else in a short email of
+    /// its own, `[poca] resolved: feed "Radio Café" OK again after failing 9
+    /// runs` (several at once: one email). `min_interval` applies to it as to
+    /// any email; one that cannot go yet (too soon, or the mail server down)
+    /// is kept in the state file and sent by a later flush, once. A run that
+    /// does not reach the guard's flush (killed, `process::exit`) ends no
+    /// failure. Off by default; config key `notify_recovery`, environment
+    /// variable `PREFIX_NOTIFY_RECOVERY`.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").notify_recovery(true);
+    /// ```
+    pub fn notify_recovery(mut self, on: bool) -> Self {
+        self.settings.notify_recovery = on;
+        self
+    }
+
     /// The state file this builder will use.
     fn state_path(&self) -> Result<PathBuf, Error> {
         if let Some(path) = &self.settings.state_file {
@@ -575,6 +595,7 @@ impl Builder {
             clock: self.clock,
             run: None,
             cache: Default::default(),
+            notify_recovery: s.notify_recovery,
         }));
         let worker = if needs_worker {
             let handle = spawn_worker(

@@ -152,6 +152,9 @@ pub struct EmailConfig {
     /// `capture_panics = true`: see [`Builder::capture_panics`].
     #[serde(default, deserialize_with = "de::capture_panics")]
     pub capture_panics: bool,
+    /// `notify_recovery = true`: see [`Builder::notify_recovery`].
+    #[serde(default, deserialize_with = "de::notify_recovery")]
+    pub notify_recovery: bool,
     /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
     /// [`set_password`](EmailConfig::set_password), never from a file.
     #[serde(skip)]
@@ -223,6 +226,7 @@ impl fmt::Debug for EmailConfig {
             .field("lock_timeout", &self.lock_timeout)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("capture_panics", &self.capture_panics)
+            .field("notify_recovery", &self.notify_recovery)
             .finish()
     }
 }
@@ -524,6 +528,7 @@ impl EmailConfig {
         s.lock_timeout = self.lock_timeout.unwrap_or(s.lock_timeout);
         s.checkpoint_interval = self.checkpoint_interval.unwrap_or(s.checkpoint_interval);
         s.capture_panics = self.capture_panics;
+        s.notify_recovery = self.notify_recovery;
         Ok(b)
     }
 

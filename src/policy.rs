@@ -581,6 +581,58 @@ struct Quiet {
     until: Option<OffsetDateTime>,
 }
 
+/// What to do with the recovery notices due (`notify_recovery`: reported
+/// failures that a run ended without, see `History::end_run`), beside the
+/// digest's [`Decision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recovery {
+    /// None is due, or not now (only a flush sends them).
+    Nothing,
+    /// A digest goes out: the notices ride in its first email, as a
+    /// "Resolved" section.
+    WithDigest,
+    /// No digest goes out: the notices go in one short email of their own.
+    Alone,
+    /// The last email is too recent (`min_interval`): the notices wait
+    /// until `until`, and are retried by a later flush.
+    Wait { until: OffsetDateTime },
+}
+
+impl Policy {
+    /// Decides over the recovery notices due in `facts.history` (none when
+    /// `notify` is off), given the digest's `decision` at `phase`. A pure
+    /// function, like [`decide`](Policy::decide): notices go only at a
+    /// flush (not from the batch worker, not at a checkpoint); with a digest
+    /// when one is sent; alone otherwise, under `min_interval` like any
+    /// email.
+    pub(crate) fn recovery(
+        &self,
+        notify: bool,
+        phase: Phase,
+        decision: &Decision,
+        facts: &Facts<'_>,
+    ) -> Recovery {
+        if !notify || facts.history.resolved.is_empty() || phase != Phase::Flush {
+            return Recovery::Nothing;
+        }
+        match decision {
+            Decision::Send { .. } => Recovery::WithDigest,
+            Decision::Wait { until } => Recovery::Wait { until: *until },
+            Decision::Nothing | Decision::Hold(_) => {
+                if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
+                    let until = last
+                        .checked_add(to_time(interval))
+                        .unwrap_or(crate::clock::LATEST);
+                    if facts.now < until {
+                        return Recovery::Wait { until };
+                    }
+                }
+                Recovery::Alone
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1603,6 +1655,85 @@ pub(crate) mod tests {
         assert_eq!(
             p.decide(&[a(1)], Phase::Flush, &facts(&h, at(5), Some(at(1)))),
             send_all(1)
+        );
+    }
+
+    /// A history with one recovery notice due (the feed failed three runs,
+    /// was reported, and the fourth ended without it).
+    fn with_resolved() -> History {
+        let p = by_feed();
+        let mut h = history(
+            &p,
+            &[&[feed("a", W, 1)], &[feed("a", W, 2)], &[feed("a", W, 3)]],
+        );
+        h.reported([key(&p, &feed("a", W, 3)).key.as_str()], at(3));
+        let run = h.start_run();
+        assert!(h.end_run(run));
+        h
+    }
+
+    #[test]
+    fn recovery_notices_go_at_a_flush_with_a_digest_or_alone_under_min_interval() {
+        let due = with_resolved();
+        let none = history(&by_feed(), &[&[feed("a", W, 1)]]);
+        let send = Decision::Send {
+            records: 1,
+            per_email: None,
+        };
+        let hold = Decision::Hold(WaitingFor::Threshold {
+            counted: 0,
+            needed: 5,
+            level: W,
+        });
+        let wait = Decision::Wait { until: at(9) };
+        let decisions = [Decision::Nothing, hold, wait, send];
+        for interval in [None, Some(2 * HOUR)] {
+            let p = Policy {
+                min_interval: interval,
+                ..by_feed()
+            };
+            for last_sent in [None, Some(at(3)), Some(at(1))] {
+                for phase in [Phase::Run, Phase::Flush, Phase::Checkpoint] {
+                    for decision in &decisions {
+                        for notify in [false, true] {
+                            for h in [&due, &none] {
+                                let f = facts(h, at(4), last_sent);
+                                let got = p.recovery(notify, phase, decision, &f);
+                                let too_recent = interval.is_some() && last_sent == Some(at(3));
+                                let expected =
+                                    if !notify || h.resolved.is_empty() || phase != Phase::Flush {
+                                        Recovery::Nothing
+                                    } else {
+                                        match decision {
+                                            Decision::Send { .. } => Recovery::WithDigest,
+                                            Decision::Wait { until } => {
+                                                Recovery::Wait { until: *until }
+                                            }
+                                            _ if too_recent => Recovery::Wait { until: at(5) },
+                                            _ => Recovery::Alone,
+                                        }
+                                    };
+                                assert_eq!(
+                                    got, expected,
+                                    "{interval:?} {last_sent:?} {phase:?} {decision:?} {notify}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // A last email near the end of time waits until then, not overflow.
+        let p = Policy {
+            min_interval: Some(HOUR),
+            ..by_feed()
+        };
+        let f = facts(&due, at(4), Some(crate::clock::LATEST));
+        assert_eq!(
+            p.recovery(true, Phase::Flush, &Decision::Nothing, &f),
+            Recovery::Wait {
+                until: crate::clock::LATEST
+            }
         );
     }
 }

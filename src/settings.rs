@@ -179,6 +179,7 @@ pub(crate) struct Settings {
     pub(crate) send_deadline: Duration,
     pub(crate) checkpoint_interval: Option<Duration>,
     pub(crate) capture_panics: bool,
+    pub(crate) notify_recovery: bool,
     pub(crate) detail_lines: usize,
     pub(crate) origin: Origin,
 }
@@ -202,6 +203,7 @@ impl Settings {
             send_deadline: Duration::from_secs(30),
             checkpoint_interval: Some(Duration::from_secs(1)),
             capture_panics: false,
+            notify_recovery: false,
             detail_lines: 200,
             origin: Origin::Code,
         }
@@ -656,6 +658,7 @@ pub(crate) mod de {
         checkpoint_interval: Option<Option<Duration>> =
             opt("checkpoint_interval", "CHECKPOINT_INTERVAL", Kind::Checkpoint);
         capture_panics: bool = or_default("capture_panics", "CAPTURE_PANICS", Kind::Flag);
+        notify_recovery: bool = or_default("notify_recovery", "NOTIFY_RECOVERY", Kind::Flag);
         batch: Option<usize> = opt("policy.batch", "BATCH", Kind::Whole);
         immediately_at: Option<Level> = opt("policy.immediately_at", "IMMEDIATELY_AT", Kind::Level);
         consecutive_runs: Option<u64> = opt("policy.consecutive_runs", "CONSECUTIVE_RUNS", Kind::Whole);

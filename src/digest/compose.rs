@@ -1,7 +1,9 @@
 //! Composing the digest email: each record rendered once (its text line and
 //! HTML row, measured to split a large digest), the plain-text body, the
 //! headers, and the parts put together from one [`Summary`]
-//! ([`crate::digest::summary`]). MIME and header encoding are lettre's.
+//! ([`crate::digest::summary`]); and the short email that only says
+//! failures are over (`notify_recovery`). MIME and header encoding are
+//! lettre's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -14,9 +16,9 @@ use tracing::Level;
 
 use crate::capture::record::{Record, write_escaped};
 use crate::digest::subject::{Template, default_subject};
-use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, problems};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, problems, resolved_subject};
 use crate::error::{Error, ErrorKind};
-use crate::store::history::History;
+use crate::store::history::{History, Resolved, strip_text};
 use crate::transport::Email;
 
 /// Everything needed to turn records into an email.
@@ -118,6 +120,10 @@ impl Composer {
                 out.push_str("  ");
                 // A label may be the start of a message.
                 let _ = write_escaped(&mut out, &summary.problem_line(p), false);
+                if let Some(recent) = &p.recent {
+                    out.push_str("; ");
+                    out.push_str(&strip_text(recent));
+                }
                 out.push('\n');
             }
             if let Some(note) = summary.more_problems_note() {
@@ -126,6 +132,7 @@ impl Composer {
                 out.push('\n');
             }
         }
+        write_resolved(&mut out, summary);
         out.push('\n');
         if let Some(note) = summary.hidden_note() {
             out.push_str(&note);
@@ -143,6 +150,30 @@ impl Composer {
             let _ = writeln!(out, "Note: {note}");
         }
         out
+    }
+
+    /// The email that only says failures are over: `[poca] resolved: …`,
+    /// one line per failure (the same as a digest's "Resolved" section).
+    pub(crate) fn compose_recovery(&self, resolved: &[Resolved]) -> Result<Email, Error> {
+        let mut summary = Summary::new(&self.app, &[], 0, None, self.offset);
+        summary.resolved = resolved;
+        let subject = resolved_subject(&self.app, resolved);
+        let mut text = format!(
+            "{}: {} reported earlier {} over.\n",
+            self.app,
+            crate::digest::summary::plural(resolved.len(), "failure", "failures"),
+            if resolved.len() == 1 { "is" } else { "are" }
+        );
+        write_resolved(&mut text, &summary);
+        let _ = write!(
+            text,
+            "\n-- \n{}\n",
+            footer(&self.app, &self.state_path.display().to_string())
+        );
+        let html = self
+            .html
+            .then(|| crate::digest::html::render_recovery(&summary, &subject, &self.state_path));
+        self.email(subject, text, html, &[])
     }
 
     /// `record` as it appears in an email: its line in the text body (with
@@ -169,6 +200,7 @@ impl Composer {
     /// part k of a digest split into n emails. `shown` are the records listed
     /// one by one (the newest `detail_lines`) made by [`Composer::render`]
     /// when they were measured; when they are not (`&[]`), they are made here.
+    #[cfg(test)]
     pub(crate) fn compose(
         &self,
         records: &[Record],
@@ -177,7 +209,22 @@ impl Composer {
         part: Option<(usize, usize)>,
         history: &History,
     ) -> Result<Email, Error> {
+        self.compose_with(records, shown, dropped, part, history, &[])
+    }
+
+    /// [`compose`](Composer::compose), with a "Resolved" section saying
+    /// that the failures `resolved` are over (when there are any).
+    pub(crate) fn compose_with(
+        &self,
+        records: &[Record],
+        shown: &[Rendered],
+        dropped: u64,
+        part: Option<(usize, usize)>,
+        history: &History,
+        resolved: &[Resolved],
+    ) -> Result<Email, Error> {
         let mut summary = Summary::new(&self.app, records, dropped, part, self.offset);
+        summary.resolved = resolved;
         summary.problems = problems(records, history, &self.fingerprint_fields, self.level);
         summary.detail_lines = self.detail_lines;
         summary.fields_note = crate::store::history::unmatched_fields(
@@ -203,6 +250,17 @@ impl Composer {
             let rows: Vec<&str> = shown.iter().filter_map(|r| r.row.as_deref()).collect();
             crate::digest::html::render(&summary, &rows, &self.state_path)
         });
+        self.email(subject, text, html, records)
+    }
+
+    /// The email with these parts, from and to the configured addresses.
+    fn email(
+        &self,
+        subject: String,
+        text: String,
+        html: Option<String>,
+        records: &[Record],
+    ) -> Result<Email, Error> {
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
@@ -236,6 +294,28 @@ impl Composer {
             message,
             records: records.into(),
         })
+    }
+}
+
+/// The "Resolved" section of a text body, when failures are over:
+/// `\nResolved:\n  WARN feed "Radio Café": OK again after failing 9 runs, …`.
+fn write_resolved(out: &mut String, summary: &Summary<'_>) {
+    if summary.resolved.is_empty() {
+        return;
+    }
+    out.push_str("\nResolved:\n");
+    for r in summary.resolved.iter().take(MAX_PROBLEMS) {
+        out.push_str("  ");
+        let _ = write_escaped(out, &summary.resolved_line(r), false);
+        out.push('\n');
+    }
+    let more = summary.resolved.len().saturating_sub(MAX_PROBLEMS);
+    if more > 0 {
+        let _ = writeln!(
+            out,
+            "  … and {} other failures.",
+            crate::digest::summary::grouped(more)
+        );
     }
 }
 
@@ -513,13 +593,143 @@ pub(crate) mod tests {
         assert!(text.contains("What went wrong:\n  ERROR feed \"ポッドキャスト\": 1 record, at 1970-01-01 02:00:00\n"), "{text}");
         assert!(
             text.contains(
-                "  WARN feed \"Radio Café\": 5 records, 1970-01-01 01:00:00 to 1970-01-01 05:00:00, in each of the last 5 runs\n"
+                "  WARN feed \"Radio Café\": 5 records, 1970-01-01 01:00:00 to 1970-01-01 05:00:00, in each of the last 5 runs; last 5 runs, oldest first: ✗✗✗✗✗\n"
             ),
             "{text}"
         );
         let html = email.html().unwrap();
         assert!(html.contains("What went wrong"), "{html}");
         assert!(html.contains("in each of the last 5 runs"));
+    }
+
+    /// The history of runs where run i saw the feeds of `runs[i]`.
+    fn runs_of(c: &Composer, runs: &[&[&str]]) -> History {
+        let mut h = History::default();
+        for feeds in runs {
+            let run = h.start_run();
+            for feed in *feeds {
+                let r = &feed_records(feed, Level::WARN, 0, 1)[0];
+                let fp = fingerprint(r, &c.fingerprint_fields);
+                h.observe(run, &fp, Level::WARN, r.timestamp);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn each_failure_shows_its_recent_runs_flapping_or_out() {
+        let c = composer();
+        let (a, b) = ("flaky", "down");
+        let h = runs_of(&c, &[&[a], &[], &[a], &[], &[a, b], &[b], &[b], &[a, b]]);
+        let mut rs = feed_records(a, Level::WARN, 0, 1);
+        rs.extend(feed_records(b, Level::WARN, 0, 1));
+        let email = c.compose(&rs, &[], 0, None, &h).unwrap();
+        let text = email.text();
+        assert!(
+            text.contains("feed \"flaky\": 1 record, at 1970-01-01 00:00:00; last 8 runs, oldest first: ✗✓✗✓✗✓✓✗\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("in each of the last 4 runs; last 8 runs, oldest first: ✓✓✓✓✗✗✗✗\n"),
+            "{text}"
+        );
+        // In HTML: one cell per run, red for a failure, green without, and
+        // the same words for who does not see the colours.
+        let html = email.html().unwrap();
+        let flaky = html.lines().find(|l| l.contains("flaky")).unwrap();
+        assert!(
+            flaky.contains("title=\"last 8 runs, oldest first: ✗✓✗✓✗✓✓✗\""),
+            "{flaky}"
+        );
+        let cells: Vec<&str> = flaky
+            .match_indices("background:#")
+            .map(|(i, _)| &flaky[i + 12..i + 18])
+            .filter(|c| *c == "d93025" || *c == "34a853")
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "d93025", "34a853", "d93025", "34a853", "d93025", "34a853", "34a853", "d93025"
+            ]
+        );
+        // One run known: no strip.
+        let h = runs_of(&c, &[&[a]]);
+        let email = c.compose(&rs[..1], &[], 0, None, &h).unwrap();
+        assert!(!email.text().contains("oldest first"), "{}", email.text());
+        assert!(!email.html().unwrap().contains("d93025"));
+    }
+
+    #[test]
+    fn failures_that_are_over_are_said_in_the_digest_or_alone() {
+        let c = composer();
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let over = crate::store::history::Resolved {
+            key: "k".into(),
+            label: r#"feed "Radio Café""#.into(),
+            level: Level::ERROR,
+            runs: 9,
+            since: t,
+            last_seen: t + time::Duration::hours(8),
+            run: 10,
+        };
+        let rs = records(&[Level::WARN]);
+        let email = c
+            .compose_with(
+                &rs,
+                &[],
+                0,
+                None,
+                &History::default(),
+                std::slice::from_ref(&over),
+            )
+            .unwrap();
+        let line = "ERROR feed \"Radio Café\": OK again after failing 9 runs, from 1970-01-01 00:00:00 to 1970-01-01 08:00:00";
+        assert!(
+            email.text().contains(&format!("\nResolved:\n  {line}\n")),
+            "{}",
+            email.text()
+        );
+        let html = email.html().unwrap();
+        assert!(html.contains(">Resolved</p>"), "{html}");
+        assert!(
+            html.contains("feed &quot;Radio Café&quot;: OK again after failing 9 runs"),
+            "{html}"
+        );
+        // Without: no section.
+        let plain = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
+        assert!(!plain.text().contains("Resolved") && !plain.html().unwrap().contains("Resolved"));
+        // Alone: its own subject, no records.
+        let mut other = over.clone();
+        other.label = "disk full".into();
+        let email = c.compose_recovery(std::slice::from_ref(&over)).unwrap();
+        assert_eq!(
+            email.subject(),
+            "[poca] resolved: feed \"Radio Café\" OK again after failing 9 runs"
+        );
+        assert!(
+            email.text().starts_with(&format!(
+                "poca: 1 failure reported earlier is over.\n\nResolved:\n  {line}\n\n-- \n"
+            )),
+            "{}",
+            email.text()
+        );
+        assert!(email.records().is_empty());
+        assert!(
+            email
+                .html()
+                .unwrap()
+                .contains("OK again after failing 9 runs")
+        );
+        let both = c.compose_recovery(&[over, other]).unwrap();
+        assert_eq!(
+            both.subject(),
+            "[poca] resolved: feed \"Radio Café\" and 1 more OK again"
+        );
+        assert!(both.text().contains("2 failures reported earlier are over"));
+        assert!(
+            both.text().contains("  WARN disk full: OK again")
+                || both.text().contains("  ERROR disk full: OK again")
+        );
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub(crate) fn render(summary: &Summary<'_>, rows: &[&str], state_path: &Path) ->
             let line = summary.problem_line(p);
             let rest = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
             escape_into(&mut out, rest);
+            if let Some(recent) = &p.recent {
+                write_strip(&mut out, recent);
+            }
             out.push_str("</li>\n");
         }
         if let Some(note) = summary.more_problems_note() {
@@ -136,6 +139,7 @@ pub(crate) fn render(summary: &Summary<'_>, rows: &[&str], state_path: &Path) ->
         }
         out.push_str("</ul>\n");
     }
+    write_resolved(&mut out, summary);
     if let Some(note) = summary.hidden_note() {
         out.push_str("<p style=\"margin:0 0 8px;color:#57606a\">");
         escape_into(&mut out, &note);
@@ -163,6 +167,92 @@ pub(crate) fn render(summary: &Summary<'_>, rows: &[&str], state_path: &Path) ->
         out.push_str("</p>\n<p style=\"margin:6px 0 0;font-size:12px;color:#8a4b00\">Note: ");
         escape_into(&mut out, note);
     }
+    out.push_str("</p>\n</div>\n</body></html>\n");
+    out
+}
+
+/// A failure's recent runs as small cells after its line, oldest first:
+/// red for a run that saw it, green for one without. Not by colour alone:
+/// the cells' title and the words before them say it as the text part does
+/// (`last 6 runs, oldest first: ✓✓✗✗✗✗`).
+fn write_strip(out: &mut String, recent: &[bool]) {
+    let words = crate::store::history::strip_text(recent);
+    let _ = write!(
+        out,
+        " <span style=\"white-space:nowrap;font-size:11px;color:#57606a\" title=\"{words}\" \
+         aria-label=\"{words}\">&nbsp;last {} runs&nbsp;",
+        recent.len()
+    );
+    for &failed in recent {
+        out.push_str(if failed { STRIP_FAILED } else { STRIP_OK });
+    }
+    out.push_str(SPAN_END);
+}
+
+/// A run that saw the failure, and one that flushed without it.
+const STRIP_FAILED: &str = "<span style=\"display:inline-block;width:7px;height:12px;\
+                            margin-right:1px;vertical-align:middle;background:#d93025\"></span>";
+const STRIP_OK: &str = "<span style=\"display:inline-block;width:7px;height:12px;\
+                        margin-right:1px;vertical-align:middle;background:#34a853\"></span>";
+
+/// The "Resolved" section: the failures that are over, one per line.
+fn write_resolved(out: &mut String, summary: &Summary<'_>) {
+    if summary.resolved.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<p style=\"margin:0 0 4px;font-weight:bold;color:#1e7e34\">Resolved</p>\n\
+         <ul style=\"margin:0 0 12px;padding-left:20px\">\n",
+    );
+    for r in summary.resolved.iter().take(MAX_PROBLEMS) {
+        out.push_str("<li style=\"margin:2px 0\">");
+        out.push_str(label(r.level));
+        let _ = write!(out, "{}{SPAN_END} ", r.level);
+        let line = summary.resolved_line(r);
+        let rest = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
+        escape_into(out, rest);
+        out.push_str("</li>\n");
+    }
+    let more = summary.resolved.len().saturating_sub(MAX_PROBLEMS);
+    if more > 0 {
+        let _ = writeln!(
+            out,
+            "<li style=\"margin:2px 0;list-style:none\">… and {} other failures.</li>",
+            crate::digest::summary::grouped(more)
+        );
+    }
+    out.push_str("</ul>\n");
+}
+
+/// The HTML part of the email that only says failures are over.
+pub(crate) fn render_recovery(summary: &Summary<'_>, subject: &str, state_path: &Path) -> String {
+    let mut out = String::with_capacity(2048);
+    out.push_str(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light\"><title>",
+    );
+    escape_into(&mut out, subject);
+    let _ = write!(
+        out,
+        "</title></head>\n<body style=\"margin:0;padding:0;background:#ffffff\">\n\
+         <div style=\"padding:16px 20px;font-family:{FONT};font-size:14px;line-height:1.45;\
+         color:#1f2328\">\n<p style=\"margin:0 0 12px;font-size:18px;font-weight:bold\">"
+    );
+    escape_into(&mut out, summary.app);
+    out.push_str(": ");
+    out.push_str(&crate::digest::summary::plural(
+        summary.resolved.len(),
+        "failure is over",
+        "failures are over",
+    ));
+    out.push_str("</p>\n");
+    write_resolved(&mut out, summary);
+    out.push_str("<p style=\"margin:14px 0 0;font-size:12px;color:#6a737d\">");
+    escape_into(
+        &mut out,
+        &footer(summary.app, &state_path.display().to_string()),
+    );
     out.push_str("</p>\n</div>\n</body></html>\n");
     out
 }

@@ -582,6 +582,7 @@ mod tests {
                     first: rs[0].timestamp,
                     last: rs[0].timestamp,
                     runs: Some(runs),
+                    recent: None,
                 },
             )
             .collect();

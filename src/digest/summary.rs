@@ -1,7 +1,8 @@
 //! What one digest email says about its records, counted once and shared
 //! by its subject ([`crate::digest::subject`]), its text body ([`crate::digest::compose`])
 //! and its HTML part ([`crate::digest::html`]): counts per level, the time span, the
-//! kinds of failure, the notes and the footer.
+//! kinds of failure (each with its strip of recent runs), the failures that
+//! are over (`notify_recovery`), the notes and the footer.
 
 use std::fmt::Write as _;
 
@@ -9,7 +10,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, severity, show_time};
-use crate::store::history::{History, fingerprint_of};
+use crate::store::history::{History, Resolved, STRIP_RUNS, fingerprint_of};
 
 /// One kind of failure in an email, for the summary at its top.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,9 @@ pub(crate) struct Problem {
     pub(crate) last: OffsetDateTime,
     /// Consecutive runs that saw it, when more than one.
     pub(crate) runs: Option<u64>,
+    /// Which of the last runs saw it, oldest first (see
+    /// `History::recent_runs`), when the history knows two runs or more.
+    pub(crate) recent: Option<Vec<bool>>,
 }
 
 /// The problems among `records`: one per fingerprint at `level` or above,
@@ -60,6 +64,9 @@ pub(crate) fn problems(
                         first: r.timestamp,
                         last: r.timestamp,
                         runs,
+                        recent: history
+                            .recent_runs(&fp.key, STRIP_RUNS)
+                            .filter(|recent| recent.len() > 1),
                     },
                 ));
             }
@@ -125,6 +132,8 @@ pub(crate) struct Summary<'a> {
     /// A note for the footer: `fingerprint_fields` that none of the records
     /// has (see [`crate::store::history::unmatched_fields`]).
     pub(crate) fields_note: Option<String>,
+    /// Failures that are over, said in a "Resolved" section.
+    pub(crate) resolved: &'a [Resolved],
 }
 
 impl<'a> Summary<'a> {
@@ -156,6 +165,7 @@ impl<'a> Summary<'a> {
             problems: Vec::new(),
             detail_lines: usize::MAX,
             fields_note: None,
+            resolved: &[],
         }
     }
 
@@ -208,6 +218,12 @@ impl<'a> Summary<'a> {
             let _ = write!(out, ", in each of the last {runs} runs");
         }
         out
+    }
+
+    /// A failure that is over: `WARN feed "Radio Café": OK again after
+    /// failing 9 runs, from 2026-11-20 08:00:00 to 2026-11-21 08:00:00`.
+    pub(crate) fn resolved_line(&self, r: &Resolved) -> String {
+        resolved_line(r, self.offset)
     }
 
     /// How many records are at exactly `level`.
@@ -278,6 +294,64 @@ impl<'a> Summary<'a> {
     }
 }
 
+/// See [`Summary::resolved_line`].
+pub(crate) fn resolved_line(r: &Resolved, offset: UtcOffset) -> String {
+    let mut out = format!(
+        "{} {}: OK again after failing {}",
+        r.level,
+        r.label,
+        plural(usize::try_from(r.runs).unwrap_or(usize::MAX), "run", "runs")
+    );
+    if r.since == r.last_seen {
+        let _ = write!(out, ", at {}", show_time(r.since, offset, LINE_TIME));
+    } else {
+        let _ = write!(
+            out,
+            ", from {} to {}",
+            show_time(r.since, offset, LINE_TIME),
+            show_time(r.last_seen, offset, LINE_TIME)
+        );
+    }
+    out
+}
+
+/// The subject of an email that only says failures are over: `[poca]
+/// resolved: feed "Radio Café" OK again after failing 9 runs`, or for
+/// several `[poca] resolved: feed "Radio Café" and 2 more OK again`.
+/// Control characters in a label are shown as spaces; a label is cut at 100
+/// characters.
+pub(crate) fn resolved_subject(app: &str, resolved: &[Resolved]) -> String {
+    let label = |r: &Resolved| {
+        let mut label: String = r
+            .label
+            .chars()
+            .take(100)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if label.chars().count() < r.label.chars().count() {
+            label.push('…');
+        }
+        label
+    };
+    match resolved {
+        [] => format!("[{app}] resolved"),
+        [one] => format!(
+            "[{app}] resolved: {} OK again after failing {}",
+            label(one),
+            plural(
+                usize::try_from(one.runs).unwrap_or(usize::MAX),
+                "run",
+                "runs"
+            )
+        ),
+        [first, rest @ ..] => format!(
+            "[{app}] resolved: {} and {} more OK again",
+            label(first),
+            grouped(rest.len())
+        ),
+    }
+}
+
 pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -325,5 +399,43 @@ mod tests {
         assert_eq!(grouped(7), "7");
         assert_eq!(grouped(1312), "1 312");
         assert_eq!(grouped(1_000_000), "1 000 000");
+    }
+
+    fn resolved(label: &str, runs: u64) -> Resolved {
+        let t = OffsetDateTime::UNIX_EPOCH;
+        Resolved {
+            key: label.into(),
+            label: label.into(),
+            level: Level::WARN,
+            runs,
+            since: t,
+            last_seen: t + time::Duration::hours(8),
+            run: 10,
+        }
+    }
+
+    #[test]
+    fn a_resolved_failure_is_said_in_one_line_and_one_subject() {
+        let radio = resolved(r#"feed "Radio Café""#, 9);
+        assert_eq!(
+            resolved_line(&radio, UtcOffset::UTC),
+            r#"WARN feed "Radio Café": OK again after failing 9 runs, from 1970-01-01 00:00:00 to 1970-01-01 08:00:00"#
+        );
+        assert_eq!(
+            resolved_subject("poca", std::slice::from_ref(&radio)),
+            r#"[poca] resolved: feed "Radio Café" OK again after failing 9 runs"#
+        );
+        let one = resolved("disk\nfull", 1);
+        let mut odd = one.clone();
+        odd.label = format!("disk\nfull{}", "x".repeat(200));
+        assert!(resolved_subject("poca", &[one]).ends_with("after failing 1 run"));
+        let long = resolved_subject("poca", &[odd]);
+        assert!(long.contains('…') && long.chars().count() < 160, "{long}");
+        let ctl = resolved("a\r\nBcc: x", 2);
+        assert!(!resolved_subject("poca", &[ctl]).contains('\n'));
+        assert_eq!(
+            resolved_subject("poca", &[radio, resolved("b", 2), resolved("c", 3)]),
+            r#"[poca] resolved: feed "Radio Café" and 2 more OK again"#
+        );
     }
 }

@@ -1,6 +1,14 @@
 //! One flush: lock the state file, add this process's new records, decide,
 //! send, keep what was not sent, unlock. The records it takes stay owned
 //! until they are stored or given back, even if something in it panics.
+//!
+//! With `notify_recovery`, a flush of the guard (its `flush()` or its drop,
+//! [`Phase::Flush`]) ends the run: each failure reported by email that this
+//! run did not see is over (`History::end_run`), and a notice says so, in
+//! the digest that goes out or in an email of its own
+//! ([`Policy::recovery`]). A checkpoint or the batch worker's flush does not
+//! end the run, and a run that never reaches the guard's flush (killed,
+//! `process::exit`) says nothing is over.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -18,7 +26,7 @@ use crate::clock::Clock;
 use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely, panicked};
 use crate::flush::outcome::Outcome;
-use crate::policy::{Decision, Facts, Phase, Policy};
+use crate::policy::{Decision, Facts, Phase, Policy, Recovery};
 use crate::store::file::{Cache, Loaded, Stamp, StateLock, StateStore};
 use crate::store::history::fingerprint_of;
 use crate::store::state::State;
@@ -46,6 +54,8 @@ pub(crate) struct Flusher {
     /// The state as this process last read or wrote it, so that the next
     /// flush reads only what other processes appended since.
     pub(crate) cache: Cache,
+    /// Whether a failure reported by email and now over gets a notice.
+    pub(crate) notify_recovery: bool,
 }
 
 /// What one flush writes: the facts to append, whether the snapshot must
@@ -254,6 +264,19 @@ impl Flusher {
             state.pending.drain(..excess);
             state.dropped = state.dropped.saturating_add(excess as u64);
         }
+        // The guard's flush ends the run: reported failures it did not see
+        // are over. What this changes is written by a rewrite (the journal
+        // holds runs and records only). With notices off, none is kept.
+        if self.notify_recovery {
+            if phase == Phase::Flush && state.history.end_run(run) {
+                changed = true;
+                commit.rewrite = true;
+            }
+        } else if !state.history.resolved.is_empty() {
+            state.history.resolved.clear();
+            changed = true;
+            commit.rewrite = true;
+        }
         // Of this run's records, those trimmed above are counted as dropped.
         let trimmed_new = excess.saturating_sub(old_len).min(count);
         taken.count = count - trimmed_new;
@@ -303,7 +326,28 @@ impl Flusher {
             run,
         };
         let decision = self.policy.decide(&state.pending, phase, &facts);
+        let recovery = self
+            .policy
+            .recovery(self.notify_recovery, phase, &decision, &facts);
+        if let Recovery::Alone = recovery {
+            if changed
+                && let Err(failed) = self.save_or_give_back(state_lock, taken, &parked, commit)
+            {
+                return failed;
+            }
+            return self.send_recovery(state_lock, &mut taken.state, now, commit);
+        }
         if decision == Decision::Nothing {
+            if let Recovery::Wait { until } = recovery {
+                let waiting = Outcome::Waiting { pending: 0, until };
+                return if changed {
+                    self.save_or_give_back(state_lock, taken, &parked, commit)
+                        .err()
+                        .unwrap_or(waiting)
+                } else {
+                    waiting
+                };
+            }
             return if changed {
                 self.save_or_give_back(state_lock, taken, &parked, commit)
                     .err()
@@ -329,7 +373,15 @@ impl Flusher {
                 until,
             },
             Decision::Send { records, per_email } => {
-                let outcome = self.send(state_lock, state, records, per_email, now, commit);
+                let with_resolved = recovery == Recovery::WithDigest;
+                let outcome = self.send(
+                    state_lock,
+                    state,
+                    (records, per_email),
+                    with_resolved,
+                    now,
+                    commit,
+                );
                 if phase == Phase::Run
                     && let Outcome::Sent { records, emails } = outcome
                 {
@@ -442,14 +494,70 @@ impl Flusher {
         }
     }
 
+    /// Sends the email that only says failures are over (the history's
+    /// `resolved`), and saves: once accepted they are forgotten and it
+    /// counts as the last email sent; else they wait for the next flush.
+    fn send_recovery(
+        &mut self,
+        state_lock: &StateLock,
+        state: &mut State,
+        now: OffsetDateTime,
+        commit: &mut Commit,
+    ) -> Outcome {
+        let deadline = crate::clock::instant_after(self.send_deadline);
+        let result = self
+            .composer
+            .compose_recovery(&state.history.resolved)
+            .and_then(|email| send_before(&self.transport, email, deadline));
+        let error = result.err();
+        if error.is_none() {
+            state.history.resolved.clear();
+            state.last_sent = Some(now);
+        }
+        state.last_error = error.as_ref().map(display_safely);
+        let saved = self.store.save(state_lock, state).map(|stamp| {
+            state.generation = stamp.generation;
+            commit.stamp = Some(stamp);
+        });
+        if saved.is_err() {
+            commit.stamp = None;
+        }
+        let pending = state.pending.len();
+        match (error, saved) {
+            (Some(error), _) => Outcome::Failed {
+                error: error.context(|e| {
+                    format!("{e}; the notice that failures are over is sent by the next flush")
+                }),
+                pending,
+            },
+            (None, Ok(())) => Outcome::Sent {
+                records: 0,
+                emails: 1,
+            },
+            (None, Err(e)) => Outcome::Failed {
+                pending,
+                error: Error::explained(
+                    ErrorKind::State,
+                    format!(
+                        "sent the notice that failures are over, but could not record that in \
+                         the state file ({e}); a later run may send it again"
+                    ),
+                    e,
+                ),
+            },
+        }
+    }
+
     /// Sends the oldest `count` pending records, removes those whose email
-    /// was accepted, and saves.
+    /// was accepted, and saves. `with_resolved`: the first email also says
+    /// that the history's `resolved` failures are over, and they are
+    /// forgotten once it is accepted.
     fn send(
         &mut self,
         state_lock: &StateLock,
         state: &mut State,
-        count: usize,
-        per_email: Option<usize>,
+        (count, per_email): (usize, Option<usize>),
+        with_resolved: bool,
         now: OffsetDateTime,
         commit: &mut Commit,
     ) -> Outcome {
@@ -468,9 +576,14 @@ impl Flusher {
                 let records = &state.pending[batch.start + part.start..batch.start + part.end];
                 let dropped = if emails == 0 { state.dropped } else { 0 };
                 let numbered = (total > 1).then_some((i + 1, total));
+                let resolved = if with_resolved && emails == 0 {
+                    &state.history.resolved[..]
+                } else {
+                    &[]
+                };
                 let result = self
                     .composer
-                    .compose(records, &shown, dropped, numbered, &state.history)
+                    .compose_with(records, &shown, dropped, numbered, &state.history, resolved)
                     .and_then(|email| send_before(&self.transport, email, deadline));
                 match result {
                     Ok(()) => {
@@ -485,6 +598,9 @@ impl Flusher {
             }
         }
         if sent > 0 {
+            if with_resolved {
+                state.history.resolved.clear();
+            }
             let level = crate::capture::record::severity(self.policy.level());
             let reported: Vec<_> = state.pending[..sent]
                 .iter()
@@ -789,6 +905,15 @@ mod tests {
         assert_eq!(a.dropped, 8);
         assert_eq!(a.history.runs, 4);
         assert!(!a.history.streaks.is_empty());
+        // The strips too: the journal's runs and records rebuild them, gaps
+        // (a run without a feed) included.
+        let strips: Vec<Vec<bool>> = a
+            .history
+            .recent
+            .keys()
+            .filter_map(|k| a.history.recent_runs(k, 24))
+            .collect();
+        assert!(strips.iter().any(|s| s.contains(&false)), "{strips:?}");
         assert_eq!(a, b);
     }
 

@@ -1,6 +1,8 @@
 //! What the state file remembers across runs beyond the pending records:
 //! how many runs there were, and for each fingerprint (one kind of failure)
-//! how many consecutive runs saw it and when it was last reported. Pure data:
+//! how many consecutive runs saw it and when it was last reported, which of
+//! the recent runs saw it (the digest's strip), and the reported failures
+//! that are over and not yet said to be (`notify_recovery`). Pure data:
 //! updated by the flush under the state lock, read by the policy.
 
 use std::borrow::Cow;
@@ -108,6 +110,46 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     }
 }
 
+/// How many recent runs a fingerprint's [`Recent`] remembers (the bits of
+/// its mask); one not seen for that long is forgotten.
+pub(crate) const RECENT_RUNS: u64 = 64;
+
+/// How many recent runs the digest's strip shows.
+pub(crate) const STRIP_RUNS: usize = 24;
+
+/// Which of the recent runs saw one fingerprint: bit `i` of `seen` is set
+/// when run `run - i` saw it. Updated with the streaks (in
+/// [`History::observe`] and [`History::start_run`]), so replaying the
+/// journal rebuilds it as it does them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Recent {
+    /// The newest run the mask is relative to: the last run that saw it.
+    pub(crate) run: u64,
+    /// Bit `i`: run `run - i` saw it.
+    pub(crate) seen: u64,
+}
+
+/// A reported failure that is over (a run ended without it, see
+/// [`History::end_run`]) and not yet said to be: a recovery notice due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Resolved {
+    /// Its fingerprint's key.
+    pub(crate) key: String,
+    pub(crate) label: String,
+    #[serde(with = "crate::capture::record::level_serde")]
+    pub(crate) level: Level,
+    /// How many consecutive runs it failed.
+    pub(crate) runs: u64,
+    /// When its streak's first record happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) since: OffsetDateTime,
+    /// When its last record happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) last_seen: OffsetDateTime,
+    /// The run that ended without it.
+    pub(crate) run: u64,
+}
+
 /// One fingerprint's run of consecutive runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Streak {
@@ -144,6 +186,14 @@ pub(crate) struct History {
     /// Streaks by fingerprint key.
     #[serde(default)]
     pub(crate) streaks: BTreeMap<String, Streak>,
+    /// Which recent runs saw each fingerprint, by key (absent from files
+    /// written before it: read as none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) recent: BTreeMap<String, Recent>,
+    /// Reported failures that are over, oldest first, until a notice says
+    /// so (`notify_recovery`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) resolved: Vec<Resolved>,
 }
 
 impl History {
@@ -159,11 +209,19 @@ impl History {
         for s in self.streaks.values_mut() {
             s.last_run = s.last_run.min(last);
         }
+        for r in self.recent.values_mut() {
+            r.run = r.run.min(last);
+        }
         if last == u64::MAX {
             // Only the last run and the one before matter to a streak.
             self.streaks.retain(|_, s| s.last_run >= last - 1);
             for s in self.streaks.values_mut() {
                 s.last_run = 2 - (last - s.last_run);
+            }
+            // The strips keep the same two runs.
+            self.recent.retain(|_, r| r.run >= last - 1);
+            for r in self.recent.values_mut() {
+                r.run = 2 - (last - r.run);
             }
             self.runs = 2;
         }
@@ -171,6 +229,7 @@ impl History {
         let run = self.runs;
         self.streaks
             .retain(|_, s| s.last_run.saturating_add(1) >= run);
+        self.recent.retain(|_, r| run - r.run < RECENT_RUNS);
         run
     }
 
@@ -183,6 +242,9 @@ impl History {
         level: Level,
         time: OffsetDateTime,
     ) {
+        self.note_recent(run, &fingerprint.key);
+        // Failing again before its recovery was said: no longer over.
+        self.resolved.retain(|r| r.key != fingerprint.key);
         match self.streaks.get_mut(&fingerprint.key) {
             Some(s) if s.last_run == run => {}
             Some(s) if s.last_run.checked_add(1) == Some(run) => {
@@ -215,6 +277,95 @@ impl History {
                 s.last_seen = time;
             }
         }
+    }
+
+    /// Sets the bit of run `run` in the strip of `key`.
+    fn note_recent(&mut self, run: u64, key: &str) {
+        match self.recent.get_mut(key) {
+            Some(r) if run >= r.run => {
+                let shift = run - r.run;
+                r.seen = if shift >= RECENT_RUNS {
+                    0
+                } else {
+                    r.seen << shift
+                } | 1;
+                r.run = run;
+            }
+            Some(r) => {
+                // An earlier run (a record parked or replayed late).
+                if r.run - run < RECENT_RUNS {
+                    r.seen |= 1 << (r.run - run);
+                }
+            }
+            None => {
+                self.recent.insert(key.to_owned(), Recent { run, seen: 1 });
+                while self.recent.len() > MAX_STREAKS {
+                    let oldest = self
+                        .recent
+                        .iter()
+                        .min_by_key(|(_, r)| r.run)
+                        .map(|(k, _)| k.clone());
+                    match oldest {
+                        Some(key) => {
+                            self.recent.remove(&key);
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The last `count` runs (at most as many as there were, oldest first)
+    /// for the failure `key`: `true` for a run that saw it, `false` for a
+    /// run that flushed without it. `None` when no recent run saw it. The
+    /// data behind the digest's strip ([`strip_text`]).
+    pub(crate) fn recent_runs(&self, key: &str, count: usize) -> Option<Vec<bool>> {
+        let r = self.recent.get(key)?;
+        let count = u64::try_from(count)
+            .unwrap_or(u64::MAX)
+            .min(self.runs)
+            .min(RECENT_RUNS);
+        // Run `self.runs - i`, i from count - 1 down to 0.
+        Some(
+            (0..count)
+                .rev()
+                .map(|i| {
+                    let run = self.runs - i;
+                    run <= r.run && r.run - run < RECENT_RUNS && (r.seen >> (r.run - run)) & 1 == 1
+                })
+                .collect(),
+        )
+    }
+
+    /// Ends run `run` (the guard's flush, see `notify_recovery`): each
+    /// reported failure this run did not see is over and moves to
+    /// [`resolved`](History::resolved), its streak ended. Returns whether
+    /// any did.
+    pub(crate) fn end_run(&mut self, run: u64) -> bool {
+        let over: Vec<String> = self
+            .streaks
+            .iter()
+            .filter(|(_, s)| s.reported.is_some() && s.last_run < run)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &over {
+            if let Some(s) = self.streaks.remove(key) {
+                self.resolved.retain(|r| r.key != *key);
+                self.resolved.push(Resolved {
+                    key: key.clone(),
+                    label: s.label,
+                    level: s.level,
+                    runs: s.runs,
+                    since: s.since,
+                    last_seen: s.last_seen,
+                    run,
+                });
+            }
+        }
+        let excess = self.resolved.len().saturating_sub(MAX_STREAKS);
+        self.resolved.drain(..excess);
+        !over.is_empty()
     }
 
     /// Notes that a digest holding these fingerprints was sent at `now`.
@@ -269,6 +420,25 @@ impl History {
             }
         }
     }
+}
+
+/// `✓✓✗✗✗✗`: one mark per run of [`History::recent_runs`], oldest first,
+/// `✗` for a run that saw the failure and `✓` for one that flushed without.
+pub(crate) fn strip(runs: &[bool]) -> String {
+    runs.iter()
+        .map(|&failed| if failed { '✗' } else { '✓' })
+        .collect()
+}
+
+/// The strip in words, as the digest's text shows it after a failure:
+/// `last 6 runs, oldest first: ✓✓✗✗✗✗`.
+pub(crate) fn strip_text(runs: &[bool]) -> String {
+    format!(
+        "last {} run{}, oldest first: {}",
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" },
+        strip(runs)
+    )
 }
 
 /// Most field names a [`unmatched_fields`] note lists.
@@ -661,6 +831,7 @@ mod tests {
         let mut h = History {
             runs: 7,
             streaks: [("feed".to_owned(), streak(u64::MAX, 7))].into(),
+            ..History::default()
         };
         let run = h.start_run();
         h.observe(run, &fp("feed"), Level::WARN, T);
@@ -671,6 +842,7 @@ mod tests {
             let mut h = History {
                 runs: 7,
                 streaks: [("feed".to_owned(), streak(3, last_run))].into(),
+                ..History::default()
             };
             let run = h.start_run();
             h.observe(run, &fp("feed"), Level::WARN, T);
@@ -679,6 +851,7 @@ mod tests {
         let mut h = History {
             runs: u64::MAX,
             streaks: [("feed".to_owned(), streak(u64::MAX, u64::MAX))].into(),
+            ..History::default()
         };
         let run = h.start_run();
         h.observe(run, &fp("feed"), Level::WARN, T);
@@ -725,5 +898,123 @@ mod tests {
         assert_eq!(h.streaks.len(), MAX_STREAKS);
         assert!(!h.streaks.contains_key("00000"));
         assert!(h.streaks.contains_key(&format!("{:05}", MAX_STREAKS + 4)));
+    }
+
+    /// Runs `pattern` (`x` a run that saw `feed`, `.` one without) and
+    /// returns the history.
+    fn runs(pattern: &str) -> History {
+        let mut h = History::default();
+        for c in pattern.chars() {
+            let run = h.start_run();
+            if c == 'x' {
+                h.observe(run, &fp("feed"), Level::WARN, T);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn the_strip_shows_which_recent_runs_saw_a_failure() {
+        let h = runs("..xx.x");
+        assert_eq!(
+            h.recent_runs("feed", STRIP_RUNS).unwrap(),
+            [false, false, true, true, false, true]
+        );
+        assert_eq!(strip(&h.recent_runs("feed", 4).unwrap()), "✗✗✓✗");
+        assert_eq!(
+            strip_text(&h.recent_runs("feed", 24).unwrap()),
+            "last 6 runs, oldest first: ✓✓✗✗✓✗"
+        );
+        assert_eq!(strip_text(&[true]), "last 1 run, oldest first: ✗");
+        // A run without it after the last: a ✓ at the end.
+        let h = runs("xxx.");
+        assert_eq!(strip(&h.recent_runs("feed", 24).unwrap()), "✗✗✗✓");
+        assert_eq!(h.recent_runs("other", 24), None);
+        // Only the last 24 of many runs; a failure forgotten after 64 runs
+        // without it.
+        let h = runs(&"x.".repeat(20));
+        assert_eq!(
+            strip(&h.recent_runs("feed", STRIP_RUNS).unwrap()),
+            "x.".repeat(12).replace('x', "✗").replace('.', "✓")
+        );
+        let h = runs(&format!("x{}", ".".repeat(63)));
+        assert_eq!(
+            h.recent_runs("feed", 64)
+                .unwrap()
+                .iter()
+                .filter(|b| **b)
+                .count(),
+            1
+        );
+        let h = runs(&format!("x{}", ".".repeat(64)));
+        assert_eq!(h.recent_runs("feed", 64), None);
+        // Bounded like the streaks.
+        let mut h = History::default();
+        let run = h.start_run();
+        for i in 0..MAX_STREAKS + 5 {
+            h.observe(run, &fp(&format!("{i:05}")), Level::WARN, T);
+        }
+        assert_eq!(h.recent.len(), MAX_STREAKS);
+    }
+
+    #[test]
+    fn the_strip_survives_a_renumbered_run_counter() {
+        let mut h = History {
+            runs: u64::MAX - 2,
+            ..History::default()
+        };
+        for _ in 0..2 {
+            let run = h.start_run();
+            h.observe(run, &fp("feed"), Level::WARN, T);
+        }
+        let run = h.start_run(); // renumbered
+        assert!(run < 10);
+        h.observe(run, &fp("feed"), Level::WARN, T);
+        h.start_run();
+        let runs = h.recent_runs("feed", 24).unwrap();
+        assert_eq!(runs[runs.len() - 3..], [true, true, false], "{runs:?}");
+    }
+
+    #[test]
+    fn a_reported_failure_a_run_ends_without_is_resolved_once() {
+        let mut h = History::default();
+        let feed = fp("feed");
+        for _ in 0..3 {
+            let run = h.start_run();
+            h.observe(run, &feed, Level::ERROR, T);
+        }
+        assert!(!h.end_run(3), "seen in this run: not over");
+        h.reported(["feed"], T);
+        // A failure never reported is not said to be over.
+        let other = fp("other");
+        h.observe(3, &other, Level::WARN, T);
+        let run = h.start_run();
+        assert!(h.end_run(run));
+        assert_eq!(h.resolved.len(), 1);
+        let r = &h.resolved[0];
+        assert_eq!(
+            (r.key.as_str(), r.runs, r.level, r.run),
+            ("feed", 3, Level::ERROR, 4)
+        );
+        assert!(!h.streaks.contains_key("feed"), "its streak is over");
+        assert!(!h.end_run(run), "once");
+        assert_eq!(h.resolved.len(), 1);
+        // Failing again before the notice went out: no longer over.
+        let run = h.start_run();
+        h.observe(run, &feed, Level::WARN, T);
+        assert!(h.resolved.is_empty());
+    }
+
+    #[test]
+    fn a_history_without_the_new_fields_loads() {
+        let json = r#"{"runs":3,"streaks":{}}"#;
+        let h: History = serde_json::from_str(json).unwrap();
+        assert_eq!(h.runs, 3);
+        assert!(h.recent.is_empty() && h.resolved.is_empty());
+        // And writes none while they are empty.
+        assert_eq!(serde_json::to_string(&h).unwrap(), json);
+        let h = runs("x.");
+        let back: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(back, h);
     }
 }

@@ -638,6 +638,10 @@ fn bad_values_name_their_key_and_what_is_allowed() {
             "capture_panics = \"yes\"",
             vec!["true or false", "`capture_panics`"],
         ),
+        (
+            "notify_recovery = 1",
+            vec!["true or false", "`notify_recovery`"],
+        ),
         ("html = \"no\"", vec!["true or false", "`html`"]),
         (
             "max_detail_lines = 0",
@@ -767,6 +771,7 @@ fn from_vars_reads_every_key_and_the_threshold_as_count_colon_level() {
             ("POCA_LOCK_TIMEOUT", "0"),
             ("POCA_CHECKPOINT_INTERVAL", "false"),
             ("POCA_CAPTURE_PANICS", "false"),
+            ("POCA_NOTIFY_RECOVERY", "true"),
             ("POCA_FEEDS", "the program's own setting: ignored"),
             ("OTHER_APP", "another prefix: ignored"),
         ],
@@ -784,6 +789,7 @@ fn from_vars_reads_every_key_and_the_threshold_as_count_colon_level() {
     assert_eq!(config.lock_timeout, Some(Duration::ZERO));
     assert_eq!(config.checkpoint_interval, Some(None));
     assert!(!config.capture_panics && !config.local_time);
+    assert!(config.notify_recovery);
 
     let (layer, guard) = EmailLayer::from_config(&config).unwrap();
     let held = run(layer.clone(), &guard, &["first"]);
@@ -1131,6 +1137,7 @@ fn the_readme_example_file_parses_and_builds() {
         (Some(true), Some(200))
     );
     assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
+    assert!(email.notify_recovery);
     // Everything else is accepted by the builder: take away what reads the
     // environment and the disk.
     let dir = tempfile::tempdir().unwrap();

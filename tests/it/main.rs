@@ -32,6 +32,7 @@ mod journal;
 mod mock_smtp;
 mod panics;
 mod podcast;
+mod recovery;
 mod secrets;
 mod simulate;
 mod smtp;

@@ -276,3 +276,59 @@ fn a_feed_failing_run_after_run_is_reported_once_then_reminded_daily() {
         texts[0]
     );
 }
+
+#[test]
+fn with_notify_recovery_a_feed_that_works_again_gets_one_resolved_email() {
+    act_as_child_if_asked(podcast::run);
+    let name = "with_notify_recovery_a_feed_that_works_again_gets_one_resolved_email";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |now: &str, fail: &[&str]| {
+        let mut args: Vec<String> = [
+            "--state-file",
+            d.join("poca.json").to_str().unwrap(),
+            "--outbox",
+            d.join("outbox").to_str().unwrap(),
+            "--consecutive-runs",
+            "3",
+            "--notify-recovery",
+            "--now",
+            now,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for feed in fail {
+            args.extend(["--fail".to_string(), feed.to_string()]);
+        }
+        let output = command(name, &args).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        outcome_line(&output)
+    };
+    for hour in 10..=11 {
+        let now = format!("2026-11-20T{hour}:00:00Z");
+        assert!(run(&now, &["Radio Café"]).starts_with("held"));
+    }
+    assert!(run("2026-11-20T12:00:00Z", &["Radio Café"]).starts_with("sent 24 records"));
+    // The next run has every feed working: the resolved email, and the
+    // run's own records stay held.
+    assert_eq!(
+        run("2026-11-20T13:00:00Z", &[]),
+        "sent 0 records in 1 email"
+    );
+    assert!(run("2026-11-20T14:00:00Z", &[]).starts_with("held 16 records"));
+    let subjects = outbox(d, |m| m.subject().unwrap().to_owned());
+    assert_eq!(
+        subjects,
+        [
+            r#"[poca] feed "Radio Café" failing for 3 runs"#,
+            r#"[poca] resolved: feed "Radio Café" OK again after failing 3 runs"#,
+        ]
+    );
+    // The digest showed the feed's runs.
+    let first = outbox(d, |m| m.body_text(0).unwrap().into_owned()).remove(0);
+    assert!(
+        first.contains("in each of the last 3 runs; last 3 runs, oldest first: ✗✗✗"),
+        "{first}"
+    );
+}
