@@ -29,6 +29,7 @@ mod faults;
 mod fingerprint_fields;
 mod inspect;
 mod journal;
+mod log_records;
 mod mock_smtp;
 mod panics;
 mod podcast;
