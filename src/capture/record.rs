@@ -332,7 +332,12 @@ impl Record {
             level: *meta.level(),
             target: owned(meta.target()),
             message,
-            fields: Fields(fields.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect()),
+            fields: Fields(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Borrowed(k), v))
+                    .collect(),
+            ),
             module_path: meta.module_path().map(owned),
             file: meta.file().map(owned),
             line: meta.line(),

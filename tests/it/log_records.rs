@@ -99,7 +99,10 @@ fn a_per_layer_targets_filter_sees_the_real_target_of_a_log_record() {
     bridge();
     for (filter, kept) in [
         (Targets::new().with_target("upstream", Level::WARN), true),
-        (Targets::new().with_target("upstream::http", Level::ERROR), false),
+        (
+            Targets::new().with_target("upstream::http", Level::ERROR),
+            false,
+        ),
         (Targets::new().with_target("log", Level::TRACE), false),
     ] {
         let dir = tempfile::tempdir().unwrap();

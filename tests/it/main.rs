@@ -30,6 +30,7 @@ mod fingerprint_fields;
 mod inspect;
 mod journal;
 mod log_records;
+mod login;
 mod mock_smtp;
 mod panics;
 mod podcast;
