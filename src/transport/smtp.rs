@@ -69,6 +69,7 @@ impl Security {
 /// # Ok::<(), tracing_email::Error>(())
 /// ```
 #[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub struct Smtp {
     host: String,
     port: Option<u16>,

@@ -24,6 +24,7 @@ mod concurrency;
 mod config;
 mod cookbook;
 mod crash;
+mod docs;
 mod dropped_guard;
 mod faults;
 mod fingerprint_fields;
