@@ -802,15 +802,20 @@ impl Cause {
 
 impl Transport for Smtp {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
-        let transport = self.transport_now().map_err(Box::new)?;
         // lettre (with its `tracing` feature) logs the SMTP exchange, AUTH
         // included: nothing of it may reach any layer, ours or the user's.
+        // Nor may what fetches a secret log it: the fetch, and the drop of
+        // a transport made for this send (lettre logs its pool's end), are
+        // inside too.
         let silent = tracing::subscriber::NoSubscriber::default();
-        tracing::subscriber::with_default(silent, || transport.send(&email.message))
-            .map(|_| ())
-            .map_err(|e| {
-                Box::new(Error::explained(ErrorKind::Smtp, self.explain(&e), e)) as BoxError
-            })
+        tracing::subscriber::with_default(silent, || {
+            let transport = self.transport_now()?;
+            transport
+                .send(&email.message)
+                .map(|_| ())
+                .map_err(|e| Error::explained(ErrorKind::Smtp, self.explain(&e), e))
+        })
+        .map_err(|e| Box::new(e) as BoxError)
     }
 
     fn check(&mut self) -> Result<(), BoxError> {

@@ -122,6 +122,9 @@ fn a_per_layer_targets_filter_sees_the_real_target_of_a_log_record() {
         });
         let records: Vec<_> = recorder.emails().concat();
         assert_eq!(records.len(), usize::from(kept), "{filter}: {outcome}");
+        if kept {
+            assert_eq!(records[0].target, "upstream::http");
+        }
     }
 }
 

@@ -571,6 +571,18 @@ fn fetched_secrets_never_leak_here() {
     assert!(sent.is_sent(), "{sent}");
     texts.push(format!("{config:?} {sent:?}"));
     texts.push(std::fs::read_to_string(dir2.path().join("state.json")).unwrap());
+
+    // A closure whose HTTP client logs the token endpoint's answer at TRACE,
+    // as some do: the fetch runs where no subscriber sees it.
+    let smtp = oauth2_smtp(&oauth2, || {
+        tracing::trace!(body = %TOKEN, "token endpoint answered");
+        Ok(TOKEN.to_owned())
+    });
+    let dir3 = tempfile::tempdir().unwrap();
+    let sent = run_once(&dir3.path().join("state.json"), smtp, "four");
+    assert!(sent.is_sent(), "{sent}");
+    texts.push(std::fs::read_to_string(dir3.path().join("state.json")).unwrap());
+
     for m in oauth2.messages().iter().chain(&password.messages()) {
         texts.push(m.data_lossy());
     }
