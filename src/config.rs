@@ -42,6 +42,9 @@ use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
 /// `lock_timeout` must be more than 0. A key left out keeps the builder's
 /// default. In YAML or JSON, `null` counts as left out.
 ///
+/// A command (`password_command`, `oauth2_token_command`) is a list, the
+/// program then its arguments, never one string: it runs without a shell.
+///
 /// `Debug` never shows a password: one in `smtp_url` is shown as `***`
 /// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
 /// `#`, as an unencoded password would).
@@ -242,7 +245,11 @@ impl EmailConfig {
     /// …), each taking what its key takes, written as text: `true` or
     /// `false`, seconds such as `0.5`, `PREFIX_THRESHOLD` as `COUNT:LEVEL`
     /// (`5:warn`), `PREFIX_TO` and `PREFIX_FINGERPRINT_FIELDS` separated by
-    /// commas, `PREFIX_CHECKPOINT_INTERVAL=false` for no checkpoints. Besides
+    /// commas, `PREFIX_CHECKPOINT_INTERVAL=false` for no checkpoints,
+    /// `PREFIX_PASSWORD_COMMAND` and `PREFIX_OAUTH2_TOKEN_COMMAND` as the
+    /// program then its arguments separated by white space (`pass show
+    /// smtp`), or as a JSON list of strings when an argument holds a space
+    /// (`["secret-tool", "lookup", "service", "my smtp"]`). Besides
     /// them, `PREFIX_SMTP_PASSWORD` holds the SMTP password itself.
     ///
     /// The prefix is given without its underscore (`"POCA"`; a trailing `_`
