@@ -21,6 +21,11 @@ fn log_one() {
     tracing::info!(n = 42, "feed {} failed", "x");
 }
 
+/// The same event from the `log` crate, through `tracing-log`'s bridge.
+fn log_one_from_log() {
+    log::info!(target: "bench::feeds", "feed {} failed", "x");
+}
+
 /// Threads that stay for the whole benchmark, as a program's threads do, and
 /// log when told to.
 struct Workers {
@@ -103,6 +108,23 @@ fn events(c: &mut Criterion) {
     let captured = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     group.bench_function("email_layer_captured", |b| {
         b.iter_custom(|iters| one.run(&captured, iters, &guard))
+    });
+    // A record from `log`: its metadata normalized, its names copied.
+    tracing_log::LogTracer::init().expect("the log bridge");
+    group.bench_function("email_layer_captured_from_log", |b| {
+        b.iter_custom(|iters| {
+            let elapsed = tracing::dispatcher::with_default(&captured, || {
+                let span = tracing::info_span!("job", feed = "Radio Café");
+                let _entered = span.enter();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    log_one_from_log();
+                }
+                start.elapsed()
+            });
+            common::empty(&guard);
+            elapsed
+        })
     });
     group.finish();
 

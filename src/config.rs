@@ -42,6 +42,9 @@ use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
 /// `lock_timeout` must be more than 0. A key left out keeps the builder's
 /// default. In YAML or JSON, `null` counts as left out.
 ///
+/// A command (`password_command`, `oauth2_token_command`) is a list, the
+/// program then its arguments, never one string: it runs without a shell.
+///
 /// `Debug` never shows a password: one in `smtp_url` is shown as `***`
 /// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
 /// `#`, as an unencoded password would).
@@ -95,6 +98,12 @@ pub struct EmailConfig {
     /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`].
     #[serde(default, deserialize_with = "de::password_env")]
     pub password_env: Option<String>,
+    /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`].
+    #[serde(default, deserialize_with = "de::password_command")]
+    pub password_command: Option<Vec<String>>,
+    /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`].
+    #[serde(default, deserialize_with = "de::oauth2_token_command")]
+    pub oauth2_token_command: Option<Vec<String>>,
     /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`]): see [`Smtp::root_certificate`].
     #[serde(default, deserialize_with = "de::root_certificate")]
     pub root_certificate: Option<PathBuf>,
@@ -207,6 +216,8 @@ impl fmt::Debug for EmailConfig {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("password_env", &self.password_env)
             .field("password", &crate::error::hidden(&self.password))
+            .field("password_command", &self.password_command)
+            .field("oauth2_token_command", &self.oauth2_token_command)
             .field("root_certificate", &self.root_certificate)
             .field("timeout", &self.timeout)
             .field("allow_insecure_auth", &self.allow_insecure_auth)
@@ -238,7 +249,11 @@ impl EmailConfig {
     /// …), each taking what its key takes, written as text: `true` or
     /// `false`, seconds such as `0.5`, `PREFIX_THRESHOLD` as `COUNT:LEVEL`
     /// (`5:warn`), `PREFIX_TO` and `PREFIX_FINGERPRINT_FIELDS` separated by
-    /// commas, `PREFIX_CHECKPOINT_INTERVAL=false` for no checkpoints. Besides
+    /// commas, `PREFIX_CHECKPOINT_INTERVAL=false` for no checkpoints,
+    /// `PREFIX_PASSWORD_COMMAND` and `PREFIX_OAUTH2_TOKEN_COMMAND` as the
+    /// program then its arguments separated by white space (`pass show
+    /// smtp`), or as a JSON list of strings when an argument holds a space
+    /// (`["secret-tool", "lookup", "service", "my smtp"]`). Besides
     /// them, `PREFIX_SMTP_PASSWORD` holds the SMTP password itself.
     ///
     /// The prefix is given without its underscore (`"POCA"`; a trailing `_`
@@ -484,6 +499,8 @@ impl EmailConfig {
             (None, outbox) => {
                 let smtp_only = [
                     ("password_env", self.password_env.is_some()),
+                    ("password_command", self.password_command.is_some()),
+                    ("oauth2_token_command", self.oauth2_token_command.is_some()),
                     ("root_certificate", self.root_certificate.is_some()),
                     ("timeout", self.timeout.is_some()),
                     ("allow_insecure_auth", self.allow_insecure_auth),
@@ -551,9 +568,20 @@ impl EmailConfig {
         if self.password_env.is_some() {
             sources.push(self.name("password_env"));
         }
+        if self.password_command.is_some() {
+            sources.push(self.name("password_command"));
+        }
+        if self.oauth2_token_command.is_some() {
+            sources.push(self.name("oauth2_token_command"));
+        }
         if sources.len() > 1 {
             return Err(smtp_err(format!(
-                "the SMTP password is given more than once ({}); keep one",
+                "the SMTP {} given more than once ({}); keep one",
+                if self.oauth2_token_command.is_some() {
+                    "login (a password or a token) is"
+                } else {
+                    "password is"
+                },
                 sources.join(", ")
             )));
         }
@@ -571,6 +599,25 @@ impl EmailConfig {
                 )));
             }
             smtp = smtp.password(password);
+        }
+        for (key, command, oauth2) in [
+            ("password_command", &self.password_command, false),
+            ("oauth2_token_command", &self.oauth2_token_command, true),
+        ] {
+            let Some(argv) = command else { continue };
+            if smtp.user().is_none() {
+                return Err(smtp_err(format!(
+                    "{} is set but {smtp_url} has no user name; write it into the URL, such \
+                     as smtps://me%40example.com@smtp.example.com",
+                    self.name(key)
+                )));
+            }
+            smtp = if oauth2 {
+                smtp.oauth2_token_command(argv.iter().cloned())
+            } else {
+                smtp.password_command(argv.iter().cloned())
+            }
+            .with_command_key(self.name(key));
         }
         if let Some(d) = self.timeout {
             let key = self.name("timeout");

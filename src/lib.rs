@@ -57,8 +57,23 @@
 //! environment variables ([`EmailConfig::from_env`]);
 //! [`EmailLayer::from_config`] makes the layer from it. Unknown keys and bad
 //! values are errors that name the key.
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `smtp` | yes | [`Smtp`]: lettre's SMTP client with pure-Rust TLS (rustls, ring) and the bundled webpki root certificates; pooled sessions; XOAUTH2 and passwords from a command |
+//! | `sendmail` | yes | [`Sendmail`]: hands digests to a local `sendmail` program |
+//! | `log` | yes | records bridged from the `log` crate by `tracing-log` keep their real target, module, file and line, and are told apart by their own call site |
+//! | `rustls-native-certs` | no | [`Smtp`] trusts the platform's root certificates instead of the bundled ones (implies `smtp`) |
+//!
+//! With `default-features = false` the crate keeps [`FileDrop`] and your own
+//! [`Transport`]s, with no TLS stack in the dependency tree.
 
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` on nightly: items that need a feature
+// carry a badge that says which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 // A folder or file per stage of the flow, and data moves one way through
@@ -96,8 +111,10 @@ pub use policy::WaitingFor;
 pub use settings::PolicyConfig;
 pub use store::file::STATE_FILE_NAME;
 #[cfg(feature = "sendmail")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sendmail")))]
 pub use transport::Sendmail;
 #[cfg(feature = "smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub use transport::Smtp;
 pub use transport::{BoxError, Email, FileDrop, Transport};
 

@@ -386,6 +386,8 @@ pub(crate) mod de {
         Level,
         /// One string or a list: what one is, what several are.
         List(&'static str, &'static str),
+        /// A command: a list of strings, the program then its arguments.
+        Command,
     }
 
     const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
@@ -418,6 +420,9 @@ pub(crate) mod de {
                 ),
                 Kind::Level => LEVELS.into(),
                 Kind::List(one, many) => format!("{one} or a list of {many} (strings)"),
+                Kind::Command => "a list of strings, the program then its arguments (run \
+                                  without a shell), such as [\"pass\", \"show\", \"smtp\"]"
+                    .into(),
             }
         }
 
@@ -467,6 +472,16 @@ pub(crate) mod de {
                 Kind::List(..) => match v {
                     Value::String(_) => Ok(json!([v])),
                     Value::Array(all) => is(all.iter().all(Value::is_string)),
+                    _ => Err(false),
+                },
+                // Not one string: "pass show smtp" would be taken for the
+                // name of one program.
+                Kind::Command => match v {
+                    Value::Array(all) if !all.iter().all(Value::is_string) => Err(false),
+                    Value::Array(all) => match all.first().and_then(Value::as_str) {
+                        Some(program) if !program.trim().is_empty() => Ok(v.clone()),
+                        _ => Err(true),
+                    },
                     _ => Err(false),
                 },
             }
@@ -581,7 +596,9 @@ pub(crate) mod de {
             return Ok(None);
         }
         // A list's items are strings: an error names the item.
-        let items = v.as_array().filter(|_| matches!(kind, Kind::List(..)));
+        let items = v
+            .as_array()
+            .filter(|_| matches!(kind, Kind::List(..) | Kind::Command));
         if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
             return Err(de::Error::invalid_type(
                 unexpected(item),
@@ -636,6 +653,10 @@ pub(crate) mod de {
         app: String = required("app", "APP", Kind::Text);
         smtp_url: Option<String> = opt("smtp_url", "SMTP_URL", Kind::Text);
         password_env: Option<String> = opt("password_env", "PASSWORD_ENV", Kind::Text);
+        password_command: Option<Vec<String>> =
+            opt("password_command", "PASSWORD_COMMAND", Kind::Command);
+        oauth2_token_command: Option<Vec<String>> =
+            opt("oauth2_token_command", "OAUTH2_TOKEN_COMMAND", Kind::Command);
         root_certificate: Option<PathBuf> = opt("root_certificate", "ROOT_CERTIFICATE", Kind::Path);
         timeout: Option<Duration> = opt("timeout", "TIMEOUT", secs(true, MAX_SMTP_TIMEOUT));
         allow_insecure_auth: bool =
@@ -713,6 +734,12 @@ pub(crate) mod de {
                     .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
                 json!(names.collect::<Option<Vec<_>>>())
             }
+            // A command: words separated by white space, or a JSON list
+            // when an argument holds a space.
+            Kind::Command if t.starts_with('[') => {
+                serde_json::from_str::<Value>(t).unwrap_or(Value::Null)
+            }
+            Kind::Command => json!(t.split_whitespace().collect::<Vec<_>>()),
             _ => json!(text),
         };
         Some(if kind.read(&v).is_ok() {
@@ -721,6 +748,10 @@ pub(crate) mod de {
             Err(match kind {
                 Kind::Level => format!("a level: {LEVELS}"),
                 Kind::List(..) => "field names separated by commas, such as feed,url".into(),
+                Kind::Command => "the program then its arguments, separated by spaces (pass show \
+                                  smtp), or a JSON list of strings when an argument holds a space \
+                                  ([\"secret-tool\", \"lookup\", \"service\", \"my smtp\"])"
+                    .into(),
                 _ => kind.expected(),
             })
         })

@@ -237,6 +237,10 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        #[cfg(feature = "log")]
+        if tracing_log::NormalizeEvent::is_log(event) {
+            return self.on_log_event(event, &ctx);
+        }
         let meta = event.metadata();
         // lettre's connection pool logs from a thread of its own, outside
         // any send: that is this crate's machinery too.
@@ -246,8 +250,6 @@ where
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
             return self.shared.refuse_after_guard();
         }
-        let (spans, spans_cost) = span_scope(event, &ctx);
-        let mut message = String::new();
         // Exactly the room the event's fields need: a record in memory costs
         // no more than it must.
         let expected = meta
@@ -256,16 +258,9 @@ where
             .filter(|f| f.name() != "message")
             .count();
         let mut fields = Vec::with_capacity(expected);
-        let mut visitor = FieldVisitor::new(
-            Some(&mut message),
-            &mut fields,
-            self.shared.max_record_bytes,
-            meta.fields().len(),
-            spans_cost,
-        );
-        event.record(&mut visitor);
-        let (left, _) = visitor.finish();
-        let spans = fit_spans(spans, spans_cost, left);
+        let (message, spans) = self.visit(event, &ctx, &mut fields, meta.fields().len(), |v| {
+            event.record(v)
+        });
         let captured = crate::capture::record::Event {
             time: crate::clock::now_or_system(&*self.shared.clock),
             meta,
@@ -273,11 +268,148 @@ where
             fields: fields.into_boxed_slice(),
             spans,
         };
-        let pushed = self.shared.buffer.push(Captured::Event(captured));
+        self.push(Captured::Event(captured));
+    }
+}
+
+impl EmailLayer {
+    /// Reads an event's message and fields (given to `record` through a
+    /// visitor) within the record's bound, `fields` being how many fields
+    /// it has, and the spans it happened in.
+    fn visit<S>(
+        &self,
+        event: &Event<'_>,
+        ctx: &Context<'_, S>,
+        out: &mut Vec<(&'static str, Value)>,
+        fields: usize,
+        record: impl FnOnce(&mut FieldVisitor<'_, Vec<(&'static str, Value)>>),
+    ) -> (String, Box<[Arc<SpanRecord>]>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let (spans, spans_cost) = span_scope(event, ctx);
+        let mut message = String::new();
+        let mut visitor = FieldVisitor::new(
+            Some(&mut message),
+            out,
+            self.shared.max_record_bytes,
+            fields,
+            spans_cost,
+        );
+        record(&mut visitor);
+        let (left, _) = visitor.finish();
+        (message, fit_spans(spans, spans_cost, left))
+    }
+
+    /// Keeps a captured record, and wakes the batch worker when a batch is
+    /// complete.
+    fn push(&self, captured: Captured) {
+        let pushed = self.shared.buffer.push(captured);
         if let Some((size, signal)) = &self.shared.batch
             && pushed.is_multiple_of(*size)
         {
             signal.wake();
+        }
+    }
+
+    /// An event bridged from the `log` crate by `tracing-log`: all such
+    /// events share one callsite per level, with target `log` and the real
+    /// target, module, file and line in four `log.*` fields. The record
+    /// takes them from the normalized metadata (as `fmt` does) and leaves
+    /// the `log.*` fields out, so it reads, and is fingerprinted, like a
+    /// native event of its real callsite. That metadata lives only as long
+    /// as the event: its names are copied.
+    #[cfg(feature = "log")]
+    fn on_log_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if is_sending() {
+            return;
+        }
+        let Some(meta) = tracing_log::NormalizeEvent::normalized_metadata(event) else {
+            return;
+        };
+        if meta.target().starts_with(LETTRE_POOL) {
+            return;
+        }
+        if self.shared.guard_dropped.load(Ordering::Relaxed) {
+            return self.shared.refuse_after_guard();
+        }
+        let mut fields = Vec::new();
+        // The message is the one field left once the `log.*` ones are.
+        let (message, spans) = self.visit(event, ctx, &mut fields, 1, |v| {
+            event.record(&mut SkipLogFields(v))
+        });
+        let time = crate::clock::now_or_system(&*self.shared.clock);
+        let record = crate::Record::from_borrowed(&meta, time, message, fields, spans);
+        self.push(Captured::Record(Box::new(record)));
+    }
+}
+
+/// Passes on the fields of an event bridged from `log` except the bridge's
+/// own `log.target`, `log.module_path`, `log.file` and `log.line`.
+#[cfg(feature = "log")]
+struct SkipLogFields<'v, V>(&'v mut V);
+
+#[cfg(feature = "log")]
+fn is_bridge_field(field: &Field) -> bool {
+    field.name().starts_with("log.")
+}
+
+#[cfg(feature = "log")]
+impl<V: Visit> Visit for SkipLogFields<'_, V> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if !is_bridge_field(field) {
+            self.0.record_f64(field, value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if !is_bridge_field(field) {
+            self.0.record_i64(field, value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if !is_bridge_field(field) {
+            self.0.record_u64(field, value);
+        }
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        if !is_bridge_field(field) {
+            self.0.record_i128(field, value);
+        }
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        if !is_bridge_field(field) {
+            self.0.record_u128(field, value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if !is_bridge_field(field) {
+            self.0.record_bool(field, value);
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !is_bridge_field(field) {
+            self.0.record_str(field, value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if !is_bridge_field(field) {
+            self.0.record_error(field, value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if !is_bridge_field(field) {
+            self.0.record_debug(field, value);
         }
     }
 }

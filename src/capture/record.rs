@@ -314,6 +314,40 @@ impl From<Captured> for Record {
     }
 }
 
+impl Record {
+    /// A record of an event whose metadata lives only as long as the event
+    /// (a record bridged from `log`, read through its normalized
+    /// metadata): its names are copied.
+    #[cfg(feature = "log")]
+    pub(crate) fn from_borrowed(
+        meta: &Metadata<'_>,
+        time: SystemTime,
+        message: String,
+        fields: Vec<(&'static str, Value)>,
+        spans: Box<[Arc<SpanRecord>]>,
+    ) -> Record {
+        let owned = |s: &str| Cow::Owned(s.to_owned());
+        Record {
+            timestamp: crate::clock::datetime(time),
+            level: *meta.level(),
+            target: owned(meta.target()),
+            message,
+            fields: Fields(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Borrowed(k), v))
+                    .collect(),
+            ),
+            module_path: meta.module_path().map(owned),
+            file: meta.file().map(owned),
+            line: meta.line(),
+            spans: spans.into_vec(),
+            run: None,
+            memo: Memo::default(),
+        }
+    }
+}
+
 pub(crate) mod level_serde {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
     use tracing::Level;

@@ -2,6 +2,8 @@
 //! with the crate ([`Smtp`], [`FileDrop`], [`Sendmail`]).
 
 mod file;
+#[cfg(feature = "smtp")]
+mod secret;
 #[cfg(feature = "sendmail")]
 mod sendmail;
 #[cfg(feature = "smtp")]

@@ -16,6 +16,7 @@ use super::{BoxError, Email, Explained, Transport};
 /// let msmtp = Sendmail::with_command("/usr/bin/msmtp"); // any compatible program
 /// ```
 #[derive(Debug, Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "sendmail")))]
 pub struct Sendmail {
     command: OsString,
 }

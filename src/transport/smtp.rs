@@ -4,11 +4,15 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use lettre::transport::smtp::authentication::Credentials;
+use std::sync::Arc;
+
+use lettre::transport::smtp::SmtpTransportBuilder;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::response::Severity;
 use lettre::{SmtpTransport, Transport as _};
 
+use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
 
@@ -65,6 +69,7 @@ impl Security {
 /// # Ok::<(), tracing_email::Error>(())
 /// ```
 #[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub struct Smtp {
     host: String,
     port: Option<u16>,
@@ -74,10 +79,48 @@ pub struct Smtp {
     timeout: Duration,
     root_certificates: Vec<Vec<u8>>,
     allow_insecure_auth: bool,
-    transport: Option<SmtpTransport>,
+    /// A login whose secret is fetched at each send, instead of `password`.
+    login: Option<Login>,
+    /// Made by `build()`: the transport, or for a fetched login its
+    /// builder, to which each send adds the secret just fetched.
+    transport: Option<Built>,
     /// The keys of the config this came from, to name them in the advice
     /// of errors instead of the methods (`None`: made in code).
     keys: Option<ConfigKeys>,
+}
+
+/// A login whose secret is fetched when a send needs it.
+#[derive(Clone, Debug)]
+struct Login {
+    source: Source,
+    /// XOAUTH2 with a bearer token; else PLAIN or LOGIN with a password.
+    oauth2: bool,
+}
+
+impl Login {
+    fn what(&self) -> &'static str {
+        if self.oauth2 {
+            "OAuth2 token"
+        } else {
+            "SMTP password"
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Built {
+    Ready(SmtpTransport),
+    NeedsSecret(Box<SmtpTransportBuilder>),
+}
+
+// By hand: lettre's types would show the credentials.
+impl fmt::Debug for Built {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Built::Ready(_) => "Ready",
+            Built::NeedsSecret(_) => "NeedsSecret",
+        })
+    }
 }
 
 /// How a config names the settings that errors advise to change.
@@ -97,6 +140,7 @@ impl fmt::Debug for Smtp {
             .field("security", &self.security.describe())
             .field("user", &self.user)
             .field("password", &crate::error::hidden(&self.password))
+            .field("login", &self.login)
             .field("timeout", &self.timeout)
             .field("root_certificates", &self.root_certificates.len())
             .field("allow_insecure_auth", &self.allow_insecure_auth)
@@ -115,6 +159,7 @@ impl Smtp {
             timeout: Duration::from_secs(10),
             root_certificates: Vec::new(),
             allow_insecure_auth: false,
+            login: None,
             transport: None,
             keys: None,
         }
@@ -308,6 +353,87 @@ impl Smtp {
         self
     }
 
+    /// Logs in with XOAUTH2 (Microsoft 365, Gmail) as `user`, with a bearer
+    /// token that `token` returns. It is called when a send needs it, never
+    /// at `build()` (tokens expire within the hour), on the thread that
+    /// sends; an error or an empty token fails that send (the records are
+    /// kept). The token is never shown, logged or stored.
+    ///
+    /// ```
+    /// # fn fetch_token() -> Result<String, std::io::Error> { Ok("ya29.a0Af".into()) }
+    /// let smtp = tracing_email::Smtp::starttls("smtp.office365.com")
+    ///     .oauth2("me@example.com", || fetch_token());
+    /// assert!(!format!("{smtp:?}").contains("ya29"));
+    /// ```
+    pub fn oauth2<F, E>(mut self, user: impl Into<String>, token: F) -> Self
+    where
+        F: Fn() -> Result<String, E> + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        self.user = Some(user.into());
+        self.login = Some(Login {
+            source: Source::Closure(Arc::new(move || token().map_err(Into::into))),
+            oauth2: true,
+        });
+        self
+    }
+
+    /// Logs in with XOAUTH2 as the URL's user, with a bearer token that
+    /// this command prints: `argv` is the program, then its arguments, run
+    /// without a shell at each send that needs a token (the convention of
+    /// msmtp's `passwordeval` and git's credential helpers). The first line
+    /// of its standard output is the token; a non-zero exit (its stderr is
+    /// shown), no output or no end within the SMTP [`timeout`](Smtp::timeout)
+    /// (it is then killed, with what it started) fails that send, and the
+    /// records are kept. `build()` refuses an empty command, a command
+    /// beside a password, and no user name.
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::from_url("smtp://me%40example.com@smtp.office365.com?tls=required")?
+    ///     .oauth2_token_command(["oauth2-helper", "--account", "poca"]);
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn oauth2_token_command<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.login = Some(Login {
+            source: Source::Command {
+                argv: argv.into_iter().map(Into::into).collect(),
+                key: "oauth2_token_command".into(),
+            },
+            oauth2: true,
+        });
+        self
+    }
+
+    /// Logs in as the URL's user with the password this command prints
+    /// (`pass`, `secret-tool`, a vault CLI): run without a shell at each
+    /// send, as [`oauth2_token_command`](Smtp::oauth2_token_command)
+    /// describes. The first line of its output is the password (`pass`
+    /// keeps other lines for notes).
+    ///
+    /// ```
+    /// let smtp = tracing_email::Smtp::from_url("smtps://me%40example.com@smtp.example.com")?
+    ///     .password_command(["pass", "show", "smtp"]);
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn password_command<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.login = Some(Login {
+            source: Source::Command {
+                argv: argv.into_iter().map(Into::into).collect(),
+                key: "password_command".into(),
+            },
+            oauth2: false,
+        });
+        self
+    }
+
     /// The user name to log in as, if any.
     ///
     /// ```
@@ -370,6 +496,19 @@ impl Smtp {
 
     /// Whether this setup would send a password over a connection that is
     /// not encrypted without the opt-in (which `build()` refuses).
+    /// Names the command's key as the config does (`email.password_command`,
+    /// `POCA_PASSWORD_COMMAND`) in its errors.
+    pub(crate) fn with_command_key(mut self, name: String) -> Self {
+        if let Some(Login {
+            source: Source::Command { key, .. },
+            ..
+        }) = &mut self.login
+        {
+            *key = name;
+        }
+        self
+    }
+
     pub(crate) fn insecure_auth_refused(&self) -> bool {
         let encrypted = matches!(self.security, Security::StartTls | Security::Implicit);
         self.user.is_some() && !encrypted && !self.allow_insecure_auth
@@ -400,7 +539,7 @@ impl Smtp {
         )
     }
 
-    fn build_transport(&self) -> Result<SmtpTransport, Error> {
+    fn build_transport(&self) -> Result<Built, Error> {
         if self.host.trim().is_empty() {
             return Err(Error::smtp("the SMTP host is empty"));
         }
@@ -424,6 +563,24 @@ impl Smtp {
             return Err(Error::smtp(
                 "an SMTP password is set but no user name; use .credentials(user, password)",
             ));
+        }
+        if let Some(login) = &self.login {
+            login.source.check(login.what()).map_err(Error::smtp)?;
+            let name = match &login.source {
+                Source::Command { key, .. } => key.clone(),
+                Source::Closure(_) => "the OAuth2 login".to_owned(),
+            };
+            if self.password.is_some() {
+                return Err(Error::smtp(format!(
+                    "both a password and {name} are set; keep one"
+                )));
+            }
+            if self.user.is_none() {
+                return Err(Error::smtp(format!(
+                    "{name} is set but no user name; write it into the URL, such as \
+                     smtps://me%40example.com@smtp.example.com"
+                )));
+            }
         }
         if self.insecure_auth_refused() {
             return Err(Error::smtp(format!(
@@ -465,10 +622,36 @@ impl Smtp {
                 _ => Tls::Opportunistic(params),
             });
         }
+        if let Some(login) = &self.login {
+            if login.oauth2 {
+                builder = builder.authentication(vec![Mechanism::Xoauth2]);
+            }
+            return Ok(Built::NeedsSecret(Box::new(builder)));
+        }
         if let (Some(user), Some(password)) = (&self.user, &self.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
-        Ok(builder.build())
+        Ok(Built::Ready(builder.build()))
+    }
+
+    /// The transport for one send: the one built, or for a fetched login a
+    /// new one with the secret fetched now (connections are not pooled
+    /// from one send to the next then, as the secret may have changed).
+    fn transport_now(&self) -> Result<std::borrow::Cow<'_, SmtpTransport>, Error> {
+        match (&self.transport, &self.login, &self.user) {
+            (Some(Built::Ready(t)), _, _) => Ok(std::borrow::Cow::Borrowed(t)),
+            (Some(Built::NeedsSecret(builder)), Some(login), Some(user)) => {
+                let secret = login
+                    .source
+                    .fetch(login.what(), self.timeout)
+                    .map_err(|e| Error::smtp(format!("{e}; the records are kept")))?;
+                let builder = (**builder)
+                    .clone()
+                    .credentials(Credentials::new(user.clone(), secret));
+                Ok(std::borrow::Cow::Owned(builder.build()))
+            }
+            _ => Err(Error::smtp("the SMTP transport was not checked by build()")),
+        }
     }
 
     /// Describes a lettre error in words a person can act on, from its
@@ -535,9 +718,13 @@ impl Smtp {
                 Some(keys) => format!("remove the user name and password from {}", keys.smtp_url),
                 None => "remove the credentials".to_owned(),
             };
+            let mechanisms = match &self.login {
+                Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
+                _ => "AUTH PLAIN or LOGIN",
+            };
             return format!(
-                "the mail server at {endpoint} offers no login on this port (no AUTH PLAIN or \
-                 LOGIN in its reply to EHLO), but a user name and password are set: if the \
+                "the mail server at {endpoint} offers no login on this port (no {mechanisms} \
+                 in its reply to EHLO), but a user name and password are set: if the \
                  server needs no login, {remove}; if it does, use its submission port with \
                  TLS (587 with STARTTLS, or 465 with implicit TLS), where logins are offered \
                  ({detail})"
@@ -615,22 +802,20 @@ impl Cause {
 
 impl Transport for Smtp {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
-        let transport = match &self.transport {
-            Some(t) => t,
-            None => {
-                return Err(Box::new(Error::smtp(
-                    "the SMTP transport was not checked by build()",
-                )));
-            }
-        };
         // lettre (with its `tracing` feature) logs the SMTP exchange, AUTH
         // included: nothing of it may reach any layer, ours or the user's.
+        // Nor may what fetches a secret log it: the fetch, and the drop of
+        // a transport made for this send (lettre logs its pool's end), are
+        // inside too.
         let silent = tracing::subscriber::NoSubscriber::default();
-        tracing::subscriber::with_default(silent, || transport.send(&email.message))
-            .map(|_| ())
-            .map_err(|e| {
-                Box::new(Error::explained(ErrorKind::Smtp, self.explain(&e), e)) as BoxError
-            })
+        tracing::subscriber::with_default(silent, || {
+            let transport = self.transport_now()?;
+            transport
+                .send(&email.message)
+                .map(|_| ())
+                .map_err(|e| Error::explained(ErrorKind::Smtp, self.explain(&e), e))
+        })
+        .map_err(|e| Box::new(e) as BoxError)
     }
 
     fn check(&mut self) -> Result<(), BoxError> {

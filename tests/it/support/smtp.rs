@@ -1,6 +1,6 @@
 //! A mock SMTP server: one thread per connection on 127.0.0.1, speaking the
 //! ESMTP that lettre's client sends (EHLO, STARTTLS or implicit TLS, AUTH
-//! PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT), recording every message and
+//! PLAIN or XOAUTH2, MAIL, RCPT, DATA, RSET, NOOP, QUIT), recording every message and
 //! every line, with the faults the tests need: a reply replaced, every reply
 //! delayed, the connection dropped on connect or after DATA.
 //!
@@ -13,7 +13,7 @@
 //! ```
 //!
 //! EHLO advertises `8BITMIME`, `SMTPUTF8`, `STARTTLS` (in StartTls mode,
-//! before TLS) and `AUTH PLAIN`: AUTH even before STARTTLS, so that a client
+//! before TLS) and `AUTH PLAIN XOAUTH2`: AUTH even before STARTTLS, so that a client
 //! that would send credentials in clear does so and the transcript shows it.
 //! Dropping the server stops it and shuts its open connections down.
 
@@ -174,6 +174,8 @@ struct State {
     transcript: Vec<Line>,
     faults: Vec<Fault>,
     credentials: Option<(String, String)>,
+    /// Set by `require_oauth2`: the user and the one bearer token accepted.
+    oauth2: Option<(String, String)>,
 }
 
 impl Shared {
@@ -273,6 +275,13 @@ impl MockSmtp {
     /// it, AUTH is optional and any credentials are accepted.
     pub fn require_auth(&self, user: &str, password: &str) {
         self.shared.state().credentials = Some((user.to_owned(), password.to_owned()));
+    }
+
+    /// From now on MAIL needs a successful AUTH first (530 otherwise), and
+    /// AUTH succeeds only as `AUTH XOAUTH2` for this user with this bearer
+    /// token (any other token, as an expired one would be, gets 535).
+    pub fn require_oauth2(&self, user: &str, token: &str) {
+        self.shared.state().oauth2 = Some((user.to_owned(), token.to_owned()));
     }
 
     /// Adds a fault, replacing one of the same kind (for `Reply`: of the
@@ -590,7 +599,7 @@ impl Session {
         if self.shared.security == Security::StartTls && !self.tls {
             text.push_str("STARTTLS\n");
         }
-        text.push_str("AUTH PLAIN");
+        text.push_str("AUTH PLAIN XOAUTH2");
         self.reply(250, &text)
     }
 
@@ -606,11 +615,18 @@ impl Session {
         Ok(())
     }
 
-    /// `AUTH PLAIN <base64 of "\0user\0password">`, as lettre sends it.
+    /// `AUTH PLAIN <base64 of "\0user\0password">`, or `AUTH XOAUTH2
+    /// <base64 of "user=U\x01auth=Bearer T\x01\x01">`, as lettre sends them.
     fn auth(&mut self, arg: &str) -> io::Result<()> {
+        if let Some(("XOAUTH2", response)) = arg.trim().split_once(' ') {
+            return self.xoauth2(response);
+        }
         let Some(("PLAIN", response)) = arg.trim().split_once(' ') else {
-            return self.reply(504, "5.5.4 Only AUTH PLAIN with its response");
+            return self.reply(504, "5.5.4 Only AUTH PLAIN or XOAUTH2 with its response");
         };
+        if self.shared.state().oauth2.is_some() {
+            return self.reply(535, "5.7.8 Only XOAUTH2 is accepted");
+        }
         let decoded = base64_decode(response);
         let mut parts = decoded
             .split(|&b| b == 0)
@@ -636,8 +652,38 @@ impl Session {
         }
     }
 
+    fn xoauth2(&mut self, response: &str) -> io::Result<()> {
+        let decoded = String::from_utf8_lossy(&base64_decode(response)).into_owned();
+        let mut user = None;
+        let mut token = None;
+        for part in decoded.split('\x01') {
+            if let Some(u) = part.strip_prefix("user=") {
+                user = Some(u.to_owned());
+            } else if let Some(t) = part.strip_prefix("auth=Bearer ") {
+                token = Some(t.to_owned());
+            }
+        }
+        let expected = self.shared.state().oauth2.clone();
+        let accepted = match expected {
+            Some((u, t)) => user.as_ref() == Some(&u) && token.as_ref() == Some(&t),
+            None => user.is_some() && token.is_some(),
+        };
+        if accepted {
+            self.auth_user = user;
+            self.reply(235, "2.7.0 Authentication successful")
+        } else {
+            self.reply(
+                535,
+                "5.7.8 Username and Password not accepted (token invalid or expired)",
+            )
+        }
+    }
+
     fn mail(&mut self, arg: &str) -> io::Result<()> {
-        let needs_auth = self.shared.state().credentials.is_some();
+        let needs_auth = {
+            let state = self.shared.state();
+            state.credentials.is_some() || state.oauth2.is_some()
+        };
         if needs_auth && self.auth_user.is_none() {
             return self.reply(530, "5.7.0 Authentication required");
         }

@@ -1,0 +1,375 @@
+//! The secret of an SMTP login that is not a fixed password: fetched when a
+//! send needs it, from a closure or from the standard output of a command
+//! (run without a shell, with a timeout). The secret is returned to the
+//! caller and nowhere else: no error, `Debug` output or log line holds it.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::BoxError;
+
+/// Most bytes of a command's standard output read: a token or a password
+/// is far shorter.
+const MAX_STDOUT: usize = 64 * 1024;
+
+/// Most bytes of a command's standard error shown in an error.
+const MAX_STDERR: usize = 2048;
+
+/// A closure that fetches a secret.
+pub(crate) type FetchFn = dyn Fn() -> Result<String, BoxError> + Send + Sync;
+
+/// Where a secret comes from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// Called at each send that needs it.
+    Closure(Arc<FetchFn>),
+    /// A program and its arguments, and the key that set it (named in
+    /// errors): the first line of its standard output is the secret.
+    Command { argv: Vec<String>, key: String },
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Closure(_) => f.write_str("a closure"),
+            Source::Command { argv, .. } => write!(f, "the command {argv:?}"),
+        }
+    }
+}
+
+impl Source {
+    /// What `build()` can check: a command with a program to run.
+    pub(crate) fn check(&self, what: &str) -> Result<(), String> {
+        match self {
+            Source::Command { argv, key } if argv.first().is_none_or(|p| p.trim().is_empty()) => {
+                Err(format!(
+                    "{key} is empty; give the program that prints the {what}, then its \
+                     arguments, such as [\"pass\", \"show\", \"smtp\"]"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The secret (`what`: "SMTP password", "OAuth2 token"), from the
+    /// closure or from the command, which is stopped after `timeout`. The
+    /// error says what failed and never holds the secret.
+    pub(crate) fn fetch(&self, what: &str, timeout: Duration) -> Result<String, String> {
+        let secret = match self {
+            Source::Closure(fetch) => {
+                let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch()));
+                match fetched {
+                    Ok(Ok(secret)) => secret,
+                    Ok(Err(e)) => {
+                        return Err(format!(
+                            "the {what} could not be fetched: {}",
+                            crate::error::error_chain(e.as_ref())
+                        ));
+                    }
+                    Err(_) => return Err(format!("the closure that fetches the {what} panicked")),
+                }
+            }
+            Source::Command { argv, key } => run(argv, key, what, timeout)?,
+        };
+        if secret.is_empty() {
+            return Err(match self {
+                Source::Closure(_) => format!("the closure that fetches the {what} returned ''"),
+                Source::Command { argv, key } => format!(
+                    "{key}: {:?} printed nothing on its standard output; it must print the \
+                     {what} (on its first line)",
+                    program(argv)
+                ),
+            });
+        }
+        Ok(secret)
+    }
+}
+
+fn program(argv: &[String]) -> &str {
+    argv.first().map_or("", String::as_str)
+}
+
+/// Runs `argv` without a shell, stdin closed, and returns the first line of
+/// its standard output; on Unix in a process group of its own, so that a
+/// timeout stops whatever it started too.
+fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<String, String> {
+    let name = program(argv);
+    let mut command = Command::new(name);
+    command
+        .args(argv.iter().skip(1))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::NotFound {
+            " (not found: give its path, or put it on PATH)"
+        } else {
+            ""
+        };
+        format!("{key}: could not start {name:?}{hint}: {e}")
+    })?;
+    let deadline = Instant::now() + timeout;
+    let (tx, rx) = mpsc::channel();
+    for (is_stdout, pipe) in [
+        (
+            true,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            false,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ] {
+        let Some(pipe) = pipe else { continue };
+        let tx = tx.clone();
+        let limit = if is_stdout { MAX_STDOUT } else { MAX_STDERR };
+        // Detached: a pipe held open by something the command started
+        // must not hold the send past its timeout.
+        let spawned = std::thread::Builder::new()
+            .name("tracing-email-secret".into())
+            .spawn(move || {
+                let _ = tx.send((is_stdout, read_bounded(pipe, limit)));
+            });
+        if let Err(e) = spawned {
+            stop(&mut child);
+            return Err(format!(
+                "{key}: could not start a thread to read {name:?}: {e}"
+            ));
+        }
+    }
+    drop(tx);
+    let status = match wait_until(&mut child, deadline) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            stop(&mut child);
+            return Err(format!(
+                "{key}: {name:?} did not finish within {timeout:?} (the SMTP timeout), so it was \
+                 stopped; check that it runs without asking anything"
+            ));
+        }
+        Err(e) => {
+            stop(&mut child);
+            return Err(format!("{key}: could not wait for {name:?}: {e}"));
+        }
+    };
+    let (mut out, mut err) = (None, None);
+    while out.is_none() || err.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.max(Duration::from_millis(100))) {
+            Ok((true, read)) => out = Some(read),
+            Ok((false, read)) => err = Some(read),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                kill_group(&child);
+                return Err(format!(
+                    "{key}: {name:?} exited, but something it started still holds its output \
+                     open after {timeout:?}"
+                ));
+            }
+        }
+    }
+    let (out, out_more) = out.unwrap_or_default();
+    let (err, err_more) = err.unwrap_or_default();
+    let stderr = shown(&err, err_more);
+    if !status.success() {
+        return Err(format!(
+            "{key}: {name:?} failed ({status}){}",
+            if stderr.is_empty() {
+                ", saying nothing on stderr".to_owned()
+            } else {
+                format!(": {stderr}")
+            }
+        ));
+    }
+    if out_more {
+        return Err(format!(
+            "{key}: {name:?} printed more than {MAX_STDOUT} bytes; it must print only the {what}"
+        ));
+    }
+    let Ok(text) = String::from_utf8(out) else {
+        return Err(format!(
+            "{key}: {name:?} printed something that is not UTF-8 text; it must print the {what}"
+        ));
+    };
+    let first = text.split('\n').next().unwrap_or("");
+    Ok(first.strip_suffix('\r').unwrap_or(first).to_owned())
+}
+
+/// Reads at most `limit` bytes, then drains the rest (so the writer never
+/// blocks on a full pipe); whether there was more.
+fn read_bounded(pipe: impl Read, limit: usize) -> (Vec<u8>, bool) {
+    let mut pipe = pipe;
+    let mut kept = Vec::new();
+    let _ = (&mut pipe).take(limit as u64).read_to_end(&mut kept);
+    let more = io::copy(&mut pipe, &mut io::sink()).is_ok_and(|n| n > 0);
+    (kept, more)
+}
+
+/// Standard error as shown in an error: its text, trimmed, on one line,
+/// marked when cut.
+fn shown(err: &[u8], more: bool) -> String {
+    let text = String::from_utf8_lossy(err);
+    let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if more || text.len() >= MAX_STDERR {
+        line.push('…');
+    }
+    line
+}
+
+/// Polls until the child exits or `deadline` passes (`None`).
+fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Kills the child (and on Unix its process group) and reaps it.
+fn stop(child: &mut Child) {
+    kill_group(child);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// On Unix, kills the process group the child leads: what it started goes
+/// too.
+fn kill_group(child: &Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals that process group;
+        // it touches no memory of this process.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Source {
+        Source::Command {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            key: "password_command".into(),
+        }
+    }
+
+    const SECOND: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn the_first_line_of_the_output_is_the_secret() {
+        let s = sh("printf 'hunter2\\nuser: me\\n'").fetch("SMTP password", SECOND);
+        assert_eq!(s.unwrap(), "hunter2");
+        let s = sh("printf 'tok\\r\\n'").fetch("OAuth2 token", SECOND);
+        assert_eq!(s.unwrap(), "tok");
+        let s = sh("printf 'no newline'").fetch("OAuth2 token", SECOND);
+        assert_eq!(s.unwrap(), "no newline");
+    }
+
+    #[test]
+    fn failures_name_the_key_and_show_stderr_but_never_stdout() {
+        let e = sh("echo hunter2; echo 'vault sealed' >&2; exit 3")
+            .fetch("SMTP password", SECOND)
+            .unwrap_err();
+        assert!(e.starts_with("password_command: \"sh\" failed"), "{e}");
+        assert!(e.contains("vault sealed") && e.contains('3'), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+
+        let e = sh("echo").fetch("SMTP password", SECOND).unwrap_err();
+        assert!(e.contains("printed nothing"), "{e}");
+
+        let e = sh("printf '\\377\\376'")
+            .fetch("SMTP password", SECOND)
+            .unwrap_err();
+        assert!(e.contains("not UTF-8"), "{e}");
+
+        let e = Source::Command {
+            argv: vec!["/nonexistent/helper".into()],
+            key: "K".into(),
+        }
+        .fetch("SMTP password", SECOND)
+        .unwrap_err();
+        assert!(
+            e.starts_with("K: could not start \"/nonexistent/helper\" (not found"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_long_stderr_is_cut() {
+        let e = sh("head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1")
+            .fetch("SMTP password", SECOND)
+            .unwrap_err();
+        assert!(
+            e.len() < MAX_STDERR + 200 && e.ends_with('…'),
+            "{}",
+            e.len()
+        );
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_stopped_at_the_timeout_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("pid");
+        let started = Instant::now();
+        let e = sh(&format!("sleep 30 & echo $! > {}; wait", pid.display()))
+            .fetch("OAuth2 token", Duration::from_millis(300))
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(e.contains("did not finish within 300ms"), "{e}");
+        let pid = std::fs::read_to_string(&pid).unwrap();
+        let alive = || {
+            Command::new("kill")
+                .args(["-0", pid.trim()])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        };
+        let gone_by = Instant::now() + Duration::from_secs(2);
+        while alive() && Instant::now() < gone_by {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "the sleep the command started still runs");
+    }
+
+    #[test]
+    fn empty_commands_are_refused_by_check() {
+        for argv in [vec![], vec![" ".to_owned()]] {
+            let e = Source::Command {
+                argv,
+                key: "oauth2_token_command".into(),
+            }
+            .check("OAuth2 token")
+            .unwrap_err();
+            assert!(e.starts_with("oauth2_token_command is empty"), "{e}");
+        }
+    }
+}
