@@ -615,6 +615,12 @@ impl Cause {
 
 impl Transport for Smtp {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
+        self.send_with_reply(email).map(drop)
+    }
+
+    /// The server's reply to the message: its code and text,
+    /// `250 2.0.0 Ok: queued as 4F2A1`.
+    fn send_with_reply(&self, email: &Email) -> Result<Option<String>, BoxError> {
         let transport = match &self.transport {
             Some(t) => t,
             None => {
@@ -627,7 +633,10 @@ impl Transport for Smtp {
         // included: nothing of it may reach any layer, ours or the user's.
         let silent = tracing::subscriber::NoSubscriber::default();
         tracing::subscriber::with_default(silent, || transport.send(&email.message))
-            .map(|_| ())
+            .map(|reply| {
+                let text: Vec<&str> = reply.message().collect();
+                Some(format!("{} {}", reply.code(), text.join(" ")))
+            })
             .map_err(|e| {
                 Box::new(Error::explained(ErrorKind::Smtp, self.explain(&e), e)) as BoxError
             })
