@@ -23,6 +23,8 @@ use args::{Cli, Command, Located, TransportArgs};
 enum Fail {
     Usage(String),
     Failed(String),
+    /// Standard output was closed early (`show | head`): not an error.
+    Closed,
 }
 
 impl From<tracing_email::Error> for Fail {
@@ -33,6 +35,9 @@ impl From<tracing_email::Error> for Fail {
 
 impl From<io::Error> for Fail {
     fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Fail::Closed;
+        }
         Fail::Failed(format!("could not write the output: {e}"))
     }
 }
@@ -47,8 +52,7 @@ fn main() -> ExitCode {
             eprintln!("\nFor more information, try '--help'.");
             ExitCode::from(2)
         }
-        // `show | head` closes the pipe early: not an error.
-        Err(Fail::Failed(message)) if message.contains("Broken pipe") => ExitCode::SUCCESS,
+        Err(Fail::Closed) => ExitCode::SUCCESS,
         Err(Fail::Failed(message)) => {
             eprintln!("tracing-email {}: {message}", cli.command.name());
             ExitCode::from(1)
