@@ -188,6 +188,54 @@ fn status_is_a_table_of_what_waits_the_streaks_and_what_the_policy_does() {
 }
 
 #[test]
+fn status_says_which_failure_the_policy_keeps_quiet_and_until_when() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = two_runs(dir.path());
+    // The third run reports b.json; the fourth holds it: quiet for a day.
+    assert!(run(program(dir.path()), &["b.json"]).is_sent());
+    let held = run(program(dir.path()), &["b.json"]);
+    assert!(matches!(held, Outcome::Held { .. }), "{held}");
+    let config = job_toml(dir.path());
+
+    let o = tool(&["status", "--config", s(&config)]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    let b = out
+        .lines()
+        .find(|l| l.contains(r#"feed "b.json""#))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(b.trim_start().starts_with("4  WARN"), "{b}");
+    assert!(
+        b.contains("(quiet until ") && b.ends_with("(repeat_after))"),
+        "{b}"
+    );
+    assert!(out.contains("last sent    20"), "{out}");
+    let policy = out.lines().find(|l| l.starts_with("policy")).unwrap();
+    assert!(
+        policy.starts_with(r#"policy       holds 2 records: feed "b.json" reported at "#)
+            && policy.contains(", quiet until "),
+        "{policy}"
+    );
+    // The same rules without repeat_after: a streak is reported once.
+    let o = tool(&[
+        "status",
+        "--state-file",
+        s(&state),
+        "--consecutive-runs",
+        "3",
+        "--fingerprint-field",
+        "feed",
+    ]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o)
+            .contains("(quiet until a run without it (consecutive_runs reports a streak once))"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
 fn status_finds_the_state_from_the_environment_or_another_table_and_says_when_there_is_none() {
     let dir = tempfile::tempdir().unwrap();
     let state = two_runs(dir.path());
