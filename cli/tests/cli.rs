@@ -596,3 +596,72 @@ fn bad_arguments_exit_2_and_every_command_has_help() {
     let o = tool(&["--help"]);
     assert!(stdout(&o).contains("Exit status: 0 done, 1 failed"));
 }
+
+/// The tool on a terminal: run under `script` (util-linux, Essential in
+/// Debian), which gives it a pseudo-terminal, `input` typed on it.
+fn on_terminal(args: &str, input: &str, env: &[(&str, &str)]) -> Output {
+    use std::io::Write as _;
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_tracing-email"));
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("script(1) from util-linux");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn on_a_terminal_clear_asks_first_and_status_has_colours_unless_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = two_runs(dir.path());
+    let status = format!("status --state-file {}", s(&state));
+    let o = on_terminal(&status, "", &[]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("\x1b[33mWARN\x1b[0m"),
+        "{:?}",
+        stdout(&o)
+    );
+    let o = on_terminal(&status, "", &[("NO_COLOR", "1")]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("pending      5 records") && !out.contains('\x1b'),
+        "{out:?}"
+    );
+
+    let clear = format!("clear --state-file {}", s(&state));
+    let o = on_terminal(&clear, "n\n", &[]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(
+        out.contains("Remove the 5 pending records of") && out.contains("nothing removed"),
+        "{out:?}"
+    );
+    assert_eq!(StateFile::open(&state).snapshot().unwrap().pending.len(), 5);
+    let o = on_terminal(&clear, "y\n", &[]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("removed 5 pending records"),
+        "{:?}",
+        stdout(&o)
+    );
+    assert!(
+        StateFile::open(&state)
+            .snapshot()
+            .unwrap()
+            .pending
+            .is_empty()
+    );
+}
