@@ -84,6 +84,13 @@ fn run(cli: &Cli) -> Result<u8, Fail> {
         Command::Show { json, level } => {
             let file = located.require_file()?;
             let snapshot = file.snapshot()?;
+            if !snapshot.exists {
+                // On stderr, so that `--json` output stays JSON lines.
+                eprintln!(
+                    "tracing-email show: no state file at {} (no run has flushed there yet)",
+                    file.path().display()
+                );
+            }
             let mut out = io::BufWriter::new(io::stdout().lock());
             status::write_records(&mut out, &snapshot, *json, *level, color)?;
             out.flush()?;

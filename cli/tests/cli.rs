@@ -333,6 +333,11 @@ fn show_prints_the_records_as_text_or_json_lines_for_jq() {
     let o = tool(&["show", "--level", "error", "--state-file", s(&state)]);
     assert_exit(&o, 0);
     assert_eq!(stdout(&o), "");
+    let missing = dir.path().join("missing.json");
+    let o = tool(&["show", "--json", "--state-file", s(&missing)]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).contains("no state file at"), "{}", stderr(&o));
 }
 
 /// A URL for the mock server, logging in as USER.
