@@ -500,30 +500,10 @@ impl Builder {
         crate::store::file::default_path(&self.settings.app)
     }
 
-    /// Checks every setting and makes the layer and its guard. No network
-    /// I/O, no file is read or written; a batch policy starts its worker
-    /// thread.
-    ///
-    /// # Errors
-    ///
-    /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
-    /// names the bad setting: an empty or path-like app name, a missing or
-    /// malformed sender or recipient, no transport, a zero threshold or batch
-    /// size, a subject with an unknown placeholder, an unusable SMTP setup
-    /// (port 0, bad certificate, password over plain text).
-    ///
-    /// ```
-    /// use tracing_email::{EmailLayer, FileDrop};
-    ///
-    /// let err = EmailLayer::builder("app")
-    ///     .transport(FileDrop::new("outbox"))
-    ///     .from("robot@example.com")
-    ///     .to("me@@example.com")
-    ///     .build()
-    ///     .unwrap_err();
-    /// assert!(err.to_string().contains("me@@example.com"));
-    /// ```
-    pub fn build(mut self) -> Result<(EmailLayer, FlushGuard), Error> {
+    /// Checks every setting and makes the flusher, without a layer, a
+    /// guard or a worker: for [`build`](Builder::build), and for sending
+    /// by hand (`flush::by_hand`). Returns the settings for the rest.
+    pub(crate) fn into_flusher(mut self) -> Result<(Flusher, Settings), Error> {
         let app = self.settings.app.trim().to_owned();
         if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
             return Err(Error::config(format!(
@@ -561,17 +541,7 @@ impl Builder {
             Offset::Local => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
         };
 
-        let signal = Arc::new(Signal::default());
-        let shared = Arc::new(Shared {
-            clock: Arc::clone(&self.clock),
-            buffer: Buffer::new(s.max_pending),
-            max_record_bytes: s.max_record_bytes,
-            batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
-            guard_dropped: AtomicBool::new(false),
-            guard_dropped_said: AtomicBool::new(false),
-        });
-        let needs_worker = s.policy.batch.is_some() || s.checkpoint_interval.is_some();
-        let flusher = Arc::new(Mutex::new(Flusher {
+        let flusher = Flusher {
             store: StateStore::new(state_path.clone(), s.lock_timeout),
             composer: Composer {
                 app,
@@ -586,7 +556,7 @@ impl Builder {
                 level: s.policy.level(),
                 detail_lines: s.detail_lines,
             },
-            policy: s.policy,
+            policy: s.policy.clone(),
             transport: Arc::from(transport),
             max_pending: s.max_pending,
             max_email_bytes: s.max_email_bytes,
@@ -596,7 +566,47 @@ impl Builder {
             run: None,
             cache: Default::default(),
             notify_recovery: s.notify_recovery,
-        }));
+        };
+        Ok((flusher, s))
+    }
+
+    /// Checks every setting and makes the layer and its guard. No network
+    /// I/O, no file is read or written; a batch policy starts its worker
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
+    /// names the bad setting: an empty or path-like app name, a missing or
+    /// malformed sender or recipient, no transport, a zero threshold or batch
+    /// size, a subject with an unknown placeholder, an unusable SMTP setup
+    /// (port 0, bad certificate, password over plain text).
+    ///
+    /// ```
+    /// use tracing_email::{EmailLayer, FileDrop};
+    ///
+    /// let err = EmailLayer::builder("app")
+    ///     .transport(FileDrop::new("outbox"))
+    ///     .from("robot@example.com")
+    ///     .to("me@@example.com")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("me@@example.com"));
+    /// ```
+    pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
+        let clock = Arc::clone(&self.clock);
+        let (flusher, s) = self.into_flusher()?;
+        let signal = Arc::new(Signal::default());
+        let shared = Arc::new(Shared {
+            clock,
+            buffer: Buffer::new(s.max_pending),
+            max_record_bytes: s.max_record_bytes,
+            batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
+            guard_dropped: AtomicBool::new(false),
+            guard_dropped_said: AtomicBool::new(false),
+        });
+        let needs_worker = s.policy.batch.is_some() || s.checkpoint_interval.is_some();
+        let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {
             let handle = spawn_worker(
                 Arc::clone(&shared),

@@ -508,7 +508,7 @@ impl Flusher {
         let result = self
             .composer
             .compose_recovery(&state.history.resolved)
-            .and_then(|email| send_before(&self.transport, email, deadline));
+            .and_then(|email| send_before(&self.transport, email, deadline, send));
         let error = result.err();
         if error.is_none() {
             state.history.resolved.clear();
@@ -548,24 +548,23 @@ impl Flusher {
         }
     }
 
-    /// Sends the oldest `count` pending records, removes those whose email
-    /// was accepted, and saves. `with_resolved`: the first email also says
-    /// that the history's `resolved` failures are over, and they are
-    /// forgotten once it is accepted.
-    fn send(
-        &mut self,
-        state_lock: &StateLock,
-        state: &mut State,
+    /// Sends the oldest `count` pending records of `state` (emails of
+    /// `per_email` records, each split to stay within `max_email_bytes`),
+    /// oldest first, within the send deadline, and stops at the first
+    /// failure. Changes nothing: returns the records and emails the
+    /// transport accepted (always the oldest ones) and the error, if one
+    /// stopped it. `with_resolved`: the first email also says that the
+    /// history's `resolved` failures are over.
+    pub(crate) fn deliver(
+        &self,
+        state: &State,
         (count, per_email): (usize, Option<usize>),
         with_resolved: bool,
-        now: OffsetDateTime,
-        commit: &mut Commit,
-    ) -> Outcome {
+    ) -> (usize, usize, Option<Error>) {
         let deadline = crate::clock::instant_after(self.send_deadline);
         let mut sent = 0;
         let mut emails = 0;
-        let mut error = None;
-        'send: for batch in ranges(count, per_email.unwrap_or(count)) {
+        for batch in ranges(count, per_email.unwrap_or(count)) {
             let parts = split_by_size(
                 &state.pending[batch.clone()],
                 self.max_email_bytes,
@@ -584,19 +583,33 @@ impl Flusher {
                 let result = self
                     .composer
                     .compose_with(records, &shown, dropped, numbered, &state.history, resolved)
-                    .and_then(|email| send_before(&self.transport, email, deadline));
+                    .and_then(|email| send_before(&self.transport, email, deadline, send));
                 match result {
                     Ok(()) => {
                         sent += records.len();
                         emails += 1;
                     }
-                    Err(e) => {
-                        error = Some(e);
-                        break 'send;
-                    }
+                    Err(e) => return (sent, emails, Some(e)),
                 }
             }
         }
+        (sent, emails, None)
+    }
+
+    /// Sends the oldest `count` pending records, removes those whose email
+    /// was accepted, and saves. `with_resolved`: the first email also says
+    /// that the history's `resolved` failures are over, and they are
+    /// forgotten once it is accepted.
+    fn send(
+        &mut self,
+        state_lock: &StateLock,
+        state: &mut State,
+        (count, per_email): (usize, Option<usize>),
+        with_resolved: bool,
+        now: OffsetDateTime,
+        commit: &mut Commit,
+    ) -> Outcome {
+        let (sent, emails, error) = self.deliver(state, (count, per_email), with_resolved);
         if sent > 0 {
             if with_resolved {
                 state.history.resolved.clear();
@@ -645,6 +658,11 @@ impl Flusher {
             },
         }
     }
+}
+
+/// A digest's delivery: the transport's `send`.
+fn send(transport: &dyn Transport, email: &Email) -> Result<(), crate::transport::BoxError> {
+    transport.send(email)
 }
 
 /// Puts records back into the buffer after a failure and says so.
@@ -718,11 +736,15 @@ fn split_by_size(
 /// to the whole exchange) or a transport that panics cannot hold the flush
 /// past it. An abandoned send may still complete; its records stay pending
 /// and may then be sent twice, never zero times.
-fn send_before(
+///
+/// `how` is the call: [`send`] for a digest, `Transport::send_with_reply`
+/// for a test email whose reply is shown.
+pub(crate) fn send_before<T: Send + 'static>(
     transport: &Arc<dyn Transport>,
     email: Email,
     deadline: Instant,
-) -> Result<(), Error> {
+    how: fn(&dyn Transport, &Email) -> Result<T, crate::transport::BoxError>,
+) -> Result<T, Error> {
     let wrap = |e: crate::transport::BoxError| match e.downcast::<Error>() {
         Ok(ours) => *ours,
         Err(other) => Error::with_source(ErrorKind::Send, "could not send the digest", other),
@@ -744,7 +766,7 @@ fn send_before(
         .name("tracing-email-send".into())
         .spawn(move || {
             let _sending = SendingScope::enter();
-            let result = catch_unwind(AssertUnwindSafe(|| worker.send(&email)));
+            let result = catch_unwind(AssertUnwindSafe(|| how(&*worker, &email)));
             let result = result.map_err(|payload| {
                 panicked(
                     "the transport panicked while sending",

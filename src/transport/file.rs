@@ -59,6 +59,11 @@ impl FileDrop {
 
 impl Transport for FileDrop {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
+        self.send_with_reply(email).map(drop)
+    }
+
+    /// `written to <folder>/<file>.eml`.
+    fn send_with_reply(&self, email: &Email) -> Result<Option<String>, BoxError> {
         fs::create_dir_all(&self.dir).map_err(|e| {
             Explained::new(
                 format!(
@@ -79,9 +84,11 @@ impl Transport for FileDrop {
             f.sync_all()?;
             fs::rename(&tmp, &path)
         })();
-        written.map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Explained::new(format!("could not write {}: {e}", path.display()), e).into()
-        })
+        written
+            .map(|()| Some(format!("written to {}", path.display())))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                Explained::new(format!("could not write {}: {e}", path.display()), e).into()
+            })
     }
 }

@@ -169,6 +169,31 @@ pub trait Transport: Send + Sync + 'static {
     /// records it holds are then removed from the state file.
     fn send(&self, email: &Email) -> Result<(), BoxError>;
 
+    /// Delivers one email as [`send`](Transport::send) does and says what
+    /// the receiving end answered, for a person checking the mail settings
+    /// ([`Builder::send_test_email`](crate::Builder::send_test_email), the
+    /// `tracing-email test` command): [`Smtp`] gives the server's final
+    /// reply (`250 2.0.0 Ok: queued as 4F2A1`), [`FileDrop`] the file it
+    /// wrote. The default calls `send` and has nothing to add (`None`).
+    ///
+    /// ```
+    /// use tracing_email::{BoxError, Email, Transport};
+    ///
+    /// struct Webhook;
+    /// impl Transport for Webhook {
+    ///     fn send(&self, email: &Email) -> Result<(), BoxError> {
+    ///         self.send_with_reply(email).map(drop)
+    ///     }
+    ///     fn send_with_reply(&self, _email: &Email) -> Result<Option<String>, BoxError> {
+    ///         // ... post it, then:
+    ///         Ok(Some("HTTP 202 Accepted".into()))
+    ///     }
+    /// }
+    /// ```
+    fn send_with_reply(&self, email: &Email) -> Result<Option<String>, BoxError> {
+        self.send(email).map(|()| None)
+    }
+
     /// Checks the configuration; called once by
     /// [`Builder::build`](crate::Builder::build) so that mistakes show up
     /// there, not at the end of the run. Must not do network I/O.

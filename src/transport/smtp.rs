@@ -802,6 +802,12 @@ impl Cause {
 
 impl Transport for Smtp {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
+        self.send_with_reply(email).map(drop)
+    }
+
+    /// The server's reply to the message: its code and text,
+    /// `250 2.0.0 Ok: queued as 4F2A1`.
+    fn send_with_reply(&self, email: &Email) -> Result<Option<String>, BoxError> {
         // lettre (with its `tracing` feature) logs the SMTP exchange, AUTH
         // included: nothing of it may reach any layer, ours or the user's.
         // Nor may what fetches a secret log it: the fetch, and the drop of
@@ -812,7 +818,10 @@ impl Transport for Smtp {
             let transport = self.transport_now()?;
             transport
                 .send(&email.message)
-                .map(|_| ())
+                .map(|reply| {
+                    let text: Vec<&str> = reply.message().collect();
+                    Some(format!("{} {}", reply.code(), text.join(" ")))
+                })
                 .map_err(|e| Error::explained(ErrorKind::Smtp, self.explain(&e), e))
         })
         .map_err(|e| Box::new(e) as BoxError)

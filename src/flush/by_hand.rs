@@ -1,0 +1,265 @@
+//! Sending by hand, outside any run of the program (the `tracing-email`
+//! tool's `send` and `test`): every pending record now, whatever the rules,
+//! or one test email. Neither is a run: the history (run count, streaks,
+//! when each failure was reported) stays as the program left it.
+
+use lettre::message::SinglePart;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+
+use crate::builder::Builder;
+use crate::error::{Error, ErrorKind};
+use crate::flush::flusher::send_before;
+use crate::flush::outcome::Outcome;
+use crate::transport::{Email, Transport};
+
+impl Builder {
+    /// Sends every record pending in this builder's state file now, through
+    /// its transport, whatever the policy says: the same digest a flush
+    /// sends (split to stay within [`max_email_bytes`](Builder::max_email_bytes)),
+    /// under the state file's lock. What the server accepted leaves the
+    /// file and the time of the last email is set; nothing else changes.
+    /// It is not a run of the program: the run count and the failures'
+    /// streaks stay as they were, and the failures it sends are not marked
+    /// as reported (the program's policy reports them when its rules say
+    /// so). No layer, guard or thread is made.
+    ///
+    /// Returns [`Outcome::Sent`], [`Outcome::Nothing`] when nothing is
+    /// pending, or [`Outcome::Failed`] when the transport failed: the
+    /// records it did not accept stay pending, and the file is as it was
+    /// (the program's `last_error` included).
+    ///
+    /// # Errors
+    ///
+    /// What [`build`](Builder::build) refuses, and a state file that cannot
+    /// be locked (another process holds it past the lock timeout) or read.
+    ///
+    /// ```
+    /// use tracing::Level;
+    /// use tracing_email::{EmailLayer, FileDrop, Outcome};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let builder = || {
+    ///     EmailLayer::builder("poca")
+    ///         .transport(FileDrop::new(dir.path().join("outbox")))
+    ///         .state_file(dir.path().join("state.json"))
+    ///         .from("robot@example.com")
+    ///         .to("me@example.com")
+    ///         .threshold(5, Level::WARN)
+    /// };
+    /// // A run holds one warning: the threshold wants five.
+    /// let (layer, guard) = builder().build()?;
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::warn!("feed failed");
+    /// });
+    /// assert!(matches!(guard.flush(), Outcome::Held { pending: 1, .. }));
+    ///
+    /// // Sent by hand, whatever the threshold.
+    /// let outcome = builder().send_pending()?;
+    /// assert_eq!(outcome.to_string(), "sent 1 record in 1 email");
+    /// assert!(builder().send_pending()?.to_string().starts_with("nothing to send"));
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn send_pending(self) -> Result<Outcome, Error> {
+        let (flusher, _) = self.into_flusher()?;
+        let store = &flusher.store;
+        let lock = store.lock()?;
+        let loaded = store.load(&lock)?;
+        let mut state = loaded.state;
+        if state.pending.is_empty() {
+            return Ok(Outcome::Nothing);
+        }
+        let (sent, emails, error) = flusher.deliver(&state, (state.pending.len(), None), false);
+        if sent > 0 {
+            state.pending.drain(..sent);
+            state.last_sent = Some(crate::clock::datetime(std::time::SystemTime::now()));
+            state.dropped = 0;
+            state.last_error = None;
+            match store.save(&lock, &state) {
+                Ok(_) => store.remove_parked(&loaded.parked),
+                Err(e) => {
+                    return Ok(Outcome::Failed {
+                        pending: state.pending.len() + sent,
+                        error: Error::explained(
+                            ErrorKind::State,
+                            format!(
+                                "sent {sent} records, but could not record that in the state \
+                                 file ({e}); they may be sent again"
+                            ),
+                            e,
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(match error {
+            Some(error) => Outcome::Failed {
+                error,
+                pending: state.pending.len(),
+            },
+            None => Outcome::Sent {
+                records: sent,
+                emails,
+            },
+        })
+    }
+
+    /// Sends one short test email through this builder's transport, from
+    /// and to the builder's addresses, to check the mail settings (as
+    /// Django's `sendtestemail` does), and returns what the receiving end
+    /// answered ([`Transport::send_with_reply`]: an SMTP server's reply such
+    /// as `250 2.0.0 Ok: queued as 4F2A1`; `None` when the transport says
+    /// nothing). The state file is neither read nor written.
+    ///
+    /// # Errors
+    ///
+    /// What [`build`](Builder::build) refuses, and the transport's failure
+    /// in words (`the server rejected the login (535, permanent): …`), of
+    /// kind [`ErrorKind::Smtp`] or [`ErrorKind::Send`]. The send is given
+    /// the [`send_deadline`](Builder::send_deadline).
+    ///
+    /// ```
+    /// use tracing_email::{EmailLayer, FileDrop};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let reply = EmailLayer::builder("poca")
+    ///     .transport(FileDrop::new(dir.path().join("outbox")))
+    ///     .from("robot@example.com")
+    ///     .to("me@example.com")
+    ///     .send_test_email()?;
+    /// assert!(reply.unwrap().starts_with("written to "));
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn send_test_email(self) -> Result<Option<String>, Error> {
+        let (flusher, _) = self.into_flusher()?;
+        let email = test_email(&flusher.composer)?;
+        let deadline = crate::clock::instant_after(flusher.send_deadline);
+        send_before(&flusher.transport, email, deadline, reply)
+    }
+}
+
+/// A test email's delivery: the transport's reply is shown.
+fn reply(transport: &dyn Transport, email: &Email) -> Result<Option<String>, crate::BoxError> {
+    transport.send_with_reply(email)
+}
+
+/// The test email: plain text, from and to the digest's addresses.
+fn test_email(composer: &crate::digest::Composer) -> Result<Email, Error> {
+    let host = crate::digest::subject::hostname();
+    let now = crate::capture::record::utc_time(time::OffsetDateTime::now_utc());
+    let subject = format!("[{}] test email from tracing-email on {host}", composer.app);
+    let text = format!(
+        "This is a test email from {app} on {host}, sent at {now} to check its mail settings \
+         (tracing-email test). If you read it, they work: the digests of {app} will reach \
+         you the same way.\n\n-- \nState file: {}\n",
+        composer.state_path.display(),
+        app = composer.app,
+    );
+    let mut builder = lettre::Message::builder()
+        .from(composer.from.clone())
+        .subject(subject.clone())
+        .date(std::time::SystemTime::now())
+        .message_id(None)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_owned(),
+        ));
+    for to in &composer.to {
+        builder = builder.to(to.clone());
+    }
+    let message = builder
+        .singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text.clone()),
+        )
+        .map_err(|e| {
+            Error::with_source(ErrorKind::Compose, "could not compose the test email", e)
+        })?;
+    Ok(Email {
+        subject,
+        text,
+        html: None,
+        message,
+        records: Vec::new().into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tracing_subscriber::prelude::*;
+
+    use crate::builder::Builder;
+    use crate::{EmailLayer, FileDrop, Outcome, StateFile};
+
+    fn builder(dir: &Path) -> Builder {
+        EmailLayer::builder("poca")
+            .transport(FileDrop::new(dir.join("outbox")))
+            .state_file(dir.join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .consecutive_runs(3)
+            .fingerprint_fields(["feed"])
+            .checkpoint_interval(None)
+    }
+
+    /// One run of the program: a warning about feed `b.json`.
+    fn run(dir: &Path) -> Outcome {
+        let (layer, guard) = builder(dir).build().unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::warn!(feed = "b.json", "fetch failed");
+        });
+        guard.flush()
+    }
+
+    #[test]
+    fn sending_by_hand_is_not_a_run_and_keeps_the_streak() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::open(dir.path().join("state.json"));
+        for _ in 0..2 {
+            assert!(matches!(run(dir.path()), Outcome::Held { .. }));
+        }
+        let before = file.snapshot().unwrap();
+        assert_eq!((before.runs, before.pending.len()), (2, 2));
+
+        let outcome = builder(dir.path()).send_pending().unwrap();
+        assert_eq!(outcome.to_string(), "sent 2 records in 1 email");
+        let after = file.snapshot().unwrap();
+        assert!(after.pending.is_empty() && after.last_sent.is_some());
+        assert_eq!(after.runs, 2, "not a run");
+        assert_eq!(
+            after.failures, before.failures,
+            "streaks untouched, not reported"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("outbox"))
+                .unwrap()
+                .count(),
+            1
+        );
+
+        // The third run in a row meets consecutive_runs as if no one had sent.
+        assert_eq!(run(dir.path()).to_string(), "sent 1 record in 1 email");
+        assert_eq!(file.snapshot().unwrap().failures[0].runs, 3);
+    }
+
+    #[test]
+    fn a_failed_send_by_hand_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path());
+        let state = dir.path().join("state.json");
+        let text = std::fs::read(&state).unwrap();
+        // The outbox is a file: nothing can be written into it.
+        std::fs::write(dir.path().join("outbox"), "").unwrap();
+        let outcome = builder(dir.path()).send_pending().unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Failed { pending: 1, .. }),
+            "{outcome}"
+        );
+        assert_eq!(std::fs::read(&state).unwrap(), text);
+        let err = builder(dir.path()).send_test_email().unwrap_err();
+        assert!(err.to_string().contains("outbox"), "{err}");
+    }
+}
