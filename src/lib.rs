@@ -70,6 +70,8 @@
 mod clock;
 mod error;
 
+#[cfg(feature = "alertmanager")]
+mod alerts;
 mod capture;
 mod digest;
 mod flush;
@@ -83,6 +85,8 @@ mod builder;
 mod config;
 mod settings;
 
+#[cfg(feature = "alertmanager")]
+pub use alerts::Alertmanager;
 pub use builder::Builder;
 pub use capture::layer::EmailLayer;
 pub use capture::record::{Fields, Record, SpanRecord, Str};

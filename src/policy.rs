@@ -562,6 +562,58 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The failures of run `facts.run` (fingerprint keys, at the policy's
+    /// level) that the rules would report on their own, one by one: for
+    /// Alertmanager, which gets one alert per failure. A failure seen in
+    /// this run counts when it has lasted `consecutive_runs` runs, is at
+    /// `immediately_at`, has `threshold` records of its own pending, or has
+    /// a pending record older than `max_age`; with `batch` alone, every
+    /// failure counts. `min_interval` and `repeat_after` pace emails and do
+    /// not count here (Alertmanager has its own `repeat_interval`).
+    pub(crate) fn worth_reporting(
+        &self,
+        pending: &[Record],
+        facts: &Facts<'_>,
+    ) -> std::collections::BTreeSet<String> {
+        let min = severity(self.level());
+        let mut own: std::collections::BTreeMap<&str, (usize, OffsetDateTime)> =
+            std::collections::BTreeMap::new();
+        let mut fingerprints = Vec::new();
+        for r in pending.iter().filter(|r| severity(r.level) >= min) {
+            fingerprints.push((fingerprint_of(r, &self.fingerprint_fields), r.timestamp));
+        }
+        for (fp, at) in &fingerprints {
+            let entry = own.entry(fp.key.as_str()).or_insert((0, *at));
+            entry.0 += 1;
+            entry.1 = entry.1.min(*at);
+        }
+        let every = !self.has_trigger();
+        facts
+            .history
+            .streaks
+            .iter()
+            .filter(|(_, s)| s.last_run == facts.run && severity(s.level) >= min)
+            .filter(|(key, s)| {
+                let (count, oldest) = own.get(key.as_str()).copied().unzip();
+                every
+                    || self.consecutive_runs.is_some_and(|k| s.runs >= k)
+                    || self
+                        .immediately_at
+                        .is_some_and(|level| severity(s.level) >= severity(level))
+                    || self
+                        .threshold
+                        .is_some_and(|(needed, _)| count.unwrap_or(0) >= needed)
+                    || self
+                        .max_age
+                        .zip(oldest)
+                        .is_some_and(|(age, oldest)| facts.now - oldest >= to_time(age))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
 /// The count rules' view of the pending records.
 struct Measure {
     /// Records at the policy's level that count.

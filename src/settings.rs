@@ -180,6 +180,8 @@ pub(crate) struct Settings {
     pub(crate) checkpoint_interval: Option<Duration>,
     pub(crate) capture_panics: bool,
     pub(crate) detail_lines: usize,
+    /// This machine's name for `{host}` and Alertmanager's `instance`.
+    pub(crate) host: Option<String>,
     pub(crate) origin: Origin,
 }
 
@@ -203,6 +205,7 @@ impl Settings {
             checkpoint_interval: Some(Duration::from_secs(1)),
             capture_panics: false,
             detail_lines: 200,
+            host: None,
             origin: Origin::Code,
         }
     }

@@ -28,7 +28,11 @@ pub(crate) struct Flusher {
     pub(crate) store: StateStore,
     pub(crate) policy: Policy,
     pub(crate) composer: Composer,
-    pub(crate) transport: Arc<dyn Transport>,
+    /// Where digests go; `None` when Alertmanager is the only destination.
+    pub(crate) transport: Option<Arc<dyn Transport>>,
+    /// Where alerts go, if anywhere.
+    #[cfg(feature = "alertmanager")]
+    pub(crate) alerts: Option<crate::alerts::Poster>,
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
     /// Most bytes the records may take in one email (their text lines and
@@ -303,7 +307,12 @@ impl Flusher {
             run,
         };
         let decision = self.policy.decide(&state.pending, phase, &facts);
-        if decision == Decision::Nothing {
+        #[cfg(feature = "alertmanager")]
+        let worth = (phase == Phase::Flush && self.alerts.is_some())
+            .then(|| self.policy.worth_reporting(&state.pending, &facts));
+        #[cfg(not(feature = "alertmanager"))]
+        let worth: Option<()> = None;
+        if decision == Decision::Nothing && worth.is_none() {
             return if changed {
                 self.save_or_give_back(state_lock, taken, &parked, commit)
                     .err()
@@ -318,7 +327,28 @@ impl Flusher {
             return failed;
         }
         let state = &mut taken.state;
-        match decision {
+        let deadline = crate::clock::instant_after(self.send_deadline);
+        #[cfg(feature = "alertmanager")]
+        let alerted = worth.map(|worth| {
+            self.post_alerts(
+                state_lock, state, &worth, &decision, run, now, deadline, commit,
+            )
+        });
+        #[cfg(not(feature = "alertmanager"))]
+        let alerted: Option<Result<Outcome, Error>> = worth.map(|()| Ok(Outcome::Nothing));
+        let alerted = match alerted {
+            // Alertmanager is the only destination: its outcome is the flush's.
+            Some(Ok(outcome)) if self.transport.is_none() => return outcome,
+            Some(Err(error)) if self.transport.is_none() => {
+                return Outcome::Failed {
+                    error,
+                    pending: state.pending.len(),
+                };
+            }
+            Some(result) => result.err(),
+            None => None,
+        };
+        let outcome = match decision {
             Decision::Nothing => Outcome::Nothing,
             Decision::Hold(waiting_for) => Outcome::Held {
                 pending: state.pending.len(),
@@ -329,7 +359,8 @@ impl Flusher {
                 until,
             },
             Decision::Send { records, per_email } => {
-                let outcome = self.send(state_lock, state, records, per_email, now, commit);
+                let outcome =
+                    self.send(state_lock, state, records, per_email, now, deadline, commit);
                 if phase == Phase::Run
                     && let Outcome::Sent { records, emails } = outcome
                 {
@@ -338,7 +369,134 @@ impl Flusher {
                 }
                 outcome
             }
+        };
+        // Alertmanager did not accept the alerts: the flush failed, whatever
+        // the email did (said in the error), and the alerts are posted again.
+        match (alerted, outcome) {
+            (None, outcome) => outcome,
+            (
+                Some(error),
+                Outcome::Failed {
+                    error: first,
+                    pending,
+                },
+            ) => Outcome::Failed {
+                error: first.context(|e| format!("{e}; and {error}")),
+                pending,
+            },
+            (Some(error), outcome) => Outcome::Failed {
+                error: error.context(|e| match &outcome {
+                    Outcome::Sent { .. } => format!("{e} (the digest went out: {outcome})"),
+                    _ => e.to_string(),
+                }),
+                pending: taken.state.pending.len(),
+            },
         }
+    }
+
+    /// Posts this flush's alerts (see [`crate::alerts::Poster::flush`]) and
+    /// saves what changed. With Alertmanager as the only destination, the
+    /// records of the failures it accepted leave the state file, and so do
+    /// the records the policy sends (`decision`), as an email would take
+    /// them: its outcome is the flush's.
+    #[cfg(feature = "alertmanager")]
+    #[allow(clippy::too_many_arguments)]
+    fn post_alerts(
+        &mut self,
+        state_lock: &StateLock,
+        state: &mut State,
+        worth: &std::collections::BTreeSet<String>,
+        decision: &Decision,
+        run: u64,
+        now: OffsetDateTime,
+        deadline: Instant,
+        commit: &mut Commit,
+    ) -> Result<Outcome, Error> {
+        let Some(poster) = &self.alerts else {
+            return Ok(Outcome::Nothing);
+        };
+        let level = self.policy.level();
+        let fields = &self.policy.fingerprint_fields;
+        let before = state.alerts.clone();
+        // Alone, Alertmanager reports what an email would: every failure
+        // among the records the policy sends.
+        let mut worth = std::borrow::Cow::Borrowed(worth);
+        if let (None, Decision::Send { records, .. }) = (&self.transport, decision) {
+            let min = crate::capture::record::severity(level);
+            let sent = state.pending[..*records]
+                .iter()
+                .filter(|r| crate::capture::record::severity(r.level) >= min)
+                .map(|r| fingerprint_of(r, fields).key.clone());
+            worth.to_mut().extend(sent);
+        }
+        let posted = poster.flush(state, &worth, run, now, deadline, level, fields);
+        let mut removed = 0;
+        if let Ok(posting) = &posted
+            && self.transport.is_none()
+        {
+            let min = crate::capture::record::severity(level);
+            let send = match decision {
+                Decision::Send { records, .. } => *records,
+                _ => 0,
+            };
+            let keys: Vec<String> = state.pending[..send]
+                .iter()
+                .filter(|r| crate::capture::record::severity(r.level) >= min)
+                .map(|r| fingerprint_of(r, fields).key.clone())
+                .collect();
+            state.history.reported(keys.iter().map(String::as_str), now);
+            let mut i = 0;
+            state.pending.retain(|r| {
+                i += 1;
+                let gone = i <= send
+                    || (crate::capture::record::severity(r.level) >= min
+                        && posting
+                            .firing
+                            .contains(fingerprint_of(r, fields).key.as_str()));
+                !gone
+            });
+            removed = i - state.pending.len();
+            if send > 0 {
+                state.dropped = 0;
+            }
+        }
+        if state.alerts != before || removed > 0 {
+            match self.store.save(state_lock, state) {
+                Ok(stamp) => {
+                    state.generation = stamp.generation;
+                    commit.stamp = Some(stamp);
+                }
+                Err(e) => {
+                    commit.stamp = None;
+                    return Err(e);
+                }
+            }
+        }
+        let posting = posted?;
+        let (firing, resolved) = (posting.firing.len(), posting.resolved);
+        if self.transport.is_none() && (removed > 0 || firing + resolved > 0) {
+            return Ok(Outcome::Alerted {
+                records: removed,
+                firing,
+                resolved,
+            });
+        }
+        Ok(match decision {
+            Decision::Nothing => Outcome::Nothing,
+            Decision::Hold(waiting_for) => Outcome::Held {
+                pending: state.pending.len(),
+                waiting_for: waiting_for.clone(),
+            },
+            Decision::Wait { until } => Outcome::Waiting {
+                pending: state.pending.len(),
+                until: *until,
+            },
+            Decision::Send { .. } => Outcome::Alerted {
+                records: removed,
+                firing,
+                resolved,
+            },
+        })
     }
 
     /// This run's number: taken from the state's history at the first flush
@@ -451,9 +609,12 @@ impl Flusher {
         count: usize,
         per_email: Option<usize>,
         now: OffsetDateTime,
+        deadline: Instant,
         commit: &mut Commit,
     ) -> Outcome {
-        let deadline = crate::clock::instant_after(self.send_deadline);
+        let Some(transport) = &self.transport else {
+            return Outcome::Nothing;
+        };
         let mut sent = 0;
         let mut emails = 0;
         let mut error = None;
@@ -471,7 +632,7 @@ impl Flusher {
                 let result = self
                     .composer
                     .compose(records, &shown, dropped, numbered, &state.history)
-                    .and_then(|email| send_before(&self.transport, email, deadline));
+                    .and_then(|email| send_before(transport, email, deadline));
                 match result {
                     Ok(()) => {
                         sent += records.len();
