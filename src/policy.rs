@@ -936,6 +936,71 @@ pub(crate) mod tests {
         fingerprint(r, &policy.fingerprint_fields)
     }
 
+    /// The failures worth an alert of their own: each rule, failure by
+    /// failure, and only those seen in this run.
+    #[test]
+    fn worth_reporting_applies_each_rule_to_each_failure_seen_in_this_run() {
+        let a = |h| feed("Radio Café", W, h);
+        let b = |h| feed("Jazz FM", W, h);
+        let c = |h| feed("Gone", W, h);
+        let keys = |p: &Policy, pending: &[Record], h: &History, now| {
+            let worth = p.worth_reporting(pending, &facts(h, now, None));
+            let mut labels: Vec<String> = worth
+                .iter()
+                .map(|k| h.streaks[k].label.clone())
+                .collect();
+            labels.sort();
+            labels
+        };
+        // Radio Café in runs 1-3, Jazz FM in 3 only, Gone in 1-2 only.
+        let runs: [&[Record]; 3] = [&[a(1), c(1)], &[a(2), c(2)], &[a(3), b(3), b(3)]];
+        let pending = [a(1), c(1), a(2), c(2), a(3), b(3), b(3)];
+        let streak = Policy {
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        let h = history(&streak, &runs);
+        assert_eq!(keys(&streak, &pending, &h, at(4)), [r#"feed "Radio Café""#]);
+        // A threshold counts each failure's own records.
+        let threshold = Policy {
+            threshold: Some((2, W)),
+            ..by_feed()
+        };
+        assert_eq!(
+            keys(&threshold, &pending, &h, at(4)),
+            [r#"feed "Jazz FM""#, r#"feed "Radio Café""#]
+        );
+        let three = Policy {
+            threshold: Some((3, W)),
+            ..by_feed()
+        };
+        assert_eq!(keys(&three, &pending, &h, at(4)), [r#"feed "Radio Café""#]);
+        // immediately_at: every failure at that level; below it, none.
+        let now = Policy {
+            immediately_at: Some(W),
+            threshold: Some((100, W)),
+            ..by_feed()
+        };
+        assert_eq!(keys(&now, &pending, &h, at(4)).len(), 2);
+        let errors = Policy {
+            immediately_at: Some(Level::ERROR),
+            threshold: Some((100, W)),
+            ..by_feed()
+        };
+        assert!(keys(&errors, &pending, &h, at(4)).is_empty());
+        // max_age: a failure whose oldest pending record is old enough.
+        let aged = Policy {
+            max_age: Some(2 * HOUR),
+            threshold: Some((100, W)),
+            ..by_feed()
+        };
+        assert_eq!(keys(&aged, &pending, &h, at(4)), [r#"feed "Radio Café""#]);
+        // Records below the policy's level never count.
+        let infos = [feed("Radio Café", Level::INFO, 3)];
+        let h = history(&three, &[&infos]);
+        assert!(keys(&now, &infos, &h, at(4)).is_empty());
+    }
+
     #[test]
     fn consecutive_runs_sends_when_one_failure_is_in_each_of_the_last_k_runs() {
         let p = Policy {
