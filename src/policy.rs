@@ -945,10 +945,8 @@ pub(crate) mod tests {
         let c = |h| feed("Gone", W, h);
         let keys = |p: &Policy, pending: &[Record], h: &History, now| {
             let worth = p.worth_reporting(pending, &facts(h, now, None));
-            let mut labels: Vec<String> = worth
-                .iter()
-                .map(|k| h.streaks[k].label.clone())
-                .collect();
+            let mut labels: Vec<String> =
+                worth.iter().map(|k| h.streaks[k].label.clone()).collect();
             labels.sort();
             labels
         };

@@ -25,10 +25,7 @@ pub(crate) const PATH: &str = "/api/v2/alerts";
 /// Most alerts kept in the state file (firing, or resolved but not yet
 /// accepted): beyond it the oldest resolutions are given up.
 pub(crate) const MAX_ALERTS: usize = 1000;
-/// Longest timeout of one post.
-pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// Longest resolve window.
-pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+use crate::settings::{MAX_ALERTMANAGER_TIMEOUT as MAX_TIMEOUT, MAX_RESOLVE_WINDOW};
 
 /// Labels this crate sets on every alert; the user's may not replace them.
 const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
@@ -68,6 +65,8 @@ pub struct Alertmanager {
     root_certificate: Option<Vec<u8>>,
     timeout: Duration,
     resolve_window: Option<Duration>,
+    /// Set when the settings came from an `EmailConfig`: errors name the key.
+    origin: Option<crate::settings::Origin>,
 }
 
 #[derive(Clone)]
@@ -116,7 +115,14 @@ impl Alertmanager {
             root_certificate: None,
             timeout: Duration::from_secs(10),
             resolve_window: None,
+            origin: None,
         }
+    }
+
+    /// Names the keys of `origin` in the errors of [`check`](Self::check).
+    pub(crate) fn named(mut self, origin: crate::settings::Origin) -> Self {
+        self.origin = Some(origin);
+        self
     }
 
     /// Adds another Alertmanager.
@@ -207,9 +213,17 @@ impl Alertmanager {
     /// Checks everything and makes the client: URLs (http or https, a host,
     /// no credentials in them), label names, the certificate, durations.
     pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
-        let bad = |message: String| Error::new(ErrorKind::Config, format!("alerts: {message}"));
+        let origin = self.origin.clone();
+        let bad = |key: &str, message: String| {
+            let lead = match &origin {
+                Some(o) => o.name(key),
+                None => "alerts".to_owned(),
+            };
+            Error::new(ErrorKind::Config, format!("{lead}: {message}"))
+        };
         if self.urls.is_empty() {
             return Err(bad(
+                "alertmanager_urls",
                 "no Alertmanager URL; give one or more such as http://am-0:9093".into(),
             ));
         }
@@ -219,25 +233,34 @@ impl Alertmanager {
             let url = match parsed {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
                 Ok(_) | Err(_) => {
-                    return Err(bad(format!(
-                        "{:?} is not an Alertmanager URL; give http://host:port or \
+                    return Err(bad(
+                        "alertmanager_urls",
+                        format!(
+                            "{:?} is not an Alertmanager URL; give http://host:port or \
                          https://host:port",
-                        shown(raw)
-                    )));
+                            shown(raw)
+                        ),
+                    ));
                 }
             };
             if !url.username().is_empty() || url.password().is_some() {
-                return Err(bad(format!(
-                    "{:?} holds credentials; give them with basic_auth (the \
+                return Err(bad(
+                    "alertmanager_urls",
+                    format!(
+                        "{:?} holds credentials; give them with basic_auth (the \
                      alertmanager_user and alertmanager_password_env keys) instead",
-                    shown(raw)
-                )));
+                        shown(raw)
+                    ),
+                ));
             }
             if url.query().is_some() || url.fragment().is_some() {
-                return Err(bad(format!(
-                    "{:?}: a query or fragment is not part of an Alertmanager's base URL",
-                    shown(raw)
-                )));
+                return Err(bad(
+                    "alertmanager_urls",
+                    format!(
+                        "{:?}: a query or fragment is not part of an Alertmanager's base URL",
+                        shown(raw)
+                    ),
+                ));
             }
             let base = url.as_str().trim_end_matches('/');
             let base = base.strip_suffix(PATH).unwrap_or(base);
@@ -250,29 +273,45 @@ impl Alertmanager {
                 .enumerate()
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
             if name.is_empty() || !valid || name.starts_with("__") {
-                return Err(bad(format!(
-                    "the label name {name:?} is not valid; use letters, digits and _, not \
+                return Err(bad(
+                    "alertmanager_labels",
+                    format!(
+                        "the label name {name:?} is not valid; use letters, digits and _, not \
                      starting with a digit or __"
-                )));
+                    ),
+                ));
             }
             if OWN_LABELS.contains(&name.as_str()) {
-                return Err(bad(format!(
-                    "the label {name:?} is set by tracing-email (alertname is the app, \
+                return Err(bad(
+                    "alertmanager_labels",
+                    format!(
+                        "the label {name:?} is set by tracing-email (alertname is the app, \
                      failure the failure, severity error or warning, instance the host; \
                      see Builder::host); choose another name"
-                )));
+                    ),
+                ));
             }
             labels.insert(name.clone(), value.clone());
         }
         for (key, d, max) in [
-            ("timeout", Some(self.timeout), MAX_TIMEOUT),
+            ("alertmanager_timeout", Some(self.timeout), MAX_TIMEOUT),
             ("resolve_window", self.resolve_window, MAX_RESOLVE_WINDOW),
         ] {
             let Some(d) = d else { continue };
             if d.is_zero() {
-                return Err(bad(format!("{key} must be longer than zero")));
+                return Err(bad(
+                    key,
+                    format!(
+                        "{} must be longer than zero",
+                        key.trim_start_matches("alertmanager_")
+                    ),
+                ));
             }
-            crate::settings::at_most(&format!("alerts {key}"), d, max).map_err(Error::config)?;
+            let name = match &origin {
+                Some(o) => o.name(key),
+                None => format!("alerts {}", key.trim_start_matches("alertmanager_")),
+            };
+            crate::settings::at_most(&name, d, max).map_err(Error::config)?;
         }
         let credentials = self.auth.as_ref().map(|auth| match auth {
             Auth::Basic(user, password) => {
@@ -290,7 +329,10 @@ impl Alertmanager {
         if let Some(c) = &credentials
             && c.header.contains(['\r', '\n'])
         {
-            return Err(bad("the credentials hold a line break".into()));
+            return Err(bad(
+                "alertmanager_user",
+                "the credentials hold a line break".into(),
+            ));
         }
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -304,9 +346,15 @@ impl Alertmanager {
                     Err(e) => Some(Err(e)),
                 })
                 .collect::<Result<_, _>>()
-                .map_err(|e| bad(format!("the root certificate is not valid PEM: {e}")))?;
+                .map_err(|e| {
+                    bad(
+                        "alertmanager_root_certificate",
+                        format!("the root certificate is not valid PEM: {e}"),
+                    )
+                })?;
             if certs.is_empty() {
                 return Err(bad(
+                    "alertmanager_root_certificate",
                     "the root certificate holds no certificate (expected PEM, -----BEGIN \
                      CERTIFICATE-----)"
                         .into(),
