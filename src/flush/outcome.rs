@@ -150,7 +150,7 @@ impl fmt::Display for Outcome {
                 resolved,
             } => write!(
                 f,
-                "Alertmanager accepted {firing} firing and {resolved} resolved alert{}; {}                  delivered",
+                "Alertmanager accepted {firing} firing and {resolved} resolved alert{}; {} delivered",
                 if firing + resolved == 1 { "" } else { "s" },
                 records(*n)
             ),

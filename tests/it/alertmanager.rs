@@ -17,6 +17,11 @@ use tracing_email::{Alertmanager, EmailLayer, ErrorKind, FileDrop, Outcome};
 use tracing_subscriber::prelude::*;
 
 use crate::support::alertmanager::{self as am, free_port};
+use crate::support::child::{act_as_child_if_asked, command, outcome_line};
+
+#[allow(dead_code)]
+#[path = "../../examples/podcast.rs"]
+mod podcast;
 use crate::support::{MockSmtp, Received, Security};
 
 /// One run of the feed fetcher on `host`: each of `feeds` fails once, then
@@ -185,37 +190,88 @@ fn a_fleet_outage_is_one_notification_naming_every_host_and_its_end_one_resolved
     }
 }
 
+/// Three hosts, each a process of the podcast example with a state file of
+/// its own and `--host`, alerts their only destination: the shared feed's
+/// outage is one notification naming every host; a failure of one host
+/// alone is one notification naming that host.
 #[test]
-fn a_host_local_failure_is_one_notification_naming_that_host() {
-    let Some(bin) = am::binary("a_host_local_failure") else {
+fn podcast_processes_on_three_hosts_one_notification_per_failure() {
+    act_as_child_if_asked(podcast::run);
+    let Some(bin) = am::binary("podcast_processes_on_three_hosts") else {
         return;
     };
     let smtp = MockSmtp::start(Security::Plain);
     let alertmanager = am::Alertmanager::start(&bin, smtp.port());
     let dir = tempfile::tempdir().unwrap();
-    let urls = [alertmanager.url()];
+    let hosts = ["node-1", "node-2", "node-3"];
+    let mut last = Vec::new();
     for _ in 0..3 {
-        for host in ["node-1", "node-2", "node-3"] {
-            let feeds: &[&str] = if host == "node-2" {
-                &["Local disk"]
-            } else {
-                &[]
-            };
-            assert!(!run(dir.path(), host, &urls, None, feeds).is_failed());
+        last.clear();
+        for host in hosts {
+            let state = dir.path().join(format!("{host}.json"));
+            let mut args: Vec<String> = [
+                "--state-file",
+                state.to_str().unwrap(),
+                "--alertmanager",
+                &alertmanager.url(),
+                "--alertmanager",
+                &format!("http://127.0.0.1:{}", free_port()),
+                "--host",
+                host,
+                "--consecutive-runs",
+                "3",
+                "--fail",
+                "Radio Café",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if host == "node-2" {
+                args.extend(["--fail".into(), "Local disk".into()]);
+            }
+            let output = command(
+                "podcast_processes_on_three_hosts_one_notification_per_failure",
+                &args,
+            )
+            .output()
+            .unwrap();
+            assert_eq!(output.status.code(), Some(0), "{output:?}");
+            last.push(outcome_line(&output));
         }
     }
+    assert_eq!(
+        last,
+        [
+            // Each run logs 8 feeds (7 INFO, 1 WARN; node-2 one WARN more): all
+            // three runs' records go, as an email would take them.
+            "Alertmanager accepted 1 firing and 0 resolved alert; 24 records delivered",
+            "Alertmanager accepted 2 firing and 0 resolved alerts; 27 records delivered",
+            "Alertmanager accepted 1 firing and 0 resolved alert; 24 records delivered",
+        ]
+    );
     let emails = emails_after(&smtp, 0, Duration::from_secs(3), Duration::from_secs(15));
-    assert_eq!(emails.len(), 1);
-    let body = html(&emails[0]);
+    let mut by_subject: Vec<(String, String)> = emails
+        .iter()
+        .map(|m| (m.subject().unwrap(), html(m)))
+        .collect();
+    by_subject.sort();
+    assert_eq!(by_subject.len(), 2, "{by_subject:?}");
+    let (local, shared) = (&by_subject[0], &by_subject[1]);
     assert!(
-        body.contains("node-2") && body.contains("Local disk"),
-        "{body}"
+        local.0.starts_with("[FIRING:1] poca feed \"Local disk\""),
+        "{}",
+        local.0
     );
+    assert!(local.1.contains("node-2"));
+    assert!(!local.1.contains("node-1") && !local.1.contains("node-3"));
     assert!(
-        !body.contains("node-1") && !body.contains("node-3"),
-        "{body}"
+        shared.0.starts_with("[FIRING:3] poca feed \"Radio Café\""),
+        "{}",
+        shared.0
     );
-    assert!(emails[0].subject().unwrap().starts_with("[FIRING:1] poca"));
+    for host in hosts {
+        assert!(shared.1.contains(host), "{host}");
+    }
 }
 
 #[test]
