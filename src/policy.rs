@@ -571,6 +571,7 @@ impl Policy {
     /// a pending record older than `max_age`; with `batch` alone, every
     /// failure counts. `min_interval` and `repeat_after` pace emails and do
     /// not count here (Alertmanager has its own `repeat_interval`).
+    #[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
     pub(crate) fn worth_reporting(
         &self,
         pending: &[Record],

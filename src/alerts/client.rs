@@ -60,10 +60,17 @@ impl Client {
             let spawned = std::thread::Builder::new()
                 .name("tracing-email-alerts".into())
                 .spawn(move || {
+                    // Nothing the HTTP client logs (its TRACE level shows
+                    // the Authorization header, through a `log` bridge)
+                    // reaches a subscriber, nor this crate's own layer.
+                    let _sending = crate::capture::layer::SendingScope::enter();
+                    let silent = tracing::subscriber::NoSubscriber::default();
                     let reply = if timeout.is_zero() {
                         Reply::Failed("no time left before the send deadline".into())
                     } else {
-                        client.post_one(&endpoint, &body, timeout)
+                        tracing::subscriber::with_default(silent, || {
+                            client.post_one(&endpoint, &body, timeout)
+                        })
                     };
                     let _ = tx.send((i, reply));
                 });

@@ -602,6 +602,9 @@ impl Flusher {
 
     /// Sends the oldest `count` pending records, removes those whose email
     /// was accepted, and saves.
+    // `deadline` is shared with the alerts posted before, within one
+    // send_deadline for the whole flush.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         state_lock: &StateLock,

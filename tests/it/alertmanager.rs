@@ -16,12 +16,9 @@ use std::time::{Duration, Instant};
 use tracing_email::{Alertmanager, EmailLayer, ErrorKind, FileDrop, Outcome};
 use tracing_subscriber::prelude::*;
 
+use crate::podcast::podcast;
 use crate::support::alertmanager::{self as am, free_port};
 use crate::support::child::{act_as_child_if_asked, command, outcome_line};
-
-#[allow(dead_code)]
-#[path = "../../examples/podcast.rs"]
-mod podcast;
 use crate::support::{MockSmtp, Received, Security};
 
 /// One run of the feed fetcher on `host`: each of `feeds` fails once, then
@@ -655,4 +652,138 @@ fn alerts_alone_keep_nothing_without_bound() {
     assert_eq!(pending_in(&state), 100);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(v["alerts"].as_object().unwrap().len(), 50);
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn take(&self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut *self.0.lock().unwrap())).into_owned()
+    }
+}
+
+#[test]
+fn the_alertmanager_password_never_leaks() {
+    // A global subscriber with the `log` bridge: in a process of its own.
+    crate::support::child::in_own_process(
+        "the_alertmanager_password_never_leaks",
+        the_alertmanager_password_never_leaks_here,
+    );
+}
+
+fn the_alertmanager_password_never_leaks_here() {
+    use tracing_subscriber::util::SubscriberInitExt;
+    const PASSWORD: &str = "am-pass-SECRET-42";
+    let encoded = {
+        // base64("poca:am-pass-SECRET-42"), as the Authorization header holds it.
+        let probe = Fake::start(200, "", Duration::ZERO);
+        ureq_probe(&probe.url(), PASSWORD);
+        let request = probe.requests.lock().unwrap()[0].clone();
+        let line = request
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("authorization: basic "))
+            .unwrap()
+            .to_owned();
+        line["authorization: basic ".len()..].trim().to_owned()
+    };
+    let forms = [PASSWORD.to_owned(), encoded];
+    let clean = |what: &str, text: &str| {
+        for secret in &forms {
+            let found = text.contains(secret.as_str()) || wire(text).contains(secret.as_str());
+            assert!(!found, "{what} holds {secret:?}:\n{text}");
+        }
+    };
+    let refusing = Fake::start(401, "unauthorized", Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.json");
+    let am = Alertmanager::new([refusing.url()]).basic_auth("poca", PASSWORD);
+    clean("Debug of Alertmanager", &format!("{am:?}"));
+    let (layer, guard) = EmailLayer::builder("poca")
+        .state_file(&state)
+        .immediately_at(tracing::Level::WARN)
+        .checkpoint_interval(None)
+        .alerts(am)
+        .build()
+        .unwrap();
+    clean(
+        "Debug of the layer and guard",
+        &format!("{layer:?} {guard:?}"),
+    );
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
+        )
+        .with(layer.with_filter(tracing_subscriber::filter::LevelFilter::TRACE))
+        .init();
+    // Without this crate's care, the HTTP client's TRACE shows the header:
+    // this check can fail.
+    let probe = Fake::start(200, "", Duration::ZERO);
+    ureq_probe(&probe.url(), PASSWORD);
+    let unguarded = logs.take();
+    assert!(
+        wire(&unguarded).contains(&forms[1]),
+        "ureq's TRACE is on:\n{unguarded}"
+    );
+
+    tracing::warn!(feed = "Radio Café", "feed failed");
+    let failed = guard.flush();
+    assert!(failed.is_failed(), "{failed}");
+    assert!(failed.to_string().contains("HTTP 401"), "{failed}");
+    clean("the outcome", &format!("{failed} {failed:?}"));
+    clean("the log lines", &logs.take());
+    let file = std::fs::read_to_string(&state).unwrap();
+    clean("the state file", &file);
+    assert!(file.contains("feed failed"));
+}
+
+/// The bytes of ureq's wire-level TRACE lines (a hex dump with the text in
+/// its last 16 columns), joined: what went over the wire, as logged.
+fn wire(logs: &str) -> String {
+    logs.lines()
+        .filter(|l| l.contains("ureq_proto::util:"))
+        .filter_map(|l| l.get(l.len().saturating_sub(16)..))
+        .collect()
+}
+
+/// A post with basic authentication, straight through the HTTP client.
+fn ureq_probe(url: &str, password: &str) {
+    let header = format!("Basic {}", b64(format!("poca:{password}").as_bytes()));
+    let _ = ureq::post(url).header("Authorization", &header).send("[]");
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }
