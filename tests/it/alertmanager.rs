@@ -94,6 +94,21 @@ fn pending_in(state: &Path) -> usize {
         .len()
 }
 
+/// `f` for every host at once, each in a thread of its own: the outcomes.
+fn on_every_host<F>(hosts: &[&str], f: F) -> Vec<Outcome>
+where
+    F: Fn(&str) -> Outcome + Sync,
+{
+    std::thread::scope(|scope| {
+        let f = &f;
+        let running: Vec<_> = hosts
+            .iter()
+            .map(|host| scope.spawn(move || f(host)))
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
 fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
@@ -163,15 +178,31 @@ fn a_fleet_outage_is_one_notification_naming_every_host_and_its_end_one_resolved
             .is_failed()
         );
     }
-    // The feed recovers everywhere: one "resolved" notification.
-    for host in hosts {
-        let outcome = run(dir.path(), host, &urls, Some(&outbox(host)), &[]);
-        assert!(!outcome.is_failed(), "{outcome}");
+    // The feed recovers everywhere (the hosts' runs at the same moment, as
+    // a fleet's cron jobs): one "resolved" notification, naming every host.
+    for outcome in on_every_host(&hosts, |host| {
+        run(dir.path(), host, &urls, Some(&outbox(host)), &[])
+    }) {
+        // The email keeps its own pace: run 4's record waits for a digest.
+        assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
     }
     let emails = emails_after(&smtp, 1, Duration::from_secs(3), Duration::from_secs(15));
     let subjects: Vec<String> = emails.iter().filter_map(Received::subject).collect();
-    assert_eq!(subjects.len(), 2, "{subjects:?}");
-    assert!(subjects[1].starts_with("[RESOLVED] poca"), "{subjects:?}");
+    let resolved: Vec<&Received> = emails
+        .iter()
+        .filter(|m| m.subject().unwrap().starts_with("[RESOLVED] poca"))
+        .collect();
+    assert_eq!(resolved.len(), 1, "{subjects:?}");
+    assert!(
+        subjects.last().unwrap().starts_with("[RESOLVED]"),
+        "{subjects:?}"
+    );
+    // Two, unless the resolutions straddled a group_interval tick of
+    // Alertmanager's (then a [FIRING:k] update comes between).
+    assert!(subjects.len() <= 3, "{subjects:?}");
+    for host in hosts {
+        assert!(html(resolved[0]).contains(host), "{host}");
+    }
     // Alertmanager holds no firing alert, and the state files none.
     let held = alertmanager.alerts();
     assert!(
@@ -364,23 +395,20 @@ fn two_clustered_peers_one_killed_still_one_notification_per_group() {
         assert!(!o.is_failed(), "{o}");
     }
     // Both feeds recover: one resolved notification per group.
-    for host in hosts {
-        let o = run(dir.path(), host, &urls, None, &[]);
+    for o in on_every_host(&hosts, |host| run(dir.path(), host, &urls, None, &[])) {
         assert!(matches!(o, Outcome::Alerted { resolved: 2, .. }), "{o}");
     }
     let emails = emails_after(&smtp, 2, Duration::from_secs(4), Duration::from_secs(20));
-    let resolved: Vec<String> = emails
+    let subjects: Vec<String> = emails.iter().filter_map(Received::subject).collect();
+    let mut resolved: Vec<&String> = subjects
         .iter()
-        .filter_map(Received::subject)
         .filter(|s| s.starts_with("[RESOLVED]"))
         .collect();
-    assert_eq!(
-        emails.len(),
-        4,
-        "{:?}",
-        emails.iter().map(Received::subject).collect::<Vec<_>>()
-    );
-    assert_eq!(resolved.len(), 2, "{resolved:?}");
+    resolved.sort();
+    assert_eq!(resolved.len(), 2, "{subjects:?}");
+    assert!(resolved[0].contains("Jazz FM") && resolved[1].contains("Radio Café"));
+    // Four, unless resolutions straddled a group_interval tick.
+    assert!(subjects.len() <= 6, "{subjects:?}");
 }
 
 /// A fake Alertmanager: answers every request with `status` and `body`

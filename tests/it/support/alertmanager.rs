@@ -87,7 +87,7 @@ impl Alertmanager {
                 "global:\n  smtp_smarthost: '127.0.0.1:{smtp_port}'\n  smtp_from: \
                  'alertmanager@example.com'\n  smtp_require_tls: false\n  \
                  smtp_hello: localhost\nroute:\n  receiver: mail\n  group_by: ['alertname', \
-                 'failure']\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n\
+                 'failure']\n  group_wait: 3s\n  group_interval: 2s\n  repeat_interval: 1h\n\
                  receivers:\n- name: mail\n  email_configs:\n  - to: 'ops@example.com'\n    \
                  send_resolved: true\n"
             ),
