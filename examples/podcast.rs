@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --example podcast -- --state-file PATH (--smtp-url URL | --outbox DIR)
+//!     [--alertmanager URL]... [--host NAME]
 //!     [--ca-cert PEM_FILE] [--feeds M] [--failures N] [--fail NAME]...
 //!     [--threshold K] [--consecutive-runs K] [--repeat-after SECS] [--now RFC3339]
 //!     [--timeout SECS] [--from ADDR] [--to ADDR] [--notify-recovery]
@@ -18,7 +19,11 @@
 //! given too. `--repeat-after SECS` keeps a reported feed quiet that long;
 //! `--now` sets the clock for this run. With `--notify-recovery`, a feed
 //! that was reported and then does not fail in a run gets a "resolved"
-//! email (or a Resolved section in a digest going out). The password comes from the URL or
+//! email (or a Resolved section in a digest going out). `--alertmanager URL`
+//! (repeatable) also posts the failures to Alertmanager, as the host
+//! `--host NAME` (the machine's name by default); with `--alertmanager` and
+//! neither `--smtp-url` nor `--outbox`, alerts are the only destination.
+//! The password comes from the URL or
 //! from `SMTP_PASSWORD`. Prints the outcome; exit status 0 for nothing, held,
 //! waiting or sent, 1 when sending failed, 2 for bad arguments.
 
@@ -30,7 +35,7 @@ use tracing_email::{Builder, EmailLayer, FileDrop, ManualClock, Outcome, Smtp};
 use tracing_subscriber::{filter::LevelFilter, prelude::*};
 
 const USAGE: &str = "usage: podcast --state-file PATH (--smtp-url URL | --outbox DIR) \
-                     [--ca-cert PEM_FILE] [--feeds M] [--failures N] [--fail NAME]... \
+                     [--alertmanager URL]... [--host NAME] [--ca-cert PEM_FILE] [--feeds M] [--failures N] [--fail NAME]... \
                      [--threshold K] [--consecutive-runs K] [--repeat-after SECS] \
                      [--now RFC3339] [--timeout SECS] [--from ADDR] [--to ADDR] \
                      [--notify-recovery]";
@@ -68,6 +73,8 @@ struct Args {
     from: Option<String>,
     to: Option<String>,
     notify_recovery: bool,
+    alertmanager: Vec<String>,
+    host: Option<String>,
 }
 
 fn parse(args: Vec<String>) -> Result<Args, String> {
@@ -105,14 +112,18 @@ fn parse(args: Vec<String>) -> Result<Args, String> {
             "--timeout" => parsed.timeout = Some(number(&flag, &value)?),
             "--from" => parsed.from = Some(value),
             "--to" => parsed.to = Some(value),
+            "--alertmanager" => parsed.alertmanager.push(value),
+            "--host" => parsed.host = Some(value),
             other => return Err(format!("unknown option {other}")),
         }
     }
     if parsed.state_file.is_empty() {
         return Err("--state-file is required".into());
     }
-    if parsed.smtp_url.is_some() == parsed.outbox.is_some() {
-        return Err("give one of --smtp-url URL or --outbox DIR".into());
+    if parsed.smtp_url.is_some() && parsed.outbox.is_some()
+        || parsed.smtp_url.is_none() && parsed.outbox.is_none() && parsed.alertmanager.is_empty()
+    {
+        return Err("give one of --smtp-url URL or --outbox DIR (or --alertmanager URL)".into());
     }
     let feeds = parsed.feeds.unwrap_or(FEEDS.len());
     if parsed.fail.is_empty() && parsed.failures > feeds {
@@ -205,14 +216,35 @@ fn policy(args: &Args, builder: Builder) -> Builder {
     builder.notify_recovery(args.notify_recovery)
 }
 
+#[cfg(feature = "alertmanager")]
+fn alerts(args: &Args, builder: Builder) -> Result<Builder, String> {
+    let mut am = tracing_email::Alertmanager::new(args.alertmanager.iter().cloned());
+    if let Some(secs) = args.timeout {
+        am = am.timeout(Duration::from_secs(secs));
+    }
+    Ok(builder.alerts(am))
+}
+
+#[cfg(not(feature = "alertmanager"))]
+fn alerts(_: &Args, _: Builder) -> Result<Builder, String> {
+    Err("--alertmanager needs tracing-email's `alertmanager` feature".into())
+}
+
 fn setup(args: &Args) -> Result<tracing_email::FlushGuard, String> {
-    let mut builder = EmailLayer::builder("poca")
-        .state_file(&args.state_file)
-        .from(
+    let mut builder = EmailLayer::builder("poca").state_file(&args.state_file);
+    if args.smtp_url.is_some() || args.outbox.is_some() {
+        builder = builder.from(
             args.from
                 .clone()
                 .unwrap_or_else(|| "poca <poca@localhost>".into()),
         );
+    }
+    if let Some(host) = &args.host {
+        builder = builder.host(host);
+    }
+    if !args.alertmanager.is_empty() {
+        builder = alerts(args, builder)?;
+    }
     // The blog post's subject; following failures across runs, the default
     // subject names the feed that keeps failing instead.
     if args.consecutive_runs.is_none() {
@@ -243,7 +275,8 @@ fn setup(args: &Args) -> Result<tracing_email::FlushGuard, String> {
         (None, Some(outbox)) => builder
             .transport(FileDrop::new(outbox))
             .to(args.to.clone().unwrap_or_else(|| "poca@localhost".into())),
-        (None, None) => unreachable!("checked by parse"),
+        // Alertmanager alone (checked by parse).
+        (None, None) => builder,
     };
     let (email, guard) = policy(args, builder).build().map_err(|e| e.to_string())?;
     tracing_subscriber::registry()

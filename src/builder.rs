@@ -41,6 +41,8 @@ use crate::transport::Transport;
 pub struct Builder {
     pub(crate) settings: Settings,
     transport: Option<Box<dyn Transport>>,
+    #[cfg(feature = "alertmanager")]
+    alerts: Option<crate::Alertmanager>,
     clock: Arc<dyn crate::Clock>,
 }
 
@@ -70,6 +72,8 @@ impl EmailLayer {
         Builder {
             settings: Settings::new(app.into()),
             transport: None,
+            #[cfg(feature = "alertmanager")]
+            alerts: None,
             clock: Arc::new(crate::SystemClock),
         }
     }
@@ -85,6 +89,46 @@ impl Builder {
     /// ```
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// Also posts the failures worth reporting to Prometheus Alertmanager
+    /// (see [`Alertmanager`](crate::Alertmanager)), which groups the alerts
+    /// of many hosts into one notification and says when a failure is over.
+    /// With alerts and no [`transport`](Builder::transport), Alertmanager is
+    /// the only destination and `from`/`to` are not needed: the records of
+    /// the failures it accepted leave the state file, the others wait as
+    /// they would for an email (within [`max_pending`](Builder::max_pending)).
+    ///
+    /// ```
+    /// use tracing_email::{Alertmanager, EmailLayer};
+    ///
+    /// let (layer, guard) = EmailLayer::builder("poca")
+    ///     .alerts(Alertmanager::new(["http://am-0:9093", "http://am-1:9093"]).label("team", "media"))
+    ///     .host("node-7")
+    ///     .consecutive_runs(3)
+    ///     .fingerprint_fields(["feed"])
+    /// #   .state_file(std::env::temp_dir().join("tracing-email-doc-alerts.json"))
+    ///     .build()?;
+    /// # std::mem::forget(guard);
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    #[cfg(feature = "alertmanager")]
+    pub fn alerts(mut self, alertmanager: crate::Alertmanager) -> Self {
+        self.alerts = Some(alertmanager);
+        self
+    }
+
+    /// This machine's name, as Alertmanager's `instance` label and the
+    /// subject's `{host}`: by default the system's host name, read once by
+    /// `build()`. For several instances on one machine, or a name that
+    /// means more than the host name.
+    ///
+    /// ```
+    /// let b = tracing_email::EmailLayer::builder("poca").host("backup-eu-3");
+    /// ```
+    pub fn host(mut self, name: impl Into<String>) -> Self {
+        self.settings.host = Some(name.into());
         self
     }
 
@@ -511,29 +555,68 @@ impl Builder {
                 self.settings.app
             )));
         }
-        let (from, to) = self.settings.addresses()?;
+        #[cfg(feature = "alertmanager")]
+        let alerts = self.alerts.take();
+        #[cfg(not(feature = "alertmanager"))]
+        let alerts: Option<()> = None;
+        if let Some(host) = &self.settings.host
+            && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
+        {
+            return Err(Error::config(format!(
+                "the host name {host:?} is empty or holds control characters; give a name \
+                 such as \"node-7\""
+            )));
+        }
+        // Alerts alone need no email addresses (given, they are checked).
+        let alerts_only = alerts.is_some() && self.transport.is_none();
+        let (from, to) =
+            if alerts_only && self.settings.from.is_none() && self.settings.to.is_empty() {
+                let nobody = lettre::message::Mailbox::new(
+                    None,
+                    lettre::Address::new("alerts-only", "localhost")
+                        .map_err(|e| Error::with_source(ErrorKind::Config, "no address", e))?,
+                );
+                (nobody.clone(), vec![nobody])
+            } else {
+                self.settings.addresses()?
+            };
         self.settings.check()?;
         let state_path = self.state_path()?;
-        let mut transport = self.transport.take().ok_or_else(|| {
-            Error::config(
-                "no transport: call .transport(Smtp::starttls(host)), \
-                 .transport(FileDrop::new(dir)) or another Transport",
-            )
-        })?;
-        transport.check().map_err(|e| match e.downcast::<Error>() {
-            Ok(ours) => *ours,
-            Err(other) => Error::with_source(
-                ErrorKind::Config,
-                "the transport's settings are unusable",
-                other,
-            ),
-        })?;
+        let transport = match self.transport.take() {
+            Some(mut transport) => {
+                transport.check().map_err(|e| match e.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(other) => Error::with_source(
+                        ErrorKind::Config,
+                        "the transport's settings are unusable",
+                        other,
+                    ),
+                })?;
+                Some(Arc::from(transport))
+            }
+            None if alerts_only => None,
+            None => {
+                return Err(Error::config(
+                    "no transport: call .transport(Smtp::starttls(host)), \
+                     .transport(FileDrop::new(dir)) or another Transport",
+                ));
+            }
+        };
         let s = self.settings;
         let subject = s.subject.as_deref().map(Template::parse).transpose()?;
+        let named = |host: &Option<String>| {
+            host.clone()
+                .unwrap_or_else(crate::digest::subject::hostname)
+        };
         let host = if subject.as_ref().is_some_and(Template::uses_host) {
-            crate::digest::subject::hostname()
+            named(&s.host)
         } else {
             String::new()
+        };
+        #[cfg(feature = "alertmanager")]
+        let alerts = match alerts {
+            Some(a) => Some(a.check(app.trim(), named(&s.host))?),
+            None => None,
         };
         let offset = match s.offset {
             Offset::Utc => UtcOffset::UTC,
@@ -557,7 +640,9 @@ impl Builder {
                 detail_lines: s.detail_lines,
             },
             policy: s.policy.clone(),
-            transport: Arc::from(transport),
+            transport,
+            #[cfg(feature = "alertmanager")]
+            alerts,
             max_pending: s.max_pending,
             max_email_bytes: s.max_email_bytes,
             send_deadline: s.send_deadline,

@@ -164,6 +164,43 @@ pub struct EmailConfig {
     /// `notify_recovery = true`: see [`Builder::notify_recovery`].
     #[serde(default, deserialize_with = "de::notify_recovery")]
     pub notify_recovery: bool,
+    /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
+    /// string or a list; separated by commas in a variable): also post the
+    /// failures to Alertmanager, see `Builder::alerts` (feature
+    /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
+    /// be left out: Alertmanager is then the only destination.
+    #[serde(default, deserialize_with = "de::alertmanager_urls")]
+    pub alertmanager_urls: Vec<String>,
+    /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
+    /// a variable): labels added to every alert.
+    #[serde(default, deserialize_with = "de::alertmanager_labels")]
+    pub alertmanager_labels: std::collections::BTreeMap<String, String>,
+    /// `alertmanager_user = "poca"`: the user of basic authentication, whose
+    /// password is in the variable named by `alertmanager_password_env`.
+    #[serde(default, deserialize_with = "de::alertmanager_user")]
+    pub alertmanager_user: Option<String>,
+    /// `alertmanager_password_env = "AM_PASSWORD"`: the variable holding the
+    /// basic authentication password, read by [`EmailLayer::from_config`].
+    #[serde(default, deserialize_with = "de::alertmanager_password_env")]
+    pub alertmanager_password_env: Option<String>,
+    /// `alertmanager_token_env = "AM_TOKEN"`: the variable holding a bearer
+    /// token, read by [`EmailLayer::from_config`].
+    #[serde(default, deserialize_with = "de::alertmanager_token_env")]
+    pub alertmanager_token_env: Option<String>,
+    /// `alertmanager_root_certificate = "ca.pem"`: the private CA to trust
+    /// for `https` Alertmanagers.
+    #[serde(default, deserialize_with = "de::alertmanager_root_certificate")]
+    pub alertmanager_root_certificate: Option<PathBuf>,
+    /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
+    #[serde(default, deserialize_with = "de::alertmanager_timeout")]
+    pub alertmanager_timeout: Option<Duration>,
+    /// `resolve_window = 3600` (seconds): how long a firing alert lasts
+    /// unless posted again.
+    #[serde(default, deserialize_with = "de::resolve_window")]
+    pub resolve_window: Option<Duration>,
+    /// `host = "node-7"`: see [`Builder::host`].
+    #[serde(default, deserialize_with = "de::host")]
+    pub host: Option<String>,
     /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
     /// [`set_password`](EmailConfig::set_password), never from a file.
     #[serde(skip)]
@@ -238,6 +275,25 @@ impl fmt::Debug for EmailConfig {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("capture_panics", &self.capture_panics)
             .field("notify_recovery", &self.notify_recovery)
+            .field(
+                "alertmanager_urls",
+                &self
+                    .alertmanager_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("alertmanager_labels", &self.alertmanager_labels)
+            .field("alertmanager_user", &self.alertmanager_user)
+            .field("alertmanager_password_env", &self.alertmanager_password_env)
+            .field("alertmanager_token_env", &self.alertmanager_token_env)
+            .field(
+                "alertmanager_root_certificate",
+                &self.alertmanager_root_certificate,
+            )
+            .field("alertmanager_timeout", &self.alertmanager_timeout)
+            .field("resolve_window", &self.resolve_window)
+            .field("host", &self.host)
             .finish()
     }
 }
@@ -546,7 +602,113 @@ impl EmailConfig {
         s.checkpoint_interval = self.checkpoint_interval.unwrap_or(s.checkpoint_interval);
         s.capture_panics = self.capture_panics;
         s.notify_recovery = self.notify_recovery;
-        Ok(b)
+        s.host.clone_from(&self.host);
+        self.alerts(b, getenv)
+    }
+
+    /// The Alertmanager keys, on `b`.
+    fn alerts(
+        &self,
+        b: Builder,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Builder, Error> {
+        let others = [
+            ("alertmanager_labels", !self.alertmanager_labels.is_empty()),
+            ("alertmanager_user", self.alertmanager_user.is_some()),
+            (
+                "alertmanager_password_env",
+                self.alertmanager_password_env.is_some(),
+            ),
+            (
+                "alertmanager_token_env",
+                self.alertmanager_token_env.is_some(),
+            ),
+            (
+                "alertmanager_root_certificate",
+                self.alertmanager_root_certificate.is_some(),
+            ),
+            ("alertmanager_timeout", self.alertmanager_timeout.is_some()),
+            ("resolve_window", self.resolve_window.is_some()),
+        ];
+        if self.alertmanager_urls.is_empty() {
+            if let Some((key, _)) = others.iter().find(|(_, set)| *set) {
+                return Err(Error::config(format!(
+                    "{} is set but {} is not; it is an Alertmanager setting",
+                    self.name(key),
+                    self.name("alertmanager_urls"),
+                )));
+            }
+            return Ok(b);
+        }
+        #[cfg(not(feature = "alertmanager"))]
+        {
+            let _ = (getenv, b);
+            Err(Error::config(format!(
+                "{}: this program was built without tracing-email's `alertmanager` feature; \
+                 enable the feature",
+                self.name("alertmanager_urls")
+            )))
+        }
+        #[cfg(feature = "alertmanager")]
+        {
+            let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().cloned())
+                .named(self.origin.clone());
+            for (name, value) in &self.alertmanager_labels {
+                am = am.label(name, value);
+            }
+            let secret = |key: &str, what: &str| -> Result<Option<String>, Error> {
+                let var = match key {
+                    "alertmanager_password_env" => &self.alertmanager_password_env,
+                    _ => &self.alertmanager_token_env,
+                };
+                var.as_deref()
+                    .map(|var| secret_from(&self.name(key), var, what, getenv))
+                    .transpose()
+            };
+            let password = secret("alertmanager_password_env", "the Alertmanager password")?;
+            let token = secret("alertmanager_token_env", "the Alertmanager bearer token")?;
+            match (&self.alertmanager_user, password, token) {
+                (_, Some(_), Some(_)) | (Some(_), None, Some(_)) => {
+                    return Err(Error::config(format!(
+                        "{} and {} are both set; Alertmanager takes basic authentication or a \
+                         bearer token, not both",
+                        self.name("alertmanager_user"),
+                        self.name("alertmanager_token_env"),
+                    )));
+                }
+                (Some(user), Some(password), None) => am = am.basic_auth(user, password),
+                (None, None, Some(token)) => am = am.bearer_token(token),
+                (None, None, None) => {}
+                (Some(_), None, None) | (None, Some(_), None) => {
+                    return Err(Error::config(format!(
+                        "{} and {} go together (basic authentication): set both",
+                        self.name("alertmanager_user"),
+                        self.name("alertmanager_password_env"),
+                    )));
+                }
+            }
+            if let Some(path) = &self.alertmanager_root_certificate {
+                let pem = std::fs::read(path).map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Config,
+                        format!(
+                            "{}: could not read {}",
+                            self.name("alertmanager_root_certificate"),
+                            path.display()
+                        ),
+                        e,
+                    )
+                })?;
+                am = am.root_certificate(pem);
+            }
+            if let Some(t) = self.alertmanager_timeout {
+                am = am.timeout(t);
+            }
+            if let Some(w) = self.resolve_window {
+                am = am.resolve_window(w);
+            }
+            Ok(b.alerts(am))
+        }
     }
 
     /// The SMTP transport: the URL, the password from wherever it is given,
@@ -720,6 +882,37 @@ impl EmailConfig {
     }
 }
 
+/// A secret from the environment variable `var` named by the key `key`.
+#[cfg(feature = "alertmanager")]
+fn secret_from(
+    key: &str,
+    var: &str,
+    what: &str,
+    getenv: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<String, Error> {
+    // Not echoed unless it looks like a variable's name: someone may have
+    // put the secret itself here.
+    let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !is_name {
+        return Err(Error::config(format!(
+            "{key} must be the name of the environment variable that holds {what} (letters, \
+             digits and _), not {what} itself"
+        )));
+    }
+    match getenv(var).map(OsString::into_string) {
+        None => Err(Error::config(format!(
+            "{key}: the environment variable {var} is not set; it should hold {what}"
+        ))),
+        Some(Err(_)) => Err(Error::config(format!(
+            "{key}: the environment variable {var} is not valid UTF-8"
+        ))),
+        Some(Ok(p)) if p.is_empty() => Err(Error::config(format!(
+            "{key}: the environment variable {var} is empty"
+        ))),
+        Some(Ok(p)) => Ok(p),
+    }
+}
+
 impl EmailLayer {
     /// Makes the layer and its guard from an [`EmailConfig`], as
     /// [`Builder::build`] does. Reads the `password_env` variable and the
@@ -762,12 +955,17 @@ impl EmailConfig {
     /// Checks what [`EmailLayer::from_config`] needs beyond what
     /// [`builder`](EmailConfig::builder) does.
     fn checked(&self) -> Result<&Self, Error> {
+        if self.smtp_url.is_none() && self.outbox.is_none() && !self.alertmanager_urls.is_empty() {
+            // Alertmanager alone: no email settings needed.
+            return Ok(self);
+        }
         if self.smtp_url.is_none() && self.outbox.is_none() {
             return Err(Error::config(format!(
                 "neither {} nor {} is set: one says where digests go (an SMTP server, or a \
-                 folder for .eml files)",
+                 folder for .eml files; or set {} alone to post alerts only)",
                 self.name("smtp_url"),
                 self.name("outbox"),
+                self.name("alertmanager_urls"),
             )));
         }
         if self.from.is_none() {
@@ -944,6 +1142,129 @@ mod tests {
         let policy = crate::capture::buffer::lock(&guard.flusher).policy.clone();
         std::mem::forget(guard); // dropping would flush into /nonexistent
         policy
+    }
+
+    /// The Alertmanager keys from a file and from the environment reach the
+    /// layer alike; alone, they need no email settings; errors name the key.
+    #[cfg(feature = "alertmanager")]
+    #[test]
+    fn the_alertmanager_keys_from_a_file_or_the_environment_reach_the_layer() {
+        let from_file: EmailConfig = toml::from_str(
+            r#"
+            app = "poca"
+            state_file = "/nonexistent/state.json"
+            checkpoint_interval = false
+            alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]
+            alertmanager_labels = { team = "media", env = "prod" }
+            alertmanager_token_env = "AM_TOKEN"
+            alertmanager_timeout = 2.5
+            resolve_window = 3600
+            host = "node-7"
+            "#,
+        )
+        .unwrap();
+        let from_env = vars(&[
+            ("POCA_APP", "poca"),
+            ("POCA_STATE_FILE", "/nonexistent/state.json"),
+            ("POCA_CHECKPOINT_INTERVAL", "false"),
+            (
+                "POCA_ALERTMANAGER_URLS",
+                "http://am-0:9093, http://am-1:9093",
+            ),
+            ("POCA_ALERTMANAGER_LABELS", "team=media, env=prod"),
+            ("POCA_ALERTMANAGER_TOKEN_ENV", "AM_TOKEN"),
+            ("POCA_ALERTMANAGER_TIMEOUT", "2.5"),
+            ("POCA_RESOLVE_WINDOW", "3600"),
+            ("POCA_HOST", "node-7"),
+        ])
+        .unwrap();
+        let getenv = |name: &str| (name == "AM_TOKEN").then(|| OsString::from("tok-SECRET"));
+        for config in [&from_file, &from_env] {
+            assert!(!format!("{config:?}").contains("SECRET"));
+            let (_layer, guard) = config
+                .checked()
+                .unwrap()
+                .builder_with(&getenv)
+                .unwrap()
+                .build()
+                .unwrap();
+            {
+                let flusher = crate::capture::buffer::lock(&guard.flusher);
+                assert!(flusher.transport.is_none());
+                let poster = flusher.alerts.as_ref().unwrap();
+                assert_eq!(
+                    poster.client.endpoints,
+                    [
+                        "http://am-0:9093/api/v2/alerts",
+                        "http://am-1:9093/api/v2/alerts"
+                    ]
+                );
+                assert_eq!(poster.identity.instance, "node-7");
+                assert_eq!(poster.identity.labels["team"], "media");
+                assert_eq!(poster.identity.labels["env"], "prod");
+                assert_eq!(poster.client.timeout, Duration::from_millis(2500));
+                assert_eq!(poster.resolve_window, Some(Duration::from_secs(3600)));
+                let auth = poster.client.credentials.as_ref().unwrap();
+                assert_eq!(auth.header, "Bearer tok-SECRET");
+                assert!(!format!("{poster:?}").contains("SECRET"));
+            }
+            std::mem::forget(guard); // dropping would flush into /nonexistent
+        }
+        // Errors name the key (or variable).
+        let env_err = |pairs: &[(&str, &str)]| {
+            let mut all = vec![
+                ("POCA_APP", "poca"),
+                ("POCA_ALERTMANAGER_URLS", "http://am:9093"),
+            ];
+            all.extend_from_slice(pairs);
+            match vars(&all) {
+                Err(e) => e.to_string(),
+                Ok(c) => match c.checked().and_then(|c| c.builder_with(&getenv)) {
+                    Err(e) => e.to_string(),
+                    Ok(b) => b.build().map(|_| ()).unwrap_err().to_string(),
+                },
+            }
+        };
+        assert_eq!(
+            env_err(&[("POCA_ALERTMANAGER_LABELS", "team")]),
+            r#"POCA_ALERTMANAGER_LABELS: "team" is not name=value pairs separated by commas, such as team=media"#
+        );
+        assert!(
+            env_err(&[("POCA_ALERTMANAGER_LABELS", "instance=x")]).starts_with(
+                "POCA_ALERTMANAGER_LABELS: the label \"instance\" is set by tracing-email"
+            )
+        );
+        assert!(
+            env_err(&[("POCA_ALERTMANAGER_URLS", "am:9093")])
+                .starts_with("POCA_ALERTMANAGER_URLS: \"am:9093\" is not an Alertmanager URL")
+        );
+        assert!(
+            env_err(&[("POCA_ALERTMANAGER_TOKEN_ENV", "NOT_SET")]).starts_with(
+                "POCA_ALERTMANAGER_TOKEN_ENV: the environment variable NOT_SET is not set"
+            )
+        );
+        assert!(
+            env_err(&[("POCA_ALERTMANAGER_USER", "me")])
+                .contains("POCA_ALERTMANAGER_USER and POCA_ALERTMANAGER_PASSWORD_ENV go together")
+        );
+        assert!(
+            env_err(&[("POCA_RESOLVE_WINDOW", "99999999")]).starts_with("POCA_RESOLVE_WINDOW: ")
+        );
+        let e = vars(&[
+            ("POCA_APP", "poca"),
+            ("POCA_HOST", "x"),
+            ("POCA_RESOLVE_WINDOW", "60"),
+        ])
+        .unwrap()
+        .builder_with(&getenv)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "POCA_RESOLVE_WINDOW is set but POCA_ALERTMANAGER_URLS is not; it is an Alertmanager \
+             setting"
+        );
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub enum ErrorKind {
     Send,
     /// Composing the email failed.
     Compose,
+    /// No Alertmanager accepted the alerts (unreachable, an HTTP error, a
+    /// timeout): the message says what each one did and quotes its reply.
+    /// The records are kept and a later flush posts again.
+    Alertmanager,
     /// Something panicked during a flush: the clock, the transport, or this
     /// crate's own code. The records the flush took are kept.
     Panic,

@@ -645,6 +645,7 @@ mod tests {
             last_sent: None,
             last_error: Some("the server rejected the login (535)".into()),
             history: Default::default(),
+            alerts: Default::default(),
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file)
@@ -724,6 +725,7 @@ mod tests {
             last_sent: Some(hour(3)),
             last_error: None,
             history,
+            alerts: Default::default(),
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file, hour(5))

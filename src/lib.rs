@@ -65,6 +65,7 @@
 //! | `smtp` | yes | [`Smtp`]: lettre's SMTP client with pure-Rust TLS (rustls, ring) and the bundled webpki root certificates; pooled sessions; XOAUTH2 and passwords from a command |
 //! | `sendmail` | yes | [`Sendmail`]: hands digests to a local `sendmail` program |
 //! | `log` | yes | records bridged from the `log` crate by `tracing-log` keep their real target, module, file and line, and are told apart by their own call site |
+//! | `alertmanager` | yes | [`Alertmanager`]: posts each failure worth reporting to Prometheus Alertmanager (ureq 3, blocking, over the same rustls and ring), firing while it lasts, resolved when it ends |
 //! | `rustls-native-certs` | no | [`Smtp`] trusts the platform's root certificates instead of the bundled ones (implies `smtp`) |
 //!
 //! With `default-features = false` the crate keeps [`FileDrop`] and your own
@@ -78,13 +79,16 @@
 
 // A folder or file per stage of the flow, and data moves one way through
 // them: `capture` (event -> record) -> `store` (pending across runs) ->
-// `policy` (the decision) -> `digest` (the email) -> `transport`; `flush` runs
+// `policy` (the decision) -> `digest` (the email) -> `transport`, and beside
+// it `alerts` (Alertmanager); `flush` runs
 // those stages, `guard` runs the flush, `inspect` reads the store. `clock`,
 // `error` and `settings` (each setting's default and bound) are below all of
 // them; `builder` and `config` (the settings from code and from data) above.
 mod clock;
 mod error;
 
+#[cfg(feature = "alertmanager")]
+mod alerts;
 mod capture;
 mod digest;
 mod flush;
@@ -98,6 +102,9 @@ mod builder;
 mod config;
 mod settings;
 
+#[cfg(feature = "alertmanager")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
+pub use alerts::Alertmanager;
 pub use builder::Builder;
 pub use capture::layer::EmailLayer;
 pub use capture::record::{Fields, Record, SpanRecord, Str};

@@ -562,6 +562,59 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The failures of run `facts.run` (fingerprint keys, at the policy's
+    /// level) that the rules would report on their own, one by one: for
+    /// Alertmanager, which gets one alert per failure. A failure seen in
+    /// this run counts when it has lasted `consecutive_runs` runs, is at
+    /// `immediately_at`, has `threshold` records of its own pending, or has
+    /// a pending record older than `max_age`; with `batch` alone, every
+    /// failure counts. `min_interval` and `repeat_after` pace emails and do
+    /// not count here (Alertmanager has its own `repeat_interval`).
+    #[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
+    pub(crate) fn worth_reporting(
+        &self,
+        pending: &[Record],
+        facts: &Facts<'_>,
+    ) -> std::collections::BTreeSet<String> {
+        let min = severity(self.level());
+        let mut own: std::collections::BTreeMap<&str, (usize, OffsetDateTime)> =
+            std::collections::BTreeMap::new();
+        let mut fingerprints = Vec::new();
+        for r in pending.iter().filter(|r| severity(r.level) >= min) {
+            fingerprints.push((fingerprint_of(r, &self.fingerprint_fields), r.timestamp));
+        }
+        for (fp, at) in &fingerprints {
+            let entry = own.entry(fp.key.as_str()).or_insert((0, *at));
+            entry.0 += 1;
+            entry.1 = entry.1.min(*at);
+        }
+        let every = !self.has_trigger();
+        facts
+            .history
+            .streaks
+            .iter()
+            .filter(|(_, s)| s.last_run == facts.run && severity(s.level) >= min)
+            .filter(|(key, s)| {
+                let (count, oldest) = own.get(key.as_str()).copied().unzip();
+                every
+                    || self.consecutive_runs.is_some_and(|k| s.runs >= k)
+                    || self
+                        .immediately_at
+                        .is_some_and(|level| severity(s.level) >= severity(level))
+                    || self
+                        .threshold
+                        .is_some_and(|(needed, _)| count.unwrap_or(0) >= needed)
+                    || self
+                        .max_age
+                        .zip(oldest)
+                        .is_some_and(|(age, oldest)| facts.now - oldest >= to_time(age))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
 /// The count rules' view of the pending records.
 struct Measure {
     /// Records at the policy's level that count.
@@ -934,6 +987,69 @@ pub(crate) mod tests {
 
     fn key(policy: &Policy, r: &Record) -> Fingerprint {
         fingerprint(r, &policy.fingerprint_fields)
+    }
+
+    /// The failures worth an alert of their own: each rule, failure by
+    /// failure, and only those seen in this run.
+    #[test]
+    fn worth_reporting_applies_each_rule_to_each_failure_seen_in_this_run() {
+        let a = |h| feed("Radio Café", W, h);
+        let b = |h| feed("Jazz FM", W, h);
+        let c = |h| feed("Gone", W, h);
+        let keys = |p: &Policy, pending: &[Record], h: &History, now| {
+            let worth = p.worth_reporting(pending, &facts(h, now, None));
+            let mut labels: Vec<String> =
+                worth.iter().map(|k| h.streaks[k].label.clone()).collect();
+            labels.sort();
+            labels
+        };
+        // Radio Café in runs 1-3, Jazz FM in 3 only, Gone in 1-2 only.
+        let runs: [&[Record]; 3] = [&[a(1), c(1)], &[a(2), c(2)], &[a(3), b(3), b(3)]];
+        let pending = [a(1), c(1), a(2), c(2), a(3), b(3), b(3)];
+        let streak = Policy {
+            consecutive_runs: Some(3),
+            ..by_feed()
+        };
+        let h = history(&streak, &runs);
+        assert_eq!(keys(&streak, &pending, &h, at(4)), [r#"feed "Radio Café""#]);
+        // A threshold counts each failure's own records.
+        let threshold = Policy {
+            threshold: Some((2, W)),
+            ..by_feed()
+        };
+        assert_eq!(
+            keys(&threshold, &pending, &h, at(4)),
+            [r#"feed "Jazz FM""#, r#"feed "Radio Café""#]
+        );
+        let three = Policy {
+            threshold: Some((3, W)),
+            ..by_feed()
+        };
+        assert_eq!(keys(&three, &pending, &h, at(4)), [r#"feed "Radio Café""#]);
+        // immediately_at: every failure at that level; below it, none.
+        let now = Policy {
+            immediately_at: Some(W),
+            threshold: Some((100, W)),
+            ..by_feed()
+        };
+        assert_eq!(keys(&now, &pending, &h, at(4)).len(), 2);
+        let errors = Policy {
+            immediately_at: Some(Level::ERROR),
+            threshold: Some((100, W)),
+            ..by_feed()
+        };
+        assert!(keys(&errors, &pending, &h, at(4)).is_empty());
+        // max_age: a failure whose oldest pending record is old enough.
+        let aged = Policy {
+            max_age: Some(2 * HOUR),
+            threshold: Some((100, W)),
+            ..by_feed()
+        };
+        assert_eq!(keys(&aged, &pending, &h, at(4)), [r#"feed "Radio Café""#]);
+        // Records below the policy's level never count.
+        let infos = [feed("Radio Café", Level::INFO, 3)];
+        let h = history(&three, &[&infos]);
+        assert!(keys(&now, &infos, &h, at(4)).is_empty());
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub(crate) const MAX_REPEAT_AFTER: Duration = TEN_YEARS;
 pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
 /// Longest `max_age`.
 pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
+/// Longest Alertmanager `timeout` (of one post).
+pub(crate) const MAX_ALERTMANAGER_TIMEOUT: Duration = DAY;
+/// Longest `resolve_window`: 30 days.
+pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
 pub(crate) fn days(max: Duration) -> String {
@@ -181,6 +185,8 @@ pub(crate) struct Settings {
     pub(crate) capture_panics: bool,
     pub(crate) notify_recovery: bool,
     pub(crate) detail_lines: usize,
+    /// This machine's name for `{host}` and Alertmanager's `instance`.
+    pub(crate) host: Option<String>,
     pub(crate) origin: Origin,
 }
 
@@ -205,6 +211,7 @@ impl Settings {
             capture_panics: false,
             notify_recovery: false,
             detail_lines: 200,
+            host: None,
             origin: Origin::Code,
         }
     }
@@ -363,7 +370,9 @@ impl Settings {
 pub(crate) mod de {
     use std::fmt;
 
-    use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Unexpected, Visitor};
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor,
+    };
     use serde_json::{Value, json};
 
     use super::*;
@@ -388,6 +397,8 @@ pub(crate) mod de {
         List(&'static str, &'static str),
         /// A command: a list of strings, the program then its arguments.
         Command,
+        /// A table of strings (labels), or in a variable `name=value,…`.
+        Labels,
     }
 
     const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
@@ -423,6 +434,7 @@ pub(crate) mod de {
                 Kind::Command => "a list of strings, the program then its arguments (run \
                                   without a shell), such as [\"pass\", \"show\", \"smtp\"]"
                     .into(),
+                Kind::Labels => "a table of label names and values (strings)".into(),
             }
         }
 
@@ -469,6 +481,9 @@ pub(crate) mod de {
                     let level = all.iter().find(|l| l.as_str().eq_ignore_ascii_case(name));
                     level.map(|l| json!(l.as_str())).ok_or(true)
                 }
+                Kind::Labels => is(v
+                    .as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string))),
                 Kind::List(..) => match v {
                     Value::String(_) => Ok(json!([v])),
                     Value::Array(all) => is(all.iter().all(Value::is_string)),
@@ -547,6 +562,18 @@ pub(crate) mod de {
             }
             Ok(Value::Array(all))
         }
+        /// A table only for labels: names to strings.
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            if !matches!(self.1, Kind::Labels) {
+                return Err(de::Error::invalid_type(Unexpected::Map, &self));
+            }
+            let mut all = serde_json::Map::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let value = map.next_value_seed(Expect(self.0, Kind::Text))?;
+                all.insert(name, value);
+            }
+            Ok(Value::Object(all))
+        }
     }
 
     impl<'de> DeserializeSeed<'de> for Expect {
@@ -576,7 +603,8 @@ pub(crate) mod de {
         usize,
         Duration,
         Option<Duration>,
-        Vec<String>
+        Vec<String>,
+        std::collections::BTreeMap<String, String>
     );
 
     impl Typed for Level {
@@ -693,6 +721,28 @@ pub(crate) mod de {
             "FINGERPRINT_FIELDS",
             Kind::List("a field name", "field names")
         );
+        alertmanager_urls: Vec<String> = or_default(
+            "alertmanager_urls",
+            "ALERTMANAGER_URLS",
+            Kind::List("a URL", "URLs")
+        );
+        alertmanager_labels: std::collections::BTreeMap<String, String> =
+            or_default("alertmanager_labels", "ALERTMANAGER_LABELS", Kind::Labels);
+        alertmanager_user: Option<String> = opt("alertmanager_user", "ALERTMANAGER_USER", Kind::Text);
+        alertmanager_password_env: Option<String> =
+            opt("alertmanager_password_env", "ALERTMANAGER_PASSWORD_ENV", Kind::Text);
+        alertmanager_token_env: Option<String> =
+            opt("alertmanager_token_env", "ALERTMANAGER_TOKEN_ENV", Kind::Text);
+        alertmanager_root_certificate: Option<PathBuf> =
+            opt("alertmanager_root_certificate", "ALERTMANAGER_ROOT_CERTIFICATE", Kind::Path);
+        alertmanager_timeout: Option<Duration> = opt(
+            "alertmanager_timeout",
+            "ALERTMANAGER_TIMEOUT",
+            secs(true, MAX_ALERTMANAGER_TIMEOUT)
+        );
+        resolve_window: Option<Duration> =
+            opt("resolve_window", "RESOLVE_WINDOW", secs(true, MAX_RESOLVE_WINDOW));
+        host: Option<String> = opt("host", "HOST", Kind::Text);
         threshold_count: Option<usize> = opt("policy.threshold.count", "", Kind::Whole);
         threshold_level: Option<Level> = opt("policy.threshold.level", "", Kind::Level);
     }
@@ -728,7 +778,7 @@ pub(crate) mod de {
             Kind::Whole => json!(t.parse::<u64>().ok()),
             Kind::Seconds { .. } | Kind::Checkpoint => number(),
             // Field names: split at commas; recipients: one string as given.
-            Kind::List(..) if var == "FINGERPRINT_FIELDS" => {
+            Kind::List(..) if matches!(var, "FINGERPRINT_FIELDS" | "ALERTMANAGER_URLS") => {
                 let names = text
                     .split(',')
                     .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
@@ -740,6 +790,14 @@ pub(crate) mod de {
                 serde_json::from_str::<Value>(t).unwrap_or(Value::Null)
             }
             Kind::Command => json!(t.split_whitespace().collect::<Vec<_>>()),
+            // Labels: `name=value` separated by commas.
+            Kind::Labels => {
+                let pairs = text.split(',').map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    Some((name.trim().to_owned(), json!(value.trim())))
+                });
+                json!(pairs.collect::<Option<serde_json::Map<_, _>>>())
+            }
             _ => json!(text),
         };
         Some(if kind.read(&v).is_ok() {
@@ -747,11 +805,15 @@ pub(crate) mod de {
         } else {
             Err(match kind {
                 Kind::Level => format!("a level: {LEVELS}"),
+                Kind::List(..) if var == "ALERTMANAGER_URLS" => {
+                    "URLs separated by commas, such as http://am-0:9093,http://am-1:9093".into()
+                }
                 Kind::List(..) => "field names separated by commas, such as feed,url".into(),
                 Kind::Command => "the program then its arguments, separated by spaces (pass show \
                                   smtp), or a JSON list of strings when an argument holds a space \
                                   ([\"secret-tool\", \"lookup\", \"service\", \"my smtp\"])"
                     .into(),
+                Kind::Labels => "name=value pairs separated by commas, such as team=media".into(),
                 _ => kind.expected(),
             })
         })

@@ -3,12 +3,14 @@
 //! or one test email. Neither is a run: the history (run count, streaks,
 //! when each failure was reported) stays as the program left it.
 
+use std::sync::Arc;
+
 use lettre::message::SinglePart;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 
 use crate::builder::Builder;
 use crate::error::{Error, ErrorKind};
-use crate::flush::flusher::send_before;
+use crate::flush::flusher::{Flusher, send_before};
 use crate::flush::outcome::Outcome;
 use crate::transport::{Email, Transport};
 
@@ -62,6 +64,7 @@ impl Builder {
     /// ```
     pub fn send_pending(self) -> Result<Outcome, Error> {
         let (flusher, _) = self.into_flusher()?;
+        transport_of(&flusher)?;
         let store = &flusher.store;
         let lock = store.lock()?;
         let loaded = store.load(&lock)?;
@@ -69,7 +72,9 @@ impl Builder {
         if state.pending.is_empty() {
             return Ok(Outcome::Nothing);
         }
-        let (sent, emails, error) = flusher.deliver(&state, (state.pending.len(), None), false);
+        let deadline = crate::clock::instant_after(flusher.send_deadline);
+        let all = (state.pending.len(), None);
+        let (sent, emails, error) = flusher.deliver(&state, all, false, deadline);
         if sent > 0 {
             state.pending.drain(..sent);
             state.last_sent = Some(crate::clock::datetime(std::time::SystemTime::now()));
@@ -134,8 +139,18 @@ impl Builder {
         let (flusher, _) = self.into_flusher()?;
         let email = test_email(&flusher.composer)?;
         let deadline = crate::clock::instant_after(flusher.send_deadline);
-        send_before(&flusher.transport, email, deadline, reply)
+        send_before(transport_of(&flusher)?, email, deadline, reply)
     }
+}
+
+/// The email transport, which sending by hand needs (Alertmanager alone has none).
+fn transport_of(flusher: &Flusher) -> Result<&Arc<dyn Transport>, Error> {
+    flusher.transport.as_ref().ok_or_else(|| {
+        Error::config(
+            "no email transport: sending by hand needs smtp_url, outbox or .transport(…), \
+             not only Alertmanager",
+        )
+    })
 }
 
 /// A test email's delivery: the transport's reply is shown.

@@ -36,7 +36,11 @@ pub(crate) struct Flusher {
     pub(crate) store: StateStore,
     pub(crate) policy: Policy,
     pub(crate) composer: Composer,
-    pub(crate) transport: Arc<dyn Transport>,
+    /// Where digests go; `None` when Alertmanager is the only destination.
+    pub(crate) transport: Option<Arc<dyn Transport>>,
+    /// Where alerts go, if anywhere.
+    #[cfg(feature = "alertmanager")]
+    pub(crate) alerts: Option<crate::alerts::Poster>,
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
     /// Most bytes the records may take in one email (their text lines and
@@ -326,28 +330,19 @@ impl Flusher {
             run,
         };
         let decision = self.policy.decide(&state.pending, phase, &facts);
-        let recovery = self
-            .policy
-            .recovery(self.notify_recovery, phase, &decision, &facts);
-        if let Recovery::Alone = recovery {
-            if changed
-                && let Err(failed) = self.save_or_give_back(state_lock, taken, &parked, commit)
-            {
-                return failed;
-            }
-            return self.send_recovery(state_lock, &mut taken.state, now, commit);
-        }
-        if decision == Decision::Nothing {
-            if let Recovery::Wait { until } = recovery {
-                let waiting = Outcome::Waiting { pending: 0, until };
-                return if changed {
-                    self.save_or_give_back(state_lock, taken, &parked, commit)
-                        .err()
-                        .unwrap_or(waiting)
-                } else {
-                    waiting
-                };
-            }
+        // Recovery notices go by email: none without a transport.
+        let recovery = match self.transport {
+            Some(_) => self
+                .policy
+                .recovery(self.notify_recovery, phase, &decision, &facts),
+            None => Recovery::Nothing,
+        };
+        #[cfg(feature = "alertmanager")]
+        let worth = (phase == Phase::Flush && self.alerts.is_some())
+            .then(|| self.policy.worth_reporting(&state.pending, &facts));
+        #[cfg(not(feature = "alertmanager"))]
+        let worth: Option<()> = None;
+        if decision == Decision::Nothing && worth.is_none() && recovery == Recovery::Nothing {
             return if changed {
                 self.save_or_give_back(state_lock, taken, &parked, commit)
                     .err()
@@ -362,8 +357,38 @@ impl Flusher {
             return failed;
         }
         let state = &mut taken.state;
-        match decision {
-            Decision::Nothing => Outcome::Nothing,
+        let deadline = crate::clock::instant_after(self.send_deadline);
+        #[cfg(feature = "alertmanager")]
+        let alerted = worth.map(|worth| {
+            self.post_alerts(
+                state_lock, state, &worth, &decision, run, now, deadline, commit,
+            )
+        });
+        #[cfg(not(feature = "alertmanager"))]
+        let alerted: Option<Result<Outcome, Error>> = worth.map(|()| Ok(Outcome::Nothing));
+        let alerted = match alerted {
+            // Alertmanager is the only destination: its outcome is the flush's.
+            Some(Ok(outcome)) if self.transport.is_none() => return outcome,
+            Some(Err(error)) if self.transport.is_none() => {
+                return Outcome::Failed {
+                    error,
+                    pending: state.pending.len(),
+                };
+            }
+            Some(result) => result.err(),
+            None => None,
+        };
+        let outcome = match decision {
+            _ if recovery == Recovery::Alone => {
+                self.send_recovery(state_lock, state, now, deadline, commit)
+            }
+            Decision::Nothing => match recovery {
+                Recovery::Wait { until } => Outcome::Waiting {
+                    pending: state.pending.len(),
+                    until,
+                },
+                _ => Outcome::Nothing,
+            },
             Decision::Hold(waiting_for) => Outcome::Held {
                 pending: state.pending.len(),
                 waiting_for,
@@ -373,13 +398,13 @@ impl Flusher {
                 until,
             },
             Decision::Send { records, per_email } => {
-                let with_resolved = recovery == Recovery::WithDigest;
                 let outcome = self.send(
                     state_lock,
                     state,
                     (records, per_email),
-                    with_resolved,
+                    recovery == Recovery::WithDigest,
                     now,
+                    deadline,
                     commit,
                 );
                 if phase == Phase::Run
@@ -390,7 +415,134 @@ impl Flusher {
                 }
                 outcome
             }
+        };
+        // Alertmanager did not accept the alerts: the flush failed, whatever
+        // the email did (said in the error), and the alerts are posted again.
+        match (alerted, outcome) {
+            (None, outcome) => outcome,
+            (
+                Some(error),
+                Outcome::Failed {
+                    error: first,
+                    pending,
+                },
+            ) => Outcome::Failed {
+                error: first.context(|e| format!("{e}; and {error}")),
+                pending,
+            },
+            (Some(error), outcome) => Outcome::Failed {
+                error: error.context(|e| match &outcome {
+                    Outcome::Sent { .. } => format!("{e} (the digest went out: {outcome})"),
+                    _ => e.to_string(),
+                }),
+                pending: taken.state.pending.len(),
+            },
         }
+    }
+
+    /// Posts this flush's alerts (see [`crate::alerts::Poster::flush`]) and
+    /// saves what changed. With Alertmanager as the only destination, the
+    /// records of the failures it accepted leave the state file, and so do
+    /// the records the policy sends (`decision`), as an email would take
+    /// them: its outcome is the flush's.
+    #[cfg(feature = "alertmanager")]
+    #[allow(clippy::too_many_arguments)]
+    fn post_alerts(
+        &mut self,
+        state_lock: &StateLock,
+        state: &mut State,
+        worth: &std::collections::BTreeSet<String>,
+        decision: &Decision,
+        run: u64,
+        now: OffsetDateTime,
+        deadline: Instant,
+        commit: &mut Commit,
+    ) -> Result<Outcome, Error> {
+        let Some(poster) = &self.alerts else {
+            return Ok(Outcome::Nothing);
+        };
+        let level = self.policy.level();
+        let fields = &self.policy.fingerprint_fields;
+        let before = state.alerts.clone();
+        // Alone, Alertmanager reports what an email would: every failure
+        // among the records the policy sends.
+        let mut worth = std::borrow::Cow::Borrowed(worth);
+        if let (None, Decision::Send { records, .. }) = (&self.transport, decision) {
+            let min = crate::capture::record::severity(level);
+            let sent = state.pending[..*records]
+                .iter()
+                .filter(|r| crate::capture::record::severity(r.level) >= min)
+                .map(|r| fingerprint_of(r, fields).key.clone());
+            worth.to_mut().extend(sent);
+        }
+        let posted = poster.flush(state, &worth, run, now, deadline, level, fields);
+        let mut removed = 0;
+        if let Ok(posting) = &posted
+            && self.transport.is_none()
+        {
+            let min = crate::capture::record::severity(level);
+            let send = match decision {
+                Decision::Send { records, .. } => *records,
+                _ => 0,
+            };
+            let keys: Vec<String> = state.pending[..send]
+                .iter()
+                .filter(|r| crate::capture::record::severity(r.level) >= min)
+                .map(|r| fingerprint_of(r, fields).key.clone())
+                .collect();
+            state.history.reported(keys.iter().map(String::as_str), now);
+            let mut i = 0;
+            state.pending.retain(|r| {
+                i += 1;
+                let gone = i <= send
+                    || (crate::capture::record::severity(r.level) >= min
+                        && posting
+                            .firing
+                            .contains(fingerprint_of(r, fields).key.as_str()));
+                !gone
+            });
+            removed = i - state.pending.len();
+            if send > 0 {
+                state.dropped = 0;
+            }
+        }
+        if state.alerts != before || removed > 0 {
+            match self.store.save(state_lock, state) {
+                Ok(stamp) => {
+                    state.generation = stamp.generation;
+                    commit.stamp = Some(stamp);
+                }
+                Err(e) => {
+                    commit.stamp = None;
+                    return Err(e);
+                }
+            }
+        }
+        let posting = posted?;
+        let (firing, resolved) = (posting.firing.len(), posting.resolved);
+        if self.transport.is_none() && (removed > 0 || firing + resolved > 0) {
+            return Ok(Outcome::Alerted {
+                records: removed,
+                firing,
+                resolved,
+            });
+        }
+        Ok(match decision {
+            Decision::Nothing => Outcome::Nothing,
+            Decision::Hold(waiting_for) => Outcome::Held {
+                pending: state.pending.len(),
+                waiting_for: waiting_for.clone(),
+            },
+            Decision::Wait { until } => Outcome::Waiting {
+                pending: state.pending.len(),
+                until: *until,
+            },
+            Decision::Send { .. } => Outcome::Alerted {
+                records: removed,
+                firing,
+                resolved,
+            },
+        })
     }
 
     /// This run's number: taken from the state's history at the first flush
@@ -502,13 +654,16 @@ impl Flusher {
         state_lock: &StateLock,
         state: &mut State,
         now: OffsetDateTime,
+        deadline: Instant,
         commit: &mut Commit,
     ) -> Outcome {
-        let deadline = crate::clock::instant_after(self.send_deadline);
+        let Some(transport) = &self.transport else {
+            return Outcome::Nothing;
+        };
         let result = self
             .composer
             .compose_recovery(&state.history.resolved)
-            .and_then(|email| send_before(&self.transport, email, deadline, send));
+            .and_then(|email| send_before(transport, email, deadline, send));
         let error = result.err();
         if error.is_none() {
             state.history.resolved.clear();
@@ -554,14 +709,18 @@ impl Flusher {
     /// failure. Changes nothing: returns the records and emails the
     /// transport accepted (always the oldest ones) and the error, if one
     /// stopped it. `with_resolved`: the first email also says that the
-    /// history's `resolved` failures are over.
+    /// history's `resolved` failures are over. Without a transport
+    /// (Alertmanager alone), nothing is sent.
     pub(crate) fn deliver(
         &self,
         state: &State,
         (count, per_email): (usize, Option<usize>),
         with_resolved: bool,
+        deadline: Instant,
     ) -> (usize, usize, Option<Error>) {
-        let deadline = crate::clock::instant_after(self.send_deadline);
+        let Some(transport) = &self.transport else {
+            return (0, 0, None);
+        };
         let mut sent = 0;
         let mut emails = 0;
         for batch in ranges(count, per_email.unwrap_or(count)) {
@@ -583,7 +742,7 @@ impl Flusher {
                 let result = self
                     .composer
                     .compose_with(records, &shown, dropped, numbered, &state.history, resolved)
-                    .and_then(|email| send_before(&self.transport, email, deadline, send));
+                    .and_then(|email| send_before(transport, email, deadline, send));
                 match result {
                     Ok(()) => {
                         sent += records.len();
@@ -599,7 +758,9 @@ impl Flusher {
     /// Sends the oldest `count` pending records, removes those whose email
     /// was accepted, and saves. `with_resolved`: the first email also says
     /// that the history's `resolved` failures are over, and they are
-    /// forgotten once it is accepted.
+    /// forgotten once it is accepted. `deadline` is shared with the alerts
+    /// posted before, within one send_deadline for the whole flush.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         state_lock: &StateLock,
@@ -607,9 +768,11 @@ impl Flusher {
         (count, per_email): (usize, Option<usize>),
         with_resolved: bool,
         now: OffsetDateTime,
+        deadline: Instant,
         commit: &mut Commit,
     ) -> Outcome {
-        let (sent, emails, error) = self.deliver(state, (count, per_email), with_resolved);
+        let (sent, emails, error) =
+            self.deliver(state, (count, per_email), with_resolved, deadline);
         if sent > 0 {
             if with_resolved {
                 state.history.resolved.clear();

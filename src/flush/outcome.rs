@@ -16,6 +16,7 @@ use crate::policy::WaitingFor;
 /// | records, but the policy's rules are not met              | `Held`    |
 /// | records a rule sends, but `min_interval` has not passed  | `Waiting` |
 /// | records the policy sends, and the server accepts         | `Sent`    |
+/// | alerts Alertmanager accepted, with no email transport    | `Alerted` |
 /// | records that could not be sent or stored                 | `Failed`  |
 ///
 /// ```
@@ -60,6 +61,18 @@ pub enum Outcome {
         /// Emails sent.
         emails: usize,
     },
+    /// Alertmanager (the only destination: no email transport) accepted
+    /// `firing` firing and `resolved` resolved alerts; `records` records of
+    /// the failures they report, or that the policy would have sent, are no
+    /// longer pending.
+    Alerted {
+        /// Records no longer pending.
+        records: usize,
+        /// Firing alerts posted.
+        firing: usize,
+        /// Resolved alerts posted.
+        resolved: usize,
+    },
     /// Sending or storing failed, or something panicked during the flush.
     /// Every record that was not accepted by the server is kept (`pending`
     /// of them) and a later flush tries again.
@@ -79,6 +92,17 @@ impl Outcome {
     /// ```
     pub fn is_sent(&self) -> bool {
         matches!(self, Outcome::Sent { .. })
+    }
+
+    /// Whether this is [`Outcome::Alerted`].
+    ///
+    /// ```
+    /// let o = tracing_email::Outcome::Alerted { records: 2, firing: 1, resolved: 0 };
+    /// assert!(o.is_alerted());
+    /// assert_eq!(o.to_string(), "Alertmanager accepted 1 firing and 0 resolved alert; 2 records delivered");
+    /// ```
+    pub fn is_alerted(&self) -> bool {
+        matches!(self, Outcome::Alerted { .. })
     }
 
     /// Whether this is [`Outcome::Failed`].
@@ -119,6 +143,16 @@ impl fmt::Display for Outcome {
                 "sent {} in {emails} email{}",
                 records(*n),
                 if *emails == 1 { "" } else { "s" }
+            ),
+            Outcome::Alerted {
+                records: n,
+                firing,
+                resolved,
+            } => write!(
+                f,
+                "Alertmanager accepted {firing} firing and {resolved} resolved alert{}; {} delivered",
+                if firing + resolved == 1 { "" } else { "s" },
+                records(*n)
             ),
             Outcome::Failed { error, pending } => write!(
                 f,

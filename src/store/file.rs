@@ -179,6 +179,8 @@ struct SnapshotOut<'a> {
     last_sent: Option<OffsetDateTime>,
     last_error: &'a Option<String>,
     history: &'a crate::store::history::History,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    alerts: &'a std::collections::BTreeMap<String, crate::store::state::Posted>,
 }
 
 /// Holds the exclusive lock on the state until dropped.
@@ -550,6 +552,7 @@ impl StateStore {
             last_sent: state.last_sent,
             last_error: &state.last_error,
             history: &state.history,
+            alerts: &state.alerts,
         };
         write_atomic(&lock.target, &out)?;
         let journal = journal_path(&lock.target);
@@ -917,6 +920,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     state.last_sent = take::<Sent>(&mut map, "last_sent").map(|s| s.0);
     state.last_error = take(&mut map, "last_error");
     state.history = take(&mut map, "history").unwrap_or_default();
+    state.alerts = take(&mut map, "alerts").unwrap_or_default();
     Some((state, lost))
 }
 

@@ -33,6 +33,32 @@ pub(crate) struct State {
     /// Runs and the streaks of failures across them.
     #[serde(default)]
     pub(crate) history: crate::store::history::History,
+    /// The alerts Alertmanager accepted as firing, by fingerprint key, and
+    /// those whose resolution it has not accepted yet. Absent from files
+    /// written without Alertmanager (and from older ones).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) alerts: std::collections::BTreeMap<String, Posted>,
+}
+
+/// One alert posted to Alertmanager as firing: what identifies it there
+/// (its failure label and severity; the app, host and the user's labels come
+/// from the settings) and when it started. No secret is kept here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Posted {
+    /// The failure's human label, e.g. `feed "Radio Café"`.
+    pub(crate) failure: String,
+    /// `error` or `warning`.
+    pub(crate) severity: String,
+    /// The alert's `startsAt`: when the failure was first seen.
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) since: OffsetDateTime,
+    /// Consecutive runs that saw it when last posted.
+    #[serde(default)]
+    pub(crate) runs: u64,
+    /// When the failure was over, while Alertmanager has not accepted the
+    /// resolution (a failed post): the next flush posts it again.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub(crate) resolved: Option<OffsetDateTime>,
 }
 
 impl State {

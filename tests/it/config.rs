@@ -1141,6 +1141,10 @@ fn the_readme_example_file_parses_and_builds() {
     // Everything else is accepted by the builder: take away what reads the
     // environment and the disk.
     let dir = tempfile::tempdir().unwrap();
+    assert_eq!(email.alertmanager_urls.len(), 2);
+    assert_eq!(email.alertmanager_labels["team"], "media");
+    email.alertmanager_token_env = None;
+    email.alertmanager_root_certificate = None;
     email.password_env = None;
     email.root_certificate = None;
     email.state_file = Some(dir.path().join("state.json"));

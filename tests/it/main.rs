@@ -17,6 +17,7 @@
 
 mod support;
 
+mod alertmanager;
 mod bounds;
 mod capture;
 mod clock_ahead;

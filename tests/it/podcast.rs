@@ -8,7 +8,7 @@ use crate::support;
 
 #[allow(dead_code)]
 #[path = "../../examples/podcast.rs"]
-mod podcast;
+pub(crate) mod podcast;
 
 use std::path::Path;
 use std::time::Duration;

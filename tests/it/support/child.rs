@@ -38,16 +38,22 @@ pub fn command(test_name: &str, args: &[String]) -> Command {
 }
 
 /// The outcome line an example printed (`held …`, `sent …`, `nothing …`,
-/// `not sent …`).
+/// `not sent …`, `Alertmanager accepted …`).
 pub fn outcome_line(output: &Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout);
     // libtest may print "test NAME ... " on the same line before the output.
     stdout
         .lines()
         .find_map(|l| {
-            ["held ", "sent ", "nothing ", "not sent"]
-                .iter()
-                .find_map(|p| l.find(p).map(|at| l[at..].to_owned()))
+            [
+                "held ",
+                "sent ",
+                "nothing ",
+                "not sent",
+                "Alertmanager accepted",
+            ]
+            .iter()
+            .find_map(|p| l.find(p).map(|at| l[at..].to_owned()))
         })
         .unwrap_or_else(|| {
             panic!(

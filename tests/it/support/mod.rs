@@ -3,6 +3,8 @@
 //! (`recorder`), the SMTP setup of a test program (`setup`) and the child
 //! processes (`child`).
 
+#[cfg(feature = "alertmanager")]
+pub mod alertmanager;
 pub mod child;
 pub mod recorder;
 #[cfg(feature = "smtp")]

@@ -1,0 +1,263 @@
+//! Posting: one JSON body to `POST /api/v2/alerts` of every Alertmanager in
+//! the list, at once, each within its timeout and the flush's send
+//! deadline; delivered when at least one accepted it (as Prometheus does).
+//! Failures are told in words, without the credentials.
+
+use std::io::Read as _;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind};
+
+/// Most bytes of a server's reply quoted in an error.
+const MAX_REPLY: usize = 512;
+
+/// How the client proves who it is: the header's value, and the secret
+/// parts to cut out of anything quoted back.
+#[derive(Clone)]
+pub(crate) struct Credentials {
+    /// `Basic …` or `Bearer …`.
+    pub(crate) header: String,
+    /// The password or token, and the header's encoded form.
+    pub(crate) secrets: Vec<String>,
+}
+
+/// A checked client: the URLs to post to (each ending in `/api/v2/alerts`),
+/// the agent (TLS roots, no redirects, no status-as-error) and the timeout
+/// of one post.
+#[derive(Clone)]
+pub(crate) struct Client {
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) agent: ureq::Agent,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) timeout: Duration,
+}
+
+/// What one Alertmanager said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Accepted,
+    /// A 4xx: the payload or the credentials were refused; retrying the
+    /// same will not help until the setup changes.
+    Refused(String),
+    /// Unreachable, a 5xx, a timeout.
+    Failed(String),
+}
+
+impl Client {
+    /// Posts `body` to every endpoint in parallel and waits until all have
+    /// answered or `deadline` has passed. `Ok(n)`: `n` accepted it (at least
+    /// one); else an error that says what each one did.
+    pub(crate) fn post(&self, body: &[u8], deadline: Instant) -> Result<usize, Error> {
+        let (tx, rx) = mpsc::channel();
+        let body: std::sync::Arc<[u8]> = body.into();
+        let mut started = 0;
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let timeout = self.timeout.min(remaining);
+            let (tx, body, client) = (tx.clone(), body.clone(), self.clone());
+            let endpoint = endpoint.clone();
+            let spawned = std::thread::Builder::new()
+                .name("tracing-email-alerts".into())
+                .spawn(move || {
+                    // Nothing the HTTP client logs (its TRACE level shows
+                    // the Authorization header, through a `log` bridge)
+                    // reaches a subscriber, nor this crate's own layer.
+                    let _sending = crate::capture::layer::SendingScope::enter();
+                    let silent = tracing::subscriber::NoSubscriber::default();
+                    let reply = if timeout.is_zero() {
+                        Reply::Failed("no time left before the send deadline".into())
+                    } else {
+                        tracing::subscriber::with_default(silent, || {
+                            client.post_one(&endpoint, &body, timeout)
+                        })
+                    };
+                    let _ = tx.send((i, reply));
+                });
+            if spawned.is_ok() {
+                started += 1;
+            }
+        }
+        drop(tx);
+        let mut replies: Vec<Option<Reply>> = vec![None; self.endpoints.len()];
+        for _ in 0..started {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(remaining) {
+                Ok((i, reply)) => replies[i] = Some(reply),
+                Err(_) => break,
+            }
+        }
+        let accepted = replies
+            .iter()
+            .filter(|r| matches!(r, Some(Reply::Accepted)))
+            .count();
+        if accepted > 0 {
+            return Ok(accepted);
+        }
+        let refused = replies.iter().any(|r| matches!(r, Some(Reply::Refused(_))));
+        let causes: Vec<String> = self
+            .endpoints
+            .iter()
+            .zip(&replies)
+            .map(|(url, reply)| {
+                let what = match reply {
+                    Some(Reply::Refused(why) | Reply::Failed(why)) => why.as_str(),
+                    Some(Reply::Accepted) => "accepted",
+                    None => "no answer before the send deadline",
+                };
+                format!("{}: {what}", base(url))
+            })
+            .collect();
+        let then = if refused {
+            "check the Alertmanager URL, its credentials and its version (API v2); the records \
+             are kept and a later flush posts again"
+        } else {
+            "the records are kept and a later flush posts again"
+        };
+        Err(Error::new(
+            ErrorKind::Alertmanager,
+            format!(
+                "no Alertmanager accepted the alerts ({}); {then}",
+                causes.join("; ")
+            ),
+        ))
+    }
+
+    /// One post, within `timeout`.
+    fn post_one(&self, endpoint: &str, body: &[u8], timeout: Duration) -> Reply {
+        let mut request = self
+            .agent
+            .post(endpoint)
+            .header("Content-Type", "application/json");
+        if let Some(c) = &self.credentials {
+            request = request.header("Authorization", &c.header);
+        }
+        let result = request
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(body);
+        match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if (200..300).contains(&status) {
+                    return Reply::Accepted;
+                }
+                let mut reply = Vec::new();
+                let _ = response
+                    .into_body()
+                    .into_reader()
+                    .take(MAX_REPLY as u64 + 1)
+                    .read_to_end(&mut reply);
+                let text = self.quote(&reply);
+                let said = if text.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    format!("HTTP {status}, replying {text:?}")
+                };
+                if (400..500).contains(&status) {
+                    Reply::Refused(said)
+                } else {
+                    Reply::Failed(said)
+                }
+            }
+            Err(e) => Reply::Failed(self.quote(describe(&e).as_bytes())),
+        }
+    }
+
+    /// `reply` as text, cut to [`MAX_REPLY`] bytes, with the credentials
+    /// (were a server to echo them) shown as `***`.
+    fn quote(&self, reply: &[u8]) -> String {
+        let mut text = String::from_utf8_lossy(&reply[..reply.len().min(MAX_REPLY)])
+            .trim()
+            .to_owned();
+        if reply.len() > MAX_REPLY {
+            text.push('…');
+        }
+        for secret in self.credentials.iter().flat_map(|c| &c.secrets) {
+            if !secret.is_empty() {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
+    }
+}
+
+/// An error of the HTTP client in words.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => "no answer within the timeout".into(),
+        ureq::Error::ConnectionFailed => "could not connect".into(),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut => "no answer within the timeout".into(),
+            _ => format!("network error: {io}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// The Alertmanager's base URL, as the user gave it.
+fn base(endpoint: &str) -> &str {
+    endpoint.strip_suffix(super::PATH).unwrap_or(endpoint)
+}
+
+/// Standard base64 with padding, for `Authorization: Basic`.
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_as_rfc_4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn a_quoted_reply_is_bounded_and_never_holds_the_secret() {
+        let client = Client {
+            endpoints: vec![],
+            agent: ureq::Agent::new_with_defaults(),
+            credentials: Some(Credentials {
+                header: "Bearer s3cr3t".into(),
+                secrets: vec!["s3cr3t".into()],
+            }),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(client.quote(b" bad token s3cr3t\n"), "bad token ***");
+        let long = client.quote(&[b'x'; 2000]);
+        assert_eq!(long.len(), MAX_REPLY + '…'.len_utf8());
+    }
+}

@@ -1,0 +1,588 @@
+//! Alerts: hands the failures worth reporting to Prometheus Alertmanager,
+//! which groups the alerts of many hosts into one notification. The public
+//! [`Alertmanager`] settings, checked at build into a [`Poster`]; at each
+//! flush [`Poster::flush`] posts the firing alerts and the resolved ones
+//! ([`payload`] builds them, [`client`] posts them) and keeps in the state
+//! which ones Alertmanager accepted as firing.
+
+pub(crate) mod client;
+pub(crate) mod payload;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tracing::Level;
+
+use crate::capture::record::{Record, severity};
+use crate::error::{Error, ErrorKind};
+use crate::store::history::fingerprint_of;
+use crate::store::state::{Posted, State};
+
+/// The path posted to, after each Alertmanager's base URL.
+pub(crate) const PATH: &str = "/api/v2/alerts";
+/// Most alerts kept in the state file (firing, or resolved but not yet
+/// accepted): beyond it the oldest resolutions are given up.
+pub(crate) const MAX_ALERTS: usize = 1000;
+use crate::settings::{MAX_ALERTMANAGER_TIMEOUT as MAX_TIMEOUT, MAX_RESOLVE_WINDOW};
+
+/// Labels this crate sets on every alert; the user's may not replace them.
+const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
+
+/// Where the failures worth reporting also go: one or more Prometheus
+/// Alertmanagers (`POST /api/v2/alerts`), given to
+/// [`Builder::alerts`](crate::Builder::alerts).
+///
+/// At each flush, every failure (fingerprint, see
+/// [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields)) that
+/// the policy's rules would report becomes one alert, re-posted at every
+/// flush while it lasts; a run whose flush no longer sees it posts it as
+/// resolved. Each alert's labels are `alertname` (the app), `failure` (the
+/// failure's label, such as `feed "Radio Café"`: the same on every host),
+/// `severity` (`error` or `warning`), `instance` (the host, see
+/// [`Builder::host`](crate::Builder::host)) and the labels given here. It
+/// is posted to every URL; it counts as delivered when one accepted it.
+///
+/// Credentials are never shown by `Debug`, in an error or in the state file.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_email::{Alertmanager, EmailLayer};
+///
+/// let alerts = Alertmanager::new(["http://am-0:9093", "http://am-1:9093"])
+///     .label("team", "media")
+///     .bearer_token("s3cr3t")
+///     .timeout(Duration::from_secs(5));
+/// assert!(!format!("{alerts:?}").contains("s3cr3t"));
+/// let b = EmailLayer::builder("poca").alerts(alerts);
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
+#[derive(Clone)]
+pub struct Alertmanager {
+    urls: Vec<String>,
+    labels: Vec<(String, String)>,
+    auth: Option<Auth>,
+    root_certificate: Option<Vec<u8>>,
+    timeout: Duration,
+    resolve_window: Option<Duration>,
+    /// Set when the settings came from an `EmailConfig`: errors name the key.
+    origin: Option<crate::settings::Origin>,
+}
+
+#[derive(Clone)]
+enum Auth {
+    Basic(String, String),
+    Bearer(String),
+}
+
+impl fmt::Debug for Alertmanager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = match &self.auth {
+            None => "(none)".to_owned(),
+            Some(Auth::Basic(user, _)) => format!("basic {user:?}:***"),
+            Some(Auth::Bearer(_)) => "bearer ***".to_owned(),
+        };
+        let urls: Vec<String> = self.urls.iter().map(|u| without_userinfo(u)).collect();
+        f.debug_struct("Alertmanager")
+            .field("urls", &urls)
+            .field("labels", &self.labels)
+            .field("auth", &auth)
+            .field("root_certificate", &self.root_certificate.is_some())
+            .field("timeout", &self.timeout)
+            .field("resolve_window", &self.resolve_window)
+            .finish()
+    }
+}
+
+impl Alertmanager {
+    /// Posts to these Alertmanagers (base URLs such as
+    /// `http://am-0:9093`, `https://alerts.example.com/am`): every one of a
+    /// cluster, as Prometheus is given them. Checked by
+    /// [`build`](crate::Builder::build).
+    ///
+    /// ```
+    /// let am = tracing_email::Alertmanager::new(["http://127.0.0.1:9093"]);
+    /// ```
+    pub fn new<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Alertmanager {
+            urls: urls.into_iter().map(Into::into).collect(),
+            labels: Vec::new(),
+            auth: None,
+            root_certificate: None,
+            timeout: Duration::from_secs(10),
+            resolve_window: None,
+            origin: None,
+        }
+    }
+
+    /// Names the keys of `origin` in the errors of [`check`](Self::check).
+    pub(crate) fn named(mut self, origin: crate::settings::Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// Adds another Alertmanager.
+    ///
+    /// ```
+    /// let am = tracing_email::Alertmanager::new(["http://am-0:9093"]).url("http://am-1:9093");
+    /// ```
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Adds a label to every alert, e.g. `("team", "media")` for routing. A
+    /// name is letters, digits and `_`, not starting with a digit, and not
+    /// one the crate sets (`alertname`, `failure`, `severity`, `instance`).
+    ///
+    /// ```
+    /// let am = tracing_email::Alertmanager::new(["http://am:9093"]).label("env", "prod");
+    /// ```
+    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends HTTP basic authentication (over `https`, or `http` on
+    /// loopback). The password is never shown.
+    ///
+    /// ```
+    /// let am = tracing_email::Alertmanager::new(["https://am.example.com"])
+    ///     .basic_auth("poca", "s3cr3t");
+    /// ```
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some(Auth::Basic(user.into(), password.into()));
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>`. The token is never shown.
+    ///
+    /// ```
+    /// let am = tracing_email::Alertmanager::new(["https://am.example.com"]).bearer_token("t0k3n");
+    /// ```
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.auth = Some(Auth::Bearer(token.into()));
+        self
+    }
+
+    /// Trusts this root certificate (PEM) instead of the bundled webpki
+    /// roots, for an Alertmanager behind a private CA.
+    ///
+    /// ```no_run
+    /// let pem = std::fs::read("ca.pem")?;
+    /// let am = tracing_email::Alertmanager::new(["https://am.internal:9093"]).root_certificate(pem);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
+    /// The longest one post may take, 10 seconds by default; within the
+    /// flush's [`send_deadline`](crate::Builder::send_deadline) in any case.
+    /// At most a day.
+    ///
+    /// ```
+    /// let am = tracing_email::Alertmanager::new(["http://am:9093"])
+    ///     .timeout(std::time::Duration::from_secs(3));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a firing alert lasts unless posted again (its `endsAt` is
+    /// now plus this): past it, Alertmanager counts the failure as over even
+    /// if this program never runs again. By default three times the median
+    /// time between the app's runs (from the state file), at least 5
+    /// minutes. At most 30 days.
+    ///
+    /// ```
+    /// let am = tracing_email::Alertmanager::new(["http://am:9093"])
+    ///     .resolve_window(std::time::Duration::from_secs(2 * 3600));
+    /// ```
+    pub fn resolve_window(mut self, window: Duration) -> Self {
+        self.resolve_window = Some(window);
+        self
+    }
+
+    /// Checks everything and makes the client: URLs (http or https, a host,
+    /// no credentials in them), label names, the certificate, durations.
+    pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
+        let origin = self.origin.clone();
+        let bad = |key: &str, message: String| {
+            let lead = match &origin {
+                Some(o) => o.name(key),
+                None => "alerts".to_owned(),
+            };
+            Error::new(ErrorKind::Config, format!("{lead}: {message}"))
+        };
+        if self.urls.is_empty() {
+            return Err(bad(
+                "alertmanager_urls",
+                "no Alertmanager URL; give one or more such as http://am-0:9093".into(),
+            ));
+        }
+        let mut endpoints = Vec::new();
+        for raw in &self.urls {
+            let parsed = url::Url::parse(raw.trim());
+            let url = match parsed {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+                Ok(_) | Err(_) => {
+                    return Err(bad(
+                        "alertmanager_urls",
+                        format!(
+                            "{:?} is not an Alertmanager URL; give http://host:port or \
+                         https://host:port",
+                            shown(raw)
+                        ),
+                    ));
+                }
+            };
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad(
+                    "alertmanager_urls",
+                    format!(
+                        "{:?} holds credentials; give them with basic_auth (the \
+                     alertmanager_user and alertmanager_password_env keys) instead",
+                        shown(raw)
+                    ),
+                ));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(bad(
+                    "alertmanager_urls",
+                    format!(
+                        "{:?}: a query or fragment is not part of an Alertmanager's base URL",
+                        shown(raw)
+                    ),
+                ));
+            }
+            let base = url.as_str().trim_end_matches('/');
+            let base = base.strip_suffix(PATH).unwrap_or(base);
+            endpoints.push(format!("{base}{PATH}"));
+        }
+        let mut labels = BTreeMap::new();
+        for (name, value) in &self.labels {
+            let valid = name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if name.is_empty() || !valid || name.starts_with("__") {
+                return Err(bad(
+                    "alertmanager_labels",
+                    format!(
+                        "the label name {name:?} is not valid; use letters, digits and _, not \
+                     starting with a digit or __"
+                    ),
+                ));
+            }
+            if OWN_LABELS.contains(&name.as_str()) {
+                return Err(bad(
+                    "alertmanager_labels",
+                    format!(
+                        "the label {name:?} is set by tracing-email (alertname is the app, \
+                     failure the failure, severity error or warning, instance the host; \
+                     see Builder::host); choose another name"
+                    ),
+                ));
+            }
+            labels.insert(name.clone(), value.clone());
+        }
+        for (key, d, max) in [
+            ("alertmanager_timeout", Some(self.timeout), MAX_TIMEOUT),
+            ("resolve_window", self.resolve_window, MAX_RESOLVE_WINDOW),
+        ] {
+            let Some(d) = d else { continue };
+            if d.is_zero() {
+                return Err(bad(
+                    key,
+                    format!(
+                        "{} must be longer than zero",
+                        key.trim_start_matches("alertmanager_")
+                    ),
+                ));
+            }
+            let name = match &origin {
+                Some(o) => o.name(key),
+                None => format!("alerts {}", key.trim_start_matches("alertmanager_")),
+            };
+            crate::settings::at_most(&name, d, max).map_err(Error::config)?;
+        }
+        let credentials = self.auth.as_ref().map(|auth| match auth {
+            Auth::Basic(user, password) => {
+                let encoded = client::base64(format!("{user}:{password}").as_bytes());
+                client::Credentials {
+                    header: format!("Basic {encoded}"),
+                    secrets: vec![encoded, password.clone()],
+                }
+            }
+            Auth::Bearer(token) => client::Credentials {
+                header: format!("Bearer {token}"),
+                secrets: vec![token.clone()],
+            },
+        });
+        if let Some(c) = &credentials
+            && c.header.contains(['\r', '\n'])
+        {
+            return Err(bad(
+                "alertmanager_user",
+                "the credentials hold a line break".into(),
+            ));
+        }
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("tracing-email/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &self.root_certificate {
+            let certs: Vec<_> = ureq::tls::parse_pem(pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    bad(
+                        "alertmanager_root_certificate",
+                        format!("the root certificate is not valid PEM: {e}"),
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(bad(
+                    "alertmanager_root_certificate",
+                    "the root certificate holds no certificate (expected PEM, -----BEGIN \
+                     CERTIFICATE-----)"
+                        .into(),
+                ));
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        Ok(Poster {
+            identity: payload::Identity {
+                app: app.to_owned(),
+                instance: host,
+                labels,
+            },
+            client: client::Client {
+                endpoints,
+                agent: config.build().into(),
+                credentials,
+                timeout: self.timeout,
+            },
+            resolve_window: self.resolve_window,
+        })
+    }
+}
+
+/// A URL as an error shows it: without what stands before an `@` (a user
+/// and password pasted into it), cut so a long paste stays readable.
+fn shown(url: &str) -> String {
+    payload::failure_label(&without_userinfo(url))
+}
+
+/// `url` with anything between `//` and the last `@` shown as `***`.
+fn without_userinfo(url: &str) -> String {
+    match (url.find("//"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}***{}", &url[..start + 2], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The checked destination, kept by the flush.
+#[derive(Clone)]
+pub(crate) struct Poster {
+    pub(crate) identity: payload::Identity,
+    pub(crate) client: client::Client,
+    pub(crate) resolve_window: Option<Duration>,
+}
+
+// By hand: the client holds the credentials.
+impl fmt::Debug for Poster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Poster")
+            .field("identity", &self.identity)
+            .field("endpoints", &self.client.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one flush posted and Alertmanager accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Posting {
+    /// Fingerprint keys of the firing alerts accepted.
+    pub(crate) firing: BTreeSet<String>,
+    /// Resolved alerts accepted.
+    pub(crate) resolved: usize,
+}
+
+impl Poster {
+    /// Posts the alerts of this flush: `worth` (the failures the policy
+    /// would report, by fingerprint key) and every failure already firing
+    /// that run `run` saw again, as firing; the firing ones it did not see, as resolved. When
+    /// one Alertmanager accepted them, `state.alerts` says so; when none
+    /// did, it keeps the firing ones as they were and notes when the
+    /// resolved ones ended, for the next flush to post again.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn flush(
+        &self,
+        state: &mut State,
+        worth: &BTreeSet<String>,
+        run: u64,
+        now: OffsetDateTime,
+        deadline: Instant,
+        level: Level,
+        fields: &[String],
+    ) -> Result<Posting, Error> {
+        let seen = |key: &str| state.history.streaks.get(key).filter(|s| s.last_run == run);
+        let known = |key: &str| state.history.streaks.get(key);
+        let mut firing: Vec<&String> = worth.iter().filter(|k| known(k).is_some()).collect();
+        for key in state.alerts.keys() {
+            if seen(key).is_some() && !worth.contains(key) {
+                firing.push(key);
+            }
+        }
+        firing.truncate(MAX_ALERTS);
+        let firing: BTreeSet<String> = firing.into_iter().cloned().collect();
+        // Over: firing ones not seen, and any whose severity changed (a new
+        // label set in Alertmanager).
+        let mut over: Vec<(String, OffsetDateTime)> = Vec::new();
+        for (key, posted) in &state.alerts {
+            let changed = seen(key).is_some_and(|s| payload::severity(s.level) != posted.severity);
+            if !firing.contains(key) || changed {
+                over.push((key.clone(), posted.resolved.unwrap_or(now)));
+            }
+        }
+        if firing.is_empty() && over.is_empty() {
+            return Ok(Posting::default());
+        }
+        let window = self.resolve_window.unwrap_or_else(|| {
+            payload::default_window(
+                state
+                    .history
+                    .streaks
+                    .values()
+                    .map(|s| (s.runs, s.since, s.last_seen)),
+            )
+        });
+        // The newest lines of each firing failure, from the pending records.
+        let min = severity(level);
+        let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+        for r in state
+            .pending
+            .iter()
+            .rev()
+            .filter(|r| severity(r.level) >= min)
+        {
+            let fp = fingerprint_of(r, fields);
+            if let Some(key) = firing.get(fp.key.as_str()) {
+                let of = lines.entry(key.as_str()).or_default();
+                if of.len() < payload::MAX_LINES {
+                    of.push(r);
+                }
+            }
+        }
+        let mut alerts = Vec::new();
+        for (key, ended) in &over {
+            if let Some(p) = state.alerts.get(key) {
+                alerts.push(self.identity.resolved(
+                    &p.failure,
+                    &p.severity,
+                    p.since,
+                    p.runs,
+                    *ended,
+                ));
+            }
+        }
+        let mut posted: BTreeMap<String, Posted> = BTreeMap::new();
+        for key in &firing {
+            let Some(s) = known(key) else { continue };
+            let since = state
+                .alerts
+                .get(key)
+                .filter(|p| p.resolved.is_none())
+                .map_or(s.since, |p| p.since.min(s.since));
+            let newest = lines.get(key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let failure = payload::Failure {
+                label: s.label.clone(),
+                level: s.level,
+                runs: s.runs,
+                first_seen: since,
+                last_seen: s.last_seen,
+                lines: newest
+                    .iter()
+                    .rev()
+                    .map(|r| r.to_line(time::UtcOffset::UTC))
+                    .collect(),
+            };
+            alerts.push(self.identity.firing(&failure, now, window));
+            posted.insert(
+                key.clone(),
+                Posted {
+                    failure: payload::failure_label(&s.label),
+                    severity: payload::severity(s.level).to_owned(),
+                    since,
+                    runs: s.runs,
+                    resolved: None,
+                },
+            );
+        }
+        let body = serde_json::to_vec(&alerts).map_err(|e| {
+            Error::with_source(ErrorKind::Alertmanager, "could not encode the alerts", e)
+        })?;
+        match self.client.post(&body, deadline) {
+            Ok(_) => {
+                for (key, _) in &over {
+                    state.alerts.remove(key);
+                }
+                state.alerts.extend(posted);
+                Ok(Posting {
+                    firing,
+                    resolved: over.len(),
+                })
+            }
+            Err(error) => {
+                for (key, ended) in over {
+                    if let Some(p) = state.alerts.get_mut(&key)
+                        && !firing.contains(&key)
+                    {
+                        p.resolved = Some(ended);
+                    }
+                }
+                bound(&mut state.alerts);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
+/// first, then the firing ones seen fewest runs.
+fn bound(alerts: &mut BTreeMap<String, Posted>) {
+    while alerts.len() > MAX_ALERTS {
+        let oldest = alerts
+            .iter()
+            .min_by_key(|(_, p)| (p.resolved.is_none(), p.resolved, p.runs))
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(key) => {
+                alerts.remove(&key);
+            }
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,292 @@
+//! The alerts as Alertmanager's v2 API takes them (`postableAlerts`): pure
+//! building of the JSON from the failures, no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::Level;
+
+use crate::capture::record::utc_time;
+
+/// Most characters of the failure label (a label value): a deterministic
+/// cut, so every host cuts the same label the same way.
+pub(crate) const MAX_LABEL_CHARS: usize = 200;
+/// Most record lines in an alert's description.
+pub(crate) const MAX_LINES: usize = 10;
+/// Most characters of one of those lines.
+pub(crate) const MAX_LINE_CHARS: usize = 300;
+
+/// One alert of the v2 API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Alert {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
+    #[serde(rename = "startsAt", with = "time::serde::rfc3339")]
+    pub(crate) starts_at: OffsetDateTime,
+    #[serde(rename = "endsAt", with = "time::serde::rfc3339")]
+    pub(crate) ends_at: OffsetDateTime,
+}
+
+/// What identifies alerts of this program on this host: `alertname` (the
+/// app), `instance` (the host) and the user's labels.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) app: String,
+    pub(crate) instance: String,
+    pub(crate) labels: BTreeMap<String, String>,
+}
+
+/// One failure as this host saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// Its human label, e.g. `feed "Radio Café"` (the fingerprint's).
+    pub(crate) label: String,
+    pub(crate) level: Level,
+    /// Consecutive runs that saw it.
+    pub(crate) runs: u64,
+    pub(crate) first_seen: OffsetDateTime,
+    pub(crate) last_seen: OffsetDateTime,
+    /// Its newest records as lines, oldest first.
+    pub(crate) lines: Vec<String>,
+}
+
+/// `error` for ERROR, `warning` below.
+pub(crate) fn severity(level: Level) -> &'static str {
+    if level == Level::ERROR {
+        "error"
+    } else {
+        "warning"
+    }
+}
+
+/// The failure label as posted: at most [`MAX_LABEL_CHARS`] characters.
+pub(crate) fn failure_label(label: &str) -> String {
+    cut(label, MAX_LABEL_CHARS)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+impl Identity {
+    fn labels(&self, failure: &str, severity: &str) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        labels.insert("alertname".into(), self.app.clone());
+        labels.insert("failure".into(), failure_label(failure));
+        labels.insert("severity".into(), severity.into());
+        labels.insert("instance".into(), self.instance.clone());
+        labels
+    }
+
+    /// The firing alert of `f`, ending at `now + window` unless re-posted.
+    pub(crate) fn firing(&self, f: &Failure, now: OffsetDateTime, window: Duration) -> Alert {
+        let mut annotations = BTreeMap::new();
+        let mut summary = format!("{} {} on {}", f.level, f.label, self.instance);
+        if f.runs > 1 {
+            let _ = write!(summary, ", in each of the last {} runs", f.runs);
+        }
+        annotations.insert("summary".into(), summary);
+        let mut description = String::new();
+        let hidden = f.lines.len().saturating_sub(MAX_LINES);
+        for line in &f.lines[hidden..] {
+            description.push_str(&cut(line.trim_end(), MAX_LINE_CHARS));
+            description.push('\n');
+        }
+        annotations.insert("description".into(), description.trim_end().to_owned());
+        annotations.insert("runs".into(), f.runs.to_string());
+        annotations.insert("first_seen".into(), utc_time(f.first_seen));
+        annotations.insert("last_seen".into(), utc_time(f.last_seen));
+        let window = time::Duration::try_from(window).unwrap_or(time::Duration::DAY);
+        Alert {
+            labels: self.labels(&f.label, severity(f.level)),
+            annotations,
+            starts_at: f.first_seen.min(now),
+            ends_at: now.checked_add(window).unwrap_or(crate::clock::LATEST),
+        }
+    }
+
+    /// The alert of a failure that is over, ending at `ended`.
+    pub(crate) fn resolved(
+        &self,
+        failure: &str,
+        severity: &str,
+        since: OffsetDateTime,
+        runs: u64,
+        ended: OffsetDateTime,
+    ) -> Alert {
+        let mut annotations = BTreeMap::new();
+        let after = match runs {
+            0 | 1 => String::new(),
+            n => format!(" after failing {n} runs"),
+        };
+        annotations.insert(
+            "summary".into(),
+            format!("{failure} OK again on {}{after}", self.instance),
+        );
+        annotations.insert("runs".into(), runs.to_string());
+        annotations.insert("first_seen".into(), utc_time(since));
+        Alert {
+            labels: self.labels(failure, severity),
+            annotations,
+            starts_at: since.min(ended),
+            ends_at: ended,
+        }
+    }
+}
+
+/// The resolve window when none is set: three times the median time
+/// between runs, from the streaks of failures seen in several runs in a
+/// row (`(last_seen - since) / (runs - 1)`), and never below 5 minutes.
+pub(crate) fn default_window(
+    streaks: impl Iterator<Item = (u64, OffsetDateTime, OffsetDateTime)>,
+) -> Duration {
+    const MIN: Duration = Duration::from_secs(300);
+    const MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+    let mut intervals: Vec<f64> = streaks
+        .filter(|(runs, _, _)| *runs >= 2)
+        .map(|(runs, since, last)| (last - since).as_seconds_f64() / (runs - 1) as f64)
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .collect();
+    if intervals.is_empty() {
+        return MIN;
+    }
+    intervals.sort_by(f64::total_cmp);
+    let median = intervals[intervals.len() / 2];
+    Duration::try_from_secs_f64(median * 3.0)
+        .unwrap_or(MAX)
+        .clamp(MIN, MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn identity() -> Identity {
+        Identity {
+            app: "poca".into(),
+            instance: "host-a".into(),
+            labels: [("team".to_owned(), "media".to_owned())].into(),
+        }
+    }
+
+    fn failure(lines: usize) -> Failure {
+        Failure {
+            label: "feed \"Radio Café\"".into(),
+            level: Level::WARN,
+            runs: 3,
+            first_seen: datetime!(2026-11-20 08:00 UTC),
+            last_seen: datetime!(2026-11-20 10:00 UTC),
+            lines: (0..lines)
+                .map(|i| format!("line {i} {}", "x".repeat(i * 100)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_firing_alert_has_the_labels_and_annotations_alertmanager_groups_by() {
+        let now = datetime!(2026-11-20 10:00:05 UTC);
+        let alert = identity().firing(&failure(2), now, Duration::from_secs(900));
+        let json = serde_json::to_value(&alert).unwrap();
+        assert_eq!(
+            json["labels"],
+            serde_json::json!({
+                "alertname": "poca",
+                "failure": "feed \"Radio Café\"",
+                "severity": "warning",
+                "instance": "host-a",
+                "team": "media",
+            })
+        );
+        assert_eq!(json["startsAt"], "2026-11-20T08:00:00Z");
+        assert_eq!(json["endsAt"], "2026-11-20T10:15:05Z");
+        let a = &json["annotations"];
+        assert_eq!(
+            a["summary"],
+            "WARN feed \"Radio Café\" on host-a, in each of the last 3 runs"
+        );
+        assert_eq!(a["runs"], "3");
+        assert_eq!(a["first_seen"], "2026-11-20 08:00:00 UTC");
+        assert!(
+            a["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("line 0\nline 1 x")
+        );
+    }
+
+    #[test]
+    fn the_description_holds_the_newest_lines_each_cut() {
+        let now = datetime!(2026-11-20 10:00 UTC);
+        let alert = identity().firing(&failure(25), now, Duration::from_secs(300));
+        let d = &alert.annotations["description"];
+        let lines: Vec<&str> = d.lines().collect();
+        assert_eq!(lines.len(), MAX_LINES);
+        assert!(lines[0].starts_with("line 15 "));
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() <= MAX_LINE_CHARS + 1)
+        );
+        assert!(d.len() <= MAX_LINES * (MAX_LINE_CHARS + 4));
+    }
+
+    #[test]
+    fn a_long_label_is_cut_the_same_way_everywhere() {
+        let long = "é".repeat(500);
+        let a = failure_label(&long);
+        assert_eq!(a.chars().count(), MAX_LABEL_CHARS + 1);
+        assert_eq!(a, failure_label(&long));
+        assert_eq!(failure_label("feed \"x\""), "feed \"x\"");
+    }
+
+    #[test]
+    fn a_resolved_alert_has_the_same_labels_and_ends_when_it_ended() {
+        let ended = datetime!(2026-11-21 09:00 UTC);
+        let since = datetime!(2026-11-20 08:00 UTC);
+        let firing = identity().firing(&failure(1), ended, Duration::from_secs(300));
+        let resolved = identity().resolved("feed \"Radio Café\"", "warning", since, 9, ended);
+        assert_eq!(resolved.labels, firing.labels);
+        assert_eq!(resolved.ends_at, ended);
+        assert_eq!(resolved.starts_at, since);
+        assert_eq!(
+            resolved.annotations["summary"],
+            "feed \"Radio Café\" OK again on host-a after failing 9 runs"
+        );
+    }
+
+    #[test]
+    fn the_default_window_is_three_median_intervals_and_at_least_five_minutes() {
+        let t = datetime!(2026-11-20 00:00 UTC);
+        let hours = |h: i64| t + time::Duration::hours(h);
+        assert_eq!(default_window(std::iter::empty()), Duration::from_secs(300));
+        // Hourly runs (5 runs over 4 hours), daily runs, and one run alone.
+        let streaks = [
+            (5, t, hours(4)),
+            (3, t, hours(48)),
+            (1, t, t),
+            (2, t, hours(1)),
+        ];
+        assert_eq!(
+            default_window(streaks.into_iter()),
+            Duration::from_secs(3 * 3600)
+        );
+        // Every minute: the floor.
+        assert_eq!(
+            default_window([(10, t, t + time::Duration::minutes(9))].into_iter()),
+            Duration::from_secs(300)
+        );
+        // Yearly: capped at a week.
+        assert_eq!(
+            default_window([(2, t, t + time::Duration::days(365))].into_iter()),
+            Duration::from_secs(7 * 24 * 3600)
+        );
+    }
+}

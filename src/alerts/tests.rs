@@ -1,0 +1,126 @@
+use super::*;
+
+fn check(am: Alertmanager) -> Result<Poster, String> {
+    am.check("poca", "node-1".into()).map_err(|e| {
+        assert_eq!(e.kind(), ErrorKind::Config);
+        e.to_string()
+    })
+}
+
+#[test]
+fn urls_are_checked_and_end_in_the_v2_path() {
+    let p = check(Alertmanager::new([
+        "http://am-0:9093",
+        "https://alerts.example.com/am/",
+        "http://127.0.0.1:9093/api/v2/alerts",
+    ]))
+    .unwrap();
+    assert_eq!(
+        p.client.endpoints,
+        [
+            "http://am-0:9093/api/v2/alerts",
+            "https://alerts.example.com/am/api/v2/alerts",
+            "http://127.0.0.1:9093/api/v2/alerts",
+        ]
+    );
+    let err = |urls: &[&str]| check(Alertmanager::new(urls.iter().copied())).unwrap_err();
+    assert!(err(&[]).contains("no Alertmanager URL"));
+    assert!(err(&["am-0:9093"]).contains("\"am-0:9093\" is not an Alertmanager URL"));
+    assert!(err(&["ftp://am"]).contains("is not an Alertmanager URL"));
+    assert!(err(&["http://am?x=1"]).contains("a query or fragment"));
+    let with_password = err(&["http://user:hunter2@am:9093"]);
+    assert!(with_password.contains("holds credentials; give them with basic_auth"));
+    assert!(!with_password.contains("hunter2"), "{with_password}");
+}
+
+#[test]
+fn label_names_are_checked_and_the_crates_own_are_refused() {
+    let label = |name: &str| check(Alertmanager::new(["http://am"]).label(name, "x"));
+    assert!(label("team").is_ok());
+    assert!(label("_x9").is_ok());
+    for bad in ["", "9lives", "a-b", "é", "__meta"] {
+        assert!(label(bad).unwrap_err().contains("is not valid"), "{bad:?}");
+    }
+    for own in OWN_LABELS {
+        assert!(
+            label(own).unwrap_err().contains("is set by tracing-email"),
+            "{own}"
+        );
+    }
+}
+
+#[test]
+fn durations_and_the_certificate_are_checked() {
+    let am = || Alertmanager::new(["https://am"]);
+    assert!(
+        check(am().timeout(Duration::ZERO))
+            .unwrap_err()
+            .contains("timeout must be")
+    );
+    assert!(
+        check(am().resolve_window(Duration::from_secs(31 * 24 * 3600)))
+            .unwrap_err()
+            .starts_with("alerts resolve_window: ")
+    );
+    assert!(
+        check(am().root_certificate("not a certificate"))
+            .unwrap_err()
+            .contains("holds no certificate")
+    );
+}
+
+#[test]
+fn secrets_are_never_in_debug_or_errors() {
+    let basic = Alertmanager::new(["http://me:pw-SECRET@am"]).basic_auth("me", "pw-SECRET");
+    let bearer = Alertmanager::new(["http://am"]).bearer_token("tok-SECRET");
+    for am in [basic.clone(), bearer] {
+        let debug = format!("{am:?}");
+        assert!(!debug.contains("SECRET"), "{debug}");
+    }
+    assert!(format!("{basic:?}").contains(r#"basic \"me\":***"#));
+    assert!(!check(basic).unwrap_err().contains("SECRET"));
+    // The header holds the encoded pair, which is cut out of quoted replies.
+    let p = check(Alertmanager::new(["http://am"]).basic_auth("me", "pw")).unwrap();
+    let c = p.client.credentials.unwrap();
+    assert_eq!(c.header, format!("Basic {}", client::base64(b"me:pw")));
+    assert!(c.secrets.contains(&"pw".to_owned()));
+}
+
+fn posted(runs: u64, resolved: Option<OffsetDateTime>) -> Posted {
+    Posted {
+        failure: "f".into(),
+        severity: "warning".into(),
+        since: OffsetDateTime::UNIX_EPOCH,
+        runs,
+        resolved,
+    }
+}
+
+#[test]
+fn the_alerts_kept_are_bounded_oldest_resolutions_first() {
+    let mut alerts = BTreeMap::new();
+    for i in 0..MAX_ALERTS + 5 {
+        let resolved =
+            (i < 10).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::hours(i as i64));
+        alerts.insert(format!("{i:04}"), posted(2, resolved));
+    }
+    bound(&mut alerts);
+    assert_eq!(alerts.len(), MAX_ALERTS);
+    // The five resolutions that ended first went.
+    assert!((0..5).all(|i| !alerts.contains_key(&format!("{i:04}"))));
+    assert!((5..10).all(|i| alerts.contains_key(&format!("{i:04}"))));
+}
+
+#[test]
+fn a_state_file_without_alerts_loads_and_one_with_them_round_trips() {
+    let old = r#"{"version":2,"generation":3,"pending":[],"dropped":0}"#;
+    let state: State = serde_json::from_str(old).unwrap();
+    assert!(state.alerts.is_empty());
+    // Not written when empty: files of users without Alertmanager are as before.
+    assert!(!serde_json::to_string(&state).unwrap().contains("alerts"));
+    let mut state = state;
+    state.alerts.insert("k".into(), posted(3, None));
+    let text = serde_json::to_string(&state).unwrap();
+    let back: State = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.alerts, state.alerts);
+}
