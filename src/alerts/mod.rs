@@ -525,6 +525,9 @@ impl Poster {
                     .rev()
                     .map(|r| r.to_line(time::UtcOffset::UTC))
                     .collect(),
+                recent: (state.history)
+                    .recent_runs(key, crate::store::history::STRIP_RUNS)
+                    .unwrap_or_default(),
             };
             alerts.push(self.identity.firing(&failure, now, window));
             posted.insert(

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::utc_time;
+use crate::store::history::strip_text;
 
 /// Most characters of the failure label (a label value): a deterministic
 /// cut, so every host cuts the same label the same way.
@@ -51,6 +52,9 @@ pub(crate) struct Failure {
     pub(crate) last_seen: OffsetDateTime,
     /// Its newest records as lines, oldest first.
     pub(crate) lines: Vec<String>,
+    /// Which of the app's recent runs saw it, oldest first (the digest's
+    /// strip); shown from two runs on.
+    pub(crate) recent: Vec<bool>,
 }
 
 /// `error` for ERROR, `warning` below.
@@ -101,6 +105,9 @@ impl Identity {
         }
         annotations.insert("description".into(), description.trim_end().to_owned());
         annotations.insert("runs".into(), f.runs.to_string());
+        if f.recent.len() >= 2 {
+            annotations.insert("history".into(), strip_text(&f.recent));
+        }
         annotations.insert("first_seen".into(), utc_time(f.first_seen));
         annotations.insert("last_seen".into(), utc_time(f.last_seen));
         let window = time::Duration::try_from(window).unwrap_or(time::Duration::DAY);
@@ -187,6 +194,7 @@ mod tests {
             lines: (0..lines)
                 .map(|i| format!("line {i} {}", "x".repeat(i * 100)))
                 .collect(),
+            recent: vec![false, true, false, true, true, true],
         }
     }
 
@@ -213,6 +221,7 @@ mod tests {
             "WARN feed \"Radio Café\" on host-a, in each of the last 3 runs"
         );
         assert_eq!(a["runs"], "3");
+        assert_eq!(a["history"], "last 6 runs, oldest first: ✓✗✓✗✗✗");
         assert_eq!(a["first_seen"], "2026-11-20 08:00:00 UTC");
         assert!(
             a["description"]
