@@ -50,6 +50,18 @@
 //! Delivery is at least once: a record leaves the state file only after the
 //! server accepted the email holding it.
 //!
+//! # Many machines, and the people who run the program
+//!
+//! With the `alertmanager` feature, [`Builder::alerts`] posts each failure
+//! worth reporting to Prometheus Alertmanager, which groups a fleet's alerts
+//! into one notification, and says "resolved" when a run no longer sees it;
+//! [`Builder::notify_recovery`] does the same by email.
+//!
+//! The `tracing-email` command (`cargo install tracing-email-cli`) reads a
+//! program's state file from the shell: `tracing-email status --app poca`
+//! says what waits and why no email went out; `show`, `send`, `clear` and
+//! `test` do the rest. [`StateFile`] is the same from code.
+//!
 //! # Settings from a file or the environment
 //!
 //! [`EmailConfig`] holds the same settings as data: an `[email]` table of
