@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely, panicked};
 use crate::flush::outcome::Outcome;
-use crate::policy::{Decision, Facts, Phase, Policy};
+use crate::policy::{Decision, Facts, Phase, Policy, Tally};
 use crate::store::file::{Cache, Loaded, Stamp, StateLock, StateStore};
 use crate::store::history::fingerprint_of;
 use crate::store::state::State;
@@ -44,8 +44,20 @@ pub(crate) struct Flusher {
     /// This run's number in the state file's history, once it has one.
     pub(crate) run: Option<u64>,
     /// The state as this process last read or wrote it, so that the next
-    /// flush reads only what other processes appended since.
-    pub(crate) cache: Cache,
+    /// flush reads only what other processes appended since, and what the
+    /// policy reads of its records.
+    pub(crate) cache: Kept,
+}
+
+/// What a flush keeps in memory for the next one.
+#[derive(Default)]
+pub(crate) struct Kept {
+    /// The state and the stamp of the files it was read from or written to.
+    pub(crate) files: Cache,
+    /// The policy's running figures of the first [`Tally::len`] pending
+    /// records of that state, so that a later flush adds only the new ones
+    /// (made anew when records leave, or the state is read whole).
+    pub(crate) tally: Option<Tally>,
 }
 
 /// What one flush writes: the facts to append, whether the snapshot must
@@ -191,8 +203,10 @@ impl Flusher {
             && taken.count == 0
             && taken.dropped == 0
         {
-            self.cache.kept = Some((std::mem::take(&mut taken.state), stamp));
-            self.cache.clamped_at = commit.clamped_at;
+            self.cache.files.kept = Some((std::mem::take(&mut taken.state), stamp));
+            self.cache.files.clamped_at = commit.clamped_at;
+        } else {
+            self.cache.tally = None;
         }
         outcome
     }
@@ -206,8 +220,9 @@ impl Flusher {
         now: Result<OffsetDateTime, Error>,
         commit: &mut Commit,
     ) -> Outcome {
-        let kept = self.cache.kept.take();
-        let clamped_at = self.cache.clamped_at.take();
+        let kept = self.cache.files.kept.take();
+        let clamped_at = self.cache.files.clamped_at.take();
+        let tally = self.cache.tally.take();
         let Loaded {
             state,
             parked,
@@ -290,19 +305,30 @@ impl Flusher {
             Some(at) if at <= now => kept.saturating_sub(excess),
             _ => 0,
         };
+        let mut moved = false;
         if self.store.clamp_future_from(&mut taken.state, now, clamped) {
             changed = true;
             commit.rewrite = true;
+            moved = true;
         }
         commit.clamped_at = Some(now);
         let state = &mut taken.state;
+        // The tally of the kept records still holds if they are all still
+        // here, in their place, with their times: only the records after it
+        // are added.
+        let mut tally = tally
+            .filter(|t| t.len() <= kept && excess == 0 && !(moved && clamped < t.len()))
+            .unwrap_or_else(|| Tally::new(&self.policy));
+        tally.extend(&self.policy, &state.pending[tally.len()..]);
         let facts = Facts {
             now,
             last_sent: state.last_sent,
             history: &state.history,
             run,
         };
-        let decision = self.policy.decide(&state.pending, phase, &facts);
+        let decision = self.policy.decide_tally(&tally, phase, &facts);
+        // Records leave only by a send, which makes it anew.
+        self.cache.tally = Some(tally);
         if decision == Decision::Nothing {
             return if changed {
                 self.save_or_give_back(state_lock, taken, &parked, commit)
@@ -495,6 +521,7 @@ impl Flusher {
                 .history
                 .reported(reported.iter().map(|fp| fp.key.as_str()), now);
             state.pending.drain(..sent);
+            self.cache.tally = None;
             state.last_sent = Some(now);
             state.dropped = 0;
         }
@@ -805,7 +832,14 @@ mod tests {
             guard.shared.buffer.push(r);
             assert!(matches!(guard.flush(), Outcome::Held { pending, .. } if pending == i + 1));
         }
-        let kept = lock(&one.flusher).cache.kept.as_ref().unwrap().0.clone();
+        let flusher = lock(&one.flusher);
+        let kept = flusher.cache.files.kept.as_ref().unwrap().0.clone();
+        // The policy's running figures, fed only the new records at each
+        // flush, are those of the whole state.
+        let mut fresh = Tally::new(&flusher.policy);
+        fresh.extend(&flusher.policy, &kept.pending);
+        assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh));
+        drop(flusher);
         let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
         assert_eq!(store.load(&lock).unwrap().state, kept);
