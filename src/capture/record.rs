@@ -220,6 +220,11 @@ impl Fields {
         &self.0
     }
 
+    /// The field names, in order, to replace one with an equal text.
+    pub(crate) fn names_mut(&mut self) -> impl Iterator<Item = &mut Str> {
+        self.0.iter_mut().map(|(name, _)| name)
+    }
+
     /// The pairs themselves, in order.
     pub(crate) fn into_pairs(self) -> Vec<(Str, Value)> {
         self.0
@@ -258,6 +263,9 @@ impl<'de> Deserialize<'de> for Fields {
                 while let Some((k, v)) = map.next_entry::<String, Value>()? {
                     out.push((Cow::Owned(k), v));
                 }
+                // Read back from the state file, records may stay in memory
+                // for a run: without the room growing the list left.
+                out.shrink_to_fit();
                 Ok(Fields(out))
             }
         }

@@ -111,6 +111,13 @@ impl<'a> Taken<'a> {
 
     /// Puts the loaded state under this run's records.
     fn merge_into(&mut self, mut loaded: State) {
+        // The merged list is kept for the run: room for an eighth more, not
+        // twice as much as doubling would leave (a large list grows in place
+        // where the allocator can).
+        let (len, new) = (loaded.pending.len(), self.state.pending.len());
+        if loaded.pending.capacity() - len < new {
+            loaded.pending.reserve_exact(new.max(len / 8));
+        }
         loaded.pending.append(&mut self.state.pending);
         self.state = loaded;
     }

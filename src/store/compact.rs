@@ -1,0 +1,133 @@
+//! Records read back from the state file share what they repeat, as the
+//! records the layer captures do: callsite names (target, module, file,
+//! field and span names) become shared static texts, and a record's spans
+//! are the previous record's `Arc`s when they are equal (and lists lose the
+//! spare room parsing left). A state kept in
+//! memory for a whole run then costs about what the same records captured
+//! in this process cost, not half again as much.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::capture::buffer::lock;
+use crate::capture::record::{Record, SpanRecord, Str};
+
+/// Most bytes of text made static for the life of the process: callsite
+/// names are few (a program's own), so this is never reached by the names of
+/// the programs sharing a state file; names beyond it (a hand-made file with
+/// a million targets) stay owned by their records.
+const MAX_INTERNED_BYTES: usize = 1 << 20;
+
+/// Longest name made static; longer ones stay owned.
+const MAX_INTERNED_LEN: usize = 256;
+
+/// The static texts made so far, and their bytes.
+static INTERNED: Mutex<Option<(HashSet<&'static str>, usize)>> = Mutex::new(None);
+
+/// Makes `text`, if it is owned, the shared static text equal to it.
+fn intern(text: &mut Str, table: &mut (HashSet<&'static str>, usize)) {
+    let Cow::Owned(owned) = text else {
+        return;
+    };
+    if let Some(&found) = table.0.get(owned.as_str()) {
+        *text = Cow::Borrowed(found);
+    } else if owned.len() <= MAX_INTERNED_LEN && table.1 + owned.len() <= MAX_INTERNED_BYTES {
+        let made: &'static str = Box::leak(std::mem::take(owned).into_boxed_str());
+        table.0.insert(made);
+        table.1 += made.len();
+        *text = Cow::Borrowed(made);
+    }
+}
+
+/// Makes `records` (read back from the state file, in their order) share
+/// their callsite names and, with the record before each, equal spans.
+pub(crate) fn share(records: &mut [Record]) {
+    let mut guard = lock(&INTERNED);
+    let table = guard.get_or_insert_with(|| (HashSet::new(), 0));
+    let mut previous: Vec<Arc<SpanRecord>> = Vec::new();
+    for record in records {
+        intern(&mut record.target, table);
+        for text in [&mut record.module_path, &mut record.file]
+            .into_iter()
+            .flatten()
+        {
+            intern(text, table);
+        }
+        for name in record.fields.names_mut() {
+            intern(name, table);
+        }
+        for (i, span) in record.spans.iter_mut().enumerate() {
+            match previous.get(i) {
+                Some(before) if Arc::ptr_eq(before, span) || **before == **span => {
+                    *span = Arc::clone(before);
+                }
+                _ => {
+                    if let Some(owned) = Arc::get_mut(span) {
+                        intern(&mut owned.name, table);
+                        for name in owned.fields.names_mut() {
+                            intern(name, table);
+                        }
+                    }
+                }
+            }
+        }
+        // Parsed into a growing list: without its spare room.
+        record.spans.shrink_to_fit();
+        previous.clone_from(&record.spans);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_share_names_and_equal_spans_and_stay_equal() {
+        let json = r#"{"version":2,"pending":[
+            {"time":"2026-11-22T06:00:00Z","level":"WARN","target":"poca::feed","message":"a",
+             "fields":{"url":"x"},"module_path":"poca::feed","file":"src/feed.rs","line":3,
+             "spans":[{"name":"job","fields":{"feed":"Radio Café"}}]},
+            {"time":"2026-11-22T06:00:01Z","level":"WARN","target":"poca::feed","message":"b",
+             "fields":{"url":"y"},"module_path":"poca::feed","file":"src/feed.rs","line":3,
+             "spans":[{"name":"job","fields":{"feed":"Radio Café"}}]},
+            {"time":"2026-11-22T06:00:02Z","level":"WARN","target":"poca::feed","message":"c",
+             "spans":[{"name":"job","fields":{"feed":"Ääniraita"}}]}
+        ]}"#;
+        let mut state: crate::store::state::State = serde_json::from_str(json).unwrap();
+        let before = serde_json::from_str::<crate::store::state::State>(json)
+            .unwrap()
+            .pending;
+        share(&mut state.pending);
+        assert_eq!(state.pending, before, "the same records");
+        let [a, b, c] = &state.pending[..] else {
+            panic!("three records")
+        };
+        for r in [a, b, c] {
+            assert!(matches!(r.target, Cow::Borrowed(_)));
+        }
+        assert!(std::ptr::eq(&*a.target, &*b.target));
+        assert!(matches!(a.file, Some(Cow::Borrowed(_))));
+        assert!(matches!(a.fields.pairs()[0].0, Cow::Borrowed(_)));
+        assert!(Arc::ptr_eq(&a.spans[0], &b.spans[0]), "equal spans shared");
+        assert!(!Arc::ptr_eq(&b.spans[0], &c.spans[0]), "others kept apart");
+        assert!(matches!(c.spans[0].name, Cow::Borrowed(_)));
+        // The serialised state is what it was.
+        assert_eq!(
+            serde_json::to_string(&state.pending).unwrap(),
+            serde_json::to_string(&before).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_name_too_long_to_keep_stays_owned() {
+        let mut text: Str = Cow::Owned("x".repeat(MAX_INTERNED_LEN + 1));
+        let mut table = (HashSet::new(), 0);
+        intern(&mut text, &mut table);
+        assert!(matches!(text, Cow::Owned(_)));
+        let mut full = (HashSet::new(), MAX_INTERNED_BYTES);
+        let mut short: Str = Cow::Owned("poca".into());
+        intern(&mut short, &mut full);
+        assert!(matches!(short, Cow::Owned(_)), "past the budget");
+    }
+}
