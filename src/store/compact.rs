@@ -26,16 +26,22 @@ const MAX_INTERNED_LEN: usize = 256;
 static INTERNED: Mutex<Option<(HashSet<&'static str>, usize)>> = Mutex::new(None);
 
 /// Makes `text`, if it is owned, the shared static text equal to it.
-fn intern(text: &mut Str, table: &mut (HashSet<&'static str>, usize)) {
+/// `last` is the text this place held in the record before, looked at
+/// first: consecutive records mostly come from the same callsite.
+fn intern(text: &mut Str, table: &mut (HashSet<&'static str>, usize), last: &mut &'static str) {
     let Cow::Owned(owned) = text else {
         return;
     };
-    if let Some(&found) = table.0.get(owned.as_str()) {
+    if owned.as_str() == *last {
+        *text = Cow::Borrowed(*last);
+    } else if let Some(&found) = table.0.get(owned.as_str()) {
+        *last = found;
         *text = Cow::Borrowed(found);
     } else if owned.len() <= MAX_INTERNED_LEN && table.1 + owned.len() <= MAX_INTERNED_BYTES {
         let made: &'static str = Box::leak(std::mem::take(owned).into_boxed_str());
         table.0.insert(made);
         table.1 += made.len();
+        *last = made;
         *text = Cow::Borrowed(made);
     }
 }
@@ -46,16 +52,26 @@ pub(crate) fn share(records: &mut [Record]) {
     let mut guard = lock(&INTERNED);
     let table = guard.get_or_insert_with(|| (HashSet::new(), 0));
     let mut previous: Vec<Arc<SpanRecord>> = Vec::new();
+    // The texts of the record before, by place: target, module, file, then
+    // field names by position, then span names and their field names.
+    let mut last: [&'static str; 3] = [""; 3];
+    let mut names: Vec<&'static str> = Vec::new();
+    let mut span_names: Vec<&'static str> = Vec::new();
     for record in records {
-        intern(&mut record.target, table);
-        for text in [&mut record.module_path, &mut record.file]
+        intern(&mut record.target, table, &mut last[0]);
+        for (text, last) in [&mut record.module_path, &mut record.file]
             .into_iter()
-            .flatten()
+            .zip(&mut last[1..])
         {
-            intern(text, table);
+            if let Some(text) = text {
+                intern(text, table, last);
+            }
         }
-        for name in record.fields.names_mut() {
-            intern(name, table);
+        for (i, name) in record.fields.names_mut().enumerate() {
+            if names.len() <= i {
+                names.push("");
+            }
+            intern(name, table, &mut names[i]);
         }
         for (i, span) in record.spans.iter_mut().enumerate() {
             match previous.get(i) {
@@ -64,9 +80,14 @@ pub(crate) fn share(records: &mut [Record]) {
                 }
                 _ => {
                     if let Some(owned) = Arc::get_mut(span) {
-                        intern(&mut owned.name, table);
-                        for name in owned.fields.names_mut() {
-                            intern(name, table);
+                        let mut k = 0;
+                        for name in std::iter::once(&mut owned.name).chain(owned.fields.names_mut())
+                        {
+                            if span_names.len() <= k {
+                                span_names.push("");
+                            }
+                            intern(name, table, &mut span_names[k]);
+                            k += 1;
                         }
                     }
                 }
@@ -123,11 +144,11 @@ mod tests {
     fn a_name_too_long_to_keep_stays_owned() {
         let mut text: Str = Cow::Owned("x".repeat(MAX_INTERNED_LEN + 1));
         let mut table = (HashSet::new(), 0);
-        intern(&mut text, &mut table);
+        intern(&mut text, &mut table, &mut "");
         assert!(matches!(text, Cow::Owned(_)));
         let mut full = (HashSet::new(), MAX_INTERNED_BYTES);
         let mut short: Str = Cow::Owned("poca".into());
-        intern(&mut short, &mut full);
+        intern(&mut short, &mut full, &mut "");
         assert!(matches!(short, Cow::Owned(_)), "past the budget");
     }
 }
