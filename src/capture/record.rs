@@ -259,14 +259,36 @@ impl<'de> Deserialize<'de> for Fields {
                 f.write_str("an object of fields")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    out.push((Cow::Owned(k), v));
-                }
                 // Read back from the state file, records may stay in memory
-                // for a run: without the room growing the list left.
-                out.shrink_to_fit();
-                Ok(Fields(out))
+                // for a run: the fields are gathered in a list kept by the
+                // thread and moved into one of their exact size, without
+                // the room a growing list leaves (shrinking each list after
+                // costs more, in the allocator, than this copy).
+                thread_local! {
+                    static GATHER: std::cell::RefCell<Vec<(Str, Value)>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                let mut gathered = GATHER
+                    .try_with(|g| g.try_borrow_mut().map(|mut g| std::mem::take(&mut *g)))
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                gathered.clear();
+                let read = (|| {
+                    while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                        gathered.push((Cow::Owned(k), v));
+                    }
+                    Ok(())
+                })();
+                let fields = Fields(gathered.drain(..).collect());
+                let _ = GATHER.try_with(|g| {
+                    if let Ok(mut g) = g.try_borrow_mut()
+                        && g.capacity() < gathered.capacity()
+                    {
+                        *g = gathered;
+                    }
+                });
+                read.map(|()| fields)
             }
         }
         deserializer.deserialize_map(FieldsVisitor)

@@ -93,8 +93,11 @@ pub(crate) fn share(records: &mut [Record]) {
                 }
             }
         }
-        // Parsed into a growing list: without its spare room.
-        record.spans.shrink_to_fit();
+        // Parsed into a growing list: moved into one without its spare room
+        // (cheaper for the allocator than shrinking the list in place).
+        if record.spans.capacity() > record.spans.len() {
+            record.spans = record.spans.drain(..).collect();
+        }
         previous.clone_from(&record.spans);
     }
 }
