@@ -42,6 +42,7 @@ pub struct Record {
     #[serde(with = "level_serde")]
     pub level: Level,
     /// The event's target (by default its module path).
+    #[serde(deserialize_with = "crate::capture::names::deserialize")]
     pub target: Str,
     /// The event's message (its `message` field), empty if it had none.
     #[serde(default)]
@@ -50,10 +51,18 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
     pub fields: Fields,
     /// The module the event was written in, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::capture::names::deserialize_option"
+    )]
     pub module_path: Option<Str>,
     /// The source file the event was written in, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::capture::names::deserialize_option"
+    )]
     pub file: Option<Str>,
     /// The line the event was written on, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +133,7 @@ impl PartialEq for Memo {
 #[non_exhaustive]
 pub struct SpanRecord {
     /// The span's name.
+    #[serde(deserialize_with = "crate::capture::names::deserialize")]
     pub name: Str,
     /// The span's fields, including values set later with `Span::record`.
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
@@ -275,8 +285,8 @@ impl<'de> Deserialize<'de> for Fields {
                     .unwrap_or_default();
                 gathered.clear();
                 let read = (|| {
-                    while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                        gathered.push((Cow::Owned(k), v));
+                    while let Some(k) = map.next_key_seed(crate::capture::names::NameSeed)? {
+                        gathered.push((k, map.next_value::<Value>()?));
                     }
                     Ok(())
                 })();
