@@ -42,7 +42,7 @@ pub struct Record {
     #[serde(with = "level_serde")]
     pub level: Level,
     /// The event's target (by default its module path).
-    #[serde(deserialize_with = "crate::capture::names::deserialize")]
+    #[serde(deserialize_with = "crate::capture::shared::deserialize")]
     pub target: Str,
     /// The event's message (its `message` field), empty if it had none.
     #[serde(default)]
@@ -54,21 +54,25 @@ pub struct Record {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::capture::names::deserialize_option"
+        deserialize_with = "crate::capture::shared::deserialize_option"
     )]
     pub module_path: Option<Str>,
     /// The source file the event was written in, if known.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::capture::names::deserialize_option"
+        deserialize_with = "crate::capture::shared::deserialize_option"
     )]
     pub file: Option<Str>,
     /// The line the event was written on, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     /// The spans the event happened in, outermost first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::capture::shared::deserialize_spans"
+    )]
     pub spans: Vec<Arc<SpanRecord>>,
     /// The run that logged it: runs are numbered in the order they first
     /// flushed to the state file. `None` until its first flush.
@@ -133,7 +137,7 @@ impl PartialEq for Memo {
 #[non_exhaustive]
 pub struct SpanRecord {
     /// The span's name.
-    #[serde(deserialize_with = "crate::capture::names::deserialize")]
+    #[serde(deserialize_with = "crate::capture::shared::deserialize")]
     pub name: Str,
     /// The span's fields, including values set later with `Span::record`.
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
@@ -230,11 +234,6 @@ impl Fields {
         &self.0
     }
 
-    /// The field names, in order, to replace one with an equal text.
-    pub(crate) fn names_mut(&mut self) -> impl Iterator<Item = &mut Str> {
-        self.0.iter_mut().map(|(name, _)| name)
-    }
-
     /// The pairs themselves, in order.
     pub(crate) fn into_pairs(self) -> Vec<(Str, Value)> {
         self.0
@@ -285,7 +284,7 @@ impl<'de> Deserialize<'de> for Fields {
                     .unwrap_or_default();
                 gathered.clear();
                 let read = (|| {
-                    while let Some(k) = map.next_key_seed(crate::capture::names::NameSeed)? {
+                    while let Some(k) = map.next_key_seed(crate::capture::shared::NameSeed)? {
                         gathered.push((k, map.next_value::<Value>()?));
                     }
                     Ok(())

@@ -341,10 +341,6 @@ impl StateStore {
         if !loaded.parked.is_empty() {
             loaded.kept = 0;
         }
-        // What was read (not what was kept, which shares already) shares
-        // its names and spans; the record before it is the first compared.
-        let from = loaded.kept.saturating_sub(1).min(loaded.state.pending.len());
-        crate::store::compact::share(&mut loaded.state.pending[from..]);
         if loaded.kept == 0 {
             // Read whole: the state may stay in memory for the run, so
             // without the slack that parsing into a growing list leaves.

@@ -3,7 +3,6 @@
 //! snapshot file and its append-only journal under one lock ([`file`](mod@file),
 //! [`journal`]).
 
-pub(crate) mod compact;
 pub(crate) mod file;
 pub(crate) mod history;
 pub(crate) mod journal;
