@@ -677,8 +677,8 @@ struct Quiet {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::borrow::Cow;
     use crate::capture::record::Fields;
+    use std::borrow::Cow;
 
     impl Policy {
         /// The decision as it was made before the tally: from scratch, over
@@ -701,9 +701,9 @@ pub(crate) mod tests {
                     .zip(counts)
                     .any(|(r, c)| *c && severity(r.level) >= severity(level))
             });
-            let aged = self
-                .max_age
-                .is_some_and(|age| counted_records().any(|r| facts.now - r.timestamp >= to_time(age)));
+            let aged = self.max_age.is_some_and(|age| {
+                counted_records().any(|r| facts.now - r.timestamp >= to_time(age))
+            });
             Measure {
                 counted,
                 oldest,
@@ -713,7 +713,12 @@ pub(crate) mod tests {
         }
 
         /// Decides over `pending` (oldest first).
-        pub(crate) fn decide_scan(&self, pending: &[Record], phase: Phase, facts: &Facts<'_>) -> Decision {
+        pub(crate) fn decide_scan(
+            &self,
+            pending: &[Record],
+            phase: Phase,
+            facts: &Facts<'_>,
+        ) -> Decision {
             let n = pending.len();
             if n == 0 {
                 return Decision::Nothing;
@@ -820,7 +825,6 @@ pub(crate) mod tests {
             }
             send
         }
-
     }
 
     pub(crate) fn record_at(level: Level) -> Record {
@@ -1928,8 +1932,16 @@ pub(crate) mod tests {
                     "{p:?} {phase:?} at {now} over {pending:#?} with {h:#?}"
                 );
                 let kind = match expected {
-                    Decision::Hold(w) => format!("{w:?}").split([' ', '{']).next().unwrap().to_owned(),
-                    other => format!("{other:?}").split([' ', '{']).next().unwrap().to_owned(),
+                    Decision::Hold(w) => format!("{w:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    other => format!("{other:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_owned(),
                 };
                 seen.insert(kind);
             }
@@ -1937,7 +1949,17 @@ pub(crate) mod tests {
         // Every kind of decision was compared.
         assert_eq!(
             seen.into_iter().collect::<Vec<_>>(),
-            ["Age", "Batch", "Level", "Nothing", "Quiet", "Send", "Streak", "Threshold", "Wait"]
+            [
+                "Age",
+                "Batch",
+                "Level",
+                "Nothing",
+                "Quiet",
+                "Send",
+                "Streak",
+                "Threshold",
+                "Wait"
+            ]
         );
     }
 }

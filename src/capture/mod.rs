@@ -6,5 +6,5 @@
 
 pub(crate) mod buffer;
 pub(crate) mod layer;
-pub(crate) mod shared;
 pub(crate) mod record;
+pub(crate) mod shared;

@@ -289,7 +289,10 @@ impl<'de> Deserialize<'de> for Fields {
                     }
                     Ok(())
                 })();
-                let fields = Fields(gathered.drain(..).collect());
+                // Moved, not taken: the gathering list stays with the thread.
+                let mut exact = Vec::with_capacity(gathered.len());
+                exact.append(&mut gathered);
+                let fields = Fields(exact);
                 let _ = GATHER.try_with(|g| {
                     if let Ok(mut g) = g.try_borrow_mut()
                         && g.capacity() < gathered.capacity()

@@ -112,9 +112,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Str, D::Err
 }
 
 /// Deserializes an optional [`name`].
-pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Str>, D::Error> {
+pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Str>, D::Error> {
     struct Some_;
     impl<'de> Visitor<'de> for Some_ {
         type Value = Option<Str>;
@@ -230,7 +228,10 @@ mod tests {
         assert!(matches!(a.fields.pairs()[0].0, Cow::Borrowed(_)));
         assert!(Arc::ptr_eq(&a.spans[0], &b.spans[0]), "equal spans shared");
         assert!(!Arc::ptr_eq(&b.spans[0], &c.spans[0]), "others kept apart");
-        assert_eq!(c.spans[0].fields.get("feed"), Some(&serde_json::json!("Ääniraita")));
+        assert_eq!(
+            c.spans[0].fields.get("feed"),
+            Some(&serde_json::json!("Ääniraita"))
+        );
         assert!(matches!(c.spans[0].name, Cow::Borrowed(_)));
         // Written again, they are what was read.
         let again = serde_json::to_string(&records).unwrap();
