@@ -333,25 +333,52 @@ impl Policy {
         }
     }
 
-    /// Measures the count rules over the tallied records whose group
-    /// `counts` (records without a fingerprint group always count).
-    fn measure(&self, tally: &Tally, facts: &Facts<'_>, counts: impl Fn(&str) -> bool) -> Measure {
-        let bands = || {
-            std::iter::once(&tally.loud).chain(
-                tally
-                    .keyed
-                    .iter()
-                    .filter(|(key, _)| counts(key))
-                    .map(|(_, band)| band),
-            )
+    /// The fingerprint groups of `tally` whose failure is quiet now
+    /// (`repeat_after`): found from the streaks reported (at most
+    /// `MAX_STREAKS`), not from the groups, which may be as many as the
+    /// records. Each with its streak's key, in no order.
+    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(&'t Band, &'t str)> {
+        if !tally.by_key {
+            return Vec::new();
+        }
+        facts
+            .history
+            .streaks
+            .iter()
+            .filter(|(_, s)| s.reported.is_some())
+            .filter_map(|(key, _)| {
+                let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
+                Some((&tally.bands[id], key.as_str()))
+            })
+            .filter(|(_, key)| self.quiet(key, facts))
+            .collect()
+    }
+
+    /// Measures the count rules over the tallied records, less those of the
+    /// `quiet` groups: sums less theirs, and the first and earliest found in
+    /// the tally's orders past the quiet groups' (at most as many steps as
+    /// there are quiet groups).
+    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(&Band, &str)]) -> Measure {
+        let counted = tally.all.counted - quiet.iter().map(|(b, _)| b.counted).sum::<usize>();
+        let urgent_records = tally.all.urgent - quiet.iter().map(|(b, _)| b.urgent).sum::<usize>();
+        let is_quiet = |id: usize| quiet.iter().any(|(b, _)| b.id == id);
+        let (oldest, earliest) = if tally.by_key {
+            let oldest = tally
+                .by_first
+                .iter()
+                .find(|(_, id)| !is_quiet(**id))
+                .and_then(|(_, id)| tally.bands[*id].first)
+                .map(|(_, time)| time);
+            let earliest = tally
+                .by_earliest
+                .iter()
+                .find(|(_, id)| !is_quiet(*id))
+                .map(|(time, _)| *time);
+            (oldest, earliest)
+        } else {
+            (tally.all.first.map(|(_, time)| time), tally.all.earliest)
         };
-        let counted = bands().map(|b| b.counted).sum();
-        let oldest = bands()
-            .filter_map(|b| b.first)
-            .min_by_key(|(at, _)| *at)
-            .map(|(_, time)| time);
-        let earliest = bands().filter_map(|b| b.earliest).min();
-        let urgent = self.immediately_at.is_some() && bands().any(|b| b.urgent > 0);
+        let urgent = self.immediately_at.is_some() && urgent_records > 0;
         let aged = self.max_age.is_some_and(|age| {
             earliest.is_some_and(|earliest| facts.now - earliest >= to_time(age))
         });
@@ -382,8 +409,9 @@ impl Policy {
     }
 
     /// Decides over the pending records that `tally` sums up (made by
-    /// [`Tally::new`] with this policy): O(1) in the records, O(fingerprint
-    /// groups) with `repeat_after`, O(streaks) with `consecutive_runs`.
+    /// [`Tally::new`] with this policy): O(1) in the records and in the
+    /// fingerprint groups, O(streaks) with `repeat_after` or
+    /// `consecutive_runs` (at most `MAX_STREAKS`).
     pub(crate) fn decide_tally(&self, tally: &Tally, phase: Phase, facts: &Facts<'_>) -> Decision {
         let n = tally.len;
         if n == 0 {
@@ -392,7 +420,8 @@ impl Policy {
         let min = severity(self.level());
         // Records that count: not of a failure reported too recently
         // (`repeat_after`).
-        let measure = self.measure(tally, facts, |key| !self.quiet(key, facts));
+        let quiet_bands = self.quiet_bands(tally, facts);
+        let measure = self.measure(tally, facts, &quiet_bands);
         // This run's streaks: the longest not yet reported, and those long
         // enough but reported (once per streak; again after `repeat_after`).
         let mut longest: Option<&Streak> = None;
@@ -440,14 +469,12 @@ impl Policy {
         let Some(send) = send else {
             // A count rule that only quiet records would meet: they are the
             // reason.
-            if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, |_| true)) {
+            if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
                 // The quiet failures, in the order of their first counted
                 // record.
-                let mut quieted: Vec<(usize, &str)> = tally
-                    .keyed
+                let mut quieted: Vec<(usize, &str)> = quiet_bands
                     .iter()
-                    .filter_map(|(key, band)| Some((band.first?.0, key.as_str())))
-                    .filter(|(_, key)| self.quiet(key, facts))
+                    .filter_map(|(band, key)| Some((band.first?.0, *key)))
                     .collect();
                 quieted.sort_unstable();
                 for (_, key) in quieted {
@@ -576,8 +603,11 @@ struct Measure {
 /// What the rules read of the pending records, as running figures: the
 /// count of records at the policy's level or above, the first of them (in
 /// their order) and the earliest logged, and the count at `immediately_at`'s
-/// level or above, in one group, or with `repeat_after` (whose quieting is
-/// by failure) in a group per fingerprint. Pure data, made for one policy by
+/// level or above, over all of them and, with `repeat_after` (whose
+/// quieting is by failure), by fingerprint too, with the groups ordered by
+/// their first and their earliest record, so that the groups quiet now are
+/// left out in as many steps as there are of them. Pure data, made for one
+/// policy by
 /// [`Tally::new`] and [`Tally::add`] as records are added; records leave
 /// from the front only (a send, a trim), after which it is made anew.
 #[derive(Debug, Clone, PartialEq)]
@@ -590,15 +620,23 @@ pub(crate) struct Tally {
     urgent_at: Option<u8>,
     /// Whether records are grouped by fingerprint (`repeat_after`).
     by_key: bool,
-    /// The records of no group: all of them unless `by_key`.
-    loud: Band,
-    /// By fingerprint key, with `by_key`: records that count or are urgent.
-    keyed: std::collections::HashMap<String, Band>,
+    /// The figures of all the records that count or are urgent.
+    all: Band,
+    /// With `by_key`: the group of each fingerprint key, an index in `bands`.
+    keyed: std::collections::HashMap<String, usize>,
+    /// The groups, in the order of their first record.
+    bands: Vec<Band>,
+    /// The groups by the position of their first counted record.
+    by_first: std::collections::BTreeMap<usize, usize>,
+    /// The groups by the time of their earliest counted record.
+    by_earliest: std::collections::BTreeSet<(OffsetDateTime, usize)>,
 }
 
 /// The figures of one group of tallied records.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Band {
+    /// Its index among the tally's groups.
+    id: usize,
     /// Records at the policy's level or above.
     counted: usize,
     /// The first of them: its position among the pending records, its time.
@@ -609,6 +647,31 @@ struct Band {
     urgent: usize,
 }
 
+impl Band {
+    /// Adds the record at position `at`, logged at `time`; returns the
+    /// earliest time it had before if the record is now its earliest.
+    fn add(
+        &mut self,
+        at: usize,
+        time: OffsetDateTime,
+        counts: bool,
+        urgent: bool,
+    ) -> Option<Option<OffsetDateTime>> {
+        self.urgent += usize::from(urgent);
+        if !counts {
+            return None;
+        }
+        self.counted += 1;
+        self.first.get_or_insert((at, time));
+        let before = self.earliest;
+        if before.is_none_or(|e| time < e) {
+            self.earliest = Some(time);
+            return Some(before);
+        }
+        None
+    }
+}
+
 impl Tally {
     /// An empty tally for `policy`'s rules.
     pub(crate) fn new(policy: &Policy) -> Self {
@@ -617,8 +680,11 @@ impl Tally {
             min: severity(policy.level()),
             urgent_at: policy.immediately_at.map(severity),
             by_key: policy.repeat_after.is_some(),
-            loud: Band::default(),
+            all: Band::default(),
             keyed: std::collections::HashMap::new(),
+            bands: Vec::new(),
+            by_first: std::collections::BTreeMap::new(),
+            by_earliest: std::collections::BTreeSet::new(),
         }
     }
 
@@ -637,25 +703,34 @@ impl Tally {
         if !counts && !urgent {
             return;
         }
-        let band = if self.by_key {
-            let fp = fingerprint_of(record, &policy.fingerprint_fields);
-            if !self.keyed.contains_key(&fp.key) {
-                self.keyed.insert(fp.key.clone(), Band::default());
+        let time = record.timestamp;
+        self.all.add(at, time, counts, urgent);
+        if !self.by_key {
+            return;
+        }
+        let fp = fingerprint_of(record, &policy.fingerprint_fields);
+        let id = match self.keyed.get(&fp.key) {
+            Some(&id) => id,
+            None => {
+                let id = self.bands.len();
+                self.keyed.insert(fp.key.clone(), id);
+                self.bands.push(Band {
+                    id,
+                    ..Band::default()
+                });
+                id
             }
-            match self.keyed.get_mut(&fp.key) {
-                Some(band) => band,
-                None => return,
-            }
-        } else {
-            &mut self.loud
         };
-        band.urgent += usize::from(urgent);
-        if counts {
-            band.counted += 1;
-            band.first.get_or_insert((at, record.timestamp));
-            if band.earliest.is_none_or(|e| record.timestamp < e) {
-                band.earliest = Some(record.timestamp);
+        let band = &mut self.bands[id];
+        let had_first = band.first.is_some();
+        if let Some(before) = band.add(at, time, counts, urgent) {
+            if let Some(before) = before {
+                self.by_earliest.remove(&(before, id));
             }
+            self.by_earliest.insert((time, id));
+        }
+        if !had_first && counts {
+            self.by_first.insert(at, id);
         }
     }
 

@@ -853,6 +853,60 @@ mod tests {
         assert_eq!(messages(&kept.pending), ["#0", "#1", "#2", "#3", "#4"]);
     }
 
+    /// With `repeat_after` the tally groups records by failure: fed one
+    /// flush at a time, it is the tally of the whole kept state, and a flush
+    /// that sends makes it anew from what is left.
+    #[test]
+    fn the_tally_kept_between_flushes_is_that_of_the_whole_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .transport(crate::FileDrop::new(dir.path().join("outbox")))
+            .state_file(dir.path().join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .threshold(12, Level::WARN)
+            .fingerprint_fields(["feed"])
+            .repeat_after(Duration::from_secs(3600))
+            .max_pending(usize::MAX)
+            .checkpoint_interval(None)
+            .build()
+            .unwrap();
+        let check = |pending: usize| {
+            let flusher = lock(&guard.flusher);
+            let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+            assert_eq!(kept.pending.len(), pending);
+            let mut fresh = Tally::new(&flusher.policy);
+            fresh.extend(&flusher.policy, &kept.pending);
+            assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh));
+        };
+        for flush in 0..3 {
+            for i in 0..3 {
+                let mut r = record(&format!("#{flush}.{i}"));
+                r.level = [Level::INFO, Level::WARN, Level::ERROR][i];
+                r.fields
+                    .push("feed".into(), format!("feed {}", (flush + i) % 2).into());
+                guard.shared.buffer.push(r);
+            }
+            assert!(matches!(guard.flush(), Outcome::Held { .. }));
+            check(3 * (flush + 1));
+        }
+        for i in 0..4 {
+            let mut r = record(&format!("last {i}"));
+            r.fields.push("feed".into(), "feed 2".into());
+            guard.shared.buffer.push(r);
+        }
+        // 6 warnings or errors held, 4 of "feed 2" and 2 more make 12.
+        for _ in 0..2 {
+            guard.shared.buffer.push(record("more"));
+        }
+        assert!(matches!(guard.flush(), Outcome::Sent { records: 15, .. }));
+        // Records left: the tally is made anew by the next flush.
+        assert!(lock(&guard.flusher).cache.tally.is_none());
+        guard.shared.buffer.push(record("after"));
+        assert!(matches!(guard.flush(), Outcome::Held { .. }));
+        check(1);
+    }
+
     /// A guard whose policy sends at every flush, into `dir`.
     fn guard(dir: &std::path::Path) -> crate::FlushGuard {
         let (_layer, guard) = crate::EmailLayer::builder("flush-test")
