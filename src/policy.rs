@@ -1,15 +1,17 @@
 //! When to send: a pure function from the pending records, the time and
 //! the history of runs to a decision. No I/O, no clock of its own: everything
-//! it needs is in its arguments, so every combination is unit-tested.
+//! it needs is in its arguments, so every combination is unit-tested. The
+//! records are read through their [`Tally`] (running figures a flush keeps
+//! and feeds only the new records), so a decision costs O(1) in them; a test
+//! checks it against the same decision made from every record.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::{Record, severity};
-use crate::store::history::{Fingerprint, History, Streak, fingerprint_of};
+use crate::store::history::{History, Streak, fingerprint_of};
 
 /// The rules that decide when pending records are worth an email: the
 /// settings' [`PolicyConfig`](crate::PolicyConfig), documented there.
@@ -331,27 +333,55 @@ impl Policy {
         }
     }
 
-    /// Measures the count rules over the pending records that `counts`.
-    fn measure(&self, pending: &[Record], counts: &[bool], facts: &Facts<'_>) -> Measure {
-        let min = severity(self.level());
-        let counted_records = || {
-            pending
+    /// The fingerprint groups of `tally` whose failure is quiet now
+    /// (`repeat_after`): found from the streaks reported (at most
+    /// `MAX_STREAKS`), not from the groups, which may be as many as the
+    /// records. Each with its streak's key, in no order.
+    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(&'t Band, &'t str)> {
+        if !tally.by_key {
+            return Vec::new();
+        }
+        facts
+            .history
+            .streaks
+            .iter()
+            .filter(|(_, s)| s.reported.is_some())
+            .filter_map(|(key, _)| {
+                let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
+                Some((&tally.bands[id], key.as_str()))
+            })
+            .filter(|(_, key)| self.quiet(key, facts))
+            .collect()
+    }
+
+    /// Measures the count rules over the tallied records, less those of the
+    /// `quiet` groups: sums less theirs, and the first and earliest found in
+    /// the tally's orders past the quiet groups' (at most as many steps as
+    /// there are quiet groups).
+    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(&Band, &str)]) -> Measure {
+        let counted = tally.all.counted - quiet.iter().map(|(b, _)| b.counted).sum::<usize>();
+        let urgent_records = tally.all.urgent - quiet.iter().map(|(b, _)| b.urgent).sum::<usize>();
+        let is_quiet = |id: usize| quiet.iter().any(|(b, _)| b.id == id);
+        let (oldest, earliest) = if tally.by_key {
+            let oldest = tally
+                .by_first
                 .iter()
-                .zip(counts)
-                .filter(|(r, c)| **c && severity(r.level) >= min)
-                .map(|(r, _)| r)
+                .find(|(_, id)| !is_quiet(**id))
+                .and_then(|(_, id)| tally.bands[*id].first)
+                .map(|(_, time)| time);
+            let earliest = tally
+                .by_earliest
+                .iter()
+                .find(|(_, id)| !is_quiet(*id))
+                .map(|(time, _)| *time);
+            (oldest, earliest)
+        } else {
+            (tally.all.first.map(|(_, time)| time), tally.all.earliest)
         };
-        let counted = counted_records().count();
-        let oldest = counted_records().next().map(|r| r.timestamp);
-        let urgent = self.immediately_at.is_some_and(|level| {
-            pending
-                .iter()
-                .zip(counts)
-                .any(|(r, c)| *c && severity(r.level) >= severity(level))
+        let urgent = self.immediately_at.is_some() && urgent_records > 0;
+        let aged = self.max_age.is_some_and(|age| {
+            earliest.is_some_and(|earliest| facts.now - earliest >= to_time(age))
         });
-        let aged = self
-            .max_age
-            .is_some_and(|age| counted_records().any(|r| facts.now - r.timestamp >= to_time(age)));
         Measure {
             counted,
             oldest,
@@ -369,32 +399,29 @@ impl Policy {
             || m.aged
     }
 
-    /// Decides over `pending` (oldest first).
+    /// Decides over `pending` (oldest first): [`decide_tally`](Self::decide_tally)
+    /// over their [`Tally`], made here (O(pending); a flush keeps its tally
+    /// between flushes instead).
     pub(crate) fn decide(&self, pending: &[Record], phase: Phase, facts: &Facts<'_>) -> Decision {
-        let n = pending.len();
+        let mut tally = Tally::new(self);
+        tally.extend(self, pending);
+        self.decide_tally(&tally, phase, facts)
+    }
+
+    /// Decides over the pending records that `tally` sums up (made by
+    /// [`Tally::new`] with this policy): O(1) in the records and in the
+    /// fingerprint groups, O(streaks) with `repeat_after` or
+    /// `consecutive_runs` (at most `MAX_STREAKS`).
+    pub(crate) fn decide_tally(&self, tally: &Tally, phase: Phase, facts: &Facts<'_>) -> Decision {
+        let n = tally.len;
         if n == 0 {
             return Decision::Nothing;
         }
         let min = severity(self.level());
         // Records that count: not of a failure reported too recently
         // (`repeat_after`).
-        let fingerprints: Vec<Option<Cow<'_, Fingerprint>>> = pending
-            .iter()
-            .map(|r| {
-                self.repeat_after
-                    .is_some()
-                    .then(|| fingerprint_of(r, &self.fingerprint_fields))
-            })
-            .collect();
-        let keys: Vec<Option<&str>> = fingerprints
-            .iter()
-            .map(|fp| fp.as_ref().map(|fp| fp.key.as_str()))
-            .collect();
-        let loud: Vec<bool> = keys
-            .iter()
-            .map(|k| k.as_ref().is_none_or(|k| !self.quiet(k, facts)))
-            .collect();
-        let measure = self.measure(pending, &loud, facts);
+        let quiet_bands = self.quiet_bands(tally, facts);
+        let measure = self.measure(tally, facts, &quiet_bands);
         // This run's streaks: the longest not yet reported, and those long
         // enough but reported (once per streak; again after `repeat_after`).
         let mut longest: Option<&Streak> = None;
@@ -442,16 +469,15 @@ impl Policy {
         let Some(send) = send else {
             // A count rule that only quiet records would meet: they are the
             // reason.
-            if self.repeat_after.is_some()
-                && self.met(&self.measure(pending, &vec![true; n], facts))
-            {
-                let mut seen = std::collections::BTreeSet::new();
-                for ((r, key), loud) in pending.iter().zip(&keys).zip(&loud) {
-                    let Some(key) =
-                        key.filter(|k| !*loud && severity(r.level) >= min && seen.insert(*k))
-                    else {
-                        continue;
-                    };
+            if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
+                // The quiet failures, in the order of their first counted
+                // record.
+                let mut quieted: Vec<(usize, &str)> = quiet_bands
+                    .iter()
+                    .filter_map(|(band, key)| Some((band.first?.0, *key)))
+                    .collect();
+                quieted.sort_unstable();
+                for (_, key) in quieted {
                     if let Some(s) = facts.history.streaks.get(key)
                         && let (Some(reported), Some(d)) = (s.reported, self.repeat_after)
                     {
@@ -627,6 +653,148 @@ struct Measure {
     aged: bool,
 }
 
+/// What the rules read of the pending records, as running figures: the
+/// count of records at the policy's level or above, the first of them (in
+/// their order) and the earliest logged, and the count at `immediately_at`'s
+/// level or above, over all of them and, with `repeat_after` (whose
+/// quieting is by failure), by fingerprint too, with the groups ordered by
+/// their first and their earliest record, so that the groups quiet now are
+/// left out in as many steps as there are of them. Pure data, made for one
+/// policy by
+/// [`Tally::new`] and [`Tally::add`] as records are added; records leave
+/// from the front only (a send, a trim), after which it is made anew.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tally {
+    /// Records tallied: the first `len` pending records.
+    len: usize,
+    /// The severity at or above which records count (the policy's level).
+    min: u8,
+    /// `immediately_at`'s severity.
+    urgent_at: Option<u8>,
+    /// Whether records are grouped by fingerprint (`repeat_after`).
+    by_key: bool,
+    /// The figures of all the records that count or are urgent.
+    all: Band,
+    /// With `by_key`: the group of each fingerprint key, an index in `bands`.
+    keyed: std::collections::HashMap<String, usize>,
+    /// The groups, in the order of their first record.
+    bands: Vec<Band>,
+    /// The groups by the position of their first counted record.
+    by_first: std::collections::BTreeMap<usize, usize>,
+    /// The groups by the time of their earliest counted record.
+    by_earliest: std::collections::BTreeSet<(OffsetDateTime, usize)>,
+}
+
+/// The figures of one group of tallied records.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Band {
+    /// Its index among the tally's groups.
+    id: usize,
+    /// Records at the policy's level or above.
+    counted: usize,
+    /// The first of them: its position among the pending records, its time.
+    first: Option<(usize, OffsetDateTime)>,
+    /// The earliest time among them.
+    earliest: Option<OffsetDateTime>,
+    /// Records at `immediately_at`'s level or above.
+    urgent: usize,
+}
+
+impl Band {
+    /// Adds the record at position `at`, logged at `time`; returns the
+    /// earliest time it had before if the record is now its earliest.
+    fn add(
+        &mut self,
+        at: usize,
+        time: OffsetDateTime,
+        counts: bool,
+        urgent: bool,
+    ) -> Option<Option<OffsetDateTime>> {
+        self.urgent += usize::from(urgent);
+        if !counts {
+            return None;
+        }
+        self.counted += 1;
+        self.first.get_or_insert((at, time));
+        let before = self.earliest;
+        if before.is_none_or(|e| time < e) {
+            self.earliest = Some(time);
+            return Some(before);
+        }
+        None
+    }
+}
+
+impl Tally {
+    /// An empty tally for `policy`'s rules.
+    pub(crate) fn new(policy: &Policy) -> Self {
+        Tally {
+            len: 0,
+            min: severity(policy.level()),
+            urgent_at: policy.immediately_at.map(severity),
+            by_key: policy.repeat_after.is_some(),
+            all: Band::default(),
+            keyed: std::collections::HashMap::new(),
+            bands: Vec::new(),
+            by_first: std::collections::BTreeMap::new(),
+            by_earliest: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// How many records are tallied.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds the next pending record (with `policy`, the tally's own).
+    pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
+        let at = self.len;
+        self.len += 1;
+        let level = severity(record.level);
+        let counts = level >= self.min;
+        let urgent = self.urgent_at.is_some_and(|u| level >= u);
+        if !counts && !urgent {
+            return;
+        }
+        let time = record.timestamp;
+        self.all.add(at, time, counts, urgent);
+        if !self.by_key {
+            return;
+        }
+        let fp = fingerprint_of(record, &policy.fingerprint_fields);
+        let id = match self.keyed.get(&fp.key) {
+            Some(&id) => id,
+            None => {
+                let id = self.bands.len();
+                self.keyed.insert(fp.key.clone(), id);
+                self.bands.push(Band {
+                    id,
+                    ..Band::default()
+                });
+                id
+            }
+        };
+        let band = &mut self.bands[id];
+        let had_first = band.first.is_some();
+        if let Some(before) = band.add(at, time, counts, urgent) {
+            if let Some(before) = before {
+                self.by_earliest.remove(&(before, id));
+            }
+            self.by_earliest.insert((time, id));
+        }
+        if !had_first && counts {
+            self.by_first.insert(at, id);
+        }
+    }
+
+    /// Adds the next pending records, in order.
+    pub(crate) fn extend(&mut self, policy: &Policy, records: &[Record]) {
+        for record in records {
+            self.add(policy, record);
+        }
+    }
+}
+
 /// A failure that meets a rule but was reported.
 struct Quiet {
     label: String,
@@ -690,6 +858,154 @@ impl Policy {
 pub(crate) mod tests {
     use super::*;
     use crate::capture::record::Fields;
+    use std::borrow::Cow;
+
+    impl Policy {
+        /// The decision as it was made before the tally: from scratch, over
+        /// every pending record (the reference the tally is checked against).
+        /// Measures the count rules over the pending records that `counts`.
+        fn measure_scan(&self, pending: &[Record], counts: &[bool], facts: &Facts<'_>) -> Measure {
+            let min = severity(self.level());
+            let counted_records = || {
+                pending
+                    .iter()
+                    .zip(counts)
+                    .filter(|(r, c)| **c && severity(r.level) >= min)
+                    .map(|(r, _)| r)
+            };
+            let counted = counted_records().count();
+            let oldest = counted_records().next().map(|r| r.timestamp);
+            let urgent = self.immediately_at.is_some_and(|level| {
+                pending
+                    .iter()
+                    .zip(counts)
+                    .any(|(r, c)| *c && severity(r.level) >= severity(level))
+            });
+            let aged = self.max_age.is_some_and(|age| {
+                counted_records().any(|r| facts.now - r.timestamp >= to_time(age))
+            });
+            Measure {
+                counted,
+                oldest,
+                urgent,
+                aged,
+            }
+        }
+
+        /// Decides over `pending` (oldest first).
+        pub(crate) fn decide_scan(
+            &self,
+            pending: &[Record],
+            phase: Phase,
+            facts: &Facts<'_>,
+        ) -> Decision {
+            let n = pending.len();
+            if n == 0 {
+                return Decision::Nothing;
+            }
+            let min = severity(self.level());
+            // Records that count: not of a failure reported too recently
+            // (`repeat_after`).
+            let fingerprints: Vec<Option<Cow<'_, Fingerprint>>> = pending
+                .iter()
+                .map(|r| {
+                    self.repeat_after
+                        .is_some()
+                        .then(|| fingerprint_of(r, &self.fingerprint_fields))
+                })
+                .collect();
+            let keys: Vec<Option<&str>> = fingerprints
+                .iter()
+                .map(|fp| fp.as_ref().map(|fp| fp.key.as_str()))
+                .collect();
+            let loud: Vec<bool> = keys
+                .iter()
+                .map(|k| k.as_ref().is_none_or(|k| !self.quiet(k, facts)))
+                .collect();
+            let measure = self.measure_scan(pending, &loud, facts);
+            // This run's streaks: the longest not yet reported, and those long
+            // enough but reported (once per streak; again after `repeat_after`).
+            let mut longest: Option<&Streak> = None;
+            let mut quiet: Vec<Quiet> = Vec::new();
+            if let Some(k) = self.consecutive_runs {
+                for s in facts.history.streaks.values() {
+                    if s.last_run != facts.run || severity(s.level) < min {
+                        continue;
+                    }
+                    match (s.runs >= k, self.streak_quiet(s, k, facts.now), s.reported) {
+                        (true, Some(until), Some(reported)) => quiet.push(Quiet {
+                            label: s.label.clone(),
+                            reported,
+                            until,
+                        }),
+                        _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
+                        _ => {}
+                    }
+                }
+            }
+            let streak_met = self
+                .consecutive_runs
+                .is_some_and(|k| longest.is_some_and(|s| s.runs >= k));
+            let triggered = phase == Phase::Flush
+                && (self.met(&measure)
+                    || streak_met
+                    // A batch with no other rule sends its remainder at flush.
+                    || (self.batch.is_some() && !self.has_trigger()));
+            let full_batches = self.batch.map_or(0, |size| n / size * size);
+            let send = if phase == Phase::Checkpoint {
+                None
+            } else if triggered {
+                Some(Decision::Send {
+                    records: n,
+                    per_email: self.batch,
+                })
+            } else if full_batches > 0 {
+                Some(Decision::Send {
+                    records: full_batches,
+                    per_email: self.batch,
+                })
+            } else {
+                None
+            };
+            let Some(send) = send else {
+                // A count rule that only quiet records would meet: they are the
+                // reason.
+                if self.repeat_after.is_some()
+                    && self.met(&self.measure_scan(pending, &vec![true; n], facts))
+                {
+                    let mut seen = std::collections::BTreeSet::new();
+                    for ((r, key), loud) in pending.iter().zip(&keys).zip(&loud) {
+                        let Some(key) =
+                            key.filter(|k| !*loud && severity(r.level) >= min && seen.insert(*k))
+                        else {
+                            continue;
+                        };
+                        if let Some(s) = facts.history.streaks.get(key)
+                            && let (Some(reported), Some(d)) = (s.reported, self.repeat_after)
+                        {
+                            quiet.push(Quiet {
+                                label: s.label.clone(),
+                                reported,
+                                until: after(reported, d),
+                            });
+                        }
+                    }
+                }
+                return Decision::Hold(self.waiting_for(n, facts, &measure, longest, quiet));
+            };
+            if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
+                // Saturates: a `last_sent` near the end of year 9999 waits until
+                // then rather than overflow.
+                let until = last
+                    .checked_add(to_time(interval))
+                    .unwrap_or(crate::clock::LATEST);
+                if facts.now < until {
+                    return Decision::Wait { until };
+                }
+            }
+            send
+        }
+    }
 
     pub(crate) fn record_at(level: Level) -> Record {
         Record {
@@ -1850,6 +2166,119 @@ pub(crate) mod tests {
             Recovery::Wait {
                 until: crate::clock::LATEST
             }
+    /// A small seeded generator (xorshift64*), for the random states below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+        }
+
+        fn maybe<T>(&mut self, value: impl FnOnce(&mut Self) -> T) -> Option<T> {
+            (self.below(2) == 0).then(|| value(self))
+        }
+
+        fn level(&mut self) -> Level {
+            [Level::TRACE, D, I, W, E][self.below(5) as usize]
+        }
+    }
+
+    /// The tally's decision is the decision made from scratch over every
+    /// record, for any policy, records, history and time: random states
+    /// from a fixed seed, the tally fed in chunks as flushes feed it.
+    #[test]
+    fn the_tally_decides_as_a_scan_of_every_record_does() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..4000 {
+            let level = rng.level();
+            let p = Policy {
+                threshold: rng.maybe(|r| (1 + r.below(6) as usize, level)),
+                immediately_at: rng.maybe(Rng::level),
+                consecutive_runs: rng.maybe(|r| 1 + r.below(3)),
+                repeat_after: rng.maybe(|r| HOUR * (1 + r.below(48) as u32)),
+                max_age: rng.maybe(|r| HOUR * (1 + r.below(48) as u32)),
+                batch: if rng.below(4) == 0 {
+                    Some(1 + rng.below(5) as usize)
+                } else {
+                    None
+                },
+                min_interval: rng.maybe(|r| HOUR * r.below(4) as u32),
+                fingerprint_fields: if rng.below(2) == 0 {
+                    vec!["feed".into()]
+                } else {
+                    Vec::new()
+                },
+                ..Policy::default()
+            };
+            let mut h = History::default();
+            let mut pending = Vec::new();
+            for _ in 0..1 + rng.below(4) {
+                let run = h.start_run();
+                for _ in 0..rng.below(8) {
+                    let name = ["Radio Café", "Ääniraita", "ポッドキャスト"][rng.below(3) as usize];
+                    let mut r = feed(name, rng.level(), rng.below(72) as i64);
+                    if rng.below(2) == 0 {
+                        r.message = "feed timed out".into();
+                    }
+                    if severity(r.level) >= severity(p.level()) {
+                        h.observe(run, &key(&p, &r), r.level, r.timestamp);
+                    }
+                    pending.push(r);
+                }
+                if rng.below(2) == 0 && !pending.is_empty() {
+                    let r = &pending[rng.below(pending.len() as u64) as usize];
+                    h.reported([key(&p, r).key.as_str()], at(rng.below(72) as i64));
+                }
+            }
+            let now = at(rng.below(100) as i64);
+            let last_sent = rng.maybe(|r| at(r.below(100) as i64));
+            let f = facts(&h, now, last_sent);
+            let mut tally = Tally::new(&p);
+            while tally.len() < pending.len() {
+                let end = (tally.len() + 1 + rng.below(4) as usize).min(pending.len());
+                let from = tally.len();
+                tally.extend(&p, &pending[from..end]);
+            }
+            for phase in [Phase::Run, Phase::Flush, Phase::Checkpoint] {
+                let expected = p.decide_scan(&pending, phase, &f);
+                assert_eq!(
+                    p.decide_tally(&tally, phase, &f),
+                    expected,
+                    "{p:?} {phase:?} at {now} over {pending:#?} with {h:#?}"
+                );
+                let kind = match expected {
+                    Decision::Hold(w) => format!("{w:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    other => format!("{other:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                };
+                seen.insert(kind);
+            }
+        }
+        // Every kind of decision was compared.
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            [
+                "Age",
+                "Batch",
+                "Level",
+                "Nothing",
+                "Quiet",
+                "Send",
+                "Streak",
+                "Threshold",
+                "Wait"
+            ]
         );
     }
 }

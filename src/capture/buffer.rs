@@ -16,6 +16,10 @@ use std::time::SystemTime;
 
 use crate::capture::record::{Captured, Record};
 
+/// Most records' room a shard keeps once drained (80 bytes each): a larger
+/// queue, grown by a burst, is freed at the drain.
+const SHARD_KEEP: usize = 1024;
+
 #[repr(align(128))] // one cache line pair per shard: no false sharing
 struct Shard(Mutex<VecDeque<Captured>>);
 
@@ -101,7 +105,16 @@ impl Buffer {
     pub(crate) fn drain(&self) -> Vec<Record> {
         let mut out: Vec<Captured> = Vec::new();
         for shard in self.shards.iter() {
-            out.extend(lock(&shard.0).drain(..));
+            let mut queue = lock(&shard.0);
+            if queue.capacity() > SHARD_KEEP {
+                // A burst's room is given back rather than kept for the
+                // rest of the run beside the state the flush keeps.
+                let taken = std::mem::take(&mut *queue);
+                drop(queue);
+                out.extend(taken);
+            } else {
+                out.extend(queue.drain(..));
+            }
         }
         // Each shard is in time order: the stable sort merges the runs and
         // keeps the order of records with the same time.

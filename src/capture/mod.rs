@@ -7,3 +7,4 @@
 pub(crate) mod buffer;
 pub(crate) mod layer;
 pub(crate) mod record;
+pub(crate) mod shared;

@@ -42,6 +42,7 @@ pub struct Record {
     #[serde(with = "level_serde")]
     pub level: Level,
     /// The event's target (by default its module path).
+    #[serde(deserialize_with = "crate::capture::shared::deserialize")]
     pub target: Str,
     /// The event's message (its `message` field), empty if it had none.
     #[serde(default)]
@@ -50,16 +51,28 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
     pub fields: Fields,
     /// The module the event was written in, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::capture::shared::deserialize_option"
+    )]
     pub module_path: Option<Str>,
     /// The source file the event was written in, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::capture::shared::deserialize_option"
+    )]
     pub file: Option<Str>,
     /// The line the event was written on, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     /// The spans the event happened in, outermost first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::capture::shared::deserialize_spans"
+    )]
     pub spans: Vec<Arc<SpanRecord>>,
     /// The run that logged it: runs are numbered in the order they first
     /// flushed to the state file. `None` until its first flush.
@@ -124,6 +137,7 @@ impl PartialEq for Memo {
 #[non_exhaustive]
 pub struct SpanRecord {
     /// The span's name.
+    #[serde(deserialize_with = "crate::capture::shared::deserialize")]
     pub name: Str,
     /// The span's fields, including values set later with `Span::record`.
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
@@ -254,11 +268,39 @@ impl<'de> Deserialize<'de> for Fields {
                 f.write_str("an object of fields")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    out.push((Cow::Owned(k), v));
+                // Read back from the state file, records may stay in memory
+                // for a run: the fields are gathered in a list kept by the
+                // thread and moved into one of their exact size, without
+                // the room a growing list leaves (shrinking each list after
+                // costs more, in the allocator, than this copy).
+                thread_local! {
+                    static GATHER: std::cell::RefCell<Vec<(Str, Value)>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
                 }
-                Ok(Fields(out))
+                let mut gathered = GATHER
+                    .try_with(|g| g.try_borrow_mut().map(|mut g| std::mem::take(&mut *g)))
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                gathered.clear();
+                let read = (|| {
+                    while let Some(k) = map.next_key_seed(crate::capture::shared::NameSeed)? {
+                        gathered.push((k, map.next_value::<Value>()?));
+                    }
+                    Ok(())
+                })();
+                // Moved, not taken: the gathering list stays with the thread.
+                let mut exact = Vec::with_capacity(gathered.len());
+                exact.append(&mut gathered);
+                let fields = Fields(exact);
+                let _ = GATHER.try_with(|g| {
+                    if let Ok(mut g) = g.try_borrow_mut()
+                        && g.capacity() < gathered.capacity()
+                    {
+                        *g = gathered;
+                    }
+                });
+                read.map(|()| fields)
             }
         }
         deserializer.deserialize_map(FieldsVisitor)

@@ -26,7 +26,7 @@ use crate::clock::Clock;
 use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely, panicked};
 use crate::flush::outcome::Outcome;
-use crate::policy::{Decision, Facts, Phase, Policy, Recovery};
+use crate::policy::{Decision, Facts, Phase, Policy, Recovery, Tally};
 use crate::store::file::{Cache, Loaded, Stamp, StateLock, StateStore};
 use crate::store::history::fingerprint_of;
 use crate::store::state::State;
@@ -56,10 +56,22 @@ pub(crate) struct Flusher {
     /// This run's number in the state file's history, once it has one.
     pub(crate) run: Option<u64>,
     /// The state as this process last read or wrote it, so that the next
-    /// flush reads only what other processes appended since.
-    pub(crate) cache: Cache,
+    /// flush reads only what other processes appended since, and what the
+    /// policy reads of its records.
+    pub(crate) cache: Kept,
     /// Whether a failure reported by email and now over gets a notice.
     pub(crate) notify_recovery: bool,
+}
+
+/// What a flush keeps in memory for the next one.
+#[derive(Default)]
+pub(crate) struct Kept {
+    /// The state and the stamp of the files it was read from or written to.
+    pub(crate) files: Cache,
+    /// The policy's running figures of the first [`Tally::len`] pending
+    /// records of that state, so that a later flush adds only the new ones
+    /// (made anew when records leave, or the state is read whole).
+    pub(crate) tally: Option<Tally>,
 }
 
 /// What one flush writes: the facts to append, whether the snapshot must
@@ -113,6 +125,13 @@ impl<'a> Taken<'a> {
 
     /// Puts the loaded state under this run's records.
     fn merge_into(&mut self, mut loaded: State) {
+        // The merged list is kept for the run: room for an eighth more, not
+        // twice as much as doubling would leave (a large list grows in place
+        // where the allocator can).
+        let (len, new) = (loaded.pending.len(), self.state.pending.len());
+        if loaded.pending.capacity() - len < new {
+            loaded.pending.reserve_exact(new.max(len / 8));
+        }
         loaded.pending.append(&mut self.state.pending);
         self.state = loaded;
     }
@@ -205,8 +224,10 @@ impl Flusher {
             && taken.count == 0
             && taken.dropped == 0
         {
-            self.cache.kept = Some((std::mem::take(&mut taken.state), stamp));
-            self.cache.clamped_at = commit.clamped_at;
+            self.cache.files.kept = Some((std::mem::take(&mut taken.state), stamp));
+            self.cache.files.clamped_at = commit.clamped_at;
+        } else {
+            self.cache.tally = None;
         }
         outcome
     }
@@ -220,8 +241,9 @@ impl Flusher {
         now: Result<OffsetDateTime, Error>,
         commit: &mut Commit,
     ) -> Outcome {
-        let kept = self.cache.kept.take();
-        let clamped_at = self.cache.clamped_at.take();
+        let kept = self.cache.files.kept.take();
+        let clamped_at = self.cache.files.clamped_at.take();
+        let tally = self.cache.tally.take();
         let Loaded {
             state,
             parked,
@@ -317,19 +339,30 @@ impl Flusher {
             Some(at) if at <= now => kept.saturating_sub(excess),
             _ => 0,
         };
+        let mut moved = false;
         if self.store.clamp_future_from(&mut taken.state, now, clamped) {
             changed = true;
             commit.rewrite = true;
+            moved = true;
         }
         commit.clamped_at = Some(now);
         let state = &mut taken.state;
+        // The tally of the kept records still holds if they are all still
+        // here, in their place, with their times: only the records after it
+        // are added.
+        let mut tally = tally
+            .filter(|t| t.len() <= kept && excess == 0 && !(moved && clamped < t.len()))
+            .unwrap_or_else(|| Tally::new(&self.policy));
+        tally.extend(&self.policy, &state.pending[tally.len()..]);
         let facts = Facts {
             now,
             last_sent: state.last_sent,
             history: &state.history,
             run,
         };
-        let decision = self.policy.decide(&state.pending, phase, &facts);
+        let decision = self.policy.decide_tally(&tally, phase, &facts);
+        // Records leave only by a send or by alerts accepted, which make it anew.
+        self.cache.tally = Some(tally);
         // Recovery notices go by email: none without a transport.
         let recovery = match self.transport {
             Some(_) => self
@@ -502,6 +535,10 @@ impl Flusher {
                 !gone
             });
             removed = i - state.pending.len();
+            if removed > 0 {
+                // The kept tally counted the records that left.
+                self.cache.tally = None;
+            }
             if send > 0 {
                 state.dropped = 0;
             }
@@ -787,6 +824,7 @@ impl Flusher {
                 .history
                 .reported(reported.iter().map(|fp| fp.key.as_str()), now);
             state.pending.drain(..sent);
+            self.cache.tally = None;
             state.last_sent = Some(now);
             state.dropped = 0;
         }
@@ -1115,11 +1153,72 @@ mod tests {
             guard.shared.buffer.push(r);
             assert!(matches!(guard.flush(), Outcome::Held { pending, .. } if pending == i + 1));
         }
-        let kept = lock(&one.flusher).cache.kept.as_ref().unwrap().0.clone();
+        let flusher = lock(&one.flusher);
+        let kept = flusher.cache.files.kept.as_ref().unwrap().0.clone();
+        // The policy's running figures, fed only the new records at each
+        // flush, are those of the whole state.
+        let mut fresh = Tally::new(&flusher.policy);
+        fresh.extend(&flusher.policy, &kept.pending);
+        assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh));
+        drop(flusher);
         let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
         assert_eq!(store.load(&lock).unwrap().state, kept);
         assert_eq!(messages(&kept.pending), ["#0", "#1", "#2", "#3", "#4"]);
+    }
+
+    /// With `repeat_after` the tally groups records by failure: fed one
+    /// flush at a time, it is the tally of the whole kept state, and a flush
+    /// that sends makes it anew from what is left.
+    #[test]
+    fn the_tally_kept_between_flushes_is_that_of_the_whole_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .transport(crate::FileDrop::new(dir.path().join("outbox")))
+            .state_file(dir.path().join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .threshold(12, Level::WARN)
+            .fingerprint_fields(["feed"])
+            .repeat_after(Duration::from_secs(3600))
+            .max_pending(usize::MAX)
+            .checkpoint_interval(None)
+            .build()
+            .unwrap();
+        let check = |pending: usize| {
+            let flusher = lock(&guard.flusher);
+            let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+            assert_eq!(kept.pending.len(), pending);
+            let mut fresh = Tally::new(&flusher.policy);
+            fresh.extend(&flusher.policy, &kept.pending);
+            assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh));
+        };
+        for flush in 0..3 {
+            for i in 0..3 {
+                let mut r = record(&format!("#{flush}.{i}"));
+                r.level = [Level::INFO, Level::WARN, Level::ERROR][i];
+                r.fields
+                    .push("feed".into(), format!("feed {}", (flush + i) % 2).into());
+                guard.shared.buffer.push(r);
+            }
+            assert!(matches!(guard.flush(), Outcome::Held { .. }));
+            check(3 * (flush + 1));
+        }
+        for i in 0..4 {
+            let mut r = record(&format!("last {i}"));
+            r.fields.push("feed".into(), "feed 2".into());
+            guard.shared.buffer.push(r);
+        }
+        // 6 warnings or errors held, 4 of "feed 2" and 2 more make 12.
+        for _ in 0..2 {
+            guard.shared.buffer.push(record("more"));
+        }
+        assert!(matches!(guard.flush(), Outcome::Sent { records: 15, .. }));
+        // Records left: the tally is made anew by the next flush.
+        assert!(lock(&guard.flusher).cache.tally.is_none());
+        guard.shared.buffer.push(record("after"));
+        assert!(matches!(guard.flush(), Outcome::Held { .. }));
+        check(1);
     }
 
     /// A guard whose policy sends at every flush, into `dir`.

@@ -1,0 +1,245 @@
+//! What records read back from the state file share, as the records the
+//! layer captures do: callsite names (targets, modules, files, field and
+//! span names) become shared static texts, as tracing's metadata is, and a
+//! record's spans are the previous record's `Arc`s when they are equal. Both
+//! are decided as the text is parsed, so nothing is allocated for a name
+//! seen before and a duplicate span is freed at once (its room reused by the
+//! next record's), never in bulk after. A record read back then costs about
+//! what a captured one does.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Mutex;
+
+use serde::Deserializer;
+use serde::de::{self, Visitor};
+
+use crate::capture::buffer::lock;
+use crate::capture::record::{SpanRecord, Str};
+use std::sync::Arc;
+
+/// Most bytes of text made static for the life of the process: callsite
+/// names are few (a program's own), so this is never reached by the names of
+/// the programs sharing a state file; names beyond it (a hand-made file with
+/// a million targets) stay owned by their records.
+pub(crate) const MAX_BYTES: usize = 1 << 20;
+
+/// Longest name made static; longer ones stay owned.
+pub(crate) const MAX_LEN: usize = 256;
+
+/// Recent names a thread looks at before the shared table.
+const RECENT: usize = 16;
+
+/// The static texts made so far, and their bytes.
+static MADE: Mutex<Option<(HashSet<&'static str>, usize)>> = Mutex::new(None);
+
+thread_local! {
+    /// The names this thread found last, most recent first.
+    static RECENT_NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    /// The spans of the record this thread read last.
+    static LAST_SPANS: RefCell<Vec<Arc<SpanRecord>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The shared static text equal to `text`, made if there is room in
+/// `table` (the texts made and their bytes).
+pub(crate) fn find_or_make(
+    text: &str,
+    table: &mut (HashSet<&'static str>, usize),
+) -> Option<&'static str> {
+    if let Some(&found) = table.0.get(text) {
+        return Some(found);
+    }
+    if text.len() > MAX_LEN || table.1 + text.len() > MAX_BYTES {
+        return None;
+    }
+    let made: &'static str = Box::leak(Box::from(text));
+    table.0.insert(made);
+    table.1 += made.len();
+    Some(made)
+}
+
+/// `text` as a name: the shared static text equal to it, else owned.
+pub(crate) fn name(text: &str) -> Str {
+    let recent = RECENT_NAMES
+        .try_with(|r| {
+            r.try_borrow()
+                .ok()
+                .and_then(|r| r.iter().copied().find(|n| *n == text))
+        })
+        .ok()
+        .flatten();
+    if let Some(found) = recent {
+        return Cow::Borrowed(found);
+    }
+    let made = {
+        let mut table = lock(&MADE);
+        find_or_make(text, table.get_or_insert_with(|| (HashSet::new(), 0)))
+    };
+    match made {
+        Some(made) => {
+            let _ = RECENT_NAMES.try_with(|r| {
+                if let Ok(mut r) = r.try_borrow_mut() {
+                    r.truncate(RECENT - 1);
+                    r.insert(0, made);
+                }
+            });
+            Cow::Borrowed(made)
+        }
+        None => Cow::Owned(text.to_owned()),
+    }
+}
+
+/// Reads a string as a [`name`].
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Str, E> {
+        Ok(name(text))
+    }
+}
+
+/// Deserializes a [`name`] (for `#[serde(deserialize_with)]`).
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Str, D::Error> {
+    d.deserialize_str(NameVisitor)
+}
+
+/// Deserializes an optional [`name`].
+pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Str>, D::Error> {
+    struct Some_;
+    impl<'de> Visitor<'de> for Some_ {
+        type Value = Option<Str>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            deserialize(d).map(Some)
+        }
+    }
+    d.deserialize_option(Some_)
+}
+
+/// A map key read as a [`name`] (for the fields' visitor).
+pub(crate) struct NameSeed;
+
+impl<'de> de::DeserializeSeed<'de> for NameSeed {
+    type Value = Str;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Str, D::Error> {
+        deserialize(d)
+    }
+}
+
+/// Deserializes a record's spans: each one equal to the span at the same
+/// place in the record read before is that span's `Arc`, and the list has
+/// no spare room.
+pub(crate) fn deserialize_spans<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
+    struct Spans;
+    impl<'de> Visitor<'de> for Spans {
+        type Value = Vec<Arc<SpanRecord>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of spans")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut read: Vec<SpanRecord> = Vec::new();
+            while let Some(span) = seq.next_element::<SpanRecord>()? {
+                read.push(span);
+            }
+            let spans: Vec<Arc<SpanRecord>> = LAST_SPANS
+                .try_with(|last| {
+                    let mut last = last.try_borrow_mut().ok()?;
+                    let spans: Vec<Arc<SpanRecord>> = read
+                        .drain(..)
+                        .enumerate()
+                        .map(|(i, span)| match last.get(i) {
+                            Some(before) if **before == span => Arc::clone(before),
+                            _ => Arc::new(span),
+                        })
+                        .collect();
+                    last.clone_from(&spans);
+                    Some(spans)
+                })
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            // Without the thread's memory (it was busy): each span its own.
+            if spans.is_empty() && !read.is_empty() {
+                return Ok(read.into_iter().map(Arc::new).collect());
+            }
+            Ok(spans)
+        }
+    }
+    d.deserialize_seq(Spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_names_are_one_static_text_and_long_ones_stay_owned() {
+        let (a, b) = (name("poca::feed"), name(&String::from("poca::feed")));
+        let (Cow::Borrowed(a), Cow::Borrowed(b)) = (a, b) else {
+            panic!("static")
+        };
+        assert!(std::ptr::eq(a, b));
+        assert!(matches!(name(&"x".repeat(MAX_LEN + 1)), Cow::Owned(_)));
+        let mut full = (HashSet::new(), MAX_BYTES);
+        assert_eq!(find_or_make("poca", &mut full), None, "past the budget");
+    }
+
+    #[test]
+    fn records_read_back_share_names_and_equal_spans_and_stay_equal() {
+        let json = r#"[
+            {"time":"2026-11-22T06:00:00Z","level":"WARN","target":"poca::feed","message":"a",
+             "fields":{"url":"x"},"module_path":"poca::feed","file":"src/feed.rs","line":3,
+             "spans":[{"name":"job","fields":{"feed":"Radio Café"}}]},
+            {"time":"2026-11-22T06:00:01Z","level":"WARN","target":"poca::feed","message":"b",
+             "fields":{"url":"y"},"module_path":"poca::feed","file":"src/feed.rs","line":3,
+             "spans":[{"name":"job","fields":{"feed":"Radio Café"}}]},
+            {"time":"2026-11-22T06:00:02Z","level":"WARN","target":"poca::feed","message":"c",
+             "spans":[{"name":"job","fields":{"feed":"Ääniraita"}}]}
+        ]"#;
+        let records: Vec<crate::Record> = serde_json::from_str(json).unwrap();
+        let [a, b, c] = &records[..] else {
+            panic!("three records")
+        };
+        for r in [a, b, c] {
+            assert!(matches!(r.target, Cow::Borrowed(_)));
+            assert_eq!(r.spans.capacity(), 1);
+        }
+        assert!(std::ptr::eq(&*a.target, &*b.target));
+        assert!(matches!(a.file, Some(Cow::Borrowed(_))));
+        assert!(matches!(a.fields.pairs()[0].0, Cow::Borrowed(_)));
+        assert!(Arc::ptr_eq(&a.spans[0], &b.spans[0]), "equal spans shared");
+        assert!(!Arc::ptr_eq(&b.spans[0], &c.spans[0]), "others kept apart");
+        assert_eq!(
+            c.spans[0].fields.get("feed"),
+            Some(&serde_json::json!("Ääniraita"))
+        );
+        assert!(matches!(c.spans[0].name, Cow::Borrowed(_)));
+        // Written again, they are what was read.
+        let again = serde_json::to_string(&records).unwrap();
+        let back: Vec<crate::Record> = serde_json::from_str(&again).unwrap();
+        assert_eq!(back, records);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&again).unwrap(),
+            serde_json::from_str::<serde_json::Value>(json).unwrap()
+        );
+    }
+}
