@@ -2166,6 +2166,9 @@ pub(crate) mod tests {
             Recovery::Wait {
                 until: crate::clock::LATEST
             }
+        );
+    }
+
     /// A small seeded generator (xorshift64*), for the random states below.
     struct Rng(u64);
 
