@@ -398,14 +398,7 @@ impl Smtp {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.login = Some(Login {
-            source: Source::Command {
-                argv: argv.into_iter().map(Into::into).collect(),
-                key: "oauth2_token_command".into(),
-            },
-            oauth2: true,
-        });
-        self
+        self.command_login(argv, "oauth2_token_command", true)
     }
 
     /// Logs in as the URL's user with the password this command prints
@@ -424,12 +417,22 @@ impl Smtp {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        self.command_login(argv, "password_command", false)
+    }
+
+    /// A login whose secret `argv` prints at each send; `key` names the
+    /// setting in its errors.
+    fn command_login<I, S>(mut self, argv: I, key: &str, oauth2: bool) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         self.login = Some(Login {
             source: Source::Command {
                 argv: argv.into_iter().map(Into::into).collect(),
-                key: "password_command".into(),
+                key: key.into(),
             },
-            oauth2: false,
+            oauth2,
         });
         self
     }
