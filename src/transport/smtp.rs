@@ -393,7 +393,7 @@ impl Smtp {
     ///     .oauth2_token_command(["oauth2-helper", "--account", "poca"]);
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
-    pub fn oauth2_token_command<I, S>(mut self, argv: I) -> Self
+    pub fn oauth2_token_command<I, S>(self, argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -412,7 +412,7 @@ impl Smtp {
     ///     .password_command(["pass", "show", "smtp"]);
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
-    pub fn password_command<I, S>(mut self, argv: I) -> Self
+    pub fn password_command<I, S>(self, argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
