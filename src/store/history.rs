@@ -1,7 +1,8 @@
 //! What the state file remembers across runs beyond the pending records:
 //! how many runs there were and when the recent ones started (how often the
-//! app runs: the Alertmanager resolve window's default), and for each fingerprint (one kind of failure)
-//! how many consecutive runs saw it and when it was last reported, which of
+//! app runs: the Alertmanager resolve window's default), and for each
+//! fingerprint (one kind of failure) how many consecutive runs saw it and
+//! when it was last reported, which of
 //! the recent runs saw it (the digest's strip), and the reported failures
 //! that are over and not yet said to be (`notify_recovery`). Pure data:
 //! updated by the flush under the state lock, read by the policy.
@@ -189,7 +190,9 @@ pub(crate) struct History {
     pub(crate) runs: u64,
     /// When the last [`RUN_STARTS`] runs started (their first flush), in
     /// the order they were counted (absent from files written before it:
-    /// read as none). A run whose clock could not be read has none.
+    /// read as none). A run whose clock could not be read, or registered
+    /// by the panic hook's checkpoint (which does not ask the clock), has
+    /// none.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "times")]
     pub(crate) run_starts: Vec<OffsetDateTime>,
     /// Streaks by fingerprint key.
