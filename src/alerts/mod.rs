@@ -199,8 +199,10 @@ impl Alertmanager {
     /// How long a firing alert lasts unless posted again (its `endsAt` is
     /// now plus this): past it, Alertmanager counts the failure as over even
     /// if this program never runs again. By default three times the median
-    /// time between the app's runs (from the state file), at least 5
-    /// minutes. At most 30 days.
+    /// time between the starts of the app's last 16 runs (kept in the state
+    /// file; until two are known, the time between the runs of failures
+    /// seen in several runs in a row), at least 5 minutes and at most a
+    /// week: an hourly job's alerts last 3 hours. At most 30 days.
     ///
     /// ```
     /// let am = tracing_email::Alertmanager::new(["http://am:9093"])
@@ -469,6 +471,7 @@ impl Poster {
         }
         let window = self.resolve_window.unwrap_or_else(|| {
             payload::default_window(
+                &state.history.run_starts,
                 state
                     .history
                     .streaks

@@ -78,7 +78,8 @@ pub(crate) struct Kept {
 /// be rewritten instead, and the stamp of the files when the state was read
 /// (updated at each write; `None` once what is on disk is unknown).
 struct Commit {
-    run: Option<u64>,
+    /// The run that started in this flush, if one did, and when.
+    run: Option<(u64, Option<OffsetDateTime>)>,
     new_records: usize,
     dropped: u64,
     rewrite: bool,
@@ -259,11 +260,18 @@ impl Flusher {
         let (count, dropped) = (taken.count, taken.dropped);
         let state = &mut taken.state;
         let runs_before = state.history.runs;
-        let (run, new_run) = self.register_run(state);
+        // The panic hook's checkpoint reads the system clock, not the
+        // layer's: a run it registers has no start time.
+        let started = now
+            .as_ref()
+            .ok()
+            .copied()
+            .filter(|_| phase != Phase::Checkpoint);
+        let (run, new_run) = self.register_run(state, started);
         let mut changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run || repair;
-        commit.run = new_run.then_some(run);
+        commit.run = new_run.then_some((run, started));
         commit.dropped = dropped;
-        // A renumbered history (see `History::start_run`) is not a plain
+        // A renumbered history (see `History::start_run_at`) is not a plain
         // next run: only a rewrite says it.
         commit.rewrite =
             repair || !parked.is_empty() || (new_run && runs_before.checked_add(1) != Some(run));
@@ -583,13 +591,14 @@ impl Flusher {
     }
 
     /// This run's number: taken from the state's history at the first flush
-    /// (and again if that flush could not save it). Returns it and whether
-    /// it is new.
-    fn register_run(&mut self, state: &mut State) -> (u64, bool) {
+    /// (and again if that flush could not save it), which notes the run as
+    /// started `at` (this flush's time, when the clock could be read).
+    /// Returns it and whether it is new.
+    fn register_run(&mut self, state: &mut State, at: Option<OffsetDateTime>) -> (u64, bool) {
         match self.run {
             Some(run) if state.history.runs >= run => (run, false),
             _ => {
-                let run = state.history.start_run();
+                let run = state.history.start_run_at(at);
                 self.run = Some(run);
                 (run, true)
             }
@@ -1065,7 +1074,13 @@ mod tests {
 
     /// A guard that holds (streaks of 5 runs, by feed), into `dir`.
     fn holding_guard(dir: &std::path::Path) -> crate::FlushGuard {
+        holding_guard_with(dir, crate::SystemClock)
+    }
+
+    /// [`holding_guard`] reading time from `clock`.
+    fn holding_guard_with(dir: &std::path::Path, clock: impl crate::Clock) -> crate::FlushGuard {
         let (_layer, guard) = crate::EmailLayer::builder("flush-test")
+            .clock(clock)
             .transport(crate::FileDrop::new(dir.join("outbox")))
             .state_file(dir.join("state.json"))
             .from("robot@example.com")
@@ -1093,12 +1108,18 @@ mod tests {
             state.generation = 0;
             state
         };
+        // Runs an hour and a fraction of a second apart, the same in both.
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let run_start = |run: i64| start + Duration::from_millis(3_600_250) * run as u32;
         for (dir, no_journal) in [(with.path(), false), (without.path(), true)] {
             NO_JOURNAL.with(|c| c.set(no_journal));
             let mut n = 0;
+            let clock = crate::ManualClock::new(start);
             for run in 0..4 {
-                let guard = holding_guard(dir);
+                clock.set(run_start(run));
+                let guard = holding_guard_with(dir, clock.clone());
                 for flush in 0..3 {
+                    clock.advance(Duration::from_secs(60));
                     for level in [Level::INFO, Level::WARN, Level::ERROR] {
                         n += 1;
                         let mut r = record(&format!("run {run} flush {flush} #{n}"));
@@ -1137,6 +1158,12 @@ mod tests {
             .filter_map(|k| a.history.recent_runs(k, 24))
             .collect();
         assert!(strips.iter().any(|s| s.contains(&false)), "{strips:?}");
+        // When each run started: its first flush, read from the journal's
+        // run lines as from the snapshot.
+        let starts: Vec<OffsetDateTime> = (0..4)
+            .map(|run| crate::clock::datetime(run_start(run) + Duration::from_secs(60)))
+            .collect();
+        assert_eq!(a.history.run_starts, starts);
         assert_eq!(a, b);
     }
 

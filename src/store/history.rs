@@ -1,6 +1,8 @@
 //! What the state file remembers across runs beyond the pending records:
-//! how many runs there were, and for each fingerprint (one kind of failure)
-//! how many consecutive runs saw it and when it was last reported, which of
+//! how many runs there were and when the recent ones started (how often the
+//! app runs: the Alertmanager resolve window's default), and for each
+//! fingerprint (one kind of failure) how many consecutive runs saw it and
+//! when it was last reported, which of
 //! the recent runs saw it (the digest's strip), and the reported failures
 //! that are over and not yet said to be (`notify_recovery`). Pure data:
 //! updated by the flush under the state lock, read by the policy.
@@ -117,9 +119,12 @@ pub(crate) const RECENT_RUNS: u64 = 64;
 /// How many recent runs the digest's strip shows.
 pub(crate) const STRIP_RUNS: usize = 24;
 
+/// How many run start times [`History::run_starts`] keeps.
+pub(crate) const RUN_STARTS: usize = 16;
+
 /// Which of the recent runs saw one fingerprint: bit `i` of `seen` is set
 /// when run `run - i` saw it. Updated with the streaks (in
-/// [`History::observe`] and [`History::start_run`]), so replaying the
+/// [`History::observe`] and [`History::start_run_at`]), so replaying the
 /// journal rebuilds it as it does them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Recent {
@@ -183,6 +188,13 @@ pub(crate) struct History {
     /// Runs that have flushed so far: the last run's number.
     #[serde(default)]
     pub(crate) runs: u64,
+    /// When the last [`RUN_STARTS`] runs started (their first flush), in
+    /// the order they were counted (absent from files written before it:
+    /// read as none). A run whose clock could not be read, or registered
+    /// by the panic hook's checkpoint (which does not ask the clock), has
+    /// none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "times")]
+    pub(crate) run_starts: Vec<OffsetDateTime>,
     /// Streaks by fingerprint key.
     #[serde(default)]
     pub(crate) streaks: BTreeMap<String, Streak>,
@@ -196,15 +208,52 @@ pub(crate) struct History {
     pub(crate) resolved: Vec<Resolved>,
 }
 
+/// A list of times as RFC 3339 strings, as the state file's other times.
+mod times {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use time::OffsetDateTime;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(transparent)]
+    struct Rfc3339(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+
+    pub(super) fn serialize<S: Serializer>(
+        times: &[OffsetDateTime],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(times.iter().map(|&t| Rfc3339(t)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<OffsetDateTime>, D::Error> {
+        let times = Vec::<Rfc3339>::deserialize(deserializer)?;
+        Ok(times.into_iter().map(|t| t.0).collect())
+    }
+}
+
 impl History {
-    /// Counts a new run and returns its number. Streaks that missed the run
-    /// before it are over: a run without the failure breaks its streak.
+    /// [`start_run_at`](Self::start_run_at) without a start time.
+    #[cfg(test)]
+    pub(crate) fn start_run(&mut self) -> u64 {
+        self.start_run_at(None)
+    }
+
+    /// Counts a new run, started at `at` (kept in
+    /// [`run_starts`](History::run_starts) when known), and returns its
+    /// number. Streaks that missed the run before it are over: a run
+    /// without the failure breaks its streak.
     ///
     /// A counter that cannot grow any more (a hand-edited or damaged file
     /// at `u64::MAX`) is renumbered first, keeping each streak's place
     /// relative to the last run; a streak whose last run lies beyond the
     /// counter is taken as seen in the last run.
-    pub(crate) fn start_run(&mut self) -> u64 {
+    pub(crate) fn start_run_at(&mut self, at: Option<OffsetDateTime>) -> u64 {
+        if let Some(at) = at {
+            self.run_starts.push(at);
+            let excess = self.run_starts.len().saturating_sub(RUN_STARTS);
+            self.run_starts.drain(..excess);
+        }
         let last = self.runs;
         for s in self.streaks.values_mut() {
             s.last_run = s.last_run.min(last);
@@ -382,11 +431,16 @@ impl History {
         }
     }
 
-    /// Takes every streak time later than `now` as `now`: such a time was
-    /// written under a clock that was wrong (a bad RTC, a test clock), and
-    /// left as it is it would keep a failure quiet (`reported`) or look new
-    /// for years. Returns the state file keys of the times moved, each once.
+    /// Takes every streak and run start time later than `now` as `now`:
+    /// such a time was written under a clock that was wrong (a bad RTC, a
+    /// test clock), and left as it is it would keep a failure quiet
+    /// (`reported`), look new for years, or stretch the time between runs.
+    /// Returns the state file keys of the times moved, each once.
     pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
+        let mut starts = false;
+        for at in &mut self.run_starts {
+            starts |= clamp(at, now);
+        }
         let (mut since, mut last_seen, mut reported) = (false, false, false);
         for s in self.streaks.values_mut() {
             since |= clamp(&mut s.since, now);
@@ -396,6 +450,7 @@ impl History {
             }
         }
         [
+            (starts, "history.run_starts"),
             (since, "history.streaks.since"),
             (last_seen, "history.streaks.last_seen"),
             (reported, "history.streaks.reported"),
@@ -1013,8 +1068,40 @@ mod tests {
         assert!(h.recent.is_empty() && h.resolved.is_empty());
         // And writes none while they are empty.
         assert_eq!(serde_json::to_string(&h).unwrap(), json);
-        let h = runs("x.");
+        let mut h = runs("x.");
         let back: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
         assert_eq!(back, h);
+        // Run start times, to the nanosecond, as RFC 3339 like other times.
+        let at = time::macros::datetime!(2026-11-22 07:00:00.123_456_789 UTC);
+        h.start_run_at(Some(at));
+        let json = serde_json::to_string(&h).unwrap();
+        assert!(
+            json.contains(r#""run_starts":["2026-11-22T07:00:00.123456789Z"]"#),
+            "{json}"
+        );
+        let back: History = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn the_last_run_starts_are_kept_in_order_and_times_ahead_are_taken_as_now() {
+        let hour = |h: i64| T + time::Duration::hours(h);
+        let mut h = History::default();
+        for i in 0..RUN_STARTS as i64 + 4 {
+            h.start_run_at(Some(hour(i)));
+        }
+        // A run whose time is unknown counts, but adds no start.
+        h.start_run_at(None);
+        assert_eq!(h.runs, RUN_STARTS as u64 + 5);
+        let kept: Vec<OffsetDateTime> = (4..RUN_STARTS as i64 + 4).map(hour).collect();
+        assert_eq!(h.run_starts, kept);
+        // A start ahead of the clock is taken as now, and named.
+        let now = hour(100);
+        h.start_run_at(Some(hour(1000)));
+        assert_eq!(h.clamp_future(now), ["history.run_starts"]);
+        assert_eq!(h.run_starts.len(), RUN_STARTS);
+        assert_eq!(h.run_starts.last(), Some(&now));
+        assert_eq!(h.run_starts[0], hour(5));
+        assert!(h.clamp_future(now).is_empty());
     }
 }

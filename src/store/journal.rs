@@ -9,7 +9,9 @@
 //!   snapshot of generation `G`. A journal whose base is not the snapshot's
 //!   generation was left by a compaction that crashed after replacing the
 //!   snapshot: everything in it is already in the snapshot, and it is ignored.
-//! - `{"@":"run","run":N}`: run `N` started (`History::start_run`).
+//! - `{"@":"run","run":N,"at":T}`: run `N` started at `T`
+//!   (`History::start_run_at`); `at` is absent when the clock could not be
+//!   read, and from lines written before it was kept.
 //! - `{"@":"observe","level":"WARN","fields":[..]}`: the records that follow
 //!   (up to the next such line) were observed at that level with those
 //!   fingerprint fields, as the flush that wrote them did: replay derives
@@ -23,6 +25,7 @@
 //! copy of the journal and compacts it away.
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::Record;
@@ -41,6 +44,13 @@ pub(crate) enum Fact {
     Run {
         /// Its number.
         run: u64,
+        /// When, if known.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "time::serde::rfc3339::option"
+        )]
+        at: Option<OffsetDateTime>,
     },
     /// How the records that follow were observed.
     Observe {
@@ -61,8 +71,8 @@ const FACT_PREFIX: &[u8] = b"{\"@\":";
 
 /// What one checkpoint adds to the state, in the order the flush applied it.
 pub(crate) struct Append<'a> {
-    /// The run that started in this flush, if one did.
-    pub(crate) run: Option<u64>,
+    /// The run that started in this flush, if one did, and when (if known).
+    pub(crate) run: Option<(u64, Option<OffsetDateTime>)>,
     /// The level and fingerprint fields the records were observed with.
     pub(crate) level: Level,
     /// See `level`.
@@ -86,8 +96,8 @@ impl Append<'_> {
             out.push(b'\n');
             Ok(())
         };
-        if let Some(run) = self.run {
-            fact(&Fact::Run { run }, out)?;
+        if let Some((run, at)) = self.run {
+            fact(&Fact::Run { run, at }, out)?;
         }
         if !self.records.is_empty() {
             let observe = Fact::Observe {
@@ -175,12 +185,12 @@ pub(crate) fn replay(
         if line.starts_with(FACT_PREFIX) {
             match serde_json::from_slice::<Fact>(line) {
                 Ok(Fact::Journal { .. }) => {}
-                Ok(Fact::Run { run }) => {
+                Ok(Fact::Run { run, at }) => {
                     if run > state.history.runs {
                         // Runs are numbered one after another under the
                         // lock; a gap means a run line was lost to damage.
                         state.history.runs = run - 1;
-                        state.history.start_run();
+                        state.history.start_run_at(at);
                     }
                 }
                 Ok(Fact::Observe { level, fields }) => {
@@ -220,7 +230,7 @@ mod tests {
     fn appended(state: &mut State, run: Option<u64>, records: &[Record], dropped: u64) -> Vec<u8> {
         let mut out = Vec::new();
         Append {
-            run,
+            run: run.map(|run| (run, None)),
             level: Level::WARN,
             fields: &[],
             records,
@@ -290,5 +300,34 @@ mod tests {
                 ..State::default()
             }
         );
+    }
+
+    #[test]
+    fn a_run_line_carries_its_start_and_an_old_one_without_it_still_replays() {
+        use time::macros::datetime;
+        let at = datetime!(2026-11-22 07:00:00.5 UTC);
+        let mut bytes = header(0);
+        // A line written before the start time was kept.
+        bytes.extend_from_slice(b"{\"@\":\"run\",\"run\":1}\n");
+        let mut out = Vec::new();
+        Append {
+            run: Some((2, Some(at))),
+            level: Level::WARN,
+            fields: &[],
+            records: &[],
+            dropped: 0,
+        }
+        .encode(&mut out)
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "{\"@\":\"run\",\"run\":2,\"at\":\"2026-11-22T07:00:00.5Z\"}\n"
+        );
+        bytes.extend(out);
+        let mut state = State::default();
+        let replayed = replay(&mut state, &bytes, true, false);
+        assert_eq!(replayed.garbage, 0);
+        assert_eq!(state.history.runs, 2);
+        assert_eq!(state.history.run_starts, [at]);
     }
 }

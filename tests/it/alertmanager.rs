@@ -682,6 +682,42 @@ fn alerts_alone_keep_nothing_without_bound() {
     assert_eq!(v["alerts"].as_object().unwrap().len(), 50);
 }
 
+/// An hourly job that fails for the first time (no failure has lasted two
+/// runs): its alert lasts three of its run intervals, from the run starts
+/// the state file keeps, so it does not resolve before the next run.
+#[test]
+fn an_hourly_jobs_first_failure_stays_firing_for_three_hours() {
+    let ok = Fake::start(200, "", Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.json");
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let clock = tracing_email::ManualClock::new(start);
+    for hour in 0..6 {
+        clock.set(start + Duration::from_secs(3600 * hour));
+        let b = alerts_only(&state, &[ok.url()], Duration::from_secs(2)).clock(clock.clone());
+        let feeds: &[&str] = if hour == 5 { &["A"] } else { &[] };
+        let o = one_run(b, feeds);
+        assert_eq!(o.is_alerted(), hour == 5, "{o}");
+    }
+    let requests = ok.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let body = &requests[0][requests[0].find("\r\n\r\n").unwrap() + 4..];
+    let alerts: serde_json::Value = serde_json::from_str(body).unwrap();
+    let ends_at = |alert: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            alert["endsAt"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let now = time::OffsetDateTime::from(start + Duration::from_secs(5 * 3600));
+    assert_eq!(
+        ends_at(&alerts[0]),
+        now + time::Duration::hours(3),
+        "{alerts}"
+    );
+}
+
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
