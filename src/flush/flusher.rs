@@ -507,14 +507,17 @@ impl Flusher {
         let before = state.alerts.clone();
         // Alone, Alertmanager reports what an email would: every failure
         // among the records the policy sends.
+        let send = match (&self.transport, decision) {
+            (None, Decision::Send { records, .. }) => *records,
+            _ => 0,
+        };
+        let sent: Vec<String> = self
+            .failures_in(&state.pending[..send])
+            .map(|fp| fp.key.clone())
+            .collect();
         let mut worth = std::borrow::Cow::Borrowed(worth);
-        if let (None, Decision::Send { records, .. }) = (&self.transport, decision) {
-            let min = crate::capture::record::severity(level);
-            let sent = state.pending[..*records]
-                .iter()
-                .filter(|r| crate::capture::record::severity(r.level) >= min)
-                .map(|r| fingerprint_of(r, fields).key.clone());
-            worth.to_mut().extend(sent);
+        if !sent.is_empty() {
+            worth.to_mut().extend(sent.iter().cloned());
         }
         let posted = poster.flush(state, &worth, run, now, deadline, level, fields);
         let mut removed = 0;
@@ -522,16 +525,7 @@ impl Flusher {
             && self.transport.is_none()
         {
             let min = crate::capture::record::severity(level);
-            let send = match decision {
-                Decision::Send { records, .. } => *records,
-                _ => 0,
-            };
-            let keys: Vec<String> = state.pending[..send]
-                .iter()
-                .filter(|r| crate::capture::record::severity(r.level) >= min)
-                .map(|r| fingerprint_of(r, fields).key.clone())
-                .collect();
-            state.history.reported(keys.iter().map(String::as_str), now);
+            state.history.reported(sent.iter().map(String::as_str), now);
             let mut i = 0;
             state.pending.retain(|r| {
                 i += 1;
@@ -692,6 +686,20 @@ impl Flusher {
         }
     }
 
+    /// The failures among `records` that an email of them reports: the
+    /// fingerprints of those at the policy's level, one per record.
+    fn failures_in<'r>(
+        &self,
+        records: &'r [Record],
+    ) -> impl Iterator<Item = std::borrow::Cow<'r, crate::store::history::Fingerprint>> {
+        let min = crate::capture::record::severity(self.policy.level());
+        let fields = &self.policy.fingerprint_fields;
+        records
+            .iter()
+            .filter(move |r| crate::capture::record::severity(r.level) >= min)
+            .map(move |r| fingerprint_of(r, fields))
+    }
+
     /// Sends the email that only says failures are over (the history's
     /// `resolved`), and saves: once accepted they are forgotten and it
     /// counts as the last email sent; else they wait for the next flush.
@@ -823,12 +831,7 @@ impl Flusher {
             if with_resolved {
                 state.history.resolved.clear();
             }
-            let level = crate::capture::record::severity(self.policy.level());
-            let reported: Vec<_> = state.pending[..sent]
-                .iter()
-                .filter(|r| crate::capture::record::severity(r.level) >= level)
-                .map(|r| fingerprint_of(r, &self.policy.fingerprint_fields))
-                .collect();
+            let reported: Vec<_> = self.failures_in(&state.pending[..sent]).collect();
             state
                 .history
                 .reported(reported.iter().map(|fp| fp.key.as_str()), now);
