@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind};
 use crate::flush::Flusher;
 use crate::flush::worker::spawn_worker;
 use crate::guard::FlushGuard;
-use crate::settings::{Offset, Settings};
+use crate::settings::*;
 use crate::store::file::StateStore;
 use crate::transport::Transport;
 
@@ -39,7 +39,7 @@ use crate::transport::Transport;
 /// ```
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct Builder {
-    pub(crate) settings: Settings,
+    pub(crate) config: EmailConfig,
     transport: Option<Box<dyn Transport>>,
     #[cfg(feature = "alertmanager")]
     alerts: Option<crate::Alertmanager>,
@@ -48,15 +48,8 @@ pub struct Builder {
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = &self.settings;
         f.debug_struct("Builder")
-            .field("app", &s.app)
-            .field("from", &s.from)
-            .field("to", &s.to)
-            .field("subject", &s.subject)
-            .field("html", &s.html)
-            .field("policy", &s.policy)
-            .field("state_file", &s.state_file)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -70,7 +63,11 @@ impl EmailLayer {
     /// ```
     pub fn builder(app: impl Into<String>) -> Builder {
         Builder {
-            settings: Settings::new(app.into()),
+            config: EmailConfig {
+                app: app.into(),
+                origin: Origin::Code,
+                ..EmailConfig::default()
+            },
             transport: None,
             #[cfg(feature = "alertmanager")]
             alerts: None,
@@ -128,7 +125,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").host("backup-eu-3");
     /// ```
     pub fn host(mut self, name: impl Into<String>) -> Self {
-        self.settings.host = Some(name.into());
+        self.config.host = Some(name.into());
         self
     }
 
@@ -138,7 +135,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("app").from("App <robot@example.com>");
     /// ```
     pub fn from(mut self, from: impl Into<String>) -> Self {
-        self.settings.from = Some(from.into());
+        self.config.from = Some(from.into());
         self
     }
 
@@ -151,7 +148,7 @@ impl Builder {
     ///     .to("Ops <ops@example.com>, oncall@example.com");
     /// ```
     pub fn to(mut self, to: impl Into<String>) -> Self {
-        self.settings.to.push(to.into());
+        self.config.to.push(to.into());
         self
     }
 
@@ -197,7 +194,7 @@ impl Builder {
     /// assert!(err.to_string().contains("{eror}"));
     /// ```
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
-        self.settings.subject = Some(subject.into());
+        self.config.subject = Some(subject.into());
         self
     }
 
@@ -212,7 +209,7 @@ impl Builder {
     /// let text_only = tracing_email::EmailLayer::builder("poca").html(false);
     /// ```
     pub fn html(mut self, html: bool) -> Self {
-        self.settings.html = html;
+        self.config.html = Some(html);
         self
     }
 
@@ -224,7 +221,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").threshold(5, tracing::Level::WARN);
     /// ```
     pub fn threshold(mut self, count: usize, level: Level) -> Self {
-        self.settings.policy.threshold = Some((count, level));
+        self.config.policy.threshold = Some((count, level));
         self
     }
 
@@ -238,7 +235,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("cookbook").batch(10);
     /// ```
     pub fn batch(mut self, size: usize) -> Self {
-        self.settings.policy.batch = Some(size);
+        self.config.policy.batch = Some(size);
         self
     }
 
@@ -251,7 +248,7 @@ impl Builder {
     ///     .immediately_at(tracing::Level::ERROR);
     /// ```
     pub fn immediately_at(mut self, level: Level) -> Self {
-        self.settings.policy.immediately_at = Some(level);
+        self.config.policy.immediately_at = Some(level);
         self
     }
 
@@ -274,7 +271,7 @@ impl Builder {
     ///     .fingerprint_fields(["feed"]);
     /// ```
     pub fn consecutive_runs(mut self, runs: u64) -> Self {
-        self.settings.policy.consecutive_runs = Some(runs);
+        self.config.policy.consecutive_runs = Some(runs);
         self
     }
 
@@ -293,7 +290,7 @@ impl Builder {
     ///     .repeat_after(std::time::Duration::from_secs(24 * 3600));
     /// ```
     pub fn repeat_after(mut self, after: Duration) -> Self {
-        self.settings.policy.repeat_after = Some(after);
+        self.config.policy.repeat_after = Some(after);
         self
     }
 
@@ -307,7 +304,7 @@ impl Builder {
     ///     .min_interval(std::time::Duration::from_secs(3600));
     /// ```
     pub fn min_interval(mut self, interval: Duration) -> Self {
-        self.settings.policy.min_interval = Some(interval);
+        self.config.policy.min_interval = Some(interval);
         self
     }
 
@@ -322,7 +319,7 @@ impl Builder {
     ///     .max_age(std::time::Duration::from_secs(7 * 24 * 3600));
     /// ```
     pub fn max_age(mut self, age: Duration) -> Self {
-        self.settings.policy.max_age = Some(age);
+        self.config.policy.max_age = Some(age);
         self
     }
 
@@ -339,7 +336,7 @@ impl Builder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.settings.policy.fingerprint_fields = fields.into_iter().map(Into::into).collect();
+        self.config.policy.fingerprint_fields = fields.into_iter().map(Into::into).collect();
         self
     }
 
@@ -365,7 +362,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_detail_lines(500);
     /// ```
     pub fn max_detail_lines(mut self, lines: usize) -> Self {
-        self.settings.detail_lines = lines;
+        self.config.max_detail_lines = Some(lines);
         self
     }
 
@@ -377,7 +374,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").state_file("/var/lib/poca/mail.json");
     /// ```
     pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.state_file = Some(path.into());
+        self.config.state_file = Some(path.into());
         self
     }
 
@@ -389,7 +386,8 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").local_time();
     /// ```
     pub fn local_time(mut self) -> Self {
-        self.settings.offset = Offset::Local;
+        self.config.local_time = true;
+        self.config.offset = None;
         self
     }
 
@@ -400,7 +398,8 @@ impl Builder {
     ///     .utc_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
     /// ```
     pub fn utc_offset(mut self, offset: UtcOffset) -> Self {
-        self.settings.offset = Offset::Fixed(offset);
+        self.config.local_time = false;
+        self.config.offset = Some(offset);
         self
     }
 
@@ -413,7 +412,7 @@ impl Builder {
     ///     .lock_timeout(std::time::Duration::from_secs(2));
     /// ```
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.lock_timeout = timeout;
+        self.config.lock_timeout = Some(timeout);
         self
     }
 
@@ -426,7 +425,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_pending(50_000);
     /// ```
     pub fn max_pending(mut self, records: usize) -> Self {
-        self.settings.max_pending = records;
+        self.config.max_pending = Some(records);
         self
     }
 
@@ -442,7 +441,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_record_bytes(4096);
     /// ```
     pub fn max_record_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_record_bytes = bytes;
+        self.config.max_record_bytes = Some(bytes);
         self
     }
 
@@ -463,7 +462,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
     /// ```
     pub fn max_email_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_email_bytes = bytes;
+        self.config.max_email_bytes = Some(bytes);
         self
     }
 
@@ -477,7 +476,7 @@ impl Builder {
     ///     .send_deadline(std::time::Duration::from_secs(10));
     /// ```
     pub fn send_deadline(mut self, deadline: Duration) -> Self {
-        self.settings.send_deadline = deadline;
+        self.config.send_deadline = Some(deadline);
         self
     }
 
@@ -493,7 +492,7 @@ impl Builder {
     /// let off = tracing_email::EmailLayer::builder("poca").checkpoint_interval(None);
     /// ```
     pub fn checkpoint_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
-        self.settings.checkpoint_interval = interval.into();
+        self.config.checkpoint_interval = Some(interval.into());
         self
     }
 
@@ -506,7 +505,7 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").capture_panics();
     /// ```
     pub fn capture_panics(mut self) -> Self {
-        self.settings.capture_panics = true;
+        self.config.capture_panics = true;
         self
     }
 
@@ -526,13 +525,13 @@ impl Builder {
     /// let b = tracing_email::EmailLayer::builder("poca").notify_recovery(true);
     /// ```
     pub fn notify_recovery(mut self, on: bool) -> Self {
-        self.settings.notify_recovery = on;
+        self.config.notify_recovery = on;
         self
     }
 
     /// The state file this builder will use.
     fn state_path(&self) -> Result<PathBuf, Error> {
-        if let Some(path) = &self.settings.state_file {
+        if let Some(path) = &self.config.state_file {
             if path.file_name().is_none() {
                 return Err(Error::config(format!(
                     "the state file {} has no file name; give a path like /var/lib/app/mail.json",
@@ -541,25 +540,25 @@ impl Builder {
             }
             return Ok(path.clone());
         }
-        crate::store::file::default_path(&self.settings.app)
+        crate::store::file::default_path(&self.config.app)
     }
 
     /// Checks every setting and makes the flusher, without a layer, a
     /// guard or a worker: for [`build`](Builder::build), and for sending
     /// by hand (`flush::by_hand`). Returns the settings for the rest.
-    pub(crate) fn into_flusher(mut self) -> Result<(Flusher, Settings), Error> {
-        let app = self.settings.app.trim().to_owned();
+    pub(crate) fn into_flusher(mut self) -> Result<(Flusher, EmailConfig), Error> {
+        let app = self.config.app.trim().to_owned();
         if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
             return Err(Error::config(format!(
                 "the app name {:?} cannot name a folder; use a plain name like \"poca\"",
-                self.settings.app
+                self.config.app
             )));
         }
         #[cfg(feature = "alertmanager")]
         let alerts = self.alerts.take();
         #[cfg(not(feature = "alertmanager"))]
         let alerts: Option<()> = None;
-        if let Some(host) = &self.settings.host
+        if let Some(host) = &self.config.host
             && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
         {
             return Err(Error::config(format!(
@@ -569,18 +568,17 @@ impl Builder {
         }
         // Alerts alone need no email addresses (given, they are checked).
         let alerts_only = alerts.is_some() && self.transport.is_none();
-        let (from, to) =
-            if alerts_only && self.settings.from.is_none() && self.settings.to.is_empty() {
-                let nobody = lettre::message::Mailbox::new(
-                    None,
-                    lettre::Address::new("alerts-only", "localhost")
-                        .map_err(|e| Error::with_source(ErrorKind::Config, "no address", e))?,
-                );
-                (nobody.clone(), vec![nobody])
-            } else {
-                self.settings.addresses()?
-            };
-        self.settings.check()?;
+        let (from, to) = if alerts_only && self.config.from.is_none() && self.config.to.is_empty() {
+            let nobody = lettre::message::Mailbox::new(
+                None,
+                lettre::Address::new("alerts-only", "localhost")
+                    .map_err(|e| Error::with_source(ErrorKind::Config, "no address", e))?,
+            );
+            (nobody.clone(), vec![nobody])
+        } else {
+            self.config.addresses()?
+        };
+        self.config.check()?;
         let state_path = self.state_path()?;
         let transport = match self.transport.take() {
             Some(mut transport) => {
@@ -602,7 +600,7 @@ impl Builder {
                 ));
             }
         };
-        let s = self.settings;
+        let s = self.config;
         let subject = s.subject.as_deref().map(Template::parse).transpose()?;
         let named = |host: &Option<String>| {
             host.clone()
@@ -618,34 +616,37 @@ impl Builder {
             Some(a) => Some(a.check(app.trim(), named(&s.host))?),
             None => None,
         };
-        let offset = match s.offset {
-            Offset::Utc => UtcOffset::UTC,
-            Offset::Fixed(o) => o,
-            Offset::Local => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
+        let offset = match (s.offset, s.local_time) {
+            (Some(fixed), _) => fixed,
+            (None, true) => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
+            (None, false) => UtcOffset::UTC,
         };
 
         let flusher = Flusher {
-            store: StateStore::new(state_path.clone(), s.lock_timeout),
+            store: StateStore::new(
+                state_path.clone(),
+                s.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            ),
             composer: Composer {
                 app,
                 from,
                 to,
                 subject,
                 host,
-                html: s.html,
+                html: s.html.unwrap_or(DEFAULT_HTML),
                 offset,
                 state_path,
                 fingerprint_fields: s.policy.fingerprint_fields.clone(),
                 level: s.policy.level(),
-                detail_lines: s.detail_lines,
+                detail_lines: s.max_detail_lines.unwrap_or(DEFAULT_MAX_DETAIL_LINES),
             },
             policy: s.policy.clone(),
             transport,
             #[cfg(feature = "alertmanager")]
             alerts,
-            max_pending: s.max_pending,
-            max_email_bytes: s.max_email_bytes,
-            send_deadline: s.send_deadline,
+            max_pending: s.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
+            max_email_bytes: s.max_email_bytes.unwrap_or(DEFAULT_MAX_EMAIL_BYTES),
+            send_deadline: s.send_deadline.unwrap_or(DEFAULT_SEND_DEADLINE),
             sent_during_run: (0, 0),
             clock: self.clock,
             run: None,
@@ -681,23 +682,25 @@ impl Builder {
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
         let clock = Arc::clone(&self.clock);
         let (flusher, s) = self.into_flusher()?;
+        let max_pending = s.max_pending.unwrap_or(DEFAULT_MAX_PENDING);
+        let checkpoint_interval = s.checkpoint_interval.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock,
-            buffer: Buffer::new(s.max_pending),
-            max_record_bytes: s.max_record_bytes,
+            buffer: Buffer::new(max_pending),
+            max_record_bytes: s.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
             batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
         });
-        let needs_worker = s.policy.batch.is_some() || s.checkpoint_interval.is_some();
+        let needs_worker = s.policy.batch.is_some() || checkpoint_interval.is_some();
         let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {
             let handle = spawn_worker(
                 Arc::clone(&shared),
                 Arc::clone(&flusher),
                 Arc::clone(&signal),
-                s.checkpoint_interval,
+                checkpoint_interval,
             )
             .map_err(|e| {
                 Error::with_source(
@@ -731,7 +734,6 @@ impl Builder {
 mod tests {
     use super::*;
     use crate::FileDrop;
-    use crate::settings::*;
 
     fn ok() -> Builder {
         EmailLayer::builder("app")

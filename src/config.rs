@@ -4,9 +4,6 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -16,287 +13,10 @@ use crate::capture::layer::EmailLayer;
 #[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
-use crate::settings::{Offset, Origin, PolicyConfig, de};
+use crate::settings::{EmailConfig, Origin, de};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
 use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
-
-/// The layer's settings as data: deserialize it from a table of the
-/// program's own configuration file, or read it from environment variables
-/// with [`from_env`](EmailConfig::from_env), then make the layer with
-/// [`EmailLayer::from_config`].
-///
-/// Each field is a key of the table and sets what the [`Builder`] method it
-/// links to sets (documented there). Unknown keys are errors, and so are bad
-/// values; every error names the key (`policy.threshold.level`) or, from the
-/// environment, the variable (`POCA_THRESHOLD`). Keys are named within the
-/// settings' table (serde does not tell a value the name of the table that
-/// holds it; the format's error gives the line);
-/// [`set_table`](EmailConfig::set_table) adds the table's name to the keys in
-/// the errors of [`from_config`]. The only required key is `app`;
-/// [`from_config`] also needs `from`, `to`, and one of `smtp_url` and
-/// `outbox`.
-///
-/// Levels are `trace`, `debug`, `info`, `warn` or `error`, in any case.
-/// Durations are numbers of seconds, whole or not (`0.5`); all but
-/// `lock_timeout` must be more than 0. A key left out keeps the builder's
-/// default. In YAML or JSON, `null` counts as left out.
-///
-/// A command (`password_command`, `oauth2_token_command`) is a list, the
-/// program then its arguments, never one string: it runs without a shell.
-///
-/// `Debug` never shows a password: one in `smtp_url` is shown as `***`
-/// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
-/// `#`, as an unencoded password would).
-///
-/// [`from_config`]: EmailLayer::from_config
-///
-/// ```
-/// use serde::Deserialize;
-/// use tracing_email::{EmailConfig, EmailLayer};
-///
-/// #[derive(Deserialize)]
-/// struct AppConfig {
-///     feeds: Vec<String>,
-///     email: EmailConfig,
-/// }
-///
-/// let config: AppConfig = toml::from_str(r#"
-///     feeds = ["https://podcasts.example/1/rss"]
-///
-///     [email]
-///     app = "poca"
-///     smtp_url = "smtps://me%40example.com@smtp.example.com"
-///     password_env = "SMTP_PASSWORD"
-///     from = "poca <me@example.com>"
-///     to = ["me@example.com", "ops@example.com"]
-///     timeout = 2.5
-///
-///     [email.policy]
-///     threshold = { count = 5, level = "warn" }
-///     immediately_at = "error"
-/// "#)?;
-/// assert_eq!(config.email.policy.threshold, Some((5, tracing::Level::WARN)));
-/// assert_eq!(config.email.timeout, Some(std::time::Duration::from_millis(2500)));
-///
-/// let err = toml::from_str::<EmailConfig>("app = \"poca\"\ncolour = \"red\"").unwrap_err();
-/// assert!(err.to_string().contains("unknown field `colour`"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a table of email settings (app, smtp_url or outbox, from, to, …)"
-)]
-pub struct EmailConfig {
-    /// `app = "poca"`, required: see [`EmailLayer::builder`].
-    #[serde(deserialize_with = "de::app")]
-    pub app: String,
-    /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`].
-    #[serde(default, deserialize_with = "de::smtp_url")]
-    pub smtp_url: Option<String>,
-    /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`].
-    #[serde(default, deserialize_with = "de::password_env")]
-    pub password_env: Option<String>,
-    /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`].
-    #[serde(default, deserialize_with = "de::password_command")]
-    pub password_command: Option<Vec<String>>,
-    /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`].
-    #[serde(default, deserialize_with = "de::oauth2_token_command")]
-    pub oauth2_token_command: Option<Vec<String>>,
-    /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`]): see [`Smtp::root_certificate`].
-    #[serde(default, deserialize_with = "de::root_certificate")]
-    pub root_certificate: Option<PathBuf>,
-    /// `timeout = 10` (seconds): see [`Smtp::timeout`].
-    #[serde(default, deserialize_with = "de::timeout")]
-    pub timeout: Option<Duration>,
-    /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`].
-    #[serde(default, deserialize_with = "de::allow_insecure_auth")]
-    pub allow_insecure_auth: bool,
-    /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`].
-    #[serde(default, deserialize_with = "de::outbox")]
-    pub outbox: Option<PathBuf>,
-    /// `from = "poca <me@example.com>"`: see [`Builder::from`].
-    #[serde(default, deserialize_with = "de::from")]
-    pub from: Option<String>,
-    /// `to = "me@example.com"` or a list of them: see [`Builder::to`].
-    #[serde(default, deserialize_with = "de::to")]
-    pub to: Vec<String>,
-    /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`].
-    #[serde(default, deserialize_with = "de::subject")]
-    pub subject: Option<String>,
-    /// `html = false`: see [`Builder::html`].
-    #[serde(default, deserialize_with = "de::html")]
-    pub html: Option<bool>,
-    /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`].
-    #[serde(default, deserialize_with = "de::state_file")]
-    pub state_file: Option<PathBuf>,
-    /// `local_time = true`: see [`Builder::local_time`].
-    #[serde(default, deserialize_with = "de::local_time")]
-    pub local_time: bool,
-    /// `[policy]`: when to send, see [`PolicyConfig`].
-    #[serde(default, deserialize_with = "de::policy")]
-    pub policy: PolicyConfig,
-    /// `max_pending = 10000`: see [`Builder::max_pending`].
-    #[serde(default, deserialize_with = "de::max_pending")]
-    pub max_pending: Option<usize>,
-    /// `max_record_bytes = 16384`: see [`Builder::max_record_bytes`].
-    #[serde(default, deserialize_with = "de::max_record_bytes")]
-    pub max_record_bytes: Option<usize>,
-    /// `max_email_bytes = 1048576`: see [`Builder::max_email_bytes`].
-    #[serde(default, deserialize_with = "de::max_email_bytes")]
-    pub max_email_bytes: Option<usize>,
-    /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`].
-    #[serde(default, deserialize_with = "de::max_detail_lines")]
-    pub max_detail_lines: Option<usize>,
-    /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`].
-    #[serde(default, deserialize_with = "de::send_deadline")]
-    pub send_deadline: Option<Duration>,
-    /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`].
-    #[serde(default, deserialize_with = "de::lock_timeout")]
-    pub lock_timeout: Option<Duration>,
-    /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`].
-    #[serde(default, deserialize_with = "de::checkpoint_interval")]
-    pub checkpoint_interval: Option<Option<Duration>>,
-    /// `capture_panics = true`: see [`Builder::capture_panics`].
-    #[serde(default, deserialize_with = "de::capture_panics")]
-    pub capture_panics: bool,
-    /// `notify_recovery = true`: see [`Builder::notify_recovery`].
-    #[serde(default, deserialize_with = "de::notify_recovery")]
-    pub notify_recovery: bool,
-    /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
-    /// string or a list; separated by commas in a variable): also post the
-    /// failures to Alertmanager, see `Builder::alerts` (feature
-    /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
-    /// be left out: Alertmanager is then the only destination.
-    #[serde(default, deserialize_with = "de::alertmanager_urls")]
-    pub alertmanager_urls: Vec<String>,
-    /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
-    /// a variable): labels added to every alert.
-    #[serde(default, deserialize_with = "de::alertmanager_labels")]
-    pub alertmanager_labels: std::collections::BTreeMap<String, String>,
-    /// `alertmanager_user = "poca"`: the user of basic authentication, whose
-    /// password is in the variable named by `alertmanager_password_env`.
-    #[serde(default, deserialize_with = "de::alertmanager_user")]
-    pub alertmanager_user: Option<String>,
-    /// `alertmanager_password_env = "AM_PASSWORD"`: the variable holding the
-    /// basic authentication password, read by [`EmailLayer::from_config`].
-    #[serde(default, deserialize_with = "de::alertmanager_password_env")]
-    pub alertmanager_password_env: Option<String>,
-    /// `alertmanager_token_env = "AM_TOKEN"`: the variable holding a bearer
-    /// token, read by [`EmailLayer::from_config`].
-    #[serde(default, deserialize_with = "de::alertmanager_token_env")]
-    pub alertmanager_token_env: Option<String>,
-    /// `alertmanager_root_certificate = "ca.pem"`: the private CA to trust
-    /// for `https` Alertmanagers.
-    #[serde(default, deserialize_with = "de::alertmanager_root_certificate")]
-    pub alertmanager_root_certificate: Option<PathBuf>,
-    /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
-    #[serde(default, deserialize_with = "de::alertmanager_timeout")]
-    pub alertmanager_timeout: Option<Duration>,
-    /// `resolve_window = 3600` (seconds): how long a firing alert lasts
-    /// unless posted again.
-    #[serde(default, deserialize_with = "de::resolve_window")]
-    pub resolve_window: Option<Duration>,
-    /// `host = "node-7"`: see [`Builder::host`].
-    #[serde(default, deserialize_with = "de::host")]
-    pub host: Option<String>,
-    /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
-    /// [`set_password`](EmailConfig::set_password), never from a file.
-    #[serde(skip)]
-    password: Option<String>,
-    /// Where the settings came from, to name them in errors.
-    #[serde(skip)]
-    origin: Origin,
-}
-
-/// The URL with its password, if any, shown as `***`, whatever it holds:
-/// everything between `//` and the last `@` is the user information, and
-/// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
-/// hidden; else the user name is kept and the password hidden. Without `@`,
-/// a "port" that is not a number (`user:password` with the host left out) is
-/// hidden too, with all that follows it.
-fn redact_url(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return "(not a valid URL, hidden)".to_owned();
-    };
-    let (scheme, rest) = url.split_at(start);
-    if let Some(at) = rest.rfind('@') {
-        let (userinfo, after) = rest.split_at(at);
-        let shown = if userinfo.contains(['/', '?', '#']) {
-            "***".to_owned()
-        } else {
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***", &userinfo[..colon]),
-                None => userinfo.to_owned(),
-            }
-        };
-        return format!("{scheme}{shown}{after}");
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    match authority.rfind(':') {
-        Some(colon)
-            if !authority.ends_with(']')
-                && !authority[colon + 1..].chars().all(|c| c.is_ascii_digit()) =>
-        {
-            format!("{scheme}{}:***", &authority[..colon])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-impl fmt::Debug for EmailConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmailConfig")
-            .field("app", &self.app)
-            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
-            .field("password_env", &self.password_env)
-            .field("password", &crate::error::hidden(&self.password))
-            .field("password_command", &self.password_command)
-            .field("oauth2_token_command", &self.oauth2_token_command)
-            .field("root_certificate", &self.root_certificate)
-            .field("timeout", &self.timeout)
-            .field("allow_insecure_auth", &self.allow_insecure_auth)
-            .field("outbox", &self.outbox)
-            .field("from", &self.from)
-            .field("to", &self.to)
-            .field("subject", &self.subject)
-            .field("html", &self.html)
-            .field("state_file", &self.state_file)
-            .field("local_time", &self.local_time)
-            .field("policy", &self.policy)
-            .field("max_pending", &self.max_pending)
-            .field("max_record_bytes", &self.max_record_bytes)
-            .field("max_email_bytes", &self.max_email_bytes)
-            .field("max_detail_lines", &self.max_detail_lines)
-            .field("send_deadline", &self.send_deadline)
-            .field("lock_timeout", &self.lock_timeout)
-            .field("checkpoint_interval", &self.checkpoint_interval)
-            .field("capture_panics", &self.capture_panics)
-            .field("notify_recovery", &self.notify_recovery)
-            .field(
-                "alertmanager_urls",
-                &self
-                    .alertmanager_urls
-                    .iter()
-                    .map(|u| redact_url(u))
-                    .collect::<Vec<_>>(),
-            )
-            .field("alertmanager_labels", &self.alertmanager_labels)
-            .field("alertmanager_user", &self.alertmanager_user)
-            .field("alertmanager_password_env", &self.alertmanager_password_env)
-            .field("alertmanager_token_env", &self.alertmanager_token_env)
-            .field(
-                "alertmanager_root_certificate",
-                &self.alertmanager_root_certificate,
-            )
-            .field("alertmanager_timeout", &self.alertmanager_timeout)
-            .field("resolve_window", &self.resolve_window)
-            .field("host", &self.host)
-            .finish()
-    }
-}
 
 impl EmailConfig {
     /// Reads the settings from environment variables named `PREFIX_KEY`:
@@ -582,27 +302,10 @@ impl EmailConfig {
         }
         // The settings as given; `build()` checks them all, naming the keys
         // in the words of `origin`.
-        let s = &mut b.settings;
-        s.policy = self.policy.clone();
-        s.origin = self.origin.clone();
-        s.from.clone_from(&self.from);
-        s.to.clone_from(&self.to);
-        s.subject.clone_from(&self.subject);
-        s.state_file.clone_from(&self.state_file);
-        s.html = self.html.unwrap_or(s.html);
-        if self.local_time {
-            s.offset = Offset::Local;
-        }
-        s.max_pending = self.max_pending.unwrap_or(s.max_pending);
-        s.max_record_bytes = self.max_record_bytes.unwrap_or(s.max_record_bytes);
-        s.max_email_bytes = self.max_email_bytes.unwrap_or(s.max_email_bytes);
-        s.detail_lines = self.max_detail_lines.unwrap_or(s.detail_lines);
-        s.send_deadline = self.send_deadline.unwrap_or(s.send_deadline);
-        s.lock_timeout = self.lock_timeout.unwrap_or(s.lock_timeout);
-        s.checkpoint_interval = self.checkpoint_interval.unwrap_or(s.checkpoint_interval);
-        s.capture_panics = self.capture_panics;
-        s.notify_recovery = self.notify_recovery;
-        s.host.clone_from(&self.host);
+        b.config = EmailConfig {
+            password: None,
+            ..self.clone()
+        };
         self.alerts(b, getenv)
     }
 
@@ -662,7 +365,7 @@ impl EmailConfig {
                     _ => &self.alertmanager_token_env,
                 };
                 var.as_deref()
-                    .map(|var| secret_from(&self.name(key), var, what, getenv))
+                    .map(|var| secret(&self.name(key), var, what, ErrorKind::Config, getenv))
                     .transpose()
             };
             let password = secret("alertmanager_password_env", "the Alertmanager password")?;
@@ -749,7 +452,13 @@ impl EmailConfig {
         }
         let password = match (&self.password, &self.password_env) {
             (Some(p), _) => Some(p.clone()),
-            (None, Some(var)) => Some(self.password_from(var, getenv)?),
+            (None, Some(var)) => Some(secret(
+                &self.name("password_env"),
+                var,
+                "the SMTP password",
+                ErrorKind::Smtp,
+                getenv,
+            )?),
             (None, None) => None,
         };
         if let Some(password) = password {
@@ -834,39 +543,6 @@ impl EmailConfig {
         }))
     }
 
-    /// The password from the variable `var` named by `password_env`.
-    #[cfg(feature = "smtp")]
-    fn password_from(
-        &self,
-        var: &str,
-        getenv: &dyn Fn(&str) -> Option<OsString>,
-    ) -> Result<String, Error> {
-        let key = self.name("password_env");
-        let err = |message: String| Error::new(ErrorKind::Smtp, message);
-        // Not echoed unless it looks like a variable's name: someone may
-        // have put the password itself here.
-        let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !is_name {
-            return Err(err(format!(
-                "{key} must be the name of the environment variable that holds the SMTP \
-                 password (letters, digits and _), not the password itself"
-            )));
-        }
-        match getenv(var).map(OsString::into_string) {
-            None => Err(err(format!(
-                "{key}: the environment variable {var} is not set; it should hold the SMTP \
-                 password"
-            ))),
-            Some(Err(_)) => Err(err(format!(
-                "{key}: the environment variable {var} is not valid UTF-8"
-            ))),
-            Some(Ok(p)) if p.is_empty() => Err(err(format!(
-                "{key}: the environment variable {var} is empty"
-            ))),
-            Some(Ok(p)) => Ok(p),
-        }
-    }
-
     /// The name of `key` as the user wrote it: the key itself, or its
     /// environment variable.
     fn name(&self, key: &str) -> String {
@@ -882,31 +558,39 @@ impl EmailConfig {
     }
 }
 
-/// A secret from the environment variable `var` named by the key `key`.
-#[cfg(feature = "alertmanager")]
-fn secret_from(
+/// A secret (`what`: the SMTP password, a bearer token) from the
+/// environment variable `var`, which the key `key` names; an error of `kind`.
+#[cfg(any(feature = "smtp", feature = "alertmanager"))]
+fn secret(
     key: &str,
     var: &str,
     what: &str,
+    kind: ErrorKind,
     getenv: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<String, Error> {
+    let err = |message: String| Error::new(kind, message);
     // Not echoed unless it looks like a variable's name: someone may have
     // put the secret itself here.
     let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !is_name {
-        return Err(Error::config(format!(
+        let itself = if what.ends_with("token") {
+            "the token"
+        } else {
+            "the password"
+        };
+        return Err(err(format!(
             "{key} must be the name of the environment variable that holds {what} (letters, \
-             digits and _), not {what} itself"
+             digits and _), not {itself} itself"
         )));
     }
     match getenv(var).map(OsString::into_string) {
-        None => Err(Error::config(format!(
+        None => Err(err(format!(
             "{key}: the environment variable {var} is not set; it should hold {what}"
         ))),
-        Some(Err(_)) => Err(Error::config(format!(
+        Some(Err(_)) => Err(err(format!(
             "{key}: the environment variable {var} is not valid UTF-8"
         ))),
-        Some(Ok(p)) if p.is_empty() => Err(Error::config(format!(
+        Some(Ok(p)) if p.is_empty() => Err(err(format!(
             "{key}: the environment variable {var} is empty"
         ))),
         Some(Ok(p)) => Ok(p),
@@ -986,10 +670,12 @@ impl EmailConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tracing::Level;
 
     use super::*;
-    use crate::settings as bounds;
+    use crate::settings::{self as bounds, redact_url};
 
     /// What `build()` says of `config`'s settings (they are checked there).
     fn build(config: &EmailConfig) -> Result<(), Error> {

@@ -121,13 +121,12 @@ pub use builder::Builder;
 pub use capture::layer::EmailLayer;
 pub use capture::record::{Fields, Record, SpanRecord, Str};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::EmailConfig;
 pub use error::{Error, ErrorKind};
 pub use flush::outcome::Outcome;
 pub use guard::FlushGuard;
 pub use inspect::{Cleared, Failure, Snapshot, StateFile, Verdict};
 pub use policy::WaitingFor;
-pub use settings::PolicyConfig;
+pub use settings::{EmailConfig, PolicyConfig};
 pub use store::file::STATE_FILE_NAME;
 #[cfg(feature = "sendmail")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sendmail")))]

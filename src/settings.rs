@@ -1,24 +1,26 @@
-//! Every setting once: its default, its bound, its serde form (the readers
-//! in [`de`], which name the key in each error, for files and environment
-//! variables alike) and the one check of all of them ([`Settings::check`]),
-//! which [`Builder::build`](crate::Builder::build) runs whether the settings
-//! came from code, a file or the environment. The [`Builder`]
-//! writes into [`Settings`]; [`EmailConfig`](crate::EmailConfig) is their
-//! serde form, and [`PolicyConfig`] is both the `policy` table and the
-//! policy the layer runs.
+//! Every setting once. [`EmailConfig`] and its `policy` table,
+//! [`PolicyConfig`], declare each key with its documentation, its type and
+//! its [`Kind`](de::Kind): what it takes, its bound and the words of its
+//! errors. From that one declaration come the structs, their `Deserialize`,
+//! which names the key in every error (for a file and for environment
+//! variables alike, see [`de`]), and their `Debug`. The [`Builder`] writes
+//! into an `EmailConfig` too, and [`EmailConfig::check`] checks every
+//! setting once, whether it came from code, a file or the environment. A key
+//! left out takes its default (`DEFAULT_*` here).
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, Mailboxes};
-use time::UtcOffset;
+use serde::Deserialize;
 use tracing::Level;
 
-use serde::Deserialize;
-
-#[cfg(doc)]
-use crate::Builder;
 use crate::error::{Error, ErrorKind};
+#[cfg(doc)]
+use crate::{Builder, EmailLayer, FileDrop, Smtp};
+use de::{Kind, secs};
 
 // The longest value each duration setting accepts. A longer one is a mistake
 // (a unit mixed up, milliseconds given as seconds) that would hold a flush or
@@ -43,6 +45,16 @@ pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
 pub(crate) const MAX_ALERTMANAGER_TIMEOUT: Duration = DAY;
 /// Longest `resolve_window`: 30 days.
 pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+// The defaults of the keys left out, as each builder method documents them.
+pub(crate) const DEFAULT_HTML: bool = true;
+pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_MAX_PENDING: usize = 10_000;
+pub(crate) const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024;
+pub(crate) const DEFAULT_MAX_EMAIL_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_DETAIL_LINES: usize = 200;
+pub(crate) const DEFAULT_SEND_DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CHECKPOINT_INTERVAL: Option<Duration> = Some(Duration::from_secs(1));
 
 /// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
 pub(crate) fn days(max: Duration) -> String {
@@ -70,59 +82,338 @@ pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), S
     ))
 }
 
-/// When to send: the `policy` table of an [`EmailConfig`](crate::EmailConfig),
-/// and the policy the layer runs. Each field sets what the [`Builder`] method
-/// it links to sets (documented there); any rule that is met sends. With none
-/// of `threshold`, `batch`, `immediately_at`, `consecutive_runs` and
-/// `max_age`, the policy is `threshold = { count = 1, level = "warn" }`.
+/// Declares a table of settings: each key once, with its documentation, its
+/// type and its [`Kind`]. Makes the struct (the keys as public fields, then
+/// the private ones), the `(key, kind)` list the environment variables use,
+/// a `Deserialize` that names the key in each error, and a `Debug` that
+/// shows each key (through `shown by` when given: a password is never
+/// shown).
+macro_rules! table {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident in $prefix:literal, expecting $expecting:literal {
+            $($(#[doc = $doc:literal])* $key:ident: $ty:ty = $kind:expr $(, shown by $show:path)?;)*
+        }
+        $(private {
+            $($(#[doc = $pdoc:literal])* $field:ident: $fty:ty $(, shown by $pshow:path)?;)*
+        })?
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[doc = $doc])* pub $key: $ty,)*
+            $($($(#[doc = $pdoc])* pub(crate) $field: $fty,)*)?
+        }
+
+        impl $name {
+            /// Every key, as serde's errors list them.
+            const FIELDS: &'static [&'static str] = &[$(stringify!($key)),*];
+            /// Every key, as a file writes it, with its kind.
+            pub(crate) const KEYS: &'static [(&'static str, Kind)] =
+                &[$((concat!($prefix, stringify!($key)), $kind)),*];
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Table;
+                impl<'de> serde::de::Visitor<'de> for Table {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$name, A::Error> {
+                        let mut table = $name::default();
+                        let mut seen: Vec<&'static str> = Vec::new();
+                        while let Some(key) = map.next_key::<String>()? {
+                            let unknown = || serde::de::Error::unknown_field(&key, $name::FIELDS);
+                            let field = *$name::FIELDS.iter().find(|f| **f == key).ok_or_else(unknown)?;
+                            if seen.contains(&field) {
+                                return Err(serde::de::Error::duplicate_field(field));
+                            }
+                            seen.push(field);
+                            match field {
+                                $(stringify!($key) => {
+                                    let name = concat!($prefix, stringify!($key));
+                                    if let Some(value) = map.next_value_seed(de::Key::new(name, $kind))? {
+                                        table.$key = value;
+                                    }
+                                })*
+                                _ => return Err(unknown()),
+                            }
+                        }
+                        for (field, (_, kind)) in $name::FIELDS.iter().zip($name::KEYS) {
+                            if kind.required() && !seen.contains(field) {
+                                return Err(serde::de::Error::missing_field(field));
+                            }
+                        }
+                        Ok(table)
+                    }
+                }
+                d.deserialize_struct(stringify!($name), $name::FIELDS, Table)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    $(.field(stringify!($key), &table!(@show &self.$key $(, $show)?)))*
+                    $($($(.field(stringify!($field), &$pshow(&self.$field)))?)*)?
+                    .finish()
+            }
+        }
+    };
+    (@show $value:expr) => { $value };
+    (@show $value:expr, $show:path) => { $show($value) };
+}
+
+table! {
+    /// When to send: the `policy` table of an [`EmailConfig`], and the
+    /// policy the layer runs. Each field sets what the [`Builder`] method it
+    /// links to sets (documented there); any rule that is met sends. With
+    /// none of `threshold`, `batch`, `immediately_at`, `consecutive_runs` and
+    /// `max_age`, the policy is `threshold = { count = 1, level = "warn" }`.
+    ///
+    /// ```
+    /// use tracing::Level;
+    /// use tracing_email::PolicyConfig;
+    ///
+    /// let policy: PolicyConfig = toml::from_str(r#"
+    ///     threshold = { count = 5, level = "WARN" }
+    ///     fingerprint_fields = "feed"
+    /// "#)?;
+    /// assert_eq!(policy.threshold, Some((5, Level::WARN)));
+    /// assert_eq!(policy.fingerprint_fields, ["feed"]);
+    ///
+    /// let err = toml::from_str::<PolicyConfig>(r#"immediately_at = "loud""#).unwrap_err();
+    /// assert!(err.to_string().contains("policy.immediately_at"));
+    /// # Ok::<(), toml::de::Error>(())
+    /// ```
+    #[derive(Clone, Default, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub struct PolicyConfig in "policy.", expecting "a table with threshold, batch, immediately_at, \
+        consecutive_runs, repeat_after, min_interval, max_age or fingerprint_fields for `policy`" {
+        /// `threshold = { count = 5, level = "warn" }`: see [`Builder::threshold`].
+        threshold: Option<(usize, Level)> = Kind::Threshold;
+        /// `batch = 10`: see [`Builder::batch`].
+        batch: Option<usize> = Kind::Whole;
+        /// `immediately_at = "error"`: see [`Builder::immediately_at`].
+        immediately_at: Option<Level> = Kind::Level;
+        /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`].
+        consecutive_runs: Option<u64> = Kind::Whole;
+        /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`].
+        repeat_after: Option<Duration> = secs(true, MAX_REPEAT_AFTER);
+        /// `min_interval = 3600` (seconds): see [`Builder::min_interval`].
+        min_interval: Option<Duration> = secs(true, MAX_MIN_INTERVAL);
+        /// `max_age = 604800` (seconds): see [`Builder::max_age`].
+        max_age: Option<Duration> = secs(true, MAX_MAX_AGE);
+        /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`].
+        fingerprint_fields: Vec<String> = Kind::List("a field name", "field names");
+    }
+}
+
+table! {
+/// The layer's settings as data: deserialize it from a table of the
+/// program's own configuration file, or read it from environment variables
+/// with [`from_env`](EmailConfig::from_env), then make the layer with
+/// [`EmailLayer::from_config`].
+///
+/// Each field is a key of the table and sets what the [`Builder`] method it
+/// links to sets (documented there). Unknown keys are errors, and so are bad
+/// values; every error names the key (`policy.threshold.level`) or, from the
+/// environment, the variable (`POCA_THRESHOLD`). Keys are named within the
+/// settings' table (serde does not tell a value the name of the table that
+/// holds it; the format's error gives the line);
+/// [`set_table`](EmailConfig::set_table) adds the table's name to the keys in
+/// the errors of [`from_config`]. The only required key is `app`;
+/// [`from_config`] also needs `from`, `to`, and one of `smtp_url` and
+/// `outbox`.
+///
+/// Levels are `trace`, `debug`, `info`, `warn` or `error`, in any case.
+/// Durations are numbers of seconds, whole or not (`0.5`); all but
+/// `lock_timeout` must be more than 0. A key left out keeps the builder's
+/// default. In YAML or JSON, `null` counts as left out.
+///
+/// A command (`password_command`, `oauth2_token_command`) is a list, the
+/// program then its arguments, never one string: it runs without a shell.
+///
+/// `Debug` never shows a password: one in `smtp_url` is shown as `***`
+/// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
+/// `#`, as an unencoded password would).
+///
+/// [`from_config`]: EmailLayer::from_config
 ///
 /// ```
-/// use tracing::Level;
-/// use tracing_email::PolicyConfig;
+/// use serde::Deserialize;
+/// use tracing_email::{EmailConfig, EmailLayer};
 ///
-/// let policy: PolicyConfig = toml::from_str(r#"
-///     threshold = { count = 5, level = "WARN" }
-///     fingerprint_fields = "feed"
+/// #[derive(Deserialize)]
+/// struct AppConfig {
+///     feeds: Vec<String>,
+///     email: EmailConfig,
+/// }
+///
+/// let config: AppConfig = toml::from_str(r#"
+///     feeds = ["https://podcasts.example/1/rss"]
+///
+///     [email]
+///     app = "poca"
+///     smtp_url = "smtps://me%40example.com@smtp.example.com"
+///     password_env = "SMTP_PASSWORD"
+///     from = "poca <me@example.com>"
+///     to = ["me@example.com", "ops@example.com"]
+///     timeout = 2.5
+///
+///     [email.policy]
+///     threshold = { count = 5, level = "warn" }
+///     immediately_at = "error"
 /// "#)?;
-/// assert_eq!(policy.threshold, Some((5, Level::WARN)));
-/// assert_eq!(policy.fingerprint_fields, ["feed"]);
+/// assert_eq!(config.email.policy.threshold, Some((5, tracing::Level::WARN)));
+/// assert_eq!(config.email.timeout, Some(std::time::Duration::from_millis(2500)));
 ///
-/// let err = toml::from_str::<PolicyConfig>(r#"immediately_at = "loud""#).unwrap_err();
-/// assert!(err.to_string().contains("policy.immediately_at"));
-/// # Ok::<(), toml::de::Error>(())
+/// let err = toml::from_str::<EmailConfig>("app = \"poca\"\ncolour = \"red\"").unwrap_err();
+/// assert!(err.to_string().contains("unknown field `colour`"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a table with threshold, batch, immediately_at, consecutive_runs, repeat_after, \
-                 min_interval, max_age or fingerprint_fields for `policy`"
-)]
-#[non_exhaustive]
-pub struct PolicyConfig {
-    /// `threshold = { count = 5, level = "warn" }`: see [`Builder::threshold`].
-    #[serde(default, deserialize_with = "de::threshold")]
-    pub threshold: Option<(usize, Level)>,
-    /// `batch = 10`: see [`Builder::batch`].
-    #[serde(default, deserialize_with = "de::batch")]
-    pub batch: Option<usize>,
-    /// `immediately_at = "error"`: see [`Builder::immediately_at`].
-    #[serde(default, deserialize_with = "de::immediately_at")]
-    pub immediately_at: Option<Level>,
-    /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`].
-    #[serde(default, deserialize_with = "de::consecutive_runs")]
-    pub consecutive_runs: Option<u64>,
-    /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`].
-    #[serde(default, deserialize_with = "de::repeat_after")]
-    pub repeat_after: Option<Duration>,
-    /// `min_interval = 3600` (seconds): see [`Builder::min_interval`].
-    #[serde(default, deserialize_with = "de::min_interval")]
-    pub min_interval: Option<Duration>,
-    /// `max_age = 604800` (seconds): see [`Builder::max_age`].
-    #[serde(default, deserialize_with = "de::max_age")]
-    pub max_age: Option<Duration>,
-    /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`].
-    #[serde(default, deserialize_with = "de::fingerprint_fields")]
-    pub fingerprint_fields: Vec<String>,
+    #[derive(Clone, Default)]
+    pub struct EmailConfig in "", expecting "a table of email settings (app, smtp_url or outbox, \
+        from, to, …)" {
+        /// `app = "poca"`, required: see [`EmailLayer::builder`].
+        app: String = Kind::App;
+        /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`].
+        smtp_url: Option<String> = Kind::Text, shown by shown_url;
+        /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`].
+        password_env: Option<String> = Kind::Text;
+        /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`].
+        password_command: Option<Vec<String>> = Kind::Command;
+        /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`].
+        oauth2_token_command: Option<Vec<String>> = Kind::Command;
+        /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`]): see [`Smtp::root_certificate`].
+        root_certificate: Option<PathBuf> = Kind::Path;
+        /// `timeout = 10` (seconds): see [`Smtp::timeout`].
+        timeout: Option<Duration> = secs(true, MAX_SMTP_TIMEOUT);
+        /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`].
+        allow_insecure_auth: bool = Kind::Flag;
+        /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`].
+        outbox: Option<PathBuf> = Kind::Path;
+        /// `from = "poca <me@example.com>"`: see [`Builder::from`].
+        from: Option<String> = Kind::Text;
+        /// `to = "me@example.com"` or a list of them: see [`Builder::to`].
+        to: Vec<String> = Kind::List("an address", "addresses");
+        /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`].
+        subject: Option<String> = Kind::Text;
+        /// `html = false`: see [`Builder::html`].
+        html: Option<bool> = Kind::Flag;
+        /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`].
+        state_file: Option<PathBuf> = Kind::Path;
+        /// `local_time = true`: see [`Builder::local_time`].
+        local_time: bool = Kind::Flag;
+        /// `[policy]`: when to send, see [`PolicyConfig`].
+        policy: PolicyConfig = Kind::Policy;
+        /// `max_pending = 10000`: see [`Builder::max_pending`].
+        max_pending: Option<usize> = Kind::Whole;
+        /// `max_record_bytes = 16384`: see [`Builder::max_record_bytes`].
+        max_record_bytes: Option<usize> = Kind::Whole;
+        /// `max_email_bytes = 1048576`: see [`Builder::max_email_bytes`].
+        max_email_bytes: Option<usize> = Kind::Whole;
+        /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`].
+        max_detail_lines: Option<usize> = Kind::Whole;
+        /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`].
+        send_deadline: Option<Duration> = secs(true, MAX_SEND_DEADLINE);
+        /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`].
+        lock_timeout: Option<Duration> = secs(false, MAX_LOCK_TIMEOUT);
+        /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`].
+        checkpoint_interval: Option<Option<Duration>> = Kind::Checkpoint;
+        /// `capture_panics = true`: see [`Builder::capture_panics`].
+        capture_panics: bool = Kind::Flag;
+        /// `notify_recovery = true`: see [`Builder::notify_recovery`].
+        notify_recovery: bool = Kind::Flag;
+        /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
+        /// string or a list; separated by commas in a variable): also post the
+        /// failures to Alertmanager, see `Builder::alerts` (feature
+        /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
+        /// be left out: Alertmanager is then the only destination.
+        alertmanager_urls: Vec<String> = Kind::List("a URL", "URLs"), shown by shown_urls;
+        /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
+        /// a variable): labels added to every alert.
+        alertmanager_labels: BTreeMap<String, String> = Kind::Labels;
+        /// `alertmanager_user = "poca"`: the user of basic authentication, whose
+        /// password is in the variable named by `alertmanager_password_env`.
+        alertmanager_user: Option<String> = Kind::Text;
+        /// `alertmanager_password_env = "AM_PASSWORD"`: the variable holding the
+        /// basic authentication password, read by [`EmailLayer::from_config`].
+        alertmanager_password_env: Option<String> = Kind::Text;
+        /// `alertmanager_token_env = "AM_TOKEN"`: the variable holding a bearer
+        /// token, read by [`EmailLayer::from_config`].
+        alertmanager_token_env: Option<String> = Kind::Text;
+        /// `alertmanager_root_certificate = "ca.pem"`: the private CA to trust
+        /// for `https` Alertmanagers.
+        alertmanager_root_certificate: Option<PathBuf> = Kind::Path;
+        /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
+        alertmanager_timeout: Option<Duration> = secs(true, MAX_ALERTMANAGER_TIMEOUT);
+        /// `resolve_window = 3600` (seconds): how long a firing alert lasts
+        /// unless posted again.
+        resolve_window: Option<Duration> = secs(true, MAX_RESOLVE_WINDOW);
+        /// `host = "node-7"`: see [`Builder::host`].
+        host: Option<String> = Kind::Text;
+    }
+    private {
+        /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
+        /// [`set_password`](EmailConfig::set_password), never from a file.
+        password: Option<String>, shown by crate::error::hidden;
+        /// Where the settings came from, to name them in errors.
+        origin: Origin;
+        /// A fixed offset for the digest's times, given in code
+        /// ([`Builder::utc_offset`]).
+        offset: Option<time::UtcOffset>;
+    }
+}
+
+/// How `Debug` shows `smtp_url` and `alertmanager_urls`: see [`redact_url`].
+fn shown_url(url: &Option<String>) -> Option<String> {
+    url.as_deref().map(redact_url)
+}
+
+/// As [`shown_url`], each.
+fn shown_urls(urls: &[String]) -> Vec<String> {
+    urls.iter().map(|u| redact_url(u)).collect()
+}
+
+/// The URL with its password, if any, shown as `***`, whatever it holds:
+/// everything between `//` and the last `@` is the user information, and
+/// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
+/// hidden; else the user name is kept and the password hidden. Without `@`,
+/// a "port" that is not a number (`user:password` with the host left out) is
+/// hidden too, with all that follows it.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return "(not a valid URL, hidden)".to_owned();
+    };
+    let (scheme, rest) = url.split_at(start);
+    if let Some(at) = rest.rfind('@') {
+        let (userinfo, after) = rest.split_at(at);
+        let shown = if userinfo.contains(['/', '?', '#']) {
+            "***".to_owned()
+        } else {
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***", &userinfo[..colon]),
+                None => userinfo.to_owned(),
+            }
+        };
+        return format!("{scheme}{shown}{after}");
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    match authority.rfind(':') {
+        Some(colon)
+            if !authority.ends_with(']')
+                && !authority[colon + 1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{scheme}{}:***", &authority[..colon])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Where settings came from, to name each key in errors as the user wrote it.
@@ -156,66 +447,7 @@ impl Origin {
     }
 }
 
-/// When digest times are shown.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Offset {
-    Utc,
-    Local,
-    Fixed(UtcOffset),
-}
-
-/// Every setting of the layer but the transport and the clock, with its
-/// default (`Settings::default()`); checked once by [`Settings::check`].
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) app: String,
-    pub(crate) from: Option<String>,
-    pub(crate) to: Vec<String>,
-    pub(crate) subject: Option<String>,
-    pub(crate) html: bool,
-    pub(crate) policy: PolicyConfig,
-    pub(crate) state_file: Option<PathBuf>,
-    pub(crate) offset: Offset,
-    pub(crate) lock_timeout: Duration,
-    pub(crate) max_pending: usize,
-    pub(crate) max_record_bytes: usize,
-    pub(crate) max_email_bytes: usize,
-    pub(crate) send_deadline: Duration,
-    pub(crate) checkpoint_interval: Option<Duration>,
-    pub(crate) capture_panics: bool,
-    pub(crate) notify_recovery: bool,
-    pub(crate) detail_lines: usize,
-    /// This machine's name for `{host}` and Alertmanager's `instance`.
-    pub(crate) host: Option<String>,
-    pub(crate) origin: Origin,
-}
-
-impl Settings {
-    /// The documented defaults, for the program called `app`.
-    pub(crate) fn new(app: String) -> Settings {
-        Settings {
-            app,
-            from: None,
-            to: Vec::new(),
-            subject: None,
-            html: true,
-            policy: PolicyConfig::default(),
-            state_file: None,
-            offset: Offset::Utc,
-            lock_timeout: Duration::from_secs(10),
-            max_pending: 10_000,
-            max_record_bytes: 16 * 1024,
-            max_email_bytes: 1024 * 1024,
-            send_deadline: Duration::from_secs(30),
-            checkpoint_interval: Some(Duration::from_secs(1)),
-            capture_panics: false,
-            notify_recovery: false,
-            detail_lines: 200,
-            host: None,
-            origin: Origin::Code,
-        }
-    }
-
+impl EmailConfig {
     /// The one check of the counts, durations and policy, in the words of
     /// where they came from; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
@@ -258,9 +490,9 @@ impl Settings {
             ("max_pending", self.max_pending),
             ("max_record_bytes", self.max_record_bytes),
             ("max_email_bytes", self.max_email_bytes),
-            ("max_detail_lines", self.detail_lines),
+            ("max_detail_lines", self.max_detail_lines),
         ] {
-            if n == 0 {
+            if n == Some(0) {
                 return Err(zero(
                     key,
                     "max_pending, max_record_bytes, max_email_bytes and max_detail_lines must \
@@ -273,13 +505,13 @@ impl Settings {
             ("policy.repeat_after", p.repeat_after, MAX_REPEAT_AFTER),
             ("policy.min_interval", p.min_interval, MAX_MIN_INTERVAL),
             ("policy.max_age", p.max_age, MAX_MAX_AGE),
-            ("send_deadline", Some(self.send_deadline), MAX_SEND_DEADLINE),
+            ("send_deadline", self.send_deadline, MAX_SEND_DEADLINE),
             (
                 "checkpoint_interval",
-                self.checkpoint_interval,
+                self.checkpoint_interval.flatten(),
                 MAX_CHECKPOINT_INTERVAL,
             ),
-            ("lock_timeout", Some(self.lock_timeout), MAX_LOCK_TIMEOUT),
+            ("lock_timeout", self.lock_timeout, MAX_LOCK_TIMEOUT),
         ];
         for (key, value, max) in durations {
             let Some(d) = value else { continue };
@@ -364,11 +596,11 @@ impl Settings {
     }
 }
 
-/// The serde form of each key: one generic reader of a value (a JSON [`Value`](serde_json::Value)), the
-/// kind that says what the key takes and words its errors, and the table of
-/// keys, which the environment variables use too.
+/// The serde form of each key: the kind that says what it takes and words
+/// its errors, one reader of any key's value (a JSON [`Value`]) into its
+/// type, and the environment variables as such values.
 pub(crate) mod de {
-    use std::fmt;
+    use std::marker::PhantomData;
 
     use serde::de::{
         self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor,
@@ -381,6 +613,8 @@ pub(crate) mod de {
     #[derive(Clone, Copy)]
     pub(crate) enum Kind {
         Text,
+        /// A string, required: the app's name.
+        App,
         Path,
         Flag,
         /// A whole number, at least 1.
@@ -399,11 +633,25 @@ pub(crate) mod de {
         Command,
         /// A table of strings (labels), or in a variable `name=value,…`.
         Labels,
+        /// The `threshold` table (read by [`threshold`]).
+        Threshold,
+        /// The `policy` table (read by [`PolicyConfig`]'s `Deserialize`).
+        Policy,
+    }
+
+    /// The kind of seconds at most `max`, more than 0 if `positive`.
+    pub(crate) const fn secs(positive: bool, max: Duration) -> Kind {
+        Kind::Seconds { positive, max }
     }
 
     const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
 
     impl Kind {
+        /// Whether the key must be given.
+        pub(crate) fn required(self) -> bool {
+            matches!(self, Kind::App)
+        }
+
         fn expected(self) -> String {
             let seconds = |positive: bool, max: Duration| {
                 let range = if positive {
@@ -418,7 +666,7 @@ pub(crate) mod de {
                 )
             };
             match self {
-                Kind::Text => "a string".into(),
+                Kind::Text | Kind::App => "a string".into(),
                 Kind::Path => "a path".into(),
                 Kind::Flag => "true or false".into(),
                 Kind::Whole => "a whole number of at least 1".into(),
@@ -435,6 +683,8 @@ pub(crate) mod de {
                                   without a shell), such as [\"pass\", \"show\", \"smtp\"]"
                     .into(),
                 Kind::Labels => "a table of label names and values (strings)".into(),
+                Kind::Threshold => "a table such as { count = 5, level = \"warn\" }".into(),
+                Kind::Policy => "a table of policy settings".into(),
             }
         }
 
@@ -445,7 +695,7 @@ pub(crate) mod de {
         fn read(self, v: &Value) -> Result<Value, bool> {
             let is = |ok: bool| if ok { Ok(v.clone()) } else { Err(false) };
             match self {
-                Kind::Text | Kind::Path => is(v.is_string()),
+                Kind::Text | Kind::App | Kind::Path => is(v.is_string()),
                 Kind::Flag => is(v.is_boolean()),
                 Kind::Whole => match v.as_u64() {
                     Some(n) if n >= 1 && usize::try_from(n).is_ok() => Ok(json!(n)),
@@ -481,6 +731,7 @@ pub(crate) mod de {
                     let level = all.iter().find(|l| l.as_str().eq_ignore_ascii_case(name));
                     level.map(|l| json!(l.as_str())).ok_or(true)
                 }
+                Kind::Threshold | Kind::Policy => Err(false),
                 Kind::Labels => is(v
                     .as_object()
                     .is_some_and(|m| m.values().all(Value::is_string))),
@@ -583,9 +834,63 @@ pub(crate) mod de {
         }
     }
 
-    /// A setting's type, from the value [`Kind::read`] gives.
+    /// Reads the value of one key, of one kind, into its type `T`: `None`
+    /// for `null`, which leaves the key at its default.
+    pub(crate) struct Key<T>(&'static str, Kind, PhantomData<T>);
+
+    impl<T> Key<T> {
+        pub(crate) fn new(key: &'static str, kind: Kind) -> Self {
+            Key(key, kind, PhantomData)
+        }
+    }
+
+    impl<'de, T: Typed> DeserializeSeed<'de> for Key<T> {
+        type Value = Option<T>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            T::read(d, self.0, self.1)
+        }
+    }
+
+    /// A setting's type, read from a value its [`Kind`] checked.
     pub(crate) trait Typed: Sized {
+        /// The value [`Kind::read`] gave, as this type.
         fn typed(v: Value) -> Option<Self>;
+
+        /// The value of `key`, of `kind`; `None` if it is `null` (an error
+        /// for a required key).
+        fn read<'de, D: Deserializer<'de>>(
+            d: D,
+            key: &'static str,
+            kind: Kind,
+        ) -> Result<Option<Self>, D::Error> {
+            let v = Expect(key, kind).deserialize(d)?;
+            if v.is_null() {
+                return match kind.required() {
+                    true => Err(de::Error::invalid_type(
+                        Unexpected::Unit,
+                        &Expect(key, kind),
+                    )),
+                    false => Ok(None),
+                };
+            }
+            // A list's items are strings: an error names the item.
+            let items = v
+                .as_array()
+                .filter(|_| matches!(kind, Kind::List(..) | Kind::Command));
+            if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
+                return Err(de::Error::invalid_type(
+                    unexpected(item),
+                    &Expect(key, Kind::Text),
+                ));
+            }
+            match kind.read(&v).map(Self::typed) {
+                Ok(Some(value)) => Ok(Some(value)),
+                Ok(None) | Err(true) => {
+                    Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
+                }
+                Err(false) => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
+            }
+        }
     }
 
     macro_rules! typed {
@@ -597,160 +902,78 @@ pub(crate) mod de {
     }
     typed!(
         String,
-        PathBuf,
         bool,
-        u64,
-        usize,
-        Duration,
-        Option<Duration>,
         Vec<String>,
-        std::collections::BTreeMap<String, String>
+        BTreeMap<String, String>,
+        Option<String>,
+        Option<PathBuf>,
+        Option<bool>,
+        Option<u64>,
+        Option<usize>,
+        Option<Duration>,
+        Option<Vec<String>>
     );
 
-    impl Typed for Level {
+    /// `checkpoint_interval`: `false` (off) is read as `null`.
+    impl Typed for Option<Option<Duration>> {
         fn typed(v: Value) -> Option<Self> {
-            v.as_str()?.parse().ok()
+            serde_json::from_value(v).ok().map(Some)
         }
     }
 
-    /// The value of `key`, or `None` if it is `null`.
-    fn opt<'de, D: Deserializer<'de>, T: Typed>(
-        d: D,
-        key: &'static str,
-        kind: Kind,
-    ) -> Result<Option<T>, D::Error> {
-        let v = Expect(key, kind).deserialize(d)?;
-        if v.is_null() {
-            return Ok(None);
-        }
-        // A list's items are strings: an error names the item.
-        let items = v
-            .as_array()
-            .filter(|_| matches!(kind, Kind::List(..) | Kind::Command));
-        if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
-            return Err(de::Error::invalid_type(
-                unexpected(item),
-                &Expect(key, Kind::Text),
-            ));
-        }
-        match kind.read(&v).map(T::typed) {
-            Ok(Some(value)) => Ok(Some(value)),
-            Ok(None) | Err(true) => {
-                Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
-            }
-            Err(false) => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
+    impl Typed for Option<Level> {
+        fn typed(v: Value) -> Option<Self> {
+            v.as_str()?.parse().ok().map(Some)
         }
     }
 
-    /// The value of `key`, its default if it is `null`.
-    fn or_default<'de, D: Deserializer<'de>, T: Typed + Default>(
-        d: D,
-        key: &'static str,
-        kind: Kind,
-    ) -> Result<T, D::Error> {
-        opt(d, key, kind).map(Option::unwrap_or_default)
+    /// The `policy` table, by its own `Deserialize`.
+    impl Typed for PolicyConfig {
+        fn typed(_: Value) -> Option<Self> {
+            None
+        }
+        fn read<'de, D: Deserializer<'de>>(
+            d: D,
+            _: &str,
+            _: Kind,
+        ) -> Result<Option<Self>, D::Error> {
+            Option::<PolicyConfig>::deserialize(d)
+        }
     }
 
-    /// The value of `key`, which may not be `null`.
-    fn required<'de, D: Deserializer<'de>, T: Typed>(
-        d: D,
-        key: &'static str,
-        kind: Kind,
-    ) -> Result<T, D::Error> {
-        opt(d, key, kind)?
-            .ok_or_else(|| de::Error::invalid_type(Unexpected::Unit, &Expect(key, kind)))
-    }
-
-    /// Each key once: its reader for `#[serde(deserialize_with)]`, its kind,
-    /// and its environment variable (after the prefix).
-    macro_rules! keys {
-        ($($name:ident: $ty:ty = $how:ident($key:literal, $var:literal, $kind:expr);)*) => {
-            $(pub(crate) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
-                $how(d, $key, $kind)
-            })*
-            /// `(variable, key, kind)` for every key.
-            const KEYS: &[(&str, &str, Kind)] = &[$(($var, $key, $kind)),*];
-        };
-    }
-
-    const fn secs(positive: bool, max: Duration) -> Kind {
-        Kind::Seconds { positive, max }
-    }
-
-    keys! {
-        app: String = required("app", "APP", Kind::Text);
-        smtp_url: Option<String> = opt("smtp_url", "SMTP_URL", Kind::Text);
-        password_env: Option<String> = opt("password_env", "PASSWORD_ENV", Kind::Text);
-        password_command: Option<Vec<String>> =
-            opt("password_command", "PASSWORD_COMMAND", Kind::Command);
-        oauth2_token_command: Option<Vec<String>> =
-            opt("oauth2_token_command", "OAUTH2_TOKEN_COMMAND", Kind::Command);
-        root_certificate: Option<PathBuf> = opt("root_certificate", "ROOT_CERTIFICATE", Kind::Path);
-        timeout: Option<Duration> = opt("timeout", "TIMEOUT", secs(true, MAX_SMTP_TIMEOUT));
-        allow_insecure_auth: bool =
-            or_default("allow_insecure_auth", "ALLOW_INSECURE_AUTH", Kind::Flag);
-        outbox: Option<PathBuf> = opt("outbox", "OUTBOX", Kind::Path);
-        from: Option<String> = opt("from", "FROM", Kind::Text);
-        to: Vec<String> = or_default("to", "TO", Kind::List("an address", "addresses"));
-        subject: Option<String> = opt("subject", "SUBJECT", Kind::Text);
-        html: Option<bool> = opt("html", "HTML", Kind::Flag);
-        state_file: Option<PathBuf> = opt("state_file", "STATE_FILE", Kind::Path);
-        local_time: bool = or_default("local_time", "LOCAL_TIME", Kind::Flag);
-        max_pending: Option<usize> = opt("max_pending", "MAX_PENDING", Kind::Whole);
-        max_record_bytes: Option<usize> = opt("max_record_bytes", "MAX_RECORD_BYTES", Kind::Whole);
-        max_email_bytes: Option<usize> = opt("max_email_bytes", "MAX_EMAIL_BYTES", Kind::Whole);
-        max_detail_lines: Option<usize> = opt("max_detail_lines", "MAX_DETAIL_LINES", Kind::Whole);
-        send_deadline: Option<Duration> =
-            opt("send_deadline", "SEND_DEADLINE", secs(true, MAX_SEND_DEADLINE));
-        lock_timeout: Option<Duration> =
-            opt("lock_timeout", "LOCK_TIMEOUT", secs(false, MAX_LOCK_TIMEOUT));
-        checkpoint_interval: Option<Option<Duration>> =
-            opt("checkpoint_interval", "CHECKPOINT_INTERVAL", Kind::Checkpoint);
-        capture_panics: bool = or_default("capture_panics", "CAPTURE_PANICS", Kind::Flag);
-        notify_recovery: bool = or_default("notify_recovery", "NOTIFY_RECOVERY", Kind::Flag);
-        batch: Option<usize> = opt("policy.batch", "BATCH", Kind::Whole);
-        immediately_at: Option<Level> = opt("policy.immediately_at", "IMMEDIATELY_AT", Kind::Level);
-        consecutive_runs: Option<u64> = opt("policy.consecutive_runs", "CONSECUTIVE_RUNS", Kind::Whole);
-        repeat_after: Option<Duration> =
-            opt("policy.repeat_after", "REPEAT_AFTER", secs(true, MAX_REPEAT_AFTER));
-        min_interval: Option<Duration> =
-            opt("policy.min_interval", "MIN_INTERVAL", secs(true, MAX_MIN_INTERVAL));
-        max_age: Option<Duration> = opt("policy.max_age", "MAX_AGE", secs(true, MAX_MAX_AGE));
-        fingerprint_fields: Vec<String> = or_default(
-            "policy.fingerprint_fields",
-            "FINGERPRINT_FIELDS",
-            Kind::List("a field name", "field names")
-        );
-        alertmanager_urls: Vec<String> = or_default(
-            "alertmanager_urls",
-            "ALERTMANAGER_URLS",
-            Kind::List("a URL", "URLs")
-        );
-        alertmanager_labels: std::collections::BTreeMap<String, String> =
-            or_default("alertmanager_labels", "ALERTMANAGER_LABELS", Kind::Labels);
-        alertmanager_user: Option<String> = opt("alertmanager_user", "ALERTMANAGER_USER", Kind::Text);
-        alertmanager_password_env: Option<String> =
-            opt("alertmanager_password_env", "ALERTMANAGER_PASSWORD_ENV", Kind::Text);
-        alertmanager_token_env: Option<String> =
-            opt("alertmanager_token_env", "ALERTMANAGER_TOKEN_ENV", Kind::Text);
-        alertmanager_root_certificate: Option<PathBuf> =
-            opt("alertmanager_root_certificate", "ALERTMANAGER_ROOT_CERTIFICATE", Kind::Path);
-        alertmanager_timeout: Option<Duration> = opt(
-            "alertmanager_timeout",
-            "ALERTMANAGER_TIMEOUT",
-            secs(true, MAX_ALERTMANAGER_TIMEOUT)
-        );
-        resolve_window: Option<Duration> =
-            opt("resolve_window", "RESOLVE_WINDOW", secs(true, MAX_RESOLVE_WINDOW));
-        host: Option<String> = opt("host", "HOST", Kind::Text);
-        threshold_count: Option<usize> = opt("policy.threshold.count", "", Kind::Whole);
-        threshold_level: Option<Level> = opt("policy.threshold.level", "", Kind::Level);
+    /// The `threshold` table, by [`threshold`].
+    impl Typed for Option<(usize, Level)> {
+        fn typed(_: Value) -> Option<Self> {
+            None
+        }
+        fn read<'de, D: Deserializer<'de>>(
+            d: D,
+            _: &str,
+            _: Kind,
+        ) -> Result<Option<Self>, D::Error> {
+            threshold(d).map(|t| t.map(Some))
+        }
     }
 
     /// Whether `var` (after the prefix) is one this crate reads.
     pub(crate) fn is_ours(var: &str) -> bool {
-        matches!(var, "THRESHOLD" | "SMTP_PASSWORD")
-            || KEYS.iter().any(|k| !k.0.is_empty() && k.0 == var)
+        matches!(var, "THRESHOLD" | "SMTP_PASSWORD") || key_of(var).is_some()
+    }
+
+    /// The key and kind of the variable `var` (after the prefix): the key's
+    /// name upper-cased, a policy key's without `policy.`.
+    fn key_of(var: &str) -> Option<(&'static str, Kind)> {
+        let keys = EmailConfig::KEYS.iter().chain(PolicyConfig::KEYS);
+        let mut values = keys.filter(|(_, kind)| !matches!(kind, Kind::Policy | Kind::Threshold));
+        values
+            .find(|(key, _)| {
+                key.rsplit('.')
+                    .next()
+                    .map(str::to_ascii_uppercase)
+                    .as_deref()
+                    == Some(var)
+            })
+            .copied()
     }
 
     /// The variable `var` (after the prefix) as the value its key has in a
@@ -767,7 +990,7 @@ pub(crate) mod de {
             let table = table.ok_or_else(|| "COUNT:LEVEL, such as 5:warn".to_owned());
             return Some(table.map(|v| ("policy.threshold", v)));
         }
-        let &(_, key, kind) = KEYS.iter().find(|k| !k.0.is_empty() && k.0 == var)?;
+        let (key, kind) = key_of(var)?;
         let number = || {
             t.parse::<u64>()
                 .map_or_else(|_| json!(t.parse::<f64>().ok()), |n| json!(n))
@@ -832,9 +1055,15 @@ pub(crate) mod de {
         level: Option<Level>,
     }
 
-    pub(crate) fn threshold<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<(usize, Level)>, D::Error> {
+    fn threshold_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        Typed::read(d, "policy.threshold.count", Kind::Whole).map(Option::flatten)
+    }
+
+    fn threshold_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Level>, D::Error> {
+        Typed::read(d, "policy.threshold.level", Kind::Level).map(Option::flatten)
+    }
+
+    fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(usize, Level)>, D::Error> {
         match Option::<Threshold>::deserialize(d)? {
             None => Ok(None),
             Some(Threshold {
@@ -846,10 +1075,5 @@ pub(crate) mod de {
                  { count = 5, level = \"warn\" }",
             )),
         }
-    }
-
-    /// The `policy` table; `null` is the default policy.
-    pub(crate) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
-        Option::<PolicyConfig>::deserialize(d).map(Option::unwrap_or_default)
     }
 }
