@@ -543,12 +543,6 @@ impl EmailConfig {
         }))
     }
 
-    /// The name of `key` as the user wrote it: the key itself, or its
-    /// environment variable.
-    fn name(&self, key: &str) -> String {
-        self.origin.name(key)
-    }
-
     /// Where the password given in code or in `PREFIX_SMTP_PASSWORD` came from.
     fn password_name(&self) -> String {
         match &self.origin {

@@ -451,34 +451,28 @@ impl EmailConfig {
     /// The one check of the counts, durations and policy, in the words of
     /// where they came from; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
-        let o = &self.origin;
+        let (o, p) = (&self.origin, &self.policy);
         let code = matches!(o, Origin::Code);
-        // A count of 0: the builder's own words, or the key's.
-        let zero = |key: &str, in_code: &str| {
-            Error::config(if code {
-                in_code.to_owned()
+        let counts = [
+            ("policy.threshold", matches!(p.threshold, Some((0, _)))),
+            ("policy.consecutive_runs", p.consecutive_runs == Some(0)),
+            ("policy.batch", p.batch == Some(0)),
+            ("max_pending", self.max_pending == Some(0)),
+            ("max_record_bytes", self.max_record_bytes == Some(0)),
+            ("max_email_bytes", self.max_email_bytes == Some(0)),
+            ("max_detail_lines", self.max_detail_lines == Some(0)),
+        ];
+        if let Some((key, _)) = counts.iter().find(|(_, zero)| *zero) {
+            // In code, the call as it was written: `batch(0)`.
+            let more = if *key == "policy.threshold" {
+                ", …"
             } else {
-                format!("{}: 0 is not allowed; use 1 or more", o.name(key))
-            })
-        };
-        let p = &self.policy;
-        if matches!(p.threshold, Some((0, _))) {
-            return Err(zero(
-                "policy.threshold",
-                "threshold(0, …) would send on every flush; use 1 or more",
-            ));
-        }
-        if p.consecutive_runs == Some(0) {
-            return Err(zero(
-                "policy.consecutive_runs",
-                "consecutive_runs(0) would send on every flush; use 1 or more",
-            ));
-        }
-        if p.batch == Some(0) {
-            return Err(zero(
-                "policy.batch",
-                "batch(0) is not a batch size; use 1 or more",
-            ));
+                ""
+            };
+            return Err(Error::config(match code {
+                true => format!("{}(0{more}) is not allowed; use 1 or more", o.name(key)),
+                false => format!("{}: 0 is not allowed; use 1 or more", o.name(key)),
+            }));
         }
         if let Some(blank) = p.fingerprint_fields.iter().find(|f| f.trim().is_empty()) {
             let key = o.name("policy.fingerprint_fields");
@@ -486,21 +480,6 @@ impl EmailConfig {
                 "{key}: {blank:?} is not a field name"
             )));
         }
-        for (key, n) in [
-            ("max_pending", self.max_pending),
-            ("max_record_bytes", self.max_record_bytes),
-            ("max_email_bytes", self.max_email_bytes),
-            ("max_detail_lines", self.max_detail_lines),
-        ] {
-            if n == Some(0) {
-                return Err(zero(
-                    key,
-                    "max_pending, max_record_bytes, max_email_bytes and max_detail_lines must \
-                     be at least 1",
-                ));
-            }
-        }
-        // Durations: (key, value, bound, what a zero means or None if allowed).
         let durations = [
             ("policy.repeat_after", p.repeat_after, MAX_REPEAT_AFTER),
             ("policy.min_interval", p.min_interval, MAX_MIN_INTERVAL),
@@ -516,29 +495,18 @@ impl EmailConfig {
         for (key, value, max) in durations {
             let Some(d) = value else { continue };
             at_most(&o.name(key), d, max).map_err(Error::config)?;
-            if !d.is_zero() || key == "lock_timeout" {
-                continue;
+            if d.is_zero() && key != "lock_timeout" {
+                let off = match (key, code) {
+                    ("send_deadline", _) => "",
+                    ("checkpoint_interval", true) => " (checkpoint_interval(None) turns them off)",
+                    ("checkpoint_interval", false) => " (false turns checkpoints off)",
+                    _ => " (leave it out to turn it off)",
+                };
+                let key = o.name(key);
+                return Err(Error::config(format!(
+                    "{key}: must be longer than 0 seconds{off}"
+                )));
             }
-            let last = key.rsplit('.').next().unwrap_or(key);
-            return Err(Error::config(match (code, key) {
-                (true, "send_deadline" | "checkpoint_interval") => {
-                    "send_deadline and checkpoint_interval must be longer than zero (use \
-                     checkpoint_interval(None) to turn checkpoints off)"
-                        .to_owned()
-                }
-                (true, _) => {
-                    format!("{last} must be longer than zero; leave it out to turn it off")
-                }
-                (false, _) => format!(
-                    "{}: must be longer than 0 seconds{}",
-                    o.name(key),
-                    match key {
-                        "checkpoint_interval" => " (false turns checkpoints off)",
-                        "send_deadline" => "",
-                        _ => " (leave it out to turn it off)",
-                    }
-                ),
-            }));
         }
         if !self.policy.has_rule() {
             self.policy.threshold = Some((1, Level::WARN));
@@ -548,51 +516,35 @@ impl EmailConfig {
 
     /// The sender and the recipients, parsed once; errors name the key.
     pub(crate) fn addresses(&self) -> Result<(Mailbox, Vec<Mailbox>), Error> {
-        let (o, code) = (&self.origin, matches!(self.origin, Origin::Code));
-        let bad = |e, message: String| Error::with_source(ErrorKind::Config, message, e);
+        let bad = |key: &str, given: &str, e| {
+            let message = format!("{}: {given:?} is not a valid email address", self.name(key));
+            Error::with_source(ErrorKind::Config, message, e)
+        };
         let from = self
             .from
             .as_deref()
             .ok_or_else(|| Error::config("no sender: call .from(\"app <robot@example.com>\")"))?;
-        let from: Mailbox = from.parse().map_err(|e| match code {
-            true => bad(
-                e,
-                format!("the sender {from:?} is not a valid email address"),
-            ),
-            false => bad(
-                e,
-                format!("{}: {from:?} is not a valid email address", o.name("from")),
-            ),
-        })?;
+        let from: Mailbox = from.parse().map_err(|e| bad("from", from, e))?;
         let mut to = Vec::new();
         for list in &self.to {
-            let parsed: Mailboxes = list.parse().map_err(|e| match code {
-                true => bad(
-                    e,
-                    format!("the recipient {list:?} is not a valid email address"),
-                ),
-                false => bad(
-                    e,
-                    format!(
-                        "{}: {list:?} is not a valid email address (or list of addresses \
-                         separated by commas)",
-                        o.name("to")
-                    ),
-                ),
-            })?;
+            let parsed: Mailboxes = list.parse().map_err(|e| bad("to", list, e))?;
             let before = to.len();
             to.extend(parsed);
             if to.len() == before {
-                return Err(Error::config(match code {
-                    true => format!("the recipient {list:?} holds no address"),
-                    false => format!("{}: {list:?} holds no address", o.name("to")),
-                }));
+                let key = self.name("to");
+                return Err(Error::config(format!("{key}: {list:?} holds no address")));
             }
         }
         if to.is_empty() {
             return Err(Error::config("no recipient: call .to(\"me@example.com\")"));
         }
         Ok((from, to))
+    }
+
+    /// The name of `key` as the user wrote it: the key itself, or its
+    /// environment variable.
+    pub(crate) fn name(&self, key: &str) -> String {
+        self.origin.name(key)
     }
 }
 
