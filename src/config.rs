@@ -16,7 +16,7 @@ use crate::guard::FlushGuard;
 use crate::settings::{EmailConfig, Origin, de};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
-use crate::{settings::MAX_SMTP_TIMEOUT, transport::Smtp};
+use crate::transport::Smtp;
 
 impl EmailConfig {
     /// Reads the settings from environment variables named `PREFIX_KEY`:
@@ -224,7 +224,7 @@ impl EmailConfig {
     /// [`from_env`](EmailConfig::from_env)): both `smtp_url` and `outbox`
     /// set, an SMTP setting without `smtp_url`, a bad URL, the
     /// `password_env` variable not set, the password given twice, an
-    /// unreadable certificate file, an SMTP timeout of zero or beyond a day.
+    /// unreadable certificate file.
     /// The other settings (addresses, counts, durations) are checked by
     /// [`build`](Builder::build), which names their keys the same way.
     ///
@@ -391,18 +391,8 @@ impl EmailConfig {
                 }
             }
             if let Some(path) = &self.alertmanager_root_certificate {
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error::with_source(
-                        ErrorKind::Config,
-                        format!(
-                            "{}: could not read {}",
-                            self.name("alertmanager_root_certificate"),
-                            path.display()
-                        ),
-                        e,
-                    )
-                })?;
-                am = am.root_certificate(pem);
+                let key = "alertmanager_root_certificate";
+                am = am.root_certificate(self.read(key, path, ErrorKind::Config)?.1);
             }
             if let Some(t) = self.alertmanager_timeout {
                 am = am.timeout(t);
@@ -423,22 +413,22 @@ impl EmailConfig {
         let mut smtp = Smtp::from_url(url)
             .map_err(|e| Error::with_source(ErrorKind::Smtp, smtp_url.clone(), e))?;
 
-        let mut sources = Vec::new();
-        if smtp.has_password() {
-            sources.push(smtp_url.clone());
-        }
-        if self.password.is_some() {
-            sources.push(self.password_name());
-        }
-        if self.password_env.is_some() {
-            sources.push(self.name("password_env"));
-        }
-        if self.password_command.is_some() {
-            sources.push(self.name("password_command"));
-        }
-        if self.oauth2_token_command.is_some() {
-            sources.push(self.name("oauth2_token_command"));
-        }
+        let sources: Vec<String> = [
+            (smtp.has_password(), smtp_url.clone()),
+            (self.password.is_some(), self.password_name()),
+            (self.password_env.is_some(), self.name("password_env")),
+            (
+                self.password_command.is_some(),
+                self.name("password_command"),
+            ),
+            (
+                self.oauth2_token_command.is_some(),
+                self.name("oauth2_token_command"),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect();
         if sources.len() > 1 {
             return Err(smtp_err(format!(
                 "the SMTP {} given more than once ({}); keep one",
@@ -490,25 +480,12 @@ impl EmailConfig {
             }
             .with_command_key(self.name(key));
         }
+        // Its bounds are checked by `build()`, with the other durations.
         if let Some(d) = self.timeout {
-            let key = self.name("timeout");
-            crate::settings::at_most(&key, d, MAX_SMTP_TIMEOUT).map_err(Error::config)?;
-            if d.is_zero() {
-                return Err(Error::config(format!(
-                    "{key}: must be longer than 0 seconds"
-                )));
-            }
             smtp = smtp.timeout(d);
         }
         if let Some(path) = &self.root_certificate {
-            let key = self.name("root_certificate");
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Smtp,
-                    format!("{key}: could not read {}", path.display()),
-                    e,
-                )
-            })?;
+            let (key, pem) = self.read("root_certificate", path, ErrorKind::Smtp)?;
             if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
                 return Err(smtp_err(format!(
                     "{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
@@ -523,12 +500,12 @@ impl EmailConfig {
         // Refused by build() too, but in the words of the code
         // (`Smtp::starttls`, `.allow_insecure_auth()`): here in the config's.
         if smtp.insecure_auth_refused() {
-            let allow = match &self.origin {
-                Origin::Env(_) => format!("{}=true", self.name("allow_insecure_auth")),
-                _ => {
-                    format!("{} = true", self.name("allow_insecure_auth"))
-                }
+            let eq = if matches!(self.origin, Origin::Env(_)) {
+                "="
+            } else {
+                " = "
             };
+            let allow = format!("{}{eq}true", self.name("allow_insecure_auth"));
             return Err(smtp_err(format!(
                 "{smtp_url}: refusing to send the SMTP password to {} over a connection that is \
                  not encrypted; use smtps:// (implicit TLS, port 465) or add ?tls=required to \
@@ -541,6 +518,24 @@ impl EmailConfig {
             smtp_url,
             root_certificate: self.name("root_certificate"),
         }))
+    }
+
+    /// The file at `path`, given by `key`: the key's name and the bytes.
+    #[cfg(any(feature = "smtp", feature = "alertmanager"))]
+    fn read(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        kind: ErrorKind,
+    ) -> Result<(String, Vec<u8>), Error> {
+        let key = self.name(key);
+        match std::fs::read(path) {
+            Ok(bytes) => Ok((key, bytes)),
+            Err(e) => {
+                let message = format!("{key}: could not read {}", path.display());
+                Err(Error::with_source(kind, message, e))
+            }
+        }
     }
 
     /// Where the password given in code or in `PREFIX_SMTP_PASSWORD` came from.

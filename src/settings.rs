@@ -491,13 +491,14 @@ impl EmailConfig {
                 MAX_CHECKPOINT_INTERVAL,
             ),
             ("lock_timeout", self.lock_timeout, MAX_LOCK_TIMEOUT),
+            ("timeout", self.timeout, MAX_SMTP_TIMEOUT),
         ];
         for (key, value, max) in durations {
             let Some(d) = value else { continue };
             at_most(&o.name(key), d, max).map_err(Error::config)?;
             if d.is_zero() && key != "lock_timeout" {
                 let off = match (key, code) {
-                    ("send_deadline", _) => "",
+                    ("send_deadline" | "timeout", _) => "",
                     ("checkpoint_interval", true) => " (checkpoint_interval(None) turns them off)",
                     ("checkpoint_interval", false) => " (false turns checkpoints off)",
                     _ => " (leave it out to turn it off)",
