@@ -529,43 +529,16 @@ impl Builder {
         self
     }
 
-    /// The state file this builder will use.
-    fn state_path(&self) -> Result<PathBuf, Error> {
-        if let Some(path) = &self.config.state_file {
-            if path.file_name().is_none() {
-                return Err(Error::config(format!(
-                    "the state file {} has no file name; give a path like /var/lib/app/mail.json",
-                    path.display()
-                )));
-            }
-            return Ok(path.clone());
-        }
-        crate::store::file::default_path(&self.config.app)
-    }
-
     /// Checks every setting and makes the flusher, without a layer, a
     /// guard or a worker: for [`build`](Builder::build), and for sending
     /// by hand (`flush::by_hand`). Returns the settings for the rest.
     pub(crate) fn into_flusher(mut self) -> Result<(Flusher, EmailConfig), Error> {
+        self.config.check()?;
         let app = self.config.app.trim().to_owned();
-        if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
-            return Err(Error::config(format!(
-                "the app name {:?} cannot name a folder; use a plain name like \"poca\"",
-                self.config.app
-            )));
-        }
         #[cfg(feature = "alertmanager")]
         let alerts = self.alerts.take();
         #[cfg(not(feature = "alertmanager"))]
         let alerts: Option<()> = None;
-        if let Some(host) = &self.config.host
-            && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
-        {
-            return Err(Error::config(format!(
-                "the host name {host:?} is empty or holds control characters; give a name \
-                 such as \"node-7\""
-            )));
-        }
         // Alerts alone need no email addresses (given, they are checked).
         let alerts_only = alerts.is_some() && self.transport.is_none();
         let (from, to) = if alerts_only && self.config.from.is_none() && self.config.to.is_empty() {
@@ -578,8 +551,7 @@ impl Builder {
         } else {
             self.config.addresses()?
         };
-        self.config.check()?;
-        let state_path = self.state_path()?;
+        let state_path = self.config.state_path()?;
         let transport = match self.transport.take() {
             Some(mut transport) => {
                 transport.check().map_err(|e| match e.downcast::<Error>() {
@@ -903,7 +875,7 @@ mod tests {
     #[test]
     fn default_state_file_is_under_the_app_folder() {
         let b = EmailLayer::builder("poca-test-app");
-        let path = b.state_path().unwrap();
+        let path = b.config.state_path().unwrap();
         assert!(
             path.ends_with(format!("poca-test-app/{}", crate::STATE_FILE_NAME)),
             "{}",

@@ -448,9 +448,25 @@ impl Origin {
 }
 
 impl EmailConfig {
-    /// The one check of the counts, durations and policy, in the words of
-    /// where they came from; sets the default policy when none is given.
+    /// The one check of every setting but the transport's (the app and host
+    /// names, counts, durations and policy), in the words of where each came
+    /// from; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
+        let app = self.app.trim();
+        if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
+            return Err(Error::config(format!(
+                "the app name {:?} cannot name a folder; use a plain name like \"poca\"",
+                self.app
+            )));
+        }
+        if let Some(host) = &self.host
+            && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
+        {
+            return Err(Error::config(format!(
+                "the host name {host:?} is empty or holds control characters; give a name \
+                 such as \"node-7\""
+            )));
+        }
         let (o, p) = (&self.origin, &self.policy);
         let code = matches!(o, Origin::Code);
         let counts = [
@@ -540,6 +556,20 @@ impl EmailConfig {
             return Err(Error::config("no recipient: call .to(\"me@example.com\")"));
         }
         Ok((from, to))
+    }
+
+    /// The state file: `state_file`, else the app's default.
+    pub(crate) fn state_path(&self) -> Result<PathBuf, Error> {
+        let Some(path) = &self.state_file else {
+            return crate::store::file::default_path(&self.app);
+        };
+        if path.file_name().is_none() {
+            return Err(Error::config(format!(
+                "the state file {} has no file name; give a path like /var/lib/app/mail.json",
+                path.display()
+            )));
+        }
+        Ok(path.clone())
     }
 
     /// The name of `key` as the user wrote it: the key itself, or its
