@@ -1060,3 +1060,56 @@ pub(crate) mod de {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key added to the table is read from its variable, and the README
+    /// documents both.
+    #[test]
+    fn every_key_has_its_variable_and_the_readme_names_both() {
+        let readme = include_str!("../README.md");
+        let keys = EmailConfig::KEYS.iter().chain(PolicyConfig::KEYS);
+        for (key, _) in keys.filter(|(_, kind)| !matches!(kind, Kind::Policy)) {
+            let last = key.rsplit('.').next().unwrap_or(key);
+            let var = last.to_ascii_uppercase();
+            assert!(de::is_ours(&var), "{key}: {var} is not read");
+            assert!(readme.contains(&format!("`POCA_{var}`")), "POCA_{var}");
+            assert!(readme.contains(last), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_or_a_required_key_given_as_null_is_named() {
+        let err = |json: &str| {
+            serde_json::from_str::<EmailConfig>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        let twice = err(r#"{"app": "a", "to": "x@example.com", "to": "y@example.com"}"#);
+        assert!(twice.contains("duplicate field `to`"), "{twice}");
+        let twice = err(r#"{"app": "a", "policy": {"batch": 1, "batch": 2}}"#);
+        assert!(twice.contains("duplicate field `batch`"), "{twice}");
+        let null = err(r#"{"app": null}"#);
+        assert!(
+            null.contains("invalid type: null, expected a string for `app`"),
+            "{null}"
+        );
+        let not_a_table = err(r#"["app"]"#);
+        assert!(
+            not_a_table.contains("expected a table of email settings"),
+            "{not_a_table}"
+        );
+    }
+
+    #[test]
+    fn a_key_given_as_null_keeps_its_default() {
+        let c: EmailConfig = serde_json::from_str(
+            r#"{"app": "a", "to": null, "html": null, "policy": null, "capture_panics": null}"#,
+        )
+        .unwrap();
+        assert!(c.to.is_empty() && c.html.is_none() && !c.capture_panics);
+        assert_eq!(c.policy, PolicyConfig::default());
+    }
+}

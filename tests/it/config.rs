@@ -965,6 +965,11 @@ fn the_password_never_shows_in_debug_or_in_an_error() {
     for config in configs {
         let shown = format!("{config:?} {config:#?}");
         assert!(!shown.contains(SECRET), "{shown}");
+        // The builder holds the settings too.
+        if let Ok(builder) = config.builder() {
+            let shown = format!("{builder:?} {builder:#?}");
+            assert!(!shown.contains(SECRET), "{shown}");
+        }
         let result = EmailLayer::from_config(&config);
         if let Ok((_layer, guard)) = result {
             std::mem::forget(guard); // a flush would try to send
