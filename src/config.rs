@@ -1,6 +1,7 @@
-//! Configuration from data: an `[email]` table in the program's own
-//! configuration file (TOML, YAML, JSON: anything serde reads), or
-//! environment variables.
+//! An [`EmailConfig`]'s ways in and out: read from environment variables
+//! (through the same deserializer as a file), and made into a [`Builder`],
+//! with the transports its keys describe (SMTP and its logins, an outbox,
+//! Alertmanager). The keys themselves are declared in `settings`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
