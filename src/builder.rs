@@ -15,6 +15,7 @@ use crate::digest::Composer;
 use crate::digest::subject::Template;
 use crate::error::{Error, ErrorKind};
 use crate::flush::Flusher;
+use crate::flush::outcome::Outcome;
 use crate::flush::worker::spawn_worker;
 use crate::guard::FlushGuard;
 use crate::settings::*;
@@ -527,6 +528,87 @@ impl Builder {
     pub fn notify_recovery(mut self, on: bool) -> Self {
         self.config.notify_recovery = on;
         self
+    }
+
+    /// Sends every record pending in this builder's state file now, through
+    /// its transport, whatever the policy says: the same digest a flush
+    /// sends (split to stay within [`max_email_bytes`](Builder::max_email_bytes)),
+    /// under the state file's lock. What the server accepted leaves the
+    /// file and the time of the last email is set; nothing else changes.
+    /// It is not a run of the program: the run count and the failures'
+    /// streaks stay as they were, and the failures it sends are not marked
+    /// as reported (the program's policy reports them when its rules say
+    /// so). No layer, guard or thread is made.
+    ///
+    /// Returns [`Outcome::Sent`], [`Outcome::Nothing`] when nothing is
+    /// pending, or [`Outcome::Failed`] when the transport failed: the
+    /// records it did not accept stay pending, and the file is as it was
+    /// (the program's `last_error` included).
+    ///
+    /// # Errors
+    ///
+    /// What [`build`](Builder::build) refuses, and a state file that cannot
+    /// be locked (another process holds it past the lock timeout) or read.
+    ///
+    /// ```
+    /// use tracing::Level;
+    /// use tracing_email::{EmailLayer, FileDrop, Outcome};
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let builder = || {
+    ///     EmailLayer::builder("poca")
+    ///         .transport(FileDrop::new(dir.path().join("outbox")))
+    ///         .state_file(dir.path().join("state.json"))
+    ///         .from("robot@example.com")
+    ///         .to("me@example.com")
+    ///         .threshold(5, Level::WARN)
+    /// };
+    /// // A run holds one warning: the threshold wants five.
+    /// let (layer, guard) = builder().build()?;
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::warn!("feed failed");
+    /// });
+    /// assert!(matches!(guard.flush(), Outcome::Held { pending: 1, .. }));
+    ///
+    /// // Sent by hand, whatever the threshold.
+    /// let outcome = builder().send_pending()?;
+    /// assert_eq!(outcome.to_string(), "sent 1 record in 1 email");
+    /// assert!(builder().send_pending()?.to_string().starts_with("nothing to send"));
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn send_pending(self) -> Result<Outcome, Error> {
+        self.into_flusher()?.0.send_pending()
+    }
+
+    /// Sends one short test email through this builder's transport, from
+    /// and to the builder's addresses, to check the mail settings (as
+    /// Django's `sendtestemail` does), and returns what the receiving end
+    /// answered ([`Transport::send_with_reply`]: an SMTP server's reply such
+    /// as `250 2.0.0 Ok: queued as 4F2A1`; `None` when the transport says
+    /// nothing). The state file is neither read nor written.
+    ///
+    /// # Errors
+    ///
+    /// What [`build`](Builder::build) refuses, and the transport's failure
+    /// in words (`the server rejected the login (535, permanent): …`), of
+    /// kind [`ErrorKind::Smtp`] or [`ErrorKind::Send`]. The send is given
+    /// the [`send_deadline`](Builder::send_deadline).
+    ///
+    /// ```
+    /// use tracing_email::{EmailLayer, FileDrop};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let reply = EmailLayer::builder("poca")
+    ///     .transport(FileDrop::new(dir.path().join("outbox")))
+    ///     .from("robot@example.com")
+    ///     .to("me@example.com")
+    ///     .send_test_email()?;
+    /// assert!(reply.unwrap().starts_with("written to "));
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn send_test_email(self) -> Result<Option<String>, Error> {
+        self.into_flusher()?.0.send_test_email()
     }
 
     /// Checks every setting and makes the flusher, without a layer, a
