@@ -71,7 +71,7 @@ pub struct Record {
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "crate::capture::shared::deserialize_spans"
+        deserialize_with = "deserialize_spans"
     )]
     pub spans: Vec<Arc<SpanRecord>>,
     /// The run that logged it: runs are numbered in the order they first
@@ -710,6 +710,57 @@ pub(crate) fn span_cost(span: &SpanRecord) -> usize {
 /// The name of the field that says how many fields of a record (or span)
 /// were left out to keep it within `max_record_bytes`.
 pub(crate) const FIELDS_LEFT_OUT: &str = "fields_left_out";
+
+thread_local! {
+    /// The spans of the record this thread read last.
+    static LAST_SPANS: std::cell::RefCell<Vec<Arc<SpanRecord>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Deserializes a record's spans: each one equal to the span at the same
+/// place in the record read before is that span's `Arc`, and the list has
+/// no spare room.
+fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
+    struct Spans;
+    impl<'de> Visitor<'de> for Spans {
+        type Value = Vec<Arc<SpanRecord>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of spans")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut read: Vec<SpanRecord> = Vec::new();
+            while let Some(span) = seq.next_element::<SpanRecord>()? {
+                read.push(span);
+            }
+            let spans: Vec<Arc<SpanRecord>> = LAST_SPANS
+                .try_with(|last| {
+                    let mut last = last.try_borrow_mut().ok()?;
+                    let spans: Vec<Arc<SpanRecord>> = read
+                        .drain(..)
+                        .enumerate()
+                        .map(|(i, span)| match last.get(i) {
+                            Some(before) if **before == span => Arc::clone(before),
+                            _ => Arc::new(span),
+                        })
+                        .collect();
+                    last.clone_from(&spans);
+                    Some(spans)
+                })
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            // Without the thread's memory (it was busy): each span its own.
+            if spans.is_empty() && !read.is_empty() {
+                return Ok(read.into_iter().map(Arc::new).collect());
+            }
+            Ok(spans)
+        }
+    }
+    d.deserialize_seq(Spans)
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,9 @@
-//! What records read back from the state file share, as the records the
+//! The names records read back from the state file share, as the records the
 //! layer captures do: callsite names (targets, modules, files, field and
-//! span names) become shared static texts, as tracing's metadata is, and a
-//! record's spans are the previous record's `Arc`s when they are equal. Both
-//! are decided as the text is parsed, so nothing is allocated for a name
-//! seen before and a duplicate span is freed at once (its room reused by the
-//! next record's), never in bulk after. A record read back then costs about
-//! what a captured one does.
+//! span names) become shared static texts, as tracing's metadata is, decided
+//! as the text is parsed, so nothing is allocated for a name seen before.
+//! (A record's spans are shared too, by `record`.) A record read back then
+//! costs about what a captured one does.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -17,8 +15,10 @@ use serde::Deserializer;
 use serde::de::{self, Visitor};
 
 use crate::capture::buffer::lock;
-use crate::capture::record::{SpanRecord, Str};
-use std::sync::Arc;
+
+/// A name as a record holds it (the record's `Str`): the shared static
+/// text, or owned.
+type Name = Cow<'static, str>;
 
 /// Most bytes of text made static for the life of the process: callsite
 /// names are few (a program's own), so this is never reached by the names of
@@ -38,8 +38,6 @@ static MADE: Mutex<Option<(HashSet<&'static str>, usize)>> = Mutex::new(None);
 thread_local! {
     /// The names this thread found last, most recent first.
     static RECENT_NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
-    /// The spans of the record this thread read last.
-    static LAST_SPANS: RefCell<Vec<Arc<SpanRecord>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The shared static text equal to `text`, made if there is room in
@@ -61,7 +59,7 @@ pub(crate) fn find_or_make(
 }
 
 /// `text` as a name: the shared static text equal to it, else owned.
-pub(crate) fn name(text: &str) -> Str {
+pub(crate) fn name(text: &str) -> Name {
     let recent = RECENT_NAMES
         .try_with(|r| {
             r.try_borrow()
@@ -95,27 +93,29 @@ pub(crate) fn name(text: &str) -> Str {
 struct NameVisitor;
 
 impl<'de> Visitor<'de> for NameVisitor {
-    type Value = Str;
+    type Value = Name;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")
     }
 
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<Str, E> {
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Name, E> {
         Ok(name(text))
     }
 }
 
 /// Deserializes a [`name`] (for `#[serde(deserialize_with)]`).
-pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Str, D::Error> {
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
     d.deserialize_str(NameVisitor)
 }
 
 /// Deserializes an optional [`name`].
-pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Str>, D::Error> {
+pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Name>, D::Error> {
     struct Some_;
     impl<'de> Visitor<'de> for Some_ {
-        type Value = Option<Str>;
+        type Value = Option<Name>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string or null")
         }
@@ -136,59 +136,17 @@ pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(d: D) -> Result<Opti
 pub(crate) struct NameSeed;
 
 impl<'de> de::DeserializeSeed<'de> for NameSeed {
-    type Value = Str;
+    type Value = Name;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Str, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Name, D::Error> {
         deserialize(d)
     }
 }
 
-/// Deserializes a record's spans: each one equal to the span at the same
-/// place in the record read before is that span's `Arc`, and the list has
-/// no spare room.
-pub(crate) fn deserialize_spans<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
-    struct Spans;
-    impl<'de> Visitor<'de> for Spans {
-        type Value = Vec<Arc<SpanRecord>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of spans")
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut read: Vec<SpanRecord> = Vec::new();
-            while let Some(span) = seq.next_element::<SpanRecord>()? {
-                read.push(span);
-            }
-            let spans: Vec<Arc<SpanRecord>> = LAST_SPANS
-                .try_with(|last| {
-                    let mut last = last.try_borrow_mut().ok()?;
-                    let spans: Vec<Arc<SpanRecord>> = read
-                        .drain(..)
-                        .enumerate()
-                        .map(|(i, span)| match last.get(i) {
-                            Some(before) if **before == span => Arc::clone(before),
-                            _ => Arc::new(span),
-                        })
-                        .collect();
-                    last.clone_from(&spans);
-                    Some(spans)
-                })
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            // Without the thread's memory (it was busy): each span its own.
-            if spans.is_empty() && !read.is_empty() {
-                return Ok(read.into_iter().map(Arc::new).collect());
-            }
-            Ok(spans)
-        }
-    }
-    d.deserialize_seq(Spans)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
