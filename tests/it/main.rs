@@ -31,6 +31,7 @@ mod faults;
 mod fingerprint_fields;
 mod inspect;
 mod journal;
+mod layout;
 mod log_records;
 mod login;
 mod mock_smtp;
