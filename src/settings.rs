@@ -946,17 +946,11 @@ pub(crate) mod de {
     /// The key and kind of the variable `var` (after the prefix): the key's
     /// name upper-cased, a policy key's without `policy.`.
     fn key_of(var: &str) -> Option<(&'static str, Kind)> {
-        let keys = EmailConfig::KEYS.iter().chain(PolicyConfig::KEYS);
-        let mut values = keys.filter(|(_, kind)| !matches!(kind, Kind::Policy | Kind::Threshold));
-        values
-            .find(|(key, _)| {
-                key.rsplit('.')
-                    .next()
-                    .map(str::to_ascii_uppercase)
-                    .as_deref()
-                    == Some(var)
-            })
-            .copied()
+        let variable = |key: &str| key.rsplit('.').next().map(str::to_ascii_uppercase);
+        let mut keys = EmailConfig::KEYS.iter().chain(PolicyConfig::KEYS).copied();
+        keys.find(|&(key, kind)| {
+            !matches!(kind, Kind::Policy | Kind::Threshold) && variable(key).as_deref() == Some(var)
+        })
     }
 
     /// The variable `var` (after the prefix) as the value its key has in a
