@@ -736,7 +736,7 @@ impl Builder {
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
         let clock = Arc::clone(&self.clock);
         let (flusher, s) = self.into_flusher()?;
-        let max_pending = s.max_pending.unwrap_or(DEFAULT_MAX_PENDING);
+        let max_pending = flusher.max_pending;
         let checkpoint_interval = s.checkpoint_interval.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {

@@ -360,17 +360,21 @@ impl EmailConfig {
             for (name, value) in &self.alertmanager_labels {
                 am = am.label(name, value);
             }
-            let secret = |key: &str, what: &str| -> Result<Option<String>, Error> {
-                let var = match key {
-                    "alertmanager_password_env" => &self.alertmanager_password_env,
-                    _ => &self.alertmanager_token_env,
-                };
-                var.as_deref()
-                    .map(|var| secret(&self.name(key), var, what, ErrorKind::Config, getenv))
+            let from_env = |key: &str, var: &Option<String>, what: &str| {
+                let var = var.as_deref();
+                var.map(|var| secret(&self.name(key), var, what, ErrorKind::Config, getenv))
                     .transpose()
             };
-            let password = secret("alertmanager_password_env", "the Alertmanager password")?;
-            let token = secret("alertmanager_token_env", "the Alertmanager bearer token")?;
+            let password = from_env(
+                "alertmanager_password_env",
+                &self.alertmanager_password_env,
+                "the Alertmanager password",
+            )?;
+            let token = from_env(
+                "alertmanager_token_env",
+                &self.alertmanager_token_env,
+                "the Alertmanager bearer token",
+            )?;
             match (&self.alertmanager_user, password, token) {
                 (_, Some(_), Some(_)) | (Some(_), None, Some(_)) => {
                     return Err(Error::config(format!(

@@ -127,20 +127,19 @@ macro_rules! table {
                         let mut table = $name::default();
                         let mut seen: Vec<&'static str> = Vec::new();
                         while let Some(key) = map.next_key::<String>()? {
-                            let unknown = || serde::de::Error::unknown_field(&key, $name::FIELDS);
-                            let field = *$name::FIELDS.iter().find(|f| **f == key).ok_or_else(unknown)?;
-                            if seen.contains(&field) {
-                                return Err(serde::de::Error::duplicate_field(field));
-                            }
-                            seen.push(field);
-                            match field {
+                            match key.as_str() {
                                 $(stringify!($key) => {
+                                    let field = stringify!($key);
+                                    if seen.contains(&field) {
+                                        return Err(serde::de::Error::duplicate_field(field));
+                                    }
+                                    seen.push(field);
                                     let name = concat!($prefix, stringify!($key));
                                     if let Some(value) = map.next_value_seed(de::Key::new(name, $kind))? {
                                         table.$key = value;
                                     }
                                 })*
-                                _ => return Err(unknown()),
+                                _ => return Err(serde::de::Error::unknown_field(&key, $name::FIELDS)),
                             }
                         }
                         for (field, (_, kind)) in $name::FIELDS.iter().zip($name::KEYS) {
@@ -834,52 +833,62 @@ pub(crate) mod de {
         }
     }
 
-    /// A setting's type, read from a value its [`Kind`] checked.
+    /// A setting's type, read from the value of its key.
     pub(crate) trait Typed: Sized {
-        /// The value [`Kind::read`] gave, as this type.
-        fn typed(v: Value) -> Option<Self>;
-
         /// The value of `key`, of `kind`; `None` if it is `null` (an error
         /// for a required key).
         fn read<'de, D: Deserializer<'de>>(
             d: D,
             key: &'static str,
             kind: Kind,
-        ) -> Result<Option<Self>, D::Error> {
-            let v = Expect(key, kind).deserialize(d)?;
-            if v.is_null() {
-                return match kind.required() {
-                    true => Err(de::Error::invalid_type(
-                        Unexpected::Unit,
-                        &Expect(key, kind),
-                    )),
-                    false => Ok(None),
-                };
+        ) -> Result<Option<Self>, D::Error>;
+    }
+
+    /// The value of `key`, checked by its `kind`, then made a `T` by
+    /// `typed` from the form [`Kind::read`] gives.
+    fn read_value<'de, D: Deserializer<'de>, T>(
+        d: D,
+        key: &'static str,
+        kind: Kind,
+        typed: impl FnOnce(Value) -> Option<T>,
+    ) -> Result<Option<T>, D::Error> {
+        let v = Expect(key, kind).deserialize(d)?;
+        if v.is_null() {
+            return match kind.required() {
+                true => Err(de::Error::invalid_type(
+                    Unexpected::Unit,
+                    &Expect(key, kind),
+                )),
+                false => Ok(None),
+            };
+        }
+        // A list's items are strings: an error names the item.
+        let items = v
+            .as_array()
+            .filter(|_| matches!(kind, Kind::List(..) | Kind::Command));
+        if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
+            return Err(de::Error::invalid_type(
+                unexpected(item),
+                &Expect(key, Kind::Text),
+            ));
+        }
+        match kind.read(&v).map(typed) {
+            Ok(Some(value)) => Ok(Some(value)),
+            Ok(None) | Err(true) => {
+                Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
             }
-            // A list's items are strings: an error names the item.
-            let items = v
-                .as_array()
-                .filter(|_| matches!(kind, Kind::List(..) | Kind::Command));
-            if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
-                return Err(de::Error::invalid_type(
-                    unexpected(item),
-                    &Expect(key, Kind::Text),
-                ));
-            }
-            match kind.read(&v).map(Self::typed) {
-                Ok(Some(value)) => Ok(Some(value)),
-                Ok(None) | Err(true) => {
-                    Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
-                }
-                Err(false) => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
-            }
+            Err(false) => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
         }
     }
 
     macro_rules! typed {
         ($($t:ty),*) => {$(impl Typed for $t {
-            fn typed(v: Value) -> Option<Self> {
-                serde_json::from_value(v).ok()
+            fn read<'de, D: Deserializer<'de>>(
+                d: D,
+                key: &'static str,
+                kind: Kind,
+            ) -> Result<Option<Self>, D::Error> {
+                read_value(d, key, kind, |v| serde_json::from_value(v).ok())
             }
         })*};
     }
@@ -899,22 +908,27 @@ pub(crate) mod de {
 
     /// `checkpoint_interval`: `false` (off) is read as `null`.
     impl Typed for Option<Option<Duration>> {
-        fn typed(v: Value) -> Option<Self> {
-            serde_json::from_value(v).ok().map(Some)
+        fn read<'de, D: Deserializer<'de>>(
+            d: D,
+            key: &'static str,
+            kind: Kind,
+        ) -> Result<Option<Self>, D::Error> {
+            read_value(d, key, kind, |v| serde_json::from_value(v).ok().map(Some))
         }
     }
 
     impl Typed for Option<Level> {
-        fn typed(v: Value) -> Option<Self> {
-            v.as_str()?.parse().ok().map(Some)
+        fn read<'de, D: Deserializer<'de>>(
+            d: D,
+            key: &'static str,
+            kind: Kind,
+        ) -> Result<Option<Self>, D::Error> {
+            read_value(d, key, kind, |v| v.as_str()?.parse().ok().map(Some))
         }
     }
 
     /// The `policy` table, by its own `Deserialize`.
     impl Typed for PolicyConfig {
-        fn typed(_: Value) -> Option<Self> {
-            None
-        }
         fn read<'de, D: Deserializer<'de>>(
             d: D,
             _: &str,
@@ -926,9 +940,6 @@ pub(crate) mod de {
 
     /// The `threshold` table, by [`threshold`].
     impl Typed for Option<(usize, Level)> {
-        fn typed(_: Value) -> Option<Self> {
-            None
-        }
         fn read<'de, D: Deserializer<'de>>(
             d: D,
             _: &str,

@@ -17,18 +17,17 @@ impl Flusher {
     /// Sends every record pending now, whatever the policy: see
     /// [`Builder::send_pending`](crate::Builder::send_pending).
     pub(crate) fn send_pending(self) -> Result<Outcome, Error> {
-        let flusher = self;
-        transport_of(&flusher)?;
-        let store = &flusher.store;
+        transport_of(&self)?;
+        let store = &self.store;
         let lock = store.lock()?;
         let loaded = store.load(&lock)?;
         let mut state = loaded.state;
         if state.pending.is_empty() {
             return Ok(Outcome::Nothing);
         }
-        let deadline = crate::clock::instant_after(flusher.send_deadline);
+        let deadline = crate::clock::instant_after(self.send_deadline);
         let all = (state.pending.len(), None);
-        let (sent, emails, error) = flusher.deliver(&state, all, false, deadline);
+        let (sent, emails, error) = self.deliver(&state, all, false, deadline);
         if sent > 0 {
             state.pending.drain(..sent);
             state.last_sent = Some(crate::clock::datetime(std::time::SystemTime::now()));
@@ -66,10 +65,9 @@ impl Flusher {
     /// Sends one test email: see
     /// [`Builder::send_test_email`](crate::Builder::send_test_email).
     pub(crate) fn send_test_email(self) -> Result<Option<String>, Error> {
-        let flusher = self;
-        let email = test_email(&flusher.composer)?;
-        let deadline = crate::clock::instant_after(flusher.send_deadline);
-        send_before(transport_of(&flusher)?, email, deadline, reply)
+        let email = test_email(&self.composer)?;
+        let deadline = crate::clock::instant_after(self.send_deadline);
+        send_before(transport_of(&self)?, email, deadline, reply)
     }
 }
 
