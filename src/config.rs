@@ -834,7 +834,7 @@ mod tests {
             app = "poca"
             state_file = "/nonexistent/state.json"
             checkpoint_interval = false
-            alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]
+            alertmanager_urls = ["https://am-0:9093", "https://am-1:9093"]
             alertmanager_labels = { team = "media", env = "prod" }
             alertmanager_token_env = "AM_TOKEN"
             alertmanager_timeout = 2.5
@@ -849,7 +849,7 @@ mod tests {
             ("POCA_CHECKPOINT_INTERVAL", "false"),
             (
                 "POCA_ALERTMANAGER_URLS",
-                "http://am-0:9093, http://am-1:9093",
+                "https://am-0:9093, https://am-1:9093",
             ),
             ("POCA_ALERTMANAGER_LABELS", "team=media, env=prod"),
             ("POCA_ALERTMANAGER_TOKEN_ENV", "AM_TOKEN"),
@@ -875,8 +875,8 @@ mod tests {
                 assert_eq!(
                     poster.client.endpoints,
                     [
-                        "http://am-0:9093/api/v2/alerts",
-                        "http://am-1:9093/api/v2/alerts"
+                        "https://am-0:9093/api/v2/alerts",
+                        "https://am-1:9093/api/v2/alerts"
                     ]
                 );
                 assert_eq!(poster.identity.instance, "node-7");
@@ -884,8 +884,8 @@ mod tests {
                 assert_eq!(poster.identity.labels["env"], "prod");
                 assert_eq!(poster.client.timeout, Duration::from_millis(2500));
                 assert_eq!(poster.resolve_window, Some(Duration::from_secs(3600)));
-                let auth = poster.client.credentials.as_ref().unwrap();
-                assert_eq!(auth.header, "Bearer tok-SECRET");
+                let auth = poster.client.authorization.as_deref();
+                assert_eq!(auth, Some("Bearer tok-SECRET"));
                 assert!(!format!("{poster:?}").contains("SECRET"));
             }
             std::mem::forget(guard); // dropping would flush into /nonexistent

@@ -107,6 +107,8 @@ mod flush;
 mod guard;
 mod inspect;
 mod policy;
+#[cfg(any(feature = "smtp", feature = "sendmail", feature = "alertmanager"))]
+mod redact;
 mod store;
 mod transport;
 

@@ -8,28 +8,19 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
-
-/// Most bytes of a server's reply quoted in an error.
-const MAX_REPLY: usize = 512;
-
-/// How the client proves who it is: the header's value, and the secret
-/// parts to cut out of anything quoted back.
-#[derive(Clone)]
-pub(crate) struct Credentials {
-    /// `Basic …` or `Bearer …`.
-    pub(crate) header: String,
-    /// The password or token, and the header's encoded form.
-    pub(crate) secrets: Vec<String>,
-}
+use crate::redact::{MAX_QUOTED, Redactor};
 
 /// A checked client: the URLs to post to (each ending in `/api/v2/alerts`),
-/// the agent (TLS roots, no redirects, no status-as-error) and the timeout
-/// of one post.
+/// the agent (TLS roots, no redirects, no status-as-error), the
+/// `Authorization` header's value (`Basic …`, `Bearer …`), the redactor
+/// that hides its secret in anything quoted back, and the timeout of one
+/// post.
 #[derive(Clone)]
 pub(crate) struct Client {
     pub(crate) endpoints: Vec<String>,
     pub(crate) agent: ureq::Agent,
-    pub(crate) credentials: Option<Credentials>,
+    pub(crate) authorization: Option<String>,
+    pub(crate) redactor: Redactor,
     pub(crate) timeout: Duration,
 }
 
@@ -129,8 +120,8 @@ impl Client {
             .agent
             .post(endpoint)
             .header("Content-Type", "application/json");
-        if let Some(c) = &self.credentials {
-            request = request.header("Authorization", &c.header);
+        if let Some(value) = &self.authorization {
+            request = request.header("Authorization", value);
         }
         let result = request
             .config()
@@ -144,12 +135,15 @@ impl Client {
                     return Reply::Accepted;
                 }
                 let mut reply = Vec::new();
+                let read = self.redactor.read_limit(MAX_QUOTED);
                 let _ = response
                     .into_body()
                     .into_reader()
-                    .take(MAX_REPLY as u64 + 1)
+                    .take(read as u64 + 1)
                     .read_to_end(&mut reply);
-                let text = self.quote(&reply);
+                let more = reply.len() > read;
+                reply.truncate(read);
+                let text = self.redactor.quote(&reply, MAX_QUOTED, more);
                 let said = if text.is_empty() {
                     format!("HTTP {status}")
                 } else {
@@ -161,25 +155,12 @@ impl Client {
                     Reply::Failed(said)
                 }
             }
-            Err(e) => Reply::Failed(self.quote(describe(&e).as_bytes())),
+            Err(e) => Reply::Failed(self.redactor.quote(
+                describe(&e).as_bytes(),
+                MAX_QUOTED,
+                false,
+            )),
         }
-    }
-
-    /// `reply` as text, cut to [`MAX_REPLY`] bytes, with the credentials
-    /// (were a server to echo them) shown as `***`.
-    fn quote(&self, reply: &[u8]) -> String {
-        let mut text = String::from_utf8_lossy(&reply[..reply.len().min(MAX_REPLY)])
-            .trim()
-            .to_owned();
-        if reply.len() > MAX_REPLY {
-            text.push('…');
-        }
-        for secret in self.credentials.iter().flat_map(|c| &c.secrets) {
-            if !secret.is_empty() {
-                text = text.replace(secret.as_str(), "***");
-            }
-        }
-        text
     }
 }
 
@@ -201,63 +182,4 @@ fn describe(e: &ureq::Error) -> String {
 /// The Alertmanager's base URL, as the user gave it.
 fn base(endpoint: &str) -> &str {
     endpoint.strip_suffix(super::PATH).unwrap_or(endpoint)
-}
-
-/// Standard base64 with padding, for `Authorization: Basic`.
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_as_rfc_4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-    }
-
-    #[test]
-    fn a_quoted_reply_is_bounded_and_never_holds_the_secret() {
-        let client = Client {
-            endpoints: vec![],
-            agent: ureq::Agent::new_with_defaults(),
-            credentials: Some(Credentials {
-                header: "Bearer s3cr3t".into(),
-                secrets: vec!["s3cr3t".into()],
-            }),
-            timeout: Duration::from_secs(1),
-        };
-        assert_eq!(client.quote(b" bad token s3cr3t\n"), "bad token ***");
-        let long = client.quote(&[b'x'; 2000]);
-        assert_eq!(long.len(), MAX_REPLY + '…'.len_utf8());
-    }
 }

@@ -17,6 +17,7 @@ use tracing::Level;
 
 use crate::capture::record::{Record, severity};
 use crate::error::{Error, ErrorKind};
+use crate::redact::Redactor;
 use crate::store::history::fingerprint_of;
 use crate::store::state::{Posted, State};
 
@@ -50,7 +51,7 @@ const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
 /// use std::time::Duration;
 /// use tracing_email::{Alertmanager, EmailLayer};
 ///
-/// let alerts = Alertmanager::new(["http://am-0:9093", "http://am-1:9093"])
+/// let alerts = Alertmanager::new(["https://am-0:9093", "https://am-1:9093"])
 ///     .label("team", "media")
 ///     .bearer_token("s3cr3t")
 ///     .timeout(Duration::from_secs(5));
@@ -148,8 +149,9 @@ impl Alertmanager {
         self
     }
 
-    /// Sends HTTP basic authentication (over `https`, or `http` on
-    /// loopback). The password is never shown.
+    /// Sends HTTP basic authentication, over `https`, or `http` on
+    /// loopback (127.0.0.0/8, `::1`, `localhost`): `build()` refuses it
+    /// over `http` to another host. The password is never shown.
     ///
     /// ```
     /// let am = tracing_email::Alertmanager::new(["https://am.example.com"])
@@ -160,7 +162,9 @@ impl Alertmanager {
         self
     }
 
-    /// Sends `Authorization: Bearer <token>`. The token is never shown.
+    /// Sends `Authorization: Bearer <token>`, over `https` or `http` on
+    /// loopback, as [`basic_auth`](Alertmanager::basic_auth). The token is
+    /// never shown.
     ///
     /// ```
     /// let am = tracing_email::Alertmanager::new(["https://am.example.com"]).bearer_token("t0k3n");
@@ -232,42 +236,10 @@ impl Alertmanager {
         }
         let mut endpoints = Vec::new();
         for raw in &self.urls {
-            let parsed = url::Url::parse(raw.trim());
-            let url = match parsed {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
-                Ok(_) | Err(_) => {
-                    return Err(bad(
-                        "alertmanager_urls",
-                        format!(
-                            "{:?} is not an Alertmanager URL; give http://host:port or \
-                         https://host:port",
-                            shown(raw)
-                        ),
-                    ));
-                }
-            };
-            if !url.username().is_empty() || url.password().is_some() {
-                return Err(bad(
-                    "alertmanager_urls",
-                    format!(
-                        "{:?} holds credentials; give them with basic_auth (the \
-                     alertmanager_user and alertmanager_password_env keys) instead",
-                        shown(raw)
-                    ),
-                ));
-            }
-            if url.query().is_some() || url.fragment().is_some() {
-                return Err(bad(
-                    "alertmanager_urls",
-                    format!(
-                        "{:?}: a query or fragment is not part of an Alertmanager's base URL",
-                        shown(raw)
-                    ),
-                ));
-            }
-            let base = url.as_str().trim_end_matches('/');
-            let base = base.strip_suffix(PATH).unwrap_or(base);
-            endpoints.push(format!("{base}{PATH}"));
+            endpoints.push(
+                self.endpoint(raw)
+                    .map_err(|m| bad("alertmanager_urls", m))?,
+            );
         }
         let mut labels = BTreeMap::new();
         for (name, value) in &self.labels {
@@ -316,21 +288,21 @@ impl Alertmanager {
             };
             crate::settings::at_most(&name, d, max).map_err(Error::config)?;
         }
-        let credentials = self.auth.as_ref().map(|auth| match auth {
-            Auth::Basic(user, password) => {
-                let encoded = client::base64(format!("{user}:{password}").as_bytes());
-                client::Credentials {
-                    header: format!("Basic {encoded}"),
-                    secrets: vec![encoded, password.clone()],
-                }
+        let (authorization, redactor) = match &self.auth {
+            None => (None, Redactor::new()),
+            Some(Auth::Basic(user, password)) => {
+                let encoded = crate::redact::base64(format!("{user}:{password}").as_bytes());
+                let redactor = Redactor::new().login(user, password);
+                (Some(format!("Basic {encoded}")), redactor)
             }
-            Auth::Bearer(token) => client::Credentials {
-                header: format!("Bearer {token}"),
-                secrets: vec![token.clone()],
-            },
-        });
-        if let Some(c) = &credentials
-            && c.header.contains(['\r', '\n'])
+            Some(Auth::Bearer(token)) => (
+                Some(format!("Bearer {token}")),
+                Redactor::new().secret(token),
+            ),
+        };
+        if authorization
+            .as_ref()
+            .is_some_and(|h| h.contains(['\r', '\n']))
         {
             return Err(bad(
                 "alertmanager_user",
@@ -378,11 +350,71 @@ impl Alertmanager {
             client: client::Client {
                 endpoints,
                 agent: config.build().into(),
-                credentials,
+                authorization,
+                redactor,
                 timeout: self.timeout,
             },
             resolve_window: self.resolve_window,
         })
+    }
+
+    /// `raw` checked (http or https, a host, no credentials, query or
+    /// fragment in it; credentials only over https or to loopback) and
+    /// made the URL posted to; else what is wrong with it.
+    fn endpoint(&self, raw: &str) -> Result<String, String> {
+        let url = match url::Url::parse(raw.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+            Ok(_) | Err(_) => {
+                return Err(format!(
+                    "{:?} is not an Alertmanager URL; give http://host:port or https://host:port",
+                    shown(raw)
+                ));
+            }
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "{:?} holds credentials; give them with basic_auth (the alertmanager_user and \
+                 alertmanager_password_env keys) instead",
+                shown(raw)
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "{:?}: a query or fragment is not part of an Alertmanager's base URL",
+                shown(raw)
+            ));
+        }
+        if let Some(auth) = &self.auth
+            && url.scheme() == "http"
+            && !on_loopback(&url)
+        {
+            let what = match auth {
+                Auth::Basic(..) => "password",
+                Auth::Bearer(_) => "bearer token",
+            };
+            return Err(format!(
+                "refusing to send the Alertmanager {what} to {:?} over a connection that is not \
+                 encrypted; use https:// (with alertmanager_root_certificate for a private CA), \
+                 or http:// only to this host (127.0.0.1, ::1, localhost)",
+                shown(raw)
+            ));
+        }
+        let base = url.as_str().trim_end_matches('/');
+        let base = base.strip_suffix(PATH).unwrap_or(base);
+        Ok(format!("{base}{PATH}"))
+    }
+}
+
+/// Whether `url`'s host is this one: 127.0.0.0/8, ::1 (or 127.x mapped
+/// into IPv6) or `localhost`.
+fn on_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 

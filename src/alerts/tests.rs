@@ -80,10 +80,60 @@ fn secrets_are_never_in_debug_or_errors() {
     assert!(format!("{basic:?}").contains(r#"basic \"me\":***"#));
     assert!(!check(basic).unwrap_err().contains("SECRET"));
     // The header holds the encoded pair, which is cut out of quoted replies.
-    let p = check(Alertmanager::new(["http://am"]).basic_auth("me", "pw")).unwrap();
-    let c = p.client.credentials.unwrap();
-    assert_eq!(c.header, format!("Basic {}", client::base64(b"me:pw")));
-    assert!(c.secrets.contains(&"pw".to_owned()));
+    let p = check(Alertmanager::new(["https://am"]).basic_auth("me", "pw-SECRET")).unwrap();
+    let encoded = crate::redact::base64(b"me:pw-SECRET");
+    assert_eq!(p.client.authorization, Some(format!("Basic {encoded}")));
+    let quoted = p
+        .client
+        .redactor
+        .quote(format!("no: {encoded} pw-SECRET").as_bytes(), 512, false);
+    assert_eq!(quoted, "no: *** ***");
+}
+
+#[test]
+fn credentials_go_over_http_only_to_loopback() {
+    for url in [
+        "http://am.example.com:9093",
+        "http://10.1.2.3:9093",
+        "http://[fe80::1]:9093",
+        "http://localhost.example.com",
+    ] {
+        for am in [
+            Alertmanager::new([url]).basic_auth("me", "pw-SECRET"),
+            Alertmanager::new(["https://ok.example.com", url]).bearer_token("tok-SECRET"),
+        ] {
+            let e = check(am).unwrap_err();
+            assert!(
+                e.starts_with("alerts: refusing to send the Alertmanager ")
+                    && e.contains(&format!(
+                        "to \"{url}\" over a connection that is not encrypted"
+                    ))
+                    && e.contains("use https://"),
+                "{e}"
+            );
+            assert!(!e.contains("SECRET"), "{e}");
+        }
+    }
+    for url in [
+        "http://127.0.0.1:9093",
+        "http://127.8.9.10:9093",
+        "http://[::1]:9093",
+        "http://[::ffff:127.0.0.1]:9093",
+        "http://localhost:9093",
+        "http://LOCALHOST:9093",
+        "https://am.example.com",
+    ] {
+        assert!(
+            check(Alertmanager::new([url]).basic_auth("me", "pw")).is_ok(),
+            "{url}"
+        );
+        assert!(
+            check(Alertmanager::new([url]).bearer_token("t")).is_ok(),
+            "{url}"
+        );
+    }
+    // Without credentials, plain HTTP anywhere stays allowed.
+    assert!(check(Alertmanager::new(["http://am.example.com:9093"])).is_ok());
 }
 
 fn posted(runs: u64, resolved: Option<OffsetDateTime>) -> Posted {

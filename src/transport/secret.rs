@@ -11,13 +11,19 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::BoxError;
+use crate::redact::{MAX_QUOTED, Redactor};
 
 /// Most bytes of a command's standard output read: a token or a password
 /// is far shorter.
 const MAX_STDOUT: usize = 64 * 1024;
 
-/// Most bytes of a command's standard error shown in an error.
+/// Most bytes of a command's standard error read (at most
+/// [`MAX_QUOTED`] of them are shown).
 const MAX_STDERR: usize = 2048;
+
+/// How many lines of a failed command's standard output are taken as
+/// secrets to hide in its standard error.
+const SECRET_LINES: usize = 4;
 
 /// A closure that fetches a secret.
 pub(crate) type FetchFn = dyn Fn() -> Result<String, BoxError> + Send + Sync;
@@ -65,10 +71,9 @@ impl Source {
                 match fetched {
                     Ok(Ok(secret)) => secret,
                     Ok(Err(e)) => {
-                        return Err(format!(
-                            "the {what} could not be fetched: {}",
-                            crate::error::error_chain(e.as_ref())
-                        ));
+                        let said = crate::error::error_chain(e.as_ref()).to_string();
+                        let said = Redactor::new().quote(said.as_bytes(), MAX_QUOTED, false);
+                        return Err(format!("the {what} could not be fetched: {said}"));
                     }
                     Err(_) => return Err(format!("the closure that fetches the {what} panicked")),
                 }
@@ -182,7 +187,7 @@ fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<Stri
     }
     let (out, out_more) = out.unwrap_or_default();
     let (err, err_more) = err.unwrap_or_default();
-    let stderr = shown(&err, err_more);
+    let stderr = shown(&err, err_more, &out);
     if !status.success() {
         return Err(format!(
             "{key}: {name:?} failed ({status}){}",
@@ -204,7 +209,14 @@ fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<Stri
         ));
     };
     let first = text.split('\n').next().unwrap_or("");
-    Ok(first.strip_suffix('\r').unwrap_or(first).to_owned())
+    let first = first.strip_suffix('\r').unwrap_or(first);
+    if first.is_empty() && !text.trim().is_empty() {
+        return Err(format!(
+            "{key}: the first line {name:?} printed is empty; it must print the {what} on its \
+             first line (lines after it are ignored, as `pass` keeps notes there)"
+        ));
+    }
+    Ok(first.to_owned())
 }
 
 /// Reads at most `limit` bytes, then drains the rest (so the writer never
@@ -217,15 +229,16 @@ fn read_bounded(pipe: impl Read, limit: usize) -> (Vec<u8>, bool) {
     (kept, more)
 }
 
-/// Standard error as shown in an error: its text, trimmed, on one line,
-/// marked when cut.
-fn shown(err: &[u8], more: bool) -> String {
-    let text = String::from_utf8_lossy(err);
-    let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if more || text.len() >= MAX_STDERR {
-        line.push('…');
-    }
-    line
+/// Standard error as shown in an error: through the redactor, which knows
+/// the first lines the command printed on its standard output (where the
+/// secret would be), on one line, control characters escaped, bounded.
+fn shown(err: &[u8], more: bool, out: &[u8]) -> String {
+    let redactor = String::from_utf8_lossy(out)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .take(SECRET_LINES)
+        .fold(Redactor::new(), |r, line| r.secret(line));
+    redactor.quote(err, MAX_QUOTED, more)
 }
 
 /// Polls until the child exits or `deadline` passes (`None`).

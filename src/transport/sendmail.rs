@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use lettre::{SendmailTransport, Transport as _};
 
 use super::{BoxError, Email, Explained, Transport};
+use crate::redact::{MAX_QUOTED, Redactor};
 
 /// Hands each digest to the local mail system through a `sendmail`-compatible
 /// program (`sendmail -i -f FROM -- TO…`, the message on its standard input).
@@ -54,10 +55,12 @@ impl Transport for Sendmail {
         SendmailTransport::new_with_command(self.command.clone())
             .send(&email.message)
             .map_err(|e| {
+                // What the program said on stderr, escaped and bounded.
+                let said = crate::error::error_chain(&e).to_string();
+                let said = Redactor::new().quote(said.as_bytes(), MAX_QUOTED, false);
                 let message = format!(
-                    "{} could not deliver the digest: {}",
+                    "{} could not deliver the digest: {said}",
                     self.command.to_string_lossy(),
-                    crate::error::error_chain(&e)
                 );
                 Explained::new(message, e).into()
             })

@@ -15,6 +15,7 @@ use lettre::{SmtpTransport, Transport as _};
 use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
+use crate::redact::{MAX_QUOTED, Redactor};
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -639,47 +640,61 @@ impl Smtp {
 
     /// The transport for one send: the one built, or for a fetched login a
     /// new one with the secret fetched now (connections are not pooled
-    /// from one send to the next then, as the secret may have changed).
-    fn transport_now(&self) -> Result<std::borrow::Cow<'_, SmtpTransport>, Error> {
+    /// from one send to the next then, as the secret may have changed);
+    /// and the redactor that knows the login's secret.
+    fn transport_now(&self) -> Result<(std::borrow::Cow<'_, SmtpTransport>, Redactor), Error> {
+        let user = self.user.as_deref().unwrap_or_default();
         match (&self.transport, &self.login, &self.user) {
-            (Some(Built::Ready(t)), _, _) => Ok(std::borrow::Cow::Borrowed(t)),
+            (Some(Built::Ready(t)), _, _) => {
+                let password = self.password.as_deref().unwrap_or_default();
+                let redactor = Redactor::new().login(user, password);
+                Ok((std::borrow::Cow::Borrowed(t), redactor))
+            }
             (Some(Built::NeedsSecret(builder)), Some(login), Some(user)) => {
                 let secret = login
                     .source
                     .fetch(login.what(), self.timeout)
                     .map_err(|e| Error::smtp(format!("{e}; the records are kept")))?;
+                let redactor = Redactor::new().login(user, &secret);
                 let builder = (**builder)
                     .clone()
                     .credentials(Credentials::new(user.clone(), secret));
-                Ok(std::borrow::Cow::Owned(builder.build()))
+                Ok((std::borrow::Cow::Owned(builder.build()), redactor))
             }
             _ => Err(Error::smtp("the SMTP transport was not checked by build()")),
         }
     }
 
+    /// Our error for lettre's: the words of [`explain`](Smtp::explain),
+    /// with lettre's error as its source, unless the server's reply in it
+    /// echoes a secret: then the source is its text, redacted.
+    fn failure(&self, e: lettre::transport::smtp::Error, redactor: &Redactor) -> Error {
+        let message = self.explain(&e, redactor);
+        let chain = crate::error::error_chain(&e).to_string();
+        if redactor.finds_secret_in(&chain) {
+            let quoted = redactor.quote(chain.as_bytes(), MAX_QUOTED, false);
+            Error::explained(ErrorKind::Smtp, message, quoted)
+        } else {
+            Error::explained(ErrorKind::Smtp, message, e)
+        }
+    }
+
     /// Describes a lettre error in words a person can act on, from its
     /// type: the reply code and its severity, then what the source chain's
-    /// `io::Error` and `rustls::Error` say.
-    fn explain(&self, e: &lettre::transport::smtp::Error) -> String {
+    /// `io::Error` and `rustls::Error` say. What the server said passes the
+    /// redactor.
+    fn explain(&self, e: &lettre::transport::smtp::Error, redactor: &Redactor) -> String {
         let endpoint = self.endpoint();
-        let server_text = std::error::Error::source(e)
+        let raw_server_text = std::error::Error::source(e)
             .map(|s| s.to_string())
             .unwrap_or_default();
+        let chain = crate::error::error_chain(e).to_string();
+        let detail = redactor.quote(chain.as_bytes(), MAX_QUOTED, false);
         if let Some(code) = e.status() {
-            let what = match u16::from(code) {
-                530 | 534 | 535 | 538 => "the server rejected the login",
-                550 | 551 | 553 | 450 | 452 | 501 => "the server refused the sender or a recipient",
-                552 | 554 | 451 | 421 => "the server refused the message",
-                _ => "the server answered with an error",
-            };
-            let kind = match code.severity {
-                Severity::TransientNegativeCompletion => "temporary",
-                _ => "permanent",
-            };
-            return format!("{what} ({code}, {kind}): {server_text} [{endpoint}]");
+            let server_text = redactor.quote(raw_server_text.as_bytes(), MAX_QUOTED, false);
+            return self.explain_reply(code, &server_text);
         }
         let cause = Cause::of(e);
-        let detail = crate::error::error_chain(e).to_string();
         let closed = || format!("the mail server at {endpoint} closed the connection ({detail})");
         match cause.io {
             Some(io::ErrorKind::ConnectionRefused) => {
@@ -707,7 +722,7 @@ impl Smtp {
         // lettre reads the end of the stream in the middle of a reply as a
         // response error with this text and no source: no type tells it
         // from a reply it cannot parse, so the text, whole, is compared.
-        if e.is_response() && server_text == "incomplete response" {
+        if e.is_response() && raw_server_text == "incomplete response" {
             return closed();
         }
         // lettre has no typed error for a server without a login it can use
@@ -715,33 +730,12 @@ impl Smtp {
         // the source's text is compared, whole.
         if e.is_client()
             && self.user.is_some()
-            && server_text == "No compatible authentication mechanism was found"
+            && raw_server_text == "No compatible authentication mechanism was found"
         {
-            let remove = match &self.keys {
-                Some(keys) => format!("remove the user name and password from {}", keys.smtp_url),
-                None => "remove the credentials".to_owned(),
-            };
-            let mechanisms = match &self.login {
-                Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
-                _ => "AUTH PLAIN or LOGIN",
-            };
-            return format!(
-                "the mail server at {endpoint} offers no login on this port (no {mechanisms} \
-                 in its reply to EHLO), but a user name and password are set: if the \
-                 server needs no login, {remove}; if it does, use its submission port with \
-                 TLS (587 with STARTTLS, or 465 with implicit TLS), where logins are offered \
-                 ({detail})"
-            );
+            return self.explain_no_login(&detail);
         }
-        if e.is_tls() || cause.tls {
-            let add = match &self.keys {
-                Some(keys) => format!("set {} to the CA's PEM file", keys.root_certificate),
-                None => "add it with .root_certificate(pem)".to_owned(),
-            };
-            return format!(
-                "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
-                 private CA, {add}"
-            );
+        if let Some(tls) = cause.tls.or(e.is_tls().then_some(TlsFault::Other)) {
+            return self.explain_tls(tls, &detail);
         }
         if cause.lookup {
             return format!(
@@ -751,6 +745,155 @@ impl Smtp {
         }
         format!("sending to {endpoint} failed: {detail}")
     }
+
+    /// A reply with an error code, `server_text` already redacted. A 530
+    /// (authentication required, or STARTTLS first) when no login was sent
+    /// is no rejected login: the server wants TLS or a login first.
+    fn explain_reply(
+        &self,
+        code: lettre::transport::smtp::response::Code,
+        server_text: &str,
+    ) -> String {
+        let endpoint = self.endpoint();
+        let kind = match code.severity {
+            Severity::TransientNegativeCompletion => "temporary",
+            _ => "permanent",
+        };
+        let said = format!("({code}, {kind}): {server_text} [{endpoint}]");
+        // lettre sends AUTH exactly when it has credentials.
+        let logged_in = self.user.is_some();
+        let what = match u16::from(code) {
+            530 if !logged_in => return self.explain_needs_tls_or_login(&said),
+            530 | 534 | 535 | 538 => "the server rejected the login",
+            550 | 551 | 553 | 450 | 452 | 501 => "the server refused the sender or a recipient",
+            552 | 554 | 451 | 421 => "the server refused the message",
+            _ => "the server answered with an error",
+        };
+        format!("{what} {said}")
+    }
+
+    /// A 530 without a login: on a connection without TLS, the server
+    /// wants STARTTLS (or a login) first; with TLS, a login.
+    fn explain_needs_tls_or_login(&self, said: &str) -> String {
+        let url = self.keys.as_ref().map(|k| k.smtp_url.as_str());
+        if matches!(self.security, Security::Plain | Security::Opportunistic) {
+            let (host, port) = (&self.host, self.port_number());
+            let starttls = match url {
+                Some(key) => format!("set {key} to smtp://{host}:{port}?tls=required"),
+                None => format!("use Smtp::starttls(\"{host}\").port({port})"),
+            };
+            return format!(
+                "the server requires TLS before it accepts mail {said}; no login was sent. \
+                 {starttls} so that the connection is encrypted with STARTTLS first (or, if it \
+                 requires a login too, give a user name and password)"
+            );
+        }
+        let login = match url {
+            Some(key) => format!("write the user name and password into {key}"),
+            None => "use .credentials(user, password)".to_owned(),
+        };
+        format!("the server requires a login before it accepts mail {said}; none is set: {login}")
+    }
+
+    /// No login on offer although credentials are set.
+    fn explain_no_login(&self, detail: &str) -> String {
+        let remove = match &self.keys {
+            Some(keys) => format!("remove the user name and password from {}", keys.smtp_url),
+            None => "remove the credentials".to_owned(),
+        };
+        let mechanisms = match &self.login {
+            Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
+            _ => "AUTH PLAIN or LOGIN",
+        };
+        format!(
+            "the mail server at {} offers no login on this port (no {mechanisms} in its reply \
+             to EHLO), but a user name and password are set: if the server needs no login, \
+             {remove}; if it does, use its submission port with TLS (587 with STARTTLS, or 465 \
+             with implicit TLS), where logins are offered ({detail})",
+            self.endpoint()
+        )
+    }
+
+    /// A TLS failure, told by rustls's typed error.
+    fn explain_tls(&self, tls: TlsFault, detail: &str) -> String {
+        let endpoint = self.endpoint();
+        let (host, port) = (&self.host, self.port_number());
+        match tls {
+            TlsFault::CaAsServerCertificate => {
+                let san = if host.parse::<std::net::IpAddr>().is_ok() {
+                    "IP"
+                } else {
+                    "DNS"
+                };
+                format!(
+                    "the TLS connection to {endpoint} failed: the server's certificate is itself \
+                     a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes by \
+                     default), which TLS refuses as a server's certificate even when it is \
+                     trusted as a root; give the server a leaf certificate, such as one made by \
+                     `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem \
+                     -days 825 -subj /CN={host} -addext basicConstraints=critical,CA:FALSE \
+                     -addext subjectAltName={san}:{host}` (trust that one), or make a CA, sign a \
+                     leaf certificate for the server with it and trust the CA ({detail})"
+                )
+            }
+            TlsFault::PlainTextPort => {
+                let fix = match &self.keys {
+                    Some(keys) => format!(
+                        "set {} to smtp://{host}:{port}?tls=required (STARTTLS)",
+                        keys.smtp_url
+                    ),
+                    None => format!("use Smtp::starttls(\"{host}\").port({port})"),
+                };
+                format!(
+                    "the mail server at {endpoint} answered in plain text, not TLS: this port \
+                     speaks plain text first (STARTTLS, as on ports 587 and 25); {fix}, or use \
+                     the server's implicit-TLS port (465) ({detail})"
+                )
+            }
+            TlsFault::Other => {
+                let add = match &self.keys {
+                    Some(keys) => format!("set {} to the CA's PEM file", keys.root_certificate),
+                    None => "add it with .root_certificate(pem)".to_owned(),
+                };
+                format!(
+                    "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
+                     private CA, {add}"
+                )
+            }
+        }
+    }
+}
+
+/// What rustls's error says, where it matters to the advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsFault {
+    /// The server's certificate is a CA's (webpki's `CaUsedAsEndEntity`).
+    CaAsServerCertificate,
+    /// What came back is no TLS record (`InvalidContentType`): the port
+    /// speaks plain SMTP first.
+    PlainTextPort,
+    /// Any other TLS failure.
+    Other,
+}
+
+impl TlsFault {
+    fn of(e: &rustls::Error) -> TlsFault {
+        use rustls::{CertificateError, InvalidMessage};
+        match e {
+            rustls::Error::InvalidCertificate(CertificateError::Other(other))
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) =>
+            {
+                TlsFault::CaAsServerCertificate
+            }
+            rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType) => {
+                TlsFault::PlainTextPort
+            }
+            _ => TlsFault::Other,
+        }
+    }
 }
 
 /// What the source chain of a lettre error says, by type.
@@ -758,10 +901,10 @@ impl Smtp {
 struct Cause {
     /// The kind of the first `io::Error` in the chain.
     io: Option<io::ErrorKind>,
-    /// Whether rustls failed (the handshake, a certificate): lettre reports
-    /// a handshake that fails on the first read or write as a network
-    /// error, so `is_tls()` alone misses it.
-    tls: bool,
+    /// What rustls said, if it failed (the handshake, a certificate):
+    /// lettre reports a handshake that fails on the first read or write as
+    /// a network error, so `is_tls()` alone misses it.
+    tls: Option<TlsFault>,
     /// Whether the server's name could not be resolved.
     lookup: bool,
 }
@@ -771,17 +914,14 @@ impl Cause {
         let mut cause = Cause::default();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
-            if s.is::<rustls::Error>() {
-                cause.tls = true;
+            if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+                cause.tls.get_or_insert(TlsFault::of(tls));
             }
             if let Some(io) = s.downcast_ref::<io::Error>() {
                 cause.io.get_or_insert(io.kind());
                 // `io::Error::source` skips the error it wraps: look inside.
-                if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<rustls::Error>())
-                {
-                    cause.tls = true;
+                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    cause.tls.get_or_insert(TlsFault::of(tls));
                 }
                 // std gives a failed name lookup no kind of its own (it is
                 // `Uncategorized`, which cannot be named), only this text.
@@ -818,14 +958,15 @@ impl Transport for Smtp {
         // inside too.
         let silent = tracing::subscriber::NoSubscriber::default();
         tracing::subscriber::with_default(silent, || {
-            let transport = self.transport_now()?;
+            let (transport, redactor) = self.transport_now()?;
             transport
                 .send(&email.message)
                 .map(|reply| {
                     let text: Vec<&str> = reply.message().collect();
-                    Some(format!("{} {}", reply.code(), text.join(" ")))
+                    let text = format!("{} {}", reply.code(), text.join(" "));
+                    Some(redactor.quote(text.as_bytes(), MAX_QUOTED, false))
                 })
-                .map_err(|e| Error::explained(ErrorKind::Smtp, self.explain(&e), e))
+                .map_err(|e| self.failure(e, &redactor))
         })
         .map_err(|e| Box::new(e) as BoxError)
     }

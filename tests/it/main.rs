@@ -38,6 +38,7 @@ mod mock_smtp;
 mod panics;
 mod podcast;
 mod recovery;
+mod redaction;
 mod secrets;
 mod simulate;
 mod smtp;

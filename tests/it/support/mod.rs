@@ -1,11 +1,13 @@
 //! What the integration tests share: the mock SMTP server (`smtp`, whose
 //! types are re-exported here), a transport that records what it is given
-//! (`recorder`), the SMTP setup of a test program (`setup`) and the child
-//! processes (`child`).
+//! (`recorder`), the SMTP setup of a test program (`setup`), the child
+//! processes (`child`) and the search for a secret's forms (`leaks`).
 
 #[cfg(feature = "alertmanager")]
 pub mod alertmanager;
 pub mod child;
+#[cfg(any(feature = "smtp", feature = "alertmanager"))]
+pub mod leaks;
 pub mod recorder;
 #[cfg(feature = "smtp")]
 pub mod setup;

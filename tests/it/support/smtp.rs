@@ -46,6 +46,8 @@ pub enum Cmd {
     Ehlo,
     /// The reply once the credentials were read.
     Auth,
+    /// The reply to `MAIL FROM`, whether or not a login is required.
+    Mail,
     Rcpt,
     /// The reply to `DATA` itself; 354 goes on to read the message.
     Data,
@@ -232,7 +234,18 @@ impl MockSmtp {
     /// Listens on a free port of 127.0.0.1, with a certificate of its own
     /// (in every mode).
     pub fn start(security: Security) -> MockSmtp {
-        let (ca_pem, tls_config) = certificate();
+        MockSmtp::start_with(security, false)
+    }
+
+    /// As [`start`](MockSmtp::start), but its certificate is a CA's
+    /// (basicConstraints CA:TRUE, as `openssl req -x509` makes by default),
+    /// which TLS clients refuse as a server's own.
+    pub fn start_with_ca_certificate(security: Security) -> MockSmtp {
+        MockSmtp::start_with(security, true)
+    }
+
+    fn start_with(security: Security, is_ca: bool) -> MockSmtp {
+        let (ca_pem, tls_config) = certificate(is_ca);
         let listener = TcpListener::bind("127.0.0.1:0").expect("mock SMTP: bind");
         listener
             .set_nonblocking(true)
@@ -366,9 +379,9 @@ pub fn refused_port() -> u16 {
 }
 
 /// A self-signed certificate for `127.0.0.1` and `localhost`, with a name of
-/// its own (so that another server's certificate is an unknown issuer), and
-/// the rustls configuration that serves it.
-fn certificate() -> (String, Arc<ServerConfig>) {
+/// its own (so that another server's certificate is an unknown issuer), a
+/// CA's if `is_ca`, and the rustls configuration that serves it.
+fn certificate(is_ca: bool) -> (String, Arc<ServerConfig>) {
     static SERIAL: AtomicUsize = AtomicUsize::new(1);
     let key = rcgen::KeyPair::generate().expect("mock SMTP: key");
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
@@ -384,6 +397,9 @@ fn certificate() -> (String, Arc<ServerConfig>) {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, name);
+    if is_ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
     let cert = params.self_signed(&key).expect("mock SMTP: certificate");
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -663,6 +679,12 @@ impl Session {
                 token = Some(t.to_owned());
             }
         }
+        if let Some(code) = self.overridden(Cmd::Auth)? {
+            if code < 400 {
+                self.auth_user = user;
+            }
+            return Ok(());
+        }
         let expected = self.shared.state().oauth2.clone();
         let accepted = match expected {
             Some((u, t)) => user.as_ref() == Some(&u) && token.as_ref() == Some(&t),
@@ -684,6 +706,12 @@ impl Session {
             let state = self.shared.state();
             state.credentials.is_some() || state.oauth2.is_some()
         };
+        if let Some(code) = self.overridden(Cmd::Mail)? {
+            if code < 400 {
+                self.mail_from = Some(address(arg));
+            }
+            return Ok(());
+        }
         if needs_auth && self.auth_user.is_none() {
             return self.reply(530, "5.7.0 Authentication required");
         }

@@ -1,0 +1,354 @@
+//! The one redactor: every text that comes from outside the program (an
+//! SMTP or HTTP server's reply, a password helper's or sendmail's standard
+//! error) passes it before it is shown or stored. It hides every secret the
+//! send knows in each form it may travel in (plain, percent-encoded,
+//! JSON-escaped, base64 alone and inside the AUTH PLAIN, XOAUTH2 and HTTP
+//! basic blobs), puts the text on one line with control characters
+//! escaped, then bounds it, cutting away a secret's beginning that the cut
+//! would leave at the end.
+
+use std::fmt::Write as _;
+
+/// What a hidden secret is shown as.
+pub(crate) const HIDDEN: &str = "***";
+
+/// Most bytes of a server's reply or a helper's standard error shown or
+/// stored, the `…` of a cut not counted.
+pub(crate) const MAX_QUOTED: usize = 512;
+
+/// The secrets one send knows, each in every form it may travel in.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    /// Each form as it may appear in a raw text, and as it appears once put
+    /// on one line (for the beginnings left at a cut); longest first.
+    forms: Vec<(String, String)>,
+}
+
+impl Redactor {
+    /// A redactor that knows no secret yet: it still escapes and bounds.
+    pub(crate) fn new() -> Self {
+        Redactor::default()
+    }
+
+    /// Hides `secret` as it is, percent-encoded (upper- and lower-case
+    /// hex, `+` for a space as in a form), JSON-escaped, and in base64 (as
+    /// AUTH LOGIN sends it). An empty secret hides nothing.
+    pub(crate) fn secret(mut self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let forms = [
+            secret.to_owned(),
+            percent(secret, false, false),
+            percent(secret, true, false),
+            percent(secret, false, true),
+            json.get(1..json.len().saturating_sub(1))
+                .unwrap_or_default()
+                .to_owned(),
+            base64(secret.as_bytes()),
+        ];
+        for form in forms {
+            self.add(form);
+        }
+        self
+    }
+
+    /// Hides a login's `secret` (see [`secret`](Redactor::secret)) and the
+    /// blobs that carry it with `user`: AUTH PLAIN (`\0user\0secret`),
+    /// XOAUTH2 (`user=…\x01auth=Bearer secret\x01\x01`) and HTTP basic
+    /// (`user:secret`), in base64.
+    pub(crate) fn login(self, user: &str, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let mut redactor = self.secret(secret);
+        for blob in [
+            format!("\0{user}\0{secret}"),
+            format!("user={user}\x01auth=Bearer {secret}\x01\x01"),
+            format!("{user}:{secret}"),
+        ] {
+            redactor.add(base64(blob.as_bytes()));
+        }
+        redactor
+    }
+
+    fn add(&mut self, form: String) {
+        // Base64 padding may be dropped by whoever echoes it.
+        for form in [form.as_str(), form.trim_end_matches('=')] {
+            if form.is_empty() || self.forms.iter().any(|(f, _)| f == form) {
+                continue;
+            }
+            self.forms.push((form.to_owned(), one_line(form)));
+        }
+        self.forms.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    }
+
+    /// How many bytes to read of a text of which `limit` are shown: enough
+    /// that a secret beginning within the shown part is read whole (and so
+    /// hidden whole).
+    pub(crate) fn read_limit(&self, limit: usize) -> usize {
+        limit + self.forms.first().map_or(0, |(f, _)| f.len())
+    }
+
+    /// `raw` as one line that holds no secret this redactor knows: each
+    /// form replaced by `***`, runs of white space as one space, other
+    /// control characters escaped (`\u{0}`), at most `limit` bytes. `more`
+    /// says that `raw` is itself the start of a longer text. A cut text
+    /// ends with `…`, and the beginning of a secret is never left before
+    /// it.
+    pub(crate) fn quote(&self, raw: &[u8], limit: usize, more: bool) -> String {
+        let raw = if more { without_torn_end(raw) } else { raw };
+        let mut text = String::from_utf8_lossy(raw).into_owned();
+        for (form, _) in &self.forms {
+            if text.contains(form.as_str()) {
+                text = text.replace(form.as_str(), HIDDEN);
+            }
+        }
+        let line = one_line(&text);
+        if line.len() <= limit && !more {
+            return line;
+        }
+        let mut end = limit.min(line.len());
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        // Never half an escape (`\u{10ffff}` at most; a plain backslash
+        // that near the cut goes too, harmlessly).
+        let near = line[..end]
+            .char_indices()
+            .rev()
+            .take_while(|&(i, _)| end - i <= 10)
+            .find(|&(_, c)| c == '\\');
+        if let Some((open, _)) = near
+            && !line[open..end].contains('}')
+        {
+            end = open;
+        }
+        let kept = &line[..end];
+        let dangling = self
+            .forms
+            .iter()
+            .map(|(_, form)| dangling(kept, form))
+            .max()
+            .unwrap_or(0);
+        let mut out = kept[..kept.len() - dangling].trim_end().to_owned();
+        out.push('…');
+        out
+    }
+
+    /// Whether `text` holds a secret this redactor knows.
+    pub(crate) fn finds_secret_in(&self, text: &str) -> bool {
+        self.forms
+            .iter()
+            .any(|(form, _)| text.contains(form.as_str()))
+    }
+}
+
+/// How many bytes at the end of `text` are the beginning of `form` (the
+/// longest such beginning, shorter than `form`).
+fn dangling(text: &str, form: &str) -> usize {
+    form.char_indices()
+        .map(|(i, _)| i)
+        .filter(|&i| i > 0 && text.ends_with(&form[..i]))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `text` trimmed, each run of white space as one space, other control
+/// characters (and the marks that reorder text) escaped.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.trim().chars() {
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || reorders {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `raw` without a UTF-8 sequence torn at its end.
+fn without_torn_end(raw: &[u8]) -> &[u8] {
+    for back in 1..=raw.len().min(4) {
+        let start = raw.len() - back;
+        let byte = raw[start];
+        if byte & 0xC0 == 0x80 {
+            continue;
+        }
+        let needs = match byte {
+            0xF0.. => 4,
+            0xE0.. => 3,
+            0xC0.. => 2,
+            _ => 1,
+        };
+        return if needs > back { &raw[..start] } else { raw };
+    }
+    raw
+}
+
+/// `text` percent-encoded: every byte but `A-Z a-z 0-9 - . _ ~`, in upper-
+/// or `lower` case hex; a space as `+` when `form`.
+fn percent(text: &str, lower: bool, form: bool) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else if form && b == b' ' {
+            out.push('+');
+        } else if lower {
+            let _ = write!(out, "%{b:02x}");
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding, as `Authorization: Basic` and SMTP AUTH
+/// use it.
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_as_rfc_4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    const USER: &str = "me@example.com";
+    const SECRET: &str = "p@ss w/rd\"1";
+
+    fn redactor() -> Redactor {
+        Redactor::new().login(USER, SECRET)
+    }
+
+    /// Every form the secret may travel in.
+    fn forms() -> Vec<String> {
+        vec![
+            SECRET.to_owned(),
+            "p%40ss%20w%2Frd%221".to_owned(),
+            "p%40ss%20w%2frd%221".to_owned(),
+            "p%40ss+w%2Frd%221".to_owned(),
+            r#"p@ss w/rd\"1"#.to_owned(),
+            base64(SECRET.as_bytes()),
+            base64(format!("\0{USER}\0{SECRET}").as_bytes()),
+            base64(format!("user={USER}\x01auth=Bearer {SECRET}\x01\x01").as_bytes()),
+            base64(format!("{USER}:{SECRET}").as_bytes()),
+        ]
+    }
+
+    #[test]
+    fn every_form_of_the_secret_is_hidden() {
+        for form in forms() {
+            let quoted = redactor().quote(format!("535 no: {form} !").as_bytes(), 512, false);
+            assert_eq!(quoted, "535 no: *** !", "{form}");
+        }
+    }
+
+    #[test]
+    fn a_text_is_one_line_with_control_characters_escaped() {
+        let r = Redactor::new();
+        assert_eq!(r.quote(b" a\r\n\tb  c\n", 512, false), "a b c");
+        assert_eq!(
+            r.quote(b"nul\0 esc\x1b[31m", 512, false),
+            "nul\\u{0} esc\\u{1b}[31m"
+        );
+        assert_eq!(r.quote("a\u{202e}b".as_bytes(), 512, false), "a\\u{202e}b");
+        let zeros = r.quote(&[0; 2048], 512, true);
+        assert!(zeros.len() <= 512 + '…'.len_utf8(), "{}", zeros.len());
+        assert!(zeros.ends_with("\\u{0}…"), "{zeros}");
+    }
+
+    #[test]
+    fn a_text_is_cut_after_redaction_and_no_beginning_of_a_secret_is_left() {
+        let r = Redactor::new().login("poca", "TOPSECRETtokenABCDEFGH");
+        // The token straddles the cut: hidden whole, as it was read whole.
+        let mut reply = "x".repeat(500);
+        reply.push_str(" Bearer TOPSECRETtokenABCDEFGH and more");
+        let quoted = r.quote(reply.as_bytes(), 512, false);
+        assert!(quoted.ends_with(" Bearer ***…"), "{quoted}");
+        // The text read ends inside the token: its beginning is cut away,
+        // whatever its length.
+        let whole = "token is TOPSECRETtokenABCDEFGH";
+        for n in 1..whole.len() - 9 {
+            let quoted = r.quote(&whole.as_bytes()[..9 + n], 512, true);
+            assert_eq!(quoted, "token is…", "{n}");
+        }
+        // The same for the basic blob, cut at the limit.
+        let blob = base64(b"poca:TOPSECRETtokenABCDEFGH");
+        for n in 8..blob.len() {
+            let raw = format!("{}{}", "y".repeat(n), blob);
+            let quoted = r.quote(raw.as_bytes(), 20, false);
+            assert!(!quoted.contains(&blob[..8]), "{quoted}");
+            assert!(quoted.len() <= 20 + 3, "{quoted}");
+        }
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character_or_an_escape() {
+        let r = Redactor::new();
+        assert_eq!(r.quote("ééé".as_bytes(), 3, false), "é…");
+        assert_eq!(r.quote(b"ab\0", 5, false), "ab…");
+        let path = format!("C:\\{}", "x".repeat(600));
+        assert_eq!(
+            r.quote(path.as_bytes(), 20, false).len(),
+            20 + '…'.len_utf8()
+        );
+        // A character torn by the read is dropped, not shown as U+FFFD.
+        assert_eq!(r.quote(&"aé".as_bytes()[..2], 512, true), "a…");
+    }
+
+    #[test]
+    fn read_limit_covers_the_longest_form() {
+        let r = redactor();
+        let longest = forms().iter().map(String::len).max();
+        assert_eq!(r.read_limit(512), 512 + longest.unwrap());
+        assert_eq!(Redactor::new().read_limit(512), 512);
+        assert!(r.finds_secret_in(&format!("x {}", forms()[6])));
+        assert!(!r.finds_secret_in("nothing here"));
+    }
+}
