@@ -930,6 +930,25 @@ mod tests {
         assert!(
             env_err(&[("POCA_RESOLVE_WINDOW", "99999999")]).starts_with("POCA_RESOLVE_WINDOW: ")
         );
+        // A token over plain HTTP to another host: refused, naming the key.
+        let e = vars(&[
+            ("POCA_APP", "poca"),
+            ("POCA_ALERTMANAGER_URLS", "http://10.1.2.3:9093"),
+            ("POCA_ALERTMANAGER_TOKEN_ENV", "AM_TOKEN"),
+        ])
+        .unwrap()
+        .builder_with(&getenv)
+        .and_then(|b| b.build().map(|_| ()))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "POCA_ALERTMANAGER_URLS: refusing to send the Alertmanager bearer token to \
+                 \"http://10.1.2.3:9093\" over a connection that is not encrypted; use https://"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("SECRET"), "{e}");
         let e = vars(&[
             ("POCA_APP", "poca"),
             ("POCA_HOST", "x"),

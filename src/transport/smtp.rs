@@ -783,9 +783,9 @@ impl Smtp {
                 None => format!("use Smtp::starttls(\"{host}\").port({port})"),
             };
             return format!(
-                "the server requires TLS before it accepts mail {said}; no login was sent. \
-                 {starttls} so that the connection is encrypted with STARTTLS first (or, if it \
-                 requires a login too, give a user name and password)"
+                "the server requires TLS before it accepts mail {said}; no login was sent, so \
+                 none was rejected: {starttls} so that the connection is encrypted with STARTTLS \
+                 first (and if the server requires a login too, give a user name and password)"
             );
         }
         let login = match url {

@@ -17,6 +17,7 @@
 
 mod support;
 
+mod advice;
 mod alertmanager;
 mod bounds;
 mod capture;
