@@ -6,11 +6,15 @@
 #[path = "../../tests/it/support/smtp.rs"]
 mod smtp;
 
+#[allow(dead_code)]
+#[path = "../../tests/it/support/leaks.rs"]
+mod leaks;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use smtp::{MockSmtp, Security, refused_port};
+use smtp::{Cmd, Fault, MockSmtp, Security, refused_port};
 use tracing_email::{Builder, EmailLayer, FileDrop, Outcome, StateFile};
 use tracing_subscriber::prelude::*;
 
@@ -432,6 +436,44 @@ fn send_through_the_programs_settings_and_with_the_server_down() {
         text,
         "the file is as it was"
     );
+}
+
+/// A reply that echoed the login (the password, the AUTH PLAIN blob) is
+/// the program's last error: `status` shows it with the secret hidden.
+#[test]
+fn status_shows_a_last_error_that_echoed_the_login_without_the_secret() {
+    let server = MockSmtp::start(Security::StartTls);
+    server.require_auth(USER, PASSWORD);
+    let secret = leaks::Secret::login(USER, PASSWORD);
+    server.set_fault(Fault::Reply {
+        command: Cmd::Auth,
+        code: 535,
+        text: format!("5.7.8 {PASSWORD} / {} rejected", secret.form(3)),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let smtp = tracing_email::Smtp::starttls("127.0.0.1")
+        .port(server.port())
+        .root_certificate(server.ca_pem())
+        .credentials(USER, PASSWORD);
+    let program = EmailLayer::builder("nightly-fetch")
+        .transport(smtp)
+        .state_file(&state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .threshold(1, tracing::Level::WARN)
+        .checkpoint_interval(None);
+    let outcome = run(program, &["b.json"]);
+    assert!(outcome.is_failed(), "{outcome}");
+    let o = tool(&["status", "--state-file", s(&state)]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("the server rejected the login (535, permanent): 5.7.8 *** / *** rejected"),
+        "{out}"
+    );
+    secret.assert_absent("status", &out);
+    secret.assert_absent("status's stderr", &stderr(&o));
 }
 
 #[test]

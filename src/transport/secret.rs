@@ -314,6 +314,18 @@ mod tests {
         let e = sh("echo").fetch("SMTP password", SECOND).unwrap_err();
         assert!(e.contains("printed nothing"), "{e}");
 
+        // The secret on a later line: the first line is named, not "nothing".
+        for script in ["printf '\\nhunter2\\n'", "printf '\\r\\nhunter2'"] {
+            let e = sh(script).fetch("SMTP password", SECOND).unwrap_err();
+            assert_eq!(
+                e,
+                "password_command: the first line \"sh\" printed is empty; it must print the \
+                 SMTP password on its first line (lines after it are ignored, as `pass` keeps \
+                 notes there)",
+                "{script}"
+            );
+        }
+
         let e = sh("printf '\\377\\376'")
             .fetch("SMTP password", SECOND)
             .unwrap_err();
@@ -329,6 +341,14 @@ mod tests {
             e.starts_with("K: could not start \"/nonexistent/helper\" (not found"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn stderr_never_shows_what_the_command_printed_on_stdout() {
+        let e = sh("echo 'Tr0ub4dor&3'; echo 'token Tr0ub4dor&3 expired' >&2; exit 1")
+            .fetch("SMTP password", SECOND)
+            .unwrap_err();
+        assert!(e.ends_with(": token *** expired"), "{e}");
     }
 
     #[test]
