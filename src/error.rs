@@ -25,7 +25,9 @@ pub enum ErrorKind {
     /// certificate, credentials over plain text), returned by `build`; or,
     /// at a flush, [`Smtp`](crate::Smtp) could not deliver (connection
     /// refused, login rejected, recipient refused, timeout, …): the lettre
-    /// error is its [`source`](std::error::Error::source).
+    /// error is its [`source`](std::error::Error::source), unless the
+    /// server's reply in it echoes the login's secret: then the source is
+    /// that text with the secret as `***` (the message always is).
     Smtp,
     /// The state file could not be read, written or locked.
     State,
