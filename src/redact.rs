@@ -7,6 +7,9 @@
 //! escaped, then bounds it, cutting away a secret's beginning that the cut
 //! would leave at the end.
 
+// SMTP and Alertmanager use all of it; sendmail only escapes and bounds.
+#![cfg_attr(not(all(feature = "smtp", feature = "alertmanager")), allow(dead_code))]
+
 use std::fmt::Write as _;
 
 /// What a hidden secret is shown as.
@@ -81,7 +84,8 @@ impl Redactor {
             }
             self.forms.push((form.to_owned(), one_line(form)));
         }
-        self.forms.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.forms
+            .sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
     }
 
     /// How many bytes to read of a text of which `limit` are shown: enough

@@ -203,6 +203,12 @@ fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<Stri
             "{key}: {name:?} printed more than {MAX_STDOUT} bytes; it must print only the {what}"
         ));
     }
+    first_line(out, key, name, what)
+}
+
+/// The first line of what the command printed, without its line end: the
+/// secret (an empty output is told by the caller).
+fn first_line(out: Vec<u8>, key: &str, name: &str, what: &str) -> Result<String, String> {
     let Ok(text) = String::from_utf8(out) else {
         return Err(format!(
             "{key}: {name:?} printed something that is not UTF-8 text; it must print the {what}"

@@ -695,35 +695,14 @@ impl Smtp {
             return self.explain_reply(code, &server_text);
         }
         let cause = Cause::of(e);
-        let closed = || format!("the mail server at {endpoint} closed the connection ({detail})");
-        match cause.io {
-            Some(io::ErrorKind::ConnectionRefused) => {
-                return format!(
-                    "the mail server refused the connection at {endpoint}: is it running on that port?"
-                );
-            }
-            // A socket's read timeout is `WouldBlock` on Unix, `TimedOut`
-            // elsewhere; lettre's `is_timeout` sees only the latter.
-            Some(io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
-                return format!(
-                    "the mail server at {endpoint} did not answer within {:?}",
-                    self.timeout
-                );
-            }
-            // A TLS peer that closes without close_notify is `UnexpectedEof`.
-            Some(
-                io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe,
-            ) => return closed(),
-            _ => {}
+        if let Some(said) = self.explain_io(cause.io, &detail) {
+            return said;
         }
         // lettre reads the end of the stream in the middle of a reply as a
         // response error with this text and no source: no type tells it
         // from a reply it cannot parse, so the text, whole, is compared.
         if e.is_response() && raw_server_text == "incomplete response" {
-            return closed();
+            return format!("the mail server at {endpoint} closed the connection ({detail})");
         }
         // lettre has no typed error for a server without a login it can use
         // (only its kind, "client", which several other faults share), so
@@ -744,6 +723,30 @@ impl Smtp {
             );
         }
         format!("sending to {endpoint} failed: {detail}")
+    }
+
+    /// What the chain's first `io::Error` tells, if it tells enough.
+    fn explain_io(&self, kind: Option<io::ErrorKind>, detail: &str) -> Option<String> {
+        let endpoint = self.endpoint();
+        Some(match kind? {
+            io::ErrorKind::ConnectionRefused => format!(
+                "the mail server refused the connection at {endpoint}: is it running on that port?"
+            ),
+            // A socket's read timeout is `WouldBlock` on Unix, `TimedOut`
+            // elsewhere; lettre's `is_timeout` sees only the latter.
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+                "the mail server at {endpoint} did not answer within {:?}",
+                self.timeout
+            ),
+            // A TLS peer that closes without close_notify is `UnexpectedEof`.
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => {
+                format!("the mail server at {endpoint} closed the connection ({detail})")
+            }
+            _ => return None,
+        })
     }
 
     /// A reply with an error code, `server_text` already redacted. A 530
