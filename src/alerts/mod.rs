@@ -218,7 +218,8 @@ impl Alertmanager {
     }
 
     /// Checks everything and makes the client: URLs (http or https, a host,
-    /// no credentials in them), label names, the certificate, durations.
+    /// no credentials in them; https or loopback when credentials are set),
+    /// label names, the certificate, durations.
     pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
         let origin = self.origin.clone();
         let bad = |key: &str, message: String| {

@@ -13,7 +13,7 @@ pub struct Secret {
 impl Secret {
     /// The forms of `secret` logging in as `user`.
     pub fn login(user: &str, secret: &str) -> Secret {
-        let mut forms = vec![
+        let forms = vec![
             secret.to_owned(),
             percent(secret),
             base64(secret.as_bytes()),
@@ -21,7 +21,6 @@ impl Secret {
             base64(format!("user={user}\x01auth=Bearer {secret}\x01\x01").as_bytes()),
             base64(format!("{user}:{secret}").as_bytes()),
         ];
-        forms.dedup();
         Secret { forms }
     }
 
