@@ -819,7 +819,7 @@ mod tests {
     /// The flusher's policy of the layer built from `config`.
     fn built_policy(config: &EmailConfig) -> crate::policy::Policy {
         let (_layer, guard) = EmailLayer::from_config(config).unwrap();
-        let policy = crate::capture::buffer::lock(&guard.flusher).policy.clone();
+        let policy = crate::sync::lock(&guard.flusher).policy.clone();
         std::mem::forget(guard); // dropping would flush into /nonexistent
         policy
     }
@@ -869,7 +869,7 @@ mod tests {
                 .build()
                 .unwrap();
             {
-                let flusher = crate::capture::buffer::lock(&guard.flusher);
+                let flusher = crate::sync::lock(&guard.flusher);
                 assert!(flusher.transport.is_none());
                 let poster = flusher.alerts.as_ref().unwrap();
                 assert_eq!(
@@ -998,7 +998,7 @@ mod tests {
         let composer = |config: &EmailConfig| {
             let (_layer, guard) = EmailLayer::from_config(config).unwrap();
             let got = {
-                let flusher = crate::capture::buffer::lock(&guard.flusher);
+                let flusher = crate::sync::lock(&guard.flusher);
                 (flusher.composer.html, flusher.composer.detail_lines)
             };
             std::mem::forget(guard); // dropping would flush into /nonexistent

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::capture::buffer::lock;
 use crate::capture::layer::{Shared, Signal};
 use crate::error::Error;
 use crate::flush::Flusher;
 use crate::flush::outcome::Outcome;
 use crate::flush::worker::finish;
 use crate::policy::Phase;
+use crate::sync::lock;
 
 /// Flushes the pending records when dropped: keep it alive until the end of
 /// `main`. Made by [`Builder::build`](crate::Builder::build).

@@ -94,10 +94,11 @@
 // `policy` (the decision) -> `digest` (the email) -> `transport`, and beside
 // it `alerts` (Alertmanager); `flush` runs
 // those stages, `guard` runs the flush, `inspect` reads the store. `clock`,
-// `error` and `settings` (each setting's default and bound) are below all of
-// them; `builder` and `config` (the settings from code and from data) above.
+// `error`, `sync` (a lock a panic cannot poison) and `settings` (each
+// setting's default and bound) are below all of them; `builder` and `config` (the settings from code and from data) above.
 mod clock;
 mod error;
+mod sync;
 
 #[cfg(feature = "alertmanager")]
 mod alerts;

@@ -1010,8 +1010,8 @@ pub(crate) fn send_before<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::buffer::lock;
     use crate::policy::tests::record_at;
+    use crate::sync::lock;
     pub(super) use std::cell::Cell;
     use tracing::Level;
 
