@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::capture::layer::{Shared, Signal};
+use crate::capture::layer::{SendingScope, Shared, Signal};
 use crate::error::Error;
 use crate::flush::Flusher;
 use crate::flush::outcome::Outcome;
@@ -177,5 +177,9 @@ impl Drop for FlushGuard {
             let _ = worker.join();
         }
         finish(&self.shared, &self.flusher, flushed);
+        // Closing the transport's pooled connections logs (lettre's QUIT):
+        // that is this crate at work, not a record logged after the guard.
+        let _closing = SendingScope::enter();
+        drop(lock(&self.flusher).transport.take());
     }
 }

@@ -99,6 +99,8 @@
 mod clock;
 mod error;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 #[cfg(feature = "alertmanager")]
 mod alerts;
