@@ -57,7 +57,7 @@
 //! into one notification, and says "resolved" when a run no longer sees it;
 //! [`Builder::notify_recovery`] does the same by email.
 //!
-//! The `tracing-email` command (`cargo install tracing-email-cli`) reads a
+//! The `tracing-email` command (`cargo install --path cli` in a checkout) reads a
 //! program's state file from the shell: `tracing-email status --app poca`
 //! says what waits and why no email went out; `show`, `send`, `clear` and
 //! `test` do the rest. [`StateFile`] is the same from code.
