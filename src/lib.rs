@@ -8,6 +8,7 @@
 //! records wait for the next run.
 //!
 //! ```no_run
+//! use std::io::IsTerminal as _;
 //! use tracing::Level;
 //! use tracing_subscriber::{filter::LevelFilter, prelude::*};
 //! use tracing_email::{EmailLayer, Smtp};
@@ -23,7 +24,7 @@
 //!         .threshold(5, Level::WARN)                         // send when ≥ 5 WARN+ records are pending
 //!         .build()?;                                         // bad address, URL, port: error here
 //!     tracing_subscriber::registry()
-//!         .with(tracing_subscriber::fmt::layer())
+//!         .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal())) // no colours into a pipe
 //!         .with(email.with_filter(LevelFilter::INFO))        // INFO rides along as context
 //!         .init();
 //!

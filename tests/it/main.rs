@@ -37,6 +37,7 @@ mod login;
 mod mock_smtp;
 mod panics;
 mod podcast;
+mod quickstart;
 mod recovery;
 mod secrets;
 mod simulate;
