@@ -602,7 +602,9 @@ impl EmailLayer {
     /// names the key (or the variable, for a config from
     /// [`EmailConfig::from_env`]): `from` or `to` missing, neither or both
     /// of `smtp_url` and `outbox`, and everything
-    /// [`EmailConfig::builder`] and [`Builder::build`] check.
+    /// [`EmailConfig::builder`] and [`Builder::build`] check. With
+    /// `alertmanager_urls` and neither `smtp_url` nor `outbox`, alerts are the
+    /// only destination and `from` and `to` are not needed.
     ///
     /// ```
     /// use tracing_email::{EmailConfig, EmailLayer};

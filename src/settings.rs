@@ -225,7 +225,8 @@ table! {
 /// [`set_table`](EmailConfig::set_table) adds the table's name to the keys in
 /// the errors of [`from_config`]. The only required key is `app`;
 /// [`from_config`] also needs `from`, `to`, and one of `smtp_url` and
-/// `outbox`.
+/// `outbox`, unless `alertmanager_urls` alone is the destination (then none
+/// of these four).
 ///
 /// Levels are `trace`, `debug`, `info`, `warn` or `error`, in any case.
 /// Durations are numbers of seconds, whole or not (`0.5`); all but
