@@ -636,25 +636,22 @@ fn every_commands_help_puts_where_the_state_is_apart_from_the_policy_and_the_res
     ];
     let sending = "Sending (over the program's settings)";
     let transport = ["--smtp-url", "--ca-cert", "--from", "--to"];
-    let own: [(&str, &[(&str, &[&str])]); 5] = [
-        ("status", &[(policy, &rules)]),
-        ("show", &[("Output", &["--json", "--level"])]),
-        ("send", &[(sending, &transport)]),
-        ("clear", &[("Clearing", &["--yes", "--all"])]),
-        ("test", &[(sending, &transport)]),
+    let own: [(&str, &str, &[&str]); 5] = [
+        ("status", policy, &rules),
+        ("show", "Output", &["--json", "--level"]),
+        ("send", sending, &transport),
+        ("clear", "Clearing", &["--yes", "--all"]),
+        ("test", sending, &transport),
     ];
-    for (command, sections) in own {
+    let owned = |options: &[&str]| options.iter().map(|o| o.to_string()).collect::<Vec<_>>();
+    for (command, heading, options) in own {
         let o = tool(&[command, "--help"]);
         assert_exit(&o, 0);
-        let mut expected: Vec<(String, Vec<String>)> =
-            vec![("Options".into(), vec!["--help".into()])];
-        for (heading, options) in sections {
-            expected.push((
-                heading.to_string(),
-                options.iter().map(|o| o.to_string()).collect(),
-            ));
-        }
-        expected.push((place.into(), places.iter().map(|o| o.to_string()).collect()));
+        let mut expected = vec![
+            ("Options".to_owned(), owned(&["--help"])),
+            (heading.to_owned(), owned(options)),
+        ];
+        expected.push((place.to_owned(), owned(&places)));
         if command == "show" {
             expected[1].1.push("--color".into());
         } else {

@@ -133,7 +133,7 @@ fn spelled_out(text: &str) -> Vec<Vec<String>> {
             let group = &inner[..closing_brace(inner)];
             return top_level_items(group)
                 .into_iter()
-                .flat_map(|item| spelled_out(item))
+                .flat_map(spelled_out)
                 .map(|tail| path.iter().cloned().chain(tail).collect())
                 .collect();
         }
