@@ -180,6 +180,7 @@ impl Drop for FlushGuard {
         // Closing the transport's pooled connections logs (lettre's QUIT):
         // that is this crate at work, not a record logged after the guard.
         let _closing = SendingScope::enter();
-        drop(lock(&self.flusher).transport.take());
+        let transport = lock(&self.flusher).transport.take();
+        drop(transport);
     }
 }
