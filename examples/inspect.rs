@@ -1,7 +1,7 @@
 //! Looks into a state file from code: what is pending, and what a policy
 //! (here `threshold(COUNT, WARN)`) would do at a flush now. For people on
 //! the server, the `tracing-email` command does this and more
-//! (`cargo install tracing-email-cli`, then `tracing-email status --app NAME`).
+//! (`cargo install --path cli` in a checkout, then `tracing-email status --app NAME`).
 //!
 //! ```text
 //! cargo run --example inspect -- STATE_FILE [COUNT]

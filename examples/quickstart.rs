@@ -11,6 +11,7 @@
 //! `SMTP_PASSWORD` to send it for real; `SMTP_TO` and `SMTP_FROM` default to
 //! the URL's user name.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use tracing::Level;
@@ -25,6 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]
     .iter()
     .collect();
+    run(&home)
+}
+
+/// One run of the job, keeping its state (and outbox) in `home`.
+pub fn run(home: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let outbox = home.join("outbox");
 
     let builder = EmailLayer::builder("quickstart")
@@ -58,7 +64,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (email, guard) = builder.build()?;
 
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer())
+        // Colours only on a terminal: none into a pipe, a file or a log.
+        .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
         .with(email.with_filter(LevelFilter::INFO))
         .init();
 

@@ -931,17 +931,14 @@ mod tests {
     }
 
     fn lock_composer_to(guard: &FlushGuard) -> usize {
-        crate::capture::buffer::lock(&guard.flusher)
-            .composer
-            .to
-            .len()
+        crate::sync::lock(&guard.flusher).composer.to.len()
     }
 
     #[test]
     fn defaults_are_the_documented_ones() {
         let (layer, guard) = ok().build().unwrap();
         {
-            let flusher = crate::capture::buffer::lock(&guard.flusher);
+            let flusher = crate::sync::lock(&guard.flusher);
             assert_eq!(flusher.policy.threshold, Some((1, Level::WARN)));
             assert_eq!(flusher.send_deadline, Duration::from_secs(30));
             assert_eq!(flusher.max_pending, 10_000);

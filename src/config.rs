@@ -602,7 +602,9 @@ impl EmailLayer {
     /// names the key (or the variable, for a config from
     /// [`EmailConfig::from_env`]): `from` or `to` missing, neither or both
     /// of `smtp_url` and `outbox`, and everything
-    /// [`EmailConfig::builder`] and [`Builder::build`] check.
+    /// [`EmailConfig::builder`] and [`Builder::build`] check. With
+    /// `alertmanager_urls` and neither `smtp_url` nor `outbox`, alerts are the
+    /// only destination and `from` and `to` are not needed.
     ///
     /// ```
     /// use tracing_email::{EmailConfig, EmailLayer};
@@ -819,7 +821,7 @@ mod tests {
     /// The flusher's policy of the layer built from `config`.
     fn built_policy(config: &EmailConfig) -> crate::policy::Policy {
         let (_layer, guard) = EmailLayer::from_config(config).unwrap();
-        let policy = crate::capture::buffer::lock(&guard.flusher).policy.clone();
+        let policy = crate::sync::lock(&guard.flusher).policy.clone();
         std::mem::forget(guard); // dropping would flush into /nonexistent
         policy
     }
@@ -869,7 +871,7 @@ mod tests {
                 .build()
                 .unwrap();
             {
-                let flusher = crate::capture::buffer::lock(&guard.flusher);
+                let flusher = crate::sync::lock(&guard.flusher);
                 assert!(flusher.transport.is_none());
                 let poster = flusher.alerts.as_ref().unwrap();
                 assert_eq!(
@@ -1017,7 +1019,7 @@ mod tests {
         let composer = |config: &EmailConfig| {
             let (_layer, guard) = EmailLayer::from_config(config).unwrap();
             let got = {
-                let flusher = crate::capture::buffer::lock(&guard.flusher);
+                let flusher = crate::sync::lock(&guard.flusher);
                 (flusher.composer.html, flusher.composer.detail_lines)
             };
             std::mem::forget(guard); // dropping would flush into /nonexistent

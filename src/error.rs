@@ -330,6 +330,19 @@ mod tests {
         // The text users read still tells the io::Error, once.
         let text = error.to_string();
         assert_eq!(text.matches(&io.to_string()).count(), 1, "{text}");
+        // Once the folder can be made, the guard's drop stores the record
+        // the failed flush kept in memory and sends it (the default policy),
+        // printing nothing.
+        std::fs::remove_file(&not_a_folder).unwrap();
+        drop(guard);
+        let emails: Vec<String> = std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        assert!(
+            emails.len() == 1 && emails[0].contains("kept"),
+            "{emails:?}"
+        );
     }
 
     #[test]

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::capture::buffer::lock;
-use crate::capture::layer::{Shared, Signal};
+use crate::capture::layer::{SendingScope, Shared, Signal};
 use crate::error::Error;
 use crate::flush::Flusher;
 use crate::flush::outcome::Outcome;
 use crate::flush::worker::finish;
 use crate::policy::Phase;
+use crate::sync::lock;
 
 /// Flushes the pending records when dropped: keep it alive until the end of
 /// `main`. Made by [`Builder::build`](crate::Builder::build).
@@ -177,5 +177,10 @@ impl Drop for FlushGuard {
             let _ = worker.join();
         }
         finish(&self.shared, &self.flusher, flushed);
+        // Closing the transport's pooled connections logs (lettre's QUIT):
+        // that is this crate at work, not a record logged after the guard.
+        let _closing = SendingScope::enter();
+        let transport = lock(&self.flusher).transport.take();
+        drop(transport);
     }
 }

@@ -8,6 +8,7 @@
 //! records wait for the next run.
 //!
 //! ```no_run
+//! use std::io::IsTerminal as _;
 //! use tracing::Level;
 //! use tracing_subscriber::{filter::LevelFilter, prelude::*};
 //! use tracing_email::{EmailLayer, Smtp};
@@ -23,7 +24,7 @@
 //!         .threshold(5, Level::WARN)                         // send when ≥ 5 WARN+ records are pending
 //!         .build()?;                                         // bad address, URL, port: error here
 //!     tracing_subscriber::registry()
-//!         .with(tracing_subscriber::fmt::layer())
+//!         .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal())) // no colours into a pipe
 //!         .with(email.with_filter(LevelFilter::INFO))        // INFO rides along as context
 //!         .init();
 //!
@@ -57,7 +58,7 @@
 //! into one notification, and says "resolved" when a run no longer sees it;
 //! [`Builder::notify_recovery`] does the same by email.
 //!
-//! The `tracing-email` command (`cargo install tracing-email-cli`) reads a
+//! The `tracing-email` command (`cargo install --path cli` in a checkout) reads a
 //! program's state file from the shell: `tracing-email status --app poca`
 //! says what waits and why no email went out; `show`, `send`, `clear` and
 //! `test` do the rest. [`StateFile`] is the same from code.
@@ -94,10 +95,13 @@
 // `policy` (the decision) -> `digest` (the email) -> `transport`, and beside
 // it `alerts` (Alertmanager); `flush` runs
 // those stages, `guard` runs the flush, `inspect` reads the store. `clock`,
-// `error` and `settings` (each setting's default and bound) are below all of
-// them; `builder` and `config` (the settings from code and from data) above.
+// `error`, `sync` (a lock a panic cannot poison) and `settings` (each
+// setting's default and bound) are below all of them; `builder` and `config` (the settings from code and from data) above.
 mod clock;
 mod error;
+mod sync;
+#[cfg(test)]
+mod tests;
 
 #[cfg(feature = "alertmanager")]
 mod alerts;

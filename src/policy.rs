@@ -1413,28 +1413,68 @@ pub(crate) mod tests {
         );
     }
 
+    /// What three runs of a program logging one WARN failure each make of
+    /// `consecutive_runs(2)` with a threshold at `level`: each run's
+    /// outcome, and the failures the state file then tracks. Through the
+    /// crate's own flushes, so that what decides which records a streak
+    /// counts is the crate's, not the test's.
+    fn three_warn_runs(level: Level) -> (Vec<crate::Outcome>, Vec<(String, u64)>) {
+        use tracing_subscriber::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let outcomes = (0..3)
+            .map(|_| {
+                let (layer, guard) = crate::EmailLayer::builder("policy-test")
+                    .transport(crate::FileDrop::new(dir.path().join("outbox")))
+                    .state_file(dir.path().join("state.json"))
+                    .from("robot@example.com")
+                    .to("me@example.com")
+                    .consecutive_runs(2)
+                    .threshold(100, level)
+                    .fingerprint_fields(["feed"])
+                    .build()
+                    .unwrap();
+                let subscriber = tracing_subscriber::registry().with(layer);
+                tracing::subscriber::with_default(subscriber, || {
+                    tracing::warn!(feed = "Radio Café", "feed failed");
+                });
+                guard.flush()
+            })
+            .collect();
+        let snapshot = crate::StateFile::open(dir.path().join("state.json"))
+            .snapshot()
+            .unwrap();
+        let failures = snapshot.failures.into_iter().map(|f| (f.label, f.runs));
+        (outcomes, failures.collect())
+    }
+
     #[test]
     fn consecutive_runs_counts_only_the_policy_level() {
-        let p = Policy {
-            consecutive_runs: Some(2),
-            threshold: Some((100, E)),
-            ..by_feed()
-        };
-        // WARN streaks do not count when the policy's level is ERROR.
-        let w = |h| feed("Radio Café", W, h);
-        let mut h = History::default();
-        for hour in 1..=3 {
-            let run = h.start_run();
-            // The flush observes only records at the policy's level.
-            let r = w(hour);
-            if severity(r.level) >= severity(p.level()) {
-                h.observe(run, &key(&p, &r), r.level, r.timestamp);
-            }
+        // WARN streaks do not count when the policy's level is ERROR: the
+        // records wait for the threshold, and no streak is kept.
+        let (outcomes, failures) = three_warn_runs(E);
+        for (n, outcome) in outcomes.iter().enumerate() {
+            let pending = n + 1;
+            assert!(
+                matches!(
+                    outcome,
+                    crate::Outcome::Held {
+                        pending: p,
+                        waiting_for: WaitingFor::Threshold { counted: 0, needed: 100, level: E },
+                    } if *p == pending
+                ),
+                "run {pending}: {outcome}"
+            );
         }
-        assert_eq!(
-            p.decide(&[w(1), w(2), w(3)], Phase::Flush, &facts(&h, at(3), None)),
-            th(0, 100, E)
+        assert_eq!(failures, []);
+        // At the policy's level WARN, the same runs make a streak that sends
+        // at the second run.
+        let (outcomes, failures) = three_warn_runs(W);
+        assert!(
+            matches!(outcomes[1], crate::Outcome::Sent { records: 2, .. }),
+            "{}",
+            outcomes[1]
         );
+        assert_eq!(failures, [(r#"feed "Radio Café""#.to_owned(), 3)]);
     }
 
     #[test]

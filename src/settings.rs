@@ -3,7 +3,7 @@
 //! its [`Kind`](de::Kind): what it takes, its bound and the words of its
 //! errors. From that one declaration come the structs, their `Deserialize`,
 //! which names the key in every error (for a file and for environment
-//! variables alike, see [`de`]), and their `Debug`. The [`Builder`] writes
+//! variables alike, see [`de`]), and their `Debug`. The [`Builder`](crate::Builder) writes
 //! into an `EmailConfig` too, and [`EmailConfig::check`] checks every
 //! setting once, whether it came from code, a file or the environment. A key
 //! left out takes its default (`DEFAULT_*` here).
@@ -18,8 +18,6 @@ use serde::Deserialize;
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
-#[cfg(doc)]
-use crate::{Builder, EmailLayer, FileDrop, Smtp};
 use de::{Kind, secs};
 
 // The longest value each duration setting accepts. A longer one is a mistake
@@ -169,7 +167,7 @@ macro_rules! table {
 
 table! {
     /// When to send: the `policy` table of an [`EmailConfig`], and the
-    /// policy the layer runs. Each field sets what the [`Builder`] method it
+    /// policy the layer runs. Each field sets what the [`Builder`](crate::Builder) method it
     /// links to sets (documented there); any rule that is met sends. With
     /// none of `threshold`, `batch`, `immediately_at`, `consecutive_runs` and
     /// `max_age`, the policy is `threshold = { count = 1, level = "warn" }`.
@@ -193,21 +191,21 @@ table! {
     #[non_exhaustive]
     pub struct PolicyConfig in "policy.", expecting "a table with threshold, batch, immediately_at, \
         consecutive_runs, repeat_after, min_interval, max_age or fingerprint_fields for `policy`" {
-        /// `threshold = { count = 5, level = "warn" }`: see [`Builder::threshold`].
+        /// `threshold = { count = 5, level = "warn" }`: see [`Builder::threshold`](crate::Builder::threshold).
         threshold: Option<(usize, Level)> = Kind::Threshold;
-        /// `batch = 10`: see [`Builder::batch`].
+        /// `batch = 10`: see [`Builder::batch`](crate::Builder::batch).
         batch: Option<usize> = Kind::Whole;
-        /// `immediately_at = "error"`: see [`Builder::immediately_at`].
+        /// `immediately_at = "error"`: see [`Builder::immediately_at`](crate::Builder::immediately_at).
         immediately_at: Option<Level> = Kind::Level;
-        /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`].
+        /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
         consecutive_runs: Option<u64> = Kind::Whole;
-        /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`].
+        /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`](crate::Builder::repeat_after).
         repeat_after: Option<Duration> = secs(true, MAX_REPEAT_AFTER);
-        /// `min_interval = 3600` (seconds): see [`Builder::min_interval`].
+        /// `min_interval = 3600` (seconds): see [`Builder::min_interval`](crate::Builder::min_interval).
         min_interval: Option<Duration> = secs(true, MAX_MIN_INTERVAL);
-        /// `max_age = 604800` (seconds): see [`Builder::max_age`].
+        /// `max_age = 604800` (seconds): see [`Builder::max_age`](crate::Builder::max_age).
         max_age: Option<Duration> = secs(true, MAX_MAX_AGE);
-        /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`].
+        /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields).
         fingerprint_fields: Vec<String> = Kind::List("a field name", "field names");
     }
 }
@@ -216,9 +214,9 @@ table! {
 /// The layer's settings as data: deserialize it from a table of the
 /// program's own configuration file, or read it from environment variables
 /// with [`from_env`](EmailConfig::from_env), then make the layer with
-/// [`EmailLayer::from_config`].
+/// [`EmailLayer::from_config`](crate::EmailLayer::from_config).
 ///
-/// Each field is a key of the table and sets what the [`Builder`] method it
+/// Each field is a key of the table and sets what the [`Builder`](crate::Builder) method it
 /// links to sets (documented there). Unknown keys are errors, and so are bad
 /// values; every error names the key (`policy.threshold.level`) or, from the
 /// environment, the variable (`POCA_THRESHOLD`). Keys are named within the
@@ -227,7 +225,8 @@ table! {
 /// [`set_table`](EmailConfig::set_table) adds the table's name to the keys in
 /// the errors of [`from_config`]. The only required key is `app`;
 /// [`from_config`] also needs `from`, `to`, and one of `smtp_url` and
-/// `outbox`.
+/// `outbox`, unless `alertmanager_urls` alone is the destination (then none
+/// of these four).
 ///
 /// Levels are `trace`, `debug`, `info`, `warn` or `error`, in any case.
 /// Durations are numbers of seconds, whole or not (`0.5`); all but
@@ -241,7 +240,7 @@ table! {
 /// (everything between `//` and the URL's last `@` when it holds `/`, `?` or
 /// `#`, as an unencoded password would).
 ///
-/// [`from_config`]: EmailLayer::from_config
+/// [`from_config`]: crate::EmailLayer::from_config
 ///
 /// ```
 /// use serde::Deserialize;
@@ -278,55 +277,55 @@ table! {
     #[derive(Clone, Default)]
     pub struct EmailConfig in "", expecting "a table of email settings (app, smtp_url or outbox, \
         from, to, …)" {
-        /// `app = "poca"`, required: see [`EmailLayer::builder`].
+        /// `app = "poca"`, required: see [`EmailLayer::builder`](crate::EmailLayer::builder).
         app: String = Kind::App;
-        /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`].
+        /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`](crate::Smtp::from_url).
         smtp_url: Option<String> = Kind::Text, shown by shown_url;
-        /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`].
+        /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
         password_env: Option<String> = Kind::Text;
-        /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`].
+        /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`](crate::Smtp::password_command).
         password_command: Option<Vec<String>> = Kind::Command;
-        /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`].
+        /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`](crate::Smtp::oauth2_token_command).
         oauth2_token_command: Option<Vec<String>> = Kind::Command;
-        /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`]): see [`Smtp::root_certificate`].
+        /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`](crate::EmailLayer::from_config)): see [`Smtp::root_certificate`](crate::Smtp::root_certificate).
         root_certificate: Option<PathBuf> = Kind::Path;
-        /// `timeout = 10` (seconds): see [`Smtp::timeout`].
+        /// `timeout = 10` (seconds): see [`Smtp::timeout`](crate::Smtp::timeout).
         timeout: Option<Duration> = secs(true, MAX_SMTP_TIMEOUT);
-        /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`].
+        /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`](crate::Smtp::allow_insecure_auth).
         allow_insecure_auth: bool = Kind::Flag;
-        /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`].
+        /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`](crate::FileDrop).
         outbox: Option<PathBuf> = Kind::Path;
-        /// `from = "poca <me@example.com>"`: see [`Builder::from`].
+        /// `from = "poca <me@example.com>"`: see [`Builder::from`](crate::Builder::from).
         from: Option<String> = Kind::Text;
-        /// `to = "me@example.com"` or a list of them: see [`Builder::to`].
+        /// `to = "me@example.com"` or a list of them: see [`Builder::to`](crate::Builder::to).
         to: Vec<String> = Kind::List("an address", "addresses");
-        /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`].
+        /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`](crate::Builder::subject).
         subject: Option<String> = Kind::Text;
-        /// `html = false`: see [`Builder::html`].
+        /// `html = false`: see [`Builder::html`](crate::Builder::html).
         html: Option<bool> = Kind::Flag;
-        /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`].
+        /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`](crate::Builder::state_file).
         state_file: Option<PathBuf> = Kind::Path;
-        /// `local_time = true`: see [`Builder::local_time`].
+        /// `local_time = true`: see [`Builder::local_time`](crate::Builder::local_time).
         local_time: bool = Kind::Flag;
         /// `[policy]`: when to send, see [`PolicyConfig`].
         policy: PolicyConfig = Kind::Policy;
-        /// `max_pending = 10000`: see [`Builder::max_pending`].
+        /// `max_pending = 10000`: see [`Builder::max_pending`](crate::Builder::max_pending).
         max_pending: Option<usize> = Kind::Whole;
-        /// `max_record_bytes = 16384`: see [`Builder::max_record_bytes`].
+        /// `max_record_bytes = 16384`: see [`Builder::max_record_bytes`](crate::Builder::max_record_bytes).
         max_record_bytes: Option<usize> = Kind::Whole;
-        /// `max_email_bytes = 1048576`: see [`Builder::max_email_bytes`].
+        /// `max_email_bytes = 1048576`: see [`Builder::max_email_bytes`](crate::Builder::max_email_bytes).
         max_email_bytes: Option<usize> = Kind::Whole;
-        /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`].
+        /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`](crate::Builder::max_detail_lines).
         max_detail_lines: Option<usize> = Kind::Whole;
-        /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`].
+        /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`](crate::Builder::send_deadline).
         send_deadline: Option<Duration> = secs(true, MAX_SEND_DEADLINE);
-        /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`].
+        /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`](crate::Builder::lock_timeout).
         lock_timeout: Option<Duration> = secs(false, MAX_LOCK_TIMEOUT);
-        /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`].
+        /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
         checkpoint_interval: Option<Option<Duration>> = Kind::Checkpoint;
-        /// `capture_panics = true`: see [`Builder::capture_panics`].
+        /// `capture_panics = true`: see [`Builder::capture_panics`](crate::Builder::capture_panics).
         capture_panics: bool = Kind::Flag;
-        /// `notify_recovery = true`: see [`Builder::notify_recovery`].
+        /// `notify_recovery = true`: see [`Builder::notify_recovery`](crate::Builder::notify_recovery).
         notify_recovery: bool = Kind::Flag;
         /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
         /// string or a list; separated by commas in a variable): also post the
@@ -341,10 +340,10 @@ table! {
         /// password is in the variable named by `alertmanager_password_env`.
         alertmanager_user: Option<String> = Kind::Text;
         /// `alertmanager_password_env = "AM_PASSWORD"`: the variable holding the
-        /// basic authentication password, read by [`EmailLayer::from_config`].
+        /// basic authentication password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
         alertmanager_password_env: Option<String> = Kind::Text;
         /// `alertmanager_token_env = "AM_TOKEN"`: the variable holding a bearer
-        /// token, read by [`EmailLayer::from_config`].
+        /// token, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
         alertmanager_token_env: Option<String> = Kind::Text;
         /// `alertmanager_root_certificate = "ca.pem"`: the private CA to trust
         /// for `https` Alertmanagers.
@@ -354,7 +353,7 @@ table! {
         /// `resolve_window = 3600` (seconds): how long a firing alert lasts
         /// unless posted again.
         resolve_window: Option<Duration> = secs(true, MAX_RESOLVE_WINDOW);
-        /// `host = "node-7"`: see [`Builder::host`].
+        /// `host = "node-7"`: see [`Builder::host`](crate::Builder::host).
         host: Option<String> = Kind::Text;
     }
     private {
@@ -364,7 +363,7 @@ table! {
         /// Where the settings came from, to name them in errors.
         origin: Origin;
         /// A fixed offset for the digest's times, given in code
-        /// ([`Builder::utc_offset`]).
+        /// ([`Builder::utc_offset`](crate::Builder::utc_offset)).
         offset: Option<time::UtcOffset>;
     }
 }

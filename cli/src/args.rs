@@ -29,15 +29,19 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) place: Place,
     /// Colours: auto (on a terminal, unless NO_COLOR is set), always, never.
-    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto, help_heading = OUTPUT)]
     pub(crate) color: Color,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
+/// The heading of the options that say how the answer is printed.
+const OUTPUT: &str = "Output";
+
 /// Where the state file is: one of --app, --state-file, or the program's
 /// settings (which may also give it).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Where the state is (one of --app, --state-file, --config, --env)")]
 pub(crate) struct Place {
     /// The program's app name (as given to EmailLayer::builder): its default state file.
     #[arg(
@@ -61,6 +65,9 @@ pub(crate) struct Place {
     pub(crate) env: Option<String>,
 }
 
+/// The heading of `clear`'s own options.
+const CLEARING: &str = "Clearing";
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// What waits (counts by level, oldest, newest), the failures with their
@@ -72,10 +79,10 @@ pub(crate) enum Command {
     /// The pending records, oldest first: as text, or one JSON object per line.
     Show {
         /// One JSON object per line (for jq), as the state file holds it.
-        #[arg(long)]
+        #[arg(long, help_heading = OUTPUT)]
         json: bool,
         /// Only records at this level or more severe.
-        #[arg(long, value_name = "LEVEL", value_parser = level)]
+        #[arg(long, value_name = "LEVEL", value_parser = level, help_heading = OUTPUT)]
         level: Option<Level>,
     },
     /// Sends every pending record now, whatever the rules, through the
@@ -89,11 +96,11 @@ pub(crate) enum Command {
     /// how many it removed. Asks first; off a terminal it wants --yes.
     Clear {
         /// Do not ask.
-        #[arg(long, short = 'y')]
+        #[arg(long, short = 'y', help_heading = CLEARING)]
         yes: bool,
         /// Forget the history too: the failures' streaks, when each was
         /// reported, the run count and the time of the last email.
-        #[arg(long)]
+        #[arg(long, help_heading = CLEARING)]
         all: bool,
     },
     /// Sends one test email through the program's transport (or --smtp-url)
@@ -118,6 +125,7 @@ impl Command {
 
 /// The transport of `send` and `test`, over the program's settings.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Sending (over the program's settings)")]
 pub(crate) struct TransportArgs {
     /// The SMTP server, as the config's smtp_url (smtps://user@host, smtp://host?tls=required);
     /// the password from the URL, the settings, or SMTP_PASSWORD.
@@ -137,6 +145,7 @@ pub(crate) struct TransportArgs {
 /// The policy's rules on the command line, over the program's (durations
 /// as 90, 90s, 15m, 24h or 7d).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Policy (over the program's; durations as 90s, 15m, 24h, 7d)")]
 pub(crate) struct Rules {
     /// COUNT[:LEVEL]: send once COUNT records at LEVEL (default warn) or above are pending.
     #[arg(long, value_name = "COUNT[:LEVEL]", value_parser = threshold)]

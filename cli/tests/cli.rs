@@ -644,6 +644,70 @@ fn bad_arguments_exit_2_and_every_command_has_help() {
     assert!(stdout(&o).contains("Exit status: 0 done, 1 failed"));
 }
 
+/// The long options of a `--help`, by the heading they are listed under.
+fn options_by_heading(help: &str) -> Vec<(String, Vec<String>)> {
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in help.lines() {
+        if let Some(heading) = line.strip_suffix(':').filter(|_| !line.starts_with(' ')) {
+            sections.push((heading.to_owned(), Vec::new()));
+        } else if let (Some(option), Some((_, options))) = (
+            line.split_whitespace().find(|w| w.starts_with("--")),
+            sections.last_mut(),
+        ) {
+            options.push(option.trim_end_matches(',').to_owned());
+        }
+    }
+    sections.retain(|(heading, _)| heading != "Usage" && heading != "Commands");
+    sections
+}
+
+#[test]
+fn every_commands_help_puts_where_the_state_is_apart_from_the_policy_and_the_rest() {
+    let place = "Where the state is (one of --app, --state-file, --config, --env)";
+    let places = ["--app", "--state-file", "--config", "--table", "--env"];
+    let policy = "Policy (over the program's; durations as 90s, 15m, 24h, 7d)";
+    let rules = [
+        "--threshold",
+        "--batch",
+        "--immediately-at",
+        "--consecutive-runs",
+        "--repeat-after",
+        "--min-interval",
+        "--max-age",
+        "--fingerprint-field",
+    ];
+    let sending = "Sending (over the program's settings)";
+    let transport = ["--smtp-url", "--ca-cert", "--from", "--to"];
+    let own: [(&str, &str, &[&str]); 5] = [
+        ("status", policy, &rules),
+        ("show", "Output", &["--json", "--level"]),
+        ("send", sending, &transport),
+        ("clear", "Clearing", &["--yes", "--all"]),
+        ("test", sending, &transport),
+    ];
+    let owned = |options: &[&str]| options.iter().map(|o| o.to_string()).collect::<Vec<_>>();
+    for (command, heading, options) in own {
+        let o = tool(&[command, "--help"]);
+        assert_exit(&o, 0);
+        let mut expected = vec![
+            ("Options".to_owned(), owned(&["--help"])),
+            (heading.to_owned(), owned(options)),
+        ];
+        expected.push((place.to_owned(), owned(&places)));
+        if command == "show" {
+            expected[1].1.push("--color".into());
+        } else {
+            expected.push(("Output".into(), vec!["--color".into()]));
+        }
+        assert_eq!(
+            options_by_heading(&stdout(&o)),
+            expected,
+            "{command} --help:\n{}",
+            stdout(&o)
+        );
+    }
+}
+
 /// The tool on a terminal: run under `script` (util-linux, Essential in
 /// Debian), which gives it a pseudo-terminal, `input` typed on it.
 fn on_terminal(args: &str, input: &str, env: &[(&str, &str)]) -> Output {

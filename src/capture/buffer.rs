@@ -10,11 +10,12 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::SystemTime;
 
 use crate::capture::record::{Captured, Record};
+use crate::sync::lock;
 
 /// Most records' room a shard keeps once drained (80 bytes each): a larger
 /// queue, grown by a burst, is freed at the drain.
@@ -30,22 +31,6 @@ pub(crate) struct Buffer {
     cap: usize,
     /// Records dropped because of `cap`, not yet reported.
     dropped: AtomicU64,
-}
-
-/// Locks a mutex, taking the data even if a thread panicked while holding it:
-/// a queue of records is never left half-updated by a push.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Locks a mutex if it is free, taking the data even if a thread panicked
-/// while holding it (as [`lock`] does).
-pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match m.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
 }
 
 fn thread_shard() -> usize {
@@ -198,21 +183,6 @@ mod tests {
             assert_eq!(mine, (0..250).collect::<Vec<_>>());
         }
         assert_eq!(buffer.len(), 0);
-    }
-
-    #[test]
-    fn a_poisoned_mutex_is_still_locked_and_a_held_one_is_not() {
-        let m = Mutex::new(1);
-        let _ = std::panic::catch_unwind(|| {
-            let _held = m.lock();
-            panic!("while holding it");
-        });
-        assert!(m.is_poisoned());
-        *lock(&m) += 1;
-        *try_lock(&m).expect("poisoned, not held") += 1;
-        let held = lock(&m);
-        assert!(try_lock(&m).is_none());
-        assert_eq!(*held, 3);
     }
 
     #[test]

@@ -17,12 +17,13 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::capture::buffer::{Buffer, lock};
+use crate::capture::buffer::Buffer;
 use crate::capture::record::{
     Captured, FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost,
     field_cost, span_cost, text_cost,
 };
 use crate::error::error_chain;
+use crate::sync::lock;
 
 /// The target of lettre's connection-pool thread.
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";

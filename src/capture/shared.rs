@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use serde::Deserializer;
 use serde::de::{self, Visitor};
 
-use crate::capture::buffer::lock;
+use crate::sync::lock;
 
 /// A name as a record holds it (the record's `Str`): the shared static
 /// text, or owned.

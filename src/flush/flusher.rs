@@ -1010,8 +1010,8 @@ pub(crate) fn send_before<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::buffer::lock;
     use crate::policy::tests::record_at;
+    use crate::sync::lock;
     pub(super) use std::cell::Cell;
     use tracing::Level;
 
@@ -1327,16 +1327,39 @@ mod tests {
 
     #[test]
     fn a_guard_whose_flush_panics_drops_without_panicking() {
-        let dir = tempfile::tempdir().unwrap();
-        let guard = guard(dir.path());
-        guard.shared.buffer.push(record("first"));
-        let shared = Arc::clone(&guard.shared);
-        PANIC.with(|p| p.set(true));
-        drop(guard);
-        PANIC.with(|p| p.set(false));
-        // The last resort took them (to stderr): none is left unreported.
-        assert_eq!(shared.buffer.len(), 0);
-        assert!(!dir.path().join("state.json").exists());
+        let stderr = crate::tests::stderr_of_own_process(
+            "flush::flusher::tests::a_guard_whose_flush_panics_drops_without_panicking",
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let guard = guard(dir.path());
+                guard.shared.buffer.push(record("first"));
+                let shared = Arc::clone(&guard.shared);
+                PANIC.with(|p| p.set(true));
+                drop(guard);
+                PANIC.with(|p| p.set(false));
+                // The last resort took them: none is left unreported.
+                assert_eq!(shared.buffer.len(), 0);
+                assert!(!dir.path().join("state.json").exists());
+            },
+        );
+        // To stderr, after saying why, as JSON lines that read back (the
+        // injected panic's own message aside).
+        let said: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("tracing-email: "))
+            .collect();
+        assert_eq!(said.len(), 2, "{stderr}");
+        assert!(
+            said[0].contains("the flush panicked: injected for a test"),
+            "{stderr}"
+        );
+        let records: Vec<Record> = stderr
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 1, "{stderr}");
+        assert_eq!(records[0].message, "first");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
             // The panicking thread may hold the flusher (a panic inside a
             // flush): then the record waits in memory for the guard's flush.
             if let Some(flusher) = flusher.upgrade()
-                && let Some(mut flusher) = crate::capture::buffer::try_lock(&flusher)
+                && let Some(mut flusher) = crate::sync::try_lock(&flusher)
             {
                 let _ = flusher.flush(&shared.buffer, Phase::Checkpoint);
             }

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::buffer::lock;
 use crate::capture::layer::{Shared, Signal};
 use crate::flush::Flusher;
 use crate::policy::Phase;
+use crate::sync::lock;
 
 /// Runs, off the event path, a flush of phase `Run` whenever the layer
 /// signals a full batch, and every `checkpoint` while records are waiting.

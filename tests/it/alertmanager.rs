@@ -113,6 +113,28 @@ fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
 
+/// The file the README points to is a complete configuration as it stands
+/// (the other tests here run it with their relay and shorter waits):
+/// Alertmanager's own `amtool check-config`, installed beside it, accepts it.
+#[test]
+fn the_example_config_is_accepted_as_it_is() {
+    let Some(bin) = am::binary("the_example_config_is_accepted_as_it_is") else {
+        return;
+    };
+    let amtool = bin.with_file_name("amtool");
+    let output = std::process::Command::new(&amtool)
+        .arg("check-config")
+        .arg(am::example_path())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", amtool.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("SUCCESS") && stdout.contains("1 receivers"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn a_fleet_outage_is_one_notification_naming_every_host_and_its_end_one_resolved() {
     let Some(bin) = am::binary("a_fleet_outage_is_one_notification") else {

@@ -425,6 +425,16 @@ fn an_unwritable_state_file_fails_without_losing_the_records() {
     // The record went back to memory; a later flush still has it.
     assert!(matches!(guard.flush(), Outcome::Failed { pending: 1, .. }));
     assert!(recorder.emails().is_empty());
+    // Once the state file can be written, the guard's drop sends it (the
+    // default policy), printing nothing.
+    std::fs::remove_file(&blocker).unwrap();
+    drop(guard);
+    let sent: Vec<Vec<String>> = recorder
+        .emails()
+        .iter()
+        .map(|email| email.iter().map(|r| r.message.clone()).collect())
+        .collect();
+    assert_eq!(sent, [["precious"]]);
 }
 
 /// The subject of the one email sent after logging an INFO, two WARN and an

@@ -38,6 +38,7 @@ mod login;
 mod mock_smtp;
 mod panics;
 mod podcast;
+mod quickstart;
 mod recovery;
 mod redaction;
 mod secrets;

@@ -183,6 +183,23 @@ fn a_clock_and_a_transport_that_panic_lose_no_record() {
 
 #[test]
 fn the_guard_dropped_with_a_panicking_clock_and_transport_stores_the_run() {
+    let stderr = support::child::in_own_process(
+        "the_guard_dropped_with_a_panicking_clock_and_transport_stores_the_run",
+        guard_dropped_with_a_panicking_clock_and_transport,
+    );
+    // The drop says why nothing was sent, on stderr.
+    assert_eq!(
+        support::child::crate_lines(&stderr),
+        [
+            "tracing-email: not sent, 2 records kept for a later run: the clock panicked: the \
+             clock's battery is flat; this run's records are kept in the state file and nothing \
+             was sent; fix the Clock given to the builder"
+        ],
+        "{stderr}"
+    );
+}
+
+fn guard_dropped_with_a_panicking_clock_and_transport() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let on = Switch::default();
@@ -244,6 +261,25 @@ impl Transport for BadErrors {
 
 #[test]
 fn a_transport_error_whose_display_panics_or_fails_keeps_the_records() {
+    let stderr = support::child::in_own_process(
+        "a_transport_error_whose_display_panics_or_fails_keeps_the_records",
+        transport_errors_whose_display_panics_or_fails,
+    );
+    // Each guard's drop says so on stderr, with the same marker.
+    let said = |marker| {
+        format!(
+            "tracing-email: not sent, 3 records kept for a later run: could not send the \
+             digest: the webhook said …[its Display {marker}]"
+        )
+    };
+    assert_eq!(
+        support::child::crate_lines(&stderr),
+        [said("panicked"), said("failed")],
+        "{stderr}"
+    );
+}
+
+fn transport_errors_whose_display_panics_or_fails() {
     for panics in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state.json");

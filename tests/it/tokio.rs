@@ -15,8 +15,31 @@ use support::{Fault, MockSmtp, Security};
 use tracing::Level;
 use tracing_subscriber::prelude::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_guard_drops_in_an_async_program_within_the_send_deadline() {
+#[test]
+fn the_guard_drops_in_an_async_program_within_the_send_deadline() {
+    let stderr = support::child::in_own_process(
+        "the_guard_drops_in_an_async_program_within_the_send_deadline",
+        || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(guard_drops_within_the_send_deadline());
+        },
+    );
+    // The drop says why nothing was sent, on stderr.
+    assert_eq!(
+        support::child::crate_lines(&stderr),
+        [
+            "tracing-email: not sent, 1 record kept for a later run: the send did not finish \
+             before the send deadline; the records are kept and a later flush tries again"
+        ],
+        "{stderr}"
+    );
+}
+
+async fn guard_drops_within_the_send_deadline() {
     let server = MockSmtp::start(Security::StartTls);
     server.require_auth(USER, PASSWORD);
     // A server so slow the send cannot finish: the deadline ends it.
@@ -64,8 +87,24 @@ async fn the_guard_drops_in_an_async_program_within_the_send_deadline() {
     assert!(snapshot.last_error.unwrap().contains("send deadline"));
 }
 
-#[tokio::test]
-async fn the_guard_drops_on_a_current_thread_runtime_without_panicking() {
+#[test]
+fn the_guard_drops_on_a_current_thread_runtime_without_panicking() {
+    let stderr = support::child::in_own_process(
+        "the_guard_drops_on_a_current_thread_runtime_without_panicking",
+        || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(guard_drops_on_a_current_thread_runtime());
+        },
+    );
+    // Closing the pooled SMTP connection at the drop (lettre logs its QUIT,
+    // and this layer takes every level) is no record logged after the guard.
+    assert!(support::child::crate_lines(&stderr).is_empty(), "{stderr}");
+}
+
+async fn guard_drops_on_a_current_thread_runtime() {
     let server = MockSmtp::start(Security::StartTls);
     server.require_auth(USER, PASSWORD);
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! The real Prometheus Alertmanager (Debian's `prometheus-alertmanager`),
 //! started on 127.0.0.1 for a test: a free port, a temporary storage path,
-//! a config whose email receiver is the tests' mock SMTP server, grouping
-//! by app and failure with short waits. One node, or peers of a cluster.
+//! the README's config (`examples/alertmanager.yml`) with the tests' mock
+//! SMTP server as its relay, grouping by app and failure with short waits.
+//! One node, or peers of a cluster.
 //!
 //! Without the binary, [`binary`] says so on one line and the test passes as
 //! skipped, unless `TRACING_EMAIL_REQUIRE_ALERTMANAGER=1` (CI) makes it fail.
@@ -44,6 +45,44 @@ pub fn binary(test: &str) -> Option<PathBuf> {
     found
 }
 
+/// The configuration the README points to, `examples/alertmanager.yml`, as
+/// the tests run it: its relay is the mock SMTP server on `smtp_port` and
+/// its waits are short (`group_wait: 3s`, `group_interval: 2s`). Each key
+/// changed must be there once, so the file users copy is the file tested.
+pub fn example_config(smtp_port: u16) -> String {
+    let changes = [
+        ("smtp_smarthost", format!("'127.0.0.1:{smtp_port}'")),
+        ("group_wait", "3s".to_owned()),
+        ("group_interval", "2s".to_owned()),
+    ];
+    let text = std::fs::read_to_string(example_path()).expect("examples/alertmanager.yml");
+    let mut seen = [0; 3];
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.trim_start().split(':').next().unwrap_or_default();
+        match changes.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                seen[i] += 1;
+                let indent = &line[..line.len() - line.trim_start().len()];
+                out += &format!("{indent}{key}: {}\n", changes[i].1);
+            }
+            None => out += &format!("{line}\n"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [1; 3],
+        "examples/alertmanager.yml should set each of {:?} once",
+        changes.map(|(k, _)| k)
+    );
+    out
+}
+
+/// `examples/alertmanager.yml`.
+pub fn example_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/alertmanager.yml")
+}
+
 /// A free port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -81,18 +120,7 @@ impl Alertmanager {
     ) -> Alertmanager {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  smtp_smarthost: '127.0.0.1:{smtp_port}'\n  smtp_from: \
-                 'alertmanager@example.com'\n  smtp_require_tls: false\n  \
-                 smtp_hello: localhost\nroute:\n  receiver: mail\n  group_by: ['alertname', \
-                 'failure']\n  group_wait: 3s\n  group_interval: 2s\n  repeat_interval: 1h\n\
-                 receivers:\n- name: mail\n  email_configs:\n  - to: 'ops@example.com'\n    \
-                 send_resolved: true\n"
-            ),
-        )
-        .expect("write config");
+        std::fs::write(&config, example_config(smtp_port)).expect("write config");
         let port = free_port();
         let mut cmd = Command::new(binary);
         cmd.arg(format!("--config.file={}", config.display()))

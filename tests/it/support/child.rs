@@ -66,11 +66,12 @@ pub fn outcome_line(output: &Output) -> String {
 /// Runs `body` in a child process of its own and fails if it fails, showing
 /// its output: for a test that sets something for the whole process (a
 /// global subscriber, a panic hook), which in this one binary would also see
-/// the other tests running beside it. Call it first in the test
-/// `test_name`.
+/// the other tests running beside it, or whose code writes on stderr (the
+/// guard's last resort), which a test in this process would let through.
+/// Returns what the child wrote on stderr, for the test to check. Call it
+/// first in the test `test_name`.
 #[track_caller]
-#[cfg_attr(not(feature = "smtp"), allow(dead_code))] // its callers test SMTP setups
-pub fn in_own_process(test_name: &str, body: impl FnOnce()) {
+pub fn in_own_process(test_name: &str, body: impl FnOnce()) -> String {
     act_as_child_if_asked(|_| {
         body();
         0
@@ -85,4 +86,14 @@ pub fn in_own_process(test_name: &str, body: impl FnOnce()) {
         "{test_name} in a child process: {}\n{stdout}\n{stderr}",
         output.status
     );
+    stderr.into_owned()
+}
+
+/// The lines this crate wrote on stderr (`tracing-email: …`), out of a
+/// child's stderr.
+pub fn crate_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("tracing-email: "))
+        .collect()
 }
