@@ -463,7 +463,11 @@ fn a_failed_send_keeps_what_was_salvaged_from_a_corrupt_state_file() {
     assert_eq!(after.pending.len(), 4, "the salvaged records stay");
     let o = tool(&["status", "--state-file", s(&state)]);
     assert_exit(&o, 0);
-    assert!(stdout(&o).contains("pending      4 records"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("pending      4 records"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

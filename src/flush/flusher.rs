@@ -196,9 +196,9 @@ impl Flusher {
     /// turns it into an outcome.
     pub(crate) fn flush(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         let _sending = SendingScope::enter();
-        // The time first: if the clock panics, the panic hook's record of
-        // that (`capture_panics`) is among the records taken below.
-        let now = self.now(phase);
+        // The clock is asked first: if it panics, the panic hook's record
+        // of that (`capture_panics`) is among the records taken below.
+        let asked = self.now(phase);
         let mut taken = Taken::from_buffer(buffer);
         if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 {
             return Outcome::Nothing;
@@ -210,6 +210,11 @@ impl Flusher {
             }
             Err(error) => return taken.give_back(error),
         };
+        // "Now" is read again once the lock is held: what other processes
+        // stored while this flush waited for it, and what was logged here
+        // since the clock was first asked, is not after it (and is not
+        // taken for times written under a clock that was ahead).
+        let now = asked.and_then(|_| self.now(phase));
         let mut commit = Commit {
             run: None,
             new_records: 0,
