@@ -41,10 +41,30 @@ use crate::transport::Transport;
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct Builder {
     pub(crate) config: EmailConfig,
-    transport: Option<Box<dyn Transport>>,
+    transport: Option<Given>,
     #[cfg(feature = "alertmanager")]
     alerts: Option<crate::Alertmanager>,
     clock: Arc<dyn crate::Clock>,
+}
+
+/// The transport given: an [`Smtp`](crate::Smtp) is kept as one until
+/// `build()` fits its timeout within the send deadline.
+enum Given {
+    #[cfg(feature = "smtp")]
+    Smtp(Box<crate::Smtp>),
+    Other(Box<dyn Transport>),
+}
+
+impl Given {
+    /// The transport to use, a send of which cannot outlive `deadline` by
+    /// waiting on its socket (see `Smtp::within`).
+    fn within(self, deadline: Duration) -> Box<dyn Transport> {
+        match self {
+            #[cfg(feature = "smtp")]
+            Given::Smtp(smtp) => Box::new(smtp.within(deadline)),
+            Given::Other(transport) => transport,
+        }
+    }
 }
 
 impl std::fmt::Debug for Builder {
@@ -86,7 +106,16 @@ impl Builder {
     ///     .transport(tracing_email::Smtp::tls("smtp.example.com"));
     /// ```
     pub fn transport(mut self, transport: impl Transport) -> Self {
-        self.transport = Some(Box::new(transport));
+        let mut given = Some(transport);
+        #[cfg(feature = "smtp")]
+        if let Some(smtp) = (&mut given as &mut dyn std::any::Any)
+            .downcast_mut::<Option<crate::Smtp>>()
+            .and_then(Option::take)
+        {
+            self.transport = Some(Given::Smtp(Box::new(smtp)));
+            return self;
+        }
+        self.transport = given.map(|t| Given::Other(Box::new(t)));
         self
     }
 
@@ -470,7 +499,10 @@ impl Builder {
     /// The longest one flush spends sending, 30 seconds by default, however
     /// slowly the server answers (the SMTP timeout applies to each read, not
     /// to the whole exchange). Past it the flush fails and keeps the records.
-    /// At most a day; [`build`](Builder::build) refuses a longer one.
+    /// At most a day; [`build`](Builder::build) refuses a longer one. An
+    /// [`Smtp`](crate::Smtp) timeout longer than it is cut to it, and while a
+    /// send abandoned at the deadline still runs, the next flush waits for
+    /// it (within its own deadline) or leaves its records for a later one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -634,7 +666,8 @@ impl Builder {
             self.config.addresses()?
         };
         let state_path = self.config.state_path()?;
-        let transport = match self.transport.take() {
+        let deadline = self.config.send_deadline.unwrap_or(DEFAULT_SEND_DEADLINE);
+        let transport = match self.transport.take().map(|t| t.within(deadline)) {
             Some(mut transport) => {
                 transport.check().map_err(|e| match e.downcast::<Error>() {
                     Ok(ours) => *ours,
@@ -706,6 +739,7 @@ impl Builder {
             run: None,
             cache: Default::default(),
             notify_recovery: s.notify_recovery,
+            outstanding: Default::default(),
         };
         Ok((flusher, s))
     }

@@ -9,7 +9,8 @@ use lettre::message::SinglePart;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 
 use crate::error::{Error, ErrorKind};
-use crate::flush::flusher::{Flusher, send_before};
+use crate::flush::deadline::send_before;
+use crate::flush::flusher::Flusher;
 use crate::flush::outcome::Outcome;
 use crate::transport::{Email, Transport};
 
@@ -71,7 +72,13 @@ impl Flusher {
     pub(crate) fn send_test_email(self) -> Result<Option<String>, Error> {
         let email = test_email(&self.composer)?;
         let deadline = crate::clock::instant_after(self.send_deadline);
-        send_before(transport_of(&self)?, email, deadline, reply)
+        send_before(
+            transport_of(&self)?,
+            &self.outstanding,
+            email,
+            deadline,
+            reply,
+        )
     }
 }
 
