@@ -511,6 +511,37 @@ fn clear_wants_yes_off_a_terminal_and_says_how_many_records_it_dropped() {
     assert_eq!((after.failures.len(), after.runs), (0, 0));
 }
 
+/// Issue 19, case 11: `clear --env P` waits for the lock as long as the
+/// program's `P_LOCK_TIMEOUT` says, not always 10 s.
+#[test]
+fn clear_waits_for_the_lock_as_long_as_the_programs_settings_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = two_runs(dir.path());
+    // Held as a flush of the program holds it.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("state.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let env = [
+        ("NIGHTLY_APP", "nightly-fetch"),
+        ("NIGHTLY_STATE_FILE", s(&state)),
+        ("NIGHTLY_LOCK_TIMEOUT", "1"),
+    ];
+    let started = std::time::Instant::now();
+    let o = tool_with(&["clear", "--yes", "--env", "NIGHTLY"], &env);
+    let took = started.elapsed();
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("stayed locked by another process for 1s"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(lock);
+    assert_eq!(StateFile::open(&state).snapshot().unwrap().pending.len(), 5);
+}
+
 #[test]
 fn test_sends_one_email_and_prints_the_servers_answer_or_the_failure() {
     let server = MockSmtp::start(Security::StartTls);
