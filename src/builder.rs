@@ -751,8 +751,8 @@ impl Builder {
     /// # Errors
     ///
     /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
-    /// names the bad setting: an empty or path-like app name, a missing or
-    /// malformed sender or recipient, no transport, a zero threshold or batch
+    /// names the bad setting: an empty or path-like app name (or one with
+    /// control characters), a missing or malformed sender or recipient, no transport, a zero threshold or batch
     /// size, a subject with an unknown placeholder, an unusable SMTP setup
     /// (port 0, bad certificate, password over plain text).
     ///
@@ -840,6 +840,32 @@ mod tests {
         let (_layer, guard) = ok().build().unwrap();
         assert!(!std::path::Path::new("/nonexistent").exists());
         std::mem::forget(guard); // dropping would flush into /nonexistent
+    }
+
+    /// Issue 19, case 11: `po\nca` and `poca` named the same state file.
+    #[test]
+    fn an_app_name_with_control_characters_is_refused_at_build() {
+        for (app, shown) in [
+            ("po\nca", r#""po\nca""#),
+            ("po\0ca", r#""po\0ca""#),
+            ("po\tca", r#""po\tca""#),
+            ("poca\u{7f}", r#""poca\u{7f}""#),
+        ] {
+            let b = EmailLayer::builder(app)
+                .transport(FileDrop::new("o"))
+                .from("a@b.c")
+                .to("a@b.c");
+            assert_eq!(
+                err(b),
+                format!(
+                    "the app name {shown} holds control characters, which a file name cannot \
+                     keep apart; use a plain name like \"poca\""
+                )
+            );
+            let e = crate::StateFile::for_app(app).unwrap_err().to_string();
+            assert!(e.contains("control characters"), "{e}");
+        }
+        assert!(crate::StateFile::for_app("poca").is_ok());
     }
 
     #[test]

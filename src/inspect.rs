@@ -282,7 +282,9 @@ impl StateFile {
 
     /// The default state file of the program called `app` (see
     /// [`Builder::state_file`](crate::Builder::state_file)). A program whose
-    /// config sets `state_file` keeps it there instead: open that path.
+    /// config sets `state_file` keeps it there instead: open that path. An
+    /// app name the builder refuses (empty, path-like, with control
+    /// characters) is an error here too.
     ///
     /// ```
     /// let file = tracing_email::StateFile::for_app("poca")?;
@@ -290,6 +292,7 @@ impl StateFile {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn for_app(app: &str) -> Result<Self, Error> {
+        crate::settings::check_app_name(app)?;
         Ok(StateFile::open(crate::store::file::default_path(app)?))
     }
 
