@@ -515,8 +515,9 @@ impl Builder {
 
     /// How long new records may wait in memory before a background thread
     /// appends them to the state file: 1 second by default, `None` to turn
-    /// it off. A run that ends without dropping the guard (`process::exit`,
-    /// an abort, SIGKILL) loses at most the records of its last interval.
+    /// it off. A run that ends without dropping the guard (an abort,
+    /// SIGKILL) loses at most the records of its last interval; at
+    /// `std::process::exit` an exit hook (on Unix) stores the rest.
     /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
@@ -782,6 +783,7 @@ impl Builder {
             guard_dropped_said: AtomicBool::new(false),
         });
         let needs_worker = s.policy.batch.is_some() || checkpoint_interval.is_some();
+        let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {
             let handle = spawn_worker(
@@ -804,6 +806,8 @@ impl Builder {
         if s.capture_panics {
             crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
+        let lock_timeout = s.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT);
+        crate::flush::exit::register(&shared, &flusher, &path, lock_timeout);
         Ok((
             EmailLayer {
                 shared: Arc::clone(&shared),
