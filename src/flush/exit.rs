@@ -30,6 +30,9 @@ struct Live {
     flusher: Weak<Mutex<Flusher>>,
     /// The state file, with the exit hook's shorter lock timeout.
     store: StateStore,
+    /// The process that built it: a child made by `fork` that exits runs
+    /// the hook too, but its copy of the records is not its own to store.
+    pid: u32,
 }
 
 /// Every layer built in this process that may still hold records.
@@ -51,6 +54,7 @@ pub(crate) fn register(
         shared: Arc::downgrade(shared),
         flusher: Arc::downgrade(flusher),
         store: StateStore::new(path.to_owned(), lock_timeout.min(WAIT)),
+        pid: std::process::id(),
     });
 }
 
@@ -91,7 +95,11 @@ extern "C" fn at_exit() {
 /// dropped (its drop flushed them): through its flusher, if free within
 /// [`WAIT`], else in a parked file; what neither can store goes to stderr.
 fn store(layer: &Live) {
-    let Some(shared) = layer.shared.upgrade() else {
+    let Some(shared) = layer
+        .shared
+        .upgrade()
+        .filter(|_| layer.pid == std::process::id())
+    else {
         return;
     };
     if shared.guard_dropped.load(Ordering::SeqCst) || shared.buffer.len() == 0 {
