@@ -81,10 +81,40 @@ pub(crate) fn send_before<T: Send + 'static>(
     if remaining.is_zero() {
         return Err(late());
     }
+    let (result, done) = spawn_send(transport, email, how)?;
+    let wrap = |e: BoxError| match e.downcast::<Error>() {
+        Ok(ours) => *ours,
+        Err(other) => Error::with_source(ErrorKind::Send, "could not send the digest", other),
+    };
+    match result.recv_timeout(remaining) {
+        Ok(Ok(result)) => result.map_err(wrap),
+        Ok(Err(panicked)) => Err(panicked),
+        Err(RecvTimeoutError::Timeout) => {
+            outstanding.abandoned(done);
+            Err(late())
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
+            ErrorKind::Send,
+            "the transport panicked while sending; the records are kept",
+        )),
+    }
+}
+
+/// What a send thread gives back: the transport's answer, or the error of
+/// its panic.
+type Answer<T> = Result<Result<T, BoxError>, Error>;
+
+/// Starts the thread that sends `email` with `how`. Returns where its
+/// answer comes, and a channel that disconnects when the thread ends.
+fn spawn_send<T: Send + 'static>(
+    transport: &Arc<dyn Transport>,
+    email: Email,
+    how: fn(&dyn Transport, &Email) -> Result<T, BoxError>,
+) -> Result<(mpsc::Receiver<Answer<T>>, mpsc::Receiver<()>), Error> {
     let (tx, rx) = mpsc::sync_channel(1);
     let (running, done) = mpsc::channel::<()>();
     let worker = Arc::clone(transport);
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("tracing-email-send".into())
         .spawn(move || {
             let _running = running;
@@ -98,28 +128,13 @@ pub(crate) fn send_before<T: Send + 'static>(
                 )
             });
             let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        return Err(Error::with_source(
-            ErrorKind::Send,
-            "could not start a thread to send the digest",
-            e,
-        ));
-    }
-    let wrap = |e: BoxError| match e.downcast::<Error>() {
-        Ok(ours) => *ours,
-        Err(other) => Error::with_source(ErrorKind::Send, "could not send the digest", other),
-    };
-    match rx.recv_timeout(remaining) {
-        Ok(Ok(result)) => result.map_err(wrap),
-        Ok(Err(panicked)) => Err(panicked),
-        Err(RecvTimeoutError::Timeout) => {
-            outstanding.abandoned(done);
-            Err(late())
-        }
-        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
-            ErrorKind::Send,
-            "the transport panicked while sending; the records are kept",
-        )),
-    }
+        })
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Send,
+                "could not start a thread to send the digest",
+                e,
+            )
+        })?;
+    Ok((rx, done))
 }
