@@ -385,7 +385,9 @@ fn an_abandoned_send_ends_with_the_deadline() {
     let ms: u64 = gone
         .and_then(|g| g.strip_prefix("after ")?.strip_suffix(" ms")?.parse().ok())
         .unwrap_or_else(|| panic!("the send's thread outlived the deadline:\n{stdout}"));
-    // The deadline took 1 s; the socket times out at most 1 s after it started.
-    assert!(ms < 1500, "{stdout}");
+    // The socket times out 1 s after the send started, about when the
+    // deadline ended the flush (an hour later without the cut); room for a
+    // busy machine.
+    assert!(ms < 3000, "{stdout}");
     assert_eq!(pending_in(&state).len(), 1);
 }
