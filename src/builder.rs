@@ -58,6 +58,7 @@ enum Given {
 impl Given {
     /// The transport to use, a send of which cannot outlive `deadline` by
     /// waiting on its socket (see `Smtp::within`).
+    #[cfg_attr(not(feature = "smtp"), allow(unused_variables))]
     fn within(self, deadline: Duration) -> Box<dyn Transport> {
         match self {
             #[cfg(feature = "smtp")]
@@ -106,6 +107,7 @@ impl Builder {
     ///     .transport(tracing_email::Smtp::tls("smtp.example.com"));
     /// ```
     pub fn transport(mut self, transport: impl Transport) -> Self {
+        #[cfg_attr(not(feature = "smtp"), allow(unused_mut))]
         let mut given = Some(transport);
         #[cfg(feature = "smtp")]
         if let Some(smtp) = (&mut given as &mut dyn std::any::Any)
