@@ -578,7 +578,10 @@ impl Builder {
     /// Returns [`Outcome::Sent`], [`Outcome::Nothing`] when nothing is
     /// pending, or [`Outcome::Failed`] when the transport failed: the
     /// records it did not accept stay pending, and the file is as it was
-    /// (the program's `last_error` included).
+    /// (the program's `last_error` included). A file the load repaired (a
+    /// corrupt one moved aside and what could be read of it, parked files
+    /// merged) is stored before anything is sent, so a failed send loses
+    /// none of it.
     ///
     /// # Errors
     ///
