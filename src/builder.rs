@@ -41,10 +41,31 @@ use crate::transport::Transport;
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct Builder {
     pub(crate) config: EmailConfig,
-    transport: Option<Box<dyn Transport>>,
+    transport: Option<Given>,
     #[cfg(feature = "alertmanager")]
     alerts: Option<crate::Alertmanager>,
     clock: Arc<dyn crate::Clock>,
+}
+
+/// The transport given: an [`Smtp`](crate::Smtp) is kept as one until
+/// `build()` fits its timeout within the send deadline.
+enum Given {
+    #[cfg(feature = "smtp")]
+    Smtp(Box<crate::Smtp>),
+    Other(Box<dyn Transport>),
+}
+
+impl Given {
+    /// The transport to use, a send of which cannot outlive `deadline` by
+    /// waiting on its socket (see `Smtp::within`).
+    #[cfg_attr(not(feature = "smtp"), allow(unused_variables))]
+    fn within(self, deadline: Duration) -> Box<dyn Transport> {
+        match self {
+            #[cfg(feature = "smtp")]
+            Given::Smtp(smtp) => Box::new(smtp.within(deadline)),
+            Given::Other(transport) => transport,
+        }
+    }
 }
 
 impl std::fmt::Debug for Builder {
@@ -86,7 +107,17 @@ impl Builder {
     ///     .transport(tracing_email::Smtp::tls("smtp.example.com"));
     /// ```
     pub fn transport(mut self, transport: impl Transport) -> Self {
-        self.transport = Some(Box::new(transport));
+        #[cfg_attr(not(feature = "smtp"), allow(unused_mut))]
+        let mut given = Some(transport);
+        #[cfg(feature = "smtp")]
+        if let Some(smtp) = (&mut given as &mut dyn std::any::Any)
+            .downcast_mut::<Option<crate::Smtp>>()
+            .and_then(Option::take)
+        {
+            self.transport = Some(Given::Smtp(Box::new(smtp)));
+            return self;
+        }
+        self.transport = given.map(|t| Given::Other(Box::new(t)));
         self
     }
 
@@ -470,7 +501,10 @@ impl Builder {
     /// The longest one flush spends sending, 30 seconds by default, however
     /// slowly the server answers (the SMTP timeout applies to each read, not
     /// to the whole exchange). Past it the flush fails and keeps the records.
-    /// At most a day; [`build`](Builder::build) refuses a longer one.
+    /// At most a day; [`build`](Builder::build) refuses a longer one. An
+    /// [`Smtp`](crate::Smtp) timeout longer than it is cut to it, and while a
+    /// send abandoned at the deadline still runs, the next flush waits for
+    /// it (within its own deadline) or leaves its records for a later one.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca")
@@ -483,8 +517,9 @@ impl Builder {
 
     /// How long new records may wait in memory before a background thread
     /// appends them to the state file: 1 second by default, `None` to turn
-    /// it off. A run that ends without dropping the guard (`process::exit`,
-    /// an abort, SIGKILL) loses at most the records of its last interval.
+    /// it off. A run that ends without dropping the guard (an abort,
+    /// SIGKILL) loses at most the records of its last interval; at
+    /// `std::process::exit` an exit hook (on Unix) stores the rest.
     /// At most a day; [`build`](Builder::build) refuses a longer one.
     ///
     /// ```
@@ -543,7 +578,10 @@ impl Builder {
     /// Returns [`Outcome::Sent`], [`Outcome::Nothing`] when nothing is
     /// pending, or [`Outcome::Failed`] when the transport failed: the
     /// records it did not accept stay pending, and the file is as it was
-    /// (the program's `last_error` included).
+    /// (the program's `last_error` included). A file the load repaired (a
+    /// corrupt one moved aside and what could be read of it, parked files
+    /// merged) is stored before anything is sent, so a failed send loses
+    /// none of it.
     ///
     /// # Errors
     ///
@@ -634,7 +672,8 @@ impl Builder {
             self.config.addresses()?
         };
         let state_path = self.config.state_path()?;
-        let transport = match self.transport.take() {
+        let deadline = self.config.send_deadline.unwrap_or(DEFAULT_SEND_DEADLINE);
+        let transport = match self.transport.take().map(|t| t.within(deadline)) {
             Some(mut transport) => {
                 transport.check().map_err(|e| match e.downcast::<Error>() {
                     Ok(ours) => *ours,
@@ -706,6 +745,7 @@ impl Builder {
             run: None,
             cache: Default::default(),
             notify_recovery: s.notify_recovery,
+            outstanding: Default::default(),
         };
         Ok((flusher, s))
     }
@@ -717,8 +757,8 @@ impl Builder {
     /// # Errors
     ///
     /// An error of kind [`ErrorKind::Config`] or [`ErrorKind::Smtp`] that
-    /// names the bad setting: an empty or path-like app name, a missing or
-    /// malformed sender or recipient, no transport, a zero threshold or batch
+    /// names the bad setting: an empty or path-like app name (or one with
+    /// control characters), a missing or malformed sender or recipient, no transport, a zero threshold or batch
     /// size, a subject with an unknown placeholder, an unusable SMTP setup
     /// (port 0, bad certificate, password over plain text).
     ///
@@ -748,6 +788,7 @@ impl Builder {
             guard_dropped_said: AtomicBool::new(false),
         });
         let needs_worker = s.policy.batch.is_some() || checkpoint_interval.is_some();
+        let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {
             let handle = spawn_worker(
@@ -770,6 +811,8 @@ impl Builder {
         if s.capture_panics {
             crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
+        let lock_timeout = s.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT);
+        crate::flush::exit::register(&shared, &flusher, &path, lock_timeout);
         Ok((
             EmailLayer {
                 shared: Arc::clone(&shared),
@@ -806,6 +849,32 @@ mod tests {
         let (_layer, guard) = ok().build().unwrap();
         assert!(!std::path::Path::new("/nonexistent").exists());
         std::mem::forget(guard); // dropping would flush into /nonexistent
+    }
+
+    /// Issue 19, case 11: `po\nca` and `poca` named the same state file.
+    #[test]
+    fn an_app_name_with_control_characters_is_refused_at_build() {
+        for (app, shown) in [
+            ("po\nca", r#""po\nca""#),
+            ("po\0ca", r#""po\0ca""#),
+            ("po\tca", r#""po\tca""#),
+            ("poca\u{7f}", r#""poca\u{7f}""#),
+        ] {
+            let b = EmailLayer::builder(app)
+                .transport(FileDrop::new("o"))
+                .from("a@b.c")
+                .to("a@b.c");
+            assert_eq!(
+                err(b),
+                format!(
+                    "the app name {shown} holds control characters, which a file name cannot \
+                     keep apart; use a plain name like \"poca\""
+                )
+            );
+            let e = crate::StateFile::for_app(app).unwrap_err().to_string();
+            assert!(e.contains("control characters"), "{e}");
+        }
+        assert!(crate::StateFile::for_app("poca").is_ok());
     }
 
     #[test]

@@ -263,9 +263,28 @@ impl StateFile {
         }
     }
 
+    /// Waits at most `timeout` for the file's lock when it changes it
+    /// ([`clear`](StateFile::clear), [`clear_all`](StateFile::clear_all)),
+    /// as the program's [`lock_timeout`](crate::Builder::lock_timeout)
+    /// does; 10 seconds by default. Past it, the change fails with an error
+    /// of kind [`Busy`](crate::ErrorKind::Busy) and nothing is changed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let file = tracing_email::StateFile::open("state.json").lock_timeout(Duration::from_secs(2));
+    /// ```
+    #[must_use]
+    pub fn lock_timeout(self, timeout: Duration) -> Self {
+        StateFile {
+            store: StateStore::new(self.store.path().to_owned(), timeout),
+        }
+    }
+
     /// The default state file of the program called `app` (see
     /// [`Builder::state_file`](crate::Builder::state_file)). A program whose
-    /// config sets `state_file` keeps it there instead: open that path.
+    /// config sets `state_file` keeps it there instead: open that path. An
+    /// app name the builder refuses (empty, path-like, with control
+    /// characters) is an error here too.
     ///
     /// ```
     /// let file = tracing_email::StateFile::for_app("poca")?;
@@ -273,6 +292,7 @@ impl StateFile {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn for_app(app: &str) -> Result<Self, Error> {
+        crate::settings::check_app_name(app)?;
         Ok(StateFile::open(crate::store::file::default_path(app)?))
     }
 

@@ -445,18 +445,31 @@ impl Origin {
     }
 }
 
+/// Refuses an app name that cannot name the folder of its state file:
+/// empty, `.`, `..`, with a path separator, or with control characters
+/// (`po\nca` and `poca` would name the same folder).
+pub(crate) fn check_app_name(name: &str) -> Result<(), Error> {
+    let app = name.trim();
+    if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
+        return Err(Error::config(format!(
+            "the app name {name:?} cannot name a folder; use a plain name like \"poca\""
+        )));
+    }
+    if app.contains(char::is_control) {
+        return Err(Error::config(format!(
+            "the app name {name:?} holds control characters, which a file name cannot keep \
+             apart; use a plain name like \"poca\""
+        )));
+    }
+    Ok(())
+}
+
 impl EmailConfig {
     /// The one check of every setting but the transport's (the app and host
     /// names, counts, durations and policy), in the words of where each came
     /// from; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
-        let app = self.app.trim();
-        if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
-            return Err(Error::config(format!(
-                "the app name {:?} cannot name a folder; use a plain name like \"poca\"",
-                self.app
-            )));
-        }
+        check_app_name(&self.app)?;
         if let Some(host) = &self.host
             && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
         {

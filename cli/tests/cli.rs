@@ -476,6 +476,42 @@ fn status_shows_a_last_error_that_echoed_the_login_without_the_secret() {
     secret.assert_absent("status's stderr", &stderr(&o));
 }
 
+/// Issue 19, case 2: `send` reads a state file with one hand-edited
+/// record, moves it aside and keeps what could be read; the send fails,
+/// and those records are still pending in the state file.
+#[test]
+fn a_failed_send_keeps_what_was_salvaged_from_a_corrupt_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = two_runs(dir.path());
+    // The first run's 3 records are in the snapshot, the second's 2 in the
+    // journal; one of the first is edited by hand into a non-record.
+    let text = std::fs::read_to_string(&state).unwrap();
+    let edited = text.replacen("\"level\":\"WARN\"", "\"level\":42", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&state, edited).unwrap();
+
+    let url = format!("smtp://127.0.0.1:{}", refused_port());
+    let config = job_toml(dir.path());
+    let o = tool(&["send", "--config", s(&config), "--smtp-url", &url]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("what could be read is kept: 2 records")
+            && err.contains("not sent, 4 records are still pending in"),
+        "{err}"
+    );
+    let after = StateFile::open(&state).snapshot().unwrap();
+    assert!(after.exists);
+    assert_eq!(after.pending.len(), 4, "the salvaged records stay");
+    let o = tool(&["status", "--state-file", s(&state)]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("pending      4 records"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn clear_wants_yes_off_a_terminal_and_says_how_many_records_it_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -515,6 +551,37 @@ fn clear_wants_yes_off_a_terminal_and_says_how_many_records_it_dropped() {
     );
     let after = StateFile::open(&state).snapshot().unwrap();
     assert_eq!((after.failures.len(), after.runs), (0, 0));
+}
+
+/// Issue 19, case 11: `clear --env P` waits for the lock as long as the
+/// program's `P_LOCK_TIMEOUT` says, not always 10 s.
+#[test]
+fn clear_waits_for_the_lock_as_long_as_the_programs_settings_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = two_runs(dir.path());
+    // Held as a flush of the program holds it.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("state.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let env = [
+        ("NIGHTLY_APP", "nightly-fetch"),
+        ("NIGHTLY_STATE_FILE", s(&state)),
+        ("NIGHTLY_LOCK_TIMEOUT", "1"),
+    ];
+    let started = std::time::Instant::now();
+    let o = tool_with(&["clear", "--yes", "--env", "NIGHTLY"], &env);
+    let took = started.elapsed();
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("stayed locked by another process for 1s"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(lock);
+    assert_eq!(StateFile::open(&state).snapshot().unwrap().pending.len(), 5);
 }
 
 #[test]

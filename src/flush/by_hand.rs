@@ -9,7 +9,8 @@ use lettre::message::SinglePart;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 
 use crate::error::{Error, ErrorKind};
-use crate::flush::flusher::{Flusher, send_before};
+use crate::flush::deadline::send_before;
+use crate::flush::flusher::Flusher;
 use crate::flush::outcome::Outcome;
 use crate::transport::{Email, Transport};
 
@@ -22,6 +23,13 @@ impl Flusher {
         let lock = store.lock()?;
         let loaded = store.load(&lock)?;
         let mut state = loaded.state;
+        // What the load repaired (a corrupt snapshot moved aside and what
+        // could be read of it, parked files merged) is stored before
+        // anything is sent, so that a failed send loses none of it.
+        if loaded.repair || !loaded.parked.is_empty() {
+            state.generation = store.save(&lock, &state)?.generation;
+            store.remove_parked(&loaded.parked);
+        }
         if state.pending.is_empty() {
             return Ok(Outcome::Nothing);
         }
@@ -33,21 +41,18 @@ impl Flusher {
             state.last_sent = Some(crate::clock::datetime(std::time::SystemTime::now()));
             state.dropped = 0;
             state.last_error = None;
-            match store.save(&lock, &state) {
-                Ok(_) => store.remove_parked(&loaded.parked),
-                Err(e) => {
-                    return Ok(Outcome::Failed {
-                        pending: state.pending.len() + sent,
-                        error: Error::explained(
-                            ErrorKind::State,
-                            format!(
-                                "sent {sent} records, but could not record that in the state \
-                                 file ({e}); they may be sent again"
-                            ),
-                            e,
+            if let Err(e) = store.save(&lock, &state) {
+                return Ok(Outcome::Failed {
+                    pending: state.pending.len() + sent,
+                    error: Error::explained(
+                        ErrorKind::State,
+                        format!(
+                            "sent {sent} records, but could not record that in the state \
+                             file ({e}); they may be sent again"
                         ),
-                    });
-                }
+                        e,
+                    ),
+                });
             }
         }
         Ok(match error {
@@ -67,7 +72,13 @@ impl Flusher {
     pub(crate) fn send_test_email(self) -> Result<Option<String>, Error> {
         let email = test_email(&self.composer)?;
         let deadline = crate::clock::instant_after(self.send_deadline);
-        send_before(transport_of(&self)?, email, deadline, reply)
+        send_before(
+            transport_of(&self)?,
+            &self.outstanding,
+            email,
+            deadline,
+            reply,
+        )
     }
 }
 
@@ -204,5 +215,46 @@ mod tests {
         assert_eq!(std::fs::read(&state).unwrap(), text);
         let err = builder(dir.path()).send_test_email().unwrap_err();
         assert!(err.to_string().contains("outbox"), "{err}");
+    }
+
+    /// Issue 19, case 2: a state file with one hand-edited record is moved
+    /// aside and what could be read of it is kept; a send by hand that then
+    /// fails keeps those records in the state file all the same.
+    #[test]
+    fn a_failed_send_by_hand_keeps_what_was_salvaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        // Five records in the snapshot: a run whose send failed (the outbox
+        // is a file) rewrote it.
+        std::fs::write(dir.path().join("outbox"), "").unwrap();
+        let (layer, guard) = builder(dir.path())
+            .threshold(1, tracing::Level::WARN)
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            for i in 0..5 {
+                tracing::warn!(feed = i, "fetch failed");
+            }
+        });
+        assert!(guard.flush().is_failed());
+        let text = std::fs::read_to_string(&state).unwrap();
+        assert!(!dir.path().join("state.json.journal").exists());
+        // One record edited by hand into something that is not a record.
+        let edited = text.replacen("\"level\":\"WARN\"", "\"level\":42", 1);
+        assert_ne!(edited, text);
+        std::fs::write(&state, edited).unwrap();
+
+        let outcome = builder(dir.path()).send_pending().unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Failed { pending: 4, .. }),
+            "{outcome}"
+        );
+        let after = StateFile::open(&state).snapshot().unwrap();
+        assert!(after.exists, "the salvaged records are stored again");
+        assert_eq!(after.pending.len(), 4);
+        // And a send that works then sends them.
+        std::fs::remove_file(dir.path().join("outbox")).unwrap();
+        let outcome = builder(dir.path()).send_pending().unwrap();
+        assert_eq!(outcome.to_string(), "sent 4 records in 1 email");
     }
 }

@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
@@ -25,6 +24,7 @@ use crate::capture::record::Record;
 use crate::clock::Clock;
 use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely, panicked};
+use crate::flush::deadline::{Outstanding, send_before};
 use crate::flush::outcome::Outcome;
 use crate::policy::{Decision, Facts, Phase, Policy, Recovery, Tally};
 use crate::store::file::{Cache, Loaded, Stamp, StateLock, StateStore};
@@ -61,6 +61,8 @@ pub(crate) struct Flusher {
     pub(crate) cache: Kept,
     /// Whether a failure reported by email and now over gets a notice.
     pub(crate) notify_recovery: bool,
+    /// The send to `transport` abandoned at its deadline, while it runs.
+    pub(crate) outstanding: Outstanding,
 }
 
 /// What a flush keeps in memory for the next one.
@@ -196,9 +198,9 @@ impl Flusher {
     /// turns it into an outcome.
     pub(crate) fn flush(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         let _sending = SendingScope::enter();
-        // The time first: if the clock panics, the panic hook's record of
-        // that (`capture_panics`) is among the records taken below.
-        let now = self.now(phase);
+        // The clock is asked first: if it panics, the panic hook's record
+        // of that (`capture_panics`) is among the records taken below.
+        let asked = self.now(phase);
         let mut taken = Taken::from_buffer(buffer);
         if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 {
             return Outcome::Nothing;
@@ -210,6 +212,11 @@ impl Flusher {
             }
             Err(error) => return taken.give_back(error),
         };
+        // "Now" is read again once the lock is held: what other processes
+        // stored while this flush waited for it, and what was logged here
+        // since the clock was first asked, is not after it (and is not
+        // taken for times written under a clock that was ahead).
+        let now = asked.and_then(|_| self.now(phase));
         let mut commit = Commit {
             run: None,
             new_records: 0,
@@ -717,7 +724,7 @@ impl Flusher {
         let result = self
             .composer
             .compose_recovery(&state.history.resolved)
-            .and_then(|email| send_before(transport, email, deadline, send));
+            .and_then(|email| send_before(transport, &self.outstanding, email, deadline, send));
         let error = result.err();
         if error.is_none() {
             state.history.resolved.clear();
@@ -796,7 +803,9 @@ impl Flusher {
                 let result = self
                     .composer
                     .compose_with(records, &shown, dropped, numbered, &state.history, resolved)
-                    .and_then(|email| send_before(transport, email, deadline, send));
+                    .and_then(|email| {
+                        send_before(transport, &self.outstanding, email, deadline, send)
+                    });
                 match result {
                     Ok(()) => {
                         sent += records.len();
@@ -942,69 +951,6 @@ fn split_by_size(
         parts.push((start..records.len(), Vec::from(shown)));
     }
     parts
-}
-
-/// Sends `email` on a thread of its own and waits for it until `deadline`:
-/// a server that answers slowly (lettre's timeout applies to each read, not
-/// to the whole exchange) or a transport that panics cannot hold the flush
-/// past it. An abandoned send may still complete; its records stay pending
-/// and may then be sent twice, never zero times.
-///
-/// `how` is the call: [`send`] for a digest, `Transport::send_with_reply`
-/// for a test email whose reply is shown.
-pub(crate) fn send_before<T: Send + 'static>(
-    transport: &Arc<dyn Transport>,
-    email: Email,
-    deadline: Instant,
-    how: fn(&dyn Transport, &Email) -> Result<T, crate::transport::BoxError>,
-) -> Result<T, Error> {
-    let wrap = |e: crate::transport::BoxError| match e.downcast::<Error>() {
-        Ok(ours) => *ours,
-        Err(other) => Error::with_source(ErrorKind::Send, "could not send the digest", other),
-    };
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let late = || {
-        Error::new(
-            ErrorKind::Send,
-            "the send did not finish before the send deadline; the records are kept and a later \
-             flush tries again",
-        )
-    };
-    if remaining.is_zero() {
-        return Err(late());
-    }
-    let (tx, rx) = mpsc::sync_channel(1);
-    let worker = Arc::clone(transport);
-    let spawned = std::thread::Builder::new()
-        .name("tracing-email-send".into())
-        .spawn(move || {
-            let _sending = SendingScope::enter();
-            let result = catch_unwind(AssertUnwindSafe(|| how(&*worker, &email)));
-            let result = result.map_err(|payload| {
-                panicked(
-                    "the transport panicked while sending",
-                    payload,
-                    "the records are kept",
-                )
-            });
-            let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        return Err(Error::with_source(
-            ErrorKind::Send,
-            "could not start a thread to send the digest",
-            e,
-        ));
-    }
-    match rx.recv_timeout(remaining) {
-        Ok(Ok(result)) => result.map_err(wrap),
-        Ok(Err(panicked)) => Err(panicked),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(late()),
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::new(
-            ErrorKind::Send,
-            "the transport panicked while sending; the records are kept",
-        )),
-    }
 }
 
 #[cfg(test)]

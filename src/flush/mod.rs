@@ -2,10 +2,14 @@
 //! store, adds this process's new records, asks the policy, sends the
 //! digest and keeps what was not accepted; the [`worker`] runs flushes off
 //! the event path during the run; [`panic`](mod@panic) checkpoints on a panic; each
-//! flush ends in an [`outcome::Outcome`]. [`by_hand`] sends outside any run
+//! flush ends in an [`outcome::Outcome`]; [`deadline`] sends each email within
+//! the send deadline; [`exit`] stores at `std::process::exit` what no
+//! flush stored. [`by_hand`] sends outside any run
 //! (the `tracing-email` tool's `send` and `test`).
 
 mod by_hand;
+pub(crate) mod deadline;
+pub(crate) mod exit;
 pub(crate) mod flusher;
 pub(crate) mod outcome;
 pub(crate) mod panic;

@@ -98,7 +98,13 @@ pub(crate) fn finish(shared: &Shared, flusher: &Mutex<Flusher>, flushed: bool) {
             let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
         }
     }
-    let left = shared.buffer.drain();
+    last_resort(&shared.buffer);
+}
+
+/// The last resort for records that could not be stored: written to stderr
+/// as JSON lines, taken out of `buffer`.
+pub(crate) fn last_resort(buffer: &crate::capture::buffer::Buffer) {
+    let left = buffer.drain();
     if !left.is_empty() {
         let stderr = std::io::stderr();
         let mut out = stderr.lock();

@@ -415,6 +415,7 @@ impl StateStore {
     /// Reads the snapshot and replays the journal.
     fn read_all(&self, target: &Path, repair: Repair) -> Result<Loaded, Error> {
         let snapshot = read(target, repair)?;
+        let snapshot_read = snapshot.is_some();
         let id = snapshot.as_ref().and_then(|_| file_id(target));
         let mut state = snapshot.unwrap_or_else(State::new);
         let mut stamp = Stamp {
@@ -424,7 +425,8 @@ impl StateStore {
             journal_good: 0,
             journal_file: 0,
         };
-        let mut needs_repair = state.version < VERSION;
+        // A snapshot salvaged (moved aside, see `read`) is stored only by a rewrite.
+        let mut needs_repair = state.version < VERSION || (snapshot_read && id.is_none());
         let journal = journal_path(target);
         let bytes = match open_regular(&journal, "journal", read_options())? {
             None => None,

@@ -462,6 +462,8 @@ impl Smtp {
 
     /// How long to wait for each network operation (connect, each reply);
     /// 10 seconds by default, at most a day (`build()` refuses a longer one).
+    /// Never longer than the builder's
+    /// [`send_deadline`](crate::Builder::send_deadline): it is cut to it.
     ///
     /// ```
     /// let smtp = tracing_email::Smtp::tls("smtp.example.com")
@@ -541,6 +543,17 @@ impl Smtp {
             self.port_number(),
             self.security.describe()
         )
+    }
+
+    /// This transport with its timeout no longer than `deadline`, the
+    /// longest a send may take: the socket of a send abandoned there is not
+    /// left waiting past it. A timeout beyond the most allowed is left as
+    /// it is, for `build()` to refuse.
+    pub(crate) fn within(mut self, deadline: Duration) -> Self {
+        if self.timeout <= crate::settings::MAX_SMTP_TIMEOUT {
+            self.timeout = self.timeout.min(deadline);
+        }
+        self
     }
 
     fn build_transport(&self) -> Result<Built, Error> {

@@ -322,3 +322,87 @@ fn times_taken_as_now_are_said_once_on_stderr_naming_them_and_the_file() {
         "{output:?}"
     );
 }
+
+/// The child of [`a_flush_that_waited_for_the_lock_repairs_nothing`]: a
+/// flush of process A waits for the lock, held by another; meanwhile a
+/// third (C) logs a record and appends it as soon as the lock is free. A
+/// correct clock: A must find nothing to repair. Panics if it does.
+fn waiting_flush(args: Vec<String>) -> u8 {
+    let dir = Path::new(&args[0]);
+    let state = dir.join("state.json");
+    let program = || {
+        EmailLayer::builder("poca")
+            .transport(FileDrop::new(dir.join("outbox")))
+            .state_file(&state)
+            .from("poca <poca@example.com>")
+            .to("me@example.com")
+            .consecutive_runs(100)
+            .lock_timeout(Duration::from_secs(20))
+            .checkpoint_interval(None)
+            .build()
+            .unwrap()
+    };
+    let log = |to: &tracing::Dispatch, message: &str| {
+        tracing::dispatcher::with_default(to, || tracing::warn!("{message}"));
+    };
+    let (c_layer, c) = program();
+    let c_layer = tracing::Dispatch::new(tracing_subscriber::registry().with(c_layer));
+    log(&c_layer, "C before");
+    assert!(matches!(c.flush(), Outcome::Held { .. }));
+    let snapshot = std::fs::read(&state).unwrap();
+
+    // The lock, held as another process's flush holds it.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(dir.join("state.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let (a_layer, a) = program();
+    log(&tracing_subscriber::registry().with(a_layer).into(), "A");
+    let a = std::thread::spawn(move || a.flush());
+    std::thread::sleep(Duration::from_millis(300));
+    // Logged after A read the time, stored before A gets the lock.
+    log(&c_layer, "C while A waits");
+    lock.unlock().unwrap();
+    assert!(matches!(c.flush(), Outcome::Held { .. }));
+    let time_of = |message: &str| {
+        let file = tracing_email::StateFile::open(&state);
+        let pending = file.snapshot().unwrap().pending;
+        pending
+            .iter()
+            .find(|r| r.message == message)
+            .map(|r| r.timestamp)
+    };
+    let logged = time_of("C while A waits").unwrap();
+
+    let outcome = a.join().unwrap();
+    assert!(
+        matches!(outcome, Outcome::Held { pending: 3, .. }),
+        "{outcome}"
+    );
+    assert_eq!(time_of("C while A waits"), Some(logged), "no time moved");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        snapshot,
+        "no rewrite: appended"
+    );
+    0
+}
+
+/// Issue 19, case 4: a flush that only waited for the lock took the records
+/// other processes stored meanwhile for times ahead of the clock, moved
+/// them back, said so, and rewrote the snapshot. Nothing of that now.
+#[test]
+fn a_flush_that_waited_for_the_lock_repairs_nothing() {
+    act_as_child_if_asked(waiting_flush);
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(
+        "a_flush_that_waited_for_the_lock_repairs_nothing",
+        &[dir.path().to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("later than now"), "{stderr}");
+}

@@ -1,7 +1,7 @@
-//! Crash safety with real processes: a run that ends with
-//! `std::process::exit`, an abort, a panic under `panic = "abort"`, or
-//! SIGKILL loses at most its last checkpoint interval; a later run finds the
-//! rest and sends it. A panic with unwinding is captured and sent by the
+//! Crash safety with real processes: a run that ends with an abort, a panic
+//! under `panic = "abort"`, or SIGKILL loses at most its last checkpoint
+//! interval, and one that ends with `std::process::exit` loses nothing (the
+//! exit hook stores it); a later run finds the rest and sends it. A panic with unwinding is captured and sent by the
 //! guard's flush during the unwind.
 
 use crate::support;
@@ -102,15 +102,13 @@ fn crash(test: &str, mode: &str) -> (tempfile::TempDir, std::process::Output) {
 }
 
 #[test]
-fn exit_without_dropping_the_guard_loses_at_most_the_last_interval() {
+fn exit_without_dropping_the_guard_loses_nothing() {
     act_as_child_if_asked(crashing_run);
-    let (dir, output) = crash(
-        "exit_without_dropping_the_guard_loses_at_most_the_last_interval",
-        "exit",
-    );
+    let (dir, output) = crash("exit_without_dropping_the_guard_loses_nothing", "exit");
     assert_eq!(output.status.code(), Some(3));
     let sent = later_run(&dir.path().join("state.json"));
     assert_eq!(numbered(&sent), (0..10).collect::<Vec<_>>());
+    assert_eq!(sent.last().unwrap().message, "in the last interval");
 }
 
 #[test]
@@ -187,4 +185,105 @@ fn a_panic_with_unwinding_is_sent_by_the_guard_during_the_unwind() {
         .build()
         .unwrap();
     assert!(matches!(recorder_run.1.flush(), Outcome::Nothing));
+}
+
+/// A transport that, while it sends, has another thread log a warning and
+/// then ends the process with `std::process::exit(4)`: the flush holds its
+/// locks (the flusher, the state file) when the exit hook runs.
+struct ExitWhileSending;
+
+impl tracing_email::Transport for ExitWhileSending {
+    fn send(&self, _: &tracing_email::Email) -> Result<(), tracing_email::BoxError> {
+        std::thread::spawn(|| tracing::warn!("logged during the send"))
+            .join()
+            .unwrap();
+        std::process::exit(4)
+    }
+}
+
+/// A run that logs an error and calls `std::process::exit(0)` at once, well
+/// within the first checkpoint interval (`args[0] == "at-once"`), or whose
+/// send exits while its flush holds the locks (`"in-send"`). `args[1]` is
+/// the state file.
+fn exiting_run(args: Vec<String>) -> u8 {
+    let state = Path::new(&args[1]);
+    let builder = EmailLayer::builder("crash")
+        .state_file(state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .threshold(1, Level::ERROR)
+        .checkpoint_interval(Duration::from_secs(60));
+    let builder = match args[0].as_str() {
+        "at-once" => builder.transport(FileDrop::new(state.with_file_name("outbox"))),
+        _ => builder.transport(ExitWhileSending),
+    };
+    let (layer, guard) = builder.build().unwrap();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    tracing::warn!("before the error");
+    tracing::error!("the feed is gone");
+    if args[0] == "at-once" {
+        std::process::exit(0);
+    }
+    let _ = guard.flush();
+    unreachable!("the transport exits");
+}
+
+/// Runs [`exiting_run`] in `mode` and waits at most 20 s for it: an exit
+/// hook that waited for a lock held by the exiting thread would hang.
+fn exit_in(test: &str, mode: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let args = [mode.to_string(), state.to_str().unwrap().to_string()];
+    let mut child = command(test, &args).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!(
+                "the child did not end within 20 s of its exit: {:?}",
+                child.wait_with_output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (dir, child.wait_with_output().unwrap())
+}
+
+fn messages(records: &[Record]) -> Vec<&str> {
+    records.iter().map(|r| r.message.as_str()).collect()
+}
+
+/// Issue 19, case 11: `std::process::exit` within the first checkpoint
+/// interval lost every record, the error logged just before it too. They
+/// are stored at exit (never sent then), and the next run sends them.
+#[test]
+fn exit_at_once_keeps_the_error_logged_just_before() {
+    act_as_child_if_asked(exiting_run);
+    let (dir, output) = exit_in("exit_at_once_keeps_the_error_logged_just_before", "at-once");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(!dir.path().join("outbox").exists(), "nothing sent at exit");
+    let sent = later_run(&dir.path().join("state.json"));
+    assert_eq!(messages(&sent), ["before the error", "the feed is gone"]);
+}
+
+/// An exit while a flush holds the flusher and the state file's lock (from
+/// inside a transport) does not hang: the records the flush had stored stay,
+/// and the one logged meanwhile is stored beside the state file.
+#[test]
+fn exit_during_a_send_neither_hangs_nor_loses_a_record() {
+    act_as_child_if_asked(exiting_run);
+    let (dir, output) = exit_in(
+        "exit_during_a_send_neither_hangs_nor_loses_a_record",
+        "in-send",
+    );
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    let sent = later_run(&dir.path().join("state.json"));
+    assert_eq!(
+        messages(&sent),
+        [
+            "before the error",
+            "the feed is gone",
+            "logged during the send"
+        ]
+    );
 }

@@ -12,6 +12,7 @@ use support::setup::{PASSWORD, USER, pending_in, run, smtp_for, warned};
 use support::{Cmd, Fault, MockSmtp, Security};
 use tracing::Level;
 use tracing_email::{Builder, ErrorKind, Outcome, Smtp};
+use tracing_subscriber::prelude::*;
 
 /// A failure: how to set it up, and words the outcome must contain.
 struct Failure {
@@ -211,4 +212,182 @@ fn a_server_that_answers_slowly_cannot_hold_the_flush_past_the_deadline() {
         matches!(outcome, Outcome::Sent { records: 2, .. }),
         "{outcome}"
     );
+}
+
+/// A server on 127.0.0.1 that accepts every connection and never finishes
+/// its greeting: a continuation line (`220-`) every 200 ms, each well within
+/// any read timeout. Returns its port; it stops when the test process ends.
+fn never_done_greeting() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        loop {
+            while let Ok((socket, _)) = listener.accept() {
+                open.push(socket);
+            }
+            open.retain_mut(|s| std::io::Write::write_all(s, b"220-still greeting\r\n").is_ok());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    port
+}
+
+/// The threads of this process now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// The child of [`abandoned_sends_do_not_pile_up`]: `batch(1)`, a record
+/// every 250 ms for 4 s, each flush's send abandoned at its 1 s deadline by
+/// a server that never finishes its greeting, with an SMTP timeout of an
+/// hour. Prints the threads before and the most seen, then the last
+/// flush's outcome.
+fn sending_to_a_silent_server(args: Vec<String>) -> u8 {
+    let (port, state) = (args[0].parse().unwrap(), &args[1]);
+    let smtp = Smtp::plain("127.0.0.1")
+        .port(port)
+        .timeout(Duration::from_secs(3600));
+    let (layer, guard) = tracing_email::EmailLayer::builder("poca")
+        .transport(smtp)
+        .state_file(state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .batch(1)
+        .send_deadline(Duration::from_secs(1))
+        .checkpoint_interval(None)
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let before = threads();
+    let mut most = before;
+    tracing::subscriber::with_default(subscriber, || {
+        for i in 0..16 {
+            tracing::warn!(i, "feed failed");
+            std::thread::sleep(Duration::from_millis(250));
+            most = most.max(threads());
+        }
+    });
+    println!("threads {before} {most}");
+    let outcome = guard.flush();
+    most = most.max(threads());
+    println!("threads {before} {most}");
+    println!("{outcome}");
+    0
+}
+
+/// Issue 19, case 8: each send abandoned at the deadline left its thread
+/// and socket waiting until the SMTP timeout, a new one at every flush. Now
+/// at most one abandoned send is outstanding: the next waits for it, then
+/// is skipped, its records kept, and the outcome says why.
+#[test]
+fn abandoned_sends_do_not_pile_up() {
+    support::child::act_as_child_if_asked(sending_to_a_silent_server);
+    let port = never_done_greeting();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let output = support::child::command(
+        "abandoned_sends_do_not_pile_up",
+        &[port.to_string(), state.to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The last count: after the last flush.
+    let (_, counts) = stdout.rsplit_once("threads ").unwrap();
+    let counts: Vec<usize> = counts
+        .split_whitespace()
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (before, most) = (counts[0], counts[1]);
+    assert!(
+        most <= before + 1,
+        "{before} threads at first, {most} at most:\n{stdout}"
+    );
+    let outcome = support::child::outcome_line(&output);
+    assert!(outcome.contains("still running"), "{outcome}");
+    assert_eq!(pending_in(&state).len(), 16, "every record kept");
+}
+
+/// The child of [`an_abandoned_send_ends_with_the_deadline`]: one send to a
+/// server that never says a word, a 1 h SMTP timeout and a 1 s deadline.
+/// Prints the threads before, and how long after the flush the send's
+/// thread was gone (or `never` within 5 s).
+fn one_send_to_a_mute_server(args: Vec<String>) -> u8 {
+    let (port, state) = (args[0].parse().unwrap(), &args[1]);
+    let smtp = Smtp::plain("127.0.0.1")
+        .port(port)
+        .timeout(Duration::from_secs(3600));
+    let (layer, guard) = tracing_email::EmailLayer::builder("poca")
+        .transport(smtp)
+        .state_file(state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .threshold(1, Level::WARN)
+        .send_deadline(Duration::from_secs(1))
+        .checkpoint_interval(None)
+        .build()
+        .unwrap();
+    let before = threads();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::warn!("feed failed");
+    });
+    println!("{}", guard.flush());
+    let flushed = Instant::now();
+    while threads() > before && flushed.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match threads() > before {
+        true => println!("gone never"),
+        false => println!("gone after {} ms", flushed.elapsed().as_millis()),
+    }
+    0
+}
+
+/// Issue 19, case 8: the socket of a send abandoned at the deadline waits
+/// no longer than the deadline (the SMTP timeout is cut to it), so its
+/// thread ends soon after, not an hour later.
+#[test]
+fn an_abandoned_send_ends_with_the_deadline() {
+    support::child::act_as_child_if_asked(one_send_to_a_mute_server);
+    // Connections wait in its backlog: connected, never a byte.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let output = support::child::command(
+        "an_abandoned_send_ends_with_the_deadline",
+        &[port.to_string(), state.to_str().unwrap().into()],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        support::child::outcome_line(&output).contains("send deadline"),
+        "{stdout}"
+    );
+    let gone = stdout
+        .lines()
+        .find_map(|l| l.split_once("gone "))
+        .map(|(_, g)| g);
+    let ms: u64 = gone
+        .and_then(|g| g.strip_prefix("after ")?.strip_suffix(" ms")?.parse().ok())
+        .unwrap_or_else(|| panic!("the send's thread outlived the deadline:\n{stdout}"));
+    // The socket times out 1 s after the send started, about when the
+    // deadline ended the flush (an hour later without the cut); room for a
+    // busy machine.
+    assert!(ms < 3000, "{stdout}");
+    assert_eq!(pending_in(&state).len(), 1);
 }

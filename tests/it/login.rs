@@ -469,7 +469,9 @@ mod commands {
             .success();
         assert!(!alive, "the command still runs");
 
-        // A send deadline shorter than the SMTP timeout still ends the flush.
+        // A send deadline shorter than the SMTP timeout still ends the flush:
+        // the timeout is cut to the deadline, so the command is stopped when
+        // the deadline passes (whichever of the two says so first).
         let late = config(
             &server,
             dir.path(),
@@ -478,7 +480,11 @@ mod commands {
         let started = Instant::now();
         let outcome = run(&late, "two");
         let took = started.elapsed();
-        assert!(error_of(&outcome).contains("send deadline"), "{outcome}");
+        let error = error_of(&outcome);
+        assert!(
+            error.contains("send deadline") || error.contains("did not finish within 1s"),
+            "{outcome}"
+        );
         assert!(took < Duration::from_secs(5), "{took:?}");
         assert_eq!(pending_in(&dir.path().join("state.json")).len(), 2);
     }

@@ -1,0 +1,140 @@
+//! Sending one email within a deadline: on a thread of its own, abandoned
+//! when the deadline passes, and never more than one abandoned send
+//! outstanding per destination (the next waits for it, then is skipped).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::capture::buffer::lock;
+use crate::capture::layer::SendingScope;
+use crate::error::{Error, ErrorKind, panicked};
+use crate::transport::{BoxError, Email, Transport};
+
+/// The send to one destination that a deadline abandoned and that may still
+/// be running (a server that never finishes answering holds its thread and
+/// socket until the SMTP timeout, or longer if it drips): it ends when the
+/// sender of its channel is dropped, with its thread.
+#[derive(Default)]
+pub(crate) struct Outstanding(Mutex<Option<mpsc::Receiver<()>>>);
+
+impl Outstanding {
+    /// Waits until `deadline` for the send abandoned earlier, if any.
+    /// Returns whether it is over (or there was none).
+    fn over_by(&self, deadline: Instant) -> bool {
+        let mut slot = lock(&self.0);
+        let Some(done) = slot.as_ref() else {
+            return true;
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match done.recv_timeout(remaining) {
+            Err(RecvTimeoutError::Timeout) => false,
+            // Nothing is ever sent on it: the sender is gone, the send over.
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                *slot = None;
+                true
+            }
+        }
+    }
+
+    /// Notes a send abandoned at its deadline, which ends when `done` does.
+    fn abandoned(&self, done: mpsc::Receiver<()>) {
+        *lock(&self.0) = Some(done);
+    }
+}
+
+/// Sends `email` on a thread of its own and waits for it until `deadline`:
+/// a server that answers slowly (lettre's timeout applies to each read, not
+/// to the whole exchange) or a transport that panics cannot hold the flush
+/// past it. An abandoned send may still complete; its records stay pending
+/// and may then be sent twice, never zero times. While a send abandoned
+/// earlier to the same destination (`outstanding`) still runs, this one
+/// waits for it until `deadline`, then is skipped: threads and sockets do
+/// not pile up behind a server that never answers.
+///
+/// `how` is the call: `Transport::send` for a digest,
+/// `Transport::send_with_reply` for a test email whose reply is shown.
+pub(crate) fn send_before<T: Send + 'static>(
+    transport: &Arc<dyn Transport>,
+    outstanding: &Outstanding,
+    email: Email,
+    deadline: Instant,
+    how: fn(&dyn Transport, &Email) -> Result<T, BoxError>,
+) -> Result<T, Error> {
+    if !outstanding.over_by(deadline) {
+        return Err(Error::new(
+            ErrorKind::Send,
+            "a send abandoned at the send deadline by an earlier flush is still running (the \
+             server has not finished answering), so this one was not started; the records are \
+             kept and a later flush tries again",
+        ));
+    }
+    let late = || {
+        Error::new(
+            ErrorKind::Send,
+            "the send did not finish before the send deadline; the records are kept and a later \
+             flush tries again",
+        )
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(late());
+    }
+    let (result, done) = spawn_send(transport, email, how)?;
+    let wrap = |e: BoxError| match e.downcast::<Error>() {
+        Ok(ours) => *ours,
+        Err(other) => Error::with_source(ErrorKind::Send, "could not send the digest", other),
+    };
+    match result.recv_timeout(remaining) {
+        Ok(Ok(result)) => result.map_err(wrap),
+        Ok(Err(panicked)) => Err(panicked),
+        Err(RecvTimeoutError::Timeout) => {
+            outstanding.abandoned(done);
+            Err(late())
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
+            ErrorKind::Send,
+            "the transport panicked while sending; the records are kept",
+        )),
+    }
+}
+
+/// What a send thread gives back: the transport's answer, or the error of
+/// its panic.
+type Answer<T> = Result<Result<T, BoxError>, Error>;
+
+/// Starts the thread that sends `email` with `how`. Returns where its
+/// answer comes, and a channel that disconnects when the thread ends.
+fn spawn_send<T: Send + 'static>(
+    transport: &Arc<dyn Transport>,
+    email: Email,
+    how: fn(&dyn Transport, &Email) -> Result<T, BoxError>,
+) -> Result<(mpsc::Receiver<Answer<T>>, mpsc::Receiver<()>), Error> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let (running, done) = mpsc::channel::<()>();
+    let worker = Arc::clone(transport);
+    std::thread::Builder::new()
+        .name("tracing-email-send".into())
+        .spawn(move || {
+            let _running = running;
+            let _sending = SendingScope::enter();
+            let result = catch_unwind(AssertUnwindSafe(|| how(&*worker, &email)));
+            let result = result.map_err(|payload| {
+                panicked(
+                    "the transport panicked while sending",
+                    payload,
+                    "the records are kept",
+                )
+            });
+            let _ = tx.send(result);
+        })
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Send,
+                "could not start a thread to send the digest",
+                e,
+            )
+        })?;
+    Ok((rx, done))
+}
