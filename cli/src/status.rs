@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
-use tracing_email::{AlertPost, Failure, FiringAlert, Snapshot, Verdict};
+use tracing_email::{AlertPost, Failure, Snapshot, Verdict};
 
 /// ANSI colours, or plain text.
 #[derive(Clone, Copy)]
@@ -204,7 +204,7 @@ fn write_alerts(out: &mut impl Write, s: &Snapshot, p: Paint) -> io::Result<()> 
     )?;
     for alert in &s.alerts {
         let colour = if alert.is_firing() { RED } else { YELLOW };
-        writeln!(out, "{:<12}   {}", "", p.paint(colour, &alert_row(alert)))?;
+        writeln!(out, "{:<12}   {}", "", p.paint(colour, &alert.to_string()))?;
     }
     if let Some(post) = &s.last_alert_post {
         let answer = post.to_string();
@@ -234,35 +234,6 @@ fn alert_count(s: &Snapshot) -> String {
         ));
     }
     text
-}
-
-/// One alert: its failure, severity, since, last accepted post, labels.
-fn alert_row(a: &FiringAlert) -> String {
-    let state = match a.resolved {
-        None => format!("firing since {}", utc(a.since)),
-        Some(at) => format!("over at {}, resolution not accepted yet", utc(at)),
-    };
-    let accepted = match (a.last_accepted, &a.last_post) {
-        (Some(at), Some(post)) if at == post.at => format!("accepted {}", utc(at)),
-        (Some(at), Some(post)) => format!(
-            "last accepted {}, not by the post of {}",
-            utc(at),
-            utc(post.at)
-        ),
-        (Some(at), None) => format!("accepted {}", utc(at)),
-        (None, _) => "accepted (when: not kept by the version that posted it)".to_owned(),
-    };
-    let labels: Vec<String> = a
-        .labels
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect();
-    let mut row = format!("{} ({}): {state}; {accepted}", a.failure, a.severity);
-    if !labels.is_empty() {
-        row.push_str(&format!("; {}", labels.join(", ")));
-    }
-    row
 }
 
 /// What else a person needs to know of a failure: its streak is over, or

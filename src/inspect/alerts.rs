@@ -133,33 +133,35 @@ impl FiringAlert {
     }
 }
 
-/// One line: `url "b.json" (warning): firing since …, 3 runs; last accepted
-/// …; alertname="poca", instance="node-1", team="media"`.
+/// One line: `url "b.json" (warning): firing since …; accepted …;
+/// alertname="poca", instance="node-1", team="media"`, or for one over,
+/// `over at …, resolution not accepted yet; last accepted …, not by the post
+/// of …; …`.
 impl fmt::Display for FiringAlert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.resolved {
-            None => format!("firing since {}", utc_time(self.since)),
-            Some(at) => format!(
-                "over at {}, the resolution not accepted yet (posted again at the next flush)",
-                utc_time(at)
-            ),
-        };
-        let accepted = self
-            .last_accepted
-            .map_or_else(|| "not known".to_owned(), utc_time);
-        let mut line = format!(
-            "{} ({}): {state}, {} run{}; last accepted {accepted}",
-            self.failure,
-            self.severity,
-            self.runs,
-            if self.runs == 1 { "" } else { "s" }
-        );
+        write!(f, "{} ({}): ", self.failure, self.severity)?;
+        match self.resolved {
+            None => write!(f, "firing since {}", utc_time(self.since))?,
+            Some(at) => write!(f, "over at {}, resolution not accepted yet", utc_time(at))?,
+        }
+        let post = self.last_post.as_ref().map(|p| p.at);
+        match self.last_accepted {
+            Some(at) if post.is_none_or(|post| post == at) => {
+                write!(f, "; accepted {}", utc_time(at))?
+            }
+            Some(at) => write!(
+                f,
+                "; last accepted {}, not by the post of {}",
+                utc_time(at),
+                post.map(utc_time).unwrap_or_default()
+            )?,
+            None => f.write_str("; accepted (when: not kept by the version that posted it)")?,
+        }
         let labels = other_labels(&self.labels);
         if !labels.is_empty() {
-            line.push_str("; ");
-            line.push_str(&labels);
+            write!(f, "; {labels}")?;
         }
-        f.write_str(&line)
+        Ok(())
     }
 }
 
