@@ -438,6 +438,17 @@ fn status_and_show_json_show_the_alerts_firing_and_the_last_posts_answer() {
     assert!(b["since"].as_str().unwrap().starts_with("20"), "{b}");
     // Alertmanager took the records (its only destination): none pending.
     assert_eq!(out.lines().count(), 3, "{out}");
+    // --level error leaves out the warnings' alerts, not the post.
+    let out = stdout(&tool(&[
+        "show",
+        "--json",
+        "--level",
+        "error",
+        "--state-file",
+        s(&state),
+    ]));
+    assert!(json_lines(&out, "alert").is_empty(), "{out}");
+    assert_eq!(json_lines(&out, "alert_post").len(), 1, "{out}");
 
     // Alertmanager fails the next post: b.json fires still (its last
     // accepted post is the first), c.json is over but not resolved there.
