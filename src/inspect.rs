@@ -17,6 +17,9 @@ use crate::settings::PolicyConfig;
 use crate::store::file::StateStore;
 use crate::store::state::State;
 
+mod alerts;
+pub use alerts::{AlertPost, FiringAlert};
+
 /// A state file, opened to look into it (and, on request, to empty it).
 ///
 /// ```
@@ -39,8 +42,9 @@ pub struct StateFile {
 ///
 /// Its `Display` is a small table a person reads at a glance: the pending
 /// records, each failure with its streak, when it was reported and until
-/// when it is quiet, and (for a snapshot taken with a policy) what the
-/// policy waits for.
+/// when it is quiet, the alerts Alertmanager holds as firing and the last
+/// post's answer, and (for a snapshot taken with a policy) what the policy
+/// waits for.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -85,6 +89,13 @@ pub struct Snapshot {
     /// snapshot taken with a policy ([`StateFile::snapshot_with`] or
     /// [`FlushGuard::snapshot`](crate::FlushGuard::snapshot)).
     pub verdict: Option<Verdict>,
+    /// The alerts Alertmanager holds as firing for this program (posted
+    /// and accepted, not resolved since, or resolved while the resolution
+    /// is not accepted yet), the failures still lasting first. Empty
+    /// without [`Builder::alerts`](crate::Builder::alerts).
+    pub alerts: Vec<FiringAlert>,
+    /// The last post to Alertmanager and its answer.
+    pub last_alert_post: Option<AlertPost>,
     history: crate::store::history::History,
 }
 
@@ -341,6 +352,7 @@ impl StateFile {
             .collect();
         failures
             .sort_by(|a, b| (b.last_run, b.runs, &a.label).cmp(&(a.last_run, a.runs, &b.label)));
+        let (alerts, last_alert_post) = alerts::of(&state);
         Ok(Snapshot {
             path: self.path().to_path_buf(),
             exists: exists || !state.pending.is_empty() || state.history.runs > 0,
@@ -353,6 +365,8 @@ impl StateFile {
             failures,
             unflushed: 0,
             verdict: None,
+            alerts,
+            last_alert_post,
             history: state.history,
         })
     }
@@ -583,6 +597,7 @@ impl fmt::Display for Snapshot {
             let head = if i == 0 { "failures" } else { "" };
             writeln!(f, "{head:<13}{}", failure.describe(self.runs))?;
         }
+        alerts::write_rows(f, &self.alerts, self.last_alert_post.as_ref())?;
         writeln!(f, "last sent    {}", when(self.last_sent))?;
         writeln!(
             f,
@@ -666,6 +681,7 @@ mod tests {
             last_error: Some("the server rejected the login (535)".into()),
             history: Default::default(),
             alerts: Default::default(),
+            alert_post: None,
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file)
@@ -746,6 +762,7 @@ mod tests {
             last_error: None,
             history,
             alerts: Default::default(),
+            alert_post: None,
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file, hour(5))

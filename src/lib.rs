@@ -130,7 +130,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind};
 pub use flush::outcome::Outcome;
 pub use guard::FlushGuard;
-pub use inspect::{Cleared, Failure, Snapshot, StateFile, Verdict};
+pub use inspect::{AlertPost, Cleared, Failure, FiringAlert, Snapshot, StateFile, Verdict};
 pub use policy::WaitingFor;
 pub use settings::{EmailConfig, PolicyConfig};
 pub use store::file::STATE_FILE_NAME;

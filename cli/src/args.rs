@@ -71,14 +71,16 @@ const CLEARING: &str = "Clearing";
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// What waits (counts by level, oldest, newest), the failures with their
-    /// streaks, the last email and error, and what the policy would do now.
+    /// streaks, the alerts firing, the last email and error, and what the
+    /// policy would do now.
     Status {
         #[command(flatten)]
         rules: Rules,
     },
     /// The pending records, oldest first: as text, or one JSON object per line.
     Show {
-        /// One JSON object per line (for jq), as the state file holds it.
+        /// One JSON object per line (for jq), as the state file holds it;
+        /// then an {"alert": …} line per alert firing and {"alert_post": …}.
         #[arg(long, help_heading = OUTPUT)]
         json: bool,
         /// Only records at this level or more severe.

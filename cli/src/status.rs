@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
-use tracing_email::{Failure, Snapshot, Verdict};
+use tracing_email::{AlertPost, Failure, Snapshot, Verdict};
 
 /// ANSI colours, or plain text.
 #[derive(Clone, Copy)]
@@ -121,6 +121,7 @@ pub(crate) fn write_status(
         )?;
     }
     write_failures(out, s, p)?;
+    write_alerts(out, s, p)?;
     let last_sent = s.last_sent.map_or_else(|| "never".to_owned(), utc);
     writeln!(out, "{} {last_sent}", p.label("last sent"))?;
     match &s.last_error {
@@ -189,6 +190,52 @@ fn write_failures(out: &mut impl Write, s: &Snapshot, p: Paint) -> io::Result<()
     Ok(())
 }
 
+/// The alerts Alertmanager holds as firing, one row each, and the last
+/// post's answer; nothing for a program that never posted.
+fn write_alerts(out: &mut impl Write, s: &Snapshot, p: Paint) -> io::Result<()> {
+    if s.alerts.is_empty() && s.last_alert_post.is_none() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} Alertmanager: {}",
+        p.label("alerts"),
+        alert_count(s)
+    )?;
+    for alert in &s.alerts {
+        let colour = if alert.is_firing() { RED } else { YELLOW };
+        writeln!(out, "{:<12}   {}", "", p.paint(colour, &alert.to_string()))?;
+    }
+    if let Some(post) = &s.last_alert_post {
+        let answer = post.to_string();
+        let answer = if post.is_accepted() {
+            answer
+        } else {
+            p.paint(RED, &answer)
+        };
+        writeln!(out, "{:<12}   last post: {}, {answer}", "", utc(post.at))?;
+    }
+    Ok(())
+}
+
+/// `2 alerts firing`, `none firing, 1 resolution not accepted yet`.
+fn alert_count(s: &Snapshot) -> String {
+    let firing = s.alerts.iter().filter(|a| a.is_firing()).count();
+    let over = s.alerts.len() - firing;
+    let mut text = match firing {
+        0 => "none firing".to_owned(),
+        1 => "1 alert firing".to_owned(),
+        n => format!("{n} alerts firing"),
+    };
+    if over > 0 {
+        text.push_str(&format!(
+            ", {} not accepted yet",
+            plural(over, "resolution")
+        ));
+    }
+    text
+}
+
 /// What else a person needs to know of a failure: its streak is over, or
 /// the policy keeps it quiet.
 fn note(f: &Failure, last_run: u64, p: Paint) -> String {
@@ -246,5 +293,61 @@ pub(crate) fn write_records(
             writeln!(out, "    {context}")?;
         }
     }
+    if json {
+        write_alert_lines(out, s, level)?;
+    }
     Ok(())
+}
+
+/// `show --json`'s last lines: one `{"alert": …}` per alert Alertmanager
+/// holds as firing (at `level` or above), then `{"alert_post": …}`.
+fn write_alert_lines(out: &mut impl Write, s: &Snapshot, level: Option<Level>) -> io::Result<()> {
+    let shown = s.alerts.iter().filter(|a| {
+        let at = if a.severity == "error" {
+            Level::ERROR
+        } else {
+            Level::WARN
+        };
+        level.is_none_or(|l| at <= l)
+    });
+    for a in shown {
+        let alert = serde_json::json!({ "alert": {
+            "failure": a.failure,
+            "severity": a.severity,
+            "status": if a.is_firing() { "firing" } else { "resolved, not accepted yet" },
+            "labels": a.labels,
+            "since": rfc3339(Some(a.since)),
+            "runs": a.runs,
+            "resolved": rfc3339(a.resolved),
+            "last_accepted": rfc3339(a.last_accepted),
+        }});
+        serde_json::to_writer(&mut *out, &alert)?;
+        writeln!(out)?;
+    }
+    if let Some(post) = &s.last_alert_post {
+        let line = serde_json::json!({ "alert_post": post_json(post) });
+        serde_json::to_writer(&mut *out, &line)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn post_json(post: &AlertPost) -> serde_json::Value {
+    serde_json::json!({
+        "at": rfc3339(Some(post.at)),
+        "firing": post.firing,
+        "resolved": post.resolved,
+        "accepted": post.accepted,
+        "of": post.of,
+        "error": post.error,
+        "outcome": post.to_string(),
+    })
+}
+
+/// A time as the state file writes it, or `null`.
+fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
 }

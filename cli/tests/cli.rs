@@ -10,6 +10,10 @@ mod smtp;
 #[path = "../../tests/it/support/leaks.rs"]
 mod leaks;
 
+#[allow(dead_code)]
+#[path = "../../tests/it/support/fake_alertmanager.rs"]
+mod fake_alertmanager;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -342,6 +346,159 @@ fn show_prints_the_records_as_text_or_json_lines_for_jq() {
     assert_exit(&o, 0);
     assert_eq!(stdout(&o), "");
     assert!(stderr(&o).contains("no state file at"), "{}", stderr(&o));
+}
+
+/// One run of a program whose only destination is Alertmanager at `url`,
+/// on host `node-1`: a warning about each of `feeds`, then the flush.
+fn alerting_run(dir: &Path, url: &str, feeds: &[&str]) -> Outcome {
+    let program = EmailLayer::builder("nightly-fetch")
+        .state_file(dir.join("state.json"))
+        .host("node-1")
+        .immediately_at(tracing::Level::WARN)
+        .fingerprint_fields(["feed"])
+        .checkpoint_interval(None)
+        .alerts(tracing_email::Alertmanager::new([url]).label("team", "media"));
+    let (layer, guard) = program.build().unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for feed in feeds {
+            tracing::warn!(feed, "fetch failed");
+        }
+        guard.flush()
+    })
+}
+
+/// `show --json`'s lines that hold `key` (`alert`, `alert_post`).
+fn json_lines(out: &str, key: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("one JSON object per line"))
+        .filter_map(|v| v.get(key).cloned())
+        .collect()
+}
+
+#[test]
+fn status_and_show_json_show_the_alerts_firing_and_the_last_posts_answer() {
+    let am = fake_alertmanager::FakeAlertmanager::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let outcome = alerting_run(dir.path(), &am.url(), &["b.json", "c.json"]);
+    assert!(
+        outcome
+            .to_string()
+            .starts_with("Alertmanager accepted 2 firing"),
+        "{outcome}"
+    );
+
+    let o = tool(&["status", "--state-file", s(&state)]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "alerts       Alertmanager: 2 alerts firing")
+        .unwrap_or_else(|| panic!("{out}"));
+    for (row, feed) in lines[at + 1..at + 3].iter().zip(["b.json", "c.json"]) {
+        assert!(
+            row.starts_with(&format!(
+                r#"               feed "{feed}" (warning): firing since "#
+            )),
+            "{out}"
+        );
+        assert!(
+            row.contains("; accepted ")
+                && row.ends_with(r#"; alertname="nightly-fetch", instance="node-1", team="media""#),
+            "{out}"
+        );
+    }
+    assert!(
+        lines[at + 3].starts_with("               last post: ")
+            && lines[at + 3]
+                .ends_with(" UTC, accepted by 1 of 1 Alertmanager (2 firing, 0 resolved)"),
+        "{out}"
+    );
+
+    let o = tool(&["show", "--json", "--state-file", s(&state)]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    let alerts = json_lines(&out, "alert");
+    assert_eq!(alerts.len(), 2, "{out}");
+    let b = &alerts[0];
+    assert_eq!(b["failure"], r#"feed "b.json""#);
+    assert_eq!(
+        (&b["status"], &b["severity"]),
+        (&"firing".into(), &"warning".into())
+    );
+    assert_eq!(b["labels"]["instance"], "node-1");
+    assert_eq!(b["labels"]["team"], "media");
+    let post = &json_lines(&out, "alert_post")[0];
+    assert_eq!(
+        (&post["accepted"], &post["of"], &post["firing"]),
+        (&1.into(), &1.into(), &2.into())
+    );
+    assert_eq!(b["last_accepted"], post["at"]);
+    assert!(b["since"].as_str().unwrap().starts_with("20"), "{b}");
+    // Alertmanager took the records (its only destination): none pending.
+    assert_eq!(out.lines().count(), 3, "{out}");
+    // --level error leaves out the warnings' alerts, not the post.
+    let out = stdout(&tool(&[
+        "show",
+        "--json",
+        "--level",
+        "error",
+        "--state-file",
+        s(&state),
+    ]));
+    assert!(json_lines(&out, "alert").is_empty(), "{out}");
+    assert_eq!(json_lines(&out, "alert_post").len(), 1, "{out}");
+
+    // Alertmanager fails the next post: b.json fires still (its last
+    // accepted post is the first), c.json is over but not resolved there.
+    am.answer(503, "overloaded");
+    assert!(alerting_run(dir.path(), &am.url(), &["b.json"]).is_failed());
+    let out = stdout(&tool(&["status", "--state-file", s(&state)]));
+    assert!(
+        out.contains("alerts       Alertmanager: 1 alert firing, 1 resolution not accepted yet\n"),
+        "{out}"
+    );
+    let row = |feed: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!(r#"               feed "{feed}""#)))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned()
+    };
+    assert!(row("b.json").contains("firing since") && row("b.json").contains("; last accepted "));
+    assert!(row("b.json").contains(", not by the post of "), "{out}");
+    assert!(row("c.json").contains("over at "), "{out}");
+    assert!(
+        out.contains(&format!(
+            "not accepted (1 firing, 1 resolved): no Alertmanager accepted the alerts ({}: HTTP \
+             503, replying \"overloaded\")",
+            am.url()
+        )),
+        "{out}"
+    );
+    am.answer(200, "");
+
+    // A run without them posts c.json's resolution and b.json's kept
+    // record; the next resolves b.json: no longer shown firing.
+    assert!(alerting_run(dir.path(), &am.url(), &[]).is_alerted());
+    let out = stdout(&tool(&["status", "--state-file", s(&state)]));
+    assert!(out.contains("Alertmanager: 1 alert firing\n"), "{out}");
+    assert!(out.contains("(1 firing, 1 resolved)"), "{out}");
+    assert!(alerting_run(dir.path(), &am.url(), &[]).is_alerted());
+    let out = stdout(&tool(&["status", "--state-file", s(&state)]));
+    assert!(
+        out.contains("alerts       Alertmanager: none firing\n"),
+        "{out}"
+    );
+    assert!(!out.contains("firing since"), "{out}");
+    assert!(
+        out.contains("accepted by 1 of 1 Alertmanager (0 firing, 1 resolved)"),
+        "{out}"
+    );
+    let out = stdout(&tool(&["show", "--json", "--state-file", s(&state)]));
+    assert!(json_lines(&out, "alert").is_empty(), "{out}");
+    assert_eq!(json_lines(&out, "alert_post")[0]["resolved"], 1, "{out}");
+    assert_eq!(am.requests(), 4);
 }
 
 /// A URL for the mock server, logging in as USER.

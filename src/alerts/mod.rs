@@ -19,7 +19,7 @@ use crate::capture::record::{Record, severity};
 use crate::error::{Error, ErrorKind};
 use crate::redact::Redactor;
 use crate::store::history::fingerprint_of;
-use crate::store::state::{Posted, State};
+use crate::store::state::{AlertPost, Posted, State};
 
 /// The path posted to, after each Alertmanager's base URL.
 pub(crate) const PATH: &str = "/api/v2/alerts";
@@ -27,6 +27,10 @@ pub(crate) const PATH: &str = "/api/v2/alerts";
 /// accepted): beyond it the oldest resolutions are given up.
 pub(crate) const MAX_ALERTS: usize = 1000;
 use crate::settings::{MAX_ALERTMANAGER_TIMEOUT as MAX_TIMEOUT, MAX_RESOLVE_WINDOW};
+
+/// Most bytes of a failed post's error kept in the state file (each
+/// Alertmanager's reply in it is bounded already).
+const MAX_ANSWER: usize = 2 * crate::redact::MAX_QUOTED;
 
 /// Labels this crate sets on every alert; the user's may not replace them.
 const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
@@ -565,7 +569,7 @@ impl Poster {
                     .recent_runs(key, crate::store::history::STRIP_RUNS)
                     .unwrap_or_default(),
             };
-            alerts.push(self.identity.firing(&failure, now, window));
+            let alert = self.identity.firing(&failure, now, window);
             posted.insert(
                 key.clone(),
                 Posted {
@@ -574,13 +578,18 @@ impl Poster {
                     since,
                     runs: s.runs,
                     resolved: None,
+                    labels: alert.labels.clone(),
+                    accepted: Some(now),
                 },
             );
+            alerts.push(alert);
         }
         let body = serde_json::to_vec(&alerts).map_err(|e| {
             Error::with_source(ErrorKind::Alertmanager, "could not encode the alerts", e)
         })?;
-        match self.client.post(&body, deadline) {
+        let answer = self.client.post(&body, deadline);
+        state.alert_post = Some(self.answer(&answer, now, firing.len(), over.len()));
+        match answer {
             Ok(_) => {
                 for (key, _) in &over {
                     state.alerts.remove(key);
@@ -602,6 +611,39 @@ impl Poster {
                 bound(&mut state.alerts);
                 Err(error)
             }
+        }
+    }
+}
+
+impl Poster {
+    /// The post at `now` of `firing` and `resolved` alerts, and its answer
+    /// as the state keeps it: the error's text passes the redactor once
+    /// more, and is bounded.
+    fn answer(
+        &self,
+        answer: &Result<usize, Error>,
+        now: OffsetDateTime,
+        firing: usize,
+        resolved: usize,
+    ) -> AlertPost {
+        let (accepted, error) = match answer {
+            Ok(n) => (*n, None),
+            Err(e) => (
+                0,
+                Some(
+                    self.client
+                        .redactor
+                        .quote(e.to_string().as_bytes(), MAX_ANSWER, false),
+                ),
+            ),
+        };
+        AlertPost {
+            at: now,
+            firing,
+            resolved,
+            accepted,
+            of: self.client.endpoints.len(),
+            error,
         }
     }
 }

@@ -143,6 +143,8 @@ fn posted(runs: u64, resolved: Option<OffsetDateTime>) -> Posted {
         since: OffsetDateTime::UNIX_EPOCH,
         runs,
         resolved,
+        labels: BTreeMap::new(),
+        accepted: None,
     }
 }
 
@@ -173,4 +175,53 @@ fn a_state_file_without_alerts_loads_and_one_with_them_round_trips() {
     let text = serde_json::to_string(&state).unwrap();
     let back: State = serde_json::from_str(&text).unwrap();
     assert_eq!(back.alerts, state.alerts);
+}
+
+#[test]
+fn a_state_file_of_an_older_version_loads_its_alerts_without_labels_or_last_post() {
+    let old = r#"{"version":2,"alerts":{"k":{"failure":"f","severity":"error",
+        "since":"2026-11-22T07:00:00Z","runs":2,"resolved":null}}}"#;
+    let state: State = serde_json::from_str(old).unwrap();
+    let alert = &state.alerts["k"];
+    assert_eq!(
+        (alert.runs, alert.labels.len(), alert.accepted),
+        (2, 0, None)
+    );
+    assert_eq!(state.alert_post, None);
+    let mut state = state;
+    state.alert_post = Some(AlertPost {
+        at: OffsetDateTime::UNIX_EPOCH,
+        firing: 1,
+        resolved: 0,
+        accepted: 0,
+        of: 2,
+        error: Some("refused".into()),
+    });
+    let back: State = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    assert_eq!(back.alert_post, state.alert_post);
+}
+
+#[test]
+fn a_failed_posts_answer_is_kept_without_the_token_and_bounded() {
+    let poster = check(
+        Alertmanager::new(["http://127.0.0.1:9", "http://127.0.0.1:10"])
+            .bearer_token("s3cr3t-t0k3n"),
+    )
+    .unwrap();
+    let now = OffsetDateTime::UNIX_EPOCH;
+    let echoed = format!(
+        "no Alertmanager accepted the alerts (HTTP 401, replying \"Bearer s3cr3t-t0k3n\nbad\"{})",
+        "x".repeat(3000)
+    );
+    let post = poster.answer(&Err(Error::new(ErrorKind::Alertmanager, echoed)), now, 2, 1);
+    let error = post.error.unwrap();
+    assert!(!error.contains("s3cr3t"), "{error}");
+    assert!(error.contains("Bearer ***"), "{error}");
+    assert!(!error.contains('\n') && error.len() <= MAX_ANSWER + '…'.len_utf8());
+    assert_eq!(
+        (post.firing, post.resolved, post.accepted, post.of),
+        (2, 1, 0, 2)
+    );
+    let post = poster.answer(&Ok(1), now, 1, 0);
+    assert_eq!((post.accepted, post.of, post.error), (1, 2, None));
 }

@@ -511,7 +511,7 @@ impl Flusher {
         };
         let level = self.policy.level();
         let fields = &self.policy.fingerprint_fields;
-        let before = state.alerts.clone();
+        let before = (state.alerts.clone(), state.alert_post.clone());
         // Alone, Alertmanager reports what an email would: every failure
         // among the records the policy sends.
         let send = match (&self.transport, decision) {
@@ -552,7 +552,8 @@ impl Flusher {
                 state.dropped = 0;
             }
         }
-        if state.alerts != before || removed > 0 {
+        // The post's answer changes at every post: saved with it.
+        if state.alerts != before.0 || state.alert_post != before.1 || removed > 0 {
             match self.store.save(state_lock, state) {
                 Ok(stamp) => {
                     state.generation = stamp.generation;

@@ -181,6 +181,8 @@ struct SnapshotOut<'a> {
     history: &'a crate::store::history::History,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     alerts: &'a std::collections::BTreeMap<String, crate::store::state::Posted>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_post: &'a Option<crate::store::state::AlertPost>,
 }
 
 /// Holds the exclusive lock on the state until dropped.
@@ -555,6 +557,7 @@ impl StateStore {
             last_error: &state.last_error,
             history: &state.history,
             alerts: &state.alerts,
+            alert_post: &state.alert_post,
         };
         write_atomic(&lock.target, &out)?;
         let journal = journal_path(&lock.target);
@@ -923,6 +926,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     state.last_error = take(&mut map, "last_error");
     state.history = take(&mut map, "history").unwrap_or_default();
     state.alerts = take(&mut map, "alerts").unwrap_or_default();
+    state.alert_post = take(&mut map, "alert_post");
     Some((state, lost))
 }
 

@@ -38,6 +38,10 @@ pub(crate) struct State {
     /// written without Alertmanager (and from older ones).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) alerts: std::collections::BTreeMap<String, Posted>,
+    /// The last post to Alertmanager and its answer. Absent from files
+    /// written without Alertmanager (and from older ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) alert_post: Option<AlertPost>,
 }
 
 /// One alert posted to Alertmanager as firing: what identifies it there
@@ -59,6 +63,39 @@ pub(crate) struct Posted {
     /// resolution (a failed post): the next flush posts it again.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub(crate) resolved: Option<OffsetDateTime>,
+    /// Its labels as last posted firing (`alertname`, `failure`,
+    /// `severity`, `instance` and the user's): what finds it in
+    /// Alertmanager. Empty in files written before they were kept.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    /// When Alertmanager last accepted it as firing (its `endsAt` counts
+    /// from then). `None` in files written before it was kept.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) accepted: Option<OffsetDateTime>,
+}
+
+/// One post to Alertmanager (every post carries every alert the state
+/// keeps, firing or resolved) and its answer. The error is the redacted
+/// text of the crate's error: no secret is kept here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AlertPost {
+    #[serde(with = "time::serde::rfc3339")]
+    pub(crate) at: OffsetDateTime,
+    /// Firing alerts in it.
+    pub(crate) firing: usize,
+    /// Resolved alerts in it.
+    pub(crate) resolved: usize,
+    /// Alertmanagers that accepted it (0: the post failed).
+    pub(crate) accepted: usize,
+    /// Alertmanagers it went to.
+    pub(crate) of: usize,
+    /// Why none accepted it, when none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }
 
 impl State {

@@ -143,3 +143,148 @@ fn snapshots_with_a_policy_say_what_it_waits_for_and_what_is_not_flushed_yet() {
         "{text}"
     );
 }
+
+/// One run of a program whose only destination is Alertmanager at `url`:
+/// a warning about each of `feeds`, then the guard's flush.
+#[cfg(feature = "alertmanager")]
+fn alerting_run(state: &Path, url: &str, feeds: &[&str]) -> Outcome {
+    let (layer, guard) = EmailLayer::builder("poca")
+        .state_file(state)
+        .host("node-1")
+        .immediately_at(Level::WARN)
+        .fingerprint_fields(["feed"])
+        .checkpoint_interval(None)
+        .send_deadline(Duration::from_secs(5))
+        .alerts(
+            tracing_email::Alertmanager::new([url])
+                .label("team", "media")
+                .bearer_token("tok-SECRET-123")
+                .timeout(Duration::from_secs(2)),
+        )
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for feed in feeds {
+            tracing::warn!(feed, "feed failed");
+        }
+        guard.flush()
+    })
+}
+
+#[cfg(feature = "alertmanager")]
+#[test]
+fn a_snapshot_shows_the_alerts_alertmanager_holds_and_the_last_posts_answer() {
+    use crate::support::fake_alertmanager::FakeAlertmanager;
+    let am = FakeAlertmanager::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let snapshot = || StateFile::open(&state).snapshot().unwrap();
+
+    // Two failures posted and accepted: both firing, with their labels.
+    assert!(alerting_run(&state, &am.url(), &["A", "B"]).is_alerted());
+    let s = snapshot();
+    let post = s.last_alert_post.clone().expect("the post is kept");
+    assert_eq!(
+        (post.firing, post.resolved, post.accepted, post.of),
+        (2, 0, 1, 1)
+    );
+    assert!(post.is_accepted() && post.error.is_none());
+    let failures: Vec<&str> = s.alerts.iter().map(|a| a.failure.as_str()).collect();
+    assert_eq!(failures, [r#"feed "A""#, r#"feed "B""#]);
+    let a = &s.alerts[0];
+    assert!(a.is_firing() && a.severity == "warning");
+    assert_eq!(a.last_accepted, Some(post.at));
+    assert!(a.since <= post.at);
+    let labels: Vec<(&str, &str)> = a
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("alertname", "poca"),
+            ("failure", r#"feed "A""#),
+            ("instance", "node-1"),
+            ("severity", "warning"),
+            ("team", "media")
+        ]
+    );
+    let text = s.to_string();
+    assert!(
+        text.contains("alerts       Alertmanager: 2 alerts firing\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"feed "A" (warning): firing since "#)
+            && text.contains(r#"alertname="poca", instance="node-1", team="media""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("last post: ")
+            && text.contains("accepted by 1 of 1 Alertmanager (2 firing, 0 resolved)"),
+        "{text}"
+    );
+
+    // B is over but Alertmanager refuses the post, echoing the token: B is
+    // resolved but still firing there, A keeps its last accepted post, and
+    // the answer is kept without the token.
+    am.answer(401, "bad token tok-SECRET-123");
+    assert!(alerting_run(&state, &am.url(), &["A"]).is_failed());
+    let s = snapshot();
+    let failed = s.last_alert_post.clone().unwrap();
+    assert!(!failed.is_accepted() && failed.at > post.at);
+    let error = failed.error.clone().unwrap();
+    assert!(
+        error.contains(r#"HTTP 401, replying "bad token ***""#),
+        "{error}"
+    );
+    assert!(!format!("{s:?}{s}").contains("SECRET"), "{s}");
+    assert!(!std::fs::read_to_string(&state).unwrap().contains("SECRET"));
+    let (a, b) = (&s.alerts[0], &s.alerts[1]);
+    assert!(a.is_firing() && a.last_accepted == Some(post.at));
+    assert!(!b.is_firing() && b.resolved == Some(failed.at));
+    let text = s.to_string();
+    assert!(
+        text.contains("Alertmanager: 1 alert firing, 1 resolution not accepted yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not accepted (1 firing, 1 resolved): "),
+        "{text}"
+    );
+
+    // Accepted again: B's resolution leaves, A is re-posted.
+    am.answer(200, "");
+    assert!(alerting_run(&state, &am.url(), &["A"]).is_alerted());
+    let s = snapshot();
+    let failures: Vec<&str> = s.alerts.iter().map(|a| a.failure.as_str()).collect();
+    assert_eq!(failures, [r#"feed "A""#]);
+    let last = s.last_alert_post.clone().unwrap();
+    assert_eq!((last.firing, last.resolved, last.accepted), (1, 1, 1));
+    assert_eq!(s.alerts[0].last_accepted, Some(last.at));
+
+    // A run without A resolves it: no alert is shown firing any more.
+    assert!(alerting_run(&state, &am.url(), &[]).is_alerted());
+    let s = snapshot();
+    assert!(s.alerts.is_empty());
+    let text = s.to_string();
+    assert!(
+        text.contains("alerts       Alertmanager: none firing\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("accepted by 1 of 1 Alertmanager (0 firing, 1 resolved)"),
+        "{text}"
+    );
+    assert_eq!(am.requests(), 4);
+}
+
+#[test]
+fn a_program_without_alertmanager_shows_no_alert_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = quiet_streak(dir.path());
+    let s = StateFile::open(&state).snapshot().unwrap();
+    assert!(s.alerts.is_empty() && s.last_alert_post.is_none());
+    assert!(!s.to_string().contains("alerts "), "{s}");
+}

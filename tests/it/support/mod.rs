@@ -1,11 +1,14 @@
 //! What the integration tests share: the mock SMTP server (`smtp`, whose
 //! types are re-exported here), a transport that records what it is given
 //! (`recorder`), the SMTP setup of a test program (`setup`), the child
-//! processes (`child`) and the search for a secret's forms (`leaks`).
+//! processes (`child`), the search for a secret's forms (`leaks`) and a
+//! fake Alertmanager (`fake_alertmanager`).
 
 #[cfg(feature = "alertmanager")]
 pub mod alertmanager;
 pub mod child;
+#[cfg(feature = "alertmanager")]
+pub mod fake_alertmanager;
 #[cfg(any(feature = "smtp", feature = "alertmanager"))]
 pub mod leaks;
 pub mod recorder;

@@ -1,0 +1,251 @@
+//! What a state file says of Alertmanager: the alerts it holds as firing
+//! (or whose resolution is not accepted yet) and the last post with its
+//! answer, read-only, as [`Snapshot`](crate::Snapshot) shows them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use crate::capture::record::utc_time;
+use crate::store::state::State;
+
+/// An alert that Alertmanager holds as firing for this program, as the
+/// state file keeps it: posted firing and accepted, and not resolved since
+/// (or resolved, while Alertmanager has not accepted the resolution yet).
+/// Read-only; [`Snapshot::alerts`](crate::Snapshot::alerts) lists them.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// for alert in &snapshot.alerts {
+///     match alert.resolved {
+///         None => println!("{} ({}) firing since {}", alert.failure, alert.severity, alert.since),
+///         Some(at) => println!("{} over at {at}, resolution not accepted yet", alert.failure),
+///     }
+///     println!("  labels {:?}, last accepted {:?}", alert.labels, alert.last_accepted);
+/// }
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FiringAlert {
+    /// The failure's label, its `failure` label in Alertmanager, e.g.
+    /// `feed "Radio Café"`.
+    pub failure: String,
+    /// `error` or `warning`, its `severity` label.
+    pub severity: String,
+    /// Its labels as last posted (`alertname`, `failure`, `severity`,
+    /// `instance` and the ones given to
+    /// [`Alertmanager::label`](crate::Alertmanager::label)): what finds it
+    /// in Alertmanager (`amtool alert query failure=…`). Empty for an alert
+    /// kept by a version that did not keep them.
+    pub labels: BTreeMap<String, String>,
+    /// Its `startsAt`: when the failure was first seen.
+    pub since: OffsetDateTime,
+    /// Consecutive runs that saw it when it was last posted.
+    pub runs: u64,
+    /// When the failure was over, if it is: Alertmanager has not accepted
+    /// the resolution yet, and the next flush posts it again. `None`: firing.
+    pub resolved: Option<OffsetDateTime>,
+    /// When Alertmanager last accepted it as firing (its `endsAt` counts
+    /// from then); `None` for an alert kept by a version that did not say.
+    pub last_accepted: Option<OffsetDateTime>,
+    /// The last post, which carried it (every post carries every alert
+    /// the state file keeps), with its answer.
+    pub last_post: Option<AlertPost>,
+}
+
+/// One post to Alertmanager and its answer: when, how many alerts it
+/// carried, and how many Alertmanagers accepted it, or why none did (the
+/// error's text, with every secret hidden). Its `Display` is one line.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// if let Some(post) = &snapshot.last_alert_post {
+///     println!("last post: {}, {post}", post.at);  // "accepted by 1 of 1 Alertmanager (…)"
+///     if !post.is_accepted() {
+///         eprintln!("Alertmanager did not take the alerts: {:?}", post.error);
+///     }
+/// }
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlertPost {
+    /// When it was posted.
+    pub at: OffsetDateTime,
+    /// Firing alerts it carried.
+    pub firing: usize,
+    /// Resolved alerts it carried.
+    pub resolved: usize,
+    /// Alertmanagers that accepted it (0: the post failed; the next flush
+    /// posts again).
+    pub accepted: usize,
+    /// Alertmanagers it went to.
+    pub of: usize,
+    /// Why none accepted it, when none did.
+    pub error: Option<String>,
+}
+
+impl AlertPost {
+    /// Whether at least one Alertmanager accepted it.
+    ///
+    /// ```
+    /// # fn f(post: &tracing_email::AlertPost) {
+    /// if post.is_accepted() { println!("delivered to {} of {}", post.accepted, post.of) }
+    /// # }
+    /// ```
+    pub fn is_accepted(&self) -> bool {
+        self.accepted > 0
+    }
+}
+
+impl fmt::Display for AlertPost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let carried = format!("{} firing, {} resolved", self.firing, self.resolved);
+        let s = if self.of == 1 { "" } else { "s" };
+        match &self.error {
+            None => write!(
+                f,
+                "accepted by {} of {} Alertmanager{s} ({carried})",
+                self.accepted, self.of
+            ),
+            Some(error) => write!(f, "not accepted ({carried}): {error}"),
+        }
+    }
+}
+
+impl FiringAlert {
+    /// Whether the failure still lasts (`resolved` is `None`). One that is
+    /// over stays firing in Alertmanager until it accepts the resolution
+    /// (or the alert's `endsAt` passes).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+    /// let firing = snapshot.alerts.iter().filter(|a| a.is_firing()).count();
+    /// # Ok::<(), tracing_email::Error>(())
+    /// ```
+    pub fn is_firing(&self) -> bool {
+        self.resolved.is_none()
+    }
+}
+
+/// One line: `url "b.json" (warning): firing since …; accepted …;
+/// alertname="poca", instance="node-1", team="media"`, or for one over,
+/// `over at …, resolution not accepted yet; last accepted …, not by the post
+/// of …; …`.
+impl fmt::Display for FiringAlert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): ", self.failure, self.severity)?;
+        match self.resolved {
+            None => write!(f, "firing since {}", utc_time(self.since))?,
+            Some(at) => write!(f, "over at {}, resolution not accepted yet", utc_time(at))?,
+        }
+        let post = self.last_post.as_ref().map(|p| p.at);
+        match self.last_accepted {
+            Some(at) if post.is_none_or(|post| post == at) => {
+                write!(f, "; accepted {}", utc_time(at))?
+            }
+            Some(at) => write!(
+                f,
+                "; last accepted {}, not by the post of {}",
+                utc_time(at),
+                post.map(utc_time).unwrap_or_default()
+            )?,
+            None => f.write_str("; accepted (when: not kept by the version that posted it)")?,
+        }
+        let labels = other_labels(&self.labels);
+        if !labels.is_empty() {
+            write!(f, "; {labels}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The labels but `failure` and `severity` (shown already), as
+/// `name="value"` pairs.
+fn other_labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The alerts of `state`, firing first, then the longest-lasting first; and
+/// its last post.
+pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
+    let post = state.alert_post.as_ref().map(|p| AlertPost {
+        at: p.at,
+        firing: p.firing,
+        resolved: p.resolved,
+        accepted: p.accepted,
+        of: p.of,
+        error: p.error.clone(),
+    });
+    let mut alerts: Vec<FiringAlert> = state
+        .alerts
+        .values()
+        .map(|p| FiringAlert {
+            failure: p.failure.clone(),
+            severity: p.severity.clone(),
+            labels: p.labels.clone(),
+            since: p.since,
+            runs: p.runs,
+            resolved: p.resolved,
+            last_accepted: p.accepted,
+            last_post: post.clone(),
+        })
+        .collect();
+    alerts.sort_by(|a, b| {
+        (a.resolved.is_some(), a.since, &a.failure).cmp(&(
+            b.resolved.is_some(),
+            b.since,
+            &b.failure,
+        ))
+    });
+    (alerts, post)
+}
+
+/// The `alerts` rows of a snapshot's table: nothing when the state never
+/// posted to Alertmanager.
+pub(crate) fn write_rows(
+    f: &mut fmt::Formatter<'_>,
+    alerts: &[FiringAlert],
+    post: Option<&AlertPost>,
+) -> fmt::Result {
+    if alerts.is_empty() && post.is_none() {
+        return Ok(());
+    }
+    writeln!(f, "alerts       Alertmanager: {}", heading(alerts))?;
+    for alert in alerts {
+        writeln!(f, "             {alert}")?;
+    }
+    if let Some(post) = post {
+        writeln!(f, "             last post: {}, {post}", utc_time(post.at))?;
+    }
+    Ok(())
+}
+
+/// `2 alerts firing`, `none firing`, `1 alert firing, 1 resolution not
+/// accepted yet`.
+fn heading(alerts: &[FiringAlert]) -> String {
+    let firing = alerts.iter().filter(|a| a.is_firing()).count();
+    let resolved = alerts.len() - firing;
+    let mut text = match firing {
+        0 => "none firing".to_owned(),
+        1 => "1 alert firing".to_owned(),
+        n => format!("{n} alerts firing"),
+    };
+    if resolved > 0 {
+        text.push_str(&format!(
+            ", {resolved} resolution{} not accepted yet",
+            if resolved == 1 { "" } else { "s" }
+        ));
+    }
+    text
+}
