@@ -326,11 +326,21 @@ impl Builder {
 
     /// Identifies a failure by the values of these fields (plus its
     /// callsite) instead of its message: for messages that carry changing
-    /// details (`"timed out after 30.2 s"`). Records without any of the fields
-    /// are identified by their message.
+    /// details (`"timed out after 30.2 s"`). Each field is looked up in the
+    /// event's own fields, then in the fields of the spans it happened in,
+    /// innermost first, so `#[tracing::instrument] fn fetch(feed: &str)`
+    /// tells its feeds apart. Records without any of the fields are
+    /// identified by their message.
     ///
     /// ```
+    /// #[tracing::instrument]
+    /// fn fetch(feed: &str) {
+    ///     // Fingerprinted by the span's `feed`: one failure per feed.
+    ///     tracing::warn!(error = "timed out", "feed failed");
+    /// }
+    ///
     /// let b = tracing_email::EmailLayer::builder("poca").fingerprint_fields(["feed"]);
+    /// # fetch("Radio Café");
     /// ```
     pub fn fingerprint_fields<I, S>(mut self, fields: I) -> Self
     where
