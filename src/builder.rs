@@ -117,8 +117,8 @@ impl Builder {
         self
     }
 
-    /// This machine's name, as Alertmanager's `instance` label and the
-    /// subject's `{host}`: by default the system's host name, read once by
+    /// This machine's name, as Alertmanager's `instance` label, in each
+    /// digest's first lines and as the subject's `{host}`: by default the system's host name, read once by
     /// `build()`. For several instances on one machine, or a name that
     /// means more than the host name.
     ///
@@ -670,14 +670,11 @@ impl Builder {
             host.clone()
                 .unwrap_or_else(crate::digest::subject::hostname)
         };
-        let host = if subject.as_ref().is_some_and(Template::uses_host) {
-            named(&s.host)
-        } else {
-            String::new()
-        };
+        // Read once: every digest names the machine that sent it.
+        let host = named(&s.host);
         #[cfg(feature = "alertmanager")]
         let alerts = match alerts {
-            Some(a) => Some(a.check(app.trim(), named(&s.host))?),
+            Some(a) => Some(a.check(app.trim(), host.clone())?),
             None => None,
         };
         let offset = match (s.offset, s.local_time) {
@@ -699,7 +696,8 @@ impl Builder {
                 host,
                 html: s.html.unwrap_or(DEFAULT_HTML),
                 offset,
-                state_path,
+                // The footer says where records wait, wherever the reader is.
+                state_path: std::path::absolute(&state_path).unwrap_or(state_path.clone()),
                 fingerprint_fields: s.policy.fingerprint_fields.clone(),
                 level: s.policy.level(),
                 detail_lines: s.max_detail_lines.unwrap_or(DEFAULT_MAX_DETAIL_LINES),

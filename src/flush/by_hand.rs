@@ -33,6 +33,7 @@ impl Flusher {
             state.last_sent = Some(crate::clock::datetime(std::time::SystemTime::now()));
             state.dropped = 0;
             state.last_error = None;
+            state.last_error_at = None;
             match store.save(&lock, &state) {
                 Ok(_) => store.remove_parked(&loaded.parked),
                 Err(e) => {

@@ -23,6 +23,7 @@ use crate::capture::buffer::Buffer;
 use crate::capture::layer::SendingScope;
 use crate::capture::record::Record;
 use crate::clock::Clock;
+use crate::digest::summary::Late;
 use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely, panicked};
 use crate::flush::outcome::Outcome;
@@ -724,6 +725,7 @@ impl Flusher {
             state.last_sent = Some(now);
         }
         state.last_error = error.as_ref().map(display_safely);
+        state.last_error_at = error.as_ref().map(|_| now);
         let saved = self.store.save(state_lock, state).map(|stamp| {
             state.generation = stamp.generation;
             commit.stamp = Some(stamp);
@@ -793,9 +795,21 @@ impl Flusher {
                 } else {
                     &[]
                 };
+                let late = state.last_error.as_deref().map(|error| Late {
+                    error,
+                    at: state.last_error_at,
+                });
                 let result = self
                     .composer
-                    .compose_with(records, &shown, dropped, numbered, &state.history, resolved)
+                    .compose_with(
+                        records,
+                        &shown,
+                        dropped,
+                        numbered,
+                        &state.history,
+                        resolved,
+                        late,
+                    )
                     .and_then(|email| send_before(transport, email, deadline, send));
                 match result {
                     Ok(()) => {
@@ -842,6 +856,7 @@ impl Flusher {
         }
         // The error may hold the transport's own, whose Display is user code.
         state.last_error = error.as_ref().map(display_safely);
+        state.last_error_at = error.as_ref().map(|_| now);
         let saved = self.store.save(state_lock, state).map(|stamp| {
             state.generation = stamp.generation;
             commit.stamp = Some(stamp);
