@@ -3,7 +3,7 @@
 //! until they are stored or given back, even if something in it panics.
 //!
 //! With `notify_recovery`, a flush of the guard (its `flush()` or its drop,
-//! [`Phase::Flush`]) ends the run: each failure reported by email that this
+//! [`Phase::Flush`]) ends the run: each failure reported by email as persisting that this
 //! run did not see is over (`History::end_run`), and a notice says so, in
 //! the digest that goes out or in an email of its own
 //! ([`Policy::recovery`]). A checkpoint or the batch worker's flush does not
@@ -303,7 +303,10 @@ impl Flusher {
         // are over. What this changes is written by a rewrite (the journal
         // holds runs and records only). With notices off, none is kept.
         if self.notify_recovery {
-            if phase == Phase::Flush && state.history.end_run(run) {
+            // Reported as persisting: at `consecutive_runs`, else at two
+            // runs in a row.
+            let persisting = self.policy.consecutive_runs.unwrap_or(2);
+            if phase == Phase::Flush && state.history.end_run(run, persisting) {
                 changed = true;
                 commit.rewrite = true;
             }
@@ -422,7 +425,11 @@ impl Flusher {
         };
         let outcome = match decision {
             _ if recovery == Recovery::Alone => {
-                self.send_recovery(state_lock, state, now, deadline, commit)
+                let held = match &decision {
+                    Decision::Hold(waiting_for) => Some(waiting_for.clone()),
+                    _ => None,
+                };
+                self.send_recovery(state_lock, state, (now, deadline), held, commit)
             }
             Decision::Nothing => match recovery {
                 Recovery::Wait { until } => Outcome::Waiting {
@@ -704,14 +711,16 @@ impl Flusher {
     /// Sends the email that only says failures are over (the history's
     /// `resolved`), and saves: once accepted they are forgotten and it
     /// counts as the last email sent; else they wait for the next flush.
+    /// `held`: what the records still pending wait for.
     fn send_recovery(
         &mut self,
         state_lock: &StateLock,
         state: &mut State,
-        now: OffsetDateTime,
-        deadline: Instant,
+        (now, deadline): (OffsetDateTime, Instant),
+        held: Option<crate::policy::WaitingFor>,
         commit: &mut Commit,
     ) -> Outcome {
+        let failures = state.history.resolved.len();
         let Some(transport) = &self.transport else {
             return Outcome::Nothing;
         };
@@ -741,9 +750,10 @@ impl Flusher {
                 }),
                 pending,
             },
-            (None, Ok(())) => Outcome::Sent {
-                records: 0,
-                emails: 1,
+            (None, Ok(())) => Outcome::Resolved {
+                failures,
+                pending,
+                waiting_for: held,
             },
             (None, Err(e)) => Outcome::Failed {
                 pending,

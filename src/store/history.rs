@@ -400,14 +400,18 @@ impl History {
     }
 
     /// Ends run `run` (the guard's flush, see `notify_recovery`): each
-    /// reported failure this run did not see is over and moves to
-    /// [`resolved`](History::resolved), its streak ended. Returns whether
-    /// any did.
-    pub(crate) fn end_run(&mut self, run: u64) -> bool {
+    /// failure reported as persisting (in a digest while its streak was
+    /// `persisting` runs long or more) that this run did not see is over
+    /// and moves to [`resolved`](History::resolved), its streak ended. One
+    /// that only rode along in a digest, shorter, gets no notice. Returns
+    /// whether any did.
+    pub(crate) fn end_run(&mut self, run: u64, persisting: u64) -> bool {
         let over: Vec<String> = self
             .streaks
             .iter()
-            .filter(|(_, s)| s.reported.is_some() && s.last_run < run)
+            .filter(|(_, s)| {
+                s.reported.is_some() && s.reported_runs >= persisting && s.last_run < run
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in &over {
@@ -1080,13 +1084,17 @@ mod tests {
             let run = h.start_run();
             h.observe(run, &feed, Level::ERROR, T);
         }
-        assert!(!h.end_run(3), "seen in this run: not over");
+        assert!(!h.end_run(3, 2), "seen in this run: not over");
         h.reported(["feed"], T);
-        // A failure never reported is not said to be over.
+        // A failure never reported is not said to be over, nor one that
+        // rode along in a digest after one run.
         let other = fp("other");
         h.observe(3, &other, Level::WARN, T);
+        let rode = fp("rode");
+        h.observe(3, &rode, Level::WARN, T);
+        h.reported(["rode"], T);
         let run = h.start_run();
-        assert!(h.end_run(run));
+        assert!(h.end_run(run, 2));
         assert_eq!(h.resolved.len(), 1);
         let r = &h.resolved[0];
         assert_eq!(
@@ -1094,7 +1102,7 @@ mod tests {
             ("feed", 3, Level::ERROR, 4)
         );
         assert!(!h.streaks.contains_key("feed"), "its streak is over");
-        assert!(!h.end_run(run), "once");
+        assert!(!h.end_run(run, 2), "once");
         assert_eq!(h.resolved.len(), 1);
         // Failing again before the notice went out: no longer over.
         let run = h.start_run();
