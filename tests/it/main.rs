@@ -19,6 +19,7 @@ mod support;
 
 mod alertmanager;
 mod bounds;
+mod browser;
 mod capture;
 mod clock_ahead;
 mod concurrency;
