@@ -223,7 +223,7 @@ fn write_problem(
         write_strip(out, recent);
     }
     let indices = if context {
-        summary.context(p, CONTEXT)
+        summary.context(p, CONTEXT, shown)
     } else {
         vec![p.latest]
     };
@@ -318,7 +318,7 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
     if !record.fields.is_empty() {
         let _ = write!(
             out,
-            "<div style=\"font-family:{MONO};font-size:12px;word-break:break-all\">"
+            "<div style=\"font-family:{MONO};font-size:12px;overflow-wrap:anywhere\">"
         );
         for (i, (name, value)) in record.fields.iter().enumerate() {
             if i > 0 {

@@ -337,17 +337,22 @@ impl<'a> Summary<'a> {
 
     /// The records shown with `p` in the HTML part: its newest record and up
     /// to `max` context records (below the failure level) of the same run
-    /// and the same spans, those just before it first; oldest first.
-    pub(crate) fn context(&self, p: &Problem, max: usize) -> Vec<usize> {
+    /// and the same spans, those just before it first, leaving out those
+    /// already `shown` (with another failure); oldest first.
+    pub(crate) fn context(&self, p: &Problem, max: usize, shown: &[bool]) -> Vec<usize> {
         let Some(latest) = self.records.get(p.latest) else {
             return Vec::new();
         };
         let min = severity(self.level);
-        let near = |r: &Record| {
-            severity(r.level) < min && r.run == latest.run && r.spans == latest.spans
+        let near = |i: usize| {
+            let r = &self.records[i];
+            !shown.get(i).copied().unwrap_or(false)
+                && severity(r.level) < min
+                && r.run == latest.run
+                && r.spans == latest.spans
         };
-        let before = (0..p.latest).rev().filter(|&i| near(&self.records[i]));
-        let after = (p.latest + 1..self.records.len()).filter(|&i| near(&self.records[i]));
+        let before = (0..p.latest).rev().filter(|&i| near(i));
+        let after = (p.latest + 1..self.records.len()).filter(|&i| near(i));
         let mut out: Vec<usize> = before.chain(after).take(max).collect();
         out.push(p.latest);
         out.sort_unstable();
