@@ -261,8 +261,9 @@ impl<'a> Summary<'a> {
     /// The first line: what failed, where and since when, e.g. `feed
     /// "Radio Café" has failed in each of the last 4 runs on web-3, since
     /// 01:00`; `ERROR on web-3 at 03:00: could not save the episode
-    /// database` for a failure labelled by its message; `poca on web-3: 12
-    /// log records` when nothing failed.
+    /// database` or `WARN on web-3 in each of the last 3 runs, since 01:00:
+    /// disk almost full` for a failure labelled by its message; `poca on
+    /// web-3: 12 log records` when nothing failed.
     pub(crate) fn headline(&self) -> String {
         let on = self.on_host();
         let Some(p) = self.problems.first() else {
@@ -271,9 +272,13 @@ impl<'a> Summary<'a> {
         let reference = self.last().unwrap_or(p.last);
         let since = self.short_time(p.since, reference);
         match (p.runs, p.by_field) {
-            (Some(runs), _) => format!(
+            (Some(runs), true) => format!(
                 "{} has failed in each of the last {runs} runs{on}, since {since}",
                 p.label
+            ),
+            (Some(runs), false) => format!(
+                "{}{on} in each of the last {runs} runs, since {since}: {}",
+                p.level, p.label
             ),
             (None, true) if p.count == 1 => format!("{} failed{on} at {since}", p.label),
             (None, true) => format!("{} failed {} times{on}, since {since}", p.label, p.count),

@@ -26,6 +26,7 @@ mod concurrency;
 mod config;
 mod cookbook;
 mod crash;
+mod digest;
 mod docs;
 mod dropped_guard;
 mod faults;
