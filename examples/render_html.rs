@@ -46,7 +46,9 @@ const FEEDS: [&str; 8] = [
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target: PathBuf = [env!("CARGO_MANIFEST_DIR"), "target"].iter().collect();
-    let out = std::env::args_os().nth(1).map_or(target.clone(), PathBuf::from);
+    let out = std::env::args_os()
+        .nth(1)
+        .map_or(target.clone(), PathBuf::from);
     // A fresh state file, so the emails hold these runs' records only.
     let state = target.join("render-html").join("state.json");
     match std::fs::remove_file(&state) {
@@ -58,41 +60,59 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::new(start.into());
     for hour in 1..=7 {
         clock.advance(Duration::from_secs(3600));
-        let failing: &[&str] = match hour {
-            7 => &[],
-            h if h % 2 == 0 => &["Radio Café", "Ääniraita"],
-            _ => &["Radio Café"],
-        };
-        let (layer, guard) = EmailLayer::builder("poca")
-            .transport(kept.clone())
-            .state_file(&state)
-            .from("poca <robot@example.com>")
-            .to("me@example.com")
-            .host("web-3")
-            .clock(clock.clone())
-            .checkpoint_interval(None)
-            .consecutive_runs(4)
-            .fingerprint_fields(["feed"])
-            .notify_recovery(true)
-            .build()?;
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-            run(failing)
-        });
-        let outcome = guard.flush();
-        println!("run {hour}: {outcome}");
+        println!("run {hour}: {}", one_run(hour, &state, &kept, &clock)?);
     }
     let emails = kept.0.lock().map_err(|_| "poisoned")?.clone();
     let [digest, resolved] = &emails[..] else {
-        return Err(format!("expected a digest and a resolved email, got {}", emails.len()).into());
+        return Err(format!(
+            "expected a digest and a resolved email, got {}",
+            emails.len()
+        )
+        .into());
     };
     std::fs::create_dir_all(&out)?;
     for (email, name) in [(digest, "digest.html"), (resolved, "resolved.html")] {
         let html = email.html().ok_or("an email has no HTML part")?;
         let path = out.join(name);
         std::fs::write(&path, html)?;
-        println!("{}\nwrote {} ({} bytes)", email.subject(), path.display(), html.len());
+        println!(
+            "{}\nwrote {} ({} bytes)",
+            email.subject(),
+            path.display(),
+            html.len()
+        );
     }
     Ok(())
+}
+
+/// Run `hour` of the scenario, a layer and guard of its own: `Radio Café`
+/// failing in the first six, `Ääniraita` in every other one, no feed in the
+/// seventh. Returns the flush's outcome.
+fn one_run(
+    hour: u32,
+    state: &std::path::Path,
+    kept: &Keep,
+    clock: &ManualClock,
+) -> Result<tracing_email::Outcome, tracing_email::Error> {
+    let failing: &[&str] = match hour {
+        7.. => &[],
+        h if h % 2 == 0 => &["Radio Café", "Ääniraita"],
+        _ => &["Radio Café"],
+    };
+    let (layer, guard) = EmailLayer::builder("poca")
+        .transport(kept.clone())
+        .state_file(state)
+        .from("poca <robot@example.com>")
+        .to("me@example.com")
+        .host("web-3")
+        .clock(clock.clone())
+        .checkpoint_interval(None)
+        .consecutive_runs(4)
+        .fingerprint_fields(["feed"])
+        .notify_recovery(true)
+        .build()?;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || run(failing));
+    Ok(guard.flush())
 }
 
 /// One run of the podcast client: each feed fetched in a span of its own,

@@ -16,9 +16,7 @@ use tracing::Level;
 
 use crate::capture::record::{Record, write_escaped};
 use crate::digest::subject::{Template, default_subject};
-use crate::digest::summary::{
-    Late, MAX_PROBLEMS, Summary, footer, problems, resolved_subject,
-};
+use crate::digest::summary::{Late, MAX_PROBLEMS, Summary, footer, problems, resolved_subject};
 use crate::error::{Error, ErrorKind};
 use crate::store::history::{History, Resolved, strip_text};
 use crate::transport::Email;
@@ -260,29 +258,9 @@ impl Composer {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        let message = match &html {
-            // The HTML part shows the failures and a few records around
-            // them; the log, every record, is attached for its readers.
-            Some(html) if !records.is_empty() => builder.multipart(
-                MultiPart::mixed()
-                    .multipart(MultiPart::alternative_plain_html(
-                        text.clone(),
-                        html.clone(),
-                    ))
-                    .singlepart(
-                        Attachment::new(format!("{}-log.txt", file_name(&self.app)))
-                            .body(text.clone(), ContentType::TEXT_PLAIN),
-                    ),
-            ),
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-                text.clone(),
-                html.clone(),
-            )),
-            None => builder.singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(text.clone()),
-            ),
+        let message = match body(&self.app, &text, html.as_deref(), records.is_empty()) {
+            Body::Parts(parts) => builder.multipart(parts),
+            Body::Text(text) => builder.singlepart(text),
         }
         .map_err(|e| {
             Error::with_source(ErrorKind::Compose, "could not compose the digest email", e)
@@ -295,6 +273,32 @@ impl Composer {
             records: records.into(),
         })
     }
+}
+
+/// An email's body: parts, or the text alone.
+enum Body {
+    Parts(MultiPart),
+    Text(SinglePart),
+}
+
+/// The body of an email with this `text` and `html`: the two alternatives,
+/// and for a digest (not `alone`, an email with records) the log attached,
+/// every record, for the readers of the HTML part, which shows only a few.
+fn body(app: &str, text: &str, html: Option<&str>, alone: bool) -> Body {
+    let Some(html) = html else {
+        return Body::Text(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text.to_owned()),
+        );
+    };
+    let alternatives = MultiPart::alternative_plain_html(text.to_owned(), html.to_owned());
+    if alone {
+        return Body::Parts(alternatives);
+    }
+    let log = Attachment::new(format!("{}-log.txt", file_name(app)))
+        .body(text.to_owned(), ContentType::TEXT_PLAIN);
+    Body::Parts(MultiPart::mixed().multipart(alternatives).singlepart(log))
 }
 
 /// `app` as a file name: letters, digits, `-`, `_` and `.` kept, anything
@@ -814,7 +818,10 @@ pub(crate) mod tests {
             )),
             "{html}"
         );
-        assert!(!html.contains(">WARN<") && !html.contains(">ERROR<"), "{html}");
+        assert!(
+            !html.contains(">WARN<") && !html.contains(">ERROR<"),
+            "{html}"
+        );
         let both = c.compose_recovery(&[over, other]).unwrap();
         assert_eq!(
             both.subject(),

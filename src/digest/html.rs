@@ -148,10 +148,7 @@ fn page_end(out: &mut String, summary: &Summary<'_>, state_path: &Path) {
         out,
         "<p style=\"margin:14px 0 0;font-size:12px;color:{MUTED}\">"
     );
-    escape_into(
-        out,
-        &footer(summary.app, &state_path.display().to_string()),
-    );
+    escape_into(out, &footer(summary.app, &state_path.display().to_string()));
     if let Some(note) = &summary.fields_note {
         out.push_str("</p>\n<p style=\"margin:6px 0 0;font-size:12px;color:#6d3b00\">Note: ");
         escape_into(out, note);
@@ -581,7 +578,9 @@ mod tests {
         let mut failed = feed_failed();
         failed.spans.truncate(1);
         failed.run = Some(3);
-        failed.fields.push("error".into(), json!("connection timed out"));
+        failed
+            .fields
+            .push("error".into(), json!("connection timed out"));
         rs.insert(4, failed);
         // Another run's context is not this failure's.
         rs[3].run = Some(2);
@@ -611,7 +610,12 @@ mod tests {
             .collect();
         assert_eq!(
             messages,
-            ["feed 0 updated", "feed 1 updated", "feed 2 updated", "feed failed"]
+            [
+                "feed 0 updated",
+                "feed 1 updated",
+                "feed 2 updated",
+                "feed failed"
+            ]
         );
         assert!(boxes[3].starts_with("#fffaf0"), "{}", boxes[3]);
         assert!(
@@ -672,7 +676,10 @@ mod tests {
         let html = html(&records, 0, None);
         assert!(html.contains("color:#a50e0e;background:#fce8e6"), "{html}");
         let error = html.find(">ERROR</span> ERROR</p>").unwrap();
-        assert!(error < html.find(">WARN</span> WARN</p>").unwrap(), "{html}");
+        assert!(
+            error < html.find(">WARN</span> WARN</p>").unwrap(),
+            "{html}"
+        );
     }
 
     #[test]

@@ -232,31 +232,7 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
         out.push_str(&lead(first));
         out.push_str("; ");
     }
-    let most = failing.iter().map(|f| f.3).max().unwrap_or(fewest);
-    let mut tail = if fewest == most {
-        format!(" failing for {most} runs")
-    } else {
-        format!(" failing for {fewest} to {most} runs")
-    };
-    // The other records that need a look: those of the failures named (or
-    // counted) above are left out.
-    let others = |level| {
-        let theirs: usize = failing.iter().filter(|f| f.1 == level).map(|f| f.2).sum();
-        let first = first.filter(|p| p.level == level).map_or(0, |p| p.count);
-        summary.count(level).saturating_sub(theirs + first)
-    };
-    let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
-    if errors > 0 {
-        let _ = write!(tail, "; {}", plural(errors, "other error", "other errors"));
-    }
-    if warnings > 0 {
-        let sep = if errors > 0 { ", " } else { "; " };
-        let _ = write!(
-            tail,
-            "{sep}{}",
-            plural(warnings, "other warning", "other warnings")
-        );
-    }
+    let tail = persisting_tail(summary, &failing, first, fewest);
     let fixed = out.chars().count() + tail.chars().count();
     // Labels share what the target leaves; three that would be cut too
     // short become two and "and 1 more".
@@ -308,6 +284,42 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     }
     out.push_str(&tail);
     true
+}
+
+/// The end of a subject naming `failing` (label, level, records, runs),
+/// after `first` if it is named before them: ` failing for 3 to 5 runs; 1
+/// other error, 2 other warnings`, the other records that need a look
+/// counted (those of the failures named are left out).
+fn persisting_tail(
+    summary: &Summary<'_>,
+    failing: &[(&str, Level, usize, u64)],
+    first: Option<&Problem>,
+    fewest: u64,
+) -> String {
+    let most = failing.iter().map(|f| f.3).max().unwrap_or(fewest);
+    let mut tail = if fewest == most {
+        format!(" failing for {most} runs")
+    } else {
+        format!(" failing for {fewest} to {most} runs")
+    };
+    let others = |level| {
+        let theirs: usize = failing.iter().filter(|f| f.1 == level).map(|f| f.2).sum();
+        let first = first.filter(|p| p.level == level).map_or(0, |p| p.count);
+        summary.count(level).saturating_sub(theirs + first)
+    };
+    let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
+    if errors > 0 {
+        let _ = write!(tail, "; {}", plural(errors, "other error", "other errors"));
+    }
+    if warnings > 0 {
+        let sep = if errors > 0 { ", " } else { "; " };
+        let _ = write!(
+            tail,
+            "{sep}{}",
+            plural(warnings, "other warning", "other warnings")
+        );
+    }
+    tail
 }
 
 /// A failure as a subject names it first: its label, and its detail when

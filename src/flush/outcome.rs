@@ -144,6 +144,26 @@ pub(crate) fn records(n: usize) -> String {
     format!("{n} record{}", if n == 1 { "" } else { "s" })
 }
 
+/// `sent the notice that 1 failure is over; held 3 records for a later run:
+/// …` (see [`Outcome::Resolved`]).
+fn write_resolved(
+    f: &mut fmt::Formatter<'_>,
+    failures: usize,
+    pending: usize,
+    waiting_for: Option<&WaitingFor>,
+) -> fmt::Result {
+    write!(
+        f,
+        "sent the notice that {failures} failure{} over",
+        if failures == 1 { " is" } else { "s are" }
+    )?;
+    match (pending, waiting_for) {
+        (0, _) => f.write_str("; no record is pending"),
+        (n, Some(waiting_for)) => write!(f, "; held {} for a later run: {waiting_for}", records(n)),
+        (n, None) => write!(f, "; {} still held for a later run", records(n)),
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -173,20 +193,7 @@ impl fmt::Display for Outcome {
                 failures,
                 pending,
                 waiting_for,
-            } => {
-                write!(
-                    f,
-                    "sent the notice that {failures} failure{} over",
-                    if *failures == 1 { " is" } else { "s are" }
-                )?;
-                match (pending, waiting_for) {
-                    (0, _) => f.write_str("; no record is pending"),
-                    (n, Some(waiting_for)) => {
-                        write!(f, "; held {} for a later run: {waiting_for}", records(*n))
-                    }
-                    (n, None) => write!(f, "; {} still held for a later run", records(*n)),
-                }
-            }
+            } => write_resolved(f, *failures, *pending, waiting_for.as_ref()),
             Outcome::Alerted {
                 records: n,
                 firing,

@@ -119,17 +119,8 @@ frame.addEventListener('load', function () {
 });
 "#;
 
-/// What the page measured of `html` shown `width` px wide (in a window of
-/// that height), `dark` or light.
-fn measure(html: &str, width: u32, dark: bool, dir: &Path) -> Value {
-    let srcdoc = html.replace('&', "&amp;").replace('"', "&quot;");
-    let harness = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body style=\"margin:0\">\
-         <iframe id=\"email\" style=\"border:0;width:{width}px;height:900px\" \
-         srcdoc=\"{srcdoc}\"></iframe>\n<script>{MEASURE}</script></body></html>\n"
-    );
-    let page = dir.join(format!("harness-{width}-{dark}.html"));
-    std::fs::write(&page, harness).unwrap();
+/// Chromium's DOM of `page` once loaded, `dark` or light (within a minute).
+fn dump_dom(page: &Path, dark: bool) -> std::process::Output {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(CHROMIUM)
         .args([
@@ -165,7 +156,21 @@ fn measure(html: &str, width: u32, dark: bool, dir: &Path) -> Value {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// What the page measured of `html` shown `width` px wide (in a frame 900
+/// px tall), `dark` or light.
+fn measure(html: &str, width: u32, dark: bool, dir: &Path) -> Value {
+    let srcdoc = html.replace('&', "&amp;").replace('"', "&quot;");
+    let harness = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body style=\"margin:0\">\
+         <iframe id=\"email\" style=\"border:0;width:{width}px;height:900px\" \
+         srcdoc=\"{srcdoc}\"></iframe>\n<script>{MEASURE}</script></body></html>\n"
+    );
+    let page = dir.join(format!("harness-{width}-{dark}.html"));
+    std::fs::write(&page, harness).unwrap();
+    let output = dump_dom(&page, dark);
     let dom = String::from_utf8_lossy(&output.stdout);
     let start = dom.find("<pre id=\"measure\">").unwrap_or_else(|| {
         panic!(
@@ -185,14 +190,20 @@ fn check(name: &str, html: &str, first_line_has: &str, dir: &Path) -> u64 {
     for width in [320, 800] {
         for dark in [false, true] {
             let m = measure(html, width, dark, dir);
-            let at = format!("{name} at {width} px, {}", if dark { "dark" } else { "light" });
+            let at = format!(
+                "{name} at {width} px, {}",
+                if dark { "dark" } else { "light" }
+            );
             assert_eq!(m["width"], width, "{at}: the email's viewport: {m}");
             assert_eq!(m["dark"], dark, "{at}: the colour scheme: {m}");
             assert!(
                 m["scrollWidth"].as_u64() <= m["width"].as_u64(),
                 "{at}: scrolls sideways: {m}"
             );
-            assert!(m["texts"].as_u64().unwrap() >= 3, "{at}: no text found: {m}");
+            assert!(
+                m["texts"].as_u64().unwrap() >= 3,
+                "{at}: no text found: {m}"
+            );
             assert_eq!(m["lowContrast"], Value::Array(vec![]), "{at}: {m}");
             assert_eq!(m["colourOnly"], Value::Array(vec![]), "{at}: {m}");
             let first = m["firstLine"].as_str().unwrap();
@@ -205,9 +216,15 @@ fn check(name: &str, html: &str, first_line_has: &str, dir: &Path) -> u64 {
     height
 }
 
-/// One run of the podcast example at `hour` (01:00 is run 1) on the host
-/// web-3, `consecutive_runs(4)`, with `fail` failing.
-fn podcast_run(test: &str, dir: &Path, hour: u32, fail: &[&str]) -> String {
+/// Run `hour` of the scenario (at 01:00 the first) of the podcast example
+/// on the host web-3, `consecutive_runs(4)`: `Radio Café` failing in the
+/// first six, `Ääniraita` in every other one, no feed in the seventh.
+fn podcast_run(test: &str, dir: &Path, hour: u32) -> String {
+    let fail: &[&str] = match hour {
+        7.. => &[],
+        h if h % 2 == 0 => &["Radio Café", "Ääniraita"],
+        _ => &["Radio Café"],
+    };
     let mut args: Vec<String> = [
         "--state-file",
         dir.join("poca.json").to_str().unwrap(),
@@ -274,20 +291,15 @@ fn the_podcast_digest_and_its_resolved_email_read_well_at_320_and_800_px_light_a
     if !chromium_is_here() {
         return;
     }
-    let test = "the_podcast_digest_and_its_resolved_email_read_well_at_320_and_800_px_light_and_dark";
+    let test =
+        "the_podcast_digest_and_its_resolved_email_read_well_at_320_and_800_px_light_and_dark";
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut outcomes = Vec::new();
-    for hour in 1..=6 {
-        let fail: &[&str] = if hour % 2 == 0 {
-            &["Radio Café", "Ääniraita"]
-        } else {
-            &["Radio Café"]
-        };
-        outcomes.push(podcast_run(test, d, hour, fail));
-    }
-    outcomes.push(podcast_run(test, d, 7, &[]));
-    assert!(outcomes[3].starts_with("sent 32 records in 1 email"), "{outcomes:?}");
+    let outcomes: Vec<String> = (1..=7).map(|hour| podcast_run(test, d, hour)).collect();
+    assert!(
+        outcomes[3].starts_with("sent 32 records in 1 email"),
+        "{outcomes:?}"
+    );
     // Ääniraita, absent from run 5 after riding along in run 4's digest,
     // gets no notice; Radio Café, reported as persisting, gets one.
     assert!(outcomes[4].starts_with("held "), "{outcomes:?}");
@@ -298,11 +310,19 @@ fn the_podcast_digest_and_its_resolved_email_read_well_at_320_and_800_px_light_a
     let emails = outbox(d);
     assert_eq!(emails.len(), 2, "{emails:?}");
     let (subject, text, html) = &emails[0];
-    assert_eq!(subject, r#"[poca] feed "Radio Café" failing for 4 runs; 2 other warnings"#);
-    let headline = r#"feed "Radio Café" has failed in each of the last 4 runs on web-3, since 01:00"#;
+    assert_eq!(
+        subject,
+        r#"[poca] feed "Radio Café" failing for 4 runs; 2 other warnings"#
+    );
+    let headline =
+        r#"feed "Radio Café" has failed in each of the last 4 runs on web-3, since 01:00"#;
     assert!(text.starts_with(&format!("{headline}\n")), "{text}");
     // Every record is in the email (the text part, and the attached log).
-    assert_eq!(text.lines().filter(|l| is_record_line(l)).count(), 32, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| is_record_line(l)).count(),
+        32,
+        "{text}"
+    );
     for run in 1..=4 {
         assert!(
             text.contains(&format!("— run {run}, 2026-11-21 0{run}:00 —")),
@@ -317,7 +337,8 @@ fn the_podcast_digest_and_its_resolved_email_read_well_at_320_and_800_px_light_a
         subject,
         r#"[poca] resolved: feed "Radio Café" OK again after failing 6 runs"#
     );
-    let headline = r#"Resolved: feed "Radio Café" is OK again on web-3 after failing 6 runs (01:00–06:00)"#;
+    let headline =
+        r#"Resolved: feed "Radio Café" is OK again on web-3 after failing 6 runs (01:00–06:00)"#;
     assert!(text.starts_with(&format!("{headline}\n")), "{text}");
     assert!(!text.contains("Ääniraita"), "{text}");
     check("the resolved email", html, headline, d);
@@ -330,11 +351,31 @@ fn a_threshold_digest_with_an_error_reads_well_at_320_and_800_px_light_and_dark(
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let email = threshold_digest(dir.path());
+    assert!(
+        email.subject().starts_with(
+            "[poca] could not save the episode database: disk full; 1 error, 4 warnings since "
+        ),
+        "{}",
+        email.subject()
+    );
+    let html = email.html().unwrap();
+    check(
+        "the threshold digest",
+        html,
+        "ERROR on web-3 at 03:00: could not save the episode database",
+        dir.path(),
+    );
+}
+
+/// The digest of one run at 03:00 on web-3 under `threshold(1, WARN)`:
+/// four feeds failing (long URLs), INFO context, a database error.
+fn threshold_digest(dir: &Path) -> tracing_email::Email {
     let recorder = support::recorder::Recorder::default();
     let at = time::macros::datetime!(2026-11-21 03:00 UTC);
     let (layer, guard) = EmailLayer::builder("poca")
         .transport(recorder.clone())
-        .state_file(dir.path().join("state.json"))
+        .state_file(dir.join("state.json"))
         .from("poca <robot@example.com>")
         .to("me@example.com")
         .host("web-3")
@@ -347,9 +388,14 @@ fn a_threshold_digest_with_an_error_reads_well_at_320_and_800_px_light_and_dark(
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         let run = tracing::info_span!("poca", feeds = 8);
         let _run = run.enter();
-        for (i, feed) in ["Radio Café", "Ääniraita", "Hörspiel Stunde", "Late Night Linux"]
-            .iter()
-            .enumerate()
+        for (i, feed) in [
+            "Radio Café",
+            "Ääniraita",
+            "Hörspiel Stunde",
+            "Late Night Linux",
+        ]
+        .iter()
+        .enumerate()
         {
             tracing::info!(feed, new_episodes = i, "feed updated");
             tracing::warn!(
@@ -366,21 +412,7 @@ fn a_threshold_digest_with_an_error_reads_well_at_320_and_800_px_light_and_dark(
         );
     });
     assert!(guard.flush().is_sent());
-    let email = recorder.sent.lock().unwrap()[0].clone();
-    assert!(
-        email
-            .subject()
-            .starts_with("[poca] could not save the episode database: disk full; 1 error, 4 warnings since "),
-        "{}",
-        email.subject()
-    );
-    let html = email.html().unwrap();
-    check(
-        "the threshold digest",
-        html,
-        "ERROR on web-3 at 03:00: could not save the episode database",
-        dir.path(),
-    );
+    recorder.sent.lock().unwrap()[0].clone()
 }
 
 /// The measurements see what they look for: a page too wide for a phone,

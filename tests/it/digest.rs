@@ -56,7 +56,11 @@ fn a_digest_delayed_by_a_failed_send_says_when_and_why() {
             late
         ]
     );
-    assert!(sent[0].html().unwrap().contains(late), "{:?}", sent[0].html());
+    assert!(
+        sent[0].html().unwrap().contains(late),
+        "{:?}",
+        sent[0].html()
+    );
     // Once delivered, the next digest is not late.
     clock.advance(Duration::from_secs(3600));
     assert!(run(&state, &recorder, &clock).is_sent());
@@ -70,7 +74,10 @@ fn the_footer_names_the_state_file_by_its_absolute_path() {
     let absolute = dir.path().join("state.json");
     // The same file, by a path relative to the working folder.
     let cwd = std::env::current_dir().unwrap();
-    let up = cwd.components().filter(|c| matches!(c, Component::Normal(_))).count();
+    let up = cwd
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
     let mut relative: PathBuf = std::iter::repeat_n("..", up).collect();
     relative.push(absolute.strip_prefix("/").unwrap());
     assert!(relative.is_relative());

@@ -135,8 +135,7 @@ fn instrumented_runs(feeds: [&str; 3]) -> Vec<tracing_email::Email> {
         tracing::subscriber::with_default(subscriber, || fetch(feed));
         guard.flush();
     }
-    let sent = recorder.sent.lock().unwrap().clone();
-    sent
+    recorder.sent.lock().unwrap().clone()
 }
 
 #[test]

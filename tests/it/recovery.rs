@@ -383,8 +383,16 @@ fn the_strip_shows_flapping_and_outage_apart() {
     let item = &html[html.find("Flaky FM").unwrap()..];
     let item = &item[item.find("last 7 runs, oldest first: ").unwrap()..];
     let item = &item[..item.find("</p>").unwrap()];
-    assert_eq!(item.matches("background:#fce8e6\">✗</span>").count(), 4, "{item}");
-    assert_eq!(item.matches("background:#e6f4ea\">✓</span>").count(), 3, "{item}");
+    assert_eq!(
+        item.matches("background:#fce8e6\">✗</span>").count(),
+        4,
+        "{item}"
+    );
+    assert_eq!(
+        item.matches("background:#e6f4ea\">✓</span>").count(),
+        3,
+        "{item}"
+    );
 }
 
 /// The config key and its environment variable turn it on as the builder
@@ -426,7 +434,10 @@ fn notify_recovery_from_a_file_or_the_environment() {
             let b = config.builder().unwrap();
             let outcome = run(b.clock(clock.clone()), &clock, warn, &[]);
             let resolved = matches!(outcome, Outcome::Resolved { failures: 1, .. });
-            assert!(outcome.is_sent() || warn.is_empty() && resolved, "{outcome}");
+            assert!(
+                outcome.is_sent() || warn.is_empty() && resolved,
+                "{outcome}"
+            );
         }
         let mut subjects: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
