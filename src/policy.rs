@@ -1670,6 +1670,17 @@ pub(crate) mod tests {
                 },
                 r#"url "b.json" failed 2 of the 3 runs in a row needed"#.to_owned(),
             ),
+            // A failure labelled by its message: quoted, not "feed failed
+            // failed".
+            (
+                WaitingFor::Streak {
+                    label: Some("feed failed".into()),
+                    runs: 1,
+                    needed: 3,
+                    level: W,
+                },
+                r#""feed failed" seen in 1 of the 3 runs in a row needed"#.to_owned(),
+            ),
             (
                 WaitingFor::Streak {
                     label: None,
