@@ -1,9 +1,9 @@
-//! Composing the digest email: each record rendered once (its text line and
-//! HTML row, measured to split a large digest), the plain-text body, the
-//! headers, and the parts put together from one [`Summary`]
-//! ([`crate::digest::summary`]); and the short email that only says
-//! failures are over (`notify_recovery`). MIME and header encoding are
-//! lettre's.
+//! Composing the digest email: each record's text line rendered once
+//! (measured to split a large digest), the plain-text body (headline first,
+//! records run by run), the headers, and the parts put together from one
+//! [`Summary`] ([`crate::digest::summary`]): the text and HTML alternatives
+//! and the log attached; and the short email that only says failures are
+//! over (`notify_recovery`). MIME and header encoding are lettre's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

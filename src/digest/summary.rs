@@ -1,8 +1,10 @@
 //! What one digest email says about its records, counted once and shared
 //! by its subject ([`crate::digest::subject`]), its text body ([`crate::digest::compose`])
-//! and its HTML part ([`crate::digest::html`]): counts per level, the time span, the
-//! kinds of failure (each with its strip of recent runs), the failures that
-//! are over (`notify_recovery`), the notes and the footer.
+//! and its HTML part ([`crate::digest::html`]): the headline (what failed,
+//! where, since when), counts per level, the time span, the kinds of failure
+//! (each with its most telling field and its strip of recent runs, and the
+//! context records shown with it), the failures that are over
+//! (`notify_recovery`), the notes and the footer.
 
 use std::fmt::Write as _;
 
