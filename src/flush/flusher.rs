@@ -5,8 +5,7 @@
 //! With `notify_recovery`, a flush of the guard (its `flush()` or its drop,
 //! [`Phase::Flush`]) ends the run: each failure reported by email as
 //! persisting that this run did not see is over (`History::end_run`), and a
-//! notice says so, in
-//! the digest that goes out or in an email of its own
+//! notice says so, in the digest that goes out or in an email of its own
 //! ([`Policy::recovery`]). A checkpoint or the batch worker's flush does not
 //! end the run, and a run that never reaches the guard's flush (killed,
 //! `process::exit`) says nothing is over.
