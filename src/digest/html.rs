@@ -369,7 +369,7 @@ fn write_resolved(out: &mut String, summary: &Summary<'_>) {
     }
     out.push_str(
         "<p style=\"margin:4px 0 4px;font-weight:bold;color:#0d652d\">Resolved</p>\n\
-         <ul style=\"margin:0 0 12px;padding-left:20px\">\n",
+         <ul style=\"margin:0 0 12px;padding-left:4px;list-style:none\">\n",
     );
     for r in summary.resolved.iter().take(MAX_PROBLEMS) {
         out.push_str("<li style=\"margin:2px 0;color:#0d652d\">✓ ");
