@@ -200,10 +200,13 @@ impl Builder {
     }
 
     /// Whether each email carries an HTML version of the digest besides the
-    /// plain text (on by default): a `multipart/alternative` message whose
-    /// HTML part shows the summary and a table with one row per record, the
-    /// levels labelled in colour, everything from the records escaped, with
-    /// inline styles only (no scripts, nothing loaded from elsewhere). The
+    /// plain text (on by default): `multipart/alternative` text and HTML
+    /// parts, and the text attached as `<app>-log.txt`. The HTML part leads
+    /// with what failed, where and since when, shows each failure with its
+    /// newest record and a few of context and counts the rest (all in the
+    /// attached log); levels said in words, everything from the records
+    /// escaped, inline styles only (no scripts, nothing loaded from
+    /// elsewhere), readable at 320 px and in both colour schemes. The
     /// plain-text part is always there; `html(false)` sends it alone.
     ///
     /// ```
@@ -460,14 +463,13 @@ impl Builder {
     /// larger digest is split into several complete emails, numbered "part 2
     /// of 3", so no server's size limit can make the backlog undeliverable.
     ///
-    /// What is counted is the records' share of both parts of the email, the
-    /// plain text and (unless [`html(false)`](Builder::html)) the HTML, whose
-    /// table row takes about 550 bytes of markup besides the record's own
-    /// text (so, with HTML, a digest of short records takes several times
-    /// the bytes of its text alone, and is split sooner). Not counted: the headers and the few KiB of summary and footer
-    /// each email has, and the transfer encoding, which adds up to a third
-    /// (quoted-printable or base64, chosen by lettre) for text that is not
-    /// plain ASCII. A record larger than the limit goes alone in its email.
+    /// What is counted is the records' text lines, once in the plain-text
+    /// part and, unless [`html(false)`](Builder::html), once more in the
+    /// attached log (the HTML part shows a bounded few records whatever
+    /// the digest's size). Not counted: the headers, the few KiB of summary,
+    /// HTML and footer each email has, and the transfer encoding, which adds
+    /// up to a third (quoted-printable or base64, chosen by lettre). A record
+    /// larger than the limit goes alone in its email.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);

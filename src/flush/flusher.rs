@@ -44,8 +44,9 @@ pub(crate) struct Flusher {
     pub(crate) alerts: Option<crate::alerts::Poster>,
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
-    /// Most bytes the records may take in one email (their text lines and
-    /// HTML rows, as rendered, see `Composer::render`); a larger digest is split.
+    /// Most bytes the records may take in one email (their text lines, in
+    /// the text part and the attached log, see `Composer::render`); a larger
+    /// digest is split.
     pub(crate) max_email_bytes: usize,
     /// The longest one flush may spend sending.
     pub(crate) send_deadline: Duration,
@@ -935,8 +936,9 @@ fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
     (0..count.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(count))
 }
 
-/// Splits `records` into consecutive parts whose digest lines (and HTML
-/// rows) stay within `max_bytes` (a record larger than that goes alone).
+/// Splits `records` into consecutive parts whose digest lines (in the text
+/// part and the attached log) stay within `max_bytes` (a record larger than
+/// that goes alone).
 /// Each record is rendered once and measured; a part comes with its records
 /// listed one by one (its newest `detail_lines`) rendered, for
 /// [`Composer::compose`], and the others' dropped once measured.
