@@ -18,13 +18,13 @@
 //! K runs sends, and the count threshold applies only if `--threshold` is
 //! given too. `--repeat-after SECS` keeps a reported feed quiet that long;
 //! `--now` sets the clock for this run. With `--notify-recovery`, a feed
-//! that was reported and then does not fail in a run gets a "resolved"
-//! email (or a Resolved section in a digest going out). `--alertmanager URL`
-//! (repeatable) also posts the failures to Alertmanager, as the host
-//! `--host NAME` (the machine's name by default); with `--alertmanager` and
-//! neither `--smtp-url` nor `--outbox`, alerts are the only destination.
-//! The password comes from the URL or
-//! from `SMTP_PASSWORD`. Prints the outcome; exit status 0 for nothing, held,
+//! that was reported as persisting and then does not fail in a run gets a
+//! "resolved" email (or a Resolved section in a digest going out).
+//! `--alertmanager URL` (repeatable) also posts the failures to
+//! Alertmanager, as the host `--host NAME` (the machine's name by default;
+//! the digest names it too); with `--alertmanager` and neither `--smtp-url`
+//! nor `--outbox`, alerts are the only destination. The password comes from
+//! the URL or from `SMTP_PASSWORD`. Prints the outcome; exit status 0 for nothing, held,
 //! waiting or sent, 1 when sending failed, 2 for bad arguments.
 
 use std::process::ExitCode;

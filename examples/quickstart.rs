@@ -36,7 +36,10 @@ pub fn run(home: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let builder = EmailLayer::builder("quickstart")
         .state_file(home.join("state.json"))
         .subject("quickstart: the nightly job needs a look")
-        .threshold(5, Level::WARN);
+        .threshold(5, Level::WARN)
+        // A failure is its feed (a field of the `fetch` span), not its
+        // message: two feeds failing are two failures.
+        .fingerprint_fields(["feed"]);
     let builder = match std::env::var("SMTP_URL") {
         Ok(url) => {
             let mut smtp = Smtp::from_url(&url)?;

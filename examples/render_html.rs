@@ -1,129 +1,131 @@
-//! Writes the HTML part of a realistic digest to a file, through the crate's
-//! real code: a layer whose transport keeps the email instead of sending
-//! it, one run of a podcast client (feeds failing, an ERROR, INFO context,
-//! spans), one flush.
+//! Writes the HTML parts of realistic emails to files, through the crate's
+//! real code: six hourly runs of a podcast client on the host `web-3`
+//! (`Radio Café` failing in each, `Ääniraita` in every other one, INFO
+//! context, spans), `consecutive_runs(4)` and `notify_recovery`, then a run
+//! with every feed working. Each run is a layer and guard of its own over
+//! one state file, with a clock set to its hour, and a transport that keeps
+//! the emails instead of sending them.
 //!
 //! ```text
-//! cargo run --example render_html                      # writes target/digest.html
-//! cargo run --example render_html -- PATH              # writes PATH
+//! cargo run --example render_html              # writes target/digest.html and target/resolved.html
+//! cargo run --example render_html -- DIR       # writes DIR/digest.html and DIR/resolved.html
 //! ```
 //!
-//! `scripts/screenshot-digest.sh` runs it and renders the file with
-//! headless Chromium into `docs/digest.png`.
+//! `scripts/screenshot-digest.sh` runs it and renders the digest with
+//! headless Chromium into `docs/` (800 and 320 px, light and dark).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tracing::Level;
-use tracing_email::{BoxError, Email, EmailLayer, Transport};
+use tracing_email::{BoxError, Email, EmailLayer, ManualClock, Transport};
 use tracing_subscriber::prelude::*;
 
-/// A transport that keeps the last email it is given.
+/// A transport that keeps the emails it is given.
 #[derive(Clone, Default)]
-struct Keep(Arc<Mutex<Option<Email>>>);
+struct Keep(Arc<Mutex<Vec<Email>>>);
 
 impl Transport for Keep {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
-        *self.0.lock().map_err(|_| "poisoned")? = Some(email.clone());
+        self.0.lock().map_err(|_| "poisoned")?.push(email.clone());
         Ok(())
     }
 }
+
+/// The podcast client's feeds.
+const FEEDS: [&str; 8] = [
+    "Radio Café",
+    "Ääniraita",
+    "ポッドキャスト",
+    "Hörspiel Stunde",
+    "Ψηφιακό Ραδιόφωνο",
+    "Rust in Production",
+    "The Changelog",
+    "Late Night Linux",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target: PathBuf = [env!("CARGO_MANIFEST_DIR"), "target"].iter().collect();
     let out = std::env::args_os()
         .nth(1)
-        .map_or_else(|| target.join("digest.html"), PathBuf::from);
-    // A fresh state file, so the digest holds this run's records only.
+        .map_or(target.clone(), PathBuf::from);
+    // A fresh state file, so the emails hold these runs' records only.
     let state = target.join("render-html").join("state.json");
     match std::fs::remove_file(&state) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}
     }
-
     let kept = Keep::default();
-    let (layer, guard) = EmailLayer::builder("poca")
-        .transport(kept.clone())
-        .state_file(&state)
-        .from("poca <robot@example.com>")
-        .to("me@example.com")
-        .threshold(1, Level::WARN)
-        .checkpoint_interval(None)
-        .build()?;
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), run);
-    let outcome = guard.flush();
-    if !outcome.is_sent() {
-        return Err(format!("the digest was not sent: {outcome}").into());
+    let start = time::macros::datetime!(2026-11-21 00:00 UTC);
+    let clock = ManualClock::new(start.into());
+    for hour in 1..=7 {
+        clock.advance(Duration::from_secs(3600));
+        println!("run {hour}: {}", one_run(hour, &state, &kept, &clock)?);
     }
-
-    let email = kept
-        .0
-        .lock()
-        .map_err(|_| "poisoned")?
-        .take()
-        .ok_or("no email")?;
-    let html = email.html().ok_or("the email has no HTML part")?;
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
+    let emails = kept.0.lock().map_err(|_| "poisoned")?.clone();
+    let [digest, resolved] = &emails[..] else {
+        return Err(format!(
+            "expected a digest and a resolved email, got {}",
+            emails.len()
+        )
+        .into());
+    };
+    std::fs::create_dir_all(&out)?;
+    for (email, name) in [(digest, "digest.html"), (resolved, "resolved.html")] {
+        let html = email.html().ok_or("an email has no HTML part")?;
+        let path = out.join(name);
+        std::fs::write(&path, html)?;
+        println!(
+            "{}\nwrote {} ({} bytes)",
+            email.subject(),
+            path.display(),
+            html.len()
+        );
     }
-    std::fs::write(&out, html)?;
-    println!("{}", email.subject());
-    println!("wrote {} ({} bytes)", out.display(), html.len());
     Ok(())
 }
 
-/// One nightly run of a podcast client: eight feeds, three of them failing.
-fn run() {
-    let run = tracing::info_span!("run", job = "nightly");
-    let _run = run.enter();
-    tracing::info!(target: "poca", feeds = 8, version = "1.4.2", "run started");
-
-    let fetch = |feed: &str, log: &dyn Fn()| {
-        let span = tracing::info_span!("fetch", feed);
-        let _fetch = span.enter();
-        log();
+/// Run `hour` of the scenario, a layer and guard of its own: `Radio Café`
+/// failing in the first six, `Ääniraita` in every other one, no feed in the
+/// seventh. Returns the flush's outcome.
+fn one_run(
+    hour: u32,
+    state: &std::path::Path,
+    kept: &Keep,
+    clock: &ManualClock,
+) -> Result<tracing_email::Outcome, tracing_email::Error> {
+    let failing: &[&str] = match hour {
+        7.. => &[],
+        h if h % 2 == 0 => &["Radio Café", "Ääniraita"],
+        _ => &["Radio Café"],
     };
-    fetch("Hörspiel Stunde", &|| {
-        tracing::info!(target: "poca::feed", new_episodes = 2, "feed updated");
-    });
-    fetch("Radio Café", &|| {
-        tracing::warn!(
-            target: "poca::feed",
-            url = "https://radio-cafe.example/rss",
-            error = "connection timed out after 30 s",
-            attempt = 3,
-            "feed failed"
-        );
-    });
-    fetch("ポッドキャスト", &|| {
-        tracing::warn!(
-            target: "poca::feed",
-            url = "https://podcast.example.jp/feed.xml",
-            status = 503,
-            "feed failed: the server is unavailable"
-        );
-    });
-    fetch("Ääniraita", &|| {
-        tracing::debug!(target: "poca::feed", etag = "\"5f1e-9a\"", "feed not modified (304)");
-    });
-    fetch("<Late Night> & Co", &|| {
-        tracing::warn!(
-            target: "poca::feed",
-            error = "unexpected '<' at line 12, column 4",
-            "feed is not valid XML"
-        );
-    });
-    {
-        let span = tracing::info_span!("download", episode = "Folge 42: Kaffee");
-        let _download = span.enter();
-        tracing::info!(target: "poca::download", bytes = 48_213_771, seconds = 12.4, "episode downloaded");
+    let (layer, guard) = EmailLayer::builder("poca")
+        .transport(kept.clone())
+        .state_file(state)
+        .from("poca <robot@example.com>")
+        .to("me@example.com")
+        .host("web-3")
+        .clock(clock.clone())
+        .checkpoint_interval(None)
+        .consecutive_runs(4)
+        .fingerprint_fields(["feed"])
+        .notify_recovery(true)
+        .build()?;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || run(failing));
+    Ok(guard.flush())
+}
+
+/// One run of the podcast client: each feed fetched in a span of its own,
+/// those in `failing` failing.
+fn run(failing: &[&str]) {
+    let run = tracing::info_span!("poca", feeds = FEEDS.len());
+    let _run = run.enter();
+    for (i, feed) in FEEDS.iter().enumerate() {
+        let url = format!("https://podcasts.example/{}/rss", i + 1);
+        if failing.contains(feed) {
+            tracing::warn!(target: "poca::feed", feed, url, error = "connection timed out", "feed failed");
+        } else {
+            tracing::info!(target: "poca::feed", feed, new_episodes = i % 3, "feed updated");
+        }
     }
-    tracing::error!(
-        target: "poca::db",
-        path = "/home/me/.local/share/poca/episodes.sqlite",
-        error = "database is locked",
-        "could not save the episode list; new episodes will be fetched again next run"
-    );
-    tracing::warn!(target: "poca", failed = 3, feeds = 8, "some feeds failed; they are retried on the next run");
-    tracing::info!(target: "poca", seconds = 41.2, "run finished");
 }

@@ -148,8 +148,8 @@ impl Builder {
         self
     }
 
-    /// This machine's name, as Alertmanager's `instance` label and the
-    /// subject's `{host}`: by default the system's host name, read once by
+    /// This machine's name, as Alertmanager's `instance` label, in each
+    /// digest's first lines and as the subject's `{host}`: by default the system's host name, read once by
     /// `build()`. For several instances on one machine, or a name that
     /// means more than the host name.
     ///
@@ -231,10 +231,13 @@ impl Builder {
     }
 
     /// Whether each email carries an HTML version of the digest besides the
-    /// plain text (on by default): a `multipart/alternative` message whose
-    /// HTML part shows the summary and a table with one row per record, the
-    /// levels labelled in colour, everything from the records escaped, with
-    /// inline styles only (no scripts, nothing loaded from elsewhere). The
+    /// plain text (on by default): `multipart/alternative` text and HTML
+    /// parts, and the text attached as `<app>-log.txt`. The HTML part leads
+    /// with what failed, where and since when, shows each failure with its
+    /// newest record and a few of context and counts the rest (all in the
+    /// attached log); levels said in words, everything from the records
+    /// escaped, inline styles only (no scripts, nothing loaded from
+    /// elsewhere), readable at 320 px and in both colour schemes. The
     /// plain-text part is always there; `html(false)` sends it alone.
     ///
     /// ```
@@ -357,11 +360,21 @@ impl Builder {
 
     /// Identifies a failure by the values of these fields (plus its
     /// callsite) instead of its message: for messages that carry changing
-    /// details (`"timed out after 30.2 s"`). Records without any of the fields
-    /// are identified by their message.
+    /// details (`"timed out after 30.2 s"`). Each field is looked up in the
+    /// event's own fields, then in the fields of the spans it happened in,
+    /// innermost first, so `#[tracing::instrument] fn fetch(feed: &str)`
+    /// tells its feeds apart. Records without any of the fields are
+    /// identified by their message.
     ///
     /// ```
+    /// #[tracing::instrument]
+    /// fn fetch(feed: &str) {
+    ///     // Fingerprinted by the span's `feed`: one failure per feed.
+    ///     tracing::warn!(error = "timed out", "feed failed");
+    /// }
+    ///
     /// let b = tracing_email::EmailLayer::builder("poca").fingerprint_fields(["feed"]);
+    /// # fetch("Radio Café");
     /// ```
     pub fn fingerprint_fields<I, S>(mut self, fields: I) -> Self
     where
@@ -481,14 +494,13 @@ impl Builder {
     /// larger digest is split into several complete emails, numbered "part 2
     /// of 3", so no server's size limit can make the backlog undeliverable.
     ///
-    /// What is counted is the records' share of both parts of the email, the
-    /// plain text and (unless [`html(false)`](Builder::html)) the HTML, whose
-    /// table row takes about 550 bytes of markup besides the record's own
-    /// text (so, with HTML, a digest of short records takes several times
-    /// the bytes of its text alone, and is split sooner). Not counted: the headers and the few KiB of summary and footer
-    /// each email has, and the transfer encoding, which adds up to a third
-    /// (quoted-printable or base64, chosen by lettre) for text that is not
-    /// plain ASCII. A record larger than the limit goes alone in its email.
+    /// What is counted is the records' text lines, once in the plain-text
+    /// part and, unless [`html(false)`](Builder::html), once more in the
+    /// attached log (the HTML part shows a bounded few records whatever
+    /// the digest's size). Not counted: the headers, the few KiB of summary,
+    /// HTML and footer each email has, and the transfer encoding, which adds
+    /// up to a third (quoted-printable or base64, chosen by lettre). A record
+    /// larger than the limit goes alone in its email.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
@@ -699,14 +711,11 @@ impl Builder {
             host.clone()
                 .unwrap_or_else(crate::digest::subject::hostname)
         };
-        let host = if subject.as_ref().is_some_and(Template::uses_host) {
-            named(&s.host)
-        } else {
-            String::new()
-        };
+        // Read once: every digest names the machine that sent it.
+        let host = named(&s.host);
         #[cfg(feature = "alertmanager")]
         let alerts = match alerts {
-            Some(a) => Some(a.check(app.trim(), named(&s.host))?),
+            Some(a) => Some(a.check(app.trim(), host.clone())?),
             None => None,
         };
         let offset = match (s.offset, s.local_time) {
@@ -728,7 +737,8 @@ impl Builder {
                 host,
                 html: s.html.unwrap_or(DEFAULT_HTML),
                 offset,
-                state_path,
+                // The footer says where records wait, wherever the reader is.
+                state_path: std::path::absolute(&state_path).unwrap_or(state_path.clone()),
                 fingerprint_fields: s.policy.fingerprint_fields.clone(),
                 level: s.policy.level(),
                 detail_lines: s.max_detail_lines.unwrap_or(DEFAULT_MAX_DETAIL_LINES),

@@ -443,6 +443,7 @@ impl StateFile {
         state.pending.clear();
         state.dropped = 0;
         state.last_error = None;
+        state.last_error_at = None;
         self.store.save(&lock, &state)?;
         self.store.remove_parked(&loaded.parked);
         Ok(cleared)
@@ -679,6 +680,7 @@ mod tests {
             dropped: 3,
             last_sent: None,
             last_error: Some("the server rejected the login (535)".into()),
+            last_error_at: None,
             history: Default::default(),
             alerts: Default::default(),
             alert_post: None,
@@ -760,6 +762,7 @@ mod tests {
             dropped: 0,
             last_sent: Some(hour(3)),
             last_error: None,
+            last_error_at: None,
             history,
             alerts: Default::default(),
             alert_post: None,

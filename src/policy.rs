@@ -78,7 +78,8 @@ pub(crate) enum Decision {
 /// sending, in its own terms. Carried by
 /// [`Outcome::Held`](crate::Outcome::Held) and
 /// [`Verdict::Hold`](crate::Verdict::Hold); its `Display` is the reason a
-/// person reads.
+/// person reads. A failure labelled by its message is quoted: `"feed
+/// failed" seen in 1 of the 3 runs in a row needed`.
 ///
 /// ```
 /// use tracing_email::WaitingFor;
@@ -90,6 +91,13 @@ pub(crate) enum Decision {
 ///     level: tracing::Level::WARN,
 /// };
 /// assert_eq!(streak.to_string(), r#"url "b.json" failed 2 of the 3 runs in a row needed"#);
+/// let by_message = WaitingFor::Streak {
+///     label: Some("feed failed".into()),
+///     runs: 1,
+///     needed: 3,
+///     level: tracing::Level::WARN,
+/// };
+/// assert_eq!(by_message.to_string(), r#""feed failed" seen in 1 of the 3 runs in a row needed"#);
 ///
 /// let threshold = WaitingFor::Threshold { counted: 3, needed: 5, level: tracing::Level::WARN };
 /// assert_eq!(threshold.to_string(), "3 of the 5 warnings or errors needed");
@@ -168,6 +176,12 @@ pub enum WaitingFor {
 }
 
 /// `warnings or errors`: the records at `level` or above, in words.
+/// Whether a failure's label is that of its fields (`url "b.json"`,
+/// `feed "a", url "b"`), not its message.
+fn is_field_label(label: &str) -> bool {
+    label.ends_with('"') && label.find(" \"").is_some_and(|at| at > 0)
+}
+
 fn at_or_above(level: Level) -> String {
     match level {
         Level::ERROR => "errors".to_owned(),
@@ -189,6 +203,17 @@ impl std::fmt::Display for WaitingFor {
                 "{counted} of the {needed} {} needed",
                 at_or_above(*level)
             ),
+            // A field's label (`url "b.json"`) names the failure; a
+            // message (`feed failed`) is quoted, not followed by "failed".
+            WaitingFor::Streak {
+                label: Some(label),
+                runs,
+                needed,
+                ..
+            } if is_field_label(label) => write!(
+                f,
+                "{label} failed {runs} of the {needed} runs in a row needed"
+            ),
             WaitingFor::Streak {
                 label: Some(label),
                 runs,
@@ -196,7 +221,7 @@ impl std::fmt::Display for WaitingFor {
                 ..
             } => write!(
                 f,
-                "{label} failed {runs} of the {needed} runs in a row needed"
+                "{label:?} seen in {runs} of the {needed} runs in a row needed"
             ),
             WaitingFor::Streak {
                 label: None,
@@ -1685,6 +1710,17 @@ pub(crate) mod tests {
                 },
                 r#"url "b.json" failed 2 of the 3 runs in a row needed"#.to_owned(),
             ),
+            // A failure labelled by its message: quoted, not "feed failed
+            // failed".
+            (
+                WaitingFor::Streak {
+                    label: Some("feed failed".into()),
+                    runs: 1,
+                    needed: 3,
+                    level: W,
+                },
+                r#""feed failed" seen in 1 of the 3 runs in a row needed"#.to_owned(),
+            ),
             (
                 WaitingFor::Streak {
                     label: None,
@@ -2140,7 +2176,7 @@ pub(crate) mod tests {
         );
         h.reported([key(&p, &feed("a", W, 3)).key.as_str()], at(3));
         let run = h.start_run();
-        assert!(h.end_run(run));
+        assert!(h.end_run(run, 3));
         h
     }
 

@@ -1,22 +1,22 @@
-//! Composing the digest email: each record rendered once (its text line and
-//! HTML row, measured to split a large digest), the plain-text body, the
-//! headers, and the parts put together from one [`Summary`]
-//! ([`crate::digest::summary`]); and the short email that only says
-//! failures are over (`notify_recovery`). MIME and header encoding are
-//! lettre's.
+//! Composing the digest email: each record's text line rendered once
+//! (measured to split a large digest), the plain-text body (headline first,
+//! records run by run), the headers, and the parts put together from one
+//! [`Summary`] ([`crate::digest::summary`]): the text and HTML alternatives
+//! and the log attached; and the short email that only says failures are
+//! over (`notify_recovery`). MIME and header encoding are lettre's.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::record::{Record, write_escaped};
 use crate::digest::subject::{Template, default_subject};
-use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, problems, resolved_subject};
+use crate::digest::summary::{Late, MAX_PROBLEMS, Summary, footer, problems, resolved_subject};
 use crate::error::{Error, ErrorKind};
 use crate::store::history::{History, Resolved, strip_text};
 use crate::transport::Email;
@@ -29,8 +29,8 @@ pub(crate) struct Composer {
     pub(crate) to: Vec<Mailbox>,
     /// The subject template; `None` for the default subject.
     pub(crate) subject: Option<Template>,
-    /// This machine's name for `{host}`, read once by `build()` (empty when
-    /// the subject does not show it).
+    /// This machine's name (the `host` setting, else the system's), read
+    /// once by `build()`: in the first lines and for `{host}`.
     pub(crate) host: String,
     /// Whether emails carry an HTML alternative to the text.
     pub(crate) html: bool,
@@ -51,21 +51,17 @@ pub(crate) struct Composer {
 pub(crate) struct Rendered {
     /// Its line and its span context's, each with its newline.
     text: String,
-    /// Its row in the HTML part, all but the row's start, which depends on
-    /// its place in the table.
-    row: Option<String>,
+    /// Whether the email attaches its log (the text part again, see
+    /// [`Composer::email`]): the line is then sent twice.
+    twice: bool,
 }
 
 impl Rendered {
-    /// The bytes it adds to an email: its text, and its HTML row with the
-    /// longest start a row can have (an unshaded row's is a few bytes
-    /// shorter).
+    /// The bytes it adds to an email: its text, in the text part and, with
+    /// an HTML part, in the attached log. (The HTML part shows a bounded
+    /// number of records whatever the digest's size.)
     pub(crate) fn bytes(&self) -> usize {
-        self.text.len()
-            + self
-                .row
-                .as_ref()
-                .map_or(0, |row| crate::digest::html::ROW_START_MAX + row.len())
+        self.text.len() * if self.twice { 2 } else { 1 }
     }
 }
 
@@ -82,63 +78,45 @@ impl Composer {
         subject
     }
 
-    /// The plain-text body: a summary line, then one line per record (with
-    /// its span context indented below), oldest first. What comes from the
-    /// records has its control characters shown escaped (`\n`, `\u{1b}`), so
-    /// a record is always one line and cannot fake another one.
-    /// `lines` are the shown records' lines, made by [`Composer::render`].
+    /// The plain-text body: the headline (what failed, where, since when),
+    /// an overview line, what went wrong, then one line per record (with
+    /// its span context indented below), oldest first, each run's after a
+    /// `— run 3, 2026-11-21 03:00 —` line. What comes from the records has
+    /// its control characters shown escaped (`\n`, `\u{1b}`), so a record is
+    /// always one line and cannot fake another one. `lines` are the shown
+    /// records' lines, made by [`Composer::render`].
     fn body(&self, summary: &Summary<'_>, lines: &[Rendered]) -> String {
         let lines_len: usize = lines.iter().map(|l| l.text.len()).sum();
         let mut out = String::with_capacity(lines_len + 4096);
-        if let Some(note) = summary.part_note() {
-            out.push_str(&note);
+        let _ = write_escaped(&mut out, &summary.headline(), false);
+        out.push('\n');
+        let _ = write_escaped(&mut out, &summary.overview(), false);
+        out.push('\n');
+        for note in [
+            summary.part_note(),
+            summary.late_note(),
+            summary.dropped_note(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = write_escaped(&mut out, &note, false);
             out.push('\n');
         }
-        let by_level: Vec<String> = summary
-            .levels()
-            .map(|(level, n)| format!("{n} {level}"))
-            .collect();
-        let _ = write!(
-            out,
-            "{}: {} ({})",
-            self.app,
-            summary.record_count(),
-            by_level.join(", ")
-        );
-        if let Some(span) = summary.time_span() {
-            out.push(' ');
-            out.push_str(&span);
-        }
-        out.push_str(".\n");
-        if let Some(note) = summary.dropped_note() {
-            out.push_str(&note);
-            out.push('\n');
-        }
-        if !summary.problems.is_empty() {
-            out.push_str("\nWhat went wrong:\n");
-            for p in summary.problems.iter().take(MAX_PROBLEMS) {
-                out.push_str("  ");
-                // A label may be the start of a message.
-                let _ = write_escaped(&mut out, &summary.problem_line(p), false);
-                if let Some(recent) = &p.recent {
-                    out.push_str("; ");
-                    out.push_str(&strip_text(recent));
-                }
-                out.push('\n');
-            }
-            if let Some(note) = summary.more_problems_note() {
-                out.push_str("  ");
-                out.push_str(&note);
-                out.push('\n');
-            }
-        }
+        write_problems(&mut out, summary);
         write_resolved(&mut out, summary);
         out.push('\n');
         if let Some(note) = summary.hidden_note() {
             out.push_str(&note);
             out.push_str("\n\n");
         }
-        for rendered in lines {
+        let mut run = None;
+        for (record, rendered) in summary.shown().iter().zip(lines) {
+            if run != Some(record.run) {
+                run = Some(record.run);
+                out.push_str(&summary.run_line(record));
+                out.push('\n');
+            }
             out.push_str(&rendered.text);
         }
         let _ = write!(
@@ -157,9 +135,13 @@ impl Composer {
     pub(crate) fn compose_recovery(&self, resolved: &[Resolved]) -> Result<Email, Error> {
         let mut summary = Summary::new(&self.app, &[], 0, None, self.offset);
         summary.resolved = resolved;
+        summary.host = &self.host;
         let subject = resolved_subject(&self.app, resolved);
-        let mut text = format!(
-            "{}: {} reported earlier {} over.\n",
+        let mut text = String::new();
+        let _ = write_escaped(&mut text, &summary.resolved_headline(), false);
+        let _ = writeln!(
+            text,
+            "\n{}: {} reported earlier {} over.",
             self.app,
             crate::digest::summary::plural(resolved.len(), "failure", "failures"),
             if resolved.len() == 1 { "is" } else { "are" }
@@ -172,7 +154,7 @@ impl Composer {
         );
         let html = self
             .html
-            .then(|| crate::digest::html::render_recovery(&summary, &subject, &self.state_path));
+            .then(|| crate::digest::html::render_recovery(&summary, &self.state_path));
         self.email(subject, text, html, &[])
     }
 
@@ -190,9 +172,7 @@ impl Composer {
         }
         Rendered {
             text,
-            row: self
-                .html
-                .then(|| crate::digest::html::row(record, self.offset)),
+            twice: self.html,
         }
     }
 
@@ -209,11 +189,13 @@ impl Composer {
         part: Option<(usize, usize)>,
         history: &History,
     ) -> Result<Email, Error> {
-        self.compose_with(records, shown, dropped, part, history, &[])
+        self.compose_with(records, shown, dropped, part, history, &[], None)
     }
 
     /// [`compose`](Composer::compose), with a "Resolved" section saying
-    /// that the failures `resolved` are over (when there are any).
+    /// that the failures `resolved` are over (when there are any), and a
+    /// note saying why it is `late` (an earlier send failed).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compose_with(
         &self,
         records: &[Record],
@@ -222,9 +204,13 @@ impl Composer {
         part: Option<(usize, usize)>,
         history: &History,
         resolved: &[Resolved],
+        late: Option<Late<'_>>,
     ) -> Result<Email, Error> {
         let mut summary = Summary::new(&self.app, records, dropped, part, self.offset);
         summary.resolved = resolved;
+        summary.host = &self.host;
+        summary.level = self.level;
+        summary.late = late;
         summary.problems = problems(records, history, &self.fingerprint_fields, self.level);
         summary.detail_lines = self.detail_lines;
         summary.fields_note = crate::store::history::unmatched_fields(
@@ -246,10 +232,9 @@ impl Composer {
         };
         let subject = self.subject(&summary);
         let text = self.body(&summary, shown);
-        let html = self.html.then(|| {
-            let rows: Vec<&str> = shown.iter().filter_map(|r| r.row.as_deref()).collect();
-            crate::digest::html::render(&summary, &rows, &self.state_path)
-        });
+        let html = self
+            .html
+            .then(|| crate::digest::html::render(&summary, &self.state_path));
         self.email(subject, text, html, records)
     }
 
@@ -265,7 +250,7 @@ impl Composer {
             .from(self.from.clone())
             .subject(subject.clone())
             .date(SystemTime::now())
-            .message_id(None)
+            .message_id(Some(message_id(&self.from)))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-generated".to_owned(),
@@ -273,16 +258,9 @@ impl Composer {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        let message = match &html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-                text.clone(),
-                html.clone(),
-            )),
-            None => builder.singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(text.clone()),
-            ),
+        let message = match body(&self.app, &text, html.as_deref(), records.is_empty()) {
+            Body::Parts(parts) => builder.multipart(parts),
+            Body::Text(text) => builder.singlepart(text),
         }
         .map_err(|e| {
             Error::with_source(ErrorKind::Compose, "could not compose the digest email", e)
@@ -295,6 +273,86 @@ impl Composer {
             records: records.into(),
         })
     }
+}
+
+/// An email's body: parts, or the text alone.
+enum Body {
+    Parts(MultiPart),
+    Text(SinglePart),
+}
+
+/// The body of an email with this `text` and `html`: the two alternatives,
+/// and for a digest (not `alone`, an email with records) the log attached,
+/// every record, for the readers of the HTML part, which shows only a few.
+fn body(app: &str, text: &str, html: Option<&str>, alone: bool) -> Body {
+    let Some(html) = html else {
+        return Body::Text(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text.to_owned()),
+        );
+    };
+    let alternatives = MultiPart::alternative_plain_html(text.to_owned(), html.to_owned());
+    if alone {
+        return Body::Parts(alternatives);
+    }
+    let log = Attachment::new(format!("{}-log.txt", file_name(app)))
+        .body(text.to_owned(), ContentType::TEXT_PLAIN);
+    Body::Parts(MultiPart::mixed().multipart(alternatives).singlepart(log))
+}
+
+/// `app` as a file name: letters, digits, `-`, `_` and `.` kept, anything
+/// else `_`.
+fn file_name(app: &str) -> String {
+    app.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The "What went wrong" section of a text body: one line per failure,
+/// most severe first, with its strip of recent runs.
+fn write_problems(out: &mut String, summary: &Summary<'_>) {
+    if summary.problems.is_empty() {
+        return;
+    }
+    out.push_str("\nWhat went wrong:\n");
+    for p in summary.problems.iter().take(MAX_PROBLEMS) {
+        out.push_str("  ");
+        // A label may be the start of a message.
+        let _ = write_escaped(out, &summary.problem_line(p), false);
+        if let Some(recent) = &p.recent {
+            out.push_str("; ");
+            out.push_str(&strip_text(recent));
+        }
+        out.push('\n');
+    }
+    if let Some(note) = summary.more_problems_note() {
+        out.push_str("  ");
+        out.push_str(&note);
+        out.push('\n');
+    }
+}
+
+/// A new `Message-ID` in the sender's domain (RFC 5322 asks for a domain
+/// the sender controls, not the bare host name): the time, the process and
+/// a counter make it unique. `<18c0f3a2b4d5e6f7.4d2.3@example.com>`.
+fn message_id(from: &Mailbox) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "<{nanos:x}.{:x}.{n}@{}>",
+        std::process::id(),
+        from.email.domain()
+    )
 }
 
 /// The "Resolved" section of a text body, when failures are over:
@@ -335,7 +393,7 @@ pub(crate) mod tests {
                 "Zoë <zoe@example.org>".parse().unwrap(),
             ],
             subject: None,
-            host: String::new(),
+            host: "web-3".into(),
             html: true,
             offset: UtcOffset::UTC,
             state_path: "/tmp/state.json".into(),
@@ -346,7 +404,9 @@ pub(crate) mod tests {
     }
 
     fn body(c: &Composer, records: &[Record], dropped: u64) -> String {
-        let summary = Summary::new(&c.app, records, dropped, None, c.offset);
+        let mut summary = Summary::new(&c.app, records, dropped, None, c.offset);
+        summary.problems = problems(records, &History::default(), &c.fingerprint_fields, c.level);
+        summary.host = &c.host;
         let lines: Vec<Rendered> = summary.shown().iter().map(|r| c.render(r)).collect();
         c.body(&summary, &lines)
     }
@@ -368,9 +428,10 @@ pub(crate) mod tests {
         let rs = records(&[Level::ERROR, Level::WARN, Level::WARN, Level::INFO]);
         let mut c = composer();
         let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
+        // The most severe failure first, then the counts.
         assert_eq!(
             email.subject(),
-            "[poca] 1 error, 2 warnings since 1970-01-01 00:00"
+            "[poca] record 0; 1 error, 2 warnings since 1970-01-01 00:00"
         );
         c.subject = Some(Template::parse("{app} on {host}: {max_level} x{count}").unwrap());
         c.host = "backup-01".into();
@@ -385,15 +446,31 @@ pub(crate) mod tests {
         let rs = records(&[Level::WARN, Level::INFO, Level::ERROR]);
         let text = body(&composer(), &rs, 0);
         let lines: Vec<&str> = text.lines().collect();
+        // What failed, where and when; then the counts.
+        assert_eq!(lines[0], "ERROR on web-3 at 00:00: record 2");
         assert_eq!(
-            lines[0],
-            "poca: 3 log records (1 ERROR, 1 WARN, 1 INFO) from 1970-01-01 00:00:00 to 1970-01-01 00:00:00, times in UTC."
+            lines[1],
+            "poca on web-3: 3 log records (1 ERROR, 1 WARN, 1 INFO) from 1970-01-01 00:00:00 to 1970-01-01 00:00:00, times in UTC."
         );
-        let r0 = lines.iter().position(|l| l.ends_with("record 0")).unwrap();
-        let r2 = lines.iter().position(|l| l.ends_with("record 2")).unwrap();
-        assert!(r0 < r2);
+        let r0 = lines.iter().position(|l| l.ends_with("test: record 0"));
+        let r2 = lines.iter().position(|l| l.ends_with("test: record 2"));
+        assert!(r0.unwrap() < r2.unwrap());
         assert!(!text.contains("dropped"));
         assert!(body(&composer(), &rs, 412).contains("412 older records were dropped"));
+        // Each run's records after a line that names it.
+        let mut rs = rs;
+        rs[0].run = Some(3);
+        rs[1].run = Some(4);
+        rs[2].run = Some(4);
+        rs[2].timestamp += time::Duration::hours(1);
+        let text = body(&composer(), &rs, 0);
+        let runs: Vec<&str> = text.lines().filter(|l| l.starts_with('—')).collect();
+        assert_eq!(
+            runs,
+            ["— run 3, 1970-01-01 00:00 —", "— run 4, 1970-01-01 00:00 —"]
+        );
+        let third = text.find("— run 4").unwrap();
+        assert!(text[third..].contains("test: record 1\n"), "{text}");
     }
 
     #[test]
@@ -476,7 +553,8 @@ pub(crate) mod tests {
             "{}",
             email.subject()
         );
-        assert!(email.text().starts_with("This is part 2 of 3"));
+        let third = email.text().lines().nth(2).unwrap();
+        assert!(third.starts_with("This is part 2 of 3"), "{}", email.text());
     }
 
     #[test]
@@ -497,19 +575,26 @@ pub(crate) mod tests {
         let real = r.to_line(UtcOffset::UTC).len() + 1 + r.span_context().unwrap().len() + 5;
         assert_eq!(c.render(&r).bytes(), real);
 
-        // With HTML, the text line and the HTML row: one more record grows
-        // the two parts by exactly that much ("1 log record" becoming "2 log
-        // records" adds 3 bytes of its own; the second row is shaded, the
-        // longest start a row has).
+        // With HTML, the text goes twice: in the text part and in the
+        // attached log. One more record grows the text by exactly its line
+        // ("1 log record" becoming "2 log records" adds a byte of its own
+        // to the headline and one to the overview).
         c.html = true;
-        let size = |email: &Email| email.text().len() + email.html().unwrap().len();
         let one = c
             .compose(&[r.clone()], &[], 0, None, &History::default())
             .unwrap();
         let two = c
             .compose(&[r.clone(), r.clone()], &[], 0, None, &History::default())
             .unwrap();
-        assert_eq!(c.render(&r).bytes(), size(&two) - size(&one) - 3);
+        assert_eq!(
+            c.render(&r).bytes(),
+            2 * (two.text().len() - one.text().len() - 2)
+        );
+        let raw = String::from_utf8(two.formatted()).unwrap();
+        assert!(
+            raw.contains("Content-Disposition: attachment; filename=\"poca-log.txt\""),
+            "{raw}"
+        );
     }
 
     #[test]
@@ -574,6 +659,9 @@ pub(crate) mod tests {
         let mut rs = feed_records("Ääniraita", Level::WARN, 0, 1);
         rs.extend(feed_records("Radio Café", Level::WARN, 1, 5));
         rs.extend(feed_records("ポッドキャスト", Level::ERROR, 2, 1));
+        if let Some(r) = rs.last_mut() {
+            r.fields.push("error".into(), serde_json::json!("HTTP 503"));
+        }
         rs.push(record_at(Level::INFO)); // context, not a problem
         let h = streak(&c, "Radio Café", 5);
         let ps = problems(&rs, &h, &c.fingerprint_fields, c.level);
@@ -590,10 +678,21 @@ pub(crate) mod tests {
         assert_eq!(ps[2].runs, None);
         let email = c.compose(&rs, &[], 0, None, &h).unwrap();
         let text = email.text();
-        assert!(text.contains("What went wrong:\n  ERROR feed \"ポッドキャスト\": 1 record, at 1970-01-01 02:00:00\n"), "{text}");
+        // The most severe first, in the first line and the subject, though
+        // another failure persists.
+        assert!(
+            text.starts_with("feed \"ポッドキャスト\" failed on web-3 at 02:00\n"),
+            "{text}"
+        );
+        assert_eq!(
+            email.subject(),
+            "[poca] feed \"ポッドキャスト\"; feed \"Radio Café\" failing for 5 runs; 1 other warning"
+        );
+        // Each line with its most telling field: `error`, else the message.
+        assert!(text.contains("What went wrong:\n  ERROR feed \"ポッドキャスト\": HTTP 503; 1 record, at 1970-01-01 02:00:00\n"), "{text}");
         assert!(
             text.contains(
-                "  WARN feed \"Radio Café\": 5 records, 1970-01-01 01:00:00 to 1970-01-01 05:00:00, in each of the last 5 runs; last 5 runs, oldest first: ✗✗✗✗✗\n"
+                "  WARN feed \"Radio Café\": feed failed; 5 records, 1970-01-01 01:00:00 to 1970-01-01 05:00:00, in each of the last 5 runs; last 5 runs, oldest first: ✗✗✗✗✗\n"
             ),
             "{text}"
         );
@@ -626,37 +725,29 @@ pub(crate) mod tests {
         let email = c.compose(&rs, &[], 0, None, &h).unwrap();
         let text = email.text();
         assert!(
-            text.contains("feed \"flaky\": 1 record, at 1970-01-01 00:00:00; last 8 runs, oldest first: ✗✓✗✓✗✓✓✗\n"),
+            text.contains("feed \"flaky\": feed failed; 1 record, at 1970-01-01 00:00:00; last 8 runs, oldest first: ✗✓✗✓✗✓✓✗\n"),
             "{text}"
         );
         assert!(
             text.contains("in each of the last 4 runs; last 8 runs, oldest first: ✓✓✓✓✗✗✗✗\n"),
             "{text}"
         );
-        // In HTML: one cell per run, red for a failure, green without, and
-        // the same words for who does not see the colours.
+        // In HTML: one cell per run, each with its glyph as text (red for
+        // a failure, green without, as a second cue).
         let html = email.html().unwrap();
-        let flaky = html.lines().find(|l| l.contains("flaky")).unwrap();
-        assert!(
-            flaky.contains("title=\"last 8 runs, oldest first: ✗✓✗✓✗✓✓✗\""),
-            "{flaky}"
-        );
-        let cells: Vec<&str> = flaky
-            .match_indices("background:#")
-            .map(|(i, _)| &flaky[i + 12..i + 18])
-            .filter(|c| *c == "d93025" || *c == "34a853")
+        let flaky = &html[html.find("feed &quot;flaky&quot;").unwrap()..];
+        let strip = &flaky[flaky.find("last 8 runs, oldest first: ").unwrap()..];
+        let strip = &strip[..strip.find("</p>").unwrap()];
+        let glyphs: String = strip
+            .split("</span>")
+            .filter_map(|cell| cell.rsplit_once("\">").map(|(_, glyph)| glyph))
             .collect();
-        assert_eq!(
-            cells,
-            [
-                "d93025", "34a853", "d93025", "34a853", "d93025", "34a853", "34a853", "d93025"
-            ]
-        );
+        assert_eq!(glyphs, "✗✓✗✓✗✓✓✗", "{strip}");
         // One run known: no strip.
         let h = runs_of(&c, &[&[a]]);
         let email = c.compose(&rs[..1], &[], 0, None, &h).unwrap();
         assert!(!email.text().contains("oldest first"), "{}", email.text());
-        assert!(!email.html().unwrap().contains("d93025"));
+        assert!(!email.html().unwrap().contains("oldest first"));
     }
 
     #[test]
@@ -681,6 +772,7 @@ pub(crate) mod tests {
                 None,
                 &History::default(),
                 std::slice::from_ref(&over),
+                None,
             )
             .unwrap();
         let line = "ERROR feed \"Radio Café\": OK again after failing 9 runs, from 1970-01-01 00:00:00 to 1970-01-01 08:00:00";
@@ -706,25 +798,38 @@ pub(crate) mod tests {
             email.subject(),
             "[poca] resolved: feed \"Radio Café\" OK again after failing 9 runs"
         );
+        // It leads with what is over, where, after how long.
+        let headline = "Resolved: feed \"Radio Café\" is OK again on web-3 after failing 9 runs \
+                        (00:00–08:00)";
         assert!(
             email.text().starts_with(&format!(
-                "poca: 1 failure reported earlier is over.\n\nResolved:\n  {line}\n\n-- \n"
+                "{headline}\npoca: 1 failure reported earlier is over.\n\nResolved:\n  {line}\n\n-- \n"
             )),
             "{}",
             email.text()
         );
         assert!(email.records().is_empty());
+        // In green, with no level badge.
+        let html = email.html().unwrap();
         assert!(
-            email
-                .html()
-                .unwrap()
-                .contains("OK again after failing 9 runs")
+            html.contains(&format!(
+                "color:#0d652d;background:#e6f4ea;border-left:4px solid #34a853\">{}</p>",
+                headline.replace('"', "&quot;")
+            )),
+            "{html}"
+        );
+        assert!(
+            !html.contains(">WARN<") && !html.contains(">ERROR<"),
+            "{html}"
         );
         let both = c.compose_recovery(&[over, other]).unwrap();
         assert_eq!(
             both.subject(),
             "[poca] resolved: feed \"Radio Café\" and 1 more OK again"
         );
+        assert!(both.text().starts_with(
+            "Resolved: feed \"Radio Café\" and 1 more failure are OK again on web-3\n"
+        ));
         assert!(both.text().contains("2 failures reported earlier are over"));
         assert!(
             both.text().contains("  WARN disk full: OK again")
@@ -743,10 +848,12 @@ pub(crate) mod tests {
             email.subject(),
             r#"[poca] feed "Radio Café" failing for 5 runs; 3 other warnings"#
         );
-        // No streak: the counting subject.
+        // No streak: the first failure, then the counts.
         let email = c.compose(&rs, &[], 0, None, &History::default()).unwrap();
         assert!(
-            email.subject().starts_with("[poca] 8 warnings since"),
+            email
+                .subject()
+                .starts_with("[poca] feed \"Radio Café\"; 8 warnings since"),
             "{}",
             email.subject()
         );

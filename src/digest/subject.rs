@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use tracing::Level;
 
 use crate::capture::record::show_time;
-use crate::digest::summary::{Summary, plural};
+use crate::digest::summary::{Problem, Summary, plural};
 use crate::error::Error;
 
 /// How `{first}`, `{last}` and the default subject show a time:
@@ -120,12 +120,6 @@ impl Template {
         Ok(Template { pieces })
     }
 
-    /// Whether the template shows the host name (so `build()` reads it only
-    /// when needed).
-    pub(crate) fn uses_host(&self) -> bool {
-        self.pieces.contains(&Piece::Host)
-    }
-
     /// The subject for the email that `summary` describes; `host` is this
     /// machine's name.
     pub(crate) fn render(&self, summary: &Summary<'_>, host: &str) -> String {
@@ -161,15 +155,21 @@ impl Template {
     }
 }
 
-/// The subject when none was set: `[poca] 3 errors, 4 warnings since
-/// 2026-11-20 08:00`, leaving out a count that is zero, and counting the log
-/// records when there is no error or warning. Failures seen run after run
-/// name themselves instead (see [`persisting`]).
+/// The subject when none was set: the most severe failure first, then
+/// the counts: `[poca] could not save the episode database: disk full; 1
+/// error, 4 warnings since 2026-11-20 08:00`, leaving out a count that is
+/// zero, and counting the log records when there is no error or warning.
+/// Failures seen run after run name themselves instead (see
+/// [`persisting`]), after a more severe failure if there is one.
 pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     let mut out = String::with_capacity(96);
     let _ = write!(out, "[{}] ", summary.app);
     if persisting(summary, &mut out) {
         return out;
+    }
+    if let Some(top) = summary.problems.first() {
+        out.push_str(&lead(top));
+        out.push_str("; ");
     }
     let errors = summary.count(Level::ERROR);
     let warnings = summary.count(Level::WARN);
@@ -224,30 +224,15 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     let Some(fewest) = failing.iter().map(|f| f.3).min() else {
         return false;
     };
-    let most = failing.iter().map(|f| f.3).max().unwrap_or(fewest);
-    let mut tail = if fewest == most {
-        format!(" failing for {most} runs")
-    } else {
-        format!(" failing for {fewest} to {most} runs")
-    };
-    // The other records that need a look: those of the failures named (or
-    // counted) above are left out.
-    let others = |level| {
-        let theirs: usize = failing.iter().filter(|f| f.1 == level).map(|f| f.2).sum();
-        summary.count(level).saturating_sub(theirs)
-    };
-    let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
-    if errors > 0 {
-        let _ = write!(tail, "; {}", plural(errors, "other error", "other errors"));
+    // Problems are sorted most severe first, then longest-running: a first
+    // one that does not persist is more severe than those that do, and
+    // named before them.
+    let first = summary.problems.first().filter(|p| p.runs.is_none());
+    if let Some(first) = first {
+        out.push_str(&lead(first));
+        out.push_str("; ");
     }
-    if warnings > 0 {
-        let sep = if errors > 0 { ", " } else { "; " };
-        let _ = write!(
-            tail,
-            "{sep}{}",
-            plural(warnings, "other warning", "other warnings")
-        );
-    }
+    let tail = persisting_tail(summary, &failing, first, fewest);
     let fixed = out.chars().count() + tail.chars().count();
     // Labels share what the target leaves; three that would be cut too
     // short become two and "and 1 more".
@@ -299,6 +284,58 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     }
     out.push_str(&tail);
     true
+}
+
+/// The end of a subject naming `failing` (label, level, records, runs),
+/// after `first` if it is named before them: ` failing for 3 to 5 runs; 1
+/// other error, 2 other warnings`, the other records that need a look
+/// counted (those of the failures named are left out).
+fn persisting_tail(
+    summary: &Summary<'_>,
+    failing: &[(&str, Level, usize, u64)],
+    first: Option<&Problem>,
+    fewest: u64,
+) -> String {
+    let most = failing.iter().map(|f| f.3).max().unwrap_or(fewest);
+    let mut tail = if fewest == most {
+        format!(" failing for {most} runs")
+    } else {
+        format!(" failing for {fewest} to {most} runs")
+    };
+    let others = |level| {
+        let theirs: usize = failing.iter().filter(|f| f.1 == level).map(|f| f.2).sum();
+        let first = first.filter(|p| p.level == level).map_or(0, |p| p.count);
+        summary.count(level).saturating_sub(theirs + first)
+    };
+    let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
+    if errors > 0 {
+        let _ = write!(tail, "; {}", plural(errors, "other error", "other errors"));
+    }
+    if warnings > 0 {
+        let sep = if errors > 0 { ", " } else { "; " };
+        let _ = write!(
+            tail,
+            "{sep}{}",
+            plural(warnings, "other warning", "other warnings")
+        );
+    }
+    tail
+}
+
+/// A failure as a subject names it first: its label, and its detail when
+/// the label is its message (`could not save the episode database: disk
+/// full`), in at most [`LABEL_MAX`] characters, control characters as
+/// spaces.
+fn lead(p: &Problem) -> String {
+    let text = match (&p.detail, p.by_field) {
+        (Some(detail), false) => format!("{}: {detail}", p.label),
+        _ => p.label.clone(),
+    };
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    shorten(&text, LABEL_MAX)
 }
 
 /// Each label in at most `max` characters, keeping what tells them apart:
@@ -519,9 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn host_is_read_only_for_templates_that_show_it() {
-        assert!(Template::parse("[{host}] log").unwrap().uses_host());
-        assert!(!Template::parse("[{app}] {{host}}").unwrap().uses_host());
+    fn the_host_name_is_never_empty() {
         assert!(!hostname().is_empty());
     }
 
@@ -583,6 +618,10 @@ mod tests {
                     last: rs[0].timestamp,
                     runs: Some(runs),
                     recent: None,
+                    since: rs[0].timestamp,
+                    detail: None,
+                    latest: 0,
+                    by_field: true,
                 },
             )
             .collect();

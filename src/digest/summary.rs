@@ -1,16 +1,20 @@
 //! What one digest email says about its records, counted once and shared
 //! by its subject ([`crate::digest::subject`]), its text body ([`crate::digest::compose`])
-//! and its HTML part ([`crate::digest::html`]): counts per level, the time span, the
-//! kinds of failure (each with its strip of recent runs), the failures that
-//! are over (`notify_recovery`), the notes and the footer.
+//! and its HTML part ([`crate::digest::html`]): the headline (what failed,
+//! where, since when), counts per level, the time span, the kinds of failure
+//! (each with its most telling field and its strip of recent runs, and the
+//! context records shown with it), the failures that are over
+//! (`notify_recovery`), the notes and the footer.
 
 use std::fmt::Write as _;
 
+use time::format_description::FormatItem;
+use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, severity, show_time};
-use crate::store::history::{History, Resolved, STRIP_RUNS, fingerprint_of};
+use crate::store::history::{History, Resolved, STRIP_RUNS, field_value, fingerprint_of};
 
 /// One kind of failure in an email, for the summary at its top.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +30,37 @@ pub(crate) struct Problem {
     /// Which of the last runs saw it, oldest first (see
     /// `History::recent_runs`), when the history knows two runs or more.
     pub(crate) recent: Option<Vec<bool>>,
+    /// When it started: its streak's first record when it persists, else
+    /// its first record here.
+    pub(crate) since: OffsetDateTime,
+    /// What its newest record says went wrong: its `error` field, else its
+    /// message when the label is not the message (see [`detail_of`]).
+    pub(crate) detail: Option<String>,
+    /// Where its newest record is among the email's records.
+    pub(crate) latest: usize,
+    /// Labelled by `fingerprint_fields` (`feed "Radio Café"`), not by its
+    /// message.
+    pub(crate) by_field: bool,
+}
+
+/// Most characters of a failure's detail shown.
+const DETAIL_MAX: usize = 200;
+
+/// What `record` says went wrong, for a failure labelled `label`: its
+/// `error` field, else its message when that is not the label already;
+/// cut at [`DETAIL_MAX`] characters.
+fn detail_of(record: &Record, label: &str) -> Option<String> {
+    let text = match record.fields.get("error") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None if record.message.is_empty() || record.message == label => return None,
+        None => record.message.clone(),
+    };
+    let mut cut: String = text.chars().take(DETAIL_MAX).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    Some(cut)
 }
 
 /// The problems among `records`: one per fingerprint at `level` or above,
@@ -38,38 +73,26 @@ pub(crate) fn problems(
 ) -> Vec<Problem> {
     let min = severity(level);
     let mut by_key: Vec<(String, Problem)> = Vec::new();
-    for r in records.iter().filter(|r| severity(r.level) >= min) {
+    for (i, r) in records.iter().enumerate() {
+        if severity(r.level) < min {
+            continue;
+        }
         let fp = fingerprint_of(r, fields);
         match by_key.iter_mut().find(|(k, _)| *k == fp.key) {
             Some((_, p)) => {
                 p.count += 1;
                 p.first = p.first.min(r.timestamp);
-                p.last = p.last.max(r.timestamp);
+                p.since = p.since.min(r.timestamp);
+                if r.timestamp >= p.last {
+                    p.last = r.timestamp;
+                    p.latest = i;
+                    p.detail = detail_of(r, &p.label);
+                }
                 if severity(r.level) > severity(p.level) {
                     p.level = r.level;
                 }
             }
-            None => {
-                let runs = history
-                    .streaks
-                    .get(&fp.key)
-                    .map(|s| s.runs)
-                    .filter(|runs| *runs > 1);
-                by_key.push((
-                    fp.key.clone(),
-                    Problem {
-                        label: fp.label.clone(),
-                        level: r.level,
-                        count: 1,
-                        first: r.timestamp,
-                        last: r.timestamp,
-                        runs,
-                        recent: history
-                            .recent_runs(&fp.key, STRIP_RUNS)
-                            .filter(|recent| recent.len() > 1),
-                    },
-                ));
-            }
+            None => by_key.push((fp.key.clone(), new_problem(r, i, &fp, history, fields))),
         }
     }
     let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
@@ -81,6 +104,32 @@ pub(crate) fn problems(
             .then(a.first.cmp(&b.first))
     });
     out
+}
+
+/// The problem of `fp` as first seen in `record`, the `i`th of the email.
+fn new_problem(
+    record: &Record,
+    i: usize,
+    fp: &crate::store::history::Fingerprint,
+    history: &History,
+    fields: &[String],
+) -> Problem {
+    let streak = history.streaks.get(&fp.key).filter(|s| s.runs > 1);
+    Problem {
+        label: fp.label.clone(),
+        level: record.level,
+        count: 1,
+        first: record.timestamp,
+        last: record.timestamp,
+        runs: streak.map(|s| s.runs),
+        recent: history
+            .recent_runs(&fp.key, STRIP_RUNS)
+            .filter(|recent| recent.len() > 1),
+        since: streak.map_or(record.timestamp, |s| s.since.min(record.timestamp)),
+        detail: detail_of(record, &fp.label),
+        latest: i,
+        by_field: fields.iter().any(|f| field_value(record, f).is_some()),
+    }
 }
 
 /// Most kinds of failure listed in a digest's summary.
@@ -134,7 +183,30 @@ pub(crate) struct Summary<'a> {
     pub(crate) fields_note: Option<String>,
     /// Failures that are over, said in a "Resolved" section.
     pub(crate) resolved: &'a [Resolved],
+    /// The machine that sends it (empty: not said).
+    pub(crate) host: &'a str,
+    /// Records at this level or above are failures; below, context.
+    pub(crate) level: Level,
+    /// Why and since when this digest is late: the last send failed.
+    pub(crate) late: Option<Late<'a>>,
 }
+
+/// An earlier attempt to send failed: the state file's last error, and
+/// when it happened when known.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Late<'a> {
+    pub(crate) error: &'a str,
+    pub(crate) at: Option<OffsetDateTime>,
+}
+
+/// How the first lines show a time of the same day as the email's newest
+/// record: `03:00`; and of another day: `2026-11-20 23:00`.
+const CLOCK: &[FormatItem<'static>] = format_description!("[hour]:[minute]");
+const DAY_CLOCK: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]");
+
+/// Most characters of a late digest's error shown.
+const LATE_ERROR_MAX: usize = 300;
 
 impl<'a> Summary<'a> {
     pub(crate) fn new(
@@ -166,7 +238,132 @@ impl<'a> Summary<'a> {
             detail_lines: usize::MAX,
             fields_note: None,
             resolved: &[],
+            host: "",
+            level: Level::WARN,
+            late: None,
         }
+    }
+
+    /// ` on web-3`, or nothing when the host is not known.
+    fn on_host(&self) -> String {
+        if self.host.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", self.host)
+        }
+    }
+
+    /// `03:00` when `t` is on the day of `reference`, else
+    /// `2026-11-20 23:00`, in the digest's offset.
+    pub(crate) fn short_time(&self, t: OffsetDateTime, reference: OffsetDateTime) -> String {
+        let same_day = t.to_offset(self.offset).date() == reference.to_offset(self.offset).date();
+        show_time(t, self.offset, if same_day { CLOCK } else { DAY_CLOCK })
+    }
+
+    /// The first line: what failed, where and since when, e.g. `feed
+    /// "Radio Café" has failed in each of the last 4 runs on web-3, since
+    /// 01:00`; `ERROR on web-3 at 03:00: could not save the episode
+    /// database` or `WARN on web-3 in each of the last 3 runs, since 01:00:
+    /// disk almost full` for a failure labelled by its message; `poca on
+    /// web-3: 12 log records` when nothing failed.
+    pub(crate) fn headline(&self) -> String {
+        let on = self.on_host();
+        let Some(p) = self.problems.first() else {
+            return format!("{}{on}: {}", self.app, self.record_count());
+        };
+        let reference = self.last().unwrap_or(p.last);
+        let since = self.short_time(p.since, reference);
+        match (p.runs, p.by_field) {
+            (Some(runs), true) => format!(
+                "{} has failed in each of the last {runs} runs{on}, since {since}",
+                p.label
+            ),
+            (Some(runs), false) => format!(
+                "{}{on} in each of the last {runs} runs, since {since}: {}",
+                p.level, p.label
+            ),
+            (None, true) if p.count == 1 => format!("{} failed{on} at {since}", p.label),
+            (None, true) => format!("{} failed {} times{on}, since {since}", p.label, p.count),
+            (None, false) if p.count == 1 => format!("{}{on} at {since}: {}", p.level, p.label),
+            (None, false) => format!(
+                "{}{on}, {} times since {since}: {}",
+                p.level, p.count, p.label
+            ),
+        }
+    }
+
+    /// The line under the headline: `poca on web-3: 56 log records (10
+    /// WARN, 46 INFO) from … to …, times in UTC.`
+    pub(crate) fn overview(&self) -> String {
+        let by_level: Vec<String> = self
+            .levels()
+            .map(|(level, n)| format!("{n} {level}"))
+            .collect();
+        let mut out = format!(
+            "{}{}: {} ({})",
+            self.app,
+            self.on_host(),
+            self.record_count(),
+            by_level.join(", ")
+        );
+        if let Some(span) = self.time_span() {
+            out.push(' ');
+            out.push_str(&span);
+        }
+        out.push('.');
+        out
+    }
+
+    /// `This digest is late: sending failed at 2026-11-21 03:00 (connection
+    /// refused); its records were kept and follow.`
+    pub(crate) fn late_note(&self) -> Option<String> {
+        let late = self.late?;
+        let mut error: String = late.error.chars().take(LATE_ERROR_MAX).collect();
+        if error.len() < late.error.len() {
+            error.push('…');
+        }
+        let at = late
+            .at
+            .map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)))
+            .unwrap_or_default();
+        Some(format!(
+            "This digest is late: sending it failed{at} ({error}); its records were kept and \
+             follow."
+        ))
+    }
+
+    /// `— run 3, 2026-11-21 03:00 —`: the line before a run's records in
+    /// the text part.
+    pub(crate) fn run_line(&self, record: &Record) -> String {
+        let when = show_time(record.timestamp, self.offset, DAY_CLOCK);
+        match record.run {
+            Some(run) => format!("— run {run}, {when} —"),
+            None => format!("— {when} —"),
+        }
+    }
+
+    /// The records shown with `p` in the HTML part: its newest record and up
+    /// to `max` context records (below the failure level) of the same run
+    /// and the same spans, those just before it first, leaving out those
+    /// already `shown` (with another failure); oldest first.
+    pub(crate) fn context(&self, p: &Problem, max: usize, shown: &[bool]) -> Vec<usize> {
+        let Some(latest) = self.records.get(p.latest) else {
+            return Vec::new();
+        };
+        let min = severity(self.level);
+        let near = |i: usize| {
+            let r = &self.records[i];
+            !shown.get(i).copied().unwrap_or(false)
+                && severity(r.level) < min
+                && r.run == latest.run
+                && r.spans == latest.spans
+        };
+        let before = (0..p.latest).rev().filter(|&i| near(i));
+        let after = (p.latest + 1..self.records.len()).filter(|&i| near(i));
+        let mut out: Vec<usize> = before.chain(after).take(max).collect();
+        out.push(p.latest);
+        out.sort_unstable();
+        out
     }
 
     /// The records listed one by one: the newest `detail_lines`, oldest
@@ -195,15 +392,23 @@ impl<'a> Summary<'a> {
         (more > 0).then(|| format!("… and {} other kinds of failure.", grouped(more)))
     }
 
-    /// One problem as a line of text: `WARN feed "Radio Café": 5 records,
-    /// 2026-11-20 08:00:00 to 12:00:00, in each of the last 5 runs`.
+    /// One problem as a line of text: `WARN feed "Radio Café": connection
+    /// timed out; 5 records, 2026-11-20 08:00:00 to 12:00:00, in each of the
+    /// last 5 runs`.
     pub(crate) fn problem_line(&self, p: &Problem) -> String {
-        let mut out = format!(
-            "{} {}: {}",
-            p.level,
-            p.label,
-            plural(p.count, "record", "records")
-        );
+        let mut out = format!("{} {}: ", p.level, p.label);
+        if let Some(detail) = &p.detail {
+            out.push_str(detail);
+            out.push_str("; ");
+        }
+        out.push_str(&self.problem_facts(p));
+        out
+    }
+
+    /// What the digest knows of a problem: `5 records, 2026-11-20 08:00:00
+    /// to 12:00:00, in each of the last 5 runs`.
+    pub(crate) fn problem_facts(&self, p: &Problem) -> String {
+        let mut out = plural(p.count, "record", "records");
         if p.first == p.last {
             let _ = write!(out, ", at {}", show_time(p.first, self.offset, LINE_TIME));
         } else {
@@ -224,6 +429,29 @@ impl<'a> Summary<'a> {
     /// failing 9 runs, from 2026-11-20 08:00:00 to 2026-11-21 08:00:00`.
     pub(crate) fn resolved_line(&self, r: &Resolved) -> String {
         resolved_line(r, self.offset)
+    }
+
+    /// The first line of an email that says failures are over: `Resolved:
+    /// feed "Radio Café" is OK again on web-3 after failing 6 runs
+    /// (01:00–06:00)`, or for several `Resolved: feed "Radio Café" and 2
+    /// more failures are OK again on web-3`.
+    pub(crate) fn resolved_headline(&self) -> String {
+        let on = self.on_host();
+        match self.resolved {
+            [] => format!("Resolved{on}"),
+            [r] => format!(
+                "Resolved: {} is OK again{on} after failing {} ({}–{})",
+                r.label,
+                plural(usize::try_from(r.runs).unwrap_or(usize::MAX), "run", "runs"),
+                self.short_time(r.since, r.last_seen),
+                self.short_time(r.last_seen, r.since)
+            ),
+            [first, rest @ ..] => format!(
+                "Resolved: {} and {} are OK again{on}",
+                first.label,
+                plural(rest.len(), "more failure", "more failures")
+            ),
+        }
     }
 
     /// How many records are at exactly `level`.

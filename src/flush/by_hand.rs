@@ -41,6 +41,7 @@ impl Flusher {
             state.last_sent = Some(crate::clock::datetime(std::time::SystemTime::now()));
             state.dropped = 0;
             state.last_error = None;
+            state.last_error_at = None;
             if let Err(e) = store.save(&lock, &state) {
                 return Ok(Outcome::Failed {
                     pending: state.pending.len() + sent,

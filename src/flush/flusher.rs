@@ -3,9 +3,9 @@
 //! until they are stored or given back, even if something in it panics.
 //!
 //! With `notify_recovery`, a flush of the guard (its `flush()` or its drop,
-//! [`Phase::Flush`]) ends the run: each failure reported by email that this
-//! run did not see is over (`History::end_run`), and a notice says so, in
-//! the digest that goes out or in an email of its own
+//! [`Phase::Flush`]) ends the run: each failure reported by email as
+//! persisting that this run did not see is over (`History::end_run`), and a
+//! notice says so, in the digest that goes out or in an email of its own
 //! ([`Policy::recovery`]). A checkpoint or the batch worker's flush does not
 //! end the run, and a run that never reaches the guard's flush (killed,
 //! `process::exit`) says nothing is over.
@@ -22,6 +22,7 @@ use crate::capture::buffer::Buffer;
 use crate::capture::layer::SendingScope;
 use crate::capture::record::Record;
 use crate::clock::Clock;
+use crate::digest::summary::Late;
 use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely, panicked};
 use crate::flush::deadline::{Outstanding, send_before};
@@ -43,8 +44,9 @@ pub(crate) struct Flusher {
     pub(crate) alerts: Option<crate::alerts::Poster>,
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
-    /// Most bytes the records may take in one email (their text lines and
-    /// HTML rows, as rendered, see `Composer::render`); a larger digest is split.
+    /// Most bytes the records may take in one email (their text lines, in
+    /// the text part and the attached log, see `Composer::render`); a larger
+    /// digest is split.
     pub(crate) max_email_bytes: usize,
     /// The longest one flush may spend sending.
     pub(crate) send_deadline: Duration,
@@ -309,7 +311,10 @@ impl Flusher {
         // are over. What this changes is written by a rewrite (the journal
         // holds runs and records only). With notices off, none is kept.
         if self.notify_recovery {
-            if phase == Phase::Flush && state.history.end_run(run) {
+            // Reported as persisting: at `consecutive_runs`, else at two
+            // runs in a row.
+            let persisting = self.policy.consecutive_runs.unwrap_or(2);
+            if phase == Phase::Flush && state.history.end_run(run, persisting) {
                 changed = true;
                 commit.rewrite = true;
             }
@@ -428,7 +433,11 @@ impl Flusher {
         };
         let outcome = match decision {
             _ if recovery == Recovery::Alone => {
-                self.send_recovery(state_lock, state, now, deadline, commit)
+                let held = match &decision {
+                    Decision::Hold(waiting_for) => Some(waiting_for.clone()),
+                    _ => None,
+                };
+                self.send_recovery(state_lock, state, (now, deadline), held, commit)
             }
             Decision::Nothing => match recovery {
                 Recovery::Wait { until } => Outcome::Waiting {
@@ -711,14 +720,16 @@ impl Flusher {
     /// Sends the email that only says failures are over (the history's
     /// `resolved`), and saves: once accepted they are forgotten and it
     /// counts as the last email sent; else they wait for the next flush.
+    /// `held`: what the records still pending wait for.
     fn send_recovery(
         &mut self,
         state_lock: &StateLock,
         state: &mut State,
-        now: OffsetDateTime,
-        deadline: Instant,
+        (now, deadline): (OffsetDateTime, Instant),
+        held: Option<crate::policy::WaitingFor>,
         commit: &mut Commit,
     ) -> Outcome {
+        let failures = state.history.resolved.len();
         let Some(transport) = &self.transport else {
             return Outcome::Nothing;
         };
@@ -732,6 +743,7 @@ impl Flusher {
             state.last_sent = Some(now);
         }
         state.last_error = error.as_ref().map(display_safely);
+        state.last_error_at = error.as_ref().map(|_| now);
         let saved = self.store.save(state_lock, state).map(|stamp| {
             state.generation = stamp.generation;
             commit.stamp = Some(stamp);
@@ -747,9 +759,10 @@ impl Flusher {
                 }),
                 pending,
             },
-            (None, Ok(())) => Outcome::Sent {
-                records: 0,
-                emails: 1,
+            (None, Ok(())) => Outcome::Resolved {
+                failures,
+                pending,
+                waiting_for: held,
             },
             (None, Err(e)) => Outcome::Failed {
                 pending,
@@ -801,9 +814,21 @@ impl Flusher {
                 } else {
                     &[]
                 };
+                let late = state.last_error.as_deref().map(|error| Late {
+                    error,
+                    at: state.last_error_at,
+                });
                 let result = self
                     .composer
-                    .compose_with(records, &shown, dropped, numbered, &state.history, resolved)
+                    .compose_with(
+                        records,
+                        &shown,
+                        dropped,
+                        numbered,
+                        &state.history,
+                        resolved,
+                        late,
+                    )
                     .and_then(|email| {
                         send_before(transport, &self.outstanding, email, deadline, send)
                     });
@@ -852,6 +877,7 @@ impl Flusher {
         }
         // The error may hold the transport's own, whose Display is user code.
         state.last_error = error.as_ref().map(display_safely);
+        state.last_error_at = error.as_ref().map(|_| now);
         let saved = self.store.save(state_lock, state).map(|stamp| {
             state.generation = stamp.generation;
             commit.stamp = Some(stamp);
@@ -920,8 +946,9 @@ fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
     (0..count.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(count))
 }
 
-/// Splits `records` into consecutive parts whose digest lines (and HTML
-/// rows) stay within `max_bytes` (a record larger than that goes alone).
+/// Splits `records` into consecutive parts whose digest lines (in the text
+/// part and the attached log) stay within `max_bytes` (a record larger than
+/// that goes alone).
 /// Each record is rendered once and measured; a part comes with its records
 /// listed one by one (its newest `detail_lines`) rendered, for
 /// [`Composer::compose`], and the others' dropped once measured.

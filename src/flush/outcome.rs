@@ -16,6 +16,7 @@ use crate::policy::WaitingFor;
 /// | records, but the policy's rules are not met              | `Held`    |
 /// | records a rule sends, but `min_interval` has not passed  | `Waiting` |
 /// | records the policy sends, and the server accepts         | `Sent`    |
+/// | only a notice that failures are over (`notify_recovery`)  | `Resolved`|
 /// | alerts Alertmanager accepted, with no email transport    | `Alerted` |
 /// | records that could not be sent or stored                 | `Failed`  |
 ///
@@ -60,6 +61,30 @@ pub enum Outcome {
         records: usize,
         /// Emails sent.
         emails: usize,
+    },
+    /// The server accepted the email that says `failures` failures reported
+    /// earlier are over (`notify_recovery`); no record went with it:
+    /// `pending` records are still held, waiting for `waiting_for` when a
+    /// rule holds them.
+    ///
+    /// ```
+    /// use tracing_email::{Outcome, WaitingFor};
+    ///
+    /// let waiting_for = WaitingFor::Threshold { counted: 2, needed: 5, level: tracing::Level::WARN };
+    /// let outcome = Outcome::Resolved { failures: 1, pending: 3, waiting_for: Some(waiting_for) };
+    /// assert_eq!(
+    ///     outcome.to_string(),
+    ///     "sent the notice that 1 failure is over; held 3 records for a later run: \
+    ///      2 of the 5 warnings or errors needed"
+    /// );
+    /// ```
+    Resolved {
+        /// Failures said to be over.
+        failures: usize,
+        /// Records still pending in the state file.
+        pending: usize,
+        /// What the policy waits for to send them, if a rule holds them.
+        waiting_for: Option<WaitingFor>,
     },
     /// Alertmanager (the only destination: no email transport) accepted
     /// `firing` firing and `resolved` resolved alerts; `records` records of
@@ -119,6 +144,26 @@ pub(crate) fn records(n: usize) -> String {
     format!("{n} record{}", if n == 1 { "" } else { "s" })
 }
 
+/// `sent the notice that 1 failure is over; held 3 records for a later run:
+/// …` (see [`Outcome::Resolved`]).
+fn write_resolved(
+    f: &mut fmt::Formatter<'_>,
+    failures: usize,
+    pending: usize,
+    waiting_for: Option<&WaitingFor>,
+) -> fmt::Result {
+    write!(
+        f,
+        "sent the notice that {failures} failure{} over",
+        if failures == 1 { " is" } else { "s are" }
+    )?;
+    match (pending, waiting_for) {
+        (0, _) => f.write_str("; no record is pending"),
+        (n, Some(waiting_for)) => write!(f, "; held {} for a later run: {waiting_for}", records(n)),
+        (n, None) => write!(f, "; {} still held for a later run", records(n)),
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -144,6 +189,11 @@ impl fmt::Display for Outcome {
                 records(*n),
                 if *emails == 1 { "" } else { "s" }
             ),
+            Outcome::Resolved {
+                failures,
+                pending,
+                waiting_for,
+            } => write_resolved(f, *failures, *pending, waiting_for.as_ref()),
             Outcome::Alerted {
                 records: n,
                 firing,

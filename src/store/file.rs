@@ -178,6 +178,11 @@ struct SnapshotOut<'a> {
     #[serde(with = "time::serde::rfc3339::option")]
     last_sent: Option<OffsetDateTime>,
     last_error: &'a Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    last_error_at: Option<OffsetDateTime>,
     history: &'a crate::store::history::History,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     alerts: &'a std::collections::BTreeMap<String, crate::store::state::Posted>,
@@ -555,6 +560,7 @@ impl StateStore {
             dropped: state.dropped,
             last_sent: state.last_sent,
             last_error: &state.last_error,
+            last_error_at: state.last_error_at,
             history: &state.history,
             alerts: &state.alerts,
             alert_post: &state.alert_post,
@@ -924,6 +930,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     struct Sent(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
     state.last_sent = take::<Sent>(&mut map, "last_sent").map(|s| s.0);
     state.last_error = take(&mut map, "last_error");
+    state.last_error_at = take::<Sent>(&mut map, "last_error_at").map(|s| s.0);
     state.history = take(&mut map, "history").unwrap_or_default();
     state.alerts = take(&mut map, "alerts").unwrap_or_default();
     state.alert_post = take(&mut map, "alert_post");

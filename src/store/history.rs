@@ -66,7 +66,9 @@ pub(crate) fn fingerprint_of<'r>(record: &'r Record, fields: &[String]) -> Cow<'
 }
 
 /// The fingerprint of `record`: its callsite (target, file, line) plus the
-/// values of `fields` when it has any of them, else plus its message.
+/// values of `fields` when it has any of them, else plus its message. Each
+/// field is looked up in the event's own fields, then in its spans' fields,
+/// innermost first (see [`field_value`]).
 /// Computes it anew: use [`fingerprint_of`], which computes it once.
 pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     #[cfg(test)]
@@ -76,7 +78,7 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     let chosen: Vec<(String, String)> = fields
         .iter()
         .filter_map(|name| {
-            record.fields.get(name).map(|v| {
+            field_value(record, name).map(|v| {
                 let text = match v {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
@@ -110,6 +112,16 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
         key: format!("{:016x}", fnv1a(parts)),
         label,
     }
+}
+
+/// The value of the field `name` for fingerprinting: the event's own field,
+/// else that of the innermost span that has it (`#[instrument] fn
+/// fetch(feed: &str)` gives its events a `feed`).
+pub(crate) fn field_value<'r>(record: &'r Record, name: &str) -> Option<&'r serde_json::Value> {
+    record
+        .fields
+        .get(name)
+        .or_else(|| record.spans.iter().rev().find_map(|s| s.fields.get(name)))
 }
 
 /// How many recent runs a fingerprint's [`Recent`] remembers (the bits of
@@ -388,14 +400,18 @@ impl History {
     }
 
     /// Ends run `run` (the guard's flush, see `notify_recovery`): each
-    /// reported failure this run did not see is over and moves to
-    /// [`resolved`](History::resolved), its streak ended. Returns whether
-    /// any did.
-    pub(crate) fn end_run(&mut self, run: u64) -> bool {
+    /// failure reported as persisting (in a digest while its streak was
+    /// `persisting` runs long or more) that this run did not see is over
+    /// and moves to [`resolved`](History::resolved), its streak ended. One
+    /// that only rode along in a digest, shorter, gets no notice. Returns
+    /// whether any did.
+    pub(crate) fn end_run(&mut self, run: u64, persisting: u64) -> bool {
         let over: Vec<String> = self
             .streaks
             .iter()
-            .filter(|(_, s)| s.reported.is_some() && s.last_run < run)
+            .filter(|(_, s)| {
+                s.reported.is_some() && s.reported_runs >= persisting && s.last_run < run
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in &over {
@@ -523,7 +539,7 @@ pub(crate) fn check_fingerprint_fields(
 
 /// When `fields` (the policy's `fingerprint_fields`) are set, some of
 /// `records` are at `level` or above, none of those carries any of the
-/// fields, and no streak in `history` was ever told apart by them: a note
+/// fields (in its own fields or its spans'), and no streak in `history` was ever told apart by them: a note
 /// that says so and names the fields the records do carry, e.g.
 /// `fingerprint_fields ["URL"]: no record at WARN or above has any of them;
 /// they carry: url, status (did you mean "url"?). …`. A name that is
@@ -545,10 +561,11 @@ pub(crate) fn unmatched_fields(
     at_level.peek()?;
     let mut carried: Vec<&str> = Vec::new();
     for record in at_level {
-        for (name, _) in record.fields.iter() {
-            if fields.iter().any(|f| f == name) {
-                return None;
-            }
+        if fields.iter().any(|f| field_value(record, f).is_some()) {
+            return None;
+        }
+        let spans = record.spans.iter().rev().flat_map(|s| s.fields.iter());
+        for (name, _) in record.fields.iter().chain(spans) {
             if !carried.contains(&name) {
                 carried.push(name);
             }
@@ -604,8 +621,9 @@ pub(crate) fn unmatched_fields(
         }
     }
     note.push_str(
-        ". Names must match exactly; until one does, failures are told apart by callsite and \
-         message alone, and different failures with the same message count as one.",
+        ". Names must match exactly (looked up in each event's fields, then in its spans' \
+         fields); until one does, failures are told apart by callsite and message alone, and \
+         different failures with the same message count as one.",
     );
     Some(note)
 }
@@ -691,6 +709,33 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_fields_are_looked_up_in_the_event_then_its_spans_innermost_first() {
+        use crate::capture::record::{Fields, SpanRecord};
+        let span = |name: &'static str, feed: &str| {
+            std::sync::Arc::new(SpanRecord {
+                name: name.into(),
+                fields: Fields::from_vec(vec![("feed".into(), json!(feed))]),
+            })
+        };
+        let fields = ["feed".to_owned()];
+        let mut a = record_at(Level::WARN);
+        a.message = "feed failed".into();
+        a.spans = vec![span("run", "outer"), span("fetch", "Radio Café")];
+        let mut b = a.clone();
+        b.spans = vec![span("run", "outer"), span("fetch", "Ääniraita")];
+        assert_eq!(fingerprint(&a, &fields).label, r#"feed "Radio Café""#);
+        assert_ne!(fingerprint(&a, &fields).key, fingerprint(&b, &fields).key);
+        // The event's own field comes first.
+        a.fields.push("feed".into(), json!("own"));
+        assert_eq!(fingerprint(&a, &fields).label, r#"feed "own""#);
+        // A span field is a match: no note.
+        assert_eq!(
+            unmatched_fields(&[b], &fields, Level::WARN, &History::default()),
+            None
+        );
+    }
+
+    #[test]
     fn a_streak_grows_run_after_run_and_breaks_on_a_run_without_it() {
         let mut h = History::default();
         let feed = fp("feed");
@@ -760,9 +805,10 @@ mod tests {
         assert_eq!(
             note,
             "fingerprint_fields [\"URL\"]: no record at WARN or above has any of them; they \
-             carry: url, status, error (did you mean \"url\"?). Names must match exactly; until \
-             one does, failures are told apart by callsite and message alone, and different \
-             failures with the same message count as one."
+             carry: url, status, error (did you mean \"url\"?). Names must match exactly (looked \
+             up in each event's fields, then in its spans' fields); until one does, failures \
+             are told apart by callsite and message alone, and different failures with the same \
+             message count as one."
         );
         // At ERROR, only ERROR records count.
         let note = unmatched_fields(&rs, &fields, Level::ERROR, &h).unwrap();
@@ -1038,13 +1084,17 @@ mod tests {
             let run = h.start_run();
             h.observe(run, &feed, Level::ERROR, T);
         }
-        assert!(!h.end_run(3), "seen in this run: not over");
+        assert!(!h.end_run(3, 2), "seen in this run: not over");
         h.reported(["feed"], T);
-        // A failure never reported is not said to be over.
+        // A failure never reported is not said to be over, nor one that
+        // rode along in a digest after one run.
         let other = fp("other");
         h.observe(3, &other, Level::WARN, T);
+        let rode = fp("rode");
+        h.observe(3, &rode, Level::WARN, T);
+        h.reported(["rode"], T);
         let run = h.start_run();
-        assert!(h.end_run(run));
+        assert!(h.end_run(run, 2));
         assert_eq!(h.resolved.len(), 1);
         let r = &h.resolved[0];
         assert_eq!(
@@ -1052,7 +1102,7 @@ mod tests {
             ("feed", 3, Level::ERROR, 4)
         );
         assert!(!h.streaks.contains_key("feed"), "its streak is over");
-        assert!(!h.end_run(run), "once");
+        assert!(!h.end_run(run, 2), "once");
         assert_eq!(h.resolved.len(), 1);
         // Failing again before the notice went out: no longer over.
         let run = h.start_run();

@@ -30,6 +30,14 @@ pub(crate) struct State {
     pub(crate) last_sent: Option<OffsetDateTime>,
     #[serde(default)]
     pub(crate) last_error: Option<String>,
+    /// When the send that failed with `last_error` was tried (absent from
+    /// files written before it: read as unknown).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub(crate) last_error_at: Option<OffsetDateTime>,
     /// Runs and the streaks of failures across them.
     #[serde(default)]
     pub(crate) history: crate::store::history::History,

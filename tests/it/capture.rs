@@ -488,7 +488,7 @@ fn the_default_subject_counts_errors_and_warnings_since_the_oldest_record() {
     let (subject, first) = subject_of_one_email(time::UtcOffset::UTC, |b| b);
     assert_eq!(
         subject,
-        format!("[capture-test] 1 error, 2 warnings since {first}")
+        format!("[capture-test] database is locked; 1 error, 2 warnings since {first}")
     );
 }
 

@@ -293,7 +293,8 @@ fn consecutive_runs_and_fingerprint_fields_follow_one_failure_across_runs() {
         let (head, body) = &mails[0];
         assert!(head.contains("Radio Café"), "{source}: {head}");
         assert!(
-            body.contains("feed \"Radio Café\": 2 records") && body.contains("last 2 runs"),
+            body.contains("feed \"Radio Café\": feed timed out after 31.7 s; 2 records")
+                && body.contains("last 2 runs"),
             "{source}: {body}"
         );
 
@@ -440,7 +441,8 @@ fn html_false_and_max_detail_lines_shape_the_digest() {
     let config: EmailConfig = toml::from_str(&base(dir.path())).unwrap();
     assert_eq!((config.html, config.max_detail_lines), (None, None));
     let (top, has_html, listed, _) = digest(&config, &dir.path().join("out"));
-    assert_eq!(top, "multipart/alternative");
+    // The text and HTML alternatives, and the log attached.
+    assert_eq!(top, "multipart/mixed");
     assert!(has_html);
     assert_eq!(listed.len(), 4, "{listed:?}");
 

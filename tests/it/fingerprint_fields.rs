@@ -102,3 +102,56 @@ fn fields_that_records_have_are_not_mentioned() {
         assert!(text.contains("Sent by tracing-email"), "{text}");
     }
 }
+
+/// `#[instrument] fn fetch(feed: &str)`: the feed is a span field, and
+/// fingerprint fields are looked up there too (after the event's own).
+#[tracing::instrument]
+fn fetch(feed: &str) {
+    tracing::warn!(error = "timed out", "feed failed");
+}
+
+/// Three runs over one state file with `consecutive_runs(3)`, `feeds[i]`
+/// failing in run i through `fetch`; returns the emails sent.
+fn instrumented_runs(feeds: [&str; 3]) -> Vec<tracing_email::Email> {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = support::recorder::Recorder::default();
+    let clock = tracing_email::ManualClock::new(
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
+    );
+    for feed in feeds {
+        clock.advance(std::time::Duration::from_secs(3600));
+        let (layer, guard) = EmailLayer::builder("poca")
+            .transport(recorder.clone())
+            .state_file(dir.path().join("state.json"))
+            .from("robot@example.com")
+            .to("me@example.com")
+            .clock(clock.clone())
+            .checkpoint_interval(None)
+            .consecutive_runs(3)
+            .fingerprint_fields(["feed"])
+            .build()
+            .unwrap();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || fetch(feed));
+        guard.flush();
+    }
+    recorder.sent.lock().unwrap().clone()
+}
+
+#[test]
+fn instrumented_failures_are_told_apart_by_their_span_field() {
+    // A different feed in each run: three failures of one run each.
+    assert!(instrumented_runs(["Radio Café", "Ääniraita", "ポッドキャスト"]).is_empty());
+    // The same feed in each run: one email, naming it.
+    let sent = instrumented_runs(["Radio Café"; 3]);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].subject(),
+        r#"[poca] feed "Radio Café" failing for 3 runs"#
+    );
+    assert!(
+        !sent[0].text().contains("Note: fingerprint_fields"),
+        "{}",
+        sent[0].text()
+    );
+}

@@ -314,7 +314,8 @@ fn with_notify_recovery_a_feed_that_works_again_gets_one_resolved_email() {
     // run's own records stay held.
     assert_eq!(
         run("2026-11-20T13:00:00Z", &[]),
-        "sent 0 records in 1 email"
+        "sent the notice that 1 failure is over; held 8 records for a later run: no failure \
+         (warnings or errors) in this run; one in 3 runs in a row is needed"
     );
     assert!(run("2026-11-20T14:00:00Z", &[]).starts_with("held 16 records"));
     let subjects = outbox(d, |m| m.subject().unwrap().to_owned());

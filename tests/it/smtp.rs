@@ -50,6 +50,9 @@ fn starttls_with_login_delivers_a_digest_with_the_expected_headers() {
     for header in ["From", "To", "Subject", "Date", "Message-ID"] {
         assert!(m.header(header).is_some(), "{header} missing");
     }
+    // In the sender's domain, not the machine's bare name.
+    let id = m.header("Message-ID").unwrap();
+    assert!(id.trim().ends_with("@example.com>"), "{id}");
     let body = m.text_body().unwrap();
     assert!(
         body.lines()
@@ -195,17 +198,24 @@ fn the_email_has_a_text_part_and_an_html_alternative() {
     let m = send_feed_failure(|b| b);
     let parsed = m.parsed();
     let root = parsed.content_type().unwrap();
+    // The alternatives, then the log attached for who reads the HTML.
     assert_eq!(
         (root.ctype(), root.subtype()),
-        ("multipart", Some("alternative")),
+        ("multipart", Some("mixed")),
         "{}",
         m.data_lossy()
     );
     let parts = leaf_parts(&parsed);
     let types: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
     // Plain text first: in multipart/alternative the last part is preferred.
-    assert_eq!(types, ["text/plain", "text/html"]);
+    assert_eq!(types, ["text/plain", "text/html", "text/plain"]);
     let (text, html) = (&parts[0].1, &parts[1].1);
+    assert_eq!(&parts[2].1, text, "the attached log is the text part");
+    let raw = m.data_lossy();
+    assert!(
+        raw.contains("Content-Disposition: attachment; filename=\"poca-log.txt\""),
+        "{raw}"
+    );
     assert!(
         text.contains(
             "WARN it::smtp: ポッドキャスト feed failed feed=\"Radio Café\" error=\"<timed out>\""
@@ -217,6 +227,8 @@ fn the_email_has_a_text_part_and_an_html_alternative() {
         ">WARN</span>",
         "ポッドキャスト feed failed",
         "feed=</span>Radio Café",
+        // The failure's most telling field, on its line.
+        ">&lt;timed out&gt;</p>",
         "error=</span>&lt;timed out&gt;",
         "in fetch{feed=&quot;ポッドキャスト&quot;}",
     ] {

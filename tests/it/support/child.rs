@@ -53,7 +53,9 @@ pub fn outcome_line(output: &Output) -> String {
                 "Alertmanager accepted",
             ]
             .iter()
-            .find_map(|p| l.find(p).map(|at| l[at..].to_owned()))
+            .filter_map(|p| l.find(p))
+            .min()
+            .map(|at| l[at..].to_owned())
         })
         .unwrap_or_else(|| {
             panic!(
