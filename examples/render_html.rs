@@ -49,8 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::args_os()
         .nth(1)
         .map_or(target.clone(), PathBuf::from);
-    // A fresh state file, so the emails hold these runs' records only.
-    let state = target.join("render-html").join("state.json");
+    // A fresh state file, so the emails hold these runs' records only; in
+    // the temporary folder, so the footer (which names it) shows no checkout.
+    let state = std::env::temp_dir().join("poca").join("state.json");
     match std::fs::remove_file(&state) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}
