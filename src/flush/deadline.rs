@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::capture::buffer::lock;
+use crate::sync::lock;
 use crate::capture::layer::SendingScope;
 use crate::error::{Error, ErrorKind, panicked};
 use crate::transport::{BoxError, Email, Transport};

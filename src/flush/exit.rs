@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::capture::buffer::{lock, try_lock};
+use crate::sync::{lock, try_lock};
 use crate::capture::layer::Shared;
 use crate::flush::Flusher;
 use crate::policy::Phase;
