@@ -16,7 +16,7 @@ use crate::digest::subject::Template;
 use crate::error::{Error, ErrorKind};
 use crate::flush::Flusher;
 use crate::flush::outcome::Outcome;
-use crate::flush::worker::spawn_worker;
+use crate::flush::worker::{Timing, spawn_worker};
 use crate::guard::FlushGuard;
 use crate::settings::*;
 use crate::store::file::StateStore;
@@ -532,6 +532,48 @@ impl Builder {
         self
     }
 
+    /// Makes each period of a long-running program a run: every `period`,
+    /// the background thread flushes as the guard's drop does at the end of
+    /// a cron job's process, and that flush ends the run. Off by default
+    /// (a run is then the process, from start to the guard's drop); config
+    /// key `flush_every`, environment variable `PREFIX_FLUSH_EVERY`.
+    ///
+    /// For a service (a tokio server, a worker, a daemon), each period's
+    /// flush is what a cron job's exit is:
+    /// - streaks count periods: `consecutive_runs(3)` with `flush_every(5
+    ///   min)` reports a failure seen in three periods in a row;
+    /// - a failure reported and not seen in a whole period is over:
+    ///   [`notify_recovery`](Builder::notify_recovery) says so, and its
+    ///   Alertmanager alert is resolved;
+    /// - the digest goes out when the policy says so, under `min_interval`
+    ///   and `repeat_after` as always;
+    /// - a firing alert is posted again at each period (and, from the same
+    ///   thread, at least every third of its
+    ///   [`resolve_window`](crate::Alertmanager::resolve_window) between
+    ///   them), so Alertmanager never resolves it while it lasts.
+    ///
+    /// Periods are counted from `build()`, on the monotonic clock; a
+    /// period's flush that takes longer than the period (a slow mail
+    /// server, up to [`send_deadline`](Builder::send_deadline)) skips the
+    /// ticks it overran instead of running flushes back to back. The
+    /// guard's drop still flushes once and ends the last period: drop it
+    /// where blocking is allowed (after a tokio runtime, or in
+    /// `spawn_blocking`). Checkpoints ([`checkpoint_interval`](Builder::checkpoint_interval))
+    /// go on between periods. At least 1 second and at most a day;
+    /// [`build`](Builder::build) refuses others.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .flush_every(Duration::from_secs(300))
+    ///     .consecutive_runs(3)
+    ///     .notify_recovery(true);
+    /// ```
+    pub fn flush_every(mut self, period: Duration) -> Self {
+        self.config.flush_every = Some(period);
+        self
+    }
+
     /// Turns a panic into an ERROR record (its message, thread and location),
     /// written to the state file at once, before the previous panic hook
     /// runs. With unwinding, the guard's flush still runs during the unwind
@@ -746,6 +788,8 @@ impl Builder {
             cache: Default::default(),
             notify_recovery: s.notify_recovery,
             outstanding: Default::default(),
+            alerts_due: None,
+            started: std::time::Instant::now(),
         };
         Ok((flusher, s))
     }
@@ -787,7 +831,11 @@ impl Builder {
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
         });
-        let needs_worker = s.policy.batch.is_some() || checkpoint_interval.is_some();
+        let timing = Timing {
+            checkpoint: checkpoint_interval,
+            period: s.flush_every,
+        };
+        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {
@@ -795,7 +843,7 @@ impl Builder {
                 Arc::clone(&shared),
                 Arc::clone(&flusher),
                 Arc::clone(&signal),
-                checkpoint_interval,
+                timing,
             )
             .map_err(|e| {
                 Error::with_source(
@@ -918,7 +966,7 @@ mod tests {
     #[test]
     fn each_duration_is_refused_beyond_its_bound_naming_both() {
         type Set = fn(Builder, Duration) -> Builder;
-        let settings: [(&str, Duration, Set); 6] = [
+        let settings: [(&str, Duration, Set); 7] = [
             ("send_deadline", MAX_SEND_DEADLINE, |b, d| {
                 b.send_deadline(d)
             }),
@@ -926,6 +974,7 @@ mod tests {
             ("checkpoint_interval", MAX_CHECKPOINT_INTERVAL, |b, d| {
                 b.checkpoint_interval(d)
             }),
+            ("flush_every", MAX_FLUSH_EVERY, |b, d| b.flush_every(d)),
             ("repeat_after", MAX_REPEAT_AFTER, |b, d| b.repeat_after(d)),
             ("min_interval", MAX_MIN_INTERVAL, |b, d| b.min_interval(d)),
             ("max_age", MAX_MAX_AGE, |b, d| b.max_age(d)),

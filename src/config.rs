@@ -1094,7 +1094,7 @@ mod tests {
 
     /// Every duration key: its name in a file, its variable, its bound,
     /// whether 0 is allowed.
-    const DURATIONS: [(&str, &str, Duration, bool); 7] = [
+    const DURATIONS: [(&str, &str, Duration, bool); 8] = [
         (
             "send_deadline",
             "SEND_DEADLINE",
@@ -1113,6 +1113,7 @@ mod tests {
             bounds::MAX_CHECKPOINT_INTERVAL,
             true,
         ),
+        ("flush_every", "FLUSH_EVERY", bounds::MAX_FLUSH_EVERY, true),
         ("timeout", "TIMEOUT", bounds::MAX_SMTP_TIMEOUT, true),
         (
             "policy.repeat_after",
@@ -1130,11 +1131,12 @@ mod tests {
     ];
 
     /// The duration settings of `c`, set or not.
-    fn durations(c: &EmailConfig) -> [Option<Duration>; 7] {
+    fn durations(c: &EmailConfig) -> [Option<Duration>; 8] {
         [
             c.send_deadline,
             c.lock_timeout,
             c.checkpoint_interval.flatten(),
+            c.flush_every,
             c.timeout,
             c.policy.repeat_after,
             c.policy.min_interval,
@@ -1234,6 +1236,7 @@ mod tests {
                     "send_deadline" => c.send_deadline = Some(d),
                     "lock_timeout" => c.lock_timeout = Some(d),
                     "checkpoint_interval" => c.checkpoint_interval = Some(Some(d)),
+                    "flush_every" => c.flush_every = Some(d),
                     "timeout" => c.timeout = Some(d),
                     "policy.repeat_after" => c.policy.repeat_after = Some(d),
                     "policy.min_interval" => c.policy.min_interval = Some(d),

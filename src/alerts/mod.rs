@@ -463,6 +463,22 @@ pub(crate) struct Posting {
 }
 
 impl Poster {
+    /// How long a firing alert lasts unless posted again: the
+    /// `resolve_window` given, else its default from the state's history
+    /// (see [`Alertmanager::resolve_window`]).
+    pub(crate) fn window(&self, state: &State) -> Duration {
+        self.resolve_window.unwrap_or_else(|| {
+            payload::default_window(
+                &state.history.run_starts,
+                state
+                    .history
+                    .streaks
+                    .values()
+                    .map(|s| (s.runs, s.since, s.last_seen)),
+            )
+        })
+    }
+
     /// Posts the alerts of this flush: `worth` (the failures the policy
     /// would report, by fingerprint key) and every failure already firing
     /// that run `run` saw again, as firing; the firing ones it did not see, as resolved. When
@@ -502,16 +518,7 @@ impl Poster {
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
-        let window = self.resolve_window.unwrap_or_else(|| {
-            payload::default_window(
-                &state.history.run_starts,
-                state
-                    .history
-                    .streaks
-                    .values()
-                    .map(|s| (s.runs, s.since, s.last_seen)),
-            )
-        });
+        let window = self.window(state);
         // The newest lines of each firing failure, from the pending records.
         let min = severity(level);
         let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();

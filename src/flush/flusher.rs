@@ -63,6 +63,15 @@ pub(crate) struct Flusher {
     pub(crate) notify_recovery: bool,
     /// The send to `transport` abandoned at its deadline, while it runs.
     pub(crate) outstanding: Outstanding,
+    /// When the firing alerts (or resolutions not yet accepted) in the
+    /// state file are to be posted again, so that Alertmanager does not
+    /// resolve them at their `endsAt` while they last: a third of the
+    /// resolve window after they were last posted (a ninth after a post
+    /// failed). `None` when none is known to be firing.
+    pub(crate) alerts_due: Option<Instant>,
+    /// When this process built the layer: the firing alerts it finds in
+    /// the state file were posted before that.
+    pub(crate) started: Instant,
 }
 
 /// What a flush keeps in memory for the next one.
@@ -187,6 +196,30 @@ impl Flusher {
         }
     }
 
+    /// Ends the run, as the guard's flush at a cron job's exit does
+    /// (`flush_every`'s period): the same flush, of phase
+    /// [`Phase::Flush`], after which the next flush starts a new run. What
+    /// it sent counts in the outcome of the guard's next `flush()`.
+    pub(crate) fn end_period(&mut self, buffer: &Buffer) -> Outcome {
+        let outcome = self.flush_caught(buffer, Phase::Flush);
+        self.run = None;
+        if let Outcome::Sent { records, emails } = outcome {
+            self.sent_during_run.0 += records;
+            self.sent_during_run.1 += emails;
+        }
+        outcome
+    }
+
+    /// When the firing alerts are to be posted again, if any are firing.
+    pub(crate) fn alerts_due(&self) -> Option<Instant> {
+        self.alerts_due
+    }
+
+    /// Whether the firing alerts are due to be posted again now.
+    pub(crate) fn alerts_due_now(&self) -> bool {
+        self.alerts_due.is_some_and(|due| due <= Instant::now())
+    }
+
     /// Runs one flush over the state file and the records in `buffer`.
     ///
     /// Records taken from `buffer` are either in the state file (or a parked
@@ -202,7 +235,8 @@ impl Flusher {
         // of that (`capture_panics`) is among the records taken below.
         let asked = self.now(phase);
         let mut taken = Taken::from_buffer(buffer);
-        if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 {
+        if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 && !self.alerts_due_now()
+        {
             return Outcome::Nothing;
         }
         let state_lock = match self.store.lock() {
@@ -386,8 +420,7 @@ impl Flusher {
             None => Recovery::Nothing,
         };
         #[cfg(feature = "alertmanager")]
-        let worth = (phase == Phase::Flush && self.alerts.is_some())
-            .then(|| self.policy.worth_reporting(&state.pending, &facts));
+        let worth = self.alerts_worth(state, phase, &facts);
         #[cfg(not(feature = "alertmanager"))]
         let worth: Option<()> = None;
         if decision == Decision::Nothing && worth.is_none() && recovery == Recovery::Nothing {
@@ -527,6 +560,10 @@ impl Flusher {
             worth.to_mut().extend(sent.iter().cloned());
         }
         let posted = poster.flush(state, &worth, run, now, deadline, level, fields);
+        self.alerts_due = (!state.alerts.is_empty()).then(|| {
+            let part = if posted.is_ok() { 3 } else { 9 };
+            Instant::now() + poster.window(state) / part
+        });
         let mut removed = 0;
         if let Ok(posting) = &posted
             && self.transport.is_none()
@@ -589,6 +626,35 @@ impl Flusher {
                 resolved,
             },
         })
+    }
+
+    /// The failures this flush posts to Alertmanager as firing, if it posts:
+    /// at the flush that ends a run, those the policy would report (and
+    /// [`Poster::flush`](crate::alerts::Poster::flush) adds those firing
+    /// that the run saw again); at another flush, when the firing ones are
+    /// due to be posted again (see [`alerts_due`](Flusher::alerts_due)),
+    /// those firing. Alerts found firing in the state file, posted by an
+    /// earlier process, are due a third of their resolve window after this
+    /// one started.
+    #[cfg(feature = "alertmanager")]
+    fn alerts_worth(
+        &mut self,
+        state: &State,
+        phase: Phase,
+        facts: &Facts<'_>,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        let poster = self.alerts.as_ref()?;
+        let firing = || state.alerts.iter().filter(|(_, p)| p.resolved.is_none());
+        if self.alerts_due.is_none() && !state.alerts.is_empty() {
+            self.alerts_due = Some(self.started + poster.window(state) / 3);
+        }
+        match phase {
+            Phase::Flush => Some(self.policy.worth_reporting(&state.pending, facts)),
+            Phase::Run if self.alerts_due_now() => {
+                Some(firing().map(|(key, _)| key.clone()).collect())
+            }
+            Phase::Run | Phase::Checkpoint => None,
+        }
     }
 
     /// This run's number: taken from the state's history at the first flush
