@@ -961,6 +961,12 @@ mod tests {
         assert!(err(ok().max_pending(0)).contains("max_pending"));
         assert!(err(ok().send_deadline(Duration::ZERO)).contains("send_deadline"));
         assert!(err(ok().checkpoint_interval(Duration::ZERO)).contains("checkpoint_interval"));
+        assert_eq!(
+            err(ok().flush_every(Duration::from_millis(500))),
+            "flush_every: 0.5 seconds is shorter than the least allowed, 1 second (each period \
+             is a run, counted in the state file); give 1 second or more"
+        );
+        assert!(err(ok().flush_every(Duration::ZERO)).contains("flush_every"));
     }
 
     #[test]

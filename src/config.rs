@@ -1263,6 +1263,23 @@ mod tests {
         }
     }
 
+    /// `flush_every` from the environment reaches the layer (its worker
+    /// then runs); below a second, the error names the variable.
+    #[test]
+    fn flush_every_is_read_from_the_environment_and_bounded_below() {
+        let c = outbox_config(&[("POCA_FLUSH_EVERY", "300")]);
+        assert_eq!(c.flush_every, Some(Duration::from_secs(300)));
+        let (_layer, guard) = EmailLayer::from_config(&c).unwrap();
+        assert!(guard.worker.is_some(), "no worker to flush every period");
+        std::mem::forget(guard); // dropping would flush into /nonexistent
+        let c = outbox_config(&[("POCA_FLUSH_EVERY", "0.5")]);
+        let e = build(&c).unwrap_err().to_string();
+        assert!(
+            e.starts_with("POCA_FLUSH_EVERY: 0.5 seconds is shorter than the least allowed"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn urls_are_shown_without_their_password() {
         assert_eq!(

@@ -7,9 +7,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::sync::lock;
 use crate::capture::layer::SendingScope;
 use crate::error::{Error, ErrorKind, panicked};
+use crate::sync::lock;
 use crate::transport::{BoxError, Email, Transport};
 
 /// The send to one destination that a deadline abandoned and that may still

@@ -14,11 +14,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::sync::{lock, try_lock};
 use crate::capture::layer::Shared;
 use crate::flush::Flusher;
 use crate::policy::Phase;
 use crate::store::file::StateStore;
+use crate::sync::{lock, try_lock};
 
 /// The longest the exit hook waits for the flusher (a checkpoint of the
 /// worker ends within it), and for the state file's lock.

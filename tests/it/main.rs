@@ -42,6 +42,7 @@ mod quickstart;
 mod recovery;
 mod redaction;
 mod secrets;
+mod service;
 mod simulate;
 mod smtp;
 mod state_file;

@@ -1,0 +1,308 @@
+//! A long-running service with `flush_every`: each period is a run, so
+//! while the process runs a failure that lasts is emailed once it has
+//! lasted `consecutive_runs` periods, its alert is posted to Alertmanager
+//! and kept alive, resolved once a period goes by without it, and the
+//! recovery email goes out, all before the process exits. Timed against a
+//! fake Alertmanager on 127.0.0.1 that notes when each post arrives.
+
+#![cfg(all(feature = "alertmanager", feature = "smtp"))]
+
+use crate::support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use support::child::{act_as_child_if_asked, command};
+use support::{MockSmtp, Security};
+use tracing_email::{Alertmanager, EmailLayer, Smtp};
+use tracing_subscriber::prelude::*;
+
+const PERIOD: Duration = Duration::from_secs(2);
+const FAILING: Duration = Duration::from_secs(10);
+const HEALTHY: Duration = Duration::from_secs(8);
+
+fn unix_ms(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_millis()
+}
+
+/// The service: a feed that fails every 250 ms for [`FAILING`], then is
+/// fetched fine for [`HEALTHY`], then the guard is dropped. Prints when the
+/// failure started and when its last record was logged (Unix ms). `args`:
+/// the state file, the SMTP port, the Alertmanager URL.
+fn service(args: Vec<String>) -> u8 {
+    let smtp = Smtp::plain("127.0.0.1")
+        .port(args[1].parse().unwrap())
+        .timeout(Duration::from_secs(2));
+    let (layer, guard) = EmailLayer::builder("poca")
+        .transport(smtp)
+        .from("poca@example.com")
+        .to("me@example.com")
+        .state_file(Path::new(&args[0]))
+        .host("node-1")
+        .fingerprint_fields(["feed"])
+        .consecutive_runs(2)
+        .notify_recovery(true)
+        .flush_every(PERIOD)
+        .send_deadline(Duration::from_secs(5))
+        .alerts(Alertmanager::new([args[2].clone()]).timeout(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let start = std::time::Instant::now();
+        println!("failing since {}", unix_ms(SystemTime::now()));
+        let mut last = SystemTime::now();
+        while start.elapsed() < FAILING {
+            tracing::warn!(feed = "Radio Café", "feed failed: HTTP 503");
+            last = SystemTime::now();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        println!("failing until {}", unix_ms(last));
+        while start.elapsed() < FAILING + HEALTHY {
+            tracing::info!(feed = "Radio Café", "fetched 3 episodes");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    drop(guard);
+    0
+}
+
+/// One post the fake Alertmanager received: when, and its alerts.
+struct Post {
+    at: SystemTime,
+    alerts: Vec<serde_json::Value>,
+}
+
+impl Post {
+    /// Whether it holds the alert as firing (its `endsAt` ahead), or as
+    /// resolved (its `endsAt` already past).
+    fn firing(&self) -> Option<bool> {
+        let alert = self.alerts.first()?;
+        let ends = time::OffsetDateTime::parse(
+            alert["endsAt"].as_str()?,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        Some(SystemTime::from(ends) > self.at)
+    }
+}
+
+/// A fake Alertmanager that accepts every post and notes when it came.
+fn fake_alertmanager() -> (String, Arc<Mutex<Vec<Post>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let posts = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&posts);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0; 8192];
+            let body = loop {
+                let Ok(n) = s.read(&mut chunk) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let Some(end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let len = text
+                    .lines()
+                    .find_map(|l| {
+                        let l = l.to_ascii_lowercase();
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break Some(buf[end + 4..end + 4 + len].to_vec());
+                }
+            };
+            let at = SystemTime::now();
+            if let Some(alerts) = body.and_then(|b| serde_json::from_slice(&b).ok()) {
+                seen.lock().unwrap().push(Post { at, alerts });
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, posts)
+}
+
+/// The time printed on the line of `stdout` that starts with `prefix`.
+fn printed(stdout: &str, prefix: &str) -> SystemTime {
+    let ms = stdout
+        .lines()
+        .find_map(|l| l.find(prefix).map(|at| &l[at + prefix.len()..]))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {stdout}"));
+    UNIX_EPOCH + Duration::from_millis(ms.trim().parse().unwrap())
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[test]
+fn a_service_reports_alerts_and_recovers_while_it_runs() {
+    act_as_child_if_asked(service);
+    let server = MockSmtp::start(Security::Plain);
+    let (url, posts) = fake_alertmanager();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("poca.json");
+    let args = [
+        state.to_str().unwrap().to_owned(),
+        server.port().to_string(),
+        url,
+    ];
+    let mut child = command("a_service_reports_alerts_and_recovers_while_it_runs", &args)
+        .spawn()
+        .unwrap();
+    // Each email, with when it arrived, until the child exits.
+    let mut emails: Vec<(SystemTime, String)> = Vec::new();
+    let status = loop {
+        let received = server.messages();
+        for m in &received[emails.len()..] {
+            emails.push((SystemTime::now(), m.subject().unwrap_or_default()));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let exited = SystemTime::now();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("tracing-email"), "{stderr}");
+    let since = printed(&stdout, "failing since ");
+    let until = printed(&stdout, "failing until ");
+    let posts = posts.lock().unwrap();
+    let at = |t: SystemTime| secs(t.duration_since(since).unwrap_or_default());
+    let shown: Vec<String> = posts
+        .iter()
+        .map(|p| format!("{:.1}s {:?}", at(p.at), p.firing()))
+        .collect();
+
+    // The digest went out while the process ran, once the failure had
+    // lasted two periods.
+    let digest = emails.iter().find(|(_, s)| !s.contains("resolved"));
+    let Some((digest_at, subject)) = digest else {
+        panic!("no digest among {emails:?}")
+    };
+    assert!(*digest_at < exited, "{emails:?}");
+    assert!(subject.contains("Radio Café"), "{subject}");
+
+    // Posted within three periods of the failure's start, then again at
+    // least every two periods while it lasted.
+    let firing: Vec<SystemTime> = posts
+        .iter()
+        .filter(|p| p.firing() == Some(true))
+        .map(|p| p.at)
+        .collect();
+    let first = *firing.first().unwrap_or_else(|| panic!("{shown:?}"));
+    assert!(at(first) <= secs(3 * PERIOD), "{shown:?}");
+    let mut last = first;
+    for &t in firing.iter().filter(|&&t| t <= until) {
+        assert!(
+            secs(t.duration_since(last).unwrap()) <= secs(2 * PERIOD),
+            "{shown:?}"
+        );
+        last = t;
+    }
+    assert!(
+        secs(until.duration_since(last).unwrap_or_default()) <= secs(2 * PERIOD),
+        "the alert was not posted again in the last two periods of the failure: {shown:?}"
+    );
+
+    // Resolved within two periods of its end, and not fired again after it.
+    let resolved = posts
+        .iter()
+        .position(|p| p.firing() == Some(false))
+        .unwrap_or_else(|| panic!("no resolution in {shown:?}"));
+    let resolved_at = posts[resolved].at;
+    let after_end = secs(resolved_at.duration_since(until).unwrap_or_default());
+    assert!(after_end <= secs(2 * PERIOD), "{shown:?}");
+    assert!(resolved_at < exited, "{shown:?}");
+    assert!(
+        posts[resolved..].iter().all(|p| p.firing() != Some(true)),
+        "{shown:?}"
+    );
+    assert_eq!(
+        posts[resolved].alerts[0]["labels"]["failure"],
+        "feed \"Radio Café\""
+    );
+
+    // The recovery email too, before the exit.
+    let recovery = emails.iter().find(|(_, s)| s.contains("resolved"));
+    let Some((recovered_at, subject)) = recovery else {
+        panic!("no recovery email among {emails:?}")
+    };
+    assert!(*recovered_at < exited, "{emails:?}");
+    assert!(
+        subject.contains("Radio Café") && subject.contains("OK again"),
+        "{subject}"
+    );
+    assert_eq!(emails.len(), 2, "{emails:?}");
+}
+
+/// Between runs (here one run, the process, with no `flush_every`), a
+/// firing alert is posted again at least every third of its resolve window
+/// while the process runs, so Alertmanager does not resolve it at its
+/// `endsAt` while the failure lasts.
+#[test]
+fn a_firing_alert_is_posted_again_within_its_window_between_runs() {
+    let (url, posts) = fake_alertmanager();
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(3);
+    let (layer, guard) = EmailLayer::builder("poca")
+        .state_file(dir.path().join("poca.json"))
+        .host("node-1")
+        .fingerprint_fields(["feed"])
+        .immediately_at(tracing::Level::WARN)
+        .checkpoint_interval(Duration::from_millis(200))
+        .alerts(
+            Alertmanager::new([url])
+                .timeout(Duration::from_secs(2))
+                .resolve_window(window),
+        )
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::warn!(feed = "Radio Café", "feed failed: HTTP 503");
+        assert!(guard.flush().is_alerted());
+        std::thread::sleep(Duration::from_millis(3500));
+        let posts = posts.lock().unwrap();
+        let shown: Vec<String> = posts
+            .iter()
+            .map(|p| format!("{:?} {:?}", p.at.duration_since(posts[0].at), p.firing()))
+            .collect();
+        assert!(posts.len() >= 3, "{shown:?}");
+        assert!(posts.iter().all(|p| p.firing() == Some(true)), "{shown:?}");
+        for pair in posts.windows(2) {
+            let gap = pair[1].at.duration_since(pair[0].at).unwrap();
+            // Due every second (a third of the window); the bound allows a
+            // loaded machine's delay and still keeps the alert alive.
+            assert!(gap < window / 2, "{shown:?}");
+        }
+    });
+    drop(guard);
+}
