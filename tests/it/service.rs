@@ -3,11 +3,16 @@
 //! lasted `consecutive_runs` periods, its alert is posted to Alertmanager
 //! and kept alive, resolved once a period goes by without it, and the
 //! recovery email goes out, all before the process exits. Timed against a
-//! fake Alertmanager on 127.0.0.1 that notes when each post arrives.
+//! fake Alertmanager on 127.0.0.1 that notes when each post arrives. And
+//! the `service` example, stopped by SIGTERM as systemd stops it.
 
 #![cfg(all(feature = "alertmanager", feature = "smtp"))]
 
 use crate::support;
+
+#[allow(dead_code)]
+#[path = "../../examples/service.rs"]
+mod service;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -305,4 +310,78 @@ fn a_firing_alert_is_posted_again_within_its_window_between_runs() {
         }
     });
     drop(guard);
+}
+
+/// The `service` example, stopped by SIGTERM (systemd's stop) after a few
+/// periods: it exits at once, and loses nothing: the digest went out
+/// during the run, and what was logged after the signal is in the state
+/// file, stored by the guard's last flush.
+#[cfg(unix)]
+#[test]
+fn the_service_example_stops_on_sigterm_and_loses_nothing() {
+    use std::io::BufRead as _;
+    act_as_child_if_asked(|args| match service::run(&args) {
+        Ok(outcome) => {
+            println!("{outcome}");
+            0
+        }
+        Err(_) => 1,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--every", "1s", "--dir", dir.path().to_str().unwrap()].map(String::from);
+    let mut child = command(
+        "the_service_example_stops_on_sigterm_and_loses_nothing",
+        &args,
+    )
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.contains("serving") {
+            break;
+        }
+    }
+    // Radio Café fails for its first four periods: reported after two.
+    std::thread::sleep(Duration::from_millis(2600));
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: a plain signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let stopped = std::time::Instant::now();
+    for line in lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stopped.elapsed() < Duration::from_secs(5), "{stdout}");
+    assert!(stdout.contains("stopping why=\"SIGTERM\""), "{stdout}");
+    assert!(stdout.contains("held "), "{stdout}");
+    let outbox: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(outbox.len(), 1, "{stdout}");
+    assert!(outbox[0].contains("Radio Caf"), "{}", outbox[0]);
+    let snapshot = tracing_email::StateFile::open(dir.path().join("state.json"))
+        .snapshot()
+        .unwrap();
+    let messages: Vec<&str> = snapshot
+        .pending
+        .iter()
+        .map(|r| r.message.as_str())
+        .collect();
+    assert!(messages.contains(&"stopping"), "{messages:?}");
+    assert_eq!(messages.last(), Some(&"stopped"), "{messages:?}");
+    assert!(snapshot.runs >= 3, "{}", snapshot.runs);
 }
