@@ -559,7 +559,8 @@ impl Builder {
     /// guard's drop still flushes once and ends the last period: drop it
     /// where blocking is allowed (after a tokio runtime, or in
     /// `spawn_blocking`). Checkpoints ([`checkpoint_interval`](Builder::checkpoint_interval))
-    /// go on between periods. At least 1 second and at most a day;
+    /// go on between periods; a flush by hand (`guard.flush()`) does not
+    /// end the period. At least 1 second and at most a day;
     /// [`build`](Builder::build) refuses others.
     ///
     /// ```
@@ -589,7 +590,8 @@ impl Builder {
 
     /// Says when a failure is over: once a failure that went out in a digest
     /// is not seen by a run (by the time of the guard's flush, its
-    /// `flush()` or its drop), the next email says so, in a "Resolved"
+    /// `flush()` or its drop, or of the end of a
+    /// [`flush_every`](Builder::flush_every) period), the next email says so, in a "Resolved"
     /// section of a digest that goes out anyway, or else in a short email of
     /// its own, `[poca] resolved: feed "Radio Café" OK again after failing 9
     /// runs` (several at once: one email). `min_interval` applies to it as to
@@ -835,7 +837,12 @@ impl Builder {
             checkpoint: checkpoint_interval,
             period: s.flush_every,
         };
-        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
+        // Alerts need it to post firing ones again before they expire.
+        #[cfg(feature = "alertmanager")]
+        let alerts = flusher.alerts.is_some();
+        #[cfg(not(feature = "alertmanager"))]
+        let alerts = false;
+        let needs_worker = s.policy.batch.is_some() || timing != Timing::default() || alerts;
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {

@@ -38,8 +38,11 @@ const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
 /// At each flush, every failure (fingerprint, see
 /// [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields)) that
 /// the policy's rules would report becomes one alert, re-posted at every
-/// flush while it lasts; a run whose flush no longer sees it posts it as
-/// resolved. Each alert's labels are `alertname` (the app), `failure` (the
+/// flush that ends a run while it lasts, and by the background thread at
+/// least every third of its [`resolve_window`](Alertmanager::resolve_window)
+/// in between (so a long run, or a service's
+/// [`flush_every`](crate::Builder::flush_every) period, does not let it
+/// expire); a run whose flush no longer sees it posts it as resolved. Each alert's labels are `alertname` (the app), `failure` (the
 /// failure's label, such as `feed "Radio Café"`: the same on every host),
 /// `severity` (`error` or `warning`), `instance` (the host, see
 /// [`Builder::host`](crate::Builder::host)) and the labels given here. It

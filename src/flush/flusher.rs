@@ -6,9 +6,11 @@
 //! [`Phase::Flush`]) ends the run: each failure reported by email that this
 //! run did not see is over (`History::end_run`), and a notice says so, in
 //! the digest that goes out or in an email of its own
-//! ([`Policy::recovery`]). A checkpoint or the batch worker's flush does not
-//! end the run, and a run that never reaches the guard's flush (killed,
-//! `process::exit`) says nothing is over.
+//! ([`Policy::recovery`]). With `flush_every`, the worker's flush at the end
+//! of each period is that same flush ([`Flusher::end_period`]), after which
+//! the next flush starts a new run. A checkpoint or the batch worker's
+//! flush does not end the run, and a run that never reaches the guard's
+//! flush (killed, `process::exit`) says nothing is over.
 
 use std::collections::VecDeque;
 use std::ops::Range;

@@ -86,9 +86,14 @@ impl Schedule {
         {
             self.period = Some(next_tick(self.start, every, now));
         }
-        self.alerts = alerts;
+        // A flush that could not post (the state file locked or gone) leaves
+        // them due: tried again a second later, not in a busy loop.
+        self.alerts = alerts.map(|at| at.max(now + ALERTS_RETRY));
     }
 }
+
+/// The least time between two of the worker's posts of the firing alerts.
+const ALERTS_RETRY: Duration = Duration::from_secs(1);
 
 /// The first tick `start + k × every` (k ≥ 1) after `now`: a flush that
 /// overran one or more ticks skips them rather than running flushes back to
@@ -312,6 +317,18 @@ mod tests {
         s.done(Job::Checkpoint, t0 + 12 * S, None);
         assert_eq!(s.next(), Some((t0 + 13 * S, Job::Checkpoint)));
         assert_eq!(s.period, Some(t0 + 3600 * S));
+    }
+
+    #[test]
+    fn alerts_still_due_after_a_flush_are_tried_again_a_second_later() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(timing(None, None), t0);
+        // The flush could not post (the state file was locked): the alerts
+        // are as due as before, or a tiny resolve window made them due at once.
+        s.done(Job::Alerts, t0 + 5 * S, Some(t0 + 4 * S));
+        assert_eq!(s.next(), Some((t0 + 6 * S, Job::Alerts)));
+        s.done(Job::Alerts, t0 + 6 * S, Some(t0 + 6 * S + S / 100));
+        assert_eq!(s.next(), Some((t0 + 7 * S, Job::Alerts)));
     }
 
     #[test]
