@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use support::alertmanager as am;
 use support::child::{act_as_child_if_asked, command};
 use support::{MockSmtp, Security};
 use tracing_email::{Alertmanager, EmailLayer, Smtp};
@@ -36,7 +37,7 @@ fn unix_ms(t: SystemTime) -> u128 {
 /// The service: a feed that fails every 250 ms for [`FAILING`], then is
 /// fetched fine for [`HEALTHY`], then the guard is dropped. Prints when the
 /// failure started and when its last record was logged (Unix ms). `args`:
-/// the state file, the SMTP port, the Alertmanager URL.
+/// the state file, the SMTP port, the Alertmanager URLs.
 fn service(args: Vec<String>) -> u8 {
     let smtp = Smtp::plain("127.0.0.1")
         .port(args[1].parse().unwrap())
@@ -52,7 +53,7 @@ fn service(args: Vec<String>) -> u8 {
         .notify_recovery(true)
         .flush_every(PERIOD)
         .send_deadline(Duration::from_secs(5))
-        .alerts(Alertmanager::new([args[2].clone()]).timeout(Duration::from_secs(2)))
+        .alerts(Alertmanager::new(args[2..].iter().cloned()).timeout(Duration::from_secs(2)))
         .build()
         .unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
@@ -155,27 +156,58 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Each email `server` received, with when it arrived (at most 50 ms
+/// late): those not in `seen` yet are added.
+fn note_emails(server: &MockSmtp, seen: &mut Vec<(SystemTime, String)>) {
+    let received = server.messages();
+    for m in &received[seen.len()..] {
+        seen.push((SystemTime::now(), m.subject().unwrap_or_default()));
+    }
+}
+
+/// The run is also posted to the real Alertmanager, where installed (as
+/// the fleet tests run it): it holds the alert as active while the failure
+/// lasts, and its own notifications (to a mock SMTP server of their own)
+/// say FIRING, then RESOLVED, before the process exits.
 #[test]
 fn a_service_reports_alerts_and_recovers_while_it_runs() {
     act_as_child_if_asked(service);
     let server = MockSmtp::start(Security::Plain);
     let (url, posts) = fake_alertmanager();
+    let real = am::binary("a_service_reports_alerts_and_recovers_while_it_runs").map(|bin| {
+        let smtp = MockSmtp::start(Security::Plain);
+        let alertmanager = am::Alertmanager::start(&bin, smtp.port());
+        (smtp, alertmanager)
+    });
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("poca.json");
-    let args = [
+    let mut args = vec![
         state.to_str().unwrap().to_owned(),
         server.port().to_string(),
         url,
     ];
+    args.extend(real.iter().map(|(_, a)| a.url()));
     let mut child = command("a_service_reports_alerts_and_recovers_while_it_runs", &args)
         .spawn()
         .unwrap();
-    // Each email, with when it arrived, until the child exits.
+    // Each email, with when it arrived, until the child exits; and when
+    // the real Alertmanager held the alert as active.
     let mut emails: Vec<(SystemTime, String)> = Vec::new();
+    let mut notifications: Vec<(SystemTime, String)> = Vec::new();
+    let mut active: Vec<SystemTime> = Vec::new();
     let status = loop {
-        let received = server.messages();
-        for m in &received[emails.len()..] {
-            emails.push((SystemTime::now(), m.subject().unwrap_or_default()));
+        note_emails(&server, &mut emails);
+        if let Some((smtp, alertmanager)) = &real {
+            note_emails(smtp, &mut notifications);
+            let held = alertmanager.alerts();
+            if held.as_array().is_some_and(|all| {
+                all.iter().any(|a| {
+                    a["status"]["state"] == "active"
+                        && a["labels"]["failure"] == "feed \"Radio Café\""
+                })
+            }) {
+                active.push(SystemTime::now());
+            }
         }
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -267,6 +299,35 @@ fn a_service_reports_alerts_and_recovers_while_it_runs() {
         "{subject}"
     );
     assert_eq!(emails.len(), 2, "{emails:?}");
+
+    // The real Alertmanager: active while the failure lasted, no longer
+    // once it was resolved; FIRING, then RESOLVED, before the exit.
+    if real.is_some() {
+        let (first_active, last_active) = (active.first(), active.last());
+        let (Some(&first_active), Some(&last_active)) = (first_active, last_active) else {
+            panic!("never active in Alertmanager: {shown:?}")
+        };
+        assert!(first_active <= until, "{shown:?}");
+        // Posted to the fake first, then to it: a poll may fall between.
+        let resolved_there = resolved_at + Duration::from_secs(1);
+        assert!(
+            last_active >= until && last_active <= resolved_there,
+            "{shown:?}"
+        );
+        let subjects: Vec<&str> = notifications.iter().map(|(_, s)| s.as_str()).collect();
+        assert!(
+            subjects
+                .first()
+                .is_some_and(|s| s.starts_with("[FIRING:1] poca")),
+            "{subjects:?}"
+        );
+        assert!(
+            subjects
+                .last()
+                .is_some_and(|s| s.starts_with("[RESOLVED] poca")),
+            "{subjects:?}"
+        );
+    }
 }
 
 /// Between runs (here one run, the process, with no `flush_every`), a
