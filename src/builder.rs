@@ -791,6 +791,7 @@ impl Builder {
             notify_recovery: s.notify_recovery,
             outstanding: Default::default(),
             alerts_due: None,
+            #[cfg(feature = "alertmanager")]
             started: std::time::Instant::now(),
         };
         Ok((flusher, s))

@@ -73,6 +73,7 @@ pub(crate) struct Flusher {
     pub(crate) alerts_due: Option<Instant>,
     /// When this process built the layer: the firing alerts it finds in
     /// the state file were posted before that.
+    #[cfg(feature = "alertmanager")]
     pub(crate) started: Instant,
 }
 
