@@ -1185,6 +1185,50 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// Each period's flush (`flush_every`) ends a run as a process exit
+    /// does: a failure seen in three periods has a streak of three, a
+    /// checkpoint between them counts in its period, a period without it
+    /// breaks the streak, and the journal replays to what was kept.
+    #[test]
+    fn each_period_is_a_run_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = holding_guard(dir.path());
+        let failing = || {
+            let mut r = record("feed failed");
+            r.level = Level::ERROR;
+            r.fields = crate::capture::record::Fields::from_vec(vec![("feed".into(), "A".into())]);
+            r
+        };
+        let streak = |flusher: &Flusher| {
+            let state = &flusher.cache.files.kept.as_ref().unwrap().0;
+            let runs = state.history.streaks.values().map(|s| s.runs).max();
+            (state.history.runs, runs)
+        };
+        for period in 1..=3 {
+            guard.shared.buffer.push(failing());
+            let mut flusher = lock(&guard.flusher);
+            // A checkpoint within the period starts its run, not one more.
+            flusher.flush_caught(&guard.shared.buffer, Phase::Run);
+            guard.shared.buffer.push(failing());
+            assert!(matches!(
+                flusher.end_period(&guard.shared.buffer),
+                Outcome::Held { .. }
+            ));
+            assert_eq!(streak(&flusher), (period, Some(period)));
+        }
+        let mut flusher = lock(&guard.flusher);
+        flusher.end_period(&guard.shared.buffer);
+        guard.shared.buffer.push(failing());
+        flusher.end_period(&guard.shared.buffer);
+        assert_eq!(streak(&flusher), (5, Some(1)));
+        let kept = flusher.cache.files.kept.as_ref().unwrap().0.clone();
+        drop(flusher);
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        assert_eq!(store.load(&lock).unwrap().state, kept);
+        assert_eq!(kept.pending.len(), 7);
+    }
+
     /// A holding flush reads only what others appended: the kept state is
     /// brought up to date from the journal's tail, and equals a full load.
     #[test]
