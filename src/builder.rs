@@ -834,16 +834,17 @@ impl Builder {
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
         });
-        let timing = Timing {
-            checkpoint: checkpoint_interval,
-            period: s.flush_every,
-        };
         // Alerts need it to post firing ones again before they expire.
         #[cfg(feature = "alertmanager")]
         let alerts = flusher.alerts.is_some();
         #[cfg(not(feature = "alertmanager"))]
         let alerts = false;
-        let needs_worker = s.policy.batch.is_some() || timing != Timing::default() || alerts;
+        let timing = Timing {
+            checkpoint: checkpoint_interval,
+            period: s.flush_every,
+            alerts,
+        };
+        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {

@@ -218,6 +218,22 @@ impl Flusher {
         self.alerts_due
     }
 
+    /// Reads the state file for the alerts an earlier process left firing,
+    /// if no flush of this one has yet: they are then due a third of their
+    /// resolve window after this process started (see
+    /// [`alerts_due`](Flusher::alerts_due)). Changes nothing on disk.
+    pub(crate) fn find_firing(&mut self) {
+        #[cfg(feature = "alertmanager")]
+        if let Some(poster) = &self.alerts
+            && self.alerts_due.is_none()
+            && let Ok(lock) = self.store.lock()
+            && let Ok(loaded) = self.store.load(&lock)
+            && !loaded.state.alerts.is_empty()
+        {
+            self.alerts_due = Some(self.started + poster.window(&loaded.state) / 3);
+        }
+    }
+
     /// Whether the firing alerts are due to be posted again now.
     pub(crate) fn alerts_due_now(&self) -> bool {
         self.alerts_due.is_some_and(|due| due <= Instant::now())

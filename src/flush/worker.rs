@@ -22,6 +22,9 @@ pub(crate) struct Timing {
     pub(crate) checkpoint: Option<Duration>,
     /// How long a run lasts (`flush_every`).
     pub(crate) period: Option<Duration>,
+    /// Whether alerts go to Alertmanager: a second after the start, the
+    /// worker looks for those an earlier process left firing.
+    pub(crate) alerts: bool,
 }
 
 /// What the worker does when it wakes.
@@ -34,7 +37,8 @@ pub(crate) enum Job {
     /// A period is over: the flush that ends the run (phase `Flush`).
     Period,
     /// A firing alert is due to be posted again before Alertmanager's
-    /// `endsAt`: a flush of phase `Run`, which posts it.
+    /// `endsAt`: a flush of phase `Run`, which posts it. The first, a
+    /// second after the start, looks for those an earlier process left.
     Alerts,
 }
 
@@ -58,7 +62,7 @@ impl Schedule {
             start: now,
             checkpoint: timing.checkpoint.map(|every| now + every),
             period: timing.period.map(|every| now + every),
-            alerts: None,
+            alerts: timing.alerts.then_some(now + ALERTS_RETRY),
         }
     }
 
@@ -200,7 +204,13 @@ fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instan
                 let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
             }
         }
-        Job::Batch | Job::Checkpoint | Job::Alerts => {
+        Job::Alerts => {
+            flusher.find_firing();
+            if shared.buffer.len() > 0 || flusher.alerts_due_now() {
+                let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
+            }
+        }
+        Job::Batch | Job::Checkpoint => {
             if shared.buffer.len() > 0 || flusher.alerts_due_now() {
                 let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
             }
@@ -254,6 +264,7 @@ mod tests {
         Timing {
             checkpoint: checkpoint.map(Duration::from_secs),
             period: period.map(Duration::from_secs),
+            alerts: false,
         }
     }
 
@@ -317,6 +328,20 @@ mod tests {
         s.done(Job::Checkpoint, t0 + 12 * S, None);
         assert_eq!(s.next(), Some((t0 + 13 * S, Job::Checkpoint)));
         assert_eq!(s.period, Some(t0 + 3600 * S));
+    }
+
+    #[test]
+    fn with_alerts_the_first_look_is_a_second_after_the_start() {
+        let t0 = Instant::now();
+        let alerts = Timing {
+            alerts: true,
+            ..timing(Some(5), None)
+        };
+        let mut s = Schedule::new(alerts, t0);
+        assert_eq!(s.next(), Some((t0 + S, Job::Alerts)));
+        // None was found firing: no more looks.
+        s.done(Job::Alerts, t0 + S, None);
+        assert_eq!(s.next(), Some((t0 + 6 * S, Job::Checkpoint)));
     }
 
     #[test]

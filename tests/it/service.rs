@@ -373,6 +373,59 @@ fn a_firing_alert_is_posted_again_within_its_window_between_runs() {
     drop(guard);
 }
 
+/// Alerts an earlier process left firing (posted at its exit) are posted
+/// again by the next process a third of their window after it started, even
+/// if it logs nothing: a service restarted during an outage keeps them alive.
+#[test]
+fn alerts_left_firing_by_an_earlier_process_are_kept_alive_by_the_next() {
+    let (url, posts) = fake_alertmanager();
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(3);
+    let build = || {
+        EmailLayer::builder("poca")
+            .state_file(dir.path().join("poca.json"))
+            .host("node-1")
+            .fingerprint_fields(["feed"])
+            .immediately_at(tracing::Level::WARN)
+            .checkpoint_interval(None)
+            .alerts(
+                Alertmanager::new([url.clone()])
+                    .timeout(Duration::from_secs(2))
+                    .resolve_window(window),
+            )
+            .build()
+            .unwrap()
+    };
+    let (layer, guard) = build();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::warn!(feed = "Radio Café", "feed failed: HTTP 503");
+    });
+    drop(guard);
+    let first = {
+        let posts = posts.lock().unwrap();
+        assert_eq!(posts.len(), 1);
+        posts[0].at
+    };
+    // The next process logs nothing.
+    let (_layer, guard) = build();
+    let waited = std::time::Instant::now();
+    while posts.lock().unwrap().len() < 2 && waited.elapsed() < 2 * window {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    {
+        let posts = posts.lock().unwrap();
+        assert_eq!(posts.len(), 2);
+        assert_eq!(posts[1].firing(), Some(true));
+        // Before the first post's endsAt.
+        let after = posts[1].at.duration_since(first).unwrap();
+        assert!(after < window, "{after:?}");
+    }
+    // Its last flush: a run that did not see the failure resolves it.
+    drop(guard);
+    let posts = posts.lock().unwrap();
+    assert_eq!(posts.last().unwrap().firing(), Some(false));
+}
+
 /// The `service` example, stopped by SIGTERM (systemd's stop) after a few
 /// periods: it exits at once, and loses nothing: the digest went out
 /// during the run, and what was logged after the signal is in the state
