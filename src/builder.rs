@@ -908,6 +908,24 @@ mod tests {
         std::mem::forget(guard); // dropping would flush into /nonexistent
     }
 
+    /// The worker of a layer with alerts looks, a second after the start,
+    /// for alerts an earlier process left firing: without a state file it
+    /// creates nothing (no folder, no lock file).
+    #[cfg(feature = "alertmanager")]
+    #[test]
+    fn the_first_look_for_firing_alerts_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("app");
+        let (_layer, guard) = ok()
+            .state_file(folder.join("state.json"))
+            .alerts(crate::Alertmanager::new(["http://127.0.0.1:9"]))
+            .build()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1300));
+        assert!(!folder.exists());
+        drop(guard);
+    }
+
     /// Issue 19, case 11: `po\nca` and `poca` named the same state file.
     #[test]
     fn an_app_name_with_control_characters_is_refused_at_build() {

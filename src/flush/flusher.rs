@@ -221,11 +221,13 @@ impl Flusher {
     /// Reads the state file for the alerts an earlier process left firing,
     /// if no flush of this one has yet: they are then due a third of their
     /// resolve window after this process started (see
-    /// [`alerts_due`](Flusher::alerts_due)). Changes nothing on disk.
+    /// [`alerts_due`](Flusher::alerts_due)). Creates nothing: without a
+    /// state file there is nothing to look for.
     pub(crate) fn find_firing(&mut self) {
         #[cfg(feature = "alertmanager")]
         if let Some(poster) = &self.alerts
             && self.alerts_due.is_none()
+            && self.store.path().is_file()
             && let Ok(lock) = self.store.lock()
             && let Ok(loaded) = self.store.load(&lock)
             && !loaded.state.alerts.is_empty()
