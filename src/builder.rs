@@ -16,7 +16,7 @@ use crate::digest::subject::Template;
 use crate::error::{Error, ErrorKind};
 use crate::flush::Flusher;
 use crate::flush::outcome::Outcome;
-use crate::flush::worker::spawn_worker;
+use crate::flush::worker::{Timing, spawn_worker};
 use crate::guard::FlushGuard;
 use crate::settings::*;
 use crate::store::file::StateStore;
@@ -544,6 +544,49 @@ impl Builder {
         self
     }
 
+    /// Makes each period of a long-running program a run: every `period`,
+    /// the background thread flushes as the guard's drop does at the end of
+    /// a cron job's process, and that flush ends the run. Off by default
+    /// (a run is then the process, from start to the guard's drop); config
+    /// key `flush_every`, environment variable `PREFIX_FLUSH_EVERY`.
+    ///
+    /// For a service (a tokio server, a worker, a daemon), each period's
+    /// flush is what a cron job's exit is:
+    /// - streaks count periods: `consecutive_runs(3)` with `flush_every(5
+    ///   min)` reports a failure seen in three periods in a row;
+    /// - a failure reported and not seen in a whole period is over:
+    ///   [`notify_recovery`](Builder::notify_recovery) says so, and its
+    ///   Alertmanager alert is resolved;
+    /// - the digest goes out when the policy says so, under `min_interval`
+    ///   and `repeat_after` as always;
+    /// - a firing alert is posted again at each period (and, from the same
+    ///   thread, at least every third of its
+    ///   [`resolve_window`](crate::Alertmanager::resolve_window) between
+    ///   them), so Alertmanager never resolves it while it lasts.
+    ///
+    /// Periods are counted from `build()`, on the monotonic clock; a
+    /// period's flush that takes longer than the period (a slow mail
+    /// server, up to [`send_deadline`](Builder::send_deadline)) skips the
+    /// ticks it overran instead of running flushes back to back. The
+    /// guard's drop still flushes once and ends the last period: drop it
+    /// where blocking is allowed (after a tokio runtime, or in
+    /// `spawn_blocking`). Checkpoints ([`checkpoint_interval`](Builder::checkpoint_interval))
+    /// go on between periods; a flush by hand (`guard.flush()`) does not
+    /// end the period. At least 1 second and at most a day;
+    /// [`build`](Builder::build) refuses others.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = tracing_email::EmailLayer::builder("poca")
+    ///     .flush_every(Duration::from_secs(300))
+    ///     .consecutive_runs(3)
+    ///     .notify_recovery(true);
+    /// ```
+    pub fn flush_every(mut self, period: Duration) -> Self {
+        self.config.flush_every = Some(period);
+        self
+    }
+
     /// Turns a panic into an ERROR record (its message, thread and location),
     /// written to the state file at once, before the previous panic hook
     /// runs. With unwinding, the guard's flush still runs during the unwind
@@ -559,7 +602,8 @@ impl Builder {
 
     /// Says when a failure is over: once a failure that went out in a digest
     /// is not seen by a run (by the time of the guard's flush, its
-    /// `flush()` or its drop), the next email says so, in a "Resolved"
+    /// `flush()` or its drop, or of the end of a
+    /// [`flush_every`](Builder::flush_every) period), the next email says so, in a "Resolved"
     /// section of a digest that goes out anyway, or else in a short email of
     /// its own, `[poca] resolved: feed "Radio Café" OK again after failing 9
     /// runs` (several at once: one email). `min_interval` applies to it as to
@@ -756,6 +800,9 @@ impl Builder {
             cache: Default::default(),
             notify_recovery: s.notify_recovery,
             outstanding: Default::default(),
+            alerts_due: None,
+            #[cfg(feature = "alertmanager")]
+            started: std::time::Instant::now(),
         };
         Ok((flusher, s))
     }
@@ -797,7 +844,17 @@ impl Builder {
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
         });
-        let needs_worker = s.policy.batch.is_some() || checkpoint_interval.is_some();
+        // Alerts need it to post firing ones again before they expire.
+        #[cfg(feature = "alertmanager")]
+        let alerts = flusher.alerts.is_some();
+        #[cfg(not(feature = "alertmanager"))]
+        let alerts = false;
+        let timing = Timing {
+            checkpoint: checkpoint_interval,
+            period: s.flush_every,
+            alerts,
+        };
+        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let worker = if needs_worker {
@@ -805,7 +862,7 @@ impl Builder {
                 Arc::clone(&shared),
                 Arc::clone(&flusher),
                 Arc::clone(&signal),
-                checkpoint_interval,
+                timing,
             )
             .map_err(|e| {
                 Error::with_source(
@@ -859,6 +916,24 @@ mod tests {
         let (_layer, guard) = ok().build().unwrap();
         assert!(!std::path::Path::new("/nonexistent").exists());
         std::mem::forget(guard); // dropping would flush into /nonexistent
+    }
+
+    /// The worker of a layer with alerts looks, a second after the start,
+    /// for alerts an earlier process left firing: without a state file it
+    /// creates nothing (no folder, no lock file).
+    #[cfg(feature = "alertmanager")]
+    #[test]
+    fn the_first_look_for_firing_alerts_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("app");
+        let (_layer, guard) = ok()
+            .state_file(folder.join("state.json"))
+            .alerts(crate::Alertmanager::new(["http://127.0.0.1:9"]))
+            .build()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1300));
+        assert!(!folder.exists());
+        drop(guard);
     }
 
     /// Issue 19, case 11: `po\nca` and `poca` named the same state file.
@@ -923,12 +998,18 @@ mod tests {
         assert!(err(ok().max_pending(0)).contains("max_pending"));
         assert!(err(ok().send_deadline(Duration::ZERO)).contains("send_deadline"));
         assert!(err(ok().checkpoint_interval(Duration::ZERO)).contains("checkpoint_interval"));
+        assert_eq!(
+            err(ok().flush_every(Duration::from_millis(500))),
+            "flush_every: 0.5 seconds is shorter than the least allowed, 1 second (each period \
+             is a run, counted in the state file); give 1 second or more"
+        );
+        assert!(err(ok().flush_every(Duration::ZERO)).contains("flush_every"));
     }
 
     #[test]
     fn each_duration_is_refused_beyond_its_bound_naming_both() {
         type Set = fn(Builder, Duration) -> Builder;
-        let settings: [(&str, Duration, Set); 6] = [
+        let settings: [(&str, Duration, Set); 7] = [
             ("send_deadline", MAX_SEND_DEADLINE, |b, d| {
                 b.send_deadline(d)
             }),
@@ -936,6 +1017,7 @@ mod tests {
             ("checkpoint_interval", MAX_CHECKPOINT_INTERVAL, |b, d| {
                 b.checkpoint_interval(d)
             }),
+            ("flush_every", MAX_FLUSH_EVERY, |b, d| b.flush_every(d)),
             ("repeat_after", MAX_REPEAT_AFTER, |b, d| b.repeat_after(d)),
             ("min_interval", MAX_MIN_INTERVAL, |b, d| b.min_interval(d)),
             ("max_age", MAX_MAX_AGE, |b, d| b.max_age(d)),

@@ -1094,7 +1094,7 @@ mod tests {
 
     /// Every duration key: its name in a file, its variable, its bound,
     /// whether 0 is allowed.
-    const DURATIONS: [(&str, &str, Duration, bool); 7] = [
+    const DURATIONS: [(&str, &str, Duration, bool); 8] = [
         (
             "send_deadline",
             "SEND_DEADLINE",
@@ -1113,6 +1113,7 @@ mod tests {
             bounds::MAX_CHECKPOINT_INTERVAL,
             true,
         ),
+        ("flush_every", "FLUSH_EVERY", bounds::MAX_FLUSH_EVERY, true),
         ("timeout", "TIMEOUT", bounds::MAX_SMTP_TIMEOUT, true),
         (
             "policy.repeat_after",
@@ -1130,11 +1131,12 @@ mod tests {
     ];
 
     /// The duration settings of `c`, set or not.
-    fn durations(c: &EmailConfig) -> [Option<Duration>; 7] {
+    fn durations(c: &EmailConfig) -> [Option<Duration>; 8] {
         [
             c.send_deadline,
             c.lock_timeout,
             c.checkpoint_interval.flatten(),
+            c.flush_every,
             c.timeout,
             c.policy.repeat_after,
             c.policy.min_interval,
@@ -1234,6 +1236,7 @@ mod tests {
                     "send_deadline" => c.send_deadline = Some(d),
                     "lock_timeout" => c.lock_timeout = Some(d),
                     "checkpoint_interval" => c.checkpoint_interval = Some(Some(d)),
+                    "flush_every" => c.flush_every = Some(d),
                     "timeout" => c.timeout = Some(d),
                     "policy.repeat_after" => c.policy.repeat_after = Some(d),
                     "policy.min_interval" => c.policy.min_interval = Some(d),
@@ -1258,6 +1261,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `flush_every` from the environment reaches the layer (its worker
+    /// then runs); below a second, the error names the variable.
+    #[test]
+    fn flush_every_is_read_from_the_environment_and_bounded_below() {
+        let c = outbox_config(&[("POCA_FLUSH_EVERY", "300")]);
+        assert_eq!(c.flush_every, Some(Duration::from_secs(300)));
+        let (_layer, guard) = EmailLayer::from_config(&c).unwrap();
+        assert!(guard.worker.is_some(), "no worker to flush every period");
+        std::mem::forget(guard); // dropping would flush into /nonexistent
+        let c = outbox_config(&[("POCA_FLUSH_EVERY", "0.5")]);
+        let e = build(&c).unwrap_err().to_string();
+        assert!(
+            e.starts_with("POCA_FLUSH_EVERY: 0.5 seconds is shorter than the least allowed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! A cron job whose feed fails once stays quiet; a feed that fails run after
 //! run gets one clear email. Nothing is lost when the mail server is down: the
-//! records wait for the next run.
+//! records wait for the next run. In a long-running service, a run is a
+//! period: see [`Builder::flush_every`] (and `examples/service.rs`).
 //!
 //! ```no_run
 //! use std::io::IsTerminal as _;
@@ -41,7 +42,8 @@
 //! 1. [`EmailLayer`] turns each event that passes its filter into a
 //!    [`Record`] and keeps it in memory. The event path does no I/O and never
 //!    waits for a send.
-//! 2. At a flush ([`FlushGuard::flush`], or dropping the guard), the state
+//! 2. At a flush ([`FlushGuard::flush`], dropping the guard, or the end of
+//!    a [`flush_every`](Builder::flush_every) period), the state
 //!    file is locked, this run's records are appended to the pending ones,
 //!    and the policy decides over all of them.
 //! 3. Either the digest is sent and the records the server accepted are

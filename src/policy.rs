@@ -22,7 +22,8 @@ pub(crate) use crate::settings::PolicyConfig as Policy;
 pub(crate) enum Phase {
     /// While the program runs (the batch worker): only full batches go out.
     Run,
-    /// At a flush (the guard's `flush` or drop).
+    /// At a flush that ends a run (the guard's `flush` or drop, or the end
+    /// of a `flush_every` period).
     Flush,
     /// A checkpoint that only stores records (the panic hook): never sends.
     Checkpoint,

@@ -31,6 +31,11 @@ pub(crate) const MAX_SEND_DEADLINE: Duration = DAY;
 pub(crate) const MAX_LOCK_TIMEOUT: Duration = DAY;
 /// Longest `checkpoint_interval`.
 pub(crate) const MAX_CHECKPOINT_INTERVAL: Duration = DAY;
+/// Longest `flush_every`: a run of a day.
+pub(crate) const MAX_FLUSH_EVERY: Duration = DAY;
+/// Shortest `flush_every`: each period is a run, counted in the state file,
+/// and a shorter one would keep the state file and the mail server busy.
+pub(crate) const MIN_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Longest SMTP `timeout` (for each network operation).
 pub(crate) const MAX_SMTP_TIMEOUT: Duration = DAY;
 /// Longest `repeat_after`: 3650 days, about ten years.
@@ -323,6 +328,8 @@ table! {
         lock_timeout: Option<Duration> = secs(false, MAX_LOCK_TIMEOUT);
         /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
         checkpoint_interval: Option<Option<Duration>> = Kind::Checkpoint;
+        /// `flush_every = 300` (seconds): see [`Builder::flush_every`](crate::Builder::flush_every).
+        flush_every: Option<Duration> = secs(true, MAX_FLUSH_EVERY);
         /// `capture_panics = true`: see [`Builder::capture_panics`](crate::Builder::capture_panics).
         capture_panics: bool = Kind::Flag;
         /// `notify_recovery = true`: see [`Builder::notify_recovery`](crate::Builder::notify_recovery).
@@ -517,6 +524,7 @@ impl EmailConfig {
                 self.checkpoint_interval.flatten(),
                 MAX_CHECKPOINT_INTERVAL,
             ),
+            ("flush_every", self.flush_every, MAX_FLUSH_EVERY),
             ("lock_timeout", self.lock_timeout, MAX_LOCK_TIMEOUT),
             ("timeout", self.timeout, MAX_SMTP_TIMEOUT),
         ];
@@ -535,6 +543,16 @@ impl EmailConfig {
                     "{key}: must be longer than 0 seconds{off}"
                 )));
             }
+        }
+        if let Some(every) = self.flush_every
+            && every < MIN_FLUSH_EVERY
+        {
+            let key = o.name("flush_every");
+            return Err(Error::config(format!(
+                "{key}: {} seconds is shorter than the least allowed, 1 second (each period \
+                 is a run, counted in the state file); give 1 second or more",
+                every.as_secs_f64()
+            )));
         }
         if !self.policy.has_rule() {
             self.policy.threshold = Some((1, Level::WARN));

@@ -42,8 +42,11 @@ const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
 /// At each flush, every failure (fingerprint, see
 /// [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields)) that
 /// the policy's rules would report becomes one alert, re-posted at every
-/// flush while it lasts; a run whose flush no longer sees it posts it as
-/// resolved. Each alert's labels are `alertname` (the app), `failure` (the
+/// flush that ends a run while it lasts, and by the background thread at
+/// least every third of its [`resolve_window`](Alertmanager::resolve_window)
+/// in between (so a long run, or a service's
+/// [`flush_every`](crate::Builder::flush_every) period, does not let it
+/// expire); a run whose flush no longer sees it posts it as resolved. Each alert's labels are `alertname` (the app), `failure` (the
 /// failure's label, such as `feed "Radio Café"`: the same on every host),
 /// `severity` (`error` or `warning`), `instance` (the host, see
 /// [`Builder::host`](crate::Builder::host)) and the labels given here. It
@@ -467,6 +470,22 @@ pub(crate) struct Posting {
 }
 
 impl Poster {
+    /// How long a firing alert lasts unless posted again: the
+    /// `resolve_window` given, else its default from the state's history
+    /// (see [`Alertmanager::resolve_window`]).
+    pub(crate) fn window(&self, state: &State) -> Duration {
+        self.resolve_window.unwrap_or_else(|| {
+            payload::default_window(
+                &state.history.run_starts,
+                state
+                    .history
+                    .streaks
+                    .values()
+                    .map(|s| (s.runs, s.since, s.last_seen)),
+            )
+        })
+    }
+
     /// Posts the alerts of this flush: `worth` (the failures the policy
     /// would report, by fingerprint key) and every failure already firing
     /// that run `run` saw again, as firing; the firing ones it did not see, as resolved. When
@@ -506,16 +525,7 @@ impl Poster {
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
-        let window = self.resolve_window.unwrap_or_else(|| {
-            payload::default_window(
-                &state.history.run_starts,
-                state
-                    .history
-                    .streaks
-                    .values()
-                    .map(|s| (s.runs, s.since, s.last_seen)),
-            )
-        });
+        let window = self.window(state);
         // The newest lines of each firing failure, from the pending records.
         let min = severity(level);
         let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();

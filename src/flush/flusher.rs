@@ -6,9 +6,11 @@
 //! [`Phase::Flush`]) ends the run: each failure reported by email as
 //! persisting that this run did not see is over (`History::end_run`), and a
 //! notice says so, in the digest that goes out or in an email of its own
-//! ([`Policy::recovery`]). A checkpoint or the batch worker's flush does not
-//! end the run, and a run that never reaches the guard's flush (killed,
-//! `process::exit`) says nothing is over.
+//! ([`Policy::recovery`]). With `flush_every`, the worker's flush at the end
+//! of each period is that same flush ([`Flusher::end_period`]), after which
+//! the next flush starts a new run. A checkpoint or the batch worker's
+//! flush does not end the run, and a run that never reaches the guard's
+//! flush (killed, `process::exit`) says nothing is over.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -65,6 +67,16 @@ pub(crate) struct Flusher {
     pub(crate) notify_recovery: bool,
     /// The send to `transport` abandoned at its deadline, while it runs.
     pub(crate) outstanding: Outstanding,
+    /// When the firing alerts (or resolutions not yet accepted) in the
+    /// state file are to be posted again, so that Alertmanager does not
+    /// resolve them at their `endsAt` while they last: a third of the
+    /// resolve window after they were last posted (a ninth after a post
+    /// failed). `None` when none is known to be firing.
+    pub(crate) alerts_due: Option<Instant>,
+    /// When this process built the layer: the firing alerts it finds in
+    /// the state file were posted before that.
+    #[cfg(feature = "alertmanager")]
+    pub(crate) started: Instant,
 }
 
 /// What a flush keeps in memory for the next one.
@@ -189,6 +201,48 @@ impl Flusher {
         }
     }
 
+    /// Ends the run, as the guard's flush at a cron job's exit does
+    /// (`flush_every`'s period): the same flush, of phase
+    /// [`Phase::Flush`], after which the next flush starts a new run. What
+    /// it sent counts in the outcome of the guard's next `flush()`.
+    pub(crate) fn end_period(&mut self, buffer: &Buffer) -> Outcome {
+        let outcome = self.flush_caught(buffer, Phase::Flush);
+        self.run = None;
+        if let Outcome::Sent { records, emails } = outcome {
+            self.sent_during_run.0 += records;
+            self.sent_during_run.1 += emails;
+        }
+        outcome
+    }
+
+    /// When the firing alerts are to be posted again, if any are firing.
+    pub(crate) fn alerts_due(&self) -> Option<Instant> {
+        self.alerts_due
+    }
+
+    /// Reads the state file for the alerts an earlier process left firing,
+    /// if no flush of this one has yet: they are then due a third of their
+    /// resolve window after this process started (see
+    /// [`alerts_due`](Flusher::alerts_due)). Creates nothing: without a
+    /// state file there is nothing to look for.
+    pub(crate) fn find_firing(&mut self) {
+        #[cfg(feature = "alertmanager")]
+        if let Some(poster) = &self.alerts
+            && self.alerts_due.is_none()
+            && self.store.path().is_file()
+            && let Ok(lock) = self.store.lock()
+            && let Ok(loaded) = self.store.load(&lock)
+            && !loaded.state.alerts.is_empty()
+        {
+            self.alerts_due = Some(self.started + poster.window(&loaded.state) / 3);
+        }
+    }
+
+    /// Whether the firing alerts are due to be posted again now.
+    pub(crate) fn alerts_due_now(&self) -> bool {
+        self.alerts_due.is_some_and(|due| due <= Instant::now())
+    }
+
     /// Runs one flush over the state file and the records in `buffer`.
     ///
     /// Records taken from `buffer` are either in the state file (or a parked
@@ -204,7 +258,8 @@ impl Flusher {
         // of that (`capture_panics`) is among the records taken below.
         let asked = self.now(phase);
         let mut taken = Taken::from_buffer(buffer);
-        if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 {
+        if phase != Phase::Flush && taken.count == 0 && taken.dropped == 0 && !self.alerts_due_now()
+        {
             return Outcome::Nothing;
         }
         let state_lock = match self.store.lock() {
@@ -391,8 +446,7 @@ impl Flusher {
             None => Recovery::Nothing,
         };
         #[cfg(feature = "alertmanager")]
-        let worth = (phase == Phase::Flush && self.alerts.is_some())
-            .then(|| self.policy.worth_reporting(&state.pending, &facts));
+        let worth = self.alerts_worth(state, phase, &facts);
         #[cfg(not(feature = "alertmanager"))]
         let worth: Option<()> = None;
         if decision == Decision::Nothing && worth.is_none() && recovery == Recovery::Nothing {
@@ -536,6 +590,10 @@ impl Flusher {
             worth.to_mut().extend(sent.iter().cloned());
         }
         let posted = poster.flush(state, &worth, run, now, deadline, level, fields);
+        self.alerts_due = (!state.alerts.is_empty()).then(|| {
+            let part = if posted.is_ok() { 3 } else { 9 };
+            Instant::now() + poster.window(state) / part
+        });
         let mut removed = 0;
         if let Ok(posting) = &posted
             && self.transport.is_none()
@@ -599,6 +657,35 @@ impl Flusher {
                 resolved,
             },
         })
+    }
+
+    /// The failures this flush posts to Alertmanager as firing, if it posts:
+    /// at the flush that ends a run, those the policy would report (and
+    /// [`Poster::flush`](crate::alerts::Poster::flush) adds those firing
+    /// that the run saw again); at another flush, when the firing ones are
+    /// due to be posted again (see [`alerts_due`](Flusher::alerts_due)),
+    /// those firing. Alerts found firing in the state file, posted by an
+    /// earlier process, are due a third of their resolve window after this
+    /// one started.
+    #[cfg(feature = "alertmanager")]
+    fn alerts_worth(
+        &mut self,
+        state: &State,
+        phase: Phase,
+        facts: &Facts<'_>,
+    ) -> Option<std::collections::BTreeSet<String>> {
+        let poster = self.alerts.as_ref()?;
+        let firing = || state.alerts.iter().filter(|(_, p)| p.resolved.is_none());
+        if self.alerts_due.is_none() && !state.alerts.is_empty() {
+            self.alerts_due = Some(self.started + poster.window(state) / 3);
+        }
+        match phase {
+            Phase::Flush => Some(self.policy.worth_reporting(&state.pending, facts)),
+            Phase::Run if self.alerts_due_now() => {
+                Some(firing().map(|(key, _)| key.clone()).collect())
+            }
+            Phase::Run | Phase::Checkpoint => None,
+        }
     }
 
     /// This run's number: taken from the state's history at the first flush
@@ -1142,6 +1229,50 @@ mod tests {
             .collect();
         assert_eq!(a.history.run_starts, starts);
         assert_eq!(a, b);
+    }
+
+    /// Each period's flush (`flush_every`) ends a run as a process exit
+    /// does: a failure seen in three periods has a streak of three, a
+    /// checkpoint between them counts in its period, a period without it
+    /// breaks the streak, and the journal replays to what was kept.
+    #[test]
+    fn each_period_is_a_run_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = holding_guard(dir.path());
+        let failing = || {
+            let mut r = record("feed failed");
+            r.level = Level::ERROR;
+            r.fields = crate::capture::record::Fields::from_vec(vec![("feed".into(), "A".into())]);
+            r
+        };
+        let streak = |flusher: &Flusher| {
+            let state = &flusher.cache.files.kept.as_ref().unwrap().0;
+            let runs = state.history.streaks.values().map(|s| s.runs).max();
+            (state.history.runs, runs)
+        };
+        for period in 1..=3 {
+            guard.shared.buffer.push(failing());
+            let mut flusher = lock(&guard.flusher);
+            // A checkpoint within the period starts its run, not one more.
+            flusher.flush_caught(&guard.shared.buffer, Phase::Run);
+            guard.shared.buffer.push(failing());
+            assert!(matches!(
+                flusher.end_period(&guard.shared.buffer),
+                Outcome::Held { .. }
+            ));
+            assert_eq!(streak(&flusher), (period, Some(period)));
+        }
+        let mut flusher = lock(&guard.flusher);
+        flusher.end_period(&guard.shared.buffer);
+        guard.shared.buffer.push(failing());
+        flusher.end_period(&guard.shared.buffer);
+        assert_eq!(streak(&flusher), (5, Some(1)));
+        let kept = flusher.cache.files.kept.as_ref().unwrap().0.clone();
+        drop(flusher);
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        assert_eq!(store.load(&lock).unwrap().state, kept);
+        assert_eq!(kept.pending.len(), 7);
     }
 
     /// A holding flush reads only what others appended: the kept state is

@@ -1,7 +1,8 @@
 //! The flushes that are not the guard's: the background worker, which
-//! checkpoints new records and sends full batches during the run, off the
-//! event path; and the guard's last flush, which the worker runs itself when
-//! the guard is dropped on its thread.
+//! checkpoints new records, sends full batches, keeps firing alerts alive
+//! and ends each period's run (`flush_every`), off the event path, on a
+//! pure [`Schedule`]; and the guard's last flush, which the worker runs
+//! itself when the guard is dropped on its thread.
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,106 @@ use crate::flush::Flusher;
 use crate::policy::Phase;
 use crate::sync::lock;
 
+/// How often the worker's timed jobs come: checkpoints and periods
+/// (`flush_every`), each if set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// How long new records may wait in memory (`checkpoint_interval`).
+    pub(crate) checkpoint: Option<Duration>,
+    /// How long a run lasts (`flush_every`).
+    pub(crate) period: Option<Duration>,
+    /// Whether alerts go to Alertmanager: a second after the start, the
+    /// worker looks for those an earlier process left firing.
+    pub(crate) alerts: bool,
+}
+
+/// What the worker does when it wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// A full batch arrived (the layer's signal): a flush of phase `Run`.
+    Batch,
+    /// Store what came in since the last flush: a flush of phase `Run`.
+    Checkpoint,
+    /// A period is over: the flush that ends the run (phase `Flush`).
+    Period,
+    /// A firing alert is due to be posted again before Alertmanager's
+    /// `endsAt`: a flush of phase `Run`, which posts it. The first, a
+    /// second after the start, looks for those an earlier process left.
+    Alerts,
+}
+
+/// When each of the worker's timed jobs is next due: a pure schedule, fed
+/// the time, so its rules are tested without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Schedule {
+    timing: Timing,
+    /// When the periods are counted from: their ticks are `start + k × period`.
+    start: Instant,
+    checkpoint: Option<Instant>,
+    period: Option<Instant>,
+    alerts: Option<Instant>,
+}
+
+impl Schedule {
+    /// The schedule of a worker started at `now`.
+    pub(crate) fn new(timing: Timing, now: Instant) -> Self {
+        Schedule {
+            timing,
+            start: now,
+            checkpoint: timing.checkpoint.map(|every| now + every),
+            period: timing.period.map(|every| now + every),
+            alerts: timing.alerts.then_some(now + ALERTS_RETRY),
+        }
+    }
+
+    /// The job due first, and when. At the same time a period goes first:
+    /// its flush stores the records and posts the alerts too.
+    pub(crate) fn next(&self) -> Option<(Instant, Job)> {
+        [
+            (self.period, Job::Period),
+            (self.alerts, Job::Alerts),
+            (self.checkpoint, Job::Checkpoint),
+        ]
+        .into_iter()
+        .filter_map(|(at, job)| Some((at?, job)))
+        .min_by_key(|(at, _)| *at)
+    }
+
+    /// Notes that `job` ran and was over at `now`; `alerts` is when the
+    /// flusher wants its firing alerts posted again, if it has any.
+    pub(crate) fn done(&mut self, job: Job, now: Instant, alerts: Option<Instant>) {
+        // Every flush stores the records: the next checkpoint is a whole
+        // interval later.
+        self.checkpoint = self.timing.checkpoint.map(|every| now + every);
+        if job == Job::Period
+            && let Some(every) = self.timing.period
+        {
+            self.period = Some(next_tick(self.start, every, now));
+        }
+        // A flush that could not post (the state file locked or gone) leaves
+        // them due: tried again a second later, not in a busy loop.
+        self.alerts = alerts.map(|at| at.max(now + ALERTS_RETRY));
+    }
+}
+
+/// The least time between two of the worker's posts of the firing alerts.
+const ALERTS_RETRY: Duration = Duration::from_secs(1);
+
+/// The first tick `start + k × every` (k ≥ 1) after `now`: a flush that
+/// overran one or more ticks skips them rather than running flushes back to
+/// back.
+pub(crate) fn next_tick(start: Instant, every: Duration, now: Instant) -> Instant {
+    let every = every.max(Duration::from_millis(1));
+    let since = now.saturating_duration_since(start);
+    let ticks = since.as_nanos() / every.as_nanos() + 1;
+    let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+    start + every.saturating_mul(ticks)
+}
+
 /// Runs, off the event path, a flush of phase `Run` whenever the layer
-/// signals a full batch, and every `checkpoint` while records are waiting.
+/// signals a full batch, every `checkpoint` while records are waiting, and
+/// when a firing alert is due to be posted again; and with a `period`,
+/// the flush that ends each run (see [`Flusher::end_period`]).
 ///
 /// A panic in a flush ends that flush, not the worker. If the guard is
 /// dropped on this thread (a panic hook that drops it while a flush here
@@ -25,7 +124,7 @@ pub(crate) fn spawn_worker(
     shared: Arc<Shared>,
     flusher: Arc<Mutex<Flusher>>,
     signal: Arc<Signal>,
-    checkpoint: Option<Duration>,
+    timing: Timing,
 ) -> std::io::Result<JoinHandle<()>> {
     /// Runs the guard's last flush, if it was handed over, when the worker
     /// ends (even by a panic).
@@ -50,41 +149,74 @@ pub(crate) fn spawn_worker(
                 flusher: Arc::clone(&flusher),
                 signal: Arc::clone(&signal),
             };
-            loop {
-                {
-                    let mut state = lock(&signal.state);
-                    let started = Instant::now();
-                    while !state.wake && !state.stop {
-                        match checkpoint {
-                            Some(every) => {
-                                let left = every.saturating_sub(started.elapsed());
-                                if left.is_zero() {
-                                    break;
-                                }
-                                state = signal
-                                    .cond
-                                    .wait_timeout(state, left)
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                    .0;
-                            }
-                            None => {
-                                state = signal
-                                    .cond
-                                    .wait(state)
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            }
-                        }
-                    }
-                    if state.stop {
-                        return;
-                    }
-                    state.wake = false;
-                }
-                if shared.buffer.len() > 0 {
-                    let _ = lock(&flusher).flush_caught(&shared.buffer, Phase::Run);
-                }
+            let mut schedule = Schedule::new(timing, Instant::now());
+            while let Some(job) = wait_for_job(&signal, &schedule) {
+                let alerts = run_job(&shared, &flusher, job);
+                schedule.done(job, Instant::now(), alerts);
             }
         })
+}
+
+/// Waits until a job is due (or the layer signals a full batch) and
+/// returns it; `None` once the guard asks the worker to stop.
+fn wait_for_job(signal: &Signal, schedule: &Schedule) -> Option<Job> {
+    let mut state = lock(&signal.state);
+    loop {
+        if state.stop {
+            return None;
+        }
+        if state.wake {
+            state.wake = false;
+            return Some(Job::Batch);
+        }
+        match schedule.next() {
+            Some((at, job)) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Some(job);
+                }
+                state = signal
+                    .cond
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            None => {
+                state = signal
+                    .cond
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
+    }
+}
+
+/// Runs `job`; returns when the flusher wants its firing alerts posted
+/// again, if it has any.
+fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instant> {
+    let mut flusher = lock(flusher);
+    match job {
+        Job::Period => {
+            let outcome = flusher.end_period(&shared.buffer);
+            if outcome.is_failed() {
+                // The error may hold a transport's own, whose Display is user code.
+                let line = crate::error::display_safely(&outcome);
+                let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
+            }
+        }
+        Job::Alerts => {
+            flusher.find_firing();
+            if shared.buffer.len() > 0 || flusher.alerts_due_now() {
+                let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
+            }
+        }
+        Job::Batch | Job::Checkpoint => {
+            if shared.buffer.len() > 0 || flusher.alerts_due_now() {
+                let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
+            }
+        }
+    }
+    flusher.alerts_due()
 }
 
 /// The guard's last flush (unless it `flushed` and no record came in since),
@@ -119,5 +251,118 @@ pub(crate) fn last_resort(buffer: &crate::capture::buffer::Buffer) {
                 Err(_) => writeln!(out, "{record:?}"),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn timing(checkpoint: Option<u64>, period: Option<u64>) -> Timing {
+        Timing {
+            checkpoint: checkpoint.map(Duration::from_secs),
+            period: period.map(Duration::from_secs),
+            alerts: false,
+        }
+    }
+
+    #[test]
+    fn nothing_timed_waits_for_the_signal_alone() {
+        let t0 = Instant::now();
+        assert_eq!(Schedule::new(Timing::default(), t0).next(), None);
+    }
+
+    #[test]
+    fn periods_tick_from_the_start_and_checkpoints_from_the_last_flush() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(timing(Some(1), Some(5)), t0);
+        assert_eq!(s.next(), Some((t0 + S, Job::Checkpoint)));
+        // A checkpoint that took 300 ms: the next one a whole interval later.
+        s.done(Job::Checkpoint, t0 + S * 13 / 10, None);
+        assert_eq!(s.next(), Some((t0 + S * 23 / 10, Job::Checkpoint)));
+        for k in 3..5 {
+            s.done(Job::Checkpoint, t0 + S * k, None);
+        }
+        // Due at the same time as a checkpoint, the period goes first.
+        assert_eq!(s.next(), Some((t0 + 5 * S, Job::Period)));
+        // A period's flush that took 400 ms: the next period still ends at
+        // 10 s, not 10.4 s, so periods do not drift.
+        s.done(Job::Period, t0 + S * 54 / 10, None);
+        assert_eq!(s.next(), Some((t0 + S * 64 / 10, Job::Checkpoint)));
+        let mut later = s;
+        later.timing.checkpoint = None;
+        later.checkpoint = None;
+        assert_eq!(later.next(), Some((t0 + 10 * S, Job::Period)));
+    }
+
+    #[test]
+    fn a_period_flush_that_overran_ticks_skips_them() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(timing(None, Some(2)), t0);
+        // The flush of the period ending at 2 s took until 7.5 s (a slow
+        // mail server): the ticks at 4 and 6 s are skipped, not run back to
+        // back.
+        s.done(Job::Period, t0 + S * 75 / 10, None);
+        assert_eq!(s.next(), Some((t0 + 8 * S, Job::Period)));
+        assert_eq!(next_tick(t0, 2 * S, t0), t0 + 2 * S);
+        assert_eq!(next_tick(t0, 2 * S, t0 + 2 * S), t0 + 4 * S);
+        assert_eq!(next_tick(t0, 2 * S, t0 + S * 39 / 10), t0 + 4 * S);
+    }
+
+    #[test]
+    fn firing_alerts_are_posted_again_when_due_even_between_periods() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(timing(Some(1), Some(3600)), t0);
+        // A flush posted an alert whose window is 30 s: due again in 10 s.
+        s.done(Job::Checkpoint, t0 + S, Some(t0 + 11 * S));
+        for k in 2..11 {
+            assert_eq!(s.next(), Some((t0 + k * S, Job::Checkpoint)));
+            s.done(Job::Checkpoint, t0 + k * S, Some(t0 + 11 * S));
+        }
+        assert_eq!(s.next(), Some((t0 + 11 * S, Job::Alerts)));
+        // Posted again: due 10 s later; once none fires, never.
+        s.done(Job::Alerts, t0 + 11 * S, Some(t0 + 21 * S));
+        assert_eq!(s.alerts, Some(t0 + 21 * S));
+        s.done(Job::Checkpoint, t0 + 12 * S, None);
+        assert_eq!(s.next(), Some((t0 + 13 * S, Job::Checkpoint)));
+        assert_eq!(s.period, Some(t0 + 3600 * S));
+    }
+
+    #[test]
+    fn with_alerts_the_first_look_is_a_second_after_the_start() {
+        let t0 = Instant::now();
+        let alerts = Timing {
+            alerts: true,
+            ..timing(Some(5), None)
+        };
+        let mut s = Schedule::new(alerts, t0);
+        assert_eq!(s.next(), Some((t0 + S, Job::Alerts)));
+        // None was found firing: no more looks.
+        s.done(Job::Alerts, t0 + S, None);
+        assert_eq!(s.next(), Some((t0 + 6 * S, Job::Checkpoint)));
+    }
+
+    #[test]
+    fn alerts_still_due_after_a_flush_are_tried_again_a_second_later() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(timing(None, None), t0);
+        // The flush could not post (the state file was locked): the alerts
+        // are as due as before, or a tiny resolve window made them due at once.
+        s.done(Job::Alerts, t0 + 5 * S, Some(t0 + 4 * S));
+        assert_eq!(s.next(), Some((t0 + 6 * S, Job::Alerts)));
+        s.done(Job::Alerts, t0 + 6 * S, Some(t0 + 6 * S + S / 100));
+        assert_eq!(s.next(), Some((t0 + 7 * S, Job::Alerts)));
+    }
+
+    #[test]
+    fn a_batch_flush_moves_the_checkpoint_but_not_the_period() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(timing(Some(1), Some(2)), t0);
+        s.done(Job::Batch, t0 + S / 2, None);
+        assert_eq!(s.next(), Some((t0 + S * 15 / 10, Job::Checkpoint)));
+        s.done(Job::Batch, t0 + S * 19 / 10, None);
+        assert_eq!(s.next(), Some((t0 + 2 * S, Job::Period)));
     }
 }

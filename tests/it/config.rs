@@ -1145,6 +1145,7 @@ fn the_readme_example_file_parses_and_builds() {
     );
     assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
     assert!(email.notify_recovery);
+    assert_eq!(email.flush_every, Some(Duration::from_secs(300)));
     // Everything else is accepted by the builder: take away what reads the
     // environment and the disk.
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,7 @@ mod quickstart;
 mod recovery;
 mod redaction;
 mod secrets;
+mod service;
 mod simulate;
 mod smtp;
 mod state_file;
