@@ -114,7 +114,9 @@ pub(crate) struct Stamp {
     /// The journal's length up to its last whole line; 0 when there is no
     /// usable journal (the next append starts one).
     journal_good: u64,
-    /// The journal's length on disk.
+    /// The journal's length on disk (past `journal_good`: a torn tail),
+    /// only so that a torn tail is reported once; never a sign that the
+    /// view is current (see `refresh`).
     journal_file: u64,
 }
 
@@ -353,7 +355,17 @@ impl StateStore {
 
     /// The kept state brought up to date with what others appended, or
     /// `None` when the files must be read whole.
-    fn refresh(&self, target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
+    ///
+    /// The freshness rule: the snapshot must be the same file with the same
+    /// generation, and the journal at least as long as the whole lines the
+    /// view covers (`journal_good`). Under one snapshot the journal's whole
+    /// lines are never changed, only added to: every append starts at the
+    /// end of the last whole line, cutting a torn tail first. So bytes past
+    /// the view's end are read and replayed whatever the journal's length
+    /// (lines others appended, a torn tail, or both: an append as long as a
+    /// torn tail it replaced cannot pass for it), and anything else (a
+    /// shorter journal, lines that do not replay) is a full read.
+    fn refresh(&self, target: &Path, state: State, stamp: Stamp) -> Option<Loaded> {
         let kept = state.pending.len();
         if stamp.snapshot.is_none() || file_id(target) != stamp.snapshot {
             return None;
@@ -369,19 +381,31 @@ impl StateStore {
             Ok(_) => return None,
             Err(_) => 0,
         };
-        if len == stamp.journal_file {
-            return Some(Loaded {
-                state,
-                parked: Vec::new(),
-                stamp,
-                repair: false,
-                kept,
-            });
-        }
-        if len < stamp.journal_file || stamp.journal_file != stamp.journal_good {
-            return None;
-        }
-        let mut file = open_regular(&journal, "journal", read_options()).ok()??;
+        let (state, stamp) = match len.cmp(&stamp.journal_good) {
+            std::cmp::Ordering::Less => return None,
+            std::cmp::Ordering::Equal => (state, Stamp { journal_file: len, ..stamp }),
+            std::cmp::Ordering::Greater => self.replay_tail(&journal, state, stamp, len)?,
+        };
+        Some(Loaded {
+            state,
+            parked: Vec::new(),
+            stamp,
+            repair: false,
+            kept,
+        })
+    }
+
+    /// Replays onto `state` the journal's bytes past the view's end
+    /// (`stamp.journal_good`, the journal being `len` long now); `None` when
+    /// they do not replay cleanly.
+    fn replay_tail(
+        &self,
+        journal: &Path,
+        mut state: State,
+        mut stamp: Stamp,
+        len: u64,
+    ) -> Option<(State, Stamp)> {
+        let mut file = open_regular(journal, "journal", read_options()).ok()??;
         let mut tail = Vec::new();
         io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
         io::Read::read_to_end(&mut file, &mut tail).ok()?;
@@ -390,18 +414,13 @@ impl StateStore {
         if replayed.garbage > 0 || replayed.stale {
             return None;
         }
-        if replayed.torn {
-            self.say_torn(&journal);
+        // A torn tail this view saw already is not news.
+        if replayed.torn && (replayed.good_len > 0 || len != stamp.journal_file) {
+            self.say_torn(journal);
         }
         stamp.journal_good += replayed.good_len as u64;
         stamp.journal_file = stamp.journal_good.max(len);
-        Some(Loaded {
-            state,
-            parked: Vec::new(),
-            stamp,
-            repair: false,
-            kept,
-        })
+        Some((state, stamp))
     }
 
     fn say_torn(&self, journal: &Path) {
@@ -1536,5 +1555,94 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(aside.len(), 1);
         assert_eq!(fs::read(&aside[0]).unwrap(), bad);
+    }
+}
+
+#[cfg(test)]
+mod kept_view_tests {
+    //! Issue 19, case 1: a view kept over a torn journal tail must not miss
+    //! an append of exactly the torn tail's length.
+    use super::*;
+    use crate::policy::tests::record_at;
+    use crate::store::journal::Append;
+    use tracing::Level;
+
+    fn named(message: &str) -> Record {
+        let mut r = record_at(Level::WARN);
+        r.message = message.into();
+        r.run = Some(1);
+        r
+    }
+
+    fn append<'a>(records: &'a [Record]) -> Append<'a> {
+        Append {
+            run: None,
+            level: Level::WARN,
+            fields: &[],
+            records,
+            dropped: 0,
+        }
+    }
+
+    /// Commits `records` as a process that reads the state afresh.
+    fn commit_fresh(store: &StateStore, lock: &StateLock, records: &[Record]) -> Stamp {
+        let loaded = store.load(lock).unwrap();
+        let mut state = loaded.state;
+        state.pending.extend_from_slice(records);
+        let stamp = store
+            .commit(lock, &state, loaded.stamp, &append(records), false)
+            .unwrap();
+        assert_eq!(stamp.generation, loaded.stamp.generation, "appended");
+        stamp
+    }
+
+    #[test]
+    fn an_append_as_long_as_a_torn_tail_is_seen_by_a_kept_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        let mut first = State::new();
+        first.pending.push(named("snapshot"));
+        store.save(&lock, &first).unwrap();
+        commit_fresh(&store, &lock, &[named("journal")]);
+        // B's append, encoded as it will be written: the torn tail a crashed
+        // run left is exactly as long.
+        let b = [named("stored by B")];
+        let mut b_bytes = Vec::new();
+        append(&b).encode(&mut b_bytes).unwrap();
+        let journal = journal_path(store.path());
+        let mut torn = b"{\"message\":\"".to_vec();
+        torn.resize(b_bytes.len(), b'x');
+        let mut file = OpenOptions::new().append(true).open(&journal).unwrap();
+        file.write_all(&torn).unwrap();
+        drop(file);
+        // A reads (and sees the torn tail), keeps its view, writes nothing.
+        let a_view = store.load(&lock).unwrap();
+        assert_eq!(a_view.state.pending.len(), 2);
+        let kept = (a_view.state, a_view.stamp);
+        // B appends over the torn tail: the journal is as long as before.
+        let before = fs::metadata(&journal).unwrap().len();
+        commit_fresh(&store, &lock, &b);
+        assert_eq!(fs::metadata(&journal).unwrap().len(), before);
+        // A's next flush starts from its kept view and appends.
+        let loaded = store.load_cached(&lock, Some(kept)).unwrap();
+        let a = [named("stored by A")];
+        let mut state = loaded.state;
+        state.pending.extend_from_slice(&a);
+        store
+            .commit(&lock, &state, loaded.stamp, &append(&a), false)
+            .unwrap();
+        let messages: Vec<String> = store
+            .load(&lock)
+            .unwrap()
+            .state
+            .pending
+            .into_iter()
+            .map(|r| r.message)
+            .collect();
+        assert_eq!(
+            messages,
+            ["snapshot", "journal", "stored by B", "stored by A"]
+        );
     }
 }
