@@ -403,6 +403,7 @@ impl StateFile {
         if all {
             state = State {
                 version: state.version,
+                parked_merged: state.parked_merged,
                 ..State::default()
             };
         }
@@ -646,6 +647,7 @@ mod tests {
             last_error: Some("the server rejected the login (535)".into()),
             history: Default::default(),
             alerts: Default::default(),
+            parked_merged: Vec::new(),
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file)
@@ -726,6 +728,7 @@ mod tests {
             last_error: None,
             history,
             alerts: Default::default(),
+            parked_merged: Vec::new(),
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file, hour(5))

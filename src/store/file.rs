@@ -183,6 +183,8 @@ struct SnapshotOut<'a> {
     history: &'a crate::store::history::History,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     alerts: &'a std::collections::BTreeMap<String, crate::store::state::Posted>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    parked_merged: &'a [String],
 }
 
 /// Holds the exclusive lock on the state until dropped.
@@ -517,7 +519,12 @@ impl StateStore {
     pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
         let target = self.target();
         let loaded = self.read_all(&target, Repair::No)?;
-        Ok((loaded.state, parked_files(&target).len()))
+        let merged = &loaded.state.parked_merged;
+        let parked = parked_files(&target)
+            .iter()
+            .filter(|p| !merged.contains(&file_name(p)))
+            .count();
+        Ok((loaded.state, parked))
     }
 
     /// Writes records that could not wait for the lock into a file of their
@@ -526,12 +533,15 @@ impl StateStore {
     pub(crate) fn park(&self, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
         let target = self.target();
         self.create_dir(&target)?;
+        // Unique names: a state lists the parked files it merged by name.
+        static PARKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = with_suffix(
             &target,
             &format!(
-                ".parked-{}-{}.json",
+                ".parked-{}-{}-{}.json",
                 crate::capture::record::file_stamp(OffsetDateTime::now_utc()),
-                std::process::id()
+                std::process::id(),
+                PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ),
         );
         #[derive(Serialize)]
@@ -572,6 +582,7 @@ impl StateStore {
             last_error: &state.last_error,
             history: &state.history,
             alerts: &state.alerts,
+            parked_merged: &state.parked_merged,
         };
         write_atomic(&lock.target, &out)?;
         let journal = journal_path(&lock.target);
@@ -744,9 +755,22 @@ fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
 
 /// Merges the records of the parked files beside `target` into `state`, in
 /// time order; returns the files merged (to remove once the state is saved).
+///
+/// A file the state names as merged already (`parked_merged`: its save
+/// went through, a kill came before the removal) is removed, not merged
+/// again. Afterwards `parked_merged` names the files merged now and those
+/// that could not be removed.
 fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     let mut merged = Vec::new();
+    let mut names = Vec::new();
     for path in parked_files(target) {
+        let name = file_name(&path);
+        if state.parked_merged.contains(&name) {
+            if fs::remove_file(&path).is_err() {
+                names.push(name);
+            }
+            continue;
+        }
         // A parked file that cannot be used is left where it is (or moved
         // aside when corrupt) and does not stop the flush.
         match read(&path, Repair::MoveAside) {
@@ -754,6 +778,7 @@ fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
                 state.pending.extend(extra.pending);
                 state.dropped = state.dropped.saturating_add(extra.dropped);
                 merged.push(path);
+                names.push(name);
             }
             Ok(None) => {}
             Err(e) => eprintln!("tracing-email: a parked file was left where it is: {e}"),
@@ -762,7 +787,14 @@ fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     if !merged.is_empty() {
         state.pending.sort_by_key(|r| r.timestamp);
     }
+    state.parked_merged = names;
     merged
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The parked files of the state file `target`, oldest first.
@@ -1644,5 +1676,73 @@ mod kept_view_tests {
             messages,
             ["snapshot", "journal", "stored by B", "stored by A"]
         );
+    }
+}
+
+#[cfg(test)]
+mod parked_tests {
+    //! Issue 19, case 3: a parked file merged into a snapshot saved just
+    //! before a kill (the file not yet removed) is not merged again.
+    use super::*;
+    use crate::policy::tests::record_at;
+    use tracing::Level;
+
+    fn messages(state: &State) -> Vec<&str> {
+        state.pending.iter().map(|r| r.message.as_str()).collect()
+    }
+
+    fn parked_store() -> (tempfile::TempDir, StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending.push(record_at(Level::WARN));
+        state.pending[0].message = "stored".into();
+        store.save(&lock, &state).unwrap();
+        let mut parked = record_at(Level::ERROR);
+        parked.message = "parked".into();
+        store.park(&[parked.clone(), parked], 1).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_kill_between_the_save_and_the_removal_does_not_merge_twice() {
+        let (_dir, store) = parked_store();
+        let lock = store.lock().unwrap();
+        let loaded = store.load(&lock).unwrap();
+        assert_eq!(loaded.parked.len(), 1);
+        store.save(&lock, &loaded.state).unwrap();
+        // Killed here: `remove_parked` never ran, the file is still there.
+        assert_eq!(parked_files(store.path()).len(), 1);
+        for kept in [None, Some(loaded.stamp)] {
+            let loaded = match kept {
+                None => store.load(&lock).unwrap(),
+                // A view kept in memory (the stamp is stale: read whole).
+                Some(stamp) => store
+                    .load_cached(&lock, Some((loaded.state.clone(), stamp)))
+                    .unwrap(),
+            };
+            assert_eq!(messages(&loaded.state), ["stored", "parked", "parked"]);
+            assert_eq!(loaded.state.dropped, 1);
+            assert!(loaded.parked.is_empty());
+        }
+        // The flush that found it merged already removed it.
+        assert!(parked_files(store.path()).is_empty());
+    }
+
+    #[test]
+    fn a_clear_killed_before_the_removal_does_not_bring_records_back() {
+        let (_dir, store) = parked_store();
+        let file = crate::StateFile::open(store.path());
+        let lock = store.lock().unwrap();
+        let loaded = store.load(&lock).unwrap();
+        let mut state = loaded.state;
+        state.pending.clear();
+        store.save(&lock, &state).unwrap();
+        drop(lock);
+        // Killed before the removal: the next look finds nothing pending.
+        assert_eq!(file.snapshot().unwrap().pending.len(), 0);
+        let lock = store.lock().unwrap();
+        assert!(store.load(&lock).unwrap().state.pending.is_empty());
     }
 }

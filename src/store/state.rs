@@ -38,6 +38,12 @@ pub(crate) struct State {
     /// written without Alertmanager (and from older ones).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) alerts: std::collections::BTreeMap<String, Posted>,
+    /// The names of the parked files whose records this state holds and
+    /// which may still be on disk (a kill between the save and their
+    /// removal): the next flush removes them instead of merging them again.
+    /// Parked files' names are unique (a time in microseconds and a pid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) parked_merged: Vec<String>,
 }
 
 /// One alert posted to Alertmanager as firing: what identifies it there
