@@ -339,6 +339,11 @@ impl StateStore {
         kept: Option<(State, Stamp)>,
     ) -> Result<Loaded, Error> {
         let target = &lock.target;
+        // A process's first flush clears what killed writers left (a
+        // rewrite does too, see `save`); later ones need not look each time.
+        if kept.is_none() {
+            crate::store::leftovers::remove_dead_temporaries(target);
+        }
         let mut loaded = match kept.and_then(|(state, stamp)| self.refresh(target, state, stamp)) {
             Some(loaded) => loaded,
             None => self.read_all(target, Repair::MoveAside)?,
@@ -570,9 +575,13 @@ impl StateStore {
     /// folder, fsync, rename over the old one, fsync of the folder) with
     /// `state` under a new generation, then removes the journal (whose
     /// lines are all in `state`; one a crash leaves behind names the old
-    /// generation and is ignored). Returns the new stamp.
+    /// generation and is ignored). Returns the new stamp. Temporary files
+    /// of writers killed before their rename go first (see
+    /// [`leftovers`](crate::store::leftovers)), as they do at a process's
+    /// first load.
     pub(crate) fn save(&self, lock: &StateLock, state: &State) -> Result<Stamp, Error> {
         let generation = next_generation(state.generation);
+        crate::store::leftovers::remove_dead_temporaries(&lock.target);
         let out = SnapshotOut {
             version: VERSION,
             generation,
@@ -1020,7 +1029,10 @@ fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
     {
         return Err(refuse("state file", path, kind));
     }
-    let tmp = with_suffix(path, &format!(".tmp-{}", std::process::id()));
+    let tmp = with_suffix(
+        path,
+        &crate::store::leftovers::tmp_suffix(std::process::id()),
+    );
     let mut options = private_options();
     options.write(true).create(true).truncate(true);
     let mut file = match open_regular(&tmp, "temporary file", options) {
