@@ -9,6 +9,8 @@ mod by_hand;
 pub(crate) mod flusher;
 pub(crate) mod outcome;
 pub(crate) mod panic;
+#[cfg(test)]
+mod store_model;
 pub(crate) mod worker;
 
 pub(crate) use flusher::Flusher;

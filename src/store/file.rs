@@ -120,6 +120,15 @@ pub(crate) struct Stamp {
     journal_file: u64,
 }
 
+#[cfg(test)]
+impl Stamp {
+    /// Where the next append starts: the end of the journal's last whole
+    /// line (0: the next append starts a journal).
+    pub(crate) fn journal_end(&self) -> u64 {
+        self.journal_good
+    }
+}
+
 /// A state kept in memory between the flushes of one process, with the
 /// stamp of the files it was read from or written to.
 #[derive(Default)]
@@ -390,7 +399,13 @@ impl StateStore {
         };
         let (state, stamp) = match len.cmp(&stamp.journal_good) {
             std::cmp::Ordering::Less => return None,
-            std::cmp::Ordering::Equal => (state, Stamp { journal_file: len, ..stamp }),
+            std::cmp::Ordering::Equal => (
+                state,
+                Stamp {
+                    journal_file: len,
+                    ..stamp
+                },
+            ),
             std::cmp::Ordering::Greater => self.replay_tail(&journal, state, stamp, len)?,
         };
         Some(Loaded {

@@ -24,7 +24,11 @@ pub(crate) fn remove_dead_temporaries(target: &Path) -> usize {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return 0;
     };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let name = name.to_string_lossy();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -88,7 +92,10 @@ mod tests {
         let name = "state.json";
         assert_eq!(writer_of("state.json.tmp-42", name), Some(42));
         assert_eq!(
-            writer_of("state.json.parked-20260101T000000.000001Z-7-0.json.tmp-42", name),
+            writer_of(
+                "state.json.parked-20260101T000000.000001Z-7-0.json.tmp-42",
+                name
+            ),
             Some(42)
         );
         for other in [
