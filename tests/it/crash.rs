@@ -231,7 +231,7 @@ fn the_copy_a_killed_rewrite_leaves_is_removed_by_the_next_flush() {
         .build()
         .unwrap();
     assert!(matches!(guard.flush(), Outcome::Held { .. }));
-    assert_eq!(temporaries(&state), [copy.clone()]);
+    assert_eq!(temporaries(&state), std::slice::from_ref(&copy));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let sent = later_run(&state);
