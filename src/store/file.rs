@@ -996,6 +996,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     state.last_error = take(&mut map, "last_error");
     state.history = take(&mut map, "history").unwrap_or_default();
     state.alerts = take(&mut map, "alerts").unwrap_or_default();
+    state.parked_merged = take(&mut map, "parked_merged").unwrap_or_default();
     Some((state, lost))
 }
 
