@@ -1,10 +1,13 @@
 //! A model-based test of the store: random interleavings of what two to
 //! four processes do to one state file (capture, checkpoint, flushes that
 //! hold or send through a transport that fails or not, park, clear, kill -9
-//! at any write), each process a real flusher with the view it keeps between
-//! flushes, checked after every step against a plain model of the records:
-//! every record reported stored is pending exactly once until it is sent or
-//! cleared, none is sent twice, none is lost.
+//! at any write, after which the others flush in a random order), each
+//! process a real flusher with the view it keeps between flushes, checked
+//! after every step against a plain model of the records: every record
+//! reported stored is pending exactly once until it is sent or cleared, none
+//! is sent twice, none is lost. Each case draws its own mix of steps (swarm
+//! testing); a kill mid-append often leaves a torn tail exactly as long as
+//! another process's next append, the collision a length check cannot see.
 //!
 //! `cargo test store_model` runs a few hundred cases; set
 //! `TRACING_EMAIL_MODEL_CASES` for more, `TRACING_EMAIL_MODEL_SEED` to
@@ -102,7 +105,7 @@ impl Op {
         Op::KilledBeforeRename,
     ];
     /// How often each is drawn, before a case's own mix.
-    const WEIGHTS: [u64; 11] = [5, 1, 4, 4, 3, 1, 1, 1, 3, 1, 1];
+    const WEIGHTS: [u64; 11] = [5, 1, 4, 4, 6, 1, 1, 1, 3, 1, 1];
 }
 
 /// What the model knows of each record.
@@ -134,6 +137,9 @@ struct Case {
     next_id: u64,
     steps: Vec<String>,
     dead_pid: u32,
+    /// Every process's clock: fixed, so that what a flush appends can be
+    /// foreseen.
+    clock: crate::ManualClock,
     /// This case's weight of each [`Op`] (some left out: swarm testing, so
     /// that cases differ in kind, not only in order).
     mix: Vec<u64>,
@@ -176,6 +182,9 @@ impl Case {
             next_id: 0,
             steps: Vec::new(),
             dead_pid: dead_pid(),
+            clock: crate::ManualClock::new(
+                std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            ),
             mix: Vec::new(),
             busy: Vec::new(),
         };
@@ -208,6 +217,7 @@ impl Case {
     /// another test forks keeps a copy of the lock until its exec).
     fn start(&self) -> crate::FlushGuard {
         let (_layer, guard) = crate::EmailLayer::builder("model")
+            .clock(self.clock.clone())
             .transport(self.outbox.clone())
             .state_file(self.path())
             .from("robot@example.com")
@@ -315,11 +325,13 @@ impl Case {
         }
     }
 
-    /// A flush with nothing new, of a process whose buffer is empty (the
-    /// end of a quiet run, or `flush()` called twice), if there is one.
+    /// A flush with nothing new, of a process that flushed before and
+    /// whose buffer is empty (a quiet period of a service, or `flush()`
+    /// called twice), if there is one.
     fn idle_flush(&mut self) {
         let idle: Vec<usize> = (0..self.procs.len())
             .filter(|&q| self.procs[q].unstored.is_empty())
+            .filter(|&q| lock(&self.procs[q].guard.flusher).run.is_some())
             .collect();
         if !idle.is_empty() {
             let p = idle[self.rng.below(idle.len() as u64) as usize];
@@ -399,7 +411,7 @@ impl Case {
         // within a line: the length a kept view cannot tell from the tail.
         let starts = (end == 0).then_some(loaded.state.generation);
         let other = self
-            .next_append_len(p, starts)
+            .next_append_len(p, loaded.state.history.runs, starts)
             .and_then(|n| torn_as_long_as(&bytes, n as usize));
         let cut = match (self.rng.below(4), other) {
             (0, _) => 1 + self.rng.below(len - 1),
@@ -413,29 +425,57 @@ impl Case {
         ));
         self.model.maybe.extend(ids);
         self.kill(p);
+        self.survivors_flush(p);
     }
 
-    /// How many bytes the next checkpoint of a process other than `p`
-    /// appends, if one has records and its run is registered already (no
-    /// run line, whose time varies); `starts`: it starts the journal that
-    /// extends this generation.
-    fn next_append_len(&mut self, p: usize, starts: Option<u64>) -> Option<u64> {
+    /// The processes other than `p`, which was killed, flush in a random
+    /// order, as running processes do after one of them died: a checkpoint
+    /// of what they hold, or a flush with nothing new.
+    fn survivors_flush(&mut self, p: usize) {
+        let mut order: Vec<usize> = (0..self.procs.len()).filter(|&q| q != p).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, self.rng.below(i as u64 + 1) as usize);
+        }
+        for q in order {
+            if !self.procs[q].unstored.is_empty() {
+                self.flush(q, Phase::Run, "checkpoint after the kill");
+            } else if lock(&self.procs[q].guard.flusher).run.is_some() {
+                self.flush(q, Phase::Flush, "flush with nothing new after the kill");
+            }
+            self.check();
+        }
+    }
+
+    /// How many bytes the next checkpoint of a process other than `p` (one
+    /// with records, drawn at random) appends, the state's history counting
+    /// `runs`; `starts`: it starts the journal that extends this generation.
+    fn next_append_len(&mut self, p: usize, runs: u64, starts: Option<u64>) -> Option<u64> {
         let others: Vec<usize> = (0..self.procs.len())
             .filter(|&q| q != p && !self.procs[q].unstored.is_empty())
             .collect();
         let q = *others.get(self.rng.below(others.len().max(1) as u64) as usize)?;
+        self.append_len(q, runs, starts)
+    }
+
+    /// How many bytes the next checkpoint of process `q` appends (see
+    /// [`next_append_len`](Self::next_append_len)).
+    fn append_len(&self, q: usize, runs: u64, starts: Option<u64>) -> Option<u64> {
         let guard = &self.procs[q].guard;
         let flusher = lock(&guard.flusher);
-        let run = flusher.run?;
+        // As `Flusher::register_run` numbers it, at the model's fixed time.
+        let (run, new) = match flusher.run {
+            Some(run) if runs >= run => (run, false),
+            _ => (runs + 1, true),
+        };
+        let at = crate::clock::datetime(crate::Clock::now(&self.clock));
         let mut records = guard.shared.buffer.drain();
-        let kept = records.clone();
-        guard.shared.buffer.restore(kept, 0);
+        guard.shared.buffer.restore(records.clone(), 0);
         for r in &mut records {
             r.run = Some(run);
         }
         let mut bytes = starts.map(header).unwrap_or_default();
         Append {
-            run: None,
+            run: new.then_some((run, Some(at))),
             level: flusher.policy.level(),
             fields: &flusher.policy.fingerprint_fields,
             records: &records,
@@ -464,6 +504,7 @@ impl Case {
             loaded.parked.len()
         ));
         self.kill(p);
+        self.survivors_flush(p);
     }
 
     /// A writer killed before its rename left part of its copy.
@@ -604,13 +645,13 @@ fn run_case(seed: u64, steps: usize) {
 /// Runs `cases` cases from `first` (or the one of `TRACING_EMAIL_MODEL_SEED`).
 fn run_cases(first: u64, cases: u64) {
     if let Some(seed) = env_u64("TRACING_EMAIL_MODEL_SEED") {
-        return run_case(seed, 40);
+        return run_case(seed, 80);
     }
     let cases = env_u64("TRACING_EMAIL_MODEL_CASES").unwrap_or(cases);
     for i in 0..cases {
         let seed = first.wrapping_add(i).wrapping_mul(0x2545_F491_4F6C_DD1D);
         // A panic in the crate's code names the seed too.
-        if let Err(panic) = std::panic::catch_unwind(|| run_case(seed, 40)) {
+        if let Err(panic) = std::panic::catch_unwind(|| run_case(seed, 80)) {
             let text = panic
                 .downcast_ref::<String>()
                 .cloned()
