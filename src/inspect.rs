@@ -437,6 +437,7 @@ impl StateFile {
         if all {
             state = State {
                 version: state.version,
+                parked_merged: state.parked_merged,
                 ..State::default()
             };
         }
@@ -684,6 +685,7 @@ mod tests {
             history: Default::default(),
             alerts: Default::default(),
             alert_post: None,
+            parked_merged: Vec::new(),
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file)
@@ -766,6 +768,7 @@ mod tests {
             history,
             alerts: Default::default(),
             alert_post: None,
+            parked_merged: Vec::new(),
         };
         file.store.save(&lock, &state).unwrap();
         (dir, file, hour(5))

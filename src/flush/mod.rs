@@ -13,6 +13,8 @@ pub(crate) mod exit;
 pub(crate) mod flusher;
 pub(crate) mod outcome;
 pub(crate) mod panic;
+#[cfg(test)]
+mod store_model;
 pub(crate) mod worker;
 
 pub(crate) use flusher::Flusher;

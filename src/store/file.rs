@@ -114,8 +114,19 @@ pub(crate) struct Stamp {
     /// The journal's length up to its last whole line; 0 when there is no
     /// usable journal (the next append starts one).
     journal_good: u64,
-    /// The journal's length on disk.
+    /// The journal's length on disk (past `journal_good`: a torn tail),
+    /// only so that a torn tail is reported once; never a sign that the
+    /// view is current (see `refresh`).
     journal_file: u64,
+}
+
+#[cfg(test)]
+impl Stamp {
+    /// Where the next append starts: the end of the journal's last whole
+    /// line (0: the next append starts a journal).
+    pub(crate) fn journal_end(&self) -> u64 {
+        self.journal_good
+    }
 }
 
 /// A state kept in memory between the flushes of one process, with the
@@ -188,6 +199,8 @@ struct SnapshotOut<'a> {
     alerts: &'a std::collections::BTreeMap<String, crate::store::state::Posted>,
     #[serde(skip_serializing_if = "Option::is_none")]
     alert_post: &'a Option<crate::store::state::AlertPost>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    parked_merged: &'a [String],
 }
 
 /// Holds the exclusive lock on the state until dropped.
@@ -342,6 +355,11 @@ impl StateStore {
         kept: Option<(State, Stamp)>,
     ) -> Result<Loaded, Error> {
         let target = &lock.target;
+        // A process's first flush clears what killed writers left (a
+        // rewrite does too, see `save`); later ones need not look each time.
+        if kept.is_none() {
+            crate::store::leftovers::remove_dead_temporaries(target);
+        }
         let mut loaded = match kept.and_then(|(state, stamp)| self.refresh(target, state, stamp)) {
             Some(loaded) => loaded,
             None => self.read_all(target, Repair::MoveAside)?,
@@ -360,7 +378,17 @@ impl StateStore {
 
     /// The kept state brought up to date with what others appended, or
     /// `None` when the files must be read whole.
-    fn refresh(&self, target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
+    ///
+    /// The freshness rule: the snapshot must be the same file with the same
+    /// generation, and the journal at least as long as the whole lines the
+    /// view covers (`journal_good`). Under one snapshot the journal's whole
+    /// lines are never changed, only added to: every append starts at the
+    /// end of the last whole line, cutting a torn tail first. So bytes past
+    /// the view's end are read and replayed whatever the journal's length
+    /// (lines others appended, a torn tail, or both: an append as long as a
+    /// torn tail it replaced cannot pass for it), and anything else (a
+    /// shorter journal, lines that do not replay) is a full read.
+    fn refresh(&self, target: &Path, state: State, stamp: Stamp) -> Option<Loaded> {
         let kept = state.pending.len();
         if stamp.snapshot.is_none() || file_id(target) != stamp.snapshot {
             return None;
@@ -376,19 +404,37 @@ impl StateStore {
             Ok(_) => return None,
             Err(_) => 0,
         };
-        if len == stamp.journal_file {
-            return Some(Loaded {
+        let (state, stamp) = match len.cmp(&stamp.journal_good) {
+            std::cmp::Ordering::Less => return None,
+            std::cmp::Ordering::Equal => (
                 state,
-                parked: Vec::new(),
-                stamp,
-                repair: false,
-                kept,
-            });
-        }
-        if len < stamp.journal_file || stamp.journal_file != stamp.journal_good {
-            return None;
-        }
-        let mut file = open_regular(&journal, "journal", read_options()).ok()??;
+                Stamp {
+                    journal_file: len,
+                    ..stamp
+                },
+            ),
+            std::cmp::Ordering::Greater => self.replay_tail(&journal, state, stamp, len)?,
+        };
+        Some(Loaded {
+            state,
+            parked: Vec::new(),
+            stamp,
+            repair: false,
+            kept,
+        })
+    }
+
+    /// Replays onto `state` the journal's bytes past the view's end
+    /// (`stamp.journal_good`, the journal being `len` long now); `None` when
+    /// they do not replay cleanly.
+    fn replay_tail(
+        &self,
+        journal: &Path,
+        mut state: State,
+        mut stamp: Stamp,
+        len: u64,
+    ) -> Option<(State, Stamp)> {
+        let mut file = open_regular(journal, "journal", read_options()).ok()??;
         let mut tail = Vec::new();
         io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
         io::Read::read_to_end(&mut file, &mut tail).ok()?;
@@ -397,18 +443,13 @@ impl StateStore {
         if replayed.garbage > 0 || replayed.stale {
             return None;
         }
-        if replayed.torn {
-            self.say_torn(&journal);
+        // A torn tail this view saw already is not news.
+        if replayed.torn && (replayed.good_len > 0 || len != stamp.journal_file) {
+            self.say_torn(journal);
         }
         stamp.journal_good += replayed.good_len as u64;
         stamp.journal_file = stamp.journal_good.max(len);
-        Some(Loaded {
-            state,
-            parked: Vec::new(),
-            stamp,
-            repair: false,
-            kept,
-        })
+        Some((state, stamp))
     }
 
     fn say_torn(&self, journal: &Path) {
@@ -507,7 +548,12 @@ impl StateStore {
     pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
         let target = self.target();
         let loaded = self.read_all(&target, Repair::No)?;
-        Ok((loaded.state, parked_files(&target).len()))
+        let merged = &loaded.state.parked_merged;
+        let parked = parked_files(&target)
+            .iter()
+            .filter(|p| !merged.contains(&file_name(p)))
+            .count();
+        Ok((loaded.state, parked))
     }
 
     /// Writes records that could not wait for the lock into a file of their
@@ -516,12 +562,15 @@ impl StateStore {
     pub(crate) fn park(&self, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
         let target = self.target();
         self.create_dir(&target)?;
+        // Unique names: a state lists the parked files it merged by name.
+        static PARKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = with_suffix(
             &target,
             &format!(
-                ".parked-{}-{}.json",
+                ".parked-{}-{}-{}.json",
                 crate::capture::record::file_stamp(OffsetDateTime::now_utc()),
-                std::process::id()
+                std::process::id(),
+                PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ),
         );
         #[derive(Serialize)]
@@ -550,9 +599,13 @@ impl StateStore {
     /// folder, fsync, rename over the old one, fsync of the folder) with
     /// `state` under a new generation, then removes the journal (whose
     /// lines are all in `state`; one a crash leaves behind names the old
-    /// generation and is ignored). Returns the new stamp.
+    /// generation and is ignored). Returns the new stamp. Temporary files
+    /// of writers killed before their rename go first (see
+    /// [`leftovers`](crate::store::leftovers)), as they do at a process's
+    /// first load.
     pub(crate) fn save(&self, lock: &StateLock, state: &State) -> Result<Stamp, Error> {
         let generation = next_generation(state.generation);
+        crate::store::leftovers::remove_dead_temporaries(&lock.target);
         let out = SnapshotOut {
             version: VERSION,
             generation,
@@ -564,6 +617,7 @@ impl StateStore {
             history: &state.history,
             alerts: &state.alerts,
             alert_post: &state.alert_post,
+            parked_merged: &state.parked_merged,
         };
         write_atomic(&lock.target, &out)?;
         let journal = journal_path(&lock.target);
@@ -736,9 +790,22 @@ fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
 
 /// Merges the records of the parked files beside `target` into `state`, in
 /// time order; returns the files merged (to remove once the state is saved).
+///
+/// A file the state names as merged already (`parked_merged`: its save
+/// went through, a kill came before the removal) is removed, not merged
+/// again. Afterwards `parked_merged` names the files merged now and those
+/// that could not be removed.
 fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     let mut merged = Vec::new();
+    let mut names = Vec::new();
     for path in parked_files(target) {
+        let name = file_name(&path);
+        if state.parked_merged.contains(&name) {
+            if fs::remove_file(&path).is_err() {
+                names.push(name);
+            }
+            continue;
+        }
         // A parked file that cannot be used is left where it is (or moved
         // aside when corrupt) and does not stop the flush.
         match read(&path, Repair::MoveAside) {
@@ -746,6 +813,7 @@ fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
                 state.pending.extend(extra.pending);
                 state.dropped = state.dropped.saturating_add(extra.dropped);
                 merged.push(path);
+                names.push(name);
             }
             Ok(None) => {}
             Err(e) => eprintln!("tracing-email: a parked file was left where it is: {e}"),
@@ -754,7 +822,14 @@ fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     if !merged.is_empty() {
         state.pending.sort_by_key(|r| r.timestamp);
     }
+    state.parked_merged = names;
     merged
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The parked files of the state file `target`, oldest first.
@@ -934,6 +1009,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     state.history = take(&mut map, "history").unwrap_or_default();
     state.alerts = take(&mut map, "alerts").unwrap_or_default();
     state.alert_post = take(&mut map, "alert_post");
+    state.parked_merged = take(&mut map, "parked_merged").unwrap_or_default();
     Some((state, lost))
 }
 
@@ -982,7 +1058,10 @@ fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
     {
         return Err(refuse("state file", path, kind));
     }
-    let tmp = with_suffix(path, &format!(".tmp-{}", std::process::id()));
+    let tmp = with_suffix(
+        path,
+        &crate::store::leftovers::tmp_suffix(std::process::id()),
+    );
     let mut options = private_options();
     options.write(true).create(true).truncate(true);
     let mut file = match open_regular(&tmp, "temporary file", options) {
@@ -1549,5 +1628,162 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(aside.len(), 1);
         assert_eq!(fs::read(&aside[0]).unwrap(), bad);
+    }
+}
+
+#[cfg(test)]
+mod kept_view_tests {
+    //! Issue 19, case 1: a view kept over a torn journal tail must not miss
+    //! an append of exactly the torn tail's length.
+    use super::*;
+    use crate::policy::tests::record_at;
+    use crate::store::journal::Append;
+    use tracing::Level;
+
+    fn named(message: &str) -> Record {
+        let mut r = record_at(Level::WARN);
+        r.message = message.into();
+        r.run = Some(1);
+        r
+    }
+
+    fn append<'a>(records: &'a [Record]) -> Append<'a> {
+        Append {
+            run: None,
+            level: Level::WARN,
+            fields: &[],
+            records,
+            dropped: 0,
+        }
+    }
+
+    /// Commits `records` as a process that reads the state afresh.
+    fn commit_fresh(store: &StateStore, lock: &StateLock, records: &[Record]) -> Stamp {
+        let loaded = store.load(lock).unwrap();
+        let mut state = loaded.state;
+        state.pending.extend_from_slice(records);
+        let stamp = store
+            .commit(lock, &state, loaded.stamp, &append(records), false)
+            .unwrap();
+        assert_eq!(stamp.generation, loaded.stamp.generation, "appended");
+        stamp
+    }
+
+    #[test]
+    fn an_append_as_long_as_a_torn_tail_is_seen_by_a_kept_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        let mut first = State::new();
+        first.pending.push(named("snapshot"));
+        store.save(&lock, &first).unwrap();
+        commit_fresh(&store, &lock, &[named("journal")]);
+        // B's append, encoded as it will be written: the torn tail a crashed
+        // run left is exactly as long.
+        let b = [named("stored by B")];
+        let mut b_bytes = Vec::new();
+        append(&b).encode(&mut b_bytes).unwrap();
+        let journal = journal_path(store.path());
+        let mut torn = b"{\"message\":\"".to_vec();
+        torn.resize(b_bytes.len(), b'x');
+        let mut file = OpenOptions::new().append(true).open(&journal).unwrap();
+        file.write_all(&torn).unwrap();
+        drop(file);
+        // A reads (and sees the torn tail), keeps its view, writes nothing.
+        let a_view = store.load(&lock).unwrap();
+        assert_eq!(a_view.state.pending.len(), 2);
+        let kept = (a_view.state, a_view.stamp);
+        // B appends over the torn tail: the journal is as long as before.
+        let before = fs::metadata(&journal).unwrap().len();
+        commit_fresh(&store, &lock, &b);
+        assert_eq!(fs::metadata(&journal).unwrap().len(), before);
+        // A's next flush starts from its kept view and appends.
+        let loaded = store.load_cached(&lock, Some(kept)).unwrap();
+        let a = [named("stored by A")];
+        let mut state = loaded.state;
+        state.pending.extend_from_slice(&a);
+        store
+            .commit(&lock, &state, loaded.stamp, &append(&a), false)
+            .unwrap();
+        let messages: Vec<String> = store
+            .load(&lock)
+            .unwrap()
+            .state
+            .pending
+            .into_iter()
+            .map(|r| r.message)
+            .collect();
+        assert_eq!(
+            messages,
+            ["snapshot", "journal", "stored by B", "stored by A"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod parked_tests {
+    //! Issue 19, case 3: a parked file merged into a snapshot saved just
+    //! before a kill (the file not yet removed) is not merged again.
+    use super::*;
+    use crate::policy::tests::record_at;
+    use tracing::Level;
+
+    fn messages(state: &State) -> Vec<&str> {
+        state.pending.iter().map(|r| r.message.as_str()).collect()
+    }
+
+    fn parked_store() -> (tempfile::TempDir, StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        let mut state = State::new();
+        state.pending.push(record_at(Level::WARN));
+        state.pending[0].message = "stored".into();
+        store.save(&lock, &state).unwrap();
+        let mut parked = record_at(Level::ERROR);
+        parked.message = "parked".into();
+        store.park(&[parked.clone(), parked], 1).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_kill_between_the_save_and_the_removal_does_not_merge_twice() {
+        let (_dir, store) = parked_store();
+        let lock = store.lock().unwrap();
+        let loaded = store.load(&lock).unwrap();
+        assert_eq!(loaded.parked.len(), 1);
+        store.save(&lock, &loaded.state).unwrap();
+        // Killed here: `remove_parked` never ran, the file is still there.
+        assert_eq!(parked_files(store.path()).len(), 1);
+        for kept in [None, Some(loaded.stamp)] {
+            let loaded = match kept {
+                None => store.load(&lock).unwrap(),
+                // A view kept in memory (the stamp is stale: read whole).
+                Some(stamp) => store
+                    .load_cached(&lock, Some((loaded.state.clone(), stamp)))
+                    .unwrap(),
+            };
+            assert_eq!(messages(&loaded.state), ["stored", "parked", "parked"]);
+            assert_eq!(loaded.state.dropped, 1);
+            assert!(loaded.parked.is_empty());
+        }
+        // The flush that found it merged already removed it.
+        assert!(parked_files(store.path()).is_empty());
+    }
+
+    #[test]
+    fn a_clear_killed_before_the_removal_does_not_bring_records_back() {
+        let (_dir, store) = parked_store();
+        let file = crate::StateFile::open(store.path());
+        let lock = store.lock().unwrap();
+        let loaded = store.load(&lock).unwrap();
+        let mut state = loaded.state;
+        state.pending.clear();
+        store.save(&lock, &state).unwrap();
+        drop(lock);
+        // Killed before the removal: the next look finds nothing pending.
+        assert_eq!(file.snapshot().unwrap().pending.len(), 0);
+        let lock = store.lock().unwrap();
+        assert!(store.load(&lock).unwrap().state.pending.is_empty());
     }
 }

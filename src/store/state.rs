@@ -50,6 +50,12 @@ pub(crate) struct State {
     /// written without Alertmanager (and from older ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) alert_post: Option<AlertPost>,
+    /// The names of the parked files whose records this state holds and
+    /// which may still be on disk (a kill between the save and their
+    /// removal): the next flush removes them instead of merging them again.
+    /// Parked files' names are unique (a time in microseconds and a pid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) parked_merged: Vec<String>,
 }
 
 /// One alert posted to Alertmanager as firing: what identifies it there

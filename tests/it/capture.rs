@@ -218,10 +218,11 @@ fn flush_twice_or_flush_then_drop_never_sends_or_stores_twice() {
     assert_eq!(emails.len(), 1);
     let messages: Vec<&str> = emails[0].iter().map(|r| r.message.as_str()).collect();
     assert_eq!(messages, ["one", "two"]);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
-    assert_eq!(state["pending"], json!([]));
-    assert!(state["last_sent"].is_string());
+    let state = tracing_email::StateFile::open(dir.path().join("state.json"))
+        .snapshot()
+        .unwrap();
+    assert!(state.pending.is_empty());
+    assert!(state.last_sent.is_some());
 }
 
 #[test]
@@ -320,12 +321,14 @@ fn a_failed_send_keeps_every_record_for_the_next_run() {
     }
     assert!(outcome.to_string().contains("2 records kept"), "{outcome}");
     drop(guard); // nothing new: no second attempt
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
-    assert_eq!(state["pending"].as_array().unwrap().len(), 2);
+    let state = tracing_email::StateFile::open(dir.path().join("state.json"))
+        .snapshot()
+        .unwrap();
+    assert_eq!(state.pending.len(), 2);
     assert!(
-        state["last_error"]
-            .as_str()
+        state
+            .last_error
+            .as_deref()
             .unwrap()
             .contains("server on fire")
     );

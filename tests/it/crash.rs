@@ -287,3 +287,53 @@ fn exit_during_a_send_neither_hangs_nor_loses_a_record() {
         ]
     );
 }
+
+/// The temporary copies of the snapshot beside `state`.
+fn temporaries(state: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(state.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("state.json.tmp-"))
+        .collect()
+}
+
+/// A kill during a rewrite of the snapshot leaves its temporary copy
+/// (`state.json.tmp-<pid>`, the whole snapshot): here the copy is made while
+/// the run is alive, at the name its rewrite uses, and the run is killed.
+/// While the writer lives its file stays; once it is dead, the next flush
+/// removes it, and keeps every record.
+#[test]
+fn the_copy_a_killed_rewrite_leaves_is_removed_by_the_next_flush() {
+    act_as_child_if_asked(crashing_run);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let args = ["kill".to_string(), state.to_str().unwrap().to_string()];
+    let mut child = command(
+        "the_copy_a_killed_rewrite_leaves_is_removed_by_the_next_flush",
+        &args,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("ready")));
+    let copy = dir.path().join(format!("state.json.tmp-{}", child.id()));
+    std::fs::copy(&state, &copy).unwrap();
+    // Another run's flush while the writer lives leaves its file alone.
+    let (_layer, guard) = EmailLayer::builder("crash")
+        .transport(Recorder::default())
+        .state_file(&state)
+        .from("robot@example.com")
+        .to("me@example.com")
+        .threshold(100, Level::ERROR)
+        .build()
+        .unwrap();
+    assert!(matches!(guard.flush(), Outcome::Held { .. }));
+    assert_eq!(temporaries(&state), std::slice::from_ref(&copy));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let sent = later_run(&state);
+    assert!(temporaries(&state).is_empty(), "{copy:?} is still there");
+    assert_eq!(numbered(&sent), (0..10).collect::<Vec<_>>());
+}

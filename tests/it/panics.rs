@@ -303,8 +303,8 @@ fn transport_errors_whose_display_panics_or_fails() {
             } if error.kind() == ErrorKind::Send
         ));
         assert_eq!(pending(&state), ["first", "second"]);
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-        let last_error = v["last_error"].as_str().unwrap();
+        let snapshot = tracing_email::StateFile::open(&state).snapshot().unwrap();
+        let last_error = snapshot.last_error.as_deref().unwrap();
         let marker = if panics { "panicked" } else { "failed" };
         assert_eq!(
             last_error,

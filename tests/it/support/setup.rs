@@ -58,10 +58,13 @@ pub fn run(
     })
 }
 
-/// The records pending in the state file.
-pub fn pending_in(state: &Path) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
-    v["pending"].as_array().unwrap().clone()
+/// The records pending in the state file, read as the crate reads them
+/// (the snapshot and its journal).
+pub fn pending_in(state: &Path) -> Vec<tracing_email::Record> {
+    tracing_email::StateFile::open(state)
+        .snapshot()
+        .unwrap()
+        .pending
 }
 
 /// The messages of the `feed failed`-style warning lines of a digest body,
