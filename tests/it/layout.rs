@@ -11,6 +11,7 @@ use std::path::Path;
 /// the start to its tests, without comments.
 fn modules() -> BTreeMap<String, String> {
     let mut all = BTreeMap::new();
+    let mut raw = BTreeMap::new();
     let mut folders = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(&folder).unwrap() {
@@ -49,8 +50,18 @@ fn modules() -> BTreeMap<String, String> {
                 .filter(|l| !l.trim_start().starts_with("//"))
                 .collect();
             all.insert(name.join("::"), code.join("\n"));
+            raw.insert(name.join("::"), text);
         }
     }
+    // A module its parent declares under `#[cfg(test)]` is a test, not part
+    // of the library's layout.
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"));
+    raw.insert("lib".to_owned(), lib.unwrap());
+    all.retain(|name, _| {
+        let (parent, last) = name.rsplit_once("::").unwrap_or(("lib", name));
+        let declared = format!("#[cfg(test)]\nmod {last};");
+        !raw[parent].contains(&declared)
+    });
     all
 }
 
