@@ -849,27 +849,9 @@ fn wire(logs: &str) -> String {
 
 /// A post with basic authentication, straight through the HTTP client.
 fn ureq_probe(url: &str, password: &str) {
-    let header = format!("Basic {}", b64(format!("poca:{password}").as_bytes()));
+    let header = format!(
+        "Basic {}",
+        crate::support::leaks::base64(format!("poca:{password}").as_bytes())
+    );
     let _ = ureq::post(url).header("Authorization", &header).send("[]");
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
