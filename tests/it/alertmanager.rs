@@ -7,8 +7,7 @@
 
 #![cfg(all(feature = "alertmanager", feature = "smtp"))]
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use tracing_subscriber::prelude::*;
 use crate::podcast::podcast;
 use crate::support::alertmanager::{self as am, free_port};
 use crate::support::child::{act_as_child_if_asked, command, outcome_line};
+use crate::support::fake_alertmanager::FakeAlertmanager;
 use crate::support::{MockSmtp, Received, Security};
 
 /// One run of the feed fetcher on `host`: each of `feeds` fails once, then
@@ -433,68 +433,6 @@ fn two_clustered_peers_one_killed_still_one_notification_per_group() {
     assert!(subjects.len() <= 6, "{subjects:?}");
 }
 
-/// A fake Alertmanager: answers every request with `status` and `body`
-/// (after `delay`), recording each request.
-struct Fake {
-    port: u16,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Fake {
-    fn start(status: u16, body: &'static str, delay: Duration) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { return };
-                let seen = Arc::clone(&seen);
-                std::thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                    let mut buf = Vec::new();
-                    let mut chunk = [0; 8192];
-                    // Headers, then the body by its length.
-                    while let Ok(n) = s.read(&mut chunk) {
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).into_owned();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let len = text
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if buf.len() >= end + 4 + len {
-                                break;
-                            }
-                        }
-                    }
-                    seen.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf).into_owned());
-                    std::thread::sleep(delay);
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        Fake { port, requests }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
 /// An alerts-only layer on `host` posting to `urls` with a bearer token.
 fn alerts_only(state: &Path, urls: &[String], timeout: Duration) -> tracing_email::Builder {
     EmailLayer::builder("poca")
@@ -523,7 +461,7 @@ fn one_run(b: tracing_email::Builder, feeds: &[&str]) -> Outcome {
 
 #[test]
 fn a_4xx_is_an_error_quoting_the_reply_without_the_token_and_keeps_the_records() {
-    let fake = Fake::start(
+    let fake = FakeAlertmanager::answering(
         400,
         "{\"code\":400,\"message\":\"bad token tok-SECRET-123 for you\"}",
         Duration::ZERO,
@@ -549,7 +487,7 @@ fn a_4xx_is_an_error_quoting_the_reply_without_the_token_and_keeps_the_records()
         "{o:?}"
     );
     // It was sent, as a bearer token, with the alert.
-    let requests = fake.requests.lock().unwrap().clone();
+    let requests = fake.seen().into_iter().map(|r| r.text).collect::<Vec<_>>();
     assert!(
         requests[0].starts_with("POST /api/v2/alerts HTTP/1.1"),
         "{}",
@@ -571,8 +509,8 @@ fn a_4xx_is_an_error_quoting_the_reply_without_the_token_and_keeps_the_records()
 
 #[test]
 fn a_5xx_and_a_hang_fail_within_the_timeout_and_the_next_flush_posts_everything() {
-    let broken = Fake::start(503, "overloaded", Duration::ZERO);
-    let hanging = Fake::start(200, "", Duration::from_secs(30));
+    let broken = FakeAlertmanager::answering(503, "overloaded", Duration::ZERO);
+    let hanging = FakeAlertmanager::answering(200, "", Duration::from_secs(30));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.json");
     let urls = [broken.url(), hanging.url()];
@@ -604,7 +542,7 @@ fn a_5xx_and_a_hang_fail_within_the_timeout_and_the_next_flush_posts_everything(
 
     // The next run (the failures gone) still has both records, and posts
     // both alerts to an Alertmanager that accepts them.
-    let ok = Fake::start(200, "", Duration::ZERO);
+    let ok = FakeAlertmanager::answering(200, "", Duration::ZERO);
     let o = one_run(
         alerts_only(&state, &[ok.url()], Duration::from_secs(2)),
         &["C"],
@@ -620,7 +558,7 @@ fn a_5xx_and_a_hang_fail_within_the_timeout_and_the_next_flush_posts_everything(
         ),
         "{o}"
     );
-    let body = ok.requests.lock().unwrap()[0].clone();
+    let body = ok.seen()[0].text.clone();
     for feed in ["A", "B", "C"] {
         assert!(body.contains(&format!("feed \\\"{feed}\\\"")), "{body}");
     }
@@ -649,7 +587,7 @@ fn a_5xx_and_a_hang_fail_within_the_timeout_and_the_next_flush_posts_everything(
 
 #[test]
 fn a_resolution_that_fails_is_posted_again_at_the_next_flush() {
-    let ok = Fake::start(200, "", Duration::ZERO);
+    let ok = FakeAlertmanager::answering(200, "", Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.json");
     let b = |url: String| alerts_only(&state, &[url], Duration::from_secs(1));
@@ -658,7 +596,7 @@ fn a_resolution_that_fails_is_posted_again_at_the_next_flush() {
     assert!(one_run(b(down), &[]).is_failed());
     let o = one_run(b(ok.url()), &[]);
     assert!(matches!(o, Outcome::Alerted { resolved: 1, .. }), "{o}");
-    let requests = ok.requests.lock().unwrap().clone();
+    let requests = ok.seen().into_iter().map(|r| r.text).collect::<Vec<_>>();
     assert_eq!(requests.len(), 2);
     // Ended when the run without it flushed, not later.
     let body = &requests[1][requests[1].find("\r\n\r\n").unwrap() + 4..];
@@ -674,7 +612,7 @@ fn a_resolution_that_fails_is_posted_again_at_the_next_flush() {
 
 #[test]
 fn alerts_alone_keep_nothing_without_bound() {
-    let ok = Fake::start(200, "", Duration::ZERO);
+    let ok = FakeAlertmanager::answering(200, "", Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.json");
     // Many runs of a long outage of many feeds, with Alertmanager up: the
@@ -709,7 +647,7 @@ fn alerts_alone_keep_nothing_without_bound() {
 /// the state file keeps, so it does not resolve before the next run.
 #[test]
 fn an_hourly_jobs_first_failure_stays_firing_for_three_hours() {
-    let ok = Fake::start(200, "", Duration::ZERO);
+    let ok = FakeAlertmanager::answering(200, "", Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.json");
     let start = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
@@ -721,7 +659,7 @@ fn an_hourly_jobs_first_failure_stays_firing_for_three_hours() {
         let o = one_run(b, feeds);
         assert_eq!(o.is_alerted(), hour == 5, "{o}");
     }
-    let requests = ok.requests.lock().unwrap().clone();
+    let requests = ok.seen().into_iter().map(|r| r.text).collect::<Vec<_>>();
     assert_eq!(requests.len(), 1);
     let body = &requests[0][requests[0].find("\r\n\r\n").unwrap() + 4..];
     let alerts: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -773,9 +711,9 @@ fn the_alertmanager_password_never_leaks_here() {
     const PASSWORD: &str = "am-pass-SECRET-42";
     let encoded = {
         // base64("poca:am-pass-SECRET-42"), as the Authorization header holds it.
-        let probe = Fake::start(200, "", Duration::ZERO);
+        let probe = FakeAlertmanager::answering(200, "", Duration::ZERO);
         ureq_probe(&probe.url(), PASSWORD);
-        let request = probe.requests.lock().unwrap()[0].clone();
+        let request = probe.seen()[0].text.clone();
         let line = request
             .lines()
             .find(|l| l.to_ascii_lowercase().starts_with("authorization: basic "))
@@ -790,7 +728,7 @@ fn the_alertmanager_password_never_leaks_here() {
             assert!(!found, "{what} holds {secret:?}:\n{text}");
         }
     };
-    let refusing = Fake::start(401, "unauthorized", Duration::ZERO);
+    let refusing = FakeAlertmanager::answering(401, "unauthorized", Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.json");
     let am = Alertmanager::new([refusing.url()]).basic_auth("poca", PASSWORD);
@@ -819,7 +757,7 @@ fn the_alertmanager_password_never_leaks_here() {
         .init();
     // Without this crate's care, the HTTP client's TRACE shows the header:
     // this check can fail.
-    let probe = Fake::start(200, "", Duration::ZERO);
+    let probe = FakeAlertmanager::answering(200, "", Duration::ZERO);
     ureq_probe(&probe.url(), PASSWORD);
     let unguarded = logs.take();
     assert!(

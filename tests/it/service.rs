@@ -14,14 +14,13 @@ use crate::support;
 #[path = "../../examples/service.rs"]
 mod service;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use support::alertmanager as am;
 use support::child::{act_as_child_if_asked, command};
+use support::fake_alertmanager::FakeAlertmanager;
 use support::{MockSmtp, Security};
 use tracing_email::{Alertmanager, EmailLayer, Smtp};
 use tracing_subscriber::prelude::*;
@@ -96,51 +95,15 @@ impl Post {
     }
 }
 
-/// A fake Alertmanager that accepts every post and notes when it came.
-fn fake_alertmanager() -> (String, Arc<Mutex<Vec<Post>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let posts = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&posts);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0; 8192];
-            let body = loop {
-                let Ok(n) = s.read(&mut chunk) else {
-                    break None;
-                };
-                if n == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                let Some(end) = text.find("\r\n\r\n") else {
-                    continue;
-                };
-                let len = text
-                    .lines()
-                    .find_map(|l| {
-                        let l = l.to_ascii_lowercase();
-                        l.strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + len {
-                    break Some(buf[end + 4..end + 4 + len].to_vec());
-                }
-            };
-            let at = SystemTime::now();
-            if let Some(alerts) = body.and_then(|b| serde_json::from_slice(&b).ok()) {
-                seen.lock().unwrap().push(Post { at, alerts });
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, posts)
+/// The posts `am` received that hold alerts, with when each came.
+fn posts_of(am: &FakeAlertmanager) -> Vec<Post> {
+    am.seen()
+        .iter()
+        .filter_map(|r| {
+            let alerts = serde_json::from_str(r.body()).ok()?;
+            Some(Post { at: r.at, alerts })
+        })
+        .collect()
 }
 
 /// The time printed on the line of `stdout` that starts with `prefix`.
@@ -173,7 +136,8 @@ fn note_emails(server: &MockSmtp, seen: &mut Vec<(SystemTime, String)>) {
 fn a_service_reports_alerts_and_recovers_while_it_runs() {
     act_as_child_if_asked(service);
     let server = MockSmtp::start(Security::Plain);
-    let (url, posts) = fake_alertmanager();
+    let fake = FakeAlertmanager::start();
+    let url = fake.url();
     let real = am::binary("a_service_reports_alerts_and_recovers_while_it_runs").map(|bin| {
         let smtp = MockSmtp::start(Security::Plain);
         let alertmanager = am::Alertmanager::start(&bin, smtp.port());
@@ -232,7 +196,7 @@ fn a_service_reports_alerts_and_recovers_while_it_runs() {
     assert!(!stderr.contains("tracing-email"), "{stderr}");
     let since = printed(&stdout, "failing since ");
     let until = printed(&stdout, "failing until ");
-    let posts = posts.lock().unwrap();
+    let posts = posts_of(&fake);
     let at = |t: SystemTime| secs(t.duration_since(since).unwrap_or_default());
     let shown: Vec<String> = posts
         .iter()
@@ -336,7 +300,8 @@ fn a_service_reports_alerts_and_recovers_while_it_runs() {
 /// `endsAt` while the failure lasts.
 #[test]
 fn a_firing_alert_is_posted_again_within_its_window_between_runs() {
-    let (url, posts) = fake_alertmanager();
+    let fake = FakeAlertmanager::start();
+    let url = fake.url();
     let dir = tempfile::tempdir().unwrap();
     let window = Duration::from_secs(3);
     let (layer, guard) = EmailLayer::builder("poca")
@@ -356,7 +321,7 @@ fn a_firing_alert_is_posted_again_within_its_window_between_runs() {
         tracing::warn!(feed = "Radio Café", "feed failed: HTTP 503");
         assert!(guard.flush().is_alerted());
         std::thread::sleep(Duration::from_millis(3500));
-        let posts = posts.lock().unwrap();
+        let posts = posts_of(&fake);
         let shown: Vec<String> = posts
             .iter()
             .map(|p| format!("{:?} {:?}", p.at.duration_since(posts[0].at), p.firing()))
@@ -378,7 +343,8 @@ fn a_firing_alert_is_posted_again_within_its_window_between_runs() {
 /// if it logs nothing: a service restarted during an outage keeps them alive.
 #[test]
 fn alerts_left_firing_by_an_earlier_process_are_kept_alive_by_the_next() {
-    let (url, posts) = fake_alertmanager();
+    let fake = FakeAlertmanager::start();
+    let url = fake.url();
     let dir = tempfile::tempdir().unwrap();
     let window = Duration::from_secs(3);
     let build = || {
@@ -402,18 +368,18 @@ fn alerts_left_firing_by_an_earlier_process_are_kept_alive_by_the_next() {
     });
     drop(guard);
     let first = {
-        let posts = posts.lock().unwrap();
+        let posts = posts_of(&fake);
         assert_eq!(posts.len(), 1);
         posts[0].at
     };
     // The next process logs nothing.
     let (_layer, guard) = build();
     let waited = std::time::Instant::now();
-    while posts.lock().unwrap().len() < 2 && waited.elapsed() < 2 * window {
+    while posts_of(&fake).len() < 2 && waited.elapsed() < 2 * window {
         std::thread::sleep(Duration::from_millis(50));
     }
     {
-        let posts = posts.lock().unwrap();
+        let posts = posts_of(&fake);
         assert_eq!(posts.len(), 2);
         assert_eq!(posts[1].firing(), Some(true));
         // Before the first post's endsAt.
@@ -422,7 +388,7 @@ fn alerts_left_firing_by_an_earlier_process_are_kept_alive_by_the_next() {
     }
     // Its last flush: a run that did not see the failure resolves it.
     drop(guard);
-    let posts = posts.lock().unwrap();
+    let posts = posts_of(&fake);
     assert_eq!(posts.last().unwrap().firing(), Some(false));
 }
 
