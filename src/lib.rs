@@ -122,6 +122,8 @@ mod builder;
 mod config;
 mod settings;
 
+pub mod guide;
+
 #[cfg(feature = "alertmanager")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
 pub use alerts::Alertmanager;
