@@ -65,6 +65,20 @@
 //! says what waits and why no email went out; `show`, `send`, `clear` and
 //! `test` do the rest. [`StateFile`] is the same from code.
 //!
+//! # The guide
+//!
+//! The reference is the [`guide`], a page per topic:
+//! [policies](guide::policies) (when an email goes out, and the
+//! [`Outcome`]), [the digest](guide::digest), [capture](guide::capture) (the
+//! filter, the guard, the `log` crate), [services](guide::services),
+//! [many machines](guide::alertmanager), [SMTP and logins](guide::smtp),
+//! [configuration keys and variables](guide::configuration),
+//! [the state file](guide::state_file), [guarantees and
+//! limits](guide::guarantees), [the command](guide::command),
+//! [why didn't I get an email?](guide::troubleshooting),
+//! [performance](guide::performance), [examples](guide::examples) and
+//! [other email handlers](guide::compared).
+//!
 //! # Settings from a file or the environment
 //!
 //! [`EmailConfig`] holds the same settings as data: an `[email]` table of
