@@ -1157,6 +1157,31 @@ fn the_guide_example_file_parses_and_builds() {
     assert!(matches!(guard.flush(), Outcome::Nothing));
 }
 
+/// The README's short `[email]` table works as it stands, once its password
+/// variable and state file are the test's own.
+#[test]
+fn the_readme_example_file_parses_and_builds() {
+    #[derive(Deserialize)]
+    struct File {
+        email: EmailConfig,
+    }
+    let readme = include_str!("../../README.md");
+    let start = readme.find("```toml\n[email]\n").unwrap() + "```toml\n".len();
+    let len = readme[start..].find("```").unwrap();
+    let mut email = toml::from_str::<File>(&readme[start..start + len])
+        .unwrap()
+        .email;
+    assert_eq!(email.policy.consecutive_runs, Some(4));
+    assert_eq!(email.policy.repeat_after, Some(Duration::from_secs(86_400)));
+    assert_eq!(email.policy.fingerprint_fields, ["feed"]);
+    assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
+    let dir = tempfile::tempdir().unwrap();
+    email.password_env = None;
+    email.state_file = Some(dir.path().join("state.json"));
+    let (_layer, guard) = EmailLayer::from_config(&email).unwrap();
+    assert!(matches!(guard.flush(), Outcome::Nothing));
+}
+
 #[test]
 fn every_variable_in_the_guide_is_read() {
     let section = configuration_page();
