@@ -98,7 +98,8 @@
 //! | `rustls-native-certs` | no | [`Smtp`] trusts the platform's root certificates instead of the bundled ones (implies `smtp`) |
 //!
 //! With `default-features = false` the crate keeps [`FileDrop`] and your own
-//! [`Transport`]s, with no TLS stack in the dependency tree.
+//! [`Transport`]s, with no TLS stack in the dependency tree; CI lints and
+//! tests that build too.
 
 #![deny(missing_docs)]
 // docs.rs builds with `--cfg docsrs` on nightly: items that need a feature
