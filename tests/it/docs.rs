@@ -47,10 +47,12 @@ fn every_guide_page_is_a_module_and_the_readme_links_it() {
     let guide = include_str!("../../src/guide/mod.rs");
     let readme = include_str!("../../README.md");
     for page in &pages {
-        let module = format!(
-            "#[doc = include_str!(\"../../docs/guide/{page}.md\")]\npub mod {page} {{}}"
+        let module =
+            format!("#[doc = include_str!(\"../../docs/guide/{page}.md\")]\npub mod {page} {{}}");
+        assert!(
+            guide.contains(&module),
+            "src/guide/mod.rs does not include {page}.md"
         );
-        assert!(guide.contains(&module), "src/guide/mod.rs does not include {page}.md");
         assert!(
             readme.contains(&format!("/tracing_email/guide/{page}/index.html")),
             "the README does not link to the guide page {page}"
@@ -63,7 +65,10 @@ fn every_guide_page_is_a_module_and_the_readme_links_it() {
         .filter_map(|rest| rest.split('/').next())
         .filter(|name| !pages.iter().any(|p| p == name))
         .collect();
-    assert!(linked >= pages.len() && dead.is_empty(), "dead links: {dead:?}");
+    assert!(
+        linked >= pages.len() && dead.is_empty(),
+        "dead links: {dead:?}"
+    );
 }
 
 #[test]
