@@ -1,24 +1,14 @@
-//! The guide: the reference, a page per topic, beside the API. Read
-//! [`policies`] first (when an email goes out), then the page of whatever you
-//! set up next. The pages are Markdown files in `docs/guide/`, and their Rust
-//! examples are compiled as doc tests.
+//! The guide: the reference, a page per topic, beside the API. The pages are
+//! the Markdown files of `docs/guide/`, and their Rust examples are compiled
+//! as doc tests.
 //!
-//! | page | what it answers |
-//! |------|-----------------|
-//! | [`policies`] | what a flush does, which [`Outcome`](crate::Outcome) you get, the rules and how they combine, failures followed across runs, a month of hourly runs simulated |
-//! | [`digest`] | what the email says: summary, strip of runs, detail, HTML, subject and its template |
-//! | [`capture`] | what is captured: the layer's filter, the guard's lifetime, records from the `log` crate |
-//! | [`services`] | a long-running program: [`flush_every`](crate::Builder::flush_every), systemd |
-//! | [`alertmanager`] | many machines: one alert per failure through Prometheus Alertmanager |
-//! | [`smtp`] | SMTP connections, TLS, passwords, OAuth2 and password commands, other transports |
-//! | [`configuration`] | every configuration key and environment variable |
-//! | [`state_file`] | the snapshot and journal on disk, what a crash can leave |
-//! | [`guarantees`] | what is promised and what is not; limits, timings and bounds |
-//! | [`command`] | the `tracing-email` command: status, show, send, clear, test |
-//! | [`troubleshooting`] | why didn't I get an email? |
-//! | [`performance`] | what an event, a flush and a send cost, measured |
-//! | [`examples`] | the programs in `examples/` |
-//! | [`compared`] | other email handlers (Python, logback, Monolog, Serilog) |
+//! In reading order: when an email goes out, [`policies`]; what it says,
+//! [`digest`]; what is captured and the guard, [`capture`]; a long-running
+//! program, [`services`]; many machines, [`alertmanager`]; the mail server,
+//! [`smtp`]; settings from a file or the environment, [`configuration`];
+//! the files on disk, [`state_file`]; what is promised, [`guarantees`]; the
+//! command-line tool, [`command`]; no email came, [`troubleshooting`]; then
+//! [`performance`], [`examples`] and [`compared`].
 
 #[doc = include_str!("../../docs/guide/policies.md")]
 pub mod policies {}
