@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Renders a realistic digest's HTML part in headless Chromium and saves the
-# pictures the README shows: docs/digest-800.png and docs/digest-320.png
+# pictures the README and the digest guide page name: docs/digest-800.png and docs/digest-320.png
 # (light), docs/digest-800-dark.png and docs/digest-320-dark.png (the
 # reader's system in dark mode: the email is a light card that stays light).
 #

@@ -65,6 +65,20 @@
 //! says what waits and why no email went out; `show`, `send`, `clear` and
 //! `test` do the rest. [`StateFile`] is the same from code.
 //!
+//! # The guide
+//!
+//! The reference is the [`guide`], a page per topic:
+//! [policies](guide::policies) (when an email goes out, and the
+//! [`Outcome`]), [the digest](guide::digest), [capture](guide::capture) (the
+//! filter, the guard, the `log` crate), [services](guide::services),
+//! [many machines](guide::alertmanager), [SMTP and logins](guide::smtp),
+//! [configuration keys and variables](guide::configuration),
+//! [the state file](guide::state_file), [guarantees and
+//! limits](guide::guarantees), [the command](guide::command),
+//! [why didn't I get an email?](guide::troubleshooting),
+//! [performance](guide::performance), [examples](guide::examples) and
+//! [other email handlers](guide::compared).
+//!
 //! # Settings from a file or the environment
 //!
 //! [`EmailConfig`] holds the same settings as data: an `[email]` table of
@@ -84,7 +98,8 @@
 //! | `rustls-native-certs` | no | [`Smtp`] trusts the platform's root certificates instead of the bundled ones (implies `smtp`) |
 //!
 //! With `default-features = false` the crate keeps [`FileDrop`] and your own
-//! [`Transport`]s, with no TLS stack in the dependency tree.
+//! [`Transport`]s, with no TLS stack in the dependency tree; CI lints and
+//! tests that build too.
 
 #![deny(missing_docs)]
 // docs.rs builds with `--cfg docsrs` on nightly: items that need a feature
@@ -121,6 +136,8 @@ mod transport;
 mod builder;
 mod config;
 mod settings;
+
+pub mod guide;
 
 #[cfg(feature = "alertmanager")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]

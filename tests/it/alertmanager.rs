@@ -113,7 +113,7 @@ fn files_in(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
 
-/// The file the README points to is a complete configuration as it stands
+/// The file the README and the alertmanager guide page point to is a complete configuration as it stands
 /// (the other tests here run it with their relay and shorter waits):
 /// Alertmanager's own `amtool check-config`, installed beside it, accepts it.
 #[test]

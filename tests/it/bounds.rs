@@ -173,7 +173,8 @@ fn a_digest_over_the_size_limit_is_split_into_numbered_complete_emails() {
 
 /// What a record may take beyond `max_record_bytes` as stored (JSON) or
 /// shown (its digest line and span context), besides its target, module
-/// path and file name: the README's "512 bytes".
+/// path and file name: the "512 bytes" of the guarantees page
+/// (`docs/guide/guarantees.md`).
 const SLACK: usize = 512;
 
 /// Asserts that `r`, serialised and rendered, stays within `bound` plus

@@ -1,6 +1,6 @@
 //! The real Prometheus Alertmanager (Debian's `prometheus-alertmanager`),
 //! started on 127.0.0.1 for a test: a free port, a temporary storage path,
-//! the README's config (`examples/alertmanager.yml`) with the tests' mock
+//! the documented config (`examples/alertmanager.yml`) with the tests' mock
 //! SMTP server as its relay, grouping by app and failure with short waits.
 //! One node, or peers of a cluster.
 //!
@@ -45,7 +45,7 @@ pub fn binary(test: &str) -> Option<PathBuf> {
     found
 }
 
-/// The configuration the README points to, `examples/alertmanager.yml`, as
+/// The configuration the README and the alertmanager guide page point to, `examples/alertmanager.yml`, as
 /// the tests run it: its relay is the mock SMTP server on `smtp_port` and
 /// its waits are short (`group_wait: 3s`, `group_interval: 2s`). Each key
 /// changed must be there once, so the file users copy is the file tested.
