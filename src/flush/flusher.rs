@@ -371,7 +371,7 @@ impl Flusher {
         }
         // The guard's flush ends the run: reported failures it did not see
         // are over. What this changes is written by a rewrite (the journal
-        // holds runs and records only). With notices off, none is kept.
+        // holds runs, records, drops and trims only). With notices off, none is kept.
         if self.notify_recovery {
             // Reported as persisting: at `consecutive_runs`, else at two
             // runs in a row.
