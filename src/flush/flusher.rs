@@ -1370,6 +1370,38 @@ mod tests {
         assert_eq!(messages(&kept.pending), ["#0", "#1", "#2", "#3", "#4"]);
     }
 
+    /// At `max_pending`, another process's trim lines shift the kept
+    /// records: the tally and the clamping of the kept view start afresh
+    /// rather than take the trimmed records for still pending.
+    #[test]
+    fn others_trims_are_not_taken_for_kept_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::SystemClock;
+        let one = holding_guard_at(dir.path(), clock, 3);
+        let two = holding_guard_at(dir.path(), clock, 3);
+        // `one` fills the state with errors, `two` trims them with records
+        // that are not, then `one` flushes with nothing new (no trim of
+        // its own), and again with a record.
+        let steps = [&one, &one, &one, &two, &two, &one, &one, &two, &one];
+        for (i, guard) in steps.into_iter().enumerate() {
+            if i != 5 {
+                let mut r = record(&format!("#{i}"));
+                r.level = if i < 3 { Level::ERROR } else { Level::INFO };
+                r.timestamp = OffsetDateTime::from_unix_timestamp(i as i64).unwrap();
+                guard.shared.buffer.push(r);
+            }
+            assert!(matches!(guard.flush(), Outcome::Held { .. }));
+            let flusher = lock(&guard.flusher);
+            let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+            let mut fresh = Tally::new(&flusher.policy);
+            fresh.extend(&flusher.policy, &kept.pending);
+            assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh), "after #{i}");
+        }
+        let flusher = lock(&one.flusher);
+        let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+        assert_eq!(messages(&kept.pending), ["#6", "#7", "#8"]);
+    }
+
     /// With `repeat_after` the tally groups records by failure: fed one
     /// flush at a time, it is the tally of the whole kept state, and a flush
     /// that sends makes it anew from what is left.

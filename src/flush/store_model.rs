@@ -348,7 +348,7 @@ impl Case {
 
     /// After `p`'s flush, the view it keeps (if it keeps one) is the state
     /// a fresh reader replays from the files (the records, in order, and
-    /// the dropped count), within `max_pending`.
+    /// the dropped count), within `max_pending`, and its tally counts them.
     fn kept_is_on_disk(&self, p: usize) {
         let flusher = lock(&self.procs[p].guard.flusher);
         let Some((kept, _)) = &flusher.cache.files.kept else {
@@ -370,6 +370,12 @@ impl Case {
         }
         if state.pending.len() > self.max_pending {
             self.fail(format!("{} records pending", state.pending.len()));
+        }
+        // The policy's running figures are those of the kept records.
+        let mut fresh = crate::policy::Tally::new(&flusher.policy);
+        fresh.extend(&flusher.policy, &kept.pending);
+        if flusher.cache.tally.as_ref().is_some_and(|t| *t != fresh) {
+            self.fail(format!("p{p}'s tally is not that of the records it keeps"));
         }
     }
 

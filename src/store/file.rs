@@ -79,7 +79,8 @@ pub(crate) struct Loaded {
     /// The files need a rewrite (a damaged journal, an old version).
     pub(crate) repair: bool,
     /// How many of the first pending records come, in their order, from the
-    /// state kept in memory (0 after a full read or a merge of parked files).
+    /// state kept in memory (0 after a full read, a merge of parked files,
+    /// or others' trim lines, which move them).
     pub(crate) kept: usize,
 }
 
@@ -406,7 +407,7 @@ impl StateStore {
             Ok(_) => return None,
             Err(_) => 0,
         };
-        let (state, stamp) = match len.cmp(&stamp.journal_good) {
+        let (state, stamp, trimmed) = match len.cmp(&stamp.journal_good) {
             std::cmp::Ordering::Less => return None,
             std::cmp::Ordering::Equal => (
                 state,
@@ -414,6 +415,7 @@ impl StateStore {
                     journal_file: len,
                     ..stamp
                 },
+                0,
             ),
             std::cmp::Ordering::Greater => self.replay_tail(&journal, state, stamp, len)?,
         };
@@ -422,20 +424,23 @@ impl StateStore {
             parked: Vec::new(),
             stamp,
             repair: false,
-            kept,
+            // Others' trim lines took kept records from the front: those
+            // left are no longer where the view had them.
+            kept: if trimmed > 0 { 0 } else { kept },
         })
     }
 
     /// Replays onto `state` the journal's bytes past the view's end
-    /// (`stamp.journal_good`, the journal being `len` long now); `None` when
-    /// they do not replay cleanly.
+    /// (`stamp.journal_good`, the journal being `len` long now), with the
+    /// count of records trim lines removed; `None` when they do not replay
+    /// cleanly.
     fn replay_tail(
         &self,
         journal: &Path,
         mut state: State,
         mut stamp: Stamp,
         len: u64,
-    ) -> Option<(State, Stamp)> {
+    ) -> Option<(State, Stamp, usize)> {
         let mut file = open_regular(journal, "journal", read_options()).ok()??;
         let mut tail = Vec::new();
         io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
@@ -451,7 +456,7 @@ impl StateStore {
         }
         stamp.journal_good += replayed.good_len as u64;
         stamp.journal_file = stamp.journal_good.max(len);
-        Some((state, stamp))
+        Some((state, stamp, replayed.trimmed))
     }
 
     fn say_torn(&self, journal: &Path) {

@@ -161,6 +161,10 @@ pub(crate) struct Replayed {
     /// Whether the journal extends another snapshot than the state's (and
     /// nothing was replayed).
     pub(crate) stale: bool,
+    /// Records trim lines removed from the front of the state's pending
+    /// records (so those that were there before are no longer where they
+    /// were).
+    pub(crate) trimmed: usize,
 }
 
 /// Replays `bytes` onto `state`. `from_start`: the bytes are the whole
@@ -216,6 +220,7 @@ pub(crate) fn replay(
         }
     }
     lines.trim_now(state);
+    out.trimmed = lines.total;
     out
 }
 
@@ -228,6 +233,8 @@ pub(crate) fn replay(
 struct Lines {
     observe: Option<(Level, Vec<String>)>,
     trimmed: usize,
+    /// Records trim lines removed in all.
+    total: usize,
 }
 
 impl Lines {
@@ -251,7 +258,9 @@ impl Lines {
             }
             Fact::Trim { count, dropped } => {
                 let left = state.pending.len() - self.trimmed;
-                self.trimmed += usize::try_from(count).unwrap_or(usize::MAX).min(left);
+                let count = usize::try_from(count).unwrap_or(usize::MAX).min(left);
+                self.trimmed += count;
+                self.total += count;
                 state.dropped = state.dropped.saturating_add(dropped);
                 if self.trimmed >= state.pending.len() - self.trimmed {
                     self.trim_now(state);
