@@ -139,14 +139,15 @@ fn at_max_pending_a_checkpoint_appends_a_trim_line_instead_of_rewriting() {
         let text = std::fs::read_to_string(journal(&state)).unwrap();
         let grown = text.len() - journal_len;
         let added = record_bytes(&text) - record_bytes(&text[..journal_len]);
-        // The ten new records, a line saying how they were observed, the
-        // trim line (and the header, the first time).
+        // The ten new records and a few short fact lines (how they were
+        // observed, the trim; the header the first time): about 80 bytes
+        // here, where a rewrite would write the whole 20 kB snapshot.
         assert!(
             text.ends_with("{\"@\":\"trim\",\"count\":10,\"dropped\":10}\n"),
             "{text}"
         );
         assert!(
-            added > 0 && grown <= added + 160,
+            added > 0 && grown <= added + 200,
             "{grown} bytes for {added}"
         );
         journal_len = text.len();
