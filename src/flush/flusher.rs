@@ -98,6 +98,9 @@ struct Commit {
     run: Option<(u64, Option<OffsetDateTime>)>,
     new_records: usize,
     dropped: u64,
+    /// The oldest records trimmed at `max_pending`, and the dropped count
+    /// that adds (see `journal::Fact::Trim`).
+    trim: Option<(u64, u64)>,
     rewrite: bool,
     stamp: Option<Stamp>,
     /// When the state's times were clamped (see `State::clamp_future`).
@@ -278,6 +281,7 @@ impl Flusher {
             run: None,
             new_records: 0,
             dropped: 0,
+            trim: None,
             rewrite: false,
             stamp: None,
             clamped_at: None,
@@ -361,10 +365,13 @@ impl Flusher {
         if excess > 0 {
             state.pending.drain(..excess);
             state.dropped = state.dropped.saturating_add(excess as u64);
+            // Stored even without new records (a lower `max_pending`): the
+            // state kept in memory must be the one on disk.
+            changed = true;
         }
         // The guard's flush ends the run: reported failures it did not see
         // are over. What this changes is written by a rewrite (the journal
-        // holds runs and records only). With notices off, none is kept.
+        // holds runs, records, drops and trims only). With notices off, none is kept.
         if self.notify_recovery {
             // Reported as persisting: at `consecutive_runs`, else at two
             // runs in a row.
@@ -382,8 +389,10 @@ impl Flusher {
         let trimmed_new = excess.saturating_sub(old_len).min(count);
         taken.count = count - trimmed_new;
         taken.dropped = dropped.saturating_add(trimmed_new as u64);
-        // Records that leave are written by a rewrite.
-        commit.rewrite |= excess > 0;
+        // The oldest records leave by a trim line (of those that were
+        // stored: this run's trimmed ones are never written), so a state
+        // that stays at `max_pending` appends only what is new.
+        commit.trim = (excess > 0).then(|| ((excess - trimmed_new) as u64, excess as u64));
         #[cfg(test)]
         {
             commit.rewrite |= tests::NO_JOURNAL.with(std::cell::Cell::get);
@@ -746,6 +755,7 @@ impl Flusher {
                     fields: &self.policy.fingerprint_fields,
                     records: new,
                     dropped: commit.dropped,
+                    trim: commit.trim,
                 };
                 self.store
                     .commit(state_lock, state, stamp, &append, commit.rewrite)
@@ -1143,6 +1153,15 @@ mod tests {
 
     /// [`holding_guard`] reading time from `clock`.
     fn holding_guard_with(dir: &std::path::Path, clock: impl crate::Clock) -> crate::FlushGuard {
+        holding_guard_at(dir, clock, usize::MAX)
+    }
+
+    /// [`holding_guard_with`] keeping at most `max_pending` records.
+    fn holding_guard_at(
+        dir: &std::path::Path,
+        clock: impl crate::Clock,
+        max_pending: usize,
+    ) -> crate::FlushGuard {
         let (_layer, guard) = crate::EmailLayer::builder("flush-test")
             .clock(clock)
             .transport(crate::FileDrop::new(dir.join("outbox")))
@@ -1152,11 +1171,60 @@ mod tests {
             .threshold(usize::MAX, Level::ERROR)
             .consecutive_runs(50)
             .fingerprint_fields(["feed"])
-            .max_pending(usize::MAX)
+            .max_pending(max_pending)
             .checkpoint_interval(None)
             .build()
             .unwrap();
         guard
+    }
+
+    /// At `max_pending`, flushes that trim the oldest records append trim
+    /// lines, and the journal loads as the rewritten snapshot does: the
+    /// newest records, in order, and every trimmed one counted as dropped
+    /// (this flush's own trimmed records too, when it brings more than the
+    /// limit).
+    #[test]
+    fn trimming_at_max_pending_appends_and_replays_as_a_rewrite_does() {
+        let with = tempfile::tempdir().unwrap();
+        let without = tempfile::tempdir().unwrap();
+        let clock =
+            crate::ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+        for (dir, no_journal) in [(with.path(), false), (without.path(), true)] {
+            NO_JOURNAL.with(|c| c.set(no_journal));
+            let mut n = 0;
+            for run in 0..3 {
+                let guard = holding_guard_at(dir, clock.clone(), 10);
+                // 7 records, then 4, then 13 (more than the limit).
+                for count in [7, 4, 13] {
+                    for _ in 0..count {
+                        n += 1;
+                        let mut r = record(&format!("run {run} #{n}"));
+                        r.timestamp = OffsetDateTime::from_unix_timestamp(n).unwrap();
+                        guard.shared.buffer.push(r);
+                    }
+                    let want = n.min(10) as usize;
+                    assert!(
+                        matches!(guard.flush(), Outcome::Held { pending, .. } if pending == want)
+                    );
+                }
+                drop(guard);
+            }
+            NO_JOURNAL.with(|c| c.set(false));
+        }
+        let journal = std::fs::read_to_string(with.path().join("state.json.journal")).unwrap();
+        assert!(journal.contains("{\"@\":\"trim\",\"count\":"), "{journal}");
+        let load = |dir: &std::path::Path| {
+            let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
+            let lock = store.lock().unwrap();
+            let mut state = store.load(&lock).unwrap().state;
+            state.generation = 0;
+            state
+        };
+        let (a, b) = (load(with.path()), load(without.path()));
+        let newest: Vec<String> = (63..=72).map(|n| format!("run 2 #{n}")).collect();
+        assert_eq!(messages(&a.pending), newest);
+        assert_eq!(a.dropped, 72 - 10);
+        assert_eq!(a, b);
     }
 
     /// The same runs and flushes, appended to the journal or rewriting the
@@ -1300,6 +1368,38 @@ mod tests {
         let lock = store.lock().unwrap();
         assert_eq!(store.load(&lock).unwrap().state, kept);
         assert_eq!(messages(&kept.pending), ["#0", "#1", "#2", "#3", "#4"]);
+    }
+
+    /// At `max_pending`, another process's trim lines shift the kept
+    /// records: the tally and the clamping of the kept view start afresh
+    /// rather than take the trimmed records for still pending.
+    #[test]
+    fn others_trims_are_not_taken_for_kept_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::SystemClock;
+        let one = holding_guard_at(dir.path(), clock, 3);
+        let two = holding_guard_at(dir.path(), clock, 3);
+        // `one` fills the state with errors, `two` trims them with records
+        // that are not, then `one` flushes with nothing new (no trim of
+        // its own), and again with a record.
+        let steps = [&one, &one, &one, &two, &two, &one, &one, &two, &one];
+        for (i, guard) in steps.into_iter().enumerate() {
+            if i != 5 {
+                let mut r = record(&format!("#{i}"));
+                r.level = if i < 3 { Level::ERROR } else { Level::INFO };
+                r.timestamp = OffsetDateTime::from_unix_timestamp(i as i64).unwrap();
+                guard.shared.buffer.push(r);
+            }
+            assert!(matches!(guard.flush(), Outcome::Held { .. }));
+            let flusher = lock(&guard.flusher);
+            let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+            let mut fresh = Tally::new(&flusher.policy);
+            fresh.extend(&flusher.policy, &kept.pending);
+            assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh), "after #{i}");
+        }
+        let flusher = lock(&one.flusher);
+        let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+        assert_eq!(messages(&kept.pending), ["#6", "#7", "#8"]);
     }
 
     /// With `repeat_after` the tally groups records by failure: fed one

@@ -6,7 +6,9 @@
 //! after every step against a plain model of the records: every record
 //! reported stored is pending exactly once until it is sent or cleared, none
 //! is sent twice, none is lost. Each case draws its own mix of steps (swarm
-//! testing); a kill mid-append often leaves a torn tail exactly as long as
+//! testing) and, half the time, a small `max_pending`: then records also
+//! leave by trim lines, never to come back, and the view a process keeps
+//! after its flush must be what a fresh reader replays; a kill mid-append often leaves a torn tail exactly as long as
 //! another process's next append, the collision a length check cannot see.
 //!
 //! `cargo test store_model` runs a few hundred cases; set
@@ -118,6 +120,8 @@ struct Model {
     maybe: BTreeSet<u64>,
     sent: BTreeSet<u64>,
     cleared: BTreeSet<u64>,
+    /// Trimmed at `max_pending` (the oldest pending left).
+    trimmed: BTreeSet<u64>,
 }
 
 /// One process: a flusher with its buffer and kept view, and the ids in its
@@ -145,6 +149,10 @@ struct Case {
     mix: Vec<u64>,
     /// How busy each process is, as a weight.
     busy: Vec<u64>,
+    /// Every process's `max_pending` (`usize::MAX` in half the cases).
+    max_pending: usize,
+    /// A flush now finds the state locked and parks.
+    parking: bool,
 }
 
 /// A pid no process has now (one that exited and was reaped).
@@ -187,7 +195,12 @@ impl Case {
             ),
             mix: Vec::new(),
             busy: Vec::new(),
+            max_pending: usize::MAX,
+            parking: false,
         };
+        if case.rng.below(2) == 0 {
+            case.max_pending = 2 + case.rng.below(10) as usize;
+        }
         case.mix = Op::WEIGHTS
             .iter()
             .map(|w| w * [0, 1, 2, 4][case.rng.below(4) as usize])
@@ -223,7 +236,7 @@ impl Case {
             .from("robot@example.com")
             .to("me@example.com")
             .threshold(1, Level::ERROR)
-            .max_pending(usize::MAX)
+            .max_pending(self.max_pending)
             .checkpoint_interval(None)
             .build()
             .unwrap();
@@ -232,9 +245,10 @@ impl Case {
 
     fn fail(&self, message: String) -> ! {
         panic!(
-            "store model, seed {}: {message}\nsteps:\n  {}\nreplay: \
+            "store model, seed {} (max_pending {}): {message}\nsteps:\n  {}\nreplay: \
              TRACING_EMAIL_MODEL_SEED={} cargo test --lib store_model",
             self.seed,
+            self.max_pending,
             self.steps.join("\n  "),
             self.seed,
         )
@@ -300,6 +314,10 @@ impl Case {
     fn flush(&mut self, p: usize, phase: Phase, what: &str) {
         let before = lock(&self.outbox.sent).len();
         let journal = journal_path(&self.path());
+        // A checkpoint with nothing new does not lock, nor does one that
+        // parks: the view it keeps is not claimed current (the next lock
+        // checks it).
+        let locks = (phase == Phase::Flush || !self.procs[p].unstored.is_empty()) && !self.parking;
         let proc = &mut self.procs[p];
         let outcome = lock(&proc.guard.flusher).flush(&proc.guard.shared.buffer, phase);
         let journal = std::fs::metadata(&journal).map_or(0, |m| m.len());
@@ -314,6 +332,9 @@ impl Case {
             ));
         }
         self.model.stored.extend(proc.unstored.drain(..));
+        if locks {
+            self.kept_is_on_disk(p);
+        }
         let sent: Vec<u64> = lock(&self.outbox.sent)[before..].to_vec();
         for id in sent {
             if !self.model.sent.insert(id) {
@@ -322,6 +343,39 @@ impl Case {
             if !self.model.stored.remove(&id) && !self.model.maybe.remove(&id) {
                 self.fail(format!("r{id} was sent but never stored"));
             }
+        }
+    }
+
+    /// After `p`'s flush, the view it keeps (if it keeps one) is the state
+    /// a fresh reader replays from the files (the records, in order, and
+    /// the dropped count), within `max_pending`, and its tally counts them.
+    fn kept_is_on_disk(&self, p: usize) {
+        let flusher = lock(&self.procs[p].guard.flusher);
+        let Some((kept, _)) = &flusher.cache.files.kept else {
+            return;
+        };
+        let (state, _) = match self.store().peek() {
+            Ok(read) => read,
+            Err(e) => self.fail(format!("the state cannot be read: {e}")),
+        };
+        let ids = |s: &crate::store::state::State| s.pending.iter().map(id_of).collect::<Vec<_>>();
+        if (ids(kept), kept.dropped) != (ids(&state), state.dropped) {
+            self.fail(format!(
+                "p{p} keeps {:?} (dropped {}), the files hold {:?} (dropped {})",
+                ids(kept),
+                kept.dropped,
+                ids(&state),
+                state.dropped
+            ));
+        }
+        if state.pending.len() > self.max_pending {
+            self.fail(format!("{} records pending", state.pending.len()));
+        }
+        // The policy's running figures are those of the kept records.
+        let mut fresh = crate::policy::Tally::new(&flusher.policy);
+        fresh.extend(&flusher.policy, &kept.pending);
+        if flusher.cache.tally.as_ref().is_some_and(|t| *t != fresh) {
+            self.fail(format!("p{p}'s tally is not that of the records it keeps"));
         }
     }
 
@@ -346,7 +400,9 @@ impl Case {
         let held = store.lock().unwrap();
         let impatient = StateStore::new(self.path(), Duration::ZERO);
         let patient = std::mem::replace(&mut lock(&self.procs[p].guard.flusher).store, impatient);
+        self.parking = true;
         self.flush(p, Phase::Run, "checkpoint while locked (parks)");
+        self.parking = false;
         lock(&self.procs[p].guard.flusher).store = patient;
         drop(held);
     }
@@ -404,6 +460,7 @@ impl Case {
             fields: &[],
             records: &records,
             dropped: 0,
+            trim: None,
         };
         append.encode(&mut bytes).unwrap();
         let len = bytes.len() as u64;
@@ -411,7 +468,7 @@ impl Case {
         // within a line: the length a kept view cannot tell from the tail.
         let starts = (end == 0).then_some(loaded.state.generation);
         let other = self
-            .next_append_len(p, loaded.state.history.runs, starts)
+            .next_append_len(p, &loaded.state, starts)
             .and_then(|n| torn_as_long_as(&bytes, n as usize));
         let cut = match (self.rng.below(4), other) {
             (0, _) => 1 + self.rng.below(len - 1),
@@ -447,19 +504,30 @@ impl Case {
     }
 
     /// How many bytes the next checkpoint of a process other than `p` (one
-    /// with records, drawn at random) appends, the state's history counting
-    /// `runs`; `starts`: it starts the journal that extends this generation.
-    fn next_append_len(&mut self, p: usize, runs: u64, starts: Option<u64>) -> Option<u64> {
+    /// with records, drawn at random) appends to `state`; `starts`: it
+    /// starts the journal that extends this generation.
+    fn next_append_len(
+        &mut self,
+        p: usize,
+        state: &crate::store::state::State,
+        starts: Option<u64>,
+    ) -> Option<u64> {
         let others: Vec<usize> = (0..self.procs.len())
             .filter(|&q| q != p && !self.procs[q].unstored.is_empty())
             .collect();
         let q = *others.get(self.rng.below(others.len().max(1) as u64) as usize)?;
-        self.append_len(q, runs, starts)
+        self.append_len(q, state, starts)
     }
 
     /// How many bytes the next checkpoint of process `q` appends (see
     /// [`next_append_len`](Self::next_append_len)).
-    fn append_len(&self, q: usize, runs: u64, starts: Option<u64>) -> Option<u64> {
+    fn append_len(
+        &self,
+        q: usize,
+        state: &crate::store::state::State,
+        starts: Option<u64>,
+    ) -> Option<u64> {
+        let runs = state.history.runs;
         let guard = &self.procs[q].guard;
         let flusher = lock(&guard.flusher);
         // As `Flusher::register_run` numbers it, at the model's fixed time.
@@ -473,13 +541,19 @@ impl Case {
         for r in &mut records {
             r.run = Some(run);
         }
+        // As the flush trims at `max_pending`: its own records trimmed are
+        // not written, the others' by a trim line.
+        let old = state.pending.len();
+        let excess = (old + records.len()).saturating_sub(self.max_pending);
+        let trimmed_new = excess.saturating_sub(old).min(records.len());
         let mut bytes = starts.map(header).unwrap_or_default();
         Append {
             run: new.then_some((run, Some(at))),
             level: flusher.policy.level(),
             fields: &flusher.policy.fingerprint_fields,
-            records: &records,
+            records: &records[trimmed_new..],
             dropped: 0,
+            trim: (excess > 0).then_some(((excess - trimmed_new) as u64, excess as u64)),
         }
         .encode(&mut bytes)
         .ok()?;
@@ -570,8 +644,22 @@ impl Case {
                 self.fail(format!("r{id} is pending but was never stored"));
             }
         }
-        if let Some(id) = self.model.stored.iter().find(|id| !seen.contains_key(id)) {
+        for id in seen.keys() {
+            if self.model.trimmed.contains(id) {
+                self.fail(format!("r{id} is pending again after it was trimmed"));
+            }
+        }
+        let gone: Vec<u64> = (self.model.stored.iter())
+            .filter(|id| !seen.contains_key(id))
+            .copied()
+            .collect();
+        // Records leave unsent only as the oldest trimmed at `max_pending`.
+        if let Some(id) = gone.first().filter(|_| self.max_pending == usize::MAX) {
             self.fail(format!("r{id} was stored and is lost"));
+        }
+        for id in gone {
+            self.model.stored.remove(&id);
+            self.model.trimmed.insert(id);
         }
     }
 

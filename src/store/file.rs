@@ -23,10 +23,12 @@ use crate::error::{Error, ErrorKind};
 use crate::store::state::{State, VERSION};
 
 /// The journal is compacted into the snapshot when it would grow past this
-/// many times the snapshot's size. The journal holds only additions (records
-/// leave by a rewrite), so replaying it costs about what reading the same
-/// records from the snapshot does; the ratio bounds the few lines that are
-/// not records, and the rewrites a growing state costs.
+/// many times the snapshot's size. The journal holds additions, and the
+/// trims of the oldest records at `max_pending` (records that leave by a
+/// send go by a rewrite), so replaying it costs at most about what reading
+/// this many snapshots does; the ratio bounds that, and the rewrites a
+/// growing state, or one that stays at `max_pending`, costs (a snapshot per
+/// this many times its size appended: 1 + 1/ratio of the new records' bytes).
 pub(crate) const COMPACT_RATIO: u64 = 4;
 
 /// Where the state lives and how long to wait for its lock.
@@ -77,7 +79,8 @@ pub(crate) struct Loaded {
     /// The files need a rewrite (a damaged journal, an old version).
     pub(crate) repair: bool,
     /// How many of the first pending records come, in their order, from the
-    /// state kept in memory (0 after a full read or a merge of parked files).
+    /// state kept in memory (0 after a full read, a merge of parked files,
+    /// or others' trim lines, which move them).
     pub(crate) kept: usize,
 }
 
@@ -144,7 +147,7 @@ pub(crate) fn journal_path(target: &Path) -> PathBuf {
     with_suffix(target, ".journal")
 }
 
-/// The generation a snapshot names at its start (`{"version":2,
+/// The generation a snapshot names at its start (`{"version":3,
 /// "generation":N,…`, as this crate writes it), read without reading the
 /// rest.
 fn snapshot_generation(path: &Path) -> Option<u64> {
@@ -404,7 +407,7 @@ impl StateStore {
             Ok(_) => return None,
             Err(_) => 0,
         };
-        let (state, stamp) = match len.cmp(&stamp.journal_good) {
+        let (state, stamp, trimmed) = match len.cmp(&stamp.journal_good) {
             std::cmp::Ordering::Less => return None,
             std::cmp::Ordering::Equal => (
                 state,
@@ -412,6 +415,7 @@ impl StateStore {
                     journal_file: len,
                     ..stamp
                 },
+                0,
             ),
             std::cmp::Ordering::Greater => self.replay_tail(&journal, state, stamp, len)?,
         };
@@ -420,20 +424,23 @@ impl StateStore {
             parked: Vec::new(),
             stamp,
             repair: false,
-            kept,
+            // Others' trim lines took kept records from the front: those
+            // left are no longer where the view had them.
+            kept: if trimmed > 0 { 0 } else { kept },
         })
     }
 
     /// Replays onto `state` the journal's bytes past the view's end
-    /// (`stamp.journal_good`, the journal being `len` long now); `None` when
-    /// they do not replay cleanly.
+    /// (`stamp.journal_good`, the journal being `len` long now), with the
+    /// count of records trim lines removed; `None` when they do not replay
+    /// cleanly.
     fn replay_tail(
         &self,
         journal: &Path,
         mut state: State,
         mut stamp: Stamp,
         len: u64,
-    ) -> Option<(State, Stamp)> {
+    ) -> Option<(State, Stamp, usize)> {
         let mut file = open_regular(journal, "journal", read_options()).ok()??;
         let mut tail = Vec::new();
         io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
@@ -449,7 +456,7 @@ impl StateStore {
         }
         stamp.journal_good += replayed.good_len as u64;
         stamp.journal_file = stamp.journal_good.max(len);
-        Some((state, stamp))
+        Some((state, stamp, replayed.trimmed))
     }
 
     fn say_torn(&self, journal: &Path) {
@@ -633,10 +640,10 @@ impl StateStore {
         })
     }
 
-    /// Writes what one flush added: appended to the journal (and fsynced)
-    /// when it can be, else (`rewrite`, no snapshot yet, an old version, or
-    /// a journal that would outgrow the snapshot) by [`save`](Self::save)
-    /// of the whole `state`. `stamp` is what the files were when `state`
+    /// Writes what one flush added (and the oldest records it trimmed):
+    /// appended to the journal (and fsynced) when it can be, else
+    /// (`rewrite`, no snapshot yet, an old version, or a journal that would
+    /// outgrow the snapshot) by [`save`](Self::save) of the whole `state`. `stamp` is what the files were when `state`
     /// was read. Returns the new stamp.
     pub(crate) fn commit(
         &self,
@@ -1148,7 +1155,7 @@ pub(crate) mod tests {
         store.save(&lock, &State::new()).unwrap();
         let v: serde_json::Value =
             serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
-        assert_eq!(v["version"], 2);
+        assert_eq!(v["version"], 3);
         assert!(v["generation"].as_u64().is_some_and(|g| g != 0));
         assert_eq!(v["pending"], serde_json::json!([]));
         assert_eq!(v["dropped"], 0);
@@ -1185,11 +1192,11 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let lock = store.lock().unwrap();
-        let text = r#"{"version":3,"pending":[],"future":true}"#;
+        let text = r#"{"version":4,"pending":[],"future":true}"#;
         fs::write(store.path(), text).unwrap();
         let err = store.load(&lock).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::State);
-        assert!(err.to_string().contains("version 3"), "{err}");
+        assert!(err.to_string().contains("version 4"), "{err}");
         assert_eq!(fs::read_to_string(store.path()).unwrap(), text);
     }
 
@@ -1552,6 +1559,7 @@ pub(crate) mod tests {
                 fields: &[],
                 records: std::slice::from_ref(&r),
                 dropped: 1,
+                trim: None,
             };
             state.dropped += 1;
             store.commit(&lock, state, stamp, &added, false).unwrap()
@@ -1654,6 +1662,7 @@ mod kept_view_tests {
             fields: &[],
             records,
             dropped: 0,
+            trim: None,
         }
     }
 

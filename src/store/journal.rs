@@ -18,6 +18,13 @@
 //!   the streak updates from the records themselves, exactly.
 //! - a record, as in the snapshot's `pending`, with its run number.
 //! - `{"@":"dropped","count":N}`: records dropped, added to the count.
+//! - `{"@":"trim","count":N,"dropped":D}`: the oldest `N` pending records
+//!   leave (trimmed at `max_pending`), and `D` is added to the dropped count
+//!   (`D` can exceed `N`: this flush's own records that were trimmed are
+//!   not in the journal at all). New in version 3 of the state file: an
+//!   older crate refuses a version 3 snapshot (see
+//!   [`VERSION`](crate::store::state::VERSION)) rather than replaying a
+//!   journal whose trim lines it would skip.
 //!
 //! A last line without its newline was torn by a crash during an append: it
 //! is ignored (and counted), and the next append writes over it. A line in
@@ -64,6 +71,13 @@ pub(crate) enum Fact {
         /// How many.
         count: u64,
     },
+    /// The oldest records leave (trimmed at `max_pending`).
+    Trim {
+        /// How many of the oldest pending records leave.
+        count: u64,
+        /// Added to the dropped count.
+        dropped: u64,
+    },
 }
 
 /// How fact lines begin; a record's line never does.
@@ -81,12 +95,15 @@ pub(crate) struct Append<'a> {
     pub(crate) records: &'a [Record],
     /// Records dropped since the last flush.
     pub(crate) dropped: u64,
+    /// The oldest records that leave after the new ones were added, and
+    /// the count this adds to the dropped ones: see [`Fact::Trim`].
+    pub(crate) trim: Option<(u64, u64)>,
 }
 
 impl Append<'_> {
     /// Whether there is nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
-        self.run.is_none() && self.records.is_empty() && self.dropped == 0
+        self.run.is_none() && self.records.is_empty() && self.dropped == 0 && self.trim.is_none()
     }
 
     /// The lines, each ending in a newline.
@@ -118,6 +135,9 @@ impl Append<'_> {
                 out,
             )?;
         }
+        if let Some((count, dropped)) = self.trim {
+            fact(&Fact::Trim { count, dropped }, out)?;
+        }
         Ok(())
     }
 }
@@ -141,6 +161,10 @@ pub(crate) struct Replayed {
     /// Whether the journal extends another snapshot than the state's (and
     /// nothing was replayed).
     pub(crate) stale: bool,
+    /// Records trim lines removed from the front of the state's pending
+    /// records (so those that were there before are no longer where they
+    /// were).
+    pub(crate) trimmed: usize,
 }
 
 /// Replays `bytes` onto `state`. `from_start`: the bytes are the whole
@@ -154,7 +178,7 @@ pub(crate) fn replay(
     any_base: bool,
 ) -> Replayed {
     let mut out = Replayed::default();
-    let mut observe: Option<(Level, Vec<String>)> = None;
+    let mut lines = Lines::default();
     let mut first = from_start;
     let mut at = 0;
     while at < bytes.len() {
@@ -182,44 +206,88 @@ pub(crate) fn replay(
         if line.is_empty() {
             continue;
         }
-        if line.starts_with(FACT_PREFIX) {
-            match serde_json::from_slice::<Fact>(line) {
-                Ok(Fact::Journal { .. }) => {}
-                Ok(Fact::Run { run, at }) => {
-                    if run > state.history.runs {
-                        // Runs are numbered one after another under the
-                        // lock; a gap means a run line was lost to damage.
-                        state.history.runs = run - 1;
-                        state.history.start_run_at(at);
-                    }
-                }
-                Ok(Fact::Observe { level, fields }) => {
-                    observe = level.parse::<Level>().ok().map(|l| (l, fields));
-                }
-                Ok(Fact::Dropped { count }) => {
-                    state.dropped = state.dropped.saturating_add(count);
-                }
-                Err(_) => out.garbage += 1,
-            }
-            continue;
-        }
-        match serde_json::from_slice::<Record>(line) {
-            Ok(record) => {
-                if let (Some(run), Some((level, fields))) = (record.run, &observe)
-                    && crate::capture::record::severity(record.level)
-                        >= crate::capture::record::severity(*level)
-                {
-                    let fp = crate::store::history::fingerprint(&record, fields);
-                    state
-                        .history
-                        .observe(run, &fp, record.level, record.timestamp);
-                }
-                state.pending.push(record);
-            }
-            Err(_) => out.garbage += 1,
+        let applied = if line.starts_with(FACT_PREFIX) {
+            serde_json::from_slice::<Fact>(line)
+                .map(|fact| lines.fact(state, fact))
+                .is_ok()
+        } else {
+            serde_json::from_slice::<Record>(line)
+                .map(|record| lines.record(state, record))
+                .is_ok()
+        };
+        if !applied {
+            out.garbage += 1;
         }
     }
+    lines.trim_now(state);
+    out.trimmed = lines.total;
     out
+}
+
+/// What replay carries from line to line: how the records that follow were
+/// observed, and how many of the oldest pending records trim lines took out
+/// and are still to be removed. They are removed in one go once as many are
+/// out as remain (and at the end), not at every trim line: a journal of
+/// many small trims over a large state replays in time linear in its size.
+#[derive(Default)]
+struct Lines {
+    observe: Option<(Level, Vec<String>)>,
+    trimmed: usize,
+    /// Records trim lines removed in all.
+    total: usize,
+}
+
+impl Lines {
+    /// Applies one fact line to `state`.
+    fn fact(&mut self, state: &mut State, fact: Fact) {
+        match fact {
+            Fact::Journal { .. } => {}
+            Fact::Run { run, at } => {
+                if run > state.history.runs {
+                    // Runs are numbered one after another under the lock;
+                    // a gap means a run line was lost to damage.
+                    state.history.runs = run - 1;
+                    state.history.start_run_at(at);
+                }
+            }
+            Fact::Observe { level, fields } => {
+                self.observe = level.parse::<Level>().ok().map(|l| (l, fields));
+            }
+            Fact::Dropped { count } => {
+                state.dropped = state.dropped.saturating_add(count);
+            }
+            Fact::Trim { count, dropped } => {
+                let left = state.pending.len() - self.trimmed;
+                let count = usize::try_from(count).unwrap_or(usize::MAX).min(left);
+                self.trimmed += count;
+                self.total += count;
+                state.dropped = state.dropped.saturating_add(dropped);
+                if self.trimmed >= state.pending.len() - self.trimmed {
+                    self.trim_now(state);
+                }
+            }
+        }
+    }
+
+    /// Adds one record line to `state`, with the streak update the flush
+    /// that wrote it made.
+    fn record(&mut self, state: &mut State, record: Record) {
+        if let (Some(run), Some((level, fields))) = (record.run, &self.observe)
+            && crate::capture::record::severity(record.level)
+                >= crate::capture::record::severity(*level)
+        {
+            let fp = crate::store::history::fingerprint(&record, fields);
+            state
+                .history
+                .observe(run, &fp, record.level, record.timestamp);
+        }
+        state.pending.push(record);
+    }
+
+    /// Removes the records trim lines took out.
+    fn trim_now(&mut self, state: &mut State) {
+        state.pending.drain(..std::mem::take(&mut self.trimmed));
+    }
 }
 
 #[cfg(test)]
@@ -235,11 +303,75 @@ mod tests {
             fields: &[],
             records,
             dropped,
+            trim: None,
         }
         .encode(&mut out)
         .unwrap();
         let _ = state;
         out
+    }
+
+    /// Records named `0..n` from `from`, of run 1.
+    fn named(from: usize, n: usize) -> Vec<Record> {
+        (from..from + n)
+            .map(|i| {
+                let mut r = record_at(Level::WARN);
+                r.message = i.to_string();
+                r.run = Some(1);
+                r
+            })
+            .collect()
+    }
+
+    fn trimmed(records: &[Record], trim: (u64, u64)) -> Vec<u8> {
+        let mut out = Vec::new();
+        Append {
+            run: None,
+            level: Level::WARN,
+            fields: &[],
+            records,
+            dropped: 0,
+            trim: Some(trim),
+        }
+        .encode(&mut out)
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn trim_lines_remove_the_oldest_records_and_add_to_the_dropped_count() {
+        let mut state = State {
+            pending: named(0, 3),
+            ..State::default()
+        };
+        let mut bytes = header(0);
+        // Each append after its records: the trim counts from the oldest.
+        bytes.extend(trimmed(&named(3, 4), (2, 2)));
+        // Its own records trimmed too: they are not written, only counted.
+        bytes.extend(trimmed(&named(9, 2), (3, 5)));
+        assert!(
+            String::from_utf8_lossy(&bytes)
+                .contains("{\"@\":\"trim\",\"count\":3,\"dropped\":5}\n")
+        );
+        // Many small trims, then more than is pending.
+        for i in 0..20 {
+            bytes.extend(trimmed(&named(100 + i, 1), (1, 1)));
+        }
+        let mut all = state.clone();
+        let replayed = replay(&mut state, &bytes, true, false);
+        assert_eq!((replayed.garbage, replayed.torn), (0, false));
+        let names = |s: &State| {
+            s.pending
+                .iter()
+                .map(|r| r.message.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&state), ["116", "117", "118", "119"]);
+        assert_eq!(state.dropped, 2 + 5 + 20);
+        bytes.extend(trimmed(&[], (50, 50)));
+        replay(&mut all, &bytes, true, false);
+        assert!(all.pending.is_empty());
+        assert_eq!(all.dropped, 2 + 5 + 20 + 50);
     }
 
     #[test]
@@ -316,6 +448,7 @@ mod tests {
             fields: &[],
             records: &[],
             dropped: 0,
+            trim: None,
         }
         .encode(&mut out)
         .unwrap();

@@ -9,9 +9,13 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 
 /// The version of the state file's layout this crate writes: 2 adds the
-/// snapshot's `generation` and the journal beside it (version 1 files are
-/// read, and rewritten as version 2 at the first flush that writes).
-pub(crate) const VERSION: u32 = 2;
+/// snapshot's `generation` and the journal beside it; 3 adds the journal's
+/// trim lines (see [`journal`](crate::store::journal)), which a version 2
+/// reader would skip as damage and so misread: it refuses a version 3
+/// snapshot instead, as it refuses any newer version. Files of versions 1
+/// and 2 are read, and rewritten as version 3 at the first flush that
+/// writes; a file of a newer version is an error and is left untouched.
+pub(crate) const VERSION: u32 = 3;
 
 /// The content of the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -19,13 +19,18 @@ use tracing_subscriber::prelude::*;
 /// A layer that holds everything (no rule is met), keeps any number of
 /// records and has no background checkpoint.
 fn holding(state: &Path) -> (EmailLayer, FlushGuard) {
+    holding_at_most(state, usize::MAX)
+}
+
+/// [`holding`], keeping at most `max_pending` records.
+fn holding_at_most(state: &Path, max_pending: usize) -> (EmailLayer, FlushGuard) {
     EmailLayer::builder("journal")
         .transport(FileDrop::new(state.with_file_name("outbox")))
         .state_file(state)
         .from("robot@example.com")
         .to("me@example.com")
         .threshold(usize::MAX, Level::ERROR)
-        .max_pending(usize::MAX)
+        .max_pending(max_pending)
         .lock_timeout(Duration::from_secs(60))
         .checkpoint_interval(None)
         .build()
@@ -82,6 +87,137 @@ fn layer(state: &Path) -> (tracing::Dispatch, FlushGuard) {
         tracing::Dispatch::new(tracing_subscriber::registry().with(layer)),
         guard,
     )
+}
+
+/// The snapshot file itself (its inode where there is one, its length and
+/// time) and the generation it names.
+fn snapshot_id(state: &Path) -> (u64, u64, std::time::SystemTime, serde_json::Value) {
+    let meta = std::fs::metadata(state).unwrap();
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let ino = 0;
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    (
+        ino,
+        meta.len(),
+        meta.modified().unwrap(),
+        value["generation"].clone(),
+    )
+}
+
+/// The bytes of the record lines (not facts) in `journal`.
+fn record_bytes(journal: &str) -> usize {
+    journal
+        .lines()
+        .filter(|l| !l.starts_with("{\"@\":"))
+        .map(|l| l.len() + 1)
+        .sum()
+}
+
+/// At `max_pending`, a checkpoint that adds records appends them and a
+/// trim line ("the oldest N leave") instead of rewriting the snapshot; the
+/// trimmed state reads back the same in another process: the newest
+/// records in order, the trimmed ones counted as dropped.
+#[test]
+fn at_max_pending_a_checkpoint_appends_a_trim_line_instead_of_rewriting() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let (layer, guard) = holding_at_most(&state, 100);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    // 150 records: the first write is the snapshot, with the newest 100.
+    log_and_hold(&dispatch, &guard, 0, 0, 150);
+    let snapshot = snapshot_id(&state);
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    // Trim lines need version 3: an older tracing-email refuses the file.
+    assert_eq!(value["version"], 3);
+    let mut journal_len = 0;
+    for step in 0..10 {
+        let from = 150 + step * 10;
+        log_and_hold(&dispatch, &guard, 0, from, from + 10);
+        assert_eq!(snapshot_id(&state), snapshot, "the snapshot was rewritten");
+        let text = std::fs::read_to_string(journal(&state)).unwrap();
+        let grown = text.len() - journal_len;
+        let added = record_bytes(&text) - record_bytes(&text[..journal_len]);
+        // The ten new records and a few short fact lines (how they were
+        // observed, the trim; the header the first time): about 80 bytes
+        // here, where a rewrite would write the whole 20 kB snapshot.
+        assert!(
+            text.ends_with("{\"@\":\"trim\",\"count\":10,\"dropped\":10}\n"),
+            "{text}"
+        );
+        assert!(
+            added > 0 && grown <= added + 200,
+            "{grown} bytes for {added}"
+        );
+        journal_len = text.len();
+    }
+    // Another process reads the trimmed state: the newest 100, 150 dropped.
+    let seen = StateFile::open(&state).snapshot().unwrap();
+    let newest: Vec<_> = (150..250).map(|i| (0, i)).collect();
+    assert_eq!(pairs(&seen.pending), newest);
+    assert_eq!(seen.dropped, 150);
+    std::mem::forget(guard);
+    assert_eq!(pairs(&send_all(&state)), newest);
+}
+
+/// A version 2 state file and its journal, as the previous release left
+/// them, load whole; the first write rewrites them as version 3 (which
+/// that release refuses, as any newer version); a file of a newer version
+/// is left untouched.
+#[test]
+fn a_version_2_file_and_its_journal_load_and_migrate_to_version_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let record = |i: u64| {
+        format!(
+            r#"{{"time":"2026-11-21T10:00:0{i}Z","level":"WARN","target":"old","message":"feed failed","fields":{{"proc":9,"i":{i}}},"run":1}}"#
+        )
+    };
+    let v2 = format!(
+        r#"{{"version":2,"generation":5,"pending":[{}],"dropped":1,"last_sent":null,"last_error":null,"history":{{"runs":1,"streaks":{{}}}}}}"#,
+        record(0)
+    );
+    std::fs::write(&state, v2).unwrap();
+    let lines = format!(
+        "{{\"@\":\"journal\",\"base\":5}}\n{{\"@\":\"observe\",\"level\":\"WARN\",\"fields\":[]}}\n{}\n{}\n{{\"@\":\"dropped\",\"count\":2}}\n",
+        record(1),
+        record(2)
+    );
+    std::fs::write(journal(&state), lines).unwrap();
+    let seen = StateFile::open(&state).snapshot().unwrap();
+    assert_eq!(pairs(&seen.pending), [(9, 0), (9, 1), (9, 2)]);
+    assert_eq!(seen.dropped, 3);
+    let (layer, guard) = holding_at_most(&state, 3);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    log_and_hold(&dispatch, &guard, 0, 0, 1);
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(value["version"], 3);
+    assert!(!journal(&state).exists());
+    // Then trims append.
+    log_and_hold(&dispatch, &guard, 0, 1, 2);
+    let text = std::fs::read_to_string(journal(&state)).unwrap();
+    assert!(text.contains("\"trim\""), "{text}");
+    std::mem::forget(guard);
+    let seen = StateFile::open(&state).snapshot().unwrap();
+    assert_eq!(pairs(&seen.pending), [(9, 2), (0, 0), (0, 1)]);
+    assert_eq!(seen.dropped, 5);
+    // A newer version than this crate's is refused and left as it is.
+    let newer =
+        std::fs::read_to_string(&state)
+            .unwrap()
+            .replacen("\"version\":3", "\"version\":4", 1);
+    std::fs::write(&state, &newer).unwrap();
+    let journal_before = std::fs::read(journal(&state)).unwrap();
+    let err = StateFile::open(&state).snapshot().unwrap_err();
+    assert!(err.to_string().contains("version 4"), "{err}");
+    let (layer, guard) = holding_at_most(&state, 3);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || tracing::warn!(proc = 1u64, i = 0u64, "x"));
+    assert!(matches!(guard.flush(), Outcome::Failed { .. }));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), newer);
+    assert_eq!(std::fs::read(journal(&state)).unwrap(), journal_before);
+    std::mem::forget(guard);
 }
 
 #[test]
@@ -190,10 +326,10 @@ fn a_version_1_file_is_read_and_migrated() {
     assert_eq!((seen.pending.len(), seen.dropped, seen.runs), (1, 2, 1));
     let (dispatch, guard) = layer(&state);
     log_and_hold(&dispatch, &guard, 0, 0, 3);
-    // The first write rewrote it as version 2 (no journal beside a
+    // The first write rewrote it as version 3 (no journal beside a
     // version 1 file, which an older tracing-email would not read).
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(value["version"], 2);
+    assert_eq!(value["version"], 3);
     assert!(value["generation"].as_u64().is_some());
     assert_eq!(value["pending"].as_array().unwrap().len(), 4);
     assert!(!journal(&state).exists());
