@@ -285,7 +285,7 @@ table! {
         /// `app = "poca"`, required: see [`EmailLayer::builder`](crate::EmailLayer::builder).
         app: String = Kind::App;
         /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`](crate::Smtp::from_url).
-        smtp_url: Option<String> = Kind::Text, shown by shown_url;
+        smtp_url: Option<String> = Kind::Text, shown by crate::redact::shown_url;
         /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
         password_env: Option<String> = Kind::Text;
         /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`](crate::Smtp::password_command).
@@ -339,7 +339,7 @@ table! {
         /// failures to Alertmanager, see `Builder::alerts` (feature
         /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
         /// be left out: Alertmanager is then the only destination.
-        alertmanager_urls: Vec<String> = Kind::List("a URL", "URLs"), shown by shown_urls;
+        alertmanager_urls: Vec<String> = Kind::List("a URL", "URLs"), shown by crate::redact::shown_urls;
         /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
         /// a variable): labels added to every alert.
         alertmanager_labels: BTreeMap<String, String> = Kind::Labels;
@@ -372,52 +372,6 @@ table! {
         /// A fixed offset for the digest's times, given in code
         /// ([`Builder::utc_offset`](crate::Builder::utc_offset)).
         offset: Option<time::UtcOffset>;
-    }
-}
-
-/// How `Debug` shows `smtp_url` and `alertmanager_urls`: see [`redact_url`].
-fn shown_url(url: &Option<String>) -> Option<String> {
-    url.as_deref().map(redact_url)
-}
-
-/// As [`shown_url`], each.
-fn shown_urls(urls: &[String]) -> Vec<String> {
-    urls.iter().map(|u| redact_url(u)).collect()
-}
-
-/// The URL with its password, if any, shown as `***`, whatever it holds:
-/// everything between `//` and the last `@` is the user information, and
-/// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
-/// hidden; else the user name is kept and the password hidden. Without `@`,
-/// a "port" that is not a number (`user:password` with the host left out) is
-/// hidden too, with all that follows it.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return "(not a valid URL, hidden)".to_owned();
-    };
-    let (scheme, rest) = url.split_at(start);
-    if let Some(at) = rest.rfind('@') {
-        let (userinfo, after) = rest.split_at(at);
-        let shown = if userinfo.contains(['/', '?', '#']) {
-            "***".to_owned()
-        } else {
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***", &userinfo[..colon]),
-                None => userinfo.to_owned(),
-            }
-        };
-        return format!("{scheme}{shown}{after}");
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    match authority.rfind(':') {
-        Some(colon)
-            if !authority.ends_with(']')
-                && !authority[colon + 1..].chars().all(|c| c.is_ascii_digit()) =>
-        {
-            format!("{scheme}{}:***", &authority[..colon])
-        }
-        _ => url.to_owned(),
     }
 }
 
