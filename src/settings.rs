@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
-use de::{Kind, secs};
+use de::Kind;
 
 // The longest value each duration setting accepts. A longer one is a mistake
 // (a unit mixed up, milliseconds given as seconds) that would hold a flush or
@@ -205,11 +205,11 @@ table! {
         /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
         consecutive_runs: Option<u64> = Kind::Whole;
         /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`](crate::Builder::repeat_after).
-        repeat_after: Option<Duration> = secs(true, MAX_REPEAT_AFTER);
+        repeat_after: Option<Duration> = Kind::Seconds;
         /// `min_interval = 3600` (seconds): see [`Builder::min_interval`](crate::Builder::min_interval).
-        min_interval: Option<Duration> = secs(true, MAX_MIN_INTERVAL);
+        min_interval: Option<Duration> = Kind::Seconds;
         /// `max_age = 604800` (seconds): see [`Builder::max_age`](crate::Builder::max_age).
-        max_age: Option<Duration> = secs(true, MAX_MAX_AGE);
+        max_age: Option<Duration> = Kind::Seconds;
         /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields).
         fingerprint_fields: Vec<String> = Kind::List("a field name", "field names");
     }
@@ -295,7 +295,7 @@ table! {
         /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`](crate::EmailLayer::from_config)): see [`Smtp::root_certificate`](crate::Smtp::root_certificate).
         root_certificate: Option<PathBuf> = Kind::Path;
         /// `timeout = 10` (seconds): see [`Smtp::timeout`](crate::Smtp::timeout).
-        timeout: Option<Duration> = secs(true, MAX_SMTP_TIMEOUT);
+        timeout: Option<Duration> = Kind::Seconds;
         /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`](crate::Smtp::allow_insecure_auth).
         allow_insecure_auth: bool = Kind::Flag;
         /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`](crate::FileDrop).
@@ -323,13 +323,13 @@ table! {
         /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`](crate::Builder::max_detail_lines).
         max_detail_lines: Option<usize> = Kind::Whole;
         /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`](crate::Builder::send_deadline).
-        send_deadline: Option<Duration> = secs(true, MAX_SEND_DEADLINE);
+        send_deadline: Option<Duration> = Kind::Seconds;
         /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`](crate::Builder::lock_timeout).
-        lock_timeout: Option<Duration> = secs(false, MAX_LOCK_TIMEOUT);
+        lock_timeout: Option<Duration> = Kind::Seconds;
         /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
         checkpoint_interval: Option<Option<Duration>> = Kind::Checkpoint;
         /// `flush_every = 300` (seconds): see [`Builder::flush_every`](crate::Builder::flush_every).
-        flush_every: Option<Duration> = secs(true, MAX_FLUSH_EVERY);
+        flush_every: Option<Duration> = Kind::Seconds;
         /// `capture_panics = true`: see [`Builder::capture_panics`](crate::Builder::capture_panics).
         capture_panics: bool = Kind::Flag;
         /// `notify_recovery = true`: see [`Builder::notify_recovery`](crate::Builder::notify_recovery).
@@ -356,10 +356,10 @@ table! {
         /// for `https` Alertmanagers.
         alertmanager_root_certificate: Option<PathBuf> = Kind::Path;
         /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
-        alertmanager_timeout: Option<Duration> = secs(true, MAX_ALERTMANAGER_TIMEOUT);
+        alertmanager_timeout: Option<Duration> = Kind::Seconds;
         /// `resolve_window = 3600` (seconds): how long a firing alert lasts
         /// unless posted again.
-        resolve_window: Option<Duration> = secs(true, MAX_RESOLVE_WINDOW);
+        resolve_window: Option<Duration> = Kind::Seconds;
         /// `host = "node-7"`: see [`Builder::host`](crate::Builder::host).
         host: Option<String> = Kind::Text;
     }
@@ -585,11 +585,8 @@ pub(crate) mod de {
         Flag,
         /// A whole number, at least 1.
         Whole,
-        /// Seconds, whole or not, at most `max`; more than 0 if `positive`.
-        Seconds {
-            positive: bool,
-            max: Duration,
-        },
+        /// Seconds, whole or not (its bounds are checked by `check`).
+        Seconds,
         /// Seconds, or `false` (off).
         Checkpoint,
         Level,
@@ -605,11 +602,6 @@ pub(crate) mod de {
         Policy,
     }
 
-    /// The kind of seconds at most `max`, more than 0 if `positive`.
-    pub(crate) const fn secs(positive: bool, max: Duration) -> Kind {
-        Kind::Seconds { positive, max }
-    }
-
     const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
 
     impl Kind {
@@ -619,30 +611,15 @@ pub(crate) mod de {
         }
 
         fn expected(self) -> String {
-            let seconds = |positive: bool, max: Duration| {
-                let range = if positive {
-                    "greater than 0 and at most"
-                } else {
-                    "from 0 to"
-                };
-                format!(
-                    "a number of seconds {range} {} ({})",
-                    max.as_secs(),
-                    days(max)
-                )
-            };
             match self {
                 Kind::Text | Kind::App => "a string".into(),
                 Kind::Path => "a path".into(),
                 Kind::Flag => "true or false".into(),
                 Kind::Whole => "a whole number of at least 1".into(),
-                Kind::Seconds { positive, max } => {
-                    format!("{}, such as 10 or 0.5", seconds(positive, max))
+                Kind::Seconds => "a number of seconds, such as 10 or 0.5".into(),
+                Kind::Checkpoint => {
+                    "a number of seconds, such as 1 or 0.5, or false to turn checkpoints off".into()
                 }
-                Kind::Checkpoint => format!(
-                    "{}, such as 1 or 0.5, or false to turn checkpoints off",
-                    seconds(true, MAX_CHECKPOINT_INTERVAL)
-                ),
                 Kind::Level => LEVELS.into(),
                 Kind::List(one, many) => format!("{one} or a list of {many} (strings)"),
                 Kind::Command => "a list of strings, the program then its arguments (run \
@@ -668,11 +645,7 @@ pub(crate) mod de {
                     _ => Err(v.is_u64() || v.is_i64()),
                 },
                 Kind::Checkpoint if *v == Value::Bool(false) => Ok(Value::Null),
-                Kind::Seconds { .. } | Kind::Checkpoint => {
-                    let (positive, max, checkpoint) = match self {
-                        Kind::Seconds { positive, max } => (positive, max, false),
-                        _ => (true, MAX_CHECKPOINT_INTERVAL, true),
-                    };
+                Kind::Seconds | Kind::Checkpoint => {
                     let d = match (v.as_u64(), v.as_f64()) {
                         (Some(n), _) => Some(Duration::from_secs(n)),
                         (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
@@ -680,9 +653,11 @@ pub(crate) mod de {
                         }
                         _ => None,
                     };
-                    match d.filter(|d| *d <= max && (!positive || !d.is_zero())) {
+                    match d {
                         Some(d) => Ok(json!({ "secs": d.as_secs(), "nanos": d.subsec_nanos() })),
-                        None => Err(v.is_number() || checkpoint && v.is_boolean()),
+                        None => {
+                            Err(v.is_number() || matches!(self, Kind::Checkpoint) && v.is_boolean())
+                        }
                     }
                 }
                 Kind::Level => {
@@ -971,7 +946,7 @@ pub(crate) mod de {
             Kind::Flag | Kind::Checkpoint if t.eq_ignore_ascii_case("false") => json!(false),
             Kind::Flag => json!(t.eq_ignore_ascii_case("true").then_some(true)),
             Kind::Whole => json!(t.parse::<u64>().ok()),
-            Kind::Seconds { .. } | Kind::Checkpoint => number(),
+            Kind::Seconds | Kind::Checkpoint => number(),
             // Field names: split at commas; recipients: one string as given.
             Kind::List(..) if matches!(var, "FINGERPRINT_FIELDS" | "ALERTMANAGER_URLS") => {
                 let names = text
