@@ -677,7 +677,8 @@ impl Builder {
             }
         };
         let s = self.config;
-        let subject = s.subject.as_deref().map(Template::parse).transpose()?;
+        let subject = s.subject.as_deref().map(Template::parse).transpose();
+        let subject = subject.map_err(|e| Error::config(format!("{}: {e}", s.name("subject"))))?;
         let named = |host: &Option<String>| {
             host.clone()
                 .unwrap_or_else(crate::digest::subject::hostname)

@@ -435,8 +435,9 @@ impl EmailConfig {
             && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
         {
             return Err(Error::config(format!(
-                "the host name {host:?} is empty or holds control characters; give a name \
-                 such as \"node-7\""
+                "{}: {host:?} is empty or holds control characters; give a name such as \
+                 \"node-7\"",
+                self.name("host")
             )));
         }
         let (o, p) = (&self.origin, &self.policy);
@@ -548,7 +549,8 @@ impl EmailConfig {
         };
         if path.file_name().is_none() {
             return Err(Error::config(format!(
-                "the state file {} has no file name; give a path like /var/lib/app/mail.json",
+                "{}: {} has no file name; give a path like /var/lib/app/mail.json",
+                self.name("state_file"),
                 path.display()
             )));
         }
