@@ -907,8 +907,8 @@ mod tests {
             .contains("no recipient")
         );
         assert!(err(EmailLayer::builder("app").from("a@b.c").to("a@b.c")).contains("no transport"));
-        assert!(err(ok().threshold(0, Level::WARN)).contains("threshold(0"));
-        assert!(err(ok().batch(0)).contains("batch(0)"));
+        assert!(err(ok().threshold(0, Level::WARN)).starts_with("threshold: 0 is not allowed"));
+        assert_eq!(err(ok().batch(0)), "batch: 0 is not allowed; use 1 or more");
         assert_eq!(
             err(ok().fingerprint_fields(["feed", " "])),
             r#"fingerprint_fields: " " is not a field name"#

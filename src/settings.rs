@@ -378,7 +378,7 @@ table! {
 /// Where settings came from, to name each key in errors as the user wrote it.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Origin {
-    /// Builder calls: errors name the call (`batch(0)`).
+    /// Builder calls: keys named as their methods (`batch`).
     Code,
     /// A file or an `EmailConfig` made in code: keys as in the file
     /// (`policy.batch`).
@@ -441,7 +441,6 @@ impl EmailConfig {
             )));
         }
         let (o, p) = (&self.origin, &self.policy);
-        let code = matches!(o, Origin::Code);
         let counts = [
             ("policy.threshold", matches!(p.threshold, Some((0, _)))),
             ("policy.consecutive_runs", p.consecutive_runs == Some(0)),
@@ -452,16 +451,10 @@ impl EmailConfig {
             ("max_detail_lines", self.max_detail_lines == Some(0)),
         ];
         if let Some((key, _)) = counts.iter().find(|(_, zero)| *zero) {
-            // In code, the call as it was written: `batch(0)`.
-            let more = if *key == "policy.threshold" {
-                ", …"
-            } else {
-                ""
-            };
-            return Err(Error::config(match code {
-                true => format!("{}(0{more}) is not allowed; use 1 or more", o.name(key)),
-                false => format!("{}: 0 is not allowed; use 1 or more", o.name(key)),
-            }));
+            let key = o.name(key);
+            return Err(Error::config(format!(
+                "{key}: 0 is not allowed; use 1 or more"
+            )));
         }
         if let Some(blank) = p.fingerprint_fields.iter().find(|f| f.trim().is_empty()) {
             let key = o.name("policy.fingerprint_fields");
@@ -487,10 +480,9 @@ impl EmailConfig {
             let Some(d) = value else { continue };
             at_most(&o.name(key), d, max).map_err(Error::config)?;
             if d.is_zero() && key != "lock_timeout" {
-                let off = match (key, code) {
-                    ("send_deadline" | "timeout", _) => "",
-                    ("checkpoint_interval", true) => " (checkpoint_interval(None) turns them off)",
-                    ("checkpoint_interval", false) => " (false turns checkpoints off)",
+                let off = match key {
+                    "send_deadline" | "timeout" => "",
+                    "checkpoint_interval" => " (false, or None in code, turns checkpoints off)",
                     _ => " (leave it out to turn it off)",
                 };
                 let key = o.name(key);

@@ -661,7 +661,7 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         ),
         (
             "checkpoint_interval = 0",
-            "checkpoint_interval: must be longer than 0 seconds (false turns checkpoints off)",
+            "checkpoint_interval: must be longer than 0 seconds (false, or None in code, turns checkpoints off)",
         ),
     ] {
         let text = format!(
