@@ -898,13 +898,13 @@ mod tests {
             err(EmailLayer::builder("app")
                 .transport(FileDrop::new("o"))
                 .to("a@b.c"))
-            .contains("no sender")
+            .starts_with("from is not set; the sender is required")
         );
         assert!(
             err(EmailLayer::builder("app")
                 .transport(FileDrop::new("o"))
                 .from("a@b.c"))
-            .contains("no recipient")
+            .starts_with("to is not set; at least one recipient is required")
         );
         assert!(err(EmailLayer::builder("app").from("a@b.c").to("a@b.c")).contains("no transport"));
         assert!(err(ok().threshold(0, Level::WARN)).starts_with("threshold: 0 is not allowed"));

@@ -648,18 +648,6 @@ impl EmailConfig {
                 self.name("alertmanager_urls"),
             )));
         }
-        if self.from.is_none() {
-            return Err(Error::config(format!(
-                "{} is not set; the sender is required, such as \"app <robot@example.com>\"",
-                self.name("from")
-            )));
-        }
-        if self.to.is_empty() {
-            return Err(Error::config(format!(
-                "{} is not set; at least one recipient is required, such as \"me@example.com\"",
-                self.name("to")
-            )));
-        }
         Ok(self)
     }
 }

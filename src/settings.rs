@@ -513,10 +513,12 @@ impl EmailConfig {
             let message = format!("{}: {given:?} is not a valid email address", self.name(key));
             Error::with_source(ErrorKind::Config, message, e)
         };
-        let from = self
-            .from
-            .as_deref()
-            .ok_or_else(|| Error::config("no sender: call .from(\"app <robot@example.com>\")"))?;
+        let from = self.from.as_deref().ok_or_else(|| {
+            Error::config(format!(
+                "{} is not set; the sender is required, such as \"app <robot@example.com>\"",
+                self.name("from")
+            ))
+        })?;
         let from: Mailbox = from.parse().map_err(|e| bad("from", from, e))?;
         let mut to = Vec::new();
         for list in &self.to {
@@ -529,7 +531,10 @@ impl EmailConfig {
             }
         }
         if to.is_empty() {
-            return Err(Error::config("no recipient: call .to(\"me@example.com\")"));
+            return Err(Error::config(format!(
+                "{} is not set; at least one recipient is required, such as \"me@example.com\"",
+                self.name("to")
+            )));
         }
         Ok((from, to))
     }
