@@ -648,18 +648,6 @@ impl EmailConfig {
                 self.name("alertmanager_urls"),
             )));
         }
-        if self.from.is_none() {
-            return Err(Error::config(format!(
-                "{} is not set; the sender is required, such as \"app <robot@example.com>\"",
-                self.name("from")
-            )));
-        }
-        if self.to.is_empty() {
-            return Err(Error::config(format!(
-                "{} is not set; at least one recipient is required, such as \"me@example.com\"",
-                self.name("to")
-            )));
-        }
         Ok(self)
     }
 }
@@ -671,7 +659,7 @@ mod tests {
     use tracing::Level;
 
     use super::*;
-    use crate::settings::{self as bounds, redact_url};
+    use crate::settings::{self as bounds};
 
     /// What `build()` says of `config`'s settings (they are checked there).
     fn build(config: &EmailConfig) -> Result<(), Error> {
@@ -788,12 +776,9 @@ mod tests {
         );
         c.policy.batch = None;
         c.checkpoint_interval = Some(Some(Duration::ZERO));
-        assert!(
-            build(&c)
-                .unwrap_err()
-                .to_string()
-                .contains("checkpoint_interval: must be longer than 0 seconds (false turns")
-        );
+        assert!(build(&c).unwrap_err().to_string().contains(
+            "checkpoint_interval: must be longer than 0 seconds (false, or None in code, turns"
+        ));
         c.checkpoint_interval = Some(None);
         c.timeout = Some(Duration::ZERO);
         assert!(
@@ -1144,13 +1129,24 @@ mod tests {
         ]
     }
 
-    /// `key = value` as TOML, in the `policy` table for `policy.` keys.
+    /// `key = value` as TOML, in the `policy` table for `policy.` keys,
+    /// read then checked as `build()` checks it.
     fn toml_with(key: &str, value: &str) -> Result<EmailConfig, String> {
         let text = match key.strip_prefix("policy.") {
             Some(k) => format!("app = \"poca\"\n[policy]\n{k} = {value}\n"),
             None => format!("app = \"poca\"\n{key} = {value}\n"),
         };
-        toml::from_str::<EmailConfig>(&text).map_err(|e| e.to_string())
+        let mut c = toml::from_str::<EmailConfig>(&text).map_err(|e| e.to_string())?;
+        c.check().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    /// `POCA_APP=poca` and `var=value`, read then checked as `build()`
+    /// checks them.
+    fn env_with(var: &str, value: &str) -> Result<EmailConfig, String> {
+        let mut c = vars(&[("POCA_APP", "poca"), (var, value)]).map_err(|e| e.to_string())?;
+        c.check().map_err(|e| e.to_string())?;
+        Ok(c)
     }
 
     #[test]
@@ -1158,51 +1154,49 @@ mod tests {
         assert_eq!(bounds::MAX_SEND_DEADLINE, Duration::from_secs(86_400));
         assert_eq!(bounds::MAX_MAX_AGE, Duration::from_secs(3650 * 86_400));
         for (key, var, max, positive) in DURATIONS {
+            let var = format!("POCA_{var}");
             let secs = max.as_secs();
             let days = secs / 86_400;
-            let bound = format!(" {secs} ({days} day");
+            // The one wording of a bound, whether from code, a file or a variable.
+            let bound =
+                format!("seconds is longer than the most allowed, {secs} seconds ({days} day");
             // The bound itself is accepted, whole or as a float.
             for ok in [format!("{secs}"), format!("{secs}.0")] {
                 let c = toml_with(key, &ok).unwrap_or_else(|e| panic!("{key} = {ok}: {e}"));
                 assert!(durations(&c).contains(&Some(max)), "{key} = {ok}");
-                let env = vars(&[("POCA_APP", "poca"), (&format!("POCA_{var}"), &ok)])
-                    .unwrap_or_else(|e| panic!("POCA_{var}={ok}: {e}"));
-                assert!(durations(&env).contains(&Some(max)), "POCA_{var}={ok}");
+                let env = env_with(&var, &ok).unwrap_or_else(|e| panic!("{var}={ok}: {e}"));
+                assert!(durations(&env).contains(&Some(max)), "{var}={ok}");
             }
-            // Just beyond it, far beyond it, negative, not a number,
-            // infinite: an error that names the key (and the bound when
-            // it is the bound that was passed).
-            let beyond = [
+            // Just beyond it and far beyond it: refused by the one check,
+            // which names the key (or variable) and the bound; too large
+            // to be a duration at all, refused when read, naming the key.
+            for bad in [
                 format!("{}", secs + 1),
                 format!("{secs}.001"),
                 "1e19".to_owned(),
                 "1.8e19".to_owned(),
-                "1.8446744073709552e19".to_owned(),
-                "1e300".to_owned(),
-            ];
-            for bad in &beyond {
-                let e = toml_with(key, bad).unwrap_err();
-                assert!(e.contains(&format!("for `{key}`")), "{key} = {bad}: {e}");
+            ] {
+                let e = toml_with(key, &bad).unwrap_err();
+                assert!(e.starts_with(&format!("{key}: ")), "{key} = {bad}: {e}");
                 assert!(e.contains(&bound), "{key} = {bad}: {e}");
-            }
-            for bad in beyond
-                .iter()
-                .map(String::as_str)
-                .chain(["18446744073709551615"])
-            {
-                let e = vars(&[("POCA_APP", "poca"), (&format!("POCA_{var}"), bad)])
-                    .unwrap_err()
-                    .to_string();
-                assert!(e.starts_with(&format!("POCA_{var}: ")), "{e}");
+                let e = env_with(&var, &bad).unwrap_err();
+                assert!(e.starts_with(&format!("{var}: ")), "{var}={bad}: {e}");
                 assert!(e.contains(&bound), "{var}={bad}: {e}");
             }
-            for bad in ["-1", "-0.5", "nan", "inf", "-inf"] {
+            for bad in [
+                "1.8446744073709552e19",
+                "1e300",
+                "-1",
+                "-0.5",
+                "nan",
+                "inf",
+                "-inf",
+            ] {
                 let e = toml_with(key, bad).unwrap_err();
                 assert!(e.contains(&format!("for `{key}`")), "{key} = {bad}: {e}");
-                let e = vars(&[("POCA_APP", "poca"), (&format!("POCA_{var}"), bad)])
-                    .unwrap_err()
-                    .to_string();
-                assert!(e.starts_with(&format!("POCA_{var}: ")), "{var}={bad}: {e}");
+                let e = env_with(&var, bad).unwrap_err();
+                assert!(e.starts_with(&format!("{var}: ")), "{var}={bad}: {e}");
+                assert!(e.contains("is not a number of seconds"), "{var}={bad}: {e}");
             }
             let zero = toml_with(key, "0");
             assert_eq!(
@@ -1211,6 +1205,14 @@ mod tests {
                 "{key} = 0: {zero:?}",
                 zero = zero.err()
             );
+            let zero = env_with(&var, "0").err();
+            assert_eq!(zero.is_some(), positive, "{var}=0: {zero:?}");
+            if let Some(e) = zero {
+                assert!(
+                    e.starts_with(&format!("{var}: must be longer than 0 seconds")),
+                    "{e}"
+                );
+            }
         }
     }
 
@@ -1281,34 +1283,6 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_shown_without_their_password() {
-        assert_eq!(
-            redact_url("smtps://me%40example.com:hunter2@smtp.example.com:465"),
-            "smtps://me%40example.com:***@smtp.example.com:465"
-        );
-        assert_eq!(redact_url("smtp://h?tls=required"), "smtp://h?tls=required");
-        assert_eq!(redact_url("smtps://u:hunter 2@"), "smtps://u:***@");
-        assert_eq!(redact_url("p:a:ss@word"), "(not a valid URL, hidden)");
-        // A password pasted with reserved characters: all of the user
-        // information up to the last `@` is hidden.
-        assert_eq!(redact_url("smtps://me@x.org/a:b@c"), "smtps://***@c");
-        assert_eq!(
-            redact_url("smtps://me:p#ss?w/rd@x:y%z@smtp.example.com:465?tls=none"),
-            "smtps://***@smtp.example.com:465?tls=none"
-        );
-        assert_eq!(
-            redact_url("smtps://me:ab@cd:ef@smtp.example.com"),
-            "smtps://me:***@smtp.example.com"
-        );
-        // The host left out: `user:password` looks like `host:port`.
-        assert_eq!(redact_url("smtps://me:hunter2"), "smtps://me:***");
-        assert_eq!(redact_url("smtps://me:hunter2#x/y"), "smtps://me:***");
-        assert_eq!(redact_url("smtps://h:465"), "smtps://h:465");
-        assert_eq!(redact_url("smtp://[::1]?tls=none"), "smtp://[::1]?tls=none");
-        assert_eq!(redact_url("smtp://[::1]:25"), "smtp://[::1]:25");
-    }
-
-    #[test]
     fn a_list_where_one_value_is_wanted_is_refused_as_a_list() {
         let err = toml::from_str::<EmailConfig>("app = \"poca\"\n[policy]\nbatch = [1]")
             .unwrap_err()
@@ -1346,14 +1320,14 @@ mod tests {
     #[test]
     fn seconds_and_levels() {
         let read = |var: &str, value: &str| {
-            let c = vars(&[("POCA_APP", "poca"), (var, value)]).ok()?;
-            Some((c.timeout, c.lock_timeout, c.policy.immediately_at))
+            let c = env_with(var, value).ok()?;
+            Some((c.send_deadline, c.lock_timeout, c.policy.immediately_at))
         };
-        let timeout = |v: &str| read("POCA_TIMEOUT", v).map(|r| r.0);
+        let deadline = |v: &str| read("POCA_SEND_DEADLINE", v).map(|r| r.0);
         let day = Duration::from_secs(86_400);
-        assert_eq!(timeout("0.5"), Some(Some(Duration::from_millis(500))));
-        assert_eq!(timeout("10"), Some(Some(Duration::from_secs(10))));
-        assert_eq!(timeout("86400"), Some(Some(day)));
+        assert_eq!(deadline("0.5"), Some(Some(Duration::from_millis(500))));
+        assert_eq!(deadline("10"), Some(Some(Duration::from_secs(10))));
+        assert_eq!(deadline("86400"), Some(Some(day)));
         let lock = read("POCA_LOCK_TIMEOUT", "0").map(|r| r.1);
         assert_eq!(lock, Some(Some(Duration::ZERO)));
         for bad in [
@@ -1372,7 +1346,8 @@ mod tests {
             "18446744073709551615",
             "1e400",
         ] {
-            assert_eq!(timeout(bad), None, "{bad}");
+            let e = env_with("POCA_SEND_DEADLINE", bad).unwrap_err();
+            assert!(e.starts_with("POCA_SEND_DEADLINE: "), "{bad}: {e}");
         }
         let level = |v: &str| read("POCA_IMMEDIATELY_AT", v).map(|r| r.2);
         assert_eq!(level("Warn"), Some(Some(Level::WARN)));

@@ -5,7 +5,8 @@
 //! JSON-escaped, base64 alone and inside the AUTH PLAIN, XOAUTH2 and HTTP
 //! basic blobs), puts the text on one line with control characters
 //! escaped, then bounds it, cutting away a secret's beginning that the cut
-//! would leave at the end.
+//! would leave at the end. It also hides the password of a URL
+//! (`smtp_url`, `alertmanager_urls`) where a config's `Debug` shows it.
 
 // SMTP and Alertmanager use all of it; sendmail only escapes and bounds.
 #![cfg_attr(not(all(feature = "smtp", feature = "alertmanager")), allow(dead_code))]
@@ -243,6 +244,52 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// How `Debug` shows `smtp_url` and `alertmanager_urls`: see [`redact_url`].
+pub(crate) fn shown_url(url: &Option<String>) -> Option<String> {
+    url.as_deref().map(redact_url)
+}
+
+/// As [`shown_url`], each.
+pub(crate) fn shown_urls(urls: &[String]) -> Vec<String> {
+    urls.iter().map(|u| redact_url(u)).collect()
+}
+
+/// The URL with its password, if any, shown as `***`, whatever it holds:
+/// everything between `//` and the last `@` is the user information, and
+/// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
+/// hidden; else the user name is kept and the password hidden. Without `@`,
+/// a "port" that is not a number (`user:password` with the host left out) is
+/// hidden too, with all that follows it.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return "(not a valid URL, hidden)".to_owned();
+    };
+    let (scheme, rest) = url.split_at(start);
+    if let Some(at) = rest.rfind('@') {
+        let (userinfo, after) = rest.split_at(at);
+        let shown = if userinfo.contains(['/', '?', '#']) {
+            "***".to_owned()
+        } else {
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***", &userinfo[..colon]),
+                None => userinfo.to_owned(),
+            }
+        };
+        return format!("{scheme}{shown}{after}");
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    match authority.rfind(':') {
+        Some(colon)
+            if !authority.ends_with(']')
+                && !authority[colon + 1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{scheme}{}:***", &authority[..colon])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +401,33 @@ mod tests {
         assert_eq!(Redactor::new().read_limit(512), 512);
         assert!(r.finds_secret_in(&format!("x {}", forms()[6])));
         assert!(!r.finds_secret_in("nothing here"));
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("smtps://me%40example.com:hunter2@smtp.example.com:465"),
+            "smtps://me%40example.com:***@smtp.example.com:465"
+        );
+        assert_eq!(redact_url("smtp://h?tls=required"), "smtp://h?tls=required");
+        assert_eq!(redact_url("smtps://u:hunter 2@"), "smtps://u:***@");
+        assert_eq!(redact_url("p:a:ss@word"), "(not a valid URL, hidden)");
+        // A password pasted with reserved characters: all of the user
+        // information up to the last `@` is hidden.
+        assert_eq!(redact_url("smtps://me@x.org/a:b@c"), "smtps://***@c");
+        assert_eq!(
+            redact_url("smtps://me:p#ss?w/rd@x:y%z@smtp.example.com:465?tls=none"),
+            "smtps://***@smtp.example.com:465?tls=none"
+        );
+        assert_eq!(
+            redact_url("smtps://me:ab@cd:ef@smtp.example.com"),
+            "smtps://me:***@smtp.example.com"
+        );
+        // The host left out: `user:password` looks like `host:port`.
+        assert_eq!(redact_url("smtps://me:hunter2"), "smtps://me:***");
+        assert_eq!(redact_url("smtps://me:hunter2#x/y"), "smtps://me:***");
+        assert_eq!(redact_url("smtps://h:465"), "smtps://h:465");
+        assert_eq!(redact_url("smtp://[::1]?tls=none"), "smtp://[::1]?tls=none");
+        assert_eq!(redact_url("smtp://[::1]:25"), "smtp://[::1]:25");
     }
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
-use de::{Kind, secs};
+use de::Kind;
 
 // The longest value each duration setting accepts. A longer one is a mistake
 // (a unit mixed up, milliseconds given as seconds) that would hold a flush or
@@ -205,11 +205,11 @@ table! {
         /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
         consecutive_runs: Option<u64> = Kind::Whole;
         /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`](crate::Builder::repeat_after).
-        repeat_after: Option<Duration> = secs(true, MAX_REPEAT_AFTER);
+        repeat_after: Option<Duration> = Kind::Seconds;
         /// `min_interval = 3600` (seconds): see [`Builder::min_interval`](crate::Builder::min_interval).
-        min_interval: Option<Duration> = secs(true, MAX_MIN_INTERVAL);
+        min_interval: Option<Duration> = Kind::Seconds;
         /// `max_age = 604800` (seconds): see [`Builder::max_age`](crate::Builder::max_age).
-        max_age: Option<Duration> = secs(true, MAX_MAX_AGE);
+        max_age: Option<Duration> = Kind::Seconds;
         /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields).
         fingerprint_fields: Vec<String> = Kind::List("a field name", "field names");
     }
@@ -285,7 +285,7 @@ table! {
         /// `app = "poca"`, required: see [`EmailLayer::builder`](crate::EmailLayer::builder).
         app: String = Kind::App;
         /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`](crate::Smtp::from_url).
-        smtp_url: Option<String> = Kind::Text, shown by shown_url;
+        smtp_url: Option<String> = Kind::Text, shown by crate::redact::shown_url;
         /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
         password_env: Option<String> = Kind::Text;
         /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`](crate::Smtp::password_command).
@@ -295,7 +295,7 @@ table! {
         /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`](crate::EmailLayer::from_config)): see [`Smtp::root_certificate`](crate::Smtp::root_certificate).
         root_certificate: Option<PathBuf> = Kind::Path;
         /// `timeout = 10` (seconds): see [`Smtp::timeout`](crate::Smtp::timeout).
-        timeout: Option<Duration> = secs(true, MAX_SMTP_TIMEOUT);
+        timeout: Option<Duration> = Kind::Seconds;
         /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`](crate::Smtp::allow_insecure_auth).
         allow_insecure_auth: bool = Kind::Flag;
         /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`](crate::FileDrop).
@@ -323,13 +323,13 @@ table! {
         /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`](crate::Builder::max_detail_lines).
         max_detail_lines: Option<usize> = Kind::Whole;
         /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`](crate::Builder::send_deadline).
-        send_deadline: Option<Duration> = secs(true, MAX_SEND_DEADLINE);
+        send_deadline: Option<Duration> = Kind::Seconds;
         /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`](crate::Builder::lock_timeout).
-        lock_timeout: Option<Duration> = secs(false, MAX_LOCK_TIMEOUT);
+        lock_timeout: Option<Duration> = Kind::Seconds;
         /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
         checkpoint_interval: Option<Option<Duration>> = Kind::Checkpoint;
         /// `flush_every = 300` (seconds): see [`Builder::flush_every`](crate::Builder::flush_every).
-        flush_every: Option<Duration> = secs(true, MAX_FLUSH_EVERY);
+        flush_every: Option<Duration> = Kind::Seconds;
         /// `capture_panics = true`: see [`Builder::capture_panics`](crate::Builder::capture_panics).
         capture_panics: bool = Kind::Flag;
         /// `notify_recovery = true`: see [`Builder::notify_recovery`](crate::Builder::notify_recovery).
@@ -339,7 +339,7 @@ table! {
         /// failures to Alertmanager, see `Builder::alerts` (feature
         /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
         /// be left out: Alertmanager is then the only destination.
-        alertmanager_urls: Vec<String> = Kind::List("a URL", "URLs"), shown by shown_urls;
+        alertmanager_urls: Vec<String> = Kind::List("a URL", "URLs"), shown by crate::redact::shown_urls;
         /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
         /// a variable): labels added to every alert.
         alertmanager_labels: BTreeMap<String, String> = Kind::Labels;
@@ -356,10 +356,10 @@ table! {
         /// for `https` Alertmanagers.
         alertmanager_root_certificate: Option<PathBuf> = Kind::Path;
         /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
-        alertmanager_timeout: Option<Duration> = secs(true, MAX_ALERTMANAGER_TIMEOUT);
+        alertmanager_timeout: Option<Duration> = Kind::Seconds;
         /// `resolve_window = 3600` (seconds): how long a firing alert lasts
         /// unless posted again.
-        resolve_window: Option<Duration> = secs(true, MAX_RESOLVE_WINDOW);
+        resolve_window: Option<Duration> = Kind::Seconds;
         /// `host = "node-7"`: see [`Builder::host`](crate::Builder::host).
         host: Option<String> = Kind::Text;
     }
@@ -375,56 +375,10 @@ table! {
     }
 }
 
-/// How `Debug` shows `smtp_url` and `alertmanager_urls`: see [`redact_url`].
-fn shown_url(url: &Option<String>) -> Option<String> {
-    url.as_deref().map(redact_url)
-}
-
-/// As [`shown_url`], each.
-fn shown_urls(urls: &[String]) -> Vec<String> {
-    urls.iter().map(|u| redact_url(u)).collect()
-}
-
-/// The URL with its password, if any, shown as `***`, whatever it holds:
-/// everything between `//` and the last `@` is the user information, and
-/// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is
-/// hidden; else the user name is kept and the password hidden. Without `@`,
-/// a "port" that is not a number (`user:password` with the host left out) is
-/// hidden too, with all that follows it.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return "(not a valid URL, hidden)".to_owned();
-    };
-    let (scheme, rest) = url.split_at(start);
-    if let Some(at) = rest.rfind('@') {
-        let (userinfo, after) = rest.split_at(at);
-        let shown = if userinfo.contains(['/', '?', '#']) {
-            "***".to_owned()
-        } else {
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***", &userinfo[..colon]),
-                None => userinfo.to_owned(),
-            }
-        };
-        return format!("{scheme}{shown}{after}");
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    match authority.rfind(':') {
-        Some(colon)
-            if !authority.ends_with(']')
-                && !authority[colon + 1..].chars().all(|c| c.is_ascii_digit()) =>
-        {
-            format!("{scheme}{}:***", &authority[..colon])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// Where settings came from, to name each key in errors as the user wrote it.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Origin {
-    /// Builder calls: errors name the call (`batch(0)`).
+    /// Builder calls: keys named as their methods (`batch`).
     Code,
     /// A file or an `EmailConfig` made in code: keys as in the file
     /// (`policy.batch`).
@@ -481,12 +435,12 @@ impl EmailConfig {
             && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
         {
             return Err(Error::config(format!(
-                "the host name {host:?} is empty or holds control characters; give a name \
-                 such as \"node-7\""
+                "{}: {host:?} is empty or holds control characters; give a name such as \
+                 \"node-7\"",
+                self.name("host")
             )));
         }
         let (o, p) = (&self.origin, &self.policy);
-        let code = matches!(o, Origin::Code);
         let counts = [
             ("policy.threshold", matches!(p.threshold, Some((0, _)))),
             ("policy.consecutive_runs", p.consecutive_runs == Some(0)),
@@ -497,16 +451,10 @@ impl EmailConfig {
             ("max_detail_lines", self.max_detail_lines == Some(0)),
         ];
         if let Some((key, _)) = counts.iter().find(|(_, zero)| *zero) {
-            // In code, the call as it was written: `batch(0)`.
-            let more = if *key == "policy.threshold" {
-                ", …"
-            } else {
-                ""
-            };
-            return Err(Error::config(match code {
-                true => format!("{}(0{more}) is not allowed; use 1 or more", o.name(key)),
-                false => format!("{}: 0 is not allowed; use 1 or more", o.name(key)),
-            }));
+            let key = o.name(key);
+            return Err(Error::config(format!(
+                "{key}: 0 is not allowed; use 1 or more"
+            )));
         }
         if let Some(blank) = p.fingerprint_fields.iter().find(|f| f.trim().is_empty()) {
             let key = o.name("policy.fingerprint_fields");
@@ -532,10 +480,9 @@ impl EmailConfig {
             let Some(d) = value else { continue };
             at_most(&o.name(key), d, max).map_err(Error::config)?;
             if d.is_zero() && key != "lock_timeout" {
-                let off = match (key, code) {
-                    ("send_deadline" | "timeout", _) => "",
-                    ("checkpoint_interval", true) => " (checkpoint_interval(None) turns them off)",
-                    ("checkpoint_interval", false) => " (false turns checkpoints off)",
+                let off = match key {
+                    "send_deadline" | "timeout" => "",
+                    "checkpoint_interval" => " (false, or None in code, turns checkpoints off)",
                     _ => " (leave it out to turn it off)",
                 };
                 let key = o.name(key);
@@ -566,10 +513,12 @@ impl EmailConfig {
             let message = format!("{}: {given:?} is not a valid email address", self.name(key));
             Error::with_source(ErrorKind::Config, message, e)
         };
-        let from = self
-            .from
-            .as_deref()
-            .ok_or_else(|| Error::config("no sender: call .from(\"app <robot@example.com>\")"))?;
+        let from = self.from.as_deref().ok_or_else(|| {
+            Error::config(format!(
+                "{} is not set; the sender is required, such as \"app <robot@example.com>\"",
+                self.name("from")
+            ))
+        })?;
         let from: Mailbox = from.parse().map_err(|e| bad("from", from, e))?;
         let mut to = Vec::new();
         for list in &self.to {
@@ -582,7 +531,10 @@ impl EmailConfig {
             }
         }
         if to.is_empty() {
-            return Err(Error::config("no recipient: call .to(\"me@example.com\")"));
+            return Err(Error::config(format!(
+                "{} is not set; at least one recipient is required, such as \"me@example.com\"",
+                self.name("to")
+            )));
         }
         Ok((from, to))
     }
@@ -594,7 +546,8 @@ impl EmailConfig {
         };
         if path.file_name().is_none() {
             return Err(Error::config(format!(
-                "the state file {} has no file name; give a path like /var/lib/app/mail.json",
+                "{}: {} has no file name; give a path like /var/lib/app/mail.json",
+                self.name("state_file"),
                 path.display()
             )));
         }
@@ -631,11 +584,8 @@ pub(crate) mod de {
         Flag,
         /// A whole number, at least 1.
         Whole,
-        /// Seconds, whole or not, at most `max`; more than 0 if `positive`.
-        Seconds {
-            positive: bool,
-            max: Duration,
-        },
+        /// Seconds, whole or not (its bounds are checked by `check`).
+        Seconds,
         /// Seconds, or `false` (off).
         Checkpoint,
         Level,
@@ -651,11 +601,6 @@ pub(crate) mod de {
         Policy,
     }
 
-    /// The kind of seconds at most `max`, more than 0 if `positive`.
-    pub(crate) const fn secs(positive: bool, max: Duration) -> Kind {
-        Kind::Seconds { positive, max }
-    }
-
     const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
 
     impl Kind {
@@ -665,30 +610,15 @@ pub(crate) mod de {
         }
 
         fn expected(self) -> String {
-            let seconds = |positive: bool, max: Duration| {
-                let range = if positive {
-                    "greater than 0 and at most"
-                } else {
-                    "from 0 to"
-                };
-                format!(
-                    "a number of seconds {range} {} ({})",
-                    max.as_secs(),
-                    days(max)
-                )
-            };
             match self {
                 Kind::Text | Kind::App => "a string".into(),
                 Kind::Path => "a path".into(),
                 Kind::Flag => "true or false".into(),
                 Kind::Whole => "a whole number of at least 1".into(),
-                Kind::Seconds { positive, max } => {
-                    format!("{}, such as 10 or 0.5", seconds(positive, max))
+                Kind::Seconds => "a number of seconds, such as 10 or 0.5".into(),
+                Kind::Checkpoint => {
+                    "a number of seconds, such as 1 or 0.5, or false to turn checkpoints off".into()
                 }
-                Kind::Checkpoint => format!(
-                    "{}, such as 1 or 0.5, or false to turn checkpoints off",
-                    seconds(true, MAX_CHECKPOINT_INTERVAL)
-                ),
                 Kind::Level => LEVELS.into(),
                 Kind::List(one, many) => format!("{one} or a list of {many} (strings)"),
                 Kind::Command => "a list of strings, the program then its arguments (run \
@@ -714,11 +644,7 @@ pub(crate) mod de {
                     _ => Err(v.is_u64() || v.is_i64()),
                 },
                 Kind::Checkpoint if *v == Value::Bool(false) => Ok(Value::Null),
-                Kind::Seconds { .. } | Kind::Checkpoint => {
-                    let (positive, max, checkpoint) = match self {
-                        Kind::Seconds { positive, max } => (positive, max, false),
-                        _ => (true, MAX_CHECKPOINT_INTERVAL, true),
-                    };
+                Kind::Seconds | Kind::Checkpoint => {
                     let d = match (v.as_u64(), v.as_f64()) {
                         (Some(n), _) => Some(Duration::from_secs(n)),
                         (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
@@ -726,9 +652,11 @@ pub(crate) mod de {
                         }
                         _ => None,
                     };
-                    match d.filter(|d| *d <= max && (!positive || !d.is_zero())) {
+                    match d {
                         Some(d) => Ok(json!({ "secs": d.as_secs(), "nanos": d.subsec_nanos() })),
-                        None => Err(v.is_number() || checkpoint && v.is_boolean()),
+                        None => {
+                            Err(v.is_number() || matches!(self, Kind::Checkpoint) && v.is_boolean())
+                        }
                     }
                 }
                 Kind::Level => {
@@ -1017,7 +945,7 @@ pub(crate) mod de {
             Kind::Flag | Kind::Checkpoint if t.eq_ignore_ascii_case("false") => json!(false),
             Kind::Flag => json!(t.eq_ignore_ascii_case("true").then_some(true)),
             Kind::Whole => json!(t.parse::<u64>().ok()),
-            Kind::Seconds { .. } | Kind::Checkpoint => number(),
+            Kind::Seconds | Kind::Checkpoint => number(),
             // Field names: split at commas; recipients: one string as given.
             Kind::List(..) if matches!(var, "FINGERPRINT_FIELDS" | "ALERTMANAGER_URLS") => {
                 let names = text

@@ -595,11 +595,7 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         ),
         (
             "[policy]\nrepeat_after = -1",
-            vec!["`-1`", "greater than 0", "`policy.repeat_after`"],
-        ),
-        (
-            "[policy]\nmin_interval = 0",
-            vec!["greater than 0", "`policy.min_interval`"],
+            vec!["`-1`", "a number of seconds", "`policy.repeat_after`"],
         ),
         (
             "[policy]\nmax_age = \"soon\"",
@@ -622,15 +618,7 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         ),
         (
             "timeout = -1",
-            vec!["`-1`", "number of seconds greater than 0", "`timeout`"],
-        ),
-        (
-            "send_deadline = 0",
-            vec!["greater than 0", "`send_deadline`"],
-        ),
-        (
-            "checkpoint_interval = 0",
-            vec!["false to turn checkpoints off", "`checkpoint_interval`"],
+            vec!["`-1`", "a number of seconds", "`timeout`"],
         ),
         (
             "checkpoint_interval = true",
@@ -658,6 +646,33 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         for w in wanted {
             assert!(err.contains(w), "{text}\n  wanted {w:?} in\n{err}");
         }
+    }
+    // A duration of 0 where one is wanted is read, then refused by the one
+    // check (at from_config, as at build), naming the key.
+    let dir = tempfile::tempdir().unwrap();
+    for (text, wanted) in [
+        (
+            "[policy]\nmin_interval = 0",
+            "policy.min_interval: must be longer than 0 seconds",
+        ),
+        (
+            "send_deadline = 0",
+            "send_deadline: must be longer than 0 seconds",
+        ),
+        (
+            "checkpoint_interval = 0",
+            "checkpoint_interval: must be longer than 0 seconds (false, or None in code, turns checkpoints off)",
+        ),
+    ] {
+        let text = format!(
+            "app = \"poca\"\nfrom = \"poca@example.com\"\nto = \"me@example.com\"\n\
+             outbox = {}\nstate_file = {}\n{text}",
+            toml_path(&dir.path().join("out")),
+            toml_path(&dir.path().join("state.json")),
+        );
+        let config: EmailConfig = toml::from_str(&text).unwrap();
+        let err = EmailLayer::from_config(&config).unwrap_err().to_string();
+        assert!(err.starts_with(wanted), "{text}\n{err}");
     }
     // The key is named whatever the format: JSON's errors show no line of text.
     let err = serde_json::from_str::<EmailConfig>(
@@ -842,11 +857,11 @@ fn from_vars_errors_name_the_variable_and_show_the_value() {
         (
             "POCA_TIMEOUT",
             "-1",
-            r#"POCA_TIMEOUT: "-1" is not a number of seconds greater than 0"#,
+            r#"POCA_TIMEOUT: "-1" is not a number of seconds, such as 10 or 0.5"#,
         ),
         (
             "POCA_CHECKPOINT_INTERVAL",
-            "0",
+            "often",
             "or false to turn checkpoints off",
         ),
         (
@@ -868,12 +883,12 @@ fn from_vars_errors_name_the_variable_and_show_the_value() {
         (
             "POCA_MAX_AGE",
             "soon",
-            r#"POCA_MAX_AGE: "soon" is not a number of seconds greater than 0"#,
+            r#"POCA_MAX_AGE: "soon" is not a number of seconds, such as 10 or 0.5"#,
         ),
         (
             "POCA_REPEAT_AFTER",
-            "0",
-            r#"POCA_REPEAT_AFTER: "0" is not a number of seconds greater than 0"#,
+            "-0.5",
+            r#"POCA_REPEAT_AFTER: "-0.5" is not a number of seconds, such as 10 or 0.5"#,
         ),
         (
             "POCA_MIN_INTERVAL",
@@ -1375,4 +1390,283 @@ fn credentials_against_a_server_without_auth_are_explained() {
     let text = outcome.to_string();
     assert!(text.contains("offers no login on this port"), "{text}");
     assert!(text.contains("remove the credentials"), "{text}");
+}
+
+/// A key, lines of a file, variables (without their prefix).
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// For each key, a value that is wrong in a file and one that is wrong in
+/// its variable. The file's lines replace the base lines of the test that
+/// set the same keys; a key of `policy.` goes in the `[policy]` table.
+const BAD: &[Case] = &[
+    (
+        "smtp_url",
+        "smtp_url = \"http://h\"",
+        &[("SMTP_URL", "http://h")],
+    ),
+    (
+        "password_env",
+        "smtp_url = \"smtps://u@h\"\npassword_env = \"TRACING_EMAIL_TEST_NEVER_SET\"",
+        &[
+            ("SMTP_URL", "smtps://u@h"),
+            ("PASSWORD_ENV", "TRACING_EMAIL_TEST_NEVER_SET"),
+        ],
+    ),
+    (
+        "password_command",
+        "smtp_url = \"smtps://h\"\npassword_command = [\"pass\"]",
+        &[("SMTP_URL", "smtps://h"), ("PASSWORD_COMMAND", "pass")],
+    ),
+    (
+        "oauth2_token_command",
+        "smtp_url = \"smtps://h\"\noauth2_token_command = \"helper\"",
+        &[
+            ("SMTP_URL", "smtps://h"),
+            ("OAUTH2_TOKEN_COMMAND", "[\"helper\""),
+        ],
+    ),
+    (
+        "root_certificate",
+        "smtp_url = \"smtps://h\"\nroot_certificate = \"/nonexistent/ca.pem\"",
+        &[
+            ("SMTP_URL", "smtps://h"),
+            ("ROOT_CERTIFICATE", "/nonexistent/ca.pem"),
+        ],
+    ),
+    ("timeout", "timeout = \"soon\"", &[("TIMEOUT", "soon")]),
+    (
+        "allow_insecure_auth",
+        "allow_insecure_auth = \"yes\"",
+        &[("ALLOW_INSECURE_AUTH", "yes")],
+    ),
+    // From the environment: the outbox and an SMTP URL, which exclude each other.
+    ("outbox", "outbox = 5", &[("SMTP_URL", "smtps://h")]),
+    ("from", "from = \"robot@\"", &[("FROM", "robot@")]),
+    ("to", "to = \"not an address\"", &[("TO", "not an address")]),
+    ("subject", "subject = \"{eror}\"", &[("SUBJECT", "{eror}")]),
+    ("html", "html = \"no\"", &[("HTML", "no")]),
+    ("state_file", "state_file = \"/\"", &[("STATE_FILE", "/")]),
+    ("local_time", "local_time = 1", &[("LOCAL_TIME", "yes")]),
+    (
+        "policy.threshold",
+        "[policy]\nthreshold = { count = 5 }",
+        &[("THRESHOLD", "5")],
+    ),
+    ("policy.batch", "[policy]\nbatch = 0", &[("BATCH", "ten")]),
+    (
+        "policy.immediately_at",
+        "[policy]\nimmediately_at = \"fatal\"",
+        &[("IMMEDIATELY_AT", "loud")],
+    ),
+    (
+        "policy.consecutive_runs",
+        "[policy]\nconsecutive_runs = 0",
+        &[("CONSECUTIVE_RUNS", "0")],
+    ),
+    (
+        "policy.repeat_after",
+        "[policy]\nrepeat_after = 0",
+        &[("REPEAT_AFTER", "soon")],
+    ),
+    (
+        "policy.min_interval",
+        "[policy]\nmin_interval = 4e8",
+        &[("MIN_INTERVAL", "4e8")],
+    ),
+    (
+        "policy.max_age",
+        "[policy]\nmax_age = \"soon\"",
+        &[("MAX_AGE", "0")],
+    ),
+    (
+        "policy.fingerprint_fields",
+        "[policy]\nfingerprint_fields = [\" \"]",
+        &[("FINGERPRINT_FIELDS", "a,,b")],
+    ),
+    ("max_pending", "max_pending = 0", &[("MAX_PENDING", "ten")]),
+    (
+        "max_record_bytes",
+        "max_record_bytes = -1",
+        &[("MAX_RECORD_BYTES", "0")],
+    ),
+    (
+        "max_email_bytes",
+        "max_email_bytes = 1.5",
+        &[("MAX_EMAIL_BYTES", "1.5")],
+    ),
+    (
+        "max_detail_lines",
+        "max_detail_lines = \"all\"",
+        &[("MAX_DETAIL_LINES", "all")],
+    ),
+    (
+        "send_deadline",
+        "send_deadline = 86401",
+        &[("SEND_DEADLINE", "86401")],
+    ),
+    (
+        "lock_timeout",
+        "lock_timeout = -1",
+        &[("LOCK_TIMEOUT", "-1")],
+    ),
+    (
+        "checkpoint_interval",
+        "checkpoint_interval = true",
+        &[("CHECKPOINT_INTERVAL", "true")],
+    ),
+    (
+        "flush_every",
+        "flush_every = 0.5",
+        &[("FLUSH_EVERY", "0.5")],
+    ),
+    (
+        "capture_panics",
+        "capture_panics = \"yes\"",
+        &[("CAPTURE_PANICS", "yes")],
+    ),
+    (
+        "notify_recovery",
+        "notify_recovery = 1",
+        &[("NOTIFY_RECOVERY", "1")],
+    ),
+    (
+        "alertmanager_urls",
+        "alertmanager_urls = \"ftp://am\"",
+        &[("ALERTMANAGER_URLS", "ftp://am")],
+    ),
+    (
+        "alertmanager_labels",
+        "alertmanager_urls = \"http://127.0.0.1:9\"\nalertmanager_labels = { __x = \"1\" }",
+        &[
+            ("ALERTMANAGER_URLS", "http://127.0.0.1:9"),
+            ("ALERTMANAGER_LABELS", "__x=1"),
+        ],
+    ),
+    (
+        "alertmanager_user",
+        "alertmanager_urls = \"http://127.0.0.1:9\"\nalertmanager_user = \"poca\"",
+        &[
+            ("ALERTMANAGER_URLS", "http://127.0.0.1:9"),
+            ("ALERTMANAGER_USER", "poca"),
+        ],
+    ),
+    (
+        "alertmanager_password_env",
+        "alertmanager_urls = \"http://127.0.0.1:9\"\nalertmanager_user = \"poca\"\n\
+         alertmanager_password_env = \"TRACING_EMAIL_TEST_NEVER_SET\"",
+        &[
+            ("ALERTMANAGER_URLS", "http://127.0.0.1:9"),
+            ("ALERTMANAGER_USER", "poca"),
+            ("ALERTMANAGER_PASSWORD_ENV", "TRACING_EMAIL_TEST_NEVER_SET"),
+        ],
+    ),
+    (
+        "alertmanager_token_env",
+        "alertmanager_token_env = \"AM_TOKEN\"",
+        &[("ALERTMANAGER_TOKEN_ENV", "AM_TOKEN")],
+    ),
+    (
+        "alertmanager_root_certificate",
+        "alertmanager_urls = \"https://am\"\nalertmanager_root_certificate = \"/nonexistent/ca.pem\"",
+        &[
+            ("ALERTMANAGER_URLS", "https://am"),
+            ("ALERTMANAGER_ROOT_CERTIFICATE", "/nonexistent/ca.pem"),
+        ],
+    ),
+    (
+        "alertmanager_timeout",
+        "alertmanager_timeout = \"soon\"",
+        &[("ALERTMANAGER_TIMEOUT", "soon")],
+    ),
+    (
+        "resolve_window",
+        "alertmanager_urls = \"http://127.0.0.1:9\"\nresolve_window = 2592001",
+        &[
+            ("ALERTMANAGER_URLS", "http://127.0.0.1:9"),
+            ("RESOLVE_WINDOW", "2592001"),
+        ],
+    ),
+    ("host", "host = \" \"", &[("HOST", "\t")]),
+];
+
+/// Every key of the configuration page, read wrong from a file and from its
+/// variable: the error (of reading, or of `from_config`) names the key, or
+/// the variable.
+#[test]
+fn every_key_read_wrong_from_a_file_or_its_variable_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, state) = (dir.path().join("out"), dir.path().join("state.json"));
+    let base = [
+        ("app", "poca".to_owned()),
+        ("from", "poca@example.com".to_owned()),
+        ("to", "me@example.com".to_owned()),
+        ("outbox", out.to_str().unwrap().to_owned()),
+        ("state_file", state.to_str().unwrap().to_owned()),
+    ];
+    let from_config = |c: EmailConfig| EmailLayer::from_config(&c).map(std::mem::forget);
+    for &(key, lines, vars) in BAD {
+        // A transport given by the case replaces the base's outbox.
+        let sets = |k: &str| {
+            let transport = ["outbox", "smtp_url", "alertmanager_urls"];
+            let given = |k: &str| lines.lines().any(|l| l.starts_with(&format!("{k} =")));
+            given(k) || k == "outbox" && transport.iter().any(|t| given(t))
+        };
+        let mut text: String = base
+            .iter()
+            .filter(|(k, _)| !sets(k))
+            .map(|(k, v)| format!("{k} = {}\n", toml::Value::String(v.clone())))
+            .collect();
+        text.push_str(lines);
+        let err = match toml::from_str::<EmailConfig>(&text) {
+            Ok(config) => from_config(config).map_or_else(|e| e.to_string(), |()| text.clone()),
+            Err(e) => e.to_string(),
+        };
+        let named = err.starts_with(key)
+            || err.contains(&format!("`{key}`"))
+            || err.contains(&format!("`{key}."));
+        assert!(named, "{key}: {text}\n{err}");
+
+        let var = |k: &str| format!("POCA_{}", k.to_ascii_uppercase());
+        let name = var(key.rsplit('.').next().unwrap());
+        let given = |k: &str| vars.iter().any(|(v, _)| *v == k.to_ascii_uppercase());
+        let transport = ["SMTP_URL", "ALERTMANAGER_URLS"].iter().any(|t| given(t));
+        let mut env: Vec<(String, String)> = base
+            .iter()
+            .filter(|(k, _)| !(*k == "outbox" && transport && key != "outbox"))
+            .map(|(k, v)| (var(k), v.clone()))
+            .collect();
+        env.extend(
+            vars.iter()
+                .map(|(v, value)| (format!("POCA_{v}"), value.to_string())),
+        );
+        let err = match EmailConfig::from_vars("POCA", env) {
+            Ok(config) => from_config(config).map_or_else(|e| e.to_string(), |()| "built".into()),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&name), "{name}: {vars:?}\n{err}");
+    }
+    // The one key no value of which is wrong but none: `app`.
+    let err = toml::from_str::<EmailConfig>("to = \"me@example.com\"").unwrap_err();
+    assert!(err.to_string().contains("missing field `app`"), "{err}");
+    let err = EmailConfig::from_vars("POCA", [("POCA_TO", "me@example.com")]).unwrap_err();
+    assert!(err.to_string().starts_with("POCA_APP"), "{err}");
+    // Every variable of the configuration page has its case above.
+    let page = include_str!("../../docs/guide/configuration.md");
+    for found in page.split("`POCA_").skip(1) {
+        let end = found.find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'));
+        let var = &found[..end.unwrap_or(found.len())];
+        if var.is_empty() {
+            continue; // `POCA_*`: all of them
+        }
+        let covered = var == "APP"
+            || var == "SMTP_PASSWORD"
+            || BAD
+                .iter()
+                .any(|(key, _, _)| key.rsplit('.').next().unwrap().eq_ignore_ascii_case(var));
+        assert!(covered, "POCA_{var} has no case");
+    }
 }
