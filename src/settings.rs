@@ -426,6 +426,22 @@ pub(crate) fn check_app_name(name: &str) -> Result<(), Error> {
 }
 
 impl EmailConfig {
+    /// Checks every setting but the transport's (the app and host names,
+    /// counts, durations and policy) as [`build()`](crate::Builder::build)
+    /// does, without building anything: for a tool that reads a program's
+    /// settings without running it.
+    ///
+    /// ```
+    /// let mut config = tracing_email::EmailConfig::default();
+    /// config.app = "poca".into();
+    /// config.max_pending = Some(0);
+    /// let err = config.validate().unwrap_err();
+    /// assert!(err.to_string().starts_with("max_pending: 0 is not allowed"));
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
+        self.clone().check()
+    }
+
     /// The one check of every setting but the transport's (the app and host
     /// names, counts, durations and policy), in the words of where each came
     /// from; sets the default policy when none is given.

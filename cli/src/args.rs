@@ -302,6 +302,10 @@ impl Place {
             (None, Some(prefix)) => Some(EmailConfig::from_env(prefix)?),
             (None, None) => None,
         };
+        // Bounds are checked as the program's build() checks them.
+        if let Some(c) = &config {
+            c.validate()?;
+        }
         let file = match (&self.state_file, &self.app, &config) {
             (Some(path), _, _) => Some(StateFile::open(path)),
             (None, Some(app), _) => Some(StateFile::for_app(app)?),

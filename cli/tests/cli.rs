@@ -1000,3 +1000,22 @@ fn on_a_terminal_clear_asks_first_and_status_has_colours_unless_no_color() {
             .is_empty()
     );
 }
+
+/// A bound the program's `build()` would refuse is refused by the command
+/// too, naming the key: the status of a program that cannot start would be
+/// a guess.
+#[test]
+fn a_config_out_of_bounds_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = job_toml(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("[email.policy]\n", "[email.policy]\nmin_interval = 0\n");
+    std::fs::write(&config, text).unwrap();
+    let o = tool(&["status", "--config", s(&config)]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("policy.min_interval: must be longer than 0 seconds"),
+        "{}",
+        stderr(&o)
+    );
+}
