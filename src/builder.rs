@@ -796,6 +796,7 @@ impl Builder {
             batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
+            span_edits: Default::default(),
         });
         let needs_worker = s.policy.batch.is_some() || checkpoint_interval.is_some();
         let path = flusher.store.path().to_owned();

@@ -320,7 +320,9 @@ pub(crate) struct Event {
     pub(crate) meta: &'static Metadata<'static>,
     pub(crate) message: String,
     pub(crate) fields: Box<[(&'static str, Value)]>,
-    pub(crate) spans: Box<[Arc<SpanRecord>]>,
+    /// Shared with the span's other records while no span of it changes;
+    /// `None` outside any span.
+    pub(crate) spans: Option<Arc<[Arc<SpanRecord>]>>,
 }
 
 impl From<Record> for Captured {
@@ -348,7 +350,7 @@ impl From<Captured> for Record {
                 module_path: e.meta.module_path().map(Cow::Borrowed),
                 file: e.meta.file().map(Cow::Borrowed),
                 line: e.meta.line(),
-                spans: e.spans.into_vec(),
+                spans: e.spans.map(|s| s.to_vec()).unwrap_or_default(),
                 run: None,
                 memo: Memo::default(),
             },
@@ -366,7 +368,7 @@ impl Record {
         time: SystemTime,
         message: String,
         fields: Vec<(&'static str, Value)>,
-        spans: Box<[Arc<SpanRecord>]>,
+        spans: Option<Arc<[Arc<SpanRecord>]>>,
     ) -> Record {
         let owned = |s: &str| Cow::Owned(s.to_owned());
         Record {
@@ -383,7 +385,7 @@ impl Record {
             module_path: meta.module_path().map(owned),
             file: meta.file().map(owned),
             line: meta.line(),
-            spans: spans.into_vec(),
+            spans: spans.map(|s| s.to_vec()).unwrap_or_default(),
             run: None,
             memo: Memo::default(),
         }
