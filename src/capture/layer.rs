@@ -19,8 +19,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::buffer::Buffer;
 use crate::capture::record::{
-    Captured, FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost,
-    field_cost, text_cost,
+    FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost, field_cost,
+    text_cost,
 };
 use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
 use crate::error::error_chain;
@@ -246,27 +246,56 @@ where
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
             return self.shared.refuse_after_guard();
         }
-        // Exactly the room the event's fields need: a record in memory costs
-        // no more than it must.
-        let expected = meta
-            .fields()
-            .iter()
-            .filter(|f| f.name() != "message")
-            .count();
-        let mut fields = Vec::with_capacity(expected);
-        let (message, spans) = self.visit(event, &ctx, &mut fields, meta.fields().len(), |v| {
-            event.record(v)
-        });
-        let captured = crate::capture::record::Event {
+        // Gathered in this thread's lists, whose room stays for its next
+        // events; the buffer keeps copies of exactly their size.
+        let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        let spans = self.visit(
+            event,
+            &ctx,
+            (&mut scratch.message, &mut scratch.fields),
+            meta.fields().len(),
+            |v| event.record(v),
+        );
+        let head = crate::capture::record::Event {
             time: crate::clock::now_or_system(&*self.shared.clock),
             meta,
-            message,
-            fields: fields.into_boxed_slice(),
+            message_len: 0,
+            fields: 0,
             spans,
         };
-        self.push(Captured::Event(captured));
+        let pushed = self
+            .shared
+            .buffer
+            .push_event(head, &scratch.message, &mut scratch.fields);
+        self.pushed(pushed);
+        scratch.message.clear();
+        if scratch.message.capacity() > SCRATCH_KEEP {
+            scratch.message = String::new();
+        }
+        let _ = SCRATCH.try_with(|s| s.set(scratch));
     }
 }
+
+/// The message and fields of the event being captured on this thread:
+/// taken out while in use, so that an event logged meanwhile (by a value's
+/// `Debug`) gathers its own.
+#[derive(Default)]
+struct Scratch {
+    message: String,
+    fields: Vec<(&'static str, Value)>,
+}
+
+thread_local! {
+    static SCRATCH: Cell<Scratch> = const {
+        Cell::new(Scratch {
+            message: String::new(),
+            fields: Vec::new(),
+        })
+    };
+}
+
+/// Most bytes of room a thread keeps for its next event's message.
+const SCRATCH_KEEP: usize = 4096;
 
 impl EmailLayer {
     /// Reads an event's message and fields (given to `record` through a
@@ -276,17 +305,16 @@ impl EmailLayer {
         &self,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
-        out: &mut Vec<(&'static str, Value)>,
+        (message, out): (&mut String, &mut Vec<(&'static str, Value)>),
         fields: usize,
         record: impl FnOnce(&mut FieldVisitor<'_, Vec<(&'static str, Value)>>),
-    ) -> (String, Spans)
+    ) -> Spans
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let scope = event_scope(event, ctx, &self.shared.span_edits);
-        let mut message = String::new();
         let mut visitor = FieldVisitor::new(
-            Some(&mut message),
+            Some(message),
             out,
             self.shared.max_record_bytes,
             fields,
@@ -294,13 +322,12 @@ impl EmailLayer {
         );
         record(&mut visitor);
         let (left, _) = visitor.finish();
-        (message, fit_spans(scope, left))
+        fit_spans(scope, left)
     }
 
-    /// Keeps a captured record, and wakes the batch worker when a batch is
-    /// complete.
-    fn push(&self, captured: Captured) {
-        let pushed = self.shared.buffer.push(captured);
+    /// Wakes the batch worker when a batch is complete: `pushed` records
+    /// are now in the calling thread's shard.
+    fn pushed(&self, pushed: usize) {
         if let Some((size, signal)) = &self.shared.batch
             && pushed.is_multiple_of(*size)
         {
@@ -332,14 +359,14 @@ impl EmailLayer {
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
             return self.shared.refuse_after_guard();
         }
-        let mut fields = Vec::new();
+        let (mut message, mut fields) = (String::new(), Vec::new());
         // The message is the one field left once the `log.*` ones are.
-        let (message, spans) = self.visit(event, ctx, &mut fields, 1, |v| {
+        let spans = self.visit(event, ctx, (&mut message, &mut fields), 1, |v| {
             event.record(&mut SkipLogFields(v))
         });
         let time = crate::clock::now_or_system(&*self.shared.clock);
         let record = crate::Record::from_borrowed(&meta, time, message, fields, spans);
-        self.push(Captured::Record(Box::new(record)));
+        self.pushed(self.shared.buffer.push(record));
     }
 }
 

@@ -314,47 +314,47 @@ pub(crate) enum Captured {
     Record(Box<Record>),
 }
 
-/// What an event said, in as few bytes as possible.
+/// What an event said, in as few bytes as possible: its message and field
+/// values are kept by the buffer beside it (one text and one list for many
+/// events), so that capturing an event allocates nothing of its own.
 pub(crate) struct Event {
     pub(crate) time: SystemTime,
     pub(crate) meta: &'static Metadata<'static>,
-    pub(crate) message: String,
-    pub(crate) fields: Box<[(&'static str, Value)]>,
+    /// The length of the message in bytes.
+    pub(crate) message_len: usize,
+    /// How many fields it has.
+    pub(crate) fields: usize,
     /// Shared with the span's other records while no span of it changes;
     /// `None` outside any span.
     pub(crate) spans: Option<Arc<[Arc<SpanRecord>]>>,
 }
 
-impl From<Record> for Captured {
-    fn from(record: Record) -> Self {
-        Captured::Record(Box::new(record))
+impl Event {
+    /// The record, given its message and fields.
+    pub(crate) fn into_record(
+        self,
+        message: String,
+        fields: impl Iterator<Item = (&'static str, Value)>,
+    ) -> Record {
+        Record {
+            timestamp: crate::clock::datetime(self.time),
+            level: *self.meta.level(),
+            target: Cow::Borrowed(self.meta.target()),
+            message,
+            fields: Fields(fields.map(|(k, v)| (Cow::Borrowed(k), v)).collect()),
+            module_path: self.meta.module_path().map(Cow::Borrowed),
+            file: self.meta.file().map(Cow::Borrowed),
+            line: self.meta.line(),
+            spans: self.spans.map(|s| s.to_vec()).unwrap_or_default(),
+            run: None,
+            memo: Memo::default(),
+        }
     }
 }
 
-impl From<Captured> for Record {
-    fn from(captured: Captured) -> Self {
-        match captured {
-            Captured::Record(record) => *record,
-            Captured::Event(e) => Record {
-                timestamp: crate::clock::datetime(e.time),
-                level: *e.meta.level(),
-                target: Cow::Borrowed(e.meta.target()),
-                message: e.message,
-                fields: Fields(
-                    e.fields
-                        .into_vec()
-                        .into_iter()
-                        .map(|(k, v)| (Cow::Borrowed(k), v))
-                        .collect(),
-                ),
-                module_path: e.meta.module_path().map(Cow::Borrowed),
-                file: e.meta.file().map(Cow::Borrowed),
-                line: e.meta.line(),
-                spans: e.spans.map(|s| s.to_vec()).unwrap_or_default(),
-                run: None,
-                memo: Memo::default(),
-            },
-        }
+impl From<Record> for Captured {
+    fn from(record: Record) -> Self {
+        Captured::Record(Box::new(record))
     }
 }
 
