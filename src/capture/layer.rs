@@ -233,11 +233,13 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        // The bridge's callsites all have the target `log`: a cheap test
+        // first, the exact one only then.
         #[cfg(feature = "log")]
-        if tracing_log::NormalizeEvent::is_log(event) {
+        if meta.target() == "log" && tracing_log::NormalizeEvent::is_log(event) {
             return self.on_log_event(event, &ctx);
         }
-        let meta = event.metadata();
         // lettre's connection pool logs from a thread of its own, outside
         // any send: that is this crate's machinery too.
         if is_sending() || meta.target().starts_with(LETTRE_POOL) {
