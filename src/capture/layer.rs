@@ -274,6 +274,9 @@ where
         if scratch.message.capacity() > SCRATCH_KEEP {
             scratch.message = String::new();
         }
+        if scratch.fields.capacity() > SCRATCH_KEEP / 64 {
+            scratch.fields = Vec::new();
+        }
         let _ = SCRATCH.try_with(|s| s.set(scratch));
     }
 }
@@ -296,7 +299,8 @@ thread_local! {
     };
 }
 
-/// Most bytes of room a thread keeps for its next event's message.
+/// Most bytes of room a thread keeps for its next event's message (and a
+/// 64th of it, fields).
 const SCRATCH_KEEP: usize = 4096;
 
 impl EmailLayer {
