@@ -245,11 +245,15 @@ impl Buffer {
 
     /// Takes every record out, oldest first.
     pub(crate) fn drain(&self) -> Vec<Record> {
-        let mut out: Vec<Record> = Vec::new();
-        for shard in self.shards.iter() {
-            // Taken whole, so that the shard's lock is held only for that.
-            let taken = std::mem::take(&mut *lock(&shard.0));
-            let mut chunks = taken.chunks.into_iter();
+        // Taken whole, so that each shard's lock is held only for that.
+        let taken: Vec<Queue> = self
+            .shards
+            .iter()
+            .map(|shard| std::mem::take(&mut *lock(&shard.0)))
+            .collect();
+        let mut out = Vec::with_capacity(taken.iter().map(|q| q.len).sum());
+        for (shard, queue) in self.shards.iter().zip(taken) {
+            let mut chunks = queue.chunks.into_iter();
             let Some(mut first) = chunks.next() else {
                 continue;
             };

@@ -336,12 +336,16 @@ impl Event {
         message: String,
         fields: impl Iterator<Item = (&'static str, Value)>,
     ) -> Record {
+        // Exactly the room the fields need: a record in memory costs no
+        // more than it must.
+        let mut list = Vec::with_capacity(self.fields);
+        list.extend(fields.map(|(k, v)| (Cow::Borrowed(k), v)));
         Record {
             timestamp: crate::clock::datetime(self.time),
             level: *self.meta.level(),
             target: Cow::Borrowed(self.meta.target()),
             message,
-            fields: Fields(fields.map(|(k, v)| (Cow::Borrowed(k), v)).collect()),
+            fields: Fields(list),
             module_path: self.meta.module_path().map(Cow::Borrowed),
             file: self.meta.file().map(Cow::Borrowed),
             line: self.meta.line(),

@@ -67,11 +67,8 @@ fn the_newest_of_many_events_keep_their_own_messages_and_fields() {
             ),
         };
         assert_eq!(record.message, message);
-        let got: Vec<(&str, serde_json::Value)> = record
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.clone()))
-            .collect();
+        let got: Vec<(&str, serde_json::Value)> =
+            record.fields.iter().map(|(k, v)| (k, v.clone())).collect();
         assert_eq!(got, fields, "{message}");
     }
 }
