@@ -67,10 +67,26 @@ impl Chunk {
                     *value = Value::Null;
                 }
                 self.values_start = end;
+                self.compact();
                 true
             }
             Some(Captured::Record(_)) => true,
             None => false,
+        }
+    }
+
+    /// Frees what records dropped from the front left, once it is more
+    /// than what is still kept (each byte is moved once on average): a
+    /// shard that stays full drops one record for each it adds, in a chunk
+    /// that may never fill.
+    fn compact(&mut self) {
+        if self.text_start * 2 > self.text.len() && self.text.is_char_boundary(self.text_start) {
+            self.text.replace_range(..self.text_start, "");
+            self.text_start = 0;
+        }
+        if self.values_start * 2 > self.values.len() {
+            self.values.drain(..self.values_start);
+            self.values_start = 0;
         }
     }
 
@@ -376,6 +392,64 @@ mod tests {
         let queue = lock(&shard.0);
         assert_eq!((queue.chunks.len(), queue.len), (1, 0));
         assert!(queue.chunks[0].records.capacity() <= CHUNK);
+    }
+
+    /// The metadata of an event, as the layer is given it.
+    fn event_metadata() -> &'static tracing::Metadata<'static> {
+        use tracing_subscriber::prelude::*;
+        static GRABBED: Mutex<Option<&'static tracing::Metadata<'static>>> = Mutex::new(None);
+        struct Grab;
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Grab {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                *lock(&GRABBED) = Some(e.metadata());
+            }
+        }
+        let subscriber = tracing_subscriber::registry().with(Grab);
+        tracing::subscriber::with_default(subscriber, || tracing::info!(n = 1, "m"));
+        lock(&GRABBED).expect("an event")
+    }
+
+    #[test]
+    fn a_full_shard_that_keeps_dropping_keeps_only_its_records_texts_and_values() {
+        let meta = event_metadata();
+        let buffer = Buffer::new(3);
+        for i in 0..10_000u64 {
+            let event = Event {
+                time: SystemTime::now(),
+                meta,
+                message_len: 0,
+                fields: 0,
+                spans: None,
+            };
+            let mut fields = vec![("n", Value::from(i))];
+            buffer.push_event(event, &format!("message {i}"), &mut fields);
+            assert!(fields.is_empty());
+        }
+        assert_eq!(buffer.take_dropped(), 9_997);
+        {
+            let shard = &buffer.shards[thread_shard() % buffer.shards.len()];
+            let queue = lock(&shard.0);
+            let chunk = &queue.chunks[0];
+            assert!(
+                chunk.text.len() <= 2 * 3 * "message 9999".len(),
+                "{}",
+                chunk.text.len()
+            );
+            assert!(chunk.values.len() <= 2 * 3, "{}", chunk.values.len());
+        }
+        let kept: Vec<(String, Value)> = buffer
+            .drain()
+            .into_iter()
+            .map(|r| (r.message.clone(), r.fields.get("n").cloned().unwrap()))
+            .collect();
+        let expected: Vec<(String, Value)> = (9_997..10_000u64)
+            .map(|i| (format!("message {i}"), Value::from(i)))
+            .collect();
+        assert_eq!(kept, expected);
     }
 
     #[test]
