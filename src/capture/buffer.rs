@@ -207,6 +207,8 @@ impl Buffer {
             .unwrap_or(4)
             .clamp(2, 32)
             * 2;
+        // A power of two, so that a thread finds its shard by a mask.
+        let n = n.next_power_of_two();
         Buffer {
             shards: (0..n).map(|_| Shard(Mutex::default())).collect(),
             cap: cap.max(1),
@@ -243,7 +245,7 @@ impl Buffer {
     /// `add` (given the time the record keeps), dropping the shard's
     /// oldest when it is full.
     fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Queue)) -> usize {
-        let shard = &self.shards[thread_shard() % self.shards.len()];
+        let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
         let mut kept = crate::clock::representable(time);
@@ -383,7 +385,7 @@ mod tests {
             r.message = i.to_string();
             buffer.push(r);
         }
-        let shard = &buffer.shards[thread_shard() % buffer.shards.len()];
+        let shard = &buffer.shards[thread_shard() & (buffer.shards.len() - 1)];
         assert_eq!(lock(&shard.0).chunks.len(), 4);
         let drained = buffer.drain();
         let expected: Vec<String> = (0..3 * CHUNK + 5).map(|i| i.to_string()).collect();
@@ -431,7 +433,7 @@ mod tests {
         }
         assert_eq!(buffer.take_dropped(), 9_997);
         {
-            let shard = &buffer.shards[thread_shard() % buffer.shards.len()];
+            let shard = &buffer.shards[thread_shard() & (buffer.shards.len() - 1)];
             let queue = lock(&shard.0);
             let chunk = &queue.chunks[0];
             assert!(
