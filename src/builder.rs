@@ -771,6 +771,7 @@ impl Builder {
             batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
+            span_edits: Default::default(),
         });
         // Alerts need it to post firing ones again before they expire.
         #[cfg(feature = "alertmanager")]

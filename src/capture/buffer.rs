@@ -6,7 +6,9 @@
 //! keeps its records in time order (a clock that steps back is clamped), so
 //! draining merges the shards by time and keeps each thread's order. Times
 //! outside the years 1970 to 9999 (a clock gone wrong) are clamped, so that
-//! every record can be stored and shown.
+//! every record can be stored and shown. A shard keeps its records in chunks
+//! of a bounded size: a burst adds chunks rather than copying every record
+//! into a larger list, and a drain gives all but the first chunk back.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -14,15 +16,164 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use crate::capture::record::{Captured, Record};
+use serde_json::Value;
+
+use crate::capture::record::{Captured, Event, Record};
 use crate::sync::lock;
 
-/// Most records' room a shard keeps once drained (80 bytes each): a larger
-/// queue, grown by a burst, is freed at the drain.
-const SHARD_KEEP: usize = 1024;
+/// Most records a chunk of a shard holds (56 bytes each, beside their
+/// text and values); the first chunk's room, at most this, is what a shard
+/// keeps once drained.
+const CHUNK: usize = 1024;
+
+/// Most bytes of messages and values a drained chunk keeps room for.
+const TEXT_KEEP: usize = 64 * 1024;
 
 #[repr(align(128))] // one cache line pair per shard: no false sharing
-struct Shard(Mutex<VecDeque<Captured>>);
+struct Shard(Mutex<Queue>);
+
+/// A shard's records, oldest first, in chunks of at most [`CHUNK`]: only
+/// the last chunk grows by copying (up to [`CHUNK`]), and no chunk is empty
+/// unless it is the only one.
+#[derive(Default)]
+struct Queue {
+    chunks: VecDeque<Chunk>,
+    len: usize,
+}
+
+/// Records, and the messages and field values of the events among them,
+/// one after another in the order of the records.
+#[derive(Default)]
+struct Chunk {
+    records: VecDeque<Captured>,
+    text: String,
+    /// Where the first record's message starts in `text` (the messages of
+    /// records dropped from the front stay until the chunk goes).
+    text_start: usize,
+    values: Vec<(&'static str, Value)>,
+    /// Where the first record's values start in `values` (those of records
+    /// dropped from the front are emptied, and stay until the chunk goes).
+    values_start: usize,
+}
+
+impl Chunk {
+    /// Drops the oldest record; whether there was one.
+    fn pop_front(&mut self) -> bool {
+        match self.records.pop_front() {
+            Some(Captured::Event(e)) => {
+                self.text_start += e.message_len;
+                let end = (self.values_start + e.fields).min(self.values.len());
+                for (_, value) in &mut self.values[self.values_start..end] {
+                    *value = Value::Null;
+                }
+                self.values_start = end;
+                self.compact();
+                true
+            }
+            Some(Captured::Record(_)) => true,
+            None => false,
+        }
+    }
+
+    /// Frees what records dropped from the front left, once it is more
+    /// than what is still kept (each byte is moved once on average): a
+    /// shard that stays full drops one record for each it adds, in a chunk
+    /// that may never fill.
+    fn compact(&mut self) {
+        if self.text_start * 2 > self.text.len() && self.text.is_char_boundary(self.text_start) {
+            self.text.replace_range(..self.text_start, "");
+            self.text_start = 0;
+        }
+        if self.values_start * 2 > self.values.len() {
+            self.values.drain(..self.values_start);
+            self.values_start = 0;
+        }
+    }
+
+    /// Takes the records out, as records, into `out`.
+    fn drain_into(&mut self, out: &mut Vec<Record>) {
+        let mut at = self.text_start;
+        let mut values = self.values.drain(..).skip(self.values_start);
+        for captured in self.records.drain(..) {
+            out.push(match captured {
+                Captured::Record(record) => *record,
+                Captured::Event(e) => {
+                    let end = (at + e.message_len).min(self.text.len());
+                    let message = self.text.get(at..end).unwrap_or_default().to_owned();
+                    at = end;
+                    let n = e.fields;
+                    e.into_record(message, values.by_ref().take(n))
+                }
+            });
+        }
+        drop(values);
+        self.text.clear();
+        self.text_start = 0;
+        self.values_start = 0;
+    }
+}
+
+impl Queue {
+    /// The chunk to add a record to.
+    fn last(&mut self) -> &mut Chunk {
+        if self.chunks.back().is_none_or(|c| c.records.len() >= CHUNK) {
+            let mut chunk = Chunk::default();
+            if !self.chunks.is_empty() {
+                chunk.records.reserve_exact(CHUNK);
+            }
+            self.chunks.push_back(chunk);
+        }
+        let last = self.chunks.len() - 1;
+        &mut self.chunks[last]
+    }
+
+    fn push_back(&mut self, record: Captured) {
+        self.last().records.push_back(record);
+        self.len += 1;
+    }
+
+    /// An event whose message and field values are given apart (`fields`
+    /// is left empty).
+    fn push_event(&mut self, event: Event, message: &str, fields: &mut Vec<(&'static str, Value)>) {
+        let chunk = self.last();
+        chunk.text.push_str(message);
+        chunk.values.append(fields);
+        chunk.records.push_back(Captured::Event(Event {
+            message_len: message.len(),
+            ..event
+        }));
+        self.len += 1;
+    }
+
+    fn push_front(&mut self, record: Captured) {
+        match self.chunks.front_mut() {
+            Some(first) if first.records.len() < CHUNK => first.records.push_front(record),
+            _ => self.chunks.push_front(Chunk {
+                records: VecDeque::from([record]),
+                ..Chunk::default()
+            }),
+        }
+        self.len += 1;
+    }
+
+    fn pop_front(&mut self) -> bool {
+        let Some(first) = self.chunks.front_mut() else {
+            return false;
+        };
+        if !first.pop_front() {
+            return false;
+        }
+        if first.records.is_empty() && self.chunks.len() > 1 {
+            self.chunks.pop_front();
+        }
+        self.len -= 1;
+        true
+    }
+
+    fn back(&self) -> Option<&Captured> {
+        self.chunks.back().and_then(|c| c.records.back())
+    }
+}
 
 pub(crate) struct Buffer {
     shards: Box<[Shard]>,
@@ -56,8 +207,10 @@ impl Buffer {
             .unwrap_or(4)
             .clamp(2, 32)
             * 2;
+        // A power of two, so that a thread finds its shard by a mask.
+        let n = n.next_power_of_two();
         Buffer {
-            shards: (0..n).map(|_| Shard(Mutex::new(VecDeque::new()))).collect(),
+            shards: (0..n).map(|_| Shard(Mutex::default())).collect(),
             cap: cap.max(1),
             dropped: AtomicU64::new(0),
         }
@@ -66,45 +219,81 @@ impl Buffer {
     /// Adds a record; returns how many records its shard now holds.
     pub(crate) fn push(&self, record: impl Into<Captured>) -> usize {
         let mut record = record.into();
-        let shard = &self.shards[thread_shard() % self.shards.len()];
+        self.add(record.time(), |time, queue| {
+            record.set_time(time);
+            queue.push_back(record);
+        })
+    }
+
+    /// Adds an event whose message and field values are given apart, and
+    /// takes the values out of `fields`; returns how many records its shard
+    /// now holds.
+    pub(crate) fn push_event(
+        &self,
+        mut event: Event,
+        message: &str,
+        fields: &mut Vec<(&'static str, Value)>,
+    ) -> usize {
+        event.fields = fields.len();
+        self.add(event.time, |time, queue| {
+            event.time = time;
+            queue.push_event(event, message, fields);
+        })
+    }
+
+    /// Adds a record made at `time` to the calling thread's shard with
+    /// `add` (given the time the record keeps), dropping the shard's
+    /// oldest when it is full.
+    fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Queue)) -> usize {
+        let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
-        let time = record.time();
         let mut kept = crate::clock::representable(time);
         if let Some(last) = queue.back().map(Captured::time)
             && kept < last
         {
             kept = last;
         }
-        if kept != time {
-            record.set_time(kept);
-        }
-        queue.push_back(record);
-        if queue.len() > self.cap && queue.pop_front().is_some() {
+        add(kept, &mut queue);
+        if queue.len > self.cap && queue.pop_front() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        queue.len()
+        queue.len
     }
 
     /// Takes every record out, oldest first.
     pub(crate) fn drain(&self) -> Vec<Record> {
-        let mut out: Vec<Captured> = Vec::new();
-        for shard in self.shards.iter() {
+        // Taken whole, so that each shard's lock is held only for that.
+        let taken: Vec<Queue> = self
+            .shards
+            .iter()
+            .map(|shard| std::mem::take(&mut *lock(&shard.0)))
+            .collect();
+        let mut out = Vec::with_capacity(taken.iter().map(|q| q.len).sum());
+        for (shard, queue) in self.shards.iter().zip(taken) {
+            let mut chunks = queue.chunks.into_iter();
+            let Some(mut first) = chunks.next() else {
+                continue;
+            };
+            first.drain_into(&mut out);
+            chunks.for_each(|mut chunk| chunk.drain_into(&mut out));
+            // The first chunk's room is kept for the next records, unless
+            // some came meanwhile, or its text grew large.
+            if first.text.capacity() > TEXT_KEEP {
+                first.text = String::new();
+            }
+            if first.values.capacity() > CHUNK {
+                first.values = Vec::new();
+            }
             let mut queue = lock(&shard.0);
-            if queue.capacity() > SHARD_KEEP {
-                // A burst's room is given back rather than kept for the
-                // rest of the run beside the state the flush keeps.
-                let taken = std::mem::take(&mut *queue);
-                drop(queue);
-                out.extend(taken);
-            } else {
-                out.extend(queue.drain(..));
+            if queue.chunks.is_empty() {
+                queue.chunks.push_back(first);
             }
         }
         // Each shard is in time order: the stable sort merges the runs and
         // keeps the order of records with the same time.
-        out.sort_by_key(Captured::time);
-        out.into_iter().map(Record::from).collect()
+        out.sort_by_key(|r| r.timestamp);
+        out
     }
 
     /// Puts back records that [`drain`](Self::drain) took but could not be
@@ -127,7 +316,7 @@ impl Buffer {
 
     /// How many records are waiting.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(&s.0).len()).sum()
+        self.shards.iter().map(|s| lock(&s.0).len).sum()
     }
 }
 
@@ -141,6 +330,9 @@ impl Captured {
     }
 
     fn set_time(&mut self, time: SystemTime) {
+        if self.time() == time {
+            return;
+        }
         match self {
             Captured::Event(e) => e.time = time,
             Captured::Record(r) => r.timestamp = time.into(),
@@ -183,6 +375,83 @@ mod tests {
             assert_eq!(mine, (0..250).collect::<Vec<_>>());
         }
         assert_eq!(buffer.len(), 0);
+    }
+
+    #[test]
+    fn a_burst_fills_chunks_and_a_drain_keeps_only_the_first_ones_room() {
+        let buffer = Buffer::new(10_000);
+        for i in 0..3 * CHUNK + 5 {
+            let mut r = record_at(Level::INFO);
+            r.message = i.to_string();
+            buffer.push(r);
+        }
+        let shard = &buffer.shards[thread_shard() & (buffer.shards.len() - 1)];
+        assert_eq!(lock(&shard.0).chunks.len(), 4);
+        let drained = buffer.drain();
+        let expected: Vec<String> = (0..3 * CHUNK + 5).map(|i| i.to_string()).collect();
+        let messages: Vec<String> = drained.into_iter().map(|r| r.message).collect();
+        assert_eq!(messages, expected);
+        let queue = lock(&shard.0);
+        assert_eq!((queue.chunks.len(), queue.len), (1, 0));
+        assert!(queue.chunks[0].records.capacity() <= CHUNK);
+    }
+
+    /// The metadata of an event, as the layer is given it.
+    fn event_metadata() -> &'static tracing::Metadata<'static> {
+        use tracing_subscriber::prelude::*;
+        static GRABBED: Mutex<Option<&'static tracing::Metadata<'static>>> = Mutex::new(None);
+        struct Grab;
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Grab {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                *lock(&GRABBED) = Some(e.metadata());
+            }
+        }
+        let subscriber = tracing_subscriber::registry().with(Grab);
+        tracing::subscriber::with_default(subscriber, || tracing::info!(n = 1, "m"));
+        lock(&GRABBED).expect("an event")
+    }
+
+    #[test]
+    fn a_full_shard_that_keeps_dropping_keeps_only_its_records_texts_and_values() {
+        let meta = event_metadata();
+        let buffer = Buffer::new(3);
+        for i in 0..10_000u64 {
+            let event = Event {
+                time: SystemTime::now(),
+                meta,
+                message_len: 0,
+                fields: 0,
+                spans: None,
+            };
+            let mut fields = vec![("n", Value::from(i))];
+            buffer.push_event(event, &format!("message {i}"), &mut fields);
+            assert!(fields.is_empty());
+        }
+        assert_eq!(buffer.take_dropped(), 9_997);
+        {
+            let shard = &buffer.shards[thread_shard() & (buffer.shards.len() - 1)];
+            let queue = lock(&shard.0);
+            let chunk = &queue.chunks[0];
+            assert!(
+                chunk.text.len() <= 2 * 3 * "message 9999".len(),
+                "{}",
+                chunk.text.len()
+            );
+            assert!(chunk.values.len() <= 2 * 3, "{}", chunk.values.len());
+        }
+        let kept: Vec<(String, Value)> = buffer
+            .drain()
+            .into_iter()
+            .map(|r| (r.message.clone(), r.fields.get("n").cloned().unwrap()))
+            .collect();
+        let expected: Vec<(String, Value)> = (9_997..10_000u64)
+            .map(|i| (format!("message {i}"), Value::from(i)))
+            .collect();
+        assert_eq!(kept, expected);
     }
 
     #[test]

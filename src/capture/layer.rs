@@ -19,9 +19,10 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::buffer::Buffer;
 use crate::capture::record::{
-    Captured, FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost,
-    field_cost, span_cost, text_cost,
+    FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost, field_cost,
+    text_cost,
 };
+use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
 use crate::error::error_chain;
 use crate::sync::lock;
 
@@ -84,6 +85,9 @@ impl Signal {
 
 pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
+    /// Counts changes to spans' fields, so that a span's kept list of the
+    /// spans it is inside is made again after one.
+    pub(crate) span_edits: SpanEdits,
     /// Where record timestamps come from.
     pub(crate) clock: Arc<dyn crate::Clock>,
     /// Most bytes of text (message, fields and span context, escapes
@@ -152,17 +156,6 @@ impl fmt::Debug for EmailLayer {
     }
 }
 
-/// The fields of a span, kept in its extensions and shared by every record
-/// made inside it until a field changes, with their cost in
-/// `max_record_bytes` (see [`span_cost`]).
-struct SpanFields {
-    record: Arc<SpanRecord>,
-    cost: usize,
-    /// The fields whose value was left out for want of room (counted in
-    /// the record's `fields_left_out`), until one gets a value again.
-    left_out: Vec<&'static str>,
-}
-
 impl<S> Layer<S> for EmailLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -180,12 +173,11 @@ where
             name: Cow::Borrowed(name),
             fields,
         };
-        let cost = span_cost(&record);
-        span.extensions_mut().insert(SpanFields {
-            record: Arc::new(record),
-            cost,
-            left_out,
-        });
+        // Read before the parent's scope, so that an edit meanwhile shows.
+        let edits = self.shared.span_edits.now();
+        let mut fields = SpanFields::new(record, left_out);
+        new_span_scope(&span, &mut fields, edits);
+        span.extensions_mut().insert(fields);
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
@@ -233,16 +225,21 @@ where
             // Counted once per field, and last.
             record.fields.retain(|n, _| n != FIELDS_LEFT_OUT);
             record.fields.left_out(current.left_out.len() as u64);
-            current.cost = span_cost(record);
+            current.changed();
         }
+        drop(extensions);
+        // The spans inside this one keep lists with its old fields.
+        self.shared.span_edits.bump();
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        // The bridge's callsites all have the target `log`: a cheap test
+        // first, the exact one only then.
         #[cfg(feature = "log")]
-        if tracing_log::NormalizeEvent::is_log(event) {
+        if meta.target() == "log" && tracing_log::NormalizeEvent::is_log(event) {
             return self.on_log_event(event, &ctx);
         }
-        let meta = event.metadata();
         // lettre's connection pool logs from a thread of its own, outside
         // any send: that is this crate's machinery too.
         if is_sending() || meta.target().starts_with(LETTRE_POOL) {
@@ -251,27 +248,60 @@ where
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
             return self.shared.refuse_after_guard();
         }
-        // Exactly the room the event's fields need: a record in memory costs
-        // no more than it must.
-        let expected = meta
-            .fields()
-            .iter()
-            .filter(|f| f.name() != "message")
-            .count();
-        let mut fields = Vec::with_capacity(expected);
-        let (message, spans) = self.visit(event, &ctx, &mut fields, meta.fields().len(), |v| {
-            event.record(v)
-        });
-        let captured = crate::capture::record::Event {
+        // Gathered in this thread's lists, whose room stays for its next
+        // events; the buffer keeps copies of exactly their size.
+        let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        let spans = self.visit(
+            event,
+            &ctx,
+            (&mut scratch.message, &mut scratch.fields),
+            meta.fields().len(),
+            |v| event.record(v),
+        );
+        let head = crate::capture::record::Event {
             time: crate::clock::now_or_system(&*self.shared.clock),
             meta,
-            message,
-            fields: fields.into_boxed_slice(),
+            message_len: 0,
+            fields: 0,
             spans,
         };
-        self.push(Captured::Event(captured));
+        let pushed = self
+            .shared
+            .buffer
+            .push_event(head, &scratch.message, &mut scratch.fields);
+        self.pushed(pushed);
+        scratch.message.clear();
+        if scratch.message.capacity() > SCRATCH_KEEP {
+            scratch.message = String::new();
+        }
+        if scratch.fields.capacity() > SCRATCH_KEEP / 64 {
+            scratch.fields = Vec::new();
+        }
+        let _ = SCRATCH.try_with(|s| s.set(scratch));
     }
 }
+
+/// The message and fields of the event being captured on this thread:
+/// taken out while in use, so that an event logged meanwhile (by a value's
+/// `Debug`) gathers its own.
+#[derive(Default)]
+struct Scratch {
+    message: String,
+    fields: Vec<(&'static str, Value)>,
+}
+
+thread_local! {
+    static SCRATCH: Cell<Scratch> = const {
+        Cell::new(Scratch {
+            message: String::new(),
+            fields: Vec::new(),
+        })
+    };
+}
+
+/// Most bytes of room a thread keeps for its next event's message (and a
+/// 64th of it, fields).
+const SCRATCH_KEEP: usize = 4096;
 
 impl EmailLayer {
     /// Reads an event's message and fields (given to `record` through a
@@ -281,31 +311,29 @@ impl EmailLayer {
         &self,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
-        out: &mut Vec<(&'static str, Value)>,
+        (message, out): (&mut String, &mut Vec<(&'static str, Value)>),
         fields: usize,
         record: impl FnOnce(&mut FieldVisitor<'_, Vec<(&'static str, Value)>>),
-    ) -> (String, Box<[Arc<SpanRecord>]>)
+    ) -> Spans
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let (spans, spans_cost) = span_scope(event, ctx);
-        let mut message = String::new();
+        let scope = event_scope(event, ctx, &self.shared.span_edits);
         let mut visitor = FieldVisitor::new(
-            Some(&mut message),
+            Some(message),
             out,
             self.shared.max_record_bytes,
             fields,
-            spans_cost,
+            scope.cost,
         );
         record(&mut visitor);
         let (left, _) = visitor.finish();
-        (message, fit_spans(spans, spans_cost, left))
+        fit_spans(scope, left)
     }
 
-    /// Keeps a captured record, and wakes the batch worker when a batch is
-    /// complete.
-    fn push(&self, captured: Captured) {
-        let pushed = self.shared.buffer.push(captured);
+    /// Wakes the batch worker when a batch is complete: `pushed` records
+    /// are now in the calling thread's shard.
+    fn pushed(&self, pushed: usize) {
         if let Some((size, signal)) = &self.shared.batch
             && pushed.is_multiple_of(*size)
         {
@@ -337,14 +365,14 @@ impl EmailLayer {
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
             return self.shared.refuse_after_guard();
         }
-        let mut fields = Vec::new();
+        let (mut message, mut fields) = (String::new(), Vec::new());
         // The message is the one field left once the `log.*` ones are.
-        let (message, spans) = self.visit(event, ctx, &mut fields, 1, |v| {
+        let spans = self.visit(event, ctx, (&mut message, &mut fields), 1, |v| {
             event.record(&mut SkipLogFields(v))
         });
         let time = crate::clock::now_or_system(&*self.shared.clock);
         let record = crate::Record::from_borrowed(&meta, time, message, fields, spans);
-        self.push(Captured::Record(Box::new(record)));
+        self.pushed(self.shared.buffer.push(record));
     }
 }
 
@@ -419,89 +447,6 @@ impl<V: Visit> Visit for SkipLogFields<'_, V> {
 /// span with a huge value still fits whole beside an event's own text.
 fn span_bound(max: usize) -> usize {
     max / 2
-}
-
-/// The spans `event` happened in, outermost first, and their cost in all.
-fn span_scope<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> (Vec<Arc<SpanRecord>>, usize)
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let mut cost = 0usize;
-    let spans = match ctx.event_scope(event) {
-        Some(scope) => scope
-            .from_root()
-            .filter_map(|span| {
-                span.extensions().get::<SpanFields>().map(|s| {
-                    cost = cost.saturating_add(s.cost);
-                    Arc::clone(&s.record)
-                })
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    (spans, cost)
-}
-
-/// The spans that fit in `left` bytes of a record's bound, outermost first:
-/// the first span that does not fit whole is cut to what does, and the
-/// spans inside it are left out, counted by a last span named
-/// `…[2 more spans left out]`.
-fn fit_spans(spans: Vec<Arc<SpanRecord>>, cost: usize, mut left: usize) -> Box<[Arc<SpanRecord>]> {
-    if cost <= left {
-        return spans.into_boxed_slice();
-    }
-    let total = spans.len();
-    let mut out = Vec::with_capacity(total + 1);
-    for span in spans {
-        let cost = span_cost(&span);
-        if cost <= left {
-            left -= cost;
-            out.push(span);
-            continue;
-        }
-        if let Some(cut) = cut_span(&span, left) {
-            out.push(Arc::new(cut));
-        }
-        break;
-    }
-    let skipped = total - out.len();
-    if skipped > 0 {
-        out.push(Arc::new(SpanRecord {
-            name: Cow::Owned(format!(
-                "…[{skipped} more {} left out]",
-                if skipped == 1 { "span" } else { "spans" }
-            )),
-            fields: Fields::default(),
-        }));
-    }
-    out.into_boxed_slice()
-}
-
-/// As much of `span` as `left` bytes hold: its name and its first fields
-/// that fit whole, the rest counted (values were cut when the span was
-/// captured; cutting them again would hide why); `None` when not even its
-/// name fits.
-fn cut_span(span: &SpanRecord, left: usize) -> Option<SpanRecord> {
-    let mut left = left.checked_sub(text_cost(&span.name) + SPAN_OVERHEAD)?;
-    let mut fields = Fields::default();
-    let mut skipped = 0u64;
-    for (name, value) in span.fields.pairs() {
-        let cost = field_cost(name, value);
-        if skipped == 0 && cost <= left {
-            left -= cost;
-            fields.push(name.clone(), value.clone());
-        } else if name == FIELDS_LEFT_OUT {
-            // The fields left out when the span was captured add up.
-            skipped = skipped.saturating_add(value.as_u64().unwrap_or(1));
-        } else {
-            skipped += 1;
-        }
-    }
-    fields.left_out(skipped);
-    Some(SpanRecord {
-        name: span.name.clone(),
-        fields,
-    })
 }
 
 /// Where visited fields go: a span's [`Fields`] (a later value replaces an
@@ -1006,52 +951,5 @@ mod tests {
         });
         assert_eq!(out, "…[formatting panicked]");
         assert_eq!(spent, Some(out.len()));
-    }
-
-    fn span(name: &'static str, fields: &[(&'static str, Value)]) -> Arc<SpanRecord> {
-        Arc::new(SpanRecord {
-            name: Cow::Borrowed(name),
-            fields: Fields::from_vec(
-                fields
-                    .iter()
-                    .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
-                    .collect(),
-            ),
-        })
-    }
-
-    #[test]
-    fn spans_that_fit_are_shared_and_the_rest_cut_or_counted() {
-        let big = Value::String("y".repeat(1000));
-        let spans = vec![
-            span("run", &[("job", "nightly".into())]),
-            span(
-                "fetch",
-                &[("n", 1.into()), ("body", big), ("after", 2.into())],
-            ),
-            span("parse", &[]),
-            span("inner", &[]),
-        ];
-        let cost: usize = spans.iter().map(|s| span_cost(s)).sum();
-        let kept = fit_spans(spans.clone(), cost, cost);
-        assert!(kept.iter().zip(&spans).all(|(a, b)| Arc::ptr_eq(a, b)));
-
-        let kept = fit_spans(spans.clone(), cost, 300);
-        assert!(Arc::ptr_eq(&kept[0], &spans[0]));
-        let fetch = &kept[1];
-        assert_eq!(fetch.fields.get("n"), Some(&Value::from(1)));
-        // From the first field that does not fit, the fields are counted.
-        assert_eq!(fetch.fields.get("body"), None);
-        assert_eq!(fetch.fields.get("after"), None);
-        assert_eq!(fetch.fields.get(FIELDS_LEFT_OUT), Some(&Value::from(2)));
-        assert_eq!(kept[2].name, "…[2 more spans left out]");
-        assert_eq!(kept.len(), 3);
-        let total: usize = kept.iter().map(|s| span_cost(s)).sum();
-        assert!(total <= 300 + 2 * MARKER_MAX + SPAN_OVERHEAD, "{total}");
-
-        // Not even the first span's name fits.
-        let kept = fit_spans(spans, cost, 10);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].name, "…[4 more spans left out]");
     }
 }

@@ -7,4 +7,5 @@
 pub(crate) mod buffer;
 pub(crate) mod layer;
 pub(crate) mod record;
+pub(crate) mod scope;
 pub(crate) mod shared;

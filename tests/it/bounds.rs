@@ -7,16 +7,71 @@ use crate::support;
 
 use std::time::Duration;
 
+use serde_json::json;
 use support::recorder::Recorder;
 use support::setup::{PASSWORD, USER, builder, smtp_for};
 use support::{MockSmtp, Security};
 use tracing::Level;
-use tracing_email::{EmailLayer, Outcome};
+use tracing_email::{EmailLayer, Outcome, Record};
 use tracing_subscriber::prelude::*;
 
 /// The state as the crate reads it (the snapshot and its journal).
 fn state_of(path: &std::path::Path) -> tracing_email::Snapshot {
     tracing_email::StateFile::open(path).snapshot().unwrap()
+}
+
+/// Thousands of events, some with fields and some without, past
+/// `max_pending` within one run: the newest are kept in order, each with its
+/// own message and fields, across the buffer's chunks of records.
+#[test]
+fn the_newest_of_many_events_keep_their_own_messages_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let (layer, guard) = EmailLayer::builder("bounds")
+        .transport(recorder.clone())
+        .state_file(dir.path().join("state.json"))
+        .from("robot@example.com")
+        .to("me@example.com")
+        .max_pending(2500)
+        .threshold(1, Level::INFO)
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for n in 0..6000u64 {
+            match n % 3 {
+                0 => tracing::info!("plain {n}"),
+                1 => tracing::info!(n, "one field {n}"),
+                _ => tracing::info!(n, text = %format!("é{n}"), "two fields {n}"),
+            }
+        }
+    });
+    let sent = guard.flush();
+    assert!(
+        matches!(sent, Outcome::Sent { records: 2500, .. }),
+        "{sent}"
+    );
+    let records: Vec<Record> = recorder
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e.records().to_vec())
+        .collect();
+    assert_eq!(records.len(), 2500);
+    for (record, n) in records.iter().zip(3500u64..) {
+        let (message, fields) = match n % 3 {
+            0 => (format!("plain {n}"), vec![]),
+            1 => (format!("one field {n}"), vec![("n", json!(n))]),
+            _ => (
+                format!("two fields {n}"),
+                vec![("n", json!(n)), ("text", json!(format!("é{n}")))],
+            ),
+        };
+        assert_eq!(record.message, message);
+        let got: Vec<(&str, serde_json::Value)> =
+            record.fields.iter().map(|(k, v)| (k, v.clone())).collect();
+        assert_eq!(got, fields, "{message}");
+    }
 }
 
 #[test]

@@ -131,6 +131,43 @@ fn spans_are_recorded_outermost_first_with_later_values() {
     assert!(records[0].spans[0].fields.get("late") == Some(&json!(5)));
 }
 
+/// Records made in one span share the list of its spans; a value recorded
+/// later in any of them, outer or inner, shows in every record after it; an
+/// explicit parent is honoured, and a span the layer's filter leaves out is
+/// skipped.
+#[test]
+fn each_record_shows_its_spans_as_they_were_when_it_was_logged() {
+    let records = capture(LevelFilter::INFO, || {
+        let run = tracing::info_span!("run", step = 1);
+        let _run = run.enter();
+        let hidden = tracing::debug_span!("hidden", x = 1);
+        let _hidden = hidden.enter();
+        let fetch = tracing::info_span!("fetch", feed = "a", attempt = tracing::field::Empty);
+        let _fetch = fetch.enter();
+        tracing::info!("first");
+        run.record("step", 2);
+        tracing::info!("second");
+        fetch.record("attempt", 3);
+        tracing::info!("third");
+        tracing::info_span!("parse").in_scope(|| tracing::info!("fourth"));
+        tracing::info!(parent: &run, "fifth");
+        run.record("step", 3);
+        tracing::info!("sixth");
+    });
+    let context: Vec<String> = records.iter().map(|r| r.span_context().unwrap()).collect();
+    assert_eq!(
+        context,
+        [
+            r#"in run{step=1} > fetch{feed="a"}"#,
+            r#"in run{step=2} > fetch{feed="a"}"#,
+            r#"in run{step=2} > fetch{feed="a" attempt=3}"#,
+            r#"in run{step=2} > fetch{feed="a" attempt=3} > parse"#,
+            r#"in run{step=2}"#,
+            r#"in run{step=3} > fetch{feed="a" attempt=3}"#,
+        ]
+    );
+}
+
 #[test]
 fn level_filter_targets_and_env_filter_choose_what_is_captured() {
     let log = || {

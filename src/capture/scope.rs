@@ -1,0 +1,312 @@
+//! The spans an event happened in, as its record keeps them: each span keeps
+//! its own fields and, beside them, the list of the spans it is inside
+//! (itself last), so that every record made in it shares that one list
+//! instead of gathering the spans anew; and that list cut to what a record's
+//! bound leaves for it.
+//!
+//! A kept list is used only while no span's fields have changed since it was
+//! made ([`SpanEdits`] counts the changes); after one, it is gathered again
+//! at the next event.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::capture::record::{
+    FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, field_cost, span_cost, text_cost,
+};
+
+/// The spans of a record, outermost first; `None` for none.
+pub(crate) type Spans = Option<Arc<[Arc<SpanRecord>]>>;
+
+/// The fields of a span, kept in its extensions and shared by every record
+/// made inside it until a field changes, with their cost in
+/// `max_record_bytes` (see [`span_cost`]).
+pub(crate) struct SpanFields {
+    pub(crate) record: Arc<SpanRecord>,
+    pub(crate) cost: usize,
+    /// The fields whose value was left out for want of room (counted in
+    /// the record's `fields_left_out`), until one gets a value again.
+    pub(crate) left_out: Vec<&'static str>,
+    /// The spans this one is inside and itself, once known.
+    scope: Option<Scope>,
+}
+
+impl SpanFields {
+    /// A span's fields, with the fields left out of them.
+    pub(crate) fn new(record: SpanRecord, left_out: Vec<&'static str>) -> Self {
+        SpanFields {
+            cost: span_cost(&record),
+            record: Arc::new(record),
+            left_out,
+            scope: None,
+        }
+    }
+
+    /// Says that the fields changed: the cost is counted again and the
+    /// kept list of spans forgotten (the caller also bumps [`SpanEdits`],
+    /// for the spans inside this one).
+    pub(crate) fn changed(&mut self) {
+        self.cost = span_cost(&self.record);
+        self.scope = None;
+    }
+}
+
+/// The spans a record happened in, outermost first, and their cost in all,
+/// as they were when [`SpanEdits`] read `edits`.
+#[derive(Clone)]
+pub(crate) struct Scope {
+    pub(crate) spans: Spans,
+    pub(crate) cost: usize,
+    edits: u64,
+}
+
+/// Counts the changes to spans' fields (`on_record`): a kept [`Scope`] made
+/// before the latest one may hold a span's old fields.
+#[derive(Default)]
+pub(crate) struct SpanEdits(AtomicU64);
+
+impl SpanEdits {
+    /// The count now; read before reading the spans a scope is made of.
+    pub(crate) fn now(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Counts a change, once the span holds its new fields.
+    pub(crate) fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The scope of a new span whose fields are `fields`: its parent's kept
+/// scope and itself, when the parent's is up to date at `edits`; else left
+/// to the first event in it.
+pub(crate) fn new_span_scope<S>(span: &SpanRef<'_, S>, fields: &mut SpanFields, edits: u64)
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let own = Arc::clone(&fields.record);
+    fields.scope = match span.parent() {
+        None => Some(Scope {
+            spans: Some(Arc::from([own])),
+            cost: fields.cost,
+            edits,
+        }),
+        Some(parent) => {
+            let extensions = parent.extensions();
+            let outer = extensions
+                .get::<SpanFields>()
+                .and_then(|f| f.scope.as_ref())
+                .filter(|s| s.edits == edits);
+            outer.map(|outer| Scope {
+                spans: Some(
+                    outer
+                        .spans
+                        .iter()
+                        .flat_map(|s| s.iter().cloned())
+                        .chain(std::iter::once(own))
+                        .collect(),
+                ),
+                cost: outer.cost.saturating_add(fields.cost),
+                edits,
+            })
+        }
+    };
+}
+
+/// The spans `event` happened in, outermost first, and their cost in all:
+/// the innermost span's kept list while no span changed since it was made,
+/// else gathered again (and kept).
+pub(crate) fn event_scope<S>(event: &Event<'_>, ctx: &Context<'_, S>, edits: &SpanEdits) -> Scope
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let now = edits.now();
+    let Some(span) = ctx.event_span(event) else {
+        return Scope {
+            spans: None,
+            cost: 0,
+            edits: now,
+        };
+    };
+    let kept = span
+        .extensions()
+        .get::<SpanFields>()
+        .and_then(|f| f.scope.clone())
+        .filter(|s| s.edits == now);
+    if let Some(scope) = kept {
+        return scope;
+    }
+    let scope = gather(&span, now);
+    if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+        fields.scope = Some(scope.clone());
+    }
+    scope
+}
+
+/// `span` and the spans it is inside, read one by one.
+#[cold]
+fn gather<S>(span: &SpanRef<'_, S>, edits: u64) -> Scope
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let mut cost = 0usize;
+    let spans: Vec<Arc<SpanRecord>> = span
+        .scope()
+        .from_root()
+        .filter_map(|span| {
+            span.extensions().get::<SpanFields>().map(|s| {
+                cost = cost.saturating_add(s.cost);
+                Arc::clone(&s.record)
+            })
+        })
+        .collect();
+    Scope {
+        spans: (!spans.is_empty()).then(|| Arc::from(spans)),
+        cost,
+        edits,
+    }
+}
+
+/// The spans of `scope` that fit in `left` bytes of a record's bound,
+/// outermost first: the first span that does not fit whole is cut to what
+/// does, and the spans inside it are left out, counted by a last span named
+/// `…[2 more spans left out]`.
+pub(crate) fn fit_spans(scope: Scope, mut left: usize) -> Spans {
+    if scope.cost <= left {
+        return scope.spans;
+    }
+    let spans = scope.spans?;
+    let total = spans.len();
+    let mut out = Vec::with_capacity(total + 1);
+    for span in spans.iter() {
+        let cost = span_cost(span);
+        if cost <= left {
+            left -= cost;
+            out.push(Arc::clone(span));
+            continue;
+        }
+        if let Some(cut) = cut_span(span, left) {
+            out.push(Arc::new(cut));
+        }
+        break;
+    }
+    let skipped = total - out.len();
+    if skipped > 0 {
+        out.push(Arc::new(SpanRecord {
+            name: Cow::Owned(format!(
+                "…[{skipped} more {} left out]",
+                if skipped == 1 { "span" } else { "spans" }
+            )),
+            fields: Fields::default(),
+        }));
+    }
+    Some(Arc::from(out))
+}
+
+/// As much of `span` as `left` bytes hold: its name and its first fields
+/// that fit whole, the rest counted (values were cut when the span was
+/// captured; cutting them again would hide why); `None` when not even its
+/// name fits.
+fn cut_span(span: &SpanRecord, left: usize) -> Option<SpanRecord> {
+    let mut left = left.checked_sub(text_cost(&span.name) + SPAN_OVERHEAD)?;
+    let mut fields = Fields::default();
+    let mut skipped = 0u64;
+    for (name, value) in span.fields.pairs() {
+        let cost = field_cost(name, value);
+        if skipped == 0 && cost <= left {
+            left -= cost;
+            fields.push(name.clone(), value.clone());
+        } else if name == FIELDS_LEFT_OUT {
+            // The fields left out when the span was captured add up.
+            skipped = skipped.saturating_add(value.as_u64().unwrap_or(1));
+        } else {
+            skipped += 1;
+        }
+    }
+    if skipped > 0 {
+        fields.set(Cow::Borrowed(FIELDS_LEFT_OUT), skipped.into());
+    }
+    Some(SpanRecord {
+        name: span.name.clone(),
+        fields,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn span(name: &'static str, fields: &[(&'static str, Value)]) -> Arc<SpanRecord> {
+        Arc::new(SpanRecord {
+            name: Cow::Borrowed(name),
+            fields: Fields::from_vec(
+                fields
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
+                    .collect(),
+            ),
+        })
+    }
+
+    fn scope(spans: &[Arc<SpanRecord>]) -> Scope {
+        Scope {
+            spans: Some(Arc::from(spans)),
+            cost: spans.iter().map(|s| span_cost(s)).sum(),
+            edits: 0,
+        }
+    }
+
+    #[test]
+    fn spans_that_fit_are_shared_and_the_rest_cut_or_counted() {
+        let big = Value::String("y".repeat(1000));
+        let spans = vec![
+            span("run", &[("job", "nightly".into())]),
+            span(
+                "fetch",
+                &[("n", 1.into()), ("body", big), ("after", 2.into())],
+            ),
+            span("parse", &[]),
+            span("inner", &[]),
+        ];
+        let all = scope(&spans);
+        let cost = all.cost;
+        let kept = fit_spans(all.clone(), cost).unwrap();
+        // The very list the span keeps: nothing copied.
+        assert!(Arc::ptr_eq(&kept, all.spans.as_ref().unwrap()));
+
+        let kept = fit_spans(all.clone(), 300).unwrap();
+        assert!(Arc::ptr_eq(&kept[0], &spans[0]));
+        let fetch = &kept[1];
+        assert_eq!(fetch.fields.get("n"), Some(&Value::from(1)));
+        // From the first field that does not fit, the fields are counted.
+        assert_eq!(fetch.fields.get("body"), None);
+        assert_eq!(fetch.fields.get("after"), None);
+        assert_eq!(fetch.fields.get(FIELDS_LEFT_OUT), Some(&Value::from(2)));
+        assert_eq!(kept[2].name, "…[2 more spans left out]");
+        assert_eq!(kept.len(), 3);
+        let total: usize = kept.iter().map(|s| span_cost(s)).sum();
+        // Within the bound, but for two markers of at most 48 bytes.
+        assert!(total <= 300 + 2 * 48 + SPAN_OVERHEAD, "{total}");
+
+        // Not even the first span's name fits.
+        let kept = fit_spans(all, 10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].name, "…[4 more spans left out]");
+    }
+
+    #[test]
+    fn no_span_is_no_list() {
+        let none = Scope {
+            spans: None,
+            cost: 0,
+            edits: 0,
+        };
+        assert!(fit_spans(none, 0).is_none());
+    }
+}
