@@ -128,7 +128,6 @@ mod flush;
 mod guard;
 mod inspect;
 mod policy;
-#[cfg(any(feature = "smtp", feature = "sendmail", feature = "alertmanager"))]
 mod redact;
 mod store;
 mod transport;

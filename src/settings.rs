@@ -45,8 +45,10 @@ pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
 /// Longest `max_age`.
 pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
 /// Longest Alertmanager `timeout` (of one post).
+#[cfg(feature = "alertmanager")]
 pub(crate) const MAX_ALERTMANAGER_TIMEOUT: Duration = DAY;
 /// Longest `resolve_window`: 30 days.
+#[cfg(feature = "alertmanager")]
 pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 // The defaults of the keys left out, as each builder method documents them.
