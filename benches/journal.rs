@@ -23,18 +23,6 @@ use std::time::{Duration, Instant};
 
 use tracing_email::Outcome;
 
-/// `(wchar, write_bytes)` of this process.
-fn io() -> (u64, u64) {
-    let text = fs::read_to_string("/proc/self/io").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("wchar:"), field("write_bytes:"))
-}
-
 /// User + system CPU time of this process (clock ticks of 10 ms).
 fn cpu() -> Duration {
     let text = fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -97,7 +85,7 @@ fn main() {
         let (dispatch, guard) = common::holding_dispatch(dir.path());
         common::log_failures(&dispatch, 0, n);
         assert!(matches!(guard.flush(), Outcome::Held { .. }));
-        let (w0, b0) = io();
+        let (w0, b0) = common::io();
         let c0 = cpu();
         let t0 = Instant::now();
         for i in 0..60 {
@@ -106,7 +94,7 @@ fn main() {
         }
         let wall = t0.elapsed();
         let cpu_time = cpu() - c0;
-        let (w1, b1) = io();
+        let (w1, b1) = common::io();
         std::mem::forget(guard);
         let new = json_bytes(n, 60 * 200);
         println!(

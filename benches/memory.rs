@@ -11,38 +11,13 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tracing_subscriber::prelude::*;
 
-/// Counts the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::Counting = common::Counting;
 
 const RECORDS: usize = 100_000;
 
@@ -73,16 +48,16 @@ fn memory(c: &mut Criterion) {
     guard.flush();
     let json_before = state_bytes();
 
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = common::allocated();
     tracing::dispatcher::with_default(&dispatch, || log_many(RECORDS));
-    let ram = (LIVE.load(Ordering::Relaxed) - before) as f64 / RECORDS as f64;
+    let ram = (common::allocated() - before) as f64 / RECORDS as f64;
 
     let started = Instant::now();
     let outcome = guard.flush();
     let flush = started.elapsed();
     // What stays allocated after the flush: the state the flusher keeps in
     // memory for the next flush (the buffer is empty now).
-    let kept = (LIVE.load(Ordering::Relaxed) - before) as f64 / RECORDS as f64;
+    let kept = (common::allocated() - before) as f64 / RECORDS as f64;
     let json = (state_bytes() - json_before) / RECORDS as f64;
     println!(
         "memory: {RECORDS} records: {ram:.0} bytes of RAM per record, {json:.0} bytes of JSON \
@@ -95,12 +70,12 @@ fn memory(c: &mut Criterion) {
     // The next run: a new guard's first flush reads the records back from
     // the files (the snapshot and its journal) and keeps them for its later
     // flushes; the first guard, still alive, is left out of the count.
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = common::allocated();
     let (_next_layer, next) = common::holding_layer(dir.path());
     let started = Instant::now();
     let outcome = next.flush();
     let read_flush = started.elapsed();
-    let read_back = (LIVE.load(Ordering::Relaxed) - before) as f64 / (RECORDS + 10) as f64;
+    let read_back = (common::allocated() - before) as f64 / (RECORDS + 10) as f64;
     println!(
         "memory: the next run's first flush ({outcome}) read them back in {read_flush:?}; kept \
          in memory after it: {read_back:.0} bytes per record, ratio {:.2}",

@@ -21,10 +21,8 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -32,46 +30,11 @@ use tracing::Level;
 use tracing_email::{EmailLayer, FileDrop, FlushGuard, ManualClock, Outcome};
 use tracing_subscriber::prelude::*;
 
-/// Counts the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::Counting = common::Counting;
 
 const MAX_PENDING: usize = 10_000;
 const PER_SECOND: usize = 200;
-
-/// `(wchar, write_bytes)` of this process.
-fn io() -> (u64, u64) {
-    let text = fs::read_to_string("/proc/self/io").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("wchar:"), field("write_bytes:"))
-}
 
 /// A service's layer: holds everything (no rule is met), keeps at most
 /// `max_pending` records, reads the time from `clock`; its checkpoints are
@@ -158,17 +121,17 @@ fn json_bytes(from: usize, n: usize) -> u64 {
 /// written and the memory after each checkpoint.
 fn run_for(seconds: usize) {
     let mut service = Service::at_max_pending();
-    let (w0, b0) = io();
+    let (w0, b0) = common::io();
     let mut inode = service.snapshot_inode();
     let (mut rewrites, mut live) = (0, Vec::new());
     for _ in 0..seconds {
         service.second();
-        live.push(LIVE.load(Ordering::Relaxed));
+        live.push(common::allocated());
         let now = service.snapshot_inode();
         rewrites += usize::from(now != inode);
         inode = now;
     }
-    let (w1, b1) = io();
+    let (w1, b1) = common::io();
     let new = json_bytes(MAX_PENDING, seconds * PER_SECOND);
     let ratio = |written: u64| written as f64 / new as f64;
     println!(

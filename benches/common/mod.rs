@@ -5,7 +5,9 @@
 // Each benchmark uses only some of these.
 #![allow(dead_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use tracing::Level;
 use tracing_email::{BoxError, Email, EmailLayer, FileDrop, FlushGuard, Outcome, Transport};
@@ -87,4 +89,47 @@ pub fn empty(guard: &FlushGuard) {
         matches!(outcome, Outcome::Sent { .. } | Outcome::Nothing),
         "{outcome}"
     );
+}
+
+/// Counts the bytes currently allocated: a bench that measures memory makes
+/// it its global allocator (`#[global_allocator] static A: Counting = Counting;`)
+/// and reads [`allocated`].
+pub struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+/// The bytes allocated now through [`Counting`].
+pub fn allocated() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// `(wchar, write_bytes)` of this process, from `/proc/self/io` (zeros
+/// where it does not exist).
+pub fn io() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("wchar:"), field("write_bytes:"))
 }
