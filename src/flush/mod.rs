@@ -7,14 +7,20 @@
 //! flush stored. [`by_hand`] sends outside any run
 //! (the `tracing-email` tool's `send` and `test`).
 
+#[cfg(feature = "alertmanager")]
+mod alerting;
 mod by_hand;
 pub(crate) mod deadline;
+mod decide;
+mod dispatch;
 pub(crate) mod exit;
 pub(crate) mod flusher;
+mod ingest;
 pub(crate) mod outcome;
 pub(crate) mod panic;
 #[cfg(test)]
 mod store_model;
+mod taken;
 pub(crate) mod worker;
 
 pub(crate) use flusher::Flusher;
