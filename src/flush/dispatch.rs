@@ -41,16 +41,8 @@ impl Flusher {
     ) -> Outcome {
         let deadline = crate::clock::instant_after(self.send_deadline);
         let alerted = plan.alerts.as_ref().map(|worth| {
-            self.post_alerts(
-                lock,
-                state,
-                worth,
-                &plan.decision,
-                run,
-                now,
-                deadline,
-                commit,
-            )
+            let at = (run, now, deadline);
+            self.post_alerts(lock, state, (worth, &plan.decision), at, commit)
         });
         let alerted = match alerted {
             // Alertmanager is the only destination: its outcome is the flush's.
@@ -129,16 +121,12 @@ impl Flusher {
 
     /// Without Alertmanager, no alert is planned, so none is posted.
     #[cfg(not(feature = "alertmanager"))]
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn post_alerts(
         &mut self,
         _: &StateLock,
         _: &mut State,
-        _: &std::collections::BTreeSet<String>,
-        _: &Decision,
-        _: u64,
-        _: OffsetDateTime,
-        _: Instant,
+        _: (&std::collections::BTreeSet<String>, &Decision),
+        _: (u64, OffsetDateTime, Instant),
         _: &mut Commit,
     ) -> Result<Outcome, Error> {
         Ok(Outcome::Nothing)
@@ -185,13 +173,7 @@ impl Flusher {
         }
         state.last_error = error.as_ref().map(display_safely);
         state.last_error_at = error.as_ref().map(|_| now);
-        let saved = self.store.save(state_lock, state).map(|stamp| {
-            state.generation = stamp.generation;
-            commit.stamp = Some(stamp);
-        });
-        if saved.is_err() {
-            commit.stamp = None;
-        }
+        let saved = commit.save(&self.store, state_lock, state);
         let pending = state.pending.len();
         match (error, saved) {
             (Some(error), _) => Outcome::Failed {
@@ -319,13 +301,7 @@ impl Flusher {
         // The error may hold the transport's own, whose Display is user code.
         state.last_error = error.as_ref().map(display_safely);
         state.last_error_at = error.as_ref().map(|_| now);
-        let saved = self.store.save(state_lock, state).map(|stamp| {
-            state.generation = stamp.generation;
-            commit.stamp = Some(stamp);
-        });
-        if saved.is_err() {
-            commit.stamp = None;
-        }
+        let saved = commit.save(&self.store, state_lock, state);
         match (error, saved) {
             (Some(error), _) => Outcome::Failed {
                 error,

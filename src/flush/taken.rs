@@ -8,7 +8,7 @@ use crate::capture::buffer::Buffer;
 use crate::capture::record::Record;
 use crate::error::Error;
 use crate::flush::outcome::Outcome;
-use crate::store::file::Stamp;
+use crate::store::file::{Stamp, StateLock, StateStore};
 use crate::store::state::State;
 
 /// What one flush writes: the facts to append, whether the snapshot must
@@ -26,6 +26,29 @@ pub(super) struct Commit {
     pub(super) stamp: Option<Stamp>,
     /// When the state's times were clamped (see `State::clamp_future`).
     pub(super) clamped_at: Option<OffsetDateTime>,
+}
+
+impl Commit {
+    /// Saves `state` whole (the snapshot rewritten), noting the stamp of
+    /// what is now on disk, or that it is unknown after a failure.
+    pub(super) fn save(
+        &mut self,
+        store: &StateStore,
+        lock: &StateLock,
+        state: &mut State,
+    ) -> Result<(), Error> {
+        match store.save(lock, state) {
+            Ok(stamp) => {
+                state.generation = stamp.generation;
+                self.stamp = Some(stamp);
+                Ok(())
+            }
+            Err(e) => {
+                self.stamp = None;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// This flush's records, owned from the moment they leave the buffer until
