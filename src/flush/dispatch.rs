@@ -99,15 +99,9 @@ impl Flusher {
             },
             Decision::Send { records, per_email } => {
                 let with_resolved = recovery == Recovery::WithDigest;
-                let outcome = self.send(
-                    lock,
-                    state,
-                    (records, per_email),
-                    with_resolved,
-                    now,
-                    deadline,
-                    commit,
-                );
+                let at = (now, deadline);
+                let outcome =
+                    self.send(lock, state, (records, per_email), with_resolved, at, commit);
                 if phase == Phase::Run
                     && let Outcome::Sent { records, emails } = outcome
                 {
@@ -230,28 +224,10 @@ impl Flusher {
             let total = parts.len();
             for (i, (part, shown)) in parts.into_iter().enumerate() {
                 let records = &state.pending[batch.start + part.start..batch.start + part.end];
-                let dropped = if emails == 0 { state.dropped } else { 0 };
                 let numbered = (total > 1).then_some((i + 1, total));
-                let resolved = if with_resolved && emails == 0 {
-                    &state.history.resolved[..]
-                } else {
-                    &[]
-                };
-                let late = state.last_error.as_deref().map(|error| Late {
-                    error,
-                    at: state.last_error_at,
-                });
+                let resolved = with_resolved && emails == 0;
                 let result = self
-                    .composer
-                    .compose_with(
-                        records,
-                        &shown,
-                        dropped,
-                        numbered,
-                        &state.history,
-                        resolved,
-                        late,
-                    )
+                    .compose(state, (records, &shown), emails == 0, numbered, resolved)
                     .and_then(|email| {
                         send_before(transport, &self.outstanding, email, deadline, send)
                     });
@@ -267,20 +243,44 @@ impl Flusher {
         (sent, emails, None)
     }
 
+    /// The email of `records` (`shown`: those listed one by one, rendered),
+    /// part `numbered` of a digest. The `first` email of a flush reports the
+    /// dropped records; `with_resolved`, it also says that the history's
+    /// `resolved` failures are over.
+    fn compose(
+        &self,
+        state: &State,
+        (records, shown): (&[Record], &[Rendered]),
+        first: bool,
+        numbered: Option<(usize, usize)>,
+        with_resolved: bool,
+    ) -> Result<Email, Error> {
+        let dropped = if first { state.dropped } else { 0 };
+        let resolved = if with_resolved {
+            &state.history.resolved[..]
+        } else {
+            &[]
+        };
+        let late = state.last_error.as_deref().map(|error| Late {
+            error,
+            at: state.last_error_at,
+        });
+        let history = &state.history;
+        (self.composer).compose_with(records, shown, dropped, numbered, history, resolved, late)
+    }
+
     /// Sends the oldest `count` pending records, removes those whose email
     /// was accepted, and saves. `with_resolved`: the first email also says
     /// that the history's `resolved` failures are over, and they are
     /// forgotten once it is accepted. `deadline` is shared with the alerts
     /// posted before, within one send_deadline for the whole flush.
-    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         state_lock: &StateLock,
         state: &mut State,
         (count, per_email): (usize, Option<usize>),
         with_resolved: bool,
-        now: OffsetDateTime,
-        deadline: Instant,
+        (now, deadline): (OffsetDateTime, Instant),
         commit: &mut Commit,
     ) -> Outcome {
         let (sent, emails, error) =

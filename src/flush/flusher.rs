@@ -1,5 +1,6 @@
-//! One flush: lock the state file, add this process's new records, decide,
-//! send, keep what was not sent, unlock. The records it takes stay owned
+//! One flush, the orchestration of its steps: lock the state file, ingest
+//! this process's new records (`ingest`), decide (`decide`), dispatch
+//! (`dispatch`), keep what was not sent, unlock. The records it takes stay owned
 //! until they are stored or given back, even if something in it panics.
 //!
 //! With `notify_recovery`, a flush of the guard (its `flush()` or its drop,

@@ -82,15 +82,7 @@ impl Flusher {
         // state kept in memory must be the one on disk.
         changed |= excess > 0;
         changed |= self.end_run(&mut taken.state, phase, run, commit);
-        // Of this run's records, those trimmed above are counted as dropped.
-        let trimmed_new = excess.saturating_sub(old_len).min(count);
-        taken.count = count - trimmed_new;
-        taken.dropped = dropped.saturating_add(trimmed_new as u64);
-        // The oldest records leave by a trim line (of those that were
-        // stored: this run's trimmed ones are never written), so a state
-        // that stays at `max_pending` appends only what is new.
-        commit.trim = (excess > 0).then(|| ((excess - trimmed_new) as u64, excess as u64));
-        commit.new_records = taken.count;
+        trimmed(taken, commit, excess, old_len);
         Ok(Ingested {
             parked,
             run,
@@ -265,4 +257,19 @@ impl Flusher {
             Err(_) => taken.give_back(busy),
         }
     }
+}
+
+/// Counts this run's records trimmed at `max_pending` (of the `excess`
+/// oldest, those at `old_len` or after) as dropped, and notes the trim line
+/// in `commit`.
+fn trimmed(taken: &mut Taken<'_>, commit: &mut Commit, excess: usize, old_len: usize) {
+    let (count, dropped) = (taken.count, taken.dropped);
+    let trimmed_new = excess.saturating_sub(old_len).min(count);
+    taken.count = count - trimmed_new;
+    taken.dropped = dropped.saturating_add(trimmed_new as u64);
+    // The oldest records leave by a trim line (of those that were stored:
+    // this run's trimmed ones are never written), so a state that stays at
+    // `max_pending` appends only what is new.
+    commit.trim = (excess > 0).then(|| ((excess - trimmed_new) as u64, excess as u64));
+    commit.new_records = taken.count;
 }

@@ -1,6 +1,8 @@
 //! Flush: the stage that runs the others. One flush ([`flusher`]) locks the
-//! store, adds this process's new records, asks the policy, sends the
-//! digest and keeps what was not accepted; the [`worker`] runs flushes off
+//! store and runs three steps: `ingest` adds this process's new records,
+//! `decide` asks the policy for a plan, `dispatch` sends the digest, the
+//! recovery notice and the alerts (`alerting`) and keeps what was not
+//! accepted; `taken` owns the records meanwhile. The [`worker`] runs flushes off
 //! the event path during the run; [`panic`](mod@panic) checkpoints on a panic; each
 //! flush ends in an [`outcome::Outcome`]; [`deadline`] sends each email within
 //! the send deadline; [`exit`] stores at `std::process::exit` what no
