@@ -228,7 +228,7 @@ impl Flusher {
             // Nothing can be decided without the time; this run's records
             // are stored all the same.
             Err(error) => {
-                let saved = self.save_if(ingested.changed, lock, taken, &ingested.parked, commit);
+                let saved = self.save_or_give_back(lock, taken, &ingested, commit);
                 return saved.err().unwrap_or(Outcome::Failed {
                     error,
                     pending: taken.state.pending.len(),
@@ -243,8 +243,7 @@ impl Flusher {
             now,
             ingested.run,
         );
-        let saved = self.save_if(ingested.changed, lock, taken, &ingested.parked, commit);
-        if let Err(failed) = saved {
+        if let Err(failed) = self.save_or_give_back(lock, taken, &ingested, commit) {
             return failed;
         }
         if plan.is_nothing() {
@@ -252,23 +251,6 @@ impl Flusher {
         }
         let at = (ingested.run, now);
         self.dispatch(lock, &mut taken.state, plan, phase, at, commit)
-    }
-
-    /// Saves as [`save_or_give_back`](Self::save_or_give_back) does, if the
-    /// state `changed`.
-    fn save_if(
-        &self,
-        changed: bool,
-        lock: &StateLock,
-        taken: &mut Taken<'_>,
-        parked: &[std::path::PathBuf],
-        commit: &mut Commit,
-    ) -> Result<(), Outcome> {
-        if changed {
-            self.save_or_give_back(lock, taken, parked, commit)
-        } else {
-            Ok(())
-        }
     }
 
     /// The time now, from the clock, within the years a record can hold (as

@@ -20,7 +20,7 @@ use crate::store::state::State;
 /// What ingest leaves for the steps after it.
 pub(super) struct Ingested {
     /// Parked files merged into the state, removed once it is saved.
-    pub(super) parked: Vec<PathBuf>,
+    parked: Vec<PathBuf>,
     /// This run's number.
     pub(super) run: u64,
     /// Whether the state differs from what is on disk.
@@ -191,7 +191,8 @@ impl Flusher {
         }
     }
 
-    /// Saves the state with this run's records; on failure gives them back
+    /// Saves the state with this run's records, if ingest changed it, and
+    /// removes the parked files merged; on failure gives the records back
     /// to the buffer and returns the outcome to report.
     ///
     /// What this flush added is appended to the journal, or the snapshot is
@@ -200,9 +201,12 @@ impl Flusher {
         &self,
         state_lock: &StateLock,
         taken: &mut Taken<'_>,
-        parked: &[std::path::PathBuf],
+        ingested: &Ingested,
         commit: &mut Commit,
     ) -> Result<(), Outcome> {
+        if !ingested.changed {
+            return Ok(());
+        }
         let state = &taken.state;
         let written = match commit.stamp {
             Some(stamp) => {
@@ -225,7 +229,7 @@ impl Flusher {
                 taken.state.generation = stamp.generation;
                 commit.stamp = Some(stamp);
                 taken.stored();
-                self.store.remove_parked(parked);
+                self.store.remove_parked(&ingested.parked);
                 Ok(())
             }
             Err(error) => {
