@@ -367,7 +367,7 @@ fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
 /// that goes alone).
 /// Each record is rendered once and measured; a part comes with its records
 /// listed one by one (its newest `detail_lines`) rendered, for
-/// [`Composer::compose`], and the others' dropped once measured.
+/// [`Composer::compose_with`], and the others' dropped once measured.
 fn split_by_size(
     records: &[Record],
     max_bytes: usize,

@@ -196,7 +196,7 @@ impl Flusher {
     /// to the buffer and returns the outcome to report.
     ///
     /// What this flush added is appended to the journal, or the snapshot is
-    /// rewritten when records left (see [`StateStore::commit`]).
+    /// rewritten when records left (see [`StateStore::commit`](crate::store::file::StateStore::commit)).
     pub(super) fn save_or_give_back(
         &self,
         state_lock: &StateLock,
