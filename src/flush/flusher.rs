@@ -181,15 +181,7 @@ impl Flusher {
         // since the clock was first asked, is not after it (and is not
         // taken for times written under a clock that was ahead).
         let now = asked.and_then(|_| self.now(phase));
-        let mut commit = Commit {
-            run: None,
-            new_records: 0,
-            dropped: 0,
-            trim: None,
-            rewrite: false,
-            stamp: None,
-            clamped_at: None,
-        };
+        let mut commit = Commit::default();
         let outcome = self.flush_locked(&state_lock, &mut taken, phase, now, &mut commit);
         // The state stays in memory for the next flush only when it is
         // exactly what is on disk.

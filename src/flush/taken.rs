@@ -14,6 +14,7 @@ use crate::store::state::State;
 /// What one flush writes: the facts to append, whether the snapshot must
 /// be rewritten instead, and the stamp of the files when the state was read
 /// (updated at each write; `None` once what is on disk is unknown).
+#[derive(Default)]
 pub(super) struct Commit {
     /// The run that started in this flush, if one did, and when.
     pub(super) run: Option<(u64, Option<OffsetDateTime>)>,
