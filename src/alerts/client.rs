@@ -42,33 +42,9 @@ impl Client {
     pub(crate) fn post(&self, body: &[u8], deadline: Instant) -> Result<usize, Error> {
         let (tx, rx) = mpsc::channel();
         let body: std::sync::Arc<[u8]> = body.into();
-        let mut started = 0;
-        for (i, endpoint) in self.endpoints.iter().enumerate() {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let timeout = self.timeout.min(remaining);
-            let (tx, body, client) = (tx.clone(), body.clone(), self.clone());
-            let endpoint = endpoint.clone();
-            let spawned = std::thread::Builder::new()
-                .name("tracing-email-alerts".into())
-                .spawn(move || {
-                    // Nothing the HTTP client logs (its TRACE level shows
-                    // the Authorization header, through a `log` bridge)
-                    // reaches a subscriber, nor this crate's own layer.
-                    let _sending = crate::capture::layer::SendingScope::enter();
-                    let silent = tracing::subscriber::NoSubscriber::default();
-                    let reply = if timeout.is_zero() {
-                        Reply::Failed("no time left before the send deadline".into())
-                    } else {
-                        tracing::subscriber::with_default(silent, || {
-                            client.post_one(&endpoint, &body, timeout)
-                        })
-                    };
-                    let _ = tx.send((i, reply));
-                });
-            if spawned.is_ok() {
-                started += 1;
-            }
-        }
+        let started = (0..self.endpoints.len())
+            .filter(|&i| self.start(i, &body, deadline, tx.clone()))
+            .count();
         drop(tx);
         let mut replies: Vec<Option<Reply>> = vec![None; self.endpoints.len()];
         for _ in 0..started {
@@ -85,11 +61,49 @@ impl Client {
         if accepted > 0 {
             return Ok(accepted);
         }
+        Err(self.none_accepted(&replies))
+    }
+
+    /// Starts the post of `body` to endpoint `i` on a thread of its own,
+    /// which sends its reply on `tx`; whether the thread started.
+    fn start(
+        &self,
+        i: usize,
+        body: &std::sync::Arc<[u8]>,
+        deadline: Instant,
+        tx: mpsc::Sender<(usize, Reply)>,
+    ) -> bool {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let timeout = self.timeout.min(remaining);
+        let (body, client) = (body.clone(), self.clone());
+        let endpoint = self.endpoints[i].clone();
+        std::thread::Builder::new()
+            .name("tracing-email-alerts".into())
+            .spawn(move || {
+                // Nothing the HTTP client logs (its TRACE level shows
+                // the Authorization header, through a `log` bridge)
+                // reaches a subscriber, nor this crate's own layer.
+                let _sending = crate::capture::layer::SendingScope::enter();
+                let silent = tracing::subscriber::NoSubscriber::default();
+                let reply = if timeout.is_zero() {
+                    Reply::Failed("no time left before the send deadline".into())
+                } else {
+                    tracing::subscriber::with_default(silent, || {
+                        client.post_one(&endpoint, &body, timeout)
+                    })
+                };
+                let _ = tx.send((i, reply));
+            })
+            .is_ok()
+    }
+
+    /// The error when no endpoint accepted the post: what each one did.
+    fn none_accepted(&self, replies: &[Option<Reply>]) -> Error {
         let refused = replies.iter().any(|r| matches!(r, Some(Reply::Refused(_))));
         let causes: Vec<String> = self
             .endpoints
             .iter()
-            .zip(&replies)
+            .zip(replies)
             .map(|(url, reply)| {
                 let what = match reply {
                     Some(Reply::Refused(why) | Reply::Failed(why)) => why.as_str(),
@@ -105,13 +119,13 @@ impl Client {
         } else {
             "the records are kept and a later flush posts again"
         };
-        Err(Error::new(
+        Error::new(
             ErrorKind::Alertmanager,
             format!(
                 "no Alertmanager accepted the alerts ({}); {then}",
                 causes.join("; ")
             ),
-        ))
+        )
     }
 
     /// One post, within `timeout`.

@@ -228,27 +228,54 @@ impl Alertmanager {
     /// no credentials in them; https or loopback when credentials are set),
     /// label names, the certificate, durations.
     pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
-        let origin = self.origin.clone();
-        let bad = |key: &str, message: String| {
-            let lead = match &origin {
-                Some(o) => o.name(key),
-                None => "alerts".to_owned(),
-            };
-            Error::new(ErrorKind::Config, format!("{lead}: {message}"))
-        };
         if self.urls.is_empty() {
-            return Err(bad(
+            return Err(self.bad(
                 "alertmanager_urls",
                 "no Alertmanager URL; give one or more such as http://am-0:9093".into(),
             ));
         }
-        let mut endpoints = Vec::new();
-        for raw in &self.urls {
-            endpoints.push(
+        let endpoints = self
+            .urls
+            .iter()
+            .map(|raw| {
                 self.endpoint(raw)
-                    .map_err(|m| bad("alertmanager_urls", m))?,
-            );
-        }
+                    .map_err(|m| self.bad("alertmanager_urls", m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let labels = self.checked_labels()?;
+        self.check_durations()?;
+        let (authorization, redactor) = self.authorization()?;
+        let agent = self.agent()?;
+        Ok(Poster {
+            identity: payload::Identity {
+                app: app.to_owned(),
+                instance: host,
+                labels,
+            },
+            client: client::Client {
+                endpoints,
+                agent,
+                authorization,
+                redactor,
+                timeout: self.timeout,
+            },
+            resolve_window: self.resolve_window,
+        })
+    }
+
+    /// The error for `key`, named as where it came from says (see
+    /// [`named`](Self::named)), or as `alerts`.
+    fn bad(&self, key: &str, message: String) -> Error {
+        let lead = match &self.origin {
+            Some(o) => o.name(key),
+            None => "alerts".to_owned(),
+        };
+        Error::new(ErrorKind::Config, format!("{lead}: {message}"))
+    }
+
+    /// The extra labels, each name checked: valid for Prometheus, and not
+    /// one that tracing-email sets.
+    fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
         let mut labels = BTreeMap::new();
         for (name, value) in &self.labels {
             let valid = name
@@ -256,7 +283,7 @@ impl Alertmanager {
                 .enumerate()
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
             if name.is_empty() || !valid || name.starts_with("__") {
-                return Err(bad(
+                return Err(self.bad(
                     "alertmanager_labels",
                     format!(
                         "the label name {name:?} is not valid; use letters, digits and _, not \
@@ -265,7 +292,7 @@ impl Alertmanager {
                 ));
             }
             if OWN_LABELS.contains(&name.as_str()) {
-                return Err(bad(
+                return Err(self.bad(
                     "alertmanager_labels",
                     format!(
                         "the label {name:?} is set by tracing-email (alertname is the app, \
@@ -276,26 +303,32 @@ impl Alertmanager {
             }
             labels.insert(name.clone(), value.clone());
         }
+        Ok(labels)
+    }
+
+    /// The timeout and the resolve window: longer than zero, within their bound.
+    fn check_durations(&self) -> Result<(), Error> {
         for (key, d, max) in [
             ("alertmanager_timeout", Some(self.timeout), MAX_TIMEOUT),
             ("resolve_window", self.resolve_window, MAX_RESOLVE_WINDOW),
         ] {
             let Some(d) = d else { continue };
+            let short = key.trim_start_matches("alertmanager_");
             if d.is_zero() {
-                return Err(bad(
-                    key,
-                    format!(
-                        "{} must be longer than zero",
-                        key.trim_start_matches("alertmanager_")
-                    ),
-                ));
+                return Err(self.bad(key, format!("{short} must be longer than zero")));
             }
-            let name = match &origin {
+            let name = match &self.origin {
                 Some(o) => o.name(key),
-                None => format!("alerts {}", key.trim_start_matches("alertmanager_")),
+                None => format!("alerts {short}"),
             };
             crate::settings::at_most(&name, d, max).map_err(Error::config)?;
         }
+        Ok(())
+    }
+
+    /// The `Authorization` header, if credentials are set, and the redactor
+    /// that hides them (and their base64 form) in what a server says.
+    fn authorization(&self) -> Result<(Option<String>, Redactor), Error> {
         let (authorization, redactor) = match &self.auth {
             None => (None, Redactor::new()),
             Some(Auth::Basic(user, password)) => {
@@ -312,58 +345,52 @@ impl Alertmanager {
             .as_ref()
             .is_some_and(|h| h.contains(['\r', '\n']))
         {
-            return Err(bad(
+            return Err(self.bad(
                 "alertmanager_user",
                 "the credentials hold a line break".into(),
             ));
         }
+        Ok((authorization, redactor))
+    }
+
+    /// The HTTP agent: no redirect, statuses as answers, and the root
+    /// certificate, if one is given, as the only one trusted.
+    fn agent(&self) -> Result<ureq::Agent, Error> {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("tracing-email/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &self.root_certificate {
-            let certs: Vec<_> = ureq::tls::parse_pem(pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    bad(
-                        "alertmanager_root_certificate",
-                        format!("the root certificate is not valid PEM: {e}"),
-                    )
-                })?;
-            if certs.is_empty() {
-                return Err(bad(
-                    "alertmanager_root_certificate",
-                    "the root certificate holds no certificate (expected PEM, -----BEGIN \
-                     CERTIFICATE-----)"
-                        .into(),
-                ));
-            }
+            let certs = self.root_certs(pem)?;
             config = config.tls_config(
                 ureq::tls::TlsConfig::builder()
                     .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
                     .build(),
             );
         }
-        Ok(Poster {
-            identity: payload::Identity {
-                app: app.to_owned(),
-                instance: host,
-                labels,
-            },
-            client: client::Client {
-                endpoints,
-                agent: config.build().into(),
-                authorization,
-                redactor,
-                timeout: self.timeout,
-            },
-            resolve_window: self.resolve_window,
-        })
+        Ok(config.build().into())
+    }
+
+    /// The certificates in `pem`: at least one, all valid.
+    fn root_certs(&self, pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, Error> {
+        let key = "alertmanager_root_certificate";
+        let certs: Vec<_> = ureq::tls::parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.bad(key, format!("the root certificate is not valid PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(self.bad(
+                key,
+                "the root certificate holds no certificate (expected PEM, -----BEGIN \
+                 CERTIFICATE-----)"
+                    .into(),
+            ));
+        }
+        Ok(certs)
     }
 
     /// `raw` checked (http or https, a host, no credentials, query or
@@ -503,46 +530,12 @@ impl Poster {
         level: Level,
         fields: &[String],
     ) -> Result<Posting, Error> {
-        let seen = |key: &str| state.history.streaks.get(key).filter(|s| s.last_run == run);
-        let known = |key: &str| state.history.streaks.get(key);
-        let mut firing: Vec<&String> = worth.iter().filter(|k| known(k).is_some()).collect();
-        for key in state.alerts.keys() {
-            if seen(key).is_some() && !worth.contains(key) {
-                firing.push(key);
-            }
-        }
-        firing.truncate(MAX_ALERTS);
-        let firing: BTreeSet<String> = firing.into_iter().cloned().collect();
-        // Over: firing ones not seen, and any whose severity changed (a new
-        // label set in Alertmanager).
-        let mut over: Vec<(String, OffsetDateTime)> = Vec::new();
-        for (key, posted) in &state.alerts {
-            let changed = seen(key).is_some_and(|s| payload::severity(s.level) != posted.severity);
-            if !firing.contains(key) || changed {
-                over.push((key.clone(), posted.resolved.unwrap_or(now)));
-            }
-        }
+        let (firing, over) = changes(state, worth, run, now);
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
         let window = self.window(state);
-        // The newest lines of each firing failure, from the pending records.
-        let min = severity(level);
-        let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
-        for r in state
-            .pending
-            .iter()
-            .rev()
-            .filter(|r| severity(r.level) >= min)
-        {
-            let fp = fingerprint_of(r, fields);
-            if let Some(key) = firing.get(fp.key.as_str()) {
-                let of = lines.entry(key.as_str()).or_default();
-                if of.len() < payload::MAX_LINES {
-                    of.push(r);
-                }
-            }
-        }
+        let lines = newest_lines(&state.pending, &firing, level, fields);
         let mut alerts = Vec::new();
         for (key, ended) in &over {
             if let Some(p) = state.alerts.get(key) {
@@ -557,70 +550,149 @@ impl Poster {
         }
         let mut posted: BTreeMap<String, Posted> = BTreeMap::new();
         for key in &firing {
-            let Some(s) = known(key) else { continue };
-            let since = state
-                .alerts
-                .get(key)
-                .filter(|p| p.resolved.is_none())
-                .map_or(s.since, |p| p.since.min(s.since));
             let newest = lines.get(key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let failure = payload::Failure {
-                label: s.label.clone(),
-                level: s.level,
-                runs: s.runs,
-                first_seen: since,
-                last_seen: s.last_seen,
-                lines: newest
-                    .iter()
-                    .rev()
-                    .map(|r| r.to_line(time::UtcOffset::UTC))
-                    .collect(),
-                recent: (state.history)
-                    .recent_runs(key, crate::store::history::STRIP_RUNS)
-                    .unwrap_or_default(),
-            };
-            let alert = self.identity.firing(&failure, now, window);
-            posted.insert(
-                key.clone(),
-                Posted {
-                    failure: payload::failure_label(&s.label),
-                    severity: payload::severity(s.level).to_owned(),
-                    since,
-                    runs: s.runs,
-                    resolved: None,
-                    labels: alert.labels.clone(),
-                    accepted: Some(now),
-                },
-            );
-            alerts.push(alert);
+            if let Some((alert, kept)) = self.firing(state, key, newest, now, window) {
+                posted.insert(key.clone(), kept);
+                alerts.push(alert);
+            }
         }
         let body = serde_json::to_vec(&alerts).map_err(|e| {
             Error::with_source(ErrorKind::Alertmanager, "could not encode the alerts", e)
         })?;
         let answer = self.client.post(&body, deadline);
         state.alert_post = Some(self.answer(&answer, now, firing.len(), over.len()));
-        match answer {
-            Ok(_) => {
-                for (key, _) in &over {
-                    state.alerts.remove(key);
-                }
-                state.alerts.extend(posted);
-                Ok(Posting {
-                    firing,
-                    resolved: over.len(),
-                })
+        let answer = answer.map(|_| ());
+        settle(state, answer, (firing, over), posted)
+    }
+
+    /// The firing alert of the failure `key` (if the history knows it), with
+    /// its `newest` lines, and what the state keeps of it once accepted.
+    fn firing(
+        &self,
+        state: &State,
+        key: &str,
+        newest: &[&Record],
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> Option<(payload::Alert, Posted)> {
+        let s = state.history.streaks.get(key)?;
+        let since = state
+            .alerts
+            .get(key)
+            .filter(|p| p.resolved.is_none())
+            .map_or(s.since, |p| p.since.min(s.since));
+        let failure = payload::Failure {
+            label: s.label.clone(),
+            level: s.level,
+            runs: s.runs,
+            first_seen: since,
+            last_seen: s.last_seen,
+            lines: newest
+                .iter()
+                .rev()
+                .map(|r| r.to_line(time::UtcOffset::UTC))
+                .collect(),
+            recent: (state.history)
+                .recent_runs(key, crate::store::history::STRIP_RUNS)
+                .unwrap_or_default(),
+        };
+        let alert = self.identity.firing(&failure, now, window);
+        let posted = Posted {
+            failure: payload::failure_label(&s.label),
+            severity: payload::severity(s.level).to_owned(),
+            since,
+            runs: s.runs,
+            resolved: None,
+            labels: alert.labels.clone(),
+            accepted: Some(now),
+        };
+        Some((alert, posted))
+    }
+}
+
+/// What a post changes: the failures firing (`worth` the history knows,
+/// and those firing that run `run` saw again; at most [`MAX_ALERTS`]), and
+/// those over, with when they ended: firing ones not seen, and any whose
+/// severity changed (a new label set in Alertmanager).
+fn changes(
+    state: &State,
+    worth: &BTreeSet<String>,
+    run: u64,
+    now: OffsetDateTime,
+) -> (BTreeSet<String>, Vec<(String, OffsetDateTime)>) {
+    let seen = |key: &str| state.history.streaks.get(key).filter(|s| s.last_run == run);
+    let known = |key: &str| state.history.streaks.get(key);
+    let mut firing: Vec<&String> = worth.iter().filter(|k| known(k).is_some()).collect();
+    for key in state.alerts.keys() {
+        if seen(key).is_some() && !worth.contains(key) {
+            firing.push(key);
+        }
+    }
+    firing.truncate(MAX_ALERTS);
+    let firing: BTreeSet<String> = firing.into_iter().cloned().collect();
+    let mut over: Vec<(String, OffsetDateTime)> = Vec::new();
+    for (key, posted) in &state.alerts {
+        let changed = seen(key).is_some_and(|s| payload::severity(s.level) != posted.severity);
+        if !firing.contains(key) || changed {
+            over.push((key.clone(), posted.resolved.unwrap_or(now)));
+        }
+    }
+    (firing, over)
+}
+
+/// The newest lines of each `firing` failure, newest first, from the
+/// `pending` records at `level` or above (fingerprinted by `fields`).
+fn newest_lines<'r, 'f>(
+    pending: &'r [Record],
+    firing: &'f BTreeSet<String>,
+    level: Level,
+    fields: &[String],
+) -> BTreeMap<&'f str, Vec<&'r Record>> {
+    let min = severity(level);
+    let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    for r in pending.iter().rev().filter(|r| severity(r.level) >= min) {
+        let fp = fingerprint_of(r, fields);
+        if let Some(key) = firing.get(fp.key.as_str()) {
+            let of = lines.entry(key.as_str()).or_default();
+            if of.len() < payload::MAX_LINES {
+                of.push(r);
             }
-            Err(error) => {
-                for (key, ended) in over {
-                    if let Some(p) = state.alerts.get_mut(&key)
-                        && !firing.contains(&key)
-                    {
-                        p.resolved = Some(ended);
-                    }
-                }
-                bound(&mut state.alerts);
-                Err(error)
+        }
+    }
+    lines
+}
+
+/// Notes the `answer` to the post of `firing` and `over` in the state:
+/// accepted, the alerts `posted` replace those over; else the firing ones
+/// stay as they were and the resolved ones note when they ended, for the
+/// next flush to post again.
+fn settle(
+    state: &mut State,
+    answer: Result<(), Error>,
+    (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
+    posted: BTreeMap<String, Posted>,
+) -> Result<Posting, Error> {
+    match answer {
+        Ok(()) => {
+            for (key, _) in &over {
+                state.alerts.remove(key);
             }
+            state.alerts.extend(posted);
+            Ok(Posting {
+                firing,
+                resolved: over.len(),
+            })
+        }
+        Err(error) => {
+            for (key, ended) in over {
+                if let Some(p) = state.alerts.get_mut(&key)
+                    && !firing.contains(&key)
+                {
+                    p.resolved = Some(ended);
+                }
+            }
+            bound(&mut state.alerts);
+            Err(error)
         }
     }
 }

@@ -1,0 +1,143 @@
+//! Dispatch to Alertmanager: posts a flush's alerts and saves what that
+//! changed; alone, it takes the records an email would.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+use crate::alerts::Posting;
+use crate::error::Error;
+use crate::flush::flusher::Flusher;
+use crate::flush::outcome::Outcome;
+use crate::flush::taken::Commit;
+use crate::policy::Decision;
+use crate::store::file::StateLock;
+use crate::store::history::fingerprint_of;
+use crate::store::state::State;
+
+impl Flusher {
+    /// Posts this flush's alerts (see [`crate::alerts::Poster::flush`]) in
+    /// `run` at `now`, before `deadline`, and saves what changed. With
+    /// Alertmanager as the only destination, the records of the failures it
+    /// accepted leave the state file, and so do the records the policy sends
+    /// (`decision`), as an email would take them: its outcome is the flush's.
+    pub(super) fn post_alerts(
+        &mut self,
+        state_lock: &StateLock,
+        state: &mut State,
+        (worth, decision): (&BTreeSet<String>, &Decision),
+        (run, now, deadline): (u64, OffsetDateTime, Instant),
+        commit: &mut Commit,
+    ) -> Result<Outcome, Error> {
+        let Some(poster) = &self.alerts else {
+            return Ok(Outcome::Nothing);
+        };
+        let before = (state.alerts.clone(), state.alert_post.clone());
+        // Alone, Alertmanager reports what an email would: every failure
+        // among the records the policy sends.
+        let send = match (&self.transport, decision) {
+            (None, Decision::Send { records, .. }) => *records,
+            _ => 0,
+        };
+        let sent: Vec<String> = self
+            .failures_in(&state.pending[..send])
+            .map(|fp| fp.key.clone())
+            .collect();
+        let mut worth = std::borrow::Cow::Borrowed(worth);
+        if !sent.is_empty() {
+            worth.to_mut().extend(sent.iter().cloned());
+        }
+        let (level, fields) = (self.policy.level(), &self.policy.fingerprint_fields);
+        let posted = poster.flush(state, &worth, run, now, deadline, level, fields);
+        self.alerts_due = (!state.alerts.is_empty()).then(|| {
+            let part = if posted.is_ok() { 3 } else { 9 };
+            Instant::now() + poster.window(state) / part
+        });
+        let removed = match &posted {
+            Ok(posting) if self.transport.is_none() => {
+                self.take_accepted(state, (send, &sent), &posting.firing, now)
+            }
+            _ => 0,
+        };
+        // The post's answer changes at every post: saved with it.
+        if state.alerts != before.0 || state.alert_post != before.1 || removed > 0 {
+            commit.save(&self.store, state_lock, state)?;
+        }
+        let posting = posted?;
+        let alone = self.transport.is_none();
+        Ok(alerted(
+            decision,
+            state.pending.len(),
+            alone,
+            removed,
+            &posting,
+        ))
+    }
+
+    /// Alertmanager alone accepted the alerts: the first `send` records
+    /// leave (their failures `sent` noted as reported at `now`), and so do
+    /// those at the policy's level whose failure is `firing`. Returns how
+    /// many left.
+    fn take_accepted(
+        &mut self,
+        state: &mut State,
+        (send, sent): (usize, &[String]),
+        firing: &BTreeSet<String>,
+        now: OffsetDateTime,
+    ) -> usize {
+        let fields = &self.policy.fingerprint_fields;
+        let min = crate::capture::record::severity(self.policy.level());
+        state.history.reported(sent.iter().map(String::as_str), now);
+        let mut i = 0;
+        state.pending.retain(|r| {
+            i += 1;
+            let gone = i <= send
+                || (crate::capture::record::severity(r.level) >= min
+                    && firing.contains(fingerprint_of(r, fields).key.as_str()));
+            !gone
+        });
+        let removed = i - state.pending.len();
+        if removed > 0 {
+            // The kept tally counted the records that left.
+            self.cache.tally = None;
+        }
+        if send > 0 {
+            state.dropped = 0;
+        }
+        removed
+    }
+}
+
+/// The outcome of a post Alertmanager accepted: `Alerted` when it is the
+/// only destination (`alone`) and something went, else what `decision` says
+/// of the `pending` records.
+fn alerted(
+    decision: &Decision,
+    pending: usize,
+    alone: bool,
+    removed: usize,
+    posting: &Posting,
+) -> Outcome {
+    let (firing, resolved) = (posting.firing.len(), posting.resolved);
+    let alerted = Outcome::Alerted {
+        records: removed,
+        firing,
+        resolved,
+    };
+    if alone && (removed > 0 || firing + resolved > 0) {
+        return alerted;
+    }
+    match decision {
+        Decision::Nothing => Outcome::Nothing,
+        Decision::Hold(waiting_for) => Outcome::Held {
+            pending,
+            waiting_for: waiting_for.clone(),
+        },
+        Decision::Wait { until } => Outcome::Waiting {
+            pending,
+            until: *until,
+        },
+        Decision::Send { .. } => alerted,
+    }
+}

@@ -1,0 +1,459 @@
+//! Dispatch, the last step of a flush: carries out a [`Plan`] once the
+//! state is stored. Each destination has its own function: the email digest
+//! ([`Flusher::send`], split by [`split_by_size`]), the recovery notice
+//! ([`Flusher::send_recovery`]) and Alertmanager (`post_alerts`); each saves
+//! what it changed, and their outcomes make the flush's.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+use crate::capture::record::Record;
+use crate::digest::summary::Late;
+use crate::digest::{Composer, Rendered};
+use crate::error::{Error, ErrorKind, display_safely};
+use crate::flush::deadline::send_before;
+use crate::flush::decide::Plan;
+use crate::flush::flusher::Flusher;
+use crate::flush::outcome::Outcome;
+use crate::flush::taken::Commit;
+use crate::policy::{Decision, Phase, Recovery};
+use crate::store::file::StateLock;
+use crate::store::history::fingerprint_of;
+use crate::store::state::State;
+use crate::transport::{Email, Transport};
+
+impl Flusher {
+    /// Carries out `plan` over `state` in `run` at `now`: posts the alerts,
+    /// then sends the digest or the recovery notice, within one send
+    /// deadline. Alertmanager's failure fails the flush, whatever the email
+    /// did (said in the error), and the alerts are posted again.
+    pub(super) fn dispatch(
+        &mut self,
+        lock: &StateLock,
+        state: &mut State,
+        plan: Plan,
+        phase: Phase,
+        (run, now): (u64, OffsetDateTime),
+        commit: &mut Commit,
+    ) -> Outcome {
+        let deadline = crate::clock::instant_after(self.send_deadline);
+        let alerted = plan.alerts.as_ref().map(|worth| {
+            let at = (run, now, deadline);
+            self.post_alerts(lock, state, (worth, &plan.decision), at, commit)
+        });
+        let alerted = match alerted {
+            // Alertmanager is the only destination: its outcome is the flush's.
+            Some(Ok(outcome)) if self.transport.is_none() => return outcome,
+            Some(Err(error)) if self.transport.is_none() => {
+                return Outcome::Failed {
+                    error,
+                    pending: state.pending.len(),
+                };
+            }
+            Some(result) => result.err(),
+            None => None,
+        };
+        let outcome = self.email(lock, state, plan, phase, (now, deadline), commit);
+        with_alerts_error(alerted, outcome, state.pending.len())
+    }
+
+    /// The email part of `plan`: the recovery notice alone, the digest (with
+    /// the notice in it), or what the records wait for.
+    fn email(
+        &mut self,
+        lock: &StateLock,
+        state: &mut State,
+        plan: Plan,
+        phase: Phase,
+        (now, deadline): (OffsetDateTime, Instant),
+        commit: &mut Commit,
+    ) -> Outcome {
+        let Plan {
+            decision, recovery, ..
+        } = plan;
+        match decision {
+            _ if recovery == Recovery::Alone => {
+                let held = match &decision {
+                    Decision::Hold(waiting_for) => Some(waiting_for.clone()),
+                    _ => None,
+                };
+                self.send_recovery(lock, state, (now, deadline), held, commit)
+            }
+            Decision::Nothing => match recovery {
+                Recovery::Wait { until } => Outcome::Waiting {
+                    pending: state.pending.len(),
+                    until,
+                },
+                _ => Outcome::Nothing,
+            },
+            Decision::Hold(waiting_for) => Outcome::Held {
+                pending: state.pending.len(),
+                waiting_for,
+            },
+            Decision::Wait { until } => Outcome::Waiting {
+                pending: state.pending.len(),
+                until,
+            },
+            Decision::Send { records, per_email } => {
+                let with_resolved = recovery == Recovery::WithDigest;
+                let at = (now, deadline);
+                let outcome =
+                    self.send(lock, state, (records, per_email), with_resolved, at, commit);
+                if phase == Phase::Run
+                    && let Outcome::Sent { records, emails } = outcome
+                {
+                    self.sent_during_run.0 += records;
+                    self.sent_during_run.1 += emails;
+                }
+                outcome
+            }
+        }
+    }
+
+    /// Without Alertmanager, no alert is planned, so none is posted.
+    #[cfg(not(feature = "alertmanager"))]
+    pub(super) fn post_alerts(
+        &mut self,
+        _: &StateLock,
+        _: &mut State,
+        _: (&std::collections::BTreeSet<String>, &Decision),
+        _: (u64, OffsetDateTime, Instant),
+        _: &mut Commit,
+    ) -> Result<Outcome, Error> {
+        Ok(Outcome::Nothing)
+    }
+
+    /// The failures among `records` that an email of them reports: the
+    /// fingerprints of those at the policy's level, one per record.
+    pub(super) fn failures_in<'r>(
+        &self,
+        records: &'r [Record],
+    ) -> impl Iterator<Item = std::borrow::Cow<'r, crate::store::history::Fingerprint>> {
+        let min = crate::capture::record::severity(self.policy.level());
+        let fields = &self.policy.fingerprint_fields;
+        records
+            .iter()
+            .filter(move |r| crate::capture::record::severity(r.level) >= min)
+            .map(move |r| fingerprint_of(r, fields))
+    }
+
+    /// Sends the email that only says failures are over (the history's
+    /// `resolved`), and saves: once accepted they are forgotten and it
+    /// counts as the last email sent; else they wait for the next flush.
+    /// `held`: what the records still pending wait for.
+    fn send_recovery(
+        &mut self,
+        state_lock: &StateLock,
+        state: &mut State,
+        (now, deadline): (OffsetDateTime, Instant),
+        held: Option<crate::policy::WaitingFor>,
+        commit: &mut Commit,
+    ) -> Outcome {
+        let failures = state.history.resolved.len();
+        let Some(transport) = &self.transport else {
+            return Outcome::Nothing;
+        };
+        let result = self
+            .composer
+            .compose_recovery(&state.history.resolved)
+            .and_then(|email| send_before(transport, &self.outstanding, email, deadline, send));
+        let error = result.err();
+        if error.is_none() {
+            state.history.resolved.clear();
+            state.last_sent = Some(now);
+        }
+        state.last_error = error.as_ref().map(display_safely);
+        state.last_error_at = error.as_ref().map(|_| now);
+        let saved = commit.save(&self.store, state_lock, state);
+        let pending = state.pending.len();
+        match (error, saved) {
+            (Some(error), _) => Outcome::Failed {
+                error: error.context(|e| {
+                    format!("{e}; the notice that failures are over is sent by the next flush")
+                }),
+                pending,
+            },
+            (None, Ok(())) => Outcome::Resolved {
+                failures,
+                pending,
+                waiting_for: held,
+            },
+            (None, Err(e)) => Outcome::Failed {
+                pending,
+                error: Error::explained(
+                    ErrorKind::State,
+                    format!(
+                        "sent the notice that failures are over, but could not record that in \
+                         the state file ({e}); a later run may send it again"
+                    ),
+                    e,
+                ),
+            },
+        }
+    }
+
+    /// Sends the oldest `count` pending records of `state` (emails of
+    /// `per_email` records, each split to stay within `max_email_bytes`),
+    /// oldest first, within the send deadline, and stops at the first
+    /// failure. Changes nothing: returns the records and emails the
+    /// transport accepted (always the oldest ones) and the error, if one
+    /// stopped it. `with_resolved`: the first email also says that the
+    /// history's `resolved` failures are over. Without a transport
+    /// (Alertmanager alone), nothing is sent.
+    pub(crate) fn deliver(
+        &self,
+        state: &State,
+        (count, per_email): (usize, Option<usize>),
+        with_resolved: bool,
+        deadline: Instant,
+    ) -> (usize, usize, Option<Error>) {
+        let Some(transport) = &self.transport else {
+            return (0, 0, None);
+        };
+        let mut sent = 0;
+        let mut emails = 0;
+        for batch in ranges(count, per_email.unwrap_or(count)) {
+            let parts = split_by_size(
+                &state.pending[batch.clone()],
+                self.max_email_bytes,
+                &self.composer,
+            );
+            let total = parts.len();
+            for (i, (part, shown)) in parts.into_iter().enumerate() {
+                let records = &state.pending[batch.start + part.start..batch.start + part.end];
+                let numbered = (total > 1).then_some((i + 1, total));
+                let resolved = with_resolved && emails == 0;
+                let result = self
+                    .compose(state, (records, &shown), emails == 0, numbered, resolved)
+                    .and_then(|email| {
+                        send_before(transport, &self.outstanding, email, deadline, send)
+                    });
+                match result {
+                    Ok(()) => {
+                        sent += records.len();
+                        emails += 1;
+                    }
+                    Err(e) => return (sent, emails, Some(e)),
+                }
+            }
+        }
+        (sent, emails, None)
+    }
+
+    /// The email of `records` (`shown`: those listed one by one, rendered),
+    /// part `numbered` of a digest. The `first` email of a flush reports the
+    /// dropped records; `with_resolved`, it also says that the history's
+    /// `resolved` failures are over.
+    fn compose(
+        &self,
+        state: &State,
+        (records, shown): (&[Record], &[Rendered]),
+        first: bool,
+        numbered: Option<(usize, usize)>,
+        with_resolved: bool,
+    ) -> Result<Email, Error> {
+        let dropped = if first { state.dropped } else { 0 };
+        let resolved = if with_resolved {
+            &state.history.resolved[..]
+        } else {
+            &[]
+        };
+        let late = state.last_error.as_deref().map(|error| Late {
+            error,
+            at: state.last_error_at,
+        });
+        let history = &state.history;
+        (self.composer).compose_with(records, shown, dropped, numbered, history, resolved, late)
+    }
+
+    /// Sends the oldest `count` pending records, removes those whose email
+    /// was accepted, and saves. `with_resolved`: the first email also says
+    /// that the history's `resolved` failures are over, and they are
+    /// forgotten once it is accepted. `deadline` is shared with the alerts
+    /// posted before, within one send_deadline for the whole flush.
+    fn send(
+        &mut self,
+        state_lock: &StateLock,
+        state: &mut State,
+        (count, per_email): (usize, Option<usize>),
+        with_resolved: bool,
+        (now, deadline): (OffsetDateTime, Instant),
+        commit: &mut Commit,
+    ) -> Outcome {
+        let (sent, emails, error) =
+            self.deliver(state, (count, per_email), with_resolved, deadline);
+        if sent > 0 {
+            if with_resolved {
+                state.history.resolved.clear();
+            }
+            let reported: Vec<_> = self.failures_in(&state.pending[..sent]).collect();
+            state
+                .history
+                .reported(reported.iter().map(|fp| fp.key.as_str()), now);
+            state.pending.drain(..sent);
+            self.cache.tally = None;
+            state.last_sent = Some(now);
+            state.dropped = 0;
+        }
+        // The error may hold the transport's own, whose Display is user code.
+        state.last_error = error.as_ref().map(display_safely);
+        state.last_error_at = error.as_ref().map(|_| now);
+        let saved = commit.save(&self.store, state_lock, state);
+        match (error, saved) {
+            (Some(error), _) => Outcome::Failed {
+                error,
+                pending: state.pending.len(),
+            },
+            (None, Ok(())) => Outcome::Sent {
+                records: sent,
+                emails,
+            },
+            (None, Err(e)) => Outcome::Failed {
+                pending: state.pending.len() + sent,
+                error: Error::explained(
+                    ErrorKind::State,
+                    format!(
+                        "sent {sent} records, but could not record that in the state file ({e}); \
+                         they may be sent again by a later run"
+                    ),
+                    e,
+                ),
+            },
+        }
+    }
+}
+
+/// The flush's outcome: the email's `outcome`, failed if Alertmanager did
+/// not accept the alerts (`alerted`, its error).
+fn with_alerts_error(alerted: Option<Error>, outcome: Outcome, pending: usize) -> Outcome {
+    match (alerted, outcome) {
+        (None, outcome) => outcome,
+        (
+            Some(error),
+            Outcome::Failed {
+                error: first,
+                pending,
+            },
+        ) => Outcome::Failed {
+            error: first.context(|e| format!("{e}; and {error}")),
+            pending,
+        },
+        (Some(error), outcome) => Outcome::Failed {
+            error: error.context(|e| match &outcome {
+                Outcome::Sent { .. } => format!("{e} (the digest went out: {outcome})"),
+                _ => e.to_string(),
+            }),
+            pending,
+        },
+    }
+}
+
+/// A digest's delivery: the transport's `send`.
+fn send(transport: &dyn Transport, email: &Email) -> Result<(), crate::transport::BoxError> {
+    transport.send(email)
+}
+
+/// `0..count` in consecutive ranges of at most `size`.
+fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
+    let size = size.max(1);
+    (0..count.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(count))
+}
+
+/// Splits `records` into consecutive parts whose digest lines (in the text
+/// part and the attached log) stay within `max_bytes` (a record larger than
+/// that goes alone).
+/// Each record is rendered once and measured; a part comes with its records
+/// listed one by one (its newest `detail_lines`) rendered, for
+/// [`Composer::compose_with`], and the others' dropped once measured.
+fn split_by_size(
+    records: &[Record],
+    max_bytes: usize,
+    composer: &Composer,
+) -> Vec<(Range<usize>, Vec<Rendered>)> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    let mut shown = VecDeque::new();
+    for (i, record) in records.iter().enumerate() {
+        let rendered = composer.render(record);
+        let bytes = rendered.bytes();
+        if i > start && size + bytes > max_bytes {
+            parts.push((start..i, Vec::from(std::mem::take(&mut shown))));
+            start = i;
+            size = 0;
+        }
+        size += bytes;
+        shown.push_back(rendered);
+        if shown.len() > composer.detail_lines {
+            shown.pop_front();
+        }
+    }
+    if start < records.len() || parts.is_empty() {
+        parts.push((start..records.len(), Vec::from(shown)));
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tests::record_at;
+    use tracing::Level;
+
+    #[test]
+    fn ranges_cover_everything_in_order() {
+        assert_eq!(ranges(25, 10).collect::<Vec<_>>(), [0..10, 10..20, 20..25]);
+        assert_eq!(ranges(3, 3).collect::<Vec<_>>(), vec![0..3]);
+        assert_eq!(ranges(0, 3).count(), 0);
+    }
+
+    #[test]
+    fn big_digests_are_split_into_parts_within_the_size() {
+        let composer = crate::digest::compose::tests::composer();
+        let records: Vec<Record> = (0..10)
+            .map(|i| {
+                let mut r = record_at(Level::WARN);
+                r.message = format!("{i:0>100}");
+                r
+            })
+            .collect();
+        let ranges = |max_bytes| -> Vec<Range<usize>> {
+            split_by_size(&records, max_bytes, &composer)
+                .into_iter()
+                .map(|(range, _)| range)
+                .collect()
+        };
+        let one = composer.render(&records[0]).bytes();
+        assert_eq!(ranges(one * 3), [0..3, 3..6, 6..9, 9..10]);
+        assert_eq!(ranges(usize::MAX), vec![0..10]);
+        // A record larger than the limit still goes, alone.
+        assert_eq!(
+            ranges(1),
+            [0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9, 9..10]
+        );
+        // Each part comes with its shown records rendered: the newest
+        // `detail_lines`.
+        let composer = Composer {
+            detail_lines: 2,
+            ..composer
+        };
+        let parts = split_by_size(&records, one * 3, &composer);
+        let texts: Vec<Vec<String>> = parts
+            .iter()
+            .map(|(_, shown)| shown.iter().map(|r| format!("{r:?}")).collect())
+            .collect();
+        let expected: Vec<Vec<String>> = [1..3, 4..6, 7..9, 9..10]
+            .into_iter()
+            .map(|shown| {
+                records[shown]
+                    .iter()
+                    .map(|r| format!("{:?}", composer.render(r)))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(texts, expected);
+    }
+}

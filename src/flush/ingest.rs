@@ -1,0 +1,279 @@
+//! Ingest, the first step of a flush: the state file is loaded under its
+//! lock, this run's records are merged into it, the run is registered, each
+//! record observed in the history, the oldest trimmed at `max_pending` and
+//! times from a clock that was ahead clamped; then saved ([`Commit`]) or,
+//! when the file stayed locked, parked beside it.
+
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::error::{Error, ErrorKind};
+use crate::flush::flusher::Flusher;
+use crate::flush::outcome::Outcome;
+use crate::flush::taken::{Commit, Taken};
+use crate::policy::{Phase, Tally};
+use crate::store::file::{Loaded, StateLock};
+use crate::store::history::fingerprint_of;
+use crate::store::state::State;
+
+/// What ingest leaves for the steps after it.
+pub(super) struct Ingested {
+    /// Parked files merged into the state, removed once it is saved.
+    parked: Vec<PathBuf>,
+    /// This run's number.
+    pub(super) run: u64,
+    /// Whether the state differs from what is on disk.
+    pub(super) changed: bool,
+    /// How many of the oldest records were trimmed at `max_pending`.
+    pub(super) excess: usize,
+    /// How many records of the state came from the view kept in memory.
+    kept: usize,
+    /// When the kept records were last clamped (see `State::clamp_future`).
+    clamped_at: Option<OffsetDateTime>,
+    /// The policy's tally of the kept records, while it still holds.
+    pub(super) tally: Option<Tally>,
+}
+
+impl Flusher {
+    /// Loads the state under `lock` and merges this run's records into it
+    /// (see the module's comment); `started`: this flush's time, if known.
+    /// On failure the records are given back and the outcome says so.
+    pub(super) fn ingest(
+        &mut self,
+        lock: &StateLock,
+        taken: &mut Taken<'_>,
+        phase: Phase,
+        now: Option<OffsetDateTime>,
+        commit: &mut Commit,
+    ) -> Result<Ingested, Outcome> {
+        let kept = self.cache.files.kept.take();
+        let clamped_at = self.cache.files.clamped_at.take();
+        let tally = self.cache.tally.take();
+        let Loaded {
+            state,
+            parked,
+            stamp,
+            repair,
+            kept,
+        } = self
+            .store
+            .load_cached(lock, kept)
+            .map_err(|error| taken.give_back(error))?;
+        commit.stamp = Some(stamp);
+        taken.merge_into(state);
+        let (count, dropped) = (taken.count, taken.dropped);
+        let runs_before = taken.state.history.runs;
+        // The panic hook's checkpoint reads the system clock, not the
+        // layer's: a run it registers has no start time.
+        let started = now.filter(|_| phase != Phase::Checkpoint);
+        let (run, new_run) = self.register_run(&mut taken.state, started);
+        let mut changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run || repair;
+        commit.run = new_run.then_some((run, started));
+        commit.dropped = dropped;
+        // A renumbered history (see `History::start_run_at`) is not a plain
+        // next run: only a rewrite says it.
+        commit.rewrite =
+            repair || !parked.is_empty() || (new_run && runs_before.checked_add(1) != Some(run));
+        let old_len = taken.state.pending.len() - count;
+        self.observe(&mut taken.state, old_len, run);
+        let excess = self.trim(&mut taken.state, dropped);
+        // Stored even without new records (a lower `max_pending`): the
+        // state kept in memory must be the one on disk.
+        changed |= excess > 0;
+        changed |= self.end_run(&mut taken.state, phase, run, commit);
+        trimmed(taken, commit, excess, old_len);
+        Ok(Ingested {
+            parked,
+            run,
+            changed,
+            excess,
+            kept,
+            clamped_at,
+            tally,
+        })
+    }
+
+    /// Notes this run on each of this run's records (from `old_len` on) and
+    /// observes those at the policy's level in the history.
+    fn observe(&self, state: &mut State, old_len: usize, run: u64) {
+        crate::store::history::check_fingerprint_fields(
+            &state.pending[old_len..],
+            &self.policy.fingerprint_fields,
+            self.policy.level(),
+            &state.history,
+        );
+        let level = crate::capture::record::severity(self.policy.level());
+        for record in &mut state.pending[old_len..] {
+            record.run = Some(run);
+            if crate::capture::record::severity(record.level) >= level {
+                let fp = fingerprint_of(record, &self.policy.fingerprint_fields);
+                state
+                    .history
+                    .observe(run, &fp, record.level, record.timestamp);
+            }
+        }
+    }
+
+    /// Counts `dropped` and trims the oldest records beyond `max_pending`,
+    /// counted as dropped too; returns how many were trimmed.
+    fn trim(&self, state: &mut State, dropped: u64) -> usize {
+        state.dropped = state.dropped.saturating_add(dropped);
+        let excess = state.pending.len().saturating_sub(self.max_pending);
+        if excess > 0 {
+            state.pending.drain(..excess);
+            state.dropped = state.dropped.saturating_add(excess as u64);
+        }
+        excess
+    }
+
+    /// The guard's flush ends the run: reported failures it did not see
+    /// are over. What this changes is written by a rewrite (the journal
+    /// holds runs, records, drops and trims only). With notices off, none
+    /// is kept. Returns whether the state changed.
+    fn end_run(&self, state: &mut State, phase: Phase, run: u64, commit: &mut Commit) -> bool {
+        let ended = if self.notify_recovery {
+            // Reported as persisting: at `consecutive_runs`, else at two
+            // runs in a row.
+            let persisting = self.policy.consecutive_runs.unwrap_or(2);
+            phase == Phase::Flush && state.history.end_run(run, persisting)
+        } else if !state.history.resolved.is_empty() {
+            state.history.resolved.clear();
+            true
+        } else {
+            false
+        };
+        commit.rewrite |= ended;
+        ended
+    }
+
+    /// Clamps the times of records ahead of `now` (a clock that was ahead),
+    /// and keeps the tally of the kept records only if they are all still
+    /// here, in their place, with their times.
+    pub(super) fn clamp(
+        &self,
+        state: &mut State,
+        ingested: &mut Ingested,
+        now: OffsetDateTime,
+        commit: &mut Commit,
+    ) {
+        let (kept, excess) = (ingested.kept, ingested.excess);
+        // Records kept in memory were clamped at an earlier now: if the
+        // clock has not gone back since, only the others need a look.
+        let clamped = match ingested.clamped_at {
+            Some(at) if at <= now => kept.saturating_sub(excess),
+            _ => 0,
+        };
+        let moved = self.store.clamp_future_from(state, now, clamped);
+        if moved {
+            ingested.changed = true;
+            commit.rewrite = true;
+        }
+        commit.clamped_at = Some(now);
+        ingested.tally = ingested
+            .tally
+            .take()
+            .filter(|t| t.len() <= kept && excess == 0 && !(moved && clamped < t.len()));
+    }
+
+    /// This run's number: taken from the state's history at the first flush
+    /// (and again if that flush could not save it), which notes the run as
+    /// started `at` (this flush's time, when the clock could be read).
+    /// Returns it and whether it is new.
+    fn register_run(&mut self, state: &mut State, at: Option<OffsetDateTime>) -> (u64, bool) {
+        match self.run {
+            Some(run) if state.history.runs >= run => (run, false),
+            _ => {
+                let run = state.history.start_run_at(at);
+                self.run = Some(run);
+                (run, true)
+            }
+        }
+    }
+
+    /// Saves the state with this run's records, if ingest changed it, and
+    /// removes the parked files merged; on failure gives the records back
+    /// to the buffer and returns the outcome to report.
+    ///
+    /// What this flush added is appended to the journal, or the snapshot is
+    /// rewritten when records left (see [`StateStore::commit`](crate::store::file::StateStore::commit)).
+    pub(super) fn save_or_give_back(
+        &self,
+        state_lock: &StateLock,
+        taken: &mut Taken<'_>,
+        ingested: &Ingested,
+        commit: &mut Commit,
+    ) -> Result<(), Outcome> {
+        if !ingested.changed {
+            return Ok(());
+        }
+        let state = &taken.state;
+        let written = match commit.stamp {
+            Some(stamp) => {
+                let new = &state.pending[state.pending.len() - commit.new_records..];
+                let append = crate::store::journal::Append {
+                    run: commit.run,
+                    level: self.policy.level(),
+                    fields: &self.policy.fingerprint_fields,
+                    records: new,
+                    dropped: commit.dropped,
+                    trim: commit.trim,
+                };
+                self.store
+                    .commit(state_lock, state, stamp, &append, commit.rewrite)
+            }
+            None => self.store.save(state_lock, state),
+        };
+        match written {
+            Ok(stamp) => {
+                taken.state.generation = stamp.generation;
+                commit.stamp = Some(stamp);
+                taken.stored();
+                self.store.remove_parked(&ingested.parked);
+                Ok(())
+            }
+            Err(error) => {
+                commit.stamp = None;
+                Err(taken.give_back(error))
+            }
+        }
+    }
+
+    /// The state file stayed locked: the records go to a parked file beside
+    /// it, for the next flush to merge.
+    pub(super) fn park(&self, mut taken: Taken<'_>, busy: Error) -> Outcome {
+        let count = taken.count;
+        match self.store.park(taken.records(), taken.dropped) {
+            Ok(path) => {
+                taken.stored();
+                Outcome::Failed {
+                    error: Error::new(
+                        ErrorKind::Busy,
+                        format!(
+                            "{busy}; this run's {count} records were saved to {} and the next flush \
+                         merges them",
+                            path.display()
+                        ),
+                    ),
+                    pending: count,
+                }
+            }
+            Err(_) => taken.give_back(busy),
+        }
+    }
+}
+
+/// Counts this run's records trimmed at `max_pending` (of the `excess`
+/// oldest, those at `old_len` or after) as dropped, and notes the trim line
+/// in `commit`.
+fn trimmed(taken: &mut Taken<'_>, commit: &mut Commit, excess: usize, old_len: usize) {
+    let (count, dropped) = (taken.count, taken.dropped);
+    let trimmed_new = excess.saturating_sub(old_len).min(count);
+    taken.count = count - trimmed_new;
+    taken.dropped = dropped.saturating_add(trimmed_new as u64);
+    // The oldest records leave by a trim line (of those that were stored:
+    // this run's trimmed ones are never written), so a state that stays at
+    // `max_pending` appends only what is new.
+    commit.trim = (excess > 0).then(|| ((excess - trimmed_new) as u64, excess as u64));
+    commit.new_records = taken.count;
+}

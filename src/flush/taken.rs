@@ -1,0 +1,206 @@
+//! The records one flush owns ([`Taken`]), from the moment they leave the
+//! buffer until they are stored or given back, and what the flush writes of
+//! them ([`Commit`]).
+
+use time::OffsetDateTime;
+
+use crate::capture::buffer::Buffer;
+use crate::capture::record::Record;
+use crate::error::Error;
+use crate::flush::outcome::Outcome;
+use crate::store::file::{Stamp, StateLock, StateStore};
+use crate::store::state::State;
+
+/// What one flush writes: the facts to append, whether the snapshot must
+/// be rewritten instead, and the stamp of the files when the state was read
+/// (updated at each write; `None` once what is on disk is unknown).
+#[derive(Default)]
+pub(super) struct Commit {
+    /// The run that started in this flush, if one did, and when.
+    pub(super) run: Option<(u64, Option<OffsetDateTime>)>,
+    pub(super) new_records: usize,
+    pub(super) dropped: u64,
+    /// The oldest records trimmed at `max_pending`, and the dropped count
+    /// that adds (see `journal::Fact::Trim`).
+    pub(super) trim: Option<(u64, u64)>,
+    pub(super) rewrite: bool,
+    pub(super) stamp: Option<Stamp>,
+    /// When the state's times were clamped (see `State::clamp_future`).
+    pub(super) clamped_at: Option<OffsetDateTime>,
+}
+
+impl Commit {
+    /// Saves `state` whole (the snapshot rewritten), noting the stamp of
+    /// what is now on disk, or that it is unknown after a failure.
+    pub(super) fn save(
+        &mut self,
+        store: &StateStore,
+        lock: &StateLock,
+        state: &mut State,
+    ) -> Result<(), Error> {
+        match store.save(lock, state) {
+            Ok(stamp) => {
+                state.generation = stamp.generation;
+                self.stamp = Some(stamp);
+                Ok(())
+            }
+            Err(e) => {
+                self.stamp = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// This flush's records, owned from the moment they leave the buffer until
+/// they are stored: dropped before [`stored`](Taken::stored) (an error, or a
+/// panic unwinding through the flush, in our code or in code we call), it
+/// gives them back to the buffer, so nothing a flush took can be lost.
+///
+/// The records are the last `count` of `state.pending`: of an otherwise
+/// empty state until the state file is loaded, then of the loaded state.
+pub(super) struct Taken<'a> {
+    buffer: &'a Buffer,
+    pub(super) state: State,
+    pub(super) count: usize,
+    /// Records the buffer dropped (or this flush trimmed), not yet reported.
+    pub(super) dropped: u64,
+}
+
+impl<'a> Taken<'a> {
+    /// Takes every record out of `buffer`, with its count of dropped ones.
+    pub(super) fn from_buffer(buffer: &'a Buffer) -> Self {
+        let mut taken = Taken {
+            buffer,
+            state: State::default(),
+            count: 0,
+            dropped: 0,
+        };
+        // Once `drain` returns, the records are owned by `taken`.
+        taken.state.pending = buffer.drain();
+        taken.count = taken.state.pending.len();
+        taken.dropped = buffer.take_dropped();
+        taken
+    }
+
+    /// This run's records, ready to be stored on their own (a parked file).
+    pub(super) fn records(&self) -> &[Record] {
+        &self.state.pending[self.state.pending.len() - self.count..]
+    }
+
+    /// Puts the loaded state under this run's records.
+    pub(super) fn merge_into(&mut self, mut loaded: State) {
+        // The merged list is kept for the run: room for an eighth more, not
+        // twice as much as doubling would leave (a large list grows in place
+        // where the allocator can).
+        let (len, new) = (loaded.pending.len(), self.state.pending.len());
+        if loaded.pending.capacity() - len < new {
+            loaded.pending.reserve_exact(new.max(len / 8));
+        }
+        loaded.pending.append(&mut self.state.pending);
+        self.state = loaded;
+    }
+
+    /// The records are stored: nothing to give back any more.
+    pub(super) fn stored(&mut self) {
+        self.count = 0;
+        self.dropped = 0;
+    }
+
+    /// Gives the records back to the buffer after `error` and says so.
+    pub(super) fn give_back(&mut self, error: Error) -> Outcome {
+        let at = self.state.pending.len() - self.count;
+        let records = self.state.pending.split_off(at);
+        let dropped = std::mem::take(&mut self.dropped);
+        self.count = 0;
+        give_back(self.buffer, records, dropped, error, at)
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.count > 0 || self.dropped > 0 {
+            let at = self.state.pending.len().saturating_sub(self.count);
+            self.buffer
+                .restore(self.state.pending.split_off(at), self.dropped);
+        }
+    }
+}
+
+/// Puts records back into the buffer after a failure and says so.
+fn give_back(
+    buffer: &Buffer,
+    records: Vec<Record>,
+    dropped: u64,
+    error: Error,
+    on_disk: usize,
+) -> Outcome {
+    let count = records.len();
+    buffer.restore(records, dropped);
+    let error = if count > 0 {
+        error.context(|error| {
+            format!(
+                "{error}; this run's {count} records are kept in memory for the next flush \
+                 (and written to stderr if none succeeds)"
+            )
+        })
+    } else {
+        error
+    };
+    Outcome::Failed {
+        error,
+        pending: on_disk + count,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tests::record_at;
+    use std::panic::AssertUnwindSafe;
+    use tracing::Level;
+
+    fn record(message: &str) -> Record {
+        let mut r = record_at(Level::WARN);
+        r.message = message.to_owned();
+        r
+    }
+
+    fn messages(records: &[Record]) -> Vec<&str> {
+        records.iter().map(|r| r.message.as_str()).collect()
+    }
+
+    #[test]
+    fn taken_records_go_back_to_the_buffer_when_a_panic_unwinds() {
+        let buffer = Buffer::new(100);
+        buffer.push(record("a"));
+        buffer.push(record("b"));
+        buffer.restore(Vec::new(), 3);
+        let panic = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut taken = Taken::from_buffer(&buffer);
+            assert_eq!((taken.count, taken.dropped), (2, 3));
+            // Meanwhile the event path goes on.
+            buffer.push(record("c"));
+            let mut loaded = State::default();
+            loaded.pending.push(record("on disk"));
+            taken.merge_into(loaded);
+            assert_eq!(messages(taken.records()), ["a", "b"]);
+            panic!("in the middle of a flush");
+        }));
+        assert!(panic.is_err());
+        // Back, ahead of what came since, with the count of dropped ones;
+        // the loaded state's record is not (it is on disk).
+        assert_eq!(buffer.take_dropped(), 3);
+        assert_eq!(messages(&buffer.drain()), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn stored_records_are_not_given_back() {
+        let buffer = Buffer::new(100);
+        buffer.push(record("a"));
+        let mut taken = Taken::from_buffer(&buffer);
+        taken.stored();
+        drop(taken);
+        assert_eq!((buffer.len(), buffer.take_dropped()), (0, 0));
+    }
+}
