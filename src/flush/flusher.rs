@@ -30,8 +30,9 @@ use crate::error::{Error, ErrorKind, display_safely, panicked};
 use crate::flush::deadline::{Outstanding, send_before};
 use crate::flush::outcome::Outcome;
 use crate::policy::{Decision, Facts, Phase, Policy, Recovery, Tally};
-use crate::store::file::{Cache, Loaded, Stamp, StateLock, StateStore};
+use crate::store::file::{StateLock, StateStore};
 use crate::store::history::fingerprint_of;
+use crate::store::kept::{Cache, Loaded, Stamp};
 use crate::store::state::State;
 use crate::transport::{Email, Transport};
 
