@@ -21,10 +21,10 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, file_id, file_name, io_error, not_a_file, open_regular, private_options, refuse,
-    resolve_links, with_suffix,
+    create_dir, file_id, file_name, io_error, not_a_file, open_regular, private_options,
+    read_regular, refuse, resolve_links, with_suffix,
 };
-use crate::store::journal_file::{journal_path, say_torn};
+use crate::store::journal_file::{journal_path, say_torn, say_unreadable};
 use crate::store::kept::{Loaded, Stamp, refresh};
 use crate::store::park::{merge_parked, parked_files};
 use crate::store::snapshot::{Repair, next_generation, read};
@@ -94,18 +94,7 @@ impl StateStore {
     /// Takes the exclusive lock, waiting at most the lock timeout.
     pub(crate) fn lock(&self) -> Result<StateLock, Error> {
         let target = self.target();
-        // A state file that is a FIFO, a device or a folder is refused
-        // before anything is created beside it.
-        if let Ok(meta) = fs::metadata(&target)
-            && let Some(kind) = not_a_file(meta.file_type())
-        {
-            let named = if target == self.path {
-                target.display().to_string()
-            } else {
-                format!("{} (a link to {})", self.path.display(), target.display())
-            };
-            return Err(refuse("state file", Path::new(&named), kind));
-        }
+        self.refuse_other_than_a_file(&target)?;
         create_dir(&target)?;
         let lock_path = with_suffix(&target, ".lock");
         let mut options = private_options();
@@ -116,16 +105,39 @@ impl StateStore {
                 io::ErrorKind::NotFound.into(),
             )
         })?;
+        self.wait_for_lock(&file, &lock_path)?;
+        Ok(StateLock {
+            _file: file,
+            target,
+        })
+    }
+
+    /// A state file (`target`, the path with its links resolved) that is a
+    /// FIFO, a device or a folder is refused before anything is created
+    /// beside it.
+    fn refuse_other_than_a_file(&self, target: &Path) -> Result<(), Error> {
+        let Some(kind) = fs::metadata(target)
+            .ok()
+            .and_then(|meta| not_a_file(meta.file_type()))
+        else {
+            return Ok(());
+        };
+        let named = if target == self.path {
+            target.display().to_string()
+        } else {
+            format!("{} (a link to {})", self.path.display(), target.display())
+        };
+        Err(refuse("state file", Path::new(&named), kind))
+    }
+
+    /// Takes the lock on the lock file `file` (at `lock_path`), trying again
+    /// with growing pauses until the lock timeout has passed.
+    fn wait_for_lock(&self, file: &File, lock_path: &Path) -> Result<(), Error> {
         let deadline = crate::clock::instant_after(self.lock_timeout);
         let mut pause = Duration::from_millis(1);
         loop {
             match file.try_lock() {
-                Ok(()) => {
-                    return Ok(StateLock {
-                        _file: file,
-                        target,
-                    });
-                }
+                Ok(()) => return Ok(()),
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -231,48 +243,8 @@ impl StateStore {
         // A snapshot salvaged (moved aside, see `read`) is stored only by a rewrite.
         let mut needs_repair = state.version < VERSION || (snapshot_read && id.is_none());
         let journal = journal_path(target);
-        let bytes = crate::store::journal_file::read(&journal)?;
-        if let Some(bytes) = bytes {
-            stamp.journal_file = bytes.len() as u64;
-            // Without a snapshot (moved aside as corrupt, or removed by
-            // hand) the journal's records are kept whatever it extends.
-            let replayed = crate::store::journal::replay(&mut state, &bytes, true, id.is_none());
-            stamp.journal_good = replayed.good_len as u64;
-            if replayed.torn {
-                say_torn(&journal);
-            }
-            if replayed.stale {
-                // Left by a compaction that crashed after replacing the
-                // snapshot: all of it is in the snapshot already.
-                needs_repair = true;
-            }
-            if replayed.garbage > 0 {
-                needs_repair = true;
-                let kept = if repair == Repair::MoveAside {
-                    let copy = with_suffix(
-                        &journal,
-                        &format!(
-                            ".corrupt-{}",
-                            crate::capture::record::file_stamp(OffsetDateTime::now_utc())
-                        ),
-                    );
-                    match fs::write(&copy, &bytes) {
-                        Ok(()) => format!("; the journal as it was is kept in {}", copy.display()),
-                        Err(e) => format!("; it could not be copied aside ({e})"),
-                    }
-                } else {
-                    String::new()
-                };
-                eprintln!(
-                    "tracing-email: the journal {} holds {} lines that could not be read; they \
-                     were skipped and the rest was loaded{kept}",
-                    journal.display(),
-                    replayed.garbage
-                );
-            }
-            if id.is_none() && !bytes.is_empty() {
-                needs_repair = true;
-            }
+        if let Some(bytes) = read_regular(&journal, "journal")? {
+            needs_repair |= replay_journal(&journal, &bytes, &mut state, &mut stamp, repair);
         }
         Ok(Loaded {
             state,
@@ -377,6 +349,33 @@ impl StateStore {
             ..stamp
         })
     }
+}
+
+/// Replays the journal's `bytes` (read from `journal`) onto `state` and
+/// sets its lengths in `stamp`, saying on stderr when it ends torn or holds
+/// lines that do not read. Returns whether the files need a rewrite.
+fn replay_journal(
+    journal: &Path,
+    bytes: &[u8],
+    state: &mut State,
+    stamp: &mut Stamp,
+    repair: Repair,
+) -> bool {
+    let no_snapshot = stamp.snapshot.is_none();
+    stamp.journal_file = bytes.len() as u64;
+    // Without a snapshot (moved aside as corrupt, or removed by hand) the
+    // journal's records are kept whatever it extends.
+    let replayed = crate::store::journal::replay(state, bytes, true, no_snapshot);
+    stamp.journal_good = replayed.good_len as u64;
+    if replayed.torn {
+        say_torn(journal);
+    }
+    if replayed.garbage > 0 {
+        say_unreadable(journal, bytes, replayed.garbage, repair);
+    }
+    // A stale journal was left by a compaction that crashed after replacing
+    // the snapshot: all of it is in the snapshot already.
+    replayed.stale || replayed.garbage > 0 || (no_snapshot && !bytes.is_empty())
 }
 
 #[cfg(test)]

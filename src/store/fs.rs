@@ -18,6 +18,7 @@ pub(super) struct FileId {
     ino: u64,
 }
 
+/// Which file `path` holds now; `None` when nothing is there.
 pub(super) fn file_id(path: &Path) -> Option<FileId> {
     let meta = fs::metadata(path).ok()?;
     Some(FileId {
@@ -28,12 +29,15 @@ pub(super) fn file_id(path: &Path) -> Option<FileId> {
     })
 }
 
+/// `path` with `suffix` added to its file name (`state.json` and `.lock`
+/// give `state.json.lock`).
 pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
 }
 
+/// An error of the state file's I/O: `what` failed, for the reason `e`.
 pub(super) fn io_error(what: String, e: io::Error) -> Error {
     Error::with_source(ErrorKind::State, what, e)
 }
@@ -55,6 +59,7 @@ pub(super) fn create_dir(target: &Path) -> Result<(), Error> {
     })
 }
 
+/// The file name of `path` as text (empty when it has none).
 pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -101,6 +106,19 @@ pub(super) fn refuse(what: &str, path: &Path, kind: &str) -> Error {
     )
 }
 
+/// The whole of the regular file at `path`, `None` when it does not exist.
+/// `what` names the file in errors.
+pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, Error> {
+    let Some(mut file) = open_regular(path, what, read_options())? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)
+        .map_err(|e| io_error(format!("could not read the {what} {}", path.display()), e))?;
+    Ok(Some(bytes))
+}
+
+/// Options that open a file for reading.
 pub(super) fn read_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.read(true);
@@ -179,6 +197,7 @@ pub(super) fn resolve_links(path: &Path) -> PathBuf {
     path
 }
 
+/// Options that create a file readable and writable by its owner only.
 pub(super) fn private_options() -> OpenOptions {
     #[allow(unused_mut)]
     let mut options = OpenOptions::new();

@@ -1,31 +1,19 @@
 //! The journal on disk: where it lives beside the state file, reading it
-//! whole, and appending to it at its last whole line with an fsync.
+//! saying when it is damaged, and appending to it at its last whole line with an fsync.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+use time::OffsetDateTime;
+
 use crate::error::Error;
-use crate::store::fs::{io_error, open_regular, private_options, read_options, with_suffix};
+use crate::store::fs::{io_error, open_regular, private_options, with_suffix};
+use crate::store::snapshot::Repair;
 
 /// The journal beside the state file `target`.
 pub(crate) fn journal_path(target: &Path) -> PathBuf {
     with_suffix(target, ".journal")
-}
-
-/// The whole journal at `journal`, `None` when there is none.
-pub(super) fn read(journal: &Path) -> Result<Option<Vec<u8>>, Error> {
-    let Some(mut file) = open_regular(journal, "journal", read_options())? else {
-        return Ok(None);
-    };
-    let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| {
-        io_error(
-            format!("could not read the journal {}", journal.display()),
-            e,
-        )
-    })?;
-    Ok(Some(bytes))
 }
 
 /// Says on stderr that the journal ends in a torn line.
@@ -34,6 +22,32 @@ pub(super) fn say_torn(journal: &Path) {
         "tracing-email: the journal {} ends in a torn line (a crash during an append); \
          1 line was ignored and the next append writes over it",
         journal.display()
+    );
+}
+
+/// Says on stderr that the journal holds `garbage` lines that do not read;
+/// with [`Repair::MoveAside`] (a flush, which rewrites the files) a copy of
+/// it as it was (`bytes`) is kept beside it first.
+pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repair: Repair) {
+    let kept = if repair == Repair::MoveAside {
+        let copy = with_suffix(
+            journal,
+            &format!(
+                ".corrupt-{}",
+                crate::capture::record::file_stamp(OffsetDateTime::now_utc())
+            ),
+        );
+        match fs::write(&copy, bytes) {
+            Ok(()) => format!("; the journal as it was is kept in {}", copy.display()),
+            Err(e) => format!("; it could not be copied aside ({e})"),
+        }
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "tracing-email: the journal {} holds {garbage} lines that could not be read; they \
+         were skipped and the rest was loaded{kept}",
+        journal.display(),
     );
 }
 

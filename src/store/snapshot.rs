@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    io_error, not_a_file, open_regular, private_options, read_options, refuse, with_suffix,
+    io_error, not_a_file, open_regular, private_options, read_options, read_regular, refuse,
+    with_suffix,
 };
 use crate::store::state::{State, VERSION};
 
@@ -105,37 +106,10 @@ pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(),
 /// (and has been moved aside, with `Repair::MoveAside`; the records in it
 /// that could be read are then kept, see [`salvage`]).
 pub(super) fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
-    let bytes = match open_regular(path, "state file", read_options())? {
-        None => return Ok(None),
-        Some(mut file) => {
-            let mut bytes = Vec::new();
-            io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| {
-                io_error(
-                    format!("could not read the state file {}", path.display()),
-                    e,
-                )
-            })?;
-            bytes
-        }
+    let Some(bytes) = read_regular(path, "state file")? else {
+        return Ok(None);
     };
-    #[derive(Deserialize)]
-    struct Version {
-        version: u32,
-    }
-    if let Ok(v) = serde_json::from_slice::<Version>(&bytes)
-        && v.version > VERSION
-    {
-        return Err(Error::new(
-            ErrorKind::State,
-            format!(
-                "the state file {} has version {}, written by a newer tracing-email \
-                     (this one reads version {VERSION}); it is left untouched: upgrade \
-                     tracing-email or choose another state file",
-                path.display(),
-                v.version
-            ),
-        ));
-    }
+    refuse_newer(path, &bytes)?;
     match serde_json::from_slice::<State>(&bytes) {
         Ok(state) => Ok(Some(state)),
         Err(e) if repair == Repair::No => Err(Error::with_source(
@@ -146,32 +120,58 @@ pub(super) fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> 
             ),
             e,
         )),
-        Err(e) => {
-            let salvaged = salvage(&bytes);
-            let aside = move_aside(path)?;
-            match salvaged {
-                None => {
-                    eprintln!(
-                        "tracing-email: the state file {} could not be read ({e}); it was \
-                             moved to {} and a fresh one is used",
-                        path.display(),
-                        aside.display()
-                    );
-                    Ok(None)
-                }
-                Some((state, lost)) => {
-                    eprintln!(
-                        "tracing-email: the state file {} could not be read as a whole ({e}); \
-                             it was moved to {}, and what could be read is kept: {} records \
-                             ({lost} entries that are not records were left out and are only in \
-                             the moved file)",
-                        path.display(),
-                        aside.display(),
-                        state.pending.len()
-                    );
-                    Ok(Some(state))
-                }
-            }
+        Err(e) => recover(path, &bytes, &e),
+    }
+}
+
+/// The error for a state file (`bytes`, read from `path`) written by a
+/// newer version of this crate, which is left untouched.
+fn refuse_newer(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    match serde_json::from_slice::<Version>(bytes) {
+        Ok(v) if v.version > VERSION => Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "the state file {} has version {}, written by a newer tracing-email \
+                 (this one reads version {VERSION}); it is left untouched: upgrade \
+                 tracing-email or choose another state file",
+                path.display(),
+                v.version
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A state file that does not parse (`e`): moved aside, with what could be
+/// read of it kept (see [`salvage`]) and both said on stderr.
+fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<State>, Error> {
+    let salvaged = salvage(bytes);
+    let aside = move_aside(path)?;
+    match salvaged {
+        None => {
+            eprintln!(
+                "tracing-email: the state file {} could not be read ({e}); it was \
+                 moved to {} and a fresh one is used",
+                path.display(),
+                aside.display()
+            );
+            Ok(None)
+        }
+        Some((state, lost)) => {
+            eprintln!(
+                "tracing-email: the state file {} could not be read as a whole ({e}); \
+                 it was moved to {}, and what could be read is kept: {} records \
+                 ({lost} entries that are not records were left out and are only in \
+                 the moved file)",
+                path.display(),
+                aside.display(),
+                state.pending.len()
+            );
+            Ok(Some(state))
         }
     }
 }
