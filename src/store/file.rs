@@ -21,12 +21,12 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, file_id, file_name, io_error, not_a_file, open_regular, private_options,
-    read_regular, refuse, resolve_links, with_suffix,
+    create_dir, file_id, io_error, not_a_file, open_regular, private_options, read_regular, refuse,
+    resolve_links, with_suffix,
 };
 use crate::store::journal_file::{journal_path, say_torn, say_unreadable};
 use crate::store::kept::{Loaded, Stamp, refresh};
-use crate::store::park::{merge_parked, parked_files};
+use crate::store::park::{merge_parked, unmerged};
 use crate::store::snapshot::{Repair, next_generation, read};
 use crate::store::state::{State, VERSION};
 
@@ -263,11 +263,7 @@ impl StateStore {
     pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
         let target = self.target();
         let loaded = self.read_all(&target, Repair::No)?;
-        let merged = &loaded.state.parked_merged;
-        let parked = parked_files(&target)
-            .iter()
-            .filter(|p| !merged.contains(&file_name(p)))
-            .count();
+        let parked = unmerged(&target, &loaded.state);
         Ok((loaded.state, parked))
     }
 

@@ -14,7 +14,7 @@ use crate::store::snapshot::{Repair, read, write_atomic};
 use crate::store::state::{State, VERSION};
 
 /// Writes records that could not wait for the lock into a file of their
-/// own beside the state file, to be merged by the next flush that gets
+/// own beside the state file `target`, to be merged by the next flush that gets
 /// the lock. Returns its path.
 pub(super) fn park(target: &Path, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
     create_dir(target)?;
@@ -87,6 +87,14 @@ pub(super) fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     }
     state.parked_merged = names;
     merged
+}
+
+/// How many parked files beside `target` hold records not yet in `state`.
+pub(super) fn unmerged(target: &Path, state: &State) -> usize {
+    parked_files(target)
+        .iter()
+        .filter(|p| !state.parked_merged.contains(&file_name(p)))
+        .count()
 }
 
 /// The parked files of the state file `target`, oldest first.
