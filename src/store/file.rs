@@ -378,7 +378,6 @@ fn replay_journal(
 pub(crate) mod tests {
     use super::*;
     use crate::policy::tests::record_at;
-    use crate::store::fs::{open_checked, read_options};
     use crate::store::snapshot::snapshot_generation;
     use tracing::Level;
 
@@ -631,24 +630,6 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("FIFO"), "{err}");
         // Nothing was created or moved beside it.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    /// A FIFO swapped in after the type check: the open itself does not
-    /// block, and the check on the opened handle refuses it.
-    #[cfg(all(unix, any(target_os = "linux", target_os = "macos")))]
-    #[test]
-    fn opening_a_fifo_never_blocks_even_past_the_type_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        mkfifo(&path);
-        let shown = path.clone();
-        let err = within_5s(move || open_checked(&path, "state file", read_options()).err());
-        let err = err.expect("a FIFO is refused");
-        assert!(
-            err.to_string()
-                .contains(&format!("the state file {}", shown.display()))
-        );
-        assert!(err.to_string().contains("FIFO"), "{err}");
     }
 
     #[cfg(unix)]

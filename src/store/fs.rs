@@ -146,7 +146,7 @@ pub(super) fn open_regular(
 
 /// The race-free part of [`open_regular`]: opens without blocking, then
 /// checks the type of what was opened.
-pub(super) fn open_checked(
+fn open_checked(
     path: &Path,
     what: &str,
     options: OpenOptions,
@@ -204,4 +204,27 @@ pub(super) fn private_options() -> OpenOptions {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
+}
+
+#[cfg(test)]
+mod tests {
+    /// A FIFO swapped in after the type check: the open itself does not
+    /// block, and the check on the opened handle refuses it.
+    #[cfg(all(unix, any(target_os = "linux", target_os = "macos")))]
+    #[test]
+    fn opening_a_fifo_never_blocks_even_past_the_type_check() {
+        use super::{open_checked, read_options};
+        use crate::store::file::tests::{mkfifo, within_5s};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        mkfifo(&path);
+        let shown = path.clone();
+        let err = within_5s(move || open_checked(&path, "state file", read_options()).err());
+        let err = err.expect("a FIFO is refused");
+        assert!(
+            err.to_string()
+                .contains(&format!("the state file {}", shown.display()))
+        );
+        assert!(err.to_string().contains("FIFO"), "{err}");
+    }
 }

@@ -62,7 +62,7 @@ pub(super) fn next_generation(previous: u64) -> u64 {
 /// The snapshot as written: the state with this crate's version and a new
 /// generation.
 #[derive(Serialize)]
-pub(super) struct SnapshotOut<'a> {
+struct SnapshotOut<'a> {
     version: u32,
     generation: u64,
     pending: &'a [Record],
@@ -180,7 +180,7 @@ fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<St
 /// the right shape as a whole: each pending record that parses is kept.
 /// Returns the salvaged state and how many pending entries were left out;
 /// `None` when there is nothing to keep (not a JSON object).
-pub(super) fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
+fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     let serde_json::Value::Object(mut map) = serde_json::from_slice(bytes).ok()? else {
         return None;
     };
@@ -219,7 +219,7 @@ pub(super) fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     Some((state, lost))
 }
 
-pub(super) fn move_aside(path: &Path) -> Result<PathBuf, Error> {
+fn move_aside(path: &Path) -> Result<PathBuf, Error> {
     let aside = with_suffix(
         path,
         &format!(
