@@ -146,11 +146,7 @@ pub(super) fn open_regular(
 
 /// The race-free part of [`open_regular`]: opens without blocking, then
 /// checks the type of what was opened.
-fn open_checked(
-    path: &Path,
-    what: &str,
-    options: OpenOptions,
-) -> Result<Option<File>, Error> {
+fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<File>, Error> {
     #[allow(unused_mut)]
     let mut options = options;
     #[cfg(unix)]
