@@ -28,7 +28,8 @@ use crate::flush::deadline::Outstanding;
 use crate::flush::outcome::Outcome;
 use crate::flush::taken::{Commit, Taken};
 use crate::policy::{Phase, Policy, Tally};
-use crate::store::file::{Cache, StateLock, StateStore};
+use crate::store::file::{StateLock, StateStore};
+use crate::store::kept::Cache;
 use crate::transport::Transport;
 
 pub(crate) struct Flusher {

@@ -13,8 +13,9 @@ use crate::flush::flusher::Flusher;
 use crate::flush::outcome::Outcome;
 use crate::flush::taken::{Commit, Taken};
 use crate::policy::{Phase, Tally};
-use crate::store::file::{Loaded, StateLock};
+use crate::store::file::StateLock;
 use crate::store::history::fingerprint_of;
+use crate::store::kept::Loaded;
 use crate::store::state::State;
 
 /// What ingest leaves for the steps after it.

@@ -26,8 +26,9 @@ use tracing::Level;
 
 use crate::capture::record::Record;
 use crate::policy::Phase;
-use crate::store::file::{StateStore, journal_path};
+use crate::store::file::StateStore;
 use crate::store::journal::{Append, header};
+use crate::store::journal_file::journal_path;
 use crate::sync::lock;
 use crate::transport::{BoxError, Email, Transport};
 

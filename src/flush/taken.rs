@@ -8,7 +8,8 @@ use crate::capture::buffer::Buffer;
 use crate::capture::record::Record;
 use crate::error::Error;
 use crate::flush::outcome::Outcome;
-use crate::store::file::{Stamp, StateLock, StateStore};
+use crate::store::file::{StateLock, StateStore};
+use crate::store::kept::Stamp;
 use crate::store::state::State;
 
 /// What one flush writes: the facts to append, whether the snapshot must

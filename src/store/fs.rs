@@ -1,0 +1,226 @@
+//! Files as the store opens them: only regular files (a FIFO, a device, a
+//! socket or a folder is refused, saying what it is), opened without
+//! blocking, with symbolic links resolved, created private to the owner;
+//! and which file a path holds (to tell when it was replaced).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind};
+
+/// Which file a path held: it changes when the file is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    pub(super) len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    ino: u64,
+}
+
+/// Which file `path` holds now; `None` when nothing is there.
+pub(super) fn file_id(path: &Path) -> Option<FileId> {
+    let meta = fs::metadata(path).ok()?;
+    Some(FileId {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        #[cfg(unix)]
+        ino: std::os::unix::fs::MetadataExt::ino(&meta),
+    })
+}
+
+/// `path` with `suffix` added to its file name (`state.json` and `.lock`
+/// give `state.json.lock`).
+pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// An error of the state file's I/O: `what` failed, for the reason `e`.
+pub(super) fn io_error(what: String, e: io::Error) -> Error {
+    Error::with_source(ErrorKind::State, what, e)
+}
+
+/// Creates the folder of `target` (and its parents), private to the owner.
+pub(super) fn create_dir(target: &Path) -> Result<(), Error> {
+    let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| {
+        io_error(
+            format!("could not create the state folder {}", dir.display()),
+            e,
+        )
+    })
+}
+
+/// The file name of `path` as text (empty when it has none).
+pub(super) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// What a file type is, in words, when it is not a regular file.
+pub(super) fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
+    if file_type.is_file() {
+        return None;
+    }
+    if file_type.is_dir() {
+        return Some("a folder");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if file_type.is_char_device() {
+            return Some("a character device");
+        }
+        if file_type.is_block_device() {
+            return Some("a block device");
+        }
+        if file_type.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("something other than a regular file")
+}
+
+/// The error for a path that holds something other than a regular file.
+pub(super) fn refuse(what: &str, path: &Path, kind: &str) -> Error {
+    Error::new(
+        ErrorKind::State,
+        format!(
+            "the {what} {} is {kind}, not a regular file; tracing-email neither reads nor \
+             replaces it: point the state file (`.state_file(..)`, or `state_file` in the \
+             config) at a regular file, or remove what is at that path",
+            path.display()
+        ),
+    )
+}
+
+/// The whole of the regular file at `path`, `None` when it does not exist.
+/// `what` names the file in errors.
+pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, Error> {
+    let Some(mut file) = open_regular(path, what, read_options())? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)
+        .map_err(|e| io_error(format!("could not read the {what} {}", path.display()), e))?;
+    Ok(Some(bytes))
+}
+
+/// Options that open a file for reading.
+pub(super) fn read_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    options
+}
+
+/// Opens `path` (following symbolic links) with `options` if it is a
+/// regular file: without blocking, so a FIFO cannot hang the flush, and
+/// with the type checked on the opened handle, so nothing swapped in between
+/// the check and the open gets through. `None` when it does not exist (and
+/// `options` do not create it). `what` names the file in errors.
+pub(super) fn open_regular(
+    path: &Path,
+    what: &str,
+    options: OpenOptions,
+) -> Result<Option<File>, Error> {
+    // A FIFO, device or folder already there is refused before any open.
+    if let Ok(meta) = fs::metadata(path)
+        && let Some(kind) = not_a_file(meta.file_type())
+    {
+        return Err(refuse(what, path, kind));
+    }
+    open_checked(path, what, options)
+}
+
+/// The race-free part of [`open_regular`]: opens without blocking, then
+/// checks the type of what was opened.
+fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<File>, Error> {
+    #[allow(unused_mut)]
+    let mut options = options;
+    #[cfg(unix)]
+    // Opening a FIFO without O_NONBLOCK waits for its other end for ever.
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(io_error(
+                format!("could not open the {what} {}", path.display()),
+                e,
+            ));
+        }
+    };
+    let meta = file.metadata().map_err(|e| {
+        io_error(
+            format!("could not read the type of the {what} {}", path.display()),
+            e,
+        )
+    })?;
+    if let Some(kind) = not_a_file(meta.file_type()) {
+        return Err(refuse(what, path, kind));
+    }
+    Ok(Some(file))
+}
+
+/// `path` with its symbolic links followed (at most 40, as the system
+/// does), also when the last target does not exist yet.
+pub(super) fn resolve_links(path: &Path) -> PathBuf {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        let is_link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            break;
+        }
+        match fs::read_link(&path) {
+            // A relative target is relative to the link's folder; `join`
+            // keeps an absolute one as it is.
+            Ok(target) => path = path.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => break,
+        }
+    }
+    path
+}
+
+/// Options that create a file readable and writable by its owner only.
+pub(super) fn private_options() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    /// A FIFO swapped in after the type check: the open itself does not
+    /// block, and the check on the opened handle refuses it.
+    #[cfg(all(unix, any(target_os = "linux", target_os = "macos")))]
+    #[test]
+    fn opening_a_fifo_never_blocks_even_past_the_type_check() {
+        use super::{open_checked, read_options};
+        use crate::store::file::tests::{mkfifo, within_5s};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        mkfifo(&path);
+        let shown = path.clone();
+        let err = within_5s(move || open_checked(&path, "state file", read_options()).err());
+        let err = err.expect("a FIFO is refused");
+        assert!(
+            err.to_string()
+                .contains(&format!("the state file {}", shown.display()))
+        );
+        assert!(err.to_string().contains("FIFO"), "{err}");
+    }
+}

@@ -1,0 +1,92 @@
+//! The journal on disk: where it lives beside the state file, reading it
+//! saying when it is damaged, and appending to it at its last whole line with an fsync.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use crate::error::Error;
+use crate::store::fs::{io_error, open_regular, private_options, with_suffix};
+use crate::store::snapshot::Repair;
+
+/// The journal beside the state file `target`.
+pub(crate) fn journal_path(target: &Path) -> PathBuf {
+    with_suffix(target, ".journal")
+}
+
+/// Says on stderr that the journal ends in a torn line.
+pub(super) fn say_torn(journal: &Path) {
+    eprintln!(
+        "tracing-email: the journal {} ends in a torn line (a crash during an append); \
+         1 line was ignored and the next append writes over it",
+        journal.display()
+    );
+}
+
+/// Says on stderr that the journal holds `garbage` lines that do not read;
+/// with [`Repair::MoveAside`] (a flush, which rewrites the files) a copy of
+/// it as it was (`bytes`) is kept beside it first.
+pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repair: Repair) {
+    let kept = if repair == Repair::MoveAside {
+        let copy = with_suffix(
+            journal,
+            &format!(
+                ".corrupt-{}",
+                crate::capture::record::file_stamp(OffsetDateTime::now_utc())
+            ),
+        );
+        match fs::write(&copy, bytes) {
+            Ok(()) => format!("; the journal as it was is kept in {}", copy.display()),
+            Err(e) => format!("; it could not be copied aside ({e})"),
+        }
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "tracing-email: the journal {} holds {garbage} lines that could not be read; they \
+         were skipped and the rest was loaded{kept}",
+        journal.display(),
+    );
+}
+
+/// Appends `bytes` to the journal of the state file `target` at `start`,
+/// the end of its last whole line (writing over a torn one), fsyncs it, and
+/// returns where the journal now ends. On failure the journal is cut back
+/// to where it was, so nothing half written stays.
+pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Error> {
+    let journal = journal_path(target);
+    let fail = |what: &str, e: io::Error| {
+        io_error(
+            format!("could not {what} the journal {}", journal.display()),
+            e,
+        )
+    };
+    let created = !journal.exists();
+    let mut options = private_options();
+    options.write(true).create(true).truncate(false);
+    let mut file = open_regular(&journal, "journal", options)?
+        .ok_or_else(|| fail("open", io::ErrorKind::NotFound.into()))?;
+    let written = (|| {
+        if file.metadata()?.len() != start {
+            file.set_len(start)?;
+        }
+        io::Seek::seek(&mut file, io::SeekFrom::Start(start))?;
+        file.write_all(bytes)?;
+        file.sync_data()
+    })();
+    if let Err(e) = written {
+        let _ = file.set_len(start);
+        return Err(fail("append to", e));
+    }
+    #[cfg(unix)]
+    if created && let Some(dir) = journal.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail("sync the folder of", e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = created;
+    Ok(start + bytes.len() as u64)
+}

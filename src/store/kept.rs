@@ -1,0 +1,243 @@
+//! The kept view: a state kept in memory between the flushes of one
+//! process, with the stamp of the files it was read from, and the one rule
+//! that says whether it is still the state on disk (brought up to date from
+//! the journal's tail when others appended).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use crate::store::fs::{FileId, file_id, open_regular, read_options};
+use crate::store::journal_file::{journal_path, say_torn};
+use crate::store::snapshot::snapshot_generation;
+use crate::store::state::State;
+
+/// A loaded state and the parked files merged into it (to remove once the
+/// state is saved).
+pub(crate) struct Loaded {
+    pub(crate) state: State,
+    pub(crate) parked: Vec<PathBuf>,
+    /// What was on disk when it was read.
+    pub(crate) stamp: Stamp,
+    /// The files need a rewrite (a damaged journal, an old version).
+    pub(crate) repair: bool,
+    /// How many of the first pending records come, in their order, from the
+    /// state kept in memory (0 after a full read, a merge of parked files,
+    /// or others' trim lines, which move them).
+    pub(crate) kept: usize,
+}
+
+/// What the snapshot and the journal were when a state was read or written
+/// under the lock: if they are the same at the next lock, the state kept in
+/// memory is still the state on disk, and nothing needs reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stamp {
+    /// The snapshot's generation.
+    pub(crate) generation: u64,
+    /// The snapshot's version as read.
+    pub(super) version: u32,
+    /// The snapshot file, `None` when there is none.
+    pub(super) snapshot: Option<FileId>,
+    /// The journal's length up to its last whole line; 0 when there is no
+    /// usable journal (the next append starts one).
+    pub(super) journal_good: u64,
+    /// The journal's length on disk (past `journal_good`: a torn tail),
+    /// only so that a torn tail is reported once; never a sign that the
+    /// view is current (see `refresh`).
+    pub(super) journal_file: u64,
+}
+
+#[cfg(test)]
+impl Stamp {
+    /// Where the next append starts: the end of the journal's last whole
+    /// line (0: the next append starts a journal).
+    pub(crate) fn journal_end(&self) -> u64 {
+        self.journal_good
+    }
+}
+
+/// A state kept in memory between the flushes of one process, with the
+/// stamp of the files it was read from or written to.
+#[derive(Default)]
+pub(crate) struct Cache {
+    pub(crate) kept: Option<(State, Stamp)>,
+    /// The time its records were last clamped at (see
+    /// [`State::clamp_future`]): none of them lies after it.
+    pub(crate) clamped_at: Option<OffsetDateTime>,
+}
+
+/// The kept state brought up to date with what others appended, or
+/// `None` when the files must be read whole.
+///
+/// The freshness rule: the snapshot must be the same file with the same
+/// generation, and the journal at least as long as the whole lines the
+/// view covers (`journal_good`). Under one snapshot the journal's whole
+/// lines are never changed, only added to: every append starts at the
+/// end of the last whole line, cutting a torn tail first. So bytes past
+/// the view's end are read and replayed whatever the journal's length
+/// (lines others appended, a torn tail, or both: an append as long as a
+/// torn tail it replaced cannot pass for it), and anything else (a
+/// shorter journal, lines that do not replay) is a full read.
+pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loaded> {
+    let kept = state.pending.len();
+    if stamp.snapshot.is_none() || file_id(target) != stamp.snapshot {
+        return None;
+    }
+    // The same size, time and inode could in theory be another file;
+    // its generation, at its start, could not.
+    if snapshot_generation(target) != Some(stamp.generation) {
+        return None;
+    }
+    let journal = journal_path(target);
+    let len = match fs::metadata(&journal) {
+        Ok(meta) if meta.is_file() => meta.len(),
+        Ok(_) => return None,
+        Err(_) => 0,
+    };
+    let (state, stamp, trimmed) = match len.cmp(&stamp.journal_good) {
+        std::cmp::Ordering::Less => return None,
+        std::cmp::Ordering::Equal => (
+            state,
+            Stamp {
+                journal_file: len,
+                ..stamp
+            },
+            0,
+        ),
+        std::cmp::Ordering::Greater => replay_tail(&journal, state, stamp, len)?,
+    };
+    Some(Loaded {
+        state,
+        parked: Vec::new(),
+        stamp,
+        repair: false,
+        // Others' trim lines took kept records from the front: those
+        // left are no longer where the view had them.
+        kept: if trimmed > 0 { 0 } else { kept },
+    })
+}
+
+/// Replays onto `state` the journal's bytes past the view's end
+/// (`stamp.journal_good`, the journal being `len` long now), with the
+/// count of records trim lines removed; `None` when they do not replay
+/// cleanly.
+fn replay_tail(
+    journal: &Path,
+    mut state: State,
+    mut stamp: Stamp,
+    len: u64,
+) -> Option<(State, Stamp, usize)> {
+    let mut file = open_regular(journal, "journal", read_options()).ok()??;
+    let mut tail = Vec::new();
+    io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
+    io::Read::read_to_end(&mut file, &mut tail).ok()?;
+    let from_start = stamp.journal_good == 0;
+    let replayed = crate::store::journal::replay(&mut state, &tail, from_start, false);
+    if replayed.garbage > 0 || replayed.stale {
+        return None;
+    }
+    // A torn tail this view saw already is not news.
+    if replayed.torn && (replayed.good_len > 0 || len != stamp.journal_file) {
+        say_torn(journal);
+    }
+    stamp.journal_good += replayed.good_len as u64;
+    stamp.journal_file = stamp.journal_good.max(len);
+    Some((state, stamp, replayed.trimmed))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue 19, case 1: a view kept over a torn journal tail must not miss
+    //! an append of exactly the torn tail's length.
+    use super::*;
+    use crate::capture::record::Record;
+    use crate::policy::tests::record_at;
+    use crate::store::file::{StateLock, StateStore};
+    use crate::store::journal::Append;
+    use std::fs::{self, OpenOptions};
+    use std::io::Write as _;
+    use std::time::Duration;
+    use tracing::Level;
+
+    fn named(message: &str) -> Record {
+        let mut r = record_at(Level::WARN);
+        r.message = message.into();
+        r.run = Some(1);
+        r
+    }
+
+    fn append<'a>(records: &'a [Record]) -> Append<'a> {
+        Append {
+            run: None,
+            level: Level::WARN,
+            fields: &[],
+            records,
+            dropped: 0,
+            trim: None,
+        }
+    }
+
+    /// Commits `records` as a process that reads the state afresh.
+    fn commit_fresh(store: &StateStore, lock: &StateLock, records: &[Record]) -> Stamp {
+        let loaded = store.load(lock).unwrap();
+        let mut state = loaded.state;
+        state.pending.extend_from_slice(records);
+        let stamp = store
+            .commit(lock, &state, loaded.stamp, &append(records), false)
+            .unwrap();
+        assert_eq!(stamp.generation, loaded.stamp.generation, "appended");
+        stamp
+    }
+
+    #[test]
+    fn an_append_as_long_as_a_torn_tail_is_seen_by_a_kept_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        let mut first = State::new();
+        first.pending.push(named("snapshot"));
+        store.save(&lock, &first).unwrap();
+        commit_fresh(&store, &lock, &[named("journal")]);
+        // B's append, encoded as it will be written: the torn tail a crashed
+        // run left is exactly as long.
+        let b = [named("stored by B")];
+        let mut b_bytes = Vec::new();
+        append(&b).encode(&mut b_bytes).unwrap();
+        let journal = journal_path(store.path());
+        let mut torn = b"{\"message\":\"".to_vec();
+        torn.resize(b_bytes.len(), b'x');
+        let mut file = OpenOptions::new().append(true).open(&journal).unwrap();
+        file.write_all(&torn).unwrap();
+        drop(file);
+        // A reads (and sees the torn tail), keeps its view, writes nothing.
+        let a_view = store.load(&lock).unwrap();
+        assert_eq!(a_view.state.pending.len(), 2);
+        let kept = (a_view.state, a_view.stamp);
+        // B appends over the torn tail: the journal is as long as before.
+        let before = fs::metadata(&journal).unwrap().len();
+        commit_fresh(&store, &lock, &b);
+        assert_eq!(fs::metadata(&journal).unwrap().len(), before);
+        // A's next flush starts from its kept view and appends.
+        let loaded = store.load_cached(&lock, Some(kept)).unwrap();
+        let a = [named("stored by A")];
+        let mut state = loaded.state;
+        state.pending.extend_from_slice(&a);
+        store
+            .commit(&lock, &state, loaded.stamp, &append(&a), false)
+            .unwrap();
+        let messages: Vec<String> = store
+            .load(&lock)
+            .unwrap()
+            .state
+            .pending
+            .into_iter()
+            .map(|r| r.message)
+            .collect();
+        assert_eq!(
+            messages,
+            ["snapshot", "journal", "stored by B", "stored by A"]
+        );
+    }
+}

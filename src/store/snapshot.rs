@@ -1,0 +1,295 @@
+//! The snapshot: the whole state in one file, read (a damaged one salvaged
+//! and moved aside) and replaced atomically under a new generation.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::capture::record::Record;
+use crate::error::{Error, ErrorKind};
+use crate::store::fs::{
+    io_error, not_a_file, open_regular, private_options, read_options, read_regular, refuse,
+    with_suffix,
+};
+use crate::store::state::{State, VERSION};
+
+/// What to do with a state file that cannot be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Repair {
+    /// Move it aside and start afresh (a flush).
+    MoveAside,
+    /// Report it and change nothing (inspection).
+    No,
+}
+
+/// The generation a snapshot names at its start (`{"version":3,
+/// "generation":N,…`, as this crate writes it), read without reading the
+/// rest.
+pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
+    let mut file = open_regular(path, "state file", read_options()).ok()??;
+    let mut head = [0u8; 64];
+    let mut len = 0;
+    while len < head.len() {
+        match io::Read::read(&mut file, &mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    let head = std::str::from_utf8(&head[..len]).ok()?;
+    let rest = &head[head.find("\"generation\":")? + "\"generation\":".len()..];
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+/// A generation for a snapshot rewritten after one of `previous` (0: none,
+/// or a version 1 file): the next number, or a fresh one that a journal left
+/// by another snapshot cannot name by chance.
+pub(super) fn next_generation(previous: u64) -> u64 {
+    if previous != 0 {
+        return previous.wrapping_add(1).max(1);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (nanos ^ (u64::from(std::process::id()) << 40)) | 1
+}
+
+/// The snapshot as written: the state with this crate's version and a new
+/// generation.
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    version: u32,
+    generation: u64,
+    pending: &'a [Record],
+    dropped: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_sent: Option<OffsetDateTime>,
+    last_error: &'a Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    last_error_at: Option<OffsetDateTime>,
+    history: &'a crate::store::history::History,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    alerts: &'a std::collections::BTreeMap<String, crate::store::state::Posted>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert_post: &'a Option<crate::store::state::AlertPost>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    parked_merged: &'a [String],
+}
+
+/// Writes `state` as the snapshot at `target` under `generation`.
+pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(), Error> {
+    let out = SnapshotOut {
+        version: VERSION,
+        generation,
+        pending: &state.pending,
+        dropped: state.dropped,
+        last_sent: state.last_sent,
+        last_error: &state.last_error,
+        last_error_at: state.last_error_at,
+        history: &state.history,
+        alerts: &state.alerts,
+        alert_post: &state.alert_post,
+        parked_merged: &state.parked_merged,
+    };
+    write_atomic(target, &out)
+}
+
+/// Reads one state file: `None` when it does not exist or was corrupt
+/// (and has been moved aside, with `Repair::MoveAside`; the records in it
+/// that could be read are then kept, see [`salvage`]).
+pub(super) fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
+    let Some(bytes) = read_regular(path, "state file")? else {
+        return Ok(None);
+    };
+    refuse_newer(path, &bytes)?;
+    match serde_json::from_slice::<State>(&bytes) {
+        Ok(state) => Ok(Some(state)),
+        Err(e) if repair == Repair::No => Err(Error::with_source(
+            ErrorKind::State,
+            format!(
+                "the state file {} is not a valid state file; the next flush moves it aside",
+                path.display()
+            ),
+            e,
+        )),
+        Err(e) => recover(path, &bytes, &e),
+    }
+}
+
+/// The error for a state file (`bytes`, read from `path`) written by a
+/// newer version of this crate, which is left untouched.
+fn refuse_newer(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    match serde_json::from_slice::<Version>(bytes) {
+        Ok(v) if v.version > VERSION => Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "the state file {} has version {}, written by a newer tracing-email \
+                 (this one reads version {VERSION}); it is left untouched: upgrade \
+                 tracing-email or choose another state file",
+                path.display(),
+                v.version
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A state file that does not parse (`e`): moved aside, with what could be
+/// read of it kept (see [`salvage`]) and both said on stderr.
+fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<State>, Error> {
+    let salvaged = salvage(bytes);
+    let aside = move_aside(path)?;
+    match salvaged {
+        None => {
+            eprintln!(
+                "tracing-email: the state file {} could not be read ({e}); it was \
+                 moved to {} and a fresh one is used",
+                path.display(),
+                aside.display()
+            );
+            Ok(None)
+        }
+        Some((state, lost)) => {
+            eprintln!(
+                "tracing-email: the state file {} could not be read as a whole ({e}); \
+                 it was moved to {}, and what could be read is kept: {} records \
+                 ({lost} entries that are not records were left out and are only in \
+                 the moved file)",
+                path.display(),
+                aside.display(),
+                state.pending.len()
+            );
+            Ok(Some(state))
+        }
+    }
+}
+
+/// The records (and other parts) of a state file that is JSON but not of
+/// the right shape as a whole: each pending record that parses is kept.
+/// Returns the salvaged state and how many pending entries were left out;
+/// `None` when there is nothing to keep (not a JSON object).
+fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
+    let serde_json::Value::Object(mut map) = serde_json::from_slice(bytes).ok()? else {
+        return None;
+    };
+    fn take<T: serde::de::DeserializeOwned>(
+        map: &mut serde_json::Map<String, serde_json::Value>,
+        key: &str,
+    ) -> Option<T> {
+        map.remove(key)
+            .and_then(|v| serde_json::from_value::<T>(v).ok())
+    }
+    let mut state = State::new();
+    let mut lost = 0;
+    match map.remove("pending") {
+        Some(serde_json::Value::Array(entries)) => {
+            for entry in entries {
+                match serde_json::from_value::<Record>(entry) {
+                    Ok(record) => state.pending.push(record),
+                    Err(_) => lost += 1,
+                }
+            }
+        }
+        Some(_) => lost += 1,
+        None => {}
+    }
+    state.pending.sort_by_key(|r| r.timestamp);
+    state.dropped = take(&mut map, "dropped").unwrap_or(0);
+    #[derive(Deserialize)]
+    struct Sent(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+    state.last_sent = take::<Sent>(&mut map, "last_sent").map(|s| s.0);
+    state.last_error = take(&mut map, "last_error");
+    state.last_error_at = take::<Sent>(&mut map, "last_error_at").map(|s| s.0);
+    state.history = take(&mut map, "history").unwrap_or_default();
+    state.alerts = take(&mut map, "alerts").unwrap_or_default();
+    state.alert_post = take(&mut map, "alert_post");
+    state.parked_merged = take(&mut map, "parked_merged").unwrap_or_default();
+    Some((state, lost))
+}
+
+fn move_aside(path: &Path) -> Result<PathBuf, Error> {
+    let aside = with_suffix(
+        path,
+        &format!(
+            ".corrupt-{}",
+            crate::capture::record::file_stamp(OffsetDateTime::now_utc())
+        ),
+    );
+    // Only a regular file is ever renamed (the caller read it as one; this
+    // checks the path itself once more).
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && let Some(kind) = not_a_file(meta.file_type())
+    {
+        return Err(refuse("state file", path, kind));
+    }
+    fs::rename(path, &aside).map_err(|e| {
+        io_error(
+            format!(
+                "the state file {} is unreadable and could not be moved aside",
+                path.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(aside)
+}
+
+/// Writes `state` to `path` atomically: a temporary file in the same folder
+/// (mode 0600), fsync, rename over `path`, fsync of the folder.
+pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
+    let fail = |what: &str, e: io::Error| {
+        io_error(
+            format!("could not {what} the state file {}", path.display()),
+            e,
+        )
+    };
+    let bytes = serde_json::to_vec(state)
+        .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
+    // Whatever is at `path` is replaced only if it is a regular file (a
+    // device or FIFO there is refused, never renamed over).
+    if let Ok(meta) = fs::metadata(path)
+        && let Some(kind) = not_a_file(meta.file_type())
+    {
+        return Err(refuse("state file", path, kind));
+    }
+    let tmp = with_suffix(
+        path,
+        &crate::store::leftovers::tmp_suffix(std::process::id()),
+    );
+    let mut options = private_options();
+    options.write(true).create(true).truncate(true);
+    let mut file = match open_regular(&tmp, "temporary file", options) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Err(fail("write", io::ErrorKind::NotFound.into())),
+        Err(e) => return Err(e),
+    };
+    let written = file.write_all(&bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail("write", e));
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail("replace", e));
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| fail("sync the folder of", e))?;
+    }
+    Ok(())
+}
