@@ -92,14 +92,7 @@ impl Composer {
         out.push('\n');
         let _ = write_escaped(&mut out, &summary.overview(), false);
         out.push('\n');
-        for note in [
-            summary.part_note(),
-            summary.late_note(),
-            summary.dropped_note(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for note in summary.notes() {
             let _ = write_escaped(&mut out, &note, false);
             out.push('\n');
         }

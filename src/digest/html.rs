@@ -95,14 +95,7 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
         .map_or(Tone::Plain, |p| Tone::of(p.level));
     write_headline(&mut out, &headline, tone);
     paragraph(&mut out, &format!("color:{MUTED}"), &summary.overview());
-    for note in [
-        summary.part_note(),
-        summary.late_note(),
-        summary.dropped_note(),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for note in summary.notes() {
         paragraph(
             &mut out,
             "padding:6px 10px;background:#fdefc8;color:#6d3b00",

@@ -314,6 +314,14 @@ impl<'a> Summary<'a> {
         out
     }
 
+    /// The notes under the overview, in their order in both parts: which
+    /// part of a split digest, why it is late, how many records were dropped.
+    pub(crate) fn notes(&self) -> impl Iterator<Item = String> {
+        [self.part_note(), self.late_note(), self.dropped_note()]
+            .into_iter()
+            .flatten()
+    }
+
     /// `This digest is late: sending failed at 2026-11-21 03:00 (connection
     /// refused); its records were kept and follow.`
     pub(crate) fn late_note(&self) -> Option<String> {
