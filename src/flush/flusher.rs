@@ -374,18 +374,21 @@ mod tests {
         }
         let journal = std::fs::read_to_string(with.path().join("state.json.journal")).unwrap();
         assert!(journal.contains("{\"@\":\"trim\",\"count\":"), "{journal}");
-        let load = |dir: &std::path::Path| {
-            let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
-            let lock = store.lock().unwrap();
-            let mut state = store.load(&lock).unwrap().state;
-            state.generation = 0;
-            state
-        };
-        let (a, b) = (load(with.path()), load(without.path()));
+        let (a, b) = (loaded(with.path()), loaded(without.path()));
         let newest: Vec<String> = (63..=72).map(|n| format!("run 2 #{n}")).collect();
         assert_eq!(messages(&a.pending), newest);
         assert_eq!(a.dropped, 72 - 10);
         assert_eq!(a, b);
+    }
+
+    /// The state `dir/state.json` loads as, its generation (which differs
+    /// between two files of the same content) set to 0.
+    fn loaded(dir: &std::path::Path) -> crate::store::state::State {
+        let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
+        let lock = store.lock().unwrap();
+        let mut state = store.load(&lock).unwrap().state;
+        state.generation = 0;
+        state
     }
 
     /// The same runs and flushes, appended to the journal or rewriting the
@@ -394,13 +397,6 @@ mod tests {
     fn replaying_the_journal_equals_rewriting_the_snapshot() {
         let with = tempfile::tempdir().unwrap();
         let without = tempfile::tempdir().unwrap();
-        let load = |dir: &std::path::Path| {
-            let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
-            let lock = store.lock().unwrap();
-            let mut state = store.load(&lock).unwrap().state;
-            state.generation = 0;
-            state
-        };
         // Runs an hour and a fraction of a second apart, the same in both.
         let start = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let run_start = |run: i64| start + Duration::from_millis(3_600_250) * run as u32;
@@ -437,7 +433,7 @@ mod tests {
         }
         assert!(with.path().join("state.json.journal").exists());
         assert!(!without.path().join("state.json.journal").exists());
-        let (a, b) = (load(with.path()), load(without.path()));
+        let (a, b) = (loaded(with.path()), loaded(without.path()));
         assert_eq!(a.pending.len(), 36);
         assert_eq!(a.dropped, 8);
         assert_eq!(a.history.runs, 4);

@@ -277,6 +277,25 @@ fn sending_to_a_silent_server(args: Vec<String>) -> u8 {
     0
 }
 
+/// Runs `test` as a child that sends to 127.0.0.1:`port` with its state in
+/// `state`; checks that it ended well. Returns its output and its stdout.
+fn child_sending_to(
+    port: u16,
+    state: &std::path::Path,
+    test: &str,
+) -> (std::process::Output, String) {
+    let output = support::child::command(test, &[port.to_string(), state.to_str().unwrap().into()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, stdout)
+}
+
 /// Issue 19, case 8: each send abandoned at the deadline left its thread
 /// and socket waiting until the SMTP timeout, a new one at every flush. Now
 /// at most one abandoned send is outstanding: the next waits for it, then
@@ -287,18 +306,7 @@ fn abandoned_sends_do_not_pile_up() {
     let port = never_done_greeting();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let output = support::child::command(
-        "abandoned_sends_do_not_pile_up",
-        &[port.to_string(), state.to_str().unwrap().into()],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (output, stdout) = child_sending_to(port, &state, "abandoned_sends_do_not_pile_up");
     // The last count: after the last flush.
     let (_, counts) = stdout.rsplit_once("threads ").unwrap();
     let counts: Vec<usize> = counts
@@ -362,18 +370,8 @@ fn an_abandoned_send_ends_with_the_deadline() {
     let port = mute.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let output = support::child::command(
-        "an_abandoned_send_ends_with_the_deadline",
-        &[port.to_string(), state.to_str().unwrap().into()],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (output, stdout) =
+        child_sending_to(port, &state, "an_abandoned_send_ends_with_the_deadline");
     assert!(
         support::child::outcome_line(&output).contains("send deadline"),
         "{stdout}"
