@@ -27,7 +27,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, FlushGuard, ManualClock, Outcome};
+use tracing_email::{EmailLayer, FileDrop, FlushGuard, Outcome, clock::ManualClock};
 use tracing_subscriber::prelude::*;
 
 #[global_allocator]

@@ -8,7 +8,7 @@
 //! ```
 
 use tracing::Level;
-use tracing_email::{PolicyConfig, StateFile, Verdict};
+use tracing_email::{PolicyConfig, inspect::StateFile, inspect::Verdict};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tracing::Level;
-use tracing_email::{Builder, EmailLayer, FileDrop, ManualClock, Outcome, Smtp};
+use tracing_email::{Builder, EmailLayer, FileDrop, Outcome, Smtp, clock::ManualClock};
 use tracing_subscriber::{filter::LevelFilter, prelude::*};
 
 const USAGE: &str = "usage: podcast --state-file PATH (--smtp-url URL | --outbox DIR) \

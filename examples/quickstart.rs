@@ -15,7 +15,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, Outcome, Smtp, WaitingFor};
+use tracing_email::{EmailLayer, FileDrop, Outcome, Smtp, inspect::WaitingFor};
 use tracing_subscriber::{filter::LevelFilter, prelude::*};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

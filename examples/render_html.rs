@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing_email::{BoxError, Email, EmailLayer, ManualClock, Transport};
+use tracing_email::{
+    EmailLayer, clock::ManualClock, transport::BoxError, transport::Email, transport::Transport,
+};
 use tracing_subscriber::prelude::*;
 
 /// A transport that keeps the emails it is given.

@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tracing::Level;
-use tracing_email::{BoxError, Builder, Email, EmailLayer, ManualClock, Transport};
+use tracing_email::{
+    Builder, EmailLayer, clock::ManualClock, transport::BoxError, transport::Email,
+    transport::Transport,
+};
 use tracing_subscriber::{filter::LevelFilter, prelude::*};
 
 const FEEDS: usize = 20;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tracing::Level;
-use tracing_email::{BoxError, Email, EmailLayer, Transport};
+use tracing_email::{EmailLayer, transport::BoxError, transport::Email, transport::Transport};
 use tracing_subscriber::prelude::*;
 
 /// POSTs each digest as JSON to `http://host:port/path`.

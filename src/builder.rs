@@ -44,7 +44,7 @@ pub struct Builder {
     transport: Option<Given>,
     #[cfg(feature = "alertmanager")]
     alerts: Option<crate::Alertmanager>,
-    clock: Arc<dyn crate::Clock>,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// The transport given: an [`Smtp`](crate::Smtp) is kept as one until
@@ -93,7 +93,7 @@ impl EmailLayer {
             transport: None,
             #[cfg(feature = "alertmanager")]
             alerts: None,
-            clock: Arc::new(crate::SystemClock),
+            clock: Arc::new(crate::clock::SystemClock),
         }
     }
 }
@@ -112,7 +112,7 @@ macro_rules! setters {
 
 impl Builder {
     /// Where digests go: [`Smtp`](crate::Smtp), [`FileDrop`](crate::FileDrop),
-    /// [`Sendmail`](crate::Sendmail) or a [`Transport`] of your own. Required.
+    /// [`Sendmail`](crate::transport::Sendmail) or a [`Transport`] of your own. Required.
     ///
     /// ```
     /// let b = tracing_email::EmailLayer::builder("app")
@@ -513,12 +513,12 @@ impl Builder {
     /// timestamps and every time-based rule. For tests and simulations.
     ///
     /// ```
-    /// use tracing_email::ManualClock;
+    /// use tracing_email::clock::ManualClock;
     /// let clock = ManualClock::new(std::time::SystemTime::now());
     /// let b = tracing_email::EmailLayer::builder("poca").clock(clock.clone());
     /// clock.advance(std::time::Duration::from_secs(3600)); // the layer sees it
     /// ```
-    pub fn clock(mut self, clock: impl crate::Clock) -> Self {
+    pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
@@ -885,10 +885,12 @@ mod tests {
                      keep apart; use a plain name like \"poca\""
                 )
             );
-            let e = crate::StateFile::for_app(app).unwrap_err().to_string();
+            let e = crate::inspect::StateFile::for_app(app)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("control characters"), "{e}");
         }
-        assert!(crate::StateFile::for_app("poca").is_ok());
+        assert!(crate::inspect::StateFile::for_app("poca").is_ok());
     }
 
     #[test]
@@ -1046,7 +1048,10 @@ mod tests {
         let b = EmailLayer::builder("poca-test-app");
         let path = b.config.state_path().unwrap();
         assert!(
-            path.ends_with(format!("poca-test-app/{}", crate::STATE_FILE_NAME)),
+            path.ends_with(format!(
+                "poca-test-app/{}",
+                crate::store::file::STATE_FILE_NAME
+            )),
             "{}",
             path.display()
         );

@@ -65,7 +65,7 @@ pub(crate) fn instant_after(d: Duration) -> Instant {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use tracing_email::Clock;
+/// use tracing_email::clock::Clock;
 ///
 /// /// Always the same moment.
 /// struct Frozen(SystemTime);
@@ -81,7 +81,7 @@ pub trait Clock: Send + Sync + 'static {
 /// The system's clock; the default.
 ///
 /// ```
-/// use tracing_email::{Clock, SystemClock};
+/// use tracing_email::{clock::Clock, clock::SystemClock};
 /// assert!(SystemClock.now() > std::time::UNIX_EPOCH);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,7 +98,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use tracing_email::{Clock, ManualClock};
+/// use tracing_email::{clock::Clock, clock::ManualClock};
 ///
 /// let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
 /// let seen_by_the_layer = clock.clone();
@@ -120,7 +120,7 @@ impl ManualClock {
     /// A clock that reads `start`.
     ///
     /// ```
-    /// let clock = tracing_email::ManualClock::new(std::time::SystemTime::now());
+    /// let clock = tracing_email::clock::ManualClock::new(std::time::SystemTime::now());
     /// ```
     pub fn new(start: SystemTime) -> Self {
         ManualClock {
@@ -131,7 +131,7 @@ impl ManualClock {
     /// Sets the time.
     ///
     /// ```
-    /// # use tracing_email::{Clock, ManualClock};
+    /// # use tracing_email::{clock::Clock, clock::ManualClock};
     /// let clock = ManualClock::new(std::time::UNIX_EPOCH);
     /// clock.set(std::time::UNIX_EPOCH + std::time::Duration::from_secs(60));
     /// assert_eq!(clock.now(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(60));
@@ -143,7 +143,7 @@ impl ManualClock {
     /// Moves the time forward.
     ///
     /// ```
-    /// # use tracing_email::{Clock, ManualClock};
+    /// # use tracing_email::{clock::Clock, clock::ManualClock};
     /// let clock = ManualClock::new(std::time::UNIX_EPOCH);
     /// clock.advance(std::time::Duration::from_secs(1));
     /// assert_eq!(clock.now(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(1));

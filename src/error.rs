@@ -41,7 +41,7 @@ pub enum ErrorKind {
     /// before the send deadline.
     ///
     /// [`FileDrop`]: crate::FileDrop
-    /// [`Transport`]: crate::Transport
+    /// [`Transport`]: crate::transport::Transport
     Send,
     /// Composing the email failed.
     Compose,

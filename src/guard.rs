@@ -23,7 +23,7 @@ use crate::sync::lock;
 /// sent twice by the same process, nor stored twice.
 ///
 /// ```
-/// use tracing_email::{EmailLayer, FileDrop, Outcome, WaitingFor};
+/// use tracing_email::{EmailLayer, FileDrop, Outcome, inspect::WaitingFor};
 /// use tracing_subscriber::prelude::*;
 ///
 /// # let dir = tempfile::tempdir().unwrap();
@@ -103,11 +103,11 @@ impl FlushGuard {
 
     /// Looks into the state file without changing it: what is pending, and
     /// what this guard's policy would do at a flush now
-    /// ([`Snapshot::verdict`](crate::Snapshot::verdict)). Records captured
+    /// ([`Snapshot::verdict`](crate::inspect::Snapshot::verdict)). Records captured
     /// since the last flush are not in the file yet and not counted.
     ///
     /// ```
-    /// # use tracing_email::{EmailLayer, FileDrop, Verdict};
+    /// # use tracing_email::{EmailLayer, FileDrop, inspect::Verdict};
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let (_layer, guard) = EmailLayer::builder("my-app")
     /// #     .transport(FileDrop::new(dir.path().join("outbox")))
@@ -117,9 +117,9 @@ impl FlushGuard {
     /// assert_eq!(snapshot.verdict, Some(Verdict::Nothing));
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
-    pub fn snapshot(&self) -> Result<crate::Snapshot, Error> {
+    pub fn snapshot(&self) -> Result<crate::inspect::Snapshot, Error> {
         let flusher = lock(&self.flusher);
-        let snapshot = crate::StateFile::open(flusher.store.path()).snapshot()?;
+        let snapshot = crate::inspect::StateFile::open(flusher.store.path()).snapshot()?;
         let now = crate::clock::catch_now(&*flusher.clock).map_err(|payload| {
             crate::error::drop_payload(payload);
             Error::new(

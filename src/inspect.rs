@@ -12,7 +12,8 @@ use tracing::Level;
 
 use crate::capture::record::{Record, severity};
 use crate::error::Error;
-use crate::policy::{Decision, Facts, Phase, Policy, WaitingFor};
+pub use crate::policy::WaitingFor;
+use crate::policy::{Decision, Facts, Phase, Policy};
 use crate::settings::PolicyConfig;
 use crate::store::file::StateStore;
 use crate::store::state::State;
@@ -23,7 +24,7 @@ pub use alerts::{AlertPost, FiringAlert};
 /// A state file, opened to look into it (and, on request, to empty it).
 ///
 /// ```
-/// use tracing_email::StateFile;
+/// use tracing_email::inspect::StateFile;
 ///
 /// # let dir = tempfile::tempdir().unwrap();
 /// let file = StateFile::open(dir.path().join("state.json"));
@@ -48,7 +49,7 @@ pub struct StateFile {
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
-/// let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
 /// println!("{snapshot}");
 /// println!("{} warnings or worse", snapshot.count_at_least(tracing::Level::WARN));
 /// for failure in &snapshot.failures {
@@ -105,7 +106,7 @@ pub struct Snapshot {
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
-/// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
 /// for f in &snapshot.failures {
 ///     match (f.reported, f.quiet_until) {
 ///         (None, _) => println!("{}: {} runs, not reported yet", f.label, f.runs),
@@ -153,7 +154,7 @@ pub struct Failure {
 /// business and not part of it.)
 ///
 /// ```
-/// use tracing_email::Verdict;
+/// use tracing_email::inspect::Verdict;
 ///
 /// fn explain(verdict: &Verdict) -> String {
 ///     match verdict {
@@ -203,7 +204,7 @@ impl Verdict {
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
-/// let cleared = tracing_email::StateFile::open(dir.path().join("s.json")).clear()?;
+/// let cleared = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).clear()?;
 /// assert_eq!(cleared.records, 0);
 /// println!("{cleared}");
 /// # Ok::<(), tracing_email::Error>(())
@@ -266,7 +267,7 @@ impl StateFile {
     /// The state file at `path`.
     ///
     /// ```
-    /// let file = tracing_email::StateFile::open("/var/lib/poca/tracing-email.json");
+    /// let file = tracing_email::inspect::StateFile::open("/var/lib/poca/tracing-email.json");
     /// ```
     pub fn open(path: impl Into<PathBuf>) -> Self {
         StateFile {
@@ -282,7 +283,7 @@ impl StateFile {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let file = tracing_email::StateFile::open("state.json").lock_timeout(Duration::from_secs(2));
+    /// let file = tracing_email::inspect::StateFile::open("state.json").lock_timeout(Duration::from_secs(2));
     /// ```
     #[must_use]
     pub fn lock_timeout(self, timeout: Duration) -> Self {
@@ -298,7 +299,7 @@ impl StateFile {
     /// characters) is an error here too.
     ///
     /// ```
-    /// let file = tracing_email::StateFile::for_app("poca")?;
+    /// let file = tracing_email::inspect::StateFile::for_app("poca")?;
     /// assert!(file.path().ends_with("tracing-email.json"));
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
@@ -310,7 +311,7 @@ impl StateFile {
     /// Its path.
     ///
     /// ```
-    /// let file = tracing_email::StateFile::open("state.json");
+    /// let file = tracing_email::inspect::StateFile::open("state.json");
     /// assert_eq!(file.path(), std::path::Path::new("state.json"));
     /// ```
     pub fn path(&self) -> &Path {
@@ -326,7 +327,7 @@ impl StateFile {
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+    /// let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
     /// assert!(snapshot.last_sent.is_none());
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
@@ -377,7 +378,7 @@ impl StateFile {
     /// "why didn't I get an email?".
     ///
     /// ```
-    /// use tracing_email::{PolicyConfig, StateFile, Verdict};
+    /// use tracing_email::{PolicyConfig, inspect::StateFile, inspect::Verdict};
     ///
     /// let policy: PolicyConfig = toml::from_str("consecutive_runs = 3\nrepeat_after = 86400")?;
     /// # let dir = tempfile::tempdir()?;
@@ -400,7 +401,7 @@ impl StateFile {
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let cleared = tracing_email::StateFile::open(dir.path().join("s.json")).clear()?;
+    /// let cleared = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).clear()?;
     /// assert_eq!(cleared.records, 0);
     /// assert!(!cleared.history_removed);
     /// # Ok::<(), tracing_email::Error>(())
@@ -416,7 +417,7 @@ impl StateFile {
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let cleared = tracing_email::StateFile::open(dir.path().join("s.json")).clear_all()?;
+    /// let cleared = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).clear_all()?;
     /// assert!(cleared.history_removed);
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
@@ -455,7 +456,7 @@ impl Snapshot {
     /// Pending records exactly at `level`.
     ///
     /// ```
-    /// # fn f(s: &tracing_email::Snapshot) {
+    /// # fn f(s: &tracing_email::inspect::Snapshot) {
     /// println!("{} warnings", s.count(tracing::Level::WARN));
     /// # }
     /// ```
@@ -466,7 +467,7 @@ impl Snapshot {
     /// Pending records at `level` or more severe.
     ///
     /// ```
-    /// # fn f(s: &tracing_email::Snapshot) {
+    /// # fn f(s: &tracing_email::inspect::Snapshot) {
     /// println!("{} warnings or errors", s.count_at_least(tracing::Level::WARN));
     /// # }
     /// ```
@@ -482,7 +483,7 @@ impl Snapshot {
     /// needs before it sends (0: it sends at the next flush).
     ///
     /// ```
-    /// # fn f(s: &tracing_email::Snapshot) {
+    /// # fn f(s: &tracing_email::inspect::Snapshot) {
     /// println!("{} more warnings to go", s.still_needed(5, tracing::Level::WARN));
     /// # }
     /// ```

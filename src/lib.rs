@@ -40,7 +40,7 @@
 //! # How a record travels
 //!
 //! 1. [`EmailLayer`] turns each event that passes its filter into a
-//!    [`Record`] and keeps it in memory. The event path does no I/O and never
+//!    [`Record`](record::Record) and keeps it in memory. The event path does no I/O and never
 //!    waits for a send.
 //! 2. At a flush ([`FlushGuard::flush`], dropping the guard, or the end of
 //!    a [`flush_every`](Builder::flush_every) period), the state
@@ -63,7 +63,7 @@
 //! The `tracing-email` command (`cargo install --path cli` in a checkout) reads a
 //! program's state file from the shell: `tracing-email status --app poca`
 //! says what waits and why no email went out; `show`, `send`, `clear` and
-//! `test` do the rest. [`StateFile`] is the same from code.
+//! `test` do the rest. [`StateFile`](inspect::StateFile) is the same from code.
 //!
 //! # The guide
 //!
@@ -92,13 +92,13 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `smtp` | yes | [`Smtp`]: lettre's SMTP client with pure-Rust TLS (rustls, ring) and the bundled webpki root certificates; pooled sessions; XOAUTH2 and passwords from a command |
-//! | `sendmail` | yes | [`Sendmail`]: hands digests to a local `sendmail` program |
+//! | `sendmail` | yes | [`Sendmail`](transport::Sendmail): hands digests to a local `sendmail` program |
 //! | `log` | yes | records bridged from the `log` crate by `tracing-log` keep their real target, module, file and line, and are told apart by their own call site |
 //! | `alertmanager` | yes | [`Alertmanager`]: posts each failure worth reporting to Prometheus Alertmanager (ureq 3, blocking, over the same rustls and ring), firing while it lasts, resolved when it ends |
 //! | `rustls-native-certs` | no | [`Smtp`] trusts the platform's root certificates instead of the bundled ones (implies `smtp`) |
 //!
 //! With `default-features = false` the crate keeps [`FileDrop`] and your own
-//! [`Transport`]s, with no TLS stack in the dependency tree; CI lints and
+//! [`Transport`](transport::Transport)s, with no TLS stack in the dependency tree; CI lints and
 //! tests that build too.
 
 #![deny(missing_docs)]
@@ -114,7 +114,7 @@
 // those stages, `guard` runs the flush, `inspect` reads the store. `clock`,
 // `error`, `sync` (a lock a panic cannot poison) and `settings` (each
 // setting's default and bound) are below all of them; `builder` and `config` (the settings from code and from data) above.
-mod clock;
+pub mod clock;
 mod error;
 mod sync;
 #[cfg(test)]
@@ -126,11 +126,11 @@ mod capture;
 mod digest;
 mod flush;
 mod guard;
-mod inspect;
+pub mod inspect;
 mod policy;
 mod redact;
 mod store;
-mod transport;
+pub mod transport;
 
 mod builder;
 mod config;
@@ -138,27 +138,26 @@ mod settings;
 
 pub mod guide;
 
+pub mod record {
+    //! The records the layer keeps: what a [`Transport`](crate::transport::Transport)
+    //! finds in [`Email::records`](crate::transport::Email::records) and a
+    //! [`Snapshot`](crate::inspect::Snapshot) lists as pending.
+    pub use crate::capture::record::{Fields, Record, SpanRecord};
+}
+
 #[cfg(feature = "alertmanager")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
 pub use alerts::Alertmanager;
 pub use builder::Builder;
 pub use capture::layer::EmailLayer;
-pub use capture::record::{Fields, Record, SpanRecord, Str};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind};
 pub use flush::outcome::Outcome;
 pub use guard::FlushGuard;
-pub use inspect::{AlertPost, Cleared, Failure, FiringAlert, Snapshot, StateFile, Verdict};
-pub use policy::WaitingFor;
 pub use settings::{EmailConfig, PolicyConfig};
-pub use store::file::STATE_FILE_NAME;
-#[cfg(feature = "sendmail")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sendmail")))]
-pub use transport::Sendmail;
+pub use transport::FileDrop;
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub use transport::Smtp;
-pub use transport::{BoxError, Email, FileDrop, Transport};
 
 // The README's Rust examples are compiled as doc tests, so they cannot drift.
 #[cfg(doctest)]

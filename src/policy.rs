@@ -78,12 +78,12 @@ pub(crate) enum Decision {
 /// What held records wait for: of the policy's rules, the one closest to
 /// sending, in its own terms. Carried by
 /// [`Outcome::Held`](crate::Outcome::Held) and
-/// [`Verdict::Hold`](crate::Verdict::Hold); its `Display` is the reason a
+/// [`Verdict::Hold`](crate::inspect::Verdict::Hold); its `Display` is the reason a
 /// person reads. A failure labelled by its message is quoted: `"feed
 /// failed" seen in 1 of the 3 runs in a row needed`.
 ///
 /// ```
-/// use tracing_email::WaitingFor;
+/// use tracing_email::inspect::WaitingFor;
 ///
 /// let streak = WaitingFor::Streak {
 ///     label: Some(r#"url "b.json""#.into()),
@@ -1466,7 +1466,7 @@ pub(crate) mod tests {
                 guard.flush()
             })
             .collect();
-        let snapshot = crate::StateFile::open(dir.path().join("state.json"))
+        let snapshot = crate::inspect::StateFile::open(dir.path().join("state.json"))
             .snapshot()
             .unwrap();
         let failures = snapshot.failures.into_iter().map(|f| (f.label, f.runs));

@@ -10,7 +10,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use tracing::Level;
-use tracing_email::{BoxError, Email, EmailLayer, FileDrop, FlushGuard, Outcome, Transport};
+use tracing_email::{
+    EmailLayer, FileDrop, FlushGuard, Outcome, transport::BoxError, transport::Email,
+    transport::Transport,
+};
 
 /// A layer keeping its state in `dir/state.json` that holds every record
 /// (no threshold is ever met), keeps any number, and has no background

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::Level;
-use tracing_email::{EmailConfig, PolicyConfig, StateFile};
+use tracing_email::{EmailConfig, PolicyConfig, inspect::StateFile};
 
 use crate::Fail;
 

@@ -14,7 +14,7 @@ use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tracing_email::{EmailConfig, Outcome, PolicyConfig, StateFile};
+use tracing_email::{EmailConfig, Outcome, PolicyConfig, inspect::StateFile};
 
 use args::{Cli, Command, Located, TransportArgs};
 

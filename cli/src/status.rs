@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
-use tracing_email::{AlertPost, Failure, Snapshot, Verdict};
+use tracing_email::{inspect::AlertPost, inspect::Failure, inspect::Snapshot, inspect::Verdict};
 
 /// ANSI colours, or plain text.
 #[derive(Clone, Copy)]

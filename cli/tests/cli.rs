@@ -19,7 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use smtp::{Cmd, Fault, MockSmtp, Security, refused_port};
-use tracing_email::{Builder, EmailLayer, FileDrop, Outcome, StateFile};
+use tracing_email::{Builder, EmailLayer, FileDrop, Outcome, inspect::StateFile};
 use tracing_subscriber::prelude::*;
 
 const USER: &str = "poca@example.com";

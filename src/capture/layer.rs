@@ -1,5 +1,5 @@
 //! The `tracing-subscriber` layer: turns each event into a
-//! [`Record`](crate::Record) and
+//! [`Record`](crate::record::Record) and
 //! keeps it in memory. No I/O happens here.
 
 use std::borrow::Cow;
@@ -89,7 +89,7 @@ pub(crate) struct Shared {
     /// spans it is inside is made again after one.
     pub(crate) span_edits: SpanEdits,
     /// Where record timestamps come from.
-    pub(crate) clock: Arc<dyn crate::Clock>,
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// Most bytes of text (message, fields and span context, escapes
     /// counted as written) one record keeps.
     pub(crate) max_record_bytes: usize,
@@ -371,7 +371,7 @@ impl EmailLayer {
             event.record(&mut SkipLogFields(v))
         });
         let time = crate::clock::now_or_system(&*self.shared.clock);
-        let record = crate::Record::from_borrowed(&meta, time, message, fields, spans);
+        let record = crate::record::Record::from_borrowed(&meta, time, message, fields, spans);
         self.pushed(self.shared.buffer.push(record));
     }
 }

@@ -14,20 +14,15 @@ use tracing::{Level, Metadata};
 
 /// A text that is usually `'static` (tracing metadata) and owned only once
 /// read back from the state file, so capturing an event copies no names.
-///
-/// ```
-/// let target: tracing_email::Str = "poca::feed".into();
-/// assert_eq!(target, "poca::feed");
-/// ```
-pub type Str = Cow<'static, str>;
+pub(crate) type Str = Cow<'static, str>;
 
 /// One log record: everything an event said, and where it said it.
 ///
 /// Records are made by [`EmailLayer`](crate::EmailLayer) and handed to a
-/// [`Transport`](crate::Transport) inside an [`Email`](crate::Email).
+/// [`Transport`](crate::transport::Transport) inside an [`Email`](crate::transport::Email).
 ///
 /// ```
-/// # use tracing_email::Record;
+/// # use tracing_email::record::Record;
 /// fn describe(record: &Record) -> String {
 ///     format!("{} {}: {}", record.level, record.target, record.message)
 /// }
@@ -128,7 +123,7 @@ impl PartialEq for Memo {
 /// A span an event happened in: its name and fields.
 ///
 /// ```
-/// # use tracing_email::SpanRecord;
+/// # use tracing_email::record::SpanRecord;
 /// fn name(span: &SpanRecord) -> &str {
 ///     &span.name
 /// }
@@ -145,13 +140,13 @@ pub struct SpanRecord {
 }
 
 /// Named values in the order they were recorded, as typed JSON values.
-/// Read-only: made by the layer, read by a [`Transport`](crate::Transport)
+/// Read-only: made by the layer, read by a [`Transport`](crate::transport::Transport)
 /// through [`Record::fields`] and [`SpanRecord::fields`].
 ///
 /// Serialised as a JSON object whose keys keep that order.
 ///
 /// ```
-/// # use tracing_email::Record;
+/// # use tracing_email::record::Record;
 /// fn feed(record: &Record) -> Option<&str> {
 ///     record.fields.get("feed")?.as_str()
 /// }
@@ -168,7 +163,7 @@ impl Fields {
     /// The value of the first field with this name.
     ///
     /// ```
-    /// # use tracing_email::Fields;
+    /// # use tracing_email::record::Fields;
     /// let fields: Fields = serde_json::from_str(r#"{"n": 42}"#)?;
     /// assert_eq!(fields.get("n"), Some(&serde_json::json!(42)));
     /// assert_eq!(fields.get("m"), None);
@@ -181,7 +176,7 @@ impl Fields {
     /// How many fields there are.
     ///
     /// ```
-    /// # use tracing_email::Fields;
+    /// # use tracing_email::record::Fields;
     /// let fields: Fields = serde_json::from_str(r#"{"a": 1, "b": "x"}"#)?;
     /// assert_eq!(fields.len(), 2);
     /// # Ok::<(), serde_json::Error>(())
@@ -193,7 +188,7 @@ impl Fields {
     /// Whether there are no fields.
     ///
     /// ```
-    /// assert!(tracing_email::Fields::default().is_empty());
+    /// assert!(tracing_email::record::Fields::default().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -202,7 +197,7 @@ impl Fields {
     /// The fields, in order: name and value.
     ///
     /// ```
-    /// # use tracing_email::Fields;
+    /// # use tracing_email::record::Fields;
     /// let fields: Fields = serde_json::from_str(r#"{"b": true, "a": 1}"#)?;
     /// let names: Vec<&str> = fields.iter().map(|(name, _)| name).collect();
     /// assert_eq!(names, ["b", "a"]);
@@ -463,7 +458,7 @@ impl Record {
     /// escaped (`\n`, `\r`, `\u{1b}`), so the line is always one line.
     ///
     /// ```
-    /// # use tracing_email::Record;
+    /// # use tracing_email::record::Record;
     /// fn line(record: &Record) -> String {
     ///     record.to_line(time::UtcOffset::UTC)
     /// }
@@ -493,7 +488,7 @@ impl Record {
     /// escaped, as in [`to_line`](Record::to_line).
     ///
     /// ```
-    /// # use tracing_email::Record;
+    /// # use tracing_email::record::Record;
     /// fn context(record: &Record) -> Option<String> {
     ///     record.span_context()
     /// }

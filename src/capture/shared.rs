@@ -173,7 +173,7 @@ mod tests {
             {"time":"2026-11-22T06:00:02Z","level":"WARN","target":"poca::feed","message":"c",
              "spans":[{"name":"job","fields":{"feed":"Ääniraita"}}]}
         ]"#;
-        let records: Vec<crate::Record> = serde_json::from_str(json).unwrap();
+        let records: Vec<crate::record::Record> = serde_json::from_str(json).unwrap();
         let [a, b, c] = &records[..] else {
             panic!("three records")
         };
@@ -193,7 +193,7 @@ mod tests {
         assert!(matches!(c.spans[0].name, Cow::Borrowed(_)));
         // Written again, they are what was read.
         let again = serde_json::to_string(&records).unwrap();
-        let back: Vec<crate::Record> = serde_json::from_str(&again).unwrap();
+        let back: Vec<crate::record::Record> = serde_json::from_str(&again).unwrap();
         assert_eq!(back, records);
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&again).unwrap(),

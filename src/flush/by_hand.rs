@@ -94,7 +94,10 @@ fn transport_of(flusher: &Flusher) -> Result<&Arc<dyn Transport>, Error> {
 }
 
 /// A test email's delivery: the transport's reply is shown.
-fn reply(transport: &dyn Transport, email: &Email) -> Result<Option<String>, crate::BoxError> {
+fn reply(
+    transport: &dyn Transport,
+    email: &Email,
+) -> Result<Option<String>, crate::transport::BoxError> {
     transport.send_with_reply(email)
 }
 
@@ -147,7 +150,7 @@ mod tests {
     use tracing_subscriber::prelude::*;
 
     use crate::builder::Builder;
-    use crate::{EmailLayer, FileDrop, Outcome, StateFile};
+    use crate::{EmailLayer, FileDrop, Outcome, inspect::StateFile};
 
     fn builder(dir: &Path) -> Builder {
         EmailLayer::builder("poca")

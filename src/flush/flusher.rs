@@ -309,18 +309,21 @@ mod tests {
 
     /// A guard that holds (streaks of 5 runs, by feed), into `dir`.
     fn holding_guard(dir: &std::path::Path) -> crate::FlushGuard {
-        holding_guard_with(dir, crate::SystemClock)
+        holding_guard_with(dir, crate::clock::SystemClock)
     }
 
     /// [`holding_guard`] reading time from `clock`.
-    fn holding_guard_with(dir: &std::path::Path, clock: impl crate::Clock) -> crate::FlushGuard {
+    fn holding_guard_with(
+        dir: &std::path::Path,
+        clock: impl crate::clock::Clock,
+    ) -> crate::FlushGuard {
         holding_guard_at(dir, clock, usize::MAX)
     }
 
     /// [`holding_guard_with`] keeping at most `max_pending` records.
     fn holding_guard_at(
         dir: &std::path::Path,
-        clock: impl crate::Clock,
+        clock: impl crate::clock::Clock,
         max_pending: usize,
     ) -> crate::FlushGuard {
         let (_layer, guard) = crate::EmailLayer::builder("flush-test")
@@ -348,8 +351,9 @@ mod tests {
     fn trimming_at_max_pending_appends_and_replays_as_a_rewrite_does() {
         let with = tempfile::tempdir().unwrap();
         let without = tempfile::tempdir().unwrap();
-        let clock =
-            crate::ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+        let clock = crate::clock::ManualClock::new(
+            std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+        );
         for (dir, no_journal) in [(with.path(), false), (without.path(), true)] {
             NO_JOURNAL.with(|c| c.set(no_journal));
             let mut n = 0;
@@ -403,7 +407,7 @@ mod tests {
         for (dir, no_journal) in [(with.path(), false), (without.path(), true)] {
             NO_JOURNAL.with(|c| c.set(no_journal));
             let mut n = 0;
-            let clock = crate::ManualClock::new(start);
+            let clock = crate::clock::ManualClock::new(start);
             for run in 0..4 {
                 clock.set(run_start(run));
                 let guard = holding_guard_with(dir, clock.clone());
@@ -533,7 +537,7 @@ mod tests {
     #[test]
     fn others_trims_are_not_taken_for_kept_records() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = crate::SystemClock;
+        let clock = crate::clock::SystemClock;
         let one = holding_guard_at(dir.path(), clock, 3);
         let two = holding_guard_at(dir.path(), clock, 3);
         // `one` fills the state with errors, `two` trims them with records
@@ -631,7 +635,7 @@ mod tests {
     }
 
     fn pending_in(dir: &std::path::Path) -> usize {
-        crate::StateFile::open(dir.join("state.json"))
+        crate::inspect::StateFile::open(dir.join("state.json"))
             .snapshot()
             .unwrap()
             .pending

@@ -21,7 +21,7 @@ use crate::policy::WaitingFor;
 /// | records that could not be sent or stored                 | `Failed`  |
 ///
 /// ```
-/// use tracing_email::{Outcome, WaitingFor};
+/// use tracing_email::{Outcome, inspect::WaitingFor};
 ///
 /// let waiting_for = WaitingFor::Threshold { counted: 2, needed: 5, level: tracing::Level::WARN };
 /// let outcome = Outcome::Held { pending: 3, waiting_for };
@@ -68,7 +68,7 @@ pub enum Outcome {
     /// rule holds them.
     ///
     /// ```
-    /// use tracing_email::{Outcome, WaitingFor};
+    /// use tracing_email::{Outcome, inspect::WaitingFor};
     ///
     /// let waiting_for = WaitingFor::Threshold { counted: 2, needed: 5, level: tracing::Level::WARN };
     /// let outcome = Outcome::Resolved { failures: 1, pending: 3, waiting_for: Some(waiting_for) };

@@ -144,7 +144,7 @@ struct Case {
     dead_pid: u32,
     /// Every process's clock: fixed, so that what a flush appends can be
     /// foreseen.
-    clock: crate::ManualClock,
+    clock: crate::clock::ManualClock,
     /// This case's weight of each [`Op`] (some left out: swarm testing, so
     /// that cases differ in kind, not only in order).
     mix: Vec<u64>,
@@ -191,7 +191,7 @@ impl Case {
             next_id: 0,
             steps: Vec::new(),
             dead_pid: dead_pid(),
-            clock: crate::ManualClock::new(
+            clock: crate::clock::ManualClock::new(
                 std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             ),
             mix: Vec::new(),
@@ -410,7 +410,9 @@ impl Case {
 
     fn clear(&mut self) {
         let on_disk = self.on_disk();
-        let cleared = crate::StateFile::open(self.path()).clear().unwrap();
+        let cleared = crate::inspect::StateFile::open(self.path())
+            .clear()
+            .unwrap();
         self.steps
             .push(format!("clear: {} records", cleared.records));
         for id in on_disk {
@@ -536,7 +538,7 @@ impl Case {
             Some(run) if runs >= run => (run, false),
             _ => (runs + 1, true),
         };
-        let at = crate::clock::datetime(crate::Clock::now(&self.clock));
+        let at = crate::clock::datetime(crate::clock::Clock::now(&self.clock));
         let mut records = guard.shared.buffer.drain();
         guard.shared.buffer.restore(records.clone(), 0);
         for r in &mut records {

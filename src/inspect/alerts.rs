@@ -1,6 +1,6 @@
 //! What a state file says of Alertmanager: the alerts it holds as firing
 //! (or whose resolution is not accepted yet) and the last post with its
-//! answer, read-only, as [`Snapshot`](crate::Snapshot) shows them.
+//! answer, read-only, as [`Snapshot`](crate::inspect::Snapshot) shows them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,11 +13,11 @@ use crate::store::state::State;
 /// An alert that Alertmanager holds as firing for this program, as the
 /// state file keeps it: posted firing and accepted, and not resolved since
 /// (or resolved, while Alertmanager has not accepted the resolution yet).
-/// Read-only; [`Snapshot::alerts`](crate::Snapshot::alerts) lists them.
+/// Read-only; [`Snapshot::alerts`](crate::inspect::Snapshot::alerts) lists them.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
-/// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
 /// for alert in &snapshot.alerts {
 ///     match alert.resolved {
 ///         None => println!("{} ({}) firing since {}", alert.failure, alert.severity, alert.since),
@@ -62,7 +62,7 @@ pub struct FiringAlert {
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
-/// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
 /// if let Some(post) = &snapshot.last_alert_post {
 ///     println!("last post: {}, {post}", post.at);  // "accepted by 1 of 1 Alertmanager (…)"
 ///     if !post.is_accepted() {
@@ -93,7 +93,7 @@ impl AlertPost {
     /// Whether at least one Alertmanager accepted it.
     ///
     /// ```
-    /// # fn f(post: &tracing_email::AlertPost) {
+    /// # fn f(post: &tracing_email::inspect::AlertPost) {
     /// if post.is_accepted() { println!("delivered to {} of {}", post.accepted, post.of) }
     /// # }
     /// ```
@@ -124,7 +124,7 @@ impl FiringAlert {
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
+    /// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
     /// let firing = snapshot.alerts.iter().filter(|a| a.is_firing()).count();
     /// # Ok::<(), tracing_email::Error>(())
     /// ```

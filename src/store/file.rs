@@ -47,13 +47,7 @@ pub(crate) struct StateStore {
 }
 
 /// The file name of the state file inside the app's state folder.
-///
-/// ```
-/// let file = tracing_email::StateFile::for_app("poca")?;
-/// assert!(file.path().ends_with(tracing_email::STATE_FILE_NAME));
-/// # Ok::<(), tracing_email::Error>(())
-/// ```
-pub const STATE_FILE_NAME: &str = "tracing-email.json";
+pub(crate) const STATE_FILE_NAME: &str = "tracing-email.json";
 
 /// The default state file of `app`: `tracing-email.json` in the app's folder
 /// under `directories`' `state_dir()`, else `data_local_dir()`.

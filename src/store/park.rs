@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn a_clear_killed_before_the_removal_does_not_bring_records_back() {
         let (_dir, store) = parked_store();
-        let file = crate::StateFile::open(store.path());
+        let file = crate::inspect::StateFile::open(store.path());
         let lock = store.lock().unwrap();
         let loaded = store.load(&lock).unwrap();
         let mut state = loaded.state;

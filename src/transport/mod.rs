@@ -26,7 +26,7 @@ use crate::capture::record::Record;
 /// its sources') ends up in [`Outcome::Failed`](crate::Outcome::Failed).
 ///
 /// ```
-/// let error: tracing_email::BoxError = "the webhook answered 503".into();
+/// let error: tracing_email::transport::BoxError = "the webhook answered 503".into();
 /// assert_eq!(error.to_string(), "the webhook answered 503");
 /// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -39,7 +39,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// [`text`](Email::text), a chat webhook might post [`html`](Email::html).
 ///
 /// ```
-/// use tracing_email::{Email, Transport, BoxError};
+/// use tracing_email::{transport::Email, transport::Transport, transport::BoxError};
 ///
 /// struct Stdout;
 /// impl Transport for Stdout {
@@ -62,7 +62,7 @@ impl Email {
     /// The subject line (not yet MIME-encoded).
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email) {
+    /// # fn f(email: &tracing_email::transport::Email) {
     /// println!("{}", email.subject());
     /// # }
     /// ```
@@ -74,7 +74,7 @@ impl Email {
     /// [`html`](Email::html) alternative).
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email) {
+    /// # fn f(email: &tracing_email::transport::Email) {
     /// println!("{}", email.text());
     /// # }
     /// ```
@@ -87,7 +87,7 @@ impl Email {
     /// it was turned off with [`Builder::html(false)`](crate::Builder::html).
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email) {
+    /// # fn f(email: &tracing_email::transport::Email) {
     /// if let Some(html) = email.html() {
     ///     std::fs::write("digest.html", html).unwrap();
     /// }
@@ -100,7 +100,7 @@ impl Email {
     /// The records this email holds, oldest first.
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email) {
+    /// # fn f(email: &tracing_email::transport::Email) {
     /// println!("{} records", email.records().len());
     /// # }
     /// ```
@@ -112,7 +112,7 @@ impl Email {
     /// would be handed to a mail server.
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email) {
+    /// # fn f(email: &tracing_email::transport::Email) {
     /// std::fs::write("digest.eml", email.formatted()).unwrap();
     /// # }
     /// ```
@@ -123,7 +123,7 @@ impl Email {
     /// The envelope recipients' addresses.
     ///
     /// ```
-    /// # fn f(email: &tracing_email::Email) {
+    /// # fn f(email: &tracing_email::transport::Email) {
     /// for to in email.recipients() { println!("{to}"); }
     /// # }
     /// ```
@@ -146,7 +146,7 @@ impl Email {
 /// flush.
 ///
 /// ```
-/// use tracing_email::{BoxError, Email, Transport};
+/// use tracing_email::{transport::BoxError, transport::Email, transport::Transport};
 ///
 /// /// Shows each digest as a desktop notification.
 /// struct Notify;
@@ -177,7 +177,7 @@ pub trait Transport: Send + Sync + 'static {
     /// wrote. The default calls `send` and has nothing to add (`None`).
     ///
     /// ```
-    /// use tracing_email::{BoxError, Email, Transport};
+    /// use tracing_email::{transport::BoxError, transport::Email, transport::Transport};
     ///
     /// struct Webhook;
     /// impl Transport for Webhook {
@@ -199,7 +199,7 @@ pub trait Transport: Send + Sync + 'static {
     /// there, not at the end of the run. Must not do network I/O.
     ///
     /// ```
-    /// # use tracing_email::{BoxError, Email, Transport};
+    /// # use tracing_email::{transport::BoxError, transport::Email, transport::Transport};
     /// struct Webhook { url: String }
     /// impl Transport for Webhook {
     ///     fn send(&self, _email: &Email) -> Result<(), BoxError> { Ok(()) }

@@ -11,7 +11,7 @@ use crate::redact::{MAX_QUOTED, Redactor};
 /// program (`sendmail -i -f FROM -- TO…`, the message on its standard input).
 ///
 /// ```
-/// use tracing_email::Sendmail;
+/// use tracing_email::transport::Sendmail;
 ///
 /// let default = Sendmail::new();                       // `sendmail` on the PATH
 /// let msmtp = Sendmail::with_command("/usr/bin/msmtp"); // any compatible program
@@ -32,7 +32,7 @@ impl Sendmail {
     /// Runs `sendmail` found on the `PATH`.
     ///
     /// ```
-    /// let sendmail = tracing_email::Sendmail::new();
+    /// let sendmail = tracing_email::transport::Sendmail::new();
     /// ```
     pub fn new() -> Self {
         Sendmail::with_command("sendmail")
@@ -41,7 +41,7 @@ impl Sendmail {
     /// Runs this program instead.
     ///
     /// ```
-    /// let sendmail = tracing_email::Sendmail::with_command("/usr/sbin/sendmail");
+    /// let sendmail = tracing_email::transport::Sendmail::with_command("/usr/sbin/sendmail");
     /// ```
     pub fn with_command(command: impl Into<OsString>) -> Self {
         Sendmail {

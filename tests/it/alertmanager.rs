@@ -87,7 +87,7 @@ fn emails_after(
 
 /// Records pending in the state file (snapshot and journal).
 fn pending_in(state: &Path) -> usize {
-    tracing_email::StateFile::open(state)
+    tracing_email::inspect::StateFile::open(state)
         .snapshot()
         .unwrap()
         .pending
@@ -651,7 +651,7 @@ fn an_hourly_jobs_first_failure_stays_firing_for_three_hours() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.json");
     let start = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-    let clock = tracing_email::ManualClock::new(start);
+    let clock = tracing_email::clock::ManualClock::new(start);
     for hour in 0..6 {
         clock.set(start + Duration::from_secs(3600 * hour));
         let b = alerts_only(&state, &[ok.url()], Duration::from_secs(2)).clock(clock.clone());

@@ -12,12 +12,14 @@ use support::recorder::Recorder;
 use support::setup::{PASSWORD, USER, builder, smtp_for};
 use support::{MockSmtp, Security};
 use tracing::Level;
-use tracing_email::{EmailLayer, Outcome, Record};
+use tracing_email::{EmailLayer, Outcome, record::Record};
 use tracing_subscriber::prelude::*;
 
 /// The state as the crate reads it (the snapshot and its journal).
-fn state_of(path: &std::path::Path) -> tracing_email::Snapshot {
-    tracing_email::StateFile::open(path).snapshot().unwrap()
+fn state_of(path: &std::path::Path) -> tracing_email::inspect::Snapshot {
+    tracing_email::inspect::StateFile::open(path)
+        .snapshot()
+        .unwrap()
 }
 
 /// Thousands of events, some with fields and some without, past
@@ -234,7 +236,7 @@ const SLACK: usize = 512;
 
 /// Asserts that `r`, serialised and rendered, stays within `bound` plus
 /// [`SLACK`] and the names that come from the program.
-fn assert_within(r: &tracing_email::Record, bound: usize) {
+fn assert_within(r: &tracing_email::record::Record, bound: usize) {
     let names = r.target.len()
         + r.module_path.as_deref().map_or(0, str::len)
         + r.file.as_deref().map_or(0, str::len);
@@ -468,7 +470,7 @@ fn a_span_value_recorded_later_stays_within_the_bound_and_never_goes_stale() {
     let recorder = Recorder::default();
     // A span may take half of it: 200 bytes.
     let (layer, guard) = bounded(dir.path(), &recorder, 400);
-    let fields = |r: &tracing_email::Record| -> Vec<(String, serde_json::Value)> {
+    let fields = |r: &tracing_email::record::Record| -> Vec<(String, serde_json::Value)> {
         r.spans[0]
             .fields
             .iter()

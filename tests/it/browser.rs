@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::child::{act_as_child_if_asked, command, outcome_line};
 use tracing::Level;
-use tracing_email::{EmailLayer, ManualClock};
+use tracing_email::{EmailLayer, clock::ManualClock};
 use tracing_subscriber::prelude::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -370,7 +370,7 @@ fn a_threshold_digest_with_an_error_reads_well_at_320_and_800_px_light_and_dark(
 
 /// The digest of one run at 03:00 on web-3 under `threshold(1, WARN)`:
 /// four feeds failing (long URLs), INFO context, a database error.
-fn threshold_digest(dir: &Path) -> tracing_email::Email {
+fn threshold_digest(dir: &Path) -> tracing_email::transport::Email {
     let recorder = support::recorder::Recorder::default();
     let at = time::macros::datetime!(2026-11-21 03:00 UTC);
     let (layer, guard) = EmailLayer::builder("poca")

@@ -6,7 +6,7 @@ use crate::support;
 use serde_json::json;
 use support::recorder::Recorder;
 use tracing::Level;
-use tracing_email::{EmailLayer, FlushGuard, Outcome, Record, WaitingFor};
+use tracing_email::{EmailLayer, FlushGuard, Outcome, inspect::WaitingFor, record::Record};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -255,7 +255,7 @@ fn flush_twice_or_flush_then_drop_never_sends_or_stores_twice() {
     assert_eq!(emails.len(), 1);
     let messages: Vec<&str> = emails[0].iter().map(|r| r.message.as_str()).collect();
     assert_eq!(messages, ["one", "two"]);
-    let state = tracing_email::StateFile::open(dir.path().join("state.json"))
+    let state = tracing_email::inspect::StateFile::open(dir.path().join("state.json"))
         .snapshot()
         .unwrap();
     assert!(state.pending.is_empty());
@@ -358,7 +358,7 @@ fn a_failed_send_keeps_every_record_for_the_next_run() {
     }
     assert!(outcome.to_string().contains("2 records kept"), "{outcome}");
     drop(guard); // nothing new: no second attempt
-    let state = tracing_email::StateFile::open(dir.path().join("state.json"))
+    let state = tracing_email::inspect::StateFile::open(dir.path().join("state.json"))
         .snapshot()
         .unwrap();
     assert_eq!(state.pending.len(), 2);

@@ -15,7 +15,7 @@ use support::child::{act_as_child_if_asked, command};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tracing_email::{Builder, EmailLayer, FileDrop, ManualClock, Outcome};
+use tracing_email::{Builder, EmailLayer, FileDrop, Outcome, clock::ManualClock};
 use tracing_subscriber::prelude::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -366,7 +366,7 @@ fn waiting_flush(args: Vec<String>) -> u8 {
     lock.unlock().unwrap();
     assert!(matches!(c.flush(), Outcome::Held { .. }));
     let time_of = |message: &str| {
-        let file = tracing_email::StateFile::open(&state);
+        let file = tracing_email::inspect::StateFile::open(&state);
         let pending = file.snapshot().unwrap().pending;
         pending
             .iter()

@@ -94,7 +94,9 @@ fn eight_processes_flushing_at_once_deliver_every_record_exactly_once() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 4000, "no record arrives twice");
-    let left = tracing_email::StateFile::open(&state).snapshot().unwrap();
+    let left = tracing_email::inspect::StateFile::open(&state)
+        .snapshot()
+        .unwrap();
     assert!(left.pending.is_empty());
 }
 

@@ -16,7 +16,9 @@ use support::child::{act_as_child_if_asked, command, outcome_line};
 use support::setup::{PASSWORD, USER};
 use support::{MockSmtp, Security};
 use tracing::Level;
-use tracing_email::{EmailConfig, EmailLayer, ErrorKind, ManualClock, Outcome, WaitingFor};
+use tracing_email::{
+    EmailConfig, EmailLayer, ErrorKind, Outcome, clock::ManualClock, inspect::WaitingFor,
+};
 use tracing_subscriber::prelude::*;
 
 /// A program's whole configuration, of which the email settings are one

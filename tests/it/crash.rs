@@ -14,7 +14,7 @@ use std::time::Duration;
 use support::child::{act_as_child_if_asked, command};
 use support::recorder::Recorder;
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, Outcome, Record};
+use tracing_email::{EmailLayer, FileDrop, Outcome, record::Record};
 use tracing_subscriber::prelude::*;
 
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -192,8 +192,11 @@ fn a_panic_with_unwinding_is_sent_by_the_guard_during_the_unwind() {
 /// locks (the flusher, the state file) when the exit hook runs.
 struct ExitWhileSending;
 
-impl tracing_email::Transport for ExitWhileSending {
-    fn send(&self, _: &tracing_email::Email) -> Result<(), tracing_email::BoxError> {
+impl tracing_email::transport::Transport for ExitWhileSending {
+    fn send(
+        &self,
+        _: &tracing_email::transport::Email,
+    ) -> Result<(), tracing_email::transport::BoxError> {
         std::thread::spawn(|| tracing::warn!("logged during the send"))
             .join()
             .unwrap();

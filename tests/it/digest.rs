@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use support::recorder::Recorder;
 use tracing::Level;
-use tracing_email::{EmailLayer, ManualClock};
+use tracing_email::{EmailLayer, clock::ManualClock};
 use tracing_subscriber::prelude::*;
 
 /// One run that logs a failed feed and flushes, at the clock's time.

@@ -112,10 +112,10 @@ fn fetch(feed: &str) {
 
 /// Three runs over one state file with `consecutive_runs(3)`, `feeds[i]`
 /// failing in run i through `fetch`; returns the emails sent.
-fn instrumented_runs(feeds: [&str; 3]) -> Vec<tracing_email::Email> {
+fn instrumented_runs(feeds: [&str; 3]) -> Vec<tracing_email::transport::Email> {
     let dir = tempfile::tempdir().unwrap();
     let recorder = support::recorder::Recorder::default();
-    let clock = tracing_email::ManualClock::new(
+    let clock = tracing_email::clock::ManualClock::new(
         std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000),
     );
     for feed in feeds {

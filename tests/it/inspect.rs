@@ -10,7 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, Outcome, PolicyConfig, StateFile, Verdict, WaitingFor};
+use tracing_email::{
+    EmailLayer, FileDrop, Outcome, PolicyConfig, inspect::StateFile, inspect::Verdict,
+    inspect::WaitingFor,
+};
 use tracing_subscriber::prelude::*;
 
 #[test]

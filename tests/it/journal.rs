@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::support::child::{act_as_child_if_asked, command};
 use crate::support::recorder::Recorder;
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, FlushGuard, Outcome, Record, StateFile};
+use tracing_email::{
+    EmailLayer, FileDrop, FlushGuard, Outcome, inspect::StateFile, record::Record,
+};
 use tracing_subscriber::prelude::*;
 
 /// A layer that holds everything (no rule is met), keeps any number of

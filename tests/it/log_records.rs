@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use tracing::Level;
-use tracing_email::{EmailLayer, Outcome, StateFile};
+use tracing_email::{EmailLayer, Outcome, inspect::StateFile};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 

@@ -18,7 +18,8 @@ use support::child::{act_as_child_if_asked, command};
 use support::recorder::Recorder;
 use tracing::Level;
 use tracing_email::{
-    BoxError, Builder, Clock, Email, EmailLayer, ErrorKind, ManualClock, Outcome, Transport,
+    Builder, EmailLayer, ErrorKind, Outcome, clock::Clock, clock::ManualClock, transport::BoxError,
+    transport::Email, transport::Transport,
 };
 use tracing_subscriber::prelude::*;
 
@@ -73,7 +74,7 @@ fn builder(state: &Path, transport: impl Transport, clock: impl Clock) -> Builde
 /// The messages of the records pending in the state file.
 /// The pending records' messages: the snapshot and the journal as one.
 fn pending(state: &Path) -> Vec<String> {
-    tracing_email::StateFile::open(state)
+    tracing_email::inspect::StateFile::open(state)
         .snapshot()
         .unwrap()
         .pending
@@ -303,7 +304,9 @@ fn transport_errors_whose_display_panics_or_fails() {
             } if error.kind() == ErrorKind::Send
         ));
         assert_eq!(pending(&state), ["first", "second"]);
-        let snapshot = tracing_email::StateFile::open(&state).snapshot().unwrap();
+        let snapshot = tracing_email::inspect::StateFile::open(&state)
+            .snapshot()
+            .unwrap();
         let last_error = snapshot.last_error.as_deref().unwrap();
         let marker = if panics { "panicked" } else { "failed" };
         assert_eq!(
@@ -452,7 +455,7 @@ fn records_that_cannot_be_stored_reach_stderr_despite_a_panicking_clock() {
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| {
-            let record: tracing_email::Record = serde_json::from_str(l).unwrap();
+            let record: tracing_email::record::Record = serde_json::from_str(l).unwrap();
             assert_eq!(record.message, "precious");
             record.fields.get("n").unwrap().as_i64().unwrap()
         })
@@ -542,7 +545,7 @@ fn a_huge_panic_message_makes_a_record_within_the_bound() {
             let (layer, guard) = builder(
                 &state,
                 tracing_email::FileDrop::new(dir.path()),
-                tracing_email::SystemClock,
+                tracing_email::clock::SystemClock,
             )
             .threshold(usize::MAX, Level::ERROR)
             .max_record_bytes(1024)
@@ -560,7 +563,9 @@ fn a_huge_panic_message_makes_a_record_within_the_bound() {
                 .join();
             assert!(panicked.is_err());
             let _ = guard.flush();
-            let snapshot = tracing_email::StateFile::open(&state).snapshot().unwrap();
+            let snapshot = tracing_email::inspect::StateFile::open(&state)
+                .snapshot()
+                .unwrap();
             let record = &snapshot.pending[0];
             assert!(
                 record.message.starts_with("panicked: xxx"),

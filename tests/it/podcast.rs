@@ -167,7 +167,9 @@ fn two_processes_flushing_at_once_neither_lose_nor_double_send() {
         })
         .sum();
     assert_eq!((warns, infos), (18, 30));
-    let left = tracing_email::StateFile::open(&state).snapshot().unwrap();
+    let left = tracing_email::inspect::StateFile::open(&state)
+        .snapshot()
+        .unwrap();
     assert!(left.pending.is_empty());
 }
 

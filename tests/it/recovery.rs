@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use support::setup::smtp_for;
 use support::smtp::Received;
 use support::{MockSmtp, Security};
-use tracing_email::{Builder, EmailLayer, ManualClock, Outcome, Smtp};
+use tracing_email::{Builder, EmailLayer, Outcome, Smtp, clock::ManualClock};
 use tracing_subscriber::prelude::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -493,7 +493,7 @@ fn a_state_file_from_before_loads_and_its_reported_failure_is_resolved() {
     assert_eq!(v["version"], 3);
     // Runs may be in the journal: read as the crate reads them.
     assert_eq!(
-        tracing_email::StateFile::open(&state)
+        tracing_email::inspect::StateFile::open(&state)
             .snapshot()
             .unwrap()
             .runs,

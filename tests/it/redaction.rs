@@ -45,7 +45,9 @@ fn failure(outcome: &Outcome, pending: usize) -> String {
 
 /// The last error the state file keeps, as stored.
 fn last_error(state: &Path) -> String {
-    let snapshot = tracing_email::StateFile::open(state).snapshot().unwrap();
+    let snapshot = tracing_email::inspect::StateFile::open(state)
+        .snapshot()
+        .unwrap();
     snapshot.last_error.unwrap_or_default()
 }
 

@@ -453,7 +453,7 @@ fn the_service_example_stops_on_sigterm_and_loses_nothing() {
         .collect();
     assert_eq!(outbox.len(), 1, "{stdout}");
     assert!(outbox[0].contains("Radio Caf"), "{}", outbox[0]);
-    let snapshot = tracing_email::StateFile::open(dir.path().join("state.json"))
+    let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("state.json"))
         .snapshot()
         .unwrap();
     let messages: Vec<&str> = snapshot

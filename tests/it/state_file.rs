@@ -10,7 +10,7 @@ use std::process::Output;
 
 use support::child::{act_as_child_if_asked, command, outcome_line};
 use tracing::Level;
-use tracing_email::{EmailLayer, FileDrop, Outcome, Record};
+use tracing_email::{EmailLayer, FileDrop, Outcome, record::Record};
 use tracing_subscriber::prelude::*;
 
 /// One run: five warnings, held (the threshold is 100), against the state
@@ -47,7 +47,7 @@ fn records_on_stderr(output: &Output) -> Vec<Record> {
 
 /// Pending records in the snapshot and the journal, read as one state.
 fn pending_count(state: &Path) -> usize {
-    tracing_email::StateFile::open(state)
+    tracing_email::inspect::StateFile::open(state)
         .snapshot()
         .unwrap()
         .pending

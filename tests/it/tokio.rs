@@ -80,7 +80,7 @@ async fn guard_drops_within_the_send_deadline() {
     );
     ticker.abort();
     // The record waits for the next run.
-    let snapshot = tracing_email::StateFile::open(dir.path().join("state.json"))
+    let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("state.json"))
         .snapshot()
         .unwrap();
     assert_eq!(snapshot.pending.len(), 1);

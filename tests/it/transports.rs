@@ -13,8 +13,8 @@ use std::net::TcpListener;
 use support::child::{act_as_child_if_asked, command, outcome_line};
 use tracing::Level;
 #[cfg(feature = "sendmail")]
-use tracing_email::Sendmail;
-use tracing_email::{EmailLayer, FileDrop, Outcome, Transport};
+use tracing_email::transport::Sendmail;
+use tracing_email::{EmailLayer, FileDrop, Outcome, transport::Transport};
 use tracing_subscriber::prelude::*;
 
 fn send_through(transport: impl Transport, dir: &std::path::Path) -> Outcome {

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tracing_email::{BoxError, Email, Record, Transport};
+use tracing_email::{record::Record, transport::BoxError, transport::Email, transport::Transport};
 
 /// Records every email; fails while `fail` holds a reason.
 #[derive(Clone, Default)]

@@ -60,8 +60,8 @@ pub fn run(
 
 /// The records pending in the state file, read as the crate reads them
 /// (the snapshot and its journal).
-pub fn pending_in(state: &Path) -> Vec<tracing_email::Record> {
-    tracing_email::StateFile::open(state)
+pub fn pending_in(state: &Path) -> Vec<tracing_email::record::Record> {
+    tracing_email::inspect::StateFile::open(state)
         .snapshot()
         .unwrap()
         .pending
