@@ -327,7 +327,7 @@ impl Policy {
     /// with its key: found from the reported streaks (at most
     /// `MAX_STREAKS`), not from the groups, which may be as many as the
     /// records.
-    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(&'t Band, &'t str)> {
+    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(usize, &'t str)> {
         if !tally.by_key {
             return Vec::new();
         }
@@ -335,7 +335,7 @@ impl Policy {
             .filter(|(_, s)| s.reported.is_some())
             .filter_map(|(key, _)| {
                 let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
-                Some((&tally.bands[id], key.as_str()))
+                Some((id, key.as_str()))
             })
             .filter(|(_, key)| self.quiet(key, facts))
             .collect()
@@ -344,10 +344,11 @@ impl Policy {
     /// Measures the count rules over the tallied records less those of the
     /// `quiet` groups (the first and earliest found past theirs in the
     /// tally's orders, in at most as many steps as there are quiet groups).
-    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(&Band, &str)]) -> Measure {
-        let counted = tally.all.counted - quiet.iter().map(|(b, _)| b.counted).sum::<usize>();
-        let urgent = tally.all.urgent - quiet.iter().map(|(b, _)| b.urgent).sum::<usize>();
-        let loud = |id: &usize| !quiet.iter().any(|(b, _)| b.id == *id);
+    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(usize, &str)]) -> Measure {
+        let quiet_bands = || quiet.iter().map(|(id, _)| &tally.bands[*id]);
+        let counted = tally.all.counted - quiet_bands().map(|b| b.counted).sum::<usize>();
+        let urgent = tally.all.urgent - quiet_bands().map(|b| b.urgent).sum::<usize>();
+        let loud = |id: &usize| !quiet.iter().any(|(q, _)| q == id);
         let (oldest, earliest) = if tally.by_key {
             let first = tally.by_first.values().find(|id| loud(id));
             let earliest = tally.by_earliest.iter().find(|(_, id)| loud(id));
@@ -369,11 +370,7 @@ impl Policy {
 
     /// Whether the count rules (threshold, immediately_at, max_age) are met.
     fn met(&self, m: &Measure) -> bool {
-        m.urgent
-            || m.aged
-            || self
-                .threshold
-                .is_some_and(|(needed, _)| m.counted >= needed)
+        m.urgent || m.aged || (self.threshold).is_some_and(|(needed, _)| m.counted >= needed)
     }
 
     /// Decides over `pending` (oldest first): [`decide_tally`](Self::decide_tally)
@@ -402,7 +399,7 @@ impl Policy {
             // reason, in the order of their first counted record.
             if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
                 let mut firsts: Vec<(usize, &str)> = (quiet_bands.iter())
-                    .filter_map(|(band, key)| Some((band.first?.0, *key)))
+                    .filter_map(|(id, key)| Some((tally.bands[*id].first?.0, *key)))
                     .collect();
                 firsts.sort_unstable();
                 quiet.extend(
@@ -422,7 +419,7 @@ impl Policy {
     /// This run's streaks at the policy's level: the longest not yet
     /// reported, and those long enough but reported (once per streak; again
     /// after `repeat_after`).
-    fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, Vec<Quiet>) {
+    fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, Vec<WaitingFor>) {
         let (mut longest, mut quiet): (Option<&Streak>, _) = (None, Vec::new());
         let Some(k) = self.consecutive_runs else {
             return (None, quiet);
@@ -433,7 +430,7 @@ impl Policy {
                 continue;
             }
             match (s.runs >= k, self.streak_quiet(s, k, facts.now), s.reported) {
-                (true, Some(until), Some(reported)) => quiet.push(Quiet {
+                (true, Some(until), Some(reported)) => quiet.push(WaitingFor::Quiet {
                     label: s.label.clone(),
                     reported,
                     until,
@@ -446,11 +443,11 @@ impl Policy {
     }
 
     /// The failure of `key` as quiet by `repeat_after`, if it was reported.
-    fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<Quiet> {
+    fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<WaitingFor> {
         let s = facts.history.streaks.get(key)?;
         let reported = s.reported?;
         let until = after(reported, self.repeat_after?);
-        Some(Quiet {
+        Some(WaitingFor::Quiet {
             label: s.label.clone(),
             reported,
             until,
@@ -468,10 +465,7 @@ impl Policy {
         met: bool,
         longest: Option<&Streak>,
     ) -> Option<Decision> {
-        let streak_met = self
-            .consecutive_runs
-            .zip(longest)
-            .is_some_and(|(k, s)| s.runs >= k);
+        let streak_met = (self.consecutive_runs.zip(longest)).is_some_and(|(k, s)| s.runs >= k);
         // A batch with no other rule sends its remainder at flush.
         let batch_only = self.batch.is_some() && !self.has_trigger();
         let records = match phase {
@@ -503,17 +497,14 @@ impl Policy {
         facts: &Facts<'_>,
         m: &Measure,
         longest: Option<&Streak>,
-        quiet: Vec<Quiet>,
+        quiet: Vec<WaitingFor>,
     ) -> WaitingFor {
-        if let Some(q) = quiet
-            .into_iter()
-            .min_by_key(|q| (q.until.is_none(), q.until))
-        {
-            return WaitingFor::Quiet {
-                label: q.label,
-                reported: q.reported,
-                until: q.until,
-            };
+        let soonest = |q: &WaitingFor| match q {
+            WaitingFor::Quiet { until, .. } => (until.is_none(), *until),
+            _ => (true, None),
+        };
+        if let Some(q) = quiet.into_iter().min_by_key(soonest) {
+            return q;
         }
         let fallback = WaitingFor::Threshold {
             counted: m.counted,
@@ -682,8 +673,6 @@ pub(crate) struct Tally {
 /// The figures of one group of tallied records.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Band {
-    /// Its index among the tally's groups.
-    id: usize,
     /// Records at the policy's level or above.
     counted: usize,
     /// The first of them: its position among the pending records, its time.
@@ -731,10 +720,8 @@ impl Tally {
     pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
         let (at, time, level) = (self.len, record.timestamp, severity(record.level));
         self.len += 1;
-        let (counts, urgent) = (
-            level >= self.min,
-            self.urgent_at.is_some_and(|u| level >= u),
-        );
+        let counts = level >= self.min;
+        let urgent = self.urgent_at.is_some_and(|u| level >= u);
         if !(counts || urgent) {
             return;
         }
@@ -746,13 +733,9 @@ impl Tally {
         let id = match self.keyed.get(&fp.key) {
             Some(&id) => id,
             None => {
-                let id = self.bands.len();
-                self.keyed.insert(fp.key.clone(), id);
-                self.bands.push(Band {
-                    id,
-                    ..Band::default()
-                });
-                id
+                self.keyed.insert(fp.key.clone(), self.bands.len());
+                self.bands.push(Band::default());
+                self.bands.len() - 1
             }
         };
         let band = &mut self.bands[id];
@@ -775,13 +758,6 @@ impl Tally {
             self.add(policy, record);
         }
     }
-}
-
-/// A failure that meets a rule but was reported.
-struct Quiet {
-    label: String,
-    reported: OffsetDateTime,
-    until: Option<OffsetDateTime>,
 }
 
 /// What to do with the recovery notices due (`notify_recovery`: reported
