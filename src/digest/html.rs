@@ -69,11 +69,8 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
     page_start(&mut out, &headline);
     let level = summary.problems.first().map(|p| p.level);
     write_headline(&mut out, &headline, tone(level));
-    paragraph(
-        &mut out,
-        &format!("margin:0 0 10px;color:{MUTED}"),
-        &summary.overview(),
-    );
+    let style = format!("margin:0 0 10px;color:{MUTED}");
+    paragraph(&mut out, &style, &summary.overview());
     for note in summary.notes() {
         let style = "margin:0 0 10px;padding:6px 10px;background:#fdefc8;color:#6d3b00";
         paragraph(&mut out, style, &note);
@@ -126,11 +123,8 @@ fn page_start(out: &mut String, title: &str) {
 /// The footer and the document's end.
 fn page_end(out: &mut String, summary: &Summary<'_>, state_path: &Path) {
     let footer = footer(summary.app, &state_path.display().to_string());
-    paragraph(
-        out,
-        &format!("margin:14px 0 0;font-size:12px;color:{MUTED}"),
-        &footer,
-    );
+    let style = format!("margin:14px 0 0;font-size:12px;color:{MUTED}");
+    paragraph(out, &style, &footer);
     if let Some(note) = &summary.fields_note {
         let style = "margin:6px 0 0;font-size:12px;color:#6d3b00";
         paragraph(out, style, &format!("Note: {note}"));
@@ -140,9 +134,14 @@ fn page_end(out: &mut String, summary: &Summary<'_>, state_path: &Path) {
 
 /// `<p style="…">text</p>`, the text escaped.
 fn paragraph(out: &mut String, style: &str, text: &str) {
-    let _ = write!(out, "<p style=\"{style}\">");
+    tag(out, &format!("<p style=\"{style}\">"), text, "</p>\n");
+}
+
+/// `open`, then `text` escaped, then `close`.
+fn tag(out: &mut String, open: &str, text: &str, close: &str) {
+    out.push_str(open);
     escape_into(out, text);
-    out.push_str("</p>\n");
+    out.push_str(close);
 }
 
 /// The first line, large, in `(text, background, edge)` colours.
@@ -178,14 +177,12 @@ fn write_problem(
     shown: &mut [bool],
 ) {
     let (_, _, edge) = tone(Some(p.level));
-    let _ = write!(
-        out,
+    let open = format!(
         "<div style=\"margin:0 0 14px;padding:0 0 0 10px;border-left:4px solid {edge}\">\n\
          <p style=\"margin:0;font-weight:bold\">{} ",
         label(p.level),
     );
-    escape_into(out, &p.label);
-    out.push_str("</p>\n");
+    tag(out, &open, &p.label, "</p>\n");
     if let Some(detail) = &p.detail {
         paragraph(out, "margin:2px 0 0;", detail);
     }
@@ -236,11 +233,8 @@ fn write_rest(out: &mut String, summary: &Summary<'_>, shown: &[bool]) {
         Some(hidden) => format!("in the attached log. {hidden}"),
     };
     let text = format!("{} more {records} ({levels}), {log}", grouped(rest));
-    paragraph(
-        out,
-        &format!("margin:0 0 10px;margin-top:4px;color:{MUTED}"),
-        &text,
-    );
+    let style = format!("margin:0 0 10px;margin-top:4px;color:{MUTED}");
+    paragraph(out, &style, &text);
 }
 
 /// One record in a box: time, level and target, then its message, fields
@@ -251,20 +245,17 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
         (true, _) => "#fffaf0",
         _ => "#f6f8fa",
     };
-    let _ = write!(
-        out,
+    let open = format!(
         "<div style=\"margin:6px 0 0;padding:6px 8px;background:{background};\
          border-radius:4px;font-size:13px\">\n<div style=\"font-size:12px;color:{MUTED}\">\
          <span style=\"font-family:{MONO}\">{}</span> {} ",
         show_time(record.timestamp, offset, LINE_TIME),
         label(record.level),
     );
-    escape_into(out, &record.target);
-    out.push_str("</div>\n");
+    tag(out, &open, &record.target, "</div>\n");
     if !record.message.is_empty() {
-        out.push_str("<div style=\"white-space:pre-wrap\">");
-        escape_into(out, &record.message);
-        out.push_str("</div>\n");
+        let open = "<div style=\"white-space:pre-wrap\">";
+        tag(out, open, &record.message, "</div>\n");
     }
     if !record.fields.is_empty() {
         let _ = write!(
@@ -273,9 +264,8 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
         );
         for (i, (name, value)) in record.fields.iter().enumerate() {
             let space = if i > 0 { " &ensp;" } else { "" };
-            let _ = write!(out, "{space}<span style=\"color:{MUTED}\">");
-            escape_into(out, name);
-            out.push_str("=</span>");
+            let open = format!("{space}<span style=\"color:{MUTED}\">");
+            tag(out, &open, name, "=</span>");
             // A string as its text, anything else as JSON.
             match value {
                 Value::String(s) => escape_into(out, s),
@@ -285,9 +275,8 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
         out.push_str("</div>\n");
     }
     if let Some(context) = record.span_context() {
-        let _ = write!(out, "<div style=\"font-size:12px;color:{MUTED}\">");
-        escape_into(out, &context);
-        out.push_str("</div>\n");
+        let open = format!("<div style=\"font-size:12px;color:{MUTED}\">");
+        tag(out, &open, &context, "</div>\n");
     }
     out.push_str("</div>\n");
 }
@@ -317,6 +306,10 @@ fn write_strip(out: &mut String, recent: &[bool]) {
     out.push_str("</p>\n");
 }
 
+/// An item of the "Resolved" section, and the count of the rest.
+const RESOLVED_ITEM: &str = "<li style=\"margin:2px 0;color:#0d652d\">";
+const MORE_ITEM: &str = "<li style=\"margin:2px 0;list-style:none\">";
+
 /// The "Resolved" section: the failures that are over, one per line, in
 /// green with a `✓`, without a level badge.
 fn write_resolved(out: &mut String, summary: &Summary<'_>) {
@@ -329,16 +322,12 @@ fn write_resolved(out: &mut String, summary: &Summary<'_>) {
     );
     let (lines, more) = summary.resolved_lines();
     for line in &lines {
+        // Without its level: the ✓ and the colour say it is over.
         let rest = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
-        out.push_str("<li style=\"margin:2px 0;color:#0d652d\">✓ ");
-        escape_into(out, rest);
-        out.push_str("</li>\n");
+        tag(out, RESOLVED_ITEM, &format!("✓ {rest}"), "</li>\n");
     }
     if let Some(more) = more {
-        let _ = writeln!(
-            out,
-            "<li style=\"margin:2px 0;list-style:none\">{more}</li>"
-        );
+        tag(out, MORE_ITEM, &more, "</li>\n");
     }
     out.push_str("</ul>\n");
 }

@@ -299,10 +299,8 @@ impl<'a> Summary<'a> {
         let (app, on, count) = (self.app, self.on_host(), self.record_count());
         let span = self.span.map(|(first, last)| {
             let (from, to) = (self.line_time(first), self.line_time(last));
-            format!(
-                " from {from} to {to}, times in {}",
-                offset_label(self.offset)
-            )
+            let zone = offset_label(self.offset);
+            format!(" from {from} to {to}, times in {zone}")
         });
         format!("{app}{on}: {count} ({levels}){}.", span.unwrap_or_default())
     }
@@ -323,9 +321,7 @@ impl<'a> Summary<'a> {
         });
         let late = self.late.map(|late| {
             let error = cut(late.error, LATE_ERROR_MAX);
-            let at = late
-                .at
-                .map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)));
+            let at = (late.at).map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)));
             let at = at.unwrap_or_default();
             format!(
                 "This digest is late: sending it failed{at} ({error}); its records were kept and \
@@ -403,31 +399,24 @@ impl<'a> Summary<'a> {
         let shown = self.resolved.iter().take(MAX_PROBLEMS);
         let lines = shown.map(|r| resolved_line(r, self.offset)).collect();
         let more = self.resolved.len().saturating_sub(MAX_PROBLEMS);
-        (
-            lines,
-            (more > 0).then(|| format!("… and {} other failures.", grouped(more))),
-        )
+        let more = (more > 0).then(|| format!("… and {} other failures.", grouped(more)));
+        (lines, more)
     }
 
     /// One problem as a line of text: `WARN feed "Radio Café": connection
     /// timed out; 5 records, 2026-11-20 08:00:00 to 12:00:00, in each of the
     /// last 5 runs`.
     pub(crate) fn problem_line(&self, p: &Problem) -> String {
-        let detail = p
-            .detail
-            .as_ref()
-            .map(|d| format!("{d}; "))
-            .unwrap_or_default();
-        format!("{} {}: {detail}{}", p.level, p.label, self.problem_facts(p))
+        let (level, label, facts) = (p.level, &p.label, self.problem_facts(p));
+        let detail = p.detail.as_ref().map(|d| format!("{d}; "));
+        format!("{level} {label}: {}{facts}", detail.unwrap_or_default())
     }
 
     /// What the digest knows of a problem: `5 records, 2026-11-20 08:00:00
     /// to 12:00:00, in each of the last 5 runs`.
     pub(crate) fn problem_facts(&self, p: &Problem) -> String {
         let when = between(p.first, p.last, self.offset, "");
-        let runs = p
-            .runs
-            .map(|runs| format!(", in each of the last {runs} runs"));
+        let runs = (p.runs).map(|runs| format!(", in each of the last {runs} runs"));
         let records = plural(p.count, "record", "records");
         format!("{records}, {when}{}", runs.unwrap_or_default())
     }
@@ -461,11 +450,8 @@ impl<'a> Summary<'a> {
 
     /// The most severe level present.
     pub(crate) fn max_level(&self) -> Option<Level> {
-        LEVELS
-            .into_iter()
-            .zip(self.by_level)
-            .find(|(_, n)| *n > 0)
-            .map(|(level, _)| level)
+        let present = LEVELS.into_iter().zip(self.by_level).find(|(_, n)| *n > 0);
+        present.map(|(level, _)| level)
     }
 
     /// The oldest record's time.
@@ -487,26 +473,20 @@ impl<'a> Summary<'a> {
 /// `at 2026-11-20 08:00:00`, or `{from}2026-11-20 08:00:00 to 2026-11-21
 /// 08:00:00` when `first` and `last` differ.
 fn between(first: OffsetDateTime, last: OffsetDateTime, offset: UtcOffset, from: &str) -> String {
-    let (a, b) = (
-        show_time(first, offset, LINE_TIME),
-        show_time(last, offset, LINE_TIME),
-    );
+    let a = show_time(first, offset, LINE_TIME);
     if first == last {
         format!("at {a}")
     } else {
-        format!("{from}{a} to {b}")
+        format!("{from}{a} to {}", show_time(last, offset, LINE_TIME))
     }
 }
 
 /// A failure that is over: `WARN feed "Radio Café": OK again after
 /// failing 9 runs, from 2026-11-20 08:00:00 to 2026-11-21 08:00:00`.
 pub(crate) fn resolved_line(r: &Resolved, offset: UtcOffset) -> String {
-    let runs = plural(r.runs, "run", "runs");
+    let (level, label, runs) = (r.level, &r.label, plural(r.runs, "run", "runs"));
     let when = between(r.since, r.last_seen, offset, "from ");
-    format!(
-        "{} {}: OK again after failing {runs}, {when}",
-        r.level, r.label
-    )
+    format!("{level} {label}: OK again after failing {runs}, {when}")
 }
 
 /// The subject of an email that only says failures are over: `[poca]
@@ -515,23 +495,19 @@ pub(crate) fn resolved_line(r: &Resolved, offset: UtcOffset) -> String {
 /// Control characters in a label are shown as spaces; a label is cut at 100
 /// characters.
 pub(crate) fn resolved_subject(app: &str, resolved: &[Resolved]) -> String {
-    let label = |r: &Resolved| cut(&r.label, 100).replace(|c: char| c.is_control(), " ");
-    match resolved {
-        [] => format!("[{app}] resolved"),
-        [one] => {
-            let runs = plural(one.runs, "run", "runs");
-            format!(
-                "[{app}] resolved: {} OK again after failing {runs}",
-                label(one)
-            )
+    let Some(first) = resolved.first() else {
+        return format!("[{app}] resolved");
+    };
+    let label = cut(&first.label, 100).replace(|c: char| c.is_control(), " ");
+    match resolved.len() - 1 {
+        0 => {
+            let runs = plural(first.runs, "run", "runs");
+            format!("[{app}] resolved: {label} OK again after failing {runs}")
         }
-        [first, rest @ ..] => {
-            let more = grouped(rest.len());
-            format!(
-                "[{app}] resolved: {} and {more} more OK again",
-                label(first)
-            )
-        }
+        more => format!(
+            "[{app}] resolved: {label} and {} more OK again",
+            grouped(more)
+        ),
     }
 }
 
