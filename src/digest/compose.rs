@@ -135,9 +135,8 @@ impl Composer {
         let _ = writeln!(text, "\n{app}: {failures} reported earlier {verb} over.");
         write_resolved(&mut text, &summary);
         self.write_footer(&mut text);
-        let html = self
-            .html
-            .then(|| html::render_recovery(&summary, &self.state_path));
+        let page = || html::render_recovery(&summary, &self.state_path);
+        let html = self.html.then(page);
         self.email(resolved_subject(&self.app, resolved), text, html, &[])
     }
 
@@ -230,11 +229,8 @@ impl Composer {
                     (self.app).replace(|c: char| !c.is_alphanumeric() && !"-_.".contains(c), "_");
                 let log = Attachment::new(format!("{file}-log.txt"));
                 let log = log.body(text.clone(), ContentType::TEXT_PLAIN);
-                builder.multipart(
-                    MultiPart::mixed()
-                        .multipart(alternatives(html))
-                        .singlepart(log),
-                )
+                let mixed = MultiPart::mixed().multipart(alternatives(html));
+                builder.multipart(mixed.singlepart(log))
             }
         };
         let message = message.map_err(|e| {
@@ -260,12 +256,10 @@ fn write_problems(out: &mut String, summary: &Summary<'_>) {
     out.push_str("\nWhat went wrong:\n");
     for p in summary.problems.iter().take(MAX_PROBLEMS) {
         // A label may be the start of a message.
-        let strip = p
-            .recent
-            .as_ref()
-            .map(|recent| format!("; {}", strip_text(recent)));
+        let strip = p.recent.as_deref().map(strip_text);
+        let strip = strip.map(|strip| format!("; {strip}")).unwrap_or_default();
         out.push_str("  ");
-        line(out, &(summary.problem_line(p) + &strip.unwrap_or_default()));
+        line(out, &(summary.problem_line(p) + &strip));
     }
     if let Some(note) = summary.more_problems_note() {
         let _ = writeln!(out, "  {note}");
@@ -294,9 +288,8 @@ fn write_resolved(out: &mut String, summary: &Summary<'_>) {
 /// a counter make it unique. `<18c0f3a2b4d5e6f7.4d2.3@example.com>`.
 fn message_id(from: &Mailbox) -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+    let nanos = since_epoch.map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (pid, domain) = (std::process::id(), from.email.domain());
     format!("<{nanos:x}.{pid:x}.{n}@{domain}>")
