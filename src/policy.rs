@@ -193,22 +193,20 @@ impl std::fmt::Display for WaitingFor {
                 counted,
                 needed,
                 level,
-            } => write!(
-                f,
-                "{counted} of the {needed} {} needed",
-                at_or_above(*level)
-            ),
+            } => {
+                let records = at_or_above(*level);
+                write!(f, "{counted} of the {needed} {records} needed")
+            }
             Self::Streak {
                 label,
                 runs,
                 needed,
                 level,
             } => match label {
-                Some(l) => write!(
-                    f,
-                    "{} {runs} of the {needed} runs in a row needed",
-                    failed(l)
-                ),
+                Some(label) => {
+                    let failed = failed(label);
+                    write!(f, "{failed} {runs} of the {needed} runs in a row needed")
+                }
                 None => write!(
                     f,
                     "no failure ({}) in this run; one in {needed} runs in a row is needed",

@@ -523,12 +523,11 @@ pub(crate) fn plural<N: std::fmt::Display + PartialEq + From<u8>>(
 
 /// `UTC`, `UTC-03:30`.
 fn offset_label(offset: UtcOffset) -> String {
-    if offset.is_utc() {
-        return "UTC".to_owned();
+    let hours = format_description!("UTC[offset_hour sign:mandatory]:[offset_minute]");
+    match offset.is_utc() {
+        true => "UTC".to_owned(),
+        false => offset.format(hours).unwrap_or_default(),
     }
-    let (h, m, _) = offset.as_hms();
-    let sign = if offset.is_negative() { '-' } else { '+' };
-    format!("UTC{sign}{:02}:{:02}", h.abs(), m.abs())
 }
 
 /// The last line of every digest: who sent it and where records wait.
