@@ -256,6 +256,15 @@ fn quiet_for(
     until.is_none_or(|u| now < u).then_some(until)
 }
 
+/// The reason a reported failure holds, quiet `until` then.
+fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor> {
+    Some(WaitingFor::Quiet {
+        label: s.label.clone(),
+        reported: s.reported?,
+        until,
+    })
+}
+
 /// How far a rule got, as a fraction (for picking the closest).
 fn progress(counted: u64, needed: u64) -> f64 {
     if needed == 0 {
@@ -427,12 +436,8 @@ impl Policy {
             if s.last_run != facts.run || severity(s.level) < min {
                 continue;
             }
-            match (s.runs >= k, self.streak_quiet(s, k, facts.now), s.reported) {
-                (true, Some(until), Some(reported)) => quiet.push(WaitingFor::Quiet {
-                    label: s.label.clone(),
-                    reported,
-                    until,
-                }),
+            match (s.runs >= k, self.streak_quiet(s, k, facts.now)) {
+                (true, Some(until)) => quiet.extend(quiet_reason(s, until)),
                 _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
                 _ => {}
             }
@@ -443,13 +448,7 @@ impl Policy {
     /// The failure of `key` as quiet by `repeat_after`, if it was reported.
     fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<WaitingFor> {
         let s = facts.history.streaks.get(key)?;
-        let reported = s.reported?;
-        let until = after(reported, self.repeat_after?);
-        Some(WaitingFor::Quiet {
-            label: s.label.clone(),
-            reported,
-            until,
-        })
+        quiet_reason(s, after(s.reported?, self.repeat_after?))
     }
 
     /// What goes out at `phase` of `n` pending records, the count rules
