@@ -110,6 +110,7 @@ impl Template {
             "warnings" => summary.count(Level::WARN).to_string(),
             "max_level" => summary.max_level().map_or("", |l| l.as_str()).to_owned(),
             "first" => time(summary.first()),
+            // `last`: parse() keeps only the names of PLACEHOLDERS.
             _ => time(summary.last()),
         };
         let text = |piece: &Piece| match piece {

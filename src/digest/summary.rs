@@ -55,7 +55,8 @@ pub(crate) fn cut(text: &str, max: usize) -> String {
 }
 
 /// What `record` says went wrong, for a failure labelled `label`: its
-/// `error` field, else its message when that is not the label already.
+/// `error` field, else its message when that is not the label already;
+/// cut at [`DETAIL_MAX`] characters.
 fn detail_of(record: &Record, label: &str) -> Option<String> {
     let text = match record.fields.get("error") {
         Some(serde_json::Value::String(s)) => s.clone(),
