@@ -5,6 +5,7 @@
 //! and feeds only the new records), so a decision costs O(1) in them; a test
 //! checks it against the same decision made from every record.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -40,20 +41,6 @@ pub(crate) struct Facts<'a> {
     pub(crate) history: &'a History,
     /// This run's number in `history`.
     pub(crate) run: u64,
-}
-
-#[cfg(test)]
-impl Facts<'static> {
-    /// Facts with no history, at the Unix epoch: for the simplest decisions.
-    pub(crate) fn none() -> Self {
-        static EMPTY: std::sync::OnceLock<History> = std::sync::OnceLock::new();
-        Facts {
-            now: OffsetDateTime::UNIX_EPOCH,
-            last_sent: None,
-            history: EMPTY.get_or_init(History::default),
-            run: 0,
-        }
-    }
 }
 
 /// What to do with the pending records.
@@ -176,13 +163,16 @@ pub enum WaitingFor {
     },
 }
 
-/// `warnings or errors`: the records at `level` or above, in words.
-/// Whether a failure's label is that of its fields (`url "b.json"`,
-/// `feed "a", url "b"`), not its message.
-fn is_field_label(label: &str) -> bool {
-    label.ends_with('"') && label.find(" \"").is_some_and(|at| at > 0)
+/// A failure as a reason names it: by its fields' label (`url "b.json"
+/// failed`), or by its message, quoted (`"feed failed" seen in`).
+fn failed(label: &str) -> String {
+    match label.find(" \"") {
+        Some(at) if at > 0 && label.ends_with('"') => format!("{label} failed"),
+        _ => format!("{label:?} seen in"),
+    }
 }
 
+/// `warnings or errors`: the records at `level` or above, in words.
 fn at_or_above(level: Level) -> String {
     match level {
         Level::ERROR => "errors".to_owned(),
@@ -191,80 +181,56 @@ fn at_or_above(level: Level) -> String {
     }
 }
 
+/// How long a failure reported by `consecutive_runs` alone stays quiet.
+const NO_REMINDER: &str = "a run without it (consecutive_runs reports a failure once; \
+                           repeat_after brings reminders)";
+
 impl std::fmt::Display for WaitingFor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::capture::record::utc_time;
+        use crate::capture::record::utc_time as t;
         match self {
-            WaitingFor::Threshold {
+            Self::Threshold {
                 counted,
                 needed,
                 level,
-            } => write!(
-                f,
-                "{counted} of the {needed} {} needed",
-                at_or_above(*level)
-            ),
-            // A field's label (`url "b.json"`) names the failure; a
-            // message (`feed failed`) is quoted, not followed by "failed".
-            WaitingFor::Streak {
-                label: Some(label),
+            } => {
+                let records = at_or_above(*level);
+                write!(f, "{counted} of the {needed} {records} needed")
+            }
+            Self::Streak {
+                label,
                 runs,
-                needed,
-                ..
-            } if is_field_label(label) => write!(
-                f,
-                "{label} failed {runs} of the {needed} runs in a row needed"
-            ),
-            WaitingFor::Streak {
-                label: Some(label),
-                runs,
-                needed,
-                ..
-            } => write!(
-                f,
-                "{label:?} seen in {runs} of the {needed} runs in a row needed"
-            ),
-            WaitingFor::Streak {
-                label: None,
                 needed,
                 level,
-                ..
-            } => write!(
-                f,
-                "no failure ({}) in this run; one in {needed} runs in a row is needed",
-                at_or_above(*level)
-            ),
-            WaitingFor::Quiet {
+            } => match label {
+                Some(label) => {
+                    let failed = failed(label);
+                    write!(f, "{failed} {runs} of the {needed} runs in a row needed")
+                }
+                None => write!(
+                    f,
+                    "no failure ({}) in this run; one in {needed} runs in a row is needed",
+                    at_or_above(*level)
+                ),
+            },
+            Self::Quiet {
                 label,
                 reported,
-                until: Some(until),
-            } => write!(
-                f,
-                "{label} reported at {}, quiet until {} (repeat_after)",
-                utc_time(*reported),
-                utc_time(*until)
-            ),
-            WaitingFor::Quiet {
-                label,
-                reported,
-                until: None,
-            } => write!(
-                f,
-                "{label} reported at {}, quiet until a run without it (consecutive_runs reports \
-                 a failure once; repeat_after brings reminders)",
-                utc_time(*reported)
-            ),
-            WaitingFor::Batch { counted, size } => {
+                until,
+            } => {
+                let until = until.map_or(NO_REMINDER.to_owned(), |u| t(u) + " (repeat_after)");
+                let reported = t(*reported);
+                write!(f, "{label} reported at {reported}, quiet until {until}")
+            }
+            Self::Batch { counted, size } => {
                 write!(f, "{counted} of the {size} records a batch needs")
             }
-            WaitingFor::Level { level } => {
-                write!(f, "no record at {level} or above (immediately_at)")
-            }
-            WaitingFor::Age { since, sends_at } => write!(
+            Self::Level { level } => write!(f, "no record at {level} or above (immediately_at)"),
+            Self::Age { since, sends_at } => write!(
                 f,
                 "the oldest counted record is from {}; max_age sends it at a flush from {} on",
-                utc_time(*since),
-                utc_time(*sends_at)
+                t(*since),
+                t(*sends_at)
             ),
         }
     }
@@ -277,6 +243,26 @@ fn to_time(d: Duration) -> time::Duration {
 /// `at + d`, or `None` past the end of time.
 fn after(at: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
     at.checked_add(to_time(d))
+}
+
+/// For a failure reported at `at` and quiet for `d`: `Some(until)` while
+/// it is quiet at `now` (`until` is `None` past the end of time).
+fn quiet_for(
+    at: OffsetDateTime,
+    d: Duration,
+    now: OffsetDateTime,
+) -> Option<Option<OffsetDateTime>> {
+    let until = after(at, d);
+    until.is_none_or(|u| now < u).then_some(until)
+}
+
+/// The reason a reported failure holds, quiet `until` then.
+fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor> {
+    Some(WaitingFor::Quiet {
+        label: s.label.clone(),
+        reported: s.reported?,
+        until,
+    })
 }
 
 /// How far a rule got, as a fraction (for picking the closest).
@@ -316,33 +302,21 @@ impl Policy {
         s: &Streak,
         now: OffsetDateTime,
     ) -> Option<Option<OffsetDateTime>> {
-        if let Some(quiet) = self
-            .consecutive_runs
+        (self.consecutive_runs)
             .and_then(|k| self.streak_quiet(s, k, now))
-        {
-            return Some(quiet);
-        }
-        let until = after(s.reported?, self.repeat_after?);
-        until.is_none_or(|u| now < u).then_some(until)
+            .or_else(|| quiet_for(s.reported?, self.repeat_after?, now))
     }
 
     /// Whether the fingerprint `key` was reported too recently to trigger.
     fn quiet(&self, key: &str, facts: &Facts<'_>) -> bool {
-        let Some(after) = self.repeat_after else {
-            return false;
-        };
-        facts
-            .history
-            .streaks
-            .get(key)
-            .and_then(|s| s.reported)
-            .is_some_and(|at| facts.now - at < to_time(after))
+        let s = facts.history.streaks.get(key);
+        (s.and_then(|s| s.reported).zip(self.repeat_after))
+            .is_some_and(|(at, d)| quiet_for(at, d, facts.now).is_some())
     }
 
-    /// When the reported streak `s` may trigger again: `Some(None)` not
-    /// during this streak, `Some(Some(t))` from `t` on (`repeat_after`),
-    /// `None` if it is not quiet. For `consecutive_runs(k)`, a streak is
-    /// reported once it went out in a digest while at least `k` runs long.
+    /// As [`quiet_until`](Self::quiet_until), for `consecutive_runs(k)`: a
+    /// streak is reported once it went out while at least `k` runs long;
+    /// without `repeat_after` it stays quiet for the rest of the streak.
     fn streak_quiet(
         &self,
         s: &Streak,
@@ -352,77 +326,58 @@ impl Policy {
         let at = s.reported.filter(|_| s.reported_runs >= k)?;
         match self.repeat_after {
             None => Some(None),
-            Some(d) => {
-                let until = after(at, d);
-                until.is_none_or(|u| now < u).then_some(until)
-            }
+            Some(d) => quiet_for(at, d, now),
         }
     }
 
-    /// The fingerprint groups of `tally` whose failure is quiet now
-    /// (`repeat_after`): found from the streaks reported (at most
+    /// The fingerprint groups of `tally` quiet now (`repeat_after`), each
+    /// with its key: found from the reported streaks (at most
     /// `MAX_STREAKS`), not from the groups, which may be as many as the
-    /// records. Each with its streak's key, in no order.
-    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(&'t Band, &'t str)> {
+    /// records.
+    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(usize, &'t str)> {
         if !tally.by_key {
             return Vec::new();
         }
-        facts
-            .history
-            .streaks
-            .iter()
+        (facts.history.streaks.iter())
             .filter(|(_, s)| s.reported.is_some())
             .filter_map(|(key, _)| {
                 let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
-                Some((&tally.bands[id], key.as_str()))
+                Some((id, key.as_str()))
             })
             .filter(|(_, key)| self.quiet(key, facts))
             .collect()
     }
 
-    /// Measures the count rules over the tallied records, less those of the
-    /// `quiet` groups: sums less theirs, and the first and earliest found in
-    /// the tally's orders past the quiet groups' (at most as many steps as
-    /// there are quiet groups).
-    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(&Band, &str)]) -> Measure {
-        let counted = tally.all.counted - quiet.iter().map(|(b, _)| b.counted).sum::<usize>();
-        let urgent_records = tally.all.urgent - quiet.iter().map(|(b, _)| b.urgent).sum::<usize>();
-        let is_quiet = |id: usize| quiet.iter().any(|(b, _)| b.id == id);
+    /// Measures the count rules over the tallied records less those of the
+    /// `quiet` groups (the first and earliest found past theirs in the
+    /// tally's orders, in at most as many steps as there are quiet groups).
+    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(usize, &str)]) -> Measure {
+        let quiet_bands = || quiet.iter().map(|(id, _)| &tally.bands[*id]);
+        let counted = tally.all.counted - quiet_bands().map(|b| b.counted).sum::<usize>();
+        let urgent = tally.all.urgent - quiet_bands().map(|b| b.urgent).sum::<usize>();
+        let loud = |id: &usize| !quiet.iter().any(|(q, _)| q == id);
         let (oldest, earliest) = if tally.by_key {
-            let oldest = tally
-                .by_first
-                .iter()
-                .find(|(_, id)| !is_quiet(**id))
-                .and_then(|(_, id)| tally.bands[*id].first)
-                .map(|(_, time)| time);
-            let earliest = tally
-                .by_earliest
-                .iter()
-                .find(|(_, id)| !is_quiet(*id))
-                .map(|(time, _)| *time);
-            (oldest, earliest)
+            let first = tally.by_first.values().find(|id| loud(id));
+            let earliest = tally.by_earliest.iter().find(|(_, id)| loud(id));
+            (
+                first.and_then(|id| tally.bands[*id].first),
+                earliest.map(|(t, _)| *t),
+            )
         } else {
-            (tally.all.first.map(|(_, time)| time), tally.all.earliest)
+            (tally.all.first, tally.all.earliest)
         };
-        let urgent = self.immediately_at.is_some() && urgent_records > 0;
-        let aged = self.max_age.is_some_and(|age| {
-            earliest.is_some_and(|earliest| facts.now - earliest >= to_time(age))
-        });
+        let aged = self.max_age.zip(earliest);
         Measure {
             counted,
-            oldest,
-            urgent,
-            aged,
+            oldest: oldest.map(|(_, time)| time),
+            urgent: self.immediately_at.is_some() && urgent > 0,
+            aged: aged.is_some_and(|(age, earliest)| facts.now - earliest >= to_time(age)),
         }
     }
 
     /// Whether the count rules (threshold, immediately_at, max_age) are met.
     fn met(&self, m: &Measure) -> bool {
-        m.urgent
-            || self
-                .threshold
-                .is_some_and(|(needed, _)| m.counted >= needed)
-            || m.aged
+        m.urgent || m.aged || (self.threshold).is_some_and(|(needed, _)| m.counted >= needed)
     }
 
     /// Decides over `pending` (oldest first): [`decide_tally`](Self::decide_tally)
@@ -439,182 +394,174 @@ impl Policy {
     /// fingerprint groups, O(streaks) with `repeat_after` or
     /// `consecutive_runs` (at most `MAX_STREAKS`).
     pub(crate) fn decide_tally(&self, tally: &Tally, phase: Phase, facts: &Facts<'_>) -> Decision {
-        let n = tally.len;
-        if n == 0 {
+        if tally.len == 0 {
             return Decision::Nothing;
         }
-        let min = severity(self.level());
-        // Records that count: not of a failure reported too recently
-        // (`repeat_after`).
+        // Records that count: not of a failure reported too recently.
         let quiet_bands = self.quiet_bands(tally, facts);
         let measure = self.measure(tally, facts, &quiet_bands);
-        // This run's streaks: the longest not yet reported, and those long
-        // enough but reported (once per streak; again after `repeat_after`).
-        let mut longest: Option<&Streak> = None;
-        let mut quiet: Vec<Quiet> = Vec::new();
-        if let Some(k) = self.consecutive_runs {
-            for s in facts.history.streaks.values() {
-                if s.last_run != facts.run || severity(s.level) < min {
-                    continue;
-                }
-                match (s.runs >= k, self.streak_quiet(s, k, facts.now), s.reported) {
-                    (true, Some(until), Some(reported)) => quiet.push(Quiet {
-                        label: s.label.clone(),
-                        reported,
-                        until,
-                    }),
-                    _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
-                    _ => {}
-                }
-            }
-        }
-        let streak_met = self
-            .consecutive_runs
-            .is_some_and(|k| longest.is_some_and(|s| s.runs >= k));
-        let triggered = phase == Phase::Flush
-            && (self.met(&measure)
-                || streak_met
-                // A batch with no other rule sends its remainder at flush.
-                || (self.batch.is_some() && !self.has_trigger()));
-        let full_batches = self.batch.map_or(0, |size| n / size * size);
-        let send = if phase == Phase::Checkpoint {
-            None
-        } else if triggered {
-            Some(Decision::Send {
-                records: n,
-                per_email: self.batch,
-            })
-        } else if full_batches > 0 {
-            Some(Decision::Send {
-                records: full_batches,
-                per_email: self.batch,
-            })
-        } else {
-            None
-        };
-        let Some(send) = send else {
+        let (longest, mut quiet) = self.streaks(facts);
+        let Some(send) = self.send(tally.len, phase, self.met(&measure), longest) else {
             // A count rule that only quiet records would meet: they are the
-            // reason.
+            // reason, in the order of their first counted record.
             if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
-                // The quiet failures, in the order of their first counted
-                // record.
-                let mut quieted: Vec<(usize, &str)> = quiet_bands
-                    .iter()
-                    .filter_map(|(band, key)| Some((band.first?.0, *key)))
+                let mut firsts: Vec<(usize, &str)> = (quiet_bands.iter())
+                    .filter_map(|(id, key)| Some((tally.bands[*id].first?.0, *key)))
                     .collect();
-                quieted.sort_unstable();
-                for (_, key) in quieted {
-                    if let Some(s) = facts.history.streaks.get(key)
-                        && let (Some(reported), Some(d)) = (s.reported, self.repeat_after)
-                    {
-                        quiet.push(Quiet {
-                            label: s.label.clone(),
-                            reported,
-                            until: after(reported, d),
-                        });
-                    }
-                }
+                firsts.sort_unstable();
+                quiet.extend(
+                    firsts
+                        .iter()
+                        .filter_map(|(_, key)| self.quieted(key, facts)),
+                );
             }
-            return Decision::Hold(self.waiting_for(n, facts, &measure, longest, quiet));
+            return Decision::Hold(self.waiting_for(tally.len, facts, &measure, longest, quiet));
         };
-        if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
-            // Saturates: a `last_sent` near the end of year 9999 waits until
-            // then rather than overflow.
-            let until = last
-                .checked_add(to_time(interval))
-                .unwrap_or(crate::clock::LATEST);
-            if facts.now < until {
-                return Decision::Wait { until };
+        match self.interval_until(facts) {
+            Some(until) => Decision::Wait { until },
+            None => send,
+        }
+    }
+
+    /// This run's streaks at the policy's level: the longest not yet
+    /// reported, and those long enough but reported (once per streak; again
+    /// after `repeat_after`).
+    fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, Vec<WaitingFor>) {
+        let (mut longest, mut quiet): (Option<&Streak>, _) = (None, Vec::new());
+        let Some(k) = self.consecutive_runs else {
+            return (None, quiet);
+        };
+        let min = severity(self.level());
+        for s in facts.history.streaks.values() {
+            if s.last_run != facts.run || severity(s.level) < min {
+                continue;
+            }
+            match (s.runs >= k, self.streak_quiet(s, k, facts.now)) {
+                (true, Some(until)) => quiet.extend(quiet_reason(s, until)),
+                _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
+                _ => {}
             }
         }
-        send
+        (longest, quiet)
+    }
+
+    /// The failure of `key` as quiet by `repeat_after`, if it was reported.
+    fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<WaitingFor> {
+        let s = facts.history.streaks.get(key)?;
+        quiet_reason(s, after(s.reported?, self.repeat_after?))
+    }
+
+    /// What goes out at `phase` of `n` pending records, the count rules
+    /// `met` or not and `longest` the longest streak not reported: all of
+    /// them at a flush when a rule is met, else the full batches; never at
+    /// a checkpoint.
+    fn send(
+        &self,
+        n: usize,
+        phase: Phase,
+        met: bool,
+        longest: Option<&Streak>,
+    ) -> Option<Decision> {
+        let streak_met = (self.consecutive_runs.zip(longest)).is_some_and(|(k, s)| s.runs >= k);
+        // A batch with no other rule sends its remainder at flush.
+        let batch_only = self.batch.is_some() && !self.has_trigger();
+        let records = match phase {
+            Phase::Checkpoint => 0,
+            Phase::Flush if met || streak_met || batch_only => n,
+            _ => self.batch.map_or(0, |size| n / size * size),
+        };
+        (records > 0).then_some(Decision::Send {
+            records,
+            per_email: self.batch,
+        })
+    }
+
+    /// Until when the last email is too recent to send another
+    /// (`min_interval`), if it is. Saturates: a `last_sent` near the end of
+    /// year 9999 waits until then rather than overflow.
+    fn interval_until(&self, facts: &Facts<'_>) -> Option<OffsetDateTime> {
+        let last = facts.last_sent?.checked_add(to_time(self.min_interval?));
+        let until = last.unwrap_or(crate::clock::LATEST);
+        (facts.now < until).then_some(until)
     }
 
     /// Of the rules not met, the one closest to sending: a failure that
-    /// meets a rule but is quiet first, else the furthest along.
+    /// meets a rule but is quiet first (the one that may trigger soonest),
+    /// else the furthest along.
     fn waiting_for(
         &self,
         n: usize,
         facts: &Facts<'_>,
         m: &Measure,
         longest: Option<&Streak>,
-        quiet: Vec<Quiet>,
+        quiet: Vec<WaitingFor>,
     ) -> WaitingFor {
-        // The quiet failure that may trigger soonest (`None`: not this streak).
-        if let Some(q) = quiet
-            .into_iter()
-            .min_by_key(|q| (q.until.is_none(), q.until))
-        {
-            return WaitingFor::Quiet {
-                label: q.label,
-                reported: q.reported,
-                until: q.until,
-            };
+        let soonest = |q: &WaitingFor| match q {
+            WaitingFor::Quiet { until, .. } => (until.is_none(), *until),
+            _ => (true, None),
+        };
+        if let Some(q) = quiet.into_iter().min_by_key(soonest) {
+            return q;
         }
-        let level = self.level();
-        let mut candidates: Vec<(f64, WaitingFor)> = Vec::new();
-        if let Some((needed, level)) = self.threshold {
-            candidates.push((
-                progress(m.counted as u64, needed as u64),
-                WaitingFor::Threshold {
+        let fallback = WaitingFor::Threshold {
+            counted: m.counted,
+            needed: 1,
+            level: self.level(),
+        };
+        // The first of the furthest along.
+        (self.progress(n, facts, m, longest).into_iter().flatten())
+            .reduce(|best, next| if next.0 > best.0 { next } else { best })
+            .map_or(fallback, |(_, w)| w)
+    }
+
+    /// Each rule not met, with how far along it is.
+    fn progress(
+        &self,
+        n: usize,
+        facts: &Facts<'_>,
+        m: &Measure,
+        longest: Option<&Streak>,
+    ) -> [Option<(f64, WaitingFor)>; 5] {
+        let runs = longest.map_or(0, |s| s.runs);
+        let age = |(age, since): (Duration, OffsetDateTime)| {
+            let waited = (facts.now - since).max(time::Duration::ZERO);
+            let wanted = to_time(age).as_seconds_f64().max(f64::MIN_POSITIVE);
+            let sends_at = after(since, age).unwrap_or(since);
+            (
+                waited.as_seconds_f64() / wanted,
+                WaitingFor::Age { since, sends_at },
+            )
+        };
+        [
+            self.threshold.map(|(needed, level)| {
+                let w = WaitingFor::Threshold {
                     counted: m.counted,
                     needed,
                     level,
-                },
-            ));
-        }
-        if let Some(needed) = self.consecutive_runs {
-            let runs = longest.map_or(0, |s| s.runs);
-            candidates.push((
-                progress(runs, needed),
-                WaitingFor::Streak {
-                    label: longest.map(|s| s.label.clone()),
+                };
+                (progress(m.counted as u64, needed as u64), w)
+            }),
+            self.consecutive_runs.map(|needed| {
+                let label = longest.map(|s| s.label.clone());
+                let level = self.level();
+                let w = WaitingFor::Streak {
+                    label,
                     runs,
                     needed,
                     level,
-                },
-            ));
-        }
-        if let Some(size) = self.batch {
-            candidates.push((
-                progress((n % size.max(1)) as u64, size as u64),
-                WaitingFor::Batch {
-                    counted: n % size.max(1),
-                    size,
-                },
-            ));
-        }
-        if let (Some(age), Some(since)) = (self.max_age, m.oldest) {
-            let waited = (facts.now - since).max(time::Duration::ZERO);
-            candidates.push((
-                waited.as_seconds_f64() / to_time(age).as_seconds_f64().max(f64::MIN_POSITIVE),
-                WaitingFor::Age {
-                    since,
-                    sends_at: after(since, age).unwrap_or(since),
-                },
-            ));
-        }
-        if let Some(level) = self.immediately_at {
-            candidates.push((0.0, WaitingFor::Level { level }));
-        }
-        let mut best: Option<(f64, WaitingFor)> = None;
-        for (p, w) in candidates {
-            if best.as_ref().is_none_or(|(b, _)| p > *b) {
-                best = Some((p, w));
-            }
-        }
-        best.map_or(
-            WaitingFor::Threshold {
-                counted: m.counted,
-                needed: 1,
-                level,
-            },
-            |(_, w)| w,
-        )
+                };
+                (progress(runs, needed), w)
+            }),
+            self.batch.map(|size| {
+                let counted = n % size.max(1);
+                let w = WaitingFor::Batch { counted, size };
+                (progress(counted as u64, size as u64), w)
+            }),
+            self.max_age.zip(m.oldest).map(age),
+            (self.immediately_at).map(|level| (0.0, WaitingFor::Level { level })),
+        ]
     }
-}
 
-impl Policy {
     /// The failures of run `facts.run` (fingerprint keys, at the policy's
     /// level) that the rules would report on their own, one by one: for
     /// Alertmanager, which gets one alert per failure. A failure seen in
@@ -628,42 +575,52 @@ impl Policy {
         &self,
         pending: &[Record],
         facts: &Facts<'_>,
-    ) -> std::collections::BTreeSet<String> {
+    ) -> BTreeSet<String> {
         let min = severity(self.level());
-        let mut own: std::collections::BTreeMap<&str, (usize, OffsetDateTime)> =
-            std::collections::BTreeMap::new();
-        let mut fingerprints = Vec::new();
+        // Each failure's pending records: how many, and the oldest's time.
+        let mut own: BTreeMap<String, (usize, OffsetDateTime)> = BTreeMap::new();
         for r in pending.iter().filter(|r| severity(r.level) >= min) {
-            fingerprints.push((fingerprint_of(r, &self.fingerprint_fields), r.timestamp));
-        }
-        for (fp, at) in &fingerprints {
-            let entry = own.entry(fp.key.as_str()).or_insert((0, *at));
-            entry.0 += 1;
-            entry.1 = entry.1.min(*at);
+            let key = fingerprint_of(r, &self.fingerprint_fields).key.clone();
+            let entry = own.entry(key).or_insert((0, r.timestamp));
+            *entry = (entry.0 + 1, entry.1.min(r.timestamp));
         }
         let every = !self.has_trigger();
-        facts
-            .history
-            .streaks
-            .iter()
+        (facts.history.streaks.iter())
             .filter(|(_, s)| s.last_run == facts.run && severity(s.level) >= min)
             .filter(|(key, s)| {
                 let (count, oldest) = own.get(key.as_str()).copied().unzip();
                 every
                     || self.consecutive_runs.is_some_and(|k| s.runs >= k)
-                    || self
-                        .immediately_at
-                        .is_some_and(|level| severity(s.level) >= severity(level))
-                    || self
-                        .threshold
-                        .is_some_and(|(needed, _)| count.unwrap_or(0) >= needed)
-                    || self
-                        .max_age
-                        .zip(oldest)
+                    || (self.immediately_at).is_some_and(|l| severity(s.level) >= severity(l))
+                    || (self.threshold).is_some_and(|(needed, _)| count.unwrap_or(0) >= needed)
+                    || (self.max_age.zip(oldest))
                         .is_some_and(|(age, oldest)| facts.now - oldest >= to_time(age))
             })
             .map(|(key, _)| key.clone())
             .collect()
+    }
+
+    /// Decides over the recovery notices due in `facts.history` (none when
+    /// `notify` is off), given the digest's `decision` at `phase`. A pure
+    /// function, like [`decide`](Policy::decide): notices go only at a
+    /// flush (not from the batch worker, not at a checkpoint); with a digest
+    /// when one is sent; alone otherwise, under `min_interval` like any
+    /// email.
+    pub(crate) fn recovery(
+        &self,
+        notify: bool,
+        phase: Phase,
+        decision: &Decision,
+        facts: &Facts<'_>,
+    ) -> Recovery {
+        if !notify || facts.history.resolved.is_empty() || phase != Phase::Flush {
+            return Recovery::Nothing;
+        }
+        match (decision, self.interval_until(facts)) {
+            (Decision::Send { .. }, _) => Recovery::WithDigest,
+            (&Decision::Wait { until }, _) | (_, Some(until)) => Recovery::Wait { until },
+            _ => Recovery::Alone,
+        }
     }
 }
 
@@ -671,7 +628,7 @@ impl Policy {
 struct Measure {
     /// Records at the policy's level that count.
     counted: usize,
-    /// When the oldest of them was logged.
+    /// When the first of them was logged.
     oldest: Option<OffsetDateTime>,
     /// `immediately_at` is met.
     urgent: bool,
@@ -686,9 +643,8 @@ struct Measure {
 /// quieting is by failure), by fingerprint too, with the groups ordered by
 /// their first and their earliest record, so that the groups quiet now are
 /// left out in as many steps as there are of them. Pure data, made for one
-/// policy by
-/// [`Tally::new`] and [`Tally::add`] as records are added; records leave
-/// from the front only (a send, a trim), after which it is made anew.
+/// policy by [`Tally::new`] and [`Tally::add`] as records are added; records
+/// leave from the front only (a send, a trim), after which it is made anew.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Tally {
     /// Records tallied: the first `len` pending records.
@@ -702,20 +658,18 @@ pub(crate) struct Tally {
     /// The figures of all the records that count or are urgent.
     all: Band,
     /// With `by_key`: the group of each fingerprint key, an index in `bands`.
-    keyed: std::collections::HashMap<String, usize>,
+    keyed: HashMap<String, usize>,
     /// The groups, in the order of their first record.
     bands: Vec<Band>,
     /// The groups by the position of their first counted record.
-    by_first: std::collections::BTreeMap<usize, usize>,
+    by_first: BTreeMap<usize, usize>,
     /// The groups by the time of their earliest counted record.
-    by_earliest: std::collections::BTreeSet<(OffsetDateTime, usize)>,
+    by_earliest: BTreeSet<(OffsetDateTime, usize)>,
 }
 
 /// The figures of one group of tallied records.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Band {
-    /// Its index among the tally's groups.
-    id: usize,
     /// Records at the policy's level or above.
     counted: usize,
     /// The first of them: its position among the pending records, its time.
@@ -727,27 +681,14 @@ struct Band {
 }
 
 impl Band {
-    /// Adds the record at position `at`, logged at `time`; returns the
-    /// earliest time it had before if the record is now its earliest.
-    fn add(
-        &mut self,
-        at: usize,
-        time: OffsetDateTime,
-        counts: bool,
-        urgent: bool,
-    ) -> Option<Option<OffsetDateTime>> {
+    /// Adds the record at position `at`, logged at `time`.
+    fn add(&mut self, at: usize, time: OffsetDateTime, counts: bool, urgent: bool) {
         self.urgent += usize::from(urgent);
-        if !counts {
-            return None;
+        if counts {
+            self.counted += 1;
+            self.first.get_or_insert((at, time));
+            self.earliest = Some(self.earliest.map_or(time, |e| e.min(time)));
         }
-        self.counted += 1;
-        self.first.get_or_insert((at, time));
-        let before = self.earliest;
-        if before.is_none_or(|e| time < e) {
-            self.earliest = Some(time);
-            return Some(before);
-        }
-        None
     }
 }
 
@@ -760,10 +701,10 @@ impl Tally {
             urgent_at: policy.immediately_at.map(severity),
             by_key: policy.repeat_after.is_some(),
             all: Band::default(),
-            keyed: std::collections::HashMap::new(),
+            keyed: HashMap::new(),
             bands: Vec::new(),
-            by_first: std::collections::BTreeMap::new(),
-            by_earliest: std::collections::BTreeSet::new(),
+            by_first: BTreeMap::new(),
+            by_earliest: BTreeSet::new(),
         }
     }
 
@@ -774,15 +715,13 @@ impl Tally {
 
     /// Adds the next pending record (with `policy`, the tally's own).
     pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
-        let at = self.len;
+        let (at, time, level) = (self.len, record.timestamp, severity(record.level));
         self.len += 1;
-        let level = severity(record.level);
         let counts = level >= self.min;
         let urgent = self.urgent_at.is_some_and(|u| level >= u);
-        if !counts && !urgent {
+        if !(counts || urgent) {
             return;
         }
-        let time = record.timestamp;
         self.all.add(at, time, counts, urgent);
         if !self.by_key {
             return;
@@ -791,25 +730,22 @@ impl Tally {
         let id = match self.keyed.get(&fp.key) {
             Some(&id) => id,
             None => {
-                let id = self.bands.len();
-                self.keyed.insert(fp.key.clone(), id);
-                self.bands.push(Band {
-                    id,
-                    ..Band::default()
-                });
-                id
+                self.keyed.insert(fp.key.clone(), self.bands.len());
+                self.bands.push(Band::default());
+                self.bands.len() - 1
             }
         };
         let band = &mut self.bands[id];
-        let had_first = band.first.is_some();
-        if let Some(before) = band.add(at, time, counts, urgent) {
-            if let Some(before) = before {
-                self.by_earliest.remove(&(before, id));
+        let (first, earliest) = (band.first, band.earliest);
+        band.add(at, time, counts, urgent);
+        if first.is_none() && counts {
+            self.by_first.insert(at, id);
+        }
+        if band.earliest != earliest {
+            if let Some(e) = earliest {
+                self.by_earliest.remove(&(e, id));
             }
             self.by_earliest.insert((time, id));
-        }
-        if !had_first && counts {
-            self.by_first.insert(at, id);
         }
     }
 
@@ -819,13 +755,6 @@ impl Tally {
             self.add(policy, record);
         }
     }
-}
-
-/// A failure that meets a rule but was reported.
-struct Quiet {
-    label: String,
-    reported: OffsetDateTime,
-    until: Option<OffsetDateTime>,
 }
 
 /// What to do with the recovery notices due (`notify_recovery`: reported
@@ -845,46 +774,24 @@ pub(crate) enum Recovery {
     Wait { until: OffsetDateTime },
 }
 
-impl Policy {
-    /// Decides over the recovery notices due in `facts.history` (none when
-    /// `notify` is off), given the digest's `decision` at `phase`. A pure
-    /// function, like [`decide`](Policy::decide): notices go only at a
-    /// flush (not from the batch worker, not at a checkpoint); with a digest
-    /// when one is sent; alone otherwise, under `min_interval` like any
-    /// email.
-    pub(crate) fn recovery(
-        &self,
-        notify: bool,
-        phase: Phase,
-        decision: &Decision,
-        facts: &Facts<'_>,
-    ) -> Recovery {
-        if !notify || facts.history.resolved.is_empty() || phase != Phase::Flush {
-            return Recovery::Nothing;
-        }
-        match decision {
-            Decision::Send { .. } => Recovery::WithDigest,
-            Decision::Wait { until } => Recovery::Wait { until: *until },
-            Decision::Nothing | Decision::Hold(_) => {
-                if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
-                    let until = last
-                        .checked_add(to_time(interval))
-                        .unwrap_or(crate::clock::LATEST);
-                    if facts.now < until {
-                        return Recovery::Wait { until };
-                    }
-                }
-                Recovery::Alone
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::capture::record::Fields;
     use std::borrow::Cow;
+
+    impl Facts<'static> {
+        /// Facts with no history, at the Unix epoch: for the simplest decisions.
+        pub(crate) fn none() -> Self {
+            static EMPTY: std::sync::OnceLock<History> = std::sync::OnceLock::new();
+            Facts {
+                now: OffsetDateTime::UNIX_EPOCH,
+                last_sent: None,
+                history: EMPTY.get_or_init(History::default),
+                run: 0,
+            }
+        }
+    }
 
     impl Policy {
         /// The decision as it was made before the tally: from scratch, over
@@ -918,7 +825,8 @@ pub(crate) mod tests {
             }
         }
 
-        /// Decides over `pending` (oldest first).
+        /// Decides over `pending` (oldest first), with the same streaks,
+        /// sends and interval as [`decide_tally`](Policy::decide_tally).
         pub(crate) fn decide_scan(
             &self,
             pending: &[Record],
@@ -949,51 +857,8 @@ pub(crate) mod tests {
                 .map(|k| k.as_ref().is_none_or(|k| !self.quiet(k, facts)))
                 .collect();
             let measure = self.measure_scan(pending, &loud, facts);
-            // This run's streaks: the longest not yet reported, and those long
-            // enough but reported (once per streak; again after `repeat_after`).
-            let mut longest: Option<&Streak> = None;
-            let mut quiet: Vec<Quiet> = Vec::new();
-            if let Some(k) = self.consecutive_runs {
-                for s in facts.history.streaks.values() {
-                    if s.last_run != facts.run || severity(s.level) < min {
-                        continue;
-                    }
-                    match (s.runs >= k, self.streak_quiet(s, k, facts.now), s.reported) {
-                        (true, Some(until), Some(reported)) => quiet.push(Quiet {
-                            label: s.label.clone(),
-                            reported,
-                            until,
-                        }),
-                        _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
-                        _ => {}
-                    }
-                }
-            }
-            let streak_met = self
-                .consecutive_runs
-                .is_some_and(|k| longest.is_some_and(|s| s.runs >= k));
-            let triggered = phase == Phase::Flush
-                && (self.met(&measure)
-                    || streak_met
-                    // A batch with no other rule sends its remainder at flush.
-                    || (self.batch.is_some() && !self.has_trigger()));
-            let full_batches = self.batch.map_or(0, |size| n / size * size);
-            let send = if phase == Phase::Checkpoint {
-                None
-            } else if triggered {
-                Some(Decision::Send {
-                    records: n,
-                    per_email: self.batch,
-                })
-            } else if full_batches > 0 {
-                Some(Decision::Send {
-                    records: full_batches,
-                    per_email: self.batch,
-                })
-            } else {
-                None
-            };
-            let Some(send) = send else {
+            let (longest, mut quiet) = self.streaks(facts);
+            let Some(send) = self.send(n, phase, self.met(&measure), longest) else {
                 // A count rule that only quiet records would meet: they are the
                 // reason.
                 if self.repeat_after.is_some()
@@ -1006,30 +871,15 @@ pub(crate) mod tests {
                         else {
                             continue;
                         };
-                        if let Some(s) = facts.history.streaks.get(key)
-                            && let (Some(reported), Some(d)) = (s.reported, self.repeat_after)
-                        {
-                            quiet.push(Quiet {
-                                label: s.label.clone(),
-                                reported,
-                                until: after(reported, d),
-                            });
-                        }
+                        quiet.extend(self.quieted(key, facts));
                     }
                 }
                 return Decision::Hold(self.waiting_for(n, facts, &measure, longest, quiet));
             };
-            if let (Some(interval), Some(last)) = (self.min_interval, facts.last_sent) {
-                // Saturates: a `last_sent` near the end of year 9999 waits until
-                // then rather than overflow.
-                let until = last
-                    .checked_add(to_time(interval))
-                    .unwrap_or(crate::clock::LATEST);
-                if facts.now < until {
-                    return Decision::Wait { until };
-                }
+            match self.interval_until(facts) {
+                Some(until) => Decision::Wait { until },
+                None => send,
             }
-            send
         }
     }
 

@@ -15,10 +15,13 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::record::{Record, write_escaped};
+use crate::digest::html;
 use crate::digest::subject::{Template, default_subject};
-use crate::digest::summary::{Late, MAX_PROBLEMS, Summary, footer, problems, resolved_subject};
+use crate::digest::summary::{
+    Late, MAX_PROBLEMS, Summary, footer, plural, problems, resolved_subject,
+};
 use crate::error::{Error, ErrorKind};
-use crate::store::history::{History, Resolved, strip_text};
+use crate::store::history::{History, Resolved, strip_text, unmatched_fields};
 use crate::transport::Email;
 
 /// Everything needed to turn records into an email.
@@ -65,19 +68,13 @@ impl Rendered {
     }
 }
 
-impl Composer {
-    /// The subject: the template rendered, or the default one.
-    fn subject(&self, summary: &Summary<'_>) -> String {
-        let mut subject = match &self.subject {
-            Some(template) => template.render(summary, &self.host),
-            None => default_subject(summary),
-        };
-        if let Some((k, n)) = summary.part {
-            let _ = write!(subject, " (part {k} of {n})");
-        }
-        subject
-    }
+/// Appends `text` as a line of the text part, control characters escaped.
+fn line(out: &mut String, text: &str) {
+    let _ = write_escaped(out, text, false);
+    out.push('\n');
+}
 
+impl Composer {
     /// The plain-text body: the headline (what failed, where, since when),
     /// an overview line, what went wrong, then one line per record (with
     /// its span context indented below), oldest first, each run's after a
@@ -88,80 +85,69 @@ impl Composer {
     fn body(&self, summary: &Summary<'_>, lines: &[Rendered]) -> String {
         let lines_len: usize = lines.iter().map(|l| l.text.len()).sum();
         let mut out = String::with_capacity(lines_len + 4096);
-        let _ = write_escaped(&mut out, &summary.headline(), false);
-        out.push('\n');
-        let _ = write_escaped(&mut out, &summary.overview(), false);
-        out.push('\n');
-        for note in summary.notes() {
-            let _ = write_escaped(&mut out, &note, false);
-            out.push('\n');
-        }
+        line(&mut out, &summary.headline());
+        line(&mut out, &summary.overview());
+        summary.notes().for_each(|note| line(&mut out, &note));
         write_problems(&mut out, summary);
         write_resolved(&mut out, summary);
         out.push('\n');
         if let Some(note) = summary.hidden_note() {
-            out.push_str(&note);
-            out.push_str("\n\n");
+            let _ = write!(out, "{note}\n\n");
         }
         let mut run = None;
         for (record, rendered) in summary.shown().iter().zip(lines) {
             if run != Some(record.run) {
                 run = Some(record.run);
-                out.push_str(&summary.run_line(record));
-                out.push('\n');
+                line(&mut out, &summary.run_line(record));
             }
             out.push_str(&rendered.text);
         }
-        let _ = write!(
-            out,
-            "\n-- \n{}\n",
-            footer(&self.app, &self.state_path.display().to_string())
-        );
+        self.write_footer(&mut out);
         if let Some(note) = &summary.fields_note {
             let _ = writeln!(out, "Note: {note}");
         }
         out
     }
 
+    /// The text part's footer, after the signature separator.
+    fn write_footer(&self, out: &mut String) {
+        let footer = footer(&self.app, &self.state_path.display().to_string());
+        let _ = write!(out, "\n-- \n{footer}\n");
+    }
+
+    /// A summary of `records` for this composer's email (see
+    /// [`Summary::new`]).
+    fn summary<'a>(&'a self, records: &'a [Record], resolved: &'a [Resolved]) -> Summary<'a> {
+        let mut summary = Summary::new(&self.app, records, 0, None, self.offset);
+        (summary.resolved, summary.host, summary.level) = (resolved, &self.host, self.level);
+        summary.detail_lines = self.detail_lines;
+        summary
+    }
+
     /// The email that only says failures are over: `[poca] resolved: …`,
     /// one line per failure (the same as a digest's "Resolved" section).
     pub(crate) fn compose_recovery(&self, resolved: &[Resolved]) -> Result<Email, Error> {
-        let mut summary = Summary::new(&self.app, &[], 0, None, self.offset);
-        summary.resolved = resolved;
-        summary.host = &self.host;
-        let subject = resolved_subject(&self.app, resolved);
+        let summary = self.summary(&[], resolved);
         let mut text = String::new();
         let _ = write_escaped(&mut text, &summary.resolved_headline(), false);
-        let _ = writeln!(
-            text,
-            "\n{}: {} reported earlier {} over.",
-            self.app,
-            crate::digest::summary::plural(resolved.len(), "failure", "failures"),
-            if resolved.len() == 1 { "is" } else { "are" }
-        );
+        let (app, failures) = (&self.app, plural(resolved.len(), "failure", "failures"));
+        let verb = if resolved.len() == 1 { "is" } else { "are" };
+        let _ = writeln!(text, "\n{app}: {failures} reported earlier {verb} over.");
         write_resolved(&mut text, &summary);
-        let _ = write!(
-            text,
-            "\n-- \n{}\n",
-            footer(&self.app, &self.state_path.display().to_string())
-        );
-        let html = self
-            .html
-            .then(|| crate::digest::html::render_recovery(&summary, &self.state_path));
-        self.email(subject, text, html, &[])
+        self.write_footer(&mut text);
+        let page = || html::render_recovery(&summary, &self.state_path);
+        let html = self.html.then(page);
+        self.email(resolved_subject(&self.app, resolved), text, html, &[])
     }
 
-    /// `record` as it appears in an email: its line in the text body (with
-    /// its span context indented below) and its row in the HTML part when
-    /// there is one. What comes from the record has its control characters
-    /// shown escaped (`\n`, `\u{1b}`) in the text, HTML-escaped in the row.
+    /// `record` as it appears in the text body (and the attached log): its
+    /// line with its span context indented below, control characters shown
+    /// escaped (`\n`, `\u{1b}`).
     pub(crate) fn render(&self, record: &Record) -> Rendered {
         let mut text = record.to_line(self.offset);
         text.push('\n');
         if let Some(context) = record.span_context() {
-            text.push_str("    ");
-            text.push_str(&context);
-            text.push('\n');
+            let _ = writeln!(text, "    {context}");
         }
         Rendered {
             text,
@@ -170,24 +156,12 @@ impl Composer {
     }
 
     /// Builds the email holding `records`; `part` is `(k, n)` when this is
-    /// part k of a digest split into n emails. `shown` are the records listed
-    /// one by one (the newest `detail_lines`) made by [`Composer::render`]
-    /// when they were measured; when they are not (`&[]`), they are made here.
-    #[cfg(test)]
-    pub(crate) fn compose(
-        &self,
-        records: &[Record],
-        shown: &[Rendered],
-        dropped: u64,
-        part: Option<(usize, usize)>,
-        history: &History,
-    ) -> Result<Email, Error> {
-        self.compose_with(records, shown, dropped, part, history, &[], None)
-    }
-
-    /// [`compose`](Composer::compose), with a "Resolved" section saying
-    /// that the failures `resolved` are over (when there are any), and a
-    /// note saying why it is `late` (an earlier send failed).
+    /// part k of a digest split into n emails; with a "Resolved" section
+    /// saying that the failures `resolved` are over (when there are any),
+    /// and a note saying why it is `late` (an earlier send failed). `shown`
+    /// are the records listed one by one (the newest `detail_lines`) made by
+    /// [`Composer::render`] when they were measured; when they are not
+    /// (`&[]`), they are made here.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn compose_with(
         &self,
@@ -199,39 +173,34 @@ impl Composer {
         resolved: &[Resolved],
         late: Option<Late<'_>>,
     ) -> Result<Email, Error> {
-        let mut summary = Summary::new(&self.app, records, dropped, part, self.offset);
-        summary.resolved = resolved;
-        summary.host = &self.host;
-        summary.level = self.level;
-        summary.late = late;
-        summary.problems = problems(records, history, &self.fingerprint_fields, self.level);
-        summary.detail_lines = self.detail_lines;
-        summary.fields_note = crate::store::history::unmatched_fields(
-            records,
-            &self.fingerprint_fields,
-            self.level,
-            history,
-        );
-        let made;
+        let mut summary = self.summary(records, resolved);
+        (summary.dropped, summary.part, summary.late) = (dropped, part, late);
+        let fields = &self.fingerprint_fields;
+        summary.problems = problems(records, history, fields, self.level);
+        summary.fields_note = unmatched_fields(records, fields, self.level, history);
+        let made: Vec<Rendered>;
         let shown = if shown.len() == summary.shown().len() {
             shown
         } else {
-            made = summary
-                .shown()
-                .iter()
-                .map(|r| self.render(r))
-                .collect::<Vec<_>>();
+            made = summary.shown().iter().map(|r| self.render(r)).collect();
             &made
         };
-        let subject = self.subject(&summary);
+        let mut subject = match &self.subject {
+            Some(template) => template.render(&summary, &self.host),
+            None => default_subject(&summary),
+        };
+        if let Some((k, n)) = part {
+            let _ = write!(subject, " (part {k} of {n})");
+        }
         let text = self.body(&summary, shown);
-        let html = self
-            .html
-            .then(|| crate::digest::html::render(&summary, &self.state_path));
+        let html = self.html.then(|| html::render(&summary, &self.state_path));
         self.email(subject, text, html, records)
     }
 
-    /// The email with these parts, from and to the configured addresses.
+    /// The email with these parts, from and to the configured addresses:
+    /// the text alone, or the text and HTML alternatives and, for a digest
+    /// (an email with records), the log attached, every record, for the
+    /// readers of the HTML part, which shows only a few.
     fn email(
         &self,
         subject: String,
@@ -239,7 +208,7 @@ impl Composer {
         html: Option<String>,
         records: &[Record],
     ) -> Result<Email, Error> {
-        let mut builder = lettre::Message::builder()
+        let builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
             .date(SystemTime::now())
@@ -248,64 +217,34 @@ impl Composer {
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-generated".to_owned(),
             ));
-        for to in &self.to {
-            builder = builder.to(to.clone());
-        }
-        let message = match body(&self.app, &text, html.as_deref(), records.is_empty()) {
-            Body::Parts(parts) => builder.multipart(parts),
-            Body::Text(text) => builder.singlepart(text),
-        }
-        .map_err(|e| {
+        let builder = self.to.iter().cloned().fold(builder, |b, to| b.to(to));
+        let alternatives =
+            |html: &String| MultiPart::alternative_plain_html(text.clone(), html.clone());
+        let message = match (&html, records.is_empty()) {
+            (None, _) => builder.singlepart(SinglePart::plain(text.clone())),
+            (Some(html), true) => builder.multipart(alternatives(html)),
+            (Some(html), false) => {
+                // `app` as a file name: letters, digits, `-`, `_` and `.` kept.
+                let file =
+                    (self.app).replace(|c: char| !c.is_alphanumeric() && !"-_.".contains(c), "_");
+                let log = Attachment::new(format!("{file}-log.txt"));
+                let log = log.body(text.clone(), ContentType::TEXT_PLAIN);
+                let mixed = MultiPart::mixed().multipart(alternatives(html));
+                builder.multipart(mixed.singlepart(log))
+            }
+        };
+        let message = message.map_err(|e| {
             Error::with_source(ErrorKind::Compose, "could not compose the digest email", e)
         })?;
+        let records = records.into();
         Ok(Email {
             subject,
             text,
             html,
             message,
-            records: records.into(),
+            records,
         })
     }
-}
-
-/// An email's body: parts, or the text alone.
-enum Body {
-    Parts(MultiPart),
-    Text(SinglePart),
-}
-
-/// The body of an email with this `text` and `html`: the two alternatives,
-/// and for a digest (not `alone`, an email with records) the log attached,
-/// every record, for the readers of the HTML part, which shows only a few.
-fn body(app: &str, text: &str, html: Option<&str>, alone: bool) -> Body {
-    let Some(html) = html else {
-        return Body::Text(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(text.to_owned()),
-        );
-    };
-    let alternatives = MultiPart::alternative_plain_html(text.to_owned(), html.to_owned());
-    if alone {
-        return Body::Parts(alternatives);
-    }
-    let log = Attachment::new(format!("{}-log.txt", file_name(app)))
-        .body(text.to_owned(), ContentType::TEXT_PLAIN);
-    Body::Parts(MultiPart::mixed().multipart(alternatives).singlepart(log))
-}
-
-/// `app` as a file name: letters, digits, `-`, `_` and `.` kept, anything
-/// else `_`.
-fn file_name(app: &str) -> String {
-    app.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// The "What went wrong" section of a text body: one line per failure,
@@ -316,36 +255,15 @@ fn write_problems(out: &mut String, summary: &Summary<'_>) {
     }
     out.push_str("\nWhat went wrong:\n");
     for p in summary.problems.iter().take(MAX_PROBLEMS) {
-        out.push_str("  ");
         // A label may be the start of a message.
-        let _ = write_escaped(out, &summary.problem_line(p), false);
-        if let Some(recent) = &p.recent {
-            out.push_str("; ");
-            out.push_str(&strip_text(recent));
-        }
-        out.push('\n');
+        let strip = p.recent.as_deref().map(strip_text);
+        let strip = strip.map(|strip| format!("; {strip}")).unwrap_or_default();
+        out.push_str("  ");
+        line(out, &(summary.problem_line(p) + &strip));
     }
     if let Some(note) = summary.more_problems_note() {
-        out.push_str("  ");
-        out.push_str(&note);
-        out.push('\n');
+        let _ = writeln!(out, "  {note}");
     }
-}
-
-/// A new `Message-ID` in the sender's domain (RFC 5322 asks for a domain
-/// the sender controls, not the bare host name): the time, the process and
-/// a counter make it unique. `<18c0f3a2b4d5e6f7.4d2.3@example.com>`.
-fn message_id(from: &Mailbox) -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(
-        "<{nanos:x}.{:x}.{n}@{}>",
-        std::process::id(),
-        from.email.domain()
-    )
 }
 
 /// The "Resolved" section of a text body, when failures are over:
@@ -355,19 +273,26 @@ fn write_resolved(out: &mut String, summary: &Summary<'_>) {
         return;
     }
     out.push_str("\nResolved:\n");
-    for r in summary.resolved.iter().take(MAX_PROBLEMS) {
+    let (lines, more) = summary.resolved_lines();
+    for text in &lines {
         out.push_str("  ");
-        let _ = write_escaped(out, &summary.resolved_line(r), false);
-        out.push('\n');
+        line(out, text);
     }
-    let more = summary.resolved.len().saturating_sub(MAX_PROBLEMS);
-    if more > 0 {
-        let _ = writeln!(
-            out,
-            "  … and {} other failures.",
-            crate::digest::summary::grouped(more)
-        );
+    if let Some(more) = more {
+        let _ = writeln!(out, "  {more}");
     }
+}
+
+/// A new `Message-ID` in the sender's domain (RFC 5322 asks for a domain
+/// the sender controls, not the bare host name): the time, the process and
+/// a counter make it unique. `<18c0f3a2b4d5e6f7.4d2.3@example.com>`.
+fn message_id(from: &Mailbox) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+    let nanos = since_epoch.map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (pid, domain) = (std::process::id(), from.email.domain());
+    format!("<{nanos:x}.{pid:x}.{n}@{domain}>")
 }
 
 #[cfg(test)]
@@ -376,6 +301,20 @@ pub(crate) mod tests {
     use crate::policy::tests::record_at;
     use crate::store::history::fingerprint;
     use time::OffsetDateTime;
+
+    impl Composer {
+        /// [`Composer::compose_with`] with nothing resolved and nothing late.
+        pub(crate) fn compose(
+            &self,
+            records: &[Record],
+            shown: &[Rendered],
+            dropped: u64,
+            part: Option<(usize, usize)>,
+            history: &History,
+        ) -> Result<Email, Error> {
+            self.compose_with(records, shown, dropped, part, history, &[], None)
+        }
+    }
 
     pub(crate) fn composer() -> Composer {
         Composer {

@@ -9,7 +9,7 @@
 //! of 4.5:1 or more, nothing said by colour alone. Everything that comes
 //! from a record is HTML-escaped.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::Value;
@@ -17,7 +17,9 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
-use crate::digest::summary::{LEVELS, MAX_PROBLEMS, Problem, Summary, footer, grouped};
+use crate::digest::summary::{
+    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts,
+};
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
 const MONO: &str = "Menlo,Consolas,'DejaVu Sans Mono',monospace";
@@ -26,55 +28,31 @@ const MUTED: &str = "#57606a";
 
 /// A level's label: its name on a tinted background, so the level is said
 /// in words and not by colour alone.
-fn label(level: Level) -> &'static str {
-    macro_rules! label {
-        ($fg:literal, $bg:literal) => {
-            concat!(
-                "<span style=\"padding:1px 5px;border-radius:3px;",
-                "font-size:11px;font-weight:bold;color:",
-                $fg,
-                ";background:",
-                $bg,
-                "\">"
-            )
-        };
-    }
+fn label(level: Level) -> String {
+    let (fg, bg) = match level {
+        Level::ERROR => ("#b3261e", "#fce8e6"),
+        Level::WARN => ("#8a4b00", "#fdefc8"),
+        Level::INFO => ("#174ea6", "#e8f0fe"),
+        _ => ("#5f6368", "#eceff1"),
+    };
+    format!(
+        "<span style=\"padding:1px 5px;border-radius:3px;font-size:11px;font-weight:bold;\
+         color:{fg};background:{bg}\">{level}</span>"
+    )
+}
+
+/// Colours `(text, background, edge)` for a failure at `level` (`None`:
+/// nothing failed).
+fn tone(level: Option<Level>) -> (&'static str, &'static str, &'static str) {
     match level {
-        Level::ERROR => label!("#b3261e", "#fce8e6"),
-        Level::WARN => label!("#8a4b00", "#fdefc8"),
-        Level::INFO => label!("#174ea6", "#e8f0fe"),
-        _ => label!("#5f6368", "#eceff1"),
+        Some(Level::ERROR) => ("#a50e0e", "#fce8e6", "#d93025"),
+        Some(Level::WARN) => ("#6d3b00", "#fdefc8", "#e8a33d"),
+        _ => ("#1f2328", "#eaeef2", "#8c959f"),
     }
 }
 
-/// The headline's colours: text on a tint, by what it says.
-#[derive(Clone, Copy)]
-enum Tone {
-    Error,
-    Warn,
-    Resolved,
-    Plain,
-}
-
-impl Tone {
-    fn of(level: Level) -> Tone {
-        match level {
-            Level::ERROR => Tone::Error,
-            Level::WARN => Tone::Warn,
-            _ => Tone::Plain,
-        }
-    }
-
-    /// `(text, background, edge)`.
-    fn colours(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Tone::Error => ("#a50e0e", "#fce8e6", "#d93025"),
-            Tone::Warn => ("#6d3b00", "#fdefc8", "#e8a33d"),
-            Tone::Resolved => ("#0d652d", "#e6f4ea", "#34a853"),
-            Tone::Plain => ("#1f2328", "#eaeef2", "#8c959f"),
-        }
-    }
-}
+/// The colours of failures that are over.
+const RESOLVED: (&str, &str, &str) = ("#0d652d", "#e6f4ea", "#34a853");
 
 /// Failures shown with context records; the others with their newest
 /// record only.
@@ -89,18 +67,13 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let headline = summary.headline();
     page_start(&mut out, &headline);
-    let tone = summary
-        .problems
-        .first()
-        .map_or(Tone::Plain, |p| Tone::of(p.level));
-    write_headline(&mut out, &headline, tone);
-    paragraph(&mut out, &format!("color:{MUTED}"), &summary.overview());
+    let level = summary.problems.first().map(|p| p.level);
+    write_headline(&mut out, &headline, tone(level));
+    let style = format!("margin:0 0 10px;color:{MUTED}");
+    paragraph(&mut out, &style, &summary.overview());
     for note in summary.notes() {
-        paragraph(
-            &mut out,
-            "padding:6px 10px;background:#fdefc8;color:#6d3b00",
-            &note,
-        );
+        let style = "margin:0 0 10px;padding:6px 10px;background:#fdefc8;color:#6d3b00";
+        paragraph(&mut out, style, &note);
     }
     let mut shown = vec![false; summary.records.len()];
     write_problems(&mut out, summary, &mut shown);
@@ -109,6 +82,18 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
     }
     write_resolved(&mut out, summary);
     write_rest(&mut out, summary, &shown);
+    page_end(&mut out, summary, state_path);
+    out
+}
+
+/// The HTML part of the email that only says failures are over: its
+/// headline in green, then one line per failure.
+pub(crate) fn render_recovery(summary: &Summary<'_>, state_path: &Path) -> String {
+    let mut out = String::with_capacity(4096);
+    let headline = summary.resolved_headline();
+    page_start(&mut out, &headline);
+    write_headline(&mut out, &headline, RESOLVED);
+    write_resolved(&mut out, summary);
     page_end(&mut out, summary, state_path);
     out
 }
@@ -137,35 +122,35 @@ fn page_start(out: &mut String, title: &str) {
 
 /// The footer and the document's end.
 fn page_end(out: &mut String, summary: &Summary<'_>, state_path: &Path) {
-    let _ = write!(
-        out,
-        "<p style=\"margin:14px 0 0;font-size:12px;color:{MUTED}\">"
-    );
-    escape_into(out, &footer(summary.app, &state_path.display().to_string()));
+    let footer = footer(summary.app, &state_path.display().to_string());
+    let style = format!("margin:14px 0 0;font-size:12px;color:{MUTED}");
+    paragraph(out, &style, &footer);
     if let Some(note) = &summary.fields_note {
-        out.push_str("</p>\n<p style=\"margin:6px 0 0;font-size:12px;color:#6d3b00\">Note: ");
-        escape_into(out, note);
+        let style = "margin:6px 0 0;font-size:12px;color:#6d3b00";
+        paragraph(out, style, &format!("Note: {note}"));
     }
-    out.push_str("</p>\n</td></tr></table>\n</td></tr></table>\n</body></html>\n");
+    out.push_str("</td></tr></table>\n</td></tr></table>\n</body></html>\n");
 }
 
-/// `<p style="margin:0 0 10px;…">text</p>`, the text escaped.
+/// `<p style="…">text</p>`, the text escaped.
 fn paragraph(out: &mut String, style: &str, text: &str) {
-    let _ = write!(out, "<p style=\"margin:0 0 10px;{style}\">");
-    escape_into(out, text);
-    out.push_str("</p>\n");
+    tag(out, &format!("<p style=\"{style}\">"), text, "</p>\n");
 }
 
-/// The first line, large, on its tone's tint.
-fn write_headline(out: &mut String, text: &str, tone: Tone) {
-    let (fg, bg, edge) = tone.colours();
-    let _ = write!(
-        out,
-        "<p style=\"margin:0 0 8px;padding:8px 10px;font-size:18px;line-height:1.3;\
-         font-weight:bold;color:{fg};background:{bg};border-left:4px solid {edge}\">"
-    );
+/// `open`, then `text` escaped, then `close`.
+fn tag(out: &mut String, open: &str, text: &str, close: &str) {
+    out.push_str(open);
     escape_into(out, text);
-    out.push_str("</p>\n");
+    out.push_str(close);
+}
+
+/// The first line, large, in `(text, background, edge)` colours.
+fn write_headline(out: &mut String, text: &str, (fg, bg, edge): (&str, &str, &str)) {
+    let style = format!(
+        "margin:0 0 8px;padding:8px 10px;font-size:18px;line-height:1.3;font-weight:bold;\
+         color:{fg};background:{bg};border-left:4px solid {edge}"
+    );
+    paragraph(out, &style, text);
 }
 
 /// "What went wrong": each failure, most severe first.
@@ -178,7 +163,7 @@ fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
         write_problem(out, summary, p, i < WITH_CONTEXT, shown);
     }
     if let Some(note) = summary.more_problems_note() {
-        paragraph(out, "", &note);
+        paragraph(out, "margin:0 0 10px;", &note);
     }
 }
 
@@ -191,31 +176,24 @@ fn write_problem(
     context: bool,
     shown: &mut [bool],
 ) {
-    let (_, _, edge) = Tone::of(p.level).colours();
-    let _ = write!(
-        out,
+    let (_, _, edge) = tone(Some(p.level));
+    let open = format!(
         "<div style=\"margin:0 0 14px;padding:0 0 0 10px;border-left:4px solid {edge}\">\n\
-         <p style=\"margin:0;font-weight:bold\">{}{}</span> ",
+         <p style=\"margin:0;font-weight:bold\">{} ",
         label(p.level),
-        p.level
     );
-    escape_into(out, &p.label);
-    out.push_str("</p>\n");
+    tag(out, &open, &p.label, "</p>\n");
     if let Some(detail) = &p.detail {
-        paragraph_tight(out, "", detail);
+        paragraph(out, "margin:2px 0 0;", detail);
     }
-    paragraph_tight(
-        out,
-        &format!("font-size:13px;color:{MUTED}"),
-        &summary.problem_facts(p),
-    );
+    let style = format!("margin:2px 0 0;font-size:13px;color:{MUTED}");
+    paragraph(out, &style, &summary.problem_facts(p));
     if let Some(recent) = &p.recent {
         write_strip(out, recent);
     }
-    let indices = if context {
-        summary.context(p, CONTEXT, shown)
-    } else {
-        vec![p.latest]
+    let indices = match context {
+        true => summary.context(p, CONTEXT, shown),
+        false => vec![p.latest],
     };
     for i in indices {
         if let Some(record) = summary.records.get(i) {
@@ -224,13 +202,6 @@ fn write_problem(
         }
     }
     out.push_str("</div>\n");
-}
-
-/// A paragraph without a margin below.
-fn paragraph_tight(out: &mut String, style: &str, text: &str) {
-    let _ = write!(out, "<p style=\"margin:2px 0 0;{style}\">");
-    escape_into(out, text);
-    out.push_str("</p>\n");
 }
 
 /// With no failure, the newest records.
@@ -246,39 +217,24 @@ fn write_latest(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
     }
 }
 
-/// `38 more records (36 INFO, 2 WARN), all in the attached log
-/// poca-log.txt.`: the records the page does not show.
+/// `38 more records (36 INFO, 2 WARN), all in the attached log, oldest
+/// first, run by run.`: the records the page does not show.
 fn write_rest(out: &mut String, summary: &Summary<'_>, shown: &[bool]) {
-    let mut by_level = [0usize; 5];
-    for (record, _) in summary.records.iter().zip(shown).filter(|(_, s)| !**s) {
-        if let Some(i) = LEVELS.iter().position(|l| *l == record.level) {
-            by_level[i] += 1;
-        }
-    }
-    let rest: usize = by_level.iter().sum();
+    let hidden = summary.records.iter().zip(shown).filter(|(_, s)| !**s);
+    let counts = by_level(hidden.map(|(r, _)| r));
+    let rest: usize = counts.iter().sum();
     if rest == 0 {
         return;
     }
-    let levels: Vec<String> = LEVELS
-        .iter()
-        .zip(by_level)
-        .filter(|(_, n)| *n > 0)
-        .map(|(level, n)| format!("{} {level}", grouped(n)))
-        .collect();
-    let mut text = format!(
-        "{} more {} ({}), ",
-        grouped(rest),
-        if rest == 1 { "record" } else { "records" },
-        levels.join(", ")
-    );
-    match summary.hidden_note() {
-        None => text.push_str("all in the attached log, oldest first, run by run."),
-        Some(hidden) => {
-            text.push_str("in the attached log. ");
-            text.push_str(&hidden);
-        }
-    }
-    paragraph(out, &format!("margin-top:4px;color:{MUTED}"), &text);
+    let records = if rest == 1 { "record" } else { "records" };
+    let levels = level_counts(counts, grouped);
+    let log = match summary.hidden_note() {
+        None => "all in the attached log, oldest first, run by run.".to_owned(),
+        Some(hidden) => format!("in the attached log. {hidden}"),
+    };
+    let text = format!("{} more {records} ({levels}), {log}", grouped(rest));
+    let style = format!("margin:0 0 10px;margin-top:4px;color:{MUTED}");
+    paragraph(out, &style, &text);
 }
 
 /// One record in a box: time, level and target, then its message, fields
@@ -289,21 +245,17 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
         (true, _) => "#fffaf0",
         _ => "#f6f8fa",
     };
-    let _ = write!(
-        out,
+    let open = format!(
         "<div style=\"margin:6px 0 0;padding:6px 8px;background:{background};\
          border-radius:4px;font-size:13px\">\n<div style=\"font-size:12px;color:{MUTED}\">\
-         <span style=\"font-family:{MONO}\">{}</span> {}{}</span> ",
+         <span style=\"font-family:{MONO}\">{}</span> {} ",
         show_time(record.timestamp, offset, LINE_TIME),
         label(record.level),
-        record.level.as_str()
     );
-    escape_into(out, &record.target);
-    out.push_str("</div>\n");
+    tag(out, &open, &record.target, "</div>\n");
     if !record.message.is_empty() {
-        out.push_str("<div style=\"white-space:pre-wrap\">");
-        escape_into(out, &record.message);
-        out.push_str("</div>\n");
+        let open = "<div style=\"white-space:pre-wrap\">";
+        tag(out, open, &record.message, "</div>\n");
     }
     if !record.fields.is_empty() {
         let _ = write!(
@@ -311,20 +263,20 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
             "<div style=\"font-family:{MONO};font-size:12px;overflow-wrap:anywhere\">"
         );
         for (i, (name, value)) in record.fields.iter().enumerate() {
-            if i > 0 {
-                out.push_str(" &ensp;");
+            let space = if i > 0 { " &ensp;" } else { "" };
+            let open = format!("{space}<span style=\"color:{MUTED}\">");
+            tag(out, &open, name, "=</span>");
+            // A string as its text, anything else as JSON.
+            match value {
+                Value::String(s) => escape_into(out, s),
+                other => escape_into(out, &other.to_string()),
             }
-            let _ = write!(out, "<span style=\"color:{MUTED}\">");
-            escape_into(out, name);
-            out.push_str("=</span>");
-            write_value(&mut Escaped(out), value);
         }
         out.push_str("</div>\n");
     }
     if let Some(context) = record.span_context() {
-        let _ = write!(out, "<div style=\"font-size:12px;color:{MUTED}\">");
-        escape_into(out, &context);
-        out.push_str("</div>\n");
+        let open = format!("<div style=\"font-size:12px;color:{MUTED}\">");
+        tag(out, &open, &context, "</div>\n");
     }
     out.push_str("</div>\n");
 }
@@ -341,18 +293,22 @@ fn write_strip(out: &mut String, recent: &[bool]) {
         if recent.len() == 1 { "" } else { "s" }
     );
     for &failed in recent {
-        out.push_str(if failed { STRIP_FAILED } else { STRIP_OK });
+        let (fg, bg, glyph) = match failed {
+            true => ("#a50e0e", "#fce8e6", '✗'),
+            false => ("#0d652d", "#e6f4ea", '✓'),
+        };
+        let _ = write!(
+            out,
+            "<span style=\"display:inline-block;min-width:14px;margin:0 1px 1px 0;\
+             text-align:center;font-weight:bold;color:{fg};background:{bg}\">{glyph}</span>"
+        );
     }
     out.push_str("</p>\n");
 }
 
-/// A run that saw the failure, and one that flushed without it.
-const STRIP_FAILED: &str = "<span style=\"display:inline-block;min-width:14px;margin:0 1px 1px 0;\
-                            text-align:center;font-weight:bold;color:#a50e0e;\
-                            background:#fce8e6\">✗</span>";
-const STRIP_OK: &str = "<span style=\"display:inline-block;min-width:14px;margin:0 1px 1px 0;\
-                        text-align:center;font-weight:bold;color:#0d652d;\
-                        background:#e6f4ea\">✓</span>";
+/// An item of the "Resolved" section, and the count of the rest.
+const RESOLVED_ITEM: &str = "<li style=\"margin:2px 0;color:#0d652d\">";
+const MORE_ITEM: &str = "<li style=\"margin:2px 0;list-style:none\">";
 
 /// The "Resolved" section: the failures that are over, one per line, in
 /// green with a `✓`, without a level badge.
@@ -364,78 +320,29 @@ fn write_resolved(out: &mut String, summary: &Summary<'_>) {
         "<p style=\"margin:4px 0 4px;font-weight:bold;color:#0d652d\">Resolved</p>\n\
          <ul style=\"margin:0 0 12px;padding-left:4px;list-style:none\">\n",
     );
-    for r in summary.resolved.iter().take(MAX_PROBLEMS) {
-        out.push_str("<li style=\"margin:2px 0;color:#0d652d\">✓ ");
-        let line = summary.resolved_line(r);
+    let (lines, more) = summary.resolved_lines();
+    for line in &lines {
+        // Without its level: the ✓ and the colour say it is over.
         let rest = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
-        escape_into(out, rest);
-        out.push_str("</li>\n");
+        tag(out, RESOLVED_ITEM, &format!("✓ {rest}"), "</li>\n");
     }
-    let more = summary.resolved.len().saturating_sub(MAX_PROBLEMS);
-    if more > 0 {
-        let _ = writeln!(
-            out,
-            "<li style=\"margin:2px 0;list-style:none\">… and {} other failures.</li>",
-            grouped(more)
-        );
+    if let Some(more) = more {
+        tag(out, MORE_ITEM, &more, "</li>\n");
     }
     out.push_str("</ul>\n");
 }
 
-/// The HTML part of the email that only says failures are over: its
-/// headline in green, then one line per failure.
-pub(crate) fn render_recovery(summary: &Summary<'_>, state_path: &Path) -> String {
-    let mut out = String::with_capacity(4096);
-    let headline = summary.resolved_headline();
-    page_start(&mut out, &headline);
-    write_headline(&mut out, &headline, Tone::Resolved);
-    write_resolved(&mut out, summary);
-    page_end(&mut out, summary, state_path);
-    out
-}
-
-/// A field's value: a string as its text, anything else as JSON.
-fn write_value(out: &mut impl fmt::Write, value: &Value) {
-    let _ = match value {
-        Value::String(s) => out.write_str(s),
-        other => write!(out, "{other}"),
-    };
-}
-
-/// The entity for a byte that must be escaped in HTML text and attributes.
-fn entity(byte: u8) -> Option<&'static str> {
-    match byte {
-        b'&' => Some("&amp;"),
-        b'<' => Some("&lt;"),
-        b'>' => Some("&gt;"),
-        b'"' => Some("&quot;"),
-        b'\'' => Some("&#39;"),
-        _ => None,
-    }
-}
-
 /// Appends `text` with `& < > " '` escaped.
-pub(crate) fn escape_into(out: &mut String, text: &str) {
-    let mut done = 0;
-    for (i, byte) in text.bytes().enumerate() {
-        if let Some(entity) = entity(byte) {
-            // The escaped bytes are ASCII, so `i` is a char boundary.
-            out.push_str(&text[done..i]);
-            out.push_str(entity);
-            done = i + 1;
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
         }
-    }
-    out.push_str(&text[done..]);
-}
-
-/// Writes into a `String`, escaping as it goes (for values written with
-/// `Display`, without a temporary string).
-struct Escaped<'a>(&'a mut String);
-
-impl fmt::Write for Escaped<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        escape_into(self.0, s);
-        Ok(())
     }
 }
 

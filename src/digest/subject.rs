@@ -2,12 +2,11 @@
 //! rendered for each email from its [`Summary`]; or, without a template, a
 //! default that counts errors and warnings.
 
-use std::fmt::Write as _;
-
+use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::show_time;
-use crate::digest::summary::{Problem, Summary, plural};
+use crate::digest::summary::{Problem, Summary, cut};
 use crate::error::Error;
 
 /// How `{first}`, `{last}` and the default subject show a time:
@@ -15,45 +14,33 @@ use crate::error::Error;
 const SUBJECT_TIME: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
 
+/// The placeholders, in the order error messages list them.
+const PLACEHOLDERS: [&str; 8] = [
+    "app",
+    "host",
+    "count",
+    "errors",
+    "warnings",
+    "max_level",
+    "first",
+    "last",
+];
+
 /// One piece of a parsed subject template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     /// Literal text, braces already unescaped.
     Text(String),
-    App,
-    Host,
-    Count,
-    Errors,
-    Warnings,
-    MaxLevel,
-    First,
-    Last,
+    /// A placeholder: one of [`PLACEHOLDERS`].
+    Value(&'static str),
 }
 
-/// The placeholders, by name, in the order error messages list them.
-const PLACEHOLDERS: [(&str, Piece); 8] = [
-    ("app", Piece::App),
-    ("host", Piece::Host),
-    ("count", Piece::Count),
-    ("errors", Piece::Errors),
-    ("warnings", Piece::Warnings),
-    ("max_level", Piece::MaxLevel),
-    ("first", Piece::First),
-    ("last", Piece::Last),
-];
-
-/// `{app}, {host}, … and {last}`, for error messages.
-fn placeholder_list() -> String {
-    let mut out = String::new();
-    for (i, (name, _)) in PLACEHOLDERS.iter().enumerate() {
-        if i + 1 == PLACEHOLDERS.len() {
-            out.push_str(" and ");
-        } else if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(out, "{{{name}}}");
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [rest @ .., last] if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => items.concat(),
     }
-    out
 }
 
 /// A subject template, e.g. `[{app}@{host}] {errors} errors since {first}`.
@@ -69,48 +56,36 @@ impl Template {
     /// An unknown placeholder or a `{` that is never closed is an error of
     /// kind `Config` that names it and lists the valid placeholders.
     pub(crate) fn parse(template: &str) -> Result<Template, Error> {
-        let mut pieces = Vec::new();
-        let mut text = String::new();
-        let mut rest = template;
+        let (mut pieces, mut text, mut rest) = (Vec::new(), String::new(), template);
+        let known = and_list(&PLACEHOLDERS.map(|name| format!("{{{name}}}")));
         while let Some(i) = rest.find(['{', '}']) {
             text.push_str(&rest[..i]);
-            let after = &rest[i + 1..];
-            if rest.as_bytes()[i] == b'}' {
-                text.push('}');
-                rest = after.strip_prefix('}').unwrap_or(after);
+            let (brace, after) = (char::from(rest.as_bytes()[i]), &rest[i + 1..]);
+            if brace == '}' || after.starts_with('{') {
+                text.push(brace);
+                rest = after.strip_prefix(brace).unwrap_or(after);
                 continue;
             }
-            if let Some(after) = after.strip_prefix('{') {
-                text.push('{');
-                rest = after;
-                continue;
-            }
-            let name = match after.find(['{', '}']) {
-                Some(end) if after.as_bytes()[end] == b'}' => &after[..end],
-                _ => {
-                    return Err(Error::config(format!(
-                        "the subject {template:?} has a \"{{\" that is not closed, at {:?}; \
-                         the placeholders are {}, and {{{{ is a literal brace",
-                        &rest[i..],
-                        placeholder_list()
-                    )));
-                }
+            let end = after
+                .find(['{', '}'])
+                .filter(|&end| after[end..].starts_with('}'));
+            let Some(name) = end.map(|end| &after[..end]) else {
+                return Err(Error::config(format!(
+                    "the subject {template:?} has a \"{{\" that is not closed, at {:?}; \
+                     the placeholders are {known}, and {{{{ is a literal brace",
+                    &rest[i..]
+                )));
             };
-            let piece = PLACEHOLDERS
-                .iter()
-                .find(|(known, _)| *known == name)
-                .map(|(_, piece)| piece.clone())
-                .ok_or_else(|| {
-                    Error::config(format!(
-                        "the subject {template:?} has an unknown placeholder {{{name}}}; \
-                         the placeholders are {} ({{{{ and }}}} are literal braces)",
-                        placeholder_list()
-                    ))
-                })?;
+            let Some(value) = PLACEHOLDERS.into_iter().find(|known| *known == name) else {
+                return Err(Error::config(format!(
+                    "the subject {template:?} has an unknown placeholder {{{name}}}; \
+                     the placeholders are {known} ({{{{ and }}}} are literal braces)"
+                )));
+            };
             if !text.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut text)));
             }
-            pieces.push(piece);
+            pieces.push(Piece::Value(value));
             rest = &after[name.len() + 1..];
         }
         text.push_str(rest);
@@ -123,35 +98,26 @@ impl Template {
     /// The subject for the email that `summary` describes; `host` is this
     /// machine's name.
     pub(crate) fn render(&self, summary: &Summary<'_>, host: &str) -> String {
-        let mut out = String::with_capacity(64);
-        let time = |t: Option<time::OffsetDateTime>| {
+        let time = |t: Option<OffsetDateTime>| {
             t.map(|t| show_time(t, summary.offset, SUBJECT_TIME))
                 .unwrap_or_default()
         };
-        for piece in &self.pieces {
-            match piece {
-                Piece::Text(text) => out.push_str(text),
-                Piece::App => out.push_str(summary.app),
-                Piece::Host => out.push_str(host),
-                Piece::Count => {
-                    let _ = write!(out, "{}", summary.records.len());
-                }
-                Piece::Errors => {
-                    let _ = write!(out, "{}", summary.count(Level::ERROR));
-                }
-                Piece::Warnings => {
-                    let _ = write!(out, "{}", summary.count(Level::WARN));
-                }
-                Piece::MaxLevel => {
-                    if let Some(level) = summary.max_level() {
-                        out.push_str(level.as_str());
-                    }
-                }
-                Piece::First => out.push_str(&time(summary.first())),
-                Piece::Last => out.push_str(&time(summary.last())),
-            }
-        }
-        out
+        let value = |name: &str| match name {
+            "app" => summary.app.to_owned(),
+            "host" => host.to_owned(),
+            "count" => summary.records.len().to_string(),
+            "errors" => summary.count(Level::ERROR).to_string(),
+            "warnings" => summary.count(Level::WARN).to_string(),
+            "max_level" => summary.max_level().map_or("", |l| l.as_str()).to_owned(),
+            "first" => time(summary.first()),
+            // `last`: parse() keeps only the names of PLACEHOLDERS.
+            _ => time(summary.last()),
+        };
+        let text = |piece: &Piece| match piece {
+            Piece::Text(text) => text.clone(),
+            Piece::Value(name) => value(name),
+        };
+        self.pieces.iter().map(text).collect()
     }
 }
 
@@ -162,8 +128,7 @@ impl Template {
 /// Failures seen run after run name themselves instead (see
 /// [`persisting`]), after a more severe failure if there is one.
 pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
-    let mut out = String::with_capacity(96);
-    let _ = write!(out, "[{}] ", summary.app);
+    let mut out = format!("[{}] ", summary.app);
     if persisting(summary, &mut out) {
         return out;
     }
@@ -171,29 +136,27 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
         out.push_str(&lead(top));
         out.push_str("; ");
     }
-    let errors = summary.count(Level::ERROR);
-    let warnings = summary.count(Level::WARN);
-    if errors > 0 {
-        out.push_str(&plural(errors, "error", "errors"));
-    }
-    if warnings > 0 {
-        if errors > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(&plural(warnings, "warning", "warnings"));
-    }
-    if errors == 0 && warnings == 0 {
-        let n = summary.records.len();
-        out.push_str(&plural(n, "log record", "log records"));
+    let (errors, warnings) = (summary.count(Level::ERROR), summary.count(Level::WARN));
+    match counts(errors, warnings, "") {
+        none if none.is_empty() => out.push_str(&summary.record_count()),
+        counted => out.push_str(&counted),
     }
     if let Some(first) = summary.first() {
-        let _ = write!(
-            out,
-            " since {}",
-            show_time(first, summary.offset, SUBJECT_TIME)
-        );
+        out.push_str(" since ");
+        out.push_str(&show_time(first, summary.offset, SUBJECT_TIME));
     }
     out
+}
+
+/// `3 errors, 1 warning` (`3 other errors, …` with `other` = `other `),
+/// leaving out a count that is zero.
+fn counts(errors: usize, warnings: usize, other: &str) -> String {
+    let words = [(errors, "error"), (warnings, "warning")].into_iter();
+    let words = words.filter(|(n, _)| *n > 0).map(|(n, word)| {
+        let s = if n == 1 { "" } else { "s" };
+        format!("{n} {other}{word}{s}")
+    });
+    words.collect::<Vec<_>>().join(", ")
 }
 
 /// The length a default subject aims at: longer header lines get folded, and
@@ -210,18 +173,14 @@ const NAMED_MAX: usize = 3;
 /// whether it did: `feed "Radio Café" failing for 5 runs; 3 other warnings`,
 /// `url "…/a.json" and url "…/b.json" failing for 3 runs`, `url "…/a.json",
 /// url "…/b.json" and 3 more failing for 3 to 5 runs; 1 other error`.
-/// Labels are shortened (with `…`) to keep the subject near
-/// [`SUBJECT_TARGET`] characters.
 fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
-    let failing: Vec<(&str, Level, usize, u64)> = summary
+    let failing: Vec<&Problem> = summary
         .problems
         .iter()
-        .filter_map(|p| {
-            p.runs
-                .map(|runs| (p.label.as_str(), p.level, p.count, runs))
-        })
+        .filter(|p| p.runs.is_some())
         .collect();
-    let Some(fewest) = failing.iter().map(|f| f.3).min() else {
+    let runs = failing.iter().filter_map(|p| p.runs);
+    let (Some(fewest), Some(most)) = (runs.clone().min(), runs.max()) else {
         return false;
     };
     // Problems are sorted most severe first, then longest-running: a first
@@ -232,94 +191,56 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
         out.push_str(&lead(first));
         out.push_str("; ");
     }
-    let tail = persisting_tail(summary, &failing, first, fewest);
+    // The other records that need a look (not those of the failures named).
+    let others = |level| {
+        let named = failing.iter().chain(&first).filter(|p| p.level == level);
+        summary
+            .count(level)
+            .saturating_sub(named.map(|p| p.count).sum())
+    };
+    let counted = counts(others(Level::ERROR), others(Level::WARN), "other ");
+    let runs = match fewest == most {
+        true => most.to_string(),
+        false => format!("{fewest} to {most}"),
+    };
+    let sep = if counted.is_empty() { "" } else { "; " };
+    let tail = format!(" failing for {runs} runs{sep}{counted}");
+    let labels: Vec<&str> = failing.iter().map(|p| p.label.as_str()).collect();
     let fixed = out.chars().count() + tail.chars().count();
-    // Labels share what the target leaves; three that would be cut too
-    // short become two and "and 1 more".
-    let width = |named: usize, more: usize| {
+    out.push_str(&name_all(&labels, fixed));
+    out.push_str(&tail);
+    true
+}
+
+/// `url "…/a.json", url "…/b.json" and 3 more`: the labels, at most
+/// [`NAMED_MAX`] named, shortened (with `…`) to share what
+/// [`SUBJECT_TARGET`] leaves after `fixed` characters; three that would be
+/// cut too short become two and "and 1 more".
+fn name_all(labels: &[&str], fixed: usize) -> String {
+    let name = |named: usize| {
+        let more = labels.len() - named;
         // ", " between names, " and " before the last one or the count.
-        let joins = if named + usize::from(more > 0) > 1 {
-            2 * (named + usize::from(more > 0) - 2) + 5
-        } else {
-            0
-        };
+        let items = named + usize::from(more > 0);
+        let joins = if items > 1 { 2 * (items - 2) + 5 } else { 0 };
         let count = if more > 0 {
             more.to_string().len() + 5
         } else {
             0
         };
         let room = SUBJECT_TARGET.saturating_sub(fixed + joins + count);
-        (room / named).clamp(LABEL_MIN, LABEL_MAX)
+        let mut names = shorten_all(&labels[..named], (room / named).clamp(LABEL_MIN, LABEL_MAX));
+        let cut_short = (names.iter().zip(labels))
+            .any(|(short, label)| short.ends_with('…') && !label.ends_with('…'));
+        names.extend((more > 0).then(|| format!("{more} more")));
+        (and_list(&names), cut_short)
     };
-    let mut named = if failing.len() <= NAMED_MAX {
-        failing.len()
-    } else {
-        2
-    };
-    let all: Vec<&str> = failing.iter().map(|f| f.0).collect();
-    let mut labels = shorten_all(&all[..named], width(named, failing.len() - named));
-    let cut_short = |labels: &[String]| {
-        labels
-            .iter()
-            .zip(&all)
-            .any(|(short, label)| short.ends_with('…') && !label.ends_with('…'))
-    };
-    if named == NAMED_MAX && cut_short(&labels) {
-        named = 2;
-        labels = shorten_all(&all[..named], width(named, failing.len() - named));
+    if labels.len() > NAMED_MAX {
+        return name(2).0;
     }
-    let more = failing.len() - named;
-    for (i, label) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push_str(if i + 1 == named && more == 0 {
-                " and "
-            } else {
-                ", "
-            });
-        }
-        out.push_str(label);
+    match name(labels.len()) {
+        (_, true) if labels.len() == NAMED_MAX => name(2).0,
+        (names, _) => names,
     }
-    if more > 0 {
-        let _ = write!(out, " and {more} more");
-    }
-    out.push_str(&tail);
-    true
-}
-
-/// The end of a subject naming `failing` (label, level, records, runs),
-/// after `first` if it is named before them: ` failing for 3 to 5 runs; 1
-/// other error, 2 other warnings`, the other records that need a look
-/// counted (those of the failures named are left out).
-fn persisting_tail(
-    summary: &Summary<'_>,
-    failing: &[(&str, Level, usize, u64)],
-    first: Option<&Problem>,
-    fewest: u64,
-) -> String {
-    let most = failing.iter().map(|f| f.3).max().unwrap_or(fewest);
-    let mut tail = if fewest == most {
-        format!(" failing for {most} runs")
-    } else {
-        format!(" failing for {fewest} to {most} runs")
-    };
-    let others = |level| {
-        let theirs: usize = failing.iter().filter(|f| f.1 == level).map(|f| f.2).sum();
-        let first = first.filter(|p| p.level == level).map_or(0, |p| p.count);
-        summary.count(level).saturating_sub(theirs + first)
-    };
-    let (errors, warnings) = (others(Level::ERROR), others(Level::WARN));
-    if errors > 0 {
-        let _ = write!(tail, "; {}", plural(errors, "other error", "other errors"));
-    }
-    if warnings > 0 {
-        let sep = if errors > 0 { ", " } else { "; " };
-        let _ = write!(
-            tail,
-            "{sep}{}",
-            plural(warnings, "other warning", "other warnings")
-        );
-    }
-    tail
 }
 
 /// A failure as a subject names it first: its label, and its detail when
@@ -331,11 +252,7 @@ fn lead(p: &Problem) -> String {
         (Some(detail), false) => format!("{}: {detail}", p.label),
         _ => p.label.clone(),
     };
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    shorten(&text, LABEL_MAX)
+    shorten(&text.replace(|c: char| c.is_control(), " "), LABEL_MAX)
 }
 
 /// Each label in at most `max` characters, keeping what tells them apart:
@@ -349,43 +266,35 @@ fn shorten_all(labels: &[&str], max: usize) -> Vec<String> {
         return vec![shorten(first, max)];
     }
     let shared = rest.iter().fold(first.len(), |n, l| {
-        first
-            .char_indices()
-            .zip(l.chars())
-            .take_while(|((i, a), b)| *i < n && a == b)
-            .last()
-            .map_or(0, |((i, a), _)| i + a.len_utf8())
+        let same = first.char_indices().zip(l.chars());
+        let same = same.take_while(|((i, a), b)| *i < n && a == b).last();
+        same.map_or(0, |((i, a), _)| i + a.len_utf8())
     });
-    labels
-        .iter()
-        .map(|label| {
-            let name = field_name(label, max).map_or(0, str::len);
-            if label.chars().count() <= max || shared <= name {
-                return shorten(label, max);
-            }
-            // From the last `/` or space of the shared start, if any.
-            let from = label[name..shared]
-                .rfind(['/', ' '])
-                .map_or(shared, |i| name + i);
-            let elided = format!("{}…{}", &label[..name], &label[from..]);
-            if elided.chars().count() <= max {
-                elided
-            } else {
-                let mut cut: String = elided.chars().take(max.max(2) - 1).collect();
-                cut.push('…');
-                cut
-            }
-        })
-        .collect()
+    let short = |label: &&str| {
+        let name = field_name(label, max).map_or(0, str::len);
+        if label.chars().count() <= max || shared <= name {
+            return shorten(label, max);
+        }
+        // From the last `/` or space of the shared start, if any.
+        let from = label[name..shared]
+            .rfind(['/', ' '])
+            .map_or(shared, |i| name + i);
+        let elided = format!("{}…{}", &label[..name], &label[from..]);
+        match elided.chars().count() <= max {
+            true => elided,
+            false => cut(&elided, max.max(2) - 1),
+        }
+    };
+    labels.iter().map(short).collect()
 }
 
 /// The field's name and opening quote of a field's label (`url "` of
 /// `url "https://…"`), if it is one and that part is short next to `max`.
 fn field_name(label: &str, max: usize) -> Option<&str> {
-    label
+    let at = label
         .find('"')
-        .filter(|&at| label.ends_with('"') && at < max / 2)
-        .map(|at| &label[..=at])
+        .filter(|&at| label.ends_with('"') && at < max / 2);
+    at.map(|at| &label[..=at])
 }
 
 /// `label` in at most `max` characters. A field's label (`url "https://…"`)
@@ -398,31 +307,25 @@ fn shorten(label: &str, max: usize) -> String {
         return label.to_owned();
     }
     let max = max.max(2);
-    match field_name(label, max) {
-        Some(head) => {
-            let tail = max - head.chars().count() - 1;
-            let tail: String = label.chars().skip(len - tail).collect();
-            // Rather from a `/` or a space than from the middle of a word.
-            let from = tail
-                .char_indices()
-                .take_while(|(i, _)| *i < tail.len() / 2)
-                .find(|(_, c)| matches!(c, '/' | ' '))
-                .map_or(0, |(i, _)| i);
-            format!("{head}…{}", &tail[from..])
-        }
-        None => {
-            let mut out: String = label.chars().take(max - 1).collect();
-            out.push('…');
-            out
-        }
-    }
+    let Some(head) = field_name(label, max) else {
+        return cut(label, max - 1);
+    };
+    let tail: String = label
+        .chars()
+        .skip(len + 1 + head.chars().count() - max)
+        .collect();
+    // Rather from a `/` or a space than from the middle of a word.
+    let mut near_start = tail.char_indices().take_while(|(i, _)| *i < tail.len() / 2);
+    let from = near_start
+        .find(|(_, c)| matches!(c, '/' | ' '))
+        .map_or(0, |(i, _)| i);
+    format!("{head}…{}", &tail[from..])
 }
 
 /// This machine's name, for `{host}`; `localhost` if it cannot be read.
 pub(crate) fn hostname() -> String {
-    hostname::get()
-        .map(|name| name.to_string_lossy().into_owned())
-        .ok()
+    let name = hostname::get().map(|name| name.to_string_lossy().into_owned());
+    name.ok()
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -6,15 +6,15 @@
 //! context records shown with it), the failures that are over
 //! (`notify_recovery`), the notes and the footer.
 
-use std::fmt::Write as _;
-
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, severity, show_time};
-use crate::store::history::{History, Resolved, STRIP_RUNS, field_value, fingerprint_of};
+use crate::store::history::{
+    Fingerprint, History, Resolved, STRIP_RUNS, field_value, fingerprint_of,
+};
 
 /// One kind of failure in an email, for the summary at its top.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,8 +33,7 @@ pub(crate) struct Problem {
     /// When it started: its streak's first record when it persists, else
     /// its first record here.
     pub(crate) since: OffsetDateTime,
-    /// What its newest record says went wrong: its `error` field, else its
-    /// message when the label is not the message (see [`detail_of`]).
+    /// What its newest record says went wrong (see [`detail_of`]).
     pub(crate) detail: Option<String>,
     /// Where its newest record is among the email's records.
     pub(crate) latest: usize,
@@ -46,6 +45,15 @@ pub(crate) struct Problem {
 /// Most characters of a failure's detail shown.
 const DETAIL_MAX: usize = 200;
 
+/// `text` in at most `max` characters, then `…` if it was cut.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// What `record` says went wrong, for a failure labelled `label`: its
 /// `error` field, else its message when that is not the label already;
 /// cut at [`DETAIL_MAX`] characters.
@@ -56,11 +64,7 @@ fn detail_of(record: &Record, label: &str) -> Option<String> {
         None if record.message.is_empty() || record.message == label => return None,
         None => record.message.clone(),
     };
-    let mut cut: String = text.chars().take(DETAIL_MAX).collect();
-    if cut.len() < text.len() {
-        cut.push('…');
-    }
-    Some(cut)
+    Some(cut(&text, DETAIL_MAX))
 }
 
 /// The problems among `records`: one per fingerprint at `level` or above,
@@ -71,34 +75,29 @@ pub(crate) fn problems(
     fields: &[String],
     level: Level,
 ) -> Vec<Problem> {
-    let min = severity(level);
     let mut by_key: Vec<(String, Problem)> = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        if severity(r.level) < min {
+        if severity(r.level) < severity(level) {
             continue;
         }
         let fp = fingerprint_of(r, fields);
-        match by_key.iter_mut().find(|(k, _)| *k == fp.key) {
-            Some((_, p)) => {
-                p.count += 1;
-                p.first = p.first.min(r.timestamp);
-                p.since = p.since.min(r.timestamp);
-                if r.timestamp >= p.last {
-                    p.last = r.timestamp;
-                    p.latest = i;
-                    p.detail = detail_of(r, &p.label);
-                }
-                if severity(r.level) > severity(p.level) {
-                    p.level = r.level;
-                }
-            }
-            None => by_key.push((fp.key.clone(), new_problem(r, i, &fp, history, fields))),
+        let Some((_, p)) = by_key.iter_mut().find(|(k, _)| *k == fp.key) else {
+            by_key.push((fp.key.clone(), new_problem(r, i, &fp, history, fields)));
+            continue;
+        };
+        p.count += 1;
+        p.first = p.first.min(r.timestamp);
+        p.since = p.since.min(r.timestamp);
+        if r.timestamp >= p.last {
+            (p.last, p.latest, p.detail) = (r.timestamp, i, detail_of(r, &p.label));
+        }
+        if severity(r.level) > severity(p.level) {
+            p.level = r.level;
         }
     }
     let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
     out.sort_by(|a, b| {
-        severity(b.level)
-            .cmp(&severity(a.level))
+        (severity(b.level).cmp(&severity(a.level)))
             .then(b.runs.unwrap_or(1).cmp(&a.runs.unwrap_or(1)))
             .then(b.count.cmp(&a.count))
             .then(a.first.cmp(&b.first))
@@ -110,11 +109,12 @@ pub(crate) fn problems(
 fn new_problem(
     record: &Record,
     i: usize,
-    fp: &crate::store::history::Fingerprint,
+    fp: &Fingerprint,
     history: &History,
     fields: &[String],
 ) -> Problem {
     let streak = history.streaks.get(&fp.key).filter(|s| s.runs > 1);
+    let recent = history.recent_runs(&fp.key, STRIP_RUNS);
     Problem {
         label: fp.label.clone(),
         level: record.level,
@@ -122,9 +122,7 @@ fn new_problem(
         first: record.timestamp,
         last: record.timestamp,
         runs: streak.map(|s| s.runs),
-        recent: history
-            .recent_runs(&fp.key, STRIP_RUNS)
-            .filter(|recent| recent.len() > 1),
+        recent: recent.filter(|recent| recent.len() > 1),
         since: streak.map_or(record.timestamp, |s| s.since.min(record.timestamp)),
         detail: detail_of(record, &fp.label),
         latest: i,
@@ -132,7 +130,7 @@ fn new_problem(
     }
 }
 
-/// Most kinds of failure listed in a digest's summary.
+/// Most kinds of failure (and of failures over) listed in a digest.
 pub(crate) const MAX_PROBLEMS: usize = 20;
 
 /// `1 312`: thousands grouped with spaces.
@@ -149,13 +147,30 @@ pub(crate) fn grouped(n: usize) -> String {
 }
 
 /// The levels, most severe first.
-pub(crate) const LEVELS: [Level; 5] = [
+const LEVELS: [Level; 5] = [
     Level::ERROR,
     Level::WARN,
     Level::INFO,
     Level::DEBUG,
     Level::TRACE,
 ];
+
+/// How many of `records` are at each level, in the order of [`LEVELS`].
+pub(crate) fn by_level<'r>(records: impl IntoIterator<Item = &'r Record>) -> [usize; 5] {
+    let mut counts = [0; 5];
+    for r in records {
+        counts[4 - usize::from(severity(r.level))] += 1;
+    }
+    counts
+}
+
+/// `36 INFO, 2 WARN`: the levels counted in `counts` (from [`by_level`]),
+/// most severe first, each count shown by `number`.
+pub(crate) fn level_counts(counts: [usize; 5], number: fn(usize) -> String) -> String {
+    let present = LEVELS.iter().zip(counts).filter(|(_, n)| *n > 0);
+    let words: Vec<String> = present.map(|(l, n)| format!("{} {l}", number(n))).collect();
+    words.join(", ")
+}
 
 /// What one email holds, counted once and shared by its subject, its text
 /// body and its HTML part.
@@ -216,24 +231,15 @@ impl<'a> Summary<'a> {
         part: Option<(usize, usize)>,
         offset: UtcOffset,
     ) -> Self {
-        let mut by_level = [0; 5];
-        let mut span: Option<(OffsetDateTime, OffsetDateTime)> = None;
-        for r in records {
-            by_level[4 - usize::from(severity(r.level))] += 1;
-            let t = r.timestamp;
-            span = Some(match span {
-                None => (t, t),
-                Some((first, last)) => (first.min(t), last.max(t)),
-            });
-        }
+        let times = records.iter().map(|r| r.timestamp);
         Summary {
             app,
             records,
             dropped,
             part,
             offset,
-            by_level,
-            span,
+            by_level: by_level(records),
+            span: times.clone().min().zip(times.max()),
             problems: Vec::new(),
             detail_lines: usize::MAX,
             fields_note: None,
@@ -271,73 +277,63 @@ impl<'a> Summary<'a> {
         let Some(p) = self.problems.first() else {
             return format!("{}{on}: {}", self.app, self.record_count());
         };
-        let reference = self.last().unwrap_or(p.last);
-        let since = self.short_time(p.since, reference);
+        let since = self.short_time(p.since, self.last().unwrap_or(p.last));
+        let (label, level, count) = (&p.label, p.level, p.count);
         match (p.runs, p.by_field) {
-            (Some(runs), true) => format!(
-                "{} has failed in each of the last {runs} runs{on}, since {since}",
-                p.label
-            ),
-            (Some(runs), false) => format!(
-                "{}{on} in each of the last {runs} runs, since {since}: {}",
-                p.level, p.label
-            ),
-            (None, true) if p.count == 1 => format!("{} failed{on} at {since}", p.label),
-            (None, true) => format!("{} failed {} times{on}, since {since}", p.label, p.count),
-            (None, false) if p.count == 1 => format!("{}{on} at {since}: {}", p.level, p.label),
-            (None, false) => format!(
-                "{}{on}, {} times since {since}: {}",
-                p.level, p.count, p.label
-            ),
+            (Some(runs), true) => {
+                format!("{label} has failed in each of the last {runs} runs{on}, since {since}")
+            }
+            (Some(runs), false) => {
+                format!("{level}{on} in each of the last {runs} runs, since {since}: {label}")
+            }
+            (None, true) if count == 1 => format!("{label} failed{on} at {since}"),
+            (None, true) => format!("{label} failed {count} times{on}, since {since}"),
+            (None, false) if count == 1 => format!("{level}{on} at {since}: {label}"),
+            (None, false) => format!("{level}{on}, {count} times since {since}: {label}"),
         }
     }
 
     /// The line under the headline: `poca on web-3: 56 log records (10
     /// WARN, 46 INFO) from … to …, times in UTC.`
     pub(crate) fn overview(&self) -> String {
-        let by_level: Vec<String> = self
-            .levels()
-            .map(|(level, n)| format!("{n} {level}"))
-            .collect();
-        let mut out = format!(
-            "{}{}: {} ({})",
-            self.app,
-            self.on_host(),
-            self.record_count(),
-            by_level.join(", ")
-        );
-        if let Some(span) = self.time_span() {
-            out.push(' ');
-            out.push_str(&span);
-        }
-        out.push('.');
-        out
+        let levels = level_counts(self.by_level, |n| n.to_string());
+        let (app, on, count) = (self.app, self.on_host(), self.record_count());
+        let span = self.span.map(|(first, last)| {
+            let (from, to) = (self.line_time(first), self.line_time(last));
+            let zone = offset_label(self.offset);
+            format!(" from {from} to {to}, times in {zone}")
+        });
+        format!("{app}{on}: {count} ({levels}){}.", span.unwrap_or_default())
+    }
+
+    /// `2026-11-21 10:00:03`, in the digest's offset.
+    fn line_time(&self, t: OffsetDateTime) -> String {
+        show_time(t, self.offset, LINE_TIME)
     }
 
     /// The notes under the overview, in their order in both parts: which
-    /// part of a split digest, why it is late, how many records were dropped.
+    /// part of a split digest (`This is part 2 of 3: …`), why it is late
+    /// (`This digest is late: sending it failed at 2026-11-21 03:00
+    /// (connection refused); …`), how many records were dropped (`412
+    /// older records were dropped …`).
     pub(crate) fn notes(&self) -> impl Iterator<Item = String> {
-        [self.part_note(), self.late_note(), self.dropped_note()]
-            .into_iter()
-            .flatten()
-    }
-
-    /// `This digest is late: sending failed at 2026-11-21 03:00 (connection
-    /// refused); its records were kept and follow.`
-    pub(crate) fn late_note(&self) -> Option<String> {
-        let late = self.late?;
-        let mut error: String = late.error.chars().take(LATE_ERROR_MAX).collect();
-        if error.len() < late.error.len() {
-            error.push('…');
-        }
-        let at = late
-            .at
-            .map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)))
-            .unwrap_or_default();
-        Some(format!(
-            "This digest is late: sending it failed{at} ({error}); its records were kept and \
-             follow."
-        ))
+        let part = self.part.map(|(k, n)| {
+            format!("This is part {k} of {n}: the digest was split to stay under the size limit.")
+        });
+        let late = self.late.map(|late| {
+            let error = cut(late.error, LATE_ERROR_MAX);
+            let at = (late.at).map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)));
+            let at = at.unwrap_or_default();
+            format!(
+                "This digest is late: sending it failed{at} ({error}); its records were kept and \
+                 follow."
+            )
+        });
+        let dropped = (self.dropped > 0).then(|| {
+            let records = plural(self.dropped, "older record was", "older records were");
+            format!("{records} dropped before this digest because too many were pending.")
+        });
+        [part, late, dropped].into_iter().flatten()
     }
 
     /// `— run 3, 2026-11-21 03:00 —`: the line before a run's records in
@@ -358,16 +354,14 @@ impl<'a> Summary<'a> {
         let Some(latest) = self.records.get(p.latest) else {
             return Vec::new();
         };
-        let min = severity(self.level);
-        let near = |i: usize| {
-            let r = &self.records[i];
-            !shown.get(i).copied().unwrap_or(false)
-                && severity(r.level) < min
-                && r.run == latest.run
-                && r.spans == latest.spans
+        let near = |i: &usize| {
+            let r = &self.records[*i];
+            !shown.get(*i).copied().unwrap_or(false)
+                && severity(r.level) < severity(self.level)
+                && (r.run, &r.spans) == (latest.run, &latest.spans)
         };
-        let before = (0..p.latest).rev().filter(|&i| near(i));
-        let after = (p.latest + 1..self.records.len()).filter(|&i| near(i));
+        let before = (0..p.latest).rev().filter(near);
+        let after = (p.latest + 1..self.records.len()).filter(near);
         let mut out: Vec<usize> = before.chain(after).take(max).collect();
         out.push(p.latest);
         out.sort_unstable();
@@ -380,15 +374,15 @@ impl<'a> Summary<'a> {
         &self.records[self.records.len().saturating_sub(self.detail_lines)..]
     }
 
-    /// `The newest 200 records follow, and 1 312 earlier ones are counted
-    /// above.` when not all are listed.
+    /// `The newest 200 records follow, and 1 312 more (earlier) are only
+    /// counted above.` when not all are listed.
     pub(crate) fn hidden_note(&self) -> Option<String> {
-        let hidden = self.records.len() - self.shown().len();
+        let (shown, hidden) = (self.shown().len(), self.records.len() - self.shown().len());
         (hidden > 0).then(|| {
+            let (shown, hidden) = (grouped(shown), grouped(hidden));
             format!(
-                "The newest {} records follow, and {} more (earlier) are only counted above.",
-                grouped(self.shown().len()),
-                grouped(hidden)
+                "The newest {shown} records follow, and {hidden} more (earlier) are only counted \
+                 above."
             )
         })
     }
@@ -400,43 +394,32 @@ impl<'a> Summary<'a> {
         (more > 0).then(|| format!("… and {} other kinds of failure.", grouped(more)))
     }
 
+    /// The "Resolved" section's lines (see [`resolved_line`]), at most
+    /// [`MAX_PROBLEMS`], and `… and 3 other failures.` for the rest.
+    pub(crate) fn resolved_lines(&self) -> (Vec<String>, Option<String>) {
+        let shown = self.resolved.iter().take(MAX_PROBLEMS);
+        let lines = shown.map(|r| resolved_line(r, self.offset)).collect();
+        let more = self.resolved.len().saturating_sub(MAX_PROBLEMS);
+        let more = (more > 0).then(|| format!("… and {} other failures.", grouped(more)));
+        (lines, more)
+    }
+
     /// One problem as a line of text: `WARN feed "Radio Café": connection
     /// timed out; 5 records, 2026-11-20 08:00:00 to 12:00:00, in each of the
     /// last 5 runs`.
     pub(crate) fn problem_line(&self, p: &Problem) -> String {
-        let mut out = format!("{} {}: ", p.level, p.label);
-        if let Some(detail) = &p.detail {
-            out.push_str(detail);
-            out.push_str("; ");
-        }
-        out.push_str(&self.problem_facts(p));
-        out
+        let (level, label, facts) = (p.level, &p.label, self.problem_facts(p));
+        let detail = p.detail.as_ref().map(|d| format!("{d}; "));
+        format!("{level} {label}: {}{facts}", detail.unwrap_or_default())
     }
 
     /// What the digest knows of a problem: `5 records, 2026-11-20 08:00:00
     /// to 12:00:00, in each of the last 5 runs`.
     pub(crate) fn problem_facts(&self, p: &Problem) -> String {
-        let mut out = plural(p.count, "record", "records");
-        if p.first == p.last {
-            let _ = write!(out, ", at {}", show_time(p.first, self.offset, LINE_TIME));
-        } else {
-            let _ = write!(
-                out,
-                ", {} to {}",
-                show_time(p.first, self.offset, LINE_TIME),
-                show_time(p.last, self.offset, LINE_TIME)
-            );
-        }
-        if let Some(runs) = p.runs {
-            let _ = write!(out, ", in each of the last {runs} runs");
-        }
-        out
-    }
-
-    /// A failure that is over: `WARN feed "Radio Café": OK again after
-    /// failing 9 runs, from 2026-11-20 08:00:00 to 2026-11-21 08:00:00`.
-    pub(crate) fn resolved_line(&self, r: &Resolved) -> String {
-        resolved_line(r, self.offset)
+        let when = between(p.first, p.last, self.offset, "");
+        let runs = (p.runs).map(|runs| format!(", in each of the last {runs} runs"));
+        let records = plural(p.count, "record", "records");
+        format!("{records}, {when}{}", runs.unwrap_or_default())
     }
 
     /// The first line of an email that says failures are over: `Resolved:
@@ -450,15 +433,14 @@ impl<'a> Summary<'a> {
             [r] => format!(
                 "Resolved: {} is OK again{on} after failing {} ({}–{})",
                 r.label,
-                plural(usize::try_from(r.runs).unwrap_or(usize::MAX), "run", "runs"),
+                plural(r.runs, "run", "runs"),
                 self.short_time(r.since, r.last_seen),
                 self.short_time(r.last_seen, r.since)
             ),
-            [first, rest @ ..] => format!(
-                "Resolved: {} and {} are OK again{on}",
-                first.label,
-                plural(rest.len(), "more failure", "more failures")
-            ),
+            [first, rest @ ..] => {
+                let more = plural(rest.len(), "more failure", "more failures");
+                format!("Resolved: {} and {more} are OK again{on}", first.label)
+            }
         }
     }
 
@@ -467,17 +449,10 @@ impl<'a> Summary<'a> {
         self.by_level[4 - usize::from(severity(level))]
     }
 
-    /// The levels present, most severe first, with their counts.
-    pub(crate) fn levels(&self) -> impl Iterator<Item = (Level, usize)> + '_ {
-        LEVELS
-            .into_iter()
-            .zip(self.by_level)
-            .filter(|(_, n)| *n > 0)
-    }
-
     /// The most severe level present.
     pub(crate) fn max_level(&self) -> Option<Level> {
-        self.levels().next().map(|(level, _)| level)
+        let present = LEVELS.into_iter().zip(self.by_level).find(|(_, n)| *n > 0);
+        present.map(|(level, _)| level)
     }
 
     /// The oldest record's time.
@@ -494,61 +469,25 @@ impl<'a> Summary<'a> {
     pub(crate) fn record_count(&self) -> String {
         plural(self.records.len(), "log record", "log records")
     }
+}
 
-    /// `from 2026-11-21 10:00:03 to 2026-11-21 12:00:04, times in UTC`.
-    pub(crate) fn time_span(&self) -> Option<String> {
-        let (first, last) = self.span?;
-        Some(format!(
-            "from {} to {}, times in {}",
-            show_time(first, self.offset, LINE_TIME),
-            show_time(last, self.offset, LINE_TIME),
-            offset_label(self.offset)
-        ))
-    }
-
-    /// `412 older records were dropped before this digest because too many
-    /// were pending.`
-    pub(crate) fn dropped_note(&self) -> Option<String> {
-        (self.dropped > 0).then(|| {
-            format!(
-                "{} dropped before this digest because too many were pending.",
-                plural(
-                    usize::try_from(self.dropped).unwrap_or(usize::MAX),
-                    "older record was",
-                    "older records were"
-                )
-            )
-        })
-    }
-
-    /// `This is part 2 of 3: the digest was split to stay under the size
-    /// limit.`
-    pub(crate) fn part_note(&self) -> Option<String> {
-        self.part.map(|(k, n)| {
-            format!("This is part {k} of {n}: the digest was split to stay under the size limit.")
-        })
+/// `at 2026-11-20 08:00:00`, or `{from}2026-11-20 08:00:00 to 2026-11-21
+/// 08:00:00` when `first` and `last` differ.
+fn between(first: OffsetDateTime, last: OffsetDateTime, offset: UtcOffset, from: &str) -> String {
+    let a = show_time(first, offset, LINE_TIME);
+    if first == last {
+        format!("at {a}")
+    } else {
+        format!("{from}{a} to {}", show_time(last, offset, LINE_TIME))
     }
 }
 
-/// See [`Summary::resolved_line`].
+/// A failure that is over: `WARN feed "Radio Café": OK again after
+/// failing 9 runs, from 2026-11-20 08:00:00 to 2026-11-21 08:00:00`.
 pub(crate) fn resolved_line(r: &Resolved, offset: UtcOffset) -> String {
-    let mut out = format!(
-        "{} {}: OK again after failing {}",
-        r.level,
-        r.label,
-        plural(usize::try_from(r.runs).unwrap_or(usize::MAX), "run", "runs")
-    );
-    if r.since == r.last_seen {
-        let _ = write!(out, ", at {}", show_time(r.since, offset, LINE_TIME));
-    } else {
-        let _ = write!(
-            out,
-            ", from {} to {}",
-            show_time(r.since, offset, LINE_TIME),
-            show_time(r.last_seen, offset, LINE_TIME)
-        );
-    }
-    out
+    let (level, label, runs) = (r.level, &r.label, plural(r.runs, "run", "runs"));
+    let when = between(r.since, r.last_seen, offset, "from ");
+    format!("{level} {label}: OK again after failing {runs}, {when}")
 }
 
 /// The subject of an email that only says failures are over: `[poca]
@@ -557,52 +496,38 @@ pub(crate) fn resolved_line(r: &Resolved, offset: UtcOffset) -> String {
 /// Control characters in a label are shown as spaces; a label is cut at 100
 /// characters.
 pub(crate) fn resolved_subject(app: &str, resolved: &[Resolved]) -> String {
-    let label = |r: &Resolved| {
-        let mut label: String = r
-            .label
-            .chars()
-            .take(100)
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        if label.chars().count() < r.label.chars().count() {
-            label.push('…');
-        }
-        label
+    let Some(first) = resolved.first() else {
+        return format!("[{app}] resolved");
     };
-    match resolved {
-        [] => format!("[{app}] resolved"),
-        [one] => format!(
-            "[{app}] resolved: {} OK again after failing {}",
-            label(one),
-            plural(
-                usize::try_from(one.runs).unwrap_or(usize::MAX),
-                "run",
-                "runs"
-            )
-        ),
-        [first, rest @ ..] => format!(
-            "[{app}] resolved: {} and {} more OK again",
-            label(first),
-            grouped(rest.len())
+    let label = cut(&first.label, 100).replace(|c: char| c.is_control(), " ");
+    match resolved.len() - 1 {
+        0 => {
+            let runs = plural(first.runs, "run", "runs");
+            format!("[{app}] resolved: {label} OK again after failing {runs}")
+        }
+        more => format!(
+            "[{app}] resolved: {label} and {} more OK again",
+            grouped(more)
         ),
     }
 }
 
-pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+/// `1 record`, `2 records`.
+pub(crate) fn plural<N: std::fmt::Display + PartialEq + From<u8>>(
+    n: N,
+    one: &str,
+    many: &str,
+) -> String {
+    let word = if n == N::from(1) { one } else { many };
+    format!("{n} {word}")
 }
 
+/// `UTC`, `UTC-03:30`.
 fn offset_label(offset: UtcOffset) -> String {
-    if offset.is_utc() {
-        "UTC".to_owned()
-    } else {
-        let (h, m, _) = offset.as_hms();
-        format!(
-            "UTC{}{:02}:{:02}",
-            if offset.is_negative() { '-' } else { '+' },
-            h.abs(),
-            m.abs()
-        )
+    let hours = format_description!("UTC[offset_hour sign:mandatory]:[offset_minute]");
+    match offset.is_utc() {
+        true => "UTC".to_owned(),
+        false => offset.format(hours).unwrap_or_default(),
     }
 }
 
