@@ -462,7 +462,10 @@ impl Policy {
         met: bool,
         longest: Option<&Streak>,
     ) -> Option<Decision> {
-        let streak_met = (self.consecutive_runs.zip(longest)).is_some_and(|(k, s)| s.runs >= k);
+        let streak_met = self
+            .consecutive_runs
+            .zip(longest)
+            .is_some_and(|(k, s)| s.runs >= k);
         // A batch with no other rule sends its remainder at flush.
         let batch_only = self.batch.is_some() && !self.has_trigger();
         let records = match phase {
