@@ -1,6 +1,8 @@
 //! Where digests go: the [`Transport`] trait and the transports that come
 //! with the crate ([`Smtp`], [`FileDrop`], [`Sendmail`]).
 
+#[cfg(feature = "smtp")]
+mod fault;
 mod file;
 #[cfg(feature = "smtp")]
 mod secret;

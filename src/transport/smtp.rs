@@ -1,7 +1,6 @@
 //! SMTP through lettre's blocking transport, with pure-Rust TLS.
 
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use lettre::transport::smtp::response::Code;
 use lettre::transport::smtp::{Error as SmtpError, SmtpTransportBuilder};
 use lettre::{SmtpTransport, Transport as _};
 
+use super::fault::Fault;
 use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
@@ -30,20 +30,13 @@ enum Security {
 }
 
 impl Security {
-    fn default_port(self) -> u16 {
+    /// Its default port, and its name in messages.
+    fn port_and_name(self) -> (u16, &'static str) {
         match self {
-            Security::StartTls => 587,
-            Security::Implicit => 465,
-            Security::Opportunistic | Security::Plain => 25,
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Security::StartTls => "STARTTLS",
-            Security::Implicit => "implicit TLS",
-            Security::Opportunistic => "opportunistic STARTTLS",
-            Security::Plain => "no TLS",
+            Security::StartTls => (587, "STARTTLS"),
+            Security::Implicit => (465, "implicit TLS"),
+            Security::Opportunistic => (25, "opportunistic STARTTLS"),
+            Security::Plain => (25, "no TLS"),
         }
     }
 }
@@ -127,7 +120,7 @@ impl fmt::Debug for Smtp {
         f.debug_struct("Smtp")
             .field("host", &self.host)
             .field("port", &self.port_number())
-            .field("security", &self.security.describe())
+            .field("security", &self.security.port_and_name().1)
             .field("user", &self.user)
             .field("password", &crate::error::hidden(&self.password))
             .field("login", &self.login)
@@ -330,6 +323,7 @@ impl Smtp {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let argv = argv.into_iter().map(Into::into).collect();
         self.command_login(argv, "oauth2_token_command", true)
     }
 
@@ -349,23 +343,18 @@ impl Smtp {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let argv = argv.into_iter().map(Into::into).collect();
         self.command_login(argv, "password_command", false)
     }
 
     /// A login whose secret `argv` prints at each send; `key` names the
     /// setting in its errors.
-    fn command_login<I, S>(mut self, argv: I, key: &str, oauth2: bool) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.login = Some(Login {
-            source: Source::Command {
-                argv: argv.into_iter().map(Into::into).collect(),
-                key: key.into(),
-            },
-            oauth2,
-        });
+    fn command_login(mut self, argv: Vec<String>, key: &str, oauth2: bool) -> Self {
+        let source = Source::Command {
+            argv,
+            key: key.into(),
+        };
+        self.login = Some(Login { source, oauth2 });
         self
     }
 
@@ -457,7 +446,7 @@ impl Smtp {
     /// Where this connects: `host:port (security)`.
     pub(crate) fn endpoint_text(&self) -> String {
         let (host, port) = (&self.host, self.port_number());
-        format!("{host}:{port} ({})", self.security.describe())
+        format!("{host}:{port} ({})", self.security.port_and_name().1)
     }
 
     /// Marks this as made from a config whose keys are named so: the advice
@@ -468,7 +457,7 @@ impl Smtp {
     }
 
     fn port_number(&self) -> u16 {
-        self.port.unwrap_or(self.security.default_port())
+        self.port.unwrap_or(self.security.port_and_name().0)
     }
 
     /// This transport with its timeout no longer than `deadline`, the
@@ -757,127 +746,6 @@ impl Smtp {
     }
 }
 
-/// What went wrong in a send, read from lettre's error by type, and by its
-/// exact words only where lettre has no type for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// The server replied with an error code.
-    Reply(Code),
-    Refused,
-    Timeout,
-    /// The server closed the connection, or ended it in a reply.
-    Closed,
-    /// Credentials are set, but the server offers no login lettre can use.
-    NoLogin,
-    /// The server's certificate is a CA's (webpki's `CaUsedAsEndEntity`).
-    CaAsServerCertificate,
-    /// What came back is no TLS record (`InvalidContentType`): the port
-    /// speaks plain SMTP first.
-    PlainTextPort,
-    /// Any other TLS failure.
-    Tls,
-    /// The server's name could not be resolved.
-    Lookup,
-    Other,
-}
-
-impl Fault {
-    /// The fault of `e`; `login`: whether credentials were set.
-    fn of(e: &SmtpError, login: bool) -> Fault {
-        use io::ErrorKind as Io;
-        let said = std::error::Error::source(e).map(ToString::to_string);
-        let said = said.unwrap_or_default();
-        let cause = Cause::of(e);
-        match (e.status(), cause.io) {
-            (Some(code), _) => Fault::Reply(code),
-            (_, Some(Io::ConnectionRefused)) => Fault::Refused,
-            // A socket's read timeout is `WouldBlock` on Unix, `TimedOut`
-            // elsewhere; lettre's `is_timeout` sees only the latter.
-            (_, Some(Io::TimedOut | Io::WouldBlock)) => Fault::Timeout,
-            // A TLS peer that closes without close_notify is `UnexpectedEof`.
-            (_, Some(Io::UnexpectedEof | Io::ConnectionReset))
-            | (_, Some(Io::ConnectionAborted | Io::BrokenPipe)) => Fault::Closed,
-            // lettre reads the end of the stream in the middle of a reply as
-            // a response error with this text and no source: no type tells
-            // it from a reply it cannot parse.
-            _ if e.is_response() && said == "incomplete response" => Fault::Closed,
-            // lettre's kind for it, "client", is shared by other faults.
-            _ if e.is_client()
-                && login
-                && said == "No compatible authentication mechanism was found" =>
-            {
-                Fault::NoLogin
-            }
-            _ => match cause.tls.or(e.is_tls().then_some(Fault::Tls)) {
-                Some(tls) => tls,
-                None if cause.lookup => Fault::Lookup,
-                None => Fault::Other,
-            },
-        }
-    }
-
-    /// What rustls's error says, where it matters to the advice.
-    fn of_tls(e: &rustls::Error) -> Fault {
-        use rustls::{CertificateError, InvalidMessage};
-        match e {
-            rustls::Error::InvalidCertificate(CertificateError::Other(other))
-                if matches!(
-                    other.0.downcast_ref::<webpki::Error>(),
-                    Some(webpki::Error::CaUsedAsEndEntity)
-                ) =>
-            {
-                Fault::CaAsServerCertificate
-            }
-            rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType) => {
-                Fault::PlainTextPort
-            }
-            _ => Fault::Tls,
-        }
-    }
-}
-
-/// What the source chain of a lettre error says, by type.
-#[derive(Debug, Default)]
-struct Cause {
-    /// The kind of the first `io::Error` in the chain.
-    io: Option<io::ErrorKind>,
-    /// What rustls said, if it failed (the handshake, a certificate):
-    /// lettre reports a handshake that fails on the first read or write as
-    /// a network error, so `is_tls()` alone misses it.
-    tls: Option<Fault>,
-    /// Whether the server's name could not be resolved.
-    lookup: bool,
-}
-
-impl Cause {
-    fn of(e: &SmtpError) -> Cause {
-        let mut cause = Cause::default();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            // `io::Error::source` skips the error it wraps: look inside.
-            let io = s.downcast_ref::<io::Error>();
-            let inner = io.and_then(io::Error::get_ref);
-            let tls = (s.downcast_ref::<rustls::Error>())
-                .or_else(|| inner.and_then(|i| i.downcast_ref::<rustls::Error>()));
-            if let Some(tls) = tls {
-                cause.tls.get_or_insert(Fault::of_tls(tls));
-            }
-            if let Some(io) = io {
-                cause.io.get_or_insert(io.kind());
-            }
-            // std gives a failed name lookup no kind of its own (it is
-            // `Uncategorized`, which cannot be named), only this text; and
-            // lettre's own words when the name resolved to no address.
-            let text = s.to_string();
-            cause.lookup |= io.is_some_and(|io| io.raw_os_error().is_none())
-                && text.starts_with("failed to lookup address information")
-                || text == "could not resolve to any address";
-            source = s.source();
-        }
-        cause
-    }
-}
-
 impl Transport for Smtp {
     fn send(&self, email: &Email) -> Result<(), BoxError> {
         self.send_with_reply(email).map(drop)
@@ -999,6 +867,7 @@ fn check_encoded(url: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     #[test]
     fn url_schemes_pick_security_and_default_port() {
