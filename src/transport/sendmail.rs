@@ -4,7 +4,8 @@ use std::ffi::OsString;
 
 use lettre::{SendmailTransport, Transport as _};
 
-use super::{BoxError, Email, Explained, Transport};
+use super::{BoxError, Email, Transport};
+use crate::error::{Error, ErrorKind};
 use crate::redact::{MAX_QUOTED, Redactor};
 
 /// Hands each digest to the local mail system through a `sendmail`-compatible
@@ -62,7 +63,7 @@ impl Transport for Sendmail {
                     "{} could not deliver the digest: {said}",
                     self.command.to_string_lossy(),
                 );
-                Explained::new(message, e).into()
+                Error::explained(ErrorKind::Send, message, e).into()
             })
     }
 }
