@@ -15,6 +15,7 @@ use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::redact::{MAX_QUOTED, Redactor};
+use crate::settings::{MAX_SMTP_TIMEOUT, at_most};
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,7 +466,7 @@ impl Smtp {
     /// left waiting past it. A timeout beyond the most allowed is left as
     /// it is, for `build()` to refuse.
     pub(crate) fn within(mut self, deadline: Duration) -> Self {
-        if self.timeout <= crate::settings::MAX_SMTP_TIMEOUT {
+        if self.timeout <= MAX_SMTP_TIMEOUT {
             self.timeout = self.timeout.min(deadline);
         }
         self
@@ -489,11 +490,7 @@ impl Smtp {
                 self.timeout.is_zero(),
                 "the SMTP timeout is zero; give each network operation some time, e.g. 10 s".into(),
             ),
-            crate::settings::at_most(
-                "the SMTP timeout",
-                self.timeout,
-                crate::settings::MAX_SMTP_TIMEOUT,
-            ),
+            at_most("the SMTP timeout", self.timeout, MAX_SMTP_TIMEOUT),
             refuse(
                 self.password.is_some() && self.user.is_none(),
                 "an SMTP password is set but no user name; use .credentials(user, password)".into(),
@@ -638,6 +635,9 @@ impl Smtp {
             Fault::Closed => {
                 format!("the mail server at {endpoint} closed the connection ({detail})")
             }
+            Fault::Lookup => {
+                format!("the mail server's name {host:?} could not be resolved ({detail})")
+            }
             Fault::NoLogin => {
                 let remove = self.advice(
                     |keys| format!("remove the user name and password from {}", keys.smtp_url),
@@ -654,6 +654,15 @@ impl Smtp {
                      with STARTTLS, or 465 with implicit TLS), where logins are offered ({detail})"
                 )
             }
+            fault => self.explain_tls(fault, &detail),
+        }
+    }
+
+    /// A TLS fault told with what to change, or else any fault with what
+    /// lettre said (`detail`, already redacted).
+    fn explain_tls(&self, fault: Fault, detail: &str) -> String {
+        let (endpoint, host) = (self.endpoint_text(), &self.host);
+        match fault {
             Fault::CaAsServerCertificate => {
                 let san = if host.parse::<std::net::IpAddr>().is_ok() {
                     "IP"
@@ -690,10 +699,7 @@ impl Smtp {
                     "add it with .root_certificate(pem)".into(),
                 )
             ),
-            Fault::Lookup => {
-                format!("the mail server's name {host:?} could not be resolved ({detail})")
-            }
-            Fault::Other => format!("sending to {endpoint} failed: {detail}"),
+            _ => format!("sending to {endpoint} failed: {detail}"),
         }
     }
 
