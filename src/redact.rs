@@ -13,6 +13,8 @@
 
 use std::fmt::Write as _;
 
+use crate::error::error_chain;
+
 /// What a hidden secret is shown as.
 pub(crate) const HIDDEN: &str = "***";
 
@@ -140,6 +142,12 @@ impl Redactor {
         let mut out = kept[..kept.len() - dangling].trim_end().to_owned();
         out.push('…');
         out
+    }
+
+    /// An error and its sources (see [`error_chain`]) as [`quote`](Redactor::quote)
+    /// gives them, at most [`MAX_QUOTED`] bytes.
+    pub(crate) fn quote_error(&self, error: &(dyn std::error::Error + 'static)) -> String {
+        self.quote(error_chain(error).to_string().as_bytes(), MAX_QUOTED, false)
     }
 
     /// Whether `text` holds a secret this redactor knows.

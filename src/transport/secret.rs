@@ -65,32 +65,24 @@ impl Source {
     /// closure or from the command, which is stopped after `timeout`. The
     /// error says what failed and never holds the secret.
     pub(crate) fn fetch(&self, what: &str, timeout: Duration) -> Result<String, String> {
-        let secret = match self {
-            Source::Closure(fetch) => {
-                let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch()));
-                match fetched {
-                    Ok(Ok(secret)) => secret,
-                    Ok(Err(e)) => {
-                        let said = crate::error::error_chain(e.as_ref()).to_string();
-                        let said = Redactor::new().quote(said.as_bytes(), MAX_QUOTED, false);
-                        return Err(format!("the {what} could not be fetched: {said}"));
-                    }
-                    Err(_) => return Err(format!("the closure that fetches the {what} panicked")),
-                }
-            }
-            Source::Command { argv, key } => run(argv, key, what, timeout)?,
+        let fetch = match self {
+            Source::Command { argv, key } => return run(argv, key, what, timeout),
+            Source::Closure(fetch) => fetch,
         };
-        if secret.is_empty() {
-            return Err(match self {
-                Source::Closure(_) => format!("the closure that fetches the {what} returned ''"),
-                Source::Command { argv, key } => format!(
-                    "{key}: {:?} printed nothing on its standard output; it must print the \
-                     {what} (on its first line)",
-                    program(argv)
-                ),
-            });
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch())) {
+            Ok(Ok(secret)) if secret.is_empty() => {
+                Err(format!("the closure that fetches the {what} returned ''"))
+            }
+            Ok(Ok(secret)) => Ok(secret),
+            Ok(Err(e)) => {
+                let said = Redactor::new().quote_error(e.as_ref());
+                Err(format!("the {what} could not be fetched: {said}"))
+            }
+            Err(payload) => {
+                crate::error::drop_payload(payload);
+                Err(format!("the closure that fetches the {what} panicked"))
+            }
         }
-        Ok(secret)
     }
 }
 
@@ -198,7 +190,7 @@ fn collect(rx: &mpsc::Receiver<Read2>, deadline: Instant) -> Option<[(Vec<u8>, b
 }
 
 /// The first line of what the command printed, without its line end: the
-/// secret (an empty output is told by the caller).
+/// secret.
 fn first_line(out: Vec<u8>, name: &str, what: &str) -> Result<String, String> {
     let Ok(text) = String::from_utf8(out) else {
         return Err(format!(
@@ -207,13 +199,17 @@ fn first_line(out: Vec<u8>, name: &str, what: &str) -> Result<String, String> {
     };
     let first = text.split('\n').next().unwrap_or("");
     let first = first.strip_suffix('\r').unwrap_or(first);
-    if first.is_empty() && !text.trim().is_empty() {
-        return Err(format!(
+    match (first.is_empty(), text.trim().is_empty()) {
+        (false, _) => Ok(first.to_owned()),
+        (true, true) => Err(format!(
+            "{name:?} printed nothing on its standard output; it must print the {what} (on its \
+             first line)"
+        )),
+        (true, false) => Err(format!(
             "the first line {name:?} printed is empty; it must print the {what} on its first \
              line (lines after it are ignored, as `pass` keeps notes there)"
-        ));
+        )),
     }
-    Ok(first.to_owned())
 }
 
 /// Reads at most `limit` bytes, then drains the rest (so the writer never

@@ -617,13 +617,13 @@ impl Smtp {
     /// Describes a lettre error in words a person can act on, one sentence
     /// for each [`Fault`]. What the server said passes the redactor.
     fn explain(&self, e: &SmtpError, redactor: &Redactor) -> String {
-        let quote = |text: String| redactor.quote(text.as_bytes(), MAX_QUOTED, false);
-        let detail = quote(crate::error::error_chain(e).to_string());
+        let detail = redactor.quote_error(e);
         let (endpoint, host) = (self.endpoint_text(), &self.host);
         match Fault::of(e, self.user.is_some()) {
             Fault::Reply(code) => {
                 let text = std::error::Error::source(e).map(ToString::to_string);
-                self.explain_reply(code, e.is_transient(), &quote(text.unwrap_or_default()))
+                let text = redactor.quote(text.unwrap_or_default().as_bytes(), MAX_QUOTED, false);
+                self.explain_reply(code, e.is_transient(), &text)
             }
             Fault::Refused => format!(
                 "the mail server refused the connection at {endpoint}: is it running on that port?"
