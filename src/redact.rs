@@ -108,9 +108,7 @@ impl Redactor {
         let raw = if more { without_torn_end(raw) } else { raw };
         let mut text = String::from_utf8_lossy(raw).into_owned();
         for (form, _) in &self.forms {
-            if text.contains(form.as_str()) {
-                text = text.replace(form.as_str(), HIDDEN);
-            }
+            text = text.replace(form.as_str(), HIDDEN);
         }
         let line = one_line(&text);
         if line.len() <= limit && !more {
@@ -172,19 +170,15 @@ fn dangling(text: &str, form: &str) -> usize {
 /// characters (and the marks that reorder text) escaped.
 fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut space = false;
-    for c in text.trim().chars() {
-        if c.is_whitespace() {
-            space = true;
-            continue;
-        }
-        if space {
-            out.push(' ');
-            space = false;
-        }
+    for c in text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+    {
         let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
         if c.is_control() || reorders {
-            let _ = write!(out, "{}", c.escape_unicode());
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
