@@ -272,10 +272,9 @@ fn kill_group(child: &Child) {
     let _ = child;
 }
 
+#[cfg(unix)]
 #[cfg(test)]
 mod tests {
-    #![cfg(unix)]
-
     use super::*;
 
     fn sh(script: &str) -> Source {
