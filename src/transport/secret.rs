@@ -124,7 +124,10 @@ fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, Stri
     let (rx, status) = waited.inspect_err(|_| stop(&mut child))?;
     let [(out, out_more), (err, err_more)] = collect(&rx, deadline).ok_or_else(|| {
         kill_group(&child);
-        format!("{name:?} exited, but something it started still holds its output open after {timeout:?}")
+        format!(
+            "{name:?} exited, but something it started still holds its output open after \
+             {timeout:?}"
+        )
     })?;
     if !status.success() {
         return Err(match shown(&err, err_more, &out) {
