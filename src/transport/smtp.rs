@@ -421,8 +421,6 @@ impl Smtp {
         self
     }
 
-    /// Whether this setup would send a password over a connection that is
-    /// not encrypted without the opt-in (which `build()` refuses).
     /// Names the command's key as the config does (`email.password_command`,
     /// `POCA_PASSWORD_COMMAND`) in its errors.
     pub(crate) fn with_command_key(mut self, name: String) -> Self {
@@ -436,6 +434,8 @@ impl Smtp {
         self
     }
 
+    /// Whether this setup would send a password over a connection that is
+    /// not encrypted without the opt-in (which `build()` refuses).
     pub(crate) fn insecure_auth_refused(&self) -> bool {
         self.user.is_some() && !self.encrypted() && !self.allow_insecure_auth
     }
