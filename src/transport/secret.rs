@@ -391,6 +391,21 @@ mod tests {
     }
 
     #[test]
+    fn a_closure_that_panics_fails_the_fetch_even_if_its_payload_panics_when_dropped() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("payload drop");
+            }
+        }
+        let source = Source::Closure(Arc::new(|| -> Result<String, BoxError> {
+            std::panic::panic_any(Bomb)
+        }));
+        let e = source.fetch("OAuth2 token", SECOND).unwrap_err();
+        assert_eq!(e, "the closure that fetches the OAuth2 token panicked");
+    }
+
+    #[test]
     fn empty_commands_are_refused_by_check() {
         for argv in [vec![], vec![" ".to_owned()]] {
             let e = Source::Command {
