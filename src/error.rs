@@ -92,11 +92,10 @@ impl Error {
         message: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
+        let source = Some(Arc::from(source.into()));
         Error {
-            kind,
-            message: message.into(),
-            source: Some(Arc::from(source.into())),
-            told: false,
+            source,
+            ..Error::new(kind, message)
         }
     }
 
@@ -241,16 +240,20 @@ fn bounded_text(value: &dyn fmt::Display) -> String {
 /// The error for a panic caught in a flush: `what` happened, the panic's
 /// message when it has one, then `then` (what became of the records).
 pub(crate) fn panicked(what: &str, payload: Box<dyn Any + Send>, then: &str) -> Error {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned());
+    let message = panic_message(&*payload);
     drop_payload(payload);
     let message = match message {
         Some(message) => format!("{what}: {message}; {then}"),
         None => format!("{what}; {then}"),
     };
     Error::new(ErrorKind::Panic, message)
+}
+
+/// A panic's message, when its payload is a `&str` or a `String`.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<String> {
+    let text = payload.downcast_ref::<&str>().copied();
+    text.map(str::to_owned)
+        .or_else(|| payload.downcast_ref::<String>().cloned())
 }
 
 /// Drops a panic's payload, whose own `drop` may panic too.

@@ -13,6 +13,8 @@
 
 use std::fmt::Write as _;
 
+use crate::error::error_chain;
+
 /// What a hidden secret is shown as.
 pub(crate) const HIDDEN: &str = "***";
 
@@ -106,9 +108,7 @@ impl Redactor {
         let raw = if more { without_torn_end(raw) } else { raw };
         let mut text = String::from_utf8_lossy(raw).into_owned();
         for (form, _) in &self.forms {
-            if text.contains(form.as_str()) {
-                text = text.replace(form.as_str(), HIDDEN);
-            }
+            text = text.replace(form.as_str(), HIDDEN);
         }
         let line = one_line(&text);
         if line.len() <= limit && !more {
@@ -142,6 +142,12 @@ impl Redactor {
         out
     }
 
+    /// An error and its sources (see [`error_chain`]) as [`quote`](Redactor::quote)
+    /// gives them, at most [`MAX_QUOTED`] bytes.
+    pub(crate) fn quote_error(&self, error: &(dyn std::error::Error + 'static)) -> String {
+        self.quote(error_chain(error).to_string().as_bytes(), MAX_QUOTED, false)
+    }
+
     /// Whether `text` holds a secret this redactor knows.
     pub(crate) fn finds_secret_in(&self, text: &str) -> bool {
         self.forms
@@ -164,19 +170,15 @@ fn dangling(text: &str, form: &str) -> usize {
 /// characters (and the marks that reorder text) escaped.
 fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut space = false;
-    for c in text.trim().chars() {
-        if c.is_whitespace() {
-            space = true;
-            continue;
-        }
-        if space {
-            out.push(' ');
-            space = false;
-        }
+    for c in text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+    {
         let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
         if c.is_control() || reorders {
-            let _ = write!(out, "{}", c.escape_unicode());
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
@@ -186,21 +188,11 @@ fn one_line(text: &str) -> String {
 
 /// `raw` without a UTF-8 sequence torn at its end.
 fn without_torn_end(raw: &[u8]) -> &[u8] {
-    for back in 1..=raw.len().min(4) {
-        let start = raw.len() - back;
-        let byte = raw[start];
-        if byte & 0xC0 == 0x80 {
-            continue;
-        }
-        let needs = match byte {
-            0xF0.. => 4,
-            0xE0.. => 3,
-            0xC0.. => 2,
-            _ => 1,
-        };
-        return if needs > back { &raw[..start] } else { raw };
+    let last = (raw.len().saturating_sub(4)..raw.len()).rfind(|&i| raw[i] & 0xC0 != 0x80);
+    match last.map(|i| (i, std::str::from_utf8(&raw[i..]))) {
+        Some((i, Err(e))) if e.error_len().is_none() => &raw[..i],
+        _ => raw,
     }
-    raw
 }
 
 /// `text` percent-encoded: every byte but `A-Z a-z 0-9 - . _ ~`, in upper-
@@ -224,24 +216,7 @@ fn percent(text: &str, lower: bool, form: bool) -> String {
 /// Standard base64 with padding, as `Authorization: Basic` and SMTP AUTH
 /// use it.
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
 }
 
 /// How `Debug` shows `smtp_url` and `alertmanager_urls`: see [`redact_url`].

@@ -42,11 +42,8 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
 /// cannot make a huge record.
 fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime, max_bytes: usize) -> Record {
     let payload = info.payload();
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "Box<dyn Any>".to_owned());
+    let message = crate::error::panic_message(payload);
+    let message = message.unwrap_or_else(|| "Box<dyn Any>".to_owned());
     let thread = std::thread::current();
     let mut fields = Fields::default();
     fields.push(

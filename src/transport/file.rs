@@ -5,7 +5,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{BoxError, Email, Explained, Transport};
+use super::{BoxError, Email, Transport};
+use crate::error::{Error, ErrorKind};
 
 /// Writes each digest as an `.eml` file (the full RFC 5322 message) into a
 /// folder, created if missing: for dry runs, tests and the quickstart. Any
@@ -64,15 +65,13 @@ impl Transport for FileDrop {
 
     /// `written to <folder>/<file>.eml`.
     fn send_with_reply(&self, email: &Email) -> Result<Option<String>, BoxError> {
-        fs::create_dir_all(&self.dir).map_err(|e| {
-            Explained::new(
-                format!(
-                    "could not create the outbox folder {}: {e}",
-                    self.dir.display()
-                ),
-                e,
-            )
-        })?;
+        if let Err(e) = fs::create_dir_all(&self.dir) {
+            let message = format!(
+                "could not create the outbox folder {}: {e}",
+                self.dir.display()
+            );
+            return Err(Error::explained(ErrorKind::Send, message, e).into());
+        }
         let stamp = crate::capture::record::file_stamp(time::OffsetDateTime::now_utc());
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("{stamp}-{}-{n}.eml", std::process::id());
@@ -88,7 +87,8 @@ impl Transport for FileDrop {
             .map(|()| Some(format!("written to {}", path.display())))
             .map_err(|e| {
                 let _ = fs::remove_file(&tmp);
-                Explained::new(format!("could not write {}: {e}", path.display()), e).into()
+                let message = format!("could not write {}: {e}", path.display());
+                Error::explained(ErrorKind::Send, message, e).into()
             })
     }
 }

@@ -1,6 +1,8 @@
 //! Where digests go: the [`Transport`] trait and the transports that come
 //! with the crate ([`Smtp`], [`FileDrop`], [`Sendmail`]).
 
+#[cfg(feature = "smtp")]
+mod fault;
 mod file;
 #[cfg(feature = "smtp")]
 mod secret;
@@ -17,7 +19,6 @@ pub(crate) use smtp::ConfigKeys;
 #[cfg(feature = "smtp")]
 pub use smtp::Smtp;
 
-use std::fmt;
 use std::sync::Arc;
 
 use crate::capture::record::Record;
@@ -213,36 +214,5 @@ pub trait Transport: Send + Sync + 'static {
     /// ```
     fn check(&mut self) -> Result<(), BoxError> {
         Ok(())
-    }
-}
-
-/// A transport's failure told in a sentence that already says what its
-/// source says (so that the text users see reads as one line), with the
-/// source (an `io::Error`, lettre's error) kept as its
-/// [`source`](std::error::Error::source) for code that inspects it.
-#[derive(Debug)]
-pub(crate) struct Explained {
-    message: String,
-    source: BoxError,
-}
-
-impl Explained {
-    pub(crate) fn new(message: String, source: impl Into<BoxError>) -> Self {
-        Explained {
-            message,
-            source: source.into(),
-        }
-    }
-}
-
-impl fmt::Display for Explained {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Explained {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.source)
     }
 }

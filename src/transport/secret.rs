@@ -65,32 +65,24 @@ impl Source {
     /// closure or from the command, which is stopped after `timeout`. The
     /// error says what failed and never holds the secret.
     pub(crate) fn fetch(&self, what: &str, timeout: Duration) -> Result<String, String> {
-        let secret = match self {
-            Source::Closure(fetch) => {
-                let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch()));
-                match fetched {
-                    Ok(Ok(secret)) => secret,
-                    Ok(Err(e)) => {
-                        let said = crate::error::error_chain(e.as_ref()).to_string();
-                        let said = Redactor::new().quote(said.as_bytes(), MAX_QUOTED, false);
-                        return Err(format!("the {what} could not be fetched: {said}"));
-                    }
-                    Err(_) => return Err(format!("the closure that fetches the {what} panicked")),
-                }
-            }
-            Source::Command { argv, key } => run(argv, key, what, timeout)?,
+        let fetch = match self {
+            Source::Command { argv, key } => return run(argv, key, what, timeout),
+            Source::Closure(fetch) => fetch,
         };
-        if secret.is_empty() {
-            return Err(match self {
-                Source::Closure(_) => format!("the closure that fetches the {what} returned ''"),
-                Source::Command { argv, key } => format!(
-                    "{key}: {:?} printed nothing on its standard output; it must print the \
-                     {what} (on its first line)",
-                    program(argv)
-                ),
-            });
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch())) {
+            Ok(Ok(secret)) if secret.is_empty() => {
+                Err(format!("the closure that fetches the {what} returned ''"))
+            }
+            Ok(Ok(secret)) => Ok(secret),
+            Ok(Err(e)) => {
+                let said = Redactor::new().quote_error(e.as_ref());
+                Err(format!("the {what} could not be fetched: {said}"))
+            }
+            Err(payload) => {
+                crate::error::drop_payload(payload);
+                Err(format!("the closure that fetches the {what} panicked"))
+            }
         }
-        Ok(secret)
     }
 }
 
@@ -98,12 +90,63 @@ fn program(argv: &[String]) -> &str {
     argv.first().map_or("", String::as_str)
 }
 
+/// What a reader thread hands back: which pipe (0 stdout, 1 stderr), what
+/// it read, and whether there was more.
+type Read2 = (usize, (Vec<u8>, bool));
+
 /// Runs `argv` without a shell, stdin closed, and returns the first line of
 /// its standard output; on Unix in a process group of its own, so that a
-/// timeout stops whatever it started too.
+/// timeout stops whatever it started too. Errors start with `key`.
 fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<String, String> {
+    output(argv, what, timeout).map_err(|e| format!("{key}: {e}"))
+}
+
+fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, String> {
     let name = program(argv);
-    let mut command = Command::new(name);
+    let mut child = spawn(argv).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => " (not found: give its path, or put it on PATH)",
+            _ => "",
+        };
+        format!("could not start {name:?}{hint}: {e}")
+    })?;
+    let deadline = Instant::now() + timeout;
+    let waited = read_pipes(&mut child)
+        .map_err(|e| format!("could not start a thread to read {name:?}: {e}"))
+        .and_then(|rx| match wait_until(&mut child, deadline) {
+            Ok(Some(status)) => Ok((rx, status)),
+            Ok(None) => Err(format!(
+                "{name:?} did not finish within {timeout:?} (the SMTP timeout), so it was \
+                 stopped; check that it runs without asking anything"
+            )),
+            Err(e) => Err(format!("could not wait for {name:?}: {e}")),
+        });
+    let (rx, status) = waited.inspect_err(|_| stop(&mut child))?;
+    let [(out, out_more), (err, err_more)] = collect(&rx, deadline).ok_or_else(|| {
+        kill_group(&child);
+        format!(
+            "{name:?} exited, but something it started still holds its output open after \
+             {timeout:?}"
+        )
+    })?;
+    if !status.success() {
+        return Err(match shown(&err, err_more, &out) {
+            stderr if stderr.is_empty() => {
+                format!("{name:?} failed ({status}), saying nothing on stderr")
+            }
+            stderr => format!("{name:?} failed ({status}): {stderr}"),
+        });
+    }
+    if out_more {
+        return Err(format!(
+            "{name:?} printed more than {MAX_STDOUT} bytes; it must print only the {what}"
+        ));
+    }
+    first_line(out, name, what)
+}
+
+fn spawn(argv: &[String]) -> io::Result<Child> {
+    let mut command = Command::new(program(argv));
     command
         .args(argv.iter().skip(1))
         .stdin(Stdio::null())
@@ -111,118 +154,65 @@ fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<Stri
         .stderr(Stdio::piped());
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::NotFound {
-            " (not found: give its path, or put it on PATH)"
-        } else {
-            ""
-        };
-        format!("{key}: could not start {name:?}{hint}: {e}")
-    })?;
-    let deadline = Instant::now() + timeout;
+    command.spawn()
+}
+
+/// Reads the child's standard output and error, each on a thread of its
+/// own, detached: a pipe held open by something the command started must
+/// not hold the send past its timeout.
+fn read_pipes(child: &mut Child) -> io::Result<mpsc::Receiver<Read2>> {
     let (tx, rx) = mpsc::channel();
-    for (is_stdout, pipe) in [
-        (
-            true,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            false,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
-        let Some(pipe) = pipe else { continue };
-        let tx = tx.clone();
-        let limit = if is_stdout { MAX_STDOUT } else { MAX_STDERR };
-        // Detached: a pipe held open by something the command started
-        // must not hold the send past its timeout.
-        let spawned = std::thread::Builder::new()
+    let pipes: [(Option<Box<dyn Read + Send>>, usize); 2] = [
+        (child.stdout.take().map(|p| Box::new(p) as _), MAX_STDOUT),
+        (child.stderr.take().map(|p| Box::new(p) as _), MAX_STDERR),
+    ];
+    for (i, (pipe, limit)) in pipes.into_iter().enumerate() {
+        let (Some(pipe), tx) = (pipe, tx.clone()) else {
+            continue;
+        };
+        std::thread::Builder::new()
             .name("tracing-email-secret".into())
-            .spawn(move || {
-                let _ = tx.send((is_stdout, read_bounded(pipe, limit)));
-            });
-        if let Err(e) = spawned {
-            stop(&mut child);
-            return Err(format!(
-                "{key}: could not start a thread to read {name:?}: {e}"
-            ));
-        }
+            .spawn(move || drop(tx.send((i, read_bounded(pipe, limit)))))?;
     }
-    drop(tx);
-    let status = match wait_until(&mut child, deadline) {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            stop(&mut child);
-            return Err(format!(
-                "{key}: {name:?} did not finish within {timeout:?} (the SMTP timeout), so it was \
-                 stopped; check that it runs without asking anything"
-            ));
-        }
-        Err(e) => {
-            stop(&mut child);
-            return Err(format!("{key}: could not wait for {name:?}: {e}"));
-        }
-    };
-    let (mut out, mut err) = (None, None);
-    while out.is_none() || err.is_none() {
+    Ok(rx)
+}
+
+/// What the two readers read, waiting for them until `deadline` (and at
+/// least 100 ms); `None` when a pipe is still open then.
+fn collect(rx: &mpsc::Receiver<Read2>, deadline: Instant) -> Option<[(Vec<u8>, bool); 2]> {
+    let mut reads = [None, None];
+    while reads.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left.max(Duration::from_millis(100))) {
-            Ok((true, read)) => out = Some(read),
-            Ok((false, read)) => err = Some(read),
+            Ok((i, read)) => reads[i] = Some(read),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                kill_group(&child);
-                return Err(format!(
-                    "{key}: {name:?} exited, but something it started still holds its output \
-                     open after {timeout:?}"
-                ));
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => return None,
         }
     }
-    let (out, out_more) = out.unwrap_or_default();
-    let (err, err_more) = err.unwrap_or_default();
-    let stderr = shown(&err, err_more, &out);
-    if !status.success() {
-        return Err(format!(
-            "{key}: {name:?} failed ({status}){}",
-            if stderr.is_empty() {
-                ", saying nothing on stderr".to_owned()
-            } else {
-                format!(": {stderr}")
-            }
-        ));
-    }
-    if out_more {
-        return Err(format!(
-            "{key}: {name:?} printed more than {MAX_STDOUT} bytes; it must print only the {what}"
-        ));
-    }
-    first_line(out, key, name, what)
+    Some(reads.map(Option::unwrap_or_default))
 }
 
 /// The first line of what the command printed, without its line end: the
-/// secret (an empty output is told by the caller).
-fn first_line(out: Vec<u8>, key: &str, name: &str, what: &str) -> Result<String, String> {
+/// secret.
+fn first_line(out: Vec<u8>, name: &str, what: &str) -> Result<String, String> {
     let Ok(text) = String::from_utf8(out) else {
         return Err(format!(
-            "{key}: {name:?} printed something that is not UTF-8 text; it must print the {what}"
+            "{name:?} printed something that is not UTF-8 text; it must print the {what}"
         ));
     };
     let first = text.split('\n').next().unwrap_or("");
     let first = first.strip_suffix('\r').unwrap_or(first);
-    if first.is_empty() && !text.trim().is_empty() {
-        return Err(format!(
-            "{key}: the first line {name:?} printed is empty; it must print the {what} on its \
-             first line (lines after it are ignored, as `pass` keeps notes there)"
-        ));
+    match (first.is_empty(), text.trim().is_empty()) {
+        (false, _) => Ok(first.to_owned()),
+        (true, true) => Err(format!(
+            "{name:?} printed nothing on its standard output; it must print the {what} (on its \
+             first line)"
+        )),
+        (true, false) => Err(format!(
+            "the first line {name:?} printed is empty; it must print the {what} on its first \
+             line (lines after it are ignored, as `pass` keeps notes there)"
+        )),
     }
-    Ok(first.to_owned())
 }
 
 /// Reads at most `limit` bytes, then drains the rest (so the writer never
@@ -285,7 +275,8 @@ fn kill_group(child: &Child) {
     let _ = child;
 }
 
-#[cfg(all(test, unix))]
+#[cfg(unix)]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -397,6 +388,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!alive(), "the sleep the command started still runs");
+    }
+
+    #[test]
+    fn a_closure_that_panics_fails_the_fetch_even_if_its_payload_panics_when_dropped() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("payload drop");
+            }
+        }
+        let source = Source::Closure(Arc::new(|| -> Result<String, BoxError> {
+            std::panic::panic_any(Bomb)
+        }));
+        let e = source.fetch("OAuth2 token", SECOND).unwrap_err();
+        assert_eq!(e, "the closure that fetches the OAuth2 token panicked");
     }
 
     #[test]

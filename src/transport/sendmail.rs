@@ -4,8 +4,9 @@ use std::ffi::OsString;
 
 use lettre::{SendmailTransport, Transport as _};
 
-use super::{BoxError, Email, Explained, Transport};
-use crate::redact::{MAX_QUOTED, Redactor};
+use super::{BoxError, Email, Transport};
+use crate::error::{Error, ErrorKind};
+use crate::redact::Redactor;
 
 /// Hands each digest to the local mail system through a `sendmail`-compatible
 /// program (`sendmail -i -f FROM -- TO…`, the message on its standard input).
@@ -56,13 +57,12 @@ impl Transport for Sendmail {
             .send(&email.message)
             .map_err(|e| {
                 // What the program said on stderr, escaped and bounded.
-                let said = crate::error::error_chain(&e).to_string();
-                let said = Redactor::new().quote(said.as_bytes(), MAX_QUOTED, false);
+                let said = Redactor::new().quote_error(&e);
                 let message = format!(
                     "{} could not deliver the digest: {said}",
                     self.command.to_string_lossy(),
                 );
-                Explained::new(message, e).into()
+                Error::explained(ErrorKind::Send, message, e).into()
             })
     }
 }

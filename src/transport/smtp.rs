@@ -1,21 +1,21 @@
 //! SMTP through lettre's blocking transport, with pure-Rust TLS.
 
 use std::fmt;
-use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use lettre::transport::smtp::SmtpTransportBuilder;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::response::Severity;
+use lettre::transport::smtp::response::Code;
+use lettre::transport::smtp::{Error as SmtpError, SmtpTransportBuilder};
 use lettre::{SmtpTransport, Transport as _};
 
+use super::fault::Fault;
 use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::redact::{MAX_QUOTED, Redactor};
+use crate::settings::{MAX_SMTP_TIMEOUT, at_most};
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,20 +31,13 @@ enum Security {
 }
 
 impl Security {
-    fn default_port(self) -> u16 {
+    /// Its default port, and its name in messages.
+    fn port_and_name(self) -> (u16, &'static str) {
         match self {
-            Security::StartTls => 587,
-            Security::Implicit => 465,
-            Security::Opportunistic | Security::Plain => 25,
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Security::StartTls => "STARTTLS",
-            Security::Implicit => "implicit TLS",
-            Security::Opportunistic => "opportunistic STARTTLS",
-            Security::Plain => "no TLS",
+            Security::StartTls => (587, "STARTTLS"),
+            Security::Implicit => (465, "implicit TLS"),
+            Security::Opportunistic => (25, "opportunistic STARTTLS"),
+            Security::Plain => (25, "no TLS"),
         }
     }
 }
@@ -114,16 +107,6 @@ enum Built {
     NeedsSecret(Box<SmtpTransportBuilder>),
 }
 
-// By hand: lettre's types would show the credentials.
-impl fmt::Debug for Built {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Built::Ready(_) => "Ready",
-            Built::NeedsSecret(_) => "NeedsSecret",
-        })
-    }
-}
-
 /// How a config names the settings that errors advise to change.
 #[derive(Clone, Debug)]
 pub(crate) struct ConfigKeys {
@@ -138,7 +121,7 @@ impl fmt::Debug for Smtp {
         f.debug_struct("Smtp")
             .field("host", &self.host)
             .field("port", &self.port_number())
-            .field("security", &self.security.describe())
+            .field("security", &self.security.port_and_name().1)
             .field("user", &self.user)
             .field("password", &crate::error::hidden(&self.password))
             .field("login", &self.login)
@@ -235,52 +218,14 @@ impl Smtp {
     pub fn from_url(url: &str) -> Result<Self, Error> {
         check_encoded(url)?;
         let parsed = url::Url::parse(url).map_err(|e| {
-            Error::explained(
-                ErrorKind::Smtp,
-                format!(
-                    "the SMTP URL is not a valid URL ({e}); expected smtp://host or \
-                     smtps://user:password@host"
-                ),
-                e,
-            )
+            let message = format!(
+                "the SMTP URL is not a valid URL ({e}); expected smtp://host or \
+                 smtps://user:password@host"
+            );
+            Error::explained(ErrorKind::Smtp, message, e)
         })?;
-        let mut tls = None;
-        for (key, value) in parsed.query_pairs() {
-            if key != "tls" {
-                return Err(Error::smtp(format!(
-                    "the SMTP URL has an unknown parameter {key:?}; only tls=required|opportunistic|none is understood"
-                )));
-            }
-            tls.get_or_insert(value);
-        }
-        let security = match (parsed.scheme(), tls.as_deref()) {
-            ("smtps", None) => Security::Implicit,
-            ("smtp", Some("required")) => Security::StartTls,
-            ("smtp", Some("opportunistic")) => Security::Opportunistic,
-            ("smtp", None | Some("none")) => Security::Plain,
-            ("smtp" | "smtps", Some(other)) => {
-                return Err(Error::smtp(format!(
-                    "the SMTP URL says tls={other:?}; use tls=required, tls=opportunistic or tls=none \
-                     with smtp://, or smtps:// for implicit TLS"
-                )));
-            }
-            (scheme, _) => {
-                return Err(Error::smtp(format!(
-                    "the SMTP URL has scheme {scheme:?}; use smtp:// (with ?tls=required for STARTTLS) \
-                     or smtps://"
-                )));
-            }
-        };
-        let host = match parsed.host() {
-            Some(url::Host::Domain(name)) if !name.is_empty() => name.to_owned(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => {
-                return Err(Error::smtp(
-                    "the SMTP URL has no host, e.g. smtps://smtp.example.com",
-                ));
-            }
-        };
+        let security = url_security(&parsed)?;
+        let mut smtp = Smtp::new(url_host(&parsed)?, security);
         if !matches!(parsed.path(), "" | "/") || parsed.fragment().is_some() {
             return Err(Error::smtp(
                 "the SMTP URL has a path or a #fragment after the host, which tracing-email does \
@@ -288,34 +233,14 @@ impl Smtp {
                  percent-encode it: # as %23, / as %2F",
             ));
         }
-        let mut smtp = Smtp::new(host, security);
         smtp.port = parsed.port();
-        let decode = |s: &str, what: &str| {
-            let invalid = || {
-                format!(
-                    "the {what} in the SMTP URL is not valid percent-encoded UTF-8; write a % \
-                     in it as %25"
-                )
-            };
-            // `percent_decode_str` keeps a `%` without two hex digits as it
-            // is; here it is a mistake to point out (lettre keeps it).
-            let escapes_ok = s.split('%').skip(1).all(|after| {
-                after.len() >= 2 && after.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)
-            });
-            if !escapes_ok {
-                return Err(Error::smtp(invalid()));
-            }
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|text| text.into_owned())
-                .map_err(|e| Error::explained(ErrorKind::Smtp, invalid(), e))
-        };
         if !parsed.username().is_empty() {
             smtp.user = Some(decode(parsed.username(), "user name")?);
         }
-        if let Some(p) = parsed.password() {
-            smtp.password = Some(decode(p, "password")?);
-        }
+        smtp.password = parsed
+            .password()
+            .map(|p| decode(p, "password"))
+            .transpose()?;
         Ok(smtp)
     }
 
@@ -399,6 +324,7 @@ impl Smtp {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let argv = argv.into_iter().map(Into::into).collect();
         self.command_login(argv, "oauth2_token_command", true)
     }
 
@@ -418,23 +344,18 @@ impl Smtp {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        let argv = argv.into_iter().map(Into::into).collect();
         self.command_login(argv, "password_command", false)
     }
 
     /// A login whose secret `argv` prints at each send; `key` names the
     /// setting in its errors.
-    fn command_login<I, S>(mut self, argv: I, key: &str, oauth2: bool) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.login = Some(Login {
-            source: Source::Command {
-                argv: argv.into_iter().map(Into::into).collect(),
-                key: key.into(),
-            },
-            oauth2,
-        });
+    fn command_login(mut self, argv: Vec<String>, key: &str, oauth2: bool) -> Self {
+        let source = Source::Command {
+            argv,
+            key: key.into(),
+        };
+        self.login = Some(Login { source, oauth2 });
         self
     }
 
@@ -500,8 +421,6 @@ impl Smtp {
         self
     }
 
-    /// Whether this setup would send a password over a connection that is
-    /// not encrypted without the opt-in (which `build()` refuses).
     /// Names the command's key as the config does (`email.password_command`,
     /// `POCA_PASSWORD_COMMAND`) in its errors.
     pub(crate) fn with_command_key(mut self, name: String) -> Self {
@@ -515,14 +434,20 @@ impl Smtp {
         self
     }
 
+    /// Whether this setup would send a password over a connection that is
+    /// not encrypted without the opt-in (which `build()` refuses).
     pub(crate) fn insecure_auth_refused(&self) -> bool {
-        let encrypted = matches!(self.security, Security::StartTls | Security::Implicit);
-        self.user.is_some() && !encrypted && !self.allow_insecure_auth
+        self.user.is_some() && !self.encrypted() && !self.allow_insecure_auth
+    }
+
+    fn encrypted(&self) -> bool {
+        matches!(self.security, Security::StartTls | Security::Implicit)
     }
 
     /// Where this connects: `host:port (security)`.
     pub(crate) fn endpoint_text(&self) -> String {
-        self.endpoint()
+        let (host, port) = (&self.host, self.port_number());
+        format!("{host}:{port} ({})", self.security.port_and_name().1)
     }
 
     /// Marks this as made from a config whose keys are named so: the advice
@@ -533,16 +458,7 @@ impl Smtp {
     }
 
     fn port_number(&self) -> u16 {
-        self.port.unwrap_or(self.security.default_port())
-    }
-
-    fn endpoint(&self) -> String {
-        format!(
-            "{}:{} ({})",
-            self.host,
-            self.port_number(),
-            self.security.describe()
-        )
+        self.port.unwrap_or(self.security.port_and_name().0)
     }
 
     /// This transport with its timeout no longer than `deadline`, the
@@ -550,105 +466,111 @@ impl Smtp {
     /// left waiting past it. A timeout beyond the most allowed is left as
     /// it is, for `build()` to refuse.
     pub(crate) fn within(mut self, deadline: Duration) -> Self {
-        if self.timeout <= crate::settings::MAX_SMTP_TIMEOUT {
+        if self.timeout <= MAX_SMTP_TIMEOUT {
             self.timeout = self.timeout.min(deadline);
         }
         self
     }
 
-    fn build_transport(&self) -> Result<Built, Error> {
-        if self.host.trim().is_empty() {
-            return Err(Error::smtp("the SMTP host is empty"));
-        }
-        if self.port == Some(0) {
-            return Err(Error::smtp(
-                "the SMTP port is 0; use 587 (STARTTLS), 465 (implicit TLS) or 25 (plain)",
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(Error::smtp(
-                "the SMTP timeout is zero; give each network operation some time, e.g. 10 s",
-            ));
-        }
-        crate::settings::at_most(
-            "the SMTP timeout",
-            self.timeout,
-            crate::settings::MAX_SMTP_TIMEOUT,
-        )
-        .map_err(Error::smtp)?;
-        if self.password.is_some() && self.user.is_none() {
-            return Err(Error::smtp(
-                "an SMTP password is set but no user name; use .credentials(user, password)",
-            ));
-        }
-        if let Some(login) = &self.login {
-            login.source.check(login.what()).map_err(Error::smtp)?;
-            let name = match &login.source {
-                Source::Command { key, .. } => key.clone(),
-                Source::Closure(_) => "the OAuth2 login".to_owned(),
-            };
-            if self.password.is_some() {
-                return Err(Error::smtp(format!(
-                    "both a password and {name} are set; keep one"
-                )));
-            }
-            if self.user.is_none() {
-                return Err(Error::smtp(format!(
+    /// What `build()` refuses, the first fault found in this order.
+    fn check_settings(&self) -> Result<(), String> {
+        let login = self.login.as_ref().map(|login| match &login.source {
+            Source::Command { key, .. } => key.as_str(),
+            Source::Closure(_) => "the OAuth2 login",
+        });
+        let name = login.unwrap_or_default();
+        let refuse = |bad: bool, why: String| if bad { Err(why) } else { Ok(()) };
+        [
+            refuse(self.host.trim().is_empty(), "the SMTP host is empty".into()),
+            refuse(
+                self.port == Some(0),
+                "the SMTP port is 0; use 587 (STARTTLS), 465 (implicit TLS) or 25 (plain)".into(),
+            ),
+            refuse(
+                self.timeout.is_zero(),
+                "the SMTP timeout is zero; give each network operation some time, e.g. 10 s".into(),
+            ),
+            at_most("the SMTP timeout", self.timeout, MAX_SMTP_TIMEOUT),
+            refuse(
+                self.password.is_some() && self.user.is_none(),
+                "an SMTP password is set but no user name; use .credentials(user, password)".into(),
+            ),
+            (self.login.as_ref()).map_or(Ok(()), |l| l.source.check(l.what())),
+            refuse(
+                login.is_some() && self.password.is_some(),
+                format!("both a password and {name} are set; keep one"),
+            ),
+            refuse(
+                login.is_some() && self.user.is_none(),
+                format!(
                     "{name} is set but no user name; write it into the URL, such as \
                      smtps://me%40example.com@smtp.example.com"
-                )));
-            }
-        }
-        if self.insecure_auth_refused() {
-            return Err(Error::smtp(format!(
-                "refusing to send the SMTP password to {} over a connection that is not encrypted; \
-                 use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth() if this really is \
-                 a trusted network",
-                self.endpoint()
-            )));
-        }
+                ),
+            ),
+            refuse(
+                self.insecure_auth_refused(),
+                format!(
+                    "refusing to send the SMTP password to {} over a connection that is not \
+                     encrypted; use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth() \
+                     if this really is a trusted network",
+                    self.endpoint_text()
+                ),
+            ),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn build_transport(&self) -> Result<Built, Error> {
+        self.check_settings().map_err(Error::smtp)?;
         let mut builder = SmtpTransport::builder_dangerous(self.host.as_str())
             .port(self.port_number())
             .timeout(Some(self.timeout));
-        if self.security != Security::Plain {
-            let mut params = TlsParameters::builder(self.host.clone());
-            for (i, pem) in self.root_certificates.iter().enumerate() {
-                let text = String::from_utf8_lossy(pem);
-                let cert = Certificate::from_pem(pem)
-                    .ok()
-                    .filter(|_| text.contains("-----BEGIN CERTIFICATE-----"))
-                    .ok_or_else(|| {
-                        Error::smtp(format!(
-                            "root certificate #{} is not a PEM certificate \
-                             (expected -----BEGIN CERTIFICATE-----)",
-                            i + 1
-                        ))
-                    })?;
-                params = params.add_root_certificate(cert);
-            }
-            let params = params.build_rustls().map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Smtp,
-                    "the TLS settings could not be used (is the root certificate valid?)",
-                    e,
-                )
-            })?;
-            builder = builder.tls(match self.security {
-                Security::StartTls => Tls::Required(params),
-                Security::Implicit => Tls::Wrapper(params),
-                _ => Tls::Opportunistic(params),
-            });
+        if let Some(tls) = self.tls_settings()? {
+            builder = builder.tls(tls);
         }
-        if let Some(login) = &self.login {
-            if login.oauth2 {
-                builder = builder.authentication(vec![Mechanism::Xoauth2]);
-            }
-            return Ok(Built::NeedsSecret(Box::new(builder)));
+        match (&self.login, &self.user, &self.password) {
+            (Some(login), _, _) if login.oauth2 => Ok(Built::NeedsSecret(Box::new(
+                builder.authentication(vec![Mechanism::Xoauth2]),
+            ))),
+            (Some(_), _, _) => Ok(Built::NeedsSecret(Box::new(builder))),
+            (None, Some(user), Some(password)) => Ok(Built::Ready(
+                builder
+                    .credentials(Credentials::new(user.clone(), password.clone()))
+                    .build(),
+            )),
+            _ => Ok(Built::Ready(builder.build())),
         }
-        if let (Some(user), Some(password)) = (&self.user, &self.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+
+    /// The TLS settings, the root certificates added; `None` for no TLS.
+    fn tls_settings(&self) -> Result<Option<Tls>, Error> {
+        if self.security == Security::Plain {
+            return Ok(None);
         }
-        Ok(Built::Ready(builder.build()))
+        let mut params = TlsParameters::builder(self.host.clone());
+        for (i, pem) in self.root_certificates.iter().enumerate() {
+            let cert = Certificate::from_pem(pem)
+                .ok()
+                .filter(|_| String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----"))
+                .ok_or_else(|| {
+                    Error::smtp(format!(
+                        "root certificate #{} is not a PEM certificate \
+                         (expected -----BEGIN CERTIFICATE-----)",
+                        i + 1
+                    ))
+                })?;
+            params = params.add_root_certificate(cert);
+        }
+        let params = params.build_rustls().map_err(|e| {
+            let message = "the TLS settings could not be used (is the root certificate valid?)";
+            Error::with_source(ErrorKind::Smtp, message, e)
+        })?;
+        Ok(Some(match self.security {
+            Security::StartTls => Tls::Required(params),
+            Security::Implicit => Tls::Wrapper(params),
+            _ => Tls::Opportunistic(params),
+        }))
     }
 
     /// The transport for one send: the one built, or for a fetched login a
@@ -681,7 +603,7 @@ impl Smtp {
     /// Our error for lettre's: the words of [`explain`](Smtp::explain),
     /// with lettre's error as its source, unless the server's reply in it
     /// echoes a secret: then the source is its text, redacted.
-    fn failure(&self, e: lettre::transport::smtp::Error, redactor: &Redactor) -> Error {
+    fn failure(&self, e: SmtpError, redactor: &Redactor) -> Error {
         let message = self.explain(&e, redactor);
         let chain = crate::error::error_chain(&e).to_string();
         if redactor.finds_secret_in(&chain) {
@@ -692,150 +614,56 @@ impl Smtp {
         }
     }
 
-    /// Describes a lettre error in words a person can act on, from its
-    /// type: the reply code and its severity, then what the source chain's
-    /// `io::Error` and `rustls::Error` say. What the server said passes the
-    /// redactor.
-    fn explain(&self, e: &lettre::transport::smtp::Error, redactor: &Redactor) -> String {
-        let endpoint = self.endpoint();
-        let raw_server_text = std::error::Error::source(e)
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let chain = crate::error::error_chain(e).to_string();
-        let detail = redactor.quote(chain.as_bytes(), MAX_QUOTED, false);
-        if let Some(code) = e.status() {
-            let server_text = redactor.quote(raw_server_text.as_bytes(), MAX_QUOTED, false);
-            return self.explain_reply(code, &server_text);
-        }
-        let cause = Cause::of(e);
-        if let Some(said) = self.explain_io(cause.io, &detail) {
-            return said;
-        }
-        // lettre reads the end of the stream in the middle of a reply as a
-        // response error with this text and no source: no type tells it
-        // from a reply it cannot parse, so the text, whole, is compared.
-        if e.is_response() && raw_server_text == "incomplete response" {
-            return format!("the mail server at {endpoint} closed the connection ({detail})");
-        }
-        // lettre has no typed error for a server without a login it can use
-        // (only its kind, "client", which several other faults share), so
-        // the source's text is compared, whole.
-        if e.is_client()
-            && self.user.is_some()
-            && raw_server_text == "No compatible authentication mechanism was found"
-        {
-            return self.explain_no_login(&detail);
-        }
-        if let Some(tls) = cause.tls.or(e.is_tls().then_some(TlsFault::Other)) {
-            return self.explain_tls(tls, &detail);
-        }
-        if cause.lookup {
-            return format!(
-                "the mail server's name {:?} could not be resolved ({detail})",
-                self.host
-            );
-        }
-        format!("sending to {endpoint} failed: {detail}")
-    }
-
-    /// What the chain's first `io::Error` tells, if it tells enough.
-    fn explain_io(&self, kind: Option<io::ErrorKind>, detail: &str) -> Option<String> {
-        let endpoint = self.endpoint();
-        Some(match kind? {
-            io::ErrorKind::ConnectionRefused => format!(
+    /// Describes a lettre error in words a person can act on, one sentence
+    /// for each [`Fault`]. What the server said passes the redactor.
+    fn explain(&self, e: &SmtpError, redactor: &Redactor) -> String {
+        let detail = redactor.quote_error(e);
+        let (endpoint, host) = (self.endpoint_text(), &self.host);
+        match Fault::of(e, self.user.is_some()) {
+            Fault::Reply(code) => {
+                let text = std::error::Error::source(e).map(ToString::to_string);
+                let text = redactor.quote(text.unwrap_or_default().as_bytes(), MAX_QUOTED, false);
+                self.explain_reply(code, e.is_transient(), &text)
+            }
+            Fault::Refused => format!(
                 "the mail server refused the connection at {endpoint}: is it running on that port?"
             ),
-            // A socket's read timeout is `WouldBlock` on Unix, `TimedOut`
-            // elsewhere; lettre's `is_timeout` sees only the latter.
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+            Fault::Timeout => format!(
                 "the mail server at {endpoint} did not answer within {:?}",
                 self.timeout
             ),
-            // A TLS peer that closes without close_notify is `UnexpectedEof`.
-            io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => {
+            Fault::Closed => {
                 format!("the mail server at {endpoint} closed the connection ({detail})")
             }
-            _ => return None,
-        })
-    }
-
-    /// A reply with an error code, `server_text` already redacted. A 530
-    /// (authentication required, or STARTTLS first) when no login was sent
-    /// is no rejected login: the server wants TLS or a login first.
-    fn explain_reply(
-        &self,
-        code: lettre::transport::smtp::response::Code,
-        server_text: &str,
-    ) -> String {
-        let endpoint = self.endpoint();
-        let kind = match code.severity {
-            Severity::TransientNegativeCompletion => "temporary",
-            _ => "permanent",
-        };
-        let said = format!("({code}, {kind}): {server_text} [{endpoint}]");
-        // lettre sends AUTH exactly when it has credentials.
-        let logged_in = self.user.is_some();
-        let what = match u16::from(code) {
-            530 if !logged_in => return self.explain_needs_tls_or_login(&said),
-            530 | 534 | 535 | 538 => "the server rejected the login",
-            550 | 551 | 553 | 450 | 452 | 501 => "the server refused the sender or a recipient",
-            552 | 554 | 451 | 421 => "the server refused the message",
-            _ => "the server answered with an error",
-        };
-        format!("{what} {said}")
-    }
-
-    /// A 530 without a login: on a connection without TLS, the server
-    /// wants STARTTLS (or a login) first; with TLS, a login.
-    fn explain_needs_tls_or_login(&self, said: &str) -> String {
-        let url = self.keys.as_ref().map(|k| k.smtp_url.as_str());
-        if matches!(self.security, Security::Plain | Security::Opportunistic) {
-            let (host, port) = (&self.host, self.port_number());
-            let starttls = match url {
-                Some(key) => format!("set {key} to smtp://{host}:{port}?tls=required"),
-                None => format!("use Smtp::starttls(\"{host}\").port({port})"),
-            };
-            return format!(
-                "the server requires TLS before it accepts mail {said}; no login was sent, so \
-                 none was rejected: {starttls} so that the connection is encrypted with STARTTLS \
-                 first (and if the server requires a login too, give a user name and password)"
-            );
+            Fault::Lookup => {
+                format!("the mail server's name {host:?} could not be resolved ({detail})")
+            }
+            Fault::NoLogin => {
+                let remove = self.advice(
+                    |keys| format!("remove the user name and password from {}", keys.smtp_url),
+                    "remove the credentials".into(),
+                );
+                let mechanisms = match &self.login {
+                    Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
+                    _ => "AUTH PLAIN or LOGIN",
+                };
+                format!(
+                    "the mail server at {endpoint} offers no login on this port (no {mechanisms} \
+                     in its reply to EHLO), but a user name and password are set: if the server \
+                     needs no login, {remove}; if it does, use its submission port with TLS (587 \
+                     with STARTTLS, or 465 with implicit TLS), where logins are offered ({detail})"
+                )
+            }
+            fault => self.explain_tls(fault, &detail),
         }
-        let login = match url {
-            Some(key) => format!("write the user name and password into {key}"),
-            None => "use .credentials(user, password)".to_owned(),
-        };
-        format!("the server requires a login before it accepts mail {said}; none is set: {login}")
     }
 
-    /// No login on offer although credentials are set.
-    fn explain_no_login(&self, detail: &str) -> String {
-        let remove = match &self.keys {
-            Some(keys) => format!("remove the user name and password from {}", keys.smtp_url),
-            None => "remove the credentials".to_owned(),
-        };
-        let mechanisms = match &self.login {
-            Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
-            _ => "AUTH PLAIN or LOGIN",
-        };
-        format!(
-            "the mail server at {} offers no login on this port (no {mechanisms} in its reply \
-             to EHLO), but a user name and password are set: if the server needs no login, \
-             {remove}; if it does, use its submission port with TLS (587 with STARTTLS, or 465 \
-             with implicit TLS), where logins are offered ({detail})",
-            self.endpoint()
-        )
-    }
-
-    /// A TLS failure, told by rustls's typed error.
-    fn explain_tls(&self, tls: TlsFault, detail: &str) -> String {
-        let endpoint = self.endpoint();
-        let (host, port) = (&self.host, self.port_number());
-        match tls {
-            TlsFault::CaAsServerCertificate => {
+    /// A TLS fault told with what to change, or else any fault with what
+    /// lettre said (`detail`, already redacted).
+    fn explain_tls(&self, fault: Fault, detail: &str) -> String {
+        let (endpoint, host) = (self.endpoint_text(), &self.host);
+        match fault {
+            Fault::CaAsServerCertificate => {
                 let san = if host.parse::<std::net::IpAddr>().is_ok() {
                     "IP"
                 } else {
@@ -852,110 +680,75 @@ impl Smtp {
                      leaf certificate for the server with it and trust the CA ({detail})"
                 )
             }
-            TlsFault::PlainTextPort => {
-                let fix = match &self.keys {
-                    Some(keys) => format!(
-                        "set {} to smtp://{host}:{port}?tls=required (STARTTLS)",
-                        keys.smtp_url
-                    ),
-                    None => format!("use Smtp::starttls(\"{host}\").port({port})"),
-                };
-                format!(
-                    "the mail server at {endpoint} answered in plain text, not TLS: this port \
-                     speaks plain text first (STARTTLS, as on ports 587 and 25); {fix}, or use \
-                     the server's implicit-TLS port (465) ({detail})"
+            Fault::PlainTextPort => format!(
+                "the mail server at {endpoint} answered in plain text, not TLS: this port speaks \
+                 plain text first (STARTTLS, as on ports 587 and 25); {}{}, or use the server's \
+                 implicit-TLS port (465) ({detail})",
+                self.starttls_advice(),
+                if self.keys.is_some() {
+                    " (STARTTLS)"
+                } else {
+                    ""
+                },
+            ),
+            Fault::Tls => format!(
+                "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
+                 private CA, {}",
+                self.advice(
+                    |keys| format!("set {} to the CA's PEM file", keys.root_certificate),
+                    "add it with .root_certificate(pem)".into(),
                 )
-            }
-            TlsFault::Other => {
-                let add = match &self.keys {
-                    Some(keys) => format!("set {} to the CA's PEM file", keys.root_certificate),
-                    None => "add it with .root_certificate(pem)".to_owned(),
-                };
-                format!(
-                    "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
-                     private CA, {add}"
-                )
-            }
+            ),
+            _ => format!("sending to {endpoint} failed: {detail}"),
         }
     }
-}
 
-/// What rustls's error says, where it matters to the advice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TlsFault {
-    /// The server's certificate is a CA's (webpki's `CaUsedAsEndEntity`).
-    CaAsServerCertificate,
-    /// What came back is no TLS record (`InvalidContentType`): the port
-    /// speaks plain SMTP first.
-    PlainTextPort,
-    /// Any other TLS failure.
-    Other,
-}
-
-impl TlsFault {
-    fn of(e: &rustls::Error) -> TlsFault {
-        use rustls::{CertificateError, InvalidMessage};
-        match e {
-            rustls::Error::InvalidCertificate(CertificateError::Other(other))
-                if matches!(
-                    other.0.downcast_ref::<webpki::Error>(),
-                    Some(webpki::Error::CaUsedAsEndEntity)
-                ) =>
-            {
-                TlsFault::CaAsServerCertificate
+    /// A reply with an error code, `server_text` already redacted. A 530
+    /// (authentication required, or STARTTLS first) when no login was sent
+    /// (lettre sends AUTH exactly when it has credentials) is no rejected
+    /// login: the server wants TLS or a login first.
+    fn explain_reply(&self, code: Code, transient: bool, server_text: &str) -> String {
+        let kind = if transient { "temporary" } else { "permanent" };
+        let said = format!("({code}, {kind}): {server_text} [{}]", self.endpoint_text());
+        let what = match u16::from(code) {
+            530 if self.user.is_none() && !self.encrypted() => {
+                return format!(
+                    "the server requires TLS before it accepts mail {said}; no login was sent, \
+                     so none was rejected: {} so that the connection is encrypted with STARTTLS \
+                     first (and if the server requires a login too, give a user name and password)",
+                    self.starttls_advice()
+                );
             }
-            rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType) => {
-                TlsFault::PlainTextPort
+            530 if self.user.is_none() => {
+                let login = self.advice(
+                    |keys| format!("write the user name and password into {}", keys.smtp_url),
+                    "use .credentials(user, password)".into(),
+                );
+                return format!(
+                    "the server requires a login before it accepts mail {said}; none is set: {login}"
+                );
             }
-            _ => TlsFault::Other,
-        }
+            530 | 534 | 535 | 538 => "the server rejected the login",
+            550 | 551 | 553 | 450 | 452 | 501 => "the server refused the sender or a recipient",
+            552 | 554 | 451 | 421 => "the server refused the message",
+            _ => "the server answered with an error",
+        };
+        format!("{what} {said}")
     }
-}
 
-/// What the source chain of a lettre error says, by type.
-#[derive(Debug, Default)]
-struct Cause {
-    /// The kind of the first `io::Error` in the chain.
-    io: Option<io::ErrorKind>,
-    /// What rustls said, if it failed (the handshake, a certificate):
-    /// lettre reports a handshake that fails on the first read or write as
-    /// a network error, so `is_tls()` alone misses it.
-    tls: Option<TlsFault>,
-    /// Whether the server's name could not be resolved.
-    lookup: bool,
-}
+    /// Advice in the words of the config this came from (`config`, given
+    /// its keys), or else of the code (`code`).
+    fn advice(&self, config: impl FnOnce(&ConfigKeys) -> String, code: String) -> String {
+        self.keys.as_ref().map_or(code, config)
+    }
 
-impl Cause {
-    fn of(e: &lettre::transport::smtp::Error) -> Cause {
-        let mut cause = Cause::default();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            if let Some(tls) = s.downcast_ref::<rustls::Error>() {
-                cause.tls.get_or_insert(TlsFault::of(tls));
-            }
-            if let Some(io) = s.downcast_ref::<io::Error>() {
-                cause.io.get_or_insert(io.kind());
-                // `io::Error::source` skips the error it wraps: look inside.
-                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    cause.tls.get_or_insert(TlsFault::of(tls));
-                }
-                // std gives a failed name lookup no kind of its own (it is
-                // `Uncategorized`, which cannot be named), only this text.
-                if io.raw_os_error().is_none()
-                    && io
-                        .to_string()
-                        .starts_with("failed to lookup address information")
-                {
-                    cause.lookup = true;
-                }
-            }
-            // lettre's own words when the name resolved to no address.
-            if s.to_string() == "could not resolve to any address" {
-                cause.lookup = true;
-            }
-            source = s.source();
+    /// How to connect to the same host and port with STARTTLS.
+    fn starttls_advice(&self) -> String {
+        let (host, port) = (&self.host, self.port_number());
+        match &self.keys {
+            Some(keys) => format!("set {} to smtp://{host}:{port}?tls=required", keys.smtp_url),
+            None => format!("use Smtp::starttls(\"{host}\").port({port})"),
         }
-        cause
     }
 }
 
@@ -993,6 +786,69 @@ impl Transport for Smtp {
     }
 }
 
+/// The security an SMTP URL's scheme and `tls=` parameter ask for.
+fn url_security(url: &url::Url) -> Result<Security, Error> {
+    let mut tls = None;
+    for (key, value) in url.query_pairs() {
+        if key != "tls" {
+            return Err(Error::smtp(format!(
+                "the SMTP URL has an unknown parameter {key:?}; only tls=required|opportunistic|none is understood"
+            )));
+        }
+        tls.get_or_insert(value);
+    }
+    Ok(match (url.scheme(), tls.as_deref()) {
+        ("smtps", None) => Security::Implicit,
+        ("smtp", Some("required")) => Security::StartTls,
+        ("smtp", Some("opportunistic")) => Security::Opportunistic,
+        ("smtp", None | Some("none")) => Security::Plain,
+        ("smtp" | "smtps", Some(other)) => {
+            return Err(Error::smtp(format!(
+                "the SMTP URL says tls={other:?}; use tls=required, tls=opportunistic or tls=none \
+                 with smtp://, or smtps:// for implicit TLS"
+            )));
+        }
+        (scheme, _) => {
+            return Err(Error::smtp(format!(
+                "the SMTP URL has scheme {scheme:?}; use smtp:// (with ?tls=required for STARTTLS) \
+                 or smtps://"
+            )));
+        }
+    })
+}
+
+/// An SMTP URL's host, an IPv6 address without its brackets.
+fn url_host(url: &url::Url) -> Result<String, Error> {
+    match url.host() {
+        Some(url::Host::Domain(name)) if !name.is_empty() => Ok(name.to_owned()),
+        Some(url::Host::Ipv4(ip)) => Ok(ip.to_string()),
+        Some(url::Host::Ipv6(ip)) => Ok(ip.to_string()),
+        _ => Err(Error::smtp(
+            "the SMTP URL has no host, e.g. smtps://smtp.example.com",
+        )),
+    }
+}
+
+/// The user name or password (`what`) of an SMTP URL, percent-decoded.
+fn decode(text: &str, what: &str) -> Result<String, Error> {
+    let invalid = format!(
+        "the {what} in the SMTP URL is not valid percent-encoded UTF-8; write a % in it as %25"
+    );
+    // `percent_decode_str` keeps a `%` without two hex digits as it is;
+    // here it is a mistake to point out (lettre keeps it).
+    let escapes_ok = text
+        .split('%')
+        .skip(1)
+        .all(|after| after.len() >= 2 && after.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit));
+    if !escapes_ok {
+        return Err(Error::smtp(invalid));
+    }
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|e| Error::explained(ErrorKind::Smtp, invalid, e))
+}
+
 /// Refuses a URL whose user information seems to hold unencoded reserved
 /// characters: an `@` after the first `/`, `?` or `#` that follows `//`
 /// (the parser would end the host there and take the rest as a path, a
@@ -1017,6 +873,7 @@ fn check_encoded(url: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     #[test]
     fn url_schemes_pick_security_and_default_port() {
@@ -1072,7 +929,8 @@ mod tests {
         let err = Smtp::plain("h")
             .credentials("me", "hunter2")
             .build_transport()
-            .unwrap_err();
+            .err()
+            .expect("refused by build");
         assert!(err.to_string().contains("allow_insecure_auth"), "{err}");
         assert!(!err.to_string().contains("hunter2"));
         assert!(
@@ -1096,7 +954,8 @@ mod tests {
         let err = Smtp::tls("h")
             .timeout(Duration::ZERO)
             .build_transport()
-            .unwrap_err();
+            .err()
+            .expect("refused by build");
         assert!(err.to_string().contains("timeout is zero"), "{err}");
     }
 
@@ -1106,7 +965,8 @@ mod tests {
             Smtp::tls("h")
                 .port(0)
                 .build_transport()
-                .unwrap_err()
+                .err()
+                .expect("refused by build")
                 .to_string()
                 .contains("port is 0")
         );
@@ -1114,7 +974,8 @@ mod tests {
             let err = Smtp::tls("h")
                 .root_certificate(pem)
                 .build_transport()
-                .unwrap_err();
+                .err()
+                .expect("refused by build");
             assert!(err.to_string().contains("root certificate"), "{err}");
         }
         let garbage =
