@@ -211,41 +211,28 @@ pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
     (alerts, post)
 }
 
-/// The `alerts` rows of a snapshot's table: nothing when the state never
+/// The `alerts` rows of a snapshot's table: none when the state never
 /// posted to Alertmanager.
-pub(crate) fn write_rows(
-    f: &mut fmt::Formatter<'_>,
+pub(crate) fn rows(
     alerts: &[FiringAlert],
     post: Option<&AlertPost>,
-) -> fmt::Result {
+) -> Vec<(&'static str, String)> {
     if alerts.is_empty() && post.is_none() {
-        return Ok(());
+        return Vec::new();
     }
-    writeln!(f, "alerts       Alertmanager: {}", heading(alerts))?;
-    for alert in alerts {
-        writeln!(f, "             {alert}")?;
-    }
-    if let Some(post) = post {
-        writeln!(f, "             last post: {}, {post}", utc_time(post.at))?;
-    }
-    Ok(())
-}
-
-/// `2 alerts firing`, `none firing`, `1 alert firing, 1 resolution not
-/// accepted yet`.
-fn heading(alerts: &[FiringAlert]) -> String {
     let firing = alerts.iter().filter(|a| a.is_firing()).count();
-    let resolved = alerts.len() - firing;
-    let mut text = match firing {
+    let mut heading = match firing {
         0 => "none firing".to_owned(),
         1 => "1 alert firing".to_owned(),
         n => format!("{n} alerts firing"),
     };
-    if resolved > 0 {
-        text.push_str(&format!(
-            ", {resolved} resolution{} not accepted yet",
-            if resolved == 1 { "" } else { "s" }
-        ));
+    match alerts.len() - firing {
+        0 => {}
+        1 => heading.push_str(", 1 resolution not accepted yet"),
+        n => heading.push_str(&format!(", {n} resolutions not accepted yet")),
     }
-    text
+    let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
+    rows.extend(alerts.iter().map(|alert| ("", alert.to_string())));
+    rows.extend(post.map(|post| ("", format!("last post: {}, {post}", utc_time(post.at)))));
+    rows
 }
