@@ -13,10 +13,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tracing::Level;
 
 use crate::capture::record::{Record, severity};
 use crate::error::{Error, ErrorKind};
+use crate::flush::destination::{Alerts, Posting};
+use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::store::history::fingerprint_of;
 use crate::store::state::{AlertPost, Posted, State};
@@ -487,20 +488,11 @@ impl fmt::Debug for Poster {
     }
 }
 
-/// What one flush posted and Alertmanager accepted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Posting {
-    /// Fingerprint keys of the firing alerts accepted.
-    pub(crate) firing: BTreeSet<String>,
-    /// Resolved alerts accepted.
-    pub(crate) resolved: usize,
-}
-
-impl Poster {
+impl Alerts for Poster {
     /// How long a firing alert lasts unless posted again: the
     /// `resolve_window` given, else its default from the state's history
     /// (see [`Alertmanager::resolve_window`]).
-    pub(crate) fn window(&self, state: &State) -> Duration {
+    fn window(&self, state: &State) -> Duration {
         self.resolve_window.unwrap_or_else(|| {
             payload::default_window(
                 &state.history.run_starts,
@@ -519,23 +511,19 @@ impl Poster {
     /// one Alertmanager accepted them, `state.alerts` says so; when none
     /// did, it keeps the firing ones as they were and notes when the
     /// resolved ones ended, for the next flush to post again.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn flush(
+    fn post(
         &self,
         state: &mut State,
         worth: &BTreeSet<String>,
-        run: u64,
-        now: OffsetDateTime,
-        deadline: Instant,
-        level: Level,
-        fields: &[String],
+        (run, now, deadline): (u64, OffsetDateTime, Instant),
+        policy: &Policy,
     ) -> Result<Posting, Error> {
         let (firing, over) = changes(state, worth, run, now);
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
         let window = self.window(state);
-        let lines = newest_lines(&state.pending, &firing, level, fields);
+        let lines = newest_lines(&state.pending, &firing, policy);
         let mut alerts = Vec::new();
         for (key, ended) in &over {
             if let Some(p) = state.alerts.get(key) {
@@ -564,7 +552,9 @@ impl Poster {
         let answer = answer.map(|_| ());
         settle(state, answer, (firing, over), posted)
     }
+}
 
+impl Poster {
     /// The firing alert of the failure `key` (if the history knows it), with
     /// its `newest` lines, and what the state keeps of it once accepted.
     fn firing(
@@ -645,10 +635,9 @@ fn changes(
 fn newest_lines<'r, 'f>(
     pending: &'r [Record],
     firing: &'f BTreeSet<String>,
-    level: Level,
-    fields: &[String],
+    policy: &Policy,
 ) -> BTreeMap<&'f str, Vec<&'r Record>> {
-    let min = severity(level);
+    let (min, fields) = (severity(policy.level()), &policy.fingerprint_fields);
     let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
     for r in pending.iter().rev().filter(|r| severity(r.level) >= min) {
         let fp = fingerprint_of(r, fields);

@@ -69,13 +69,12 @@ impl Flusher {
 
     /// The failures this flush posts to Alertmanager as firing, if it posts:
     /// at the flush that ends a run, those the policy would report (and
-    /// [`Poster::flush`](crate::alerts::Poster::flush) adds those firing
+    /// [`Alerts::post`](crate::flush::destination::Alerts::post) adds those firing
     /// that the run saw again); at another flush, when the firing ones are
     /// due to be posted again (see [`alerts_due`](Flusher::alerts_due)),
     /// those firing. Alerts found firing in the state file, posted by an
     /// earlier process, are due a third of their resolve window after this
     /// one started.
-    #[cfg(feature = "alertmanager")]
     fn alerts_worth(
         &mut self,
         state: &State,
@@ -94,11 +93,5 @@ impl Flusher {
             }
             Phase::Run | Phase::Checkpoint => None,
         }
-    }
-
-    /// Without Alertmanager, no failure is posted.
-    #[cfg(not(feature = "alertmanager"))]
-    fn alerts_worth(&self, _: &State, _: Phase, _: &Facts<'_>) -> Option<BTreeSet<String>> {
-        None
     }
 }

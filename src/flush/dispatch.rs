@@ -113,19 +113,6 @@ impl Flusher {
         }
     }
 
-    /// Without Alertmanager, no alert is planned, so none is posted.
-    #[cfg(not(feature = "alertmanager"))]
-    pub(super) fn post_alerts(
-        &mut self,
-        _: &StateLock,
-        _: &mut State,
-        _: (&std::collections::BTreeSet<String>, &Decision),
-        _: (u64, OffsetDateTime, Instant),
-        _: &mut Commit,
-    ) -> Result<Outcome, Error> {
-        Ok(Outcome::Nothing)
-    }
-
     /// The failures among `records` that an email of them reports: the
     /// fingerprints of those at the policy's level, one per record.
     pub(super) fn failures_in<'r>(

@@ -39,8 +39,7 @@ pub(crate) struct Flusher {
     /// Where digests go; `None` when Alertmanager is the only destination.
     pub(crate) transport: Option<Arc<dyn Transport>>,
     /// Where alerts go, if anywhere.
-    #[cfg(feature = "alertmanager")]
-    pub(crate) alerts: Option<crate::alerts::Poster>,
+    pub(crate) alerts: Option<Box<dyn crate::flush::destination::Alerts>>,
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
     /// Most bytes the records may take in one email (their text lines, in
@@ -72,7 +71,6 @@ pub(crate) struct Flusher {
     pub(crate) alerts_due: Option<Instant>,
     /// When this process built the layer: the firing alerts it finds in
     /// the state file were posted before that.
-    #[cfg(feature = "alertmanager")]
     pub(crate) started: Instant,
 }
 
@@ -134,7 +132,6 @@ impl Flusher {
     /// [`alerts_due`](Flusher::alerts_due)). Creates nothing: without a
     /// state file there is nothing to look for.
     pub(crate) fn find_firing(&mut self) {
-        #[cfg(feature = "alertmanager")]
         if let Some(poster) = &self.alerts
             && self.alerts_due.is_none()
             && self.store.path().is_file()
