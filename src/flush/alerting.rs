@@ -127,16 +127,5 @@ fn alerted(
     if alone && (removed > 0 || firing + resolved > 0) {
         return alerted;
     }
-    match decision {
-        Decision::Nothing => Outcome::Nothing,
-        Decision::Hold(waiting_for) => Outcome::Held {
-            pending,
-            waiting_for: waiting_for.clone(),
-        },
-        Decision::Wait { until } => Outcome::Waiting {
-            pending,
-            until: *until,
-        },
-        Decision::Send { .. } => alerted,
-    }
+    Outcome::unless_sent(decision.clone(), pending, alerted)
 }

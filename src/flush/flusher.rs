@@ -114,10 +114,7 @@ impl Flusher {
     pub(crate) fn end_period(&mut self, buffer: &Buffer) -> Outcome {
         let outcome = self.flush_caught(buffer, Phase::Flush);
         self.run = None;
-        if let Outcome::Sent { records, emails } = outcome {
-            self.sent_during_run.0 += records;
-            self.sent_during_run.1 += emails;
-        }
+        self.count_sent(&outcome);
         outcome
     }
 

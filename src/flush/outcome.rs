@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::Error;
-use crate::policy::WaitingFor;
+use crate::policy::{Decision, WaitingFor};
 
 /// What a flush did.
 ///
@@ -138,8 +138,23 @@ impl Outcome {
     pub fn is_failed(&self) -> bool {
         matches!(self, Outcome::Failed { .. })
     }
+
+    /// What a flush says of `decision` over `pending` records: `sent` when
+    /// it sends them, else that they are held or wait.
+    pub(crate) fn unless_sent(decision: Decision, pending: usize, sent: Outcome) -> Outcome {
+        match decision {
+            Decision::Nothing => Outcome::Nothing,
+            Decision::Hold(waiting_for) => Outcome::Held {
+                pending,
+                waiting_for,
+            },
+            Decision::Wait { until } => Outcome::Waiting { pending, until },
+            Decision::Send { .. } => sent,
+        }
+    }
 }
 
+/// `1 record`, `3 records`.
 pub(crate) fn records(n: usize) -> String {
     format!("{n} record{}", if n == 1 { "" } else { "s" })
 }
