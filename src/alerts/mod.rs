@@ -522,24 +522,20 @@ impl Alerts for Poster {
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
-        let window = self.window(state);
-        let lines = newest_lines(&state.pending, &firing, policy);
-        let mut alerts = Vec::new();
-        for (key, ended) in &over {
-            if let Some(p) = state.alerts.get(key) {
-                alerts.push(self.identity.resolved(
-                    &p.failure,
-                    &p.severity,
-                    p.since,
-                    p.runs,
-                    *ended,
-                ));
-            }
-        }
-        let mut posted: BTreeMap<String, Posted> = BTreeMap::new();
+        let (window, mut lines) = (
+            self.window(state),
+            newest_lines(&state.pending, &firing, policy),
+        );
+        let resolved = over
+            .iter()
+            .filter_map(|(key, ended)| Some((state.alerts.get(key)?, *ended)));
+        let mut alerts: Vec<_> = resolved
+            .map(|(p, ended)| self.identity.resolved(p, ended))
+            .collect();
+        let mut posted = BTreeMap::new();
         for key in &firing {
-            let newest = lines.get(key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            if let Some((alert, kept)) = self.firing(state, key, newest, now, window) {
+            let newest = lines.remove(key.as_str()).unwrap_or_default();
+            if let Some((alert, kept)) = self.firing(state, key, &newest, now, window) {
                 posted.insert(key.clone(), kept);
                 alerts.push(alert);
             }
@@ -549,8 +545,7 @@ impl Alerts for Poster {
         })?;
         let answer = self.client.post(&body, deadline);
         state.alert_post = Some(self.answer(&answer, now, firing.len(), over.len()));
-        let answer = answer.map(|_| ());
-        settle(state, answer, (firing, over), posted)
+        settle(state, answer.map(|_| ()), (firing, over), posted)
     }
 }
 
@@ -566,25 +561,20 @@ impl Poster {
         window: Duration,
     ) -> Option<(payload::Alert, Posted)> {
         let s = state.history.streaks.get(key)?;
-        let since = state
-            .alerts
-            .get(key)
-            .filter(|p| p.resolved.is_none())
+        let since = (state.alerts.get(key).filter(|p| p.resolved.is_none()))
             .map_or(s.since, |p| p.since.min(s.since));
+        let lines = newest.iter().rev().map(|r| r.to_line(time::UtcOffset::UTC));
+        let recent = state
+            .history
+            .recent_runs(key, crate::store::history::STRIP_RUNS);
         let failure = payload::Failure {
             label: s.label.clone(),
             level: s.level,
             runs: s.runs,
             first_seen: since,
             last_seen: s.last_seen,
-            lines: newest
-                .iter()
-                .rev()
-                .map(|r| r.to_line(time::UtcOffset::UTC))
-                .collect(),
-            recent: (state.history)
-                .recent_runs(key, crate::store::history::STRIP_RUNS)
-                .unwrap_or_default(),
+            lines: lines.collect(),
+            recent: recent.unwrap_or_default(),
         };
         let alert = self.identity.firing(&failure, now, window);
         let posted = Posted {
@@ -697,24 +687,14 @@ impl Poster {
         firing: usize,
         resolved: usize,
     ) -> AlertPost {
-        let (accepted, error) = match answer {
-            Ok(n) => (*n, None),
-            Err(e) => (
-                0,
-                Some(
-                    self.client
-                        .redactor
-                        .quote(e.to_string().as_bytes(), MAX_ANSWER, false),
-                ),
-            ),
-        };
+        let error = answer.as_ref().err().map(|e| e.to_string());
         AlertPost {
             at: now,
             firing,
             resolved,
-            accepted,
+            accepted: *answer.as_ref().unwrap_or(&0),
             of: self.client.endpoints.len(),
-            error,
+            error: error.map(|e| self.client.redactor.quote(e.as_bytes(), MAX_ANSWER, false)),
         }
     }
 }
@@ -722,17 +702,15 @@ impl Poster {
 /// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
 /// first, then the firing ones seen fewest runs.
 fn bound(alerts: &mut BTreeMap<String, Posted>) {
-    while alerts.len() > MAX_ALERTS {
-        let oldest = alerts
-            .iter()
-            .min_by_key(|(_, p)| (p.resolved.is_none(), p.resolved, p.runs))
-            .map(|(k, _)| k.clone());
-        match oldest {
-            Some(key) => {
-                alerts.remove(&key);
-            }
-            None => break,
-        }
+    let mut by_age: Vec<_> = (alerts.iter())
+        .map(|(key, p)| ((p.resolved.is_none(), p.resolved, p.runs), key.clone()))
+        .collect();
+    by_age.sort();
+    for (_, key) in by_age
+        .into_iter()
+        .take(alerts.len().saturating_sub(MAX_ALERTS))
+    {
+        alerts.remove(&key);
     }
 }
 

@@ -110,47 +110,40 @@ impl<'a> Taken<'a> {
 
     /// Gives the records back to the buffer after `error` and says so.
     pub(super) fn give_back(&mut self, error: Error) -> Outcome {
-        let at = self.state.pending.len() - self.count;
+        let (count, on_disk) = self.restore();
+        let error = match count {
+            0 => error,
+            _ => error.context(|error| {
+                format!(
+                    "{error}; this run's {count} records are kept in memory for the next flush \
+                     (and written to stderr if none succeeds)"
+                )
+            }),
+        };
+        Outcome::Failed {
+            error,
+            pending: on_disk + count,
+        }
+    }
+
+    /// Puts the records back into the buffer. Returns how many, and how
+    /// many of the state's are on disk.
+    fn restore(&mut self) -> (usize, usize) {
+        let at = self.state.pending.len().saturating_sub(self.count);
         let records = self.state.pending.split_off(at);
-        let dropped = std::mem::take(&mut self.dropped);
+        let count = records.len();
+        self.buffer
+            .restore(records, std::mem::take(&mut self.dropped));
         self.count = 0;
-        give_back(self.buffer, records, dropped, error, at)
+        (count, at)
     }
 }
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         if self.count > 0 || self.dropped > 0 {
-            let at = self.state.pending.len().saturating_sub(self.count);
-            self.buffer
-                .restore(self.state.pending.split_off(at), self.dropped);
+            self.restore();
         }
-    }
-}
-
-/// Puts records back into the buffer after a failure and says so.
-fn give_back(
-    buffer: &Buffer,
-    records: Vec<Record>,
-    dropped: u64,
-    error: Error,
-    on_disk: usize,
-) -> Outcome {
-    let count = records.len();
-    buffer.restore(records, dropped);
-    let error = if count > 0 {
-        error.context(|error| {
-            format!(
-                "{error}; this run's {count} records are kept in memory for the next flush \
-                 (and written to stderr if none succeeds)"
-            )
-        })
-    } else {
-        error
-    };
-    Outcome::Failed {
-        error,
-        pending: on_disk + count,
     }
 }
 

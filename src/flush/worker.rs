@@ -195,25 +195,14 @@ fn wait_for_job(signal: &Signal, schedule: &Schedule) -> Option<Job> {
 /// again, if it has any.
 fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instant> {
     let mut flusher = lock(flusher);
-    match job {
-        Job::Period => {
-            let outcome = flusher.end_period(&shared.buffer);
-            if outcome.is_failed() {
-                // The error may hold a transport's own, whose Display is user code.
-                let line = crate::error::display_safely(&outcome);
-                let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
-            }
-        }
-        Job::Alerts => {
+    if job == Job::Period {
+        say_failed(&flusher.end_period(&shared.buffer));
+    } else {
+        if job == Job::Alerts {
             flusher.find_firing();
-            if shared.buffer.len() > 0 || flusher.alerts_due_now() {
-                let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
-            }
         }
-        Job::Batch | Job::Checkpoint => {
-            if shared.buffer.len() > 0 || flusher.alerts_due_now() {
-                let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
-            }
+        if shared.buffer.len() > 0 || flusher.alerts_due_now() {
+            let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
         }
     }
     flusher.alerts_due()
@@ -223,14 +212,19 @@ fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instan
 /// then the last resort for records that could not be stored: stderr.
 pub(crate) fn finish(shared: &Shared, flusher: &Mutex<Flusher>, flushed: bool) {
     if !flushed || shared.buffer.len() > 0 {
-        let outcome = lock(flusher).flush_caught(&shared.buffer, Phase::Flush);
-        if outcome.is_failed() {
-            // The error may hold a transport's own, whose Display is user code.
-            let line = crate::error::display_safely(&outcome);
-            let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
-        }
+        say_failed(&lock(flusher).flush_caught(&shared.buffer, Phase::Flush));
     }
     last_resort(&shared.buffer);
+}
+
+/// Says on stderr that a flush no caller sees (a period's, the guard's
+/// drop) failed.
+fn say_failed(outcome: &crate::flush::outcome::Outcome) {
+    if outcome.is_failed() {
+        // The error may hold a transport's own, whose Display is user code.
+        let line = crate::error::display_safely(outcome);
+        let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
+    }
 }
 
 /// The last resort for records that could not be stored: written to stderr
