@@ -232,7 +232,7 @@ impl Composer {
     }
 
     /// The email with these parts, from and to the configured addresses.
-    fn email(
+    pub(crate) fn email(
         &self,
         subject: String,
         text: String,

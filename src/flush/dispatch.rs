@@ -160,7 +160,7 @@ impl Flusher {
     /// Notes the send's `error` (if it failed) in `state` and saves it. The
     /// outcome is `done` when both went well; else the send's error, or the
     /// save's, which says that `sent` (what, how many records) went out.
-    fn settle(
+    pub(super) fn settle(
         &self,
         lock: &StateLock,
         state: &mut State,
