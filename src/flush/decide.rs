@@ -81,16 +81,16 @@ impl Flusher {
         phase: Phase,
         facts: &Facts<'_>,
     ) -> Option<BTreeSet<String>> {
-        let poster = self.alerts.as_ref()?;
-        let firing = || state.alerts.iter().filter(|(_, p)| p.resolved.is_none());
-        if self.alerts_due.is_none() && !state.alerts.is_empty() {
-            self.alerts_due = Some(self.started + poster.window(state) / 3);
-        }
+        self.alerts.as_ref()?;
+        self.note_firing(state);
         match phase {
             Phase::Flush => Some(self.policy.worth_reporting(&state.pending, facts)),
-            Phase::Run if self.alerts_due_now() => {
-                Some(firing().map(|(key, _)| key.clone()).collect())
-            }
+            Phase::Run if self.alerts_due_now() => Some(
+                (state.alerts.iter())
+                    .filter(|(_, p)| p.resolved.is_none())
+                    .map(|(key, _)| key.clone())
+                    .collect(),
+            ),
             Phase::Run | Phase::Checkpoint => None,
         }
     }

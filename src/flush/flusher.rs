@@ -30,6 +30,7 @@ use crate::flush::taken::{Commit, Taken};
 use crate::policy::{Phase, Policy, Tally};
 use crate::store::file::{StateLock, StateStore};
 use crate::store::kept::Cache;
+use crate::store::state::State;
 use crate::transport::Transport;
 
 pub(crate) struct Flusher {
@@ -118,25 +119,29 @@ impl Flusher {
         outcome
     }
 
-    /// When the firing alerts are to be posted again, if any are firing.
-    pub(crate) fn alerts_due(&self) -> Option<Instant> {
-        self.alerts_due
-    }
-
     /// Reads the state file for the alerts an earlier process left firing,
-    /// if no flush of this one has yet: they are then due a third of their
-    /// resolve window after this process started (see
-    /// [`alerts_due`](Flusher::alerts_due)). Creates nothing: without a
-    /// state file there is nothing to look for.
+    /// if no flush of this one has yet (see [`note_firing`](Self::note_firing)).
+    /// Creates nothing: without a state file there is nothing to look for.
     pub(crate) fn find_firing(&mut self) {
-        if let Some(poster) = &self.alerts
+        if self.alerts.is_some()
             && self.alerts_due.is_none()
             && self.store.path().is_file()
             && let Ok(lock) = self.store.lock()
             && let Ok(loaded) = self.store.load(&lock)
-            && !loaded.state.alerts.is_empty()
         {
-            self.alerts_due = Some(self.started + poster.window(&loaded.state) / 3);
+            self.note_firing(&loaded.state);
+        }
+    }
+
+    /// Alerts found firing in `state` when none is known to be, posted by
+    /// an earlier process, are due a third of their resolve window after
+    /// this one started.
+    pub(super) fn note_firing(&mut self, state: &State) {
+        if let Some(alerts) = &self.alerts
+            && self.alerts_due.is_none()
+            && !state.alerts.is_empty()
+        {
+            self.alerts_due = Some(self.started + alerts.window(state) / 3);
         }
     }
 

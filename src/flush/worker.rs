@@ -205,7 +205,7 @@ fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instan
             let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
         }
     }
-    flusher.alerts_due()
+    flusher.alerts_due
 }
 
 /// The guard's last flush (unless it `flushed` and no record came in since),

@@ -8,6 +8,7 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::capture::record::utc_time;
+pub use crate::store::state::AlertPost;
 use crate::store::state::State;
 
 /// An alert that Alertmanager holds as firing for this program, as the
@@ -54,39 +55,6 @@ pub struct FiringAlert {
     /// The last post, which carried it (every post carries every alert
     /// the state file keeps), with its answer.
     pub last_post: Option<AlertPost>,
-}
-
-/// One post to Alertmanager and its answer: when, how many alerts it
-/// carried, and how many Alertmanagers accepted it, or why none did (the
-/// error's text, with every secret hidden). Its `Display` is one line.
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// # let snapshot = tracing_email::StateFile::open(dir.path().join("s.json")).snapshot()?;
-/// if let Some(post) = &snapshot.last_alert_post {
-///     println!("last post: {}, {post}", post.at);  // "accepted by 1 of 1 Alertmanager (…)"
-///     if !post.is_accepted() {
-///         eprintln!("Alertmanager did not take the alerts: {:?}", post.error);
-///     }
-/// }
-/// # Ok::<(), tracing_email::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AlertPost {
-    /// When it was posted.
-    pub at: OffsetDateTime,
-    /// Firing alerts it carried.
-    pub firing: usize,
-    /// Resolved alerts it carried.
-    pub resolved: usize,
-    /// Alertmanagers that accepted it (0: the post failed; the next flush
-    /// posts again).
-    pub accepted: usize,
-    /// Alertmanagers it went to.
-    pub of: usize,
-    /// Why none accepted it, when none did.
-    pub error: Option<String>,
 }
 
 impl AlertPost {
@@ -179,14 +147,7 @@ fn other_labels(labels: &BTreeMap<String, String>) -> String {
 /// The alerts of `state`, firing first, then the longest-lasting first; and
 /// its last post.
 pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
-    let post = state.alert_post.as_ref().map(|p| AlertPost {
-        at: p.at,
-        firing: p.firing,
-        resolved: p.resolved,
-        accepted: p.accepted,
-        of: p.of,
-        error: p.error.clone(),
-    });
+    let post = state.alert_post.clone();
     let mut alerts: Vec<FiringAlert> = state
         .alerts
         .values()
