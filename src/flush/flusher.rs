@@ -226,13 +226,11 @@ impl Flusher {
             }
         };
         self.clamp(&mut taken.state, &mut ingested, now, commit);
-        let plan = self.decide(
-            &taken.state,
-            ingested.tally.take(),
-            phase,
-            now,
-            ingested.run,
-        );
+        self.note_firing(&taken.state);
+        let tally = ingested.tally.take();
+        let (plan, tally) = self.decide(&taken.state, tally, phase, now, ingested.run);
+        // Records leave only by a send or by alerts accepted, which make it anew.
+        self.cache.tally = Some(tally);
         if let Err(failed) = self.save_or_give_back(lock, taken, &ingested, commit) {
             return failed;
         }
