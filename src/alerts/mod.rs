@@ -229,24 +229,18 @@ impl Alertmanager {
     /// no credentials in them; https or loopback when credentials are set),
     /// label names, the certificate, durations.
     pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
+        let urls = "alertmanager_urls";
         if self.urls.is_empty() {
-            return Err(self.bad(
-                "alertmanager_urls",
-                "no Alertmanager URL; give one or more such as http://am-0:9093".into(),
-            ));
+            let why = "no Alertmanager URL; give one or more such as http://am-0:9093";
+            return Err(self.bad(urls, why));
         }
-        let endpoints = self
-            .urls
-            .iter()
-            .map(|raw| {
-                self.endpoint(raw)
-                    .map_err(|m| self.bad("alertmanager_urls", m))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let endpoints = (self.urls.iter())
+            .map(|raw| self.endpoint(raw).map_err(|m| self.bad(urls, m)))
+            .collect::<Result<_, _>>()?;
         let labels = self.checked_labels()?;
         self.check_durations()?;
         let (authorization, redactor) = self.authorization()?;
-        let agent = self.agent()?;
+        let (agent, timeout) = (self.agent()?, self.timeout);
         Ok(Poster {
             identity: payload::Identity {
                 app: app.to_owned(),
@@ -258,7 +252,7 @@ impl Alertmanager {
                 agent,
                 authorization,
                 redactor,
-                timeout: self.timeout,
+                timeout,
             },
             resolve_window: self.resolve_window,
         })
@@ -266,7 +260,7 @@ impl Alertmanager {
 
     /// The error for `key`, named as where it came from says (see
     /// [`named`](Self::named)), or as `alerts`.
-    fn bad(&self, key: &str, message: String) -> Error {
+    fn bad(&self, key: &str, message: impl fmt::Display) -> Error {
         let lead = match &self.origin {
             Some(o) => o.name(key),
             None => "alerts".to_owned(),
@@ -277,34 +271,25 @@ impl Alertmanager {
     /// The extra labels, each name checked: valid for Prometheus, and not
     /// one that tracing-email sets.
     fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
-        let mut labels = BTreeMap::new();
-        for (name, value) in &self.labels {
-            let valid = name
-                .chars()
-                .enumerate()
+        for (name, _) in &self.labels {
+            let valid = (name.chars().enumerate())
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-            if name.is_empty() || !valid || name.starts_with("__") {
-                return Err(self.bad(
-                    "alertmanager_labels",
-                    format!(
-                        "the label name {name:?} is not valid; use letters, digits and _, not \
-                     starting with a digit or __"
-                    ),
-                ));
-            }
-            if OWN_LABELS.contains(&name.as_str()) {
-                return Err(self.bad(
-                    "alertmanager_labels",
-                    format!(
-                        "the label {name:?} is set by tracing-email (alertname is the app, \
-                     failure the failure, severity error or warning, instance the host; \
-                     see Builder::host); choose another name"
-                    ),
-                ));
-            }
-            labels.insert(name.clone(), value.clone());
+            let (what, why) = match () {
+                _ if name.is_empty() || !valid || name.starts_with("__") => (
+                    "label name",
+                    "is not valid; use letters, digits and _, not starting with a digit or __",
+                ),
+                _ if OWN_LABELS.contains(&name.as_str()) => (
+                    "label",
+                    "is set by tracing-email (alertname is the app, failure the failure, \
+                     severity error or warning, instance the host; see Builder::host); choose \
+                     another name",
+                ),
+                _ => continue,
+            };
+            return Err(self.bad("alertmanager_labels", format!("the {what} {name:?} {why}")));
         }
-        Ok(labels)
+        Ok(self.labels.iter().cloned().collect())
     }
 
     /// The timeout and the resolve window: longer than zero, within their bound.
@@ -346,10 +331,7 @@ impl Alertmanager {
             .as_ref()
             .is_some_and(|h| h.contains(['\r', '\n']))
         {
-            return Err(self.bad(
-                "alertmanager_user",
-                "the credentials hold a line break".into(),
-            ));
+            return Err(self.bad("alertmanager_user", "the credentials hold a line break"));
         }
         Ok((authorization, redactor))
     }
@@ -375,21 +357,17 @@ impl Alertmanager {
     /// The certificates in `pem`: at least one, all valid.
     fn root_certs(&self, pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, Error> {
         let key = "alertmanager_root_certificate";
-        let certs: Vec<_> = ureq::tls::parse_pem(pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.bad(key, format!("the root certificate is not valid PEM: {e}")))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(pem) {
+            let bad = |e| self.bad(key, format!("the root certificate is not valid PEM: {e}"));
+            if let ureq::tls::PemItem::Certificate(c) = item.map_err(bad)? {
+                certs.push(c);
+            }
+        }
         if certs.is_empty() {
-            return Err(self.bad(
-                key,
-                "the root certificate holds no certificate (expected PEM, -----BEGIN \
-                 CERTIFICATE-----)"
-                    .into(),
-            ));
+            let why = "the root certificate holds no certificate (expected PEM, -----BEGIN \
+                       CERTIFICATE-----)";
+            return Err(self.bad(key, why));
         }
         Ok(certs)
     }
@@ -398,46 +376,38 @@ impl Alertmanager {
     /// fragment in it; credentials only over https or to loopback) and
     /// made the URL posted to; else what is wrong with it.
     fn endpoint(&self, raw: &str) -> Result<String, String> {
-        let url = match url::Url::parse(raw.trim()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
-            Ok(_) | Err(_) => {
-                return Err(format!(
-                    "{:?} is not an Alertmanager URL; give http://host:port or https://host:port",
-                    shown(raw)
-                ));
-            }
+        let shown = shown(raw);
+        let url = (url::Url::parse(raw.trim()).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                format!(
+                    "{shown:?} is not an Alertmanager URL; give http://host:port or \
+                     https://host:port"
+                )
+            })?;
+        let secret = match &self.auth {
+            Some(Auth::Basic(..)) => "password",
+            Some(Auth::Bearer(_)) => "bearer token",
+            None => "",
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "{:?} holds credentials; give them with basic_auth (the alertmanager_user and \
-                 alertmanager_password_env keys) instead",
-                shown(raw)
-            ));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!(
-                "{:?}: a query or fragment is not part of an Alertmanager's base URL",
-                shown(raw)
-            ));
-        }
-        if let Some(auth) = &self.auth
-            && url.scheme() == "http"
-            && !on_loopback(&url)
-        {
-            let what = match auth {
-                Auth::Basic(..) => "password",
-                Auth::Bearer(_) => "bearer token",
-            };
-            return Err(format!(
-                "refusing to send the Alertmanager {what} to {:?} over a connection that is not \
-                 encrypted; use https:// (with alertmanager_root_certificate for a private CA), \
-                 or http:// only to this host (127.0.0.1, ::1, localhost)",
-                shown(raw)
-            ));
-        }
-        let base = url.as_str().trim_end_matches('/');
-        let base = base.strip_suffix(PATH).unwrap_or(base);
-        Ok(format!("{base}{PATH}"))
+        Err(if !url.username().is_empty() || url.password().is_some() {
+            format!(
+                "{shown:?} holds credentials; give them with basic_auth (the alertmanager_user \
+                 and alertmanager_password_env keys) instead"
+            )
+        } else if url.query().is_some() || url.fragment().is_some() {
+            format!("{shown:?}: a query or fragment is not part of an Alertmanager's base URL")
+        } else if !secret.is_empty() && url.scheme() == "http" && !on_loopback(&url) {
+            format!(
+                "refusing to send the Alertmanager {secret} to {shown:?} over a connection that \
+                 is not encrypted; use https:// (with alertmanager_root_certificate for a private \
+                 CA), or http:// only to this host (127.0.0.1, ::1, localhost)"
+            )
+        } else {
+            let base = url.as_str().trim_end_matches('/');
+            let base = base.strip_suffix(PATH).unwrap_or(base);
+            return Ok(format!("{base}{PATH}"));
+        })
     }
 }
 
