@@ -62,7 +62,7 @@ impl Flusher {
             &self.outstanding,
             email,
             deadline,
-            reply,
+            |t, e| t.send_with_reply(e),
         )
     }
 }
@@ -75,11 +75,6 @@ fn transport_of(flusher: &Flusher) -> Result<&Arc<dyn Transport>, Error> {
              not only Alertmanager",
         )
     })
-}
-
-/// A test email's delivery: the transport's reply is shown.
-fn reply(transport: &dyn Transport, email: &Email) -> Result<Option<String>, crate::BoxError> {
-    transport.send_with_reply(email)
 }
 
 /// The test email: plain text, from and to the digest's addresses.

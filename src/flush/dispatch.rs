@@ -24,7 +24,7 @@ use crate::policy::{Decision, Phase, Recovery};
 use crate::store::file::StateLock;
 use crate::store::history::fingerprint_of;
 use crate::store::state::State;
-use crate::transport::{Email, Transport};
+use crate::transport::Email;
 
 impl Flusher {
     /// Carries out `plan` over `state` in `run` at `now`: posts the alerts,
@@ -131,8 +131,11 @@ impl Flusher {
         let Some(transport) = &self.transport else {
             return Outcome::Nothing;
         };
-        let result = (self.composer.compose_recovery(&state.history.resolved))
-            .and_then(|email| send_before(transport, &self.outstanding, email, deadline, send));
+        let result = (self.composer.compose_recovery(&state.history.resolved)).and_then(|email| {
+            send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                t.send(e)
+            })
+        });
         let error = result.err();
         let failed = error.is_some();
         if error.is_none() {
@@ -221,7 +224,9 @@ impl Flusher {
                 let result =
                     (self.compose(state, (records, &shown), first, numbered, with_resolved))
                         .and_then(|email| {
-                            send_before(transport, &self.outstanding, email, deadline, send)
+                            send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                                t.send(e)
+                            })
                         });
                 if let Err(e) = result {
                     return (sent, emails, Some(e));
@@ -320,11 +325,6 @@ fn with_alerts_error(alerted: Option<Error>, outcome: Outcome, pending: usize) -
         _ => error,
     };
     Outcome::Failed { error, pending }
-}
-
-/// A digest's delivery: the transport's `send`.
-fn send(transport: &dyn Transport, email: &Email) -> Result<(), crate::transport::BoxError> {
-    transport.send(email)
 }
 
 /// `0..count` in consecutive ranges of at most `size`.
