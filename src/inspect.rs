@@ -230,24 +230,23 @@ fn count(n: usize, what: &str) -> String {
 
 impl fmt::Display for Cleared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "removed {}", count(self.records, "pending record"))?;
-        if self.parked_files > 0 {
-            write!(f, " (with {})", count(self.parked_files, "parked file"))?;
-        }
-        if self.history_removed {
-            write!(
-                f,
-                ", the history ({}) and the time of the last email: every failure is new again",
-                count(self.failures, "failure streak")
-            )
-        } else {
-            write!(
-                f,
-                "; kept the history ({}, and when each was reported: a reported failure stays \
-                 quiet) and the time of the last email",
-                count(self.failures, "failure streak")
-            )
-        }
+        let parked = match self.parked_files {
+            0 => String::new(),
+            n => format!(" (with {})", count(n, "parked file")),
+        };
+        let streaks = count(self.failures, "failure streak");
+        let history = match self.history_removed {
+            true => format!(
+                ", the history ({streaks}) and the time of the last email: every failure is new \
+                 again"
+            ),
+            false => format!(
+                "; kept the history ({streaks}, and when each was reported: a reported failure \
+                 stays quiet) and the time of the last email"
+            ),
+        };
+        let records = count(self.records, "pending record");
+        write!(f, "removed {records}{parked}{history}")
     }
 }
 

@@ -92,25 +92,27 @@ impl Identity {
 
     /// The firing alert of `f`, ending at `now + window` unless re-posted.
     pub(crate) fn firing(&self, f: &Failure, now: OffsetDateTime, window: Duration) -> Alert {
-        let mut annotations = BTreeMap::new();
         let mut summary = format!("{} {} on {}", f.level, f.label, self.instance);
         if f.runs > 1 {
             let _ = write!(summary, ", in each of the last {} runs", f.runs);
         }
-        annotations.insert("summary".into(), summary);
-        let mut description = String::new();
         let hidden = f.lines.len().saturating_sub(MAX_LINES);
-        for line in &f.lines[hidden..] {
-            description.push_str(&cut(line.trim_end(), MAX_LINE_CHARS));
-            description.push('\n');
-        }
-        annotations.insert("description".into(), description.trim_end().to_owned());
-        annotations.insert("runs".into(), f.runs.to_string());
+        let lines = f.lines[hidden..]
+            .iter()
+            .map(|l| cut(l.trim_end(), MAX_LINE_CHARS));
+        let description = lines.collect::<Vec<_>>().join("\n");
+        let mut annotations: BTreeMap<String, String> = [
+            ("summary", summary),
+            ("description", description),
+            ("runs", f.runs.to_string()),
+            ("first_seen", utc_time(f.first_seen)),
+            ("last_seen", utc_time(f.last_seen)),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
         if f.recent.len() >= 2 {
             annotations.insert("history".into(), strip_text(&f.recent));
         }
-        annotations.insert("first_seen".into(), utc_time(f.first_seen));
-        annotations.insert("last_seen".into(), utc_time(f.last_seen));
         let window = time::Duration::try_from(window).unwrap_or(time::Duration::DAY);
         Alert {
             labels: self.labels(&f.label, severity(f.level)),
