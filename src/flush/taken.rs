@@ -39,17 +39,20 @@ impl Commit {
         lock: &StateLock,
         state: &mut State,
     ) -> Result<(), Error> {
-        match store.save(lock, state) {
-            Ok(stamp) => {
-                state.generation = stamp.generation;
-                self.stamp = Some(stamp);
-                Ok(())
-            }
-            Err(e) => {
-                self.stamp = None;
-                Err(e)
-            }
-        }
+        let written = store.save(lock, state);
+        self.noted(state, written)
+    }
+
+    /// Notes what a write of `state` left on disk: its stamp, or that it is
+    /// unknown after a failure.
+    pub(super) fn noted(
+        &mut self,
+        state: &mut State,
+        written: Result<Stamp, Error>,
+    ) -> Result<(), Error> {
+        self.stamp = written.as_ref().ok().copied();
+        state.generation = written?.generation;
+        Ok(())
     }
 }
 
