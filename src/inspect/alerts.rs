@@ -125,23 +125,16 @@ impl fmt::Display for FiringAlert {
             )?,
             None => f.write_str("; accepted (when: not kept by the version that posted it)")?,
         }
-        let labels = other_labels(&self.labels);
+        // The labels but `failure` and `severity` (shown already).
+        let labels: Vec<String> = (self.labels.iter())
+            .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
         if !labels.is_empty() {
-            write!(f, "; {labels}")?;
+            write!(f, "; {}", labels.join(", "))?;
         }
         Ok(())
     }
-}
-
-/// The labels but `failure` and `severity` (shown already), as
-/// `name="value"` pairs.
-fn other_labels(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The alerts of `state`, firing first, then the longest-lasting first; and
@@ -162,13 +155,7 @@ pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
             last_post: post.clone(),
         })
         .collect();
-    alerts.sort_by(|a, b| {
-        (a.resolved.is_some(), a.since, &a.failure).cmp(&(
-            b.resolved.is_some(),
-            b.since,
-            &b.failure,
-        ))
-    });
+    alerts.sort_by_cached_key(|a| (a.resolved.is_some(), a.since, a.failure.clone()));
     (alerts, post)
 }
 
