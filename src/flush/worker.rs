@@ -144,14 +144,15 @@ pub(crate) fn spawn_worker(
     std::thread::Builder::new()
         .name("tracing-email".into())
         .spawn(move || {
-            let _finish = Finish {
-                shared: Arc::clone(&shared),
-                flusher: Arc::clone(&flusher),
-                signal: Arc::clone(&signal),
+            // Its drop runs the last flush handed over, even if a job panics.
+            let work = Finish {
+                shared,
+                flusher,
+                signal,
             };
             let mut schedule = Schedule::new(timing, Instant::now());
-            while let Some(job) = wait_for_job(&signal, &schedule) {
-                let alerts = run_job(&shared, &flusher, job);
+            while let Some(job) = wait_for_job(&work.signal, &schedule) {
+                let alerts = run_job(&work.shared, &work.flusher, job);
                 schedule.done(job, Instant::now(), alerts);
             }
         })
