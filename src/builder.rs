@@ -15,6 +15,7 @@ use crate::digest::Composer;
 use crate::digest::subject::Template;
 use crate::error::{Error, ErrorKind};
 use crate::flush::Flusher;
+use crate::flush::destination::Alerts;
 use crate::flush::outcome::Outcome;
 use crate::flush::worker::{Timing, spawn_worker};
 use crate::guard::FlushGuard;
@@ -641,7 +642,7 @@ impl Builder {
         #[cfg(feature = "alertmanager")]
         let alerts = self.alerts.take();
         #[cfg(not(feature = "alertmanager"))]
-        let alerts: Option<()> = None;
+        let alerts: Option<Box<dyn Alerts>> = None;
         // Alerts alone need no email addresses (given, they are checked).
         let alerts_only = alerts.is_some() && self.transport.is_none();
         let (from, to) = if alerts_only && self.config.from.is_none() && self.config.to.is_empty() {
@@ -687,7 +688,7 @@ impl Builder {
         let host = named(&s.host);
         #[cfg(feature = "alertmanager")]
         let alerts = match alerts {
-            Some(a) => Some(a.check(app.trim(), host.clone())?),
+            Some(a) => Some(Box::new(a.check(app.trim(), host.clone())?) as Box<dyn Alerts>),
             None => None,
         };
         let offset = match (s.offset, s.local_time) {
@@ -717,7 +718,6 @@ impl Builder {
             },
             policy: s.policy.clone(),
             transport,
-            #[cfg(feature = "alertmanager")]
             alerts,
             max_pending: s.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
             max_email_bytes: s.max_email_bytes.unwrap_or(DEFAULT_MAX_EMAIL_BYTES),
@@ -729,7 +729,6 @@ impl Builder {
             notify_recovery: s.notify_recovery,
             outstanding: Default::default(),
             alerts_due: None,
-            #[cfg(feature = "alertmanager")]
             started: std::time::Instant::now(),
         };
         Ok((flusher, s))
@@ -774,10 +773,7 @@ impl Builder {
             span_edits: Default::default(),
         });
         // Alerts need it to post firing ones again before they expire.
-        #[cfg(feature = "alertmanager")]
         let alerts = flusher.alerts.is_some();
-        #[cfg(not(feature = "alertmanager"))]
-        let alerts = false;
         let timing = Timing {
             checkpoint: checkpoint_interval,
             period: s.flush_every,

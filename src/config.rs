@@ -858,7 +858,8 @@ mod tests {
             {
                 let flusher = crate::sync::lock(&guard.flusher);
                 assert!(flusher.transport.is_none());
-                let poster = flusher.alerts.as_ref().unwrap();
+                let alerts: &dyn std::any::Any = &**flusher.alerts.as_ref().unwrap();
+                let poster = alerts.downcast_ref::<crate::alerts::Poster>().unwrap();
                 assert_eq!(
                     poster.client.endpoints,
                     [

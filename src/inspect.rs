@@ -231,24 +231,23 @@ fn count(n: usize, what: &str) -> String {
 
 impl fmt::Display for Cleared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "removed {}", count(self.records, "pending record"))?;
-        if self.parked_files > 0 {
-            write!(f, " (with {})", count(self.parked_files, "parked file"))?;
-        }
-        if self.history_removed {
-            write!(
-                f,
-                ", the history ({}) and the time of the last email: every failure is new again",
-                count(self.failures, "failure streak")
-            )
-        } else {
-            write!(
-                f,
-                "; kept the history ({}, and when each was reported: a reported failure stays \
-                 quiet) and the time of the last email",
-                count(self.failures, "failure streak")
-            )
-        }
+        let parked = match self.parked_files {
+            0 => String::new(),
+            n => format!(" (with {})", count(n, "parked file")),
+        };
+        let streaks = count(self.failures, "failure streak");
+        let history = match self.history_removed {
+            true => format!(
+                ", the history ({streaks}) and the time of the last email: every failure is new \
+                 again"
+            ),
+            false => format!(
+                "; kept the history ({streaks}, and when each was reported: a reported failure \
+                 stays quiet) and the time of the last email"
+            ),
+        };
+        let records = count(self.records, "pending record");
+        write!(f, "removed {records}{parked}{history}")
     }
 }
 
@@ -533,17 +532,55 @@ fn when(t: Option<OffsetDateTime>) -> String {
     t.map_or_else(|| "never".to_owned(), crate::capture::record::utc_time)
 }
 
-impl fmt::Display for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Snapshot {
+    /// The rows of its table: a heading (empty under the one above) and
+    /// its text, each row there only when it says something.
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = self.file_rows();
+        if self.unflushed > 0 {
+            let n = count(self.unflushed, "record");
+            let text =
+                format!("{n} captured by this process, not in the file until the next flush");
+            rows.push(("unflushed", text));
+        }
+        if let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) {
+            let (first, last) = (when(Some(first.timestamp)), when(Some(last.timestamp)));
+            rows.push(("waiting", format!("since {first} (newest {last})")));
+        }
+        if self.dropped > 0 {
+            let text = format!("{} older records, not yet reported", self.dropped);
+            rows.push(("dropped", text));
+        }
+        if self.parked_files > 0 {
+            let text = format!("{} files, merged by the next flush", self.parked_files);
+            rows.push(("parked", text));
+        }
+        if self.exists {
+            rows.push(("runs", format!("{} flushed so far", self.runs)));
+        }
+        for (i, failure) in self.failures.iter().enumerate() {
+            rows.push((
+                if i == 0 { "failures" } else { "" },
+                failure.describe(self.runs),
+            ));
+        }
+        rows.extend(alerts::rows(&self.alerts, self.last_alert_post.as_ref()));
+        rows.push(("last sent", when(self.last_sent)));
+        let error = self.last_error.as_deref().unwrap_or("none");
+        rows.push(("last error", error.to_owned()));
+        rows.extend(self.policy_row().map(|text| ("policy", text)));
+        rows
+    }
+
+    /// The rows of the file and its pending records by level.
+    fn file_rows(&self) -> Vec<(&'static str, String)> {
+        let (path, pending) = (self.path.display(), self.pending.len());
+        let mut rows = vec![("state file", path.to_string())];
         if !self.exists {
-            writeln!(
-                f,
-                "state file   no state file at {} (no run has flushed there yet; a program \
-                 whose config sets state_file keeps it at that path)",
-                self.path.display()
-            )?;
-        } else {
-            writeln!(f, "state file   {}", self.path.display())?;
+            rows[0].1 = format!(
+                "no state file at {path} (no run has flushed there yet; a program whose config \
+                 sets state_file keeps it at that path)"
+            );
         }
         let levels = [
             Level::ERROR,
@@ -552,117 +589,77 @@ impl fmt::Display for Snapshot {
             Level::DEBUG,
             Level::TRACE,
         ];
-        let by_level: Vec<String> = levels
-            .iter()
+        let by_level: Vec<String> = (levels.iter())
             .map(|l| (l, self.count(*l)))
             .filter(|(_, n)| *n > 0)
             .map(|(l, n)| format!("{n} {l}"))
             .collect();
-        write!(f, "pending      {} records", self.pending.len())?;
+        rows.push(("pending", format!("{pending} records")));
         if !by_level.is_empty() {
-            write!(f, " ({})", by_level.join(", "))?;
+            rows[1].1 += &format!(" ({})", by_level.join(", "));
         }
-        writeln!(f)?;
-        if self.unflushed > 0 {
-            writeln!(
-                f,
-                "unflushed    {} captured by this process, not in the file until the next \
-                 flush",
-                count(self.unflushed, "record")
-            )?;
-        }
-        if let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) {
-            writeln!(
-                f,
-                "waiting      since {} (newest {})",
-                when(Some(first.timestamp)),
-                when(Some(last.timestamp))
-            )?;
-        }
-        if self.dropped > 0 {
-            writeln!(
-                f,
-                "dropped      {} older records, not yet reported",
-                self.dropped
-            )?;
-        }
-        if self.parked_files > 0 {
-            writeln!(
-                f,
-                "parked       {} files, merged by the next flush",
-                self.parked_files
-            )?;
-        }
-        if self.exists {
-            writeln!(f, "runs         {} flushed so far", self.runs)?;
-        }
-        for (i, failure) in self.failures.iter().enumerate() {
-            let head = if i == 0 { "failures" } else { "" };
-            writeln!(f, "{head:<13}{}", failure.describe(self.runs))?;
-        }
-        alerts::write_rows(f, &self.alerts, self.last_alert_post.as_ref())?;
-        writeln!(f, "last sent    {}", when(self.last_sent))?;
-        writeln!(
-            f,
-            "last error   {}",
-            self.last_error.as_deref().unwrap_or("none")
-        )?;
+        rows
+    }
+
+    /// What the policy does with the pending records, when known and not
+    /// `Nothing`.
+    fn policy_row(&self) -> Option<String> {
         let pending = self.pending.len();
-        match &self.verdict {
-            Some(Verdict::Nothing) | None => {}
-            Some(Verdict::Hold { waiting_for }) => writeln!(
-                f,
-                "policy       holds {}: {waiting_for}",
-                count(pending, "pending record")
-            )?,
-            Some(Verdict::Wait { until }) => writeln!(
-                f,
-                "policy       waits: a rule is met, but min_interval keeps the next email (of the \
-                 {pending} pending records) until {}",
+        Some(match self.verdict.as_ref()? {
+            Verdict::Nothing => return None,
+            Verdict::Hold { waiting_for } => {
+                format!("holds {}: {waiting_for}", count(pending, "pending record"))
+            }
+            Verdict::Wait { until } => format!(
+                "waits: a rule is met, but min_interval keeps the next email (of the {pending} \
+                 pending records) until {}",
                 when(Some(*until))
-            )?,
-            Some(Verdict::Send { records }) => writeln!(
-                f,
-                "policy       sends {records} of the {pending} pending records at the next flush"
-            )?,
-        }
-        Ok(())
+            ),
+            Verdict::Send { records } => {
+                format!("sends {records} of the {pending} pending records at the next flush")
+            }
+        })
+    }
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.rows()
+            .iter()
+            .try_for_each(|(head, text)| writeln!(f, "{head:<13}{text}"))
     }
 }
 
 impl Failure {
     /// One line: `url "b.json" (WARN): 4 runs in a row, since …, reported …`.
     fn describe(&self, last_run: u64) -> String {
-        let runs = if self.runs == 1 {
-            "1 run".to_owned()
-        } else {
-            format!("{} runs in a row", self.runs)
+        let runs = match self.runs {
+            1 => "1 run".to_owned(),
+            n => format!("{n} runs in a row"),
         };
-        let mut line = format!(
-            "{} ({}): {runs}, since {}, last {}",
-            self.label,
-            self.level,
-            when(Some(self.since)),
-            when(Some(self.last_seen))
-        );
-        if self.last_run < last_run {
-            line.push_str(" (not in the last run: its streak is over)");
-        }
-        match (self.reported, self.quiet, self.quiet_until) {
-            (None, _, _) => line.push_str("; not reported yet"),
-            (Some(at), false, _) => line.push_str(&format!("; reported {}", when(Some(at)))),
-            (Some(at), true, Some(until)) => line.push_str(&format!(
-                "; reported {}, quiet until {} (repeat_after)",
+        let over = match self.last_run < last_run {
+            true => " (not in the last run: its streak is over)",
+            false => "",
+        };
+        let reported = match (self.reported, self.quiet, self.quiet_until) {
+            (None, _, _) => "not reported yet".to_owned(),
+            (Some(at), false, _) => format!("reported {}", when(Some(at))),
+            (Some(at), true, Some(until)) => format!(
+                "reported {}, quiet until {} (repeat_after)",
                 when(Some(at)),
                 when(Some(until))
-            )),
-            (Some(at), true, None) => line.push_str(&format!(
-                "; reported {}, quiet until a run without it (consecutive_runs reports a streak \
+            ),
+            (Some(at), true, None) => format!(
+                "reported {}, quiet until a run without it (consecutive_runs reports a streak \
                  once)",
                 when(Some(at))
-            )),
-        }
-        line
+            ),
+        };
+        let (since, last) = (when(Some(self.since)), when(Some(self.last_seen)));
+        format!(
+            "{} ({}): {runs}, since {since}, last {last}{over}; {reported}",
+            self.label, self.level
+        )
     }
 }
 

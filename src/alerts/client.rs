@@ -130,51 +130,40 @@ impl Client {
 
     /// One post, within `timeout`.
     fn post_one(&self, endpoint: &str, body: &[u8], timeout: Duration) -> Reply {
-        let mut request = self
-            .agent
-            .post(endpoint)
-            .header("Content-Type", "application/json");
+        let mut request = (self.agent.post(endpoint)).header("Content-Type", "application/json");
         if let Some(value) = &self.authorization {
             request = request.header("Authorization", value);
         }
-        let result = request
+        let response = match request
             .config()
             .timeout_global(Some(timeout))
             .build()
-            .send(body);
-        match result {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                if (200..300).contains(&status) {
-                    return Reply::Accepted;
-                }
-                let mut reply = Vec::new();
-                let read = self.redactor.read_limit(MAX_QUOTED);
-                let _ = response
-                    .into_body()
-                    .into_reader()
-                    .take(read as u64 + 1)
-                    .read_to_end(&mut reply);
-                let more = reply.len() > read;
-                reply.truncate(read);
-                let text = self.redactor.quote(&reply, MAX_QUOTED, more);
-                let said = if text.is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    format!("HTTP {status}, replying {text:?}")
-                };
-                if (400..500).contains(&status) {
-                    Reply::Refused(said)
-                } else {
-                    Reply::Failed(said)
-                }
-            }
-            Err(e) => Reply::Failed(self.redactor.quote(
-                describe(&e).as_bytes(),
-                MAX_QUOTED,
-                false,
-            )),
+            .send(body)
+        {
+            Ok(response) => response,
+            Err(e) => return Reply::Failed(self.quote(describe(&e).as_bytes(), false)),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Reply::Accepted;
         }
+        let (mut reply, read) = (Vec::new(), self.redactor.read_limit(MAX_QUOTED));
+        let mut reader = response.into_body().into_reader().take(read as u64 + 1);
+        let _ = reader.read_to_end(&mut reply);
+        let text = self.quote(&reply[..reply.len().min(read)], reply.len() > read);
+        let said = match text.is_empty() {
+            true => format!("HTTP {}", status.as_u16()),
+            false => format!("HTTP {}, replying {text:?}", status.as_u16()),
+        };
+        match status.is_client_error() {
+            true => Reply::Refused(said),
+            false => Reply::Failed(said),
+        }
+    }
+
+    /// `text` from the server, its secrets hidden, bounded (`more`: it was cut).
+    fn quote(&self, text: &[u8], more: bool) -> String {
+        self.redactor.quote(text, MAX_QUOTED, more)
     }
 }
 

@@ -13,10 +13,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tracing::Level;
 
 use crate::capture::record::{Record, severity};
 use crate::error::{Error, ErrorKind};
+use crate::flush::destination::{Alerts, Posting};
+use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::store::history::fingerprint_of;
 use crate::store::state::{AlertPost, Posted, State};
@@ -228,24 +229,18 @@ impl Alertmanager {
     /// no credentials in them; https or loopback when credentials are set),
     /// label names, the certificate, durations.
     pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
+        let urls = "alertmanager_urls";
         if self.urls.is_empty() {
-            return Err(self.bad(
-                "alertmanager_urls",
-                "no Alertmanager URL; give one or more such as http://am-0:9093".into(),
-            ));
+            let why = "no Alertmanager URL; give one or more such as http://am-0:9093";
+            return Err(self.bad(urls, why));
         }
-        let endpoints = self
-            .urls
-            .iter()
-            .map(|raw| {
-                self.endpoint(raw)
-                    .map_err(|m| self.bad("alertmanager_urls", m))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let endpoints = (self.urls.iter())
+            .map(|raw| self.endpoint(raw).map_err(|m| self.bad(urls, m)))
+            .collect::<Result<_, _>>()?;
         let labels = self.checked_labels()?;
         self.check_durations()?;
         let (authorization, redactor) = self.authorization()?;
-        let agent = self.agent()?;
+        let (agent, timeout) = (self.agent()?, self.timeout);
         Ok(Poster {
             identity: payload::Identity {
                 app: app.to_owned(),
@@ -257,7 +252,7 @@ impl Alertmanager {
                 agent,
                 authorization,
                 redactor,
-                timeout: self.timeout,
+                timeout,
             },
             resolve_window: self.resolve_window,
         })
@@ -265,7 +260,7 @@ impl Alertmanager {
 
     /// The error for `key`, named as where it came from says (see
     /// [`named`](Self::named)), or as `alerts`.
-    fn bad(&self, key: &str, message: String) -> Error {
+    fn bad(&self, key: &str, message: impl fmt::Display) -> Error {
         let lead = match &self.origin {
             Some(o) => o.name(key),
             None => "alerts".to_owned(),
@@ -276,34 +271,25 @@ impl Alertmanager {
     /// The extra labels, each name checked: valid for Prometheus, and not
     /// one that tracing-email sets.
     fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
-        let mut labels = BTreeMap::new();
-        for (name, value) in &self.labels {
-            let valid = name
-                .chars()
-                .enumerate()
+        for (name, _) in &self.labels {
+            let valid = (name.chars().enumerate())
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-            if name.is_empty() || !valid || name.starts_with("__") {
-                return Err(self.bad(
-                    "alertmanager_labels",
-                    format!(
-                        "the label name {name:?} is not valid; use letters, digits and _, not \
-                     starting with a digit or __"
-                    ),
-                ));
-            }
-            if OWN_LABELS.contains(&name.as_str()) {
-                return Err(self.bad(
-                    "alertmanager_labels",
-                    format!(
-                        "the label {name:?} is set by tracing-email (alertname is the app, \
-                     failure the failure, severity error or warning, instance the host; \
-                     see Builder::host); choose another name"
-                    ),
-                ));
-            }
-            labels.insert(name.clone(), value.clone());
+            let (what, why) = match () {
+                _ if name.is_empty() || !valid || name.starts_with("__") => (
+                    "label name",
+                    "is not valid; use letters, digits and _, not starting with a digit or __",
+                ),
+                _ if OWN_LABELS.contains(&name.as_str()) => (
+                    "label",
+                    "is set by tracing-email (alertname is the app, failure the failure, \
+                     severity error or warning, instance the host; see Builder::host); choose \
+                     another name",
+                ),
+                _ => continue,
+            };
+            return Err(self.bad("alertmanager_labels", format!("the {what} {name:?} {why}")));
         }
-        Ok(labels)
+        Ok(self.labels.iter().cloned().collect())
     }
 
     /// The timeout and the resolve window: longer than zero, within their bound.
@@ -345,10 +331,7 @@ impl Alertmanager {
             .as_ref()
             .is_some_and(|h| h.contains(['\r', '\n']))
         {
-            return Err(self.bad(
-                "alertmanager_user",
-                "the credentials hold a line break".into(),
-            ));
+            return Err(self.bad("alertmanager_user", "the credentials hold a line break"));
         }
         Ok((authorization, redactor))
     }
@@ -374,21 +357,17 @@ impl Alertmanager {
     /// The certificates in `pem`: at least one, all valid.
     fn root_certs(&self, pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, Error> {
         let key = "alertmanager_root_certificate";
-        let certs: Vec<_> = ureq::tls::parse_pem(pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.bad(key, format!("the root certificate is not valid PEM: {e}")))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(pem) {
+            let bad = |e| self.bad(key, format!("the root certificate is not valid PEM: {e}"));
+            if let ureq::tls::PemItem::Certificate(c) = item.map_err(bad)? {
+                certs.push(c);
+            }
+        }
         if certs.is_empty() {
-            return Err(self.bad(
-                key,
-                "the root certificate holds no certificate (expected PEM, -----BEGIN \
-                 CERTIFICATE-----)"
-                    .into(),
-            ));
+            let why = "the root certificate holds no certificate (expected PEM, -----BEGIN \
+                       CERTIFICATE-----)";
+            return Err(self.bad(key, why));
         }
         Ok(certs)
     }
@@ -397,46 +376,38 @@ impl Alertmanager {
     /// fragment in it; credentials only over https or to loopback) and
     /// made the URL posted to; else what is wrong with it.
     fn endpoint(&self, raw: &str) -> Result<String, String> {
-        let url = match url::Url::parse(raw.trim()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
-            Ok(_) | Err(_) => {
-                return Err(format!(
-                    "{:?} is not an Alertmanager URL; give http://host:port or https://host:port",
-                    shown(raw)
-                ));
-            }
+        let shown = shown(raw);
+        let url = (url::Url::parse(raw.trim()).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                format!(
+                    "{shown:?} is not an Alertmanager URL; give http://host:port or \
+                     https://host:port"
+                )
+            })?;
+        let secret = match &self.auth {
+            Some(Auth::Basic(..)) => "password",
+            Some(Auth::Bearer(_)) => "bearer token",
+            None => "",
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "{:?} holds credentials; give them with basic_auth (the alertmanager_user and \
-                 alertmanager_password_env keys) instead",
-                shown(raw)
-            ));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!(
-                "{:?}: a query or fragment is not part of an Alertmanager's base URL",
-                shown(raw)
-            ));
-        }
-        if let Some(auth) = &self.auth
-            && url.scheme() == "http"
-            && !on_loopback(&url)
-        {
-            let what = match auth {
-                Auth::Basic(..) => "password",
-                Auth::Bearer(_) => "bearer token",
-            };
-            return Err(format!(
-                "refusing to send the Alertmanager {what} to {:?} over a connection that is not \
-                 encrypted; use https:// (with alertmanager_root_certificate for a private CA), \
-                 or http:// only to this host (127.0.0.1, ::1, localhost)",
-                shown(raw)
-            ));
-        }
-        let base = url.as_str().trim_end_matches('/');
-        let base = base.strip_suffix(PATH).unwrap_or(base);
-        Ok(format!("{base}{PATH}"))
+        Err(if !url.username().is_empty() || url.password().is_some() {
+            format!(
+                "{shown:?} holds credentials; give them with basic_auth (the alertmanager_user \
+                 and alertmanager_password_env keys) instead"
+            )
+        } else if url.query().is_some() || url.fragment().is_some() {
+            format!("{shown:?}: a query or fragment is not part of an Alertmanager's base URL")
+        } else if !secret.is_empty() && url.scheme() == "http" && !on_loopback(&url) {
+            format!(
+                "refusing to send the Alertmanager {secret} to {shown:?} over a connection that \
+                 is not encrypted; use https:// (with alertmanager_root_certificate for a private \
+                 CA), or http:// only to this host (127.0.0.1, ::1, localhost)"
+            )
+        } else {
+            let base = url.as_str().trim_end_matches('/');
+            let base = base.strip_suffix(PATH).unwrap_or(base);
+            return Ok(format!("{base}{PATH}"));
+        })
     }
 }
 
@@ -487,20 +458,11 @@ impl fmt::Debug for Poster {
     }
 }
 
-/// What one flush posted and Alertmanager accepted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Posting {
-    /// Fingerprint keys of the firing alerts accepted.
-    pub(crate) firing: BTreeSet<String>,
-    /// Resolved alerts accepted.
-    pub(crate) resolved: usize,
-}
-
-impl Poster {
+impl Alerts for Poster {
     /// How long a firing alert lasts unless posted again: the
     /// `resolve_window` given, else its default from the state's history
     /// (see [`Alertmanager::resolve_window`]).
-    pub(crate) fn window(&self, state: &State) -> Duration {
+    fn window(&self, state: &State) -> Duration {
         self.resolve_window.unwrap_or_else(|| {
             payload::default_window(
                 &state.history.run_starts,
@@ -519,39 +481,31 @@ impl Poster {
     /// one Alertmanager accepted them, `state.alerts` says so; when none
     /// did, it keeps the firing ones as they were and notes when the
     /// resolved ones ended, for the next flush to post again.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn flush(
+    fn post(
         &self,
         state: &mut State,
         worth: &BTreeSet<String>,
-        run: u64,
-        now: OffsetDateTime,
-        deadline: Instant,
-        level: Level,
-        fields: &[String],
+        (run, now, deadline): (u64, OffsetDateTime, Instant),
+        policy: &Policy,
     ) -> Result<Posting, Error> {
         let (firing, over) = changes(state, worth, run, now);
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
-        let window = self.window(state);
-        let lines = newest_lines(&state.pending, &firing, level, fields);
-        let mut alerts = Vec::new();
-        for (key, ended) in &over {
-            if let Some(p) = state.alerts.get(key) {
-                alerts.push(self.identity.resolved(
-                    &p.failure,
-                    &p.severity,
-                    p.since,
-                    p.runs,
-                    *ended,
-                ));
-            }
-        }
-        let mut posted: BTreeMap<String, Posted> = BTreeMap::new();
+        let (window, mut lines) = (
+            self.window(state),
+            newest_lines(&state.pending, &firing, policy),
+        );
+        let resolved = over
+            .iter()
+            .filter_map(|(key, ended)| Some((state.alerts.get(key)?, *ended)));
+        let mut alerts: Vec<_> = resolved
+            .map(|(p, ended)| self.identity.resolved(p, ended))
+            .collect();
+        let mut posted = BTreeMap::new();
         for key in &firing {
-            let newest = lines.get(key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            if let Some((alert, kept)) = self.firing(state, key, newest, now, window) {
+            let newest = lines.remove(key.as_str()).unwrap_or_default();
+            if let Some((alert, kept)) = self.firing(state, key, &newest, now, window) {
                 posted.insert(key.clone(), kept);
                 alerts.push(alert);
             }
@@ -561,10 +515,11 @@ impl Poster {
         })?;
         let answer = self.client.post(&body, deadline);
         state.alert_post = Some(self.answer(&answer, now, firing.len(), over.len()));
-        let answer = answer.map(|_| ());
-        settle(state, answer, (firing, over), posted)
+        settle(state, answer.map(|_| ()), (firing, over), posted)
     }
+}
 
+impl Poster {
     /// The firing alert of the failure `key` (if the history knows it), with
     /// its `newest` lines, and what the state keeps of it once accepted.
     fn firing(
@@ -576,25 +531,20 @@ impl Poster {
         window: Duration,
     ) -> Option<(payload::Alert, Posted)> {
         let s = state.history.streaks.get(key)?;
-        let since = state
-            .alerts
-            .get(key)
-            .filter(|p| p.resolved.is_none())
+        let since = (state.alerts.get(key).filter(|p| p.resolved.is_none()))
             .map_or(s.since, |p| p.since.min(s.since));
+        let lines = newest.iter().rev().map(|r| r.to_line(time::UtcOffset::UTC));
+        let recent = state
+            .history
+            .recent_runs(key, crate::store::history::STRIP_RUNS);
         let failure = payload::Failure {
             label: s.label.clone(),
             level: s.level,
             runs: s.runs,
             first_seen: since,
             last_seen: s.last_seen,
-            lines: newest
-                .iter()
-                .rev()
-                .map(|r| r.to_line(time::UtcOffset::UTC))
-                .collect(),
-            recent: (state.history)
-                .recent_runs(key, crate::store::history::STRIP_RUNS)
-                .unwrap_or_default(),
+            lines: lines.collect(),
+            recent: recent.unwrap_or_default(),
         };
         let alert = self.identity.firing(&failure, now, window);
         let posted = Posted {
@@ -645,10 +595,9 @@ fn changes(
 fn newest_lines<'r, 'f>(
     pending: &'r [Record],
     firing: &'f BTreeSet<String>,
-    level: Level,
-    fields: &[String],
+    policy: &Policy,
 ) -> BTreeMap<&'f str, Vec<&'r Record>> {
-    let min = severity(level);
+    let (min, fields) = (severity(policy.level()), &policy.fingerprint_fields);
     let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
     for r in pending.iter().rev().filter(|r| severity(r.level) >= min) {
         let fp = fingerprint_of(r, fields);
@@ -708,24 +657,14 @@ impl Poster {
         firing: usize,
         resolved: usize,
     ) -> AlertPost {
-        let (accepted, error) = match answer {
-            Ok(n) => (*n, None),
-            Err(e) => (
-                0,
-                Some(
-                    self.client
-                        .redactor
-                        .quote(e.to_string().as_bytes(), MAX_ANSWER, false),
-                ),
-            ),
-        };
+        let error = answer.as_ref().err().map(|e| e.to_string());
         AlertPost {
             at: now,
             firing,
             resolved,
-            accepted,
+            accepted: *answer.as_ref().unwrap_or(&0),
             of: self.client.endpoints.len(),
-            error,
+            error: error.map(|e| self.client.redactor.quote(e.as_bytes(), MAX_ANSWER, false)),
         }
     }
 }
@@ -733,17 +672,15 @@ impl Poster {
 /// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
 /// first, then the firing ones seen fewest runs.
 fn bound(alerts: &mut BTreeMap<String, Posted>) {
-    while alerts.len() > MAX_ALERTS {
-        let oldest = alerts
-            .iter()
-            .min_by_key(|(_, p)| (p.resolved.is_none(), p.resolved, p.runs))
-            .map(|(k, _)| k.clone());
-        match oldest {
-            Some(key) => {
-                alerts.remove(&key);
-            }
-            None => break,
-        }
+    let mut by_age: Vec<_> = (alerts.iter())
+        .map(|(key, p)| ((p.resolved.is_none(), p.resolved, p.runs), key.clone()))
+        .collect();
+    by_age.sort();
+    for (_, key) in by_age
+        .into_iter()
+        .take(alerts.len().saturating_sub(MAX_ALERTS))
+    {
+        alerts.remove(&key);
     }
 }
 

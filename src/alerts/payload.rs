@@ -11,6 +11,7 @@ use tracing::Level;
 
 use crate::capture::record::utc_time;
 use crate::store::history::strip_text;
+use crate::store::state::Posted;
 
 /// Most characters of the failure label (a label value): a deterministic
 /// cut, so every host cuts the same label the same way.
@@ -91,25 +92,27 @@ impl Identity {
 
     /// The firing alert of `f`, ending at `now + window` unless re-posted.
     pub(crate) fn firing(&self, f: &Failure, now: OffsetDateTime, window: Duration) -> Alert {
-        let mut annotations = BTreeMap::new();
         let mut summary = format!("{} {} on {}", f.level, f.label, self.instance);
         if f.runs > 1 {
             let _ = write!(summary, ", in each of the last {} runs", f.runs);
         }
-        annotations.insert("summary".into(), summary);
-        let mut description = String::new();
         let hidden = f.lines.len().saturating_sub(MAX_LINES);
-        for line in &f.lines[hidden..] {
-            description.push_str(&cut(line.trim_end(), MAX_LINE_CHARS));
-            description.push('\n');
-        }
-        annotations.insert("description".into(), description.trim_end().to_owned());
-        annotations.insert("runs".into(), f.runs.to_string());
+        let lines = f.lines[hidden..]
+            .iter()
+            .map(|l| cut(l.trim_end(), MAX_LINE_CHARS));
+        let description = lines.collect::<Vec<_>>().join("\n");
+        let mut annotations: BTreeMap<String, String> = [
+            ("summary", summary),
+            ("description", description),
+            ("runs", f.runs.to_string()),
+            ("first_seen", utc_time(f.first_seen)),
+            ("last_seen", utc_time(f.last_seen)),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
         if f.recent.len() >= 2 {
             annotations.insert("history".into(), strip_text(&f.recent));
         }
-        annotations.insert("first_seen".into(), utc_time(f.first_seen));
-        annotations.insert("last_seen".into(), utc_time(f.last_seen));
         let window = time::Duration::try_from(window).unwrap_or(time::Duration::DAY);
         Alert {
             labels: self.labels(&f.label, severity(f.level)),
@@ -119,30 +122,24 @@ impl Identity {
         }
     }
 
-    /// The alert of a failure that is over, ending at `ended`.
-    pub(crate) fn resolved(
-        &self,
-        failure: &str,
-        severity: &str,
-        since: OffsetDateTime,
-        runs: u64,
-        ended: OffsetDateTime,
-    ) -> Alert {
-        let mut annotations = BTreeMap::new();
+    /// The alert of a failure that is over (as last `posted`), ending at
+    /// `ended`.
+    pub(crate) fn resolved(&self, posted: &Posted, ended: OffsetDateTime) -> Alert {
+        let Posted { failure, runs, .. } = posted;
         let after = match runs {
             0 | 1 => String::new(),
             n => format!(" after failing {n} runs"),
         };
-        annotations.insert(
-            "summary".into(),
-            format!("{failure} OK again on {}{after}", self.instance),
-        );
-        annotations.insert("runs".into(), runs.to_string());
-        annotations.insert("first_seen".into(), utc_time(since));
+        let summary = format!("{failure} OK again on {}{after}", self.instance);
+        let annotations = [
+            ("summary", summary),
+            ("runs", runs.to_string()),
+            ("first_seen", utc_time(posted.since)),
+        ];
         Alert {
-            labels: self.labels(failure, severity),
-            annotations,
-            starts_at: since.min(ended),
+            labels: self.labels(failure, &posted.severity),
+            annotations: annotations.map(|(k, v)| (k.to_owned(), v)).into(),
+            starts_at: posted.since.min(ended),
             ends_at: ended,
         }
     }
@@ -275,7 +272,16 @@ mod tests {
         let ended = datetime!(2026-11-21 09:00 UTC);
         let since = datetime!(2026-11-20 08:00 UTC);
         let firing = identity().firing(&failure(1), ended, Duration::from_secs(300));
-        let resolved = identity().resolved("feed \"Radio Café\"", "warning", since, 9, ended);
+        let posted = Posted {
+            failure: "feed \"Radio Café\"".into(),
+            severity: "warning".into(),
+            since,
+            runs: 9,
+            resolved: None,
+            labels: BTreeMap::new(),
+            accepted: None,
+        };
+        let resolved = identity().resolved(&posted, ended);
         assert_eq!(resolved.labels, firing.labels);
         assert_eq!(resolved.ends_at, ended);
         assert_eq!(resolved.starts_at, since);

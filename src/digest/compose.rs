@@ -201,7 +201,7 @@ impl Composer {
     /// the text alone, or the text and HTML alternatives and, for a digest
     /// (an email with records), the log attached, every record, for the
     /// readers of the HTML part, which shows only a few.
-    fn email(
+    pub(crate) fn email(
         &self,
         subject: String,
         text: String,

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use crate::alerts::Posting;
 use crate::error::Error;
+use crate::flush::destination::Posting;
 use crate::flush::flusher::Flusher;
 use crate::flush::outcome::Outcome;
 use crate::flush::taken::Commit;
@@ -17,7 +17,7 @@ use crate::store::history::fingerprint_of;
 use crate::store::state::State;
 
 impl Flusher {
-    /// Posts this flush's alerts (see [`crate::alerts::Poster::flush`]) in
+    /// Posts this flush's alerts (see [`Alerts::post`](crate::flush::destination::Alerts::post)) in
     /// `run` at `now`, before `deadline`, and saves what changed. With
     /// Alertmanager as the only destination, the records of the failures it
     /// accepted leave the state file, and so do the records the policy sends
@@ -48,8 +48,7 @@ impl Flusher {
         if !sent.is_empty() {
             worth.to_mut().extend(sent.iter().cloned());
         }
-        let (level, fields) = (self.policy.level(), &self.policy.fingerprint_fields);
-        let posted = poster.flush(state, &worth, run, now, deadline, level, fields);
+        let posted = poster.post(state, &worth, (run, now, deadline), &self.policy);
         self.alerts_due = (!state.alerts.is_empty()).then(|| {
             let part = if posted.is_ok() { 3 } else { 9 };
             Instant::now() + poster.window(state) / part
@@ -128,16 +127,5 @@ fn alerted(
     if alone && (removed > 0 || firing + resolved > 0) {
         return alerted;
     }
-    match decision {
-        Decision::Nothing => Outcome::Nothing,
-        Decision::Hold(waiting_for) => Outcome::Held {
-            pending,
-            waiting_for: waiting_for.clone(),
-        },
-        Decision::Wait { until } => Outcome::Waiting {
-            pending,
-            until: *until,
-        },
-        Decision::Send { .. } => alerted,
-    }
+    Outcome::unless_sent(decision.clone(), pending, alerted)
 }

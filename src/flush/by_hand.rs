@@ -5,30 +5,27 @@
 
 use std::sync::Arc;
 
-use lettre::message::SinglePart;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::flush::deadline::send_before;
 use crate::flush::flusher::Flusher;
 use crate::flush::outcome::Outcome;
+use crate::flush::taken::Commit;
 use crate::transport::{Email, Transport};
 
 impl Flusher {
     /// Sends every record pending now, whatever the policy: see
     /// [`Builder::send_pending`](crate::Builder::send_pending).
-    pub(crate) fn send_pending(self) -> Result<Outcome, Error> {
+    pub(crate) fn send_pending(mut self) -> Result<Outcome, Error> {
         transport_of(&self)?;
-        let store = &self.store;
-        let lock = store.lock()?;
-        let loaded = store.load(&lock)?;
-        let mut state = loaded.state;
+        let lock = self.store.lock()?;
+        let loaded = self.store.load(&lock)?;
+        let (mut state, mut commit) = (loaded.state, Commit::default());
         // What the load repaired (a corrupt snapshot moved aside and what
         // could be read of it, parked files merged) is stored before
         // anything is sent, so that a failed send loses none of it.
         if loaded.repair || !loaded.parked.is_empty() {
-            state.generation = store.save(&lock, &state)?.generation;
-            store.remove_parked(&loaded.parked);
+            commit.save(&self.store, &lock, &mut state)?;
+            self.store.remove_parked(&loaded.parked);
         }
         if state.pending.is_empty() {
             return Ok(Outcome::Nothing);
@@ -36,36 +33,23 @@ impl Flusher {
         let deadline = crate::clock::instant_after(self.send_deadline);
         let all = (state.pending.len(), None);
         let (sent, emails, error) = self.deliver(&state, all, false, deadline);
-        if sent > 0 {
-            state.pending.drain(..sent);
-            state.last_sent = Some(crate::clock::datetime(std::time::SystemTime::now()));
-            state.dropped = 0;
-            state.last_error = None;
-            state.last_error_at = None;
-            if let Err(e) = store.save(&lock, &state) {
-                return Ok(Outcome::Failed {
-                    pending: state.pending.len() + sent,
-                    error: Error::explained(
-                        ErrorKind::State,
-                        format!(
-                            "sent {sent} records, but could not record that in the state \
-                             file ({e}); they may be sent again"
-                        ),
-                        e,
-                    ),
-                });
-            }
-        }
-        Ok(match error {
-            Some(error) => Outcome::Failed {
-                error,
-                pending: state.pending.len(),
-            },
+        let pending = state.pending.len() - sent;
+        let outcome = match error {
+            Some(error) => Outcome::Failed { error, pending },
             None => Outcome::Sent {
                 records: sent,
                 emails,
             },
-        })
+        };
+        // Nothing went: nothing changes.
+        if sent == 0 {
+            return Ok(outcome);
+        }
+        let now = crate::clock::datetime(std::time::SystemTime::now());
+        self.took(&mut state, sent, now);
+        let what = crate::flush::outcome::records(sent);
+        let at = (now, None);
+        Ok(self.settle(&lock, &mut state, &mut commit, at, (&what, sent), outcome))
     }
 
     /// Sends one test email: see
@@ -78,7 +62,7 @@ impl Flusher {
             &self.outstanding,
             email,
             deadline,
-            reply,
+            |t, e| t.send_with_reply(e),
         )
     }
 }
@@ -93,14 +77,6 @@ fn transport_of(flusher: &Flusher) -> Result<&Arc<dyn Transport>, Error> {
     })
 }
 
-/// A test email's delivery: the transport's reply is shown.
-fn reply(
-    transport: &dyn Transport,
-    email: &Email,
-) -> Result<Option<String>, crate::transport::BoxError> {
-    transport.send_with_reply(email)
-}
-
 /// The test email: plain text, from and to the digest's addresses.
 fn test_email(composer: &crate::digest::Composer) -> Result<Email, Error> {
     let host = crate::digest::subject::hostname();
@@ -113,34 +89,7 @@ fn test_email(composer: &crate::digest::Composer) -> Result<Email, Error> {
         composer.state_path.display(),
         app = composer.app,
     );
-    let mut builder = lettre::Message::builder()
-        .from(composer.from.clone())
-        .subject(subject.clone())
-        .date(std::time::SystemTime::now())
-        .message_id(None)
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".to_owned(),
-        ));
-    for to in &composer.to {
-        builder = builder.to(to.clone());
-    }
-    let message = builder
-        .singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(text.clone()),
-        )
-        .map_err(|e| {
-            Error::with_source(ErrorKind::Compose, "could not compose the test email", e)
-        })?;
-    Ok(Email {
-        subject,
-        text,
-        html: None,
-        message,
-        records: Vec::new().into(),
-    })
+    composer.email(subject, text, None, &[])
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Decide, the second step of a flush: what the policy says of the state
-//! (send, hold, wait), whether a recovery notice goes and with what, and
-//! which failures are posted to Alertmanager: a [`Plan`] for dispatch.
+//! Decide, the second step of a flush, pure (it reads the state and
+//! changes nothing): what the policy says of the state (send, hold, wait),
+//! whether a recovery notice goes and with what, and which failures are
+//! posted to Alertmanager: a [`Plan`] for dispatch.
 
 use std::collections::BTreeSet;
 
@@ -32,15 +33,15 @@ impl Plan {
 impl Flusher {
     /// Decides over `state` at `now`, in `run`; `tally`: the policy's
     /// running figures of its first records, if kept from the last flush
-    /// (only the records after them are added, and it is kept for the next).
+    /// (only the records after them are added; returned, for the next).
     pub(super) fn decide(
-        &mut self,
+        &self,
         state: &State,
         tally: Option<Tally>,
         phase: Phase,
         now: OffsetDateTime,
         run: u64,
-    ) -> Plan {
+    ) -> (Plan, Tally) {
         let mut tally = tally.unwrap_or_else(|| Tally::new(&self.policy));
         tally.extend(&self.policy, &state.pending[tally.len()..]);
         let facts = Facts {
@@ -50,8 +51,6 @@ impl Flusher {
             run,
         };
         let decision = self.policy.decide_tally(&tally, phase, &facts);
-        // Records leave only by a send or by alerts accepted, which make it anew.
-        self.cache.tally = Some(tally);
         // Recovery notices go by email: none without a transport.
         let recovery = match self.transport {
             Some(_) => self
@@ -60,45 +59,37 @@ impl Flusher {
             None => Recovery::Nothing,
         };
         let alerts = self.alerts_worth(state, phase, &facts);
-        Plan {
+        let plan = Plan {
             decision,
             recovery,
             alerts,
-        }
+        };
+        (plan, tally)
     }
 
     /// The failures this flush posts to Alertmanager as firing, if it posts:
     /// at the flush that ends a run, those the policy would report (and
-    /// [`Poster::flush`](crate::alerts::Poster::flush) adds those firing
+    /// [`Alerts::post`](crate::flush::destination::Alerts::post) adds those firing
     /// that the run saw again); at another flush, when the firing ones are
     /// due to be posted again (see [`alerts_due`](Flusher::alerts_due)),
-    /// those firing. Alerts found firing in the state file, posted by an
-    /// earlier process, are due a third of their resolve window after this
-    /// one started.
-    #[cfg(feature = "alertmanager")]
+    /// those firing (the flush notes first when those an earlier process
+    /// left firing are due: `Flusher::note_firing`).
     fn alerts_worth(
-        &mut self,
+        &self,
         state: &State,
         phase: Phase,
         facts: &Facts<'_>,
     ) -> Option<BTreeSet<String>> {
-        let poster = self.alerts.as_ref()?;
-        let firing = || state.alerts.iter().filter(|(_, p)| p.resolved.is_none());
-        if self.alerts_due.is_none() && !state.alerts.is_empty() {
-            self.alerts_due = Some(self.started + poster.window(state) / 3);
-        }
+        self.alerts.as_ref()?;
         match phase {
             Phase::Flush => Some(self.policy.worth_reporting(&state.pending, facts)),
-            Phase::Run if self.alerts_due_now() => {
-                Some(firing().map(|(key, _)| key.clone()).collect())
-            }
+            Phase::Run if self.alerts_due_now() => Some(
+                (state.alerts.iter())
+                    .filter(|(_, p)| p.resolved.is_none())
+                    .map(|(key, _)| key.clone())
+                    .collect(),
+            ),
             Phase::Run | Phase::Checkpoint => None,
         }
-    }
-
-    /// Without Alertmanager, no failure is posted.
-    #[cfg(not(feature = "alertmanager"))]
-    fn alerts_worth(&self, _: &State, _: Phase, _: &Facts<'_>) -> Option<BTreeSet<String>> {
-        None
     }
 }

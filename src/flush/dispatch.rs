@@ -11,6 +11,7 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use crate::capture::record::Record;
+use crate::capture::record::severity;
 use crate::digest::summary::Late;
 use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely};
@@ -23,7 +24,7 @@ use crate::policy::{Decision, Phase, Recovery};
 use crate::store::file::StateLock;
 use crate::store::history::fingerprint_of;
 use crate::store::state::State;
-use crate::transport::{Email, Transport};
+use crate::transport::Email;
 
 impl Flusher {
     /// Carries out `plan` over `state` in `run` at `now`: posts the alerts,
@@ -44,14 +45,11 @@ impl Flusher {
             let at = (run, now, deadline);
             self.post_alerts(lock, state, (worth, &plan.decision), at, commit)
         });
+        let pending = state.pending.len();
         let alerted = match alerted {
             // Alertmanager is the only destination: its outcome is the flush's.
-            Some(Ok(outcome)) if self.transport.is_none() => return outcome,
-            Some(Err(error)) if self.transport.is_none() => {
-                return Outcome::Failed {
-                    error,
-                    pending: state.pending.len(),
-                };
+            Some(result) if self.transport.is_none() => {
+                return result.unwrap_or_else(|error| Outcome::Failed { error, pending });
             }
             Some(result) => result.err(),
             None => None,
@@ -66,64 +64,42 @@ impl Flusher {
         &mut self,
         lock: &StateLock,
         state: &mut State,
-        plan: Plan,
+        Plan {
+            decision, recovery, ..
+        }: Plan,
         phase: Phase,
-        (now, deadline): (OffsetDateTime, Instant),
+        at: (OffsetDateTime, Instant),
         commit: &mut Commit,
     ) -> Outcome {
-        let Plan {
-            decision, recovery, ..
-        } = plan;
-        match decision {
-            _ if recovery == Recovery::Alone => {
-                let held = match &decision {
-                    Decision::Hold(waiting_for) => Some(waiting_for.clone()),
+        let pending = state.pending.len();
+        match (decision, recovery) {
+            (decision, Recovery::Alone) => {
+                let held = match decision {
+                    Decision::Hold(waiting_for) => Some(waiting_for),
                     _ => None,
                 };
-                self.send_recovery(lock, state, (now, deadline), held, commit)
+                self.send_recovery(lock, state, at, held, commit)
             }
-            Decision::Nothing => match recovery {
-                Recovery::Wait { until } => Outcome::Waiting {
-                    pending: state.pending.len(),
-                    until,
-                },
-                _ => Outcome::Nothing,
-            },
-            Decision::Hold(waiting_for) => Outcome::Held {
-                pending: state.pending.len(),
-                waiting_for,
-            },
-            Decision::Wait { until } => Outcome::Waiting {
-                pending: state.pending.len(),
-                until,
-            },
-            Decision::Send { records, per_email } => {
+            (Decision::Nothing, Recovery::Wait { until }) => Outcome::Waiting { pending, until },
+            (Decision::Send { records, per_email }, recovery) => {
                 let with_resolved = recovery == Recovery::WithDigest;
-                let at = (now, deadline);
                 let outcome =
                     self.send(lock, state, (records, per_email), with_resolved, at, commit);
-                if phase == Phase::Run
-                    && let Outcome::Sent { records, emails } = outcome
-                {
-                    self.sent_during_run.0 += records;
-                    self.sent_during_run.1 += emails;
+                if phase == Phase::Run {
+                    self.count_sent(&outcome);
                 }
                 outcome
             }
+            (decision, _) => Outcome::unless_sent(decision, pending, Outcome::Nothing),
         }
     }
 
-    /// Without Alertmanager, no alert is planned, so none is posted.
-    #[cfg(not(feature = "alertmanager"))]
-    pub(super) fn post_alerts(
-        &mut self,
-        _: &StateLock,
-        _: &mut State,
-        _: (&std::collections::BTreeSet<String>, &Decision),
-        _: (u64, OffsetDateTime, Instant),
-        _: &mut Commit,
-    ) -> Result<Outcome, Error> {
-        Ok(Outcome::Nothing)
+    /// Adds what `outcome` sent to what the guard's flush reports.
+    pub(super) fn count_sent(&mut self, outcome: &Outcome) {
+        if let Outcome::Sent { records, emails } = outcome {
+            self.sent_during_run.0 += records;
+            self.sent_during_run.1 += emails;
+        }
     }
 
     /// The failures among `records` that an email of them reports: the
@@ -132,11 +108,10 @@ impl Flusher {
         &self,
         records: &'r [Record],
     ) -> impl Iterator<Item = std::borrow::Cow<'r, crate::store::history::Fingerprint>> {
-        let min = crate::capture::record::severity(self.policy.level());
+        let min = severity(self.policy.level());
         let fields = &self.policy.fingerprint_fields;
-        records
-            .iter()
-            .filter(move |r| crate::capture::record::severity(r.level) >= min)
+        (records.iter())
+            .filter(move |r| severity(r.level) >= min)
             .map(move |r| fingerprint_of(r, fields))
     }
 
@@ -146,48 +121,72 @@ impl Flusher {
     /// `held`: what the records still pending wait for.
     fn send_recovery(
         &mut self,
-        state_lock: &StateLock,
+        lock: &StateLock,
         state: &mut State,
         (now, deadline): (OffsetDateTime, Instant),
-        held: Option<crate::policy::WaitingFor>,
+        waiting_for: Option<crate::policy::WaitingFor>,
         commit: &mut Commit,
     ) -> Outcome {
         let failures = state.history.resolved.len();
         let Some(transport) = &self.transport else {
             return Outcome::Nothing;
         };
-        let result = self
-            .composer
-            .compose_recovery(&state.history.resolved)
-            .and_then(|email| send_before(transport, &self.outstanding, email, deadline, send));
+        let result = (self.composer.compose_recovery(&state.history.resolved)).and_then(|email| {
+            send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                t.send(e)
+            })
+        });
         let error = result.err();
+        let failed = error.is_some();
         if error.is_none() {
             state.history.resolved.clear();
             state.last_sent = Some(now);
         }
-        state.last_error = error.as_ref().map(display_safely);
-        state.last_error_at = error.as_ref().map(|_| now);
-        let saved = commit.save(&self.store, state_lock, state);
         let pending = state.pending.len();
-        match (error, saved) {
-            (Some(error), _) => Outcome::Failed {
+        let done = Outcome::Resolved {
+            failures,
+            pending,
+            waiting_for,
+        };
+        let sent = ("the notice that failures are over", 0);
+        match self.settle(lock, state, commit, (now, error), sent, done) {
+            Outcome::Failed { error, pending } if failed => Outcome::Failed {
                 error: error.context(|e| {
                     format!("{e}; the notice that failures are over is sent by the next flush")
                 }),
                 pending,
             },
-            (None, Ok(())) => Outcome::Resolved {
-                failures,
-                pending,
-                waiting_for: held,
-            },
+            outcome => outcome,
+        }
+    }
+
+    /// Notes the send's `error` (if it failed) in `state` and saves it. The
+    /// outcome is `done` when both went well; else the send's error, or the
+    /// save's, which says that `sent` (what, how many records) went out.
+    pub(super) fn settle(
+        &self,
+        lock: &StateLock,
+        state: &mut State,
+        commit: &mut Commit,
+        (now, error): (OffsetDateTime, Option<Error>),
+        (what, sent): (&str, usize),
+        done: Outcome,
+    ) -> Outcome {
+        // The error may hold the transport's own, whose Display is user code.
+        state.last_error = error.as_ref().map(display_safely);
+        state.last_error_at = error.as_ref().map(|_| now);
+        let saved = commit.save(&self.store, lock, state);
+        let pending = state.pending.len();
+        match (error, saved) {
+            (Some(error), _) => Outcome::Failed { error, pending },
+            (None, Ok(())) => done,
             (None, Err(e)) => Outcome::Failed {
-                pending,
+                pending: pending + sent,
                 error: Error::explained(
                     ErrorKind::State,
                     format!(
-                        "sent the notice that failures are over, but could not record that in \
-                         the state file ({e}); a later run may send it again"
+                        "sent {what}, but could not record that in the state file ({e}), so a \
+                         later run may send the same again"
                     ),
                     e,
                 ),
@@ -213,31 +212,26 @@ impl Flusher {
         let Some(transport) = &self.transport else {
             return (0, 0, None);
         };
-        let mut sent = 0;
-        let mut emails = 0;
+        let (mut sent, mut emails) = (0, 0);
         for batch in ranges(count, per_email.unwrap_or(count)) {
-            let parts = split_by_size(
-                &state.pending[batch.clone()],
-                self.max_email_bytes,
-                &self.composer,
-            );
+            let pending = &state.pending[batch];
+            let parts = split_by_size(pending, self.max_email_bytes, &self.composer);
             let total = parts.len();
             for (i, (part, shown)) in parts.into_iter().enumerate() {
-                let records = &state.pending[batch.start + part.start..batch.start + part.end];
+                let records = &pending[part];
                 let numbered = (total > 1).then_some((i + 1, total));
-                let resolved = with_resolved && emails == 0;
-                let result = self
-                    .compose(state, (records, &shown), emails == 0, numbered, resolved)
-                    .and_then(|email| {
-                        send_before(transport, &self.outstanding, email, deadline, send)
-                    });
-                match result {
-                    Ok(()) => {
-                        sent += records.len();
-                        emails += 1;
-                    }
-                    Err(e) => return (sent, emails, Some(e)),
+                let first = emails == 0;
+                let result =
+                    (self.compose(state, (records, &shown), first, numbered, with_resolved))
+                        .and_then(|email| {
+                            send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                                t.send(e)
+                            })
+                        });
+                if let Err(e) = result {
+                    return (sent, emails, Some(e));
                 }
+                (sent, emails) = (sent + records.len(), emails + 1);
             }
         }
         (sent, emails, None)
@@ -256,16 +250,16 @@ impl Flusher {
         with_resolved: bool,
     ) -> Result<Email, Error> {
         let dropped = if first { state.dropped } else { 0 };
-        let resolved = if with_resolved {
-            &state.history.resolved[..]
+        let history = &state.history;
+        let resolved = if with_resolved && first {
+            &history.resolved[..]
         } else {
             &[]
         };
-        let late = state.last_error.as_deref().map(|error| Late {
+        let late = (state.last_error.as_deref()).map(|error| Late {
             error,
             at: state.last_error_at,
         });
-        let history = &state.history;
         (self.composer).compose_with(records, shown, dropped, numbered, history, resolved, late)
     }
 
@@ -276,84 +270,61 @@ impl Flusher {
     /// posted before, within one send_deadline for the whole flush.
     fn send(
         &mut self,
-        state_lock: &StateLock,
+        lock: &StateLock,
         state: &mut State,
-        (count, per_email): (usize, Option<usize>),
+        count: (usize, Option<usize>),
         with_resolved: bool,
         (now, deadline): (OffsetDateTime, Instant),
         commit: &mut Commit,
     ) -> Outcome {
-        let (sent, emails, error) =
-            self.deliver(state, (count, per_email), with_resolved, deadline);
+        let (sent, emails, error) = self.deliver(state, count, with_resolved, deadline);
         if sent > 0 {
             if with_resolved {
                 state.history.resolved.clear();
             }
             let reported: Vec<_> = self.failures_in(&state.pending[..sent]).collect();
-            state
-                .history
-                .reported(reported.iter().map(|fp| fp.key.as_str()), now);
-            state.pending.drain(..sent);
-            self.cache.tally = None;
-            state.last_sent = Some(now);
-            state.dropped = 0;
+            (state.history).reported(reported.iter().map(|fp| fp.key.as_str()), now);
+            self.took(state, sent, now);
         }
-        // The error may hold the transport's own, whose Display is user code.
-        state.last_error = error.as_ref().map(display_safely);
-        state.last_error_at = error.as_ref().map(|_| now);
-        let saved = commit.save(&self.store, state_lock, state);
-        match (error, saved) {
-            (Some(error), _) => Outcome::Failed {
-                error,
-                pending: state.pending.len(),
-            },
-            (None, Ok(())) => Outcome::Sent {
-                records: sent,
-                emails,
-            },
-            (None, Err(e)) => Outcome::Failed {
-                pending: state.pending.len() + sent,
-                error: Error::explained(
-                    ErrorKind::State,
-                    format!(
-                        "sent {sent} records, but could not record that in the state file ({e}); \
-                         they may be sent again by a later run"
-                    ),
-                    e,
-                ),
-            },
-        }
+        let done = Outcome::Sent {
+            records: sent,
+            emails,
+        };
+        let what = crate::flush::outcome::records(sent);
+        self.settle(lock, state, commit, (now, error), (&what, sent), done)
+    }
+
+    /// The oldest `sent` pending records of `state` left at `now`: the
+    /// last email, the dropped count reported with them.
+    pub(super) fn took(&mut self, state: &mut State, sent: usize, now: OffsetDateTime) {
+        state.pending.drain(..sent);
+        // The kept tally counted the records that left.
+        self.cache.tally = None;
+        state.last_sent = Some(now);
+        state.dropped = 0;
     }
 }
 
 /// The flush's outcome: the email's `outcome`, failed if Alertmanager did
 /// not accept the alerts (`alerted`, its error).
 fn with_alerts_error(alerted: Option<Error>, outcome: Outcome, pending: usize) -> Outcome {
-    match (alerted, outcome) {
-        (None, outcome) => outcome,
-        (
-            Some(error),
-            Outcome::Failed {
-                error: first,
+    let Some(error) = alerted else {
+        return outcome;
+    };
+    let error = match outcome {
+        Outcome::Failed {
+            error: first,
+            pending,
+        } => {
+            return Outcome::Failed {
+                error: first.context(|e| format!("{e}; and {error}")),
                 pending,
-            },
-        ) => Outcome::Failed {
-            error: first.context(|e| format!("{e}; and {error}")),
-            pending,
-        },
-        (Some(error), outcome) => Outcome::Failed {
-            error: error.context(|e| match &outcome {
-                Outcome::Sent { .. } => format!("{e} (the digest went out: {outcome})"),
-                _ => e.to_string(),
-            }),
-            pending,
-        },
-    }
-}
-
-/// A digest's delivery: the transport's `send`.
-fn send(transport: &dyn Transport, email: &Email) -> Result<(), crate::transport::BoxError> {
-    transport.send(email)
+            };
+        }
+        Outcome::Sent { .. } => error.context(|e| format!("{e} (the digest went out: {outcome})")),
+        _ => error,
+    };
+    Outcome::Failed { error, pending }
 }
 
 /// `0..count` in consecutive ranges of at most `size`.

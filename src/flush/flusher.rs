@@ -30,6 +30,7 @@ use crate::flush::taken::{Commit, Taken};
 use crate::policy::{Phase, Policy, Tally};
 use crate::store::file::{StateLock, StateStore};
 use crate::store::kept::Cache;
+use crate::store::state::State;
 use crate::transport::Transport;
 
 pub(crate) struct Flusher {
@@ -39,8 +40,7 @@ pub(crate) struct Flusher {
     /// Where digests go; `None` when Alertmanager is the only destination.
     pub(crate) transport: Option<Arc<dyn Transport>>,
     /// Where alerts go, if anywhere.
-    #[cfg(feature = "alertmanager")]
-    pub(crate) alerts: Option<crate::alerts::Poster>,
+    pub(crate) alerts: Option<Box<dyn crate::flush::destination::Alerts>>,
     /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
     /// Most bytes the records may take in one email (their text lines, in
@@ -72,7 +72,6 @@ pub(crate) struct Flusher {
     pub(crate) alerts_due: Option<Instant>,
     /// When this process built the layer: the firing alerts it finds in
     /// the state file were posted before that.
-    #[cfg(feature = "alertmanager")]
     pub(crate) started: Instant,
 }
 
@@ -116,33 +115,33 @@ impl Flusher {
     pub(crate) fn end_period(&mut self, buffer: &Buffer) -> Outcome {
         let outcome = self.flush_caught(buffer, Phase::Flush);
         self.run = None;
-        if let Outcome::Sent { records, emails } = outcome {
-            self.sent_during_run.0 += records;
-            self.sent_during_run.1 += emails;
-        }
+        self.count_sent(&outcome);
         outcome
     }
 
-    /// When the firing alerts are to be posted again, if any are firing.
-    pub(crate) fn alerts_due(&self) -> Option<Instant> {
-        self.alerts_due
-    }
-
     /// Reads the state file for the alerts an earlier process left firing,
-    /// if no flush of this one has yet: they are then due a third of their
-    /// resolve window after this process started (see
-    /// [`alerts_due`](Flusher::alerts_due)). Creates nothing: without a
-    /// state file there is nothing to look for.
+    /// if no flush of this one has yet (see [`note_firing`](Self::note_firing)).
+    /// Creates nothing: without a state file there is nothing to look for.
     pub(crate) fn find_firing(&mut self) {
-        #[cfg(feature = "alertmanager")]
-        if let Some(poster) = &self.alerts
+        if self.alerts.is_some()
             && self.alerts_due.is_none()
             && self.store.path().is_file()
             && let Ok(lock) = self.store.lock()
             && let Ok(loaded) = self.store.load(&lock)
-            && !loaded.state.alerts.is_empty()
         {
-            self.alerts_due = Some(self.started + poster.window(&loaded.state) / 3);
+            self.note_firing(&loaded.state);
+        }
+    }
+
+    /// Alerts found firing in `state` when none is known to be, posted by
+    /// an earlier process, are due a third of their resolve window after
+    /// this one started.
+    pub(super) fn note_firing(&mut self, state: &State) {
+        if let Some(alerts) = &self.alerts
+            && self.alerts_due.is_none()
+            && !state.alerts.is_empty()
+        {
+            self.alerts_due = Some(self.started + alerts.window(state) / 3);
         }
     }
 
@@ -214,8 +213,6 @@ impl Flusher {
             Ok(ingested) => ingested,
             Err(failed) => return failed,
         };
-        #[cfg(test)]
-        tests::hooks(commit);
         let now = match now {
             Ok(now) => now,
             // Nothing can be decided without the time; this run's records
@@ -229,13 +226,11 @@ impl Flusher {
             }
         };
         self.clamp(&mut taken.state, &mut ingested, now, commit);
-        let plan = self.decide(
-            &taken.state,
-            ingested.tally.take(),
-            phase,
-            now,
-            ingested.run,
-        );
+        self.note_firing(&taken.state);
+        let tally = ingested.tally.take();
+        let (plan, tally) = self.decide(&taken.state, tally, phase, now, ingested.run);
+        // Records leave only by a send or by alerts accepted, which make it anew.
+        self.cache.tally = Some(tally);
         if let Err(failed) = self.save_or_give_back(lock, taken, &ingested, commit) {
             return failed;
         }
@@ -277,24 +272,67 @@ mod tests {
     use std::cell::Cell;
     use tracing::Level;
 
-    thread_local! {
-        /// Makes flushes on this thread panic in the middle, as a bug in
-        /// this crate would: after this run's records are merged into the
-        /// loaded state, before anything is decided or saved.
-        static PANIC: Cell<bool> = const { Cell::new(false) };
-        /// Makes flushes on this thread rewrite the snapshot every time, as
-        /// before the journal.
-        static NO_JOURNAL: Cell<bool> = const { Cell::new(false) };
+    /// Alertmanager as a flush sees it, which panics when asked for its
+    /// resolve window while `.0` is set: as a bug in this crate would, in
+    /// the middle of a flush, once this run's records are merged into the
+    /// loaded state, before anything is saved (a flush that knows of no
+    /// firing alert asks for the window of those in the state file).
+    struct Panicking(Arc<std::sync::atomic::AtomicBool>);
+
+    impl crate::flush::destination::Alerts for Panicking {
+        fn window(&self, _: &State) -> Duration {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                panic!("injected for a test");
+            }
+            Duration::from_secs(3600)
+        }
+
+        fn post(
+            &self,
+            _: &mut State,
+            _: &std::collections::BTreeSet<String>,
+            _: (u64, OffsetDateTime, Instant),
+            _: &crate::policy::Policy,
+        ) -> Result<crate::flush::destination::Posting, Error> {
+            Ok(Default::default())
+        }
     }
 
-    /// Applies this thread's test settings to a flush, once this run's
-    /// records are merged into the loaded state: [`NO_JOURNAL`] and
-    /// [`PANIC`].
-    pub(super) fn hooks(commit: &mut Commit) {
-        commit.rewrite |= NO_JOURNAL.with(Cell::get);
-        if PANIC.with(Cell::get) {
-            panic!("injected for a test");
-        }
+    /// [`guard`] into `dir`, whose state file holds a firing alert, and the
+    /// switch that makes its flushes panic (see [`Panicking`]) once its
+    /// `alerts_due` is `None`.
+    fn panicking_guard(
+        dir: &std::path::Path,
+    ) -> (crate::FlushGuard, Arc<std::sync::atomic::AtomicBool>) {
+        let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
+        let mut state = State::new();
+        let posted = crate::store::state::Posted {
+            failure: "feed".into(),
+            severity: "error".into(),
+            since: OffsetDateTime::UNIX_EPOCH,
+            runs: 1,
+            resolved: None,
+            labels: Default::default(),
+            accepted: None,
+        };
+        state.alerts.insert("feed".into(), posted);
+        store.save(&store.lock().unwrap(), &state).unwrap();
+        let guard = guard(dir);
+        let panics = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        lock(&guard.flusher).alerts = Some(Box::new(Panicking(Arc::clone(&panics))));
+        (guard, panics)
+    }
+
+    /// Rewrites the snapshot from the state the last flush of `guard` kept
+    /// in memory, as a flush that rewrites it instead of appending to the
+    /// journal does (the journal goes), and keeps that state in memory.
+    fn rewrite(guard: &crate::FlushGuard) {
+        let mut flusher = lock(&guard.flusher);
+        let store = flusher.store.clone();
+        let kept = flusher.cache.files.kept.as_mut();
+        let (state, stamp) = kept.expect("a flush that stored its state");
+        *stamp = store.save(&store.lock().unwrap(), state).unwrap();
+        state.generation = stamp.generation;
     }
 
     fn record(message: &str) -> Record {
@@ -355,7 +393,6 @@ mod tests {
             std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
         );
         for (dir, no_journal) in [(with.path(), false), (without.path(), true)] {
-            NO_JOURNAL.with(|c| c.set(no_journal));
             let mut n = 0;
             for run in 0..3 {
                 let guard = holding_guard_at(dir, clock.clone(), 10);
@@ -371,10 +408,12 @@ mod tests {
                     assert!(
                         matches!(guard.flush(), Outcome::Held { pending, .. } if pending == want)
                     );
+                    if no_journal {
+                        rewrite(&guard);
+                    }
                 }
                 drop(guard);
             }
-            NO_JOURNAL.with(|c| c.set(false));
         }
         let journal = std::fs::read_to_string(with.path().join("state.json.journal")).unwrap();
         assert!(journal.contains("{\"@\":\"trim\",\"count\":"), "{journal}");
@@ -405,7 +444,6 @@ mod tests {
         let start = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let run_start = |run: i64| start + Duration::from_millis(3_600_250) * run as u32;
         for (dir, no_journal) in [(with.path(), false), (without.path(), true)] {
-            NO_JOURNAL.with(|c| c.set(no_journal));
             let mut n = 0;
             let clock = crate::clock::ManualClock::new(start);
             for run in 0..4 {
@@ -430,10 +468,12 @@ mod tests {
                         guard.shared.buffer.restore(Vec::new(), 2);
                     }
                     assert!(matches!(guard.flush(), Outcome::Held { .. }));
+                    if no_journal {
+                        rewrite(&guard);
+                    }
                 }
                 drop(guard);
             }
-            NO_JOURNAL.with(|c| c.set(false));
         }
         assert!(with.path().join("state.json.journal").exists());
         assert!(!without.path().join("state.json.journal").exists());
@@ -645,7 +685,7 @@ mod tests {
     #[test]
     fn a_panic_inside_a_flush_is_an_outcome_and_loses_no_record() {
         let dir = tempfile::tempdir().unwrap();
-        let guard = guard(dir.path());
+        let (guard, panics) = panicking_guard(dir.path());
         // A record already on disk, held by an earlier failed send.
         guard.shared.buffer.push(record("on disk"));
         std::fs::write(dir.path().join("outbox"), "a file: sending fails").unwrap();
@@ -655,9 +695,10 @@ mod tests {
 
         guard.shared.buffer.push(record("first"));
         guard.shared.buffer.push(record("second"));
-        PANIC.with(|p| p.set(true));
+        lock(&guard.flusher).alerts_due = None;
+        panics.store(true, std::sync::atomic::Ordering::SeqCst);
         let outcome = guard.flush();
-        PANIC.with(|p| p.set(false));
+        panics.store(false, std::sync::atomic::Ordering::SeqCst);
         match &outcome {
             Outcome::Failed { error, pending: 2 } => {
                 assert_eq!(error.kind(), ErrorKind::Panic);
@@ -700,15 +741,15 @@ mod tests {
             "flush::flusher::tests::a_guard_whose_flush_panics_drops_without_panicking",
             || {
                 let dir = tempfile::tempdir().unwrap();
-                let guard = guard(dir.path());
+                let (guard, panics) = panicking_guard(dir.path());
                 guard.shared.buffer.push(record("first"));
                 let shared = Arc::clone(&guard.shared);
-                PANIC.with(|p| p.set(true));
+                panics.store(true, std::sync::atomic::Ordering::SeqCst);
                 drop(guard);
-                PANIC.with(|p| p.set(false));
-                // The last resort took them: none is left unreported.
+                // The last resort took them: none is left unreported, and
+                // none reached the state file.
                 assert_eq!(shared.buffer.len(), 0);
-                assert!(!dir.path().join("state.json").exists());
+                assert_eq!(pending_in(dir.path()), 0);
             },
         );
         // To stderr, after saying why, as JSON lines that read back (the

@@ -225,18 +225,13 @@ impl Flusher {
             }
             None => self.store.save(state_lock, state),
         };
-        match written {
-            Ok(stamp) => {
-                taken.state.generation = stamp.generation;
-                commit.stamp = Some(stamp);
+        match commit.noted(&mut taken.state, written) {
+            Ok(()) => {
                 taken.stored();
                 self.store.remove_parked(&ingested.parked);
                 Ok(())
             }
-            Err(error) => {
-                commit.stamp = None;
-                Err(taken.give_back(error))
-            }
+            Err(error) => Err(taken.give_back(error)),
         }
     }
 
@@ -244,22 +239,18 @@ impl Flusher {
     /// it, for the next flush to merge.
     pub(super) fn park(&self, mut taken: Taken<'_>, busy: Error) -> Outcome {
         let count = taken.count;
-        match self.store.park(taken.records(), taken.dropped) {
-            Ok(path) => {
-                taken.stored();
-                Outcome::Failed {
-                    error: Error::new(
-                        ErrorKind::Busy,
-                        format!(
-                            "{busy}; this run's {count} records were saved to {} and the next flush \
-                         merges them",
-                            path.display()
-                        ),
-                    ),
-                    pending: count,
-                }
-            }
-            Err(_) => taken.give_back(busy),
+        let Ok(path) = self.store.park(taken.records(), taken.dropped) else {
+            return taken.give_back(busy);
+        };
+        taken.stored();
+        let path = path.display();
+        let saved = format!(
+            "this run's {count} records were saved to {path} and the next flush \
+                             merges them"
+        );
+        Outcome::Failed {
+            error: Error::new(ErrorKind::Busy, format!("{busy}; {saved}")),
+            pending: count,
         }
     }
 }

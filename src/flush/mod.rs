@@ -9,11 +9,11 @@
 //! flush stored. [`by_hand`] sends outside any run
 //! (the `tracing-email` tool's `send` and `test`).
 
-#[cfg(feature = "alertmanager")]
 mod alerting;
 mod by_hand;
 pub(crate) mod deadline;
 mod decide;
+pub(crate) mod destination;
 mod dispatch;
 pub(crate) mod exit;
 pub(crate) mod flusher;

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::Error;
-use crate::policy::WaitingFor;
+use crate::policy::{Decision, WaitingFor};
 
 /// What a flush did.
 ///
@@ -138,77 +138,75 @@ impl Outcome {
     pub fn is_failed(&self) -> bool {
         matches!(self, Outcome::Failed { .. })
     }
+
+    /// What a flush says of `decision` over `pending` records: `sent` when
+    /// it sends them, else that they are held or wait.
+    pub(crate) fn unless_sent(decision: Decision, pending: usize, sent: Outcome) -> Outcome {
+        match decision {
+            Decision::Nothing => Outcome::Nothing,
+            Decision::Hold(waiting_for) => Outcome::Held {
+                pending,
+                waiting_for,
+            },
+            Decision::Wait { until } => Outcome::Waiting { pending, until },
+            Decision::Send { .. } => sent,
+        }
+    }
 }
 
+/// `1 record`, `3 records`.
 pub(crate) fn records(n: usize) -> String {
     format!("{n} record{}", if n == 1 { "" } else { "s" })
 }
 
-/// `sent the notice that 1 failure is over; held 3 records for a later run:
-/// …` (see [`Outcome::Resolved`]).
-fn write_resolved(
-    f: &mut fmt::Formatter<'_>,
-    failures: usize,
-    pending: usize,
-    waiting_for: Option<&WaitingFor>,
-) -> fmt::Result {
-    write!(
-        f,
-        "sent the notice that {failures} failure{} over",
-        if failures == 1 { " is" } else { "s are" }
-    )?;
-    match (pending, waiting_for) {
-        (0, _) => f.write_str("; no record is pending"),
-        (n, Some(waiting_for)) => write!(f, "; held {} for a later run: {waiting_for}", records(n)),
-        (n, None) => write!(f, "; {} still held for a later run", records(n)),
-    }
-}
-
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |n: usize| if n == 1 { "" } else { "s" };
         match self {
             Outcome::Nothing => f.write_str("nothing to send: no records are pending"),
             Outcome::Held {
-                pending,
+                pending: n,
                 waiting_for,
-            } => write!(
-                f,
-                "held {} for a later run: {waiting_for}",
-                records(*pending)
-            ),
-            Outcome::Waiting { pending, until } => write!(
+            } => {
+                write!(f, "held {} for a later run: {waiting_for}", records(*n))
+            }
+            Outcome::Waiting { pending: n, until } => write!(
                 f,
                 "held {} for a later run: an email went out less than min_interval ago, the \
                  next may go at {}",
-                records(*pending),
+                records(*n),
                 crate::capture::record::utc_time(*until)
             ),
-            Outcome::Sent { records: n, emails } => write!(
-                f,
-                "sent {} in {emails} email{}",
-                records(*n),
-                if *emails == 1 { "" } else { "s" }
-            ),
+            Outcome::Sent { records: n, emails } => {
+                write!(f, "sent {} in {emails} email{}", records(*n), s(*emails))
+            }
             Outcome::Resolved {
-                failures,
+                failures: n,
                 pending,
                 waiting_for,
-            } => write_resolved(f, *failures, *pending, waiting_for.as_ref()),
+            } => {
+                let are = if *n == 1 { "is" } else { "are" };
+                write!(f, "sent the notice that {n} failure{} {are} over", s(*n))?;
+                match (pending, waiting_for) {
+                    (0, _) => f.write_str("; no record is pending"),
+                    (n, Some(why)) => write!(f, "; held {} for a later run: {why}", records(*n)),
+                    (n, None) => write!(f, "; {} still held for a later run", records(*n)),
+                }
+            }
             Outcome::Alerted {
                 records: n,
                 firing,
                 resolved,
             } => write!(
                 f,
-                "Alertmanager accepted {firing} firing and {resolved} resolved alert{}; {} delivered",
-                if firing + resolved == 1 { "" } else { "s" },
+                "Alertmanager accepted {firing} firing and {resolved} resolved alert{}; {} \
+                 delivered",
+                s(firing + resolved),
                 records(*n)
             ),
-            Outcome::Failed { error, pending } => write!(
-                f,
-                "not sent, {} kept for a later run: {error}",
-                records(*pending)
-            ),
+            Outcome::Failed { error, pending: n } => {
+                write!(f, "not sent, {} kept for a later run: {error}", records(*n))
+            }
         }
     }
 }

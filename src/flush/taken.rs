@@ -39,17 +39,20 @@ impl Commit {
         lock: &StateLock,
         state: &mut State,
     ) -> Result<(), Error> {
-        match store.save(lock, state) {
-            Ok(stamp) => {
-                state.generation = stamp.generation;
-                self.stamp = Some(stamp);
-                Ok(())
-            }
-            Err(e) => {
-                self.stamp = None;
-                Err(e)
-            }
-        }
+        let written = store.save(lock, state);
+        self.noted(state, written)
+    }
+
+    /// Notes what a write of `state` left on disk: its stamp, or that it is
+    /// unknown after a failure.
+    pub(super) fn noted(
+        &mut self,
+        state: &mut State,
+        written: Result<Stamp, Error>,
+    ) -> Result<(), Error> {
+        self.stamp = written.as_ref().ok().copied();
+        state.generation = written?.generation;
+        Ok(())
     }
 }
 
@@ -110,47 +113,40 @@ impl<'a> Taken<'a> {
 
     /// Gives the records back to the buffer after `error` and says so.
     pub(super) fn give_back(&mut self, error: Error) -> Outcome {
-        let at = self.state.pending.len() - self.count;
+        let (count, on_disk) = self.restore();
+        let error = match count {
+            0 => error,
+            _ => error.context(|error| {
+                format!(
+                    "{error}; this run's {count} records are kept in memory for the next flush \
+                     (and written to stderr if none succeeds)"
+                )
+            }),
+        };
+        Outcome::Failed {
+            error,
+            pending: on_disk + count,
+        }
+    }
+
+    /// Puts the records back into the buffer. Returns how many, and how
+    /// many of the state's are on disk.
+    fn restore(&mut self) -> (usize, usize) {
+        let at = self.state.pending.len().saturating_sub(self.count);
         let records = self.state.pending.split_off(at);
-        let dropped = std::mem::take(&mut self.dropped);
+        let count = records.len();
+        self.buffer
+            .restore(records, std::mem::take(&mut self.dropped));
         self.count = 0;
-        give_back(self.buffer, records, dropped, error, at)
+        (count, at)
     }
 }
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         if self.count > 0 || self.dropped > 0 {
-            let at = self.state.pending.len().saturating_sub(self.count);
-            self.buffer
-                .restore(self.state.pending.split_off(at), self.dropped);
+            self.restore();
         }
-    }
-}
-
-/// Puts records back into the buffer after a failure and says so.
-fn give_back(
-    buffer: &Buffer,
-    records: Vec<Record>,
-    dropped: u64,
-    error: Error,
-    on_disk: usize,
-) -> Outcome {
-    let count = records.len();
-    buffer.restore(records, dropped);
-    let error = if count > 0 {
-        error.context(|error| {
-            format!(
-                "{error}; this run's {count} records are kept in memory for the next flush \
-                 (and written to stderr if none succeeds)"
-            )
-        })
-    } else {
-        error
-    };
-    Outcome::Failed {
-        error,
-        pending: on_disk + count,
     }
 }
 

@@ -144,14 +144,15 @@ pub(crate) fn spawn_worker(
     std::thread::Builder::new()
         .name("tracing-email".into())
         .spawn(move || {
-            let _finish = Finish {
-                shared: Arc::clone(&shared),
-                flusher: Arc::clone(&flusher),
-                signal: Arc::clone(&signal),
+            // Its drop runs the last flush handed over, even if a job panics.
+            let work = Finish {
+                shared,
+                flusher,
+                signal,
             };
             let mut schedule = Schedule::new(timing, Instant::now());
-            while let Some(job) = wait_for_job(&signal, &schedule) {
-                let alerts = run_job(&shared, &flusher, job);
+            while let Some(job) = wait_for_job(&work.signal, &schedule) {
+                let alerts = run_job(&work.shared, &work.flusher, job);
                 schedule.done(job, Instant::now(), alerts);
             }
         })
@@ -195,42 +196,36 @@ fn wait_for_job(signal: &Signal, schedule: &Schedule) -> Option<Job> {
 /// again, if it has any.
 fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instant> {
     let mut flusher = lock(flusher);
-    match job {
-        Job::Period => {
-            let outcome = flusher.end_period(&shared.buffer);
-            if outcome.is_failed() {
-                // The error may hold a transport's own, whose Display is user code.
-                let line = crate::error::display_safely(&outcome);
-                let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
-            }
-        }
-        Job::Alerts => {
+    if job == Job::Period {
+        say_failed(&flusher.end_period(&shared.buffer));
+    } else {
+        if job == Job::Alerts {
             flusher.find_firing();
-            if shared.buffer.len() > 0 || flusher.alerts_due_now() {
-                let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
-            }
         }
-        Job::Batch | Job::Checkpoint => {
-            if shared.buffer.len() > 0 || flusher.alerts_due_now() {
-                let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
-            }
+        if shared.buffer.len() > 0 || flusher.alerts_due_now() {
+            let _ = flusher.flush_caught(&shared.buffer, Phase::Run);
         }
     }
-    flusher.alerts_due()
+    flusher.alerts_due
 }
 
 /// The guard's last flush (unless it `flushed` and no record came in since),
 /// then the last resort for records that could not be stored: stderr.
 pub(crate) fn finish(shared: &Shared, flusher: &Mutex<Flusher>, flushed: bool) {
     if !flushed || shared.buffer.len() > 0 {
-        let outcome = lock(flusher).flush_caught(&shared.buffer, Phase::Flush);
-        if outcome.is_failed() {
-            // The error may hold a transport's own, whose Display is user code.
-            let line = crate::error::display_safely(&outcome);
-            let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
-        }
+        say_failed(&lock(flusher).flush_caught(&shared.buffer, Phase::Flush));
     }
     last_resort(&shared.buffer);
+}
+
+/// Says on stderr that a flush no caller sees (a period's, the guard's
+/// drop) failed.
+fn say_failed(outcome: &crate::flush::outcome::Outcome) {
+    if outcome.is_failed() {
+        // The error may hold a transport's own, whose Display is user code.
+        let line = crate::error::display_safely(outcome);
+        let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
+    }
 }
 
 /// The last resort for records that could not be stored: written to stderr

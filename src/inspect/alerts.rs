@@ -8,6 +8,7 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::capture::record::utc_time;
+pub use crate::store::state::AlertPost;
 use crate::store::state::State;
 
 /// An alert that Alertmanager holds as firing for this program, as the
@@ -54,39 +55,6 @@ pub struct FiringAlert {
     /// The last post, which carried it (every post carries every alert
     /// the state file keeps), with its answer.
     pub last_post: Option<AlertPost>,
-}
-
-/// One post to Alertmanager and its answer: when, how many alerts it
-/// carried, and how many Alertmanagers accepted it, or why none did (the
-/// error's text, with every secret hidden). Its `Display` is one line.
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
-/// if let Some(post) = &snapshot.last_alert_post {
-///     println!("last post: {}, {post}", post.at);  // "accepted by 1 of 1 Alertmanager (…)"
-///     if !post.is_accepted() {
-///         eprintln!("Alertmanager did not take the alerts: {:?}", post.error);
-///     }
-/// }
-/// # Ok::<(), tracing_email::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AlertPost {
-    /// When it was posted.
-    pub at: OffsetDateTime,
-    /// Firing alerts it carried.
-    pub firing: usize,
-    /// Resolved alerts it carried.
-    pub resolved: usize,
-    /// Alertmanagers that accepted it (0: the post failed; the next flush
-    /// posts again).
-    pub accepted: usize,
-    /// Alertmanagers it went to.
-    pub of: usize,
-    /// Why none accepted it, when none did.
-    pub error: Option<String>,
 }
 
 impl AlertPost {
@@ -157,36 +125,22 @@ impl fmt::Display for FiringAlert {
             )?,
             None => f.write_str("; accepted (when: not kept by the version that posted it)")?,
         }
-        let labels = other_labels(&self.labels);
+        // The labels but `failure` and `severity` (shown already).
+        let labels: Vec<String> = (self.labels.iter())
+            .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
         if !labels.is_empty() {
-            write!(f, "; {labels}")?;
+            write!(f, "; {}", labels.join(", "))?;
         }
         Ok(())
     }
 }
 
-/// The labels but `failure` and `severity` (shown already), as
-/// `name="value"` pairs.
-fn other_labels(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The alerts of `state`, firing first, then the longest-lasting first; and
 /// its last post.
 pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
-    let post = state.alert_post.as_ref().map(|p| AlertPost {
-        at: p.at,
-        firing: p.firing,
-        resolved: p.resolved,
-        accepted: p.accepted,
-        of: p.of,
-        error: p.error.clone(),
-    });
+    let post = state.alert_post.clone();
     let mut alerts: Vec<FiringAlert> = state
         .alerts
         .values()
@@ -201,51 +155,32 @@ pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
             last_post: post.clone(),
         })
         .collect();
-    alerts.sort_by(|a, b| {
-        (a.resolved.is_some(), a.since, &a.failure).cmp(&(
-            b.resolved.is_some(),
-            b.since,
-            &b.failure,
-        ))
-    });
+    alerts.sort_by_cached_key(|a| (a.resolved.is_some(), a.since, a.failure.clone()));
     (alerts, post)
 }
 
-/// The `alerts` rows of a snapshot's table: nothing when the state never
+/// The `alerts` rows of a snapshot's table: none when the state never
 /// posted to Alertmanager.
-pub(crate) fn write_rows(
-    f: &mut fmt::Formatter<'_>,
+pub(crate) fn rows(
     alerts: &[FiringAlert],
     post: Option<&AlertPost>,
-) -> fmt::Result {
+) -> Vec<(&'static str, String)> {
     if alerts.is_empty() && post.is_none() {
-        return Ok(());
+        return Vec::new();
     }
-    writeln!(f, "alerts       Alertmanager: {}", heading(alerts))?;
-    for alert in alerts {
-        writeln!(f, "             {alert}")?;
-    }
-    if let Some(post) = post {
-        writeln!(f, "             last post: {}, {post}", utc_time(post.at))?;
-    }
-    Ok(())
-}
-
-/// `2 alerts firing`, `none firing`, `1 alert firing, 1 resolution not
-/// accepted yet`.
-fn heading(alerts: &[FiringAlert]) -> String {
     let firing = alerts.iter().filter(|a| a.is_firing()).count();
-    let resolved = alerts.len() - firing;
-    let mut text = match firing {
+    let mut heading = match firing {
         0 => "none firing".to_owned(),
         1 => "1 alert firing".to_owned(),
         n => format!("{n} alerts firing"),
     };
-    if resolved > 0 {
-        text.push_str(&format!(
-            ", {resolved} resolution{} not accepted yet",
-            if resolved == 1 { "" } else { "s" }
-        ));
+    match alerts.len() - firing {
+        0 => {}
+        1 => heading.push_str(", 1 resolution not accepted yet"),
+        n => heading.push_str(&format!(", {n} resolutions not accepted yet")),
     }
-    text
+    let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
+    rows.extend(alerts.iter().map(|alert| ("", alert.to_string())));
+    rows.extend(post.map(|post| ("", format!("last post: {}, {post}", utc_time(post.at)))));
+    rows
 }

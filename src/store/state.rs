@@ -96,24 +96,41 @@ pub(crate) struct Posted {
     pub(crate) accepted: Option<OffsetDateTime>,
 }
 
-/// One post to Alertmanager (every post carries every alert the state
-/// keeps, firing or resolved) and its answer. The error is the redacted
-/// text of the crate's error: no secret is kept here.
+/// One post to Alertmanager and its answer: when, how many alerts it
+/// carried (every post carries every alert the state file keeps, firing or
+/// resolved), and how many Alertmanagers accepted it, or why none did (the
+/// error's text, with every secret hidden: no secret is kept here). Its
+/// `Display` is one line.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// if let Some(post) = &snapshot.last_alert_post {
+///     println!("last post: {}, {post}", post.at);  // "accepted by 1 of 1 Alertmanager (…)"
+///     if !post.is_accepted() {
+///         eprintln!("Alertmanager did not take the alerts: {:?}", post.error);
+///     }
+/// }
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct AlertPost {
+#[non_exhaustive]
+pub struct AlertPost {
+    /// When it was posted.
     #[serde(with = "time::serde::rfc3339")]
-    pub(crate) at: OffsetDateTime,
-    /// Firing alerts in it.
-    pub(crate) firing: usize,
-    /// Resolved alerts in it.
-    pub(crate) resolved: usize,
-    /// Alertmanagers that accepted it (0: the post failed).
-    pub(crate) accepted: usize,
+    pub at: OffsetDateTime,
+    /// Firing alerts it carried.
+    pub firing: usize,
+    /// Resolved alerts it carried.
+    pub resolved: usize,
+    /// Alertmanagers that accepted it (0: the post failed; the next flush
+    /// posts again).
+    pub accepted: usize,
     /// Alertmanagers it went to.
-    pub(crate) of: usize,
+    pub of: usize,
     /// Why none accepted it, when none did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
 }
 
 impl State {
