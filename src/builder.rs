@@ -231,7 +231,7 @@ impl Builder {
         /// ```
         /// let text_only = tracing_email::EmailLayer::builder("poca").html(false);
         /// ```
-        fn html(html: bool) => html = Some(html);
+        fn html(html: bool) => html = html;
         /// At flush, send every pending record (oldest first, in one digest) once
         /// at least `count` of them are at `level` or above; otherwise keep them
         /// for a later run. This is the default, with `(1, WARN)`.
@@ -321,7 +321,7 @@ impl Builder {
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_detail_lines(500);
         /// ```
-        fn max_detail_lines(lines: usize) => max_detail_lines = Some(lines);
+        fn max_detail_lines(lines: usize) => max_detail_lines = lines;
         /// Keeps the pending records in this file instead of the default
         /// (`tracing-email.json` in the app's folder under
         /// `directories::ProjectDirs::state_dir()`, else `data_local_dir()`).
@@ -338,7 +338,7 @@ impl Builder {
         /// let b = tracing_email::EmailLayer::builder("poca")
         ///     .lock_timeout(std::time::Duration::from_secs(2));
         /// ```
-        fn lock_timeout(timeout: Duration) => lock_timeout = Some(timeout);
+        fn lock_timeout(timeout: Duration) => lock_timeout = timeout;
         /// Keeps at most this many records pending (10 000 by default). Beyond
         /// it the oldest are dropped first; how many is kept in the state file
         /// and said in the next digest ("412 older records were dropped"). The
@@ -347,7 +347,7 @@ impl Builder {
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_pending(50_000);
         /// ```
-        fn max_pending(records: usize) => max_pending = Some(records);
+        fn max_pending(records: usize) => max_pending = records;
         /// Keeps at most this many bytes of one record, 16 KiB by default:
         /// message, field names and values and span context together, escapes
         /// counted as written (stored or shown, a record takes at most 512 bytes
@@ -359,7 +359,7 @@ impl Builder {
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_record_bytes(4096);
         /// ```
-        fn max_record_bytes(bytes: usize) => max_record_bytes = Some(bytes);
+        fn max_record_bytes(bytes: usize) => max_record_bytes = bytes;
         /// Keeps each email under about this many bytes, 1 MiB by default: a
         /// larger digest is split into several complete emails, numbered "part 2
         /// of 3", so no server's size limit can make the backlog undeliverable.
@@ -375,7 +375,7 @@ impl Builder {
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
         /// ```
-        fn max_email_bytes(bytes: usize) => max_email_bytes = Some(bytes);
+        fn max_email_bytes(bytes: usize) => max_email_bytes = bytes;
         /// The longest one flush spends sending, 30 seconds by default, however
         /// slowly the server answers (the SMTP timeout applies to each read, not
         /// to the whole exchange). Past it the flush fails and keeps the records.
@@ -388,7 +388,7 @@ impl Builder {
         /// let b = tracing_email::EmailLayer::builder("poca")
         ///     .send_deadline(std::time::Duration::from_secs(10));
         /// ```
-        fn send_deadline(deadline: Duration) => send_deadline = Some(deadline);
+        fn send_deadline(deadline: Duration) => send_deadline = deadline;
         /// How long new records may wait in memory before a background thread
         /// appends them to the state file: 1 second by default, `None` to turn
         /// it off. A run that ends without dropping the guard (an abort,
@@ -401,7 +401,7 @@ impl Builder {
         /// let b = tracing_email::EmailLayer::builder("poca").checkpoint_interval(Duration::from_secs(5));
         /// let off = tracing_email::EmailLayer::builder("poca").checkpoint_interval(None);
         /// ```
-        fn checkpoint_interval(interval: impl Into<Option<Duration>>) => checkpoint_interval = Some(interval.into());
+        fn checkpoint_interval(interval: impl Into<Option<Duration>>) => checkpoint_interval = interval.into();
         /// Makes each period of a long-running program a run: every `period`,
         /// the background thread flushes as the guard's drop does at the end of
         /// a cron job's process, and that flush ends the run. Off by default
@@ -655,7 +655,7 @@ impl Builder {
             self.config.addresses()?
         };
         let state_path = self.config.state_path()?;
-        let deadline = self.config.send_deadline.unwrap_or(DEFAULT_SEND_DEADLINE);
+        let deadline = self.config.send_deadline;
         let transport = match self.transport.take().map(|t| t.within(deadline)) {
             Some(mut transport) => {
                 transport.check().map_err(|e| match e.downcast::<Error>() {
@@ -697,31 +697,28 @@ impl Builder {
         };
 
         let flusher = Flusher {
-            store: StateStore::new(
-                state_path.clone(),
-                s.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
-            ),
+            store: StateStore::new(state_path.clone(), s.lock_timeout),
             composer: Composer {
                 app,
                 from,
                 to,
                 subject,
                 host,
-                html: s.html.unwrap_or(DEFAULT_HTML),
+                html: s.html,
                 offset,
                 // The footer says where records wait, wherever the reader is.
                 state_path: std::path::absolute(&state_path).unwrap_or(state_path.clone()),
                 fingerprint_fields: s.policy.fingerprint_fields.clone(),
                 level: s.policy.level(),
-                detail_lines: s.max_detail_lines.unwrap_or(DEFAULT_MAX_DETAIL_LINES),
+                detail_lines: s.max_detail_lines,
             },
             policy: s.policy.clone(),
             transport,
             #[cfg(feature = "alertmanager")]
             alerts,
-            max_pending: s.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
-            max_email_bytes: s.max_email_bytes.unwrap_or(DEFAULT_MAX_EMAIL_BYTES),
-            send_deadline: s.send_deadline.unwrap_or(DEFAULT_SEND_DEADLINE),
+            max_pending: s.max_pending,
+            max_email_bytes: s.max_email_bytes,
+            send_deadline: s.send_deadline,
             sent_during_run: (0, 0),
             clock: self.clock,
             run: None,
@@ -762,12 +759,11 @@ impl Builder {
         let clock = Arc::clone(&self.clock);
         let (flusher, s) = self.into_flusher()?;
         let max_pending = flusher.max_pending;
-        let checkpoint_interval = s.checkpoint_interval.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock,
             buffer: Buffer::new(max_pending),
-            max_record_bytes: s.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
+            max_record_bytes: s.max_record_bytes,
             batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
@@ -779,7 +775,7 @@ impl Builder {
         #[cfg(not(feature = "alertmanager"))]
         let alerts = false;
         let timing = Timing {
-            checkpoint: checkpoint_interval,
+            checkpoint: s.checkpoint_interval,
             period: s.flush_every,
             alerts,
         };
@@ -807,8 +803,7 @@ impl Builder {
         if s.capture_panics {
             crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
-        let lock_timeout = s.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT);
-        crate::flush::exit::register(&shared, &flusher, &path, lock_timeout);
+        crate::flush::exit::register(&shared, &flusher, &path, s.lock_timeout);
         Ok((
             EmailLayer {
                 shared: Arc::clone(&shared),

@@ -6,15 +6,14 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::builder::Builder;
 use crate::capture::layer::EmailLayer;
 #[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
-use crate::settings::{EmailConfig, Origin, de};
+use crate::settings::{EmailConfig, Origin};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
 use crate::transport::Smtp;
@@ -46,8 +45,8 @@ impl EmailConfig {
     ///
     /// An error of kind [`ErrorKind::Config`] that names the variable: an
     /// empty prefix, `PREFIX_APP` not set, a value that does not parse
-    /// (`POCA_BATCH: "ten" is not a whole number of at least 1`), or a
-    /// value that is not valid UTF-8.
+    /// (`POCA_BATCH: invalid type: string "ten", expected a whole number of
+    /// at least 1`), or a value that is not valid UTF-8.
     ///
     /// ```no_run
     /// // POCA_APP=poca POCA_SMTP_URL=smtps://me%40example.com@smtp.example.com
@@ -61,7 +60,7 @@ impl EmailConfig {
         let lead = format!("{}_", prefix.strip_suffix('_').unwrap_or(prefix));
         let mut vars = Vec::new();
         for (name, value) in std::env::vars_os() {
-            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(de::is_ours);
+            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(is_ours);
             let Some(name) = name.to_str().filter(ours) else {
                 continue;
             };
@@ -96,11 +95,14 @@ impl EmailConfig {
     ///     ("POCA_FEEDS", "the program's own setting, ignored here"),
     /// ])?;
     /// assert_eq!(config.policy.threshold, Some((5, Level::WARN)));
-    /// assert_eq!(config.send_deadline, Some(Duration::from_millis(2500)));
+    /// assert_eq!(config.send_deadline, Duration::from_millis(2500));
     ///
     /// let err = EmailConfig::from_vars("POCA", [("POCA_APP", "poca"), ("POCA_BATCH", "ten")])
     ///     .unwrap_err();
-    /// assert_eq!(err.to_string(), r#"POCA_BATCH: "ten" is not a whole number of at least 1"#);
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"POCA_BATCH: invalid type: string "ten", expected a whole number of at least 1"#
+    /// );
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn from_vars<I, K, V>(prefix: &str, vars: I) -> Result<EmailConfig, Error>
@@ -116,46 +118,35 @@ impl EmailConfig {
                  for POCA_APP, POCA_TO, …",
             ));
         }
-        let lead = format!("{prefix}_");
         let mut found = HashMap::new();
         for (name, value) in vars {
-            let value: String = value.into();
-            if let Some(key) = name.as_ref().strip_prefix(&lead) {
-                if value.is_empty() {
-                    found.remove(key);
-                } else {
-                    found.insert(key.to_owned(), value);
-                }
-            }
+            let (value, lead) = (value.into(), format!("{prefix}_"));
+            let Some(var) = name.as_ref().strip_prefix(&lead) else {
+                continue;
+            };
+            match value.is_empty() {
+                true => found.remove(var),
+                false => found.insert(var.to_owned(), value),
+            };
         }
         if !found.contains_key("APP") {
             return Err(Error::config(format!(
                 "{prefix}_APP is not set; it names the program, such as {prefix}_APP=poca"
             )));
         }
-        // Each variable becomes the value its key has in a file, checked as
-        // the file's is; then the same deserializer reads them all.
-        let mut table = serde_json::Map::new();
-        for (var, value) in &found {
-            let Some(raw) = de::from_var(var, value) else {
+        // Each variable becomes the value its key has in a file, read alone
+        // so that an error names the variable; then all of them together.
+        let mut table = json!({});
+        for &(key, form) in VARS {
+            let Some(text) = found.get(&variable(key)) else {
                 continue;
             };
-            let (key, raw) = raw.map_err(|expected| {
-                Error::config(format!("{prefix}_{var}: {value:?} is not {expected}"))
-            })?;
-            match key.split_once('.') {
-                Some((outer, inner)) => {
-                    let outer = table.entry(outer).or_insert_with(|| json!({}));
-                    if let Some(outer) = outer.as_object_mut() {
-                        outer.insert(inner.to_owned(), raw);
-                    }
-                }
-                None => {
-                    table.insert(key.to_owned(), raw);
-                }
-            }
+            let value = form
+                .read(key, text)
+                .map_err(|e| Error::config(format!("{prefix}_{}: {e}", variable(key))))?;
+            put(&mut table, key, value);
         }
-        let mut config = EmailConfig::deserialize(serde_json::Value::Object(table))
+        let mut config = EmailConfig::deserialize(table)
             .map_err(|e| Error::config(format!("the variables {prefix}_*: {e}")))?;
         config.password = found.remove("SMTP_PASSWORD");
         config.origin = Origin::Env(prefix.to_owned());
@@ -652,6 +643,169 @@ impl EmailConfig {
     }
 }
 
+/// The variable of `key`: its name upper-cased, a policy key's without `policy.`.
+fn variable(key: &str) -> String {
+    key.trim_start_matches("policy.").to_ascii_uppercase()
+}
+
+/// Whether `var` (after the prefix) is one this crate reads.
+fn is_ours(var: &str) -> bool {
+    var == "SMTP_PASSWORD" || VARS.iter().any(|(key, _)| variable(key) == var)
+}
+
+/// Sets `key` (`policy.batch` in the `policy` table) in `table`.
+fn put(table: &mut Value, key: &str, value: Value) {
+    match key.split_once('.') {
+        Some((outer, inner)) => put(&mut table[outer], inner, value),
+        None => table[key] = value,
+    }
+}
+
+/// How a variable's text is read.
+#[derive(Clone, Copy)]
+enum Form {
+    /// As a file's string, else as its number or `true`/`false` (in any case).
+    Plain,
+    /// Items separated by commas; what they are.
+    Split(&'static str),
+    /// The program then its arguments, separated by white space, or a JSON list.
+    Command,
+    /// `name=value` pairs separated by commas.
+    Labels,
+    /// `COUNT:LEVEL`.
+    Threshold,
+}
+
+use Form::*;
+
+/// Every key read from a variable (see [`variable`]), and how.
+const VARS: &[(&str, Form)] = &[
+    ("app", Plain),
+    ("smtp_url", Plain),
+    ("password_env", Plain),
+    ("password_command", Command),
+    ("oauth2_token_command", Command),
+    ("root_certificate", Plain),
+    ("timeout", Plain),
+    ("allow_insecure_auth", Plain),
+    ("outbox", Plain),
+    ("from", Plain),
+    ("to", Plain),
+    ("subject", Plain),
+    ("html", Plain),
+    ("state_file", Plain),
+    ("local_time", Plain),
+    ("max_pending", Plain),
+    ("max_record_bytes", Plain),
+    ("max_email_bytes", Plain),
+    ("max_detail_lines", Plain),
+    ("send_deadline", Plain),
+    ("lock_timeout", Plain),
+    ("checkpoint_interval", Plain),
+    ("flush_every", Plain),
+    ("capture_panics", Plain),
+    ("notify_recovery", Plain),
+    (
+        "alertmanager_urls",
+        Split("URLs separated by commas, such as http://am-0:9093,http://am-1:9093"),
+    ),
+    ("alertmanager_labels", Labels),
+    ("alertmanager_user", Plain),
+    ("alertmanager_password_env", Plain),
+    ("alertmanager_token_env", Plain),
+    ("alertmanager_root_certificate", Plain),
+    ("alertmanager_timeout", Plain),
+    ("resolve_window", Plain),
+    ("host", Plain),
+    ("policy.threshold", Threshold),
+    ("policy.batch", Plain),
+    ("policy.immediately_at", Plain),
+    ("policy.consecutive_runs", Plain),
+    ("policy.repeat_after", Plain),
+    ("policy.min_interval", Plain),
+    ("policy.max_age", Plain),
+    (
+        "policy.fingerprint_fields",
+        Split("field names separated by commas, such as feed,url"),
+    ),
+];
+
+impl Form {
+    /// `text` as the value `key` has in a file, read as a file's would be;
+    /// else what is wrong.
+    fn read(self, key: &str, text: &str) -> Result<Value, String> {
+        let t = text.trim();
+        let value = match self {
+            Plain => {
+                let scalar = match t.to_ascii_lowercase().as_str() {
+                    "true" | "false" => Some(json!(t.eq_ignore_ascii_case("true"))),
+                    _ => t.parse::<i128>().ok().map(|n| json!(n)).or_else(|| {
+                        t.parse::<f64>()
+                            .ok()
+                            .filter(|f| f.is_finite())
+                            .map(|f| json!(f))
+                    }),
+                };
+                let as_text = alone(key, json!(text));
+                return match (as_text, scalar) {
+                    (Ok(()), _) => Ok(json!(text)),
+                    (Err(e), None) => Err(e),
+                    (Err(_), Some(v)) => alone(key, v.clone()).map(|()| v),
+                };
+            }
+            Split(_) => {
+                let items = text
+                    .split(',')
+                    .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
+                json!(items.collect::<Option<Vec<_>>>())
+            }
+            Command if t.starts_with('[') => serde_json::from_str(t).unwrap_or(Value::Null),
+            Command => json!(t.split_whitespace().collect::<Vec<_>>()),
+            Labels => {
+                let pairs = text.split(',').map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    Some((name.trim().to_owned(), json!(value.trim())))
+                });
+                json!(pairs.collect::<Option<serde_json::Map<_, _>>>())
+            }
+            Threshold => match t.split_once(':') {
+                Some((count, level)) => {
+                    json!({ "count": count.trim().parse::<u64>().ok(), "level": level })
+                }
+                None => Value::Null,
+            },
+        };
+        let ok = !value.is_null() && alone(key, value.clone()).is_ok();
+        ok.then_some(value)
+            .ok_or_else(|| format!("{text:?} is not {}", self.expected()))
+    }
+
+    /// What a variable of this form holds, for its errors.
+    fn expected(self) -> &'static str {
+        match self {
+            Plain => "a value",
+            Split(items) => items,
+            Command => {
+                "the program then its arguments, separated by spaces (pass show smtp), or \
+                        a JSON list of strings when an argument holds a space ([\"secret-tool\", \
+                        \"lookup\", \"service\", \"my smtp\"])"
+            }
+            Labels => "name=value pairs separated by commas, such as team=media",
+            Threshold => "COUNT:LEVEL, such as 5:warn",
+        }
+    }
+}
+
+/// Whether `value` is one `key` takes, read alone: else serde's words.
+fn alone(key: &str, value: Value) -> Result<(), String> {
+    let mut table = json!({});
+    put(&mut table, key, value);
+    match EmailConfig::deserialize(table) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -775,11 +929,11 @@ mod tests {
             "policy.batch: 0 is not allowed; use 1 or more"
         );
         c.policy.batch = None;
-        c.checkpoint_interval = Some(Some(Duration::ZERO));
+        c.checkpoint_interval = Some(Duration::ZERO);
         assert!(build(&c).unwrap_err().to_string().contains(
             "checkpoint_interval: must be longer than 0 seconds (false, or None in code, turns"
         ));
-        c.checkpoint_interval = Some(None);
+        c.checkpoint_interval = None;
         c.timeout = Some(Duration::ZERO);
         assert!(
             build(&c)
@@ -1013,17 +1167,14 @@ mod tests {
         // The builder's defaults when left out: HTML on, 200 lines.
         assert_eq!(composer(&outbox_config(&[])), (true, 200));
         let from_env = outbox_config(&[("POCA_HTML", "FALSE"), ("POCA_MAX_DETAIL_LINES", "2")]);
-        assert_eq!(
-            (from_env.html, from_env.max_detail_lines),
-            (Some(false), Some(2))
-        );
+        assert_eq!((from_env.html, from_env.max_detail_lines), (false, 2));
         assert_eq!(composer(&from_env), (false, 2));
         let mut from_data = outbox_config(&[]);
-        from_data.html = Some(true);
-        from_data.max_detail_lines = Some(500);
+        from_data.html = true;
+        from_data.max_detail_lines = 500;
         assert_eq!(composer(&from_data), (true, 500));
 
-        from_data.max_detail_lines = Some(0);
+        from_data.max_detail_lines = 0;
         assert_eq!(
             EmailLayer::from_config(&from_data).unwrap_err().to_string(),
             "POCA_MAX_DETAIL_LINES: 0 is not allowed; use 1 or more"
@@ -1118,9 +1269,9 @@ mod tests {
     /// The duration settings of `c`, set or not.
     fn durations(c: &EmailConfig) -> [Option<Duration>; 8] {
         [
-            c.send_deadline,
-            c.lock_timeout,
-            c.checkpoint_interval.flatten(),
+            Some(c.send_deadline),
+            Some(c.lock_timeout),
+            c.checkpoint_interval,
             c.flush_every,
             c.timeout,
             c.policy.repeat_after,
@@ -1196,7 +1347,10 @@ mod tests {
                 assert!(e.contains(&format!("for `{key}`")), "{key} = {bad}: {e}");
                 let e = env_with(&var, bad).unwrap_err();
                 assert!(e.starts_with(&format!("{var}: ")), "{var}={bad}: {e}");
-                assert!(e.contains("is not a number of seconds"), "{var}={bad}: {e}");
+                assert!(
+                    e.contains("expected a number of seconds"),
+                    "{var}={bad}: {e}"
+                );
             }
             let zero = toml_with(key, "0");
             assert_eq!(
@@ -1235,9 +1389,9 @@ mod tests {
                 c.origin = origin.clone();
                 let beyond = max + Duration::from_millis(1);
                 let set = |c: &mut EmailConfig, d: Duration| match key {
-                    "send_deadline" => c.send_deadline = Some(d),
-                    "lock_timeout" => c.lock_timeout = Some(d),
-                    "checkpoint_interval" => c.checkpoint_interval = Some(Some(d)),
+                    "send_deadline" => c.send_deadline = d,
+                    "lock_timeout" => c.lock_timeout = d,
+                    "checkpoint_interval" => c.checkpoint_interval = Some(d),
                     "flush_every" => c.flush_every = Some(d),
                     "timeout" => c.timeout = Some(d),
                     "policy.repeat_after" => c.policy.repeat_after = Some(d),
@@ -1314,7 +1468,7 @@ mod tests {
         assert!(err("max_pending = -1").contains("invalid value: integer `-1`"));
         assert!(err("max_pending = 1.5").contains("invalid type: floating point `1.5`"));
         assert!(err("[policy]\nimmediately_at = 3").contains("invalid type: integer `3`"));
-        assert!(err("to = 3").contains("invalid type: integer `3`, expected an address"));
+        assert!(err("to = 3").contains("invalid type: integer `3`, expected a string or a list"));
     }
 
     #[test]
@@ -1325,11 +1479,11 @@ mod tests {
         };
         let deadline = |v: &str| read("POCA_SEND_DEADLINE", v).map(|r| r.0);
         let day = Duration::from_secs(86_400);
-        assert_eq!(deadline("0.5"), Some(Some(Duration::from_millis(500))));
-        assert_eq!(deadline("10"), Some(Some(Duration::from_secs(10))));
-        assert_eq!(deadline("86400"), Some(Some(day)));
+        assert_eq!(deadline("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(deadline("10"), Some(Duration::from_secs(10)));
+        assert_eq!(deadline("86400"), Some(day));
         let lock = read("POCA_LOCK_TIMEOUT", "0").map(|r| r.1);
-        assert_eq!(lock, Some(Some(Duration::ZERO)));
+        assert_eq!(lock, Some(Duration::ZERO));
         for bad in [
             "0",
             "-1",
