@@ -16,7 +16,6 @@ use serde::{Deserialize, Deserializer, de};
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
-use with::{Command, Lvl, Many, Seconds, Whole};
 
 // The longest value each duration setting accepts. A longer one is a mistake
 // (a unit mixed up, milliseconds given as seconds) that would hold a flush or
@@ -105,25 +104,25 @@ pub struct PolicyConfig {
     #[serde(deserialize_with = "with::threshold")]
     pub threshold: Option<(usize, Level)>,
     /// `batch = 10`: see [`Builder::batch`](crate::Builder::batch).
-    #[serde(deserialize_with = "with::opt::<_, Whole<_>, _>")]
+    #[serde(deserialize_with = "with::whole")]
     pub batch: Option<usize>,
     /// `immediately_at = "error"`: see [`Builder::immediately_at`](crate::Builder::immediately_at).
-    #[serde(deserialize_with = "with::opt::<_, Lvl, _>")]
+    #[serde(deserialize_with = "with::level")]
     pub immediately_at: Option<Level>,
     /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
-    #[serde(deserialize_with = "with::opt::<_, Whole<_>, _>")]
+    #[serde(deserialize_with = "with::runs")]
     pub consecutive_runs: Option<u64>,
     /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`](crate::Builder::repeat_after).
-    #[serde(deserialize_with = "with::opt::<_, Seconds, _>")]
+    #[serde(deserialize_with = "with::seconds")]
     pub repeat_after: Option<Duration>,
     /// `min_interval = 3600` (seconds): see [`Builder::min_interval`](crate::Builder::min_interval).
-    #[serde(deserialize_with = "with::opt::<_, Seconds, _>")]
+    #[serde(deserialize_with = "with::seconds")]
     pub min_interval: Option<Duration>,
     /// `max_age = 604800` (seconds): see [`Builder::max_age`](crate::Builder::max_age).
-    #[serde(deserialize_with = "with::opt::<_, Seconds, _>")]
+    #[serde(deserialize_with = "with::seconds")]
     pub max_age: Option<Duration>,
     /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields).
-    #[serde(deserialize_with = "with::or_default::<_, Many, _>")]
+    #[serde(deserialize_with = "with::many")]
     pub fingerprint_fields: Vec<String>,
 }
 
@@ -201,25 +200,25 @@ pub struct EmailConfig {
     /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
     pub password_env: Option<String>,
     /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`](crate::Smtp::password_command).
-    #[serde(deserialize_with = "with::opt::<_, Command, _>")]
+    #[serde(deserialize_with = "with::command")]
     pub password_command: Option<Vec<String>>,
     /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`](crate::Smtp::oauth2_token_command).
-    #[serde(deserialize_with = "with::opt::<_, Command, _>")]
+    #[serde(deserialize_with = "with::command")]
     pub oauth2_token_command: Option<Vec<String>>,
     /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`](crate::EmailLayer::from_config)): see [`Smtp::root_certificate`](crate::Smtp::root_certificate).
     pub root_certificate: Option<PathBuf>,
     /// `timeout = 10` (seconds): see [`Smtp::timeout`](crate::Smtp::timeout).
-    #[serde(deserialize_with = "with::opt::<_, Seconds, _>")]
+    #[serde(deserialize_with = "with::seconds")]
     pub timeout: Option<Duration>,
     /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`](crate::Smtp::allow_insecure_auth).
-    #[serde(deserialize_with = "with::or_default::<_, bool, _>")]
+    #[serde(deserialize_with = "with::or_default")]
     pub allow_insecure_auth: bool,
     /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`](crate::FileDrop).
     pub outbox: Option<PathBuf>,
     /// `from = "poca <me@example.com>"`: see [`Builder::from`](crate::Builder::from).
     pub from: Option<String>,
     /// `to = "me@example.com"` or a list of them: see [`Builder::to`](crate::Builder::to).
-    #[serde(deserialize_with = "with::or_default::<_, Many, _>")]
+    #[serde(deserialize_with = "with::many")]
     pub to: Vec<String>,
     /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`](crate::Builder::subject).
     pub subject: Option<String>,
@@ -229,7 +228,7 @@ pub struct EmailConfig {
     /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`](crate::Builder::state_file).
     pub state_file: Option<PathBuf>,
     /// `local_time = true`: see [`Builder::local_time`](crate::Builder::local_time).
-    #[serde(deserialize_with = "with::or_default::<_, bool, _>")]
+    #[serde(deserialize_with = "with::or_default")]
     pub local_time: bool,
     /// `[policy]`: when to send, see [`PolicyConfig`].
     #[serde(deserialize_with = "with::policy")]
@@ -256,24 +255,24 @@ pub struct EmailConfig {
     #[serde(deserialize_with = "with::checkpoint_interval")]
     pub checkpoint_interval: Option<Duration>,
     /// `flush_every = 300` (seconds): see [`Builder::flush_every`](crate::Builder::flush_every).
-    #[serde(deserialize_with = "with::opt::<_, Seconds, _>")]
+    #[serde(deserialize_with = "with::seconds")]
     pub flush_every: Option<Duration>,
     /// `capture_panics = true`: see [`Builder::capture_panics`](crate::Builder::capture_panics).
-    #[serde(deserialize_with = "with::or_default::<_, bool, _>")]
+    #[serde(deserialize_with = "with::or_default")]
     pub capture_panics: bool,
     /// `notify_recovery = true`: see [`Builder::notify_recovery`](crate::Builder::notify_recovery).
-    #[serde(deserialize_with = "with::or_default::<_, bool, _>")]
+    #[serde(deserialize_with = "with::or_default")]
     pub notify_recovery: bool,
     /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
     /// string or a list; separated by commas in a variable): also post the
     /// failures to Alertmanager, see `Builder::alerts` (feature
     /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
     /// be left out: Alertmanager is then the only destination.
-    #[serde(deserialize_with = "with::or_default::<_, Many, _>")]
+    #[serde(deserialize_with = "with::many")]
     pub alertmanager_urls: Vec<String>,
     /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
     /// a variable): labels added to every alert.
-    #[serde(deserialize_with = "with::or_default::<_, BTreeMap<_, _>, _>")]
+    #[serde(deserialize_with = "with::or_default")]
     pub alertmanager_labels: BTreeMap<String, String>,
     /// `alertmanager_user = "poca"`: the user of basic authentication, whose
     /// password is in the variable named by `alertmanager_password_env`.
@@ -288,11 +287,11 @@ pub struct EmailConfig {
     /// for `https` Alertmanagers.
     pub alertmanager_root_certificate: Option<PathBuf>,
     /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
-    #[serde(deserialize_with = "with::opt::<_, Seconds, _>")]
+    #[serde(deserialize_with = "with::seconds")]
     pub alertmanager_timeout: Option<Duration>,
     /// `resolve_window = 3600` (seconds): how long a firing alert lasts
     /// unless posted again.
-    #[serde(deserialize_with = "with::opt::<_, Seconds, _>")]
+    #[serde(deserialize_with = "with::seconds")]
     pub resolve_window: Option<Duration>,
     /// `host = "node-7"`: see [`Builder::host`](crate::Builder::host).
     pub host: Option<String>,
@@ -636,50 +635,203 @@ impl EmailConfig {
 
 /// The readers of the keys whose value is not read as its type would be:
 /// seconds (whole or not), `false` or seconds, a level in any case, one
-/// string or a list, the threshold table, whole numbers of at least 1; and
-/// `null` (YAML, JSON) read as the key left out.
+/// string or a list, a command, the threshold table, whole numbers of at
+/// least 1. Each reads `null` (YAML, JSON) as the key left out.
 pub(crate) mod with {
     use super::*;
     use serde::de::value::SeqAccessDeserializer;
     use serde::de::{Error as _, SeqAccess, Unexpected, Visitor};
 
-    /// `W` read into `T`; `null` is `None`.
-    pub(crate) fn opt<'de, D, W, T>(d: D) -> Result<Option<T>, D::Error>
+    /// `T` as serde reads it; `null` is its default.
+    pub(crate) fn or_default<'de, D, T>(d: D) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
-        W: Deserialize<'de> + Into<T>,
+        T: Deserialize<'de> + Default,
     {
-        Ok(Option::<W>::deserialize(d)?.map(Into::into))
-    }
-
-    /// `W` read into `T`; `null` is `T`'s default.
-    pub(crate) fn or_default<'de, D, W, T>(d: D) -> Result<T, D::Error>
-    where
-        D: Deserializer<'de>,
-        W: Deserialize<'de> + Into<T>,
-        T: Default,
-    {
-        Ok(opt::<D, W, T>(d)?.unwrap_or_default())
+        Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
     }
 
     /// The readers of the keys whose default is not their type's: `null`
     /// is the default of `impl Default`.
     macro_rules! or_its_default {
-        ($($key:ident: $read:ty => $t:ty;)*) => {$(
+        ($($key:ident: $t:ty = $read:expr;)*) => {$(
             pub(crate) fn $key<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
-                Ok(opt::<D, $read, $t>(d)?.unwrap_or_else(|| EmailConfig::default().$key))
+                Ok($read(d)?.unwrap_or_else(|| EmailConfig::default().$key))
             }
         )*};
     }
     or_its_default! {
-        html: bool => bool;
-        max_pending: Whole<usize> => usize;
-        max_record_bytes: Whole<usize> => usize;
-        max_email_bytes: Whole<usize> => usize;
-        max_detail_lines: Whole<usize> => usize;
-        send_deadline: Seconds => Duration;
-        lock_timeout: Seconds => Duration;
-        checkpoint_interval: Checkpoint => Option<Duration>;
+        html: bool = Option::<bool>::deserialize;
+        max_pending: usize = whole;
+        max_record_bytes: usize = whole;
+        max_email_bytes: usize = whole;
+        max_detail_lines: usize = whole;
+        send_deadline: Duration = seconds;
+        lock_timeout: Duration = seconds;
+        checkpoint_interval: Option<Duration> = |d: D| d.deserialize_any(Secs(true));
+    }
+
+    pub(crate) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(d.deserialize_any(Secs(false))?.flatten())
+    }
+
+    pub(crate) fn whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_any(Whole)
+    }
+
+    pub(crate) fn runs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(whole(d)?.map(|n| n as u64))
+    }
+
+    pub(crate) fn level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Level>, D::Error> {
+        d.deserialize_any(Lvl)
+    }
+
+    pub(crate) fn many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(d.deserialize_any(Many)?.unwrap_or_default())
+    }
+
+    pub(crate) fn command<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<String>>, D::Error> {
+        d.deserialize_any(Command)
+    }
+
+    /// Seconds, whole or not, not negative; also `false` (as `Some(None)`)
+    /// when `.0` says so.
+    struct Secs(bool);
+
+    impl<'de> Visitor<'de> for Secs {
+        type Value = Option<Option<Duration>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number of seconds, such as 10 or 0.5")?;
+            f.write_str(if self.0 {
+                ", or false to turn checkpoints off"
+            } else {
+                ""
+            })
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            match (self.0, v) {
+                (true, false) => Ok(Some(None)),
+                (true, true) => Err(E::invalid_value(Unexpected::Bool(v), &self)),
+                (false, _) => Err(E::invalid_type(Unexpected::Bool(v), &self)),
+            }
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(Some(Duration::from_secs(v))))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            match u64::try_from(v) {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            match Duration::try_from_secs_f64(v) {
+                Ok(d) => Ok(Some(Some(d))),
+                Err(_) => Err(E::invalid_value(Unexpected::Float(v), &self)),
+            }
+        }
+    }
+
+    /// A whole number of at least 1.
+    struct Whole;
+
+    impl<'de> Visitor<'de> for Whole {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number of at least 1")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            match usize::try_from(v) {
+                Ok(n) if n >= 1 => Ok(Some(n)),
+                _ => Err(E::invalid_value(Unexpected::Unsigned(v), &self)),
+            }
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            match u64::try_from(v) {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+    }
+
+    /// A level: `trace`, `debug`, `info`, `warn` or `error`, in any case.
+    struct Lvl;
+
+    impl<'de> Visitor<'de> for Lvl {
+        type Value = Option<Level>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("one of trace, debug, info, warn, error (in any case)")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let all = [
+                Level::TRACE,
+                Level::DEBUG,
+                Level::INFO,
+                Level::WARN,
+                Level::ERROR,
+            ];
+            let level = all
+                .into_iter()
+                .find(|l| l.as_str().eq_ignore_ascii_case(v.trim()));
+            level
+                .map(Some)
+                .ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
+        }
+    }
+
+    /// One string, or a list of strings.
+    struct Many;
+
+    impl<'de> Visitor<'de> for Many {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![v.to_owned()]))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Deserialize::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+        }
+    }
+
+    /// A command: a list of strings, the program (not blank) then its
+    /// arguments; never one string, which would be taken for a program.
+    struct Command;
+
+    impl<'de> Visitor<'de> for Command {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(
+                "a list of strings, the program then its arguments (run without a shell), \
+                 such as [\"pass\", \"show\", \"smtp\"]",
+            )
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let all: Vec<String> = Deserialize::deserialize(SeqAccessDeserializer::new(seq))?;
+            match all.first() {
+                Some(program) if !program.trim().is_empty() => Ok(Some(all)),
+                _ => Err(A::Error::invalid_value(Unexpected::Seq, &self)),
+            }
+        }
     }
 
     /// The `policy` table within an [`EmailConfig`], whose errors already
@@ -694,223 +846,11 @@ pub(crate) mod with {
             fn visit_none<E>(self) -> Result<PolicyConfig, E> {
                 Ok(PolicyConfig::default())
             }
-            fn visit_unit<E>(self) -> Result<PolicyConfig, E> {
-                Ok(PolicyConfig::default())
-            }
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<PolicyConfig, D::Error> {
                 PolicyConfig::deserialize(d)
             }
         }
         d.deserialize_option(Table)
-    }
-
-    /// A number of seconds, whole or not, not negative.
-    pub(crate) struct Seconds(pub(crate) Duration);
-
-    impl From<Seconds> for Duration {
-        fn from(s: Seconds) -> Duration {
-            s.0
-        }
-    }
-
-    /// `checkpoint_interval`: seconds, or `false` for none.
-    pub(crate) struct Checkpoint(Option<Duration>);
-
-    impl From<Checkpoint> for Option<Duration> {
-        fn from(c: Checkpoint) -> Self {
-            c.0
-        }
-    }
-
-    /// Reads seconds, or also `false` (as `None`) when `off` says so.
-    struct SecondsVisitor {
-        off: bool,
-    }
-
-    impl<'de> Visitor<'de> for SecondsVisitor {
-        type Value = Option<Duration>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self.off {
-                true => f.write_str(
-                    "a number of seconds, such as 1 or 0.5, or false to turn checkpoints off",
-                ),
-                false => f.write_str("a number of seconds, such as 10 or 0.5"),
-            }
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            match (self.off, v) {
-                (true, false) => Ok(None),
-                (true, true) => Err(E::invalid_value(Unexpected::Bool(v), &self)),
-                (false, _) => Err(E::invalid_type(Unexpected::Bool(v), &self)),
-            }
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(Duration::from_secs(v)))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            let v = u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))?;
-            self.visit_u64(v)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            match Duration::try_from_secs_f64(v) {
-                Ok(d) if v.is_finite() => Ok(Some(d)),
-                _ => Err(E::invalid_value(Unexpected::Float(v), &self)),
-            }
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Seconds {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let read = d.deserialize_any(SecondsVisitor { off: false })?;
-            Ok(Seconds(read.unwrap_or_default()))
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Checkpoint {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(SecondsVisitor { off: true })
-                .map(Checkpoint)
-        }
-    }
-
-    /// A whole number of at least 1.
-    pub(crate) struct Whole<T>(T);
-
-    impl From<Whole<usize>> for usize {
-        fn from(w: Whole<usize>) -> usize {
-            w.0
-        }
-    }
-
-    impl From<Whole<u64>> for u64 {
-        fn from(w: Whole<u64>) -> u64 {
-            w.0
-        }
-    }
-
-    impl<'de, T: TryFrom<u64>> Deserialize<'de> for Whole<T> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V<T>(std::marker::PhantomData<T>);
-            impl<'de, T: TryFrom<u64>> Visitor<'de> for V<T> {
-                type Value = T;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a whole number of at least 1")
-                }
-                fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-                    let n = T::try_from(v).ok().filter(|_| v >= 1);
-                    n.ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
-                }
-                fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-                    match u64::try_from(v) {
-                        Ok(n) => self.visit_u64(n),
-                        Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
-                    }
-                }
-            }
-            d.deserialize_any(V(std::marker::PhantomData)).map(Whole)
-        }
-    }
-
-    /// A level: `trace`, `debug`, `info`, `warn` or `error`, in any case.
-    pub(crate) struct Lvl(Level);
-
-    impl From<Lvl> for Level {
-        fn from(l: Lvl) -> Level {
-            l.0
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Lvl {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl Visitor<'_> for V {
-                type Value = Lvl;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("one of trace, debug, info, warn, error (in any case)")
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Lvl, E> {
-                    let all = [
-                        Level::TRACE,
-                        Level::DEBUG,
-                        Level::INFO,
-                        Level::WARN,
-                        Level::ERROR,
-                    ];
-                    let level = all
-                        .into_iter()
-                        .find(|l| l.as_str().eq_ignore_ascii_case(v.trim()));
-                    level
-                        .map(Lvl)
-                        .ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
-                }
-            }
-            d.deserialize_str(V)
-        }
-    }
-
-    /// One string, or a list of strings.
-    pub(crate) struct Many(Vec<String>);
-
-    impl From<Many> for Vec<String> {
-        fn from(m: Many) -> Self {
-            m.0
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Many {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Many;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a string or a list of strings")
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Many, E> {
-                    Ok(Many(vec![v.to_owned()]))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Many, A::Error> {
-                    let mut all = Vec::new();
-                    while let Some(one) = seq.next_element()? {
-                        all.push(one);
-                    }
-                    Ok(Many(all))
-                }
-            }
-            d.deserialize_any(V)
-        }
-    }
-
-    /// A command: a list of strings, the program (not blank) then its
-    /// arguments; never one string, which would be taken for a program.
-    pub(crate) struct Command(Vec<String>);
-
-    impl From<Command> for Vec<String> {
-        fn from(c: Command) -> Self {
-            c.0
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Command {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Command;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str(
-                        "a list of strings, the program then its arguments (run without a \
-                         shell), such as [\"pass\", \"show\", \"smtp\"]",
-                    )
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Command, A::Error> {
-                    let all: Vec<String> = Many::deserialize(SeqAccessDeserializer::new(seq))?.0;
-                    match all.first() {
-                        Some(program) if !program.trim().is_empty() => Ok(Command(all)),
-                        _ => Err(A::Error::invalid_value(Unexpected::Seq, &self)),
-                    }
-                }
-            }
-            d.deserialize_seq(V)
-        }
     }
 
     /// The `threshold` table as written: both keys are needed.
@@ -920,8 +860,10 @@ pub(crate) mod with {
         expecting = "a table such as { count = 5, level = \"warn\" }"
     )]
     struct Threshold {
-        count: Option<Whole<usize>>,
-        level: Option<Lvl>,
+        #[serde(default, deserialize_with = "whole")]
+        count: Option<usize>,
+        #[serde(default, deserialize_with = "level")]
+        level: Option<Level>,
     }
 
     pub(crate) fn threshold<'de, D: Deserializer<'de>>(
@@ -932,7 +874,7 @@ pub(crate) mod with {
             Some(Threshold {
                 count: Some(count),
                 level: Some(level),
-            }) => Ok(Some((count.into(), level.into()))),
+            }) => Ok(Some((count, level))),
             Some(_) => Err(D::Error::custom(
                 "needs both `count` and `level`, such as { count = 5, level = \"warn\" }",
             )),
@@ -1027,6 +969,16 @@ pub(crate) mod keyed {
         }
     }
 
+    /// Visits of a value that holds nothing more: to the inner visitor, its
+    /// error named.
+    macro_rules! leaves {
+        ($($visit:ident($($v:ident: $t:ty)?)),*) => {$(
+            fn $visit<E: de::Error>(self $(, $v: $t)?) -> Result<V::Value, E> {
+                self.name.of(self.d.$visit($($v)?))
+            }
+        )*};
+    }
+
     /// The visitor of a value: says its key in what it expects and in its
     /// errors, and reads what it holds through [`Keyed`].
     impl<'de, V: Visitor<'de>> Visitor<'de> for Keyed<'_, V> {
@@ -1039,27 +991,8 @@ pub(crate) mod keyed {
             self.name.named.set(true);
             write!(f, " for `{}`", self.name.path)
         }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<V::Value, E> {
-            self.name.of(self.d.visit_bool(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<V::Value, E> {
-            self.name.of(self.d.visit_i64(v))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<V::Value, E> {
-            self.name.of(self.d.visit_u64(v))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<V::Value, E> {
-            self.name.of(self.d.visit_f64(v))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
-            self.name.of(self.d.visit_str(v))
-        }
-        fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
-            self.name.of(self.d.visit_none())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
-            self.name.of(self.d.visit_unit())
-        }
+        leaves!(visit_bool(v: bool), visit_i64(v: i64), visit_u64(v: u64), visit_f64(v: f64));
+        leaves!(visit_str(v: &str), visit_none(), visit_unit());
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
             let name = self.name.clone();
             let (v, d) = self.wrap(d);
