@@ -637,81 +637,24 @@ impl Builder {
     /// by hand (`flush::by_hand`). Returns the settings for the rest.
     pub(crate) fn into_flusher(mut self) -> Result<(Flusher, EmailConfig), Error> {
         self.config.check()?;
-        let app = self.config.app.trim().to_owned();
-        #[cfg(feature = "alertmanager")]
-        let alerts = self.alerts.take();
-        #[cfg(not(feature = "alertmanager"))]
-        let alerts: Option<()> = None;
         // Alerts alone need no email addresses (given, they are checked).
-        let alerts_only = alerts.is_some() && self.transport.is_none();
-        let (from, to) = if alerts_only && self.config.from.is_none() && self.config.to.is_empty() {
-            let nobody = lettre::message::Mailbox::new(
-                None,
-                lettre::Address::new("alerts-only", "localhost")
-                    .map_err(|e| Error::with_source(ErrorKind::Config, "no address", e))?,
-            );
-            (nobody.clone(), vec![nobody])
-        } else {
-            self.config.addresses()?
-        };
-        let state_path = self.config.state_path()?;
-        let deadline = self.config.send_deadline;
-        let transport = match self.transport.take().map(|t| t.within(deadline)) {
-            Some(mut transport) => {
-                transport.check().map_err(|e| match e.downcast::<Error>() {
-                    Ok(ours) => *ours,
-                    Err(other) => Error::with_source(
-                        ErrorKind::Config,
-                        "the transport's settings are unusable",
-                        other,
-                    ),
-                })?;
-                Some(Arc::from(transport))
-            }
-            None if alerts_only => None,
-            None => {
-                return Err(Error::config(
-                    "no transport: call .transport(Smtp::starttls(host)), \
-                     .transport(FileDrop::new(dir)) or another Transport",
-                ));
-            }
-        };
-        let s = self.config;
-        let subject = s.subject.as_deref().map(Template::parse).transpose();
-        let subject = subject.map_err(|e| Error::config(format!("{}: {e}", s.name("subject"))))?;
-        let named = |host: &Option<String>| {
-            host.clone()
-                .unwrap_or_else(crate::digest::subject::hostname)
-        };
+        let alerts_only = self.has_alerts() && self.transport.is_none();
+        let s = std::mem::take(&mut self.config);
         // Read once: every digest names the machine that sent it.
-        let host = named(&s.host);
+        let host = s
+            .host
+            .clone()
+            .unwrap_or_else(crate::digest::subject::hostname);
+        let composer = composer(&s, alerts_only, host.clone())?;
+        let transport = self.checked_transport(alerts_only, s.send_deadline)?;
         #[cfg(feature = "alertmanager")]
-        let alerts = match alerts {
-            Some(a) => Some(a.check(app.trim(), host.clone())?),
+        let alerts = match self.alerts.take() {
+            Some(a) => Some(a.check(s.app.trim(), host.clone())?),
             None => None,
         };
-        let offset = match (s.offset, s.local_time) {
-            (Some(fixed), _) => fixed,
-            (None, true) => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
-            (None, false) => UtcOffset::UTC,
-        };
-
         let flusher = Flusher {
-            store: StateStore::new(state_path.clone(), s.lock_timeout),
-            composer: Composer {
-                app,
-                from,
-                to,
-                subject,
-                host,
-                html: s.html,
-                offset,
-                // The footer says where records wait, wherever the reader is.
-                state_path: std::path::absolute(&state_path).unwrap_or(state_path.clone()),
-                fingerprint_fields: s.policy.fingerprint_fields.clone(),
-                level: s.policy.level(),
-                detail_lines: s.max_detail_lines,
-            },
+            store: StateStore::new(s.state_path()?, s.lock_timeout),
+            composer,
             policy: s.policy.clone(),
             transport,
             #[cfg(feature = "alertmanager")]
@@ -730,6 +673,41 @@ impl Builder {
             started: std::time::Instant::now(),
         };
         Ok((flusher, s))
+    }
+
+    /// Whether alerts are a destination.
+    fn has_alerts(&self) -> bool {
+        #[cfg(feature = "alertmanager")]
+        return self.alerts.is_some();
+        #[cfg(not(feature = "alertmanager"))]
+        false
+    }
+
+    /// The transport, its settings checked, its timeout within the send
+    /// deadline; none only when alerts are the only destination.
+    fn checked_transport(
+        &mut self,
+        alerts_only: bool,
+        deadline: Duration,
+    ) -> Result<Option<Arc<dyn Transport>>, Error> {
+        let Some(mut transport) = self.transport.take().map(|t| t.within(deadline)) else {
+            return match alerts_only {
+                true => Ok(None),
+                false => Err(Error::config(
+                    "no transport: call .transport(Smtp::starttls(host)), \
+                     .transport(FileDrop::new(dir)) or another Transport",
+                )),
+            };
+        };
+        transport.check().map_err(|e| match e.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::with_source(
+                ErrorKind::Config,
+                "the transport's settings are unusable",
+                other,
+            ),
+        })?;
+        Ok(Some(Arc::from(transport)))
     }
 
     /// Checks every setting and makes the layer and its guard. No network
@@ -756,7 +734,7 @@ impl Builder {
     /// assert!(err.to_string().contains("me@@example.com"));
     /// ```
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
-        let clock = Arc::clone(&self.clock);
+        let (clock, alerts) = (Arc::clone(&self.clock), self.has_alerts());
         let (flusher, s) = self.into_flusher()?;
         let max_pending = flusher.max_pending;
         let signal = Arc::new(Signal::default());
@@ -769,36 +747,18 @@ impl Builder {
             guard_dropped_said: AtomicBool::new(false),
             span_edits: Default::default(),
         });
-        // Alerts need it to post firing ones again before they expire.
-        #[cfg(feature = "alertmanager")]
-        let alerts = flusher.alerts.is_some();
-        #[cfg(not(feature = "alertmanager"))]
-        let alerts = false;
         let timing = Timing {
             checkpoint: s.checkpoint_interval,
             period: s.flush_every,
+            // Alerts need it to post firing ones again before they expire.
             alerts,
         };
-        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
-        let worker = if needs_worker {
-            let handle = spawn_worker(
-                Arc::clone(&shared),
-                Arc::clone(&flusher),
-                Arc::clone(&signal),
-                timing,
-            )
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Config,
-                    "could not start the background thread",
-                    e,
-                )
-            })?;
-            Some((signal, handle))
-        } else {
-            None
+        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
+        let worker = match needs_worker {
+            true => Some(worker(&shared, &flusher, signal, timing)?),
+            false => None,
         };
         if s.capture_panics {
             crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
@@ -816,6 +776,59 @@ impl Builder {
             },
         ))
     }
+}
+
+/// The background thread: batches, checkpoints, periods, alerts.
+fn worker(
+    shared: &Arc<Shared>,
+    flusher: &Arc<Mutex<Flusher>>,
+    signal: Arc<Signal>,
+    timing: Timing,
+) -> Result<(Arc<Signal>, std::thread::JoinHandle<()>), Error> {
+    let (shared, flusher) = (Arc::clone(shared), Arc::clone(flusher));
+    let handle = spawn_worker(shared, flusher, Arc::clone(&signal), timing).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Config,
+            "could not start the background thread",
+            e,
+        )
+    })?;
+    Ok((signal, handle))
+}
+
+/// The digest's settings: the addresses (none needed by alerts alone),
+/// the subject's template, the times' offset, the limits.
+fn composer(s: &EmailConfig, alerts_only: bool, host: String) -> Result<Composer, Error> {
+    let (from, to) = if alerts_only && s.from.is_none() && s.to.is_empty() {
+        let nobody = lettre::Address::new("alerts-only", "localhost")
+            .map_err(|e| Error::with_source(ErrorKind::Config, "no address", e))?;
+        let nobody = lettre::message::Mailbox::new(None, nobody);
+        (nobody.clone(), vec![nobody])
+    } else {
+        s.addresses()?
+    };
+    let subject = s.subject.as_deref().map(Template::parse).transpose();
+    let subject = subject.map_err(|e| s.bad("subject", e.to_string()))?;
+    let offset = match (s.offset, s.local_time) {
+        (Some(fixed), _) => fixed,
+        (None, true) => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
+        (None, false) => UtcOffset::UTC,
+    };
+    let state_path = s.state_path()?;
+    Ok(Composer {
+        app: s.app.trim().to_owned(),
+        from,
+        to,
+        subject,
+        host,
+        html: s.html,
+        offset,
+        // The footer says where records wait, wherever the reader is.
+        state_path: std::path::absolute(&state_path).unwrap_or(state_path),
+        fingerprint_fields: s.policy.fingerprint_fields.clone(),
+        level: s.policy.level(),
+        detail_lines: s.max_detail_lines,
+    })
 }
 
 #[cfg(test)]

@@ -243,8 +243,8 @@ impl EmailConfig {
     }
 
     fn builder_with(&self, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Builder, Error> {
-        let mut b = EmailLayer::builder(self.app.clone());
-        match (&self.smtp_url, &self.outbox) {
+        let b = EmailLayer::builder(self.app.clone());
+        let mut b = match (&self.smtp_url, &self.outbox) {
             (Some(_), Some(_)) => {
                 return Err(Error::config(format!(
                     "{} and {} are both set; keep one: {0} sends over SMTP, {1} writes .eml \
@@ -254,10 +254,9 @@ impl EmailConfig {
                 )));
             }
             #[cfg(feature = "smtp")]
-            (Some(url), None) => b = b.transport(self.smtp(url, getenv)?),
+            (Some(url), None) => b.transport(self.smtp(url, getenv)?),
             #[cfg(not(feature = "smtp"))]
             (Some(_), None) => {
-                let _ = getenv;
                 return Err(Error::config(format!(
                     "{}: this program was built without tracing-email's `smtp` feature; \
                      use `outbox`, or enable the feature",
@@ -273,25 +272,15 @@ impl EmailConfig {
                     ("timeout", self.timeout.is_some()),
                     ("allow_insecure_auth", self.allow_insecure_auth),
                 ];
-                if let Some((key, _)) = smtp_only.iter().find(|(_, set)| *set) {
-                    return Err(Error::config(format!(
-                        "{} is set but {} is not; it is an SMTP setting",
-                        self.name(key),
-                        self.name("smtp_url"),
-                    )));
-                }
-                if self.password.is_some() {
-                    return Err(Error::config(format!(
-                        "{} is set but {} is not",
-                        self.password_name(),
-                        self.name("smtp_url"),
-                    )));
-                }
-                if let Some(dir) = outbox {
-                    b = b.transport(FileDrop::new(dir));
+                let given = (self.password_name(), self.password.is_some());
+                let keys = smtp_only.map(|(key, set)| (self.name(key), set));
+                self.needs("smtp_url", "an SMTP setting", [given].iter().chain(&keys))?;
+                match outbox {
+                    Some(dir) => b.transport(FileDrop::new(dir)),
+                    None => b,
                 }
             }
-        }
+        };
         // The settings as given; `build()` checks them all, naming the keys
         // in the words of `origin`.
         b.config = EmailConfig {
@@ -301,181 +290,144 @@ impl EmailConfig {
         self.alerts(b, getenv)
     }
 
+    /// Refuses the first of `keys` (names, and whether each is set) when
+    /// `needed` is not set: they are `what`.
+    fn needs<'a>(
+        &self,
+        needed: &str,
+        what: &str,
+        mut keys: impl Iterator<Item = &'a (String, bool)>,
+    ) -> Result<(), Error> {
+        match keys.find(|(_, set)| *set) {
+            Some((key, _)) => Err(Error::config(format!(
+                "{key} is set but {} is not; it is {what}",
+                self.name(needed)
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The Alertmanager keys, on `b`.
+    #[cfg_attr(not(feature = "alertmanager"), allow(unused_variables))]
     fn alerts(
         &self,
         b: Builder,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Builder, Error> {
-        let others = [
-            ("alertmanager_labels", !self.alertmanager_labels.is_empty()),
-            ("alertmanager_user", self.alertmanager_user.is_some()),
-            (
-                "alertmanager_password_env",
-                self.alertmanager_password_env.is_some(),
-            ),
-            (
-                "alertmanager_token_env",
-                self.alertmanager_token_env.is_some(),
-            ),
-            (
-                "alertmanager_root_certificate",
-                self.alertmanager_root_certificate.is_some(),
-            ),
-            ("alertmanager_timeout", self.alertmanager_timeout.is_some()),
-            ("resolve_window", self.resolve_window.is_some()),
-        ];
         if self.alertmanager_urls.is_empty() {
-            if let Some((key, _)) = others.iter().find(|(_, set)| *set) {
-                return Err(Error::config(format!(
-                    "{} is set but {} is not; it is an Alertmanager setting",
-                    self.name(key),
-                    self.name("alertmanager_urls"),
-                )));
-            }
+            let keys = [
+                ("alertmanager_labels", !self.alertmanager_labels.is_empty()),
+                ("alertmanager_user", self.alertmanager_user.is_some()),
+                (
+                    "alertmanager_password_env",
+                    self.alertmanager_password_env.is_some(),
+                ),
+                (
+                    "alertmanager_token_env",
+                    self.alertmanager_token_env.is_some(),
+                ),
+                (
+                    "alertmanager_root_certificate",
+                    self.alertmanager_root_certificate.is_some(),
+                ),
+                ("alertmanager_timeout", self.alertmanager_timeout.is_some()),
+                ("resolve_window", self.resolve_window.is_some()),
+            ];
+            let keys = keys.map(|(key, set)| (self.name(key), set));
+            self.needs("alertmanager_urls", "an Alertmanager setting", keys.iter())?;
             return Ok(b);
+        }
+        #[cfg(feature = "alertmanager")]
+        {
+            Ok(b.alerts(self.alertmanager(getenv)?))
         }
         #[cfg(not(feature = "alertmanager"))]
         {
-            let _ = (getenv, b);
             Err(Error::config(format!(
                 "{}: this program was built without tracing-email's `alertmanager` feature; \
                  enable the feature",
                 self.name("alertmanager_urls")
             )))
         }
-        #[cfg(feature = "alertmanager")]
-        {
-            let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().cloned())
-                .named(self.origin.clone());
-            for (name, value) in &self.alertmanager_labels {
-                am = am.label(name, value);
-            }
-            let from_env = |key: &str, var: &Option<String>, what: &str| {
-                let var = var.as_deref();
-                var.map(|var| secret(&self.name(key), var, what, ErrorKind::Config, getenv))
-                    .transpose()
-            };
-            let password = from_env(
-                "alertmanager_password_env",
-                &self.alertmanager_password_env,
-                "the Alertmanager password",
-            )?;
-            let token = from_env(
-                "alertmanager_token_env",
-                &self.alertmanager_token_env,
-                "the Alertmanager bearer token",
-            )?;
-            match (&self.alertmanager_user, password, token) {
-                (_, Some(_), Some(_)) | (Some(_), None, Some(_)) => {
-                    return Err(Error::config(format!(
-                        "{} and {} are both set; Alertmanager takes basic authentication or a \
-                         bearer token, not both",
-                        self.name("alertmanager_user"),
-                        self.name("alertmanager_token_env"),
-                    )));
-                }
-                (Some(user), Some(password), None) => am = am.basic_auth(user, password),
-                (None, None, Some(token)) => am = am.bearer_token(token),
-                (None, None, None) => {}
-                (Some(_), None, None) | (None, Some(_), None) => {
-                    return Err(Error::config(format!(
-                        "{} and {} go together (basic authentication): set both",
-                        self.name("alertmanager_user"),
-                        self.name("alertmanager_password_env"),
-                    )));
-                }
-            }
-            if let Some(path) = &self.alertmanager_root_certificate {
-                let key = "alertmanager_root_certificate";
-                am = am.root_certificate(self.read(key, path, ErrorKind::Config)?.1);
-            }
-            if let Some(t) = self.alertmanager_timeout {
-                am = am.timeout(t);
-            }
-            if let Some(w) = self.resolve_window {
-                am = am.resolve_window(w);
-            }
-            Ok(b.alerts(am))
-        }
     }
 
-    /// The SMTP transport: the URL, the password from wherever it is given,
-    /// the certificate file, the timeout.
+    /// The Alertmanager its keys describe: URLs, labels, a login, a
+    /// certificate file, durations.
+    #[cfg(feature = "alertmanager")]
+    fn alertmanager(
+        &self,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<crate::Alertmanager, Error> {
+        let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().cloned())
+            .named(self.origin.clone());
+        for (name, value) in &self.alertmanager_labels {
+            am = am.label(name, value);
+        }
+        am = self.alertmanager_login(am, getenv)?;
+        if let Some(path) = &self.alertmanager_root_certificate {
+            let key = "alertmanager_root_certificate";
+            am = am.root_certificate(self.read(key, path, ErrorKind::Config)?.1);
+        }
+        if let Some(t) = self.alertmanager_timeout {
+            am = am.timeout(t);
+        }
+        Ok(match self.resolve_window {
+            Some(w) => am.resolve_window(w),
+            None => am,
+        })
+    }
+
+    /// Basic authentication (a user, a password from a variable) or a
+    /// bearer token (from a variable), not both.
+    #[cfg(feature = "alertmanager")]
+    fn alertmanager_login(
+        &self,
+        am: crate::Alertmanager,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<crate::Alertmanager, Error> {
+        let from_env = |key: &str, var: &Option<String>, what: &str| {
+            let read = |var| secret(&self.name(key), var, what, ErrorKind::Config, getenv);
+            var.as_deref().map(read).transpose()
+        };
+        let password = from_env(
+            "alertmanager_password_env",
+            &self.alertmanager_password_env,
+            "the Alertmanager password",
+        )?;
+        let token = from_env(
+            "alertmanager_token_env",
+            &self.alertmanager_token_env,
+            "the Alertmanager bearer token",
+        )?;
+        let (user, password_env) = (self.name("alertmanager_user"), "alertmanager_password_env");
+        Ok(match (&self.alertmanager_user, password, token) {
+            (None, None, None) => am,
+            (Some(user), Some(password), None) => am.basic_auth(user, password),
+            (None, None, Some(token)) => am.bearer_token(token),
+            (_, _, Some(_)) => {
+                return Err(Error::config(format!(
+                    "{user} and {} are both set; Alertmanager takes basic authentication or a \
+                     bearer token, not both",
+                    self.name("alertmanager_token_env"),
+                )));
+            }
+            _ => {
+                return Err(Error::config(format!(
+                    "{user} and {} go together (basic authentication): set both",
+                    self.name(password_env),
+                )));
+            }
+        })
+    }
+
+    /// The SMTP transport: the URL, its login, the certificate file, the
+    /// timeout, the opt-in to a password over plain text.
     #[cfg(feature = "smtp")]
     fn smtp(&self, url: &str, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Smtp, Error> {
         let smtp_url = self.name("smtp_url");
-        let smtp_err = |message: String| Error::new(ErrorKind::Smtp, message);
-        let mut smtp = Smtp::from_url(url)
+        let smtp = Smtp::from_url(url)
             .map_err(|e| Error::with_source(ErrorKind::Smtp, smtp_url.clone(), e))?;
-
-        let sources: Vec<String> = [
-            (smtp.has_password(), smtp_url.clone()),
-            (self.password.is_some(), self.password_name()),
-            (self.password_env.is_some(), self.name("password_env")),
-            (
-                self.password_command.is_some(),
-                self.name("password_command"),
-            ),
-            (
-                self.oauth2_token_command.is_some(),
-                self.name("oauth2_token_command"),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(given, name)| given.then_some(name))
-        .collect();
-        if sources.len() > 1 {
-            return Err(smtp_err(format!(
-                "the SMTP {} given more than once ({}); keep one",
-                if self.oauth2_token_command.is_some() {
-                    "login (a password or a token) is"
-                } else {
-                    "password is"
-                },
-                sources.join(", ")
-            )));
-        }
-        let password = match (&self.password, &self.password_env) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(var)) => Some(secret(
-                &self.name("password_env"),
-                var,
-                "the SMTP password",
-                ErrorKind::Smtp,
-                getenv,
-            )?),
-            (None, None) => None,
-        };
-        if let Some(password) = password {
-            if smtp.user().is_none() {
-                return Err(smtp_err(format!(
-                    "{} gives a password but {smtp_url} has no user name; write it into the \
-                     URL, such as smtps://me%40example.com@smtp.example.com",
-                    sources.join(", ")
-                )));
-            }
-            smtp = smtp.password(password);
-        }
-        for (key, command, oauth2) in [
-            ("password_command", &self.password_command, false),
-            ("oauth2_token_command", &self.oauth2_token_command, true),
-        ] {
-            let Some(argv) = command else { continue };
-            if smtp.user().is_none() {
-                return Err(smtp_err(format!(
-                    "{} is set but {smtp_url} has no user name; write it into the URL, such \
-                     as smtps://me%40example.com@smtp.example.com",
-                    self.name(key)
-                )));
-            }
-            smtp = if oauth2 {
-                smtp.oauth2_token_command(argv.iter().cloned())
-            } else {
-                smtp.password_command(argv.iter().cloned())
-            }
-            .with_command_key(self.name(key));
-        }
+        let mut smtp = self.login(smtp, &smtp_url, getenv)?;
         // Its bounds are checked by `build()`, with the other durations.
         if let Some(d) = self.timeout {
             smtp = smtp.timeout(d);
@@ -483,7 +435,7 @@ impl EmailConfig {
         if let Some(path) = &self.root_certificate {
             let (key, pem) = self.read("root_certificate", path, ErrorKind::Smtp)?;
             if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(smtp_err(format!(
+                return Err(Error::smtp(format!(
                     "{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                     path.display()
                 )));
@@ -501,19 +453,101 @@ impl EmailConfig {
             } else {
                 " = "
             };
-            let allow = format!("{}{eq}true", self.name("allow_insecure_auth"));
-            return Err(smtp_err(format!(
+            return Err(Error::smtp(format!(
                 "{smtp_url}: refusing to send the SMTP password to {} over a connection that is \
                  not encrypted; use smtps:// (implicit TLS, port 465) or add ?tls=required to \
-                 the smtp:// URL (STARTTLS, port 587), or set {allow} if this really is a \
+                 the smtp:// URL (STARTTLS, port 587), or set {}{eq}true if this really is a \
                  trusted network",
-                smtp.endpoint_text()
+                smtp.endpoint_text(),
+                self.name("allow_insecure_auth"),
             )));
         }
+        let root_certificate = self.name("root_certificate");
         Ok(smtp.with_config_keys(crate::transport::ConfigKeys {
             smtp_url,
-            root_certificate: self.name("root_certificate"),
+            root_certificate,
         }))
+    }
+
+    /// The SMTP login: a password (in the URL, given, or in the variable
+    /// `password_env` names) or a command that prints one or a token; one of
+    /// them at most, and with a user name in the URL.
+    #[cfg(feature = "smtp")]
+    fn login(
+        &self,
+        mut smtp: Smtp,
+        smtp_url: &str,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Smtp, Error> {
+        let Some(source) = self.login_source(&smtp, smtp_url)? else {
+            return Ok(smtp);
+        };
+        let password = match &self.password_env {
+            Some(var) => {
+                let key = self.name("password_env");
+                Some(secret(
+                    &key,
+                    var,
+                    "the SMTP password",
+                    ErrorKind::Smtp,
+                    getenv,
+                )?)
+            }
+            None => self.password.clone(),
+        };
+        // The variable is read first: an unset one is the first thing to fix.
+        if !smtp.has_password() && smtp.user().is_none() {
+            return Err(Error::smtp(format!(
+                "{source} is set but {smtp_url} has no user name; write it into the URL, such \
+                 as smtps://me%40example.com@smtp.example.com"
+            )));
+        }
+        if let Some(password) = password {
+            smtp = smtp.password(password);
+        }
+        if let Some(argv) = &self.password_command {
+            let key = self.name("password_command");
+            smtp = smtp
+                .password_command(argv.iter().cloned())
+                .with_command_key(key);
+        }
+        if let Some(argv) = &self.oauth2_token_command {
+            let key = self.name("oauth2_token_command");
+            smtp = smtp
+                .oauth2_token_command(argv.iter().cloned())
+                .with_command_key(key);
+        }
+        Ok(smtp)
+    }
+
+    /// Where the SMTP login comes from, if any: refused if from more than one.
+    #[cfg(feature = "smtp")]
+    fn login_source(&self, smtp: &Smtp, smtp_url: &str) -> Result<Option<String>, Error> {
+        let sources = [
+            (smtp.has_password(), smtp_url.to_owned()),
+            (self.password.is_some(), self.password_name()),
+            (self.password_env.is_some(), self.name("password_env")),
+            (
+                self.password_command.is_some(),
+                self.name("password_command"),
+            ),
+            (
+                self.oauth2_token_command.is_some(),
+                self.name("oauth2_token_command"),
+            ),
+        ];
+        let mut given: Vec<String> = sources.into_iter().filter(|s| s.0).map(|s| s.1).collect();
+        if given.len() < 2 {
+            return Ok(given.pop());
+        }
+        let what = match self.oauth2_token_command {
+            Some(_) => "login (a password or a token) is",
+            None => "password is",
+        };
+        Err(Error::smtp(format!(
+            "the SMTP {what} given more than once ({}); keep one",
+            given.join(", ")
+        )))
     }
 
     /// The file at `path`, given by `key`: the key's name and the bytes.
