@@ -587,33 +587,29 @@ fn secret(
     kind: ErrorKind,
     getenv: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<String, Error> {
-    let err = |message: String| Error::new(kind, message);
     // Not echoed unless it looks like a variable's name: someone may have
     // put the secret itself here.
     let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let itself = if what.ends_with("token") {
+        "the token"
+    } else {
+        "the password"
+    };
     if !is_name {
-        let itself = if what.ends_with("token") {
-            "the token"
-        } else {
-            "the password"
-        };
-        return Err(err(format!(
+        let message = format!(
             "{key} must be the name of the environment variable that holds {what} (letters, \
              digits and _), not {itself} itself"
-        )));
+        );
+        return Err(Error::new(kind, message));
     }
-    match getenv(var).map(OsString::into_string) {
-        None => Err(err(format!(
-            "{key}: the environment variable {var} is not set; it should hold {what}"
-        ))),
-        Some(Err(_)) => Err(err(format!(
-            "{key}: the environment variable {var} is not valid UTF-8"
-        ))),
-        Some(Ok(p)) if p.is_empty() => Err(err(format!(
-            "{key}: the environment variable {var} is empty"
-        ))),
-        Some(Ok(p)) => Ok(p),
-    }
+    let problem = match getenv(var).map(OsString::into_string) {
+        Some(Ok(p)) if !p.is_empty() => return Ok(p),
+        None => format!("is not set; it should hold {what}"),
+        Some(Err(_)) => "is not valid UTF-8".to_owned(),
+        Some(Ok(_)) => "is empty".to_owned(),
+    };
+    let message = format!("{key}: the environment variable {var} {problem}");
+    Err(Error::new(kind, message))
 }
 
 impl EmailLayer {
