@@ -75,8 +75,9 @@ pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), S
 }
 
 /// When to send: the `policy` table of an [`EmailConfig`], and the
-/// policy the layer runs. Each field sets what the [`Builder`](crate::Builder) method it
-/// links to sets (documented there); any rule that is met sends. With
+/// policy the layer runs. Each field is documented here; the
+/// [`Builder`](crate::Builder) method of the same name sets it in code. Any
+/// rule that is met sends. With
 /// none of `threshold`, `batch`, `immediately_at`, `consecutive_runs` and
 /// `max_age`, the policy is `threshold = { count = 1, level = "warn" }`.
 ///
@@ -100,25 +101,70 @@ pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), S
 #[serde(expecting = "a table of policy settings (threshold, batch, immediately_at, …)")]
 #[non_exhaustive]
 pub struct PolicyConfig {
-    /// `threshold = { count = 5, level = "warn" }`: see [`Builder::threshold`](crate::Builder::threshold).
+    /// At flush, send every pending record (oldest first, in one digest) once
+    /// at least `count` of them are at `level` or above; otherwise keep them
+    /// for a later run. This is the default, with `(1, WARN)`.
+    ///
+    /// In a file: `threshold = { count = 5, level = "warn" }`; in code: [`Builder::threshold`](crate::Builder::threshold).
     #[serde(deserialize_with = "with::threshold")]
     pub threshold: Option<(usize, Level)>,
-    /// `batch = 10`: see [`Builder::batch`](crate::Builder::batch).
+    /// Send an email of `size` records each time that many are pending,
+    /// during the run (from a background thread, never the event path), and
+    /// what is left at flush (unless a [`threshold`](crate::Builder::threshold) is
+    /// also set: then the remainder waits for it). 102 records with
+    /// `batch(10)` make 11 emails.
+    ///
+    /// In a file: `batch = 10`; in code: [`Builder::batch`](crate::Builder::batch).
     #[serde(deserialize_with = "with::whole")]
     pub batch: Option<usize>,
-    /// `immediately_at = "error"`: see [`Builder::immediately_at`](crate::Builder::immediately_at).
+    /// At flush, send everything pending as soon as one record at `level` or
+    /// above is pending, whatever the count.
+    ///
+    /// In a file: `immediately_at = "error"`; in code: [`Builder::immediately_at`](crate::Builder::immediately_at).
     #[serde(deserialize_with = "with::level")]
     pub immediately_at: Option<Level>,
-    /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
+    /// At flush, send everything pending once one failure (one
+    /// fingerprint, see [`fingerprint_fields`](crate::Builder::fingerprint_fields))
+    /// at the policy's level (the threshold's, else WARN) was seen in each of
+    /// the last `runs` runs. A run without it starts its count again. This is
+    /// "the feed consistently fails", where a count threshold only
+    /// approximates it: one-off blips of many feeds never add up.
+    ///
+    /// A failure is reported once per streak: after a digest went out while
+    /// it had lasted `runs` runs, it triggers no email until a run without it
+    /// ends the streak; its later records wait and ride along in the next
+    /// digest that goes out. [`repeat_after`](crate::Builder::repeat_after) adds
+    /// reminders while it lasts.
+    ///
+    /// In a file: `consecutive_runs = 4`; in code: [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
     #[serde(deserialize_with = "with::runs")]
     pub consecutive_runs: Option<u64>,
-    /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`](crate::Builder::repeat_after).
+    /// Once a failure was reported (sent in a digest), it does not trigger
+    /// another email until `after` has passed, however often it recurs: a
+    /// daily reminder with `Duration::from_secs(24 * 3600)`. With
+    /// `consecutive_runs`, these reminders are the only repeat emails of a
+    /// streak. Its records still
+    /// ride along in any digest sent for another reason, and a failure that
+    /// stops and comes back later is new again. At most 3650 days (about
+    /// ten years); [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `repeat_after = 86400`; in code: [`Builder::repeat_after`](crate::Builder::repeat_after).
     #[serde(deserialize_with = "with::seconds")]
     pub repeat_after: Option<Duration>,
-    /// `min_interval = 3600` (seconds): see [`Builder::min_interval`](crate::Builder::min_interval).
+    /// No two emails closer than `interval`: when a rule is met sooner, the
+    /// records wait ([`Outcome::Waiting`](crate::Outcome::Waiting)) and a
+    /// later flush sends them. At most 3650 days (about ten years);
+    /// [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `min_interval = 3600`; in code: [`Builder::min_interval`](crate::Builder::min_interval).
     #[serde(deserialize_with = "with::seconds")]
     pub min_interval: Option<Duration>,
-    /// `max_age = 604800` (seconds): see [`Builder::max_age`](crate::Builder::max_age).
+    /// At flush, send everything pending once a record at the policy's level
+    /// has been pending for `age`: a slow trickle is reported eventually.
+    /// At most 3650 days (about ten years); [`build`](crate::Builder::build)
+    /// refuses a longer one.
+    ///
+    /// In a file: `max_age = 604800`; in code: [`Builder::max_age`](crate::Builder::max_age).
     #[serde(deserialize_with = "with::seconds")]
     pub max_age: Option<Duration>,
     /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields).
@@ -131,8 +177,9 @@ pub struct PolicyConfig {
 /// with [`from_env`](EmailConfig::from_env), then make the layer with
 /// [`EmailLayer::from_config`](crate::EmailLayer::from_config).
 ///
-/// Each field is a key of the table and sets what the [`Builder`](crate::Builder) method it
-/// links to sets (documented there). Unknown keys are errors, and so are bad
+/// Each field is a key of the table, documented here; the
+/// [`Builder`](crate::Builder) method of the same name sets it in code.
+/// Unknown keys are errors, and so are bad
 /// values; every error names the key (`policy.threshold.level`) or, from the
 /// environment, the variable (`POCA_THRESHOLD`). Keys are named within the
 /// settings' table (serde does not tell a value the name of the table that
@@ -215,17 +262,58 @@ pub struct EmailConfig {
     pub allow_insecure_auth: bool,
     /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`](crate::FileDrop).
     pub outbox: Option<PathBuf>,
-    /// `from = "poca <me@example.com>"`: see [`Builder::from`](crate::Builder::from).
+    /// The sender, e.g. `"poca <me@example.com>"`. Required.
+    ///
+    /// In a file: `from = "poca <me@example.com>"`; in code: [`Builder::from`](crate::Builder::from).
     pub from: Option<String>,
     /// `to = "me@example.com"` or a list of them: see [`Builder::to`](crate::Builder::to).
     #[serde(deserialize_with = "with::many")]
     pub to: Vec<String>,
-    /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`](crate::Builder::subject).
+    /// The subject line, as a template filled in for each email. Without
+    /// it, the subject names the app, counts the errors and warnings (leaving
+    /// out a count that is zero, or counting the log records when there is
+    /// neither) and gives the oldest record's time:
+    /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`.
+    ///
+    /// | placeholder   | becomes                                                    |
+    /// |---------------|------------------------------------------------------------|
+    /// | `{app}`       | the app name given to [`EmailLayer::builder`](crate::EmailLayer::builder)              |
+    /// | `{host}`      | this machine's name, read once by `build()` (`localhost` if it cannot be read) |
+    /// | `{count}`     | the number of records in this email                        |
+    /// | `{errors}`    | how many of them are ERROR                                 |
+    /// | `{warnings}`  | how many of them are WARN                                  |
+    /// | `{max_level}` | the most severe level among them, e.g. `ERROR`             |
+    /// | `{first}`     | the oldest record's time, `2026-11-20 08:00`, at the digest's offset ([`local_time`](crate::Builder::local_time), [`utc_offset`](crate::Builder::utc_offset)) |
+    /// | `{last}`      | the newest record's time, likewise                         |
+    ///
+    /// `{{` and `}}` are literal braces (a `}` on its own is kept too); a
+    /// subject without placeholders is used as it is. An unknown placeholder
+    /// or a `{` that is not closed makes [`build`](crate::Builder::build) fail with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config), naming it. The template is parsed once, by
+    /// `build`. When a digest is split to stay under
+    /// [`max_email_bytes`](crate::Builder::max_email_bytes), ` (part 2 of 3)` is
+    /// added to the subject.
+    ///
+    /// In a file: `subject = "[{app}] {errors} errors"`; in code: [`Builder::subject`](crate::Builder::subject).
     pub subject: Option<String>,
-    /// `html = false` (`true` by default): see [`Builder::html`](crate::Builder::html).
+    /// Whether each email carries an HTML version of the digest besides the
+    /// plain text (on by default): `multipart/alternative` text and HTML
+    /// parts, and the text attached as `<app>-log.txt`. The HTML part leads
+    /// with what failed, where and since when, shows each failure with its
+    /// newest record and a few of context and counts the rest (all in the
+    /// attached log); levels said in words, everything from the records
+    /// escaped, inline styles only (no scripts, nothing loaded from
+    /// elsewhere), readable at 320 px and in both colour schemes. The
+    /// plain-text part is always there; `html(false)` sends it alone.
+    ///
+    /// In a file: `html = false`; in code: [`Builder::html`](crate::Builder::html).
     #[serde(deserialize_with = "with::html")]
     pub html: bool,
-    /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`](crate::Builder::state_file).
+    /// Keeps the pending records in this file instead of the default
+    /// (`tracing-email.json` in the app's folder under
+    /// `directories::ProjectDirs::state_dir()`, else `data_local_dir()`).
+    ///
+    /// In a file: `state_file = "/var/lib/poca/mail.json"`; in code: [`Builder::state_file`](crate::Builder::state_file).
     pub state_file: Option<PathBuf>,
     /// `local_time = true`: see [`Builder::local_time`](crate::Builder::local_time).
     #[serde(deserialize_with = "with::or_default")]
@@ -233,34 +321,131 @@ pub struct EmailConfig {
     /// `[policy]`: when to send, see [`PolicyConfig`].
     #[serde(deserialize_with = "with::policy")]
     pub policy: PolicyConfig,
-    /// `max_pending = 10000` (the default): see [`Builder::max_pending`](crate::Builder::max_pending).
+    /// Keeps at most this many records pending (10 000 by default). Beyond
+    /// it the oldest are dropped first; how many is kept in the state file
+    /// and said in the next digest ("412 older records were dropped"). The
+    /// same bound holds for the records in memory between flushes.
+    ///
+    /// In a file: `max_pending = 10000`; in code: [`Builder::max_pending`](crate::Builder::max_pending).
     #[serde(deserialize_with = "with::max_pending")]
     pub max_pending: usize,
-    /// `max_record_bytes = 16384` (the default): see [`Builder::max_record_bytes`](crate::Builder::max_record_bytes).
+    /// Keeps at most this many bytes of one record, 16 KiB by default:
+    /// message, field names and values and span context together, escapes
+    /// counted as written (stored or shown, a record takes at most 512 bytes
+    /// more, besides its target, module path and file name). A value that
+    /// does not fit is cut with a visible `…[cut: N bytes in all]`; fields
+    /// beyond the bound are left out and counted in a last field
+    /// `fields_left_out`, spans in a last span `…[N more spans left out]`.
+    ///
+    /// In a file: `max_record_bytes = 16384`; in code: [`Builder::max_record_bytes`](crate::Builder::max_record_bytes).
     #[serde(deserialize_with = "with::max_record_bytes")]
     pub max_record_bytes: usize,
-    /// `max_email_bytes = 1048576` (the default): see [`Builder::max_email_bytes`](crate::Builder::max_email_bytes).
+    /// Keeps each email under about this many bytes, 1 MiB by default: a
+    /// larger digest is split into several complete emails, numbered "part 2
+    /// of 3", so no server's size limit can make the backlog undeliverable.
+    ///
+    /// What is counted is the records' text lines, once in the plain-text
+    /// part and, unless [`html(false)`](crate::Builder::html), once more in the
+    /// attached log (the HTML part shows a bounded few records whatever
+    /// the digest's size). Not counted: the headers, the few KiB of summary,
+    /// HTML and footer each email has, and the transfer encoding, which adds
+    /// up to a third (quoted-printable or base64, chosen by lettre). A record
+    /// larger than the limit goes alone in its email.
+    ///
+    /// In a file: `max_email_bytes = 1048576`; in code: [`Builder::max_email_bytes`](crate::Builder::max_email_bytes).
     #[serde(deserialize_with = "with::max_email_bytes")]
     pub max_email_bytes: usize,
-    /// `max_detail_lines = 200` (the default): see [`Builder::max_detail_lines`](crate::Builder::max_detail_lines).
+    /// Lists at most this many records one by one in a digest, 200 by
+    /// default: the newest, after a summary that counts every record by kind
+    /// of failure ("and 1 312 more (earlier) are only counted above").
+    ///
+    /// In a file: `max_detail_lines = 200`; in code: [`Builder::max_detail_lines`](crate::Builder::max_detail_lines).
     #[serde(deserialize_with = "with::max_detail_lines")]
     pub max_detail_lines: usize,
-    /// `send_deadline = 30` (seconds, the default): see [`Builder::send_deadline`](crate::Builder::send_deadline).
+    /// The longest one flush spends sending, 30 seconds by default, however
+    /// slowly the server answers (the SMTP timeout applies to each read, not
+    /// to the whole exchange). Past it the flush fails and keeps the records.
+    /// At most a day; [`build`](crate::Builder::build) refuses a longer one. An
+    /// [`Smtp`](crate::Smtp) timeout longer than it is cut to it, and while a
+    /// send abandoned at the deadline still runs, the next flush waits for
+    /// it (within its own deadline) or leaves its records for a later one.
+    ///
+    /// In a file: `send_deadline = 30`; in code: [`Builder::send_deadline`](crate::Builder::send_deadline).
     #[serde(deserialize_with = "with::send_deadline")]
     pub send_deadline: Duration,
-    /// `lock_timeout = 10` (seconds, the default): see [`Builder::lock_timeout`](crate::Builder::lock_timeout).
+    /// How long a flush waits for another process to release the state file
+    /// (10 seconds by default). Past it, the flush fails and keeps its records.
+    /// At most a day; [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `lock_timeout = 10`; in code: [`Builder::lock_timeout`](crate::Builder::lock_timeout).
     #[serde(deserialize_with = "with::lock_timeout")]
     pub lock_timeout: Duration,
-    /// `checkpoint_interval = 1` (seconds, the default) or `false` (`None`): see [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
+    /// How long new records may wait in memory before a background thread
+    /// appends them to the state file: 1 second by default, `None` to turn
+    /// it off. A run that ends without dropping the guard (an abort,
+    /// SIGKILL) loses at most the records of its last interval; at
+    /// `std::process::exit` an exit hook (on Unix) stores the rest.
+    /// At most a day; [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `checkpoint_interval = 1`; in code: [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
     #[serde(deserialize_with = "with::checkpoint_interval")]
     pub checkpoint_interval: Option<Duration>,
-    /// `flush_every = 300` (seconds): see [`Builder::flush_every`](crate::Builder::flush_every).
+    /// Makes each period of a long-running program a run: every `period`,
+    /// the background thread flushes as the guard's drop does at the end of
+    /// a cron job's process, and that flush ends the run. Off by default
+    /// (a run is then the process, from start to the guard's drop); config
+    /// key `flush_every`, environment variable `PREFIX_FLUSH_EVERY`.
+    ///
+    /// For a service (a tokio server, a worker, a daemon), each period's
+    /// flush is what a cron job's exit is:
+    /// - streaks count periods: `consecutive_runs(3)` with `flush_every(5
+    ///   min)` reports a failure seen in three periods in a row;
+    /// - a failure reported and not seen in a whole period is over:
+    ///   [`notify_recovery`](crate::Builder::notify_recovery) says so, and its
+    ///   Alertmanager alert is resolved;
+    /// - the digest goes out when the policy says so, under `min_interval`
+    ///   and `repeat_after` as always;
+    /// - a firing alert is posted again at each period (and, from the same
+    ///   thread, at least every third of its
+    ///   [`resolve_window`](crate::Alertmanager::resolve_window) between
+    ///   them), so Alertmanager never resolves it while it lasts.
+    ///
+    /// Periods are counted from `build()`, on the monotonic clock; a
+    /// period's flush that takes longer than the period (a slow mail
+    /// server, up to [`send_deadline`](crate::Builder::send_deadline)) skips the
+    /// ticks it overran instead of running flushes back to back. The
+    /// guard's drop still flushes once and ends the last period: drop it
+    /// where blocking is allowed (after a tokio runtime, or in
+    /// `spawn_blocking`). Checkpoints ([`checkpoint_interval`](crate::Builder::checkpoint_interval))
+    /// go on between periods; a flush by hand (`guard.flush()`) does not
+    /// end the period. At least 1 second and at most a day;
+    /// [`build`](crate::Builder::build) refuses others.
+    ///
+    /// In a file: `flush_every = 300`; in code: [`Builder::flush_every`](crate::Builder::flush_every).
     #[serde(deserialize_with = "with::seconds")]
     pub flush_every: Option<Duration>,
-    /// `capture_panics = true`: see [`Builder::capture_panics`](crate::Builder::capture_panics).
+    /// Turns a panic into an ERROR record (its message, thread and location),
+    /// written to the state file at once, before the previous panic hook
+    /// runs. With unwinding, the guard's flush still runs during the unwind
+    /// and can send it; with `panic = "abort"` the next run finds it.
+    ///
+    /// In a file: `capture_panics = true`; in code: [`Builder::capture_panics`](crate::Builder::capture_panics).
     #[serde(deserialize_with = "with::or_default")]
     pub capture_panics: bool,
-    /// `notify_recovery = true`: see [`Builder::notify_recovery`](crate::Builder::notify_recovery).
+    /// Says when a failure is over: once a failure that went out in a digest
+    /// is not seen by a run (by the time of the guard's flush, its
+    /// `flush()` or its drop, or of the end of a
+    /// [`flush_every`](crate::Builder::flush_every) period), the next email says so, in a "Resolved"
+    /// section of a digest that goes out anyway, or else in a short email of
+    /// its own, `[poca] resolved: feed "Radio Café" OK again after failing 9
+    /// runs` (several at once: one email). `min_interval` applies to it as to
+    /// any email; one that cannot go yet (too soon, or the mail server down)
+    /// is kept in the state file and sent by a later flush, once. A run that
+    /// does not reach the guard's flush (killed, `process::exit`) ends no
+    /// failure. Off by default; config key `notify_recovery`, environment
+    /// variable `PREFIX_NOTIFY_RECOVERY`.
+    ///
+    /// In a file: `notify_recovery = true`; in code: [`Builder::notify_recovery`](crate::Builder::notify_recovery).
     #[serde(deserialize_with = "with::or_default")]
     pub notify_recovery: bool,
     /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
@@ -293,7 +478,12 @@ pub struct EmailConfig {
     /// unless posted again.
     #[serde(deserialize_with = "with::seconds")]
     pub resolve_window: Option<Duration>,
-    /// `host = "node-7"`: see [`Builder::host`](crate::Builder::host).
+    /// This machine's name, as Alertmanager's `instance` label, in each
+    /// digest's first lines and as the subject's `{host}`: by default the system's host name, read once by
+    /// `build()`. For several instances on one machine, or a name that
+    /// means more than the host name.
+    ///
+    /// In a file: `host = "node-7"`; in code: [`Builder::host`](crate::Builder::host).
     pub host: Option<String>,
     /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
     /// [`set_password`](EmailConfig::set_password), never from a file.
