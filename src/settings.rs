@@ -543,14 +543,17 @@ impl Default for EmailConfig {
     }
 }
 
-/// Every error names its key: `… for `policy.batch``; `app` is required.
+/// Every error names its key: `… for `policy.batch``; `app` is required
+/// (the derive cannot tell it left out from empty: both are refused here).
 impl<'de> Deserialize<'de> for EmailConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let config = EmailConfig::deserialize(keyed::Keyed::root(d, "", &Cell::new(false)))?;
-        if config.app.is_empty() {
-            return Err(de::Error::missing_field("app"));
+        match config.app.is_empty() {
+            true => Err(de::Error::custom(
+                "missing field `app`, the program's name, such as app = \"poca\"",
+            )),
+            false => Ok(config),
         }
-        Ok(config)
     }
 }
 
@@ -1278,6 +1281,11 @@ mod tests {
         assert!(
             null.contains("invalid type: null, expected a string for `app`"),
             "{null}"
+        );
+        let empty = err(r#"{"app": ""}"#);
+        assert!(
+            empty.contains("missing field `app`, the program's name"),
+            "{empty}"
         );
         let not_a_table = err(r#"["app"]"#);
         assert!(
