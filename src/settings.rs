@@ -1294,6 +1294,18 @@ mod tests {
         );
     }
 
+    /// JSON says where: once, after the key, for an item of a list too.
+    #[test]
+    fn a_json_error_names_the_key_then_where() {
+        let err = serde_json::from_str::<EmailConfig>(r#"{"app": "a", "to": ["x", 5]}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid type: integer `5`, expected a string for `to` at line 1 column 26"
+        );
+    }
+
     #[test]
     fn a_key_given_as_null_keeps_its_default() {
         let c: EmailConfig = serde_json::from_str(
