@@ -1132,16 +1132,31 @@ pub(crate) mod keyed {
         }
     }
 
+    /// Each way of reading a value, as asked, its visitor wrapped.
+    macro_rules! forward {
+        ($($method:ident),*) => {$(
+            fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
+                let (d, v) = self.wrap(v);
+                d.$method(v)
+            }
+        )*};
+    }
+
     impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keyed<'_, D> {
         type Error = D::Error;
-        fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
-            let (d, v) = self.wrap(v);
-            d.deserialize_any(v)
-        }
-        fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
-            let (d, v) = self.wrap(v);
-            d.deserialize_option(v)
-        }
+        forward!(
+            deserialize_any,
+            deserialize_bool,
+            deserialize_i64,
+            deserialize_u64
+        );
+        forward!(
+            deserialize_f64,
+            deserialize_str,
+            deserialize_string,
+            deserialize_option
+        );
+        forward!(deserialize_seq, deserialize_map, deserialize_identifier);
         /// A table, never a list read in the order of the keys.
         fn deserialize_struct<V: Visitor<'de>>(
             self,
@@ -1149,16 +1164,14 @@ pub(crate) mod keyed {
             _: &'static [&'static str],
             v: V,
         ) -> Result<V::Value, D::Error> {
-            let (d, v) = self.wrap(v);
-            d.deserialize_map(v)
+            self.deserialize_map(v)
         }
         fn is_human_readable(&self) -> bool {
             self.d.is_human_readable()
         }
         serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-            byte_buf unit unit_struct newtype_struct seq tuple tuple_struct map enum
-            identifier ignored_any
+            i8 i16 i32 i128 u8 u16 u32 u128 f32 char bytes byte_buf unit unit_struct
+            newtype_struct tuple tuple_struct enum ignored_any
         }
     }
 
