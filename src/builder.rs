@@ -162,45 +162,19 @@ impl Builder {
     }
 
     setters! {
-        /// This machine's name, as Alertmanager's `instance` label, in each
-        /// digest's first lines and as the subject's `{host}`: by default the system's host name, read once by
-        /// `build()`. For several instances on one machine, or a name that
-        /// means more than the host name.
+        /// See [`EmailConfig::host`](crate::EmailConfig::host).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").host("backup-eu-3");
         /// ```
         fn host(name: impl Into<String>) => host = Some(name.into());
-        /// The sender, e.g. `"poca <me@example.com>"`. Required.
+        /// See [`EmailConfig::from`](crate::EmailConfig::from).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("app").from("App <robot@example.com>");
         /// ```
         fn from(from: impl Into<String>) => from = Some(from.into());
-        /// The subject line, as a template filled in for each email. Without
-        /// it, the subject names the app, counts the errors and warnings (leaving
-        /// out a count that is zero, or counting the log records when there is
-        /// neither) and gives the oldest record's time:
-        /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`.
-        ///
-        /// | placeholder   | becomes                                                    |
-        /// |---------------|------------------------------------------------------------|
-        /// | `{app}`       | the app name given to [`EmailLayer::builder`]              |
-        /// | `{host}`      | this machine's name, read once by `build()` (`localhost` if it cannot be read) |
-        /// | `{count}`     | the number of records in this email                        |
-        /// | `{errors}`    | how many of them are ERROR                                 |
-        /// | `{warnings}`  | how many of them are WARN                                  |
-        /// | `{max_level}` | the most severe level among them, e.g. `ERROR`             |
-        /// | `{first}`     | the oldest record's time, `2026-11-20 08:00`, at the digest's offset ([`local_time`](Builder::local_time), [`utc_offset`](Builder::utc_offset)) |
-        /// | `{last}`      | the newest record's time, likewise                         |
-        ///
-        /// `{{` and `}}` are literal braces (a `}` on its own is kept too); a
-        /// subject without placeholders is used as it is. An unknown placeholder
-        /// or a `{` that is not closed makes [`build`](Builder::build) fail with
-        /// [`ErrorKind::Config`], naming it. The template is parsed once, by
-        /// `build`. When a digest is split to stay under
-        /// [`max_email_bytes`](Builder::max_email_bytes), ` (part 2 of 3)` is
-        /// added to the subject.
+        /// See [`EmailConfig::subject`](crate::EmailConfig::subject).
         ///
         /// ```
         /// use tracing_email::{EmailLayer, ErrorKind, FileDrop};
@@ -219,40 +193,25 @@ impl Builder {
         /// assert!(err.to_string().contains("{eror}"));
         /// ```
         fn subject(subject: impl Into<String>) => subject = Some(subject.into());
-        /// Whether each email carries an HTML version of the digest besides the
-        /// plain text (on by default): `multipart/alternative` text and HTML
-        /// parts, and the text attached as `<app>-log.txt`. The HTML part leads
-        /// with what failed, where and since when, shows each failure with its
-        /// newest record and a few of context and counts the rest (all in the
-        /// attached log); levels said in words, everything from the records
-        /// escaped, inline styles only (no scripts, nothing loaded from
-        /// elsewhere), readable at 320 px and in both colour schemes. The
-        /// plain-text part is always there; `html(false)` sends it alone.
+        /// See [`EmailConfig::html`](crate::EmailConfig::html).
         ///
         /// ```
         /// let text_only = tracing_email::EmailLayer::builder("poca").html(false);
         /// ```
-        fn html(html: bool) => html = Some(html);
-        /// At flush, send every pending record (oldest first, in one digest) once
-        /// at least `count` of them are at `level` or above; otherwise keep them
-        /// for a later run. This is the default, with `(1, WARN)`.
+        fn html(html: bool) => html = html;
+        /// See [`PolicyConfig::threshold`](crate::PolicyConfig::threshold).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").threshold(5, tracing::Level::WARN);
         /// ```
         fn threshold(count: usize, level: Level) => policy.threshold = Some((count, level));
-        /// Send an email of `size` records each time that many are pending,
-        /// during the run (from a background thread, never the event path), and
-        /// what is left at flush (unless a [`threshold`](Builder::threshold) is
-        /// also set: then the remainder waits for it). 102 records with
-        /// `batch(10)` make 11 emails.
+        /// See [`PolicyConfig::batch`](crate::PolicyConfig::batch).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("cookbook").batch(10);
         /// ```
         fn batch(size: usize) => policy.batch = Some(size);
-        /// At flush, send everything pending as soon as one record at `level` or
-        /// above is pending, whatever the count.
+        /// See [`PolicyConfig::immediately_at`](crate::PolicyConfig::immediately_at).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca")
@@ -260,18 +219,7 @@ impl Builder {
         ///     .immediately_at(tracing::Level::ERROR);
         /// ```
         fn immediately_at(level: Level) => policy.immediately_at = Some(level);
-        /// At flush, send everything pending once one failure (one
-        /// fingerprint, see [`fingerprint_fields`](Builder::fingerprint_fields))
-        /// at the policy's level (the threshold's, else WARN) was seen in each of
-        /// the last `runs` runs. A run without it starts its count again. This is
-        /// "the feed consistently fails", where a count threshold only
-        /// approximates it: one-off blips of many feeds never add up.
-        ///
-        /// A failure is reported once per streak: after a digest went out while
-        /// it had lasted `runs` runs, it triggers no email until a run without it
-        /// ends the streak; its later records wait and ride along in the next
-        /// digest that goes out. [`repeat_after`](Builder::repeat_after) adds
-        /// reminders while it lasts.
+        /// See [`PolicyConfig::consecutive_runs`](crate::PolicyConfig::consecutive_runs).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca")
@@ -279,14 +227,7 @@ impl Builder {
         ///     .fingerprint_fields(["feed"]);
         /// ```
         fn consecutive_runs(runs: u64) => policy.consecutive_runs = Some(runs);
-        /// Once a failure was reported (sent in a digest), it does not trigger
-        /// another email until `after` has passed, however often it recurs: a
-        /// daily reminder with `Duration::from_secs(24 * 3600)`. With
-        /// `consecutive_runs`, these reminders are the only repeat emails of a
-        /// streak. Its records still
-        /// ride along in any digest sent for another reason, and a failure that
-        /// stops and comes back later is new again. At most 3650 days (about
-        /// ten years); [`build`](Builder::build) refuses a longer one.
+        /// See [`PolicyConfig::repeat_after`](crate::PolicyConfig::repeat_after).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca")
@@ -294,20 +235,14 @@ impl Builder {
         ///     .repeat_after(std::time::Duration::from_secs(24 * 3600));
         /// ```
         fn repeat_after(after: Duration) => policy.repeat_after = Some(after);
-        /// No two emails closer than `interval`: when a rule is met sooner, the
-        /// records wait ([`Outcome::Waiting`](crate::Outcome::Waiting)) and a
-        /// later flush sends them. At most 3650 days (about ten years);
-        /// [`build`](Builder::build) refuses a longer one.
+        /// See [`PolicyConfig::min_interval`](crate::PolicyConfig::min_interval).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca")
         ///     .min_interval(std::time::Duration::from_secs(3600));
         /// ```
         fn min_interval(interval: Duration) => policy.min_interval = Some(interval);
-        /// At flush, send everything pending once a record at the policy's level
-        /// has been pending for `age`: a slow trickle is reported eventually.
-        /// At most 3650 days (about ten years); [`build`](Builder::build)
-        /// refuses a longer one.
+        /// See [`PolicyConfig::max_age`](crate::PolicyConfig::max_age).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca")
@@ -315,124 +250,59 @@ impl Builder {
         ///     .max_age(std::time::Duration::from_secs(7 * 24 * 3600));
         /// ```
         fn max_age(age: Duration) => policy.max_age = Some(age);
-        /// Lists at most this many records one by one in a digest, 200 by
-        /// default: the newest, after a summary that counts every record by kind
-        /// of failure ("and 1 312 more (earlier) are only counted above").
+        /// See [`EmailConfig::max_detail_lines`](crate::EmailConfig::max_detail_lines).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_detail_lines(500);
         /// ```
-        fn max_detail_lines(lines: usize) => max_detail_lines = Some(lines);
-        /// Keeps the pending records in this file instead of the default
-        /// (`tracing-email.json` in the app's folder under
-        /// `directories::ProjectDirs::state_dir()`, else `data_local_dir()`).
+        fn max_detail_lines(lines: usize) => max_detail_lines = lines;
+        /// See [`EmailConfig::state_file`](crate::EmailConfig::state_file).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").state_file("/var/lib/poca/mail.json");
         /// ```
         fn state_file(path: impl Into<PathBuf>) => state_file = Some(path.into());
-        /// How long a flush waits for another process to release the state file
-        /// (10 seconds by default). Past it, the flush fails and keeps its records.
-        /// At most a day; [`build`](Builder::build) refuses a longer one.
+        /// See [`EmailConfig::lock_timeout`](crate::EmailConfig::lock_timeout).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca")
         ///     .lock_timeout(std::time::Duration::from_secs(2));
         /// ```
-        fn lock_timeout(timeout: Duration) => lock_timeout = Some(timeout);
-        /// Keeps at most this many records pending (10 000 by default). Beyond
-        /// it the oldest are dropped first; how many is kept in the state file
-        /// and said in the next digest ("412 older records were dropped"). The
-        /// same bound holds for the records in memory between flushes.
+        fn lock_timeout(timeout: Duration) => lock_timeout = timeout;
+        /// See [`EmailConfig::max_pending`](crate::EmailConfig::max_pending).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_pending(50_000);
         /// ```
-        fn max_pending(records: usize) => max_pending = Some(records);
-        /// Keeps at most this many bytes of one record, 16 KiB by default:
-        /// message, field names and values and span context together, escapes
-        /// counted as written (stored or shown, a record takes at most 512 bytes
-        /// more, besides its target, module path and file name). A value that
-        /// does not fit is cut with a visible `…[cut: N bytes in all]`; fields
-        /// beyond the bound are left out and counted in a last field
-        /// `fields_left_out`, spans in a last span `…[N more spans left out]`.
+        fn max_pending(records: usize) => max_pending = records;
+        /// See [`EmailConfig::max_record_bytes`](crate::EmailConfig::max_record_bytes).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_record_bytes(4096);
         /// ```
-        fn max_record_bytes(bytes: usize) => max_record_bytes = Some(bytes);
-        /// Keeps each email under about this many bytes, 1 MiB by default: a
-        /// larger digest is split into several complete emails, numbered "part 2
-        /// of 3", so no server's size limit can make the backlog undeliverable.
-        ///
-        /// What is counted is the records' text lines, once in the plain-text
-        /// part and, unless [`html(false)`](Builder::html), once more in the
-        /// attached log (the HTML part shows a bounded few records whatever
-        /// the digest's size). Not counted: the headers, the few KiB of summary,
-        /// HTML and footer each email has, and the transfer encoding, which adds
-        /// up to a third (quoted-printable or base64, chosen by lettre). A record
-        /// larger than the limit goes alone in its email.
+        fn max_record_bytes(bytes: usize) => max_record_bytes = bytes;
+        /// See [`EmailConfig::max_email_bytes`](crate::EmailConfig::max_email_bytes).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").max_email_bytes(256 * 1024);
         /// ```
-        fn max_email_bytes(bytes: usize) => max_email_bytes = Some(bytes);
-        /// The longest one flush spends sending, 30 seconds by default, however
-        /// slowly the server answers (the SMTP timeout applies to each read, not
-        /// to the whole exchange). Past it the flush fails and keeps the records.
-        /// At most a day; [`build`](Builder::build) refuses a longer one. An
-        /// [`Smtp`](crate::Smtp) timeout longer than it is cut to it, and while a
-        /// send abandoned at the deadline still runs, the next flush waits for
-        /// it (within its own deadline) or leaves its records for a later one.
+        fn max_email_bytes(bytes: usize) => max_email_bytes = bytes;
+        /// See [`EmailConfig::send_deadline`](crate::EmailConfig::send_deadline).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca")
         ///     .send_deadline(std::time::Duration::from_secs(10));
         /// ```
-        fn send_deadline(deadline: Duration) => send_deadline = Some(deadline);
-        /// How long new records may wait in memory before a background thread
-        /// appends them to the state file: 1 second by default, `None` to turn
-        /// it off. A run that ends without dropping the guard (an abort,
-        /// SIGKILL) loses at most the records of its last interval; at
-        /// `std::process::exit` an exit hook (on Unix) stores the rest.
-        /// At most a day; [`build`](Builder::build) refuses a longer one.
+        fn send_deadline(deadline: Duration) => send_deadline = deadline;
+        /// See [`EmailConfig::checkpoint_interval`](crate::EmailConfig::checkpoint_interval).
         ///
         /// ```
         /// use std::time::Duration;
         /// let b = tracing_email::EmailLayer::builder("poca").checkpoint_interval(Duration::from_secs(5));
         /// let off = tracing_email::EmailLayer::builder("poca").checkpoint_interval(None);
         /// ```
-        fn checkpoint_interval(interval: impl Into<Option<Duration>>) => checkpoint_interval = Some(interval.into());
-        /// Makes each period of a long-running program a run: every `period`,
-        /// the background thread flushes as the guard's drop does at the end of
-        /// a cron job's process, and that flush ends the run. Off by default
-        /// (a run is then the process, from start to the guard's drop); config
-        /// key `flush_every`, environment variable `PREFIX_FLUSH_EVERY`.
-        ///
-        /// For a service (a tokio server, a worker, a daemon), each period's
-        /// flush is what a cron job's exit is:
-        /// - streaks count periods: `consecutive_runs(3)` with `flush_every(5
-        ///   min)` reports a failure seen in three periods in a row;
-        /// - a failure reported and not seen in a whole period is over:
-        ///   [`notify_recovery`](Builder::notify_recovery) says so, and its
-        ///   Alertmanager alert is resolved;
-        /// - the digest goes out when the policy says so, under `min_interval`
-        ///   and `repeat_after` as always;
-        /// - a firing alert is posted again at each period (and, from the same
-        ///   thread, at least every third of its
-        ///   [`resolve_window`](crate::Alertmanager::resolve_window) between
-        ///   them), so Alertmanager never resolves it while it lasts.
-        ///
-        /// Periods are counted from `build()`, on the monotonic clock; a
-        /// period's flush that takes longer than the period (a slow mail
-        /// server, up to [`send_deadline`](Builder::send_deadline)) skips the
-        /// ticks it overran instead of running flushes back to back. The
-        /// guard's drop still flushes once and ends the last period: drop it
-        /// where blocking is allowed (after a tokio runtime, or in
-        /// `spawn_blocking`). Checkpoints ([`checkpoint_interval`](Builder::checkpoint_interval))
-        /// go on between periods; a flush by hand (`guard.flush()`) does not
-        /// end the period. At least 1 second and at most a day;
-        /// [`build`](Builder::build) refuses others.
+        fn checkpoint_interval(interval: impl Into<Option<Duration>>) => checkpoint_interval = interval.into();
+        /// See [`EmailConfig::flush_every`](crate::EmailConfig::flush_every).
         ///
         /// ```
         /// use std::time::Duration;
@@ -442,27 +312,13 @@ impl Builder {
         ///     .notify_recovery(true);
         /// ```
         fn flush_every(period: Duration) => flush_every = Some(period);
-        /// Turns a panic into an ERROR record (its message, thread and location),
-        /// written to the state file at once, before the previous panic hook
-        /// runs. With unwinding, the guard's flush still runs during the unwind
-        /// and can send it; with `panic = "abort"` the next run finds it.
+        /// See [`EmailConfig::capture_panics`](crate::EmailConfig::capture_panics).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").capture_panics();
         /// ```
         fn capture_panics() => capture_panics = true;
-        /// Says when a failure is over: once a failure that went out in a digest
-        /// is not seen by a run (by the time of the guard's flush, its
-        /// `flush()` or its drop, or of the end of a
-        /// [`flush_every`](Builder::flush_every) period), the next email says so, in a "Resolved"
-        /// section of a digest that goes out anyway, or else in a short email of
-        /// its own, `[poca] resolved: feed "Radio Café" OK again after failing 9
-        /// runs` (several at once: one email). `min_interval` applies to it as to
-        /// any email; one that cannot go yet (too soon, or the mail server down)
-        /// is kept in the state file and sent by a later flush, once. A run that
-        /// does not reach the guard's flush (killed, `process::exit`) ends no
-        /// failure. Off by default; config key `notify_recovery`, environment
-        /// variable `PREFIX_NOTIFY_RECOVERY`.
+        /// See [`EmailConfig::notify_recovery`](crate::EmailConfig::notify_recovery).
         ///
         /// ```
         /// let b = tracing_email::EmailLayer::builder("poca").notify_recovery(true);
@@ -638,90 +494,26 @@ impl Builder {
     /// by hand (`flush::by_hand`). Returns the settings for the rest.
     pub(crate) fn into_flusher(mut self) -> Result<(Flusher, EmailConfig), Error> {
         self.config.check()?;
-        let app = self.config.app.trim().to_owned();
-        #[cfg(feature = "alertmanager")]
-        let alerts = self.alerts.take();
-        #[cfg(not(feature = "alertmanager"))]
-        let alerts: Option<Box<dyn Alerts>> = None;
         // Alerts alone need no email addresses (given, they are checked).
-        let alerts_only = alerts.is_some() && self.transport.is_none();
-        let (from, to) = if alerts_only && self.config.from.is_none() && self.config.to.is_empty() {
-            let nobody = lettre::message::Mailbox::new(
-                None,
-                lettre::Address::new("alerts-only", "localhost")
-                    .map_err(|e| Error::with_source(ErrorKind::Config, "no address", e))?,
-            );
-            (nobody.clone(), vec![nobody])
-        } else {
-            self.config.addresses()?
-        };
-        let state_path = self.config.state_path()?;
-        let deadline = self.config.send_deadline.unwrap_or(DEFAULT_SEND_DEADLINE);
-        let transport = match self.transport.take().map(|t| t.within(deadline)) {
-            Some(mut transport) => {
-                transport.check().map_err(|e| match e.downcast::<Error>() {
-                    Ok(ours) => *ours,
-                    Err(other) => Error::with_source(
-                        ErrorKind::Config,
-                        "the transport's settings are unusable",
-                        other,
-                    ),
-                })?;
-                Some(Arc::from(transport))
-            }
-            None if alerts_only => None,
-            None => {
-                return Err(Error::config(
-                    "no transport: call .transport(Smtp::starttls(host)), \
-                     .transport(FileDrop::new(dir)) or another Transport",
-                ));
-            }
-        };
-        let s = self.config;
-        let subject = s.subject.as_deref().map(Template::parse).transpose();
-        let subject = subject.map_err(|e| Error::config(format!("{}: {e}", s.name("subject"))))?;
-        let named = |host: &Option<String>| {
-            host.clone()
-                .unwrap_or_else(crate::digest::subject::hostname)
-        };
+        let alerts_only = self.has_alerts() && self.transport.is_none();
+        let s = std::mem::take(&mut self.config);
         // Read once: every digest names the machine that sent it.
-        let host = named(&s.host);
-        #[cfg(feature = "alertmanager")]
-        let alerts = match alerts {
-            Some(a) => Some(Box::new(a.check(app.trim(), host.clone())?) as Box<dyn Alerts>),
-            None => None,
-        };
-        let offset = match (s.offset, s.local_time) {
-            (Some(fixed), _) => fixed,
-            (None, true) => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
-            (None, false) => UtcOffset::UTC,
-        };
-
+        let host = s
+            .host
+            .clone()
+            .unwrap_or_else(crate::digest::subject::hostname);
+        let composer = composer(&s, alerts_only, host.clone())?;
+        let transport = self.checked_transport(alerts_only, s.send_deadline)?;
+        let alerts = self.checked_alerts(s.app.trim(), &host)?;
         let flusher = Flusher {
-            store: StateStore::new(
-                state_path.clone(),
-                s.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
-            ),
-            composer: Composer {
-                app,
-                from,
-                to,
-                subject,
-                host,
-                html: s.html.unwrap_or(DEFAULT_HTML),
-                offset,
-                // The footer says where records wait, wherever the reader is.
-                state_path: std::path::absolute(&state_path).unwrap_or(state_path.clone()),
-                fingerprint_fields: s.policy.fingerprint_fields.clone(),
-                level: s.policy.level(),
-                detail_lines: s.max_detail_lines.unwrap_or(DEFAULT_MAX_DETAIL_LINES),
-            },
+            store: StateStore::new(s.state_path()?, s.lock_timeout),
+            composer,
             policy: s.policy.clone(),
             transport,
             alerts,
-            max_pending: s.max_pending.unwrap_or(DEFAULT_MAX_PENDING),
-            max_email_bytes: s.max_email_bytes.unwrap_or(DEFAULT_MAX_EMAIL_BYTES),
-            send_deadline: s.send_deadline.unwrap_or(DEFAULT_SEND_DEADLINE),
+            max_pending: s.max_pending,
+            max_email_bytes: s.max_email_bytes,
+            send_deadline: s.send_deadline,
             sent_during_run: (0, 0),
             clock: self.clock,
             run: None,
@@ -732,6 +524,51 @@ impl Builder {
             started: std::time::Instant::now(),
         };
         Ok((flusher, s))
+    }
+
+    /// The Alertmanager destination, checked, when one is given.
+    fn checked_alerts(&mut self, app: &str, host: &str) -> Result<Option<Box<dyn Alerts>>, Error> {
+        #[cfg(feature = "alertmanager")]
+        if let Some(alertmanager) = self.alerts.take() {
+            return Ok(Some(Box::new(alertmanager.check(app, host.to_owned())?)));
+        }
+        let _ = (app, host);
+        Ok(None)
+    }
+
+    /// Whether alerts are a destination.
+    fn has_alerts(&self) -> bool {
+        #[cfg(feature = "alertmanager")]
+        return self.alerts.is_some();
+        #[cfg(not(feature = "alertmanager"))]
+        false
+    }
+
+    /// The transport, its settings checked, its timeout within the send
+    /// deadline; none only when alerts are the only destination.
+    fn checked_transport(
+        &mut self,
+        alerts_only: bool,
+        deadline: Duration,
+    ) -> Result<Option<Arc<dyn Transport>>, Error> {
+        let Some(mut transport) = self.transport.take().map(|t| t.within(deadline)) else {
+            return match alerts_only {
+                true => Ok(None),
+                false => Err(Error::config(
+                    "no transport: call .transport(Smtp::starttls(host)), \
+                     .transport(FileDrop::new(dir)) or another Transport",
+                )),
+            };
+        };
+        transport.check().map_err(|e| match e.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::with_source(
+                ErrorKind::Config,
+                "the transport's settings are unusable",
+                other,
+            ),
+        })?;
+        Ok(Some(Arc::from(transport)))
     }
 
     /// Checks every setting and makes the layer and its guard. No network
@@ -758,53 +595,36 @@ impl Builder {
     /// assert!(err.to_string().contains("me@@example.com"));
     /// ```
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
-        let clock = Arc::clone(&self.clock);
+        let (clock, alerts) = (Arc::clone(&self.clock), self.has_alerts());
         let (flusher, s) = self.into_flusher()?;
         let max_pending = flusher.max_pending;
-        let checkpoint_interval = s.checkpoint_interval.unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock,
             buffer: Buffer::new(max_pending),
-            max_record_bytes: s.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
+            max_record_bytes: s.max_record_bytes,
             batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
             span_edits: Default::default(),
         });
-        // Alerts need it to post firing ones again before they expire.
-        let alerts = flusher.alerts.is_some();
         let timing = Timing {
-            checkpoint: checkpoint_interval,
+            checkpoint: s.checkpoint_interval,
             period: s.flush_every,
+            // Alerts need it to post firing ones again before they expire.
             alerts,
         };
-        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
-        let worker = if needs_worker {
-            let handle = spawn_worker(
-                Arc::clone(&shared),
-                Arc::clone(&flusher),
-                Arc::clone(&signal),
-                timing,
-            )
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Config,
-                    "could not start the background thread",
-                    e,
-                )
-            })?;
-            Some((signal, handle))
-        } else {
-            None
+        let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
+        let worker = match needs_worker {
+            true => Some(worker(&shared, &flusher, signal, timing)?),
+            false => None,
         };
         if s.capture_panics {
             crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
-        let lock_timeout = s.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT);
-        crate::flush::exit::register(&shared, &flusher, &path, lock_timeout);
+        crate::flush::exit::register(&shared, &flusher, &path, s.lock_timeout);
         Ok((
             EmailLayer {
                 shared: Arc::clone(&shared),
@@ -817,6 +637,59 @@ impl Builder {
             },
         ))
     }
+}
+
+/// The background thread: batches, checkpoints, periods, alerts.
+fn worker(
+    shared: &Arc<Shared>,
+    flusher: &Arc<Mutex<Flusher>>,
+    signal: Arc<Signal>,
+    timing: Timing,
+) -> Result<(Arc<Signal>, std::thread::JoinHandle<()>), Error> {
+    let (shared, flusher) = (Arc::clone(shared), Arc::clone(flusher));
+    let handle = spawn_worker(shared, flusher, Arc::clone(&signal), timing).map_err(|e| {
+        Error::with_source(
+            ErrorKind::Config,
+            "could not start the background thread",
+            e,
+        )
+    })?;
+    Ok((signal, handle))
+}
+
+/// The digest's settings: the addresses (none needed by alerts alone),
+/// the subject's template, the times' offset, the limits.
+fn composer(s: &EmailConfig, alerts_only: bool, host: String) -> Result<Composer, Error> {
+    let (from, to) = if alerts_only && s.from.is_none() && s.to.is_empty() {
+        let nobody = lettre::Address::new("alerts-only", "localhost")
+            .map_err(|e| Error::with_source(ErrorKind::Config, "no address", e))?;
+        let nobody = lettre::message::Mailbox::new(None, nobody);
+        (nobody.clone(), vec![nobody])
+    } else {
+        s.addresses()?
+    };
+    let subject = s.subject.as_deref().map(Template::parse).transpose();
+    let subject = subject.map_err(|e| s.bad("subject", e.to_string()))?;
+    let offset = match (s.offset, s.local_time) {
+        (Some(fixed), _) => fixed,
+        (None, true) => UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC),
+        (None, false) => UtcOffset::UTC,
+    };
+    let state_path = s.state_path()?;
+    Ok(Composer {
+        app: s.app.trim().to_owned(),
+        from,
+        to,
+        subject,
+        host,
+        html: s.html,
+        offset,
+        // The footer says where records wait, wherever the reader is.
+        state_path: std::path::absolute(&state_path).unwrap_or(state_path),
+        fingerprint_fields: s.policy.fingerprint_fields.clone(),
+        level: s.policy.level(),
+        detail_lines: s.max_detail_lines,
+    })
 }
 
 #[cfg(test)]

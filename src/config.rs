@@ -6,15 +6,14 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::builder::Builder;
 use crate::capture::layer::EmailLayer;
 #[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
-use crate::settings::{EmailConfig, Origin, de};
+use crate::settings::{EmailConfig, Origin};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
 use crate::transport::Smtp;
@@ -46,8 +45,8 @@ impl EmailConfig {
     ///
     /// An error of kind [`ErrorKind::Config`] that names the variable: an
     /// empty prefix, `PREFIX_APP` not set, a value that does not parse
-    /// (`POCA_BATCH: "ten" is not a whole number of at least 1`), or a
-    /// value that is not valid UTF-8.
+    /// (`POCA_BATCH: invalid type: string "ten", expected a whole number of
+    /// at least 1`), or a value that is not valid UTF-8.
     ///
     /// ```no_run
     /// // POCA_APP=poca POCA_SMTP_URL=smtps://me%40example.com@smtp.example.com
@@ -61,7 +60,7 @@ impl EmailConfig {
         let lead = format!("{}_", prefix.strip_suffix('_').unwrap_or(prefix));
         let mut vars = Vec::new();
         for (name, value) in std::env::vars_os() {
-            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(de::is_ours);
+            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(is_ours);
             let Some(name) = name.to_str().filter(ours) else {
                 continue;
             };
@@ -96,11 +95,14 @@ impl EmailConfig {
     ///     ("POCA_FEEDS", "the program's own setting, ignored here"),
     /// ])?;
     /// assert_eq!(config.policy.threshold, Some((5, Level::WARN)));
-    /// assert_eq!(config.send_deadline, Some(Duration::from_millis(2500)));
+    /// assert_eq!(config.send_deadline, Duration::from_millis(2500));
     ///
     /// let err = EmailConfig::from_vars("POCA", [("POCA_APP", "poca"), ("POCA_BATCH", "ten")])
     ///     .unwrap_err();
-    /// assert_eq!(err.to_string(), r#"POCA_BATCH: "ten" is not a whole number of at least 1"#);
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"POCA_BATCH: invalid type: string "ten", expected a whole number of at least 1"#
+    /// );
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn from_vars<I, K, V>(prefix: &str, vars: I) -> Result<EmailConfig, Error>
@@ -116,46 +118,35 @@ impl EmailConfig {
                  for POCA_APP, POCA_TO, …",
             ));
         }
-        let lead = format!("{prefix}_");
         let mut found = HashMap::new();
         for (name, value) in vars {
-            let value: String = value.into();
-            if let Some(key) = name.as_ref().strip_prefix(&lead) {
-                if value.is_empty() {
-                    found.remove(key);
-                } else {
-                    found.insert(key.to_owned(), value);
-                }
-            }
+            let (value, lead) = (value.into(), format!("{prefix}_"));
+            let Some(var) = name.as_ref().strip_prefix(&lead) else {
+                continue;
+            };
+            match value.is_empty() {
+                true => found.remove(var),
+                false => found.insert(var.to_owned(), value),
+            };
         }
         if !found.contains_key("APP") {
             return Err(Error::config(format!(
                 "{prefix}_APP is not set; it names the program, such as {prefix}_APP=poca"
             )));
         }
-        // Each variable becomes the value its key has in a file, checked as
-        // the file's is; then the same deserializer reads them all.
-        let mut table = serde_json::Map::new();
-        for (var, value) in &found {
-            let Some(raw) = de::from_var(var, value) else {
+        // Each variable becomes the value its key has in a file, read alone
+        // so that an error names the variable; then all of them together.
+        let mut table = json!({});
+        for &(key, form) in VARS {
+            let Some(text) = found.get(&variable(key)) else {
                 continue;
             };
-            let (key, raw) = raw.map_err(|expected| {
-                Error::config(format!("{prefix}_{var}: {value:?} is not {expected}"))
-            })?;
-            match key.split_once('.') {
-                Some((outer, inner)) => {
-                    let outer = table.entry(outer).or_insert_with(|| json!({}));
-                    if let Some(outer) = outer.as_object_mut() {
-                        outer.insert(inner.to_owned(), raw);
-                    }
-                }
-                None => {
-                    table.insert(key.to_owned(), raw);
-                }
-            }
+            let value = form
+                .read(key, text)
+                .map_err(|e| Error::config(format!("{prefix}_{}: {e}", variable(key))))?;
+            put(&mut table, key, value);
         }
-        let mut config = EmailConfig::deserialize(serde_json::Value::Object(table))
+        let mut config = EmailConfig::deserialize(table)
             .map_err(|e| Error::config(format!("the variables {prefix}_*: {e}")))?;
         config.password = found.remove("SMTP_PASSWORD");
         config.origin = Origin::Env(prefix.to_owned());
@@ -252,8 +243,8 @@ impl EmailConfig {
     }
 
     fn builder_with(&self, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Builder, Error> {
-        let mut b = EmailLayer::builder(self.app.clone());
-        match (&self.smtp_url, &self.outbox) {
+        let b = EmailLayer::builder(self.app.clone());
+        let mut b = match (&self.smtp_url, &self.outbox) {
             (Some(_), Some(_)) => {
                 return Err(Error::config(format!(
                     "{} and {} are both set; keep one: {0} sends over SMTP, {1} writes .eml \
@@ -263,10 +254,9 @@ impl EmailConfig {
                 )));
             }
             #[cfg(feature = "smtp")]
-            (Some(url), None) => b = b.transport(self.smtp(url, getenv)?),
+            (Some(url), None) => b.transport(self.smtp(url, getenv)?),
             #[cfg(not(feature = "smtp"))]
             (Some(_), None) => {
-                let _ = getenv;
                 return Err(Error::config(format!(
                     "{}: this program was built without tracing-email's `smtp` feature; \
                      use `outbox`, or enable the feature",
@@ -282,25 +272,15 @@ impl EmailConfig {
                     ("timeout", self.timeout.is_some()),
                     ("allow_insecure_auth", self.allow_insecure_auth),
                 ];
-                if let Some((key, _)) = smtp_only.iter().find(|(_, set)| *set) {
-                    return Err(Error::config(format!(
-                        "{} is set but {} is not; it is an SMTP setting",
-                        self.name(key),
-                        self.name("smtp_url"),
-                    )));
-                }
-                if self.password.is_some() {
-                    return Err(Error::config(format!(
-                        "{} is set but {} is not",
-                        self.password_name(),
-                        self.name("smtp_url"),
-                    )));
-                }
-                if let Some(dir) = outbox {
-                    b = b.transport(FileDrop::new(dir));
+                let given = (self.password_name(), self.password.is_some());
+                let keys = smtp_only.map(|(key, set)| (self.name(key), set));
+                self.needs("smtp_url", "an SMTP setting", [given].iter().chain(&keys))?;
+                match outbox {
+                    Some(dir) => b.transport(FileDrop::new(dir)),
+                    None => b,
                 }
             }
-        }
+        };
         // The settings as given; `build()` checks them all, naming the keys
         // in the words of `origin`.
         b.config = EmailConfig {
@@ -310,181 +290,144 @@ impl EmailConfig {
         self.alerts(b, getenv)
     }
 
+    /// Refuses the first of `keys` (names, and whether each is set) when
+    /// `needed` is not set: they are `what`.
+    fn needs<'a>(
+        &self,
+        needed: &str,
+        what: &str,
+        mut keys: impl Iterator<Item = &'a (String, bool)>,
+    ) -> Result<(), Error> {
+        match keys.find(|(_, set)| *set) {
+            Some((key, _)) => Err(Error::config(format!(
+                "{key} is set but {} is not; it is {what}",
+                self.name(needed)
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The Alertmanager keys, on `b`.
+    #[cfg_attr(not(feature = "alertmanager"), allow(unused_variables))]
     fn alerts(
         &self,
         b: Builder,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Builder, Error> {
-        let others = [
-            ("alertmanager_labels", !self.alertmanager_labels.is_empty()),
-            ("alertmanager_user", self.alertmanager_user.is_some()),
-            (
-                "alertmanager_password_env",
-                self.alertmanager_password_env.is_some(),
-            ),
-            (
-                "alertmanager_token_env",
-                self.alertmanager_token_env.is_some(),
-            ),
-            (
-                "alertmanager_root_certificate",
-                self.alertmanager_root_certificate.is_some(),
-            ),
-            ("alertmanager_timeout", self.alertmanager_timeout.is_some()),
-            ("resolve_window", self.resolve_window.is_some()),
-        ];
         if self.alertmanager_urls.is_empty() {
-            if let Some((key, _)) = others.iter().find(|(_, set)| *set) {
-                return Err(Error::config(format!(
-                    "{} is set but {} is not; it is an Alertmanager setting",
-                    self.name(key),
-                    self.name("alertmanager_urls"),
-                )));
-            }
+            let keys = [
+                ("alertmanager_labels", !self.alertmanager_labels.is_empty()),
+                ("alertmanager_user", self.alertmanager_user.is_some()),
+                (
+                    "alertmanager_password_env",
+                    self.alertmanager_password_env.is_some(),
+                ),
+                (
+                    "alertmanager_token_env",
+                    self.alertmanager_token_env.is_some(),
+                ),
+                (
+                    "alertmanager_root_certificate",
+                    self.alertmanager_root_certificate.is_some(),
+                ),
+                ("alertmanager_timeout", self.alertmanager_timeout.is_some()),
+                ("resolve_window", self.resolve_window.is_some()),
+            ];
+            let keys = keys.map(|(key, set)| (self.name(key), set));
+            self.needs("alertmanager_urls", "an Alertmanager setting", keys.iter())?;
             return Ok(b);
+        }
+        #[cfg(feature = "alertmanager")]
+        {
+            Ok(b.alerts(self.alertmanager(getenv)?))
         }
         #[cfg(not(feature = "alertmanager"))]
         {
-            let _ = (getenv, b);
             Err(Error::config(format!(
                 "{}: this program was built without tracing-email's `alertmanager` feature; \
                  enable the feature",
                 self.name("alertmanager_urls")
             )))
         }
-        #[cfg(feature = "alertmanager")]
-        {
-            let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().cloned())
-                .named(self.origin.clone());
-            for (name, value) in &self.alertmanager_labels {
-                am = am.label(name, value);
-            }
-            let from_env = |key: &str, var: &Option<String>, what: &str| {
-                let var = var.as_deref();
-                var.map(|var| secret(&self.name(key), var, what, ErrorKind::Config, getenv))
-                    .transpose()
-            };
-            let password = from_env(
-                "alertmanager_password_env",
-                &self.alertmanager_password_env,
-                "the Alertmanager password",
-            )?;
-            let token = from_env(
-                "alertmanager_token_env",
-                &self.alertmanager_token_env,
-                "the Alertmanager bearer token",
-            )?;
-            match (&self.alertmanager_user, password, token) {
-                (_, Some(_), Some(_)) | (Some(_), None, Some(_)) => {
-                    return Err(Error::config(format!(
-                        "{} and {} are both set; Alertmanager takes basic authentication or a \
-                         bearer token, not both",
-                        self.name("alertmanager_user"),
-                        self.name("alertmanager_token_env"),
-                    )));
-                }
-                (Some(user), Some(password), None) => am = am.basic_auth(user, password),
-                (None, None, Some(token)) => am = am.bearer_token(token),
-                (None, None, None) => {}
-                (Some(_), None, None) | (None, Some(_), None) => {
-                    return Err(Error::config(format!(
-                        "{} and {} go together (basic authentication): set both",
-                        self.name("alertmanager_user"),
-                        self.name("alertmanager_password_env"),
-                    )));
-                }
-            }
-            if let Some(path) = &self.alertmanager_root_certificate {
-                let key = "alertmanager_root_certificate";
-                am = am.root_certificate(self.read(key, path, ErrorKind::Config)?.1);
-            }
-            if let Some(t) = self.alertmanager_timeout {
-                am = am.timeout(t);
-            }
-            if let Some(w) = self.resolve_window {
-                am = am.resolve_window(w);
-            }
-            Ok(b.alerts(am))
-        }
     }
 
-    /// The SMTP transport: the URL, the password from wherever it is given,
-    /// the certificate file, the timeout.
+    /// The Alertmanager its keys describe: URLs, labels, a login, a
+    /// certificate file, durations.
+    #[cfg(feature = "alertmanager")]
+    fn alertmanager(
+        &self,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<crate::Alertmanager, Error> {
+        let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().cloned())
+            .named(self.origin.clone());
+        for (name, value) in &self.alertmanager_labels {
+            am = am.label(name, value);
+        }
+        am = self.alertmanager_login(am, getenv)?;
+        if let Some(path) = &self.alertmanager_root_certificate {
+            let key = "alertmanager_root_certificate";
+            am = am.root_certificate(self.read(key, path, ErrorKind::Config)?.1);
+        }
+        if let Some(t) = self.alertmanager_timeout {
+            am = am.timeout(t);
+        }
+        Ok(match self.resolve_window {
+            Some(w) => am.resolve_window(w),
+            None => am,
+        })
+    }
+
+    /// Basic authentication (a user, a password from a variable) or a
+    /// bearer token (from a variable), not both.
+    #[cfg(feature = "alertmanager")]
+    fn alertmanager_login(
+        &self,
+        am: crate::Alertmanager,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<crate::Alertmanager, Error> {
+        let from_env = |key: &str, var: &Option<String>, what: &str| {
+            let read = |var| secret(&self.name(key), var, what, ErrorKind::Config, getenv);
+            var.as_deref().map(read).transpose()
+        };
+        let password = from_env(
+            "alertmanager_password_env",
+            &self.alertmanager_password_env,
+            "the Alertmanager password",
+        )?;
+        let token = from_env(
+            "alertmanager_token_env",
+            &self.alertmanager_token_env,
+            "the Alertmanager bearer token",
+        )?;
+        let (user, password_env) = (self.name("alertmanager_user"), "alertmanager_password_env");
+        Ok(match (&self.alertmanager_user, password, token) {
+            (None, None, None) => am,
+            (Some(user), Some(password), None) => am.basic_auth(user, password),
+            (None, None, Some(token)) => am.bearer_token(token),
+            (_, _, Some(_)) => {
+                return Err(Error::config(format!(
+                    "{user} and {} are both set; Alertmanager takes basic authentication or a \
+                     bearer token, not both",
+                    self.name("alertmanager_token_env"),
+                )));
+            }
+            _ => {
+                return Err(Error::config(format!(
+                    "{user} and {} go together (basic authentication): set both",
+                    self.name(password_env),
+                )));
+            }
+        })
+    }
+
+    /// The SMTP transport: the URL, its login, the certificate file, the
+    /// timeout, the opt-in to a password over plain text.
     #[cfg(feature = "smtp")]
     fn smtp(&self, url: &str, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Smtp, Error> {
         let smtp_url = self.name("smtp_url");
-        let smtp_err = |message: String| Error::new(ErrorKind::Smtp, message);
-        let mut smtp = Smtp::from_url(url)
+        let smtp = Smtp::from_url(url)
             .map_err(|e| Error::with_source(ErrorKind::Smtp, smtp_url.clone(), e))?;
-
-        let sources: Vec<String> = [
-            (smtp.has_password(), smtp_url.clone()),
-            (self.password.is_some(), self.password_name()),
-            (self.password_env.is_some(), self.name("password_env")),
-            (
-                self.password_command.is_some(),
-                self.name("password_command"),
-            ),
-            (
-                self.oauth2_token_command.is_some(),
-                self.name("oauth2_token_command"),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(given, name)| given.then_some(name))
-        .collect();
-        if sources.len() > 1 {
-            return Err(smtp_err(format!(
-                "the SMTP {} given more than once ({}); keep one",
-                if self.oauth2_token_command.is_some() {
-                    "login (a password or a token) is"
-                } else {
-                    "password is"
-                },
-                sources.join(", ")
-            )));
-        }
-        let password = match (&self.password, &self.password_env) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(var)) => Some(secret(
-                &self.name("password_env"),
-                var,
-                "the SMTP password",
-                ErrorKind::Smtp,
-                getenv,
-            )?),
-            (None, None) => None,
-        };
-        if let Some(password) = password {
-            if smtp.user().is_none() {
-                return Err(smtp_err(format!(
-                    "{} gives a password but {smtp_url} has no user name; write it into the \
-                     URL, such as smtps://me%40example.com@smtp.example.com",
-                    sources.join(", ")
-                )));
-            }
-            smtp = smtp.password(password);
-        }
-        for (key, command, oauth2) in [
-            ("password_command", &self.password_command, false),
-            ("oauth2_token_command", &self.oauth2_token_command, true),
-        ] {
-            let Some(argv) = command else { continue };
-            if smtp.user().is_none() {
-                return Err(smtp_err(format!(
-                    "{} is set but {smtp_url} has no user name; write it into the URL, such \
-                     as smtps://me%40example.com@smtp.example.com",
-                    self.name(key)
-                )));
-            }
-            smtp = if oauth2 {
-                smtp.oauth2_token_command(argv.iter().cloned())
-            } else {
-                smtp.password_command(argv.iter().cloned())
-            }
-            .with_command_key(self.name(key));
-        }
+        let mut smtp = self.login(smtp, &smtp_url, getenv)?;
         // Its bounds are checked by `build()`, with the other durations.
         if let Some(d) = self.timeout {
             smtp = smtp.timeout(d);
@@ -492,7 +435,7 @@ impl EmailConfig {
         if let Some(path) = &self.root_certificate {
             let (key, pem) = self.read("root_certificate", path, ErrorKind::Smtp)?;
             if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(smtp_err(format!(
+                return Err(Error::smtp(format!(
                     "{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                     path.display()
                 )));
@@ -510,19 +453,101 @@ impl EmailConfig {
             } else {
                 " = "
             };
-            let allow = format!("{}{eq}true", self.name("allow_insecure_auth"));
-            return Err(smtp_err(format!(
+            return Err(Error::smtp(format!(
                 "{smtp_url}: refusing to send the SMTP password to {} over a connection that is \
                  not encrypted; use smtps:// (implicit TLS, port 465) or add ?tls=required to \
-                 the smtp:// URL (STARTTLS, port 587), or set {allow} if this really is a \
+                 the smtp:// URL (STARTTLS, port 587), or set {}{eq}true if this really is a \
                  trusted network",
-                smtp.endpoint_text()
+                smtp.endpoint_text(),
+                self.name("allow_insecure_auth"),
             )));
         }
+        let root_certificate = self.name("root_certificate");
         Ok(smtp.with_config_keys(crate::transport::ConfigKeys {
             smtp_url,
-            root_certificate: self.name("root_certificate"),
+            root_certificate,
         }))
+    }
+
+    /// The SMTP login: a password (in the URL, given, or in the variable
+    /// `password_env` names) or a command that prints one or a token; one of
+    /// them at most, and with a user name in the URL.
+    #[cfg(feature = "smtp")]
+    fn login(
+        &self,
+        mut smtp: Smtp,
+        smtp_url: &str,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Smtp, Error> {
+        let Some(source) = self.login_source(&smtp, smtp_url)? else {
+            return Ok(smtp);
+        };
+        let password = match &self.password_env {
+            Some(var) => {
+                let key = self.name("password_env");
+                Some(secret(
+                    &key,
+                    var,
+                    "the SMTP password",
+                    ErrorKind::Smtp,
+                    getenv,
+                )?)
+            }
+            None => self.password.clone(),
+        };
+        // The variable is read first: an unset one is the first thing to fix.
+        if !smtp.has_password() && smtp.user().is_none() {
+            return Err(Error::smtp(format!(
+                "{source} is set but {smtp_url} has no user name; write it into the URL, such \
+                 as smtps://me%40example.com@smtp.example.com"
+            )));
+        }
+        if let Some(password) = password {
+            smtp = smtp.password(password);
+        }
+        if let Some(argv) = &self.password_command {
+            let key = self.name("password_command");
+            smtp = smtp
+                .password_command(argv.iter().cloned())
+                .with_command_key(key);
+        }
+        if let Some(argv) = &self.oauth2_token_command {
+            let key = self.name("oauth2_token_command");
+            smtp = smtp
+                .oauth2_token_command(argv.iter().cloned())
+                .with_command_key(key);
+        }
+        Ok(smtp)
+    }
+
+    /// Where the SMTP login comes from, if any: refused if from more than one.
+    #[cfg(feature = "smtp")]
+    fn login_source(&self, smtp: &Smtp, smtp_url: &str) -> Result<Option<String>, Error> {
+        let sources = [
+            (smtp.has_password(), smtp_url.to_owned()),
+            (self.password.is_some(), self.password_name()),
+            (self.password_env.is_some(), self.name("password_env")),
+            (
+                self.password_command.is_some(),
+                self.name("password_command"),
+            ),
+            (
+                self.oauth2_token_command.is_some(),
+                self.name("oauth2_token_command"),
+            ),
+        ];
+        let mut given: Vec<String> = sources.into_iter().filter(|s| s.0).map(|s| s.1).collect();
+        if given.len() < 2 {
+            return Ok(given.pop());
+        }
+        let what = match self.oauth2_token_command {
+            Some(_) => "login (a password or a token) is",
+            None => "password is",
+        };
+        Err(Error::smtp(format!(
+            "the SMTP {what} given more than once ({}); keep one",
+            given.join(", ")
+        )))
     }
 
     /// The file at `path`, given by `key`: the key's name and the bytes.
@@ -562,33 +587,29 @@ fn secret(
     kind: ErrorKind,
     getenv: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<String, Error> {
-    let err = |message: String| Error::new(kind, message);
     // Not echoed unless it looks like a variable's name: someone may have
     // put the secret itself here.
     let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let itself = if what.ends_with("token") {
+        "the token"
+    } else {
+        "the password"
+    };
     if !is_name {
-        let itself = if what.ends_with("token") {
-            "the token"
-        } else {
-            "the password"
-        };
-        return Err(err(format!(
+        let message = format!(
             "{key} must be the name of the environment variable that holds {what} (letters, \
              digits and _), not {itself} itself"
-        )));
+        );
+        return Err(Error::new(kind, message));
     }
-    match getenv(var).map(OsString::into_string) {
-        None => Err(err(format!(
-            "{key}: the environment variable {var} is not set; it should hold {what}"
-        ))),
-        Some(Err(_)) => Err(err(format!(
-            "{key}: the environment variable {var} is not valid UTF-8"
-        ))),
-        Some(Ok(p)) if p.is_empty() => Err(err(format!(
-            "{key}: the environment variable {var} is empty"
-        ))),
-        Some(Ok(p)) => Ok(p),
-    }
+    let problem = match getenv(var).map(OsString::into_string) {
+        Some(Ok(p)) if !p.is_empty() => return Ok(p),
+        None => format!("is not set; it should hold {what}"),
+        Some(Err(_)) => "is not valid UTF-8".to_owned(),
+        Some(Ok(_)) => "is empty".to_owned(),
+    };
+    let message = format!("{key}: the environment variable {var} {problem}");
+    Err(Error::new(kind, message))
 }
 
 impl EmailLayer {
@@ -649,6 +670,169 @@ impl EmailConfig {
             )));
         }
         Ok(self)
+    }
+}
+
+/// The variable of `key`: its name upper-cased, a policy key's without `policy.`.
+fn variable(key: &str) -> String {
+    key.trim_start_matches("policy.").to_ascii_uppercase()
+}
+
+/// Whether `var` (after the prefix) is one this crate reads.
+fn is_ours(var: &str) -> bool {
+    var == "SMTP_PASSWORD" || VARS.iter().any(|(key, _)| variable(key) == var)
+}
+
+/// Sets `key` (`policy.batch` in the `policy` table) in `table`.
+fn put(table: &mut Value, key: &str, value: Value) {
+    match key.split_once('.') {
+        Some((outer, inner)) => put(&mut table[outer], inner, value),
+        None => table[key] = value,
+    }
+}
+
+/// How a variable's text is read.
+#[derive(Clone, Copy)]
+enum Form {
+    /// As a file's string, else as its number or `true`/`false` (in any case).
+    Plain,
+    /// Items separated by commas; what they are.
+    Split(&'static str),
+    /// The program then its arguments, separated by white space, or a JSON list.
+    Command,
+    /// `name=value` pairs separated by commas.
+    Labels,
+    /// `COUNT:LEVEL`.
+    Threshold,
+}
+
+use Form::*;
+
+/// Every key read from a variable (see [`variable`]), and how.
+const VARS: &[(&str, Form)] = &[
+    ("app", Plain),
+    ("smtp_url", Plain),
+    ("password_env", Plain),
+    ("password_command", Command),
+    ("oauth2_token_command", Command),
+    ("root_certificate", Plain),
+    ("timeout", Plain),
+    ("allow_insecure_auth", Plain),
+    ("outbox", Plain),
+    ("from", Plain),
+    ("to", Plain),
+    ("subject", Plain),
+    ("html", Plain),
+    ("state_file", Plain),
+    ("local_time", Plain),
+    ("max_pending", Plain),
+    ("max_record_bytes", Plain),
+    ("max_email_bytes", Plain),
+    ("max_detail_lines", Plain),
+    ("send_deadline", Plain),
+    ("lock_timeout", Plain),
+    ("checkpoint_interval", Plain),
+    ("flush_every", Plain),
+    ("capture_panics", Plain),
+    ("notify_recovery", Plain),
+    (
+        "alertmanager_urls",
+        Split("URLs separated by commas, such as http://am-0:9093,http://am-1:9093"),
+    ),
+    ("alertmanager_labels", Labels),
+    ("alertmanager_user", Plain),
+    ("alertmanager_password_env", Plain),
+    ("alertmanager_token_env", Plain),
+    ("alertmanager_root_certificate", Plain),
+    ("alertmanager_timeout", Plain),
+    ("resolve_window", Plain),
+    ("host", Plain),
+    ("policy.threshold", Threshold),
+    ("policy.batch", Plain),
+    ("policy.immediately_at", Plain),
+    ("policy.consecutive_runs", Plain),
+    ("policy.repeat_after", Plain),
+    ("policy.min_interval", Plain),
+    ("policy.max_age", Plain),
+    (
+        "policy.fingerprint_fields",
+        Split("field names separated by commas, such as feed,url"),
+    ),
+];
+
+impl Form {
+    /// `text` as the value `key` has in a file, read as a file's would be;
+    /// else what is wrong.
+    fn read(self, key: &str, text: &str) -> Result<Value, String> {
+        let t = text.trim();
+        let value = match self {
+            Plain => {
+                let scalar = match t.to_ascii_lowercase().as_str() {
+                    "true" | "false" => Some(json!(t.eq_ignore_ascii_case("true"))),
+                    _ => t.parse::<i128>().ok().map(|n| json!(n)).or_else(|| {
+                        t.parse::<f64>()
+                            .ok()
+                            .filter(|f| f.is_finite())
+                            .map(|f| json!(f))
+                    }),
+                };
+                let as_text = alone(key, json!(text));
+                return match (as_text, scalar) {
+                    (Ok(()), _) => Ok(json!(text)),
+                    (Err(e), None) => Err(e),
+                    (Err(_), Some(v)) => alone(key, v.clone()).map(|()| v),
+                };
+            }
+            Split(_) => {
+                let items = text
+                    .split(',')
+                    .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
+                json!(items.collect::<Option<Vec<_>>>())
+            }
+            Command if t.starts_with('[') => serde_json::from_str(t).unwrap_or(Value::Null),
+            Command => json!(t.split_whitespace().collect::<Vec<_>>()),
+            Labels => {
+                let pairs = text.split(',').map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    Some((name.trim().to_owned(), json!(value.trim())))
+                });
+                json!(pairs.collect::<Option<serde_json::Map<_, _>>>())
+            }
+            Threshold => match t.split_once(':') {
+                Some((count, level)) => {
+                    json!({ "count": count.trim().parse::<u64>().ok(), "level": level })
+                }
+                None => Value::Null,
+            },
+        };
+        let ok = !value.is_null() && alone(key, value.clone()).is_ok();
+        ok.then_some(value)
+            .ok_or_else(|| format!("{text:?} is not {}", self.expected()))
+    }
+
+    /// What a variable of this form holds, for its errors.
+    fn expected(self) -> &'static str {
+        match self {
+            Plain => "a value",
+            Split(items) => items,
+            Command => {
+                "the program then its arguments, separated by spaces (pass show smtp), or \
+                        a JSON list of strings when an argument holds a space ([\"secret-tool\", \
+                        \"lookup\", \"service\", \"my smtp\"])"
+            }
+            Labels => "name=value pairs separated by commas, such as team=media",
+            Threshold => "COUNT:LEVEL, such as 5:warn",
+        }
+    }
+}
+
+/// Whether `value` is one `key` takes, read alone: else serde's words.
+fn alone(key: &str, value: Value) -> Result<(), String> {
+    let mut table = json!({});
+    put(&mut table, key, value);
+    match EmailConfig::deserialize(table) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -775,11 +959,11 @@ mod tests {
             "policy.batch: 0 is not allowed; use 1 or more"
         );
         c.policy.batch = None;
-        c.checkpoint_interval = Some(Some(Duration::ZERO));
+        c.checkpoint_interval = Some(Duration::ZERO);
         assert!(build(&c).unwrap_err().to_string().contains(
             "checkpoint_interval: must be longer than 0 seconds (false, or None in code, turns"
         ));
-        c.checkpoint_interval = Some(None);
+        c.checkpoint_interval = None;
         c.timeout = Some(Duration::ZERO);
         assert!(
             build(&c)
@@ -1014,17 +1198,14 @@ mod tests {
         // The builder's defaults when left out: HTML on, 200 lines.
         assert_eq!(composer(&outbox_config(&[])), (true, 200));
         let from_env = outbox_config(&[("POCA_HTML", "FALSE"), ("POCA_MAX_DETAIL_LINES", "2")]);
-        assert_eq!(
-            (from_env.html, from_env.max_detail_lines),
-            (Some(false), Some(2))
-        );
+        assert_eq!((from_env.html, from_env.max_detail_lines), (false, 2));
         assert_eq!(composer(&from_env), (false, 2));
         let mut from_data = outbox_config(&[]);
-        from_data.html = Some(true);
-        from_data.max_detail_lines = Some(500);
+        from_data.html = true;
+        from_data.max_detail_lines = 500;
         assert_eq!(composer(&from_data), (true, 500));
 
-        from_data.max_detail_lines = Some(0);
+        from_data.max_detail_lines = 0;
         assert_eq!(
             EmailLayer::from_config(&from_data).unwrap_err().to_string(),
             "POCA_MAX_DETAIL_LINES: 0 is not allowed; use 1 or more"
@@ -1119,9 +1300,9 @@ mod tests {
     /// The duration settings of `c`, set or not.
     fn durations(c: &EmailConfig) -> [Option<Duration>; 8] {
         [
-            c.send_deadline,
-            c.lock_timeout,
-            c.checkpoint_interval.flatten(),
+            Some(c.send_deadline),
+            Some(c.lock_timeout),
+            c.checkpoint_interval,
             c.flush_every,
             c.timeout,
             c.policy.repeat_after,
@@ -1197,7 +1378,10 @@ mod tests {
                 assert!(e.contains(&format!("for `{key}`")), "{key} = {bad}: {e}");
                 let e = env_with(&var, bad).unwrap_err();
                 assert!(e.starts_with(&format!("{var}: ")), "{var}={bad}: {e}");
-                assert!(e.contains("is not a number of seconds"), "{var}={bad}: {e}");
+                assert!(
+                    e.contains("expected a number of seconds"),
+                    "{var}={bad}: {e}"
+                );
             }
             let zero = toml_with(key, "0");
             assert_eq!(
@@ -1236,9 +1420,9 @@ mod tests {
                 c.origin = origin.clone();
                 let beyond = max + Duration::from_millis(1);
                 let set = |c: &mut EmailConfig, d: Duration| match key {
-                    "send_deadline" => c.send_deadline = Some(d),
-                    "lock_timeout" => c.lock_timeout = Some(d),
-                    "checkpoint_interval" => c.checkpoint_interval = Some(Some(d)),
+                    "send_deadline" => c.send_deadline = d,
+                    "lock_timeout" => c.lock_timeout = d,
+                    "checkpoint_interval" => c.checkpoint_interval = Some(d),
                     "flush_every" => c.flush_every = Some(d),
                     "timeout" => c.timeout = Some(d),
                     "policy.repeat_after" => c.policy.repeat_after = Some(d),
@@ -1315,7 +1499,7 @@ mod tests {
         assert!(err("max_pending = -1").contains("invalid value: integer `-1`"));
         assert!(err("max_pending = 1.5").contains("invalid type: floating point `1.5`"));
         assert!(err("[policy]\nimmediately_at = 3").contains("invalid type: integer `3`"));
-        assert!(err("to = 3").contains("invalid type: integer `3`, expected an address"));
+        assert!(err("to = 3").contains("invalid type: integer `3`, expected a string or a list"));
     }
 
     #[test]
@@ -1326,11 +1510,11 @@ mod tests {
         };
         let deadline = |v: &str| read("POCA_SEND_DEADLINE", v).map(|r| r.0);
         let day = Duration::from_secs(86_400);
-        assert_eq!(deadline("0.5"), Some(Some(Duration::from_millis(500))));
-        assert_eq!(deadline("10"), Some(Some(Duration::from_secs(10))));
-        assert_eq!(deadline("86400"), Some(Some(day)));
+        assert_eq!(deadline("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(deadline("10"), Some(Duration::from_secs(10)));
+        assert_eq!(deadline("86400"), Some(day));
         let lock = read("POCA_LOCK_TIMEOUT", "0").map(|r| r.1);
-        assert_eq!(lock, Some(Some(Duration::ZERO)));
+        assert_eq!(lock, Some(Duration::ZERO));
         for bad in [
             "0",
             "-1",

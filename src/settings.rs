@@ -1,24 +1,24 @@
-//! Every setting once. [`EmailConfig`] and its `policy` table,
-//! [`PolicyConfig`], declare each key with its documentation, its type and
-//! its [`Kind`](de::Kind): what it takes, its bound and the words of its
-//! errors. From that one declaration come the structs, their `Deserialize`,
-//! which names the key in every error (for a file and for environment
-//! variables alike, see [`de`]), and their `Debug`. The [`Builder`](crate::Builder) writes
-//! into an `EmailConfig` too, and [`EmailConfig::check`] checks every
-//! setting once, whether it came from code, a file or the environment. A key
-//! left out takes its default (`DEFAULT_*` here).
+//! Every setting once: [`EmailConfig`] and its `policy` table,
+//! [`PolicyConfig`], each key a field with its documentation and its default
+//! (`impl Default`), read by serde (the [`with`] readers, errors naming the
+//! key through [`keyed`]). The [`Builder`](crate::Builder) writes into an
+//! `EmailConfig` too, and [`EmailConfig::check`] checks every setting once,
+//! whether it came from code, a file or the environment.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, Mailboxes};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de};
 use tracing::Level;
 
 use crate::error::{Error, ErrorKind};
-use de::Kind;
+
+pub(crate) mod keyed;
+pub(crate) mod with;
 
 // The longest value each duration setting accepts. A longer one is a mistake
 // (a unit mixed up, milliseconds given as seconds) that would hold a flush or
@@ -51,16 +51,6 @@ pub(crate) const MAX_ALERTMANAGER_TIMEOUT: Duration = DAY;
 #[cfg(feature = "alertmanager")]
 pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
-// The defaults of the keys left out, as each builder method documents them.
-pub(crate) const DEFAULT_HTML: bool = true;
-pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-pub(crate) const DEFAULT_MAX_PENDING: usize = 10_000;
-pub(crate) const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024;
-pub(crate) const DEFAULT_MAX_EMAIL_BYTES: usize = 1024 * 1024;
-pub(crate) const DEFAULT_MAX_DETAIL_LINES: usize = 200;
-pub(crate) const DEFAULT_SEND_DEADLINE: Duration = Duration::from_secs(30);
-pub(crate) const DEFAULT_CHECKPOINT_INTERVAL: Option<Duration> = Some(Duration::from_secs(1));
-
 /// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
 pub(crate) fn days(max: Duration) -> String {
     let days = max.as_secs() / DAY.as_secs();
@@ -87,144 +77,112 @@ pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), S
     ))
 }
 
-/// Declares a table of settings: each key once, with its documentation, its
-/// type and its [`Kind`]. Makes the struct (the keys as public fields, then
-/// the private ones), the `(key, kind)` list the environment variables use,
-/// a `Deserialize` that names the key in each error, and a `Debug` that
-/// shows each key (through `shown by` when given: a password is never
-/// shown).
-macro_rules! table {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident in $prefix:literal, expecting $expecting:literal {
-            $($(#[doc = $doc:literal])* $key:ident: $ty:ty = $kind:expr $(, shown by $show:path)?;)*
-        }
-        $(private {
-            $($(#[doc = $pdoc:literal])* $field:ident: $fty:ty $(, shown by $pshow:path)?;)*
-        })?
-    ) => {
-        $(#[$meta])*
-        pub struct $name {
-            $($(#[doc = $doc])* pub $key: $ty,)*
-            $($($(#[doc = $pdoc])* pub(crate) $field: $fty,)*)?
-        }
-
-        impl $name {
-            /// Every key, as serde's errors list them.
-            const FIELDS: &'static [&'static str] = &[$(stringify!($key)),*];
-            /// Every key, as a file writes it, with its kind.
-            pub(crate) const KEYS: &'static [(&'static str, Kind)] =
-                &[$((concat!($prefix, stringify!($key)), $kind)),*];
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct Table;
-                impl<'de> serde::de::Visitor<'de> for Table {
-                    type Value = $name;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str($expecting)
-                    }
-                    fn visit_map<A: serde::de::MapAccess<'de>>(
-                        self,
-                        mut map: A,
-                    ) -> Result<$name, A::Error> {
-                        let mut table = $name::default();
-                        let mut seen: Vec<&'static str> = Vec::new();
-                        while let Some(key) = map.next_key::<String>()? {
-                            match key.as_str() {
-                                $(stringify!($key) => {
-                                    let field = stringify!($key);
-                                    if seen.contains(&field) {
-                                        return Err(serde::de::Error::duplicate_field(field));
-                                    }
-                                    seen.push(field);
-                                    let name = concat!($prefix, stringify!($key));
-                                    if let Some(value) = map.next_value_seed(de::Key::new(name, $kind))? {
-                                        table.$key = value;
-                                    }
-                                })*
-                                _ => return Err(serde::de::Error::unknown_field(&key, $name::FIELDS)),
-                            }
-                        }
-                        for (field, (_, kind)) in $name::FIELDS.iter().zip($name::KEYS) {
-                            if kind.required() && !seen.contains(field) {
-                                return Err(serde::de::Error::missing_field(field));
-                            }
-                        }
-                        Ok(table)
-                    }
-                }
-                d.deserialize_struct(stringify!($name), $name::FIELDS, Table)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($name))
-                    $(.field(stringify!($key), &table!(@show &self.$key $(, $show)?)))*
-                    $($($(.field(stringify!($field), &$pshow(&self.$field)))?)*)?
-                    .finish()
-            }
-        }
-    };
-    (@show $value:expr) => { $value };
-    (@show $value:expr, $show:path) => { $show($value) };
+/// When to send: the `policy` table of an [`EmailConfig`], and the
+/// policy the layer runs. Each field is documented here; the
+/// [`Builder`](crate::Builder) method of the same name sets it in code. Any
+/// rule that is met sends. With
+/// none of `threshold`, `batch`, `immediately_at`, `consecutive_runs` and
+/// `max_age`, the policy is `threshold = { count = 1, level = "warn" }`.
+///
+/// ```
+/// use tracing::Level;
+/// use tracing_email::PolicyConfig;
+///
+/// let policy: PolicyConfig = toml::from_str(r#"
+///     threshold = { count = 5, level = "WARN" }
+///     fingerprint_fields = "feed"
+/// "#)?;
+/// assert_eq!(policy.threshold, Some((5, Level::WARN)));
+/// assert_eq!(policy.fingerprint_fields, ["feed"]);
+///
+/// let err = toml::from_str::<PolicyConfig>(r#"immediately_at = "loud""#).unwrap_err();
+/// assert!(err.to_string().contains("policy.immediately_at"));
+/// # Ok::<(), toml::de::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
+#[serde(expecting = "a table of policy settings (threshold, batch, immediately_at, …)")]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// At flush, send every pending record (oldest first, in one digest) once
+    /// at least `count` of them are at `level` or above; otherwise keep them
+    /// for a later run. This is the default, with `(1, WARN)`.
+    ///
+    /// In a file: `threshold = { count = 5, level = "warn" }`; in code: [`Builder::threshold`](crate::Builder::threshold).
+    #[serde(deserialize_with = "with::threshold")]
+    pub threshold: Option<(usize, Level)>,
+    /// Send an email of `size` records each time that many are pending,
+    /// during the run (from a background thread, never the event path), and
+    /// what is left at flush (unless a [`threshold`](crate::Builder::threshold) is
+    /// also set: then the remainder waits for it). 102 records with
+    /// `batch(10)` make 11 emails.
+    ///
+    /// In a file: `batch = 10`; in code: [`Builder::batch`](crate::Builder::batch).
+    #[serde(deserialize_with = "with::whole")]
+    pub batch: Option<usize>,
+    /// At flush, send everything pending as soon as one record at `level` or
+    /// above is pending, whatever the count.
+    ///
+    /// In a file: `immediately_at = "error"`; in code: [`Builder::immediately_at`](crate::Builder::immediately_at).
+    #[serde(deserialize_with = "with::level")]
+    pub immediately_at: Option<Level>,
+    /// At flush, send everything pending once one failure (one
+    /// fingerprint, see [`fingerprint_fields`](crate::Builder::fingerprint_fields))
+    /// at the policy's level (the threshold's, else WARN) was seen in each of
+    /// the last `runs` runs. A run without it starts its count again. This is
+    /// "the feed consistently fails", where a count threshold only
+    /// approximates it: one-off blips of many feeds never add up.
+    ///
+    /// A failure is reported once per streak: after a digest went out while
+    /// it had lasted `runs` runs, it triggers no email until a run without it
+    /// ends the streak; its later records wait and ride along in the next
+    /// digest that goes out. [`repeat_after`](crate::Builder::repeat_after) adds
+    /// reminders while it lasts.
+    ///
+    /// In a file: `consecutive_runs = 4`; in code: [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
+    #[serde(deserialize_with = "with::runs")]
+    pub consecutive_runs: Option<u64>,
+    /// Once a failure was reported (sent in a digest), it does not trigger
+    /// another email until `after` has passed, however often it recurs: a
+    /// daily reminder with `Duration::from_secs(24 * 3600)`. With
+    /// `consecutive_runs`, these reminders are the only repeat emails of a
+    /// streak. Its records still
+    /// ride along in any digest sent for another reason, and a failure that
+    /// stops and comes back later is new again. At most 3650 days (about
+    /// ten years); [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `repeat_after = 86400`; in code: [`Builder::repeat_after`](crate::Builder::repeat_after).
+    #[serde(deserialize_with = "with::seconds")]
+    pub repeat_after: Option<Duration>,
+    /// No two emails closer than `interval`: when a rule is met sooner, the
+    /// records wait ([`Outcome::Waiting`](crate::Outcome::Waiting)) and a
+    /// later flush sends them. At most 3650 days (about ten years);
+    /// [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `min_interval = 3600`; in code: [`Builder::min_interval`](crate::Builder::min_interval).
+    #[serde(deserialize_with = "with::seconds")]
+    pub min_interval: Option<Duration>,
+    /// At flush, send everything pending once a record at the policy's level
+    /// has been pending for `age`: a slow trickle is reported eventually.
+    /// At most 3650 days (about ten years); [`build`](crate::Builder::build)
+    /// refuses a longer one.
+    ///
+    /// In a file: `max_age = 604800`; in code: [`Builder::max_age`](crate::Builder::max_age).
+    #[serde(deserialize_with = "with::seconds")]
+    pub max_age: Option<Duration>,
+    /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields).
+    #[serde(deserialize_with = "with::many")]
+    pub fingerprint_fields: Vec<String>,
 }
 
-table! {
-    /// When to send: the `policy` table of an [`EmailConfig`], and the
-    /// policy the layer runs. Each field sets what the [`Builder`](crate::Builder) method it
-    /// links to sets (documented there); any rule that is met sends. With
-    /// none of `threshold`, `batch`, `immediately_at`, `consecutive_runs` and
-    /// `max_age`, the policy is `threshold = { count = 1, level = "warn" }`.
-    ///
-    /// ```
-    /// use tracing::Level;
-    /// use tracing_email::PolicyConfig;
-    ///
-    /// let policy: PolicyConfig = toml::from_str(r#"
-    ///     threshold = { count = 5, level = "WARN" }
-    ///     fingerprint_fields = "feed"
-    /// "#)?;
-    /// assert_eq!(policy.threshold, Some((5, Level::WARN)));
-    /// assert_eq!(policy.fingerprint_fields, ["feed"]);
-    ///
-    /// let err = toml::from_str::<PolicyConfig>(r#"immediately_at = "loud""#).unwrap_err();
-    /// assert!(err.to_string().contains("policy.immediately_at"));
-    /// # Ok::<(), toml::de::Error>(())
-    /// ```
-    #[derive(Clone, Default, PartialEq, Eq)]
-    #[non_exhaustive]
-    pub struct PolicyConfig in "policy.", expecting "a table with threshold, batch, immediately_at, \
-        consecutive_runs, repeat_after, min_interval, max_age or fingerprint_fields for `policy`" {
-        /// `threshold = { count = 5, level = "warn" }`: see [`Builder::threshold`](crate::Builder::threshold).
-        threshold: Option<(usize, Level)> = Kind::Threshold;
-        /// `batch = 10`: see [`Builder::batch`](crate::Builder::batch).
-        batch: Option<usize> = Kind::Whole;
-        /// `immediately_at = "error"`: see [`Builder::immediately_at`](crate::Builder::immediately_at).
-        immediately_at: Option<Level> = Kind::Level;
-        /// `consecutive_runs = 4`: see [`Builder::consecutive_runs`](crate::Builder::consecutive_runs).
-        consecutive_runs: Option<u64> = Kind::Whole;
-        /// `repeat_after = 86400` (seconds): see [`Builder::repeat_after`](crate::Builder::repeat_after).
-        repeat_after: Option<Duration> = Kind::Seconds;
-        /// `min_interval = 3600` (seconds): see [`Builder::min_interval`](crate::Builder::min_interval).
-        min_interval: Option<Duration> = Kind::Seconds;
-        /// `max_age = 604800` (seconds): see [`Builder::max_age`](crate::Builder::max_age).
-        max_age: Option<Duration> = Kind::Seconds;
-        /// `fingerprint_fields = ["feed"]` or one string: see [`Builder::fingerprint_fields`](crate::Builder::fingerprint_fields).
-        fingerprint_fields: Vec<String> = Kind::List("a field name", "field names");
-    }
-}
-
-table! {
 /// The layer's settings as data: deserialize it from a table of the
 /// program's own configuration file, or read it from environment variables
 /// with [`from_env`](EmailConfig::from_env), then make the layer with
 /// [`EmailLayer::from_config`](crate::EmailLayer::from_config).
 ///
-/// Each field is a key of the table and sets what the [`Builder`](crate::Builder) method it
-/// links to sets (documented there). Unknown keys are errors, and so are bad
+/// Each field is a key of the table, documented here; the
+/// [`Builder`](crate::Builder) method of the same name sets it in code.
+/// Unknown keys are errors, and so are bad
 /// values; every error names the key (`policy.threshold.level`) or, from the
 /// environment, the variable (`POCA_THRESHOLD`). Keys are named within the
 /// settings' table (serde does not tell a value the name of the table that
@@ -281,99 +239,382 @@ table! {
 /// assert!(err.to_string().contains("unknown field `colour`"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-    #[derive(Clone, Default)]
-    pub struct EmailConfig in "", expecting "a table of email settings (app, smtp_url or outbox, \
-        from, to, …)" {
-        /// `app = "poca"`, required: see [`EmailLayer::builder`](crate::EmailLayer::builder).
-        app: String = Kind::App;
-        /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`](crate::Smtp::from_url).
-        smtp_url: Option<String> = Kind::Text, shown by crate::redact::shown_url;
-        /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
-        password_env: Option<String> = Kind::Text;
-        /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`](crate::Smtp::password_command).
-        password_command: Option<Vec<String>> = Kind::Command;
-        /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`](crate::Smtp::oauth2_token_command).
-        oauth2_token_command: Option<Vec<String>> = Kind::Command;
-        /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`](crate::EmailLayer::from_config)): see [`Smtp::root_certificate`](crate::Smtp::root_certificate).
-        root_certificate: Option<PathBuf> = Kind::Path;
-        /// `timeout = 10` (seconds): see [`Smtp::timeout`](crate::Smtp::timeout).
-        timeout: Option<Duration> = Kind::Seconds;
-        /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`](crate::Smtp::allow_insecure_auth).
-        allow_insecure_auth: bool = Kind::Flag;
-        /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`](crate::FileDrop).
-        outbox: Option<PathBuf> = Kind::Path;
-        /// `from = "poca <me@example.com>"`: see [`Builder::from`](crate::Builder::from).
-        from: Option<String> = Kind::Text;
-        /// `to = "me@example.com"` or a list of them: see [`Builder::to`](crate::Builder::to).
-        to: Vec<String> = Kind::List("an address", "addresses");
-        /// `subject = "[{app}] {errors} errors"`: see [`Builder::subject`](crate::Builder::subject).
-        subject: Option<String> = Kind::Text;
-        /// `html = false`: see [`Builder::html`](crate::Builder::html).
-        html: Option<bool> = Kind::Flag;
-        /// `state_file = "/var/lib/poca/mail.json"`: see [`Builder::state_file`](crate::Builder::state_file).
-        state_file: Option<PathBuf> = Kind::Path;
-        /// `local_time = true`: see [`Builder::local_time`](crate::Builder::local_time).
-        local_time: bool = Kind::Flag;
-        /// `[policy]`: when to send, see [`PolicyConfig`].
-        policy: PolicyConfig = Kind::Policy;
-        /// `max_pending = 10000`: see [`Builder::max_pending`](crate::Builder::max_pending).
-        max_pending: Option<usize> = Kind::Whole;
-        /// `max_record_bytes = 16384`: see [`Builder::max_record_bytes`](crate::Builder::max_record_bytes).
-        max_record_bytes: Option<usize> = Kind::Whole;
-        /// `max_email_bytes = 1048576`: see [`Builder::max_email_bytes`](crate::Builder::max_email_bytes).
-        max_email_bytes: Option<usize> = Kind::Whole;
-        /// `max_detail_lines = 200`: see [`Builder::max_detail_lines`](crate::Builder::max_detail_lines).
-        max_detail_lines: Option<usize> = Kind::Whole;
-        /// `send_deadline = 30.5` (seconds): see [`Builder::send_deadline`](crate::Builder::send_deadline).
-        send_deadline: Option<Duration> = Kind::Seconds;
-        /// `lock_timeout = 10` (seconds): see [`Builder::lock_timeout`](crate::Builder::lock_timeout).
-        lock_timeout: Option<Duration> = Kind::Seconds;
-        /// `checkpoint_interval = 1` (seconds) or `false` (`Some(None)`): see [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
-        checkpoint_interval: Option<Option<Duration>> = Kind::Checkpoint;
-        /// `flush_every = 300` (seconds): see [`Builder::flush_every`](crate::Builder::flush_every).
-        flush_every: Option<Duration> = Kind::Seconds;
-        /// `capture_panics = true`: see [`Builder::capture_panics`](crate::Builder::capture_panics).
-        capture_panics: bool = Kind::Flag;
-        /// `notify_recovery = true`: see [`Builder::notify_recovery`](crate::Builder::notify_recovery).
-        notify_recovery: bool = Kind::Flag;
-        /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
-        /// string or a list; separated by commas in a variable): also post the
-        /// failures to Alertmanager, see `Builder::alerts` (feature
-        /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
-        /// be left out: Alertmanager is then the only destination.
-        alertmanager_urls: Vec<String> = Kind::List("a URL", "URLs"), shown by crate::redact::shown_urls;
-        /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
-        /// a variable): labels added to every alert.
-        alertmanager_labels: BTreeMap<String, String> = Kind::Labels;
-        /// `alertmanager_user = "poca"`: the user of basic authentication, whose
-        /// password is in the variable named by `alertmanager_password_env`.
-        alertmanager_user: Option<String> = Kind::Text;
-        /// `alertmanager_password_env = "AM_PASSWORD"`: the variable holding the
-        /// basic authentication password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
-        alertmanager_password_env: Option<String> = Kind::Text;
-        /// `alertmanager_token_env = "AM_TOKEN"`: the variable holding a bearer
-        /// token, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
-        alertmanager_token_env: Option<String> = Kind::Text;
-        /// `alertmanager_root_certificate = "ca.pem"`: the private CA to trust
-        /// for `https` Alertmanagers.
-        alertmanager_root_certificate: Option<PathBuf> = Kind::Path;
-        /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
-        alertmanager_timeout: Option<Duration> = Kind::Seconds;
-        /// `resolve_window = 3600` (seconds): how long a firing alert lasts
-        /// unless posted again.
-        resolve_window: Option<Duration> = Kind::Seconds;
-        /// `host = "node-7"`: see [`Builder::host`](crate::Builder::host).
-        host: Option<String> = Kind::Text;
+#[derive(Clone, Deserialize)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
+#[serde(expecting = "a table of email settings (app, smtp_url or outbox, from, to, …)")]
+pub struct EmailConfig {
+    /// `app = "poca"`, required: see [`EmailLayer::builder`](crate::EmailLayer::builder).
+    pub app: String,
+    /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`](crate::Smtp::from_url).
+    pub smtp_url: Option<String>,
+    /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
+    pub password_env: Option<String>,
+    /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`](crate::Smtp::password_command).
+    #[serde(deserialize_with = "with::command")]
+    pub password_command: Option<Vec<String>>,
+    /// `oauth2_token_command = ["oauth2-helper", "--account", "poca"]`, a program that prints an OAuth2 token: see [`Smtp::oauth2_token_command`](crate::Smtp::oauth2_token_command).
+    #[serde(deserialize_with = "with::command")]
+    pub oauth2_token_command: Option<Vec<String>>,
+    /// `root_certificate = "ca.pem"` (read by [`EmailLayer::from_config`](crate::EmailLayer::from_config)): see [`Smtp::root_certificate`](crate::Smtp::root_certificate).
+    pub root_certificate: Option<PathBuf>,
+    /// `timeout = 10` (seconds): see [`Smtp::timeout`](crate::Smtp::timeout).
+    #[serde(deserialize_with = "with::seconds")]
+    pub timeout: Option<Duration>,
+    /// `allow_insecure_auth = true`: see [`Smtp::allow_insecure_auth`](crate::Smtp::allow_insecure_auth).
+    #[serde(deserialize_with = "with::or_default")]
+    pub allow_insecure_auth: bool,
+    /// `outbox = "outbox"`, instead of `smtp_url`: see [`FileDrop`](crate::FileDrop).
+    pub outbox: Option<PathBuf>,
+    /// The sender, e.g. `"poca <me@example.com>"`. Required.
+    ///
+    /// In a file: `from = "poca <me@example.com>"`; in code: [`Builder::from`](crate::Builder::from).
+    pub from: Option<String>,
+    /// `to = "me@example.com"` or a list of them: see [`Builder::to`](crate::Builder::to).
+    #[serde(deserialize_with = "with::many")]
+    pub to: Vec<String>,
+    /// The subject line, as a template filled in for each email. Without
+    /// it, the subject names the app, counts the errors and warnings (leaving
+    /// out a count that is zero, or counting the log records when there is
+    /// neither) and gives the oldest record's time:
+    /// `[poca] 3 errors, 4 warnings since 2026-11-20 08:00`.
+    ///
+    /// | placeholder   | becomes                                                    |
+    /// |---------------|------------------------------------------------------------|
+    /// | `{app}`       | the app name given to [`EmailLayer::builder`](crate::EmailLayer::builder)              |
+    /// | `{host}`      | this machine's name, read once by `build()` (`localhost` if it cannot be read) |
+    /// | `{count}`     | the number of records in this email                        |
+    /// | `{errors}`    | how many of them are ERROR                                 |
+    /// | `{warnings}`  | how many of them are WARN                                  |
+    /// | `{max_level}` | the most severe level among them, e.g. `ERROR`             |
+    /// | `{first}`     | the oldest record's time, `2026-11-20 08:00`, at the digest's offset ([`local_time`](crate::Builder::local_time), [`utc_offset`](crate::Builder::utc_offset)) |
+    /// | `{last}`      | the newest record's time, likewise                         |
+    ///
+    /// `{{` and `}}` are literal braces (a `}` on its own is kept too); a
+    /// subject without placeholders is used as it is. An unknown placeholder
+    /// or a `{` that is not closed makes [`build`](crate::Builder::build) fail with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config), naming it. The template is parsed once, by
+    /// `build`. When a digest is split to stay under
+    /// [`max_email_bytes`](crate::Builder::max_email_bytes), ` (part 2 of 3)` is
+    /// added to the subject.
+    ///
+    /// In a file: `subject = "[{app}] {errors} errors"`; in code: [`Builder::subject`](crate::Builder::subject).
+    pub subject: Option<String>,
+    /// Whether each email carries an HTML version of the digest besides the
+    /// plain text (on by default): `multipart/alternative` text and HTML
+    /// parts, and the text attached as `<app>-log.txt`. The HTML part leads
+    /// with what failed, where and since when, shows each failure with its
+    /// newest record and a few of context and counts the rest (all in the
+    /// attached log); levels said in words, everything from the records
+    /// escaped, inline styles only (no scripts, nothing loaded from
+    /// elsewhere), readable at 320 px and in both colour schemes. The
+    /// plain-text part is always there; `html(false)` sends it alone.
+    ///
+    /// In a file: `html = false`; in code: [`Builder::html`](crate::Builder::html).
+    #[serde(deserialize_with = "with::html")]
+    pub html: bool,
+    /// Keeps the pending records in this file instead of the default
+    /// (`tracing-email.json` in the app's folder under
+    /// `directories::ProjectDirs::state_dir()`, else `data_local_dir()`).
+    ///
+    /// In a file: `state_file = "/var/lib/poca/mail.json"`; in code: [`Builder::state_file`](crate::Builder::state_file).
+    pub state_file: Option<PathBuf>,
+    /// `local_time = true`: see [`Builder::local_time`](crate::Builder::local_time).
+    #[serde(deserialize_with = "with::or_default")]
+    pub local_time: bool,
+    /// `[policy]`: when to send, see [`PolicyConfig`].
+    #[serde(deserialize_with = "with::policy")]
+    pub policy: PolicyConfig,
+    /// Keeps at most this many records pending (10 000 by default). Beyond
+    /// it the oldest are dropped first; how many is kept in the state file
+    /// and said in the next digest ("412 older records were dropped"). The
+    /// same bound holds for the records in memory between flushes.
+    ///
+    /// In a file: `max_pending = 10000`; in code: [`Builder::max_pending`](crate::Builder::max_pending).
+    #[serde(deserialize_with = "with::max_pending")]
+    pub max_pending: usize,
+    /// Keeps at most this many bytes of one record, 16 KiB by default:
+    /// message, field names and values and span context together, escapes
+    /// counted as written (stored or shown, a record takes at most 512 bytes
+    /// more, besides its target, module path and file name). A value that
+    /// does not fit is cut with a visible `…[cut: N bytes in all]`; fields
+    /// beyond the bound are left out and counted in a last field
+    /// `fields_left_out`, spans in a last span `…[N more spans left out]`.
+    ///
+    /// In a file: `max_record_bytes = 16384`; in code: [`Builder::max_record_bytes`](crate::Builder::max_record_bytes).
+    #[serde(deserialize_with = "with::max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// Keeps each email under about this many bytes, 1 MiB by default: a
+    /// larger digest is split into several complete emails, numbered "part 2
+    /// of 3", so no server's size limit can make the backlog undeliverable.
+    ///
+    /// What is counted is the records' text lines, once in the plain-text
+    /// part and, unless [`html(false)`](crate::Builder::html), once more in the
+    /// attached log (the HTML part shows a bounded few records whatever
+    /// the digest's size). Not counted: the headers, the few KiB of summary,
+    /// HTML and footer each email has, and the transfer encoding, which adds
+    /// up to a third (quoted-printable or base64, chosen by lettre). A record
+    /// larger than the limit goes alone in its email.
+    ///
+    /// In a file: `max_email_bytes = 1048576`; in code: [`Builder::max_email_bytes`](crate::Builder::max_email_bytes).
+    #[serde(deserialize_with = "with::max_email_bytes")]
+    pub max_email_bytes: usize,
+    /// Lists at most this many records one by one in a digest, 200 by
+    /// default: the newest, after a summary that counts every record by kind
+    /// of failure ("and 1 312 more (earlier) are only counted above").
+    ///
+    /// In a file: `max_detail_lines = 200`; in code: [`Builder::max_detail_lines`](crate::Builder::max_detail_lines).
+    #[serde(deserialize_with = "with::max_detail_lines")]
+    pub max_detail_lines: usize,
+    /// The longest one flush spends sending, 30 seconds by default, however
+    /// slowly the server answers (the SMTP timeout applies to each read, not
+    /// to the whole exchange). Past it the flush fails and keeps the records.
+    /// At most a day; [`build`](crate::Builder::build) refuses a longer one. An
+    /// [`Smtp`](crate::Smtp) timeout longer than it is cut to it, and while a
+    /// send abandoned at the deadline still runs, the next flush waits for
+    /// it (within its own deadline) or leaves its records for a later one.
+    ///
+    /// In a file: `send_deadline = 30`; in code: [`Builder::send_deadline`](crate::Builder::send_deadline).
+    #[serde(deserialize_with = "with::send_deadline")]
+    pub send_deadline: Duration,
+    /// How long a flush waits for another process to release the state file
+    /// (10 seconds by default). Past it, the flush fails and keeps its records.
+    /// At most a day; [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `lock_timeout = 10`; in code: [`Builder::lock_timeout`](crate::Builder::lock_timeout).
+    #[serde(deserialize_with = "with::lock_timeout")]
+    pub lock_timeout: Duration,
+    /// How long new records may wait in memory before a background thread
+    /// appends them to the state file: 1 second by default, `None` to turn
+    /// it off. A run that ends without dropping the guard (an abort,
+    /// SIGKILL) loses at most the records of its last interval; at
+    /// `std::process::exit` an exit hook (on Unix) stores the rest.
+    /// At most a day; [`build`](crate::Builder::build) refuses a longer one.
+    ///
+    /// In a file: `checkpoint_interval = 1`; in code: [`Builder::checkpoint_interval`](crate::Builder::checkpoint_interval).
+    #[serde(deserialize_with = "with::checkpoint_interval")]
+    pub checkpoint_interval: Option<Duration>,
+    /// Makes each period of a long-running program a run: every `period`,
+    /// the background thread flushes as the guard's drop does at the end of
+    /// a cron job's process, and that flush ends the run. Off by default
+    /// (a run is then the process, from start to the guard's drop); config
+    /// key `flush_every`, environment variable `PREFIX_FLUSH_EVERY`.
+    ///
+    /// For a service (a tokio server, a worker, a daemon), each period's
+    /// flush is what a cron job's exit is:
+    /// - streaks count periods: `consecutive_runs(3)` with `flush_every(5
+    ///   min)` reports a failure seen in three periods in a row;
+    /// - a failure reported and not seen in a whole period is over:
+    ///   [`notify_recovery`](crate::Builder::notify_recovery) says so, and its
+    ///   Alertmanager alert is resolved;
+    /// - the digest goes out when the policy says so, under `min_interval`
+    ///   and `repeat_after` as always;
+    /// - a firing alert is posted again at each period (and, from the same
+    ///   thread, at least every third of its
+    ///   [`resolve_window`](crate::Alertmanager::resolve_window) between
+    ///   them), so Alertmanager never resolves it while it lasts.
+    ///
+    /// Periods are counted from `build()`, on the monotonic clock; a
+    /// period's flush that takes longer than the period (a slow mail
+    /// server, up to [`send_deadline`](crate::Builder::send_deadline)) skips the
+    /// ticks it overran instead of running flushes back to back. The
+    /// guard's drop still flushes once and ends the last period: drop it
+    /// where blocking is allowed (after a tokio runtime, or in
+    /// `spawn_blocking`). Checkpoints ([`checkpoint_interval`](crate::Builder::checkpoint_interval))
+    /// go on between periods; a flush by hand (`guard.flush()`) does not
+    /// end the period. At least 1 second and at most a day;
+    /// [`build`](crate::Builder::build) refuses others.
+    ///
+    /// In a file: `flush_every = 300`; in code: [`Builder::flush_every`](crate::Builder::flush_every).
+    #[serde(deserialize_with = "with::seconds")]
+    pub flush_every: Option<Duration>,
+    /// Turns a panic into an ERROR record (its message, thread and location),
+    /// written to the state file at once, before the previous panic hook
+    /// runs. With unwinding, the guard's flush still runs during the unwind
+    /// and can send it; with `panic = "abort"` the next run finds it.
+    ///
+    /// In a file: `capture_panics = true`; in code: [`Builder::capture_panics`](crate::Builder::capture_panics).
+    #[serde(deserialize_with = "with::or_default")]
+    pub capture_panics: bool,
+    /// Says when a failure is over: once a failure that went out in a digest
+    /// is not seen by a run (by the time of the guard's flush, its
+    /// `flush()` or its drop, or of the end of a
+    /// [`flush_every`](crate::Builder::flush_every) period), the next email says so, in a "Resolved"
+    /// section of a digest that goes out anyway, or else in a short email of
+    /// its own, `[poca] resolved: feed "Radio Café" OK again after failing 9
+    /// runs` (several at once: one email). `min_interval` applies to it as to
+    /// any email; one that cannot go yet (too soon, or the mail server down)
+    /// is kept in the state file and sent by a later flush, once. A run that
+    /// does not reach the guard's flush (killed, `process::exit`) ends no
+    /// failure. Off by default; config key `notify_recovery`, environment
+    /// variable `PREFIX_NOTIFY_RECOVERY`.
+    ///
+    /// In a file: `notify_recovery = true`; in code: [`Builder::notify_recovery`](crate::Builder::notify_recovery).
+    #[serde(deserialize_with = "with::or_default")]
+    pub notify_recovery: bool,
+    /// `alertmanager_urls = ["http://am-0:9093", "http://am-1:9093"]` (one
+    /// string or a list; separated by commas in a variable): also post the
+    /// failures to Alertmanager, see `Builder::alerts` (feature
+    /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
+    /// be left out: Alertmanager is then the only destination.
+    #[serde(deserialize_with = "with::many")]
+    pub alertmanager_urls: Vec<String>,
+    /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
+    /// a variable): labels added to every alert.
+    #[serde(deserialize_with = "with::or_default")]
+    pub alertmanager_labels: BTreeMap<String, String>,
+    /// `alertmanager_user = "poca"`: the user of basic authentication, whose
+    /// password is in the variable named by `alertmanager_password_env`.
+    pub alertmanager_user: Option<String>,
+    /// `alertmanager_password_env = "AM_PASSWORD"`: the variable holding the
+    /// basic authentication password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
+    pub alertmanager_password_env: Option<String>,
+    /// `alertmanager_token_env = "AM_TOKEN"`: the variable holding a bearer
+    /// token, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
+    pub alertmanager_token_env: Option<String>,
+    /// `alertmanager_root_certificate = "ca.pem"`: the private CA to trust
+    /// for `https` Alertmanagers.
+    pub alertmanager_root_certificate: Option<PathBuf>,
+    /// `alertmanager_timeout = 5` (seconds): the longest one post may take.
+    #[serde(deserialize_with = "with::seconds")]
+    pub alertmanager_timeout: Option<Duration>,
+    /// `resolve_window = 3600` (seconds): how long a firing alert lasts
+    /// unless posted again.
+    #[serde(deserialize_with = "with::seconds")]
+    pub resolve_window: Option<Duration>,
+    /// This machine's name, as Alertmanager's `instance` label, in each
+    /// digest's first lines and as the subject's `{host}`: by default the system's host name, read once by
+    /// `build()`. For several instances on one machine, or a name that
+    /// means more than the host name.
+    ///
+    /// In a file: `host = "node-7"`; in code: [`Builder::host`](crate::Builder::host).
+    pub host: Option<String>,
+    /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
+    /// [`set_password`](EmailConfig::set_password), never from a file.
+    #[serde(skip)]
+    pub(crate) password: Option<String>,
+    /// Where the settings came from, to name them in errors.
+    #[serde(skip)]
+    pub(crate) origin: Origin,
+    /// A fixed offset for the digest's times ([`Builder::utc_offset`](crate::Builder::utc_offset)).
+    #[serde(skip)]
+    pub(crate) offset: Option<time::UtcOffset>,
+}
+
+/// The defaults of the keys left out, as each builder method documents them.
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            app: String::new(),
+            smtp_url: None,
+            password_env: None,
+            password_command: None,
+            oauth2_token_command: None,
+            root_certificate: None,
+            timeout: None,
+            allow_insecure_auth: false,
+            outbox: None,
+            from: None,
+            to: Vec::new(),
+            subject: None,
+            html: true,
+            state_file: None,
+            local_time: false,
+            policy: PolicyConfig::default(),
+            max_pending: 10_000,
+            max_record_bytes: 16 * 1024,
+            max_email_bytes: 1024 * 1024,
+            max_detail_lines: 200,
+            send_deadline: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            checkpoint_interval: Some(Duration::from_secs(1)),
+            flush_every: None,
+            capture_panics: false,
+            notify_recovery: false,
+            alertmanager_urls: Vec::new(),
+            alertmanager_labels: BTreeMap::new(),
+            alertmanager_user: None,
+            alertmanager_password_env: None,
+            alertmanager_token_env: None,
+            alertmanager_root_certificate: None,
+            alertmanager_timeout: None,
+            resolve_window: None,
+            host: None,
+            password: None,
+            origin: Origin::default(),
+            offset: None,
+        }
     }
-    private {
-        /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
-        /// [`set_password`](EmailConfig::set_password), never from a file.
-        password: Option<String>, shown by crate::error::hidden;
-        /// Where the settings came from, to name them in errors.
-        origin: Origin;
-        /// A fixed offset for the digest's times, given in code
-        /// ([`Builder::utc_offset`](crate::Builder::utc_offset)).
-        offset: Option<time::UtcOffset>;
+}
+
+/// Every error names its key: `… for `policy.batch``; `app` is required
+/// (the derive cannot tell it left out from empty: both are refused here).
+impl<'de> Deserialize<'de> for EmailConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let config = EmailConfig::deserialize(keyed::Keyed::root(d, "", &Cell::new(false)))?;
+        match config.app.is_empty() {
+            true => Err(de::Error::custom(
+                "missing field `app`, the program's name, such as app = \"poca\"",
+            )),
+            false => Ok(config),
+        }
+    }
+}
+
+/// Every error names its key: `… for `policy.batch``.
+impl<'de> Deserialize<'de> for PolicyConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        PolicyConfig::deserialize(keyed::Keyed::root(d, "policy", &Cell::new(false)))
+    }
+}
+
+impl fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("app", &self.app)
+            .field("smtp_url", &crate::redact::shown_url(&self.smtp_url))
+            .field("password_env", &self.password_env)
+            .field("password_command", &self.password_command)
+            .field("oauth2_token_command", &self.oauth2_token_command)
+            .field("root_certificate", &self.root_certificate)
+            .field("timeout", &self.timeout)
+            .field("allow_insecure_auth", &self.allow_insecure_auth)
+            .field("outbox", &self.outbox)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .field("html", &self.html)
+            .field("state_file", &self.state_file)
+            .field("local_time", &self.local_time)
+            .field("policy", &self.policy)
+            .field("max_pending", &self.max_pending)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .field("max_email_bytes", &self.max_email_bytes)
+            .field("max_detail_lines", &self.max_detail_lines)
+            .field("send_deadline", &self.send_deadline)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("flush_every", &self.flush_every)
+            .field("capture_panics", &self.capture_panics)
+            .field("notify_recovery", &self.notify_recovery)
+            .field(
+                "alertmanager_urls",
+                &crate::redact::shown_urls(&self.alertmanager_urls),
+            )
+            .field("alertmanager_labels", &self.alertmanager_labels)
+            .field("alertmanager_user", &self.alertmanager_user)
+            .field("alertmanager_password_env", &self.alertmanager_password_env)
+            .field("alertmanager_token_env", &self.alertmanager_token_env)
+            .field(
+                "alertmanager_root_certificate",
+                &self.alertmanager_root_certificate,
+            )
+            .field("alertmanager_timeout", &self.alertmanager_timeout)
+            .field("resolve_window", &self.resolve_window)
+            .field("host", &self.host)
+            .field("password", &crate::error::hidden(&self.password))
+            .field("origin", &self.origin)
+            .field("offset", &self.offset)
+            .finish()
     }
 }
 
@@ -436,7 +677,7 @@ impl EmailConfig {
     /// ```
     /// let mut config = tracing_email::EmailConfig::default();
     /// config.app = "poca".into();
-    /// config.max_pending = Some(0);
+    /// config.max_pending = 0;
     /// let err = config.validate().unwrap_err();
     /// assert!(err.to_string().starts_with("max_pending: 0 is not allowed"));
     /// ```
@@ -450,79 +691,88 @@ impl EmailConfig {
     pub(crate) fn check(&mut self) -> Result<(), Error> {
         check_app_name(&self.app)?;
         if let Some(host) = &self.host
-            && (host.trim().is_empty() || host.contains(|c: char| c.is_control()))
+            && (host.trim().is_empty() || host.contains(char::is_control))
         {
-            return Err(Error::config(format!(
-                "{}: {host:?} is empty or holds control characters; give a name such as \
-                 \"node-7\"",
-                self.name("host")
-            )));
+            return Err(self.bad(
+                "host",
+                format!(
+                    "{host:?} is empty or holds control characters; give a name such as \"node-7\""
+                ),
+            ));
         }
-        let (o, p) = (&self.origin, &self.policy);
+        let p = &self.policy;
         let counts = [
-            ("policy.threshold", matches!(p.threshold, Some((0, _)))),
-            ("policy.consecutive_runs", p.consecutive_runs == Some(0)),
-            ("policy.batch", p.batch == Some(0)),
-            ("max_pending", self.max_pending == Some(0)),
-            ("max_record_bytes", self.max_record_bytes == Some(0)),
-            ("max_email_bytes", self.max_email_bytes == Some(0)),
-            ("max_detail_lines", self.max_detail_lines == Some(0)),
+            (
+                "policy.threshold",
+                p.threshold.map(|(count, _)| count as u64),
+            ),
+            ("policy.consecutive_runs", p.consecutive_runs),
+            ("policy.batch", p.batch.map(|n| n as u64)),
+            ("max_pending", Some(self.max_pending as u64)),
+            ("max_record_bytes", Some(self.max_record_bytes as u64)),
+            ("max_email_bytes", Some(self.max_email_bytes as u64)),
+            ("max_detail_lines", Some(self.max_detail_lines as u64)),
         ];
-        if let Some((key, _)) = counts.iter().find(|(_, zero)| *zero) {
-            let key = o.name(key);
-            return Err(Error::config(format!(
-                "{key}: 0 is not allowed; use 1 or more"
-            )));
+        if let Some((key, _)) = counts.iter().find(|(_, n)| *n == Some(0)) {
+            return Err(self.bad(key, "0 is not allowed; use 1 or more".into()));
         }
         if let Some(blank) = p.fingerprint_fields.iter().find(|f| f.trim().is_empty()) {
-            let key = o.name("policy.fingerprint_fields");
-            return Err(Error::config(format!(
-                "{key}: {blank:?} is not a field name"
-            )));
+            let message = format!("{blank:?} is not a field name");
+            return Err(self.bad("policy.fingerprint_fields", message));
         }
-        let durations = [
-            ("policy.repeat_after", p.repeat_after, MAX_REPEAT_AFTER),
-            ("policy.min_interval", p.min_interval, MAX_MIN_INTERVAL),
-            ("policy.max_age", p.max_age, MAX_MAX_AGE),
-            ("send_deadline", self.send_deadline, MAX_SEND_DEADLINE),
-            (
-                "checkpoint_interval",
-                self.checkpoint_interval.flatten(),
-                MAX_CHECKPOINT_INTERVAL,
-            ),
-            ("flush_every", self.flush_every, MAX_FLUSH_EVERY),
-            ("lock_timeout", self.lock_timeout, MAX_LOCK_TIMEOUT),
-            ("timeout", self.timeout, MAX_SMTP_TIMEOUT),
-        ];
-        for (key, value, max) in durations {
-            let Some(d) = value else { continue };
-            at_most(&o.name(key), d, max).map_err(Error::config)?;
-            if d.is_zero() && key != "lock_timeout" {
-                let off = match key {
-                    "send_deadline" | "timeout" => "",
-                    "checkpoint_interval" => " (false, or None in code, turns checkpoints off)",
-                    _ => " (leave it out to turn it off)",
-                };
-                let key = o.name(key);
-                return Err(Error::config(format!(
-                    "{key}: must be longer than 0 seconds{off}"
-                )));
-            }
-        }
-        if let Some(every) = self.flush_every
-            && every < MIN_FLUSH_EVERY
-        {
-            let key = o.name("flush_every");
-            return Err(Error::config(format!(
-                "{key}: {} seconds is shorter than the least allowed, 1 second (each period \
-                 is a run, counted in the state file); give 1 second or more",
-                every.as_secs_f64()
-            )));
-        }
+        self.check_durations()?;
         if !self.policy.has_rule() {
             self.policy.threshold = Some((1, Level::WARN));
         }
         Ok(())
+    }
+
+    /// Each duration within its bound, and longer than 0 (but `lock_timeout`).
+    fn check_durations(&self) -> Result<(), Error> {
+        let p = &self.policy;
+        let durations = [
+            ("policy.repeat_after", p.repeat_after, MAX_REPEAT_AFTER),
+            ("policy.min_interval", p.min_interval, MAX_MIN_INTERVAL),
+            ("policy.max_age", p.max_age, MAX_MAX_AGE),
+            ("send_deadline", Some(self.send_deadline), MAX_SEND_DEADLINE),
+            (
+                "checkpoint_interval",
+                self.checkpoint_interval,
+                MAX_CHECKPOINT_INTERVAL,
+            ),
+            ("flush_every", self.flush_every, MAX_FLUSH_EVERY),
+            ("lock_timeout", Some(self.lock_timeout), MAX_LOCK_TIMEOUT),
+            ("timeout", self.timeout, MAX_SMTP_TIMEOUT),
+        ];
+        for (key, d, max) in durations {
+            let Some(d) = d else { continue };
+            at_most(&self.name(key), d, max).map_err(Error::config)?;
+            let off = match key {
+                "lock_timeout" => continue,
+                "send_deadline" | "timeout" => "",
+                "checkpoint_interval" => " (false, or None in code, turns checkpoints off)",
+                _ => " (leave it out to turn it off)",
+            };
+            if d.is_zero() {
+                return Err(self.bad(key, format!("must be longer than 0 seconds{off}")));
+            }
+        }
+        match self.flush_every {
+            Some(every) if every < MIN_FLUSH_EVERY => Err(self.bad(
+                "flush_every",
+                format!(
+                    "{} seconds is shorter than the least allowed, 1 second (each period is a \
+                     run, counted in the state file); give 1 second or more",
+                    every.as_secs_f64()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The error `message` about `key`, named as the user wrote it.
+    pub(crate) fn bad(&self, key: &str, message: String) -> Error {
+        Error::config(format!("{}: {message}", self.name(key)))
     }
 
     /// The sender and the recipients, parsed once; errors name the key.
@@ -579,488 +829,9 @@ impl EmailConfig {
     }
 }
 
-/// The serde form of each key: the kind that says what it takes and words
-/// its errors, one reader of any key's value (a JSON [`Value`]) into its
-/// type, and the environment variables as such values.
-pub(crate) mod de {
-    use std::marker::PhantomData;
-
-    use serde::de::{
-        self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor,
-    };
-    use serde_json::{Value, json};
-
-    use super::*;
-
-    /// What a key takes, with the words of its errors.
-    #[derive(Clone, Copy)]
-    pub(crate) enum Kind {
-        Text,
-        /// A string, required: the app's name.
-        App,
-        Path,
-        Flag,
-        /// A whole number, at least 1.
-        Whole,
-        /// Seconds, whole or not (its bounds are checked by `check`).
-        Seconds,
-        /// Seconds, or `false` (off).
-        Checkpoint,
-        Level,
-        /// One string or a list: what one is, what several are.
-        List(&'static str, &'static str),
-        /// A command: a list of strings, the program then its arguments.
-        Command,
-        /// A table of strings (labels), or in a variable `name=value,…`.
-        Labels,
-        /// The `threshold` table (read by [`threshold`]).
-        Threshold,
-        /// The `policy` table (read by [`PolicyConfig`]'s `Deserialize`).
-        Policy,
-    }
-
-    const LEVELS: &str = "one of trace, debug, info, warn, error (in any case)";
-
-    impl Kind {
-        /// Whether the key must be given.
-        pub(crate) fn required(self) -> bool {
-            matches!(self, Kind::App)
-        }
-
-        fn expected(self) -> String {
-            match self {
-                Kind::Text | Kind::App => "a string".into(),
-                Kind::Path => "a path".into(),
-                Kind::Flag => "true or false".into(),
-                Kind::Whole => "a whole number of at least 1".into(),
-                Kind::Seconds => "a number of seconds, such as 10 or 0.5".into(),
-                Kind::Checkpoint => {
-                    "a number of seconds, such as 1 or 0.5, or false to turn checkpoints off".into()
-                }
-                Kind::Level => LEVELS.into(),
-                Kind::List(one, many) => format!("{one} or a list of {many} (strings)"),
-                Kind::Command => "a list of strings, the program then its arguments (run \
-                                  without a shell), such as [\"pass\", \"show\", \"smtp\"]"
-                    .into(),
-                Kind::Labels => "a table of label names and values (strings)".into(),
-                Kind::Threshold => "a table such as { count = 5, level = \"warn\" }".into(),
-                Kind::Policy => "a table of policy settings".into(),
-            }
-        }
-
-        /// `v` in the form serde reads into the key's type (seconds as a
-        /// `Duration`'s `{secs, nanos}`, a level as its name, `false` for a
-        /// checkpoint as `null`); else whether `v` is of a type this kind
-        /// takes (if so it is an "invalid value", else an "invalid type").
-        fn read(self, v: &Value) -> Result<Value, bool> {
-            let is = |ok: bool| if ok { Ok(v.clone()) } else { Err(false) };
-            match self {
-                Kind::Text | Kind::App | Kind::Path => is(v.is_string()),
-                Kind::Flag => is(v.is_boolean()),
-                Kind::Whole => match v.as_u64() {
-                    Some(n) if n >= 1 && usize::try_from(n).is_ok() => Ok(json!(n)),
-                    _ => Err(v.is_u64() || v.is_i64()),
-                },
-                Kind::Checkpoint if *v == Value::Bool(false) => Ok(Value::Null),
-                Kind::Seconds | Kind::Checkpoint => {
-                    let d = match (v.as_u64(), v.as_f64()) {
-                        (Some(n), _) => Some(Duration::from_secs(n)),
-                        (None, Some(f)) if f >= 0.0 && !v.is_i64() => {
-                            Duration::try_from_secs_f64(f).ok()
-                        }
-                        _ => None,
-                    };
-                    match d {
-                        Some(d) => Ok(json!({ "secs": d.as_secs(), "nanos": d.subsec_nanos() })),
-                        None => {
-                            Err(v.is_number() || matches!(self, Kind::Checkpoint) && v.is_boolean())
-                        }
-                    }
-                }
-                Kind::Level => {
-                    let name = v.as_str().ok_or(false)?.trim();
-                    let all = [
-                        Level::TRACE,
-                        Level::DEBUG,
-                        Level::INFO,
-                        Level::WARN,
-                        Level::ERROR,
-                    ];
-                    let level = all.iter().find(|l| l.as_str().eq_ignore_ascii_case(name));
-                    level.map(|l| json!(l.as_str())).ok_or(true)
-                }
-                Kind::Threshold | Kind::Policy => Err(false),
-                Kind::Labels => is(v
-                    .as_object()
-                    .is_some_and(|m| m.values().all(Value::is_string))),
-                Kind::List(..) => match v {
-                    Value::String(_) => Ok(json!([v])),
-                    Value::Array(all) => is(all.iter().all(Value::is_string)),
-                    _ => Err(false),
-                },
-                // Not one string: "pass show smtp" would be taken for the
-                // name of one program.
-                Kind::Command => match v {
-                    Value::Array(all) if !all.iter().all(Value::is_string) => Err(false),
-                    Value::Array(all) => match all.first().and_then(Value::as_str) {
-                        Some(program) if !program.trim().is_empty() => Ok(v.clone()),
-                        _ => Err(true),
-                    },
-                    _ => Err(false),
-                },
-            }
-        }
-    }
-
-    fn unexpected(v: &Value) -> Unexpected<'_> {
-        match v {
-            Value::Null => Unexpected::Unit,
-            Value::Bool(b) => Unexpected::Bool(*b),
-            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-                (Some(u), _, _) => Unexpected::Unsigned(u),
-                (_, Some(i), _) => Unexpected::Signed(i),
-                (_, _, f) => Unexpected::Float(f.unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => Unexpected::Str(s),
-            Value::Array(_) => Unexpected::Seq,
-            Value::Object(_) => Unexpected::Map,
-        }
-    }
-
-    /// The value of `key`, of `kind`: its errors name both.
-    struct Expect(&'static str, Kind);
-
-    /// Reads any value but a table; a number that is not finite (TOML's
-    /// `nan`, `inf`) is refused here, as JSON has none.
-    impl<'de> Visitor<'de> for Expect {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "{} for `{}`", self.1.expected(), self.0)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(self)
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-            match v.is_finite() {
-                true => Ok(json!(v)),
-                false => Err(E::invalid_value(Unexpected::Float(v), &self)),
-            }
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-            Ok(json!(v))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut all = Vec::new();
-            while let Some(one) = seq.next_element_seed(Expect(self.0, Kind::Text))? {
-                all.push(one);
-            }
-            Ok(Value::Array(all))
-        }
-        /// A table only for labels: names to strings.
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            if !matches!(self.1, Kind::Labels) {
-                return Err(de::Error::invalid_type(Unexpected::Map, &self));
-            }
-            let mut all = serde_json::Map::new();
-            while let Some(name) = map.next_key::<String>()? {
-                let value = map.next_value_seed(Expect(self.0, Kind::Text))?;
-                all.insert(name, value);
-            }
-            Ok(Value::Object(all))
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for Expect {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_option(self)
-        }
-    }
-
-    /// Reads the value of one key, of one kind, into its type `T`: `None`
-    /// for `null`, which leaves the key at its default.
-    pub(crate) struct Key<T>(&'static str, Kind, PhantomData<T>);
-
-    impl<T> Key<T> {
-        pub(crate) fn new(key: &'static str, kind: Kind) -> Self {
-            Key(key, kind, PhantomData)
-        }
-    }
-
-    impl<'de, T: Typed> DeserializeSeed<'de> for Key<T> {
-        type Value = Option<T>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
-            T::read(d, self.0, self.1)
-        }
-    }
-
-    /// A setting's type, read from the value of its key.
-    pub(crate) trait Typed: Sized {
-        /// The value of `key`, of `kind`; `None` if it is `null` (an error
-        /// for a required key).
-        fn read<'de, D: Deserializer<'de>>(
-            d: D,
-            key: &'static str,
-            kind: Kind,
-        ) -> Result<Option<Self>, D::Error>;
-    }
-
-    /// The value of `key`, checked by its `kind`, then made a `T` by
-    /// `typed` from the form [`Kind::read`] gives.
-    fn read_value<'de, D: Deserializer<'de>, T>(
-        d: D,
-        key: &'static str,
-        kind: Kind,
-        typed: impl FnOnce(Value) -> Option<T>,
-    ) -> Result<Option<T>, D::Error> {
-        let v = Expect(key, kind).deserialize(d)?;
-        if v.is_null() {
-            return match kind.required() {
-                true => Err(de::Error::invalid_type(
-                    Unexpected::Unit,
-                    &Expect(key, kind),
-                )),
-                false => Ok(None),
-            };
-        }
-        // A list's items are strings: an error names the item.
-        let items = v
-            .as_array()
-            .filter(|_| matches!(kind, Kind::List(..) | Kind::Command));
-        if let Some(item) = items.and_then(|all| all.iter().find(|i| !i.is_string())) {
-            return Err(de::Error::invalid_type(
-                unexpected(item),
-                &Expect(key, Kind::Text),
-            ));
-        }
-        match kind.read(&v).map(typed) {
-            Ok(Some(value)) => Ok(Some(value)),
-            Ok(None) | Err(true) => {
-                Err(de::Error::invalid_value(unexpected(&v), &Expect(key, kind)))
-            }
-            Err(false) => Err(de::Error::invalid_type(unexpected(&v), &Expect(key, kind))),
-        }
-    }
-
-    macro_rules! typed {
-        ($($t:ty),*) => {$(impl Typed for $t {
-            fn read<'de, D: Deserializer<'de>>(
-                d: D,
-                key: &'static str,
-                kind: Kind,
-            ) -> Result<Option<Self>, D::Error> {
-                read_value(d, key, kind, |v| serde_json::from_value(v).ok())
-            }
-        })*};
-    }
-    typed!(
-        String,
-        bool,
-        Vec<String>,
-        BTreeMap<String, String>,
-        Option<String>,
-        Option<PathBuf>,
-        Option<bool>,
-        Option<u64>,
-        Option<usize>,
-        Option<Duration>,
-        Option<Vec<String>>
-    );
-
-    /// `checkpoint_interval`: `false` (off) is read as `null`.
-    impl Typed for Option<Option<Duration>> {
-        fn read<'de, D: Deserializer<'de>>(
-            d: D,
-            key: &'static str,
-            kind: Kind,
-        ) -> Result<Option<Self>, D::Error> {
-            read_value(d, key, kind, |v| serde_json::from_value(v).ok().map(Some))
-        }
-    }
-
-    impl Typed for Option<Level> {
-        fn read<'de, D: Deserializer<'de>>(
-            d: D,
-            key: &'static str,
-            kind: Kind,
-        ) -> Result<Option<Self>, D::Error> {
-            read_value(d, key, kind, |v| v.as_str()?.parse().ok().map(Some))
-        }
-    }
-
-    /// The `policy` table, by its own `Deserialize`.
-    impl Typed for PolicyConfig {
-        fn read<'de, D: Deserializer<'de>>(
-            d: D,
-            _: &str,
-            _: Kind,
-        ) -> Result<Option<Self>, D::Error> {
-            Option::<PolicyConfig>::deserialize(d)
-        }
-    }
-
-    /// The `threshold` table, by [`threshold`].
-    impl Typed for Option<(usize, Level)> {
-        fn read<'de, D: Deserializer<'de>>(
-            d: D,
-            _: &str,
-            _: Kind,
-        ) -> Result<Option<Self>, D::Error> {
-            threshold(d).map(|t| t.map(Some))
-        }
-    }
-
-    /// Whether `var` (after the prefix) is one this crate reads.
-    pub(crate) fn is_ours(var: &str) -> bool {
-        matches!(var, "THRESHOLD" | "SMTP_PASSWORD") || key_of(var).is_some()
-    }
-
-    /// The key and kind of the variable `var` (after the prefix): the key's
-    /// name upper-cased, a policy key's without `policy.`.
-    fn key_of(var: &str) -> Option<(&'static str, Kind)> {
-        let variable = |key: &str| key.rsplit('.').next().map(str::to_ascii_uppercase);
-        let mut keys = EmailConfig::KEYS.iter().chain(PolicyConfig::KEYS).copied();
-        keys.find(|&(key, kind)| {
-            !matches!(kind, Kind::Policy | Kind::Threshold) && variable(key).as_deref() == Some(var)
-        })
-    }
-
-    /// The variable `var` (after the prefix) as the value its key has in a
-    /// file, with the key; else what it should be. `None` for variables that
-    /// are not settings of a file.
-    pub(crate) fn from_var(var: &str, text: &str) -> Option<Result<(&'static str, Value), String>> {
-        let t = text.trim();
-        if var == "THRESHOLD" {
-            let table = t.split_once(':').and_then(|(count, level)| {
-                let count = json!(count.trim().parse::<u64>().ok()?);
-                (Kind::Whole.read(&count).is_ok() && Kind::Level.read(&json!(level)).is_ok())
-                    .then(|| json!({ "count": count, "level": level }))
-            });
-            let table = table.ok_or_else(|| "COUNT:LEVEL, such as 5:warn".to_owned());
-            return Some(table.map(|v| ("policy.threshold", v)));
-        }
-        let (key, kind) = key_of(var)?;
-        let number = || {
-            t.parse::<u64>()
-                .map_or_else(|_| json!(t.parse::<f64>().ok()), |n| json!(n))
-        };
-        let v = match kind {
-            Kind::Flag | Kind::Checkpoint if t.eq_ignore_ascii_case("false") => json!(false),
-            Kind::Flag => json!(t.eq_ignore_ascii_case("true").then_some(true)),
-            Kind::Whole => json!(t.parse::<u64>().ok()),
-            Kind::Seconds | Kind::Checkpoint => number(),
-            // Field names: split at commas; recipients: one string as given.
-            Kind::List(..) if matches!(var, "FINGERPRINT_FIELDS" | "ALERTMANAGER_URLS") => {
-                let names = text
-                    .split(',')
-                    .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
-                json!(names.collect::<Option<Vec<_>>>())
-            }
-            // A command: words separated by white space, or a JSON list
-            // when an argument holds a space.
-            Kind::Command if t.starts_with('[') => {
-                serde_json::from_str::<Value>(t).unwrap_or(Value::Null)
-            }
-            Kind::Command => json!(t.split_whitespace().collect::<Vec<_>>()),
-            // Labels: `name=value` separated by commas.
-            Kind::Labels => {
-                let pairs = text.split(',').map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    Some((name.trim().to_owned(), json!(value.trim())))
-                });
-                json!(pairs.collect::<Option<serde_json::Map<_, _>>>())
-            }
-            _ => json!(text),
-        };
-        Some(if kind.read(&v).is_ok() {
-            Ok((key, v))
-        } else {
-            Err(match kind {
-                Kind::Level => format!("a level: {LEVELS}"),
-                Kind::List(..) if var == "ALERTMANAGER_URLS" => {
-                    "URLs separated by commas, such as http://am-0:9093,http://am-1:9093".into()
-                }
-                Kind::List(..) => "field names separated by commas, such as feed,url".into(),
-                Kind::Command => "the program then its arguments, separated by spaces (pass show \
-                                  smtp), or a JSON list of strings when an argument holds a space \
-                                  ([\"secret-tool\", \"lookup\", \"service\", \"my smtp\"])"
-                    .into(),
-                Kind::Labels => "name=value pairs separated by commas, such as team=media".into(),
-                _ => kind.expected(),
-            })
-        })
-    }
-
-    /// The `threshold` table as written.
-    #[derive(Deserialize)]
-    #[serde(
-        deny_unknown_fields,
-        expecting = "a table such as { count = 5, level = \"warn\" } for `policy.threshold`"
-    )]
-    struct Threshold {
-        #[serde(default, deserialize_with = "threshold_count")]
-        count: Option<usize>,
-        #[serde(default, deserialize_with = "threshold_level")]
-        level: Option<Level>,
-    }
-
-    fn threshold_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-        Typed::read(d, "policy.threshold.count", Kind::Whole).map(Option::flatten)
-    }
-
-    fn threshold_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Level>, D::Error> {
-        Typed::read(d, "policy.threshold.level", Kind::Level).map(Option::flatten)
-    }
-
-    fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(usize, Level)>, D::Error> {
-        match Option::<Threshold>::deserialize(d)? {
-            None => Ok(None),
-            Some(Threshold {
-                count: Some(count),
-                level: Some(level),
-            }) => Ok(Some((count, level))),
-            Some(_) => Err(de::Error::custom(
-                "`policy.threshold` needs both `count` and `level`, such as \
-                 { count = 5, level = \"warn\" }",
-            )),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A key added to the table is read from its variable, and the guide's
-    /// configuration page (the one list of keys and variables, on docs.rs)
-    /// documents both.
-    #[test]
-    fn every_key_has_its_variable_and_the_configuration_page_names_both() {
-        let page = include_str!("../docs/guide/configuration.md");
-        let keys = EmailConfig::KEYS.iter().chain(PolicyConfig::KEYS);
-        for (key, _) in keys.filter(|(_, kind)| !matches!(kind, Kind::Policy)) {
-            let last = key.rsplit('.').next().unwrap_or(key);
-            let var = last.to_ascii_uppercase();
-            assert!(de::is_ours(&var), "{key}: {var} is not read");
-            assert!(page.contains(&format!("`POCA_{var}`")), "POCA_{var}");
-            assert!(page.contains(last), "{key}");
-        }
-    }
 
     #[test]
     fn a_key_given_twice_or_a_required_key_given_as_null_is_named() {
@@ -1078,10 +849,27 @@ mod tests {
             null.contains("invalid type: null, expected a string for `app`"),
             "{null}"
         );
+        let empty = err(r#"{"app": ""}"#);
+        assert!(
+            empty.contains("missing field `app`, the program's name"),
+            "{empty}"
+        );
         let not_a_table = err(r#"["app"]"#);
         assert!(
             not_a_table.contains("expected a table of email settings"),
             "{not_a_table}"
+        );
+    }
+
+    /// JSON says where: once, after the key, for an item of a list too.
+    #[test]
+    fn a_json_error_names_the_key_then_where() {
+        let err = serde_json::from_str::<EmailConfig>(r#"{"app": "a", "to": ["x", 5]}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid type: integer `5`, expected a string for `to` at line 1 column 26"
         );
     }
 
@@ -1091,7 +879,7 @@ mod tests {
             r#"{"app": "a", "to": null, "html": null, "policy": null, "capture_panics": null}"#,
         )
         .unwrap();
-        assert!(c.to.is_empty() && c.html.is_none() && !c.capture_panics);
+        assert!(c.to.is_empty() && c.html && !c.capture_panics);
         assert_eq!(c.policy, PolicyConfig::default());
     }
 }

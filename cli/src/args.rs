@@ -316,7 +316,7 @@ impl Place {
             (None, None, None) => None,
         };
         // `clear` waits for the lock as long as the program would.
-        let wait = config.as_ref().and_then(|c| c.lock_timeout);
+        let wait = config.as_ref().map(|c| c.lock_timeout);
         let file = match (file, wait) {
             (Some(file), Some(timeout)) => Some(file.lock_timeout(timeout)),
             (file, _) => file,

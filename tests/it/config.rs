@@ -119,14 +119,11 @@ fn a_full_toml_table() {
     assert_eq!(email.policy.threshold, Some((3, Level::WARN)));
     assert_eq!(email.policy.batch, Some(100));
     assert_eq!(email.policy.immediately_at, Some(Level::ERROR));
-    assert_eq!(email.max_pending, Some(500));
-    assert_eq!(email.max_email_bytes, Some(100_000));
-    assert_eq!(email.send_deadline, Some(Duration::from_secs(5)));
-    assert_eq!(email.lock_timeout, Some(Duration::from_millis(500)));
-    assert_eq!(
-        email.checkpoint_interval,
-        Some(Some(Duration::from_millis(250)))
-    );
+    assert_eq!(email.max_pending, 500);
+    assert_eq!(email.max_email_bytes, 100_000);
+    assert_eq!(email.send_deadline, Duration::from_secs(5));
+    assert_eq!(email.lock_timeout, Duration::from_millis(500));
+    assert_eq!(email.checkpoint_interval, Some(Duration::from_millis(250)));
     assert!(email.capture_panics && !email.local_time);
 
     let (layer, guard) = EmailLayer::from_config(email).unwrap();
@@ -196,7 +193,7 @@ fn the_same_table_in_json_reads_alike() {
     assert_eq!(config.policy.fingerprint_fields, ["feed"]);
     assert_eq!(config.policy.max_age, Some(Duration::from_millis(500)));
     assert_eq!(config.policy.min_interval, None);
-    assert_eq!(config.checkpoint_interval, Some(None));
+    assert_eq!(config.checkpoint_interval, None);
     assert_eq!(config.timeout, Some(Duration::from_secs(1)));
     // null is a key left out, whatever its type.
     let nulls: EmailConfig = serde_json::from_str(
@@ -206,7 +203,11 @@ fn the_same_table_in_json_reads_alike() {
     .unwrap();
     assert!(nulls.to.is_empty() && !nulls.local_time);
     assert_eq!(nulls.policy, Default::default());
-    assert_eq!((nulls.max_pending, nulls.checkpoint_interval), (None, None));
+    let default = EmailConfig::default();
+    assert_eq!(
+        (nulls.max_pending, nulls.checkpoint_interval),
+        (default.max_pending, default.checkpoint_interval)
+    );
 }
 
 fn is_held(outcome: &Outcome) -> bool {
@@ -441,7 +442,7 @@ fn html_false_and_max_detail_lines_shape_the_digest() {
     // Left out: an HTML alternative, every record listed.
     let dir = tempfile::tempdir().unwrap();
     let config: EmailConfig = toml::from_str(&base(dir.path())).unwrap();
-    assert_eq!((config.html, config.max_detail_lines), (None, None));
+    assert_eq!((config.html, config.max_detail_lines), (true, 200));
     let (top, has_html, listed, _) = digest(&config, &dir.path().join("out"));
     // The text and HTML alternatives, and the log attached.
     assert_eq!(top, "multipart/mixed");
@@ -469,8 +470,8 @@ fn html_false_and_max_detail_lines_shape_the_digest() {
             )
             .unwrap()
         };
-        assert_eq!(config.html, Some(false), "{source}");
-        assert_eq!(config.max_detail_lines, Some(2), "{source}");
+        assert!(!config.html, "{source}");
+        assert_eq!(config.max_detail_lines, 2, "{source}");
         let (top, has_html, listed, text) = digest(&config, &dir.path().join("out"));
         assert_eq!(top, "text/plain", "{source}");
         assert!(!has_html, "{source}");
@@ -580,7 +581,7 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         ),
         (
             "[policy]\nthreshold = { count = 5 }",
-            vec!["`policy.threshold` needs both `count` and `level`"],
+            vec!["needs both `count` and `level`", "for `policy.threshold`"],
         ),
         (
             "[policy]\nthreshold = \"5:warn\"",
@@ -606,7 +607,7 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         (
             "[policy]\nfingerprint_fields = 5",
             vec![
-                "a field name or a list of field names",
+                "a string or a list of strings",
                 "`policy.fingerprint_fields`",
             ],
         ),
@@ -628,18 +629,18 @@ fn bad_values_name_their_key_and_what_is_allowed() {
         ),
         (
             "capture_panics = \"yes\"",
-            vec!["true or false", "`capture_panics`"],
+            vec!["a boolean", "`capture_panics`"],
         ),
         (
             "notify_recovery = 1",
-            vec!["true or false", "`notify_recovery`"],
+            vec!["a boolean", "`notify_recovery`"],
         ),
-        ("html = \"no\"", vec!["true or false", "`html`"]),
+        ("html = \"no\"", vec!["a boolean", "`html`"]),
         (
             "max_detail_lines = 0",
             vec!["at least 1", "`max_detail_lines`"],
         ),
-        ("outbox = 5", vec!["a path", "`outbox`"]),
+        ("outbox = 5", vec!["path string", "`outbox`"]),
     ] {
         let text = format!("app = \"poca\"\n{text}");
         let err = toml::from_str::<EmailConfig>(&text)
@@ -693,7 +694,7 @@ fn bad_values_name_their_key_and_what_is_allowed() {
     )
     .unwrap();
     assert_eq!(ok.policy.immediately_at, Some(Level::ERROR));
-    assert_eq!(ok.lock_timeout, Some(Duration::ZERO));
+    assert_eq!(ok.lock_timeout, Duration::ZERO);
     assert_eq!(ok.timeout, Some(Duration::from_millis(500)));
 }
 
@@ -801,12 +802,12 @@ fn from_vars_reads_every_key_and_the_threshold_as_count_colon_level() {
     assert_eq!(config.policy.threshold, Some((2, Level::WARN)));
     assert_eq!(config.policy.batch, Some(50));
     assert_eq!(config.policy.immediately_at, Some(Level::ERROR));
-    assert_eq!(config.max_pending, Some(500));
-    assert_eq!(config.max_record_bytes, Some(4096));
-    assert_eq!(config.max_email_bytes, Some(100_000));
-    assert_eq!(config.send_deadline, Some(Duration::from_millis(2500)));
-    assert_eq!(config.lock_timeout, Some(Duration::ZERO));
-    assert_eq!(config.checkpoint_interval, Some(None));
+    assert_eq!(config.max_pending, 500);
+    assert_eq!(config.max_record_bytes, 4096);
+    assert_eq!(config.max_email_bytes, 100_000);
+    assert_eq!(config.send_deadline, Duration::from_millis(2500));
+    assert_eq!(config.lock_timeout, Duration::ZERO);
+    assert_eq!(config.checkpoint_interval, None);
     assert!(!config.capture_panics && !config.local_time);
     assert!(config.notify_recovery);
 
@@ -839,7 +840,7 @@ fn from_vars_errors_name_the_variable_and_show_the_value() {
         (
             "POCA_BATCH",
             "ten",
-            r#"POCA_BATCH: "ten" is not a whole number of at least 1"#,
+            r#"POCA_BATCH: invalid type: string "ten", expected a whole number of at least 1"#,
         ),
         (
             "POCA_THRESHOLD",
@@ -854,12 +855,12 @@ fn from_vars_errors_name_the_variable_and_show_the_value() {
         (
             "POCA_IMMEDIATELY_AT",
             "loud",
-            r#"POCA_IMMEDIATELY_AT: "loud" is not a level: one of trace, debug, info, warn, error"#,
+            r#"POCA_IMMEDIATELY_AT: invalid value: string "loud", expected one of trace, debug, info, warn, error"#,
         ),
         (
             "POCA_TIMEOUT",
             "-1",
-            r#"POCA_TIMEOUT: "-1" is not a number of seconds, such as 10 or 0.5"#,
+            r#"POCA_TIMEOUT: invalid value: integer `-1`, expected a number of seconds, such as 10 or 0.5"#,
         ),
         (
             "POCA_CHECKPOINT_INTERVAL",
@@ -869,33 +870,37 @@ fn from_vars_errors_name_the_variable_and_show_the_value() {
         (
             "POCA_LOCAL_TIME",
             "yes",
-            r#"POCA_LOCAL_TIME: "yes" is not true or false"#,
+            r#"POCA_LOCAL_TIME: invalid type: string "yes", expected a boolean"#,
         ),
-        ("POCA_HTML", "no", r#"POCA_HTML: "no" is not true or false"#),
+        (
+            "POCA_HTML",
+            "no",
+            r#"POCA_HTML: invalid type: string "no", expected a boolean"#,
+        ),
         (
             "POCA_MAX_DETAIL_LINES",
             "-3",
-            r#"POCA_MAX_DETAIL_LINES: "-3" is not a whole number of at least 1"#,
+            r#"POCA_MAX_DETAIL_LINES: invalid value: integer `-3`, expected a whole number of at least 1"#,
         ),
         (
             "POCA_CONSECUTIVE_RUNS",
             "0",
-            r#"POCA_CONSECUTIVE_RUNS: "0" is not a whole number of at least 1"#,
+            r#"POCA_CONSECUTIVE_RUNS: invalid value: integer `0`, expected a whole number of at least 1"#,
         ),
         (
             "POCA_MAX_AGE",
             "soon",
-            r#"POCA_MAX_AGE: "soon" is not a number of seconds, such as 10 or 0.5"#,
+            r#"POCA_MAX_AGE: invalid type: string "soon", expected a number of seconds, such as 10 or 0.5"#,
         ),
         (
             "POCA_REPEAT_AFTER",
             "-0.5",
-            r#"POCA_REPEAT_AFTER: "-0.5" is not a number of seconds, such as 10 or 0.5"#,
+            r#"POCA_REPEAT_AFTER: invalid value: floating point `-0.5`, expected a number of seconds, such as 10 or 0.5"#,
         ),
         (
             "POCA_MIN_INTERVAL",
             "1h",
-            r#"POCA_MIN_INTERVAL: "1h" is not a number of seconds"#,
+            r#"POCA_MIN_INTERVAL: invalid type: string "1h", expected a number of seconds"#,
         ),
         (
             "POCA_FINGERPRINT_FIELDS",
@@ -1152,10 +1157,7 @@ fn the_guide_example_file_parses_and_builds() {
     assert_eq!(email.policy.consecutive_runs, Some(4));
     assert_eq!(email.policy.repeat_after, Some(Duration::from_secs(86_400)));
     assert_eq!(email.policy.fingerprint_fields, ["feed"]);
-    assert_eq!(
-        (email.html, email.max_detail_lines),
-        (Some(true), Some(200))
-    );
+    assert_eq!((email.html, email.max_detail_lines), (true, 200));
     assert_eq!(email.password_env.as_deref(), Some("POCA_SMTP_PASSWORD"));
     assert!(email.notify_recovery);
     assert_eq!(email.flush_every, Some(Duration::from_secs(300)));
