@@ -340,19 +340,14 @@ impl Event {
         // more than it must.
         let mut list = Vec::with_capacity(self.fields);
         list.extend(fields.map(|(k, v)| (Cow::Borrowed(k), v)));
-        Record {
-            timestamp: crate::clock::datetime(self.time),
-            level: *self.meta.level(),
-            target: Cow::Borrowed(self.meta.target()),
+        Record::of_event(
+            self.meta,
+            Cow::Borrowed,
+            self.time,
             message,
-            fields: Fields(list),
-            module_path: self.meta.module_path().map(Cow::Borrowed),
-            file: self.meta.file().map(Cow::Borrowed),
-            line: self.meta.line(),
-            spans: self.spans.map(|s| s.to_vec()).unwrap_or_default(),
-            run: None,
-            memo: Memo::default(),
-        }
+            list,
+            self.spans,
+        )
     }
 }
 
@@ -363,31 +358,25 @@ impl From<Record> for Captured {
 }
 
 impl Record {
-    /// A record of an event whose metadata lives only as long as the event
-    /// (a record bridged from `log`, read through its normalized
-    /// metadata): its names are copied.
-    #[cfg(feature = "log")]
-    pub(crate) fn from_borrowed(
-        meta: &Metadata<'_>,
+    /// The record of an event of `meta`, its names made by `name`: borrowed
+    /// from static metadata, copied from metadata that lives only as long
+    /// as the event (a record bridged from `log`).
+    pub(crate) fn of_event<'m>(
+        meta: &Metadata<'m>,
+        name: impl Fn(&'m str) -> Str,
         time: SystemTime,
         message: String,
-        fields: Vec<(&'static str, Value)>,
+        fields: Vec<(Str, Value)>,
         spans: Option<Arc<[Arc<SpanRecord>]>>,
     ) -> Record {
-        let owned = |s: &str| Cow::Owned(s.to_owned());
         Record {
             timestamp: crate::clock::datetime(time),
             level: *meta.level(),
-            target: owned(meta.target()),
+            target: name(meta.target()),
             message,
-            fields: Fields(
-                fields
-                    .into_iter()
-                    .map(|(k, v)| (Cow::Borrowed(k), v))
-                    .collect(),
-            ),
-            module_path: meta.module_path().map(owned),
-            file: meta.file().map(owned),
+            fields: Fields(fields),
+            module_path: meta.module_path().map(&name),
+            file: meta.file().map(&name),
             line: meta.line(),
             spans: spans.map(|s| s.to_vec()).unwrap_or_default(),
             run: None,
