@@ -743,45 +743,23 @@ thread_local! {
 /// place in the record read before is that span's `Arc`, and the list has
 /// no spare room.
 fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
-    struct Spans;
-    impl<'de> Visitor<'de> for Spans {
-        type Value = Vec<Arc<SpanRecord>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of spans")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut read: Vec<SpanRecord> = Vec::new();
-            while let Some(span) = seq.next_element::<SpanRecord>()? {
-                read.push(span);
-            }
-            let spans: Vec<Arc<SpanRecord>> = LAST_SPANS
-                .try_with(|last| {
-                    let mut last = last.try_borrow_mut().ok()?;
-                    let spans: Vec<Arc<SpanRecord>> = read
-                        .drain(..)
-                        .enumerate()
-                        .map(|(i, span)| match last.get(i) {
-                            Some(before) if **before == span => Arc::clone(before),
-                            _ => Arc::new(span),
-                        })
-                        .collect();
-                    last.clone_from(&spans);
-                    Some(spans)
-                })
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            // Without the thread's memory (it was busy): each span its own.
-            if spans.is_empty() && !read.is_empty() {
-                return Ok(read.into_iter().map(Arc::new).collect());
-            }
-            Ok(spans)
-        }
-    }
-    d.deserialize_seq(Spans)
+    let mut read = Vec::<SpanRecord>::deserialize(d)?;
+    let shared = LAST_SPANS.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        let spans: Vec<Arc<SpanRecord>> = (read.drain(..).enumerate())
+            .map(|(i, span)| match last.get(i) {
+                Some(before) if **before == span => Arc::clone(before),
+                _ => Arc::new(span),
+            })
+            .collect();
+        last.clone_from(&spans);
+        Some(spans)
+    });
+    // Without the thread's memory (it was busy): each span its own.
+    Ok(shared
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| read.into_iter().map(Arc::new).collect()))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
 
-use serde::Deserializer;
 use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::sync::lock;
 
@@ -89,10 +89,10 @@ pub(crate) fn name(text: &str) -> Name {
     }
 }
 
-/// Reads a string as a [`name`].
-struct NameVisitor;
+/// Reads a string as a [`name`]; also a map key (for the fields' visitor).
+pub(crate) struct NameSeed;
 
-impl<'de> Visitor<'de> for NameVisitor {
+impl<'de> Visitor<'de> for NameSeed {
     type Value = Name;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,43 +104,26 @@ impl<'de> Visitor<'de> for NameVisitor {
     }
 }
 
+impl<'de> de::DeserializeSeed<'de> for NameSeed {
+    type Value = Name;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Name, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
 /// Deserializes a [`name`] (for `#[serde(deserialize_with)]`).
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
-    d.deserialize_str(NameVisitor)
+    d.deserialize_str(NameSeed)
 }
 
 /// Deserializes an optional [`name`].
 pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Name>, D::Error> {
-    struct Some_;
-    impl<'de> Visitor<'de> for Some_ {
-        type Value = Option<Name>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            deserialize(d).map(Some)
-        }
-    }
-    d.deserialize_option(Some_)
-}
-
-/// A map key read as a [`name`] (for the fields' visitor).
-pub(crate) struct NameSeed;
-
-impl<'de> de::DeserializeSeed<'de> for NameSeed {
-    type Value = Name;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Name, D::Error> {
-        deserialize(d)
-    }
+    #[derive(Deserialize)]
+    struct Named(#[serde(deserialize_with = "deserialize")] Name);
+    Ok(Option::<Named>::deserialize(d)?.map(|n| n.0))
 }
 
 #[cfg(test)]
