@@ -75,39 +75,32 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     COMPUTED.with(|n| n.set(n.get() + 1));
     let line = record.line.map(|l| l.to_string()).unwrap_or_default();
     let file = record.file.as_deref().unwrap_or("");
-    let chosen: Vec<(String, String)> = fields
-        .iter()
+    let chosen: Vec<(&str, String)> = (fields.iter())
         .filter_map(|name| {
-            field_value(record, name).map(|v| {
-                let text = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (name.clone(), text)
-            })
+            let value = field_value(record, name)?;
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            Some((name.as_str(), text))
         })
         .collect();
-    if chosen.is_empty() {
-        let hash = fnv1a([&*record.target, file, &line, &record.message]);
+    let mut parts: Vec<&str> = vec![&record.target, file, &line];
+    let label = if chosen.is_empty() {
+        parts.push(&record.message);
         let mut label: String = record.message.chars().take(80).collect();
         if label.len() < record.message.len() {
             label.push('…');
         }
-        return Fingerprint {
-            key: format!("{hash:016x}"),
-            label,
-        };
-    }
-    let mut parts: Vec<&str> = vec![&record.target, file, &line];
-    for (name, value) in &chosen {
-        parts.push(name);
-        parts.push(value);
-    }
-    let label = chosen
-        .iter()
-        .map(|(name, value)| format!("{name} {value:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        label
+    } else {
+        parts.extend(
+            chosen
+                .iter()
+                .flat_map(|(name, value)| [*name, value.as_str()]),
+        );
+        let labels: Vec<String> = chosen.iter().map(|(n, v)| format!("{n} {v:?}")).collect();
+        labels.join(", ")
+    };
     Fingerprint {
         key: format!("{:016x}", fnv1a(parts)),
         label,
@@ -307,35 +300,29 @@ impl History {
         // Failing again before its recovery was said: no longer over.
         self.resolved.retain(|r| r.key != fingerprint.key);
         match self.streaks.get_mut(&fingerprint.key) {
-            Some(s) if s.last_run == run => {}
-            Some(s) if s.last_run.checked_add(1) == Some(run) => {
-                s.runs = s.runs.saturating_add(1);
-                s.last_run = run;
+            Some(s) if s.last_run == run || s.last_run.checked_add(1) == Some(run) => {
+                if s.last_run != run {
+                    s.runs = s.runs.saturating_add(1);
+                    s.last_run = run;
+                }
+                if severity(level) > severity(s.level) {
+                    s.level = level;
+                }
+                s.last_seen = s.last_seen.max(time);
             }
             _ => {
-                self.streaks.insert(
-                    fingerprint.key.clone(),
-                    Streak {
-                        label: fingerprint.label.clone(),
-                        level,
-                        runs: 1,
-                        last_run: run,
-                        since: time,
-                        last_seen: time,
-                        reported: None,
-                        reported_runs: 0,
-                    },
-                );
-                self.forget_oldest();
-                return;
-            }
-        }
-        if let Some(s) = self.streaks.get_mut(&fingerprint.key) {
-            if severity(level) > severity(s.level) {
-                s.level = level;
-            }
-            if time > s.last_seen {
-                s.last_seen = time;
+                let streak = Streak {
+                    label: fingerprint.label.clone(),
+                    level,
+                    runs: 1,
+                    last_run: run,
+                    since: time,
+                    last_seen: time,
+                    reported: None,
+                    reported_runs: 0,
+                };
+                self.streaks.insert(fingerprint.key.clone(), streak);
+                forget_oldest(&mut self.streaks, |s| (s.last_run, s.last_seen));
             }
         }
     }
@@ -360,19 +347,7 @@ impl History {
             }
             None => {
                 self.recent.insert(key.to_owned(), Recent { run, seen: 1 });
-                while self.recent.len() > MAX_STREAKS {
-                    let oldest = self
-                        .recent
-                        .iter()
-                        .min_by_key(|(_, r)| r.run)
-                        .map(|(k, _)| k.clone());
-                    match oldest {
-                        Some(key) => {
-                            self.recent.remove(&key);
-                        }
-                        None => break,
-                    }
-                }
+                forget_oldest(&mut self.recent, |r| r.run);
             }
         }
     }
@@ -475,21 +450,20 @@ impl History {
         .filter_map(|(moved, key)| moved.then_some(key))
         .collect()
     }
+}
 
-    fn forget_oldest(&mut self) {
-        while self.streaks.len() > MAX_STREAKS {
-            let oldest = self
-                .streaks
-                .iter()
-                .min_by_key(|(_, s)| (s.last_run, s.last_seen))
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(key) => {
-                    self.streaks.remove(&key);
-                }
-                None => break,
-            }
-        }
+/// Forgets the entries of `map` with the least `age` (those seen longest
+/// ago) until at most [`MAX_STREAKS`] are left.
+fn forget_oldest<V, A: Ord>(map: &mut BTreeMap<String, V>, age: impl Fn(&V) -> A) {
+    while map.len() > MAX_STREAKS {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| age(v))
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        map.remove(&oldest);
     }
 }
 
@@ -550,16 +524,47 @@ pub(crate) fn unmatched_fields(
     level: Level,
     history: &History,
 ) -> Option<String> {
-    if fields.is_empty() {
+    let carried = carried_fields(records, fields, level)?;
+    // A streak labelled `url "…"` was told apart by one of the fields: they
+    // match, only not in these records.
+    let matched_before = history.streaks.values().any(|s| {
+        (fields.iter())
+            .any(|f| (s.label.strip_prefix(f.as_str())).is_some_and(|r| r.starts_with(" \"")))
+    });
+    if matched_before {
         return None;
     }
+    let records = if level == Level::ERROR {
+        "ERROR record".to_owned()
+    } else {
+        format!("record at {level} or above")
+    };
+    Some(format!(
+        "fingerprint_fields {fields:?}: no {records} has any of them; {}. Names must match \
+         exactly (looked up in each event's fields, then in its spans' fields); until one \
+         does, failures are told apart by callsite and message alone, and different failures \
+         with the same message count as one.",
+        they_carry(fields, &carried)
+    ))
+}
+
+/// The names the records at `level` or above carry (their own fields, then
+/// their spans'), each once; `None` when `fields` is empty, when no record
+/// is at `level`, or when one of them has one of `fields`.
+fn carried_fields<'r>(
+    records: &'r [Record],
+    fields: &[String],
+    level: Level,
+) -> Option<Vec<&'r str>> {
     let min = severity(level);
     let mut at_level = records
         .iter()
         .filter(|r| severity(r.level) >= min)
         .peekable();
-    at_level.peek()?;
-    let mut carried: Vec<&str> = Vec::new();
+    if fields.is_empty() || at_level.peek().is_none() {
+        return None;
+    }
+    let mut carried = Vec::new();
     for record in at_level {
         if fields.iter().any(|f| field_value(record, f).is_some()) {
             return None;
@@ -571,61 +576,31 @@ pub(crate) fn unmatched_fields(
             }
         }
     }
-    // A streak labelled `url "…"` was told apart by one of the fields: they
-    // match, only not in these records.
-    let matched_before = history.streaks.values().any(|s| {
-        fields.iter().any(|f| {
-            s.label
-                .strip_prefix(f.as_str())
-                .is_some_and(|rest| rest.starts_with(" \""))
-        })
-    });
-    if matched_before {
-        return None;
-    }
-    let mut note = format!("fingerprint_fields {fields:?}: no ");
-    if level == Level::ERROR {
-        note.push_str("ERROR record");
-    } else {
-        let _ = write!(note, "record at {level} or above");
-    }
-    note.push_str(" has any of them; ");
+    Some(carried)
+}
+
+/// `they carry: url, status and 3 more (did you mean "url"?)`: the names
+/// `carried` (at most [`MAX_CARRIED`]), and those close to one of `fields`.
+fn they_carry(fields: &[String], carried: &[&str]) -> String {
     if carried.is_empty() {
-        note.push_str("they carry no fields");
-    } else {
-        let _ = write!(
-            note,
-            "they carry: {}",
-            carried
-                .iter()
-                .take(MAX_CARRIED)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        if carried.len() > MAX_CARRIED {
-            let _ = write!(note, " and {} more", carried.len() - MAX_CARRIED);
-        }
-        let close: Vec<String> = fields
-            .iter()
-            .filter_map(|f| {
-                let simple = |s: &str| s.to_lowercase().replace(['-', '.'], "_");
-                carried
-                    .iter()
-                    .find(|c| simple(c) == simple(f))
-                    .map(|c| format!("{c:?}"))
-            })
-            .collect();
-        if !close.is_empty() {
-            let _ = write!(note, " (did you mean {}?)", close.join(", "));
-        }
+        return "they carry no fields".to_owned();
     }
-    note.push_str(
-        ". Names must match exactly (looked up in each event's fields, then in its spans' \
-         fields); until one does, failures are told apart by callsite and message alone, and \
-         different failures with the same message count as one.",
+    let mut out = format!(
+        "they carry: {}",
+        carried[..carried.len().min(MAX_CARRIED)].join(", ")
     );
-    Some(note)
+    if carried.len() > MAX_CARRIED {
+        let _ = write!(out, " and {} more", carried.len() - MAX_CARRIED);
+    }
+    let simple = |s: &str| s.to_lowercase().replace(['-', '.'], "_");
+    let close: Vec<String> = (fields.iter())
+        .filter_map(|f| carried.iter().find(|c| simple(c) == simple(f)))
+        .map(|c| format!("{c:?}"))
+        .collect();
+    if !close.is_empty() {
+        let _ = write!(out, " (did you mean {}?)", close.join(", "));
+    }
+    out
 }
 
 /// Sets `time` to `now` if it is later; says whether it was.
