@@ -12,7 +12,6 @@
 //! share one file through it also share its lock.
 
 use std::fs::{self, File};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,8 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, file_id, io_error, not_a_file, open_regular, private_options, read_regular, refuse,
-    resolve_links, with_suffix,
+    create_dir, create_regular, file_id, io_error, not_a_file, private_options, read_regular,
+    refuse, resolve_links, with_suffix,
 };
 use crate::store::journal_file::{journal_path, say_torn, say_unreadable};
 use crate::store::kept::{Loaded, Stamp, refresh};
@@ -99,12 +98,7 @@ impl StateStore {
         let lock_path = with_suffix(&target, ".lock");
         let mut options = private_options();
         options.read(true).write(true).create(true).truncate(false);
-        let file = open_regular(&lock_path, "lock file", options)?.ok_or_else(|| {
-            io_error(
-                format!("could not open the lock file {}", lock_path.display()),
-                io::ErrorKind::NotFound.into(),
-            )
-        })?;
+        let file = create_regular(&lock_path, "lock file", options)?;
         self.wait_for_lock(&file, &lock_path)?;
         Ok(StateLock {
             _file: file,

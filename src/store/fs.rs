@@ -68,29 +68,24 @@ pub(super) fn file_name(path: &Path) -> String {
 
 /// What a file type is, in words, when it is not a regular file.
 pub(super) fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
-    if file_type.is_file() {
-        return None;
-    }
-    if file_type.is_dir() {
-        return Some("a folder");
-    }
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return Some("a FIFO (named pipe)");
-        }
-        if file_type.is_char_device() {
-            return Some("a character device");
-        }
-        if file_type.is_block_device() {
-            return Some("a block device");
-        }
-        if file_type.is_socket() {
-            return Some("a socket");
-        }
-    }
-    Some("something other than a regular file")
+    use std::os::unix::fs::FileTypeExt;
+    let kinds = [
+        (file_type.is_file(), None),
+        (file_type.is_dir(), Some("a folder")),
+        #[cfg(unix)]
+        (file_type.is_fifo(), Some("a FIFO (named pipe)")),
+        #[cfg(unix)]
+        (file_type.is_char_device(), Some("a character device")),
+        #[cfg(unix)]
+        (file_type.is_block_device(), Some("a block device")),
+        #[cfg(unix)]
+        (file_type.is_socket(), Some("a socket")),
+    ];
+    let found = kinds.into_iter().find(|(is, _)| *is);
+    found.map_or(Some("something other than a regular file"), |(_, kind)| {
+        kind
+    })
 }
 
 /// The error for a path that holds something other than a regular file.
@@ -142,6 +137,28 @@ pub(super) fn open_regular(
         return Err(refuse(what, path, kind));
     }
     open_checked(path, what, options)
+}
+
+/// [`open_regular`] with `options` that create the file: the file, or an
+/// error (a missing folder).
+pub(super) fn create_regular(path: &Path, what: &str, options: OpenOptions) -> Result<File, Error> {
+    let not_found = || {
+        io_error(
+            format!("could not open the {what} {}", path.display()),
+            io::ErrorKind::NotFound.into(),
+        )
+    };
+    open_regular(path, what, options)?.ok_or_else(not_found)
+}
+
+/// Syncs the folder of `path`, so that a file created or renamed in it
+/// stays after a crash.
+pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The race-free part of [`open_regular`]: opens without blocking, then

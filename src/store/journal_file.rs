@@ -1,14 +1,14 @@
 //! The journal on disk: where it lives beside the state file, reading it
 //! saying when it is damaged, and appending to it at its last whole line with an fsync.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::store::fs::{io_error, open_regular, private_options, with_suffix};
+use crate::store::fs::{create_regular, io_error, private_options, sync_dir, with_suffix};
 use crate::store::snapshot::Repair;
 
 /// The journal beside the state file `target`.
@@ -66,8 +66,7 @@ pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Err
     let created = !journal.exists();
     let mut options = private_options();
     options.write(true).create(true).truncate(false);
-    let mut file = open_regular(&journal, "journal", options)?
-        .ok_or_else(|| fail("open", io::ErrorKind::NotFound.into()))?;
+    let mut file = create_regular(&journal, "journal", options)?;
     let written = (|| {
         if file.metadata()?.len() != start {
             file.set_len(start)?;
@@ -80,13 +79,8 @@ pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Err
         let _ = file.set_len(start);
         return Err(fail("append to", e));
     }
-    #[cfg(unix)]
-    if created && let Some(dir) = journal.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("sync the folder of", e))?;
+    if created {
+        sync_dir(&journal).map_err(|e| fail("sync the folder of", e))?;
     }
-    #[cfg(not(unix))]
-    let _ = created;
     Ok(start + bytes.len() as u64)
 }
