@@ -227,13 +227,7 @@ impl StateStore {
         let snapshot_read = snapshot.is_some();
         let id = snapshot.as_ref().and_then(|_| file_id(target));
         let mut state = snapshot.unwrap_or_else(State::new);
-        let mut stamp = Stamp {
-            generation: state.generation,
-            version: state.version,
-            snapshot: id,
-            journal_good: 0,
-            journal_file: 0,
-        };
+        let mut stamp = Stamp::new(state.generation, state.version, id);
         // A snapshot salvaged (moved aside, see `read`) is stored only by a rewrite.
         let mut needs_repair = state.version < VERSION || (snapshot_read && id.is_none());
         let journal = journal_path(target);
@@ -289,13 +283,7 @@ impl StateStore {
         if fs::symlink_metadata(&journal).is_ok_and(|m| m.is_file()) {
             let _ = fs::remove_file(&journal);
         }
-        Ok(Stamp {
-            generation,
-            version: VERSION,
-            snapshot: file_id(&lock.target),
-            journal_good: 0,
-            journal_file: 0,
-        })
+        Ok(Stamp::new(generation, VERSION, file_id(&lock.target)))
     }
 
     /// Writes what one flush added (and the oldest records it trimmed):
