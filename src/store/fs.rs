@@ -210,6 +210,35 @@ pub(super) fn resolve_links(path: &Path) -> PathBuf {
     path
 }
 
+/// The files beside `target` whose names start with its file name: each
+/// one's path and the rest of its name (`.lock` for `state.json.lock`).
+pub(super) fn beside(target: &Path) -> Vec<(PathBuf, String)> {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let name = name.to_string_lossy();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let rest = |e: &fs::DirEntry| {
+        Some(
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix(&*name)?
+                .to_owned(),
+        )
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.path(), rest(&e)?)))
+        .collect()
+}
+
 /// Options that create a file readable and writable by its owner only.
 pub(super) fn private_options() -> OpenOptions {
     #[allow(unused_mut)]
