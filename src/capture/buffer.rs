@@ -217,8 +217,8 @@ impl Buffer {
     }
 
     /// Adds a record; returns how many records its shard now holds.
-    pub(crate) fn push(&self, record: impl Into<Captured>) -> usize {
-        let mut record = record.into();
+    pub(crate) fn push(&self, record: Record) -> usize {
+        let mut record = Captured::Record(Box::new(record));
         self.add(record.time(), |time, queue| {
             record.set_time(time);
             queue.push_back(record);
@@ -304,7 +304,7 @@ impl Buffer {
         if let Some(shard) = self.shards.first() {
             let mut queue = lock(&shard.0);
             for record in records.into_iter().rev() {
-                queue.push_front(Captured::from(record));
+                queue.push_front(Captured::Record(Box::new(record)));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One captured log record, as it is kept in memory and in the state file.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -269,15 +270,9 @@ impl<'de> Deserialize<'de> for Fields {
                 // the room a growing list leaves (shrinking each list after
                 // costs more, in the allocator, than this copy).
                 thread_local! {
-                    static GATHER: std::cell::RefCell<Vec<(Str, Value)>> =
-                        const { std::cell::RefCell::new(Vec::new()) };
+                    static GATHER: Cell<Vec<(Str, Value)>> = const { Cell::new(Vec::new()) };
                 }
-                let mut gathered = GATHER
-                    .try_with(|g| g.try_borrow_mut().map(|mut g| std::mem::take(&mut *g)))
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                gathered.clear();
+                let mut gathered = GATHER.try_with(Cell::take).unwrap_or_default();
                 let read = (|| {
                     while let Some(k) = map.next_key_seed(crate::capture::shared::NameSeed)? {
                         gathered.push((k, map.next_value::<Value>()?));
@@ -287,15 +282,8 @@ impl<'de> Deserialize<'de> for Fields {
                 // Moved, not taken: the gathering list stays with the thread.
                 let mut exact = Vec::with_capacity(gathered.len());
                 exact.append(&mut gathered);
-                let fields = Fields(exact);
-                let _ = GATHER.try_with(|g| {
-                    if let Ok(mut g) = g.try_borrow_mut()
-                        && g.capacity() < gathered.capacity()
-                    {
-                        *g = gathered;
-                    }
-                });
-                read.map(|()| fields)
+                let _ = GATHER.try_with(|g| g.set(gathered));
+                read.map(|()| Fields(exact))
             }
         }
         deserializer.deserialize_map(FieldsVisitor)
@@ -343,12 +331,6 @@ impl Event {
             list,
             self.spans,
         )
-    }
-}
-
-impl From<Record> for Captured {
-    fn from(record: Record) -> Self {
-        Captured::Record(Box::new(record))
     }
 }
 

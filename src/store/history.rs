@@ -219,21 +219,22 @@ mod times {
     use time::OffsetDateTime;
 
     #[derive(Serialize, Deserialize)]
-    #[serde(transparent)]
     struct Rfc3339(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
 
     pub(super) fn serialize<S: Serializer>(
         times: &[OffsetDateTime],
-        serializer: S,
+        s: S,
     ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(times.iter().map(|&t| Rfc3339(t)))
+        s.collect_seq(times.iter().map(|&t| Rfc3339(t)))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
+        d: D,
     ) -> Result<Vec<OffsetDateTime>, D::Error> {
-        let times = Vec::<Rfc3339>::deserialize(deserializer)?;
-        Ok(times.into_iter().map(|t| t.0).collect())
+        Ok(Vec::<Rfc3339>::deserialize(d)?
+            .into_iter()
+            .map(|t| t.0)
+            .collect())
     }
 }
 
