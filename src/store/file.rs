@@ -264,7 +264,9 @@ impl StateStore {
 
     /// Removes parked files whose records are now in the state file.
     pub(crate) fn remove_parked(&self, parked: &[PathBuf]) {
-        crate::store::park::remove(parked);
+        for path in parked {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Replaces the snapshot atomically (a temporary file in the same

@@ -44,13 +44,6 @@ pub(super) fn park(target: &Path, records: &[Record], dropped: u64) -> Result<Pa
     Ok(path)
 }
 
-/// Removes parked files whose records are now in the state file.
-pub(super) fn remove(parked: &[PathBuf]) {
-    for path in parked {
-        let _ = fs::remove_file(path);
-    }
-}
-
 /// Merges the records of the parked files beside `target` into `state`, in
 /// time order; returns the files merged (to remove once the state is saved).
 ///
