@@ -37,6 +37,15 @@ pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where a damaged file at `path` is kept: `<path>.corrupt-<time>`.
+pub(super) fn aside_path(path: &Path) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    with_suffix(
+        path,
+        &format!(".corrupt-{}", crate::capture::record::file_stamp(now)),
+    )
+}
+
 /// An error of the state file's I/O: `what` failed, for the reason `e`.
 pub(super) fn io_error(what: String, e: io::Error) -> Error {
     Error::with_source(ErrorKind::State, what, e)

@@ -5,10 +5,10 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use time::OffsetDateTime;
-
 use crate::error::Error;
-use crate::store::fs::{create_regular, io_error, private_options, sync_dir, with_suffix};
+use crate::store::fs::{
+    aside_path, create_regular, io_error, private_options, sync_dir, with_suffix,
+};
 use crate::store::snapshot::Repair;
 
 /// The journal beside the state file `target`.
@@ -30,13 +30,7 @@ pub(super) fn say_torn(journal: &Path) {
 /// it as it was (`bytes`) is kept beside it first.
 pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repair: Repair) {
     let kept = if repair == Repair::MoveAside {
-        let copy = with_suffix(
-            journal,
-            &format!(
-                ".corrupt-{}",
-                crate::capture::record::file_stamp(OffsetDateTime::now_utc())
-            ),
-        );
+        let copy = aside_path(journal);
         match fs::write(&copy, bytes) {
             Ok(()) => format!("; the journal as it was is kept in {}", copy.display()),
             Err(e) => format!("; it could not be copied aside ({e})"),

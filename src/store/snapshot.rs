@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_regular, io_error, not_a_file, open_regular, private_options, read_options,
+    aside_path, create_regular, io_error, not_a_file, open_regular, private_options, read_options,
     read_regular, refuse, sync_dir, with_suffix,
 };
 use crate::store::state::{State, VERSION};
@@ -200,13 +200,7 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
 }
 
 fn move_aside(path: &Path) -> Result<PathBuf, Error> {
-    let aside = with_suffix(
-        path,
-        &format!(
-            ".corrupt-{}",
-            crate::capture::record::file_stamp(OffsetDateTime::now_utc())
-        ),
-    );
+    let aside = aside_path(path);
     // Only a regular file is ever renamed (the caller read it as one; this
     // checks the path itself once more).
     if let Ok(meta) = fs::symlink_metadata(path)
