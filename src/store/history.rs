@@ -261,23 +261,9 @@ impl History {
             self.run_starts.drain(..excess);
         }
         let last = self.runs;
-        for s in self.streaks.values_mut() {
-            s.last_run = s.last_run.min(last);
-        }
-        for r in self.recent.values_mut() {
-            r.run = r.run.min(last);
-        }
+        renumber(&mut self.streaks, last, |s| &mut s.last_run);
+        renumber(&mut self.recent, last, |r| &mut r.run);
         if last == u64::MAX {
-            // Only the last run and the one before matter to a streak.
-            self.streaks.retain(|_, s| s.last_run >= last - 1);
-            for s in self.streaks.values_mut() {
-                s.last_run = 2 - (last - s.last_run);
-            }
-            // The strips keep the same two runs.
-            self.recent.retain(|_, r| r.run >= last - 1);
-            for r in self.recent.values_mut() {
-                r.run = 2 - (last - r.run);
-            }
             self.runs = 2;
         }
         self.runs += 1;
@@ -450,6 +436,24 @@ impl History {
         .into_iter()
         .filter_map(|(moved, key)| moved.then_some(key))
         .collect()
+    }
+}
+
+/// Takes the runs of `map` (each entry's `run`) that lie beyond the counter
+/// `last` as `last`; and when the counter is at its end, renumbers them
+/// from 2 (the last run), keeping only the last run and the one before:
+/// all that matters to a streak, and the same two runs for the strips.
+fn renumber<V>(map: &mut BTreeMap<String, V>, last: u64, run: impl Fn(&mut V) -> &mut u64) {
+    map.retain(|_, v| {
+        let run = run(v);
+        *run = (*run).min(last);
+        last < u64::MAX || *run >= last - 1
+    });
+    if last == u64::MAX {
+        for v in map.values_mut() {
+            let run = run(v);
+            *run = 2 - (last - *run);
+        }
     }
 }
 
