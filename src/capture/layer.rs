@@ -19,7 +19,7 @@ use crate::capture::record::{
     FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, field_cost, text_cost,
 };
 use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
-use crate::capture::visit::{FieldSink, FieldVisitor, span_bound};
+use crate::capture::visit::{FieldVisitor, span_bound};
 use crate::sync::lock;
 
 /// The target of lettre's connection-pool thread.
@@ -159,12 +159,16 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let name = attrs.metadata().name();
-        let mut fields = Fields::default();
+        let mut visited = Vec::new();
         let budget = span_bound(self.shared.max_record_bytes)
             .saturating_sub(text_cost(name) + SPAN_OVERHEAD);
-        let mut visitor = FieldVisitor::new(None, &mut fields, budget, attrs.fields().len(), 0);
+        let mut visitor = FieldVisitor::new(None, &mut visited, budget, attrs.fields().len(), 0);
         attrs.record(&mut visitor);
         let (_, left_out) = visitor.finish();
+        let mut fields = Fields::default();
+        for (name, value) in visited {
+            fields.set(Cow::Borrowed(name), value);
+        }
         let record = SpanRecord {
             name: Cow::Borrowed(name),
             fields,
@@ -197,7 +201,7 @@ where
         };
         // User code (the values' Debug) runs without the span's lock held:
         // it may log, and that event reads this span.
-        let mut update = Fields::default();
+        let mut update = Vec::new();
         let mut visitor = FieldVisitor::new(None, &mut update, budget, values.len(), 0);
         values.record(&mut visitor);
         let left_out = visitor.left_out;
@@ -207,9 +211,9 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(current) = extensions.get_mut::<SpanFields>() {
             let record = Arc::make_mut(&mut current.record);
-            for (name, value) in update.into_pairs() {
+            for (name, value) in update {
                 current.left_out.retain(|n| *n != name);
-                record.fields.set(name, value);
+                record.fields.set(Cow::Borrowed(name), value);
             }
             for name in left_out {
                 // An earlier value would pass for the current one.
@@ -220,7 +224,10 @@ where
             }
             // Counted once per field, and last.
             record.fields.retain(|n, _| n != FIELDS_LEFT_OUT);
-            record.fields.left_out(current.left_out.len() as u64);
+            if !current.left_out.is_empty() {
+                let n = Value::from(current.left_out.len());
+                record.fields.push(Cow::Borrowed(FIELDS_LEFT_OUT), n);
+            }
             current.changed();
         }
         drop(extensions);

@@ -234,11 +234,6 @@ impl Fields {
         &self.0
     }
 
-    /// The pairs themselves, in order.
-    pub(crate) fn into_pairs(self) -> Vec<(Str, Value)> {
-        self.0
-    }
-
     /// Sets `name` to `value`, replacing an earlier value of that name in
     /// place, or adding it at the end.
     pub(crate) fn set(&mut self, name: Str, value: Value) {

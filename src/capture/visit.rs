@@ -10,50 +10,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 
-use crate::capture::record::{
-    FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, char_cost, field_cost, text_cost,
-};
+use crate::capture::record::{FIELD_OVERHEAD, FIELDS_LEFT_OUT, char_cost, field_cost, text_cost};
 use crate::error::error_chain;
 
 /// The most one span may take of a record's bound `max`: half, so that a
 /// span with a huge value still fits whole beside an event's own text.
 pub(crate) fn span_bound(max: usize) -> usize {
     max / 2
-}
-
-/// Where visited fields go: a span's [`Fields`] (a later value replaces an
-/// earlier one of the same name) or an event's list.
-pub(crate) trait FieldSink {
-    fn put(&mut self, name: &'static str, value: Value);
-    /// Says that `n` more fields were left out.
-    fn left_out(&mut self, n: u64);
-}
-
-impl FieldSink for Fields {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.set(Cow::Borrowed(name), value);
-    }
-
-    fn left_out(&mut self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let before = self.get(FIELDS_LEFT_OUT).and_then(Value::as_u64);
-        let total = before.unwrap_or(0).saturating_add(n);
-        self.set(Cow::Borrowed(FIELDS_LEFT_OUT), Value::from(total));
-    }
-}
-
-impl FieldSink for Vec<(&'static str, Value)> {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.push((name, value));
-    }
-
-    fn left_out(&mut self, n: u64) {
-        if n > 0 {
-            self.push((FIELDS_LEFT_OUT, Value::from(n)));
-        }
-    }
 }
 
 /// Most a byte of text costs in the bound: a control character is one byte
@@ -77,9 +40,9 @@ const FIELD_RESERVE: usize = 64;
 /// with a visible marker; from the first field for which there is no room
 /// at all, the fields are left out and counted (see
 /// [`finish`](FieldVisitor::finish)), so a record keeps its first fields.
-pub(crate) struct FieldVisitor<'a, F> {
+pub(crate) struct FieldVisitor<'a> {
     message: Option<&'a mut String>,
-    fields: &'a mut F,
+    fields: &'a mut Vec<(&'static str, Value)>,
     /// Bytes of the bound not yet spent.
     left: usize,
     /// Fields not visited yet.
@@ -93,10 +56,10 @@ pub(crate) struct FieldVisitor<'a, F> {
     pub(crate) skip_bridge: bool,
 }
 
-impl<'a, F: FieldSink> FieldVisitor<'a, F> {
+impl<'a> FieldVisitor<'a> {
     pub(crate) fn new(
         message: Option<&'a mut String>,
-        fields: &'a mut F,
+        fields: &'a mut Vec<(&'static str, Value)>,
         left: usize,
         to_come: usize,
         after: usize,
@@ -121,7 +84,7 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
             self.left = self
                 .left
                 .saturating_sub(field_cost(FIELDS_LEFT_OUT, &Value::from(n)));
-            self.fields.left_out(n);
+            self.fields.push((FIELDS_LEFT_OUT, Value::from(n)));
         }
         (self.left, self.left_out)
     }
@@ -151,7 +114,7 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
         let cost = field_cost(field.name(), &value);
         if self.left_out.is_empty() && cost <= self.left {
             self.left -= cost;
-            self.fields.put(field.name(), value);
+            self.fields.push((field.name(), value));
         } else {
             self.left_out.push(field.name());
         }
@@ -188,14 +151,14 @@ impl<'a, F: FieldSink> FieldVisitor<'a, F> {
         match kept {
             Some(spent) => {
                 self.left -= fixed + spent;
-                self.fields.put(field.name(), Value::String(text));
+                self.fields.push((field.name(), Value::String(text)));
             }
             None => self.left_out.push(field.name()),
         }
     }
 }
 
-impl<F: FieldSink> Visit for FieldVisitor<'_, F> {
+impl Visit for FieldVisitor<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         let v = serde_json::Number::from_f64(value)
             .map_or_else(|| value.to_string().into(), Value::Number);
