@@ -225,26 +225,21 @@ pub(super) fn beside(target: &Path) -> Vec<(PathBuf, String)> {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return Vec::new();
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let name = name.to_string_lossy();
-    let Ok(entries) = fs::read_dir(dir) else {
+    let dir = Some(dir).filter(|d| !d.as_os_str().is_empty());
+    let Ok(entries) = fs::read_dir(dir.unwrap_or(Path::new("."))) else {
         return Vec::new();
     };
-    let rest = |e: &fs::DirEntry| {
-        Some(
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix(&*name)?
-                .to_owned(),
-        )
-    };
+    let name = name.to_string_lossy();
     entries
         .filter_map(Result::ok)
-        .filter_map(|e| Some((e.path(), rest(&e)?)))
+        .filter_map(|e| {
+            let rest = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix(&*name)?
+                .to_owned();
+            Some((e.path(), rest))
+        })
         .collect()
 }
 
