@@ -189,27 +189,26 @@ pub(crate) struct Streak {
 
 /// Runs and streaks, as kept in the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct History {
     /// Runs that have flushed so far: the last run's number.
-    #[serde(default)]
     pub(crate) runs: u64,
     /// When the last [`RUN_STARTS`] runs started (their first flush), in
     /// the order they were counted (absent from files written before it:
     /// read as none). A run whose clock could not be read, or registered
     /// by the panic hook's checkpoint (which does not ask the clock), has
     /// none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "times")]
+    #[serde(skip_serializing_if = "Vec::is_empty", with = "times")]
     pub(crate) run_starts: Vec<OffsetDateTime>,
     /// Streaks by fingerprint key.
-    #[serde(default)]
     pub(crate) streaks: BTreeMap<String, Streak>,
     /// Which recent runs saw each fingerprint, by key (absent from files
     /// written before it: read as none).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) recent: BTreeMap<String, Recent>,
     /// Reported failures that are over, oldest first, until a notice says
     /// so (`notify_recovery`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) resolved: Vec<Resolved>,
 }
 
