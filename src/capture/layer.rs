@@ -19,8 +19,14 @@ use crate::capture::record::{
     FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, field_cost, text_cost,
 };
 use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
-use crate::capture::visit::{FieldVisitor, span_bound};
+use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
+
+/// The most one span may take of a record's bound `max`: half, so that a
+/// span with a huge value still fits whole beside an event's own text.
+fn span_bound(max: usize) -> usize {
+    max / 2
+}
 
 /// The target of lettre's connection-pool thread.
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";

@@ -13,12 +13,6 @@ use tracing::field::{Field, Visit};
 use crate::capture::record::{FIELD_OVERHEAD, FIELDS_LEFT_OUT, char_cost, field_cost, text_cost};
 use crate::error::error_chain;
 
-/// The most one span may take of a record's bound `max`: half, so that a
-/// span with a huge value still fits whole beside an event's own text.
-pub(crate) fn span_bound(max: usize) -> usize {
-    max / 2
-}
-
 /// Most a byte of text costs in the bound: a control character is one byte
 /// and six in JSON (`\u0001`); see [`char_cost`].
 const MAX_BYTE_COST: usize = 6;
