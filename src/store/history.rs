@@ -414,27 +414,23 @@ impl History {
     /// (`reported`), look new for years, or stretch the time between runs.
     /// Returns the state file keys of the times moved, each once.
     pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
-        let mut starts = false;
-        for at in &mut self.run_starts {
-            starts |= clamp(at, now);
-        }
-        let (mut since, mut last_seen, mut reported) = (false, false, false);
-        for s in self.streaks.values_mut() {
-            since |= clamp(&mut s.since, now);
-            last_seen |= clamp(&mut s.last_seen, now);
-            if let Some(at) = &mut s.reported {
-                reported |= clamp(at, now);
-            }
-        }
-        [
-            (starts, "history.run_starts"),
-            (since, "history.streaks.since"),
-            (last_seen, "history.streaks.last_seen"),
-            (reported, "history.streaks.reported"),
-        ]
-        .into_iter()
-        .filter_map(|(moved, key)| moved.then_some(key))
-        .collect()
+        let s = &mut self.streaks;
+        let moved = [
+            clamp(&mut self.run_starts, now),
+            clamp(s.values_mut().map(|s| &mut s.since), now),
+            clamp(s.values_mut().map(|s| &mut s.last_seen), now),
+            clamp(s.values_mut().filter_map(|s| s.reported.as_mut()), now),
+        ];
+        let keys = [
+            "history.run_starts",
+            "history.streaks.since",
+            "history.streaks.last_seen",
+            "history.streaks.reported",
+        ];
+        let moved = keys.into_iter().zip(moved);
+        moved
+            .filter_map(|(key, moved)| moved.then_some(key))
+            .collect()
     }
 }
 
@@ -607,13 +603,17 @@ fn they_carry(fields: &[String], carried: &[&str]) -> String {
     out
 }
 
-/// Sets `time` to `now` if it is later; says whether it was.
-pub(crate) fn clamp(time: &mut OffsetDateTime, now: OffsetDateTime) -> bool {
-    let later = *time > now;
-    if later {
-        *time = now;
-    }
-    later
+/// Sets each of `times` that is later than `now` to `now`; says whether
+/// any was.
+pub(crate) fn clamp<'t>(
+    times: impl IntoIterator<Item = &'t mut OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    times.into_iter().fold(false, |moved, time| {
+        let later = *time > now;
+        *time = (*time).min(now);
+        moved | later
+    })
 }
 
 #[cfg(test)]
