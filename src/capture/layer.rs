@@ -15,9 +15,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::buffer::Buffer;
-use crate::capture::record::{
-    FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, field_cost, text_cost,
-};
+use crate::capture::record::{SPAN_OVERHEAD, field_cost, text_cost};
 use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
 use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
@@ -171,17 +169,9 @@ where
         let mut visitor = FieldVisitor::new(None, &mut visited, budget, attrs.fields().len(), 0);
         attrs.record(&mut visitor);
         let (_, left_out) = visitor.finish();
-        let mut fields = Fields::default();
-        for (name, value) in visited {
-            fields.set(Cow::Borrowed(name), value);
-        }
-        let record = SpanRecord {
-            name: Cow::Borrowed(name),
-            fields,
-        };
         // Read before the parent's scope, so that an edit meanwhile shows.
         let edits = self.shared.span_edits.now();
-        let mut fields = SpanFields::new(record, left_out);
+        let mut fields = SpanFields::new(name, visited, left_out);
         new_span_scope(&span, &mut fields, edits);
         span.extensions_mut().insert(fields);
     }
@@ -216,25 +206,7 @@ where
         }
         let mut extensions = span.extensions_mut();
         if let Some(current) = extensions.get_mut::<SpanFields>() {
-            let record = Arc::make_mut(&mut current.record);
-            for (name, value) in update {
-                current.left_out.retain(|n| *n != name);
-                record.fields.set(Cow::Borrowed(name), value);
-            }
-            for name in left_out {
-                // An earlier value would pass for the current one.
-                record.fields.retain(|n, _| n != name);
-                if !current.left_out.contains(&name) {
-                    current.left_out.push(name);
-                }
-            }
-            // Counted once per field, and last.
-            record.fields.retain(|n, _| n != FIELDS_LEFT_OUT);
-            if !current.left_out.is_empty() {
-                let n = Value::from(current.left_out.len());
-                record.fields.push(Cow::Borrowed(FIELDS_LEFT_OUT), n);
-            }
-            current.changed();
+            current.update(update, left_out);
         }
         drop(extensions);
         // The spans inside this one keep lists with its old fields.
