@@ -148,10 +148,7 @@ impl StateStore {
                     ));
                 }
                 Err(fs::TryLockError::Error(e)) => {
-                    return Err(io_error(
-                        format!("could not lock {}", lock_path.display()),
-                        e,
-                    ));
+                    return Err(io_error("lock", "lock file", lock_path, e));
                 }
             }
         }

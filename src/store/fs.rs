@@ -47,8 +47,9 @@ pub(super) fn aside_path(path: &Path) -> PathBuf {
 }
 
 /// An error of the state file's I/O: `what` failed, for the reason `e`.
-pub(super) fn io_error(what: String, e: io::Error) -> Error {
-    Error::with_source(ErrorKind::State, what, e)
+pub(super) fn io_error(doing: &str, what: &str, path: &Path, e: io::Error) -> Error {
+    let message = format!("could not {doing} the {what} {}", path.display());
+    Error::with_source(ErrorKind::State, message, e)
 }
 
 /// Creates the folder of `target` (and its parents), private to the owner.
@@ -60,12 +61,9 @@ pub(super) fn create_dir(target: &Path) -> Result<(), Error> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| {
-        io_error(
-            format!("could not create the state folder {}", dir.display()),
-            e,
-        )
-    })
+    builder
+        .create(dir)
+        .map_err(|e| io_error("create", "state folder", dir, e))
 }
 
 /// The file name of `path` as text (empty when it has none).
@@ -117,8 +115,7 @@ pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, E
         return Ok(None);
     };
     let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut file, &mut bytes)
-        .map_err(|e| io_error(format!("could not read the {what} {}", path.display()), e))?;
+    io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| io_error("read", what, path, e))?;
     Ok(Some(bytes))
 }
 
@@ -151,12 +148,7 @@ pub(super) fn open_regular(
 /// [`open_regular`] with `options` that create the file: the file, or an
 /// error (a missing folder).
 pub(super) fn create_regular(path: &Path, what: &str, options: OpenOptions) -> Result<File, Error> {
-    let not_found = || {
-        io_error(
-            format!("could not open the {what} {}", path.display()),
-            io::ErrorKind::NotFound.into(),
-        )
-    };
+    let not_found = || io_error("open", what, path, io::ErrorKind::NotFound.into());
     open_regular(path, what, options)?.ok_or_else(not_found)
 }
 
@@ -181,19 +173,9 @@ fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<
     let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(io_error(
-                format!("could not open the {what} {}", path.display()),
-                e,
-            ));
-        }
+        Err(e) => return Err(io_error("open", what, path, e)),
     };
-    let meta = file.metadata().map_err(|e| {
-        io_error(
-            format!("could not read the type of the {what} {}", path.display()),
-            e,
-        )
-    })?;
+    let meta = (file.metadata()).map_err(|e| io_error("read the type of", what, path, e))?;
     if let Some(kind) = not_a_file(meta.file_type()) {
         return Err(refuse(what, path, kind));
     }

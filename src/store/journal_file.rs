@@ -51,12 +51,7 @@ pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repai
 /// to where it was, so nothing half written stays.
 pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Error> {
     let journal = journal_path(target);
-    let fail = |what: &str, e: io::Error| {
-        io_error(
-            format!("could not {what} the journal {}", journal.display()),
-            e,
-        )
-    };
+    let fail = |doing: &str, e: io::Error| io_error(doing, "journal", &journal, e);
     let created = !journal.exists();
     let mut options = private_options();
     options.write(true).create(true).truncate(false);

@@ -212,13 +212,11 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
         return Err(refuse("state file", path, kind));
     }
     fs::rename(path, &aside).map_err(|e| {
-        io_error(
-            format!(
-                "the state file {} is unreadable and could not be moved aside",
-                path.display()
-            ),
-            e,
-        )
+        let message = format!(
+            "the state file {} is unreadable and could not be moved aside",
+            path.display()
+        );
+        Error::with_source(ErrorKind::State, message, e)
     })?;
     Ok(aside)
 }
@@ -226,12 +224,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
 /// Writes `state` to `path` atomically: a temporary file in the same folder
 /// (mode 0600), fsync, rename over `path`, fsync of the folder.
 pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
-    let fail = |what: &str, e: io::Error| {
-        io_error(
-            format!("could not {what} the state file {}", path.display()),
-            e,
-        )
-    };
+    let fail = |doing: &str, e: io::Error| io_error(doing, "state file", path, e);
     let bytes = serde_json::to_vec(state)
         .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
     // Whatever is at `path` is replaced only if it is a regular file (a
