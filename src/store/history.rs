@@ -367,31 +367,28 @@ impl History {
     /// that only rode along in a digest, shorter, gets no notice. Returns
     /// whether any did.
     pub(crate) fn end_run(&mut self, run: u64, persisting: u64) -> bool {
-        let over: Vec<String> = self
-            .streaks
-            .iter()
-            .filter(|(_, s)| {
+        let (over, kept): (BTreeMap<_, _>, _) = std::mem::take(&mut self.streaks)
+            .into_iter()
+            .partition(|(_, s)| {
                 s.reported.is_some() && s.reported_runs >= persisting && s.last_run < run
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &over {
-            if let Some(s) = self.streaks.remove(key) {
-                self.resolved.retain(|r| r.key != *key);
-                self.resolved.push(Resolved {
-                    key: key.clone(),
-                    label: s.label,
-                    level: s.level,
-                    runs: s.runs,
-                    since: s.since,
-                    last_seen: s.last_seen,
-                    run,
-                });
-            }
+            });
+        self.streaks = kept;
+        let any = !over.is_empty();
+        for (key, s) in over {
+            self.resolved.retain(|r| r.key != key);
+            self.resolved.push(Resolved {
+                key,
+                label: s.label,
+                level: s.level,
+                runs: s.runs,
+                since: s.since,
+                last_seen: s.last_seen,
+                run,
+            });
         }
         let excess = self.resolved.len().saturating_sub(MAX_STREAKS);
         self.resolved.drain(..excess);
-        !over.is_empty()
+        any
     }
 
     /// Notes that a digest holding these fingerprints was sent at `now`.
