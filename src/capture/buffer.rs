@@ -248,12 +248,8 @@ impl Buffer {
         let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
-        let mut kept = crate::clock::representable(time);
-        if let Some(last) = queue.back().map(Captured::time)
-            && kept < last
-        {
-            kept = last;
-        }
+        let time = crate::clock::representable(time);
+        let kept = queue.back().map_or(time, |last| time.max(last.time()));
         add(kept, &mut queue);
         if queue.len > self.cap && queue.pop_front() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
