@@ -227,8 +227,13 @@ where
         // Gathered in this thread's lists, whose room stays for its next
         // events; the buffer keeps copies of exactly their size.
         let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
-        let (message, fields) = (&mut scratch.message, &mut scratch.fields);
-        let spans = self.visit(event, &ctx, message, fields, false);
+        let spans = self.visit(
+            event,
+            &ctx,
+            &mut scratch.message,
+            &mut scratch.fields,
+            false,
+        );
         let head = crate::capture::record::Event {
             time: crate::clock::now_or_system(&*self.shared.clock),
             meta,

@@ -718,7 +718,9 @@ fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanReco
     let mut read = Vec::<SpanRecord>::deserialize(d)?;
     let shared = LAST_SPANS.try_with(|last| {
         let mut last = last.try_borrow_mut().ok()?;
-        let spans: Vec<Arc<SpanRecord>> = (read.drain(..).enumerate())
+        let spans: Vec<Arc<SpanRecord>> = read
+            .drain(..)
+            .enumerate()
             .map(|(i, span)| match last.get(i) {
                 Some(before) if **before == span => Arc::clone(before),
                 _ => Arc::new(span),

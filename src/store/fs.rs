@@ -175,7 +175,9 @@ fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("open", what, path, e)),
     };
-    let meta = (file.metadata()).map_err(|e| io_error("read the type of", what, path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("read the type of", what, path, e))?;
     if let Some(kind) = not_a_file(meta.file_type()) {
         return Err(refuse(what, path, kind));
     }

@@ -75,7 +75,8 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     COMPUTED.with(|n| n.set(n.get() + 1));
     let line = record.line.map(|l| l.to_string()).unwrap_or_default();
     let file = record.file.as_deref().unwrap_or("");
-    let chosen: Vec<(&str, String)> = (fields.iter())
+    let chosen: Vec<(&str, String)> = fields
+        .iter()
         .filter_map(|name| {
             let value = field_value(record, name)?;
             let text = value
@@ -525,8 +526,11 @@ pub(crate) fn unmatched_fields(
     // A streak labelled `url "…"` was told apart by one of the fields: they
     // match, only not in these records.
     let matched_before = history.streaks.values().any(|s| {
-        (fields.iter())
-            .any(|f| (s.label.strip_prefix(f.as_str())).is_some_and(|r| r.starts_with(" \"")))
+        fields.iter().any(|f| {
+            s.label
+                .strip_prefix(f.as_str())
+                .is_some_and(|r| r.starts_with(" \""))
+        })
     });
     if matched_before {
         return None;
@@ -590,7 +594,8 @@ fn they_carry(fields: &[String], carried: &[&str]) -> String {
         let _ = write!(out, " and {} more", carried.len() - MAX_CARRIED);
     }
     let simple = |s: &str| s.to_lowercase().replace(['-', '.'], "_");
-    let close: Vec<String> = (fields.iter())
+    let close: Vec<String> = fields
+        .iter()
         .filter_map(|f| carried.iter().find(|c| simple(c) == simple(f)))
         .map(|c| format!("{c:?}"))
         .collect();

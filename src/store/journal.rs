@@ -112,8 +112,11 @@ impl Append<'_> {
             line(out, &Fact::Run { run, at })?;
         }
         if !self.records.is_empty() {
-            let (level, fields) = (self.level.as_str().to_owned(), self.fields.to_vec());
-            line(out, &Fact::Observe { level, fields })?;
+            let observe = Fact::Observe {
+                level: self.level.as_str().to_owned(),
+                fields: self.fields.to_vec(),
+            };
+            line(out, &observe)?;
             for record in self.records {
                 line(out, record)?;
             }
