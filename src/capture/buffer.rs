@@ -217,8 +217,8 @@ impl Buffer {
     }
 
     /// Adds a record; returns how many records its shard now holds.
-    pub(crate) fn push(&self, record: impl Into<Captured>) -> usize {
-        let mut record = record.into();
+    pub(crate) fn push(&self, record: Record) -> usize {
+        let mut record = Captured::Record(Box::new(record));
         self.add(record.time(), |time, queue| {
             record.set_time(time);
             queue.push_back(record);
@@ -248,12 +248,8 @@ impl Buffer {
         let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
-        let mut kept = crate::clock::representable(time);
-        if let Some(last) = queue.back().map(Captured::time)
-            && kept < last
-        {
-            kept = last;
-        }
+        let time = crate::clock::representable(time);
+        let kept = queue.back().map_or(time, |last| time.max(last.time()));
         add(kept, &mut queue);
         if queue.len > self.cap && queue.pop_front() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -304,7 +300,7 @@ impl Buffer {
         if let Some(shard) = self.shards.first() {
             let mut queue = lock(&shard.0);
             for record in records.into_iter().rev() {
-                queue.push_front(Captured::from(record));
+                queue.push_front(Captured::Record(Box::new(record)));
             }
         }
     }

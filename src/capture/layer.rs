@@ -1,30 +1,29 @@
 //! The `tracing-subscriber` layer: turns each event into a
-//! [`Record`](crate::record::Record) and
-//! keeps it in memory. No I/O happens here.
+//! [`Record`](crate::record::Record) and keeps it in memory. No I/O happens here.
 
-use std::borrow::Cow;
 use std::cell::Cell;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use serde_json::Value;
-use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record as SpanValues};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::buffer::Buffer;
-use crate::capture::record::{
-    FIELD_OVERHEAD, FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, char_cost, field_cost,
-    text_cost,
-};
+use crate::capture::record::{SPAN_OVERHEAD, field_cost, text_cost};
 use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
-use crate::error::error_chain;
+use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
+
+/// The most one span may take of a record's bound `max`: half, so that a
+/// span with a huge value still fits whole beside an event's own text.
+fn span_bound(max: usize) -> usize {
+    max / 2
+}
 
 /// The target of lettre's connection-pool thread.
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";
@@ -163,19 +162,15 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let name = attrs.metadata().name();
-        let mut fields = Fields::default();
+        let mut visited = Vec::new();
         let budget = span_bound(self.shared.max_record_bytes)
             .saturating_sub(text_cost(name) + SPAN_OVERHEAD);
-        let mut visitor = FieldVisitor::new(None, &mut fields, budget, attrs.fields().len(), 0);
+        let mut visitor = FieldVisitor::new(None, &mut visited, budget, attrs.fields().len(), 0);
         attrs.record(&mut visitor);
         let (_, left_out) = visitor.finish();
-        let record = SpanRecord {
-            name: Cow::Borrowed(name),
-            fields,
-        };
         // Read before the parent's scope, so that an edit meanwhile shows.
         let edits = self.shared.span_edits.now();
-        let mut fields = SpanFields::new(record, left_out);
+        let mut fields = SpanFields::new(name, visited, left_out);
         new_span_scope(&span, &mut fields, edits);
         span.extensions_mut().insert(fields);
     }
@@ -201,7 +196,7 @@ where
         };
         // User code (the values' Debug) runs without the span's lock held:
         // it may log, and that event reads this span.
-        let mut update = Fields::default();
+        let mut update = Vec::new();
         let mut visitor = FieldVisitor::new(None, &mut update, budget, values.len(), 0);
         values.record(&mut visitor);
         let left_out = visitor.left_out;
@@ -210,22 +205,7 @@ where
         }
         let mut extensions = span.extensions_mut();
         if let Some(current) = extensions.get_mut::<SpanFields>() {
-            let record = Arc::make_mut(&mut current.record);
-            for (name, value) in update.into_pairs() {
-                current.left_out.retain(|n| *n != name);
-                record.fields.set(name, value);
-            }
-            for name in left_out {
-                // An earlier value would pass for the current one.
-                record.fields.retain(|n, _| n != name);
-                if !current.left_out.contains(&name) {
-                    current.left_out.push(name);
-                }
-            }
-            // Counted once per field, and last.
-            record.fields.retain(|n, _| n != FIELDS_LEFT_OUT);
-            record.fields.left_out(current.left_out.len() as u64);
-            current.changed();
+            current.update(update, left_out);
         }
         drop(extensions);
         // The spans inside this one keep lists with its old fields.
@@ -240,13 +220,8 @@ where
         if meta.target() == "log" && tracing_log::NormalizeEvent::is_log(event) {
             return self.on_log_event(event, &ctx);
         }
-        // lettre's connection pool logs from a thread of its own, outside
-        // any send: that is this crate's machinery too.
-        if is_sending() || meta.target().starts_with(LETTRE_POOL) {
+        if !self.captures(meta.target()) {
             return;
-        }
-        if self.shared.guard_dropped.load(Ordering::Relaxed) {
-            return self.shared.refuse_after_guard();
         }
         // Gathered in this thread's lists, whose room stays for its next
         // events; the buffer keeps copies of exactly their size.
@@ -254,9 +229,9 @@ where
         let spans = self.visit(
             event,
             &ctx,
-            (&mut scratch.message, &mut scratch.fields),
-            meta.fields().len(),
-            |v| event.record(v),
+            &mut scratch.message,
+            &mut scratch.fields,
+            false,
         );
         let head = crate::capture::record::Event {
             time: crate::clock::now_or_system(&*self.shared.clock),
@@ -304,29 +279,47 @@ thread_local! {
 const SCRATCH_KEEP: usize = 4096;
 
 impl EmailLayer {
-    /// Reads an event's message and fields (given to `record` through a
-    /// visitor) within the record's bound, `fields` being how many fields
-    /// it has, and the spans it happened in.
+    /// Whether an event of `target` is captured: not while this thread
+    /// sends, nor from lettre's connection pool (which logs from a thread of
+    /// its own, outside any send: this crate's machinery too), nor after the
+    /// guard was dropped.
+    fn captures(&self, target: &str) -> bool {
+        if is_sending() || target.starts_with(LETTRE_POOL) {
+            return false;
+        }
+        if self.shared.guard_dropped.load(Ordering::Relaxed) {
+            self.shared.refuse_after_guard();
+            return false;
+        }
+        true
+    }
+
+    /// Reads an event's message and fields into `message` and `out` within
+    /// the record's bound (its `log.*` fields passed over if `bridged`), and
+    /// the spans it happened in.
     fn visit<S>(
         &self,
         event: &Event<'_>,
         ctx: &Context<'_, S>,
-        (message, out): (&mut String, &mut Vec<(&'static str, Value)>),
-        fields: usize,
-        record: impl FnOnce(&mut FieldVisitor<'_, Vec<(&'static str, Value)>>),
+        message: &mut String,
+        out: &mut Vec<(&'static str, Value)>,
+        bridged: bool,
     ) -> Spans
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let scope = event_scope(event, ctx, &self.shared.span_edits);
-        let mut visitor = FieldVisitor::new(
-            Some(message),
-            out,
-            self.shared.max_record_bytes,
-            fields,
-            scope.cost,
-        );
-        record(&mut visitor);
+        let max = self.shared.max_record_bytes;
+        // A bridged event's message is the one field left once its `log.*`
+        // ones are.
+        let fields = if bridged {
+            1
+        } else {
+            event.metadata().fields().len()
+        };
+        let mut visitor = FieldVisitor::new(Some(message), out, max, fields, scope.cost);
+        visitor.skip_bridge = bridged;
+        event.record(&mut visitor);
         let (left, _) = visitor.finish();
         fit_spans(scope, left)
     }
@@ -353,603 +346,21 @@ impl EmailLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if is_sending() {
-            return;
-        }
         let Some(meta) = tracing_log::NormalizeEvent::normalized_metadata(event) else {
             return;
         };
-        if meta.target().starts_with(LETTRE_POOL) {
+        if !self.captures(meta.target()) {
             return;
-        }
-        if self.shared.guard_dropped.load(Ordering::Relaxed) {
-            return self.shared.refuse_after_guard();
         }
         let (mut message, mut fields) = (String::new(), Vec::new());
-        // The message is the one field left once the `log.*` ones are.
-        let spans = self.visit(event, ctx, (&mut message, &mut fields), 1, |v| {
-            event.record(&mut SkipLogFields(v))
-        });
+        let spans = self.visit(event, ctx, &mut message, &mut fields, true);
         let time = crate::clock::now_or_system(&*self.shared.clock);
-        let record = crate::record::Record::from_borrowed(&meta, time, message, fields, spans);
+        let fields = fields
+            .into_iter()
+            .map(|(k, v)| (std::borrow::Cow::Borrowed(k), v));
+        let owned = |s: &str| std::borrow::Cow::Owned(s.to_owned());
+        let record =
+            crate::record::Record::of_event(&meta, owned, time, message, fields.collect(), spans);
         self.pushed(self.shared.buffer.push(record));
-    }
-}
-
-/// Passes on the fields of an event bridged from `log` except the bridge's
-/// own `log.target`, `log.module_path`, `log.file` and `log.line`.
-#[cfg(feature = "log")]
-struct SkipLogFields<'v, V>(&'v mut V);
-
-#[cfg(feature = "log")]
-fn is_bridge_field(field: &Field) -> bool {
-    field.name().starts_with("log.")
-}
-
-#[cfg(feature = "log")]
-impl<V: Visit> Visit for SkipLogFields<'_, V> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        if !is_bridge_field(field) {
-            self.0.record_f64(field, value);
-        }
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        if !is_bridge_field(field) {
-            self.0.record_i64(field, value);
-        }
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        if !is_bridge_field(field) {
-            self.0.record_u64(field, value);
-        }
-    }
-
-    fn record_i128(&mut self, field: &Field, value: i128) {
-        if !is_bridge_field(field) {
-            self.0.record_i128(field, value);
-        }
-    }
-
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        if !is_bridge_field(field) {
-            self.0.record_u128(field, value);
-        }
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        if !is_bridge_field(field) {
-            self.0.record_bool(field, value);
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if !is_bridge_field(field) {
-            self.0.record_str(field, value);
-        }
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if !is_bridge_field(field) {
-            self.0.record_error(field, value);
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !is_bridge_field(field) {
-            self.0.record_debug(field, value);
-        }
-    }
-}
-
-/// The most one span may take of a record's bound `max`: half, so that a
-/// span with a huge value still fits whole beside an event's own text.
-fn span_bound(max: usize) -> usize {
-    max / 2
-}
-
-/// Where visited fields go: a span's [`Fields`] (a later value replaces an
-/// earlier one of the same name) or an event's list.
-trait FieldSink {
-    fn put(&mut self, name: &'static str, value: Value);
-    /// Says that `n` more fields were left out.
-    fn left_out(&mut self, n: u64);
-}
-
-impl FieldSink for Fields {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.set(Cow::Borrowed(name), value);
-    }
-
-    fn left_out(&mut self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let before = self.get(FIELDS_LEFT_OUT).and_then(Value::as_u64);
-        let total = before.unwrap_or(0).saturating_add(n);
-        self.set(Cow::Borrowed(FIELDS_LEFT_OUT), Value::from(total));
-    }
-}
-
-impl FieldSink for Vec<(&'static str, Value)> {
-    fn put(&mut self, name: &'static str, value: Value) {
-        self.push((name, value));
-    }
-
-    fn left_out(&mut self, n: u64) {
-        if n > 0 {
-            self.push((FIELDS_LEFT_OUT, Value::from(n)));
-        }
-    }
-}
-
-/// Most a byte of text costs in the bound: a control character is one byte
-/// and six in JSON (`\u0001`); see [`char_cost`].
-const MAX_BYTE_COST: usize = 6;
-
-/// Most bytes a marker takes: `…[cut: at least 18446744073709551615 bytes]`.
-const MARKER_MAX: usize = 48;
-
-/// Room a value leaves for each field after it in the same record, so that
-/// one huge value does not crowd out the small ones that follow it.
-const FIELD_RESERVE: usize = 64;
-
-/// Records `tracing` field values as typed JSON values; the `message` field
-/// of an event goes to `message` when that is given.
-///
-/// All the text it keeps (message, names and values, escapes counted as
-/// written; see [`char_cost`]) stays within `left` bytes: each value leaves
-/// room for the fields still to come and for what follows (`after`, the span
-/// context), at most half of what is left; a value that does not fit is cut
-/// with a visible marker; from the first field for which there is no room
-/// at all, the fields are left out and counted (see
-/// [`finish`](FieldVisitor::finish)), so a record keeps its first fields.
-struct FieldVisitor<'a, F> {
-    message: Option<&'a mut String>,
-    fields: &'a mut F,
-    /// Bytes of the bound not yet spent.
-    left: usize,
-    /// Fields not visited yet.
-    to_come: usize,
-    /// Room kept for what follows the fields.
-    after: usize,
-    /// The fields left out for want of room.
-    left_out: Vec<&'static str>,
-}
-
-impl<'a, F: FieldSink> FieldVisitor<'a, F> {
-    fn new(
-        message: Option<&'a mut String>,
-        fields: &'a mut F,
-        left: usize,
-        to_come: usize,
-        after: usize,
-    ) -> Self {
-        FieldVisitor {
-            message,
-            fields,
-            left,
-            to_come,
-            after,
-            left_out: Vec::new(),
-        }
-    }
-
-    /// Adds the count of the fields left out, if any, as a last field named
-    /// [`FIELDS_LEFT_OUT`]; returns the bytes of the bound not spent, and
-    /// the names of those fields.
-    fn finish(mut self) -> (usize, Vec<&'static str>) {
-        if !self.left_out.is_empty() {
-            let n = self.left_out.len() as u64;
-            self.left = self
-                .left
-                .saturating_sub(field_cost(FIELDS_LEFT_OUT, &Value::from(n)));
-            self.fields.left_out(n);
-        }
-        (self.left, self.left_out)
-    }
-
-    /// Room for the field being visited: what is left, less a reserve for
-    /// the fields still to come and what follows them.
-    fn room(&mut self) -> usize {
-        self.to_come = self.to_come.saturating_sub(1);
-        let reserve = self
-            .to_come
-            .saturating_mul(FIELD_RESERVE)
-            .saturating_add(self.after)
-            .min(self.left / 2);
-        self.left - reserve
-    }
-
-    /// A value that is not text: kept whole if it fits, else left out.
-    fn put(&mut self, field: &Field, value: Value) {
-        self.room();
-        let cost = field_cost(field.name(), &value);
-        if self.left_out.is_empty() && cost <= self.left {
-            self.left -= cost;
-            self.fields.put(field.name(), value);
-        } else {
-            self.left_out.push(field.name());
-        }
-    }
-
-    /// A value written by `write` (user code): the message, or a field kept
-    /// as text. `length` says whether what is offered is the whole text.
-    fn put_text(
-        &mut self,
-        field: &Field,
-        length: Length,
-        write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
-    ) {
-        let room = self.room();
-        if field.name() == "message"
-            && let Some(message) = self.message.as_deref_mut()
-        {
-            let spent = capture(message, room, length, true, write).unwrap_or(0);
-            self.left = self.left.saturating_sub(spent);
-            return;
-        }
-        let fixed = text_cost(field.name()) + FIELD_OVERHEAD;
-        let mut text = String::new();
-        let kept = match room.checked_sub(fixed) {
-            // Once one is left out, so are those after it (unformatted).
-            Some(room) if self.left_out.is_empty() => {
-                capture(&mut text, room, length, false, write)
-            }
-            _ => None,
-        };
-        match kept {
-            Some(spent) => {
-                self.left -= fixed + spent;
-                self.fields.put(field.name(), Value::String(text));
-            }
-            None => self.left_out.push(field.name()),
-        }
-    }
-}
-
-impl<F: FieldSink> Visit for FieldVisitor<'_, F> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        let v = serde_json::Number::from_f64(value)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(value.to_string()));
-        self.put(field, v);
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, Value::from(value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, Value::from(value));
-    }
-
-    fn record_i128(&mut self, field: &Field, value: i128) {
-        let v = i64::try_from(value)
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(value.to_string()));
-        self.put(field, v);
-    }
-
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        let v = u64::try_from(value)
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(value.to_string()));
-        self.put(field, v);
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, Value::Bool(value));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.put_text(field, Length::Known, |w| w.write_str(value));
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put_text(field, Length::AtLeast, |w| {
-            write!(w, "{}", error_chain(value))
-        });
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put_text(field, Length::AtLeast, |w| write!(w, "{value:?}"));
-    }
-}
-
-/// Whether a writer is offered the whole text at once (a `&str`), so that
-/// a cut knows its full length, or piece by piece (a `Debug` output, which
-/// stops at the first refusal).
-#[derive(Clone, Copy)]
-enum Length {
-    Known,
-    AtLeast,
-}
-
-/// A `fmt::Write` that appends to a string until `limit` bytes of the
-/// record's bound (see [`char_cost`]) are spent, then refuses, so that an
-/// enormous `Debug` output is never built: most implementations stop at the
-/// first error.
-struct Capped<'a> {
-    out: &'a mut String,
-    /// Where this value's text starts in `out`.
-    start: usize,
-    limit: usize,
-    /// The cost of what was kept, once `counted`.
-    spent: usize,
-    /// Whether `spent` is up to date. While the text kept is so short that
-    /// even at the most a byte can cost ([`MAX_BYTE_COST`]) it fits, pieces
-    /// are appended uncounted, and counted once, in one pass, at the end.
-    counted: bool,
-    /// Bytes offered in all, kept or not.
-    offered: usize,
-    /// Whether something was refused.
-    full: bool,
-}
-
-impl fmt::Write for Capped<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.offered = self.offered.saturating_add(s.len());
-        if self.full {
-            return Err(fmt::Error);
-        }
-        if !self.counted {
-            let held = self.out.len() - self.start;
-            if held.saturating_add(s.len()).saturating_mul(MAX_BYTE_COST) <= self.limit {
-                self.out.push_str(s);
-                return Ok(());
-            }
-            self.settle();
-        }
-        let room = self.limit - self.spent;
-        // Usually the whole piece fits: counted in one pass (plain ASCII
-        // at its length), kept without looking at its characters again.
-        let whole = text_cost(s);
-        if whole <= room {
-            self.out.push_str(s);
-            self.spent += whole;
-            return Ok(());
-        }
-        let mut cost = 0;
-        for (i, c) in s.char_indices() {
-            let more = cost + char_cost(c);
-            if more > room {
-                self.out.push_str(&s[..i]);
-                self.spent += cost;
-                self.full = true;
-                return Err(fmt::Error);
-            }
-            cost = more;
-        }
-        self.out.push_str(s);
-        self.spent += cost;
-        Ok(())
-    }
-}
-
-impl Capped<'_> {
-    /// Counts what was appended uncounted (see [`Capped::counted`]).
-    fn settle(&mut self) {
-        if !self.counted {
-            self.spent = text_cost(&self.out[self.start..]);
-            self.counted = true;
-        }
-    }
-
-    /// Appends `marker`, first taking back as much of the text as it needs
-    /// to stay within the limit. When even that is not enough: nothing
-    /// (`false`), or, if `force`, the marker alone beyond the limit.
-    fn mark(&mut self, marker: &str, force: bool) -> bool {
-        if marker.len() > self.limit && !force {
-            return false;
-        }
-        while self.spent + marker.len() > self.limit {
-            let Some(c) = self.out[self.start..].chars().next_back() else {
-                break;
-            };
-            self.out.truncate(self.out.len() - c.len_utf8());
-            self.spent -= char_cost(c);
-        }
-        self.out.push_str(marker);
-        self.spent += marker.len();
-        true
-    }
-}
-
-/// Appends what `write` writes to `out`, within `limit` bytes of the
-/// record's bound, and returns the cost of what it appended. Never panics:
-/// a `Debug` or `Display` that fails or panics keeps what it wrote before,
-/// followed by `…[formatting failed]` or `…[formatting panicked]`; text
-/// beyond the limit is cut, marked `…[cut: N bytes in all]` (or `at least N
-/// bytes` when the text came piece by piece). `None` (and `out` unchanged)
-/// when a needed marker does not fit, unless `force`.
-fn capture(
-    out: &mut String,
-    limit: usize,
-    length: Length,
-    force: bool,
-    write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
-) -> Option<usize> {
-    let start = out.len();
-    let mut w = Capped {
-        out,
-        start,
-        limit,
-        spent: 0,
-        counted: false,
-        offered: 0,
-        full: false,
-    };
-    let result = catch_unwind(AssertUnwindSafe(|| write(&mut w)));
-    w.settle();
-    let marker = match result {
-        Err(payload) => {
-            crate::error::drop_payload(payload);
-            Cow::Borrowed("…[formatting panicked]")
-        }
-        Ok(_) if w.full => Cow::Owned(match length {
-            Length::Known => format!("…[cut: {} bytes in all]", w.offered),
-            Length::AtLeast => format!("…[cut: at least {} bytes]", w.offered),
-        }),
-        Ok(Err(_)) => Cow::Borrowed("…[formatting failed]"),
-        Ok(Ok(())) => return Some(w.spent),
-    };
-    debug_assert!(marker.len() <= MARKER_MAX);
-    if w.mark(&marker, force) {
-        Some(w.spent)
-    } else {
-        w.out.truncate(start);
-        None
-    }
-}
-
-/// `text` within `limit` bytes of a record's bound, cut with the visible
-/// `…[cut: N bytes in all]` marker when it is longer: for text that does not
-/// come through a field visitor (a panic's message, a thread's name).
-pub(crate) fn bounded(text: &str, limit: usize) -> String {
-    let mut out = String::new();
-    let _ = capture(&mut out, limit, Length::Known, true, |w| w.write_str(text));
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What [`capture`] keeps of `write`'s output within `limit`, and the
-    /// cost it reports.
-    fn captured(
-        limit: usize,
-        length: Length,
-        write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
-    ) -> Option<(String, usize)> {
-        let mut out = String::from("before|");
-        let spent = capture(&mut out, limit, length, false, write)?;
-        let text = out.strip_prefix("before|").unwrap().to_owned();
-        assert!(spent <= limit, "{spent} > {limit}");
-        Some((text, spent))
-    }
-
-    #[test]
-    fn short_text_is_kept_and_long_text_is_cut_with_its_length() {
-        assert_eq!(
-            captured(10, Length::Known, |w| w.write_str("abc")),
-            Some(("abc".to_owned(), 3))
-        );
-        let long = "é".repeat(40); // 80 bytes
-        let (text, spent) = captured(40, Length::Known, |w| w.write_str(&long)).unwrap();
-        assert_eq!(text, "ééééééé…[cut: 80 bytes in all]");
-        assert_eq!(spent, text.len());
-        // No room even for the marker: nothing, and `out` as it was.
-        let mut out = String::from("x");
-        assert_eq!(
-            capture(&mut out, 5, Length::Known, false, |w| w.write_str(&long)),
-            None
-        );
-        assert_eq!(out, "x");
-        // Unless forced (the message): the marker alone.
-        let mut out = String::new();
-        assert!(capture(&mut out, 5, Length::Known, true, |w| w.write_str(&long)).is_some());
-        assert_eq!(out, "…[cut: 80 bytes in all]");
-    }
-
-    #[test]
-    fn escapes_count_at_their_written_length() {
-        // A control character takes six bytes in JSON (`\u0001`).
-        let (text, spent) = captured(12, Length::Known, |w| w.write_str("\u{1}\u{1}")).unwrap();
-        assert_eq!((text.as_str(), spent), ("\u{1}\u{1}", 12));
-        assert!(captured(11, Length::Known, |w| w.write_str("\u{1}\u{1}")).is_none());
-    }
-
-    /// Writes `total` bytes of `x` in pieces of 1000, counting how many
-    /// bytes the writer accepted before it refused.
-    struct Huge {
-        total: usize,
-        asked: std::cell::Cell<usize>,
-    }
-
-    impl fmt::Debug for Huge {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            let piece = "x".repeat(1000);
-            let mut written = 0;
-            while written < self.total {
-                f.write_str(&piece)?;
-                written += piece.len();
-                self.asked.set(written);
-            }
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_huge_debug_output_stops_at_the_limit_instead_of_being_built() {
-        let huge = Huge {
-            total: 50 * 1024 * 1024,
-            asked: 0.into(),
-        };
-        let (text, _) = captured(4096, Length::AtLeast, |w| write!(w, "{huge:?}")).unwrap();
-        assert!(text.ends_with("…[cut: at least 5000 bytes]"), "{text}");
-        assert!(text.len() <= 4096);
-        // The Debug impl stopped at the first refusal.
-        assert_eq!(huge.asked.get(), 4000);
-    }
-
-    struct Fails(&'static str);
-    impl fmt::Debug for Fails {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.0)?;
-            Err(fmt::Error)
-        }
-    }
-
-    struct Panics(&'static str);
-    impl fmt::Debug for Panics {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.0)?;
-            panic!("Debug of Panics");
-        }
-    }
-
-    #[test]
-    fn a_failing_or_panicking_debug_keeps_what_it_wrote_and_says_so() {
-        let v = Fails("partial");
-        assert_eq!(
-            captured(100, Length::AtLeast, |w| write!(w, "{v:?}"))
-                .unwrap()
-                .0,
-            "partial…[formatting failed]"
-        );
-        let v = Panics("half");
-        assert_eq!(
-            captured(100, Length::AtLeast, |w| write!(w, "{v:?}"))
-                .unwrap()
-                .0,
-            "half…[formatting panicked]"
-        );
-        // The marker takes the place of the text when both do not fit.
-        let v = Fails("0123456789");
-        assert_eq!(
-            captured(25, Length::AtLeast, |w| write!(w, "{v:?}"))
-                .unwrap()
-                .0,
-            "012…[formatting failed]"
-        );
-    }
-
-    #[test]
-    fn a_panic_payload_that_panics_when_dropped_is_leaked_not_propagated() {
-        struct Bomb;
-        impl Drop for Bomb {
-            fn drop(&mut self) {
-                panic!("payload drop");
-            }
-        }
-        let mut out = String::new();
-        let spent = capture(&mut out, 100, Length::AtLeast, false, |_| {
-            std::panic::panic_any(Bomb)
-        });
-        assert_eq!(out, "…[formatting panicked]");
-        assert_eq!(spent, Some(out.len()));
     }
 }

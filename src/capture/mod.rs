@@ -9,3 +9,4 @@ pub(crate) mod layer;
 pub(crate) mod record;
 pub(crate) mod scope;
 pub(crate) mod shared;
+pub(crate) mod visit;

@@ -1,12 +1,12 @@
 //! One captured log record, as it is kept in memory and in the state file.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use serde::de::{MapAccess, Visitor};
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use time::{OffsetDateTime, UtcOffset};
@@ -229,11 +229,6 @@ impl Fields {
         &self.0
     }
 
-    /// The pairs themselves, in order.
-    pub(crate) fn into_pairs(self) -> Vec<(Str, Value)> {
-        self.0
-    }
-
     /// Sets `name` to `value`, replacing an earlier value of that name in
     /// place, or adding it at the end.
     pub(crate) fn set(&mut self, name: Str, value: Value) {
@@ -246,11 +241,7 @@ impl Fields {
 
 impl Serialize for Fields {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
 }
 
@@ -269,15 +260,9 @@ impl<'de> Deserialize<'de> for Fields {
                 // the room a growing list leaves (shrinking each list after
                 // costs more, in the allocator, than this copy).
                 thread_local! {
-                    static GATHER: std::cell::RefCell<Vec<(Str, Value)>> =
-                        const { std::cell::RefCell::new(Vec::new()) };
+                    static GATHER: Cell<Vec<(Str, Value)>> = const { Cell::new(Vec::new()) };
                 }
-                let mut gathered = GATHER
-                    .try_with(|g| g.try_borrow_mut().map(|mut g| std::mem::take(&mut *g)))
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                gathered.clear();
+                let mut gathered = GATHER.try_with(Cell::take).unwrap_or_default();
                 let read = (|| {
                     while let Some(k) = map.next_key_seed(crate::capture::shared::NameSeed)? {
                         gathered.push((k, map.next_value::<Value>()?));
@@ -287,15 +272,8 @@ impl<'de> Deserialize<'de> for Fields {
                 // Moved, not taken: the gathering list stays with the thread.
                 let mut exact = Vec::with_capacity(gathered.len());
                 exact.append(&mut gathered);
-                let fields = Fields(exact);
-                let _ = GATHER.try_with(|g| {
-                    if let Ok(mut g) = g.try_borrow_mut()
-                        && g.capacity() < gathered.capacity()
-                    {
-                        *g = gathered;
-                    }
-                });
-                read.map(|()| fields)
+                let _ = GATHER.try_with(|g| g.set(gathered));
+                read.map(|()| Fields(exact))
             }
         }
         deserializer.deserialize_map(FieldsVisitor)
@@ -335,54 +313,37 @@ impl Event {
         // more than it must.
         let mut list = Vec::with_capacity(self.fields);
         list.extend(fields.map(|(k, v)| (Cow::Borrowed(k), v)));
-        Record {
-            timestamp: crate::clock::datetime(self.time),
-            level: *self.meta.level(),
-            target: Cow::Borrowed(self.meta.target()),
+        Record::of_event(
+            self.meta,
+            Cow::Borrowed,
+            self.time,
             message,
-            fields: Fields(list),
-            module_path: self.meta.module_path().map(Cow::Borrowed),
-            file: self.meta.file().map(Cow::Borrowed),
-            line: self.meta.line(),
-            spans: self.spans.map(|s| s.to_vec()).unwrap_or_default(),
-            run: None,
-            memo: Memo::default(),
-        }
-    }
-}
-
-impl From<Record> for Captured {
-    fn from(record: Record) -> Self {
-        Captured::Record(Box::new(record))
+            list,
+            self.spans,
+        )
     }
 }
 
 impl Record {
-    /// A record of an event whose metadata lives only as long as the event
-    /// (a record bridged from `log`, read through its normalized
-    /// metadata): its names are copied.
-    #[cfg(feature = "log")]
-    pub(crate) fn from_borrowed(
-        meta: &Metadata<'_>,
+    /// The record of an event of `meta`, its names made by `name`: borrowed
+    /// from static metadata, copied from metadata that lives only as long
+    /// as the event (a record bridged from `log`).
+    pub(crate) fn of_event<'m>(
+        meta: &Metadata<'m>,
+        name: impl Fn(&'m str) -> Str,
         time: SystemTime,
         message: String,
-        fields: Vec<(&'static str, Value)>,
+        fields: Vec<(Str, Value)>,
         spans: Option<Arc<[Arc<SpanRecord>]>>,
     ) -> Record {
-        let owned = |s: &str| Cow::Owned(s.to_owned());
         Record {
             timestamp: crate::clock::datetime(time),
             level: *meta.level(),
-            target: owned(meta.target()),
+            target: name(meta.target()),
             message,
-            fields: Fields(
-                fields
-                    .into_iter()
-                    .map(|(k, v)| (Cow::Borrowed(k), v))
-                    .collect(),
-            ),
-            module_path: meta.module_path().map(owned),
-            file: meta.file().map(owned),
+            fields: Fields(fields),
+            module_path: meta.module_path().map(&name),
+            file: meta.file().map(&name),
             line: meta.line(),
             spans: spans.map(|s| s.to_vec()).unwrap_or_default(),
             run: None,
@@ -749,45 +710,25 @@ thread_local! {
 /// place in the record read before is that span's `Arc`, and the list has
 /// no spare room.
 fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
-    struct Spans;
-    impl<'de> Visitor<'de> for Spans {
-        type Value = Vec<Arc<SpanRecord>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of spans")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut read: Vec<SpanRecord> = Vec::new();
-            while let Some(span) = seq.next_element::<SpanRecord>()? {
-                read.push(span);
-            }
-            let spans: Vec<Arc<SpanRecord>> = LAST_SPANS
-                .try_with(|last| {
-                    let mut last = last.try_borrow_mut().ok()?;
-                    let spans: Vec<Arc<SpanRecord>> = read
-                        .drain(..)
-                        .enumerate()
-                        .map(|(i, span)| match last.get(i) {
-                            Some(before) if **before == span => Arc::clone(before),
-                            _ => Arc::new(span),
-                        })
-                        .collect();
-                    last.clone_from(&spans);
-                    Some(spans)
-                })
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            // Without the thread's memory (it was busy): each span its own.
-            if spans.is_empty() && !read.is_empty() {
-                return Ok(read.into_iter().map(Arc::new).collect());
-            }
-            Ok(spans)
-        }
-    }
-    d.deserialize_seq(Spans)
+    let mut read = Vec::<SpanRecord>::deserialize(d)?;
+    let shared = LAST_SPANS.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        let spans: Vec<Arc<SpanRecord>> = read
+            .drain(..)
+            .enumerate()
+            .map(|(i, span)| match last.get(i) {
+                Some(before) if **before == span => Arc::clone(before),
+                _ => Arc::new(span),
+            })
+            .collect();
+        last.clone_from(&spans);
+        Some(spans)
+    });
+    // Without the thread's memory (it was busy): each span its own.
+    Ok(shared
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| read.into_iter().map(Arc::new).collect()))
 }
 
 #[cfg(test)]

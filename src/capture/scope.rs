@@ -12,6 +12,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde_json::Value;
+
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
@@ -37,14 +39,56 @@ pub(crate) struct SpanFields {
 }
 
 impl SpanFields {
-    /// A span's fields, with the fields left out of them.
-    pub(crate) fn new(record: SpanRecord, left_out: Vec<&'static str>) -> Self {
+    /// The span `name` with the values `visited` when it was made (a later
+    /// value of a name replaces an earlier one), and the fields left out of
+    /// them.
+    pub(crate) fn new(
+        name: &'static str,
+        visited: Vec<(&'static str, Value)>,
+        left_out: Vec<&'static str>,
+    ) -> Self {
+        let mut fields = Fields::default();
+        for (name, value) in visited {
+            fields.set(Cow::Borrowed(name), value);
+        }
+        let record = SpanRecord {
+            name: Cow::Borrowed(name),
+            fields,
+        };
         SpanFields {
             cost: span_cost(&record),
             record: Arc::new(record),
             left_out,
             scope: None,
         }
+    }
+
+    /// Takes the values recorded on the span later (`Span::record`), and
+    /// the fields `left_out` of them for want of room: their earlier values
+    /// go (they would pass for the current ones) and they are counted in
+    /// `fields_left_out`, once each, last, until one gets a value again.
+    pub(crate) fn update(
+        &mut self,
+        update: Vec<(&'static str, Value)>,
+        left_out: Vec<&'static str>,
+    ) {
+        let record = Arc::make_mut(&mut self.record);
+        for (name, value) in update {
+            self.left_out.retain(|n| *n != name);
+            record.fields.set(Cow::Borrowed(name), value);
+        }
+        for name in left_out {
+            record.fields.retain(|n, _| n != name);
+            if !self.left_out.contains(&name) {
+                self.left_out.push(name);
+            }
+        }
+        record.fields.retain(|n, _| n != FIELDS_LEFT_OUT);
+        if !self.left_out.is_empty() {
+            let n = Value::from(self.left_out.len());
+            record.fields.push(Cow::Borrowed(FIELDS_LEFT_OUT), n);
+        }
+        self.changed();
     }
 
     /// Says that the fields changed: the cost is counted again and the

@@ -6,13 +6,13 @@
 //! costs about what a captured one does.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
 
-use serde::Deserializer;
 use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::sync::lock;
 
@@ -37,7 +37,7 @@ static MADE: Mutex<Option<(HashSet<&'static str>, usize)>> = Mutex::new(None);
 
 thread_local! {
     /// The names this thread found last, most recent first.
-    static RECENT_NAMES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    static RECENT_NAMES: Cell<Vec<&'static str>> = const { Cell::new(Vec::new()) };
 }
 
 /// The shared static text equal to `text`, made if there is room in
@@ -60,39 +60,26 @@ pub(crate) fn find_or_make(
 
 /// `text` as a name: the shared static text equal to it, else owned.
 pub(crate) fn name(text: &str) -> Name {
-    let recent = RECENT_NAMES
-        .try_with(|r| {
-            r.try_borrow()
-                .ok()
-                .and_then(|r| r.iter().copied().find(|n| *n == text))
-        })
-        .ok()
-        .flatten();
-    if let Some(found) = recent {
-        return Cow::Borrowed(found);
-    }
-    let made = {
-        let mut table = lock(&MADE);
-        find_or_make(text, table.get_or_insert_with(|| (HashSet::new(), 0)))
-    };
-    match made {
-        Some(made) => {
-            let _ = RECENT_NAMES.try_with(|r| {
-                if let Ok(mut r) = r.try_borrow_mut() {
-                    r.truncate(RECENT - 1);
-                    r.insert(0, made);
-                }
-            });
-            Cow::Borrowed(made)
+    let mut recent = RECENT_NAMES.try_with(Cell::take).unwrap_or_default();
+    let found = match recent.iter().copied().find(|n| *n == text) {
+        Some(found) => Some(found),
+        None => {
+            let made = find_or_make(text, lock(&MADE).get_or_insert_with(Default::default));
+            if let Some(made) = made {
+                recent.truncate(RECENT - 1);
+                recent.insert(0, made);
+            }
+            made
         }
-        None => Cow::Owned(text.to_owned()),
-    }
+    };
+    let _ = RECENT_NAMES.try_with(|r| r.set(recent));
+    found.map_or_else(|| Cow::Owned(text.to_owned()), Cow::Borrowed)
 }
 
-/// Reads a string as a [`name`].
-struct NameVisitor;
+/// Reads a string as a [`name`]; also a map key (for the fields' visitor).
+pub(crate) struct NameSeed;
 
-impl<'de> Visitor<'de> for NameVisitor {
+impl<'de> Visitor<'de> for NameSeed {
     type Value = Name;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,43 +91,26 @@ impl<'de> Visitor<'de> for NameVisitor {
     }
 }
 
+impl<'de> de::DeserializeSeed<'de> for NameSeed {
+    type Value = Name;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Name, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
 /// Deserializes a [`name`] (for `#[serde(deserialize_with)]`).
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
-    d.deserialize_str(NameVisitor)
+    d.deserialize_str(NameSeed)
 }
 
 /// Deserializes an optional [`name`].
 pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Name>, D::Error> {
-    struct Some_;
-    impl<'de> Visitor<'de> for Some_ {
-        type Value = Option<Name>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            deserialize(d).map(Some)
-        }
-    }
-    d.deserialize_option(Some_)
-}
-
-/// A map key read as a [`name`] (for the fields' visitor).
-pub(crate) struct NameSeed;
-
-impl<'de> de::DeserializeSeed<'de> for NameSeed {
-    type Value = Name;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Name, D::Error> {
-        deserialize(d)
-    }
+    #[derive(Deserialize)]
+    struct Named(#[serde(deserialize_with = "deserialize")] Name);
+    Ok(Option::<Named>::deserialize(d)?.map(|n| n.0))
 }
 
 #[cfg(test)]

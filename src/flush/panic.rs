@@ -8,8 +8,9 @@ use std::sync::{Mutex, Weak};
 use serde_json::Value;
 use tracing::Level;
 
-use crate::capture::layer::{Shared, bounded};
+use crate::capture::layer::Shared;
 use crate::capture::record::{Fields, Record};
+use crate::capture::visit::bounded;
 use crate::flush::Flusher;
 use crate::policy::Phase;
 

@@ -12,7 +12,6 @@
 //! share one file through it also share its lock.
 
 use std::fs::{self, File};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,8 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, file_id, io_error, not_a_file, open_regular, private_options, read_regular, refuse,
-    resolve_links, with_suffix,
+    create_dir, create_regular, file_id, io_error, not_a_file, private_options, read_regular,
+    refuse, resolve_links, with_suffix,
 };
 use crate::store::journal_file::{journal_path, say_torn, say_unreadable};
 use crate::store::kept::{Loaded, Stamp, refresh};
@@ -93,12 +92,7 @@ impl StateStore {
         let lock_path = with_suffix(&target, ".lock");
         let mut options = private_options();
         options.read(true).write(true).create(true).truncate(false);
-        let file = open_regular(&lock_path, "lock file", options)?.ok_or_else(|| {
-            io_error(
-                format!("could not open the lock file {}", lock_path.display()),
-                io::ErrorKind::NotFound.into(),
-            )
-        })?;
+        let file = create_regular(&lock_path, "lock file", options)?;
         self.wait_for_lock(&file, &lock_path)?;
         Ok(StateLock {
             _file: file,
@@ -148,10 +142,7 @@ impl StateStore {
                     ));
                 }
                 Err(fs::TryLockError::Error(e)) => {
-                    return Err(io_error(
-                        format!("could not lock {}", lock_path.display()),
-                        e,
-                    ));
+                    return Err(io_error("lock", "lock file", lock_path, e));
                 }
             }
         }
@@ -227,13 +218,7 @@ impl StateStore {
         let snapshot_read = snapshot.is_some();
         let id = snapshot.as_ref().and_then(|_| file_id(target));
         let mut state = snapshot.unwrap_or_else(State::new);
-        let mut stamp = Stamp {
-            generation: state.generation,
-            version: state.version,
-            snapshot: id,
-            journal_good: 0,
-            journal_file: 0,
-        };
+        let mut stamp = Stamp::new(state.generation, state.version, id);
         // A snapshot salvaged (moved aside, see `read`) is stored only by a rewrite.
         let mut needs_repair = state.version < VERSION || (snapshot_read && id.is_none());
         let journal = journal_path(target);
@@ -270,7 +255,9 @@ impl StateStore {
 
     /// Removes parked files whose records are now in the state file.
     pub(crate) fn remove_parked(&self, parked: &[PathBuf]) {
-        crate::store::park::remove(parked);
+        for path in parked {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Replaces the snapshot atomically (a temporary file in the same
@@ -289,13 +276,7 @@ impl StateStore {
         if fs::symlink_metadata(&journal).is_ok_and(|m| m.is_file()) {
             let _ = fs::remove_file(&journal);
         }
-        Ok(Stamp {
-            generation,
-            version: VERSION,
-            snapshot: file_id(&lock.target),
-            journal_good: 0,
-            journal_file: 0,
-        })
+        Ok(Stamp::new(generation, VERSION, file_id(&lock.target)))
     }
 
     /// Writes what one flush added (and the oldest records it trimmed):

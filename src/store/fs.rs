@@ -37,9 +37,19 @@ pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where a damaged file at `path` is kept: `<path>.corrupt-<time>`.
+pub(super) fn aside_path(path: &Path) -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    with_suffix(
+        path,
+        &format!(".corrupt-{}", crate::capture::record::file_stamp(now)),
+    )
+}
+
 /// An error of the state file's I/O: `what` failed, for the reason `e`.
-pub(super) fn io_error(what: String, e: io::Error) -> Error {
-    Error::with_source(ErrorKind::State, what, e)
+pub(super) fn io_error(doing: &str, what: &str, path: &Path, e: io::Error) -> Error {
+    let message = format!("could not {doing} the {what} {}", path.display());
+    Error::with_source(ErrorKind::State, message, e)
 }
 
 /// Creates the folder of `target` (and its parents), private to the owner.
@@ -51,12 +61,9 @@ pub(super) fn create_dir(target: &Path) -> Result<(), Error> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| {
-        io_error(
-            format!("could not create the state folder {}", dir.display()),
-            e,
-        )
-    })
+    builder
+        .create(dir)
+        .map_err(|e| io_error("create", "state folder", dir, e))
 }
 
 /// The file name of `path` as text (empty when it has none).
@@ -68,29 +75,24 @@ pub(super) fn file_name(path: &Path) -> String {
 
 /// What a file type is, in words, when it is not a regular file.
 pub(super) fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
-    if file_type.is_file() {
-        return None;
-    }
-    if file_type.is_dir() {
-        return Some("a folder");
-    }
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return Some("a FIFO (named pipe)");
-        }
-        if file_type.is_char_device() {
-            return Some("a character device");
-        }
-        if file_type.is_block_device() {
-            return Some("a block device");
-        }
-        if file_type.is_socket() {
-            return Some("a socket");
-        }
-    }
-    Some("something other than a regular file")
+    use std::os::unix::fs::FileTypeExt;
+    let kinds = [
+        (file_type.is_file(), None),
+        (file_type.is_dir(), Some("a folder")),
+        #[cfg(unix)]
+        (file_type.is_fifo(), Some("a FIFO (named pipe)")),
+        #[cfg(unix)]
+        (file_type.is_char_device(), Some("a character device")),
+        #[cfg(unix)]
+        (file_type.is_block_device(), Some("a block device")),
+        #[cfg(unix)]
+        (file_type.is_socket(), Some("a socket")),
+    ];
+    let found = kinds.into_iter().find(|(is, _)| *is);
+    found.map_or(Some("something other than a regular file"), |(_, kind)| {
+        kind
+    })
 }
 
 /// The error for a path that holds something other than a regular file.
@@ -113,8 +115,7 @@ pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, E
         return Ok(None);
     };
     let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut file, &mut bytes)
-        .map_err(|e| io_error(format!("could not read the {what} {}", path.display()), e))?;
+    io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| io_error("read", what, path, e))?;
     Ok(Some(bytes))
 }
 
@@ -144,6 +145,23 @@ pub(super) fn open_regular(
     open_checked(path, what, options)
 }
 
+/// [`open_regular`] with `options` that create the file: the file, or an
+/// error (a missing folder).
+pub(super) fn create_regular(path: &Path, what: &str, options: OpenOptions) -> Result<File, Error> {
+    let not_found = || io_error("open", what, path, io::ErrorKind::NotFound.into());
+    open_regular(path, what, options)?.ok_or_else(not_found)
+}
+
+/// Syncs the folder of `path`, so that a file created or renamed in it
+/// stays after a crash.
+pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// The race-free part of [`open_regular`]: opens without blocking, then
 /// checks the type of what was opened.
 fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<File>, Error> {
@@ -155,19 +173,11 @@ fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<
     let file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(io_error(
-                format!("could not open the {what} {}", path.display()),
-                e,
-            ));
-        }
+        Err(e) => return Err(io_error("open", what, path, e)),
     };
-    let meta = file.metadata().map_err(|e| {
-        io_error(
-            format!("could not read the type of the {what} {}", path.display()),
-            e,
-        )
-    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("read the type of", what, path, e))?;
     if let Some(kind) = not_a_file(meta.file_type()) {
         return Err(refuse(what, path, kind));
     }
@@ -191,6 +201,30 @@ pub(super) fn resolve_links(path: &Path) -> PathBuf {
         }
     }
     path
+}
+
+/// The files beside `target` whose names start with its file name: each
+/// one's path and the rest of its name (`.lock` for `state.json.lock`).
+pub(super) fn beside(target: &Path) -> Vec<(PathBuf, String)> {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return Vec::new();
+    };
+    let dir = Some(dir).filter(|d| !d.as_os_str().is_empty());
+    let Ok(entries) = fs::read_dir(dir.unwrap_or(Path::new("."))) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let rest = e
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix(&*name)?
+                .to_owned();
+            Some((e.path(), rest))
+        })
+        .collect()
 }
 
 /// Options that create a file readable and writable by its owner only.

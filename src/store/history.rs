@@ -75,39 +75,33 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     COMPUTED.with(|n| n.set(n.get() + 1));
     let line = record.line.map(|l| l.to_string()).unwrap_or_default();
     let file = record.file.as_deref().unwrap_or("");
-    let chosen: Vec<(String, String)> = fields
+    let chosen: Vec<(&str, String)> = fields
         .iter()
         .filter_map(|name| {
-            field_value(record, name).map(|v| {
-                let text = match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (name.clone(), text)
-            })
+            let value = field_value(record, name)?;
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            Some((name.as_str(), text))
         })
         .collect();
-    if chosen.is_empty() {
-        let hash = fnv1a([&*record.target, file, &line, &record.message]);
+    let mut parts: Vec<&str> = vec![&record.target, file, &line];
+    let label = if chosen.is_empty() {
+        parts.push(&record.message);
         let mut label: String = record.message.chars().take(80).collect();
         if label.len() < record.message.len() {
             label.push('…');
         }
-        return Fingerprint {
-            key: format!("{hash:016x}"),
-            label,
-        };
-    }
-    let mut parts: Vec<&str> = vec![&record.target, file, &line];
-    for (name, value) in &chosen {
-        parts.push(name);
-        parts.push(value);
-    }
-    let label = chosen
-        .iter()
-        .map(|(name, value)| format!("{name} {value:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        label
+    } else {
+        parts.extend(
+            chosen
+                .iter()
+                .flat_map(|(name, value)| [*name, value.as_str()]),
+        );
+        let labels: Vec<String> = chosen.iter().map(|(n, v)| format!("{n} {v:?}")).collect();
+        labels.join(", ")
+    };
     Fingerprint {
         key: format!("{:016x}", fnv1a(parts)),
         label,
@@ -196,27 +190,26 @@ pub(crate) struct Streak {
 
 /// Runs and streaks, as kept in the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct History {
     /// Runs that have flushed so far: the last run's number.
-    #[serde(default)]
     pub(crate) runs: u64,
     /// When the last [`RUN_STARTS`] runs started (their first flush), in
     /// the order they were counted (absent from files written before it:
     /// read as none). A run whose clock could not be read, or registered
     /// by the panic hook's checkpoint (which does not ask the clock), has
     /// none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "times")]
+    #[serde(skip_serializing_if = "Vec::is_empty", with = "times")]
     pub(crate) run_starts: Vec<OffsetDateTime>,
     /// Streaks by fingerprint key.
-    #[serde(default)]
     pub(crate) streaks: BTreeMap<String, Streak>,
     /// Which recent runs saw each fingerprint, by key (absent from files
     /// written before it: read as none).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) recent: BTreeMap<String, Recent>,
     /// Reported failures that are over, oldest first, until a notice says
     /// so (`notify_recovery`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) resolved: Vec<Resolved>,
 }
 
@@ -226,21 +219,22 @@ mod times {
     use time::OffsetDateTime;
 
     #[derive(Serialize, Deserialize)]
-    #[serde(transparent)]
     struct Rfc3339(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
 
     pub(super) fn serialize<S: Serializer>(
         times: &[OffsetDateTime],
-        serializer: S,
+        s: S,
     ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(times.iter().map(|&t| Rfc3339(t)))
+        s.collect_seq(times.iter().map(|&t| Rfc3339(t)))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
+        d: D,
     ) -> Result<Vec<OffsetDateTime>, D::Error> {
-        let times = Vec::<Rfc3339>::deserialize(deserializer)?;
-        Ok(times.into_iter().map(|t| t.0).collect())
+        Ok(Vec::<Rfc3339>::deserialize(d)?
+            .into_iter()
+            .map(|t| t.0)
+            .collect())
     }
 }
 
@@ -267,23 +261,9 @@ impl History {
             self.run_starts.drain(..excess);
         }
         let last = self.runs;
-        for s in self.streaks.values_mut() {
-            s.last_run = s.last_run.min(last);
-        }
-        for r in self.recent.values_mut() {
-            r.run = r.run.min(last);
-        }
+        renumber(&mut self.streaks, last, |s| &mut s.last_run);
+        renumber(&mut self.recent, last, |r| &mut r.run);
         if last == u64::MAX {
-            // Only the last run and the one before matter to a streak.
-            self.streaks.retain(|_, s| s.last_run >= last - 1);
-            for s in self.streaks.values_mut() {
-                s.last_run = 2 - (last - s.last_run);
-            }
-            // The strips keep the same two runs.
-            self.recent.retain(|_, r| r.run >= last - 1);
-            for r in self.recent.values_mut() {
-                r.run = 2 - (last - r.run);
-            }
             self.runs = 2;
         }
         self.runs += 1;
@@ -307,35 +287,29 @@ impl History {
         // Failing again before its recovery was said: no longer over.
         self.resolved.retain(|r| r.key != fingerprint.key);
         match self.streaks.get_mut(&fingerprint.key) {
-            Some(s) if s.last_run == run => {}
-            Some(s) if s.last_run.checked_add(1) == Some(run) => {
-                s.runs = s.runs.saturating_add(1);
-                s.last_run = run;
+            Some(s) if s.last_run == run || s.last_run.checked_add(1) == Some(run) => {
+                if s.last_run != run {
+                    s.runs = s.runs.saturating_add(1);
+                    s.last_run = run;
+                }
+                if severity(level) > severity(s.level) {
+                    s.level = level;
+                }
+                s.last_seen = s.last_seen.max(time);
             }
             _ => {
-                self.streaks.insert(
-                    fingerprint.key.clone(),
-                    Streak {
-                        label: fingerprint.label.clone(),
-                        level,
-                        runs: 1,
-                        last_run: run,
-                        since: time,
-                        last_seen: time,
-                        reported: None,
-                        reported_runs: 0,
-                    },
-                );
-                self.forget_oldest();
-                return;
-            }
-        }
-        if let Some(s) = self.streaks.get_mut(&fingerprint.key) {
-            if severity(level) > severity(s.level) {
-                s.level = level;
-            }
-            if time > s.last_seen {
-                s.last_seen = time;
+                let streak = Streak {
+                    label: fingerprint.label.clone(),
+                    level,
+                    runs: 1,
+                    last_run: run,
+                    since: time,
+                    last_seen: time,
+                    reported: None,
+                    reported_runs: 0,
+                };
+                self.streaks.insert(fingerprint.key.clone(), streak);
+                forget_oldest(&mut self.streaks, |s| (s.last_run, s.last_seen));
             }
         }
     }
@@ -360,19 +334,7 @@ impl History {
             }
             None => {
                 self.recent.insert(key.to_owned(), Recent { run, seen: 1 });
-                while self.recent.len() > MAX_STREAKS {
-                    let oldest = self
-                        .recent
-                        .iter()
-                        .min_by_key(|(_, r)| r.run)
-                        .map(|(k, _)| k.clone());
-                    match oldest {
-                        Some(key) => {
-                            self.recent.remove(&key);
-                        }
-                        None => break,
-                    }
-                }
+                forget_oldest(&mut self.recent, |r| r.run);
             }
         }
     }
@@ -406,31 +368,28 @@ impl History {
     /// that only rode along in a digest, shorter, gets no notice. Returns
     /// whether any did.
     pub(crate) fn end_run(&mut self, run: u64, persisting: u64) -> bool {
-        let over: Vec<String> = self
-            .streaks
-            .iter()
-            .filter(|(_, s)| {
+        let (over, kept): (BTreeMap<_, _>, _) = std::mem::take(&mut self.streaks)
+            .into_iter()
+            .partition(|(_, s)| {
                 s.reported.is_some() && s.reported_runs >= persisting && s.last_run < run
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &over {
-            if let Some(s) = self.streaks.remove(key) {
-                self.resolved.retain(|r| r.key != *key);
-                self.resolved.push(Resolved {
-                    key: key.clone(),
-                    label: s.label,
-                    level: s.level,
-                    runs: s.runs,
-                    since: s.since,
-                    last_seen: s.last_seen,
-                    run,
-                });
-            }
+            });
+        self.streaks = kept;
+        let any = !over.is_empty();
+        for (key, s) in over {
+            self.resolved.retain(|r| r.key != key);
+            self.resolved.push(Resolved {
+                key,
+                label: s.label,
+                level: s.level,
+                runs: s.runs,
+                since: s.since,
+                last_seen: s.last_seen,
+                run,
+            });
         }
         let excess = self.resolved.len().saturating_sub(MAX_STREAKS);
         self.resolved.drain(..excess);
-        !over.is_empty()
+        any
     }
 
     /// Notes that a digest holding these fingerprints was sent at `now`.
@@ -453,43 +412,56 @@ impl History {
     /// (`reported`), look new for years, or stretch the time between runs.
     /// Returns the state file keys of the times moved, each once.
     pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
-        let mut starts = false;
-        for at in &mut self.run_starts {
-            starts |= clamp(at, now);
-        }
-        let (mut since, mut last_seen, mut reported) = (false, false, false);
-        for s in self.streaks.values_mut() {
-            since |= clamp(&mut s.since, now);
-            last_seen |= clamp(&mut s.last_seen, now);
-            if let Some(at) = &mut s.reported {
-                reported |= clamp(at, now);
-            }
-        }
-        [
-            (starts, "history.run_starts"),
-            (since, "history.streaks.since"),
-            (last_seen, "history.streaks.last_seen"),
-            (reported, "history.streaks.reported"),
-        ]
-        .into_iter()
-        .filter_map(|(moved, key)| moved.then_some(key))
-        .collect()
+        let s = &mut self.streaks;
+        let moved = [
+            clamp(&mut self.run_starts, now),
+            clamp(s.values_mut().map(|s| &mut s.since), now),
+            clamp(s.values_mut().map(|s| &mut s.last_seen), now),
+            clamp(s.values_mut().filter_map(|s| s.reported.as_mut()), now),
+        ];
+        let keys = [
+            "history.run_starts",
+            "history.streaks.since",
+            "history.streaks.last_seen",
+            "history.streaks.reported",
+        ];
+        let moved = keys.into_iter().zip(moved);
+        moved
+            .filter_map(|(key, moved)| moved.then_some(key))
+            .collect()
     }
+}
 
-    fn forget_oldest(&mut self) {
-        while self.streaks.len() > MAX_STREAKS {
-            let oldest = self
-                .streaks
-                .iter()
-                .min_by_key(|(_, s)| (s.last_run, s.last_seen))
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(key) => {
-                    self.streaks.remove(&key);
-                }
-                None => break,
-            }
+/// Takes the runs of `map` (each entry's `run`) that lie beyond the counter
+/// `last` as `last`; and when the counter is at its end, renumbers them
+/// from 2 (the last run), keeping only the last run and the one before:
+/// all that matters to a streak, and the same two runs for the strips.
+fn renumber<V>(map: &mut BTreeMap<String, V>, last: u64, run: impl Fn(&mut V) -> &mut u64) {
+    map.retain(|_, v| {
+        let run = run(v);
+        *run = (*run).min(last);
+        last < u64::MAX || *run >= last - 1
+    });
+    if last == u64::MAX {
+        for v in map.values_mut() {
+            let run = run(v);
+            *run = 2 - (last - *run);
         }
+    }
+}
+
+/// Forgets the entries of `map` with the least `age` (those seen longest
+/// ago) until at most [`MAX_STREAKS`] are left.
+fn forget_oldest<V, A: Ord>(map: &mut BTreeMap<String, V>, age: impl Fn(&V) -> A) {
+    while map.len() > MAX_STREAKS {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| age(v))
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        map.remove(&oldest);
     }
 }
 
@@ -550,16 +522,50 @@ pub(crate) fn unmatched_fields(
     level: Level,
     history: &History,
 ) -> Option<String> {
-    if fields.is_empty() {
+    let carried = carried_fields(records, fields, level)?;
+    // A streak labelled `url "…"` was told apart by one of the fields: they
+    // match, only not in these records.
+    let matched_before = history.streaks.values().any(|s| {
+        fields.iter().any(|f| {
+            s.label
+                .strip_prefix(f.as_str())
+                .is_some_and(|r| r.starts_with(" \""))
+        })
+    });
+    if matched_before {
         return None;
     }
+    let records = if level == Level::ERROR {
+        "ERROR record".to_owned()
+    } else {
+        format!("record at {level} or above")
+    };
+    Some(format!(
+        "fingerprint_fields {fields:?}: no {records} has any of them; {}. Names must match \
+         exactly (looked up in each event's fields, then in its spans' fields); until one \
+         does, failures are told apart by callsite and message alone, and different failures \
+         with the same message count as one.",
+        they_carry(fields, &carried)
+    ))
+}
+
+/// The names the records at `level` or above carry (their own fields, then
+/// their spans'), each once; `None` when `fields` is empty, when no record
+/// is at `level`, or when one of them has one of `fields`.
+fn carried_fields<'r>(
+    records: &'r [Record],
+    fields: &[String],
+    level: Level,
+) -> Option<Vec<&'r str>> {
     let min = severity(level);
     let mut at_level = records
         .iter()
         .filter(|r| severity(r.level) >= min)
         .peekable();
-    at_level.peek()?;
-    let mut carried: Vec<&str> = Vec::new();
+    if fields.is_empty() || at_level.peek().is_none() {
+        return None;
+    }
+    let mut carried = Vec::new();
     for record in at_level {
         if fields.iter().any(|f| field_value(record, f).is_some()) {
             return None;
@@ -571,70 +577,45 @@ pub(crate) fn unmatched_fields(
             }
         }
     }
-    // A streak labelled `url "…"` was told apart by one of the fields: they
-    // match, only not in these records.
-    let matched_before = history.streaks.values().any(|s| {
-        fields.iter().any(|f| {
-            s.label
-                .strip_prefix(f.as_str())
-                .is_some_and(|rest| rest.starts_with(" \""))
-        })
-    });
-    if matched_before {
-        return None;
-    }
-    let mut note = format!("fingerprint_fields {fields:?}: no ");
-    if level == Level::ERROR {
-        note.push_str("ERROR record");
-    } else {
-        let _ = write!(note, "record at {level} or above");
-    }
-    note.push_str(" has any of them; ");
-    if carried.is_empty() {
-        note.push_str("they carry no fields");
-    } else {
-        let _ = write!(
-            note,
-            "they carry: {}",
-            carried
-                .iter()
-                .take(MAX_CARRIED)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        if carried.len() > MAX_CARRIED {
-            let _ = write!(note, " and {} more", carried.len() - MAX_CARRIED);
-        }
-        let close: Vec<String> = fields
-            .iter()
-            .filter_map(|f| {
-                let simple = |s: &str| s.to_lowercase().replace(['-', '.'], "_");
-                carried
-                    .iter()
-                    .find(|c| simple(c) == simple(f))
-                    .map(|c| format!("{c:?}"))
-            })
-            .collect();
-        if !close.is_empty() {
-            let _ = write!(note, " (did you mean {}?)", close.join(", "));
-        }
-    }
-    note.push_str(
-        ". Names must match exactly (looked up in each event's fields, then in its spans' \
-         fields); until one does, failures are told apart by callsite and message alone, and \
-         different failures with the same message count as one.",
-    );
-    Some(note)
+    Some(carried)
 }
 
-/// Sets `time` to `now` if it is later; says whether it was.
-pub(crate) fn clamp(time: &mut OffsetDateTime, now: OffsetDateTime) -> bool {
-    let later = *time > now;
-    if later {
-        *time = now;
+/// `they carry: url, status and 3 more (did you mean "url"?)`: the names
+/// `carried` (at most [`MAX_CARRIED`]), and those close to one of `fields`.
+fn they_carry(fields: &[String], carried: &[&str]) -> String {
+    if carried.is_empty() {
+        return "they carry no fields".to_owned();
     }
-    later
+    let mut out = format!(
+        "they carry: {}",
+        carried[..carried.len().min(MAX_CARRIED)].join(", ")
+    );
+    if carried.len() > MAX_CARRIED {
+        let _ = write!(out, " and {} more", carried.len() - MAX_CARRIED);
+    }
+    let simple = |s: &str| s.to_lowercase().replace(['-', '.'], "_");
+    let close: Vec<String> = fields
+        .iter()
+        .filter_map(|f| carried.iter().find(|c| simple(c) == simple(f)))
+        .map(|c| format!("{c:?}"))
+        .collect();
+    if !close.is_empty() {
+        let _ = write!(out, " (did you mean {}?)", close.join(", "));
+    }
+    out
+}
+
+/// Sets each of `times` that is later than `now` to `now`; says whether
+/// any was.
+pub(crate) fn clamp<'t>(
+    times: impl IntoIterator<Item = &'t mut OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    times.into_iter().fold(false, |moved, time| {
+        let later = *time > now;
+        *time = (*time).min(now);
+        moved | later
+    })
 }
 
 #[cfg(test)]

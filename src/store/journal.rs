@@ -108,45 +108,46 @@ impl Append<'_> {
 
     /// The lines, each ending in a newline.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        let fact = |f: &Fact, out: &mut Vec<u8>| -> Result<(), serde_json::Error> {
-            serde_json::to_writer(&mut *out, f)?;
-            out.push(b'\n');
-            Ok(())
-        };
         if let Some((run, at)) = self.run {
-            fact(&Fact::Run { run, at }, out)?;
+            line(out, &Fact::Run { run, at })?;
         }
         if !self.records.is_empty() {
             let observe = Fact::Observe {
                 level: self.level.as_str().to_owned(),
                 fields: self.fields.to_vec(),
             };
-            fact(&observe, out)?;
+            line(out, &observe)?;
             for record in self.records {
-                serde_json::to_writer(&mut *out, record)?;
-                out.push(b'\n');
+                line(out, record)?;
             }
         }
         if self.dropped > 0 {
-            fact(
+            line(
+                out,
                 &Fact::Dropped {
                     count: self.dropped,
                 },
-                out,
             )?;
         }
         if let Some((count, dropped)) = self.trim {
-            fact(&Fact::Trim { count, dropped }, out)?;
+            line(out, &Fact::Trim { count, dropped })?;
         }
         Ok(())
     }
 }
 
+/// Appends `value` to `out` as one JSON line.
+fn line(out: &mut Vec<u8>, value: &impl Serialize) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.push(b'\n');
+    Ok(())
+}
+
 /// The header line of a journal extending generation `base`.
 pub(crate) fn header(base: u64) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&Fact::Journal { base }).unwrap_or_default();
-    line.push(b'\n');
-    line
+    let mut out = Vec::new();
+    let _ = line(&mut out, &Fact::Journal { base });
+    out
 }
 
 /// What replaying some journal bytes found.
@@ -180,17 +181,13 @@ pub(crate) fn replay(
     let mut out = Replayed::default();
     let mut lines = Lines::default();
     let mut first = from_start;
-    let mut at = 0;
-    while at < bytes.len() {
-        let Some(end) = bytes[at..].iter().position(|&b| b == b'\n') else {
+    for piece in bytes.split_inclusive(|&b| b == b'\n') {
+        let Some(line) = piece.strip_suffix(b"\n") else {
             out.torn = true;
             break;
         };
-        let line = &bytes[at..at + end];
-        at += end + 1;
-        out.good_len = at;
-        if first {
-            first = false;
+        out.good_len += piece.len();
+        if std::mem::take(&mut first) {
             match serde_json::from_slice::<Fact>(line) {
                 Ok(Fact::Journal { base }) if any_base || base == state.generation => continue,
                 Ok(Fact::Journal { .. }) => {
@@ -203,21 +200,14 @@ pub(crate) fn replay(
                 _ => {}
             }
         }
-        if line.is_empty() {
-            continue;
-        }
-        let applied = if line.starts_with(FACT_PREFIX) {
-            serde_json::from_slice::<Fact>(line)
-                .map(|fact| lines.fact(state, fact))
-                .is_ok()
+        let applied = if line.is_empty() {
+            Ok(())
+        } else if line.starts_with(FACT_PREFIX) {
+            serde_json::from_slice(line).map(|fact| lines.fact(state, fact))
         } else {
-            serde_json::from_slice::<Record>(line)
-                .map(|record| lines.record(state, record))
-                .is_ok()
+            serde_json::from_slice(line).map(|record| lines.record(state, record))
         };
-        if !applied {
-            out.garbage += 1;
-        }
+        out.garbage += usize::from(applied.is_err());
     }
     lines.trim_now(state);
     out.trimmed = lines.total;

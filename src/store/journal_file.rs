@@ -1,14 +1,14 @@
 //! The journal on disk: where it lives beside the state file, reading it
 //! saying when it is damaged, and appending to it at its last whole line with an fsync.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use time::OffsetDateTime;
-
 use crate::error::Error;
-use crate::store::fs::{io_error, open_regular, private_options, with_suffix};
+use crate::store::fs::{
+    aside_path, create_regular, io_error, private_options, sync_dir, with_suffix,
+};
 use crate::store::snapshot::Repair;
 
 /// The journal beside the state file `target`.
@@ -30,13 +30,7 @@ pub(super) fn say_torn(journal: &Path) {
 /// it as it was (`bytes`) is kept beside it first.
 pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repair: Repair) {
     let kept = if repair == Repair::MoveAside {
-        let copy = with_suffix(
-            journal,
-            &format!(
-                ".corrupt-{}",
-                crate::capture::record::file_stamp(OffsetDateTime::now_utc())
-            ),
-        );
+        let copy = aside_path(journal);
         match fs::write(&copy, bytes) {
             Ok(()) => format!("; the journal as it was is kept in {}", copy.display()),
             Err(e) => format!("; it could not be copied aside ({e})"),
@@ -57,17 +51,11 @@ pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repai
 /// to where it was, so nothing half written stays.
 pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Error> {
     let journal = journal_path(target);
-    let fail = |what: &str, e: io::Error| {
-        io_error(
-            format!("could not {what} the journal {}", journal.display()),
-            e,
-        )
-    };
+    let fail = |doing: &str, e: io::Error| io_error(doing, "journal", &journal, e);
     let created = !journal.exists();
     let mut options = private_options();
     options.write(true).create(true).truncate(false);
-    let mut file = open_regular(&journal, "journal", options)?
-        .ok_or_else(|| fail("open", io::ErrorKind::NotFound.into()))?;
+    let mut file = create_regular(&journal, "journal", options)?;
     let written = (|| {
         if file.metadata()?.len() != start {
             file.set_len(start)?;
@@ -80,13 +68,8 @@ pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Err
         let _ = file.set_len(start);
         return Err(fail("append to", e));
     }
-    #[cfg(unix)]
-    if created && let Some(dir) = journal.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("sync the folder of", e))?;
+    if created {
+        sync_dir(&journal).map_err(|e| fail("sync the folder of", e))?;
     }
-    #[cfg(not(unix))]
-    let _ = created;
     Ok(start + bytes.len() as u64)
 }

@@ -3,6 +3,7 @@
 //! that says whether it is still the state on disk (brought up to date from
 //! the journal's tail when others appended).
 
+use std::cmp::Ordering;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,20 @@ pub(crate) struct Stamp {
     pub(super) journal_file: u64,
 }
 
+impl Stamp {
+    /// The stamp of a snapshot without a journal (the next append starts
+    /// one).
+    pub(super) fn new(generation: u64, version: u32, snapshot: Option<FileId>) -> Self {
+        Stamp {
+            generation,
+            version,
+            snapshot,
+            journal_good: 0,
+            journal_file: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 impl Stamp {
     /// Where the next append starts: the end of the journal's last whole
@@ -82,12 +97,12 @@ pub(crate) struct Cache {
 /// shorter journal, lines that do not replay) is a full read.
 pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loaded> {
     let kept = state.pending.len();
-    if stamp.snapshot.is_none() || file_id(target) != stamp.snapshot {
-        return None;
-    }
     // The same size, time and inode could in theory be another file;
     // its generation, at its start, could not.
-    if snapshot_generation(target) != Some(stamp.generation) {
+    if stamp.snapshot.is_none()
+        || file_id(target) != stamp.snapshot
+        || snapshot_generation(target) != Some(stamp.generation)
+    {
         return None;
     }
     let journal = journal_path(target);
@@ -97,8 +112,8 @@ pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loade
         Err(_) => 0,
     };
     let (state, stamp, trimmed) = match len.cmp(&stamp.journal_good) {
-        std::cmp::Ordering::Less => return None,
-        std::cmp::Ordering::Equal => (
+        Ordering::Less => return None,
+        Ordering::Equal => (
             state,
             Stamp {
                 journal_file: len,
@@ -106,16 +121,17 @@ pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loade
             },
             0,
         ),
-        std::cmp::Ordering::Greater => replay_tail(&journal, state, stamp, len)?,
+        Ordering::Greater => replay_tail(&journal, state, stamp, len)?,
     };
+    // Others' trim lines took kept records from the front: those left are
+    // no longer where the view had them.
+    let kept = if trimmed > 0 { 0 } else { kept };
     Some(Loaded {
         state,
         parked: Vec::new(),
         stamp,
         repair: false,
-        // Others' trim lines took kept records from the front: those
-        // left are no longer where the view had them.
-        kept: if trimmed > 0 { 0 } else { kept },
+        kept,
     })
 }
 

@@ -11,6 +11,8 @@
 
 use std::path::Path;
 
+use crate::store::fs::beside;
+
 /// The suffix of a temporary file written by the process `pid`.
 pub(crate) fn tmp_suffix(pid: u32) -> String {
     format!(".tmp-{pid}")
@@ -21,36 +23,23 @@ pub(crate) fn tmp_suffix(pid: u32) -> String {
 /// files (`<name>.parked-….json.tmp-<pid>`). Returns how many were removed.
 /// Call it with the state's lock held.
 pub(crate) fn remove_dead_temporaries(target: &Path) -> usize {
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        return 0;
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let name = name.to_string_lossy();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
     let mut removed = 0;
-    for entry in entries.filter_map(Result::ok) {
-        let file = entry.file_name();
-        let Some(pid) = writer_of(&file.to_string_lossy(), &name) else {
+    for (path, rest) in beside(target) {
+        let Some(pid) = writer_of(&rest) else {
             continue;
         };
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && !alive(pid) && std::fs::remove_file(entry.path()).is_ok() {
+        let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+        if is_file && !alive(pid) && std::fs::remove_file(&path).is_ok() {
             removed += 1;
         }
     }
     removed
 }
 
-/// The pid in `file` when it is a temporary file of the state file `name`
-/// or of one of its parked files, as this crate names them.
-fn writer_of(file: &str, name: &str) -> Option<u32> {
-    let rest = file.strip_prefix(name)?;
+/// The pid in the name of a file beside the state file (`rest`, what
+/// follows the state file's name) when it is a temporary file of the state
+/// file or of one of its parked files, as this crate names them.
+fn writer_of(rest: &str) -> Option<u32> {
     let (of, pid) = rest.rsplit_once(".tmp-")?;
     let parked = of.starts_with(".parked-") && of.ends_with(".json") && !of.contains('/');
     if !(of.is_empty() || parked) || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
@@ -89,13 +78,11 @@ mod tests {
 
     #[test]
     fn only_our_temporary_names_are_read_as_a_writer() {
-        let name = "state.json";
-        assert_eq!(writer_of("state.json.tmp-42", name), Some(42));
+        // As `beside` gives them: the rest of a name after the state file's.
+        let writer = |file: &str| file.strip_prefix("state.json").and_then(writer_of);
+        assert_eq!(writer("state.json.tmp-42"), Some(42));
         assert_eq!(
-            writer_of(
-                "state.json.parked-20260101T000000.000001Z-7-0.json.tmp-42",
-                name
-            ),
+            writer("state.json.parked-20260101T000000.000001Z-7-0.json.tmp-42"),
             Some(42)
         );
         for other in [
@@ -111,7 +98,7 @@ mod tests {
             "xstate.json.tmp-42",
             "state.json.tmp-99999999999999999999",
         ] {
-            assert_eq!(writer_of(other, name), None, "{other}");
+            assert_eq!(writer(other), None, "{other}");
         }
     }
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 use crate::error::Error;
-use crate::store::fs::{create_dir, file_name, with_suffix};
+use crate::store::fs::{beside, create_dir, file_name, with_suffix};
 use crate::store::snapshot::{Repair, read, write_atomic};
 use crate::store::state::{State, VERSION};
 
@@ -42,13 +42,6 @@ pub(super) fn park(target: &Path, records: &[Record], dropped: u64) -> Result<Pa
     };
     write_atomic(&path, &parked)?;
     Ok(path)
-}
-
-/// Removes parked files whose records are now in the state file.
-pub(super) fn remove(parked: &[PathBuf]) {
-    for path in parked {
-        let _ = fs::remove_file(path);
-    }
 }
 
 /// Merges the records of the parked files beside `target` into `state`, in
@@ -99,28 +92,9 @@ pub(super) fn unmerged(target: &Path, state: &State) -> usize {
 
 /// The parked files of the state file `target`, oldest first.
 pub(super) fn parked_files(target: &Path) -> Vec<PathBuf> {
-    let dir = match target.parent() {
-        Some(d) if d.as_os_str().is_empty() => Path::new("."),
-        Some(d) => d,
-        None => return Vec::new(),
-    };
-    let Some(name) = target.file_name() else {
-        return Vec::new();
-    };
-    let prefix = format!("{}.parked-", name.to_string_lossy());
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    let n = e.file_name();
-                    let n = n.to_string_lossy();
-                    n.starts_with(&prefix) && n.ends_with(".json")
-                })
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
+    let parked = |rest: &str| rest.starts_with(".parked-") && rest.ends_with(".json");
+    let found = beside(target).into_iter().filter(|(_, rest)| parked(rest));
+    let mut found: Vec<PathBuf> = found.map(|(path, _)| path).collect();
     found.sort();
     found
 }

@@ -1,18 +1,19 @@
 //! The snapshot: the whole state in one file, read (a damaged one salvaged
 //! and moved aside) and replaced atomically under a new generation.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    io_error, not_a_file, open_regular, private_options, read_options, read_regular, refuse,
-    with_suffix,
+    aside_path, create_regular, io_error, not_a_file, open_regular, private_options, read_options,
+    read_regular, refuse, sync_dir, with_suffix,
 };
 use crate::store::state::{State, VERSION};
 
@@ -29,17 +30,10 @@ pub(super) enum Repair {
 /// "generation":N,…`, as this crate writes it), read without reading the
 /// rest.
 pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
-    let mut file = open_regular(path, "state file", read_options()).ok()??;
-    let mut head = [0u8; 64];
-    let mut len = 0;
-    while len < head.len() {
-        match io::Read::read(&mut file, &mut head[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(_) => return None,
-        }
-    }
-    let head = std::str::from_utf8(&head[..len]).ok()?;
+    let file = open_regular(path, "state file", read_options()).ok()??;
+    let mut head = Vec::with_capacity(64);
+    io::Read::read_to_end(&mut io::Read::take(file, 64), &mut head).ok()?;
+    let head = std::str::from_utf8(&head).ok()?;
     let rest = &head[head.find("\"generation\":")? + "\"generation\":".len()..];
     let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
     digits.parse().ok()
@@ -151,82 +145,65 @@ fn refuse_newer(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<State>, Error> {
     let salvaged = salvage(bytes);
     let aside = move_aside(path)?;
-    match salvaged {
-        None => {
-            eprintln!(
-                "tracing-email: the state file {} could not be read ({e}); it was \
-                 moved to {} and a fresh one is used",
-                path.display(),
-                aside.display()
-            );
-            Ok(None)
-        }
-        Some((state, lost)) => {
-            eprintln!(
-                "tracing-email: the state file {} could not be read as a whole ({e}); \
-                 it was moved to {}, and what could be read is kept: {} records \
-                 ({lost} entries that are not records were left out and are only in \
-                 the moved file)",
-                path.display(),
-                aside.display(),
+    let (whole, kept) = match &salvaged {
+        None => ("", " and a fresh one is used".to_owned()),
+        Some((state, lost)) => (
+            " as a whole",
+            format!(
+                ", and what could be read is kept: {} records ({lost} entries that are not \
+                 records were left out and are only in the moved file)",
                 state.pending.len()
-            );
-            Ok(Some(state))
-        }
-    }
+            ),
+        ),
+    };
+    eprintln!(
+        "tracing-email: the state file {} could not be read{whole} ({e}); it was moved to {}{kept}",
+        path.display(),
+        aside.display()
+    );
+    Ok(salvaged.map(|(state, _)| state))
 }
 
 /// The records (and other parts) of a state file that is JSON but not of
-/// the right shape as a whole: each pending record that parses is kept.
-/// Returns the salvaged state and how many pending entries were left out;
-/// `None` when there is nothing to keep (not a JSON object).
+/// the right shape as a whole: each pending record that parses is kept, and
+/// each other part that reads. Returns the salvaged state and how many
+/// pending entries were left out; `None` when there is nothing to keep (not
+/// a JSON object).
 fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
-    let serde_json::Value::Object(mut map) = serde_json::from_slice(bytes).ok()? else {
+    let Value::Object(mut map) = serde_json::from_slice(bytes).ok()? else {
         return None;
     };
-    fn take<T: serde::de::DeserializeOwned>(
-        map: &mut serde_json::Map<String, serde_json::Value>,
-        key: &str,
-    ) -> Option<T> {
-        map.remove(key)
-            .and_then(|v| serde_json::from_value::<T>(v).ok())
-    }
-    let mut state = State::new();
-    let mut lost = 0;
-    match map.remove("pending") {
-        Some(serde_json::Value::Array(entries)) => {
-            for entry in entries {
-                match serde_json::from_value::<Record>(entry) {
-                    Ok(record) => state.pending.push(record),
-                    Err(_) => lost += 1,
-                }
-            }
+    let (pending, lost) = match map.remove("pending") {
+        Some(Value::Array(entries)) => {
+            let all = entries.len();
+            let records = entries
+                .into_iter()
+                .filter_map(|r| serde_json::from_value(r).ok());
+            let records: Vec<Record> = records.collect();
+            let lost = all - records.len();
+            (records, lost)
         }
-        Some(_) => lost += 1,
-        None => {}
-    }
+        Some(_) => (Vec::new(), 1),
+        None => (Vec::new(), 0),
+    };
+    map.remove("generation");
+    let version = Value::from(VERSION);
+    map.retain(|key, value| {
+        let part = serde_json::json!({ "version": version, key: value });
+        serde_json::from_value::<State>(part).is_ok()
+    });
+    map.insert("version".to_owned(), version);
+    // Each part reads alone, so together they do; were it not so, the
+    // records are kept all the same.
+    let mut state: State =
+        serde_json::from_value(Value::Object(map)).unwrap_or_else(|_| State::new());
+    state.pending = pending;
     state.pending.sort_by_key(|r| r.timestamp);
-    state.dropped = take(&mut map, "dropped").unwrap_or(0);
-    #[derive(Deserialize)]
-    struct Sent(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
-    state.last_sent = take::<Sent>(&mut map, "last_sent").map(|s| s.0);
-    state.last_error = take(&mut map, "last_error");
-    state.last_error_at = take::<Sent>(&mut map, "last_error_at").map(|s| s.0);
-    state.history = take(&mut map, "history").unwrap_or_default();
-    state.alerts = take(&mut map, "alerts").unwrap_or_default();
-    state.alert_post = take(&mut map, "alert_post");
-    state.parked_merged = take(&mut map, "parked_merged").unwrap_or_default();
     Some((state, lost))
 }
 
 fn move_aside(path: &Path) -> Result<PathBuf, Error> {
-    let aside = with_suffix(
-        path,
-        &format!(
-            ".corrupt-{}",
-            crate::capture::record::file_stamp(OffsetDateTime::now_utc())
-        ),
-    );
+    let aside = aside_path(path);
     // Only a regular file is ever renamed (the caller read it as one; this
     // checks the path itself once more).
     if let Ok(meta) = fs::symlink_metadata(path)
@@ -235,13 +212,11 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
         return Err(refuse("state file", path, kind));
     }
     fs::rename(path, &aside).map_err(|e| {
-        io_error(
-            format!(
-                "the state file {} is unreadable and could not be moved aside",
-                path.display()
-            ),
-            e,
-        )
+        let message = format!(
+            "the state file {} is unreadable and could not be moved aside",
+            path.display()
+        );
+        Error::with_source(ErrorKind::State, message, e)
     })?;
     Ok(aside)
 }
@@ -249,12 +224,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
 /// Writes `state` to `path` atomically: a temporary file in the same folder
 /// (mode 0600), fsync, rename over `path`, fsync of the folder.
 pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
-    let fail = |what: &str, e: io::Error| {
-        io_error(
-            format!("could not {what} the state file {}", path.display()),
-            e,
-        )
-    };
+    let fail = |doing: &str, e: io::Error| io_error(doing, "state file", path, e);
     let bytes = serde_json::to_vec(state)
         .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
     // Whatever is at `path` is replaced only if it is a regular file (a
@@ -270,11 +240,7 @@ pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Er
     );
     let mut options = private_options();
     options.write(true).create(true).truncate(true);
-    let mut file = match open_regular(&tmp, "temporary file", options) {
-        Ok(Some(file)) => file,
-        Ok(None) => return Err(fail("write", io::ErrorKind::NotFound.into())),
-        Err(e) => return Err(e),
-    };
+    let mut file = create_regular(&tmp, "temporary file", options)?;
     let written = file.write_all(&bytes).and_then(|()| file.sync_all());
     drop(file);
     if let Err(e) = written {
@@ -285,11 +251,5 @@ pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Er
         let _ = fs::remove_file(&tmp);
         return Err(fail("replace", e));
     }
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| fail("sync the folder of", e))?;
-    }
-    Ok(())
+    sync_dir(path).map_err(|e| fail("sync the folder of", e))
 }

@@ -161,18 +161,15 @@ impl State {
     ) -> Vec<&'static str> {
         use crate::store::history::clamp;
         let mut moved = Vec::new();
-        if let Some(at) = &mut self.last_sent
-            && clamp(at, now)
-        {
+        if clamp(&mut self.last_sent, now) {
             moved.push("last_sent");
         }
         // Oldest first stays oldest first: the moved ones are the newest.
-        let mut records = false;
         let from = from.min(self.pending.len());
-        for record in &mut self.pending[from..] {
-            records |= clamp(&mut record.timestamp, now);
-        }
-        if records {
+        if clamp(
+            self.pending[from..].iter_mut().map(|r| &mut r.timestamp),
+            now,
+        ) {
             moved.push("pending.time");
         }
         moved.extend(self.history.clamp_future(now));
