@@ -116,6 +116,7 @@
 // setting's default and bound) are below all of them; `builder` and `config` (the settings from code and from data) above.
 pub mod clock;
 mod error;
+mod say;
 mod sync;
 #[cfg(test)]
 mod tests;

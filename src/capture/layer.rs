@@ -1,9 +1,10 @@
 //! The `tracing-subscriber` layer: turns each event into a
-//! [`Record`](crate::record::Record) and keeps it in memory. No I/O happens here.
+//! [`Record`](crate::record::Record) and keeps it in memory. No I/O happens
+//! here but one line on stderr, once, for a record logged after the guard
+//! was dropped.
 
 use std::cell::Cell;
 use std::fmt;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -103,7 +104,7 @@ pub(crate) struct Shared {
 
 /// The line printed on stderr for the first record logged after the guard
 /// was dropped.
-pub(crate) const GUARD_DROPPED: &str = "tracing-email: a record was logged after the FlushGuard \
+pub(crate) const GUARD_DROPPED: &str = "a record was logged after the FlushGuard \
      was dropped, so it is not captured, nor is any later one (nothing would send them). \
      `let (layer, _) = EmailLayer::…` drops the guard at once: keep the guard: \
      let (layer, _guard) = …, and let it drop at the end of main.";
@@ -113,7 +114,7 @@ impl Shared {
     #[cold]
     fn refuse_after_guard(&self) {
         if !self.guard_dropped_said.swap(true, Ordering::Relaxed) {
-            let _ = writeln!(std::io::stderr().lock(), "{GUARD_DROPPED}");
+            crate::say::say!("{GUARD_DROPPED}");
         }
     }
 }

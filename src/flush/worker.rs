@@ -224,7 +224,7 @@ fn say_failed(outcome: &crate::flush::outcome::Outcome) {
     if outcome.is_failed() {
         // The error may hold a transport's own, whose Display is user code.
         let line = crate::error::display_safely(outcome);
-        let _ = writeln!(std::io::stderr(), "tracing-email: {line}");
+        crate::say::say!("{line}");
     }
 }
 

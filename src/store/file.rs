@@ -159,8 +159,8 @@ impl StateStore {
     ) -> bool {
         let moved = state.clamp_future_from(now, from);
         if !moved.is_empty() {
-            eprintln!(
-                "tracing-email: the state file {} holds times later than now ({}) in {}; \
+            crate::say::say!(
+                "the state file {} holds times later than now ({}) in {}; \
                  they were written under a clock that was ahead and are taken as now",
                 self.path.display(),
                 crate::capture::record::utc_time(now),

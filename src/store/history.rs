@@ -10,7 +10,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -505,7 +504,7 @@ pub(crate) fn check_fingerprint_fields(
     if let Some(note) = unmatched_fields(records, fields, level, history)
         && !UNMATCHED_SAID.swap(true, Ordering::Relaxed)
     {
-        let _ = writeln!(std::io::stderr().lock(), "tracing-email: {note}");
+        crate::say::say!("{note}");
     }
 }
 

@@ -18,8 +18,8 @@ pub(crate) fn journal_path(target: &Path) -> PathBuf {
 
 /// Says on stderr that the journal ends in a torn line.
 pub(super) fn say_torn(journal: &Path) {
-    eprintln!(
-        "tracing-email: the journal {} ends in a torn line (a crash during an append); \
+    crate::say::say!(
+        "the journal {} ends in a torn line (a crash during an append); \
          1 line was ignored and the next append writes over it",
         journal.display()
     );
@@ -38,8 +38,8 @@ pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repai
     } else {
         String::new()
     };
-    eprintln!(
-        "tracing-email: the journal {} holds {garbage} lines that could not be read; they \
+    crate::say::say!(
+        "the journal {} holds {garbage} lines that could not be read; they \
          were skipped and the rest was loaded{kept}",
         journal.display(),
     );

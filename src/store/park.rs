@@ -72,7 +72,7 @@ pub(super) fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
                 names.push(name);
             }
             Ok(None) => {}
-            Err(e) => eprintln!("tracing-email: a parked file was left where it is: {e}"),
+            Err(e) => crate::say::say!("a parked file was left where it is: {e}"),
         }
     }
     if !merged.is_empty() {

@@ -156,8 +156,8 @@ fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<St
             ),
         ),
     };
-    eprintln!(
-        "tracing-email: the state file {} could not be read{whole} ({e}); it was moved to {}{kept}",
+    crate::say::say!(
+        "the state file {} could not be read{whole} ({e}); it was moved to {}{kept}",
         path.display(),
         aside.display()
     );

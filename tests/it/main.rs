@@ -48,5 +48,6 @@ mod service;
 mod simulate;
 mod smtp;
 mod state_file;
+mod stderr;
 mod tokio;
 mod transports;
