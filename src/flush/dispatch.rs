@@ -131,11 +131,14 @@ impl Flusher {
         let Some(transport) = &self.transport else {
             return Outcome::Nothing;
         };
-        let result = (self.composer.compose_recovery(&state.history.resolved)).and_then(|email| {
-            send_before(transport, &self.outstanding, email, deadline, |t, e| {
-                t.send(e)
-            })
-        });
+        let result = self
+            .composer
+            .compose_recovery(&state.history.resolved)
+            .and_then(|email| {
+                send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                    t.send(e)
+                })
+            });
         let error = result.err();
         let failed = error.is_some();
         if error.is_none() {
@@ -256,7 +259,7 @@ impl Flusher {
         } else {
             &[]
         };
-        let late = (state.last_error.as_deref()).map(|error| Late {
+        let late = state.last_error.as_deref().map(|error| Late {
             error,
             at: state.last_error_at,
         });

@@ -652,7 +652,10 @@ impl Case {
                 self.fail(format!("r{id} is pending again after it was trimmed"));
             }
         }
-        let gone: Vec<u64> = (self.model.stored.iter())
+        let gone: Vec<u64> = self
+            .model
+            .stored
+            .iter()
             .filter(|id| !seen.contains_key(id))
             .copied()
             .collect();

@@ -73,7 +73,9 @@ impl Fault {
 fn tls_fault(e: &(dyn std::error::Error + 'static)) -> Option<Fault> {
     use rustls::{CertificateError, InvalidMessage};
     let inner = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
-    let tls = (e.downcast_ref()).or_else(|| inner?.downcast_ref::<rustls::Error>())?;
+    let tls = e
+        .downcast_ref()
+        .or_else(|| inner?.downcast_ref::<rustls::Error>())?;
     Some(match tls {
         rustls::Error::InvalidCertificate(CertificateError::Other(other))
             if matches!(
