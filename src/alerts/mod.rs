@@ -521,32 +521,23 @@ impl Alerts for Poster {
 
 impl Poster {
     /// The firing alert of the failure `key` (if the history knows it), with
-    /// its `newest` lines, and what the state keeps of it once accepted.
+    /// its newest `lines`, and what the state keeps of it once accepted.
     fn firing(
         &self,
         state: &State,
         key: &str,
-        newest: &[&Record],
+        lines: &[String],
         now: OffsetDateTime,
         window: Duration,
     ) -> Option<(payload::Alert, Posted)> {
         let s = state.history.streaks.get(key)?;
         let since = (state.alerts.get(key).filter(|p| p.resolved.is_none()))
             .map_or(s.since, |p| p.since.min(s.since));
-        let lines = newest.iter().rev().map(|r| r.to_line(time::UtcOffset::UTC));
         let recent = state
             .history
             .recent_runs(key, crate::store::history::STRIP_RUNS);
-        let failure = payload::Failure {
-            label: s.label.clone(),
-            level: s.level,
-            runs: s.runs,
-            first_seen: since,
-            last_seen: s.last_seen,
-            lines: lines.collect(),
-            recent: recent.unwrap_or_default(),
-        };
-        let alert = self.identity.firing(&failure, now, window);
+        let recent = recent.unwrap_or_default();
+        let alert = self.identity.firing(s, since, lines, &recent, now, window);
         let posted = Posted {
             failure: payload::failure_label(&s.label),
             severity: payload::severity(s.level).to_owned(),
@@ -590,21 +581,21 @@ fn changes(
     (firing, over)
 }
 
-/// The newest lines of each `firing` failure, newest first, from the
-/// `pending` records at `level` or above (fingerprinted by `fields`).
-fn newest_lines<'r, 'f>(
-    pending: &'r [Record],
+/// The newest lines of each `firing` failure, oldest first, from the
+/// `pending` records at the `policy`'s level or above, as it fingerprints them.
+fn newest_lines<'f>(
+    pending: &[Record],
     firing: &'f BTreeSet<String>,
     policy: &Policy,
-) -> BTreeMap<&'f str, Vec<&'r Record>> {
+) -> BTreeMap<&'f str, Vec<String>> {
     let (min, fields) = (severity(policy.level()), &policy.fingerprint_fields);
-    let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for r in pending.iter().rev().filter(|r| severity(r.level) >= min) {
         let fp = fingerprint_of(r, fields);
         if let Some(key) = firing.get(fp.key.as_str()) {
             let of = lines.entry(key.as_str()).or_default();
             if of.len() < payload::MAX_LINES {
-                of.push(r);
+                of.insert(0, r.to_line(time::UtcOffset::UTC));
             }
         }
     }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::utc_time;
-use crate::store::history::strip_text;
+use crate::store::history::{Streak, strip_text};
 use crate::store::state::Posted;
 
 /// Most characters of the failure label (a label value): a deterministic
@@ -39,23 +39,6 @@ pub(crate) struct Identity {
     pub(crate) app: String,
     pub(crate) instance: String,
     pub(crate) labels: BTreeMap<String, String>,
-}
-
-/// One failure as this host saw it.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    /// Its human label, e.g. `feed "Radio Café"` (the fingerprint's).
-    pub(crate) label: String,
-    pub(crate) level: Level,
-    /// Consecutive runs that saw it.
-    pub(crate) runs: u64,
-    pub(crate) first_seen: OffsetDateTime,
-    pub(crate) last_seen: OffsetDateTime,
-    /// Its newest records as lines, oldest first.
-    pub(crate) lines: Vec<String>,
-    /// Which of the app's recent runs saw it, oldest first (the digest's
-    /// strip); shown from two runs on.
-    pub(crate) recent: Vec<bool>,
 }
 
 /// `error` for ERROR, `warning` below.
@@ -90,34 +73,45 @@ impl Identity {
         labels
     }
 
-    /// The firing alert of `f`, ending at `now + window` unless re-posted.
-    pub(crate) fn firing(&self, f: &Failure, now: OffsetDateTime, window: Duration) -> Alert {
-        let mut summary = format!("{} {} on {}", f.level, f.label, self.instance);
-        if f.runs > 1 {
-            let _ = write!(summary, ", in each of the last {} runs", f.runs);
+    /// The firing alert of the failure whose streak is `s`, firing since
+    /// `since`, with its newest `lines` (oldest first) and which of the
+    /// app's `recent` runs saw it (shown from two runs on); it ends at
+    /// `now + window` unless re-posted.
+    pub(crate) fn firing(
+        &self,
+        s: &Streak,
+        since: OffsetDateTime,
+        lines: &[String],
+        recent: &[bool],
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> Alert {
+        let mut summary = format!("{} {} on {}", s.level, s.label, self.instance);
+        if s.runs > 1 {
+            let _ = write!(summary, ", in each of the last {} runs", s.runs);
         }
-        let hidden = f.lines.len().saturating_sub(MAX_LINES);
-        let lines = f.lines[hidden..]
+        let hidden = lines.len().saturating_sub(MAX_LINES);
+        let lines = lines[hidden..]
             .iter()
             .map(|l| cut(l.trim_end(), MAX_LINE_CHARS));
         let description = lines.collect::<Vec<_>>().join("\n");
         let mut annotations: BTreeMap<String, String> = [
             ("summary", summary),
             ("description", description),
-            ("runs", f.runs.to_string()),
-            ("first_seen", utc_time(f.first_seen)),
-            ("last_seen", utc_time(f.last_seen)),
+            ("runs", s.runs.to_string()),
+            ("first_seen", utc_time(since)),
+            ("last_seen", utc_time(s.last_seen)),
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into();
-        if f.recent.len() >= 2 {
-            annotations.insert("history".into(), strip_text(&f.recent));
+        if recent.len() >= 2 {
+            annotations.insert("history".into(), strip_text(recent));
         }
         let window = time::Duration::try_from(window).unwrap_or(time::Duration::DAY);
         Alert {
-            labels: self.labels(&f.label, severity(f.level)),
+            labels: self.labels(&s.label, severity(s.level)),
             annotations,
-            starts_at: f.first_seen.min(now),
+            starts_at: since.min(now),
             ends_at: now.checked_add(window).unwrap_or(crate::clock::LATEST),
         }
     }
@@ -195,24 +189,30 @@ mod tests {
         }
     }
 
-    fn failure(lines: usize) -> Failure {
-        Failure {
+    /// The firing alert of a warning seen in 3 runs, with `lines` lines.
+    fn firing(lines: usize, now: OffsetDateTime, window: Duration) -> Alert {
+        let streak = Streak {
             label: "feed \"Radio Café\"".into(),
             level: Level::WARN,
             runs: 3,
-            first_seen: datetime!(2026-11-20 08:00 UTC),
+            last_run: 6,
+            since: datetime!(2026-11-20 09:00 UTC),
             last_seen: datetime!(2026-11-20 10:00 UTC),
-            lines: (0..lines)
-                .map(|i| format!("line {i} {}", "x".repeat(i * 100)))
-                .collect(),
-            recent: vec![false, true, false, true, true, true],
-        }
+            reported: None,
+            reported_runs: 0,
+        };
+        let lines: Vec<String> = (0..lines)
+            .map(|i| format!("line {i} {}", "x".repeat(i * 100)))
+            .collect();
+        let recent = [false, true, false, true, true, true];
+        let since = datetime!(2026-11-20 08:00 UTC);
+        identity().firing(&streak, since, &lines, &recent, now, window)
     }
 
     #[test]
     fn a_firing_alert_has_the_labels_and_annotations_alertmanager_groups_by() {
         let now = datetime!(2026-11-20 10:00:05 UTC);
-        let alert = identity().firing(&failure(2), now, Duration::from_secs(900));
+        let alert = firing(2, now, Duration::from_secs(900));
         let json = serde_json::to_value(&alert).unwrap();
         assert_eq!(
             json["labels"],
@@ -245,7 +245,7 @@ mod tests {
     #[test]
     fn the_description_holds_the_newest_lines_each_cut() {
         let now = datetime!(2026-11-20 10:00 UTC);
-        let alert = identity().firing(&failure(25), now, Duration::from_secs(300));
+        let alert = firing(25, now, Duration::from_secs(300));
         let d = &alert.annotations["description"];
         let lines: Vec<&str> = d.lines().collect();
         assert_eq!(lines.len(), MAX_LINES);
@@ -271,7 +271,7 @@ mod tests {
     fn a_resolved_alert_has_the_same_labels_and_ends_when_it_ended() {
         let ended = datetime!(2026-11-21 09:00 UTC);
         let since = datetime!(2026-11-20 08:00 UTC);
-        let firing = identity().firing(&failure(1), ended, Duration::from_secs(300));
+        let firing = firing(1, ended, Duration::from_secs(300));
         let posted = Posted {
             failure: "feed \"Radio Café\"".into(),
             severity: "warning".into(),
