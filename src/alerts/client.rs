@@ -42,17 +42,15 @@ impl Client {
     pub(crate) fn post(&self, body: &[u8], deadline: Instant) -> Result<usize, Error> {
         let (tx, rx) = mpsc::channel();
         let body: std::sync::Arc<[u8]> = body.into();
-        let started = (0..self.endpoints.len())
-            .filter(|&i| self.start(i, &body, deadline, tx.clone()))
-            .count();
+        for i in 0..self.endpoints.len() {
+            self.start(i, &body, deadline, tx.clone());
+        }
         drop(tx);
+        // Until every thread has answered (or could not start), or the deadline.
         let mut replies: Vec<Option<Reply>> = vec![None; self.endpoints.len()];
-        for _ in 0..started {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(remaining) {
-                Ok((i, reply)) => replies[i] = Some(reply),
-                Err(_) => break,
-            }
+        let left = || deadline.saturating_duration_since(Instant::now());
+        while let Ok((i, reply)) = rx.recv_timeout(left()) {
+            replies[i] = Some(reply);
         }
         let accepted = replies
             .iter()
@@ -65,19 +63,19 @@ impl Client {
     }
 
     /// Starts the post of `body` to endpoint `i` on a thread of its own,
-    /// which sends its reply on `tx`; whether the thread started.
+    /// which sends its reply on `tx` (a thread that cannot start drops it).
     fn start(
         &self,
         i: usize,
         body: &std::sync::Arc<[u8]>,
         deadline: Instant,
         tx: mpsc::Sender<(usize, Reply)>,
-    ) -> bool {
+    ) {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = self.timeout.min(remaining);
         let (body, client) = (body.clone(), self.clone());
         let endpoint = self.endpoints[i].clone();
-        std::thread::Builder::new()
+        let _ = std::thread::Builder::new()
             .name("tracing-email-alerts".into())
             .spawn(move || {
                 // Nothing the HTTP client logs (its TRACE level shows
@@ -93,8 +91,7 @@ impl Client {
                     })
                 };
                 let _ = tx.send((i, reply));
-            })
-            .is_ok()
+            });
     }
 
     /// The error when no endpoint accepted the post: what each one did.

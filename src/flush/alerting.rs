@@ -33,7 +33,6 @@ impl Flusher {
         let Some(poster) = &self.alerts else {
             return Ok(Outcome::Nothing);
         };
-        let before = (state.alerts.clone(), state.alert_post.clone());
         // Alone, Alertmanager reports what an email would: every failure
         // among the records the policy sends.
         let send = match (&self.transport, decision) {
@@ -44,10 +43,7 @@ impl Flusher {
             .failures_in(&state.pending[..send])
             .map(|fp| fp.key.clone())
             .collect();
-        let mut worth = std::borrow::Cow::Borrowed(worth);
-        if !sent.is_empty() {
-            worth.to_mut().extend(sent.iter().cloned());
-        }
+        let worth: BTreeSet<String> = worth.iter().chain(&sent).cloned().collect();
         let posted = poster.post(state, &worth, (run, now, deadline), &self.policy);
         self.alerts_due = (!state.alerts.is_empty()).then(|| {
             let part = if posted.is_ok() { 3 } else { 9 };
@@ -59,8 +55,10 @@ impl Flusher {
             }
             _ => 0,
         };
-        // The post's answer changes at every post: saved with it.
-        if state.alerts != before.0 || state.alert_post != before.1 || removed > 0 {
+        // A post, accepted or not, changed the alerts kept and noted its
+        // answer: saved with them. Nothing to post is the empty Posting.
+        let posted_nothing = matches!(&posted, Ok(p) if *p == Posting::default());
+        if !posted_nothing || removed > 0 {
             commit.save(&self.store, state_lock, state)?;
         }
         let posting = posted?;
