@@ -564,7 +564,7 @@ impl Snapshot {
                 failure.describe(self.runs),
             ));
         }
-        rows.extend(alerts::rows(&self.alerts, self.last_alert_post.as_ref()));
+        rows.extend(self.alert_rows());
         rows.push(("last sent", when(self.last_sent)));
         let error = self.last_error.as_deref().unwrap_or("none");
         rows.push(("last error", error.to_owned()));
@@ -582,22 +582,37 @@ impl Snapshot {
                  sets state_file keeps it at that path)"
             );
         }
-        let levels = [
-            Level::ERROR,
-            Level::WARN,
-            Level::INFO,
-            Level::DEBUG,
-            Level::TRACE,
-        ];
-        let by_level: Vec<String> = (levels.iter())
-            .map(|l| (l, self.count(*l)))
-            .filter(|(_, n)| *n > 0)
-            .map(|(l, n)| format!("{n} {l}"))
-            .collect();
+        // Level's order puts ERROR first and TRACE last.
+        let mut by_level = std::collections::BTreeMap::<Level, usize>::new();
+        for r in &self.pending {
+            *by_level.entry(r.level).or_default() += 1;
+        }
+        let by_level: Vec<String> = by_level.iter().map(|(l, n)| format!("{n} {l}")).collect();
         rows.push(("pending", format!("{pending} records")));
         if !by_level.is_empty() {
             rows[1].1 += &format!(" ({})", by_level.join(", "));
         }
+        rows
+    }
+
+    /// The `alerts` rows: none when the state never posted to Alertmanager.
+    fn alert_rows(&self) -> Vec<(&'static str, String)> {
+        let (alerts, post) = (&self.alerts, self.last_alert_post.as_ref());
+        if alerts.is_empty() && post.is_none() {
+            return Vec::new();
+        }
+        let firing = alerts.iter().filter(|a| a.is_firing()).count();
+        let mut heading = match firing {
+            0 => "none firing".to_owned(),
+            n => format!("{} firing", count(n, "alert")),
+        };
+        if alerts.len() > firing {
+            let over = count(alerts.len() - firing, "resolution");
+            heading += &format!(", {over} not accepted yet");
+        }
+        let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
+        rows.extend(alerts.iter().map(|alert| ("", alert.to_string())));
+        rows.extend(post.map(|post| ("", format!("last post: {}, {post}", when(Some(post.at))))));
         rows
     }
 

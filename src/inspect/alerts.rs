@@ -158,29 +158,3 @@ pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
     alerts.sort_by_cached_key(|a| (a.resolved.is_some(), a.since, a.failure.clone()));
     (alerts, post)
 }
-
-/// The `alerts` rows of a snapshot's table: none when the state never
-/// posted to Alertmanager.
-pub(crate) fn rows(
-    alerts: &[FiringAlert],
-    post: Option<&AlertPost>,
-) -> Vec<(&'static str, String)> {
-    if alerts.is_empty() && post.is_none() {
-        return Vec::new();
-    }
-    let firing = alerts.iter().filter(|a| a.is_firing()).count();
-    let mut heading = match firing {
-        0 => "none firing".to_owned(),
-        1 => "1 alert firing".to_owned(),
-        n => format!("{n} alerts firing"),
-    };
-    match alerts.len() - firing {
-        0 => {}
-        1 => heading.push_str(", 1 resolution not accepted yet"),
-        n => heading.push_str(&format!(", {n} resolutions not accepted yet")),
-    }
-    let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
-    rows.extend(alerts.iter().map(|alert| ("", alert.to_string())));
-    rows.extend(post.map(|post| ("", format!("last post: {}, {post}", utc_time(post.at)))));
-    rows
-}
