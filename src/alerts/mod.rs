@@ -463,16 +463,8 @@ impl Alerts for Poster {
     /// `resolve_window` given, else its default from the state's history
     /// (see [`Alertmanager::resolve_window`]).
     fn window(&self, state: &State) -> Duration {
-        self.resolve_window.unwrap_or_else(|| {
-            payload::default_window(
-                &state.history.run_starts,
-                state
-                    .history
-                    .streaks
-                    .values()
-                    .map(|s| (s.runs, s.since, s.last_seen)),
-            )
-        })
+        self.resolve_window
+            .unwrap_or_else(|| payload::default_window(&state.history))
     }
 
     /// Posts the alerts of this flush: `worth` (the failures the policy

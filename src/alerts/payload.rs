@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::utc_time;
-use crate::store::history::{Streak, strip_text};
+use crate::store::history::{History, Streak, strip_text};
 use crate::store::state::Posted;
 
 /// Most characters of the failure label (a label value): a deterministic
@@ -141,18 +141,14 @@ impl Identity {
 
 /// The resolve window when none is set: three times the median time
 /// between runs, at least 5 minutes and at most a week. The time between
-/// runs comes from when the app's recent runs started (`starts`, as
-/// `History::run_starts` keeps them); with fewer than two of them (or all
-/// at one moment), from the streaks of failures seen in several runs in a
-/// row (`(runs, since, last_seen)`: `(last_seen - since) / (runs - 1)`);
-/// with neither, the window is the 5-minute floor.
-pub(crate) fn default_window(
-    starts: &[OffsetDateTime],
-    streaks: impl Iterator<Item = (u64, OffsetDateTime, OffsetDateTime)>,
-) -> Duration {
+/// runs comes from when the app's recent runs started (`run_starts`); with
+/// fewer than two of them (or all at one moment), from the streaks of
+/// failures seen in several runs in a row (`(last_seen - since) / (runs -
+/// 1)`); with neither, the window is the 5-minute floor.
+pub(crate) fn default_window(history: &History) -> Duration {
     const MIN: Duration = Duration::from_secs(300);
     const MAX: Duration = Duration::from_secs(7 * 24 * 3600);
-    let mut sorted = starts.to_vec();
+    let mut sorted = history.run_starts.clone();
     sorted.sort();
     let mut intervals: Vec<f64> = sorted
         .windows(2)
@@ -160,9 +156,11 @@ pub(crate) fn default_window(
         .filter(|s| s.is_finite() && *s > 0.0)
         .collect();
     if intervals.is_empty() {
-        intervals = streaks
-            .filter(|(runs, _, _)| *runs >= 2)
-            .map(|(runs, since, last)| (last - since).as_seconds_f64() / (runs - 1) as f64)
+        intervals = history
+            .streaks
+            .values()
+            .filter(|s| s.runs >= 2)
+            .map(|s| (s.last_seen - s.since).as_seconds_f64() / (s.runs - 1) as f64)
             .filter(|s| s.is_finite() && *s > 0.0)
             .collect();
     }
@@ -291,12 +289,39 @@ mod tests {
         );
     }
 
+    /// The default window of a history with these run `starts` and
+    /// streaks (`(runs, since, last_seen)`).
+    fn window(
+        starts: &[OffsetDateTime],
+        streaks: &[(u64, OffsetDateTime, OffsetDateTime)],
+    ) -> Duration {
+        let streak = |&(runs, since, last_seen)| Streak {
+            label: "feed".into(),
+            level: Level::ERROR,
+            runs,
+            last_run: runs,
+            since,
+            last_seen,
+            reported: None,
+            reported_runs: 0,
+        };
+        let history = History {
+            run_starts: starts.to_vec(),
+            streaks: streaks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i.to_string(), streak(s)))
+                .collect(),
+            ..History::default()
+        };
+        default_window(&history)
+    }
+
     #[test]
     fn the_default_window_is_three_median_intervals_and_at_least_five_minutes() {
         let t = datetime!(2026-11-20 00:00 UTC);
         let hours = |h: i64| t + time::Duration::hours(h);
-        let none = || std::iter::empty();
-        assert_eq!(default_window(&[], none()), Duration::from_secs(300));
+        assert_eq!(window(&[], &[]), Duration::from_secs(300));
         // No run starts known (a file from before they were kept): from the
         // streaks. Hourly runs (5 runs over 4 hours), daily runs, and one
         // run alone.
@@ -306,42 +331,30 @@ mod tests {
             (1, t, t),
             (2, t, hours(1)),
         ];
-        assert_eq!(
-            default_window(&[], streaks.into_iter()),
-            Duration::from_secs(3 * 3600)
-        );
+        assert_eq!(window(&[], &streaks), Duration::from_secs(3 * 3600));
         // One run start, or starts all at one moment: still the streaks.
-        assert_eq!(
-            default_window(&[t], streaks.into_iter()),
-            Duration::from_secs(3 * 3600)
-        );
-        assert_eq!(
-            default_window(&[t, t, t], streaks.into_iter()),
-            Duration::from_secs(3 * 3600)
-        );
+        assert_eq!(window(&[t], &streaks), Duration::from_secs(3 * 3600));
+        assert_eq!(window(&[t, t, t], &streaks), Duration::from_secs(3 * 3600));
         // Run starts known: they win over the streaks. Daily runs, one an
         // hour late, one missed, two counted out of order (processes that
         // overlap): the median interval is a day.
         let days = [0, 24, 49, 72, 144, 120].map(hours);
-        assert_eq!(
-            default_window(&days, streaks.into_iter()),
-            Duration::from_secs(3 * 24 * 3600)
-        );
+        assert_eq!(window(&days, &streaks), Duration::from_secs(3 * 24 * 3600));
         // Every minute: the floor.
         let minutes: Vec<OffsetDateTime> =
             (0..10).map(|m| t + time::Duration::minutes(m)).collect();
-        assert_eq!(default_window(&minutes, none()), Duration::from_secs(300));
+        assert_eq!(window(&minutes, &[]), Duration::from_secs(300));
         assert_eq!(
-            default_window(&[], [(10, t, t + time::Duration::minutes(9))].into_iter()),
+            window(&[], &[(10, t, t + time::Duration::minutes(9))]),
             Duration::from_secs(300)
         );
         // Yearly: capped at a week.
         assert_eq!(
-            default_window(&[t, t + time::Duration::days(365)], none()),
+            window(&[t, t + time::Duration::days(365)], &[]),
             Duration::from_secs(7 * 24 * 3600)
         );
         assert_eq!(
-            default_window(&[], [(2, t, t + time::Duration::days(365))].into_iter()),
+            window(&[], &[(2, t, t + time::Duration::days(365))]),
             Duration::from_secs(7 * 24 * 3600)
         );
     }
@@ -352,7 +365,7 @@ mod tests {
     /// resolve before the next run could re-post it.
     #[test]
     fn hourly_runs_with_no_failure_persisted_give_a_three_hour_window() {
-        use crate::store::history::{Fingerprint, History};
+        use crate::store::history::Fingerprint;
         let t = datetime!(2026-11-20 00:00:07 UTC);
         let mut history = History::default();
         let mut run = 0;
@@ -365,18 +378,10 @@ mod tests {
         };
         history.observe(run, &feed, Level::ERROR, t + time::Duration::hours(5));
         assert_eq!(history.streaks["feed"].runs, 1);
-        let streaks = || {
-            history
-                .streaks
-                .values()
-                .map(|s| (s.runs, s.since, s.last_seen))
-        };
-        assert_eq!(
-            default_window(&history.run_starts, streaks()),
-            Duration::from_secs(3 * 3600)
-        );
+        assert_eq!(default_window(&history), Duration::from_secs(3 * 3600));
         // Without the run starts (as before they were kept): the floor,
         // shorter than the time to the next run.
-        assert_eq!(default_window(&[], streaks()), Duration::from_secs(300));
+        history.run_starts.clear();
+        assert_eq!(default_window(&history), Duration::from_secs(300));
     }
 }
