@@ -488,12 +488,18 @@ impl Alerts for Poster {
             self.window(state),
             newest_lines(&state.pending, &firing, policy),
         );
-        let resolved = over
-            .iter()
-            .filter_map(|(key, ended)| Some((state.alerts.get(key)?, *ended)));
-        let mut alerts: Vec<_> = resolved
-            .map(|(p, ended)| self.identity.resolved(p, ended))
-            .collect();
+        let mut alerts = Vec::new();
+        for (key, ended) in &over {
+            let Some(p) = state.alerts.get_mut(key) else {
+                continue;
+            };
+            alerts.push(self.identity.resolved(p, *ended));
+            // Until Alertmanager accepts the resolution; a failure whose
+            // severity changed fires on under its new labels.
+            if !firing.contains(key) {
+                p.resolved = Some(*ended);
+            }
+        }
         let mut posted = BTreeMap::new();
         for key in &firing {
             let newest = lines.remove(key.as_str()).unwrap_or_default();
@@ -595,38 +601,27 @@ fn newest_lines<'f>(
 }
 
 /// Notes the `answer` to the post of `firing` and `over` in the state:
-/// accepted, the alerts `posted` replace those over; else the firing ones
-/// stay as they were and the resolved ones note when they ended, for the
-/// next flush to post again.
+/// accepted, the alerts `posted` replace those over; else the state stays
+/// as [`post`](Alerts::post) left it (the resolved ones noting when they
+/// ended, for the next flush to post again), within its bound.
 fn settle(
     state: &mut State,
     answer: Result<(), Error>,
     (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
     posted: BTreeMap<String, Posted>,
 ) -> Result<Posting, Error> {
-    match answer {
-        Ok(()) => {
-            for (key, _) in &over {
-                state.alerts.remove(key);
-            }
-            state.alerts.extend(posted);
-            Ok(Posting {
-                firing,
-                resolved: over.len(),
-            })
-        }
-        Err(error) => {
-            for (key, ended) in over {
-                if let Some(p) = state.alerts.get_mut(&key)
-                    && !firing.contains(&key)
-                {
-                    p.resolved = Some(ended);
-                }
-            }
-            bound(&mut state.alerts);
-            Err(error)
-        }
+    if let Err(error) = answer {
+        bound(&mut state.alerts);
+        return Err(error);
     }
+    for (key, _) in &over {
+        state.alerts.remove(key);
+    }
+    state.alerts.extend(posted);
+    Ok(Posting {
+        firing,
+        resolved: over.len(),
+    })
 }
 
 impl Poster {
