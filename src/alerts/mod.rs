@@ -512,8 +512,7 @@ impl Alerts for Poster {
             Error::with_source(ErrorKind::Alertmanager, "could not encode the alerts", e)
         })?;
         let answer = self.client.post(&body, deadline);
-        state.alert_post = Some(self.answer(&answer, now, firing.len(), over.len()));
-        settle(state, answer.map(|_| ()), (firing, over), posted)
+        self.settle(state, (answer, now), (firing, over), posted)
     }
 }
 
@@ -546,6 +545,42 @@ impl Poster {
             accepted: Some(now),
         };
         Some((alert, posted))
+    }
+
+    /// Notes the `answer` at `now` to the post of `firing` and `over` in
+    /// the state (its error's text passes the redactor once more, bounded):
+    /// accepted, the alerts `posted` replace those over; else the state
+    /// stays as [`post`](Alerts::post) left it (the resolved ones noting
+    /// when they ended, for the next flush to post again), within its bound.
+    fn settle(
+        &self,
+        state: &mut State,
+        (answer, now): (Result<usize, Error>, OffsetDateTime),
+        (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
+        posted: BTreeMap<String, Posted>,
+    ) -> Result<Posting, Error> {
+        let redactor = &self.client.redactor;
+        let redact = |e: &Error| redactor.quote(e.to_string().as_bytes(), MAX_ANSWER, false);
+        state.alert_post = Some(AlertPost {
+            at: now,
+            firing: firing.len(),
+            resolved: over.len(),
+            accepted: *answer.as_ref().unwrap_or(&0),
+            of: self.client.endpoints.len(),
+            error: answer.as_ref().err().map(redact),
+        });
+        if let Err(error) = answer {
+            bound(&mut state.alerts);
+            return Err(error);
+        }
+        for (key, _) in &over {
+            state.alerts.remove(key);
+        }
+        state.alerts.extend(posted);
+        Ok(Posting {
+            firing,
+            resolved: over.len(),
+        })
     }
 }
 
@@ -598,53 +633,6 @@ fn newest_lines<'f>(
         }
     }
     lines
-}
-
-/// Notes the `answer` to the post of `firing` and `over` in the state:
-/// accepted, the alerts `posted` replace those over; else the state stays
-/// as [`post`](Alerts::post) left it (the resolved ones noting when they
-/// ended, for the next flush to post again), within its bound.
-fn settle(
-    state: &mut State,
-    answer: Result<(), Error>,
-    (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
-    posted: BTreeMap<String, Posted>,
-) -> Result<Posting, Error> {
-    if let Err(error) = answer {
-        bound(&mut state.alerts);
-        return Err(error);
-    }
-    for (key, _) in &over {
-        state.alerts.remove(key);
-    }
-    state.alerts.extend(posted);
-    Ok(Posting {
-        firing,
-        resolved: over.len(),
-    })
-}
-
-impl Poster {
-    /// The post at `now` of `firing` and `resolved` alerts, and its answer
-    /// as the state keeps it: the error's text passes the redactor once
-    /// more, and is bounded.
-    fn answer(
-        &self,
-        answer: &Result<usize, Error>,
-        now: OffsetDateTime,
-        firing: usize,
-        resolved: usize,
-    ) -> AlertPost {
-        let error = answer.as_ref().err().map(|e| e.to_string());
-        AlertPost {
-            at: now,
-            firing,
-            resolved,
-            accepted: *answer.as_ref().unwrap_or(&0),
-            of: self.client.endpoints.len(),
-            error: error.map(|e| self.client.redactor.quote(e.as_bytes(), MAX_ANSWER, false)),
-        }
-    }
 }
 
 /// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
