@@ -127,7 +127,10 @@ impl Client {
 
     /// One post, within `timeout`.
     fn post_one(&self, endpoint: &str, body: &[u8], timeout: Duration) -> Reply {
-        let mut request = (self.agent.post(endpoint)).header("Content-Type", "application/json");
+        let mut request = self
+            .agent
+            .post(endpoint)
+            .header("Content-Type", "application/json");
         if let Some(value) = &self.authorization {
             request = request.header("Authorization", value);
         }

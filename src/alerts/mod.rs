@@ -234,7 +234,9 @@ impl Alertmanager {
             let why = "no Alertmanager URL; give one or more such as http://am-0:9093";
             return Err(self.bad(urls, why));
         }
-        let endpoints = (self.urls.iter())
+        let endpoints = self
+            .urls
+            .iter()
             .map(|raw| self.endpoint(raw).map_err(|m| self.bad(urls, m)))
             .collect::<Result<_, _>>()?;
         let labels = self.checked_labels()?;
@@ -272,7 +274,9 @@ impl Alertmanager {
     /// one that tracing-email sets.
     fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
         for (name, _) in &self.labels {
-            let valid = (name.chars().enumerate())
+            let valid = name
+                .chars()
+                .enumerate()
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
             let (what, why) = match () {
                 _ if name.is_empty() || !valid || name.starts_with("__") => (
@@ -528,7 +532,10 @@ impl Poster {
         window: Duration,
     ) -> Option<(payload::Alert, Posted)> {
         let s = state.history.streaks.get(key)?;
-        let since = (state.alerts.get(key).filter(|p| p.resolved.is_none()))
+        let since = state
+            .alerts
+            .get(key)
+            .filter(|p| p.resolved.is_none())
             .map_or(s.since, |p| p.since.min(s.since));
         let recent = state
             .history
@@ -638,7 +645,8 @@ fn newest_lines<'f>(
 /// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
 /// first, then the firing ones seen fewest runs.
 fn bound(alerts: &mut BTreeMap<String, Posted>) {
-    let mut by_age: Vec<_> = (alerts.iter())
+    let mut by_age: Vec<_> = alerts
+        .iter()
         .map(|(key, p)| ((p.resolved.is_none(), p.resolved, p.runs), key.clone()))
         .collect();
     by_age.sort();

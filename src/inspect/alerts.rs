@@ -126,7 +126,9 @@ impl fmt::Display for FiringAlert {
             None => f.write_str("; accepted (when: not kept by the version that posted it)")?,
         }
         // The labels but `failure` and `severity` (shown already).
-        let labels: Vec<String> = (self.labels.iter())
+        let labels: Vec<String> = self
+            .labels
+            .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
             .map(|(k, v)| format!("{k}={v:?}"))
             .collect();
