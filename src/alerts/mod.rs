@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind};
 use crate::flush::destination::{Alerts, Posting};
 use crate::policy::Policy;
 use crate::redact::Redactor;
-use crate::store::history::fingerprint_of;
+use crate::store::history::{STRIP_RUNS, fingerprint_of};
 use crate::store::state::{AlertPost, Posted, State};
 
 /// The path posted to, after each Alertmanager's base URL.
@@ -539,8 +539,8 @@ impl Poster {
             .map_or(s.since, |p| p.since.min(s.since));
         let recent = state
             .history
-            .recent_runs(key, crate::store::history::STRIP_RUNS);
-        let recent = recent.unwrap_or_default();
+            .recent_runs(key, STRIP_RUNS)
+            .unwrap_or_default();
         let alert = self.identity.firing(s, since, lines, &recent, now, window);
         let posted = Posted {
             failure: payload::failure_label(&s.label),
@@ -601,9 +601,9 @@ fn changes(
     run: u64,
     now: OffsetDateTime,
 ) -> (BTreeSet<String>, Vec<(String, OffsetDateTime)>) {
-    let seen = |key: &str| state.history.streaks.get(key).filter(|s| s.last_run == run);
-    let known = |key: &str| state.history.streaks.get(key);
-    let mut firing: Vec<&String> = worth.iter().filter(|k| known(k).is_some()).collect();
+    let streaks = &state.history.streaks;
+    let seen = |key: &str| streaks.get(key).filter(|s| s.last_run == run);
+    let mut firing: Vec<&String> = worth.iter().filter(|k| streaks.contains_key(*k)).collect();
     for key in state.alerts.keys() {
         if seen(key).is_some() && !worth.contains(key) {
             firing.push(key);
