@@ -62,14 +62,18 @@ impl Flusher {
             commit.save(&self.store, state_lock, state)?;
         }
         let posting = posted?;
-        let alone = self.transport.is_none();
-        Ok(alerted(
-            decision,
-            state.pending.len(),
-            alone,
-            removed,
-            &posting,
-        ))
+        let (firing, resolved) = (posting.firing.len(), posting.resolved);
+        let alerted = Outcome::Alerted {
+            records: removed,
+            firing,
+            resolved,
+        };
+        // Alone, it says what went; else the email's outcome is the flush's.
+        if self.transport.is_none() && (removed > 0 || !posted_nothing) {
+            return Ok(alerted);
+        }
+        let pending = state.pending.len();
+        Ok(Outcome::unless_sent(decision.clone(), pending, alerted))
     }
 
     /// Alertmanager alone accepted the alerts: the first `send` records
@@ -104,26 +108,4 @@ impl Flusher {
         }
         removed
     }
-}
-
-/// The outcome of a post Alertmanager accepted: `Alerted` when it is the
-/// only destination (`alone`) and something went, else what `decision` says
-/// of the `pending` records.
-fn alerted(
-    decision: &Decision,
-    pending: usize,
-    alone: bool,
-    removed: usize,
-    posting: &Posting,
-) -> Outcome {
-    let (firing, resolved) = (posting.firing.len(), posting.resolved);
-    let alerted = Outcome::Alerted {
-        records: removed,
-        firing,
-        resolved,
-    };
-    if alone && (removed > 0 || firing + resolved > 0) {
-        return alerted;
-    }
-    Outcome::unless_sent(decision.clone(), pending, alerted)
 }
