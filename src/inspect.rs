@@ -558,12 +558,8 @@ impl Snapshot {
         if self.exists {
             rows.push(("runs", format!("{} flushed so far", self.runs)));
         }
-        for (i, failure) in self.failures.iter().enumerate() {
-            rows.push((
-                if i == 0 { "failures" } else { "" },
-                failure.describe(self.runs),
-            ));
-        }
+        let heads = std::iter::once("failures").chain(std::iter::repeat(""));
+        rows.extend(heads.zip(self.failures.iter().map(|f| f.describe(self.runs))));
         rows.extend(self.alert_rows());
         rows.push(("last sent", when(self.last_sent)));
         let error = self.last_error.as_deref().unwrap_or("none");
