@@ -593,7 +593,8 @@ impl Snapshot {
 
     /// The `alerts` rows: none when the state never posted to Alertmanager.
     fn alert_rows(&self) -> Vec<(&'static str, String)> {
-        let (alerts, post) = (&self.alerts, self.last_alert_post.as_ref());
+        let alerts = &self.alerts;
+        let post = self.last_alert_post.as_ref();
         if alerts.is_empty() && post.is_none() {
             return Vec::new();
         }
