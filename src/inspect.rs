@@ -352,7 +352,7 @@ impl StateFile {
             .collect();
         failures
             .sort_by(|a, b| (b.last_run, b.runs, &a.label).cmp(&(a.last_run, a.runs, &b.label)));
-        let (alerts, last_alert_post) = alerts::of(&state);
+        let alerts = alerts::of(&state);
         Ok(Snapshot {
             path: self.path().to_path_buf(),
             exists: exists || !state.pending.is_empty() || state.history.runs > 0,
@@ -366,7 +366,7 @@ impl StateFile {
             unflushed: 0,
             verdict: None,
             alerts,
-            last_alert_post,
+            last_alert_post: state.alert_post,
             history: state.history,
         })
     }

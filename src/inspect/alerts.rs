@@ -139,10 +139,8 @@ impl fmt::Display for FiringAlert {
     }
 }
 
-/// The alerts of `state`, firing first, then the longest-lasting first; and
-/// its last post.
-pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
-    let post = state.alert_post.clone();
+/// The alerts of `state`, firing first, then the longest-lasting first.
+pub(crate) fn of(state: &State) -> Vec<FiringAlert> {
     let mut alerts: Vec<FiringAlert> = state
         .alerts
         .values()
@@ -154,9 +152,9 @@ pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
             runs: p.runs,
             resolved: p.resolved,
             last_accepted: p.accepted,
-            last_post: post.clone(),
+            last_post: state.alert_post.clone(),
         })
         .collect();
     alerts.sort_by_cached_key(|a| (a.resolved.is_some(), a.since, a.failure.clone()));
-    (alerts, post)
+    alerts
 }
