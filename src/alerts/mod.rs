@@ -242,7 +242,6 @@ impl Alertmanager {
         let labels = self.checked_labels()?;
         self.check_durations()?;
         let (authorization, redactor) = self.authorization()?;
-        let (agent, timeout) = (self.agent()?, self.timeout);
         Ok(Poster {
             identity: payload::Identity {
                 app: app.to_owned(),
@@ -251,10 +250,10 @@ impl Alertmanager {
             },
             client: client::Client {
                 endpoints,
-                agent,
+                agent: self.agent()?,
                 authorization,
                 redactor,
-                timeout,
+                timeout: self.timeout,
             },
             resolve_window: self.resolve_window,
         })
@@ -486,10 +485,8 @@ impl Alerts for Poster {
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
-        let (window, mut lines) = (
-            self.window(state),
-            newest_lines(&state.pending, &firing, policy),
-        );
+        let window = self.window(state);
+        let mut lines = newest_lines(&state.pending, &firing, policy);
         let mut alerts = Vec::new();
         for (key, ended) in &over {
             let Some(p) = state.alerts.get_mut(key) else {

@@ -62,11 +62,10 @@ impl Flusher {
             commit.save(&self.store, state_lock, state)?;
         }
         let posting = posted?;
-        let (firing, resolved) = (posting.firing.len(), posting.resolved);
         let alerted = Outcome::Alerted {
             records: removed,
-            firing,
-            resolved,
+            firing: posting.firing.len(),
+            resolved: posting.resolved,
         };
         // Alone, it says what went; else the email's outcome is the flush's.
         if self.transport.is_none() && (removed > 0 || !posted_nothing) {
