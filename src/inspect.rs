@@ -653,19 +653,16 @@ impl Failure {
             true => " (not in the last run: its streak is over)",
             false => "",
         };
-        let reported = match (self.reported, self.quiet, self.quiet_until) {
-            (None, _, _) => "not reported yet".to_owned(),
-            (Some(at), false, _) => format!("reported {}", when(Some(at))),
-            (Some(at), true, Some(until)) => format!(
-                "reported {}, quiet until {} (repeat_after)",
-                when(Some(at)),
-                when(Some(until))
-            ),
-            (Some(at), true, None) => format!(
-                "reported {}, quiet until a run without it (consecutive_runs reports a streak \
-                 once)",
-                when(Some(at))
-            ),
+        let quiet = match (self.quiet, self.quiet_until) {
+            (false, _) => String::new(),
+            (true, Some(until)) => format!(", quiet until {} (repeat_after)", when(Some(until))),
+            (true, None) => {
+                ", quiet until a run without it (consecutive_runs reports a streak once)".into()
+            }
+        };
+        let reported = match self.reported {
+            None => "not reported yet".to_owned(),
+            Some(at) => format!("reported {}{quiet}", when(Some(at))),
         };
         let (since, last) = (when(Some(self.since)), when(Some(self.last_seen)));
         format!(
