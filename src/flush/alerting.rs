@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
+use crate::capture::record::{Record, severity};
 use crate::error::Error;
 use crate::flush::destination::Posting;
 use crate::flush::flusher::Flusher;
@@ -87,17 +88,16 @@ impl Flusher {
         now: OffsetDateTime,
     ) -> usize {
         let fields = &self.policy.fingerprint_fields;
-        let min = crate::capture::record::severity(self.policy.level());
+        let min = severity(self.policy.level());
         state.history.reported(sent.iter().map(String::as_str), now);
-        let mut i = 0;
-        state.pending.retain(|r| {
-            i += 1;
-            let gone = i <= send
-                || (crate::capture::record::severity(r.level) >= min
-                    && firing.contains(fingerprint_of(r, fields).key.as_str()));
-            !gone
-        });
-        let removed = i - state.pending.len();
+        let before = state.pending.len();
+        state.pending.drain(..send);
+        // After the first `send`: the records of a failure not firing, or below the level.
+        let kept = |r: &Record| {
+            severity(r.level) < min || !firing.contains(fingerprint_of(r, fields).key.as_str())
+        };
+        state.pending.retain(kept);
+        let removed = before - state.pending.len();
         if removed > 0 {
             // The kept tally counted the records that left.
             self.cache.tally = None;
