@@ -10,7 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Level;
 
-use crate::capture::record::{Record, severity};
+use crate::capture::record::{Record, severity, utc_time};
 use crate::error::Error;
 pub use crate::policy::WaitingFor;
 use crate::policy::{Decision, Facts, Phase, Policy};
@@ -528,10 +528,6 @@ impl Snapshot {
     }
 }
 
-fn when(t: Option<OffsetDateTime>) -> String {
-    t.map_or_else(|| "never".to_owned(), crate::capture::record::utc_time)
-}
-
 impl Snapshot {
     /// The rows of its table: a heading (empty under the one above) and
     /// its text, each row there only when it says something.
@@ -544,7 +540,7 @@ impl Snapshot {
             rows.push(("unflushed", text));
         }
         if let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) {
-            let (first, last) = (when(Some(first.timestamp)), when(Some(last.timestamp)));
+            let (first, last) = (utc_time(first.timestamp), utc_time(last.timestamp));
             rows.push(("waiting", format!("since {first} (newest {last})")));
         }
         if self.dropped > 0 {
@@ -561,7 +557,8 @@ impl Snapshot {
         let heads = std::iter::once("failures").chain(std::iter::repeat(""));
         rows.extend(heads.zip(self.failures.iter().map(|f| f.describe(self.runs))));
         rows.extend(self.alert_rows());
-        rows.push(("last sent", when(self.last_sent)));
+        let last_sent = self.last_sent.map_or_else(|| "never".to_owned(), utc_time);
+        rows.push(("last sent", last_sent));
         let error = self.last_error.as_deref().unwrap_or("none");
         rows.push(("last error", error.to_owned()));
         rows.extend(self.policy_row().map(|text| ("policy", text)));
@@ -609,7 +606,7 @@ impl Snapshot {
         }
         let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
         rows.extend(alerts.iter().map(|alert| ("", alert.to_string())));
-        rows.extend(post.map(|post| ("", format!("last post: {}, {post}", when(Some(post.at))))));
+        rows.extend(post.map(|post| ("", format!("last post: {}, {post}", utc_time(post.at)))));
         rows
     }
 
@@ -625,7 +622,7 @@ impl Snapshot {
             Verdict::Wait { until } => format!(
                 "waits: a rule is met, but min_interval keeps the next email (of the {pending} \
                  pending records) until {}",
-                when(Some(*until))
+                utc_time(*until)
             ),
             Verdict::Send { records } => {
                 format!("sends {records} of the {pending} pending records at the next flush")
@@ -655,16 +652,16 @@ impl Failure {
         };
         let quiet = match (self.quiet, self.quiet_until) {
             (false, _) => String::new(),
-            (true, Some(until)) => format!(", quiet until {} (repeat_after)", when(Some(until))),
+            (true, Some(until)) => format!(", quiet until {} (repeat_after)", utc_time(until)),
             (true, None) => {
                 ", quiet until a run without it (consecutive_runs reports a streak once)".into()
             }
         };
         let reported = match self.reported {
             None => "not reported yet".to_owned(),
-            Some(at) => format!("reported {}{quiet}", when(Some(at))),
+            Some(at) => format!("reported {}{quiet}", utc_time(at)),
         };
-        let (since, last) = (when(Some(self.since)), when(Some(self.last_seen)));
+        let (since, last) = (utc_time(self.since), utc_time(self.last_seen));
         format!(
             "{} ({}): {runs}, since {since}, last {last}{over}; {reported}",
             self.label, self.level
