@@ -10,7 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::Level;
 
-use crate::capture::record::{Record, severity};
+use crate::capture::record::{Record, severity, utc_time};
 use crate::error::Error;
 pub use crate::policy::WaitingFor;
 use crate::policy::{Decision, Facts, Phase, Policy};
@@ -352,7 +352,7 @@ impl StateFile {
             .collect();
         failures
             .sort_by(|a, b| (b.last_run, b.runs, &a.label).cmp(&(a.last_run, a.runs, &b.label)));
-        let (alerts, last_alert_post) = alerts::of(&state);
+        let alerts = alerts::of(&state);
         Ok(Snapshot {
             path: self.path().to_path_buf(),
             exists: exists || !state.pending.is_empty() || state.history.runs > 0,
@@ -366,7 +366,7 @@ impl StateFile {
             unflushed: 0,
             verdict: None,
             alerts,
-            last_alert_post,
+            last_alert_post: state.alert_post,
             history: state.history,
         })
     }
@@ -528,10 +528,6 @@ impl Snapshot {
     }
 }
 
-fn when(t: Option<OffsetDateTime>) -> String {
-    t.map_or_else(|| "never".to_owned(), crate::capture::record::utc_time)
-}
-
 impl Snapshot {
     /// The rows of its table: a heading (empty under the one above) and
     /// its text, each row there only when it says something.
@@ -544,7 +540,7 @@ impl Snapshot {
             rows.push(("unflushed", text));
         }
         if let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) {
-            let (first, last) = (when(Some(first.timestamp)), when(Some(last.timestamp)));
+            let (first, last) = (utc_time(first.timestamp), utc_time(last.timestamp));
             rows.push(("waiting", format!("since {first} (newest {last})")));
         }
         if self.dropped > 0 {
@@ -558,14 +554,11 @@ impl Snapshot {
         if self.exists {
             rows.push(("runs", format!("{} flushed so far", self.runs)));
         }
-        for (i, failure) in self.failures.iter().enumerate() {
-            rows.push((
-                if i == 0 { "failures" } else { "" },
-                failure.describe(self.runs),
-            ));
-        }
-        rows.extend(alerts::rows(&self.alerts, self.last_alert_post.as_ref()));
-        rows.push(("last sent", when(self.last_sent)));
+        let heads = std::iter::once("failures").chain(std::iter::repeat(""));
+        rows.extend(heads.zip(self.failures.iter().map(|f| f.describe(self.runs))));
+        rows.extend(self.alert_rows());
+        let last_sent = self.last_sent.map_or_else(|| "never".to_owned(), utc_time);
+        rows.push(("last sent", last_sent));
         let error = self.last_error.as_deref().unwrap_or("none");
         rows.push(("last error", error.to_owned()));
         rows.extend(self.policy_row().map(|text| ("policy", text)));
@@ -582,22 +575,38 @@ impl Snapshot {
                  sets state_file keeps it at that path)"
             );
         }
-        let levels = [
-            Level::ERROR,
-            Level::WARN,
-            Level::INFO,
-            Level::DEBUG,
-            Level::TRACE,
-        ];
-        let by_level: Vec<String> = (levels.iter())
-            .map(|l| (l, self.count(*l)))
-            .filter(|(_, n)| *n > 0)
-            .map(|(l, n)| format!("{n} {l}"))
-            .collect();
+        // Level's order puts ERROR first and TRACE last.
+        let mut by_level = std::collections::BTreeMap::<Level, usize>::new();
+        for r in &self.pending {
+            *by_level.entry(r.level).or_default() += 1;
+        }
+        let by_level: Vec<String> = by_level.iter().map(|(l, n)| format!("{n} {l}")).collect();
         rows.push(("pending", format!("{pending} records")));
         if !by_level.is_empty() {
             rows[1].1 += &format!(" ({})", by_level.join(", "));
         }
+        rows
+    }
+
+    /// The `alerts` rows: none when the state never posted to Alertmanager.
+    fn alert_rows(&self) -> Vec<(&'static str, String)> {
+        let alerts = &self.alerts;
+        let post = self.last_alert_post.as_ref();
+        if alerts.is_empty() && post.is_none() {
+            return Vec::new();
+        }
+        let firing = alerts.iter().filter(|a| a.is_firing()).count();
+        let mut heading = match firing {
+            0 => "none firing".to_owned(),
+            n => format!("{} firing", count(n, "alert")),
+        };
+        if alerts.len() > firing {
+            let over = count(alerts.len() - firing, "resolution");
+            heading += &format!(", {over} not accepted yet");
+        }
+        let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
+        rows.extend(alerts.iter().map(|alert| ("", alert.to_string())));
+        rows.extend(post.map(|post| ("", format!("last post: {}, {post}", utc_time(post.at)))));
         rows
     }
 
@@ -613,7 +622,7 @@ impl Snapshot {
             Verdict::Wait { until } => format!(
                 "waits: a rule is met, but min_interval keeps the next email (of the {pending} \
                  pending records) until {}",
-                when(Some(*until))
+                utc_time(*until)
             ),
             Verdict::Send { records } => {
                 format!("sends {records} of the {pending} pending records at the next flush")
@@ -641,21 +650,18 @@ impl Failure {
             true => " (not in the last run: its streak is over)",
             false => "",
         };
-        let reported = match (self.reported, self.quiet, self.quiet_until) {
-            (None, _, _) => "not reported yet".to_owned(),
-            (Some(at), false, _) => format!("reported {}", when(Some(at))),
-            (Some(at), true, Some(until)) => format!(
-                "reported {}, quiet until {} (repeat_after)",
-                when(Some(at)),
-                when(Some(until))
-            ),
-            (Some(at), true, None) => format!(
-                "reported {}, quiet until a run without it (consecutive_runs reports a streak \
-                 once)",
-                when(Some(at))
-            ),
+        let quiet = match (self.quiet, self.quiet_until) {
+            (false, _) => String::new(),
+            (true, Some(until)) => format!(", quiet until {} (repeat_after)", utc_time(until)),
+            (true, None) => {
+                ", quiet until a run without it (consecutive_runs reports a streak once)".into()
+            }
         };
-        let (since, last) = (when(Some(self.since)), when(Some(self.last_seen)));
+        let reported = match self.reported {
+            None => "not reported yet".to_owned(),
+            Some(at) => format!("reported {}{quiet}", utc_time(at)),
+        };
+        let (since, last) = (utc_time(self.since), utc_time(self.last_seen));
         format!(
             "{} ({}): {runs}, since {since}, last {last}{over}; {reported}",
             self.label, self.level

@@ -36,79 +36,63 @@ pub(crate) enum Reply {
 }
 
 impl Client {
-    /// Posts `body` to every endpoint in parallel and waits until all have
-    /// answered or `deadline` has passed. `Ok(n)`: `n` accepted it (at least
-    /// one); else an error that says what each one did.
+    /// Posts `body` to every endpoint in parallel, each on a thread of its
+    /// own, and waits until all have answered or `deadline` has passed.
+    /// `Ok(n)`: `n` accepted it (at least one); else an error that says what
+    /// each one did.
     pub(crate) fn post(&self, body: &[u8], deadline: Instant) -> Result<usize, Error> {
         let (tx, rx) = mpsc::channel();
         let body: std::sync::Arc<[u8]> = body.into();
-        let started = (0..self.endpoints.len())
-            .filter(|&i| self.start(i, &body, deadline, tx.clone()))
-            .count();
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let timeout = self
+                .timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let (body, client, tx) = (body.clone(), self.clone(), tx.clone());
+            let endpoint = endpoint.clone();
+            // A thread that cannot start drops its `tx`: no answer from it.
+            let _ = std::thread::Builder::new()
+                .name("tracing-email-alerts".into())
+                .spawn(move || {
+                    // Nothing the HTTP client logs (its TRACE level shows
+                    // the Authorization header, through a `log` bridge)
+                    // reaches a subscriber, nor this crate's own layer.
+                    let _sending = crate::capture::layer::SendingScope::enter();
+                    let silent = tracing::subscriber::NoSubscriber::default();
+                    let reply = if timeout.is_zero() {
+                        Reply::Failed("no time left before the send deadline".into())
+                    } else {
+                        tracing::subscriber::with_default(silent, || {
+                            client.post_one(&endpoint, &body, timeout)
+                        })
+                    };
+                    let _ = tx.send((i, reply));
+                });
+        }
         drop(tx);
-        let mut replies: Vec<Option<Reply>> = vec![None; self.endpoints.len()];
-        for _ in 0..started {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(remaining) {
-                Ok((i, reply)) => replies[i] = Some(reply),
-                Err(_) => break,
-            }
+        // Until every thread has answered (or could not start), or the deadline.
+        let no_answer = Reply::Failed("no answer before the send deadline".into());
+        let mut replies = vec![no_answer; self.endpoints.len()];
+        let left = || deadline.saturating_duration_since(Instant::now());
+        while let Ok((i, reply)) = rx.recv_timeout(left()) {
+            replies[i] = reply;
         }
-        let accepted = replies
-            .iter()
-            .filter(|r| matches!(r, Some(Reply::Accepted)))
-            .count();
-        if accepted > 0 {
-            return Ok(accepted);
+        match replies.iter().filter(|r| **r == Reply::Accepted).count() {
+            0 => Err(self.none_accepted(&replies)),
+            accepted => Ok(accepted),
         }
-        Err(self.none_accepted(&replies))
-    }
-
-    /// Starts the post of `body` to endpoint `i` on a thread of its own,
-    /// which sends its reply on `tx`; whether the thread started.
-    fn start(
-        &self,
-        i: usize,
-        body: &std::sync::Arc<[u8]>,
-        deadline: Instant,
-        tx: mpsc::Sender<(usize, Reply)>,
-    ) -> bool {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let timeout = self.timeout.min(remaining);
-        let (body, client) = (body.clone(), self.clone());
-        let endpoint = self.endpoints[i].clone();
-        std::thread::Builder::new()
-            .name("tracing-email-alerts".into())
-            .spawn(move || {
-                // Nothing the HTTP client logs (its TRACE level shows
-                // the Authorization header, through a `log` bridge)
-                // reaches a subscriber, nor this crate's own layer.
-                let _sending = crate::capture::layer::SendingScope::enter();
-                let silent = tracing::subscriber::NoSubscriber::default();
-                let reply = if timeout.is_zero() {
-                    Reply::Failed("no time left before the send deadline".into())
-                } else {
-                    tracing::subscriber::with_default(silent, || {
-                        client.post_one(&endpoint, &body, timeout)
-                    })
-                };
-                let _ = tx.send((i, reply));
-            })
-            .is_ok()
     }
 
     /// The error when no endpoint accepted the post: what each one did.
-    fn none_accepted(&self, replies: &[Option<Reply>]) -> Error {
-        let refused = replies.iter().any(|r| matches!(r, Some(Reply::Refused(_))));
+    fn none_accepted(&self, replies: &[Reply]) -> Error {
+        let refused = replies.iter().any(|r| matches!(r, Reply::Refused(_)));
         let causes: Vec<String> = self
             .endpoints
             .iter()
             .zip(replies)
             .map(|(url, reply)| {
                 let what = match reply {
-                    Some(Reply::Refused(why) | Reply::Failed(why)) => why.as_str(),
-                    Some(Reply::Accepted) => "accepted",
-                    None => "no answer before the send deadline",
+                    Reply::Refused(why) | Reply::Failed(why) => why.as_str(),
+                    Reply::Accepted => "accepted",
                 };
                 format!("{}: {what}", base(url))
             })
@@ -130,7 +114,10 @@ impl Client {
 
     /// One post, within `timeout`.
     fn post_one(&self, endpoint: &str, body: &[u8], timeout: Duration) -> Reply {
-        let mut request = (self.agent.post(endpoint)).header("Content-Type", "application/json");
+        let mut request = self
+            .agent
+            .post(endpoint)
+            .header("Content-Type", "application/json");
         if let Some(value) = &self.authorization {
             request = request.header("Authorization", value);
         }

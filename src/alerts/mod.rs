@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind};
 use crate::flush::destination::{Alerts, Posting};
 use crate::policy::Policy;
 use crate::redact::Redactor;
-use crate::store::history::fingerprint_of;
+use crate::store::history::{STRIP_RUNS, fingerprint_of};
 use crate::store::state::{AlertPost, Posted, State};
 
 /// The path posted to, after each Alertmanager's base URL.
@@ -234,13 +234,14 @@ impl Alertmanager {
             let why = "no Alertmanager URL; give one or more such as http://am-0:9093";
             return Err(self.bad(urls, why));
         }
-        let endpoints = (self.urls.iter())
+        let endpoints = self
+            .urls
+            .iter()
             .map(|raw| self.endpoint(raw).map_err(|m| self.bad(urls, m)))
             .collect::<Result<_, _>>()?;
         let labels = self.checked_labels()?;
         self.check_durations()?;
         let (authorization, redactor) = self.authorization()?;
-        let (agent, timeout) = (self.agent()?, self.timeout);
         Ok(Poster {
             identity: payload::Identity {
                 app: app.to_owned(),
@@ -249,10 +250,10 @@ impl Alertmanager {
             },
             client: client::Client {
                 endpoints,
-                agent,
+                agent: self.agent()?,
                 authorization,
                 redactor,
-                timeout,
+                timeout: self.timeout,
             },
             resolve_window: self.resolve_window,
         })
@@ -272,7 +273,9 @@ impl Alertmanager {
     /// one that tracing-email sets.
     fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
         for (name, _) in &self.labels {
-            let valid = (name.chars().enumerate())
+            let valid = name
+                .chars()
+                .enumerate()
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
             let (what, why) = match () {
                 _ if name.is_empty() || !valid || name.starts_with("__") => (
@@ -416,9 +419,7 @@ impl Alertmanager {
 fn on_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        Some(url::Host::Ipv6(ip)) => ip.to_canonical().is_loopback(),
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
         None => false,
     }
@@ -463,16 +464,8 @@ impl Alerts for Poster {
     /// `resolve_window` given, else its default from the state's history
     /// (see [`Alertmanager::resolve_window`]).
     fn window(&self, state: &State) -> Duration {
-        self.resolve_window.unwrap_or_else(|| {
-            payload::default_window(
-                &state.history.run_starts,
-                state
-                    .history
-                    .streaks
-                    .values()
-                    .map(|s| (s.runs, s.since, s.last_seen)),
-            )
-        })
+        self.resolve_window
+            .unwrap_or_else(|| payload::default_window(&state.history))
     }
 
     /// Posts the alerts of this flush: `worth` (the failures the policy
@@ -492,16 +485,20 @@ impl Alerts for Poster {
         if firing.is_empty() && over.is_empty() {
             return Ok(Posting::default());
         }
-        let (window, mut lines) = (
-            self.window(state),
-            newest_lines(&state.pending, &firing, policy),
-        );
-        let resolved = over
-            .iter()
-            .filter_map(|(key, ended)| Some((state.alerts.get(key)?, *ended)));
-        let mut alerts: Vec<_> = resolved
-            .map(|(p, ended)| self.identity.resolved(p, ended))
-            .collect();
+        let window = self.window(state);
+        let mut lines = newest_lines(&state.pending, &firing, policy);
+        let mut alerts = Vec::new();
+        for (key, ended) in &over {
+            let Some(p) = state.alerts.get_mut(key) else {
+                continue;
+            };
+            alerts.push(self.identity.resolved(p, *ended));
+            // Until Alertmanager accepts the resolution; a failure whose
+            // severity changed fires on under its new labels.
+            if !firing.contains(key) {
+                p.resolved = Some(*ended);
+            }
+        }
         let mut posted = BTreeMap::new();
         for key in &firing {
             let newest = lines.remove(key.as_str()).unwrap_or_default();
@@ -514,39 +511,32 @@ impl Alerts for Poster {
             Error::with_source(ErrorKind::Alertmanager, "could not encode the alerts", e)
         })?;
         let answer = self.client.post(&body, deadline);
-        state.alert_post = Some(self.answer(&answer, now, firing.len(), over.len()));
-        settle(state, answer.map(|_| ()), (firing, over), posted)
+        self.settle(state, (answer, now), (firing, over), posted)
     }
 }
 
 impl Poster {
     /// The firing alert of the failure `key` (if the history knows it), with
-    /// its `newest` lines, and what the state keeps of it once accepted.
+    /// its newest `lines`, and what the state keeps of it once accepted.
     fn firing(
         &self,
         state: &State,
         key: &str,
-        newest: &[&Record],
+        lines: &[String],
         now: OffsetDateTime,
         window: Duration,
     ) -> Option<(payload::Alert, Posted)> {
         let s = state.history.streaks.get(key)?;
-        let since = (state.alerts.get(key).filter(|p| p.resolved.is_none()))
+        let since = state
+            .alerts
+            .get(key)
+            .filter(|p| p.resolved.is_none())
             .map_or(s.since, |p| p.since.min(s.since));
-        let lines = newest.iter().rev().map(|r| r.to_line(time::UtcOffset::UTC));
         let recent = state
             .history
-            .recent_runs(key, crate::store::history::STRIP_RUNS);
-        let failure = payload::Failure {
-            label: s.label.clone(),
-            level: s.level,
-            runs: s.runs,
-            first_seen: since,
-            last_seen: s.last_seen,
-            lines: lines.collect(),
-            recent: recent.unwrap_or_default(),
-        };
-        let alert = self.identity.firing(&failure, now, window);
+            .recent_runs(key, STRIP_RUNS)
+            .unwrap_or_default();
+        let alert = self.identity.firing(s, since, lines, &recent, now, window);
         let posted = Posted {
             failure: payload::failure_label(&s.label),
             severity: payload::severity(s.level).to_owned(),
@@ -557,6 +547,42 @@ impl Poster {
             accepted: Some(now),
         };
         Some((alert, posted))
+    }
+
+    /// Notes the `answer` at `now` to the post of `firing` and `over` in
+    /// the state (its error's text passes the redactor once more, bounded):
+    /// accepted, the alerts `posted` replace those over; else the state
+    /// stays as [`post`](Alerts::post) left it (the resolved ones noting
+    /// when they ended, for the next flush to post again), within its bound.
+    fn settle(
+        &self,
+        state: &mut State,
+        (answer, now): (Result<usize, Error>, OffsetDateTime),
+        (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
+        posted: BTreeMap<String, Posted>,
+    ) -> Result<Posting, Error> {
+        let redactor = &self.client.redactor;
+        let redact = |e: &Error| redactor.quote(e.to_string().as_bytes(), MAX_ANSWER, false);
+        state.alert_post = Some(AlertPost {
+            at: now,
+            firing: firing.len(),
+            resolved: over.len(),
+            accepted: *answer.as_ref().unwrap_or(&0),
+            of: self.client.endpoints.len(),
+            error: answer.as_ref().err().map(redact),
+        });
+        if let Err(error) = answer {
+            bound(&mut state.alerts);
+            return Err(error);
+        }
+        for (key, _) in &over {
+            state.alerts.remove(key);
+        }
+        state.alerts.extend(posted);
+        Ok(Posting {
+            firing,
+            resolved: over.len(),
+        })
     }
 }
 
@@ -570,9 +596,9 @@ fn changes(
     run: u64,
     now: OffsetDateTime,
 ) -> (BTreeSet<String>, Vec<(String, OffsetDateTime)>) {
-    let seen = |key: &str| state.history.streaks.get(key).filter(|s| s.last_run == run);
-    let known = |key: &str| state.history.streaks.get(key);
-    let mut firing: Vec<&String> = worth.iter().filter(|k| known(k).is_some()).collect();
+    let streaks = &state.history.streaks;
+    let seen = |key: &str| streaks.get(key).filter(|s| s.last_run == run);
+    let mut firing: Vec<&String> = worth.iter().filter(|k| streaks.contains_key(*k)).collect();
     for key in state.alerts.keys() {
         if seen(key).is_some() && !worth.contains(key) {
             firing.push(key);
@@ -590,89 +616,32 @@ fn changes(
     (firing, over)
 }
 
-/// The newest lines of each `firing` failure, newest first, from the
-/// `pending` records at `level` or above (fingerprinted by `fields`).
-fn newest_lines<'r, 'f>(
-    pending: &'r [Record],
+/// The newest lines of each `firing` failure, oldest first, from the
+/// `pending` records at the `policy`'s level or above, as it fingerprints them.
+fn newest_lines<'f>(
+    pending: &[Record],
     firing: &'f BTreeSet<String>,
     policy: &Policy,
-) -> BTreeMap<&'f str, Vec<&'r Record>> {
+) -> BTreeMap<&'f str, Vec<String>> {
     let (min, fields) = (severity(policy.level()), &policy.fingerprint_fields);
-    let mut lines: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for r in pending.iter().rev().filter(|r| severity(r.level) >= min) {
         let fp = fingerprint_of(r, fields);
         if let Some(key) = firing.get(fp.key.as_str()) {
             let of = lines.entry(key.as_str()).or_default();
             if of.len() < payload::MAX_LINES {
-                of.push(r);
+                of.insert(0, r.to_line(time::UtcOffset::UTC));
             }
         }
     }
     lines
 }
 
-/// Notes the `answer` to the post of `firing` and `over` in the state:
-/// accepted, the alerts `posted` replace those over; else the firing ones
-/// stay as they were and the resolved ones note when they ended, for the
-/// next flush to post again.
-fn settle(
-    state: &mut State,
-    answer: Result<(), Error>,
-    (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
-    posted: BTreeMap<String, Posted>,
-) -> Result<Posting, Error> {
-    match answer {
-        Ok(()) => {
-            for (key, _) in &over {
-                state.alerts.remove(key);
-            }
-            state.alerts.extend(posted);
-            Ok(Posting {
-                firing,
-                resolved: over.len(),
-            })
-        }
-        Err(error) => {
-            for (key, ended) in over {
-                if let Some(p) = state.alerts.get_mut(&key)
-                    && !firing.contains(&key)
-                {
-                    p.resolved = Some(ended);
-                }
-            }
-            bound(&mut state.alerts);
-            Err(error)
-        }
-    }
-}
-
-impl Poster {
-    /// The post at `now` of `firing` and `resolved` alerts, and its answer
-    /// as the state keeps it: the error's text passes the redactor once
-    /// more, and is bounded.
-    fn answer(
-        &self,
-        answer: &Result<usize, Error>,
-        now: OffsetDateTime,
-        firing: usize,
-        resolved: usize,
-    ) -> AlertPost {
-        let error = answer.as_ref().err().map(|e| e.to_string());
-        AlertPost {
-            at: now,
-            firing,
-            resolved,
-            accepted: *answer.as_ref().unwrap_or(&0),
-            of: self.client.endpoints.len(),
-            error: error.map(|e| self.client.redactor.quote(e.as_bytes(), MAX_ANSWER, false)),
-        }
-    }
-}
-
 /// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
 /// first, then the firing ones seen fewest runs.
 fn bound(alerts: &mut BTreeMap<String, Posted>) {
-    let mut by_age: Vec<_> = (alerts.iter())
+    let mut by_age: Vec<_> = alerts
+        .iter()
         .map(|(key, p)| ((p.resolved.is_none(), p.resolved, p.runs), key.clone()))
         .collect();
     by_age.sort();

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::utc_time;
-use crate::store::history::strip_text;
+use crate::store::history::{History, Streak, strip_text};
 use crate::store::state::Posted;
 
 /// Most characters of the failure label (a label value): a deterministic
@@ -39,23 +39,6 @@ pub(crate) struct Identity {
     pub(crate) app: String,
     pub(crate) instance: String,
     pub(crate) labels: BTreeMap<String, String>,
-}
-
-/// One failure as this host saw it.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    /// Its human label, e.g. `feed "Radio Café"` (the fingerprint's).
-    pub(crate) label: String,
-    pub(crate) level: Level,
-    /// Consecutive runs that saw it.
-    pub(crate) runs: u64,
-    pub(crate) first_seen: OffsetDateTime,
-    pub(crate) last_seen: OffsetDateTime,
-    /// Its newest records as lines, oldest first.
-    pub(crate) lines: Vec<String>,
-    /// Which of the app's recent runs saw it, oldest first (the digest's
-    /// strip); shown from two runs on.
-    pub(crate) recent: Vec<bool>,
 }
 
 /// `error` for ERROR, `warning` below.
@@ -90,34 +73,45 @@ impl Identity {
         labels
     }
 
-    /// The firing alert of `f`, ending at `now + window` unless re-posted.
-    pub(crate) fn firing(&self, f: &Failure, now: OffsetDateTime, window: Duration) -> Alert {
-        let mut summary = format!("{} {} on {}", f.level, f.label, self.instance);
-        if f.runs > 1 {
-            let _ = write!(summary, ", in each of the last {} runs", f.runs);
+    /// The firing alert of the failure whose streak is `s`, firing since
+    /// `since`, with its newest `lines` (oldest first) and which of the
+    /// app's `recent` runs saw it (shown from two runs on); it ends at
+    /// `now + window` unless re-posted.
+    pub(crate) fn firing(
+        &self,
+        s: &Streak,
+        since: OffsetDateTime,
+        lines: &[String],
+        recent: &[bool],
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> Alert {
+        let mut summary = format!("{} {} on {}", s.level, s.label, self.instance);
+        if s.runs > 1 {
+            let _ = write!(summary, ", in each of the last {} runs", s.runs);
         }
-        let hidden = f.lines.len().saturating_sub(MAX_LINES);
-        let lines = f.lines[hidden..]
+        let hidden = lines.len().saturating_sub(MAX_LINES);
+        let lines = lines[hidden..]
             .iter()
             .map(|l| cut(l.trim_end(), MAX_LINE_CHARS));
         let description = lines.collect::<Vec<_>>().join("\n");
         let mut annotations: BTreeMap<String, String> = [
             ("summary", summary),
             ("description", description),
-            ("runs", f.runs.to_string()),
-            ("first_seen", utc_time(f.first_seen)),
-            ("last_seen", utc_time(f.last_seen)),
+            ("runs", s.runs.to_string()),
+            ("first_seen", utc_time(since)),
+            ("last_seen", utc_time(s.last_seen)),
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into();
-        if f.recent.len() >= 2 {
-            annotations.insert("history".into(), strip_text(&f.recent));
+        if recent.len() >= 2 {
+            annotations.insert("history".into(), strip_text(recent));
         }
         let window = time::Duration::try_from(window).unwrap_or(time::Duration::DAY);
         Alert {
-            labels: self.labels(&f.label, severity(f.level)),
+            labels: self.labels(&s.label, severity(s.level)),
             annotations,
-            starts_at: f.first_seen.min(now),
+            starts_at: since.min(now),
             ends_at: now.checked_add(window).unwrap_or(crate::clock::LATEST),
         }
     }
@@ -147,18 +141,14 @@ impl Identity {
 
 /// The resolve window when none is set: three times the median time
 /// between runs, at least 5 minutes and at most a week. The time between
-/// runs comes from when the app's recent runs started (`starts`, as
-/// `History::run_starts` keeps them); with fewer than two of them (or all
-/// at one moment), from the streaks of failures seen in several runs in a
-/// row (`(runs, since, last_seen)`: `(last_seen - since) / (runs - 1)`);
-/// with neither, the window is the 5-minute floor.
-pub(crate) fn default_window(
-    starts: &[OffsetDateTime],
-    streaks: impl Iterator<Item = (u64, OffsetDateTime, OffsetDateTime)>,
-) -> Duration {
+/// runs comes from when the app's recent runs started (`run_starts`); with
+/// fewer than two of them (or all at one moment), from the streaks of
+/// failures seen in several runs in a row (`(last_seen - since) / (runs -
+/// 1)`); with neither, the window is the 5-minute floor.
+pub(crate) fn default_window(history: &History) -> Duration {
     const MIN: Duration = Duration::from_secs(300);
     const MAX: Duration = Duration::from_secs(7 * 24 * 3600);
-    let mut sorted = starts.to_vec();
+    let mut sorted = history.run_starts.clone();
     sorted.sort();
     let mut intervals: Vec<f64> = sorted
         .windows(2)
@@ -166,9 +156,11 @@ pub(crate) fn default_window(
         .filter(|s| s.is_finite() && *s > 0.0)
         .collect();
     if intervals.is_empty() {
-        intervals = streaks
-            .filter(|(runs, _, _)| *runs >= 2)
-            .map(|(runs, since, last)| (last - since).as_seconds_f64() / (runs - 1) as f64)
+        intervals = history
+            .streaks
+            .values()
+            .filter(|s| s.runs >= 2)
+            .map(|s| (s.last_seen - s.since).as_seconds_f64() / (s.runs - 1) as f64)
             .filter(|s| s.is_finite() && *s > 0.0)
             .collect();
     }
@@ -195,24 +187,30 @@ mod tests {
         }
     }
 
-    fn failure(lines: usize) -> Failure {
-        Failure {
+    /// The firing alert of a warning seen in 3 runs, with `lines` lines.
+    fn firing(lines: usize, now: OffsetDateTime, window: Duration) -> Alert {
+        let streak = Streak {
             label: "feed \"Radio Café\"".into(),
             level: Level::WARN,
             runs: 3,
-            first_seen: datetime!(2026-11-20 08:00 UTC),
+            last_run: 6,
+            since: datetime!(2026-11-20 09:00 UTC),
             last_seen: datetime!(2026-11-20 10:00 UTC),
-            lines: (0..lines)
-                .map(|i| format!("line {i} {}", "x".repeat(i * 100)))
-                .collect(),
-            recent: vec![false, true, false, true, true, true],
-        }
+            reported: None,
+            reported_runs: 0,
+        };
+        let lines: Vec<String> = (0..lines)
+            .map(|i| format!("line {i} {}", "x".repeat(i * 100)))
+            .collect();
+        let recent = [false, true, false, true, true, true];
+        let since = datetime!(2026-11-20 08:00 UTC);
+        identity().firing(&streak, since, &lines, &recent, now, window)
     }
 
     #[test]
     fn a_firing_alert_has_the_labels_and_annotations_alertmanager_groups_by() {
         let now = datetime!(2026-11-20 10:00:05 UTC);
-        let alert = identity().firing(&failure(2), now, Duration::from_secs(900));
+        let alert = firing(2, now, Duration::from_secs(900));
         let json = serde_json::to_value(&alert).unwrap();
         assert_eq!(
             json["labels"],
@@ -245,7 +243,7 @@ mod tests {
     #[test]
     fn the_description_holds_the_newest_lines_each_cut() {
         let now = datetime!(2026-11-20 10:00 UTC);
-        let alert = identity().firing(&failure(25), now, Duration::from_secs(300));
+        let alert = firing(25, now, Duration::from_secs(300));
         let d = &alert.annotations["description"];
         let lines: Vec<&str> = d.lines().collect();
         assert_eq!(lines.len(), MAX_LINES);
@@ -271,7 +269,7 @@ mod tests {
     fn a_resolved_alert_has_the_same_labels_and_ends_when_it_ended() {
         let ended = datetime!(2026-11-21 09:00 UTC);
         let since = datetime!(2026-11-20 08:00 UTC);
-        let firing = identity().firing(&failure(1), ended, Duration::from_secs(300));
+        let firing = firing(1, ended, Duration::from_secs(300));
         let posted = Posted {
             failure: "feed \"Radio Café\"".into(),
             severity: "warning".into(),
@@ -291,12 +289,39 @@ mod tests {
         );
     }
 
+    /// The default window of a history with these run `starts` and
+    /// streaks (`(runs, since, last_seen)`).
+    fn window(
+        starts: &[OffsetDateTime],
+        streaks: &[(u64, OffsetDateTime, OffsetDateTime)],
+    ) -> Duration {
+        let streak = |&(runs, since, last_seen)| Streak {
+            label: "feed".into(),
+            level: Level::ERROR,
+            runs,
+            last_run: runs,
+            since,
+            last_seen,
+            reported: None,
+            reported_runs: 0,
+        };
+        let history = History {
+            run_starts: starts.to_vec(),
+            streaks: streaks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i.to_string(), streak(s)))
+                .collect(),
+            ..History::default()
+        };
+        default_window(&history)
+    }
+
     #[test]
     fn the_default_window_is_three_median_intervals_and_at_least_five_minutes() {
         let t = datetime!(2026-11-20 00:00 UTC);
         let hours = |h: i64| t + time::Duration::hours(h);
-        let none = || std::iter::empty();
-        assert_eq!(default_window(&[], none()), Duration::from_secs(300));
+        assert_eq!(window(&[], &[]), Duration::from_secs(300));
         // No run starts known (a file from before they were kept): from the
         // streaks. Hourly runs (5 runs over 4 hours), daily runs, and one
         // run alone.
@@ -306,42 +331,30 @@ mod tests {
             (1, t, t),
             (2, t, hours(1)),
         ];
-        assert_eq!(
-            default_window(&[], streaks.into_iter()),
-            Duration::from_secs(3 * 3600)
-        );
+        assert_eq!(window(&[], &streaks), Duration::from_secs(3 * 3600));
         // One run start, or starts all at one moment: still the streaks.
-        assert_eq!(
-            default_window(&[t], streaks.into_iter()),
-            Duration::from_secs(3 * 3600)
-        );
-        assert_eq!(
-            default_window(&[t, t, t], streaks.into_iter()),
-            Duration::from_secs(3 * 3600)
-        );
+        assert_eq!(window(&[t], &streaks), Duration::from_secs(3 * 3600));
+        assert_eq!(window(&[t, t, t], &streaks), Duration::from_secs(3 * 3600));
         // Run starts known: they win over the streaks. Daily runs, one an
         // hour late, one missed, two counted out of order (processes that
         // overlap): the median interval is a day.
         let days = [0, 24, 49, 72, 144, 120].map(hours);
-        assert_eq!(
-            default_window(&days, streaks.into_iter()),
-            Duration::from_secs(3 * 24 * 3600)
-        );
+        assert_eq!(window(&days, &streaks), Duration::from_secs(3 * 24 * 3600));
         // Every minute: the floor.
         let minutes: Vec<OffsetDateTime> =
             (0..10).map(|m| t + time::Duration::minutes(m)).collect();
-        assert_eq!(default_window(&minutes, none()), Duration::from_secs(300));
+        assert_eq!(window(&minutes, &[]), Duration::from_secs(300));
         assert_eq!(
-            default_window(&[], [(10, t, t + time::Duration::minutes(9))].into_iter()),
+            window(&[], &[(10, t, t + time::Duration::minutes(9))]),
             Duration::from_secs(300)
         );
         // Yearly: capped at a week.
         assert_eq!(
-            default_window(&[t, t + time::Duration::days(365)], none()),
+            window(&[t, t + time::Duration::days(365)], &[]),
             Duration::from_secs(7 * 24 * 3600)
         );
         assert_eq!(
-            default_window(&[], [(2, t, t + time::Duration::days(365))].into_iter()),
+            window(&[], &[(2, t, t + time::Duration::days(365))]),
             Duration::from_secs(7 * 24 * 3600)
         );
     }
@@ -352,7 +365,7 @@ mod tests {
     /// resolve before the next run could re-post it.
     #[test]
     fn hourly_runs_with_no_failure_persisted_give_a_three_hour_window() {
-        use crate::store::history::{Fingerprint, History};
+        use crate::store::history::Fingerprint;
         let t = datetime!(2026-11-20 00:00:07 UTC);
         let mut history = History::default();
         let mut run = 0;
@@ -365,18 +378,10 @@ mod tests {
         };
         history.observe(run, &feed, Level::ERROR, t + time::Duration::hours(5));
         assert_eq!(history.streaks["feed"].runs, 1);
-        let streaks = || {
-            history
-                .streaks
-                .values()
-                .map(|s| (s.runs, s.since, s.last_seen))
-        };
-        assert_eq!(
-            default_window(&history.run_starts, streaks()),
-            Duration::from_secs(3 * 3600)
-        );
+        assert_eq!(default_window(&history), Duration::from_secs(3 * 3600));
         // Without the run starts (as before they were kept): the floor,
         // shorter than the time to the next run.
-        assert_eq!(default_window(&[], streaks()), Duration::from_secs(300));
+        history.run_starts.clear();
+        assert_eq!(default_window(&history), Duration::from_secs(300));
     }
 }

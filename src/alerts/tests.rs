@@ -213,7 +213,15 @@ fn a_failed_posts_answer_is_kept_without_the_token_and_bounded() {
         "no Alertmanager accepted the alerts (HTTP 401, replying \"Bearer s3cr3t-t0k3n\nbad\"{})",
         "x".repeat(3000)
     );
-    let post = poster.answer(&Err(Error::new(ErrorKind::Alertmanager, echoed)), now, 2, 1);
+    // The answer to a post of two firing alerts and one resolved.
+    let settled = |answer| {
+        let mut state = State::default();
+        let firing = ["a", "b"].map(String::from).into();
+        let over = vec![("c".to_owned(), now)];
+        let _ = poster.settle(&mut state, (answer, now), (firing, over), BTreeMap::new());
+        state.alert_post.unwrap()
+    };
+    let post = settled(Err(Error::new(ErrorKind::Alertmanager, echoed)));
     let error = post.error.unwrap();
     assert!(!error.contains("s3cr3t"), "{error}");
     assert!(error.contains("Bearer ***"), "{error}");
@@ -222,6 +230,6 @@ fn a_failed_posts_answer_is_kept_without_the_token_and_bounded() {
         (post.firing, post.resolved, post.accepted, post.of),
         (2, 1, 0, 2)
     );
-    let post = poster.answer(&Ok(1), now, 1, 0);
+    let post = settled(Ok(1));
     assert_eq!((post.accepted, post.of, post.error), (1, 2, None));
 }

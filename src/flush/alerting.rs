@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
+use crate::capture::record::{Record, severity};
 use crate::error::Error;
 use crate::flush::destination::Posting;
 use crate::flush::flusher::Flusher;
@@ -33,7 +34,6 @@ impl Flusher {
         let Some(poster) = &self.alerts else {
             return Ok(Outcome::Nothing);
         };
-        let before = (state.alerts.clone(), state.alert_post.clone());
         // Alone, Alertmanager reports what an email would: every failure
         // among the records the policy sends.
         let send = match (&self.transport, decision) {
@@ -44,10 +44,7 @@ impl Flusher {
             .failures_in(&state.pending[..send])
             .map(|fp| fp.key.clone())
             .collect();
-        let mut worth = std::borrow::Cow::Borrowed(worth);
-        if !sent.is_empty() {
-            worth.to_mut().extend(sent.iter().cloned());
-        }
+        let worth: BTreeSet<String> = worth.iter().chain(&sent).cloned().collect();
         let posted = poster.post(state, &worth, (run, now, deadline), &self.policy);
         self.alerts_due = (!state.alerts.is_empty()).then(|| {
             let part = if posted.is_ok() { 3 } else { 9 };
@@ -59,19 +56,24 @@ impl Flusher {
             }
             _ => 0,
         };
-        // The post's answer changes at every post: saved with it.
-        if state.alerts != before.0 || state.alert_post != before.1 || removed > 0 {
+        // A post, accepted or not, changed the alerts kept and noted its
+        // answer: saved with them. Nothing to post is the empty Posting.
+        let posted_nothing = matches!(&posted, Ok(p) if *p == Posting::default());
+        if !posted_nothing || removed > 0 {
             commit.save(&self.store, state_lock, state)?;
         }
         let posting = posted?;
-        let alone = self.transport.is_none();
-        Ok(alerted(
-            decision,
-            state.pending.len(),
-            alone,
-            removed,
-            &posting,
-        ))
+        let alerted = Outcome::Alerted {
+            records: removed,
+            firing: posting.firing.len(),
+            resolved: posting.resolved,
+        };
+        // Alone, it says what went; else the email's outcome is the flush's.
+        if self.transport.is_none() && (removed > 0 || !posted_nothing) {
+            return Ok(alerted);
+        }
+        let pending = state.pending.len();
+        Ok(Outcome::unless_sent(decision.clone(), pending, alerted))
     }
 
     /// Alertmanager alone accepted the alerts: the first `send` records
@@ -86,17 +88,16 @@ impl Flusher {
         now: OffsetDateTime,
     ) -> usize {
         let fields = &self.policy.fingerprint_fields;
-        let min = crate::capture::record::severity(self.policy.level());
+        let min = severity(self.policy.level());
         state.history.reported(sent.iter().map(String::as_str), now);
-        let mut i = 0;
-        state.pending.retain(|r| {
-            i += 1;
-            let gone = i <= send
-                || (crate::capture::record::severity(r.level) >= min
-                    && firing.contains(fingerprint_of(r, fields).key.as_str()));
-            !gone
-        });
-        let removed = i - state.pending.len();
+        let before = state.pending.len();
+        state.pending.drain(..send);
+        // After the first `send`: the records of a failure not firing, or below the level.
+        let kept = |r: &Record| {
+            severity(r.level) < min || !firing.contains(fingerprint_of(r, fields).key.as_str())
+        };
+        state.pending.retain(kept);
+        let removed = before - state.pending.len();
         if removed > 0 {
             // The kept tally counted the records that left.
             self.cache.tally = None;
@@ -106,26 +107,4 @@ impl Flusher {
         }
         removed
     }
-}
-
-/// The outcome of a post Alertmanager accepted: `Alerted` when it is the
-/// only destination (`alone`) and something went, else what `decision` says
-/// of the `pending` records.
-fn alerted(
-    decision: &Decision,
-    pending: usize,
-    alone: bool,
-    removed: usize,
-    posting: &Posting,
-) -> Outcome {
-    let (firing, resolved) = (posting.firing.len(), posting.resolved);
-    let alerted = Outcome::Alerted {
-        records: removed,
-        firing,
-        resolved,
-    };
-    if alone && (removed > 0 || firing + resolved > 0) {
-        return alerted;
-    }
-    Outcome::unless_sent(decision.clone(), pending, alerted)
 }

@@ -29,7 +29,8 @@ pub(crate) trait Alerts: std::any::Any + Send {
     ) -> Result<Posting, Error>;
 }
 
-/// What one flush posted and Alertmanager accepted.
+/// What one flush posted and Alertmanager accepted; the default when there
+/// was nothing to post.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Posting {
     /// Fingerprint keys of the firing alerts accepted.

@@ -126,7 +126,9 @@ impl fmt::Display for FiringAlert {
             None => f.write_str("; accepted (when: not kept by the version that posted it)")?,
         }
         // The labels but `failure` and `severity` (shown already).
-        let labels: Vec<String> = (self.labels.iter())
+        let labels: Vec<String> = self
+            .labels
+            .iter()
             .filter(|(k, _)| !matches!(k.as_str(), "failure" | "severity"))
             .map(|(k, v)| format!("{k}={v:?}"))
             .collect();
@@ -137,10 +139,8 @@ impl fmt::Display for FiringAlert {
     }
 }
 
-/// The alerts of `state`, firing first, then the longest-lasting first; and
-/// its last post.
-pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
-    let post = state.alert_post.clone();
+/// The alerts of `state`, firing first, then the longest-lasting first.
+pub(crate) fn of(state: &State) -> Vec<FiringAlert> {
     let mut alerts: Vec<FiringAlert> = state
         .alerts
         .values()
@@ -152,35 +152,9 @@ pub(crate) fn of(state: &State) -> (Vec<FiringAlert>, Option<AlertPost>) {
             runs: p.runs,
             resolved: p.resolved,
             last_accepted: p.accepted,
-            last_post: post.clone(),
+            last_post: state.alert_post.clone(),
         })
         .collect();
     alerts.sort_by_cached_key(|a| (a.resolved.is_some(), a.since, a.failure.clone()));
-    (alerts, post)
-}
-
-/// The `alerts` rows of a snapshot's table: none when the state never
-/// posted to Alertmanager.
-pub(crate) fn rows(
-    alerts: &[FiringAlert],
-    post: Option<&AlertPost>,
-) -> Vec<(&'static str, String)> {
-    if alerts.is_empty() && post.is_none() {
-        return Vec::new();
-    }
-    let firing = alerts.iter().filter(|a| a.is_firing()).count();
-    let mut heading = match firing {
-        0 => "none firing".to_owned(),
-        1 => "1 alert firing".to_owned(),
-        n => format!("{n} alerts firing"),
-    };
-    match alerts.len() - firing {
-        0 => {}
-        1 => heading.push_str(", 1 resolution not accepted yet"),
-        n => heading.push_str(&format!(", {n} resolutions not accepted yet")),
-    }
-    let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
-    rows.extend(alerts.iter().map(|alert| ("", alert.to_string())));
-    rows.extend(post.map(|post| ("", format!("last post: {}, {post}", utc_time(post.at)))));
-    rows
+    alerts
 }
