@@ -47,27 +47,6 @@ pub(crate) struct Composer {
     pub(crate) detail_lines: usize,
 }
 
-/// A record as it appears in an email, made once by [`Composer::render`]:
-/// measured to split a digest by size, then put into the email as it is, so
-/// that what is counted is what is sent.
-#[derive(Debug, Clone)]
-pub(crate) struct Rendered {
-    /// Its line and its span context's, each with its newline.
-    text: String,
-    /// Whether the email attaches its log (the text part again, see
-    /// [`Composer::email`]): the line is then sent twice.
-    twice: bool,
-}
-
-impl Rendered {
-    /// The bytes it adds to an email: its text, in the text part and, with
-    /// an HTML part, in the attached log. (The HTML part shows a bounded
-    /// number of records whatever the digest's size.)
-    pub(crate) fn bytes(&self) -> usize {
-        self.text.len() * if self.twice { 2 } else { 1 }
-    }
-}
-
 /// Appends `text` as a line of the text part, control characters escaped.
 fn line(out: &mut String, text: &str) {
     let _ = write_escaped(out, text, false);
@@ -82,8 +61,8 @@ impl Composer {
     /// its control characters shown escaped (`\n`, `\u{1b}`), so a record is
     /// always one line and cannot fake another one. `lines` are the shown
     /// records' lines, made by [`Composer::render`].
-    fn body(&self, summary: &Summary<'_>, lines: &[Rendered]) -> String {
-        let lines_len: usize = lines.iter().map(|l| l.text.len()).sum();
+    fn body(&self, summary: &Summary<'_>, lines: &[String]) -> String {
+        let lines_len: usize = lines.iter().map(String::len).sum();
         let mut out = String::with_capacity(lines_len + 4096);
         line(&mut out, &summary.headline());
         line(&mut out, &summary.overview());
@@ -100,7 +79,7 @@ impl Composer {
                 run = Some(record.run);
                 line(&mut out, &summary.run_line(record));
             }
-            out.push_str(&rendered.text);
+            out.push_str(rendered);
         }
         self.write_footer(&mut out);
         if let Some(note) = &summary.fields_note {
@@ -141,18 +120,25 @@ impl Composer {
     }
 
     /// `record` as it appears in the text body (and the attached log): its
-    /// line with its span context indented below, control characters shown
-    /// escaped (`\n`, `\u{1b}`).
-    pub(crate) fn render(&self, record: &Record) -> Rendered {
+    /// line and its span context's indented below, each with its newline,
+    /// control characters shown escaped (`\n`, `\u{1b}`). Made once: measured
+    /// to split a digest by size (see [`bytes`](Self::bytes)), then put into
+    /// the email as it is, so that what is counted is what is sent.
+    pub(crate) fn render(&self, record: &Record) -> String {
         let mut text = record.to_line(self.offset);
         text.push('\n');
         if let Some(context) = record.span_context() {
             let _ = writeln!(text, "    {context}");
         }
-        Rendered {
-            text,
-            twice: self.html,
-        }
+        text
+    }
+
+    /// The bytes a record's `rendered` text adds to an email: once in the
+    /// text part and, with an HTML part, again in the attached log. (The
+    /// HTML part shows a bounded number of records whatever the digest's
+    /// size.)
+    pub(crate) fn bytes(&self, rendered: &str) -> usize {
+        rendered.len() * (1 + usize::from(self.html))
     }
 
     /// Builds the email holding `records`; `part` is `(k, n)` when this is
@@ -166,7 +152,7 @@ impl Composer {
     pub(crate) fn compose_with(
         &self,
         records: &[Record],
-        shown: &[Rendered],
+        shown: &[String],
         dropped: u64,
         part: Option<(usize, usize)>,
         history: &History,
@@ -178,7 +164,7 @@ impl Composer {
         let fields = &self.fingerprint_fields;
         summary.problems = problems(records, history, fields, self.level);
         summary.fields_note = unmatched_fields(records, fields, self.level, history);
-        let made: Vec<Rendered>;
+        let made: Vec<String>;
         let shown = if shown.len() == summary.shown().len() {
             shown
         } else {
@@ -307,7 +293,7 @@ pub(crate) mod tests {
         pub(crate) fn compose(
             &self,
             records: &[Record],
-            shown: &[Rendered],
+            shown: &[String],
             dropped: u64,
             part: Option<(usize, usize)>,
             history: &History,
@@ -339,7 +325,7 @@ pub(crate) mod tests {
         let mut summary = Summary::new(&c.app, records, dropped, None, c.offset);
         summary.problems = problems(records, &History::default(), &c.fingerprint_fields, c.level);
         summary.host = &c.host;
-        let lines: Vec<Rendered> = summary.shown().iter().map(|r| c.render(r)).collect();
+        let lines: Vec<String> = summary.shown().iter().map(|r| c.render(r)).collect();
         c.body(&summary, &lines)
     }
 
@@ -450,7 +436,7 @@ pub(crate) mod tests {
         c.html = false;
         let line = rs[0].to_line(UtcOffset::UTC).len() + 1;
         let context = rs[0].span_context().unwrap().len() + 5;
-        assert_eq!(c.render(&rs[0]).bytes(), line + context);
+        assert_eq!(c.bytes(&c.render(&rs[0])), line + context);
     }
 
     #[test]
@@ -505,7 +491,7 @@ pub(crate) mod tests {
                 fields: crate::capture::record::Fields::from_vec(vec![("id".into(), "<7>".into())]),
             }));
         let real = r.to_line(UtcOffset::UTC).len() + 1 + r.span_context().unwrap().len() + 5;
-        assert_eq!(c.render(&r).bytes(), real);
+        assert_eq!(c.bytes(&c.render(&r)), real);
 
         // With HTML, the text goes twice: in the text part and in the
         // attached log. One more record grows the text by exactly its line
@@ -519,7 +505,7 @@ pub(crate) mod tests {
             .compose(&[r.clone(), r.clone()], &[], 0, None, &History::default())
             .unwrap();
         assert_eq!(
-            c.render(&r).bytes(),
+            c.bytes(&c.render(&r)),
             2 * (two.text().len() - one.text().len() - 2)
         );
         let raw = String::from_utf8(two.formatted()).unwrap();
@@ -534,7 +520,7 @@ pub(crate) mod tests {
         let c = composer();
         let mut rs = records(&[Level::WARN, Level::ERROR, Level::INFO, Level::WARN]);
         rs[1].message = "disk <full>".into();
-        let rendered: Vec<Rendered> = rs.iter().map(|r| c.render(r)).collect();
+        let rendered: Vec<String> = rs.iter().map(|r| c.render(r)).collect();
         let before = c
             .compose(&rs, &rendered, 0, None, &History::default())
             .unwrap();

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 use crate::capture::record::severity;
+use crate::digest::Composer;
 use crate::digest::summary::Late;
-use crate::digest::{Composer, Rendered};
 use crate::error::{Error, ErrorKind, display_safely};
 use crate::flush::deadline::send_before;
 use crate::flush::decide::Plan;
@@ -244,7 +244,7 @@ impl Flusher {
     fn compose(
         &self,
         state: &State,
-        (records, shown): (&[Record], &[Rendered]),
+        (records, shown): (&[Record], &[String]),
         first: bool,
         numbered: Option<(usize, usize)>,
         with_resolved: bool,
@@ -343,14 +343,14 @@ fn split_by_size(
     records: &[Record],
     max_bytes: usize,
     composer: &Composer,
-) -> Vec<(Range<usize>, Vec<Rendered>)> {
+) -> Vec<(Range<usize>, Vec<String>)> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut size = 0;
     let mut shown = VecDeque::new();
     for (i, record) in records.iter().enumerate() {
         let rendered = composer.render(record);
-        let bytes = rendered.bytes();
+        let bytes = composer.bytes(&rendered);
         if i > start && size + bytes > max_bytes {
             parts.push((start..i, Vec::from(std::mem::take(&mut shown))));
             start = i;
@@ -397,7 +397,7 @@ mod tests {
                 .map(|(range, _)| range)
                 .collect()
         };
-        let one = composer.render(&records[0]).bytes();
+        let one = composer.bytes(&composer.render(&records[0]));
         assert_eq!(ranges(one * 3), [0..3, 3..6, 6..9, 9..10]);
         assert_eq!(ranges(usize::MAX), vec![0..10]);
         // A record larger than the limit still goes, alone.
