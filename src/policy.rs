@@ -648,7 +648,7 @@ struct Measure {
 /// left out in as many steps as there are of them. Pure data, made for one
 /// policy by [`Tally::new`] and [`Tally::add`] as records are added; records
 /// leave from the front only (a send, a trim), after which it is made anew.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tally {
     /// Records tallied: the first `len` pending records.
     len: usize,
@@ -699,15 +699,10 @@ impl Tally {
     /// An empty tally for `policy`'s rules.
     pub(crate) fn new(policy: &Policy) -> Self {
         Tally {
-            len: 0,
             min: severity(policy.level()),
             urgent_at: policy.immediately_at.map(severity),
             by_key: policy.repeat_after.is_some(),
-            all: Band::default(),
-            keyed: HashMap::new(),
-            bands: Vec::new(),
-            by_first: BTreeMap::new(),
-            by_earliest: BTreeSet::new(),
+            ..Tally::default()
         }
     }
 
