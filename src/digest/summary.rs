@@ -185,10 +185,6 @@ pub(crate) struct Summary<'a> {
     pub(crate) part: Option<(usize, usize)>,
     /// The offset times are shown at.
     pub(crate) offset: UtcOffset,
-    /// Records per level, in the order of [`LEVELS`].
-    by_level: [usize; 5],
-    /// The oldest and the newest record's time.
-    span: Option<(OffsetDateTime, OffsetDateTime)>,
     /// The kinds of failure, for the summary; most important first.
     pub(crate) problems: Vec<Problem>,
     /// Most records listed one by one.
@@ -231,15 +227,12 @@ impl<'a> Summary<'a> {
         part: Option<(usize, usize)>,
         offset: UtcOffset,
     ) -> Self {
-        let times = records.iter().map(|r| r.timestamp);
         Summary {
             app,
             records,
             dropped,
             part,
             offset,
-            by_level: by_level(records),
-            span: times.clone().min().zip(times.max()),
             problems: Vec::new(),
             detail_lines: usize::MAX,
             fields_note: None,
@@ -296,9 +289,9 @@ impl<'a> Summary<'a> {
     /// The line under the headline: `poca on web-3: 56 log records (10
     /// WARN, 46 INFO) from … to …, times in UTC.`
     pub(crate) fn overview(&self) -> String {
-        let levels = level_counts(self.by_level, |n| n.to_string());
+        let levels = level_counts(by_level(self.records), |n| n.to_string());
         let (app, on, count) = (self.app, self.on_host(), self.record_count());
-        let span = self.span.map(|(first, last)| {
+        let span = self.first().zip(self.last()).map(|(first, last)| {
             let (from, to) = (self.line_time(first), self.line_time(last));
             let zone = offset_label(self.offset);
             format!(" from {from} to {to}, times in {zone}")
@@ -446,23 +439,25 @@ impl<'a> Summary<'a> {
 
     /// How many records are at exactly `level`.
     pub(crate) fn count(&self, level: Level) -> usize {
-        self.by_level[4 - usize::from(severity(level))]
+        self.records.iter().filter(|r| r.level == level).count()
     }
 
     /// The most severe level present.
     pub(crate) fn max_level(&self) -> Option<Level> {
-        let present = LEVELS.into_iter().zip(self.by_level).find(|(_, n)| *n > 0);
-        present.map(|(level, _)| level)
+        self.records
+            .iter()
+            .map(|r| r.level)
+            .max_by_key(|l| severity(*l))
     }
 
     /// The oldest record's time.
     pub(crate) fn first(&self) -> Option<OffsetDateTime> {
-        self.span.map(|(first, _)| first)
+        self.records.iter().map(|r| r.timestamp).min()
     }
 
     /// The newest record's time.
     pub(crate) fn last(&self) -> Option<OffsetDateTime> {
-        self.span.map(|(_, last)| last)
+        self.records.iter().map(|r| r.timestamp).max()
     }
 
     /// `24 log records`.
