@@ -236,30 +236,29 @@ impl Composer {
 /// The "What went wrong" section of a text body: one line per failure,
 /// most severe first, with its strip of recent runs.
 fn write_problems(out: &mut String, summary: &Summary<'_>) {
-    if summary.problems.is_empty() {
-        return;
-    }
-    out.push_str("\nWhat went wrong:\n");
-    for p in summary.problems.iter().take(MAX_PROBLEMS) {
+    let lines = summary.problems.iter().take(MAX_PROBLEMS).map(|p| {
         // A label may be the start of a message.
         let strip = p.recent.as_deref().map(strip_text);
-        let strip = strip.map(|strip| format!("; {strip}")).unwrap_or_default();
-        out.push_str("  ");
-        line(out, &(summary.problem_line(p) + &strip));
-    }
-    if let Some(note) = summary.more_problems_note() {
-        let _ = writeln!(out, "  {note}");
-    }
+        summary.problem_line(p) + &strip.map(|s| format!("; {s}")).unwrap_or_default()
+    });
+    let more = summary.more_problems_note();
+    write_section(out, "What went wrong", lines.collect(), more);
 }
 
 /// The "Resolved" section of a text body, when failures are over:
 /// `\nResolved:\n  WARN feed "Radio Café": OK again after failing 9 runs, …`.
 fn write_resolved(out: &mut String, summary: &Summary<'_>) {
-    if summary.resolved.is_empty() {
+    let (lines, more) = summary.resolved_lines();
+    write_section(out, "Resolved", lines, more);
+}
+
+/// A section of a text body, unless it has no `lines`: `\n{title}:\n`,
+/// each line indented, then `more` (the count of those left out).
+fn write_section(out: &mut String, title: &str, lines: Vec<String>, more: Option<String>) {
+    if lines.is_empty() {
         return;
     }
-    out.push_str("\nResolved:\n");
-    let (lines, more) = summary.resolved_lines();
+    let _ = writeln!(out, "\n{title}:");
     for text in &lines {
         out.push_str("  ");
         line(out, text);
