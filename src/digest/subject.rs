@@ -1,6 +1,6 @@
-//! The subject line: a template parsed once by `build()` into pieces, and
-//! rendered for each email from its [`Summary`]; or, without a template, a
-//! default that counts errors and warnings.
+//! The subject line: a template checked once by `build()`, and filled for
+//! each email from its [`Summary`]; or, without a template, a default that
+//! counts errors and warnings.
 
 use time::OffsetDateTime;
 use tracing::Level;
@@ -26,15 +26,6 @@ const PLACEHOLDERS: [&str; 8] = [
     "last",
 ];
 
-/// One piece of a parsed subject template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    /// Literal text, braces already unescaped.
-    Text(String),
-    /// A placeholder: one of [`PLACEHOLDERS`].
-    Value(&'static str),
-}
-
 /// `a`, `a and b`, `a, b and c`.
 fn and_list(items: &[String]) -> String {
     match items {
@@ -43,56 +34,20 @@ fn and_list(items: &[String]) -> String {
     }
 }
 
-/// A subject template, e.g. `[{app}@{host}] {errors} errors since {first}`.
+/// A subject template, e.g. `[{app}@{host}] {errors} errors since {first}`:
+/// checked once by `build()`, filled for each email by the same scanner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Template {
-    pieces: Vec<Piece>,
-}
+pub(crate) struct Template(String);
 
 impl Template {
-    /// Parses `template`: `{name}` is a placeholder, `{{` and `}}` are
+    /// Checks `template`: `{name}` is a placeholder, `{{` and `}}` are
     /// literal braces, a `}` on its own is kept as it is.
     ///
     /// An unknown placeholder or a `{` that is never closed is an error of
     /// kind `Config` that names it and lists the valid placeholders.
     pub(crate) fn parse(template: &str) -> Result<Template, Error> {
-        let (mut pieces, mut text, mut rest) = (Vec::new(), String::new(), template);
-        let known = and_list(&PLACEHOLDERS.map(|name| format!("{{{name}}}")));
-        while let Some(i) = rest.find(['{', '}']) {
-            text.push_str(&rest[..i]);
-            let (brace, after) = (char::from(rest.as_bytes()[i]), &rest[i + 1..]);
-            if brace == '}' || after.starts_with('{') {
-                text.push(brace);
-                rest = after.strip_prefix(brace).unwrap_or(after);
-                continue;
-            }
-            let end = after
-                .find(['{', '}'])
-                .filter(|&end| after[end..].starts_with('}'));
-            let Some(name) = end.map(|end| &after[..end]) else {
-                return Err(Error::config(format!(
-                    "the subject {template:?} has a \"{{\" that is not closed, at {:?}; \
-                     the placeholders are {known}, and {{{{ is a literal brace",
-                    &rest[i..]
-                )));
-            };
-            let Some(value) = PLACEHOLDERS.into_iter().find(|known| *known == name) else {
-                return Err(Error::config(format!(
-                    "the subject {template:?} has an unknown placeholder {{{name}}}; \
-                     the placeholders are {known} ({{{{ and }}}} are literal braces)"
-                )));
-            };
-            if !text.is_empty() {
-                pieces.push(Piece::Text(std::mem::take(&mut text)));
-            }
-            pieces.push(Piece::Value(value));
-            rest = &after[name.len() + 1..];
-        }
-        text.push_str(rest);
-        if !text.is_empty() {
-            pieces.push(Piece::Text(text));
-        }
-        Ok(Template { pieces })
+        fill(template, |_| String::new())?;
+        Ok(Template(template.to_owned()))
     }
 
     /// The subject for the email that `summary` describes; `host` is this
@@ -110,15 +65,50 @@ impl Template {
             "warnings" => summary.count(Level::WARN).to_string(),
             "max_level" => summary.max_level().map_or("", |l| l.as_str()).to_owned(),
             "first" => time(summary.first()),
-            // `last`: parse() keeps only the names of PLACEHOLDERS.
+            // `last`: fill() asks only for the names of PLACEHOLDERS.
             _ => time(summary.last()),
         };
-        let text = |piece: &Piece| match piece {
-            Piece::Text(text) => text.clone(),
-            Piece::Value(name) => value(name),
-        };
-        self.pieces.iter().map(text).collect()
+        // `parse` checked it: it fills.
+        fill(&self.0, value).unwrap_or_default()
     }
+}
+
+/// `template` with each placeholder replaced by its `value` and the double
+/// braces by one; an error for an unknown placeholder or an unclosed `{`.
+fn fill(template: &str, value: impl Fn(&str) -> String) -> Result<String, Error> {
+    let (mut out, mut rest) = (String::new(), template);
+    let known = || and_list(&PLACEHOLDERS.map(|name| format!("{{{name}}}")));
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let (brace, after) = (char::from(rest.as_bytes()[i]), &rest[i + 1..]);
+        if brace == '}' || after.starts_with('{') {
+            out.push(brace);
+            rest = after.strip_prefix(brace).unwrap_or(after);
+            continue;
+        }
+        let end = after
+            .find(['{', '}'])
+            .filter(|&end| after[end..].starts_with('}'));
+        let Some(name) = end.map(|end| &after[..end]) else {
+            return Err(Error::config(format!(
+                "the subject {template:?} has a \"{{\" that is not closed, at {:?}; \
+                 the placeholders are {}, and {{{{ is a literal brace",
+                &rest[i..],
+                known()
+            )));
+        };
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(Error::config(format!(
+                "the subject {template:?} has an unknown placeholder {{{name}}}; \
+                 the placeholders are {} ({{{{ and }}}} are literal braces)",
+                known()
+            )));
+        }
+        out.push_str(&value(name));
+        rest = &after[name.len() + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The subject when none was set: the most severe failure first, then
@@ -417,10 +407,7 @@ mod tests {
         assert_eq!(render("smile :}", &rs), "smile :}");
         assert_eq!(render("POCA log — Café", &rs), "POCA log — Café");
         assert_eq!(render("", &rs), "");
-        assert_eq!(
-            Template::parse("POCA log").unwrap().pieces,
-            [Piece::Text("POCA log".into())]
-        );
+        assert_eq!(Template::parse("POCA log").unwrap().0, "POCA log");
     }
 
     #[test]
