@@ -11,15 +11,13 @@ use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use time::UtcOffset;
+use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::capture::record::{Record, write_escaped};
 use crate::digest::html;
 use crate::digest::subject::{Template, default_subject};
-use crate::digest::summary::{
-    Late, MAX_PROBLEMS, Summary, footer, plural, problems, resolved_subject,
-};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, plural, problems, resolved_subject};
 use crate::error::{Error, ErrorKind};
 use crate::store::history::{History, Resolved, strip_text, unmatched_fields};
 use crate::transport::Email;
@@ -144,7 +142,7 @@ impl Composer {
     /// Builds the email holding `records`; `part` is `(k, n)` when this is
     /// part k of a digest split into n emails; with a "Resolved" section
     /// saying that the failures `resolved` are over (when there are any),
-    /// and a note saying why it is `late` (an earlier send failed). `shown`
+    /// and a note saying why it is `late` (an earlier send failed: the state file's last error and when). `shown`
     /// are the records listed one by one (the newest `detail_lines`) made by
     /// [`Composer::render`] when they were measured; when they are not
     /// (`&[]`), they are made here.
@@ -157,7 +155,7 @@ impl Composer {
         part: Option<(usize, usize)>,
         history: &History,
         resolved: &[Resolved],
-        late: Option<Late<'_>>,
+        late: Option<(&str, Option<OffsetDateTime>)>,
     ) -> Result<Email, Error> {
         let mut summary = self.summary(records, resolved);
         (summary.dropped, summary.part, summary.late) = (dropped, part, late);

@@ -198,16 +198,10 @@ pub(crate) struct Summary<'a> {
     pub(crate) host: &'a str,
     /// Records at this level or above are failures; below, context.
     pub(crate) level: Level,
-    /// Why and since when this digest is late: the last send failed.
-    pub(crate) late: Option<Late<'a>>,
-}
-
-/// An earlier attempt to send failed: the state file's last error, and
-/// when it happened when known.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Late<'a> {
-    pub(crate) error: &'a str,
-    pub(crate) at: Option<OffsetDateTime>,
+    /// Why and since when this digest is late: an earlier attempt to send
+    /// failed, with the state file's last error, and when it happened when
+    /// known.
+    pub(crate) late: Option<(&'a str, Option<OffsetDateTime>)>,
 }
 
 /// How the first lines show a time of the same day as the email's newest
@@ -313,9 +307,9 @@ impl<'a> Summary<'a> {
         let part = self.part.map(|(k, n)| {
             format!("This is part {k} of {n}: the digest was split to stay under the size limit.")
         });
-        let late = self.late.map(|late| {
-            let error = cut(late.error, LATE_ERROR_MAX);
-            let at = (late.at).map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)));
+        let late = self.late.map(|(error, at)| {
+            let error = cut(error, LATE_ERROR_MAX);
+            let at = at.map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)));
             let at = at.unwrap_or_default();
             format!(
                 "This digest is late: sending it failed{at} ({error}); its records were kept and \

@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::capture::record::severity;
 use crate::digest::Composer;
-use crate::digest::summary::Late;
 use crate::error::{Error, ErrorKind, display_safely};
 use crate::flush::deadline::send_before;
 use crate::flush::decide::Plan;
@@ -256,10 +255,7 @@ impl Flusher {
         } else {
             &[]
         };
-        let late = (state.last_error.as_deref()).map(|error| Late {
-            error,
-            at: state.last_error_at,
-        });
+        let late = (state.last_error.as_deref()).map(|error| (error, state.last_error_at));
         (self.composer).compose_with(records, shown, dropped, numbered, history, resolved, late)
     }
 
