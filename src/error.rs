@@ -192,16 +192,14 @@ pub(crate) fn error_chain<'a>(
     impl fmt::Display for Chain<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write!(f, "{}", self.0)?;
-            let mut source = self.0.source();
             let mut last = bounded_text(self.0);
-            while let Some(s) = source {
+            for s in std::iter::successors(self.0.source(), |s| s.source()) {
                 let text = bounded_text(s);
                 // Many errors repeat their source in their own message.
                 if !last.contains(&text) {
                     write!(f, ": {s}")?;
                 }
                 last = text;
-                source = s.source();
             }
             Ok(())
         }
@@ -219,17 +217,11 @@ fn bounded_text(value: &dyn fmt::Display) -> String {
     struct Bounded(String);
     impl fmt::Write for Bounded {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            let room = COMPARED_BYTES - self.0.len();
-            if s.len() <= room {
-                self.0.push_str(s);
-                return Ok(());
-            }
-            let mut at = room;
-            while !s.is_char_boundary(at) {
-                at -= 1;
-            }
-            self.0.push_str(&s[..at]);
-            Err(fmt::Error)
+            // All of `s` that fits, cut at a character's start.
+            let room = (COMPARED_BYTES - self.0.len()).min(s.len());
+            let at = (0..=room).rev().find(|&at| s.is_char_boundary(at));
+            self.0.push_str(&s[..at.unwrap_or(0)]);
+            (at == Some(s.len())).then_some(()).ok_or(fmt::Error)
         }
     }
     let mut out = Bounded(String::new());
