@@ -92,13 +92,28 @@ impl Composer {
         let _ = write!(out, "\n-- \n{footer}\n");
     }
 
-    /// A summary of `records` for this composer's email (see
-    /// [`Summary::new`]).
-    fn summary<'a>(&'a self, records: &'a [Record], resolved: &'a [Resolved]) -> Summary<'a> {
-        let mut summary = Summary::new(&self.app, records, 0, None, self.offset);
-        (summary.resolved, summary.host, summary.level) = (resolved, &self.host, self.level);
-        summary.detail_lines = self.detail_lines;
-        summary
+    /// A summary of `records` for this composer's email, saying that the
+    /// failures `resolved` are over; its problems, notes and part are
+    /// filled in by [`compose_with`](Self::compose_with).
+    pub(crate) fn summary<'a>(
+        &'a self,
+        records: &'a [Record],
+        resolved: &'a [Resolved],
+    ) -> Summary<'a> {
+        Summary {
+            app: &self.app,
+            records,
+            dropped: 0,
+            part: None,
+            offset: self.offset,
+            problems: Vec::new(),
+            detail_lines: self.detail_lines,
+            fields_note: None,
+            resolved,
+            host: &self.host,
+            level: self.level,
+            late: None,
+        }
     }
 
     /// The email that only says failures are over: `[poca] resolved: …`,
@@ -319,9 +334,9 @@ pub(crate) mod tests {
     }
 
     fn body(c: &Composer, records: &[Record], dropped: u64) -> String {
-        let mut summary = Summary::new(&c.app, records, dropped, None, c.offset);
+        let mut summary = c.summary(records, &[]);
+        summary.dropped = dropped;
         summary.problems = problems(records, &History::default(), &c.fingerprint_fields, c.level);
-        summary.host = &c.host;
         let lines: Vec<String> = summary.shown().iter().map(|r| c.render(r)).collect();
         c.body(&summary, &lines)
     }

@@ -324,6 +324,8 @@ pub(crate) fn hostname() -> String {
 mod tests {
     use super::*;
     use crate::capture::record::Record;
+    use crate::digest::compose::Composer;
+    use crate::digest::compose::tests::composer;
     use crate::error::ErrorKind;
     use crate::policy::tests::record_at;
     use time::UtcOffset;
@@ -342,14 +344,11 @@ mod tests {
             .collect()
     }
 
-    fn summary(records: &[Record]) -> Summary<'_> {
-        Summary::new("poca", records, 0, None, UtcOffset::UTC)
-    }
-
     fn render(template: &str, records: &[Record]) -> String {
+        let c = composer();
         Template::parse(template)
             .unwrap()
-            .render(&summary(records), "backup-01")
+            .render(&c.summary(records, &[]), "backup-01")
     }
 
     #[test]
@@ -377,13 +376,11 @@ mod tests {
     #[test]
     fn times_are_shown_in_the_digest_offset() {
         let rs = records(&[Level::WARN]);
-        let s = Summary::new(
-            "poca",
-            &rs,
-            0,
-            None,
-            UtcOffset::from_hms(-3, -30, 0).unwrap(),
-        );
+        let c = Composer {
+            offset: UtcOffset::from_hms(-3, -30, 0).unwrap(),
+            ..composer()
+        };
+        let s = c.summary(&rs, &[]);
         let t = Template::parse("{first}").unwrap();
         assert_eq!(t.render(&s, "h"), "2026-11-20 04:30");
     }
@@ -453,7 +450,8 @@ mod tests {
     #[test]
     fn default_subject_leaves_out_zero_counts() {
         use Level as L;
-        let s = |levels: &[Level]| default_subject(&summary(&records(levels)));
+        let c = composer();
+        let s = |levels: &[Level]| default_subject(&c.summary(&records(levels), &[]));
         assert_eq!(
             s(&[
                 L::ERROR,
@@ -496,7 +494,11 @@ mod tests {
         levels.extend(vec![Level::ERROR; errors]);
         levels.push(Level::INFO);
         let rs = records(&levels);
-        let mut s = Summary::new(app, &rs, 0, None, UtcOffset::UTC);
+        let c = Composer {
+            app: app.into(),
+            ..composer()
+        };
+        let mut s = c.summary(&rs, &[]);
         s.problems = failures
             .iter()
             .map(

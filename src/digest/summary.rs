@@ -214,29 +214,6 @@ const DAY_CLOCK: &[FormatItem<'static>] =
 const LATE_ERROR_MAX: usize = 300;
 
 impl<'a> Summary<'a> {
-    pub(crate) fn new(
-        app: &'a str,
-        records: &'a [Record],
-        dropped: u64,
-        part: Option<(usize, usize)>,
-        offset: UtcOffset,
-    ) -> Self {
-        Summary {
-            app,
-            records,
-            dropped,
-            part,
-            offset,
-            problems: Vec::new(),
-            detail_lines: usize::MAX,
-            fields_note: None,
-            resolved: &[],
-            host: "",
-            level: Level::WARN,
-            late: None,
-        }
-    }
-
     /// ` on web-3`, or nothing when the host is not known.
     fn on_host(&self) -> String {
         if self.host.is_empty() {
