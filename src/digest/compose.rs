@@ -185,7 +185,7 @@ impl Composer {
             &made
         };
         let mut subject = match &self.subject {
-            Some(template) => template.render(&summary, &self.host),
+            Some(template) => template.render(&summary),
             None => default_subject(&summary),
         };
         if let Some((k, n)) = part {

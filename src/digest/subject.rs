@@ -50,16 +50,15 @@ impl Template {
         Ok(Template(template.to_owned()))
     }
 
-    /// The subject for the email that `summary` describes; `host` is this
-    /// machine's name.
-    pub(crate) fn render(&self, summary: &Summary<'_>, host: &str) -> String {
+    /// The subject for the email that `summary` describes.
+    pub(crate) fn render(&self, summary: &Summary<'_>) -> String {
         let time = |t: Option<OffsetDateTime>| {
             t.map(|t| show_time(t, summary.offset, SUBJECT_TIME))
                 .unwrap_or_default()
         };
         let value = |name: &str| match name {
             "app" => summary.app.to_owned(),
-            "host" => host.to_owned(),
+            "host" => summary.host.to_owned(),
             "count" => summary.records.len().to_string(),
             "errors" => summary.count(Level::ERROR).to_string(),
             "warnings" => summary.count(Level::WARN).to_string(),
@@ -345,10 +344,13 @@ mod tests {
     }
 
     fn render(template: &str, records: &[Record]) -> String {
-        let c = composer();
+        let c = Composer {
+            host: "backup-01".into(),
+            ..composer()
+        };
         Template::parse(template)
             .unwrap()
-            .render(&c.summary(records, &[]), "backup-01")
+            .render(&c.summary(records, &[]))
     }
 
     #[test]
@@ -382,7 +384,7 @@ mod tests {
         };
         let s = c.summary(&rs, &[]);
         let t = Template::parse("{first}").unwrap();
-        assert_eq!(t.render(&s, "h"), "2026-11-20 04:30");
+        assert_eq!(t.render(&s), "2026-11-20 04:30");
     }
 
     #[test]
