@@ -232,13 +232,10 @@ fn bounded_text(value: &dyn fmt::Display) -> String {
 /// The error for a panic caught in a flush: `what` happened, the panic's
 /// message when it has one, then `then` (what became of the records).
 pub(crate) fn panicked(what: &str, payload: Box<dyn Any + Send>, then: &str) -> Error {
-    let message = panic_message(&*payload);
+    let said = panic_message(&*payload).map(|message| format!(": {message}"));
     drop_payload(payload);
-    let message = match message {
-        Some(message) => format!("{what}: {message}; {then}"),
-        None => format!("{what}; {then}"),
-    };
-    Error::new(ErrorKind::Panic, message)
+    let said = said.unwrap_or_default();
+    Error::new(ErrorKind::Panic, format!("{what}{said}; {then}"))
 }
 
 /// A panic's message, when its payload is a `&str` or a `String`.
