@@ -331,21 +331,24 @@ impl Policy {
     }
 
     /// The fingerprint groups of `tally` quiet now (`repeat_after`), each
-    /// with its key: found from the reported streaks (at most
+    /// with its key, in the order of their first counted record (those
+    /// without one first): found from the reported streaks (at most
     /// `MAX_STREAKS`), not from the groups, which may be as many as the
     /// records.
     fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(usize, &'t str)> {
         if !tally.by_key {
             return Vec::new();
         }
-        (facts.history.streaks.iter())
+        let mut quiet: Vec<(usize, &str)> = (facts.history.streaks.iter())
             .filter(|(_, s)| s.reported.is_some())
             .filter_map(|(key, _)| {
                 let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
                 Some((id, key.as_str()))
             })
             .filter(|(_, key)| self.quiet(key, facts))
-            .collect()
+            .collect();
+        quiet.sort_unstable_by_key(|(id, _)| tally.bands[*id].first);
+        quiet
     }
 
     /// Measures the count rules over the tallied records less those of the
@@ -405,15 +408,10 @@ impl Policy {
             // A count rule that only quiet records would meet: they are the
             // reason, in the order of their first counted record.
             if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
-                let mut firsts: Vec<(usize, &str)> = (quiet_bands.iter())
-                    .filter_map(|(id, key)| Some((tally.bands[*id].first?.0, *key)))
-                    .collect();
-                firsts.sort_unstable();
-                quiet.extend(
-                    firsts
-                        .iter()
-                        .filter_map(|(_, key)| self.quieted(key, facts)),
-                );
+                let counted = quiet_bands
+                    .iter()
+                    .filter(|(id, _)| tally.bands[*id].first.is_some());
+                quiet.extend(counted.filter_map(|(_, key)| self.quieted(key, facts)));
             }
             return Decision::Hold(self.waiting_for(tally.len, facts, &measure, longest, quiet));
         };
