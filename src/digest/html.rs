@@ -18,7 +18,7 @@ use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
 use crate::digest::summary::{
-    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts,
+    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts, plural,
 };
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
@@ -288,9 +288,8 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
 fn write_strip(out: &mut String, recent: &[bool]) {
     let _ = write!(
         out,
-        "<p style=\"margin:3px 0 0;font-size:12px;color:{MUTED}\">last {} run{}, oldest first: ",
-        recent.len(),
-        if recent.len() == 1 { "" } else { "s" }
+        "<p style=\"margin:3px 0 0;font-size:12px;color:{MUTED}\">last {}, oldest first: ",
+        plural(recent.len(), "run", "runs")
     );
     for &failed in recent {
         let (fg, bg, glyph) = match failed {

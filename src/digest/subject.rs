@@ -122,8 +122,7 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
         return out;
     }
     if let Some(top) = summary.problems.first() {
-        out.push_str(&lead(top));
-        out.push_str("; ");
+        out.push_str(&(lead(top) + "; "));
     }
     let (errors, warnings) = (summary.count(Level::ERROR), summary.count(Level::WARN));
     match counts(errors, warnings, "") {
@@ -177,8 +176,7 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     // named before them.
     let first = summary.problems.first().filter(|p| p.runs.is_none());
     if let Some(first) = first {
-        out.push_str(&lead(first));
-        out.push_str("; ");
+        out.push_str(&(lead(first) + "; "));
     }
     // The other records that need a look (not those of the failures named).
     let others = |level| {
