@@ -54,12 +54,10 @@ pub(crate) enum Decision {
     /// A rule is met, but the last email is too recent (`min_interval`):
     /// keep everything until `until`.
     Wait { until: OffsetDateTime },
-    /// Send the oldest `records` records, in emails of at most `per_email`
-    /// records (one email for all when `None`); keep the rest.
-    Send {
-        records: usize,
-        per_email: Option<usize>,
-    },
+    /// Send the oldest `records` records, in emails of at most the
+    /// policy's `batch` records (one email for all without one); keep the
+    /// rest.
+    Send { records: usize },
 }
 
 /// What held records wait for: of the policy's rules, the one closest to
@@ -471,10 +469,7 @@ impl Policy {
             Phase::Flush if met || streak_met || batch_only => n,
             _ => self.batch.map_or(0, |size| n / size * size),
         };
-        (records > 0).then_some(Decision::Send {
-            records,
-            per_email: self.batch,
-        })
+        (records > 0).then_some(Decision::Send { records })
     }
 
     /// Until when the last email is too recent to send another
@@ -936,10 +931,7 @@ pub(crate) mod tests {
     }
 
     fn send_all(n: usize) -> Decision {
-        Decision::Send {
-            records: n,
-            per_email: None,
-        }
+        Decision::Send { records: n }
     }
 
     #[test]
@@ -1002,10 +994,7 @@ pub(crate) mod tests {
         let records = pending(&[I; 25]);
         assert_eq!(
             p.decide(&records, Phase::Run, &Facts::none()),
-            Decision::Send {
-                records: 20,
-                per_email: Some(10)
-            }
+            Decision::Send { records: 20 }
         );
         assert_eq!(
             p.decide(&records[..9], Phase::Run, &Facts::none()),
@@ -1016,17 +1005,11 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&records[..5], Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 5,
-                per_email: Some(10)
-            }
+            Decision::Send { records: 5 }
         );
         assert_eq!(
             p.decide(&records, Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 25,
-                per_email: Some(10)
-            }
+            Decision::Send { records: 25 }
         );
     }
 
@@ -1052,10 +1035,7 @@ pub(crate) mod tests {
     fn batch_of_one_sends_every_record() {
         assert_eq!(
             batch(1).decide(&pending(&[I, I, I]), Phase::Run, &Facts::none()),
-            Decision::Send {
-                records: 3,
-                per_email: Some(1)
-            }
+            Decision::Send { records: 3 }
         );
     }
 
@@ -1106,10 +1086,7 @@ pub(crate) mod tests {
         // Full batches always go; the remainder waits for the threshold.
         assert_eq!(
             p.decide(&pending(&[I, I, I, I, I, E]), Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 4,
-                per_email: Some(4)
-            }
+            Decision::Send { records: 4 }
         );
         assert_eq!(
             p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
@@ -1117,10 +1094,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&pending(&[E, I, E]), Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 3,
-                per_email: Some(4)
-            }
+            Decision::Send { records: 3 }
         );
     }
 
@@ -1989,10 +1963,7 @@ pub(crate) mod tests {
         let h = history(&p, &[&[a(1), b(1), c(1)]]);
         assert_eq!(
             p.decide(&[a(1), b(1), c(1)], Phase::Flush, &facts(&h, at(1), None)),
-            Decision::Send {
-                records: 2,
-                per_email: Some(2)
-            }
+            Decision::Send { records: 2 }
         );
         // max_age + consecutive_runs + min_interval: the age triggers, the
         // interval still rules.
@@ -2031,10 +2002,7 @@ pub(crate) mod tests {
     fn recovery_notices_go_at_a_flush_with_a_digest_or_alone_under_min_interval() {
         let due = with_resolved();
         let none = history(&by_feed(), &[&[feed("a", W, 1)]]);
-        let send = Decision::Send {
-            records: 1,
-            per_email: None,
-        };
+        let send = Decision::Send { records: 1 };
         let hold = Decision::Hold(WaitingFor::Threshold {
             counted: 0,
             needed: 5,

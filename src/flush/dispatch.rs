@@ -80,10 +80,10 @@ impl Flusher {
                 self.send_recovery(lock, state, at, held, commit)
             }
             (Decision::Nothing, Recovery::Wait { until }) => Outcome::Waiting { pending, until },
-            (Decision::Send { records, per_email }, recovery) => {
+            (Decision::Send { records }, recovery) => {
                 let with_resolved = recovery == Recovery::WithDigest;
-                let outcome =
-                    self.send(lock, state, (records, per_email), with_resolved, at, commit);
+                let count = (records, self.policy.batch);
+                let outcome = self.send(lock, state, count, with_resolved, at, commit);
                 if phase == Phase::Run {
                     self.count_sent(&outcome);
                 }
