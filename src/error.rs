@@ -192,16 +192,14 @@ pub(crate) fn error_chain<'a>(
     impl fmt::Display for Chain<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write!(f, "{}", self.0)?;
-            let mut source = self.0.source();
             let mut last = bounded_text(self.0);
-            while let Some(s) = source {
+            for s in std::iter::successors(self.0.source(), |s| s.source()) {
                 let text = bounded_text(s);
                 // Many errors repeat their source in their own message.
                 if !last.contains(&text) {
                     write!(f, ": {s}")?;
                 }
                 last = text;
-                source = s.source();
             }
             Ok(())
         }
@@ -219,17 +217,11 @@ fn bounded_text(value: &dyn fmt::Display) -> String {
     struct Bounded(String);
     impl fmt::Write for Bounded {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            let room = COMPARED_BYTES - self.0.len();
-            if s.len() <= room {
-                self.0.push_str(s);
-                return Ok(());
-            }
-            let mut at = room;
-            while !s.is_char_boundary(at) {
-                at -= 1;
-            }
-            self.0.push_str(&s[..at]);
-            Err(fmt::Error)
+            // All of `s` that fits, cut at a character's start.
+            let room = (COMPARED_BYTES - self.0.len()).min(s.len());
+            let at = (0..=room).rev().find(|&at| s.is_char_boundary(at));
+            self.0.push_str(&s[..at.unwrap_or(0)]);
+            (at == Some(s.len())).then_some(()).ok_or(fmt::Error)
         }
     }
     let mut out = Bounded(String::new());
@@ -240,13 +232,10 @@ fn bounded_text(value: &dyn fmt::Display) -> String {
 /// The error for a panic caught in a flush: `what` happened, the panic's
 /// message when it has one, then `then` (what became of the records).
 pub(crate) fn panicked(what: &str, payload: Box<dyn Any + Send>, then: &str) -> Error {
-    let message = panic_message(&*payload);
+    let said = panic_message(&*payload).map(|message| format!(": {message}"));
     drop_payload(payload);
-    let message = match message {
-        Some(message) => format!("{what}: {message}; {then}"),
-        None => format!("{what}; {then}"),
-    };
-    Error::new(ErrorKind::Panic, message)
+    let said = said.unwrap_or_default();
+    Error::new(ErrorKind::Panic, format!("{what}{said}; {then}"))
 }
 
 /// A panic's message, when its payload is a `&str` or a `String`.

@@ -54,12 +54,10 @@ pub(crate) enum Decision {
     /// A rule is met, but the last email is too recent (`min_interval`):
     /// keep everything until `until`.
     Wait { until: OffsetDateTime },
-    /// Send the oldest `records` records, in emails of at most `per_email`
-    /// records (one email for all when `None`); keep the rest.
-    Send {
-        records: usize,
-        per_email: Option<usize>,
-    },
+    /// Send the oldest `records` records, in emails of at most the
+    /// policy's `batch` records (one email for all without one); keep the
+    /// rest.
+    Send { records: usize },
 }
 
 /// What held records wait for: of the policy's rules, the one closest to
@@ -331,21 +329,27 @@ impl Policy {
     }
 
     /// The fingerprint groups of `tally` quiet now (`repeat_after`), each
-    /// with its key: found from the reported streaks (at most
+    /// with its key, in the order of their first counted record (those
+    /// without one first): found from the reported streaks (at most
     /// `MAX_STREAKS`), not from the groups, which may be as many as the
     /// records.
     fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(usize, &'t str)> {
         if !tally.by_key {
             return Vec::new();
         }
-        (facts.history.streaks.iter())
+        let mut quiet: Vec<(usize, &str)> = facts
+            .history
+            .streaks
+            .iter()
             .filter(|(_, s)| s.reported.is_some())
             .filter_map(|(key, _)| {
                 let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
                 Some((id, key.as_str()))
             })
             .filter(|(_, key)| self.quiet(key, facts))
-            .collect()
+            .collect();
+        quiet.sort_unstable_by_key(|(id, _)| tally.bands[*id].first);
+        quiet
     }
 
     /// Measures the count rules over the tallied records less those of the
@@ -377,7 +381,11 @@ impl Policy {
 
     /// Whether the count rules (threshold, immediately_at, max_age) are met.
     fn met(&self, m: &Measure) -> bool {
-        m.urgent || m.aged || (self.threshold).is_some_and(|(needed, _)| m.counted >= needed)
+        m.urgent
+            || m.aged
+            || self
+                .threshold
+                .is_some_and(|(needed, _)| m.counted >= needed)
     }
 
     /// Decides over `pending` (oldest first): [`decide_tally`](Self::decide_tally)
@@ -405,15 +413,10 @@ impl Policy {
             // A count rule that only quiet records would meet: they are the
             // reason, in the order of their first counted record.
             if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
-                let mut firsts: Vec<(usize, &str)> = (quiet_bands.iter())
-                    .filter_map(|(id, key)| Some((tally.bands[*id].first?.0, *key)))
-                    .collect();
-                firsts.sort_unstable();
-                quiet.extend(
-                    firsts
-                        .iter()
-                        .filter_map(|(_, key)| self.quieted(key, facts)),
-                );
+                let counted = quiet_bands
+                    .iter()
+                    .filter(|(id, _)| tally.bands[*id].first.is_some());
+                quiet.extend(counted.filter_map(|(_, key)| self.quieted(key, facts)));
             }
             return Decision::Hold(self.waiting_for(tally.len, facts, &measure, longest, quiet));
         };
@@ -473,10 +476,7 @@ impl Policy {
             Phase::Flush if met || streak_met || batch_only => n,
             _ => self.batch.map_or(0, |size| n / size * size),
         };
-        (records > 0).then_some(Decision::Send {
-            records,
-            per_email: self.batch,
-        })
+        (records > 0).then_some(Decision::Send { records })
     }
 
     /// Until when the last email is too recent to send another
@@ -561,7 +561,8 @@ impl Policy {
                 (progress(counted as u64, size as u64), w)
             }),
             self.max_age.zip(m.oldest).map(age),
-            (self.immediately_at).map(|level| (0.0, WaitingFor::Level { level })),
+            self.immediately_at
+                .map(|level| (0.0, WaitingFor::Level { level })),
         ]
     }
 
@@ -594,8 +595,12 @@ impl Policy {
                 let (count, oldest) = own.get(key.as_str()).copied().unzip();
                 every
                     || self.consecutive_runs.is_some_and(|k| s.runs >= k)
-                    || (self.immediately_at).is_some_and(|l| severity(s.level) >= severity(l))
-                    || (self.threshold).is_some_and(|(needed, _)| count.unwrap_or(0) >= needed)
+                    || self
+                        .immediately_at
+                        .is_some_and(|l| severity(s.level) >= severity(l))
+                    || self
+                        .threshold
+                        .is_some_and(|(needed, _)| count.unwrap_or(0) >= needed)
                     || (self.max_age.zip(oldest))
                         .is_some_and(|(age, oldest)| facts.now - oldest >= to_time(age))
             })
@@ -648,7 +653,7 @@ struct Measure {
 /// left out in as many steps as there are of them. Pure data, made for one
 /// policy by [`Tally::new`] and [`Tally::add`] as records are added; records
 /// leave from the front only (a send, a trim), after which it is made anew.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tally {
     /// Records tallied: the first `len` pending records.
     len: usize,
@@ -699,15 +704,10 @@ impl Tally {
     /// An empty tally for `policy`'s rules.
     pub(crate) fn new(policy: &Policy) -> Self {
         Tally {
-            len: 0,
             min: severity(policy.level()),
             urgent_at: policy.immediately_at.map(severity),
             by_key: policy.repeat_after.is_some(),
-            all: Band::default(),
-            keyed: HashMap::new(),
-            bands: Vec::new(),
-            by_first: BTreeMap::new(),
-            by_earliest: BTreeSet::new(),
+            ..Tally::default()
         }
     }
 
@@ -943,10 +943,7 @@ pub(crate) mod tests {
     }
 
     fn send_all(n: usize) -> Decision {
-        Decision::Send {
-            records: n,
-            per_email: None,
-        }
+        Decision::Send { records: n }
     }
 
     #[test]
@@ -1009,10 +1006,7 @@ pub(crate) mod tests {
         let records = pending(&[I; 25]);
         assert_eq!(
             p.decide(&records, Phase::Run, &Facts::none()),
-            Decision::Send {
-                records: 20,
-                per_email: Some(10)
-            }
+            Decision::Send { records: 20 }
         );
         assert_eq!(
             p.decide(&records[..9], Phase::Run, &Facts::none()),
@@ -1023,17 +1017,11 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&records[..5], Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 5,
-                per_email: Some(10)
-            }
+            Decision::Send { records: 5 }
         );
         assert_eq!(
             p.decide(&records, Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 25,
-                per_email: Some(10)
-            }
+            Decision::Send { records: 25 }
         );
     }
 
@@ -1059,10 +1047,7 @@ pub(crate) mod tests {
     fn batch_of_one_sends_every_record() {
         assert_eq!(
             batch(1).decide(&pending(&[I, I, I]), Phase::Run, &Facts::none()),
-            Decision::Send {
-                records: 3,
-                per_email: Some(1)
-            }
+            Decision::Send { records: 3 }
         );
     }
 
@@ -1113,10 +1098,7 @@ pub(crate) mod tests {
         // Full batches always go; the remainder waits for the threshold.
         assert_eq!(
             p.decide(&pending(&[I, I, I, I, I, E]), Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 4,
-                per_email: Some(4)
-            }
+            Decision::Send { records: 4 }
         );
         assert_eq!(
             p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
@@ -1124,10 +1106,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&pending(&[E, I, E]), Phase::Flush, &Facts::none()),
-            Decision::Send {
-                records: 3,
-                per_email: Some(4)
-            }
+            Decision::Send { records: 3 }
         );
     }
 
@@ -1996,10 +1975,7 @@ pub(crate) mod tests {
         let h = history(&p, &[&[a(1), b(1), c(1)]]);
         assert_eq!(
             p.decide(&[a(1), b(1), c(1)], Phase::Flush, &facts(&h, at(1), None)),
-            Decision::Send {
-                records: 2,
-                per_email: Some(2)
-            }
+            Decision::Send { records: 2 }
         );
         // max_age + consecutive_runs + min_interval: the age triggers, the
         // interval still rules.
@@ -2038,10 +2014,7 @@ pub(crate) mod tests {
     fn recovery_notices_go_at_a_flush_with_a_digest_or_alone_under_min_interval() {
         let due = with_resolved();
         let none = history(&by_feed(), &[&[feed("a", W, 1)]]);
-        let send = Decision::Send {
-            records: 1,
-            per_email: None,
-        };
+        let send = Decision::Send { records: 1 };
         let hold = Decision::Hold(WaitingFor::Threshold {
             counted: 0,
             needed: 5,

@@ -11,15 +11,13 @@ use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use time::UtcOffset;
+use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::capture::record::{Record, write_escaped};
 use crate::digest::html;
 use crate::digest::subject::{Template, default_subject};
-use crate::digest::summary::{
-    Late, MAX_PROBLEMS, Summary, footer, plural, problems, resolved_subject,
-};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, plural, problems, resolved_subject};
 use crate::error::{Error, ErrorKind};
 use crate::store::history::{History, Resolved, strip_text, unmatched_fields};
 use crate::transport::Email;
@@ -47,27 +45,6 @@ pub(crate) struct Composer {
     pub(crate) detail_lines: usize,
 }
 
-/// A record as it appears in an email, made once by [`Composer::render`]:
-/// measured to split a digest by size, then put into the email as it is, so
-/// that what is counted is what is sent.
-#[derive(Debug, Clone)]
-pub(crate) struct Rendered {
-    /// Its line and its span context's, each with its newline.
-    text: String,
-    /// Whether the email attaches its log (the text part again, see
-    /// [`Composer::email`]): the line is then sent twice.
-    twice: bool,
-}
-
-impl Rendered {
-    /// The bytes it adds to an email: its text, in the text part and, with
-    /// an HTML part, in the attached log. (The HTML part shows a bounded
-    /// number of records whatever the digest's size.)
-    pub(crate) fn bytes(&self) -> usize {
-        self.text.len() * if self.twice { 2 } else { 1 }
-    }
-}
-
 /// Appends `text` as a line of the text part, control characters escaped.
 fn line(out: &mut String, text: &str) {
     let _ = write_escaped(out, text, false);
@@ -82,8 +59,8 @@ impl Composer {
     /// its control characters shown escaped (`\n`, `\u{1b}`), so a record is
     /// always one line and cannot fake another one. `lines` are the shown
     /// records' lines, made by [`Composer::render`].
-    fn body(&self, summary: &Summary<'_>, lines: &[Rendered]) -> String {
-        let lines_len: usize = lines.iter().map(|l| l.text.len()).sum();
+    fn body(&self, summary: &Summary<'_>, lines: &[String]) -> String {
+        let lines_len: usize = lines.iter().map(String::len).sum();
         let mut out = String::with_capacity(lines_len + 4096);
         line(&mut out, &summary.headline());
         line(&mut out, &summary.overview());
@@ -100,7 +77,7 @@ impl Composer {
                 run = Some(record.run);
                 line(&mut out, &summary.run_line(record));
             }
-            out.push_str(&rendered.text);
+            out.push_str(rendered);
         }
         self.write_footer(&mut out);
         if let Some(note) = &summary.fields_note {
@@ -115,13 +92,28 @@ impl Composer {
         let _ = write!(out, "\n-- \n{footer}\n");
     }
 
-    /// A summary of `records` for this composer's email (see
-    /// [`Summary::new`]).
-    fn summary<'a>(&'a self, records: &'a [Record], resolved: &'a [Resolved]) -> Summary<'a> {
-        let mut summary = Summary::new(&self.app, records, 0, None, self.offset);
-        (summary.resolved, summary.host, summary.level) = (resolved, &self.host, self.level);
-        summary.detail_lines = self.detail_lines;
-        summary
+    /// A summary of `records` for this composer's email, saying that the
+    /// failures `resolved` are over; its problems, notes and part are
+    /// filled in by [`compose_with`](Self::compose_with).
+    pub(crate) fn summary<'a>(
+        &'a self,
+        records: &'a [Record],
+        resolved: &'a [Resolved],
+    ) -> Summary<'a> {
+        Summary {
+            app: &self.app,
+            records,
+            dropped: 0,
+            part: None,
+            offset: self.offset,
+            problems: Vec::new(),
+            detail_lines: self.detail_lines,
+            fields_note: None,
+            resolved,
+            host: &self.host,
+            level: self.level,
+            late: None,
+        }
     }
 
     /// The email that only says failures are over: `[poca] resolved: …`,
@@ -141,24 +133,31 @@ impl Composer {
     }
 
     /// `record` as it appears in the text body (and the attached log): its
-    /// line with its span context indented below, control characters shown
-    /// escaped (`\n`, `\u{1b}`).
-    pub(crate) fn render(&self, record: &Record) -> Rendered {
+    /// line and its span context's indented below, each with its newline,
+    /// control characters shown escaped (`\n`, `\u{1b}`). Made once: measured
+    /// to split a digest by size (see [`bytes`](Self::bytes)), then put into
+    /// the email as it is, so that what is counted is what is sent.
+    pub(crate) fn render(&self, record: &Record) -> String {
         let mut text = record.to_line(self.offset);
         text.push('\n');
         if let Some(context) = record.span_context() {
             let _ = writeln!(text, "    {context}");
         }
-        Rendered {
-            text,
-            twice: self.html,
-        }
+        text
+    }
+
+    /// The bytes a record's `rendered` text adds to an email: once in the
+    /// text part and, with an HTML part, again in the attached log. (The
+    /// HTML part shows a bounded number of records whatever the digest's
+    /// size.)
+    pub(crate) fn bytes(&self, rendered: &str) -> usize {
+        rendered.len() * (1 + usize::from(self.html))
     }
 
     /// Builds the email holding `records`; `part` is `(k, n)` when this is
     /// part k of a digest split into n emails; with a "Resolved" section
     /// saying that the failures `resolved` are over (when there are any),
-    /// and a note saying why it is `late` (an earlier send failed). `shown`
+    /// and a note saying why it is `late` (an earlier send failed: the state file's last error and when). `shown`
     /// are the records listed one by one (the newest `detail_lines`) made by
     /// [`Composer::render`] when they were measured; when they are not
     /// (`&[]`), they are made here.
@@ -166,19 +165,19 @@ impl Composer {
     pub(crate) fn compose_with(
         &self,
         records: &[Record],
-        shown: &[Rendered],
+        shown: &[String],
         dropped: u64,
         part: Option<(usize, usize)>,
         history: &History,
         resolved: &[Resolved],
-        late: Option<Late<'_>>,
+        late: Option<(&str, Option<OffsetDateTime>)>,
     ) -> Result<Email, Error> {
         let mut summary = self.summary(records, resolved);
         (summary.dropped, summary.part, summary.late) = (dropped, part, late);
         let fields = &self.fingerprint_fields;
         summary.problems = problems(records, history, fields, self.level);
         summary.fields_note = unmatched_fields(records, fields, self.level, history);
-        let made: Vec<Rendered>;
+        let made: Vec<String>;
         let shown = if shown.len() == summary.shown().len() {
             shown
         } else {
@@ -186,7 +185,7 @@ impl Composer {
             &made
         };
         let mut subject = match &self.subject {
-            Some(template) => template.render(&summary, &self.host),
+            Some(template) => template.render(&summary),
             None => default_subject(&summary),
         };
         if let Some((k, n)) = part {
@@ -225,8 +224,9 @@ impl Composer {
             (Some(html), true) => builder.multipart(alternatives(html)),
             (Some(html), false) => {
                 // `app` as a file name: letters, digits, `-`, `_` and `.` kept.
-                let file =
-                    (self.app).replace(|c: char| !c.is_alphanumeric() && !"-_.".contains(c), "_");
+                let file = self
+                    .app
+                    .replace(|c: char| !c.is_alphanumeric() && !"-_.".contains(c), "_");
                 let log = Attachment::new(format!("{file}-log.txt"));
                 let log = log.body(text.clone(), ContentType::TEXT_PLAIN);
                 let mixed = MultiPart::mixed().multipart(alternatives(html));
@@ -250,30 +250,29 @@ impl Composer {
 /// The "What went wrong" section of a text body: one line per failure,
 /// most severe first, with its strip of recent runs.
 fn write_problems(out: &mut String, summary: &Summary<'_>) {
-    if summary.problems.is_empty() {
-        return;
-    }
-    out.push_str("\nWhat went wrong:\n");
-    for p in summary.problems.iter().take(MAX_PROBLEMS) {
+    let lines = summary.problems.iter().take(MAX_PROBLEMS).map(|p| {
         // A label may be the start of a message.
         let strip = p.recent.as_deref().map(strip_text);
-        let strip = strip.map(|strip| format!("; {strip}")).unwrap_or_default();
-        out.push_str("  ");
-        line(out, &(summary.problem_line(p) + &strip));
-    }
-    if let Some(note) = summary.more_problems_note() {
-        let _ = writeln!(out, "  {note}");
-    }
+        summary.problem_line(p) + &strip.map(|s| format!("; {s}")).unwrap_or_default()
+    });
+    let more = summary.more_problems_note();
+    write_section(out, "What went wrong", lines.collect(), more);
 }
 
 /// The "Resolved" section of a text body, when failures are over:
 /// `\nResolved:\n  WARN feed "Radio Café": OK again after failing 9 runs, …`.
 fn write_resolved(out: &mut String, summary: &Summary<'_>) {
-    if summary.resolved.is_empty() {
+    let (lines, more) = summary.resolved_lines();
+    write_section(out, "Resolved", lines, more);
+}
+
+/// A section of a text body, unless it has no `lines`: `\n{title}:\n`,
+/// each line indented, then `more` (the count of those left out).
+fn write_section(out: &mut String, title: &str, lines: Vec<String>, more: Option<String>) {
+    if lines.is_empty() {
         return;
     }
-    out.push_str("\nResolved:\n");
-    let (lines, more) = summary.resolved_lines();
+    let _ = writeln!(out, "\n{title}:");
     for text in &lines {
         out.push_str("  ");
         line(out, text);
@@ -307,7 +306,7 @@ pub(crate) mod tests {
         pub(crate) fn compose(
             &self,
             records: &[Record],
-            shown: &[Rendered],
+            shown: &[String],
             dropped: u64,
             part: Option<(usize, usize)>,
             history: &History,
@@ -336,10 +335,10 @@ pub(crate) mod tests {
     }
 
     fn body(c: &Composer, records: &[Record], dropped: u64) -> String {
-        let mut summary = Summary::new(&c.app, records, dropped, None, c.offset);
+        let mut summary = c.summary(records, &[]);
+        summary.dropped = dropped;
         summary.problems = problems(records, &History::default(), &c.fingerprint_fields, c.level);
-        summary.host = &c.host;
-        let lines: Vec<Rendered> = summary.shown().iter().map(|r| c.render(r)).collect();
+        let lines: Vec<String> = summary.shown().iter().map(|r| c.render(r)).collect();
         c.body(&summary, &lines)
     }
 
@@ -450,7 +449,7 @@ pub(crate) mod tests {
         c.html = false;
         let line = rs[0].to_line(UtcOffset::UTC).len() + 1;
         let context = rs[0].span_context().unwrap().len() + 5;
-        assert_eq!(c.render(&rs[0]).bytes(), line + context);
+        assert_eq!(c.bytes(&c.render(&rs[0])), line + context);
     }
 
     #[test]
@@ -505,7 +504,7 @@ pub(crate) mod tests {
                 fields: crate::capture::record::Fields::from_vec(vec![("id".into(), "<7>".into())]),
             }));
         let real = r.to_line(UtcOffset::UTC).len() + 1 + r.span_context().unwrap().len() + 5;
-        assert_eq!(c.render(&r).bytes(), real);
+        assert_eq!(c.bytes(&c.render(&r)), real);
 
         // With HTML, the text goes twice: in the text part and in the
         // attached log. One more record grows the text by exactly its line
@@ -519,7 +518,7 @@ pub(crate) mod tests {
             .compose(&[r.clone(), r.clone()], &[], 0, None, &History::default())
             .unwrap();
         assert_eq!(
-            c.render(&r).bytes(),
+            c.bytes(&c.render(&r)),
             2 * (two.text().len() - one.text().len() - 2)
         );
         let raw = String::from_utf8(two.formatted()).unwrap();
@@ -534,7 +533,7 @@ pub(crate) mod tests {
         let c = composer();
         let mut rs = records(&[Level::WARN, Level::ERROR, Level::INFO, Level::WARN]);
         rs[1].message = "disk <full>".into();
-        let rendered: Vec<Rendered> = rs.iter().map(|r| c.render(r)).collect();
+        let rendered: Vec<String> = rs.iter().map(|r| c.render(r)).collect();
         let before = c
             .compose(&rs, &rendered, 0, None, &History::default())
             .unwrap();

@@ -18,7 +18,7 @@ use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
 use crate::digest::summary::{
-    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts,
+    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts, plural,
 };
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
@@ -288,9 +288,8 @@ fn write_record(out: &mut String, record: &Record, offset: UtcOffset, own: bool)
 fn write_strip(out: &mut String, recent: &[bool]) {
     let _ = write!(
         out,
-        "<p style=\"margin:3px 0 0;font-size:12px;color:{MUTED}\">last {} run{}, oldest first: ",
-        recent.len(),
-        if recent.len() == 1 { "" } else { "s" }
+        "<p style=\"margin:3px 0 0;font-size:12px;color:{MUTED}\">last {}, oldest first: ",
+        plural(recent.len(), "run", "runs")
     );
     for &failed in recent {
         let (fg, bg, glyph) = match failed {
@@ -350,9 +349,10 @@ fn escape_into(out: &mut String, text: &str) {
 mod tests {
     use super::*;
     use crate::capture::record::{Fields, SpanRecord};
+    use crate::digest::compose::Composer;
+    use crate::digest::compose::tests::composer;
     use serde_json::json;
     use std::sync::Arc;
-    use time::UtcOffset;
     use time::macros::datetime;
 
     fn record(level: Level, message: &str) -> Record {
@@ -388,22 +388,24 @@ mod tests {
     /// The page of `records` as a digest makes it: failures at WARN or
     /// above, by their `feed`, on the host `web-3`.
     fn html(records: &[Record], dropped: u64, part: Option<(usize, usize)>) -> String {
-        let summary = summary("poca", records, dropped, part);
+        let c = composer();
+        let summary = summary(&c, records, dropped, part);
         render(&summary, Path::new("/var/lib/poca/state.json"))
     }
 
+    /// The summary `c` makes of `records`, with failures at WARN or above
+    /// (by their `feed`, on the host `web-3` with the test composer).
     fn summary<'a>(
-        app: &'a str,
+        c: &'a Composer,
         records: &'a [Record],
         dropped: u64,
         part: Option<(usize, usize)>,
     ) -> Summary<'a> {
-        let fields = ["feed".to_owned()];
         let history = crate::store::history::History::default();
-        let mut summary = Summary::new(app, records, dropped, part, UtcOffset::UTC);
+        let mut summary = c.summary(records, &[]);
+        (summary.dropped, summary.part) = (dropped, part);
         summary.problems =
-            crate::digest::summary::problems(records, &history, &fields, Level::WARN);
-        summary.host = "web-3";
+            crate::digest::summary::problems(records, &history, &c.fingerprint_fields, c.level);
         summary
     }
 
@@ -458,7 +460,11 @@ mod tests {
     #[test]
     fn the_app_name_and_state_path_are_escaped_too() {
         let records = [record(Level::WARN, "x")];
-        let summary = summary("a<b>", &records, 0, None);
+        let c = Composer {
+            app: "a<b>".into(),
+            ..composer()
+        };
+        let summary = summary(&c, &records, 0, None);
         let html = render(&summary, Path::new("/tmp/<x>/state.json"));
         assert!(!html.contains("a<b>") && !html.contains("<x>"), "{html}");
         assert!(html.contains("a&lt;b&gt; on web-3: 1 log record"), "{html}");

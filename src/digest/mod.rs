@@ -7,4 +7,4 @@ pub(crate) mod html;
 pub(crate) mod subject;
 pub(crate) mod summary;
 
-pub(crate) use compose::{Composer, Rendered};
+pub(crate) use compose::Composer;

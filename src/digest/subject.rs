@@ -1,6 +1,6 @@
-//! The subject line: a template parsed once by `build()` into pieces, and
-//! rendered for each email from its [`Summary`]; or, without a template, a
-//! default that counts errors and warnings.
+//! The subject line: a template checked once by `build()`, and filled for
+//! each email from its [`Summary`]; or, without a template, a default that
+//! counts errors and warnings.
 
 use time::OffsetDateTime;
 use tracing::Level;
@@ -26,15 +26,6 @@ const PLACEHOLDERS: [&str; 8] = [
     "last",
 ];
 
-/// One piece of a parsed subject template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    /// Literal text, braces already unescaped.
-    Text(String),
-    /// A placeholder: one of [`PLACEHOLDERS`].
-    Value(&'static str),
-}
-
 /// `a`, `a and b`, `a, b and c`.
 fn and_list(items: &[String]) -> String {
     match items {
@@ -43,82 +34,80 @@ fn and_list(items: &[String]) -> String {
     }
 }
 
-/// A subject template, e.g. `[{app}@{host}] {errors} errors since {first}`.
+/// A subject template, e.g. `[{app}@{host}] {errors} errors since {first}`:
+/// checked once by `build()`, filled for each email by the same scanner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Template {
-    pieces: Vec<Piece>,
-}
+pub(crate) struct Template(String);
 
 impl Template {
-    /// Parses `template`: `{name}` is a placeholder, `{{` and `}}` are
+    /// Checks `template`: `{name}` is a placeholder, `{{` and `}}` are
     /// literal braces, a `}` on its own is kept as it is.
     ///
     /// An unknown placeholder or a `{` that is never closed is an error of
     /// kind `Config` that names it and lists the valid placeholders.
     pub(crate) fn parse(template: &str) -> Result<Template, Error> {
-        let (mut pieces, mut text, mut rest) = (Vec::new(), String::new(), template);
-        let known = and_list(&PLACEHOLDERS.map(|name| format!("{{{name}}}")));
-        while let Some(i) = rest.find(['{', '}']) {
-            text.push_str(&rest[..i]);
-            let (brace, after) = (char::from(rest.as_bytes()[i]), &rest[i + 1..]);
-            if brace == '}' || after.starts_with('{') {
-                text.push(brace);
-                rest = after.strip_prefix(brace).unwrap_or(after);
-                continue;
-            }
-            let end = after
-                .find(['{', '}'])
-                .filter(|&end| after[end..].starts_with('}'));
-            let Some(name) = end.map(|end| &after[..end]) else {
-                return Err(Error::config(format!(
-                    "the subject {template:?} has a \"{{\" that is not closed, at {:?}; \
-                     the placeholders are {known}, and {{{{ is a literal brace",
-                    &rest[i..]
-                )));
-            };
-            let Some(value) = PLACEHOLDERS.into_iter().find(|known| *known == name) else {
-                return Err(Error::config(format!(
-                    "the subject {template:?} has an unknown placeholder {{{name}}}; \
-                     the placeholders are {known} ({{{{ and }}}} are literal braces)"
-                )));
-            };
-            if !text.is_empty() {
-                pieces.push(Piece::Text(std::mem::take(&mut text)));
-            }
-            pieces.push(Piece::Value(value));
-            rest = &after[name.len() + 1..];
-        }
-        text.push_str(rest);
-        if !text.is_empty() {
-            pieces.push(Piece::Text(text));
-        }
-        Ok(Template { pieces })
+        fill(template, |_| String::new())?;
+        Ok(Template(template.to_owned()))
     }
 
-    /// The subject for the email that `summary` describes; `host` is this
-    /// machine's name.
-    pub(crate) fn render(&self, summary: &Summary<'_>, host: &str) -> String {
+    /// The subject for the email that `summary` describes.
+    pub(crate) fn render(&self, summary: &Summary<'_>) -> String {
         let time = |t: Option<OffsetDateTime>| {
             t.map(|t| show_time(t, summary.offset, SUBJECT_TIME))
                 .unwrap_or_default()
         };
         let value = |name: &str| match name {
             "app" => summary.app.to_owned(),
-            "host" => host.to_owned(),
+            "host" => summary.host.to_owned(),
             "count" => summary.records.len().to_string(),
             "errors" => summary.count(Level::ERROR).to_string(),
             "warnings" => summary.count(Level::WARN).to_string(),
             "max_level" => summary.max_level().map_or("", |l| l.as_str()).to_owned(),
             "first" => time(summary.first()),
-            // `last`: parse() keeps only the names of PLACEHOLDERS.
+            // `last`: fill() asks only for the names of PLACEHOLDERS.
             _ => time(summary.last()),
         };
-        let text = |piece: &Piece| match piece {
-            Piece::Text(text) => text.clone(),
-            Piece::Value(name) => value(name),
-        };
-        self.pieces.iter().map(text).collect()
+        // `parse` checked it: it fills.
+        fill(&self.0, value).unwrap_or_default()
     }
+}
+
+/// `template` with each placeholder replaced by its `value` and the double
+/// braces by one; an error for an unknown placeholder or an unclosed `{`.
+fn fill(template: &str, value: impl Fn(&str) -> String) -> Result<String, Error> {
+    let (mut out, mut rest) = (String::new(), template);
+    let known = || and_list(&PLACEHOLDERS.map(|name| format!("{{{name}}}")));
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let (brace, after) = (char::from(rest.as_bytes()[i]), &rest[i + 1..]);
+        if brace == '}' || after.starts_with('{') {
+            out.push(brace);
+            rest = after.strip_prefix(brace).unwrap_or(after);
+            continue;
+        }
+        let end = after
+            .find(['{', '}'])
+            .filter(|&end| after[end..].starts_with('}'));
+        let Some(name) = end.map(|end| &after[..end]) else {
+            return Err(Error::config(format!(
+                "the subject {template:?} has a \"{{\" that is not closed, at {:?}; \
+                 the placeholders are {}, and {{{{ is a literal brace",
+                &rest[i..],
+                known()
+            )));
+        };
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(Error::config(format!(
+                "the subject {template:?} has an unknown placeholder {{{name}}}; \
+                 the placeholders are {} ({{{{ and }}}} are literal braces)",
+                known()
+            )));
+        }
+        out.push_str(&value(name));
+        rest = &after[name.len() + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The subject when none was set: the most severe failure first, then
@@ -133,8 +122,7 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
         return out;
     }
     if let Some(top) = summary.problems.first() {
-        out.push_str(&lead(top));
-        out.push_str("; ");
+        out.push_str(&(lead(top) + "; "));
     }
     let (errors, warnings) = (summary.count(Level::ERROR), summary.count(Level::WARN));
     match counts(errors, warnings, "") {
@@ -188,8 +176,7 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     // named before them.
     let first = summary.problems.first().filter(|p| p.runs.is_none());
     if let Some(first) = first {
-        out.push_str(&lead(first));
-        out.push_str("; ");
+        out.push_str(&(lead(first) + "; "));
     }
     // The other records that need a look (not those of the failures named).
     let others = |level| {
@@ -229,7 +216,9 @@ fn name_all(labels: &[&str], fixed: usize) -> String {
         };
         let room = SUBJECT_TARGET.saturating_sub(fixed + joins + count);
         let mut names = shorten_all(&labels[..named], (room / named).clamp(LABEL_MIN, LABEL_MAX));
-        let cut_short = (names.iter().zip(labels))
+        let cut_short = names
+            .iter()
+            .zip(labels)
             .any(|(short, label)| short.ends_with('…') && !label.ends_with('…'));
         names.extend((more > 0).then(|| format!("{more} more")));
         (and_list(&names), cut_short)
@@ -334,6 +323,8 @@ pub(crate) fn hostname() -> String {
 mod tests {
     use super::*;
     use crate::capture::record::Record;
+    use crate::digest::compose::Composer;
+    use crate::digest::compose::tests::composer;
     use crate::error::ErrorKind;
     use crate::policy::tests::record_at;
     use time::UtcOffset;
@@ -352,14 +343,14 @@ mod tests {
             .collect()
     }
 
-    fn summary(records: &[Record]) -> Summary<'_> {
-        Summary::new("poca", records, 0, None, UtcOffset::UTC)
-    }
-
     fn render(template: &str, records: &[Record]) -> String {
+        let c = Composer {
+            host: "backup-01".into(),
+            ..composer()
+        };
         Template::parse(template)
             .unwrap()
-            .render(&summary(records), "backup-01")
+            .render(&c.summary(records, &[]))
     }
 
     #[test]
@@ -387,15 +378,13 @@ mod tests {
     #[test]
     fn times_are_shown_in_the_digest_offset() {
         let rs = records(&[Level::WARN]);
-        let s = Summary::new(
-            "poca",
-            &rs,
-            0,
-            None,
-            UtcOffset::from_hms(-3, -30, 0).unwrap(),
-        );
+        let c = Composer {
+            offset: UtcOffset::from_hms(-3, -30, 0).unwrap(),
+            ..composer()
+        };
+        let s = c.summary(&rs, &[]);
         let t = Template::parse("{first}").unwrap();
-        assert_eq!(t.render(&s, "h"), "2026-11-20 04:30");
+        assert_eq!(t.render(&s), "2026-11-20 04:30");
     }
 
     #[test]
@@ -417,10 +406,7 @@ mod tests {
         assert_eq!(render("smile :}", &rs), "smile :}");
         assert_eq!(render("POCA log — Café", &rs), "POCA log — Café");
         assert_eq!(render("", &rs), "");
-        assert_eq!(
-            Template::parse("POCA log").unwrap().pieces,
-            [Piece::Text("POCA log".into())]
-        );
+        assert_eq!(Template::parse("POCA log").unwrap().0, "POCA log");
     }
 
     #[test]
@@ -466,7 +452,8 @@ mod tests {
     #[test]
     fn default_subject_leaves_out_zero_counts() {
         use Level as L;
-        let s = |levels: &[Level]| default_subject(&summary(&records(levels)));
+        let c = composer();
+        let s = |levels: &[Level]| default_subject(&c.summary(&records(levels), &[]));
         assert_eq!(
             s(&[
                 L::ERROR,
@@ -509,7 +496,11 @@ mod tests {
         levels.extend(vec![Level::ERROR; errors]);
         levels.push(Level::INFO);
         let rs = records(&levels);
-        let mut s = Summary::new(app, &rs, 0, None, UtcOffset::UTC);
+        let c = Composer {
+            app: app.into(),
+            ..composer()
+        };
+        let mut s = c.summary(&rs, &[]);
         s.problems = failures
             .iter()
             .map(

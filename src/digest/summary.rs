@@ -185,10 +185,6 @@ pub(crate) struct Summary<'a> {
     pub(crate) part: Option<(usize, usize)>,
     /// The offset times are shown at.
     pub(crate) offset: UtcOffset,
-    /// Records per level, in the order of [`LEVELS`].
-    by_level: [usize; 5],
-    /// The oldest and the newest record's time.
-    span: Option<(OffsetDateTime, OffsetDateTime)>,
     /// The kinds of failure, for the summary; most important first.
     pub(crate) problems: Vec<Problem>,
     /// Most records listed one by one.
@@ -202,16 +198,10 @@ pub(crate) struct Summary<'a> {
     pub(crate) host: &'a str,
     /// Records at this level or above are failures; below, context.
     pub(crate) level: Level,
-    /// Why and since when this digest is late: the last send failed.
-    pub(crate) late: Option<Late<'a>>,
-}
-
-/// An earlier attempt to send failed: the state file's last error, and
-/// when it happened when known.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Late<'a> {
-    pub(crate) error: &'a str,
-    pub(crate) at: Option<OffsetDateTime>,
+    /// Why and since when this digest is late: an earlier attempt to send
+    /// failed, with the state file's last error, and when it happened when
+    /// known.
+    pub(crate) late: Option<(&'a str, Option<OffsetDateTime>)>,
 }
 
 /// How the first lines show a time of the same day as the email's newest
@@ -224,32 +214,6 @@ const DAY_CLOCK: &[FormatItem<'static>] =
 const LATE_ERROR_MAX: usize = 300;
 
 impl<'a> Summary<'a> {
-    pub(crate) fn new(
-        app: &'a str,
-        records: &'a [Record],
-        dropped: u64,
-        part: Option<(usize, usize)>,
-        offset: UtcOffset,
-    ) -> Self {
-        let times = records.iter().map(|r| r.timestamp);
-        Summary {
-            app,
-            records,
-            dropped,
-            part,
-            offset,
-            by_level: by_level(records),
-            span: times.clone().min().zip(times.max()),
-            problems: Vec::new(),
-            detail_lines: usize::MAX,
-            fields_note: None,
-            resolved: &[],
-            host: "",
-            level: Level::WARN,
-            late: None,
-        }
-    }
-
     /// ` on web-3`, or nothing when the host is not known.
     fn on_host(&self) -> String {
         if self.host.is_empty() {
@@ -296,9 +260,9 @@ impl<'a> Summary<'a> {
     /// The line under the headline: `poca on web-3: 56 log records (10
     /// WARN, 46 INFO) from … to …, times in UTC.`
     pub(crate) fn overview(&self) -> String {
-        let levels = level_counts(self.by_level, |n| n.to_string());
+        let levels = level_counts(by_level(self.records), |n| n.to_string());
         let (app, on, count) = (self.app, self.on_host(), self.record_count());
-        let span = self.span.map(|(first, last)| {
+        let span = self.first().zip(self.last()).map(|(first, last)| {
             let (from, to) = (self.line_time(first), self.line_time(last));
             let zone = offset_label(self.offset);
             format!(" from {from} to {to}, times in {zone}")
@@ -320,9 +284,9 @@ impl<'a> Summary<'a> {
         let part = self.part.map(|(k, n)| {
             format!("This is part {k} of {n}: the digest was split to stay under the size limit.")
         });
-        let late = self.late.map(|late| {
-            let error = cut(late.error, LATE_ERROR_MAX);
-            let at = (late.at).map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)));
+        let late = self.late.map(|(error, at)| {
+            let error = cut(error, LATE_ERROR_MAX);
+            let at = at.map(|at| format!(" at {}", show_time(at, self.offset, DAY_CLOCK)));
             let at = at.unwrap_or_default();
             format!(
                 "This digest is late: sending it failed{at} ({error}); its records were kept and \
@@ -417,7 +381,9 @@ impl<'a> Summary<'a> {
     /// to 12:00:00, in each of the last 5 runs`.
     pub(crate) fn problem_facts(&self, p: &Problem) -> String {
         let when = between(p.first, p.last, self.offset, "");
-        let runs = (p.runs).map(|runs| format!(", in each of the last {runs} runs"));
+        let runs = p
+            .runs
+            .map(|runs| format!(", in each of the last {runs} runs"));
         let records = plural(p.count, "record", "records");
         format!("{records}, {when}{}", runs.unwrap_or_default())
     }
@@ -446,23 +412,25 @@ impl<'a> Summary<'a> {
 
     /// How many records are at exactly `level`.
     pub(crate) fn count(&self, level: Level) -> usize {
-        self.by_level[4 - usize::from(severity(level))]
+        self.records.iter().filter(|r| r.level == level).count()
     }
 
     /// The most severe level present.
     pub(crate) fn max_level(&self) -> Option<Level> {
-        let present = LEVELS.into_iter().zip(self.by_level).find(|(_, n)| *n > 0);
-        present.map(|(level, _)| level)
+        self.records
+            .iter()
+            .map(|r| r.level)
+            .max_by_key(|l| severity(*l))
     }
 
     /// The oldest record's time.
     pub(crate) fn first(&self) -> Option<OffsetDateTime> {
-        self.span.map(|(first, _)| first)
+        self.records.iter().map(|r| r.timestamp).min()
     }
 
     /// The newest record's time.
     pub(crate) fn last(&self) -> Option<OffsetDateTime> {
-        self.span.map(|(_, last)| last)
+        self.records.iter().map(|r| r.timestamp).max()
     }
 
     /// `24 log records`.

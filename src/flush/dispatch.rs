@@ -12,8 +12,7 @@ use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 use crate::capture::record::severity;
-use crate::digest::summary::Late;
-use crate::digest::{Composer, Rendered};
+use crate::digest::Composer;
 use crate::error::{Error, ErrorKind, display_safely};
 use crate::flush::deadline::send_before;
 use crate::flush::decide::Plan;
@@ -81,10 +80,10 @@ impl Flusher {
                 self.send_recovery(lock, state, at, held, commit)
             }
             (Decision::Nothing, Recovery::Wait { until }) => Outcome::Waiting { pending, until },
-            (Decision::Send { records, per_email }, recovery) => {
+            (Decision::Send { records }, recovery) => {
                 let with_resolved = recovery == Recovery::WithDigest;
-                let outcome =
-                    self.send(lock, state, (records, per_email), with_resolved, at, commit);
+                let count = (records, self.policy.batch);
+                let outcome = self.send(lock, state, count, with_resolved, at, commit);
                 if phase == Phase::Run {
                     self.count_sent(&outcome);
                 }
@@ -247,7 +246,7 @@ impl Flusher {
     fn compose(
         &self,
         state: &State,
-        (records, shown): (&[Record], &[Rendered]),
+        (records, shown): (&[Record], &[String]),
         first: bool,
         numbered: Option<(usize, usize)>,
         with_resolved: bool,
@@ -259,11 +258,12 @@ impl Flusher {
         } else {
             &[]
         };
-        let late = state.last_error.as_deref().map(|error| Late {
-            error,
-            at: state.last_error_at,
-        });
-        (self.composer).compose_with(records, shown, dropped, numbered, history, resolved, late)
+        let late = state
+            .last_error
+            .as_deref()
+            .map(|error| (error, state.last_error_at));
+        self.composer
+            .compose_with(records, shown, dropped, numbered, history, resolved, late)
     }
 
     /// Sends the oldest `count` pending records, removes those whose email
@@ -286,7 +286,9 @@ impl Flusher {
                 state.history.resolved.clear();
             }
             let reported: Vec<_> = self.failures_in(&state.pending[..sent]).collect();
-            (state.history).reported(reported.iter().map(|fp| fp.key.as_str()), now);
+            state
+                .history
+                .reported(reported.iter().map(|fp| fp.key.as_str()), now);
             self.took(state, sent, now);
         }
         let done = Outcome::Sent {
@@ -346,14 +348,14 @@ fn split_by_size(
     records: &[Record],
     max_bytes: usize,
     composer: &Composer,
-) -> Vec<(Range<usize>, Vec<Rendered>)> {
+) -> Vec<(Range<usize>, Vec<String>)> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut size = 0;
     let mut shown = VecDeque::new();
     for (i, record) in records.iter().enumerate() {
         let rendered = composer.render(record);
-        let bytes = rendered.bytes();
+        let bytes = composer.bytes(&rendered);
         if i > start && size + bytes > max_bytes {
             parts.push((start..i, Vec::from(std::mem::take(&mut shown))));
             start = i;
@@ -400,7 +402,7 @@ mod tests {
                 .map(|(range, _)| range)
                 .collect()
         };
-        let one = composer.render(&records[0]).bytes();
+        let one = composer.bytes(&composer.render(&records[0]));
         assert_eq!(ranges(one * 3), [0..3, 3..6, 6..9, 9..10]);
         assert_eq!(ranges(usize::MAX), vec![0..10]);
         // A record larger than the limit still goes, alone.
