@@ -445,28 +445,7 @@ impl EmailConfig {
         if self.allow_insecure_auth {
             smtp = smtp.allow_insecure_auth();
         }
-        // Refused by build() too, but in the words of the code
-        // (`Smtp::starttls`, `.allow_insecure_auth()`): here in the config's.
-        if smtp.insecure_auth_refused() {
-            let eq = if matches!(self.origin, Origin::Env(_)) {
-                "="
-            } else {
-                " = "
-            };
-            return Err(Error::smtp(format!(
-                "{smtp_url}: refusing to send the SMTP password to {} over a connection that is \
-                 not encrypted; use smtps:// (implicit TLS, port 465) or add ?tls=required to \
-                 the smtp:// URL (STARTTLS, port 587), or set {}{eq}true if this really is a \
-                 trusted network",
-                smtp.endpoint_text(),
-                self.name("allow_insecure_auth"),
-            )));
-        }
-        let root_certificate = self.name("root_certificate");
-        Ok(smtp.with_config_keys(crate::transport::ConfigKeys {
-            smtp_url,
-            root_certificate,
-        }))
+        Ok(smtp.named(self.origin.clone()))
     }
 
     /// The SMTP login: a password (in the URL, given, or in the variable
@@ -506,16 +485,10 @@ impl EmailConfig {
             smtp = smtp.password(password);
         }
         if let Some(argv) = &self.password_command {
-            let key = self.name("password_command");
-            smtp = smtp
-                .password_command(argv.iter().cloned())
-                .with_command_key(key);
+            smtp = smtp.password_command(argv.iter().cloned());
         }
         if let Some(argv) = &self.oauth2_token_command {
-            let key = self.name("oauth2_token_command");
-            smtp = smtp
-                .oauth2_token_command(argv.iter().cloned())
-                .with_command_key(key);
+            smtp = smtp.oauth2_token_command(argv.iter().cloned());
         }
         Ok(smtp)
     }
