@@ -502,8 +502,8 @@ impl Builder {
             .host
             .clone()
             .unwrap_or_else(crate::digest::subject::hostname);
+        let transport = self.checked_transport(&s, alerts_only)?;
         let composer = composer(&s, alerts_only, host.clone())?;
-        let transport = self.checked_transport(alerts_only, s.send_deadline)?;
         let alerts = self.checked_alerts(s.app.trim(), &host)?;
         let flusher = Flusher {
             store: StateStore::new(s.state_path()?, s.lock_timeout),
@@ -548,16 +548,24 @@ impl Builder {
     /// deadline; none only when alerts are the only destination.
     fn checked_transport(
         &mut self,
+        s: &EmailConfig,
         alerts_only: bool,
-        deadline: Duration,
     ) -> Result<Option<Arc<dyn Transport>>, Error> {
-        let Some(mut transport) = self.transport.take().map(|t| t.within(deadline)) else {
-            return match alerts_only {
-                true => Ok(None),
-                false => Err(Error::config(
+        let given = self.transport.take().map(|t| t.within(s.send_deadline));
+        let Some(mut transport) = given else {
+            return match (alerts_only, &s.origin) {
+                (true, _) => Ok(None),
+                (false, Origin::Code) => Err(Error::config(
                     "no transport: call .transport(Smtp::starttls(host)), \
                      .transport(FileDrop::new(dir)) or another Transport",
                 )),
+                (false, _) => Err(Error::config(format!(
+                    "neither {} nor {} is set: one says where digests go (an SMTP server, or a \
+                     folder for .eml files; or set {} alone to post alerts only)",
+                    s.name("smtp_url"),
+                    s.name("outbox"),
+                    s.name("alertmanager_urls"),
+                ))),
             };
         };
         transport.check().map_err(|e| match e.downcast::<Error>() {

@@ -621,28 +621,7 @@ impl EmailLayer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_config(config: &EmailConfig) -> Result<(EmailLayer, FlushGuard), Error> {
-        config.checked()?.builder()?.build()
-    }
-}
-
-impl EmailConfig {
-    /// Checks what [`EmailLayer::from_config`] needs beyond what
-    /// [`builder`](EmailConfig::builder) does.
-    fn checked(&self) -> Result<&Self, Error> {
-        if self.smtp_url.is_none() && self.outbox.is_none() && !self.alertmanager_urls.is_empty() {
-            // Alertmanager alone: no email settings needed.
-            return Ok(self);
-        }
-        if self.smtp_url.is_none() && self.outbox.is_none() {
-            return Err(Error::config(format!(
-                "neither {} nor {} is set: one says where digests go (an SMTP server, or a \
-                 folder for .eml files; or set {} alone to post alerts only)",
-                self.name("smtp_url"),
-                self.name("outbox"),
-                self.name("alertmanager_urls"),
-            )));
-        }
-        Ok(self)
+        config.builder()?.build()
     }
 }
 
@@ -1005,13 +984,7 @@ mod tests {
         let getenv = |name: &str| (name == "AM_TOKEN").then(|| OsString::from("tok-SECRET"));
         for config in [&from_file, &from_env] {
             assert!(!format!("{config:?}").contains("SECRET"));
-            let (_layer, guard) = config
-                .checked()
-                .unwrap()
-                .builder_with(&getenv)
-                .unwrap()
-                .build()
-                .unwrap();
+            let (_layer, guard) = config.builder_with(&getenv).unwrap().build().unwrap();
             {
                 let flusher = crate::sync::lock(&guard.flusher);
                 assert!(flusher.transport.is_none());
@@ -1044,7 +1017,7 @@ mod tests {
             all.extend_from_slice(pairs);
             match vars(&all) {
                 Err(e) => e.to_string(),
-                Ok(c) => match c.checked().and_then(|c| c.builder_with(&getenv)) {
+                Ok(c) => match c.builder_with(&getenv) {
                     Err(e) => e.to_string(),
                     Ok(b) => b.build().map(|_| ()).unwrap_err().to_string(),
                 },

@@ -510,7 +510,11 @@ impl Smtp {
                     "use smtps:// (implicit TLS, port 465) or add ?tls=required to the smtp:// \
                      URL (STARTTLS, port 587), or set {}{}true",
                     o.name("allow_insecure_auth"),
-                    if matches!(o, Origin::Env(_)) { "=" } else { " = " },
+                    if matches!(o, Origin::Env(_)) {
+                        "="
+                    } else {
+                        " = "
+                    },
                 ),
             ),
         };
@@ -640,7 +644,12 @@ impl Smtp {
             }
             Fault::NoLogin => {
                 let remove = self.advice(
-                    |o| format!("remove the user name and password from {}", o.name("smtp_url")),
+                    |o| {
+                        format!(
+                            "remove the user name and password from {}",
+                            o.name("smtp_url")
+                        )
+                    },
                     "remove the credentials".into(),
                 );
                 let mechanisms = match &self.login {
@@ -721,7 +730,12 @@ impl Smtp {
             }
             530 if self.user.is_none() => {
                 let login = self.advice(
-                    |o| format!("write the user name and password into {}", o.name("smtp_url")),
+                    |o| {
+                        format!(
+                            "write the user name and password into {}",
+                            o.name("smtp_url")
+                        )
+                    },
                     "use .credentials(user, password)".into(),
                 );
                 return format!(
@@ -746,7 +760,10 @@ impl Smtp {
     fn starttls_advice(&self) -> String {
         let (host, port) = (&self.host, self.port_number());
         match &self.origin {
-            Some(o) => format!("set {} to smtp://{host}:{port}?tls=required", o.name("smtp_url")),
+            Some(o) => format!(
+                "set {} to smtp://{host}:{port}?tls=required",
+                o.name("smtp_url")
+            ),
             None => format!("use Smtp::starttls(\"{host}\").port({port})"),
         }
     }
