@@ -510,10 +510,9 @@ impl Smtp {
                     "use smtps:// (implicit TLS, port 465) or add ?tls=required to the smtp:// \
                      URL (STARTTLS, port 587), or set {}{}true",
                     o.name("allow_insecure_auth"),
-                    if matches!(o, Origin::Env(_)) {
-                        "="
-                    } else {
-                        " = "
+                    match o {
+                        Origin::Env(_) => "=",
+                        _ => " = ",
                     },
                 ),
             ),
@@ -644,13 +643,9 @@ impl Smtp {
             }
             Fault::NoLogin => {
                 let remove = self.advice(
-                    |o| {
-                        format!(
-                            "remove the user name and password from {}",
-                            o.name("smtp_url")
-                        )
-                    },
-                    "remove the credentials".into(),
+                    "smtp_url",
+                    |k| format!("remove the user name and password from {k}"),
+                    "remove the credentials",
                 );
                 let mechanisms = match &self.login {
                     Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
@@ -704,8 +699,9 @@ impl Smtp {
                 "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
                  private CA, {}",
                 self.advice(
-                    |o| format!("set {} to the CA's PEM file", o.name("root_certificate")),
-                    "add it with .root_certificate(pem)".into(),
+                    "root_certificate",
+                    |k| format!("set {k} to the CA's PEM file"),
+                    "add it with .root_certificate(pem)",
                 )
             ),
             _ => format!("sending to {endpoint} failed: {detail}"),
@@ -730,13 +726,9 @@ impl Smtp {
             }
             530 if self.user.is_none() => {
                 let login = self.advice(
-                    |o| {
-                        format!(
-                            "write the user name and password into {}",
-                            o.name("smtp_url")
-                        )
-                    },
-                    "use .credentials(user, password)".into(),
+                    "smtp_url",
+                    |k| format!("write the user name and password into {k}"),
+                    "use .credentials(user, password)",
                 );
                 return format!(
                     "the server requires a login before it accepts mail {said}; none is set: {login}"
@@ -751,21 +743,20 @@ impl Smtp {
     }
 
     /// Advice in the words of the config this came from (`config`, given
-    /// its keys), or else of the code (`code`).
-    fn advice(&self, config: impl FnOnce(&Origin) -> String, code: String) -> String {
-        self.origin.as_ref().map_or(code, config)
+    /// the name of its `key`), or else of the code (`code`).
+    fn advice(&self, key: &str, config: impl FnOnce(String) -> String, code: &str) -> String {
+        match &self.origin {
+            Some(o) => config(o.name(key)),
+            None => code.to_owned(),
+        }
     }
 
     /// How to connect to the same host and port with STARTTLS.
     fn starttls_advice(&self) -> String {
         let (host, port) = (&self.host, self.port_number());
-        match &self.origin {
-            Some(o) => format!(
-                "set {} to smtp://{host}:{port}?tls=required",
-                o.name("smtp_url")
-            ),
-            None => format!("use Smtp::starttls(\"{host}\").port({port})"),
-        }
+        let code = format!("use Smtp::starttls(\"{host}\").port({port})");
+        let url = format!("smtp://{host}:{port}?tls=required");
+        self.advice("smtp_url", |k| format!("set {k} to {url}"), &code)
     }
 }
 
