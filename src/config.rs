@@ -13,7 +13,7 @@ use crate::capture::layer::EmailLayer;
 #[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
-use crate::settings::{EmailConfig, Origin};
+use crate::settings::{EmailConfig, Origin, Password};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
 use crate::transport::Smtp;
@@ -148,7 +148,7 @@ impl EmailConfig {
         }
         let mut config = EmailConfig::deserialize(table)
             .map_err(|e| Error::config(format!("the variables {prefix}_*: {e}")))?;
-        config.password = found.remove("SMTP_PASSWORD");
+        config.password = found.remove("SMTP_PASSWORD").map(Password);
         config.origin = Origin::Env(prefix.to_owned());
         Ok(config)
     }
@@ -165,7 +165,7 @@ impl EmailConfig {
     /// assert!(!format!("{config:?}").contains("hunter2"));
     /// ```
     pub fn set_password(&mut self, password: impl Into<String>) {
-        self.password = Some(password.into());
+        self.password = Some(Password(password.into()));
     }
 
     /// Names the table of the configuration file these settings were read
@@ -358,7 +358,7 @@ impl EmailConfig {
         &self,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<crate::Alertmanager, Error> {
-        let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().cloned())
+        let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().map(|u| u.to_string()))
             .named(self.origin.clone());
         for (name, value) in &self.alertmanager_labels {
             am = am.label(name, value);
@@ -472,7 +472,7 @@ impl EmailConfig {
                     getenv,
                 )?)
             }
-            None => self.password.clone(),
+            None => self.password.as_ref().map(|p| p.0.clone()),
         };
         // The variable is read first: an unset one is the first thing to fix.
         if !smtp.has_password() && smtp.user().is_none() {

@@ -52,8 +52,13 @@ pub(crate) fn level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Level>, D:
     d.deserialize_any(Lvl)
 }
 
-pub(crate) fn many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(d.deserialize_any(Many)?.unwrap_or_default())
+pub(crate) fn many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let all = d.deserialize_any(Many)?.unwrap_or_default();
+    Ok(all.into_iter().map(T::from).collect())
 }
 
 pub(crate) fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
