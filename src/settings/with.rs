@@ -202,23 +202,13 @@ impl<'de> Visitor<'de> for Command {
     }
 }
 
-/// The `policy` table within an [`EmailConfig`], whose errors already
-/// name their keys; `null` is the default.
+/// The `policy` table within an [`EmailConfig`], read by its derived
+/// reader (whose errors already name their keys); `null` is the default.
 pub(crate) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
-    struct Table;
-    impl<'de> Visitor<'de> for Table {
-        type Value = PolicyConfig;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a table of policy settings")
-        }
-        fn visit_none<E>(self) -> Result<PolicyConfig, E> {
-            Ok(PolicyConfig::default())
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<PolicyConfig, D::Error> {
-            PolicyConfig::deserialize(d)
-        }
-    }
-    d.deserialize_option(Table)
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Table(#[serde(with = "PolicyConfig")] PolicyConfig);
+    Ok(Option::<Table>::deserialize(d)?.map_or_else(PolicyConfig::default, |t| t.0))
 }
 
 /// The `threshold` table as written: both keys are needed.
