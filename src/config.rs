@@ -385,19 +385,12 @@ impl EmailConfig {
         am: crate::Alertmanager,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<crate::Alertmanager, Error> {
-        let from_env = |key: &str, var: &Option<String>, what: &str| {
-            let read = |var| secret(&self.name(key), var, what, ErrorKind::Config, getenv);
-            var.as_deref().map(read).transpose()
-        };
-        let password = from_env(
-            "alertmanager_password_env",
-            &self.alertmanager_password_env,
-            "the Alertmanager password",
-        )?;
-        let token = from_env(
+        let password_env = &self.alertmanager_password_env;
+        let password = self.secret("alertmanager_password_env", password_env, getenv)?;
+        let token = self.secret(
             "alertmanager_token_env",
             &self.alertmanager_token_env,
-            "the Alertmanager bearer token",
+            getenv,
         )?;
         let (user, password_env) = (self.name("alertmanager_user"), "alertmanager_password_env");
         Ok(match (&self.alertmanager_user, password, token) {
@@ -461,19 +454,8 @@ impl EmailConfig {
         let Some(source) = self.login_source(&smtp, smtp_url)? else {
             return Ok(smtp);
         };
-        let password = match &self.password_env {
-            Some(var) => {
-                let key = self.name("password_env");
-                Some(secret(
-                    &key,
-                    var,
-                    "the SMTP password",
-                    ErrorKind::Smtp,
-                    getenv,
-                )?)
-            }
-            None => self.password.as_ref().map(|p| p.0.clone()),
-        };
+        let password = self.secret("password_env", &self.password_env, getenv)?;
+        let password = password.or_else(|| self.password.as_ref().map(|p| p.0.clone()));
         // The variable is read first: an unset one is the first thing to fix.
         if !smtp.has_password() && smtp.user().is_none() {
             return Err(Error::smtp(format!(
@@ -550,39 +532,44 @@ impl EmailConfig {
     }
 }
 
-/// A secret (`what`: the SMTP password, a bearer token) from the
-/// environment variable `var`, which the key `key` names; an error of `kind`.
-#[cfg(any(feature = "smtp", feature = "alertmanager"))]
-fn secret(
-    key: &str,
-    var: &str,
-    what: &str,
-    kind: ErrorKind,
-    getenv: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<String, Error> {
-    // Not echoed unless it looks like a variable's name: someone may have
-    // put the secret itself here.
-    let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let itself = if what.ends_with("token") {
-        "the token"
-    } else {
-        "the password"
-    };
-    if !is_name {
-        let message = format!(
-            "{key} must be the name of the environment variable that holds {what} (letters, \
-             digits and _), not {itself} itself"
-        );
-        return Err(Error::new(kind, message));
+impl EmailConfig {
+    /// The secret in the environment variable `var` that `key` names, if
+    /// set: the SMTP password, or Alertmanager's password or bearer token.
+    #[cfg(any(feature = "smtp", feature = "alertmanager"))]
+    fn secret(
+        &self,
+        key: &str,
+        var: &Option<String>,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Option<String>, Error> {
+        let Some(var) = var else { return Ok(None) };
+        let (what, itself, kind) = match key {
+            "password_env" => ("the SMTP password", "password", ErrorKind::Smtp),
+            "alertmanager_password_env" => {
+                ("the Alertmanager password", "password", ErrorKind::Config)
+            }
+            _ => ("the Alertmanager bearer token", "token", ErrorKind::Config),
+        };
+        let key = self.name(key);
+        // Not echoed unless it looks like a variable's name: someone may have
+        // put the secret itself here.
+        let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            let message = format!(
+                "{key} must be the name of the environment variable that holds {what} (letters, \
+                 digits and _), not the {itself} itself"
+            );
+            return Err(Error::new(kind, message));
+        }
+        let problem = match getenv(var).map(OsString::into_string) {
+            Some(Ok(p)) if !p.is_empty() => return Ok(Some(p)),
+            None => format!("is not set; it should hold {what}"),
+            Some(Err(_)) => "is not valid UTF-8".to_owned(),
+            Some(Ok(_)) => "is empty".to_owned(),
+        };
+        let message = format!("{key}: the environment variable {var} {problem}");
+        Err(Error::new(kind, message))
     }
-    let problem = match getenv(var).map(OsString::into_string) {
-        Some(Ok(p)) if !p.is_empty() => return Ok(p),
-        None => format!("is not set; it should hold {what}"),
-        Some(Err(_)) => "is not valid UTF-8".to_owned(),
-        Some(Ok(_)) => "is empty".to_owned(),
-    };
-    let message = format!("{key}: the environment variable {var} {problem}");
-    Err(Error::new(kind, message))
 }
 
 impl EmailLayer {
