@@ -708,12 +708,14 @@ impl Form {
             Plain => {
                 let scalar = match t.to_ascii_lowercase().as_str() {
                     "true" | "false" => Some(json!(t.eq_ignore_ascii_case("true"))),
-                    _ => t.parse::<i128>().ok().map(|n| json!(n)).or_else(|| {
-                        t.parse::<f64>()
-                            .ok()
-                            .filter(|f| f.is_finite())
-                            .map(|f| json!(f))
-                    }),
+                    // A whole number beyond 64 bits is read as a float,
+                    // which each reader refuses as too large or not whole.
+                    _ => {
+                        let whole = t.parse::<i64>().map(Value::from);
+                        let whole = whole.or_else(|_| t.parse::<u64>().map(Value::from));
+                        let float = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
+                        whole.ok().or(float.map(Value::Number))
+                    }
                 };
                 let as_text = alone(key, json!(text));
                 return match (as_text, scalar) {
@@ -1462,6 +1464,7 @@ mod tests {
             "1e19",
             "1.8e19",
             "18446744073709551615",
+            "99999999999999999999999",
             "1e400",
         ] {
             let e = env_with("POCA_SEND_DEADLINE", bad).unwrap_err();
