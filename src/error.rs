@@ -60,9 +60,13 @@ pub enum ErrorKind {
 /// and, where there is one, what to do about it. It never contains a password.
 ///
 /// ```
-/// use tracing_email::{EmailLayer, ErrorKind};
+/// use tracing_email::{EmailLayer, ErrorKind, FileDrop};
 ///
-/// let err = EmailLayer::builder("my-app").from("not an address").build().unwrap_err();
+/// let err = EmailLayer::builder("my-app")
+///     .transport(FileDrop::new("outbox"))
+///     .from("not an address")
+///     .build()
+///     .unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::Config);
 /// assert!(err.to_string().contains("not an address"));
 /// ```
