@@ -494,17 +494,17 @@ impl Builder {
     /// by hand (`flush::by_hand`). Returns the settings for the rest.
     pub(crate) fn into_flusher(mut self) -> Result<(Flusher, EmailConfig), Error> {
         self.config.check()?;
-        // Alerts alone need no email addresses (given, they are checked).
-        let alerts_only = self.has_alerts() && self.transport.is_none();
         let s = std::mem::take(&mut self.config);
         // Read once: every digest names the machine that sent it.
         let host = s
             .host
             .clone()
             .unwrap_or_else(crate::digest::subject::hostname);
-        let composer = composer(&s, alerts_only, host.clone())?;
-        let transport = self.checked_transport(alerts_only, s.send_deadline)?;
         let alerts = self.checked_alerts(s.app.trim(), &host)?;
+        // Alerts alone need no email addresses (given, they are checked).
+        let alerts_only = alerts.is_some() && self.transport.is_none();
+        let transport = self.checked_transport(&s, alerts_only)?;
+        let composer = composer(&s, alerts_only, host.clone())?;
         let flusher = Flusher {
             store: StateStore::new(s.state_path()?, s.lock_timeout),
             composer,
@@ -536,28 +536,28 @@ impl Builder {
         Ok(None)
     }
 
-    /// Whether alerts are a destination.
-    fn has_alerts(&self) -> bool {
-        #[cfg(feature = "alertmanager")]
-        return self.alerts.is_some();
-        #[cfg(not(feature = "alertmanager"))]
-        false
-    }
-
     /// The transport, its settings checked, its timeout within the send
     /// deadline; none only when alerts are the only destination.
     fn checked_transport(
         &mut self,
+        s: &EmailConfig,
         alerts_only: bool,
-        deadline: Duration,
     ) -> Result<Option<Arc<dyn Transport>>, Error> {
-        let Some(mut transport) = self.transport.take().map(|t| t.within(deadline)) else {
-            return match alerts_only {
-                true => Ok(None),
-                false => Err(Error::config(
+        let given = self.transport.take().map(|t| t.within(s.send_deadline));
+        let Some(mut transport) = given else {
+            return match (alerts_only, &s.origin) {
+                (true, _) => Ok(None),
+                (false, Origin::Code) => Err(Error::config(
                     "no transport: call .transport(Smtp::starttls(host)), \
                      .transport(FileDrop::new(dir)) or another Transport",
                 )),
+                (false, _) => Err(Error::config(format!(
+                    "neither {} nor {} is set: one says where digests go (an SMTP server, or a \
+                     folder for .eml files; or set {} alone to post alerts only)",
+                    s.name("smtp_url"),
+                    s.name("outbox"),
+                    s.name("alertmanager_urls"),
+                ))),
             };
         };
         transport.check().map_err(|e| match e.downcast::<Error>() {
@@ -595,8 +595,9 @@ impl Builder {
     /// assert!(err.to_string().contains("me@@example.com"));
     /// ```
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
-        let (clock, alerts) = (Arc::clone(&self.clock), self.has_alerts());
+        let clock = Arc::clone(&self.clock);
         let (flusher, s) = self.into_flusher()?;
+        let alerts = flusher.alerts.is_some();
         let max_pending = flusher.max_pending;
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {

@@ -13,7 +13,7 @@ use crate::capture::layer::EmailLayer;
 #[cfg_attr(not(feature = "smtp"), allow(unused_imports))]
 use crate::error::{Error, ErrorKind};
 use crate::guard::FlushGuard;
-use crate::settings::{EmailConfig, Origin};
+use crate::settings::{EmailConfig, Origin, Password};
 use crate::transport::FileDrop;
 #[cfg(feature = "smtp")]
 use crate::transport::Smtp;
@@ -148,7 +148,7 @@ impl EmailConfig {
         }
         let mut config = EmailConfig::deserialize(table)
             .map_err(|e| Error::config(format!("the variables {prefix}_*: {e}")))?;
-        config.password = found.remove("SMTP_PASSWORD");
+        config.password = found.remove("SMTP_PASSWORD").map(Password);
         config.origin = Origin::Env(prefix.to_owned());
         Ok(config)
     }
@@ -165,7 +165,7 @@ impl EmailConfig {
     /// assert!(!format!("{config:?}").contains("hunter2"));
     /// ```
     pub fn set_password(&mut self, password: impl Into<String>) {
-        self.password = Some(password.into());
+        self.password = Some(Password(password.into()));
     }
 
     /// Names the table of the configuration file these settings were read
@@ -358,7 +358,7 @@ impl EmailConfig {
         &self,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<crate::Alertmanager, Error> {
-        let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().cloned())
+        let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().map(|u| u.to_string()))
             .named(self.origin.clone());
         for (name, value) in &self.alertmanager_labels {
             am = am.label(name, value);
@@ -385,19 +385,12 @@ impl EmailConfig {
         am: crate::Alertmanager,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<crate::Alertmanager, Error> {
-        let from_env = |key: &str, var: &Option<String>, what: &str| {
-            let read = |var| secret(&self.name(key), var, what, ErrorKind::Config, getenv);
-            var.as_deref().map(read).transpose()
-        };
-        let password = from_env(
-            "alertmanager_password_env",
-            &self.alertmanager_password_env,
-            "the Alertmanager password",
-        )?;
-        let token = from_env(
+        let password_env = &self.alertmanager_password_env;
+        let password = self.secret("alertmanager_password_env", password_env, getenv)?;
+        let token = self.secret(
             "alertmanager_token_env",
             &self.alertmanager_token_env,
-            "the Alertmanager bearer token",
+            getenv,
         )?;
         let (user, password_env) = (self.name("alertmanager_user"), "alertmanager_password_env");
         Ok(match (&self.alertmanager_user, password, token) {
@@ -445,28 +438,7 @@ impl EmailConfig {
         if self.allow_insecure_auth {
             smtp = smtp.allow_insecure_auth();
         }
-        // Refused by build() too, but in the words of the code
-        // (`Smtp::starttls`, `.allow_insecure_auth()`): here in the config's.
-        if smtp.insecure_auth_refused() {
-            let eq = if matches!(self.origin, Origin::Env(_)) {
-                "="
-            } else {
-                " = "
-            };
-            return Err(Error::smtp(format!(
-                "{smtp_url}: refusing to send the SMTP password to {} over a connection that is \
-                 not encrypted; use smtps:// (implicit TLS, port 465) or add ?tls=required to \
-                 the smtp:// URL (STARTTLS, port 587), or set {}{eq}true if this really is a \
-                 trusted network",
-                smtp.endpoint_text(),
-                self.name("allow_insecure_auth"),
-            )));
-        }
-        let root_certificate = self.name("root_certificate");
-        Ok(smtp.with_config_keys(crate::transport::ConfigKeys {
-            smtp_url,
-            root_certificate,
-        }))
+        Ok(smtp.named(self.origin.clone()))
     }
 
     /// The SMTP login: a password (in the URL, given, or in the variable
@@ -482,19 +454,8 @@ impl EmailConfig {
         let Some(source) = self.login_source(&smtp, smtp_url)? else {
             return Ok(smtp);
         };
-        let password = match &self.password_env {
-            Some(var) => {
-                let key = self.name("password_env");
-                Some(secret(
-                    &key,
-                    var,
-                    "the SMTP password",
-                    ErrorKind::Smtp,
-                    getenv,
-                )?)
-            }
-            None => self.password.clone(),
-        };
+        let password = self.secret("password_env", &self.password_env, getenv)?;
+        let password = password.or_else(|| self.password.as_ref().map(|p| p.0.clone()));
         // The variable is read first: an unset one is the first thing to fix.
         if !smtp.has_password() && smtp.user().is_none() {
             return Err(Error::smtp(format!(
@@ -506,16 +467,10 @@ impl EmailConfig {
             smtp = smtp.password(password);
         }
         if let Some(argv) = &self.password_command {
-            let key = self.name("password_command");
-            smtp = smtp
-                .password_command(argv.iter().cloned())
-                .with_command_key(key);
+            smtp = smtp.password_command(argv.iter().cloned());
         }
         if let Some(argv) = &self.oauth2_token_command {
-            let key = self.name("oauth2_token_command");
-            smtp = smtp
-                .oauth2_token_command(argv.iter().cloned())
-                .with_command_key(key);
+            smtp = smtp.oauth2_token_command(argv.iter().cloned());
         }
         Ok(smtp)
     }
@@ -577,39 +532,44 @@ impl EmailConfig {
     }
 }
 
-/// A secret (`what`: the SMTP password, a bearer token) from the
-/// environment variable `var`, which the key `key` names; an error of `kind`.
-#[cfg(any(feature = "smtp", feature = "alertmanager"))]
-fn secret(
-    key: &str,
-    var: &str,
-    what: &str,
-    kind: ErrorKind,
-    getenv: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<String, Error> {
-    // Not echoed unless it looks like a variable's name: someone may have
-    // put the secret itself here.
-    let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let itself = if what.ends_with("token") {
-        "the token"
-    } else {
-        "the password"
-    };
-    if !is_name {
-        let message = format!(
-            "{key} must be the name of the environment variable that holds {what} (letters, \
-             digits and _), not {itself} itself"
-        );
-        return Err(Error::new(kind, message));
+impl EmailConfig {
+    /// The secret in the environment variable `var` that `key` names, if
+    /// set: the SMTP password, or Alertmanager's password or bearer token.
+    #[cfg(any(feature = "smtp", feature = "alertmanager"))]
+    fn secret(
+        &self,
+        key: &str,
+        var: &Option<String>,
+        getenv: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Option<String>, Error> {
+        let Some(var) = var else { return Ok(None) };
+        let (what, itself, kind) = match key {
+            "password_env" => ("the SMTP password", "password", ErrorKind::Smtp),
+            "alertmanager_password_env" => {
+                ("the Alertmanager password", "password", ErrorKind::Config)
+            }
+            _ => ("the Alertmanager bearer token", "token", ErrorKind::Config),
+        };
+        let key = self.name(key);
+        // Not echoed unless it looks like a variable's name: someone may have
+        // put the secret itself here.
+        let is_name = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            let message = format!(
+                "{key} must be the name of the environment variable that holds {what} (letters, \
+                 digits and _), not the {itself} itself"
+            );
+            return Err(Error::new(kind, message));
+        }
+        let problem = match getenv(var).map(OsString::into_string) {
+            Some(Ok(p)) if !p.is_empty() => return Ok(Some(p)),
+            None => format!("is not set; it should hold {what}"),
+            Some(Err(_)) => "is not valid UTF-8".to_owned(),
+            Some(Ok(_)) => "is empty".to_owned(),
+        };
+        let message = format!("{key}: the environment variable {var} {problem}");
+        Err(Error::new(kind, message))
     }
-    let problem = match getenv(var).map(OsString::into_string) {
-        Some(Ok(p)) if !p.is_empty() => return Ok(p),
-        None => format!("is not set; it should hold {what}"),
-        Some(Err(_)) => "is not valid UTF-8".to_owned(),
-        Some(Ok(_)) => "is empty".to_owned(),
-    };
-    let message = format!("{key}: the environment variable {var} {problem}");
-    Err(Error::new(kind, message))
 }
 
 impl EmailLayer {
@@ -648,28 +608,7 @@ impl EmailLayer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_config(config: &EmailConfig) -> Result<(EmailLayer, FlushGuard), Error> {
-        config.checked()?.builder()?.build()
-    }
-}
-
-impl EmailConfig {
-    /// Checks what [`EmailLayer::from_config`] needs beyond what
-    /// [`builder`](EmailConfig::builder) does.
-    fn checked(&self) -> Result<&Self, Error> {
-        if self.smtp_url.is_none() && self.outbox.is_none() && !self.alertmanager_urls.is_empty() {
-            // Alertmanager alone: no email settings needed.
-            return Ok(self);
-        }
-        if self.smtp_url.is_none() && self.outbox.is_none() {
-            return Err(Error::config(format!(
-                "neither {} nor {} is set: one says where digests go (an SMTP server, or a \
-                 folder for .eml files; or set {} alone to post alerts only)",
-                self.name("smtp_url"),
-                self.name("outbox"),
-                self.name("alertmanager_urls"),
-            )));
-        }
-        Ok(self)
+        config.builder()?.build()
     }
 }
 
@@ -769,12 +708,14 @@ impl Form {
             Plain => {
                 let scalar = match t.to_ascii_lowercase().as_str() {
                     "true" | "false" => Some(json!(t.eq_ignore_ascii_case("true"))),
-                    _ => t.parse::<i128>().ok().map(|n| json!(n)).or_else(|| {
-                        t.parse::<f64>()
-                            .ok()
-                            .filter(|f| f.is_finite())
-                            .map(|f| json!(f))
-                    }),
+                    // A whole number beyond 64 bits is read as a float,
+                    // which each reader refuses as too large or not whole.
+                    _ => {
+                        let whole = t.parse::<i64>().map(Value::from);
+                        let whole = whole.or_else(|_| t.parse::<u64>().map(Value::from));
+                        let float = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
+                        whole.ok().or(float.map(Value::Number))
+                    }
                 };
                 let as_text = alone(key, json!(text));
                 return match (as_text, scalar) {
@@ -1032,13 +973,7 @@ mod tests {
         let getenv = |name: &str| (name == "AM_TOKEN").then(|| OsString::from("tok-SECRET"));
         for config in [&from_file, &from_env] {
             assert!(!format!("{config:?}").contains("SECRET"));
-            let (_layer, guard) = config
-                .checked()
-                .unwrap()
-                .builder_with(&getenv)
-                .unwrap()
-                .build()
-                .unwrap();
+            let (_layer, guard) = config.builder_with(&getenv).unwrap().build().unwrap();
             {
                 let flusher = crate::sync::lock(&guard.flusher);
                 assert!(flusher.transport.is_none());
@@ -1071,7 +1006,7 @@ mod tests {
             all.extend_from_slice(pairs);
             match vars(&all) {
                 Err(e) => e.to_string(),
-                Ok(c) => match c.checked().and_then(|c| c.builder_with(&getenv)) {
+                Ok(c) => match c.builder_with(&getenv) {
                     Err(e) => e.to_string(),
                     Ok(b) => b.build().map(|_| ()).unwrap_err().to_string(),
                 },
@@ -1529,6 +1464,7 @@ mod tests {
             "1e19",
             "1.8e19",
             "18446744073709551615",
+            "99999999999999999999999",
             "1e400",
         ] {
             let e = env_with("POCA_SEND_DEADLINE", bad).unwrap_err();

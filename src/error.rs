@@ -60,9 +60,13 @@ pub enum ErrorKind {
 /// and, where there is one, what to do about it. It never contains a password.
 ///
 /// ```
-/// use tracing_email::{EmailLayer, ErrorKind};
+/// use tracing_email::{EmailLayer, ErrorKind, FileDrop};
 ///
-/// let err = EmailLayer::builder("my-app").from("not an address").build().unwrap_err();
+/// let err = EmailLayer::builder("my-app")
+///     .transport(FileDrop::new("outbox"))
+///     .from("not an address")
+///     .build()
+///     .unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::Config);
 /// assert!(err.to_string().contains("not an address"));
 /// ```
@@ -142,11 +146,6 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
-}
-
-/// How `Debug` shows a secret: `"***"` when there is one.
-pub(crate) fn hidden<T>(secret: &Option<T>) -> &'static str {
-    if secret.is_some() { "***" } else { "(none)" }
 }
 
 impl fmt::Display for Error {

@@ -154,7 +154,7 @@ pub use capture::layer::EmailLayer;
 pub use error::{Error, ErrorKind};
 pub use flush::outcome::Outcome;
 pub use guard::FlushGuard;
-pub use settings::{EmailConfig, PolicyConfig};
+pub use settings::{EmailConfig, PolicyConfig, SecretUrl};
 pub use transport::FileDrop;
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]

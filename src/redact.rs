@@ -219,16 +219,6 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
 }
 
-/// How `Debug` shows `smtp_url` and `alertmanager_urls`: see [`redact_url`].
-pub(crate) fn shown_url(url: &Option<String>) -> Option<String> {
-    url.as_deref().map(redact_url)
-}
-
-/// As [`shown_url`], each.
-pub(crate) fn shown_urls(urls: &[String]) -> Vec<String> {
-    urls.iter().map(|u| redact_url(u)).collect()
-}
-
 /// The URL with its password, if any, shown as `***`, whatever it holds:
 /// everything between `//` and the last `@` is the user information, and
 /// when it holds `/`, `?` or `#` (a password pasted unencoded) all of it is

@@ -239,14 +239,14 @@ pub struct PolicyConfig {
 /// assert!(err.to_string().contains("unknown field `colour`"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(remote = "Self", default, deny_unknown_fields)]
 #[serde(expecting = "a table of email settings (app, smtp_url or outbox, from, to, …)")]
 pub struct EmailConfig {
     /// `app = "poca"`, required: see [`EmailLayer::builder`](crate::EmailLayer::builder).
     pub app: String,
     /// `smtp_url = "smtps://me%40example.com@smtp.example.com"`: see [`Smtp::from_url`](crate::Smtp::from_url).
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretUrl>,
     /// `password_env = "SMTP_PASSWORD"`, the variable holding the password, read by [`EmailLayer::from_config`](crate::EmailLayer::from_config).
     pub password_env: Option<String>,
     /// `password_command = ["pass", "show", "smtp"]`, a program that prints the password: see [`Smtp::password_command`](crate::Smtp::password_command).
@@ -457,7 +457,7 @@ pub struct EmailConfig {
     /// `alertmanager`). With it, `smtp_url`/`outbox`, `from` and `to` may
     /// be left out: Alertmanager is then the only destination.
     #[serde(deserialize_with = "with::many")]
-    pub alertmanager_urls: Vec<String>,
+    pub alertmanager_urls: Vec<SecretUrl>,
     /// `alertmanager_labels = { team = "media" }` (`team=media,env=prod` in
     /// a variable): labels added to every alert.
     #[serde(deserialize_with = "with::or_default")]
@@ -491,7 +491,7 @@ pub struct EmailConfig {
     /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
     /// [`set_password`](EmailConfig::set_password), never from a file.
     #[serde(skip)]
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<Password>,
     /// Where the settings came from, to name them in errors.
     #[serde(skip)]
     pub(crate) origin: Origin,
@@ -567,54 +567,54 @@ impl<'de> Deserialize<'de> for PolicyConfig {
     }
 }
 
-impl fmt::Debug for EmailConfig {
+/// A URL that may hold a password (`smtps://me:secret@host`), as
+/// `smtp_url` and `alertmanager_urls` hold it: its `Debug` shows the
+/// password as `***` (see [`EmailConfig`]), and it derefs to the whole URL.
+///
+/// ```
+/// use tracing_email::SecretUrl;
+///
+/// let url = SecretUrl::from("smtps://me:secret@smtp.example.com");
+/// assert_eq!(format!("{url:?}"), r#""smtps://me:***@smtp.example.com""#);
+/// assert_eq!(&*url, "smtps://me:secret@smtp.example.com");
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmailConfig")
-            .field("app", &self.app)
-            .field("smtp_url", &crate::redact::shown_url(&self.smtp_url))
-            .field("password_env", &self.password_env)
-            .field("password_command", &self.password_command)
-            .field("oauth2_token_command", &self.oauth2_token_command)
-            .field("root_certificate", &self.root_certificate)
-            .field("timeout", &self.timeout)
-            .field("allow_insecure_auth", &self.allow_insecure_auth)
-            .field("outbox", &self.outbox)
-            .field("from", &self.from)
-            .field("to", &self.to)
-            .field("subject", &self.subject)
-            .field("html", &self.html)
-            .field("state_file", &self.state_file)
-            .field("local_time", &self.local_time)
-            .field("policy", &self.policy)
-            .field("max_pending", &self.max_pending)
-            .field("max_record_bytes", &self.max_record_bytes)
-            .field("max_email_bytes", &self.max_email_bytes)
-            .field("max_detail_lines", &self.max_detail_lines)
-            .field("send_deadline", &self.send_deadline)
-            .field("lock_timeout", &self.lock_timeout)
-            .field("checkpoint_interval", &self.checkpoint_interval)
-            .field("flush_every", &self.flush_every)
-            .field("capture_panics", &self.capture_panics)
-            .field("notify_recovery", &self.notify_recovery)
-            .field(
-                "alertmanager_urls",
-                &crate::redact::shown_urls(&self.alertmanager_urls),
-            )
-            .field("alertmanager_labels", &self.alertmanager_labels)
-            .field("alertmanager_user", &self.alertmanager_user)
-            .field("alertmanager_password_env", &self.alertmanager_password_env)
-            .field("alertmanager_token_env", &self.alertmanager_token_env)
-            .field(
-                "alertmanager_root_certificate",
-                &self.alertmanager_root_certificate,
-            )
-            .field("alertmanager_timeout", &self.alertmanager_timeout)
-            .field("resolve_window", &self.resolve_window)
-            .field("host", &self.host)
-            .field("password", &crate::error::hidden(&self.password))
-            .field("origin", &self.origin)
-            .field("offset", &self.offset)
-            .finish()
+        fmt::Debug::fmt(&crate::redact::redact_url(&self.0), f)
+    }
+}
+
+impl std::ops::Deref for SecretUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        SecretUrl(url)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        SecretUrl(url.to_owned())
+    }
+}
+
+/// The SMTP password itself, which `Debug` shows as `***`; read only when
+/// an `Smtp` is made (the `smtp` feature).
+#[derive(Clone)]
+pub(crate) struct Password(#[cfg_attr(not(feature = "smtp"), allow(dead_code))] pub(crate) String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
     }
 }
 

@@ -153,7 +153,7 @@ fn sender(
         {
             config.set_password(password);
         }
-        config.smtp_url = Some(url.clone());
+        config.smtp_url = Some(url.as_str().into());
         config.outbox = None;
     }
     if let Some(ca) = &t.ca_cert {

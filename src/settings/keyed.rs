@@ -43,15 +43,20 @@ impl<'a, D> Keyed<'a, D> {
         Keyed { d, name }
     }
 
-    /// The inner value, and `t` named alike.
-    fn wrap<T>(self, t: T) -> (D, Keyed<'a, T>) {
-        (
+    /// `f` of the inner value and of `t` named alike; its error named.
+    fn pass<T, R, E, F>(self, t: T, f: F) -> Result<R, E>
+    where
+        E: de::Error,
+        F: FnOnce(D, Keyed<'a, T>) -> Result<R, E>,
+    {
+        let name = self.name.clone();
+        name.of(f(
             self.d,
             Keyed {
                 d: t,
                 name: self.name,
             },
-        )
+        ))
     }
 }
 
@@ -59,8 +64,7 @@ impl<'a, D> Keyed<'a, D> {
 macro_rules! forward {
     ($($method:ident),*) => {$(
         fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
-            let (d, v) = self.wrap(v);
-            d.$method(v)
+            self.pass(v, |d, v| d.$method(v))
         }
     )*};
 }
@@ -123,22 +127,14 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Keyed<'_, V> {
     leaves!(visit_bool(v: bool), visit_i64(v: i64), visit_u64(v: u64), visit_f64(v: f64));
     leaves!(visit_str(v: &str), visit_none(), visit_unit());
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
-        let name = self.name.clone();
-        let (v, d) = self.wrap(d);
-        name.of(v.visit_some(d))
+        self.pass(d, |v, d| v.visit_some(d))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        let name = self.name.clone();
-        let (v, seq) = self.wrap(seq);
-        name.of(v.visit_seq(seq))
+        self.pass(seq, |v, seq| v.visit_seq(seq))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        let name = self.name.clone();
-        let (v, map) = self.wrap(map);
-        name.of(v.visit_map(Table {
-            map,
-            key: String::new(),
-        }))
+        let key = String::new();
+        self.pass(map, |v, map| v.visit_map(Table { map, key }))
     }
 }
 
@@ -188,8 +184,6 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Table<'_, A> {
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Keyed<'_, S> {
     type Value = S::Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        let name = self.name.clone();
-        let (seed, d) = self.wrap(d);
-        name.of(seed.deserialize(d))
+        self.pass(d, |seed, d| seed.deserialize(d))
     }
 }

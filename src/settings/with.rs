@@ -52,8 +52,13 @@ pub(crate) fn level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Level>, D:
     d.deserialize_any(Lvl)
 }
 
-pub(crate) fn many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(d.deserialize_any(Many)?.unwrap_or_default())
+pub(crate) fn many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let all = d.deserialize_any(Many)?.unwrap_or_default();
+    Ok(all.into_iter().map(T::from).collect())
 }
 
 pub(crate) fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -197,23 +202,13 @@ impl<'de> Visitor<'de> for Command {
     }
 }
 
-/// The `policy` table within an [`EmailConfig`], whose errors already
-/// name their keys; `null` is the default.
+/// The `policy` table within an [`EmailConfig`], read by its derived
+/// reader (whose errors already name their keys); `null` is the default.
 pub(crate) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
-    struct Table;
-    impl<'de> Visitor<'de> for Table {
-        type Value = PolicyConfig;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a table of policy settings")
-        }
-        fn visit_none<E>(self) -> Result<PolicyConfig, E> {
-            Ok(PolicyConfig::default())
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<PolicyConfig, D::Error> {
-            PolicyConfig::deserialize(d)
-        }
-    }
-    d.deserialize_option(Table)
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Table(#[serde(with = "PolicyConfig")] PolicyConfig);
+    Ok(Option::<Table>::deserialize(d)?.map_or_else(PolicyConfig::default, |t| t.0))
 }
 
 /// The `threshold` table as written: both keys are needed.

@@ -15,7 +15,7 @@ use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::redact::{MAX_QUOTED, Redactor};
-use crate::settings::{MAX_SMTP_TIMEOUT, at_most};
+use crate::settings::{MAX_SMTP_TIMEOUT, Origin, at_most};
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +78,9 @@ pub struct Smtp {
     /// Made by `build()`: the transport, or for a fetched login its
     /// builder, to which each send adds the secret just fetched.
     transport: Option<Built>,
-    /// The keys of the config this came from, to name them in the advice
-    /// of errors instead of the methods (`None`: made in code).
-    keys: Option<ConfigKeys>,
+    /// Where the config this came from names its keys, to name them in
+    /// errors and their advice instead of the methods (`None`: made in code).
+    origin: Option<Origin>,
 }
 
 /// A login whose secret is fetched when a send needs it.
@@ -107,15 +107,6 @@ enum Built {
     NeedsSecret(Box<SmtpTransportBuilder>),
 }
 
-/// How a config names the settings that errors advise to change.
-#[derive(Clone, Debug)]
-pub(crate) struct ConfigKeys {
-    /// The key of the URL (`smtp_url`, `email.smtp_url`, `POCA_SMTP_URL`).
-    pub(crate) smtp_url: String,
-    /// The key of the root certificate's file.
-    pub(crate) root_certificate: String,
-}
-
 impl fmt::Debug for Smtp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Smtp")
@@ -123,7 +114,7 @@ impl fmt::Debug for Smtp {
             .field("port", &self.port_number())
             .field("security", &self.security.port_and_name().1)
             .field("user", &self.user)
-            .field("password", &crate::error::hidden(&self.password))
+            .field("password", &hidden(&self.password))
             .field("login", &self.login)
             .field("timeout", &self.timeout)
             .field("root_certificates", &self.root_certificates.len())
@@ -145,7 +136,7 @@ impl Smtp {
             allow_insecure_auth: false,
             login: None,
             transport: None,
-            keys: None,
+            origin: None,
         }
     }
 
@@ -421,23 +412,19 @@ impl Smtp {
         self
     }
 
-    /// Names the command's key as the config does (`email.password_command`,
-    /// `POCA_PASSWORD_COMMAND`) in its errors.
-    pub(crate) fn with_command_key(mut self, name: String) -> Self {
+    /// Marks this as made from a config whose keys `origin` names
+    /// (`email.smtp_url`, `POCA_PASSWORD_COMMAND`): its errors and their
+    /// advice then name them instead of methods.
+    pub(crate) fn named(mut self, origin: Origin) -> Self {
         if let Some(Login {
             source: Source::Command { key, .. },
             ..
         }) = &mut self.login
         {
-            *key = name;
+            *key = origin.name(key);
         }
+        self.origin = Some(origin);
         self
-    }
-
-    /// Whether this setup would send a password over a connection that is
-    /// not encrypted without the opt-in (which `build()` refuses).
-    pub(crate) fn insecure_auth_refused(&self) -> bool {
-        self.user.is_some() && !self.encrypted() && !self.allow_insecure_auth
     }
 
     fn encrypted(&self) -> bool {
@@ -445,16 +432,9 @@ impl Smtp {
     }
 
     /// Where this connects: `host:port (security)`.
-    pub(crate) fn endpoint_text(&self) -> String {
+    fn endpoint_text(&self) -> String {
         let (host, port) = (&self.host, self.port_number());
         format!("{host}:{port} ({})", self.security.port_and_name().1)
-    }
-
-    /// Marks this as made from a config whose keys are named so: the advice
-    /// in send errors then names them instead of methods.
-    pub(crate) fn with_config_keys(mut self, keys: ConfigKeys) -> Self {
-        self.keys = Some(keys);
-        self
     }
 
     fn port_number(&self) -> u16 {
@@ -508,17 +488,40 @@ impl Smtp {
                 ),
             ),
             refuse(
-                self.insecure_auth_refused(),
-                format!(
-                    "refusing to send the SMTP password to {} over a connection that is not \
-                     encrypted; use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth() \
-                     if this really is a trusted network",
-                    self.endpoint_text()
-                ),
+                self.user.is_some() && !self.encrypted() && !self.allow_insecure_auth,
+                self.insecure_auth_refusal(),
             ),
         ]
         .into_iter()
         .collect()
+    }
+
+    /// Why a password over a connection that is not encrypted is refused,
+    /// and what allows it, in the words of the code or of the config.
+    fn insecure_auth_refusal(&self) -> String {
+        let (lead, fix) = match &self.origin {
+            None => (
+                String::new(),
+                "use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth()".to_owned(),
+            ),
+            Some(o) => (
+                format!("{}: ", o.name("smtp_url")),
+                format!(
+                    "use smtps:// (implicit TLS, port 465) or add ?tls=required to the smtp:// \
+                     URL (STARTTLS, port 587), or set {}{}true",
+                    o.name("allow_insecure_auth"),
+                    match o {
+                        Origin::Env(_) => "=",
+                        _ => " = ",
+                    },
+                ),
+            ),
+        };
+        format!(
+            "{lead}refusing to send the SMTP password to {} over a connection that is not \
+             encrypted; {fix} if this really is a trusted network",
+            self.endpoint_text()
+        )
     }
 
     fn build_transport(&self) -> Result<Built, Error> {
@@ -640,8 +643,9 @@ impl Smtp {
             }
             Fault::NoLogin => {
                 let remove = self.advice(
-                    |keys| format!("remove the user name and password from {}", keys.smtp_url),
-                    "remove the credentials".into(),
+                    "smtp_url",
+                    |k| format!("remove the user name and password from {k}"),
+                    "remove the credentials",
                 );
                 let mechanisms = match &self.login {
                     Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
@@ -685,7 +689,7 @@ impl Smtp {
                  plain text first (STARTTLS, as on ports 587 and 25); {}{}, or use the server's \
                  implicit-TLS port (465) ({detail})",
                 self.starttls_advice(),
-                if self.keys.is_some() {
+                if self.origin.is_some() {
                     " (STARTTLS)"
                 } else {
                     ""
@@ -695,8 +699,9 @@ impl Smtp {
                 "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
                  private CA, {}",
                 self.advice(
-                    |keys| format!("set {} to the CA's PEM file", keys.root_certificate),
-                    "add it with .root_certificate(pem)".into(),
+                    "root_certificate",
+                    |k| format!("set {k} to the CA's PEM file"),
+                    "add it with .root_certificate(pem)",
                 )
             ),
             _ => format!("sending to {endpoint} failed: {detail}"),
@@ -721,8 +726,9 @@ impl Smtp {
             }
             530 if self.user.is_none() => {
                 let login = self.advice(
-                    |keys| format!("write the user name and password into {}", keys.smtp_url),
-                    "use .credentials(user, password)".into(),
+                    "smtp_url",
+                    |k| format!("write the user name and password into {k}"),
+                    "use .credentials(user, password)",
                 );
                 return format!(
                     "the server requires a login before it accepts mail {said}; none is set: {login}"
@@ -737,18 +743,20 @@ impl Smtp {
     }
 
     /// Advice in the words of the config this came from (`config`, given
-    /// its keys), or else of the code (`code`).
-    fn advice(&self, config: impl FnOnce(&ConfigKeys) -> String, code: String) -> String {
-        self.keys.as_ref().map_or(code, config)
+    /// the name of its `key`), or else of the code (`code`).
+    fn advice(&self, key: &str, config: impl FnOnce(String) -> String, code: &str) -> String {
+        match &self.origin {
+            Some(o) => config(o.name(key)),
+            None => code.to_owned(),
+        }
     }
 
     /// How to connect to the same host and port with STARTTLS.
     fn starttls_advice(&self) -> String {
         let (host, port) = (&self.host, self.port_number());
-        match &self.keys {
-            Some(keys) => format!("set {} to smtp://{host}:{port}?tls=required", keys.smtp_url),
-            None => format!("use Smtp::starttls(\"{host}\").port({port})"),
-        }
+        let code = format!("use Smtp::starttls(\"{host}\").port({port})");
+        let url = format!("smtp://{host}:{port}?tls=required");
+        self.advice("smtp_url", |k| format!("set {k} to {url}"), &code)
     }
 }
 
@@ -868,6 +876,11 @@ fn check_encoded(url: &str) -> Result<(), Error> {
         )),
         _ => Ok(()),
     }
+}
+
+/// How `Debug` shows a secret: `"***"` when there is one.
+fn hidden<T>(secret: &Option<T>) -> &'static str {
+    if secret.is_some() { "***" } else { "(none)" }
 }
 
 #[cfg(test)]
