@@ -292,7 +292,7 @@ pub struct EmailConfig {
     /// `{{` and `}}` are literal braces (a `}` on its own is kept too); a
     /// subject without placeholders is used as it is. An unknown placeholder
     /// or a `{` that is not closed makes [`build`](crate::Builder::build) fail with
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config), naming it. The template is parsed once, by
+    /// [`ErrorKind::Config`], naming it. The template is parsed once, by
     /// `build`. When a digest is split to stay under
     /// [`max_email_bytes`](crate::Builder::max_email_bytes), ` (part 2 of 3)` is
     /// added to the subject.

@@ -1,7 +1,7 @@
 //! Alerts: hands the failures worth reporting to Prometheus Alertmanager,
 //! which groups the alerts of many hosts into one notification. The public
 //! [`Alertmanager`] settings, checked at build into a [`Poster`]; at each
-//! flush [`Poster::flush`] posts the firing alerts and the resolved ones
+//! flush its [`post`](Poster::post) posts the firing alerts and the resolved ones
 //! ([`payload`] builds them, [`client`] posts them) and keeps in the state
 //! which ones Alertmanager accepted as firing.
 
