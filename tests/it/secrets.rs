@@ -91,28 +91,14 @@ fn the_password_never_leaks_here() {
 
     // Without this crate's care, lettre's tracing shows the AUTH exchange:
     // this check can fail.
-    let raw = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
-        .port(server.port())
-        .tls(lettre::transport::smtp::client::Tls::Required(
-            lettre::transport::smtp::client::TlsParameters::builder("127.0.0.1".into())
-                .add_root_certificate(
-                    lettre::transport::smtp::client::Certificate::from_pem(
-                        server.ca_pem().as_bytes(),
-                    )
-                    .unwrap(),
-                )
-                .build_rustls()
-                .unwrap(),
-        ))
-        .credentials((USER, PASSWORD).into())
-        .build();
     let probe = lettre::Message::builder()
         .from(USER.parse().unwrap())
         .to(USER.parse().unwrap())
         .body(String::from("probe"))
         .unwrap();
-    // The probe logs to its own subscriber, as the program's own use of
-    // lettre would: not what is checked here.
+    // The probe is made and logs under its own subscriber, as the program's
+    // own use of lettre would: not what is checked here (with the
+    // `rustls-native-certs` feature, making its TLS settings logs a DEBUG).
     let probe_logs = Captured::default();
     let writer = probe_logs.clone();
     let probe_subscriber = tracing_subscriber::registry().with(
@@ -121,7 +107,24 @@ fn the_password_never_leaks_here() {
             .with_ansi(false)
             .with_filter(LevelFilter::TRACE),
     );
-    tracing::subscriber::with_default(probe_subscriber, || raw.send(&probe).unwrap());
+    tracing::subscriber::with_default(probe_subscriber, || {
+        let raw = lettre::SmtpTransport::builder_dangerous("127.0.0.1")
+            .port(server.port())
+            .tls(lettre::transport::smtp::client::Tls::Required(
+                lettre::transport::smtp::client::TlsParameters::builder("127.0.0.1".into())
+                    .add_root_certificate(
+                        lettre::transport::smtp::client::Certificate::from_pem(
+                            server.ca_pem().as_bytes(),
+                        )
+                        .unwrap(),
+                    )
+                    .build_rustls()
+                    .unwrap(),
+            ))
+            .credentials((USER, PASSWORD).into())
+            .build();
+        raw.send(&probe).unwrap()
+    });
     let unguarded = probe_logs.take();
     assert!(
         unguarded.contains("AUTH PLAIN"),
