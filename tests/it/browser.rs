@@ -117,6 +117,8 @@ frame.addEventListener('load', function () {
   pre.textContent = ascii;
   document.body.appendChild(pre);
 });
+// The email goes in only now, with the listener there to see it load.
+frame.srcdoc = frame.getAttribute('data-email');
 "#;
 
 /// Chromium's DOM of `page` once loaded, `dark` or light (within a minute).
@@ -166,7 +168,7 @@ fn measure(html: &str, width: u32, dark: bool, dir: &Path) -> Value {
     let harness = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body style=\"margin:0\">\
          <iframe id=\"email\" style=\"border:0;width:{width}px;height:900px\" \
-         srcdoc=\"{srcdoc}\"></iframe>\n<script>{MEASURE}</script></body></html>\n"
+         data-email=\"{srcdoc}\"></iframe>\n<script>{MEASURE}</script></body></html>\n"
     );
     let page = dir.join(format!("harness-{width}-{dark}.html"));
     std::fs::write(&page, harness).unwrap();
