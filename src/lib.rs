@@ -112,8 +112,9 @@
 // `policy` (the decision) -> `digest` (the email) -> `transport`, and beside
 // it `alerts` (Alertmanager); `flush` runs
 // those stages, `guard` runs the flush, `inspect` reads the store. `clock`,
-// `error`, `sync` (a lock a panic cannot poison) and `settings` (each
-// setting's default and bound) are below all of them; `builder` and `config` (the settings from code and from data) above.
+// `error`, `sync` (a lock a panic cannot poison), `say` (the crate's lines
+// on stderr) and `settings` (each setting's default and bound) are below
+// all of them; `builder` and `config` (the settings from code and from data) above.
 pub mod clock;
 mod error;
 mod say;

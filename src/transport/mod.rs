@@ -15,7 +15,6 @@ pub use file::FileDrop;
 #[cfg(feature = "sendmail")]
 pub use sendmail::Sendmail;
 #[cfg(feature = "smtp")]
-#[cfg(feature = "smtp")]
 pub use smtp::Smtp;
 
 use std::sync::Arc;
