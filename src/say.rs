@@ -6,9 +6,15 @@
 /// Writes `tracing-email: ` and the formatted line to stderr.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
         let line = format!($($arg)*);
-        let _ = writeln!(std::io::stderr().lock(), "tracing-email: {line}");
+        // Unit tests: through libtest's capture, so passing tests print nothing.
+        #[cfg(test)]
+        eprintln!("tracing-email: {line}");
+        #[cfg(not(test))]
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr().lock(),
+            format_args!("tracing-email: {line}\n"),
+        );
     }};
 }
 pub(crate) use say;

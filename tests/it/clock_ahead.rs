@@ -97,176 +97,204 @@ fn waiting_until(outcome: &Outcome) -> OffsetDateTime {
 
 #[test]
 fn a_hand_written_file_from_2099_with_the_last_run_number_blocks_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("state.json"),
-        json!({
-            "version": 1,
-            "pending": [{
-                "time": "2099-01-01T00:00:00Z", "level": "WARN", "target": "poca",
-                "message": "logged under a clock that was ahead", "run": u64::MAX,
-            }],
-            "dropped": u64::MAX,
-            "last_sent": "2099-01-01T00:00:00Z",
-            "history": {
-                "runs": u64::MAX,
-                "streaks": {
-                    "0123456789abcdef": {
-                        "label": "feed \"Old\"", "level": "WARN",
-                        "runs": u64::MAX, "last_run": u64::MAX,
-                        "since": "2099-01-01T00:00:00Z",
-                        "last_seen": "9999-12-31T23:59:59.999999999-23:59",
-                        "reported": "2099-01-01T00:00:00Z",
+    // In a process of its own: the crate says on stderr what it repaired,
+    // which a test in this process would let through.
+    crate::support::child::in_own_process(
+        "a_hand_written_file_from_2099_with_the_last_run_number_blocks_nothing",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("state.json"),
+                json!({
+                    "version": 1,
+                    "pending": [{
+                        "time": "2099-01-01T00:00:00Z", "level": "WARN", "target": "poca",
+                        "message": "logged under a clock that was ahead", "run": u64::MAX,
+                    }],
+                    "dropped": u64::MAX,
+                    "last_sent": "2099-01-01T00:00:00Z",
+                    "history": {
+                        "runs": u64::MAX,
+                        "streaks": {
+                            "0123456789abcdef": {
+                                "label": "feed \"Old\"", "level": "WARN",
+                                "runs": u64::MAX, "last_run": u64::MAX,
+                                "since": "2099-01-01T00:00:00Z",
+                                "last_seen": "9999-12-31T23:59:59.999999999-23:59",
+                                "reported": "2099-01-01T00:00:00Z",
+                            },
+                        },
                     },
-                },
-            },
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let now = at("2026-11-22T04:00:00Z");
-    let clock = ManualClock::new(now);
-    let b = || {
-        builder(dir.path(), &clock)
-            .threshold(1, tracing::Level::WARN)
-            .min_interval(HOUR)
-    };
+                })
+                .to_string(),
+            )
+            .unwrap();
+            let now = at("2026-11-22T04:00:00Z");
+            let clock = ManualClock::new(now);
+            let b = || {
+                builder(dir.path(), &clock)
+                    .threshold(1, tracing::Level::WARN)
+                    .min_interval(HOUR)
+            };
 
-    // The last email counts as sent now: the next may go an hour from now,
-    // not at 2099-01-01 01:00.
-    let outcome = run(b(), &["Radio Café"]);
-    assert_eq!(
-        waiting_until(&outcome),
-        OffsetDateTime::parse("2026-11-22T05:00:00Z", &Rfc3339).unwrap()
-    );
-    let s = state(dir.path());
-    assert_eq!(s["last_sent"], "2026-11-22T04:00:00Z", "saved as now");
-    assert_eq!(s["pending"][0]["time"], "2026-11-22T04:00:00Z");
-    let runs = s["history"]["runs"].as_u64().unwrap();
-    assert!(runs < 10, "renumbered, not stuck at the end: {runs}");
-    assert_nothing_after(dir.path(), now);
+            // The last email counts as sent now: the next may go an hour from now,
+            // not at 2099-01-01 01:00.
+            let outcome = run(b(), &["Radio Café"]);
+            assert_eq!(
+                waiting_until(&outcome),
+                OffsetDateTime::parse("2026-11-22T05:00:00Z", &Rfc3339).unwrap()
+            );
+            let s = state(dir.path());
+            assert_eq!(s["last_sent"], "2026-11-22T04:00:00Z", "saved as now");
+            assert_eq!(s["pending"][0]["time"], "2026-11-22T04:00:00Z");
+            let runs = s["history"]["runs"].as_u64().unwrap();
+            assert!(runs < 10, "renumbered, not stuck at the end: {runs}");
+            assert_nothing_after(dir.path(), now);
 
-    // An hour later both records go, with the dropped count at its end.
-    clock.advance(HOUR);
-    let outcome = run(b(), &["Radio Café"]);
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Sent {
-                records: 3,
-                emails: 1
-            }
-        ),
-        "{outcome}"
-    );
-    assert_eq!(emails(dir.path()), 1);
-    let s = state(dir.path());
-    assert_eq!(s["dropped"], 0, "reported in the email");
-    assert_eq!(s["history"]["runs"].as_u64(), Some(runs + 1), "counting on");
+            // An hour later both records go, with the dropped count at its end.
+            clock.advance(HOUR);
+            let outcome = run(b(), &["Radio Café"]);
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::Sent {
+                        records: 3,
+                        emails: 1
+                    }
+                ),
+                "{outcome}"
+            );
+            assert_eq!(emails(dir.path()), 1);
+            let s = state(dir.path());
+            assert_eq!(s["dropped"], 0, "reported in the email");
+            assert_eq!(s["history"]["runs"].as_u64(), Some(runs + 1), "counting on");
 
-    // From now on min_interval counts from that email.
-    clock.advance(HOUR / 2);
-    let outcome = run(b(), &["Radio Café"]);
-    assert_eq!(
-        waiting_until(&outcome),
-        OffsetDateTime::parse("2026-11-22T06:00:00Z", &Rfc3339).unwrap()
+            // From now on min_interval counts from that email.
+            clock.advance(HOUR / 2);
+            let outcome = run(b(), &["Radio Café"]);
+            assert_eq!(
+                waiting_until(&outcome),
+                OffsetDateTime::parse("2026-11-22T06:00:00Z", &Rfc3339).unwrap()
+            );
+        },
     );
 }
 
 #[test]
 fn one_run_under_a_clock_in_2099_does_not_silence_the_runs_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(at("2099-01-01T00:00:00Z"));
-    let b = || {
-        builder(dir.path(), &clock)
-            .threshold(1, tracing::Level::WARN)
-            .min_interval(HOUR)
-            .repeat_after(24 * HOUR)
-    };
-    // The wrong clock: the email goes, stamped 2099.
-    let outcome = run(b(), &["Radio Café"]);
-    assert!(matches!(outcome, Outcome::Sent { .. }), "{outcome}");
-    assert_eq!(state(dir.path())["last_sent"], "2099-01-01T00:00:00Z");
+    // In a process of its own: the crate says on stderr what it repaired,
+    // which a test in this process would let through.
+    crate::support::child::in_own_process(
+        "one_run_under_a_clock_in_2099_does_not_silence_the_runs_after_it",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = ManualClock::new(at("2099-01-01T00:00:00Z"));
+            let b = || {
+                builder(dir.path(), &clock)
+                    .threshold(1, tracing::Level::WARN)
+                    .min_interval(HOUR)
+                    .repeat_after(24 * HOUR)
+            };
+            // The wrong clock: the email goes, stamped 2099.
+            let outcome = run(b(), &["Radio Café"]);
+            assert!(matches!(outcome, Outcome::Sent { .. }), "{outcome}");
+            assert_eq!(state(dir.path())["last_sent"], "2099-01-01T00:00:00Z");
 
-    // The clock is right again. The same failure was reported "now": quiet
-    // for a day from now, not until 2099.
-    let now = at("2026-11-22T04:00:00Z");
-    clock.set(now);
-    let outcome = run(b(), &["Radio Café"]);
-    assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
-    assert_nothing_after(dir.path(), now);
-    // A new failure is loud; the last email counts as sent now, so it waits
-    // an hour, not until 2099.
-    clock.advance(HOUR / 2);
-    let outcome = run(b(), &["Ääniraita"]);
-    assert_eq!(
-        waiting_until(&outcome),
-        OffsetDateTime::parse("2026-11-22T05:00:00Z", &Rfc3339).unwrap()
+            // The clock is right again. The same failure was reported "now": quiet
+            // for a day from now, not until 2099.
+            let now = at("2026-11-22T04:00:00Z");
+            clock.set(now);
+            let outcome = run(b(), &["Radio Café"]);
+            assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
+            assert_nothing_after(dir.path(), now);
+            // A new failure is loud; the last email counts as sent now, so it waits
+            // an hour, not until 2099.
+            clock.advance(HOUR / 2);
+            let outcome = run(b(), &["Ääniraita"]);
+            assert_eq!(
+                waiting_until(&outcome),
+                OffsetDateTime::parse("2026-11-22T05:00:00Z", &Rfc3339).unwrap()
+            );
+            clock.advance(HOUR);
+            let outcome = run(b(), &[]);
+            assert!(
+                matches!(outcome, Outcome::Sent { records: 2, .. }),
+                "{outcome}"
+            );
+            // A day after it was taken as reported, Radio Café reminds again.
+            clock.set(now + 25 * HOUR);
+            let outcome = run(b(), &["Radio Café"]);
+            assert!(
+                matches!(outcome, Outcome::Sent { records: 1, .. }),
+                "{outcome}"
+            );
+            assert_eq!(emails(dir.path()), 3);
+        },
     );
-    clock.advance(HOUR);
-    let outcome = run(b(), &[]);
-    assert!(
-        matches!(outcome, Outcome::Sent { records: 2, .. }),
-        "{outcome}"
-    );
-    // A day after it was taken as reported, Radio Café reminds again.
-    clock.set(now + 25 * HOUR);
-    let outcome = run(b(), &["Radio Café"]);
-    assert!(
-        matches!(outcome, Outcome::Sent { records: 1, .. }),
-        "{outcome}"
-    );
-    assert_eq!(emails(dir.path()), 3);
 }
 
 #[test]
 fn a_record_from_2099_grows_old_from_now_for_max_age() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(at("2099-01-01T00:00:00Z"));
-    let b = || {
-        builder(dir.path(), &clock)
-            .threshold(100, tracing::Level::WARN)
-            .max_age(HOUR)
-    };
-    let outcome = run(b(), &["Radio Café"]);
-    assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
-    clock.set(at("2026-11-22T04:00:00Z"));
-    let outcome = run(b(), &[]);
-    assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
-    clock.advance(HOUR);
-    let outcome = run(b(), &[]);
-    assert!(
-        matches!(outcome, Outcome::Sent { records: 1, .. }),
-        "{outcome}"
+    // In a process of its own: the crate says on stderr what it repaired,
+    // which a test in this process would let through.
+    crate::support::child::in_own_process(
+        "a_record_from_2099_grows_old_from_now_for_max_age",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = ManualClock::new(at("2099-01-01T00:00:00Z"));
+            let b = || {
+                builder(dir.path(), &clock)
+                    .threshold(100, tracing::Level::WARN)
+                    .max_age(HOUR)
+            };
+            let outcome = run(b(), &["Radio Café"]);
+            assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
+            clock.set(at("2026-11-22T04:00:00Z"));
+            let outcome = run(b(), &[]);
+            assert!(matches!(outcome, Outcome::Held { .. }), "{outcome}");
+            clock.advance(HOUR);
+            let outcome = run(b(), &[]);
+            assert!(
+                matches!(outcome, Outcome::Sent { records: 1, .. }),
+                "{outcome}"
+            );
+        },
     );
 }
 
 #[test]
 fn a_clock_beyond_year_9999_is_read_as_its_last_moment() {
-    let dir = tempfile::tempdir().unwrap();
-    let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
-    let clock = ManualClock::new(far);
-    let outcome = run(
-        builder(dir.path(), &clock).threshold(1, tracing::Level::WARN),
-        &["Radio Café"],
+    // In a process of its own: the crate says on stderr what it repaired,
+    // which a test in this process would let through.
+    crate::support::child::in_own_process(
+        "a_clock_beyond_year_9999_is_read_as_its_last_moment",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+            let clock = ManualClock::new(far);
+            let outcome = run(
+                builder(dir.path(), &clock).threshold(1, tracing::Level::WARN),
+                &["Radio Café"],
+            );
+            assert!(
+                matches!(outcome, Outcome::Sent { records: 1, .. }),
+                "{outcome}"
+            );
+            assert_eq!(
+                state(dir.path())["last_sent"],
+                "9999-12-31T23:59:59.999999999Z"
+            );
+            // And the next run with the right clock goes on as usual.
+            clock.set(at("2026-11-22T04:00:00Z"));
+            let outcome = run(
+                builder(dir.path(), &clock)
+                    .threshold(1, tracing::Level::WARN)
+                    .min_interval(HOUR),
+                &["Radio Café"],
+            );
+            assert!(matches!(outcome, Outcome::Waiting { .. }), "{outcome}");
+        },
     );
-    assert!(
-        matches!(outcome, Outcome::Sent { records: 1, .. }),
-        "{outcome}"
-    );
-    assert_eq!(
-        state(dir.path())["last_sent"],
-        "9999-12-31T23:59:59.999999999Z"
-    );
-    // And the next run with the right clock goes on as usual.
-    clock.set(at("2026-11-22T04:00:00Z"));
-    let outcome = run(
-        builder(dir.path(), &clock)
-            .threshold(1, tracing::Level::WARN)
-            .min_interval(HOUR),
-        &["Radio Café"],
-    );
-    assert!(matches!(outcome, Outcome::Waiting { .. }), "{outcome}");
 }
 
 /// A child's run: one warning under a clock at 2026-11-22 04:00 against the

@@ -261,60 +261,71 @@ fn a_holding_flush_appends_and_inspection_and_clear_see_both_files() {
 
 #[test]
 fn a_torn_last_line_is_ignored_and_written_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
-    let (dispatch, guard) = layer(&state);
-    log_and_hold(&dispatch, &guard, 0, 0, 50);
-    log_and_hold(&dispatch, &guard, 0, 50, 60);
-    std::mem::forget(guard);
-    // A crash in the middle of an append: half a record, no newline.
-    let mut bytes = std::fs::read(journal(&state)).unwrap();
-    bytes.extend_from_slice(b"{\"time\":\"2026-11-22T04:00:00Z\",\"level\":\"WA");
-    std::fs::write(journal(&state), &bytes).unwrap();
-    let seen = StateFile::open(&state).snapshot().unwrap();
-    assert_eq!(seen.pending.len(), 60);
-    // The next run appends over the torn line; everything loads.
-    let (dispatch, guard) = layer(&state);
-    log_and_hold(&dispatch, &guard, 1, 0, 5);
-    std::mem::forget(guard);
-    let text = std::fs::read_to_string(journal(&state)).unwrap();
-    assert!(!text.contains("\"level\":\"WA{"), "{text}");
-    let sent = send_all(&state);
-    let mut want: Vec<_> = (0..60).map(|i| (0, i)).collect();
-    want.extend((0..5).map(|i| (1, i)));
-    assert_eq!(pairs(&sent), want);
+    // In a process of its own: the crate says on stderr what it repaired,
+    // which a test in this process would let through.
+    crate::support::child::in_own_process("a_torn_last_line_is_ignored_and_written_over", || {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        let (dispatch, guard) = layer(&state);
+        log_and_hold(&dispatch, &guard, 0, 0, 50);
+        log_and_hold(&dispatch, &guard, 0, 50, 60);
+        std::mem::forget(guard);
+        // A crash in the middle of an append: half a record, no newline.
+        let mut bytes = std::fs::read(journal(&state)).unwrap();
+        bytes.extend_from_slice(b"{\"time\":\"2026-11-22T04:00:00Z\",\"level\":\"WA");
+        std::fs::write(journal(&state), &bytes).unwrap();
+        let seen = StateFile::open(&state).snapshot().unwrap();
+        assert_eq!(seen.pending.len(), 60);
+        // The next run appends over the torn line; everything loads.
+        let (dispatch, guard) = layer(&state);
+        log_and_hold(&dispatch, &guard, 1, 0, 5);
+        std::mem::forget(guard);
+        let text = std::fs::read_to_string(journal(&state)).unwrap();
+        assert!(!text.contains("\"level\":\"WA{"), "{text}");
+        let sent = send_all(&state);
+        let mut want: Vec<_> = (0..60).map(|i| (0, i)).collect();
+        want.extend((0..5).map(|i| (1, i)));
+        assert_eq!(pairs(&sent), want);
+    });
 }
 
 #[test]
 fn a_garbage_line_in_the_middle_is_skipped_and_kept_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
-    let (dispatch, guard) = layer(&state);
-    log_and_hold(&dispatch, &guard, 0, 0, 50);
-    log_and_hold(&dispatch, &guard, 0, 50, 53);
-    std::mem::forget(guard);
-    let text = std::fs::read_to_string(journal(&state)).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
-    // The second of the three records is damaged.
-    let second = lines.iter().position(|l| l.contains("\"i\":51")).unwrap();
-    lines[second] = "{\"time\": garbage \u{1}";
-    let damaged = lines.join("\n") + "\n";
-    std::fs::write(journal(&state), &damaged).unwrap();
+    // In a process of its own: the crate says on stderr what it repaired,
+    // which a test in this process would let through.
+    crate::support::child::in_own_process(
+        "a_garbage_line_in_the_middle_is_skipped_and_kept_aside",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state.json");
+            let (dispatch, guard) = layer(&state);
+            log_and_hold(&dispatch, &guard, 0, 0, 50);
+            log_and_hold(&dispatch, &guard, 0, 50, 53);
+            std::mem::forget(guard);
+            let text = std::fs::read_to_string(journal(&state)).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            // The second of the three records is damaged.
+            let second = lines.iter().position(|l| l.contains("\"i\":51")).unwrap();
+            lines[second] = "{\"time\": garbage \u{1}";
+            let damaged = lines.join("\n") + "\n";
+            std::fs::write(journal(&state), &damaged).unwrap();
 
-    let (dispatch, guard) = layer(&state);
-    log_and_hold(&dispatch, &guard, 1, 0, 1);
-    std::mem::forget(guard);
-    // A copy of the damaged journal is kept; the journal was compacted.
-    let copies: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains("state.json.journal.corrupt-"))
-        .collect();
-    assert_eq!(copies.len(), 1);
-    assert_eq!(std::fs::read_to_string(&copies[0]).unwrap(), damaged);
-    let mut want: Vec<_> = (0..53).filter(|&i| i != 51).map(|i| (0, i)).collect();
-    want.push((1, 0));
-    assert_eq!(pairs(&send_all(&state)), want);
+            let (dispatch, guard) = layer(&state);
+            log_and_hold(&dispatch, &guard, 1, 0, 1);
+            std::mem::forget(guard);
+            // A copy of the damaged journal is kept; the journal was compacted.
+            let copies: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().contains("state.json.journal.corrupt-"))
+                .collect();
+            assert_eq!(copies.len(), 1);
+            assert_eq!(std::fs::read_to_string(&copies[0]).unwrap(), damaged);
+            let mut want: Vec<_> = (0..53).filter(|&i| i != 51).map(|i| (0, i)).collect();
+            want.push((1, 0));
+            assert_eq!(pairs(&send_all(&state)), want);
+        },
+    );
 }
 
 #[test]

@@ -460,44 +460,52 @@ fn notify_recovery_from_a_file_or_the_environment() {
 /// `recent`, no `resolved`) loads, and its reported failure gets its notice.
 #[test]
 fn a_state_file_from_before_loads_and_its_reported_failure_is_resolved() {
-    let server = MockSmtp::start(Security::Plain);
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.json");
-    std::fs::write(
-        &state,
-        r#"{"version":2,"generation":7310443990126471,"pending":[],"dropped":0,"last_sent":"2026-11-21T09:00:02Z","last_error":null,"history":{"runs":4,"streaks":{"5c3e0b7a9d41f268":{"label":"feed \"Radio Café\"","level":"WARN","runs":4,"last_run":4,"since":"2026-11-21T07:00:03.1Z","last_seen":"2026-11-21T10:00:03.25Z","reported":"2026-11-21T09:00:02Z","reported_runs":3}}}}"#,
-    )
-    .unwrap();
-    let clock = clock();
-    let b = builder(&state, smtp_for(&server), &clock)
-        .consecutive_runs(3)
-        .notify_recovery(true);
-    let outcome = run(b, &clock, &[], &[]);
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Resolved {
-                pending: 0,
-                waiting_for: None,
-                ..
-            }
-        ),
-        "{outcome}"
-    );
-    let messages = server.wait_for_messages(1, Duration::from_secs(5));
-    assert_eq!(
-        subjects(&messages),
-        [r#"[poca] resolved: feed "Radio Café" OK again after failing 4 runs"#]
-    );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(v["version"], 3);
-    // Runs may be in the journal: read as the crate reads them.
-    assert_eq!(
-        tracing_email::inspect::StateFile::open(&state)
-            .snapshot()
-            .unwrap()
-            .runs,
-        5
+    // In a process of its own: the crate says on stderr what it repaired,
+    // which a test in this process would let through.
+    crate::support::child::in_own_process(
+        "a_state_file_from_before_loads_and_its_reported_failure_is_resolved",
+        || {
+            let server = MockSmtp::start(Security::Plain);
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state.json");
+            std::fs::write(
+            &state,
+            r#"{"version":2,"generation":7310443990126471,"pending":[],"dropped":0,"last_sent":"2026-11-21T09:00:02Z","last_error":null,"history":{"runs":4,"streaks":{"5c3e0b7a9d41f268":{"label":"feed \"Radio Café\"","level":"WARN","runs":4,"last_run":4,"since":"2026-11-21T07:00:03.1Z","last_seen":"2026-11-21T10:00:03.25Z","reported":"2026-11-21T09:00:02Z","reported_runs":3}}}}"#,
+        )
+        .unwrap();
+            let clock = clock();
+            let b = builder(&state, smtp_for(&server), &clock)
+                .consecutive_runs(3)
+                .notify_recovery(true);
+            let outcome = run(b, &clock, &[], &[]);
+            assert!(
+                matches!(
+                    outcome,
+                    Outcome::Resolved {
+                        pending: 0,
+                        waiting_for: None,
+                        ..
+                    }
+                ),
+                "{outcome}"
+            );
+            let messages = server.wait_for_messages(1, Duration::from_secs(5));
+            assert_eq!(
+                subjects(&messages),
+                [r#"[poca] resolved: feed "Radio Café" OK again after failing 4 runs"#]
+            );
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+            assert_eq!(v["version"], 3);
+            // Runs may be in the journal: read as the crate reads them.
+            assert_eq!(
+                tracing_email::inspect::StateFile::open(&state)
+                    .snapshot()
+                    .unwrap()
+                    .runs,
+                5
+            );
+        },
     );
 }
 
