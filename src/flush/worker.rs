@@ -238,7 +238,7 @@ pub(crate) fn last_resort(buffer: &crate::capture::buffer::Buffer) {
         let _ = writeln!(
             out,
             "tracing-email: {} could not be stored; here they are as JSON lines:",
-            crate::flush::outcome::records(left.len())
+            crate::say::plural(left.len(), "record", "records")
         );
         for record in left {
             let _ = match serde_json::to_string(&record) {
