@@ -157,28 +157,25 @@ impl Outcome {
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let records = |n: &usize| plural(*n, "record", "records");
         match self {
             Outcome::Nothing => f.write_str("nothing to send: no records are pending"),
             Outcome::Held {
                 pending: n,
                 waiting_for,
             } => {
-                write!(
-                    f,
-                    "held {} for a later run: {waiting_for}",
-                    plural(*n, "record", "records")
-                )
+                write!(f, "held {} for a later run: {waiting_for}", records(n))
             }
             Outcome::Waiting { pending: n, until } => write!(
                 f,
                 "held {} for a later run: an email went out less than min_interval ago, the \
                  next may go at {}",
-                plural(*n, "record", "records"),
+                records(n),
                 crate::capture::record::utc_time(*until)
             ),
             Outcome::Sent { records: n, emails } => {
                 let emails = plural(*emails, "email", "emails");
-                write!(f, "sent {} in {emails}", plural(*n, "record", "records"))
+                write!(f, "sent {} in {emails}", records(n))
             }
             Outcome::Resolved {
                 failures: n,
@@ -189,16 +186,8 @@ impl fmt::Display for Outcome {
                 write!(f, "sent the notice that {failures} over")?;
                 match (pending, waiting_for) {
                     (0, _) => f.write_str("; no record is pending"),
-                    (n, Some(why)) => write!(
-                        f,
-                        "; held {} for a later run: {why}",
-                        plural(*n, "record", "records")
-                    ),
-                    (n, None) => write!(
-                        f,
-                        "; {} still held for a later run",
-                        plural(*n, "record", "records")
-                    ),
+                    (n, Some(why)) => write!(f, "; held {} for a later run: {why}", records(n)),
+                    (n, None) => write!(f, "; {} still held for a later run", records(n)),
                 }
             }
             Outcome::Alerted {
@@ -210,14 +199,10 @@ impl fmt::Display for Outcome {
                 "Alertmanager accepted {firing} firing and {resolved} resolved alert{}; {} \
                  delivered",
                 if firing + resolved == 1 { "" } else { "s" },
-                plural(*n, "record", "records")
+                records(n)
             ),
             Outcome::Failed { error, pending: n } => {
-                write!(
-                    f,
-                    "not sent, {} kept for a later run: {error}",
-                    plural(*n, "record", "records")
-                )
+                write!(f, "not sent, {} kept for a later run: {error}", records(n))
             }
         }
     }
