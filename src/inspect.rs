@@ -14,6 +14,7 @@ use crate::capture::record::{Record, severity, utc_time};
 use crate::error::Error;
 pub use crate::policy::WaitingFor;
 use crate::policy::{Decision, Facts, Phase, Policy};
+use crate::say::plural;
 use crate::settings::PolicyConfig;
 use crate::store::file::StateStore;
 use crate::store::state::State;
@@ -224,18 +225,13 @@ pub struct Cleared {
     pub history_removed: bool,
 }
 
-/// `1 record`, `3 records`.
-fn count(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
-
 impl fmt::Display for Cleared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parked = match self.parked_files {
             0 => String::new(),
-            n => format!(" (with {})", count(n, "parked file")),
+            n => format!(" (with {})", plural(n, "parked file", "parked files")),
         };
-        let streaks = count(self.failures, "failure streak");
+        let streaks = plural(self.failures, "failure streak", "failure streaks");
         let history = match self.history_removed {
             true => format!(
                 ", the history ({streaks}) and the time of the last email: every failure is new \
@@ -246,7 +242,7 @@ impl fmt::Display for Cleared {
                  stays quiet) and the time of the last email"
             ),
         };
-        let records = count(self.records, "pending record");
+        let records = plural(self.records, "pending record", "pending records");
         write!(f, "removed {records}{parked}{history}")
     }
 }
@@ -534,7 +530,7 @@ impl Snapshot {
     fn rows(&self) -> Vec<(&'static str, String)> {
         let mut rows = self.file_rows();
         if self.unflushed > 0 {
-            let n = count(self.unflushed, "record");
+            let n = plural(self.unflushed, "record", "records");
             let text =
                 format!("{n} captured by this process, not in the file until the next flush");
             rows.push(("unflushed", text));
@@ -598,10 +594,10 @@ impl Snapshot {
         let firing = alerts.iter().filter(|a| a.is_firing()).count();
         let mut heading = match firing {
             0 => "none firing".to_owned(),
-            n => format!("{} firing", count(n, "alert")),
+            n => format!("{} firing", plural(n, "alert", "alerts")),
         };
         if alerts.len() > firing {
-            let over = count(alerts.len() - firing, "resolution");
+            let over = plural(alerts.len() - firing, "resolution", "resolutions");
             heading += &format!(", {over} not accepted yet");
         }
         let mut rows = vec![("alerts", format!("Alertmanager: {heading}"))];
@@ -617,7 +613,10 @@ impl Snapshot {
         Some(match self.verdict.as_ref()? {
             Verdict::Nothing => return None,
             Verdict::Hold { waiting_for } => {
-                format!("holds {}: {waiting_for}", count(pending, "pending record"))
+                format!(
+                    "holds {}: {waiting_for}",
+                    plural(pending, "pending record", "pending records")
+                )
             }
             Verdict::Wait { until } => format!(
                 "waits: a rule is met, but min_interval keeps the next email (of the {pending} \

@@ -1,7 +1,8 @@
-//! The crate's lines on stderr, for what no `Outcome` carries (a state
-//! file repaired while loading, records that could not be stored): each
-//! behind `tracing-email: `, and a write that fails is ignored, never a panic
-//! (`eprintln!` panics when stderr is a pipe nobody reads any more).
+//! The crate's words shared by every module: its lines on stderr, for what
+//! no `Outcome` carries (a state file repaired while loading, records that
+//! could not be stored), each behind `tracing-email: `, a write that fails
+//! ignored, never a panic (`eprintln!` panics when stderr is a pipe nobody
+//! reads any more); and a count with its noun, `1 record`, `3 records`.
 
 /// Writes `tracing-email: ` and the formatted line to stderr.
 macro_rules! say {
@@ -18,3 +19,13 @@ macro_rules! say {
     }};
 }
 pub(crate) use say;
+
+/// `1 record`, `2 records`: `n` with `one` or `many`.
+pub(crate) fn plural<N: std::fmt::Display + PartialEq + From<u8>>(
+    n: N,
+    one: &str,
+    many: &str,
+) -> String {
+    let word = if n == N::from(1) { one } else { many };
+    format!("{n} {word}")
+}

@@ -53,9 +53,7 @@ pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 36
 
 /// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
 pub(crate) fn days(max: Duration) -> String {
-    let days = max.as_secs() / DAY.as_secs();
-    let plural = if days == 1 { "" } else { "s" };
-    format!("{days} day{plural}")
+    crate::say::plural(max.as_secs() / DAY.as_secs(), "day", "days")
 }
 
 /// Refuses `value` for the setting `key` if it is longer than `max`: the

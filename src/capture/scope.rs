@@ -243,8 +243,8 @@ pub(crate) fn fit_spans(scope: Scope, mut left: usize) -> Spans {
     if skipped > 0 {
         out.push(Arc::new(SpanRecord {
             name: Cow::Owned(format!(
-                "…[{skipped} more {} left out]",
-                if skipped == 1 { "span" } else { "spans" }
+                "…[{} left out]",
+                crate::say::plural(skipped, "more span", "more spans")
             )),
             fields: Fields::default(),
         }));

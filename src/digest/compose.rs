@@ -17,8 +17,9 @@ use tracing::Level;
 use crate::capture::record::{Record, write_escaped};
 use crate::digest::html;
 use crate::digest::subject::{Template, default_subject};
-use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, plural, problems, resolved_subject};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, problems, resolved_subject};
 use crate::error::{Error, ErrorKind};
+use crate::say::plural;
 use crate::store::history::{History, Resolved, strip_text, unmatched_fields};
 use crate::transport::Email;
 

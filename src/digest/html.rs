@@ -18,8 +18,9 @@ use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
 use crate::digest::summary::{
-    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts, plural,
+    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts,
 };
+use crate::say::plural;
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
 const MONO: &str = "Menlo,Consolas,'DejaVu Sans Mono',monospace";

@@ -12,6 +12,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, severity, show_time};
+use crate::say::plural;
 use crate::store::history::{
     Fingerprint, History, Resolved, STRIP_RUNS, field_value, fingerprint_of,
 };
@@ -478,16 +479,6 @@ pub(crate) fn resolved_subject(app: &str, resolved: &[Resolved]) -> String {
             grouped(more)
         ),
     }
-}
-
-/// `1 record`, `2 records`.
-pub(crate) fn plural<N: std::fmt::Display + PartialEq + From<u8>>(
-    n: N,
-    one: &str,
-    many: &str,
-) -> String {
-    let word = if n == N::from(1) { one } else { many };
-    format!("{n} {word}")
 }
 
 /// `UTC`, `UTC-03:30`.

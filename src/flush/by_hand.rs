@@ -47,7 +47,7 @@ impl Flusher {
         }
         let now = crate::clock::datetime(std::time::SystemTime::now());
         self.took(&mut state, sent, now);
-        let what = crate::flush::outcome::records(sent);
+        let what = crate::say::plural(sent, "record", "records");
         let at = (now, None);
         Ok(self.settle(&lock, &mut state, &mut commit, at, (&what, sent), outcome))
     }

@@ -295,7 +295,7 @@ impl Flusher {
             records: sent,
             emails,
         };
-        let what = crate::flush::outcome::records(sent);
+        let what = crate::say::plural(sent, "record", "records");
         self.settle(lock, state, commit, (now, error), (&what, sent), done)
     }
 

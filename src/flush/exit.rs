@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::layer::Shared;
 use crate::flush::Flusher;
+use crate::flush::taken::Taken;
 use crate::policy::Phase;
 use crate::store::file::StateStore;
 use crate::sync::{lock, try_lock};
@@ -113,10 +114,10 @@ fn store(layer: &Live) {
             flusher.store = store;
         }
         None => {
-            let records = shared.buffer.drain();
-            let dropped = shared.buffer.take_dropped();
-            if layer.store.park(&records, dropped).is_err() {
-                shared.buffer.restore(records, dropped);
+            // Given back to the buffer unless parked.
+            let mut taken = Taken::from_buffer(&shared.buffer);
+            if layer.store.park(taken.records(), taken.dropped).is_ok() {
+                taken.stored();
             }
         }
     }

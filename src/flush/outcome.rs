@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::error::Error;
 use crate::policy::{Decision, WaitingFor};
+use crate::say::plural;
 
 /// What a flush did.
 ///
@@ -154,43 +155,39 @@ impl Outcome {
     }
 }
 
-/// `1 record`, `3 records`.
-pub(crate) fn records(n: usize) -> String {
-    format!("{n} record{}", if n == 1 { "" } else { "s" })
-}
-
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = |n: usize| if n == 1 { "" } else { "s" };
+        let records = |n: &usize| plural(*n, "record", "records");
         match self {
             Outcome::Nothing => f.write_str("nothing to send: no records are pending"),
             Outcome::Held {
                 pending: n,
                 waiting_for,
             } => {
-                write!(f, "held {} for a later run: {waiting_for}", records(*n))
+                write!(f, "held {} for a later run: {waiting_for}", records(n))
             }
             Outcome::Waiting { pending: n, until } => write!(
                 f,
                 "held {} for a later run: an email went out less than min_interval ago, the \
                  next may go at {}",
-                records(*n),
+                records(n),
                 crate::capture::record::utc_time(*until)
             ),
             Outcome::Sent { records: n, emails } => {
-                write!(f, "sent {} in {emails} email{}", records(*n), s(*emails))
+                let emails = plural(*emails, "email", "emails");
+                write!(f, "sent {} in {emails}", records(n))
             }
             Outcome::Resolved {
                 failures: n,
                 pending,
                 waiting_for,
             } => {
-                let are = if *n == 1 { "is" } else { "are" };
-                write!(f, "sent the notice that {n} failure{} {are} over", s(*n))?;
+                let failures = plural(*n, "failure is", "failures are");
+                write!(f, "sent the notice that {failures} over")?;
                 match (pending, waiting_for) {
                     (0, _) => f.write_str("; no record is pending"),
-                    (n, Some(why)) => write!(f, "; held {} for a later run: {why}", records(*n)),
-                    (n, None) => write!(f, "; {} still held for a later run", records(*n)),
+                    (n, Some(why)) => write!(f, "; held {} for a later run: {why}", records(n)),
+                    (n, None) => write!(f, "; {} still held for a later run", records(n)),
                 }
             }
             Outcome::Alerted {
@@ -201,11 +198,11 @@ impl fmt::Display for Outcome {
                 f,
                 "Alertmanager accepted {firing} firing and {resolved} resolved alert{}; {} \
                  delivered",
-                s(firing + resolved),
-                records(*n)
+                if firing + resolved == 1 { "" } else { "s" },
+                records(n)
             ),
             Outcome::Failed { error, pending: n } => {
-                write!(f, "not sent, {} kept for a later run: {error}", records(*n))
+                write!(f, "not sent, {} kept for a later run: {error}", records(n))
             }
         }
     }

@@ -5,7 +5,7 @@
 //! itself when the guard is dropped on its thread.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -170,25 +170,23 @@ fn wait_for_job(signal: &Signal, schedule: &Schedule) -> Option<Job> {
             state.wake = false;
             return Some(Job::Batch);
         }
-        match schedule.next() {
-            Some((at, job)) => {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Some(job);
-                }
-                state = signal
+        let due = schedule
+            .next()
+            .map(|(at, job)| (at.saturating_duration_since(Instant::now()), job));
+        state = match due {
+            Some((left, job)) if left.is_zero() => return Some(job),
+            Some((left, _)) => {
+                signal
                     .cond
                     .wait_timeout(state, left)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
             }
-            None => {
-                state = signal
-                    .cond
-                    .wait(state)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-        }
+            None => signal
+                .cond
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
     }
 }
 
@@ -238,7 +236,7 @@ pub(crate) fn last_resort(buffer: &crate::capture::buffer::Buffer) {
         let _ = writeln!(
             out,
             "tracing-email: {} could not be stored; here they are as JSON lines:",
-            crate::flush::outcome::records(left.len())
+            crate::say::plural(left.len(), "record", "records")
         );
         for record in left {
             let _ = match serde_json::to_string(&record) {

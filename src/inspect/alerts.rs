@@ -73,13 +73,9 @@ impl AlertPost {
 impl fmt::Display for AlertPost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let carried = format!("{} firing, {} resolved", self.firing, self.resolved);
-        let s = if self.of == 1 { "" } else { "s" };
+        let of = crate::say::plural(self.of, "Alertmanager", "Alertmanagers");
         match &self.error {
-            None => write!(
-                f,
-                "accepted by {} of {} Alertmanager{s} ({carried})",
-                self.accepted, self.of
-            ),
+            None => write!(f, "accepted by {} of {of} ({carried})", self.accepted),
             Some(error) => write!(f, "not accepted ({carried}): {error}"),
         }
     }

@@ -475,12 +475,8 @@ pub(crate) fn strip(runs: &[bool]) -> String {
 /// The strip in words, as the digest's text shows it after a failure:
 /// `last 6 runs, oldest first: ✓✓✗✗✗✗`.
 pub(crate) fn strip_text(runs: &[bool]) -> String {
-    format!(
-        "last {} run{}, oldest first: {}",
-        runs.len(),
-        if runs.len() == 1 { "" } else { "s" },
-        strip(runs)
-    )
+    let last = crate::say::plural(runs.len(), "run", "runs");
+    format!("last {last}, oldest first: {}", strip(runs))
 }
 
 /// Most field names a [`unmatched_fields`] note lists.

@@ -668,11 +668,7 @@ impl Smtp {
         let (endpoint, host) = (self.endpoint_text(), &self.host);
         match fault {
             Fault::CaAsServerCertificate => {
-                let san = if host.parse::<std::net::IpAddr>().is_ok() {
-                    "IP"
-                } else {
-                    "DNS"
-                };
+                let san = host.parse::<std::net::IpAddr>().map_or("DNS", |_| "IP");
                 format!(
                     "the TLS connection to {endpoint} failed: the server's certificate is itself \
                      a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes by \
@@ -689,11 +685,7 @@ impl Smtp {
                  plain text first (STARTTLS, as on ports 587 and 25); {}{}, or use the server's \
                  implicit-TLS port (465) ({detail})",
                 self.starttls_advice(),
-                if self.origin.is_some() {
-                    " (STARTTLS)"
-                } else {
-                    ""
-                },
+                self.origin.as_ref().map_or("", |_| " (STARTTLS)"),
             ),
             Fault::Tls => format!(
                 "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
