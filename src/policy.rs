@@ -5,6 +5,7 @@
 //! and feeds only the new records), so a decision costs O(1) in them; a test
 //! checks it against the same decision made from every record.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::{Record, severity};
-use crate::store::history::{History, Streak, fingerprint_of};
+use crate::store::history::{Fingerprint, History, Streak, fingerprint_of};
 
 /// The rules that decide when pending records are worth an email: the
 /// settings' [`PolicyConfig`](crate::PolicyConfig), documented there.
@@ -279,6 +280,19 @@ impl Policy {
         self.threshold.map_or(Level::WARN, |(_, level)| level)
     }
 
+    /// Whether `level` is at the policy's [`level`](Policy::level) or above.
+    pub(crate) fn counts(&self, level: Level) -> bool {
+        severity(level) >= severity(self.level())
+    }
+
+    /// The failure `record` is, fingerprinted under the policy's fields,
+    /// when it is at the policy's level or above: what every part that
+    /// tracks failures (the history, the flush, Alertmanager) goes by.
+    pub(crate) fn failure_of<'r>(&self, record: &'r Record) -> Option<Cow<'r, Fingerprint>> {
+        self.counts(record.level)
+            .then(|| fingerprint_of(record, &self.fingerprint_fields))
+    }
+
     /// Whether a rule besides `batch` can trigger a send at flush.
     fn has_trigger(&self) -> bool {
         self.threshold.is_some()
@@ -434,9 +448,8 @@ impl Policy {
         let Some(k) = self.consecutive_runs else {
             return (None, quiet);
         };
-        let min = severity(self.level());
         for s in facts.history.streaks.values() {
-            if s.last_run != facts.run || severity(s.level) < min {
+            if s.last_run != facts.run || !self.counts(s.level) {
                 continue;
             }
             match (s.runs >= k, self.streak_quiet(s, k, facts.now)) {
@@ -580,17 +593,18 @@ impl Policy {
         pending: &[Record],
         facts: &Facts<'_>,
     ) -> BTreeSet<String> {
-        let min = severity(self.level());
         // Each failure's pending records: how many, and the oldest's time.
         let mut own: BTreeMap<String, (usize, OffsetDateTime)> = BTreeMap::new();
-        for r in pending.iter().filter(|r| severity(r.level) >= min) {
-            let key = fingerprint_of(r, &self.fingerprint_fields).key.clone();
-            let entry = own.entry(key).or_insert((0, r.timestamp));
+        for (r, fp) in pending
+            .iter()
+            .filter_map(|r| Some((r, self.failure_of(r)?)))
+        {
+            let entry = own.entry(fp.key.clone()).or_insert((0, r.timestamp));
             *entry = (entry.0 + 1, entry.1.min(r.timestamp));
         }
         let every = !self.has_trigger();
         (facts.history.streaks.iter())
-            .filter(|(_, s)| s.last_run == facts.run && severity(s.level) >= min)
+            .filter(|(_, s)| s.last_run == facts.run && self.counts(s.level))
             .filter(|(key, s)| {
                 let (count, oldest) = own.get(key.as_str()).copied().unzip();
                 every

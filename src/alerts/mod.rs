@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::capture::record::{Record, severity};
+use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::flush::destination::{Alerts, Posting};
 use crate::policy::Policy;
 use crate::redact::Redactor;
-use crate::store::history::{STRIP_RUNS, fingerprint_of};
+use crate::store::history::STRIP_RUNS;
 use crate::store::state::{AlertPost, Posted, State};
 
 /// The path posted to, after each Alertmanager's base URL.
@@ -623,11 +623,12 @@ fn newest_lines<'f>(
     firing: &'f BTreeSet<String>,
     policy: &Policy,
 ) -> BTreeMap<&'f str, Vec<String>> {
-    let (min, fields) = (severity(policy.level()), &policy.fingerprint_fields);
     let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for r in pending.iter().rev().filter(|r| severity(r.level) >= min) {
-        let fp = fingerprint_of(r, fields);
-        if let Some(key) = firing.get(fp.key.as_str()) {
+    for r in pending.iter().rev() {
+        if let Some(key) = policy
+            .failure_of(r)
+            .and_then(|fp| firing.get(fp.key.as_str()))
+        {
             let of = lines.entry(key.as_str()).or_default();
             if of.len() < payload::MAX_LINES {
                 of.insert(0, r.to_line(time::UtcOffset::UTC));

@@ -11,7 +11,6 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use crate::capture::record::Record;
-use crate::capture::record::severity;
 use crate::digest::Composer;
 use crate::error::{Error, ErrorKind, display_safely};
 use crate::flush::deadline::send_before;
@@ -21,7 +20,6 @@ use crate::flush::outcome::Outcome;
 use crate::flush::taken::Commit;
 use crate::policy::{Decision, Phase, Recovery};
 use crate::store::file::StateLock;
-use crate::store::history::fingerprint_of;
 use crate::store::state::State;
 use crate::transport::Email;
 
@@ -107,11 +105,7 @@ impl Flusher {
         &self,
         records: &'r [Record],
     ) -> impl Iterator<Item = std::borrow::Cow<'r, crate::store::history::Fingerprint>> {
-        let min = severity(self.policy.level());
-        let fields = &self.policy.fingerprint_fields;
-        (records.iter())
-            .filter(move |r| severity(r.level) >= min)
-            .map(move |r| fingerprint_of(r, fields))
+        records.iter().filter_map(|r| self.policy.failure_of(r))
     }
 
     /// Sends the email that only says failures are over (the history's
