@@ -44,21 +44,47 @@ pub(crate) struct Facts<'a> {
     pub(crate) run: u64,
 }
 
-/// What to do with the pending records.
+/// What the policy does with the pending records at a flush: its decision,
+/// public as [`inspect::Verdict`](crate::inspect::Verdict), which
+/// [`Snapshot::verdict`](crate::inspect::Snapshot::verdict) gives for a flush now.
+/// Each case is the [`Outcome`](crate::Outcome) a flush now would have if
+/// the send succeeded: `Nothing`, `Hold` → `Held`, `Wait` → `Waiting`,
+/// `Send` → `Sent`. (How the flush splits the records into emails is its own
+/// business and not part of it.)
+///
+/// ```
+/// use tracing_email::inspect::Verdict;
+///
+/// fn explain(verdict: &Verdict) -> String {
+///     match verdict {
+///         Verdict::Hold { waiting_for } => format!("holds: {waiting_for}"),
+///         Verdict::Send { records } => format!("sends {records}"),
+///         other => format!("{other:?}"),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decision {
+#[non_exhaustive]
+pub enum Decision {
     /// Nothing is pending.
     Nothing,
-    /// Keep everything for later; the rule closest to sending says what it
-    /// waits for.
-    Hold(WaitingFor),
-    /// A rule is met, but the last email is too recent (`min_interval`):
-    /// keep everything until `until`.
-    Wait { until: OffsetDateTime },
-    /// Send the oldest `records` records, in emails of at most the
-    /// policy's `batch` records (one email for all without one); keep the
-    /// rest.
-    Send { records: usize },
+    /// Hold: no rule is met; `waiting_for` says what the rule closest to
+    /// sending waits for.
+    Hold {
+        /// What the policy waits for.
+        waiting_for: WaitingFor,
+    },
+    /// A rule is met, but `min_interval` keeps the next email until then.
+    Wait {
+        /// When the next email may go.
+        until: OffsetDateTime,
+    },
+    /// Send this many records, the oldest (in emails of at most the
+    /// policy's `batch` records); keep the rest.
+    Send {
+        /// Records that would be sent.
+        records: usize,
+    },
 }
 
 /// What held records wait for: of the policy's rules, the one closest to
@@ -432,7 +458,9 @@ impl Policy {
                     .filter(|(id, _)| tally.bands[*id].first.is_some());
                 quiet.extend(counted.filter_map(|(_, key)| self.quieted(key, facts)));
             }
-            return Decision::Hold(self.waiting_for(tally.len, facts, &measure, longest, quiet));
+            return Decision::Hold {
+                waiting_for: self.waiting_for(tally.len, facts, &measure, longest, quiet),
+            };
         };
         match self.interval_until(facts) {
             Some(until) => Decision::Wait { until },
@@ -891,7 +919,9 @@ pub(crate) mod tests {
                         quiet.extend(self.quieted(key, facts));
                     }
                 }
-                return Decision::Hold(self.waiting_for(n, facts, &measure, longest, quiet));
+                return Decision::Hold {
+                    waiting_for: self.waiting_for(n, facts, &measure, longest, quiet),
+                };
             };
             match self.interval_until(facts) {
                 Some(until) => Decision::Wait { until },
@@ -940,20 +970,24 @@ pub(crate) mod tests {
     }
 
     fn th(counted: usize, needed: usize, level: Level) -> Decision {
-        Decision::Hold(WaitingFor::Threshold {
-            counted,
-            needed,
-            level,
-        })
+        Decision::Hold {
+            waiting_for: WaitingFor::Threshold {
+                counted,
+                needed,
+                level,
+            },
+        }
     }
 
     fn streak(label: Option<&str>, runs: u64, needed: u64) -> Decision {
-        Decision::Hold(WaitingFor::Streak {
-            label: label.map(str::to_owned),
-            runs,
-            needed,
-            level: W,
-        })
+        Decision::Hold {
+            waiting_for: WaitingFor::Streak {
+                label: label.map(str::to_owned),
+                runs,
+                needed,
+                level: W,
+            },
+        }
     }
 
     fn send_all(n: usize) -> Decision {
@@ -1024,10 +1058,12 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&records[..9], Phase::Run, &Facts::none()),
-            Decision::Hold(WaitingFor::Batch {
-                counted: 9,
-                size: 10
-            })
+            Decision::Hold {
+                waiting_for: WaitingFor::Batch {
+                    counted: 9,
+                    size: 10
+                }
+            }
         );
         assert_eq!(
             p.decide(&records[..5], Phase::Flush, &Facts::none()),
@@ -1094,7 +1130,9 @@ pub(crate) mod tests {
         };
         assert_eq!(
             p.decide(&pending(&[I, I]), Phase::Flush, &Facts::none()),
-            Decision::Hold(WaitingFor::Level { level: W })
+            Decision::Hold {
+                waiting_for: WaitingFor::Level { level: W }
+            }
         );
         assert_eq!(
             p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
@@ -1368,11 +1406,13 @@ pub(crate) mod tests {
         h.observe(run, &key(&p, &a(3)), W, at(3));
         assert_eq!(
             p.decide(&[a(3)], Phase::Flush, &facts(&h, at(3), Some(at(2)))),
-            Decision::Hold(WaitingFor::Quiet {
-                label: r#"feed "Radio Café""#.into(),
-                reported: at(2),
-                until: Some(at(26)),
-            })
+            Decision::Hold {
+                waiting_for: WaitingFor::Quiet {
+                    label: r#"feed "Radio Café""#.into(),
+                    reported: at(2),
+                    until: Some(at(26)),
+                }
+            }
         );
         // …then reminds once the day has passed.
         let run = h.start_run();
@@ -1418,11 +1458,13 @@ pub(crate) mod tests {
                     Phase::Flush,
                     &facts(&h, at(hour), Some(at(3)))
                 ),
-                Decision::Hold(WaitingFor::Quiet {
-                    label: r#"feed "Radio Café""#.into(),
-                    reported: at(3),
-                    until: None,
-                }),
+                Decision::Hold {
+                    waiting_for: WaitingFor::Quiet {
+                        label: r#"feed "Radio Café""#.into(),
+                        reported: at(3),
+                        until: None,
+                    }
+                },
                 "run {hour}"
             );
         }
@@ -1486,7 +1528,9 @@ pub(crate) mod tests {
         run_with(&p, &mut h, &[a(5), b(5)]);
         assert!(matches!(
             p.decide(&[a(5), b(5)], Phase::Flush, &facts(&h, at(5), Some(at(4)))),
-            Decision::Hold(WaitingFor::Quiet { until: None, .. })
+            Decision::Hold {
+                waiting_for: WaitingFor::Quiet { until: None, .. }
+            }
         ));
     }
 
@@ -1676,11 +1720,13 @@ pub(crate) mod tests {
         ] {
             assert_eq!(
                 p.decide(&[a(2)], Phase::Flush, &f),
-                Decision::Hold(WaitingFor::Quiet {
-                    label: r#"feed "Radio Café""#.into(),
-                    reported: at(1),
-                    until: Some(at(25)),
-                }),
+                Decision::Hold {
+                    waiting_for: WaitingFor::Quiet {
+                        label: r#"feed "Radio Café""#.into(),
+                        reported: at(1),
+                        until: Some(at(25)),
+                    }
+                },
                 "{p:?}"
             );
         }
@@ -1937,10 +1983,12 @@ pub(crate) mod tests {
         let pending = [feed("x", W, 0), feed("y", I, 0)];
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(23), None)),
-            Decision::Hold(WaitingFor::Age {
-                since: at(0),
-                sends_at: at(24),
-            })
+            Decision::Hold {
+                waiting_for: WaitingFor::Age {
+                    since: at(0),
+                    sends_at: at(24),
+                }
+            }
         );
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(24), None)),
@@ -2029,11 +2077,13 @@ pub(crate) mod tests {
         let due = with_resolved();
         let none = history(&by_feed(), &[&[feed("a", W, 1)]]);
         let send = Decision::Send { records: 1 };
-        let hold = Decision::Hold(WaitingFor::Threshold {
-            counted: 0,
-            needed: 5,
-            level: W,
-        });
+        let hold = Decision::Hold {
+            waiting_for: WaitingFor::Threshold {
+                counted: 0,
+                needed: 5,
+                level: W,
+            },
+        };
         let wait = Decision::Wait { until: at(9) };
         let decisions = [Decision::Nothing, hold, wait, send];
         for interval in [None, Some(2 * HOUR)] {
@@ -2171,7 +2221,7 @@ pub(crate) mod tests {
                     "{p:?} {phase:?} at {now} over {pending:#?} with {h:#?}"
                 );
                 let kind = match expected {
-                    Decision::Hold(w) => format!("{w:?}")
+                    Decision::Hold { waiting_for: w } => format!("{w:?}")
                         .split([' ', '{'])
                         .next()
                         .unwrap()

@@ -72,7 +72,7 @@ impl Flusher {
         match (decision, recovery) {
             (decision, Recovery::Alone) => {
                 let held = match decision {
-                    Decision::Hold(waiting_for) => Some(waiting_for),
+                    Decision::Hold { waiting_for } => Some(waiting_for),
                     _ => None,
                 };
                 self.send_recovery(lock, state, at, held, commit)
