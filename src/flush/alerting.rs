@@ -39,8 +39,9 @@ impl Flusher {
             (None, Decision::Send { records, .. }) => *records,
             _ => 0,
         };
-        let sent: Vec<String> = self
-            .failures_in(&state.pending[..send])
+        let sent: Vec<String> = state.pending[..send]
+            .iter()
+            .filter_map(|r| self.policy.failure_of(r))
             .map(|fp| fp.key.clone())
             .collect();
         let worth: BTreeSet<String> = worth.iter().chain(&sent).cloned().collect();

@@ -99,15 +99,6 @@ impl Flusher {
         }
     }
 
-    /// The failures among `records` that an email of them reports: the
-    /// fingerprints of those at the policy's level, one per record.
-    pub(super) fn failures_in<'r>(
-        &self,
-        records: &'r [Record],
-    ) -> impl Iterator<Item = std::borrow::Cow<'r, crate::store::history::Fingerprint>> {
-        records.iter().filter_map(|r| self.policy.failure_of(r))
-    }
-
     /// Sends the email that only says failures are over (the history's
     /// `resolved`), and saves: once accepted they are forgotten and it
     /// counts as the last email sent; else they wait for the next flush.
@@ -279,7 +270,10 @@ impl Flusher {
             if with_resolved {
                 state.history.resolved.clear();
             }
-            let reported: Vec<_> = self.failures_in(&state.pending[..sent]).collect();
+            let reported: Vec<_> = state.pending[..sent]
+                .iter()
+                .filter_map(|r| self.policy.failure_of(r))
+                .collect();
             state
                 .history
                 .reported(reported.iter().map(|fp| fp.key.as_str()), now);
