@@ -12,8 +12,9 @@ use tracing::Level;
 
 use crate::capture::record::{Record, severity, utc_time};
 use crate::error::Error;
+pub use crate::policy::Decision as Verdict;
 pub use crate::policy::WaitingFor;
-use crate::policy::{Decision, Facts, Phase, Policy};
+use crate::policy::{Facts, Phase, Policy};
 use crate::say::plural;
 use crate::settings::PolicyConfig;
 use crate::store::file::StateStore;
@@ -145,59 +146,6 @@ pub struct Failure {
     pub quiet_until: Option<OffsetDateTime>,
     /// Its fingerprint's key in the history.
     key: String,
-}
-
-/// What the policy would do with the pending records at a flush now: the
-/// public face of the policy's decision, as [`Snapshot::verdict`] gives it.
-/// Each case is the [`Outcome`](crate::Outcome) a flush now would have if
-/// the send succeeded: `Nothing`, `Hold` → `Held`, `Wait` → `Waiting`,
-/// `Send` → `Sent`. (How the flush splits the records into emails is its own
-/// business and not part of it.)
-///
-/// ```
-/// use tracing_email::inspect::Verdict;
-///
-/// fn explain(verdict: &Verdict) -> String {
-///     match verdict {
-///         Verdict::Hold { waiting_for } => format!("holds: {waiting_for}"),
-///         Verdict::Send { records } => format!("sends {records}"),
-///         other => format!("{other:?}"),
-///     }
-/// }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Verdict {
-    /// Nothing is pending.
-    Nothing,
-    /// Hold: no rule is met; `waiting_for` says what the rule closest to
-    /// sending waits for.
-    Hold {
-        /// What the policy waits for.
-        waiting_for: WaitingFor,
-    },
-    /// A rule is met, but `min_interval` keeps the next email until then.
-    Wait {
-        /// When the next email may go.
-        until: OffsetDateTime,
-    },
-    /// Send this many records.
-    Send {
-        /// Records that would be sent.
-        records: usize,
-    },
-}
-
-impl Verdict {
-    /// The policy's decision as users see it.
-    pub(crate) fn of(decision: Decision) -> Self {
-        match decision {
-            Decision::Nothing => Verdict::Nothing,
-            Decision::Hold(waiting_for) => Verdict::Hold { waiting_for },
-            Decision::Wait { until } => Verdict::Wait { until },
-            Decision::Send { records, .. } => Verdict::Send { records },
-        }
-    }
 }
 
 /// What [`StateFile::clear`] or [`StateFile::clear_all`] removed and kept.
@@ -508,11 +456,7 @@ impl Snapshot {
             history: &state.history,
             run: run.unwrap_or(state.history.runs),
         };
-        self.verdict = Some(Verdict::of(policy.decide(
-            &state.pending,
-            Phase::Flush,
-            &facts,
-        )));
+        self.verdict = Some(policy.decide(&state.pending, Phase::Flush, &facts));
         for failure in &mut self.failures {
             let streak = state.history.streaks.get(&failure.key);
             if let Some(until) = streak.and_then(|s| policy.quiet_until(s, now)) {

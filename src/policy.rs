@@ -5,6 +5,7 @@
 //! and feeds only the new records), so a decision costs O(1) in them; a test
 //! checks it against the same decision made from every record.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::{Record, severity};
-use crate::store::history::{History, Streak, fingerprint_of};
+use crate::store::history::{Fingerprint, History, Streak, fingerprint_of};
 
 /// The rules that decide when pending records are worth an email: the
 /// settings' [`PolicyConfig`](crate::PolicyConfig), documented there.
@@ -43,21 +44,47 @@ pub(crate) struct Facts<'a> {
     pub(crate) run: u64,
 }
 
-/// What to do with the pending records.
+/// What the policy does with the pending records at a flush: its decision,
+/// public as [`inspect::Verdict`](crate::inspect::Verdict), which
+/// [`Snapshot::verdict`](crate::inspect::Snapshot::verdict) gives for a flush now.
+/// Each case is the [`Outcome`](crate::Outcome) a flush now would have if
+/// the send succeeded: `Nothing`, `Hold` → `Held`, `Wait` → `Waiting`,
+/// `Send` → `Sent`. (How the flush splits the records into emails is its own
+/// business and not part of it.)
+///
+/// ```
+/// use tracing_email::inspect::Verdict;
+///
+/// fn explain(verdict: &Verdict) -> String {
+///     match verdict {
+///         Verdict::Hold { waiting_for } => format!("holds: {waiting_for}"),
+///         Verdict::Send { records } => format!("sends {records}"),
+///         other => format!("{other:?}"),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decision {
+#[non_exhaustive]
+pub enum Decision {
     /// Nothing is pending.
     Nothing,
-    /// Keep everything for later; the rule closest to sending says what it
-    /// waits for.
-    Hold(WaitingFor),
-    /// A rule is met, but the last email is too recent (`min_interval`):
-    /// keep everything until `until`.
-    Wait { until: OffsetDateTime },
-    /// Send the oldest `records` records, in emails of at most the
-    /// policy's `batch` records (one email for all without one); keep the
-    /// rest.
-    Send { records: usize },
+    /// Hold: no rule is met; `waiting_for` says what the rule closest to
+    /// sending waits for.
+    Hold {
+        /// What the policy waits for.
+        waiting_for: WaitingFor,
+    },
+    /// A rule is met, but `min_interval` keeps the next email until then.
+    Wait {
+        /// When the next email may go.
+        until: OffsetDateTime,
+    },
+    /// Send this many records, the oldest (in emails of at most the
+    /// policy's `batch` records); keep the rest.
+    Send {
+        /// Records that would be sent.
+        records: usize,
+    },
 }
 
 /// What held records wait for: of the policy's rules, the one closest to
@@ -279,6 +306,19 @@ impl Policy {
         self.threshold.map_or(Level::WARN, |(_, level)| level)
     }
 
+    /// Whether `level` is at the policy's [`level`](Policy::level) or above.
+    pub(crate) fn counts(&self, level: Level) -> bool {
+        severity(level) >= severity(self.level())
+    }
+
+    /// The failure `record` is, fingerprinted under the policy's fields,
+    /// when it is at the policy's level or above: what every part that
+    /// tracks failures (the history, the flush, Alertmanager) goes by.
+    pub(crate) fn failure_of<'r>(&self, record: &'r Record) -> Option<Cow<'r, Fingerprint>> {
+        self.counts(record.level)
+            .then(|| fingerprint_of(record, &self.fingerprint_fields))
+    }
+
     /// Whether a rule besides `batch` can trigger a send at flush.
     fn has_trigger(&self) -> bool {
         self.threshold.is_some()
@@ -418,7 +458,9 @@ impl Policy {
                     .filter(|(id, _)| tally.bands[*id].first.is_some());
                 quiet.extend(counted.filter_map(|(_, key)| self.quieted(key, facts)));
             }
-            return Decision::Hold(self.waiting_for(tally.len, facts, &measure, longest, quiet));
+            return Decision::Hold {
+                waiting_for: self.waiting_for(tally.len, facts, &measure, longest, quiet),
+            };
         };
         match self.interval_until(facts) {
             Some(until) => Decision::Wait { until },
@@ -434,9 +476,8 @@ impl Policy {
         let Some(k) = self.consecutive_runs else {
             return (None, quiet);
         };
-        let min = severity(self.level());
         for s in facts.history.streaks.values() {
-            if s.last_run != facts.run || severity(s.level) < min {
+            if s.last_run != facts.run || !self.counts(s.level) {
                 continue;
             }
             match (s.runs >= k, self.streak_quiet(s, k, facts.now)) {
@@ -580,17 +621,18 @@ impl Policy {
         pending: &[Record],
         facts: &Facts<'_>,
     ) -> BTreeSet<String> {
-        let min = severity(self.level());
         // Each failure's pending records: how many, and the oldest's time.
         let mut own: BTreeMap<String, (usize, OffsetDateTime)> = BTreeMap::new();
-        for r in pending.iter().filter(|r| severity(r.level) >= min) {
-            let key = fingerprint_of(r, &self.fingerprint_fields).key.clone();
-            let entry = own.entry(key).or_insert((0, r.timestamp));
+        for (r, fp) in pending
+            .iter()
+            .filter_map(|r| Some((r, self.failure_of(r)?)))
+        {
+            let entry = own.entry(fp.key.clone()).or_insert((0, r.timestamp));
             *entry = (entry.0 + 1, entry.1.min(r.timestamp));
         }
         let every = !self.has_trigger();
         (facts.history.streaks.iter())
-            .filter(|(_, s)| s.last_run == facts.run && severity(s.level) >= min)
+            .filter(|(_, s)| s.last_run == facts.run && self.counts(s.level))
             .filter(|(key, s)| {
                 let (count, oldest) = own.get(key.as_str()).copied().unzip();
                 every
@@ -877,7 +919,9 @@ pub(crate) mod tests {
                         quiet.extend(self.quieted(key, facts));
                     }
                 }
-                return Decision::Hold(self.waiting_for(n, facts, &measure, longest, quiet));
+                return Decision::Hold {
+                    waiting_for: self.waiting_for(n, facts, &measure, longest, quiet),
+                };
             };
             match self.interval_until(facts) {
                 Some(until) => Decision::Wait { until },
@@ -926,20 +970,24 @@ pub(crate) mod tests {
     }
 
     fn th(counted: usize, needed: usize, level: Level) -> Decision {
-        Decision::Hold(WaitingFor::Threshold {
-            counted,
-            needed,
-            level,
-        })
+        Decision::Hold {
+            waiting_for: WaitingFor::Threshold {
+                counted,
+                needed,
+                level,
+            },
+        }
     }
 
     fn streak(label: Option<&str>, runs: u64, needed: u64) -> Decision {
-        Decision::Hold(WaitingFor::Streak {
-            label: label.map(str::to_owned),
-            runs,
-            needed,
-            level: W,
-        })
+        Decision::Hold {
+            waiting_for: WaitingFor::Streak {
+                label: label.map(str::to_owned),
+                runs,
+                needed,
+                level: W,
+            },
+        }
     }
 
     fn send_all(n: usize) -> Decision {
@@ -1010,10 +1058,12 @@ pub(crate) mod tests {
         );
         assert_eq!(
             p.decide(&records[..9], Phase::Run, &Facts::none()),
-            Decision::Hold(WaitingFor::Batch {
-                counted: 9,
-                size: 10
-            })
+            Decision::Hold {
+                waiting_for: WaitingFor::Batch {
+                    counted: 9,
+                    size: 10
+                }
+            }
         );
         assert_eq!(
             p.decide(&records[..5], Phase::Flush, &Facts::none()),
@@ -1080,7 +1130,9 @@ pub(crate) mod tests {
         };
         assert_eq!(
             p.decide(&pending(&[I, I]), Phase::Flush, &Facts::none()),
-            Decision::Hold(WaitingFor::Level { level: W })
+            Decision::Hold {
+                waiting_for: WaitingFor::Level { level: W }
+            }
         );
         assert_eq!(
             p.decide(&pending(&[I, E]), Phase::Flush, &Facts::none()),
@@ -1354,11 +1406,13 @@ pub(crate) mod tests {
         h.observe(run, &key(&p, &a(3)), W, at(3));
         assert_eq!(
             p.decide(&[a(3)], Phase::Flush, &facts(&h, at(3), Some(at(2)))),
-            Decision::Hold(WaitingFor::Quiet {
-                label: r#"feed "Radio Café""#.into(),
-                reported: at(2),
-                until: Some(at(26)),
-            })
+            Decision::Hold {
+                waiting_for: WaitingFor::Quiet {
+                    label: r#"feed "Radio Café""#.into(),
+                    reported: at(2),
+                    until: Some(at(26)),
+                }
+            }
         );
         // …then reminds once the day has passed.
         let run = h.start_run();
@@ -1404,11 +1458,13 @@ pub(crate) mod tests {
                     Phase::Flush,
                     &facts(&h, at(hour), Some(at(3)))
                 ),
-                Decision::Hold(WaitingFor::Quiet {
-                    label: r#"feed "Radio Café""#.into(),
-                    reported: at(3),
-                    until: None,
-                }),
+                Decision::Hold {
+                    waiting_for: WaitingFor::Quiet {
+                        label: r#"feed "Radio Café""#.into(),
+                        reported: at(3),
+                        until: None,
+                    }
+                },
                 "run {hour}"
             );
         }
@@ -1472,7 +1528,9 @@ pub(crate) mod tests {
         run_with(&p, &mut h, &[a(5), b(5)]);
         assert!(matches!(
             p.decide(&[a(5), b(5)], Phase::Flush, &facts(&h, at(5), Some(at(4)))),
-            Decision::Hold(WaitingFor::Quiet { until: None, .. })
+            Decision::Hold {
+                waiting_for: WaitingFor::Quiet { until: None, .. }
+            }
         ));
     }
 
@@ -1662,11 +1720,13 @@ pub(crate) mod tests {
         ] {
             assert_eq!(
                 p.decide(&[a(2)], Phase::Flush, &f),
-                Decision::Hold(WaitingFor::Quiet {
-                    label: r#"feed "Radio Café""#.into(),
-                    reported: at(1),
-                    until: Some(at(25)),
-                }),
+                Decision::Hold {
+                    waiting_for: WaitingFor::Quiet {
+                        label: r#"feed "Radio Café""#.into(),
+                        reported: at(1),
+                        until: Some(at(25)),
+                    }
+                },
                 "{p:?}"
             );
         }
@@ -1923,10 +1983,12 @@ pub(crate) mod tests {
         let pending = [feed("x", W, 0), feed("y", I, 0)];
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(23), None)),
-            Decision::Hold(WaitingFor::Age {
-                since: at(0),
-                sends_at: at(24),
-            })
+            Decision::Hold {
+                waiting_for: WaitingFor::Age {
+                    since: at(0),
+                    sends_at: at(24),
+                }
+            }
         );
         assert_eq!(
             p.decide(&pending, Phase::Flush, &facts(&h, at(24), None)),
@@ -2015,11 +2077,13 @@ pub(crate) mod tests {
         let due = with_resolved();
         let none = history(&by_feed(), &[&[feed("a", W, 1)]]);
         let send = Decision::Send { records: 1 };
-        let hold = Decision::Hold(WaitingFor::Threshold {
-            counted: 0,
-            needed: 5,
-            level: W,
-        });
+        let hold = Decision::Hold {
+            waiting_for: WaitingFor::Threshold {
+                counted: 0,
+                needed: 5,
+                level: W,
+            },
+        };
         let wait = Decision::Wait { until: at(9) };
         let decisions = [Decision::Nothing, hold, wait, send];
         for interval in [None, Some(2 * HOUR)] {
@@ -2157,7 +2221,7 @@ pub(crate) mod tests {
                     "{p:?} {phase:?} at {now} over {pending:#?} with {h:#?}"
                 );
                 let kind = match expected {
-                    Decision::Hold(w) => format!("{w:?}")
+                    Decision::Hold { waiting_for: w } => format!("{w:?}")
                         .split([' ', '{'])
                         .next()
                         .unwrap()

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::capture::record::{Record, severity};
+use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::flush::destination::{Alerts, Posting};
 use crate::policy::Policy;
 use crate::redact::Redactor;
-use crate::store::history::{STRIP_RUNS, fingerprint_of};
-use crate::store::state::{AlertPost, Posted, State};
+use crate::store::history::STRIP_RUNS;
+use crate::store::state::{AlertPost, FiringAlert, State};
 
 /// The path posted to, after each Alertmanager's base URL.
 pub(crate) const PATH: &str = "/api/v2/alerts";
@@ -525,7 +525,7 @@ impl Poster {
         lines: &[String],
         now: OffsetDateTime,
         window: Duration,
-    ) -> Option<(payload::Alert, Posted)> {
+    ) -> Option<(payload::Alert, FiringAlert)> {
         let s = state.history.streaks.get(key)?;
         let since = state
             .alerts
@@ -537,14 +537,15 @@ impl Poster {
             .recent_runs(key, STRIP_RUNS)
             .unwrap_or_default();
         let alert = self.identity.firing(s, since, lines, &recent, now, window);
-        let posted = Posted {
+        let posted = FiringAlert {
             failure: payload::failure_label(&s.label),
             severity: payload::severity(s.level).to_owned(),
             since,
             runs: s.runs,
             resolved: None,
             labels: alert.labels.clone(),
-            accepted: Some(now),
+            last_accepted: Some(now),
+            last_post: None,
         };
         Some((alert, posted))
     }
@@ -559,7 +560,7 @@ impl Poster {
         state: &mut State,
         (answer, now): (Result<usize, Error>, OffsetDateTime),
         (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
-        posted: BTreeMap<String, Posted>,
+        posted: BTreeMap<String, FiringAlert>,
     ) -> Result<Posting, Error> {
         let redactor = &self.client.redactor;
         let redact = |e: &Error| redactor.quote(e.to_string().as_bytes(), MAX_ANSWER, false);
@@ -623,11 +624,12 @@ fn newest_lines<'f>(
     firing: &'f BTreeSet<String>,
     policy: &Policy,
 ) -> BTreeMap<&'f str, Vec<String>> {
-    let (min, fields) = (severity(policy.level()), &policy.fingerprint_fields);
     let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for r in pending.iter().rev().filter(|r| severity(r.level) >= min) {
-        let fp = fingerprint_of(r, fields);
-        if let Some(key) = firing.get(fp.key.as_str()) {
+    for r in pending.iter().rev() {
+        if let Some(key) = policy
+            .failure_of(r)
+            .and_then(|fp| firing.get(fp.key.as_str()))
+        {
             let of = lines.entry(key.as_str()).or_default();
             if of.len() < payload::MAX_LINES {
                 of.insert(0, r.to_line(time::UtcOffset::UTC));
@@ -639,7 +641,7 @@ fn newest_lines<'f>(
 
 /// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
 /// first, then the firing ones seen fewest runs.
-fn bound(alerts: &mut BTreeMap<String, Posted>) {
+fn bound(alerts: &mut BTreeMap<String, FiringAlert>) {
     let mut by_age: Vec<_> = alerts
         .iter()
         .map(|(key, p)| ((p.resolved.is_none(), p.resolved, p.runs), key.clone()))

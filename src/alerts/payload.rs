@@ -11,7 +11,7 @@ use tracing::Level;
 
 use crate::capture::record::utc_time;
 use crate::store::history::{History, Streak, strip_text};
-use crate::store::state::Posted;
+use crate::store::state::FiringAlert;
 
 /// Most characters of the failure label (a label value): a deterministic
 /// cut, so every host cuts the same label the same way.
@@ -118,8 +118,8 @@ impl Identity {
 
     /// The alert of a failure that is over (as last `posted`), ending at
     /// `ended`.
-    pub(crate) fn resolved(&self, posted: &Posted, ended: OffsetDateTime) -> Alert {
-        let Posted { failure, runs, .. } = posted;
+    pub(crate) fn resolved(&self, posted: &FiringAlert, ended: OffsetDateTime) -> Alert {
+        let FiringAlert { failure, runs, .. } = posted;
         let after = match runs {
             0 | 1 => String::new(),
             n => format!(" after failing {n} runs"),
@@ -270,14 +270,15 @@ mod tests {
         let ended = datetime!(2026-11-21 09:00 UTC);
         let since = datetime!(2026-11-20 08:00 UTC);
         let firing = firing(1, ended, Duration::from_secs(300));
-        let posted = Posted {
+        let posted = FiringAlert {
             failure: "feed \"Radio Café\"".into(),
             severity: "warning".into(),
             since,
             runs: 9,
             resolved: None,
             labels: BTreeMap::new(),
-            accepted: None,
+            last_accepted: None,
+            last_post: None,
         };
         let resolved = identity().resolved(&posted, ended);
         assert_eq!(resolved.labels, firing.labels);

@@ -136,15 +136,16 @@ fn credentials_go_over_http_only_to_loopback() {
     assert!(check(Alertmanager::new(["http://am.example.com:9093"])).is_ok());
 }
 
-fn posted(runs: u64, resolved: Option<OffsetDateTime>) -> Posted {
-    Posted {
+fn posted(runs: u64, resolved: Option<OffsetDateTime>) -> FiringAlert {
+    FiringAlert {
         failure: "f".into(),
         severity: "warning".into(),
         since: OffsetDateTime::UNIX_EPOCH,
         runs,
         resolved,
         labels: BTreeMap::new(),
-        accepted: None,
+        last_accepted: None,
+        last_post: None,
     }
 }
 
@@ -184,7 +185,7 @@ fn a_state_file_of_an_older_version_loads_its_alerts_without_labels_or_last_post
     let state: State = serde_json::from_str(old).unwrap();
     let alert = &state.alerts["k"];
     assert_eq!(
-        (alert.runs, alert.labels.len(), alert.accepted),
+        (alert.runs, alert.labels.len(), alert.last_accepted),
         (2, 0, None)
     );
     assert_eq!(state.alert_post, None);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use crate::capture::record::{Record, severity};
+use crate::capture::record::Record;
 use crate::error::Error;
 use crate::flush::destination::Posting;
 use crate::flush::flusher::Flusher;
@@ -14,7 +14,6 @@ use crate::flush::outcome::Outcome;
 use crate::flush::taken::Commit;
 use crate::policy::Decision;
 use crate::store::file::StateLock;
-use crate::store::history::fingerprint_of;
 use crate::store::state::State;
 
 impl Flusher {
@@ -40,8 +39,9 @@ impl Flusher {
             (None, Decision::Send { records, .. }) => *records,
             _ => 0,
         };
-        let sent: Vec<String> = self
-            .failures_in(&state.pending[..send])
+        let sent: Vec<String> = state.pending[..send]
+            .iter()
+            .filter_map(|r| self.policy.failure_of(r))
             .map(|fp| fp.key.clone())
             .collect();
         let worth: BTreeSet<String> = worth.iter().chain(&sent).cloned().collect();
@@ -87,14 +87,14 @@ impl Flusher {
         firing: &BTreeSet<String>,
         now: OffsetDateTime,
     ) -> usize {
-        let fields = &self.policy.fingerprint_fields;
-        let min = severity(self.policy.level());
         state.history.reported(sent.iter().map(String::as_str), now);
         let before = state.pending.len();
         state.pending.drain(..send);
         // After the first `send`: the records of a failure not firing, or below the level.
         let kept = |r: &Record| {
-            severity(r.level) < min || !firing.contains(fingerprint_of(r, fields).key.as_str())
+            self.policy
+                .failure_of(r)
+                .is_none_or(|fp| !firing.contains(&fp.key))
         };
         state.pending.retain(kept);
         let removed = before - state.pending.len();

@@ -11,7 +11,6 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use crate::capture::record::Record;
-use crate::capture::record::severity;
 use crate::digest::Composer;
 use crate::error::{Error, ErrorKind, display_safely};
 use crate::flush::deadline::send_before;
@@ -21,7 +20,6 @@ use crate::flush::outcome::Outcome;
 use crate::flush::taken::Commit;
 use crate::policy::{Decision, Phase, Recovery};
 use crate::store::file::StateLock;
-use crate::store::history::fingerprint_of;
 use crate::store::state::State;
 use crate::transport::Email;
 
@@ -74,7 +72,7 @@ impl Flusher {
         match (decision, recovery) {
             (decision, Recovery::Alone) => {
                 let held = match decision {
-                    Decision::Hold(waiting_for) => Some(waiting_for),
+                    Decision::Hold { waiting_for } => Some(waiting_for),
                     _ => None,
                 };
                 self.send_recovery(lock, state, at, held, commit)
@@ -99,19 +97,6 @@ impl Flusher {
             self.sent_during_run.0 += records;
             self.sent_during_run.1 += emails;
         }
-    }
-
-    /// The failures among `records` that an email of them reports: the
-    /// fingerprints of those at the policy's level, one per record.
-    pub(super) fn failures_in<'r>(
-        &self,
-        records: &'r [Record],
-    ) -> impl Iterator<Item = std::borrow::Cow<'r, crate::store::history::Fingerprint>> {
-        let min = severity(self.policy.level());
-        let fields = &self.policy.fingerprint_fields;
-        (records.iter())
-            .filter(move |r| severity(r.level) >= min)
-            .map(move |r| fingerprint_of(r, fields))
     }
 
     /// Sends the email that only says failures are over (the history's
@@ -285,7 +270,10 @@ impl Flusher {
             if with_resolved {
                 state.history.resolved.clear();
             }
-            let reported: Vec<_> = self.failures_in(&state.pending[..sent]).collect();
+            let reported: Vec<_> = state.pending[..sent]
+                .iter()
+                .filter_map(|r| self.policy.failure_of(r))
+                .collect();
             state
                 .history
                 .reported(reported.iter().map(|fp| fp.key.as_str()), now);

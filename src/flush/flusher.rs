@@ -306,14 +306,15 @@ mod tests {
     ) -> (crate::FlushGuard, Arc<std::sync::atomic::AtomicBool>) {
         let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
         let mut state = State::new();
-        let posted = crate::store::state::Posted {
+        let posted = crate::store::state::FiringAlert {
             failure: "feed".into(),
             severity: "error".into(),
             since: OffsetDateTime::UNIX_EPOCH,
             runs: 1,
             resolved: None,
             labels: Default::default(),
-            accepted: None,
+            last_accepted: None,
+            last_post: None,
         };
         state.alerts.insert("feed".into(), posted);
         store.save(&store.lock().unwrap(), &state).unwrap();

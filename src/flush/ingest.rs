@@ -14,7 +14,6 @@ use crate::flush::outcome::Outcome;
 use crate::flush::taken::{Commit, Taken};
 use crate::policy::{Phase, Tally};
 use crate::store::file::StateLock;
-use crate::store::history::fingerprint_of;
 use crate::store::kept::Loaded;
 use crate::store::state::State;
 
@@ -104,11 +103,9 @@ impl Flusher {
             self.policy.level(),
             &state.history,
         );
-        let level = crate::capture::record::severity(self.policy.level());
         for record in &mut state.pending[old_len..] {
             record.run = Some(run);
-            if crate::capture::record::severity(record.level) >= level {
-                let fp = fingerprint_of(record, &self.policy.fingerprint_fields);
+            if let Some(fp) = self.policy.failure_of(record) {
                 state
                     .history
                     .observe(run, &fp, record.level, record.timestamp);

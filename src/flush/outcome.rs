@@ -145,7 +145,7 @@ impl Outcome {
     pub(crate) fn unless_sent(decision: Decision, pending: usize, sent: Outcome) -> Outcome {
         match decision {
             Decision::Nothing => Outcome::Nothing,
-            Decision::Hold(waiting_for) => Outcome::Held {
+            Decision::Hold { waiting_for } => Outcome::Held {
                 pending,
                 waiting_for,
             },

@@ -2,60 +2,11 @@
 //! (or whose resolution is not accepted yet) and the last post with its
 //! answer, read-only, as [`Snapshot`](crate::inspect::Snapshot) shows them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use time::OffsetDateTime;
-
 use crate::capture::record::utc_time;
-pub use crate::store::state::AlertPost;
 use crate::store::state::State;
-
-/// An alert that Alertmanager holds as firing for this program, as the
-/// state file keeps it: posted firing and accepted, and not resolved since
-/// (or resolved, while Alertmanager has not accepted the resolution yet).
-/// Read-only; [`Snapshot::alerts`](crate::inspect::Snapshot::alerts) lists them.
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
-/// for alert in &snapshot.alerts {
-///     match alert.resolved {
-///         None => println!("{} ({}) firing since {}", alert.failure, alert.severity, alert.since),
-///         Some(at) => println!("{} over at {at}, resolution not accepted yet", alert.failure),
-///     }
-///     println!("  labels {:?}, last accepted {:?}", alert.labels, alert.last_accepted);
-/// }
-/// # Ok::<(), tracing_email::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FiringAlert {
-    /// The failure's label, its `failure` label in Alertmanager, e.g.
-    /// `feed "Radio Café"`.
-    pub failure: String,
-    /// `error` or `warning`, its `severity` label.
-    pub severity: String,
-    /// Its labels as last posted (`alertname`, `failure`, `severity`,
-    /// `instance` and the ones given to
-    /// [`Alertmanager::label`](crate::Alertmanager::label)): what finds it
-    /// in Alertmanager (`amtool alert query failure=…`). Empty for an alert
-    /// kept by a version that did not keep them.
-    pub labels: BTreeMap<String, String>,
-    /// Its `startsAt`: when the failure was first seen.
-    pub since: OffsetDateTime,
-    /// Consecutive runs that saw it when it was last posted.
-    pub runs: u64,
-    /// When the failure was over, if it is: Alertmanager has not accepted
-    /// the resolution yet, and the next flush posts it again. `None`: firing.
-    pub resolved: Option<OffsetDateTime>,
-    /// When Alertmanager last accepted it as firing (its `endsAt` counts
-    /// from then); `None` for an alert kept by a version that did not say.
-    pub last_accepted: Option<OffsetDateTime>,
-    /// The last post, which carried it (every post carries every alert
-    /// the state file keeps), with its answer.
-    pub last_post: Option<AlertPost>,
-}
+pub use crate::store::state::{AlertPost, FiringAlert};
 
 impl AlertPost {
     /// Whether at least one Alertmanager accepted it.
@@ -135,22 +86,13 @@ impl fmt::Display for FiringAlert {
     }
 }
 
-/// The alerts of `state`, firing first, then the longest-lasting first.
+/// The alerts of `state`, firing first, then the longest-lasting first,
+/// each with the state's last post.
 pub(crate) fn of(state: &State) -> Vec<FiringAlert> {
-    let mut alerts: Vec<FiringAlert> = state
-        .alerts
-        .values()
-        .map(|p| FiringAlert {
-            failure: p.failure.clone(),
-            severity: p.severity.clone(),
-            labels: p.labels.clone(),
-            since: p.since,
-            runs: p.runs,
-            resolved: p.resolved,
-            last_accepted: p.accepted,
-            last_post: state.alert_post.clone(),
-        })
-        .collect();
+    let mut alerts: Vec<FiringAlert> = state.alerts.values().cloned().collect();
+    for alert in &mut alerts {
+        alert.last_post.clone_from(&state.alert_post);
+    }
     alerts.sort_by_cached_key(|a| (a.resolved.is_some(), a.since, a.failure.clone()));
     alerts
 }

@@ -71,7 +71,7 @@ struct SnapshotOut<'a> {
     last_error_at: Option<OffsetDateTime>,
     history: &'a crate::store::history::History,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    alerts: &'a std::collections::BTreeMap<String, crate::store::state::Posted>,
+    alerts: &'a std::collections::BTreeMap<String, crate::store::state::FiringAlert>,
     #[serde(skip_serializing_if = "Option::is_none")]
     alert_post: &'a Option<crate::store::state::AlertPost>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]

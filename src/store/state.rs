@@ -49,7 +49,7 @@ pub(crate) struct State {
     /// those whose resolution it has not accepted yet. Absent from files
     /// written without Alertmanager (and from older ones).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub(crate) alerts: std::collections::BTreeMap<String, Posted>,
+    pub(crate) alerts: std::collections::BTreeMap<String, FiringAlert>,
     /// The last post to Alertmanager and its answer. Absent from files
     /// written without Alertmanager (and from older ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,38 +62,63 @@ pub(crate) struct State {
     pub(crate) parked_merged: Vec<String>,
 }
 
-/// One alert posted to Alertmanager as firing: what identifies it there
-/// (its failure label and severity; the app, host and the user's labels come
-/// from the settings) and when it started. No secret is kept here.
+/// An alert that Alertmanager holds as firing for this program, as the
+/// state file keeps it: posted firing and accepted, and not resolved since
+/// (or resolved, while Alertmanager has not accepted the resolution yet).
+/// Read-only; [`Snapshot::alerts`](crate::inspect::Snapshot::alerts) lists them.
+/// The state file keeps them under `alerts`, by fingerprint key, without
+/// `last_post` (the state's one `alert_post`). No secret is kept here.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// for alert in &snapshot.alerts {
+///     match alert.resolved {
+///         None => println!("{} ({}) firing since {}", alert.failure, alert.severity, alert.since),
+///         Some(at) => println!("{} over at {at}, resolution not accepted yet", alert.failure),
+///     }
+///     println!("  labels {:?}, last accepted {:?}", alert.labels, alert.last_accepted);
+/// }
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Posted {
-    /// The failure's human label, e.g. `feed "Radio Café"`.
-    pub(crate) failure: String,
-    /// `error` or `warning`.
-    pub(crate) severity: String,
-    /// The alert's `startsAt`: when the failure was first seen.
+#[non_exhaustive]
+pub struct FiringAlert {
+    /// The failure's label, its `failure` label in Alertmanager, e.g.
+    /// `feed "Radio Café"`.
+    pub failure: String,
+    /// `error` or `warning`, its `severity` label.
+    pub severity: String,
+    /// Its `startsAt`: when the failure was first seen.
     #[serde(with = "time::serde::rfc3339")]
-    pub(crate) since: OffsetDateTime,
-    /// Consecutive runs that saw it when last posted.
+    pub since: OffsetDateTime,
+    /// Consecutive runs that saw it when it was last posted.
     #[serde(default)]
-    pub(crate) runs: u64,
-    /// When the failure was over, while Alertmanager has not accepted the
-    /// resolution (a failed post): the next flush posts it again.
+    pub runs: u64,
+    /// When the failure was over, if it is: Alertmanager has not accepted
+    /// the resolution yet, and the next flush posts it again. `None`: firing.
     #[serde(default, with = "time::serde::rfc3339::option")]
-    pub(crate) resolved: Option<OffsetDateTime>,
-    /// Its labels as last posted firing (`alertname`, `failure`,
-    /// `severity`, `instance` and the user's): what finds it in
-    /// Alertmanager. Empty in files written before they were kept.
+    pub resolved: Option<OffsetDateTime>,
+    /// Its labels as last posted (`alertname`, `failure`, `severity`,
+    /// `instance` and the ones given to
+    /// [`Alertmanager::label`](crate::Alertmanager::label)): what finds it
+    /// in Alertmanager (`amtool alert query failure=…`). Empty for an alert
+    /// kept by a version that did not keep them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    pub labels: std::collections::BTreeMap<String, String>,
     /// When Alertmanager last accepted it as firing (its `endsAt` counts
-    /// from then). `None` in files written before it was kept.
+    /// from then); `None` for an alert kept by a version that did not say.
     #[serde(
         default,
+        rename = "accepted",
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
-    pub(crate) accepted: Option<OffsetDateTime>,
+    pub last_accepted: Option<OffsetDateTime>,
+    /// The last post, which carried it (every post carries every alert
+    /// the state file keeps), with its answer.
+    #[serde(skip)]
+    pub last_post: Option<AlertPost>,
 }
 
 /// One post to Alertmanager and its answer: when, how many alerts it
