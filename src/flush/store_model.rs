@@ -141,7 +141,6 @@ struct Case {
     model: Model,
     next_id: u64,
     steps: Vec<String>,
-    dead_pid: u32,
     /// Every process's clock: fixed, so that what a flush appends can be
     /// foreseen.
     clock: crate::clock::ManualClock,
@@ -156,15 +155,13 @@ struct Case {
     parking: bool,
 }
 
-/// A pid no process has now (one that exited and was reaped).
+/// A pid no process has now (one that exited and was reaped), made anew at
+/// each use: over a long run on a busy machine, a pid comes back.
 fn dead_pid() -> u32 {
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *PID.get_or_init(|| {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        pid
-    })
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
 }
 
 /// A folder on a memory file system where there is one (fsync costs
@@ -190,7 +187,6 @@ impl Case {
             model: Model::default(),
             next_id: 0,
             steps: Vec::new(),
-            dead_pid: dead_pid(),
             clock: crate::clock::ManualClock::new(
                 std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             ),
@@ -592,7 +588,7 @@ impl Case {
         let tmp = self
             .dir
             .path()
-            .join(format!("state.json.tmp-{}", self.dead_pid));
+            .join(format!("state.json.tmp-{}", dead_pid()));
         std::fs::write(&tmp, &snapshot[..cut]).unwrap();
         self.steps.push(format!(
             "a writer killed before its rename left {cut} bytes"
