@@ -532,6 +532,7 @@ impl Builder {
         if let Some(alertmanager) = self.alerts.take() {
             return Ok(Some(Box::new(alertmanager.check(app, host.to_owned())?)));
         }
+        #[cfg(not(feature = "alertmanager"))]
         let _ = (app, host);
         Ok(None)
     }

@@ -113,7 +113,7 @@
 // it `alerts` (Alertmanager); `flush` runs
 // those stages, `guard` runs the flush, `inspect` reads the store. `clock`,
 // `error`, `sync` (a lock a panic cannot poison), `say` (the crate's lines
-// on stderr) and `settings` (each setting's default and bound) are below
+// on stderr, and counted nouns) and `settings` (each setting's default and bound) are below
 // all of them; `builder` and `config` (the settings from code and from data) above.
 pub mod clock;
 mod error;
