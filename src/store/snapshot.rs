@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
@@ -53,45 +52,20 @@ pub(super) fn next_generation(previous: u64) -> u64 {
     (nanos ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
-/// The snapshot as written: the state with this crate's version and a new
-/// generation.
-#[derive(Serialize)]
-struct SnapshotOut<'a> {
-    version: u32,
-    generation: u64,
-    pending: &'a [Record],
-    dropped: u64,
-    #[serde(with = "time::serde::rfc3339::option")]
-    last_sent: Option<OffsetDateTime>,
-    last_error: &'a Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
-    )]
-    last_error_at: Option<OffsetDateTime>,
-    history: &'a crate::store::history::History,
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    alerts: &'a std::collections::BTreeMap<String, crate::store::state::FiringAlert>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alert_post: &'a Option<crate::store::state::AlertPost>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    parked_merged: &'a [String],
-}
-
-/// Writes `state` as the snapshot at `target` under `generation`.
+/// Writes `state` as the snapshot at `target` under `generation`, with
+/// this crate's version; both lead the file (see [`snapshot_generation`]).
 pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(), Error> {
+    #[derive(Serialize)]
+    struct SnapshotOut<'a> {
+        version: u32,
+        generation: u64,
+        #[serde(flatten)]
+        state: &'a State,
+    }
     let out = SnapshotOut {
         version: VERSION,
         generation,
-        pending: &state.pending,
-        dropped: state.dropped,
-        last_sent: state.last_sent,
-        last_error: &state.last_error,
-        last_error_at: state.last_error_at,
-        history: &state.history,
-        alerts: &state.alerts,
-        alert_post: &state.alert_post,
-        parked_merged: &state.parked_merged,
+        state,
     };
     write_atomic(target, &out)
 }

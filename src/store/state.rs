@@ -20,10 +20,13 @@ pub(crate) const VERSION: u32 = 3;
 /// The content of the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
+    /// Written by the snapshot's writer, as this crate's (as are
+    /// `generation`, a new one at each rewrite).
+    #[serde(skip_serializing)]
     pub(crate) version: u32,
     /// Changes at every rewrite of the snapshot: the journal beside it
     /// names the generation it extends.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub(crate) generation: u64,
     #[serde(default)]
     pub(crate) pending: Vec<Record>,
