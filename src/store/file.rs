@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, create_regular, file_id, io_error, not_a_file, private_options, read_regular,
-    refuse, resolve_links, with_suffix,
+    create_dir, create_regular, file_id, io_error, not_a_file, read_regular, refuse, resolve_links,
+    with_suffix,
 };
 use crate::store::journal_file::{journal_path, say_torn, say_unreadable};
 use crate::store::kept::{Loaded, Stamp, refresh};
@@ -90,9 +90,7 @@ impl StateStore {
         self.refuse_other_than_a_file(&target)?;
         create_dir(&target)?;
         let lock_path = with_suffix(&target, ".lock");
-        let mut options = private_options();
-        options.read(true).write(true).create(true).truncate(false);
-        let file = create_regular(&lock_path, "lock file", options)?;
+        let file = create_regular(&lock_path, "lock file", false)?;
         self.wait_for_lock(&file, &lock_path)?;
         Ok(StateLock {
             _file: file,

@@ -6,9 +6,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::store::fs::{
-    aside_path, create_regular, io_error, private_options, sync_dir, with_suffix,
-};
+use crate::store::fs::{aside_path, create_regular, io_error, sync_dir, with_suffix};
 use crate::store::snapshot::Repair;
 
 /// The journal beside the state file `target`.
@@ -53,9 +51,7 @@ pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Err
     let journal = journal_path(target);
     let fail = |doing: &str, e: io::Error| io_error(doing, "journal", &journal, e);
     let created = !journal.exists();
-    let mut options = private_options();
-    options.write(true).create(true).truncate(false);
-    let mut file = create_regular(&journal, "journal", options)?;
+    let mut file = create_regular(&journal, "journal", false)?;
     let written = (|| {
         if file.metadata()?.len() != start {
             file.set_len(start)?;

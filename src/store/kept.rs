@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use crate::store::fs::{FileId, file_id, open_regular, read_options};
+use crate::store::fs::{FileId, file_id, open_regular};
 use crate::store::journal_file::{journal_path, say_torn};
 use crate::store::snapshot::snapshot_generation;
 use crate::store::state::State;
@@ -145,7 +145,7 @@ fn replay_tail(
     mut stamp: Stamp,
     len: u64,
 ) -> Option<(State, Stamp, usize)> {
-    let mut file = open_regular(journal, "journal", read_options()).ok()??;
+    let mut file = open_regular(journal, "journal").ok()??;
     let mut tail = Vec::new();
     io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
     io::Read::read_to_end(&mut file, &mut tail).ok()?;

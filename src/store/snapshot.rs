@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    aside_path, create_regular, io_error, not_a_file, open_regular, private_options, read_options,
-    read_regular, refuse, sync_dir, with_suffix,
+    aside_path, check_regular, create_regular, io_error, not_a_file, open_regular, read_regular,
+    refuse, sync_dir, with_suffix,
 };
 use crate::store::state::{State, VERSION};
 
@@ -29,7 +29,7 @@ pub(super) enum Repair {
 /// "generation":N,…`, as this crate writes it), read without reading the
 /// rest.
 pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
-    let file = open_regular(path, "state file", read_options()).ok()??;
+    let file = open_regular(path, "state file").ok()??;
     let mut head = Vec::with_capacity(64);
     io::Read::read_to_end(&mut io::Read::take(file, 64), &mut head).ok()?;
     let head = std::str::from_utf8(&head).ok()?;
@@ -203,18 +203,12 @@ pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Er
         .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
     // Whatever is at `path` is replaced only if it is a regular file (a
     // device or FIFO there is refused, never renamed over).
-    if let Ok(meta) = fs::metadata(path)
-        && let Some(kind) = not_a_file(meta.file_type())
-    {
-        return Err(refuse("state file", path, kind));
-    }
+    check_regular(path, "state file")?;
     let tmp = with_suffix(
         path,
         &crate::store::leftovers::tmp_suffix(std::process::id()),
     );
-    let mut options = private_options();
-    options.write(true).create(true).truncate(true);
-    let mut file = create_regular(&tmp, "temporary file", options)?;
+    let mut file = create_regular(&tmp, "temporary file", true)?;
     let written = file.write_all(&bytes).and_then(|()| file.sync_all());
     drop(file);
     if let Err(e) = written {
