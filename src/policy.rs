@@ -411,21 +411,13 @@ impl Policy {
             (tally.all.first, tally.all.earliest)
         };
         let aged = self.max_age.zip(earliest);
+        let aged = aged.is_some_and(|(age, earliest)| facts.now - earliest >= to_time(age));
+        let threshold = self.threshold.is_some_and(|(needed, _)| counted >= needed);
         Measure {
             counted,
             oldest: oldest.map(|(_, time)| time),
-            urgent: self.immediately_at.is_some() && urgent > 0,
-            aged: aged.is_some_and(|(age, earliest)| facts.now - earliest >= to_time(age)),
+            met: (self.immediately_at.is_some() && urgent > 0) || aged || threshold,
         }
-    }
-
-    /// Whether the count rules (threshold, immediately_at, max_age) are met.
-    fn met(&self, m: &Measure) -> bool {
-        m.urgent
-            || m.aged
-            || self
-                .threshold
-                .is_some_and(|(needed, _)| m.counted >= needed)
     }
 
     /// Decides over `pending` (oldest first): [`decide_tally`](Self::decide_tally)
@@ -449,10 +441,10 @@ impl Policy {
         let quiet_bands = self.quiet_bands(tally, facts);
         let measure = self.measure(tally, facts, &quiet_bands);
         let (longest, mut quiet) = self.streaks(facts);
-        let Some(send) = self.send(tally.len, phase, self.met(&measure), longest) else {
+        let Some(send) = self.send(tally.len, phase, measure.met, longest) else {
             // A count rule that only quiet records would meet: they are the
             // reason, in the order of their first counted record.
-            if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
+            if self.repeat_after.is_some() && self.measure(tally, facts, &[]).met {
                 let counted = quiet_bands
                     .iter()
                     .filter(|(id, _)| tally.bands[*id].first.is_some());
@@ -680,10 +672,8 @@ struct Measure {
     counted: usize,
     /// When the first of them was logged.
     oldest: Option<OffsetDateTime>,
-    /// `immediately_at` is met.
-    urgent: bool,
-    /// `max_age` is met.
-    aged: bool,
+    /// A count rule (threshold, immediately_at, max_age) is met.
+    met: bool,
 }
 
 /// What the rules read of the pending records, as running figures: the
@@ -862,11 +852,11 @@ pub(crate) mod tests {
             let aged = self.max_age.is_some_and(|age| {
                 counted_records().any(|r| facts.now - r.timestamp >= to_time(age))
             });
+            let threshold = self.threshold.is_some_and(|(needed, _)| counted >= needed);
             Measure {
                 counted,
                 oldest,
-                urgent,
-                aged,
+                met: urgent || aged || threshold,
             }
         }
 
@@ -903,11 +893,11 @@ pub(crate) mod tests {
                 .collect();
             let measure = self.measure_scan(pending, &loud, facts);
             let (longest, mut quiet) = self.streaks(facts);
-            let Some(send) = self.send(n, phase, self.met(&measure), longest) else {
+            let Some(send) = self.send(n, phase, measure.met, longest) else {
                 // A count rule that only quiet records would meet: they are the
                 // reason.
                 if self.repeat_after.is_some()
-                    && self.met(&self.measure_scan(pending, &vec![true; n], facts))
+                    && self.measure_scan(pending, &vec![true; n], facts).met
                 {
                     let mut seen = std::collections::BTreeSet::new();
                     for ((r, key), loud) in pending.iter().zip(&keys).zip(&loud) {
