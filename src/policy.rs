@@ -374,7 +374,7 @@ impl Policy {
     /// `MAX_STREAKS`), not from the groups, which may be as many as the
     /// records.
     fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(usize, &'t str)> {
-        if !tally.by_key {
+        if self.repeat_after.is_none() {
             return Vec::new();
         }
         let mut quiet: Vec<(usize, &str)> = facts
@@ -400,7 +400,7 @@ impl Policy {
         let counted = tally.all.counted - quiet_bands().map(|b| b.counted).sum::<usize>();
         let urgent = tally.all.urgent - quiet_bands().map(|b| b.urgent).sum::<usize>();
         let loud = |id: &usize| !quiet.iter().any(|(q, _)| q == id);
-        let (oldest, earliest) = if tally.by_key {
+        let (oldest, earliest) = if self.repeat_after.is_some() {
             let first = tally.by_first.values().find(|id| loud(id));
             let earliest = tally.by_earliest.iter().find(|(_, id)| loud(id));
             (
@@ -424,13 +424,13 @@ impl Policy {
     /// over their [`Tally`], made here (O(pending); a flush keeps its tally
     /// between flushes instead).
     pub(crate) fn decide(&self, pending: &[Record], phase: Phase, facts: &Facts<'_>) -> Decision {
-        let mut tally = Tally::new(self);
+        let mut tally = Tally::default();
         tally.extend(self, pending);
         self.decide_tally(&tally, phase, facts)
     }
 
     /// Decides over the pending records that `tally` sums up (made by
-    /// [`Tally::new`] with this policy): O(1) in the records and in the
+    /// [`Tally::add`] with this policy): O(1) in the records and in the
     /// fingerprint groups, O(streaks) with `repeat_after` or
     /// `consecutive_runs` (at most `MAX_STREAKS`).
     pub(crate) fn decide_tally(&self, tally: &Tally, phase: Phase, facts: &Facts<'_>) -> Decision {
@@ -683,21 +683,15 @@ struct Measure {
 /// quieting is by failure), by fingerprint too, with the groups ordered by
 /// their first and their earliest record, so that the groups quiet now are
 /// left out in as many steps as there are of them. Pure data, made for one
-/// policy by [`Tally::new`] and [`Tally::add`] as records are added; records
+/// policy by [`Tally::add`] as records are added; records
 /// leave from the front only (a send, a trim), after which it is made anew.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tally {
     /// Records tallied: the first `len` pending records.
     len: usize,
-    /// The severity at or above which records count (the policy's level).
-    min: u8,
-    /// `immediately_at`'s severity.
-    urgent_at: Option<u8>,
-    /// Whether records are grouped by fingerprint (`repeat_after`).
-    by_key: bool,
     /// The figures of all the records that count or are urgent.
     all: Band,
-    /// With `by_key`: the group of each fingerprint key, an index in `bands`.
+    /// With `repeat_after`: the group of each fingerprint key, an index in `bands`.
     keyed: HashMap<String, usize>,
     /// The groups, in the order of their first record.
     bands: Vec<Band>,
@@ -733,16 +727,6 @@ impl Band {
 }
 
 impl Tally {
-    /// An empty tally for `policy`'s rules.
-    pub(crate) fn new(policy: &Policy) -> Self {
-        Tally {
-            min: severity(policy.level()),
-            urgent_at: policy.immediately_at.map(severity),
-            by_key: policy.repeat_after.is_some(),
-            ..Tally::default()
-        }
-    }
-
     /// How many records are tallied.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -750,15 +734,15 @@ impl Tally {
 
     /// Adds the next pending record (with `policy`, the tally's own).
     pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
-        let (at, time, level) = (self.len, record.timestamp, severity(record.level));
+        let (at, time, level) = (self.len, record.timestamp, record.level);
         self.len += 1;
-        let counts = level >= self.min;
-        let urgent = self.urgent_at.is_some_and(|u| level >= u);
+        let counts = policy.counts(level);
+        let urgent = (policy.immediately_at).is_some_and(|u| severity(level) >= severity(u));
         if !(counts || urgent) {
             return;
         }
         self.all.add(at, time, counts, urgent);
-        if !self.by_key {
+        if policy.repeat_after.is_none() {
             return;
         }
         let fp = fingerprint_of(record, &policy.fingerprint_fields);
@@ -2197,7 +2181,7 @@ pub(crate) mod tests {
             let now = at(rng.below(100) as i64);
             let last_sent = rng.maybe(|r| at(r.below(100) as i64));
             let f = facts(&h, now, last_sent);
-            let mut tally = Tally::new(&p);
+            let mut tally = Tally::default();
             while tally.len() < pending.len() {
                 let end = (tally.len() + 1 + rng.below(4) as usize).min(pending.len());
                 let from = tally.len();

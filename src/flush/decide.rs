@@ -42,7 +42,7 @@ impl Flusher {
         now: OffsetDateTime,
         run: u64,
     ) -> (Plan, Tally) {
-        let mut tally = tally.unwrap_or_else(|| Tally::new(&self.policy));
+        let mut tally = tally.unwrap_or_default();
         tally.extend(&self.policy, &state.pending[tally.len()..]);
         let facts = Facts {
             now,
