@@ -20,11 +20,10 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, create_regular, file_id, io_error, not_a_file, read_regular, refuse, resolve_links,
-    with_suffix,
+    create_dir, create_regular, file_id, io_error, not_a_file, refuse, resolve_links, with_suffix,
 };
-use crate::store::journal_file::{journal_path, say_torn, say_unreadable};
-use crate::store::kept::{Loaded, Stamp, refresh};
+use crate::store::journal_file::{journal_path, say_unreadable};
+use crate::store::kept::{Loaded, Stamp, refresh, replay_past};
 use crate::store::park::{merge_parked, unmerged};
 use crate::store::snapshot::{Repair, next_generation, read};
 use crate::store::state::{State, VERSION};
@@ -219,10 +218,17 @@ impl StateStore {
         let mut stamp = Stamp::new(state.generation, state.version, id);
         // A snapshot salvaged (moved aside, see `read`) is stored only by a rewrite.
         let mut needs_repair = state.version < VERSION || (snapshot_read && id.is_none());
-        let journal = journal_path(target);
-        if let Some(bytes) = read_regular(&journal, "journal")? {
-            needs_repair |= replay_journal(&journal, &bytes, &mut state, &mut stamp, repair);
+        let (replayed, bytes) = replay_past(target, &mut state, &mut stamp)?;
+        if replayed.garbage > 0 {
+            say_unreadable(&journal_path(target), &bytes, replayed.garbage, repair);
         }
+        // A stale journal was left by a compaction that crashed after
+        // replacing the snapshot: all of it is in the snapshot already.
+        // Without a snapshot (moved aside as corrupt, or removed by hand)
+        // the journal's records are kept whatever it extends.
+        needs_repair |= replayed.stale
+            || replayed.garbage > 0
+            || (stamp.snapshot.is_none() && !bytes.is_empty());
         Ok(Loaded {
             state,
             parked: Vec::new(),
@@ -318,33 +324,6 @@ impl StateStore {
             ..stamp
         })
     }
-}
-
-/// Replays the journal's `bytes` (read from `journal`) onto `state` and
-/// sets its lengths in `stamp`, saying on stderr when it ends torn or holds
-/// lines that do not read. Returns whether the files need a rewrite.
-fn replay_journal(
-    journal: &Path,
-    bytes: &[u8],
-    state: &mut State,
-    stamp: &mut Stamp,
-    repair: Repair,
-) -> bool {
-    let no_snapshot = stamp.snapshot.is_none();
-    stamp.journal_file = bytes.len() as u64;
-    // Without a snapshot (moved aside as corrupt, or removed by hand) the
-    // journal's records are kept whatever it extends.
-    let replayed = crate::store::journal::replay(state, bytes, true, no_snapshot);
-    stamp.journal_good = replayed.good_len as u64;
-    if replayed.torn {
-        say_torn(journal);
-    }
-    if replayed.garbage > 0 {
-        say_unreadable(journal, bytes, replayed.garbage, repair);
-    }
-    // A stale journal was left by a compaction that crashed after replacing
-    // the snapshot: all of it is in the snapshot already.
-    replayed.stale || replayed.garbage > 0 || (no_snapshot && !bytes.is_empty())
 }
 
 #[cfg(test)]

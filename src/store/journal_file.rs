@@ -14,15 +14,6 @@ pub(crate) fn journal_path(target: &Path) -> PathBuf {
     with_suffix(target, ".journal")
 }
 
-/// Says on stderr that the journal ends in a torn line.
-pub(super) fn say_torn(journal: &Path) {
-    crate::say::say!(
-        "the journal {} ends in a torn line (a crash during an append); \
-         1 line was ignored and the next append writes over it",
-        journal.display()
-    );
-}
-
 /// Says on stderr that the journal holds `garbage` lines that do not read;
 /// with [`Repair::MoveAside`] (a flush, which rewrites the files) a copy of
 /// it as it was (`bytes`) is kept beside it first.

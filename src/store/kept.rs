@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use crate::store::fs::{FileId, file_id, open_regular};
-use crate::store::journal_file::{journal_path, say_torn};
+use crate::error::Error;
+use crate::store::fs::{FileId, file_id, io_error, open_regular};
+use crate::store::journal::{Replayed, replay};
+use crate::store::journal_file::journal_path;
 use crate::store::snapshot::snapshot_generation;
 use crate::store::state::State;
 
@@ -95,7 +97,7 @@ pub(crate) struct Cache {
 /// (lines others appended, a torn tail, or both: an append as long as a
 /// torn tail it replaced cannot pass for it), and anything else (a
 /// shorter journal, lines that do not replay) is a full read.
-pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loaded> {
+pub(super) fn refresh(target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
     let kept = state.pending.len();
     // The same size, time and inode could in theory be another file;
     // its generation, at its start, could not.
@@ -105,24 +107,23 @@ pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loade
     {
         return None;
     }
-    let journal = journal_path(target);
-    let len = match fs::metadata(&journal) {
+    let len = match fs::metadata(journal_path(target)) {
         Ok(meta) if meta.is_file() => meta.len(),
         Ok(_) => return None,
         Err(_) => 0,
     };
-    let (state, stamp, trimmed) = match len.cmp(&stamp.journal_good) {
+    let mut trimmed = 0;
+    match len.cmp(&stamp.journal_good) {
         Ordering::Less => return None,
-        Ordering::Equal => (
-            state,
-            Stamp {
-                journal_file: len,
-                ..stamp
-            },
-            0,
-        ),
-        Ordering::Greater => replay_tail(&journal, state, stamp, len)?,
-    };
+        Ordering::Equal => stamp.journal_file = len,
+        Ordering::Greater => {
+            let (replayed, _) = replay_past(target, &mut state, &mut stamp).ok()?;
+            if replayed.garbage > 0 || replayed.stale {
+                return None;
+            }
+            trimmed = replayed.trimmed;
+        }
+    }
     // Others' trim lines took kept records from the front: those left are
     // no longer where the view had them.
     let kept = if trimmed > 0 { 0 } else { kept };
@@ -135,32 +136,36 @@ pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loade
     })
 }
 
-/// Replays onto `state` the journal's bytes past the view's end
-/// (`stamp.journal_good`, the journal being `len` long now), with the
-/// count of records trim lines removed; `None` when they do not replay
-/// cleanly.
-fn replay_tail(
-    journal: &Path,
-    mut state: State,
-    mut stamp: Stamp,
-    len: u64,
-) -> Option<(State, Stamp, usize)> {
-    let mut file = open_regular(journal, "journal").ok()??;
-    let mut tail = Vec::new();
-    io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
-    io::Read::read_to_end(&mut file, &mut tail).ok()?;
-    let from_start = stamp.journal_good == 0;
-    let replayed = crate::store::journal::replay(&mut state, &tail, from_start, false);
-    if replayed.garbage > 0 || replayed.stale {
-        return None;
+/// Replays onto `state` the journal beside `target` past what `stamp`
+/// covers (`journal_good`; all of it from 0, any generation without a
+/// snapshot), moves `stamp` to its new end, and says on stderr when it ends
+/// in a torn line this view had not seen. Returns what replay found and the
+/// bytes read (none without a journal).
+pub(super) fn replay_past(
+    target: &Path,
+    state: &mut State,
+    stamp: &mut Stamp,
+) -> Result<(Replayed, Vec<u8>), Error> {
+    let journal = journal_path(target);
+    let mut bytes = Vec::new();
+    if let Some(mut file) = open_regular(&journal, "journal")? {
+        io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good))
+            .and_then(|_| io::Read::read_to_end(&mut file, &mut bytes))
+            .map_err(|e| io_error("read", "journal", &journal, e))?;
     }
-    // A torn tail this view saw already is not news.
+    let from_start = stamp.journal_good == 0;
+    let replayed = replay(state, &bytes, from_start, stamp.snapshot.is_none());
+    let len = stamp.journal_good + bytes.len() as u64;
     if replayed.torn && (replayed.good_len > 0 || len != stamp.journal_file) {
-        say_torn(journal);
+        crate::say::say!(
+            "the journal {} ends in a torn line (a crash during an append); \
+             1 line was ignored and the next append writes over it",
+            journal.display()
+        );
     }
     stamp.journal_good += replayed.good_len as u64;
-    stamp.journal_file = stamp.journal_good.max(len);
-    Some((state, stamp, replayed.trimmed))
+    stamp.journal_file = len;
+    Ok((replayed, bytes))
 }
 
 #[cfg(test)]
