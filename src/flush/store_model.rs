@@ -444,7 +444,7 @@ impl Case {
         let store = self.store();
         let lock = store.lock().unwrap();
         let loaded = store.load(&lock).unwrap();
-        let end = loaded.stamp.journal_end();
+        let end = loaded.stamp.journal_good;
         let mut bytes = if end == 0 {
             header(loaded.state.generation)
         } else {

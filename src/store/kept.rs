@@ -43,9 +43,10 @@ pub(crate) struct Stamp {
     pub(super) version: u32,
     /// The snapshot file, `None` when there is none.
     pub(super) snapshot: Option<FileId>,
-    /// The journal's length up to its last whole line; 0 when there is no
-    /// usable journal (the next append starts one).
-    pub(super) journal_good: u64,
+    /// The journal's length up to its last whole line, where the next
+    /// append starts; 0 when there is no usable journal (the next append
+    /// starts one).
+    pub(crate) journal_good: u64,
     /// The journal's length on disk (past `journal_good`: a torn tail),
     /// only so that a torn tail is reported once; never a sign that the
     /// view is current (see `refresh`).
@@ -63,15 +64,6 @@ impl Stamp {
             journal_good: 0,
             journal_file: 0,
         }
-    }
-}
-
-#[cfg(test)]
-impl Stamp {
-    /// Where the next append starts: the end of the journal's last whole
-    /// line (0: the next append starts a journal).
-    pub(crate) fn journal_end(&self) -> u64 {
-        self.journal_good
     }
 }
 

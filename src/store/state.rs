@@ -188,19 +188,16 @@ impl State {
         from: usize,
     ) -> Vec<&'static str> {
         use crate::store::history::clamp;
-        let mut moved = Vec::new();
-        if clamp(&mut self.last_sent, now) {
-            moved.push("last_sent");
-        }
         // Oldest first stays oldest first: the moved ones are the newest.
         let from = from.min(self.pending.len());
-        if clamp(
-            self.pending[from..].iter_mut().map(|r| &mut r.timestamp),
-            now,
-        ) {
-            moved.push("pending.time");
-        }
-        moved.extend(self.history.clamp_future(now));
-        moved
+        let pending = self.pending[from..].iter_mut().map(|r| &mut r.timestamp);
+        let moved = [
+            ("last_sent", clamp(&mut self.last_sent, now)),
+            ("pending.time", clamp(pending, now)),
+        ];
+        let moved = moved
+            .into_iter()
+            .filter_map(|(key, moved)| moved.then_some(key));
+        moved.chain(self.history.clamp_future(now)).collect()
     }
 }
