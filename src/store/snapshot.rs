@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    aside_path, check_regular, create_regular, io_error, not_a_file, open_regular, read_regular,
-    refuse, sync_dir, with_suffix,
+    aside_path, check_regular, create_regular, io_error, open_regular, read_regular, sync_dir,
+    with_suffix,
 };
 use crate::store::state::{State, VERSION};
 
@@ -179,12 +179,8 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
 fn move_aside(path: &Path) -> Result<PathBuf, Error> {
     let aside = aside_path(path);
     // Only a regular file is ever renamed (the caller read it as one; this
-    // checks the path itself once more).
-    if let Ok(meta) = fs::symlink_metadata(path)
-        && let Some(kind) = not_a_file(meta.file_type())
-    {
-        return Err(refuse("state file", path, kind));
-    }
+    // checks once more).
+    check_regular(path, "state file")?;
     fs::rename(path, &aside).map_err(|e| {
         let message = format!(
             "the state file {} is unreadable and could not be moved aside",
