@@ -270,17 +270,6 @@ fn after(at: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
     at.checked_add(to_time(d))
 }
 
-/// For a failure reported at `at` and quiet for `d`: `Some(until)` while
-/// it is quiet at `now` (`until` is `None` past the end of time).
-fn quiet_for(
-    at: OffsetDateTime,
-    d: Duration,
-    now: OffsetDateTime,
-) -> Option<Option<OffsetDateTime>> {
-    let until = after(at, d);
-    until.is_none_or(|u| now < u).then_some(until)
-}
-
 /// The reason a reported failure holds, quiet `until` then.
 fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor> {
     Some(WaitingFor::Quiet {
@@ -342,14 +331,15 @@ impl Policy {
     ) -> Option<Option<OffsetDateTime>> {
         (self.consecutive_runs)
             .and_then(|k| self.streak_quiet(s, k, now))
-            .or_else(|| quiet_for(s.reported?, self.repeat_after?, now))
+            .or_else(|| self.repeat_quiet(s, now))
     }
 
-    /// Whether the fingerprint `key` was reported too recently to trigger.
-    fn quiet(&self, key: &str, facts: &Facts<'_>) -> bool {
-        let s = facts.history.streaks.get(key);
-        (s.and_then(|s| s.reported).zip(self.repeat_after))
-            .is_some_and(|(at, d)| quiet_for(at, d, facts.now).is_some())
+    /// Whether the failure of streak `s` was reported too recently to
+    /// trigger (`repeat_after`): `Some(until)` while it is quiet at `now`
+    /// (`until` is `None` past the end of time).
+    fn repeat_quiet(&self, s: &Streak, now: OffsetDateTime) -> Option<Option<OffsetDateTime>> {
+        let until = after(s.reported?, self.repeat_after?);
+        until.is_none_or(|u| now < u).then_some(until)
     }
 
     /// As [`quiet_until`](Self::quiet_until), for `consecutive_runs(k)`: a
@@ -361,33 +351,27 @@ impl Policy {
         k: u64,
         now: OffsetDateTime,
     ) -> Option<Option<OffsetDateTime>> {
-        let at = s.reported.filter(|_| s.reported_runs >= k)?;
+        s.reported.filter(|_| s.reported_runs >= k)?;
         match self.repeat_after {
             None => Some(None),
-            Some(d) => quiet_for(at, d, now),
+            Some(_) => self.repeat_quiet(s, now),
         }
     }
 
     /// The fingerprint groups of `tally` quiet now (`repeat_after`), each
-    /// with its key, in the order of their first counted record (those
-    /// without one first): found from the reported streaks (at most
+    /// with the reason it holds, in the order of their first counted record
+    /// (those without one first): found from the reported streaks (at most
     /// `MAX_STREAKS`), not from the groups, which may be as many as the
     /// records.
-    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(usize, &'t str)> {
+    fn quiet_bands(&self, tally: &Tally, facts: &Facts<'_>) -> Vec<(usize, WaitingFor)> {
         if self.repeat_after.is_none() {
             return Vec::new();
         }
-        let mut quiet: Vec<(usize, &str)> = facts
-            .history
-            .streaks
-            .iter()
-            .filter(|(_, s)| s.reported.is_some())
-            .filter_map(|(key, _)| {
-                let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
-                Some((id, key.as_str()))
-            })
-            .filter(|(_, key)| self.quiet(key, facts))
-            .collect();
+        let quiet = facts.history.streaks.iter().filter_map(|(key, s)| {
+            let &id = tally.keyed.get(key.as_str())?;
+            Some((id, quiet_reason(s, self.repeat_quiet(s, facts.now)?)?))
+        });
+        let mut quiet: Vec<_> = quiet.collect();
         quiet.sort_unstable_by_key(|(id, _)| tally.bands[*id].first);
         quiet
     }
@@ -395,7 +379,7 @@ impl Policy {
     /// Measures the count rules over the tallied records less those of the
     /// `quiet` groups (the first and earliest found past theirs in the
     /// tally's orders, in at most as many steps as there are quiet groups).
-    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(usize, &str)]) -> Measure {
+    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(usize, WaitingFor)]) -> Measure {
         let quiet_bands = || quiet.iter().map(|(id, _)| &tally.bands[*id]);
         let counted = tally.all.counted - quiet_bands().map(|b| b.counted).sum::<usize>();
         let urgent = tally.all.urgent - quiet_bands().map(|b| b.urgent).sum::<usize>();
@@ -446,9 +430,9 @@ impl Policy {
             // reason, in the order of their first counted record.
             if self.repeat_after.is_some() && self.measure(tally, facts, &[]).met {
                 let counted = quiet_bands
-                    .iter()
+                    .into_iter()
                     .filter(|(id, _)| tally.bands[*id].first.is_some());
-                quiet.extend(counted.filter_map(|(_, key)| self.quieted(key, facts)));
+                quiet.extend(counted.map(|(_, reason)| reason));
             }
             return Decision::Hold {
                 waiting_for: self.waiting_for(tally.len, facts, &measure, longest, quiet),
@@ -479,12 +463,6 @@ impl Policy {
             }
         }
         (longest, quiet)
-    }
-
-    /// The failure of `key` as quiet by `repeat_after`, if it was reported.
-    fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<WaitingFor> {
-        let s = facts.history.streaks.get(key)?;
-        quiet_reason(s, after(s.reported?, self.repeat_after?))
     }
 
     /// What goes out at `phase` of `n` pending records, the count rules
@@ -813,6 +791,18 @@ pub(crate) mod tests {
     }
 
     impl Policy {
+        /// Whether the fingerprint `key` was reported too recently to trigger.
+        fn quiet(&self, key: &str, facts: &Facts<'_>) -> bool {
+            let s = facts.history.streaks.get(key);
+            s.and_then(|s| self.repeat_quiet(s, facts.now)).is_some()
+        }
+
+        /// The failure of `key` as quiet by `repeat_after`, if it is.
+        fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<WaitingFor> {
+            let s = facts.history.streaks.get(key)?;
+            quiet_reason(s, self.repeat_quiet(s, facts.now)?)
+        }
+
         /// The decision as it was made before the tally: from scratch, over
         /// every pending record (the reference the tally is checked against).
         /// Measures the count rules over the pending records that `counts`.
