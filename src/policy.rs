@@ -279,15 +279,6 @@ fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor>
     })
 }
 
-/// How far a rule got, as a fraction (for picking the closest).
-fn progress(counted: u64, needed: u64) -> f64 {
-    if needed == 0 {
-        1.0
-    } else {
-        counted as f64 / needed as f64
-    }
-}
-
 impl Policy {
     /// The level at or above which records count (for the threshold,
     /// consecutive runs and the maximum age): the threshold's, else WARN.
@@ -523,58 +514,62 @@ impl Policy {
             level: self.level(),
         };
         // The first of the furthest along.
-        (self.progress(n, facts, m, longest).into_iter().flatten())
+        self.unmet(n, m, longest)
+            .into_iter()
+            .flatten()
+            .map(|w| (self.progress(&w, facts.now), w))
             .reduce(|best, next| if next.0 > best.0 { next } else { best })
             .map_or(fallback, |(_, w)| w)
     }
 
-    /// Each rule not met, with how far along it is.
-    fn progress(
-        &self,
-        n: usize,
-        facts: &Facts<'_>,
-        m: &Measure,
-        longest: Option<&Streak>,
-    ) -> [Option<(f64, WaitingFor)>; 5] {
-        let runs = longest.map_or(0, |s| s.runs);
-        let age = |(age, since): (Duration, OffsetDateTime)| {
-            let waited = (facts.now - since).max(time::Duration::ZERO);
-            let wanted = to_time(age).as_seconds_f64().max(f64::MIN_POSITIVE);
-            let sends_at = after(since, age).unwrap_or(since);
-            (
-                waited.as_seconds_f64() / wanted,
-                WaitingFor::Age { since, sends_at },
-            )
-        };
+    /// Each rule not met, in its own terms.
+    fn unmet(&self, n: usize, m: &Measure, longest: Option<&Streak>) -> [Option<WaitingFor>; 5] {
         [
-            self.threshold.map(|(needed, level)| {
-                let w = WaitingFor::Threshold {
-                    counted: m.counted,
-                    needed,
-                    level,
-                };
-                (progress(m.counted as u64, needed as u64), w)
+            self.threshold.map(|(needed, level)| WaitingFor::Threshold {
+                counted: m.counted,
+                needed,
+                level,
             }),
-            self.consecutive_runs.map(|needed| {
-                let label = longest.map(|s| s.label.clone());
-                let level = self.level();
-                let w = WaitingFor::Streak {
-                    label,
-                    runs,
-                    needed,
-                    level,
-                };
-                (progress(runs, needed), w)
+            self.consecutive_runs.map(|needed| WaitingFor::Streak {
+                label: longest.map(|s| s.label.clone()),
+                runs: longest.map_or(0, |s| s.runs),
+                needed,
+                level: self.level(),
             }),
-            self.batch.map(|size| {
-                let counted = n % size.max(1);
-                let w = WaitingFor::Batch { counted, size };
-                (progress(counted as u64, size as u64), w)
+            self.batch.map(|size| WaitingFor::Batch {
+                counted: n % size.max(1),
+                size,
             }),
-            self.max_age.zip(m.oldest).map(age),
-            self.immediately_at
-                .map(|level| (0.0, WaitingFor::Level { level })),
+            self.max_age
+                .zip(m.oldest)
+                .map(|(age, since)| WaitingFor::Age {
+                    since,
+                    sends_at: after(since, age).unwrap_or(since),
+                }),
+            self.immediately_at.map(|level| WaitingFor::Level { level }),
         ]
+    }
+
+    /// How far along toward sending the rule that waits for `w` is, as a
+    /// fraction (for picking the closest).
+    fn progress(&self, w: &WaitingFor, now: OffsetDateTime) -> f64 {
+        let ratio = |counted: u64, needed: u64| match needed {
+            0 => 1.0,
+            _ => counted as f64 / needed as f64,
+        };
+        match *w {
+            WaitingFor::Threshold {
+                counted, needed, ..
+            } => ratio(counted as u64, needed as u64),
+            WaitingFor::Streak { runs, needed, .. } => ratio(runs, needed),
+            WaitingFor::Batch { counted, size } => ratio(counted as u64, size as u64),
+            WaitingFor::Age { since, .. } => {
+                let waited = (now - since).max(time::Duration::ZERO);
+                let wanted = self.max_age.map_or(time::Duration::ZERO, to_time);
+                waited.as_seconds_f64() / wanted.as_seconds_f64().max(f64::MIN_POSITIVE)
+            }
+            WaitingFor::Level { .. } | WaitingFor::Quiet { .. } => 0.0,
+        }
     }
 
     /// The failures of run `facts.run` (fingerprint keys, at the policy's
@@ -715,7 +710,9 @@ impl Tally {
         let (at, time, level) = (self.len, record.timestamp, record.level);
         self.len += 1;
         let counts = policy.counts(level);
-        let urgent = (policy.immediately_at).is_some_and(|u| severity(level) >= severity(u));
+        let urgent = policy
+            .immediately_at
+            .is_some_and(|u| severity(level) >= severity(u));
         if !(counts || urgent) {
             return;
         }
