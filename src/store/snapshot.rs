@@ -25,9 +25,9 @@ pub(super) enum Repair {
     No,
 }
 
-/// The generation a snapshot names at its start (`{"version":3,
-/// "generation":N,…`, as this crate writes it), read without reading the
-/// rest.
+/// The generation a snapshot names at its start (`{"generation":N,…`, as
+/// this crate writes it; `{"version":3,"generation":N,…` before), read
+/// without reading the rest.
 pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
     let file = open_regular(path, "state file").ok()??;
     let mut head = Vec::with_capacity(64);
@@ -52,22 +52,16 @@ pub(super) fn next_generation(previous: u64) -> u64 {
     (nanos ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
-/// Writes `state` as the snapshot at `target` under `generation`, with
-/// this crate's version; both lead the file (see [`snapshot_generation`]).
+/// Writes `state` as the snapshot at `target` under `generation`, which
+/// leads the file (see [`snapshot_generation`]).
 pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(), Error> {
     #[derive(Serialize)]
     struct SnapshotOut<'a> {
-        version: u32,
         generation: u64,
         #[serde(flatten)]
         state: &'a State,
     }
-    let out = SnapshotOut {
-        version: VERSION,
-        generation,
-        state,
-    };
-    write_atomic(target, &out)
+    write_atomic(target, &SnapshotOut { generation, state })
 }
 
 /// Reads one state file: `None` when it does not exist or was corrupt

@@ -17,15 +17,20 @@ use crate::capture::record::Record;
 /// writes; a file of a newer version is an error and is left untouched.
 pub(crate) const VERSION: u32 = 3;
 
+/// Serializes any version as [`VERSION`].
+fn this_version<S: serde::Serializer>(_: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u32(VERSION)
+}
+
 /// The content of the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
-    /// Written by the snapshot's writer, as this crate's (as are
-    /// `generation`, a new one at each rewrite).
-    #[serde(skip_serializing)]
+    /// As read; written as this crate's [`VERSION`], the layout it writes.
+    #[serde(serialize_with = "this_version")]
     pub(crate) version: u32,
     /// Changes at every rewrite of the snapshot: the journal beside it
-    /// names the generation it extends.
+    /// names the generation it extends. Written by the snapshot's writer,
+    /// a new one at each rewrite.
     #[serde(default, skip_serializing)]
     pub(crate) generation: u64,
     #[serde(default)]
