@@ -375,17 +375,10 @@ impl Policy {
         let counted = tally.all.counted - quiet_bands().map(|b| b.counted).sum::<usize>();
         let urgent = tally.all.urgent - quiet_bands().map(|b| b.urgent).sum::<usize>();
         let loud = |id: &usize| !quiet.iter().any(|(q, _)| q == id);
-        let (oldest, earliest) = if self.repeat_after.is_some() {
-            let first = tally.by_first.values().find(|id| loud(id));
-            let earliest = tally.by_earliest.iter().find(|(_, id)| loud(id));
-            (
-                first.and_then(|id| tally.bands[*id].first),
-                earliest.map(|(t, _)| *t),
-            )
-        } else {
-            (tally.all.first, tally.all.earliest)
-        };
-        let aged = self.max_age.zip(earliest);
+        let first = tally.by_first.values().find(|id| loud(id));
+        let oldest = first.and_then(|id| tally.bands[*id].first);
+        let earliest = tally.by_earliest.iter().find(|(_, id)| loud(id));
+        let aged = self.max_age.zip(earliest.map(|(t, _)| *t));
         let aged = aged.is_some_and(|(age, earliest)| facts.now - earliest >= to_time(age));
         let threshold = self.threshold.is_some_and(|(needed, _)| counted >= needed);
         Measure {
@@ -579,27 +572,17 @@ impl Policy {
     /// `immediately_at`, has `threshold` records of its own pending, or has
     /// a pending record older than `max_age`; with `batch` alone, every
     /// failure counts. `min_interval` and `repeat_after` pace emails and do
-    /// not count here (Alertmanager has its own `repeat_interval`).
+    /// not count here (Alertmanager has its own `repeat_interval`). A
+    /// failure's own pending records are read from `tally`, their figures.
     #[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
-    pub(crate) fn worth_reporting(
-        &self,
-        pending: &[Record],
-        facts: &Facts<'_>,
-    ) -> BTreeSet<String> {
-        // Each failure's pending records: how many, and the oldest's time.
-        let mut own: BTreeMap<String, (usize, OffsetDateTime)> = BTreeMap::new();
-        for (r, fp) in pending
-            .iter()
-            .filter_map(|r| Some((r, self.failure_of(r)?)))
-        {
-            let entry = own.entry(fp.key.clone()).or_insert((0, r.timestamp));
-            *entry = (entry.0 + 1, entry.1.min(r.timestamp));
-        }
+    pub(crate) fn worth_reporting(&self, tally: &Tally, facts: &Facts<'_>) -> BTreeSet<String> {
         let every = !self.has_trigger();
         (facts.history.streaks.iter())
             .filter(|(_, s)| s.last_run == facts.run && self.counts(s.level))
             .filter(|(key, s)| {
-                let (count, oldest) = own.get(key.as_str()).copied().unzip();
+                // Its own pending records: how many, and the oldest's time.
+                let own = tally.keyed.get(key.as_str()).map(|&id| &tally.bands[id]);
+                let (count, oldest) = (own.map(|b| b.counted), own.and_then(|b| b.earliest));
                 every
                     || self.consecutive_runs.is_some_and(|k| s.runs >= k)
                     || self
@@ -652,10 +635,10 @@ struct Measure {
 /// What the rules read of the pending records, as running figures: the
 /// count of records at the policy's level or above, the first of them (in
 /// their order) and the earliest logged, and the count at `immediately_at`'s
-/// level or above, over all of them and, with `repeat_after` (whose
-/// quieting is by failure), by fingerprint too, with the groups ordered by
-/// their first and their earliest record, so that the groups quiet now are
-/// left out in as many steps as there are of them. Pure data, made for one
+/// level or above, over all of them and by fingerprint (for `repeat_after`,
+/// whose quieting is by failure, and the alerts, one per failure), with the
+/// groups ordered by their first and their earliest record, so that the
+/// groups quiet now are left out in as many steps as there are of them. Pure data, made for one
 /// policy by [`Tally::add`] as records are added; records
 /// leave from the front only (a send, a trim), after which it is made anew.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -664,7 +647,7 @@ pub(crate) struct Tally {
     len: usize,
     /// The figures of all the records that count or are urgent.
     all: Band,
-    /// With `repeat_after`: the group of each fingerprint key, an index in `bands`.
+    /// The group of each fingerprint key, an index in `bands`.
     keyed: HashMap<String, usize>,
     /// The groups, in the order of their first record.
     bands: Vec<Band>,
@@ -717,9 +700,6 @@ impl Tally {
             return;
         }
         self.all.add(at, time, counts, urgent);
-        if policy.repeat_after.is_none() {
-            return;
-        }
         let fp = fingerprint_of(record, &policy.fingerprint_fields);
         let id = match self.keyed.get(&fp.key) {
             Some(&id) => id,
@@ -1184,7 +1164,9 @@ pub(crate) mod tests {
         let b = |h| feed("Jazz FM", W, h);
         let c = |h| feed("Gone", W, h);
         let keys = |p: &Policy, pending: &[Record], h: &History, now| {
-            let worth = p.worth_reporting(pending, &facts(h, now, None));
+            let mut tally = Tally::default();
+            tally.extend(p, pending);
+            let worth = p.worth_reporting(&tally, &facts(h, now, None));
             let mut labels: Vec<String> =
                 worth.iter().map(|k| h.streaks[k].label.clone()).collect();
             labels.sort();
