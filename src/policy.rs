@@ -1861,7 +1861,7 @@ pub(crate) mod tests {
                         ..Default::default()
                     };
                     state.history.reported([key(&p, &r).key.as_str()], when);
-                    state.clamp_future(now);
+                    state.clamp_future_from(now, 0);
                     assert!(state.last_sent <= Some(now));
                     assert!(state.pending[0].timestamp <= now);
                     let f = facts(&state.history, now, state.last_sent);
@@ -1904,7 +1904,7 @@ pub(crate) mod tests {
             pending: vec![feed("x", W, 24 * 365 * 80)], // logged "in 2049"
             ..Default::default()
         };
-        assert_eq!(state.clamp_future(at(0)), ["pending.time"]);
+        assert_eq!(state.clamp_future_from(at(0), 0), ["pending.time"]);
         assert!(matches!(
             p.decide(&state.pending, Phase::Flush, &facts(&h, at(23), None)),
             Decision::Hold { .. }

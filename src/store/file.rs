@@ -469,7 +469,7 @@ pub(crate) mod tests {
         };
         state.history.observe(run, &fp, Level::WARN, ahead);
         assert_eq!(
-            state.clamp_future(now),
+            state.clamp_future_from(now, 0),
             [
                 "last_sent",
                 "pending.time",
@@ -484,7 +484,7 @@ pub(crate) mod tests {
             [now - time::Duration::hours(1), now],
             "still oldest first"
         );
-        assert!(state.clamp_future(now).is_empty());
+        assert!(state.clamp_future_from(now, 0).is_empty());
         // The store says whether anything moved, so the flush saves it.
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());

@@ -73,7 +73,7 @@ impl Stamp {
 pub(crate) struct Cache {
     pub(crate) kept: Option<(State, Stamp)>,
     /// The time its records were last clamped at (see
-    /// [`State::clamp_future`]): none of them lies after it.
+    /// [`State::clamp_future_from`]): none of them lies after it.
     pub(crate) clamped_at: Option<OffsetDateTime>,
 }
 

@@ -180,13 +180,9 @@ impl State {
     /// (`min_interval`), keep a failure quiet (`repeat_after`) or keep a
     /// record from ever being old (`max_age`) for as long as the clock was
     /// ahead. Returns the state file keys of the times moved, each once.
-    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
-        self.clamp_future_from(now, 0)
-    }
-
-    /// [`clamp_future`](Self::clamp_future), with the pending records before
-    /// `from` known to lie at or before `now` already (a state kept in memory
-    /// since a flush that clamped it at an earlier now).
+    /// The pending records before `from` are known to lie at or before `now`
+    /// already (a state kept in memory since a flush that clamped it at an
+    /// earlier now; 0 for any other).
     pub(crate) fn clamp_future_from(
         &mut self,
         now: OffsetDateTime,
