@@ -1,5 +1,7 @@
-//! The journal on disk: where it lives beside the state file, reading it
-//! saying when it is damaged, and appending to it at its last whole line with an fsync.
+//! The journal on disk: where it lives beside the state file, saying when
+//! it holds lines that do not read (a copy kept aside), and appending to it
+//! at its last whole line with an fsync. It is read and replayed past a
+//! stamp by [`kept::replay_past`](super::kept::replay_past).
 
 use std::fs;
 use std::io::{self, Write as _};

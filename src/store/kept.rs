@@ -1,7 +1,8 @@
 //! The kept view: a state kept in memory between the flushes of one
 //! process, with the stamp of the files it was read from, and the one rule
 //! that says whether it is still the state on disk (brought up to date from
-//! the journal's tail when others appended).
+//! the journal's tail when others appended, as a full read replays it from
+//! its start).
 
 use std::cmp::Ordering;
 use std::fs;
@@ -148,6 +149,7 @@ pub(super) fn replay_past(
     let from_start = stamp.journal_good == 0;
     let replayed = replay(state, &bytes, from_start, stamp.snapshot.is_none());
     let len = stamp.journal_good + bytes.len() as u64;
+    // A torn tail this view saw already is not news.
     if replayed.torn && (replayed.good_len > 0 || len != stamp.journal_file) {
         crate::say::say!(
             "the journal {} ends in a torn line (a crash during an append); \
