@@ -449,7 +449,7 @@ impl Snapshot {
             history: self.history.clone(),
             ..Default::default()
         };
-        state.clamp_future(now);
+        state.clamp_future_from(now, 0);
         let facts = Facts {
             now,
             last_sent: state.last_sent,

@@ -270,17 +270,6 @@ fn after(at: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
     at.checked_add(to_time(d))
 }
 
-/// For a failure reported at `at` and quiet for `d`: `Some(until)` while
-/// it is quiet at `now` (`until` is `None` past the end of time).
-fn quiet_for(
-    at: OffsetDateTime,
-    d: Duration,
-    now: OffsetDateTime,
-) -> Option<Option<OffsetDateTime>> {
-    let until = after(at, d);
-    until.is_none_or(|u| now < u).then_some(until)
-}
-
 /// The reason a reported failure holds, quiet `until` then.
 fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor> {
     Some(WaitingFor::Quiet {
@@ -288,15 +277,6 @@ fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor>
         reported: s.reported?,
         until,
     })
-}
-
-/// How far a rule got, as a fraction (for picking the closest).
-fn progress(counted: u64, needed: u64) -> f64 {
-    if needed == 0 {
-        1.0
-    } else {
-        counted as f64 / needed as f64
-    }
 }
 
 impl Policy {
@@ -342,14 +322,15 @@ impl Policy {
     ) -> Option<Option<OffsetDateTime>> {
         (self.consecutive_runs)
             .and_then(|k| self.streak_quiet(s, k, now))
-            .or_else(|| quiet_for(s.reported?, self.repeat_after?, now))
+            .or_else(|| self.repeat_quiet(s, now))
     }
 
-    /// Whether the fingerprint `key` was reported too recently to trigger.
-    fn quiet(&self, key: &str, facts: &Facts<'_>) -> bool {
-        let s = facts.history.streaks.get(key);
-        (s.and_then(|s| s.reported).zip(self.repeat_after))
-            .is_some_and(|(at, d)| quiet_for(at, d, facts.now).is_some())
+    /// Whether the failure of streak `s` was reported too recently to
+    /// trigger (`repeat_after`): `Some(until)` while it is quiet at `now`
+    /// (`until` is `None` past the end of time).
+    fn repeat_quiet(&self, s: &Streak, now: OffsetDateTime) -> Option<Option<OffsetDateTime>> {
+        let until = after(s.reported?, self.repeat_after?);
+        until.is_none_or(|u| now < u).then_some(until)
     }
 
     /// As [`quiet_until`](Self::quiet_until), for `consecutive_runs(k)`: a
@@ -361,33 +342,27 @@ impl Policy {
         k: u64,
         now: OffsetDateTime,
     ) -> Option<Option<OffsetDateTime>> {
-        let at = s.reported.filter(|_| s.reported_runs >= k)?;
+        s.reported.filter(|_| s.reported_runs >= k)?;
         match self.repeat_after {
             None => Some(None),
-            Some(d) => quiet_for(at, d, now),
+            Some(_) => self.repeat_quiet(s, now),
         }
     }
 
     /// The fingerprint groups of `tally` quiet now (`repeat_after`), each
-    /// with its key, in the order of their first counted record (those
-    /// without one first): found from the reported streaks (at most
+    /// with the reason it holds, in the order of their first counted record
+    /// (those without one first): found from the reported streaks (at most
     /// `MAX_STREAKS`), not from the groups, which may be as many as the
     /// records.
-    fn quiet_bands<'t>(&self, tally: &'t Tally, facts: &Facts<'_>) -> Vec<(usize, &'t str)> {
-        if !tally.by_key {
+    fn quiet_bands(&self, tally: &Tally, facts: &Facts<'_>) -> Vec<(usize, WaitingFor)> {
+        if self.repeat_after.is_none() {
             return Vec::new();
         }
-        let mut quiet: Vec<(usize, &str)> = facts
-            .history
-            .streaks
-            .iter()
-            .filter(|(_, s)| s.reported.is_some())
-            .filter_map(|(key, _)| {
-                let (key, &id) = tally.keyed.get_key_value(key.as_str())?;
-                Some((id, key.as_str()))
-            })
-            .filter(|(_, key)| self.quiet(key, facts))
-            .collect();
+        let quiet = facts.history.streaks.iter().filter_map(|(key, s)| {
+            let &id = tally.keyed.get(key.as_str())?;
+            Some((id, quiet_reason(s, self.repeat_quiet(s, facts.now)?)?))
+        });
+        let mut quiet: Vec<_> = quiet.collect();
         quiet.sort_unstable_by_key(|(id, _)| tally.bands[*id].first);
         quiet
     }
@@ -395,50 +370,35 @@ impl Policy {
     /// Measures the count rules over the tallied records less those of the
     /// `quiet` groups (the first and earliest found past theirs in the
     /// tally's orders, in at most as many steps as there are quiet groups).
-    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(usize, &str)]) -> Measure {
+    fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(usize, WaitingFor)]) -> Measure {
         let quiet_bands = || quiet.iter().map(|(id, _)| &tally.bands[*id]);
         let counted = tally.all.counted - quiet_bands().map(|b| b.counted).sum::<usize>();
         let urgent = tally.all.urgent - quiet_bands().map(|b| b.urgent).sum::<usize>();
         let loud = |id: &usize| !quiet.iter().any(|(q, _)| q == id);
-        let (oldest, earliest) = if tally.by_key {
-            let first = tally.by_first.values().find(|id| loud(id));
-            let earliest = tally.by_earliest.iter().find(|(_, id)| loud(id));
-            (
-                first.and_then(|id| tally.bands[*id].first),
-                earliest.map(|(t, _)| *t),
-            )
-        } else {
-            (tally.all.first, tally.all.earliest)
-        };
-        let aged = self.max_age.zip(earliest);
+        let first = tally.by_first.values().find(|id| loud(id));
+        let oldest = first.and_then(|id| tally.bands[*id].first);
+        let earliest = tally.by_earliest.iter().find(|(_, id)| loud(id));
+        let aged = self.max_age.zip(earliest.map(|(t, _)| *t));
+        let aged = aged.is_some_and(|(age, earliest)| facts.now - earliest >= to_time(age));
+        let threshold = self.threshold.is_some_and(|(needed, _)| counted >= needed);
         Measure {
             counted,
             oldest: oldest.map(|(_, time)| time),
-            urgent: self.immediately_at.is_some() && urgent > 0,
-            aged: aged.is_some_and(|(age, earliest)| facts.now - earliest >= to_time(age)),
+            met: (self.immediately_at.is_some() && urgent > 0) || aged || threshold,
         }
-    }
-
-    /// Whether the count rules (threshold, immediately_at, max_age) are met.
-    fn met(&self, m: &Measure) -> bool {
-        m.urgent
-            || m.aged
-            || self
-                .threshold
-                .is_some_and(|(needed, _)| m.counted >= needed)
     }
 
     /// Decides over `pending` (oldest first): [`decide_tally`](Self::decide_tally)
     /// over their [`Tally`], made here (O(pending); a flush keeps its tally
     /// between flushes instead).
     pub(crate) fn decide(&self, pending: &[Record], phase: Phase, facts: &Facts<'_>) -> Decision {
-        let mut tally = Tally::new(self);
+        let mut tally = Tally::default();
         tally.extend(self, pending);
         self.decide_tally(&tally, phase, facts)
     }
 
     /// Decides over the pending records that `tally` sums up (made by
-    /// [`Tally::new`] with this policy): O(1) in the records and in the
+    /// [`Tally::add`] with this policy): O(1) in the records and in the
     /// fingerprint groups, O(streaks) with `repeat_after` or
     /// `consecutive_runs` (at most `MAX_STREAKS`).
     pub(crate) fn decide_tally(&self, tally: &Tally, phase: Phase, facts: &Facts<'_>) -> Decision {
@@ -449,14 +409,14 @@ impl Policy {
         let quiet_bands = self.quiet_bands(tally, facts);
         let measure = self.measure(tally, facts, &quiet_bands);
         let (longest, mut quiet) = self.streaks(facts);
-        let Some(send) = self.send(tally.len, phase, self.met(&measure), longest) else {
+        let Some(send) = self.send(tally.len, phase, measure.met, longest) else {
             // A count rule that only quiet records would meet: they are the
             // reason, in the order of their first counted record.
-            if self.repeat_after.is_some() && self.met(&self.measure(tally, facts, &[])) {
+            if self.repeat_after.is_some() && self.measure(tally, facts, &[]).met {
                 let counted = quiet_bands
-                    .iter()
+                    .into_iter()
                     .filter(|(id, _)| tally.bands[*id].first.is_some());
-                quiet.extend(counted.filter_map(|(_, key)| self.quieted(key, facts)));
+                quiet.extend(counted.map(|(_, reason)| reason));
             }
             return Decision::Hold {
                 waiting_for: self.waiting_for(tally.len, facts, &measure, longest, quiet),
@@ -487,12 +447,6 @@ impl Policy {
             }
         }
         (longest, quiet)
-    }
-
-    /// The failure of `key` as quiet by `repeat_after`, if it was reported.
-    fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<WaitingFor> {
-        let s = facts.history.streaks.get(key)?;
-        quiet_reason(s, after(s.reported?, self.repeat_after?))
     }
 
     /// What goes out at `phase` of `n` pending records, the count rules
@@ -553,58 +507,62 @@ impl Policy {
             level: self.level(),
         };
         // The first of the furthest along.
-        (self.progress(n, facts, m, longest).into_iter().flatten())
+        self.unmet(n, m, longest)
+            .into_iter()
+            .flatten()
+            .map(|w| (self.progress(&w, facts.now), w))
             .reduce(|best, next| if next.0 > best.0 { next } else { best })
             .map_or(fallback, |(_, w)| w)
     }
 
-    /// Each rule not met, with how far along it is.
-    fn progress(
-        &self,
-        n: usize,
-        facts: &Facts<'_>,
-        m: &Measure,
-        longest: Option<&Streak>,
-    ) -> [Option<(f64, WaitingFor)>; 5] {
-        let runs = longest.map_or(0, |s| s.runs);
-        let age = |(age, since): (Duration, OffsetDateTime)| {
-            let waited = (facts.now - since).max(time::Duration::ZERO);
-            let wanted = to_time(age).as_seconds_f64().max(f64::MIN_POSITIVE);
-            let sends_at = after(since, age).unwrap_or(since);
-            (
-                waited.as_seconds_f64() / wanted,
-                WaitingFor::Age { since, sends_at },
-            )
-        };
+    /// Each rule not met, in its own terms.
+    fn unmet(&self, n: usize, m: &Measure, longest: Option<&Streak>) -> [Option<WaitingFor>; 5] {
         [
-            self.threshold.map(|(needed, level)| {
-                let w = WaitingFor::Threshold {
-                    counted: m.counted,
-                    needed,
-                    level,
-                };
-                (progress(m.counted as u64, needed as u64), w)
+            self.threshold.map(|(needed, level)| WaitingFor::Threshold {
+                counted: m.counted,
+                needed,
+                level,
             }),
-            self.consecutive_runs.map(|needed| {
-                let label = longest.map(|s| s.label.clone());
-                let level = self.level();
-                let w = WaitingFor::Streak {
-                    label,
-                    runs,
-                    needed,
-                    level,
-                };
-                (progress(runs, needed), w)
+            self.consecutive_runs.map(|needed| WaitingFor::Streak {
+                label: longest.map(|s| s.label.clone()),
+                runs: longest.map_or(0, |s| s.runs),
+                needed,
+                level: self.level(),
             }),
-            self.batch.map(|size| {
-                let counted = n % size.max(1);
-                let w = WaitingFor::Batch { counted, size };
-                (progress(counted as u64, size as u64), w)
+            self.batch.map(|size| WaitingFor::Batch {
+                counted: n % size.max(1),
+                size,
             }),
-            self.max_age.zip(m.oldest).map(age),
-            self.immediately_at
-                .map(|level| (0.0, WaitingFor::Level { level })),
+            self.max_age
+                .zip(m.oldest)
+                .map(|(age, since)| WaitingFor::Age {
+                    since,
+                    sends_at: after(since, age).unwrap_or(since),
+                }),
+            self.immediately_at.map(|level| WaitingFor::Level { level }),
         ]
+    }
+
+    /// How far along toward sending the rule that waits for `w` is, as a
+    /// fraction (for picking the closest).
+    fn progress(&self, w: &WaitingFor, now: OffsetDateTime) -> f64 {
+        let ratio = |counted: u64, needed: u64| match needed {
+            0 => 1.0,
+            _ => counted as f64 / needed as f64,
+        };
+        match *w {
+            WaitingFor::Threshold {
+                counted, needed, ..
+            } => ratio(counted as u64, needed as u64),
+            WaitingFor::Streak { runs, needed, .. } => ratio(runs, needed),
+            WaitingFor::Batch { counted, size } => ratio(counted as u64, size as u64),
+            WaitingFor::Age { since, .. } => {
+                let waited = (now - since).max(time::Duration::ZERO);
+                let wanted = self.max_age.map_or(time::Duration::ZERO, to_time);
+                waited.as_seconds_f64() / wanted.as_seconds_f64().max(f64::MIN_POSITIVE)
+            }
+            WaitingFor::Level { .. } | WaitingFor::Quiet { .. } => 0.0,
+        }
     }
 
     /// The failures of run `facts.run` (fingerprint keys, at the policy's
@@ -614,27 +572,17 @@ impl Policy {
     /// `immediately_at`, has `threshold` records of its own pending, or has
     /// a pending record older than `max_age`; with `batch` alone, every
     /// failure counts. `min_interval` and `repeat_after` pace emails and do
-    /// not count here (Alertmanager has its own `repeat_interval`).
+    /// not count here (Alertmanager has its own `repeat_interval`). A
+    /// failure's own pending records are read from `tally`, their figures.
     #[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
-    pub(crate) fn worth_reporting(
-        &self,
-        pending: &[Record],
-        facts: &Facts<'_>,
-    ) -> BTreeSet<String> {
-        // Each failure's pending records: how many, and the oldest's time.
-        let mut own: BTreeMap<String, (usize, OffsetDateTime)> = BTreeMap::new();
-        for (r, fp) in pending
-            .iter()
-            .filter_map(|r| Some((r, self.failure_of(r)?)))
-        {
-            let entry = own.entry(fp.key.clone()).or_insert((0, r.timestamp));
-            *entry = (entry.0 + 1, entry.1.min(r.timestamp));
-        }
+    pub(crate) fn worth_reporting(&self, tally: &Tally, facts: &Facts<'_>) -> BTreeSet<String> {
         let every = !self.has_trigger();
         (facts.history.streaks.iter())
             .filter(|(_, s)| s.last_run == facts.run && self.counts(s.level))
             .filter(|(key, s)| {
-                let (count, oldest) = own.get(key.as_str()).copied().unzip();
+                // Its own pending records: how many, and the oldest's time.
+                let own = tally.keyed.get(key.as_str()).map(|&id| &tally.bands[id]);
+                let (count, oldest) = (own.map(|b| b.counted), own.and_then(|b| b.earliest));
                 every
                     || self.consecutive_runs.is_some_and(|k| s.runs >= k)
                     || self
@@ -680,34 +628,26 @@ struct Measure {
     counted: usize,
     /// When the first of them was logged.
     oldest: Option<OffsetDateTime>,
-    /// `immediately_at` is met.
-    urgent: bool,
-    /// `max_age` is met.
-    aged: bool,
+    /// A count rule (threshold, immediately_at, max_age) is met.
+    met: bool,
 }
 
 /// What the rules read of the pending records, as running figures: the
 /// count of records at the policy's level or above, the first of them (in
 /// their order) and the earliest logged, and the count at `immediately_at`'s
-/// level or above, over all of them and, with `repeat_after` (whose
-/// quieting is by failure), by fingerprint too, with the groups ordered by
-/// their first and their earliest record, so that the groups quiet now are
-/// left out in as many steps as there are of them. Pure data, made for one
-/// policy by [`Tally::new`] and [`Tally::add`] as records are added; records
+/// level or above, over all of them and by fingerprint (for `repeat_after`,
+/// whose quieting is by failure, and the alerts, one per failure), with the
+/// groups ordered by their first and their earliest record, so that the
+/// groups quiet now are left out in as many steps as there are of them. Pure data, made for one
+/// policy by [`Tally::add`] as records are added; records
 /// leave from the front only (a send, a trim), after which it is made anew.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tally {
     /// Records tallied: the first `len` pending records.
     len: usize,
-    /// The severity at or above which records count (the policy's level).
-    min: u8,
-    /// `immediately_at`'s severity.
-    urgent_at: Option<u8>,
-    /// Whether records are grouped by fingerprint (`repeat_after`).
-    by_key: bool,
     /// The figures of all the records that count or are urgent.
     all: Band,
-    /// With `by_key`: the group of each fingerprint key, an index in `bands`.
+    /// The group of each fingerprint key, an index in `bands`.
     keyed: HashMap<String, usize>,
     /// The groups, in the order of their first record.
     bands: Vec<Band>,
@@ -743,16 +683,6 @@ impl Band {
 }
 
 impl Tally {
-    /// An empty tally for `policy`'s rules.
-    pub(crate) fn new(policy: &Policy) -> Self {
-        Tally {
-            min: severity(policy.level()),
-            urgent_at: policy.immediately_at.map(severity),
-            by_key: policy.repeat_after.is_some(),
-            ..Tally::default()
-        }
-    }
-
     /// How many records are tallied.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -760,17 +690,16 @@ impl Tally {
 
     /// Adds the next pending record (with `policy`, the tally's own).
     pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
-        let (at, time, level) = (self.len, record.timestamp, severity(record.level));
+        let (at, time, level) = (self.len, record.timestamp, record.level);
         self.len += 1;
-        let counts = level >= self.min;
-        let urgent = self.urgent_at.is_some_and(|u| level >= u);
+        let counts = policy.counts(level);
+        let urgent = policy
+            .immediately_at
+            .is_some_and(|u| severity(level) >= severity(u));
         if !(counts || urgent) {
             return;
         }
         self.all.add(at, time, counts, urgent);
-        if !self.by_key {
-            return;
-        }
         let fp = fingerprint_of(record, &policy.fingerprint_fields);
         let id = match self.keyed.get(&fp.key) {
             Some(&id) => id,
@@ -839,6 +768,18 @@ pub(crate) mod tests {
     }
 
     impl Policy {
+        /// Whether the fingerprint `key` was reported too recently to trigger.
+        fn quiet(&self, key: &str, facts: &Facts<'_>) -> bool {
+            let s = facts.history.streaks.get(key);
+            s.and_then(|s| self.repeat_quiet(s, facts.now)).is_some()
+        }
+
+        /// The failure of `key` as quiet by `repeat_after`, if it is.
+        fn quieted(&self, key: &str, facts: &Facts<'_>) -> Option<WaitingFor> {
+            let s = facts.history.streaks.get(key)?;
+            quiet_reason(s, self.repeat_quiet(s, facts.now)?)
+        }
+
         /// The decision as it was made before the tally: from scratch, over
         /// every pending record (the reference the tally is checked against).
         /// Measures the count rules over the pending records that `counts`.
@@ -862,11 +803,11 @@ pub(crate) mod tests {
             let aged = self.max_age.is_some_and(|age| {
                 counted_records().any(|r| facts.now - r.timestamp >= to_time(age))
             });
+            let threshold = self.threshold.is_some_and(|(needed, _)| counted >= needed);
             Measure {
                 counted,
                 oldest,
-                urgent,
-                aged,
+                met: urgent || aged || threshold,
             }
         }
 
@@ -903,11 +844,11 @@ pub(crate) mod tests {
                 .collect();
             let measure = self.measure_scan(pending, &loud, facts);
             let (longest, mut quiet) = self.streaks(facts);
-            let Some(send) = self.send(n, phase, self.met(&measure), longest) else {
+            let Some(send) = self.send(n, phase, measure.met, longest) else {
                 // A count rule that only quiet records would meet: they are the
                 // reason.
                 if self.repeat_after.is_some()
-                    && self.met(&self.measure_scan(pending, &vec![true; n], facts))
+                    && self.measure_scan(pending, &vec![true; n], facts).met
                 {
                     let mut seen = std::collections::BTreeSet::new();
                     for ((r, key), loud) in pending.iter().zip(&keys).zip(&loud) {
@@ -1223,7 +1164,9 @@ pub(crate) mod tests {
         let b = |h| feed("Jazz FM", W, h);
         let c = |h| feed("Gone", W, h);
         let keys = |p: &Policy, pending: &[Record], h: &History, now| {
-            let worth = p.worth_reporting(pending, &facts(h, now, None));
+            let mut tally = Tally::default();
+            tally.extend(p, pending);
+            let worth = p.worth_reporting(&tally, &facts(h, now, None));
             let mut labels: Vec<String> =
                 worth.iter().map(|k| h.streaks[k].label.clone()).collect();
             labels.sort();
@@ -1918,7 +1861,7 @@ pub(crate) mod tests {
                         ..Default::default()
                     };
                     state.history.reported([key(&p, &r).key.as_str()], when);
-                    state.clamp_future(now);
+                    state.clamp_future_from(now, 0);
                     assert!(state.last_sent <= Some(now));
                     assert!(state.pending[0].timestamp <= now);
                     let f = facts(&state.history, now, state.last_sent);
@@ -1961,7 +1904,7 @@ pub(crate) mod tests {
             pending: vec![feed("x", W, 24 * 365 * 80)], // logged "in 2049"
             ..Default::default()
         };
-        assert_eq!(state.clamp_future(at(0)), ["pending.time"]);
+        assert_eq!(state.clamp_future_from(at(0), 0), ["pending.time"]);
         assert!(matches!(
             p.decide(&state.pending, Phase::Flush, &facts(&h, at(23), None)),
             Decision::Hold { .. }
@@ -2207,7 +2150,7 @@ pub(crate) mod tests {
             let now = at(rng.below(100) as i64);
             let last_sent = rng.maybe(|r| at(r.below(100) as i64));
             let f = facts(&h, now, last_sent);
-            let mut tally = Tally::new(&p);
+            let mut tally = Tally::default();
             while tally.len() < pending.len() {
                 let end = (tally.len() + 1 + rng.below(4) as usize).min(pending.len());
                 let from = tally.len();

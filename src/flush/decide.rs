@@ -42,7 +42,7 @@ impl Flusher {
         now: OffsetDateTime,
         run: u64,
     ) -> (Plan, Tally) {
-        let mut tally = tally.unwrap_or_else(|| Tally::new(&self.policy));
+        let mut tally = tally.unwrap_or_default();
         tally.extend(&self.policy, &state.pending[tally.len()..]);
         let facts = Facts {
             now,
@@ -58,7 +58,7 @@ impl Flusher {
                 .recovery(self.notify_recovery, phase, &decision, &facts),
             None => Recovery::Nothing,
         };
-        let alerts = self.alerts_worth(state, phase, &facts);
+        let alerts = self.alerts_worth(state, &tally, phase, &facts);
         let plan = Plan {
             decision,
             recovery,
@@ -77,12 +77,13 @@ impl Flusher {
     fn alerts_worth(
         &self,
         state: &State,
+        tally: &Tally,
         phase: Phase,
         facts: &Facts<'_>,
     ) -> Option<BTreeSet<String>> {
         self.alerts.as_ref()?;
         match phase {
-            Phase::Flush => Some(self.policy.worth_reporting(&state.pending, facts)),
+            Phase::Flush => Some(self.policy.worth_reporting(tally, facts)),
             Phase::Run if self.alerts_due_now() => Some(
                 (state.alerts.iter())
                     .filter(|(_, p)| p.resolved.is_none())

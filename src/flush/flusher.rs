@@ -562,7 +562,7 @@ mod tests {
         let kept = flusher.cache.files.kept.as_ref().unwrap().0.clone();
         // The policy's running figures, fed only the new records at each
         // flush, are those of the whole state.
-        let mut fresh = Tally::new(&flusher.policy);
+        let mut fresh = Tally::default();
         fresh.extend(&flusher.policy, &kept.pending);
         assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh));
         drop(flusher);
@@ -598,7 +598,7 @@ mod tests {
             assert!(matches!(guard.flush(), Outcome::Held { .. }));
             let flusher = lock(&guard.flusher);
             let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
-            let mut fresh = Tally::new(&flusher.policy);
+            let mut fresh = Tally::default();
             fresh.extend(&flusher.policy, &kept.pending);
             assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh), "after #{i}");
         }
@@ -629,7 +629,7 @@ mod tests {
             let flusher = lock(&guard.flusher);
             let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
             assert_eq!(kept.pending.len(), pending);
-            let mut fresh = Tally::new(&flusher.policy);
+            let mut fresh = Tally::default();
             fresh.extend(&flusher.policy, &kept.pending);
             assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh));
         };

@@ -29,7 +29,7 @@ pub(super) struct Ingested {
     pub(super) excess: usize,
     /// How many records of the state came from the view kept in memory.
     kept: usize,
-    /// When the kept records were last clamped (see `State::clamp_future`).
+    /// When the kept records were last clamped (see `State::clamp_future_from`).
     clamped_at: Option<OffsetDateTime>,
     /// The policy's tally of the kept records, while it still holds.
     pub(super) tally: Option<Tally>,

@@ -26,7 +26,7 @@ pub(super) struct Commit {
     pub(super) trim: Option<(u64, u64)>,
     pub(super) rewrite: bool,
     pub(super) stamp: Option<Stamp>,
-    /// When the state's times were clamped (see `State::clamp_future`).
+    /// When the state's times were clamped (see `State::clamp_future_from`).
     pub(super) clamped_at: Option<OffsetDateTime>,
 }
 

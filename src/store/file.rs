@@ -20,11 +20,10 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, create_regular, file_id, io_error, not_a_file, private_options, read_regular,
-    refuse, resolve_links, with_suffix,
+    create_dir, create_regular, file_id, io_error, not_a_file, refuse, resolve_links, with_suffix,
 };
-use crate::store::journal_file::{journal_path, say_torn, say_unreadable};
-use crate::store::kept::{Loaded, Stamp, refresh};
+use crate::store::journal_file::{journal_path, say_unreadable};
+use crate::store::kept::{Loaded, Stamp, refresh, replay_past};
 use crate::store::park::{merge_parked, unmerged};
 use crate::store::snapshot::{Repair, next_generation, read};
 use crate::store::state::{State, VERSION};
@@ -90,9 +89,7 @@ impl StateStore {
         self.refuse_other_than_a_file(&target)?;
         create_dir(&target)?;
         let lock_path = with_suffix(&target, ".lock");
-        let mut options = private_options();
-        options.read(true).write(true).create(true).truncate(false);
-        let file = create_regular(&lock_path, "lock file", options)?;
+        let file = create_regular(&lock_path, "lock file", false)?;
         self.wait_for_lock(&file, &lock_path)?;
         Ok(StateLock {
             _file: file,
@@ -221,10 +218,17 @@ impl StateStore {
         let mut stamp = Stamp::new(state.generation, state.version, id);
         // A snapshot salvaged (moved aside, see `read`) is stored only by a rewrite.
         let mut needs_repair = state.version < VERSION || (snapshot_read && id.is_none());
-        let journal = journal_path(target);
-        if let Some(bytes) = read_regular(&journal, "journal")? {
-            needs_repair |= replay_journal(&journal, &bytes, &mut state, &mut stamp, repair);
+        let (replayed, bytes) = replay_past(target, &mut state, &mut stamp)?;
+        if replayed.garbage > 0 {
+            say_unreadable(&journal_path(target), &bytes, replayed.garbage, repair);
         }
+        // A stale journal was left by a compaction that crashed after
+        // replacing the snapshot: all of it is in the snapshot already.
+        // Without a snapshot (moved aside as corrupt, or removed by hand)
+        // the journal's records are kept whatever it extends.
+        needs_repair |= replayed.stale
+            || replayed.garbage > 0
+            || (stamp.snapshot.is_none() && !bytes.is_empty());
         Ok(Loaded {
             state,
             parked: Vec::new(),
@@ -320,33 +324,6 @@ impl StateStore {
             ..stamp
         })
     }
-}
-
-/// Replays the journal's `bytes` (read from `journal`) onto `state` and
-/// sets its lengths in `stamp`, saying on stderr when it ends torn or holds
-/// lines that do not read. Returns whether the files need a rewrite.
-fn replay_journal(
-    journal: &Path,
-    bytes: &[u8],
-    state: &mut State,
-    stamp: &mut Stamp,
-    repair: Repair,
-) -> bool {
-    let no_snapshot = stamp.snapshot.is_none();
-    stamp.journal_file = bytes.len() as u64;
-    // Without a snapshot (moved aside as corrupt, or removed by hand) the
-    // journal's records are kept whatever it extends.
-    let replayed = crate::store::journal::replay(state, bytes, true, no_snapshot);
-    stamp.journal_good = replayed.good_len as u64;
-    if replayed.torn {
-        say_torn(journal);
-    }
-    if replayed.garbage > 0 {
-        say_unreadable(journal, bytes, replayed.garbage, repair);
-    }
-    // A stale journal was left by a compaction that crashed after replacing
-    // the snapshot: all of it is in the snapshot already.
-    replayed.stale || replayed.garbage > 0 || (no_snapshot && !bytes.is_empty())
 }
 
 #[cfg(test)]
@@ -492,7 +469,7 @@ pub(crate) mod tests {
         };
         state.history.observe(run, &fp, Level::WARN, ahead);
         assert_eq!(
-            state.clamp_future(now),
+            state.clamp_future_from(now, 0),
             [
                 "last_sent",
                 "pending.time",
@@ -507,7 +484,7 @@ pub(crate) mod tests {
             [now - time::Duration::hours(1), now],
             "still oldest first"
         );
-        assert!(state.clamp_future(now).is_empty());
+        assert!(state.clamp_future_from(now, 0).is_empty());
         // The store says whether anything moved, so the flush saves it.
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());

@@ -111,7 +111,7 @@ pub(super) fn refuse(what: &str, path: &Path, kind: &str) -> Error {
 /// The whole of the regular file at `path`, `None` when it does not exist.
 /// `what` names the file in errors.
 pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, Error> {
-    let Some(mut file) = open_regular(path, what, read_options())? else {
+    let Some(mut file) = open_regular(path, what)? else {
         return Ok(None);
     };
     let mut bytes = Vec::new();
@@ -119,37 +119,34 @@ pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, E
     Ok(Some(bytes))
 }
 
-/// Options that open a file for reading.
-pub(super) fn read_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    options
-}
-
-/// Opens `path` (following symbolic links) with `options` if it is a
-/// regular file: without blocking, so a FIFO cannot hang the flush, and
-/// with the type checked on the opened handle, so nothing swapped in between
-/// the check and the open gets through. `None` when it does not exist (and
-/// `options` do not create it). `what` names the file in errors.
-pub(super) fn open_regular(
-    path: &Path,
-    what: &str,
-    options: OpenOptions,
-) -> Result<Option<File>, Error> {
-    // A FIFO, device or folder already there is refused before any open.
-    if let Ok(meta) = fs::metadata(path)
-        && let Some(kind) = not_a_file(meta.file_type())
+/// The error for `path` (links followed) when it holds something other
+/// than a regular file. `what` names the file in errors.
+pub(super) fn check_regular(path: &Path, what: &str) -> Result<(), Error> {
+    match fs::metadata(path)
+        .ok()
+        .and_then(|m| not_a_file(m.file_type()))
     {
-        return Err(refuse(what, path, kind));
+        Some(kind) => Err(refuse(what, path, kind)),
+        None => Ok(()),
     }
-    open_checked(path, what, options)
 }
 
-/// [`open_regular`] with `options` that create the file: the file, or an
-/// error (a missing folder).
-pub(super) fn create_regular(path: &Path, what: &str, options: OpenOptions) -> Result<File, Error> {
+/// Opens `path` (following symbolic links) for reading if it is a regular
+/// file: a FIFO, device or folder already there is refused before any open,
+/// and one swapped in between the check and the open by
+/// [`open_checked`]. `None` when it does not exist.
+pub(super) fn open_regular(path: &Path, what: &str) -> Result<Option<File>, Error> {
+    check_regular(path, what)?;
+    open_checked(path, what, None)
+}
+
+/// [`open_regular`] for reading and writing, created private to the owner
+/// (and emptied with `truncate`) if missing: the file, or an error (a
+/// missing folder).
+pub(super) fn create_regular(path: &Path, what: &str, truncate: bool) -> Result<File, Error> {
+    check_regular(path, what)?;
     let not_found = || io_error("open", what, path, io::ErrorKind::NotFound.into());
-    open_regular(path, what, options)?.ok_or_else(not_found)
+    open_checked(path, what, Some(truncate))?.ok_or_else(not_found)
 }
 
 /// Syncs the folder of `path`, so that a file created or renamed in it
@@ -162,11 +159,17 @@ pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The race-free part of [`open_regular`]: opens without blocking, then
-/// checks the type of what was opened.
-fn open_checked(path: &Path, what: &str, options: OpenOptions) -> Result<Option<File>, Error> {
-    #[allow(unused_mut)]
-    let mut options = options;
+/// The race-free part of [`open_regular`] (reading) and [`create_regular`]
+/// (`create: Some(truncate)`): opens without blocking, then checks the type
+/// of what was opened.
+fn open_checked(path: &Path, what: &str, create: Option<bool>) -> Result<Option<File>, Error> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    if let Some(truncate) = create {
+        options.write(true).create(true).truncate(truncate);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
     #[cfg(unix)]
     // Opening a FIFO without O_NONBLOCK waits for its other end for ever.
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
@@ -227,15 +230,6 @@ pub(super) fn beside(target: &Path) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// Options that create a file readable and writable by its owner only.
-pub(super) fn private_options() -> OpenOptions {
-    #[allow(unused_mut)]
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-}
-
 #[cfg(test)]
 mod tests {
     /// A FIFO swapped in after the type check: the open itself does not
@@ -243,13 +237,13 @@ mod tests {
     #[cfg(all(unix, any(target_os = "linux", target_os = "macos")))]
     #[test]
     fn opening_a_fifo_never_blocks_even_past_the_type_check() {
-        use super::{open_checked, read_options};
+        use super::open_checked;
         use crate::store::file::tests::{mkfifo, within_5s};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         mkfifo(&path);
         let shown = path.clone();
-        let err = within_5s(move || open_checked(&path, "state file", read_options()).err());
+        let err = within_5s(move || open_checked(&path, "state file", None).err());
         let err = err.expect("a FIFO is refused");
         assert!(
             err.to_string()

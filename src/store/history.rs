@@ -494,10 +494,8 @@ pub(crate) fn check_fingerprint_fields(
     level: Level,
     history: &History,
 ) {
-    if fields.is_empty() || UNMATCHED_SAID.load(Ordering::Relaxed) {
-        return;
-    }
-    if let Some(note) = unmatched_fields(records, fields, level, history)
+    if !UNMATCHED_SAID.load(Ordering::Relaxed)
+        && let Some(note) = unmatched_fields(records, fields, level, history)
         && !UNMATCHED_SAID.swap(true, Ordering::Relaxed)
     {
         crate::say::say!("{note}");

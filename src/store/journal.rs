@@ -121,13 +121,8 @@ impl Append<'_> {
                 line(out, record)?;
             }
         }
-        if self.dropped > 0 {
-            line(
-                out,
-                &Fact::Dropped {
-                    count: self.dropped,
-                },
-            )?;
+        if let count @ 1.. = self.dropped {
+            line(out, &Fact::Dropped { count })?;
         }
         if let Some((count, dropped)) = self.trim {
             line(out, &Fact::Trim { count, dropped })?;

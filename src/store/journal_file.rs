@@ -1,28 +1,19 @@
-//! The journal on disk: where it lives beside the state file, reading it
-//! saying when it is damaged, and appending to it at its last whole line with an fsync.
+//! The journal on disk: where it lives beside the state file, saying when
+//! it holds lines that do not read (a copy kept aside), and appending to it
+//! at its last whole line with an fsync. It is read and replayed past a
+//! stamp by [`kept::replay_past`](super::kept::replay_past).
 
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::store::fs::{
-    aside_path, create_regular, io_error, private_options, sync_dir, with_suffix,
-};
+use crate::store::fs::{aside_path, create_regular, io_error, sync_dir, with_suffix};
 use crate::store::snapshot::Repair;
 
 /// The journal beside the state file `target`.
 pub(crate) fn journal_path(target: &Path) -> PathBuf {
     with_suffix(target, ".journal")
-}
-
-/// Says on stderr that the journal ends in a torn line.
-pub(super) fn say_torn(journal: &Path) {
-    crate::say::say!(
-        "the journal {} ends in a torn line (a crash during an append); \
-         1 line was ignored and the next append writes over it",
-        journal.display()
-    );
 }
 
 /// Says on stderr that the journal holds `garbage` lines that do not read;
@@ -53,9 +44,7 @@ pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Err
     let journal = journal_path(target);
     let fail = |doing: &str, e: io::Error| io_error(doing, "journal", &journal, e);
     let created = !journal.exists();
-    let mut options = private_options();
-    options.write(true).create(true).truncate(false);
-    let mut file = create_regular(&journal, "journal", options)?;
+    let mut file = create_regular(&journal, "journal", false)?;
     let written = (|| {
         if file.metadata()?.len() != start {
             file.set_len(start)?;

@@ -1,7 +1,8 @@
 //! The kept view: a state kept in memory between the flushes of one
 //! process, with the stamp of the files it was read from, and the one rule
 //! that says whether it is still the state on disk (brought up to date from
-//! the journal's tail when others appended).
+//! the journal's tail when others appended, as a full read replays it from
+//! its start).
 
 use std::cmp::Ordering;
 use std::fs;
@@ -10,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use crate::store::fs::{FileId, file_id, open_regular, read_options};
-use crate::store::journal_file::{journal_path, say_torn};
+use crate::error::Error;
+use crate::store::fs::{FileId, file_id, io_error, open_regular};
+use crate::store::journal::{Replayed, replay};
+use crate::store::journal_file::journal_path;
 use crate::store::snapshot::snapshot_generation;
 use crate::store::state::State;
 
@@ -41,9 +44,10 @@ pub(crate) struct Stamp {
     pub(super) version: u32,
     /// The snapshot file, `None` when there is none.
     pub(super) snapshot: Option<FileId>,
-    /// The journal's length up to its last whole line; 0 when there is no
-    /// usable journal (the next append starts one).
-    pub(super) journal_good: u64,
+    /// The journal's length up to its last whole line, where the next
+    /// append starts; 0 when there is no usable journal (the next append
+    /// starts one).
+    pub(crate) journal_good: u64,
     /// The journal's length on disk (past `journal_good`: a torn tail),
     /// only so that a torn tail is reported once; never a sign that the
     /// view is current (see `refresh`).
@@ -64,22 +68,13 @@ impl Stamp {
     }
 }
 
-#[cfg(test)]
-impl Stamp {
-    /// Where the next append starts: the end of the journal's last whole
-    /// line (0: the next append starts a journal).
-    pub(crate) fn journal_end(&self) -> u64 {
-        self.journal_good
-    }
-}
-
 /// A state kept in memory between the flushes of one process, with the
 /// stamp of the files it was read from or written to.
 #[derive(Default)]
 pub(crate) struct Cache {
     pub(crate) kept: Option<(State, Stamp)>,
     /// The time its records were last clamped at (see
-    /// [`State::clamp_future`]): none of them lies after it.
+    /// [`State::clamp_future_from`]): none of them lies after it.
     pub(crate) clamped_at: Option<OffsetDateTime>,
 }
 
@@ -95,7 +90,7 @@ pub(crate) struct Cache {
 /// (lines others appended, a torn tail, or both: an append as long as a
 /// torn tail it replaced cannot pass for it), and anything else (a
 /// shorter journal, lines that do not replay) is a full read.
-pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loaded> {
+pub(super) fn refresh(target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
     let kept = state.pending.len();
     // The same size, time and inode could in theory be another file;
     // its generation, at its start, could not.
@@ -105,24 +100,23 @@ pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loade
     {
         return None;
     }
-    let journal = journal_path(target);
-    let len = match fs::metadata(&journal) {
+    let len = match fs::metadata(journal_path(target)) {
         Ok(meta) if meta.is_file() => meta.len(),
         Ok(_) => return None,
         Err(_) => 0,
     };
-    let (state, stamp, trimmed) = match len.cmp(&stamp.journal_good) {
+    let mut trimmed = 0;
+    match len.cmp(&stamp.journal_good) {
         Ordering::Less => return None,
-        Ordering::Equal => (
-            state,
-            Stamp {
-                journal_file: len,
-                ..stamp
-            },
-            0,
-        ),
-        Ordering::Greater => replay_tail(&journal, state, stamp, len)?,
-    };
+        Ordering::Equal => stamp.journal_file = len,
+        Ordering::Greater => {
+            let (replayed, _) = replay_past(target, &mut state, &mut stamp).ok()?;
+            if replayed.garbage > 0 || replayed.stale {
+                return None;
+            }
+            trimmed = replayed.trimmed;
+        }
+    }
     // Others' trim lines took kept records from the front: those left are
     // no longer where the view had them.
     let kept = if trimmed > 0 { 0 } else { kept };
@@ -135,32 +129,37 @@ pub(super) fn refresh(target: &Path, state: State, stamp: Stamp) -> Option<Loade
     })
 }
 
-/// Replays onto `state` the journal's bytes past the view's end
-/// (`stamp.journal_good`, the journal being `len` long now), with the
-/// count of records trim lines removed; `None` when they do not replay
-/// cleanly.
-fn replay_tail(
-    journal: &Path,
-    mut state: State,
-    mut stamp: Stamp,
-    len: u64,
-) -> Option<(State, Stamp, usize)> {
-    let mut file = open_regular(journal, "journal", read_options()).ok()??;
-    let mut tail = Vec::new();
-    io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good)).ok()?;
-    io::Read::read_to_end(&mut file, &mut tail).ok()?;
-    let from_start = stamp.journal_good == 0;
-    let replayed = crate::store::journal::replay(&mut state, &tail, from_start, false);
-    if replayed.garbage > 0 || replayed.stale {
-        return None;
+/// Replays onto `state` the journal beside `target` past what `stamp`
+/// covers (`journal_good`; all of it from 0, any generation without a
+/// snapshot), moves `stamp` to its new end, and says on stderr when it ends
+/// in a torn line this view had not seen. Returns what replay found and the
+/// bytes read (none without a journal).
+pub(super) fn replay_past(
+    target: &Path,
+    state: &mut State,
+    stamp: &mut Stamp,
+) -> Result<(Replayed, Vec<u8>), Error> {
+    let journal = journal_path(target);
+    let mut bytes = Vec::new();
+    if let Some(mut file) = open_regular(&journal, "journal")? {
+        io::Seek::seek(&mut file, io::SeekFrom::Start(stamp.journal_good))
+            .and_then(|_| io::Read::read_to_end(&mut file, &mut bytes))
+            .map_err(|e| io_error("read", "journal", &journal, e))?;
     }
+    let from_start = stamp.journal_good == 0;
+    let replayed = replay(state, &bytes, from_start, stamp.snapshot.is_none());
+    let len = stamp.journal_good + bytes.len() as u64;
     // A torn tail this view saw already is not news.
     if replayed.torn && (replayed.good_len > 0 || len != stamp.journal_file) {
-        say_torn(journal);
+        crate::say::say!(
+            "the journal {} ends in a torn line (a crash during an append); \
+             1 line was ignored and the next append writes over it",
+            journal.display()
+        );
     }
     stamp.journal_good += replayed.good_len as u64;
-    stamp.journal_file = stamp.journal_good.max(len);
-    Some((state, stamp, replayed.trimmed))
+    stamp.journal_file = len;
+    Ok((replayed, bytes))
 }
 
 #[cfg(test)]

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    aside_path, create_regular, io_error, not_a_file, open_regular, private_options, read_options,
-    read_regular, refuse, sync_dir, with_suffix,
+    aside_path, check_regular, create_regular, io_error, open_regular, read_regular, sync_dir,
+    with_suffix,
 };
 use crate::store::state::{State, VERSION};
 
@@ -26,11 +25,11 @@ pub(super) enum Repair {
     No,
 }
 
-/// The generation a snapshot names at its start (`{"version":3,
-/// "generation":N,…`, as this crate writes it), read without reading the
-/// rest.
+/// The generation a snapshot names at its start (`{"generation":N,…`, as
+/// this crate writes it; `{"version":3,"generation":N,…` before), read
+/// without reading the rest.
 pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
-    let file = open_regular(path, "state file", read_options()).ok()??;
+    let file = open_regular(path, "state file").ok()??;
     let mut head = Vec::with_capacity(64);
     io::Read::read_to_end(&mut io::Read::take(file, 64), &mut head).ok()?;
     let head = std::str::from_utf8(&head).ok()?;
@@ -53,47 +52,16 @@ pub(super) fn next_generation(previous: u64) -> u64 {
     (nanos ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
-/// The snapshot as written: the state with this crate's version and a new
-/// generation.
-#[derive(Serialize)]
-struct SnapshotOut<'a> {
-    version: u32,
-    generation: u64,
-    pending: &'a [Record],
-    dropped: u64,
-    #[serde(with = "time::serde::rfc3339::option")]
-    last_sent: Option<OffsetDateTime>,
-    last_error: &'a Option<String>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        with = "time::serde::rfc3339::option"
-    )]
-    last_error_at: Option<OffsetDateTime>,
-    history: &'a crate::store::history::History,
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    alerts: &'a std::collections::BTreeMap<String, crate::store::state::FiringAlert>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alert_post: &'a Option<crate::store::state::AlertPost>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    parked_merged: &'a [String],
-}
-
-/// Writes `state` as the snapshot at `target` under `generation`.
+/// Writes `state` as the snapshot at `target` under `generation`, which
+/// leads the file (see [`snapshot_generation`]).
 pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(), Error> {
-    let out = SnapshotOut {
-        version: VERSION,
-        generation,
-        pending: &state.pending,
-        dropped: state.dropped,
-        last_sent: state.last_sent,
-        last_error: &state.last_error,
-        last_error_at: state.last_error_at,
-        history: &state.history,
-        alerts: &state.alerts,
-        alert_post: &state.alert_post,
-        parked_merged: &state.parked_merged,
-    };
-    write_atomic(target, &out)
+    #[derive(Serialize)]
+    struct SnapshotOut<'a> {
+        generation: u64,
+        #[serde(flatten)]
+        state: &'a State,
+    }
+    write_atomic(target, &SnapshotOut { generation, state })
 }
 
 /// Reads one state file: `None` when it does not exist or was corrupt
@@ -205,12 +173,8 @@ fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
 fn move_aside(path: &Path) -> Result<PathBuf, Error> {
     let aside = aside_path(path);
     // Only a regular file is ever renamed (the caller read it as one; this
-    // checks the path itself once more).
-    if let Ok(meta) = fs::symlink_metadata(path)
-        && let Some(kind) = not_a_file(meta.file_type())
-    {
-        return Err(refuse("state file", path, kind));
-    }
+    // checks once more).
+    check_regular(path, "state file")?;
     fs::rename(path, &aside).map_err(|e| {
         let message = format!(
             "the state file {} is unreadable and could not be moved aside",
@@ -229,18 +193,12 @@ pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Er
         .map_err(|e| Error::with_source(ErrorKind::State, "could not encode the state", e))?;
     // Whatever is at `path` is replaced only if it is a regular file (a
     // device or FIFO there is refused, never renamed over).
-    if let Ok(meta) = fs::metadata(path)
-        && let Some(kind) = not_a_file(meta.file_type())
-    {
-        return Err(refuse("state file", path, kind));
-    }
+    check_regular(path, "state file")?;
     let tmp = with_suffix(
         path,
         &crate::store::leftovers::tmp_suffix(std::process::id()),
     );
-    let mut options = private_options();
-    options.write(true).create(true).truncate(true);
-    let mut file = create_regular(&tmp, "temporary file", options)?;
+    let mut file = create_regular(&tmp, "temporary file", true)?;
     let written = file.write_all(&bytes).and_then(|()| file.sync_all());
     drop(file);
     if let Err(e) = written {

@@ -17,13 +17,21 @@ use crate::capture::record::Record;
 /// writes; a file of a newer version is an error and is left untouched.
 pub(crate) const VERSION: u32 = 3;
 
+/// Serializes any version as [`VERSION`].
+fn this_version<S: serde::Serializer>(_: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u32(VERSION)
+}
+
 /// The content of the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
+    /// As read; written as this crate's [`VERSION`], the layout it writes.
+    #[serde(serialize_with = "this_version")]
     pub(crate) version: u32,
     /// Changes at every rewrite of the snapshot: the journal beside it
-    /// names the generation it extends.
-    #[serde(default)]
+    /// names the generation it extends. Written by the snapshot's writer,
+    /// a new one at each rewrite.
+    #[serde(default, skip_serializing)]
     pub(crate) generation: u64,
     #[serde(default)]
     pub(crate) pending: Vec<Record>,
@@ -172,32 +180,25 @@ impl State {
     /// (`min_interval`), keep a failure quiet (`repeat_after`) or keep a
     /// record from ever being old (`max_age`) for as long as the clock was
     /// ahead. Returns the state file keys of the times moved, each once.
-    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
-        self.clamp_future_from(now, 0)
-    }
-
-    /// [`clamp_future`](Self::clamp_future), with the pending records before
-    /// `from` known to lie at or before `now` already (a state kept in memory
-    /// since a flush that clamped it at an earlier now).
+    /// The pending records before `from` are known to lie at or before `now`
+    /// already (a state kept in memory since a flush that clamped it at an
+    /// earlier now; 0 for any other).
     pub(crate) fn clamp_future_from(
         &mut self,
         now: OffsetDateTime,
         from: usize,
     ) -> Vec<&'static str> {
         use crate::store::history::clamp;
-        let mut moved = Vec::new();
-        if clamp(&mut self.last_sent, now) {
-            moved.push("last_sent");
-        }
         // Oldest first stays oldest first: the moved ones are the newest.
         let from = from.min(self.pending.len());
-        if clamp(
-            self.pending[from..].iter_mut().map(|r| &mut r.timestamp),
-            now,
-        ) {
-            moved.push("pending.time");
-        }
-        moved.extend(self.history.clamp_future(now));
-        moved
+        let pending = self.pending[from..].iter_mut().map(|r| &mut r.timestamp);
+        let moved = [
+            ("last_sent", clamp(&mut self.last_sent, now)),
+            ("pending.time", clamp(pending, now)),
+        ];
+        let moved = moved
+            .into_iter()
+            .filter_map(|(key, moved)| moved.then_some(key));
+        moved.chain(self.history.clamp_future(now)).collect()
     }
 }
