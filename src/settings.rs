@@ -62,14 +62,10 @@ pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), S
     if value <= max {
         return Ok(());
     }
-    let given = if value.subsec_nanos() == 0 {
-        value.as_secs().to_string()
-    } else {
-        value.as_secs_f64().to_string()
-    };
     Err(format!(
-        "{key}: {given} seconds is longer than the most allowed, {} seconds ({}); give at most \
+        "{key}: {} seconds is longer than the most allowed, {} seconds ({}); give at most \
          that",
+        value.as_secs_f64(),
         max.as_secs(),
         days(max)
     ))
@@ -652,18 +648,17 @@ impl Origin {
 /// (`po\nca` and `poca` would name the same folder).
 pub(crate) fn check_app_name(name: &str) -> Result<(), Error> {
     let app = name.trim();
-    if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
-        return Err(Error::config(format!(
-            "the app name {name:?} cannot name a folder; use a plain name like \"poca\""
-        )));
-    }
-    if app.contains(char::is_control) {
-        return Err(Error::config(format!(
-            "the app name {name:?} holds control characters, which a file name cannot keep \
-             apart; use a plain name like \"poca\""
-        )));
-    }
-    Ok(())
+    let why = match app {
+        "" | "." | ".." => "cannot name a folder",
+        _ if app.contains(['/', '\\']) => "cannot name a folder",
+        _ if app.contains(char::is_control) => {
+            "holds control characters, which a file name cannot keep apart"
+        }
+        _ => return Ok(()),
+    };
+    Err(Error::config(format!(
+        "the app name {name:?} {why}; use a plain name like \"poca\""
+    )))
 }
 
 impl EmailConfig {
