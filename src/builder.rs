@@ -48,26 +48,10 @@ pub struct Builder {
     clock: Arc<dyn crate::clock::Clock>,
 }
 
-/// The transport given: an [`Smtp`](crate::Smtp) is kept as one until
-/// `build()` fits its timeout within the send deadline.
-enum Given {
-    #[cfg(feature = "smtp")]
-    Smtp(Box<crate::Smtp>),
-    Other(Box<dyn Transport>),
-}
-
-impl Given {
-    /// The transport to use, a send of which cannot outlive `deadline` by
-    /// waiting on its socket (see `Smtp::within`).
-    #[cfg_attr(not(feature = "smtp"), allow(unused_variables))]
-    fn within(self, deadline: Duration) -> Box<dyn Transport> {
-        match self {
-            #[cfg(feature = "smtp")]
-            Given::Smtp(smtp) => Box::new(smtp.within(deadline)),
-            Given::Other(transport) => transport,
-        }
-    }
-}
+/// The transport given, made once `build()` knows the send deadline: a
+/// send of an [`Smtp`](crate::Smtp) then cannot outlive it by waiting on its
+/// socket (see `Smtp::within`).
+type Given = Box<dyn FnOnce(Duration) -> Box<dyn Transport> + Send + Sync>;
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,10 +111,11 @@ impl Builder {
             .downcast_mut::<Option<crate::Smtp>>()
             .and_then(Option::take)
         {
-            self.transport = Some(Given::Smtp(Box::new(smtp)));
+            self.transport = Some(Box::new(move |deadline| Box::new(smtp.within(deadline))));
             return self;
         }
-        self.transport = given.map(|t| Given::Other(Box::new(t)));
+        let given = given.map(|t| Box::new(t) as Box<dyn Transport>);
+        self.transport = given.map(|t| Box::new(move |_| t) as Given);
         self
     }
 
@@ -544,7 +529,7 @@ impl Builder {
         s: &EmailConfig,
         alerts_only: bool,
     ) -> Result<Option<Arc<dyn Transport>>, Error> {
-        let given = self.transport.take().map(|t| t.within(s.send_deadline));
+        let given = self.transport.take().map(|made| made(s.send_deadline));
         let Some(mut transport) = given else {
             return match (alerts_only, &s.origin) {
                 (true, _) => Ok(None),
