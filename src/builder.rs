@@ -583,12 +583,10 @@ impl Builder {
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
         let clock = Arc::clone(&self.clock);
         let (flusher, s) = self.into_flusher()?;
-        let alerts = flusher.alerts.is_some();
-        let max_pending = flusher.max_pending;
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock,
-            buffer: Buffer::new(max_pending),
+            buffer: Buffer::new(flusher.max_pending),
             max_record_bytes: s.max_record_bytes,
             batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
@@ -599,15 +597,20 @@ impl Builder {
             checkpoint: s.checkpoint_interval,
             period: s.flush_every,
             // Alerts need it to post firing ones again before they expire.
-            alerts,
+            alerts: flusher.alerts.is_some(),
         };
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
-        let worker = match needs_worker {
-            true => Some(worker(&shared, &flusher, signal, timing)?),
-            false => None,
-        };
+        // The background thread: batches, checkpoints, periods, alerts.
+        let worker = needs_worker.then(|| {
+            let (shared, flusher) = (Arc::clone(&shared), Arc::clone(&flusher));
+            let why = "could not start the background thread";
+            spawn_worker(shared, flusher, Arc::clone(&signal), timing)
+                .map(|handle| (signal, handle))
+                .map_err(|e| Error::with_source(ErrorKind::Config, why, e))
+        });
+        let worker = worker.transpose()?;
         if s.capture_panics {
             crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
@@ -624,24 +627,6 @@ impl Builder {
             },
         ))
     }
-}
-
-/// The background thread: batches, checkpoints, periods, alerts.
-fn worker(
-    shared: &Arc<Shared>,
-    flusher: &Arc<Mutex<Flusher>>,
-    signal: Arc<Signal>,
-    timing: Timing,
-) -> Result<(Arc<Signal>, std::thread::JoinHandle<()>), Error> {
-    let (shared, flusher) = (Arc::clone(shared), Arc::clone(flusher));
-    let handle = spawn_worker(shared, flusher, Arc::clone(&signal), timing).map_err(|e| {
-        Error::with_source(
-            ErrorKind::Config,
-            "could not start the background thread",
-            e,
-        )
-    })?;
-    Ok((signal, handle))
 }
 
 /// The digest's settings: the addresses (none needed by alerts alone),
