@@ -50,13 +50,11 @@ impl<'a, D> Keyed<'a, D> {
         F: FnOnce(D, Keyed<'a, T>) -> Result<R, E>,
     {
         let name = self.name.clone();
-        name.of(f(
-            self.d,
-            Keyed {
-                d: t,
-                name: self.name,
-            },
-        ))
+        let t = Keyed {
+            d: t,
+            name: self.name,
+        };
+        name.of(f(self.d, t))
     }
 }
 
@@ -83,9 +81,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keyed<'_, D> {
         v: V,
     ) -> Result<V::Value, D::Error> {
         self.deserialize_map(v)
-    }
-    fn is_human_readable(&self) -> bool {
-        self.d.is_human_readable()
     }
     serde::forward_to_deserialize_any! {
         i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf unit unit_struct
