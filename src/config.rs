@@ -389,14 +389,11 @@ impl EmailConfig {
         am: crate::Alertmanager,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<crate::Alertmanager, Error> {
-        let password_env = &self.alertmanager_password_env;
-        let password = self.secret("alertmanager_password_env", password_env, getenv)?;
-        let token = self.secret(
-            "alertmanager_token_env",
-            &self.alertmanager_token_env,
-            getenv,
-        )?;
-        let (user, password_env) = (self.name("alertmanager_user"), "alertmanager_password_env");
+        let password_env = "alertmanager_password_env";
+        let token_env = "alertmanager_token_env";
+        let password = self.secret(password_env, &self.alertmanager_password_env, getenv)?;
+        let token = self.secret(token_env, &self.alertmanager_token_env, getenv)?;
+        let user = self.name("alertmanager_user");
         Ok(match (&self.alertmanager_user, password, token) {
             (None, None, None) => am,
             (Some(user), Some(password), None) => am.basic_auth(user, password),
@@ -405,7 +402,7 @@ impl EmailConfig {
                 return Err(Error::config(format!(
                     "{user} and {} are both set; Alertmanager takes basic authentication or a \
                      bearer token, not both",
-                    self.name("alertmanager_token_env"),
+                    self.name(token_env),
                 )));
             }
             _ => {
@@ -534,9 +531,7 @@ impl EmailConfig {
             _ => "the password given with set_password".to_owned(),
         }
     }
-}
 
-impl EmailConfig {
     /// The secret in the environment variable `var` that `key` names, if
     /// set: the SMTP password, or Alertmanager's password or bearer token.
     #[cfg(any(feature = "smtp", feature = "alertmanager"))]
