@@ -738,6 +738,7 @@ mod tests {
     fn every_bad_setting_is_named_at_build() {
         assert!(err(ok().from("robot@")).contains("\"robot@\""));
         assert!(err(ok().to("a@b.c, not an address")).contains("not an address"));
+        assert_eq!(err(ok().to("")), r#"to: "" holds no address"#);
         assert!(
             err(EmailLayer::builder("app")
                 .transport(FileDrop::new("o"))

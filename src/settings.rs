@@ -774,28 +774,21 @@ impl EmailConfig {
             let message = format!("{}: {given:?} is not a valid email address", self.name(key));
             Error::with_source(ErrorKind::Config, message, e)
         };
-        let from = self.from.as_deref().ok_or_else(|| {
-            Error::config(format!(
-                "{} is not set; the sender is required, such as \"app <robot@example.com>\"",
-                self.name("from")
-            ))
-        })?;
+        let unset = |key, what| Error::config(format!("{} is not set; {what}", self.name(key)));
+        let sender = "the sender is required, such as \"app <robot@example.com>\"";
+        let from = self.from.as_deref().ok_or_else(|| unset("from", sender))?;
         let from: Mailbox = from.parse().map_err(|e| bad("from", from, e))?;
         let mut to = Vec::new();
         for list in &self.to {
             let parsed: Mailboxes = list.parse().map_err(|e| bad("to", list, e))?;
-            let before = to.len();
-            to.extend(parsed);
-            if to.len() == before {
-                let key = self.name("to");
-                return Err(Error::config(format!("{key}: {list:?} holds no address")));
+            if parsed.iter().next().is_none() {
+                return Err(self.bad("to", format!("{list:?} holds no address")));
             }
+            to.extend(parsed);
         }
         if to.is_empty() {
-            return Err(Error::config(format!(
-                "{} is not set; at least one recipient is required, such as \"me@example.com\"",
-                self.name("to")
-            )));
+            let recipient = "at least one recipient is required, such as \"me@example.com\"";
+            return Err(unset("to", recipient));
         }
         Ok((from, to))
     }
