@@ -683,15 +683,10 @@ impl EmailConfig {
     /// from; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
         check_app_name(&self.app)?;
-        if let Some(host) = &self.host
-            && (host.trim().is_empty() || host.contains(char::is_control))
-        {
-            return Err(self.bad(
-                "host",
-                format!(
-                    "{host:?} is empty or holds control characters; give a name such as \"node-7\""
-                ),
-            ));
+        let unusable = |host: &&String| host.trim().is_empty() || host.contains(char::is_control);
+        if let Some(host) = self.host.as_ref().filter(unusable) {
+            let why = "is empty or holds control characters; give a name such as \"node-7\"";
+            return Err(self.bad("host", format!("{host:?} {why}")));
         }
         let p = &self.policy;
         let counts = [
@@ -750,17 +745,15 @@ impl EmailConfig {
                 return Err(self.bad(key, format!("must be longer than 0 seconds{off}")));
             }
         }
-        match self.flush_every {
-            Some(every) if every < MIN_FLUSH_EVERY => Err(self.bad(
+        if let Some(every) = self.flush_every.filter(|every| *every < MIN_FLUSH_EVERY) {
+            let why = "is shorter than the least allowed, 1 second (each period is a run, counted \
+                       in the state file); give 1 second or more";
+            return Err(self.bad(
                 "flush_every",
-                format!(
-                    "{} seconds is shorter than the least allowed, 1 second (each period is a \
-                     run, counted in the state file); give 1 second or more",
-                    every.as_secs_f64()
-                ),
-            )),
-            _ => Ok(()),
+                format!("{} seconds {why}", every.as_secs_f64()),
+            ));
         }
+        Ok(())
     }
 
     /// The error `message` about `key`, named as the user wrote it.
