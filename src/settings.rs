@@ -852,6 +852,25 @@ mod tests {
         );
     }
 
+    /// A level is a name in any case; not a number, which tracing's own
+    /// parser would take (`"1"` as ERROR).
+    #[test]
+    fn a_level_is_a_name_in_any_case() {
+        let level = |text: &str| {
+            let policy = toml::from_str::<PolicyConfig>(&format!("immediately_at = {text:?}"));
+            policy.map(|p| p.immediately_at).map_err(|e| e.to_string())
+        };
+        assert_eq!(level(" Warn "), Ok(Some(Level::WARN)));
+        assert_eq!(level("ERROR"), Ok(Some(Level::ERROR)));
+        for bad in ["1", "03", "+3", "warning", ""] {
+            let err = level(bad).unwrap_err();
+            assert!(
+                err.contains("expected one of trace, debug, info, warn, error"),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn a_key_given_as_null_keeps_its_default() {
         let c: EmailConfig = serde_json::from_str(
