@@ -220,14 +220,13 @@ struct Threshold {
 pub(crate) fn threshold<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<(usize, Level)>, D::Error> {
+    let needs = "needs both `count` and `level`, such as { count = 5, level = \"warn\" }";
     match Option::<Threshold>::deserialize(d)? {
         None => Ok(None),
-        Some(Threshold {
-            count: Some(count),
-            level: Some(level),
-        }) => Ok(Some((count, level))),
-        Some(_) => Err(D::Error::custom(
-            "needs both `count` and `level`, such as { count = 5, level = \"warn\" }",
-        )),
+        Some(t) => t
+            .count
+            .zip(t.level)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(needs)),
     }
 }
