@@ -631,14 +631,13 @@ pub(crate) enum Origin {
 impl Origin {
     /// The name of `key` (as in a file: `policy.batch`) as the user wrote it.
     pub(crate) fn name(&self, key: &str) -> String {
+        // A policy key, in code or a variable, without `policy.`.
+        let last = key.rsplit('.').next().unwrap_or(key);
         match self {
-            Origin::Code => key.rsplit('.').next().unwrap_or(key).to_owned(),
+            Origin::Code => last.to_owned(),
             Origin::Data => key.to_owned(),
             Origin::Table(table) => format!("{table}.{key}"),
-            Origin::Env(prefix) => {
-                let last = key.rsplit('.').next().unwrap_or(key);
-                format!("{prefix}_{}", last.to_ascii_uppercase())
-            }
+            Origin::Env(prefix) => format!("{prefix}_{}", last.to_ascii_uppercase()),
         }
     }
 }
