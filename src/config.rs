@@ -138,19 +138,19 @@ impl EmailConfig {
                 "{prefix}_APP is not set; it names the program, such as {prefix}_APP=poca"
             )));
         }
-        let (keys, key) = ([].iter(), "");
         let vars = Vars {
             prefix,
             found: &found,
-            keys,
-            key,
+            keys: [].iter(),
+            key: "",
         };
         let mut config =
             EmailConfig::deserialize(vars).map_err(|e| Error::config(e.to_string()))?;
         config.password = match found.remove("SMTP_PASSWORD") {
-            Some(None) => Err(Error::config(format!(
-                "{prefix}_SMTP_PASSWORD: the value is not valid UTF-8"
-            )))?,
+            Some(None) => {
+                let message = format!("{prefix}_SMTP_PASSWORD: the value is not valid UTF-8");
+                return Err(Error::config(message));
+            }
             password => password.flatten().map(Password),
         };
         config.origin = Origin::Env(prefix.to_owned());
@@ -667,7 +667,7 @@ impl<'de> MapAccess<'de> for Vars<'_> {
         if self.key == "policy" {
             return seed.deserialize(self.clone());
         }
-        let (prefix, var) = (self.prefix, self.key.to_uppercase());
+        let var = self.key.to_uppercase();
         let text = self.found.get(&var).and_then(Option::as_deref);
         let read = match (text, text.and_then(|text| form(self.key, text))) {
             (None, _) => Err(value::Error::custom("the value is not valid UTF-8")),
@@ -676,7 +676,7 @@ impl<'de> MapAccess<'de> for Vars<'_> {
                 .and_then(|value| seed.deserialize(value).ok())
                 .ok_or_else(|| value::Error::custom(format!("{text:?} is not {expected}"))),
         };
-        read.map_err(|e| value::Error::custom(format!("{prefix}_{var}: {e}")))
+        read.map_err(|e| value::Error::custom(format!("{}_{var}: {e}", self.prefix)))
     }
 }
 
