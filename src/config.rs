@@ -1,5 +1,5 @@
 //! An [`EmailConfig`]'s ways in and out: read from environment variables
-//! (through the same deserializer as a file), and made into a [`Builder`],
+//! (each by the reader of its key in a file), and made into a [`Builder`],
 //! with the transports its keys describe (SMTP and its logins, an outbox,
 //! Alertmanager). The keys themselves are declared in `settings`.
 
