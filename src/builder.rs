@@ -48,26 +48,10 @@ pub struct Builder {
     clock: Arc<dyn crate::clock::Clock>,
 }
 
-/// The transport given: an [`Smtp`](crate::Smtp) is kept as one until
-/// `build()` fits its timeout within the send deadline.
-enum Given {
-    #[cfg(feature = "smtp")]
-    Smtp(Box<crate::Smtp>),
-    Other(Box<dyn Transport>),
-}
-
-impl Given {
-    /// The transport to use, a send of which cannot outlive `deadline` by
-    /// waiting on its socket (see `Smtp::within`).
-    #[cfg_attr(not(feature = "smtp"), allow(unused_variables))]
-    fn within(self, deadline: Duration) -> Box<dyn Transport> {
-        match self {
-            #[cfg(feature = "smtp")]
-            Given::Smtp(smtp) => Box::new(smtp.within(deadline)),
-            Given::Other(transport) => transport,
-        }
-    }
-}
+/// The transport given, made once `build()` knows the send deadline: a
+/// send of an [`Smtp`](crate::Smtp) then cannot outlive it by waiting on its
+/// socket (see `Smtp::within`).
+type Given = Box<dyn FnOnce(Duration) -> Box<dyn Transport> + Send + Sync>;
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,10 +111,11 @@ impl Builder {
             .downcast_mut::<Option<crate::Smtp>>()
             .and_then(Option::take)
         {
-            self.transport = Some(Given::Smtp(Box::new(smtp)));
+            self.transport = Some(Box::new(move |deadline| Box::new(smtp.within(deadline))));
             return self;
         }
-        self.transport = given.map(|t| Given::Other(Box::new(t)));
+        let given = given.map(|t| Box::new(t) as Box<dyn Transport>);
+        self.transport = given.map(|t| Box::new(move |_| t) as Given);
         self
     }
 
@@ -544,7 +529,7 @@ impl Builder {
         s: &EmailConfig,
         alerts_only: bool,
     ) -> Result<Option<Arc<dyn Transport>>, Error> {
-        let given = self.transport.take().map(|t| t.within(s.send_deadline));
+        let given = self.transport.take().map(|made| made(s.send_deadline));
         let Some(mut transport) = given else {
             return match (alerts_only, &s.origin) {
                 (true, _) => Ok(None),
@@ -598,12 +583,10 @@ impl Builder {
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
         let clock = Arc::clone(&self.clock);
         let (flusher, s) = self.into_flusher()?;
-        let alerts = flusher.alerts.is_some();
-        let max_pending = flusher.max_pending;
         let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock,
-            buffer: Buffer::new(max_pending),
+            buffer: Buffer::new(flusher.max_pending),
             max_record_bytes: s.max_record_bytes,
             batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
             guard_dropped: AtomicBool::new(false),
@@ -614,15 +597,20 @@ impl Builder {
             checkpoint: s.checkpoint_interval,
             period: s.flush_every,
             // Alerts need it to post firing ones again before they expire.
-            alerts,
+            alerts: flusher.alerts.is_some(),
         };
         let path = flusher.store.path().to_owned();
         let flusher = Arc::new(Mutex::new(flusher));
         let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
-        let worker = match needs_worker {
-            true => Some(worker(&shared, &flusher, signal, timing)?),
-            false => None,
-        };
+        // The background thread: batches, checkpoints, periods, alerts.
+        let worker = needs_worker.then(|| {
+            let (shared, flusher) = (Arc::clone(&shared), Arc::clone(&flusher));
+            let why = "could not start the background thread";
+            spawn_worker(shared, flusher, Arc::clone(&signal), timing)
+                .map(|handle| (signal, handle))
+                .map_err(|e| Error::with_source(ErrorKind::Config, why, e))
+        });
+        let worker = worker.transpose()?;
         if s.capture_panics {
             crate::flush::panic::install(Arc::downgrade(&shared), Arc::downgrade(&flusher));
         }
@@ -639,24 +627,6 @@ impl Builder {
             },
         ))
     }
-}
-
-/// The background thread: batches, checkpoints, periods, alerts.
-fn worker(
-    shared: &Arc<Shared>,
-    flusher: &Arc<Mutex<Flusher>>,
-    signal: Arc<Signal>,
-    timing: Timing,
-) -> Result<(Arc<Signal>, std::thread::JoinHandle<()>), Error> {
-    let (shared, flusher) = (Arc::clone(shared), Arc::clone(flusher));
-    let handle = spawn_worker(shared, flusher, Arc::clone(&signal), timing).map_err(|e| {
-        Error::with_source(
-            ErrorKind::Config,
-            "could not start the background thread",
-            e,
-        )
-    })?;
-    Ok((signal, handle))
 }
 
 /// The digest's settings: the addresses (none needed by alerts alone),
@@ -768,6 +738,7 @@ mod tests {
     fn every_bad_setting_is_named_at_build() {
         assert!(err(ok().from("robot@")).contains("\"robot@\""));
         assert!(err(ok().to("a@b.c, not an address")).contains("not an address"));
+        assert_eq!(err(ok().to("")), r#"to: "" holds no address"#);
         assert!(
             err(EmailLayer::builder("app")
                 .transport(FileDrop::new("o"))

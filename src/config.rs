@@ -1,11 +1,14 @@
 //! An [`EmailConfig`]'s ways in and out: read from environment variables
-//! (through the same deserializer as a file), and made into a [`Builder`],
+//! (each by the reader of its key in a file), and made into a [`Builder`],
 //! with the transports its keys describe (SMTP and its logins, an outbox,
 //! Alertmanager). The keys themselves are declared in `settings`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IntoDeserializer, MapAccess, Visitor, value,
+};
 use serde_json::{Value, json};
 
 use crate::builder::Builder;
@@ -57,19 +60,9 @@ impl EmailConfig {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn from_env(prefix: &str) -> Result<EmailConfig, Error> {
-        let lead = format!("{}_", prefix.strip_suffix('_').unwrap_or(prefix));
-        let mut vars = Vec::new();
-        for (name, value) in std::env::vars_os() {
-            let ours = |n: &&str| n.strip_prefix(&lead).is_some_and(is_ours);
-            let Some(name) = name.to_str().filter(ours) else {
-                continue;
-            };
-            let value = value
-                .into_string()
-                .map_err(|_| Error::config(format!("{name}: the value is not valid UTF-8")))?;
-            vars.push((name.to_owned(), value));
-        }
-        EmailConfig::from_vars(prefix, vars)
+        let vars = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok())));
+        EmailConfig::read_vars(prefix, vars)
     }
 
     /// Like [`from_env`](EmailConfig::from_env), over the variables given
@@ -111,6 +104,18 @@ impl EmailConfig {
         K: AsRef<str>,
         V: Into<String>,
     {
+        let vars = vars
+            .into_iter()
+            .map(|(name, value)| (name, Some(value.into())));
+        EmailConfig::read_vars(prefix, vars)
+    }
+
+    /// `from_vars` over values that may not be valid UTF-8 (`None`), an
+    /// error only in a variable that is read.
+    fn read_vars<K: AsRef<str>>(
+        prefix: &str,
+        vars: impl Iterator<Item = (K, Option<String>)>,
+    ) -> Result<EmailConfig, Error> {
         let prefix = prefix.strip_suffix('_').unwrap_or(prefix);
         if prefix.is_empty() {
             return Err(Error::config(
@@ -120,11 +125,10 @@ impl EmailConfig {
         }
         let mut found = HashMap::new();
         for (name, value) in vars {
-            let (value, lead) = (value.into(), format!("{prefix}_"));
-            let Some(var) = name.as_ref().strip_prefix(&lead) else {
+            let Some(var) = name.as_ref().strip_prefix(&format!("{prefix}_")) else {
                 continue;
             };
-            match value.is_empty() {
+            match value.as_deref() == Some("") {
                 true => found.remove(var),
                 false => found.insert(var.to_owned(), value),
             };
@@ -134,21 +138,21 @@ impl EmailConfig {
                 "{prefix}_APP is not set; it names the program, such as {prefix}_APP=poca"
             )));
         }
-        // Each variable becomes the value its key has in a file, read alone
-        // so that an error names the variable; then all of them together.
-        let mut table = json!({});
-        for &(key, form) in VARS {
-            let Some(text) = found.get(&variable(key)) else {
-                continue;
-            };
-            let value = form
-                .read(key, text)
-                .map_err(|e| Error::config(format!("{prefix}_{}: {e}", variable(key))))?;
-            put(&mut table, key, value);
-        }
-        let mut config = EmailConfig::deserialize(table)
-            .map_err(|e| Error::config(format!("the variables {prefix}_*: {e}")))?;
-        config.password = found.remove("SMTP_PASSWORD").map(Password);
+        let vars = Vars {
+            prefix,
+            found: &found,
+            keys: [].iter(),
+            key: "",
+        };
+        let mut config =
+            EmailConfig::deserialize(vars).map_err(|e| Error::config(e.to_string()))?;
+        config.password = match found.remove("SMTP_PASSWORD") {
+            Some(None) => {
+                let message = format!("{prefix}_SMTP_PASSWORD: the value is not valid UTF-8");
+                return Err(Error::config(message));
+            }
+            password => password.flatten().map(Password),
+        };
         config.origin = Origin::Env(prefix.to_owned());
         Ok(config)
     }
@@ -385,14 +389,11 @@ impl EmailConfig {
         am: crate::Alertmanager,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<crate::Alertmanager, Error> {
-        let password_env = &self.alertmanager_password_env;
-        let password = self.secret("alertmanager_password_env", password_env, getenv)?;
-        let token = self.secret(
-            "alertmanager_token_env",
-            &self.alertmanager_token_env,
-            getenv,
-        )?;
-        let (user, password_env) = (self.name("alertmanager_user"), "alertmanager_password_env");
+        let password_env = "alertmanager_password_env";
+        let token_env = "alertmanager_token_env";
+        let password = self.secret(password_env, &self.alertmanager_password_env, getenv)?;
+        let token = self.secret(token_env, &self.alertmanager_token_env, getenv)?;
+        let user = self.name("alertmanager_user");
         Ok(match (&self.alertmanager_user, password, token) {
             (None, None, None) => am,
             (Some(user), Some(password), None) => am.basic_auth(user, password),
@@ -401,7 +402,7 @@ impl EmailConfig {
                 return Err(Error::config(format!(
                     "{user} and {} are both set; Alertmanager takes basic authentication or a \
                      bearer token, not both",
-                    self.name("alertmanager_token_env"),
+                    self.name(token_env),
                 )));
             }
             _ => {
@@ -530,9 +531,7 @@ impl EmailConfig {
             _ => "the password given with set_password".to_owned(),
         }
     }
-}
 
-impl EmailConfig {
     /// The secret in the environment variable `var` that `key` names, if
     /// set: the SMTP password, or Alertmanager's password or bearer token.
     #[cfg(any(feature = "smtp", feature = "alertmanager"))]
@@ -612,169 +611,152 @@ impl EmailLayer {
     }
 }
 
-/// The variable of `key`: its name upper-cased, a policy key's without `policy.`.
-fn variable(key: &str) -> String {
-    key.trim_start_matches("policy.").to_ascii_uppercase()
+/// The variables found after the prefix (`None`: not valid UTF-8), read as
+/// a file's table is: each of the `keys` the derived reader asks for that
+/// has a variable, its value read from it (an error names the variable);
+/// the `policy` table from the same variables.
+#[derive(Clone)]
+struct Vars<'a> {
+    prefix: &'a str,
+    found: &'a HashMap<String, Option<String>>,
+    keys: std::slice::Iter<'static, &'static str>,
+    key: &'static str,
 }
 
-/// Whether `var` (after the prefix) is one this crate reads.
-fn is_ours(var: &str) -> bool {
-    var == "SMTP_PASSWORD" || VARS.iter().any(|(key, _)| variable(key) == var)
-}
-
-/// Sets `key` (`policy.batch` in the `policy` table) in `table`.
-fn put(table: &mut Value, key: &str, value: Value) {
-    match key.split_once('.') {
-        Some((outer, inner)) => put(&mut table[outer], inner, value),
-        None => table[key] = value,
+impl<'de> Deserializer<'de> for Vars<'_> {
+    type Error = value::Error;
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        keys: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, value::Error> {
+        let keys = keys.iter();
+        v.visit_map(Vars { keys, ..self })
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, value::Error> {
+        v.visit_some(self)
+    }
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, value::Error> {
+        v.visit_map(self)
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
     }
 }
 
-/// How a variable's text is read.
-#[derive(Clone, Copy)]
-enum Form {
-    /// As a file's string, else as its number or `true`/`false` (in any case).
-    Plain,
-    /// Items separated by commas; what they are.
-    Split(&'static str),
-    /// The program then its arguments, separated by white space, or a JSON list.
-    Command,
-    /// `name=value` pairs separated by commas.
-    Labels,
-    /// `COUNT:LEVEL`.
-    Threshold,
-}
-
-use Form::*;
-
-/// Every key read from a variable (see [`variable`]), and how.
-const VARS: &[(&str, Form)] = &[
-    ("app", Plain),
-    ("smtp_url", Plain),
-    ("password_env", Plain),
-    ("password_command", Command),
-    ("oauth2_token_command", Command),
-    ("root_certificate", Plain),
-    ("timeout", Plain),
-    ("allow_insecure_auth", Plain),
-    ("outbox", Plain),
-    ("from", Plain),
-    ("to", Plain),
-    ("subject", Plain),
-    ("html", Plain),
-    ("state_file", Plain),
-    ("local_time", Plain),
-    ("max_pending", Plain),
-    ("max_record_bytes", Plain),
-    ("max_email_bytes", Plain),
-    ("max_detail_lines", Plain),
-    ("send_deadline", Plain),
-    ("lock_timeout", Plain),
-    ("checkpoint_interval", Plain),
-    ("flush_every", Plain),
-    ("capture_panics", Plain),
-    ("notify_recovery", Plain),
-    (
-        "alertmanager_urls",
-        Split("URLs separated by commas, such as http://am-0:9093,http://am-1:9093"),
-    ),
-    ("alertmanager_labels", Labels),
-    ("alertmanager_user", Plain),
-    ("alertmanager_password_env", Plain),
-    ("alertmanager_token_env", Plain),
-    ("alertmanager_root_certificate", Plain),
-    ("alertmanager_timeout", Plain),
-    ("resolve_window", Plain),
-    ("host", Plain),
-    ("policy.threshold", Threshold),
-    ("policy.batch", Plain),
-    ("policy.immediately_at", Plain),
-    ("policy.consecutive_runs", Plain),
-    ("policy.repeat_after", Plain),
-    ("policy.min_interval", Plain),
-    ("policy.max_age", Plain),
-    (
-        "policy.fingerprint_fields",
-        Split("field names separated by commas, such as feed,url"),
-    ),
-];
-
-impl Form {
-    /// `text` as the value `key` has in a file, read as a file's would be;
-    /// else what is wrong.
-    fn read(self, key: &str, text: &str) -> Result<Value, String> {
-        let t = text.trim();
-        let value = match self {
-            Plain => {
-                let scalar = match t.to_ascii_lowercase().as_str() {
-                    "true" | "false" => Some(json!(t.eq_ignore_ascii_case("true"))),
-                    // A whole number beyond 64 bits is read as a float,
-                    // which each reader refuses as too large or not whole.
-                    _ => {
-                        let whole = t.parse::<i64>().map(Value::from);
-                        let whole = whole.or_else(|_| t.parse::<u64>().map(Value::from));
-                        let float = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
-                        whole.ok().or(float.map(Value::Number))
-                    }
-                };
-                let as_text = alone(key, json!(text));
-                return match (as_text, scalar) {
-                    (Ok(()), _) => Ok(json!(text)),
-                    (Err(e), None) => Err(e),
-                    (Err(_), Some(v)) => alone(key, v.clone()).map(|()| v),
-                };
-            }
-            Split(_) => {
-                let items = text
-                    .split(',')
-                    .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
-                json!(items.collect::<Option<Vec<_>>>())
-            }
-            Command if t.starts_with('[') => serde_json::from_str(t).unwrap_or(Value::Null),
-            Command => json!(t.split_whitespace().collect::<Vec<_>>()),
-            Labels => {
-                let pairs = text.split(',').map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    Some((name.trim().to_owned(), json!(value.trim())))
-                });
-                json!(pairs.collect::<Option<serde_json::Map<_, _>>>())
-            }
-            Threshold => match t.split_once(':') {
-                Some((count, level)) => {
-                    json!({ "count": count.trim().parse::<u64>().ok(), "level": level })
-                }
-                None => Value::Null,
-            },
+impl<'de> MapAccess<'de> for Vars<'_> {
+    type Error = value::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, value::Error> {
+        let found = self.found;
+        let given = |key: &&&str| **key == "policy" || found.contains_key(&key.to_uppercase());
+        let Some(&key) = self.keys.find(given) else {
+            return Ok(None);
         };
-        let ok = !value.is_null() && alone(key, value.clone()).is_ok();
-        ok.then_some(value)
-            .ok_or_else(|| format!("{text:?} is not {}", self.expected()))
+        self.key = key;
+        seed.deserialize(key.into_deserializer()).map(Some)
     }
+    fn next_value_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<S::Value, value::Error> {
+        if self.key == "policy" {
+            return seed.deserialize(self.clone());
+        }
+        let var = self.key.to_uppercase();
+        let text = self.found.get(&var).and_then(Option::as_deref);
+        let read = match (text, text.and_then(|text| form(self.key, text))) {
+            (None, _) => Err(value::Error::custom("the value is not valid UTF-8")),
+            (Some(text), None) => seed.deserialize(Text(text)),
+            (Some(text), Some((value, expected))) => value
+                .and_then(|value| seed.deserialize(value).ok())
+                .ok_or_else(|| value::Error::custom(format!("{text:?} is not {expected}"))),
+        };
+        read.map_err(|e| value::Error::custom(format!("{}_{var}: {e}", self.prefix)))
+    }
+}
 
-    /// What a variable of this form holds, for its errors.
-    fn expected(self) -> &'static str {
-        match self {
-            Plain => "a value",
-            Split(items) => items,
-            Command => {
-                "the program then its arguments, separated by spaces (pass show smtp), or \
-                        a JSON list of strings when an argument holds a space ([\"secret-tool\", \
-                        \"lookup\", \"service\", \"my smtp\"])"
-            }
-            Labels => "name=value pairs separated by commas, such as team=media",
-            Threshold => "COUNT:LEVEL, such as 5:warn",
+/// A variable's text, read as a file's value would be: a number, or `true`
+/// or `false` (in any case), when the key takes one, else the text.
+struct Text<'a>(&'a str);
+
+impl<'de> Deserializer<'de> for Text<'_> {
+    type Error = value::Error;
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, value::Error> {
+        let t = self.0.trim();
+        // A whole number beyond 64 bits is read as a float, which each
+        // reader refuses as too large or not whole.
+        match (t.parse::<i64>(), t.parse::<u64>(), t.parse::<f64>()) {
+            (Ok(n), _, _) => v.visit_i64(n),
+            (_, Ok(n), _) => v.visit_u64(n),
+            (_, _, Ok(x)) => v.visit_f64(x),
+            _ => self.deserialize_bool(v),
         }
     }
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, value::Error> {
+        match self.0.trim().to_ascii_lowercase().as_str() {
+            "true" => v.visit_bool(true),
+            "false" => v.visit_bool(false),
+            _ => v.visit_str(self.0),
+        }
+    }
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, value::Error> {
+        v.visit_str(self.0)
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, value::Error> {
+        v.visit_some(self)
+    }
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
 }
 
-/// Whether `value` is one `key` takes, read alone: else serde's words.
-fn alone(key: &str, value: Value) -> Result<(), String> {
-    let mut table = json!({});
-    put(&mut table, key, value);
-    match EmailConfig::deserialize(table) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
+/// How the variable of a key whose value is not one text is read (`None`:
+/// its text is not of that form), and what it holds, for its errors.
+fn form(key: &str, text: &str) -> Option<(Option<Value>, &'static str)> {
+    let t = text.trim();
+    let items = text
+        .split(',')
+        .map(|f| Some(f.trim()).filter(|f| !f.is_empty()));
+    let items = items.collect::<Option<Vec<_>>>().map(|items| json!(items));
+    Some(match key {
+        "alertmanager_urls" => (
+            items,
+            "URLs separated by commas, such as http://am-0:9093,http://am-1:9093",
+        ),
+        "fingerprint_fields" => (items, "field names separated by commas, such as feed,url"),
+        "password_command" | "oauth2_token_command" => {
+            let argv = match t.starts_with('[') {
+                true => serde_json::from_str(t).ok(),
+                false => Some(json!(t.split_whitespace().collect::<Vec<_>>())),
+            };
+            let expected = "the program then its arguments, separated by spaces (pass show \
+                            smtp), or a JSON list of strings when an argument holds a space \
+                            ([\"secret-tool\", \"lookup\", \"service\", \"my smtp\"])";
+            (argv, expected)
+        }
+        "alertmanager_labels" => {
+            let pairs = text.split(',').map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                Some((name.trim().to_owned(), json!(value.trim())))
+            });
+            let labels = pairs.collect::<Option<serde_json::Map<_, _>>>();
+            let expected = "name=value pairs separated by commas, such as team=media";
+            (labels.map(Value::Object), expected)
+        }
+        "threshold" => {
+            let pair = t.split_once(':').map(|(count, level)| {
+                json!({ "count": count.trim().parse::<u64>().ok(), "level": level })
+            });
+            (pair, "COUNT:LEVEL, such as 5:warn")
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -795,6 +777,21 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> Result<EmailConfig, Error> {
         EmailConfig::from_vars("POCA", pairs.iter().copied())
+    }
+
+    /// A value that is not UTF-8 is an error in a variable this crate
+    /// reads, and ignored in the program's own.
+    #[test]
+    fn a_value_not_utf8_is_named_only_where_it_is_read() {
+        let read = |var: &'static str| {
+            let vars = [("POCA_APP", Some("poca".to_owned())), (var, None)];
+            EmailConfig::read_vars("POCA", vars.into_iter())
+        };
+        assert!(read("POCA_FEEDS").is_ok());
+        for var in ["POCA_BATCH", "POCA_FROM", "POCA_SMTP_PASSWORD"] {
+            let err = read(var).unwrap_err().to_string();
+            assert_eq!(err, format!("{var}: the value is not valid UTF-8"));
+        }
     }
 
     #[cfg(feature = "smtp")]

@@ -62,14 +62,10 @@ pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), S
     if value <= max {
         return Ok(());
     }
-    let given = if value.subsec_nanos() == 0 {
-        value.as_secs().to_string()
-    } else {
-        value.as_secs_f64().to_string()
-    };
     Err(format!(
-        "{key}: {given} seconds is longer than the most allowed, {} seconds ({}); give at most \
+        "{key}: {} seconds is longer than the most allowed, {} seconds ({}); give at most \
          that",
+        value.as_secs_f64(),
         max.as_secs(),
         days(max)
     ))
@@ -635,14 +631,13 @@ pub(crate) enum Origin {
 impl Origin {
     /// The name of `key` (as in a file: `policy.batch`) as the user wrote it.
     pub(crate) fn name(&self, key: &str) -> String {
+        // A policy key, in code or a variable, without `policy.`.
+        let last = key.rsplit('.').next().unwrap_or(key);
         match self {
-            Origin::Code => key.rsplit('.').next().unwrap_or(key).to_owned(),
+            Origin::Code => last.to_owned(),
             Origin::Data => key.to_owned(),
             Origin::Table(table) => format!("{table}.{key}"),
-            Origin::Env(prefix) => {
-                let last = key.rsplit('.').next().unwrap_or(key);
-                format!("{prefix}_{}", last.to_ascii_uppercase())
-            }
+            Origin::Env(prefix) => format!("{prefix}_{}", last.to_ascii_uppercase()),
         }
     }
 }
@@ -652,18 +647,17 @@ impl Origin {
 /// (`po\nca` and `poca` would name the same folder).
 pub(crate) fn check_app_name(name: &str) -> Result<(), Error> {
     let app = name.trim();
-    if app.is_empty() || app == "." || app == ".." || app.contains(['/', '\\']) {
-        return Err(Error::config(format!(
-            "the app name {name:?} cannot name a folder; use a plain name like \"poca\""
-        )));
-    }
-    if app.contains(char::is_control) {
-        return Err(Error::config(format!(
-            "the app name {name:?} holds control characters, which a file name cannot keep \
-             apart; use a plain name like \"poca\""
-        )));
-    }
-    Ok(())
+    let why = match app {
+        "" | "." | ".." => "cannot name a folder",
+        _ if app.contains(['/', '\\']) => "cannot name a folder",
+        _ if app.contains(char::is_control) => {
+            "holds control characters, which a file name cannot keep apart"
+        }
+        _ => return Ok(()),
+    };
+    Err(Error::config(format!(
+        "the app name {name:?} {why}; use a plain name like \"poca\""
+    )))
 }
 
 impl EmailConfig {
@@ -688,15 +682,10 @@ impl EmailConfig {
     /// from; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
         check_app_name(&self.app)?;
-        if let Some(host) = &self.host
-            && (host.trim().is_empty() || host.contains(char::is_control))
-        {
-            return Err(self.bad(
-                "host",
-                format!(
-                    "{host:?} is empty or holds control characters; give a name such as \"node-7\""
-                ),
-            ));
+        let unusable = |host: &&String| host.trim().is_empty() || host.contains(char::is_control);
+        if let Some(host) = self.host.as_ref().filter(unusable) {
+            let why = "is empty or holds control characters; give a name such as \"node-7\"";
+            return Err(self.bad("host", format!("{host:?} {why}")));
         }
         let p = &self.policy;
         let counts = [
@@ -755,17 +744,15 @@ impl EmailConfig {
                 return Err(self.bad(key, format!("must be longer than 0 seconds{off}")));
             }
         }
-        match self.flush_every {
-            Some(every) if every < MIN_FLUSH_EVERY => Err(self.bad(
+        if let Some(every) = self.flush_every.filter(|every| *every < MIN_FLUSH_EVERY) {
+            let why = "is shorter than the least allowed, 1 second (each period is a run, counted \
+                       in the state file); give 1 second or more";
+            return Err(self.bad(
                 "flush_every",
-                format!(
-                    "{} seconds is shorter than the least allowed, 1 second (each period is a \
-                     run, counted in the state file); give 1 second or more",
-                    every.as_secs_f64()
-                ),
-            )),
-            _ => Ok(()),
+                format!("{} seconds {why}", every.as_secs_f64()),
+            ));
         }
+        Ok(())
     }
 
     /// The error `message` about `key`, named as the user wrote it.
@@ -779,28 +766,21 @@ impl EmailConfig {
             let message = format!("{}: {given:?} is not a valid email address", self.name(key));
             Error::with_source(ErrorKind::Config, message, e)
         };
-        let from = self.from.as_deref().ok_or_else(|| {
-            Error::config(format!(
-                "{} is not set; the sender is required, such as \"app <robot@example.com>\"",
-                self.name("from")
-            ))
-        })?;
+        let unset = |key, what| Error::config(format!("{} is not set; {what}", self.name(key)));
+        let sender = "the sender is required, such as \"app <robot@example.com>\"";
+        let from = self.from.as_deref().ok_or_else(|| unset("from", sender))?;
         let from: Mailbox = from.parse().map_err(|e| bad("from", from, e))?;
         let mut to = Vec::new();
         for list in &self.to {
             let parsed: Mailboxes = list.parse().map_err(|e| bad("to", list, e))?;
-            let before = to.len();
-            to.extend(parsed);
-            if to.len() == before {
-                let key = self.name("to");
-                return Err(Error::config(format!("{key}: {list:?} holds no address")));
+            if parsed.iter().next().is_none() {
+                return Err(self.bad("to", format!("{list:?} holds no address")));
             }
+            to.extend(parsed);
         }
         if to.is_empty() {
-            return Err(Error::config(format!(
-                "{} is not set; at least one recipient is required, such as \"me@example.com\"",
-                self.name("to")
-            )));
+            let recipient = "at least one recipient is required, such as \"me@example.com\"";
+            return Err(unset("to", recipient));
         }
         Ok((from, to))
     }
@@ -869,6 +849,25 @@ mod tests {
             err,
             "invalid type: integer `5`, expected a string for `to` at line 1 column 26"
         );
+    }
+
+    /// A level is a name in any case; not a number, which tracing's own
+    /// parser would take (`"1"` as ERROR).
+    #[test]
+    fn a_level_is_a_name_in_any_case() {
+        let level = |text: &str| {
+            let policy = toml::from_str::<PolicyConfig>(&format!("immediately_at = {text:?}"));
+            policy.map(|p| p.immediately_at).map_err(|e| e.to_string())
+        };
+        assert_eq!(level(" Warn "), Ok(Some(Level::WARN)));
+        assert_eq!(level("ERROR"), Ok(Some(Level::ERROR)));
+        for bad in ["1", "03", "+3", "warning", ""] {
+            let err = level(bad).unwrap_err();
+            assert!(
+                err.contains("expected one of trace, debug, info, warn, error"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

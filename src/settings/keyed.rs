@@ -50,17 +50,17 @@ impl<'a, D> Keyed<'a, D> {
         F: FnOnce(D, Keyed<'a, T>) -> Result<R, E>,
     {
         let name = self.name.clone();
-        name.of(f(
-            self.d,
-            Keyed {
-                d: t,
-                name: self.name,
-            },
-        ))
+        let t = Keyed {
+            d: t,
+            name: self.name,
+        };
+        name.of(f(self.d, t))
     }
 }
 
-/// Each way of reading a value, as asked, its visitor wrapped.
+/// The ways of reading a value that the settings' types ask for (the
+/// readers of numbers and lists ask for any), its visitor wrapped; a format
+/// that reads a value by what is asked (a string as a boolean) still can.
 macro_rules! forward {
     ($($method:ident),*) => {$(
         fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
@@ -71,19 +71,8 @@ macro_rules! forward {
 
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keyed<'_, D> {
     type Error = D::Error;
-    forward!(
-        deserialize_any,
-        deserialize_bool,
-        deserialize_i64,
-        deserialize_u64
-    );
-    forward!(
-        deserialize_f64,
-        deserialize_str,
-        deserialize_string,
-        deserialize_option
-    );
-    forward!(deserialize_seq, deserialize_map, deserialize_identifier);
+    forward!(deserialize_any, deserialize_bool, deserialize_str);
+    forward!(deserialize_string, deserialize_option, deserialize_map);
     /// A table, never a list read in the order of the keys.
     fn deserialize_struct<V: Visitor<'de>>(
         self,
@@ -93,12 +82,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keyed<'_, D> {
     ) -> Result<V::Value, D::Error> {
         self.deserialize_map(v)
     }
-    fn is_human_readable(&self) -> bool {
-        self.d.is_human_readable()
-    }
     serde::forward_to_deserialize_any! {
-        i8 i16 i32 i128 u8 u16 u32 u128 f32 char bytes byte_buf unit unit_struct
-        newtype_struct tuple tuple_struct enum ignored_any
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf unit unit_struct
+        newtype_struct seq tuple tuple_struct enum identifier ignored_any
     }
 }
 

@@ -143,16 +143,9 @@ impl<'de> Visitor<'de> for Lvl {
         Ok(None)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        let all = [
-            Level::TRACE,
-            Level::DEBUG,
-            Level::INFO,
-            Level::WARN,
-            Level::ERROR,
-        ];
-        let level = all
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(v.trim()));
+        let name = v.trim();
+        // tracing also reads "1" to "5" as levels; a setting takes names only.
+        let level = name.parse().ok().filter(|_| name.parse::<u8>().is_err());
         level
             .map(Some)
             .ok_or_else(|| E::invalid_value(Unexpected::Str(v), &self))
@@ -227,14 +220,13 @@ struct Threshold {
 pub(crate) fn threshold<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<(usize, Level)>, D::Error> {
+    let needs = "needs both `count` and `level`, such as { count = 5, level = \"warn\" }";
     match Option::<Threshold>::deserialize(d)? {
         None => Ok(None),
-        Some(Threshold {
-            count: Some(count),
-            level: Some(level),
-        }) => Ok(Some((count, level))),
-        Some(_) => Err(D::Error::custom(
-            "needs both `count` and `level`, such as { count = 5, level = \"warn\" }",
-        )),
+        Some(t) => t
+            .count
+            .zip(t.level)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(needs)),
     }
 }
