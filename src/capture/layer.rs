@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use serde_json::Value;
@@ -16,7 +16,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::buffer::Buffer;
 use crate::capture::record::{SPAN_OVERHEAD, field_cost, text_cost};
-use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
+use crate::capture::scope::{SpanFields, Spans, event_scope, fit_spans};
 use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
 
@@ -87,7 +87,7 @@ pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
     /// Counts changes to spans' fields, so that a span's kept list of the
     /// spans it is inside is made again after one.
-    pub(crate) span_edits: SpanEdits,
+    pub(crate) span_edits: AtomicU64,
     /// Where record timestamps come from.
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// Most bytes of text (message, fields and span context, escapes
@@ -169,10 +169,7 @@ where
         let mut visitor = FieldVisitor::new(None, &mut visited, budget, attrs.fields().len(), 0);
         attrs.record(&mut visitor);
         let (_, left_out) = visitor.finish();
-        // Read before the parent's scope, so that an edit meanwhile shows.
-        let edits = self.shared.span_edits.now();
-        let mut fields = SpanFields::new(name, visited, left_out);
-        new_span_scope(&span, &mut fields, edits);
+        let fields = SpanFields::new(name, visited, left_out);
         span.extensions_mut().insert(fields);
     }
 
@@ -210,7 +207,7 @@ where
         }
         drop(extensions);
         // The spans inside this one keep lists with its old fields.
-        self.shared.span_edits.bump();
+        self.shared.span_edits.fetch_add(1, Ordering::AcqRel);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
