@@ -136,12 +136,13 @@ impl Queue {
     /// is left empty).
     fn push_event(&mut self, event: Event, message: &str, fields: &mut Vec<(&'static str, Value)>) {
         let chunk = self.last();
-        chunk.text.push_str(message);
-        chunk.values.append(fields);
         chunk.records.push_back(Captured::Event(Event {
             message_len: message.len(),
+            fields: fields.len(),
             ..event
         }));
+        chunk.text.push_str(message);
+        chunk.values.append(fields);
         self.len += 1;
     }
 
@@ -217,11 +218,13 @@ impl Buffer {
     }
 
     /// Adds a record; returns how many records its shard now holds.
-    pub(crate) fn push(&self, record: Record) -> usize {
-        let mut record = Captured::Record(Box::new(record));
-        self.add(record.time(), |time, queue| {
-            record.set_time(time);
-            queue.push_back(record);
+    pub(crate) fn push(&self, mut record: Record) -> usize {
+        let made = SystemTime::from(record.timestamp);
+        self.add(made, |time, queue| {
+            if time != made {
+                record.timestamp = time.into();
+            }
+            queue.push_back(Captured::Record(Box::new(record)));
         })
     }
 
@@ -234,7 +237,6 @@ impl Buffer {
         message: &str,
         fields: &mut Vec<(&'static str, Value)>,
     ) -> usize {
-        event.fields = fields.len();
         self.add(event.time, |time, queue| {
             event.time = time;
             queue.push_event(event, message, fields);
@@ -322,16 +324,6 @@ impl Captured {
         match self {
             Captured::Event(e) => e.time,
             Captured::Record(r) => SystemTime::from(r.timestamp),
-        }
-    }
-
-    fn set_time(&mut self, time: SystemTime) {
-        if self.time() == time {
-            return;
-        }
-        match self {
-            Captured::Event(e) => e.time = time,
-            Captured::Record(r) => r.timestamp = time.into(),
         }
     }
 }

@@ -15,7 +15,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::buffer::Buffer;
-use crate::capture::record::{SPAN_OVERHEAD, field_cost, text_cost};
+use crate::capture::record::{SPAN_OVERHEAD, field_cost, span_cost, text_cost};
 use crate::capture::scope::{SpanFields, Spans, event_scope, fit_spans};
 use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
@@ -190,7 +190,8 @@ where
                 .filter(|(name, _)| names.field(name).is_some_and(|f| values.contains(&f)))
                 .map(|(name, value)| field_cost(name, value))
                 .sum();
-            span_bound(self.shared.max_record_bytes).saturating_sub(current.cost - replaced)
+            let held = span_cost(&current.record) - replaced;
+            span_bound(self.shared.max_record_bytes).saturating_sub(held)
         };
         // User code (the values' Debug) runs without the span's lock held:
         // it may log, and that event reads this span.

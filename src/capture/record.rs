@@ -426,21 +426,16 @@ impl Record {
     /// ```
     pub fn to_line(&self, offset: UtcOffset) -> String {
         let mut out = String::with_capacity(64 + self.message.len());
-        let _ = self.write_line(&mut out, offset);
-        out
-    }
-
-    /// Writes [`to_line`](Record::to_line)'s text to `out`.
-    pub(crate) fn write_line(&self, out: &mut impl fmt::Write, offset: UtcOffset) -> fmt::Result {
         let time = show_time(self.timestamp, offset, LINE_TIME);
-        write!(out, "{time} {} ", self.level)?;
-        write_escaped(out, &self.target, false)?;
-        out.write_char(':')?;
+        let _ = write!(out, "{time} {} ", self.level);
+        write_escaped(&mut out, &self.target, false);
+        out.push(':');
         if !self.message.is_empty() {
-            out.write_char(' ')?;
-            write_escaped(out, &self.message, false)?;
+            out.push(' ');
+            write_escaped(&mut out, &self.message, false);
         }
-        write_fields(out, &self.fields, true)
+        write_fields(&mut out, &self.fields, true);
+        out
     }
 
     /// The span context as one line, outermost first, e.g.
@@ -463,10 +458,10 @@ impl Record {
             if i > 0 {
                 out.push_str(" > ");
             }
-            let _ = write_escaped(&mut out, &span.name, false);
+            write_escaped(&mut out, &span.name, false);
             if !span.fields.is_empty() {
                 out.push('{');
-                let _ = write_fields(&mut out, &span.fields, false);
+                write_fields(&mut out, &span.fields, false);
                 out.push('}');
             }
         }
@@ -476,23 +471,24 @@ impl Record {
 
 /// Appends `name=value` for each field, separated by spaces (and preceded
 /// by one if `leading`): strings quoted and escaped, other values as JSON.
-fn write_fields(out: &mut impl fmt::Write, fields: &Fields, leading: bool) -> fmt::Result {
+fn write_fields(out: &mut String, fields: &Fields, leading: bool) {
     for (i, (name, value)) in fields.iter().enumerate() {
         if leading || i > 0 {
-            out.write_char(' ')?;
+            out.push(' ');
         }
-        write_escaped(out, name, false)?;
-        out.write_char('=')?;
+        write_escaped(out, name, false);
+        out.push('=');
         match value {
             Value::String(s) => {
-                out.write_char('"')?;
-                write_escaped(out, s, true)?;
-                out.write_char('"')?;
+                out.push('"');
+                write_escaped(out, s, true);
+                out.push('"');
             }
-            other => write!(out, "{other}")?,
+            other => {
+                let _ = write!(out, "{other}");
+            }
         }
     }
-    Ok(())
 }
 
 /// Whether the text part shows `c` as `\u{…}`: control characters (C0, DEL,
@@ -529,21 +525,23 @@ fn text_escape(c: char, quoted: bool) -> Option<&'static str> {
 /// Writes `text` for the plain-text part, with control characters escaped
 /// (`\n`, `\r`, `\t`, `\0`, else `\u{1b}`), and `"` and `\` too when it
 /// is `quoted`: no log text can start a line of its own in an email body.
-pub(crate) fn write_escaped(out: &mut impl fmt::Write, text: &str, quoted: bool) -> fmt::Result {
+pub(crate) fn write_escaped(out: &mut String, text: &str, quoted: bool) {
     let mut done = 0;
     for (i, c) in text.char_indices() {
         let short = text_escape(c, quoted);
         if short.is_none() && !hidden(c) {
             continue;
         }
-        out.write_str(&text[done..i])?;
+        out.push_str(&text[done..i]);
         match short {
-            Some(escape) => out.write_str(escape)?,
-            None => write!(out, "\\u{{{:x}}}", u32::from(c))?,
+            Some(escape) => out.push_str(escape),
+            None => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
         }
         done = i + c.len_utf8();
     }
-    out.write_str(&text[done..])
+    out.push_str(&text[done..]);
 }
 
 /// Counts the bytes written to it.
@@ -873,7 +871,7 @@ mod tests {
         {
             let json = serde_json::to_string(&c.to_string()).unwrap().len() - 2;
             let mut text = String::new();
-            write_escaped(&mut text, &c.to_string(), true).unwrap();
+            write_escaped(&mut text, &c.to_string(), true);
             let cost = char_cost(c);
             assert!(
                 cost >= json && cost >= text.len(),

@@ -26,11 +26,9 @@ use crate::capture::record::{
 pub(crate) type Spans = Option<Arc<[Arc<SpanRecord>]>>;
 
 /// The fields of a span, kept in its extensions and shared by every record
-/// made inside it until a field changes, with their cost in
-/// `max_record_bytes` (see [`span_cost`]).
+/// made inside it until a field changes.
 pub(crate) struct SpanFields {
     pub(crate) record: Arc<SpanRecord>,
-    pub(crate) cost: usize,
     /// The fields whose value was left out for want of room (counted in
     /// the record's `fields_left_out`), until one gets a value again.
     pub(crate) left_out: Vec<&'static str>,
@@ -56,7 +54,6 @@ impl SpanFields {
             fields,
         };
         SpanFields {
-            cost: span_cost(&record),
             record: Arc::new(record),
             left_out,
             scope: None,
@@ -90,7 +87,6 @@ impl SpanFields {
         }
         // The kept list holds the old fields (the caller also counts the
         // change, for the spans inside this one).
-        self.cost = span_cost(&self.record);
         self.scope = None;
     }
 }
@@ -147,7 +143,7 @@ where
         .from_root()
         .filter_map(|span| {
             span.extensions().get::<SpanFields>().map(|s| {
-                cost = cost.saturating_add(s.cost);
+                cost = cost.saturating_add(span_cost(&s.record));
                 Arc::clone(&s.record)
             })
         })
