@@ -10,7 +10,7 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::buffer::Buffer;
-use crate::capture::layer::{EmailLayer, Shared, Signal};
+use crate::capture::layer::{EmailLayer, Shared};
 use crate::digest::Composer;
 use crate::digest::subject::Template;
 use crate::error::{Error, ErrorKind};
@@ -600,12 +600,12 @@ impl Builder {
         let (flusher, s) = self.into_flusher()?;
         let alerts = flusher.alerts.is_some();
         let max_pending = flusher.max_pending;
-        let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock,
             buffer: Buffer::new(max_pending),
             max_record_bytes: s.max_record_bytes,
-            batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
+            batch: s.policy.batch,
+            signal: Default::default(),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
             span_edits: Default::default(),
@@ -620,7 +620,7 @@ impl Builder {
         let flusher = Arc::new(Mutex::new(flusher));
         let needs_worker = s.policy.batch.is_some() || timing != Timing::default();
         let worker = match needs_worker {
-            true => Some(worker(&shared, &flusher, signal, timing)?),
+            true => Some(worker(&shared, &flusher, timing)?),
             false => None,
         };
         if s.capture_panics {
@@ -645,18 +645,16 @@ impl Builder {
 fn worker(
     shared: &Arc<Shared>,
     flusher: &Arc<Mutex<Flusher>>,
-    signal: Arc<Signal>,
     timing: Timing,
-) -> Result<(Arc<Signal>, std::thread::JoinHandle<()>), Error> {
+) -> Result<std::thread::JoinHandle<()>, Error> {
     let (shared, flusher) = (Arc::clone(shared), Arc::clone(flusher));
-    let handle = spawn_worker(shared, flusher, Arc::clone(&signal), timing).map_err(|e| {
+    spawn_worker(shared, flusher, timing).map_err(|e| {
         Error::with_source(
             ErrorKind::Config,
             "could not start the background thread",
             e,
         )
-    })?;
-    Ok((signal, handle))
+    })
 }
 
 /// The digest's settings: the addresses (none needed by alerts alone),

@@ -22,7 +22,10 @@ pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
         Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
         Err(before) => i128::try_from(before.duration().as_nanos()).map_or(i128::MIN, |n| -n),
     };
-    let nanos = nanos.clamp(EARLIEST.unix_timestamp_nanos(), LATEST.unix_timestamp_nanos());
+    let nanos = nanos.clamp(
+        EARLIEST.unix_timestamp_nanos(),
+        LATEST.unix_timestamp_nanos(),
+    );
     OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(LATEST)
 }
 

@@ -170,10 +170,6 @@ impl Queue {
         self.len -= 1;
         true
     }
-
-    fn back(&self) -> Option<&Captured> {
-        self.chunks.back().and_then(|c| c.records.back())
-    }
 }
 
 pub(crate) struct Buffer {
@@ -251,7 +247,8 @@ impl Buffer {
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
         let time = crate::clock::representable(time);
-        let kept = queue.back().map_or(time, |last| time.max(last.time()));
+        let last = queue.chunks.back().and_then(|c| c.records.back());
+        let kept = last.map_or(time, |last| time.max(last.time()));
         add(kept, &mut queue);
         if queue.len > self.cap && queue.pop_front() {
             self.dropped.fetch_add(1, Ordering::Relaxed);

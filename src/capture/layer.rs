@@ -54,11 +54,6 @@ impl Drop for SendingScope {
     }
 }
 
-fn is_sending() -> bool {
-    // During thread teardown the flag is gone: capture nothing then.
-    SENDING.try_with(Cell::get).unwrap_or(true)
-}
-
 /// Wakes the batch worker when a batch's worth of records has arrived.
 #[derive(Default)]
 pub(crate) struct Signal {
@@ -76,13 +71,6 @@ pub(crate) struct SignalState {
     pub(crate) finish: Option<bool>,
 }
 
-impl Signal {
-    pub(crate) fn wake(&self) {
-        lock(&self.state).wake = true;
-        self.cond.notify_one();
-    }
-}
-
 pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
     /// Counts changes to spans' fields, so that a span's kept list of the
@@ -93,9 +81,11 @@ pub(crate) struct Shared {
     /// Most bytes of text (message, fields and span context, escapes
     /// counted as written) one record keeps.
     pub(crate) max_record_bytes: usize,
-    /// `(batch size, signal)` when a batch policy is set: a thread's shard
-    /// reaching a multiple of the size wakes the worker.
-    pub(crate) batch: Option<(usize, Arc<Signal>)>,
+    /// The batch size, when a batch policy is set: a thread's shard
+    /// reaching a multiple of it wakes the worker.
+    pub(crate) batch: Option<usize>,
+    /// How the layer and the guard reach the worker, if there is one.
+    pub(crate) signal: Signal,
     /// Set by the guard's drop: nothing flushes records captured after it.
     pub(crate) guard_dropped: AtomicBool,
     /// Set once [`GUARD_DROPPED`] has been printed, so it is printed once.
@@ -108,16 +98,6 @@ pub(crate) const GUARD_DROPPED: &str = "a record was logged after the FlushGuard
      was dropped, so it is not captured, nor is any later one (nothing would send them). \
      `let (layer, _) = EmailLayer::…` drops the guard at once: keep the guard: \
      let (layer, _guard) = …, and let it drop at the end of main.";
-
-impl Shared {
-    /// A record came after the guard was dropped: says so on stderr, once.
-    #[cold]
-    fn refuse_after_guard(&self) {
-        if !self.guard_dropped_said.swap(true, Ordering::Relaxed) {
-            crate::say::say!("{GUARD_DROPPED}");
-        }
-    }
-}
 
 /// The layer that captures events. Made by
 /// [`EmailLayer::builder`]; add it to a `tracing_subscriber::registry()`.
@@ -245,12 +225,8 @@ where
             .push_event(head, &scratch.message, &mut scratch.fields);
         self.pushed(pushed);
         scratch.message.clear();
-        if scratch.message.capacity() > SCRATCH_KEEP {
-            scratch.message = String::new();
-        }
-        if scratch.fields.capacity() > SCRATCH_KEEP / 64 {
-            scratch.fields = Vec::new();
-        }
+        scratch.message.shrink_to(SCRATCH_KEEP);
+        scratch.fields.shrink_to(SCRATCH_KEEP / 64);
         let _ = SCRATCH.try_with(|s| s.set(scratch));
     }
 }
@@ -283,11 +259,15 @@ impl EmailLayer {
     /// its own, outside any send: this crate's machinery too), nor after the
     /// guard was dropped.
     fn captures(&self, target: &str) -> bool {
-        if is_sending() || target.starts_with(LETTRE_POOL) {
+        // During thread teardown the sending flag is gone: capture nothing.
+        if SENDING.try_with(Cell::get).unwrap_or(true) || target.starts_with(LETTRE_POOL) {
             return false;
         }
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
-            self.shared.refuse_after_guard();
+            // Said on stderr once.
+            if !self.shared.guard_dropped_said.swap(true, Ordering::Relaxed) {
+                crate::say::say!("{GUARD_DROPPED}");
+            }
             return false;
         }
         true
@@ -326,10 +306,11 @@ impl EmailLayer {
     /// Wakes the batch worker when a batch is complete: `pushed` records
     /// are now in the calling thread's shard.
     fn pushed(&self, pushed: usize) {
-        if let Some((size, signal)) = &self.shared.batch
-            && pushed.is_multiple_of(*size)
+        if let Some(size) = self.shared.batch
+            && pushed.is_multiple_of(size)
         {
-            signal.wake();
+            lock(&self.shared.signal.state).wake = true;
+            self.shared.signal.cond.notify_one();
         }
     }
 
