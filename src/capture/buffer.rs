@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use serde_json::Value;
+use tracing::Metadata;
 
 use crate::capture::record::{Captured, Event, Record};
+use crate::capture::scope::Spans;
 use crate::sync::lock;
 
 /// Most records a chunk of a shard holds (56 bytes each, beside their
@@ -127,25 +129,6 @@ impl Queue {
         &mut self.chunks[last]
     }
 
-    fn push_back(&mut self, record: Captured) {
-        self.last().records.push_back(record);
-        self.len += 1;
-    }
-
-    /// An event whose message and field values are given apart (`fields`
-    /// is left empty).
-    fn push_event(&mut self, event: Event, message: &str, fields: &mut Vec<(&'static str, Value)>) {
-        let chunk = self.last();
-        chunk.records.push_back(Captured::Event(Event {
-            message_len: message.len(),
-            fields: fields.len(),
-            ..event
-        }));
-        chunk.text.push_str(message);
-        chunk.values.append(fields);
-        self.len += 1;
-    }
-
     fn push_front(&mut self, record: Captured) {
         match self.chunks.front_mut() {
             Some(first) if first.records.len() < CHUNK => first.records.push_front(record),
@@ -216,40 +199,50 @@ impl Buffer {
     /// Adds a record; returns how many records its shard now holds.
     pub(crate) fn push(&self, mut record: Record) -> usize {
         let made = SystemTime::from(record.timestamp);
-        self.add(made, |time, queue| {
+        self.add(made, |time, chunk| {
             if time != made {
                 record.timestamp = time.into();
             }
-            queue.push_back(Captured::Record(Box::new(record)));
+            chunk.records.push_back(Captured::Record(Box::new(record)));
         })
     }
 
-    /// Adds an event whose message and field values are given apart, and
-    /// takes the values out of `fields`; returns how many records its shard
-    /// now holds.
+    /// Adds an event of `meta` made at `time`, whose message and field
+    /// values are given apart, and takes the values out of `fields`;
+    /// returns how many records its shard now holds.
     pub(crate) fn push_event(
         &self,
-        mut event: Event,
+        time: SystemTime,
+        meta: &'static Metadata<'static>,
+        spans: Spans,
         message: &str,
         fields: &mut Vec<(&'static str, Value)>,
     ) -> usize {
-        self.add(event.time, |time, queue| {
-            event.time = time;
-            queue.push_event(event, message, fields);
+        self.add(time, |time, chunk| {
+            chunk.records.push_back(Captured::Event(Event {
+                time,
+                meta,
+                message_len: message.len(),
+                fields: fields.len(),
+                spans,
+            }));
+            chunk.text.push_str(message);
+            chunk.values.append(fields);
         })
     }
 
-    /// Adds a record made at `time` to the calling thread's shard with
-    /// `add` (given the time the record keeps), dropping the shard's
-    /// oldest when it is full.
-    fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Queue)) -> usize {
+    /// Adds a record made at `time` to the last chunk of the calling
+    /// thread's shard with `add` (given the time the record keeps),
+    /// dropping the shard's oldest when it is full.
+    fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Chunk)) -> usize {
         let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
         let time = crate::clock::representable(time);
         let last = queue.chunks.back().and_then(|c| c.records.back());
         let kept = last.map_or(time, |last| time.max(last.time()));
-        add(kept, &mut queue);
+        add(kept, queue.last());
+        queue.len += 1;
         if queue.len > self.cap && queue.pop_front() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -405,15 +398,9 @@ mod tests {
         let meta = event_metadata();
         let buffer = Buffer::new(3);
         for i in 0..10_000u64 {
-            let event = Event {
-                time: SystemTime::now(),
-                meta,
-                message_len: 0,
-                fields: 0,
-                spans: None,
-            };
             let mut fields = vec![("n", Value::from(i))];
-            buffer.push_event(event, &format!("message {i}"), &mut fields);
+            let message = format!("message {i}");
+            buffer.push_event(SystemTime::now(), meta, None, &message, &mut fields);
             assert!(fields.is_empty());
         }
         assert_eq!(buffer.take_dropped(), 9_997);

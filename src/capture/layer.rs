@@ -204,49 +204,27 @@ where
         }
         // Gathered in this thread's lists, whose room stays for its next
         // events; the buffer keeps copies of exactly their size.
-        let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
-        let spans = self.visit(
-            event,
-            &ctx,
-            &mut scratch.message,
-            &mut scratch.fields,
-            false,
-        );
-        let head = crate::capture::record::Event {
-            time: crate::clock::now_or_system(&*self.shared.clock),
-            meta,
-            message_len: 0,
-            fields: 0,
-            spans,
-        };
+        let (mut message, mut fields) = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        let spans = self.visit(event, &ctx, &mut message, &mut fields, false);
+        let time = crate::clock::now_or_system(&*self.shared.clock);
         let pushed = self
             .shared
             .buffer
-            .push_event(head, &scratch.message, &mut scratch.fields);
+            .push_event(time, meta, spans, &message, &mut fields);
         self.pushed(pushed);
-        scratch.message.clear();
-        scratch.message.shrink_to(SCRATCH_KEEP);
-        scratch.fields.shrink_to(SCRATCH_KEEP / 64);
-        let _ = SCRATCH.try_with(|s| s.set(scratch));
+        message.clear();
+        message.shrink_to(SCRATCH_KEEP);
+        fields.shrink_to(SCRATCH_KEEP / 64);
+        let _ = SCRATCH.try_with(|s| s.set((message, fields)));
     }
 }
 
-/// The message and fields of the event being captured on this thread:
-/// taken out while in use, so that an event logged meanwhile (by a value's
-/// `Debug`) gathers its own.
-#[derive(Default)]
-struct Scratch {
-    message: String,
-    fields: Vec<(&'static str, Value)>,
-}
-
 thread_local! {
-    static SCRATCH: Cell<Scratch> = const {
-        Cell::new(Scratch {
-            message: String::new(),
-            fields: Vec::new(),
-        })
-    };
+    /// The message and fields of the event being captured on this thread:
+    /// taken out while in use, so that an event logged meanwhile (by a
+    /// value's `Debug`) gathers its own.
+    static SCRATCH: Cell<(String, Vec<(&'static str, Value)>)> =
+        const { Cell::new((String::new(), Vec::new())) };
 }
 
 /// Most bytes of room a thread keeps for its next event's message (and a
