@@ -148,8 +148,9 @@ where
             .saturating_sub(text_cost(name) + SPAN_OVERHEAD);
         let mut visitor = FieldVisitor::new(None, &mut visited, budget, attrs.fields().len(), 0);
         attrs.record(&mut visitor);
-        let (_, left_out) = visitor.finish();
-        let fields = SpanFields::new(name, visited, left_out);
+        let left_out = visitor.left_out;
+        let mut fields = SpanFields::new(name);
+        fields.update(visited, left_out);
         span.extensions_mut().insert(fields);
     }
 
@@ -277,7 +278,7 @@ impl EmailLayer {
         let mut visitor = FieldVisitor::new(Some(message), out, max, fields, scope.cost);
         visitor.skip_bridge = bridged;
         event.record(&mut visitor);
-        let (left, _) = visitor.finish();
+        let left = visitor.finish();
         fit_spans(scope, left)
     }
 

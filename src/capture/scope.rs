@@ -37,33 +37,25 @@ pub(crate) struct SpanFields {
 }
 
 impl SpanFields {
-    /// The span `name` with the values `visited` when it was made (a later
-    /// value of a name replaces an earlier one), and the fields left out of
-    /// them.
-    pub(crate) fn new(
-        name: &'static str,
-        visited: Vec<(&'static str, Value)>,
-        left_out: Vec<&'static str>,
-    ) -> Self {
-        let mut fields = Fields::default();
-        for (name, value) in visited {
-            fields.set(Cow::Borrowed(name), value);
-        }
+    /// The span `name`, with no values yet.
+    pub(crate) fn new(name: &'static str) -> Self {
         let record = SpanRecord {
             name: Cow::Borrowed(name),
-            fields,
+            fields: Fields::default(),
         };
         SpanFields {
             record: Arc::new(record),
-            left_out,
+            left_out: Vec::new(),
             scope: None,
         }
     }
 
-    /// Takes the values recorded on the span later (`Span::record`), and
-    /// the fields `left_out` of them for want of room: their earlier values
-    /// go (they would pass for the current ones) and they are counted in
-    /// `fields_left_out`, once each, last, until one gets a value again.
+    /// Takes the values recorded on the span (when it was made, or later
+    /// with `Span::record`; a later value of a name replaces an earlier
+    /// one), and the fields `left_out` of them for want of room: their
+    /// earlier values go (they would pass for the current ones) and they
+    /// are counted in `fields_left_out`, once each, last, until one gets a
+    /// value again.
     pub(crate) fn update(
         &mut self,
         update: Vec<(&'static str, Value)>,
