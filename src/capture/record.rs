@@ -12,6 +12,8 @@ use serde_json::Value;
 use time::{OffsetDateTime, UtcOffset};
 use tracing::{Level, Metadata};
 
+use crate::capture::shared::Interned;
+
 /// A text that is usually `'static` (tracing metadata) and owned only once
 /// read back from the state file, so capturing an event copies no names.
 pub(crate) type Str = Cow<'static, str>;
@@ -264,8 +266,8 @@ impl<'de> Deserialize<'de> for Fields {
                 }
                 let mut gathered = GATHER.try_with(Cell::take).unwrap_or_default();
                 let read = (|| {
-                    while let Some(k) = map.next_key_seed(crate::capture::shared::NameSeed)? {
-                        gathered.push((k, map.next_value::<Value>()?));
+                    while let Some(k) = map.next_key::<Interned>()? {
+                        gathered.push((k.0, map.next_value::<Value>()?));
                     }
                     Ok(())
                 })();
