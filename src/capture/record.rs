@@ -702,8 +702,7 @@ pub(crate) const FIELDS_LEFT_OUT: &str = "fields_left_out";
 
 thread_local! {
     /// The spans of the record this thread read last.
-    static LAST_SPANS: std::cell::RefCell<Vec<Arc<SpanRecord>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static LAST_SPANS: Cell<Vec<Arc<SpanRecord>>> = const { Cell::new(Vec::new()) };
 }
 
 /// Deserializes a record's spans: each one equal to the span at the same
@@ -711,24 +710,19 @@ thread_local! {
 /// no spare room.
 fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
     let mut read = Vec::<SpanRecord>::deserialize(d)?;
-    let shared = LAST_SPANS.try_with(|last| {
-        let mut last = last.try_borrow_mut().ok()?;
-        let spans: Vec<Arc<SpanRecord>> = read
-            .drain(..)
-            .enumerate()
-            .map(|(i, span)| match last.get(i) {
-                Some(before) if **before == span => Arc::clone(before),
-                _ => Arc::new(span),
-            })
-            .collect();
-        last.clone_from(&spans);
-        Some(spans)
-    });
-    // Without the thread's memory (it was busy): each span its own.
-    Ok(shared
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| read.into_iter().map(Arc::new).collect()))
+    // Without the thread's memory (in its teardown): each span its own.
+    let mut last = LAST_SPANS.try_with(Cell::take).unwrap_or_default();
+    let spans: Vec<Arc<SpanRecord>> = read
+        .drain(..)
+        .enumerate()
+        .map(|(i, span)| match last.get(i) {
+            Some(before) if **before == span => Arc::clone(before),
+            _ => Arc::new(span),
+        })
+        .collect();
+    last.clone_from(&spans);
+    let _ = LAST_SPANS.try_with(|l| l.set(last));
+    Ok(spans)
 }
 
 #[cfg(test)]
