@@ -10,6 +10,7 @@
 //! of a bounded size: a burst adds chunks rather than copying every record
 //! into a larger list, and a drain gives all but the first chunk back.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -19,7 +20,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tracing::Metadata;
 
-use crate::capture::record::{Captured, Event, Record};
+use crate::capture::record::Record;
 use crate::capture::scope::Spans;
 use crate::sync::lock;
 
@@ -30,6 +31,28 @@ const CHUNK: usize = 1024;
 
 /// Most bytes of messages and values a drained chunk keeps room for.
 const TEXT_KEEP: usize = 64 * 1024;
+
+/// A record as the event path keeps it: compact, with the event's static
+/// metadata by reference, turned into a [`Record`] only at flush.
+enum Captured {
+    Event(Event),
+    Record(Box<Record>),
+}
+
+/// What an event said, in as few bytes as possible: its message and field
+/// values are kept by the buffer beside it (one text and one list for many
+/// events), so that capturing an event allocates nothing of its own.
+struct Event {
+    time: SystemTime,
+    meta: &'static Metadata<'static>,
+    /// The length of the message in bytes.
+    message_len: usize,
+    /// How many fields it has.
+    fields: usize,
+    /// Shared with the span's other records while no span of it changes;
+    /// `None` outside any span.
+    spans: Spans,
+}
 
 #[repr(align(128))] // one cache line pair per shard: no false sharing
 struct Shard(Mutex<Queue>);
@@ -103,8 +126,11 @@ impl Chunk {
                     let end = (at + e.message_len).min(self.text.len());
                     let message = self.text.get(at..end).unwrap_or_default().to_owned();
                     at = end;
-                    let n = e.fields;
-                    e.into_record(message, values.by_ref().take(n))
+                    // Exactly the room the fields need.
+                    let mut fields = Vec::with_capacity(e.fields);
+                    let taken = values.by_ref().take(e.fields);
+                    fields.extend(taken.map(|(k, v)| (Cow::Borrowed(k), v)));
+                    Record::of_event(e.meta, Cow::Borrowed, e.time, message, fields, e.spans)
                 }
             });
         }

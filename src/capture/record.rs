@@ -282,50 +282,6 @@ impl<'de> Deserialize<'de> for Fields {
     }
 }
 
-/// A record as the event path keeps it: compact, with the event's static
-/// metadata by reference, turned into a [`Record`] only at flush.
-pub(crate) enum Captured {
-    Event(Event),
-    Record(Box<Record>),
-}
-
-/// What an event said, in as few bytes as possible: its message and field
-/// values are kept by the buffer beside it (one text and one list for many
-/// events), so that capturing an event allocates nothing of its own.
-pub(crate) struct Event {
-    pub(crate) time: SystemTime,
-    pub(crate) meta: &'static Metadata<'static>,
-    /// The length of the message in bytes.
-    pub(crate) message_len: usize,
-    /// How many fields it has.
-    pub(crate) fields: usize,
-    /// Shared with the span's other records while no span of it changes;
-    /// `None` outside any span.
-    pub(crate) spans: Option<Arc<[Arc<SpanRecord>]>>,
-}
-
-impl Event {
-    /// The record, given its message and fields.
-    pub(crate) fn into_record(
-        self,
-        message: String,
-        fields: impl Iterator<Item = (&'static str, Value)>,
-    ) -> Record {
-        // Exactly the room the fields need: a record in memory costs no
-        // more than it must.
-        let mut list = Vec::with_capacity(self.fields);
-        list.extend(fields.map(|(k, v)| (Cow::Borrowed(k), v)));
-        Record::of_event(
-            self.meta,
-            Cow::Borrowed,
-            self.time,
-            message,
-            list,
-            self.spans,
-        )
-    }
-}
-
 impl Record {
     /// The record of an event of `meta`, its names made by `name`: borrowed
     /// from static metadata, copied from metadata that lives only as long
