@@ -85,7 +85,7 @@ impl SpanFields {
 
 /// The spans a record happened in, outermost first, and their cost in all,
 /// as they were when the count of span changes was `edits`.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct Scope {
     pub(crate) spans: Spans,
     pub(crate) cost: usize,
@@ -102,11 +102,7 @@ where
     // Read before the spans, so that a change meanwhile shows.
     let now = edits.load(Ordering::Acquire);
     let Some(span) = ctx.event_span(event) else {
-        return Scope {
-            spans: None,
-            cost: 0,
-            edits: now,
-        };
+        return Scope::default();
     };
     let kept = span
         .extensions()
@@ -277,11 +273,6 @@ mod tests {
 
     #[test]
     fn no_span_is_no_list() {
-        let none = Scope {
-            spans: None,
-            cost: 0,
-            edits: 0,
-        };
-        assert!(fit_spans(none, 0).is_none());
+        assert!(fit_spans(Scope::default(), 0).is_none());
     }
 }
