@@ -10,7 +10,7 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::buffer::Buffer;
-use crate::capture::layer::{EmailLayer, Shared, Signal};
+use crate::capture::layer::{EmailLayer, Shared};
 use crate::digest::Composer;
 use crate::digest::subject::Template;
 use crate::error::{Error, ErrorKind};
@@ -583,12 +583,12 @@ impl Builder {
     pub fn build(self) -> Result<(EmailLayer, FlushGuard), Error> {
         let clock = Arc::clone(&self.clock);
         let (flusher, s) = self.into_flusher()?;
-        let signal = Arc::new(Signal::default());
         let shared = Arc::new(Shared {
             clock,
             buffer: Buffer::new(flusher.max_pending),
             max_record_bytes: s.max_record_bytes,
-            batch: s.policy.batch.map(|size| (size, Arc::clone(&signal))),
+            batch: s.policy.batch,
+            signal: Default::default(),
             guard_dropped: AtomicBool::new(false),
             guard_dropped_said: AtomicBool::new(false),
             span_edits: Default::default(),
@@ -606,8 +606,7 @@ impl Builder {
         let worker = needs_worker.then(|| {
             let (shared, flusher) = (Arc::clone(&shared), Arc::clone(&flusher));
             let why = "could not start the background thread";
-            spawn_worker(shared, flusher, Arc::clone(&signal), timing)
-                .map(|handle| (signal, handle))
+            spawn_worker(shared, flusher, timing)
                 .map_err(|e| Error::with_source(ErrorKind::Config, why, e))
         });
         let worker = worker.transpose()?;

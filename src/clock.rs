@@ -1,10 +1,12 @@
 //! Where time comes from: the system clock, or one a test or a simulation
 //! controls. Record timestamps and every time-based rule read it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
+
+use crate::sync::lock;
 
 /// The earliest time a state file can hold (RFC 3339 has 4-digit years).
 pub(crate) const EARLIEST: OffsetDateTime = time::macros::datetime!(0000-01-01 0:00 UTC);
@@ -16,17 +18,15 @@ pub(crate) const LATEST: OffsetDateTime =
 /// gave a time outside them (which `time` could not represent, or a state
 /// file could not hold): never panics.
 pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
-    let moved = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(after) => time::Duration::try_from(after)
-            .ok()
-            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d))
-            .unwrap_or(LATEST),
-        Err(before) => time::Duration::try_from(before.duration())
-            .ok()
-            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_sub(d))
-            .unwrap_or(EARLIEST),
+    let nanos = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => i128::try_from(before.duration().as_nanos()).map_or(i128::MIN, |n| -n),
     };
-    moved.clamp(EARLIEST, LATEST)
+    let nanos = nanos.clamp(
+        EARLIEST.unix_timestamp_nanos(),
+        LATEST.unix_timestamp_nanos(),
+    );
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(LATEST)
 }
 
 /// `time` within what a record's timestamp can hold: from 1970 to the end of
@@ -130,7 +130,7 @@ impl ManualClock {
     /// assert_eq!(clock.now(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(60));
     /// ```
     pub fn set(&self, now: SystemTime) {
-        *self.now.lock().unwrap_or_else(PoisonError::into_inner) = now;
+        *lock(&self.now) = now;
     }
 
     /// Moves the time forward.
@@ -142,14 +142,13 @@ impl ManualClock {
     /// assert_eq!(clock.now(), std::time::UNIX_EPOCH + std::time::Duration::from_secs(1));
     /// ```
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
-        *now += by;
+        *lock(&self.now) += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.now)
     }
 }
 

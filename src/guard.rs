@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::capture::layer::{SendingScope, Shared, Signal};
+use crate::capture::layer::{SendingScope, Shared};
 use crate::error::Error;
 use crate::flush::Flusher;
 use crate::flush::outcome::Outcome;
@@ -49,7 +49,7 @@ use crate::sync::lock;
 pub struct FlushGuard {
     pub(crate) shared: Arc<Shared>,
     pub(crate) flusher: Arc<Mutex<Flusher>>,
-    pub(crate) worker: Option<(Arc<Signal>, JoinHandle<()>)>,
+    pub(crate) worker: Option<JoinHandle<()>>,
     pub(crate) flushed: AtomicBool,
 }
 
@@ -158,7 +158,8 @@ impl Drop for FlushGuard {
         // From now on nothing would flush a new record: refuse it, and say so.
         self.shared.guard_dropped.store(true, Ordering::Relaxed);
         let flushed = self.flushed.load(Ordering::SeqCst);
-        if let Some((signal, worker)) = self.worker.take() {
+        if let Some(worker) = self.worker.take() {
+            let signal = &self.shared.signal;
             // Dropped on the worker's own thread (a panic hook while a flush
             // there panics): it cannot join itself, and its flush holds the
             // flusher. It runs this last flush when that flush is over.

@@ -10,6 +10,7 @@
 //! of a bounded size: a burst adds chunks rather than copying every record
 //! into a larger list, and a drain gives all but the first chunk back.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -17,8 +18,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use serde_json::Value;
+use tracing::Metadata;
 
-use crate::capture::record::{Captured, Event, Record};
+use crate::capture::record::Record;
+use crate::capture::scope::Spans;
 use crate::sync::lock;
 
 /// Most records a chunk of a shard holds (56 bytes each, beside their
@@ -28,6 +31,28 @@ const CHUNK: usize = 1024;
 
 /// Most bytes of messages and values a drained chunk keeps room for.
 const TEXT_KEEP: usize = 64 * 1024;
+
+/// A record as the event path keeps it: compact, with the event's static
+/// metadata by reference, turned into a [`Record`] only at flush.
+enum Captured {
+    Event(Event),
+    Record(Box<Record>),
+}
+
+/// What an event said, in as few bytes as possible: its message and field
+/// values are kept by the buffer beside it (one text and one list for many
+/// events), so that capturing an event allocates nothing of its own.
+struct Event {
+    time: SystemTime,
+    meta: &'static Metadata<'static>,
+    /// The length of the message in bytes.
+    message_len: usize,
+    /// How many fields it has.
+    fields: usize,
+    /// Shared with the span's other records while no span of it changes;
+    /// `None` outside any span.
+    spans: Spans,
+}
 
 #[repr(align(128))] // one cache line pair per shard: no false sharing
 struct Shard(Mutex<Queue>);
@@ -101,8 +126,11 @@ impl Chunk {
                     let end = (at + e.message_len).min(self.text.len());
                     let message = self.text.get(at..end).unwrap_or_default().to_owned();
                     at = end;
-                    let n = e.fields;
-                    e.into_record(message, values.by_ref().take(n))
+                    // Exactly the room the fields need.
+                    let mut fields = Vec::with_capacity(e.fields);
+                    let taken = values.by_ref().take(e.fields);
+                    fields.extend(taken.map(|(k, v)| (Cow::Borrowed(k), v)));
+                    Record::of_event(e.meta, Cow::Borrowed, e.time, message, fields, e.spans)
                 }
             });
         }
@@ -125,24 +153,6 @@ impl Queue {
         }
         let last = self.chunks.len() - 1;
         &mut self.chunks[last]
-    }
-
-    fn push_back(&mut self, record: Captured) {
-        self.last().records.push_back(record);
-        self.len += 1;
-    }
-
-    /// An event whose message and field values are given apart (`fields`
-    /// is left empty).
-    fn push_event(&mut self, event: Event, message: &str, fields: &mut Vec<(&'static str, Value)>) {
-        let chunk = self.last();
-        chunk.text.push_str(message);
-        chunk.values.append(fields);
-        chunk.records.push_back(Captured::Event(Event {
-            message_len: message.len(),
-            ..event
-        }));
-        self.len += 1;
     }
 
     fn push_front(&mut self, record: Captured) {
@@ -168,10 +178,6 @@ impl Queue {
         }
         self.len -= 1;
         true
-    }
-
-    fn back(&self) -> Option<&Captured> {
-        self.chunks.back().and_then(|c| c.records.back())
     }
 }
 
@@ -217,40 +223,52 @@ impl Buffer {
     }
 
     /// Adds a record; returns how many records its shard now holds.
-    pub(crate) fn push(&self, record: Record) -> usize {
-        let mut record = Captured::Record(Box::new(record));
-        self.add(record.time(), |time, queue| {
-            record.set_time(time);
-            queue.push_back(record);
+    pub(crate) fn push(&self, mut record: Record) -> usize {
+        let made = SystemTime::from(record.timestamp);
+        self.add(made, |time, chunk| {
+            if time != made {
+                record.timestamp = time.into();
+            }
+            chunk.records.push_back(Captured::Record(Box::new(record)));
         })
     }
 
-    /// Adds an event whose message and field values are given apart, and
-    /// takes the values out of `fields`; returns how many records its shard
-    /// now holds.
+    /// Adds an event of `meta` made at `time`, whose message and field
+    /// values are given apart, and takes the values out of `fields`;
+    /// returns how many records its shard now holds.
     pub(crate) fn push_event(
         &self,
-        mut event: Event,
+        time: SystemTime,
+        meta: &'static Metadata<'static>,
+        spans: Spans,
         message: &str,
         fields: &mut Vec<(&'static str, Value)>,
     ) -> usize {
-        event.fields = fields.len();
-        self.add(event.time, |time, queue| {
-            event.time = time;
-            queue.push_event(event, message, fields);
+        self.add(time, |time, chunk| {
+            chunk.records.push_back(Captured::Event(Event {
+                time,
+                meta,
+                message_len: message.len(),
+                fields: fields.len(),
+                spans,
+            }));
+            chunk.text.push_str(message);
+            chunk.values.append(fields);
         })
     }
 
-    /// Adds a record made at `time` to the calling thread's shard with
-    /// `add` (given the time the record keeps), dropping the shard's
-    /// oldest when it is full.
-    fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Queue)) -> usize {
+    /// Adds a record made at `time` to the last chunk of the calling
+    /// thread's shard with `add` (given the time the record keeps),
+    /// dropping the shard's oldest when it is full.
+    fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Chunk)) -> usize {
         let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);
         // Keep the shard in time order even if the clock stepped back.
         let time = crate::clock::representable(time);
-        let kept = queue.back().map_or(time, |last| time.max(last.time()));
-        add(kept, &mut queue);
+        let last = queue.chunks.back().and_then(|c| c.records.back());
+        let kept = last.map_or(time, |last| time.max(last.time()));
+        add(kept, queue.last());
+        queue.len += 1;
         if queue.len > self.cap && queue.pop_front() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -322,16 +340,6 @@ impl Captured {
         match self {
             Captured::Event(e) => e.time,
             Captured::Record(r) => SystemTime::from(r.timestamp),
-        }
-    }
-
-    fn set_time(&mut self, time: SystemTime) {
-        if self.time() == time {
-            return;
-        }
-        match self {
-            Captured::Event(e) => e.time = time,
-            Captured::Record(r) => r.timestamp = time.into(),
         }
     }
 }
@@ -416,15 +424,9 @@ mod tests {
         let meta = event_metadata();
         let buffer = Buffer::new(3);
         for i in 0..10_000u64 {
-            let event = Event {
-                time: SystemTime::now(),
-                meta,
-                message_len: 0,
-                fields: 0,
-                spans: None,
-            };
             let mut fields = vec![("n", Value::from(i))];
-            buffer.push_event(event, &format!("message {i}"), &mut fields);
+            let message = format!("message {i}");
+            buffer.push_event(SystemTime::now(), meta, None, &message, &mut fields);
             assert!(fields.is_empty());
         }
         assert_eq!(buffer.take_dropped(), 9_997);

@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use serde_json::Value;
@@ -15,8 +15,8 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::buffer::Buffer;
-use crate::capture::record::{SPAN_OVERHEAD, field_cost, text_cost};
-use crate::capture::scope::{SpanEdits, SpanFields, Spans, event_scope, fit_spans, new_span_scope};
+use crate::capture::record::{SPAN_OVERHEAD, field_cost, span_cost, text_cost};
+use crate::capture::scope::{SpanFields, Spans, event_scope, fit_spans};
 use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
 
@@ -54,11 +54,6 @@ impl Drop for SendingScope {
     }
 }
 
-fn is_sending() -> bool {
-    // During thread teardown the flag is gone: capture nothing then.
-    SENDING.try_with(Cell::get).unwrap_or(true)
-}
-
 /// Wakes the batch worker when a batch's worth of records has arrived.
 #[derive(Default)]
 pub(crate) struct Signal {
@@ -76,26 +71,21 @@ pub(crate) struct SignalState {
     pub(crate) finish: Option<bool>,
 }
 
-impl Signal {
-    pub(crate) fn wake(&self) {
-        lock(&self.state).wake = true;
-        self.cond.notify_one();
-    }
-}
-
 pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
     /// Counts changes to spans' fields, so that a span's kept list of the
     /// spans it is inside is made again after one.
-    pub(crate) span_edits: SpanEdits,
+    pub(crate) span_edits: AtomicU64,
     /// Where record timestamps come from.
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// Most bytes of text (message, fields and span context, escapes
     /// counted as written) one record keeps.
     pub(crate) max_record_bytes: usize,
-    /// `(batch size, signal)` when a batch policy is set: a thread's shard
-    /// reaching a multiple of the size wakes the worker.
-    pub(crate) batch: Option<(usize, Arc<Signal>)>,
+    /// The batch size, when a batch policy is set: a thread's shard
+    /// reaching a multiple of it wakes the worker.
+    pub(crate) batch: Option<usize>,
+    /// How the layer and the guard reach the worker, if there is one.
+    pub(crate) signal: Signal,
     /// Set by the guard's drop: nothing flushes records captured after it.
     pub(crate) guard_dropped: AtomicBool,
     /// Set once [`GUARD_DROPPED`] has been printed, so it is printed once.
@@ -108,16 +98,6 @@ pub(crate) const GUARD_DROPPED: &str = "a record was logged after the FlushGuard
      was dropped, so it is not captured, nor is any later one (nothing would send them). \
      `let (layer, _) = EmailLayer::…` drops the guard at once: keep the guard: \
      let (layer, _guard) = …, and let it drop at the end of main.";
-
-impl Shared {
-    /// A record came after the guard was dropped: says so on stderr, once.
-    #[cold]
-    fn refuse_after_guard(&self) {
-        if !self.guard_dropped_said.swap(true, Ordering::Relaxed) {
-            crate::say::say!("{GUARD_DROPPED}");
-        }
-    }
-}
 
 /// The layer that captures events. Made by
 /// [`EmailLayer::builder`]; add it to a `tracing_subscriber::registry()`.
@@ -168,11 +148,9 @@ where
             .saturating_sub(text_cost(name) + SPAN_OVERHEAD);
         let mut visitor = FieldVisitor::new(None, &mut visited, budget, attrs.fields().len(), 0);
         attrs.record(&mut visitor);
-        let (_, left_out) = visitor.finish();
-        // Read before the parent's scope, so that an edit meanwhile shows.
-        let edits = self.shared.span_edits.now();
-        let mut fields = SpanFields::new(name, visited, left_out);
-        new_span_scope(&span, &mut fields, edits);
+        let left_out = visitor.left_out;
+        let mut fields = SpanFields::new(name);
+        fields.update(visited, left_out);
         span.extensions_mut().insert(fields);
     }
 
@@ -193,7 +171,8 @@ where
                 .filter(|(name, _)| names.field(name).is_some_and(|f| values.contains(&f)))
                 .map(|(name, value)| field_cost(name, value))
                 .sum();
-            span_bound(self.shared.max_record_bytes).saturating_sub(current.cost - replaced)
+            let held = span_cost(&current.record) - replaced;
+            span_bound(self.shared.max_record_bytes).saturating_sub(held)
         };
         // User code (the values' Debug) runs without the span's lock held:
         // it may log, and that event reads this span.
@@ -210,7 +189,7 @@ where
         }
         drop(extensions);
         // The spans inside this one keep lists with its old fields.
-        self.shared.span_edits.bump();
+        self.shared.span_edits.fetch_add(1, Ordering::AcqRel);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -226,53 +205,27 @@ where
         }
         // Gathered in this thread's lists, whose room stays for its next
         // events; the buffer keeps copies of exactly their size.
-        let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
-        let spans = self.visit(
-            event,
-            &ctx,
-            &mut scratch.message,
-            &mut scratch.fields,
-            false,
-        );
-        let head = crate::capture::record::Event {
-            time: crate::clock::now_or_system(&*self.shared.clock),
-            meta,
-            message_len: 0,
-            fields: 0,
-            spans,
-        };
+        let (mut message, mut fields) = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        let spans = self.visit(event, &ctx, &mut message, &mut fields, false);
+        let time = crate::clock::now_or_system(&*self.shared.clock);
         let pushed = self
             .shared
             .buffer
-            .push_event(head, &scratch.message, &mut scratch.fields);
+            .push_event(time, meta, spans, &message, &mut fields);
         self.pushed(pushed);
-        scratch.message.clear();
-        if scratch.message.capacity() > SCRATCH_KEEP {
-            scratch.message = String::new();
-        }
-        if scratch.fields.capacity() > SCRATCH_KEEP / 64 {
-            scratch.fields = Vec::new();
-        }
-        let _ = SCRATCH.try_with(|s| s.set(scratch));
+        message.clear();
+        message.shrink_to(SCRATCH_KEEP);
+        fields.shrink_to(SCRATCH_KEEP / 64);
+        let _ = SCRATCH.try_with(|s| s.set((message, fields)));
     }
 }
 
-/// The message and fields of the event being captured on this thread:
-/// taken out while in use, so that an event logged meanwhile (by a value's
-/// `Debug`) gathers its own.
-#[derive(Default)]
-struct Scratch {
-    message: String,
-    fields: Vec<(&'static str, Value)>,
-}
-
 thread_local! {
-    static SCRATCH: Cell<Scratch> = const {
-        Cell::new(Scratch {
-            message: String::new(),
-            fields: Vec::new(),
-        })
-    };
+    /// The message and fields of the event being captured on this thread:
+    /// taken out while in use, so that an event logged meanwhile (by a
+    /// value's `Debug`) gathers its own.
+    static SCRATCH: Cell<(String, Vec<(&'static str, Value)>)> =
+        const { Cell::new((String::new(), Vec::new())) };
 }
 
 /// Most bytes of room a thread keeps for its next event's message (and a
@@ -285,11 +238,15 @@ impl EmailLayer {
     /// its own, outside any send: this crate's machinery too), nor after the
     /// guard was dropped.
     fn captures(&self, target: &str) -> bool {
-        if is_sending() || target.starts_with(LETTRE_POOL) {
+        // During thread teardown the sending flag is gone: capture nothing.
+        if SENDING.try_with(Cell::get).unwrap_or(true) || target.starts_with(LETTRE_POOL) {
             return false;
         }
         if self.shared.guard_dropped.load(Ordering::Relaxed) {
-            self.shared.refuse_after_guard();
+            // Said on stderr once.
+            if !self.shared.guard_dropped_said.swap(true, Ordering::Relaxed) {
+                crate::say::say!("{GUARD_DROPPED}");
+            }
             return false;
         }
         true
@@ -321,17 +278,18 @@ impl EmailLayer {
         let mut visitor = FieldVisitor::new(Some(message), out, max, fields, scope.cost);
         visitor.skip_bridge = bridged;
         event.record(&mut visitor);
-        let (left, _) = visitor.finish();
+        let left = visitor.finish();
         fit_spans(scope, left)
     }
 
     /// Wakes the batch worker when a batch is complete: `pushed` records
     /// are now in the calling thread's shard.
     fn pushed(&self, pushed: usize) {
-        if let Some((size, signal)) = &self.shared.batch
-            && pushed.is_multiple_of(*size)
+        if let Some(size) = self.shared.batch
+            && pushed.is_multiple_of(size)
         {
-            signal.wake();
+            lock(&self.shared.signal.state).wake = true;
+            self.shared.signal.cond.notify_one();
         }
     }
 

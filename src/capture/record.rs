@@ -12,6 +12,8 @@ use serde_json::Value;
 use time::{OffsetDateTime, UtcOffset};
 use tracing::{Level, Metadata};
 
+use crate::capture::shared::Interned;
+
 /// A text that is usually `'static` (tracing metadata) and owned only once
 /// read back from the state file, so capturing an event copies no names.
 pub(crate) type Str = Cow<'static, str>;
@@ -264,8 +266,8 @@ impl<'de> Deserialize<'de> for Fields {
                 }
                 let mut gathered = GATHER.try_with(Cell::take).unwrap_or_default();
                 let read = (|| {
-                    while let Some(k) = map.next_key_seed(crate::capture::shared::NameSeed)? {
-                        gathered.push((k, map.next_value::<Value>()?));
+                    while let Some(k) = map.next_key::<Interned>()? {
+                        gathered.push((k.0, map.next_value::<Value>()?));
                     }
                     Ok(())
                 })();
@@ -277,50 +279,6 @@ impl<'de> Deserialize<'de> for Fields {
             }
         }
         deserializer.deserialize_map(FieldsVisitor)
-    }
-}
-
-/// A record as the event path keeps it: compact, with the event's static
-/// metadata by reference, turned into a [`Record`] only at flush.
-pub(crate) enum Captured {
-    Event(Event),
-    Record(Box<Record>),
-}
-
-/// What an event said, in as few bytes as possible: its message and field
-/// values are kept by the buffer beside it (one text and one list for many
-/// events), so that capturing an event allocates nothing of its own.
-pub(crate) struct Event {
-    pub(crate) time: SystemTime,
-    pub(crate) meta: &'static Metadata<'static>,
-    /// The length of the message in bytes.
-    pub(crate) message_len: usize,
-    /// How many fields it has.
-    pub(crate) fields: usize,
-    /// Shared with the span's other records while no span of it changes;
-    /// `None` outside any span.
-    pub(crate) spans: Option<Arc<[Arc<SpanRecord>]>>,
-}
-
-impl Event {
-    /// The record, given its message and fields.
-    pub(crate) fn into_record(
-        self,
-        message: String,
-        fields: impl Iterator<Item = (&'static str, Value)>,
-    ) -> Record {
-        // Exactly the room the fields need: a record in memory costs no
-        // more than it must.
-        let mut list = Vec::with_capacity(self.fields);
-        list.extend(fields.map(|(k, v)| (Cow::Borrowed(k), v)));
-        Record::of_event(
-            self.meta,
-            Cow::Borrowed,
-            self.time,
-            message,
-            list,
-            self.spans,
-        )
     }
 }
 
@@ -426,21 +384,16 @@ impl Record {
     /// ```
     pub fn to_line(&self, offset: UtcOffset) -> String {
         let mut out = String::with_capacity(64 + self.message.len());
-        let _ = self.write_line(&mut out, offset);
-        out
-    }
-
-    /// Writes [`to_line`](Record::to_line)'s text to `out`.
-    pub(crate) fn write_line(&self, out: &mut impl fmt::Write, offset: UtcOffset) -> fmt::Result {
         let time = show_time(self.timestamp, offset, LINE_TIME);
-        write!(out, "{time} {} ", self.level)?;
-        write_escaped(out, &self.target, false)?;
-        out.write_char(':')?;
+        let _ = write!(out, "{time} {} ", self.level);
+        write_escaped(&mut out, &self.target, false);
+        out.push(':');
         if !self.message.is_empty() {
-            out.write_char(' ')?;
-            write_escaped(out, &self.message, false)?;
+            out.push(' ');
+            write_escaped(&mut out, &self.message, false);
         }
-        write_fields(out, &self.fields, true)
+        write_fields(&mut out, &self.fields, true);
+        out
     }
 
     /// The span context as one line, outermost first, e.g.
@@ -463,10 +416,10 @@ impl Record {
             if i > 0 {
                 out.push_str(" > ");
             }
-            let _ = write_escaped(&mut out, &span.name, false);
+            write_escaped(&mut out, &span.name, false);
             if !span.fields.is_empty() {
                 out.push('{');
-                let _ = write_fields(&mut out, &span.fields, false);
+                write_fields(&mut out, &span.fields, false);
                 out.push('}');
             }
         }
@@ -476,23 +429,24 @@ impl Record {
 
 /// Appends `name=value` for each field, separated by spaces (and preceded
 /// by one if `leading`): strings quoted and escaped, other values as JSON.
-fn write_fields(out: &mut impl fmt::Write, fields: &Fields, leading: bool) -> fmt::Result {
+fn write_fields(out: &mut String, fields: &Fields, leading: bool) {
     for (i, (name, value)) in fields.iter().enumerate() {
         if leading || i > 0 {
-            out.write_char(' ')?;
+            out.push(' ');
         }
-        write_escaped(out, name, false)?;
-        out.write_char('=')?;
+        write_escaped(out, name, false);
+        out.push('=');
         match value {
             Value::String(s) => {
-                out.write_char('"')?;
-                write_escaped(out, s, true)?;
-                out.write_char('"')?;
+                out.push('"');
+                write_escaped(out, s, true);
+                out.push('"');
             }
-            other => write!(out, "{other}")?,
+            other => {
+                let _ = write!(out, "{other}");
+            }
         }
     }
-    Ok(())
 }
 
 /// Whether the text part shows `c` as `\u{…}`: control characters (C0, DEL,
@@ -529,21 +483,23 @@ fn text_escape(c: char, quoted: bool) -> Option<&'static str> {
 /// Writes `text` for the plain-text part, with control characters escaped
 /// (`\n`, `\r`, `\t`, `\0`, else `\u{1b}`), and `"` and `\` too when it
 /// is `quoted`: no log text can start a line of its own in an email body.
-pub(crate) fn write_escaped(out: &mut impl fmt::Write, text: &str, quoted: bool) -> fmt::Result {
+pub(crate) fn write_escaped(out: &mut String, text: &str, quoted: bool) {
     let mut done = 0;
     for (i, c) in text.char_indices() {
         let short = text_escape(c, quoted);
         if short.is_none() && !hidden(c) {
             continue;
         }
-        out.write_str(&text[done..i])?;
+        out.push_str(&text[done..i]);
         match short {
-            Some(escape) => out.write_str(escape)?,
-            None => write!(out, "\\u{{{:x}}}", u32::from(c))?,
+            Some(escape) => out.push_str(escape),
+            None => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
         }
         done = i + c.len_utf8();
     }
-    out.write_str(&text[done..])
+    out.push_str(&text[done..]);
 }
 
 /// Counts the bytes written to it.
@@ -702,8 +658,7 @@ pub(crate) const FIELDS_LEFT_OUT: &str = "fields_left_out";
 
 thread_local! {
     /// The spans of the record this thread read last.
-    static LAST_SPANS: std::cell::RefCell<Vec<Arc<SpanRecord>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static LAST_SPANS: Cell<Vec<Arc<SpanRecord>>> = const { Cell::new(Vec::new()) };
 }
 
 /// Deserializes a record's spans: each one equal to the span at the same
@@ -711,24 +666,19 @@ thread_local! {
 /// no spare room.
 fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
     let mut read = Vec::<SpanRecord>::deserialize(d)?;
-    let shared = LAST_SPANS.try_with(|last| {
-        let mut last = last.try_borrow_mut().ok()?;
-        let spans: Vec<Arc<SpanRecord>> = read
-            .drain(..)
-            .enumerate()
-            .map(|(i, span)| match last.get(i) {
-                Some(before) if **before == span => Arc::clone(before),
-                _ => Arc::new(span),
-            })
-            .collect();
-        last.clone_from(&spans);
-        Some(spans)
-    });
-    // Without the thread's memory (it was busy): each span its own.
-    Ok(shared
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| read.into_iter().map(Arc::new).collect()))
+    // Without the thread's memory (in its teardown): each span its own.
+    let mut last = LAST_SPANS.try_with(Cell::take).unwrap_or_default();
+    let spans: Vec<Arc<SpanRecord>> = read
+        .drain(..)
+        .enumerate()
+        .map(|(i, span)| match last.get(i) {
+            Some(before) if **before == span => Arc::clone(before),
+            _ => Arc::new(span),
+        })
+        .collect();
+    last.clone_from(&spans);
+    let _ = LAST_SPANS.try_with(|l| l.set(last));
+    Ok(spans)
 }
 
 #[cfg(test)]
@@ -873,7 +823,7 @@ mod tests {
         {
             let json = serde_json::to_string(&c.to_string()).unwrap().len() - 2;
             let mut text = String::new();
-            write_escaped(&mut text, &c.to_string(), true).unwrap();
+            write_escaped(&mut text, &c.to_string(), true);
             let cost = char_cost(c);
             assert!(
                 cost >= json && cost >= text.len(),

@@ -4,9 +4,9 @@
 //! instead of gathering the spans anew; and that list cut to what a record's
 //! bound leaves for it.
 //!
-//! A kept list is used only while no span's fields have changed since it was
-//! made ([`SpanEdits`] counts the changes); after one, it is gathered again
-//! at the next event.
+//! A kept list is made at a span's first event, and used only while no
+//! span's fields have changed since it was made (the layer counts the
+//! changes); after one, it is gathered again at the next event.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -26,11 +26,9 @@ use crate::capture::record::{
 pub(crate) type Spans = Option<Arc<[Arc<SpanRecord>]>>;
 
 /// The fields of a span, kept in its extensions and shared by every record
-/// made inside it until a field changes, with their cost in
-/// `max_record_bytes` (see [`span_cost`]).
+/// made inside it until a field changes.
 pub(crate) struct SpanFields {
     pub(crate) record: Arc<SpanRecord>,
-    pub(crate) cost: usize,
     /// The fields whose value was left out for want of room (counted in
     /// the record's `fields_left_out`), until one gets a value again.
     pub(crate) left_out: Vec<&'static str>,
@@ -39,34 +37,25 @@ pub(crate) struct SpanFields {
 }
 
 impl SpanFields {
-    /// The span `name` with the values `visited` when it was made (a later
-    /// value of a name replaces an earlier one), and the fields left out of
-    /// them.
-    pub(crate) fn new(
-        name: &'static str,
-        visited: Vec<(&'static str, Value)>,
-        left_out: Vec<&'static str>,
-    ) -> Self {
-        let mut fields = Fields::default();
-        for (name, value) in visited {
-            fields.set(Cow::Borrowed(name), value);
-        }
+    /// The span `name`, with no values yet.
+    pub(crate) fn new(name: &'static str) -> Self {
         let record = SpanRecord {
             name: Cow::Borrowed(name),
-            fields,
+            fields: Fields::default(),
         };
         SpanFields {
-            cost: span_cost(&record),
             record: Arc::new(record),
-            left_out,
+            left_out: Vec::new(),
             scope: None,
         }
     }
 
-    /// Takes the values recorded on the span later (`Span::record`), and
-    /// the fields `left_out` of them for want of room: their earlier values
-    /// go (they would pass for the current ones) and they are counted in
-    /// `fields_left_out`, once each, last, until one gets a value again.
+    /// Takes the values recorded on the span (when it was made, or later
+    /// with `Span::record`; a later value of a name replaces an earlier
+    /// one), and the fields `left_out` of them for want of room: their
+    /// earlier values go (they would pass for the current ones) and they
+    /// are counted in `fields_left_out`, once each, last, until one gets a
+    /// value again.
     pub(crate) fn update(
         &mut self,
         update: Vec<(&'static str, Value)>,
@@ -88,94 +77,32 @@ impl SpanFields {
             let n = Value::from(self.left_out.len());
             record.fields.push(Cow::Borrowed(FIELDS_LEFT_OUT), n);
         }
-        self.changed();
-    }
-
-    /// Says that the fields changed: the cost is counted again and the
-    /// kept list of spans forgotten (the caller also bumps [`SpanEdits`],
-    /// for the spans inside this one).
-    pub(crate) fn changed(&mut self) {
-        self.cost = span_cost(&self.record);
+        // The kept list holds the old fields (the caller also counts the
+        // change, for the spans inside this one).
         self.scope = None;
     }
 }
 
 /// The spans a record happened in, outermost first, and their cost in all,
-/// as they were when [`SpanEdits`] read `edits`.
-#[derive(Clone)]
+/// as they were when the count of span changes was `edits`.
+#[derive(Clone, Default)]
 pub(crate) struct Scope {
     pub(crate) spans: Spans,
     pub(crate) cost: usize,
     edits: u64,
 }
 
-/// Counts the changes to spans' fields (`on_record`): a kept [`Scope`] made
-/// before the latest one may hold a span's old fields.
-#[derive(Default)]
-pub(crate) struct SpanEdits(AtomicU64);
-
-impl SpanEdits {
-    /// The count now; read before reading the spans a scope is made of.
-    pub(crate) fn now(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-
-    /// Counts a change, once the span holds its new fields.
-    pub(crate) fn bump(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// The scope of a new span whose fields are `fields`: its parent's kept
-/// scope and itself, when the parent's is up to date at `edits`; else left
-/// to the first event in it.
-pub(crate) fn new_span_scope<S>(span: &SpanRef<'_, S>, fields: &mut SpanFields, edits: u64)
-where
-    S: for<'a> LookupSpan<'a>,
-{
-    let own = Arc::clone(&fields.record);
-    fields.scope = match span.parent() {
-        None => Some(Scope {
-            spans: Some(Arc::from([own])),
-            cost: fields.cost,
-            edits,
-        }),
-        Some(parent) => {
-            let extensions = parent.extensions();
-            let outer = extensions
-                .get::<SpanFields>()
-                .and_then(|f| f.scope.as_ref())
-                .filter(|s| s.edits == edits);
-            outer.map(|outer| Scope {
-                spans: Some(
-                    outer
-                        .spans
-                        .iter()
-                        .flat_map(|s| s.iter().cloned())
-                        .chain(std::iter::once(own))
-                        .collect(),
-                ),
-                cost: outer.cost.saturating_add(fields.cost),
-                edits,
-            })
-        }
-    };
-}
-
 /// The spans `event` happened in, outermost first, and their cost in all:
 /// the innermost span's kept list while no span changed since it was made,
 /// else gathered again (and kept).
-pub(crate) fn event_scope<S>(event: &Event<'_>, ctx: &Context<'_, S>, edits: &SpanEdits) -> Scope
+pub(crate) fn event_scope<S>(event: &Event<'_>, ctx: &Context<'_, S>, edits: &AtomicU64) -> Scope
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let now = edits.now();
+    // Read before the spans, so that a change meanwhile shows.
+    let now = edits.load(Ordering::Acquire);
     let Some(span) = ctx.event_span(event) else {
-        return Scope {
-            spans: None,
-            cost: 0,
-            edits: now,
-        };
+        return Scope::default();
     };
     let kept = span
         .extensions()
@@ -204,7 +131,7 @@ where
         .from_root()
         .filter_map(|span| {
             span.extensions().get::<SpanFields>().map(|s| {
-                cost = cost.saturating_add(s.cost);
+                cost = cost.saturating_add(span_cost(&s.record));
                 Arc::clone(&s.record)
             })
         })
@@ -346,11 +273,6 @@ mod tests {
 
     #[test]
     fn no_span_is_no_list() {
-        let none = Scope {
-            spans: None,
-            cost: 0,
-            edits: 0,
-        };
-        assert!(fit_spans(none, 0).is_none());
+        assert!(fit_spans(Scope::default(), 0).is_none());
     }
 }

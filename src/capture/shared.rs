@@ -76,41 +76,35 @@ pub(crate) fn name(text: &str) -> Name {
     found.map_or_else(|| Cow::Owned(text.to_owned()), Cow::Borrowed)
 }
 
-/// Reads a string as a [`name`]; also a map key (for the fields' visitor).
-pub(crate) struct NameSeed;
+/// A string read as a [`name`] (a record's, or a field's as a map key).
+pub(crate) struct Interned(pub(crate) Name);
 
-impl<'de> Visitor<'de> for NameSeed {
-    type Value = Name;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<Name, E> {
-        Ok(name(text))
-    }
-}
-
-impl<'de> de::DeserializeSeed<'de> for NameSeed {
-    type Value = Name;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Name, D::Error> {
-        d.deserialize_str(self)
+impl<'de> Deserialize<'de> for Interned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = Interned;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Interned, E> {
+                Ok(Interned(name(text)))
+            }
+        }
+        d.deserialize_str(NameVisitor)
     }
 }
 
 /// Deserializes a [`name`] (for `#[serde(deserialize_with)]`).
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
-    d.deserialize_str(NameSeed)
+    Interned::deserialize(d).map(|n| n.0)
 }
 
 /// Deserializes an optional [`name`].
 pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Name>, D::Error> {
-    #[derive(Deserialize)]
-    struct Named(#[serde(deserialize_with = "deserialize")] Name);
-    Ok(Option::<Named>::deserialize(d)?.map(|n| n.0))
+    Ok(Option::<Interned>::deserialize(d)?.map(|n| n.0))
 }
 
 #[cfg(test)]

@@ -70,9 +70,8 @@ impl<'a> FieldVisitor<'a> {
     }
 
     /// Adds the count of the fields left out, if any, as a last field named
-    /// [`FIELDS_LEFT_OUT`]; returns the bytes of the bound not spent, and
-    /// the names of those fields.
-    pub(crate) fn finish(mut self) -> (usize, Vec<&'static str>) {
+    /// [`FIELDS_LEFT_OUT`]; returns the bytes of the bound not spent.
+    pub(crate) fn finish(mut self) -> usize {
         if !self.left_out.is_empty() {
             let n = self.left_out.len() as u64;
             self.left = self
@@ -80,7 +79,7 @@ impl<'a> FieldVisitor<'a> {
                 .saturating_sub(field_cost(FIELDS_LEFT_OUT, &Value::from(n)));
             self.fields.push((FIELDS_LEFT_OUT, Value::from(n)));
         }
-        (self.left, self.left_out)
+        self.left
     }
 
     /// Room for the field being visited: what is left, less a reserve for

@@ -48,7 +48,7 @@ pub(crate) struct Composer {
 
 /// Appends `text` as a line of the text part, control characters escaped.
 fn line(out: &mut String, text: &str) {
-    let _ = write_escaped(out, text, false);
+    write_escaped(out, text, false);
     out.push('\n');
 }
 
@@ -122,7 +122,7 @@ impl Composer {
     pub(crate) fn compose_recovery(&self, resolved: &[Resolved]) -> Result<Email, Error> {
         let summary = self.summary(&[], resolved);
         let mut text = String::new();
-        let _ = write_escaped(&mut text, &summary.resolved_headline(), false);
+        write_escaped(&mut text, &summary.resolved_headline(), false);
         let (app, failures) = (&self.app, plural(resolved.len(), "failure", "failures"));
         let verb = if resolved.len() == 1 { "is" } else { "are" };
         let _ = writeln!(text, "\n{app}: {failures} reported earlier {verb} over.");

@@ -123,7 +123,6 @@ pub(crate) fn next_tick(start: Instant, every: Duration, now: Instant) -> Instan
 pub(crate) fn spawn_worker(
     shared: Arc<Shared>,
     flusher: Arc<Mutex<Flusher>>,
-    signal: Arc<Signal>,
     timing: Timing,
 ) -> std::io::Result<JoinHandle<()>> {
     /// Runs the guard's last flush, if it was handed over, when the worker
@@ -131,11 +130,10 @@ pub(crate) fn spawn_worker(
     struct Finish {
         shared: Arc<Shared>,
         flusher: Arc<Mutex<Flusher>>,
-        signal: Arc<Signal>,
     }
     impl Drop for Finish {
         fn drop(&mut self) {
-            let handed_over = lock(&self.signal.state).finish.take();
+            let handed_over = lock(&self.shared.signal.state).finish.take();
             if let Some(flushed) = handed_over {
                 finish(&self.shared, &self.flusher, flushed);
             }
@@ -145,13 +143,9 @@ pub(crate) fn spawn_worker(
         .name("tracing-email".into())
         .spawn(move || {
             // Its drop runs the last flush handed over, even if a job panics.
-            let work = Finish {
-                shared,
-                flusher,
-                signal,
-            };
+            let work = Finish { shared, flusher };
             let mut schedule = Schedule::new(timing, Instant::now());
-            while let Some(job) = wait_for_job(&work.signal, &schedule) {
+            while let Some(job) = wait_for_job(&work.shared.signal, &schedule) {
                 let alerts = run_job(&work.shared, &work.flusher, job);
                 schedule.done(job, Instant::now(), alerts);
             }
