@@ -304,17 +304,7 @@ impl StateFile {
                 let quiet = judged.and_then(|((policy, now, _), clamped)| {
                     policy.quiet_until(clamped.history.streaks.get(key)?, now)
                 });
-                Failure {
-                    label: s.label.clone(),
-                    level: s.level,
-                    runs: s.runs,
-                    last_run: s.last_run,
-                    since: s.since,
-                    last_seen: s.last_seen,
-                    reported: s.reported,
-                    quiet: quiet.is_some(),
-                    quiet_until: quiet.flatten(),
-                }
+                Failure::of(s, quiet)
             })
             .collect();
         failures
@@ -567,6 +557,21 @@ impl fmt::Display for Snapshot {
 }
 
 impl Failure {
+    /// The failure of streak `s`, quiet until `quiet` if the policy says so.
+    fn of(s: &crate::store::history::Streak, quiet: Option<Option<OffsetDateTime>>) -> Self {
+        Failure {
+            label: s.label.clone(),
+            level: s.level,
+            runs: s.runs,
+            last_run: s.last_run,
+            since: s.since,
+            last_seen: s.last_seen,
+            reported: s.reported,
+            quiet: quiet.is_some(),
+            quiet_until: quiet.flatten(),
+        }
+    }
+
     /// One line: `url "b.json" (WARN): 4 runs in a row, since …, reported …`.
     fn describe(&self, last_run: u64) -> String {
         let runs = match self.runs {
