@@ -299,7 +299,8 @@ impl StateFile {
             };
             policy.decide(&clamped.pending, Phase::Flush, &facts)
         });
-        let mut failures: Vec<Failure> = (state.history.streaks.iter())
+        let streaks = state.history.streaks.iter();
+        let mut failures: Vec<Failure> = streaks
             .map(|(key, s)| {
                 let quiet = judged.and_then(|((policy, now, _), clamped)| {
                     policy.quiet_until(clamped.history.streaks.get(key)?, now)

@@ -31,7 +31,8 @@ impl Flusher {
         let cached = self.cache.files.kept.take();
         let clamped_at = self.cache.files.clamped_at.take();
         let tally = self.cache.tally.take();
-        let loaded = (self.store.load_cached(lock, cached)).map_err(|e| taken.give_back(e))?;
+        let loaded = self.store.load_cached(lock, cached);
+        let loaded = loaded.map_err(|error| taken.give_back(error))?;
         commit.stamp = Some(loaded.stamp);
         taken.merge_into(loaded.state);
         commit.changed = loaded.repair || !loaded.parked.is_empty();
