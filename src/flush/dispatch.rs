@@ -114,28 +114,25 @@ impl Flusher {
         let Some(transport) = &self.transport else {
             return Outcome::Nothing;
         };
-        let result = self
-            .composer
-            .compose_recovery(&state.history.resolved)
-            .and_then(|email| {
-                send_before(transport, &self.outstanding, email, deadline, |t, e| {
-                    t.send(e)
-                })
-            });
-        let error = result.err();
-        let failed = error.is_some();
-        if error.is_none() {
+        let email = self.composer.compose_recovery(&state.history.resolved);
+        let sent = email.and_then(|email| {
+            send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                t.send(e)
+            })
+        });
+        let failed = sent.is_err();
+        if !failed {
             state.history.resolved.clear();
             state.last_sent = Some(now);
         }
-        let pending = state.pending.len();
         let done = Outcome::Resolved {
             failures,
-            pending,
+            pending: state.pending.len(),
             waiting_for,
         };
-        let sent = ("the notice that failures are over", 0);
-        match self.settle(lock, state, commit, (now, error), sent, done) {
+        let what = ("the notice that failures are over", 0);
+        match self.settle(lock, state, commit, (now, sent.err()), what, done) {
+            // The error as stored stays the send's own.
             Outcome::Failed { error, pending } if failed => Outcome::Failed {
                 error: error.context(|e| {
                     format!("{e}; the notice that failures are over is sent by the next flush")
