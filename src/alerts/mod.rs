@@ -442,7 +442,6 @@ fn without_userinfo(url: &str) -> String {
 }
 
 /// The checked destination, kept by the flush.
-#[derive(Clone)]
 pub(crate) struct Poster {
     pub(crate) identity: payload::Identity,
     pub(crate) client: client::Client,
