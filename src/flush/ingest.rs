@@ -188,12 +188,11 @@ impl Flusher {
         let state = &taken.state;
         let written = match commit.stamp {
             Some(stamp) => {
-                let new = &state.pending[state.pending.len() - commit.new_records..];
                 let append = crate::store::journal::Append {
                     run: commit.run,
                     level: self.policy.level(),
                     fields: &self.policy.fingerprint_fields,
-                    records: new,
+                    records: taken.records(),
                     dropped: commit.dropped,
                     trim: commit.trim,
                 };
@@ -244,5 +243,4 @@ fn trimmed(taken: &mut Taken<'_>, commit: &mut Commit, excess: usize, old_len: u
     // this run's trimmed ones are never written), so a state that stays at
     // `max_pending` appends only what is new.
     commit.trim = (excess > 0).then(|| ((excess - trimmed_new) as u64, excess as u64));
-    commit.new_records = taken.count;
 }

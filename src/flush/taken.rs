@@ -21,7 +21,6 @@ use crate::store::state::State;
 pub(super) struct Commit {
     /// The run that started in this flush, if one did, and when.
     pub(super) run: Option<(u64, Option<OffsetDateTime>)>,
-    pub(super) new_records: usize,
     pub(super) dropped: u64,
     /// The oldest records trimmed at `max_pending`, and the dropped count
     /// that adds (see `journal::Fact::Trim`).
