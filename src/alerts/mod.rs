@@ -318,25 +318,23 @@ impl Alertmanager {
     /// The `Authorization` header, if credentials are set, and the redactor
     /// that hides them (and their base64 form) in what a server says.
     fn authorization(&self) -> Result<(Option<String>, Redactor), Error> {
-        let (authorization, redactor) = match &self.auth {
+        Ok(match &self.auth {
             None => (None, Redactor::new()),
+            // Base64 holds no line break; a token may.
             Some(Auth::Basic(user, password)) => {
                 let encoded = crate::redact::base64(format!("{user}:{password}").as_bytes());
                 let redactor = Redactor::new().login(user, password);
                 (Some(format!("Basic {encoded}")), redactor)
             }
+            Some(Auth::Bearer(token)) if token.contains(['\r', '\n']) => {
+                let why = "the bearer token holds a line break";
+                return Err(self.bad("alertmanager_token_env", why));
+            }
             Some(Auth::Bearer(token)) => (
                 Some(format!("Bearer {token}")),
                 Redactor::new().secret(token),
             ),
-        };
-        if authorization
-            .as_ref()
-            .is_some_and(|h| h.contains(['\r', '\n']))
-        {
-            return Err(self.bad("alertmanager_user", "the credentials hold a line break"));
-        }
-        Ok((authorization, redactor))
+        })
     }
 
     /// The HTTP agent: no redirect, statuses as answers, and the root
