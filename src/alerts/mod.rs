@@ -596,21 +596,18 @@ fn changes(
 ) -> (BTreeSet<String>, Vec<(String, OffsetDateTime)>) {
     let streaks = &state.history.streaks;
     let seen = |key: &str| streaks.get(key).filter(|s| s.last_run == run);
-    let mut firing: Vec<&String> = worth.iter().filter(|k| streaks.contains_key(*k)).collect();
-    for key in state.alerts.keys() {
-        if seen(key).is_some() && !worth.contains(key) {
-            firing.push(key);
-        }
-    }
-    firing.truncate(MAX_ALERTS);
-    let firing: BTreeSet<String> = firing.into_iter().cloned().collect();
-    let mut over: Vec<(String, OffsetDateTime)> = Vec::new();
-    for (key, posted) in &state.alerts {
+    let known = worth.iter().filter(|k| streaks.contains_key(*k));
+    let again = state
+        .alerts
+        .keys()
+        .filter(|k| seen(k).is_some() && !worth.contains(*k));
+    let firing: BTreeSet<String> = known.chain(again).take(MAX_ALERTS).cloned().collect();
+    let over = state.alerts.iter().filter(|(key, posted)| {
         let changed = seen(key).is_some_and(|s| payload::severity(s.level) != posted.severity);
-        if !firing.contains(key) || changed {
-            over.push((key.clone(), posted.resolved.unwrap_or(now)));
-        }
-    }
+        !firing.contains(*key) || changed
+    });
+    let over = over.map(|(key, posted)| (key.clone(), posted.resolved.unwrap_or(now)));
+    let over = over.collect();
     (firing, over)
 }
 
