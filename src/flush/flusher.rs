@@ -232,11 +232,7 @@ impl Flusher {
         if let Err(failed) = self.save_or_give_back(lock, taken, commit) {
             return failed;
         }
-        if plan.is_nothing() {
-            return Outcome::Nothing;
-        }
-        let at = (run, now);
-        self.dispatch(lock, &mut taken.state, plan, phase, at, commit)
+        self.dispatch(lock, &mut taken.state, plan, phase, (run, now), commit)
     }
 
     /// The time now, from the clock, within the years a record can hold (as
