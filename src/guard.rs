@@ -119,7 +119,6 @@ impl FlushGuard {
     /// ```
     pub fn snapshot(&self) -> Result<crate::inspect::Snapshot, Error> {
         let flusher = lock(&self.flusher);
-        let snapshot = crate::inspect::StateFile::open(flusher.store.path()).snapshot()?;
         let now = crate::clock::catch_now(&*flusher.clock).map_err(|payload| {
             crate::error::drop_payload(payload);
             Error::new(
@@ -129,7 +128,8 @@ impl FlushGuard {
             )
         })?;
         let now = crate::clock::datetime(now);
-        let mut snapshot = snapshot.with_verdict(&flusher.policy, now, flusher.run);
+        let file = crate::inspect::StateFile::open(flusher.store.path());
+        let mut snapshot = file.read(Some((&flusher.policy, now, flusher.run)))?;
         snapshot.unflushed = self.shared.buffer.len();
         Ok(snapshot)
     }

@@ -99,7 +99,6 @@ pub struct Snapshot {
     pub alerts: Vec<FiringAlert>,
     /// The last post to Alertmanager and its answer.
     pub last_alert_post: Option<AlertPost>,
-    history: crate::store::history::History,
 }
 
 /// One failure the state file follows across runs (one fingerprint: a
@@ -144,8 +143,6 @@ pub struct Failure {
     /// Until when it stays quiet (`repeat_after`); `None` while `quiet`
     /// means until a run without it ends the streak.
     pub quiet_until: Option<OffsetDateTime>,
-    /// Its fingerprint's key in the history.
-    key: String,
 }
 
 /// What [`StateFile::clear`] or [`StateFile::clear_all`] removed and kept.
@@ -275,31 +272,48 @@ impl StateFile {
     /// # Ok::<(), tracing_email::Error>(())
     /// ```
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
+        self.read(None)
+    }
+
+    /// The snapshot, judged (when `judge` is given) by a policy at a time,
+    /// in a run (by default the next): its verdict, and which failures it
+    /// keeps quiet. Times later than that are taken as it, as a flush takes them.
+    pub(crate) fn read(
+        &self,
+        judge: Option<(&Policy, OffsetDateTime, Option<u64>)>,
+    ) -> Result<Snapshot, Error> {
         let exists = std::fs::symlink_metadata(self.path()).is_ok();
         let (state, parked_files) = self.store.peek()?;
-        let mut failures: Vec<Failure> = state
-            .history
-            .streaks
-            .iter()
-            .map(|(key, s)| Failure {
-                key: key.clone(),
-                label: s.label.clone(),
-                level: s.level,
-                runs: s.runs,
-                last_run: s.last_run,
-                since: s.since,
-                last_seen: s.last_seen,
-                reported: s.reported,
-                quiet: false,
-                quiet_until: None,
+        let clamped = judge.map(|(_, now, _)| {
+            let mut clamped = state.clone();
+            clamped.clamp_future_from(now, 0);
+            clamped
+        });
+        let judged = judge.zip(clamped.as_ref());
+        let verdict = judged.map(|((policy, now, run), clamped)| {
+            let facts = Facts {
+                now,
+                last_sent: clamped.last_sent,
+                history: &clamped.history,
+                run: run.unwrap_or(clamped.history.runs),
+            };
+            policy.decide(&clamped.pending, Phase::Flush, &facts)
+        });
+        let streaks = state.history.streaks.iter();
+        let mut failures: Vec<Failure> = streaks
+            .map(|(key, s)| {
+                let quiet = judged.and_then(|((policy, now, _), clamped)| {
+                    policy.quiet_until(clamped.history.streaks.get(key)?, now)
+                });
+                Failure::of(s, quiet)
             })
             .collect();
         failures
             .sort_by(|a, b| (b.last_run, b.runs, &a.label).cmp(&(a.last_run, a.runs, &b.label)));
-        let alerts = alerts::of(&state);
         Ok(Snapshot {
             path: self.path().to_path_buf(),
             exists: exists || !state.pending.is_empty() || state.history.runs > 0,
+            alerts: alerts::of(&state),
             pending: state.pending,
             dropped: state.dropped,
             last_sent: state.last_sent,
@@ -308,10 +322,8 @@ impl StateFile {
             runs: state.history.runs,
             failures,
             unflushed: 0,
-            verdict: None,
-            alerts,
+            verdict,
             last_alert_post: state.alert_post,
-            history: state.history,
         })
     }
 
@@ -330,9 +342,7 @@ impl StateFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn snapshot_with(&self, policy: &PolicyConfig) -> Result<Snapshot, Error> {
-        Ok(self
-            .snapshot()?
-            .with_verdict(&policy.to_policy(), OffsetDateTime::now_utc(), None))
+        self.read(Some((&policy.to_policy(), OffsetDateTime::now_utc(), None)))
     }
 
     /// Empties the pending records under the file's lock (parked files
@@ -434,41 +444,6 @@ impl Snapshot {
         count.saturating_sub(self.count_at_least(level))
     }
 
-    /// Adds what `policy` would decide at `now`, for the run `run`, and which
-    /// failures it keeps quiet. Times later than `now` are taken as now, as a
-    /// flush takes them.
-    pub(crate) fn with_verdict(
-        mut self,
-        policy: &Policy,
-        now: OffsetDateTime,
-        run: Option<u64>,
-    ) -> Self {
-        let mut state = crate::store::state::State {
-            pending: self.pending.clone(),
-            last_sent: self.last_sent,
-            history: self.history.clone(),
-            ..Default::default()
-        };
-        state.clamp_future_from(now, 0);
-        let facts = Facts {
-            now,
-            last_sent: state.last_sent,
-            history: &state.history,
-            run: run.unwrap_or(state.history.runs),
-        };
-        self.verdict = Some(policy.decide(&state.pending, Phase::Flush, &facts));
-        for failure in &mut self.failures {
-            let streak = state.history.streaks.get(&failure.key);
-            if let Some(until) = streak.and_then(|s| policy.quiet_until(s, now)) {
-                failure.quiet = true;
-                failure.quiet_until = until;
-            }
-        }
-        self
-    }
-}
-
-impl Snapshot {
     /// The rows of its table: a heading (empty under the one above) and
     /// its text, each row there only when it says something.
     fn rows(&self) -> Vec<(&'static str, String)> {
@@ -583,6 +558,21 @@ impl fmt::Display for Snapshot {
 }
 
 impl Failure {
+    /// The failure of streak `s`, quiet until `quiet` if the policy says so.
+    fn of(s: &crate::store::history::Streak, quiet: Option<Option<OffsetDateTime>>) -> Self {
+        Failure {
+            label: s.label.clone(),
+            level: s.level,
+            runs: s.runs,
+            last_run: s.last_run,
+            since: s.since,
+            last_seen: s.last_seen,
+            reported: s.reported,
+            quiet: quiet.is_some(),
+            quiet_until: quiet.flatten(),
+        }
+    }
+
     /// One line: `url "b.json" (WARN): 4 runs in a row, since …, reported …`.
     fn describe(&self, last_run: u64) -> String {
         let runs = match self.runs {
@@ -616,6 +606,12 @@ impl Failure {
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
+
+    impl StateFile {
+        fn judged(&self, policy: &Policy, now: OffsetDateTime, run: Option<u64>) -> Snapshot {
+            self.read(Some((policy, now, run))).unwrap()
+        }
+    }
 
     fn file_with(levels: &[Level]) -> (tempfile::TempDir, StateFile) {
         let dir = tempfile::tempdir().unwrap();
@@ -662,8 +658,8 @@ mod tests {
             threshold: Some((5, Level::WARN)),
             ..Policy::default()
         };
-        let text = s
-            .with_verdict(&policy, OffsetDateTime::UNIX_EPOCH, None)
+        let text = file
+            .judged(&policy, OffsetDateTime::UNIX_EPOCH, None)
             .to_string();
         assert!(
             text.contains(
@@ -773,10 +769,7 @@ mod tests {
 
         // With repeat_after: quiet until a day after the report.
         let day = Duration::from_secs(24 * 3600);
-        let s = file
-            .snapshot()
-            .unwrap()
-            .with_verdict(&by_url(3, Some(day)), now, None);
+        let s = file.judged(&by_url(3, Some(day)), now, None);
         let b = &s.failures[0];
         assert!(b.quiet);
         assert_eq!(
@@ -802,10 +795,7 @@ mod tests {
         );
 
         // consecutive_runs alone: quiet until the streak breaks.
-        let s = file
-            .snapshot()
-            .unwrap()
-            .with_verdict(&by_url(3, None), now, None);
+        let s = file.judged(&by_url(3, None), now, None);
         assert!(s.failures[0].quiet && s.failures[0].quiet_until.is_none());
         let text = s.to_string();
         assert!(
@@ -813,10 +803,7 @@ mod tests {
             "{text}"
         );
         // A longer streak is needed than b.json had when reported: not quiet.
-        let s = file
-            .snapshot()
-            .unwrap()
-            .with_verdict(&by_url(5, None), now, None);
+        let s = file.judged(&by_url(5, None), now, None);
         assert!(!s.failures[0].quiet);
         assert_eq!(
             s.verdict,
@@ -900,7 +887,7 @@ mod tests {
             ..Policy::default()
         };
         let now = time::macros::datetime!(2026-11-22 04:00 UTC);
-        let judged = snapshot.clone().with_verdict(&policy, now, None);
+        let judged = StateFile::open(&path).judged(&policy, now, None);
         // Taken as sent now: the next may go an hour from now, not in 2099.
         assert_eq!(
             judged.verdict,

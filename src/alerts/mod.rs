@@ -318,25 +318,23 @@ impl Alertmanager {
     /// The `Authorization` header, if credentials are set, and the redactor
     /// that hides them (and their base64 form) in what a server says.
     fn authorization(&self) -> Result<(Option<String>, Redactor), Error> {
-        let (authorization, redactor) = match &self.auth {
+        Ok(match &self.auth {
             None => (None, Redactor::new()),
+            // Base64 holds no line break; a token may.
             Some(Auth::Basic(user, password)) => {
                 let encoded = crate::redact::base64(format!("{user}:{password}").as_bytes());
                 let redactor = Redactor::new().login(user, password);
                 (Some(format!("Basic {encoded}")), redactor)
             }
+            Some(Auth::Bearer(token)) if token.contains(['\r', '\n']) => {
+                let why = "the bearer token holds a line break";
+                return Err(self.bad("alertmanager_token_env", why));
+            }
             Some(Auth::Bearer(token)) => (
                 Some(format!("Bearer {token}")),
                 Redactor::new().secret(token),
             ),
-        };
-        if authorization
-            .as_ref()
-            .is_some_and(|h| h.contains(['\r', '\n']))
-        {
-            return Err(self.bad("alertmanager_user", "the credentials hold a line break"));
-        }
-        Ok((authorization, redactor))
+        })
     }
 
     /// The HTTP agent: no redirect, statuses as answers, and the root
@@ -442,7 +440,6 @@ fn without_userinfo(url: &str) -> String {
 }
 
 /// The checked destination, kept by the flush.
-#[derive(Clone)]
 pub(crate) struct Poster {
     pub(crate) identity: payload::Identity,
     pub(crate) client: client::Client,
@@ -599,21 +596,18 @@ fn changes(
 ) -> (BTreeSet<String>, Vec<(String, OffsetDateTime)>) {
     let streaks = &state.history.streaks;
     let seen = |key: &str| streaks.get(key).filter(|s| s.last_run == run);
-    let mut firing: Vec<&String> = worth.iter().filter(|k| streaks.contains_key(*k)).collect();
-    for key in state.alerts.keys() {
-        if seen(key).is_some() && !worth.contains(key) {
-            firing.push(key);
-        }
-    }
-    firing.truncate(MAX_ALERTS);
-    let firing: BTreeSet<String> = firing.into_iter().cloned().collect();
-    let mut over: Vec<(String, OffsetDateTime)> = Vec::new();
-    for (key, posted) in &state.alerts {
+    let known = worth.iter().filter(|k| streaks.contains_key(*k));
+    let again = state
+        .alerts
+        .keys()
+        .filter(|k| seen(k).is_some() && !worth.contains(*k));
+    let firing: BTreeSet<String> = known.chain(again).take(MAX_ALERTS).cloned().collect();
+    let over = state.alerts.iter().filter(|(key, posted)| {
         let changed = seen(key).is_some_and(|s| payload::severity(s.level) != posted.severity);
-        if !firing.contains(key) || changed {
-            over.push((key.clone(), posted.resolved.unwrap_or(now)));
-        }
-    }
+        !firing.contains(*key) || changed
+    });
+    let over = over.map(|(key, posted)| (key.clone(), posted.resolved.unwrap_or(now)));
+    let over = over.collect();
     (firing, over)
 }
 

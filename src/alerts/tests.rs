@@ -79,6 +79,13 @@ fn secrets_are_never_in_debug_or_errors() {
     }
     assert!(format!("{basic:?}").contains(r#"basic \"me\":***"#));
     assert!(!check(basic).unwrap_err().contains("SECRET"));
+    let broken = check(Alertmanager::new(["https://am"]).bearer_token("tok-SECRET\r\nX: 1"));
+    let broken = broken.unwrap_err();
+    assert!(
+        broken.starts_with("alerts: the bearer token holds a line break"),
+        "{broken}"
+    );
+    assert!(!broken.contains("SECRET"), "{broken}");
     // The header holds the encoded pair, which is cut out of quoted replies.
     let p = check(Alertmanager::new(["https://am"]).basic_auth("me", "pw-SECRET")).unwrap();
     let encoded = crate::redact::base64(b"me:pw-SECRET");

@@ -62,41 +62,34 @@ pub(crate) fn send_before<T: Send + 'static>(
     deadline: Instant,
     how: fn(&dyn Transport, &Email) -> Result<T, BoxError>,
 ) -> Result<T, Error> {
+    let failed = |why: &str| Err(Error::new(ErrorKind::Send, why.to_owned()));
     if !outstanding.over_by(deadline) {
-        return Err(Error::new(
-            ErrorKind::Send,
+        return failed(
             "a send abandoned at the send deadline by an earlier flush is still running (the \
              server has not finished answering), so this one was not started; the records are \
              kept and a later flush tries again",
-        ));
+        );
     }
-    let late = || {
-        Error::new(
-            ErrorKind::Send,
-            "the send did not finish before the send deadline; the records are kept and a later \
-             flush tries again",
-        )
-    };
+    const LATE: &str = "the send did not finish before the send deadline; the records are kept \
+                        and a later flush tries again";
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
-        return Err(late());
+        return failed(LATE);
     }
     let (result, done) = spawn_send(transport, email, how)?;
-    let wrap = |e: BoxError| match e.downcast::<Error>() {
-        Ok(ours) => *ours,
-        Err(other) => Error::with_source(ErrorKind::Send, "could not send the digest", other),
-    };
     match result.recv_timeout(remaining) {
-        Ok(Ok(result)) => result.map_err(wrap),
+        Ok(Ok(result)) => result.map_err(|e| match e.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::with_source(ErrorKind::Send, "could not send the digest", other),
+        }),
         Ok(Err(panicked)) => Err(panicked),
         Err(RecvTimeoutError::Timeout) => {
             outstanding.abandoned(done);
-            Err(late())
+            failed(LATE)
         }
-        Err(RecvTimeoutError::Disconnected) => Err(Error::new(
-            ErrorKind::Send,
-            "the transport panicked while sending; the records are kept",
-        )),
+        Err(RecvTimeoutError::Disconnected) => {
+            failed("the transport panicked while sending; the records are kept")
+        }
     }
 }
 

@@ -21,15 +21,6 @@ pub(super) struct Plan {
     pub(super) alerts: Option<BTreeSet<String>>,
 }
 
-impl Plan {
-    /// Whether nothing is to be sent or posted.
-    pub(super) fn is_nothing(&self) -> bool {
-        self.decision == Decision::Nothing
-            && self.alerts.is_none()
-            && self.recovery == Recovery::Nothing
-    }
-}
-
 impl Flusher {
     /// Decides over `state` at `now`, in `run`; `tally`: the policy's
     /// running figures of its first records, if kept from the last flush

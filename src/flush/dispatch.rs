@@ -21,7 +21,6 @@ use crate::flush::taken::Commit;
 use crate::policy::{Decision, Phase, Recovery};
 use crate::store::file::StateLock;
 use crate::store::state::State;
-use crate::transport::Email;
 
 impl Flusher {
     /// Carries out `plan` over `state` in `run` at `now`: posts the alerts,
@@ -115,28 +114,25 @@ impl Flusher {
         let Some(transport) = &self.transport else {
             return Outcome::Nothing;
         };
-        let result = self
-            .composer
-            .compose_recovery(&state.history.resolved)
-            .and_then(|email| {
-                send_before(transport, &self.outstanding, email, deadline, |t, e| {
-                    t.send(e)
-                })
-            });
-        let error = result.err();
-        let failed = error.is_some();
-        if error.is_none() {
+        let email = self.composer.compose_recovery(&state.history.resolved);
+        let sent = email.and_then(|email| {
+            send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                t.send(e)
+            })
+        });
+        let failed = sent.is_err();
+        if !failed {
             state.history.resolved.clear();
             state.last_sent = Some(now);
         }
-        let pending = state.pending.len();
         let done = Outcome::Resolved {
             failures,
-            pending,
+            pending: state.pending.len(),
             waiting_for,
         };
-        let sent = ("the notice that failures are over", 0);
-        match self.settle(lock, state, commit, (now, error), sent, done) {
+        let what = ("the notice that failures are over", 0);
+        match self.settle(lock, state, commit, (now, sent.err()), what, done) {
+            // The error as stored stays the send's own.
             Outcome::Failed { error, pending } if failed => Outcome::Failed {
                 error: error.context(|e| {
                     format!("{e}; the notice that failures are over is sent by the next flush")
@@ -199,7 +195,14 @@ impl Flusher {
         let Some(transport) = &self.transport else {
             return (0, 0, None);
         };
+        let send = |email| {
+            send_before(transport, &self.outstanding, email, deadline, |t, e| {
+                t.send(e)
+            })
+        };
         let (mut sent, mut emails) = (0, 0);
+        let late = state.last_error.as_deref();
+        let late = late.map(|error| (error, state.last_error_at));
         for batch in ranges(count, per_email.unwrap_or(count)) {
             let pending = &state.pending[batch];
             let parts = split_by_size(pending, self.max_email_bytes, &self.composer);
@@ -207,48 +210,24 @@ impl Flusher {
             for (i, (part, shown)) in parts.into_iter().enumerate() {
                 let records = &pending[part];
                 let numbered = (total > 1).then_some((i + 1, total));
+                // The first email reports the dropped records, and with_resolved, what is over.
                 let first = emails == 0;
-                let result =
-                    (self.compose(state, (records, &shown), first, numbered, with_resolved))
-                        .and_then(|email| {
-                            send_before(transport, &self.outstanding, email, deadline, |t, e| {
-                                t.send(e)
-                            })
-                        });
-                if let Err(e) = result {
+                let dropped = if first { state.dropped } else { 0 };
+                let resolved = match with_resolved && first {
+                    true => &state.history.resolved[..],
+                    false => &[],
+                };
+                let history = &state.history;
+                let email = self
+                    .composer
+                    .compose_with(records, &shown, dropped, numbered, history, resolved, late);
+                if let Err(e) = email.and_then(send) {
                     return (sent, emails, Some(e));
                 }
                 (sent, emails) = (sent + records.len(), emails + 1);
             }
         }
         (sent, emails, None)
-    }
-
-    /// The email of `records` (`shown`: those listed one by one, rendered),
-    /// part `numbered` of a digest. The `first` email of a flush reports the
-    /// dropped records; `with_resolved`, it also says that the history's
-    /// `resolved` failures are over.
-    fn compose(
-        &self,
-        state: &State,
-        (records, shown): (&[Record], &[String]),
-        first: bool,
-        numbered: Option<(usize, usize)>,
-        with_resolved: bool,
-    ) -> Result<Email, Error> {
-        let dropped = if first { state.dropped } else { 0 };
-        let history = &state.history;
-        let resolved = if with_resolved && first {
-            &history.resolved[..]
-        } else {
-            &[]
-        };
-        let late = state
-            .last_error
-            .as_deref()
-            .map(|error| (error, state.last_error_at));
-        self.composer
-            .compose_with(records, shown, dropped, numbered, history, resolved, late)
     }
 
     /// Sends the oldest `count` pending records, removes those whose email

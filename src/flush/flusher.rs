@@ -209,7 +209,7 @@ impl Flusher {
         commit: &mut Commit,
     ) -> Outcome {
         let asked = now.as_ref().ok().copied();
-        let mut ingested = match self.ingest(lock, taken, phase, asked, commit) {
+        let (run, tally) = match self.ingest(lock, taken, phase, asked, commit) {
             Ok(ingested) => ingested,
             Err(failed) => return failed,
         };
@@ -218,27 +218,21 @@ impl Flusher {
             // Nothing can be decided without the time; this run's records
             // are stored all the same.
             Err(error) => {
-                let saved = self.save_or_give_back(lock, taken, &ingested, commit);
+                let saved = self.save_or_give_back(lock, taken, commit);
                 return saved.err().unwrap_or(Outcome::Failed {
                     error,
                     pending: taken.state.pending.len(),
                 });
             }
         };
-        self.clamp(&mut taken.state, &mut ingested, now, commit);
         self.note_firing(&taken.state);
-        let tally = ingested.tally.take();
-        let (plan, tally) = self.decide(&taken.state, tally, phase, now, ingested.run);
+        let (plan, tally) = self.decide(&taken.state, tally, phase, now, run);
         // Records leave only by a send or by alerts accepted, which make it anew.
         self.cache.tally = Some(tally);
-        if let Err(failed) = self.save_or_give_back(lock, taken, &ingested, commit) {
+        if let Err(failed) = self.save_or_give_back(lock, taken, commit) {
             return failed;
         }
-        if plan.is_nothing() {
-            return Outcome::Nothing;
-        }
-        let at = (ingested.run, now);
-        self.dispatch(lock, &mut taken.state, plan, phase, at, commit)
+        self.dispatch(lock, &mut taken.state, plan, phase, (run, now), commit)
     }
 
     /// The time now, from the clock, within the years a record can hold (as

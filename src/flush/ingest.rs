@@ -4,8 +4,6 @@
 //! times from a clock that was ahead clamped; then saved ([`Commit`]) or,
 //! when the file stayed locked, parked beside it.
 
-use std::path::PathBuf;
-
 use time::OffsetDateTime;
 
 use crate::error::{Error, ErrorKind};
@@ -14,31 +12,14 @@ use crate::flush::outcome::Outcome;
 use crate::flush::taken::{Commit, Taken};
 use crate::policy::{Phase, Tally};
 use crate::store::file::StateLock;
-use crate::store::kept::Loaded;
 use crate::store::state::State;
-
-/// What ingest leaves for the steps after it.
-pub(super) struct Ingested {
-    /// Parked files merged into the state, removed once it is saved.
-    parked: Vec<PathBuf>,
-    /// This run's number.
-    pub(super) run: u64,
-    /// Whether the state differs from what is on disk.
-    pub(super) changed: bool,
-    /// How many of the oldest records were trimmed at `max_pending`.
-    pub(super) excess: usize,
-    /// How many records of the state came from the view kept in memory.
-    kept: usize,
-    /// When the kept records were last clamped (see `State::clamp_future_from`).
-    clamped_at: Option<OffsetDateTime>,
-    /// The policy's tally of the kept records, while it still holds.
-    pub(super) tally: Option<Tally>,
-}
 
 impl Flusher {
     /// Loads the state under `lock` and merges this run's records into it
-    /// (see the module's comment); `started`: this flush's time, if known.
-    /// On failure the records are given back and the outcome says so.
+    /// (see the module's comment); `now`: this flush's time, if known.
+    /// Returns this run's number and the policy's tally of the records kept
+    /// in memory, while it still holds. On failure the records are given
+    /// back and the outcome says so.
     pub(super) fn ingest(
         &mut self,
         lock: &StateLock,
@@ -46,52 +27,56 @@ impl Flusher {
         phase: Phase,
         now: Option<OffsetDateTime>,
         commit: &mut Commit,
-    ) -> Result<Ingested, Outcome> {
-        let kept = self.cache.files.kept.take();
+    ) -> Result<(u64, Option<Tally>), Outcome> {
+        let cached = self.cache.files.kept.take();
         let clamped_at = self.cache.files.clamped_at.take();
         let tally = self.cache.tally.take();
-        let Loaded {
-            state,
-            parked,
-            stamp,
-            repair,
-            kept,
-        } = self
-            .store
-            .load_cached(lock, kept)
-            .map_err(|error| taken.give_back(error))?;
-        commit.stamp = Some(stamp);
-        taken.merge_into(state);
+        let loaded = self.store.load_cached(lock, cached);
+        let loaded = loaded.map_err(|error| taken.give_back(error))?;
+        commit.stamp = Some(loaded.stamp);
+        taken.merge_into(loaded.state);
+        commit.changed = loaded.repair || !loaded.parked.is_empty();
+        commit.rewrite = commit.changed;
+        commit.parked = loaded.parked;
+        let run = self.add_run(taken, phase, now, commit);
+        let tally = now.and_then(|now| {
+            let kept = (loaded.kept, clamped_at, tally);
+            self.clamp(&mut taken.state, kept, now, commit)
+        });
+        Ok((run, tally))
+    }
+
+    /// Registers this run (started at `now` unless a checkpoint), notes it
+    /// on this run's records and observes them, trims at `max_pending` and
+    /// ends the run at the guard's flush; notes in `commit` what changed.
+    fn add_run(
+        &mut self,
+        taken: &mut Taken<'_>,
+        phase: Phase,
+        now: Option<OffsetDateTime>,
+        commit: &mut Commit,
+    ) -> u64 {
         let (count, dropped) = (taken.count, taken.dropped);
         let runs_before = taken.state.history.runs;
         // The panic hook's checkpoint reads the system clock, not the
         // layer's: a run it registers has no start time.
         let started = now.filter(|_| phase != Phase::Checkpoint);
         let (run, new_run) = self.register_run(&mut taken.state, started);
-        let mut changed = count > 0 || dropped > 0 || !parked.is_empty() || new_run || repair;
+        commit.changed |= count > 0 || dropped > 0 || new_run;
         commit.run = new_run.then_some((run, started));
         commit.dropped = dropped;
         // A renumbered history (see `History::start_run_at`) is not a plain
         // next run: only a rewrite says it.
-        commit.rewrite =
-            repair || !parked.is_empty() || (new_run && runs_before.checked_add(1) != Some(run));
+        commit.rewrite |= new_run && runs_before.checked_add(1) != Some(run);
         let old_len = taken.state.pending.len() - count;
         self.observe(&mut taken.state, old_len, run);
         let excess = self.trim(&mut taken.state, dropped);
         // Stored even without new records (a lower `max_pending`): the
         // state kept in memory must be the one on disk.
-        changed |= excess > 0;
-        changed |= self.end_run(&mut taken.state, phase, run, commit);
+        commit.changed |= excess > 0;
+        commit.changed |= self.end_run(&mut taken.state, phase, run, commit);
         trimmed(taken, commit, excess, old_len);
-        Ok(Ingested {
-            parked,
-            run,
-            changed,
-            excess,
-            kept,
-            clamped_at,
-            tally,
-        })
+        run
     }
 
     /// Notes this run on each of this run's records (from `old_len` on) and
@@ -145,33 +130,29 @@ impl Flusher {
         ended
     }
 
-    /// Clamps the times of records ahead of `now` (a clock that was ahead),
-    /// and keeps the tally of the kept records only if they are all still
-    /// here, in their place, with their times.
-    pub(super) fn clamp(
+    /// Clamps the times of records ahead of `now` (a clock that was ahead).
+    /// `kept`: how many records came from the view kept in memory, when
+    /// they were last clamped, and the policy's tally of them; the tally is
+    /// returned only if they are all still here, in their place, with their times.
+    fn clamp(
         &self,
         state: &mut State,
-        ingested: &mut Ingested,
+        (kept, clamped_at, tally): (usize, Option<OffsetDateTime>, Option<Tally>),
         now: OffsetDateTime,
         commit: &mut Commit,
-    ) {
-        let (kept, excess) = (ingested.kept, ingested.excess);
+    ) -> Option<Tally> {
+        let excess = commit.trim.map_or(0, |(_, excess)| excess as usize);
         // Records kept in memory were clamped at an earlier now: if the
         // clock has not gone back since, only the others need a look.
-        let clamped = match ingested.clamped_at {
+        let clamped = match clamped_at {
             Some(at) if at <= now => kept.saturating_sub(excess),
             _ => 0,
         };
         let moved = self.store.clamp_future_from(state, now, clamped);
-        if moved {
-            ingested.changed = true;
-            commit.rewrite = true;
-        }
+        commit.changed |= moved;
+        commit.rewrite |= moved;
         commit.clamped_at = Some(now);
-        ingested.tally = ingested
-            .tally
-            .take()
-            .filter(|t| t.len() <= kept && excess == 0 && !(moved && clamped < t.len()));
+        tally.filter(|t| t.len() <= kept && excess == 0 && !(moved && clamped < t.len()))
     }
 
     /// This run's number: taken from the state's history at the first flush
@@ -199,21 +180,19 @@ impl Flusher {
         &self,
         state_lock: &StateLock,
         taken: &mut Taken<'_>,
-        ingested: &Ingested,
         commit: &mut Commit,
     ) -> Result<(), Outcome> {
-        if !ingested.changed {
+        if !commit.changed {
             return Ok(());
         }
         let state = &taken.state;
         let written = match commit.stamp {
             Some(stamp) => {
-                let new = &state.pending[state.pending.len() - commit.new_records..];
                 let append = crate::store::journal::Append {
                     run: commit.run,
                     level: self.policy.level(),
                     fields: &self.policy.fingerprint_fields,
-                    records: new,
+                    records: taken.records(),
                     dropped: commit.dropped,
                     trim: commit.trim,
                 };
@@ -225,7 +204,7 @@ impl Flusher {
         match commit.noted(&mut taken.state, written) {
             Ok(()) => {
                 taken.stored();
-                self.store.remove_parked(&ingested.parked);
+                self.store.remove_parked(&commit.parked);
                 Ok(())
             }
             Err(error) => Err(taken.give_back(error)),
@@ -264,5 +243,4 @@ fn trimmed(taken: &mut Taken<'_>, commit: &mut Commit, excess: usize, old_len: u
     // this run's trimmed ones are never written), so a state that stays at
     // `max_pending` appends only what is new.
     commit.trim = (excess > 0).then(|| ((excess - trimmed_new) as u64, excess as u64));
-    commit.new_records = taken.count;
 }

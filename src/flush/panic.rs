@@ -1,11 +1,9 @@
 //! `capture_panics()`: a panic becomes an ERROR record, checkpointed to the
 //! state file at once, so that even an abort keeps it.
 
-use std::borrow::Cow;
 use std::panic::PanicHookInfo;
 use std::sync::{Mutex, Weak};
 
-use serde_json::Value;
 use tracing::Level;
 
 use crate::capture::layer::Shared;
@@ -42,29 +40,23 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
 /// any record's text (`max_record_bytes`), so that a huge panic message
 /// cannot make a huge record.
 fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime, max_bytes: usize) -> Record {
-    let payload = info.payload();
-    let message = crate::error::panic_message(payload);
+    let message = crate::error::panic_message(info.payload());
     let message = message.unwrap_or_else(|| "Box<dyn Any>".to_owned());
     let thread = std::thread::current();
     let mut fields = Fields::default();
-    fields.push(
-        Cow::Borrowed("thread"),
-        Value::String(bounded(thread.name().unwrap_or("<unnamed>"), 256)),
-    );
+    let name = bounded(thread.name().unwrap_or("<unnamed>"), 256);
+    fields.push("thread".into(), name.into());
     if let Some(location) = info.location() {
-        fields.push(
-            Cow::Borrowed("location"),
-            Value::String(location.to_string()),
-        );
+        fields.push("location".into(), location.to_string().into());
     }
     Record {
         timestamp: crate::clock::datetime(now),
         level: Level::ERROR,
-        target: Cow::Borrowed("panic"),
+        target: "panic".into(),
         message: bounded(&format!("panicked: {message}"), max_bytes / 2),
         fields,
         module_path: None,
-        file: info.location().map(|l| Cow::Owned(l.file().to_owned())),
+        file: info.location().map(|l| l.file().to_owned().into()),
         line: info.location().map(|l| l.line()),
         spans: Vec::new(),
         run: None,

@@ -2,6 +2,8 @@
 //! buffer until they are stored or given back, and what the flush writes of
 //! them ([`Commit`]).
 
+use std::path::PathBuf;
+
 use time::OffsetDateTime;
 
 use crate::capture::buffer::Buffer;
@@ -13,18 +15,21 @@ use crate::store::kept::Stamp;
 use crate::store::state::State;
 
 /// What one flush writes: the facts to append, whether the snapshot must
-/// be rewritten instead, and the stamp of the files when the state was read
+/// be rewritten instead or anything at all, and the stamp of the files when the state was read
 /// (updated at each write; `None` once what is on disk is unknown).
 #[derive(Default)]
 pub(super) struct Commit {
     /// The run that started in this flush, if one did, and when.
     pub(super) run: Option<(u64, Option<OffsetDateTime>)>,
-    pub(super) new_records: usize,
     pub(super) dropped: u64,
     /// The oldest records trimmed at `max_pending`, and the dropped count
     /// that adds (see `journal::Fact::Trim`).
     pub(super) trim: Option<(u64, u64)>,
     pub(super) rewrite: bool,
+    /// Whether the state differs from what is on disk.
+    pub(super) changed: bool,
+    /// Parked files merged into the state, removed once it is saved.
+    pub(super) parked: Vec<PathBuf>,
     pub(super) stamp: Option<Stamp>,
     /// When the state's times were clamped (see `State::clamp_future_from`).
     pub(super) clamped_at: Option<OffsetDateTime>,
