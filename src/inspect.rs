@@ -192,17 +192,6 @@ impl fmt::Display for Cleared {
     }
 }
 
-impl PolicyConfig {
-    /// The policy these settings make, as the builder makes it.
-    fn to_policy(&self) -> Policy {
-        let mut policy = self.clone();
-        if !policy.has_rule() {
-            policy.threshold = Some((1, Level::WARN));
-        }
-        policy
-    }
-}
-
 impl StateFile {
     /// The state file at `path`.
     ///
@@ -342,7 +331,9 @@ impl StateFile {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn snapshot_with(&self, policy: &PolicyConfig) -> Result<Snapshot, Error> {
-        self.read(Some((&policy.to_policy(), OffsetDateTime::now_utc(), None)))
+        let mut policy = policy.clone();
+        policy.set_default_rule();
+        self.read(Some((&policy, OffsetDateTime::now_utc(), None)))
     }
 
     /// Empties the pending records under the file's lock (parked files

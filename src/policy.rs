@@ -307,9 +307,12 @@ impl Policy {
             || self.max_age.is_some()
     }
 
-    /// Whether a rule is set (the builder sets `threshold(1, WARN)` if not).
-    pub(crate) fn has_rule(&self) -> bool {
-        self.has_trigger() || self.batch.is_some()
+    /// Sets the default rule, `threshold(1, WARN)`, when none is set: the
+    /// policy the builder runs, and the one `inspect` judges by.
+    pub(crate) fn set_default_rule(&mut self) {
+        if !self.has_trigger() && self.batch.is_none() {
+            self.threshold = Some((1, Level::WARN));
+        }
     }
 
     /// Whether the failure of streak `s` is quiet at `now` because it was

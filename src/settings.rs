@@ -708,9 +708,7 @@ impl EmailConfig {
             return Err(self.bad("policy.fingerprint_fields", message));
         }
         self.check_durations()?;
-        if !self.policy.has_rule() {
-            self.policy.threshold = Some((1, Level::WARN));
-        }
+        self.policy.set_default_rule();
         Ok(())
     }
 
