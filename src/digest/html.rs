@@ -17,9 +17,7 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
-use crate::digest::summary::{
-    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts,
-};
+use crate::digest::summary::{MAX_PROBLEMS, Problem, Summary, footer, grouped, level_counts};
 use crate::say::plural;
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
@@ -221,19 +219,19 @@ fn write_latest(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
 /// `38 more records (36 INFO, 2 WARN), all in the attached log, oldest
 /// first, run by run.`: the records the page does not show.
 fn write_rest(out: &mut String, summary: &Summary<'_>, shown: &[bool]) {
-    let hidden = summary.records.iter().zip(shown).filter(|(_, s)| !**s);
-    let counts = by_level(hidden.map(|(r, _)| r));
-    let rest: usize = counts.iter().sum();
-    if rest == 0 {
-        return;
-    }
-    let records = if rest == 1 { "record" } else { "records" };
-    let levels = level_counts(counts, grouped);
+    let hidden = std::iter::zip(shown, summary.records).filter_map(|(s, r)| (!s).then_some(r));
+    let hidden: Vec<&Record> = hidden.collect();
+    let records = match hidden.len() {
+        0 => return,
+        1 => "record",
+        _ => "records",
+    };
+    let levels = level_counts(hidden.iter().copied(), grouped);
     let log = match summary.hidden_note() {
         None => "all in the attached log, oldest first, run by run.".to_owned(),
         Some(hidden) => format!("in the attached log. {hidden}"),
     };
-    let text = format!("{} more {records} ({levels}), {log}", grouped(rest));
+    let text = format!("{} more {records} ({levels}), {log}", grouped(hidden.len()));
     let style = format!("margin:0 0 10px;margin-top:4px;color:{MUTED}");
     paragraph(out, &style, &text);
 }

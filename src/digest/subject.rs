@@ -8,6 +8,7 @@ use tracing::Level;
 use crate::capture::record::show_time;
 use crate::digest::summary::{Problem, Summary, cut};
 use crate::error::Error;
+use crate::say::plural;
 
 /// How `{first}`, `{last}` and the default subject show a time:
 /// `2026-11-20 08:00`.
@@ -140,10 +141,9 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
 /// leaving out a count that is zero.
 fn counts(errors: usize, warnings: usize, other: &str) -> String {
     let words = [(errors, "error"), (warnings, "warning")].into_iter();
-    let words = words.filter(|(n, _)| *n > 0).map(|(n, word)| {
-        let s = if n == 1 { "" } else { "s" };
-        format!("{n} {other}{word}{s}")
-    });
+    let words = words.filter(|(n, _)| *n > 0);
+    let words =
+        words.map(|(n, word)| plural(n, &format!("{other}{word}"), &format!("{other}{word}s")));
     words.collect::<Vec<_>>().join(", ")
 }
 

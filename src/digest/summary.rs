@@ -147,29 +147,21 @@ pub(crate) fn grouped(n: usize) -> String {
     out
 }
 
-/// The levels, most severe first.
-const LEVELS: [Level; 5] = [
-    Level::ERROR,
-    Level::WARN,
-    Level::INFO,
-    Level::DEBUG,
-    Level::TRACE,
-];
-
-/// How many of `records` are at each level, in the order of [`LEVELS`].
-pub(crate) fn by_level<'r>(records: impl IntoIterator<Item = &'r Record>) -> [usize; 5] {
-    let mut counts = [0; 5];
+/// `2 WARN, 36 INFO`: how many of `records` are at each level, most
+/// severe first (tracing orders `ERROR` lowest), each count shown by
+/// `number`.
+pub(crate) fn level_counts<'r>(
+    records: impl IntoIterator<Item = &'r Record>,
+    number: fn(usize) -> String,
+) -> String {
+    let mut counts = std::collections::BTreeMap::<Level, usize>::new();
     for r in records {
-        counts[4 - usize::from(severity(r.level))] += 1;
+        *counts.entry(r.level).or_default() += 1;
     }
-    counts
-}
-
-/// `36 INFO, 2 WARN`: the levels counted in `counts` (from [`by_level`]),
-/// most severe first, each count shown by `number`.
-pub(crate) fn level_counts(counts: [usize; 5], number: fn(usize) -> String) -> String {
-    let present = LEVELS.iter().zip(counts).filter(|(_, n)| *n > 0);
-    let words: Vec<String> = present.map(|(l, n)| format!("{} {l}", number(n))).collect();
+    let words: Vec<String> = counts
+        .iter()
+        .map(|(l, n)| format!("{} {l}", number(*n)))
+        .collect();
     words.join(", ")
 }
 
@@ -261,19 +253,15 @@ impl<'a> Summary<'a> {
     /// The line under the headline: `poca on web-3: 56 log records (10
     /// WARN, 46 INFO) from … to …, times in UTC.`
     pub(crate) fn overview(&self) -> String {
-        let levels = level_counts(by_level(self.records), |n| n.to_string());
+        let levels = level_counts(self.records, |n| n.to_string());
         let (app, on, count) = (self.app, self.on_host(), self.record_count());
         let span = self.first().zip(self.last()).map(|(first, last)| {
-            let (from, to) = (self.line_time(first), self.line_time(last));
+            let time = |t| show_time(t, self.offset, LINE_TIME);
+            let (from, to) = (time(first), time(last));
             let zone = offset_label(self.offset);
             format!(" from {from} to {to}, times in {zone}")
         });
         format!("{app}{on}: {count} ({levels}){}.", span.unwrap_or_default())
-    }
-
-    /// `2026-11-21 10:00:03`, in the digest's offset.
-    fn line_time(&self, t: OffsetDateTime) -> String {
-        show_time(t, self.offset, LINE_TIME)
     }
 
     /// The notes under the overview, in their order in both parts: which
