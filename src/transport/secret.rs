@@ -66,7 +66,9 @@ impl Source {
     /// error says what failed and never holds the secret.
     pub(crate) fn fetch(&self, what: &str, timeout: Duration) -> Result<String, String> {
         let fetch = match self {
-            Source::Command { argv, key } => return run(argv, key, what, timeout),
+            Source::Command { argv, key } => {
+                return output(argv, what, timeout).map_err(|e| format!("{key}: {e}"));
+            }
             Source::Closure(fetch) => fetch,
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch())) {
@@ -86,24 +88,16 @@ impl Source {
     }
 }
 
-fn program(argv: &[String]) -> &str {
-    argv.first().map_or("", String::as_str)
-}
-
 /// What a reader thread hands back: which pipe (0 stdout, 1 stderr), what
 /// it read, and whether there was more.
 type Read2 = (usize, (Vec<u8>, bool));
 
 /// Runs `argv` without a shell, stdin closed, and returns the first line of
 /// its standard output; on Unix in a process group of its own, so that a
-/// timeout stops whatever it started too. Errors start with `key`.
-fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<String, String> {
-    output(argv, what, timeout).map_err(|e| format!("{key}: {e}"))
-}
-
+/// timeout stops whatever it started too.
 fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, String> {
-    let name = program(argv);
-    let mut child = spawn(argv).map_err(|e| {
+    let name = argv.first().map_or("", String::as_str);
+    let mut child = spawn(name, &argv[argv.len().min(1)..]).map_err(|e| {
         let hint = match e.kind() {
             io::ErrorKind::NotFound => " (not found: give its path, or put it on PATH)",
             _ => "",
@@ -145,10 +139,10 @@ fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, Stri
     first_line(out, name, what)
 }
 
-fn spawn(argv: &[String]) -> io::Result<Child> {
-    let mut command = Command::new(program(argv));
+fn spawn(program: &str, args: &[String]) -> io::Result<Child> {
+    let mut command = Command::new(program);
     command
-        .args(argv.iter().skip(1))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
