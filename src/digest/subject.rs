@@ -6,14 +6,9 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::show_time;
-use crate::digest::summary::{Problem, Summary, cut};
+use crate::digest::summary::{DAY_CLOCK, Problem, Summary, cut};
 use crate::error::Error;
 use crate::say::plural;
-
-/// How `{first}`, `{last}` and the default subject show a time:
-/// `2026-11-20 08:00`.
-const SUBJECT_TIME: &[time::format_description::FormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
 
 /// The placeholders, in the order error messages list them.
 const PLACEHOLDERS: [&str; 8] = [
@@ -54,7 +49,7 @@ impl Template {
     /// The subject for the email that `summary` describes.
     pub(crate) fn render(&self, summary: &Summary<'_>) -> String {
         let time = |t: Option<OffsetDateTime>| {
-            t.map(|t| show_time(t, summary.offset, SUBJECT_TIME))
+            t.map(|t| show_time(t, summary.offset, DAY_CLOCK))
                 .unwrap_or_default()
         };
         let value = |name: &str| match name {
@@ -132,7 +127,7 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     }
     if let Some(first) = summary.first() {
         out.push_str(" since ");
-        out.push_str(&show_time(first, summary.offset, SUBJECT_TIME));
+        out.push_str(&show_time(first, summary.offset, DAY_CLOCK));
     }
     out
 }

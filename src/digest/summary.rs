@@ -198,9 +198,10 @@ pub(crate) struct Summary<'a> {
 }
 
 /// How the first lines show a time of the same day as the email's newest
-/// record: `03:00`; and of another day: `2026-11-20 23:00`.
+/// record: `03:00`; and of another day (and the subject, any time):
+/// `2026-11-20 23:00`.
 const CLOCK: &[FormatItem<'static>] = format_description!("[hour]:[minute]");
-const DAY_CLOCK: &[FormatItem<'static>] =
+pub(crate) const DAY_CLOCK: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]");
 
 /// Most characters of a late digest's error shown.

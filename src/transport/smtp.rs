@@ -109,12 +109,13 @@ enum Built {
 
 impl fmt::Debug for Smtp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = self.password.as_ref().map_or("(none)", |_| "***");
         f.debug_struct("Smtp")
             .field("host", &self.host)
             .field("port", &self.port_number())
             .field("security", &self.security.port_and_name().1)
             .field("user", &self.user)
-            .field("password", &hidden(&self.password))
+            .field("password", &password)
             .field("login", &self.login)
             .field("timeout", &self.timeout)
             .field("root_certificates", &self.root_certificates.len())
@@ -868,11 +869,6 @@ fn check_encoded(url: &str) -> Result<(), Error> {
         )),
         _ => Ok(()),
     }
-}
-
-/// How `Debug` shows a secret: `"***"` when there is one.
-fn hidden<T>(secret: &Option<T>) -> &'static str {
-    if secret.is_some() { "***" } else { "(none)" }
 }
 
 #[cfg(test)]
