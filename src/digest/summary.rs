@@ -358,15 +358,6 @@ impl<'a> Summary<'a> {
         (lines, more)
     }
 
-    /// One problem as a line of text: `WARN feed "Radio Café": connection
-    /// timed out; 5 records, 2026-11-20 08:00:00 to 12:00:00, in each of the
-    /// last 5 runs`.
-    pub(crate) fn problem_line(&self, p: &Problem) -> String {
-        let (level, label, facts) = (p.level, &p.label, self.problem_facts(p));
-        let detail = p.detail.as_ref().map(|d| format!("{d}; "));
-        format!("{level} {label}: {}{facts}", detail.unwrap_or_default())
-    }
-
     /// What the digest knows of a problem: `5 records, 2026-11-20 08:00:00
     /// to 12:00:00, in each of the last 5 runs`.
     pub(crate) fn problem_facts(&self, p: &Problem) -> String {

@@ -25,14 +25,11 @@ const MAX_STDERR: usize = 2048;
 /// secrets to hide in its standard error.
 const SECRET_LINES: usize = 4;
 
-/// A closure that fetches a secret.
-pub(crate) type FetchFn = dyn Fn() -> Result<String, BoxError> + Send + Sync;
-
 /// Where a secret comes from.
 #[derive(Clone)]
 pub(crate) enum Source {
     /// Called at each send that needs it.
-    Closure(Arc<FetchFn>),
+    Closure(Arc<dyn Fn() -> Result<String, BoxError> + Send + Sync>),
     /// A program and its arguments, and the key that set it (named in
     /// errors): the first line of its standard output is the secret.
     Command { argv: Vec<String>, key: String },
