@@ -197,7 +197,8 @@ impl Composer {
         self.email(subject, text, html, records)
     }
 
-    /// The email with these parts, from and to the configured addresses:
+    /// The email with these parts, from and to the configured addresses
+    /// (lettre adds the `Date`):
     /// the text alone, or the text and HTML alternatives and, for a digest
     /// (an email with records), the log attached, every record, for the
     /// readers of the HTML part, which shows only a few.
@@ -211,7 +212,6 @@ impl Composer {
         let builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
-            .date(SystemTime::now())
             .message_id(Some(message_id(&self.from)))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
