@@ -10,17 +10,27 @@ use crate::digest::summary::{DAY_CLOCK, Problem, Summary, cut};
 use crate::error::Error;
 use crate::say::plural;
 
-/// The placeholders, in the order error messages list them.
-const PLACEHOLDERS: [&str; 8] = [
-    "app",
-    "host",
-    "count",
-    "errors",
-    "warnings",
-    "max_level",
-    "first",
-    "last",
+/// What a placeholder stands for in an email.
+type Value = fn(&Summary<'_>) -> String;
+
+/// The placeholders and their values, in the order error messages list them.
+const PLACEHOLDERS: [(&str, Value); 8] = [
+    ("app", |s| s.app.to_owned()),
+    ("host", |s| s.host.to_owned()),
+    ("count", |s| s.records.len().to_string()),
+    ("errors", |s| s.count(Level::ERROR).to_string()),
+    ("warnings", |s| s.count(Level::WARN).to_string()),
+    ("max_level", |s| {
+        s.max_level().map_or("", |l| l.as_str()).to_owned()
+    }),
+    ("first", |s| subject_time(s, s.first())),
+    ("last", |s| subject_time(s, s.last())),
 ];
+
+/// `2026-11-20 08:00`, or nothing for no time.
+fn subject_time(summary: &Summary<'_>, t: Option<OffsetDateTime>) -> String {
+    t.map_or_else(String::new, |t| show_time(t, summary.offset, DAY_CLOCK))
+}
 
 /// `a`, `a and b`, `a, b and c`.
 fn and_list(items: &[String]) -> String {
@@ -42,37 +52,23 @@ impl Template {
     /// An unknown placeholder or a `{` that is never closed is an error of
     /// kind `Config` that names it and lists the valid placeholders.
     pub(crate) fn parse(template: &str) -> Result<Template, Error> {
-        fill(template, |_| String::new())?;
+        fill(template, None)?;
         Ok(Template(template.to_owned()))
     }
 
     /// The subject for the email that `summary` describes.
     pub(crate) fn render(&self, summary: &Summary<'_>) -> String {
-        let time = |t: Option<OffsetDateTime>| {
-            t.map(|t| show_time(t, summary.offset, DAY_CLOCK))
-                .unwrap_or_default()
-        };
-        let value = |name: &str| match name {
-            "app" => summary.app.to_owned(),
-            "host" => summary.host.to_owned(),
-            "count" => summary.records.len().to_string(),
-            "errors" => summary.count(Level::ERROR).to_string(),
-            "warnings" => summary.count(Level::WARN).to_string(),
-            "max_level" => summary.max_level().map_or("", |l| l.as_str()).to_owned(),
-            "first" => time(summary.first()),
-            // `last`: fill() asks only for the names of PLACEHOLDERS.
-            _ => time(summary.last()),
-        };
         // `parse` checked it: it fills.
-        fill(&self.0, value).unwrap_or_default()
+        fill(&self.0, Some(summary)).unwrap_or_default()
     }
 }
 
-/// `template` with each placeholder replaced by its `value` and the double
-/// braces by one; an error for an unknown placeholder or an unclosed `{`.
-fn fill(template: &str, value: impl Fn(&str) -> String) -> Result<String, Error> {
+/// `template` with each placeholder replaced by its value for `summary`
+/// (empty without one) and the double braces by one; an error for an
+/// unknown placeholder or an unclosed `{`.
+fn fill(template: &str, summary: Option<&Summary<'_>>) -> Result<String, Error> {
     let (mut out, mut rest) = (String::new(), template);
-    let known = || and_list(&PLACEHOLDERS.map(|name| format!("{{{name}}}")));
+    let known = || and_list(&PLACEHOLDERS.map(|(name, _)| format!("{{{name}}}")));
     while let Some(i) = rest.find(['{', '}']) {
         out.push_str(&rest[..i]);
         let (brace, after) = (char::from(rest.as_bytes()[i]), &rest[i + 1..]);
@@ -92,14 +88,14 @@ fn fill(template: &str, value: impl Fn(&str) -> String) -> Result<String, Error>
                 known()
             )));
         };
-        if !PLACEHOLDERS.contains(&name) {
+        let Some((_, value)) = PLACEHOLDERS.iter().find(|(known, _)| *known == name) else {
             return Err(Error::config(format!(
                 "the subject {template:?} has an unknown placeholder {{{name}}}; \
                  the placeholders are {} ({{{{ and }}}} are literal braces)",
                 known()
             )));
-        }
-        out.push_str(&value(name));
+        };
+        out.push_str(&summary.map(value).unwrap_or_default());
         rest = &after[name.len() + 1..];
     }
     out.push_str(rest);
