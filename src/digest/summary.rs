@@ -6,12 +6,14 @@
 //! context records shown with it), the failures that are over
 //! (`notify_recovery`), the notes and the footer.
 
+use std::cmp::Reverse;
+
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
-use crate::capture::record::{LINE_TIME, Record, severity, show_time};
+use crate::capture::record::{LINE_TIME, Record, show_time};
 use crate::say::plural;
 use crate::store::history::{
     Fingerprint, History, Resolved, STRIP_RUNS, field_value, fingerprint_of,
@@ -78,7 +80,8 @@ pub(crate) fn problems(
 ) -> Vec<Problem> {
     let mut by_key: Vec<(String, Problem)> = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        if severity(r.level) < severity(level) {
+        // tracing orders levels most severe first: ERROR is the least.
+        if r.level > level {
             continue;
         }
         let fp = fingerprint_of(r, fields);
@@ -92,17 +95,10 @@ pub(crate) fn problems(
         if r.timestamp >= p.last {
             (p.last, p.latest, p.detail) = (r.timestamp, i, detail_of(r, &p.label));
         }
-        if severity(r.level) > severity(p.level) {
-            p.level = r.level;
-        }
+        p.level = p.level.min(r.level);
     }
     let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
-    out.sort_by(|a, b| {
-        (severity(b.level).cmp(&severity(a.level)))
-            .then(b.runs.unwrap_or(1).cmp(&a.runs.unwrap_or(1)))
-            .then(b.count.cmp(&a.count))
-            .then(a.first.cmp(&b.first))
-    });
+    out.sort_by_key(|p| (p.level, Reverse((p.runs.unwrap_or(1), p.count)), p.first));
     out
 }
 
@@ -311,7 +307,7 @@ impl<'a> Summary<'a> {
         let near = |i: &usize| {
             let r = &self.records[*i];
             !shown.get(*i).copied().unwrap_or(false)
-                && severity(r.level) < severity(self.level)
+                && r.level > self.level
                 && (r.run, &r.spans) == (latest.run, &latest.spans)
         };
         let before = (0..p.latest).rev().filter(near);
@@ -396,12 +392,9 @@ impl<'a> Summary<'a> {
         self.records.iter().filter(|r| r.level == level).count()
     }
 
-    /// The most severe level present.
+    /// The most severe level present (the least in tracing's order).
     pub(crate) fn max_level(&self) -> Option<Level> {
-        self.records
-            .iter()
-            .map(|r| r.level)
-            .max_by_key(|l| severity(*l))
+        self.records.iter().map(|r| r.level).min()
     }
 
     /// The oldest record's time.
