@@ -191,8 +191,8 @@ fn first_line(out: Vec<u8>, name: &str, what: &str) -> Result<String, String> {
             "{name:?} printed something that is not UTF-8 text; it must print the {what}"
         ));
     };
-    let first = text.split('\n').next().unwrap_or("");
-    let first = first.strip_suffix('\r').unwrap_or(first);
+    // `lines` ends a line at `\n` or `\r\n`.
+    let first = text.lines().next().unwrap_or("");
     match (first.is_empty(), text.trim().is_empty()) {
         (false, _) => Ok(first.to_owned()),
         (true, true) => Err(format!(
