@@ -232,13 +232,10 @@ pub(crate) fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_at(start);
     if let Some(at) = rest.rfind('@') {
         let (userinfo, after) = rest.split_at(at);
-        let shown = if userinfo.contains(['/', '?', '#']) {
-            "***".to_owned()
-        } else {
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***", &userinfo[..colon]),
-                None => userinfo.to_owned(),
-            }
+        let shown = match (userinfo.contains(['/', '?', '#']), userinfo.find(':')) {
+            (true, _) => "***".to_owned(),
+            (false, Some(colon)) => format!("{}:***", &userinfo[..colon]),
+            (false, None) => userinfo.to_owned(),
         };
         return format!("{scheme}{shown}{after}");
     }

@@ -159,7 +159,8 @@ fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
     }
     out.push_str("<p style=\"margin:4px 0 6px;font-weight:bold\">What went wrong</p>\n");
     for (i, p) in summary.problems.iter().take(MAX_PROBLEMS).enumerate() {
-        write_problem(out, summary, p, i < WITH_CONTEXT, shown);
+        let context = if i < WITH_CONTEXT { CONTEXT } else { 0 };
+        write_problem(out, summary, p, context, shown);
     }
     if let Some(note) = summary.more_problems_note() {
         paragraph(out, "margin:0 0 10px;", &note);
@@ -167,12 +168,12 @@ fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
 }
 
 /// One failure: its level and label, its detail, its facts and recent
-/// runs, then its newest record (with context records when `context`).
+/// runs, then its newest record among up to `context` context records.
 fn write_problem(
     out: &mut String,
     summary: &Summary<'_>,
     p: &Problem,
-    context: bool,
+    context: usize,
     shown: &mut [bool],
 ) {
     let (_, _, edge) = tone(Some(p.level));
@@ -190,11 +191,7 @@ fn write_problem(
     if let Some(recent) = &p.recent {
         write_strip(out, recent);
     }
-    let indices = match context {
-        true => summary.context(p, CONTEXT, shown),
-        false => vec![p.latest],
-    };
-    for i in indices {
+    for i in summary.context(p, context, shown) {
         if let Some(record) = summary.records.get(i) {
             shown[i] = true;
             write_record(out, record, summary.offset, i == p.latest);
