@@ -200,7 +200,11 @@ fn name_all(labels: &[&str], fixed: usize) -> String {
         // ", " between names, " and " before the last one or the count.
         let items = named + usize::from(more > 0);
         let joins = if items > 1 { 2 * (items - 2) + 5 } else { 0 };
-        let count = (more > 0).then(|| more.to_string().len() + 5).unwrap_or(0);
+        let count = if more > 0 {
+            more.to_string().len() + 5
+        } else {
+            0
+        };
         let room = SUBJECT_TARGET.saturating_sub(fixed + joins + count);
         let mut names = shorten_all(&labels[..named], (room / named).clamp(LABEL_MIN, LABEL_MAX));
         let cut_short = names

@@ -206,9 +206,11 @@ const LATE_ERROR_MAX: usize = 300;
 impl<'a> Summary<'a> {
     /// ` on web-3`, or nothing when the host is not known.
     fn on_host(&self) -> String {
-        (!self.host.is_empty())
-            .then(|| format!(" on {}", self.host))
-            .unwrap_or_default()
+        if self.host.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", self.host)
+        }
     }
 
     /// `03:00` when `t` is on the day of `reference`, else
