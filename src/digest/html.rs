@@ -63,11 +63,8 @@ const LATEST_RECORDS: usize = 10;
 
 /// The digest as an HTML document (see the module's documentation).
 pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    let headline = summary.headline();
-    page_start(&mut out, &headline);
     let level = summary.problems.first().map(|p| p.level);
-    write_headline(&mut out, &headline, tone(level));
+    let mut out = page_start(&summary.headline(), tone(level));
     let style = format!("margin:0 0 10px;color:{MUTED}");
     paragraph(&mut out, &style, &summary.overview());
     for note in summary.notes() {
@@ -88,24 +85,23 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
 /// The HTML part of the email that only says failures are over: its
 /// headline in green, then one line per failure.
 pub(crate) fn render_recovery(summary: &Summary<'_>, state_path: &Path) -> String {
-    let mut out = String::with_capacity(4096);
-    let headline = summary.resolved_headline();
-    page_start(&mut out, &headline);
-    write_headline(&mut out, &headline, RESOLVED);
+    let mut out = page_start(&summary.resolved_headline(), RESOLVED);
     write_resolved(&mut out, summary);
     page_end(&mut out, summary, state_path);
     out
 }
 
-/// The document's start, up to the inside of its card.
-fn page_start(out: &mut String, title: &str) {
+/// The document's start, up to the inside of its card, then the first
+/// line, large, in `(text, background, edge)` colours.
+fn page_start(headline: &str, (fg, bg, edge): (&str, &str, &str)) -> String {
+    let mut out = String::with_capacity(16 * 1024);
     out.push_str(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
          <meta name=\"color-scheme\" content=\"light only\">\
          <meta name=\"supported-color-schemes\" content=\"light only\"><title>",
     );
-    escape_into(out, title);
+    escape_into(&mut out, headline);
     let _ = write!(
         out,
         "</title></head>\n<body style=\"margin:0;padding:0;background:#f6f8fa;color:#1f2328\">\n\
@@ -117,6 +113,12 @@ fn page_start(out: &mut String, title: &str) {
          <td align=\"left\" style=\"padding:14px;font-family:{FONT};font-size:14px;\
          line-height:1.45;color:#1f2328;overflow-wrap:anywhere;word-break:break-word\">\n"
     );
+    let style = format!(
+        "margin:0 0 8px;padding:8px 10px;font-size:18px;line-height:1.3;font-weight:bold;\
+         color:{fg};background:{bg};border-left:4px solid {edge}"
+    );
+    paragraph(&mut out, &style, headline);
+    out
 }
 
 /// The footer and the document's end.
@@ -141,15 +143,6 @@ fn tag(out: &mut String, open: &str, text: &str, close: &str) {
     out.push_str(open);
     escape_into(out, text);
     out.push_str(close);
-}
-
-/// The first line, large, in `(text, background, edge)` colours.
-fn write_headline(out: &mut String, text: &str, (fg, bg, edge): (&str, &str, &str)) {
-    let style = format!(
-        "margin:0 0 8px;padding:8px 10px;font-size:18px;line-height:1.3;font-weight:bold;\
-         color:{fg};background:{bg};border-left:4px solid {edge}"
-    );
-    paragraph(out, &style, text);
 }
 
 /// "What went wrong": each failure, most severe first.
