@@ -116,8 +116,7 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     if let Some(top) = summary.problems.first() {
         out.push_str(&(lead(top) + "; "));
     }
-    let (errors, warnings) = (summary.count(Level::ERROR), summary.count(Level::WARN));
-    match counts(errors, warnings, "") {
+    match counts(summary, &[], "") {
         none if none.is_empty() => out.push_str(&summary.record_count()),
         counted => out.push_str(&counted),
     }
@@ -128,11 +127,15 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     out
 }
 
-/// `3 errors, 1 warning` (`3 other errors, …` with `other` = `other `),
+/// `3 errors, 1 warning`: the records that need a look but for those of
+/// the failures `named` (`3 other errors, …` with `other` = `other `),
 /// leaving out a count that is zero.
-fn counts(errors: usize, warnings: usize, other: &str) -> String {
-    let words = [(errors, "error"), (warnings, "warning")].into_iter();
-    let words = words.filter(|(n, _)| *n > 0);
+fn counts(summary: &Summary<'_>, named: &[&Problem], other: &str) -> String {
+    let words = [(Level::ERROR, "error"), (Level::WARN, "warning")].map(|(level, word)| {
+        let named = named.iter().filter(|p| p.level == level).map(|p| p.count);
+        (summary.count(level).saturating_sub(named.sum()), word)
+    });
+    let words = words.into_iter().filter(|(n, _)| *n > 0);
     let words =
         words.map(|(n, word)| plural(n, &format!("{other}{word}"), &format!("{other}{word}s")));
     words.collect::<Vec<_>>().join(", ")
@@ -169,14 +172,8 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     if let Some(first) = first {
         out.push_str(&(lead(first) + "; "));
     }
-    // The other records that need a look (not those of the failures named).
-    let others = |level| {
-        let named = failing.iter().chain(&first).filter(|p| p.level == level);
-        summary
-            .count(level)
-            .saturating_sub(named.map(|p| p.count).sum())
-    };
-    let counted = counts(others(Level::ERROR), others(Level::WARN), "other ");
+    let named: Vec<&Problem> = failing.iter().copied().chain(first).collect();
+    let counted = counts(summary, &named, "other ");
     let runs = match fewest == most {
         true => most.to_string(),
         false => format!("{fewest} to {most}"),
