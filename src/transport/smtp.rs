@@ -496,24 +496,21 @@ impl Smtp {
     /// Why a password over a connection that is not encrypted is refused,
     /// and what allows it, in the words of the code or of the config.
     fn insecure_auth_refusal(&self) -> String {
-        let (lead, fix) = match &self.origin {
-            None => (
-                String::new(),
-                "use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth()".to_owned(),
-            ),
-            Some(o) => (
-                format!("{}: ", o.name("smtp_url")),
+        let eq = match self.origin {
+            Some(Origin::Env(_)) => "=",
+            _ => " = ",
+        };
+        let fix = self.advice(
+            "allow_insecure_auth",
+            |k| {
                 format!(
                     "use smtps:// (implicit TLS, port 465) or add ?tls=required to the smtp:// \
-                     URL (STARTTLS, port 587), or set {}{}true",
-                    o.name("allow_insecure_auth"),
-                    match o {
-                        Origin::Env(_) => "=",
-                        _ => " = ",
-                    },
-                ),
-            ),
-        };
+                     URL (STARTTLS, port 587), or set {k}{eq}true"
+                )
+            },
+            "use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth()",
+        );
+        let lead = self.advice("smtp_url", |k| format!("{k}: "), "");
         format!(
             "{lead}refusing to send the SMTP password to {} over a connection that is not \
              encrypted; {fix} if this really is a trusted network",
