@@ -169,13 +169,9 @@ fn dangling(text: &str, form: &str) -> usize {
 /// `text` trimmed, each run of white space as one space, other control
 /// characters (and the marks that reorder text) escaped.
 fn one_line(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
     let mut out = String::with_capacity(text.len());
-    for c in text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-    {
+    for c in words.join(" ").chars() {
         let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
         if c.is_control() || reorders {
             out.extend(c.escape_unicode());
@@ -232,13 +228,10 @@ pub(crate) fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_at(start);
     if let Some(at) = rest.rfind('@') {
         let (userinfo, after) = rest.split_at(at);
-        let shown = if userinfo.contains(['/', '?', '#']) {
-            "***".to_owned()
-        } else {
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***", &userinfo[..colon]),
-                None => userinfo.to_owned(),
-            }
+        let shown = match (userinfo.contains(['/', '?', '#']), userinfo.find(':')) {
+            (true, _) => "***".to_owned(),
+            (false, Some(colon)) => format!("{}:***", &userinfo[..colon]),
+            (false, None) => userinfo.to_owned(),
         };
         return format!("{scheme}{shown}{after}");
     }

@@ -197,7 +197,8 @@ impl Composer {
         self.email(subject, text, html, records)
     }
 
-    /// The email with these parts, from and to the configured addresses:
+    /// The email with these parts, from and to the configured addresses
+    /// (lettre adds the `Date`):
     /// the text alone, or the text and HTML alternatives and, for a digest
     /// (an email with records), the log attached, every record, for the
     /// readers of the HTML part, which shows only a few.
@@ -211,7 +212,6 @@ impl Composer {
         let builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.clone())
-            .date(SystemTime::now())
             .message_id(Some(message_id(&self.from)))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
@@ -251,10 +251,14 @@ impl Composer {
 /// The "What went wrong" section of a text body: one line per failure,
 /// most severe first, with its strip of recent runs.
 fn write_problems(out: &mut String, summary: &Summary<'_>) {
+    // `WARN feed "Radio Café": connection timed out; 5 records, 2026-11-20
+    // 08:00:00 to 12:00:00, in each of the last 5 runs; last 5 runs, …`.
     let lines = summary.problems.iter().take(MAX_PROBLEMS).map(|p| {
-        // A label may be the start of a message.
-        let strip = p.recent.as_deref().map(strip_text);
-        summary.problem_line(p) + &strip.map(|s| format!("; {s}")).unwrap_or_default()
+        let detail = p.detail.as_ref().map(|d| format!("{d}; "));
+        let strip = p.recent.as_deref().map(|s| format!("; {}", strip_text(s)));
+        let (detail, strip) = (detail.unwrap_or_default(), strip.unwrap_or_default());
+        let facts = summary.problem_facts(p);
+        format!("{} {}: {detail}{facts}{strip}", p.level, p.label)
     });
     let more = summary.more_problems_note();
     write_section(out, "What went wrong", lines.collect(), more);

@@ -17,9 +17,7 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
-use crate::digest::summary::{
-    MAX_PROBLEMS, Problem, Summary, by_level, footer, grouped, level_counts,
-};
+use crate::digest::summary::{MAX_PROBLEMS, Problem, Summary, footer, grouped, level_counts};
 use crate::say::plural;
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
@@ -65,11 +63,8 @@ const LATEST_RECORDS: usize = 10;
 
 /// The digest as an HTML document (see the module's documentation).
 pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    let headline = summary.headline();
-    page_start(&mut out, &headline);
     let level = summary.problems.first().map(|p| p.level);
-    write_headline(&mut out, &headline, tone(level));
+    let mut out = page_start(&summary.headline(), tone(level));
     let style = format!("margin:0 0 10px;color:{MUTED}");
     paragraph(&mut out, &style, &summary.overview());
     for note in summary.notes() {
@@ -90,24 +85,23 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
 /// The HTML part of the email that only says failures are over: its
 /// headline in green, then one line per failure.
 pub(crate) fn render_recovery(summary: &Summary<'_>, state_path: &Path) -> String {
-    let mut out = String::with_capacity(4096);
-    let headline = summary.resolved_headline();
-    page_start(&mut out, &headline);
-    write_headline(&mut out, &headline, RESOLVED);
+    let mut out = page_start(&summary.resolved_headline(), RESOLVED);
     write_resolved(&mut out, summary);
     page_end(&mut out, summary, state_path);
     out
 }
 
-/// The document's start, up to the inside of its card.
-fn page_start(out: &mut String, title: &str) {
+/// The document's start, up to the inside of its card, then the first
+/// line, large, in `(text, background, edge)` colours.
+fn page_start(headline: &str, (fg, bg, edge): (&str, &str, &str)) -> String {
+    let mut out = String::with_capacity(16 * 1024);
     out.push_str(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
          <meta name=\"color-scheme\" content=\"light only\">\
          <meta name=\"supported-color-schemes\" content=\"light only\"><title>",
     );
-    escape_into(out, title);
+    escape_into(&mut out, headline);
     let _ = write!(
         out,
         "</title></head>\n<body style=\"margin:0;padding:0;background:#f6f8fa;color:#1f2328\">\n\
@@ -119,6 +113,12 @@ fn page_start(out: &mut String, title: &str) {
          <td align=\"left\" style=\"padding:14px;font-family:{FONT};font-size:14px;\
          line-height:1.45;color:#1f2328;overflow-wrap:anywhere;word-break:break-word\">\n"
     );
+    let style = format!(
+        "margin:0 0 8px;padding:8px 10px;font-size:18px;line-height:1.3;font-weight:bold;\
+         color:{fg};background:{bg};border-left:4px solid {edge}"
+    );
+    paragraph(&mut out, &style, headline);
+    out
 }
 
 /// The footer and the document's end.
@@ -145,15 +145,6 @@ fn tag(out: &mut String, open: &str, text: &str, close: &str) {
     out.push_str(close);
 }
 
-/// The first line, large, in `(text, background, edge)` colours.
-fn write_headline(out: &mut String, text: &str, (fg, bg, edge): (&str, &str, &str)) {
-    let style = format!(
-        "margin:0 0 8px;padding:8px 10px;font-size:18px;line-height:1.3;font-weight:bold;\
-         color:{fg};background:{bg};border-left:4px solid {edge}"
-    );
-    paragraph(out, &style, text);
-}
-
 /// "What went wrong": each failure, most severe first.
 fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
     if summary.problems.is_empty() {
@@ -161,7 +152,8 @@ fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
     }
     out.push_str("<p style=\"margin:4px 0 6px;font-weight:bold\">What went wrong</p>\n");
     for (i, p) in summary.problems.iter().take(MAX_PROBLEMS).enumerate() {
-        write_problem(out, summary, p, i < WITH_CONTEXT, shown);
+        let context = if i < WITH_CONTEXT { CONTEXT } else { 0 };
+        write_problem(out, summary, p, context, shown);
     }
     if let Some(note) = summary.more_problems_note() {
         paragraph(out, "margin:0 0 10px;", &note);
@@ -169,12 +161,12 @@ fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
 }
 
 /// One failure: its level and label, its detail, its facts and recent
-/// runs, then its newest record (with context records when `context`).
+/// runs, then its newest record among up to `context` context records.
 fn write_problem(
     out: &mut String,
     summary: &Summary<'_>,
     p: &Problem,
-    context: bool,
+    context: usize,
     shown: &mut [bool],
 ) {
     let (_, _, edge) = tone(Some(p.level));
@@ -192,11 +184,7 @@ fn write_problem(
     if let Some(recent) = &p.recent {
         write_strip(out, recent);
     }
-    let indices = match context {
-        true => summary.context(p, CONTEXT, shown),
-        false => vec![p.latest],
-    };
-    for i in indices {
+    for i in summary.context(p, context, shown) {
         if let Some(record) = summary.records.get(i) {
             shown[i] = true;
             write_record(out, record, summary.offset, i == p.latest);
@@ -221,19 +209,19 @@ fn write_latest(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
 /// `38 more records (36 INFO, 2 WARN), all in the attached log, oldest
 /// first, run by run.`: the records the page does not show.
 fn write_rest(out: &mut String, summary: &Summary<'_>, shown: &[bool]) {
-    let hidden = summary.records.iter().zip(shown).filter(|(_, s)| !**s);
-    let counts = by_level(hidden.map(|(r, _)| r));
-    let rest: usize = counts.iter().sum();
-    if rest == 0 {
-        return;
-    }
-    let records = if rest == 1 { "record" } else { "records" };
-    let levels = level_counts(counts, grouped);
+    let hidden = std::iter::zip(shown, summary.records).filter_map(|(s, r)| (!s).then_some(r));
+    let hidden: Vec<&Record> = hidden.collect();
+    let records = match hidden.len() {
+        0 => return,
+        1 => "record",
+        _ => "records",
+    };
+    let levels = level_counts(hidden.iter().copied(), grouped);
     let log = match summary.hidden_note() {
         None => "all in the attached log, oldest first, run by run.".to_owned(),
         Some(hidden) => format!("in the attached log. {hidden}"),
     };
-    let text = format!("{} more {records} ({levels}), {log}", grouped(rest));
+    let text = format!("{} more {records} ({levels}), {log}", grouped(hidden.len()));
     let style = format!("margin:0 0 10px;margin-top:4px;color:{MUTED}");
     paragraph(out, &style, &text);
 }

@@ -6,25 +6,31 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::show_time;
-use crate::digest::summary::{Problem, Summary, cut};
+use crate::digest::summary::{DAY_CLOCK, Problem, Summary, cut};
 use crate::error::Error;
+use crate::say::plural;
 
-/// How `{first}`, `{last}` and the default subject show a time:
-/// `2026-11-20 08:00`.
-const SUBJECT_TIME: &[time::format_description::FormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+/// What a placeholder stands for in an email.
+type Value = fn(&Summary<'_>) -> String;
 
-/// The placeholders, in the order error messages list them.
-const PLACEHOLDERS: [&str; 8] = [
-    "app",
-    "host",
-    "count",
-    "errors",
-    "warnings",
-    "max_level",
-    "first",
-    "last",
+/// The placeholders and their values, in the order error messages list them.
+const PLACEHOLDERS: [(&str, Value); 8] = [
+    ("app", |s| s.app.to_owned()),
+    ("host", |s| s.host.to_owned()),
+    ("count", |s| s.records.len().to_string()),
+    ("errors", |s| s.count(Level::ERROR).to_string()),
+    ("warnings", |s| s.count(Level::WARN).to_string()),
+    ("max_level", |s| {
+        s.max_level().map_or("", |l| l.as_str()).to_owned()
+    }),
+    ("first", |s| subject_time(s, s.first())),
+    ("last", |s| subject_time(s, s.last())),
 ];
+
+/// `2026-11-20 08:00`, or nothing for no time.
+fn subject_time(summary: &Summary<'_>, t: Option<OffsetDateTime>) -> String {
+    t.map_or_else(String::new, |t| show_time(t, summary.offset, DAY_CLOCK))
+}
 
 /// `a`, `a and b`, `a, b and c`.
 fn and_list(items: &[String]) -> String {
@@ -46,37 +52,23 @@ impl Template {
     /// An unknown placeholder or a `{` that is never closed is an error of
     /// kind `Config` that names it and lists the valid placeholders.
     pub(crate) fn parse(template: &str) -> Result<Template, Error> {
-        fill(template, |_| String::new())?;
+        fill(template, None)?;
         Ok(Template(template.to_owned()))
     }
 
     /// The subject for the email that `summary` describes.
     pub(crate) fn render(&self, summary: &Summary<'_>) -> String {
-        let time = |t: Option<OffsetDateTime>| {
-            t.map(|t| show_time(t, summary.offset, SUBJECT_TIME))
-                .unwrap_or_default()
-        };
-        let value = |name: &str| match name {
-            "app" => summary.app.to_owned(),
-            "host" => summary.host.to_owned(),
-            "count" => summary.records.len().to_string(),
-            "errors" => summary.count(Level::ERROR).to_string(),
-            "warnings" => summary.count(Level::WARN).to_string(),
-            "max_level" => summary.max_level().map_or("", |l| l.as_str()).to_owned(),
-            "first" => time(summary.first()),
-            // `last`: fill() asks only for the names of PLACEHOLDERS.
-            _ => time(summary.last()),
-        };
         // `parse` checked it: it fills.
-        fill(&self.0, value).unwrap_or_default()
+        fill(&self.0, Some(summary)).unwrap_or_default()
     }
 }
 
-/// `template` with each placeholder replaced by its `value` and the double
-/// braces by one; an error for an unknown placeholder or an unclosed `{`.
-fn fill(template: &str, value: impl Fn(&str) -> String) -> Result<String, Error> {
+/// `template` with each placeholder replaced by its value for `summary`
+/// (empty without one) and the double braces by one; an error for an
+/// unknown placeholder or an unclosed `{`.
+fn fill(template: &str, summary: Option<&Summary<'_>>) -> Result<String, Error> {
     let (mut out, mut rest) = (String::new(), template);
-    let known = || and_list(&PLACEHOLDERS.map(|name| format!("{{{name}}}")));
+    let known = || and_list(&PLACEHOLDERS.map(|(name, _)| format!("{{{name}}}")));
     while let Some(i) = rest.find(['{', '}']) {
         out.push_str(&rest[..i]);
         let (brace, after) = (char::from(rest.as_bytes()[i]), &rest[i + 1..]);
@@ -96,14 +88,14 @@ fn fill(template: &str, value: impl Fn(&str) -> String) -> Result<String, Error>
                 known()
             )));
         };
-        if !PLACEHOLDERS.contains(&name) {
+        let Some((_, value)) = PLACEHOLDERS.iter().find(|(known, _)| *known == name) else {
             return Err(Error::config(format!(
                 "the subject {template:?} has an unknown placeholder {{{name}}}; \
                  the placeholders are {} ({{{{ and }}}} are literal braces)",
                 known()
             )));
-        }
-        out.push_str(&value(name));
+        };
+        out.push_str(&summary.map(value).unwrap_or_default());
         rest = &after[name.len() + 1..];
     }
     out.push_str(rest);
@@ -124,26 +116,28 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     if let Some(top) = summary.problems.first() {
         out.push_str(&(lead(top) + "; "));
     }
-    let (errors, warnings) = (summary.count(Level::ERROR), summary.count(Level::WARN));
-    match counts(errors, warnings, "") {
+    match counts(summary, &[], "") {
         none if none.is_empty() => out.push_str(&summary.record_count()),
         counted => out.push_str(&counted),
     }
     if let Some(first) = summary.first() {
         out.push_str(" since ");
-        out.push_str(&show_time(first, summary.offset, SUBJECT_TIME));
+        out.push_str(&show_time(first, summary.offset, DAY_CLOCK));
     }
     out
 }
 
-/// `3 errors, 1 warning` (`3 other errors, …` with `other` = `other `),
+/// `3 errors, 1 warning`: the records that need a look but for those of
+/// the failures `named` (`3 other errors, …` with `other` = `other `),
 /// leaving out a count that is zero.
-fn counts(errors: usize, warnings: usize, other: &str) -> String {
-    let words = [(errors, "error"), (warnings, "warning")].into_iter();
-    let words = words.filter(|(n, _)| *n > 0).map(|(n, word)| {
-        let s = if n == 1 { "" } else { "s" };
-        format!("{n} {other}{word}{s}")
+fn counts(summary: &Summary<'_>, named: &[&Problem], other: &str) -> String {
+    let words = [(Level::ERROR, "error"), (Level::WARN, "warning")].map(|(level, word)| {
+        let named = named.iter().filter(|p| p.level == level).map(|p| p.count);
+        (summary.count(level).saturating_sub(named.sum()), word)
     });
+    let words = words.into_iter().filter(|(n, _)| *n > 0);
+    let words =
+        words.map(|(n, word)| plural(n, &format!("{other}{word}"), &format!("{other}{word}s")));
     words.collect::<Vec<_>>().join(", ")
 }
 
@@ -178,14 +172,8 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     if let Some(first) = first {
         out.push_str(&(lead(first) + "; "));
     }
-    // The other records that need a look (not those of the failures named).
-    let others = |level| {
-        let named = failing.iter().chain(&first).filter(|p| p.level == level);
-        summary
-            .count(level)
-            .saturating_sub(named.map(|p| p.count).sum())
-    };
-    let counted = counts(others(Level::ERROR), others(Level::WARN), "other ");
+    let named: Vec<&Problem> = failing.iter().copied().chain(first).collect();
+    let counted = counts(summary, &named, "other ");
     let runs = match fewest == most {
         true => most.to_string(),
         false => format!("{fewest} to {most}"),

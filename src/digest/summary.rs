@@ -6,12 +6,14 @@
 //! context records shown with it), the failures that are over
 //! (`notify_recovery`), the notes and the footer.
 
+use std::cmp::Reverse;
+
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
-use crate::capture::record::{LINE_TIME, Record, severity, show_time};
+use crate::capture::record::{LINE_TIME, Record, show_time};
 use crate::say::plural;
 use crate::store::history::{
     Fingerprint, History, Resolved, STRIP_RUNS, field_value, fingerprint_of,
@@ -78,7 +80,8 @@ pub(crate) fn problems(
 ) -> Vec<Problem> {
     let mut by_key: Vec<(String, Problem)> = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        if severity(r.level) < severity(level) {
+        // tracing orders levels most severe first: ERROR is the least.
+        if r.level > level {
             continue;
         }
         let fp = fingerprint_of(r, fields);
@@ -92,17 +95,10 @@ pub(crate) fn problems(
         if r.timestamp >= p.last {
             (p.last, p.latest, p.detail) = (r.timestamp, i, detail_of(r, &p.label));
         }
-        if severity(r.level) > severity(p.level) {
-            p.level = r.level;
-        }
+        p.level = p.level.min(r.level);
     }
     let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
-    out.sort_by(|a, b| {
-        (severity(b.level).cmp(&severity(a.level)))
-            .then(b.runs.unwrap_or(1).cmp(&a.runs.unwrap_or(1)))
-            .then(b.count.cmp(&a.count))
-            .then(a.first.cmp(&b.first))
-    });
+    out.sort_by_key(|p| (p.level, Reverse((p.runs.unwrap_or(1), p.count)), p.first));
     out
 }
 
@@ -147,29 +143,21 @@ pub(crate) fn grouped(n: usize) -> String {
     out
 }
 
-/// The levels, most severe first.
-const LEVELS: [Level; 5] = [
-    Level::ERROR,
-    Level::WARN,
-    Level::INFO,
-    Level::DEBUG,
-    Level::TRACE,
-];
-
-/// How many of `records` are at each level, in the order of [`LEVELS`].
-pub(crate) fn by_level<'r>(records: impl IntoIterator<Item = &'r Record>) -> [usize; 5] {
-    let mut counts = [0; 5];
+/// `2 WARN, 36 INFO`: how many of `records` are at each level, most
+/// severe first (tracing orders `ERROR` lowest), each count shown by
+/// `number`.
+pub(crate) fn level_counts<'r>(
+    records: impl IntoIterator<Item = &'r Record>,
+    number: fn(usize) -> String,
+) -> String {
+    let mut counts = std::collections::BTreeMap::<Level, usize>::new();
     for r in records {
-        counts[4 - usize::from(severity(r.level))] += 1;
+        *counts.entry(r.level).or_default() += 1;
     }
-    counts
-}
-
-/// `36 INFO, 2 WARN`: the levels counted in `counts` (from [`by_level`]),
-/// most severe first, each count shown by `number`.
-pub(crate) fn level_counts(counts: [usize; 5], number: fn(usize) -> String) -> String {
-    let present = LEVELS.iter().zip(counts).filter(|(_, n)| *n > 0);
-    let words: Vec<String> = present.map(|(l, n)| format!("{} {l}", number(n))).collect();
+    let words: Vec<String> = counts
+        .iter()
+        .map(|(l, n)| format!("{} {l}", number(*n)))
+        .collect();
     words.join(", ")
 }
 
@@ -206,9 +194,10 @@ pub(crate) struct Summary<'a> {
 }
 
 /// How the first lines show a time of the same day as the email's newest
-/// record: `03:00`; and of another day: `2026-11-20 23:00`.
+/// record: `03:00`; and of another day (and the subject, any time):
+/// `2026-11-20 23:00`.
 const CLOCK: &[FormatItem<'static>] = format_description!("[hour]:[minute]");
-const DAY_CLOCK: &[FormatItem<'static>] =
+pub(crate) const DAY_CLOCK: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]");
 
 /// Most characters of a late digest's error shown.
@@ -261,19 +250,15 @@ impl<'a> Summary<'a> {
     /// The line under the headline: `poca on web-3: 56 log records (10
     /// WARN, 46 INFO) from … to …, times in UTC.`
     pub(crate) fn overview(&self) -> String {
-        let levels = level_counts(by_level(self.records), |n| n.to_string());
+        let levels = level_counts(self.records, |n| n.to_string());
         let (app, on, count) = (self.app, self.on_host(), self.record_count());
         let span = self.first().zip(self.last()).map(|(first, last)| {
-            let (from, to) = (self.line_time(first), self.line_time(last));
+            let time = |t| show_time(t, self.offset, LINE_TIME);
+            let (from, to) = (time(first), time(last));
             let zone = offset_label(self.offset);
             format!(" from {from} to {to}, times in {zone}")
         });
         format!("{app}{on}: {count} ({levels}){}.", span.unwrap_or_default())
-    }
-
-    /// `2026-11-21 10:00:03`, in the digest's offset.
-    fn line_time(&self, t: OffsetDateTime) -> String {
-        show_time(t, self.offset, LINE_TIME)
     }
 
     /// The notes under the overview, in their order in both parts: which
@@ -322,7 +307,7 @@ impl<'a> Summary<'a> {
         let near = |i: &usize| {
             let r = &self.records[*i];
             !shown.get(*i).copied().unwrap_or(false)
-                && severity(r.level) < severity(self.level)
+                && r.level > self.level
                 && (r.run, &r.spans) == (latest.run, &latest.spans)
         };
         let before = (0..p.latest).rev().filter(near);
@@ -369,15 +354,6 @@ impl<'a> Summary<'a> {
         (lines, more)
     }
 
-    /// One problem as a line of text: `WARN feed "Radio Café": connection
-    /// timed out; 5 records, 2026-11-20 08:00:00 to 12:00:00, in each of the
-    /// last 5 runs`.
-    pub(crate) fn problem_line(&self, p: &Problem) -> String {
-        let (level, label, facts) = (p.level, &p.label, self.problem_facts(p));
-        let detail = p.detail.as_ref().map(|d| format!("{d}; "));
-        format!("{level} {label}: {}{facts}", detail.unwrap_or_default())
-    }
-
     /// What the digest knows of a problem: `5 records, 2026-11-20 08:00:00
     /// to 12:00:00, in each of the last 5 runs`.
     pub(crate) fn problem_facts(&self, p: &Problem) -> String {
@@ -416,12 +392,9 @@ impl<'a> Summary<'a> {
         self.records.iter().filter(|r| r.level == level).count()
     }
 
-    /// The most severe level present.
+    /// The most severe level present (the least in tracing's order).
     pub(crate) fn max_level(&self) -> Option<Level> {
-        self.records
-            .iter()
-            .map(|r| r.level)
-            .max_by_key(|l| severity(*l))
+        self.records.iter().map(|r| r.level).min()
     }
 
     /// The oldest record's time.

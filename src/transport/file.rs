@@ -66,10 +66,8 @@ impl Transport for FileDrop {
     /// `written to <folder>/<file>.eml`.
     fn send_with_reply(&self, email: &Email) -> Result<Option<String>, BoxError> {
         if let Err(e) = fs::create_dir_all(&self.dir) {
-            let message = format!(
-                "could not create the outbox folder {}: {e}",
-                self.dir.display()
-            );
+            let dir = self.dir.display();
+            let message = format!("could not create the outbox folder {dir}: {e}");
             return Err(Error::explained(ErrorKind::Send, message, e).into());
         }
         let stamp = crate::capture::record::file_stamp(time::OffsetDateTime::now_utc());

@@ -7,7 +7,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::BoxError;
@@ -25,14 +25,11 @@ const MAX_STDERR: usize = 2048;
 /// secrets to hide in its standard error.
 const SECRET_LINES: usize = 4;
 
-/// A closure that fetches a secret.
-pub(crate) type FetchFn = dyn Fn() -> Result<String, BoxError> + Send + Sync;
-
 /// Where a secret comes from.
 #[derive(Clone)]
 pub(crate) enum Source {
     /// Called at each send that needs it.
-    Closure(Arc<FetchFn>),
+    Closure(Arc<dyn Fn() -> Result<String, BoxError> + Send + Sync>),
     /// A program and its arguments, and the key that set it (named in
     /// errors): the first line of its standard output is the secret.
     Command { argv: Vec<String>, key: String },
@@ -66,7 +63,9 @@ impl Source {
     /// error says what failed and never holds the secret.
     pub(crate) fn fetch(&self, what: &str, timeout: Duration) -> Result<String, String> {
         let fetch = match self {
-            Source::Command { argv, key } => return run(argv, key, what, timeout),
+            Source::Command { argv, key } => {
+                return output(argv, what, timeout).map_err(|e| format!("{key}: {e}"));
+            }
             Source::Closure(fetch) => fetch,
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch())) {
@@ -86,24 +85,15 @@ impl Source {
     }
 }
 
-fn program(argv: &[String]) -> &str {
-    argv.first().map_or("", String::as_str)
-}
-
-/// What a reader thread hands back: which pipe (0 stdout, 1 stderr), what
-/// it read, and whether there was more.
-type Read2 = (usize, (Vec<u8>, bool));
+/// A thread reading a pipe: what it read, and whether there was more.
+type Reader = JoinHandle<(Vec<u8>, bool)>;
 
 /// Runs `argv` without a shell, stdin closed, and returns the first line of
 /// its standard output; on Unix in a process group of its own, so that a
-/// timeout stops whatever it started too. Errors start with `key`.
-fn run(argv: &[String], key: &str, what: &str, timeout: Duration) -> Result<String, String> {
-    output(argv, what, timeout).map_err(|e| format!("{key}: {e}"))
-}
-
+/// timeout stops whatever it started too.
 fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, String> {
-    let name = program(argv);
-    let mut child = spawn(argv).map_err(|e| {
+    let name = argv.first().map_or("", String::as_str);
+    let mut child = spawn(name, &argv[argv.len().min(1)..]).map_err(|e| {
         let hint = match e.kind() {
             io::ErrorKind::NotFound => " (not found: give its path, or put it on PATH)",
             _ => "",
@@ -113,22 +103,23 @@ fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, Stri
     let deadline = Instant::now() + timeout;
     let waited = read_pipes(&mut child)
         .map_err(|e| format!("could not start a thread to read {name:?}: {e}"))
-        .and_then(|rx| match wait_until(&mut child, deadline) {
-            Ok(Some(status)) => Ok((rx, status)),
+        .and_then(|readers| match wait(&mut child, &readers, deadline) {
+            Ok(Some(status)) => Ok((readers, status)),
             Ok(None) => Err(format!(
                 "{name:?} did not finish within {timeout:?} (the SMTP timeout), so it was \
                  stopped; check that it runs without asking anything"
             )),
             Err(e) => Err(format!("could not wait for {name:?}: {e}")),
         });
-    let (rx, status) = waited.inspect_err(|_| stop(&mut child))?;
-    let [(out, out_more), (err, err_more)] = collect(&rx, deadline).ok_or_else(|| {
+    let (readers, status) = waited.inspect_err(|_| stop(&mut child))?;
+    if !readers.iter().all(JoinHandle::is_finished) {
         kill_group(&child);
-        format!(
+        return Err(format!(
             "{name:?} exited, but something it started still holds its output open after \
              {timeout:?}"
-        )
-    })?;
+        ));
+    }
+    let [(out, out_more), (err, err_more)] = readers.map(|r| r.join().unwrap_or_default());
     if !status.success() {
         return Err(match shown(&err, err_more, &out) {
             stderr if stderr.is_empty() => {
@@ -145,10 +136,10 @@ fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, Stri
     first_line(out, name, what)
 }
 
-fn spawn(argv: &[String]) -> io::Result<Child> {
-    let mut command = Command::new(program(argv));
+fn spawn(program: &str, args: &[String]) -> io::Result<Child> {
+    let mut command = Command::new(program);
     command
-        .args(argv.iter().skip(1))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -160,36 +151,47 @@ fn spawn(argv: &[String]) -> io::Result<Child> {
 /// Reads the child's standard output and error, each on a thread of its
 /// own, detached: a pipe held open by something the command started must
 /// not hold the send past its timeout.
-fn read_pipes(child: &mut Child) -> io::Result<mpsc::Receiver<Read2>> {
-    let (tx, rx) = mpsc::channel();
-    let pipes: [(Option<Box<dyn Read + Send>>, usize); 2] = [
-        (child.stdout.take().map(|p| Box::new(p) as _), MAX_STDOUT),
-        (child.stderr.take().map(|p| Box::new(p) as _), MAX_STDERR),
-    ];
-    for (i, (pipe, limit)) in pipes.into_iter().enumerate() {
-        let (Some(pipe), tx) = (pipe, tx.clone()) else {
-            continue;
-        };
-        std::thread::Builder::new()
-            .name("tracing-email-secret".into())
-            .spawn(move || drop(tx.send((i, read_bounded(pipe, limit)))))?;
-    }
-    Ok(rx)
+fn read_pipes(child: &mut Child) -> io::Result<[Reader; 2]> {
+    let stdout = reader(child.stdout.take(), MAX_STDOUT)?;
+    Ok([stdout, reader(child.stderr.take(), MAX_STDERR)?])
 }
 
-/// What the two readers read, waiting for them until `deadline` (and at
-/// least 100 ms); `None` when a pipe is still open then.
-fn collect(rx: &mpsc::Receiver<Read2>, deadline: Instant) -> Option<[(Vec<u8>, bool); 2]> {
-    let mut reads = [None, None];
-    while reads.iter().any(Option::is_none) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left.max(Duration::from_millis(100))) {
-            Ok((i, read)) => reads[i] = Some(read),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => return None,
+/// Reads at most `limit` bytes, then drains the rest (so the writer never
+/// blocks on a full pipe): what it read, and whether there was more.
+fn reader(pipe: Option<impl Read + Send + 'static>, limit: usize) -> io::Result<Reader> {
+    let thread = std::thread::Builder::new().name("tracing-email-secret".into());
+    thread.spawn(move || {
+        let mut kept = Vec::new();
+        let Some(mut pipe) = pipe else {
+            return (kept, false);
+        };
+        let _ = (&mut pipe).take(limit as u64).read_to_end(&mut kept);
+        let more = io::copy(&mut pipe, &mut io::sink()).is_ok_and(|n| n > 0);
+        (kept, more)
+    })
+}
+
+/// Polls until the child has exited and both readers are done, or until
+/// `end` (for the readers, at least 100 ms after the exit): the exit
+/// status, if it came.
+fn wait(child: &mut Child, readers: &[Reader], mut end: Instant) -> io::Result<Option<ExitStatus>> {
+    let (mut status, mut pause) = (None, Duration::from_millis(1));
+    while status.is_none() || !readers.iter().all(JoinHandle::is_finished) {
+        if status.is_none()
+            && let Some(exit) = child.try_wait()?
+        {
+            status = Some(exit);
+            end = end.max(Instant::now() + Duration::from_millis(100));
+            continue;
         }
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep(pause.min(end - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
-    Some(reads.map(Option::unwrap_or_default))
+    Ok(status)
 }
 
 /// The first line of what the command printed, without its line end: the
@@ -200,8 +202,8 @@ fn first_line(out: Vec<u8>, name: &str, what: &str) -> Result<String, String> {
             "{name:?} printed something that is not UTF-8 text; it must print the {what}"
         ));
     };
-    let first = text.split('\n').next().unwrap_or("");
-    let first = first.strip_suffix('\r').unwrap_or(first);
+    // `lines` ends a line at `\n` or `\r\n`.
+    let first = text.lines().next().unwrap_or("");
     match (first.is_empty(), text.trim().is_empty()) {
         (false, _) => Ok(first.to_owned()),
         (true, true) => Err(format!(
@@ -215,16 +217,6 @@ fn first_line(out: Vec<u8>, name: &str, what: &str) -> Result<String, String> {
     }
 }
 
-/// Reads at most `limit` bytes, then drains the rest (so the writer never
-/// blocks on a full pipe); whether there was more.
-fn read_bounded(pipe: impl Read, limit: usize) -> (Vec<u8>, bool) {
-    let mut pipe = pipe;
-    let mut kept = Vec::new();
-    let _ = (&mut pipe).take(limit as u64).read_to_end(&mut kept);
-    let more = io::copy(&mut pipe, &mut io::sink()).is_ok_and(|n| n > 0);
-    (kept, more)
-}
-
 /// Standard error as shown in an error: through the redactor, which knows
 /// the first lines the command printed on its standard output (where the
 /// secret would be), on one line, control characters escaped, bounded.
@@ -235,22 +227,6 @@ fn shown(err: &[u8], more: bool, out: &[u8]) -> String {
         .take(SECRET_LINES)
         .fold(Redactor::new(), |r, line| r.secret(line));
     redactor.quote(err, MAX_QUOTED, more)
-}
-
-/// Polls until the child exits or `deadline` passes (`None`).
-fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
 }
 
 /// Kills the child (and on Unix its process group) and reaps it.

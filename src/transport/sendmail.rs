@@ -57,11 +57,8 @@ impl Transport for Sendmail {
             .send(&email.message)
             .map_err(|e| {
                 // What the program said on stderr, escaped and bounded.
-                let said = Redactor::new().quote_error(&e);
-                let message = format!(
-                    "{} could not deliver the digest: {said}",
-                    self.command.to_string_lossy(),
-                );
+                let (said, program) = (Redactor::new().quote_error(&e), self.command.display());
+                let message = format!("{program} could not deliver the digest: {said}");
                 Error::explained(ErrorKind::Send, message, e).into()
             })
     }

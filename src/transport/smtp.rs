@@ -1,8 +1,8 @@
 //! SMTP through lettre's blocking transport, with pure-Rust TLS.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use std::{fmt, io};
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -10,7 +10,7 @@ use lettre::transport::smtp::response::Code;
 use lettre::transport::smtp::{Error as SmtpError, SmtpTransportBuilder};
 use lettre::{SmtpTransport, Transport as _};
 
-use super::fault::Fault;
+use super::fault::{TlsFault, lookup_failed, tls_fault};
 use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
@@ -109,12 +109,13 @@ enum Built {
 
 impl fmt::Debug for Smtp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = self.password.as_ref().map_or("(none)", |_| "***");
         f.debug_struct("Smtp")
             .field("host", &self.host)
             .field("port", &self.port_number())
             .field("security", &self.security.port_and_name().1)
             .field("user", &self.user)
-            .field("password", &hidden(&self.password))
+            .field("password", &password)
             .field("login", &self.login)
             .field("timeout", &self.timeout)
             .field("root_certificates", &self.root_certificates.len())
@@ -416,11 +417,7 @@ impl Smtp {
     /// (`email.smtp_url`, `POCA_PASSWORD_COMMAND`): its errors and their
     /// advice then name them instead of methods.
     pub(crate) fn named(mut self, origin: Origin) -> Self {
-        if let Some(Login {
-            source: Source::Command { key, .. },
-            ..
-        }) = &mut self.login
-        {
+        if let Some(Source::Command { key, .. }) = self.login.as_mut().map(|l| &mut l.source) {
             *key = origin.name(key);
         }
         self.origin = Some(origin);
@@ -499,24 +496,21 @@ impl Smtp {
     /// Why a password over a connection that is not encrypted is refused,
     /// and what allows it, in the words of the code or of the config.
     fn insecure_auth_refusal(&self) -> String {
-        let (lead, fix) = match &self.origin {
-            None => (
-                String::new(),
-                "use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth()".to_owned(),
-            ),
-            Some(o) => (
-                format!("{}: ", o.name("smtp_url")),
+        let eq = match self.origin {
+            Some(Origin::Env(_)) => "=",
+            _ => " = ",
+        };
+        let fix = self.advice(
+            "allow_insecure_auth",
+            |k| {
                 format!(
                     "use smtps:// (implicit TLS, port 465) or add ?tls=required to the smtp:// \
-                     URL (STARTTLS, port 587), or set {}{}true",
-                    o.name("allow_insecure_auth"),
-                    match o {
-                        Origin::Env(_) => "=",
-                        _ => " = ",
-                    },
-                ),
-            ),
-        };
+                     URL (STARTTLS, port 587), or set {k}{eq}true"
+                )
+            },
+            "use Smtp::starttls or Smtp::tls, or call .allow_insecure_auth()",
+        );
+        let lead = self.advice("smtp_url", |k| format!("{k}: "), "");
         format!(
             "{lead}refusing to send the SMTP password to {} over a connection that is not \
              encrypted; {fix} if this really is a trusted network",
@@ -617,57 +611,86 @@ impl Smtp {
         }
     }
 
-    /// Describes a lettre error in words a person can act on, one sentence
-    /// for each [`Fault`]. What the server said passes the redactor.
+    /// Describes a lettre error in words a person can act on: what went
+    /// wrong, read from its status and kind, the `io::Error` and the
+    /// `rustls::Error` in its sources, and by lettre's exact words only where
+    /// no type tells it; with what to change, or else with what lettre said.
+    /// What the server said passes the redactor.
     fn explain(&self, e: &SmtpError, redactor: &Redactor) -> String {
-        let detail = redactor.quote_error(e);
-        let (endpoint, host) = (self.endpoint_text(), &self.host);
-        match Fault::of(e, self.user.is_some()) {
-            Fault::Reply(code) => {
-                let text = std::error::Error::source(e).map(ToString::to_string);
-                let text = redactor.quote(text.unwrap_or_default().as_bytes(), MAX_QUOTED, false);
+        use io::ErrorKind as Io;
+        let (detail, endpoint) = (redactor.quote_error(e), self.endpoint_text());
+        let said = std::error::Error::source(e).map_or(String::new(), ToString::to_string);
+        let chain = std::iter::successors(std::error::Error::source(e), |s| (*s).source());
+        let io = chain.clone().find_map(|s| s.downcast_ref::<io::Error>());
+        // lettre reports a handshake that fails on the first read or write
+        // as a network error, so `is_tls()` alone misses it.
+        let tls = chain.clone().find_map(tls_fault);
+        let tls = tls.or(e.is_tls().then_some(TlsFault::Other));
+        match (e.status(), io.map(io::Error::kind), tls) {
+            (Some(code), _, _) => {
+                let text = redactor.quote(said.as_bytes(), MAX_QUOTED, false);
                 self.explain_reply(code, e.is_transient(), &text)
             }
-            Fault::Refused => format!(
+            (_, Some(Io::ConnectionRefused), _) => format!(
                 "the mail server refused the connection at {endpoint}: is it running on that port?"
             ),
-            Fault::Timeout => format!(
+            // A socket's read timeout is `WouldBlock` on Unix, `TimedOut`
+            // elsewhere; lettre's `is_timeout` sees only the latter.
+            (_, Some(Io::TimedOut | Io::WouldBlock), _) => format!(
                 "the mail server at {endpoint} did not answer within {:?}",
                 self.timeout
             ),
-            Fault::Closed => {
+            // A TLS peer that closes without close_notify is `UnexpectedEof`;
+            // lettre reads the end of the stream in the middle of a reply as
+            // a response error with this text and no source.
+            (_, io, _)
+                if matches!(io, Some(Io::UnexpectedEof | Io::ConnectionReset))
+                    || matches!(io, Some(Io::ConnectionAborted | Io::BrokenPipe))
+                    || e.is_response() && said == "incomplete response" =>
+            {
                 format!("the mail server at {endpoint} closed the connection ({detail})")
             }
-            Fault::Lookup => {
+            // lettre's kind for it, "client", is shared by other faults.
+            _ if e.is_client()
+                && self.user.is_some()
+                && said == "No compatible authentication mechanism was found" =>
+            {
+                self.explain_no_login(&endpoint, &detail)
+            }
+            (_, _, Some(tls)) => self.explain_tls(tls, &detail),
+            _ if chain.clone().any(lookup_failed) => {
+                let host = &self.host;
                 format!("the mail server's name {host:?} could not be resolved ({detail})")
             }
-            Fault::NoLogin => {
-                let remove = self.advice(
-                    "smtp_url",
-                    |k| format!("remove the user name and password from {k}"),
-                    "remove the credentials",
-                );
-                let mechanisms = match &self.login {
-                    Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
-                    _ => "AUTH PLAIN or LOGIN",
-                };
-                format!(
-                    "the mail server at {endpoint} offers no login on this port (no {mechanisms} \
-                     in its reply to EHLO), but a user name and password are set: if the server \
-                     needs no login, {remove}; if it does, use its submission port with TLS (587 \
-                     with STARTTLS, or 465 with implicit TLS), where logins are offered ({detail})"
-                )
-            }
-            fault => self.explain_tls(fault, &detail),
+            _ => format!("sending to {endpoint} failed: {detail}"),
         }
     }
 
-    /// A TLS fault told with what to change, or else any fault with what
-    /// lettre said (`detail`, already redacted).
-    fn explain_tls(&self, fault: Fault, detail: &str) -> String {
+    /// Credentials are set, but the server offers no login lettre can use.
+    fn explain_no_login(&self, endpoint: &str, detail: &str) -> String {
+        let remove = self.advice(
+            "smtp_url",
+            |k| format!("remove the user name and password from {k}"),
+            "remove the credentials",
+        );
+        let mechanisms = match &self.login {
+            Some(Login { oauth2: true, .. }) => "AUTH XOAUTH2",
+            _ => "AUTH PLAIN or LOGIN",
+        };
+        format!(
+            "the mail server at {endpoint} offers no login on this port (no {mechanisms} \
+             in its reply to EHLO), but a user name and password are set: if the server \
+             needs no login, {remove}; if it does, use its submission port with TLS (587 \
+             with STARTTLS, or 465 with implicit TLS), where logins are offered ({detail})"
+        )
+    }
+
+    /// A TLS failure told with what to change, and what lettre said
+    /// (`detail`, already redacted).
+    fn explain_tls(&self, fault: TlsFault, detail: &str) -> String {
         let (endpoint, host) = (self.endpoint_text(), &self.host);
         match fault {
-            Fault::CaAsServerCertificate => {
+            TlsFault::CaAsServerCertificate => {
                 let san = host.parse::<std::net::IpAddr>().map_or("DNS", |_| "IP");
                 format!(
                     "the TLS connection to {endpoint} failed: the server's certificate is itself \
@@ -680,14 +703,14 @@ impl Smtp {
                      leaf certificate for the server with it and trust the CA ({detail})"
                 )
             }
-            Fault::PlainTextPort => format!(
+            TlsFault::PlainTextPort => format!(
                 "the mail server at {endpoint} answered in plain text, not TLS: this port speaks \
                  plain text first (STARTTLS, as on ports 587 and 25); {}{}, or use the server's \
                  implicit-TLS port (465) ({detail})",
                 self.starttls_advice(),
                 self.origin.as_ref().map_or("", |_| " (STARTTLS)"),
             ),
-            Fault::Tls => format!(
+            TlsFault::Other => format!(
                 "the TLS connection to {endpoint} failed ({detail}); if the server uses a \
                  private CA, {}",
                 self.advice(
@@ -696,7 +719,6 @@ impl Smtp {
                     "add it with .root_certificate(pem)",
                 )
             ),
-            _ => format!("sending to {endpoint} failed: {detail}"),
         }
     }
 
@@ -820,9 +842,9 @@ fn url_security(url: &url::Url) -> Result<Security, Error> {
 /// An SMTP URL's host, an IPv6 address without its brackets.
 fn url_host(url: &url::Url) -> Result<String, Error> {
     match url.host() {
-        Some(url::Host::Domain(name)) if !name.is_empty() => Ok(name.to_owned()),
-        Some(url::Host::Ipv4(ip)) => Ok(ip.to_string()),
+        // Shown by `url` with brackets.
         Some(url::Host::Ipv6(ip)) => Ok(ip.to_string()),
+        Some(host) if host != url::Host::Domain("") => Ok(host.to_string()),
         _ => Err(Error::smtp(
             "the SMTP URL has no host, e.g. smtps://smtp.example.com",
         )),
@@ -868,11 +890,6 @@ fn check_encoded(url: &str) -> Result<(), Error> {
         )),
         _ => Ok(()),
     }
-}
-
-/// How `Debug` shows a secret: `"***"` when there is one.
-fn hidden<T>(secret: &Option<T>) -> &'static str {
-    if secret.is_some() { "***" } else { "(none)" }
 }
 
 #[cfg(test)]
