@@ -668,6 +668,7 @@ impl Tally {
 /// Recovery notices due (see `History::end_run`), beside the [`Decision`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Recovery {
+    /// None is due, or not now (only a flush sends them).
     Nothing,
     /// They ride in the digest's first email, as a "Resolved" section.
     WithDigest,
