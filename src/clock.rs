@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 
 use crate::sync::lock;
 
-/// RFC 3339 has 4-digit years.
 pub(crate) const EARLIEST: OffsetDateTime = time::macros::datetime!(0000-01-01 0:00 UTC);
 pub(crate) const LATEST: OffsetDateTime =
     time::macros::datetime!(9999-12-31 23:59:59.999_999_999 UTC);
@@ -156,7 +155,6 @@ pub(crate) fn catch_now(clock: &dyn Clock) -> std::thread::Result<SystemTime> {
     now
 }
 
-/// The event path never panics.
 pub(crate) fn now_or_system(clock: &dyn Clock) -> SystemTime {
     catch_now(clock).unwrap_or_else(|payload| {
         crate::error::drop_payload(payload);

@@ -465,7 +465,6 @@ impl EmailConfig {
         Ok(smtp)
     }
 
-    /// Refused if from more than one.
     #[cfg(feature = "smtp")]
     fn login_source(&self, smtp: &Smtp, smtp_url: &str) -> Result<Option<String>, Error> {
         let sources = [
@@ -596,8 +595,7 @@ impl EmailLayer {
     }
 }
 
-/// Read as a file's table is: each key the derived reader asks for that has a
-/// variable (an error names the variable); `policy` from the same variables.
+/// Read as a file's table is; an error names the variable.
 #[derive(Clone)]
 struct Vars<'a> {
     prefix: &'a str,
@@ -698,7 +696,6 @@ impl<'de> Deserializer<'de> for Text<'_> {
     }
 }
 
-/// `None`: its text is not of that form.
 fn form(key: &str, text: &str) -> Option<(Option<Value>, &'static str)> {
     let t = text.trim();
     let items = text

@@ -193,7 +193,6 @@ impl fmt::Display for Cleared {
 }
 
 impl PolicyConfig {
-    /// As the builder makes it.
     fn to_policy(&self) -> Policy {
         let mut policy = self.clone();
         if !policy.has_rule() {
@@ -275,7 +274,7 @@ impl StateFile {
         self.read(None)
     }
 
-    /// In a run (by default the next). Times later than `judge`'s are taken as it, as a flush takes them.
+    /// Times later than `judge`'s are taken as it, as a flush takes them.
     pub(crate) fn read(
         &self,
         judge: Option<(&Policy, OffsetDateTime, Option<u64>)>,
@@ -442,7 +441,6 @@ impl Snapshot {
         count.saturating_sub(self.count_at_least(level))
     }
 
-    /// Each row only when it says something.
     fn rows(&self) -> Vec<(&'static str, String)> {
         let mut rows = self.file_rows();
         if self.unflushed > 0 {
@@ -499,7 +497,6 @@ impl Snapshot {
         rows
     }
 
-    /// None when the state never posted to Alertmanager.
     fn alert_rows(&self) -> Vec<(&'static str, String)> {
         let alerts = &self.alerts;
         let post = self.last_alert_post.as_ref();

@@ -17,7 +17,6 @@ use crate::store::history::{Fingerprint, History, Streak, fingerprint_of};
 
 pub(crate) use crate::settings::PolicyConfig as Policy;
 
-/// When the decision is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// The batch worker: only full batches go out.
@@ -28,7 +27,6 @@ pub(crate) enum Phase {
     Checkpoint,
 }
 
-/// What the policy knows besides the records.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Facts<'a> {
     pub(crate) now: OffsetDateTime,
@@ -181,8 +179,7 @@ pub enum WaitingFor {
     },
 }
 
-/// By the fields' label (`url "b.json" failed`), or the message, quoted
-/// (`"feed failed" seen in`).
+/// `url "b.json" failed`, or the message quoted: `"feed failed" seen in`.
 fn failed(label: &str) -> String {
     match label.find(" \"") {
         Some(at) if at > 0 && label.ends_with('"') => format!("{label} failed"),
@@ -190,7 +187,7 @@ fn failed(label: &str) -> String {
     }
 }
 
-/// `warnings or errors`: the records at `level` or above, in words.
+/// `warnings or errors`.
 fn at_or_above(level: Level) -> String {
     match level {
         Level::ERROR => "errors".to_owned(),
@@ -279,14 +276,12 @@ impl Policy {
         severity(level) >= severity(self.level())
     }
 
-    /// What every part that tracks failures (history, flush, Alertmanager) goes
-    /// by; `None` below the policy's level.
+    /// What history, flush and Alertmanager go by; `None` below the policy's level.
     pub(crate) fn failure_of<'r>(&self, record: &'r Record) -> Option<Cow<'r, Fingerprint>> {
         self.counts(record.level)
             .then(|| fingerprint_of(record, &self.fingerprint_fields))
     }
 
-    /// A rule besides `batch`.
     fn has_trigger(&self) -> bool {
         self.threshold.is_some()
             || self.immediately_at.is_some()
@@ -299,8 +294,7 @@ impl Policy {
         self.has_trigger() || self.batch.is_some()
     }
 
-    /// `Some(until)` while the failure of `s` is quiet at `now`; `until` is
-    /// `None` for "until a run without it".
+    /// `Some(None)`: quiet until a run without it.
     pub(crate) fn quiet_until(
         &self,
         s: &Streak,
@@ -311,7 +305,7 @@ impl Policy {
             .or_else(|| self.repeat_quiet(s, now))
     }
 
-    /// `repeat_after`'s part; the inner `None` is past the end of time.
+    /// The inner `None` is past the end of time.
     fn repeat_quiet(&self, s: &Streak, now: OffsetDateTime) -> Option<Option<OffsetDateTime>> {
         let until = after(s.reported?, self.repeat_after?);
         until.is_none_or(|u| now < u).then_some(until)
@@ -332,8 +326,7 @@ impl Policy {
         }
     }
 
-    /// Found from the reported streaks (at most `MAX_STREAKS`), not the groups,
-    /// which may be as many as the records; in order of first counted record.
+    /// From the reported streaks (at most `MAX_STREAKS`), not the groups (as many as records).
     fn quiet_bands(&self, tally: &Tally, facts: &Facts<'_>) -> Vec<(usize, WaitingFor)> {
         if self.repeat_after.is_none() {
             return Vec::new();
@@ -373,8 +366,7 @@ impl Policy {
         self.decide_tally(&tally, phase, facts)
     }
 
-    /// O(1) in the records and groups; O(streaks) (at most `MAX_STREAKS`) with
-    /// `repeat_after` or `consecutive_runs`.
+    /// O(1) in the records and groups; O(streaks) with `repeat_after` or `consecutive_runs`.
     pub(crate) fn decide_tally(&self, tally: &Tally, phase: Phase, facts: &Facts<'_>) -> Decision {
         if tally.len == 0 {
             return Decision::Nothing;
@@ -402,8 +394,7 @@ impl Policy {
         }
     }
 
-    /// The longest streak not yet reported, and those long enough but reported
-    /// (once per streak; again after `repeat_after`).
+    /// Reported ones count once per streak, again after `repeat_after`.
     fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, Vec<WaitingFor>) {
         let (mut longest, mut quiet): (Option<&Streak>, _) = (None, Vec::new());
         let Some(k) = self.consecutive_runs else {
@@ -451,8 +442,7 @@ impl Policy {
         (facts.now < until).then_some(until)
     }
 
-    /// Of the rules not met, the closest to sending: a quiet failure first (the
-    /// one that may trigger soonest), else the furthest along.
+    /// A quiet failure first (the soonest to trigger), else the furthest along.
     fn waiting_for(
         &self,
         n: usize,
@@ -509,7 +499,6 @@ impl Policy {
         ]
     }
 
-    /// A fraction, to pick the closest.
     fn progress(&self, w: &WaitingFor, now: OffsetDateTime) -> f64 {
         let ratio = |counted: u64, needed: u64| match needed {
             0 => 1.0,
@@ -530,10 +519,9 @@ impl Policy {
         }
     }
 
-    /// The failures of this run the rules would report on their own (one alert
-    /// each): lasted `consecutive_runs`, at `immediately_at`, `threshold` records
-    /// of its own, or older than `max_age`; with `batch` alone, every one.
-    /// `min_interval`, `repeat_after` do not count (Alertmanager has `repeat_interval`).
+    /// This run's failures the rules would report on their own (one alert each);
+    /// with `batch` alone, every one. `min_interval` and `repeat_after` do not count
+    /// (Alertmanager has `repeat_interval`).
     #[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
     pub(crate) fn worth_reporting(&self, tally: &Tally, facts: &Facts<'_>) -> BTreeSet<String> {
         let every = !self.has_trigger();
@@ -558,8 +546,7 @@ impl Policy {
             .collect()
     }
 
-    /// Pure, like [`decide`](Policy::decide): notices go only at a flush; with a
-    /// digest when one goes, else alone, under `min_interval` like any email.
+    /// Pure: notices go only at a flush, with the digest or alone, under `min_interval`.
     pub(crate) fn recovery(
         &self,
         notify: bool,
@@ -584,11 +571,9 @@ struct Measure {
     met: bool,
 }
 
-/// What the rules read of the pending records, as running figures, over all
-/// and by fingerprint (`repeat_after` and the alerts go per failure); groups
-/// ordered by first and earliest record, so quiet ones are skipped in as many
-/// steps as there are of them. Records leave from the front only (a send, a
-/// trim), after which it is made anew.
+/// Running figures over all and by fingerprint (`repeat_after` and alerts go per
+/// failure), groups ordered so quiet ones are skipped in as many steps as there
+/// are. Records leave from the front only, after which it is made anew.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tally {
     len: usize,

@@ -30,8 +30,7 @@ pub(crate) const MAX_SEND_DEADLINE: Duration = DAY;
 pub(crate) const MAX_LOCK_TIMEOUT: Duration = DAY;
 pub(crate) const MAX_CHECKPOINT_INTERVAL: Duration = DAY;
 pub(crate) const MAX_FLUSH_EVERY: Duration = DAY;
-/// Each period is a run, counted in the state file: shorter ones would keep the
-/// state file and the mail server busy.
+/// Each period is a run in the state file: shorter would keep it and the mail server busy.
 pub(crate) const MIN_FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub(crate) const MAX_SMTP_TIMEOUT: Duration = DAY;
 pub(crate) const MAX_REPEAT_AFTER: Duration = TEN_YEARS;
@@ -42,7 +41,6 @@ pub(crate) const MAX_ALERTMANAGER_TIMEOUT: Duration = DAY;
 #[cfg(feature = "alertmanager")]
 pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// `1 day`, `3650 days`, as the errors say it.
 pub(crate) fn days(max: Duration) -> String {
     crate::say::plural(max.as_secs() / DAY.as_secs(), "day", "days")
 }
@@ -597,10 +595,8 @@ impl fmt::Debug for Password {
     }
 }
 
-/// To name each key in errors as the user wrote it.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Origin {
-    /// `batch`.
     Code,
     /// A file or an `EmailConfig` made in code: `policy.batch`.
     #[default]
@@ -624,8 +620,7 @@ impl Origin {
     }
 }
 
-/// Empty, `.`, `..`, a path separator, or control characters (`po\nca` and
-/// `poca` would name the same folder).
+/// Empty, `.`, `..`, a path separator, or control characters (`po\nca` names `poca`'s folder).
 pub(crate) fn check_app_name(name: &str) -> Result<(), Error> {
     let app = name.trim();
     let why = match app {
@@ -658,8 +653,7 @@ impl EmailConfig {
         self.clone().check()
     }
 
-    /// The one check of every setting but the transport's; sets the default policy
-    /// when none is given.
+    /// Every setting but the transport's; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
         check_app_name(&self.app)?;
         let unusable = |host: &&String| host.trim().is_empty() || host.contains(char::is_control);
@@ -739,7 +733,6 @@ impl EmailConfig {
         Error::config(format!("{}: {message}", self.name(key)))
     }
 
-    /// Parsed once.
     pub(crate) fn addresses(&self) -> Result<(Mailbox, Vec<Mailbox>), Error> {
         let bad = |key: &str, given: &str, e| {
             let message = format!("{}: {given:?} is not a valid email address", self.name(key));

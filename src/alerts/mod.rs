@@ -27,7 +27,6 @@ pub(crate) const PATH: &str = "/api/v2/alerts";
 pub(crate) const MAX_ALERTS: usize = 1000;
 use crate::settings::{MAX_ALERTMANAGER_TIMEOUT as MAX_TIMEOUT, MAX_RESOLVE_WINDOW};
 
-/// Each Alertmanager's reply in it is bounded already.
 const MAX_ANSWER: usize = 2 * crate::redact::MAX_QUOTED;
 
 /// The user's may not replace them.
@@ -221,8 +220,7 @@ impl Alertmanager {
         self
     }
 
-    /// URLs (http or https, a host, no credentials in them; https or loopback when
-    /// credentials are set), label names, the certificate, durations.
+    /// URLs (https or loopback when credentials are set), label names, the certificate, durations.
     pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
         let urls = "alertmanager_urls";
         if self.urls.is_empty() {
@@ -438,16 +436,14 @@ impl fmt::Debug for Poster {
 }
 
 impl Alerts for Poster {
-    /// Else its default from the state's history (see [`Alertmanager::resolve_window`]).
     fn window(&self, state: &State) -> Duration {
         self.resolve_window
             .unwrap_or_else(|| payload::default_window(&state.history))
     }
 
     /// `worth` and every already-firing failure run `run` saw again, as firing; the
-    /// firing ones it did not see, as resolved. When no Alertmanager accepts, the
-    /// state keeps the firing ones and notes when the resolved ones ended, to post
-    /// them again next flush.
+    /// others firing, as resolved. When none accepts, the state keeps the firing ones
+    /// and notes when the resolved ones ended, to post them again.
     fn post(
         &self,
         state: &mut State,
@@ -522,8 +518,8 @@ impl Poster {
         Some((alert, posted))
     }
 
-    /// The error's text passes the redactor once more, bounded. Accepted, `posted`
-    /// replaces those over; else the state stays as [`post`](Alerts::post) left it.
+    /// The error's text passes the redactor once more. Unaccepted, the state stays as
+    /// [`post`](Alerts::post) left it.
     fn settle(
         &self,
         state: &mut State,
@@ -556,9 +552,8 @@ impl Poster {
     }
 }
 
-/// Firing: `worth` the history knows and those firing that run `run` saw again
-/// (at most [`MAX_ALERTS`]); over: firing ones not seen, and any whose severity
-/// changed (a new label set in Alertmanager).
+/// Firing: `worth` and those firing that run `run` saw again (at most
+/// [`MAX_ALERTS`]); over: firing ones not seen, and any whose severity changed.
 fn changes(
     state: &State,
     worth: &BTreeSet<String>,
@@ -582,7 +577,6 @@ fn changes(
     (firing, over)
 }
 
-/// Oldest first, from `pending` at the `policy`'s level, as it fingerprints them.
 fn newest_lines<'f>(
     pending: &[Record],
     firing: &'f BTreeSet<String>,
@@ -603,8 +597,7 @@ fn newest_lines<'f>(
     lines
 }
 
-/// The resolutions that ended longest ago go first, then the firing ones seen
-/// fewest runs.
+/// Resolutions that ended longest ago go first, then firing ones seen fewest runs.
 fn bound(alerts: &mut BTreeMap<String, FiringAlert>) {
     let mut by_age: Vec<_> = alerts
         .iter()

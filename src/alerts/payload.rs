@@ -28,7 +28,6 @@ pub(crate) struct Alert {
     pub(crate) ends_at: OffsetDateTime,
 }
 
-/// `alertname` (the app), `instance` (the host) and the user's labels.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
     pub(crate) app: String,

@@ -24,8 +24,7 @@ use crate::capture::record::Record;
 use crate::capture::scope::Spans;
 use crate::sync::lock;
 
-/// 56 bytes each beside their text and values; the first chunk's room, at most
-/// this, is what a shard keeps once drained.
+/// 56 bytes each beside text and values; a drained shard keeps one chunk's room.
 const CHUNK: usize = 1024;
 
 const TEXT_KEEP: usize = 64 * 1024;
@@ -36,8 +35,7 @@ enum Captured {
     Record(Box<Record>),
 }
 
-/// Message and values are kept by the buffer beside it (one text and one list
-/// for many events): capturing an event allocates nothing of its own.
+/// Message and values live in the buffer's shared text and list: no allocation per event.
 struct Event {
     time: SystemTime,
     meta: &'static Metadata<'static>,
@@ -50,8 +48,7 @@ struct Event {
 #[repr(align(128))] // one cache line pair per shard: no false sharing
 struct Shard(Mutex<Queue>);
 
-/// Only the last chunk grows by copying (up to [`CHUNK`]); no chunk is empty
-/// unless it is the only one.
+/// No chunk is empty unless it is the only one.
 #[derive(Default)]
 struct Queue {
     chunks: VecDeque<Chunk>,
@@ -87,8 +84,7 @@ impl Chunk {
         }
     }
 
-    /// Once the dead part outweighs the live (each byte moved once on average): a
-    /// full shard drops one record per add, in a chunk that may never fill.
+    /// Once the dead part outweighs the live: a full shard drops one record per add.
     fn compact(&mut self) {
         if self.text_start * 2 > self.text.len() && self.text.is_char_boundary(self.text_start) {
             self.text.replace_range(..self.text_start, "");
@@ -202,7 +198,6 @@ impl Buffer {
         }
     }
 
-    /// Returns how many records its shard now holds.
     pub(crate) fn push(&self, mut record: Record) -> usize {
         let made = SystemTime::from(record.timestamp);
         self.add(made, |time, chunk| {
@@ -213,7 +208,6 @@ impl Buffer {
         })
     }
 
-    /// Takes the values out of `fields`; returns how many records its shard holds.
     pub(crate) fn push_event(
         &self,
         time: SystemTime,
@@ -235,7 +229,6 @@ impl Buffer {
         })
     }
 
-    /// To the calling thread's shard, dropping its oldest when full.
     fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Chunk)) -> usize {
         let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);

@@ -71,7 +71,6 @@ pub(crate) struct Shared {
     /// So a span's kept list of enclosing spans is made again after one.
     pub(crate) span_edits: AtomicU64,
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
-    /// Escapes counted as written.
     pub(crate) max_record_bytes: usize,
     /// A shard reaching a multiple of it wakes the worker.
     pub(crate) batch: Option<usize>,
@@ -214,7 +213,6 @@ thread_local! {
         const { Cell::new((String::new(), Vec::new())) };
 }
 
-/// And a 64th of it for fields.
 const SCRATCH_KEEP: usize = 4096;
 
 impl EmailLayer {
@@ -271,10 +269,9 @@ impl EmailLayer {
         }
     }
 
-    /// `tracing-log` events share one callsite per level, with target `log` and the
-    /// real callsite in `log.*` fields: the record takes it from the normalized
-    /// metadata (as `fmt` does) and leaves those out, so it reads, and is
-    /// fingerprinted, as a native event. Its names are copied (short-lived metadata).
+    /// `tracing-log` events have target `log` and the real callsite in `log.*`
+    /// fields: taken from the normalized metadata (as `fmt` does) and left out, so
+    /// it reads and is fingerprinted as a native event.
     #[cfg(feature = "log")]
     fn on_log_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
     where

@@ -14,8 +14,7 @@ use tracing::{Level, Metadata};
 
 use crate::capture::shared::Interned;
 
-/// `'static` from tracing metadata, owned only once read back from the state
-/// file: capturing an event copies no names.
+/// Borrowed from tracing metadata, owned once read back: capturing copies no names.
 pub(crate) type Str = Cow<'static, str>;
 
 /// One log record: everything an event said, and where it said it.
@@ -103,13 +102,11 @@ impl fmt::Debug for Record {
 pub(crate) struct Fingerprint {
     /// A 64-bit FNV-1a hash of the identifying text, in hex: stable across versions.
     pub(crate) key: String,
-    /// `feed "Radio Café"`, or the message.
     pub(crate) label: String,
 }
 
-/// With a hash of the fields it was computed for. Equal records are equal
-/// whatever their memos hold. Boxed: a record never fingerprinted carries only
-/// a pointer and a flag.
+/// With a hash of the fields it was computed for. Boxed: a record never
+/// fingerprinted carries only a pointer and a flag.
 #[derive(Clone, Default)]
 pub(crate) struct Memo(pub(crate) OnceLock<Box<(u64, Fingerprint)>>);
 
@@ -211,7 +208,6 @@ impl Fields {
         Fields(fields)
     }
 
-    /// A name may then occur twice, as an event may record it twice.
     pub(crate) fn push(&mut self, name: Str, value: Value) {
         self.0.push((name, value));
     }
@@ -274,8 +270,7 @@ impl<'de> Deserialize<'de> for Fields {
 }
 
 impl Record {
-    /// Names borrowed from static metadata, copied from metadata that lives only
-    /// as long as the event (a record bridged from `log`).
+    /// Names copied from metadata that lives only as long as the event (`log`).
     pub(crate) fn of_event<'m>(
         meta: &Metadata<'m>,
         name: impl Fn(&'m str) -> Str,
@@ -315,7 +310,6 @@ pub(crate) mod level_serde {
     }
 }
 
-/// TRACE 0 … ERROR 4.
 pub(crate) fn severity(level: Level) -> u8 {
     match level {
         Level::TRACE => 0,
@@ -326,12 +320,10 @@ pub(crate) fn severity(level: Level) -> u8 {
     }
 }
 
-/// `2026-11-21 10:00:03`.
 pub(crate) const LINE_TIME: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
 
-/// At its own offset if it has no date at `offset` (9999-12-31 23:30 UTC has
-/// none at +01:00); empty if it cannot be shown.
+/// At its own offset when it has no date at `offset` (9999-12-31 23:30 UTC at +01:00).
 pub(crate) fn show_time(
     time: OffsetDateTime,
     offset: UtcOffset,
@@ -343,12 +335,10 @@ pub(crate) fn show_time(
         .unwrap_or_default()
 }
 
-/// `2026-11-21 10:00:03 UTC`.
 pub(crate) fn utc_time(time: OffsetDateTime) -> String {
     format!("{} UTC", show_time(time, UtcOffset::UTC, LINE_TIME))
 }
 
-/// `20261121T100003.123456Z`: sortable.
 pub(crate) fn file_stamp(time: OffsetDateTime) -> String {
     show_time(
         time,
@@ -416,7 +406,6 @@ impl Record {
     }
 }
 
-/// ` name=value`: strings quoted and escaped, other values as JSON.
 fn write_fields(out: &mut String, fields: &Fields, leading: bool) {
     for (i, (name, value)) in fields.iter().enumerate() {
         if leading || i > 0 {
@@ -437,8 +426,7 @@ fn write_fields(out: &mut String, fields: &Fields, leading: bool) {
     }
 }
 
-/// Control characters (C0, DEL, C1), line and paragraph separators, and the
-/// bidirectional controls that can make text read in another order.
+/// Controls (C0, DEL, C1), line separators, and bidirectional controls.
 fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -453,7 +441,6 @@ fn hidden(c: char) -> bool {
         )
 }
 
-/// `"` and `\` only inside quotes.
 fn text_escape(c: char, quoted: bool) -> Option<&'static str> {
     match c {
         '\n' => Some("\\n"),
@@ -502,8 +489,7 @@ pub(crate) const FIELD_OVERHEAD: usize = 6;
 /// The longer of the state file's `{"name":"","fields":{}},` (24) and ` > {}` (5).
 pub(crate) const SPAN_OVERHEAD: usize = 24;
 
-/// The longer of its JSON-escaped and its quoted digest form, so that
-/// [`Builder::max_record_bytes`](crate::Builder::max_record_bytes) holds for both.
+/// The longer of its JSON and its quoted digest form: the bound holds for both.
 #[inline]
 pub(crate) fn char_cost(c: char) -> usize {
     if c.is_ascii() && c >= ' ' && c != '\x7f' && c != '"' && c != '\\' {
@@ -539,8 +525,8 @@ static PLAIN: [bool; 256] = {
     table
 };
 
-/// A first pass only looks for bytes that are not plain (vectorized for long
-/// text); only text that has some is walked character by character.
+/// A first pass looks for bytes that are not plain (vectorized); only such text
+/// is walked by character.
 #[inline]
 pub(crate) fn text_cost(text: &str) -> usize {
     let bytes = text.as_bytes();
@@ -558,7 +544,6 @@ pub(crate) fn text_cost(text: &str) -> usize {
     }
 }
 
-/// Eight at a time.
 #[inline]
 fn short_plain(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
@@ -568,8 +553,7 @@ fn short_plain(bytes: &[u8]) -> bool {
     }) && words.remainder().iter().all(|&b| plain(b))
 }
 
-/// The usual tests for a byte below `n` and a zero byte, on all eight at once;
-/// exact as a yes or no.
+/// The usual tests for a byte below `n` and a zero byte, on all eight at once.
 #[inline]
 fn word_plain(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -621,15 +605,13 @@ pub(crate) fn span_cost(span: &SpanRecord) -> usize {
             .sum::<usize>()
 }
 
-/// Says how many fields were left out to keep a record within `max_record_bytes`.
 pub(crate) const FIELDS_LEFT_OUT: &str = "fields_left_out";
 
 thread_local! {
     static LAST_SPANS: Cell<Vec<Arc<SpanRecord>>> = const { Cell::new(Vec::new()) };
 }
 
-/// A span equal to the one at the same place in the record read before shares
-/// its `Arc`; the list has no spare room.
+/// A span equal to the one at its place in the record read before shares its `Arc`.
 fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
     let mut read = Vec::<SpanRecord>::deserialize(d)?;
     // Without the thread's memory (in its teardown): each span its own.

@@ -22,7 +22,6 @@ use crate::capture::record::{
     FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, field_cost, span_cost, text_cost,
 };
 
-/// Outermost first.
 pub(crate) type Spans = Option<Arc<[Arc<SpanRecord>]>>;
 
 /// Kept in its extensions, shared by every record made inside it until a field changes.
@@ -46,9 +45,8 @@ impl SpanFields {
         }
     }
 
-    /// A later value of a name replaces an earlier one. Fields `left_out` lose their
-    /// earlier values (they would pass for the current ones) and are counted once
-    /// each, last, until one gets a value again.
+    /// Fields `left_out` lose their earlier values (they would pass for the current
+    /// ones) and are counted once each, last, until one gets a value again.
     pub(crate) fn update(
         &mut self,
         update: Vec<(&'static str, Value)>,
@@ -76,7 +74,6 @@ impl SpanFields {
     }
 }
 
-/// As they were when the count of span changes was `edits`.
 #[derive(Clone, Default)]
 pub(crate) struct Scope {
     pub(crate) spans: Spans,

@@ -16,17 +16,14 @@ use crate::error::error_chain;
 /// A control character is one byte and six in JSON (`\u0001`).
 const MAX_BYTE_COST: usize = 6;
 
-/// `…[cut: at least 18446744073709551615 bytes]`.
 const MARKER_MAX: usize = 48;
 
 /// So one huge value does not crowd out the small fields after it.
 const FIELD_RESERVE: usize = 64;
 
-/// All the text kept (escapes counted as written; see [`char_cost`]) stays within
-/// `left` bytes: each value leaves room for the fields to come and for `after`,
-/// taking at most half of what is left; a value that does not fit is cut with a
-/// visible marker; from the first field with no room at all, fields are left out
-/// and counted, so a record keeps its first fields.
+/// All text kept (escapes counted) stays within `left`: each value leaves room
+/// for the fields to come and `after`, a value that does not fit is cut with a
+/// marker, and from the first field with no room, fields are counted, not kept.
 pub(crate) struct FieldVisitor<'a> {
     message: Option<&'a mut String>,
     fields: &'a mut Vec<(&'static str, Value)>,
@@ -57,7 +54,6 @@ impl<'a> FieldVisitor<'a> {
         }
     }
 
-    /// Adds a last [`FIELDS_LEFT_OUT`] field if any; returns the bytes not spent.
     pub(crate) fn finish(mut self) -> usize {
         if !self.left_out.is_empty() {
             let n = self.left_out.len() as u64;
@@ -97,7 +93,6 @@ impl<'a> FieldVisitor<'a> {
         }
     }
 
-    /// `length` says whether what is offered is the whole text.
     fn put_text(
         &mut self,
         field: &Field,
@@ -178,23 +173,20 @@ impl Visit for FieldVisitor<'_> {
     }
 }
 
-/// A `&str` comes whole, so a cut knows its full length; a `Debug` output comes
-/// piece by piece and stops at the first refusal.
+/// A `&str` comes whole (a cut knows its length); a `Debug` output, piece by piece.
 #[derive(Clone, Copy)]
 enum Length {
     Known,
     AtLeast,
 }
 
-/// Refuses past `limit`, so an enormous `Debug` output is never built: most
-/// implementations stop at the first error.
+/// Refuses past `limit`: most `Debug` impls stop at the first error, never built whole.
 struct Capped<'a> {
     out: &'a mut String,
     start: usize,
     limit: usize,
     spent: usize,
-    /// While the text is so short that even at [`MAX_BYTE_COST`] it fits, pieces
-    /// are appended uncounted and counted once, at the end.
+    /// Short text (fits even at [`MAX_BYTE_COST`]) is counted once, at the end.
     counted: bool,
     offered: usize,
     full: bool,
@@ -248,8 +240,7 @@ impl Capped<'_> {
         }
     }
 
-    /// Takes back as much text as the marker needs. When even that is not enough:
-    /// nothing (`false`), or, if `force`, the marker alone beyond the limit.
+    /// When even that is not enough: nothing (`false`), or, if `force`, the marker alone.
     fn mark(&mut self, marker: &str, force: bool) -> bool {
         if marker.len() > self.limit && !force {
             return false;
@@ -311,8 +302,7 @@ fn capture(
     }
 }
 
-/// For text that does not come through a field visitor (a panic's message, a
-/// thread's name).
+/// A panic's message, a thread's name.
 pub(crate) fn bounded(text: &str, limit: usize) -> String {
     let mut out = String::new();
     let _ = capture(&mut out, limit, Length::Known, true, |w| w.write_str(text));

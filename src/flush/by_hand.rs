@@ -13,7 +13,6 @@ use crate::flush::taken::Commit;
 use crate::transport::{Email, Transport};
 
 impl Flusher {
-    /// See [`Builder::send_pending`](crate::Builder::send_pending).
     pub(crate) fn send_pending(mut self) -> Result<Outcome, Error> {
         transport_of(&self)?;
         let lock = self.store.lock()?;
@@ -51,7 +50,6 @@ impl Flusher {
         Ok(self.settle(&lock, &mut state, &mut commit, at, (&what, sent), outcome))
     }
 
-    /// See [`Builder::send_test_email`](crate::Builder::send_test_email).
     pub(crate) fn send_test_email(self) -> Result<Option<String>, Error> {
         let email = test_email(&self.composer)?;
         let deadline = crate::clock::instant_after(self.send_deadline);

@@ -18,7 +18,6 @@ use crate::transport::{BoxError, Email, Transport};
 pub(crate) struct Outstanding(Mutex<Option<mpsc::Receiver<()>>>);
 
 impl Outstanding {
-    /// Returns whether it is over (or there was none).
     fn over_by(&self, deadline: Instant) -> bool {
         let mut slot = lock(&self.0);
         let Some(done) = slot.as_ref() else {
@@ -85,7 +84,6 @@ pub(crate) fn send_before<T: Send + 'static>(
 
 type Answer<T> = Result<Result<T, BoxError>, Error>;
 
-/// Returns where its answer comes, and a channel that disconnects when it ends.
 fn spawn_send<T: Send + 'static>(
     transport: &Arc<dyn Transport>,
     email: Email,

@@ -94,8 +94,7 @@ impl Flusher {
         }
     }
 
-    /// Once accepted the failures are forgotten and it counts as the last email;
-    /// else they wait for the next flush.
+    /// Once accepted the failures are forgotten; else they wait for the next flush.
     fn send_recovery(
         &mut self,
         lock: &StateLock,
@@ -251,7 +250,6 @@ impl Flusher {
         self.settle(lock, state, commit, (now, error), (&what, sent), done)
     }
 
-    /// The dropped count is reported with them.
     pub(super) fn took(&mut self, state: &mut State, sent: usize, now: OffsetDateTime) {
         state.pending.drain(..sent);
         // The kept tally counted the records that left.
@@ -286,9 +284,8 @@ fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
     (0..count.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(count))
 }
 
-/// A record larger than `max_bytes` goes alone. Each record is rendered once;
-/// a part's newest `detail_lines` come rendered for [`Composer::compose_with`],
-/// the others dropped once measured.
+/// A record larger than `max_bytes` goes alone. Each is rendered once; only a
+/// part's newest `detail_lines` stay rendered, for [`Composer::compose_with`].
 fn split_by_size(
     records: &[Record],
     max_bytes: usize,

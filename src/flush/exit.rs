@@ -70,7 +70,7 @@ fn install() {
 #[cfg(not(unix))]
 fn install() {}
 
-/// A panic may not unwind out of it.
+/// A panic may not unwind out of it (an `extern "C"` fn aborts).
 #[cfg(unix)]
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {

@@ -48,13 +48,12 @@ pub(crate) struct Flusher {
     pub(crate) sent_during_run: (usize, usize),
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) run: Option<u64>,
-    /// As this process last read or wrote it: the next flush reads only what other
-    /// processes appended since.
+    /// As last read or written: the next flush reads only what others appended since.
     pub(crate) cache: Kept,
     pub(crate) notify_recovery: bool,
     pub(crate) outstanding: Outstanding,
-    /// Re-post so Alertmanager does not resolve them at `endsAt` while they last:
-    /// a third of the resolve window after the last post (a ninth after a failure).
+    /// Re-post before Alertmanager resolves them at `endsAt`: a third of the
+    /// window after the last post (a ninth after a failure).
     pub(crate) alerts_due: Option<Instant>,
     /// Firing alerts found in the state file were posted before this.
     pub(crate) started: Instant,
@@ -63,8 +62,7 @@ pub(crate) struct Flusher {
 #[derive(Default)]
 pub(crate) struct Kept {
     pub(crate) files: Cache,
-    /// Of the first [`Tally::len`] pending records, so a later flush adds only the
-    /// new ones (made anew when records leave, or the state is read whole).
+    /// Of the first [`Tally::len`] pending records: a later flush adds only the new ones.
     pub(crate) tally: Option<Tally>,
 }
 
@@ -88,8 +86,7 @@ impl Flusher {
         }
     }
 
-    /// `flush_every`'s period: a [`Phase::Flush`], after which the next flush starts
-    /// a new run; what it sent counts in the guard's next `flush()` outcome.
+    /// `flush_every`'s period; what it sent counts in the guard's next `flush()` outcome.
     pub(crate) fn end_period(&mut self, buffer: &Buffer) -> Outcome {
         let outcome = self.flush_caught(buffer, Phase::Flush);
         self.run = None;
@@ -109,8 +106,7 @@ impl Flusher {
         }
     }
 
-    /// Posted by an earlier process: due a third of their resolve window after this
-    /// one started.
+    /// Posted by an earlier process: due a third of the resolve window after start.
     pub(super) fn note_firing(&mut self, state: &State) {
         if let Some(alerts) = &self.alerts
             && self.alerts_due.is_none()
@@ -124,9 +120,8 @@ impl Flusher {
         self.alerts_due.is_some_and(|due| due <= Instant::now())
     }
 
-    /// Records taken from `buffer` are in the state file (or a parked file) when
-    /// this returns, or back in `buffer`: a failure never loses them. A panic unwinds
-    /// out, giving them back first; [`flush_caught`](Self::flush_caught) catches it.
+    /// Records taken from `buffer` are stored (or parked) when this returns, or back in
+    /// `buffer`, also when a panic unwinds out ([`flush_caught`](Self::flush_caught)).
     pub(crate) fn flush(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         let _sending = SendingScope::enter();
         // The clock is asked first: if it panics, the panic hook's record
@@ -165,8 +160,7 @@ impl Flusher {
         outcome
     }
 
-    /// This run's records are made durable before anything is sent, so a crash
-    /// during the send loses nothing.
+    /// This run's records are durable before anything is sent: a crash loses nothing.
     fn flush_locked(
         &mut self,
         lock: &StateLock,
@@ -202,9 +196,8 @@ impl Flusher {
         self.dispatch(lock, &mut taken.state, plan, phase, (run, now), commit)
     }
 
-    /// Within the years a record can hold; a panic in the clock (user code) is an
-    /// error. The panic hook's checkpoint does not ask it: it never sends, and a
-    /// panic inside a panic hook aborts.
+    /// A panic in the clock (user code) is an error. The panic hook's checkpoint does
+    /// not ask it: a panic inside a panic hook aborts.
     fn now(&self, phase: Phase) -> Result<OffsetDateTime, Error> {
         let now = if phase == Phase::Checkpoint {
             SystemTime::now()

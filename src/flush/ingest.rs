@@ -43,7 +43,6 @@ impl Flusher {
         Ok((run, tally))
     }
 
-    /// Ends the run at the guard's flush; notes in `commit` what changed.
     fn add_run(
         &mut self,
         taken: &mut Taken<'_>,
@@ -91,7 +90,6 @@ impl Flusher {
         }
     }
 
-    /// Trimmed records count as dropped too.
     fn trim(&self, state: &mut State, dropped: u64) -> usize {
         state.dropped = state.dropped.saturating_add(dropped);
         let excess = state.pending.len().saturating_sub(self.max_pending);
@@ -143,8 +141,7 @@ impl Flusher {
         tally.filter(|t| t.len() <= kept && excess == 0 && !(moved && clamped < t.len()))
     }
 
-    /// Taken at the first flush (again if that flush could not save it).
-    /// Returns it and whether it is new.
+    /// Taken at the first flush (again if it could not save); also whether it is new.
     fn register_run(&mut self, state: &mut State, at: Option<OffsetDateTime>) -> (u64, bool) {
         match self.run {
             Some(run) if state.history.runs >= run => (run, false),
@@ -156,8 +153,9 @@ impl Flusher {
         }
     }
 
-    /// On failure gives the records back to the buffer. Appends to the journal, or
-    /// rewrites when records left (see [`StateStore::commit`](crate::store::file::StateStore::commit)).
+    /// On failure gives the records back to the buffer. Appends to the journal,
+    /// or rewrites when records left (see
+    /// [`StateStore::commit`](crate::store::file::StateStore::commit)).
     pub(super) fn save_or_give_back(
         &self,
         state_lock: &StateLock,

@@ -19,11 +19,9 @@ use crate::store::state::State;
 pub(super) struct Commit {
     pub(super) run: Option<(u64, Option<OffsetDateTime>)>,
     pub(super) dropped: u64,
-    /// See `journal::Fact::Trim`.
     pub(super) trim: Option<(u64, u64)>,
     pub(super) rewrite: bool,
     pub(super) changed: bool,
-    /// Removed once the state is saved.
     pub(super) parked: Vec<PathBuf>,
     pub(super) stamp: Option<Stamp>,
     pub(super) clamped_at: Option<OffsetDateTime>,
@@ -114,7 +112,6 @@ impl<'a> Taken<'a> {
         }
     }
 
-    /// Returns how many, and how many of the state's are on disk.
     fn restore(&mut self) -> (usize, usize) {
         let at = self.state.pending.len().saturating_sub(self.count);
         let records = self.state.pending.split_off(at);

@@ -26,7 +26,6 @@ pub(crate) struct Timing {
 pub(crate) enum Job {
     /// The layer's signal: a flush of phase `Run`.
     Batch,
-    /// A flush of phase `Run`.
     Checkpoint,
     /// The flush that ends the run (phase `Flush`).
     Period,
@@ -69,7 +68,6 @@ impl Schedule {
         .min_by_key(|(at, _)| *at)
     }
 
-    /// `alerts` is when the flusher wants its firing alerts posted again.
     pub(crate) fn done(&mut self, job: Job, now: Instant, alerts: Option<Instant>) {
         // Every flush stores the records: the next checkpoint is a whole
         // interval later.
@@ -130,7 +128,6 @@ pub(crate) fn spawn_worker(
         })
 }
 
-/// `None` once the guard asks the worker to stop.
 fn wait_for_job(signal: &Signal, schedule: &Schedule) -> Option<Job> {
     let mut state = lock(&signal.state);
     loop {
@@ -193,7 +190,6 @@ fn say_failed(outcome: &crate::flush::outcome::Outcome) {
     }
 }
 
-/// As JSON lines.
 pub(crate) fn last_resort(buffer: &crate::capture::buffer::Buffer) {
     let left = buffer.drain();
     if !left.is_empty() {

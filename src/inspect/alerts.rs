@@ -86,7 +86,6 @@ impl fmt::Display for FiringAlert {
     }
 }
 
-/// Firing first, then the longest-lasting first.
 pub(crate) fn of(state: &State) -> Vec<FiringAlert> {
     let mut alerts: Vec<FiringAlert> = state.alerts.values().cloned().collect();
     for alert in &mut alerts {

@@ -7,7 +7,6 @@ use super::*;
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{Error as _, SeqAccess, Unexpected, Visitor};
 
-/// `null` is its default.
 pub(crate) fn or_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -128,7 +127,6 @@ impl<'de> Visitor<'de> for Whole {
     }
 }
 
-/// In any case.
 struct Lvl;
 
 impl<'de> Visitor<'de> for Lvl {
@@ -167,8 +165,7 @@ impl<'de> Visitor<'de> for Many {
     }
 }
 
-/// The program (not blank) then its arguments; never one string, which would be
-/// taken for a program.
+/// Never one string, which would be taken for a program.
 struct Command;
 
 impl<'de> Visitor<'de> for Command {
@@ -191,7 +188,7 @@ impl<'de> Visitor<'de> for Command {
     }
 }
 
-/// Its derived reader's errors already name their keys; `null` is the default.
+/// Its reader's errors already name their keys.
 pub(crate) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
     #[derive(Deserialize)]
     #[serde(transparent)]

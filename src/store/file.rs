@@ -28,9 +28,8 @@ use crate::store::park::{merge_parked, unmerged};
 use crate::store::snapshot::{Repair, next_generation, read};
 use crate::store::state::{State, VERSION};
 
-/// Compact the journal when it would grow past this many times the snapshot:
-/// replaying it then costs at most about reading this many snapshots, and a
-/// growing state rewrites 1 + 1/ratio of the new records' bytes.
+/// Replaying a journal then costs at most about reading this many snapshots, and
+/// a growing state rewrites 1 + 1/ratio of the new records' bytes.
 pub(crate) const COMPACT_RATIO: u64 = 4;
 
 #[derive(Debug, Clone)]
@@ -101,7 +100,6 @@ impl StateStore {
         Err(refuse("state file", Path::new(&named), kind))
     }
 
-    /// With growing pauses until the lock timeout has passed.
     fn wait_for_lock(&self, file: &File, lock_path: &Path) -> Result<(), Error> {
         let deadline = crate::clock::instant_after(self.lock_timeout);
         let mut pause = Duration::from_millis(1);
@@ -150,10 +148,9 @@ impl StateStore {
         !moved.is_empty()
     }
 
-    /// Parked files merged in time order. A missing file is an empty state; one that
-    /// is not a state is moved aside with a warning, and what could be read is
-    /// returned; a newer version's file, or a path that is not a regular file, is an
-    /// error and left alone.
+    /// Parked files merged in. A missing file is an empty state; one that is not a
+    /// state is moved aside with a warning (what reads is kept); a newer version's
+    /// file, or a path that is not a regular file, is an error, left alone.
     pub(crate) fn load(&self, lock: &StateLock) -> Result<Loaded, Error> {
         self.load_cached(lock, None)
     }
@@ -215,9 +212,8 @@ impl StateStore {
         })
     }
 
-    /// Without the lock, for inspection. The snapshot is replaced by rename and
-    /// the journal grows by whole appends, so this reads one whole state (a torn last
-    /// line left out). A corrupt snapshot is an error here.
+    /// Without the lock: the snapshot is replaced by rename and the journal grows by
+    /// whole appends, so this reads one whole state. A corrupt snapshot is an error.
     pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
         let target = self.target();
         let loaded = self.read_all(&target, Repair::No)?;
@@ -225,7 +221,6 @@ impl StateStore {
         Ok((loaded.state, parked))
     }
 
-    /// Records that could not wait for the lock, for the next flush to merge.
     pub(crate) fn park(&self, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
         crate::store::park::park(&self.target(), records, dropped)
     }
@@ -236,10 +231,9 @@ impl StateStore {
         }
     }
 
-    /// Atomically (temporary file, fsync, rename, fsync of the folder), under a new
-    /// generation; then removes the journal (one a crash leaves names the old
-    /// generation and is ignored). Temporaries of killed writers go first (see
-    /// [`leftovers`](crate::store::leftovers)).
+    /// Atomically, under a new generation; then removes the journal (one a crash
+    /// leaves names the old generation and is ignored). Temporaries of killed
+    /// writers go first (see [`leftovers`](crate::store::leftovers)).
     pub(crate) fn save(&self, lock: &StateLock, state: &State) -> Result<Stamp, Error> {
         let generation = next_generation(state.generation);
         crate::store::leftovers::remove_dead_temporaries(&lock.target);

@@ -28,7 +28,6 @@ pub(super) fn file_id(path: &Path) -> Option<FileId> {
     })
 }
 
-/// `state.json` and `.lock` give `state.json.lock`.
 pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
@@ -111,7 +110,6 @@ pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, E
     Ok(Some(bytes))
 }
 
-/// Links followed.
 pub(super) fn check_regular(path: &Path, what: &str) -> Result<(), Error> {
     match fs::metadata(path)
         .ok()
@@ -189,7 +187,6 @@ pub(super) fn resolve_links(path: &Path) -> PathBuf {
     path
 }
 
-/// Each one's path and the rest of its name (`.lock` for `state.json.lock`).
 pub(super) fn beside(target: &Path) -> Vec<(PathBuf, String)> {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return Vec::new();

@@ -36,12 +36,10 @@ fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
 
 #[cfg(test)]
 thread_local! {
-    /// For the tests that check each record's is computed once.
     pub(crate) static COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Computed at the first call and kept with the record (in memory, never in
-/// the state file): a record's target, file, line, message and fields do not
+/// Kept with the record (in memory only): a record's identifying parts do not
 /// change once captured. Everything that needs a fingerprint goes through here.
 pub(crate) fn fingerprint_of<'r>(record: &'r Record, fields: &[String]) -> Cow<'r, Fingerprint> {
     let of = fnv1a(fields.iter().map(String::as_str));
@@ -58,7 +56,6 @@ pub(crate) fn fingerprint_of<'r>(record: &'r Record, fields: &[String]) -> Cow<'
     }
 }
 
-/// Its callsite plus the values of `fields` when it has any, else its message.
 /// Computes it anew: use [`fingerprint_of`].
 pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     #[cfg(test)]
@@ -98,8 +95,7 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     }
 }
 
-/// The event's own field, else the innermost span's (`#[instrument] fn
-/// fetch(feed: &str)` gives its events a `feed`).
+/// The event's own field, else the innermost span's (`#[instrument]` arguments).
 pub(crate) fn field_value<'r>(record: &'r Record, name: &str) -> Option<&'r serde_json::Value> {
     record
         .fields
@@ -114,8 +110,7 @@ pub(crate) const STRIP_RUNS: usize = 24;
 
 pub(crate) const RUN_STARTS: usize = 16;
 
-/// Bit `i` of `seen`: run `run - i` saw it. Updated with the streaks, so
-/// replaying the journal rebuilds it as it does them.
+/// Updated with the streaks, so replaying the journal rebuilds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Recent {
     pub(crate) run: u64,
@@ -160,8 +155,8 @@ pub(crate) struct Streak {
 #[serde(default)]
 pub(crate) struct History {
     pub(crate) runs: u64,
-    /// Absent from older files (read as none); none for a run whose clock could not
-    /// be read, or registered by the panic hook's checkpoint.
+    /// Absent from older files (read as none); none for a run registered without a
+    /// clock (the panic hook's checkpoint).
     #[serde(skip_serializing_if = "Vec::is_empty", with = "times")]
     pub(crate) run_starts: Vec<OffsetDateTime>,
     pub(crate) streaks: BTreeMap<String, Streak>,
@@ -172,7 +167,6 @@ pub(crate) struct History {
     pub(crate) resolved: Vec<Resolved>,
 }
 
-/// RFC 3339 strings, as the state file's other times.
 mod times {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use time::OffsetDateTime;
@@ -203,9 +197,7 @@ impl History {
         self.start_run_at(None)
     }
 
-    /// Streaks that missed the run before are over. A counter at `u64::MAX` (a
-    /// damaged file) is renumbered first, keeping each streak's place relative to
-    /// the last run.
+    /// Streaks that missed the run before are over; a counter at `u64::MAX` is renumbered first.
     pub(crate) fn start_run_at(&mut self, at: Option<OffsetDateTime>) -> u64 {
         if let Some(at) = at {
             self.run_starts.push(at);
@@ -289,8 +281,7 @@ impl History {
         }
     }
 
-    /// Oldest first, `true` for a run that saw `key`; `None` when no recent run
-    /// did. The data behind [`strip_text`].
+    /// Oldest first; `None` when no recent run saw `key`.
     pub(crate) fn recent_runs(&self, key: &str, count: usize) -> Option<Vec<bool>> {
         let r = self.recent.get(key)?;
         let count = u64::try_from(count)
@@ -309,9 +300,8 @@ impl History {
         )
     }
 
-    /// Each failure reported while `persisting` runs long or more that this run did
-    /// not see moves to [`resolved`](History::resolved); one that only rode along
-    /// in a digest, shorter, gets no notice. Returns whether any did.
+    /// Failures reported while `persisting` runs long that this run did not see move
+    /// to [`resolved`](History::resolved); shorter ones that rode along get no notice.
     pub(crate) fn end_run(&mut self, run: u64, persisting: u64) -> bool {
         let (over, kept): (BTreeMap<_, _>, _) = std::mem::take(&mut self.streaks)
             .into_iter()
@@ -350,9 +340,8 @@ impl History {
         }
     }
 
-    /// Such a time was written under a wrong clock (a bad RTC, a test clock) and
-    /// would keep a failure quiet, look new for years, or stretch the time between
-    /// runs. Returns the state file keys of the times moved, each once.
+    /// Written under a wrong clock, it would keep a failure quiet, look new for
+    /// years, or stretch the time between runs. Returns the keys moved, each once.
     pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
         let s = &mut self.streaks;
         let moved = [
@@ -374,8 +363,7 @@ impl History {
     }
 }
 
-/// Runs beyond the counter `last` become `last`; at the counter's end, renumbers
-/// from 2, keeping the last run and the one before (all a streak and strip need).
+/// Runs past `last` become `last`; at the counter's end, renumbers from 2 (the last two runs).
 fn renumber<V>(map: &mut BTreeMap<String, V>, last: u64, run: impl Fn(&mut V) -> &mut u64) {
     map.retain(|_, v| {
         let run = run(v);
@@ -435,10 +423,9 @@ pub(crate) fn check_fingerprint_fields(
     }
 }
 
-/// When no record at `level` carries any of `fields` and no streak was ever told
-/// apart by them: a misspelt or miscased name merges different failures into
-/// one. E.g. `fingerprint_fields ["URL"]: no record at WARN or above has any of
-/// them; they carry: url, status (did you mean "url"?). …`.
+/// When no record at `level` carries any of `fields`: a misspelt name merges
+/// failures. E.g. `fingerprint_fields ["URL"]: no record at WARN or above has
+/// any of them; they carry: url, status (did you mean "url"?). …`.
 pub(crate) fn unmatched_fields(
     records: &[Record],
     fields: &[String],

@@ -71,7 +71,6 @@ pub(crate) enum Fact {
 /// A record's line never begins so.
 const FACT_PREFIX: &[u8] = b"{\"@\":";
 
-/// In the order the flush applied it.
 pub(crate) struct Append<'a> {
     pub(crate) run: Option<(u64, Option<OffsetDateTime>)>,
     pub(crate) level: Level,
@@ -79,7 +78,6 @@ pub(crate) struct Append<'a> {
     /// With their run number set.
     pub(crate) records: &'a [Record],
     pub(crate) dropped: u64,
-    /// See [`Fact::Trim`].
     pub(crate) trim: Option<(u64, u64)>,
 }
 
@@ -136,9 +134,8 @@ pub(crate) struct Replayed {
     pub(crate) trimmed: usize,
 }
 
-/// `from_start`: the whole journal, whose first line names the generation it
-/// extends (any with `any_base`: no snapshot to match); else what was appended
-/// after a point already replayed.
+/// `from_start`: the whole journal (its first line names the generation; any with
+/// `any_base`); else what was appended after a point already replayed.
 pub(crate) fn replay(
     state: &mut State,
     bytes: &[u8],
@@ -181,9 +178,8 @@ pub(crate) fn replay(
     out
 }
 
-/// Trimmed records are removed in one go once as many are out as remain (and at
-/// the end), not at every trim line: many small trims over a large state replay
-/// in linear time.
+/// Trimmed records go in one go once as many are out as remain, not per trim
+/// line: many small trims over a large state replay in linear time.
 #[derive(Default)]
 struct Lines {
     observe: Option<(Level, Vec<String>)>,

@@ -23,15 +23,13 @@ pub(crate) struct Loaded {
     pub(crate) state: State,
     pub(crate) parked: Vec<PathBuf>,
     pub(crate) stamp: Stamp,
-    /// A damaged journal, an old version.
     pub(crate) repair: bool,
-    /// First pending records that come, in order, from the state kept in memory (0
-    /// after a full read, a merge of parked files, or others' trim lines).
+    /// First pending records that come from memory (0 after a full read, a
+    /// merge, or others' trims).
     pub(crate) kept: usize,
 }
 
-/// If the same at the next lock, the state kept in memory is still the state on
-/// disk, and nothing needs reading.
+/// If the same at the next lock, the state in memory is still the state on disk.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Stamp {
     pub(crate) generation: u64,
@@ -39,8 +37,7 @@ pub(crate) struct Stamp {
     pub(super) snapshot: Option<FileId>,
     /// Up to its last whole line, where the next append starts; 0 without a usable journal.
     pub(crate) journal_good: u64,
-    /// Past `journal_good`: a torn tail, only so it is reported once; never a sign
-    /// that the view is current (see `refresh`).
+    /// Only so a torn tail is reported once; never a sign the view is current (see `refresh`).
     pub(super) journal_file: u64,
 }
 
@@ -63,13 +60,11 @@ pub(crate) struct Cache {
     pub(crate) clamped_at: Option<OffsetDateTime>,
 }
 
-/// `None` when the files must be read whole.
-/// The freshness rule: the same snapshot file and generation, and the journal at
-/// least `journal_good` long. Under one snapshot whole lines are only added to
-/// (every append starts at the end of the last whole line, cutting a torn tail
-/// first), so bytes past the view's end are replayed whatever the length (an
-/// append as long as the torn tail it replaced cannot pass for it); anything
-/// else (a shorter journal, lines that do not replay) is a full read.
+/// `None` when the files must be read whole. The same snapshot file and
+/// generation, and a journal at least `journal_good` long: under one snapshot
+/// whole lines are only added to (an append starts at the last whole line's end,
+/// over a torn tail), so bytes past the view's end are replayed; anything else
+/// (a shorter journal, lines that do not replay) is a full read.
 pub(super) fn refresh(target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
     let kept = state.pending.len();
     // The same size, time and inode could in theory be another file;
@@ -109,9 +104,7 @@ pub(super) fn refresh(target: &Path, mut state: State, mut stamp: Stamp) -> Opti
     })
 }
 
-/// All of it from 0, any generation, without a snapshot; says on stderr when it
-/// ends in a torn line this view had not seen. Returns replay's findings and
-/// the bytes read.
+/// Says on stderr when it ends in a torn line this view had not seen.
 pub(super) fn replay_past(
     target: &Path,
     state: &mut State,

@@ -13,7 +13,6 @@ use crate::store::fs::{beside, create_dir, file_name, with_suffix};
 use crate::store::snapshot::{Repair, read, write_atomic};
 use crate::store::state::{State, VERSION};
 
-/// For the next flush that gets the lock to merge.
 pub(super) fn park(target: &Path, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
     create_dir(target)?;
     // Unique names: a state lists the parked files it merged by name.
@@ -42,9 +41,8 @@ pub(super) fn park(target: &Path, records: &[Record], dropped: u64) -> Result<Pa
     Ok(path)
 }
 
-/// In time order; returns the files merged, to remove once saved. A file in
-/// `parked_merged` (saved, but killed before the removal) is removed, not merged
-/// again; afterwards it names those merged now and those not removed.
+/// A file in `parked_merged` (saved, then killed before the removal) is removed,
+/// not merged again. Returns the files merged, to remove once saved.
 pub(super) fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     let mut merged = Vec::new();
     let mut names = Vec::new();
@@ -83,7 +81,6 @@ pub(super) fn unmerged(target: &Path, state: &State) -> usize {
         .count()
 }
 
-/// Oldest first.
 pub(super) fn parked_files(target: &Path) -> Vec<PathBuf> {
     let parked = |rest: &str| rest.starts_with(".parked-") && rest.ends_with(".json");
     let found = beside(target).into_iter().filter(|(_, rest)| parked(rest));

@@ -24,8 +24,7 @@ pub(super) enum Repair {
     No,
 }
 
-/// `{"generation":N,…` (`{"version":3,"generation":N,…` before), read without
-/// reading the rest.
+/// `{"generation":N,…` (`{"version":3,"generation":N,…` before), not reading the rest.
 pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
     let file = open_regular(path, "state file").ok()??;
     let mut head = Vec::with_capacity(64);
@@ -49,7 +48,6 @@ pub(super) fn next_generation(previous: u64) -> u64 {
     (nanos ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
-/// `generation` leads the file (see [`snapshot_generation`]).
 pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(), Error> {
     #[derive(Serialize)]
     struct SnapshotOut<'a> {
@@ -60,8 +58,7 @@ pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(),
     write_atomic(target, &SnapshotOut { generation, state })
 }
 
-/// `None` when missing or corrupt (moved aside with `Repair::MoveAside`, what
-/// could be read kept, see [`salvage`]).
+/// `None` when missing or corrupt (moved aside; what reads is kept, see [`salvage`]).
 pub(super) fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
     let Some(bytes) = read_regular(path, "state file")? else {
         return Ok(None);
@@ -81,7 +78,6 @@ pub(super) fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> 
     }
 }
 
-/// Left untouched.
 fn refuse_newer(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     #[derive(Deserialize)]
     struct Version {
@@ -102,7 +98,6 @@ fn refuse_newer(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// Moved aside, what could be read kept, both said on stderr.
 fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<State>, Error> {
     let salvaged = salvage(bytes);
     let aside = move_aside(path)?;

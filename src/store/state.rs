@@ -19,7 +19,6 @@ fn this_version<S: serde::Serializer>(_: &u32, s: S) -> Result<S::Ok, S::Error> 
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
-    /// As read; written as [`VERSION`].
     #[serde(serialize_with = "this_version")]
     pub(crate) version: u32,
     /// Changes at every rewrite of the snapshot: the journal names the one it extends.
@@ -45,12 +44,10 @@ pub(crate) struct State {
     /// And those whose resolution it has not accepted yet. Absent without Alertmanager.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) alerts: std::collections::BTreeMap<String, FiringAlert>,
-    /// Absent without Alertmanager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) alert_post: Option<AlertPost>,
-    /// Merged but maybe still on disk (a kill between the save and their removal):
-    /// the next flush removes them instead of merging again. Names are unique (a
-    /// time in microseconds and a pid).
+    /// Merged but maybe still on disk (killed before their removal): the next flush
+    /// removes them instead of merging again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) parked_merged: Vec<String>,
 }
@@ -159,10 +156,9 @@ impl State {
         }
     }
 
-    /// Such a time was written under a wrong clock, and would hold every email
-    /// (`min_interval`), keep a failure quiet (`repeat_after`) or a record from ever
-    /// being old (`max_age`) for as long as the clock was ahead. Returns the keys of
-    /// the times moved, each once. Records before `from` are known to be clamped.
+    /// Written under a wrong clock, it would hold every email (`min_interval`), keep a
+    /// failure quiet or a record from ever being old while the clock was ahead.
+    /// Returns the keys moved, each once. Records before `from` are clamped already.
     pub(crate) fn clamp_future_from(
         &mut self,
         now: OffsetDateTime,
