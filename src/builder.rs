@@ -48,9 +48,8 @@ pub struct Builder {
     clock: Arc<dyn crate::clock::Clock>,
 }
 
-/// The transport given, made once `build()` knows the send deadline: a
-/// send of an [`Smtp`](crate::Smtp) then cannot outlive it by waiting on its
-/// socket (see `Smtp::within`).
+/// Made once `build()` knows the send deadline, so an [`Smtp`](crate::Smtp)
+/// send cannot outlive it waiting on its socket (see `Smtp::within`).
 type Given = Box<dyn FnOnce(Duration) -> Box<dyn Transport> + Send + Sync>;
 
 impl std::fmt::Debug for Builder {
@@ -83,8 +82,7 @@ impl EmailLayer {
     }
 }
 
-/// The builder methods that set one key of the [`EmailConfig`] they write
-/// into, each named as its key: `fn key(args) => field = value;`.
+/// Builder methods named as their key: `fn key(args) => field = value;`.
 macro_rules! setters {
     ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $($field:ident).+ = $value:expr;)*) => {
         $($(#[$doc])*
@@ -474,9 +472,7 @@ impl Builder {
         self.into_flusher()?.0.send_test_email()
     }
 
-    /// Checks every setting and makes the flusher, without a layer, a
-    /// guard or a worker: for [`build`](Builder::build), and for sending
-    /// by hand (`flush::by_hand`). Returns the settings for the rest.
+    /// Also sends by hand (`flush::by_hand`): no layer, guard or worker.
     pub(crate) fn into_flusher(mut self) -> Result<(Flusher, EmailConfig), Error> {
         self.config.check()?;
         let s = std::mem::take(&mut self.config);
@@ -511,7 +507,6 @@ impl Builder {
         Ok((flusher, s))
     }
 
-    /// The Alertmanager destination, checked, when one is given.
     fn checked_alerts(&mut self, app: &str, host: &str) -> Result<Option<Box<dyn Alerts>>, Error> {
         #[cfg(feature = "alertmanager")]
         if let Some(alertmanager) = self.alerts.take() {
@@ -522,8 +517,7 @@ impl Builder {
         Ok(None)
     }
 
-    /// The transport, its settings checked, its timeout within the send
-    /// deadline; none only when alerts are the only destination.
+    /// Its timeout within the send deadline; `None` only when alerts are the only destination.
     fn checked_transport(
         &mut self,
         s: &EmailConfig,
@@ -628,8 +622,6 @@ impl Builder {
     }
 }
 
-/// The digest's settings: the addresses (none needed by alerts alone),
-/// the subject's template, the times' offset, the limits.
 fn composer(s: &EmailConfig, alerts_only: bool, host: String) -> Result<Composer, Error> {
     let (from, to) = if alerts_only && s.from.is_none() && s.to.is_empty() {
         let nobody = lettre::Address::new("alerts-only", "localhost")

@@ -8,15 +8,11 @@ use time::OffsetDateTime;
 
 use crate::sync::lock;
 
-/// The earliest time a state file can hold (RFC 3339 has 4-digit years).
 pub(crate) const EARLIEST: OffsetDateTime = time::macros::datetime!(0000-01-01 0:00 UTC);
-/// The latest time a state file can hold.
 pub(crate) const LATEST: OffsetDateTime =
     time::macros::datetime!(9999-12-31 23:59:59.999_999_999 UTC);
 
-/// `t` as a date and time, moved into the years 0000 to 9999 if a clock
-/// gave a time outside them (which `time` could not represent, or a state
-/// file could not hold): never panics.
+/// Moved into the years 0000 to 9999 (what `time` and a state file hold): never panics.
 pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
     let nanos = match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
@@ -29,20 +25,16 @@ pub(crate) fn datetime(t: SystemTime) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(LATEST)
 }
 
-/// `time` within what a record's timestamp can hold: from 1970 to the end of
-/// the year 9999 ([`LATEST`]; the state file's RFC 3339 times have four-digit
-/// years).
+/// From 1970 to the end of 9999 ([`LATEST`]).
 pub(crate) fn representable(time: SystemTime) -> SystemTime {
     // Called for every record: [`LATEST`] is converted once, not each time.
     time.clamp(SystemTime::UNIX_EPOCH, *LATEST_SYSTEM_TIME)
 }
 
-/// [`LATEST`] as a `SystemTime`.
 static LATEST_SYSTEM_TIME: std::sync::LazyLock<SystemTime> =
     std::sync::LazyLock::new(|| SystemTime::from(LATEST));
 
-/// The instant `d` from now, or the latest this platform's `Instant` can
-/// reach before it: never panics, however long `d` is.
+/// Or the latest this platform's `Instant` reaches: never panics, however long `d` is.
 pub(crate) fn instant_after(d: Duration) -> Instant {
     let now = Instant::now();
     let mut d = d;
@@ -153,11 +145,9 @@ impl Clock for ManualClock {
 }
 
 thread_local! {
-    /// Whether this thread is inside a user clock's `now`.
     static IN_CLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// `clock.now()`, with a panic in it (user code) caught.
 pub(crate) fn catch_now(clock: &dyn Clock) -> std::thread::Result<SystemTime> {
     let was = IN_CLOCK.try_with(|c| c.replace(true)).unwrap_or(false);
     let now = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| clock.now()));
@@ -165,8 +155,6 @@ pub(crate) fn catch_now(clock: &dyn Clock) -> std::thread::Result<SystemTime> {
     now
 }
 
-/// `clock.now()`, or the system's time if the clock panics: the event path
-/// never panics.
 pub(crate) fn now_or_system(clock: &dyn Clock) -> SystemTime {
     catch_now(clock).unwrap_or_else(|payload| {
         crate::error::drop_payload(payload);
@@ -174,10 +162,8 @@ pub(crate) fn now_or_system(clock: &dyn Clock) -> SystemTime {
     })
 }
 
-/// For the panic hook: the clock's time, or the system's when the panic comes
-/// from the clock itself (asking it again there would panic inside the
-/// panic hook, which aborts the process); within the years a record can
-/// hold.
+/// Asking the clock again when the panic comes from it would panic inside the
+/// panic hook, which aborts the process.
 pub(crate) fn now_in_panic_hook(clock: &dyn Clock) -> SystemTime {
     let now = if IN_CLOCK.try_with(std::cell::Cell::get).unwrap_or(true) {
         SystemTime::now()

@@ -110,8 +110,7 @@ impl EmailConfig {
         EmailConfig::read_vars(prefix, vars)
     }
 
-    /// `from_vars` over values that may not be valid UTF-8 (`None`), an
-    /// error only in a variable that is read.
+    /// `None`: not valid UTF-8, an error only in a variable that is read.
     fn read_vars<K: AsRef<str>>(
         prefix: &str,
         vars: impl Iterator<Item = (K, Option<String>)>,
@@ -294,8 +293,6 @@ impl EmailConfig {
         self.alerts(b, getenv)
     }
 
-    /// Refuses the first of `keys` (names, and whether each is set) when
-    /// `needed` is not set: they are `what`.
     fn needs<'a>(
         &self,
         needed: &str,
@@ -311,7 +308,6 @@ impl EmailConfig {
         }
     }
 
-    /// The Alertmanager keys, on `b`.
     #[cfg_attr(not(feature = "alertmanager"), allow(unused_variables))]
     fn alerts(
         &self,
@@ -355,8 +351,6 @@ impl EmailConfig {
         }
     }
 
-    /// The Alertmanager its keys describe: URLs, labels, a login, a
-    /// certificate file, durations.
     #[cfg(feature = "alertmanager")]
     fn alertmanager(
         &self,
@@ -381,8 +375,7 @@ impl EmailConfig {
         })
     }
 
-    /// Basic authentication (a user, a password from a variable) or a
-    /// bearer token (from a variable), not both.
+    /// Basic (a user, a password from a variable) or bearer, not both.
     #[cfg(feature = "alertmanager")]
     fn alertmanager_login(
         &self,
@@ -414,8 +407,6 @@ impl EmailConfig {
         })
     }
 
-    /// The SMTP transport: the URL, its login, the certificate file, the
-    /// timeout, the opt-in to a password over plain text.
     #[cfg(feature = "smtp")]
     fn smtp(&self, url: &str, getenv: &dyn Fn(&str) -> Option<OsString>) -> Result<Smtp, Error> {
         let smtp_url = self.name("smtp_url");
@@ -442,9 +433,7 @@ impl EmailConfig {
         Ok(smtp.named(self.origin.clone()))
     }
 
-    /// The SMTP login: a password (in the URL, given, or in the variable
-    /// `password_env` names) or a command that prints one or a token; one of
-    /// them at most, and with a user name in the URL.
+    /// One at most, and with a user name in the URL.
     #[cfg(feature = "smtp")]
     fn login(
         &self,
@@ -476,7 +465,6 @@ impl EmailConfig {
         Ok(smtp)
     }
 
-    /// Where the SMTP login comes from, if any: refused if from more than one.
     #[cfg(feature = "smtp")]
     fn login_source(&self, smtp: &Smtp, smtp_url: &str) -> Result<Option<String>, Error> {
         let sources = [
@@ -506,7 +494,6 @@ impl EmailConfig {
         )))
     }
 
-    /// The file at `path`, given by `key`: the key's name and the bytes.
     #[cfg(any(feature = "smtp", feature = "alertmanager"))]
     fn read(
         &self,
@@ -524,7 +511,6 @@ impl EmailConfig {
         }
     }
 
-    /// Where the password given in code or in `PREFIX_SMTP_PASSWORD` came from.
     fn password_name(&self) -> String {
         match &self.origin {
             Origin::Env(prefix) => format!("{prefix}_SMTP_PASSWORD"),
@@ -532,8 +518,6 @@ impl EmailConfig {
         }
     }
 
-    /// The secret in the environment variable `var` that `key` names, if
-    /// set: the SMTP password, or Alertmanager's password or bearer token.
     #[cfg(any(feature = "smtp", feature = "alertmanager"))]
     fn secret(
         &self,
@@ -611,10 +595,7 @@ impl EmailLayer {
     }
 }
 
-/// The variables found after the prefix (`None`: not valid UTF-8), read as
-/// a file's table is: each of the `keys` the derived reader asks for that
-/// has a variable, its value read from it (an error names the variable);
-/// the `policy` table from the same variables.
+/// Read as a file's table is; an error names the variable.
 #[derive(Clone)]
 struct Vars<'a> {
     prefix: &'a str,
@@ -680,8 +661,7 @@ impl<'de> MapAccess<'de> for Vars<'_> {
     }
 }
 
-/// A variable's text, read as a file's value would be: a number, or `true`
-/// or `false` (in any case), when the key takes one, else the text.
+/// A number, or `true`/`false` in any case, when the key takes one, else text.
 struct Text<'a>(&'a str);
 
 impl<'de> Deserializer<'de> for Text<'_> {
@@ -716,8 +696,6 @@ impl<'de> Deserializer<'de> for Text<'_> {
     }
 }
 
-/// How the variable of a key whose value is not one text is read (`None`:
-/// its text is not of that form), and what it holds, for its errors.
 fn form(key: &str, text: &str) -> Option<(Option<Value>, &'static str)> {
     let t = text.trim();
     let items = text

@@ -264,9 +264,7 @@ impl StateFile {
         self.read(None)
     }
 
-    /// The snapshot, judged (when `judge` is given) by a policy at a time,
-    /// in a run (by default the next): its verdict, and which failures it
-    /// keeps quiet. Times later than that are taken as it, as a flush takes them.
+    /// Times later than `judge`'s are taken as it, as a flush takes them.
     pub(crate) fn read(
         &self,
         judge: Option<(&Policy, OffsetDateTime, Option<u64>)>,
@@ -435,8 +433,6 @@ impl Snapshot {
         count.saturating_sub(self.count_at_least(level))
     }
 
-    /// The rows of its table: a heading (empty under the one above) and
-    /// its text, each row there only when it says something.
     fn rows(&self) -> Vec<(&'static str, String)> {
         let mut rows = self.file_rows();
         if self.unflushed > 0 {
@@ -471,7 +467,6 @@ impl Snapshot {
         rows
     }
 
-    /// The rows of the file and its pending records by level.
     fn file_rows(&self) -> Vec<(&'static str, String)> {
         let (path, pending) = (self.path.display(), self.pending.len());
         let mut rows = vec![("state file", path.to_string())];
@@ -494,7 +489,6 @@ impl Snapshot {
         rows
     }
 
-    /// The `alerts` rows: none when the state never posted to Alertmanager.
     fn alert_rows(&self) -> Vec<(&'static str, String)> {
         let alerts = &self.alerts;
         let post = self.last_alert_post.as_ref();
@@ -516,8 +510,6 @@ impl Snapshot {
         rows
     }
 
-    /// What the policy does with the pending records, when known and not
-    /// `Nothing`.
     fn policy_row(&self) -> Option<String> {
         let pending = self.pending.len();
         Some(match self.verdict.as_ref()? {
@@ -549,7 +541,6 @@ impl fmt::Display for Snapshot {
 }
 
 impl Failure {
-    /// The failure of streak `s`, quiet until `quiet` if the policy says so.
     fn of(s: &crate::store::history::Streak, quiet: Option<Option<OffsetDateTime>>) -> Self {
         Failure {
             label: s.label.clone(),
@@ -564,7 +555,7 @@ impl Failure {
         }
     }
 
-    /// One line: `url "b.json" (WARN): 4 runs in a row, since …, reported …`.
+    /// `url "b.json" (WARN): 4 runs in a row, since …, reported …`.
     fn describe(&self, last_run: u64) -> String {
         let runs = match self.runs {
             1 => "1 run".to_owned(),

@@ -15,32 +15,23 @@ use tracing::Level;
 use crate::capture::record::{Record, severity};
 use crate::store::history::{Fingerprint, History, Streak, fingerprint_of};
 
-/// The rules that decide when pending records are worth an email: the
-/// settings' [`PolicyConfig`](crate::PolicyConfig), documented there.
 pub(crate) use crate::settings::PolicyConfig as Policy;
 
-/// When the decision is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// While the program runs (the batch worker): only full batches go out.
+    /// The batch worker: only full batches go out.
     Run,
-    /// At a flush that ends a run (the guard's `flush` or drop, or the end
-    /// of a `flush_every` period).
+    /// The guard's flush or drop, or the end of a `flush_every` period.
     Flush,
-    /// A checkpoint that only stores records (the panic hook): never sends.
+    /// The panic hook: stores records, never sends.
     Checkpoint,
 }
 
-/// What the policy knows besides the records.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Facts<'a> {
-    /// The time now, from the layer's clock.
     pub(crate) now: OffsetDateTime,
-    /// When an email was last accepted.
     pub(crate) last_sent: Option<OffsetDateTime>,
-    /// Runs and streaks.
     pub(crate) history: &'a History,
-    /// This run's number in `history`.
     pub(crate) run: u64,
 }
 
@@ -188,8 +179,7 @@ pub enum WaitingFor {
     },
 }
 
-/// A failure as a reason names it: by its fields' label (`url "b.json"
-/// failed`), or by its message, quoted (`"feed failed" seen in`).
+/// `url "b.json" failed`, or the message quoted: `"feed failed" seen in`.
 fn failed(label: &str) -> String {
     match label.find(" \"") {
         Some(at) if at > 0 && label.ends_with('"') => format!("{label} failed"),
@@ -197,7 +187,7 @@ fn failed(label: &str) -> String {
     }
 }
 
-/// `warnings or errors`: the records at `level` or above, in words.
+/// `warnings or errors`.
 fn at_or_above(level: Level) -> String {
     match level {
         Level::ERROR => "errors".to_owned(),
@@ -206,7 +196,6 @@ fn at_or_above(level: Level) -> String {
     }
 }
 
-/// How long a failure reported by `consecutive_runs` alone stays quiet.
 const NO_REMINDER: &str = "a run without it (consecutive_runs reports a failure once; \
                            repeat_after brings reminders)";
 
@@ -265,12 +254,10 @@ fn to_time(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
-/// `at + d`, or `None` past the end of time.
 fn after(at: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
     at.checked_add(to_time(d))
 }
 
-/// The reason a reported failure holds, quiet `until` then.
 fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor> {
     Some(WaitingFor::Quiet {
         label: s.label.clone(),
@@ -280,26 +267,21 @@ fn quiet_reason(s: &Streak, until: Option<OffsetDateTime>) -> Option<WaitingFor>
 }
 
 impl Policy {
-    /// The level at or above which records count (for the threshold,
-    /// consecutive runs and the maximum age): the threshold's, else WARN.
+    /// The threshold's level, else WARN (also for consecutive runs and max age).
     pub(crate) fn level(&self) -> Level {
         self.threshold.map_or(Level::WARN, |(_, level)| level)
     }
 
-    /// Whether `level` is at the policy's [`level`](Policy::level) or above.
     pub(crate) fn counts(&self, level: Level) -> bool {
         severity(level) >= severity(self.level())
     }
 
-    /// The failure `record` is, fingerprinted under the policy's fields,
-    /// when it is at the policy's level or above: what every part that
-    /// tracks failures (the history, the flush, Alertmanager) goes by.
+    /// What history, flush and Alertmanager go by; `None` below the policy's level.
     pub(crate) fn failure_of<'r>(&self, record: &'r Record) -> Option<Cow<'r, Fingerprint>> {
         self.counts(record.level)
             .then(|| fingerprint_of(record, &self.fingerprint_fields))
     }
 
-    /// Whether a rule besides `batch` can trigger a send at flush.
     fn has_trigger(&self) -> bool {
         self.threshold.is_some()
             || self.immediately_at.is_some()
@@ -315,9 +297,7 @@ impl Policy {
         }
     }
 
-    /// Whether the failure of streak `s` is quiet at `now` because it was
-    /// reported: `Some(until)` if so, `until` being `None` for "until a run
-    /// without it" (see `streak_quiet`), else when `repeat_after` has passed.
+    /// `Some(None)`: quiet until a run without it.
     pub(crate) fn quiet_until(
         &self,
         s: &Streak,
@@ -328,17 +308,14 @@ impl Policy {
             .or_else(|| self.repeat_quiet(s, now))
     }
 
-    /// Whether the failure of streak `s` was reported too recently to
-    /// trigger (`repeat_after`): `Some(until)` while it is quiet at `now`
-    /// (`until` is `None` past the end of time).
+    /// The inner `None` is past the end of time.
     fn repeat_quiet(&self, s: &Streak, now: OffsetDateTime) -> Option<Option<OffsetDateTime>> {
         let until = after(s.reported?, self.repeat_after?);
         until.is_none_or(|u| now < u).then_some(until)
     }
 
-    /// As [`quiet_until`](Self::quiet_until), for `consecutive_runs(k)`: a
-    /// streak is reported once it went out while at least `k` runs long;
-    /// without `repeat_after` it stays quiet for the rest of the streak.
+    /// `consecutive_runs(k)`'s part: a streak is reported once it went out at
+    /// least `k` runs long; without `repeat_after` it stays quiet for the rest of it.
     fn streak_quiet(
         &self,
         s: &Streak,
@@ -352,11 +329,7 @@ impl Policy {
         }
     }
 
-    /// The fingerprint groups of `tally` quiet now (`repeat_after`), each
-    /// with the reason it holds, in the order of their first counted record
-    /// (those without one first): found from the reported streaks (at most
-    /// `MAX_STREAKS`), not from the groups, which may be as many as the
-    /// records.
+    /// From the reported streaks (at most `MAX_STREAKS`), not the groups (as many as records).
     fn quiet_bands(&self, tally: &Tally, facts: &Facts<'_>) -> Vec<(usize, WaitingFor)> {
         if self.repeat_after.is_none() {
             return Vec::new();
@@ -370,9 +343,7 @@ impl Policy {
         quiet
     }
 
-    /// Measures the count rules over the tallied records less those of the
-    /// `quiet` groups (the first and earliest found past theirs in the
-    /// tally's orders, in at most as many steps as there are quiet groups).
+    /// Over the tally less the `quiet` groups, in as many steps as there are of them.
     fn measure(&self, tally: &Tally, facts: &Facts<'_>, quiet: &[(usize, WaitingFor)]) -> Measure {
         let quiet_bands = || quiet.iter().map(|(id, _)| &tally.bands[*id]);
         let counted = tally.all.counted - quiet_bands().map(|b| b.counted).sum::<usize>();
@@ -391,19 +362,14 @@ impl Policy {
         }
     }
 
-    /// Decides over `pending` (oldest first): [`decide_tally`](Self::decide_tally)
-    /// over their [`Tally`], made here (O(pending); a flush keeps its tally
-    /// between flushes instead).
+    /// O(pending) to make the [`Tally`]; a flush keeps its tally between flushes.
     pub(crate) fn decide(&self, pending: &[Record], phase: Phase, facts: &Facts<'_>) -> Decision {
         let mut tally = Tally::default();
         tally.extend(self, pending);
         self.decide_tally(&tally, phase, facts)
     }
 
-    /// Decides over the pending records that `tally` sums up (made by
-    /// [`Tally::add`] with this policy): O(1) in the records and in the
-    /// fingerprint groups, O(streaks) with `repeat_after` or
-    /// `consecutive_runs` (at most `MAX_STREAKS`).
+    /// O(1) in the records and groups; O(streaks) with `repeat_after` or `consecutive_runs`.
     pub(crate) fn decide_tally(&self, tally: &Tally, phase: Phase, facts: &Facts<'_>) -> Decision {
         if tally.len == 0 {
             return Decision::Nothing;
@@ -431,9 +397,7 @@ impl Policy {
         }
     }
 
-    /// This run's streaks at the policy's level: the longest not yet
-    /// reported, and those long enough but reported (once per streak; again
-    /// after `repeat_after`).
+    /// Reported ones count once per streak, again after `repeat_after`.
     fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, Vec<WaitingFor>) {
         let (mut longest, mut quiet): (Option<&Streak>, _) = (None, Vec::new());
         let Some(k) = self.consecutive_runs else {
@@ -452,10 +416,7 @@ impl Policy {
         (longest, quiet)
     }
 
-    /// What goes out at `phase` of `n` pending records, the count rules
-    /// `met` or not and `longest` the longest streak not reported: all of
-    /// them at a flush when a rule is met, else the full batches; never at
-    /// a checkpoint.
+    /// All at a flush when a rule is met, else the full batches; never at a checkpoint.
     fn send(
         &self,
         n: usize,
@@ -477,18 +438,14 @@ impl Policy {
         (records > 0).then_some(Decision::Send { records })
     }
 
-    /// Until when the last email is too recent to send another
-    /// (`min_interval`), if it is. Saturates: a `last_sent` near the end of
-    /// year 9999 waits until then rather than overflow.
+    /// Saturates: a `last_sent` near year 9999 waits until then rather than overflow.
     fn interval_until(&self, facts: &Facts<'_>) -> Option<OffsetDateTime> {
         let last = facts.last_sent?.checked_add(to_time(self.min_interval?));
         let until = last.unwrap_or(crate::clock::LATEST);
         (facts.now < until).then_some(until)
     }
 
-    /// Of the rules not met, the one closest to sending: a failure that
-    /// meets a rule but is quiet first (the one that may trigger soonest),
-    /// else the furthest along.
+    /// A quiet failure first (the soonest to trigger), else the furthest along.
     fn waiting_for(
         &self,
         n: usize,
@@ -518,7 +475,6 @@ impl Policy {
             .map_or(fallback, |(_, w)| w)
     }
 
-    /// Each rule not met, in its own terms.
     fn unmet(&self, n: usize, m: &Measure, longest: Option<&Streak>) -> [Option<WaitingFor>; 5] {
         [
             self.threshold.map(|(needed, level)| WaitingFor::Threshold {
@@ -546,8 +502,6 @@ impl Policy {
         ]
     }
 
-    /// How far along toward sending the rule that waits for `w` is, as a
-    /// fraction (for picking the closest).
     fn progress(&self, w: &WaitingFor, now: OffsetDateTime) -> f64 {
         let ratio = |counted: u64, needed: u64| match needed {
             0 => 1.0,
@@ -568,15 +522,9 @@ impl Policy {
         }
     }
 
-    /// The failures of run `facts.run` (fingerprint keys, at the policy's
-    /// level) that the rules would report on their own, one by one: for
-    /// Alertmanager, which gets one alert per failure. A failure seen in
-    /// this run counts when it has lasted `consecutive_runs` runs, is at
-    /// `immediately_at`, has `threshold` records of its own pending, or has
-    /// a pending record older than `max_age`; with `batch` alone, every
-    /// failure counts. `min_interval` and `repeat_after` pace emails and do
-    /// not count here (Alertmanager has its own `repeat_interval`). A
-    /// failure's own pending records are read from `tally`, their figures.
+    /// This run's failures the rules would report on their own (one alert each);
+    /// with `batch` alone, every one. `min_interval` and `repeat_after` do not count
+    /// (Alertmanager has `repeat_interval`).
     #[cfg_attr(not(feature = "alertmanager"), allow(dead_code))]
     pub(crate) fn worth_reporting(&self, tally: &Tally, facts: &Facts<'_>) -> BTreeSet<String> {
         let every = !self.has_trigger();
@@ -601,12 +549,7 @@ impl Policy {
             .collect()
     }
 
-    /// Decides over the recovery notices due in `facts.history` (none when
-    /// `notify` is off), given the digest's `decision` at `phase`. A pure
-    /// function, like [`decide`](Policy::decide): notices go only at a
-    /// flush (not from the batch worker, not at a checkpoint); with a digest
-    /// when one is sent; alone otherwise, under `min_interval` like any
-    /// email.
+    /// Pure: notices go only at a flush, with the digest or alone, under `min_interval`.
     pub(crate) fn recovery(
         &self,
         notify: bool,
@@ -625,56 +568,34 @@ impl Policy {
     }
 }
 
-/// The count rules' view of the pending records.
 struct Measure {
-    /// Records at the policy's level that count.
     counted: usize,
-    /// When the first of them was logged.
     oldest: Option<OffsetDateTime>,
-    /// A count rule (threshold, immediately_at, max_age) is met.
     met: bool,
 }
 
-/// What the rules read of the pending records, as running figures: the
-/// count of records at the policy's level or above, the first of them (in
-/// their order) and the earliest logged, and the count at `immediately_at`'s
-/// level or above, over all of them and by fingerprint (for `repeat_after`,
-/// whose quieting is by failure, and the alerts, one per failure), with the
-/// groups ordered by their first and their earliest record, so that the
-/// groups quiet now are left out in as many steps as there are of them. Pure data, made for one
-/// policy by [`Tally::add`] as records are added; records
-/// leave from the front only (a send, a trim), after which it is made anew.
+/// Running figures over all and by fingerprint (`repeat_after` and alerts go per
+/// failure), groups ordered so quiet ones are skipped in as many steps as there
+/// are. Records leave from the front only, after which it is made anew.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Tally {
-    /// Records tallied: the first `len` pending records.
     len: usize,
-    /// The figures of all the records that count or are urgent.
     all: Band,
-    /// The group of each fingerprint key, an index in `bands`.
     keyed: HashMap<String, usize>,
-    /// The groups, in the order of their first record.
     bands: Vec<Band>,
-    /// The groups by the position of their first counted record.
     by_first: BTreeMap<usize, usize>,
-    /// The groups by the time of their earliest counted record.
     by_earliest: BTreeSet<(OffsetDateTime, usize)>,
 }
 
-/// The figures of one group of tallied records.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Band {
-    /// Records at the policy's level or above.
     counted: usize,
-    /// The first of them: its position among the pending records, its time.
     first: Option<(usize, OffsetDateTime)>,
-    /// The earliest time among them.
     earliest: Option<OffsetDateTime>,
-    /// Records at `immediately_at`'s level or above.
     urgent: usize,
 }
 
 impl Band {
-    /// Adds the record at position `at`, logged at `time`.
     fn add(&mut self, at: usize, time: OffsetDateTime, counts: bool, urgent: bool) {
         self.urgent += usize::from(urgent);
         if counts {
@@ -686,12 +607,11 @@ impl Band {
 }
 
 impl Tally {
-    /// How many records are tallied.
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Adds the next pending record (with `policy`, the tally's own).
+    /// `policy` must be the one the tally was made for.
     pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
         let (at, time, level) = (self.len, record.timestamp, record.level);
         self.len += 1;
@@ -726,7 +646,6 @@ impl Tally {
         }
     }
 
-    /// Adds the next pending records, in order.
     pub(crate) fn extend(&mut self, policy: &Policy, records: &[Record]) {
         for record in records {
             self.add(policy, record);
@@ -734,20 +653,16 @@ impl Tally {
     }
 }
 
-/// What to do with the recovery notices due (`notify_recovery`: reported
-/// failures that a run ended without, see `History::end_run`), beside the
-/// digest's [`Decision`].
+/// Recovery notices due (see `History::end_run`), beside the [`Decision`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Recovery {
     /// None is due, or not now (only a flush sends them).
     Nothing,
-    /// A digest goes out: the notices ride in its first email, as a
-    /// "Resolved" section.
+    /// They ride in the digest's first email, as a "Resolved" section.
     WithDigest,
-    /// No digest goes out: the notices go in one short email of their own.
+    /// One short email of their own.
     Alone,
-    /// The last email is too recent (`min_interval`): the notices wait
-    /// until `until`, and are retried by a later flush.
+    /// `min_interval`: a later flush retries.
     Wait { until: OffsetDateTime },
 }
 

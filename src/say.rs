@@ -4,7 +4,6 @@
 //! ignored, never a panic (`eprintln!` panics when stderr is a pipe nobody
 //! reads any more); and a count with its noun, `1 record`, `3 records`.
 
-/// Writes `tracing-email: ` and the formatted line to stderr.
 macro_rules! say {
     ($($arg:tt)*) => {{
         let line = format!($($arg)*);
@@ -20,7 +19,6 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-/// `1 record`, `2 records`: `n` with `one` or `many`.
 pub(crate) fn plural<N: std::fmt::Display + PartialEq + From<u8>>(
     n: N,
     one: &str,

@@ -25,39 +25,26 @@ pub(crate) mod with;
 // silence email for longer than anyone means, or overflow the arithmetic.
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const TEN_YEARS: Duration = Duration::from_secs(3650 * 24 * 3600);
-/// Longest `send_deadline`: a program's exit held for more than a day.
+/// A program's exit held for more than a day.
 pub(crate) const MAX_SEND_DEADLINE: Duration = DAY;
-/// Longest `lock_timeout`.
 pub(crate) const MAX_LOCK_TIMEOUT: Duration = DAY;
-/// Longest `checkpoint_interval`.
 pub(crate) const MAX_CHECKPOINT_INTERVAL: Duration = DAY;
-/// Longest `flush_every`: a run of a day.
 pub(crate) const MAX_FLUSH_EVERY: Duration = DAY;
-/// Shortest `flush_every`: each period is a run, counted in the state file,
-/// and a shorter one would keep the state file and the mail server busy.
+/// Each period is a run in the state file: shorter would keep it and the mail server busy.
 pub(crate) const MIN_FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// Longest SMTP `timeout` (for each network operation).
 pub(crate) const MAX_SMTP_TIMEOUT: Duration = DAY;
-/// Longest `repeat_after`: 3650 days, about ten years.
 pub(crate) const MAX_REPEAT_AFTER: Duration = TEN_YEARS;
-/// Longest `min_interval`.
 pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
-/// Longest `max_age`.
 pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
-/// Longest Alertmanager `timeout` (of one post).
 #[cfg(feature = "alertmanager")]
 pub(crate) const MAX_ALERTMANAGER_TIMEOUT: Duration = DAY;
-/// Longest `resolve_window`: 30 days.
 #[cfg(feature = "alertmanager")]
 pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// A bound in whole days, as the errors say it: `1 day`, `3650 days`.
 pub(crate) fn days(max: Duration) -> String {
     crate::say::plural(max.as_secs() / DAY.as_secs(), "day", "days")
 }
 
-/// Refuses `value` for the setting `key` if it is longer than `max`: the
-/// error message, which names both.
 pub(crate) fn at_most(key: &str, value: Duration, max: Duration) -> Result<(), String> {
     if value <= max {
         return Ok(());
@@ -482,14 +469,11 @@ pub struct EmailConfig {
     ///
     /// In a file: `host = "node-7"`; in code: [`Builder::host`](crate::Builder::host).
     pub host: Option<String>,
-    /// The SMTP password itself: from `PREFIX_SMTP_PASSWORD` or
-    /// [`set_password`](EmailConfig::set_password), never from a file.
+    /// Never from a file.
     #[serde(skip)]
     pub(crate) password: Option<Password>,
-    /// Where the settings came from, to name them in errors.
     #[serde(skip)]
     pub(crate) origin: Origin,
-    /// A fixed offset for the digest's times ([`Builder::utc_offset`](crate::Builder::utc_offset)).
     #[serde(skip)]
     pub(crate) offset: Option<time::UtcOffset>,
 }
@@ -601,8 +585,7 @@ impl From<&str> for SecretUrl {
     }
 }
 
-/// The SMTP password itself, which `Debug` shows as `***`; read only when
-/// an `Smtp` is made (the `smtp` feature).
+/// `Debug` shows it as `***`.
 #[derive(Clone)]
 pub(crate) struct Password(#[cfg_attr(not(feature = "smtp"), allow(dead_code))] pub(crate) String);
 
@@ -612,24 +595,19 @@ impl fmt::Debug for Password {
     }
 }
 
-/// Where settings came from, to name each key in errors as the user wrote it.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Origin {
-    /// Builder calls: keys named as their methods (`batch`).
     Code,
-    /// A file or an `EmailConfig` made in code: keys as in the file
-    /// (`policy.batch`).
+    /// A file or an `EmailConfig` made in code: `policy.batch`.
     #[default]
     Data,
-    /// A table of a file named by `EmailConfig::set_table`: keys with the
-    /// table's name first (`email.policy.batch`).
+    /// `EmailConfig::set_table`: `email.policy.batch`.
     Table(String),
-    /// Environment variables with this prefix (`POCA_BATCH`).
+    /// `POCA_BATCH`.
     Env(String),
 }
 
 impl Origin {
-    /// The name of `key` (as in a file: `policy.batch`) as the user wrote it.
     pub(crate) fn name(&self, key: &str) -> String {
         // A policy key, in code or a variable, without `policy.`.
         let last = key.rsplit('.').next().unwrap_or(key);
@@ -642,9 +620,7 @@ impl Origin {
     }
 }
 
-/// Refuses an app name that cannot name the folder of its state file:
-/// empty, `.`, `..`, with a path separator, or with control characters
-/// (`po\nca` and `poca` would name the same folder).
+/// Empty, `.`, `..`, a path separator, or control characters (`po\nca` names `poca`'s folder).
 pub(crate) fn check_app_name(name: &str) -> Result<(), Error> {
     let app = name.trim();
     let why = match app {
@@ -677,9 +653,7 @@ impl EmailConfig {
         self.clone().check()
     }
 
-    /// The one check of every setting but the transport's (the app and host
-    /// names, counts, durations and policy), in the words of where each came
-    /// from; sets the default policy when none is given.
+    /// Every setting but the transport's; sets the default policy when none is given.
     pub(crate) fn check(&mut self) -> Result<(), Error> {
         check_app_name(&self.app)?;
         let unusable = |host: &&String| host.trim().is_empty() || host.contains(char::is_control);
@@ -712,7 +686,7 @@ impl EmailConfig {
         Ok(())
     }
 
-    /// Each duration within its bound, and longer than 0 (but `lock_timeout`).
+    /// Longer than 0, but `lock_timeout`.
     fn check_durations(&self) -> Result<(), Error> {
         let p = &self.policy;
         let durations = [
@@ -753,12 +727,10 @@ impl EmailConfig {
         Ok(())
     }
 
-    /// The error `message` about `key`, named as the user wrote it.
     pub(crate) fn bad(&self, key: &str, message: String) -> Error {
         Error::config(format!("{}: {message}", self.name(key)))
     }
 
-    /// The sender and the recipients, parsed once; errors name the key.
     pub(crate) fn addresses(&self) -> Result<(Mailbox, Vec<Mailbox>), Error> {
         let bad = |key: &str, given: &str, e| {
             let message = format!("{}: {given:?} is not a valid email address", self.name(key));
@@ -783,7 +755,6 @@ impl EmailConfig {
         Ok((from, to))
     }
 
-    /// The state file: `state_file`, else the app's default.
     pub(crate) fn state_path(&self) -> Result<PathBuf, Error> {
         let Some(path) = &self.state_file else {
             return crate::store::file::default_path(&self.app);
@@ -798,8 +769,7 @@ impl EmailConfig {
         Ok(path.clone())
     }
 
-    /// The name of `key` as the user wrote it: the key itself, or its
-    /// environment variable.
+    /// The key itself, or its environment variable.
     pub(crate) fn name(&self, key: &str) -> String {
         self.origin.name(key)
     }

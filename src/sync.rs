@@ -5,14 +5,12 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
-/// Locks a mutex, taking the data even if a thread panicked while holding it:
-/// a queue of records is never left half-updated by a push.
+/// Takes the data even if a thread panicked holding it: a push never leaves a
+/// queue half-updated.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Locks a mutex if it is free, taking the data even if a thread panicked
-/// while holding it (as [`lock`] does).
 pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     match m.try_lock() {
         Ok(guard) => Some(guard),

@@ -10,11 +10,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind};
 use crate::redact::{MAX_QUOTED, Redactor};
 
-/// A checked client: the URLs to post to (each ending in `/api/v2/alerts`),
-/// the agent (TLS roots, no redirects, no status-as-error), the
-/// `Authorization` header's value (`Basic …`, `Bearer …`), the redactor
-/// that hides its secret in anything quoted back, and the timeout of one
-/// post.
+/// URLs end in `/api/v2/alerts`; the agent has the TLS roots, no redirects, no
+/// status-as-error; the redactor hides the `Authorization` secret in anything quoted back.
 #[derive(Clone)]
 pub(crate) struct Client {
     pub(crate) endpoints: Vec<String>,
@@ -24,22 +21,17 @@ pub(crate) struct Client {
     pub(crate) timeout: Duration,
 }
 
-/// What one Alertmanager said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply {
     Accepted,
-    /// A 4xx: the payload or the credentials were refused; retrying the
-    /// same will not help until the setup changes.
+    /// A 4xx: retrying the same will not help until the setup changes.
     Refused(String),
-    /// Unreachable, a 5xx, a timeout.
     Failed(String),
 }
 
 impl Client {
-    /// Posts `body` to every endpoint in parallel, each on a thread of its
-    /// own, and waits until all have answered or `deadline` has passed.
-    /// `Ok(n)`: `n` accepted it (at least one); else an error that says what
-    /// each one did.
+    /// In parallel, until all answered or `deadline`. `Ok(n)`: `n` accepted it (at
+    /// least one); else an error that says what each one did.
     pub(crate) fn post(&self, body: &[u8], deadline: Instant) -> Result<usize, Error> {
         let (tx, rx) = mpsc::channel();
         let body: std::sync::Arc<[u8]> = body.into();
@@ -82,7 +74,6 @@ impl Client {
         }
     }
 
-    /// The error when no endpoint accepted the post: what each one did.
     fn none_accepted(&self, replies: &[Reply]) -> Error {
         let refused = replies.iter().any(|r| matches!(r, Reply::Refused(_)));
         let causes: Vec<String> = self
@@ -112,7 +103,6 @@ impl Client {
         )
     }
 
-    /// One post, within `timeout`.
     fn post_one(&self, endpoint: &str, body: &[u8], timeout: Duration) -> Reply {
         let mut request = self
             .agent
@@ -148,13 +138,12 @@ impl Client {
         }
     }
 
-    /// `text` from the server, its secrets hidden, bounded (`more`: it was cut).
+    /// Secrets hidden, bounded (`more`: it was cut).
     fn quote(&self, text: &[u8], more: bool) -> String {
         self.redactor.quote(text, MAX_QUOTED, more)
     }
 }
 
-/// An error of the HTTP client in words.
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(_) => "no answer within the timeout".into(),
@@ -169,7 +158,6 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
-/// The Alertmanager's base URL, as the user gave it.
 fn base(endpoint: &str) -> &str {
     endpoint.strip_suffix(super::PATH).unwrap_or(endpoint)
 }

@@ -22,18 +22,14 @@ use crate::redact::Redactor;
 use crate::store::history::STRIP_RUNS;
 use crate::store::state::{AlertPost, FiringAlert, State};
 
-/// The path posted to, after each Alertmanager's base URL.
 pub(crate) const PATH: &str = "/api/v2/alerts";
-/// Most alerts kept in the state file (firing, or resolved but not yet
-/// accepted): beyond it the oldest resolutions are given up.
+/// Firing, or resolved but not yet accepted: beyond it the oldest resolutions go.
 pub(crate) const MAX_ALERTS: usize = 1000;
 use crate::settings::{MAX_ALERTMANAGER_TIMEOUT as MAX_TIMEOUT, MAX_RESOLVE_WINDOW};
 
-/// Most bytes of a failed post's error kept in the state file (each
-/// Alertmanager's reply in it is bounded already).
 const MAX_ANSWER: usize = 2 * crate::redact::MAX_QUOTED;
 
-/// Labels this crate sets on every alert; the user's may not replace them.
+/// The user's may not replace them.
 const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
 
 /// Where the failures worth reporting also go: one or more Prometheus
@@ -75,7 +71,7 @@ pub struct Alertmanager {
     root_certificate: Option<Vec<u8>>,
     timeout: Duration,
     resolve_window: Option<Duration>,
-    /// Set when the settings came from an `EmailConfig`: errors name the key.
+    /// Errors then name the key.
     origin: Option<crate::settings::Origin>,
 }
 
@@ -129,7 +125,6 @@ impl Alertmanager {
         }
     }
 
-    /// Names the keys of `origin` in the errors of [`check`](Self::check).
     pub(crate) fn named(mut self, origin: crate::settings::Origin) -> Self {
         self.origin = Some(origin);
         self
@@ -225,9 +220,7 @@ impl Alertmanager {
         self
     }
 
-    /// Checks everything and makes the client: URLs (http or https, a host,
-    /// no credentials in them; https or loopback when credentials are set),
-    /// label names, the certificate, durations.
+    /// URLs (https or loopback when credentials are set), label names, the certificate, durations.
     pub(crate) fn check(self, app: &str, host: String) -> Result<Poster, Error> {
         let urls = "alertmanager_urls";
         if self.urls.is_empty() {
@@ -259,8 +252,6 @@ impl Alertmanager {
         })
     }
 
-    /// The error for `key`, named as where it came from says (see
-    /// [`named`](Self::named)), or as `alerts`.
     fn bad(&self, key: &str, message: impl fmt::Display) -> Error {
         let lead = match &self.origin {
             Some(o) => o.name(key),
@@ -269,8 +260,6 @@ impl Alertmanager {
         Error::new(ErrorKind::Config, format!("{lead}: {message}"))
     }
 
-    /// The extra labels, each name checked: valid for Prometheus, and not
-    /// one that tracing-email sets.
     fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
         for (name, _) in &self.labels {
             let valid = name
@@ -295,7 +284,6 @@ impl Alertmanager {
         Ok(self.labels.iter().cloned().collect())
     }
 
-    /// The timeout and the resolve window: longer than zero, within their bound.
     fn check_durations(&self) -> Result<(), Error> {
         for (key, d, max) in [
             ("alertmanager_timeout", Some(self.timeout), MAX_TIMEOUT),
@@ -315,8 +303,7 @@ impl Alertmanager {
         Ok(())
     }
 
-    /// The `Authorization` header, if credentials are set, and the redactor
-    /// that hides them (and their base64 form) in what a server says.
+    /// With the redactor that hides them (and their base64 form) in what a server says.
     fn authorization(&self) -> Result<(Option<String>, Redactor), Error> {
         Ok(match &self.auth {
             None => (None, Redactor::new()),
@@ -337,8 +324,7 @@ impl Alertmanager {
         })
     }
 
-    /// The HTTP agent: no redirect, statuses as answers, and the root
-    /// certificate, if one is given, as the only one trusted.
+    /// No redirect, statuses as answers, the root certificate if given as the only one trusted.
     fn agent(&self) -> Result<ureq::Agent, Error> {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -355,7 +341,6 @@ impl Alertmanager {
         Ok(config.build().into())
     }
 
-    /// The certificates in `pem`: at least one, all valid.
     fn root_certs(&self, pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, Error> {
         let key = "alertmanager_root_certificate";
         let mut certs = Vec::new();
@@ -373,9 +358,7 @@ impl Alertmanager {
         Ok(certs)
     }
 
-    /// `raw` checked (http or https, a host, no credentials, query or
-    /// fragment in it; credentials only over https or to loopback) and
-    /// made the URL posted to; else what is wrong with it.
+    /// No credentials, query or fragment in it; credentials only over https or to loopback.
     fn endpoint(&self, raw: &str) -> Result<String, String> {
         let shown = shown(raw);
         let url = (url::Url::parse(raw.trim()).ok())
@@ -412,8 +395,7 @@ impl Alertmanager {
     }
 }
 
-/// Whether `url`'s host is this one: 127.0.0.0/8, ::1 (or 127.x mapped
-/// into IPv6) or `localhost`.
+/// 127.0.0.0/8, ::1 (or 127.x mapped into IPv6) or `localhost`.
 fn on_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -423,13 +405,11 @@ fn on_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// A URL as an error shows it: without what stands before an `@` (a user
-/// and password pasted into it), cut so a long paste stays readable.
+/// Without a user and password pasted before an `@`, cut so a long paste stays readable.
 fn shown(url: &str) -> String {
     payload::failure_label(&without_userinfo(url))
 }
 
-/// `url` with anything between `//` and the last `@` shown as `***`.
 fn without_userinfo(url: &str) -> String {
     match (url.find("//"), url.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
@@ -439,7 +419,6 @@ fn without_userinfo(url: &str) -> String {
     }
 }
 
-/// The checked destination, kept by the flush.
 pub(crate) struct Poster {
     pub(crate) identity: payload::Identity,
     pub(crate) client: client::Client,
@@ -457,20 +436,14 @@ impl fmt::Debug for Poster {
 }
 
 impl Alerts for Poster {
-    /// How long a firing alert lasts unless posted again: the
-    /// `resolve_window` given, else its default from the state's history
-    /// (see [`Alertmanager::resolve_window`]).
     fn window(&self, state: &State) -> Duration {
         self.resolve_window
             .unwrap_or_else(|| payload::default_window(&state.history))
     }
 
-    /// Posts the alerts of this flush: `worth` (the failures the policy
-    /// would report, by fingerprint key) and every failure already firing
-    /// that run `run` saw again, as firing; the firing ones it did not see, as resolved. When
-    /// one Alertmanager accepted them, `state.alerts` says so; when none
-    /// did, it keeps the firing ones as they were and notes when the
-    /// resolved ones ended, for the next flush to post again.
+    /// `worth` and every already-firing failure run `run` saw again, as firing; the
+    /// others firing, as resolved. When none accepts, the state keeps the firing ones
+    /// and notes when the resolved ones ended, to post them again.
     fn post(
         &self,
         state: &mut State,
@@ -513,8 +486,6 @@ impl Alerts for Poster {
 }
 
 impl Poster {
-    /// The firing alert of the failure `key` (if the history knows it), with
-    /// its newest `lines`, and what the state keeps of it once accepted.
     fn firing(
         &self,
         state: &State,
@@ -547,11 +518,8 @@ impl Poster {
         Some((alert, posted))
     }
 
-    /// Notes the `answer` at `now` to the post of `firing` and `over` in
-    /// the state (its error's text passes the redactor once more, bounded):
-    /// accepted, the alerts `posted` replace those over; else the state
-    /// stays as [`post`](Alerts::post) left it (the resolved ones noting
-    /// when they ended, for the next flush to post again), within its bound.
+    /// The error's text passes the redactor once more. Unaccepted, the state stays as
+    /// [`post`](Alerts::post) left it.
     fn settle(
         &self,
         state: &mut State,
@@ -584,10 +552,8 @@ impl Poster {
     }
 }
 
-/// What a post changes: the failures firing (`worth` the history knows,
-/// and those firing that run `run` saw again; at most [`MAX_ALERTS`]), and
-/// those over, with when they ended: firing ones not seen, and any whose
-/// severity changed (a new label set in Alertmanager).
+/// Firing: `worth` and those firing that run `run` saw again (at most
+/// [`MAX_ALERTS`]); over: firing ones not seen, and any whose severity changed.
 fn changes(
     state: &State,
     worth: &BTreeSet<String>,
@@ -611,8 +577,6 @@ fn changes(
     (firing, over)
 }
 
-/// The newest lines of each `firing` failure, oldest first, from the
-/// `pending` records at the `policy`'s level or above, as it fingerprints them.
 fn newest_lines<'f>(
     pending: &[Record],
     firing: &'f BTreeSet<String>,
@@ -633,8 +597,7 @@ fn newest_lines<'f>(
     lines
 }
 
-/// Keeps at most [`MAX_ALERTS`]: the resolutions that ended longest ago go
-/// first, then the firing ones seen fewest runs.
+/// Resolutions that ended longest ago go first, then firing ones seen fewest runs.
 fn bound(alerts: &mut BTreeMap<String, FiringAlert>) {
     let mut by_age: Vec<_> = alerts
         .iter()

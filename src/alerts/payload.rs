@@ -13,15 +13,11 @@ use crate::capture::record::utc_time;
 use crate::store::history::{History, Streak, strip_text};
 use crate::store::state::FiringAlert;
 
-/// Most characters of the failure label (a label value): a deterministic
-/// cut, so every host cuts the same label the same way.
+/// A deterministic cut, so every host cuts the same label the same way.
 pub(crate) const MAX_LABEL_CHARS: usize = 200;
-/// Most record lines in an alert's description.
 pub(crate) const MAX_LINES: usize = 10;
-/// Most characters of one of those lines.
 pub(crate) const MAX_LINE_CHARS: usize = 300;
 
-/// One alert of the v2 API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Alert {
     pub(crate) labels: BTreeMap<String, String>,
@@ -32,8 +28,6 @@ pub(crate) struct Alert {
     pub(crate) ends_at: OffsetDateTime,
 }
 
-/// What identifies alerts of this program on this host: `alertname` (the
-/// app), `instance` (the host) and the user's labels.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
     pub(crate) app: String,
@@ -41,7 +35,6 @@ pub(crate) struct Identity {
     pub(crate) labels: BTreeMap<String, String>,
 }
 
-/// `error` for ERROR, `warning` below.
 pub(crate) fn severity(level: Level) -> &'static str {
     if level == Level::ERROR {
         "error"
@@ -50,7 +43,6 @@ pub(crate) fn severity(level: Level) -> &'static str {
     }
 }
 
-/// The failure label as posted: at most [`MAX_LABEL_CHARS`] characters.
 pub(crate) fn failure_label(label: &str) -> String {
     cut(label, MAX_LABEL_CHARS)
 }
@@ -73,10 +65,7 @@ impl Identity {
         labels
     }
 
-    /// The firing alert of the failure whose streak is `s`, firing since
-    /// `since`, with its newest `lines` (oldest first) and which of the
-    /// app's `recent` runs saw it (shown from two runs on); it ends at
-    /// `now + window` unless re-posted.
+    /// `recent` runs shown from two runs on; it ends at `now + window` unless re-posted.
     pub(crate) fn firing(
         &self,
         s: &Streak,
@@ -116,8 +105,6 @@ impl Identity {
         }
     }
 
-    /// The alert of a failure that is over (as last `posted`), ending at
-    /// `ended`.
     pub(crate) fn resolved(&self, posted: &FiringAlert, ended: OffsetDateTime) -> Alert {
         let FiringAlert { failure, runs, .. } = posted;
         let after = match runs {
@@ -139,12 +126,9 @@ impl Identity {
     }
 }
 
-/// The resolve window when none is set: three times the median time
-/// between runs, at least 5 minutes and at most a week. The time between
-/// runs comes from when the app's recent runs started (`run_starts`); with
-/// fewer than two of them (or all at one moment), from the streaks of
-/// failures seen in several runs in a row (`(last_seen - since) / (runs -
-/// 1)`); with neither, the window is the 5-minute floor.
+/// Three times the median time between runs (from `run_starts`; with fewer than
+/// two, from multi-run streaks: `(last_seen - since) / (runs - 1)`), within 5
+/// minutes and a week.
 pub(crate) fn default_window(history: &History) -> Duration {
     const MIN: Duration = Duration::from_secs(300);
     const MAX: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -24,65 +24,49 @@ use crate::capture::record::Record;
 use crate::capture::scope::Spans;
 use crate::sync::lock;
 
-/// Most records a chunk of a shard holds (56 bytes each, beside their
-/// text and values); the first chunk's room, at most this, is what a shard
-/// keeps once drained.
+/// 56 bytes each beside text and values; a drained shard keeps one chunk's room.
 const CHUNK: usize = 1024;
 
-/// Most bytes of messages and values a drained chunk keeps room for.
 const TEXT_KEEP: usize = 64 * 1024;
 
-/// A record as the event path keeps it: compact, with the event's static
-/// metadata by reference, turned into a [`Record`] only at flush.
+/// The event's static metadata by reference, made a [`Record`] only at flush.
 enum Captured {
     Event(Event),
     Record(Box<Record>),
 }
 
-/// What an event said, in as few bytes as possible: its message and field
-/// values are kept by the buffer beside it (one text and one list for many
-/// events), so that capturing an event allocates nothing of its own.
+/// Message and values live in the buffer's shared text and list: no allocation per event.
 struct Event {
     time: SystemTime,
     meta: &'static Metadata<'static>,
-    /// The length of the message in bytes.
     message_len: usize,
-    /// How many fields it has.
     fields: usize,
-    /// Shared with the span's other records while no span of it changes;
-    /// `None` outside any span.
+    /// Shared with the span's other records while no span of it changes.
     spans: Spans,
 }
 
 #[repr(align(128))] // one cache line pair per shard: no false sharing
 struct Shard(Mutex<Queue>);
 
-/// A shard's records, oldest first, in chunks of at most [`CHUNK`]: only
-/// the last chunk grows by copying (up to [`CHUNK`]), and no chunk is empty
-/// unless it is the only one.
+/// No chunk is empty unless it is the only one.
 #[derive(Default)]
 struct Queue {
     chunks: VecDeque<Chunk>,
     len: usize,
 }
 
-/// Records, and the messages and field values of the events among them,
-/// one after another in the order of the records.
 #[derive(Default)]
 struct Chunk {
     records: VecDeque<Captured>,
     text: String,
-    /// Where the first record's message starts in `text` (the messages of
-    /// records dropped from the front stay until the chunk goes).
+    /// Messages of records dropped from the front stay until the chunk goes.
     text_start: usize,
     values: Vec<(&'static str, Value)>,
-    /// Where the first record's values start in `values` (those of records
-    /// dropped from the front are emptied, and stay until the chunk goes).
+    /// Values of records dropped from the front are emptied, and stay until the chunk goes.
     values_start: usize,
 }
 
 impl Chunk {
-    /// Drops the oldest record; whether there was one.
     fn pop_front(&mut self) -> bool {
         match self.records.pop_front() {
             Some(Captured::Event(e)) => {
@@ -100,10 +84,7 @@ impl Chunk {
         }
     }
 
-    /// Frees what records dropped from the front left, once it is more
-    /// than what is still kept (each byte is moved once on average): a
-    /// shard that stays full drops one record for each it adds, in a chunk
-    /// that may never fill.
+    /// Once the dead part outweighs the live: a full shard drops one record per add.
     fn compact(&mut self) {
         if self.text_start * 2 > self.text.len() && self.text.is_char_boundary(self.text_start) {
             self.text.replace_range(..self.text_start, "");
@@ -115,7 +96,6 @@ impl Chunk {
         }
     }
 
-    /// Takes the records out, as records, into `out`.
     fn drain_into(&mut self, out: &mut Vec<Record>) {
         let mut at = self.text_start;
         let mut values = self.values.drain(..).skip(self.values_start);
@@ -142,7 +122,6 @@ impl Chunk {
 }
 
 impl Queue {
-    /// The chunk to add a record to.
     fn last(&mut self) -> &mut Chunk {
         if self.chunks.back().is_none_or(|c| c.records.len() >= CHUNK) {
             let mut chunk = Chunk::default();
@@ -183,10 +162,8 @@ impl Queue {
 
 pub(crate) struct Buffer {
     shards: Box<[Shard]>,
-    /// Most records one shard holds; past it the pushing thread drops the
-    /// shard's oldest record.
+    /// Past it the pushing thread drops the shard's oldest record.
     cap: usize,
-    /// Records dropped because of `cap`, not yet reported.
     dropped: AtomicU64,
 }
 
@@ -206,7 +183,6 @@ fn thread_shard() -> usize {
 }
 
 impl Buffer {
-    /// A buffer whose shards hold at most `cap` records each.
     pub(crate) fn new(cap: usize) -> Self {
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -222,7 +198,6 @@ impl Buffer {
         }
     }
 
-    /// Adds a record; returns how many records its shard now holds.
     pub(crate) fn push(&self, mut record: Record) -> usize {
         let made = SystemTime::from(record.timestamp);
         self.add(made, |time, chunk| {
@@ -233,9 +208,6 @@ impl Buffer {
         })
     }
 
-    /// Adds an event of `meta` made at `time`, whose message and field
-    /// values are given apart, and takes the values out of `fields`;
-    /// returns how many records its shard now holds.
     pub(crate) fn push_event(
         &self,
         time: SystemTime,
@@ -257,9 +229,6 @@ impl Buffer {
         })
     }
 
-    /// Adds a record made at `time` to the last chunk of the calling
-    /// thread's shard with `add` (given the time the record keeps),
-    /// dropping the shard's oldest when it is full.
     fn add(&self, time: SystemTime, add: impl FnOnce(SystemTime, &mut Chunk)) -> usize {
         let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
         let mut queue = lock(&shard.0);
@@ -275,7 +244,6 @@ impl Buffer {
         queue.len
     }
 
-    /// Takes every record out, oldest first.
     pub(crate) fn drain(&self) -> Vec<Record> {
         // Taken whole, so that each shard's lock is held only for that.
         let taken: Vec<Queue> = self
@@ -310,9 +278,7 @@ impl Buffer {
         out
     }
 
-    /// Puts back records that [`drain`](Self::drain) took but could not be
-    /// stored, ahead of anything pushed since, and the count of dropped
-    /// records that could not be reported.
+    /// Ahead of anything pushed since, with the dropped count not yet reported.
     pub(crate) fn restore(&self, records: Vec<Record>, dropped: u64) {
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
         if let Some(shard) = self.shards.first() {
@@ -323,19 +289,16 @@ impl Buffer {
         }
     }
 
-    /// Takes the count of records dropped because the buffer was full.
     pub(crate) fn take_dropped(&self) -> u64 {
         self.dropped.swap(0, Ordering::Relaxed)
     }
 
-    /// How many records are waiting.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(&s.0).len).sum()
     }
 }
 
 impl Captured {
-    /// When the record was made.
     fn time(&self) -> SystemTime {
         match self {
             Captured::Event(e) => e.time,

@@ -20,22 +20,19 @@ use crate::capture::scope::{SpanFields, Spans, event_scope, fit_spans};
 use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
 
-/// The most one span may take of a record's bound `max`: half, so that a
-/// span with a huge value still fits whole beside an event's own text.
+/// Half, so a span with a huge value still fits whole beside an event's text.
 fn span_bound(max: usize) -> usize {
     max / 2
 }
 
-/// The target of lettre's connection-pool thread.
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";
 
 thread_local! {
     static SENDING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Marks the current thread as sending for as long as it lives: events this
-/// thread emits meanwhile (from lettre, rustls or this crate) are not captured,
-/// so a send can never feed itself or wait on itself.
+/// Events the thread emits meanwhile (lettre, rustls, this crate) are not
+/// captured, so a send can never feed itself or wait on itself.
 pub(crate) struct SendingScope {
     was: bool,
 }
@@ -54,7 +51,6 @@ impl Drop for SendingScope {
     }
 }
 
-/// Wakes the batch worker when a batch's worth of records has arrived.
 #[derive(Default)]
 pub(crate) struct Signal {
     pub(crate) state: Mutex<SignalState>,
@@ -65,35 +61,25 @@ pub(crate) struct Signal {
 pub(crate) struct SignalState {
     pub(crate) wake: bool,
     pub(crate) stop: bool,
-    /// Set when the guard was dropped on the worker's own thread: the worker
-    /// then runs the guard's last flush (`Some(whether the guard had
-    /// flushed)`).
+    /// The guard was dropped on the worker's own thread: the worker runs its last
+    /// flush (`Some(whether the guard had flushed)`).
     pub(crate) finish: Option<bool>,
 }
 
 pub(crate) struct Shared {
     pub(crate) buffer: Buffer,
-    /// Counts changes to spans' fields, so that a span's kept list of the
-    /// spans it is inside is made again after one.
+    /// So a span's kept list of enclosing spans is made again after one.
     pub(crate) span_edits: AtomicU64,
-    /// Where record timestamps come from.
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
-    /// Most bytes of text (message, fields and span context, escapes
-    /// counted as written) one record keeps.
     pub(crate) max_record_bytes: usize,
-    /// The batch size, when a batch policy is set: a thread's shard
-    /// reaching a multiple of it wakes the worker.
+    /// A shard reaching a multiple of it wakes the worker.
     pub(crate) batch: Option<usize>,
-    /// How the layer and the guard reach the worker, if there is one.
     pub(crate) signal: Signal,
-    /// Set by the guard's drop: nothing flushes records captured after it.
+    /// Nothing flushes records captured after it.
     pub(crate) guard_dropped: AtomicBool,
-    /// Set once [`GUARD_DROPPED`] has been printed, so it is printed once.
     pub(crate) guard_dropped_said: AtomicBool,
 }
 
-/// The line printed on stderr for the first record logged after the guard
-/// was dropped.
 pub(crate) const GUARD_DROPPED: &str = "a record was logged after the FlushGuard \
      was dropped, so it is not captured, nor is any later one (nothing would send them). \
      `let (layer, _) = EmailLayer::…` drops the guard at once: keep the guard: \
@@ -221,22 +207,17 @@ where
 }
 
 thread_local! {
-    /// The message and fields of the event being captured on this thread:
-    /// taken out while in use, so that an event logged meanwhile (by a
-    /// value's `Debug`) gathers its own.
+    /// Taken out while in use, so an event logged meanwhile (by a value's `Debug`)
+    /// gathers its own.
     static SCRATCH: Cell<(String, Vec<(&'static str, Value)>)> =
         const { Cell::new((String::new(), Vec::new())) };
 }
 
-/// Most bytes of room a thread keeps for its next event's message (and a
-/// 64th of it, fields).
 const SCRATCH_KEEP: usize = 4096;
 
 impl EmailLayer {
-    /// Whether an event of `target` is captured: not while this thread
-    /// sends, nor from lettre's connection pool (which logs from a thread of
-    /// its own, outside any send: this crate's machinery too), nor after the
-    /// guard was dropped.
+    /// Not while this thread sends, nor from lettre's connection pool (its own
+    /// thread, outside any send), nor after the guard was dropped.
     fn captures(&self, target: &str) -> bool {
         // During thread teardown the sending flag is gone: capture nothing.
         if SENDING.try_with(Cell::get).unwrap_or(true) || target.starts_with(LETTRE_POOL) {
@@ -252,9 +233,6 @@ impl EmailLayer {
         true
     }
 
-    /// Reads an event's message and fields into `message` and `out` within
-    /// the record's bound (its `log.*` fields passed over if `bridged`), and
-    /// the spans it happened in.
     fn visit<S>(
         &self,
         event: &Event<'_>,
@@ -282,8 +260,6 @@ impl EmailLayer {
         fit_spans(scope, left)
     }
 
-    /// Wakes the batch worker when a batch is complete: `pushed` records
-    /// are now in the calling thread's shard.
     fn pushed(&self, pushed: usize) {
         if let Some(size) = self.shared.batch
             && pushed.is_multiple_of(size)
@@ -293,13 +269,9 @@ impl EmailLayer {
         }
     }
 
-    /// An event bridged from the `log` crate by `tracing-log`: all such
-    /// events share one callsite per level, with target `log` and the real
-    /// target, module, file and line in four `log.*` fields. The record
-    /// takes them from the normalized metadata (as `fmt` does) and leaves
-    /// the `log.*` fields out, so it reads, and is fingerprinted, like a
-    /// native event of its real callsite. That metadata lives only as long
-    /// as the event: its names are copied.
+    /// `tracing-log` events have target `log` and the real callsite in `log.*`
+    /// fields: taken from the normalized metadata (as `fmt` does) and left out, so
+    /// it reads and is fingerprinted as a native event.
     #[cfg(feature = "log")]
     fn on_log_event<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>)
     where

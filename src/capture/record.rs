@@ -14,8 +14,7 @@ use tracing::{Level, Metadata};
 
 use crate::capture::shared::Interned;
 
-/// A text that is usually `'static` (tracing metadata) and owned only once
-/// read back from the state file, so capturing an event copies no names.
+/// Borrowed from tracing metadata, owned once read back: capturing copies no names.
 pub(crate) type Str = Cow<'static, str>;
 
 /// One log record: everything an event said, and where it said it.
@@ -75,8 +74,7 @@ pub struct Record {
     /// flushed to the state file. `None` until its first flush.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<u64>,
-    /// Its fingerprint, once computed: in memory only, never in the state
-    /// file (see `history::fingerprint_of`).
+    /// In memory only, never in the state file (see `history::fingerprint_of`).
     #[serde(skip)]
     pub(crate) memo: Memo,
 }
@@ -99,20 +97,16 @@ impl fmt::Debug for Record {
     }
 }
 
-/// One kind of failure: the same callsite and message, or the same callsite
-/// and values of the chosen fields. Computed by `history::fingerprint`.
+/// The same callsite and message, or callsite and values of the chosen fields.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Fingerprint {
-    /// A stable key: a 64-bit FNV-1a hash of the identifying text, in hex.
+    /// A 64-bit FNV-1a hash of the identifying text, in hex: stable across versions.
     pub(crate) key: String,
-    /// What a person reads: `feed "Radio Café"`, or the message.
     pub(crate) label: String,
 }
 
-/// A record's fingerprint, computed at most once while the record is in
-/// memory, with a hash of the fields it was computed for. Records that are
-/// equal are equal whatever their memos hold. Boxed: a record whose
-/// fingerprint is never needed carries only a pointer and a flag.
+/// With a hash of the fields it was computed for. Boxed: a record never
+/// fingerprinted carries only a pointer and a flag.
 #[derive(Clone, Default)]
 pub(crate) struct Memo(pub(crate) OnceLock<Box<(u64, Fingerprint)>>);
 
@@ -209,30 +203,23 @@ impl Fields {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
-    /// Fields from pairs, in this order.
     #[cfg(test)]
     pub(crate) fn from_vec(fields: Vec<(Str, Value)>) -> Self {
         Fields(fields)
     }
 
-    /// Adds a field at the end (a name may then occur twice, as an event
-    /// may record it twice).
     pub(crate) fn push(&mut self, name: Str, value: Value) {
         self.0.push((name, value));
     }
 
-    /// Keeps only the fields `keep` says yes to.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str, &Value) -> bool) {
         self.0.retain(|(k, v)| keep(k, v));
     }
 
-    /// The fields with their names as stored, in order.
     pub(crate) fn pairs(&self) -> &[(Str, Value)] {
         &self.0
     }
 
-    /// Sets `name` to `value`, replacing an earlier value of that name in
-    /// place, or adding it at the end.
     pub(crate) fn set(&mut self, name: Str, value: Value) {
         match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
@@ -283,9 +270,7 @@ impl<'de> Deserialize<'de> for Fields {
 }
 
 impl Record {
-    /// The record of an event of `meta`, its names made by `name`: borrowed
-    /// from static metadata, copied from metadata that lives only as long
-    /// as the event (a record bridged from `log`).
+    /// Names copied from metadata that lives only as long as the event (`log`).
     pub(crate) fn of_event<'m>(
         meta: &Metadata<'m>,
         name: impl Fn(&'m str) -> Str,
@@ -325,7 +310,6 @@ pub(crate) mod level_serde {
     }
 }
 
-/// A level's rank, most severe highest: TRACE 0 … ERROR 4.
 pub(crate) fn severity(level: Level) -> u8 {
     match level {
         Level::TRACE => 0,
@@ -336,13 +320,10 @@ pub(crate) fn severity(level: Level) -> u8 {
     }
 }
 
-/// How a digest shows a record's time: `2026-11-21 10:00:03`.
 pub(crate) const LINE_TIME: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
 
-/// `time` shown at `offset` in `format` (at its own offset if it has no
-/// date at `offset`, as 9999-12-31 23:30 UTC has none at +01:00; empty if
-/// it cannot be shown).
+/// At its own offset when it has no date at `offset` (9999-12-31 23:30 UTC at +01:00).
 pub(crate) fn show_time(
     time: OffsetDateTime,
     offset: UtcOffset,
@@ -354,12 +335,10 @@ pub(crate) fn show_time(
         .unwrap_or_default()
 }
 
-/// `2026-11-21 10:00:03 UTC`: a time shown in UTC, saying so.
 pub(crate) fn utc_time(time: OffsetDateTime) -> String {
     format!("{} UTC", show_time(time, UtcOffset::UTC, LINE_TIME))
 }
 
-/// `20261121T100003.123456Z`: a UTC time for file names, sortable.
 pub(crate) fn file_stamp(time: OffsetDateTime) -> String {
     show_time(
         time,
@@ -427,8 +406,6 @@ impl Record {
     }
 }
 
-/// Appends `name=value` for each field, separated by spaces (and preceded
-/// by one if `leading`): strings quoted and escaped, other values as JSON.
 fn write_fields(out: &mut String, fields: &Fields, leading: bool) {
     for (i, (name, value)) in fields.iter().enumerate() {
         if leading || i > 0 {
@@ -449,9 +426,7 @@ fn write_fields(out: &mut String, fields: &Fields, leading: bool) {
     }
 }
 
-/// Whether the text part shows `c` as `\u{…}`: control characters (C0, DEL,
-/// C1), the line and paragraph separators, and the bidirectional controls
-/// that can make text read in another order than it is written.
+/// Controls (C0, DEL, C1), line separators, and bidirectional controls.
 fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -466,8 +441,6 @@ fn hidden(c: char) -> bool {
         )
 }
 
-/// The escape the text part writes for `c`, if any; `"` and `\` only inside
-/// quotes (`quoted`).
 fn text_escape(c: char, quoted: bool) -> Option<&'static str> {
     match c {
         '\n' => Some("\\n"),
@@ -480,9 +453,7 @@ fn text_escape(c: char, quoted: bool) -> Option<&'static str> {
     }
 }
 
-/// Writes `text` for the plain-text part, with control characters escaped
-/// (`\n`, `\r`, `\t`, `\0`, else `\u{1b}`), and `"` and `\` too when it
-/// is `quoted`: no log text can start a line of its own in an email body.
+/// No log text can start a line of its own in an email body.
 pub(crate) fn write_escaped(out: &mut String, text: &str, quoted: bool) {
     let mut done = 0;
     for (i, c) in text.char_indices() {
@@ -502,7 +473,6 @@ pub(crate) fn write_escaped(out: &mut String, text: &str, quoted: bool) {
     out.push_str(&text[done..]);
 }
 
-/// Counts the bytes written to it.
 #[derive(Default)]
 pub(crate) struct Counted(pub(crate) usize);
 
@@ -513,17 +483,13 @@ impl fmt::Write for Counted {
     }
 }
 
-/// What one field costs beyond its name and value: in the state file
-/// `"name":"value",` (6 bytes), in a digest line ` name="value"` (4).
+/// The longer of the state file's `"name":"value",` (6) and a digest's ` name="value"` (4).
 pub(crate) const FIELD_OVERHEAD: usize = 6;
 
-/// What one span costs beyond its name and fields: in the state file
-/// `{"name":"","fields":{}},` (24 bytes), in a span context ` > {}` (5).
+/// The longer of the state file's `{"name":"","fields":{}},` (24) and ` > {}` (5).
 pub(crate) const SPAN_OVERHEAD: usize = 24;
 
-/// What `c` costs in [`Builder::max_record_bytes`](crate::Builder::max_record_bytes):
-/// the longer of its forms in the state file (JSON-escaped) and in a digest
-/// line (escaped and quoted), so that a record's bound holds for both.
+/// The longer of its JSON and its quoted digest form: the bound holds for both.
 #[inline]
 pub(crate) fn char_cost(c: char) -> usize {
     if c.is_ascii() && c >= ' ' && c != '\x7f' && c != '"' && c != '\\' {
@@ -543,14 +509,12 @@ pub(crate) fn char_cost(c: char) -> usize {
     json.max(text)
 }
 
-/// Whether byte `b` costs exactly one byte: printable ASCII other than `"`
-/// and `\` (the ASCII characters [`char_cost`] counts as 1).
+/// Printable ASCII other than `"` and `\`: what [`char_cost`] counts as 1.
 #[inline]
 fn plain(b: u8) -> bool {
     PLAIN[usize::from(b)]
 }
 
-/// [`plain`] for every byte, looked up rather than computed.
 static PLAIN: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = b' ';
@@ -561,12 +525,8 @@ static PLAIN: [bool; 256] = {
     table
 };
 
-/// The cost of `text`: the sum of its characters' [`char_cost`].
-///
-/// Most log text is plain ASCII, whose cost is its length: a first pass
-/// only looks for bytes that are not (for long text, a count the compiler
-/// vectorizes), and only text that has some is walked character by
-/// character.
+/// A first pass looks for bytes that are not plain (vectorized); only such text
+/// is walked by character.
 #[inline]
 pub(crate) fn text_cost(text: &str) -> usize {
     let bytes = text.as_bytes();
@@ -584,7 +544,6 @@ pub(crate) fn text_cost(text: &str) -> usize {
     }
 }
 
-/// Whether every byte of `bytes` is [`plain`], eight at a time.
 #[inline]
 fn short_plain(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
@@ -594,9 +553,7 @@ fn short_plain(bytes: &[u8]) -> bool {
     }) && words.remainder().iter().all(|&b| plain(b))
 }
 
-/// Whether all eight bytes of `w` are [`plain`]: none below a space, none
-/// from DEL up, no `"` and no `\` (the usual tests for a byte below `n`
-/// and a zero byte, on all eight at once; exact as a yes or no).
+/// The usual tests for a byte below `n` and a zero byte, on all eight at once.
 #[inline]
 fn word_plain(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -610,12 +567,10 @@ fn word_plain(w: u64) -> bool {
     control | high | del | quote | backslash == 0
 }
 
-/// The number of decimal digits of `n`.
 fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
-/// The cost of a field's value: a string's text, anything else as JSON.
 pub(crate) fn value_cost(value: &Value) -> usize {
     match value {
         Value::String(s) => text_cost(s),
@@ -636,12 +591,10 @@ pub(crate) fn value_cost(value: &Value) -> usize {
     }
 }
 
-/// The cost of one field: name, value and [`FIELD_OVERHEAD`].
 pub(crate) fn field_cost(name: &str, value: &Value) -> usize {
     text_cost(name) + FIELD_OVERHEAD + value_cost(value)
 }
 
-/// The cost of a span: name, fields and [`SPAN_OVERHEAD`].
 pub(crate) fn span_cost(span: &SpanRecord) -> usize {
     text_cost(&span.name)
         + SPAN_OVERHEAD
@@ -652,18 +605,13 @@ pub(crate) fn span_cost(span: &SpanRecord) -> usize {
             .sum::<usize>()
 }
 
-/// The name of the field that says how many fields of a record (or span)
-/// were left out to keep it within `max_record_bytes`.
 pub(crate) const FIELDS_LEFT_OUT: &str = "fields_left_out";
 
 thread_local! {
-    /// The spans of the record this thread read last.
     static LAST_SPANS: Cell<Vec<Arc<SpanRecord>>> = const { Cell::new(Vec::new()) };
 }
 
-/// Deserializes a record's spans: each one equal to the span at the same
-/// place in the record read before is that span's `Arc`, and the list has
-/// no spare room.
+/// A span equal to the one at its place in the record read before shares its `Arc`.
 fn deserialize_spans<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Arc<SpanRecord>>, D::Error> {
     let mut read = Vec::<SpanRecord>::deserialize(d)?;
     // Without the thread's memory (in its teardown): each span its own.

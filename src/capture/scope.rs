@@ -22,22 +22,17 @@ use crate::capture::record::{
     FIELDS_LEFT_OUT, Fields, SPAN_OVERHEAD, SpanRecord, field_cost, span_cost, text_cost,
 };
 
-/// The spans of a record, outermost first; `None` for none.
 pub(crate) type Spans = Option<Arc<[Arc<SpanRecord>]>>;
 
-/// The fields of a span, kept in its extensions and shared by every record
-/// made inside it until a field changes.
+/// Kept in its extensions, shared by every record made inside it until a field changes.
 pub(crate) struct SpanFields {
     pub(crate) record: Arc<SpanRecord>,
-    /// The fields whose value was left out for want of room (counted in
-    /// the record's `fields_left_out`), until one gets a value again.
+    /// Counted in `fields_left_out`, until one gets a value again.
     pub(crate) left_out: Vec<&'static str>,
-    /// The spans this one is inside and itself, once known.
     scope: Option<Scope>,
 }
 
 impl SpanFields {
-    /// The span `name`, with no values yet.
     pub(crate) fn new(name: &'static str) -> Self {
         let record = SpanRecord {
             name: Cow::Borrowed(name),
@@ -50,12 +45,8 @@ impl SpanFields {
         }
     }
 
-    /// Takes the values recorded on the span (when it was made, or later
-    /// with `Span::record`; a later value of a name replaces an earlier
-    /// one), and the fields `left_out` of them for want of room: their
-    /// earlier values go (they would pass for the current ones) and they
-    /// are counted in `fields_left_out`, once each, last, until one gets a
-    /// value again.
+    /// Fields `left_out` lose their earlier values (they would pass for the current
+    /// ones) and are counted once each, last, until one gets a value again.
     pub(crate) fn update(
         &mut self,
         update: Vec<(&'static str, Value)>,
@@ -83,8 +74,6 @@ impl SpanFields {
     }
 }
 
-/// The spans a record happened in, outermost first, and their cost in all,
-/// as they were when the count of span changes was `edits`.
 #[derive(Clone, Default)]
 pub(crate) struct Scope {
     pub(crate) spans: Spans,
@@ -92,9 +81,7 @@ pub(crate) struct Scope {
     edits: u64,
 }
 
-/// The spans `event` happened in, outermost first, and their cost in all:
-/// the innermost span's kept list while no span changed since it was made,
-/// else gathered again (and kept).
+/// The innermost span's kept list while no span changed since, else gathered again.
 pub(crate) fn event_scope<S>(event: &Event<'_>, ctx: &Context<'_, S>, edits: &AtomicU64) -> Scope
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -119,7 +106,6 @@ where
     scope
 }
 
-/// `span` and the spans it is inside, read one by one.
 #[cold]
 fn gather<S>(span: &SpanRef<'_, S>, edits: u64) -> Scope
 where
@@ -143,10 +129,8 @@ where
     }
 }
 
-/// The spans of `scope` that fit in `left` bytes of a record's bound,
-/// outermost first: the first span that does not fit whole is cut to what
-/// does, and the spans inside it are left out, counted by a last span named
-/// `…[2 more spans left out]`.
+/// The first span that does not fit whole is cut; the spans inside it are
+/// counted by a last span `…[2 more spans left out]`.
 pub(crate) fn fit_spans(scope: Scope, mut left: usize) -> Spans {
     if scope.cost <= left {
         return scope.spans;
@@ -179,10 +163,8 @@ pub(crate) fn fit_spans(scope: Scope, mut left: usize) -> Spans {
     Some(Arc::from(out))
 }
 
-/// As much of `span` as `left` bytes hold: its name and its first fields
-/// that fit whole, the rest counted (values were cut when the span was
-/// captured; cutting them again would hide why); `None` when not even its
-/// name fits.
+/// Values were cut at capture; cutting them again would hide why. `None` when not
+/// even its name fits.
 fn cut_span(span: &SpanRecord, left: usize) -> Option<SpanRecord> {
     let mut left = left.checked_sub(text_cost(&span.name) + SPAN_OVERHEAD)?;
     let mut fields = Fields::default();

@@ -16,32 +16,22 @@ use serde::{Deserialize, Deserializer};
 
 use crate::sync::lock;
 
-/// A name as a record holds it (the record's `Str`): the shared static
-/// text, or owned.
 type Name = Cow<'static, str>;
 
-/// Most bytes of text made static for the life of the process: callsite
-/// names are few (a program's own), so this is never reached by the names of
-/// the programs sharing a state file; names beyond it (a hand-made file with
-/// a million targets) stay owned by their records.
+/// Callsite names are few (a program's own), so only a hand-made file with a
+/// million targets reaches it; names beyond it stay owned by their records.
 pub(crate) const MAX_BYTES: usize = 1 << 20;
 
-/// Longest name made static; longer ones stay owned.
 pub(crate) const MAX_LEN: usize = 256;
 
-/// Recent names a thread looks at before the shared table.
 const RECENT: usize = 16;
 
-/// The static texts made so far, and their bytes.
 static MADE: Mutex<Option<(HashSet<&'static str>, usize)>> = Mutex::new(None);
 
 thread_local! {
-    /// The names this thread found last, most recent first.
     static RECENT_NAMES: Cell<Vec<&'static str>> = const { Cell::new(Vec::new()) };
 }
 
-/// The shared static text equal to `text`, made if there is room in
-/// `table` (the texts made and their bytes).
 pub(crate) fn find_or_make(
     text: &str,
     table: &mut (HashSet<&'static str>, usize),
@@ -58,7 +48,6 @@ pub(crate) fn find_or_make(
     Some(made)
 }
 
-/// `text` as a name: the shared static text equal to it, else owned.
 pub(crate) fn name(text: &str) -> Name {
     let mut recent = RECENT_NAMES.try_with(Cell::take).unwrap_or_default();
     let found = match recent.iter().copied().find(|n| *n == text) {
@@ -76,7 +65,7 @@ pub(crate) fn name(text: &str) -> Name {
     found.map_or_else(|| Cow::Owned(text.to_owned()), Cow::Borrowed)
 }
 
-/// A string read as a [`name`] (a record's, or a field's as a map key).
+/// A record's, or a field's as a map key.
 pub(crate) struct Interned(pub(crate) Name);
 
 impl<'de> Deserialize<'de> for Interned {
@@ -95,12 +84,10 @@ impl<'de> Deserialize<'de> for Interned {
     }
 }
 
-/// Deserializes a [`name`] (for `#[serde(deserialize_with)]`).
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
     Interned::deserialize(d).map(|n| n.0)
 }
 
-/// Deserializes an optional [`name`].
 pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Name>, D::Error> {

@@ -13,40 +13,25 @@ use tracing::field::{Field, Visit};
 use crate::capture::record::{FIELD_OVERHEAD, FIELDS_LEFT_OUT, char_cost, field_cost, text_cost};
 use crate::error::error_chain;
 
-/// Most a byte of text costs in the bound: a control character is one byte
-/// and six in JSON (`\u0001`); see [`char_cost`].
+/// A control character is one byte and six in JSON (`\u0001`).
 const MAX_BYTE_COST: usize = 6;
 
-/// Most bytes a marker takes: `…[cut: at least 18446744073709551615 bytes]`.
 const MARKER_MAX: usize = 48;
 
-/// Room a value leaves for each field after it in the same record, so that
-/// one huge value does not crowd out the small ones that follow it.
+/// So one huge value does not crowd out the small fields after it.
 const FIELD_RESERVE: usize = 64;
 
-/// Records `tracing` field values as typed JSON values; the `message` field
-/// of an event goes to `message` when that is given.
-///
-/// All the text it keeps (message, names and values, escapes counted as
-/// written; see [`char_cost`]) stays within `left` bytes: each value leaves
-/// room for the fields still to come and for what follows (`after`, the span
-/// context), at most half of what is left; a value that does not fit is cut
-/// with a visible marker; from the first field for which there is no room
-/// at all, the fields are left out and counted (see
-/// [`finish`](FieldVisitor::finish)), so a record keeps its first fields.
+/// All text kept (escapes counted) stays within `left`: each value leaves room
+/// for the fields to come and `after`, a value that does not fit is cut with a
+/// marker, and from the first field with no room, fields are counted, not kept.
 pub(crate) struct FieldVisitor<'a> {
     message: Option<&'a mut String>,
     fields: &'a mut Vec<(&'static str, Value)>,
-    /// Bytes of the bound not yet spent.
     left: usize,
-    /// Fields not visited yet.
     to_come: usize,
-    /// Room kept for what follows the fields.
     after: usize,
-    /// The fields left out for want of room.
     pub(crate) left_out: Vec<&'static str>,
-    /// Whether to pass over the `log.*` fields of an event bridged from
-    /// `log` (its real target, module, file and line, read apart).
+    /// Its real target, module, file and line are read apart.
     pub(crate) skip_bridge: bool,
 }
 
@@ -69,8 +54,6 @@ impl<'a> FieldVisitor<'a> {
         }
     }
 
-    /// Adds the count of the fields left out, if any, as a last field named
-    /// [`FIELDS_LEFT_OUT`]; returns the bytes of the bound not spent.
     pub(crate) fn finish(mut self) -> usize {
         if !self.left_out.is_empty() {
             let n = self.left_out.len() as u64;
@@ -82,8 +65,6 @@ impl<'a> FieldVisitor<'a> {
         self.left
     }
 
-    /// Room for the field being visited: what is left, less a reserve for
-    /// the fields still to come and what follows them.
     fn room(&mut self) -> usize {
         self.to_come = self.to_come.saturating_sub(1);
         let reserve = self
@@ -98,7 +79,6 @@ impl<'a> FieldVisitor<'a> {
         self.skip_bridge && field.name().starts_with("log.")
     }
 
-    /// A value that is not text: kept whole if it fits, else left out.
     fn put(&mut self, field: &Field, value: Value) {
         if self.skips(field) {
             return;
@@ -113,8 +93,6 @@ impl<'a> FieldVisitor<'a> {
         }
     }
 
-    /// A value written by `write` (user code): the message, or a field kept
-    /// as text. `length` says whether what is offered is the whole text.
     fn put_text(
         &mut self,
         field: &Field,
@@ -195,33 +173,22 @@ impl Visit for FieldVisitor<'_> {
     }
 }
 
-/// Whether a writer is offered the whole text at once (a `&str`), so that
-/// a cut knows its full length, or piece by piece (a `Debug` output, which
-/// stops at the first refusal).
+/// A `&str` comes whole (a cut knows its length); a `Debug` output, piece by piece.
 #[derive(Clone, Copy)]
 enum Length {
     Known,
     AtLeast,
 }
 
-/// A `fmt::Write` that appends to a string until `limit` bytes of the
-/// record's bound (see [`char_cost`]) are spent, then refuses, so that an
-/// enormous `Debug` output is never built: most implementations stop at the
-/// first error.
+/// Refuses past `limit`: most `Debug` impls stop at the first error, never built whole.
 struct Capped<'a> {
     out: &'a mut String,
-    /// Where this value's text starts in `out`.
     start: usize,
     limit: usize,
-    /// The cost of what was kept, once `counted`.
     spent: usize,
-    /// Whether `spent` is up to date. While the text kept is so short that
-    /// even at the most a byte can cost ([`MAX_BYTE_COST`]) it fits, pieces
-    /// are appended uncounted, and counted once, in one pass, at the end.
+    /// Short text (fits even at [`MAX_BYTE_COST`]) is counted once, at the end.
     counted: bool,
-    /// Bytes offered in all, kept or not.
     offered: usize,
-    /// Whether something was refused.
     full: bool,
 }
 
@@ -266,7 +233,6 @@ impl fmt::Write for Capped<'_> {
 }
 
 impl Capped<'_> {
-    /// Counts what was appended uncounted (see [`Capped::counted`]).
     fn settle(&mut self) {
         if !self.counted {
             self.spent = text_cost(&self.out[self.start..]);
@@ -274,9 +240,7 @@ impl Capped<'_> {
         }
     }
 
-    /// Appends `marker`, first taking back as much of the text as it needs
-    /// to stay within the limit. When even that is not enough: nothing
-    /// (`false`), or, if `force`, the marker alone beyond the limit.
+    /// When even that is not enough: nothing (`false`), or, if `force`, the marker alone.
     fn mark(&mut self, marker: &str, force: bool) -> bool {
         if marker.len() > self.limit && !force {
             return false;
@@ -294,13 +258,10 @@ impl Capped<'_> {
     }
 }
 
-/// Appends what `write` writes to `out`, within `limit` bytes of the
-/// record's bound, and returns the cost of what it appended. Never panics:
-/// a `Debug` or `Display` that fails or panics keeps what it wrote before,
-/// followed by `…[formatting failed]` or `…[formatting panicked]`; text
-/// beyond the limit is cut, marked `…[cut: N bytes in all]` (or `at least N
-/// bytes` when the text came piece by piece). `None` (and `out` unchanged)
-/// when a needed marker does not fit, unless `force`.
+/// Never panics: a `Debug` or `Display` that fails or panics keeps what it wrote,
+/// then `…[formatting failed]` or `…[formatting panicked]`; text beyond the limit
+/// is marked `…[cut: N bytes in all]` (`at least N` when piece by piece). `None`
+/// (and `out` unchanged) when a needed marker does not fit, unless `force`.
 fn capture(
     out: &mut String,
     limit: usize,
@@ -341,9 +302,7 @@ fn capture(
     }
 }
 
-/// `text` within `limit` bytes of a record's bound, cut with the visible
-/// `…[cut: N bytes in all]` marker when it is longer: for text that does not
-/// come through a field visitor (a panic's message, a thread's name).
+/// A panic's message, a thread's name.
 pub(crate) fn bounded(text: &str, limit: usize) -> String {
     let mut out = String::new();
     let _ = capture(&mut out, limit, Length::Known, true, |w| w.write_str(text));

@@ -17,11 +17,8 @@ use crate::store::file::StateLock;
 use crate::store::state::State;
 
 impl Flusher {
-    /// Posts this flush's alerts (see [`Alerts::post`](crate::flush::destination::Alerts::post)) in
-    /// `run` at `now`, before `deadline`, and saves what changed. With
-    /// Alertmanager as the only destination, the records of the failures it
-    /// accepted leave the state file, and so do the records the policy sends
-    /// (`decision`), as an email would take them: its outcome is the flush's.
+    /// With Alertmanager the only destination, the records of the failures it
+    /// accepted leave, and so do those the policy sends, as an email would take them.
     pub(super) fn post_alerts(
         &mut self,
         state_lock: &StateLock,
@@ -76,10 +73,8 @@ impl Flusher {
         Ok(Outcome::unless_sent(decision.clone(), pending, alerted))
     }
 
-    /// Alertmanager alone accepted the alerts: the first `send` records
-    /// leave (their failures `sent` noted as reported at `now`), and so do
-    /// those at the policy's level whose failure is `firing`. Returns how
-    /// many left.
+    /// The first `send` records, and those at the policy's level whose failure is
+    /// `firing`. Returns how many left.
     fn take_accepted(
         &mut self,
         state: &mut State,

@@ -13,8 +13,6 @@ use crate::flush::taken::Commit;
 use crate::transport::{Email, Transport};
 
 impl Flusher {
-    /// Sends every record pending now, whatever the policy: see
-    /// [`Builder::send_pending`](crate::Builder::send_pending).
     pub(crate) fn send_pending(mut self) -> Result<Outcome, Error> {
         transport_of(&self)?;
         let lock = self.store.lock()?;
@@ -52,8 +50,6 @@ impl Flusher {
         Ok(self.settle(&lock, &mut state, &mut commit, at, (&what, sent), outcome))
     }
 
-    /// Sends one test email: see
-    /// [`Builder::send_test_email`](crate::Builder::send_test_email).
     pub(crate) fn send_test_email(self) -> Result<Option<String>, Error> {
         let email = test_email(&self.composer)?;
         let deadline = crate::clock::instant_after(self.send_deadline);
@@ -67,7 +63,6 @@ impl Flusher {
     }
 }
 
-/// The email transport, which sending by hand needs (Alertmanager alone has none).
 fn transport_of(flusher: &Flusher) -> Result<&Arc<dyn Transport>, Error> {
     flusher.transport.as_ref().ok_or_else(|| {
         Error::config(
@@ -77,7 +72,6 @@ fn transport_of(flusher: &Flusher) -> Result<&Arc<dyn Transport>, Error> {
     })
 }
 
-/// The test email: plain text, from and to the digest's addresses.
 fn test_email(composer: &crate::digest::Composer) -> Result<Email, Error> {
     let host = crate::digest::subject::hostname();
     let now = crate::capture::record::utc_time(time::OffsetDateTime::now_utc());

@@ -12,16 +12,12 @@ use crate::error::{Error, ErrorKind, panicked};
 use crate::sync::lock;
 use crate::transport::{BoxError, Email, Transport};
 
-/// The send to one destination that a deadline abandoned and that may still
-/// be running (a server that never finishes answering holds its thread and
-/// socket until the SMTP timeout, or longer if it drips): it ends when the
-/// sender of its channel is dropped, with its thread.
+/// A server that never finishes answering holds its thread and socket until the
+/// SMTP timeout, or longer if it drips; it ends when its channel's sender drops.
 #[derive(Default)]
 pub(crate) struct Outstanding(Mutex<Option<mpsc::Receiver<()>>>);
 
 impl Outstanding {
-    /// Waits until `deadline` for the send abandoned earlier, if any.
-    /// Returns whether it is over (or there was none).
     fn over_by(&self, deadline: Instant) -> bool {
         let mut slot = lock(&self.0);
         let Some(done) = slot.as_ref() else {
@@ -38,23 +34,16 @@ impl Outstanding {
         }
     }
 
-    /// Notes a send abandoned at its deadline, which ends when `done` does.
     fn abandoned(&self, done: mpsc::Receiver<()>) {
         *lock(&self.0) = Some(done);
     }
 }
 
-/// Sends `email` on a thread of its own and waits for it until `deadline`:
-/// a server that answers slowly (lettre's timeout applies to each read, not
-/// to the whole exchange) or a transport that panics cannot hold the flush
-/// past it. An abandoned send may still complete; its records stay pending
-/// and may then be sent twice, never zero times. While a send abandoned
-/// earlier to the same destination (`outstanding`) still runs, this one
-/// waits for it until `deadline`, then is skipped: threads and sockets do
-/// not pile up behind a server that never answers.
-///
-/// `how` is the call: `Transport::send` for a digest,
-/// `Transport::send_with_reply` for a test email whose reply is shown.
+/// A slow server (lettre's timeout is per read) or a panicking transport cannot
+/// hold the flush past `deadline`. An abandoned send may still complete: its
+/// records may be sent twice, never zero times. While an earlier abandoned send
+/// (`outstanding`) runs, this one waits for it, then is skipped: threads and
+/// sockets do not pile up behind a server that never answers.
 pub(crate) fn send_before<T: Send + 'static>(
     transport: &Arc<dyn Transport>,
     outstanding: &Outstanding,
@@ -93,12 +82,8 @@ pub(crate) fn send_before<T: Send + 'static>(
     }
 }
 
-/// What a send thread gives back: the transport's answer, or the error of
-/// its panic.
 type Answer<T> = Result<Result<T, BoxError>, Error>;
 
-/// Starts the thread that sends `email` with `how`. Returns where its
-/// answer comes, and a channel that disconnects when the thread ends.
 fn spawn_send<T: Send + 'static>(
     transport: &Arc<dyn Transport>,
     email: Email,

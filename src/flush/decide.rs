@@ -11,20 +11,15 @@ use crate::flush::flusher::Flusher;
 use crate::policy::{Decision, Facts, Phase, Recovery, Tally};
 use crate::store::state::State;
 
-/// What a flush is to do once the state is stored.
 pub(super) struct Plan {
-    /// The policy's decision for the digest.
     pub(super) decision: Decision,
-    /// Whether and how the notice that failures are over goes.
     pub(super) recovery: Recovery,
-    /// The failures to post to Alertmanager as firing, if it is posted to.
     pub(super) alerts: Option<BTreeSet<String>>,
 }
 
 impl Flusher {
-    /// Decides over `state` at `now`, in `run`; `tally`: the policy's
-    /// running figures of its first records, if kept from the last flush
-    /// (only the records after them are added; returned, for the next).
+    /// `tally`, kept from the last flush, covers the first records: only those after
+    /// it are added; returned for the next.
     pub(super) fn decide(
         &self,
         state: &State,
@@ -58,13 +53,10 @@ impl Flusher {
         (plan, tally)
     }
 
-    /// The failures this flush posts to Alertmanager as firing, if it posts:
-    /// at the flush that ends a run, those the policy would report (and
-    /// [`Alerts::post`](crate::flush::destination::Alerts::post) adds those firing
-    /// that the run saw again); at another flush, when the firing ones are
-    /// due to be posted again (see [`alerts_due`](Flusher::alerts_due)),
-    /// those firing (the flush notes first when those an earlier process
-    /// left firing are due: `Flusher::note_firing`).
+    /// At the flush that ends a run, those the policy would report (and
+    /// [`Alerts::post`](crate::flush::destination::Alerts::post) adds those firing the
+    /// run saw again); at another, the firing ones when due again (see
+    /// [`alerts_due`](Flusher::alerts_due)).
     fn alerts_worth(
         &self,
         state: &State,

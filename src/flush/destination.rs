@@ -11,15 +11,12 @@ use crate::error::Error;
 use crate::policy::Policy;
 use crate::store::state::State;
 
-/// Where a flush posts its alerts (Alertmanager, `crate::alerts::Poster`):
-/// the one small face the flush knows of it.
+/// The one small face the flush knows of Alertmanager (`crate::alerts::Poster`).
 pub(crate) trait Alerts: std::any::Any + Send {
-    /// How long a firing alert lasts unless posted again.
     fn window(&self, state: &State) -> Duration;
 
-    /// Posts the failures `worth` reporting, and those firing that `run`
-    /// saw again, as firing, and those over as resolved (the failures
-    /// fingerprinted as `policy` says); notes in `state` what was accepted.
+    /// Also those firing that `run` saw again, as firing, and those over as
+    /// resolved; notes in `state` what was accepted.
     fn post(
         &self,
         state: &mut State,
@@ -29,12 +26,9 @@ pub(crate) trait Alerts: std::any::Any + Send {
     ) -> Result<Posting, Error>;
 }
 
-/// What one flush posted and Alertmanager accepted; the default when there
-/// was nothing to post.
+/// The default when there was nothing to post.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Posting {
-    /// Fingerprint keys of the firing alerts accepted.
     pub(crate) firing: BTreeSet<String>,
-    /// Resolved alerts accepted.
     pub(crate) resolved: usize,
 }

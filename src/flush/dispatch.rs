@@ -23,10 +23,9 @@ use crate::store::file::StateLock;
 use crate::store::state::State;
 
 impl Flusher {
-    /// Carries out `plan` over `state` in `run` at `now`: posts the alerts,
-    /// then sends the digest or the recovery notice, within one send
-    /// deadline. Alertmanager's failure fails the flush, whatever the email
-    /// did (said in the error), and the alerts are posted again.
+    /// Posts the alerts, then the digest or recovery notice, within one send
+    /// deadline. Alertmanager's failure fails the flush whatever the email did (said
+    /// in the error), and the alerts are posted again.
     pub(super) fn dispatch(
         &mut self,
         lock: &StateLock,
@@ -54,8 +53,6 @@ impl Flusher {
         with_alerts_error(alerted, outcome, state.pending.len())
     }
 
-    /// The email part of `plan`: the recovery notice alone, the digest (with
-    /// the notice in it), or what the records wait for.
     fn email(
         &mut self,
         lock: &StateLock,
@@ -90,7 +87,6 @@ impl Flusher {
         }
     }
 
-    /// Adds what `outcome` sent to what the guard's flush reports.
     pub(super) fn count_sent(&mut self, outcome: &Outcome) {
         if let Outcome::Sent { records, emails } = outcome {
             self.sent_during_run.0 += records;
@@ -98,10 +94,7 @@ impl Flusher {
         }
     }
 
-    /// Sends the email that only says failures are over (the history's
-    /// `resolved`), and saves: once accepted they are forgotten and it
-    /// counts as the last email sent; else they wait for the next flush.
-    /// `held`: what the records still pending wait for.
+    /// Once accepted the failures are forgotten; else they wait for the next flush.
     fn send_recovery(
         &mut self,
         lock: &StateLock,
@@ -143,9 +136,8 @@ impl Flusher {
         }
     }
 
-    /// Notes the send's `error` (if it failed) in `state` and saves it. The
-    /// outcome is `done` when both went well; else the send's error, or the
-    /// save's, which says that `sent` (what, how many records) went out.
+    /// `done` when both went well; else the send's error, or the save's, which says
+    /// that `sent` went out.
     pub(super) fn settle(
         &self,
         lock: &StateLock,
@@ -177,14 +169,9 @@ impl Flusher {
         }
     }
 
-    /// Sends the oldest `count` pending records of `state` (emails of
-    /// `per_email` records, each split to stay within `max_email_bytes`),
-    /// oldest first, within the send deadline, and stops at the first
-    /// failure. Changes nothing: returns the records and emails the
-    /// transport accepted (always the oldest ones) and the error, if one
-    /// stopped it. `with_resolved`: the first email also says that the
-    /// history's `resolved` failures are over. Without a transport
-    /// (Alertmanager alone), nothing is sent.
+    /// Emails of `per_email` records, split to stay within `max_email_bytes`;
+    /// stops at the first failure. Changes nothing: returns what was accepted
+    /// (always the oldest) and the error. Without a transport, sends nothing.
     pub(crate) fn deliver(
         &self,
         state: &State,
@@ -230,11 +217,8 @@ impl Flusher {
         (sent, emails, None)
     }
 
-    /// Sends the oldest `count` pending records, removes those whose email
-    /// was accepted, and saves. `with_resolved`: the first email also says
-    /// that the history's `resolved` failures are over, and they are
-    /// forgotten once it is accepted. `deadline` is shared with the alerts
-    /// posted before, within one send_deadline for the whole flush.
+    /// `with_resolved`: the first email says the `resolved` failures are over, and
+    /// they are forgotten once accepted. `deadline` is shared with the alerts.
     fn send(
         &mut self,
         lock: &StateLock,
@@ -266,8 +250,6 @@ impl Flusher {
         self.settle(lock, state, commit, (now, error), (&what, sent), done)
     }
 
-    /// The oldest `sent` pending records of `state` left at `now`: the
-    /// last email, the dropped count reported with them.
     pub(super) fn took(&mut self, state: &mut State, sent: usize, now: OffsetDateTime) {
         state.pending.drain(..sent);
         // The kept tally counted the records that left.
@@ -277,8 +259,6 @@ impl Flusher {
     }
 }
 
-/// The flush's outcome: the email's `outcome`, failed if Alertmanager did
-/// not accept the alerts (`alerted`, its error).
 fn with_alerts_error(alerted: Option<Error>, outcome: Outcome, pending: usize) -> Outcome {
     let Some(error) = alerted else {
         return outcome;
@@ -299,18 +279,13 @@ fn with_alerts_error(alerted: Option<Error>, outcome: Outcome, pending: usize) -
     Outcome::Failed { error, pending }
 }
 
-/// `0..count` in consecutive ranges of at most `size`.
 fn ranges(count: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
     let size = size.max(1);
     (0..count.div_ceil(size)).map(move |i| i * size..((i + 1) * size).min(count))
 }
 
-/// Splits `records` into consecutive parts whose digest lines (in the text
-/// part and the attached log) stay within `max_bytes` (a record larger than
-/// that goes alone).
-/// Each record is rendered once and measured; a part comes with its records
-/// listed one by one (its newest `detail_lines`) rendered, for
-/// [`Composer::compose_with`], and the others' dropped once measured.
+/// A record larger than `max_bytes` goes alone. Each is rendered once; only a
+/// part's newest `detail_lines` stay rendered, for [`Composer::compose_with`].
 fn split_by_size(
     records: &[Record],
     max_bytes: usize,

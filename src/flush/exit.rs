@@ -21,27 +21,21 @@ use crate::policy::Phase;
 use crate::store::file::StateStore;
 use crate::sync::{lock, try_lock};
 
-/// The longest the exit hook waits for the flusher (a checkpoint of the
-/// worker ends within it), and for the state file's lock.
+/// For the flusher (a worker's checkpoint ends within it) and the state file's lock.
 const WAIT: Duration = Duration::from_secs(1);
 
-/// A layer whose records the exit hook stores, while it lives.
 struct Live {
     shared: Weak<Shared>,
     flusher: Weak<Mutex<Flusher>>,
-    /// The state file, with the exit hook's shorter lock timeout.
     store: StateStore,
-    /// The process that built it: a child made by `fork` that exits runs
-    /// the hook too, but its copy of the records is not its own to store.
+    /// A `fork`ed child that exits runs the hook too, but its copy of the records
+    /// is not its own to store.
     pid: u32,
 }
 
-/// Every layer built in this process that may still hold records.
 static LIVE: Mutex<Vec<Live>> = Mutex::new(Vec::new());
 
-/// Has the exit hook store the records of this layer that its guard will
-/// not have flushed when the process exits; installs the hook on the first
-/// call. `lock_timeout` is the layer's: the hook waits less if it is less.
+/// Installs the hook on the first call; it waits less than `lock_timeout` if less.
 pub(crate) fn register(
     shared: &Arc<Shared>,
     flusher: &Arc<Mutex<Flusher>>,
@@ -71,13 +65,12 @@ fn install() {
     });
 }
 
-/// Without `atexit` (not Unix), records logged since the last checkpoint
-/// are lost by an exit that skips the guard's drop.
+/// Without `atexit` (not Unix), records logged since the last checkpoint are
+/// lost by an exit that skips the guard's drop.
 #[cfg(not(unix))]
 fn install() {}
 
-/// The exit hook: stores each live layer's records, catching any panic (a
-/// panic may not unwind out of it).
+/// A panic may not unwind out of it (an `extern "C"` fn aborts).
 #[cfg(unix)]
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
@@ -92,9 +85,8 @@ extern "C" fn at_exit() {
     });
 }
 
-/// Stores the records of `layer` still in memory, if its guard was not
-/// dropped (its drop flushed them): through its flusher, if free within
-/// [`WAIT`], else in a parked file; what neither can store goes to stderr.
+/// Unless its guard was dropped: through its flusher if free within [`WAIT`],
+/// else a parked file; what neither can store goes to stderr.
 fn store(layer: &Live) {
     let Some(shared) = layer
         .shared
@@ -124,8 +116,8 @@ fn store(layer: &Live) {
     crate::flush::worker::last_resort(&shared.buffer);
 }
 
-/// The flusher, once it is free, within [`WAIT`]: a flush on this very
-/// thread (an exit from a transport) or one that is sending holds it longer.
+/// A flush on this very thread (an exit from a transport) or one that is sending
+/// holds it longer.
 fn lock_within(flusher: &Mutex<Flusher>) -> Option<MutexGuard<'_, Flusher>> {
     let until = Instant::now() + WAIT;
     loop {

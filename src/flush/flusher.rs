@@ -37,59 +37,37 @@ pub(crate) struct Flusher {
     pub(crate) store: StateStore,
     pub(crate) policy: Policy,
     pub(crate) composer: Composer,
-    /// Where digests go; `None` when Alertmanager is the only destination.
+    /// `None` when Alertmanager is the only destination.
     pub(crate) transport: Option<Arc<dyn Transport>>,
-    /// Where alerts go, if anywhere.
     pub(crate) alerts: Option<Box<dyn crate::flush::destination::Alerts>>,
-    /// Most records kept pending; the oldest beyond it are dropped.
     pub(crate) max_pending: usize,
-    /// Most bytes the records may take in one email (their text lines, in
-    /// the text part and the attached log, see `Composer::render`); a larger
-    /// digest is split.
+    /// Of the records' text lines per email (see `Composer::render`); larger splits.
     pub(crate) max_email_bytes: usize,
-    /// The longest one flush may spend sending.
     pub(crate) send_deadline: Duration,
-    /// Records and emails the worker sent since the guard last reported an
-    /// outcome.
+    /// Since the guard last reported an outcome.
     pub(crate) sent_during_run: (usize, usize),
-    /// Where "now" comes from.
     pub(crate) clock: Arc<dyn Clock>,
-    /// This run's number in the state file's history, once it has one.
     pub(crate) run: Option<u64>,
-    /// The state as this process last read or wrote it, so that the next
-    /// flush reads only what other processes appended since, and what the
-    /// policy reads of its records.
+    /// As last read or written: the next flush reads only what others appended since.
     pub(crate) cache: Kept,
-    /// Whether a failure reported by email and now over gets a notice.
     pub(crate) notify_recovery: bool,
-    /// The send to `transport` abandoned at its deadline, while it runs.
     pub(crate) outstanding: Outstanding,
-    /// When the firing alerts (or resolutions not yet accepted) in the
-    /// state file are to be posted again, so that Alertmanager does not
-    /// resolve them at their `endsAt` while they last: a third of the
-    /// resolve window after they were last posted (a ninth after a post
-    /// failed). `None` when none is known to be firing.
+    /// Re-post before Alertmanager resolves them at `endsAt`: a third of the
+    /// window after the last post (a ninth after a failure).
     pub(crate) alerts_due: Option<Instant>,
-    /// When this process built the layer: the firing alerts it finds in
-    /// the state file were posted before that.
+    /// Firing alerts found in the state file were posted before this.
     pub(crate) started: Instant,
 }
 
-/// What a flush keeps in memory for the next one.
 #[derive(Default)]
 pub(crate) struct Kept {
-    /// The state and the stamp of the files it was read from or written to.
     pub(crate) files: Cache,
-    /// The policy's running figures of the first [`Tally::len`] pending
-    /// records of that state, so that a later flush adds only the new ones
-    /// (made anew when records leave, or the state is read whole).
+    /// Of the first [`Tally::len`] pending records: a later flush adds only the new ones.
     pub(crate) tally: Option<Tally>,
 }
 
 impl Flusher {
-    /// [`flush`](Self::flush), with a panic inside it (in this crate or in
-    /// code it calls) turned into [`Outcome::Failed`]: by then the records it
-    /// took are stored or back in `buffer`.
+    /// By then the records it took are stored or back in `buffer`.
     pub(crate) fn flush_caught(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         match catch_unwind(AssertUnwindSafe(|| self.flush(buffer, phase))) {
             Ok(outcome) => outcome,
@@ -108,10 +86,7 @@ impl Flusher {
         }
     }
 
-    /// Ends the run, as the guard's flush at a cron job's exit does
-    /// (`flush_every`'s period): the same flush, of phase
-    /// [`Phase::Flush`], after which the next flush starts a new run. What
-    /// it sent counts in the outcome of the guard's next `flush()`.
+    /// `flush_every`'s period; what it sent counts in the guard's next `flush()` outcome.
     pub(crate) fn end_period(&mut self, buffer: &Buffer) -> Outcome {
         let outcome = self.flush_caught(buffer, Phase::Flush);
         self.run = None;
@@ -119,9 +94,7 @@ impl Flusher {
         outcome
     }
 
-    /// Reads the state file for the alerts an earlier process left firing,
-    /// if no flush of this one has yet (see [`note_firing`](Self::note_firing)).
-    /// Creates nothing: without a state file there is nothing to look for.
+    /// If no flush of this process has yet. Creates nothing.
     pub(crate) fn find_firing(&mut self) {
         if self.alerts.is_some()
             && self.alerts_due.is_none()
@@ -133,9 +106,7 @@ impl Flusher {
         }
     }
 
-    /// Alerts found firing in `state` when none is known to be, posted by
-    /// an earlier process, are due a third of their resolve window after
-    /// this one started.
+    /// Posted by an earlier process: due a third of the resolve window after start.
     pub(super) fn note_firing(&mut self, state: &State) {
         if let Some(alerts) = &self.alerts
             && self.alerts_due.is_none()
@@ -145,20 +116,12 @@ impl Flusher {
         }
     }
 
-    /// Whether the firing alerts are due to be posted again now.
     pub(crate) fn alerts_due_now(&self) -> bool {
         self.alerts_due.is_some_and(|due| due <= Instant::now())
     }
 
-    /// Runs one flush over the state file and the records in `buffer`.
-    ///
-    /// Records taken from `buffer` are either in the state file (or a parked
-    /// file beside it) when this returns, or back in `buffer`, so a failure
-    /// never loses them.
-    ///
-    /// A panic inside (in this crate or in code it calls) unwinds out of it,
-    /// but gives the records back first; [`flush_caught`](Self::flush_caught)
-    /// turns it into an outcome.
+    /// Records taken from `buffer` are stored (or parked) when this returns, or back in
+    /// `buffer`, also when a panic unwinds out ([`flush_caught`](Self::flush_caught)).
     pub(crate) fn flush(&mut self, buffer: &Buffer, phase: Phase) -> Outcome {
         let _sending = SendingScope::enter();
         // The clock is asked first: if it panics, the panic hook's record
@@ -197,9 +160,7 @@ impl Flusher {
         outcome
     }
 
-    /// The part of [`flush`](Self::flush) under the lock: ingest, decide,
-    /// dispatch. This run's records are made durable before anything is
-    /// sent, so a crash during the send loses nothing.
+    /// This run's records are durable before anything is sent: a crash loses nothing.
     fn flush_locked(
         &mut self,
         lock: &StateLock,
@@ -235,11 +196,8 @@ impl Flusher {
         self.dispatch(lock, &mut taken.state, plan, phase, (run, now), commit)
     }
 
-    /// The time now, from the clock, within the years a record can hold (as
-    /// on the event path). A panic in the clock (user code) is an error that
-    /// says so. The panic hook's checkpoint does not ask the clock: it never
-    /// sends, so needs no time, and a panic inside a panic hook aborts the
-    /// process.
+    /// A panic in the clock (user code) is an error. The panic hook's checkpoint does
+    /// not ask it: a panic inside a panic hook aborts.
     fn now(&self, phase: Phase) -> Result<OffsetDateTime, Error> {
         let now = if phase == Phase::Checkpoint {
             SystemTime::now()

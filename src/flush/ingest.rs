@@ -15,11 +15,8 @@ use crate::store::file::StateLock;
 use crate::store::state::State;
 
 impl Flusher {
-    /// Loads the state under `lock` and merges this run's records into it
-    /// (see the module's comment); `now`: this flush's time, if known.
-    /// Returns this run's number and the policy's tally of the records kept
-    /// in memory, while it still holds. On failure the records are given
-    /// back and the outcome says so.
+    /// Returns this run's number and the policy's tally of the records kept in
+    /// memory, while it still holds. On failure the records are given back.
     pub(super) fn ingest(
         &mut self,
         lock: &StateLock,
@@ -46,9 +43,6 @@ impl Flusher {
         Ok((run, tally))
     }
 
-    /// Registers this run (started at `now` unless a checkpoint), notes it
-    /// on this run's records and observes them, trims at `max_pending` and
-    /// ends the run at the guard's flush; notes in `commit` what changed.
     fn add_run(
         &mut self,
         taken: &mut Taken<'_>,
@@ -79,8 +73,6 @@ impl Flusher {
         run
     }
 
-    /// Notes this run on each of this run's records (from `old_len` on) and
-    /// observes those at the policy's level in the history.
     fn observe(&self, state: &mut State, old_len: usize, run: u64) {
         crate::store::history::check_fingerprint_fields(
             &state.pending[old_len..],
@@ -98,8 +90,6 @@ impl Flusher {
         }
     }
 
-    /// Counts `dropped` and trims the oldest records beyond `max_pending`,
-    /// counted as dropped too; returns how many were trimmed.
     fn trim(&self, state: &mut State, dropped: u64) -> usize {
         state.dropped = state.dropped.saturating_add(dropped);
         let excess = state.pending.len().saturating_sub(self.max_pending);
@@ -110,10 +100,8 @@ impl Flusher {
         excess
     }
 
-    /// The guard's flush ends the run: reported failures it did not see
-    /// are over. What this changes is written by a rewrite (the journal
-    /// holds runs, records, drops and trims only). With notices off, none
-    /// is kept. Returns whether the state changed.
+    /// Reported failures this run did not see are over. Written by a rewrite (the
+    /// journal holds runs, records, drops and trims only).
     fn end_run(&self, state: &mut State, phase: Phase, run: u64, commit: &mut Commit) -> bool {
         let ended = if self.notify_recovery {
             // Reported as persisting: at `consecutive_runs`, else at two
@@ -130,10 +118,8 @@ impl Flusher {
         ended
     }
 
-    /// Clamps the times of records ahead of `now` (a clock that was ahead).
-    /// `kept`: how many records came from the view kept in memory, when
-    /// they were last clamped, and the policy's tally of them; the tally is
-    /// returned only if they are all still here, in their place, with their times.
+    /// A clock that was ahead. The tally in `kept` is returned only if its records
+    /// are all still here, in their place, with their times.
     fn clamp(
         &self,
         state: &mut State,
@@ -155,10 +141,7 @@ impl Flusher {
         tally.filter(|t| t.len() <= kept && excess == 0 && !(moved && clamped < t.len()))
     }
 
-    /// This run's number: taken from the state's history at the first flush
-    /// (and again if that flush could not save it), which notes the run as
-    /// started `at` (this flush's time, when the clock could be read).
-    /// Returns it and whether it is new.
+    /// Taken at the first flush (again if it could not save); also whether it is new.
     fn register_run(&mut self, state: &mut State, at: Option<OffsetDateTime>) -> (u64, bool) {
         match self.run {
             Some(run) if state.history.runs >= run => (run, false),
@@ -170,12 +153,9 @@ impl Flusher {
         }
     }
 
-    /// Saves the state with this run's records, if ingest changed it, and
-    /// removes the parked files merged; on failure gives the records back
-    /// to the buffer and returns the outcome to report.
-    ///
-    /// What this flush added is appended to the journal, or the snapshot is
-    /// rewritten when records left (see [`StateStore::commit`](crate::store::file::StateStore::commit)).
+    /// On failure gives the records back to the buffer. Appends to the journal,
+    /// or rewrites when records left (see
+    /// [`StateStore::commit`](crate::store::file::StateStore::commit)).
     pub(super) fn save_or_give_back(
         &self,
         state_lock: &StateLock,
@@ -211,8 +191,6 @@ impl Flusher {
         }
     }
 
-    /// The state file stayed locked: the records go to a parked file beside
-    /// it, for the next flush to merge.
     pub(super) fn park(&self, mut taken: Taken<'_>, busy: Error) -> Outcome {
         let count = taken.count;
         let Ok(path) = self.store.park(taken.records(), taken.dropped) else {
@@ -231,9 +209,7 @@ impl Flusher {
     }
 }
 
-/// Counts this run's records trimmed at `max_pending` (of the `excess`
-/// oldest, those at `old_len` or after) as dropped, and notes the trim line
-/// in `commit`.
+/// Of the `excess` oldest, those at `old_len` or after.
 fn trimmed(taken: &mut Taken<'_>, commit: &mut Commit, excess: usize, old_len: usize) {
     let (count, dropped) = (taken.count, taken.dropped);
     let trimmed_new = excess.saturating_sub(old_len).min(count);

@@ -140,8 +140,6 @@ impl Outcome {
         matches!(self, Outcome::Failed { .. })
     }
 
-    /// What a flush says of `decision` over `pending` records: `sent` when
-    /// it sends them, else that they are held or wait.
     pub(crate) fn unless_sent(decision: Decision, pending: usize, sent: Outcome) -> Outcome {
         match decision {
             Decision::Nothing => Outcome::Nothing,

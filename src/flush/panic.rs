@@ -12,8 +12,7 @@ use crate::capture::visit::bounded;
 use crate::flush::Flusher;
 use crate::policy::Phase;
 
-/// Chains a panic hook in front of the current one. It holds only weak
-/// references: once the layer and guard are gone, it does nothing but call
+/// Holds only weak references: once the layer and guard are gone, it only calls
 /// the previous hook.
 pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
     let previous = std::panic::take_hook();
@@ -36,9 +35,7 @@ pub(crate) fn install(shared: Weak<Shared>, flusher: Weak<Mutex<Flusher>>) {
     }));
 }
 
-/// The record of a panic: its message and the thread's name bounded like
-/// any record's text (`max_record_bytes`), so that a huge panic message
-/// cannot make a huge record.
+/// Bounded like any record's text, so a huge panic message cannot make a huge record.
 fn record(info: &PanicHookInfo<'_>, now: std::time::SystemTime, max_bytes: usize) -> Record {
     let message = crate::error::panic_message(info.payload());
     let message = message.unwrap_or_else(|| "Box<dyn Any>".to_owned());

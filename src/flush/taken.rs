@@ -14,30 +14,20 @@ use crate::store::file::{StateLock, StateStore};
 use crate::store::kept::Stamp;
 use crate::store::state::State;
 
-/// What one flush writes: the facts to append, whether the snapshot must
-/// be rewritten instead or anything at all, and the stamp of the files when the state was read
-/// (updated at each write; `None` once what is on disk is unknown).
+/// The stamp is updated at each write; `None` once what is on disk is unknown.
 #[derive(Default)]
 pub(super) struct Commit {
-    /// The run that started in this flush, if one did, and when.
     pub(super) run: Option<(u64, Option<OffsetDateTime>)>,
     pub(super) dropped: u64,
-    /// The oldest records trimmed at `max_pending`, and the dropped count
-    /// that adds (see `journal::Fact::Trim`).
     pub(super) trim: Option<(u64, u64)>,
     pub(super) rewrite: bool,
-    /// Whether the state differs from what is on disk.
     pub(super) changed: bool,
-    /// Parked files merged into the state, removed once it is saved.
     pub(super) parked: Vec<PathBuf>,
     pub(super) stamp: Option<Stamp>,
-    /// When the state's times were clamped (see `State::clamp_future_from`).
     pub(super) clamped_at: Option<OffsetDateTime>,
 }
 
 impl Commit {
-    /// Saves `state` whole (the snapshot rewritten), noting the stamp of
-    /// what is now on disk, or that it is unknown after a failure.
     pub(super) fn save(
         &mut self,
         store: &StateStore,
@@ -48,8 +38,6 @@ impl Commit {
         self.noted(state, written)
     }
 
-    /// Notes what a write of `state` left on disk: its stamp, or that it is
-    /// unknown after a failure.
     pub(super) fn noted(
         &mut self,
         state: &mut State,
@@ -61,23 +49,17 @@ impl Commit {
     }
 }
 
-/// This flush's records, owned from the moment they leave the buffer until
-/// they are stored: dropped before [`stored`](Taken::stored) (an error, or a
-/// panic unwinding through the flush, in our code or in code we call), it
-/// gives them back to the buffer, so nothing a flush took can be lost.
-///
-/// The records are the last `count` of `state.pending`: of an otherwise
-/// empty state until the state file is loaded, then of the loaded state.
+/// Dropped before [`stored`](Taken::stored) (an error, or a panic unwinding
+/// through the flush), it gives them back to the buffer: nothing a flush took is
+/// lost. They are the last `count` of `state.pending`.
 pub(super) struct Taken<'a> {
     buffer: &'a Buffer,
     pub(super) state: State,
     pub(super) count: usize,
-    /// Records the buffer dropped (or this flush trimmed), not yet reported.
     pub(super) dropped: u64,
 }
 
 impl<'a> Taken<'a> {
-    /// Takes every record out of `buffer`, with its count of dropped ones.
     pub(super) fn from_buffer(buffer: &'a Buffer) -> Self {
         let mut taken = Taken {
             buffer,
@@ -92,12 +74,10 @@ impl<'a> Taken<'a> {
         taken
     }
 
-    /// This run's records, ready to be stored on their own (a parked file).
     pub(super) fn records(&self) -> &[Record] {
         &self.state.pending[self.state.pending.len() - self.count..]
     }
 
-    /// Puts the loaded state under this run's records.
     pub(super) fn merge_into(&mut self, mut loaded: State) {
         // The merged list is kept for the run: room for an eighth more, not
         // twice as much as doubling would leave (a large list grows in place
@@ -110,13 +90,11 @@ impl<'a> Taken<'a> {
         self.state = loaded;
     }
 
-    /// The records are stored: nothing to give back any more.
     pub(super) fn stored(&mut self) {
         self.count = 0;
         self.dropped = 0;
     }
 
-    /// Gives the records back to the buffer after `error` and says so.
     pub(super) fn give_back(&mut self, error: Error) -> Outcome {
         let (count, on_disk) = self.restore();
         let error = match count {
@@ -134,8 +112,6 @@ impl<'a> Taken<'a> {
         }
     }
 
-    /// Puts the records back into the buffer. Returns how many, and how
-    /// many of the state's are on disk.
     fn restore(&mut self) -> (usize, usize) {
         let at = self.state.pending.len().saturating_sub(self.count);
         let records = self.state.pending.split_off(at);

@@ -14,40 +14,31 @@ use crate::flush::Flusher;
 use crate::policy::Phase;
 use crate::sync::lock;
 
-/// How often the worker's timed jobs come: checkpoints and periods
-/// (`flush_every`), each if set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Timing {
-    /// How long new records may wait in memory (`checkpoint_interval`).
     pub(crate) checkpoint: Option<Duration>,
-    /// How long a run lasts (`flush_every`).
     pub(crate) period: Option<Duration>,
-    /// Whether alerts go to Alertmanager: a second after the start, the
-    /// worker looks for those an earlier process left firing.
+    /// A second after the start, the worker looks for those an earlier process left firing.
     pub(crate) alerts: bool,
 }
 
-/// What the worker does when it wakes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Job {
-    /// A full batch arrived (the layer's signal): a flush of phase `Run`.
+    /// The layer's signal: a flush of phase `Run`.
     Batch,
-    /// Store what came in since the last flush: a flush of phase `Run`.
     Checkpoint,
-    /// A period is over: the flush that ends the run (phase `Flush`).
+    /// The flush that ends the run (phase `Flush`).
     Period,
-    /// A firing alert is due to be posted again before Alertmanager's
-    /// `endsAt`: a flush of phase `Run`, which posts it. The first, a
-    /// second after the start, looks for those an earlier process left.
+    /// Re-post before Alertmanager's `endsAt` (phase `Run`). The first, a second
+    /// after the start, looks for those an earlier process left.
     Alerts,
 }
 
-/// When each of the worker's timed jobs is next due: a pure schedule, fed
-/// the time, so its rules are tested without waiting.
+/// Pure, fed the time, so its rules are tested without waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Schedule {
     timing: Timing,
-    /// When the periods are counted from: their ticks are `start + k × period`.
+    /// Ticks are `start + k × period`.
     start: Instant,
     checkpoint: Option<Instant>,
     period: Option<Instant>,
@@ -55,7 +46,6 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    /// The schedule of a worker started at `now`.
     pub(crate) fn new(timing: Timing, now: Instant) -> Self {
         Schedule {
             timing,
@@ -66,8 +56,7 @@ impl Schedule {
         }
     }
 
-    /// The job due first, and when. At the same time a period goes first:
-    /// its flush stores the records and posts the alerts too.
+    /// At the same time a period goes first: its flush stores and posts too.
     pub(crate) fn next(&self) -> Option<(Instant, Job)> {
         [
             (self.period, Job::Period),
@@ -79,8 +68,6 @@ impl Schedule {
         .min_by_key(|(at, _)| *at)
     }
 
-    /// Notes that `job` ran and was over at `now`; `alerts` is when the
-    /// flusher wants its firing alerts posted again, if it has any.
     pub(crate) fn done(&mut self, job: Job, now: Instant, alerts: Option<Instant>) {
         // Every flush stores the records: the next checkpoint is a whole
         // interval later.
@@ -96,12 +83,9 @@ impl Schedule {
     }
 }
 
-/// The least time between two of the worker's posts of the firing alerts.
 const ALERTS_RETRY: Duration = Duration::from_secs(1);
 
-/// The first tick `start + k × every` (k ≥ 1) after `now`: a flush that
-/// overran one or more ticks skips them rather than running flushes back to
-/// back.
+/// k ≥ 1: a flush that overran ticks skips them rather than run back to back.
 pub(crate) fn next_tick(start: Instant, every: Duration, now: Instant) -> Instant {
     let every = every.max(Duration::from_millis(1));
     let since = now.saturating_duration_since(start);
@@ -110,23 +94,15 @@ pub(crate) fn next_tick(start: Instant, every: Duration, now: Instant) -> Instan
     start + every.saturating_mul(ticks)
 }
 
-/// Runs, off the event path, a flush of phase `Run` whenever the layer
-/// signals a full batch, every `checkpoint` while records are waiting, and
-/// when a firing alert is due to be posted again; and with a `period`,
-/// the flush that ends each run (see [`Flusher::end_period`]).
-///
-/// A panic in a flush ends that flush, not the worker. If the guard is
-/// dropped on this thread (a panic hook that drops it while a flush here
-/// panics), the guard cannot join the thread it runs on nor flush while this
-/// thread's flush holds the flusher: the worker runs the guard's last flush
-/// itself when its current flush is over.
+/// A panic in a flush ends that flush, not the worker. If the guard is dropped
+/// on this thread (a panic hook while a flush here panics), it can neither join
+/// nor flush: the worker runs the guard's last flush itself when its flush is over.
 pub(crate) fn spawn_worker(
     shared: Arc<Shared>,
     flusher: Arc<Mutex<Flusher>>,
     timing: Timing,
 ) -> std::io::Result<JoinHandle<()>> {
-    /// Runs the guard's last flush, if it was handed over, when the worker
-    /// ends (even by a panic).
+    /// Even when the worker ends by a panic.
     struct Finish {
         shared: Arc<Shared>,
         flusher: Arc<Mutex<Flusher>>,
@@ -152,8 +128,6 @@ pub(crate) fn spawn_worker(
         })
 }
 
-/// Waits until a job is due (or the layer signals a full batch) and
-/// returns it; `None` once the guard asks the worker to stop.
 fn wait_for_job(signal: &Signal, schedule: &Schedule) -> Option<Job> {
     let mut state = lock(&signal.state);
     loop {
@@ -184,8 +158,6 @@ fn wait_for_job(signal: &Signal, schedule: &Schedule) -> Option<Job> {
     }
 }
 
-/// Runs `job`; returns when the flusher wants its firing alerts posted
-/// again, if it has any.
 fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instant> {
     let mut flusher = lock(flusher);
     if job == Job::Period {
@@ -201,8 +173,7 @@ fn run_job(shared: &Shared, flusher: &Mutex<Flusher>, job: Job) -> Option<Instan
     flusher.alerts_due
 }
 
-/// The guard's last flush (unless it `flushed` and no record came in since),
-/// then the last resort for records that could not be stored: stderr.
+/// Unless it `flushed` and no record came in since; then stderr as last resort.
 pub(crate) fn finish(shared: &Shared, flusher: &Mutex<Flusher>, flushed: bool) {
     if !flushed || shared.buffer.len() > 0 {
         say_failed(&lock(flusher).flush_caught(&shared.buffer, Phase::Flush));
@@ -210,8 +181,7 @@ pub(crate) fn finish(shared: &Shared, flusher: &Mutex<Flusher>, flushed: bool) {
     last_resort(&shared.buffer);
 }
 
-/// Says on stderr that a flush no caller sees (a period's, the guard's
-/// drop) failed.
+/// A flush no caller sees (a period's, the guard's drop).
 fn say_failed(outcome: &crate::flush::outcome::Outcome) {
     if outcome.is_failed() {
         // The error may hold a transport's own, whose Display is user code.
@@ -220,8 +190,6 @@ fn say_failed(outcome: &crate::flush::outcome::Outcome) {
     }
 }
 
-/// The last resort for records that could not be stored: written to stderr
-/// as JSON lines, taken out of `buffer`.
 pub(crate) fn last_resort(buffer: &crate::capture::buffer::Buffer) {
     let left = buffer.drain();
     if !left.is_empty() {

@@ -86,8 +86,6 @@ impl fmt::Display for FiringAlert {
     }
 }
 
-/// The alerts of `state`, firing first, then the longest-lasting first,
-/// each with the state's last post.
 pub(crate) fn of(state: &State) -> Vec<FiringAlert> {
     let mut alerts: Vec<FiringAlert> = state.alerts.values().cloned().collect();
     for alert in &mut alerts {

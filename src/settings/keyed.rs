@@ -5,15 +5,12 @@
 use super::*;
 use serde::de::{DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
-/// A deserializer, visitor, seed, table or list whose values are named
-/// by `path`.
 pub(crate) struct Keyed<'a, T> {
     d: T,
     name: Name<'a>,
 }
 
-/// The path of a value, and whether an error already names its key
-/// (so that no outer key renames it).
+/// Whether an error already names its key, so no outer key renames it.
 #[derive(Clone)]
 struct Name<'a> {
     path: String,
@@ -21,7 +18,6 @@ struct Name<'a> {
 }
 
 impl Name<'_> {
-    /// `r`, its error naming the key unless one already does.
     fn of<T, E: de::Error>(&self, r: Result<T, E>) -> Result<T, E> {
         r.map_err(|e| match self.path.is_empty() || self.named.replace(true) {
             true => e,
@@ -43,7 +39,6 @@ impl<'a, D> Keyed<'a, D> {
         Keyed { d, name }
     }
 
-    /// `f` of the inner value and of `t` named alike; its error named.
     fn pass<T, R, E, F>(self, t: T, f: F) -> Result<R, E>
     where
         E: de::Error,
@@ -58,9 +53,8 @@ impl<'a, D> Keyed<'a, D> {
     }
 }
 
-/// The ways of reading a value that the settings' types ask for (the
-/// readers of numbers and lists ask for any), its visitor wrapped; a format
-/// that reads a value by what is asked (a string as a boolean) still can.
+/// What the settings' types ask for (numbers and lists ask for any); a format
+/// that reads by what is asked (a string as a boolean) still can.
 macro_rules! forward {
     ($($method:ident),*) => {$(
         fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, D::Error> {
@@ -73,7 +67,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keyed<'_, D> {
     type Error = D::Error;
     forward!(deserialize_any, deserialize_bool, deserialize_str);
     forward!(deserialize_string, deserialize_option, deserialize_map);
-    /// A table, never a list read in the order of the keys.
+    /// Never a list read in the order of the keys.
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _: &'static str,
@@ -88,8 +82,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Keyed<'_, D> {
     }
 }
 
-/// Visits of a value that holds nothing more: to the inner visitor, its
-/// error named.
 macro_rules! leaves {
     ($($visit:ident($($v:ident: $t:ty)?)),*) => {$(
         fn $visit<E: de::Error>(self $(, $v: $t)?) -> Result<V::Value, E> {
@@ -98,8 +90,6 @@ macro_rules! leaves {
     )*};
 }
 
-/// The visitor of a value: says its key in what it expects and in its
-/// errors, and reads what it holds through [`Keyed`].
 impl<'de, V: Visitor<'de>> Visitor<'de> for Keyed<'_, V> {
     type Value = V::Value;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,7 +114,6 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Keyed<'_, V> {
     }
 }
 
-/// A list's items, named as the list.
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Keyed<'_, A> {
     type Error = A::Error;
     fn next_element_seed<S: DeserializeSeed<'de>>(
@@ -136,7 +125,6 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Keyed<'_, A> {
     }
 }
 
-/// A table whose values are each named by their key.
 struct Table<'a, A> {
     map: Keyed<'a, A>,
     key: String,
@@ -166,7 +154,6 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Table<'_, A> {
     }
 }
 
-/// A value: read through [`Keyed`]; an error not yet named gets its key.
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Keyed<'_, S> {
     type Value = S::Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {

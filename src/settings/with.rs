@@ -7,7 +7,6 @@ use super::*;
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{Error as _, SeqAccess, Unexpected, Visitor};
 
-/// `T` as serde reads it; `null` is its default.
 pub(crate) fn or_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -16,8 +15,7 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The readers of the keys whose default is not their type's: `null`
-/// is the default of `impl Default`.
+/// For keys whose default is not their type's: `null` is `impl Default`'s.
 macro_rules! or_its_default {
     ($($key:ident: $t:ty = $read:expr;)*) => {$(
         pub(crate) fn $key<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
@@ -65,8 +63,7 @@ pub(crate) fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
     d.deserialize_any(Command)
 }
 
-/// Seconds, whole or not, not negative; also `false` (as `Some(None)`)
-/// when `.0` says so.
+/// Not negative; also `false` (as `Some(None)`) when `.0` says so.
 struct Secs(bool);
 
 impl<'de> Visitor<'de> for Secs {
@@ -106,7 +103,6 @@ impl<'de> Visitor<'de> for Secs {
     }
 }
 
-/// A whole number of at least 1.
 struct Whole;
 
 impl<'de> Visitor<'de> for Whole {
@@ -131,7 +127,6 @@ impl<'de> Visitor<'de> for Whole {
     }
 }
 
-/// A level: `trace`, `debug`, `info`, `warn` or `error`, in any case.
 struct Lvl;
 
 impl<'de> Visitor<'de> for Lvl {
@@ -152,7 +147,6 @@ impl<'de> Visitor<'de> for Lvl {
     }
 }
 
-/// One string, or a list of strings.
 struct Many;
 
 impl<'de> Visitor<'de> for Many {
@@ -171,8 +165,7 @@ impl<'de> Visitor<'de> for Many {
     }
 }
 
-/// A command: a list of strings, the program (not blank) then its
-/// arguments; never one string, which would be taken for a program.
+/// Never one string, which would be taken for a program.
 struct Command;
 
 impl<'de> Visitor<'de> for Command {
@@ -195,8 +188,7 @@ impl<'de> Visitor<'de> for Command {
     }
 }
 
-/// The `policy` table within an [`EmailConfig`], read by its derived
-/// reader (whose errors already name their keys); `null` is the default.
+/// Its reader's errors already name their keys.
 pub(crate) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D::Error> {
     #[derive(Deserialize)]
     #[serde(transparent)]
@@ -204,7 +196,7 @@ pub(crate) fn policy<'de, D: Deserializer<'de>>(d: D) -> Result<PolicyConfig, D:
     Ok(Option::<Table>::deserialize(d)?.map_or_else(PolicyConfig::default, |t| t.0))
 }
 
-/// The `threshold` table as written: both keys are needed.
+/// Both keys are needed.
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,

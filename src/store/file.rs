@@ -28,27 +28,19 @@ use crate::store::park::{merge_parked, unmerged};
 use crate::store::snapshot::{Repair, next_generation, read};
 use crate::store::state::{State, VERSION};
 
-/// The journal is compacted into the snapshot when it would grow past this
-/// many times the snapshot's size. The journal holds additions, and the
-/// trims of the oldest records at `max_pending` (records that leave by a
-/// send go by a rewrite), so replaying it costs at most about what reading
-/// this many snapshots does; the ratio bounds that, and the rewrites a
-/// growing state, or one that stays at `max_pending`, costs (a snapshot per
-/// this many times its size appended: 1 + 1/ratio of the new records' bytes).
+/// Replaying a journal then costs at most about reading this many snapshots, and
+/// a growing state rewrites 1 + 1/ratio of the new records' bytes.
 pub(crate) const COMPACT_RATIO: u64 = 4;
 
-/// Where the state lives and how long to wait for its lock.
 #[derive(Debug, Clone)]
 pub(crate) struct StateStore {
     path: PathBuf,
     lock_timeout: Duration,
 }
 
-/// The file name of the state file inside the app's state folder.
 pub(crate) const STATE_FILE_NAME: &str = "tracing-email.json";
 
-/// The default state file of `app`: `tracing-email.json` in the app's folder
-/// under `directories`' `state_dir()`, else `data_local_dir()`.
+/// Under `directories`' `state_dir()`, else `data_local_dir()`.
 pub(crate) fn default_path(app: &str) -> Result<PathBuf, Error> {
     let dirs = directories::ProjectDirs::from("", "", app).ok_or_else(|| {
         Error::config(
@@ -60,11 +52,9 @@ pub(crate) fn default_path(app: &str) -> Result<PathBuf, Error> {
     Ok(dir.join(STATE_FILE_NAME))
 }
 
-/// Holds the exclusive lock on the state until dropped.
 pub(crate) struct StateLock {
     _file: File,
-    /// The state file with symbolic links resolved, as it was when the lock
-    /// was taken: what `load` reads and `save` replaces.
+    /// Resolved when the lock was taken: what `load` reads and `save` replaces.
     target: PathBuf,
 }
 
@@ -77,13 +67,10 @@ impl StateStore {
         &self.path
     }
 
-    /// The state file with symbolic links resolved (the path itself when it
-    /// is no link, or does not exist).
     fn target(&self) -> PathBuf {
         resolve_links(&self.path)
     }
 
-    /// Takes the exclusive lock, waiting at most the lock timeout.
     pub(crate) fn lock(&self) -> Result<StateLock, Error> {
         let target = self.target();
         self.refuse_other_than_a_file(&target)?;
@@ -97,9 +84,7 @@ impl StateStore {
         })
     }
 
-    /// A state file (`target`, the path with its links resolved) that is a
-    /// FIFO, a device or a folder is refused before anything is created
-    /// beside it.
+    /// Before anything is created beside it.
     fn refuse_other_than_a_file(&self, target: &Path) -> Result<(), Error> {
         let Some(kind) = fs::metadata(target)
             .ok()
@@ -115,8 +100,6 @@ impl StateStore {
         Err(refuse("state file", Path::new(&named), kind))
     }
 
-    /// Takes the lock on the lock file `file` (at `lock_path`), trying again
-    /// with growing pauses until the lock timeout has passed.
     fn wait_for_lock(&self, file: &File, lock_path: &Path) -> Result<(), Error> {
         let deadline = crate::clock::instant_after(self.lock_timeout);
         let mut pause = Duration::from_millis(1);
@@ -145,9 +128,7 @@ impl StateStore {
         }
     }
 
-    /// Applies [`State::clamp_future_from`] to `state` and, if a time was
-    /// moved, says so on stderr, naming the times and this file. Returns
-    /// whether the state changed (and should be saved).
+    /// Says on stderr which times moved. Returns whether the state should be saved.
     pub(crate) fn clamp_future_from(
         &self,
         state: &mut State,
@@ -167,21 +148,15 @@ impl StateStore {
         !moved.is_empty()
     }
 
-    /// Reads the state (the snapshot and the journal replayed), with the
-    /// records of any parked files (see [`park`](Self::park)) merged in time
-    /// order. A missing file is an empty state; a file that is not a state
-    /// (corrupt, truncated, empty) is moved aside, with a warning on stderr,
-    /// and what could be read of it is returned; a file written by a newer
-    /// version of this crate, or a path that is not a regular file (the
-    /// journal's too), is an error and is left alone.
+    /// Parked files merged in. A missing file is an empty state; one that is not a
+    /// state is moved aside with a warning (what reads is kept); a newer version's
+    /// file, or a path that is not a regular file, is an error, left alone.
     pub(crate) fn load(&self, lock: &StateLock) -> Result<Loaded, Error> {
         self.load_cached(lock, None)
     }
 
-    /// [`load`](Self::load), starting from a state kept in memory since the
-    /// last flush of this process: if the files are as it left them, nothing
-    /// is read; if only the journal grew (another process appended), only
-    /// what was appended is read.
+    /// Nothing is read if the files are as this process left them; only the
+    /// appended part if just the journal grew.
     pub(crate) fn load_cached(
         &self,
         lock: &StateLock,
@@ -209,7 +184,6 @@ impl StateStore {
         Ok(loaded)
     }
 
-    /// Reads the snapshot and replays the journal.
     fn read_all(&self, target: &Path, repair: Repair) -> Result<Loaded, Error> {
         let snapshot = read(target, repair)?;
         let snapshot_read = snapshot.is_some();
@@ -238,11 +212,8 @@ impl StateStore {
         })
     }
 
-    /// Reads the state without the lock and without changing anything: for
-    /// inspection. The snapshot is replaced by rename and the journal only
-    /// grows by whole appends, so what is read is one whole state (a torn
-    /// last line of the journal is left out). A corrupt snapshot is an
-    /// error here.
+    /// Without the lock: the snapshot is replaced by rename and the journal grows by
+    /// whole appends, so this reads one whole state. A corrupt snapshot is an error.
     pub(crate) fn peek(&self) -> Result<(State, usize), Error> {
         let target = self.target();
         let loaded = self.read_all(&target, Repair::No)?;
@@ -250,28 +221,19 @@ impl StateStore {
         Ok((loaded.state, parked))
     }
 
-    /// Writes records that could not wait for the lock into a file of their
-    /// own beside the state file, to be merged by the next flush that gets
-    /// the lock. Returns its path.
     pub(crate) fn park(&self, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
         crate::store::park::park(&self.target(), records, dropped)
     }
 
-    /// Removes parked files whose records are now in the state file.
     pub(crate) fn remove_parked(&self, parked: &[PathBuf]) {
         for path in parked {
             let _ = fs::remove_file(path);
         }
     }
 
-    /// Replaces the snapshot atomically (a temporary file in the same
-    /// folder, fsync, rename over the old one, fsync of the folder) with
-    /// `state` under a new generation, then removes the journal (whose
-    /// lines are all in `state`; one a crash leaves behind names the old
-    /// generation and is ignored). Returns the new stamp. Temporary files
-    /// of writers killed before their rename go first (see
-    /// [`leftovers`](crate::store::leftovers)), as they do at a process's
-    /// first load.
+    /// Atomically, under a new generation; then removes the journal (one a crash
+    /// leaves names the old generation and is ignored). Temporaries of killed
+    /// writers go first (see [`leftovers`](crate::store::leftovers)).
     pub(crate) fn save(&self, lock: &StateLock, state: &State) -> Result<Stamp, Error> {
         let generation = next_generation(state.generation);
         crate::store::leftovers::remove_dead_temporaries(&lock.target);
@@ -283,11 +245,8 @@ impl StateStore {
         Ok(Stamp::new(generation, VERSION, file_id(&lock.target)))
     }
 
-    /// Writes what one flush added (and the oldest records it trimmed):
-    /// appended to the journal (and fsynced) when it can be, else
-    /// (`rewrite`, no snapshot yet, an old version, or a journal that would
-    /// outgrow the snapshot) by [`save`](Self::save) of the whole `state`. `stamp` is what the files were when `state`
-    /// was read. Returns the new stamp.
+    /// Appended to the journal (fsynced) when it can be, else the whole `state` by
+    /// [`save`](Self::save). `stamp` is what the files were when `state` was read.
     pub(crate) fn commit(
         &self,
         lock: &StateLock,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind};
 
-/// Which file a path held: it changes when the file is replaced.
+/// It changes when the file is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileId {
     pub(super) len: u64,
@@ -18,7 +18,6 @@ pub(super) struct FileId {
     ino: u64,
 }
 
-/// Which file `path` holds now; `None` when nothing is there.
 pub(super) fn file_id(path: &Path) -> Option<FileId> {
     let meta = fs::metadata(path).ok()?;
     Some(FileId {
@@ -29,15 +28,13 @@ pub(super) fn file_id(path: &Path) -> Option<FileId> {
     })
 }
 
-/// `path` with `suffix` added to its file name (`state.json` and `.lock`
-/// give `state.json.lock`).
 pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
 }
 
-/// Where a damaged file at `path` is kept: `<path>.corrupt-<time>`.
+/// `<path>.corrupt-<time>`.
 pub(super) fn aside_path(path: &Path) -> PathBuf {
     let now = time::OffsetDateTime::now_utc();
     with_suffix(
@@ -46,13 +43,12 @@ pub(super) fn aside_path(path: &Path) -> PathBuf {
     )
 }
 
-/// An error of the state file's I/O: `what` failed, for the reason `e`.
 pub(super) fn io_error(doing: &str, what: &str, path: &Path, e: io::Error) -> Error {
     let message = format!("could not {doing} the {what} {}", path.display());
     Error::with_source(ErrorKind::State, message, e)
 }
 
-/// Creates the folder of `target` (and its parents), private to the owner.
+/// Private to the owner.
 pub(super) fn create_dir(target: &Path) -> Result<(), Error> {
     let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
@@ -66,14 +62,12 @@ pub(super) fn create_dir(target: &Path) -> Result<(), Error> {
         .map_err(|e| io_error("create", "state folder", dir, e))
 }
 
-/// The file name of `path` as text (empty when it has none).
 pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
-/// What a file type is, in words, when it is not a regular file.
 pub(super) fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
     #[cfg(unix)]
     use std::os::unix::fs::FileTypeExt;
@@ -95,7 +89,6 @@ pub(super) fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
     })
 }
 
-/// The error for a path that holds something other than a regular file.
 pub(super) fn refuse(what: &str, path: &Path, kind: &str) -> Error {
     Error::new(
         ErrorKind::State,
@@ -108,8 +101,6 @@ pub(super) fn refuse(what: &str, path: &Path, kind: &str) -> Error {
     )
 }
 
-/// The whole of the regular file at `path`, `None` when it does not exist.
-/// `what` names the file in errors.
 pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, Error> {
     let Some(mut file) = open_regular(path, what)? else {
         return Ok(None);
@@ -119,8 +110,6 @@ pub(super) fn read_regular(path: &Path, what: &str) -> Result<Option<Vec<u8>>, E
     Ok(Some(bytes))
 }
 
-/// The error for `path` (links followed) when it holds something other
-/// than a regular file. `what` names the file in errors.
 pub(super) fn check_regular(path: &Path, what: &str) -> Result<(), Error> {
     match fs::metadata(path)
         .ok()
@@ -131,26 +120,21 @@ pub(super) fn check_regular(path: &Path, what: &str) -> Result<(), Error> {
     }
 }
 
-/// Opens `path` (following symbolic links) for reading if it is a regular
-/// file: a FIFO, device or folder already there is refused before any open,
-/// and one swapped in between the check and the open by
-/// [`open_checked`]. `None` when it does not exist.
+/// A FIFO, device or folder is refused before any open, and one swapped in
+/// between the check and the open by [`open_checked`].
 pub(super) fn open_regular(path: &Path, what: &str) -> Result<Option<File>, Error> {
     check_regular(path, what)?;
     open_checked(path, what, None)
 }
 
-/// [`open_regular`] for reading and writing, created private to the owner
-/// (and emptied with `truncate`) if missing: the file, or an error (a
-/// missing folder).
+/// Created private to the owner if missing.
 pub(super) fn create_regular(path: &Path, what: &str, truncate: bool) -> Result<File, Error> {
     check_regular(path, what)?;
     let not_found = || io_error("open", what, path, io::ErrorKind::NotFound.into());
     open_checked(path, what, Some(truncate))?.ok_or_else(not_found)
 }
 
-/// Syncs the folder of `path`, so that a file created or renamed in it
-/// stays after a crash.
+/// So a file created or renamed in it stays after a crash.
 pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -159,9 +143,7 @@ pub(super) fn sync_dir(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The race-free part of [`open_regular`] (reading) and [`create_regular`]
-/// (`create: Some(truncate)`): opens without blocking, then checks the type
-/// of what was opened.
+/// Opens without blocking, then checks the type of what was opened.
 fn open_checked(path: &Path, what: &str, create: Option<bool>) -> Result<Option<File>, Error> {
     let mut options = OpenOptions::new();
     options.read(true);
@@ -187,8 +169,7 @@ fn open_checked(path: &Path, what: &str, create: Option<bool>) -> Result<Option<
     Ok(Some(file))
 }
 
-/// `path` with its symbolic links followed (at most 40, as the system
-/// does), also when the last target does not exist yet.
+/// At most 40, as the system does; also when the last target does not exist yet.
 pub(super) fn resolve_links(path: &Path) -> PathBuf {
     let mut path = path.to_path_buf();
     for _ in 0..40 {
@@ -206,8 +187,6 @@ pub(super) fn resolve_links(path: &Path) -> PathBuf {
     path
 }
 
-/// The files beside `target` whose names start with its file name: each
-/// one's path and the rest of its name (`.lock` for `state.json.lock`).
 pub(super) fn beside(target: &Path) -> Vec<(PathBuf, String)> {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return Vec::new();

@@ -18,8 +18,7 @@ use tracing::Level;
 
 use crate::capture::record::{Record, severity};
 
-/// Most fingerprints remembered; beyond it those seen longest ago are
-/// forgotten first.
+/// Beyond it, the fingerprints seen longest ago are forgotten first.
 pub(crate) const MAX_STREAKS: usize = 1000;
 
 pub(crate) use crate::capture::record::Fingerprint;
@@ -37,18 +36,11 @@ fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
 
 #[cfg(test)]
 thread_local! {
-    /// Fingerprints computed on this thread, for the tests that check each
-    /// record's is computed once.
     pub(crate) static COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// The fingerprint of `record` under `fields`, computed once: the first call
-/// computes it and keeps it with the record (in memory, never in the state
-/// file); later calls with the same fields read it back. Everything that
-/// needs a record's fingerprint (the policy, the flush, the digest) goes
-/// through here, so it is computed when first needed and not again. A
-/// record's identifying parts (target, file, line, message, fields) are not
-/// changed once it is captured, so what was kept stays right.
+/// Kept with the record (in memory only): a record's identifying parts do not
+/// change once captured. Everything that needs a fingerprint goes through here.
 pub(crate) fn fingerprint_of<'r>(record: &'r Record, fields: &[String]) -> Cow<'r, Fingerprint> {
     let of = fnv1a(fields.iter().map(String::as_str));
     let (kept_for, kept) = &**record
@@ -64,11 +56,7 @@ pub(crate) fn fingerprint_of<'r>(record: &'r Record, fields: &[String]) -> Cow<'
     }
 }
 
-/// The fingerprint of `record`: its callsite (target, file, line) plus the
-/// values of `fields` when it has any of them, else plus its message. Each
-/// field is looked up in the event's own fields, then in its spans' fields,
-/// innermost first (see [`field_value`]).
-/// Computes it anew: use [`fingerprint_of`], which computes it once.
+/// Computes it anew: use [`fingerprint_of`].
 pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     #[cfg(test)]
     COMPUTED.with(|n| n.set(n.get() + 1));
@@ -107,9 +95,7 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     }
 }
 
-/// The value of the field `name` for fingerprinting: the event's own field,
-/// else that of the innermost span that has it (`#[instrument] fn
-/// fetch(feed: &str)` gives its events a `feed`).
+/// The event's own field, else the innermost span's (`#[instrument]` arguments).
 pub(crate) fn field_value<'r>(record: &'r Record, name: &str) -> Option<&'r serde_json::Value> {
     record
         .fields
@@ -117,102 +103,70 @@ pub(crate) fn field_value<'r>(record: &'r Record, name: &str) -> Option<&'r serd
         .or_else(|| record.spans.iter().rev().find_map(|s| s.fields.get(name)))
 }
 
-/// How many recent runs a fingerprint's [`Recent`] remembers (the bits of
-/// its mask); one not seen for that long is forgotten.
+/// The bits of a [`Recent`] mask; a fingerprint not seen for that long is forgotten.
 pub(crate) const RECENT_RUNS: u64 = 64;
 
-/// How many recent runs the digest's strip shows.
 pub(crate) const STRIP_RUNS: usize = 24;
 
-/// How many run start times [`History::run_starts`] keeps.
 pub(crate) const RUN_STARTS: usize = 16;
 
-/// Which of the recent runs saw one fingerprint: bit `i` of `seen` is set
-/// when run `run - i` saw it. Updated with the streaks (in
-/// [`History::observe`] and [`History::start_run_at`]), so replaying the
-/// journal rebuilds it as it does them.
+/// Updated with the streaks, so replaying the journal rebuilds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Recent {
-    /// The newest run the mask is relative to: the last run that saw it.
     pub(crate) run: u64,
-    /// Bit `i`: run `run - i` saw it.
     pub(crate) seen: u64,
 }
 
-/// A reported failure that is over (a run ended without it, see
-/// [`History::end_run`]) and not yet said to be: a recovery notice due.
+/// A reported failure that a run ended without, its recovery notice not yet sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Resolved {
-    /// Its fingerprint's key.
     pub(crate) key: String,
     pub(crate) label: String,
     #[serde(with = "crate::capture::record::level_serde")]
     pub(crate) level: Level,
-    /// How many consecutive runs it failed.
     pub(crate) runs: u64,
-    /// When its streak's first record happened.
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) since: OffsetDateTime,
-    /// When its last record happened.
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) last_seen: OffsetDateTime,
-    /// The run that ended without it.
     pub(crate) run: u64,
 }
 
-/// One fingerprint's run of consecutive runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Streak {
     pub(crate) label: String,
-    /// The most severe level it was seen at.
     #[serde(with = "crate::capture::record::level_serde")]
     pub(crate) level: Level,
-    /// Consecutive runs that saw it, up to `last_run`.
     pub(crate) runs: u64,
-    /// The last run that saw it.
     pub(crate) last_run: u64,
-    /// When this streak's first record happened.
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) since: OffsetDateTime,
-    /// When its latest record happened.
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) last_seen: OffsetDateTime,
-    /// When a digest holding it was last sent, during this streak.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub(crate) reported: Option<OffsetDateTime>,
-    /// How many runs long the streak was when last reported: a streak
-    /// counts as reported for `consecutive_runs(k)` only once it went out
+    /// A streak counts as reported for `consecutive_runs(k)` only once it went out
     /// at `k` runs or more, not when it merely rode along earlier.
     #[serde(default)]
     pub(crate) reported_runs: u64,
 }
 
-/// Runs and streaks, as kept in the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct History {
-    /// Runs that have flushed so far: the last run's number.
     pub(crate) runs: u64,
-    /// When the last [`RUN_STARTS`] runs started (their first flush), in
-    /// the order they were counted (absent from files written before it:
-    /// read as none). A run whose clock could not be read, or registered
-    /// by the panic hook's checkpoint (which does not ask the clock), has
-    /// none.
+    /// Absent from older files (read as none); none for a run registered without a
+    /// clock (the panic hook's checkpoint).
     #[serde(skip_serializing_if = "Vec::is_empty", with = "times")]
     pub(crate) run_starts: Vec<OffsetDateTime>,
-    /// Streaks by fingerprint key.
     pub(crate) streaks: BTreeMap<String, Streak>,
-    /// Which recent runs saw each fingerprint, by key (absent from files
-    /// written before it: read as none).
+    /// Absent from older files: read as none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) recent: BTreeMap<String, Recent>,
-    /// Reported failures that are over, oldest first, until a notice says
-    /// so (`notify_recovery`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) resolved: Vec<Resolved>,
 }
 
-/// A list of times as RFC 3339 strings, as the state file's other times.
 mod times {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use time::OffsetDateTime;
@@ -238,21 +192,12 @@ mod times {
 }
 
 impl History {
-    /// [`start_run_at`](Self::start_run_at) without a start time.
     #[cfg(test)]
     pub(crate) fn start_run(&mut self) -> u64 {
         self.start_run_at(None)
     }
 
-    /// Counts a new run, started at `at` (kept in
-    /// [`run_starts`](History::run_starts) when known), and returns its
-    /// number. Streaks that missed the run before it are over: a run
-    /// without the failure breaks its streak.
-    ///
-    /// A counter that cannot grow any more (a hand-edited or damaged file
-    /// at `u64::MAX`) is renumbered first, keeping each streak's place
-    /// relative to the last run; a streak whose last run lies beyond the
-    /// counter is taken as seen in the last run.
+    /// Streaks that missed the run before are over; a counter at `u64::MAX` is renumbered first.
     pub(crate) fn start_run_at(&mut self, at: Option<OffsetDateTime>) -> u64 {
         if let Some(at) = at {
             self.run_starts.push(at);
@@ -273,7 +218,6 @@ impl History {
         run
     }
 
-    /// Notes that run `run` saw `fingerprint` at `level` at `time`.
     /// Observing the same run again changes only the times and level.
     pub(crate) fn observe(
         &mut self,
@@ -313,7 +257,6 @@ impl History {
         }
     }
 
-    /// Sets the bit of run `run` in the strip of `key`.
     fn note_recent(&mut self, run: u64, key: &str) {
         match self.recent.get_mut(key) {
             Some(r) if run >= r.run => {
@@ -338,10 +281,7 @@ impl History {
         }
     }
 
-    /// The last `count` runs (at most as many as there were, oldest first)
-    /// for the failure `key`: `true` for a run that saw it, `false` for a
-    /// run that flushed without it. `None` when no recent run saw it. The
-    /// data behind the digest's strip ([`strip_text`]).
+    /// Oldest first; `None` when no recent run saw `key`.
     pub(crate) fn recent_runs(&self, key: &str, count: usize) -> Option<Vec<bool>> {
         let r = self.recent.get(key)?;
         let count = u64::try_from(count)
@@ -360,12 +300,8 @@ impl History {
         )
     }
 
-    /// Ends run `run` (the guard's flush, see `notify_recovery`): each
-    /// failure reported as persisting (in a digest while its streak was
-    /// `persisting` runs long or more) that this run did not see is over
-    /// and moves to [`resolved`](History::resolved), its streak ended. One
-    /// that only rode along in a digest, shorter, gets no notice. Returns
-    /// whether any did.
+    /// Failures reported while `persisting` runs long that this run did not see move
+    /// to [`resolved`](History::resolved); shorter ones that rode along get no notice.
     pub(crate) fn end_run(&mut self, run: u64, persisting: u64) -> bool {
         let (over, kept): (BTreeMap<_, _>, _) = std::mem::take(&mut self.streaks)
             .into_iter()
@@ -391,7 +327,6 @@ impl History {
         any
     }
 
-    /// Notes that a digest holding these fingerprints was sent at `now`.
     pub(crate) fn reported<'a>(
         &mut self,
         keys: impl IntoIterator<Item = &'a str>,
@@ -405,11 +340,8 @@ impl History {
         }
     }
 
-    /// Takes every streak and run start time later than `now` as `now`:
-    /// such a time was written under a clock that was wrong (a bad RTC, a
-    /// test clock), and left as it is it would keep a failure quiet
-    /// (`reported`), look new for years, or stretch the time between runs.
-    /// Returns the state file keys of the times moved, each once.
+    /// Written under a wrong clock, it would keep a failure quiet, look new for
+    /// years, or stretch the time between runs. Returns the keys moved, each once.
     pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
         let s = &mut self.streaks;
         let moved = [
@@ -431,10 +363,7 @@ impl History {
     }
 }
 
-/// Takes the runs of `map` (each entry's `run`) that lie beyond the counter
-/// `last` as `last`; and when the counter is at its end, renumbers them
-/// from 2 (the last run), keeping only the last run and the one before:
-/// all that matters to a streak, and the same two runs for the strips.
+/// Runs past `last` become `last`; at the counter's end, renumbers from 2 (the last two runs).
 fn renumber<V>(map: &mut BTreeMap<String, V>, last: u64, run: impl Fn(&mut V) -> &mut u64) {
     map.retain(|_, v| {
         let run = run(v);
@@ -449,8 +378,6 @@ fn renumber<V>(map: &mut BTreeMap<String, V>, last: u64, run: impl Fn(&mut V) ->
     }
 }
 
-/// Forgets the entries of `map` with the least `age` (those seen longest
-/// ago) until at most [`MAX_STREAKS`] are left.
 fn forget_oldest<V, A: Ord>(map: &mut BTreeMap<String, V>, age: impl Fn(&V) -> A) {
     while map.len() > MAX_STREAKS {
         let Some(oldest) = map
@@ -464,30 +391,24 @@ fn forget_oldest<V, A: Ord>(map: &mut BTreeMap<String, V>, age: impl Fn(&V) -> A
     }
 }
 
-/// `✓✓✗✗✗✗`: one mark per run of [`History::recent_runs`], oldest first,
-/// `✗` for a run that saw the failure and `✓` for one that flushed without.
+/// `✓✓✗✗✗✗`: oldest first, `✗` for a run that saw the failure.
 pub(crate) fn strip(runs: &[bool]) -> String {
     runs.iter()
         .map(|&failed| if failed { '✗' } else { '✓' })
         .collect()
 }
 
-/// The strip in words, as the digest's text shows it after a failure:
 /// `last 6 runs, oldest first: ✓✓✗✗✗✗`.
 pub(crate) fn strip_text(runs: &[bool]) -> String {
     let last = crate::say::plural(runs.len(), "run", "runs");
     format!("last {last}, oldest first: {}", strip(runs))
 }
 
-/// Most field names a [`unmatched_fields`] note lists.
 const MAX_CARRIED: usize = 12;
 
-/// Whether the note of [`unmatched_fields`] was printed on stderr by this
-/// process.
 static UNMATCHED_SAID: AtomicBool = AtomicBool::new(false);
 
-/// Says on stderr, once per process, that `fingerprint_fields` match no
-/// record of this flush (see [`unmatched_fields`]).
+/// Once per process.
 pub(crate) fn check_fingerprint_fields(
     records: &[Record],
     fields: &[String],
@@ -502,13 +423,9 @@ pub(crate) fn check_fingerprint_fields(
     }
 }
 
-/// When `fields` (the policy's `fingerprint_fields`) are set, some of
-/// `records` are at `level` or above, none of those carries any of the
-/// fields (in its own fields or its spans'), and no streak in `history` was ever told apart by them: a note
-/// that says so and names the fields the records do carry, e.g.
-/// `fingerprint_fields ["URL"]: no record at WARN or above has any of them;
-/// they carry: url, status (did you mean "url"?). …`. A name that is
-/// misspelt or in the wrong case merges different failures into one.
+/// When no record at `level` carries any of `fields`: a misspelt name merges
+/// failures. E.g. `fingerprint_fields ["URL"]: no record at WARN or above has
+/// any of them; they carry: url, status (did you mean "url"?). …`.
 pub(crate) fn unmatched_fields(
     records: &[Record],
     fields: &[String],
@@ -542,9 +459,7 @@ pub(crate) fn unmatched_fields(
     ))
 }
 
-/// The names the records at `level` or above carry (their own fields, then
-/// their spans'), each once; `None` when `fields` is empty, when no record
-/// is at `level`, or when one of them has one of `fields`.
+/// `None` when `fields` is empty, no record is at `level`, or one has one of `fields`.
 fn carried_fields<'r>(
     records: &'r [Record],
     fields: &[String],
@@ -573,8 +488,7 @@ fn carried_fields<'r>(
     Some(carried)
 }
 
-/// `they carry: url, status and 3 more (did you mean "url"?)`: the names
-/// `carried` (at most [`MAX_CARRIED`]), and those close to one of `fields`.
+/// `they carry: url, status and 3 more (did you mean "url"?)`.
 fn they_carry(fields: &[String], carried: &[&str]) -> String {
     if carried.is_empty() {
         return "they carry no fields".to_owned();
@@ -598,8 +512,6 @@ fn they_carry(fields: &[String], carried: &[&str]) -> String {
     out
 }
 
-/// Sets each of `times` that is later than `now` to `now`; says whether
-/// any was.
 pub(crate) fn clamp<'t>(
     times: impl IntoIterator<Item = &'t mut OffsetDateTime>,
     now: OffsetDateTime,

@@ -38,20 +38,15 @@ use tracing::Level;
 use crate::capture::record::Record;
 use crate::store::state::State;
 
-/// A line that is not a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "@", rename_all = "snake_case")]
 pub(crate) enum Fact {
-    /// The first line: the snapshot generation this journal extends.
+    /// The first line.
     Journal {
-        /// The snapshot's generation.
         base: u64,
     },
-    /// A run started.
     Run {
-        /// Its number.
         run: u64,
-        /// When, if known.
         #[serde(
             default,
             skip_serializing_if = "Option::is_none",
@@ -59,54 +54,38 @@ pub(crate) enum Fact {
         )]
         at: Option<OffsetDateTime>,
     },
-    /// How the records that follow were observed.
     Observe {
-        /// Records at or above this level count in streaks.
         level: String,
-        /// The fingerprint fields.
         fields: Vec<String>,
     },
-    /// Records dropped.
     Dropped {
-        /// How many.
         count: u64,
     },
-    /// The oldest records leave (trimmed at `max_pending`).
+    /// Trimmed at `max_pending`.
     Trim {
-        /// How many of the oldest pending records leave.
         count: u64,
-        /// Added to the dropped count.
         dropped: u64,
     },
 }
 
-/// How fact lines begin; a record's line never does.
+/// A record's line never begins so.
 const FACT_PREFIX: &[u8] = b"{\"@\":";
 
-/// What one checkpoint adds to the state, in the order the flush applied it.
 pub(crate) struct Append<'a> {
-    /// The run that started in this flush, if one did, and when (if known).
     pub(crate) run: Option<(u64, Option<OffsetDateTime>)>,
-    /// The level and fingerprint fields the records were observed with.
     pub(crate) level: Level,
-    /// See `level`.
     pub(crate) fields: &'a [String],
-    /// This run's new records (with their run number set).
+    /// With their run number set.
     pub(crate) records: &'a [Record],
-    /// Records dropped since the last flush.
     pub(crate) dropped: u64,
-    /// The oldest records that leave after the new ones were added, and
-    /// the count this adds to the dropped ones: see [`Fact::Trim`].
     pub(crate) trim: Option<(u64, u64)>,
 }
 
 impl Append<'_> {
-    /// Whether there is nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
         self.run.is_none() && self.records.is_empty() && self.dropped == 0 && self.trim.is_none()
     }
 
-    /// The lines, each ending in a newline.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         if let Some((run, at)) = self.run {
             line(out, &Fact::Run { run, at })?;
@@ -131,42 +110,32 @@ impl Append<'_> {
     }
 }
 
-/// Appends `value` to `out` as one JSON line.
 fn line(out: &mut Vec<u8>, value: &impl Serialize) -> Result<(), serde_json::Error> {
     serde_json::to_writer(&mut *out, value)?;
     out.push(b'\n');
     Ok(())
 }
 
-/// The header line of a journal extending generation `base`.
 pub(crate) fn header(base: u64) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = line(&mut out, &Fact::Journal { base });
     out
 }
 
-/// What replaying some journal bytes found.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Replayed {
-    /// Bytes up to the end of the last whole line.
     pub(crate) good_len: usize,
-    /// Whether the bytes ended in a line without its newline (a torn append).
+    /// A torn append.
     pub(crate) torn: bool,
-    /// Whole lines that did not parse, skipped.
     pub(crate) garbage: usize,
-    /// Whether the journal extends another snapshot than the state's (and
-    /// nothing was replayed).
+    /// And nothing was replayed.
     pub(crate) stale: bool,
-    /// Records trim lines removed from the front of the state's pending
-    /// records (so those that were there before are no longer where they
-    /// were).
+    /// So those there before are no longer where they were.
     pub(crate) trimmed: usize,
 }
 
-/// Replays `bytes` onto `state`. `from_start`: the bytes are the whole
-/// journal, whose first line names the snapshot generation it extends (any
-/// generation is taken with `any_base`: there is no snapshot to match);
-/// else they are what was appended after a point already replayed.
+/// `from_start`: the whole journal (its first line names the generation; any with
+/// `any_base`); else what was appended after a point already replayed.
 pub(crate) fn replay(
     state: &mut State,
     bytes: &[u8],
@@ -209,21 +178,16 @@ pub(crate) fn replay(
     out
 }
 
-/// What replay carries from line to line: how the records that follow were
-/// observed, and how many of the oldest pending records trim lines took out
-/// and are still to be removed. They are removed in one go once as many are
-/// out as remain (and at the end), not at every trim line: a journal of
-/// many small trims over a large state replays in time linear in its size.
+/// Trimmed records go in one go once as many are out as remain, not per trim
+/// line: many small trims over a large state replay in linear time.
 #[derive(Default)]
 struct Lines {
     observe: Option<(Level, Vec<String>)>,
     trimmed: usize,
-    /// Records trim lines removed in all.
     total: usize,
 }
 
 impl Lines {
-    /// Applies one fact line to `state`.
     fn fact(&mut self, state: &mut State, fact: Fact) {
         match fact {
             Fact::Journal { .. } => {}
@@ -254,8 +218,7 @@ impl Lines {
         }
     }
 
-    /// Adds one record line to `state`, with the streak update the flush
-    /// that wrote it made.
+    /// With the streak update the flush that wrote it made.
     fn record(&mut self, state: &mut State, record: Record) {
         if let (Some(run), Some((level, fields))) = (record.run, &self.observe)
             && crate::capture::record::severity(record.level)
@@ -269,7 +232,6 @@ impl Lines {
         state.pending.push(record);
     }
 
-    /// Removes the records trim lines took out.
     fn trim_now(&mut self, state: &mut State) {
         state.pending.drain(..std::mem::take(&mut self.trimmed));
     }

@@ -11,14 +11,11 @@ use crate::error::Error;
 use crate::store::fs::{aside_path, create_regular, io_error, sync_dir, with_suffix};
 use crate::store::snapshot::Repair;
 
-/// The journal beside the state file `target`.
 pub(crate) fn journal_path(target: &Path) -> PathBuf {
     with_suffix(target, ".journal")
 }
 
-/// Says on stderr that the journal holds `garbage` lines that do not read;
-/// with [`Repair::MoveAside`] (a flush, which rewrites the files) a copy of
-/// it as it was (`bytes`) is kept beside it first.
+/// A flush ([`Repair::MoveAside`]) keeps a copy of it as it was first.
 pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repair: Repair) {
     let kept = if repair == Repair::MoveAside {
         let copy = aside_path(journal);
@@ -36,10 +33,8 @@ pub(super) fn say_unreadable(journal: &Path, bytes: &[u8], garbage: usize, repai
     );
 }
 
-/// Appends `bytes` to the journal of the state file `target` at `start`,
-/// the end of its last whole line (writing over a torn one), fsyncs it, and
-/// returns where the journal now ends. On failure the journal is cut back
-/// to where it was, so nothing half written stays.
+/// At `start`, the end of its last whole line (over a torn one), fsynced. On
+/// failure it is cut back, so nothing half written stays.
 pub(super) fn append(target: &Path, start: u64, bytes: &[u8]) -> Result<u64, Error> {
     let journal = journal_path(target);
     let fail = |doing: &str, e: io::Error| io_error(doing, "journal", &journal, e);

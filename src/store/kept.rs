@@ -18,45 +18,30 @@ use crate::store::journal_file::journal_path;
 use crate::store::snapshot::snapshot_generation;
 use crate::store::state::State;
 
-/// A loaded state and the parked files merged into it (to remove once the
-/// state is saved).
+/// With the parked files merged into it, to remove once the state is saved.
 pub(crate) struct Loaded {
     pub(crate) state: State,
     pub(crate) parked: Vec<PathBuf>,
-    /// What was on disk when it was read.
     pub(crate) stamp: Stamp,
-    /// The files need a rewrite (a damaged journal, an old version).
     pub(crate) repair: bool,
-    /// How many of the first pending records come, in their order, from the
-    /// state kept in memory (0 after a full read, a merge of parked files,
-    /// or others' trim lines, which move them).
+    /// First pending records that come from memory (0 after a full read, a
+    /// merge, or others' trims).
     pub(crate) kept: usize,
 }
 
-/// What the snapshot and the journal were when a state was read or written
-/// under the lock: if they are the same at the next lock, the state kept in
-/// memory is still the state on disk, and nothing needs reading.
+/// If the same at the next lock, the state in memory is still the state on disk.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Stamp {
-    /// The snapshot's generation.
     pub(crate) generation: u64,
-    /// The snapshot's version as read.
     pub(super) version: u32,
-    /// The snapshot file, `None` when there is none.
     pub(super) snapshot: Option<FileId>,
-    /// The journal's length up to its last whole line, where the next
-    /// append starts; 0 when there is no usable journal (the next append
-    /// starts one).
+    /// Up to its last whole line, where the next append starts; 0 without a usable journal.
     pub(crate) journal_good: u64,
-    /// The journal's length on disk (past `journal_good`: a torn tail),
-    /// only so that a torn tail is reported once; never a sign that the
-    /// view is current (see `refresh`).
+    /// Only so a torn tail is reported once; never a sign the view is current (see `refresh`).
     pub(super) journal_file: u64,
 }
 
 impl Stamp {
-    /// The stamp of a snapshot without a journal (the next append starts
-    /// one).
     pub(super) fn new(generation: u64, version: u32, snapshot: Option<FileId>) -> Self {
         Stamp {
             generation,
@@ -68,28 +53,18 @@ impl Stamp {
     }
 }
 
-/// A state kept in memory between the flushes of one process, with the
-/// stamp of the files it was read from or written to.
 #[derive(Default)]
 pub(crate) struct Cache {
     pub(crate) kept: Option<(State, Stamp)>,
-    /// The time its records were last clamped at (see
-    /// [`State::clamp_future_from`]): none of them lies after it.
+    /// None of its records lies after it (see [`State::clamp_future_from`]).
     pub(crate) clamped_at: Option<OffsetDateTime>,
 }
 
-/// The kept state brought up to date with what others appended, or
-/// `None` when the files must be read whole.
-///
-/// The freshness rule: the snapshot must be the same file with the same
-/// generation, and the journal at least as long as the whole lines the
-/// view covers (`journal_good`). Under one snapshot the journal's whole
-/// lines are never changed, only added to: every append starts at the
-/// end of the last whole line, cutting a torn tail first. So bytes past
-/// the view's end are read and replayed whatever the journal's length
-/// (lines others appended, a torn tail, or both: an append as long as a
-/// torn tail it replaced cannot pass for it), and anything else (a
-/// shorter journal, lines that do not replay) is a full read.
+/// `None` when the files must be read whole. The same snapshot file and
+/// generation, and a journal at least `journal_good` long: under one snapshot
+/// whole lines are only added to (an append starts at the last whole line's end,
+/// over a torn tail), so bytes past the view's end are replayed; anything else
+/// (a shorter journal, lines that do not replay) is a full read.
 pub(super) fn refresh(target: &Path, mut state: State, mut stamp: Stamp) -> Option<Loaded> {
     let kept = state.pending.len();
     // The same size, time and inode could in theory be another file;
@@ -129,11 +104,7 @@ pub(super) fn refresh(target: &Path, mut state: State, mut stamp: Stamp) -> Opti
     })
 }
 
-/// Replays onto `state` the journal beside `target` past what `stamp`
-/// covers (`journal_good`; all of it from 0, any generation without a
-/// snapshot), moves `stamp` to its new end, and says on stderr when it ends
-/// in a torn line this view had not seen. Returns what replay found and the
-/// bytes read (none without a journal).
+/// Says on stderr when it ends in a torn line this view had not seen.
 pub(super) fn replay_past(
     target: &Path,
     state: &mut State,

@@ -13,15 +13,11 @@ use std::path::Path;
 
 use crate::store::fs::beside;
 
-/// The suffix of a temporary file written by the process `pid`.
 pub(crate) fn tmp_suffix(pid: u32) -> String {
     format!(".tmp-{pid}")
 }
 
-/// Removes the temporary files of dead writers beside the state file
-/// `target`: those of its snapshot (`<name>.tmp-<pid>`) and of its parked
-/// files (`<name>.parked-….json.tmp-<pid>`). Returns how many were removed.
-/// Call it with the state's lock held.
+/// `<name>.tmp-<pid>` and `<name>.parked-….json.tmp-<pid>`. Call it with the state's lock held.
 pub(crate) fn remove_dead_temporaries(target: &Path) -> usize {
     let mut removed = 0;
     for (path, rest) in beside(target) {
@@ -36,9 +32,6 @@ pub(crate) fn remove_dead_temporaries(target: &Path) -> usize {
     removed
 }
 
-/// The pid in the name of a file beside the state file (`rest`, what
-/// follows the state file's name) when it is a temporary file of the state
-/// file or of one of its parked files, as this crate names them.
 fn writer_of(rest: &str) -> Option<u32> {
     let (of, pid) = rest.rsplit_once(".tmp-")?;
     let parked = of.starts_with(".parked-") && of.ends_with(".json") && !of.contains('/');
@@ -48,9 +41,8 @@ fn writer_of(rest: &str) -> Option<u32> {
     pid.parse().ok().filter(|&pid| pid != 0)
 }
 
-/// Whether a process with this pid exists (a zombie counts: it may be one
-/// that has not been reaped yet). Where this cannot be told, every writer
-/// is taken as alive.
+/// A zombie counts (maybe not reaped yet); where this cannot be told, every
+/// writer is taken as alive.
 fn alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;

@@ -13,9 +13,6 @@ use crate::store::fs::{beside, create_dir, file_name, with_suffix};
 use crate::store::snapshot::{Repair, read, write_atomic};
 use crate::store::state::{State, VERSION};
 
-/// Writes records that could not wait for the lock into a file of their
-/// own beside the state file `target`, to be merged by the next flush that gets
-/// the lock. Returns its path.
 pub(super) fn park(target: &Path, records: &[Record], dropped: u64) -> Result<PathBuf, Error> {
     create_dir(target)?;
     // Unique names: a state lists the parked files it merged by name.
@@ -44,13 +41,8 @@ pub(super) fn park(target: &Path, records: &[Record], dropped: u64) -> Result<Pa
     Ok(path)
 }
 
-/// Merges the records of the parked files beside `target` into `state`, in
-/// time order; returns the files merged (to remove once the state is saved).
-///
-/// A file the state names as merged already (`parked_merged`: its save
-/// went through, a kill came before the removal) is removed, not merged
-/// again. Afterwards `parked_merged` names the files merged now and those
-/// that could not be removed.
+/// A file in `parked_merged` (saved, then killed before the removal) is removed,
+/// not merged again. Returns the files merged, to remove once saved.
 pub(super) fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     let mut merged = Vec::new();
     let mut names = Vec::new();
@@ -82,7 +74,6 @@ pub(super) fn merge_parked(target: &Path, state: &mut State) -> Vec<PathBuf> {
     merged
 }
 
-/// How many parked files beside `target` hold records not yet in `state`.
 pub(super) fn unmerged(target: &Path, state: &State) -> usize {
     parked_files(target)
         .iter()
@@ -90,7 +81,6 @@ pub(super) fn unmerged(target: &Path, state: &State) -> usize {
         .count()
 }
 
-/// The parked files of the state file `target`, oldest first.
 pub(super) fn parked_files(target: &Path) -> Vec<PathBuf> {
     let parked = |rest: &str| rest.starts_with(".parked-") && rest.ends_with(".json");
     let found = beside(target).into_iter().filter(|(_, rest)| parked(rest));

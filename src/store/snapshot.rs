@@ -16,18 +16,15 @@ use crate::store::fs::{
 };
 use crate::store::state::{State, VERSION};
 
-/// What to do with a state file that cannot be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Repair {
-    /// Move it aside and start afresh (a flush).
+    /// A flush.
     MoveAside,
-    /// Report it and change nothing (inspection).
+    /// Inspection.
     No,
 }
 
-/// The generation a snapshot names at its start (`{"generation":N,…`, as
-/// this crate writes it; `{"version":3,"generation":N,…` before), read
-/// without reading the rest.
+/// `{"generation":N,…` (`{"version":3,"generation":N,…` before), not reading the rest.
 pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
     let file = open_regular(path, "state file").ok()??;
     let mut head = Vec::with_capacity(64);
@@ -38,9 +35,8 @@ pub(super) fn snapshot_generation(path: &Path) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// A generation for a snapshot rewritten after one of `previous` (0: none,
-/// or a version 1 file): the next number, or a fresh one that a journal left
-/// by another snapshot cannot name by chance.
+/// 0: none, or a version 1 file. Else the next number, or a fresh one that a
+/// journal left by another snapshot cannot name by chance.
 pub(super) fn next_generation(previous: u64) -> u64 {
     if previous != 0 {
         return previous.wrapping_add(1).max(1);
@@ -52,8 +48,6 @@ pub(super) fn next_generation(previous: u64) -> u64 {
     (nanos ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
-/// Writes `state` as the snapshot at `target` under `generation`, which
-/// leads the file (see [`snapshot_generation`]).
 pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(), Error> {
     #[derive(Serialize)]
     struct SnapshotOut<'a> {
@@ -64,9 +58,7 @@ pub(super) fn write(target: &Path, state: &State, generation: u64) -> Result<(),
     write_atomic(target, &SnapshotOut { generation, state })
 }
 
-/// Reads one state file: `None` when it does not exist or was corrupt
-/// (and has been moved aside, with `Repair::MoveAside`; the records in it
-/// that could be read are then kept, see [`salvage`]).
+/// `None` when missing or corrupt (moved aside; what reads is kept, see [`salvage`]).
 pub(super) fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> {
     let Some(bytes) = read_regular(path, "state file")? else {
         return Ok(None);
@@ -86,8 +78,6 @@ pub(super) fn read(path: &Path, repair: Repair) -> Result<Option<State>, Error> 
     }
 }
 
-/// The error for a state file (`bytes`, read from `path`) written by a
-/// newer version of this crate, which is left untouched.
 fn refuse_newer(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     #[derive(Deserialize)]
     struct Version {
@@ -108,8 +98,6 @@ fn refuse_newer(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// A state file that does not parse (`e`): moved aside, with what could be
-/// read of it kept (see [`salvage`]) and both said on stderr.
 fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<State>, Error> {
     let salvaged = salvage(bytes);
     let aside = move_aside(path)?;
@@ -132,11 +120,8 @@ fn recover(path: &Path, bytes: &[u8], e: &serde_json::Error) -> Result<Option<St
     Ok(salvaged.map(|(state, _)| state))
 }
 
-/// The records (and other parts) of a state file that is JSON but not of
-/// the right shape as a whole: each pending record that parses is kept, and
-/// each other part that reads. Returns the salvaged state and how many
-/// pending entries were left out; `None` when there is nothing to keep (not
-/// a JSON object).
+/// JSON but not of the right shape: each part that reads is kept. Returns it and
+/// how many pending entries were left out; `None` when not a JSON object.
 fn salvage(bytes: &[u8]) -> Option<(State, usize)> {
     let Value::Object(mut map) = serde_json::from_slice(bytes).ok()? else {
         return None;
@@ -185,8 +170,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
     Ok(aside)
 }
 
-/// Writes `state` to `path` atomically: a temporary file in the same folder
-/// (mode 0600), fsync, rename over `path`, fsync of the folder.
+/// Temporary file in the same folder (mode 0600), fsync, rename, fsync of the folder.
 pub(super) fn write_atomic(path: &Path, state: &impl Serialize) -> Result<(), Error> {
     let fail = |doing: &str, e: io::Error| io_error(doing, "state file", path, e);
     let bytes = serde_json::to_vec(state)

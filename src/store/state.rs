@@ -8,64 +8,46 @@ use time::OffsetDateTime;
 
 use crate::capture::record::Record;
 
-/// The version of the state file's layout this crate writes: 2 adds the
-/// snapshot's `generation` and the journal beside it; 3 adds the journal's
-/// trim lines (see [`journal`](crate::store::journal)), which a version 2
-/// reader would skip as damage and so misread: it refuses a version 3
-/// snapshot instead, as it refuses any newer version. Files of versions 1
-/// and 2 are read, and rewritten as version 3 at the first flush that
-/// writes; a file of a newer version is an error and is left untouched.
+/// 3 adds the journal's trim lines, which a version 2 reader would skip as damage
+/// and misread: it refuses version 3 as any newer one. Versions 1 and 2 are read
+/// and rewritten as 3 at the next write; a newer version is an error, left untouched.
 pub(crate) const VERSION: u32 = 3;
 
-/// Serializes any version as [`VERSION`].
 fn this_version<S: serde::Serializer>(_: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u32(VERSION)
 }
 
-/// The content of the state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
-    /// As read; written as this crate's [`VERSION`], the layout it writes.
     #[serde(serialize_with = "this_version")]
     pub(crate) version: u32,
-    /// Changes at every rewrite of the snapshot: the journal beside it
-    /// names the generation it extends. Written by the snapshot's writer,
-    /// a new one at each rewrite.
+    /// Changes at every rewrite of the snapshot: the journal names the one it extends.
     #[serde(default, skip_serializing)]
     pub(crate) generation: u64,
     #[serde(default)]
     pub(crate) pending: Vec<Record>,
-    /// Records dropped because of the pending limit, not yet reported.
     #[serde(default)]
     pub(crate) dropped: u64,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub(crate) last_sent: Option<OffsetDateTime>,
     #[serde(default)]
     pub(crate) last_error: Option<String>,
-    /// When the send that failed with `last_error` was tried (absent from
-    /// files written before it: read as unknown).
+    /// Absent from older files: read as unknown.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "time::serde::rfc3339::option"
     )]
     pub(crate) last_error_at: Option<OffsetDateTime>,
-    /// Runs and the streaks of failures across them.
     #[serde(default)]
     pub(crate) history: crate::store::history::History,
-    /// The alerts Alertmanager accepted as firing, by fingerprint key, and
-    /// those whose resolution it has not accepted yet. Absent from files
-    /// written without Alertmanager (and from older ones).
+    /// And those whose resolution it has not accepted yet. Absent without Alertmanager.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) alerts: std::collections::BTreeMap<String, FiringAlert>,
-    /// The last post to Alertmanager and its answer. Absent from files
-    /// written without Alertmanager (and from older ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) alert_post: Option<AlertPost>,
-    /// The names of the parked files whose records this state holds and
-    /// which may still be on disk (a kill between the save and their
-    /// removal): the next flush removes them instead of merging them again.
-    /// Parked files' names are unique (a time in microseconds and a pid).
+    /// Merged but maybe still on disk (killed before their removal): the next flush
+    /// removes them instead of merging again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) parked_merged: Vec<String>,
 }
@@ -174,15 +156,9 @@ impl State {
         }
     }
 
-    /// Takes every time later than `now` as `now` (`last_sent`, the pending
-    /// records' times, the streaks' times): such a time was written under a
-    /// clock that was wrong, and left as it is it would hold every email
-    /// (`min_interval`), keep a failure quiet (`repeat_after`) or keep a
-    /// record from ever being old (`max_age`) for as long as the clock was
-    /// ahead. Returns the state file keys of the times moved, each once.
-    /// The pending records before `from` are known to lie at or before `now`
-    /// already (a state kept in memory since a flush that clamped it at an
-    /// earlier now; 0 for any other).
+    /// Written under a wrong clock, it would hold every email (`min_interval`), keep a
+    /// failure quiet or a record from ever being old while the clock was ahead.
+    /// Returns the keys moved, each once. Records before `from` are clamped already.
     pub(crate) fn clamp_future_from(
         &mut self,
         now: OffsetDateTime,
