@@ -427,14 +427,7 @@ impl EmailConfig {
             smtp = smtp.timeout(d);
         }
         if let Some(path) = &self.root_certificate {
-            let (key, pem) = self.read("root_certificate", path, ErrorKind::Smtp)?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(Error::smtp(format!(
-                    "{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                    path.display()
-                )));
-            }
-            smtp = smtp.root_certificate(pem);
+            smtp = smtp.root_certificate(self.read("root_certificate", path, ErrorKind::Smtp)?.1);
         }
         if self.allow_insecure_auth {
             smtp = smtp.allow_insecure_auth();

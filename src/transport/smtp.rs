@@ -540,24 +540,25 @@ impl Smtp {
         }
     }
 
-    /// The TLS settings, the root certificates added; `None` for no TLS.
+    /// The TLS settings, the root certificates added (checked even for no
+    /// TLS, where they go unused); `None` for no TLS.
     fn tls_settings(&self) -> Result<Option<Tls>, Error> {
-        if self.security == Security::Plain {
-            return Ok(None);
-        }
         let mut params = TlsParameters::builder(self.host.clone());
         for (i, pem) in self.root_certificates.iter().enumerate() {
             let cert = Certificate::from_pem(pem)
                 .ok()
                 .filter(|_| String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----"))
                 .ok_or_else(|| {
+                    let code = format!("root certificate #{}", i + 1);
+                    let what = self.advice("root_certificate", |k| format!("{k}: the file"), &code);
                     Error::smtp(format!(
-                        "root certificate #{} is not a PEM certificate \
-                         (expected -----BEGIN CERTIFICATE-----)",
-                        i + 1
+                        "{what} is not a PEM certificate (expected -----BEGIN CERTIFICATE-----)"
                     ))
                 })?;
             params = params.add_root_certificate(cert);
+        }
+        if self.security == Security::Plain {
+            return Ok(None);
         }
         let params = params.build_rustls().map_err(|e| {
             let message = "the TLS settings could not be used (is the root certificate valid?)";
@@ -992,8 +993,12 @@ mod tests {
                 .to_string()
                 .contains("port is 0")
         );
-        for pem in [&b"not a certificate"[..], b""] {
-            let err = Smtp::tls("h")
+        for (smtp, pem) in [
+            (Smtp::tls("h"), &b"not a certificate"[..]),
+            (Smtp::tls("h"), b""),
+            (Smtp::plain("h"), b"not a certificate"),
+        ] {
+            let err = smtp
                 .root_certificate(pem)
                 .build_transport()
                 .err()
