@@ -27,7 +27,7 @@ pub(crate) const PATH: &str = "/api/v2/alerts";
 /// Most alerts kept in the state file (firing, or resolved but not yet
 /// accepted): beyond it the oldest resolutions are given up.
 pub(crate) const MAX_ALERTS: usize = 1000;
-use crate::settings::{MAX_ALERTMANAGER_TIMEOUT as MAX_TIMEOUT, MAX_RESOLVE_WINDOW};
+use crate::settings::{DAY, MAX_RESOLVE_WINDOW};
 
 /// Most bytes of a failed post's error kept in the state file (each
 /// Alertmanager's reply in it is bounded already).
@@ -298,7 +298,7 @@ impl Alertmanager {
     /// The timeout and the resolve window: longer than zero, within their bound.
     fn check_durations(&self) -> Result<(), Error> {
         for (key, d, max) in [
-            ("alertmanager_timeout", Some(self.timeout), MAX_TIMEOUT),
+            ("alertmanager_timeout", Some(self.timeout), DAY),
             ("resolve_window", self.resolve_window, MAX_RESOLVE_WINDOW),
         ] {
             let Some(d) = d else { continue };

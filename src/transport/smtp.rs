@@ -15,7 +15,7 @@ use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::redact::{MAX_QUOTED, Redactor};
-use crate::settings::{MAX_SMTP_TIMEOUT, Origin, at_most};
+use crate::settings::{DAY, Origin, at_most};
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,7 +443,7 @@ impl Smtp {
     /// left waiting past it. A timeout beyond the most allowed is left as
     /// it is, for `build()` to refuse.
     pub(crate) fn within(mut self, deadline: Duration) -> Self {
-        if self.timeout <= MAX_SMTP_TIMEOUT {
+        if self.timeout <= DAY {
             self.timeout = self.timeout.min(deadline);
         }
         self
@@ -467,7 +467,7 @@ impl Smtp {
                 self.timeout.is_zero(),
                 "the SMTP timeout is zero; give each network operation some time, e.g. 10 s".into(),
             ),
-            at_most("the SMTP timeout", self.timeout, MAX_SMTP_TIMEOUT),
+            at_most("the SMTP timeout", self.timeout, DAY),
             refuse(
                 self.password.is_some() && self.user.is_none(),
                 "an SMTP password is set but no user name; use .credentials(user, password)".into(),
