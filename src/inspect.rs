@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::{Record, severity, utc_time};
+use crate::digest::summary::level_counts;
 use crate::error::Error;
 pub use crate::policy::Decision as Verdict;
 pub use crate::policy::WaitingFor;
@@ -476,15 +477,10 @@ impl Snapshot {
                  sets state_file keeps it at that path)"
             );
         }
-        // Level's order puts ERROR first and TRACE last.
-        let mut by_level = std::collections::BTreeMap::<Level, usize>::new();
-        for r in &self.pending {
-            *by_level.entry(r.level).or_default() += 1;
-        }
-        let by_level: Vec<String> = by_level.iter().map(|(l, n)| format!("{n} {l}")).collect();
         rows.push(("pending", format!("{pending} records")));
-        if !by_level.is_empty() {
-            rows[1].1 += &format!(" ({})", by_level.join(", "));
+        if pending > 0 {
+            let by_level = level_counts(&self.pending, |n| n.to_string());
+            rows[1].1 += &format!(" ({by_level})");
         }
         rows
     }

@@ -1683,7 +1683,7 @@ pub(crate) mod tests {
             Duration::from_nanos(1),
             Duration::from_secs(1),
             HOUR,
-            crate::settings::MAX_MIN_INTERVAL,
+            crate::settings::TEN_YEARS,
             Duration::from_secs(i64::MAX as u64),
             Duration::from_secs(u64::MAX),
             Duration::MAX,

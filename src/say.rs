@@ -2,7 +2,8 @@
 //! no `Outcome` carries (a state file repaired while loading, records that
 //! could not be stored), each behind `tracing-email: `, a write that fails
 //! ignored, never a panic (`eprintln!` panics when stderr is a pipe nobody
-//! reads any more); and a count with its noun, `1 record`, `3 records`.
+//! reads any more); a count with its noun, `1 record`, `3 records`; and a
+//! text cut at a number of characters.
 
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -26,4 +27,13 @@ pub(crate) fn plural<N: std::fmt::Display + PartialEq + From<u8>>(
 ) -> String {
     let word = if n == N::from(1) { one } else { many };
     format!("{n} {word}")
+}
+
+/// `text` in at most `max` characters, then `…` if it was cut.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
 }

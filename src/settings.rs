@@ -23,21 +23,15 @@ pub(crate) mod with;
 // The longest value each duration setting accepts. A longer one is a mistake
 // (a unit mixed up, milliseconds given as seconds) that would hold a flush or
 // silence email for longer than anyone means, or overflow the arithmetic.
-const DAY: Duration = Duration::from_secs(24 * 3600);
-const TEN_YEARS: Duration = Duration::from_secs(3650 * 24 * 3600);
-/// A program's exit held for more than a day.
-pub(crate) const MAX_SEND_DEADLINE: Duration = DAY;
-pub(crate) const MAX_LOCK_TIMEOUT: Duration = DAY;
-pub(crate) const MAX_CHECKPOINT_INTERVAL: Duration = DAY;
-pub(crate) const MAX_FLUSH_EVERY: Duration = DAY;
-/// Each period is a run in the state file: shorter would keep it and the mail server busy.
+/// Longest SMTP or Alertmanager timeout, `send_deadline`, `lock_timeout`,
+/// `checkpoint_interval` and `flush_every`.
+pub(crate) const DAY: Duration = Duration::from_secs(24 * 3600);
+/// Longest `repeat_after`, `min_interval` and `max_age`: 3650 days.
+pub(crate) const TEN_YEARS: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// Shortest `flush_every`: each period is a run, counted in the state file,
+/// and a shorter one would keep the state file and the mail server busy.
 pub(crate) const MIN_FLUSH_EVERY: Duration = Duration::from_secs(1);
-pub(crate) const MAX_SMTP_TIMEOUT: Duration = DAY;
-pub(crate) const MAX_REPEAT_AFTER: Duration = TEN_YEARS;
-pub(crate) const MAX_MIN_INTERVAL: Duration = TEN_YEARS;
-pub(crate) const MAX_MAX_AGE: Duration = TEN_YEARS;
-#[cfg(feature = "alertmanager")]
-pub(crate) const MAX_ALERTMANAGER_TIMEOUT: Duration = DAY;
+/// Longest `resolve_window`: 30 days.
 #[cfg(feature = "alertmanager")]
 pub(crate) const MAX_RESOLVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -690,18 +684,14 @@ impl EmailConfig {
     fn check_durations(&self) -> Result<(), Error> {
         let p = &self.policy;
         let durations = [
-            ("policy.repeat_after", p.repeat_after, MAX_REPEAT_AFTER),
-            ("policy.min_interval", p.min_interval, MAX_MIN_INTERVAL),
-            ("policy.max_age", p.max_age, MAX_MAX_AGE),
-            ("send_deadline", Some(self.send_deadline), MAX_SEND_DEADLINE),
-            (
-                "checkpoint_interval",
-                self.checkpoint_interval,
-                MAX_CHECKPOINT_INTERVAL,
-            ),
-            ("flush_every", self.flush_every, MAX_FLUSH_EVERY),
-            ("lock_timeout", Some(self.lock_timeout), MAX_LOCK_TIMEOUT),
-            ("timeout", self.timeout, MAX_SMTP_TIMEOUT),
+            ("policy.repeat_after", p.repeat_after, TEN_YEARS),
+            ("policy.min_interval", p.min_interval, TEN_YEARS),
+            ("policy.max_age", p.max_age, TEN_YEARS),
+            ("send_deadline", Some(self.send_deadline), DAY),
+            ("checkpoint_interval", self.checkpoint_interval, DAY),
+            ("flush_every", self.flush_every, DAY),
+            ("lock_timeout", Some(self.lock_timeout), DAY),
+            ("timeout", self.timeout, DAY),
         ];
         for (key, d, max) in durations {
             let Some(d) = d else { continue };

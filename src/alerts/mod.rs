@@ -25,7 +25,7 @@ use crate::store::state::{AlertPost, FiringAlert, State};
 pub(crate) const PATH: &str = "/api/v2/alerts";
 /// Firing, or resolved but not yet accepted: beyond it the oldest resolutions go.
 pub(crate) const MAX_ALERTS: usize = 1000;
-use crate::settings::{MAX_ALERTMANAGER_TIMEOUT as MAX_TIMEOUT, MAX_RESOLVE_WINDOW};
+use crate::settings::{DAY, MAX_RESOLVE_WINDOW};
 
 const MAX_ANSWER: usize = 2 * crate::redact::MAX_QUOTED;
 
@@ -286,7 +286,7 @@ impl Alertmanager {
 
     fn check_durations(&self) -> Result<(), Error> {
         for (key, d, max) in [
-            ("alertmanager_timeout", Some(self.timeout), MAX_TIMEOUT),
+            ("alertmanager_timeout", Some(self.timeout), DAY),
             ("resolve_window", self.resolve_window, MAX_RESOLVE_WINDOW),
         ] {
             let Some(d) = d else { continue };

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::utc_time;
+use crate::say::cut;
 use crate::store::history::{History, Streak, strip_text};
 use crate::store::state::FiringAlert;
 
@@ -45,14 +46,6 @@ pub(crate) fn severity(level: Level) -> &'static str {
 
 pub(crate) fn failure_label(label: &str) -> String {
     cut(label, MAX_LABEL_CHARS)
-}
-
-fn cut(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().take(max).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
 }
 
 impl Identity {

@@ -6,9 +6,9 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::show_time;
-use crate::digest::summary::{DAY_CLOCK, Problem, Summary, cut};
+use crate::digest::summary::{DAY_CLOCK, Problem, Summary};
 use crate::error::Error;
-use crate::say::plural;
+use crate::say::{cut, plural};
 
 /// What a placeholder stands for in an email.
 type Value = fn(&Summary<'_>) -> String;

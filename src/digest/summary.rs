@@ -14,7 +14,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
-use crate::say::plural;
+use crate::say::{cut, plural};
 use crate::store::history::{
     Fingerprint, History, Resolved, STRIP_RUNS, field_value, fingerprint_of,
 };
@@ -47,15 +47,6 @@ pub(crate) struct Problem {
 
 /// Most characters of a failure's detail shown.
 const DETAIL_MAX: usize = 200;
-
-/// `text` in at most `max` characters, then `…` if it was cut.
-pub(crate) fn cut(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().take(max).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
-}
 
 /// What `record` says went wrong, for a failure labelled `label`: its
 /// `error` field, else its message when that is not the label already;

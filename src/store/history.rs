@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use tracing::Level;
 
 use crate::capture::record::{Record, severity};
+use crate::say::cut;
 
 /// Beyond it, the fingerprints seen longest ago are forgotten first.
 pub(crate) const MAX_STREAKS: usize = 1000;
@@ -75,11 +76,7 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
     let mut parts: Vec<&str> = vec![&record.target, file, &line];
     let label = if chosen.is_empty() {
         parts.push(&record.message);
-        let mut label: String = record.message.chars().take(80).collect();
-        if label.len() < record.message.len() {
-            label.push('…');
-        }
-        label
+        cut(&record.message, 80)
     } else {
         parts.extend(
             chosen

@@ -15,7 +15,7 @@ use super::secret::Source;
 use super::{BoxError, Email, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::redact::{MAX_QUOTED, Redactor};
-use crate::settings::{MAX_SMTP_TIMEOUT, Origin, at_most};
+use crate::settings::{DAY, Origin, at_most};
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,7 +443,7 @@ impl Smtp {
     /// left waiting past it. A timeout beyond the most allowed is left as
     /// it is, for `build()` to refuse.
     pub(crate) fn within(mut self, deadline: Duration) -> Self {
-        if self.timeout <= MAX_SMTP_TIMEOUT {
+        if self.timeout <= DAY {
             self.timeout = self.timeout.min(deadline);
         }
         self
@@ -467,7 +467,7 @@ impl Smtp {
                 self.timeout.is_zero(),
                 "the SMTP timeout is zero; give each network operation some time, e.g. 10 s".into(),
             ),
-            at_most("the SMTP timeout", self.timeout, MAX_SMTP_TIMEOUT),
+            at_most("the SMTP timeout", self.timeout, DAY),
             refuse(
                 self.password.is_some() && self.user.is_none(),
                 "an SMTP password is set but no user name; use .credentials(user, password)".into(),
@@ -540,24 +540,25 @@ impl Smtp {
         }
     }
 
-    /// The TLS settings, the root certificates added; `None` for no TLS.
+    /// The TLS settings, the root certificates added (checked even for no
+    /// TLS, where they go unused); `None` for no TLS.
     fn tls_settings(&self) -> Result<Option<Tls>, Error> {
-        if self.security == Security::Plain {
-            return Ok(None);
-        }
         let mut params = TlsParameters::builder(self.host.clone());
         for (i, pem) in self.root_certificates.iter().enumerate() {
             let cert = Certificate::from_pem(pem)
                 .ok()
                 .filter(|_| String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----"))
                 .ok_or_else(|| {
+                    let code = format!("root certificate #{}", i + 1);
+                    let what = self.advice("root_certificate", |k| format!("{k}: the file"), &code);
                     Error::smtp(format!(
-                        "root certificate #{} is not a PEM certificate \
-                         (expected -----BEGIN CERTIFICATE-----)",
-                        i + 1
+                        "{what} is not a PEM certificate (expected -----BEGIN CERTIFICATE-----)"
                     ))
                 })?;
             params = params.add_root_certificate(cert);
+        }
+        if self.security == Security::Plain {
+            return Ok(None);
         }
         let params = params.build_rustls().map_err(|e| {
             let message = "the TLS settings could not be used (is the root certificate valid?)";
@@ -992,8 +993,12 @@ mod tests {
                 .to_string()
                 .contains("port is 0")
         );
-        for pem in [&b"not a certificate"[..], b""] {
-            let err = Smtp::tls("h")
+        for (smtp, pem) in [
+            (Smtp::tls("h"), &b"not a certificate"[..]),
+            (Smtp::tls("h"), b""),
+            (Smtp::plain("h"), b"not a certificate"),
+        ] {
+            let err = smtp
                 .root_certificate(pem)
                 .build_transport()
                 .err()
