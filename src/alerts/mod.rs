@@ -65,18 +65,18 @@ const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
 #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
 #[derive(Clone)]
 pub struct Alertmanager {
-    urls: Vec<String>,
-    labels: Vec<(String, String)>,
-    auth: Option<Auth>,
-    root_certificate: Option<Vec<u8>>,
-    timeout: Duration,
-    resolve_window: Option<Duration>,
-    /// Errors then name the key.
-    origin: Option<crate::settings::Origin>,
+    pub(crate) urls: Vec<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) root_certificate: Option<Vec<u8>>,
+    pub(crate) timeout: Duration,
+    pub(crate) resolve_window: Option<Duration>,
+    /// From a config: errors then name its keys.
+    pub(crate) origin: Option<crate::settings::Origin>,
 }
 
 #[derive(Clone)]
-enum Auth {
+pub(crate) enum Auth {
     Basic(String, String),
     Bearer(String),
 }
@@ -116,18 +116,13 @@ impl Alertmanager {
     {
         Alertmanager {
             urls: urls.into_iter().map(Into::into).collect(),
-            labels: Vec::new(),
+            labels: BTreeMap::new(),
             auth: None,
             root_certificate: None,
             timeout: Duration::from_secs(10),
             resolve_window: None,
             origin: None,
         }
-    }
-
-    pub(crate) fn named(mut self, origin: crate::settings::Origin) -> Self {
-        self.origin = Some(origin);
-        self
     }
 
     /// Adds another Alertmanager.
@@ -148,7 +143,7 @@ impl Alertmanager {
     /// let am = tracing_email::Alertmanager::new(["http://am:9093"]).label("env", "prod");
     /// ```
     pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.push((name.into(), value.into()));
+        self.labels.insert(name.into(), value.into());
         self
     }
 
@@ -261,7 +256,7 @@ impl Alertmanager {
     }
 
     fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
-        for (name, _) in &self.labels {
+        for name in self.labels.keys() {
             let valid = name
                 .chars()
                 .enumerate()
@@ -281,7 +276,7 @@ impl Alertmanager {
             };
             return Err(self.bad("alertmanager_labels", format!("the {what} {name:?} {why}")));
         }
-        Ok(self.labels.iter().cloned().collect())
+        Ok(self.labels.clone())
     }
 
     fn check_durations(&self) -> Result<(), Error> {
