@@ -936,7 +936,7 @@ mod tests {
                 let alerts: &dyn std::any::Any = &**flusher.alerts.as_ref().unwrap();
                 let poster = alerts.downcast_ref::<crate::alerts::Poster>().unwrap();
                 assert_eq!(
-                    poster.client.endpoints,
+                    poster.endpoints,
                     [
                         "https://am-0:9093/api/v2/alerts",
                         "https://am-1:9093/api/v2/alerts"
@@ -945,9 +945,9 @@ mod tests {
                 assert_eq!(poster.identity.instance, "node-7");
                 assert_eq!(poster.identity.labels["team"], "media");
                 assert_eq!(poster.identity.labels["env"], "prod");
-                assert_eq!(poster.client.timeout, Duration::from_millis(2500));
+                assert_eq!(poster.timeout, Duration::from_millis(2500));
                 assert_eq!(poster.resolve_window, Some(Duration::from_secs(3600)));
-                let auth = poster.client.authorization.as_deref();
+                let auth = poster.authorization.as_deref();
                 assert_eq!(auth, Some("Bearer tok-SECRET"));
                 assert!(!format!("{poster:?}").contains("SECRET"));
             }
