@@ -102,18 +102,13 @@ impl Builder {
     ///     .transport(tracing_email::Smtp::tls("smtp.example.com"));
     /// ```
     pub fn transport(mut self, transport: impl Transport) -> Self {
-        #[cfg_attr(not(feature = "smtp"), allow(unused_mut))]
-        let mut given = Some(transport);
         #[cfg(feature = "smtp")]
-        if let Some(smtp) = (&mut given as &mut dyn std::any::Any)
-            .downcast_mut::<Option<crate::Smtp>>()
-            .and_then(Option::take)
-        {
+        if let Some(smtp) = (&transport as &dyn std::any::Any).downcast_ref::<crate::Smtp>() {
+            let smtp = smtp.clone();
             self.transport = Some(Box::new(move |deadline| Box::new(smtp.within(deadline))));
             return self;
         }
-        let given = given.map(|t| Box::new(t) as Box<dyn Transport>);
-        self.transport = given.map(|t| Box::new(move |_| t) as Given);
+        self.transport = Some(Box::new(move |_| Box::new(transport)));
         self
     }
 

@@ -351,27 +351,24 @@ impl EmailConfig {
         }
     }
 
+    /// The config's fields as the settings of an [`Alertmanager`](crate::Alertmanager),
+    /// which `check` checks at build as it checks those given in code.
     #[cfg(feature = "alertmanager")]
     fn alertmanager(
         &self,
         getenv: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<crate::Alertmanager, Error> {
-        let mut am = crate::Alertmanager::new(self.alertmanager_urls.iter().map(|u| u.to_string()))
-            .named(self.origin.clone());
-        for (name, value) in &self.alertmanager_labels {
-            am = am.label(name, value);
-        }
-        am = self.alertmanager_login(am, getenv)?;
-        if let Some(path) = &self.alertmanager_root_certificate {
-            let key = "alertmanager_root_certificate";
-            am = am.root_certificate(self.read(key, path, ErrorKind::Config)?.1);
-        }
-        if let Some(t) = self.alertmanager_timeout {
-            am = am.timeout(t);
-        }
-        Ok(match self.resolve_window {
-            Some(w) => am.resolve_window(w),
-            None => am,
+        let am = crate::Alertmanager::new(self.alertmanager_urls.iter().map(|u| u.to_string()));
+        let ca = self.alertmanager_root_certificate.as_ref();
+        let ca = ca.map(|path| self.read("alertmanager_root_certificate", path, ErrorKind::Config));
+        Ok(crate::Alertmanager {
+            labels: self.alertmanager_labels.clone(),
+            auth: self.alertmanager_login(getenv)?,
+            root_certificate: ca.transpose()?,
+            timeout: self.alertmanager_timeout.unwrap_or(am.timeout),
+            resolve_window: self.resolve_window,
+            origin: Some(self.origin.clone()),
+            ..am
         })
     }
 
@@ -379,18 +376,18 @@ impl EmailConfig {
     #[cfg(feature = "alertmanager")]
     fn alertmanager_login(
         &self,
-        am: crate::Alertmanager,
         getenv: &dyn Fn(&str) -> Option<OsString>,
-    ) -> Result<crate::Alertmanager, Error> {
+    ) -> Result<Option<crate::alerts::Auth>, Error> {
+        use crate::alerts::Auth;
         let password_env = "alertmanager_password_env";
         let token_env = "alertmanager_token_env";
         let password = self.secret(password_env, &self.alertmanager_password_env, getenv)?;
         let token = self.secret(token_env, &self.alertmanager_token_env, getenv)?;
         let user = self.name("alertmanager_user");
         Ok(match (&self.alertmanager_user, password, token) {
-            (None, None, None) => am,
-            (Some(user), Some(password), None) => am.basic_auth(user, password),
-            (None, None, Some(token)) => am.bearer_token(token),
+            (None, None, None) => None,
+            (Some(user), Some(password), None) => Some(Auth::Basic(user.clone(), password)),
+            (None, None, Some(token)) => Some(Auth::Bearer(token)),
             (_, _, Some(_)) => {
                 return Err(Error::config(format!(
                     "{user} and {} are both set; Alertmanager takes basic authentication or a \
@@ -418,7 +415,7 @@ impl EmailConfig {
             smtp = smtp.timeout(d);
         }
         if let Some(path) = &self.root_certificate {
-            smtp = smtp.root_certificate(self.read("root_certificate", path, ErrorKind::Smtp)?.1);
+            smtp = smtp.root_certificate(self.read("root_certificate", path, ErrorKind::Smtp)?);
         }
         if self.allow_insecure_auth {
             smtp = smtp.allow_insecure_auth();
@@ -488,20 +485,11 @@ impl EmailConfig {
     }
 
     #[cfg(any(feature = "smtp", feature = "alertmanager"))]
-    fn read(
-        &self,
-        key: &str,
-        path: &std::path::Path,
-        kind: ErrorKind,
-    ) -> Result<(String, Vec<u8>), Error> {
-        let key = self.name(key);
-        match std::fs::read(path) {
-            Ok(bytes) => Ok((key, bytes)),
-            Err(e) => {
-                let message = format!("{key}: could not read {}", path.display());
-                Err(Error::with_source(kind, message, e))
-            }
-        }
+    fn read(&self, key: &str, path: &std::path::Path, kind: ErrorKind) -> Result<Vec<u8>, Error> {
+        std::fs::read(path).map_err(|e| {
+            let message = format!("{}: could not read {}", self.name(key), path.display());
+            Error::with_source(kind, message, e)
+        })
     }
 
     fn password_name(&self) -> String {
@@ -948,7 +936,7 @@ mod tests {
                 let alerts: &dyn std::any::Any = &**flusher.alerts.as_ref().unwrap();
                 let poster = alerts.downcast_ref::<crate::alerts::Poster>().unwrap();
                 assert_eq!(
-                    poster.client.endpoints,
+                    poster.endpoints,
                     [
                         "https://am-0:9093/api/v2/alerts",
                         "https://am-1:9093/api/v2/alerts"
@@ -957,9 +945,9 @@ mod tests {
                 assert_eq!(poster.identity.instance, "node-7");
                 assert_eq!(poster.identity.labels["team"], "media");
                 assert_eq!(poster.identity.labels["env"], "prod");
-                assert_eq!(poster.client.timeout, Duration::from_millis(2500));
+                assert_eq!(poster.timeout, Duration::from_millis(2500));
                 assert_eq!(poster.resolve_window, Some(Duration::from_secs(3600)));
-                let auth = poster.client.authorization.as_deref();
+                let auth = poster.authorization.as_deref();
                 assert_eq!(auth, Some("Bearer tok-SECRET"));
                 assert!(!format!("{poster:?}").contains("SECRET"));
             }

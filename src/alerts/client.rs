@@ -7,19 +7,9 @@ use std::io::Read as _;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::Poster;
 use crate::error::{Error, ErrorKind};
-use crate::redact::{MAX_QUOTED, Redactor};
-
-/// URLs end in `/api/v2/alerts`; the agent has the TLS roots, no redirects, no
-/// status-as-error; the redactor hides the `Authorization` secret in anything quoted back.
-#[derive(Clone)]
-pub(crate) struct Client {
-    pub(crate) endpoints: Vec<String>,
-    pub(crate) agent: ureq::Agent,
-    pub(crate) authorization: Option<String>,
-    pub(crate) redactor: Redactor,
-    pub(crate) timeout: Duration,
-}
+use crate::redact::MAX_QUOTED;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -29,17 +19,17 @@ pub(crate) enum Reply {
     Failed(String),
 }
 
-impl Client {
+impl Poster {
     /// In parallel, until all answered or `deadline`. `Ok(n)`: `n` accepted it (at
     /// least one); else an error that says what each one did.
-    pub(crate) fn post(&self, body: &[u8], deadline: Instant) -> Result<usize, Error> {
+    pub(crate) fn send(&self, body: &[u8], deadline: Instant) -> Result<usize, Error> {
         let (tx, rx) = mpsc::channel();
         let body: std::sync::Arc<[u8]> = body.into();
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             let timeout = self
                 .timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
-            let (body, client, tx) = (body.clone(), self.clone(), tx.clone());
+            let (body, poster, tx) = (body.clone(), self.clone(), tx.clone());
             let endpoint = endpoint.clone();
             // A thread that cannot start drops its `tx`: no answer from it.
             let _ = std::thread::Builder::new()
@@ -54,7 +44,7 @@ impl Client {
                         Reply::Failed("no time left before the send deadline".into())
                     } else {
                         tracing::subscriber::with_default(silent, || {
-                            client.post_one(&endpoint, &body, timeout)
+                            poster.post_one(&endpoint, &body, timeout)
                         })
                     };
                     let _ = tx.send((i, reply));

@@ -2,7 +2,7 @@
 //! which groups the alerts of many hosts into one notification. The public
 //! [`Alertmanager`] settings, checked at build into a [`Poster`]; at each
 //! flush its [`post`](Poster::post) posts the firing alerts and the resolved ones
-//! ([`payload`] builds them, [`client`] posts them) and keeps in the state
+//! ([`payload`] builds them, [`client`] sends them) and keeps in the state
 //! which ones Alertmanager accepted as firing.
 
 pub(crate) mod client;
@@ -65,18 +65,18 @@ const OWN_LABELS: [&str; 4] = ["alertname", "failure", "severity", "instance"];
 #[cfg_attr(docsrs, doc(cfg(feature = "alertmanager")))]
 #[derive(Clone)]
 pub struct Alertmanager {
-    urls: Vec<String>,
-    labels: Vec<(String, String)>,
-    auth: Option<Auth>,
-    root_certificate: Option<Vec<u8>>,
-    timeout: Duration,
-    resolve_window: Option<Duration>,
-    /// Errors then name the key.
-    origin: Option<crate::settings::Origin>,
+    pub(crate) urls: Vec<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) root_certificate: Option<Vec<u8>>,
+    pub(crate) timeout: Duration,
+    pub(crate) resolve_window: Option<Duration>,
+    /// From a config: errors then name its keys.
+    pub(crate) origin: Option<crate::settings::Origin>,
 }
 
 #[derive(Clone)]
-enum Auth {
+pub(crate) enum Auth {
     Basic(String, String),
     Bearer(String),
 }
@@ -116,18 +116,13 @@ impl Alertmanager {
     {
         Alertmanager {
             urls: urls.into_iter().map(Into::into).collect(),
-            labels: Vec::new(),
+            labels: BTreeMap::new(),
             auth: None,
             root_certificate: None,
             timeout: Duration::from_secs(10),
             resolve_window: None,
             origin: None,
         }
-    }
-
-    pub(crate) fn named(mut self, origin: crate::settings::Origin) -> Self {
-        self.origin = Some(origin);
-        self
     }
 
     /// Adds another Alertmanager.
@@ -148,7 +143,7 @@ impl Alertmanager {
     /// let am = tracing_email::Alertmanager::new(["http://am:9093"]).label("env", "prod");
     /// ```
     pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.push((name.into(), value.into()));
+        self.labels.insert(name.into(), value.into());
         self
     }
 
@@ -241,13 +236,11 @@ impl Alertmanager {
                 instance: host,
                 labels,
             },
-            client: client::Client {
-                endpoints,
-                agent: self.agent()?,
-                authorization,
-                redactor,
-                timeout: self.timeout,
-            },
+            endpoints,
+            agent: self.agent()?,
+            authorization,
+            redactor,
+            timeout: self.timeout,
             resolve_window: self.resolve_window,
         })
     }
@@ -261,7 +254,7 @@ impl Alertmanager {
     }
 
     fn checked_labels(&self) -> Result<BTreeMap<String, String>, Error> {
-        for (name, _) in &self.labels {
+        for name in self.labels.keys() {
             let valid = name
                 .chars()
                 .enumerate()
@@ -281,7 +274,7 @@ impl Alertmanager {
             };
             return Err(self.bad("alertmanager_labels", format!("the {what} {name:?} {why}")));
         }
-        Ok(self.labels.iter().cloned().collect())
+        Ok(self.labels.clone())
     }
 
     fn check_durations(&self) -> Result<(), Error> {
@@ -419,18 +412,25 @@ fn without_userinfo(url: &str) -> String {
     }
 }
 
+/// Endpoints end in `/api/v2/alerts`; the agent has the TLS roots, no redirects, no
+/// status-as-error; the redactor hides the `Authorization` secret in anything quoted back.
+#[derive(Clone)]
 pub(crate) struct Poster {
     pub(crate) identity: payload::Identity,
-    pub(crate) client: client::Client,
     pub(crate) resolve_window: Option<Duration>,
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) agent: ureq::Agent,
+    pub(crate) authorization: Option<String>,
+    pub(crate) redactor: Redactor,
+    pub(crate) timeout: Duration,
 }
 
-// By hand: the client holds the credentials.
+// By hand: it holds the credentials.
 impl fmt::Debug for Poster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Poster")
             .field("identity", &self.identity)
-            .field("endpoints", &self.client.endpoints)
+            .field("endpoints", &self.endpoints)
             .finish_non_exhaustive()
     }
 }
@@ -480,7 +480,7 @@ impl Alerts for Poster {
         let body = serde_json::to_vec(&alerts).map_err(|e| {
             Error::with_source(ErrorKind::Alertmanager, "could not encode the alerts", e)
         })?;
-        let answer = self.client.post(&body, deadline);
+        let answer = self.send(&body, deadline);
         self.settle(state, (answer, now), (firing, over), posted)
     }
 }
@@ -527,14 +527,14 @@ impl Poster {
         (firing, over): (BTreeSet<String>, Vec<(String, OffsetDateTime)>),
         posted: BTreeMap<String, FiringAlert>,
     ) -> Result<Posting, Error> {
-        let redactor = &self.client.redactor;
+        let redactor = &self.redactor;
         let redact = |e: &Error| redactor.quote(e.to_string().as_bytes(), MAX_ANSWER, false);
         state.alert_post = Some(AlertPost {
             at: now,
             firing: firing.len(),
             resolved: over.len(),
             accepted: *answer.as_ref().unwrap_or(&0),
-            of: self.client.endpoints.len(),
+            of: self.endpoints.len(),
             error: answer.as_ref().err().map(redact),
         });
         if let Err(error) = answer {

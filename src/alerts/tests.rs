@@ -16,7 +16,7 @@ fn urls_are_checked_and_end_in_the_v2_path() {
     ]))
     .unwrap();
     assert_eq!(
-        p.client.endpoints,
+        p.endpoints,
         [
             "http://am-0:9093/api/v2/alerts",
             "https://alerts.example.com/am/api/v2/alerts",
@@ -89,9 +89,8 @@ fn secrets_are_never_in_debug_or_errors() {
     // The header holds the encoded pair, which is cut out of quoted replies.
     let p = check(Alertmanager::new(["https://am"]).basic_auth("me", "pw-SECRET")).unwrap();
     let encoded = crate::redact::base64(b"me:pw-SECRET");
-    assert_eq!(p.client.authorization, Some(format!("Basic {encoded}")));
+    assert_eq!(p.authorization, Some(format!("Basic {encoded}")));
     let quoted = p
-        .client
         .redactor
         .quote(format!("no: {encoded} pw-SECRET").as_bytes(), 512, false);
     assert_eq!(quoted, "no: *** ***");
