@@ -25,9 +25,8 @@ pub(crate) const MAX_QUOTED: usize = 512;
 /// The secrets one send knows, each in every form it may travel in.
 #[derive(Clone, Default)]
 pub(crate) struct Redactor {
-    /// Each form as it may appear in a raw text, and as it appears once put
-    /// on one line (for the beginnings left at a cut); longest first.
-    forms: Vec<(String, String)>,
+    /// Each form as it may appear in a raw text, longest first.
+    forms: Vec<String>,
 }
 
 impl Redactor {
@@ -82,20 +81,18 @@ impl Redactor {
     fn add(&mut self, form: String) {
         // Base64 padding may be dropped by whoever echoes it.
         for form in [form.as_str(), form.trim_end_matches('=')] {
-            if form.is_empty() || self.forms.iter().any(|(f, _)| f == form) {
-                continue;
+            if !form.is_empty() && !self.forms.iter().any(|f| f == form) {
+                self.forms.push(form.to_owned());
             }
-            self.forms.push((form.to_owned(), one_line(form)));
         }
-        self.forms
-            .sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
+        self.forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
     }
 
     /// How many bytes to read of a text of which `limit` are shown: enough
     /// that a secret beginning within the shown part is read whole (and so
     /// hidden whole).
     pub(crate) fn read_limit(&self, limit: usize) -> usize {
-        limit + self.forms.first().map_or(0, |(f, _)| f.len())
+        limit + self.forms.first().map_or(0, String::len)
     }
 
     /// `raw` as one line that holds no secret this redactor knows: each
@@ -107,37 +104,19 @@ impl Redactor {
     pub(crate) fn quote(&self, raw: &[u8], limit: usize, more: bool) -> String {
         let raw = if more { without_torn_end(raw) } else { raw };
         let mut text = String::from_utf8_lossy(raw).into_owned();
-        for (form, _) in &self.forms {
+        for form in &self.forms {
             text = text.replace(form.as_str(), HIDDEN);
         }
-        let line = one_line(&text);
-        if line.len() <= limit && !more {
-            return line;
+        let (kept, cut) = one_line(&text, limit);
+        if !cut && !more {
+            return kept;
         }
-        let mut end = limit.min(line.len());
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        // Never half an escape (`\u{10ffff}` at most; a plain backslash
-        // that near the cut goes too, harmlessly).
-        let near = line[..end]
-            .char_indices()
-            .rev()
-            .take_while(|&(i, _)| end - i <= 10)
-            .find(|&(_, c)| c == '\\');
-        if let Some((open, _)) = near
-            && !line[open..end].contains('}')
-        {
-            end = open;
-        }
-        let kept = &line[..end];
-        let dangling = self
-            .forms
-            .iter()
-            .map(|(_, form)| dangling(kept, form))
-            .max()
-            .unwrap_or(0);
-        let mut out = kept[..kept.len() - dangling].trim_end().to_owned();
+        // A form's beginning as it shows once put on one line.
+        let forms = self.forms.iter().map(|form| one_line(form, usize::MAX).0);
+        let dangling = forms.map(|form| dangling(&kept, &form)).max();
+        let mut out = kept[..kept.len() - dangling.unwrap_or(0)]
+            .trim_end()
+            .to_owned();
         out.push('…');
         out
     }
@@ -150,9 +129,7 @@ impl Redactor {
 
     /// Whether `text` holds a secret this redactor knows.
     pub(crate) fn finds_secret_in(&self, text: &str) -> bool {
-        self.forms
-            .iter()
-            .any(|(form, _)| text.contains(form.as_str()))
+        self.forms.iter().any(|form| text.contains(form.as_str()))
     }
 }
 
@@ -167,19 +144,25 @@ fn dangling(text: &str, form: &str) -> usize {
 }
 
 /// `text` trimmed, each run of white space as one space, other control
-/// characters (and the marks that reorder text) escaped.
-fn one_line(text: &str) -> String {
+/// characters (and the marks that reorder text) escaped; at most `limit`
+/// bytes, never half a character or an escape, and whether it was cut.
+fn one_line(text: &str, limit: usize) -> (String, bool) {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len().min(limit));
     for c in words.join(" ").chars() {
+        let end = out.len();
         let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
         if c.is_control() || reorders {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
+        if out.len() > limit {
+            out.truncate(end);
+            return (out, true);
+        }
     }
-    out
+    (out, false)
 }
 
 /// `raw` without a UTF-8 sequence torn at its end.
