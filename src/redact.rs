@@ -11,8 +11,6 @@
 // SMTP and Alertmanager use all of it; sendmail only escapes and bounds.
 #![cfg_attr(not(all(feature = "smtp", feature = "alertmanager")), allow(dead_code))]
 
-use std::fmt::Write as _;
-
 use crate::error::error_chain;
 
 /// What a hidden secret is shown as.
@@ -177,19 +175,13 @@ fn without_torn_end(raw: &[u8]) -> &[u8] {
 /// `text` percent-encoded: every byte but `A-Z a-z 0-9 - . _ ~`, in upper-
 /// or `lower` case hex; a space as `+` when `form`.
 fn percent(text: &str, lower: bool, form: bool) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else if form && b == b' ' {
-            out.push('+');
-        } else if lower {
-            let _ = write!(out, "%{b:02x}");
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    let escaped = text.bytes().map(|b| match b {
+        b' ' if form => "+".to_owned(),
+        b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
+        b if lower => format!("%{b:02x}"),
+        b => format!("%{b:02X}"),
+    });
+    escaped.collect()
 }
 
 /// Standard base64 with padding, as `Authorization: Basic` and SMTP AUTH
