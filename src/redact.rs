@@ -100,8 +100,12 @@ impl Redactor {
     /// ends with `…`, and the beginning of a secret is never left before
     /// it.
     pub(crate) fn quote(&self, raw: &[u8], limit: usize, more: bool) -> String {
-        let raw = if more { without_torn_end(raw) } else { raw };
         let mut text = String::from_utf8_lossy(raw).into_owned();
+        if more {
+            // A character the read tore at the end (with any other bad
+            // bytes there) is dropped, not shown as U+FFFD.
+            text.truncate(text.trim_end_matches('\u{fffd}').len());
+        }
         for form in &self.forms {
             text = text.replace(form.as_str(), HIDDEN);
         }
@@ -161,15 +165,6 @@ fn one_line(text: &str, limit: usize) -> (String, bool) {
         }
     }
     (out, false)
-}
-
-/// `raw` without a UTF-8 sequence torn at its end.
-fn without_torn_end(raw: &[u8]) -> &[u8] {
-    let last = (raw.len().saturating_sub(4)..raw.len()).rfind(|&i| raw[i] & 0xC0 != 0x80);
-    match last.map(|i| (i, std::str::from_utf8(&raw[i..]))) {
-        Some((i, Err(e))) if e.error_len().is_none() => &raw[..i],
-        _ => raw,
-    }
 }
 
 /// `text` percent-encoded: every byte but `A-Z a-z 0-9 - . _ ~`, in upper-
