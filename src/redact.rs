@@ -11,8 +11,6 @@
 // SMTP and Alertmanager use all of it; sendmail only escapes and bounds.
 #![cfg_attr(not(all(feature = "smtp", feature = "alertmanager")), allow(dead_code))]
 
-use std::fmt::Write as _;
-
 use crate::error::error_chain;
 
 /// What a hidden secret is shown as.
@@ -25,9 +23,8 @@ pub(crate) const MAX_QUOTED: usize = 512;
 /// The secrets one send knows, each in every form it may travel in.
 #[derive(Clone, Default)]
 pub(crate) struct Redactor {
-    /// Each form as it may appear in a raw text, and as it appears once put
-    /// on one line (for the beginnings left at a cut); longest first.
-    forms: Vec<(String, String)>,
+    /// Each form as it may appear in a raw text, longest first.
+    forms: Vec<String>,
 }
 
 impl Redactor {
@@ -82,20 +79,18 @@ impl Redactor {
     fn add(&mut self, form: String) {
         // Base64 padding may be dropped by whoever echoes it.
         for form in [form.as_str(), form.trim_end_matches('=')] {
-            if form.is_empty() || self.forms.iter().any(|(f, _)| f == form) {
-                continue;
+            if !form.is_empty() && !self.forms.iter().any(|f| f == form) {
+                self.forms.push(form.to_owned());
             }
-            self.forms.push((form.to_owned(), one_line(form)));
         }
-        self.forms
-            .sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
+        self.forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
     }
 
     /// How many bytes to read of a text of which `limit` are shown: enough
     /// that a secret beginning within the shown part is read whole (and so
     /// hidden whole).
     pub(crate) fn read_limit(&self, limit: usize) -> usize {
-        limit + self.forms.first().map_or(0, |(f, _)| f.len())
+        limit + self.forms.first().map_or(0, String::len)
     }
 
     /// `raw` as one line that holds no secret this redactor knows: each
@@ -105,39 +100,25 @@ impl Redactor {
     /// ends with `…`, and the beginning of a secret is never left before
     /// it.
     pub(crate) fn quote(&self, raw: &[u8], limit: usize, more: bool) -> String {
-        let raw = if more { without_torn_end(raw) } else { raw };
         let mut text = String::from_utf8_lossy(raw).into_owned();
-        for (form, _) in &self.forms {
+        if more {
+            // A character the read tore at the end (with any other bad
+            // bytes there) is dropped, not shown as U+FFFD.
+            text.truncate(text.trim_end_matches('\u{fffd}').len());
+        }
+        for form in &self.forms {
             text = text.replace(form.as_str(), HIDDEN);
         }
-        let line = one_line(&text);
-        if line.len() <= limit && !more {
-            return line;
+        let (kept, cut) = one_line(&text, limit);
+        if !cut && !more {
+            return kept;
         }
-        let mut end = limit.min(line.len());
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        // Never half an escape (`\u{10ffff}` at most; a plain backslash
-        // that near the cut goes too, harmlessly).
-        let near = line[..end]
-            .char_indices()
-            .rev()
-            .take_while(|&(i, _)| end - i <= 10)
-            .find(|&(_, c)| c == '\\');
-        if let Some((open, _)) = near
-            && !line[open..end].contains('}')
-        {
-            end = open;
-        }
-        let kept = &line[..end];
-        let dangling = self
-            .forms
-            .iter()
-            .map(|(_, form)| dangling(kept, form))
-            .max()
-            .unwrap_or(0);
-        let mut out = kept[..kept.len() - dangling].trim_end().to_owned();
+        // A form's beginning as it shows once put on one line.
+        let forms = self.forms.iter().map(|form| one_line(form, usize::MAX).0);
+        let dangling = forms.map(|form| dangling(&kept, &form)).max();
+        let mut out = kept[..kept.len() - dangling.unwrap_or(0)]
+            .trim_end()
+            .to_owned();
         out.push('…');
         out
     }
@@ -150,9 +131,7 @@ impl Redactor {
 
     /// Whether `text` holds a secret this redactor knows.
     pub(crate) fn finds_secret_in(&self, text: &str) -> bool {
-        self.forms
-            .iter()
-            .any(|(form, _)| text.contains(form.as_str()))
+        self.forms.iter().any(|form| text.contains(form.as_str()))
     }
 }
 
@@ -167,46 +146,37 @@ fn dangling(text: &str, form: &str) -> usize {
 }
 
 /// `text` trimmed, each run of white space as one space, other control
-/// characters (and the marks that reorder text) escaped.
-fn one_line(text: &str) -> String {
+/// characters (and the marks that reorder text) escaped; at most `limit`
+/// bytes, never half a character or an escape, and whether it was cut.
+fn one_line(text: &str, limit: usize) -> (String, bool) {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len().min(limit));
     for c in words.join(" ").chars() {
+        let end = out.len();
         let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
         if c.is_control() || reorders {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
+        if out.len() > limit {
+            out.truncate(end);
+            return (out, true);
+        }
     }
-    out
-}
-
-/// `raw` without a UTF-8 sequence torn at its end.
-fn without_torn_end(raw: &[u8]) -> &[u8] {
-    let last = (raw.len().saturating_sub(4)..raw.len()).rfind(|&i| raw[i] & 0xC0 != 0x80);
-    match last.map(|i| (i, std::str::from_utf8(&raw[i..]))) {
-        Some((i, Err(e))) if e.error_len().is_none() => &raw[..i],
-        _ => raw,
-    }
+    (out, false)
 }
 
 /// `text` percent-encoded: every byte but `A-Z a-z 0-9 - . _ ~`, in upper-
 /// or `lower` case hex; a space as `+` when `form`.
 fn percent(text: &str, lower: bool, form: bool) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else if form && b == b' ' {
-            out.push('+');
-        } else if lower {
-            let _ = write!(out, "%{b:02x}");
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    let escaped = text.bytes().map(|b| match b {
+        b' ' if form => "+".to_owned(),
+        b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
+        b if lower => format!("%{b:02x}"),
+        b => format!("%{b:02X}"),
+    });
+    escaped.collect()
 }
 
 /// Standard base64 with padding, as `Authorization: Basic` and SMTP AUTH

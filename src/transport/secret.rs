@@ -113,7 +113,7 @@ fn output(argv: &[String], what: &str, timeout: Duration) -> Result<String, Stri
         });
     let (readers, status) = waited.inspect_err(|_| stop(&mut child))?;
     if !readers.iter().all(JoinHandle::is_finished) {
-        kill_group(&child);
+        stop(&mut child);
         return Err(format!(
             "{name:?} exited, but something it started still holds its output open after \
              {timeout:?}"
@@ -229,16 +229,9 @@ fn shown(err: &[u8], more: bool, out: &[u8]) -> String {
     redactor.quote(err, MAX_QUOTED, more)
 }
 
-/// Kills the child (and on Unix its process group) and reaps it.
+/// Kills the child, and on Unix the process group it leads (what it
+/// started goes too), and reaps it.
 fn stop(child: &mut Child) {
-    kill_group(child);
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// On Unix, kills the process group the child leads: what it started goes
-/// too.
-fn kill_group(child: &Child) {
     #[cfg(unix)]
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill(2) with a negative pid signals that process group;
@@ -247,8 +240,8 @@ fn kill_group(child: &Child) {
             libc::kill(-pid, libc::SIGKILL);
         }
     }
-    #[cfg(not(unix))]
-    let _ = child;
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[cfg(unix)]
