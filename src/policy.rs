@@ -297,36 +297,26 @@ impl Policy {
         }
     }
 
-    /// `Some(None)`: quiet until a run without it.
+    /// `Some(None)`: quiet until a run without it. `consecutive_runs(k)` reports a
+    /// streak once it went out at least `k` runs long; without `repeat_after` it
+    /// stays quiet for the rest of it.
     pub(crate) fn quiet_until(
         &self,
         s: &Streak,
         now: OffsetDateTime,
     ) -> Option<Option<OffsetDateTime>> {
-        (self.consecutive_runs)
-            .and_then(|k| self.streak_quiet(s, k, now))
-            .or_else(|| self.repeat_quiet(s, now))
+        let once =
+            s.reported.is_some() && (self.consecutive_runs).is_some_and(|k| s.reported_runs >= k);
+        match self.repeat_after {
+            None if once => Some(None),
+            _ => self.repeat_quiet(s, now),
+        }
     }
 
     /// The inner `None` is past the end of time.
     fn repeat_quiet(&self, s: &Streak, now: OffsetDateTime) -> Option<Option<OffsetDateTime>> {
         let until = after(s.reported?, self.repeat_after?);
         until.is_none_or(|u| now < u).then_some(until)
-    }
-
-    /// `consecutive_runs(k)`'s part: a streak is reported once it went out at
-    /// least `k` runs long; without `repeat_after` it stays quiet for the rest of it.
-    fn streak_quiet(
-        &self,
-        s: &Streak,
-        k: u64,
-        now: OffsetDateTime,
-    ) -> Option<Option<OffsetDateTime>> {
-        s.reported.filter(|_| s.reported_runs >= k)?;
-        match self.repeat_after {
-            None => Some(None),
-            Some(_) => self.repeat_quiet(s, now),
-        }
     }
 
     /// From the reported streaks (at most `MAX_STREAKS`), not the groups (as many as records).
@@ -407,8 +397,9 @@ impl Policy {
             if s.last_run != facts.run || !self.counts(s.level) {
                 continue;
             }
-            match (s.runs >= k, self.streak_quiet(s, k, facts.now)) {
-                (true, Some(until)) => quiet.extend(quiet_reason(s, until)),
+            let reported = s.runs >= k && s.reported_runs >= k;
+            match reported.then(|| self.quiet_until(s, facts.now)).flatten() {
+                Some(until) => quiet.extend(quiet_reason(s, until)),
                 _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
                 _ => {}
             }
