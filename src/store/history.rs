@@ -336,28 +336,6 @@ impl History {
             }
         }
     }
-
-    /// Written under a wrong clock, it would keep a failure quiet, look new for
-    /// years, or stretch the time between runs. Returns the keys moved, each once.
-    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
-        let s = &mut self.streaks;
-        let moved = [
-            clamp(&mut self.run_starts, now),
-            clamp(s.values_mut().map(|s| &mut s.since), now),
-            clamp(s.values_mut().map(|s| &mut s.last_seen), now),
-            clamp(s.values_mut().filter_map(|s| s.reported.as_mut()), now),
-        ];
-        let keys = [
-            "history.run_starts",
-            "history.streaks.since",
-            "history.streaks.last_seen",
-            "history.streaks.reported",
-        ];
-        let moved = keys.into_iter().zip(moved);
-        moved
-            .filter_map(|(key, moved)| moved.then_some(key))
-            .collect()
-    }
 }
 
 /// Runs past `last` become `last`; at the counter's end, renumbers from 2 (the last two runs).
@@ -509,22 +487,22 @@ fn they_carry(fields: &[String], carried: &[&str]) -> String {
     out
 }
 
-pub(crate) fn clamp<'t>(
-    times: impl IntoIterator<Item = &'t mut OffsetDateTime>,
-    now: OffsetDateTime,
-) -> bool {
-    times.into_iter().fold(false, |moved, time| {
-        let later = *time > now;
-        *time = (*time).min(now);
-        moved | later
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
     use serde_json::json;
+
+    fn clamp_future(h: &mut History, now: OffsetDateTime) -> Vec<&'static str> {
+        let history = std::mem::take(h);
+        let mut state = crate::store::state::State {
+            history,
+            ..Default::default()
+        };
+        let moved = state.clamp_future_from(now, 0);
+        *h = state.history;
+        moved
+    }
 
     fn fp(label: &str) -> Fingerprint {
         Fingerprint {
@@ -855,7 +833,7 @@ mod tests {
         h.reported(["fine"], now - time::Duration::hours(1));
         let before = h.streaks["fine"].clone();
         assert_eq!(
-            h.clamp_future(now),
+            clamp_future(&mut h, now),
             [
                 "history.streaks.since",
                 "history.streaks.last_seen",
@@ -865,10 +843,10 @@ mod tests {
         let s = &h.streaks["ahead"];
         assert_eq!((s.since, s.last_seen, s.reported), (now, now, Some(now)));
         assert_eq!(h.streaks["fine"], before, "times up to now are kept");
-        assert!(h.clamp_future(now).is_empty(), "nothing left to move");
+        assert!(clamp_future(&mut h, now).is_empty(), "nothing left to move");
         // Only what is ahead is named.
         h.reported(["fine"], ahead);
-        assert_eq!(h.clamp_future(now), ["history.streaks.reported"]);
+        assert_eq!(clamp_future(&mut h, now), ["history.streaks.reported"]);
     }
 
     #[test]
@@ -1031,10 +1009,10 @@ mod tests {
         // A start ahead of the clock is taken as now, and named.
         let now = hour(100);
         h.start_run_at(Some(hour(1000)));
-        assert_eq!(h.clamp_future(now), ["history.run_starts"]);
+        assert_eq!(clamp_future(&mut h, now), ["history.run_starts"]);
         assert_eq!(h.run_starts.len(), RUN_STARTS);
         assert_eq!(h.run_starts.last(), Some(&now));
         assert_eq!(h.run_starts[0], hour(5));
-        assert!(h.clamp_future(now).is_empty());
+        assert!(clamp_future(&mut h, now).is_empty());
     }
 }
