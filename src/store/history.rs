@@ -196,11 +196,9 @@ impl History {
 
     /// Streaks that missed the run before are over; a counter at `u64::MAX` is renumbered first.
     pub(crate) fn start_run_at(&mut self, at: Option<OffsetDateTime>) -> u64 {
-        if let Some(at) = at {
-            self.run_starts.push(at);
-            let excess = self.run_starts.len().saturating_sub(RUN_STARTS);
-            self.run_starts.drain(..excess);
-        }
+        self.run_starts.extend(at);
+        let excess = self.run_starts.len().saturating_sub(RUN_STARTS);
+        self.run_starts.drain(..excess);
         let last = self.runs;
         renumber(&mut self.streaks, last, |s| &mut s.last_run);
         renumber(&mut self.recent, last, |r| &mut r.run);
@@ -355,28 +353,19 @@ fn renumber<V>(map: &mut BTreeMap<String, V>, last: u64, run: impl Fn(&mut V) ->
 
 fn forget_oldest<V, A: Ord>(map: &mut BTreeMap<String, V>, age: impl Fn(&V) -> A) {
     while map.len() > MAX_STREAKS {
-        let Some(oldest) = map
+        let oldest = map
             .iter()
             .min_by_key(|(_, v)| age(v))
-            .map(|(k, _)| k.clone())
-        else {
-            break;
-        };
-        map.remove(&oldest);
+            .map(|(k, _)| k.clone());
+        map.remove(&oldest.unwrap_or_default()); // Some: the map is not empty
     }
 }
 
-/// `✓✓✗✗✗✗`: oldest first, `✗` for a run that saw the failure.
-pub(crate) fn strip(runs: &[bool]) -> String {
-    runs.iter()
-        .map(|&failed| if failed { '✗' } else { '✓' })
-        .collect()
-}
-
-/// `last 6 runs, oldest first: ✓✓✗✗✗✗`.
+/// `last 6 runs, oldest first: ✓✓✗✗✗✗`, `✗` for a run that saw the failure.
 pub(crate) fn strip_text(runs: &[bool]) -> String {
     let last = crate::say::plural(runs.len(), "run", "runs");
-    format!("last {last}, oldest first: {}", strip(runs))
+    let strip: String = runs.iter().map(|&f| if f { '✗' } else { '✓' }).collect();
+    format!("last {last}, oldest first: {strip}")
 }
 
 const MAX_CARRIED: usize = 12;
@@ -882,7 +871,10 @@ mod tests {
             h.recent_runs("feed", STRIP_RUNS).unwrap(),
             [false, false, true, true, false, true]
         );
-        assert_eq!(strip(&h.recent_runs("feed", 4).unwrap()), "✗✗✓✗");
+        assert_eq!(
+            strip_text(&h.recent_runs("feed", 4).unwrap()),
+            "last 4 runs, oldest first: ✗✗✓✗"
+        );
         assert_eq!(
             strip_text(&h.recent_runs("feed", 24).unwrap()),
             "last 6 runs, oldest first: ✓✓✗✗✓✗"
@@ -890,14 +882,17 @@ mod tests {
         assert_eq!(strip_text(&[true]), "last 1 run, oldest first: ✗");
         // A run without it after the last: a ✓ at the end.
         let h = runs("xxx.");
-        assert_eq!(strip(&h.recent_runs("feed", 24).unwrap()), "✗✗✗✓");
+        assert_eq!(
+            strip_text(&h.recent_runs("feed", 24).unwrap()),
+            "last 4 runs, oldest first: ✗✗✗✓"
+        );
         assert_eq!(h.recent_runs("other", 24), None);
         // Only the last 24 of many runs; a failure forgotten after 64 runs
         // without it.
         let h = runs(&"x.".repeat(20));
         assert_eq!(
-            strip(&h.recent_runs("feed", STRIP_RUNS).unwrap()),
-            "x.".repeat(12).replace('x', "✗").replace('.', "✓")
+            strip_text(&h.recent_runs("feed", STRIP_RUNS).unwrap()),
+            format!("last 24 runs, oldest first: {}", "✗✓".repeat(12))
         );
         let h = runs(&format!("x{}", ".".repeat(63)));
         assert_eq!(
