@@ -129,24 +129,63 @@ pub(crate) struct Resolved {
     pub(crate) run: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Streak {
-    pub(crate) label: String,
+/// One failure the state file follows across runs (one fingerprint: a
+/// callsite and message, or a callsite and the values of the
+/// `fingerprint_fields`), with its streak, as the state file keeps it.
+/// Read-only; [`Snapshot::failures`](crate::inspect::Snapshot::failures) lists them.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// for f in &snapshot.failures {
+///     match (f.reported, f.quiet_until) {
+///         (None, _) => println!("{}: {} runs, not reported yet", f.label, f.runs),
+///         (Some(at), Some(until)) => println!("{}: reported at {at}, quiet until {until}", f.label),
+///         (Some(at), None) => println!("{}: reported at {at}", f.label),
+///     }
+/// }
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Failure {
+    /// What a person reads: `url "b.json"`, or the message.
+    pub label: String,
+    /// The most severe level it was seen at during this streak.
     #[serde(with = "crate::capture::record::level_serde")]
-    pub(crate) level: Level,
-    pub(crate) runs: u64,
-    pub(crate) last_run: u64,
+    pub level: Level,
+    /// Consecutive runs that saw it, up to `last_run`.
+    pub runs: u64,
+    /// The last run that saw it. When it is not the state file's last run,
+    /// the streak is over: the next run that sees it starts a new one.
+    pub last_run: u64,
+    /// When this streak's first record was logged.
     #[serde(with = "time::serde::rfc3339")]
-    pub(crate) since: OffsetDateTime,
+    pub since: OffsetDateTime,
+    /// When its latest record was logged.
     #[serde(with = "time::serde::rfc3339")]
-    pub(crate) last_seen: OffsetDateTime,
+    pub last_seen: OffsetDateTime,
+    /// When a digest holding it was last sent, during this streak.
     #[serde(default, with = "time::serde::rfc3339::option")]
-    pub(crate) reported: Option<OffsetDateTime>,
+    pub reported: Option<OffsetDateTime>,
     /// A streak counts as reported for `consecutive_runs(k)` only once it went out
     /// at `k` runs or more, not when it merely rode along earlier.
     #[serde(default)]
     pub(crate) reported_runs: u64,
+    /// Whether the policy keeps it from triggering an email now because it
+    /// was reported (`repeat_after` not passed yet, or `consecutive_runs`
+    /// without `repeat_after`, which reports a streak once). Known only for
+    /// a snapshot taken with a policy; not kept in the state file.
+    #[serde(skip)]
+    pub quiet: bool,
+    /// Until when it stays quiet (`repeat_after`); `None` while `quiet`
+    /// means until a run without it ends the streak.
+    #[serde(skip)]
+    pub quiet_until: Option<OffsetDateTime>,
 }
+
+/// The history's name for a [`Failure`]: its quiet fields are filled only when inspected.
+pub(crate) type Streak = Failure;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -245,6 +284,8 @@ impl History {
                     last_seen: time,
                     reported: None,
                     reported_runs: 0,
+                    quiet: false,
+                    quiet_until: None,
                 };
                 self.streaks.insert(fingerprint.key.clone(), streak);
                 forget_oldest(&mut self.streaks, |s| (s.last_run, s.last_seen));
@@ -777,6 +818,8 @@ mod tests {
             last_seen: T,
             reported: None,
             reported_runs: 0,
+            quiet: false,
+            quiet_until: None,
         };
         // A streak as long as it can be goes on at that length.
         let mut h = History {
