@@ -243,20 +243,14 @@ impl StateFile {
             };
             policy.decide(&clamped.pending, Phase::Flush, &facts)
         });
-        let streaks = state.history.streaks.iter();
-        let mut failures: Vec<Failure> = streaks
-            .map(|(key, s)| {
-                let quiet = judged.as_ref().and_then(|(policy, now, _, clamped)| {
-                    policy.quiet_until(clamped.history.streaks.get(key)?, *now)
-                });
-                let (quiet, quiet_until) = (quiet.is_some(), quiet.flatten());
-                Failure {
-                    quiet,
-                    quiet_until,
-                    ..s.clone()
-                }
-            })
-            .collect();
+        // Shown as the file has them, judged as the flush would (the same keys, clamped).
+        let mut failures: Vec<Failure> = state.history.streaks.values().cloned().collect();
+        if let Some((policy, now, _, clamped)) = &judged {
+            for (f, s) in failures.iter_mut().zip(clamped.history.streaks.values()) {
+                let quiet = policy.quiet_until(s, *now);
+                (f.quiet, f.quiet_until) = (quiet.is_some(), quiet.flatten());
+            }
+        }
         failures
             .sort_by(|a, b| (b.last_run, b.runs, &a.label).cmp(&(a.last_run, a.runs, &b.label)));
         Ok(Snapshot {
