@@ -296,12 +296,9 @@ impl History {
     fn note_recent(&mut self, run: u64, key: &str) {
         match self.recent.get_mut(key) {
             Some(r) if run >= r.run => {
-                let shift = run - r.run;
-                r.seen = if shift >= RECENT_RUNS {
-                    0
-                } else {
-                    r.seen << shift
-                } | 1;
+                // Past the mask's RECENT_RUNS bits, none is left.
+                let shift = u32::try_from(run - r.run).unwrap_or(u32::MAX);
+                r.seen = r.seen.checked_shl(shift).unwrap_or(0) | 1;
                 r.run = run;
             }
             Some(r) => {
@@ -320,10 +317,7 @@ impl History {
     /// Oldest first; `None` when no recent run saw `key`.
     pub(crate) fn recent_runs(&self, key: &str, count: usize) -> Option<Vec<bool>> {
         let r = self.recent.get(key)?;
-        let count = u64::try_from(count)
-            .unwrap_or(u64::MAX)
-            .min(self.runs)
-            .min(RECENT_RUNS);
+        let count = (count as u64).min(self.runs).min(RECENT_RUNS);
         // Run `self.runs - i`, i from count - 1 down to 0.
         Some(
             (0..count)
