@@ -603,43 +603,36 @@ impl Tally {
     }
 
     /// `policy` must be the one the tally was made for.
-    pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
-        let (at, time, level) = (self.len, record.timestamp, record.level);
-        self.len += 1;
-        let counts = policy.counts(level);
-        let urgent = policy
-            .immediately_at
-            .is_some_and(|u| severity(level) >= severity(u));
-        if !(counts || urgent) {
-            return;
-        }
-        self.all.add(at, time, counts, urgent);
-        let fp = fingerprint_of(record, &policy.fingerprint_fields);
-        let id = match self.keyed.get(&fp.key) {
-            Some(&id) => id,
-            None => {
-                self.keyed.insert(fp.key.clone(), self.bands.len());
-                self.bands.push(Band::default());
-                self.bands.len() - 1
-            }
-        };
-        let band = &mut self.bands[id];
-        let (first, earliest) = (band.first, band.earliest);
-        band.add(at, time, counts, urgent);
-        if first.is_none() && counts {
-            self.by_first.insert(at, id);
-        }
-        if band.earliest != earliest {
-            if let Some(e) = earliest {
-                self.by_earliest.remove(&(e, id));
-            }
-            self.by_earliest.insert((time, id));
-        }
-    }
-
     pub(crate) fn extend(&mut self, policy: &Policy, records: &[Record]) {
         for record in records {
-            self.add(policy, record);
+            let (at, time, level) = (self.len, record.timestamp, record.level);
+            self.len += 1;
+            let counts = policy.counts(level);
+            let urgent = policy
+                .immediately_at
+                .is_some_and(|u| severity(level) >= severity(u));
+            if !(counts || urgent) {
+                continue;
+            }
+            self.all.add(at, time, counts, urgent);
+            let fp = fingerprint_of(record, &policy.fingerprint_fields);
+            let id = self.keyed.get(&fp.key).copied().unwrap_or_else(|| {
+                self.bands.push(Band::default());
+                self.keyed.insert(fp.key.clone(), self.bands.len() - 1);
+                self.bands.len() - 1
+            });
+            let band = &mut self.bands[id];
+            let (first, earliest) = (band.first, band.earliest);
+            band.add(at, time, counts, urgent);
+            if first.is_none() && counts {
+                self.by_first.insert(at, id);
+            }
+            if band.earliest != earliest {
+                if let Some(e) = earliest {
+                    self.by_earliest.remove(&(e, id));
+                }
+                self.by_earliest.insert((time, id));
+            }
         }
     }
 }
