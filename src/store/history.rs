@@ -269,9 +269,7 @@ impl History {
                     s.runs = s.runs.saturating_add(1);
                     s.last_run = run;
                 }
-                if severity(level) > severity(s.level) {
-                    s.level = level;
-                }
+                s.level = std::cmp::max_by_key(s.level, level, |l| severity(*l));
                 s.last_seen = s.last_seen.max(time);
             }
             _ => {
