@@ -78,11 +78,9 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
         parts.push(&record.message);
         cut(&record.message, 80)
     } else {
-        parts.extend(
-            chosen
-                .iter()
-                .flat_map(|(name, value)| [*name, value.as_str()]),
-        );
+        for (name, value) in &chosen {
+            parts.extend([*name, value.as_str()]);
+        }
         let labels: Vec<String> = chosen.iter().map(|(n, v)| format!("{n} {v:?}")).collect();
         labels.join(", ")
     };
