@@ -430,14 +430,12 @@ pub(crate) fn unmatched_fields(
     let carried = carried_fields(records, fields, level)?;
     // A streak labelled `url "…"` was told apart by one of the fields: they
     // match, only not in these records.
-    let matched_before = history.streaks.values().any(|s| {
-        fields.iter().any(|f| {
-            s.label
-                .strip_prefix(f.as_str())
-                .is_some_and(|r| r.starts_with(" \""))
-        })
-    });
-    if matched_before {
+    let told_apart = |s: &Streak| {
+        fields
+            .iter()
+            .any(|f| s.label.starts_with(&format!("{f} \"")))
+    };
+    if history.streaks.values().any(told_apart) {
         return None;
     }
     let records = if level == Level::ERROR {
