@@ -306,7 +306,7 @@ impl Policy {
         now: OffsetDateTime,
     ) -> Option<Option<OffsetDateTime>> {
         let once =
-            s.reported.is_some() && (self.consecutive_runs).is_some_and(|k| s.reported_runs >= k);
+            s.reported.is_some() && self.consecutive_runs.is_some_and(|k| s.reported_runs >= k);
         match self.repeat_after {
             None if once => Some(None),
             _ => self.repeat_quiet(s, now),
@@ -368,7 +368,11 @@ impl Policy {
         let quiet_bands = self.quiet_bands(tally, facts);
         let measure = self.measure(tally, facts, &quiet_bands);
         let (longest, mut quiet) = self.streaks(facts);
-        let Some(send) = self.send(tally.len, phase, measure.met, longest) else {
+        let streak_met = self
+            .consecutive_runs
+            .zip(longest)
+            .is_some_and(|(k, s)| s.runs >= k);
+        let Some(send) = self.send(tally.len, phase, measure.met || streak_met) else {
             // A count rule that only quiet records would meet: they are the
             // reason, in the order of their first counted record.
             if self.repeat_after.is_some() && self.measure(tally, facts, &[]).met {
@@ -408,22 +412,12 @@ impl Policy {
     }
 
     /// All at a flush when a rule is met, else the full batches; never at a checkpoint.
-    fn send(
-        &self,
-        n: usize,
-        phase: Phase,
-        met: bool,
-        longest: Option<&Streak>,
-    ) -> Option<Decision> {
-        let streak_met = self
-            .consecutive_runs
-            .zip(longest)
-            .is_some_and(|(k, s)| s.runs >= k);
+    fn send(&self, n: usize, phase: Phase, met: bool) -> Option<Decision> {
         // A batch with no other rule sends its remainder at flush.
         let batch_only = self.batch.is_some() && !self.has_trigger();
         let records = match phase {
             Phase::Checkpoint => 0,
-            Phase::Flush if met || streak_met || batch_only => n,
+            Phase::Flush if met || batch_only => n,
             _ => self.batch.map_or(0, |size| n / size * size),
         };
         (records > 0).then_some(Decision::Send { records })
@@ -746,7 +740,11 @@ pub(crate) mod tests {
                 .collect();
             let measure = self.measure_scan(pending, &loud, facts);
             let (longest, mut quiet) = self.streaks(facts);
-            let Some(send) = self.send(n, phase, measure.met, longest) else {
+            let streak_met = self
+                .consecutive_runs
+                .zip(longest)
+                .is_some_and(|(k, s)| s.runs >= k);
+            let Some(send) = self.send(n, phase, measure.met || streak_met) else {
                 // A count rule that only quiet records would meet: they are the
                 // reason.
                 if self.repeat_after.is_some()
