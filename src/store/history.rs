@@ -314,16 +314,9 @@ impl History {
     pub(crate) fn recent_runs(&self, key: &str, count: usize) -> Option<Vec<bool>> {
         let r = self.recent.get(key)?;
         let count = (count as u64).min(self.runs).min(RECENT_RUNS);
-        // Run `self.runs - i`, i from count - 1 down to 0.
-        Some(
-            (0..count)
-                .rev()
-                .map(|i| {
-                    let run = self.runs - i;
-                    run <= r.run && r.run - run < RECENT_RUNS && (r.seen >> (r.run - run)) & 1 == 1
-                })
-                .collect(),
-        )
+        let seen =
+            |run| run <= r.run && r.run - run < RECENT_RUNS && (r.seen >> (r.run - run)) & 1 == 1;
+        Some((0..count).rev().map(|i| seen(self.runs - i)).collect())
     }
 
     /// Failures reported while `persisting` runs long that this run did not see move
