@@ -367,11 +367,7 @@ impl Policy {
         // Records that count: not of a failure reported too recently.
         let quiet_bands = self.quiet_bands(tally, facts);
         let measure = self.measure(tally, facts, &quiet_bands);
-        let (longest, mut quiet) = self.streaks(facts);
-        let streak_met = self
-            .consecutive_runs
-            .zip(longest)
-            .is_some_and(|(k, s)| s.runs >= k);
+        let (longest, streak_met, mut quiet) = self.streaks(facts);
         let Some(send) = self.send(tally.len, phase, measure.met || streak_met) else {
             // A count rule that only quiet records would meet: they are the
             // reason, in the order of their first counted record.
@@ -391,11 +387,12 @@ impl Policy {
         }
     }
 
-    /// Reported ones count once per streak, again after `repeat_after`.
-    fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, Vec<WaitingFor>) {
+    /// The longest streak not quiet, whether it meets `consecutive_runs`, and the quiet ones:
+    /// reported ones count once per streak, again after `repeat_after`.
+    fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, bool, Vec<WaitingFor>) {
         let (mut longest, mut quiet): (Option<&Streak>, _) = (None, Vec::new());
         let Some(k) = self.consecutive_runs else {
-            return (None, quiet);
+            return (None, false, quiet);
         };
         for s in facts.history.streaks.values() {
             if s.last_run != facts.run || !self.counts(s.level) {
@@ -408,7 +405,7 @@ impl Policy {
                 _ => {}
             }
         }
-        (longest, quiet)
+        (longest, longest.is_some_and(|s| s.runs >= k), quiet)
     }
 
     /// All at a flush when a rule is met, else the full batches; never at a checkpoint.
@@ -739,11 +736,7 @@ pub(crate) mod tests {
                 .map(|k| k.as_ref().is_none_or(|k| !self.quiet(k, facts)))
                 .collect();
             let measure = self.measure_scan(pending, &loud, facts);
-            let (longest, mut quiet) = self.streaks(facts);
-            let streak_met = self
-                .consecutive_runs
-                .zip(longest)
-                .is_some_and(|(k, s)| s.runs >= k);
+            let (longest, streak_met, mut quiet) = self.streaks(facts);
             let Some(send) = self.send(n, phase, measure.met || streak_met) else {
                 // A count rule that only quiet records would meet: they are the
                 // reason.
