@@ -22,6 +22,7 @@ use crate::store::file::StateStore;
 use crate::store::state::State;
 
 mod alerts;
+pub use crate::store::history::Failure;
 pub use alerts::{AlertPost, FiringAlert};
 
 /// A state file, opened to look into it (and, on request, to empty it).
@@ -100,50 +101,6 @@ pub struct Snapshot {
     pub alerts: Vec<FiringAlert>,
     /// The last post to Alertmanager and its answer.
     pub last_alert_post: Option<AlertPost>,
-}
-
-/// One failure the state file follows across runs (one fingerprint: a
-/// callsite and message, or a callsite and the values of the
-/// `fingerprint_fields`), with its streak. Read-only.
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
-/// for f in &snapshot.failures {
-///     match (f.reported, f.quiet_until) {
-///         (None, _) => println!("{}: {} runs, not reported yet", f.label, f.runs),
-///         (Some(at), Some(until)) => println!("{}: reported at {at}, quiet until {until}", f.label),
-///         (Some(at), None) => println!("{}: reported at {at}", f.label),
-///     }
-/// }
-/// # Ok::<(), tracing_email::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Failure {
-    /// What a person reads: `url "b.json"`, or the message.
-    pub label: String,
-    /// The most severe level it was seen at during this streak.
-    pub level: Level,
-    /// Consecutive runs that saw it, up to `last_run`.
-    pub runs: u64,
-    /// The last run that saw it. When it is not the state file's last run,
-    /// the streak is over: the next run that sees it starts a new one.
-    pub last_run: u64,
-    /// When this streak's first record was logged.
-    pub since: OffsetDateTime,
-    /// When its latest record was logged.
-    pub last_seen: OffsetDateTime,
-    /// When a digest holding it was last sent, during this streak.
-    pub reported: Option<OffsetDateTime>,
-    /// Whether the policy keeps it from triggering an email now because it
-    /// was reported (`repeat_after` not passed yet, or `consecutive_runs`
-    /// without `repeat_after`, which reports a streak once). Known only for
-    /// a snapshot taken with a policy.
-    pub quiet: bool,
-    /// Until when it stays quiet (`repeat_after`); `None` while `quiet`
-    /// means until a run without it ends the streak.
-    pub quiet_until: Option<OffsetDateTime>,
 }
 
 /// What [`StateFile::clear`] or [`StateFile::clear_all`] removed and kept.
@@ -272,30 +229,28 @@ impl StateFile {
     ) -> Result<Snapshot, Error> {
         let exists = std::fs::symlink_metadata(self.path()).is_ok();
         let (state, parked_files) = self.store.peek()?;
-        let clamped = judge.map(|(_, now, _)| {
+        let judged = judge.map(|(policy, now, run)| {
             let mut clamped = state.clone();
             clamped.clamp_future_from(now, 0);
-            clamped
+            (policy, now, run, clamped)
         });
-        let judged = judge.zip(clamped.as_ref());
-        let verdict = judged.map(|((policy, now, run), clamped)| {
+        let verdict = judged.as_ref().map(|(policy, now, run, clamped)| {
             let facts = Facts {
-                now,
+                now: *now,
                 last_sent: clamped.last_sent,
                 history: &clamped.history,
                 run: run.unwrap_or(clamped.history.runs),
             };
             policy.decide(&clamped.pending, Phase::Flush, &facts)
         });
-        let streaks = state.history.streaks.iter();
-        let mut failures: Vec<Failure> = streaks
-            .map(|(key, s)| {
-                let quiet = judged.and_then(|((policy, now, _), clamped)| {
-                    policy.quiet_until(clamped.history.streaks.get(key)?, now)
-                });
-                Failure::of(s, quiet)
-            })
-            .collect();
+        // Shown as the file has them, judged as the flush would (the same keys, clamped).
+        let mut failures: Vec<Failure> = state.history.streaks.values().cloned().collect();
+        if let Some((policy, now, _, clamped)) = &judged {
+            for (f, s) in failures.iter_mut().zip(clamped.history.streaks.values()) {
+                let quiet = policy.quiet_until(s, *now);
+                (f.quiet, f.quiet_until) = (quiet.is_some(), quiet.flatten());
+            }
+        }
         failures
             .sort_by(|a, b| (b.last_run, b.runs, &a.label).cmp(&(a.last_run, a.runs, &b.label)));
         Ok(Snapshot {
@@ -537,20 +492,6 @@ impl fmt::Display for Snapshot {
 }
 
 impl Failure {
-    fn of(s: &crate::store::history::Streak, quiet: Option<Option<OffsetDateTime>>) -> Self {
-        Failure {
-            label: s.label.clone(),
-            level: s.level,
-            runs: s.runs,
-            last_run: s.last_run,
-            since: s.since,
-            last_seen: s.last_seen,
-            reported: s.reported,
-            quiet: quiet.is_some(),
-            quiet_until: quiet.flatten(),
-        }
-    }
-
     /// `url "b.json" (WARN): 4 runs in a row, since …, reported …`.
     fn describe(&self, last_run: u64) -> String {
         let runs = match self.runs {

@@ -297,36 +297,26 @@ impl Policy {
         }
     }
 
-    /// `Some(None)`: quiet until a run without it.
+    /// `Some(None)`: quiet until a run without it. `consecutive_runs(k)` reports a
+    /// streak once it went out at least `k` runs long; without `repeat_after` it
+    /// stays quiet for the rest of it.
     pub(crate) fn quiet_until(
         &self,
         s: &Streak,
         now: OffsetDateTime,
     ) -> Option<Option<OffsetDateTime>> {
-        (self.consecutive_runs)
-            .and_then(|k| self.streak_quiet(s, k, now))
-            .or_else(|| self.repeat_quiet(s, now))
+        let once =
+            s.reported.is_some() && self.consecutive_runs.is_some_and(|k| s.reported_runs >= k);
+        match self.repeat_after {
+            None if once => Some(None),
+            _ => self.repeat_quiet(s, now),
+        }
     }
 
     /// The inner `None` is past the end of time.
     fn repeat_quiet(&self, s: &Streak, now: OffsetDateTime) -> Option<Option<OffsetDateTime>> {
         let until = after(s.reported?, self.repeat_after?);
         until.is_none_or(|u| now < u).then_some(until)
-    }
-
-    /// `consecutive_runs(k)`'s part: a streak is reported once it went out at
-    /// least `k` runs long; without `repeat_after` it stays quiet for the rest of it.
-    fn streak_quiet(
-        &self,
-        s: &Streak,
-        k: u64,
-        now: OffsetDateTime,
-    ) -> Option<Option<OffsetDateTime>> {
-        s.reported.filter(|_| s.reported_runs >= k)?;
-        match self.repeat_after {
-            None => Some(None),
-            Some(_) => self.repeat_quiet(s, now),
-        }
     }
 
     /// From the reported streaks (at most `MAX_STREAKS`), not the groups (as many as records).
@@ -377,8 +367,8 @@ impl Policy {
         // Records that count: not of a failure reported too recently.
         let quiet_bands = self.quiet_bands(tally, facts);
         let measure = self.measure(tally, facts, &quiet_bands);
-        let (longest, mut quiet) = self.streaks(facts);
-        let Some(send) = self.send(tally.len, phase, measure.met, longest) else {
+        let (longest, streak_met, mut quiet) = self.streaks(facts);
+        let Some(send) = self.send(tally.len, phase, measure.met || streak_met) else {
             // A count rule that only quiet records would meet: they are the
             // reason, in the order of their first counted record.
             if self.repeat_after.is_some() && self.measure(tally, facts, &[]).met {
@@ -397,42 +387,34 @@ impl Policy {
         }
     }
 
-    /// Reported ones count once per streak, again after `repeat_after`.
-    fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, Vec<WaitingFor>) {
+    /// The longest streak not quiet, whether it meets `consecutive_runs`, and the quiet ones:
+    /// reported ones count once per streak, again after `repeat_after`.
+    fn streaks<'h>(&self, facts: &Facts<'h>) -> (Option<&'h Streak>, bool, Vec<WaitingFor>) {
         let (mut longest, mut quiet): (Option<&Streak>, _) = (None, Vec::new());
         let Some(k) = self.consecutive_runs else {
-            return (None, quiet);
+            return (None, false, quiet);
         };
         for s in facts.history.streaks.values() {
             if s.last_run != facts.run || !self.counts(s.level) {
                 continue;
             }
-            match (s.runs >= k, self.streak_quiet(s, k, facts.now)) {
-                (true, Some(until)) => quiet.extend(quiet_reason(s, until)),
+            let reported = s.runs >= k && s.reported_runs >= k;
+            match reported.then(|| self.quiet_until(s, facts.now)).flatten() {
+                Some(until) => quiet.extend(quiet_reason(s, until)),
                 _ if longest.is_none_or(|l| s.runs > l.runs) => longest = Some(s),
                 _ => {}
             }
         }
-        (longest, quiet)
+        (longest, longest.is_some_and(|s| s.runs >= k), quiet)
     }
 
     /// All at a flush when a rule is met, else the full batches; never at a checkpoint.
-    fn send(
-        &self,
-        n: usize,
-        phase: Phase,
-        met: bool,
-        longest: Option<&Streak>,
-    ) -> Option<Decision> {
-        let streak_met = self
-            .consecutive_runs
-            .zip(longest)
-            .is_some_and(|(k, s)| s.runs >= k);
+    fn send(&self, n: usize, phase: Phase, met: bool) -> Option<Decision> {
         // A batch with no other rule sends its remainder at flush.
         let batch_only = self.batch.is_some() && !self.has_trigger();
         let records = match phase {
             Phase::Checkpoint => 0,
-            Phase::Flush if met || streak_met || batch_only => n,
+            Phase::Flush if met || batch_only => n,
             _ => self.batch.map_or(0, |size| n / size * size),
         };
         (records > 0).then_some(Decision::Send { records })
@@ -612,43 +594,36 @@ impl Tally {
     }
 
     /// `policy` must be the one the tally was made for.
-    pub(crate) fn add(&mut self, policy: &Policy, record: &Record) {
-        let (at, time, level) = (self.len, record.timestamp, record.level);
-        self.len += 1;
-        let counts = policy.counts(level);
-        let urgent = policy
-            .immediately_at
-            .is_some_and(|u| severity(level) >= severity(u));
-        if !(counts || urgent) {
-            return;
-        }
-        self.all.add(at, time, counts, urgent);
-        let fp = fingerprint_of(record, &policy.fingerprint_fields);
-        let id = match self.keyed.get(&fp.key) {
-            Some(&id) => id,
-            None => {
-                self.keyed.insert(fp.key.clone(), self.bands.len());
-                self.bands.push(Band::default());
-                self.bands.len() - 1
-            }
-        };
-        let band = &mut self.bands[id];
-        let (first, earliest) = (band.first, band.earliest);
-        band.add(at, time, counts, urgent);
-        if first.is_none() && counts {
-            self.by_first.insert(at, id);
-        }
-        if band.earliest != earliest {
-            if let Some(e) = earliest {
-                self.by_earliest.remove(&(e, id));
-            }
-            self.by_earliest.insert((time, id));
-        }
-    }
-
     pub(crate) fn extend(&mut self, policy: &Policy, records: &[Record]) {
         for record in records {
-            self.add(policy, record);
+            let (at, time, level) = (self.len, record.timestamp, record.level);
+            self.len += 1;
+            let counts = policy.counts(level);
+            let urgent = policy
+                .immediately_at
+                .is_some_and(|u| severity(level) >= severity(u));
+            if !(counts || urgent) {
+                continue;
+            }
+            self.all.add(at, time, counts, urgent);
+            let fp = fingerprint_of(record, &policy.fingerprint_fields);
+            let id = self.keyed.get(&fp.key).copied().unwrap_or_else(|| {
+                self.bands.push(Band::default());
+                self.keyed.insert(fp.key.clone(), self.bands.len() - 1);
+                self.bands.len() - 1
+            });
+            let band = &mut self.bands[id];
+            let (first, earliest) = (band.first, band.earliest);
+            band.add(at, time, counts, urgent);
+            if first.is_none() && counts {
+                self.by_first.insert(at, id);
+            }
+            if band.earliest != earliest {
+                if let Some(e) = earliest {
+                    self.by_earliest.remove(&(e, id));
+                }
+                self.by_earliest.insert((time, id));
+            }
         }
     }
 }
@@ -761,8 +736,8 @@ pub(crate) mod tests {
                 .map(|k| k.as_ref().is_none_or(|k| !self.quiet(k, facts)))
                 .collect();
             let measure = self.measure_scan(pending, &loud, facts);
-            let (longest, mut quiet) = self.streaks(facts);
-            let Some(send) = self.send(n, phase, measure.met, longest) else {
+            let (longest, streak_met, mut quiet) = self.streaks(facts);
+            let Some(send) = self.send(n, phase, measure.met || streak_met) else {
                 // A count rule that only quiet records would meet: they are the
                 // reason.
                 if self.repeat_after.is_some()

@@ -175,6 +175,8 @@ mod tests {
             last_seen: datetime!(2026-11-20 10:00 UTC),
             reported: None,
             reported_runs: 0,
+            quiet: false,
+            quiet_until: None,
         };
         let lines: Vec<String> = (0..lines)
             .map(|i| format!("line {i} {}", "x".repeat(i * 100)))
@@ -282,6 +284,8 @@ mod tests {
             last_seen,
             reported: None,
             reported_runs: 0,
+            quiet: false,
+            quiet_until: None,
         };
         let history = History {
             run_starts: starts.to_vec(),

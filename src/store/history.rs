@@ -78,11 +78,9 @@ pub(crate) fn fingerprint(record: &Record, fields: &[String]) -> Fingerprint {
         parts.push(&record.message);
         cut(&record.message, 80)
     } else {
-        parts.extend(
-            chosen
-                .iter()
-                .flat_map(|(name, value)| [*name, value.as_str()]),
-        );
+        for (name, value) in &chosen {
+            parts.extend([*name, value.as_str()]);
+        }
         let labels: Vec<String> = chosen.iter().map(|(n, v)| format!("{n} {v:?}")).collect();
         labels.join(", ")
     };
@@ -129,24 +127,63 @@ pub(crate) struct Resolved {
     pub(crate) run: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Streak {
-    pub(crate) label: String,
+/// One failure the state file follows across runs (one fingerprint: a
+/// callsite and message, or a callsite and the values of the
+/// `fingerprint_fields`), with its streak, as the state file keeps it.
+/// Read-only; [`Snapshot::failures`](crate::inspect::Snapshot::failures) lists them.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let snapshot = tracing_email::inspect::StateFile::open(dir.path().join("s.json")).snapshot()?;
+/// for f in &snapshot.failures {
+///     match (f.reported, f.quiet_until) {
+///         (None, _) => println!("{}: {} runs, not reported yet", f.label, f.runs),
+///         (Some(at), Some(until)) => println!("{}: reported at {at}, quiet until {until}", f.label),
+///         (Some(at), None) => println!("{}: reported at {at}", f.label),
+///     }
+/// }
+/// # Ok::<(), tracing_email::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Failure {
+    /// What a person reads: `url "b.json"`, or the message.
+    pub label: String,
+    /// The most severe level it was seen at during this streak.
     #[serde(with = "crate::capture::record::level_serde")]
-    pub(crate) level: Level,
-    pub(crate) runs: u64,
-    pub(crate) last_run: u64,
+    pub level: Level,
+    /// Consecutive runs that saw it, up to `last_run`.
+    pub runs: u64,
+    /// The last run that saw it. When it is not the state file's last run,
+    /// the streak is over: the next run that sees it starts a new one.
+    pub last_run: u64,
+    /// When this streak's first record was logged.
     #[serde(with = "time::serde::rfc3339")]
-    pub(crate) since: OffsetDateTime,
+    pub since: OffsetDateTime,
+    /// When its latest record was logged.
     #[serde(with = "time::serde::rfc3339")]
-    pub(crate) last_seen: OffsetDateTime,
+    pub last_seen: OffsetDateTime,
+    /// When a digest holding it was last sent, during this streak.
     #[serde(default, with = "time::serde::rfc3339::option")]
-    pub(crate) reported: Option<OffsetDateTime>,
+    pub reported: Option<OffsetDateTime>,
     /// A streak counts as reported for `consecutive_runs(k)` only once it went out
     /// at `k` runs or more, not when it merely rode along earlier.
     #[serde(default)]
     pub(crate) reported_runs: u64,
+    /// Whether the policy keeps it from triggering an email now because it
+    /// was reported (`repeat_after` not passed yet, or `consecutive_runs`
+    /// without `repeat_after`, which reports a streak once). Known only for
+    /// a snapshot taken with a policy; not kept in the state file.
+    #[serde(skip)]
+    pub quiet: bool,
+    /// Until when it stays quiet (`repeat_after`); `None` while `quiet`
+    /// means until a run without it ends the streak.
+    #[serde(skip)]
+    pub quiet_until: Option<OffsetDateTime>,
 }
+
+/// The history's name for a [`Failure`]: its quiet fields are filled only when inspected.
+pub(crate) type Streak = Failure;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -196,11 +233,9 @@ impl History {
 
     /// Streaks that missed the run before are over; a counter at `u64::MAX` is renumbered first.
     pub(crate) fn start_run_at(&mut self, at: Option<OffsetDateTime>) -> u64 {
-        if let Some(at) = at {
-            self.run_starts.push(at);
-            let excess = self.run_starts.len().saturating_sub(RUN_STARTS);
-            self.run_starts.drain(..excess);
-        }
+        self.run_starts.extend(at);
+        let excess = self.run_starts.len().saturating_sub(RUN_STARTS);
+        self.run_starts.drain(..excess);
         let last = self.runs;
         renumber(&mut self.streaks, last, |s| &mut s.last_run);
         renumber(&mut self.recent, last, |r| &mut r.run);
@@ -232,9 +267,7 @@ impl History {
                     s.runs = s.runs.saturating_add(1);
                     s.last_run = run;
                 }
-                if severity(level) > severity(s.level) {
-                    s.level = level;
-                }
+                s.level = std::cmp::max_by_key(s.level, level, |l| severity(*l));
                 s.last_seen = s.last_seen.max(time);
             }
             _ => {
@@ -247,6 +280,8 @@ impl History {
                     last_seen: time,
                     reported: None,
                     reported_runs: 0,
+                    quiet: false,
+                    quiet_until: None,
                 };
                 self.streaks.insert(fingerprint.key.clone(), streak);
                 forget_oldest(&mut self.streaks, |s| (s.last_run, s.last_seen));
@@ -257,12 +292,9 @@ impl History {
     fn note_recent(&mut self, run: u64, key: &str) {
         match self.recent.get_mut(key) {
             Some(r) if run >= r.run => {
-                let shift = run - r.run;
-                r.seen = if shift >= RECENT_RUNS {
-                    0
-                } else {
-                    r.seen << shift
-                } | 1;
+                // Past the mask's RECENT_RUNS bits, none is left.
+                let shift = u32::try_from(run - r.run).unwrap_or(u32::MAX);
+                r.seen = r.seen.checked_shl(shift).unwrap_or(0) | 1;
                 r.run = run;
             }
             Some(r) => {
@@ -281,20 +313,10 @@ impl History {
     /// Oldest first; `None` when no recent run saw `key`.
     pub(crate) fn recent_runs(&self, key: &str, count: usize) -> Option<Vec<bool>> {
         let r = self.recent.get(key)?;
-        let count = u64::try_from(count)
-            .unwrap_or(u64::MAX)
-            .min(self.runs)
-            .min(RECENT_RUNS);
-        // Run `self.runs - i`, i from count - 1 down to 0.
-        Some(
-            (0..count)
-                .rev()
-                .map(|i| {
-                    let run = self.runs - i;
-                    run <= r.run && r.run - run < RECENT_RUNS && (r.seen >> (r.run - run)) & 1 == 1
-                })
-                .collect(),
-        )
+        let count = (count as u64).min(self.runs).min(RECENT_RUNS);
+        let seen =
+            |run| run <= r.run && r.run - run < RECENT_RUNS && (r.seen >> (r.run - run)) & 1 == 1;
+        Some((0..count).rev().map(|i| seen(self.runs - i)).collect())
     }
 
     /// Failures reported while `persisting` runs long that this run did not see move
@@ -336,28 +358,6 @@ impl History {
             }
         }
     }
-
-    /// Written under a wrong clock, it would keep a failure quiet, look new for
-    /// years, or stretch the time between runs. Returns the keys moved, each once.
-    pub(crate) fn clamp_future(&mut self, now: OffsetDateTime) -> Vec<&'static str> {
-        let s = &mut self.streaks;
-        let moved = [
-            clamp(&mut self.run_starts, now),
-            clamp(s.values_mut().map(|s| &mut s.since), now),
-            clamp(s.values_mut().map(|s| &mut s.last_seen), now),
-            clamp(s.values_mut().filter_map(|s| s.reported.as_mut()), now),
-        ];
-        let keys = [
-            "history.run_starts",
-            "history.streaks.since",
-            "history.streaks.last_seen",
-            "history.streaks.reported",
-        ];
-        let moved = keys.into_iter().zip(moved);
-        moved
-            .filter_map(|(key, moved)| moved.then_some(key))
-            .collect()
-    }
 }
 
 /// Runs past `last` become `last`; at the counter's end, renumbers from 2 (the last two runs).
@@ -377,28 +377,19 @@ fn renumber<V>(map: &mut BTreeMap<String, V>, last: u64, run: impl Fn(&mut V) ->
 
 fn forget_oldest<V, A: Ord>(map: &mut BTreeMap<String, V>, age: impl Fn(&V) -> A) {
     while map.len() > MAX_STREAKS {
-        let Some(oldest) = map
+        let oldest = map
             .iter()
             .min_by_key(|(_, v)| age(v))
-            .map(|(k, _)| k.clone())
-        else {
-            break;
-        };
-        map.remove(&oldest);
+            .map(|(k, _)| k.clone());
+        map.remove(&oldest.unwrap_or_default()); // Some: the map is not empty
     }
 }
 
-/// `✓✓✗✗✗✗`: oldest first, `✗` for a run that saw the failure.
-pub(crate) fn strip(runs: &[bool]) -> String {
-    runs.iter()
-        .map(|&failed| if failed { '✗' } else { '✓' })
-        .collect()
-}
-
-/// `last 6 runs, oldest first: ✓✓✗✗✗✗`.
+/// `last 6 runs, oldest first: ✓✓✗✗✗✗`, `✗` for a run that saw the failure.
 pub(crate) fn strip_text(runs: &[bool]) -> String {
     let last = crate::say::plural(runs.len(), "run", "runs");
-    format!("last {last}, oldest first: {}", strip(runs))
+    let strip: String = runs.iter().map(|&f| if f { '✗' } else { '✓' }).collect();
+    format!("last {last}, oldest first: {strip}")
 }
 
 const MAX_CARRIED: usize = 12;
@@ -432,14 +423,12 @@ pub(crate) fn unmatched_fields(
     let carried = carried_fields(records, fields, level)?;
     // A streak labelled `url "…"` was told apart by one of the fields: they
     // match, only not in these records.
-    let matched_before = history.streaks.values().any(|s| {
-        fields.iter().any(|f| {
-            s.label
-                .strip_prefix(f.as_str())
-                .is_some_and(|r| r.starts_with(" \""))
-        })
-    });
-    if matched_before {
+    let told_apart = |s: &Streak| {
+        fields
+            .iter()
+            .any(|f| s.label.starts_with(&format!("{f} \"")))
+    };
+    if history.streaks.values().any(told_apart) {
         return None;
     }
     let records = if level == Level::ERROR {
@@ -509,22 +498,22 @@ fn they_carry(fields: &[String], carried: &[&str]) -> String {
     out
 }
 
-pub(crate) fn clamp<'t>(
-    times: impl IntoIterator<Item = &'t mut OffsetDateTime>,
-    now: OffsetDateTime,
-) -> bool {
-    times.into_iter().fold(false, |moved, time| {
-        let later = *time > now;
-        *time = (*time).min(now);
-        moved | later
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::tests::record_at;
     use serde_json::json;
+
+    fn clamp_future(h: &mut History, now: OffsetDateTime) -> Vec<&'static str> {
+        let history = std::mem::take(h);
+        let mut state = crate::store::state::State {
+            history,
+            ..Default::default()
+        };
+        let moved = state.clamp_future_from(now, 0);
+        *h = state.history;
+        moved
+    }
 
     fn fp(label: &str) -> Fingerprint {
         Fingerprint {
@@ -810,6 +799,8 @@ mod tests {
             last_seen: T,
             reported: None,
             reported_runs: 0,
+            quiet: false,
+            quiet_until: None,
         };
         // A streak as long as it can be goes on at that length.
         let mut h = History {
@@ -855,7 +846,7 @@ mod tests {
         h.reported(["fine"], now - time::Duration::hours(1));
         let before = h.streaks["fine"].clone();
         assert_eq!(
-            h.clamp_future(now),
+            clamp_future(&mut h, now),
             [
                 "history.streaks.since",
                 "history.streaks.last_seen",
@@ -865,10 +856,10 @@ mod tests {
         let s = &h.streaks["ahead"];
         assert_eq!((s.since, s.last_seen, s.reported), (now, now, Some(now)));
         assert_eq!(h.streaks["fine"], before, "times up to now are kept");
-        assert!(h.clamp_future(now).is_empty(), "nothing left to move");
+        assert!(clamp_future(&mut h, now).is_empty(), "nothing left to move");
         // Only what is ahead is named.
         h.reported(["fine"], ahead);
-        assert_eq!(h.clamp_future(now), ["history.streaks.reported"]);
+        assert_eq!(clamp_future(&mut h, now), ["history.streaks.reported"]);
     }
 
     #[test]
@@ -904,7 +895,10 @@ mod tests {
             h.recent_runs("feed", STRIP_RUNS).unwrap(),
             [false, false, true, true, false, true]
         );
-        assert_eq!(strip(&h.recent_runs("feed", 4).unwrap()), "✗✗✓✗");
+        assert_eq!(
+            strip_text(&h.recent_runs("feed", 4).unwrap()),
+            "last 4 runs, oldest first: ✗✗✓✗"
+        );
         assert_eq!(
             strip_text(&h.recent_runs("feed", 24).unwrap()),
             "last 6 runs, oldest first: ✓✓✗✗✓✗"
@@ -912,14 +906,17 @@ mod tests {
         assert_eq!(strip_text(&[true]), "last 1 run, oldest first: ✗");
         // A run without it after the last: a ✓ at the end.
         let h = runs("xxx.");
-        assert_eq!(strip(&h.recent_runs("feed", 24).unwrap()), "✗✗✗✓");
+        assert_eq!(
+            strip_text(&h.recent_runs("feed", 24).unwrap()),
+            "last 4 runs, oldest first: ✗✗✗✓"
+        );
         assert_eq!(h.recent_runs("other", 24), None);
         // Only the last 24 of many runs; a failure forgotten after 64 runs
         // without it.
         let h = runs(&"x.".repeat(20));
         assert_eq!(
-            strip(&h.recent_runs("feed", STRIP_RUNS).unwrap()),
-            "x.".repeat(12).replace('x', "✗").replace('.', "✓")
+            strip_text(&h.recent_runs("feed", STRIP_RUNS).unwrap()),
+            format!("last 24 runs, oldest first: {}", "✗✓".repeat(12))
         );
         let h = runs(&format!("x{}", ".".repeat(63)));
         assert_eq!(
@@ -1031,10 +1028,10 @@ mod tests {
         // A start ahead of the clock is taken as now, and named.
         let now = hour(100);
         h.start_run_at(Some(hour(1000)));
-        assert_eq!(h.clamp_future(now), ["history.run_starts"]);
+        assert_eq!(clamp_future(&mut h, now), ["history.run_starts"]);
         assert_eq!(h.run_starts.len(), RUN_STARTS);
         assert_eq!(h.run_starts.last(), Some(&now));
         assert_eq!(h.run_starts[0], hour(5));
-        assert!(h.clamp_future(now).is_empty());
+        assert!(clamp_future(&mut h, now).is_empty());
     }
 }

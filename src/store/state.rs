@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::capture::record::Record;
+use crate::store::history::Streak;
 
 /// 3 adds the journal's trim lines, which a version 2 reader would skip as damage
 /// and misread: it refuses version 3 as any newer one. Versions 1 and 2 are read
@@ -157,24 +158,43 @@ impl State {
     }
 
     /// Written under a wrong clock, it would hold every email (`min_interval`), keep a
-    /// failure quiet or a record from ever being old while the clock was ahead.
-    /// Returns the keys moved, each once. Records before `from` are clamped already.
+    /// failure quiet, look new for years, stretch the time between runs or keep a record
+    /// from ever being old while the clock was ahead. Returns the keys moved, each once.
+    /// Records before `from` are clamped already.
     pub(crate) fn clamp_future_from(
         &mut self,
         now: OffsetDateTime,
         from: usize,
     ) -> Vec<&'static str> {
-        use crate::store::history::clamp;
         // Oldest first stays oldest first: the moved ones are the newest.
         let from = from.min(self.pending.len());
         let pending = self.pending[from..].iter_mut().map(|r| &mut r.timestamp);
+        let h = &mut self.history;
+        let mut streaks = |time: fn(&mut Streak) -> Option<&mut OffsetDateTime>| {
+            clamp(h.streaks.values_mut().filter_map(time), now)
+        };
         let moved = [
             ("last_sent", clamp(&mut self.last_sent, now)),
             ("pending.time", clamp(pending, now)),
+            ("history.run_starts", clamp(&mut h.run_starts, now)),
+            ("history.streaks.since", streaks(|s| Some(&mut s.since))),
+            (
+                "history.streaks.last_seen",
+                streaks(|s| Some(&mut s.last_seen)),
+            ),
+            ("history.streaks.reported", streaks(|s| s.reported.as_mut())),
         ];
-        let moved = moved
-            .into_iter()
-            .filter_map(|(key, moved)| moved.then_some(key));
-        moved.chain(self.history.clamp_future(now)).collect()
+        let moved = moved.into_iter();
+        moved
+            .filter_map(|(key, moved)| moved.then_some(key))
+            .collect()
     }
+}
+
+fn clamp<'t>(times: impl IntoIterator<Item = &'t mut OffsetDateTime>, now: OffsetDateTime) -> bool {
+    times.into_iter().fold(false, |moved, time| {
+        let later = *time > now;
+        *time = (*time).min(now);
+        moved | later
+    })
 }
