@@ -11,7 +11,6 @@
 //! into a larger list, and a drain gives all but the first chunk back.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -170,16 +169,9 @@ pub(crate) struct Buffer {
 fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    SHARD
-        .try_with(|s| {
-            if s.get() == usize::MAX {
-                s.set(NEXT.fetch_add(1, Ordering::Relaxed));
-            }
-            s.get()
-        })
-        .unwrap_or(0)
+    SHARD.try_with(|s| *s).unwrap_or(0)
 }
 
 impl Buffer {
