@@ -20,11 +20,6 @@ use crate::capture::scope::{SpanFields, Spans, event_scope, fit_spans};
 use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
 
-/// Half, so a span with a huge value still fits whole beside an event's text.
-fn span_bound(max: usize) -> usize {
-    max / 2
-}
-
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";
 
 thread_local! {
@@ -202,8 +197,9 @@ impl EmailLayer {
     where
         S: for<'a> LookupSpan<'a>,
     {
-        // What the span may still take: its bound, less what it holds,
-        // except the values about to be replaced.
+        // What the span may still take: its bound (half a record's, so a span
+        // with a huge value still fits whole beside an event's text), less
+        // what it holds, except the values about to be replaced.
         let budget = {
             let extensions = span.extensions();
             let Some(current) = extensions.get::<SpanFields>() else {
@@ -218,7 +214,7 @@ impl EmailLayer {
                 .map(|(name, value)| field_cost(name, value))
                 .sum();
             let held = span_cost(&current.record) - replaced;
-            span_bound(self.shared.max_record_bytes).saturating_sub(held)
+            (self.shared.max_record_bytes / 2).saturating_sub(held)
         };
         // User code (the values' Debug) runs without the span's lock held:
         // it may log, and that event reads this span.
