@@ -65,25 +65,24 @@ impl<'a> FieldVisitor<'a> {
         self.left
     }
 
-    fn room(&mut self) -> usize {
+    /// `None` for a bridged event's `log.*` fields, read apart.
+    fn room(&mut self, field: &Field) -> Option<usize> {
+        if self.skip_bridge && field.name().starts_with("log.") {
+            return None;
+        }
         self.to_come = self.to_come.saturating_sub(1);
         let reserve = self
             .to_come
             .saturating_mul(FIELD_RESERVE)
             .saturating_add(self.after)
             .min(self.left / 2);
-        self.left - reserve
-    }
-
-    fn skips(&self, field: &Field) -> bool {
-        self.skip_bridge && field.name().starts_with("log.")
+        Some(self.left - reserve)
     }
 
     fn put(&mut self, field: &Field, value: Value) {
-        if self.skips(field) {
+        if self.room(field).is_none() {
             return;
         }
-        self.room();
         let cost = field_cost(field.name(), &value);
         if self.left_out.is_empty() && cost <= self.left {
             self.left -= cost;
@@ -99,10 +98,9 @@ impl<'a> FieldVisitor<'a> {
         length: Length,
         write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
     ) {
-        if self.skips(field) {
+        let Some(room) = self.room(field) else {
             return;
-        }
-        let room = self.room();
+        };
         if field.name() == "message"
             && let Some(message) = self.message.as_deref_mut()
         {
