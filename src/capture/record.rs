@@ -464,9 +464,7 @@ pub(crate) fn write_escaped(out: &mut String, text: &str, quoted: bool) {
         out.push_str(&text[done..i]);
         match short {
             Some(escape) => out.push_str(escape),
-            None => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
+            None => out.extend(c.escape_unicode()),
         }
         done = i + c.len_utf8();
     }
@@ -502,8 +500,7 @@ pub(crate) fn char_cost(c: char) -> usize {
     };
     let text = match text_escape(c, true) {
         Some(escape) => escape.len(),
-        // `\u{…}`: four bytes and the hex digits.
-        None if hidden(c) => 4 + (32 - u32::from(c).leading_zeros()).div_ceil(4) as usize,
+        None if hidden(c) => c.escape_unicode().len(),
         None => c.len_utf8(),
     };
     json.max(text)
