@@ -56,11 +56,9 @@ impl<'a> FieldVisitor<'a> {
 
     pub(crate) fn finish(mut self) -> usize {
         if !self.left_out.is_empty() {
-            let n = self.left_out.len() as u64;
-            self.left = self
-                .left
-                .saturating_sub(field_cost(FIELDS_LEFT_OUT, &Value::from(n)));
-            self.fields.push((FIELDS_LEFT_OUT, Value::from(n)));
+            let n = Value::from(self.left_out.len());
+            self.left = self.left.saturating_sub(field_cost(FIELDS_LEFT_OUT, &n));
+            self.fields.push((FIELDS_LEFT_OUT, n));
         }
         self.left
     }
