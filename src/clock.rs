@@ -37,13 +37,10 @@ static LATEST_SYSTEM_TIME: std::sync::LazyLock<SystemTime> =
 /// Or the latest this platform's `Instant` reaches: never panics, however long `d` is.
 pub(crate) fn instant_after(d: Duration) -> Instant {
     let now = Instant::now();
-    let mut d = d;
-    loop {
-        if let Some(t) = now.checked_add(d) {
-            return t;
-        }
-        d /= 2;
-    }
+    // The first of d, d/2, d/4, … that fits: at worst zero.
+    std::iter::successors(Some(d), |d| Some(*d / 2))
+        .find_map(|d| now.checked_add(d))
+        .unwrap_or(now)
 }
 
 /// A source of the current time.

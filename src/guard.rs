@@ -120,12 +120,8 @@ impl FlushGuard {
     pub fn snapshot(&self) -> Result<crate::inspect::Snapshot, Error> {
         let flusher = lock(&self.flusher);
         let now = crate::clock::catch_now(&*flusher.clock).map_err(|payload| {
-            crate::error::drop_payload(payload);
-            Error::new(
-                crate::ErrorKind::Panic,
-                "the clock panicked, so no verdict can be given; fix the Clock given to the \
-                 builder",
-            )
+            let then = "no verdict can be given; fix the Clock given to the builder";
+            crate::error::panicked("the clock panicked", payload, then)
         })?;
         let now = crate::clock::datetime(now);
         let file = crate::inspect::StateFile::open(flusher.store.path());

@@ -11,7 +11,6 @@
 //! into a larger list, and a drain gives all but the first chunk back.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -67,23 +66,6 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn pop_front(&mut self) -> bool {
-        match self.records.pop_front() {
-            Some(Captured::Event(e)) => {
-                self.text_start += e.message_len;
-                let end = (self.values_start + e.fields).min(self.values.len());
-                for (_, value) in &mut self.values[self.values_start..end] {
-                    *value = Value::Null;
-                }
-                self.values_start = end;
-                self.compact();
-                true
-            }
-            Some(Captured::Record(_)) => true,
-            None => false,
-        }
-    }
-
     /// Once the dead part outweighs the live: a full shard drops one record per add.
     fn compact(&mut self) {
         if self.text_start * 2 > self.text.len() && self.text.is_char_boundary(self.text_start) {
@@ -145,12 +127,23 @@ impl Queue {
         self.len += 1;
     }
 
+    /// False only when empty.
     fn pop_front(&mut self) -> bool {
         let Some(first) = self.chunks.front_mut() else {
             return false;
         };
-        if !first.pop_front() {
-            return false;
+        match first.records.pop_front() {
+            Some(Captured::Event(e)) => {
+                first.text_start += e.message_len;
+                let end = (first.values_start + e.fields).min(first.values.len());
+                for (_, value) in &mut first.values[first.values_start..end] {
+                    *value = Value::Null;
+                }
+                first.values_start = end;
+                first.compact();
+            }
+            Some(Captured::Record(_)) => {}
+            None => return false,
         }
         if first.records.is_empty() && self.chunks.len() > 1 {
             self.chunks.pop_front();
@@ -170,16 +163,9 @@ pub(crate) struct Buffer {
 fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    SHARD
-        .try_with(|s| {
-            if s.get() == usize::MAX {
-                s.set(NEXT.fetch_add(1, Ordering::Relaxed));
-            }
-            s.get()
-        })
-        .unwrap_or(0)
+    SHARD.try_with(|s| *s).unwrap_or(0)
 }
 
 impl Buffer {

@@ -12,18 +12,13 @@ use serde_json::Value;
 use tracing::span::{Attributes, Id, Record as SpanValues};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::capture::buffer::Buffer;
-use crate::capture::record::{SPAN_OVERHEAD, field_cost, span_cost, text_cost};
+use crate::capture::record::{field_cost, span_cost};
 use crate::capture::scope::{SpanFields, Spans, event_scope, fit_spans};
 use crate::capture::visit::FieldVisitor;
 use crate::sync::lock;
-
-/// Half, so a span with a huge value still fits whole beside an event's text.
-fn span_bound(max: usize) -> usize {
-    max / 2
-}
 
 const LETTRE_POOL: &str = "lettre::transport::smtp::pool";
 
@@ -128,54 +123,18 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let name = attrs.metadata().name();
-        let mut visited = Vec::new();
-        let budget = span_bound(self.shared.max_record_bytes)
-            .saturating_sub(text_cost(name) + SPAN_OVERHEAD);
-        let mut visitor = FieldVisitor::new(None, &mut visited, budget, attrs.fields().len(), 0);
-        attrs.record(&mut visitor);
-        let left_out = visitor.left_out;
-        let mut fields = SpanFields::new(name);
-        fields.update(visited, left_out);
+        let fields = SpanFields::new(attrs.metadata().name());
         span.extensions_mut().insert(fields);
+        // A new span's values: no other span keeps a list with them yet.
+        self.update_span(&span, &SpanValues::new(attrs.values()));
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        // What the span may still take: its bound, less what it holds,
-        // except the values about to be replaced.
-        let budget = {
-            let extensions = span.extensions();
-            let Some(current) = extensions.get::<SpanFields>() else {
-                return;
-            };
-            let names = span.metadata().fields();
-            let replaced: usize = current
-                .record
-                .fields
-                .iter()
-                .filter(|(name, _)| names.field(name).is_some_and(|f| values.contains(&f)))
-                .map(|(name, value)| field_cost(name, value))
-                .sum();
-            let held = span_cost(&current.record) - replaced;
-            span_bound(self.shared.max_record_bytes).saturating_sub(held)
-        };
-        // User code (the values' Debug) runs without the span's lock held:
-        // it may log, and that event reads this span.
-        let mut update = Vec::new();
-        let mut visitor = FieldVisitor::new(None, &mut update, budget, values.len(), 0);
-        values.record(&mut visitor);
-        let left_out = visitor.left_out;
-        if update.is_empty() && left_out.is_empty() {
-            return;
+        if self.update_span(&span, values) {
+            // The spans inside this one keep lists with its old fields.
+            self.shared.span_edits.fetch_add(1, Ordering::AcqRel);
         }
-        let mut extensions = span.extensions_mut();
-        if let Some(current) = extensions.get_mut::<SpanFields>() {
-            current.update(update, left_out);
-        }
-        drop(extensions);
-        // The spans inside this one keep lists with its old fields.
-        self.shared.span_edits.fetch_add(1, Ordering::AcqRel);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -229,6 +188,45 @@ impl EmailLayer {
                 crate::say::say!("{GUARD_DROPPED}");
             }
             return false;
+        }
+        true
+    }
+
+    /// Whether the span's fields changed.
+    fn update_span<S>(&self, span: &SpanRef<'_, S>, values: &SpanValues<'_>) -> bool
+    where
+        S: for<'a> LookupSpan<'a>,
+    {
+        // What the span may still take: its bound (half a record's, so a span
+        // with a huge value still fits whole beside an event's text), less
+        // what it holds, except the values about to be replaced.
+        let budget = {
+            let extensions = span.extensions();
+            let Some(current) = extensions.get::<SpanFields>() else {
+                return false;
+            };
+            let names = span.metadata().fields();
+            let replaced: usize = current
+                .record
+                .fields
+                .iter()
+                .filter(|(name, _)| names.field(name).is_some_and(|f| values.contains(&f)))
+                .map(|(name, value)| field_cost(name, value))
+                .sum();
+            let held = span_cost(&current.record) - replaced;
+            (self.shared.max_record_bytes / 2).saturating_sub(held)
+        };
+        // User code (the values' Debug) runs without the span's lock held:
+        // it may log, and that event reads this span.
+        let mut update = Vec::new();
+        let mut visitor = FieldVisitor::new(None, &mut update, budget, values.len(), 0);
+        values.record(&mut visitor);
+        let left_out = visitor.left_out;
+        if update.is_empty() && left_out.is_empty() {
+            return false;
+        }
+        if let Some(current) = span.extensions_mut().get_mut::<SpanFields>() {
+            current.update(update, left_out);
         }
         true
     }

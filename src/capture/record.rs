@@ -269,32 +269,6 @@ impl<'de> Deserialize<'de> for Fields {
     }
 }
 
-impl Record {
-    /// Names copied from metadata that lives only as long as the event (`log`).
-    pub(crate) fn of_event<'m>(
-        meta: &Metadata<'m>,
-        name: impl Fn(&'m str) -> Str,
-        time: SystemTime,
-        message: String,
-        fields: Vec<(Str, Value)>,
-        spans: Option<Arc<[Arc<SpanRecord>]>>,
-    ) -> Record {
-        Record {
-            timestamp: crate::clock::datetime(time),
-            level: *meta.level(),
-            target: name(meta.target()),
-            message,
-            fields: Fields(fields),
-            module_path: meta.module_path().map(&name),
-            file: meta.file().map(&name),
-            line: meta.line(),
-            spans: spans.map(|s| s.to_vec()).unwrap_or_default(),
-            run: None,
-            memo: Memo::default(),
-        }
-    }
-}
-
 pub(crate) mod level_serde {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
     use tracing::Level;
@@ -350,6 +324,30 @@ pub(crate) fn file_stamp(time: OffsetDateTime) -> String {
 }
 
 impl Record {
+    /// Names copied from metadata that lives only as long as the event (`log`).
+    pub(crate) fn of_event<'m>(
+        meta: &Metadata<'m>,
+        name: impl Fn(&'m str) -> Str,
+        time: SystemTime,
+        message: String,
+        fields: Vec<(Str, Value)>,
+        spans: Option<Arc<[Arc<SpanRecord>]>>,
+    ) -> Record {
+        Record {
+            timestamp: crate::clock::datetime(time),
+            level: *meta.level(),
+            target: name(meta.target()),
+            message,
+            fields: Fields(fields),
+            module_path: meta.module_path().map(&name),
+            file: meta.file().map(&name),
+            line: meta.line(),
+            spans: spans.map(|s| s.to_vec()).unwrap_or_default(),
+            run: None,
+            memo: Memo::default(),
+        }
+    }
+
     /// The record as one line of a digest:
     /// `2026-11-21 10:00:03 WARN poca::feed: feed failed url="https://…"`,
     /// with the time shown at `offset`. Control characters are shown
@@ -464,9 +462,7 @@ pub(crate) fn write_escaped(out: &mut String, text: &str, quoted: bool) {
         out.push_str(&text[done..i]);
         match short {
             Some(escape) => out.push_str(escape),
-            None => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
+            None => out.extend(c.escape_unicode()),
         }
         done = i + c.len_utf8();
     }
@@ -502,8 +498,7 @@ pub(crate) fn char_cost(c: char) -> usize {
     };
     let text = match text_escape(c, true) {
         Some(escape) => escape.len(),
-        // `\u{…}`: four bytes and the hex digits.
-        None if hidden(c) => 4 + (32 - u32::from(c).leading_zeros()).div_ceil(4) as usize,
+        None if hidden(c) => c.escape_unicode().len(),
         None => c.len_utf8(),
     };
     json.max(text)

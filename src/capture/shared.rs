@@ -50,17 +50,12 @@ pub(crate) fn find_or_make(
 
 pub(crate) fn name(text: &str) -> Name {
     let mut recent = RECENT_NAMES.try_with(Cell::take).unwrap_or_default();
-    let found = match recent.iter().copied().find(|n| *n == text) {
-        Some(found) => Some(found),
-        None => {
-            let made = find_or_make(text, lock(&MADE).get_or_insert_with(Default::default));
-            if let Some(made) = made {
-                recent.truncate(RECENT - 1);
-                recent.insert(0, made);
-            }
-            made
-        }
-    };
+    let found = recent.iter().copied().find(|n| *n == text).or_else(|| {
+        let made = find_or_make(text, lock(&MADE).get_or_insert_with(Default::default))?;
+        recent.truncate(RECENT - 1);
+        recent.insert(0, made);
+        Some(made)
+    });
     let _ = RECENT_NAMES.try_with(|r| r.set(recent));
     found.map_or_else(|| Cow::Owned(text.to_owned()), Cow::Borrowed)
 }

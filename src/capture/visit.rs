@@ -56,34 +56,31 @@ impl<'a> FieldVisitor<'a> {
 
     pub(crate) fn finish(mut self) -> usize {
         if !self.left_out.is_empty() {
-            let n = self.left_out.len() as u64;
-            self.left = self
-                .left
-                .saturating_sub(field_cost(FIELDS_LEFT_OUT, &Value::from(n)));
-            self.fields.push((FIELDS_LEFT_OUT, Value::from(n)));
+            let n = Value::from(self.left_out.len());
+            self.left = self.left.saturating_sub(field_cost(FIELDS_LEFT_OUT, &n));
+            self.fields.push((FIELDS_LEFT_OUT, n));
         }
         self.left
     }
 
-    fn room(&mut self) -> usize {
+    /// `None` for a bridged event's `log.*` fields, read apart.
+    fn room(&mut self, field: &Field) -> Option<usize> {
+        if self.skip_bridge && field.name().starts_with("log.") {
+            return None;
+        }
         self.to_come = self.to_come.saturating_sub(1);
         let reserve = self
             .to_come
             .saturating_mul(FIELD_RESERVE)
             .saturating_add(self.after)
             .min(self.left / 2);
-        self.left - reserve
-    }
-
-    fn skips(&self, field: &Field) -> bool {
-        self.skip_bridge && field.name().starts_with("log.")
+        Some(self.left - reserve)
     }
 
     fn put(&mut self, field: &Field, value: Value) {
-        if self.skips(field) {
+        if self.room(field).is_none() {
             return;
         }
-        self.room();
         let cost = field_cost(field.name(), &value);
         if self.left_out.is_empty() && cost <= self.left {
             self.left -= cost;
@@ -99,10 +96,9 @@ impl<'a> FieldVisitor<'a> {
         length: Length,
         write: impl FnOnce(&mut Capped<'_>) -> fmt::Result,
     ) {
-        if self.skips(field) {
+        let Some(room) = self.room(field) else {
             return;
-        }
-        let room = self.room();
+        };
         if field.name() == "message"
             && let Some(message) = self.message.as_deref_mut()
         {

@@ -132,6 +132,14 @@ fn a_clock_and_a_transport_that_panic_lose_no_record() {
         );
         assert!(outcome.to_string().contains("kept in the state file"));
         assert_eq!(pending(&state), ["warning 0", "warning 1", "warning 2"]);
+        // Looking in says why it cannot judge, as the flush does.
+        let err = guard.snapshot().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panic);
+        assert_eq!(
+            err.to_string(),
+            "the clock panicked: the clock's battery is flat; no verdict can be given; fix the \
+             Clock given to the builder"
+        );
 
         // On the event path, a panicking clock does not panic the program:
         // the record is kept with the system's time.
