@@ -67,7 +67,7 @@ impl Composer {
         line(&mut out, &summary.overview());
         summary.notes().for_each(|note| line(&mut out, &note));
         write_problems(&mut out, summary);
-        write_resolved(&mut out, summary);
+        write_section(&mut out, "Resolved", summary.resolved_lines());
         out.push('\n');
         if let Some(note) = summary.hidden_note() {
             let _ = write!(out, "{note}\n\n");
@@ -126,7 +126,7 @@ impl Composer {
         let (app, failures) = (&self.app, plural(resolved.len(), "failure", "failures"));
         let verb = if resolved.len() == 1 { "is" } else { "are" };
         let _ = writeln!(text, "\n{app}: {failures} reported earlier {verb} over.");
-        write_resolved(&mut text, &summary);
+        write_section(&mut text, "Resolved", summary.resolved_lines());
         self.write_footer(&mut text);
         let page = || html::render_recovery(&summary, &self.state_path);
         let html = self.html.then(page);
@@ -261,19 +261,13 @@ fn write_problems(out: &mut String, summary: &Summary<'_>) {
         format!("{} {}: {detail}{facts}{strip}", p.level, p.label)
     });
     let more = summary.more_problems_note();
-    write_section(out, "What went wrong", lines.collect(), more);
-}
-
-/// The "Resolved" section of a text body, when failures are over:
-/// `\nResolved:\n  WARN feed "Radio Café": OK again after failing 9 runs, …`.
-fn write_resolved(out: &mut String, summary: &Summary<'_>) {
-    let (lines, more) = summary.resolved_lines();
-    write_section(out, "Resolved", lines, more);
+    write_section(out, "What went wrong", (lines.collect(), more));
 }
 
 /// A section of a text body, unless it has no `lines`: `\n{title}:\n`,
-/// each line indented, then `more` (the count of those left out).
-fn write_section(out: &mut String, title: &str, lines: Vec<String>, more: Option<String>) {
+/// each line indented, then `more` (the count of those left out); e.g.
+/// `\nResolved:\n  WARN feed "Radio Café": OK again after failing 9 runs, …`.
+fn write_section(out: &mut String, title: &str, (lines, more): (Vec<String>, Option<String>)) {
     if lines.is_empty() {
         return;
     }

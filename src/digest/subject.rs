@@ -21,7 +21,8 @@ const PLACEHOLDERS: [(&str, Value); 8] = [
     ("errors", |s| s.count(Level::ERROR).to_string()),
     ("warnings", |s| s.count(Level::WARN).to_string()),
     ("max_level", |s| {
-        s.max_level().map_or("", |l| l.as_str()).to_owned()
+        let max = s.records.iter().map(|r| r.level).min();
+        max.map_or("", |l| l.as_str()).to_owned()
     }),
     ("first", |s| subject_time(s, s.first())),
     ("last", |s| subject_time(s, s.last())),

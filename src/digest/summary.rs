@@ -197,10 +197,9 @@ const LATE_ERROR_MAX: usize = 300;
 impl<'a> Summary<'a> {
     /// ` on web-3`, or nothing when the host is not known.
     fn on_host(&self) -> String {
-        if self.host.is_empty() {
-            String::new()
-        } else {
-            format!(" on {}", self.host)
+        match self.host {
+            "" => String::new(),
+            host => format!(" on {host}"),
         }
     }
 
@@ -381,11 +380,6 @@ impl<'a> Summary<'a> {
     /// How many records are at exactly `level`.
     pub(crate) fn count(&self, level: Level) -> usize {
         self.records.iter().filter(|r| r.level == level).count()
-    }
-
-    /// The most severe level present (the least in tracing's order).
-    pub(crate) fn max_level(&self) -> Option<Level> {
-        self.records.iter().map(|r| r.level).min()
     }
 
     /// The oldest record's time.
