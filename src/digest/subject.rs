@@ -498,7 +498,6 @@ mod tests {
                     level,
                     count,
                     first: rs[0].timestamp,
-                    last: rs[0].timestamp,
                     runs: Some(runs),
                     recent: None,
                     since: rs[0].timestamp,

@@ -27,7 +27,6 @@ pub(crate) struct Problem {
     /// Its records in this email.
     pub(crate) count: usize,
     pub(crate) first: OffsetDateTime,
-    pub(crate) last: OffsetDateTime,
     /// Consecutive runs that saw it, when more than one.
     pub(crate) runs: Option<u64>,
     /// Which of the last runs saw it, oldest first (see
@@ -38,7 +37,8 @@ pub(crate) struct Problem {
     pub(crate) since: OffsetDateTime,
     /// What its newest record says went wrong (see [`detail_of`]).
     pub(crate) detail: Option<String>,
-    /// Where its newest record is among the email's records.
+    /// Where its newest record (the last time it was seen) is among the
+    /// email's records.
     pub(crate) latest: usize,
     /// Labelled by `fingerprint_fields` (`feed "Radio Café"`), not by its
     /// message.
@@ -83,8 +83,8 @@ pub(crate) fn problems(
         p.count += 1;
         p.first = p.first.min(r.timestamp);
         p.since = p.since.min(r.timestamp);
-        if r.timestamp >= p.last {
-            (p.last, p.latest, p.detail) = (r.timestamp, i, detail_of(r, &p.label));
+        if r.timestamp >= records[p.latest].timestamp {
+            (p.latest, p.detail) = (i, detail_of(r, &p.label));
         }
         p.level = p.level.min(r.level);
     }
@@ -108,7 +108,6 @@ fn new_problem(
         level: record.level,
         count: 1,
         first: record.timestamp,
-        last: record.timestamp,
         runs: streak.map(|s| s.runs),
         recent: recent.filter(|recent| recent.len() > 1),
         since: streak.map_or(record.timestamp, |s| s.since.min(record.timestamp)),
@@ -221,7 +220,7 @@ impl<'a> Summary<'a> {
         let Some(p) = self.problems.first() else {
             return format!("{}{on}: {}", self.app, self.record_count());
         };
-        let since = self.short_time(p.since, self.last().unwrap_or(p.last));
+        let since = self.short_time(p.since, self.last().unwrap_or(p.since));
         let (label, level, count) = (&p.label, p.level, p.count);
         match (p.runs, p.by_field) {
             (Some(runs), true) => {
@@ -347,7 +346,8 @@ impl<'a> Summary<'a> {
     /// What the digest knows of a problem: `5 records, 2026-11-20 08:00:00
     /// to 12:00:00, in each of the last 5 runs`.
     pub(crate) fn problem_facts(&self, p: &Problem) -> String {
-        let when = between(p.first, p.last, self.offset, "");
+        let last = self.records.get(p.latest).map_or(p.first, |r| r.timestamp);
+        let when = between(p.first, last, self.offset, "");
         let runs = p
             .runs
             .map(|runs| format!(", in each of the last {runs} runs"));
