@@ -15,9 +15,7 @@ use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
 use crate::say::{cut, plural};
-use crate::store::history::{
-    Fingerprint, History, Resolved, STRIP_RUNS, field_value, fingerprint_of,
-};
+use crate::store::history::{History, Resolved, STRIP_RUNS, field_value, fingerprint_of};
 
 /// One kind of failure in an email, for the summary at its top.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +75,22 @@ pub(crate) fn problems(
         }
         let fp = fingerprint_of(r, fields);
         let Some((_, p)) = by_key.iter_mut().find(|(k, _)| *k == fp.key) else {
-            by_key.push((fp.key.clone(), new_problem(r, i, &fp, history, fields)));
+            // First seen here: since its streak began, if it persists.
+            let streak = history.streaks.get(&fp.key).filter(|s| s.runs > 1);
+            let recent = history.recent_runs(&fp.key, STRIP_RUNS);
+            let problem = Problem {
+                label: fp.label.clone(),
+                level: r.level,
+                count: 1,
+                first: r.timestamp,
+                runs: streak.map(|s| s.runs),
+                recent: recent.filter(|recent| recent.len() > 1),
+                since: streak.map_or(r.timestamp, |s| s.since.min(r.timestamp)),
+                detail: detail_of(r, &fp.label),
+                latest: i,
+                by_field: fields.iter().any(|f| field_value(r, f).is_some()),
+            };
+            by_key.push((fp.key.clone(), problem));
             continue;
         };
         p.count += 1;
@@ -91,30 +104,6 @@ pub(crate) fn problems(
     let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
     out.sort_by_key(|p| (p.level, Reverse((p.runs.unwrap_or(1), p.count)), p.first));
     out
-}
-
-/// The problem of `fp` as first seen in `record`, the `i`th of the email.
-fn new_problem(
-    record: &Record,
-    i: usize,
-    fp: &Fingerprint,
-    history: &History,
-    fields: &[String],
-) -> Problem {
-    let streak = history.streaks.get(&fp.key).filter(|s| s.runs > 1);
-    let recent = history.recent_runs(&fp.key, STRIP_RUNS);
-    Problem {
-        label: fp.label.clone(),
-        level: record.level,
-        count: 1,
-        first: record.timestamp,
-        runs: streak.map(|s| s.runs),
-        recent: recent.filter(|recent| recent.len() > 1),
-        since: streak.map_or(record.timestamp, |s| s.since.min(record.timestamp)),
-        detail: detail_of(record, &fp.label),
-        latest: i,
-        by_field: fields.iter().any(|f| field_value(record, f).is_some()),
-    }
 }
 
 /// Most kinds of failure (and of failures over) listed in a digest.
