@@ -145,52 +145,42 @@ fn tag(out: &mut String, open: &str, text: &str, close: &str) {
     out.push_str(close);
 }
 
-/// "What went wrong": each failure, most severe first.
+/// "What went wrong": each failure, most severe first: its level and label,
+/// its detail, its facts and recent runs, then its newest record among a
+/// few context records (for the first [`WITH_CONTEXT`] failures).
 fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
     if summary.problems.is_empty() {
         return;
     }
     out.push_str("<p style=\"margin:4px 0 6px;font-weight:bold\">What went wrong</p>\n");
     for (i, p) in summary.problems.iter().take(MAX_PROBLEMS).enumerate() {
+        let (_, _, edge) = tone(Some(p.level));
+        let open = format!(
+            "<div style=\"margin:0 0 14px;padding:0 0 0 10px;border-left:4px solid {edge}\">\n\
+             <p style=\"margin:0;font-weight:bold\">{} ",
+            label(p.level),
+        );
+        tag(out, &open, &p.label, "</p>\n");
+        if let Some(detail) = &p.detail {
+            paragraph(out, "margin:2px 0 0;", detail);
+        }
+        let style = format!("margin:2px 0 0;font-size:13px;color:{MUTED}");
+        paragraph(out, &style, &summary.problem_facts(p));
+        if let Some(recent) = &p.recent {
+            write_strip(out, recent);
+        }
         let context = if i < WITH_CONTEXT { CONTEXT } else { 0 };
-        write_problem(out, summary, p, context, shown);
+        for i in summary.context(p, context, shown) {
+            if let Some(record) = summary.records.get(i) {
+                shown[i] = true;
+                write_record(out, record, summary.offset, i == p.latest);
+            }
+        }
+        out.push_str("</div>\n");
     }
     if let Some(note) = summary.more_problems_note() {
         paragraph(out, "margin:0 0 10px;", &note);
     }
-}
-
-/// One failure: its level and label, its detail, its facts and recent
-/// runs, then its newest record among up to `context` context records.
-fn write_problem(
-    out: &mut String,
-    summary: &Summary<'_>,
-    p: &Problem,
-    context: usize,
-    shown: &mut [bool],
-) {
-    let (_, _, edge) = tone(Some(p.level));
-    let open = format!(
-        "<div style=\"margin:0 0 14px;padding:0 0 0 10px;border-left:4px solid {edge}\">\n\
-         <p style=\"margin:0;font-weight:bold\">{} ",
-        label(p.level),
-    );
-    tag(out, &open, &p.label, "</p>\n");
-    if let Some(detail) = &p.detail {
-        paragraph(out, "margin:2px 0 0;", detail);
-    }
-    let style = format!("margin:2px 0 0;font-size:13px;color:{MUTED}");
-    paragraph(out, &style, &summary.problem_facts(p));
-    if let Some(recent) = &p.recent {
-        write_strip(out, recent);
-    }
-    for i in summary.context(p, context, shown) {
-        if let Some(record) = summary.records.get(i) {
-            shown[i] = true;
-            write_record(out, record, summary.offset, i == p.latest);
-        }
-    }
-    out.push_str("</div>\n");
 }
 
 /// With no failure, the newest records.
