@@ -66,7 +66,17 @@ impl Composer {
         line(&mut out, &summary.headline());
         line(&mut out, &summary.overview());
         summary.notes().for_each(|note| line(&mut out, &note));
-        write_problems(&mut out, summary);
+        // `WARN feed "Radio Café": connection timed out; 5 records, 2026-11-20
+        // 08:00:00 to 12:00:00, in each of the last 5 runs; last 5 runs, …`.
+        let problems = summary.problems.iter().take(MAX_PROBLEMS).map(|p| {
+            let detail = p.detail.as_ref().map(|d| format!("{d}; "));
+            let strip = p.recent.as_deref().map(|s| format!("; {}", strip_text(s)));
+            let (detail, strip) = (detail.unwrap_or_default(), strip.unwrap_or_default());
+            let facts = summary.problem_facts(p);
+            format!("{} {}: {detail}{facts}{strip}", p.level, p.label)
+        });
+        let more = summary.more_problems_note();
+        write_section(&mut out, "What went wrong", (problems.collect(), more));
         write_section(&mut out, "Resolved", summary.resolved_lines());
         out.push('\n');
         if let Some(note) = summary.hidden_note() {
@@ -246,22 +256,6 @@ impl Composer {
             records,
         })
     }
-}
-
-/// The "What went wrong" section of a text body: one line per failure,
-/// most severe first, with its strip of recent runs.
-fn write_problems(out: &mut String, summary: &Summary<'_>) {
-    // `WARN feed "Radio Café": connection timed out; 5 records, 2026-11-20
-    // 08:00:00 to 12:00:00, in each of the last 5 runs; last 5 runs, …`.
-    let lines = summary.problems.iter().take(MAX_PROBLEMS).map(|p| {
-        let detail = p.detail.as_ref().map(|d| format!("{d}; "));
-        let strip = p.recent.as_deref().map(|s| format!("; {}", strip_text(s)));
-        let (detail, strip) = (detail.unwrap_or_default(), strip.unwrap_or_default());
-        let facts = summary.problem_facts(p);
-        format!("{} {}: {detail}{facts}{strip}", p.level, p.label)
-    });
-    let more = summary.more_problems_note();
-    write_section(out, "What went wrong", (lines.collect(), more));
 }
 
 /// A section of a text body, unless it has no `lines`: `\n{title}:\n`,

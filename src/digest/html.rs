@@ -17,7 +17,7 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
-use crate::digest::summary::{MAX_PROBLEMS, Problem, Summary, footer, grouped, level_counts};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, grouped, level_counts};
 use crate::say::plural;
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
@@ -73,8 +73,14 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
     }
     let mut shown = vec![false; summary.records.len()];
     write_problems(&mut out, summary, &mut shown);
-    if summary.problems.is_empty() {
-        write_latest(&mut out, summary, &mut shown);
+    // With no failure, the newest records.
+    if summary.problems.is_empty() && !summary.records.is_empty() {
+        out.push_str("<p style=\"margin:4px 0 0;font-weight:bold\">Latest records</p>\n");
+        let start = summary.records.len().saturating_sub(LATEST_RECORDS);
+        for (i, record) in summary.records.iter().enumerate().skip(start) {
+            shown[i] = true;
+            write_record(&mut out, record, summary.offset, false);
+        }
     }
     write_resolved(&mut out, summary);
     write_rest(&mut out, summary, &shown);
@@ -180,19 +186,6 @@ fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
     }
     if let Some(note) = summary.more_problems_note() {
         paragraph(out, "margin:0 0 10px;", &note);
-    }
-}
-
-/// With no failure, the newest records.
-fn write_latest(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
-    let start = summary.records.len().saturating_sub(LATEST_RECORDS);
-    if start == summary.records.len() {
-        return;
-    }
-    out.push_str("<p style=\"margin:4px 0 0;font-weight:bold\">Latest records</p>\n");
-    for (i, record) in summary.records.iter().enumerate().skip(start) {
-        shown[i] = true;
-        write_record(out, record, summary.offset, false);
     }
 }
 
