@@ -125,9 +125,9 @@ pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
         none if none.is_empty() => out.push_str(&summary.record_count()),
         counted => out.push_str(&counted),
     }
-    if let Some(first) = summary.first() {
+    if let Some(since) = summary.first() {
         out.push_str(" since ");
-        out.push_str(&show_time(first, summary.offset, DAY_CLOCK));
+        out.push_str(&show_time(since, summary.offset, DAY_CLOCK));
     }
     out
 }
