@@ -66,8 +66,18 @@ impl Composer {
         line(&mut out, &summary.headline());
         line(&mut out, &summary.overview());
         summary.notes().for_each(|note| line(&mut out, &note));
-        write_problems(&mut out, summary);
-        write_resolved(&mut out, summary);
+        // `WARN feed "Radio Café": connection timed out; 5 records, 2026-11-20
+        // 08:00:00 to 12:00:00, in each of the last 5 runs; last 5 runs, …`.
+        let problems = summary.problems.iter().take(MAX_PROBLEMS).map(|p| {
+            let detail = p.detail.as_ref().map(|d| format!("{d}; "));
+            let strip = p.recent.as_deref().map(|s| format!("; {}", strip_text(s)));
+            let (detail, strip) = (detail.unwrap_or_default(), strip.unwrap_or_default());
+            let facts = summary.problem_facts(p);
+            format!("{} {}: {detail}{facts}{strip}", p.level, p.label)
+        });
+        let more = summary.more_problems_note();
+        write_section(&mut out, "What went wrong", (problems.collect(), more));
+        write_section(&mut out, "Resolved", summary.resolved_lines());
         out.push('\n');
         if let Some(note) = summary.hidden_note() {
             let _ = write!(out, "{note}\n\n");
@@ -126,7 +136,7 @@ impl Composer {
         let (app, failures) = (&self.app, plural(resolved.len(), "failure", "failures"));
         let verb = if resolved.len() == 1 { "is" } else { "are" };
         let _ = writeln!(text, "\n{app}: {failures} reported earlier {verb} over.");
-        write_resolved(&mut text, &summary);
+        write_section(&mut text, "Resolved", summary.resolved_lines());
         self.write_footer(&mut text);
         let page = || html::render_recovery(&summary, &self.state_path);
         let html = self.html.then(page);
@@ -248,32 +258,10 @@ impl Composer {
     }
 }
 
-/// The "What went wrong" section of a text body: one line per failure,
-/// most severe first, with its strip of recent runs.
-fn write_problems(out: &mut String, summary: &Summary<'_>) {
-    // `WARN feed "Radio Café": connection timed out; 5 records, 2026-11-20
-    // 08:00:00 to 12:00:00, in each of the last 5 runs; last 5 runs, …`.
-    let lines = summary.problems.iter().take(MAX_PROBLEMS).map(|p| {
-        let detail = p.detail.as_ref().map(|d| format!("{d}; "));
-        let strip = p.recent.as_deref().map(|s| format!("; {}", strip_text(s)));
-        let (detail, strip) = (detail.unwrap_or_default(), strip.unwrap_or_default());
-        let facts = summary.problem_facts(p);
-        format!("{} {}: {detail}{facts}{strip}", p.level, p.label)
-    });
-    let more = summary.more_problems_note();
-    write_section(out, "What went wrong", lines.collect(), more);
-}
-
-/// The "Resolved" section of a text body, when failures are over:
-/// `\nResolved:\n  WARN feed "Radio Café": OK again after failing 9 runs, …`.
-fn write_resolved(out: &mut String, summary: &Summary<'_>) {
-    let (lines, more) = summary.resolved_lines();
-    write_section(out, "Resolved", lines, more);
-}
-
 /// A section of a text body, unless it has no `lines`: `\n{title}:\n`,
-/// each line indented, then `more` (the count of those left out).
-fn write_section(out: &mut String, title: &str, lines: Vec<String>, more: Option<String>) {
+/// each line indented, then `more` (the count of those left out); e.g.
+/// `\nResolved:\n  WARN feed "Radio Café": OK again after failing 9 runs, …`.
+fn write_section(out: &mut String, title: &str, (lines, more): (Vec<String>, Option<String>)) {
     if lines.is_empty() {
         return;
     }

@@ -17,7 +17,7 @@ use time::UtcOffset;
 use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
-use crate::digest::summary::{MAX_PROBLEMS, Problem, Summary, footer, grouped, level_counts};
+use crate::digest::summary::{MAX_PROBLEMS, Summary, footer, grouped, level_counts};
 use crate::say::plural;
 
 const FONT: &str = "-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif";
@@ -73,8 +73,14 @@ pub(crate) fn render(summary: &Summary<'_>, state_path: &Path) -> String {
     }
     let mut shown = vec![false; summary.records.len()];
     write_problems(&mut out, summary, &mut shown);
-    if summary.problems.is_empty() {
-        write_latest(&mut out, summary, &mut shown);
+    // With no failure, the newest records.
+    if summary.problems.is_empty() && !summary.records.is_empty() {
+        out.push_str("<p style=\"margin:4px 0 0;font-weight:bold\">Latest records</p>\n");
+        let start = summary.records.len().saturating_sub(LATEST_RECORDS);
+        for (i, record) in summary.records.iter().enumerate().skip(start) {
+            shown[i] = true;
+            write_record(&mut out, record, summary.offset, false);
+        }
     }
     write_resolved(&mut out, summary);
     write_rest(&mut out, summary, &shown);
@@ -145,64 +151,41 @@ fn tag(out: &mut String, open: &str, text: &str, close: &str) {
     out.push_str(close);
 }
 
-/// "What went wrong": each failure, most severe first.
+/// "What went wrong": each failure, most severe first: its level and label,
+/// its detail, its facts and recent runs, then its newest record among a
+/// few context records (for the first [`WITH_CONTEXT`] failures).
 fn write_problems(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
     if summary.problems.is_empty() {
         return;
     }
     out.push_str("<p style=\"margin:4px 0 6px;font-weight:bold\">What went wrong</p>\n");
     for (i, p) in summary.problems.iter().take(MAX_PROBLEMS).enumerate() {
+        let (_, _, edge) = tone(Some(p.level));
+        let open = format!(
+            "<div style=\"margin:0 0 14px;padding:0 0 0 10px;border-left:4px solid {edge}\">\n\
+             <p style=\"margin:0;font-weight:bold\">{} ",
+            label(p.level),
+        );
+        tag(out, &open, &p.label, "</p>\n");
+        if let Some(detail) = &p.detail {
+            paragraph(out, "margin:2px 0 0;", detail);
+        }
+        let style = format!("margin:2px 0 0;font-size:13px;color:{MUTED}");
+        paragraph(out, &style, &summary.problem_facts(p));
+        if let Some(recent) = &p.recent {
+            write_strip(out, recent);
+        }
         let context = if i < WITH_CONTEXT { CONTEXT } else { 0 };
-        write_problem(out, summary, p, context, shown);
+        for i in summary.context(p, context, shown) {
+            if let Some(record) = summary.records.get(i) {
+                shown[i] = true;
+                write_record(out, record, summary.offset, i == p.latest);
+            }
+        }
+        out.push_str("</div>\n");
     }
     if let Some(note) = summary.more_problems_note() {
         paragraph(out, "margin:0 0 10px;", &note);
-    }
-}
-
-/// One failure: its level and label, its detail, its facts and recent
-/// runs, then its newest record among up to `context` context records.
-fn write_problem(
-    out: &mut String,
-    summary: &Summary<'_>,
-    p: &Problem,
-    context: usize,
-    shown: &mut [bool],
-) {
-    let (_, _, edge) = tone(Some(p.level));
-    let open = format!(
-        "<div style=\"margin:0 0 14px;padding:0 0 0 10px;border-left:4px solid {edge}\">\n\
-         <p style=\"margin:0;font-weight:bold\">{} ",
-        label(p.level),
-    );
-    tag(out, &open, &p.label, "</p>\n");
-    if let Some(detail) = &p.detail {
-        paragraph(out, "margin:2px 0 0;", detail);
-    }
-    let style = format!("margin:2px 0 0;font-size:13px;color:{MUTED}");
-    paragraph(out, &style, &summary.problem_facts(p));
-    if let Some(recent) = &p.recent {
-        write_strip(out, recent);
-    }
-    for i in summary.context(p, context, shown) {
-        if let Some(record) = summary.records.get(i) {
-            shown[i] = true;
-            write_record(out, record, summary.offset, i == p.latest);
-        }
-    }
-    out.push_str("</div>\n");
-}
-
-/// With no failure, the newest records.
-fn write_latest(out: &mut String, summary: &Summary<'_>, shown: &mut [bool]) {
-    let start = summary.records.len().saturating_sub(LATEST_RECORDS);
-    if start == summary.records.len() {
-        return;
-    }
-    out.push_str("<p style=\"margin:4px 0 0;font-weight:bold\">Latest records</p>\n");
-    for (i, record) in summary.records.iter().enumerate().skip(start) {
-        shown[i] = true;
-        write_record(out, record, summary.offset, false);
     }
 }
 

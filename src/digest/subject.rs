@@ -21,7 +21,8 @@ const PLACEHOLDERS: [(&str, Value); 8] = [
     ("errors", |s| s.count(Level::ERROR).to_string()),
     ("warnings", |s| s.count(Level::WARN).to_string()),
     ("max_level", |s| {
-        s.max_level().map_or("", |l| l.as_str()).to_owned()
+        let max = s.records.iter().map(|r| r.level).min();
+        max.map_or("", |l| l.as_str()).to_owned()
     }),
     ("first", |s| subject_time(s, s.first())),
     ("last", |s| subject_time(s, s.last())),
@@ -110,19 +111,23 @@ fn fill(template: &str, summary: Option<&Summary<'_>>) -> Result<String, Error> 
 /// [`persisting`]), after a more severe failure if there is one.
 pub(crate) fn default_subject(summary: &Summary<'_>) -> String {
     let mut out = format!("[{}] ", summary.app);
-    if persisting(summary, &mut out) {
-        return out;
+    // Problems are sorted most severe first, then longest-running: a first
+    // one that does not persist is more severe than those that do, and
+    // named before them.
+    let first = summary.problems.first().filter(|p| p.runs.is_none());
+    if let Some(first) = first {
+        out.push_str(&(lead(first) + "; "));
     }
-    if let Some(top) = summary.problems.first() {
-        out.push_str(&(lead(top) + "; "));
+    if persisting(summary, first, &mut out) {
+        return out;
     }
     match counts(summary, &[], "") {
         none if none.is_empty() => out.push_str(&summary.record_count()),
         counted => out.push_str(&counted),
     }
-    if let Some(first) = summary.first() {
+    if let Some(since) = summary.first() {
         out.push_str(" since ");
-        out.push_str(&show_time(first, summary.offset, DAY_CLOCK));
+        out.push_str(&show_time(since, summary.offset, DAY_CLOCK));
     }
     out
 }
@@ -151,11 +156,12 @@ const LABEL_MAX: usize = 60;
 /// counted (`and 3 more`).
 const NAMED_MAX: usize = 3;
 
-/// Writes the failures seen run after run, if there are any, and returns
+/// Writes the failures seen run after run (after the `first` failure, one
+/// that does not persist, already named), if there are any, and returns
 /// whether it did: `feed "Radio Café" failing for 5 runs; 3 other warnings`,
 /// `url "…/a.json" and url "…/b.json" failing for 3 runs`, `url "…/a.json",
 /// url "…/b.json" and 3 more failing for 3 to 5 runs; 1 other error`.
-fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
+fn persisting(summary: &Summary<'_>, first: Option<&Problem>, out: &mut String) -> bool {
     let failing: Vec<&Problem> = summary
         .problems
         .iter()
@@ -165,13 +171,6 @@ fn persisting(summary: &Summary<'_>, out: &mut String) -> bool {
     let (Some(fewest), Some(most)) = (runs.clone().min(), runs.max()) else {
         return false;
     };
-    // Problems are sorted most severe first, then longest-running: a first
-    // one that does not persist is more severe than those that do, and
-    // named before them.
-    let first = summary.problems.first().filter(|p| p.runs.is_none());
-    if let Some(first) = first {
-        out.push_str(&(lead(first) + "; "));
-    }
     let named: Vec<&Problem> = failing.iter().copied().chain(first).collect();
     let counted = counts(summary, &named, "other ");
     let runs = match fewest == most {
@@ -497,7 +496,6 @@ mod tests {
                     level,
                     count,
                     first: rs[0].timestamp,
-                    last: rs[0].timestamp,
                     runs: Some(runs),
                     recent: None,
                     since: rs[0].timestamp,

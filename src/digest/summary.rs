@@ -15,9 +15,7 @@ use tracing::Level;
 
 use crate::capture::record::{LINE_TIME, Record, show_time};
 use crate::say::{cut, plural};
-use crate::store::history::{
-    Fingerprint, History, Resolved, STRIP_RUNS, field_value, fingerprint_of,
-};
+use crate::store::history::{History, Resolved, STRIP_RUNS, field_value, fingerprint_of};
 
 /// One kind of failure in an email, for the summary at its top.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +25,6 @@ pub(crate) struct Problem {
     /// Its records in this email.
     pub(crate) count: usize,
     pub(crate) first: OffsetDateTime,
-    pub(crate) last: OffsetDateTime,
     /// Consecutive runs that saw it, when more than one.
     pub(crate) runs: Option<u64>,
     /// Which of the last runs saw it, oldest first (see
@@ -38,7 +35,8 @@ pub(crate) struct Problem {
     pub(crate) since: OffsetDateTime,
     /// What its newest record says went wrong (see [`detail_of`]).
     pub(crate) detail: Option<String>,
-    /// Where its newest record is among the email's records.
+    /// Where its newest record (the last time it was seen) is among the
+    /// email's records.
     pub(crate) latest: usize,
     /// Labelled by `fingerprint_fields` (`feed "Radio Café"`), not by its
     /// message.
@@ -77,45 +75,35 @@ pub(crate) fn problems(
         }
         let fp = fingerprint_of(r, fields);
         let Some((_, p)) = by_key.iter_mut().find(|(k, _)| *k == fp.key) else {
-            by_key.push((fp.key.clone(), new_problem(r, i, &fp, history, fields)));
+            // First seen here: since its streak began, if it persists.
+            let streak = history.streaks.get(&fp.key).filter(|s| s.runs > 1);
+            let recent = history.recent_runs(&fp.key, STRIP_RUNS);
+            let problem = Problem {
+                label: fp.label.clone(),
+                level: r.level,
+                count: 1,
+                first: r.timestamp,
+                runs: streak.map(|s| s.runs),
+                recent: recent.filter(|recent| recent.len() > 1),
+                since: streak.map_or(r.timestamp, |s| s.since.min(r.timestamp)),
+                detail: detail_of(r, &fp.label),
+                latest: i,
+                by_field: fields.iter().any(|f| field_value(r, f).is_some()),
+            };
+            by_key.push((fp.key.clone(), problem));
             continue;
         };
         p.count += 1;
         p.first = p.first.min(r.timestamp);
         p.since = p.since.min(r.timestamp);
-        if r.timestamp >= p.last {
-            (p.last, p.latest, p.detail) = (r.timestamp, i, detail_of(r, &p.label));
+        if r.timestamp >= records[p.latest].timestamp {
+            (p.latest, p.detail) = (i, detail_of(r, &p.label));
         }
         p.level = p.level.min(r.level);
     }
     let mut out: Vec<Problem> = by_key.into_iter().map(|(_, p)| p).collect();
     out.sort_by_key(|p| (p.level, Reverse((p.runs.unwrap_or(1), p.count)), p.first));
     out
-}
-
-/// The problem of `fp` as first seen in `record`, the `i`th of the email.
-fn new_problem(
-    record: &Record,
-    i: usize,
-    fp: &Fingerprint,
-    history: &History,
-    fields: &[String],
-) -> Problem {
-    let streak = history.streaks.get(&fp.key).filter(|s| s.runs > 1);
-    let recent = history.recent_runs(&fp.key, STRIP_RUNS);
-    Problem {
-        label: fp.label.clone(),
-        level: record.level,
-        count: 1,
-        first: record.timestamp,
-        last: record.timestamp,
-        runs: streak.map(|s| s.runs),
-        recent: recent.filter(|recent| recent.len() > 1),
-        since: streak.map_or(record.timestamp, |s| s.since.min(record.timestamp)),
-        detail: detail_of(record, &fp.label),
-        latest: i,
-        by_field: fields.iter().any(|f| field_value(record, f).is_some()),
-    }
 }
 
 /// Most kinds of failure (and of failures over) listed in a digest.
@@ -197,10 +185,9 @@ const LATE_ERROR_MAX: usize = 300;
 impl<'a> Summary<'a> {
     /// ` on web-3`, or nothing when the host is not known.
     fn on_host(&self) -> String {
-        if self.host.is_empty() {
-            String::new()
-        } else {
-            format!(" on {}", self.host)
+        match self.host {
+            "" => String::new(),
+            host => format!(" on {host}"),
         }
     }
 
@@ -222,7 +209,7 @@ impl<'a> Summary<'a> {
         let Some(p) = self.problems.first() else {
             return format!("{}{on}: {}", self.app, self.record_count());
         };
-        let since = self.short_time(p.since, self.last().unwrap_or(p.last));
+        let since = self.short_time(p.since, self.last().unwrap_or(p.since));
         let (label, level, count) = (&p.label, p.level, p.count);
         match (p.runs, p.by_field) {
             (Some(runs), true) => {
@@ -348,7 +335,8 @@ impl<'a> Summary<'a> {
     /// What the digest knows of a problem: `5 records, 2026-11-20 08:00:00
     /// to 12:00:00, in each of the last 5 runs`.
     pub(crate) fn problem_facts(&self, p: &Problem) -> String {
-        let when = between(p.first, p.last, self.offset, "");
+        let last = self.records.get(p.latest).map_or(p.first, |r| r.timestamp);
+        let when = between(p.first, last, self.offset, "");
         let runs = p
             .runs
             .map(|runs| format!(", in each of the last {runs} runs"));
@@ -381,11 +369,6 @@ impl<'a> Summary<'a> {
     /// How many records are at exactly `level`.
     pub(crate) fn count(&self, level: Level) -> usize {
         self.records.iter().filter(|r| r.level == level).count()
-    }
-
-    /// The most severe level present (the least in tracing's order).
-    pub(crate) fn max_level(&self) -> Option<Level> {
-        self.records.iter().map(|r| r.level).min()
     }
 
     /// The oldest record's time.
