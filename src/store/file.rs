@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, create_regular, file_id, io_error, not_a_file, refuse, resolve_links, with_suffix,
+    check_regular, create_dir, create_regular, file_id, io_error, resolve_links, with_suffix,
 };
 use crate::store::journal_file::{journal_path, say_unreadable};
 use crate::store::kept::{Loaded, Stamp, refresh, replay_past};
@@ -73,7 +73,12 @@ impl StateStore {
 
     pub(crate) fn lock(&self) -> Result<StateLock, Error> {
         let target = self.target();
-        self.refuse_other_than_a_file(&target)?;
+        // Before anything is created beside it; a link is named too.
+        let named = |e: Error| match target == self.path {
+            true => e,
+            false => e.context(|e| format!("{e} ({} is a link to it)", self.path.display())),
+        };
+        check_regular(&target, "state file").map_err(named)?;
         create_dir(&target)?;
         let lock_path = with_suffix(&target, ".lock");
         let file = create_regular(&lock_path, "lock file", false)?;
@@ -82,22 +87,6 @@ impl StateStore {
             _file: file,
             target,
         })
-    }
-
-    /// Before anything is created beside it.
-    fn refuse_other_than_a_file(&self, target: &Path) -> Result<(), Error> {
-        let Some(kind) = fs::metadata(target)
-            .ok()
-            .and_then(|meta| not_a_file(meta.file_type()))
-        else {
-            return Ok(());
-        };
-        let named = if target == self.path {
-            target.display().to_string()
-        } else {
-            format!("{} (a link to {})", self.path.display(), target.display())
-        };
-        Err(refuse("state file", Path::new(&named), kind))
     }
 
     fn wait_for_lock(&self, file: &File, lock_path: &Path) -> Result<(), Error> {
