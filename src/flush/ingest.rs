@@ -25,8 +25,8 @@ impl Flusher {
         now: Option<OffsetDateTime>,
         commit: &mut Commit,
     ) -> Result<(u64, Option<Tally>), Outcome> {
-        let cached = self.cache.files.kept.take();
-        let clamped_at = self.cache.files.clamped_at.take();
+        let cached = self.cache.files.take();
+        let clamped_at = self.cache.clamped_at.take();
         let tally = self.cache.tally.take();
         let loaded = self.store.load_cached(lock, cached);
         let loaded = loaded.map_err(|error| taken.give_back(error))?;

@@ -348,7 +348,7 @@ impl Case {
     /// the dropped count), within `max_pending`, and its tally counts them.
     fn kept_is_on_disk(&self, p: usize) {
         let flusher = lock(&self.procs[p].guard.flusher);
-        let Some((kept, _)) = &flusher.cache.files.kept else {
+        let Some((kept, _)) = &flusher.cache.files else {
             return;
         };
         let (state, _) = match self.store().peek() {

@@ -9,8 +9,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use time::OffsetDateTime;
-
 use crate::error::Error;
 use crate::store::fs::{FileId, file_id, io_error, open_regular};
 use crate::store::journal::{Replayed, replay};
@@ -51,13 +49,6 @@ impl Stamp {
             journal_file: 0,
         }
     }
-}
-
-#[derive(Default)]
-pub(crate) struct Cache {
-    pub(crate) kept: Option<(State, Stamp)>,
-    /// None of its records lies after it (see [`State::clamp_future_from`]).
-    pub(crate) clamped_at: Option<OffsetDateTime>,
 }
 
 /// `None` when the files must be read whole. The same snapshot file and
