@@ -230,13 +230,11 @@ impl Flusher {
             if with_resolved {
                 state.history.resolved.clear();
             }
-            let reported: Vec<_> = state.pending[..sent]
-                .iter()
-                .filter_map(|r| self.policy.failure_of(r))
-                .collect();
-            state
-                .history
-                .reported(reported.iter().map(|fp| fp.key.as_str()), now);
+            for record in &state.pending[..sent] {
+                if let Some(fp) = self.policy.failure_of(record) {
+                    state.history.reported([fp.key.as_str()], now);
+                }
+            }
             self.took(state, sent, now);
         }
         let done = Outcome::Sent {
