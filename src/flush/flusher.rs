@@ -103,7 +103,7 @@ impl Flusher {
             && self.alerts_due.is_none()
             && self.store.path().is_file()
             && let Ok(lock) = self.store.lock()
-            && let Ok(loaded) = self.store.load(&lock)
+            && let Ok(loaded) = self.store.load(&lock, None)
         {
             self.note_firing(&loaded.state);
         }
@@ -385,7 +385,7 @@ mod tests {
     fn loaded(dir: &std::path::Path) -> crate::store::state::State {
         let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
-        let mut state = store.load(&lock).unwrap().state;
+        let mut state = store.load(&lock, None).unwrap().state;
         state.generation = 0;
         state
     }
@@ -496,7 +496,7 @@ mod tests {
         drop(flusher);
         let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
-        assert_eq!(store.load(&lock).unwrap().state, kept);
+        assert_eq!(store.load(&lock, None).unwrap().state, kept);
         assert_eq!(kept.pending.len(), 7);
     }
 
@@ -523,7 +523,7 @@ mod tests {
         drop(flusher);
         let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
-        assert_eq!(store.load(&lock).unwrap().state, kept);
+        assert_eq!(store.load(&lock, None).unwrap().state, kept);
         assert_eq!(messages(&kept.pending), ["#0", "#1", "#2", "#3", "#4"]);
     }
 

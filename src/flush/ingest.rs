@@ -28,7 +28,7 @@ impl Flusher {
         let cached = self.cache.files.take();
         let clamped_at = self.cache.clamped_at.take();
         let tally = self.cache.tally.take();
-        let loaded = self.store.load_cached(lock, cached);
+        let loaded = self.store.load(lock, cached);
         let loaded = loaded.map_err(|error| taken.give_back(error))?;
         commit.stamp = Some(loaded.stamp);
         taken.merge_into(loaded.state);

@@ -443,7 +443,7 @@ impl Case {
         }
         let store = self.store();
         let lock = store.lock().unwrap();
-        let loaded = store.load(&lock).unwrap();
+        let loaded = store.load(&lock, None).unwrap();
         let end = loaded.stamp.journal_good;
         let mut bytes = if end == 0 {
             header(loaded.state.generation)
@@ -566,7 +566,7 @@ impl Case {
         let lock = store.lock().unwrap();
         let journal = journal_path(&self.path());
         let old = std::fs::read(&journal).ok();
-        let loaded = store.load(&lock).unwrap();
+        let loaded = store.load(&lock, None).unwrap();
         store.save(&lock, &loaded.state).unwrap();
         if let Some(old) = old {
             std::fs::write(&journal, old).unwrap();
