@@ -325,7 +325,7 @@ impl StateFile {
 
     fn clear_with(&self, all: bool) -> Result<Cleared, Error> {
         let lock = self.store.lock()?;
-        let loaded = self.store.load(&lock)?;
+        let loaded = self.store.load(&lock, None)?;
         let mut state = loaded.state;
         let cleared = Cleared {
             records: state.pending.len(),

@@ -16,7 +16,7 @@ impl Flusher {
     pub(crate) fn send_pending(mut self) -> Result<Outcome, Error> {
         transport_of(&self)?;
         let lock = self.store.lock()?;
-        let loaded = self.store.load(&lock)?;
+        let loaded = self.store.load(&lock, None)?;
         let (mut state, mut commit) = (loaded.state, Commit::default());
         // What the load repaired (a corrupt snapshot moved aside and what
         // could be read of it, parked files merged) is stored before

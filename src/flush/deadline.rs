@@ -33,10 +33,6 @@ impl Outstanding {
             }
         }
     }
-
-    fn abandoned(&self, done: mpsc::Receiver<()>) {
-        *lock(&self.0) = Some(done);
-    }
 }
 
 /// A slow server (lettre's timeout is per read) or a panicking transport cannot
@@ -73,7 +69,8 @@ pub(crate) fn send_before<T: Send + 'static>(
         }),
         Ok(Err(panicked)) => Err(panicked),
         Err(RecvTimeoutError::Timeout) => {
-            outstanding.abandoned(done);
+            // The next send waits for it (see `over_by`).
+            *lock(&outstanding.0) = Some(done);
             failed(LATE)
         }
         Err(RecvTimeoutError::Disconnected) => {

@@ -21,6 +21,10 @@ use crate::flush::taken::Commit;
 use crate::policy::{Decision, Phase, Recovery};
 use crate::store::file::StateLock;
 use crate::store::state::State;
+use crate::transport::{BoxError, Email, Transport};
+
+/// How a digest or notice goes, for [`send_before`].
+const SEND: fn(&dyn Transport, &Email) -> Result<(), BoxError> = <dyn Transport>::send;
 
 impl Flusher {
     /// Posts the alerts, then the digest or recovery notice, within one send
@@ -108,11 +112,8 @@ impl Flusher {
             return Outcome::Nothing;
         };
         let email = self.composer.compose_recovery(&state.history.resolved);
-        let sent = email.and_then(|email| {
-            send_before(transport, &self.outstanding, email, deadline, |t, e| {
-                t.send(e)
-            })
-        });
+        let send = |email| send_before(transport, &self.outstanding, email, deadline, SEND);
+        let sent = email.and_then(send);
         let failed = sent.is_err();
         if !failed {
             state.history.resolved.clear();
@@ -182,11 +183,7 @@ impl Flusher {
         let Some(transport) = &self.transport else {
             return (0, 0, None);
         };
-        let send = |email| {
-            send_before(transport, &self.outstanding, email, deadline, |t, e| {
-                t.send(e)
-            })
-        };
+        let send = |email| send_before(transport, &self.outstanding, email, deadline, SEND);
         let (mut sent, mut emails) = (0, 0);
         let late = state.last_error.as_deref();
         let late = late.map(|error| (error, state.last_error_at));
@@ -233,13 +230,11 @@ impl Flusher {
             if with_resolved {
                 state.history.resolved.clear();
             }
-            let reported: Vec<_> = state.pending[..sent]
-                .iter()
-                .filter_map(|r| self.policy.failure_of(r))
-                .collect();
-            state
-                .history
-                .reported(reported.iter().map(|fp| fp.key.as_str()), now);
+            for record in &state.pending[..sent] {
+                if let Some(fp) = self.policy.failure_of(record) {
+                    state.history.reported([fp.key.as_str()], now);
+                }
+            }
             self.took(state, sent, now);
         }
         let done = Outcome::Sent {

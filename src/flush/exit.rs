@@ -121,12 +121,10 @@ fn store(layer: &Live) {
 fn lock_within(flusher: &Mutex<Flusher>) -> Option<MutexGuard<'_, Flusher>> {
     let until = Instant::now() + WAIT;
     loop {
-        if let Some(guard) = try_lock(flusher) {
-            return Some(guard);
+        match try_lock(flusher) {
+            Some(guard) => return Some(guard),
+            None if Instant::now() >= until => return None,
+            None => std::thread::sleep(Duration::from_millis(5)),
         }
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -29,7 +29,7 @@ use crate::flush::outcome::Outcome;
 use crate::flush::taken::{Commit, Taken};
 use crate::policy::{Phase, Policy, Tally};
 use crate::store::file::{StateLock, StateStore};
-use crate::store::kept::Cache;
+use crate::store::kept::Stamp;
 use crate::store::state::State;
 use crate::transport::Transport;
 
@@ -61,7 +61,10 @@ pub(crate) struct Flusher {
 
 #[derive(Default)]
 pub(crate) struct Kept {
-    pub(crate) files: Cache,
+    /// The state as last read or written, with the stamp of its files.
+    pub(crate) files: Option<(State, Stamp)>,
+    /// None of its records lies after it (see [`State::clamp_future_from`]).
+    pub(crate) clamped_at: Option<OffsetDateTime>,
     /// Of the first [`Tally::len`] pending records: a later flush adds only the new ones.
     pub(crate) tally: Option<Tally>,
 }
@@ -100,7 +103,7 @@ impl Flusher {
             && self.alerts_due.is_none()
             && self.store.path().is_file()
             && let Ok(lock) = self.store.lock()
-            && let Ok(loaded) = self.store.load(&lock)
+            && let Ok(loaded) = self.store.load(&lock, None)
         {
             self.note_firing(&loaded.state);
         }
@@ -152,8 +155,8 @@ impl Flusher {
             && taken.count == 0
             && taken.dropped == 0
         {
-            self.cache.files.kept = Some((std::mem::take(&mut taken.state), stamp));
-            self.cache.files.clamped_at = commit.clamped_at;
+            self.cache.files = Some((std::mem::take(&mut taken.state), stamp));
+            self.cache.clamped_at = commit.clamped_at;
         } else {
             self.cache.tally = None;
         }
@@ -282,7 +285,7 @@ mod tests {
     fn rewrite(guard: &crate::FlushGuard) {
         let mut flusher = lock(&guard.flusher);
         let store = flusher.store.clone();
-        let kept = flusher.cache.files.kept.as_mut();
+        let kept = flusher.cache.files.as_mut();
         let (state, stamp) = kept.expect("a flush that stored its state");
         *stamp = store.save(&store.lock().unwrap(), state).unwrap();
         state.generation = stamp.generation;
@@ -382,7 +385,7 @@ mod tests {
     fn loaded(dir: &std::path::Path) -> crate::store::state::State {
         let store = StateStore::new(dir.join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
-        let mut state = store.load(&lock).unwrap().state;
+        let mut state = store.load(&lock, None).unwrap().state;
         state.generation = 0;
         state
     }
@@ -468,7 +471,7 @@ mod tests {
             r
         };
         let streak = |flusher: &Flusher| {
-            let state = &flusher.cache.files.kept.as_ref().unwrap().0;
+            let state = &flusher.cache.files.as_ref().unwrap().0;
             let runs = state.history.streaks.values().map(|s| s.runs).max();
             (state.history.runs, runs)
         };
@@ -489,11 +492,11 @@ mod tests {
         guard.shared.buffer.push(failing());
         flusher.end_period(&guard.shared.buffer);
         assert_eq!(streak(&flusher), (5, Some(1)));
-        let kept = flusher.cache.files.kept.as_ref().unwrap().0.clone();
+        let kept = flusher.cache.files.as_ref().unwrap().0.clone();
         drop(flusher);
         let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
-        assert_eq!(store.load(&lock).unwrap().state, kept);
+        assert_eq!(store.load(&lock, None).unwrap().state, kept);
         assert_eq!(kept.pending.len(), 7);
     }
 
@@ -511,7 +514,7 @@ mod tests {
             assert!(matches!(guard.flush(), Outcome::Held { pending, .. } if pending == i + 1));
         }
         let flusher = lock(&one.flusher);
-        let kept = flusher.cache.files.kept.as_ref().unwrap().0.clone();
+        let kept = flusher.cache.files.as_ref().unwrap().0.clone();
         // The policy's running figures, fed only the new records at each
         // flush, are those of the whole state.
         let mut fresh = Tally::default();
@@ -520,7 +523,7 @@ mod tests {
         drop(flusher);
         let store = StateStore::new(dir.path().join("state.json"), Duration::from_secs(5));
         let lock = store.lock().unwrap();
-        assert_eq!(store.load(&lock).unwrap().state, kept);
+        assert_eq!(store.load(&lock, None).unwrap().state, kept);
         assert_eq!(messages(&kept.pending), ["#0", "#1", "#2", "#3", "#4"]);
     }
 
@@ -549,13 +552,13 @@ mod tests {
             }
             assert!(matches!(guard.flush(), Outcome::Held { .. }));
             let flusher = lock(&guard.flusher);
-            let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+            let kept = &flusher.cache.files.as_ref().unwrap().0;
             let mut fresh = Tally::default();
             fresh.extend(&flusher.policy, &kept.pending);
             assert_eq!(flusher.cache.tally.as_ref(), Some(&fresh), "after #{i}");
         }
         let flusher = lock(&one.flusher);
-        let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+        let kept = &flusher.cache.files.as_ref().unwrap().0;
         assert_eq!(messages(&kept.pending), ["#6", "#7", "#8"]);
     }
 
@@ -579,7 +582,7 @@ mod tests {
             .unwrap();
         let check = |pending: usize| {
             let flusher = lock(&guard.flusher);
-            let kept = &flusher.cache.files.kept.as_ref().unwrap().0;
+            let kept = &flusher.cache.files.as_ref().unwrap().0;
             assert_eq!(kept.pending.len(), pending);
             let mut fresh = Tally::default();
             fresh.extend(&flusher.policy, &kept.pending);

@@ -25,10 +25,10 @@ impl Flusher {
         now: Option<OffsetDateTime>,
         commit: &mut Commit,
     ) -> Result<(u64, Option<Tally>), Outcome> {
-        let cached = self.cache.files.kept.take();
-        let clamped_at = self.cache.files.clamped_at.take();
+        let cached = self.cache.files.take();
+        let clamped_at = self.cache.clamped_at.take();
         let tally = self.cache.tally.take();
-        let loaded = self.store.load_cached(lock, cached);
+        let loaded = self.store.load(lock, cached);
         let loaded = loaded.map_err(|error| taken.give_back(error))?;
         commit.stamp = Some(loaded.stamp);
         taken.merge_into(loaded.state);
@@ -91,12 +91,12 @@ impl Flusher {
     }
 
     fn trim(&self, state: &mut State, dropped: u64) -> usize {
-        state.dropped = state.dropped.saturating_add(dropped);
         let excess = state.pending.len().saturating_sub(self.max_pending);
-        if excess > 0 {
-            state.pending.drain(..excess);
-            state.dropped = state.dropped.saturating_add(excess as u64);
-        }
+        state.pending.drain(..excess);
+        state.dropped = state
+            .dropped
+            .saturating_add(dropped)
+            .saturating_add(excess as u64);
         excess
     }
 
@@ -108,11 +108,8 @@ impl Flusher {
             // runs in a row.
             let persisting = self.policy.consecutive_runs.unwrap_or(2);
             phase == Phase::Flush && state.history.end_run(run, persisting)
-        } else if !state.history.resolved.is_empty() {
-            state.history.resolved.clear();
-            true
         } else {
-            false
+            !std::mem::take(&mut state.history.resolved).is_empty()
         };
         commit.rewrite |= ended;
         ended
@@ -197,13 +194,13 @@ impl Flusher {
             return taken.give_back(busy);
         };
         taken.stored();
-        let path = path.display();
-        let saved = format!(
-            "this run's {count} records were saved to {path} and the next flush \
-                             merges them"
+        let error = format!(
+            "{busy}; this run's {count} records were saved to {} and the next flush merges them",
+            path.display()
         );
+        let error = Error::new(ErrorKind::Busy, error);
         Outcome::Failed {
-            error: Error::new(ErrorKind::Busy, format!("{busy}; {saved}")),
+            error,
             pending: count,
         }
     }

@@ -348,7 +348,7 @@ impl Case {
     /// the dropped count), within `max_pending`, and its tally counts them.
     fn kept_is_on_disk(&self, p: usize) {
         let flusher = lock(&self.procs[p].guard.flusher);
-        let Some((kept, _)) = &flusher.cache.files.kept else {
+        let Some((kept, _)) = &flusher.cache.files else {
             return;
         };
         let (state, _) = match self.store().peek() {
@@ -443,7 +443,7 @@ impl Case {
         }
         let store = self.store();
         let lock = store.lock().unwrap();
-        let loaded = store.load(&lock).unwrap();
+        let loaded = store.load(&lock, None).unwrap();
         let end = loaded.stamp.journal_good;
         let mut bytes = if end == 0 {
             header(loaded.state.generation)
@@ -566,7 +566,7 @@ impl Case {
         let lock = store.lock().unwrap();
         let journal = journal_path(&self.path());
         let old = std::fs::read(&journal).ok();
-        let loaded = store.load(&lock).unwrap();
+        let loaded = store.load(&lock, None).unwrap();
         store.save(&lock, &loaded.state).unwrap();
         if let Some(old) = old {
             std::fs::write(&journal, old).unwrap();

@@ -193,8 +193,7 @@ fn say_failed(outcome: &crate::flush::outcome::Outcome) {
 pub(crate) fn last_resort(buffer: &crate::capture::buffer::Buffer) {
     let left = buffer.drain();
     if !left.is_empty() {
-        let stderr = std::io::stderr();
-        let mut out = stderr.lock();
+        let mut out = std::io::stderr().lock();
         let _ = writeln!(
             out,
             "tracing-email: {} could not be stored; here they are as JSON lines:",

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::capture::record::Record;
 use crate::error::{Error, ErrorKind};
 use crate::store::fs::{
-    create_dir, create_regular, file_id, io_error, not_a_file, refuse, resolve_links, with_suffix,
+    check_regular, create_dir, create_regular, file_id, io_error, resolve_links, with_suffix,
 };
 use crate::store::journal_file::{journal_path, say_unreadable};
 use crate::store::kept::{Loaded, Stamp, refresh, replay_past};
@@ -73,7 +73,12 @@ impl StateStore {
 
     pub(crate) fn lock(&self) -> Result<StateLock, Error> {
         let target = self.target();
-        self.refuse_other_than_a_file(&target)?;
+        // Before anything is created beside it; a link is named too.
+        let named = |e: Error| match target == self.path {
+            true => e,
+            false => e.context(|e| format!("{e} ({} is a link to it)", self.path.display())),
+        };
+        check_regular(&target, "state file").map_err(named)?;
         create_dir(&target)?;
         let lock_path = with_suffix(&target, ".lock");
         let file = create_regular(&lock_path, "lock file", false)?;
@@ -82,22 +87,6 @@ impl StateStore {
             _file: file,
             target,
         })
-    }
-
-    /// Before anything is created beside it.
-    fn refuse_other_than_a_file(&self, target: &Path) -> Result<(), Error> {
-        let Some(kind) = fs::metadata(target)
-            .ok()
-            .and_then(|meta| not_a_file(meta.file_type()))
-        else {
-            return Ok(());
-        };
-        let named = if target == self.path {
-            target.display().to_string()
-        } else {
-            format!("{} (a link to {})", self.path.display(), target.display())
-        };
-        Err(refuse("state file", Path::new(&named), kind))
     }
 
     fn wait_for_lock(&self, file: &File, lock_path: &Path) -> Result<(), Error> {
@@ -150,14 +139,10 @@ impl StateStore {
 
     /// Parked files merged in. A missing file is an empty state; one that is not a
     /// state is moved aside with a warning (what reads is kept); a newer version's
-    /// file, or a path that is not a regular file, is an error, left alone.
-    pub(crate) fn load(&self, lock: &StateLock) -> Result<Loaded, Error> {
-        self.load_cached(lock, None)
-    }
-
-    /// Nothing is read if the files are as this process left them; only the
+    /// file, or a path that is not a regular file, is an error, left alone. With
+    /// `kept`, nothing is read if the files are as this process left them; only the
     /// appended part if just the journal grew.
-    pub(crate) fn load_cached(
+    pub(crate) fn load(
         &self,
         lock: &StateLock,
         kept: Option<(State, Stamp)>,
@@ -301,14 +286,14 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let lock = store.lock().unwrap();
-        let mut state = store.load(&lock).unwrap().state;
+        let mut state = store.load(&lock, None).unwrap().state;
         assert_eq!(state.version, VERSION);
         assert!(state.pending.is_empty());
         state.pending.push(record_at(Level::WARN));
         state.last_error = Some("refused".into());
         state.generation = store.save(&lock, &state).unwrap().generation;
         assert_ne!(state.generation, 0);
-        assert_eq!(store.load(&lock).unwrap().state, state);
+        assert_eq!(store.load(&lock, None).unwrap().state, state);
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(store.path().parent().unwrap())
             .unwrap()
@@ -356,7 +341,7 @@ pub(crate) mod tests {
             let store = store(dir.path());
             let lock = store.lock().unwrap();
             fs::write(store.path(), bad).unwrap();
-            let state = store.load(&lock).unwrap().state;
+            let state = store.load(&lock, None).unwrap().state;
             assert!(state.pending.is_empty());
             assert!(!store.path().exists());
             let aside: Vec<_> = fs::read_dir(store.path().parent().unwrap())
@@ -377,7 +362,7 @@ pub(crate) mod tests {
         let lock = store.lock().unwrap();
         let text = r#"{"version":4,"pending":[],"future":true}"#;
         fs::write(store.path(), text).unwrap();
-        let err = store.load(&lock).err().unwrap();
+        let err = store.load(&lock, None).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::State);
         assert!(err.to_string().contains("version 4"), "{err}");
         assert_eq!(fs::read_to_string(store.path()).unwrap(), text);
@@ -398,14 +383,14 @@ pub(crate) mod tests {
         let mut state = State::new();
         state.pending = vec![at(1, Level::INFO), at(3, Level::INFO)];
         store.save(&lock, &state).unwrap();
-        let loaded = store.load(&lock).unwrap();
+        let loaded = store.load(&lock, None).unwrap();
         let levels: Vec<Level> = loaded.state.pending.iter().map(|r| r.level).collect();
         assert_eq!(levels, [Level::INFO, Level::WARN, Level::INFO]);
         assert_eq!(loaded.state.dropped, 3);
         assert_eq!(loaded.parked, std::slice::from_ref(&parked));
         store.remove_parked(&loaded.parked);
         assert!(!parked.exists());
-        assert_eq!(store.load(&lock).unwrap().state.pending.len(), 2);
+        assert_eq!(store.load(&lock, None).unwrap().state.pending.len(), 2);
     }
 
     #[test]
@@ -467,7 +452,7 @@ pub(crate) mod tests {
         let mut state = State::new();
         state.dropped = 3;
         store.save(&lock, &state).unwrap();
-        let loaded = store.load(&lock).unwrap().state;
+        let loaded = store.load(&lock, None).unwrap().state;
         assert_eq!((loaded.dropped, loaded.pending.len()), (u64::MAX, 2));
     }
 
@@ -623,7 +608,7 @@ pub(crate) mod tests {
         let fifo = with_suffix(store.path(), ".parked-20260101T000000Z-1.json");
         mkfifo(&fifo);
         let loaded = within_5s(move || {
-            let loaded = store.load(&lock).unwrap();
+            let loaded = store.load(&lock, None).unwrap();
             (loaded.state.pending.len(), loaded.parked.len())
         });
         assert_eq!(loaded, (1, 0));
@@ -645,7 +630,7 @@ pub(crate) mod tests {
         let store = StateStore::new(link.clone(), Duration::from_secs(5));
         // Dangling at first: the first save creates the target.
         let lock = store.lock().unwrap();
-        let mut state = store.load(&lock).unwrap().state;
+        let mut state = store.load(&lock, None).unwrap().state;
         state.pending.push(record_at(Level::WARN));
         state.generation = store.save(&lock, &state).unwrap().generation;
         drop(lock);
@@ -675,7 +660,7 @@ pub(crate) mod tests {
                 .file_type()
                 .is_symlink()
         );
-        assert!(store.load(&lock).unwrap().state.pending.is_empty());
+        assert!(store.load(&lock, None).unwrap().state.pending.is_empty());
         assert_eq!(fs::read_dir(&mine).unwrap().count(), 1, "only the link");
     }
 
@@ -693,7 +678,7 @@ pub(crate) mod tests {
         let flushing = store.clone();
         let err = within_5s(move || {
             let lock = flushing.lock().unwrap();
-            flushing.load(&lock).err().unwrap()
+            flushing.load(&lock, None).err().unwrap()
         });
         assert!(err.to_string().contains("the journal"), "{err}");
         assert!(err.to_string().contains("FIFO"), "{err}");
@@ -735,14 +720,14 @@ pub(crate) mod tests {
             "appended, not rewritten"
         );
         let _ = append(&store, &mut state, stamp, Level::INFO);
-        let full = store.load(&lock).unwrap();
+        let full = store.load(&lock, None).unwrap();
         assert_eq!(full.state.pending, state.pending);
         assert_eq!(full.state.dropped, 2);
         // Observed at WARN: the ERROR record makes a streak, the INFO one not.
         assert_eq!(full.state.history.streaks.len(), 1);
         let state = full.state.clone();
         // The kept state (before both appends) is brought up to date.
-        let refreshed = store.load_cached(&lock, Some(kept)).unwrap();
+        let refreshed = store.load(&lock, Some(kept)).unwrap();
         assert_eq!(refreshed.state, state);
         assert_eq!(refreshed.stamp, full.stamp);
     }
@@ -768,7 +753,7 @@ pub(crate) mod tests {
         };
         let mut other = state.clone();
         other.pending.clear();
-        let loaded = store.load_cached(&lock, Some((other, stale))).unwrap();
+        let loaded = store.load(&lock, Some((other, stale))).unwrap();
         assert_eq!(loaded.state.pending.len(), 100);
     }
 
@@ -789,7 +774,7 @@ pub(crate) mod tests {
         let bad = serde_json::to_vec(&value).unwrap();
         fs::write(store.path(), &bad).unwrap();
 
-        let state = store.load(&lock).unwrap().state;
+        let state = store.load(&lock, None).unwrap().state;
         let levels: Vec<Level> = state.pending.iter().map(|r| r.level).collect();
         assert_eq!(levels, [Level::WARN, Level::ERROR]);
         assert_eq!(state.dropped, 4);

@@ -68,7 +68,7 @@ pub(super) fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-pub(super) fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
+fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
     #[cfg(unix)]
     use std::os::unix::fs::FileTypeExt;
     let kinds = [
@@ -89,7 +89,7 @@ pub(super) fn not_a_file(file_type: fs::FileType) -> Option<&'static str> {
     })
 }
 
-pub(super) fn refuse(what: &str, path: &Path, kind: &str) -> Error {
+fn refuse(what: &str, path: &Path, kind: &str) -> Error {
     Error::new(
         ErrorKind::State,
         format!(

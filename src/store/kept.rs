@@ -9,8 +9,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use time::OffsetDateTime;
-
 use crate::error::Error;
 use crate::store::fs::{FileId, file_id, io_error, open_regular};
 use crate::store::journal::{Replayed, replay};
@@ -51,13 +49,6 @@ impl Stamp {
             journal_file: 0,
         }
     }
-}
-
-#[derive(Default)]
-pub(crate) struct Cache {
-    pub(crate) kept: Option<(State, Stamp)>,
-    /// None of its records lies after it (see [`State::clamp_future_from`]).
-    pub(crate) clamped_at: Option<OffsetDateTime>,
 }
 
 /// `None` when the files must be read whole. The same snapshot file and
@@ -167,7 +158,7 @@ mod tests {
 
     /// Commits `records` as a process that reads the state afresh.
     fn commit_fresh(store: &StateStore, lock: &StateLock, records: &[Record]) -> Stamp {
-        let loaded = store.load(lock).unwrap();
+        let loaded = store.load(lock, None).unwrap();
         let mut state = loaded.state;
         state.pending.extend_from_slice(records);
         let stamp = store
@@ -198,7 +189,7 @@ mod tests {
         file.write_all(&torn).unwrap();
         drop(file);
         // A reads (and sees the torn tail), keeps its view, writes nothing.
-        let a_view = store.load(&lock).unwrap();
+        let a_view = store.load(&lock, None).unwrap();
         assert_eq!(a_view.state.pending.len(), 2);
         let kept = (a_view.state, a_view.stamp);
         // B appends over the torn tail: the journal is as long as before.
@@ -206,7 +197,7 @@ mod tests {
         commit_fresh(&store, &lock, &b);
         assert_eq!(fs::metadata(&journal).unwrap().len(), before);
         // A's next flush starts from its kept view and appends.
-        let loaded = store.load_cached(&lock, Some(kept)).unwrap();
+        let loaded = store.load(&lock, Some(kept)).unwrap();
         let a = [named("stored by A")];
         let mut state = loaded.state;
         state.pending.extend_from_slice(&a);
@@ -214,7 +205,7 @@ mod tests {
             .commit(&lock, &state, loaded.stamp, &append(&a), false)
             .unwrap();
         let messages: Vec<String> = store
-            .load(&lock)
+            .load(&lock, None)
             .unwrap()
             .state
             .pending

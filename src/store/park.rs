@@ -121,17 +121,17 @@ mod tests {
     fn a_kill_between_the_save_and_the_removal_does_not_merge_twice() {
         let (_dir, store) = parked_store();
         let lock = store.lock().unwrap();
-        let loaded = store.load(&lock).unwrap();
+        let loaded = store.load(&lock, None).unwrap();
         assert_eq!(loaded.parked.len(), 1);
         store.save(&lock, &loaded.state).unwrap();
         // Killed here: `remove_parked` never ran, the file is still there.
         assert_eq!(parked_files(store.path()).len(), 1);
         for kept in [None, Some(loaded.stamp)] {
             let loaded = match kept {
-                None => store.load(&lock).unwrap(),
+                None => store.load(&lock, None).unwrap(),
                 // A view kept in memory (the stamp is stale: read whole).
                 Some(stamp) => store
-                    .load_cached(&lock, Some((loaded.state.clone(), stamp)))
+                    .load(&lock, Some((loaded.state.clone(), stamp)))
                     .unwrap(),
             };
             assert_eq!(messages(&loaded.state), ["stored", "parked", "parked"]);
@@ -147,7 +147,7 @@ mod tests {
         let (_dir, store) = parked_store();
         let file = crate::inspect::StateFile::open(store.path());
         let lock = store.lock().unwrap();
-        let loaded = store.load(&lock).unwrap();
+        let loaded = store.load(&lock, None).unwrap();
         let mut state = loaded.state;
         state.pending.clear();
         store.save(&lock, &state).unwrap();
@@ -155,6 +155,6 @@ mod tests {
         // Killed before the removal: the next look finds nothing pending.
         assert_eq!(file.snapshot().unwrap().pending.len(), 0);
         let lock = store.lock().unwrap();
-        assert!(store.load(&lock).unwrap().state.pending.is_empty());
+        assert!(store.load(&lock, None).unwrap().state.pending.is_empty());
     }
 }

@@ -160,13 +160,8 @@ fn move_aside(path: &Path) -> Result<PathBuf, Error> {
     // Only a regular file is ever renamed (the caller read it as one; this
     // checks once more).
     check_regular(path, "state file")?;
-    fs::rename(path, &aside).map_err(|e| {
-        let message = format!(
-            "the state file {} is unreadable and could not be moved aside",
-            path.display()
-        );
-        Error::with_source(ErrorKind::State, message, e)
-    })?;
+    fs::rename(path, &aside)
+        .map_err(|e| io_error("move aside", "unreadable state file", path, e))?;
     Ok(aside)
 }
 
